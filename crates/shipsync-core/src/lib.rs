@@ -1,0 +1,9 @@
+//! The shipsync domain, free of I/O: what a warehouse shipment *is* once
+//! normalised, and the rules that turn shipments into store fulfillments.
+
+pub mod ledger;
+pub mod shipment;
+
+pub use shipment::{
+    KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus,
+};
