@@ -1,8 +1,10 @@
 //! The shipsync domain, free of I/O: what a warehouse shipment *is* once
 //! normalised, and the rules that turn shipments into store fulfillments.
 
+pub mod fulfillment;
 pub mod ledger;
 pub mod shipment;
+pub mod tracking;
 
 pub use shipment::{
     KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus,

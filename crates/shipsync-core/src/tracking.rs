@@ -1,0 +1,41 @@
+//! Merging tracking numbers of one store fulfillment. Pure.
+//!
+//! A list is `(package key, tracking number)` pairs in the order the store
+//! should show them. Rules (`docs/kits-and-partials.md`):
+//!
+//! - A package (same container number / LPN) that comes back with a new
+//!   number replaces its old number, in place.
+//! - Numbers of packages not in `incoming` stay.
+//! - New packages are appended, in incoming order.
+//! - No number appears twice: the first occurrence is kept (so a number moved
+//!   from one package to another is listed once, at its first place).
+//! - Empty (blank) incoming numbers are ignored: a package that lost its
+//!   number keeps the one the store has. Numbers are otherwise kept verbatim.
+//! - If `incoming` names a package twice, the last number wins.
+
+/// Merges `incoming` package numbers into `existing` ones.
+pub fn merge(existing: &[(String, String)], incoming: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = existing.to_vec();
+    for (key, number) in incoming {
+        if number.trim().is_empty() {
+            continue;
+        }
+        match out.iter_mut().find(|(k, _)| k == key) {
+            Some(e) => e.1 = number.clone(),
+            None => out.push((key.clone(), number.clone())),
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|(_, n)| seen.insert(n.clone()));
+    out
+}
+
+/// The numbers of a list, in order, without duplicates or blanks.
+pub fn numbers(list: &[(String, String)]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    list.iter()
+        .filter(|(_, n)| !n.trim().is_empty())
+        .filter(|(_, n)| seen.insert(n.clone()))
+        .map(|(_, n)| n.clone())
+        .collect()
+}
