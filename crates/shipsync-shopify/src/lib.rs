@@ -1,1 +1,24 @@
+//! Shopify Admin GraphQL client for shipsync: reads orders with their
+//! fulfillment orders and fulfillments, creates fulfillments, updates
+//! tracking — with every document in [`operations`] checked against Shopify's
+//! real schema, and a per-store cost budget driven by `throttleStatus`.
+//!
+//! Errors are classified by what the caller must do next (see
+//! [`ShopifyError`]); a mutation whose answer was lost is
+//! [`ShopifyError::UnknownOutcome`], never a plain retryable error.
 
+mod client;
+mod error;
+mod model;
+pub mod operations;
+mod throttle;
+mod transport;
+mod wire;
+
+pub use client::{ShopifyClient, Timeouts};
+pub use error::ShopifyError;
+pub use model::{
+    CreatedFulfillment, FulfillmentRequest, StoreFulfillment, StoreFulfillmentOrder,
+    StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreTracking, Tracking,
+};
+pub use throttle::{QueryCost, ThrottleStatus};

@@ -1,0 +1,604 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::error::ShopifyError;
+use crate::model::{
+    CreatedFulfillment, FulfillmentRequest, StoreFulfillment, StoreFulfillmentOrder,
+    StoreFulfillmentOrderLineItem, StoreOrder, Tracking,
+};
+use crate::operations as ops;
+use crate::throttle::Budget;
+use crate::transport::Kind;
+use crate::wire;
+
+/// Guards against a server that always says "next page".
+const MAX_PAGES: usize = 200;
+
+/// Time limits for every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Whole call: connect, send, answer (default 15 s).
+    pub total: Duration,
+    /// TCP + TLS connect; applied by [`ShopifyClient::http_client`] (default 5 s).
+    pub connect: Duration,
+    /// Longest the client sleeps for the cost budget before sending; beyond
+    /// it the call returns `Throttled` at once so a worker is not held
+    /// (default 10 s).
+    pub max_budget_wait: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            total: Duration::from_secs(15),
+            connect: Duration::from_secs(5),
+            max_budget_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shopify Admin GraphQL client for one store (connection). Clones share the
+/// store's cost budget.
+#[derive(Clone)]
+pub struct ShopifyClient {
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: Url,
+    pub(crate) token: SecretString,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) budget: Arc<Budget>,
+}
+
+impl fmt::Debug for ShopifyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShopifyClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShopifyClient {
+    /// An HTTP client suited to Shopify: rustls with ring, `connect` and
+    /// `total` timeouts. Share one across stores.
+    pub fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, ShopifyError> {
+        // Another part of the process may have installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.total)
+            .build()
+            .map_err(|e| ShopifyError::Permanent(format!("could not build the HTTP client: {e}")))
+    }
+
+    /// `shop_url` is e.g. `https://example.myshopify.com`; `api_version`
+    /// e.g. `2026-10`. Calls go to `{shop_url}/admin/api/{api_version}/graphql.json`.
+    pub fn new(
+        http: reqwest::Client,
+        shop_url: &str,
+        api_version: &str,
+        access_token: SecretString,
+    ) -> Result<Self, ShopifyError> {
+        let endpoint = endpoint(shop_url, api_version)?;
+        Ok(Self {
+            http,
+            endpoint,
+            token: access_token,
+            timeouts: Timeouts::default(),
+            budget: Arc::default(),
+        })
+    }
+
+    /// Replaces the default time limits (`connect` only matters for a client
+    /// built by [`ShopifyClient::http_client`]).
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    /// The shop's name — proves URL, version and token work.
+    pub async fn shop_name(&self) -> Result<String, ShopifyError> {
+        let data: wire::ShopData = self
+            .execute("ShopName", ops::SHOP_NAME, json!({}), Kind::Query)
+            .await?;
+        Ok(data.shop.name)
+    }
+
+    /// Orders named `name`, looked up with and without a leading `#`; only
+    /// exact matches (ignoring a leading `#`) are returned, fully read.
+    pub async fn find_orders_by_name(&self, name: &str) -> Result<Vec<StoreOrder>, ShopifyError> {
+        let given = name.trim();
+        let bare = strip_hash(given);
+        if bare.is_empty() {
+            return Ok(Vec::new());
+        }
+        let other = if given.starts_with('#') {
+            bare.to_owned()
+        } else {
+            format!("#{given}")
+        };
+        let mut ids: Vec<String> = Vec::new();
+        for candidate in [given, other.as_str()] {
+            let data: wire::OrderSearchData = self
+                .execute(
+                    "FindOrdersByName",
+                    ops::FIND_ORDERS_BY_NAME,
+                    json!({ "query": name_search(candidate) }),
+                    Kind::Query,
+                )
+                .await?;
+            for order in data.orders.nodes {
+                if strip_hash(&order.name) == bare && !ids.contains(&order.id) {
+                    ids.push(order.id);
+                }
+            }
+        }
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(order) = self.order(&id).await? {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
+    }
+
+    /// The order with its line items, fulfillment orders and fulfillments,
+    /// or `None` when the store has no such order.
+    pub async fn order(&self, id: &str) -> Result<Option<StoreOrder>, ShopifyError> {
+        let mut after: Option<String> = None;
+        let mut order: Option<StoreOrder> = None;
+        for _ in 0..MAX_PAGES {
+            let data: wire::OrderData = self
+                .execute(
+                    "Order",
+                    ops::ORDER,
+                    json!({ "id": id, "lineItemsAfter": after }),
+                    Kind::Query,
+                )
+                .await?;
+            let Some(page) = data.order else {
+                return match order {
+                    None => Ok(None),
+                    Some(_) => Err(vanished(id)),
+                };
+            };
+            let target = order.get_or_insert_with(|| StoreOrder {
+                id: page.id,
+                name: page.name,
+                updated_at: page.updated_at,
+                line_items: Vec::new(),
+                fulfillment_orders: Vec::new(),
+                fulfillments: Vec::new(),
+            });
+            target
+                .line_items
+                .extend(page.line_items.nodes.into_iter().map(Into::into));
+            after = next_cursor(&page.line_items.page_info)?;
+            if after.is_none() {
+                break;
+            }
+        }
+        if after.is_some() {
+            return Err(too_many_pages("Order"));
+        }
+        let Some(mut order) = order else {
+            return Ok(None);
+        };
+        order.fulfillment_orders = self.fulfillment_orders(id).await?;
+        order.fulfillments = self.fulfillments(id).await?;
+        Ok(Some(order))
+    }
+
+    async fn fulfillment_orders(
+        &self,
+        order_id: &str,
+    ) -> Result<Vec<StoreFulfillmentOrder>, ShopifyError> {
+        let mut result = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let data: wire::FulfillmentOrdersData = self
+                .execute(
+                    "OrderFulfillmentOrders",
+                    ops::ORDER_FULFILLMENT_ORDERS,
+                    json!({ "id": order_id, "after": after }),
+                    Kind::Query,
+                )
+                .await?;
+            let page = data
+                .order
+                .ok_or_else(|| vanished(order_id))?
+                .fulfillment_orders;
+            for fo in page.nodes {
+                let (mut fo, lines_page) = fo.into_store();
+                if let Some(cursor) = next_cursor(&lines_page)? {
+                    let rest = self.fulfillment_order_line_items(&fo.id, cursor).await?;
+                    fo.line_items.extend(rest);
+                }
+                result.push(fo);
+            }
+            after = next_cursor(&page.page_info)?;
+            if after.is_none() {
+                return Ok(result);
+            }
+        }
+        Err(too_many_pages("OrderFulfillmentOrders"))
+    }
+
+    async fn fulfillment_order_line_items(
+        &self,
+        fulfillment_order_id: &str,
+        first_cursor: String,
+    ) -> Result<Vec<StoreFulfillmentOrderLineItem>, ShopifyError> {
+        let mut result = Vec::new();
+        let mut after = Some(first_cursor);
+        for _ in 0..MAX_PAGES {
+            let data: wire::FulfillmentOrderLinesData = self
+                .execute(
+                    "FulfillmentOrderLineItems",
+                    ops::FULFILLMENT_ORDER_LINE_ITEMS,
+                    json!({ "id": fulfillment_order_id, "after": after }),
+                    Kind::Query,
+                )
+                .await?;
+            let page = data
+                .fulfillment_order
+                .ok_or_else(|| vanished(fulfillment_order_id))?
+                .line_items;
+            result.extend(page.nodes.into_iter().map(Into::into));
+            after = next_cursor(&page.page_info)?;
+            if after.is_none() {
+                return Ok(result);
+            }
+        }
+        Err(too_many_pages("FulfillmentOrderLineItems"))
+    }
+
+    async fn fulfillments(&self, order_id: &str) -> Result<Vec<StoreFulfillment>, ShopifyError> {
+        let data: wire::FulfillmentsData = self
+            .execute(
+                "OrderFulfillments",
+                ops::ORDER_FULFILLMENTS,
+                json!({ "id": order_id }),
+                Kind::Query,
+            )
+            .await?;
+        let heads = data.order.ok_or_else(|| vanished(order_id))?.fulfillments;
+        let mut result = Vec::with_capacity(heads.len());
+        for head in heads {
+            result.push(self.fulfillment(head).await?);
+        }
+        Ok(result)
+    }
+
+    async fn fulfillment(
+        &self,
+        head: wire::FulfillmentHead,
+    ) -> Result<StoreFulfillment, ShopifyError> {
+        let mut fulfillment = StoreFulfillment {
+            id: head.id,
+            status: head.status,
+            created_at: head.created_at,
+            tracking: Vec::new(),
+            line_items: Vec::new(),
+        };
+        let mut after: Option<String> = None;
+        for page_number in 0..MAX_PAGES {
+            let data: wire::FulfillmentData = self
+                .execute(
+                    "Fulfillment",
+                    ops::FULFILLMENT,
+                    json!({ "id": fulfillment.id, "lineItemsAfter": after }),
+                    Kind::Query,
+                )
+                .await?;
+            let page = data.fulfillment.ok_or_else(|| vanished(&fulfillment.id))?;
+            if page_number == 0 {
+                fulfillment.tracking = page.tracking_info.into_iter().map(Into::into).collect();
+            }
+            let lines = page.fulfillment_line_items;
+            fulfillment
+                .line_items
+                .extend(lines.nodes.into_iter().map(Into::into));
+            after = next_cursor(&lines.page_info)?;
+            if after.is_none() {
+                return Ok(fulfillment);
+            }
+        }
+        Err(too_many_pages("Fulfillment"))
+    }
+
+    /// Creates one fulfillment. Not idempotent: on
+    /// [`ShopifyError::UnknownOutcome`] re-read the order (fulfillments and
+    /// remaining quantities) before trying again.
+    pub async fn fulfillment_create(
+        &self,
+        req: &FulfillmentRequest,
+    ) -> Result<CreatedFulfillment, ShopifyError> {
+        let variables = json!({ "fulfillment": fulfillment_input(req)? });
+        let data: wire::FulfillmentCreateData = self
+            .execute(
+                "FulfillmentCreate",
+                ops::FULFILLMENT_CREATE,
+                variables,
+                Kind::Mutation,
+            )
+            .await?;
+        let payload = data
+            .fulfillment_create
+            .ok_or_else(|| no_payload("fulfillmentCreate"))?;
+        user_errors(&payload.user_errors)?;
+        let created = payload
+            .fulfillment
+            .ok_or_else(|| no_payload("fulfillmentCreate"))?;
+        Ok(CreatedFulfillment {
+            id: created.id,
+            status: created.status,
+        })
+    }
+
+    /// Sets the tracking of an existing fulfillment to `tracking` — pass the
+    /// merged list: numbers left out are removed from the store.
+    pub async fn tracking_update(
+        &self,
+        fulfillment_id: &str,
+        tracking: &Tracking,
+        notify_customer: bool,
+    ) -> Result<(), ShopifyError> {
+        if tracking.is_empty() {
+            return Err(ShopifyError::Permanent(
+                "a tracking update needs a carrier or a tracking number".into(),
+            ));
+        }
+        let variables = json!({
+            "fulfillmentId": fulfillment_id,
+            "trackingInfoInput": tracking_input(tracking)?,
+            "notifyCustomer": notify_customer,
+        });
+        let data: wire::TrackingUpdateData = self
+            .execute(
+                "FulfillmentTrackingInfoUpdate",
+                ops::FULFILLMENT_TRACKING_INFO_UPDATE,
+                variables,
+                Kind::Mutation,
+            )
+            .await?;
+        let payload = data
+            .fulfillment_tracking_info_update
+            .ok_or_else(|| no_payload("fulfillmentTrackingInfoUpdate"))?;
+        user_errors(&payload.user_errors)?;
+        payload
+            .fulfillment
+            .map(drop)
+            .ok_or_else(|| no_payload("fulfillmentTrackingInfoUpdate"))
+    }
+}
+
+fn endpoint(shop_url: &str, api_version: &str) -> Result<Url, ShopifyError> {
+    let invalid =
+        |why: &str| ShopifyError::Permanent(format!("invalid shop URL {shop_url:?}: {why}"));
+    let base = Url::parse(shop_url.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(base.scheme(), "https" | "http") {
+        return Err(invalid("use https://"));
+    }
+    if base.host_str().is_none() {
+        return Err(invalid("no host"));
+    }
+    if base.query().is_some() || base.fragment().is_some() || !base.username().is_empty() {
+        return Err(invalid("give only scheme, host and path"));
+    }
+    let version_ok = !api_version.is_empty()
+        && api_version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !version_ok {
+        return Err(ShopifyError::Permanent(format!(
+            "invalid API version {api_version:?}: use e.g. 2026-10"
+        )));
+    }
+    let path = format!(
+        "{}/admin/api/{api_version}/graphql.json",
+        base.path().trim_end_matches('/')
+    );
+    let mut url = base;
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn strip_hash(name: &str) -> &str {
+    let name = name.trim();
+    name.strip_prefix('#').unwrap_or(name)
+}
+
+/// A `name:` search term. Plain names go as Shopify documents them
+/// (`name:#1001`); anything else is quoted so it cannot change the search.
+fn name_search(name: &str) -> String {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '#' | '-' | '_' | '.'));
+    if plain {
+        format!("name:{name}")
+    } else {
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("name:\"{escaped}\"")
+    }
+}
+
+fn next_cursor(page: &wire::PageInfo) -> Result<Option<String>, ShopifyError> {
+    if !page.has_next_page {
+        return Ok(None);
+    }
+    page.end_cursor
+        .clone()
+        .map(Some)
+        .ok_or_else(|| ShopifyError::Transient {
+            reason: "Shopify reported a next page without a cursor".into(),
+            retry_after: None,
+        })
+}
+
+fn vanished(id: &str) -> ShopifyError {
+    ShopifyError::Transient {
+        reason: format!("{id} disappeared while it was being read"),
+        retry_after: None,
+    }
+}
+
+fn too_many_pages(op: &str) -> ShopifyError {
+    ShopifyError::Permanent(format!(
+        "{op}: more than {MAX_PAGES} pages; refusing to read on"
+    ))
+}
+
+fn no_payload(mutation: &str) -> ShopifyError {
+    ShopifyError::UnknownOutcome {
+        reason: format!("{mutation} returned neither a result nor userErrors"),
+    }
+}
+
+fn user_errors(errors: &[wire::UserError]) -> Result<(), ShopifyError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ShopifyError::UserErrors(
+            errors.iter().map(wire::UserError::describe).collect(),
+        ))
+    }
+}
+
+fn fulfillment_input(req: &FulfillmentRequest) -> Result<Value, ShopifyError> {
+    // Shopify reads an empty list as "everything remaining": never send one.
+    if req.items.is_empty() {
+        return Err(ShopifyError::Permanent(format!(
+            "fulfillment for {} has no line items",
+            req.fulfillment_order_id
+        )));
+    }
+    let mut lines = Vec::with_capacity(req.items.len());
+    for (id, quantity) in &req.items {
+        let quantity = i32::try_from(*quantity)
+            .ok()
+            .filter(|q| *q > 0)
+            .ok_or_else(|| {
+                ShopifyError::Permanent(format!("line {id}: quantity {quantity} is not 1..=2^31-1"))
+            })?;
+        lines.push(json!({ "id": id, "quantity": quantity }));
+    }
+    let mut input = Map::new();
+    input.insert(
+        "lineItemsByFulfillmentOrder".into(),
+        json!([{
+            "fulfillmentOrderId": req.fulfillment_order_id,
+            "fulfillmentOrderLineItems": lines,
+        }]),
+    );
+    input.insert("notifyCustomer".into(), Value::Bool(req.notify_customer));
+    if !req.tracking.is_empty() {
+        input.insert("trackingInfo".into(), tracking_input(&req.tracking)?);
+    }
+    Ok(Value::Object(input))
+}
+
+fn tracking_input(tracking: &Tracking) -> Result<Value, ShopifyError> {
+    if !tracking.urls.is_empty() && tracking.numbers.is_empty() {
+        return Err(ShopifyError::Permanent(
+            "tracking URLs need tracking numbers".into(),
+        ));
+    }
+    let mut input = Map::new();
+    if let Some(company) = &tracking.company {
+        input.insert("company".into(), json!(company));
+    }
+    if !tracking.numbers.is_empty() {
+        input.insert("numbers".into(), json!(tracking.numbers));
+    }
+    if !tracking.urls.is_empty() {
+        input.insert("urls".into(), json!(tracking.urls));
+    }
+    Ok(Value::Object(input))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_built_from_shop_url_and_version() {
+        let url = endpoint("https://example.myshopify.com/", "2026-10").map(|u| u.to_string());
+        assert_eq!(
+            url,
+            Ok("https://example.myshopify.com/admin/api/2026-10/graphql.json".to_owned())
+        );
+        let url = endpoint("http://127.0.0.1:8080/shops/a", "unstable").map(|u| u.to_string());
+        assert_eq!(
+            url,
+            Ok("http://127.0.0.1:8080/shops/a/admin/api/unstable/graphql.json".to_owned())
+        );
+        assert!(endpoint("example.myshopify.com", "2026-10").is_err());
+        assert!(endpoint("ftp://example.com", "2026-10").is_err());
+        assert!(endpoint("https://example.com?x=1", "2026-10").is_err());
+        assert!(endpoint("https://example.com", "2026-10/../x").is_err());
+        assert!(endpoint("https://example.com", "").is_err());
+    }
+
+    #[test]
+    fn name_search_quotes_anything_unusual() {
+        assert_eq!(name_search("#1001"), "name:#1001");
+        assert_eq!(name_search("SO-1001"), "name:SO-1001");
+        assert_eq!(name_search("a b"), "name:\"a b\"");
+        assert_eq!(name_search("x\" OR name:*"), "name:\"x\\\" OR name:*\"");
+    }
+
+    fn request(items: Vec<(String, u64)>, tracking: Tracking) -> FulfillmentRequest {
+        FulfillmentRequest {
+            fulfillment_order_id: "gid://shopify/FulfillmentOrder/1".into(),
+            items,
+            tracking,
+            notify_customer: true,
+        }
+    }
+
+    #[test]
+    fn fulfillment_input_uses_lists_and_refuses_empty_or_zero() {
+        let req = request(
+            vec![("gid://shopify/FulfillmentOrderLineItem/7".into(), 2)],
+            Tracking {
+                company: Some("UPS".into()),
+                numbers: vec!["1Z1".into(), "1Z2".into()],
+                urls: vec![],
+            },
+        );
+        assert_eq!(
+            fulfillment_input(&req),
+            Ok(json!({
+                "lineItemsByFulfillmentOrder": [{
+                    "fulfillmentOrderId": "gid://shopify/FulfillmentOrder/1",
+                    "fulfillmentOrderLineItems": [{"id": "gid://shopify/FulfillmentOrderLineItem/7", "quantity": 2}],
+                }],
+                "notifyCustomer": true,
+                "trackingInfo": {"company": "UPS", "numbers": ["1Z1", "1Z2"]},
+            }))
+        );
+        let no_tracking = request(vec![("a".into(), 1)], Tracking::default());
+        assert!(fulfillment_input(&no_tracking).is_ok_and(|v| v.get("trackingInfo").is_none()));
+        assert!(fulfillment_input(&request(vec![], Tracking::default())).is_err());
+        assert!(fulfillment_input(&request(vec![("a".into(), 0)], Tracking::default())).is_err());
+        assert!(
+            fulfillment_input(&request(vec![("a".into(), 1 << 40)], Tracking::default())).is_err()
+        );
+        let urls_only = Tracking {
+            company: None,
+            numbers: vec![],
+            urls: vec!["https://t".into()],
+        };
+        assert!(fulfillment_input(&request(vec![("a".into(), 1)], urls_only)).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Every GraphQL document shipsync sends to Shopify, in one place.
+//!
+//! Data travels only in variables, never interpolated into a document. Each
+//! document is validated against Shopify's real Admin schema (2026-10) in
+//! `tests/it/schema.rs`, which also recomputes the requested cost below.
+//!
+//! Requested cost, by Shopify's documented rules: scalar/enum 0, object 1,
+//! connection 2 + `first` × (cost of one node), a list field with `first`
+//! `first` × (cost of one item), mutation 10. `pageInfo` is counted as an
+//! object (1) to stay on the safe side. Shopify refuses a single query whose
+//! requested cost exceeds 1,000, so nested connections cannot all be 250 wide
+//! at once (fulfillment orders 50 × their line items 250 alone would be
+//! ~25,000): an order is read in a few documents, each paged, each under 1,000.
+
+/// `shop { name }` — "Test connection". Cost: 1.
+pub const SHOP_NAME: &str = r#"query ShopName {
+  shop {
+    name
+  }
+}"#;
+
+/// Order ids and names matching a search such as `name:"#1001"`; the client
+/// keeps only exact matches. Cost: 2 + 10 × 1 = 12.
+pub const FIND_ORDERS_BY_NAME: &str = r#"query FindOrdersByName($query: String!) {
+  orders(first: 10, query: $query) {
+    nodes {
+      id
+      name
+    }
+  }
+}"#;
+
+/// An order's header and line items, paged by `$lineItemsAfter`.
+/// Cost: order 1 + lineItems 2 + pageInfo 1 + 250 × (LineItem 1 + variant 1
+/// + lineItemGroup 1) = 754.
+pub const ORDER: &str = r#"query Order($id: ID!, $lineItemsAfter: String) {
+  order(id: $id) {
+    id
+    name
+    updatedAt
+    lineItems(first: 250, after: $lineItemsAfter) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        sku
+        name
+        quantity
+        currentQuantity
+        variant {
+          sku
+        }
+        lineItemGroup {
+          title
+        }
+      }
+    }
+  }
+}"#;
+
+/// An order's fulfillment orders with the first 25 of their line items,
+/// paged by `$after`; a fulfillment order with more lines is completed with
+/// [`FULFILLMENT_ORDER_LINE_ITEMS`]. Cost: order 1 + fulfillmentOrders 2 +
+/// pageInfo 1 + 10 × (FulfillmentOrder 1 + assignedLocation 1 + location 1 +
+/// lineItems 2 + pageInfo 1 + 25 × (line item 1 + lineItem 1)) = 564.
+pub const ORDER_FULFILLMENT_ORDERS: &str = r#"query OrderFulfillmentOrders($id: ID!, $after: String) {
+  order(id: $id) {
+    fulfillmentOrders(first: 10, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        status
+        assignedLocation {
+          location {
+            id
+          }
+        }
+        lineItems(first: 25) {
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
+          nodes {
+            id
+            totalQuantity
+            remainingQuantity
+            lineItem {
+              id
+            }
+          }
+        }
+      }
+    }
+  }
+}"#;
+
+/// The remaining line items of one fulfillment order.
+/// Cost: fulfillmentOrder 1 + lineItems 2 + pageInfo 1 + 250 × 2 = 504.
+pub const FULFILLMENT_ORDER_LINE_ITEMS: &str = r#"query FulfillmentOrderLineItems($id: ID!, $after: String) {
+  fulfillmentOrder(id: $id) {
+    lineItems(first: 250, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        totalQuantity
+        remainingQuantity
+        lineItem {
+          id
+        }
+      }
+    }
+  }
+}"#;
+
+/// The order's fulfillments (a plain list, not a connection: it cannot be
+/// paged, so ask for Shopify's maximum page size). Their tracking and lines
+/// come from [`FULFILLMENT`]. Cost: order 1 + 250 × Fulfillment 1 = 251.
+pub const ORDER_FULFILLMENTS: &str = r#"query OrderFulfillments($id: ID!) {
+  order(id: $id) {
+    fulfillments(first: 250) {
+      id
+      status
+      createdAt
+    }
+  }
+}"#;
+
+/// One fulfillment's tracking and line items, the line items paged by
+/// `$lineItemsAfter`. Cost: fulfillment 1 + trackingInfo 100 × 1 +
+/// fulfillmentLineItems 2 + pageInfo 1 + 250 × (line item 1 + lineItem 1) = 604.
+pub const FULFILLMENT: &str = r#"query Fulfillment($id: ID!, $lineItemsAfter: String) {
+  fulfillment(id: $id) {
+    id
+    trackingInfo(first: 100) {
+      company
+      number
+      url
+    }
+    fulfillmentLineItems(first: 250, after: $lineItemsAfter) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        quantity
+        lineItem {
+          id
+        }
+      }
+    }
+  }
+}"#;
+
+/// Creates one fulfillment. Not idempotent: after an unknown outcome, re-read
+/// the order before retrying. Cost: 10.
+pub const FULFILLMENT_CREATE: &str = r#"mutation FulfillmentCreate($fulfillment: FulfillmentInput!) {
+  fulfillmentCreate(fulfillment: $fulfillment) {
+    fulfillment {
+      id
+      status
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}"#;
+
+/// Replaces the tracking of an existing fulfillment (the caller passes the
+/// merged list of numbers). Cost: 10.
+pub const FULFILLMENT_TRACKING_INFO_UPDATE: &str = r#"mutation FulfillmentTrackingInfoUpdate($fulfillmentId: ID!, $trackingInfoInput: FulfillmentTrackingInput!, $notifyCustomer: Boolean) {
+  fulfillmentTrackingInfoUpdate(fulfillmentId: $fulfillmentId, trackingInfoInput: $trackingInfoInput, notifyCustomer: $notifyCustomer) {
+    fulfillment {
+      id
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}"#;
+
+/// Every document with its operation name.
+pub const ALL: &[(&str, &str)] = &[
+    ("ShopName", SHOP_NAME),
+    ("FindOrdersByName", FIND_ORDERS_BY_NAME),
+    ("Order", ORDER),
+    ("OrderFulfillmentOrders", ORDER_FULFILLMENT_ORDERS),
+    ("FulfillmentOrderLineItems", FULFILLMENT_ORDER_LINE_ITEMS),
+    ("OrderFulfillments", ORDER_FULFILLMENTS),
+    ("Fulfillment", FULFILLMENT),
+    ("FulfillmentCreate", FULFILLMENT_CREATE),
+    (
+        "FulfillmentTrackingInfoUpdate",
+        FULFILLMENT_TRACKING_INFO_UPDATE,
+    ),
+];

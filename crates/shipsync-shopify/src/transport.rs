@@ -1,0 +1,335 @@
+//! One GraphQL call: budget wait, POST with timeout, and the classification
+//! of every way it can fail into a [`ShopifyError`].
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::client::ShopifyClient;
+use crate::error::ShopifyError;
+use crate::throttle::QueryCost;
+
+/// Larger answers are refused rather than buffered (a 250-line order is a
+/// few hundred KiB).
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Used when Shopify throttles without saying for how long.
+const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(1);
+/// Longest server text quoted in an error.
+const MAX_QUOTED: usize = 300;
+
+/// Queries can be repeated blindly; mutations cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Query,
+    Mutation,
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    data: Option<Value>,
+    /// An array of GraphQL errors at 200; a plain string on some 4xx.
+    errors: Option<Value>,
+    extensions: Option<Extensions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Extensions {
+    cost: Option<QueryCost>,
+}
+
+impl ShopifyClient {
+    /// Sends `document` as operation `op` and decodes its `data` as `T`.
+    pub(crate) async fn execute<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        document: &'static str,
+        variables: Value,
+        kind: Kind,
+    ) -> Result<T, ShopifyError> {
+        let wait = self
+            .budget
+            .reserve(op, Instant::now(), self.timeouts.max_budget_wait)
+            .map_err(|retry_after| {
+                tracing::info!(
+                    operation = op,
+                    ?retry_after,
+                    "Shopify cost budget exhausted"
+                );
+                ShopifyError::Throttled { retry_after }
+            })?;
+        if !wait.is_zero() {
+            tracing::debug!(operation = op, ?wait, "waiting for Shopify cost budget");
+            tokio::time::sleep(wait).await;
+        }
+
+        let body = serde_json::json!({
+            "query": document,
+            "operationName": op,
+            "variables": variables,
+        });
+        let mut token = HeaderValue::from_str(self.token.expose_secret()).map_err(|_| {
+            ShopifyError::Unauthorized("the access token is not a valid header value".into())
+        })?;
+        token.set_sensitive(true);
+
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .timeout(self.timeouts.total)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .header("X-Shopify-Access-Token", token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| send_error(&e, kind))?;
+
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let bytes = read_body(response)
+            .await
+            .map_err(|e| lost_answer(&format!("reading the answer failed: {e}"), kind))?;
+        let envelope = serde_json::from_slice::<Envelope>(&bytes).ok();
+        let cost = envelope
+            .as_ref()
+            .and_then(|e| e.extensions.as_ref())
+            .and_then(|x| x.cost)
+            .unwrap_or_default();
+        self.budget.observe(op, &cost, Instant::now());
+        tracing::debug!(
+            operation = op,
+            status = status.as_u16(),
+            requested_cost = cost.requested_query_cost,
+            actual_cost = cost.actual_query_cost,
+            available = cost.throttle_status.map(|s| s.currently_available),
+            "Shopify call"
+        );
+
+        if !status.is_success() {
+            let detail = envelope
+                .as_ref()
+                .and_then(|e| e.errors.as_ref())
+                .map(error_text)
+                .unwrap_or_else(|| quote(&String::from_utf8_lossy(&bytes)));
+            return Err(self.status_error(op, status, retry_after, &cost, detail, kind));
+        }
+
+        let Some(envelope) = envelope else {
+            return Err(lost_answer("the answer is not GraphQL JSON", kind));
+        };
+        if let Some(errors) = envelope.errors.as_ref().filter(|e| has_errors(e)) {
+            return Err(self.graphql_error(op, errors, &cost, kind));
+        }
+        let data = envelope
+            .data
+            .ok_or_else(|| lost_answer("the answer has no data", kind))?;
+        serde_json::from_value(data)
+            .map_err(|e| lost_answer(&format!("unexpected answer for {op}: {e}"), kind))
+    }
+
+    fn status_error(
+        &self,
+        op: &'static str,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        cost: &QueryCost,
+        detail: String,
+        kind: Kind,
+    ) -> ShopifyError {
+        let reason = format!("HTTP {status}: {detail}");
+        match status.as_u16() {
+            429 => ShopifyError::Throttled {
+                retry_after: retry_after
+                    .or_else(|| self.refill_wait(op, cost))
+                    .unwrap_or(DEFAULT_THROTTLE_WAIT),
+            },
+            401 | 403 => ShopifyError::Unauthorized(reason),
+            404 => ShopifyError::NotFound(reason),
+            402 => ShopifyError::Permanent(format!("{reason} (the shop is frozen: unpaid bill)")),
+            423 => ShopifyError::Permanent(format!("{reason} (the shop is locked)")),
+            // The gateway gave up waiting or failed mid-way: a mutation may
+            // have run behind it.
+            500 | 502 | 504 if kind == Kind::Mutation => ShopifyError::UnknownOutcome { reason },
+            500..=599 => ShopifyError::Transient {
+                reason,
+                retry_after,
+            },
+            _ => ShopifyError::Permanent(reason),
+        }
+    }
+
+    fn graphql_error(
+        &self,
+        op: &'static str,
+        errors: &Value,
+        cost: &QueryCost,
+        kind: Kind,
+    ) -> ShopifyError {
+        let codes: Vec<&str> = errors
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.pointer("/extensions/code").and_then(Value::as_str))
+            .collect();
+        let reason = error_text(errors);
+        if codes.contains(&"THROTTLED") {
+            ShopifyError::Throttled {
+                retry_after: self.refill_wait(op, cost).unwrap_or(DEFAULT_THROTTLE_WAIT),
+            }
+        } else if codes.contains(&"ACCESS_DENIED") {
+            ShopifyError::Unauthorized(reason)
+        } else if codes.contains(&"INTERNAL_SERVER_ERROR") {
+            lost_answer(&reason, kind)
+        } else {
+            ShopifyError::Permanent(reason)
+        }
+    }
+
+    /// (cost needed − available) / restoreRate, using the cost Shopify
+    /// reported or, failing that, the one it reported last time for `op`.
+    fn refill_wait(&self, op: &'static str, cost: &QueryCost) -> Option<Duration> {
+        let cost = QueryCost {
+            requested_query_cost: cost
+                .requested_query_cost
+                .or_else(|| self.budget.last_cost(op)),
+            ..*cost
+        };
+        cost.refill_wait()
+    }
+}
+
+/// An answer we could not read: harmless for a query, but a mutation may have
+/// been applied.
+fn lost_answer(reason: &str, kind: Kind) -> ShopifyError {
+    match kind {
+        Kind::Query => ShopifyError::Transient {
+            reason: reason.to_owned(),
+            retry_after: None,
+        },
+        Kind::Mutation => ShopifyError::UnknownOutcome {
+            reason: reason.to_owned(),
+        },
+    }
+}
+
+fn send_error(e: &reqwest::Error, kind: Kind) -> ShopifyError {
+    if e.is_builder() {
+        return ShopifyError::Permanent(format!("could not build the request: {e}"));
+    }
+    // Not connected means nothing was sent, whatever the operation.
+    if e.is_connect() {
+        return ShopifyError::Transient {
+            reason: format!("could not connect to Shopify: {e}"),
+            retry_after: None,
+        };
+    }
+    let what = if e.is_timeout() {
+        "no answer within the timeout"
+    } else {
+        "the connection failed after sending"
+    };
+    lost_answer(&format!("{what}: {e}"), kind)
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `Retry-After` in seconds (Shopify sends e.g. `2.0`); HTTP dates are not
+/// used by Shopify and are ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let secs: f64 = value.parse().ok()?;
+    if secs.is_finite() && secs >= 0.0 {
+        Duration::try_from_secs_f64(secs.min(3600.0)).ok()
+    } else {
+        None
+    }
+}
+
+fn has_errors(errors: &Value) -> bool {
+    match errors {
+        Value::Null => false,
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    }
+}
+
+/// The messages of a GraphQL `errors` value (array of objects, or a string).
+fn error_text(errors: &Value) -> String {
+    let text = match errors {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|e| {
+                e.get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| e.to_string(), str::to_owned)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    quote(&text)
+}
+
+fn quote(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2.0"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_text_reads_arrays_and_strings() {
+        let v = serde_json::json!([{"message": "a"}, {"message": "b", "extensions": {}}]);
+        assert_eq!(error_text(&v), "a; b");
+        assert_eq!(
+            error_text(&Value::from("Invalid API key")),
+            "Invalid API key"
+        );
+        assert!(!has_errors(&serde_json::json!([])));
+        assert!(has_errors(&v));
+    }
+
+    #[test]
+    fn quote_cuts_long_text_on_a_char_boundary() {
+        let long = "é".repeat(MAX_QUOTED + 10);
+        let q = quote(&long);
+        assert_eq!(q.chars().count(), MAX_QUOTED + 1);
+    }
+}
