@@ -1,1 +1,9 @@
+//! Deposco, the warehouse side: what its shipment webhooks look like once
+//! parsed ([`webhook`]), how their signatures are checked ([`signature`]),
+//! and how its carrier codes map to the store's carrier names ([`carrier`]).
 
+pub mod carrier;
+pub mod signature;
+pub mod webhook;
+
+pub use webhook::{ParseError, parse_webhook};

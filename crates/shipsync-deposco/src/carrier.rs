@@ -1,0 +1,1 @@
+//! Carrier names (filled in below).

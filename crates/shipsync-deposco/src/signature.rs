@@ -1,0 +1,1 @@
+//! Webhook signatures (filled in below).
