@@ -780,3 +780,612 @@ impl<'v> Packaging<'v> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shipment::{KitLink, Package, PackageLine, ShipmentLine};
+
+    // ---- builder ------------------------------------------------------
+
+    struct B(ShipmentVersion);
+
+    fn ship(number: &str) -> B {
+        B(ShipmentVersion {
+            number: number.to_string(),
+            warehouse_id: None,
+            status: WarehouseStatus::Shipped,
+            order_refs: vec!["#1001".into()],
+            carrier: Some("UPS".into()),
+            service: None,
+            tracking_url: None,
+            shipped_at: None,
+            updated_at: None,
+            lines: Vec::new(),
+            packages: Vec::new(),
+        })
+    }
+
+    impl B {
+        fn status(mut self, s: WarehouseStatus) -> Self {
+            self.0.status = s;
+            self
+        }
+        fn carrier(mut self, c: Option<&str>) -> Self {
+            self.0.carrier = c.map(Into::into);
+            self
+        }
+        fn push(mut self, ln: &str, sku: &str, qty: u64, store: Option<&str>, kit: Option<KitLink>) -> Self {
+            self.0.lines.push(ShipmentLine {
+                line_number: ln.into(),
+                sku: sku.into(),
+                quantity: qty,
+                ordered_quantity: None,
+                store_line_id: store.map(Into::into),
+                kit,
+            });
+            self
+        }
+        /// A plain line.
+        fn line(self, ln: &str, sku: &str, qty: u64) -> Self {
+            self.push(ln, sku, qty, None, None)
+        }
+        /// A plain line carrying a customerLineNumber.
+        fn line_for(self, ln: &str, sku: &str, qty: u64, store: &str) -> Self {
+            self.push(ln, sku, qty, Some(store), None)
+        }
+        /// A kit component line with a kit link.
+        fn comp(self, ln: &str, sku: &str, qty: u64, kit_sku: Option<&str>, per_kit: Option<u64>) -> Self {
+            let link = KitLink {
+                line_number: "K".into(),
+                sku: kit_sku.map(Into::into),
+                store_line_id: None,
+                kit_quantity: None,
+                per_kit,
+            };
+            self.push(ln, sku, qty, None, Some(link))
+        }
+        fn pkg(mut self, key: &str, tracking: &str, carrier: Option<&str>, lines: &[(&str, u64)]) -> Self {
+            let lines = lines
+                .iter()
+                .map(|(ln, q)| PackageLine {
+                    line_number: ln.to_string(),
+                    sku: self
+                        .0
+                        .lines
+                        .iter()
+                        .find(|l| l.line_number == *ln)
+                        .map(|l| l.sku.clone())
+                        .unwrap_or_default(),
+                    quantity: *q,
+                })
+                .collect();
+            self.0.packages.push(Package {
+                key: key.into(),
+                tracking_number: Some(tracking.into()),
+                carrier: carrier.map(Into::into),
+                service: None,
+                lines,
+            });
+            self
+        }
+        /// Without packages, one implicit package holding every line.
+        fn build(mut self) -> ShipmentVersion {
+            if self.0.packages.is_empty() {
+                let lines = self
+                    .0
+                    .lines
+                    .iter()
+                    .map(|l| PackageLine {
+                        line_number: l.line_number.clone(),
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                    })
+                    .collect();
+                self.0.packages.push(Package {
+                    key: "shipment".into(),
+                    tracking_number: Some("T0".into()),
+                    carrier: None,
+                    service: None,
+                    lines,
+                });
+            }
+            self.0
+        }
+    }
+
+    fn gid(n: u32) -> String {
+        format!("gid://shopify/LineItem/{n}")
+    }
+
+    fn order(lines: &[(u32, &str, u64)]) -> Vec<OrderLine> {
+        lines
+            .iter()
+            .map(|(n, sku, q)| OrderLine {
+                id: gid(*n),
+                sku: Some(sku.to_string()),
+                quantity: *q,
+            })
+            .collect()
+    }
+
+    fn recipe(kit: &str, comps: &[(&str, u64)]) -> Recipes {
+        let mut r = Recipes::new();
+        r.insert(
+            kit.into(),
+            comps.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
+        );
+        r
+    }
+
+    fn run(order: &[OrderLine], recipes: &Recipes, policy: KitPolicy, ships: &[ShipmentVersion]) -> Vec<ShipmentShares> {
+        let keys: Vec<String> = (0..ships.len()).map(|i| format!("shp_{i}")).collect();
+        let inputs: Vec<ShipmentInput<'_>> = ships
+            .iter()
+            .zip(&keys)
+            .map(|(v, k)| ShipmentInput { key: k, version: v })
+            .collect();
+        attribute(order, recipes, policy, &inputs)
+    }
+
+    /// Expected share: (store line number, qty, carrier, package keys).
+    type S = (u32, u64, Option<&'static str>, &'static [&'static str]);
+    /// Expected outcome per shipment: shares, or substrings of the error.
+    enum X {
+        Ok(Vec<S>),
+        Err(&'static [&'static str]),
+    }
+
+    struct Case {
+        name: &'static str,
+        order: Vec<OrderLine>,
+        recipes: Recipes,
+        policy: KitPolicy,
+        ships: Vec<ShipmentVersion>,
+        expect: Vec<X>,
+    }
+
+    fn check(c: &Case) {
+        let got = run(&c.order, &c.recipes, c.policy, &c.ships);
+        assert_eq!(got.len(), c.expect.len(), "{}: outcome count", c.name);
+        for (i, (g, x)) in got.iter().zip(&c.expect).enumerate() {
+            assert_eq!(g.key, format!("shp_{i}"), "{}", c.name);
+            match (x, &g.result) {
+                (X::Ok(want), Ok(have)) => {
+                    let want: Vec<LineShare> = want
+                        .iter()
+                        .map(|(n, q, carrier, keys)| LineShare {
+                            store_line_id: gid(*n),
+                            quantity: *q,
+                            carrier: carrier.map(Into::into),
+                            package_keys: keys.iter().map(|k| k.to_string()).collect(),
+                        })
+                        .collect();
+                    assert_eq!(have, &want, "{}: shipment {i}", c.name);
+                }
+                (X::Err(parts), Err(p)) => {
+                    for part in *parts {
+                        assert!(
+                            p.message.contains(part),
+                            "{}: shipment {i}: {:?} lacks {part:?}",
+                            c.name,
+                            p.message
+                        );
+                    }
+                }
+                (X::Ok(_), Err(p)) => panic!("{}: shipment {i}: unexpected error {}", c.name, p.message),
+                (X::Err(_), Ok(s)) => panic!("{}: shipment {i}: expected error, got {s:?}", c.name),
+            }
+        }
+    }
+
+    const CK: KitPolicy = KitPolicy::CompleteKits;
+    const FC: KitPolicy = KitPolicy::FirstComponent;
+    const UPS: Option<&str> = Some("UPS");
+    const FEDEX: Option<&str> = Some("FedEx");
+
+    fn kit_5_ships() -> Vec<ShipmentVersion> {
+        vec![
+            ship("S1")
+                .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
+                .comp("3", "COMP-B", 2, Some("KIT-1"), Some(2))
+                .pkg("C1", "T1", None, &[("2", 2), ("3", 2)])
+                .build(),
+            ship("S2")
+                .comp("3", "COMP-B", 2, Some("KIT-1"), Some(2))
+                .pkg("C2", "T2", None, &[("3", 2)])
+                .build(),
+        ]
+    }
+
+    fn cases() -> Vec<Case> {
+        let none = Recipes::new;
+        vec![
+            Case {
+                name: "scenario 1: A×2 in one package",
+                order: order(&[(1, "A", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line("1", "A", 2).pkg("C1", "T1", None, &[("1", 2)]).build()],
+                expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])])],
+            },
+            Case {
+                name: "scenario 2: A×2 then B×1 in two shipments",
+                order: order(&[(1, "A", 2), (2, "B", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![
+                    ship("S1").line("1", "A", 2).pkg("C1", "T1", None, &[("1", 2)]).build(),
+                    ship("S2").line("2", "B", 1).pkg("C2", "T2", None, &[("2", 1)]).build(),
+                ],
+                expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])]), X::Ok(vec![(2, 1, UPS, &["C2"])])],
+            },
+            Case {
+                name: "scenario 3: A×3 over two packages",
+                order: order(&[(1, "A", 3)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .line("1", "A", 3)
+                    .pkg("C2", "T2", None, &[("1", 1)])
+                    .pkg("C1", "T1", None, &[("1", 2)])
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 3, UPS, &["C1", "C2"])])],
+            },
+            Case {
+                name: "scenario 4: KIT-1×2 from components, complete_kits",
+                order: order(&[(1, "KIT-1", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
+                    .comp("3", "COMP-B", 4, Some("KIT-1"), Some(2))
+                    .pkg("C1", "T1", None, &[("2", 2), ("3", 4)])
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])])],
+            },
+            Case {
+                name: "scenario 4: KIT-1×2 from components, first_component",
+                order: order(&[(1, "KIT-1", 2)]),
+                recipes: none(),
+                policy: FC,
+                ships: vec![ship("S1")
+                    .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
+                    .comp("3", "COMP-B", 4, Some("KIT-1"), Some(2))
+                    .pkg("C1", "T1", None, &[("2", 2), ("3", 4)])
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])])],
+            },
+            Case {
+                name: "scenario 5: complete_kits gives 1 then 1",
+                order: order(&[(1, "KIT-1", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: kit_5_ships(),
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["C1"])]), X::Ok(vec![(1, 1, UPS, &["C2"])])],
+            },
+            Case {
+                name: "scenario 5: first_component gives 2 then nothing",
+                order: order(&[(1, "KIT-1", 2)]),
+                recipes: none(),
+                policy: FC,
+                ships: kit_5_ships(),
+                expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])]), X::Ok(vec![])],
+            },
+            Case {
+                name: "scenario 10: over-shipment A×2 for A×1",
+                order: order(&[(1, "A", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line("1", "A", 2).build()],
+                expect: vec![X::Err(&["over-shipment", "line A: shipped 2, ordered 1"])],
+            },
+            Case {
+                name: "store line by customerLineNumber (gid tail and full gid) beats SKU order",
+                order: order(&[(1, "A", 1), (2, "A", 1), (3, "B", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .line_for("10", "A", 1, "2")
+                    .line_for("11", "B", 1, &gid(3))
+                    .build()],
+                expect: vec![X::Ok(vec![(2, 1, UPS, &["shipment"]), (3, 1, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "store line by SKU when customerLineNumber matches nothing",
+                order: order(&[(1, "A", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line_for("10", "A", 1, "999").build()],
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "two lines with the same SKU fill in order, then over-ship the last",
+                order: order(&[(1, "A", 1), (2, "A", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![
+                    ship("S1").line("1", "A", 2).build(),
+                    ship("S2").line("1", "A", 1).build(),
+                    ship("S3").line("1", "A", 1).build(),
+                ],
+                expect: vec![
+                    X::Ok(vec![(1, 1, UPS, &["shipment"]), (2, 1, UPS, &["shipment"])]),
+                    X::Ok(vec![(2, 1, UPS, &["shipment"])]),
+                    X::Err(&["line A: shipped 3, ordered 2"]),
+                ],
+            },
+            Case {
+                name: "kit components without kit links tied through known recipes",
+                order: order(&[(1, "A", 1), (2, "KIT-1", 2)]),
+                recipes: recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .line("1", "A", 1)
+                    .line("2", "COMP-A", 2)
+                    .line("3", "COMP-B", 4)
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"]), (2, 2, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "pulled components tied through a recipe learnt from another shipment's links",
+                order: order(&[(1, "KIT-1", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![
+                    ship("S1")
+                        .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
+                        .comp("3", "COMP-B", 2, Some("KIT-1"), Some(2))
+                        .build(),
+                    ship("S2").line("2", "COMP-A", 1).line("3", "COMP-B", 2).build(),
+                ],
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])]), X::Ok(vec![(1, 1, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "kit link by the kit's store line id",
+                order: order(&[(1, "KIT-1", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![{
+                    let mut v = ship("S1").comp("2", "COMP-A", 1, None, Some(1)).build();
+                    v.lines[0].kit.as_mut().unwrap().store_line_id = Some("1".into());
+                    v
+                }],
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "untied component: error names the SKU, nothing of the shipment counts",
+                order: order(&[(1, "A", 1), (2, "KIT-1", 1)]),
+                recipes: recipe("KIT-1", &[("COMP-A", 1)]),
+                policy: CK,
+                ships: vec![
+                    ship("S1").line("1", "A", 1).line("2", "COMP-Z", 1).line("3", "COMP-Y", 1).build(),
+                    ship("S2").line("1", "A", 1).build(),
+                ],
+                expect: vec![
+                    X::Err(&["SKUs COMP-Z, COMP-Y match no line of the order"]),
+                    X::Ok(vec![(1, 1, UPS, &["shipment"])]),
+                ],
+            },
+            Case {
+                name: "single unmatched SKU",
+                order: order(&[(1, "A", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line("1", "X", 1).build()],
+                expect: vec![X::Err(&["SKU X matches no line of the order"])],
+            },
+            Case {
+                name: "unknown recipe: link without per_kit",
+                order: order(&[(1, "KIT-1", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
+                    .comp("3", "COMP-B", 2, Some("KIT-1"), None)
+                    .build()],
+                expect: vec![X::Err(&["kit KIT-1", "COMP-B"])],
+            },
+            Case {
+                name: "recipe completes a link without per_kit",
+                order: order(&[(1, "KIT-1", 1)]),
+                recipes: recipe("KIT-1", &[("COMP-B", 2)]),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
+                    .comp("3", "COMP-B", 2, Some("KIT-1"), None)
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "component of two different kits of the order is ambiguous",
+                order: order(&[(1, "KIT-1", 1), (2, "KIT-2", 1)]),
+                recipes: {
+                    let mut r = recipe("KIT-1", &[("COMP-A", 1)]);
+                    r.append(&mut recipe("KIT-2", &[("COMP-A", 1)]));
+                    r
+                },
+                policy: CK,
+                ships: vec![ship("S1").line("2", "COMP-A", 1).build()],
+                expect: vec![X::Err(&["COMP-A", "KIT-1, KIT-2"])],
+            },
+            Case {
+                name: "Shipping / New / Rolled Back contribute nothing",
+                order: order(&[(1, "A", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![
+                    ship("S1").status(WarehouseStatus::Shipping).line("1", "A", 2).build(),
+                    ship("S2").status(WarehouseStatus::New).line("1", "A", 2).build(),
+                    ship("S3").status(WarehouseStatus::RolledBack).line("1", "A", 9).build(),
+                    ship("S4").line("1", "A", 2).build(),
+                ],
+                expect: vec![X::Ok(vec![]), X::Ok(vec![]), X::Ok(vec![]), X::Ok(vec![(1, 2, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "two carriers in one shipment make two shares",
+                order: order(&[(1, "A", 3), (2, "B", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .line("1", "A", 3)
+                    .line("2", "B", 1)
+                    .pkg("C1", "T1", None, &[("1", 1), ("2", 1)])
+                    .pkg("C2", "T2", FEDEX, &[("1", 1)])
+                    .pkg("C3", "T3", None, &[("1", 1)])
+                    .build()],
+                expect: vec![X::Ok(vec![
+                    (1, 2, UPS, &["C1", "C3"]),
+                    (1, 1, FEDEX, &["C2"]),
+                    (2, 1, UPS, &["C1"]),
+                ])],
+            },
+            Case {
+                name: "an error shipment does not count for later ones",
+                order: order(&[(1, "A", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![
+                    ship("S1").line("1", "A", 3).build(),
+                    ship("S2").line("1", "A", 2).build(),
+                ],
+                expect: vec![X::Err(&["line A: shipped 3, ordered 2"]), X::Ok(vec![(1, 2, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "kit over-shipment counts component units",
+                order: order(&[(1, "KIT-1", 1)]),
+                recipes: recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]),
+                policy: CK,
+                ships: vec![ship("S1").line("2", "COMP-A", 1).line("3", "COMP-B", 3).build()],
+                expect: vec![X::Err(&["line KIT-1: component COMP-B shipped 3, ordered 2 (1 kits × 2)"])],
+            },
+            Case {
+                name: "kit over two carriers goes to the one carrying most, keys of all",
+                order: order(&[(1, "KIT-1", 1)]),
+                recipes: recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .line("2", "COMP-A", 1)
+                    .line("3", "COMP-B", 2)
+                    .pkg("C1", "T1", None, &[("2", 1)])
+                    .pkg("C2", "T2", FEDEX, &[("3", 2)])
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 1, FEDEX, &["C1", "C2"])])],
+            },
+            Case {
+                name: "units no package lists: single package takes them; no carrier anywhere",
+                order: order(&[(1, "A", 2)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").carrier(None).line("1", "A", 2).pkg("C1", "T1", None, &[]).build()],
+                expect: vec![X::Ok(vec![(1, 2, None, &["C1"])])],
+            },
+            Case {
+                name: "units no package lists, several packages: keys of the unlisted ones",
+                order: order(&[(1, "A", 2), (2, "B", 1)]),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1")
+                    .line("1", "A", 2)
+                    .line("2", "B", 1)
+                    .pkg("C1", "T1", None, &[("2", 1)])
+                    .pkg("C2", "T2", FEDEX, &[])
+                    .build()],
+                expect: vec![X::Ok(vec![(1, 2, FEDEX, &["C2"]), (2, 1, UPS, &["C1"])])],
+            },
+        ]
+    }
+
+    #[test]
+    fn attribute_table() {
+        for c in cases() {
+            check(&c);
+        }
+    }
+
+    /// Scenario 6: a repeat is the same shipment; recomputing gives the same
+    /// shares, and once those are sent nothing is left to send.
+    #[test]
+    fn scenario_6_repeat_changes_nothing() {
+        let o = order(&[(1, "A", 1)]);
+        let v = ship("S1").line("1", "A", 1).pkg("C1", "T1", None, &[("1", 1)]).build();
+        let first = run(&o, &Recipes::new(), CK, std::slice::from_ref(&v));
+        for _ in 0..2 {
+            let again = run(&o, &Recipes::new(), CK, std::slice::from_ref(&v.clone()));
+            assert_eq!(again, first);
+        }
+        let shares = first[0].result.clone().unwrap();
+        assert_eq!(still_to_send(&shares, &Sent::new()), shares);
+        let sent: Sent = shares
+            .iter()
+            .map(|s| (s.store_line_id.clone(), s.quantity))
+            .collect();
+        assert!(still_to_send(&shares, &sent).is_empty());
+    }
+
+    /// Scenario 8 (quantity side): the same shipment with a corrected
+    /// tracking number changes no quantity.
+    #[test]
+    fn scenario_8_corrected_tracking_same_quantities() {
+        let o = order(&[(1, "A", 1)]);
+        let v1 = ship("S1").line("1", "A", 1).pkg("C1", "T1", None, &[("1", 1)]).build();
+        let v9 = ship("S1").line("1", "A", 1).pkg("C1", "T9", None, &[("1", 1)]).build();
+        let a = run(&o, &Recipes::new(), CK, &[v1]);
+        let b = run(&o, &Recipes::new(), CK, &[v9]);
+        assert_eq!(a, b);
+        let shares = b[0].result.clone().unwrap();
+        let sent: Sent = [(gid(1), 1)].into_iter().collect();
+        assert!(still_to_send(&shares, &sent).is_empty());
+    }
+
+    #[test]
+    fn still_to_send_table() {
+        let sh = |line: u32, q: u64, c: Option<&str>| LineShare {
+            store_line_id: gid(line),
+            quantity: q,
+            carrier: c.map(Into::into),
+            package_keys: vec![],
+        };
+        let cases: Vec<(&str, Vec<LineShare>, Vec<(u32, u64)>, Vec<LineShare>)> = vec![
+            ("nothing sent", vec![sh(1, 2, UPS)], vec![], vec![sh(1, 2, UPS)]),
+            ("partly sent", vec![sh(1, 3, UPS)], vec![(1, 1)], vec![sh(1, 2, UPS)]),
+            ("all sent", vec![sh(1, 3, UPS)], vec![(1, 3)], vec![]),
+            ("more sent than shipped never un-fulfils", vec![sh(1, 1, UPS)], vec![(1, 5)], vec![]),
+            (
+                "sent taken from the line's shares in order",
+                vec![sh(1, 1, UPS), sh(1, 2, FEDEX), sh(2, 1, UPS)],
+                vec![(1, 2)],
+                vec![sh(1, 1, FEDEX), sh(2, 1, UPS)],
+            ),
+            ("other lines' sent ignored", vec![sh(1, 1, UPS)], vec![(2, 1)], vec![sh(1, 1, UPS)]),
+        ];
+        for (name, shares, sent, want) in cases {
+            let sent: Sent = sent.into_iter().map(|(l, q)| (gid(l), q)).collect();
+            assert_eq!(still_to_send(&shares, &sent), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn recipes_seen_collects_links_with_sku_and_per_kit() {
+        let v = ship("S1")
+            .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
+            .comp("3", "COMP-B", 2, Some("KIT-1"), Some(2))
+            .comp("4", "COMP-C", 2, Some("KIT-1"), None)
+            .comp("5", "COMP-D", 2, None, Some(2))
+            .comp("6", "COMP-E", 3, Some("KIT-2"), Some(3))
+            .line("7", "A", 1)
+            .build();
+        let mut want = recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]);
+        want.append(&mut recipe("KIT-2", &[("COMP-E", 3)]));
+        assert_eq!(recipes_seen(&v), want);
+    }
+
+    #[test]
+    fn line_id_matching() {
+        assert!(same_line_id("gid://shopify/LineItem/12", "12"));
+        assert!(same_line_id("gid://shopify/LineItem/12", "gid://shopify/LineItem/12"));
+        assert!(!same_line_id("gid://shopify/LineItem/12", "2"));
+        assert!(!same_line_id("gid://shopify/LineItem/12", ""));
+        assert!(same_line_id("12", "12"));
+    }
+}
