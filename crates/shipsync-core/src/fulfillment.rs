@@ -110,7 +110,12 @@ pub fn assign(
     // Remaining per (fo index, line item index), consumed as we go.
     let mut left: Vec<Vec<u64>> = fos
         .iter()
-        .map(|fo| fo.line_items.iter().map(|li| li.remaining_quantity).collect())
+        .map(|fo| {
+            fo.line_items
+                .iter()
+                .map(|li| li.remaining_quantity)
+                .collect()
+        })
         .collect();
     let mut out: Vec<Option<FoAssignment>> = vec![None; fos.len()];
 
@@ -181,7 +186,11 @@ fn shortfall(
             continue;
         }
         if !status_is(&fo.status, &USABLE) {
-            waits.push(format!("fulfillment order {} is {}", fo.id, fo.status.trim()));
+            waits.push(format!(
+                "fulfillment order {} is {}",
+                fo.id,
+                fo.status.trim()
+            ));
         } else {
             waits.push(format!(
                 "fulfillment order {} is at location {}, not {}",
@@ -200,14 +209,23 @@ fn shortfall(
     }
     let closed: Vec<String> = fos
         .iter()
-        .filter(|fo| fo.line_items.iter().any(|li| same_id(&li.line_item_id, line_id)))
+        .filter(|fo| {
+            fo.line_items
+                .iter()
+                .any(|li| same_id(&li.line_item_id, line_id))
+        })
         .filter(|fo| !usable(fo, location_id))
         .map(|fo| format!("{} ({})", fo.id, fo.status.trim()))
         .collect();
-    let mut msg = format!(
-        "line {line_id}: {want} to fulfil but the store has only {have} left to fulfil"
-    );
-    if have == 0 && !fos.iter().any(|fo| fo.line_items.iter().any(|li| same_id(&li.line_item_id, line_id))) {
+    let mut msg =
+        format!("line {line_id}: {want} to fulfil but the store has only {have} left to fulfil");
+    if have == 0
+        && !fos.iter().any(|fo| {
+            fo.line_items
+                .iter()
+                .any(|li| same_id(&li.line_item_id, line_id))
+        })
+    {
         msg = format!("line {line_id}: {want} to fulfil but no fulfillment order holds this line");
     } else if !closed.is_empty() {
         msg.push_str(&format!(
@@ -216,4 +234,213 @@ fn shortfall(
         ));
     }
     FoProblem::Impossible(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn li(n: u32) -> String {
+        format!("gid://shopify/LineItem/{n}")
+    }
+    fn loc(n: u32) -> String {
+        format!("gid://shopify/Location/{n}")
+    }
+
+    /// A fulfillment order: id n, status, location, (fo line item id, store line n, remaining).
+    fn fo(
+        n: u32,
+        status: &str,
+        location: Option<u32>,
+        items: &[(&str, u32, u64)],
+    ) -> FulfillmentOrderView {
+        FulfillmentOrderView {
+            id: format!("gid://shopify/FulfillmentOrder/{n}"),
+            status: status.into(),
+            location_id: location.map(loc),
+            line_items: items
+                .iter()
+                .map(|(id, line, rem)| FoLineItem {
+                    id: id.to_string(),
+                    line_item_id: li(*line),
+                    remaining_quantity: *rem,
+                })
+                .collect(),
+        }
+    }
+
+    /// Expected assignment: (fo n, location, items, store lines by number).
+    type A = (u32, Option<u32>, Vec<(&'static str, u64)>, Vec<(u32, u64)>);
+    /// (name, needs by store line number, fulfillment orders, location, expected).
+    type Case = (
+        &'static str,
+        Vec<(u32, u64)>,
+        Vec<FulfillmentOrderView>,
+        Option<u32>,
+        X,
+    );
+    enum X {
+        Ok(Vec<A>),
+        Waiting(&'static [&'static str]),
+        Impossible(&'static [&'static str]),
+    }
+
+    #[test]
+    fn assign_table() {
+        let cases: Vec<Case> = vec![
+            (
+                "one open FO covers everything",
+                vec![(1, 2), (2, 1)],
+                vec![fo(1, "OPEN", Some(1), &[("a", 1, 2), ("b", 2, 1)])],
+                None,
+                X::Ok(vec![(
+                    1,
+                    Some(1),
+                    vec![("a", 2), ("b", 1)],
+                    vec![(1, 2), (2, 1)],
+                )]),
+            ),
+            (
+                "two FOs at two locations, each line where it is",
+                vec![(1, 1), (2, 1)],
+                vec![
+                    fo(1, "OPEN", Some(1), &[("a", 1, 1)]),
+                    fo(2, "IN_PROGRESS", Some(2), &[("b", 2, 1)]),
+                ],
+                None,
+                X::Ok(vec![
+                    (1, Some(1), vec![("a", 1)], vec![(1, 1)]),
+                    (2, Some(2), vec![("b", 1)], vec![(2, 1)]),
+                ]),
+            ),
+            (
+                "a line split over two FOs is taken in FO order",
+                vec![(1, 3)],
+                vec![
+                    fo(1, "open", Some(1), &[("a", 1, 1)]),
+                    fo(2, "OPEN", Some(2), &[("b", 1, 5)]),
+                ],
+                None,
+                X::Ok(vec![
+                    (1, Some(1), vec![("a", 1)], vec![(1, 1)]),
+                    (2, Some(2), vec![("b", 2)], vec![(1, 2)]),
+                ]),
+            ),
+            (
+                "location filter uses only the FO at the connection's location",
+                vec![(1, 1)],
+                vec![
+                    fo(1, "OPEN", Some(1), &[("a", 1, 1)]),
+                    fo(2, "OPEN", Some(2), &[("b", 1, 1)]),
+                ],
+                Some(2),
+                X::Ok(vec![(2, Some(2), vec![("b", 1)], vec![(1, 1)])]),
+            ),
+            (
+                "line only at another location waits, naming it",
+                vec![(1, 1)],
+                vec![fo(1, "OPEN", Some(1), &[("a", 1, 1)])],
+                Some(2),
+                X::Waiting(&["FulfillmentOrder/1", "Location/1", "Location/2"]),
+            ),
+            (
+                "ON_HOLD FO waits, naming the status",
+                vec![(1, 1)],
+                vec![fo(1, "ON_HOLD", Some(1), &[("a", 1, 1)])],
+                None,
+                X::Waiting(&["FulfillmentOrder/1 is ON_HOLD"]),
+            ),
+            (
+                "SCHEDULED FO holding the rest waits",
+                vec![(1, 2)],
+                vec![
+                    fo(1, "OPEN", Some(1), &[("a", 1, 1)]),
+                    fo(2, "SCHEDULED", Some(1), &[("b", 1, 1)]),
+                ],
+                None,
+                X::Waiting(&["is SCHEDULED", "2 to fulfil, 1 available"]),
+            ),
+            (
+                "ON_HOLD FO is not needed when the open one suffices",
+                vec![(1, 1)],
+                vec![
+                    fo(1, "ON_HOLD", Some(1), &[("a", 1, 1)]),
+                    fo(2, "OPEN", Some(1), &[("b", 1, 1)]),
+                ],
+                None,
+                X::Ok(vec![(2, Some(1), vec![("b", 1)], vec![(1, 1)])]),
+            ),
+            (
+                "shortage is impossible",
+                vec![(1, 3)],
+                vec![fo(1, "OPEN", Some(1), &[("a", 1, 2)])],
+                None,
+                X::Impossible(&["3 to fulfil", "only 2 left"]),
+            ),
+            (
+                "closed FO does not make it wait",
+                vec![(1, 1)],
+                vec![fo(1, "CLOSED", Some(1), &[("a", 1, 0)])],
+                None,
+                X::Impossible(&["only 0 left", "FulfillmentOrder/1 (CLOSED)"]),
+            ),
+            (
+                "line on no FO at all",
+                vec![(9, 1)],
+                vec![fo(1, "OPEN", Some(1), &[("a", 1, 1)])],
+                None,
+                X::Impossible(&["LineItem/9", "no fulfillment order holds this line"]),
+            ),
+            (
+                "needs for the same line share what is left",
+                vec![(1, 1), (1, 1)],
+                vec![fo(1, "OPEN", Some(1), &[("a", 1, 1)])],
+                None,
+                X::Impossible(&["only 0 left"]),
+            ),
+            (
+                "zero needs assign nothing",
+                vec![(1, 0)],
+                vec![],
+                None,
+                X::Ok(vec![]),
+            ),
+        ];
+        for (name, needs, fos, location, want) in cases {
+            let needs: Vec<(String, u64)> = needs.into_iter().map(|(l, q)| (li(l), q)).collect();
+            let location = location.map(loc);
+            let got = assign(&needs, &fos, location.as_deref());
+            match (want, got) {
+                (X::Ok(want), Ok(got)) => {
+                    let want: Vec<FoAssignment> = want
+                        .into_iter()
+                        .map(|(n, l, items, lines)| FoAssignment {
+                            fulfillment_order_id: format!("gid://shopify/FulfillmentOrder/{n}"),
+                            location_id: l.map(loc),
+                            items: items.into_iter().map(|(i, q)| (i.to_string(), q)).collect(),
+                            store_lines: lines.into_iter().map(|(l, q)| (li(l), q)).collect(),
+                        })
+                        .collect();
+                    assert_eq!(got, want, "{name}");
+                }
+                (X::Waiting(parts), Err(FoProblem::Waiting(m)))
+                | (X::Impossible(parts), Err(FoProblem::Impossible(m))) => {
+                    for p in parts {
+                        assert!(m.contains(p), "{name}: {m:?} lacks {p:?}");
+                    }
+                }
+                (_, got) => panic!("{name}: unexpected {got:?}"),
+            }
+        }
+    }
+
+    /// The types carry serde derives (core has no serde_json to round-trip).
+    #[test]
+    fn serde_derives() {
+        fn has_serde<T: Serialize + serde::de::DeserializeOwned>() {}
+        has_serde::<FulfillmentOrderView>();
+        has_serde::<FoLineItem>();
+        has_serde::<FoAssignment>();
+        has_serde::<FoProblem>();
+    }
 }

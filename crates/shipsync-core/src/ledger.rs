@@ -141,7 +141,6 @@ pub struct ShipmentShares {
     pub result: Result<Vec<LineShare>, LedgerProblem>,
 }
 
-
 impl LedgerProblem {
     fn new(message: impl Into<String>) -> Self {
         Self {
@@ -275,7 +274,10 @@ fn same_line_id(store_id: &str, warehouse_value: &str) -> bool {
         return false;
     }
     let s = store_id.trim();
-    s == w || s.rsplit('/').next().is_some_and(|tail| tail == w && s != tail)
+    s == w
+        || s.rsplit('/')
+            .next()
+            .is_some_and(|tail| tail == w && s != tail)
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -376,7 +378,8 @@ impl<'a> Ctx<'a> {
         // 2. customerLineNumber.
         if let Some(i) = non_empty(&line.store_line_id).and_then(|id| self.line_by_id(id)) {
             let own_sku = self.lines[i].sku.as_deref();
-            let component = own_sku.is_some_and(|s| s != line.sku) && self.is_component_of(i, &line.sku);
+            let component =
+                own_sku.is_some_and(|s| s != line.sku) && self.is_component_of(i, &line.sku);
             return Ok(Target {
                 candidates: vec![i],
                 component: component.then(|| line.sku.clone()),
@@ -533,10 +536,7 @@ impl<'a> Ctx<'a> {
             };
             problems.insert(
                 0,
-                format!(
-                    "{word} {} {verb} no line of the order",
-                    no_line.join(", ")
-                ),
+                format!("{word} {} {verb} no line of the order", no_line.join(", ")),
             );
         }
 
@@ -554,7 +554,9 @@ impl<'a> Ctx<'a> {
         let mut over = Vec::new();
         for bucket in alloc.keys() {
             let shipped = new_cum.get(bucket).copied().unwrap_or(0);
-            let Some(cap) = self.capacity(bucket) else { continue };
+            let Some(cap) = self.capacity(bucket) else {
+                continue;
+            };
             if shipped <= cap {
                 continue;
             }
@@ -815,7 +817,14 @@ mod tests {
             self.0.carrier = c.map(Into::into);
             self
         }
-        fn push(mut self, ln: &str, sku: &str, qty: u64, store: Option<&str>, kit: Option<KitLink>) -> Self {
+        fn push(
+            mut self,
+            ln: &str,
+            sku: &str,
+            qty: u64,
+            store: Option<&str>,
+            kit: Option<KitLink>,
+        ) -> Self {
             self.0.lines.push(ShipmentLine {
                 line_number: ln.into(),
                 sku: sku.into(),
@@ -835,7 +844,14 @@ mod tests {
             self.push(ln, sku, qty, Some(store), None)
         }
         /// A kit component line with a kit link.
-        fn comp(self, ln: &str, sku: &str, qty: u64, kit_sku: Option<&str>, per_kit: Option<u64>) -> Self {
+        fn comp(
+            self,
+            ln: &str,
+            sku: &str,
+            qty: u64,
+            kit_sku: Option<&str>,
+            per_kit: Option<u64>,
+        ) -> Self {
             let link = KitLink {
                 line_number: "K".into(),
                 sku: kit_sku.map(Into::into),
@@ -845,7 +861,13 @@ mod tests {
             };
             self.push(ln, sku, qty, None, Some(link))
         }
-        fn pkg(mut self, key: &str, tracking: &str, carrier: Option<&str>, lines: &[(&str, u64)]) -> Self {
+        fn pkg(
+            mut self,
+            key: &str,
+            tracking: &str,
+            carrier: Option<&str>,
+            lines: &[(&str, u64)],
+        ) -> Self {
             let lines = lines
                 .iter()
                 .map(|(ln, q)| PackageLine {
@@ -918,7 +940,12 @@ mod tests {
         r
     }
 
-    fn run(order: &[OrderLine], recipes: &Recipes, policy: KitPolicy, ships: &[ShipmentVersion]) -> Vec<ShipmentShares> {
+    fn run(
+        order: &[OrderLine],
+        recipes: &Recipes,
+        policy: KitPolicy,
+        ships: &[ShipmentVersion],
+    ) -> Vec<ShipmentShares> {
         let keys: Vec<String> = (0..ships.len()).map(|i| format!("shp_{i}")).collect();
         let inputs: Vec<ShipmentInput<'_>> = ships
             .iter()
@@ -973,7 +1000,9 @@ mod tests {
                         );
                     }
                 }
-                (X::Ok(_), Err(p)) => panic!("{}: shipment {i}: unexpected error {}", c.name, p.message),
+                (X::Ok(_), Err(p)) => {
+                    panic!("{}: shipment {i}: unexpected error {}", c.name, p.message)
+                }
                 (X::Err(_), Ok(s)) => panic!("{}: shipment {i}: expected error, got {s:?}", c.name),
             }
         }
@@ -1006,7 +1035,12 @@ mod tests {
                 order: order(&[(1, "A", 2)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1").line("1", "A", 2).pkg("C1", "T1", None, &[("1", 2)]).build()],
+                ships: vec![
+                    ship("S1")
+                        .line("1", "A", 2)
+                        .pkg("C1", "T1", None, &[("1", 2)])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])])],
             },
             Case {
@@ -1015,21 +1049,32 @@ mod tests {
                 recipes: none(),
                 policy: CK,
                 ships: vec![
-                    ship("S1").line("1", "A", 2).pkg("C1", "T1", None, &[("1", 2)]).build(),
-                    ship("S2").line("2", "B", 1).pkg("C2", "T2", None, &[("2", 1)]).build(),
+                    ship("S1")
+                        .line("1", "A", 2)
+                        .pkg("C1", "T1", None, &[("1", 2)])
+                        .build(),
+                    ship("S2")
+                        .line("2", "B", 1)
+                        .pkg("C2", "T2", None, &[("2", 1)])
+                        .build(),
                 ],
-                expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])]), X::Ok(vec![(2, 1, UPS, &["C2"])])],
+                expect: vec![
+                    X::Ok(vec![(1, 2, UPS, &["C1"])]),
+                    X::Ok(vec![(2, 1, UPS, &["C2"])]),
+                ],
             },
             Case {
                 name: "scenario 3: A×3 over two packages",
                 order: order(&[(1, "A", 3)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .line("1", "A", 3)
-                    .pkg("C2", "T2", None, &[("1", 1)])
-                    .pkg("C1", "T1", None, &[("1", 2)])
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .line("1", "A", 3)
+                        .pkg("C2", "T2", None, &[("1", 1)])
+                        .pkg("C1", "T1", None, &[("1", 2)])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 3, UPS, &["C1", "C2"])])],
             },
             Case {
@@ -1037,11 +1082,13 @@ mod tests {
                 order: order(&[(1, "KIT-1", 2)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
-                    .comp("3", "COMP-B", 4, Some("KIT-1"), Some(2))
-                    .pkg("C1", "T1", None, &[("2", 2), ("3", 4)])
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
+                        .comp("3", "COMP-B", 4, Some("KIT-1"), Some(2))
+                        .pkg("C1", "T1", None, &[("2", 2), ("3", 4)])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])])],
             },
             Case {
@@ -1049,11 +1096,13 @@ mod tests {
                 order: order(&[(1, "KIT-1", 2)]),
                 recipes: none(),
                 policy: FC,
-                ships: vec![ship("S1")
-                    .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
-                    .comp("3", "COMP-B", 4, Some("KIT-1"), Some(2))
-                    .pkg("C1", "T1", None, &[("2", 2), ("3", 4)])
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .comp("2", "COMP-A", 2, Some("KIT-1"), Some(1))
+                        .comp("3", "COMP-B", 4, Some("KIT-1"), Some(2))
+                        .pkg("C1", "T1", None, &[("2", 2), ("3", 4)])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 2, UPS, &["C1"])])],
             },
             Case {
@@ -1062,7 +1111,10 @@ mod tests {
                 recipes: none(),
                 policy: CK,
                 ships: kit_5_ships(),
-                expect: vec![X::Ok(vec![(1, 1, UPS, &["C1"])]), X::Ok(vec![(1, 1, UPS, &["C2"])])],
+                expect: vec![
+                    X::Ok(vec![(1, 1, UPS, &["C1"])]),
+                    X::Ok(vec![(1, 1, UPS, &["C2"])]),
+                ],
             },
             Case {
                 name: "scenario 5: first_component gives 2 then nothing",
@@ -1085,11 +1137,16 @@ mod tests {
                 order: order(&[(1, "A", 1), (2, "A", 1), (3, "B", 1)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .line_for("10", "A", 1, "2")
-                    .line_for("11", "B", 1, &gid(3))
-                    .build()],
-                expect: vec![X::Ok(vec![(2, 1, UPS, &["shipment"]), (3, 1, UPS, &["shipment"])])],
+                ships: vec![
+                    ship("S1")
+                        .line_for("10", "A", 1, "2")
+                        .line_for("11", "B", 1, &gid(3))
+                        .build(),
+                ],
+                expect: vec![X::Ok(vec![
+                    (2, 1, UPS, &["shipment"]),
+                    (3, 1, UPS, &["shipment"]),
+                ])],
             },
             Case {
                 name: "store line by SKU when customerLineNumber matches nothing",
@@ -1120,12 +1177,17 @@ mod tests {
                 order: order(&[(1, "A", 1), (2, "KIT-1", 2)]),
                 recipes: recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .line("1", "A", 1)
-                    .line("2", "COMP-A", 2)
-                    .line("3", "COMP-B", 4)
-                    .build()],
-                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"]), (2, 2, UPS, &["shipment"])])],
+                ships: vec![
+                    ship("S1")
+                        .line("1", "A", 1)
+                        .line("2", "COMP-A", 2)
+                        .line("3", "COMP-B", 4)
+                        .build(),
+                ],
+                expect: vec![X::Ok(vec![
+                    (1, 1, UPS, &["shipment"]),
+                    (2, 2, UPS, &["shipment"]),
+                ])],
             },
             Case {
                 name: "pulled components tied through a recipe learnt from another shipment's links",
@@ -1137,9 +1199,15 @@ mod tests {
                         .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
                         .comp("3", "COMP-B", 2, Some("KIT-1"), Some(2))
                         .build(),
-                    ship("S2").line("2", "COMP-A", 1).line("3", "COMP-B", 2).build(),
+                    ship("S2")
+                        .line("2", "COMP-A", 1)
+                        .line("3", "COMP-B", 2)
+                        .build(),
                 ],
-                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])]), X::Ok(vec![(1, 1, UPS, &["shipment"])])],
+                expect: vec![
+                    X::Ok(vec![(1, 1, UPS, &["shipment"])]),
+                    X::Ok(vec![(1, 1, UPS, &["shipment"])]),
+                ],
             },
             Case {
                 name: "kit link by the kit's store line id",
@@ -1159,7 +1227,11 @@ mod tests {
                 recipes: recipe("KIT-1", &[("COMP-A", 1)]),
                 policy: CK,
                 ships: vec![
-                    ship("S1").line("1", "A", 1).line("2", "COMP-Z", 1).line("3", "COMP-Y", 1).build(),
+                    ship("S1")
+                        .line("1", "A", 1)
+                        .line("2", "COMP-Z", 1)
+                        .line("3", "COMP-Y", 1)
+                        .build(),
                     ship("S2").line("1", "A", 1).build(),
                 ],
                 expect: vec![
@@ -1180,10 +1252,12 @@ mod tests {
                 order: order(&[(1, "KIT-1", 1)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
-                    .comp("3", "COMP-B", 2, Some("KIT-1"), None)
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
+                        .comp("3", "COMP-B", 2, Some("KIT-1"), None)
+                        .build(),
+                ],
                 expect: vec![X::Err(&["kit KIT-1", "COMP-B"])],
             },
             Case {
@@ -1191,10 +1265,12 @@ mod tests {
                 order: order(&[(1, "KIT-1", 1)]),
                 recipes: recipe("KIT-1", &[("COMP-B", 2)]),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
-                    .comp("3", "COMP-B", 2, Some("KIT-1"), None)
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .comp("2", "COMP-A", 1, Some("KIT-1"), Some(1))
+                        .comp("3", "COMP-B", 2, Some("KIT-1"), None)
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])])],
             },
             Case {
@@ -1215,25 +1291,41 @@ mod tests {
                 recipes: none(),
                 policy: CK,
                 ships: vec![
-                    ship("S1").status(WarehouseStatus::Shipping).line("1", "A", 2).build(),
-                    ship("S2").status(WarehouseStatus::New).line("1", "A", 2).build(),
-                    ship("S3").status(WarehouseStatus::RolledBack).line("1", "A", 9).build(),
+                    ship("S1")
+                        .status(WarehouseStatus::Shipping)
+                        .line("1", "A", 2)
+                        .build(),
+                    ship("S2")
+                        .status(WarehouseStatus::New)
+                        .line("1", "A", 2)
+                        .build(),
+                    ship("S3")
+                        .status(WarehouseStatus::RolledBack)
+                        .line("1", "A", 9)
+                        .build(),
                     ship("S4").line("1", "A", 2).build(),
                 ],
-                expect: vec![X::Ok(vec![]), X::Ok(vec![]), X::Ok(vec![]), X::Ok(vec![(1, 2, UPS, &["shipment"])])],
+                expect: vec![
+                    X::Ok(vec![]),
+                    X::Ok(vec![]),
+                    X::Ok(vec![]),
+                    X::Ok(vec![(1, 2, UPS, &["shipment"])]),
+                ],
             },
             Case {
                 name: "two carriers in one shipment make two shares",
                 order: order(&[(1, "A", 3), (2, "B", 1)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .line("1", "A", 3)
-                    .line("2", "B", 1)
-                    .pkg("C1", "T1", None, &[("1", 1), ("2", 1)])
-                    .pkg("C2", "T2", FEDEX, &[("1", 1)])
-                    .pkg("C3", "T3", None, &[("1", 1)])
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .line("1", "A", 3)
+                        .line("2", "B", 1)
+                        .pkg("C1", "T1", None, &[("1", 1), ("2", 1)])
+                        .pkg("C2", "T2", FEDEX, &[("1", 1)])
+                        .pkg("C3", "T3", None, &[("1", 1)])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![
                     (1, 2, UPS, &["C1", "C3"]),
                     (1, 1, FEDEX, &["C2"]),
@@ -1249,27 +1341,39 @@ mod tests {
                     ship("S1").line("1", "A", 3).build(),
                     ship("S2").line("1", "A", 2).build(),
                 ],
-                expect: vec![X::Err(&["line A: shipped 3, ordered 2"]), X::Ok(vec![(1, 2, UPS, &["shipment"])])],
+                expect: vec![
+                    X::Err(&["line A: shipped 3, ordered 2"]),
+                    X::Ok(vec![(1, 2, UPS, &["shipment"])]),
+                ],
             },
             Case {
                 name: "kit over-shipment counts component units",
                 order: order(&[(1, "KIT-1", 1)]),
                 recipes: recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]),
                 policy: CK,
-                ships: vec![ship("S1").line("2", "COMP-A", 1).line("3", "COMP-B", 3).build()],
-                expect: vec![X::Err(&["line KIT-1: component COMP-B shipped 3, ordered 2 (1 kits × 2)"])],
+                ships: vec![
+                    ship("S1")
+                        .line("2", "COMP-A", 1)
+                        .line("3", "COMP-B", 3)
+                        .build(),
+                ],
+                expect: vec![X::Err(&[
+                    "line KIT-1: component COMP-B shipped 3, ordered 2 (1 kits × 2)",
+                ])],
             },
             Case {
                 name: "kit over two carriers goes to the one carrying most, keys of all",
                 order: order(&[(1, "KIT-1", 1)]),
                 recipes: recipe("KIT-1", &[("COMP-A", 1), ("COMP-B", 2)]),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .line("2", "COMP-A", 1)
-                    .line("3", "COMP-B", 2)
-                    .pkg("C1", "T1", None, &[("2", 1)])
-                    .pkg("C2", "T2", FEDEX, &[("3", 2)])
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .line("2", "COMP-A", 1)
+                        .line("3", "COMP-B", 2)
+                        .pkg("C1", "T1", None, &[("2", 1)])
+                        .pkg("C2", "T2", FEDEX, &[("3", 2)])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 1, FEDEX, &["C1", "C2"])])],
             },
             Case {
@@ -1277,7 +1381,13 @@ mod tests {
                 order: order(&[(1, "A", 2)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1").carrier(None).line("1", "A", 2).pkg("C1", "T1", None, &[]).build()],
+                ships: vec![
+                    ship("S1")
+                        .carrier(None)
+                        .line("1", "A", 2)
+                        .pkg("C1", "T1", None, &[])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 2, None, &["C1"])])],
             },
             Case {
@@ -1285,12 +1395,14 @@ mod tests {
                 order: order(&[(1, "A", 2), (2, "B", 1)]),
                 recipes: none(),
                 policy: CK,
-                ships: vec![ship("S1")
-                    .line("1", "A", 2)
-                    .line("2", "B", 1)
-                    .pkg("C1", "T1", None, &[("2", 1)])
-                    .pkg("C2", "T2", FEDEX, &[])
-                    .build()],
+                ships: vec![
+                    ship("S1")
+                        .line("1", "A", 2)
+                        .line("2", "B", 1)
+                        .pkg("C1", "T1", None, &[("2", 1)])
+                        .pkg("C2", "T2", FEDEX, &[])
+                        .build(),
+                ],
                 expect: vec![X::Ok(vec![(1, 2, FEDEX, &["C2"]), (2, 1, UPS, &["C1"])])],
             },
         ]
@@ -1308,7 +1420,10 @@ mod tests {
     #[test]
     fn scenario_6_repeat_changes_nothing() {
         let o = order(&[(1, "A", 1)]);
-        let v = ship("S1").line("1", "A", 1).pkg("C1", "T1", None, &[("1", 1)]).build();
+        let v = ship("S1")
+            .line("1", "A", 1)
+            .pkg("C1", "T1", None, &[("1", 1)])
+            .build();
         let first = run(&o, &Recipes::new(), CK, std::slice::from_ref(&v));
         for _ in 0..2 {
             let again = run(&o, &Recipes::new(), CK, std::slice::from_ref(&v.clone()));
@@ -1328,8 +1443,14 @@ mod tests {
     #[test]
     fn scenario_8_corrected_tracking_same_quantities() {
         let o = order(&[(1, "A", 1)]);
-        let v1 = ship("S1").line("1", "A", 1).pkg("C1", "T1", None, &[("1", 1)]).build();
-        let v9 = ship("S1").line("1", "A", 1).pkg("C1", "T9", None, &[("1", 1)]).build();
+        let v1 = ship("S1")
+            .line("1", "A", 1)
+            .pkg("C1", "T1", None, &[("1", 1)])
+            .build();
+        let v9 = ship("S1")
+            .line("1", "A", 1)
+            .pkg("C1", "T9", None, &[("1", 1)])
+            .build();
         let a = run(&o, &Recipes::new(), CK, &[v1]);
         let b = run(&o, &Recipes::new(), CK, &[v9]);
         assert_eq!(a, b);
@@ -1346,18 +1467,45 @@ mod tests {
             carrier: c.map(Into::into),
             package_keys: vec![],
         };
-        let cases: Vec<(&str, Vec<LineShare>, Vec<(u32, u64)>, Vec<LineShare>)> = vec![
-            ("nothing sent", vec![sh(1, 2, UPS)], vec![], vec![sh(1, 2, UPS)]),
-            ("partly sent", vec![sh(1, 3, UPS)], vec![(1, 1)], vec![sh(1, 2, UPS)]),
+        /// (name, shares, sent by store line number, expected).
+        type Case = (
+            &'static str,
+            Vec<LineShare>,
+            Vec<(u32, u64)>,
+            Vec<LineShare>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "nothing sent",
+                vec![sh(1, 2, UPS)],
+                vec![],
+                vec![sh(1, 2, UPS)],
+            ),
+            (
+                "partly sent",
+                vec![sh(1, 3, UPS)],
+                vec![(1, 1)],
+                vec![sh(1, 2, UPS)],
+            ),
             ("all sent", vec![sh(1, 3, UPS)], vec![(1, 3)], vec![]),
-            ("more sent than shipped never un-fulfils", vec![sh(1, 1, UPS)], vec![(1, 5)], vec![]),
+            (
+                "more sent than shipped never un-fulfils",
+                vec![sh(1, 1, UPS)],
+                vec![(1, 5)],
+                vec![],
+            ),
             (
                 "sent taken from the line's shares in order",
                 vec![sh(1, 1, UPS), sh(1, 2, FEDEX), sh(2, 1, UPS)],
                 vec![(1, 2)],
                 vec![sh(1, 1, FEDEX), sh(2, 1, UPS)],
             ),
-            ("other lines' sent ignored", vec![sh(1, 1, UPS)], vec![(2, 1)], vec![sh(1, 1, UPS)]),
+            (
+                "other lines' sent ignored",
+                vec![sh(1, 1, UPS)],
+                vec![(2, 1)],
+                vec![sh(1, 1, UPS)],
+            ),
         ];
         for (name, shares, sent, want) in cases {
             let sent: Sent = sent.into_iter().map(|(l, q)| (gid(l), q)).collect();
@@ -1383,7 +1531,10 @@ mod tests {
     #[test]
     fn line_id_matching() {
         assert!(same_line_id("gid://shopify/LineItem/12", "12"));
-        assert!(same_line_id("gid://shopify/LineItem/12", "gid://shopify/LineItem/12"));
+        assert!(same_line_id(
+            "gid://shopify/LineItem/12",
+            "gid://shopify/LineItem/12"
+        ));
         assert!(!same_line_id("gid://shopify/LineItem/12", "2"));
         assert!(!same_line_id("gid://shopify/LineItem/12", ""));
         assert!(same_line_id("12", "12"));

@@ -6,6 +6,4 @@ pub mod ledger;
 pub mod shipment;
 pub mod tracking;
 
-pub use shipment::{
-    KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus,
-};
+pub use shipment::{KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus};

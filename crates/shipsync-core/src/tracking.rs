@@ -14,7 +14,10 @@
 //! - If `incoming` names a package twice, the last number wins.
 
 /// Merges `incoming` package numbers into `existing` ones.
-pub fn merge(existing: &[(String, String)], incoming: &[(String, String)]) -> Vec<(String, String)> {
+pub fn merge(
+    existing: &[(String, String)],
+    incoming: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = existing.to_vec();
     for (key, number) in incoming {
         if number.trim().is_empty() {
@@ -38,4 +41,80 @@ pub fn numbers(list: &[(String, String)]) -> Vec<String> {
         .filter(|(_, n)| seen.insert(n.clone()))
         .map(|(_, n)| n.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn merge_table() {
+        type P = &'static [(&'static str, &'static str)];
+        let cases: &[(&str, P, P, P)] = &[
+            (
+                "scenario 8: same package, new number replaces",
+                &[("C1", "T1")],
+                &[("C1", "T9")],
+                &[("C1", "T9")],
+            ),
+            (
+                "first report",
+                &[],
+                &[("C1", "T1"), ("C2", "T2")],
+                &[("C1", "T1"), ("C2", "T2")],
+            ),
+            (
+                "repeat changes nothing",
+                &[("C1", "T1")],
+                &[("C1", "T1")],
+                &[("C1", "T1")],
+            ),
+            (
+                "other packages keep their numbers, in place",
+                &[("C1", "T1"), ("C2", "T2"), ("C3", "T3")],
+                &[("C2", "T8")],
+                &[("C1", "T1"), ("C2", "T8"), ("C3", "T3")],
+            ),
+            (
+                "new package appended",
+                &[("C1", "T1")],
+                &[("C2", "T2")],
+                &[("C1", "T1"), ("C2", "T2")],
+            ),
+            (
+                "number moved to another package listed once",
+                &[("C1", "T1")],
+                &[("C2", "T1")],
+                &[("C1", "T1")],
+            ),
+            (
+                "blank incoming number ignored",
+                &[("C1", "T1")],
+                &[("C1", " ")],
+                &[("C1", "T1")],
+            ),
+            (
+                "incoming names a package twice: last wins",
+                &[],
+                &[("C1", "T1"), ("C1", "T2")],
+                &[("C1", "T2")],
+            ),
+        ];
+        for (name, existing, incoming, want) in cases {
+            assert_eq!(merge(&l(existing), &l(incoming)), l(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn numbers_unique_in_order() {
+        let list = l(&[("C1", "T2"), ("C2", "T1"), ("C3", "T2"), ("C4", "")]);
+        assert_eq!(numbers(&list), vec!["T2".to_string(), "T1".to_string()]);
+    }
 }
