@@ -1,1 +1,276 @@
+//! A Shopify Admin GraphQL sandbox: an independent, in-memory implementation
+//! of the part of Shopify's API shipsync uses (orders, fulfillment orders,
+//! `fulfillmentCreate`, `fulfillmentTrackingInfoUpdate`, cost and throttling),
+//! with fault injection.
+//!
+//! It deliberately shares no code with shipsync's own Shopify client: every
+//! request is checked against Shopify's real schema
+//! ([`shipsync_shopify_schema`]) and executed by apollo-compiler's executor
+//! over resolvers written from Shopify's documentation, so a client mistake
+//! shows up here as it would against Shopify.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use shipsync_sandbox_shopify::*;
+//! let sandbox = ShopifySandbox::new(SandboxConfig::default());
+//! sandbox.create_order(OrderSpec {
+//!     name: "#1001".into(),
+//!     lines: vec![LineSpec { sku: "A".into(), quantity: 2, ..Default::default() }],
+//!     ..Default::default()
+//! });
+//! let running = sandbox.start("127.0.0.1:0".parse().unwrap()).await?;
+//! println!("POST {}", running.graphql_url());
+//! # Ok(()) }
+//! ```
 
+mod cost;
+mod http;
+mod model;
+mod resolve;
+mod search;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+pub use cost::{MAX_SINGLE_QUERY_COST, ThrottleConfig};
+pub use model::{
+    Address, CreatedOrder, DEFAULT_LOCATION_ID, FoLineView, FoSpec, FulfillmentLineView,
+    FulfillmentOrderView, FulfillmentView, LineSpec, LineView, OrderSpec, OrderView,
+};
+pub use shipsync_shopify_schema::API_VERSION;
+
+/// Errors of the sandbox's own (non-GraphQL) API.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid order spec: {0}; fix the spec and retry")]
+    InvalidSpec(String),
+    #[error("{0} does not exist in the sandbox")]
+    NotFound(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxConfig {
+    /// The `X-Shopify-Access-Token` every GraphQL request must carry.
+    pub access_token: String,
+    pub throttle: ThrottleConfig,
+    pub faults: Faults,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            access_token: "shpat_sandbox".into(),
+            throttle: ThrottleConfig::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Injected failures of the GraphQL endpoint.
+///
+/// A request fails when `fail_next` is still positive (it counts down), or
+/// else with probability `fail_rate`. The kind is taken from `kinds` in turn
+/// (`fail_next`) or at random (`fail_rate`); empty `kinds` means HTTP 500.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    pub fail_rate: f64,
+    pub fail_next: u32,
+    pub kinds: Vec<FaultKind>,
+    /// Only mutations fail (reads stay reliable, to test retry logic of writes).
+    pub mutations_only: bool,
+    /// How long a [`FaultKind::Timeout`] request stalls before being served.
+    pub timeout_ms: u64,
+    /// `Retry-After` of [`FaultKind::TooManyRequests`].
+    pub retry_after_secs: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            fail_rate: 0.0,
+            fail_next: 0,
+            kinds: Vec::new(),
+            mutations_only: false,
+            timeout_ms: 30_000,
+            retry_after_secs: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// HTTP 500, nothing done.
+    Http500,
+    /// HTTP 502, nothing done.
+    Http502,
+    /// HTTP 200 with a `THROTTLED` error, nothing done.
+    Throttled,
+    /// HTTP 429 with `Retry-After`, nothing done.
+    TooManyRequests,
+    /// Stall for `timeout_ms`, then serve normally. A client that gave up
+    /// does not know whether a mutation landed (if the connection is gone by
+    /// then, the server drops the work).
+    Timeout,
+    /// Perform the request, then answer HTTP 500: the write happened but the
+    /// client cannot know.
+    ApplyThenDrop,
+}
+
+/// One GraphQL request as received, for assertions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// The executed operation's name (from the document or `operationName`).
+    pub operation_name: Option<String>,
+    /// `query` or `mutation`, when the document parsed.
+    pub operation_type: Option<String>,
+    pub query: String,
+    pub variables: serde_json::Value,
+    /// HTTP status answered.
+    pub status: u16,
+    pub fault: Option<FaultKind>,
+    /// The GraphQL `errors[].extensions.code`s answered, if any.
+    pub error_codes: Vec<String>,
+}
+
+pub(crate) struct Inner {
+    access_token: String,
+    state: Mutex<model::State>,
+    bucket: Mutex<cost::Bucket>,
+    faults: Mutex<FaultState>,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+pub(crate) struct FaultState {
+    faults: Faults,
+    /// Position in `kinds` for `fail_next`.
+    turn: usize,
+}
+
+/// Locks a mutex; a panic in another request must not wedge the sandbox.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The sandbox: cheap to clone (a handle), `Send + Sync`.
+#[derive(Clone)]
+pub struct ShopifySandbox {
+    inner: Arc<Inner>,
+}
+
+impl ShopifySandbox {
+    pub fn new(config: SandboxConfig) -> Self {
+        ShopifySandbox {
+            inner: Arc::new(Inner {
+                access_token: config.access_token,
+                state: Mutex::new(model::State::default()),
+                bucket: Mutex::new(cost::Bucket::new(config.throttle)),
+                faults: Mutex::new(FaultState {
+                    faults: config.faults,
+                    turn: 0,
+                }),
+                requests: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The HTTP API: `POST /admin/api/{version}/graphql.json` and the
+    /// `/_sandbox/...` control endpoints.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Binds `addr` (port 0 picks a free one) and serves in a background task
+    /// until the returned handle is dropped.
+    pub async fn start(self, addr: SocketAddr) -> std::io::Result<RunningShopify> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let router = self.router();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "Shopify sandbox server stopped");
+            }
+        });
+        Ok(RunningShopify {
+            url: format!("http://{local}"),
+            sandbox: self,
+            task,
+        })
+    }
+
+    /// Places an order. Panics on an inconsistent spec (a test bug); use
+    /// [`try_create_order`](Self::try_create_order) for specs from outside.
+    pub fn create_order(&self, spec: OrderSpec) -> CreatedOrder {
+        self.try_create_order(spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_create_order(&self, spec: OrderSpec) -> Result<CreatedOrder, SandboxError> {
+        lock(&self.inner.state).create_order(spec)
+    }
+
+    /// Snapshot of an order by name, with or without `#`.
+    pub fn order(&self, name: &str) -> Option<OrderView> {
+        let st = lock(&self.inner.state);
+        st.find_order_by_name(name).map(|oi| st.view(oi))
+    }
+
+    /// Fulfillments created over all orders since the sandbox started.
+    pub fn fulfillments_created(&self) -> usize {
+        lock(&self.inner.state).fulfillments_created
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.inner.faults) = FaultState { faults, turn: 0 };
+    }
+
+    /// Moves a fulfillment order to any status (ON_HOLD, SCHEDULED, …), as a
+    /// merchant or another app would. Panics if it does not exist (a test bug).
+    pub fn set_fulfillment_order_status(&self, fo_id: &str, status: &str) {
+        self.try_set_fulfillment_order_status(fo_id, status)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_set_fulfillment_order_status(
+        &self,
+        fo_id: &str,
+        status: &str,
+    ) -> Result<(), SandboxError> {
+        lock(&self.inner.state).set_fo_status(fo_id, status)
+    }
+
+    /// Empties the cost bucket, so the next request is throttled.
+    pub fn drain_bucket(&self) {
+        lock(&self.inner.bucket).drain();
+    }
+
+    /// Every GraphQL request received, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.requests).clone()
+    }
+}
+
+/// A sandbox serving HTTP; the server stops when this is dropped.
+pub struct RunningShopify {
+    /// Base URL, e.g. `http://127.0.0.1:PORT` (the shop URL to configure).
+    pub url: String,
+    pub sandbox: ShopifySandbox,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningShopify {
+    /// The GraphQL endpoint for [`API_VERSION`].
+    pub fn graphql_url(&self) -> String {
+        format!("{}/admin/api/{API_VERSION}/graphql.json", self.url)
+    }
+}
+
+impl Drop for RunningShopify {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,370 @@
+//! HTTP layer: the GraphQL endpoint (auth, validation, faults, cost,
+//! execution) and the JSON control endpoints of the standalone sandbox.
+
+use std::time::Duration;
+
+use apollo_compiler::executable::OperationType;
+use apollo_compiler::resolvers::Execution;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::cost::{CostModel, MAX_SINGLE_QUERY_COST};
+use crate::resolve::{Ctx, Obj, json_map};
+use crate::{
+    API_VERSION, FaultKind, Faults, OrderSpec, RecordedRequest, SandboxError, ShopifySandbox,
+    lock,
+};
+
+pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
+    Router::new()
+        .route("/admin/api/{version}/graphql.json", post(graphql))
+        .route("/_sandbox/orders", post(create_order))
+        .route("/_sandbox/orders/{name}", get(get_order))
+        .route("/_sandbox/faults", post(set_faults))
+        .route(
+            "/_sandbox/fulfillment_orders/status",
+            post(set_fulfillment_order_status),
+        )
+        .with_state(sandbox)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphqlRequest {
+    query: String,
+    #[serde(default)]
+    variables: Value,
+    operation_name: Option<String>,
+}
+
+/// What the handler answered, plus what to record about it.
+struct Outcome {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<u64>,
+    fault: Option<FaultKind>,
+    operation_name: Option<String>,
+    operation_type: Option<String>,
+}
+
+impl Outcome {
+    fn new(status: StatusCode, body: Value) -> Self {
+        Outcome {
+            status,
+            body,
+            retry_after: None,
+            fault: None,
+            operation_name: None,
+            operation_type: None,
+        }
+    }
+}
+
+/// A GraphQL error in Shopify's shape, HTTP 200.
+fn graphql_error(message: impl Into<String>, code: &str, cost: Option<Value>) -> Outcome {
+    let mut body = json!({
+        "errors": [{ "message": message.into(), "extensions": { "code": code } }]
+    });
+    if let Some(cost) = cost {
+        body["extensions"] = json!({ "cost": cost });
+    }
+    Outcome::new(StatusCode::OK, body)
+}
+
+async fn graphql(
+    State(sandbox): State<ShopifySandbox>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed: Result<GraphqlRequest, _> = serde_json::from_slice(&body);
+    let outcome = serve_graphql(&sandbox, &version, &headers, parsed.as_ref().ok()).await;
+
+    let error_codes = outcome.body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["extensions"]["code"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (query, variables) = match &parsed {
+        Ok(r) => (r.query.clone(), r.variables.clone()),
+        Err(_) => (String::from_utf8_lossy(&body).into_owned(), Value::Null),
+    };
+    lock(&sandbox.inner.requests).push(RecordedRequest {
+        operation_name: outcome.operation_name.clone(),
+        operation_type: outcome.operation_type.clone(),
+        query,
+        variables,
+        status: outcome.status.as_u16(),
+        fault: outcome.fault,
+        error_codes,
+    });
+
+    let mut response = (outcome.status, Json(outcome.body)).into_response();
+    response.headers_mut().insert(
+        "x-shopify-api-version",
+        HeaderValue::from_static(API_VERSION),
+    );
+    if let Some(secs) = outcome.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+async fn serve_graphql(
+    sandbox: &ShopifySandbox,
+    version: &str,
+    headers: &HeaderMap,
+    request: Option<&GraphqlRequest>,
+) -> Outcome {
+    // The sandbox serves exactly the schema version it validates against.
+    if version != API_VERSION {
+        return Outcome::new(StatusCode::NOT_FOUND, json!({ "errors": "Not Found" }));
+    }
+    let token = headers
+        .get("x-shopify-access-token")
+        .and_then(|v| v.to_str().ok());
+    if token != Some(sandbox.inner.access_token.as_str()) {
+        return Outcome::new(
+            StatusCode::UNAUTHORIZED,
+            json!({ "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)" }),
+        );
+    }
+    let Some(request) = request else {
+        return Outcome::new(
+            StatusCode::BAD_REQUEST,
+            json!({ "errors": { "query": "Required parameter missing or invalid" } }),
+        );
+    };
+
+    let schema = shipsync_shopify_schema::schema();
+    let document = match shipsync_shopify_schema::validate(&request.query) {
+        Ok(d) => d,
+        Err(diagnostics) => return graphql_error(diagnostics, "GRAPHQL_VALIDATION_FAILED", None),
+    };
+    let operation = match document.operations.get(request.operation_name.as_deref()) {
+        Ok(op) => op,
+        Err(e) => return graphql_error(e.message().to_string(), "OPERATION_NOT_FOUND", None),
+    };
+    let is_mutation = operation.operation_type == OperationType::Mutation;
+    let meta = |mut o: Outcome| {
+        o.operation_name = operation.name.as_ref().map(|n| n.to_string());
+        o.operation_type = Some(if is_mutation { "mutation" } else { "query" }.into());
+        o
+    };
+    if operation.operation_type == OperationType::Subscription {
+        return meta(graphql_error("Subscriptions are not supported", "BAD_REQUEST", None));
+    }
+    let variables = match json_map(&request.variables) {
+        Ok(v) => v,
+        Err(e) => return meta(graphql_error(e, "INVALID_VARIABLE", None)),
+    };
+    let variables = match apollo_compiler::request::coerce_variable_values(schema, operation, &variables) {
+        Ok(v) => v,
+        Err(e) => {
+            return meta(graphql_error(
+                format!("Variable value invalid: {}", e.message()),
+                "INVALID_VARIABLE",
+                None,
+            ));
+        }
+    };
+
+    let fault = pick_fault(sandbox, is_mutation);
+    match &fault {
+        Some((FaultKind::Http500, _)) => {
+            return meta(fault_outcome(StatusCode::INTERNAL_SERVER_ERROR, FaultKind::Http500));
+        }
+        Some((FaultKind::Http502, _)) => {
+            return meta(fault_outcome(StatusCode::BAD_GATEWAY, FaultKind::Http502));
+        }
+        Some((FaultKind::Throttled, _)) => {
+            let status = lock(&sandbox.inner.bucket).status();
+            let mut o = graphql_error("Throttled", "THROTTLED", Some(cost_json(None, None, status)));
+            o.fault = Some(FaultKind::Throttled);
+            return meta(o);
+        }
+        Some((FaultKind::TooManyRequests, faults)) => {
+            let mut o = Outcome::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service." }),
+            );
+            o.retry_after = Some(faults.retry_after_secs);
+            o.fault = Some(FaultKind::TooManyRequests);
+            return meta(o);
+        }
+        Some((FaultKind::Timeout, faults)) => {
+            tokio::time::sleep(Duration::from_millis(faults.timeout_ms)).await;
+        }
+        Some((FaultKind::ApplyThenDrop, _)) | None => {}
+    }
+
+    let model = CostModel {
+        schema,
+        document: &document,
+        variables: &variables,
+    };
+    let requested = if is_mutation {
+        model.mutation(&operation.selection_set)
+    } else {
+        model.selection(&operation.selection_set, None, None)
+    };
+    if requested > MAX_SINGLE_QUERY_COST {
+        let status = lock(&sandbox.inner.bucket).status();
+        return meta(graphql_error(
+            format!(
+                "Query cost is {requested}, which exceeds the single query max cost limit ({MAX_SINGLE_QUERY_COST}). Reduce page sizes (first/last) or split the query."
+            ),
+            "MAX_COST_EXCEEDED",
+            Some(cost_json(Some(requested), None, status)),
+        ));
+    }
+    {
+        let mut bucket = lock(&sandbox.inner.bucket);
+        if !bucket.try_take(requested) {
+            let status = bucket.status();
+            return meta(graphql_error(
+                "Throttled",
+                "THROTTLED",
+                Some(cost_json(Some(requested), None, status)),
+            ));
+        }
+    }
+
+    let response = {
+        let mut guard = lock(&sandbox.inner.state);
+        // Execution borrows the state through a RefCell (mutations change it
+        // while the executor holds shared handles); it goes back afterwards.
+        let ctx = Ctx {
+            st: std::cell::RefCell::new(std::mem::take(&mut *guard)),
+        };
+        let root = if is_mutation {
+            Obj::mutation(&ctx)
+        } else {
+            Obj::query(&ctx)
+        };
+        let result = Execution::new(schema, &document)
+            .operation(operation)
+            .coerced_variable_values(&variables)
+            .execute_sync(&root);
+        drop(root);
+        *guard = ctx.st.into_inner();
+        result
+    };
+    let mut body = match response.map(|r| serde_json::to_value(&r)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return meta(graphql_error(format!("response encoding: {e}"), "INTERNAL_SERVER_ERROR", None)),
+        Err(e) => return meta(graphql_error(e.message().to_string(), "BAD_REQUEST", None)),
+    };
+    let actual = if is_mutation {
+        requested
+    } else {
+        model.selection(&operation.selection_set, body.get("data"), None)
+    };
+    let status = {
+        let mut bucket = lock(&sandbox.inner.bucket);
+        bucket.refund(requested - actual);
+        bucket.status()
+    };
+    body["extensions"] = json!({ "cost": cost_json(Some(requested), Some(actual), status) });
+
+    if matches!(fault, Some((FaultKind::ApplyThenDrop, _))) {
+        return meta(fault_outcome(StatusCode::INTERNAL_SERVER_ERROR, FaultKind::ApplyThenDrop));
+    }
+    meta(Outcome::new(StatusCode::OK, body))
+}
+
+fn cost_json(requested: Option<f64>, actual: Option<f64>, throttle_status: Value) -> Value {
+    json!({
+        "requestedQueryCost": requested,
+        "actualQueryCost": actual,
+        "throttleStatus": throttle_status,
+    })
+}
+
+fn fault_outcome(status: StatusCode, kind: FaultKind) -> Outcome {
+    let mut o = Outcome::new(
+        status,
+        json!({ "errors": "Internal Server Error (injected by the Shopify sandbox)" }),
+    );
+    o.fault = Some(kind);
+    o
+}
+
+/// Decides whether this request fails, and how.
+fn pick_fault(sandbox: &ShopifySandbox, is_mutation: bool) -> Option<(FaultKind, Faults)> {
+    let mut fs = lock(&sandbox.inner.faults);
+    if fs.faults.mutations_only && !is_mutation {
+        return None;
+    }
+    let kinds = &fs.faults.kinds;
+    let kind = if fs.faults.fail_next > 0 {
+        let kind = kinds.get(fs.turn % kinds.len().max(1)).copied();
+        fs.faults.fail_next -= 1;
+        fs.turn += 1;
+        kind.unwrap_or(FaultKind::Http500)
+    } else if fs.faults.fail_rate > 0.0 && rand::random::<f64>() < fs.faults.fail_rate {
+        if kinds.is_empty() {
+            FaultKind::Http500
+        } else {
+            kinds[rand::random_range(0..kinds.len())]
+        }
+    } else {
+        return None;
+    };
+    Some((kind, fs.faults.clone()))
+}
+
+fn error_response(e: SandboxError) -> Response {
+    let status = match e {
+        SandboxError::InvalidSpec(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        SandboxError::NotFound(_) => StatusCode::NOT_FOUND,
+    };
+    (status, Json(json!({ "error": e.to_string() }))).into_response()
+}
+
+async fn create_order(State(sandbox): State<ShopifySandbox>, Json(spec): Json<OrderSpec>) -> Response {
+    match sandbox.try_create_order(spec) {
+        Ok(created) => (StatusCode::CREATED, Json(created)).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn get_order(State(sandbox): State<ShopifySandbox>, Path(name): Path<String>) -> Response {
+    match sandbox.order(&name) {
+        Some(view) => Json(view).into_response(),
+        None => error_response(SandboxError::NotFound(format!("order {name}"))),
+    }
+}
+
+async fn set_faults(State(sandbox): State<ShopifySandbox>, Json(faults): Json<Faults>) -> StatusCode {
+    sandbox.set_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct FoStatus {
+    fulfillment_order_id: String,
+    status: String,
+}
+
+async fn set_fulfillment_order_status(
+    State(sandbox): State<ShopifySandbox>,
+    Json(body): Json<FoStatus>,
+) -> Response {
+    match sandbox.try_set_fulfillment_order_status(&body.fulfillment_order_id, &body.status) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}

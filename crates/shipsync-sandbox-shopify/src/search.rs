@@ -1,0 +1,233 @@
+//! The subset of Shopify's search syntax that `orders(query:)` supports here.
+//!
+//! Terms are separated by spaces and combined with AND (the explicit `AND`
+//! keyword is accepted). Supported fields: `name`, `id`, `created_at`,
+//! `updated_at`, `processed_at`, `financial_status`, `fulfillment_status`,
+//! `status`. Unknown fields are ignored, as Shopify ignores them (it only
+//! warns). `OR`, parentheses and negation are refused so a test never
+//! silently gets a different result set from real Shopify.
+
+use jiff::Timestamp;
+
+use crate::model::Order;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+#[derive(Debug)]
+enum Term {
+    Name(String),
+    NamePrefix(String),
+    Id(Cmp, u64),
+    Time(TimeField, Cmp, Timestamp),
+    FinancialStatus(String),
+    FulfillmentStatus(String),
+    Status(String),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimeField {
+    Created,
+    Updated,
+}
+
+pub(crate) struct OrderQuery(Vec<Term>);
+
+impl OrderQuery {
+    pub fn parse(query: &str) -> Result<Self, String> {
+        let mut terms = Vec::new();
+        for token in tokens(query)? {
+            if token == "AND" {
+                continue;
+            }
+            if token == "OR" || token.starts_with('(') || token.starts_with('-') || token.starts_with("NOT") {
+                return Err(format!(
+                    "the Shopify sandbox does not support `{token}` in search queries"
+                ));
+            }
+            let Some((field, value)) = token.split_once(':') else {
+                terms.push(Term::Text(unquote(&token).to_lowercase()));
+                continue;
+            };
+            let (cmp, value) = comparator(value);
+            let value = unquote(value);
+            let term = match field {
+                "name" => match value.strip_suffix('*') {
+                    Some(prefix) => Term::NamePrefix(prefix.trim_start_matches('#').to_lowercase()),
+                    None => Term::Name(value.trim_start_matches('#').to_lowercase()),
+                },
+                "id" => {
+                    let id = value
+                        .rsplit('/')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| format!("invalid id in search query: {value}"))?;
+                    Term::Id(cmp, id)
+                }
+                "created_at" | "processed_at" => {
+                    Term::Time(TimeField::Created, cmp, parse_time(value)?)
+                }
+                "updated_at" => Term::Time(TimeField::Updated, cmp, parse_time(value)?),
+                "financial_status" => Term::FinancialStatus(value.to_lowercase()),
+                "fulfillment_status" => Term::FulfillmentStatus(value.to_lowercase()),
+                "status" => Term::Status(value.to_lowercase()),
+                _ => continue,
+            };
+            terms.push(term);
+        }
+        Ok(OrderQuery(terms))
+    }
+
+    pub fn matches(&self, order: &Order) -> bool {
+        self.0.iter().all(|t| term_matches(t, order))
+    }
+}
+
+fn term_matches(term: &Term, o: &Order) -> bool {
+    let name = o.name.trim_start_matches('#').to_lowercase();
+    match term {
+        Term::Name(n) => &name == n,
+        Term::NamePrefix(p) => name.starts_with(p.as_str()),
+        Term::Id(cmp, id) => compare(o.id.cmp(id), *cmp),
+        Term::Time(field, cmp, t) => {
+            let v = match field {
+                TimeField::Created => o.created_at,
+                TimeField::Updated => o.updated_at,
+            };
+            compare(v.cmp(t), *cmp)
+        }
+        // Every sandbox order is paid.
+        Term::FinancialStatus(s) => s == "paid" || s == "any",
+        Term::FulfillmentStatus(s) => {
+            let status = o.display_fulfillment_status();
+            match s.as_str() {
+                "any" => true,
+                // Shopify's "unfulfilled" includes partially fulfilled orders.
+                "unfulfilled" => status != "FULFILLED",
+                "unshipped" => status == "UNFULFILLED",
+                "partial" => status == "PARTIALLY_FULFILLED",
+                "shipped" | "fulfilled" => status == "FULFILLED",
+                _ => false,
+            }
+        }
+        // Sandbox orders are never closed or cancelled.
+        Term::Status(s) => s == "open" || s == "any",
+        Term::Text(t) => {
+            name.contains(t.trim_start_matches('#'))
+                || o.email.to_lowercase().contains(t.as_str())
+                || o.lines.iter().any(|l| l.sku.to_lowercase() == *t)
+        }
+    }
+}
+
+fn compare(ord: std::cmp::Ordering, cmp: Cmp) -> bool {
+    use std::cmp::Ordering::*;
+    match cmp {
+        Cmp::Eq => ord == Equal,
+        Cmp::Gt => ord == Greater,
+        Cmp::Ge => ord != Less,
+        Cmp::Lt => ord == Less,
+        Cmp::Le => ord != Greater,
+    }
+}
+
+fn comparator(value: &str) -> (Cmp, &str) {
+    for (prefix, cmp) in [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)] {
+        if let Some(rest) = value.strip_prefix(prefix) {
+            return (cmp, rest);
+        }
+    }
+    (Cmp::Eq, value)
+}
+
+fn unquote(s: &str) -> &str {
+    for q in ['\'', '"'] {
+        if let Some(inner) = s.strip_prefix(q).and_then(|s| s.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    s
+}
+
+/// Splits on spaces outside quotes; quotes stay in the token (stripped later).
+fn tokens(query: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in query.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            Some(_) => cur.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            None if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            None => cur.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err(format!("unterminated quote in search query: {query}"));
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Shopify accepts RFC 3339 timestamps, and dates or local date-times that it
+/// reads in the shop's time zone (UTC in the sandbox).
+fn parse_time(value: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = value.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(dt) = value.parse::<jiff::civil::DateTime>() {
+        if let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::UTC) {
+            return Ok(z.timestamp());
+        }
+    }
+    if let Ok(d) = value.parse::<jiff::civil::Date>() {
+        if let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC) {
+            return Ok(z.timestamp());
+        }
+    }
+    Err(format!("invalid date in search query: {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_respect_quotes() {
+        assert_eq!(
+            tokens("name:'#1001' updated_at:>\"2026-11-01T00:00:00Z\"").unwrap(),
+            vec!["name:'#1001'", "updated_at:>\"2026-11-01T00:00:00Z\""]
+        );
+    }
+
+    #[test]
+    fn parses_supported_terms() {
+        let q = OrderQuery::parse(
+            "name:#1001 AND updated_at:>2026-11-01T00:00:00Z created_at:>=2026-10-01 financial_status:paid fulfillment_status:unfulfilled foo:bar",
+        )
+        .unwrap();
+        assert_eq!(q.0.len(), 5);
+        assert!(OrderQuery::parse("name:1 OR name:2").is_err());
+        assert!(OrderQuery::parse("updated_at:>yesterday").is_err());
+    }
+}
