@@ -29,7 +29,10 @@ pub(crate) fn router(sandbox: DeposcoSandbox) -> Router {
     let rest = Router::new()
         .route("/shipments/outboundShipments", get(list_shipments))
         .route("/shipments/outboundShipments/{id}", get(get_shipment))
-        .route("/shipments/outboundShipments/{id}/shipmentLines", get(shipment_lines))
+        .route(
+            "/shipments/outboundShipments/{id}/shipmentLines",
+            get(shipment_lines),
+        )
         .route("/orders/salesOrders", get(list_orders).post(post_order))
         .route("/orders/salesOrders/{id}", get(get_order))
         .route("/orders/salesOrders/{id}/orderLines", get(order_lines))
@@ -37,21 +40,36 @@ pub(crate) fn router(sandbox: DeposcoSandbox) -> Router {
         .route("/items/{number}", get(get_item))
         .route_layer(middleware::from_fn_with_state(sandbox.clone(), gate));
     let control = Router::new()
-        .route("/_sandbox/shipments", get(control_list_shipments).post(control_add_shipment))
+        .route(
+            "/_sandbox/shipments",
+            get(control_list_shipments).post(control_add_shipment),
+        )
         .route("/_sandbox/shipments/{number}", get(control_get_shipment))
         .route("/_sandbox/shipments/{number}/render", get(control_render))
-        .route("/_sandbox/shipments/{number}/webhook", post(control_webhook))
-        .route("/_sandbox/faults", get(control_get_faults).post(control_set_faults))
+        .route(
+            "/_sandbox/shipments/{number}/webhook",
+            post(control_webhook),
+        )
+        .route(
+            "/_sandbox/faults",
+            get(control_get_faults).post(control_set_faults),
+        )
         .route("/_sandbox/items", post(control_add_item))
         .route("/_sandbox/sales_orders", get(control_sales_orders));
-    rest.route("/oauth2/token", post(token)).merge(control).with_state(sandbox)
+    rest.route("/oauth2/token", post(token))
+        .merge(control)
+        .with_state(sandbox)
 }
 
 // ---------------------------------------------------------------------------
 // Errors, auth, rate limit, faults
 
 fn errors(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "errors": [ { "errorMessage": message.into() } ] }))).into_response()
+    (
+        status,
+        Json(json!({ "errors": [ { "errorMessage": message.into() } ] })),
+    )
+        .into_response()
 }
 
 /// A Deposco error answer, before it becomes a response.
@@ -65,13 +83,21 @@ impl IntoResponse for ApiError {
 
 fn too_many_requests() -> Response {
     // Deposco answers 429 with an empty body; Retry-After tells the client when to come back.
-    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, HeaderValue::from_static("1"))]).into_response()
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+    )
+        .into_response()
 }
 
 impl SandboxState {
     /// Token bucket for the account (the sandbox is one Deposco account).
     fn take_rate_token(&mut self) -> bool {
-        let Some(rate) = self.config.rate_limit_per_sec.filter(|r| r.is_finite() && *r > 0.0) else {
+        let Some(rate) = self
+            .config
+            .rate_limit_per_sec
+            .filter(|r| r.is_finite() && *r > 0.0)
+        else {
             return true;
         };
         let burst = self.config.rate_limit_burst.max(1.0);
@@ -88,15 +114,25 @@ impl SandboxState {
     }
 
     fn is_authorized(&mut self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
         let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
         let credentials = credentials.trim();
         if scheme.eq_ignore_ascii_case("Basic") {
-            let Some(basic) = &self.config.basic else { return false };
-            let decoded = BASE64.decode(credentials).ok().and_then(|b| String::from_utf8(b).ok());
-            decoded.is_some_and(|d| d.split_once(':') == Some((basic.username.as_str(), basic.password.as_str())))
+            let Some(basic) = &self.config.basic else {
+                return false;
+            };
+            let decoded = BASE64
+                .decode(credentials)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            decoded.is_some_and(|d| {
+                d.split_once(':') == Some((basic.username.as_str(), basic.password.as_str()))
+            })
         } else if scheme.eq_ignore_ascii_case("Bearer") {
             let now = Timestamp::now();
             self.tokens.retain(|_, expires| *expires > now);
@@ -118,8 +154,15 @@ async fn admit(sandbox: &DeposcoSandbox) -> Admission {
     let (slow_ms, fail) = {
         let mut state = sandbox.lock();
         state.request_count += 1;
-        let Faults { rest_5xx_rate, slow_ms, .. } = state.faults;
-        (slow_ms, rest_5xx_rate > 0.0 && rand::random::<f64>() < rest_5xx_rate)
+        let Faults {
+            rest_5xx_rate,
+            slow_ms,
+            ..
+        } = state.faults;
+        (
+            slow_ms,
+            rest_5xx_rate > 0.0 && rand::random::<f64>() < rest_5xx_rate,
+        )
     };
     if slow_ms > 0 {
         tokio::time::sleep(Duration::from_millis(slow_ms)).await;
@@ -128,8 +171,15 @@ async fn admit(sandbox: &DeposcoSandbox) -> Admission {
         return Admission::Refuse(too_many_requests());
     }
     if fail {
-        let status = if rand::random::<bool>() { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::SERVICE_UNAVAILABLE };
-        return Admission::Refuse(errors(status, "Internal error (injected by the sandbox); retry later"));
+        let status = if rand::random::<bool>() {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return Admission::Refuse(errors(
+            status,
+            "Internal error (injected by the sandbox); retry later",
+        ));
     }
     Admission::Go
 }
@@ -143,9 +193,10 @@ async fn gate(State(sandbox): State<DeposcoSandbox>, request: Request, next: Nex
             StatusCode::UNAUTHORIZED,
             "Unauthorized: send Authorization: Bearer <access token> or Basic credentials",
         );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"deposco\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"deposco\""),
+        );
         return response;
     }
     next.run(request).await
@@ -155,7 +206,11 @@ async fn gate(State(sandbox): State<DeposcoSandbox>, request: Request, next: Nex
 // OAuth
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
+    (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
 }
 
 async fn token(State(sandbox): State<DeposcoSandbox>, headers: HeaderMap, body: Bytes) -> Response {
@@ -176,27 +231,46 @@ async fn token(State(sandbox): State<DeposcoSandbox>, headers: HeaderMap, body: 
     let client_secret = field("client_secret").or_else(|| basic.as_ref().map(|b| b.1.clone()));
 
     if field("grant_type").as_deref() != Some("refresh_token") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be refresh_token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be refresh_token",
+        );
     }
     let mut state = sandbox.lock();
     let Some(client) = state.config.oauth.clone() else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "this account has no OAuth client");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "this account has no OAuth client",
+        );
     };
     if client_id.as_deref() != Some(client.client_id.as_str())
         || client_secret.as_deref() != Some(client.client_secret.as_str())
     {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client_id or client_secret is wrong");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_id or client_secret is wrong",
+        );
     }
     if field("refresh_token").as_deref() != Some(client.refresh_token.as_str()) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh_token is invalid or revoked");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh_token is invalid or revoked",
+        );
     }
     let access_token = hex::encode(rand::random::<[u8; 24]>());
     let ttl = state.config.token_ttl_secs;
     let expires = Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(i64::try_from(ttl).unwrap_or(i64::MAX / 2)))
+        .checked_add(jiff::SignedDuration::from_secs(
+            i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+        ))
         .unwrap_or(Timestamp::MAX);
     state.tokens.insert(access_token.clone(), expires);
-    Json(json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl })).into_response()
+    Json(json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl }))
+        .into_response()
 }
 
 // ---------------------------------------------------------------------------
@@ -222,20 +296,33 @@ impl Params {
     fn parse(query: Option<String>) -> Self {
         Params(
             query
-                .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .map(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .into_owned()
+                        .collect()
+                })
                 .unwrap_or_default(),
         )
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     fn timestamp(&self, name: &str) -> Result<Option<Timestamp>, ApiError> {
-        let Some(raw) = self.get(name) else { return Ok(None) };
-        parse_time(raw)
-            .map(Some)
-            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("{name} must be an ISO-8601 date-time, got {raw:?}")))
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        parse_time(raw).map(Some).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be an ISO-8601 date-time, got {raw:?}"),
+            )
+        })
     }
 }
 
@@ -245,7 +332,10 @@ fn parse_time(raw: &str) -> Option<Timestamp> {
         return Some(t);
     }
     if let Ok(dt) = raw.parse::<jiff::civil::DateTime>() {
-        return dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp());
+        return dt
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp());
     }
     raw.parse::<jiff::civil::Date>()
         .ok()
@@ -258,7 +348,10 @@ struct LinkBase(String);
 
 impl LinkBase {
     fn new(headers: &HeaderMap, uri: &OriginalUri) -> Self {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
         LinkBase(format!("http://{host}{}", uri.0.path()))
     }
 }
@@ -274,7 +367,12 @@ fn collection(
     let page = match params.get("page").map(str::parse::<usize>) {
         None => 1,
         Some(Ok(p)) if p >= 1 => p,
-        Some(_) => return errors(StatusCode::BAD_REQUEST, "page must be a whole number from 1"),
+        Some(_) => {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "page must be a whole number from 1",
+            );
+        }
     };
     let mut state = sandbox.lock();
     let search_id = match params.get("searchId") {
@@ -282,7 +380,9 @@ fn collection(
             if !state.searches.contains_key(id) {
                 return errors(
                     StatusCode::BAD_REQUEST,
-                    format!("searchId {id} is unknown or expired; start the search again without it"),
+                    format!(
+                        "searchId {id} is unknown or expired; start the search again without it"
+                    ),
                 );
             }
             id.to_owned()
@@ -293,10 +393,16 @@ fn collection(
                 None => state.config.default_page_size,
                 Some(Ok(n)) if (1..=max).contains(&n) => n,
                 Some(Ok(n)) if n > max => {
-                    return errors(StatusCode::BAD_REQUEST, format!("pageSize {n} exceeds the maximum of {max}"));
+                    return errors(
+                        StatusCode::BAD_REQUEST,
+                        format!("pageSize {n} exceeds the maximum of {max}"),
+                    );
                 }
                 Some(_) => {
-                    return errors(StatusCode::BAD_REQUEST, format!("pageSize must be a whole number from 1 to {max}"));
+                    return errors(
+                        StatusCode::BAD_REQUEST,
+                        format!("pageSize must be a whole number from 1 to {max}"),
+                    );
                 }
             };
             let kind = match start(&state) {
@@ -304,7 +410,9 @@ fn collection(
                 Err(e) => return e.into_response(),
             };
             let id = hex::encode(rand::random::<[u8; 12]>());
-            state.searches.insert(id.clone(), Search { kind, page_size });
+            state
+                .searches
+                .insert(id.clone(), Search { kind, page_size });
             id
         }
     };
@@ -314,14 +422,21 @@ fn collection(
     let page_size = search.page_size;
     let rows = search_rows(&state, &search.kind);
     let pages = rows.len().div_ceil(page_size).max(1);
-    let data: Vec<Value> = rows.into_iter().skip((page - 1) * page_size).take(page_size).collect();
+    let data: Vec<Value> = rows
+        .into_iter()
+        .skip((page - 1) * page_size)
+        .take(page_size)
+        .collect();
     let complete = page >= pages;
     let links: Vec<Value> = if complete {
         Vec::new()
     } else {
-        vec![json!({ "rel": "next", "href": format!("{}?searchId={search_id}&page={}", base.0, page + 1) })]
+        vec![
+            json!({ "rel": "next", "href": format!("{}?searchId={search_id}&page={}", base.0, page + 1) }),
+        ]
     };
-    Json(json!({ "data": data, "links": links, "complete": complete, "pages": pages })).into_response()
+    Json(json!({ "data": data, "links": links, "complete": complete, "pages": pages }))
+        .into_response()
 }
 
 /// The rows of a search, rendered now (records may have changed since it started).
@@ -338,7 +453,13 @@ fn search_rows(state: &SandboxState, kind: &SearchKind) -> Vec<Value> {
             .shipments
             .iter()
             .find(|s| s.id == *id)
-            .map(|s| renderer.shipment_lines(s).iter().map(|n| n.to_value()).collect())
+            .map(|s| {
+                renderer
+                    .shipment_lines(s)
+                    .iter()
+                    .map(|n| n.to_value())
+                    .collect()
+            })
             .unwrap_or_default(),
         SearchKind::SalesOrders(ids) => ids
             .iter()
@@ -361,9 +482,10 @@ fn search_rows(state: &SandboxState, kind: &SearchKind) -> Vec<Value> {
 
 fn check_business_unit(state: &SandboxState, params: &Params) -> Result<(), ApiError> {
     match params.get("businessUnit") {
-        Some(bu) if bu != state.config.business_unit => {
-            Err(ApiError(StatusCode::BAD_REQUEST, format!("Business unit {bu} not found")))
-        }
+        Some(bu) if bu != state.config.business_unit => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("Business unit {bu} not found"),
+        )),
         _ => Ok(()),
     }
 }
@@ -391,13 +513,27 @@ async fn list_shipments(
             .filter(|s| updated_after.is_none_or(|t| s.updated_date >= t))
             .filter(|s| shipped_after.is_none_or(|t| s.actual_ship_date().is_some_and(|d| d >= t)))
             .filter(|s| params.get("shipmentNumber").is_none_or(|n| s.number == n))
-            .filter(|s| params.get("orderNumber").is_none_or(|n| s.spec.order_number == n))
-            .filter(|s| params.get("customerOrderNumber").is_none_or(|n| s.spec.customer_order_number.as_deref() == Some(n)))
-            .filter(|s| params.get("shipmentStatus").is_none_or(|st| s.spec.status.eq_ignore_ascii_case(st)))
+            .filter(|s| {
+                params
+                    .get("orderNumber")
+                    .is_none_or(|n| s.spec.order_number == n)
+            })
+            .filter(|s| {
+                params
+                    .get("customerOrderNumber")
+                    .is_none_or(|n| s.spec.customer_order_number.as_deref() == Some(n))
+            })
+            .filter(|s| {
+                params
+                    .get("shipmentStatus")
+                    .is_none_or(|st| s.spec.status.eq_ignore_ascii_case(st))
+            })
             .collect();
         // Newest first.
         matching.sort_by(|a, b| b.created_date.cmp(&a.created_date).then(b.id.cmp(&a.id)));
-        Ok(SearchKind::Shipments(matching.iter().map(|s| s.id).collect()))
+        Ok(SearchKind::Shipments(
+            matching.iter().map(|s| s.id).collect(),
+        ))
     })
 }
 
@@ -408,10 +544,18 @@ fn shipment_id(state: &SandboxState, raw: &str) -> Option<u64> {
 
 async fn get_shipment(State(sandbox): State<DeposcoSandbox>, Path(id): Path<String>) -> Response {
     let state = sandbox.lock();
-    let Some(record) = shipment_id(&state, &id).and_then(|id| state.shipments.iter().find(|s| s.id == id)) else {
-        return errors(StatusCode::NOT_FOUND, format!("Outbound shipment {id} not found"));
+    let Some(record) =
+        shipment_id(&state, &id).and_then(|id| state.shipments.iter().find(|s| s.id == id))
+    else {
+        return errors(
+            StatusCode::NOT_FOUND,
+            format!("Outbound shipment {id} not found"),
+        );
     };
-    let body = state.renderer().shipment(record, Some(state.config.nested_limit)).to_value();
+    let body = state
+        .renderer()
+        .shipment(record, Some(state.config.nested_limit))
+        .to_value();
     if state.config.wrap_single_shipment {
         Json(json!({ "outboundShipment": body })).into_response()
     } else {
@@ -431,7 +575,12 @@ async fn shipment_lines(
     collection(&sandbox, &params, &base, |state| {
         shipment_id(state, &id)
             .map(SearchKind::ShipmentLines)
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("Outbound shipment {id} not found")))
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("Outbound shipment {id} not found"),
+                )
+            })
     })
 }
 
@@ -454,7 +603,11 @@ async fn post_order(State(sandbox): State<DeposcoSandbox>, body: Bytes) -> Respo
     };
     let id = stable_id(&["order", &state.config.business_unit, &valid.number]);
     let now = now();
-    let (status, record) = match state.sales_orders.iter_mut().find(|o| o.number == valid.number) {
+    let (status, record) = match state
+        .sales_orders
+        .iter_mut()
+        .find(|o| o.number == valid.number)
+    {
         Some(existing) => {
             existing.customer_order_number = valid.customer_order_number;
             existing.order_status = valid.order_status;
@@ -480,7 +633,11 @@ async fn post_order(State(sandbox): State<DeposcoSandbox>, body: Bytes) -> Respo
             (StatusCode::CREATED, record)
         }
     };
-    (status, Json(orders::order_json(&record, state.config.nested_limit))).into_response()
+    (
+        status,
+        Json(orders::order_json(&record, state.config.nested_limit)),
+    )
+        .into_response()
 }
 
 async fn list_orders(
@@ -497,10 +654,20 @@ async fn list_orders(
             .sales_orders
             .iter()
             .filter(|o| params.get("number").is_none_or(|n| o.number == n))
-            .filter(|o| params.get("customerOrderNumber").is_none_or(|n| o.customer_order_number.as_deref() == Some(n)))
+            .filter(|o| {
+                params
+                    .get("customerOrderNumber")
+                    .is_none_or(|n| o.customer_order_number.as_deref() == Some(n))
+            })
             .collect();
-        matching.sort_by(|a, b| b.created_date.cmp(&a.created_date).then(b.number.cmp(&a.number)));
-        Ok(SearchKind::SalesOrders(matching.iter().map(|o| o.id).collect()))
+        matching.sort_by(|a, b| {
+            b.created_date
+                .cmp(&a.created_date)
+                .then(b.number.cmp(&a.number))
+        });
+        Ok(SearchKind::SalesOrders(
+            matching.iter().map(|o| o.id).collect(),
+        ))
     })
 }
 
@@ -584,7 +751,10 @@ async fn list_items(
 // ---------------------------------------------------------------------------
 // Control endpoints (no auth, not counted)
 
-async fn control_add_shipment(State(sandbox): State<DeposcoSandbox>, Json(spec): Json<ShipmentSpec>) -> Response {
+async fn control_add_shipment(
+    State(sandbox): State<DeposcoSandbox>,
+    Json(spec): Json<ShipmentSpec>,
+) -> Response {
     (StatusCode::CREATED, Json(sandbox.add_shipment(spec))).into_response()
 }
 
@@ -592,10 +762,16 @@ async fn control_list_shipments(State(sandbox): State<DeposcoSandbox>) -> Respon
     Json(sandbox.shipments()).into_response()
 }
 
-async fn control_get_shipment(State(sandbox): State<DeposcoSandbox>, Path(number): Path<String>) -> Response {
+async fn control_get_shipment(
+    State(sandbox): State<DeposcoSandbox>,
+    Path(number): Path<String>,
+) -> Response {
     match sandbox.shipment(&number) {
         Some(record) => Json(record).into_response(),
-        None => errors(StatusCode::NOT_FOUND, format!("Shipment {number} not found")),
+        None => errors(
+            StatusCode::NOT_FOUND,
+            format!("Shipment {number} not found"),
+        ),
     }
 }
 
@@ -616,7 +792,10 @@ async fn control_render(
 ) -> Response {
     match sandbox.render(&number, q.shape) {
         Some(body) => ([(header::CONTENT_TYPE, q.shape.content_type())], body).into_response(),
-        None => errors(StatusCode::NOT_FOUND, format!("Shipment {number} not found")),
+        None => errors(
+            StatusCode::NOT_FOUND,
+            format!("Shipment {number} not found"),
+        ),
     }
 }
 
@@ -657,12 +836,18 @@ async fn control_get_faults(State(sandbox): State<DeposcoSandbox>) -> Response {
     Json(sandbox.faults()).into_response()
 }
 
-async fn control_set_faults(State(sandbox): State<DeposcoSandbox>, Json(faults): Json<Faults>) -> Response {
+async fn control_set_faults(
+    State(sandbox): State<DeposcoSandbox>,
+    Json(faults): Json<Faults>,
+) -> Response {
     sandbox.set_faults(faults.clone());
     Json(faults).into_response()
 }
 
-async fn control_add_item(State(sandbox): State<DeposcoSandbox>, Json(item): Json<ItemSpec>) -> Response {
+async fn control_add_item(
+    State(sandbox): State<DeposcoSandbox>,
+    Json(item): Json<ItemSpec>,
+) -> Response {
     sandbox.add_item(item.clone());
     (StatusCode::CREATED, Json(item)).into_response()
 }

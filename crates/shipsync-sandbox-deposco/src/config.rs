@@ -39,7 +39,10 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             business_unit: "ACME".to_owned(),
-            basic: Some(BasicAuth { username: "sandbox".to_owned(), password: "sandbox".to_owned() }),
+            basic: Some(BasicAuth {
+                username: "sandbox".to_owned(),
+                password: "sandbox".to_owned(),
+            }),
             oauth: Some(OAuthClient {
                 client_id: "sandbox-client".to_owned(),
                 client_secret: "sandbox-secret".to_owned(),
@@ -68,7 +71,10 @@ pub struct BasicAuth {
 
 impl std::fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicAuth").field("username", &self.username).field("password", &"***").finish()
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
     }
 }
 

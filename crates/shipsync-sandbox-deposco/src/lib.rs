@@ -41,7 +41,9 @@ pub use error::Error;
 pub use orders::{SalesOrderLine, SalesOrderRecord};
 pub use render::{QuantityStyle, Shape};
 pub use signing::{Signing, sign_body_hmac, sign_standard, signing_key};
-pub use spec::{ComponentSpec, ItemSpec, KitSpec, LineSpec, PackageSpec, ShipmentRecord, ShipmentSpec};
+pub use spec::{
+    ComponentSpec, ItemSpec, KitSpec, LineSpec, PackageSpec, ShipmentRecord, ShipmentSpec,
+};
 pub use webhook::{SentWebhook, WebhookRequest, WebhookResponse};
 
 use render::Renderer;
@@ -72,7 +74,11 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn renderer(&self) -> Renderer<'_> {
-        Renderer::new(&self.config.business_unit, self.config.quantities, self.config.mirror_collapse_single)
+        Renderer::new(
+            &self.config.business_unit,
+            self.config.quantities,
+            self.config.mirror_collapse_single,
+        )
     }
 
     pub(crate) fn shipment_by_number(&self, number: &str) -> Option<&ShipmentRecord> {
@@ -99,7 +105,12 @@ impl DeposcoSandbox {
             bucket: None,
             request_count: 0,
         };
-        Self { inner: Arc::new(Inner { state: Mutex::new(state), http: webhook::http_client() }) }
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                http: webhook::http_client(),
+            }),
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -123,7 +134,10 @@ impl DeposcoSandbox {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::warn!(error = %e, "deposco sandbox stopped");
             }
         });
@@ -162,7 +176,11 @@ impl DeposcoSandbox {
     /// Changes a stored shipment. `updatedDate` moves forward (at least one
     /// second past its previous value, so cursors see the change) unless
     /// `f` sets `updated_date` itself.
-    pub fn update_shipment(&self, number: &str, f: impl FnOnce(&mut ShipmentSpec)) -> Option<ShipmentRecord> {
+    pub fn update_shipment(
+        &self,
+        number: &str,
+        f: impl FnOnce(&mut ShipmentSpec),
+    ) -> Option<ShipmentRecord> {
         let mut state = self.lock();
         let record = state.shipments.iter_mut().find(|s| s.number == number)?;
         let before = record.spec.updated_date;
@@ -170,7 +188,10 @@ impl DeposcoSandbox {
         record.updated_date = match record.spec.updated_date {
             Some(explicit) if Some(explicit) != before => explicit,
             _ => {
-                let bumped = record.updated_date.checked_add(SignedDuration::from_secs(1)).unwrap_or(record.updated_date);
+                let bumped = record
+                    .updated_date
+                    .checked_add(SignedDuration::from_secs(1))
+                    .unwrap_or(record.updated_date);
                 now().max(bumped)
             }
         };
@@ -206,8 +227,15 @@ impl DeposcoSandbox {
     }
 
     /// A ready-to-send delivery of shipment `number` (adjust id, timestamp or headers before sending).
-    pub fn webhook_request(&self, number: &str, shape: Shape, signing: Signing) -> Result<WebhookRequest, Error> {
-        let body = self.render(number, shape).ok_or_else(|| Error::UnknownShipment(number.to_owned()))?;
+    pub fn webhook_request(
+        &self,
+        number: &str,
+        shape: Shape,
+        signing: Signing,
+    ) -> Result<WebhookRequest, Error> {
+        let body = self
+            .render(number, shape)
+            .ok_or_else(|| Error::UnknownShipment(number.to_owned()))?;
         Ok(WebhookRequest::raw(body, shape.content_type()).signed(signing))
     }
 
@@ -224,12 +252,20 @@ impl DeposcoSandbox {
     }
 
     /// Sends any delivery (raw bytes, fixed id, extra headers); subject to the drop fault.
-    pub async fn send_webhook(&self, target_url: &str, request: WebhookRequest) -> Result<WebhookResponse, Error> {
+    pub async fn send_webhook(
+        &self,
+        target_url: &str,
+        request: WebhookRequest,
+    ) -> Result<WebhookResponse, Error> {
         self.resend_webhook(target_url, request.prepare()).await
     }
 
     /// Sends exactly these headers and bytes again (a re-delivery); subject to the drop fault.
-    pub async fn resend_webhook(&self, target_url: &str, sent: SentWebhook) -> Result<WebhookResponse, Error> {
+    pub async fn resend_webhook(
+        &self,
+        target_url: &str,
+        sent: SentWebhook,
+    ) -> Result<WebhookResponse, Error> {
         let drop_rate = self.lock().faults.drop_webhook_rate;
         if drop_rate > 0.0 && rand::random::<f64>() < drop_rate {
             return Ok(WebhookResponse::Dropped { sent });
@@ -261,7 +297,11 @@ impl DeposcoSandbox {
     }
 
     pub fn sales_order(&self, number: &str) -> Option<SalesOrderRecord> {
-        self.lock().sales_orders.iter().find(|o| o.number == number).cloned()
+        self.lock()
+            .sales_orders
+            .iter()
+            .find(|o| o.number == number)
+            .cloned()
     }
 
     /// Invalidates every issued access token (the next Bearer call gets 401).
@@ -271,9 +311,16 @@ impl DeposcoSandbox {
 
     /// A shipment spec that ships received sales order `order_number` in full
     /// in one package, expanding registered kit items into component lines.
-    pub fn ship_order_spec(&self, order_number: &str, tracking_number: &str) -> Option<ShipmentSpec> {
+    pub fn ship_order_spec(
+        &self,
+        order_number: &str,
+        tracking_number: &str,
+    ) -> Option<ShipmentSpec> {
         let state = self.lock();
-        let order = state.sales_orders.iter().find(|o| o.number == order_number)?;
+        let order = state
+            .sales_orders
+            .iter()
+            .find(|o| o.number == order_number)?;
         Some(orders::ship_in_full(order, &state.items, tracking_number))
     }
 }

@@ -68,7 +68,10 @@ pub(crate) fn validate(body: Value, rules: &OrderRules<'_>) -> Result<ValidOrder
 
     let bu = match obj.get("businessUnit") {
         Some(Value::String(s)) => Some(s.clone()),
-        Some(v) => v.pointer("/businessKey/code").and_then(Value::as_str).map(str::to_owned),
+        Some(v) => v
+            .pointer("/businessKey/code")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         None => None,
     };
     let Some(bu) = bu.filter(|b| !b.is_empty()) else {
@@ -83,12 +86,16 @@ pub(crate) fn validate(body: Value, rules: &OrderRules<'_>) -> Result<ValidOrder
         _ => return Err("number is required".to_owned()),
     };
     if number.chars().count() > MAX_NUMBER_LEN {
-        return Err(format!("number exceeds the maximum length of {MAX_NUMBER_LEN} characters"));
+        return Err(format!(
+            "number exceeds the maximum length of {MAX_NUMBER_LEN} characters"
+        ));
     }
     if let Some(c) = obj.get("customerOrderNumber").and_then(Value::as_str)
         && c.chars().count() > MAX_NUMBER_LEN
     {
-        return Err(format!("customerOrderNumber exceeds the maximum length of {MAX_NUMBER_LEN} characters"));
+        return Err(format!(
+            "customerOrderNumber exceeds the maximum length of {MAX_NUMBER_LEN} characters"
+        ));
     }
     if rules.require_ship_to {
         for field in ["shipToContact", "shipToAddress"] {
@@ -110,7 +117,10 @@ pub(crate) fn validate(body: Value, rules: &OrderRules<'_>) -> Result<ValidOrder
         return Err("orderLines is required".to_owned());
     }
     if lines_value.len() > MAX_LINES {
-        return Err(format!("An order may have at most {MAX_LINES} order lines; got {}", lines_value.len()));
+        return Err(format!(
+            "An order may have at most {MAX_LINES} order lines; got {}",
+            lines_value.len()
+        ));
     }
 
     let mut lines = Vec::with_capacity(lines_value.len());
@@ -137,33 +147,60 @@ pub(crate) fn validate(body: Value, rules: &OrderRules<'_>) -> Result<ValidOrder
         }
         .ok_or_else(|| format!("orderLines[{i}].orderPackQuantity is required"))?;
         if quantity.is_nan() || quantity <= 0.0 {
-            return Err(format!("orderLines[{i}].orderPackQuantity must be greater than 0"));
+            return Err(format!(
+                "orderLines[{i}].orderPackQuantity must be greater than 0"
+            ));
         }
         let line_number = match line_obj.get("lineNumber") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => (i + 1).to_string(),
         };
-        if lines.iter().any(|l: &SalesOrderLine| l.line_number == line_number) {
+        if lines
+            .iter()
+            .any(|l: &SalesOrderLine| l.line_number == line_number)
+        {
             return Err(format!("Duplicate lineNumber {line_number}"));
         }
         let customer_line_number = line_obj
             .get("customerLineNumber")
-            .or_else(|| line_obj.get("orderLineDetails").and_then(|d| d.get("customerLineNumber")))
+            .or_else(|| {
+                line_obj
+                    .get("orderLineDetails")
+                    .and_then(|d| d.get("customerLineNumber"))
+            })
             .and_then(Value::as_str)
             .map(str::to_owned);
         // Same id as the shipment renderer gives this order line.
         let id = stable_id(&["orderLine", rules.business_unit, &number, &line_number]);
         line_obj.insert("id".to_owned(), json!(id));
         line_obj.insert("lineNumber".to_owned(), json!(line_number));
-        lines.push(SalesOrderLine { id, line_number, sku, quantity, customer_line_number });
+        lines.push(SalesOrderLine {
+            id,
+            line_number,
+            sku,
+            quantity,
+            customer_line_number,
+        });
     }
 
     let id = stable_id(&["order", rules.business_unit, &number]);
     obj.insert("self".to_owned(), json!({ "id": id }));
-    let customer_order_number = obj.get("customerOrderNumber").and_then(Value::as_str).map(str::to_owned);
-    let order_status = obj.get("orderStatus").and_then(Value::as_str).map(str::to_owned);
-    Ok(ValidOrder { number, customer_order_number, order_status, lines, body: order })
+    let customer_order_number = obj
+        .get("customerOrderNumber")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let order_status = obj
+        .get("orderStatus")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(ValidOrder {
+        number,
+        customer_order_number,
+        order_status,
+        lines,
+        body: order,
+    })
 }
 
 /// The order as `GET` shows it: `orderLines` as a collection, truncated to `limit` rows.
@@ -182,8 +219,14 @@ pub(crate) fn order_json(order: &SalesOrderRecord, limit: usize) -> Value {
                 "pages": if limit == 0 { 1 } else { total.div_ceil(limit).max(1) },
             }),
         );
-        obj.insert("createdDate".to_owned(), json!(order.created_date.to_string()));
-        obj.insert("updatedDate".to_owned(), json!(order.updated_date.to_string()));
+        obj.insert(
+            "createdDate".to_owned(),
+            json!(order.created_date.to_string()),
+        );
+        obj.insert(
+            "updatedDate".to_owned(),
+            json!(order.updated_date.to_string()),
+        );
     }
     body
 }
@@ -191,14 +234,22 @@ pub(crate) fn order_json(order: &SalesOrderRecord, limit: usize) -> Value {
 pub(crate) fn order_lines_json(order: &SalesOrderRecord) -> Vec<Value> {
     match order.body.get("orderLines") {
         Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o.get("data").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Some(Value::Object(o)) => o
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
         _ => Vec::new(),
     }
 }
 
 /// Ships every line of `order` in full in one package; kit items (registered
 /// with components) become component lines pointing at the kit line.
-pub(crate) fn ship_in_full(order: &SalesOrderRecord, items: &BTreeMap<String, ItemSpec>, tracking: &str) -> ShipmentSpec {
+pub(crate) fn ship_in_full(
+    order: &SalesOrderRecord,
+    items: &BTreeMap<String, ItemSpec>,
+    tracking: &str,
+) -> ShipmentSpec {
     let mut spec = ShipmentSpec::new(order.number.clone());
     spec.customer_order_number = order.customer_order_number.clone();
     spec.tracking_number = Some(tracking.to_owned());
@@ -213,10 +264,16 @@ pub(crate) fn ship_in_full(order: &SalesOrderRecord, items: &BTreeMap<String, It
         .unwrap_or(0)
         + 1;
     for (i, line) in order.lines.iter().enumerate() {
-        let line_number = line.line_number.parse::<u32>().unwrap_or(u32::try_from(i + 1).unwrap_or(u32::MAX));
+        let line_number = line
+            .line_number
+            .parse::<u32>()
+            .unwrap_or(u32::try_from(i + 1).unwrap_or(u32::MAX));
         // Quantities are whole units in practice; a fractional pack quantity rounds down.
         let quantity = line.quantity as u32;
-        match items.get(&line.sku).filter(|item| !item.components.is_empty()) {
+        match items
+            .get(&line.sku)
+            .filter(|item| !item.components.is_empty())
+        {
             Some(kit_item) => {
                 let kit = KitSpec {
                     kit_line_number: line_number,
@@ -228,7 +285,8 @@ pub(crate) fn ship_in_full(order: &SalesOrderRecord, items: &BTreeMap<String, It
                     let n = next_component_line;
                     next_component_line += 1;
                     let units = component.quantity * quantity;
-                    spec.lines.push(LineSpec::new(n, component.sku.clone(), units).kit(kit.clone()));
+                    spec.lines
+                        .push(LineSpec::new(n, component.sku.clone(), units).kit(kit.clone()));
                     package.lines.push((n, units));
                 }
             }

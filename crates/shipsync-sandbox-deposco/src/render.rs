@@ -30,7 +30,13 @@ pub enum Shape {
 }
 
 impl Shape {
-    pub const ALL: [Shape; 5] = [Shape::Current, Shape::Wrapped, Shape::Data, Shape::Xml, Shape::Mirror];
+    pub const ALL: [Shape; 5] = [
+        Shape::Current,
+        Shape::Wrapped,
+        Shape::Data,
+        Shape::Xml,
+        Shape::Mirror,
+    ];
 
     pub fn content_type(self) -> &'static str {
         match self {
@@ -66,8 +72,17 @@ pub(crate) struct Renderer<'a> {
 }
 
 impl<'a> Renderer<'a> {
-    pub(crate) fn new(business_unit: &'a str, quantities: QuantityStyle, mirror_collapse_single: bool) -> Self {
-        Self { business_unit, quantities, mirror_collapse_single, toggle: Cell::new(false) }
+    pub(crate) fn new(
+        business_unit: &'a str,
+        quantities: QuantityStyle,
+        mirror_collapse_single: bool,
+    ) -> Self {
+        Self {
+            business_unit,
+            quantities,
+            mirror_collapse_single,
+            toggle: Cell::new(false),
+        }
     }
 
     fn qty(&self, n: u32) -> Node {
@@ -80,15 +95,23 @@ impl<'a> Renderer<'a> {
                 t
             }
         };
-        if float { Node::Float(f64::from(n)) } else { Node::Int(i64::from(n)) }
+        if float {
+            Node::Float(f64::from(n))
+        } else {
+            Node::Int(i64::from(n))
+        }
     }
 
     /// The webhook body for one shipment.
     pub(crate) fn body(&self, record: &ShipmentRecord, shape: Shape) -> Vec<u8> {
         match shape {
             Shape::Current => self.shipment(record, None).to_json_bytes(),
-            Shape::Wrapped => Node::obj().with("outboundShipment", self.shipment(record, None)).to_json_bytes(),
-            Shape::Data => Node::obj().with("data", vec![self.shipment(record, None)]).to_json_bytes(),
+            Shape::Wrapped => Node::obj()
+                .with("outboundShipment", self.shipment(record, None))
+                .to_json_bytes(),
+            Shape::Data => Node::obj()
+                .with("data", vec![self.shipment(record, None)])
+                .to_json_bytes(),
             Shape::Xml => self.xml(std::slice::from_ref(record)).into_bytes(),
             Shape::Mirror => self.mirror(std::slice::from_ref(record)).to_json_bytes(),
         }
@@ -98,11 +121,20 @@ impl<'a> Renderer<'a> {
     pub(crate) fn batch_body(&self, records: &[ShipmentRecord], shape: Shape) -> Vec<u8> {
         match shape {
             Shape::Data => Node::obj()
-                .with("data", records.iter().map(|r| self.shipment(r, None)).collect::<Vec<_>>())
+                .with(
+                    "data",
+                    records
+                        .iter()
+                        .map(|r| self.shipment(r, None))
+                        .collect::<Vec<_>>(),
+                )
                 .to_json_bytes(),
             Shape::Xml => self.xml(records).into_bytes(),
             Shape::Mirror => self.mirror(records).to_json_bytes(),
-            Shape::Current | Shape::Wrapped => records.first().map(|r| self.body(r, shape)).unwrap_or_default(),
+            Shape::Current | Shape::Wrapped => records
+                .first()
+                .map(|r| self.body(r, shape))
+                .unwrap_or_default(),
         }
     }
 
@@ -123,19 +155,32 @@ impl<'a> Renderer<'a> {
         };
         let shipment_lines = collection(shown, complete, pages);
 
-        let containers: Vec<Node> = spec.packages.iter().map(|p| self.container(record, p)).collect();
+        let containers: Vec<Node> = spec
+            .packages
+            .iter()
+            .map(|p| self.container(record, p))
+            .collect();
         let container_pages = usize::from(!containers.is_empty());
 
         let order_header = Node::obj()
-            .with("id", stable_id(&["order", self.business_unit, &spec.order_number]))
-            .with("businessKey", Node::obj().with("number", &spec.order_number))
+            .with(
+                "id",
+                stable_id(&["order", self.business_unit, &spec.order_number]),
+            )
+            .with(
+                "businessKey",
+                Node::obj().with("number", &spec.order_number),
+            )
             .with("number", &spec.order_number)
             .with_opt("customerOrderNumber", spec.customer_order_number.as_ref());
 
         Node::obj()
             .with("self", Node::obj().with("id", record.id))
             .with("number", &record.number)
-            .with("businessUnit", Node::obj().with("businessKey", Node::obj().with("code", self.business_unit)))
+            .with(
+                "businessUnit",
+                Node::obj().with("businessKey", Node::obj().with("code", self.business_unit)),
+            )
             .with("status", &spec.status)
             .with_opt("shipVendor", spec.ship_vendor.as_ref())
             .with_opt("shipVia", spec.ship_via.as_ref())
@@ -144,11 +189,17 @@ impl<'a> Renderer<'a> {
             .with_opt("trackingUrl", spec.tracking_url.as_ref())
             .with(
                 "shipmentDates",
-                Node::obj().with("actualShipDate", record.actual_ship_date().map(|t| t.to_string())),
+                Node::obj().with(
+                    "actualShipDate",
+                    record.actual_ship_date().map(|t| t.to_string()),
+                ),
             )
             .with("orderHeaders", collection(vec![order_header], true, 1))
             .with("shipmentLines", shipment_lines)
-            .with("shippedContainers", collection(containers, true, container_pages))
+            .with(
+                "shippedContainers",
+                collection(containers, true, container_pages),
+            )
             .with("createdDate", record.created_date.to_string())
             .with("updatedDate", record.updated_date.to_string())
     }
@@ -162,19 +213,34 @@ impl<'a> Renderer<'a> {
             .enumerate()
             .map(|(i, line)| {
                 let mut order_line = Node::obj()
-                    .with("id", order_line_id(self.business_unit, order, line.line_number))
-                    .with("businessKey", Node::obj().with("lineNumber", line.line_number.to_string()));
+                    .with(
+                        "id",
+                        order_line_id(self.business_unit, order, line.line_number),
+                    )
+                    .with(
+                        "businessKey",
+                        Node::obj().with("lineNumber", line.line_number.to_string()),
+                    );
                 if let Some(kit) = &line.kit {
                     order_line = order_line.with(
                         "relatedOrderLine",
                         Node::obj()
-                            .with("id", order_line_id(self.business_unit, order, kit.kit_line_number))
-                            .with("businessKey", Node::obj().with("lineNumber", kit.kit_line_number.to_string()))
+                            .with(
+                                "id",
+                                order_line_id(self.business_unit, order, kit.kit_line_number),
+                            )
+                            .with(
+                                "businessKey",
+                                Node::obj().with("lineNumber", kit.kit_line_number.to_string()),
+                            )
                             .with("item", item_ref(&kit.kit_sku))
                             .with("orderPackQuantity", self.qty(kit.kit_ordered))
                             .with(
                                 "orderLineDetails",
-                                Node::obj().with("customerLineNumber", kit.kit_customer_line_number.as_ref()),
+                                Node::obj().with(
+                                    "customerLineNumber",
+                                    kit.kit_customer_line_number.as_ref(),
+                                ),
                             ),
                     );
                 }
@@ -221,7 +287,9 @@ impl<'a> Renderer<'a> {
     fn xml(&self, records: &[ShipmentRecord]) -> String {
         let mut x = XmlWriter::default();
         x.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        x.raw(&format!("<shipments xmlns=\"{XML_NAMESPACE}\" xmlns:xsi=\"{XSI_NAMESPACE}\">\n"));
+        x.raw(&format!(
+            "<shipments xmlns=\"{XML_NAMESPACE}\" xmlns:xsi=\"{XSI_NAMESPACE}\">\n"
+        ));
         x.depth = 1;
         for record in records {
             let spec = &record.spec;
@@ -232,7 +300,10 @@ impl<'a> Renderer<'a> {
             x.leaf_opt("shipVia", spec.ship_via.as_deref());
             x.leaf_opt("shipMethod", spec.ship_method.as_deref());
             x.leaf_opt("trackingNumber", spec.header_tracking());
-            x.leaf_opt("actualShipDate", record.actual_ship_date().map(|t| t.to_string()).as_deref());
+            x.leaf_opt(
+                "actualShipDate",
+                record.actual_ship_date().map(|t| t.to_string()).as_deref(),
+            );
             x.open("orders");
             x.open("order");
             x.leaf("orderNumber", &spec.order_number);
@@ -289,7 +360,10 @@ impl<'a> Renderer<'a> {
                         let mut line = Node::obj()
                             .with("lineNumber", row.line_number.to_string())
                             .with("lineStatus", row.status)
-                            .with("customerLineNumber", row.customer_line_number.map_or_else(nil, Node::Str))
+                            .with(
+                                "customerLineNumber",
+                                row.customer_line_number.map_or_else(nil, Node::Str),
+                            )
                             .with("itemNumber", row.sku)
                             .with("orderPackQuantity", self.qty(row.ordered))
                             .with("shippedPackQuantity", self.qty(row.shipped))
@@ -328,11 +402,17 @@ impl<'a> Renderer<'a> {
                     .with_opt("shipVia", spec.ship_via.as_ref())
                     .with_opt("shipMethod", spec.ship_method.as_ref())
                     .with_opt("trackingNumber", spec.header_tracking())
-                    .with_opt("actualShipDate", record.actual_ship_date().map(|t| t.to_string()))
+                    .with_opt(
+                        "actualShipDate",
+                        record.actual_ship_date().map(|t| t.to_string()),
+                    )
                     .with("orders", Node::obj().with("order", self.many(vec![order])))
             })
             .collect();
-        Node::obj().with("shipments", Node::obj().with("shipment", self.many(shipments)))
+        Node::obj().with(
+            "shipments",
+            Node::obj().with("shipment", self.many(shipments)),
+        )
     }
 
     /// A repeated element in the mirror: a list, or a lone object when collapsing.
@@ -359,7 +439,11 @@ fn item_ref(sku: &str) -> Node {
 }
 
 fn container_status(shipment_status: &str) -> &'static str {
-    if shipment_status.eq_ignore_ascii_case("Shipped") { "Shipped" } else { "Packed" }
+    if shipment_status.eq_ignore_ascii_case("Shipped") {
+        "Shipped"
+    } else {
+        "Packed"
+    }
 }
 
 fn order_status(record: &ShipmentRecord) -> String {
@@ -390,7 +474,12 @@ pub(crate) fn stable_id(parts: &[&str]) -> u64 {
 }
 
 pub(crate) fn order_line_id(business_unit: &str, order_number: &str, line_number: u32) -> u64 {
-    stable_id(&["orderLine", business_unit, order_number, &line_number.to_string()])
+    stable_id(&[
+        "orderLine",
+        business_unit,
+        order_number,
+        &line_number.to_string(),
+    ])
 }
 
 /// How a row names its kit in the XML (absent) and the mirror (`@nil`) when it is not a component.
@@ -428,7 +517,11 @@ struct Row {
 /// with its share (plus a container-less row for any units not packed).
 fn rows(record: &ShipmentRecord) -> Vec<Row> {
     let spec = &record.spec;
-    let status = if spec.status.eq_ignore_ascii_case("Shipped") { "Shipped".to_owned() } else { spec.status.clone() };
+    let status = if spec.status.eq_ignore_ascii_case("Shipped") {
+        "Shipped".to_owned()
+    } else {
+        spec.status.clone()
+    };
     let header_tracking = spec.header_tracking().map(str::to_owned);
     let mut kits_seen: Vec<u32> = Vec::new();
     let mut out = Vec::new();
@@ -457,7 +550,10 @@ fn rows(record: &ShipmentRecord) -> Vec<Row> {
             ordered: line.ordered,
             shipped,
             tracking,
-            related: line.kit.as_ref().map_or(Related::NotKit, |k| Related::Kit(k.kit_line_number)),
+            related: line
+                .kit
+                .as_ref()
+                .map_or(Related::NotKit, |k| Related::Kit(k.kit_line_number)),
             container,
         };
         let mut packed = 0;
@@ -471,14 +567,21 @@ fn rows(record: &ShipmentRecord) -> Vec<Row> {
                         lpn: package.lpn.clone(),
                         number: package.number.clone(),
                         tracking_number: package.tracking_number.clone(),
-                        ship_vendor: package.ship_vendor.clone().or_else(|| spec.ship_vendor.clone()),
+                        ship_vendor: package
+                            .ship_vendor
+                            .clone()
+                            .or_else(|| spec.ship_vendor.clone()),
                         ship_method: spec.ship_method.clone(),
                     }),
                 ));
             }
         }
         if packed == 0 || line.shipped > packed {
-            out.push(row(line.shipped.saturating_sub(packed), header_tracking.clone(), None));
+            out.push(row(
+                line.shipped.saturating_sub(packed),
+                header_tracking.clone(),
+                None,
+            ));
         }
     }
     out
@@ -553,11 +656,20 @@ mod tests {
     use serde_json::Value;
 
     fn fixture(name: &str) -> String {
-        let path = format!("{}/../shipsync-deposco/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../shipsync-deposco/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    fn record(spec: ShipmentSpec, id: u64, number: &str, created: &str, updated: &str) -> ShipmentRecord {
+    fn record(
+        spec: ShipmentSpec,
+        id: u64,
+        number: &str,
+        created: &str,
+        updated: &str,
+    ) -> ShipmentRecord {
         ShipmentRecord {
             id,
             number: number.to_owned(),
@@ -568,11 +680,23 @@ mod tests {
     }
 
     fn simple() -> ShipmentRecord {
-        record(ShipmentSpec::example_simple(), 558_214, "SHP-100045", "2026-11-27T21:14:05Z", "2026-11-27T21:14:07Z")
+        record(
+            ShipmentSpec::example_simple(),
+            558_214,
+            "SHP-100045",
+            "2026-11-27T21:14:05Z",
+            "2026-11-27T21:14:07Z",
+        )
     }
 
     fn kit() -> ShipmentRecord {
-        record(ShipmentSpec::example_kit(), 558_215, "SHP-100046", "2026-11-27T22:02:41Z", "2026-11-27T22:02:44Z")
+        record(
+            ShipmentSpec::example_kit(),
+            558_215,
+            "SHP-100046",
+            "2026-11-27T22:02:41Z",
+            "2026-11-27T22:02:44Z",
+        )
     }
 
     /// Ids of orders and order lines are the sandbox's own; everything else must match.
@@ -594,19 +718,36 @@ mod tests {
         let mut theirs: Value = serde_json::from_str(&fixture(fixture_name)).unwrap();
         strip_ids(&mut ours);
         strip_ids(&mut theirs);
-        assert_eq!(ours, theirs, "{fixture_name}:\n{}", String::from_utf8_lossy(rendered));
+        assert_eq!(
+            ours,
+            theirs,
+            "{fixture_name}:\n{}",
+            String::from_utf8_lossy(rendered)
+        );
     }
 
-    /// (expanded name, attributes, trimmed text) for every element, in document order.
-    fn xml_outline(xml: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    /// (expanded name, attributes, trimmed text) of an element.
+    type Element = (String, Vec<(String, String)>, String);
+
+    /// Every element, in document order.
+    fn xml_outline(xml: &str) -> Vec<Element> {
         let doc = roxmltree::Document::parse(xml).unwrap();
         doc.descendants()
             .filter(|n| n.is_element())
             .map(|n| {
-                let name = format!("{{{}}}{}", n.tag_name().namespace().unwrap_or(""), n.tag_name().name());
+                let name = format!(
+                    "{{{}}}{}",
+                    n.tag_name().namespace().unwrap_or(""),
+                    n.tag_name().name()
+                );
                 let attrs = n
                     .attributes()
-                    .map(|a| (format!("{{{}}}{}", a.namespace().unwrap_or(""), a.name()), a.value().to_owned()))
+                    .map(|a| {
+                        (
+                            format!("{{{}}}{}", a.namespace().unwrap_or(""), a.name()),
+                            a.value().to_owned(),
+                        )
+                    })
                     .collect();
                 let text = n.text().map(str::trim).unwrap_or("").to_owned();
                 (name, attrs, text)
@@ -618,11 +759,21 @@ mod tests {
     fn every_shape_matches_the_fixtures() {
         let r = Renderer::new("ACME", QuantityStyle::Integer, false);
         for (name, rec) in [("simple", simple()), ("kit", kit())] {
-            assert_json_matches(&r.body(&rec, Shape::Current), &format!("{name}.current.json"));
-            assert_json_matches(&r.body(&rec, Shape::Wrapped), &format!("{name}.wrapped.json"));
+            assert_json_matches(
+                &r.body(&rec, Shape::Current),
+                &format!("{name}.current.json"),
+            );
+            assert_json_matches(
+                &r.body(&rec, Shape::Wrapped),
+                &format!("{name}.wrapped.json"),
+            );
             assert_json_matches(&r.body(&rec, Shape::Mirror), &format!("{name}.mirror.json"));
             let ours = String::from_utf8(r.body(&rec, Shape::Xml)).unwrap();
-            assert_eq!(xml_outline(&ours), xml_outline(&fixture(&format!("{name}.xml"))), "{name}.xml:\n{ours}");
+            assert_eq!(
+                xml_outline(&ours),
+                xml_outline(&fixture(&format!("{name}.xml"))),
+                "{name}.xml:\n{ours}"
+            );
             let data: Value = serde_json::from_slice(&r.body(&rec, Shape::Data)).unwrap();
             let current: Value = serde_json::from_slice(&r.body(&rec, Shape::Current)).unwrap();
             assert_eq!(data, serde_json::json!({ "data": [current] }));
@@ -633,45 +784,87 @@ mod tests {
     fn kit_components_share_the_kit_line_id() {
         let r = Renderer::new("ACME", QuantityStyle::Integer, false);
         let v: Value = serde_json::from_slice(&r.body(&kit(), Shape::Current)).unwrap();
-        let lines = v.pointer("/shipmentLines/data").unwrap().as_array().unwrap();
-        let kit_ids: Vec<&Value> = lines.iter().map(|l| l.pointer("/orderLine/relatedOrderLine/id").unwrap()).collect();
+        let lines = v
+            .pointer("/shipmentLines/data")
+            .unwrap()
+            .as_array()
+            .unwrap();
+        let kit_ids: Vec<&Value> = lines
+            .iter()
+            .map(|l| l.pointer("/orderLine/relatedOrderLine/id").unwrap())
+            .collect();
         assert_eq!(kit_ids[0], kit_ids[1]);
-        assert_ne!(lines[0].pointer("/orderLine/id"), lines[1].pointer("/orderLine/id"));
+        assert_ne!(
+            lines[0].pointer("/orderLine/id"),
+            lines[1].pointer("/orderLine/id")
+        );
     }
 
     #[test]
     fn float_quantities() {
         let r = Renderer::new("ACME", QuantityStyle::Float, false);
         let v: Value = serde_json::from_slice(&r.body(&simple(), Shape::Current)).unwrap();
-        assert_eq!(v.pointer("/shipmentLines/data/0/orderPackQuantity").unwrap().to_string(), "2.0");
+        assert_eq!(
+            v.pointer("/shipmentLines/data/0/orderPackQuantity")
+                .unwrap()
+                .to_string(),
+            "2.0"
+        );
         let r = Renderer::new("ACME", QuantityStyle::Mixed, false);
         let text = String::from_utf8(r.body(&simple(), Shape::Current)).unwrap();
-        assert!(text.contains("\"orderPackQuantity\": 2.0") || text.contains("\"shippedPackQuantity\": 2.0"));
-        assert!(text.contains("\"shippedPackQuantity\": 1\n") || text.contains("\"shippedPackQuantity\": 1,"));
+        assert!(
+            text.contains("\"orderPackQuantity\": 2.0")
+                || text.contains("\"shippedPackQuantity\": 2.0")
+        );
+        assert!(
+            text.contains("\"shippedPackQuantity\": 1\n")
+                || text.contains("\"shippedPackQuantity\": 1,")
+        );
     }
 
     #[test]
     fn mirror_can_collapse_single_children() {
         let r = Renderer::new("ACME", QuantityStyle::Integer, true);
         let v: Value = serde_json::from_slice(&r.body(&kit(), Shape::Mirror)).unwrap();
-        assert!(v.pointer("/shipments/shipment/orders/order/lines/line").unwrap().is_array());
-        assert_eq!(v.pointer("/shipments/shipment/shipmentNumber").unwrap(), "SHP-100046");
+        assert!(
+            v.pointer("/shipments/shipment/orders/order/lines/line")
+                .unwrap()
+                .is_array()
+        );
+        assert_eq!(
+            v.pointer("/shipments/shipment/shipmentNumber").unwrap(),
+            "SHP-100046"
+        );
     }
 
     #[test]
     fn no_packages_means_header_tracking_only() {
-        let spec = ShipmentSpec::new("2001").tracking("1ZHEADER").line(LineSpec::new(1, "A&B", 3));
-        let rec = record(spec, 1, "SHP-1", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
+        let spec = ShipmentSpec::new("2001")
+            .tracking("1ZHEADER")
+            .line(LineSpec::new(1, "A&B", 3));
+        let rec = record(
+            spec,
+            1,
+            "SHP-1",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
         let r = Renderer::new("ACME", QuantityStyle::Integer, false);
         let v: Value = serde_json::from_slice(&r.body(&rec, Shape::Current)).unwrap();
         assert_eq!(v["trackingNumber"], "1ZHEADER");
-        assert_eq!(v.pointer("/shippedContainers/data").unwrap(), &serde_json::json!([]));
+        assert_eq!(
+            v.pointer("/shippedContainers/data").unwrap(),
+            &serde_json::json!([])
+        );
         let xml = String::from_utf8(r.body(&rec, Shape::Xml)).unwrap();
         assert!(xml.contains("<itemNumber>A&amp;B</itemNumber>"));
         assert!(!xml.contains("<container>"));
         let doc = roxmltree::Document::parse(&xml).unwrap();
-        let shipped: Vec<&str> =
-            doc.descendants().filter(|n| n.has_tag_name("shippedPackQuantity")).filter_map(|n| n.text()).collect();
+        let shipped: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("shippedPackQuantity"))
+            .filter_map(|n| n.text())
+            .collect();
         assert_eq!(shipped, ["3"]);
     }
 
@@ -681,10 +874,23 @@ mod tests {
         for n in 1..=12 {
             spec.lines.push(LineSpec::new(n, format!("SKU-{n}"), 1));
         }
-        let rec = record(spec, 1, "SHP-1", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
+        let rec = record(
+            spec,
+            1,
+            "SHP-1",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
         let r = Renderer::new("ACME", QuantityStyle::Integer, false);
         let v = r.shipment(&rec, Some(10)).to_value();
-        assert_eq!(v.pointer("/shipmentLines/data").unwrap().as_array().unwrap().len(), 10);
+        assert_eq!(
+            v.pointer("/shipmentLines/data")
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
         assert_eq!(v.pointer("/shipmentLines/complete").unwrap(), false);
         assert_eq!(v.pointer("/shipmentLines/pages").unwrap(), 2);
     }

@@ -40,7 +40,8 @@ pub fn signing_key(secret: &str) -> Vec<u8> {
 }
 
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
     for part in parts {
         mac.update(part);
     }
@@ -59,7 +60,10 @@ pub fn sign_standard(secret: &str, webhook_id: &str, timestamp: i64, body: &[u8]
 
 /// `sha256=<hex HMAC-SHA256(key, body)>`.
 pub fn sign_body_hmac(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(hmac_sha256(&signing_key(secret), &[body])))
+    format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(&signing_key(secret), &[body]))
+    )
 }
 
 #[cfg(test)]

@@ -102,8 +102,14 @@ impl ShipmentSpec {
     pub fn example_simple() -> Self {
         Self::new("1001")
             .carrier("UPS", "UPS Ground")
-            .line(LineSpec::new(1, "TSHIRT-M-BLU", 2).customer_line("gid://shopify/LineItem/13542875496701"))
-            .line(LineSpec::new(2, "MUG-CLASSIC", 1).customer_line("gid://shopify/LineItem/13542875529469"))
+            .line(
+                LineSpec::new(1, "TSHIRT-M-BLU", 2)
+                    .customer_line("gid://shopify/LineItem/13542875496701"),
+            )
+            .line(
+                LineSpec::new(2, "MUG-CLASSIC", 1)
+                    .customer_line("gid://shopify/LineItem/13542875529469"),
+            )
             .package(PackageSpec::new("LPN0000731", "1Z999AA10123456784").line(1, 1))
             .package(
                 PackageSpec::new("LPN0000732", "1Z999AA10123456791")
@@ -254,11 +260,17 @@ pub struct ItemSpec {
 
 impl ItemSpec {
     pub fn new(number: impl Into<String>) -> Self {
-        Self { number: number.into(), components: Vec::new() }
+        Self {
+            number: number.into(),
+            components: Vec::new(),
+        }
     }
 
     pub fn component(mut self, sku: impl Into<String>, quantity: u32) -> Self {
-        self.components.push(ComponentSpec { sku: sku.into(), quantity });
+        self.components.push(ComponentSpec {
+            sku: sku.into(),
+            quantity,
+        });
         self
     }
 }

@@ -63,7 +63,9 @@ impl WebhookRequest {
             (None, true) => Some(new_message_id()),
             (None, false) => None,
         };
-        let timestamp = self.timestamp.unwrap_or_else(|| jiff::Timestamp::now().as_second());
+        let timestamp = self
+            .timestamp
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second());
         let mut headers = vec![("content-type".to_owned(), self.content_type.clone())];
         if let Some(id) = &webhook_id {
             headers.push(("webhook-id".to_owned(), id.clone()));
@@ -73,17 +75,27 @@ impl WebhookRequest {
             Signing::Standard { secret } => {
                 let id = webhook_id.as_deref().unwrap_or_default();
                 headers.push(("webhook-timestamp".to_owned(), timestamp.to_string()));
-                headers.push(("webhook-signature".to_owned(), sign_standard(secret, id, timestamp, &self.body)));
+                headers.push((
+                    "webhook-signature".to_owned(),
+                    sign_standard(secret, id, timestamp, &self.body),
+                ));
             }
             Signing::BodyHmac { secret } => {
-                headers.push(("x-deposco-signature".to_owned(), sign_body_hmac(secret, &self.body)));
+                headers.push((
+                    "x-deposco-signature".to_owned(),
+                    sign_body_hmac(secret, &self.body),
+                ));
             }
         }
         for (name, value) in &self.extra_headers {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             headers.push((name.clone(), value.clone()));
         }
-        SentWebhook { webhook_id, headers, body: self.body.clone() }
+        SentWebhook {
+            webhook_id,
+            headers,
+            body: self.body.clone(),
+        }
     }
 }
 
@@ -103,7 +115,10 @@ pub struct SentWebhook {
 
 impl SentWebhook {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -111,7 +126,11 @@ impl SentWebhook {
 #[derive(Debug, Clone)]
 pub enum WebhookResponse {
     /// The receiver answered (any status).
-    Delivered { status: u16, body: Vec<u8>, sent: SentWebhook },
+    Delivered {
+        status: u16,
+        body: Vec<u8>,
+        sent: SentWebhook,
+    },
     /// A `drop_webhook_rate` fault: nothing was sent.
     Dropped { sent: SentWebhook },
 }
@@ -159,17 +178,27 @@ pub(crate) fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-pub(crate) async fn deliver(client: &reqwest::Client, url: &str, sent: SentWebhook) -> Result<WebhookResponse, Error> {
+pub(crate) async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    sent: SentWebhook,
+) -> Result<WebhookResponse, Error> {
     let mut request = client.post(url).body(sent.body.clone());
     for (name, value) in &sent.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let response = request.send().await.map_err(|source| Error::Delivery { url: url.to_owned(), source })?;
+    let response = request.send().await.map_err(|source| Error::Delivery {
+        url: url.to_owned(),
+        source,
+    })?;
     let status = response.status().as_u16();
     let body = response
         .bytes()
         .await
-        .map_err(|source| Error::Delivery { url: url.to_owned(), source })?
+        .map_err(|source| Error::Delivery {
+            url: url.to_owned(),
+            source,
+        })?
         .to_vec();
     Ok(WebhookResponse::Delivered { status, body, sent })
 }
