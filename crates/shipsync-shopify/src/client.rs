@@ -550,6 +550,22 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_the_token() {
+        let http = ShopifyClient::http_client(&Timeouts::default());
+        let client = http.and_then(|http| {
+            ShopifyClient::new(
+                http,
+                "https://example.myshopify.com",
+                "2026-10",
+                SecretString::from("shpat_secret"),
+            )
+        });
+        let shown = format!("{client:?}");
+        assert!(shown.contains("example.myshopify.com"), "{shown}");
+        assert!(!shown.contains("shpat_secret"), "{shown}");
+    }
+
+    #[test]
     fn name_search_quotes_anything_unusual() {
         assert_eq!(name_search("#1001"), "name:#1001");
         assert_eq!(name_search("SO-1001"), "name:SO-1001");

@@ -36,8 +36,13 @@ impl QueryCost {
     }
 }
 
+/// A rate we can divide by (NaN, zero or negative would mean "never").
+fn usable_rate(rate: f64) -> bool {
+    rate.is_finite() && rate > 0.0
+}
+
 fn shortfall_wait(shortfall: f64, restore_rate: f64) -> Option<Duration> {
-    if !(restore_rate > 0.0) || !shortfall.is_finite() {
+    if !usable_rate(restore_rate) || !shortfall.is_finite() {
         return None;
     }
     let secs = (shortfall / restore_rate).max(0.0);
@@ -98,7 +103,7 @@ impl Budget {
         let Some(bucket) = state.bucket.as_mut() else {
             return Ok(Duration::ZERO);
         };
-        if !(bucket.status.restore_rate > 0.0) {
+        if !usable_rate(bucket.status.restore_rate) {
             return Ok(Duration::ZERO);
         }
         // A cost above the bucket's size can never be met by waiting; let
