@@ -126,3 +126,12 @@ fn field_cost(op: &str, f: &Field) -> u64 {
         1 + selection_cost(op, &f.selection_set)
     }
 }
+
+/// Guards the guard: a plausible but wrong document must fail validation.
+#[test]
+fn the_validator_rejects_what_shopify_would() {
+    let wrong = "mutation M($f: ID!, $t: FulfillmentTrackingInput!) {
+      fulfillmentTrackingInfoUpdate(fulfillmentId: $f, trackingInfo: $t) { userErrors { message } }
+    }";
+    assert!(shipsync_shopify_schema::validate(wrong).is_err());
+}
