@@ -93,13 +93,10 @@ fn too_many_requests() -> Response {
 impl SandboxState {
     /// Token bucket for the account (the sandbox is one Deposco account).
     fn take_rate_token(&mut self) -> bool {
-        let Some(rate) = self
-            .config
-            .rate_limit_per_sec
-            .filter(|r| r.is_finite() && *r > 0.0)
-        else {
+        let rate = self.config.rate_limit_per_sec;
+        if !(rate.is_finite() && rate > 0.0) {
             return true;
-        };
+        }
         let burst = self.config.rate_limit_burst.max(1.0);
         let now = Instant::now();
         let (tokens, last) = self.bucket.unwrap_or((burst, now));
@@ -280,7 +277,11 @@ async fn token(State(sandbox): State<DeposcoSandbox>, headers: HeaderMap, body: 
 pub(crate) struct Search {
     kind: SearchKind,
     page_size: usize,
+    started: Instant,
 }
+
+/// Searches kept at once; the oldest expires first (a long-running sandbox pulls forever).
+const MAX_SEARCHES: usize = 1000;
 
 enum SearchKind {
     Shipments(Vec<u64>),
@@ -410,9 +411,21 @@ fn collection(
                 Err(e) => return e.into_response(),
             };
             let id = hex::encode(rand::random::<[u8; 12]>());
-            state
-                .searches
-                .insert(id.clone(), Search { kind, page_size });
+            if state.searches.len() >= MAX_SEARCHES
+                && let Some(oldest) = state
+                    .searches
+                    .iter()
+                    .min_by_key(|(_, s)| s.started)
+                    .map(|(k, _)| k.clone())
+            {
+                state.searches.remove(&oldest);
+            }
+            let search = Search {
+                kind,
+                page_size,
+                started: Instant::now(),
+            };
+            state.searches.insert(id.clone(), search);
             id
         }
     };

@@ -12,8 +12,9 @@ pub struct SandboxConfig {
     pub basic: Option<BasicAuth>,
     /// Accepted OAuth client for `POST /oauth2/token`.
     pub oauth: Option<OAuthClient>,
-    /// Requests per second for the account; `None` disables the limit.
-    pub rate_limit_per_sec: Option<f64>,
+    /// Requests per second for the account (REST and token endpoint together);
+    /// `0.0` or `f64::INFINITY` disables the limit.
+    pub rate_limit_per_sec: f64,
     /// Requests allowed in a burst before 429s start.
     pub rate_limit_burst: f64,
     pub default_page_size: usize,
@@ -48,7 +49,7 @@ impl Default for SandboxConfig {
                 client_secret: "sandbox-secret".to_owned(),
                 refresh_token: "sandbox-refresh-token".to_owned(),
             }),
-            rate_limit_per_sec: Some(4.0),
+            rate_limit_per_sec: 4.0,
             rate_limit_burst: 4.0,
             default_page_size: 50,
             max_page_size: 100,

@@ -21,8 +21,8 @@ pub enum Shape {
     /// `{"outboundShipment": …}`.
     Wrapped,
     /// `{"data": […]}`.
-    #[serde(alias = "data_list")]
-    Data,
+    #[serde(rename = "data", alias = "data_list")]
+    DataList,
     /// Integration-API XML, `<shipments xmlns="http://integration.deposco.com/shipment">`.
     Xml,
     /// The JSON mirror of the XML, `{"shipments":{"shipment":[…]}}`.
@@ -33,7 +33,7 @@ impl Shape {
     pub const ALL: [Shape; 5] = [
         Shape::Current,
         Shape::Wrapped,
-        Shape::Data,
+        Shape::DataList,
         Shape::Xml,
         Shape::Mirror,
     ];
@@ -109,7 +109,7 @@ impl<'a> Renderer<'a> {
             Shape::Wrapped => Node::obj()
                 .with("outboundShipment", self.shipment(record, None))
                 .to_json_bytes(),
-            Shape::Data => Node::obj()
+            Shape::DataList => Node::obj()
                 .with("data", vec![self.shipment(record, None)])
                 .to_json_bytes(),
             Shape::Xml => self.xml(std::slice::from_ref(record)).into_bytes(),
@@ -120,7 +120,7 @@ impl<'a> Renderer<'a> {
     /// Several shipments in one body (`Data`, `Xml`, `Mirror`; the single-DTO shapes take the first).
     pub(crate) fn batch_body(&self, records: &[ShipmentRecord], shape: Shape) -> Vec<u8> {
         match shape {
-            Shape::Data => Node::obj()
+            Shape::DataList => Node::obj()
                 .with(
                     "data",
                     records
@@ -774,7 +774,7 @@ mod tests {
                 xml_outline(&fixture(&format!("{name}.xml"))),
                 "{name}.xml:\n{ours}"
             );
-            let data: Value = serde_json::from_slice(&r.body(&rec, Shape::Data)).unwrap();
+            let data: Value = serde_json::from_slice(&r.body(&rec, Shape::DataList)).unwrap();
             let current: Value = serde_json::from_slice(&r.body(&rec, Shape::Current)).unwrap();
             assert_eq!(data, serde_json::json!({ "data": [current] }));
         }

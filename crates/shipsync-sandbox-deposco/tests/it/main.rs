@@ -27,7 +27,7 @@ pub async fn start(config: SandboxConfig) -> (DeposcoSandbox, RunningDeposco) {
 
 pub fn unlimited() -> SandboxConfig {
     SandboxConfig {
-        rate_limit_per_sec: None,
+        rate_limit_per_sec: 0.0,
         ..SandboxConfig::default()
     }
 }
