@@ -16,12 +16,42 @@ use std::collections::BTreeMap;
 /// compact store name is always an alias too.
 const CARRIERS: &[(&str, &[&str])] = &[
     ("UPS", &["upsn", "unitedparcelservice", "upsground", "upss"]),
-    ("FedEx", &["fdx", "fdxg", "fdxe", "fdxh", "fdeg", "fde", "federalexpress", "fedexsmartpost"]),
-    ("USPS", &["unitedstatespostalservice", "usmail", "stamps", "stampscom"]),
-    ("DHL Express", &["dhl", "dhlworldwide", "dhlintl", "dhlinternational"]),
-    ("DHL eCommerce", &["dhlglobalmail", "dhlec", "dhlecom", "dhlsmartmail"]),
+    (
+        "FedEx",
+        &[
+            "fdx",
+            "fdxg",
+            "fdxe",
+            "fdxh",
+            "fdeg",
+            "fde",
+            "federalexpress",
+            "fedexsmartpost",
+        ],
+    ),
+    (
+        "USPS",
+        &["unitedstatespostalservice", "usmail", "stamps", "stampscom"],
+    ),
+    (
+        "DHL Express",
+        &["dhl", "dhlworldwide", "dhlintl", "dhlinternational"],
+    ),
+    (
+        "DHL eCommerce",
+        &["dhlglobalmail", "dhlec", "dhlecom", "dhlsmartmail"],
+    ),
     ("Canada Post", &["cpc", "canpost", "postescanada"]),
-    ("Amazon", &["amzl", "amazonlogistics", "amazonlogisticsus", "amazonshipping", "amzn"]),
+    (
+        "Amazon",
+        &[
+            "amzl",
+            "amazonlogistics",
+            "amazonlogisticsus",
+            "amazonshipping",
+            "amzn",
+        ],
+    ),
     ("Amazon Logistics UK", &[]),
     ("OnTrac", &["ontracground"]),
     ("Lasership", &["lsr"]),
@@ -94,10 +124,7 @@ fn from_table(text: &str) -> Option<&'static str> {
 /// The store's spelling of a known carrier name (any case).
 fn canonical(name: &str) -> Option<&'static str> {
     let c = compact(name);
-    CARRIERS
-        .iter()
-        .map(|(n, _)| *n)
-        .find(|n| compact(n) == c)
+    CARRIERS.iter().map(|(n, _)| *n).find(|n| compact(n) == c)
 }
 
 /// Whether the store knows `name` as a tracking company (case-insensitive).
@@ -212,14 +239,31 @@ mod tests {
             Some("USPS"),
             "an override on the service beats the table on the vendor; known names are respelled"
         );
-        assert_eq!(ov(Some("Local"), Some("FedEx")), None, "empty override = unknown");
+        assert_eq!(
+            ov(Some("Local"), Some("FedEx")),
+            None,
+            "empty override = unknown"
+        );
         assert_eq!(ov(Some("dhl"), None).as_deref(), Some("DHL eCommerce"));
-        assert_eq!(ov(Some("DHL Express"), None).as_deref(), Some("DHL Express"), "overrides match whole texts");
+        assert_eq!(
+            ov(Some("DHL Express"), None).as_deref(),
+            Some("DHL Express"),
+            "overrides match whole texts"
+        );
     }
 
     #[test]
     fn known_names() {
-        for name in ["UPS", "fedex", "DHL Express", "dhl express", "Canada Post", "Amazon", "Lasership", "OnTrac"] {
+        for name in [
+            "UPS",
+            "fedex",
+            "DHL Express",
+            "dhl express",
+            "Canada Post",
+            "Amazon",
+            "Lasership",
+            "OnTrac",
+        ] {
             assert!(is_known(name), "{name}");
         }
         for name in ["", "DHL", "Acme", "FedEx Ground"] {

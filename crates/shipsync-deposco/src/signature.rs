@@ -35,7 +35,9 @@ pub enum SignatureError {
          or X-Deposco-Signature"
     )]
     Missing,
-    #[error("the signature headers are malformed (webhook-id/webhook-timestamp, or an undecodable X-Deposco-Signature)")]
+    #[error(
+        "the signature headers are malformed (webhook-id/webhook-timestamp, or an undecodable X-Deposco-Signature)"
+    )]
     Malformed,
     #[error("the signature does not match: check that both sides use the same secret")]
     Mismatch,
@@ -316,16 +318,25 @@ mod tests {
     #[test]
     fn missing_and_malformed() {
         let none: Vec<(String, String)> = Vec::new();
-        assert_eq!(verify(SECRET, &none, BODY, TS), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(SECRET, &none, BODY, TS),
+            Err(SignatureError::Missing)
+        );
         let mut no_id = standard(KNOWN, TS);
         no_id.remove(0);
-        assert_eq!(verify(SECRET, no_id.as_slice(), BODY, TS), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(SECRET, no_id.as_slice(), BODY, TS),
+            Err(SignatureError::Malformed)
+        );
         let bad_ts = [
             ("webhook-id", ID),
             ("webhook-timestamp", "yesterday"),
             ("webhook-signature", KNOWN),
         ];
-        assert_eq!(verify(SECRET, &bad_ts, BODY, TS), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(SECRET, &bad_ts, BODY, TS),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]
@@ -366,7 +377,12 @@ mod tests {
             );
         }
         assert_eq!(
-            verify(secret, &[("x-deposco-signature", hex_sig.as_str())], b"other", 0),
+            verify(
+                secret,
+                &[("x-deposco-signature", hex_sig.as_str())],
+                b"other",
+                0
+            ),
             Err(SignatureError::Mismatch)
         );
     }
@@ -391,7 +407,10 @@ mod tests {
         assert_eq!(verify(SECRET, &headers, BODY, TS), Ok(Scheme::BodyHmac));
         headers.pop();
         headers.push(("x-deposco-signature".into(), "00".into()));
-        assert_eq!(verify(SECRET, &headers, BODY, TS), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, &headers, BODY, TS),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
-use shipsync_core::{KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus};
+use shipsync_core::{
+    KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus,
+};
 
 /// Why a webhook body did not become shipments.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -455,12 +457,10 @@ fn header_common(
     status_keys: &[&[&str]],
     order_refs: Vec<String>,
 ) -> Result<(String, WarehouseStatus), ParseError> {
-    let number = text(first(v, number_keys)).ok_or_else(|| {
-        ParseError::Unmapped("a shipment without a shipment number".into())
-    })?;
-    let status = text(first(v, status_keys)).ok_or_else(|| {
-        ParseError::Unmapped(format!("shipment {number} has no status"))
-    })?;
+    let number = text(first(v, number_keys))
+        .ok_or_else(|| ParseError::Unmapped("a shipment without a shipment number".into()))?;
+    let status = text(first(v, status_keys))
+        .ok_or_else(|| ParseError::Unmapped(format!("shipment {number} has no status")))?;
     if order_refs.is_empty() {
         return Err(ParseError::Unmapped(format!(
             "shipment {number} names no order (customerOrderNumber or order number)"
@@ -497,7 +497,10 @@ fn rest_shipment(v: &Value) -> Result<RawShipment, ParseError> {
     for o in &orders {
         push_ref(
             &mut order_refs,
-            text(first(o, &[&["number"], &["orderNumber"], &["businessKey", "number"]])),
+            text(first(
+                o,
+                &[&["number"], &["orderNumber"], &["businessKey", "number"]],
+            )),
         );
     }
     push_ref(&mut order_refs, text(field(v, "orderNumber")));
@@ -565,7 +568,10 @@ fn rest_line(v: &Value, index: usize, shipment: &str) -> Result<RawLine, ParseEr
     };
     let store_line_id = text(first(
         v,
-        &[&["orderLineDetails", "customerLineNumber"], &["customerLineNumber"]],
+        &[
+            &["orderLineDetails", "customerLineNumber"],
+            &["customerLineNumber"],
+        ],
     ))
     .or_else(|| text(on_order_line(&["orderLineDetails", "customerLineNumber"])))
     .or_else(|| text(on_order_line(&["customerLineNumber"])));
@@ -589,11 +595,18 @@ fn rest_line(v: &Value, index: usize, shipment: &str) -> Result<RawLine, ParseEr
             id: id_text(field(related, "id")),
             sku: text(first(
                 related,
-                &[&["item", "businessKey", "number"], &["item", "number"], &["itemNumber"]],
+                &[
+                    &["item", "businessKey", "number"],
+                    &["item", "number"],
+                    &["itemNumber"],
+                ],
             )),
             store_line_id: text(first(
                 related,
-                &[&["orderLineDetails", "customerLineNumber"], &["customerLineNumber"]],
+                &[
+                    &["orderLineDetails", "customerLineNumber"],
+                    &["customerLineNumber"],
+                ],
             )),
             kit_quantity: q(
                 field(related, "orderPackQuantity"),
@@ -630,7 +643,10 @@ fn container_head(v: &Value) -> RawContainer {
 
 fn rest_container(v: &Value, shipment: &str) -> Result<RawContainer, ParseError> {
     let mut container = container_head(v);
-    let name = container.key.clone().unwrap_or_else(|| "without number".into());
+    let name = container
+        .key
+        .clone()
+        .unwrap_or_else(|| "without number".into());
     for line in items(field(v, "shippedContainerLines")) {
         let sku = text(first(
             line,
@@ -641,12 +657,13 @@ fn rest_container(v: &Value, shipment: &str) -> Result<RawContainer, ParseError>
                 &["sku"],
             ],
         ));
-        let qty = quantity(first(line, &[&["shippedPackQuantity"], &["quantity"]])).map_err(|e| {
-            ParseError::Unmapped(format!(
-                "shipment {shipment}, container {name}, SKU {}: shippedPackQuantity {e}",
-                sku.as_deref().unwrap_or("?")
-            ))
-        })?;
+        let qty =
+            quantity(first(line, &[&["shippedPackQuantity"], &["quantity"]])).map_err(|e| {
+                ParseError::Unmapped(format!(
+                    "shipment {shipment}, container {name}, SKU {}: shippedPackQuantity {e}",
+                    sku.as_deref().unwrap_or("?")
+                ))
+            })?;
         container.lines.push(RawContainerLine {
             sku,
             quantity: qty.unwrap_or(0),
@@ -673,7 +690,10 @@ fn mirror_shipment(v: &Value) -> Result<RawShipment, ParseError> {
         push_ref(&mut order_refs, text(field(o, "customerOrderNumber")));
     }
     for o in &orders {
-        push_ref(&mut order_refs, text(first(o, &[&["orderNumber"], &["number"]])));
+        push_ref(
+            &mut order_refs,
+            text(first(o, &[&["orderNumber"], &["number"]])),
+        );
     }
     push_ref(&mut order_refs, text(field(v, "orderNumber")));
     let (number, status) = header_common(
@@ -687,8 +707,11 @@ fn mirror_shipment(v: &Value) -> Result<RawShipment, ParseError> {
     let multi_order = orders.len() > 1;
     for (o_index, order) in orders.iter().enumerate() {
         let order_name = multi_order.then(|| {
-            text(first(order, &[&["orderNumber"], &["number"], &["customerOrderNumber"]]))
-                .unwrap_or_else(|| format!("#{}", o_index + 1))
+            text(first(
+                order,
+                &[&["orderNumber"], &["number"], &["customerOrderNumber"]],
+            ))
+            .unwrap_or_else(|| format!("#{}", o_index + 1))
         });
         for line in mirror_lines(order) {
             rows.push(mirror_line(line, &number, order_name.clone())?);
@@ -727,11 +750,15 @@ fn mirror_lines(v: &Value) -> Vec<&Value> {
 fn mirror_line(v: &Value, shipment: &str, order: Option<String>) -> Result<RawLine, ParseError> {
     let sku = text(first(v, &[&["itemNumber"], &["sku"], &["item"]]));
     let line_number = id_text(first(v, &[&["lineNumber"], &["number"]])).ok_or_else(|| {
-        line_error(shipment, "without lineNumber", sku.as_deref(), "no lineNumber")
+        line_error(
+            shipment,
+            "without lineNumber",
+            sku.as_deref(),
+            "no lineNumber",
+        )
     })?;
-    let q = |name: &str| {
-        line_quantity(field(v, name), name, shipment, &line_number, sku.as_deref())
-    };
+    let q =
+        |name: &str| line_quantity(field(v, name), name, shipment, &line_number, sku.as_deref());
     let ordered = q("orderPackQuantity")?;
     let shipped = q("shippedPackQuantity")?;
     let containers = items(field(v, "container"));
@@ -803,7 +830,10 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
         }
         links.push(Some(KitLink {
             line_number: kit_line,
-            sku: kit.sku.clone().or_else(|| target.and_then(|t| t.sku.clone())),
+            sku: kit
+                .sku
+                .clone()
+                .or_else(|| target.and_then(|t| t.sku.clone())),
             store_line_id: kit
                 .store_line_id
                 .clone()
@@ -835,7 +865,12 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
             continue;
         }
         let Some(sku) = row.sku else {
-            return Err(line_error(&number, &row.line_number, None, "shipped units without a SKU"));
+            return Err(line_error(
+                &number,
+                &row.line_number,
+                None,
+                "shipped units without a SKU",
+            ));
         };
         let index = match lines.iter().position(|l| l.line_number == row.line_number) {
             Some(i) => {
@@ -920,8 +955,11 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
     }
 
     // REST containers: attribute their lines to shipment lines by SKU.
-    let containers: Vec<RawContainer> =
-        raw.containers.into_iter().filter(|c| c.key.is_some()).collect();
+    let containers: Vec<RawContainer> = raw
+        .containers
+        .into_iter()
+        .filter(|c| c.key.is_some())
+        .collect();
     if let [only] = containers.as_slice()
         && only.lines.is_empty()
     {
@@ -1039,8 +1077,14 @@ impl Packages {
                 self.list.push(Package {
                     key: key.clone(),
                     tracking_number: container.tracking_number.clone(),
-                    carrier: container.carrier.clone().or_else(|| self.header_carrier.clone()),
-                    service: container.service.clone().or_else(|| self.header_service.clone()),
+                    carrier: container
+                        .carrier
+                        .clone()
+                        .or_else(|| self.header_carrier.clone()),
+                    service: container
+                        .service
+                        .clone()
+                        .or_else(|| self.header_service.clone()),
                     lines: Vec::new(),
                 });
                 self.index.insert(key.clone(), self.list.len() - 1);
@@ -1053,7 +1097,11 @@ impl Packages {
         if package.tracking_number.is_none() {
             package.tracking_number = container.tracking_number.clone();
         }
-        match package.lines.iter_mut().find(|l| l.line_number == line_number) {
+        match package
+            .lines
+            .iter_mut()
+            .find(|l| l.line_number == line_number)
+        {
             Some(line) => line.quantity = line.quantity.saturating_add(quantity),
             None => package.lines.push(PackageLine {
                 line_number: line_number.to_string(),

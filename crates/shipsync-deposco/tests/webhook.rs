@@ -1,7 +1,9 @@
 //! Webhook parsing against the fixtures: every shape of one example must
 //! give the same shipment, plus the specific expectations of each fixture.
 
-use shipsync_core::{KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus};
+use shipsync_core::{
+    KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus,
+};
 use shipsync_deposco::{ParseError, parse_webhook};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -99,7 +101,10 @@ fn simple_shipment_is_the_same_in_every_shape() {
                 tracking_number: Some("1Z999AA10123456791".into()),
                 carrier: Some("UPS".into()),
                 service: Some("UPS Ground".into()),
-                lines: vec![pkg_line("1", "TSHIRT-M-BLU", 1), pkg_line("2", "MUG-CLASSIC", 1)],
+                lines: vec![
+                    pkg_line("1", "TSHIRT-M-BLU", 1),
+                    pkg_line("2", "MUG-CLASSIC", 1)
+                ],
             },
         ]
     );
@@ -193,15 +198,29 @@ fn whole_floats_and_string_numbers_are_accepted() {
     assert_eq!(s.warehouse_id.as_deref(), Some("558300"));
     assert_eq!(s.order_refs, ["#3001", "3001"]);
     assert_eq!(s.status, WarehouseStatus::Shipped);
-    assert_eq!(s.service.as_deref(), Some("FEDEX_GROUND"), "shipMethod when no shipVia");
+    assert_eq!(
+        s.service.as_deref(),
+        Some("FEDEX_GROUND"),
+        "shipMethod when no shipVia"
+    );
     let got: Vec<_> = s
         .lines
         .iter()
-        .map(|l| (l.line_number.as_str(), l.sku.as_str(), l.quantity, l.ordered_quantity))
+        .map(|l| {
+            (
+                l.line_number.as_str(),
+                l.sku.as_str(),
+                l.quantity,
+                l.ordered_quantity,
+            )
+        })
         .collect();
     assert_eq!(got, [("1", "A", 2, Some(2)), ("2", "B", 3, Some(3))]);
     assert_eq!(s.packages.len(), 1);
-    assert_eq!(s.packages[0].tracking_number.as_deref(), Some("794600000001"));
+    assert_eq!(
+        s.packages[0].tracking_number.as_deref(),
+        Some("794600000001")
+    );
 }
 
 #[test]
@@ -233,7 +252,11 @@ fn a_line_spread_over_two_containers() {
 #[test]
 fn two_lines_of_one_sku_told_apart_by_external_line_number() {
     let s = parse_one("same-sku.current.json");
-    let lines: Vec<_> = s.lines.iter().map(|l| (l.line_number.as_str(), l.quantity)).collect();
+    let lines: Vec<_> = s
+        .lines
+        .iter()
+        .map(|l| (l.line_number.as_str(), l.quantity))
+        .collect();
     assert_eq!(lines, [("1", 1), ("2", 2)]);
     let packages: Vec<_> = s
         .packages
@@ -258,7 +281,11 @@ fn xml_with_prefixed_namespace_same_sku_and_split_line() {
         .iter()
         .map(|l| (l.line_number.as_str(), l.quantity, l.ordered_quantity))
         .collect();
-    assert_eq!(lines, [("1", 3, Some(3)), ("2", 1, Some(1))], "repeated rows merged, ordered not summed");
+    assert_eq!(
+        lines,
+        [("1", 3, Some(3)), ("2", 1, Some(1))],
+        "repeated rows merged, ordered not summed"
+    );
     assert_eq!(
         s.packages,
         [
@@ -292,8 +319,16 @@ fn unknown_fields_are_ignored() {
 fn single_objects_and_nil_in_the_mirror() {
     let s = parse_one("single-object.mirror.json");
     assert_eq!(s.number, "SHP-9301");
-    assert_eq!(s.order_refs, ["4301"], "a nil customerOrderNumber is no reference");
-    assert_eq!(s.service.as_deref(), Some("Priority"), "nil shipVia falls back to shipMethod");
+    assert_eq!(
+        s.order_refs,
+        ["4301"],
+        "a nil customerOrderNumber is no reference"
+    );
+    assert_eq!(
+        s.service.as_deref(),
+        Some("Priority"),
+        "nil shipVia falls back to shipMethod"
+    );
     assert_eq!(s.tracking_url, None);
     assert_eq!(s.lines.len(), 1);
     assert_eq!(s.lines[0].store_line_id, None);
@@ -341,10 +376,16 @@ fn garbage_is_neither_json_nor_xml() {
 fn bom_and_leading_whitespace_are_skipped() {
     let mut body = b"\xEF\xBB\xBF \r\n\t".to_vec();
     body.extend(fixture("simple.current.json"));
-    assert_eq!(parse_webhook(&body).expect("parses")[0].number, "SHP-100045");
+    assert_eq!(
+        parse_webhook(&body).expect("parses")[0].number,
+        "SHP-100045"
+    );
     let mut body = b"\xEF\xBB\xBF\n".to_vec();
     body.extend(fixture("kit.xml"));
-    assert_eq!(parse_webhook(&body).expect("parses")[0].number, "SHP-100046");
+    assert_eq!(
+        parse_webhook(&body).expect("parses")[0].number,
+        "SHP-100046"
+    );
 }
 
 fn simple_with(pointer: &str, value: serde_json::Value) -> Vec<u8> {
@@ -385,7 +426,10 @@ fn missing_number_status_or_order_is_unmapped() {
     assert!(msg.contains("shipment number"), "{msg}");
     let msg = unmapped(&simple_with("/status", serde_json::json!("")));
     assert!(msg.contains("status"), "{msg}");
-    let msg = unmapped(&simple_with("/orderHeaders", serde_json::json!({"data": []})));
+    let msg = unmapped(&simple_with(
+        "/orderHeaders",
+        serde_json::json!({"data": []}),
+    ));
     assert!(msg.contains("order"), "{msg}");
 }
 
@@ -415,7 +459,10 @@ fn units_no_container_lists_travel_under_the_header_tracking() {
     let keys: Vec<_> = s.packages.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["LPN0000732", "shipment"]);
     assert_eq!(s.packages[1].lines, [pkg_line("1", "TSHIRT-M-BLU", 1)]);
-    assert_eq!(s.packages[1].tracking_number.as_deref(), Some("1Z999AA10123456784"));
+    assert_eq!(
+        s.packages[1].tracking_number.as_deref(),
+        Some("1Z999AA10123456784")
+    );
 }
 
 #[test]
@@ -430,7 +477,10 @@ fn a_single_container_without_lines_holds_everything() {
     assert_eq!(s.packages[0].key, "C9");
     assert_eq!(
         s.packages[0].lines,
-        [pkg_line("1", "TSHIRT-M-BLU", 2), pkg_line("2", "MUG-CLASSIC", 1)]
+        [
+            pkg_line("1", "TSHIRT-M-BLU", 2),
+            pkg_line("2", "MUG-CLASSIC", 1)
+        ]
     );
 }
 
@@ -453,7 +503,10 @@ fn related_order_line_directly_on_the_shipment_line() {
             "relatedOrderLine":{"id":10,"orderPackQuantity":"3"},
             "item":{"businessKey":{"number":"C"}},"orderPackQuantity":6,"shippedPackQuantity":6}]}}"#;
     let s = parse_webhook(body).expect("parses").remove(0);
-    assert_eq!(s.lines[0].line_number, "11", "order line id when no line number");
+    assert_eq!(
+        s.lines[0].line_number, "11",
+        "order line id when no line number"
+    );
     assert_eq!(
         s.lines[0].kit,
         Some(KitLink {
@@ -476,13 +529,19 @@ fn per_kit_only_when_it_divides_evenly() {
     let s = parse_webhook(body).expect("parses").remove(0);
     assert_eq!(s.lines.len(), 1);
     let kit = s.lines[0].kit.as_ref().expect("kit link");
-    assert_eq!((kit.sku.as_deref(), kit.kit_quantity, kit.per_kit), (Some("KIT"), Some(2), None));
+    assert_eq!(
+        (kit.sku.as_deref(), kit.kit_quantity, kit.per_kit),
+        (Some("KIT"), Some(2), None)
+    );
 }
 
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let deep_json = "[".repeat(100_000);
-    assert!(matches!(parse_webhook(deep_json.as_bytes()), Err(ParseError::NotJsonOrXml(_))));
+    assert!(matches!(
+        parse_webhook(deep_json.as_bytes()),
+        Err(ParseError::NotJsonOrXml(_))
+    ));
     let deep_obj = r#"{"a":"#.repeat(100_000);
     assert!(parse_webhook(deep_obj.as_bytes()).is_err());
     let deep_xml = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
@@ -497,6 +556,10 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 
 #[test]
 fn dtd_entities_are_refused() {
-    let body = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><shipment>&lol;</shipment>"#;
-    assert!(matches!(parse_webhook(body), Err(ParseError::NotJsonOrXml(_))));
+    let body =
+        br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><shipment>&lol;</shipment>"#;
+    assert!(matches!(
+        parse_webhook(body),
+        Err(ParseError::NotJsonOrXml(_))
+    ));
 }
