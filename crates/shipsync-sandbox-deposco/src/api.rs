@@ -173,10 +173,16 @@ async fn admit(sandbox: &DeposcoSandbox) -> Admission {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        return Admission::Refuse(errors(
+        let mut response = errors(
             status,
             "Internal error (injected by the sandbox); retry later",
-        ));
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        return Admission::Refuse(response);
     }
     Admission::Go
 }

@@ -6,6 +6,22 @@
 //! fixtures; it shares no code with `shipsync-deposco`, so that the two can
 //! disagree when one of them is wrong.
 //!
+//! HTTP surface of [`DeposcoSandbox::router`] (REST paths at the root of the base URL):
+//!
+//! | path | notes |
+//! |---|---|
+//! | `POST /oauth2/token` | form `grant_type=refresh_token`, `refresh_token`, `client_id`, `client_secret` (or Basic) |
+//! | `GET /shipments/outboundShipments` | filters, `pageSize` ≤ 100, `searchId` + `page`, newest first |
+//! | `GET /shipments/outboundShipments/{id}` | nested `shipmentLines` truncated to 10 |
+//! | `GET /shipments/outboundShipments/{id}/shipmentLines` | paged |
+//! | `POST/GET /orders/salesOrders`, `GET …/{id}`, `GET …/{id}/orderLines` | create-or-update by `number` |
+//! | `GET /items/{number}`, `GET /items?number=` | kit `components[]` |
+//! | `/_sandbox/shipments`, `/_sandbox/shipments/{number}/webhook`, `…/render?shape=`, `/_sandbox/faults`, `/_sandbox/items`, `/_sandbox/sales_orders` | control; no auth, not counted |
+//!
+//! Every REST and token request is counted, may be slowed or failed by
+//! [`Faults`], is rate limited per account (429, `Retry-After: 1`, empty
+//! body), and (except the token endpoint) needs Basic or Bearer auth (401).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use shipsync_sandbox_deposco::*;

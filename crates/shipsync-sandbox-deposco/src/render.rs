@@ -38,11 +38,36 @@ impl Shape {
         Shape::Mirror,
     ];
 
+    /// The name used by the control endpoint and the CLI: `current`, `wrapped`, `data`, `xml`, `mirror`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Current => "current",
+            Shape::Wrapped => "wrapped",
+            Shape::DataList => "data",
+            Shape::Xml => "xml",
+            Shape::Mirror => "mirror",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Shape::Xml => "application/xml",
             _ => "application/json",
         }
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        Shape::ALL
+            .into_iter()
+            .find(|shape| shape.name() == s || (s == "data_list" && *shape == Shape::DataList))
+            .ok_or_else(|| {
+                format!("unknown shape {s:?}; use current, wrapped, data, xml or mirror")
+            })
     }
 }
 
@@ -778,6 +803,16 @@ mod tests {
             let current: Value = serde_json::from_slice(&r.body(&rec, Shape::Current)).unwrap();
             assert_eq!(data, serde_json::json!({ "data": [current] }));
         }
+    }
+
+    #[test]
+    fn shape_names_round_trip() {
+        for shape in Shape::ALL {
+            assert_eq!(shape.name().parse::<Shape>(), Ok(shape));
+            let json = serde_json::to_value(shape).unwrap();
+            assert_eq!(json, shape.name());
+        }
+        assert!("yaml".parse::<Shape>().is_err());
     }
 
     #[test]

@@ -243,3 +243,33 @@ async fn control_endpoints_add_and_post() {
         .unwrap();
     assert_eq!(reply["dropped"], true);
 }
+
+#[tokio::test]
+async fn control_render_serves_each_shape() {
+    let (sandbox, running) = start(unlimited()).await;
+    let record = sandbox.add_shipment(ShipmentSpec::example_simple());
+    for shape in Shape::ALL {
+        let response = client()
+            .get(format!(
+                "{}/_sandbox/shipments/{}/render?shape={}",
+                running.url,
+                record.number,
+                shape.name()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], shape.content_type());
+        let body = response.bytes().await.unwrap();
+        assert_eq!(
+            body.as_ref(),
+            sandbox.render(&record.number, shape).unwrap()
+        );
+    }
+    assert_eq!(
+        sandbox.request_count(),
+        0,
+        "control endpoints are not counted"
+    );
+}
