@@ -118,7 +118,12 @@ impl CostModel<'_> {
 
     /// Cost of a selection set on one object. With `data` (that object's
     /// response data) list sizes are the real ones; without, the requested ones.
-    pub fn selection(&self, set: &SelectionSet, data: Option<&serde_json::Value>, page: Option<f64>) -> f64 {
+    pub fn selection(
+        &self,
+        set: &SelectionSet,
+        data: Option<&serde_json::Value>,
+        page: Option<f64>,
+    ) -> f64 {
         let mut cost = 0.0;
         for sel in &set.selections {
             cost += match sel {
@@ -163,7 +168,9 @@ impl CostModel<'_> {
                     .iter()
                     .map(|item| 1.0 + self.selection(&f.selection_set, Some(item), None))
                     .sum(),
-                None => requested.unwrap_or(1.0) * (1.0 + self.selection(&f.selection_set, None, None)),
+                None => {
+                    requested.unwrap_or(1.0) * (1.0 + self.selection(&f.selection_set, None, None))
+                }
             };
         }
         1.0 + self.selection(&f.selection_set, value, None)

@@ -17,8 +17,7 @@ use serde_json::{Value, json};
 use crate::cost::{CostModel, MAX_SINGLE_QUERY_COST};
 use crate::resolve::{Ctx, Obj, json_map};
 use crate::{
-    API_VERSION, FaultKind, Faults, OrderSpec, RecordedRequest, SandboxError, ShopifySandbox,
-    lock,
+    API_VERSION, FaultKind, Faults, OrderSpec, RecordedRequest, SandboxError, ShopifySandbox, lock,
 };
 
 pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
@@ -164,34 +163,46 @@ async fn serve_graphql(
         o
     };
     if operation.operation_type == OperationType::Subscription {
-        return meta(graphql_error("Subscriptions are not supported", "BAD_REQUEST", None));
+        return meta(graphql_error(
+            "Subscriptions are not supported",
+            "BAD_REQUEST",
+            None,
+        ));
     }
     let variables = match json_map(&request.variables) {
         Ok(v) => v,
         Err(e) => return meta(graphql_error(e, "INVALID_VARIABLE", None)),
     };
-    let variables = match apollo_compiler::request::coerce_variable_values(schema, operation, &variables) {
-        Ok(v) => v,
-        Err(e) => {
-            return meta(graphql_error(
-                format!("Variable value invalid: {}", e.message()),
-                "INVALID_VARIABLE",
-                None,
-            ));
-        }
-    };
+    let variables =
+        match apollo_compiler::request::coerce_variable_values(schema, operation, &variables) {
+            Ok(v) => v,
+            Err(e) => {
+                return meta(graphql_error(
+                    format!("Variable value invalid: {}", e.message()),
+                    "INVALID_VARIABLE",
+                    None,
+                ));
+            }
+        };
 
     let fault = pick_fault(sandbox, is_mutation);
     match &fault {
         Some((FaultKind::Http500, _)) => {
-            return meta(fault_outcome(StatusCode::INTERNAL_SERVER_ERROR, FaultKind::Http500));
+            return meta(fault_outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FaultKind::Http500,
+            ));
         }
         Some((FaultKind::Http502, _)) => {
             return meta(fault_outcome(StatusCode::BAD_GATEWAY, FaultKind::Http502));
         }
         Some((FaultKind::Throttled, _)) => {
             let status = lock(&sandbox.inner.bucket).status();
-            let mut o = graphql_error("Throttled", "THROTTLED", Some(cost_json(None, None, status)));
+            let mut o = graphql_error(
+                "Throttled",
+                "THROTTLED",
+                Some(cost_json(None, None, status)),
+            );
             o.fault = Some(FaultKind::Throttled);
             return meta(o);
         }
@@ -264,7 +275,13 @@ async fn serve_graphql(
     };
     let mut body = match response.map(|r| serde_json::to_value(&r)) {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return meta(graphql_error(format!("response encoding: {e}"), "INTERNAL_SERVER_ERROR", None)),
+        Ok(Err(e)) => {
+            return meta(graphql_error(
+                format!("response encoding: {e}"),
+                "INTERNAL_SERVER_ERROR",
+                None,
+            ));
+        }
         Err(e) => return meta(graphql_error(e.message().to_string(), "BAD_REQUEST", None)),
     };
     let actual = if is_mutation {
@@ -280,7 +297,10 @@ async fn serve_graphql(
     body["extensions"] = json!({ "cost": cost_json(Some(requested), Some(actual), status) });
 
     if matches!(fault, Some((FaultKind::ApplyThenDrop, _))) {
-        return meta(fault_outcome(StatusCode::INTERNAL_SERVER_ERROR, FaultKind::ApplyThenDrop));
+        return meta(fault_outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            FaultKind::ApplyThenDrop,
+        ));
     }
     meta(Outcome::new(StatusCode::OK, body))
 }
@@ -334,7 +354,10 @@ fn error_response(e: SandboxError) -> Response {
     (status, Json(json!({ "error": e.to_string() }))).into_response()
 }
 
-async fn create_order(State(sandbox): State<ShopifySandbox>, Json(spec): Json<OrderSpec>) -> Response {
+async fn create_order(
+    State(sandbox): State<ShopifySandbox>,
+    Json(spec): Json<OrderSpec>,
+) -> Response {
     match sandbox.try_create_order(spec) {
         Ok(created) => (StatusCode::CREATED, Json(created)).into_response(),
         Err(e) => error_response(e),
@@ -348,7 +371,10 @@ async fn get_order(State(sandbox): State<ShopifySandbox>, Path(name): Path<Strin
     }
 }
 
-async fn set_faults(State(sandbox): State<ShopifySandbox>, Json(faults): Json<Faults>) -> StatusCode {
+async fn set_faults(
+    State(sandbox): State<ShopifySandbox>,
+    Json(faults): Json<Faults>,
+) -> StatusCode {
     sandbox.set_faults(faults);
     StatusCode::NO_CONTENT
 }

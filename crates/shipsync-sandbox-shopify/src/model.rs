@@ -367,9 +367,10 @@ impl State {
     }
 
     pub fn find_fo(&self, id: u64) -> Option<(usize, usize)> {
-        self.orders.iter().enumerate().find_map(|(oi, o)| {
-            o.fos.iter().position(|f| f.id == id).map(|fi| (oi, fi))
-        })
+        self.orders
+            .iter()
+            .enumerate()
+            .find_map(|(oi, o)| o.fos.iter().position(|f| f.id == id).map(|fi| (oi, fi)))
     }
 
     pub fn find_fulfillment(&self, id: u64) -> Option<(usize, usize)> {
@@ -382,9 +383,10 @@ impl State {
     }
 
     pub fn find_line(&self, id: u64) -> Option<(usize, usize)> {
-        self.orders.iter().enumerate().find_map(|(oi, o)| {
-            o.lines.iter().position(|l| l.id == id).map(|li| (oi, li))
-        })
+        self.orders
+            .iter()
+            .enumerate()
+            .find_map(|(oi, o)| o.lines.iter().position(|l| l.id == id).map(|li| (oi, li)))
     }
 
     pub fn create_order(&mut self, spec: OrderSpec) -> Result<CreatedOrder, SandboxError> {
@@ -419,8 +421,14 @@ impl State {
             locations.push(loc);
             for &li in &fo.lines {
                 match owner.get_mut(li) {
-                    None => return invalid(format!("fulfillment order {fi} names line {li}, which does not exist")),
-                    Some(Some(_)) => return invalid(format!("line {li} is in two fulfillment orders")),
+                    None => {
+                        return invalid(format!(
+                            "fulfillment order {fi} names line {li}, which does not exist"
+                        ));
+                    }
+                    Some(Some(_)) => {
+                        return invalid(format!("line {li} is in two fulfillment orders"));
+                    }
                     Some(slot) => *slot = Some(fi),
                 }
             }
@@ -494,7 +502,10 @@ impl State {
                 .unwrap_or_else(|| "customer@example.com".into()),
             created_at,
             updated_at: created_at,
-            shipping_address: spec.shipping_address.clone().unwrap_or_else(Address::sample),
+            shipping_address: spec
+                .shipping_address
+                .clone()
+                .unwrap_or_else(Address::sample),
             lines,
             fos,
             fulfillments: Vec::new(),
@@ -638,11 +649,16 @@ impl State {
                         if picks.iter().any(|p| p.0 == fi && p.1 == li) {
                             return Err(vec![user_error(
                                 &field,
-                                format!("Fulfillment order line item {} is listed more than once.", item.id),
+                                format!(
+                                    "Fulfillment order line item {} is listed more than once.",
+                                    item.id
+                                ),
                             )]);
                         }
                         let remaining = fo.lines[li].remaining;
-                        let quantity = u32::try_from(item.quantity).ok().filter(|q| (1..=remaining).contains(q));
+                        let quantity = u32::try_from(item.quantity)
+                            .ok()
+                            .filter(|q| (1..=remaining).contains(q));
                         let Some(quantity) = quantity else {
                             return Err(vec![user_error(
                                 &field,

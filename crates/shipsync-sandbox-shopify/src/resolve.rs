@@ -14,9 +14,7 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    Address, FulfillmentInput, State, TrackingInput, UserError, gid, parse_gid,
-};
+use crate::model::{Address, FulfillmentInput, State, TrackingInput, UserError, gid, parse_gid};
 use crate::search::OrderQuery;
 
 /// Shopify's maximum page size for connections and list arguments.
@@ -36,10 +34,16 @@ pub(crate) struct Obj<'c> {
 
 impl<'c> Obj<'c> {
     pub fn query(ctx: &'c Ctx) -> Self {
-        Obj { ctx, kind: Kind::Query }
+        Obj {
+            ctx,
+            kind: Kind::Query,
+        }
     }
     pub fn mutation(ctx: &'c Ctx) -> Self {
-        Obj { ctx, kind: Kind::Mutation }
+        Obj {
+            ctx,
+            kind: Kind::Mutation,
+        }
     }
 }
 
@@ -115,8 +119,15 @@ fn arg_bool(info: &ResolveInfo<'_>, name: &str) -> Option<bool> {
     info.arguments().get(name).and_then(JsonValue::as_bool)
 }
 
-fn arg_as<T: for<'de> Deserialize<'de>>(info: &ResolveInfo<'_>, name: &str) -> Result<T, FieldError> {
-    let v = info.arguments().get(name).cloned().unwrap_or(JsonValue::Null);
+fn arg_as<T: for<'de> Deserialize<'de>>(
+    info: &ResolveInfo<'_>,
+    name: &str,
+) -> Result<T, FieldError> {
+    let v = info
+        .arguments()
+        .get(name)
+        .cloned()
+        .unwrap_or(JsonValue::Null);
     serde_json_bytes::from_value(v).map_err(|e| err(format!("argument {name}: {e}")))
 }
 
@@ -135,7 +146,10 @@ fn decode_cursor(c: &str) -> Result<Key, FieldError> {
         .map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
     let (a, b) = s.split_once(':').ok_or_else(bad)?;
-    Ok(Key(a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+    Ok(Key(
+        a.parse().map_err(|_| bad())?,
+        b.parse().map_err(|_| bad())?,
+    ))
 }
 
 /// Page size from `first`/`last`, which Shopify requires (one of them) and
@@ -176,7 +190,10 @@ fn connection<'a>(
     // "After c" in list order: greater keys ascending, smaller keys reversed.
     let beyond = |k: &Key, c: &Key| if reverse { k < c } else { k > c };
     let mut start = match &after {
-        Some(c) => items.iter().position(|(k, _)| beyond(k, c)).unwrap_or(items.len()),
+        Some(c) => items
+            .iter()
+            .position(|(k, _)| beyond(k, c))
+            .unwrap_or(items.len()),
         None => 0,
     };
     let mut end = match &before {
@@ -221,7 +238,10 @@ impl<'c> Obj<'c> {
     where
         'c: 'a,
     {
-        Ok(ResolvedValue::object(Obj { ctx: self.ctx, kind }))
+        Ok(ResolvedValue::object(Obj {
+            ctx: self.ctx,
+            kind,
+        }))
     }
 
     fn list<'a>(&self, kinds: Vec<Kind>) -> Res<'a>
@@ -230,7 +250,9 @@ impl<'c> Obj<'c> {
     {
         let ctx = self.ctx;
         Ok(ResolvedValue::list(
-            kinds.into_iter().map(move |kind| ResolvedValue::object(Obj { ctx, kind })),
+            kinds
+                .into_iter()
+                .map(move |kind| ResolvedValue::object(Obj { ctx, kind })),
         ))
     }
 
@@ -284,7 +306,9 @@ impl ObjectValue for Obj<'_> {
                 "edges" => self.list(
                     c.items
                         .iter()
-                        .map(|(cur, k)| Kind::Edge(c.edge_type.clone(), cur.clone(), Box::new(k.clone())))
+                        .map(|(cur, k)| {
+                            Kind::Edge(c.edge_type.clone(), cur.clone(), Box::new(k.clone()))
+                        })
                         .collect(),
                 ),
                 "pageInfo" => self.obj(Kind::PageInfo(c.page.clone())),
@@ -320,7 +344,9 @@ impl ObjectValue for Obj<'_> {
             Kind::UserError(e) => match field {
                 "field" => match &e.field {
                     Some(f) => Ok(ResolvedValue::list(
-                        f.iter().map(|s| ResolvedValue::leaf(s.as_str())).collect::<Vec<_>>(),
+                        f.iter()
+                            .map(|s| ResolvedValue::leaf(s.as_str()))
+                            .collect::<Vec<_>>(),
                     )),
                     None => Ok(ResolvedValue::null()),
                 },
@@ -331,7 +357,9 @@ impl ObjectValue for Obj<'_> {
                 "location" => self.obj(Kind::Location(*loc)),
                 "name" => leaf(self.ctx.st.borrow().location_name(*loc)),
                 "countryCode" => leaf("US"),
-                "address1" | "address2" | "city" | "phone" | "province" | "zip" => opt(None::<String>),
+                "address1" | "address2" | "city" | "phone" | "province" | "zip" => {
+                    opt(None::<String>)
+                }
                 _ => not_served(),
             },
             Kind::Location(loc) => match field {
@@ -410,9 +438,9 @@ impl<'c> Obj<'c> {
                     "location" => Some("Location"),
                     _ => None,
                 };
-                let kind = self.node_kind(id).filter(|_| {
-                    want.is_none_or(|w| parse_gid(id).is_some_and(|(t, _)| t == w))
-                });
+                let kind = self
+                    .node_kind(id)
+                    .filter(|_| want.is_none_or(|w| parse_gid(id).is_some_and(|(t, _)| t == w)));
                 match kind {
                     Some(k) => self.obj(k),
                     None => Ok(ResolvedValue::null()),
@@ -422,10 +450,12 @@ impl<'c> Obj<'c> {
                 let ids: Vec<String> = arg_as(info, "ids")?;
                 let ctx = self.ctx;
                 let kinds: Vec<Option<Kind>> = ids.iter().map(|id| self.node_kind(id)).collect();
-                Ok(ResolvedValue::list(kinds.into_iter().map(move |k| match k {
-                    Some(kind) => ResolvedValue::object(Obj { ctx, kind }),
-                    None => ResolvedValue::null(),
-                })))
+                Ok(ResolvedValue::list(kinds.into_iter().map(
+                    move |k| match k {
+                        Some(kind) => ResolvedValue::object(Obj { ctx, kind }),
+                        None => ResolvedValue::null(),
+                    },
+                )))
             }
             _ => not_served(),
         }
@@ -445,7 +475,11 @@ impl<'c> Obj<'c> {
                 let id = arg_str(info, "fulfillmentId").unwrap_or_default();
                 let tracking: TrackingInput = arg_as(info, "trackingInfoInput")?;
                 let notify = arg_bool(info, "notifyCustomer");
-                let result = self.ctx.st.borrow_mut().tracking_update(id, &tracking, notify);
+                let result = self
+                    .ctx
+                    .st
+                    .borrow_mut()
+                    .tracking_update(id, &tracking, notify);
                 self.payload("FulfillmentTrackingInfoUpdatePayload", result)
             }
             _ => not_served(),
@@ -666,7 +700,9 @@ impl<'c> Obj<'c> {
                             .tracking
                             .entries
                             .iter()
-                            .map(|(n, u)| Kind::TrackingInfo(company.clone(), Some(n.clone()), u.clone()))
+                            .map(|(n, u)| {
+                                Kind::TrackingInfo(company.clone(), Some(n.clone()), u.clone())
+                            })
                             .collect();
                         if kinds.is_empty() && company.is_some() {
                             kinds.push(Kind::TrackingInfo(company, None, None));
@@ -711,13 +747,15 @@ impl<'c> Obj<'c> {
 /// `Order.fulfillmentOrders(query:)`: `status:` and `assigned_location_id:`
 /// terms, ANDed; other terms are ignored like Shopify ignores unknown ones.
 fn fo_matches(query: &str, status: &str, location: u64) -> bool {
-    query.split_whitespace().all(|term| match term.split_once(':') {
-        Some(("status", s)) => s.eq_ignore_ascii_case(status),
-        Some(("assigned_location_id", l)) => {
-            l.rsplit('/').next().and_then(|n| n.parse().ok()) == Some(location)
-        }
-        _ => true,
-    })
+    query
+        .split_whitespace()
+        .all(|term| match term.split_once(':') {
+            Some(("status", s)) => s.eq_ignore_ascii_case(status),
+            Some(("assigned_location_id", l)) => {
+                l.rsplit('/').next().and_then(|n| n.parse().ok()) == Some(location)
+            }
+            _ => true,
+        })
 }
 
 /// Converts request variables into apollo's JSON map type.

@@ -47,7 +47,11 @@ impl OrderQuery {
             if token == "AND" {
                 continue;
             }
-            if token == "OR" || token.starts_with('(') || token.starts_with('-') || token.starts_with("NOT") {
+            if token == "OR"
+                || token.starts_with('(')
+                || token.starts_with('-')
+                || token.starts_with("NOT")
+            {
                 return Err(format!(
                     "the Shopify sandbox does not support `{token}` in search queries"
                 ));
@@ -139,7 +143,12 @@ fn compare(ord: std::cmp::Ordering, cmp: Cmp) -> bool {
 }
 
 fn comparator(value: &str) -> (Cmp, &str) {
-    for (prefix, cmp) in [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)] {
+    for (prefix, cmp) in [
+        (">=", Cmp::Ge),
+        ("<=", Cmp::Le),
+        (">", Cmp::Gt),
+        ("<", Cmp::Lt),
+    ] {
         if let Some(rest) = value.strip_prefix(prefix) {
             return (cmp, rest);
         }
@@ -195,15 +204,15 @@ fn parse_time(value: &str) -> Result<Timestamp, String> {
     if let Ok(t) = value.parse::<Timestamp>() {
         return Ok(t);
     }
-    if let Ok(dt) = value.parse::<jiff::civil::DateTime>() {
-        if let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::UTC) {
-            return Ok(z.timestamp());
-        }
+    if let Ok(dt) = value.parse::<jiff::civil::DateTime>()
+        && let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(z.timestamp());
     }
-    if let Ok(d) = value.parse::<jiff::civil::Date>() {
-        if let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC) {
-            return Ok(z.timestamp());
-        }
+    if let Ok(d) = value.parse::<jiff::civil::Date>()
+        && let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(z.timestamp());
     }
     Err(format!("invalid date in search query: {value}"))
 }
