@@ -33,6 +33,9 @@ pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
         .with_state(sandbox)
 }
 
+/// How many requests [`ShopifySandbox::requests`] remembers.
+const MAX_RECORDED_REQUESTS: usize = 10_000;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GraphqlRequest {
@@ -98,7 +101,13 @@ async fn graphql(
         Ok(r) => (r.query.clone(), r.variables.clone()),
         Err(_) => (String::from_utf8_lossy(&body).into_owned(), Value::Null),
     };
-    lock(&sandbox.inner.requests).push(RecordedRequest {
+    let mut requests = lock(&sandbox.inner.requests);
+    // A long-running standalone sandbox (`shipsync demo`) must not grow
+    // without bound; tests look at far fewer requests than this.
+    if requests.len() >= MAX_RECORDED_REQUESTS {
+        requests.drain(..MAX_RECORDED_REQUESTS / 10);
+    }
+    requests.push(RecordedRequest {
         operation_name: outcome.operation_name.clone(),
         operation_type: outcome.operation_type.clone(),
         query,
@@ -107,6 +116,7 @@ async fn graphql(
         fault: outcome.fault,
         error_codes,
     });
+    drop(requests);
 
     let mut response = (outcome.status, Json(outcome.body)).into_response();
     response.headers_mut().insert(

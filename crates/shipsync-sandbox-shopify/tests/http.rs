@@ -668,3 +668,49 @@ async fn node_and_aliases() {
     );
     assert!(body["data"]["missing"].is_null());
 }
+
+#[tokio::test]
+async fn searches_by_time() {
+    let c = Client::start().await;
+    let old: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("timestamp");
+    c.sandbox().create_order(OrderSpec {
+        name: "#5001".into(),
+        lines: vec![LineSpec {
+            sku: "A".into(),
+            quantity: 1,
+            ..Default::default()
+        }],
+        created_at: Some(old),
+        ..Default::default()
+    });
+    c.sandbox().create_order(OrderSpec {
+        name: "#5002".into(),
+        lines: vec![LineSpec {
+            sku: "A".into(),
+            quantity: 1,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let q = "query($q: String) { orders(first: 10, query: $q, sortKey: UPDATED_AT) { nodes { name updatedAt } } }";
+    for (query, expected) in [
+        ("updated_at:>2026-01-01T00:00:00Z", json!(["#5002"])),
+        (
+            "updated_at:>='2026-01-01T00:00:00Z'",
+            json!(["#5001", "#5002"]),
+        ),
+        ("created_at:<2026-06-01", json!(["#5001"])),
+    ] {
+        let body = c.gql(q, json!({ "q": query })).await;
+        let names: Vec<Value> = body["data"]["orders"]["nodes"]
+            .as_array()
+            .map(|n| n.iter().map(|o| o["name"].clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(Value::Array(names), expected, "{query}: {body}");
+    }
+    let body = c.gql(q, json!({ "q": "created_at:<2026-06-01" })).await;
+    assert_eq!(
+        body["data"]["orders"]["nodes"][0]["updatedAt"],
+        "2026-01-01T00:00:00Z"
+    );
+}
