@@ -800,15 +800,25 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
     // Kit relations: which row each kit reference points at.
     let mut kit_lines: BTreeSet<String> = BTreeSet::new();
     let mut links: Vec<Option<KitLink>> = Vec::with_capacity(raw.rows.len());
+    let mut by_number: HashMap<&str, usize> = HashMap::new();
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    for (i, row) in raw.rows.iter().enumerate() {
+        by_number.entry(row.line_number.as_str()).or_insert(i);
+        if let Some(id) = &row.order_line_id {
+            by_id.entry(id.as_str()).or_insert(i);
+        }
+    }
     for row in &raw.rows {
         let Some(kit) = &row.kit else {
             links.push(None);
             continue;
         };
-        let target = raw.rows.iter().find(|other| {
-            kit.line_number.as_ref() == Some(&other.line_number)
-                || (kit.id.is_some() && kit.id == other.order_line_id)
-        });
+        let target = kit
+            .line_number
+            .as_ref()
+            .and_then(|n| by_number.get(n.as_str()))
+            .or_else(|| kit.id.as_ref().and_then(|id| by_id.get(id.as_str())))
+            .and_then(|&i| raw.rows.get(i));
         let Some(kit_line) = target
             .map(|t| t.line_number.clone())
             .or_else(|| kit.line_number.clone())
@@ -849,6 +859,7 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
     let mut line_externals: Vec<Vec<String>> = Vec::new();
     let mut packages = Packages::new(raw.carrier.clone(), raw.service.clone());
     let mut unpacked: Vec<u64> = Vec::new();
+    let mut line_index: HashMap<String, usize> = HashMap::new();
     for (row, link) in raw.rows.into_iter().zip(links) {
         if kit_lines.contains(&row.line_number) {
             continue;
@@ -872,7 +883,7 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
                 "shipped units without a SKU",
             ));
         };
-        let index = match lines.iter().position(|l| l.line_number == row.line_number) {
+        let index = match line_index.get(&row.line_number).copied() {
             Some(i) => {
                 let (line, order) = (&mut lines[i], &line_orders[i]);
                 if line.sku != sku {
@@ -906,6 +917,7 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
                     store_line_id: row.store_line_id,
                     kit: link,
                 });
+                line_index.insert(row.line_number.clone(), lines.len() - 1);
                 line_orders.push(row.order);
                 line_externals.push(Vec::new());
                 unpacked.push(0);
@@ -968,6 +980,10 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
             *u = 0;
         }
     }
+    let mut by_sku: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        by_sku.entry(line.sku.as_str()).or_default().push(i);
+    }
     for container in &containers {
         let name = container.key.as_deref().unwrap_or_default();
         for cl in container.lines.iter().filter(|cl| cl.quantity > 0) {
@@ -976,8 +992,7 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
                     "shipment {number}, container {name}: a container line without SKU"
                 )));
             };
-            let mut candidates: Vec<usize> =
-                (0..lines.len()).filter(|&i| lines[i].sku == *sku).collect();
+            let mut candidates: Vec<usize> = by_sku.get(sku.as_str()).cloned().unwrap_or_default();
             if candidates.is_empty() {
                 return Err(ParseError::Unmapped(format!(
                     "shipment {number}, container {name}: SKU {sku} is on no shipped line"
@@ -1002,6 +1017,9 @@ fn assemble(raw: RawShipment) -> Result<ShipmentVersion, ParseError> {
             }
             let mut left = cl.quantity;
             for i in candidates {
+                if left == 0 {
+                    break;
+                }
                 let take = left.min(unpacked[i]);
                 if take > 0 {
                     packages.add(container, &lines[i].line_number, sku, take);
@@ -1052,6 +1070,8 @@ struct Packages {
     header_service: Option<String>,
     list: Vec<Package>,
     index: HashMap<String, usize>,
+    /// (package position, line number) → position in that package's lines.
+    line_index: HashMap<(usize, String), usize>,
 }
 
 impl Packages {
@@ -1061,6 +1081,7 @@ impl Packages {
             header_service,
             list: Vec::new(),
             index: HashMap::new(),
+            line_index: HashMap::new(),
         }
     }
 
@@ -1097,17 +1118,21 @@ impl Packages {
         if package.tracking_number.is_none() {
             package.tracking_number = container.tracking_number.clone();
         }
-        match package
-            .lines
-            .iter_mut()
-            .find(|l| l.line_number == line_number)
+        let slot = (i, line_number.to_string());
+        match self
+            .line_index
+            .get(&slot)
+            .and_then(|&j| package.lines.get_mut(j))
         {
             Some(line) => line.quantity = line.quantity.saturating_add(quantity),
-            None => package.lines.push(PackageLine {
-                line_number: line_number.to_string(),
-                sku: sku.to_string(),
-                quantity,
-            }),
+            None => {
+                self.line_index.insert(slot, package.lines.len());
+                package.lines.push(PackageLine {
+                    line_number: line_number.to_string(),
+                    sku: sku.to_string(),
+                    quantity,
+                });
+            }
         }
     }
 }

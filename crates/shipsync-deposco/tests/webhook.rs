@@ -563,3 +563,40 @@ fn dtd_entities_are_refused() {
         Err(ParseError::NotJsonOrXml(_))
     ));
 }
+
+#[test]
+fn large_payloads_parse_in_linear_time() {
+    let n = 10_000;
+    let lines: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "orderLine": {"businessKey": {"lineNumber": i + 1}},
+                "relatedOrderLine": {"businessKey": {"lineNumber": 0}},
+                "item": {"businessKey": {"number": format!("SKU-{}", i % 50)}},
+                "orderPackQuantity": 1, "shippedPackQuantity": 1, "externalLineNumber": i + 1,
+            })
+        })
+        .collect();
+    let container_lines: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"item": {"businessKey": {"number": format!("SKU-{}", i % 50)}},
+            "shippedPackQuantity": 1, "externalLineNumber": i + 1})
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "number": "BIG", "status": "Shipped", "orderHeaders": {"data": [{"number": "1"}]},
+        "shipmentLines": {"data": lines},
+        "shippedContainers": {"data": [{"number": "C", "shippedContainerLines": container_lines}]},
+    }))
+    .expect("json");
+    let started = std::time::Instant::now();
+    let s = parse_webhook(&body).expect("parses").remove(0);
+    assert_eq!(s.lines.len(), n);
+    assert_eq!(s.packages.len(), 1);
+    assert_eq!(s.packages[0].lines.len(), n);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
