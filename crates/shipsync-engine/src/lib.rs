@@ -1,1 +1,133 @@
+//! The engine wires jobs to domain functions: ingest → merge → ledger →
+//! store notification, with workers, retries and backoff.
 
+pub mod ingest;
+pub mod metrics;
+mod pipeline;
+pub mod secrets;
+mod stores;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shipsync_db::Db;
+use tokio::sync::Notify;
+
+pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
+pub use metrics::Metrics;
+pub use pipeline::{EngineError, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
+pub use secrets::SecretBox;
+
+/// Tunables; the defaults suit production, tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker tasks executing jobs.
+    pub workers: usize,
+    /// How long a claimed job stays leased before another worker may take it.
+    pub lease: Duration,
+    /// First retry delay; doubles per attempt, with ±20 % jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// After this many failed attempts a shipment goes to `error`.
+    pub max_attempts: i64,
+    /// Ingest queue capacity (deliveries waiting for their commit).
+    pub ingest_capacity: usize,
+    /// Timeouts of calls to stores and warehouses.
+    pub http_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(600),
+            max_attempts: 15,
+            ingest_capacity: 4096,
+            http_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Shared state of one shipsync process.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    secrets: SecretBox,
+    config: EngineConfig,
+    metrics: Metrics,
+    wake: Arc<Notify>,
+    ingest: Ingest,
+    stores: stores::Stores,
+    owner: String,
+}
+
+impl Engine {
+    /// Must be called inside a Tokio runtime (it starts the ingest writer).
+    pub fn new(db: Db, secrets: SecretBox, config: EngineConfig) -> Result<Self, EngineError> {
+        let metrics = Metrics::new();
+        let wake = Arc::new(Notify::new());
+        let ingest = Ingest::start(
+            db.clone(),
+            wake.clone(),
+            metrics.clone(),
+            config.ingest_capacity,
+        );
+        let stores = stores::Stores::new(config.http_timeout)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                owner: shipsync_db::new_id("node"),
+                db,
+                secrets,
+                config,
+                metrics,
+                wake,
+                ingest,
+                stores,
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn ingest(&self) -> &Ingest {
+        &self.inner.ingest
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Wakes idle workers (after enqueueing work outside the ingest path).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Starts the worker tasks; they stop when `shutdown` is notified.
+    pub fn start_workers(&self, shutdown: Arc<Notify>) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.inner.config.workers.max(1))
+            .map(|i| tokio::spawn(worker::run(self.clone(), i, shutdown.clone())))
+            .collect()
+    }
+
+    /// Forgets the cached store client of a connection (after an edit).
+    pub fn connection_changed(&self, connection_id: &str) {
+        self.inner.stores.forget(connection_id);
+    }
+}

@@ -154,6 +154,30 @@ impl ShopifyClient {
     /// The order with its line items, fulfillment orders and fulfillments,
     /// or `None` when the store has no such order.
     pub async fn order(&self, id: &str) -> Result<Option<StoreOrder>, ShopifyError> {
+        self.read_order(id, true).await
+    }
+
+    /// The order with its line items and fulfillment orders, without its
+    /// fulfillments (`fulfillments` is empty): what fulfilling needs, at a
+    /// fraction of the cost. Read them with [`ShopifyClient::order_fulfillments`]
+    /// when an earlier attempt must be checked.
+    pub async fn order_for_fulfilling(&self, id: &str) -> Result<Option<StoreOrder>, ShopifyError> {
+        self.read_order(id, false).await
+    }
+
+    /// The fulfillments of an order, with their tracking and line items.
+    pub async fn order_fulfillments(
+        &self,
+        order_id: &str,
+    ) -> Result<Vec<StoreFulfillment>, ShopifyError> {
+        self.fulfillments(order_id).await
+    }
+
+    async fn read_order(
+        &self,
+        id: &str,
+        with_fulfillments: bool,
+    ) -> Result<Option<StoreOrder>, ShopifyError> {
         let mut after: Option<String> = None;
         let mut order: Option<StoreOrder> = None;
         for _ in 0..MAX_PAGES {
@@ -194,7 +218,9 @@ impl ShopifyClient {
             return Ok(None);
         };
         order.fulfillment_orders = self.fulfillment_orders(id).await?;
-        order.fulfillments = self.fulfillments(id).await?;
+        if with_fulfillments {
+            order.fulfillments = self.fulfillments(id).await?;
+        }
         Ok(Some(order))
     }
 

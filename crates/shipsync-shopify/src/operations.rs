@@ -31,14 +31,15 @@ pub const FIND_ORDERS_BY_NAME: &str = r#"query FindOrdersByName($query: String!)
 }"#;
 
 /// An order's header and line items, paged by `$lineItemsAfter`.
-/// Cost: order 1 + lineItems 2 + pageInfo 1 + 250 × (LineItem 1 + variant 1
-/// + lineItemGroup 1) = 754.
+/// Cost: order 1 + lineItems 2 + pageInfo 1 + 20 × (LineItem 1 + variant 1
+/// + lineItemGroup 1) = 64. Kept small: every sync reads the order, and the
+/// store's bucket refills at 100 points/s on a standard plan.
 pub const ORDER: &str = r#"query Order($id: ID!, $lineItemsAfter: String) {
   order(id: $id) {
     id
     name
     updatedAt
-    lineItems(first: 250, after: $lineItemsAfter) {
+    lineItems(first: 20, after: $lineItemsAfter) {
       pageInfo {
         hasNextPage
         endCursor
@@ -60,14 +61,14 @@ pub const ORDER: &str = r#"query Order($id: ID!, $lineItemsAfter: String) {
   }
 }"#;
 
-/// An order's fulfillment orders with the first 25 of their line items,
+/// An order's fulfillment orders with the first 10 of their line items,
 /// paged by `$after`; a fulfillment order with more lines is completed with
 /// [`FULFILLMENT_ORDER_LINE_ITEMS`]. Cost: order 1 + fulfillmentOrders 2 +
-/// pageInfo 1 + 10 × (FulfillmentOrder 1 + assignedLocation 1 + location 1 +
-/// lineItems 2 + pageInfo 1 + 25 × (line item 1 + lineItem 1)) = 564.
+/// pageInfo 1 + 3 × (FulfillmentOrder 1 + assignedLocation 1 + location 1 +
+/// lineItems 2 + pageInfo 1 + 10 × (line item 1 + lineItem 1)) = 82.
 pub const ORDER_FULFILLMENT_ORDERS: &str = r#"query OrderFulfillmentOrders($id: ID!, $after: String) {
   order(id: $id) {
-    fulfillmentOrders(first: 10, after: $after) {
+    fulfillmentOrders(first: 3, after: $after) {
       pageInfo {
         hasNextPage
         endCursor
@@ -80,7 +81,7 @@ pub const ORDER_FULFILLMENT_ORDERS: &str = r#"query OrderFulfillmentOrders($id: 
             id
           }
         }
-        lineItems(first: 25) {
+        lineItems(first: 10) {
           pageInfo {
             hasNextPage
             endCursor
@@ -100,10 +101,10 @@ pub const ORDER_FULFILLMENT_ORDERS: &str = r#"query OrderFulfillmentOrders($id: 
 }"#;
 
 /// The remaining line items of one fulfillment order.
-/// Cost: fulfillmentOrder 1 + lineItems 2 + pageInfo 1 + 250 × 2 = 504.
+/// Cost: fulfillmentOrder 1 + lineItems 2 + pageInfo 1 + 100 × 2 = 204.
 pub const FULFILLMENT_ORDER_LINE_ITEMS: &str = r#"query FulfillmentOrderLineItems($id: ID!, $after: String) {
   fulfillmentOrder(id: $id) {
-    lineItems(first: 250, after: $after) {
+    lineItems(first: 100, after: $after) {
       pageInfo {
         hasNextPage
         endCursor
@@ -121,11 +122,11 @@ pub const FULFILLMENT_ORDER_LINE_ITEMS: &str = r#"query FulfillmentOrderLineItem
 }"#;
 
 /// The order's fulfillments (a plain list, not a connection: it cannot be
-/// paged, so ask for Shopify's maximum page size). Their tracking and lines
-/// come from [`FULFILLMENT`]. Cost: order 1 + 250 × Fulfillment 1 = 251.
+/// paged; 50 covers any real order). Their tracking and lines come from
+/// [`FULFILLMENT`]. Cost: order 1 + 50 × Fulfillment 1 = 51.
 pub const ORDER_FULFILLMENTS: &str = r#"query OrderFulfillments($id: ID!) {
   order(id: $id) {
-    fulfillments(first: 250) {
+    fulfillments(first: 50) {
       id
       status
       createdAt
@@ -134,17 +135,17 @@ pub const ORDER_FULFILLMENTS: &str = r#"query OrderFulfillments($id: ID!) {
 }"#;
 
 /// One fulfillment's tracking and line items, the line items paged by
-/// `$lineItemsAfter`. Cost: fulfillment 1 + trackingInfo 100 × 1 +
-/// fulfillmentLineItems 2 + pageInfo 1 + 250 × (line item 1 + lineItem 1) = 604.
+/// `$lineItemsAfter`. Cost: fulfillment 1 + trackingInfo 20 × 1 +
+/// fulfillmentLineItems 2 + pageInfo 1 + 50 × (line item 1 + lineItem 1) = 124.
 pub const FULFILLMENT: &str = r#"query Fulfillment($id: ID!, $lineItemsAfter: String) {
   fulfillment(id: $id) {
     id
-    trackingInfo(first: 100) {
+    trackingInfo(first: 20) {
       company
       number
       url
     }
-    fulfillmentLineItems(first: 250, after: $lineItemsAfter) {
+    fulfillmentLineItems(first: 50, after: $lineItemsAfter) {
       pageInfo {
         hasNextPage
         endCursor

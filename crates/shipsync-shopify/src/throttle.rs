@@ -70,6 +70,9 @@ struct State {
     bucket: Option<Bucket>,
     /// Last requested cost per operation name.
     costs: HashMap<&'static str, f64>,
+    /// Points reserved by requests not yet answered: the server's last
+    /// `currentlyAvailable` does not include them yet.
+    in_flight: f64,
 }
 
 /// Shared by all clones of one store's client.
@@ -90,40 +93,45 @@ impl Budget {
     /// that concurrent callers queue behind it. `Err(wait)` when the wait
     /// would exceed `max_wait`: nothing is reserved and the caller should
     /// report Throttled rather than hold a worker.
+    /// Reserves the expected cost of `op`: `Ok((wait, points))` to sleep
+    /// `wait` then send, holding `points` until the answer arrives (give them
+    /// back with [`Budget::release`]); `Err(wait)` when that would exceed
+    /// `max_wait`.
     pub(crate) fn reserve(
         &self,
         op: &'static str,
         now: Instant,
         max_wait: Duration,
-    ) -> Result<Duration, Duration> {
+    ) -> Result<(Duration, f64), Duration> {
         let mut state = self.lock();
         let Some(&cost) = state.costs.get(op) else {
-            return Ok(Duration::ZERO);
+            return Ok((Duration::ZERO, 0.0));
         };
-        let Some(bucket) = state.bucket.as_mut() else {
-            return Ok(Duration::ZERO);
+        let in_flight = state.in_flight;
+        let Some(bucket) = state.bucket.as_ref() else {
+            return Ok((Duration::ZERO, 0.0));
         };
         if !usable_rate(bucket.status.restore_rate) {
-            return Ok(Duration::ZERO);
+            return Ok((Duration::ZERO, 0.0));
         }
-        // A cost above the bucket's size can never be met by waiting; let
-        // Shopify answer (it will refuse with MAX_COST_EXCEEDED).
         let needed = cost.min(bucket.status.maximum_available);
-        let start = now.max(bucket.at);
-        let available = bucket.available_at(start);
-        let refill = shortfall_wait(needed - available, bucket.status.restore_rate)
+        let available = bucket.available_at(now.max(bucket.at)) - in_flight;
+        let wait = shortfall_wait(needed - available, bucket.status.restore_rate)
             .unwrap_or(Duration::ZERO);
-        let send_at = start + refill;
-        let wait = send_at.saturating_duration_since(now);
         if wait > max_wait {
             return Err(wait);
         }
-        bucket.status.currently_available = bucket.available_at(send_at) - needed;
-        bucket.at = send_at;
-        Ok(wait)
+        state.in_flight += needed;
+        Ok((wait, needed))
     }
 
-    /// The requested cost Shopify last reported for `op`.
+    /// Gives back points reserved for a request that has been answered (or
+    /// failed).
+    pub(crate) fn release(&self, points: f64) {
+        let mut state = self.lock();
+        state.in_flight = (state.in_flight - points).max(0.0);
+    }
+
     pub(crate) fn last_cost(&self, op: &'static str) -> Option<f64> {
         self.lock().costs.get(op).copied()
     }
@@ -162,9 +170,15 @@ mod tests {
     fn unknown_operation_or_bucket_sends_at_once() {
         let budget = Budget::default();
         let now = Instant::now();
-        assert_eq!(budget.reserve("Order", now, MAX), Ok(Duration::ZERO));
+        assert_eq!(
+            budget.reserve("Order", now, MAX).map(|r| r.0),
+            Ok(Duration::ZERO)
+        );
         budget.observe("ShopName", &cost(1.0, 0.0, 100.0), now);
-        assert_eq!(budget.reserve("Order", now, MAX), Ok(Duration::ZERO));
+        assert_eq!(
+            budget.reserve("Order", now, MAX).map(|r| r.0),
+            Ok(Duration::ZERO)
+        );
     }
 
     #[test]
@@ -173,7 +187,7 @@ mod tests {
         let now = Instant::now();
         budget.observe("Order", &cost(754.0, 254.0, 100.0), now);
         assert_eq!(
-            budget.reserve("Order", now, MAX),
+            budget.reserve("Order", now, MAX).map(|r| r.0),
             Ok(Duration::from_secs(5))
         );
         // Two seconds later the bucket has refilled 200 points.
@@ -181,7 +195,7 @@ mod tests {
         budget.observe("Order", &cost(754.0, 254.0, 100.0), now);
         let later = now + Duration::from_secs(2);
         assert_eq!(
-            budget.reserve("Order", later, MAX),
+            budget.reserve("Order", later, MAX).map(|r| r.0),
             Ok(Duration::from_secs(3))
         );
     }
@@ -191,15 +205,21 @@ mod tests {
         let budget = Budget::default();
         let now = Instant::now();
         budget.observe("Order", &cost(400.0, 1000.0, 100.0), now);
-        assert_eq!(budget.reserve("Order", now, MAX), Ok(Duration::ZERO));
-        assert_eq!(budget.reserve("Order", now, MAX), Ok(Duration::ZERO));
+        assert_eq!(
+            budget.reserve("Order", now, MAX).map(|r| r.0),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            budget.reserve("Order", now, MAX).map(|r| r.0),
+            Ok(Duration::ZERO)
+        );
         // 200 left, 400 needed: 2 s; the next one another 4 s after that.
         assert_eq!(
-            budget.reserve("Order", now, MAX),
+            budget.reserve("Order", now, MAX).map(|r| r.0),
             Ok(Duration::from_secs(2))
         );
         assert_eq!(
-            budget.reserve("Order", now, MAX),
+            budget.reserve("Order", now, MAX).map(|r| r.0),
             Ok(Duration::from_secs(6))
         );
     }
@@ -210,10 +230,13 @@ mod tests {
         let now = Instant::now();
         budget.observe("Order", &cost(1000.0, 0.0, 100.0), now);
         let much_later = now + Duration::from_secs(3600);
-        assert_eq!(budget.reserve("Order", much_later, MAX), Ok(Duration::ZERO));
+        assert_eq!(
+            budget.reserve("Order", much_later, MAX).map(|r| r.0),
+            Ok(Duration::ZERO)
+        );
         // Capped at 1000, spent 1000: the next one waits a full 10 s.
         assert_eq!(
-            budget.reserve("Order", much_later, MAX),
+            budget.reserve("Order", much_later, MAX).map(|r| r.0),
             Ok(Duration::from_secs(10))
         );
     }
@@ -225,11 +248,13 @@ mod tests {
         budget.observe("Order", &cost(754.0, 0.0, 50.0), now);
         let bound = Duration::from_secs(5);
         assert_eq!(
-            budget.reserve("Order", now, bound),
+            budget.reserve("Order", now, bound).map(|r| r.0),
             Err(Duration::from_secs_f64(754.0 / 50.0))
         );
         assert_eq!(
-            budget.reserve("Order", now + Duration::from_secs_f64(754.0 / 50.0), bound),
+            budget
+                .reserve("Order", now + Duration::from_secs_f64(754.0 / 50.0), bound)
+                .map(|r| r.0),
             Ok(Duration::ZERO)
         );
     }

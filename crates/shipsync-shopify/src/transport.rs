@@ -51,7 +51,7 @@ impl ShopifyClient {
         variables: Value,
         kind: Kind,
     ) -> Result<T, ShopifyError> {
-        let wait = self
+        let (wait, points) = self
             .budget
             .reserve(op, Instant::now(), self.timeouts.max_budget_wait)
             .map_err(|retry_after| {
@@ -62,6 +62,11 @@ impl ShopifyClient {
                 );
                 ShopifyError::Throttled { retry_after }
             })?;
+        // Holds the reservation until this call returns, whatever the path.
+        let _reservation = Reservation {
+            budget: &self.budget,
+            points,
+        };
         if !wait.is_zero() {
             tracing::debug!(operation = op, ?wait, "waiting for Shopify cost budget");
             tokio::time::sleep(wait).await;
@@ -331,5 +336,16 @@ mod tests {
         let long = "é".repeat(MAX_QUOTED + 10);
         let q = quote(&long);
         assert_eq!(q.chars().count(), MAX_QUOTED + 1);
+    }
+}
+
+struct Reservation<'a> {
+    budget: &'a crate::throttle::Budget,
+    points: f64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.points);
     }
 }

@@ -1,1 +1,80 @@
+//! HTTP for shipsync: the Deposco webhook endpoint, the JSON API, health and
+//! metrics. Thin: parse, authorise, call the engine, render.
 
+mod api;
+mod error;
+mod json;
+mod webhook;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use shipsync_engine::Engine;
+
+pub use error::ApiError;
+
+/// Settings the HTTP layer needs.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Base URL used in the webhook URLs shown to users.
+    pub public_url: String,
+    pub webhook_max_bytes: usize,
+    /// `SHIPSYNC_ADMIN_TOKEN`, always accepted when set.
+    pub admin_token: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub config: Arc<WebConfig>,
+    /// Set while the server drains: readiness answers 503.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/webhooks/deposco/{key}", post(webhook::receive))
+        .nest("/api/v1", api::router(state.clone()))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let draining = s.draining.load(std::sync::atomic::Ordering::Relaxed);
+    if !draining && s.engine.db().ping().await {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        )
+    } else {
+        let status = if draining {
+            "draining"
+        } else {
+            "database_unavailable"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": status})),
+        )
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.engine.metrics().encode(),
+    )
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

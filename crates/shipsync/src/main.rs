@@ -1,1 +1,158 @@
-fn main() {}
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use shipsync::config::{Flags, LogFormat, Settings};
+use shipsync::server;
+
+/// shipsync: warehouse shipments (Deposco) to stores (Shopify), by webhook,
+/// exactly once.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    flags: Flags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server, workers and scheduler (migrates the schema first).
+    Serve,
+    /// Apply schema migrations and exit.
+    Migrate,
+    /// The whole loop on one machine against the sandboxes; no accounts needed.
+    Demo {
+        /// Orders to place.
+        #[arg(long, default_value_t = 20)]
+        orders: u32,
+        /// Stop after the summary (exit code 0 only if every shipped unit
+        /// reached the store exactly once).
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Run one sandbox alone, for trying shipsync without real accounts.
+    Sandbox {
+        #[arg(value_enum)]
+        platform: SandboxPlatform,
+        /// Address to listen on.
+        #[arg(long = "listen", id = "sandbox_listen", default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SandboxPlatform {
+    Deposco,
+    Shopify,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => {
+            let settings = Settings::resolve(&cli.flags)?;
+            init_logging(settings.log_format);
+            let running =
+                server::start(&settings, shipsync_engine::EngineConfig::default()).await?;
+            tracing::info!(url = %running.url, database = %server::redact_url(&settings.database_url), "shipsync is serving");
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            running.stop().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            let settings = Settings::resolve(&cli.flags)?;
+            init_logging(settings.log_format);
+            let db = shipsync_db::Db::open(&settings.database_url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot migrate {}",
+                        server::redact_url(&settings.database_url)
+                    )
+                })?;
+            db.close().await;
+            eprintln!(
+                "shipsync: the schema of {} is up to date",
+                server::redact_url(&settings.database_url)
+            );
+            Ok(())
+        }
+        Command::Demo { orders, exit } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging(LogFormat::Pretty);
+            }
+            let ok = shipsync::demo::run(orders, exit).await?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Sandbox { platform, listen } => {
+            let settings = Settings::resolve(&cli.flags)?;
+            init_logging(settings.log_format);
+            match platform {
+                SandboxPlatform::Deposco => {
+                    let running = shipsync_sandbox_deposco::DeposcoSandbox::new(Default::default())
+                        .start(listen)
+                        .await?;
+                    eprintln!(
+                        "Deposco sandbox on {} (Basic auth sandbox/sandbox; OAuth token at {}); control API under /_sandbox",
+                        running.url,
+                        running.token_url()
+                    );
+                    shutdown_signal().await;
+                }
+                SandboxPlatform::Shopify => {
+                    let running = shipsync_sandbox_shopify::ShopifySandbox::new(Default::default())
+                        .start(listen)
+                        .await?;
+                    eprintln!(
+                        "Shopify sandbox on {} (GraphQL at {}, access token shpat_sandbox); control API under /_sandbox",
+                        running.url,
+                        running.graphql_url()
+                    );
+                    shutdown_signal().await;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

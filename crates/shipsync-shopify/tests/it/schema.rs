@@ -48,11 +48,11 @@ fn requested_costs_match_the_comments_and_stay_under_the_maximum() {
     let expected = [
         ("ShopName", 1),
         ("FindOrdersByName", 12),
-        ("Order", 754),
-        ("OrderFulfillmentOrders", 564),
-        ("FulfillmentOrderLineItems", 504),
-        ("OrderFulfillments", 251),
-        ("Fulfillment", 604),
+        ("Order", 64),
+        ("OrderFulfillmentOrders", 82),
+        ("FulfillmentOrderLineItems", 204),
+        ("OrderFulfillments", 51),
+        ("Fulfillment", 124),
         ("FulfillmentCreate", MUTATION_COST),
         ("FulfillmentTrackingInfoUpdate", MUTATION_COST),
     ];

@@ -1,0 +1,968 @@
+//! Rows and the queries that read and write them. SQL lives here only.
+
+use sqlx::{Any, Executor, FromRow};
+
+use crate::{Db, DbError, Tx, new_id, now_micros};
+
+// ---------- meta and API tokens ----------
+
+impl Db {
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>, DbError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Sets `key` only when absent; returns whether it was set.
+    pub async fn meta_init(&self, key: &str, value: &str) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn insert_api_token(&self, token_hash: &str, label: &str) -> Result<String, DbError> {
+        let id = new_id("tok");
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, label, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(token_hash)
+        .bind(label)
+        .bind(now_micros())
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn api_token_exists(&self, token_hash: &str) -> Result<bool, DbError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn count_api_tokens(&self) -> Result<i64, DbError> {
+        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.0)
+    }
+}
+
+// ---------- merchants ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MerchantRow {
+    pub id: String,
+    pub name: String,
+    pub warehouse_json: String,
+    pub warehouse_secrets: Option<Vec<u8>>,
+    pub webhooks_enabled: i64,
+    pub shared_secret: Option<Vec<u8>>,
+    pub webhook_key: Vec<u8>,
+    pub webhook_key_hash: String,
+    pub old_key_hash: Option<String>,
+    pub old_key_expires_at: Option<i64>,
+    pub kit_policy: String,
+    pub carrier_overrides: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const MERCHANT_COLS: &str = "id, name, warehouse_json, warehouse_secrets, webhooks_enabled, shared_secret, webhook_key, webhook_key_hash, old_key_hash, old_key_expires_at, kit_policy, carrier_overrides, created_at, updated_at";
+
+impl Db {
+    pub async fn insert_merchant(&self, m: &MerchantRow) -> Result<(), DbError> {
+        sqlx::query(sql!(
+            "INSERT INTO merchants ({MERCHANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(&m.id)
+        .bind(&m.name)
+        .bind(&m.warehouse_json)
+        .bind(&m.warehouse_secrets)
+        .bind(m.webhooks_enabled)
+        .bind(&m.shared_secret)
+        .bind(&m.webhook_key)
+        .bind(&m.webhook_key_hash)
+        .bind(&m.old_key_hash)
+        .bind(m.old_key_expires_at)
+        .bind(&m.kit_policy)
+        .bind(&m.carrier_overrides)
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn update_merchant(&self, m: &MerchantRow) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE merchants SET name = $2, warehouse_json = $3, warehouse_secrets = $4, webhooks_enabled = $5,
+               shared_secret = $6, webhook_key = $7, webhook_key_hash = $8, old_key_hash = $9,
+               old_key_expires_at = $10, kit_policy = $11, carrier_overrides = $12, updated_at = $13
+             WHERE id = $1",
+        )
+        .bind(&m.id)
+        .bind(&m.name)
+        .bind(&m.warehouse_json)
+        .bind(&m.warehouse_secrets)
+        .bind(m.webhooks_enabled)
+        .bind(&m.shared_secret)
+        .bind(&m.webhook_key)
+        .bind(&m.webhook_key_hash)
+        .bind(&m.old_key_hash)
+        .bind(m.old_key_expires_at)
+        .bind(&m.kit_policy)
+        .bind(&m.carrier_overrides)
+        .bind(m.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_merchant(&self, id: &str) -> Result<Option<MerchantRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {MERCHANT_COLS} FROM merchants WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn list_merchants(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MerchantRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {MERCHANT_COLS} FROM merchants WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The merchant whose current webhook key, or previous key still within
+    /// its grace period, hashes to `hash`.
+    pub async fn merchant_by_key_hash(&self, hash: &str) -> Result<Option<MerchantRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {MERCHANT_COLS} FROM merchants WHERE webhook_key_hash = $1
+             OR (old_key_hash = $1 AND old_key_expires_at > $2) LIMIT 1"
+        ))
+        .bind(hash)
+        .bind(now_micros())
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Deletes a merchant without connections; `Ok(false)` when it has some.
+    pub async fn delete_merchant(&self, id: &str) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM connections WHERE merchant_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if n.0 > 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM merchants WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+// ---------- connections and channels ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub name: String,
+    pub merchant_id: String,
+    pub enabled: i64,
+    pub order_prefix: String,
+    pub store_json: String,
+    pub store_token: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const CONNECTION_COLS: &str =
+    "id, name, merchant_id, enabled, order_prefix, store_json, store_token, created_at, updated_at";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ChannelRow {
+    pub connection_id: String,
+    pub channel: String,
+    pub enabled: i64,
+    pub schedules_json: String,
+    pub last_completed_at: Option<i64>,
+    pub next_run_at: Option<i64>,
+}
+
+impl Db {
+    /// Inserts a connection with its channels.
+    pub async fn insert_connection(
+        &self,
+        c: &ConnectionRow,
+        channels: &[ChannelRow],
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(sql!(
+            "INSERT INTO connections ({CONNECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.merchant_id)
+        .bind(c.enabled)
+        .bind(&c.order_prefix)
+        .bind(&c.store_json)
+        .bind(&c.store_token)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        for ch in channels {
+            sqlx::query(
+                "INSERT INTO channels (connection_id, channel, enabled, schedules_json) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&ch.connection_id)
+            .bind(&ch.channel)
+            .bind(ch.enabled)
+            .bind(&ch.schedules_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn update_connection(&self, c: &ConnectionRow) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE connections SET name = $2, merchant_id = $3, enabled = $4, order_prefix = $5,
+               store_json = $6, store_token = $7, updated_at = $8 WHERE id = $1",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.merchant_id)
+        .bind(c.enabled)
+        .bind(&c.order_prefix)
+        .bind(&c.store_json)
+        .bind(&c.store_token)
+        .bind(c.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {CONNECTION_COLS} FROM connections WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn list_connections(
+        &self,
+        merchant_id: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConnectionRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {CONNECTION_COLS} FROM connections WHERE id > $1 AND ($2 = '' OR merchant_id = $2)
+             ORDER BY id LIMIT $3"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(merchant_id.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn delete_connection(&self, id: &str) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM channels WHERE connection_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn get_channel(
+        &self,
+        connection_id: &str,
+        channel: &str,
+    ) -> Result<Option<ChannelRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT connection_id, channel, enabled, schedules_json, last_completed_at, next_run_at
+             FROM channels WHERE connection_id = $1 AND channel = $2",
+        )
+        .bind(connection_id)
+        .bind(channel)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn update_channel(&self, ch: &ChannelRow) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE channels SET enabled = $3, schedules_json = $4, last_completed_at = $5, next_run_at = $6
+             WHERE connection_id = $1 AND channel = $2",
+        )
+        .bind(&ch.connection_id)
+        .bind(&ch.channel)
+        .bind(ch.enabled)
+        .bind(&ch.schedules_json)
+        .bind(ch.last_completed_at)
+        .bind(ch.next_run_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+// ---------- events ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub merchant_id: String,
+    pub received_at: i64,
+    pub headers_json: String,
+    pub body: Option<Vec<u8>>,
+    pub body_size: i64,
+    pub body_hash: Option<String>,
+    pub webhook_id: Option<String>,
+    pub verified: i64,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub repeat_count: i64,
+    pub shipment_ids: String,
+}
+
+const EVENT_COLS: &str = "id, merchant_id, received_at, headers_json, body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
+
+pub async fn insert_event<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    e: &EventRow,
+) -> Result<(), DbError> {
+    sqlx::query(sql!(
+        "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(&e.id)
+    .bind(&e.merchant_id)
+    .bind(e.received_at)
+    .bind(&e.headers_json)
+    .bind(&e.body)
+    .bind(e.body_size)
+    .bind(&e.body_hash)
+    .bind(&e.webhook_id)
+    .bind(e.verified)
+    .bind(&e.outcome)
+    .bind(&e.detail)
+    .bind(e.repeat_count)
+    .bind(&e.shipment_ids)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// The original event of a repeat delivery: same `webhook-id`, or else the
+/// same body hash since `since` (both for the same merchant).
+pub async fn find_repeat(
+    tx: &mut Tx<'_>,
+    merchant_id: &str,
+    webhook_id: Option<&str>,
+    body_hash: &str,
+    since: i64,
+) -> Result<Option<String>, DbError> {
+    if let Some(wid) = webhook_id {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM events WHERE merchant_id = $1 AND webhook_id = $2")
+                .bind(merchant_id)
+                .bind(wid)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(r) = row {
+            return Ok(Some(r.0));
+        }
+    }
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM events WHERE merchant_id = $1 AND body_hash = $2 AND received_at > $3
+         AND outcome IN ('accepted', 'needs_attention') ORDER BY received_at LIMIT 1",
+    )
+    .bind(merchant_id)
+    .bind(body_hash)
+    .bind(since)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn bump_repeat(tx: &mut Tx<'_>, event_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE events SET repeat_count = repeat_count + 1 WHERE id = $1")
+        .bind(event_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub merchant_id: Option<String>,
+    pub merchant_ids: Option<Vec<String>>,
+    pub outcome: Option<String>,
+}
+
+impl Db {
+    pub async fn get_event(&self, id: &str) -> Result<Option<EventRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {EVENT_COLS} FROM events WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Newest first; `before` is the cursor (an event id).
+    pub async fn list_events(
+        &self,
+        f: &EventFilter,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {EVENT_COLS} FROM events WHERE ($1 = '' OR id < $1) AND ($2 = '' OR merchant_id = $2)
+             AND ($3 = '' OR outcome = $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(before.unwrap_or(""))
+        .bind(f.merchant_id.as_deref().unwrap_or(""))
+        .bind(f.outcome.as_deref().unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn set_event_result(
+        &self,
+        id: &str,
+        outcome: &str,
+        detail: Option<&str>,
+        shipment_ids: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE events SET outcome = $2, detail = $3, shipment_ids = $4 WHERE id = $1")
+            .bind(id)
+            .bind(outcome)
+            .bind(detail)
+            .bind(shipment_ids)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+// ---------- shipments ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ShipmentRow {
+    pub id: String,
+    pub merchant_id: String,
+    pub number: String,
+    pub connection_id: Option<String>,
+    pub order_id: Option<String>,
+    pub order_name: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub sources: String,
+    pub first_seen_via: String,
+    pub version_json: String,
+    pub version_at: Option<String>,
+    pub content_hash: String,
+    pub received_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+const SHIPMENT_COLS: &str = "id, merchant_id, number, connection_id, order_id, order_name, status, error, sources, first_seen_via, version_json, version_at, content_hash, received_at, updated_at, completed_at";
+
+pub async fn shipment_by_number(
+    tx: &mut Tx<'_>,
+    merchant_id: &str,
+    number: &str,
+) -> Result<Option<ShipmentRow>, DbError> {
+    Ok(sqlx::query_as(sql!(
+        "SELECT {SHIPMENT_COLS} FROM shipments WHERE merchant_id = $1 AND number = $2"
+    ))
+    .bind(merchant_id)
+    .bind(number)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+pub async fn insert_shipment(tx: &mut Tx<'_>, s: &ShipmentRow) -> Result<(), DbError> {
+    sqlx::query(sql!(
+        "INSERT INTO shipments ({SHIPMENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ))
+    .bind(&s.id)
+    .bind(&s.merchant_id)
+    .bind(&s.number)
+    .bind(&s.connection_id)
+    .bind(&s.order_id)
+    .bind(&s.order_name)
+    .bind(&s.status)
+    .bind(&s.error)
+    .bind(&s.sources)
+    .bind(&s.first_seen_via)
+    .bind(&s.version_json)
+    .bind(&s.version_at)
+    .bind(&s.content_hash)
+    .bind(s.received_at)
+    .bind(s.updated_at)
+    .bind(s.completed_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_shipment<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    s: &ShipmentRow,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE shipments SET connection_id = $2, order_id = $3, order_name = $4, status = $5, error = $6,
+           sources = $7, first_seen_via = $8, version_json = $9, version_at = $10, content_hash = $11,
+           updated_at = $12, completed_at = $13 WHERE id = $1",
+    )
+    .bind(&s.id)
+    .bind(&s.connection_id)
+    .bind(&s.order_id)
+    .bind(&s.order_name)
+    .bind(&s.status)
+    .bind(&s.error)
+    .bind(&s.sources)
+    .bind(&s.first_seen_via)
+    .bind(&s.version_json)
+    .bind(&s.version_at)
+    .bind(&s.content_hash)
+    .bind(s.updated_at)
+    .bind(s.completed_at)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ShipmentFilter {
+    pub merchant_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub status: Option<String>,
+    pub order_name: Option<String>,
+    pub source: Option<String>,
+}
+
+impl Db {
+    pub async fn get_shipment(&self, id: &str) -> Result<Option<ShipmentRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {SHIPMENT_COLS} FROM shipments WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn save_shipment(&self, s: &ShipmentRow) -> Result<(), DbError> {
+        update_shipment(self.pool(), s).await
+    }
+
+    /// Newest first; `before` is the cursor (a shipment id).
+    pub async fn list_shipments(
+        &self,
+        f: &ShipmentFilter,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ShipmentRow>, DbError> {
+        let order_name = f
+            .order_name
+            .as_deref()
+            .map(|n| n.trim_start_matches('#'))
+            .unwrap_or("");
+        let source = f.source.as_deref().unwrap_or("");
+        Ok(sqlx::query_as(sql!(
+            "SELECT {SHIPMENT_COLS} FROM shipments WHERE ($1 = '' OR id < $1) AND ($2 = '' OR merchant_id = $2)
+             AND ($3 = '' OR connection_id = $3) AND ($4 = '' OR status = $4)
+             AND ($5 = '' OR order_name = $5 OR order_name = $6)
+             AND ($7 = '' OR sources LIKE $8)
+             ORDER BY id DESC LIMIT $9"
+        ))
+        .bind(before.unwrap_or(""))
+        .bind(f.merchant_id.as_deref().unwrap_or(""))
+        .bind(f.connection_id.as_deref().unwrap_or(""))
+        .bind(f.status.as_deref().unwrap_or(""))
+        .bind(order_name)
+        .bind(format!("#{order_name}"))
+        .bind(source)
+        .bind(format!("%{source}%"))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Every shipment of one store order, first received first.
+    pub async fn shipments_for_order(&self, order_id: &str) -> Result<Vec<ShipmentRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {SHIPMENT_COLS} FROM shipments WHERE order_id = $1 ORDER BY received_at, id"
+        ))
+        .bind(order_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Ids of a merchant's shipments that still wait for the store.
+    pub async fn pending_shipment_ids(&self, merchant_id: &str) -> Result<Vec<String>, DbError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM shipments WHERE merchant_id = $1 AND status IN ('new', 'open') ORDER BY id",
+        )
+        .bind(merchant_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    pub async fn count_shipments_by_status(&self) -> Result<Vec<(String, i64)>, DbError> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM shipments GROUP BY status")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+}
+
+// ---------- shipment versions ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct VersionRow {
+    pub id: String,
+    pub shipment_id: String,
+    pub event_id: Option<String>,
+    pub source: String,
+    pub received_at: i64,
+    pub content_hash: String,
+    pub version_json: String,
+}
+
+pub async fn insert_version(tx: &mut Tx<'_>, v: &VersionRow) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO shipment_versions (id, shipment_id, event_id, source, received_at, content_hash, version_json)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&v.id)
+    .bind(&v.shipment_id)
+    .bind(&v.event_id)
+    .bind(&v.source)
+    .bind(v.received_at)
+    .bind(&v.content_hash)
+    .bind(&v.version_json)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    pub async fn versions_for(&self, shipment_id: &str) -> Result<Vec<VersionRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT id, shipment_id, event_id, source, received_at, content_hash, version_json
+             FROM shipment_versions WHERE shipment_id = $1 ORDER BY id",
+        )
+        .bind(shipment_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+// ---------- store fulfillments ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct StoreFulfillmentRow {
+    pub id: String,
+    pub shipment_id: String,
+    pub connection_id: String,
+    pub store_order_id: String,
+    pub fulfillment_order_id: String,
+    pub store_fulfillment_id: Option<String>,
+    pub carrier: Option<String>,
+    /// store line id → units, JSON object
+    pub lines_json: String,
+    /// fulfillment-order line item id → units, JSON object
+    pub items_json: String,
+    /// `[[package key, tracking number], …]`
+    pub tracking_json: String,
+    /// `pending` (sent or about to be; outcome unknown) or `done`
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const SF_COLS: &str = "id, shipment_id, connection_id, store_order_id, fulfillment_order_id, store_fulfillment_id, carrier, lines_json, items_json, tracking_json, state, created_at, updated_at";
+
+impl Db {
+    pub async fn insert_store_fulfillment(&self, f: &StoreFulfillmentRow) -> Result<(), DbError> {
+        sqlx::query(sql!(
+            "INSERT INTO store_fulfillments ({SF_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(&f.id)
+        .bind(&f.shipment_id)
+        .bind(&f.connection_id)
+        .bind(&f.store_order_id)
+        .bind(&f.fulfillment_order_id)
+        .bind(&f.store_fulfillment_id)
+        .bind(&f.carrier)
+        .bind(&f.lines_json)
+        .bind(&f.items_json)
+        .bind(&f.tracking_json)
+        .bind(&f.state)
+        .bind(f.created_at)
+        .bind(f.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn update_store_fulfillment(&self, f: &StoreFulfillmentRow) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE store_fulfillments SET store_fulfillment_id = $2, tracking_json = $3, state = $4, updated_at = $5
+             WHERE id = $1",
+        )
+        .bind(&f.id)
+        .bind(&f.store_fulfillment_id)
+        .bind(&f.tracking_json)
+        .bind(&f.state)
+        .bind(now_micros())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_store_fulfillment(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM store_fulfillments WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn store_fulfillments_for_shipment(
+        &self,
+        shipment_id: &str,
+    ) -> Result<Vec<StoreFulfillmentRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {SF_COLS} FROM store_fulfillments WHERE shipment_id = $1 ORDER BY id"
+        ))
+        .bind(shipment_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn store_fulfillments_for_order(
+        &self,
+        store_order_id: &str,
+    ) -> Result<Vec<StoreFulfillmentRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {SF_COLS} FROM store_fulfillments WHERE store_order_id = $1 ORDER BY id"
+        ))
+        .bind(store_order_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+// ---------- activity ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ActivityRow {
+    pub id: String,
+    pub subject_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub message: String,
+}
+
+pub async fn add_activity<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    subject_id: &str,
+    kind: &str,
+    message: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO activity (id, subject_id, at, kind, message) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(new_id("act"))
+    .bind(subject_id)
+    .bind(now_micros())
+    .bind(kind)
+    .bind(message)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    pub async fn activity(
+        &self,
+        subject_id: &str,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), DbError> {
+        add_activity(self.pool(), subject_id, kind, message).await
+    }
+
+    pub async fn list_activity(&self, subject_id: &str) -> Result<Vec<ActivityRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT id, subject_id, at, kind, message FROM activity WHERE subject_id = $1 ORDER BY id",
+        )
+        .bind(subject_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+// ---------- orders ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderRow {
+    pub id: String,
+    pub connection_id: String,
+    pub store_order_id: String,
+    pub name: String,
+    pub status: String,
+    pub lines_json: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const ORDER_COLS: &str =
+    "id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at";
+
+impl Db {
+    /// Inserts or refreshes the local record of a store order; returns its id.
+    pub async fn upsert_order(
+        &self,
+        connection_id: &str,
+        store_order_id: &str,
+        name: &str,
+        status: &str,
+        lines_json: &str,
+    ) -> Result<String, DbError> {
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
+               status = excluded.status, lines_json = excluded.lines_json, updated_at = excluded.updated_at",
+        )
+        .bind(new_id("ord"))
+        .bind(connection_id)
+        .bind(store_order_id)
+        .bind(name)
+        .bind(status)
+        .bind(lines_json)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        let row: (String,) = sqlx::query_as(
+            "SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2",
+        )
+        .bind(connection_id)
+        .bind(store_order_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.0)
+    }
+
+    /// Local orders of the merchant's connections whose name is `name`.
+    pub async fn orders_named(
+        &self,
+        merchant_id: &str,
+        names: &[String],
+    ) -> Result<Vec<OrderRow>, DbError> {
+        let mut out = Vec::new();
+        for name in names {
+            let rows: Vec<OrderRow> = sqlx::query_as(sql!(
+                "SELECT {} FROM orders o WHERE o.name = $1 AND o.connection_id IN
+                 (SELECT id FROM connections WHERE merchant_id = $2)",
+                ORDER_COLS
+                    .split(", ")
+                    .map(|c| format!("o.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .bind(name)
+            .bind(merchant_id)
+            .fetch_all(self.pool())
+            .await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    pub async fn get_order(&self, id: &str) -> Result<Option<OrderRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {ORDER_COLS} FROM orders WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+}
+
+// ---------- kit recipes ----------
+
+impl Db {
+    pub async fn save_recipe(
+        &self,
+        merchant_id: &str,
+        kit_sku: &str,
+        component_sku: &str,
+        per_kit: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO kit_recipes (merchant_id, kit_sku, component_sku, per_kit, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (merchant_id, kit_sku, component_sku) DO UPDATE SET per_kit = excluded.per_kit, updated_at = excluded.updated_at",
+        )
+        .bind(merchant_id)
+        .bind(kit_sku)
+        .bind(component_sku)
+        .bind(per_kit)
+        .bind(now_micros())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// (kit sku, component sku, per kit) for a merchant.
+    pub async fn recipes(&self, merchant_id: &str) -> Result<Vec<(String, String, i64)>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT kit_sku, component_sku, per_kit FROM kit_recipes WHERE merchant_id = $1",
+        )
+        .bind(merchant_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

@@ -1,0 +1,222 @@
+//! Durable webhook ingest with group commit.
+//!
+//! Handlers do the cheap checks, then hand each delivery to one writer task
+//! through a bounded channel and wait. The writer stores every delivery of a
+//! batch (event row + its processing job) in one transaction, commits once,
+//! and only then answers the waiting handlers: one fsync serves many
+//! webhooks, and none is acknowledged before it is durable. A full channel
+//! means 503 (the sender retries), so memory stays flat under overload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shipsync_db::{Db, jobs, new_id, now_micros, rows};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Repeats of the same body are recognised for this long.
+const REPEAT_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
+const MAX_BATCH: usize = 256;
+
+/// What the endpoint decided about a delivery before storing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    NeedsAttention,
+    Rejected,
+    TooLarge,
+    InvalidSignature,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::NeedsAttention => "needs_attention",
+            Outcome::Rejected => "rejected",
+            Outcome::TooLarge => "too_large",
+            Outcome::InvalidSignature => "invalid_signature",
+        }
+    }
+
+    pub const ALL: [&'static str; 5] = [
+        "accepted",
+        "needs_attention",
+        "rejected",
+        "too_large",
+        "invalid_signature",
+    ];
+}
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub merchant_id: String,
+    pub headers_json: String,
+    /// `None` when the body is not kept (too large, bad signature).
+    pub body: Option<Vec<u8>>,
+    pub body_size: i64,
+    pub webhook_id: Option<String>,
+    pub verified: bool,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    New {
+        event_id: String,
+    },
+    /// A repeat: the original event's id; nothing new was stored.
+    Repeat {
+        event_id: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the ingest queue is full")]
+    Full,
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+}
+
+type Item = (Delivery, oneshot::Sender<Result<Stored, IngestError>>);
+
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Item>,
+}
+
+impl Ingest {
+    pub fn start(db: Db, wake: Arc<Notify>, metrics: Metrics, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(writer(db, rx, wake, metrics));
+        Self { tx }
+    }
+
+    /// Stores a delivery durably; returns after its commit.
+    pub async fn submit(&self, delivery: Delivery) -> Result<Stored, IngestError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.try_send((delivery, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => IngestError::Full,
+            mpsc::error::TrySendError::Closed(_) => {
+                IngestError::Unavailable("ingest writer stopped".into())
+            }
+        })?;
+        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(IngestError::Unavailable("ingest writer stopped".into())),
+            Err(_) => Err(IngestError::Unavailable(
+                "timed out waiting for the database".into(),
+            )),
+        }
+    }
+
+    /// Records a delivery without waiting (refused deliveries: their answer
+    /// does not depend on the write).
+    pub fn record(&self, delivery: Delivery) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.tx.try_send((delivery, reply));
+    }
+}
+
+async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics: Metrics) {
+    let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
+        let result = write_batch(&db, &deliveries).await;
+        match result {
+            Ok(stored) => {
+                let mut any_job = false;
+                for ((delivery, reply), s) in batch.drain(..).zip(stored) {
+                    if matches!(s, Stored::New { .. }) && delivery.outcome == Outcome::Accepted {
+                        any_job = true;
+                    }
+                    metrics.ingested(
+                        delivery.outcome.as_str(),
+                        matches!(s, Stored::Repeat { .. }),
+                    );
+                    let _ = reply.send(Ok(s));
+                }
+                if any_job {
+                    wake.notify_waiters();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, n = batch.len(), "ingest batch failed");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(IngestError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsync_db::DbError> {
+    let mut tx = db.begin().await?;
+    let now = now_micros();
+    let mut out = Vec::with_capacity(batch.len());
+    for d in batch {
+        let body_hash = d.body.as_deref().map(crate::secrets::hash_bytes);
+        let dedupes = matches!(d.outcome, Outcome::Accepted | Outcome::NeedsAttention);
+        if dedupes && let Some(hash) = &body_hash {
+            if let Some(original) = rows::find_repeat(
+                &mut tx,
+                &d.merchant_id,
+                d.webhook_id.as_deref(),
+                hash,
+                now - REPEAT_WINDOW_MICROS,
+            )
+            .await?
+            {
+                rows::bump_repeat(&mut tx, &original).await?;
+                out.push(Stored::Repeat { event_id: original });
+                continue;
+            }
+        }
+        let id = new_id("evt");
+        rows::insert_event(
+            &mut *tx,
+            &rows::EventRow {
+                id: id.clone(),
+                merchant_id: d.merchant_id.clone(),
+                received_at: now,
+                headers_json: d.headers_json.clone(),
+                body: d.body.clone(),
+                body_size: d.body_size,
+                body_hash: if dedupes { body_hash } else { None },
+                // Only deliveries that count may claim a webhook-id: a forged
+                // one with a bad signature must not block the real one.
+                webhook_id: if dedupes { d.webhook_id.clone() } else { None },
+                verified: i64::from(d.verified),
+                outcome: d.outcome.as_str().to_string(),
+                detail: d.detail.clone(),
+                repeat_count: 0,
+                shipment_ids: "[]".into(),
+            },
+        )
+        .await?;
+        if d.outcome == Outcome::Accepted {
+            let payload = serde_json::json!({ "event_id": id }).to_string();
+            jobs::enqueue(
+                &mut tx,
+                "process_event",
+                Some(&format!("event:{id}")),
+                &payload,
+                now,
+            )
+            .await?;
+        }
+        out.push(Stored::New { event_id: id });
+    }
+    tx.commit().await?;
+    Ok(out)
+}

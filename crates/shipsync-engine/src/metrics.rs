@@ -1,0 +1,134 @@
+//! Prometheus metrics: ingest counts, processing outcomes, ship-to-store latency.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    result: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    webhooks: Family<OutcomeLabels, Counter>,
+    repeats: Counter,
+    jobs: Family<JobLabels, Counter>,
+    ship_to_store: Histogram,
+    latencies: Mutex<Vec<f64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("shipsync");
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhooks_received",
+            "Deposco webhook deliveries by outcome",
+            webhooks.clone(),
+        );
+        let repeats = Counter::default();
+        registry.register(
+            "webhook_repeats",
+            "Repeat deliveries recognised (nothing new stored)",
+            repeats.clone(),
+        );
+        let jobs = Family::<JobLabels, Counter>::default();
+        registry.register("jobs", "Processed jobs by kind and result", jobs.clone());
+        let ship_to_store = Histogram::new(
+            [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                3600.0,
+            ]
+            .into_iter(),
+        );
+        registry.register(
+            "ship_to_store_seconds",
+            "Shipment received until the store acknowledged all of it",
+            ship_to_store.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(registry),
+                webhooks,
+                repeats,
+                jobs,
+                ship_to_store,
+                latencies: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn ingested(&self, outcome: &str, repeat: bool) {
+        if repeat {
+            self.inner.repeats.inc();
+        } else {
+            self.inner
+                .webhooks
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn job(&self, kind: &str, result: &str) {
+        self.inner
+            .jobs
+            .get_or_create(&JobLabels {
+                kind: kind.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn ship_to_store(&self, seconds: f64) {
+        self.inner.ship_to_store.observe(seconds);
+        if let Ok(mut l) = self.inner.latencies.lock() {
+            // A bounded sample for the demo's percentiles.
+            if l.len() < 100_000 {
+                l.push(seconds);
+            }
+        }
+    }
+
+    /// (p50, p99, count) of ship-to-store seconds observed by this process.
+    pub fn ship_to_store_percentiles(&self) -> Option<(f64, f64, usize)> {
+        let mut l = self.inner.latencies.lock().ok()?.clone();
+        if l.is_empty() {
+            return None;
+        }
+        l.sort_by(f64::total_cmp);
+        let pick = |q: f64| l[((l.len() as f64 - 1.0) * q).round() as usize];
+        Some((pick(0.5), pick(0.99), l.len()))
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.inner.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}

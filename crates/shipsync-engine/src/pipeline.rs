@@ -1,0 +1,1019 @@
+//! Shipments: merge each reported version, then bring the store up to date
+//! with exactly what it still lacks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use shipsync_core::fulfillment::{self, FoLineItem, FoProblem, FulfillmentOrderView};
+use shipsync_core::ledger::{self, KitPolicy, LineShare, OrderLine, Recipes, ShipmentInput};
+use shipsync_core::{ShipmentVersion, WarehouseStatus, tracking};
+use shipsync_db::rows::{self, ShipmentRow, StoreFulfillmentRow, VersionRow};
+use shipsync_db::{DbError, jobs, new_id, now_micros};
+use shipsync_shopify::{FulfillmentRequest, ShopifyError, StoreOrder, Tracking};
+
+use crate::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Worth retrying later (store or database unavailable, throttled…).
+    #[error("{message}")]
+    Retry {
+        message: String,
+        after: Option<Duration>,
+    },
+    /// The other side asked us to slow down (rate limit): run again later
+    /// without counting a failed attempt.
+    #[error("{message}")]
+    Deferred { message: String, after: Duration },
+    /// A person must act; retrying will not help.
+    #[error("{0}")]
+    Permanent(String),
+    #[error("not found")]
+    NotFound,
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn retry(message: impl Into<String>) -> EngineError {
+    EngineError::Retry {
+        message: message.into(),
+        after: None,
+    }
+}
+
+impl From<shipsync_db::SqlxError> for EngineError {
+    fn from(e: shipsync_db::SqlxError) -> Self {
+        EngineError::Db(DbError::from(e))
+    }
+}
+
+impl From<ShopifyError> for EngineError {
+    fn from(e: ShopifyError) -> Self {
+        if let ShopifyError::Throttled { retry_after } = &e {
+            EngineError::Deferred {
+                message: e.to_string(),
+                after: *retry_after,
+            }
+        } else if e.is_retryable() {
+            EngineError::Retry {
+                after: e.retry_after(),
+                message: e.to_string(),
+            }
+        } else {
+            EngineError::Permanent(e.to_string())
+        }
+    }
+}
+
+/// Where a shipment version came from.
+pub const SOURCE_WEBHOOK: &str = "webhook";
+pub const SOURCE_POLL: &str = "poll";
+
+/// A user's action on a shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipmentAction {
+    Reprocess,
+    Reset,
+    Archive,
+}
+
+fn sync_key(shipment_id: &str) -> String {
+    format!("sync:{shipment_id}")
+}
+
+fn content_hash(v: &ShipmentVersion) -> String {
+    crate::secrets::hash_bytes(serde_json::to_string(v).unwrap_or_default().as_bytes())
+}
+
+/// True when `new` is older than `current` by their `updatedDate`s.
+fn is_older(new: Option<&str>, current: Option<&str>) -> bool {
+    match (new, current) {
+        (Some(n), Some(c)) => match (n.parse::<jiff::Timestamp>(), c.parse::<jiff::Timestamp>()) {
+            (Ok(n), Ok(c)) => n < c,
+            _ => n < c,
+        },
+        _ => false,
+    }
+}
+
+fn sources_with(sources: &str, source: &str) -> String {
+    let mut set: Vec<&str> = sources.split(',').filter(|s| !s.is_empty()).collect();
+    if !set.contains(&source) {
+        set.push(source);
+    }
+    set.join(",")
+}
+
+impl Engine {
+    // ---------- merge ----------
+
+    /// Merges one reported version into its shipment (creating it when new).
+    /// Returns the shipment id.
+    pub async fn merge_version(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+        source: &str,
+        event_id: Option<&str>,
+    ) -> Result<String, EngineError> {
+        let db = self.db();
+        let hash = content_hash(version);
+        let json =
+            serde_json::to_string(version).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let now = now_micros();
+        let mut tx = db.begin().await?;
+        let existing = rows::shipment_by_number(&mut tx, merchant_id, &version.number).await?;
+        let via = if source == SOURCE_WEBHOOK {
+            "webhook"
+        } else {
+            "the scheduled pull"
+        };
+        let (id, changed) = match existing {
+            None => {
+                let id = new_id("shp");
+                rows::insert_shipment(
+                    &mut tx,
+                    &ShipmentRow {
+                        id: id.clone(),
+                        merchant_id: merchant_id.to_string(),
+                        number: version.number.clone(),
+                        connection_id: None,
+                        order_id: None,
+                        order_name: version.order_refs.first().cloned().unwrap_or_default(),
+                        status: "new".into(),
+                        error: None,
+                        sources: source.to_string(),
+                        first_seen_via: source.to_string(),
+                        version_json: json.clone(),
+                        version_at: version.updated_at.clone(),
+                        content_hash: hash.clone(),
+                        received_at: now,
+                        updated_at: now,
+                        completed_at: None,
+                    },
+                )
+                .await?;
+                rows::add_activity(
+                    &mut *tx,
+                    &id,
+                    "imported",
+                    &format!(
+                        "Imported from {via}{}: Deposco shipment {}, {} unit(s) in {} package(s), status {:?}",
+                        event_id.map(|e| format!(" (event {e})")).unwrap_or_default(),
+                        version.number,
+                        version.shipped_units(),
+                        version.packages.len(),
+                        version.status
+                    ),
+                )
+                .await?;
+                (id, true)
+            }
+            Some(mut s) => {
+                s.sources = sources_with(&s.sources, source);
+                let changed = if s.content_hash == hash {
+                    rows::add_activity(
+                        &mut *tx,
+                        &s.id,
+                        "received",
+                        &format!("Received again from {via}; unchanged"),
+                    )
+                    .await?;
+                    false
+                } else if is_older(version.updated_at.as_deref(), s.version_at.as_deref()) {
+                    rows::add_activity(
+                        &mut *tx,
+                        &s.id,
+                        "received",
+                        &format!(
+                            "Received an older version from {via} (updated {}); kept the newer one",
+                            version.updated_at.as_deref().unwrap_or("?")
+                        ),
+                    )
+                    .await?;
+                    false
+                } else {
+                    s.version_json = json.clone();
+                    s.version_at = version.updated_at.clone();
+                    s.content_hash = hash.clone();
+                    if s.status == "completed" || s.status == "new" {
+                        s.status = "open".into();
+                    }
+                    rows::add_activity(
+                        &mut *tx,
+                        &s.id,
+                        "updated",
+                        &format!(
+                            "Updated from {via}: {} unit(s) in {} package(s)",
+                            version.shipped_units(),
+                            version.packages.len()
+                        ),
+                    )
+                    .await?;
+                    true
+                };
+                s.updated_at = now;
+                rows::update_shipment(&mut *tx, &s).await?;
+                (s.id, changed)
+            }
+        };
+        rows::insert_version(
+            &mut tx,
+            &VersionRow {
+                id: new_id("ver"),
+                shipment_id: id.clone(),
+                event_id: event_id.map(str::to_string),
+                source: source.to_string(),
+                received_at: now,
+                content_hash: hash,
+                version_json: json,
+            },
+        )
+        .await?;
+        if changed {
+            let payload = serde_json::json!({ "shipment_id": id }).to_string();
+            jobs::enqueue(
+                &mut tx,
+                "sync_shipment",
+                Some(&sync_key(&id)),
+                &payload,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        for (kit, comps) in ledger::recipes_seen(version) {
+            for (comp, per_kit) in comps {
+                db.save_recipe(
+                    merchant_id,
+                    &kit,
+                    &comp,
+                    i64::try_from(per_kit).unwrap_or(i64::MAX),
+                )
+                .await?;
+            }
+        }
+        if changed {
+            self.wake();
+        }
+        Ok(id)
+    }
+
+    /// Job `process_event`: parse a stored delivery and merge what it holds.
+    pub(crate) async fn process_event(&self, event_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(event) = db.get_event(event_id).await? else {
+            return Ok(());
+        };
+        let body = event.body.clone().unwrap_or_default();
+        match shipsync_deposco::parse_webhook(&body) {
+            Ok(versions) => {
+                let mut ids = Vec::new();
+                for v in &versions {
+                    ids.push(
+                        self.merge_version(&event.merchant_id, v, SOURCE_WEBHOOK, Some(event_id))
+                            .await?,
+                    );
+                }
+                db.set_event_result(
+                    event_id,
+                    "accepted",
+                    None,
+                    &serde_json::to_string(&ids).unwrap_or_default(),
+                )
+                .await?;
+            }
+            Err(e) => {
+                db.set_event_result(event_id, "needs_attention", Some(&e.to_string()), "[]")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---------- user actions ----------
+
+    pub async fn enqueue_sync(&self, shipment_id: &str) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let payload = serde_json::json!({ "shipment_id": shipment_id }).to_string();
+        jobs::enqueue(
+            &mut tx,
+            "sync_shipment",
+            Some(&sync_key(shipment_id)),
+            &payload,
+            now_micros(),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Re-queues every shipment of a merchant still waiting for the store
+    /// (after a connection or channel was switched on).
+    pub async fn release_waiting(&self, merchant_id: &str) -> Result<usize, EngineError> {
+        let ids = self.db().pending_shipment_ids(merchant_id).await?;
+        for id in &ids {
+            self.enqueue_sync(id).await?;
+        }
+        Ok(ids.len())
+    }
+
+    pub async fn replay_event(&self, event_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let event = db.get_event(event_id).await?.ok_or(EngineError::NotFound)?;
+        if event.body.is_none() {
+            return Err(EngineError::Permanent(
+                "this event has no stored body to replay".into(),
+            ));
+        }
+        let mut tx = db.begin().await?;
+        let payload = serde_json::json!({ "event_id": event_id }).to_string();
+        jobs::enqueue(
+            &mut tx,
+            "process_event",
+            Some(&format!("event:{event_id}")),
+            &payload,
+            now_micros(),
+        )
+        .await?;
+        tx.commit().await?;
+        db.activity(event_id, "replayed", "Replay requested")
+            .await?;
+        self.wake();
+        Ok(())
+    }
+
+    pub async fn shipment_action(
+        &self,
+        id: &str,
+        action: ShipmentAction,
+    ) -> Result<(), EngineError> {
+        let db = self.db();
+        let mut s = db.get_shipment(id).await?.ok_or(EngineError::NotFound)?;
+        match action {
+            ShipmentAction::Archive => {
+                s.status = "archived".into();
+                s.updated_at = now_micros();
+                db.save_shipment(&s).await?;
+                db.activity(id, "archived", "Archived: no further processing")
+                    .await?;
+            }
+            ShipmentAction::Reprocess => {
+                s.status = "open".into();
+                s.error = None;
+                s.updated_at = now_micros();
+                db.save_shipment(&s).await?;
+                db.activity(
+                    id,
+                    "reprocess",
+                    "Reprocess requested: the store will be told whatever it still lacks",
+                )
+                .await?;
+                self.enqueue_sync(id).await?;
+            }
+            ShipmentAction::Reset => {
+                // Re-derive from the stored payloads: re-parse every stored
+                // delivery of this shipment and keep the newest version.
+                let mut newest: Option<ShipmentVersion> = None;
+                for v in db.versions_for(id).await? {
+                    let parsed = match v.event_id.as_deref() {
+                        Some(eid) => match db.get_event(eid).await? {
+                            Some(e) => shipsync_deposco::parse_webhook(
+                                e.body.as_deref().unwrap_or_default(),
+                            )
+                            .ok()
+                            .and_then(|vs| vs.into_iter().find(|x| x.number == s.number)),
+                            None => None,
+                        },
+                        None => serde_json::from_str::<ShipmentVersion>(&v.version_json).ok(),
+                    };
+                    if let Some(p) = parsed
+                        && !newest.as_ref().is_some_and(|n| {
+                            is_older(p.updated_at.as_deref(), n.updated_at.as_deref())
+                        })
+                    {
+                        newest = Some(p);
+                    }
+                }
+                if let Some(v) = newest {
+                    s.version_json = serde_json::to_string(&v)
+                        .map_err(|e| EngineError::Internal(e.to_string()))?;
+                    s.version_at = v.updated_at.clone();
+                    s.content_hash = content_hash(&v);
+                }
+                s.connection_id = None;
+                s.order_id = None;
+                s.status = "new".into();
+                s.error = None;
+                s.completed_at = None;
+                s.updated_at = now_micros();
+                db.save_shipment(&s).await?;
+                db.activity(id, "reset", "Reset: derived again from the stored payloads (store fulfillments already made are kept)").await?;
+                self.enqueue_sync(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---------- store notification ----------
+
+    /// Job `sync_shipment`: bring the store up to date for one shipment.
+    pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(mut s) = db.get_shipment(shipment_id).await? else {
+            return Ok(());
+        };
+        if s.status == "archived" {
+            return Ok(());
+        }
+        let version: ShipmentVersion = serde_json::from_str(&s.version_json)
+            .map_err(|e| EngineError::Internal(format!("stored version of {shipment_id}: {e}")))?;
+        let done_rows = db.store_fulfillments_for_shipment(shipment_id).await?;
+        match &version.status {
+            WarehouseStatus::Shipped => {}
+            WarehouseStatus::RolledBack if !done_rows.is_empty() => {
+                return Err(EngineError::Permanent(
+                    "Deposco reports this shipment Rolled Back after it was shipped; the store keeps its fulfillment — check the order in Deposco and the store, then archive this shipment".into(),
+                ));
+            }
+            other => {
+                return self
+                    .wait(&mut s, &format!("waiting: Deposco status is {other:?}; only Shipped shipments reach the store"))
+                    .await;
+            }
+        }
+        if version.shipped_units() == 0 {
+            s.status = "completed".into();
+            s.error = None;
+            s.completed_at = Some(now_micros());
+            db.save_shipment(&s).await?;
+            db.activity(
+                shipment_id,
+                "completed",
+                "Nothing shipped (no units): nothing to tell the store",
+            )
+            .await?;
+            return Ok(());
+        }
+        let merchant = db.get_merchant(&s.merchant_id).await?.ok_or_else(|| {
+            EngineError::Permanent("the merchant of this shipment was deleted".into())
+        })?;
+
+        // Which connection and store order?
+        if s.connection_id.is_none() || s.order_id.is_none() {
+            match self.find_order(&merchant.id, &version).await? {
+                Found::One {
+                    connection_id,
+                    order,
+                } => {
+                    s.connection_id = Some(connection_id);
+                    s.order_id = Some(order.id.clone());
+                    s.order_name = order.name.clone();
+                    db.save_shipment(&s).await?;
+                    db.activity(
+                        shipment_id,
+                        "matched",
+                        &format!("Matched store order {}", order.name),
+                    )
+                    .await?;
+                }
+                Found::NoConnection => {
+                    return self
+                        .wait(&mut s, "waiting: the merchant has no enabled connection; the shipment goes out when one is enabled")
+                        .await;
+                }
+                Found::None => {
+                    return Err(retry(format!(
+                        "order {} not found in any store of this merchant's enabled connections",
+                        refs_text(&version)
+                    )));
+                }
+                Found::Ambiguous(names) => {
+                    return Err(EngineError::Permanent(format!(
+                        "ambiguous order: {} exists in several stores ({}); archive this shipment or disable the wrong connection, then reprocess",
+                        refs_text(&version),
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+        let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
+        else {
+            return Err(EngineError::Internal(
+                "shipment without order after matching".into(),
+            ));
+        };
+        let connection = db.get_connection(&connection_id).await?.ok_or_else(|| {
+            EngineError::Permanent(format!(
+                "connection {connection_id} was deleted; reset this shipment"
+            ))
+        })?;
+        let channel = db.get_channel(&connection_id, "shipments").await?;
+        if connection.enabled == 0 || !channel.is_some_and(|c| c.enabled == 1) {
+            return self
+                .wait(&mut s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
+                .await;
+        }
+        let (client, settings) = self.inner.stores.client(&connection, self.secrets())?;
+        let mut order = client
+            .order_for_fulfilling(&order_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "store order {} no longer exists in the store",
+                    s.order_name
+                ))
+            })?;
+        self.record_order(&connection_id, &order).await?;
+
+        // The ledger over every shipment of this order.
+        let siblings = db.shipments_for_order(&order_id).await?;
+        let mut versions: Vec<(String, ShipmentVersion)> = Vec::new();
+        for sib in &siblings {
+            if sib.status == "archived" && sib.id != s.id {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&sib.version_json) {
+                versions.push((sib.id.clone(), v));
+            }
+        }
+        let inputs: Vec<ShipmentInput<'_>> = versions
+            .iter()
+            .map(|(k, v)| ShipmentInput { key: k, version: v })
+            .collect();
+        let order_lines: Vec<OrderLine> = order
+            .line_items
+            .iter()
+            .map(|l| OrderLine {
+                id: l.id.clone(),
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        let recipes = self.recipes(&merchant.id).await?;
+        let policy = match merchant.kit_policy.as_str() {
+            "first_component" => KitPolicy::FirstComponent,
+            _ => KitPolicy::CompleteKits,
+        };
+        let all = ledger::attribute(&order_lines, &recipes, policy, &inputs);
+        let mine = all.into_iter().find(|x| x.key == s.id).ok_or_else(|| {
+            EngineError::Internal("shipment missing from its order's ledger".into())
+        })?;
+        let shares = mine.result.map_err(|p| EngineError::Permanent(p.message))?;
+
+        // Settle attempts whose outcome is unknown before sending anything.
+        let order_rows = db.store_fulfillments_for_order(&order_id).await?;
+        let adopted: BTreeSet<String> = order_rows
+            .iter()
+            .filter_map(|r| r.store_fulfillment_id.clone())
+            .collect();
+        let mut rows_now = Vec::new();
+        if done_rows.iter().any(|r| r.state == "pending") {
+            // Only an attempt whose outcome is unknown needs the store's fulfillments.
+            order.fulfillments = client.order_fulfillments(&order_id).await?;
+        }
+        for mut r in done_rows {
+            if r.state == "pending" {
+                match find_landed(&r, &order, &adopted) {
+                    Some(fid) => {
+                        r.store_fulfillment_id = Some(fid.clone());
+                        r.state = "done".into();
+                        db.update_store_fulfillment(&r).await?;
+                        db.activity(shipment_id, "notified", &format!("An earlier attempt had reached the store: adopted fulfillment {fid}")).await?;
+                        rows_now.push(r);
+                    }
+                    None => {
+                        db.delete_store_fulfillment(&r.id).await?;
+                    }
+                }
+            } else {
+                rows_now.push(r);
+            }
+        }
+        let mut sent: ledger::Sent = BTreeMap::new();
+        for r in &rows_now {
+            for (line, q) in parse_lines(&r.lines_json) {
+                *sent.entry(line).or_default() += q;
+            }
+        }
+        let todo = ledger::still_to_send(&shares, &sent);
+        let overrides: BTreeMap<String, String> =
+            serde_json::from_str(&merchant.carrier_overrides).unwrap_or_default();
+        if !todo.is_empty() {
+            s.status = "open".into();
+            db.save_shipment(&s).await?;
+            self.send_new(
+                &s,
+                &version,
+                &todo,
+                &order,
+                &connection_id,
+                &settings,
+                &overrides,
+                &client,
+            )
+            .await?;
+        }
+        self.update_tracking(&s, &version, rows_now, &client, &settings, &overrides)
+            .await?;
+
+        // Everything acknowledged.
+        if s.status != "completed" {
+            let now = now_micros();
+            if s.completed_at.is_none() {
+                self.metrics()
+                    .ship_to_store((now - s.received_at) as f64 / 1e6);
+            }
+            s.status = "completed".into();
+            s.error = None;
+            s.completed_at = Some(now);
+            s.updated_at = now;
+            db.save_shipment(&s).await?;
+            db.activity(
+                shipment_id,
+                "completed",
+                "The store has everything this shipment shipped",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, s: &mut ShipmentRow, why: &str) -> Result<(), EngineError> {
+        if s.error.as_deref() != Some(why) || s.status != "new" {
+            s.status = "new".into();
+            s.error = Some(why.to_string());
+            s.updated_at = now_micros();
+            self.db().save_shipment(s).await?;
+            self.db().activity(&s.id, "waiting", why).await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_new(
+        &self,
+        s: &ShipmentRow,
+        version: &ShipmentVersion,
+        todo: &[LineShare],
+        order: &StoreOrder,
+        connection_id: &str,
+        settings: &crate::stores::StoreSettings,
+        overrides: &BTreeMap<String, String>,
+        client: &shipsync_shopify::ShopifyClient,
+    ) -> Result<(), EngineError> {
+        let db = self.db();
+        let fos: Vec<FulfillmentOrderView> = order
+            .fulfillment_orders
+            .iter()
+            .map(|fo| FulfillmentOrderView {
+                id: fo.id.clone(),
+                status: fo.status.clone(),
+                location_id: fo.location_id.clone(),
+                line_items: fo
+                    .line_items
+                    .iter()
+                    .map(|li| FoLineItem {
+                        id: li.id.clone(),
+                        line_item_id: li.line_item_id.clone(),
+                        remaining_quantity: li.remaining_quantity,
+                    })
+                    .collect(),
+            })
+            .collect();
+        // One fulfillment per (fulfillment order, carrier).
+        let mut by_carrier: BTreeMap<Option<String>, Vec<&LineShare>> = BTreeMap::new();
+        for share in todo {
+            by_carrier
+                .entry(share.carrier.clone())
+                .or_default()
+                .push(share);
+        }
+        // Plan everything first, so that a problem sends nothing.
+        let mut plan = Vec::new();
+        let mut remaining_fos = fos.clone();
+        for (carrier, shares) in &by_carrier {
+            let mut needs: BTreeMap<String, u64> = BTreeMap::new();
+            for sh in shares {
+                *needs.entry(sh.store_line_id.clone()).or_default() += sh.quantity;
+            }
+            let needs: Vec<(String, u64)> = needs.into_iter().collect();
+            let assignments = fulfillment::assign(&needs, &remaining_fos, settings.location_id.as_deref()).map_err(|p| match p {
+                FoProblem::Waiting(m) => retry(format!("waiting for the store: {m}")),
+                FoProblem::Impossible(m) => EngineError::Permanent(format!(
+                    "the store cannot take these quantities: {m}; check the order in the store (was it fulfilled by hand?)"
+                )),
+            })?;
+            for a in &assignments {
+                for (item, q) in &a.items {
+                    for fo in remaining_fos
+                        .iter_mut()
+                        .filter(|f| f.id == a.fulfillment_order_id)
+                    {
+                        for li in fo.line_items.iter_mut().filter(|li| &li.id == item) {
+                            li.remaining_quantity = li.remaining_quantity.saturating_sub(*q);
+                        }
+                    }
+                }
+            }
+            let keys: BTreeSet<&String> = shares
+                .iter()
+                .flat_map(|sh| sh.package_keys.iter())
+                .collect();
+            let pkg_tracking: Vec<(String, String)> = version
+                .packages
+                .iter()
+                .filter(|p| keys.contains(&p.key))
+                .filter_map(|p| {
+                    p.tracking_number
+                        .clone()
+                        .filter(|t| !t.trim().is_empty())
+                        .map(|t| (p.key.clone(), t))
+                })
+                .collect();
+            for a in assignments {
+                plan.push((carrier.clone(), a, pkg_tracking.clone()));
+            }
+        }
+        for (carrier, a, pkg_tracking) in plan {
+            let tracking = self.tracking_for(version, carrier.as_deref(), &pkg_tracking, overrides);
+            let now = now_micros();
+            let row = StoreFulfillmentRow {
+                id: new_id("ful"),
+                shipment_id: s.id.clone(),
+                connection_id: connection_id.to_string(),
+                store_order_id: order.id.clone(),
+                fulfillment_order_id: a.fulfillment_order_id.clone(),
+                store_fulfillment_id: None,
+                carrier: tracking.company.clone().or(carrier.clone()),
+                lines_json: serde_json::to_string(
+                    &a.store_lines.iter().cloned().collect::<BTreeMap<_, _>>(),
+                )
+                .unwrap_or_default(),
+                items_json: serde_json::to_string(
+                    &a.items.iter().cloned().collect::<BTreeMap<_, _>>(),
+                )
+                .unwrap_or_default(),
+                tracking_json: serde_json::to_string(&pkg_tracking).unwrap_or_default(),
+                state: "pending".into(),
+                created_at: now,
+                updated_at: now,
+            };
+            // Recorded before the call: if we crash or lose the answer, the
+            // next attempt looks in the store before creating anything.
+            db.insert_store_fulfillment(&row).await?;
+            let req = FulfillmentRequest {
+                fulfillment_order_id: a.fulfillment_order_id.clone(),
+                items: a.items.clone(),
+                tracking,
+                notify_customer: settings.notify_customer,
+            };
+            match client.fulfillment_create(&req).await {
+                Ok(created) => {
+                    let mut row = row;
+                    row.store_fulfillment_id = Some(created.id.clone());
+                    row.state = "done".into();
+                    db.update_store_fulfillment(&row).await?;
+                    let units: u64 = a.items.iter().map(|(_, q)| q).sum();
+                    db.activity(
+                        &s.id,
+                        "notified",
+                        &format!(
+                            "Store fulfillment {} created: {} unit(s), tracking {}",
+                            created.id,
+                            units,
+                            if req.tracking.numbers.is_empty() {
+                                "none".into()
+                            } else {
+                                req.tracking.numbers.join(", ")
+                            }
+                        ),
+                    )
+                    .await?;
+                }
+                Err(e @ (ShopifyError::UnknownOutcome { .. } | ShopifyError::Transient { .. })) => {
+                    // Maybe applied: keep the pending row; the retry checks the store first.
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    db.delete_store_fulfillment(&row.id).await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tracking_for(
+        &self,
+        version: &ShipmentVersion,
+        carrier: Option<&str>,
+        pkg_tracking: &[(String, String)],
+        overrides: &BTreeMap<String, String>,
+    ) -> Tracking {
+        let company = shipsync_deposco::carrier::store_carrier(
+            carrier,
+            version.service.as_deref(),
+            overrides,
+        );
+        let numbers = tracking::numbers(pkg_tracking);
+        // Shopify builds the URL itself for carriers it knows.
+        let urls = match (&company, &version.tracking_url) {
+            (None, Some(base)) if !base.trim().is_empty() => {
+                numbers.iter().map(|n| format!("{base}{n}")).collect()
+            }
+            _ => Vec::new(),
+        };
+        Tracking {
+            company: company.or_else(|| carrier.map(str::to_string)),
+            numbers,
+            urls,
+        }
+    }
+
+    /// Tracking corrections on fulfillments already made for this shipment.
+    async fn update_tracking(
+        &self,
+        s: &ShipmentRow,
+        version: &ShipmentVersion,
+        rows_now: Vec<StoreFulfillmentRow>,
+        client: &shipsync_shopify::ShopifyClient,
+        settings: &crate::stores::StoreSettings,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        for mut r in rows_now {
+            let Some(fid) = r.store_fulfillment_id.clone() else {
+                continue;
+            };
+            let existing: Vec<(String, String)> =
+                serde_json::from_str(&r.tracking_json).unwrap_or_default();
+            let incoming: Vec<(String, String)> = version
+                .packages
+                .iter()
+                .filter(|p| existing.iter().any(|(k, _)| k == &p.key))
+                .filter_map(|p| p.tracking_number.clone().map(|t| (p.key.clone(), t)))
+                .collect();
+            let merged = tracking::merge(&existing, &incoming);
+            if merged == existing {
+                continue;
+            }
+            let tracking = self.tracking_for(version, r.carrier.as_deref(), &merged, overrides);
+            client
+                .tracking_update(&fid, &tracking, settings.notify_customer)
+                .await?;
+            r.tracking_json = serde_json::to_string(&merged).unwrap_or_default();
+            self.db().update_store_fulfillment(&r).await?;
+            self.db()
+                .activity(
+                    &s.id,
+                    "tracking",
+                    &format!(
+                        "Tracking of store fulfillment {fid} updated to {}",
+                        tracking.numbers.join(", ")
+                    ),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn recipes(&self, merchant_id: &str) -> Result<Recipes, EngineError> {
+        let mut out: Recipes = BTreeMap::new();
+        for (kit, comp, per) in self.db().recipes(merchant_id).await? {
+            out.entry(kit)
+                .or_default()
+                .insert(comp, u64::try_from(per).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    async fn record_order(
+        &self,
+        connection_id: &str,
+        order: &StoreOrder,
+    ) -> Result<String, EngineError> {
+        let lines: Vec<serde_json::Value> = order
+            .line_items
+            .iter()
+            .map(|l| serde_json::json!({"id": l.id, "sku": l.sku, "name": l.name, "quantity": l.quantity, "group": l.group}))
+            .collect();
+        Ok(self
+            .db()
+            .upsert_order(
+                connection_id,
+                &order.id,
+                &order.name,
+                "open",
+                &serde_json::Value::Array(lines).to_string(),
+            )
+            .await?)
+    }
+
+    async fn find_order(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+    ) -> Result<Found, EngineError> {
+        let db = self.db();
+        let connections: Vec<_> = db
+            .list_connections(Some(merchant_id), None, 500)
+            .await?
+            .into_iter()
+            .filter(|c| c.enabled == 1)
+            .collect();
+        if connections.is_empty() {
+            return Ok(Found::NoConnection);
+        }
+        let mut found: Vec<(String, StoreOrder)> = Vec::new();
+        for c in &connections {
+            let (client, _) = self.inner.stores.client(c, self.secrets())?;
+            for r in &version.order_refs {
+                let bare = r.trim().trim_start_matches('#');
+                let name = bare
+                    .strip_prefix(c.order_prefix.as_str())
+                    .filter(|_| !c.order_prefix.is_empty())
+                    .unwrap_or(bare);
+                if name.is_empty() {
+                    continue;
+                }
+                let orders = client.find_orders_by_name(name).await?;
+                if let Some(o) = orders.into_iter().next() {
+                    found.push((c.id.clone(), o));
+                    break;
+                }
+            }
+        }
+        Ok(match found.len() {
+            0 => Found::None,
+            1 => {
+                let (connection_id, order) = found.remove(0);
+                Found::One {
+                    connection_id,
+                    order,
+                }
+            }
+            _ => Found::Ambiguous(
+                found
+                    .iter()
+                    .map(|(c, o)| format!("{} in {c}", o.name))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+enum Found {
+    One {
+        connection_id: String,
+        order: StoreOrder,
+    },
+    None,
+    NoConnection,
+    Ambiguous(Vec<String>),
+}
+
+fn refs_text(v: &ShipmentVersion) -> String {
+    if v.order_refs.is_empty() {
+        "(no order reference)".into()
+    } else {
+        v.order_refs.join(" / ")
+    }
+}
+
+fn parse_lines(json: &str) -> BTreeMap<String, u64> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// A store fulfillment matching an attempt whose outcome is unknown: same
+/// line quantities and the same tracking numbers, not yet claimed by another
+/// attempt.
+fn find_landed(
+    r: &StoreFulfillmentRow,
+    order: &StoreOrder,
+    adopted: &BTreeSet<String>,
+) -> Option<String> {
+    let want_lines = parse_lines(&r.lines_json);
+    let want_numbers: BTreeSet<String> =
+        serde_json::from_str::<Vec<(String, String)>>(&r.tracking_json)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+    order
+        .fulfillments
+        .iter()
+        .filter(|f| !adopted.contains(&f.id))
+        .find(|f| {
+            let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+            for (id, q) in &f.line_items {
+                *lines.entry(id.clone()).or_default() += q;
+            }
+            let numbers: BTreeSet<String> =
+                f.tracking.iter().filter_map(|t| t.number.clone()).collect();
+            lines == want_lines && numbers == want_numbers
+        })
+        .map(|f| f.id.clone())
+}

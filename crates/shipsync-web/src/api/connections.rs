@@ -1,0 +1,388 @@
+//! `/api/v1/connections` and their channels.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use shipsync_db::now_micros;
+use shipsync_db::rows::{ChannelRow, ConnectionRow};
+
+use super::merchants::check_url;
+use super::{Page, body_json, list};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{merge_patch, opt_time, time};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/connections", get(list_connections).post(create))
+        .route("/connections/{id}", get(show).patch(update).delete(remove))
+        .route(
+            "/connections/{id}/channels/{channel}",
+            get(show_channel).patch(update_channel),
+        )
+}
+
+pub const CHANNELS: [&str; 2] = ["sales_orders", "shipments"];
+const DEFAULT_API_VERSION: &str = "2026-10";
+
+/// The default Shipments schedule: every 4 hours.
+fn default_schedules(channel: &str) -> String {
+    if channel == "shipments" {
+        json!([{"id": shipsync_db::new_id("sch"), "kind": "hourly", "every": 4, "minute": 0, "time_zone": "UTC"}]).to_string()
+    } else {
+        "[]".into()
+    }
+}
+
+fn defaults() -> Value {
+    json!({
+        "enabled": false,
+        "order_prefix": "",
+        "store": {"platform": "shopify", "api_version": DEFAULT_API_VERSION, "location_id": null, "notify_customer": true},
+    })
+}
+
+fn strip_read_only(patch: &mut Value) {
+    if let Some(o) = patch.as_object_mut() {
+        for k in ["id", "created_at", "updated_at"] {
+            o.remove(k);
+        }
+        if let Some(st) = o.get_mut("store").and_then(Value::as_object_mut) {
+            st.remove("access_token_set");
+        }
+    }
+}
+
+fn to_doc(s: &AppState, c: &ConnectionRow) -> ApiResult<Value> {
+    let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
+    if let (Some(sealed), Some(o)) = (&c.store_token, store.as_object_mut()) {
+        let token = s.engine.secrets().open_string(sealed).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        o.insert("access_token".into(), json!(token));
+    }
+    Ok(
+        json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled == 1, "order_prefix": c.order_prefix, "store": store}),
+    )
+}
+
+struct Parts {
+    name: String,
+    merchant_id: String,
+    enabled: bool,
+    order_prefix: String,
+    store_json: String,
+    access_token: Option<String>,
+}
+
+fn validate(doc: &Value) -> ApiResult<Parts> {
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    for k in obj.keys() {
+        if !["name", "merchant_id", "enabled", "order_prefix", "store"].contains(&k.as_str()) {
+            return Err(ApiError::invalid(k, "unknown field"));
+        }
+    }
+    let string = |o: &Map<String, Value>,
+                  k: &str,
+                  field: &str,
+                  required: bool|
+     -> ApiResult<Option<String>> {
+        match o.get(k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Some(Value::String(_)) | None | Some(Value::Null) if required => {
+                Err(ApiError::invalid(field, "is required"))
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => Ok(None),
+            Some(_) => Err(ApiError::invalid(field, "must be a string")),
+        }
+    };
+    let name = string(obj, "name", "name", true)?.unwrap_or_default();
+    if name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "must be at most 200 characters"));
+    }
+    let merchant_id = string(obj, "merchant_id", "merchant_id", true)?.unwrap_or_default();
+    let enabled = match obj.get("enabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("enabled", "must be true or false")),
+    };
+    let order_prefix = string(obj, "order_prefix", "order_prefix", false)?.unwrap_or_default();
+    if order_prefix.len() > 20 {
+        return Err(ApiError::invalid(
+            "order_prefix",
+            "must be at most 20 characters",
+        ));
+    }
+    let st = obj
+        .get("store")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::invalid("store", "must be an object"))?;
+    for k in st.keys() {
+        if ![
+            "platform",
+            "shop_url",
+            "access_token",
+            "api_version",
+            "location_id",
+            "notify_customer",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(ApiError::invalid(&format!("store.{k}"), "unknown field"));
+        }
+    }
+    let platform = string(st, "platform", "store.platform", true)?.unwrap_or_default();
+    if platform != "shopify" {
+        return Err(ApiError::invalid(
+            "store.platform",
+            "must be \"shopify\" (the only store supported so far)",
+        ));
+    }
+    let shop_url = string(st, "shop_url", "store.shop_url", true)?.unwrap_or_default();
+    check_url(&shop_url, "store.shop_url")?;
+    let api_version = string(st, "api_version", "store.api_version", false)?
+        .unwrap_or_else(|| DEFAULT_API_VERSION.into());
+    let valid_version = api_version.len() == 7
+        && api_version.as_bytes()[4] == b'-'
+        && api_version
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+        || api_version == "unstable";
+    if !valid_version {
+        return Err(ApiError::invalid(
+            "store.api_version",
+            "must look like 2026-10",
+        ));
+    }
+    let location_id = string(st, "location_id", "store.location_id", false)?;
+    let notify_customer = match st.get("notify_customer") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "store.notify_customer",
+                "must be true or false",
+            ));
+        }
+    };
+    let access_token = string(st, "access_token", "store.access_token", false)?;
+    let store_json = json!({
+        "platform": platform,
+        "shop_url": shop_url.trim_end_matches('/'),
+        "api_version": api_version,
+        "location_id": location_id,
+        "notify_customer": notify_customer,
+    })
+    .to_string();
+    Ok(Parts {
+        name,
+        merchant_id,
+        enabled,
+        order_prefix,
+        store_json,
+        access_token,
+    })
+}
+
+fn render(c: &ConnectionRow) -> Value {
+    let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
+    if let Some(o) = store.as_object_mut() {
+        o.insert("access_token_set".into(), json!(c.store_token.is_some()));
+    }
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "merchant_id": c.merchant_id,
+        "enabled": c.enabled == 1,
+        "order_prefix": c.order_prefix,
+        "store": store,
+        "created_at": time(c.created_at),
+        "updated_at": time(c.updated_at),
+    })
+}
+
+async fn apply(s: &AppState, c: &mut ConnectionRow, p: Parts) -> ApiResult<()> {
+    if s.engine.db().get_merchant(&p.merchant_id).await?.is_none() {
+        return Err(ApiError::invalid("merchant_id", "no merchant with this id"));
+    }
+    c.name = p.name;
+    c.merchant_id = p.merchant_id;
+    c.enabled = i64::from(p.enabled);
+    c.order_prefix = p.order_prefix;
+    c.store_json = p.store_json;
+    c.store_token = p.access_token.map(|t| s.engine.secrets().seal_str(&t));
+    Ok(())
+}
+
+async fn load(s: &AppState, id: &str) -> ApiResult<ConnectionRow> {
+    s.engine
+        .db()
+        .get_connection(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    merchant_id: Option<String>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+async fn list_connections(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.page.limit()?;
+    let rows = s
+        .engine
+        .db()
+        .list_connections(
+            q.merchant_id.as_deref().filter(|m| !m.is_empty()),
+            q.page.cursor.as_deref(),
+            limit + 1,
+        )
+        .await?;
+    Ok(Json(list(rows, limit, |c| c.id.clone(), render)))
+}
+
+async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut patch = body_json(&body)?;
+    strip_read_only(&mut patch);
+    let mut doc = defaults();
+    merge_patch(&mut doc, &patch);
+    let parts = validate(&doc)?;
+    let now = now_micros();
+    let mut c = ConnectionRow {
+        id: shipsync_db::new_id("con"),
+        name: String::new(),
+        merchant_id: String::new(),
+        enabled: 0,
+        order_prefix: String::new(),
+        store_json: String::new(),
+        store_token: None,
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&s, &mut c, parts).await?;
+    let channels: Vec<ChannelRow> = CHANNELS
+        .iter()
+        .map(|ch| ChannelRow {
+            connection_id: c.id.clone(),
+            channel: ch.to_string(),
+            enabled: 0,
+            schedules_json: default_schedules(ch),
+            last_completed_at: None,
+            next_run_at: None,
+        })
+        .collect();
+    s.engine.db().insert_connection(&c, &channels).await?;
+    Ok((StatusCode::CREATED, Json(render(&c))))
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(render(&load(&s, &id).await?)))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut c = load(&s, &id).await?;
+    let was_enabled = c.enabled == 1;
+    let mut patch = body_json(&body)?;
+    strip_read_only(&mut patch);
+    let mut doc = to_doc(&s, &c)?;
+    merge_patch(&mut doc, &patch);
+    let parts = validate(&doc)?;
+    apply(&s, &mut c, parts).await?;
+    c.updated_at = now_micros();
+    s.engine.db().update_connection(&c).await?;
+    s.engine.connection_changed(&c.id);
+    if !was_enabled && c.enabled == 1 {
+        s.engine.release_waiting(&c.merchant_id).await?;
+    }
+    Ok(Json(render(&c)))
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    load(&s, &id).await?;
+    s.engine.db().delete_connection(&id).await?;
+    s.engine.connection_changed(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn render_channel(ch: &ChannelRow) -> Value {
+    json!({
+        "channel": ch.channel,
+        "enabled": ch.enabled == 1,
+        "schedules": serde_json::from_str::<Value>(&ch.schedules_json).unwrap_or_else(|_| json!([])),
+        "last_completed_at": opt_time(ch.last_completed_at),
+        "next_run_at": opt_time(ch.next_run_at),
+        "last_run": null,
+    })
+}
+
+async fn load_channel(s: &AppState, id: &str, channel: &str) -> ApiResult<ChannelRow> {
+    load(s, id).await?;
+    if !CHANNELS.contains(&channel) {
+        return Err(ApiError::not_found(
+            "channel (use sales_orders or shipments)",
+        ));
+    }
+    s.engine
+        .db()
+        .get_channel(id, channel)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))
+}
+
+async fn show_channel(
+    State(s): State<AppState>,
+    Path((id, channel)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(render_channel(
+        &load_channel(&s, &id, &channel).await?,
+    )))
+}
+
+async fn update_channel(
+    State(s): State<AppState>,
+    Path((id, channel)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut ch = load_channel(&s, &id, &channel).await?;
+    let patch = body_json(&body)?;
+    let was_enabled = ch.enabled == 1;
+    for (k, v) in patch.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "enabled" => match v {
+                Value::Bool(b) => ch.enabled = i64::from(*b),
+                _ => return Err(ApiError::invalid("enabled", "must be true or false")),
+            },
+            "channel" | "schedules" | "last_completed_at" | "next_run_at" | "last_run" => {
+                if k == "schedules" {
+                    return Err(ApiError::invalid(
+                        "schedules",
+                        "editing schedules is not available yet in this version; only enabled can be changed",
+                    ));
+                }
+            }
+            other => return Err(ApiError::invalid(other, "unknown field")),
+        }
+    }
+    s.engine.db().update_channel(&ch).await?;
+    if !was_enabled && ch.enabled == 1 && channel == "shipments" {
+        let c = load(&s, &id).await?;
+        s.engine.release_waiting(&c.merchant_id).await?;
+    }
+    Ok(Json(render_channel(&ch)))
+}

@@ -1,0 +1,132 @@
+//! `/api/v1/events`: inbound webhook deliveries, raw, with replay.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipsync_db::rows::{EventFilter, EventRow};
+use shipsync_engine::Outcome;
+
+use super::{Page, list};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::time;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(show))
+        .route("/events/{id}/replay", post(replay))
+}
+
+/// Signature headers are credentials of a kind: shown redacted.
+const REDACTED_HEADERS: [&str; 2] = ["webhook-signature", "x-deposco-signature"];
+
+#[derive(Deserialize)]
+struct ListQuery {
+    merchant_id: Option<String>,
+    outcome: Option<String>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+fn summary(e: &EventRow) -> Value {
+    json!({
+        "id": e.id,
+        "merchant_id": e.merchant_id,
+        "received_at": time(e.received_at),
+        "verified": e.verified == 1,
+        "outcome": e.outcome,
+        "detail": e.detail,
+        "size": e.body_size,
+        "repeat_count": e.repeat_count,
+        "webhook_id": e.webhook_id,
+        "shipment_ids": serde_json::from_str::<Value>(&e.shipment_ids).unwrap_or_else(|_| json!([])),
+    })
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.page.limit()?;
+    let outcome = q.outcome.filter(|o| !o.is_empty());
+    if let Some(o) = &outcome
+        && !Outcome::ALL.contains(&o.as_str())
+    {
+        return Err(ApiError::invalid(
+            "outcome",
+            format!("must be one of {}", Outcome::ALL.join(", ")),
+        ));
+    }
+    let filter = EventFilter {
+        merchant_id: q.merchant_id.filter(|m| !m.is_empty()),
+        merchant_ids: None,
+        outcome,
+    };
+    let rows = s
+        .engine
+        .db()
+        .list_events(&filter, q.page.cursor.as_deref(), limit + 1)
+        .await?;
+    Ok(Json(list(rows, limit, |e| e.id.clone(), summary)))
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let e = s
+        .engine
+        .db()
+        .get_event(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let mut out = summary(&e);
+    let headers: Vec<(String, String)> = serde_json::from_str(&e.headers_json).unwrap_or_default();
+    out["headers"] = headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if REDACTED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+                "[redacted]".to_string()
+            } else {
+                v.clone()
+            };
+            json!([k, v])
+        })
+        .collect();
+    match &e.body {
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(text) => {
+                out["body"] = json!(text);
+                out["body_encoding"] = json!("utf-8");
+            }
+            Err(_) => {
+                out["body"] = json!(base64::engine::general_purpose::STANDARD.encode(b));
+                out["body_encoding"] = json!("base64");
+            }
+        },
+        None => out["body"] = Value::Null,
+    }
+    Ok(Json(out))
+}
+
+async fn replay(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.engine.replay_event(&id).await.map_err(|e| match e {
+        shipsync_engine::EngineError::NotFound => ApiError::not_found("event"),
+        other => other.into(),
+    })?;
+    let e = s
+        .engine
+        .db()
+        .get_event(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "queued", "event": summary(&e)})),
+    ))
+}

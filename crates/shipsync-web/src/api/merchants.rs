@@ -1,0 +1,492 @@
+//! `/api/v1/merchants`: the warehouse side and the shipment-webhook settings.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use shipsync_db::now_micros;
+use shipsync_db::rows::MerchantRow;
+use shipsync_engine::secrets::{hash_token, random_token};
+
+use super::{Page, body_json, list};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{merge_patch, time};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/merchants", get(list_merchants).post(create))
+        .route("/merchants/{id}", get(show).patch(update).delete(remove))
+        .route("/merchants/{id}/webhook-key/rotate", post(rotate))
+}
+
+const DEFAULT_API_URL: &str = "https://api.deposco.com/latest";
+/// A rotated-out key keeps working this long.
+const OLD_KEY_GRACE_MICROS: i64 = 24 * 3600 * 1_000_000;
+const SECRET_FIELDS: [&str; 3] = ["password", "client_secret", "refresh_token"];
+
+fn defaults() -> Value {
+    json!({
+        "warehouse": {"platform": "deposco", "api_url": DEFAULT_API_URL, "business_unit": ""},
+        "shipment_webhooks": {"enabled": false},
+        "kit_policy": "complete_kits",
+        "carrier_overrides": {},
+    })
+}
+
+/// Read-only fields a client may send back unchanged; they are ignored.
+fn strip_read_only(patch: &mut Value) {
+    if let Some(o) = patch.as_object_mut() {
+        for k in ["id", "created_at", "updated_at"] {
+            o.remove(k);
+        }
+        if let Some(w) = o
+            .get_mut("shipment_webhooks")
+            .and_then(Value::as_object_mut)
+        {
+            w.remove("url");
+            w.remove("shared_secret_set");
+        }
+        if let Some(a) = o
+            .get_mut("warehouse")
+            .and_then(Value::as_object_mut)
+            .and_then(|w| w.get_mut("auth"))
+            .and_then(Value::as_object_mut)
+        {
+            for k in ["password_set", "client_secret_set", "refresh_token_set"] {
+                a.remove(k);
+            }
+        }
+    }
+}
+
+/// The merchant as an editable document, secrets included (never rendered).
+fn to_doc(s: &AppState, m: &MerchantRow) -> ApiResult<Value> {
+    let secrets = s.engine.secrets();
+    let mut warehouse: Value =
+        serde_json::from_str(&m.warehouse_json).unwrap_or_else(|_| json!({}));
+    if let Some(sealed) = &m.warehouse_secrets {
+        let plain = secrets.open_string(sealed).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        let extra: Value = serde_json::from_str(&plain).unwrap_or_else(|_| json!({}));
+        if let (Some(auth), Some(extra)) = (
+            warehouse.get_mut("auth").and_then(Value::as_object_mut),
+            extra.as_object(),
+        ) {
+            auth.extend(extra.clone());
+        }
+    }
+    let shared_secret = match &m.shared_secret {
+        Some(sealed) => Value::String(secrets.open_string(sealed).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?),
+        None => Value::Null,
+    };
+    Ok(json!({
+        "name": m.name,
+        "warehouse": warehouse,
+        "shipment_webhooks": {"enabled": m.webhooks_enabled == 1, "shared_secret": shared_secret},
+        "kit_policy": m.kit_policy,
+        "carrier_overrides": serde_json::from_str::<Value>(&m.carrier_overrides).unwrap_or_else(|_| json!({})),
+    }))
+}
+
+fn check_keys(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> ApiResult<()> {
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::invalid(&format!("{prefix}{k}"), "unknown field"));
+        }
+    }
+    Ok(())
+}
+
+fn req_str<'a>(obj: &'a Map<String, Value>, key: &str, field: &str) -> ApiResult<&'a str> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(ApiError::invalid(field, "is required"))
+        }
+        Some(_) => Err(ApiError::invalid(field, "must be a string")),
+    }
+}
+
+fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str, field: &str) -> ApiResult<Option<&'a str>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::invalid(field, "must be a string")),
+    }
+}
+
+pub fn check_url(value: &str, field: &str) -> ApiResult<()> {
+    match url::Url::parse(value) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        _ => Err(ApiError::invalid(
+            field,
+            "must be an http(s) URL such as https://api.deposco.com/latest",
+        )),
+    }
+}
+
+/// Validated parts of a merchant document.
+struct Parts {
+    name: String,
+    warehouse_json: String,
+    warehouse_secrets: Option<String>,
+    webhooks_enabled: bool,
+    shared_secret: Option<String>,
+    kit_policy: String,
+    carrier_overrides: String,
+}
+
+fn validate(doc: &Value) -> ApiResult<Parts> {
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    check_keys(
+        obj,
+        &[
+            "name",
+            "warehouse",
+            "shipment_webhooks",
+            "kit_policy",
+            "carrier_overrides",
+        ],
+        "",
+    )?;
+    let name = req_str(obj, "name", "name")?.trim().to_string();
+    if name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "must be at most 200 characters"));
+    }
+    let w = obj
+        .get("warehouse")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::invalid("warehouse", "must be an object"))?;
+    check_keys(
+        w,
+        &["platform", "api_url", "business_unit", "auth"],
+        "warehouse.",
+    )?;
+    let platform = req_str(w, "platform", "warehouse.platform")?;
+    if platform != "deposco" {
+        return Err(ApiError::invalid(
+            "warehouse.platform",
+            "must be \"deposco\" (the only warehouse supported so far)",
+        ));
+    }
+    let api_url = req_str(w, "api_url", "warehouse.api_url")?;
+    check_url(api_url, "warehouse.api_url")?;
+    let business_unit = opt_str(w, "business_unit", "warehouse.business_unit")?.unwrap_or("");
+    let mut public_auth = Value::Null;
+    let mut secret_auth = Map::new();
+    match w.get("auth") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(a)) => {
+            let kind = req_str(a, "type", "warehouse.auth.type")?;
+            match kind {
+                "basic" => {
+                    check_keys(a, &["type", "username", "password"], "warehouse.auth.")?;
+                    let username = req_str(a, "username", "warehouse.auth.username")?;
+                    let password = req_str(a, "password", "warehouse.auth.password")?;
+                    public_auth = json!({"type": "basic", "username": username});
+                    secret_auth.insert("password".into(), json!(password));
+                }
+                "oauth" => {
+                    check_keys(
+                        a,
+                        &[
+                            "type",
+                            "token_url",
+                            "client_id",
+                            "client_secret",
+                            "refresh_token",
+                        ],
+                        "warehouse.auth.",
+                    )?;
+                    let token_url = req_str(a, "token_url", "warehouse.auth.token_url")?;
+                    check_url(token_url, "warehouse.auth.token_url")?;
+                    let client_id = req_str(a, "client_id", "warehouse.auth.client_id")?;
+                    let client_secret =
+                        req_str(a, "client_secret", "warehouse.auth.client_secret")?;
+                    let refresh_token =
+                        req_str(a, "refresh_token", "warehouse.auth.refresh_token")?;
+                    public_auth =
+                        json!({"type": "oauth", "token_url": token_url, "client_id": client_id});
+                    secret_auth.insert("client_secret".into(), json!(client_secret));
+                    secret_auth.insert("refresh_token".into(), json!(refresh_token));
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "warehouse.auth.type",
+                        "must be \"basic\" or \"oauth\"",
+                    ));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "warehouse.auth",
+                "must be an object or null",
+            ));
+        }
+    }
+    let hooks = match obj.get("shipment_webhooks") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(h)) => h.clone(),
+        Some(_) => return Err(ApiError::invalid("shipment_webhooks", "must be an object")),
+    };
+    check_keys(&hooks, &["enabled", "shared_secret"], "shipment_webhooks.")?;
+    let webhooks_enabled = match hooks.get("enabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "shipment_webhooks.enabled",
+                "must be true or false",
+            ));
+        }
+    };
+    let shared_secret = opt_str(&hooks, "shared_secret", "shipment_webhooks.shared_secret")?
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if let Some(sec) = &shared_secret {
+        if let Some(b64) = sec.strip_prefix("whsec_") {
+            use base64::Engine as _;
+            if base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(|b| b.is_empty())
+                .unwrap_or(true)
+            {
+                return Err(ApiError::invalid(
+                    "shipment_webhooks.shared_secret",
+                    "a secret written whsec_… must be followed by base64",
+                ));
+            }
+        } else if sec.len() < 8 {
+            return Err(ApiError::invalid(
+                "shipment_webhooks.shared_secret",
+                "must be at least 8 characters (or blank for none)",
+            ));
+        }
+    }
+    let kit_policy = match obj.get("kit_policy") {
+        None | Some(Value::Null) => "complete_kits".to_string(),
+        Some(Value::String(p)) if p == "complete_kits" || p == "first_component" => p.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "kit_policy",
+                "must be \"complete_kits\" or \"first_component\"",
+            ));
+        }
+    };
+    let carrier_overrides = match obj.get("carrier_overrides") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::Object(o)) => {
+            for (k, v) in o {
+                if !v.is_string() {
+                    return Err(ApiError::invalid(
+                        &format!("carrier_overrides.{k}"),
+                        "must be a string (the store's carrier name)",
+                    ));
+                }
+            }
+            Value::Object(o.clone())
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "carrier_overrides",
+                "must be an object of warehouse carrier → store carrier",
+            ));
+        }
+    };
+    let warehouse_json = json!({"platform": platform, "api_url": api_url.trim_end_matches('/'), "business_unit": business_unit, "auth": public_auth}).to_string();
+    Ok(Parts {
+        name,
+        warehouse_json,
+        warehouse_secrets: if secret_auth.is_empty() {
+            None
+        } else {
+            Some(Value::Object(secret_auth).to_string())
+        },
+        webhooks_enabled,
+        shared_secret,
+        kit_policy,
+        carrier_overrides: carrier_overrides.to_string(),
+    })
+}
+
+fn apply(s: &AppState, m: &mut MerchantRow, p: Parts) {
+    let secrets = s.engine.secrets();
+    m.name = p.name;
+    m.warehouse_json = p.warehouse_json;
+    m.warehouse_secrets = p.warehouse_secrets.map(|x| secrets.seal_str(&x));
+    m.webhooks_enabled = i64::from(p.webhooks_enabled);
+    m.shared_secret = p.shared_secret.map(|x| secrets.seal_str(&x));
+    m.kit_policy = p.kit_policy;
+    m.carrier_overrides = p.carrier_overrides;
+}
+
+pub fn render(s: &AppState, m: &MerchantRow) -> Value {
+    let mut warehouse: Value =
+        serde_json::from_str(&m.warehouse_json).unwrap_or_else(|_| json!({}));
+    let secret_keys: Vec<String> = m
+        .warehouse_secrets
+        .as_ref()
+        .and_then(|sealed| s.engine.secrets().open_string(sealed).ok())
+        .and_then(|p| serde_json::from_str::<Map<String, Value>>(&p).ok())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some(auth) = warehouse.get_mut("auth").and_then(Value::as_object_mut) {
+        let kind = auth
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let fields: &[&str] = if kind == "basic" {
+            &SECRET_FIELDS[..1]
+        } else {
+            &SECRET_FIELDS[1..]
+        };
+        for f in fields {
+            auth.insert(
+                format!("{f}_set"),
+                json!(secret_keys.iter().any(|k| k == f)),
+            );
+        }
+    }
+    let url = webhook_url(s, m).unwrap_or_default();
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "warehouse": warehouse,
+        "shipment_webhooks": {
+            "enabled": m.webhooks_enabled == 1,
+            "shared_secret_set": m.shared_secret.is_some(),
+            "url": url,
+        },
+        "kit_policy": m.kit_policy,
+        "carrier_overrides": serde_json::from_str::<Value>(&m.carrier_overrides).unwrap_or_else(|_| json!({})),
+        "created_at": time(m.created_at),
+        "updated_at": time(m.updated_at),
+    })
+}
+
+fn webhook_url(s: &AppState, m: &MerchantRow) -> Option<String> {
+    let key = s.engine.secrets().open_string(&m.webhook_key).ok()?;
+    Some(format!(
+        "{}/webhooks/deposco/{key}",
+        s.config.public_url.trim_end_matches('/')
+    ))
+}
+
+async fn load(s: &AppState, id: &str) -> ApiResult<MerchantRow> {
+    s.engine
+        .db()
+        .get_merchant(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("merchant"))
+}
+
+async fn list_merchants(
+    State(s): State<AppState>,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<Value>> {
+    let limit = page.limit()?;
+    let rows = s
+        .engine
+        .db()
+        .list_merchants(page.cursor.as_deref(), limit + 1)
+        .await?;
+    Ok(Json(list(rows, limit, |m| m.id.clone(), |m| render(&s, m))))
+}
+
+async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut patch = body_json(&body)?;
+    strip_read_only(&mut patch);
+    let mut doc = defaults();
+    merge_patch(&mut doc, &patch);
+    let parts = validate(&doc)?;
+    let key = random_token("whk");
+    let now = now_micros();
+    let mut m = MerchantRow {
+        id: shipsync_db::new_id("mer"),
+        name: String::new(),
+        warehouse_json: String::new(),
+        warehouse_secrets: None,
+        webhooks_enabled: 0,
+        shared_secret: None,
+        webhook_key: s.engine.secrets().seal_str(&key),
+        webhook_key_hash: hash_token(&key),
+        old_key_hash: None,
+        old_key_expires_at: None,
+        kit_policy: String::new(),
+        carrier_overrides: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&s, &mut m, parts);
+    s.engine.db().insert_merchant(&m).await?;
+    Ok((StatusCode::CREATED, Json(render(&s, &m))))
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let m = load(&s, &id).await?;
+    Ok(Json(render(&s, &m)))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut m = load(&s, &id).await?;
+    let mut patch = body_json(&body)?;
+    strip_read_only(&mut patch);
+    let mut doc = to_doc(&s, &m)?;
+    // Switching the auth type replaces the whole auth object.
+    if let (Some(new_type), Some(old_type)) = (
+        patch
+            .pointer("/warehouse/auth/type")
+            .and_then(Value::as_str),
+        doc.pointer("/warehouse/auth/type").and_then(Value::as_str),
+    ) && new_type != old_type
+        && let Some(w) = doc.get_mut("warehouse").and_then(Value::as_object_mut)
+    {
+        w.remove("auth");
+    }
+    merge_patch(&mut doc, &patch);
+    let parts = validate(&doc)?;
+    apply(&s, &mut m, parts);
+    m.updated_at = now_micros();
+    s.engine.db().update_merchant(&m).await?;
+    Ok(Json(render(&s, &m)))
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    load(&s, &id).await?;
+    if s.engine.db().delete_merchant(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::conflict(
+            "has_connections",
+            "this merchant still has connections: delete them first",
+        ))
+    }
+}
+
+async fn rotate(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let mut m = load(&s, &id).await?;
+    let key = random_token("whk");
+    let now = now_micros();
+    m.old_key_hash = Some(m.webhook_key_hash.clone());
+    m.old_key_expires_at = Some(now + OLD_KEY_GRACE_MICROS);
+    m.webhook_key = s.engine.secrets().seal_str(&key);
+    m.webhook_key_hash = hash_token(&key);
+    m.updated_at = now;
+    s.engine.db().update_merchant(&m).await?;
+    Ok(Json(render(&s, &m)))
+}

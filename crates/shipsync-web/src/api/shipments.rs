@@ -1,0 +1,191 @@
+//! `/api/v1/shipments`: what the warehouse shipped, and what the store knows.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipsync_core::ShipmentVersion;
+use shipsync_db::rows::{ShipmentFilter, ShipmentRow};
+use shipsync_engine::ShipmentAction;
+
+use super::{Page, list};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{opt_time, time};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/shipments", get(list_shipments))
+        .route("/shipments/{id}", get(show))
+        .route("/shipments/{id}/reprocess", post(reprocess))
+        .route("/shipments/{id}/reset", post(reset))
+        .route("/shipments/{id}/archive", post(archive))
+}
+
+const STATUSES: [&str; 5] = ["new", "open", "completed", "error", "archived"];
+
+#[derive(Deserialize)]
+struct ListQuery {
+    merchant_id: Option<String>,
+    connection_id: Option<String>,
+    status: Option<String>,
+    order_name: Option<String>,
+    source: Option<String>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+fn summary(s: &ShipmentRow) -> Value {
+    json!({
+        "id": s.id,
+        "merchant_id": s.merchant_id,
+        "connection_id": s.connection_id,
+        "status": s.status,
+        "error": s.error,
+        "order_name": s.order_name,
+        "warehouse_shipment_number": s.number,
+        "sources": s.sources.split(',').filter(|x| !x.is_empty()).collect::<Vec<_>>(),
+        "first_seen_via": s.first_seen_via,
+        "received_at": time(s.received_at),
+        "updated_at": time(s.updated_at),
+        "completed_at": opt_time(s.completed_at),
+    })
+}
+
+async fn list_shipments(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.page.limit()?;
+    let non_empty = |v: Option<String>| v.filter(|x| !x.is_empty());
+    let status = non_empty(q.status);
+    if let Some(st) = &status
+        && !STATUSES.contains(&st.as_str())
+    {
+        return Err(ApiError::invalid(
+            "status",
+            "must be one of new, open, completed, error, archived",
+        ));
+    }
+    let source = non_empty(q.source);
+    if let Some(src) = &source
+        && src != "webhook"
+        && src != "poll"
+    {
+        return Err(ApiError::invalid("source", "must be webhook or poll"));
+    }
+    let filter = ShipmentFilter {
+        merchant_id: non_empty(q.merchant_id),
+        connection_id: non_empty(q.connection_id),
+        status,
+        order_name: non_empty(q.order_name),
+        source,
+    };
+    let rows = s
+        .engine
+        .db()
+        .list_shipments(&filter, q.page.cursor.as_deref(), limit + 1)
+        .await?;
+    Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
+}
+
+pub async fn detail(s: &AppState, id: &str) -> ApiResult<Value> {
+    let db = s.engine.db();
+    let row = db
+        .get_shipment(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("shipment"))?;
+    let mut out = summary(&row);
+    if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&row.version_json) {
+        let sku_of = |line: &str| {
+            v.lines
+                .iter()
+                .find(|l| l.line_number == line)
+                .map(|l| l.sku.clone())
+        };
+        out["warehouse_status"] = json!(v.status);
+        out["carrier"] = json!(v.carrier);
+        out["service"] = json!(v.service);
+        out["shipped_at"] = json!(v.shipped_at);
+        out["packages"] = v
+            .packages
+            .iter()
+            .map(|p| {
+                json!({
+                    "key": p.key,
+                    "tracking_number": p.tracking_number,
+                    "carrier": p.carrier,
+                    "service": p.service,
+                    "lines": p.lines.iter().map(|l| json!({"sku": sku_of(&l.line_number).unwrap_or_else(|| l.sku.clone()), "quantity": l.quantity})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out["lines"] = v
+            .lines
+            .iter()
+            .map(|l| {
+                json!({
+                    "line_number": l.line_number,
+                    "sku": l.sku,
+                    "quantity": l.quantity,
+                    "store_line_id": l.store_line_id,
+                    "kit_sku": l.kit.as_ref().and_then(|k| k.sku.clone()),
+                })
+            })
+            .collect();
+    }
+    let fulfillments = db.store_fulfillments_for_shipment(id).await?;
+    out["store_fulfillments"] = fulfillments
+        .iter()
+        .map(|f| {
+            let tracking: Vec<(String, String)> =
+                serde_json::from_str(&f.tracking_json).unwrap_or_default();
+            json!({
+                "id": f.store_fulfillment_id,
+                "state": f.state,
+                "store_order_id": f.store_order_id,
+                "fulfillment_order_id": f.fulfillment_order_id,
+                "carrier": f.carrier,
+                "quantities": serde_json::from_str::<Value>(&f.lines_json).unwrap_or(Value::Null),
+                "tracking_numbers": shipsync_core::tracking::numbers(&tracking),
+                "created_at": time(f.created_at),
+            })
+        })
+        .collect();
+    out["store_order_id"] = json!(row.order_id);
+    out["activity"] = db
+        .list_activity(id)
+        .await?
+        .iter()
+        .map(|a| json!({"at": time(a.at), "kind": a.kind, "message": a.message}))
+        .collect();
+    Ok(out)
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(detail(&s, &id).await?))
+}
+
+async fn act(s: AppState, id: String, action: ShipmentAction) -> ApiResult<Json<Value>> {
+    s.engine
+        .shipment_action(&id, action)
+        .await
+        .map_err(|e| match e {
+            shipsync_engine::EngineError::NotFound => ApiError::not_found("shipment"),
+            other => other.into(),
+        })?;
+    Ok(Json(detail(&s, &id).await?))
+}
+
+async fn reprocess(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    act(s, id, ShipmentAction::Reprocess).await
+}
+
+async fn reset(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    act(s, id, ShipmentAction::Reset).await
+}
+
+async fn archive(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    act(s, id, ShipmentAction::Archive).await
+}

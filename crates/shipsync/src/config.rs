@@ -1,0 +1,217 @@
+//! Settings: flag > environment > config file (TOML) > default.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Values given on the command line (None = not given).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Flags {
+    /// Database URL: sqlite://FILE (default sqlite://shipsync.db) or postgres://…
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Public base URL used in webhook URLs (default http://<listen>).
+    #[arg(long, global = true)]
+    pub public_url: Option<String>,
+    /// Largest accepted webhook body in bytes (default 1048576).
+    #[arg(long, global = true)]
+    pub webhook_max_bytes: Option<usize>,
+    /// Log format: pretty or json (default pretty on a terminal, json otherwise).
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+    /// TOML configuration file; keys are the environment names in lower case
+    /// without the SHIPSYNC_ prefix.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    webhook_max_bytes: Option<usize>,
+    log_format: Option<String>,
+    admin_token: Option<String>,
+    secret_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub listen: String,
+    pub public_url: String,
+    pub webhook_max_bytes: usize,
+    pub log_format: LogFormat,
+    pub admin_token: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &self.database_url)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("webhook_max_bytes", &self.webhook_max_bytes)
+            .field("log_format", &self.log_format)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    pub fn resolve(flags: &Flags) -> Result<Self> {
+        Self::resolve_with(flags, env)
+    }
+
+    pub fn resolve_with(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let file: FileConfig = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let database_url = flags
+            .database_url
+            .clone()
+            .or_else(|| env("SHIPSYNC_DATABASE_URL"))
+            .or(file.database_url)
+            .unwrap_or_else(|| "sqlite://shipsync.db".into());
+        let listen = flags
+            .listen
+            .clone()
+            .or_else(|| env("SHIPSYNC_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let public_url = flags
+            .public_url
+            .clone()
+            .or_else(|| env("SHIPSYNC_PUBLIC_URL"))
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let webhook_max_bytes = match flags.webhook_max_bytes {
+            Some(n) => n,
+            None => match env("SHIPSYNC_WEBHOOK_MAX_BYTES") {
+                Some(v) => v.trim().parse().with_context(|| {
+                    format!("SHIPSYNC_WEBHOOK_MAX_BYTES={v:?} is not a number of bytes")
+                })?,
+                None => file.webhook_max_bytes.unwrap_or(1_048_576),
+            },
+        };
+        if webhook_max_bytes == 0 {
+            bail!("the webhook body limit must be at least 1 byte");
+        }
+        let log_format = match flags
+            .log_format
+            .clone()
+            .or_else(|| env("SHIPSYNC_LOG_FORMAT"))
+            .or(file.log_format)
+        {
+            Some(f) if f == "pretty" => LogFormat::Pretty,
+            Some(f) if f == "json" => LogFormat::Json,
+            Some(other) => bail!("unknown log format {other:?}: use pretty or json"),
+            None => {
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    LogFormat::Pretty
+                } else {
+                    LogFormat::Json
+                }
+            }
+        };
+        Ok(Self {
+            database_url,
+            listen,
+            public_url,
+            webhook_max_bytes,
+            log_format,
+            admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
+            secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),
+        })
+    }
+
+    /// The SQLite database file, when the database is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.trim_start_matches("//");
+        let path = rest.split('?').next().unwrap_or(rest);
+        if path.is_empty() || path == ":memory:" {
+            return None;
+        }
+        Some(PathBuf::from(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let dir = std::env::temp_dir().join(format!("shipsync-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nwebhook_max_bytes = 10\ndatabase_url = \"sqlite://file.db\"\n").unwrap();
+        let env_of = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let flags = Flags {
+            config: Some(file.clone()),
+            ..Flags::default()
+        };
+        let s = Settings::resolve_with(&flags, env_of(&[])).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7000");
+        assert_eq!(s.webhook_max_bytes, 10);
+        assert_eq!(s.public_url, "http://127.0.0.1:7000");
+        let s = Settings::resolve_with(&flags, env_of(&[("SHIPSYNC_LISTEN", "127.0.0.1:7001")]))
+            .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7001");
+        let flags2 = Flags {
+            listen: Some("127.0.0.1:7002".into()),
+            ..flags.clone()
+        };
+        let s = Settings::resolve_with(&flags2, env_of(&[("SHIPSYNC_LISTEN", "127.0.0.1:7001")]))
+            .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7002");
+        assert_eq!(s.database_url, "sqlite://file.db");
+        assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("file.db"));
+        let s = Settings::resolve_with(&Flags::default(), env_of(&[])).unwrap();
+        assert_eq!(s.database_url, "sqlite://shipsync.db");
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.webhook_max_bytes, 1_048_576);
+        std::fs::write(&file, "bogus = 1\n").unwrap();
+        assert!(Settings::resolve_with(&flags, env_of(&[])).is_err());
+        assert!(
+            Settings::resolve_with(
+                &Flags {
+                    log_format: Some("xml".into()),
+                    ..Flags::default()
+                },
+                env_of(&[])
+            )
+            .is_err()
+        );
+    }
+}

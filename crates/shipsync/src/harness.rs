@@ -1,0 +1,352 @@
+//! shipsync wired to both sandboxes on loopback: what `demo` runs and what
+//! the integration tests drive. Everything goes over real HTTP.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use shipsync_engine::EngineConfig;
+use shipsync_sandbox_deposco::{DeposcoSandbox, RunningDeposco, Shape, ShipmentSpec, Signing};
+use shipsync_sandbox_shopify::{OrderSpec, RunningShopify, ShopifySandbox};
+
+use crate::config::{LogFormat, Settings};
+use crate::server::{self, Running};
+
+pub const SHOPIFY_TOKEN: &str = "shpat_sandbox";
+
+/// Options of a harness.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub database_url: String,
+    /// A shared secret for the merchant's webhooks (None: unsigned).
+    pub shared_secret: Option<String>,
+    pub kit_policy: &'static str,
+    pub engine: EngineConfig,
+    /// Enable the connection and its Shipments channel right away.
+    pub enable: bool,
+}
+
+impl Options {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            shared_secret: Some("whsec_c2hpcHN5bmMtZGVtby1zZWNyZXQtMzJieXRlcyE=".into()),
+            kit_policy: "complete_kits",
+            engine: fast_engine(),
+            enable: true,
+        }
+    }
+}
+
+/// Engine settings for tests and the demo: short waits, same logic.
+pub fn fast_engine() -> EngineConfig {
+    EngineConfig {
+        workers: 4,
+        lease: Duration::from_secs(30),
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(800),
+        max_attempts: 6,
+        ingest_capacity: 4096,
+        http_timeout: Duration::from_secs(5),
+    }
+}
+
+pub struct Harness {
+    pub server: Option<Running>,
+    pub settings: Settings,
+    pub engine_config: EngineConfig,
+    pub shopify: RunningShopify,
+    pub deposco: RunningDeposco,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub merchant_id: String,
+    pub connection_id: String,
+    pub webhook_url: String,
+    pub shared_secret: Option<String>,
+    next_order: u32,
+}
+
+impl Harness {
+    pub async fn start(opts: Options) -> Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
+            access_token: SHOPIFY_TOKEN.into(),
+            ..Default::default()
+        })
+        .start("127.0.0.1:0".parse()?)
+        .await?;
+        let deposco = DeposcoSandbox::new(shipsync_sandbox_deposco::SandboxConfig::default())
+            .start("127.0.0.1:0".parse()?)
+            .await?;
+        let token = shipsync_engine::secrets::random_token("adm");
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        let settings = Settings {
+            database_url: opts.database_url.clone(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "http://127.0.0.1:0".into(),
+            webhook_max_bytes: 1_048_576,
+            log_format: LogFormat::Json,
+            admin_token: Some(token.clone()),
+            secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),
+        };
+        let running = server::start(&settings, opts.engine.clone()).await?;
+        let mut h = Self {
+            server: Some(running),
+            settings,
+            engine_config: opts.engine.clone(),
+            shopify,
+            deposco,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            token,
+            merchant_id: String::new(),
+            connection_id: String::new(),
+            webhook_url: String::new(),
+            shared_secret: opts.shared_secret.clone(),
+            next_order: 1001,
+        };
+        let merchant = h
+            .api(
+                "POST",
+                "/api/v1/merchants",
+                Some(json!({
+                    "name": "Acme Outdoor",
+                    "warehouse": {
+                        "platform": "deposco",
+                        "api_url": h.deposco.url,
+                        "business_unit": "ACME",
+                        "auth": {"type": "basic", "username": "sandbox", "password": "sandbox"},
+                    },
+                    "shipment_webhooks": {"enabled": true, "shared_secret": opts.shared_secret},
+                    "kit_policy": opts.kit_policy,
+                })),
+            )
+            .await?
+            .ok(201)?;
+        h.merchant_id = merchant["id"].as_str().unwrap_or_default().to_string();
+        h.webhook_url = merchant["shipment_webhooks"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let connection = h
+            .api("POST", "/api/v1/connections", Some(json!({
+                "name": "Acme Shopify",
+                "merchant_id": h.merchant_id,
+                "enabled": opts.enable,
+                "store": {"platform": "shopify", "shop_url": h.shopify.url, "access_token": SHOPIFY_TOKEN},
+            })))
+            .await?
+            .ok(201)?;
+        h.connection_id = connection["id"].as_str().unwrap_or_default().to_string();
+        if opts.enable {
+            h.api(
+                "PATCH",
+                &format!("/api/v1/connections/{}/channels/shipments", h.connection_id),
+                Some(json!({"enabled": true})),
+            )
+            .await?
+            .ok(200)?;
+        }
+        Ok(h)
+    }
+
+    pub fn url(&self) -> String {
+        self.server
+            .as_ref()
+            .map(|s| s.url.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn engine(&self) -> Option<&shipsync_engine::Engine> {
+        self.server.as_ref().map(|s| &s.engine)
+    }
+
+    /// Calls the JSON API with the admin token.
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Result<ApiAnswer> {
+        let url = format!("{}{path}", self.url());
+        let m = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(m, url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(ApiAnswer { status, body })
+    }
+
+    /// Creates a store order; returns its name and line ids.
+    pub fn place_order(&mut self, lines: &[(&str, u32)]) -> (String, Vec<String>) {
+        let name = format!("#{}", self.next_order);
+        self.next_order += 1;
+        let created = self.shopify.sandbox.create_order(OrderSpec {
+            name: name.clone(),
+            lines: lines
+                .iter()
+                .map(|(sku, q)| shipsync_sandbox_shopify::LineSpec {
+                    sku: sku.to_string(),
+                    quantity: *q,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+        (name, created.line_item_ids)
+    }
+
+    /// Creates a store order from a full spec.
+    pub fn place_order_spec(&mut self, spec: OrderSpec) -> shipsync_sandbox_shopify::CreatedOrder {
+        self.shopify.sandbox.create_order(spec)
+    }
+
+    /// The signing for webhooks of this harness's merchant.
+    pub fn signing(&self, body_hmac: bool) -> Signing {
+        match &self.shared_secret {
+            None => Signing::None,
+            Some(s) if body_hmac => Signing::BodyHmac { secret: s.clone() },
+            Some(s) => Signing::Standard { secret: s.clone() },
+        }
+    }
+
+    /// Registers a shipment in the Deposco sandbox and posts its webhook;
+    /// returns (Deposco shipment number, HTTP status).
+    pub async fn ship(&self, spec: ShipmentSpec, shape: Shape) -> Result<(String, u16)> {
+        let record = self.deposco.sandbox.add_shipment(spec);
+        let status = self.post(&record.number, shape).await?;
+        Ok((record.number, status))
+    }
+
+    /// Posts (again) the current webhook of a Deposco shipment.
+    pub async fn post(&self, number: &str, shape: Shape) -> Result<u16> {
+        let r = self
+            .deposco
+            .sandbox
+            .post_webhook(number, &self.webhook_url, shape, self.signing(false))
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        r.status()
+            .ok_or_else(|| anyhow!("the webhook was dropped by the sandbox"))
+    }
+
+    /// The shipment shipsync made of a Deposco shipment number.
+    pub async fn shipment_by_number(&self, number: &str) -> Result<Option<Value>> {
+        let list = self
+            .api(
+                "GET",
+                &format!(
+                    "/api/v1/shipments?merchant_id={}&limit=500",
+                    self.merchant_id
+                ),
+                None,
+            )
+            .await?
+            .ok(200)?;
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            if item["warehouse_shipment_number"] == number {
+                let id = item["id"].as_str().unwrap_or_default();
+                return Ok(Some(
+                    self.api("GET", &format!("/api/v1/shipments/{id}"), None)
+                        .await?
+                        .ok(200)?,
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until the shipment reaches one of `statuses` (and has no job
+    /// left), returning it.
+    pub async fn wait_shipment(
+        &self,
+        number: &str,
+        statuses: &[&str],
+        timeout: Duration,
+    ) -> Result<Value> {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < timeout {
+            if let Some(s) = self.shipment_by_number(number).await? {
+                if statuses.iter().any(|x| s["status"] == *x) && self.idle().await? {
+                    return Ok(s);
+                }
+                last = s;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("shipment {number} did not reach {statuses:?} within {timeout:?}; last seen: {last}")
+    }
+
+    /// True when no job is queued or running.
+    pub async fn idle(&self) -> Result<bool> {
+        let engine = self.engine().context("server stopped")?;
+        Ok(engine.db().count_jobs().await? == 0)
+    }
+
+    /// Waits until no job is left.
+    pub async fn settle(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.idle().await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("work still pending after {timeout:?}")
+    }
+
+    /// Stops the server (the database and sandboxes stay).
+    pub async fn stop_server(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+    }
+
+    /// Starts the server again on the same database.
+    pub async fn restart_server(&mut self) -> Result<()> {
+        self.stop_server().await;
+        let running = server::start(&self.settings, self.engine_config.clone()).await?;
+        // The webhook URL carries the old port: rebuild it on the new one.
+        let key = self
+            .webhook_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.webhook_url = format!("{}/webhooks/deposco/{key}", running.url);
+        self.server = Some(running);
+        Ok(())
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_server().await;
+    }
+}
+
+/// An API answer: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct ApiAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl ApiAnswer {
+    /// The body when the status is `want`, else an error showing both.
+    pub fn ok(self, want: u16) -> Result<Value> {
+        if self.status == want {
+            Ok(self.body)
+        } else {
+            Err(anyhow!(
+                "expected HTTP {want}, got {}: {}",
+                self.status,
+                self.body
+            ))
+        }
+    }
+}

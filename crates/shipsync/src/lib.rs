@@ -1,0 +1,7 @@
+//! The shipsync binary's pieces: configuration, server start-up, the demo,
+//! and the harness that runs shipsync against both sandboxes.
+
+pub mod config;
+pub mod demo;
+pub mod harness;
+pub mod server;
