@@ -1,0 +1,8 @@
+//! Integration tests: the real server over HTTP against both sandboxes, on
+//! SQLite always and on PostgreSQL when `SHIPSYNC_TEST_POSTGRES_URL` is set
+//! (each test in its own throwaway database).
+
+#[macro_use]
+mod support;
+
+mod smoke;
