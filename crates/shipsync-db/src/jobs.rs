@@ -144,6 +144,15 @@ impl Db {
         Ok(())
     }
 
+    /// Frees every lease: on a single-node database (SQLite) a lease found at
+    /// start-up belongs to a process that died, so its jobs may run at once.
+    pub async fn release_all_leases(&self) -> Result<u64, DbError> {
+        let r = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Removes a job whatever its state (e.g. its subject was archived).
     pub async fn drop_job(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM jobs WHERE id = $1")

@@ -70,6 +70,13 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         )
     })?;
     ensure_admin_token(&db, settings).await?;
+    if db.backend() == shipsync_db::Backend::Sqlite {
+        // SQLite runs one node: leases left behind are a dead process's.
+        let n = db.release_all_leases().await?;
+        if n > 0 {
+            tracing::info!(jobs = n, "resumed jobs left running by a previous process");
+        }
+    }
     let engine = Engine::new(db, secrets, engine_config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
