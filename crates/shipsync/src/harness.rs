@@ -24,6 +24,8 @@ pub struct Options {
     pub engine: EngineConfig,
     /// Enable the connection and its Shipments channel right away.
     pub enable: bool,
+    /// `SHIPSYNC_WEBHOOK_MAX_BYTES` of the server (default 1 MiB).
+    pub webhook_max_bytes: usize,
 }
 
 impl Options {
@@ -34,6 +36,7 @@ impl Options {
             kit_policy: "complete_kits",
             engine: fast_engine(),
             enable: true,
+            webhook_max_bytes: 1_048_576,
         }
     }
 }
@@ -85,7 +88,7 @@ impl Harness {
             database_url: opts.database_url.clone(),
             listen: "127.0.0.1:0".into(),
             public_url: "http://127.0.0.1:0".into(),
-            webhook_max_bytes: 1_048_576,
+            webhook_max_bytes: opts.webhook_max_bytes,
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
             secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),
