@@ -6,3 +6,5 @@
 mod support;
 
 mod smoke;
+mod api;
+mod webhook;
