@@ -530,10 +530,15 @@ impl Engine {
         self.record_order(&connection_id, &order).await?;
 
         // The ledger over every shipment of this order.
+        // Order ids are only unique within one store: count the shipments
+        // matched to this order through this connection only.
         let siblings = db.shipments_for_order(&order_id).await?;
         let mut versions: Vec<(String, ShipmentVersion)> = Vec::new();
         for sib in &siblings {
-            if sib.status == "archived" && sib.id != s.id {
+            if sib.id != s.id
+                && (sib.status == "archived"
+                    || sib.connection_id.as_deref() != Some(&connection_id))
+            {
                 continue;
             }
             if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&sib.version_json) {
@@ -568,6 +573,7 @@ impl Engine {
         let order_rows = db.store_fulfillments_for_order(&order_id).await?;
         let adopted: BTreeSet<String> = order_rows
             .iter()
+            .filter(|r| r.connection_id == connection_id)
             .filter_map(|r| r.store_fulfillment_id.clone())
             .collect();
         let mut rows_now = Vec::new();

@@ -8,3 +8,5 @@ mod support;
 mod smoke;
 mod api;
 mod webhook;
+mod rules;
+mod scenarios;
