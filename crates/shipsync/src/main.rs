@@ -60,6 +60,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Engine settings for `serve`: the defaults, plus hidden overrides.
+///
+/// `SHIPSYNC_JOB_LEASE_SECS` (hidden, not in `--help` or the docs): how long a
+/// claimed job stays leased to its node before another node may take it over
+/// (default 120). On PostgreSQL a job leased by a node that died (`kill -9`)
+/// runs again only once this lease expires, so the crash tests set it short;
+/// on SQLite (one node) leases are released at start-up anyway. Keep it well
+/// above the longest job (store calls time out after 20 s each).
+fn engine_config() -> Result<shipsync_engine::EngineConfig> {
+    let mut config = shipsync_engine::EngineConfig::default();
+    if let Ok(v) = std::env::var("SHIPSYNC_JOB_LEASE_SECS") {
+        let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
+            format!("SHIPSYNC_JOB_LEASE_SECS must be a positive number of seconds, not {v:?}")
+        })?;
+        config.lease = std::time::Duration::from_secs(secs);
+    }
+    Ok(config)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -68,8 +87,7 @@ async fn main() -> Result<()> {
         Command::Serve => {
             let settings = Settings::resolve(&cli.flags)?;
             init_logging(settings.log_format);
-            let running =
-                server::start(&settings, shipsync_engine::EngineConfig::default()).await?;
+            let running = server::start(&settings, engine_config()?).await?;
             tracing::info!(url = %running.url, database = %server::redact_url(&settings.database_url), "shipsync is serving");
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");

@@ -10,3 +10,4 @@ mod api;
 mod webhook;
 mod rules;
 mod scenarios;
+mod crash;

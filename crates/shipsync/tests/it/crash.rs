@@ -1,0 +1,534 @@
+//! A `kill -9` after the 202 and before the fulfillment still ends in exactly
+//! one fulfillment after a restart on the same database.
+//!
+//! The real binary runs as a child process (`shipsync serve`); the sandboxes
+//! run in the test process. Between the binary and the Shopify sandbox sits a
+//! small proxy that can hold requests, so the crash lands at a chosen point:
+//!
+//! - the `fulfillmentCreate` reached the store and was applied, but its
+//!   answer never came back (the worst case: a retry must adopt it, not
+//!   create a second one);
+//! - the `fulfillmentCreate` was sent and never reached the store (a stalled
+//!   connection whose work is dropped, like the sandbox's Timeout fault);
+//! - right after the 202, before any store call was answered.
+//!
+//! (The sandbox's own Timeout fault records a request only once it is
+//! served, so "the request reached the store" cannot be observed through
+//! `requests()` while it stalls: hence the proxy.)
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use shipsync_sandbox_deposco::{
+    DeposcoSandbox, LineSpec, PackageSpec, RunningDeposco, Shape, ShipmentSpec, Signing,
+};
+use shipsync_sandbox_shopify::{OrderSpec, RunningShopify, ShopifySandbox};
+
+use crate::support::SETTLE;
+
+const SECRET: &str = "whsec_c2hpcHN5bmMtZGVtby1zZWNyZXQtMzJieXRlcyE=";
+const TOKEN: &str = "adm_crash_test_token_0123456789";
+
+// ---------------------------------------------------------------------------
+// The proxy
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Forward everything.
+    Pass,
+    /// Hold every request (never answer, never forward).
+    HoldAll,
+    /// Forward `fulfillmentCreate`, then hold its answer.
+    ApplyThenHold,
+    /// Hold `fulfillmentCreate` without forwarding it.
+    HoldCreate,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    target: String,
+    http: reqwest::Client,
+    mode: Arc<Mutex<Mode>>,
+    /// Requests received.
+    seen: Arc<AtomicUsize>,
+    /// Requests held (never answered).
+    held: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+
+    async fn hold(&self) -> Response {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    }
+}
+
+async fn proxy_handler(
+    State(p): State<Proxy>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    p.seen.fetch_add(1, Ordering::SeqCst);
+    let is_create = String::from_utf8_lossy(&body).contains("fulfillmentCreate");
+    let mode = *p.mode.lock().expect("mode");
+    if mode == Mode::HoldAll || (mode == Mode::HoldCreate && is_create) {
+        return p.hold().await;
+    }
+    let path = uri.path_and_query().map(|x| x.as_str()).unwrap_or("/");
+    let mut req = p
+        .http
+        .post(format!("{}{path}", p.target))
+        .body(body.to_vec());
+    for name in ["content-type", "x-shopify-access-token"] {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v.as_bytes());
+        }
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if mode == Mode::ApplyThenHold && is_create {
+        // The store applied it; the answer is lost with the process.
+        return p.hold().await;
+    }
+    let mut out = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response();
+    if let Some(v) = retry_after {
+        out.headers_mut().insert("retry-after", v);
+    }
+    out
+}
+
+async fn start_proxy(target: &str) -> (Proxy, String) {
+    let p = Proxy {
+        target: target.to_string(),
+        http: reqwest::Client::new(),
+        mode: Arc::new(Mutex::new(Mode::Pass)),
+        seen: Arc::new(AtomicUsize::new(0)),
+        held: Arc::new(AtomicUsize::new(0)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .fallback(proxy_handler)
+        .with_state(p.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (p, url)
+}
+
+// ---------------------------------------------------------------------------
+// The child process
+
+struct Node {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn secret_key() -> String {
+    (0..32)
+        .map(|i| format!("{:02x}", (i * 7 + 3) as u8))
+        .collect()
+}
+
+impl Node {
+    async fn start(db_url: &str, log: std::path::PathBuf, http: &reqwest::Client) -> Node {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shipsync"))
+            .arg("serve")
+            .env("SHIPSYNC_DATABASE_URL", db_url)
+            .env("SHIPSYNC_LISTEN", &listen)
+            .env("SHIPSYNC_ADMIN_TOKEN", TOKEN)
+            .env("SHIPSYNC_SECRET_KEY", secret_key())
+            .env("SHIPSYNC_LOG_FORMAT", "json")
+            // A dead node's lease expires quickly (PostgreSQL; SQLite
+            // releases leases at start-up).
+            .env("SHIPSYNC_JOB_LEASE_SECS", "2")
+            .env_remove("SHIPSYNC_PUBLIC_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn shipsync");
+        let mut node = Node {
+            child,
+            url: format!("http://{listen}"),
+            log,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("shipsync exited at start-up ({status}): {}", node.logs());
+            }
+            if let Ok(r) = http.get(format!("{}/healthz", node.url)).send().await
+                && r.status().is_success()
+            {
+                return node;
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "shipsync did not start: {}",
+                node.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGKILL (`Child::kill` on unix), then reap.
+    fn kill9(&mut self) {
+        self.child.kill().expect("kill");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+struct World {
+    http: reqwest::Client,
+    shopify: RunningShopify,
+    deposco: RunningDeposco,
+    proxy: Proxy,
+    proxy_url: String,
+    dir: std::path::PathBuf,
+}
+
+impl World {
+    async fn start() -> World {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
+            access_token: "shpat_sandbox".into(),
+            ..Default::default()
+        })
+        .start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("shopify sandbox");
+        let deposco = DeposcoSandbox::new(Default::default())
+            .start("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("deposco sandbox");
+        let (proxy, proxy_url) = start_proxy(&shopify.url).await;
+        let dir = std::env::temp_dir().join(format!(
+            "shipsync-crash-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        World {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            shopify,
+            deposco,
+            proxy,
+            proxy_url,
+            dir,
+        }
+    }
+
+    async fn api(
+        &self,
+        node: &Node,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", node.url))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("api call");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates the merchant and an enabled connection (through the proxy);
+    /// returns (merchant id, webhook key).
+    async fn setup(&self, node: &Node) -> (String, String) {
+        let (status, merchant) = self
+            .api(
+                node,
+                "POST",
+                "/api/v1/merchants",
+                Some(json!({
+                    "name": "Acme Outdoor",
+                    "warehouse": {
+                        "platform": "deposco",
+                        "api_url": self.deposco.url,
+                        "business_unit": "ACME",
+                        "auth": {"type": "basic", "username": "sandbox", "password": "sandbox"},
+                    },
+                    "shipment_webhooks": {"enabled": true, "shared_secret": SECRET},
+                    "kit_policy": "complete_kits",
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "merchant: {merchant}");
+        let merchant_id = merchant["id"].as_str().expect("id").to_string();
+        let url = merchant["shipment_webhooks"]["url"].as_str().expect("url");
+        let key = url.rsplit('/').next().expect("key").to_string();
+        let (status, connection) = self
+            .api(
+                node,
+                "POST",
+                "/api/v1/connections",
+                Some(json!({
+                    "name": "Acme Shopify",
+                    "merchant_id": merchant_id,
+                    "enabled": true,
+                    "store": {"platform": "shopify", "shop_url": self.proxy_url, "access_token": "shpat_sandbox"},
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "connection: {connection}");
+        let cid = connection["id"].as_str().expect("id");
+        let (status, body) = self
+            .api(
+                node,
+                "PATCH",
+                &format!("/api/v1/connections/{cid}/channels/shipments"),
+                Some(json!({"enabled": true})),
+            )
+            .await;
+        assert_eq!(status, 200, "channel: {body}");
+        (merchant_id, key)
+    }
+
+    async fn post(&self, node: &Node, key: &str, number: &str) -> u16 {
+        let r = self
+            .deposco
+            .sandbox
+            .post_webhook(
+                number,
+                &format!("{}/webhooks/deposco/{key}", node.url),
+                Shape::Current,
+                Signing::Standard {
+                    secret: SECRET.into(),
+                },
+            )
+            .await
+            .expect("post webhook");
+        r.status().expect("delivered")
+    }
+
+    async fn shipment(&self, node: &Node, merchant_id: &str, number: &str) -> Option<Value> {
+        let (status, list) = self
+            .api(
+                node,
+                "GET",
+                &format!("/api/v1/shipments?merchant_id={merchant_id}&limit=500"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let item = list["items"]
+            .as_array()?
+            .iter()
+            .find(|i| i["warehouse_shipment_number"] == number)?
+            .clone();
+        let id = item["id"].as_str()?;
+        let (status, s) = self
+            .api(node, "GET", &format!("/api/v1/shipments/{id}"), None)
+            .await;
+        (status == 200).then_some(s)
+    }
+}
+
+async fn wait_for(what: &str, node: &Node, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < SETTLE,
+            "timed out waiting for {what}; shipsync log:\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Where the process dies.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// After `fulfillmentCreate` was applied by the store, before its answer.
+    CreateApplied,
+    /// While `fulfillmentCreate` is in flight and has not reached the store.
+    CreateInFlight,
+    /// Right after the 202, while the first store call is unanswered.
+    BeforeAnyStoreCall,
+}
+
+async fn crash_once(db_url: &str, point: KillPoint) {
+    let w = World::start().await;
+    let log = w.dir.join("shipsync.log");
+    let name = "#1001";
+    w.shopify.sandbox.create_order(OrderSpec {
+        name: name.into(),
+        lines: vec![shipsync_sandbox_shopify::LineSpec {
+            sku: "A".into(),
+            quantity: 3,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let record = w.deposco.sandbox.add_shipment(
+        ShipmentSpec::new("1001")
+            .line(LineSpec::new(1, "A", 3).shipped(2))
+            .package(PackageSpec::new("C1", "T1").line(1, 2)),
+    );
+
+    let mut node = Node::start(db_url, log.clone(), &w.http).await;
+    let (merchant_id, key) = w.setup(&node).await;
+    w.proxy.set(match point {
+        KillPoint::CreateApplied => Mode::ApplyThenHold,
+        KillPoint::CreateInFlight => Mode::HoldCreate,
+        KillPoint::BeforeAnyStoreCall => Mode::HoldAll,
+    });
+    assert_eq!(w.post(&node, &key, &record.number).await, 202);
+    let held = w.proxy.held.clone();
+    wait_for(&format!("{point:?}: a held store call"), &node, || {
+        held.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let landed = w
+        .shopify
+        .sandbox
+        .order(name)
+        .expect("order")
+        .fulfillments
+        .len();
+    match point {
+        KillPoint::CreateApplied => assert_eq!(landed, 1, "the create was applied"),
+        _ => assert_eq!(landed, 0, "nothing reached the store yet"),
+    }
+    node.kill9();
+
+    // The store is healthy again; restart on the same database.
+    w.proxy.set(Mode::Pass);
+    let node = Node::start(db_url, log, &w.http).await;
+    let start = Instant::now();
+    let s = loop {
+        if let Some(s) = w.shipment(&node, &merchant_id, &record.number).await
+            && s["status"] == "completed"
+        {
+            break s;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "{point:?}: the shipment did not complete after restart; log:\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // No work left that could still create something.
+    let db = shipsync_db::Db::open(db_url).await.expect("open db");
+    let start = Instant::now();
+    while db.count_jobs().await.expect("count jobs") > 0 {
+        assert!(start.elapsed() < SETTLE, "{point:?}: jobs left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.close().await;
+
+    let o = w.shopify.sandbox.order(name).expect("order");
+    assert_eq!(o.fulfillments.len(), 1, "{point:?}: {:?}", o.fulfillments);
+    assert_eq!(
+        w.shopify.sandbox.fulfillments_created(),
+        1,
+        "{point:?}: one create in all"
+    );
+    let f = &o.fulfillments[0];
+    assert_eq!(
+        f.line_items.iter().map(|l| l.quantity).sum::<u32>(),
+        2,
+        "{point:?}"
+    );
+    assert_eq!(f.tracking_numbers, vec!["T1"], "{point:?}");
+    assert_eq!(o.lines[0].fulfilled_quantity, 2, "{point:?}");
+    let sf = s["store_fulfillments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sf.len(), 1, "{point:?}: {s}");
+    assert!(sf[0].to_string().contains(&f.id), "{point:?}: {s}");
+    if matches!(point, KillPoint::CreateApplied) {
+        assert!(
+            s["activity"].to_string().contains("adopted"),
+            "{point:?}: the landed create was adopted: {s}"
+        );
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&w.dir);
+}
+
+async fn kill9_after_create_applied(db_url: String) {
+    crash_once(&db_url, KillPoint::CreateApplied).await;
+}
+
+async fn kill9_while_create_in_flight(db_url: String) {
+    crash_once(&db_url, KillPoint::CreateInFlight).await;
+}
+
+async fn kill9_right_after_202(db_url: String) {
+    crash_once(&db_url, KillPoint::BeforeAnyStoreCall).await;
+}
+
+both_backends!(
+    kill9_after_create_applied,
+    kill9_while_create_in_flight,
+    kill9_right_after_202,
+);
