@@ -25,6 +25,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take this HTTP method (see docs/contract.md)",
+            )
+        })
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 

@@ -187,6 +187,24 @@ async fn unknown_ids_are_404(db_url: String) {
     assert_eq!(r.status().as_u16(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["code"].is_string(), "{body}");
+    // Unknown endpoints and methods answer with the same error shape.
+    let r = h.api("GET", "/api/v1/nothing-here", None).await.unwrap();
+    assert_eq!(r.status, 404);
+    assert_error(&r.body, "not_found");
+    let r = h
+        .api(
+            "PUT",
+            &format!("/api/v1/merchants/{}", h.merchant_id),
+            Some(json!({"name": "x"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405, "{:?}", r.body);
+    assert!(
+        r.body["error"]["code"].is_string(),
+        "405 in the error shape: {:?}",
+        r.body
+    );
     h.shutdown().await;
 }
 
@@ -615,6 +633,17 @@ async fn invalid_fields_are_422_naming_the_field(db_url: String) {
         1,
         "nothing created"
     );
+    // A merge patch may not null a required field.
+    let mpath = format!("{m}/{}", h.merchant_id);
+    assert_invalid(&h, "PATCH", &mpath, Some(json!({"name": null})), "name").await;
+    assert_invalid(
+        &h,
+        "PATCH",
+        &mpath,
+        Some(json!({"warehouse": {"api_url": "nope"}})),
+        "warehouse.api_url",
+    )
+    .await;
 
     let c = "/api/v1/connections";
     let conn = |f: &dyn Fn(&mut Value)| {
