@@ -1,7 +1,7 @@
 //! `/api/v1/connections` and their channels.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,7 +11,7 @@ use shipsync_db::now_micros;
 use shipsync_db::rows::{ChannelRow, ConnectionRow};
 
 use super::merchants::check_url;
-use super::{Page, body_json, list};
+use super::{Page, Query, body_json, list};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, opt_time, time};

@@ -1,6 +1,6 @@
 //! `/api/v1/events`: inbound webhook deliveries, raw, with replay.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shipsync_db::rows::{EventFilter, EventRow};
 use shipsync_engine::Outcome;
 
-use super::{Page, list};
+use super::{Page, Query, list};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::json::time;

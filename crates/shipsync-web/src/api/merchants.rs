@@ -1,7 +1,7 @@
 //! `/api/v1/merchants`: the warehouse side and the shipment-webhook settings.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use shipsync_db::now_micros;
 use shipsync_db::rows::MerchantRow;
 use shipsync_engine::secrets::{hash_token, random_token};
 
-use super::{Page, body_json, list};
+use super::{Page, Query, body_json, list};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, time};

@@ -72,6 +72,33 @@ async fn authenticate(
     Ok(next.run(req).await)
 }
 
+/// `axum::extract::Query` whose rejection is a JSON 400 in the API's error
+/// shape (axum's own answers in plain text).
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the query string cannot be read: {}",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
 /// `cursor` and `limit` of list endpoints.
 #[derive(Debug, Deserialize, Default)]
 pub struct Page {

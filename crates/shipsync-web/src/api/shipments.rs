@@ -1,6 +1,6 @@
 //! `/api/v1/shipments`: what the warehouse shipped, and what the store knows.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use shipsync_core::ShipmentVersion;
 use shipsync_db::rows::{ShipmentFilter, ShipmentRow};
 use shipsync_engine::ShipmentAction;
 
-use super::{Page, list};
+use super::{Page, Query, list};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{opt_time, time};

@@ -187,6 +187,12 @@ async fn unknown_ids_are_404(db_url: String) {
     assert_eq!(r.status().as_u16(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["code"].is_string(), "{body}");
+    // A query string that cannot be read is a JSON 400/422 too.
+    for q in ["limit=1&limit=2", "status=new&status=open"] {
+        let r = h.api("GET", &format!("/api/v1/shipments?{q}"), None).await.unwrap();
+        assert!(r.status == 400 || r.status == 422, "{q}: {r:?}");
+        assert!(r.body["error"]["code"].is_string(), "{q}: JSON error shape: {:?}", r.body);
+    }
     // Unknown endpoints and methods answer with the same error shape.
     let r = h.api("GET", "/api/v1/nothing-here", None).await.unwrap();
     assert_eq!(r.status, 404);
