@@ -189,9 +189,16 @@ async fn unknown_ids_are_404(db_url: String) {
     assert!(body["error"]["code"].is_string(), "{body}");
     // A query string that cannot be read is a JSON 400/422 too.
     for q in ["limit=1&limit=2", "status=new&status=open"] {
-        let r = h.api("GET", &format!("/api/v1/shipments?{q}"), None).await.unwrap();
+        let r = h
+            .api("GET", &format!("/api/v1/shipments?{q}"), None)
+            .await
+            .unwrap();
         assert!(r.status == 400 || r.status == 422, "{q}: {r:?}");
-        assert!(r.body["error"]["code"].is_string(), "{q}: JSON error shape: {:?}", r.body);
+        assert!(
+            r.body["error"]["code"].is_string(),
+            "{q}: JSON error shape: {:?}",
+            r.body
+        );
     }
     // Unknown endpoints and methods answer with the same error shape.
     let r = h.api("GET", "/api/v1/nothing-here", None).await.unwrap();
@@ -279,6 +286,9 @@ async fn create_answers_201_with_prefixed_ids(db_url: String) {
 }
 
 // ---------- secrets ----------
+
+/// id, warehouse_json, warehouse_secrets, shared_secret, webhook_key.
+type MerchantSecrets = (String, String, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>);
 
 const PLAIN: [&str; 6] = [
     "pw-PLAIN-merchant-1",
@@ -379,7 +389,7 @@ async fn secrets_are_write_only_and_encrypted_at_rest(db_url: String) {
 
     // At rest: no plaintext in the rows.
     let pool = h.engine().unwrap().db().pool().clone();
-    let rows: Vec<(String, String, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<MerchantSecrets> = sqlx::query_as(
         "SELECT id, warehouse_json, warehouse_secrets, shared_secret, webhook_key FROM merchants",
     )
     .fetch_all(&pool)
