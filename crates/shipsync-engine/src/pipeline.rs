@@ -98,6 +98,16 @@ fn is_older(new: Option<&str>, current: Option<&str>) -> bool {
     }
 }
 
+/// True when `new` would move a shipped shipment back to an earlier
+/// warehouse status (`New`, `Shipping`): statuses only move forward, so such
+/// a report changes nothing. (`Rolled Back` is not "back": it goes through
+/// and becomes an error for a person.)
+fn goes_back(stored_json: &str, new: &ShipmentVersion) -> bool {
+    matches!(new.status, WarehouseStatus::New | WarehouseStatus::Shipping)
+        && serde_json::from_str::<ShipmentVersion>(stored_json)
+            .is_ok_and(|v| v.status == WarehouseStatus::Shipped)
+}
+
 fn sources_with(sources: &str, source: &str) -> String {
     let mut set: Vec<&str> = sources.split(',').filter(|s| !s.is_empty()).collect();
     if !set.contains(&source) {
@@ -179,6 +189,18 @@ impl Engine {
                         &s.id,
                         "received",
                         &format!("Received again from {via}; unchanged"),
+                    )
+                    .await?;
+                    false
+                } else if goes_back(&s.version_json, version) {
+                    rows::add_activity(
+                        &mut *tx,
+                        &s.id,
+                        "received",
+                        &format!(
+                            "Received status {:?} from {via} after Shipped; statuses only move forward: kept the shipped version",
+                            version.status
+                        ),
                     )
                     .await?;
                     false
@@ -393,6 +415,11 @@ impl Engine {
                     if let Some(p) = parsed
                         && !newest.as_ref().is_some_and(|n| {
                             is_older(p.updated_at.as_deref(), n.updated_at.as_deref())
+                                || (n.status == WarehouseStatus::Shipped
+                                    && matches!(
+                                        p.status,
+                                        WarehouseStatus::New | WarehouseStatus::Shipping
+                                    ))
                         })
                     {
                         newest = Some(p);
@@ -611,10 +638,20 @@ impl Engine {
         if !todo.is_empty() {
             s.status = "open".into();
             db.save_shipment(&s).await?;
+            // Packages the store already has on this shipment's fulfillments.
+            let told: BTreeSet<String> = rows_now
+                .iter()
+                .flat_map(|r| {
+                    serde_json::from_str::<Vec<(String, String)>>(&r.tracking_json)
+                        .unwrap_or_default()
+                })
+                .map(|(k, _)| k)
+                .collect();
             self.send_new(
                 &s,
                 &version,
                 &todo,
+                &told,
                 &order,
                 &connection_id,
                 &settings,
@@ -665,6 +702,7 @@ impl Engine {
         s: &ShipmentRow,
         version: &ShipmentVersion,
         todo: &[LineShare],
+        told: &BTreeSet<String>,
         order: &StoreOrder,
         connection_id: &str,
         settings: &crate::stores::StoreSettings,
@@ -725,10 +763,22 @@ impl Engine {
                     }
                 }
             }
-            let keys: BTreeSet<&String> = shares
+            let mut keys: BTreeSet<&String> = shares
                 .iter()
                 .flat_map(|sh| sh.package_keys.iter())
                 .collect();
+            // A changed shipment: the new units came in packages the store
+            // does not know yet; those already on an earlier fulfillment of
+            // this shipment keep their number there. When every package is
+            // known (a package that grew), they all stay.
+            let new_keys: BTreeSet<&String> = keys
+                .iter()
+                .copied()
+                .filter(|k| !told.contains(*k))
+                .collect();
+            if !new_keys.is_empty() {
+                keys = new_keys;
+            }
             let pkg_tracking: Vec<(String, String)> = version
                 .packages
                 .iter()

@@ -192,6 +192,89 @@ async fn deposco_statuses(db_url: String) {
     h.shutdown().await;
 }
 
+/// Shipped never goes back: a later report of the shipment as `Shipping` or
+/// `New` changes nothing (the shipment stays completed, the store keeps its
+/// fulfillment, and the units still count for the order).
+async fn shipped_never_goes_back(db_url: String) {
+    let mut h = harness(&db_url).await;
+    for shape in [Shape::Current, Shape::Xml, Shape::Mirror] {
+        for late in ["Shipping", "New"] {
+            let ctx = format!("{shape:?} {late}");
+            let (name, _) = h.place_order(&[("A", 2)]);
+            let spec = ShipmentSpec::new(bare(&name))
+                .line(LineSpec::new(1, "A", 2).shipped(1))
+                .package(PackageSpec::new("C1", "T1").line(1, 1));
+            let n1 = ship(&h, spec, shape).await;
+            wait(&h, &n1, "completed", shape).await;
+
+            h.deposco
+                .sandbox
+                .update_shipment(&n1, |s| s.status = late.into())
+                .expect("update");
+            repost(&h, &n1, shape).await;
+            let s = wait(&h, &n1, "completed", shape).await;
+            assert_eq!(s["warehouse_status"], "shipped", "{ctx}: {s}");
+            let o = order(&h, &name);
+            assert_eq!(o.fulfillments.len(), 1, "{ctx}");
+            assert_eq!(fulfilled(&o), map(&[("A", 1)]), "{ctx}");
+
+            // The order's second shipment still sees the first one's unit.
+            let spec = ShipmentSpec::new(bare(&name))
+                .line(LineSpec::new(1, "A", 2).shipped(1))
+                .package(PackageSpec::new("C2", "T2").line(1, 1));
+            let n2 = ship(&h, spec, shape).await;
+            wait(&h, &n2, "completed", shape).await;
+            let o = order(&h, &name);
+            assert_eq!(o.fulfillments.len(), 2, "{ctx}");
+            assert_eq!(fulfilled(&o), map(&[("A", 2)]), "{ctx}");
+        }
+    }
+    h.shutdown().await;
+}
+
+/// A changed shipment with a new package: only the new units go out, as a
+/// new fulfillment carrying the new package's number; the first fulfillment
+/// keeps its own.
+async fn new_package_adds_only_the_difference(db_url: String) {
+    let mut h = harness(&db_url).await;
+    for shape in SHAPES {
+        let (name, _) = h.place_order(&[("A", 2), ("B", 1)]);
+        let spec = ShipmentSpec::new(bare(&name))
+            .line(LineSpec::new(1, "A", 2).shipped(1))
+            .package(PackageSpec::new("C1", "T1").line(1, 1));
+        let number = ship(&h, spec, shape).await;
+        wait(&h, &number, "completed", shape).await;
+
+        h.deposco
+            .sandbox
+            .update_shipment(&number, |s| {
+                s.lines[0].shipped = 2;
+                s.lines.push(LineSpec::new(2, "B", 1));
+                s.packages
+                    .push(PackageSpec::new("C2", "T2").line(1, 1).line(2, 1));
+            })
+            .expect("update");
+        repost(&h, &number, shape).await;
+        wait(&h, &number, "completed", shape).await;
+        let o = order(&h, &name);
+        assert_eq!(o.fulfillments.len(), 2, "{shape:?}: {:?}", o.fulfillments);
+        assert_eq!(
+            fulfillment_lines(&o.fulfillments[0]),
+            map(&[("A", 1)]),
+            "{shape:?}"
+        );
+        assert_eq!(o.fulfillments[0].tracking_numbers, vec!["T1"], "{shape:?}");
+        assert_eq!(
+            fulfillment_lines(&o.fulfillments[1]),
+            map(&[("A", 1), ("B", 1)]),
+            "{shape:?}"
+        );
+        assert_eq!(o.fulfillments[1].tracking_numbers, vec!["T2"], "{shape:?}");
+        assert_eq!(fulfilled(&o), map(&[("A", 2), ("B", 1)]), "{shape:?}");
+    }
+    h.shutdown().await;
+}
+
 /// Warehouse carrier codes become Shopify's names; two carriers in one
 /// shipment make two fulfillments.
 async fn carriers(db_url: String) {
@@ -614,6 +697,8 @@ both_backends!(
     tracking_replacement,
     older_version_changes_nothing,
     deposco_statuses,
+    shipped_never_goes_back,
+    new_package_adds_only_the_difference,
     carriers,
     fulfillment_order_on_hold,
     connection_location_only,

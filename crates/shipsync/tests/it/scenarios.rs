@@ -65,11 +65,21 @@ pub(crate) async fn repost(h: &Harness, number: &str, shape: Shape) {
     assert_eq!(status, 202, "{shape:?}: webhook answered {status}");
 }
 
-/// Waits for the shipment to reach `status` with no work left.
+/// Waits for the shipment to reach `status` with no work left, and returns
+/// it as read after the work settled (`wait_shipment` returns the snapshot
+/// read before it saw the queue empty, which can predate the last write when
+/// the status did not change, e.g. `new` → waiting `new`).
 pub(crate) async fn wait(h: &Harness, number: &str, status: &str, shape: Shape) -> Value {
     h.wait_shipment(number, &[status], SETTLE)
         .await
-        .unwrap_or_else(|e| panic!("{shape:?}: {e}"))
+        .unwrap_or_else(|e| panic!("{shape:?}: {e}"));
+    let s = h
+        .shipment_by_number(number)
+        .await
+        .expect("read shipment")
+        .expect("shipment exists");
+    assert_eq!(s["status"], status, "{shape:?}: changed after settling: {s}");
+    s
 }
 
 /// The shipment's error text (empty when none).
