@@ -447,6 +447,29 @@ impl Engine {
 
     // ---------- store notification ----------
 
+    /// Saves what a run decided about a shipment (match, status, error,
+    /// completion) without undoing what a merge wrote meanwhile: the version,
+    /// its hash and the sources are taken from the stored row, and an
+    /// archived shipment stays archived. (A run holds the row it read at its
+    /// start; saving that whole row would put back the version it replaced.)
+    pub(crate) async fn save_run(&self, s: &ShipmentRow) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let mut row = s.clone();
+        if let Some(cur) = rows::shipment_by_number(&mut tx, &s.merchant_id, &s.number).await? {
+            row.version_json = cur.version_json;
+            row.version_at = cur.version_at;
+            row.content_hash = cur.content_hash;
+            row.sources = cur.sources;
+            row.first_seen_via = cur.first_seen_via;
+            if cur.status == "archived" {
+                row.status = cur.status;
+            }
+        }
+        rows::update_shipment(&mut *tx, &row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Job `sync_shipment`: bring the store up to date for one shipment.
     pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
         let db = self.db();
@@ -476,7 +499,7 @@ impl Engine {
             s.status = "completed".into();
             s.error = None;
             s.completed_at = Some(now_micros());
-            db.save_shipment(&s).await?;
+            self.save_run(&s).await?;
             db.activity(
                 shipment_id,
                 "completed",
@@ -499,7 +522,7 @@ impl Engine {
                     s.connection_id = Some(connection_id);
                     s.order_id = Some(order.id.clone());
                     s.order_name = order.name.clone();
-                    db.save_shipment(&s).await?;
+                    self.save_run(&s).await?;
                     db.activity(
                         shipment_id,
                         "matched",
@@ -568,7 +591,12 @@ impl Engine {
             {
                 continue;
             }
-            if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&sib.version_json) {
+            if sib.id == s.id {
+                // This run works on the version it read at its start (its
+                // packages and tracking too); a newer one merged meanwhile
+                // re-runs the job.
+                versions.push((s.id.clone(), version.clone()));
+            } else if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&sib.version_json) {
                 versions.push((sib.id.clone(), v));
             }
         }
@@ -637,7 +665,7 @@ impl Engine {
             serde_json::from_str(&merchant.carrier_overrides).unwrap_or_default();
         if !todo.is_empty() {
             s.status = "open".into();
-            db.save_shipment(&s).await?;
+            self.save_run(&s).await?;
             // Packages the store already has on this shipment's fulfillments.
             let told: BTreeSet<String> = rows_now
                 .iter()
@@ -674,7 +702,7 @@ impl Engine {
             s.error = None;
             s.completed_at = Some(now);
             s.updated_at = now;
-            db.save_shipment(&s).await?;
+            self.save_run(&s).await?;
             db.activity(
                 shipment_id,
                 "completed",
@@ -690,7 +718,7 @@ impl Engine {
             s.status = "new".into();
             s.error = Some(why.to_string());
             s.updated_at = now_micros();
-            self.db().save_shipment(s).await?;
+            self.save_run(s).await?;
             self.db().activity(&s.id, "waiting", why).await?;
         }
         Ok(())

@@ -70,7 +70,10 @@ pub async fn run(engine: Engine, index: usize, shutdown: Arc<Notify>) {
                         .job_failed(&job.kind, &job.payload, &message, give_up, job.attempts + 1)
                         .await;
                     let r = if give_up {
-                        db.drop_job(&job.id).await
+                        // Done with this job, unless it was enqueued again
+                        // while it ran (a newer version of its shipment):
+                        // then it runs again at once, on what is new.
+                        db.complete_job(&job.id, &owner).await
                     } else {
                         let delay = backoff(engine.config(), job.attempts, after);
                         let at =
@@ -147,7 +150,7 @@ impl Engine {
         if give_up {
             s.status = "error".into();
             s.error = Some(message.to_string());
-            db.save_shipment(&s).await?;
+            self.save_run(&s).await?;
             db.activity(
                 id,
                 "failed",
@@ -157,7 +160,7 @@ impl Engine {
         } else {
             s.status = "open".into();
             s.error = Some(message.to_string());
-            db.save_shipment(&s).await?;
+            self.save_run(&s).await?;
             db.activity(
                 id,
                 "retry",

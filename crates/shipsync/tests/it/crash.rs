@@ -40,7 +40,7 @@ const TOKEN: &str = "adm_crash_test_token_0123456789";
 // The proxy
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// Forward everything.
     Pass,
     /// Hold every request (never answer, never forward).
@@ -49,22 +49,35 @@ enum Mode {
     ApplyThenHold,
     /// Hold `fulfillmentCreate` without forwarding it.
     HoldCreate,
+    /// Hold every request until the gate opens, then forward it.
+    Gate,
 }
 
+/// A proxy in front of the Shopify sandbox that can hold requests.
 #[derive(Clone)]
-struct Proxy {
+pub(crate) struct Proxy {
     target: String,
     http: reqwest::Client,
     mode: Arc<Mutex<Mode>>,
     /// Requests received.
     seen: Arc<AtomicUsize>,
-    /// Requests held (never answered).
-    held: Arc<AtomicUsize>,
+    /// Requests held (never answered, or waiting for the gate).
+    pub(crate) held: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Proxy {
-    fn set(&self, mode: Mode) {
+    pub(crate) fn set(&self, mode: Mode) {
+        if mode == Mode::Gate {
+            self.gate.send_replace(false);
+        }
         *self.mode.lock().expect("mode") = mode;
+    }
+
+    /// Lets the requests waiting at the gate (and later ones) through.
+    pub(crate) fn open_gate(&self) {
+        *self.mode.lock().expect("mode") = Mode::Pass;
+        self.gate.send_replace(true);
     }
 
     async fn hold(&self) -> Response {
@@ -85,6 +98,11 @@ async fn proxy_handler(
     let mode = *p.mode.lock().expect("mode");
     if mode == Mode::HoldAll || (mode == Mode::HoldCreate && is_create) {
         return p.hold().await;
+    }
+    if mode == Mode::Gate {
+        p.held.fetch_add(1, Ordering::SeqCst);
+        let mut open = p.gate.subscribe();
+        let _ = open.wait_for(|o| *o).await;
     }
     let path = uri.path_and_query().map(|x| x.as_str()).unwrap_or("/");
     let mut req = p
@@ -119,13 +137,15 @@ async fn proxy_handler(
     out
 }
 
-async fn start_proxy(target: &str) -> (Proxy, String) {
+/// Starts a proxy to `target`; returns it and its URL.
+pub(crate) async fn start_proxy(target: &str) -> (Proxy, String) {
     let p = Proxy {
         target: target.to_string(),
         http: reqwest::Client::new(),
         mode: Arc::new(Mutex::new(Mode::Pass)),
         seen: Arc::new(AtomicUsize::new(0)),
         held: Arc::new(AtomicUsize::new(0)),
+        gate: Arc::new(tokio::sync::watch::channel(false).0),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -275,6 +275,72 @@ async fn new_package_adds_only_the_difference(db_url: String) {
     h.shutdown().await;
 }
 
+/// A corrected version arrives while a run that will fail for good (on the
+/// version it read) is in progress: the correction is not lost; the shipment
+/// ends completed, not in `error`.
+async fn correction_during_a_failing_run(db_url: String) {
+    let mut h = harness(&db_url).await;
+    let (proxy, proxy_url) = crate::crash::start_proxy(&h.shopify.url).await;
+    h.api(
+        "PATCH",
+        &format!("/api/v1/connections/{}", h.connection_id),
+        Some(json!({"store": {"shop_url": proxy_url}})),
+    )
+    .await
+    .expect("patch")
+    .ok(200)
+    .expect("patch 200");
+    let shape = Shape::Current;
+    let (name, _) = h.place_order(&[("A", 1)]);
+    proxy.set(crate::crash::Mode::Gate);
+    // Over-shipped: on its own, an error for a person.
+    let spec = ShipmentSpec::new(bare(&name))
+        .line(LineSpec::new(1, "A", 2))
+        .package(PackageSpec::new("C1", "T1").line(1, 2));
+    let number = ship(&h, spec, shape).await;
+    let start = std::time::Instant::now();
+    while proxy.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < crate::support::SETTLE, "no store call");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The run is at its first store call; the warehouse corrects the shipment.
+    h.deposco
+        .sandbox
+        .update_shipment(&number, |s| {
+            s.lines[0].ordered = 1;
+            s.lines[0].shipped = 1;
+            s.packages[0].lines = vec![(1, 1)];
+        })
+        .expect("update");
+    repost(&h, &number, shape).await;
+    let start = std::time::Instant::now();
+    loop {
+        let s = h
+            .shipment_by_number(&number)
+            .await
+            .expect("read")
+            .expect("exists");
+        if s["activity"].to_string().contains("Updated from webhook") {
+            break;
+        }
+        assert!(
+            start.elapsed() < crate::support::SETTLE,
+            "v2 not merged: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.open_gate();
+    let s = wait(&h, &number, "completed", shape).await;
+    assert!(
+        s["activity"].to_string().contains("over-shipment"),
+        "the first run did fail: {s}"
+    );
+    let o = order(&h, &name);
+    assert_eq!(o.fulfillments.len(), 1, "{:?}", o.fulfillments);
+    assert_eq!(fulfilled(&o), map(&[("A", 1)]));
+    h.shutdown().await;
+}
+
 /// Warehouse carrier codes become Shopify's names; two carriers in one
 /// shipment make two fulfillments.
 async fn carriers(db_url: String) {
@@ -699,6 +765,7 @@ both_backends!(
     deposco_statuses,
     shipped_never_goes_back,
     new_package_adds_only_the_difference,
+    correction_during_a_failing_run,
     carriers,
     fulfillment_order_on_hold,
     connection_location_only,
