@@ -78,7 +78,10 @@ pub(crate) async fn wait(h: &Harness, number: &str, status: &str, shape: Shape) 
         .await
         .expect("read shipment")
         .expect("shipment exists");
-    assert_eq!(s["status"], status, "{shape:?}: changed after settling: {s}");
+    assert_eq!(
+        s["status"], status,
+        "{shape:?}: changed after settling: {s}"
+    );
     s
 }
 
