@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn comments_with_semicolons_do_not_split_statements() {
         let s = statements(
-            "-- a; b\nCREATE TABLE t (x {BLOB}); -- c\nCREATE INDEX i ON t (x);",
+            "-- a; b\nCREATE TABLE t (x {BLOB});\n  -- c; d\nCREATE INDEX i ON t (x);",
             Backend::Postgres,
         );
         assert_eq!(
