@@ -147,9 +147,11 @@ impl Db {
     /// Frees every lease: on a single-node database (SQLite) a lease found at
     /// start-up belongs to a process that died, so its jobs may run at once.
     pub async fn release_all_leases(&self) -> Result<u64, DbError> {
-        let r = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
-            .execute(self.pool())
-            .await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(self.pool())
+        .await?;
         Ok(r.rows_affected())
     }
 

@@ -503,13 +503,21 @@ pub struct ShipmentRow {
 
 const SHIPMENT_COLS: &str = "id, merchant_id, number, connection_id, order_id, order_name, status, error, sources, first_seen_via, version_json, version_at, content_hash, received_at, updated_at, completed_at";
 
+/// The shipment, locked for the rest of the transaction (SQLite's write
+/// transactions lock the whole database already; PostgreSQL locks the row),
+/// so that concurrent merges and runs never overwrite each other.
 pub async fn shipment_by_number(
     tx: &mut Tx<'_>,
     merchant_id: &str,
     number: &str,
 ) -> Result<Option<ShipmentRow>, DbError> {
+    let lock = if tx.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     Ok(sqlx::query_as(sql!(
-        "SELECT {SHIPMENT_COLS} FROM shipments WHERE merchant_id = $1 AND number = $2"
+        "SELECT {SHIPMENT_COLS} FROM shipments WHERE merchant_id = $1 AND number = $2{lock}"
     ))
     .bind(merchant_id)
     .bind(number)

@@ -167,8 +167,9 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
     for d in batch {
         let body_hash = d.body.as_deref().map(crate::secrets::hash_bytes);
         let dedupes = matches!(d.outcome, Outcome::Accepted | Outcome::NeedsAttention);
-        if dedupes && let Some(hash) = &body_hash {
-            if let Some(original) = rows::find_repeat(
+        if dedupes
+            && let Some(hash) = &body_hash
+            && let Some(original) = rows::find_repeat(
                 &mut tx,
                 &d.merchant_id,
                 d.webhook_id.as_deref(),
@@ -176,11 +177,10 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
                 now - REPEAT_WINDOW_MICROS,
             )
             .await?
-            {
-                rows::bump_repeat(&mut tx, &original).await?;
-                out.push(Stored::Repeat { event_id: original });
-                continue;
-            }
+        {
+            rows::bump_repeat(&mut tx, &original).await?;
+            out.push(Stored::Repeat { event_id: original });
+            continue;
         }
         let id = new_id("evt");
         rows::insert_event(

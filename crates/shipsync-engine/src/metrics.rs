@@ -56,13 +56,10 @@ impl Metrics {
         );
         let jobs = Family::<JobLabels, Counter>::default();
         registry.register("jobs", "Processed jobs by kind and result", jobs.clone());
-        let ship_to_store = Histogram::new(
-            [
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-                3600.0,
-            ]
-            .into_iter(),
-        );
+        let ship_to_store = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            3600.0,
+        ]);
         registry.register(
             "ship_to_store_seconds",
             "Shipment received until the store acknowledged all of it",

@@ -562,7 +562,7 @@ impl Engine {
             ))
         })?;
         let channel = db.get_channel(&connection_id, "shipments").await?;
-        if connection.enabled == 0 || !channel.is_some_and(|c| c.enabled == 1) {
+        if connection.enabled == 0 || channel.is_none_or(|c| c.enabled != 1) {
             return self
                 .wait(&mut s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
                 .await;

@@ -31,8 +31,8 @@ pub const FIND_ORDERS_BY_NAME: &str = r#"query FindOrdersByName($query: String!)
 }"#;
 
 /// An order's header and line items, paged by `$lineItemsAfter`.
-/// Cost: order 1 + lineItems 2 + pageInfo 1 + 20 × (LineItem 1 + variant 1
-/// + lineItemGroup 1) = 64. Kept small: every sync reads the order, and the
+/// Cost: order 1 + lineItems 2 + pageInfo 1 + 20 × (LineItem 1 +
+/// variant 1 + lineItemGroup 1) = 64. Kept small: every sync reads the order, and the
 /// store's bucket refills at 100 points/s on a standard plan.
 pub const ORDER: &str = r#"query Order($id: ID!, $lineItemsAfter: String) {
   order(id: $id) {

@@ -298,6 +298,18 @@ fn quote(text: &str) -> String {
     }
 }
 
+/// Points reserved in the store's cost budget, given back when dropped.
+struct Reservation<'a> {
+    budget: &'a crate::throttle::Budget,
+    points: f64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.points);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,16 +348,5 @@ mod tests {
         let long = "é".repeat(MAX_QUOTED + 10);
         let q = quote(&long);
         assert_eq!(q.chars().count(), MAX_QUOTED + 1);
-    }
-}
-
-struct Reservation<'a> {
-    budget: &'a crate::throttle::Budget,
-    points: f64,
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        self.budget.release(self.points);
     }
 }

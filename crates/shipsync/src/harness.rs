@@ -275,8 +275,12 @@ impl Harness {
         let start = Instant::now();
         let mut last = Value::Null;
         while start.elapsed() < timeout {
-            if let Some(s) = self.shipment_by_number(number).await? {
-                if statuses.iter().any(|x| s["status"] == *x) && self.idle().await? {
+            // Read after the queue is seen empty, so the answer is not older
+            // than the last job's writes.
+            if self.idle().await?
+                && let Some(s) = self.shipment_by_number(number).await?
+            {
+                if statuses.iter().any(|x| s["status"] == *x) {
                     return Ok(s);
                 }
                 last = s;

@@ -5,9 +5,9 @@
 #[macro_use]
 mod support;
 
-mod smoke;
 mod api;
-mod webhook;
+mod crash;
 mod rules;
 mod scenarios;
-mod crash;
+mod smoke;
+mod webhook;

@@ -14,11 +14,17 @@ async fn webhook_becomes_one_fulfillment(db_url: String) {
         .package(PackageSpec::new("C1", "T1").line(1, 2));
     let (number, status) = h.ship(spec, Shape::Current).await.expect("ship");
     assert_eq!(status, 202);
-    let s = h.wait_shipment(&number, &["completed"], SETTLE).await.expect("completed");
+    let s = h
+        .wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .expect("completed");
     assert_eq!(s["first_seen_via"], "webhook");
     let order = h.shopify.sandbox.order(&name).expect("order");
     assert_eq!(order.fulfillments.len(), 1);
-    assert_eq!(order.fulfillments[0].tracking_numbers, vec!["T1".to_string()]);
+    assert_eq!(
+        order.fulfillments[0].tracking_numbers,
+        vec!["T1".to_string()]
+    );
     assert_eq!(order.lines[0].id, ids[0]);
     assert_eq!(order.lines[0].fulfilled_quantity, 2);
     h.shutdown().await;

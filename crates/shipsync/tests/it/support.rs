@@ -21,7 +21,12 @@ impl TestDb {
         let dir = std::env::temp_dir().join(format!("shipsync-it-{}", unique()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let url = format!("sqlite://{}", dir.join("test.db").display());
-        Self { url, admin_url: None, name: String::new(), dir: Some(dir) }
+        Self {
+            url,
+            admin_url: None,
+            name: String::new(),
+            dir: Some(dir),
+        }
     }
 
     /// `None` (with a printed notice) when `SHIPSYNC_TEST_POSTGRES_URL` is unset.
@@ -32,12 +37,22 @@ impl TestDb {
         };
         sqlx::any::install_default_drivers();
         let name = format!("shipsync_it_{}", unique());
-        let mut conn = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to SHIPSYNC_TEST_POSTGRES_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+        let mut conn = sqlx::AnyConnection::connect(&admin_url)
+            .await
+            .expect("connect to SHIPSYNC_TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
         let _ = conn.close().await;
         let mut url = url::Url::parse(&admin_url).expect("SHIPSYNC_TEST_POSTGRES_URL is a URL");
         url.set_path(&format!("/{name}"));
-        Some(Self { url: url.to_string(), admin_url: Some(admin_url), name, dir: None })
+        Some(Self {
+            url: url.to_string(),
+            admin_url: Some(admin_url),
+            name,
+            dir: None,
+        })
     }
 
     pub async fn cleanup(self) {
@@ -47,9 +62,12 @@ impl TestDb {
         if let Some(admin) = &self.admin_url
             && let Ok(mut conn) = sqlx::AnyConnection::connect(admin).await
         {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
