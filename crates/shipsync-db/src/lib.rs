@@ -51,7 +51,10 @@ pub fn now_micros() -> i64 {
 /// A new opaque id with a type prefix, e.g. `shp_01jd…`. ULIDs sort by
 /// creation time, which keeps list cursors simple.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
+    format!(
+        "{prefix}_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    )
 }
 
 impl Db {

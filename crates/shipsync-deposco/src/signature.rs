@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use hmac::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::RngCore;
+use rand::Rng;
 use sha2::{Digest, Sha256};
 
 const VERSION: u8 = 1;
@@ -82,7 +82,7 @@ impl SecretBox {
         // Encryption with a valid key and a fresh nonce cannot fail.
         let ct = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), plain)
+            .encrypt(&XNonce::from(nonce), plain)
             .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + 24 + ct.len());
         out.push(VERSION);
@@ -96,7 +96,10 @@ impl SecretBox {
             return Err(SecretError::Decrypt);
         }
         self.cipher
-            .decrypt(XNonce::from_slice(&sealed[1..25]), &sealed[25..])
+            .decrypt(
+                &XNonce::try_from(&sealed[1..25]).map_err(|_| SecretError::Decrypt)?,
+                &sealed[25..],
+            )
             .map_err(|_| SecretError::Decrypt)
     }
 

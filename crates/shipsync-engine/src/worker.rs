@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use shipsync_db::now_micros;
 use tokio::sync::Notify;
 

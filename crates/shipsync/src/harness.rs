@@ -83,7 +83,7 @@ impl Harness {
             .await?;
         let token = shipsync_engine::secrets::random_token("adm");
         let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut key);
         let settings = Settings {
             database_url: opts.database_url.clone(),
             listen: "127.0.0.1:0".into(),

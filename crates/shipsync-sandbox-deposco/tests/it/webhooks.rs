@@ -1,4 +1,5 @@
 use base64::Engine as _;
+use hmac::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use shipsync_sandbox_deposco::*;
