@@ -5,7 +5,13 @@ use sqlx::Executor;
 
 use crate::{Backend, Db, DbError, now_micros};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        include_str!("../migrations/0002_retired_webhook_keys.sql"),
+    ),
+];
 
 /// The statements of a migration: comments removed first (they may contain
 /// `;`), then split on `;`.

@@ -70,20 +70,18 @@ pub struct MerchantRow {
     pub shared_secret: Option<Vec<u8>>,
     pub webhook_key: Vec<u8>,
     pub webhook_key_hash: String,
-    pub old_key_hash: Option<String>,
-    pub old_key_expires_at: Option<i64>,
     pub kit_policy: String,
     pub carrier_overrides: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const MERCHANT_COLS: &str = "id, name, warehouse_json, warehouse_secrets, webhooks_enabled, shared_secret, webhook_key, webhook_key_hash, old_key_hash, old_key_expires_at, kit_policy, carrier_overrides, created_at, updated_at";
+const MERCHANT_COLS: &str = "id, name, warehouse_json, warehouse_secrets, webhooks_enabled, shared_secret, webhook_key, webhook_key_hash, kit_policy, carrier_overrides, created_at, updated_at";
 
 impl Db {
     pub async fn insert_merchant(&self, m: &MerchantRow) -> Result<(), DbError> {
         sqlx::query(sql!(
-            "INSERT INTO merchants ({MERCHANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO merchants ({MERCHANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&m.id)
         .bind(&m.name)
@@ -93,8 +91,6 @@ impl Db {
         .bind(&m.shared_secret)
         .bind(&m.webhook_key)
         .bind(&m.webhook_key_hash)
-        .bind(&m.old_key_hash)
-        .bind(m.old_key_expires_at)
         .bind(&m.kit_policy)
         .bind(&m.carrier_overrides)
         .bind(m.created_at)
@@ -107,8 +103,8 @@ impl Db {
     pub async fn update_merchant(&self, m: &MerchantRow) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE merchants SET name = $2, warehouse_json = $3, warehouse_secrets = $4, webhooks_enabled = $5,
-               shared_secret = $6, webhook_key = $7, webhook_key_hash = $8, old_key_hash = $9,
-               old_key_expires_at = $10, kit_policy = $11, carrier_overrides = $12, updated_at = $13
+               shared_secret = $6, webhook_key = $7, webhook_key_hash = $8, kit_policy = $9,
+               carrier_overrides = $10, updated_at = $11
              WHERE id = $1",
         )
         .bind(&m.id)
@@ -119,8 +115,6 @@ impl Db {
         .bind(&m.shared_secret)
         .bind(&m.webhook_key)
         .bind(&m.webhook_key_hash)
-        .bind(&m.old_key_hash)
-        .bind(m.old_key_expires_at)
         .bind(&m.kit_policy)
         .bind(&m.carrier_overrides)
         .bind(m.updated_at)
@@ -152,17 +146,51 @@ impl Db {
         .await?)
     }
 
-    /// The merchant whose current webhook key, or previous key still within
-    /// its grace period, hashes to `hash`.
+    /// The merchant whose current webhook key, or a rotated-out key still
+    /// within its grace period, hashes to `hash`.
     pub async fn merchant_by_key_hash(&self, hash: &str) -> Result<Option<MerchantRow>, DbError> {
         Ok(sqlx::query_as(sql!(
             "SELECT {MERCHANT_COLS} FROM merchants WHERE webhook_key_hash = $1
-             OR (old_key_hash = $1 AND old_key_expires_at > $2) LIMIT 1"
+             OR id = (SELECT merchant_id FROM retired_webhook_keys WHERE key_hash = $1 AND expires_at > $2) LIMIT 1"
         ))
         .bind(hash)
         .bind(now_micros())
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// Replaces a merchant's webhook key; the old one keeps working until
+    /// `old_expires_at`.
+    pub async fn rotate_webhook_key(
+        &self,
+        merchant_id: &str,
+        new_key_sealed: &[u8],
+        new_key_hash: &str,
+        old_expires_at: i64,
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO retired_webhook_keys (key_hash, merchant_id, expires_at)
+             SELECT webhook_key_hash, id, $2 FROM merchants WHERE id = $1",
+        )
+        .bind(merchant_id)
+        .bind(old_expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM retired_webhook_keys WHERE merchant_id = $1 AND expires_at <= $2")
+            .bind(merchant_id)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE merchants SET webhook_key = $2, webhook_key_hash = $3, updated_at = $4 WHERE id = $1")
+            .bind(merchant_id)
+            .bind(new_key_sealed)
+            .bind(new_key_hash)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes a merchant without connections; `Ok(false)` when it has some.
@@ -175,6 +203,10 @@ impl Db {
         if n.0 > 0 {
             return Ok(false);
         }
+        sqlx::query("DELETE FROM retired_webhook_keys WHERE merchant_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM merchants WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -421,8 +421,6 @@ async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode
         shared_secret: None,
         webhook_key: s.engine.secrets().seal_str(&key),
         webhook_key_hash: hash_token(&key),
-        old_key_hash: None,
-        old_key_expires_at: None,
         kit_policy: String::new(),
         carrier_overrides: String::new(),
         created_at: now,
@@ -479,14 +477,17 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 }
 
 async fn rotate(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let mut m = load(&s, &id).await?;
+    load(&s, &id).await?;
     let key = random_token("whk");
-    let now = now_micros();
-    m.old_key_hash = Some(m.webhook_key_hash.clone());
-    m.old_key_expires_at = Some(now + OLD_KEY_GRACE_MICROS);
-    m.webhook_key = s.engine.secrets().seal_str(&key);
-    m.webhook_key_hash = hash_token(&key);
-    m.updated_at = now;
-    s.engine.db().update_merchant(&m).await?;
+    s.engine
+        .db()
+        .rotate_webhook_key(
+            &id,
+            &s.engine.secrets().seal_str(&key),
+            &hash_token(&key),
+            now_micros() + OLD_KEY_GRACE_MICROS,
+        )
+        .await?;
+    let m = load(&s, &id).await?;
     Ok(Json(render(&s, &m)))
 }

@@ -943,6 +943,31 @@ async fn rotated_key_works_and_old_key_keeps_working(db_url: String) {
     }
     h.wait_shipment(&n1, &["completed"], SETTLE).await.unwrap();
     h.wait_shipment(&n2, &["completed"], SETTLE).await.unwrap();
+
+    // A second rotation the same day: every key still in its grace period
+    // keeps working, the first one included.
+    h.api(
+        "POST",
+        &format!("/api/v1/merchants/{}/webhook-key/rotate", h.merchant_id),
+        None,
+    )
+    .await
+    .unwrap()
+    .ok(200)
+    .unwrap();
+    let (n3, _) = new_shipment(&mut h, "T-FIRSTKEY");
+    let (n4, _) = new_shipment(&mut h, "T-SECONDKEY");
+    for (url, number) in [(&old_url, &n3), (&new_url, &n4)] {
+        let req = h
+            .deposco
+            .sandbox
+            .webhook_request(number, Shape::Current, h.signing(false))
+            .unwrap();
+        let r = send_to(&h, url, req).await;
+        assert_eq!(status(&r), 202, "{url}: {:?}", r.json());
+    }
+    h.wait_shipment(&n3, &["completed"], SETTLE).await.unwrap();
+    h.wait_shipment(&n4, &["completed"], SETTLE).await.unwrap();
     h.shutdown().await;
 }
 
