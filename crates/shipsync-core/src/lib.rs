@@ -3,6 +3,7 @@
 
 pub mod fulfillment;
 pub mod ledger;
+pub mod schedule;
 pub mod shipment;
 pub mod tracking;
 
