@@ -1139,6 +1139,13 @@ mod tests {
                 "2026-11-01T05:40:00Z",
                 vec!["2026-11-01T05:45:00Z", "2026-11-01T07:00:00Z"],
             ),
+            // Santiago springs forward at midnight (2026-09-06 00:00 -04 →
+            // 01:00 -03): the midnight run fires at 01:00, on its own date
+            (
+                daily("00:00", "America/Santiago"),
+                "2026-09-05T12:00:00Z",
+                vec!["2026-09-06T04:00:00Z", "2026-09-07T03:00:00Z"],
+            ),
             // every 4 hours at minute 10 in Berlin on the spring-forward day
             (
                 json!({"kind":"hourly","every":4,"minute":10,"time_zone":berlin}),
@@ -1163,9 +1170,15 @@ mod tests {
 
     #[test]
     fn daily_fires_once_per_local_day_over_30_days_with_a_change() {
-        for tz in ["America/New_York", "Europe/Berlin"] {
+        // Santiago changes at midnight (April and September)
+        for tz in ["America/New_York", "Europe/Berlin", "America/Santiago"] {
             for at in ["00:00", "12:00", "01:30", "02:30", "23:59"] {
-                for start in [civil::date(2026, 2, 20), civil::date(2026, 10, 10)] {
+                for start in [
+                    civil::date(2026, 2, 20),
+                    civil::date(2026, 3, 15),
+                    civil::date(2026, 8, 25),
+                    civil::date(2026, 10, 10),
+                ] {
                     let s = one(json!({"kind":"daily","at":at,"time_zone":tz}));
                     let zone = TimeZone::get(tz).unwrap();
                     let begin = start.to_zoned(zone.clone()).unwrap().timestamp();
