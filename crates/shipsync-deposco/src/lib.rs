@@ -1,7 +1,9 @@
 //! Deposco, the warehouse side: what its shipment webhooks look like once
 //! parsed ([`webhook`]), how their signatures are checked ([`signature`]),
-//! and how its carrier codes map to the store's carrier names ([`carrier`]).
+//! how its carrier codes map to the store's carrier names ([`carrier`]), and
+//! its REST API ([`api`]: shipments pull, sales orders, items).
 
+pub mod api;
 pub mod carrier;
 pub mod signature;
 pub mod webhook;

@@ -1,0 +1,680 @@
+//! The REST client against the Deposco sandbox (an independent
+//! implementation) served on 127.0.0.1:0, plus a tiny stub for answers the
+//! sandbox does not give (409).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use shipsync_deposco::api::{
+    Auth, DeposcoClient, DeposcoConfig, DeposcoError, KitComponent, RateLimiter, RetryPolicy,
+    shared_limiter,
+};
+use shipsync_sandbox_deposco::{
+    DeposcoSandbox, Faults, ItemSpec, LineSpec, PackageSpec, RunningDeposco, SandboxConfig,
+    ShipmentSpec,
+};
+
+async fn start(config: SandboxConfig) -> RunningDeposco {
+    DeposcoSandbox::new(config)
+        .start("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("sandbox starts")
+}
+
+/// The sandbox without its rate limit, for tests about something else.
+fn unlimited() -> SandboxConfig {
+    SandboxConfig {
+        rate_limit_per_sec: 0.0,
+        ..SandboxConfig::default()
+    }
+}
+
+fn basic(deposco: &RunningDeposco) -> DeposcoConfig {
+    DeposcoConfig::new(
+        deposco.url.clone(),
+        "ACME",
+        Auth::Basic {
+            username: "sandbox".into(),
+            password: "sandbox".to_owned().into(),
+        },
+    )
+}
+
+fn oauth(deposco: &RunningDeposco, refresh_token: &str) -> DeposcoConfig {
+    DeposcoConfig::new(
+        deposco.url.clone(),
+        "ACME",
+        Auth::OAuth {
+            token_url: deposco.token_url(),
+            client_id: "sandbox-client".into(),
+            client_secret: "sandbox-secret".to_owned().into(),
+            refresh_token: refresh_token.to_owned().into(),
+        },
+    )
+}
+
+fn client(config: DeposcoConfig, limiter: Arc<RateLimiter>) -> DeposcoClient {
+    let http = DeposcoClient::http_client().expect("http client");
+    DeposcoClient::new(http, config, limiter).expect("client")
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        transient: 8,
+        backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        ..RetryPolicy::default()
+    }
+}
+
+fn no_limit() -> Arc<RateLimiter> {
+    Arc::new(RateLimiter::new(0.0, 1.0))
+}
+
+fn shipment(order: u32, lines: u32) -> ShipmentSpec {
+    let mut spec = ShipmentSpec::new(order.to_string()).tracking(format!("1Z{order:08}"));
+    for n in 1..=lines {
+        spec = spec.line(
+            LineSpec::new(n, format!("SKU-{n}"), 1)
+                .customer_line(format!("gid://shopify/LineItem/{order}{n:03}")),
+        );
+    }
+    spec
+}
+
+fn order(number: &str, skus: &[&str]) -> Value {
+    let lines: Vec<Value> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, sku)| {
+            json!({
+                "lineNumber": (i + 1).to_string(),
+                "customerLineNumber": format!("gid://shopify/LineItem/{}", 1000 + i),
+                "item": { "businessKey": { "number": sku } },
+                "pack": { "businessKey": { "item.number": sku, "quantity": 1 } },
+                "orderPackQuantity": 1,
+            })
+        })
+        .collect();
+    json!({
+        "number": number,
+        "customerOrderNumber": format!("#{number}"),
+        "orderStatus": "New",
+        "shipToContact": { "name": "Ada Lovelace" },
+        "shipToAddress": { "addressLine1": "1 Main St", "city": "Boston", "countryCode": "US" },
+        "orderLines": lines,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Auth
+
+#[tokio::test]
+async fn basic_auth_check_and_refusals() {
+    let deposco = start(unlimited()).await;
+    let ok = client(basic(&deposco), no_limit());
+    ok.check().await.expect("check passes");
+    assert_eq!(ok.requests_made(), 1);
+
+    let mut wrong = basic(&deposco);
+    wrong.auth = Auth::Basic {
+        username: "sandbox".into(),
+        password: "nope".to_owned().into(),
+    };
+    let err = client(wrong, no_limit()).check().await.unwrap_err();
+    assert!(matches!(err, DeposcoError::Unauthorized(_)), "{err:?}");
+    assert!(
+        !format!("{err} {err:?}").contains("nope"),
+        "no secret in errors"
+    );
+
+    let mut other_bu = basic(&deposco);
+    other_bu.business_unit = "OTHER".into();
+    let err = client(other_bu, no_limit()).check().await.unwrap_err();
+    assert_eq!(
+        err,
+        DeposcoError::Rejected {
+            status: 400,
+            message: "Business unit OTHER not found".into()
+        }
+    );
+
+    let bad_url = DeposcoConfig::new("not a url", "ACME", basic(&deposco).auth);
+    let http = DeposcoClient::http_client().expect("http client");
+    assert!(matches!(
+        DeposcoClient::new(http, bad_url, no_limit()),
+        Err(DeposcoError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn oauth_token_is_reused_and_refreshed_once_when_revoked() {
+    let deposco = start(unlimited()).await;
+    let config = oauth(&deposco, "sandbox-refresh-token");
+    assert!(!format!("{config:?}").contains("sandbox-secret"));
+    let c = client(config, no_limit());
+    for _ in 0..3 {
+        c.check().await.expect("check passes");
+    }
+    // One token request, then three calls with the cached token.
+    assert_eq!(c.requests_made(), 4);
+    assert_eq!(deposco.sandbox.request_count(), 4);
+
+    // A clone shares the token.
+    c.clone().check().await.expect("clone passes");
+    assert_eq!(c.requests_made(), 5);
+
+    deposco.sandbox.revoke_tokens();
+    c.check().await.expect("works again after a refresh");
+    // 401, token request, the call again.
+    assert_eq!(c.requests_made(), 8);
+    c.check().await.expect("the new token is cached");
+    assert_eq!(c.requests_made(), 9);
+
+    let bad = client(oauth(&deposco, "revoked-refresh-token"), no_limit());
+    match bad.check().await {
+        Err(DeposcoError::Unauthorized(message)) => {
+            assert!(message.contains("invalid or revoked"), "{message}");
+            assert!(!message.contains("revoked-refresh-token"), "{message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    assert_eq!(bad.requests_made(), 1, "a refused grant is not retried");
+}
+
+// ---------------------------------------------------------------------------
+// Shipments
+
+#[tokio::test]
+async fn pages_250_shipments_through_next_links() {
+    let deposco = start(SandboxConfig::default()).await;
+    let base = Timestamp::from_second(1_780_000_000).expect("time");
+    for i in 0..250 {
+        let at = base + SignedDuration::from_secs(i);
+        let mut spec = shipment(10_000 + u32::try_from(i).expect("small"), 1);
+        spec.created_date = Some(at);
+        spec.updated_date = Some(at);
+        deposco.sandbox.add_shipment(spec);
+    }
+    let c = client(basic(&deposco), Arc::new(RateLimiter::default()));
+
+    let mut numbers = Vec::new();
+    let mut pages = 0;
+    let mut next: Option<String> = None;
+    loop {
+        let page = c
+            .shipments_page(base - SignedDuration::from_secs(60), next.as_deref())
+            .await
+            .expect("page");
+        pages += 1;
+        assert!(page.failed.is_empty(), "{:?}", page.failed);
+        assert_eq!(page.raw_count, page.shipments.len());
+        for s in &page.shipments {
+            assert!(s.updated_date.is_some());
+            numbers.push(s.version.number.clone());
+        }
+        if page.complete {
+            assert!(page.next.is_none());
+            break;
+        }
+        let href = page.next.expect("next link on an incomplete page");
+        assert!(href.contains("searchId="), "{href}");
+        assert!(href.starts_with(&deposco.url), "{href}");
+        next = Some(href);
+        assert!(pages < 10, "runaway paging");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(numbers.len(), 250);
+    assert_eq!(numbers.iter().collect::<BTreeSet<_>>().len(), 250);
+    assert_eq!(c.requests_made(), 3);
+
+    // updatedAfter is sent (inclusive), newest first.
+    let cut = base + SignedDuration::from_secs(200);
+    let page = c.shipments_page(cut, None).await.expect("page");
+    assert!(page.complete);
+    assert_eq!(page.shipments.len(), 50);
+    let dates: Vec<Timestamp> = page
+        .shipments
+        .iter()
+        .map(|s| s.updated_date.expect("date"))
+        .collect();
+    assert!(dates.iter().all(|d| *d >= cut));
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "newest first");
+}
+
+#[tokio::test]
+async fn truncated_nested_lines_are_read_in_full() {
+    let deposco = start(unlimited()).await;
+    let big = deposco.sandbox.add_shipment(
+        shipment(2001, 25).package(PackageSpec::new("LPN1", "1ZBIG").line(1, 1).line(25, 1)),
+    );
+    deposco.sandbox.add_shipment(shipment(2002, 2));
+    let mut config = basic(&deposco);
+    // Lines come 10 to a page: the sub-resource is followed through its next links too.
+    config.page_size = 10;
+    let c = client(config, no_limit());
+
+    let page = c
+        .shipments_page(Timestamp::UNIX_EPOCH, None)
+        .await
+        .expect("page");
+    assert_eq!(page.shipments.len(), 2);
+    let pulled = page
+        .shipments
+        .iter()
+        .find(|s| s.version.number == big.number)
+        .expect("big shipment");
+    assert_eq!(pulled.version.lines.len(), 25);
+    let raw_lines = &pulled.raw["shipmentLines"];
+    assert_eq!(raw_lines["complete"], json!(true));
+    assert_eq!(raw_lines["data"].as_array().map(Vec::len), Some(25));
+    let shipped: u64 = pulled.version.lines.iter().map(|l| l.quantity).sum();
+    assert_eq!(shipped, 25);
+    // One list page, three pages of lines (10 + 10 + 5).
+    assert_eq!(c.requests_made(), 4);
+
+    let by_number = c
+        .shipment_by_number(&big.number)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(by_number.version, pulled.version);
+    assert!(
+        c.shipment_by_number("SHP-999999")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+
+    let by_id = c
+        .shipment_by_id(&big.id.to_string())
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(by_id.version.lines.len(), 25);
+    assert!(c.shipment_by_id("1").await.expect("lookup").is_none());
+}
+
+#[tokio::test]
+async fn single_shipment_wrapped_is_accepted() {
+    let deposco = start(SandboxConfig {
+        wrap_single_shipment: true,
+        ..unlimited()
+    })
+    .await;
+    let record = deposco.sandbox.add_shipment(ShipmentSpec::example_simple());
+    let c = client(basic(&deposco), no_limit());
+    let pulled = c
+        .shipment_by_id(&record.id.to_string())
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(pulled.version.number, record.number);
+    assert_eq!(pulled.version.packages.len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Rate limit
+
+/// Samples the sandbox's request count while `work` runs; asserts that at
+/// every sample count ≤ rate × elapsed + burst + 1, and returns the total.
+async fn within_budget<F>(deposco: &RunningDeposco, rate: f64, burst: f64, work: F) -> u64
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let sandbox = deposco.sandbox.clone();
+    let before = sandbox.request_count();
+    let start = Instant::now();
+    let task = tokio::spawn(work);
+    let mut worst: f64 = 0.0;
+    while !task.is_finished() {
+        let sent = (sandbox.request_count() - before) as f64;
+        let allowed = rate * start.elapsed().as_secs_f64() + burst + 1.0;
+        assert!(
+            sent <= allowed,
+            "{sent} requests after {:?} (allowed {allowed})",
+            start.elapsed()
+        );
+        worst = worst.max(sent - rate * start.elapsed().as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.await.expect("work");
+    let total = sandbox.request_count() - before;
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(total as f64 <= rate * elapsed + burst + 1.0);
+    total
+}
+
+#[tokio::test]
+async fn bursts_get_429s_that_are_absorbed() {
+    // A client whose limiter allows far more than the account: the sandbox
+    // answers 429 and the client pauses and retries; nothing fails.
+    let deposco = start(SandboxConfig::default()).await;
+    let c = client(basic(&deposco), Arc::new(RateLimiter::new(100.0, 20.0)));
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move { c.check().await }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("every call succeeds");
+    }
+    let sent = deposco.sandbox.request_count();
+    assert_eq!(sent, c.requests_made());
+    assert!(sent > 12, "the burst should have met 429s (sent {sent})");
+}
+
+#[tokio::test]
+async fn a_client_stays_within_the_account_rate() {
+    let deposco = start(SandboxConfig::default()).await;
+    let c = client(basic(&deposco), Arc::new(RateLimiter::default()));
+    let calls = Arc::new(AtomicU64::new(0));
+    let work = {
+        let calls = calls.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                let c = c.clone();
+                let calls = calls.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..3 {
+                        c.check().await.expect("check");
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("task");
+            }
+        }
+    };
+    let total = within_budget(&deposco, 4.0, 2.0, work).await;
+    assert_eq!(calls.load(Ordering::Relaxed), 12);
+    assert!(total >= 12);
+}
+
+#[tokio::test]
+async fn two_clients_sharing_a_limiter_share_one_budget() {
+    let deposco = start(SandboxConfig::default()).await;
+    let basic_config = basic(&deposco);
+    let key = basic_config.limiter_key();
+    let first = client(basic_config, shared_limiter(&key));
+    let second = client(basic(&deposco), shared_limiter(&key));
+    assert!(Arc::ptr_eq(first.limiter(), second.limiter()));
+    let work = async move {
+        let mut tasks = Vec::new();
+        for c in [first, second] {
+            for _ in 0..2 {
+                let c = c.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..3 {
+                        c.check().await.expect("check");
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    };
+    let total = within_budget(&deposco, 4.0, 2.0, work).await;
+    assert!(total >= 12);
+}
+
+// ---------------------------------------------------------------------------
+// Failures
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let deposco = start(unlimited()).await;
+    for i in 0..30 {
+        deposco.sandbox.add_shipment(shipment(3000 + i, 1));
+    }
+    deposco.sandbox.set_faults(Faults {
+        rest_5xx_rate: 0.3,
+        ..Faults::default()
+    });
+    let mut config = basic(&deposco);
+    config.page_size = 5;
+    config.retry = fast_retries();
+    let c = client(config, no_limit());
+    let mut seen = 0;
+    let mut next: Option<String> = None;
+    loop {
+        let page = c
+            .shipments_page(Timestamp::UNIX_EPOCH, next.as_deref())
+            .await
+            .expect("page despite 5xx");
+        seen += page.shipments.len();
+        match page.next {
+            Some(href) => next = Some(href),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 30);
+    for _ in 0..10 {
+        c.check().await.expect("check despite 5xx");
+    }
+    // 16 calls at 30 % failures: retries happened.
+    assert!(c.requests_made() > 16, "{}", c.requests_made());
+
+    deposco.sandbox.set_faults(Faults {
+        rest_5xx_rate: 1.0,
+        ..Faults::default()
+    });
+    let before = c.requests_made();
+    let err = c.check().await.unwrap_err();
+    assert!(
+        matches!(&err, DeposcoError::Transient(m) if m.contains("HTTP 50")),
+        "{err:?}"
+    );
+    assert_eq!(c.requests_made() - before, 9, "1 + 8 retries");
+}
+
+#[tokio::test]
+async fn timeouts_are_transient() {
+    let deposco = start(unlimited()).await;
+    deposco.sandbox.set_faults(Faults {
+        slow_ms: 1000,
+        ..Faults::default()
+    });
+    let mut config = basic(&deposco);
+    config.timeout = Duration::from_millis(100);
+    config.retry = RetryPolicy {
+        transient: 1,
+        ..fast_retries()
+    };
+    let c = client(config, no_limit());
+    let err = c.check().await.unwrap_err();
+    assert!(
+        matches!(&err, DeposcoError::Transient(m) if m.contains("timed out")),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(c.requests_made(), 2);
+}
+
+#[tokio::test]
+async fn conflicts_are_retried() {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    let hits = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/latest/orders/salesOrders",
+        post({
+            let hits = hits.clone();
+            move || async move {
+                if hits.fetch_add(1, Ordering::Relaxed) < 2 {
+                    (
+                        StatusCode::CONFLICT,
+                        axum::Json(json!({"errors": [{"errorMessage": "Row was updated"}]})),
+                    )
+                } else {
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(json!({"self": {"id": 9}, "number": "1001"})),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = DeposcoConfig::new(
+        format!("http://{addr}/latest"),
+        "ACME",
+        Auth::Basic {
+            username: "u".into(),
+            password: "p".to_owned().into(),
+        },
+    );
+    config.retry = fast_retries();
+    let c = client(config, no_limit());
+    let answer = c
+        .create_sales_order(&order("1001", &["MUG"]))
+        .await
+        .expect("created");
+    assert_eq!(answer["self"]["id"], json!(9));
+    assert_eq!(hits.load(Ordering::Relaxed), 3);
+    server.abort();
+}
+
+// ---------------------------------------------------------------------------
+// Sales orders and items
+
+#[tokio::test]
+async fn sales_orders_created_and_read_back() {
+    let deposco = start(unlimited()).await;
+    let c = client(basic(&deposco), no_limit());
+
+    let answer = c
+        .create_sales_order(&order("1001", &["TSHIRT-M-BLU", "MUG-CLASSIC"]))
+        .await
+        .expect("created");
+    assert!(answer.pointer("/self/id").is_some(), "{answer}");
+    let stored = deposco.sandbox.sales_order("1001").expect("stored");
+    assert_eq!(stored.lines.len(), 2);
+
+    let read = c
+        .sales_order_by_number("1001")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(read["number"], json!("1001"));
+    assert_eq!(read["customerOrderNumber"], json!("#1001"));
+    assert!(
+        c.sales_order_by_number("1002")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+
+    // 15 lines: the nested list shows 10, the client reads all of them.
+    let skus: Vec<String> = (1..=15).map(|i| format!("SKU-{i}")).collect();
+    let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
+    c.create_sales_order(&order("1003", &skus))
+        .await
+        .expect("created");
+    let read = c
+        .sales_order_by_number("1003")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(
+        read["orderLines"]["data"].as_array().map(Vec::len),
+        Some(15)
+    );
+}
+
+#[tokio::test]
+async fn refused_sales_orders_carry_deposcos_message() {
+    let deposco = start(SandboxConfig {
+        items_must_exist: true,
+        ..unlimited()
+    })
+    .await;
+    deposco.sandbox.add_item(ItemSpec::new("MUG"));
+    let c = client(basic(&deposco), no_limit());
+
+    c.create_sales_order(&order("1001", &["MUG"]))
+        .await
+        .expect("known item accepted");
+
+    let err = c
+        .create_sales_order(&order("1002", &["MUG", "NO-SUCH-SKU"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DeposcoError::Rejected {
+            status: 400,
+            message: "Item NO-SUCH-SKU not found".into()
+        }
+    );
+    assert!(!err.is_retryable());
+
+    let long = "X".repeat(51);
+    match c.create_sales_order(&order(&long, &["MUG"])).await {
+        Err(DeposcoError::Rejected {
+            status: 400,
+            message,
+        }) => {
+            assert!(message.contains("maximum length of 50"), "{message}");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+
+    let mut no_ship_to = order("1004", &["MUG"]);
+    no_ship_to
+        .as_object_mut()
+        .expect("object")
+        .remove("shipToAddress");
+    match c.create_sales_order(&no_ship_to).await {
+        Err(DeposcoError::Rejected { message, .. }) => {
+            assert_eq!(message, "shipToAddress is required");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert_eq!(deposco.sandbox.sales_orders().len(), 1);
+}
+
+#[tokio::test]
+async fn item_components_are_read() {
+    let deposco = start(unlimited()).await;
+    deposco.sandbox.add_item(
+        ItemSpec::new("GIFTSET-01")
+            .component("CANDLE-VAN", 1)
+            .component("SOAP-LAV", 2),
+    );
+    deposco.sandbox.add_item(ItemSpec::new("MUG"));
+    let c = client(oauth(&deposco, "sandbox-refresh-token"), no_limit());
+
+    let kit = c.item("GIFTSET-01").await.expect("item").expect("found");
+    assert_eq!(kit.number, "GIFTSET-01");
+    assert!(kit.kit_order_only);
+    assert_eq!(
+        kit.components,
+        vec![
+            KitComponent {
+                sku: "CANDLE-VAN".into(),
+                quantity: 1
+            },
+            KitComponent {
+                sku: "SOAP-LAV".into(),
+                quantity: 2
+            },
+        ]
+    );
+    let mug = c.item("MUG").await.expect("item").expect("found");
+    assert!(mug.components.is_empty());
+    assert!(c.item("NOPE").await.expect("item").is_none());
+}
