@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/0002_retired_webhook_keys.sql"),
     ),
+    (3, include_str!("../migrations/0003_runs.sql")),
 ];
 
 /// The statements of a migration: comments removed first (they may contain

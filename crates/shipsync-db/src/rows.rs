@@ -1006,3 +1006,249 @@ impl Db {
         .await?)
     }
 }
+
+// ---------- runs ----------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub connection_id: String,
+    pub channel: String,
+    /// queued | running | succeeded | failed
+    pub status: String,
+    /// schedule | manual | cli
+    pub trigger_kind: String,
+    /// The schedule slot that fired it (scheduled runs).
+    pub slot_at: Option<i64>,
+    /// Lower bound of the pull (cursor minus overlap), fixed when it starts.
+    pub since_at: Option<i64>,
+    /// Next page still to read (resume point after a crash).
+    pub page_href: Option<String>,
+    pub counts_json: String,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+const RUN_COLS: &str = "id, connection_id, channel, status, trigger_kind, slot_at, since_at, page_href, counts_json, error, created_at, started_at, finished_at";
+
+/// Why a run could not be queued.
+#[derive(Debug, Clone)]
+pub enum QueueRun {
+    Queued(RunRow),
+    /// Another run of the channel is queued or running: its id.
+    InProgress(String),
+}
+
+impl Db {
+    /// Queues a run and its job in one transaction, unless one is already
+    /// queued or running for the channel (a unique index decides, so this
+    /// holds across nodes).
+    pub async fn queue_run(
+        &self,
+        connection_id: &str,
+        channel: &str,
+        trigger_kind: &str,
+        slot_at: Option<i64>,
+        job_kind: &str,
+    ) -> Result<QueueRun, DbError> {
+        let now = now_micros();
+        let run = RunRow {
+            id: new_id("run"),
+            connection_id: connection_id.to_string(),
+            channel: channel.to_string(),
+            status: "queued".into(),
+            trigger_kind: trigger_kind.to_string(),
+            slot_at,
+            since_at: None,
+            page_href: None,
+            counts_json: "{}".into(),
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        };
+        let mut tx = self.begin().await?;
+        let active: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM runs WHERE connection_id = $1 AND channel = $2 AND status IN ('queued', 'running')",
+        )
+        .bind(connection_id)
+        .bind(channel)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id,)) = active {
+            return Ok(QueueRun::InProgress(id));
+        }
+        let inserted = sqlx::query(sql!(
+            "INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(&run.id)
+        .bind(&run.connection_id)
+        .bind(&run.channel)
+        .bind(&run.status)
+        .bind(&run.trigger_kind)
+        .bind(run.slot_at)
+        .bind(run.since_at)
+        .bind(&run.page_href)
+        .bind(&run.counts_json)
+        .bind(&run.error)
+        .bind(run.created_at)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) => {
+                let e = DbError::from(e);
+                if e.is_unique_violation() {
+                    drop(tx);
+                    let id = self
+                        .active_run(connection_id, channel)
+                        .await?
+                        .map(|r| r.id)
+                        .unwrap_or_default();
+                    return Ok(QueueRun::InProgress(id));
+                }
+                return Err(e);
+            }
+        }
+        let payload = serde_json::json!({ "run_id": run.id }).to_string();
+        crate::jobs::enqueue(
+            &mut tx,
+            job_kind,
+            Some(&format!("run:{}", run.id)),
+            &payload,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(QueueRun::Queued(run))
+    }
+
+    pub async fn active_run(
+        &self,
+        connection_id: &str,
+        channel: &str,
+    ) -> Result<Option<RunRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {RUN_COLS} FROM runs WHERE connection_id = $1 AND channel = $2 AND status IN ('queued', 'running')"
+        ))
+        .bind(connection_id)
+        .bind(channel)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Option<RunRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn last_run(
+        &self,
+        connection_id: &str,
+        channel: &str,
+    ) -> Result<Option<RunRow>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {RUN_COLS} FROM runs WHERE connection_id = $1 AND channel = $2 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(connection_id)
+        .bind(channel)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn save_run_row(&self, r: &RunRow) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE runs SET status = $2, since_at = $3, page_href = $4, counts_json = $5, error = $6,
+               started_at = $7, finished_at = $8 WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(&r.status)
+        .bind(r.since_at)
+        .bind(&r.page_href)
+        .bind(&r.counts_json)
+        .bind(&r.error)
+        .bind(r.started_at)
+        .bind(r.finished_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Channels whose connection is enabled and which are on.
+    pub async fn enabled_channels(&self) -> Result<Vec<ChannelRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT ch.connection_id, ch.channel, ch.enabled, ch.schedules_json, ch.last_completed_at, ch.next_run_at
+             FROM channels ch JOIN connections c ON c.id = ch.connection_id
+             WHERE ch.enabled = 1 AND c.enabled = 1",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Sets `next_run_at` only if it still is `expected` (so that one node
+    /// advances a channel's schedule per slot).
+    pub async fn advance_schedule(
+        &self,
+        connection_id: &str,
+        channel: &str,
+        expected: Option<i64>,
+        next: Option<i64>,
+    ) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "UPDATE channels SET next_run_at = $3 WHERE connection_id = $1 AND channel = $2
+             AND (next_run_at = $4 OR (next_run_at IS NULL AND $5 = 1))",
+        )
+        .bind(connection_id)
+        .bind(channel)
+        .bind(next)
+        .bind(expected.unwrap_or(-1))
+        .bind(i64::from(expected.is_none()))
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The pull cursor of a channel (`cursor_at`) and when it last completed.
+    pub async fn channel_cursor(
+        &self,
+        connection_id: &str,
+        channel: &str,
+    ) -> Result<Option<i64>, DbError> {
+        let row: Option<(Option<i64>,)> = sqlx::query_as(
+            "SELECT cursor_at FROM channels WHERE connection_id = $1 AND channel = $2",
+        )
+        .bind(connection_id)
+        .bind(channel)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// Records a completed run: the new cursor and `last_completed_at`.
+    pub async fn complete_channel_run(
+        &self,
+        connection_id: &str,
+        channel: &str,
+        cursor_at: i64,
+        completed_at: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE channels SET cursor_at = $3, last_completed_at = $4 WHERE connection_id = $1 AND channel = $2",
+        )
+        .bind(connection_id)
+        .bind(channel)
+        .bind(cursor_at)
+        .bind(completed_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -4,6 +4,7 @@
 pub mod ingest;
 pub mod metrics;
 mod pipeline;
+pub mod runs;
 pub mod secrets;
 mod stores;
 mod worker;
@@ -16,7 +17,8 @@ use tokio::sync::Notify;
 
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
-pub use pipeline::{EngineError, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
+pub use pipeline::{EngineError, MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
+pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
 
 /// Tunables; the defaults suit production, tests shorten the waits.

@@ -30,6 +30,9 @@ pub enum EngineError {
     Permanent(String),
     #[error("not found")]
     NotFound,
+    /// The channel or its connection is switched off.
+    #[error("the channel or its connection is disabled")]
+    ChannelDisabled,
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -70,6 +73,14 @@ impl From<ShopifyError> for EngineError {
 /// Where a shipment version came from.
 pub const SOURCE_WEBHOOK: &str = "webhook";
 pub const SOURCE_POLL: &str = "poll";
+
+/// What merging a version did to its shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    New,
+    Updated,
+    Unchanged,
+}
 
 /// A user's action on a shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +138,7 @@ impl Engine {
         version: &ShipmentVersion,
         source: &str,
         event_id: Option<&str>,
-    ) -> Result<String, EngineError> {
+    ) -> Result<(String, MergeOutcome), EngineError> {
         let db = self.db();
         let hash = content_hash(version);
         let json =
@@ -140,7 +151,7 @@ impl Engine {
         } else {
             "the scheduled pull"
         };
-        let (id, changed) = match existing {
+        let (id, changed, created) = match existing {
             None => {
                 let id = new_id("shp");
                 rows::insert_shipment(
@@ -179,7 +190,7 @@ impl Engine {
                     ),
                 )
                 .await?;
-                (id, true)
+                (id, true, true)
             }
             Some(mut s) => {
                 s.sources = sources_with(&s.sources, source);
@@ -238,7 +249,7 @@ impl Engine {
                 };
                 s.updated_at = now;
                 rows::update_shipment(&mut *tx, &s).await?;
-                (s.id, changed)
+                (s.id, changed, false)
             }
         };
         rows::insert_version(
@@ -280,7 +291,12 @@ impl Engine {
         if changed {
             self.wake();
         }
-        Ok(id)
+        let outcome = match (created, changed) {
+            (true, _) => MergeOutcome::New,
+            (false, true) => MergeOutcome::Updated,
+            (false, false) => MergeOutcome::Unchanged,
+        };
+        Ok((id, outcome))
     }
 
     /// Job `process_event`: parse a stored delivery and merge what it holds.
@@ -296,7 +312,8 @@ impl Engine {
                 for v in &versions {
                     ids.push(
                         self.merge_version(&event.merchant_id, v, SOURCE_WEBHOOK, Some(event_id))
-                            .await?,
+                            .await?
+                            .0,
                     );
                 }
                 db.set_event_result(

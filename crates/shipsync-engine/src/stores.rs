@@ -85,6 +85,11 @@ impl Stores {
         Ok((client, settings))
     }
 
+    /// The shared HTTP client (timeouts set), for other platforms' clients.
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     pub fn forget(&self, connection_id: &str) {
         if let Ok(mut map) = self.clients.lock() {
             map.remove(connection_id);

@@ -118,6 +118,10 @@ impl Engine {
         match kind {
             "process_event" => self.process_event(&field("event_id")).await,
             "sync_shipment" => self.sync_shipment(&field("shipment_id")).await,
+            "pull_shipments" => self
+                .pull_shipments(&field("run_id"), None, None)
+                .await
+                .map(|_| ()),
             other => Err(EngineError::Permanent(format!("unknown job kind {other}"))),
         }
     }
@@ -132,10 +136,16 @@ impl Engine {
         give_up: bool,
         attempts: i64,
     ) -> Result<(), EngineError> {
+        let p: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+        if kind == "pull_shipments" || kind == "pull_orders" {
+            if give_up && let Some(run_id) = p.get("run_id").and_then(|v| v.as_str()) {
+                self.fail_run(run_id, message).await?;
+            }
+            return Ok(());
+        }
         if kind != "sync_shipment" {
             return Ok(());
         }
-        let p: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
         let Some(id) = p.get("shipment_id").and_then(|v| v.as_str()) else {
             return Ok(());
         };

@@ -88,6 +88,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::NotFound => ApiError::not_found("resource"),
+            EngineError::ChannelDisabled => ApiError::conflict(
+                "channel_disabled",
+                "this channel or its connection is disabled: enable both first",
+            ),
             EngineError::Db(d) => d.into(),
             EngineError::Permanent(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             EngineError::Retry { message, .. } | EngineError::Deferred { message, .. } => {

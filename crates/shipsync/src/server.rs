@@ -98,7 +98,8 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         draining: draining.clone(),
     };
     let shutdown = Arc::new(Notify::new());
-    let workers = engine.start_workers(shutdown.clone());
+    let mut workers = engine.start_workers(shutdown.clone());
+    workers.push(engine.start_scheduler(shutdown.clone()));
     let app = shipsync_web::router(state);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {

@@ -3,12 +3,12 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
-use shipsync_db::rows::{ChannelRow, ConnectionRow};
+use shipsync_db::rows::{ChannelRow, ConnectionRow, QueueRun};
 
 use super::merchants::check_url;
 use super::{Page, Query, body_json, list};
@@ -23,6 +23,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/connections/{id}/channels/{channel}",
             get(show_channel).patch(update_channel),
+        )
+        .route("/connections/{id}/channels/{channel}/runs", post(run_now))
+        .route(
+            "/connections/{id}/channels/{channel}/runs/{run_id}",
+            get(show_run),
         )
 }
 
@@ -320,15 +325,20 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn render_channel(ch: &ChannelRow) -> Value {
-    json!({
+async fn render_channel(s: &AppState, ch: &ChannelRow) -> ApiResult<Value> {
+    let last_run = s
+        .engine
+        .db()
+        .last_run(&ch.connection_id, &ch.channel)
+        .await?;
+    Ok(json!({
         "channel": ch.channel,
         "enabled": ch.enabled == 1,
         "schedules": serde_json::from_str::<Value>(&ch.schedules_json).unwrap_or_else(|_| json!([])),
         "last_completed_at": opt_time(ch.last_completed_at),
         "next_run_at": opt_time(ch.next_run_at),
-        "last_run": null,
-    })
+        "last_run": last_run.as_ref().map(shipsync_engine::runs::run_json),
+    }))
 }
 
 async fn load_channel(s: &AppState, id: &str, channel: &str) -> ApiResult<ChannelRow> {
@@ -349,9 +359,8 @@ async fn show_channel(
     State(s): State<AppState>,
     Path((id, channel)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(render_channel(
-        &load_channel(&s, &id, &channel).await?,
-    )))
+    let ch = load_channel(&s, &id, &channel).await?;
+    Ok(Json(render_channel(&s, &ch).await?))
 }
 
 async fn update_channel(
@@ -368,14 +377,21 @@ async fn update_channel(
                 Value::Bool(b) => ch.enabled = i64::from(*b),
                 _ => return Err(ApiError::invalid("enabled", "must be true or false")),
             },
-            "channel" | "schedules" | "last_completed_at" | "next_run_at" | "last_run" => {
-                if k == "schedules" {
-                    return Err(ApiError::invalid(
-                        "schedules",
-                        "editing schedules is not available yet in this version; only enabled can be changed",
-                    ));
+            "schedules" => {
+                let list = if v.is_null() { json!([]) } else { v.clone() };
+                let mut parsed = shipsync_core::schedule::parse_schedules(&list)
+                    .map_err(|e| ApiError::invalid(&e.field, &e.message))?;
+                for sch in &mut parsed {
+                    if sch.id.is_empty() {
+                        sch.id = shipsync_db::new_id("sch");
+                    }
                 }
+                ch.schedules_json = shipsync_core::schedule::to_json(&parsed).to_string();
+                ch.next_run_at =
+                    shipsync_core::schedule::next_fire(&parsed, jiff::Timestamp::now())
+                        .map(|t| t.as_microsecond());
             }
+            "channel" | "last_completed_at" | "next_run_at" | "last_run" => {}
             other => return Err(ApiError::invalid(other, "unknown field")),
         }
     }
@@ -384,5 +400,46 @@ async fn update_channel(
         let c = load(&s, &id).await?;
         s.engine.release_waiting(&c.merchant_id).await?;
     }
-    Ok(Json(render_channel(&ch)))
+    Ok(Json(render_channel(&s, &ch).await?))
+}
+
+async fn run_now(
+    State(s): State<AppState>,
+    Path((id, channel)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    load_channel(&s, &id, &channel).await?;
+    match s.engine.run_now(&id, &channel, "manual").await {
+        Ok(QueueRun::Queued(run)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": run.id, "status": run.status})),
+        )),
+        Ok(QueueRun::InProgress(active)) => {
+            let mut e = ApiError::conflict(
+                "run_in_progress",
+                format!("run {active} of this channel is queued or running; wait for it"),
+            );
+            e.extra = Some(json!({"run_id": active}));
+            Err(e)
+        }
+        Err(shipsync_engine::EngineError::ChannelDisabled) => Err(ApiError::conflict(
+            "channel_disabled",
+            "this channel or its connection is disabled: enable both, then run again",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn show_run(
+    State(s): State<AppState>,
+    Path((id, channel, run_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    load_channel(&s, &id, &channel).await?;
+    let run = s
+        .engine
+        .db()
+        .get_run(&run_id)
+        .await?
+        .filter(|r| r.connection_id == id && r.channel == channel)
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    Ok(Json(shipsync_engine::runs::run_json(&run)))
 }

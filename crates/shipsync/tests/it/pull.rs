@@ -1,0 +1,197 @@
+//! The scheduled shipment pull: the fallback that finds what webhooks missed
+//! (scenario 7), run-now, run status, and repeats that change nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shipsync::harness::{Harness, Options};
+use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
+
+use crate::support::SETTLE;
+
+/// Starts a run of the shipments channel and waits until it has finished.
+async fn pull(h: &Harness) -> Value {
+    let path = format!(
+        "/api/v1/connections/{}/channels/shipments/runs",
+        h.connection_id
+    );
+    let queued = h.api("POST", &path, None).await.unwrap().ok(202).unwrap();
+    assert_eq!(queued["status"], "queued");
+    let id = queued["id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let run = h
+            .api("GET", &format!("{path}/{id}"), None)
+            .await
+            .unwrap()
+            .ok(200)
+            .unwrap();
+        if run["status"] == "succeeded" || run["status"] == "failed" {
+            h.settle(SETTLE).await.unwrap();
+            return run;
+        }
+        assert!(start.elapsed() < SETTLE, "run did not finish: {run}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn webhook_lost_pull_finds_it(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (name, _) = h.place_order(&[("A", 1)]);
+    // Shipped, but the webhook never arrives.
+    let record = h.deposco.sandbox.add_shipment(
+        ShipmentSpec::new(name.trim_start_matches('#'))
+            .line(LineSpec::new(1, "A", 1))
+            .package(PackageSpec::new("C1", "T7").line(1, 1)),
+    );
+    let run = pull(&h).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["counts"]["new"], 1, "{run}");
+    let s = h
+        .wait_shipment(&record.number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(s["first_seen_via"], "poll");
+    assert_eq!(s["sources"], json!(["poll"]));
+    let order = h.shopify.sandbox.order(&name).unwrap();
+    assert_eq!(order.fulfillments.len(), 1);
+    assert_eq!(
+        order.fulfillments[0].tracking_numbers,
+        vec!["T7".to_string()]
+    );
+
+    // A second pull over the same shipment changes nothing.
+    let again = pull(&h).await;
+    assert_eq!(again["counts"]["new"], 0, "{again}");
+    assert_eq!(again["counts"]["updated"], 0, "{again}");
+    assert_eq!(
+        h.shopify.sandbox.order(&name).unwrap().fulfillments.len(),
+        1
+    );
+
+    // The channel shows the run and when it completed.
+    let ch = h
+        .api(
+            "GET",
+            &format!("/api/v1/connections/{}/channels/shipments", h.connection_id),
+            None,
+        )
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_eq!(ch["last_run"]["status"], "succeeded");
+    assert!(ch["last_completed_at"].is_string(), "{ch}");
+    h.shutdown().await;
+}
+
+async fn webhook_then_pull_is_one_shipment(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (name, ids) = h.place_order(&[("KIT-1", 2)]);
+    let kit = KitSpec {
+        kit_line_number: 1,
+        kit_sku: "KIT-1".into(),
+        kit_ordered: 2,
+        kit_customer_line_number: Some(ids[0].clone()),
+    };
+    let (number, status) = h
+        .ship(
+            ShipmentSpec::new(name.trim_start_matches('#'))
+                .line(LineSpec::new(2, "COMP-A", 2).kit(kit.clone()))
+                .line(LineSpec::new(3, "COMP-B", 4).kit(kit))
+                .package(PackageSpec::new("C1", "T1").line(2, 2).line(3, 4)),
+            Shape::Xml,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let run = pull(&h).await;
+    assert_eq!(run["counts"]["new"], 0, "{run}");
+    let s = h
+        .wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(s["first_seen_via"], "webhook");
+    assert_eq!(s["sources"], json!(["webhook", "poll"]));
+    let order = h.shopify.sandbox.order(&name).unwrap();
+    assert_eq!(order.fulfillments.len(), 1);
+    assert_eq!(order.lines[0].fulfilled_quantity, 2);
+    h.shutdown().await;
+}
+
+async fn run_now_refusals(db_url: String) {
+    let mut opts = Options::new(db_url);
+    opts.enable = false;
+    let h = Harness::start(opts).await.expect("harness");
+    let path = format!(
+        "/api/v1/connections/{}/channels/shipments/runs",
+        h.connection_id
+    );
+    let r = h.api("POST", &path, None).await.unwrap();
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.body["error"]["code"], "channel_disabled");
+    h.api(
+        "PATCH",
+        &format!("/api/v1/connections/{}", h.connection_id),
+        Some(json!({"enabled": true})),
+    )
+    .await
+    .unwrap()
+    .ok(200)
+    .unwrap();
+    h.api(
+        "PATCH",
+        &format!("/api/v1/connections/{}/channels/shipments", h.connection_id),
+        Some(json!({"enabled": true})),
+    )
+    .await
+    .unwrap()
+    .ok(200)
+    .unwrap();
+    // A slow warehouse keeps the first run going: a second one is refused.
+    h.deposco
+        .sandbox
+        .set_faults(shipsync_sandbox_deposco::Faults {
+            slow_ms: 1500,
+            ..Default::default()
+        });
+    let first = h.api("POST", &path, None).await.unwrap().ok(202).unwrap();
+    let r = h.api("POST", &path, None).await.unwrap();
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.body["error"]["code"], "run_in_progress");
+    assert_eq!(r.body["error"]["run_id"], first["id"]);
+    h.deposco
+        .sandbox
+        .set_faults(shipsync_sandbox_deposco::Faults::default());
+    let id = first["id"].as_str().unwrap();
+    let start = Instant::now();
+    loop {
+        let run = h
+            .api("GET", &format!("{path}/{id}"), None)
+            .await
+            .unwrap()
+            .ok(200)
+            .unwrap();
+        if run["status"] == "succeeded" {
+            break;
+        }
+        assert!(start.elapsed() < SETTLE, "{run}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Unknown run ids answer 404.
+    let r = h
+        .api("GET", &format!("{path}/run_nope"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    h.shutdown().await;
+}
+
+both_backends!(
+    webhook_lost_pull_finds_it,
+    webhook_then_pull_is_one_shipment,
+    run_now_refusals
+);
