@@ -1036,7 +1036,7 @@ const RUN_COLS: &str = "id, connection_id, channel, status, trigger_kind, slot_a
 /// Why a run could not be queued.
 #[derive(Debug, Clone)]
 pub enum QueueRun {
-    Queued(RunRow),
+    Queued(Box<RunRow>),
     /// Another run of the channel is queued or running: its id.
     InProgress(String),
 }
@@ -1124,7 +1124,7 @@ impl Db {
         )
         .await?;
         tx.commit().await?;
-        Ok(QueueRun::Queued(run))
+        Ok(QueueRun::Queued(Box::new(run)))
     }
 
     pub async fn active_run(
