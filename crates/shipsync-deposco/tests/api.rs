@@ -678,3 +678,57 @@ async fn item_components_are_read() {
     assert!(mug.components.is_empty());
     assert!(c.item("NOPE").await.expect("item").is_none());
 }
+
+#[tokio::test]
+async fn next_links_stay_on_the_api_host() {
+    use axum::extract::RawQuery;
+    use axum::routing::get;
+
+    // Page 1 links relatively, page 2 to another host.
+    let app = axum::Router::new().route(
+        "/latest/shipments/outboundShipments",
+        get(|RawQuery(query): RawQuery| async move {
+            let href = if query.unwrap_or_default().contains("searchId") {
+                "http://elsewhere.example/latest/shipments/outboundShipments?searchId=s1&page=3"
+            } else {
+                "/latest/shipments/outboundShipments?searchId=s1&page=2"
+            };
+            axum::Json(
+                json!({"data": [], "complete": false, "links": [{"rel": "next", "href": href}]}),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = DeposcoConfig::new(
+        format!("http://{addr}/latest"),
+        "ACME",
+        Auth::Basic {
+            username: "u".into(),
+            password: "p".to_owned().into(),
+        },
+    );
+    let c = client(config, no_limit());
+    let first = c
+        .shipments_page(Timestamp::UNIX_EPOCH, None)
+        .await
+        .expect("first page");
+    let next = first.next.expect("next");
+    assert_eq!(
+        next,
+        format!("http://{addr}/latest/shipments/outboundShipments?searchId=s1&page=2")
+    );
+    let err = c
+        .shipments_page(Timestamp::UNIX_EPOCH, Some(&next))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeposcoError::Malformed(m) if m.contains("leaves the API host")),
+        "{err:?}"
+    );
+    server.abort();
+}
