@@ -80,6 +80,39 @@ impl Db {
             .collect()
     }
 
+    /// Claims one specific job by its dedupe key (the CLI running a job it
+    /// queued itself); `None` when it is not claimable now.
+    pub async fn claim_job_by_key(
+        &self,
+        dedupe_key: &str,
+        owner: &str,
+        lease_micros: i64,
+    ) -> Result<Option<Job>, DbError> {
+        let now = now_micros();
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_owner = $1, lease_until = $2, rerun = 0
+             WHERE dedupe_key = $3 AND (lease_until IS NULL OR lease_until < $4)
+             RETURNING id, kind, payload, attempts",
+        )
+        .bind(owner)
+        .bind(now + lease_micros)
+        .bind(dedupe_key)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Job {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .next()
+            .transpose()
+    }
+
     /// The job is done: delete it, unless it was re-enqueued meanwhile, in
     /// which case it runs again at once.
     pub async fn complete_job(&self, id: &str, owner: &str) -> Result<(), DbError> {

@@ -263,6 +263,8 @@ impl Engine {
                 .shipments_page(since_ts, run.page_href.as_deref())
                 .await?;
             counts.pages += 1;
+            // Records that do not parse are counted; the pull goes on.
+            counts.failed += page.failed.len() as u64;
             for pulled in &page.shipments {
                 // Filters may be ignored by the server: filter again here.
                 if pulled.updated_date.is_some_and(|u| u < since_ts) {
@@ -308,6 +310,59 @@ impl Engine {
         .await?;
         tracing::info!(run = %run.id, ?counts, "shipment pull finished");
         Ok(counts)
+    }
+
+    /// Runs a shipments pull in this process (the `sync shipments` command):
+    /// queues it like any run, then takes its job itself. If this process
+    /// dies, the job's lease expires and a server resumes the run from its
+    /// last page.
+    pub async fn sync_shipments_now(
+        &self,
+        connection_id: &str,
+        since: Option<jiff::Timestamp>,
+        progress: Option<Progress>,
+    ) -> Result<(String, RunCounts), EngineError> {
+        let db = self.db();
+        let c = db
+            .get_connection(connection_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        let run = match db
+            .queue_run(&c.id, "shipments", "cli", None, "pull_shipments")
+            .await?
+        {
+            QueueRun::Queued(run) => run,
+            QueueRun::InProgress(id) => {
+                return Err(EngineError::Permanent(format!(
+                    "run {id} of this channel is already queued or running; wait for it or check it with the API"
+                )));
+            }
+        };
+        let owner = shipsync_db::new_id("cli");
+        let lease = micros(self.config().lease);
+        let Some(job) = db
+            .claim_job_by_key(&format!("run:{}", run.id), &owner, lease)
+            .await?
+        else {
+            return Err(EngineError::Internal(
+                "the run's job was taken by another process".into(),
+            ));
+        };
+        match self
+            .pull_shipments(&run.id, since.map(|t| t.as_microsecond()), progress)
+            .await
+        {
+            Ok(counts) => {
+                db.complete_job(&job.id, &owner).await?;
+                self.wake();
+                Ok((run.id.clone(), counts))
+            }
+            Err(e) => {
+                self.fail_run(&run.id, &e.to_string()).await?;
+                db.drop_job(&job.id).await?;
+                Err(e)
+            }
+        }
     }
 
     /// Marks a run failed (the job gave up).

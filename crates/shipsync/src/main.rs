@@ -32,6 +32,11 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Run a channel's import now, with a progress bar.
+    Sync {
+        #[command(subcommand)]
+        what: SyncWhat,
+    },
     /// Run one sandbox alone, for trying shipsync without real accounts.
     Sandbox {
         #[arg(value_enum)]
@@ -39,6 +44,22 @@ enum Command {
         /// Address to listen on.
         #[arg(long = "listen", id = "sandbox_listen", default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncWhat {
+    /// Import shipments from Deposco now (the scheduled pull, run by hand).
+    /// Shipments it imports go to the store through the running server's
+    /// workers (or the next `serve`).
+    Shipments {
+        /// The connection whose merchant's shipments to import (con_…).
+        #[arg(long)]
+        connection: String,
+        /// Import shipments updated since this time (RFC 3339) instead of
+        /// since the channel's last completed pull.
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -121,6 +142,24 @@ async fn main() -> Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Sync {
+            what: SyncWhat::Shipments { connection, since },
+        } => {
+            let settings = Settings::resolve(&cli.flags)?;
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging(settings.log_format);
+            }
+            let since = since
+                .map(|s| {
+                    s.parse::<jiff::Timestamp>().with_context(|| {
+                        format!(
+                            "--since {s:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"
+                        )
+                    })
+                })
+                .transpose()?;
+            shipsync::sync::shipments(&settings, &connection, since).await
         }
         Command::Sandbox { platform, listen } => {
             let settings = Settings::resolve(&cli.flags)?;

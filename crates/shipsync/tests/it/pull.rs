@@ -190,8 +190,83 @@ async fn run_now_refusals(db_url: String) {
     h.shutdown().await;
 }
 
+/// `shipsync sync shipments` as a separate process on the same database.
+async fn sync_shipments_command(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url.clone()))
+        .await
+        .expect("harness");
+    let (name, _) = h.place_order(&[("A", 3)]);
+    let record = h.deposco.sandbox.add_shipment(
+        ShipmentSpec::new(name.trim_start_matches('#'))
+            .line(LineSpec::new(1, "A", 3))
+            .package(PackageSpec::new("C1", "T-CLI").line(1, 3)),
+    );
+    let exe = env!("CARGO_BIN_EXE_shipsync");
+    let key = h.settings.secret_key.clone().unwrap_or_default();
+    let run = |args: Vec<String>| {
+        let key = key.clone();
+        let db_url = db_url.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(exe)
+                .args(args)
+                .env("SHIPSYNC_DATABASE_URL", db_url)
+                .env("SHIPSYNC_SECRET_KEY", key)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run shipsync")
+        })
+    };
+    let args = |extra: &[&str]| extra.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let out = run(args(&[
+        "sync",
+        "shipments",
+        "--connection",
+        &h.connection_id,
+    ]))
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 new"), "{stdout}");
+    let s = h
+        .wait_shipment(&record.number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(s["first_seen_via"], "poll");
+    assert_eq!(
+        h.shopify.sandbox.order(&name).unwrap().fulfillments.len(),
+        1
+    );
+
+    // Bad input: a clear message and a non-zero exit.
+    let out = run(args(&["sync", "shipments", "--connection", "con_nope"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("no connection con_nope"), "{err}");
+    let out = run(args(&[
+        "sync",
+        "shipments",
+        "--connection",
+        &h.connection_id,
+        "--since",
+        "yesterday",
+    ]))
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    h.shutdown().await;
+}
+
 both_backends!(
     webhook_lost_pull_finds_it,
     webhook_then_pull_is_one_shipment,
-    run_now_refusals
+    run_now_refusals,
+    sync_shipments_command
 );
