@@ -26,6 +26,9 @@ pub struct Options {
     pub enable: bool,
     /// `SHIPSYNC_WEBHOOK_MAX_BYTES` of the server (default 1 MiB).
     pub webhook_max_bytes: usize,
+    /// The Shopify sandbox's cost bucket (default: a Standard plan's 1000
+    /// points restored at 100/s; Shopify Plus restores 1000/s).
+    pub shopify_throttle: shipsync_sandbox_shopify::ThrottleConfig,
 }
 
 impl Options {
@@ -37,6 +40,7 @@ impl Options {
             engine: fast_engine(),
             enable: true,
             webhook_max_bytes: 1_048_576,
+            shopify_throttle: Default::default(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
             access_token: SHOPIFY_TOKEN.into(),
+            throttle: opts.shopify_throttle.clone(),
             ..Default::default()
         })
         .start("127.0.0.1:0".parse()?)

@@ -264,9 +264,92 @@ async fn sync_shipments_command(db_url: String) {
     h.shutdown().await;
 }
 
+/// 200 orders, 20 % of their webhooks dropped by the sender, then one
+/// shipments run: every order fulfilled exactly once, the dropped ones found
+/// by the fallback; pulling again changes nothing.
+async fn dropped_webhooks_are_found_by_the_pull(db_url: String) {
+    let mut opts = Options::new(db_url);
+    // A Shopify Plus-sized bucket keeps the test quick; the logic is the same.
+    opts.shopify_throttle = shipsync_sandbox_shopify::ThrottleConfig {
+        maximum_available: 20_000.0,
+        restore_rate: 10_000.0,
+    };
+    let mut h = Harness::start(opts).await.expect("harness");
+    h.deposco
+        .sandbox
+        .set_faults(shipsync_sandbox_deposco::Faults {
+            drop_webhook_rate: 0.2,
+            ..Default::default()
+        });
+    let mut orders = Vec::new();
+    let mut dropped = 0;
+    for i in 0..200u32 {
+        let (name, _) = h.place_order(&[("A", 1 + i % 3)]);
+        let record = h.deposco.sandbox.add_shipment(
+            ShipmentSpec::new(name.trim_start_matches('#'))
+                .line(LineSpec::new(1, "A", 1 + i % 3))
+                .package(PackageSpec::new("C1", format!("T{i:05}")).line(1, 1 + i % 3)),
+        );
+        let r = h
+            .deposco
+            .sandbox
+            .post_webhook(
+                &record.number,
+                &h.webhook_url,
+                Shape::Current,
+                h.signing(false),
+            )
+            .await
+            .unwrap();
+        match r.status() {
+            None => dropped += 1,
+            Some(s) => assert_eq!(s, 202),
+        }
+        orders.push((name, 1 + i % 3));
+    }
+    assert!(dropped > 0, "the sandbox dropped nothing");
+    h.settle(SETTLE).await.unwrap();
+    let run = pull(&h).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["counts"]["new"], dropped, "{run}");
+    assert_eq!(run["counts"]["fetched"], 200, "{run}");
+    h.settle(SETTLE).await.unwrap();
+    for (name, qty) in &orders {
+        let o = h.shopify.sandbox.order(name).unwrap();
+        assert_eq!(o.fulfillments.len(), 1, "{name}");
+        assert_eq!(o.lines[0].fulfilled_quantity, *qty, "{name}");
+    }
+    let polled = h
+        .api(
+            "GET",
+            &format!(
+                "/api/v1/shipments?source=poll&limit=500&merchant_id={}",
+                h.merchant_id
+            ),
+            None,
+        )
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    let found_by_fallback = polled["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["first_seen_via"] == "poll")
+        .count();
+    assert_eq!(found_by_fallback, dropped as usize);
+    let again = pull(&h).await;
+    assert_eq!(again["counts"]["new"], 0, "{again}");
+    assert_eq!(again["counts"]["updated"], 0, "{again}");
+    assert_eq!(h.shopify.sandbox.fulfillments_created(), 200);
+    h.shutdown().await;
+}
+
 both_backends!(
     webhook_lost_pull_finds_it,
     webhook_then_pull_is_one_shipment,
     run_now_refusals,
-    sync_shipments_command
+    sync_shipments_command,
+    dropped_webhooks_are_found_by_the_pull
 );
