@@ -10,5 +10,6 @@ mod crash;
 mod pull;
 mod rules;
 mod scenarios;
+mod schedules;
 mod smoke;
 mod webhook;
