@@ -442,6 +442,31 @@ impl Engine {
                         newest = Some(p);
                     }
                 }
+                // Then ask Deposco for its current state of the shipment.
+                let mut refetched =
+                    "not re-fetched: the merchant has no Deposco credentials".to_string();
+                if let Some(m) = db.get_merchant(&s.merchant_id).await?
+                    && let Ok(client) = self.deposco_client(&m)
+                {
+                    refetched = match client.shipment_by_number(&s.number).await {
+                        Ok(Some(p)) => {
+                            let older = newest.as_ref().is_some_and(|n| {
+                                is_older(p.version.updated_at.as_deref(), n.updated_at.as_deref())
+                            });
+                            if !older {
+                                newest = Some(p.version);
+                                s.sources = sources_with(&s.sources, SOURCE_POLL);
+                            }
+                            "re-fetched from Deposco".to_string()
+                        }
+                        Ok(None) => {
+                            "Deposco no longer has it; kept the stored payloads".to_string()
+                        }
+                        Err(e) => format!(
+                            "could not re-fetch from Deposco ({e}); used the stored payloads"
+                        ),
+                    };
+                }
                 if let Some(v) = newest {
                     s.version_json = serde_json::to_string(&v)
                         .map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -455,7 +480,12 @@ impl Engine {
                 s.completed_at = None;
                 s.updated_at = now_micros();
                 db.save_shipment(&s).await?;
-                db.activity(id, "reset", "Reset: derived again from the stored payloads (store fulfillments already made are kept)").await?;
+                db.activity(
+                    id,
+                    "reset",
+                    &format!("Reset: derived again from the stored payloads, {refetched} (store fulfillments already made are kept)"),
+                )
+                .await?;
                 self.enqueue_sync(id).await?;
             }
         }
@@ -635,11 +665,19 @@ impl Engine {
             "first_component" => KitPolicy::FirstComponent,
             _ => KitPolicy::CompleteKits,
         };
-        let all = ledger::attribute(&order_lines, &recipes, policy, &inputs);
-        let mine = all.into_iter().find(|x| x.key == s.id).ok_or_else(|| {
-            EngineError::Internal("shipment missing from its order's ledger".into())
-        })?;
-        let shares = mine.result.map_err(|p| EngineError::Permanent(p.message))?;
+        let mut recipes = recipes;
+        let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
+        if mine.is_err()
+            && self
+                .learn_recipes_from_items(&merchant, &order_lines, &versions, &recipes)
+                .await
+        {
+            // The pull may not say which component belongs to which kit: the
+            // warehouse's item data does. Try again with what it taught.
+            recipes = self.recipes(&merchant.id).await?;
+            mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
+        }
+        let shares = mine.map_err(|p| EngineError::Permanent(p.message))?;
 
         // Settle attempts whose outcome is unknown before sending anything.
         let order_rows = db.store_fulfillments_for_order(&order_id).await?;
@@ -981,6 +1019,56 @@ impl Engine {
         Ok(())
     }
 
+    /// Reads kit recipes from Deposco's item data for order lines that are
+    /// neither shipped as such nor known kits; true when one was learned.
+    /// Best effort: without warehouse credentials or on errors, nothing.
+    async fn learn_recipes_from_items(
+        &self,
+        merchant: &shipsync_db::rows::MerchantRow,
+        order_lines: &[OrderLine],
+        versions: &[(String, ShipmentVersion)],
+        recipes: &Recipes,
+    ) -> bool {
+        let shipped: BTreeSet<&str> = versions
+            .iter()
+            .flat_map(|(_, v)| v.lines.iter().map(|l| l.sku.as_str()))
+            .collect();
+        let candidates: BTreeSet<&str> = order_lines
+            .iter()
+            .filter_map(|l| l.sku.as_deref())
+            .filter(|sku| !shipped.contains(sku) && !recipes.contains_key(*sku))
+            .take(20)
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let Ok(client) = self.deposco_client(merchant) else {
+            return false;
+        };
+        let mut learned = false;
+        for sku in candidates {
+            match client.item(sku).await {
+                Ok(Some(item)) if !item.components.is_empty() => {
+                    for c in &item.components {
+                        let per_kit = i64::try_from(c.quantity).unwrap_or(i64::MAX);
+                        if self
+                            .db()
+                            .save_recipe(&merchant.id, sku, &c.sku, per_kit)
+                            .await
+                            .is_ok()
+                        {
+                            learned = true;
+                        }
+                    }
+                    tracing::info!(kit = sku, "kit recipe read from Deposco item data");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::info!(sku, error = %e, "could not read Deposco item"),
+            }
+        }
+        learned
+    }
+
     async fn recipes(&self, merchant_id: &str) -> Result<Recipes, EngineError> {
         let mut out: Recipes = BTreeMap::new();
         for (kit, comp, per) in self.db().recipes(merchant_id).await? {
@@ -1064,6 +1152,21 @@ impl Engine {
             ),
         })
     }
+}
+
+/// The ledger's outcome for one shipment of an order.
+fn ledger_for(
+    order_lines: &[OrderLine],
+    recipes: &Recipes,
+    policy: KitPolicy,
+    inputs: &[ShipmentInput<'_>],
+    id: &str,
+) -> Result<Result<Vec<LineShare>, ledger::LedgerProblem>, EngineError> {
+    ledger::attribute(order_lines, recipes, policy, inputs)
+        .into_iter()
+        .find(|x| x.key == id)
+        .map(|x| x.result)
+        .ok_or_else(|| EngineError::Internal("shipment missing from its order's ledger".into()))
 }
 
 enum Found {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shipsync::harness::{Harness, Options};
-use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_sandbox_deposco::{ItemSpec, KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 
 use crate::support::SETTLE;
 
@@ -346,10 +346,110 @@ async fn dropped_webhooks_are_found_by_the_pull(db_url: String) {
     h.shutdown().await;
 }
 
+/// Scenario 5 through the pull alone, with no kit links in the payloads:
+/// the kit recipe comes from Deposco's item data.
+async fn scenario_5_pulled_kits_use_item_recipes(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    h.deposco.sandbox.add_item(
+        ItemSpec::new("KIT-1")
+            .component("COMP-A", 1)
+            .component("COMP-B", 2),
+    );
+    let (name, ids) = h.place_order(&[("KIT-1", 2)]);
+    let first = h.deposco.sandbox.add_shipment(
+        ShipmentSpec::new(name.trim_start_matches('#'))
+            .line(LineSpec::new(2, "COMP-A", 2))
+            .line(LineSpec::new(3, "COMP-B", 2))
+            .package(PackageSpec::new("C1", "T1").line(2, 2).line(3, 2)),
+    );
+    let run = pull(&h).await;
+    assert_eq!(run["counts"]["new"], 1, "{run}");
+    h.wait_shipment(&first.number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let order = h.shopify.sandbox.order(&name).unwrap();
+    assert_eq!(order.lines[0].id, ids[0]);
+    assert_eq!(
+        order.lines[0].fulfilled_quantity, 1,
+        "complete_kits: one whole kit after shipment 1"
+    );
+    let second = h.deposco.sandbox.add_shipment(
+        ShipmentSpec::new(name.trim_start_matches('#'))
+            .line(LineSpec::new(3, "COMP-B", 2))
+            .package(PackageSpec::new("C2", "T2").line(3, 2)),
+    );
+    let run = pull(&h).await;
+    assert_eq!(run["counts"]["new"], 1, "{run}");
+    h.wait_shipment(&second.number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let order = h.shopify.sandbox.order(&name).unwrap();
+    assert_eq!(order.lines[0].fulfilled_quantity, 2);
+    assert_eq!(order.fulfillments.len(), 2);
+    h.shutdown().await;
+}
+
+/// Reset re-fetches the shipment from Deposco: a tracking number corrected
+/// there (without a new webhook) reaches the store.
+async fn reset_refetches_from_deposco(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (name, _) = h.place_order(&[("A", 1)]);
+    let (number, status) = h
+        .ship(
+            ShipmentSpec::new(name.trim_start_matches('#'))
+                .line(LineSpec::new(1, "A", 1))
+                .package(PackageSpec::new("C1", "T1").line(1, 1)),
+            Shape::Current,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    let s = h
+        .wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    h.deposco.sandbox.update_shipment(&number, |spec| {
+        spec.packages[0].tracking_number = "T9".into();
+        spec.tracking_number = Some("T9".into());
+    });
+    let id = s["id"].as_str().unwrap();
+    let after = h
+        .api("POST", &format!("/api/v1/shipments/{id}/reset"), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_eq!(after["id"], id);
+    let s = h
+        .wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let order = h.shopify.sandbox.order(&name).unwrap();
+    assert_eq!(order.fulfillments.len(), 1);
+    assert_eq!(
+        order.fulfillments[0].tracking_numbers,
+        vec!["T9".to_string()]
+    );
+    assert!(
+        s["activity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("re-fetched from Deposco")),
+        "{s}"
+    );
+    h.shutdown().await;
+}
+
 both_backends!(
     webhook_lost_pull_finds_it,
     webhook_then_pull_is_one_shipment,
     run_now_refusals,
     sync_shipments_command,
-    dropped_webhooks_are_found_by_the_pull
+    dropped_webhooks_are_found_by_the_pull,
+    scenario_5_pulled_kits_use_item_recipes,
+    reset_refetches_from_deposco
 );
