@@ -94,8 +94,15 @@ fn sync_key(shipment_id: &str) -> String {
     format!("sync:{shipment_id}")
 }
 
+/// What a shipment says, whatever shape it came in: metadata that only some
+/// shapes carry (Deposco's id, `updatedDate`, the ship date) is left out, so
+/// the same shipment by webhook XML and by the REST pull is "unchanged".
 fn content_hash(v: &ShipmentVersion) -> String {
-    crate::secrets::hash_bytes(serde_json::to_string(v).unwrap_or_default().as_bytes())
+    let mut core = v.clone();
+    core.warehouse_id = None;
+    core.updated_at = None;
+    core.shipped_at = None;
+    crate::secrets::hash_bytes(serde_json::to_string(&core).unwrap_or_default().as_bytes())
 }
 
 /// True when `new` is older than `current` by their `updatedDate`s.
@@ -765,6 +772,10 @@ impl Engine {
             )
             .await?;
         }
+        // The order's state follows what reached the store.
+        if let Err(e) = self.order_shipment_done(&connection_id, &order_id).await {
+            tracing::warn!(shipment = %shipment_id, error = %e, "order state not updated");
+        }
         Ok(())
     }
 
@@ -1106,6 +1117,13 @@ impl Engine {
         merchant_id: &str,
         version: &ShipmentVersion,
     ) -> Result<Found, EngineError> {
+        // The connection whose order it is, when shipsync sent it to Deposco.
+        if let Some((connection_id, order)) = self.sent_order_for(merchant_id, version).await? {
+            return Ok(Found::One {
+                connection_id,
+                order,
+            });
+        }
         let db = self.db();
         let connections: Vec<_> = db
             .list_connections(Some(merchant_id), None, 500)
