@@ -395,6 +395,16 @@ async fn update_channel(
             other => return Err(ApiError::invalid(other, "unknown field")),
         }
     }
+    if !was_enabled && ch.enabled == 1 {
+        // Switched on: the schedule starts from now, without catching up on
+        // slots that passed while the channel was off.
+        let rules = shipsync_core::schedule::parse_schedules(
+            &serde_json::from_str(&ch.schedules_json).unwrap_or_else(|_| json!([])),
+        )
+        .unwrap_or_default();
+        ch.next_run_at = shipsync_core::schedule::next_fire(&rules, jiff::Timestamp::now())
+            .map(|t| t.as_microsecond());
+    }
     s.engine.db().update_channel(&ch).await?;
     if !was_enabled && ch.enabled == 1 && channel == "shipments" {
         let c = load(&s, &id).await?;
