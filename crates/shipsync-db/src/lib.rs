@@ -12,6 +12,7 @@ macro_rules! sql {
 mod error;
 pub mod jobs;
 mod migrate;
+pub mod orders;
 pub mod rows;
 
 use std::str::FromStr;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/0002_retired_webhook_keys.sql"),
     ),
     (3, include_str!("../migrations/0003_runs.sql")),
+    (4, include_str!("../migrations/0004_sales_orders.sql")),
 ];
 
 /// The statements of a migration: comments removed first (they may contain

@@ -902,6 +902,8 @@ const ORDER_COLS: &str =
 
 impl Db {
     /// Inserts or refreshes the local record of a store order; returns its id.
+    /// `status` applies to a new record only: an order's state is kept (the
+    /// Sales Orders channel and shipments move it).
     pub async fn upsert_order(
         &self,
         connection_id: &str,
@@ -915,7 +917,7 @@ impl Db {
             "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
              ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
-               status = excluded.status, lines_json = excluded.lines_json, updated_at = excluded.updated_at",
+               lines_json = excluded.lines_json, updated_at = excluded.updated_at",
         )
         .bind(new_id("ord"))
         .bind(connection_id)

@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod metrics;
+pub mod orders;
 mod pipeline;
 pub mod runs;
 pub mod secrets;
@@ -17,6 +18,7 @@ use tokio::sync::Notify;
 
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
+pub use orders::OrderAction;
 pub use pipeline::{EngineError, MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;

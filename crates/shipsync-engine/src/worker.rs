@@ -122,6 +122,8 @@ impl Engine {
                 .pull_shipments(&field("run_id"), None, None)
                 .await
                 .map(|_| ()),
+            "pull_orders" => self.pull_orders(&field("run_id"), None).await.map(|_| ()),
+            "push_order" => self.push_order(&field("order_id")).await,
             other => Err(EngineError::Permanent(format!("unknown job kind {other}"))),
         }
     }
@@ -140,6 +142,12 @@ impl Engine {
         if kind == "pull_shipments" || kind == "pull_orders" {
             if give_up && let Some(run_id) = p.get("run_id").and_then(|v| v.as_str()) {
                 self.fail_run(run_id, message).await?;
+            }
+            return Ok(());
+        }
+        if kind == "push_order" {
+            if let Some(id) = p.get("order_id").and_then(|v| v.as_str()) {
+                self.push_failed(id, message, give_up, attempts).await?;
             }
             return Ok(());
         }

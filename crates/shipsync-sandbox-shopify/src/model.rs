@@ -25,6 +25,9 @@ pub struct OrderSpec {
     pub email: Option<String>,
     /// Defaults to a fixed US address.
     pub shipping_address: Option<Address>,
+    /// Title of the order's shipping line (the method the customer chose),
+    /// e.g. `Standard`; none when the order has no shipping line.
+    pub shipping_line: Option<String>,
     /// Defaults to now. Lets tests place orders "in the past" for
     /// `created_at:`/`updated_at:` searches.
     pub created_at: Option<Timestamp>,
@@ -193,6 +196,7 @@ pub(crate) struct Order {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub shipping_address: Address,
+    pub shipping_line: Option<String>,
     pub lines: Vec<Line>,
     pub fos: Vec<FulfillmentOrder>,
     pub fulfillments: Vec<Fulfillment>,
@@ -506,6 +510,7 @@ impl State {
                 .shipping_address
                 .clone()
                 .unwrap_or_else(Address::sample),
+            shipping_line: spec.shipping_line.clone(),
             lines,
             fos,
             fulfillments: Vec::new(),

@@ -63,6 +63,7 @@ enum Kind {
     FulfillmentLineItem(usize, usize, usize),
     TrackingInfo(Option<String>, Option<String>, Option<String>),
     MailingAddress(Rc<Address>),
+    ShippingLine(Rc<str>),
     Connection(Rc<Conn>),
     Edge(Rc<str>, String, Box<Kind>),
     PageInfo(Rc<PageInfo>),
@@ -288,6 +289,7 @@ impl ObjectValue for Obj<'_> {
             Kind::FulfillmentLineItem(..) => "FulfillmentLineItem",
             Kind::TrackingInfo(..) => "FulfillmentTrackingInfo",
             Kind::MailingAddress(..) => "MailingAddress",
+            Kind::ShippingLine(..) => "ShippingLine",
             Kind::Connection(c) => &c.type_name,
             Kind::Edge(t, ..) => t,
             Kind::PageInfo(..) => "PageInfo",
@@ -333,6 +335,11 @@ impl ObjectValue for Obj<'_> {
                 _ => not_served(),
             },
             Kind::MailingAddress(a) => self.address_field(field, a),
+            Kind::ShippingLine(title) => match field {
+                "title" => leaf(&**title),
+                "code" | "source" | "carrierIdentifier" => opt(None::<String>),
+                _ => not_served(),
+            },
             Kind::Payload(_, fulfillment, errors) => match field {
                 "fulfillment" => match fulfillment {
                     Some((o, f)) => self.obj(Kind::Fulfillment(*o, *f)),
@@ -553,6 +560,10 @@ impl<'c> Obj<'c> {
                     "shippingAddress" => {
                         self.obj(Kind::MailingAddress(Rc::new(o.shipping_address.clone())))
                     }
+                    "shippingLine" => match &o.shipping_line {
+                        Some(title) => self.obj(Kind::ShippingLine(Rc::from(title.as_str()))),
+                        None => Ok(ResolvedValue::null()),
+                    },
                     "lineItems" => {
                         let items = o
                             .lines

@@ -8,8 +8,8 @@ use url::Url;
 
 use crate::error::ShopifyError;
 use crate::model::{
-    CreatedFulfillment, FulfillmentRequest, StoreFulfillment, StoreFulfillmentOrder,
-    StoreFulfillmentOrderLineItem, StoreOrder, Tracking,
+    CreatedFulfillment, FulfillmentRequest, OrdersPage, StoreFulfillment, StoreFulfillmentOrder,
+    StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreOrderForWarehouse, Tracking,
 };
 use crate::operations as ops;
 use crate::throttle::Budget;
@@ -149,6 +149,80 @@ impl ShopifyClient {
             }
         }
         Ok(orders)
+    }
+
+    /// One page of the paid, unfulfilled orders updated at or after `since`
+    /// (RFC 3339; Shopify compares to the second, so the bound is inclusive
+    /// and the caller must expect orders it saw before), oldest change first.
+    /// `after` is the previous page's [`OrdersPage::next`]. Orders with more
+    /// line items than the page document carries are completed here.
+    pub async fn orders_changed_since(
+        &self,
+        since: &str,
+        after: Option<String>,
+    ) -> Result<OrdersPage, ShopifyError> {
+        let query = changed_since_query(since)?;
+        let data: wire::OrdersForWarehouseData = self
+            .execute(
+                "OrdersForWarehouse",
+                ops::ORDERS_FOR_WAREHOUSE,
+                json!({ "query": query, "after": after }),
+                Kind::Query,
+            )
+            .await?;
+        let next = next_cursor(&data.orders.page_info)?;
+        let mut orders: Vec<StoreOrderForWarehouse> = Vec::with_capacity(data.orders.nodes.len());
+        for o in data.orders.nodes {
+            if orders.iter().any(|x| x.id == o.id) {
+                continue;
+            }
+            let mut line_items: Vec<StoreLineItem> =
+                o.line_items.nodes.into_iter().map(Into::into).collect();
+            if let Some(cursor) = next_cursor(&o.line_items.page_info)? {
+                line_items.extend(self.line_items_after(&o.id, cursor).await?);
+            }
+            orders.push(StoreOrderForWarehouse {
+                id: o.id,
+                name: o.name,
+                updated_at: o.updated_at,
+                email: o.email.filter(|e| !e.trim().is_empty()),
+                shipping_address: o.shipping_address.map(Into::into),
+                shipping_method: o
+                    .shipping_line
+                    .and_then(|l| l.title)
+                    .filter(|t| !t.trim().is_empty()),
+                line_items,
+            });
+        }
+        Ok(OrdersPage { orders, next })
+    }
+
+    /// The line items of order `id` after `cursor` (the rest of a page that
+    /// was cut short).
+    async fn line_items_after(
+        &self,
+        id: &str,
+        cursor: String,
+    ) -> Result<Vec<StoreLineItem>, ShopifyError> {
+        let mut result = Vec::new();
+        let mut after = Some(cursor);
+        for _ in 0..MAX_PAGES {
+            let data: wire::OrderData = self
+                .execute(
+                    "Order",
+                    ops::ORDER,
+                    json!({ "id": id, "lineItemsAfter": after }),
+                    Kind::Query,
+                )
+                .await?;
+            let page = data.order.ok_or_else(|| vanished(id))?;
+            result.extend(page.line_items.nodes.into_iter().map(Into::into));
+            after = next_cursor(&page.line_items.page_info)?;
+            if after.is_none() {
+                return Ok(result);
+            }
+        }
+        Err(too_many_pages("Order"))
     }
 
     /// The order with its line items, fulfillment orders and fulfillments,
@@ -458,6 +532,24 @@ fn name_search(name: &str) -> String {
     }
 }
 
+/// The search of [`ShopifyClient::orders_changed_since`]. `since` goes in
+/// quotes, so it is checked to be a plain timestamp first.
+fn changed_since_query(since: &str) -> Result<String, ShopifyError> {
+    let since = since.trim();
+    let plain = !since.is_empty()
+        && since
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '+' | '.'));
+    if !plain {
+        return Err(ShopifyError::Permanent(format!(
+            "invalid time {since:?}: use RFC 3339, e.g. 2026-11-01T00:00:00Z"
+        )));
+    }
+    Ok(format!(
+        "updated_at:>='{since}' financial_status:paid fulfillment_status:unfulfilled"
+    ))
+}
+
 fn next_cursor(page: &wire::PageInfo) -> Result<Option<String>, ShopifyError> {
     if !page.has_next_page {
         return Ok(None);
@@ -589,6 +681,18 @@ mod tests {
         let shown = format!("{client:?}");
         assert!(shown.contains("example.myshopify.com"), "{shown}");
         assert!(!shown.contains("shpat_secret"), "{shown}");
+    }
+
+    #[test]
+    fn changed_since_query_is_inclusive_and_refuses_anything_but_a_time() {
+        assert_eq!(
+            changed_since_query("2026-11-01T00:00:00Z").ok().as_deref(),
+            Some(
+                "updated_at:>='2026-11-01T00:00:00Z' financial_status:paid fulfillment_status:unfulfilled"
+            )
+        );
+        assert!(changed_since_query("2026-11-01' OR name:*").is_err());
+        assert!(changed_since_query("").is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@ mod wire;
 pub use client::{ShopifyClient, Timeouts};
 pub use error::ShopifyError;
 pub use model::{
-    CreatedFulfillment, FulfillmentRequest, StoreFulfillment, StoreFulfillmentOrder,
-    StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreTracking, Tracking,
+    CreatedFulfillment, FulfillmentRequest, OrdersPage, ShippingAddress, StoreFulfillment,
+    StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder,
+    StoreOrderForWarehouse, StoreTracking, Tracking,
 };
 pub use throttle::{QueryCost, ThrottleStatus};

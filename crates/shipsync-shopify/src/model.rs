@@ -14,7 +14,7 @@ pub struct StoreOrder {
     pub fulfillments: Vec<StoreFulfillment>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreLineItem {
     pub id: String,
     /// The line's SKU, else its variant's current SKU.
@@ -95,4 +95,47 @@ impl Tracking {
 pub struct CreatedFulfillment {
     pub id: String,
     pub status: String,
+}
+
+/// One page of [`crate::ShopifyClient::orders_changed_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrdersPage {
+    pub orders: Vec<StoreOrderForWarehouse>,
+    /// Cursor of the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// A paid, unfulfilled store order with what the warehouse needs to ship it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreOrderForWarehouse {
+    /// Shopify GID, `gid://shopify/Order/…`.
+    pub id: String,
+    /// As shown to the merchant, e.g. `#1001`.
+    pub name: String,
+    /// RFC 3339, to the second.
+    pub updated_at: Option<String>,
+    pub email: Option<String>,
+    /// `None` for orders that need no shipping.
+    pub shipping_address: Option<ShippingAddress>,
+    /// Title of the shipping line (the method the customer chose).
+    pub shipping_method: Option<String>,
+    pub line_items: Vec<StoreLineItem>,
+}
+
+/// A ship-to address as the store has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShippingAddress {
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub province: Option<String>,
+    pub province_code: Option<String>,
+    pub zip: Option<String>,
+    pub country: Option<String>,
+    pub country_code: Option<String>,
+    pub phone: Option<String>,
 }

@@ -189,10 +189,73 @@ pub const FULFILLMENT_TRACKING_INFO_UPDATE: &str = r#"mutation FulfillmentTracki
   }
 }"#;
 
+/// Paid, unfulfilled orders changed since a time, for the Sales Orders
+/// channel: `$query` is built by the client
+/// (`updated_at:>='…' financial_status:paid fulfillment_status:unfulfilled`),
+/// oldest change first, paged by `$after`. Each order comes with its ship-to,
+/// shipping method and first 15 line items; an order with more is completed
+/// with [`ORDER`] from its `lineItems` cursor.
+/// Cost: orders 2 + pageInfo 1 + 10 × (Order 1 + shippingAddress 1 +
+/// shippingLine 1 + lineItems 2 + pageInfo 1 + 15 × (LineItem 1 +
+/// variant 1 + lineItemGroup 1)) = 3 + 10 × 51 = 513, about half the
+/// bucket, so a page never waits long on a standard plan.
+pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: String!, $after: String) {
+  orders(first: 10, after: $after, query: $query, sortKey: UPDATED_AT) {
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+    nodes {
+      id
+      name
+      updatedAt
+      email
+      shippingAddress {
+        name
+        firstName
+        lastName
+        company
+        address1
+        address2
+        city
+        province
+        provinceCode
+        zip
+        country
+        countryCodeV2
+        phone
+      }
+      shippingLine {
+        title
+      }
+      lineItems(first: 15) {
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
+        nodes {
+          id
+          sku
+          name
+          quantity
+          currentQuantity
+          variant {
+            sku
+          }
+          lineItemGroup {
+            title
+          }
+        }
+      }
+    }
+  }
+}"#;
+
 /// Every document with its operation name.
 pub const ALL: &[(&str, &str)] = &[
     ("ShopName", SHOP_NAME),
     ("FindOrdersByName", FIND_ORDERS_BY_NAME),
+    ("OrdersForWarehouse", ORDERS_FOR_WAREHOUSE),
     ("Order", ORDER),
     ("OrderFulfillmentOrders", ORDER_FULFILLMENT_ORDERS),
     ("FulfillmentOrderLineItems", FULFILLMENT_ORDER_LINE_ITEMS),

@@ -4,7 +4,8 @@
 use serde::Deserialize;
 
 use crate::model::{
-    StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem, StoreTracking,
+    ShippingAddress, StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem,
+    StoreTracking,
 };
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +51,66 @@ pub(crate) struct Nodes<T> {
 pub(crate) struct OrderRef {
     pub id: String,
     pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrdersForWarehouseData {
+    pub orders: Page<WarehouseOrder>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WarehouseOrder {
+    pub id: String,
+    pub name: String,
+    pub updated_at: Option<String>,
+    pub email: Option<String>,
+    pub shipping_address: Option<MailingAddress>,
+    pub shipping_line: Option<ShippingLine>,
+    pub line_items: Page<LineItem>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ShippingLine {
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MailingAddress {
+    name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company: Option<String>,
+    address1: Option<String>,
+    address2: Option<String>,
+    city: Option<String>,
+    province: Option<String>,
+    province_code: Option<String>,
+    zip: Option<String>,
+    country: Option<String>,
+    country_code_v2: Option<String>,
+    phone: Option<String>,
+}
+
+impl From<MailingAddress> for ShippingAddress {
+    fn from(a: MailingAddress) -> Self {
+        Self {
+            name: non_blank(a.name),
+            first_name: non_blank(a.first_name),
+            last_name: non_blank(a.last_name),
+            company: non_blank(a.company),
+            address1: non_blank(a.address1),
+            address2: non_blank(a.address2),
+            city: non_blank(a.city),
+            province: non_blank(a.province),
+            province_code: non_blank(a.province_code),
+            zip: non_blank(a.zip),
+            country: non_blank(a.country),
+            country_code: non_blank(a.country_code_v2),
+            phone: non_blank(a.phone),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

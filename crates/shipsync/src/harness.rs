@@ -29,6 +29,8 @@ pub struct Options {
     /// The Shopify sandbox's cost bucket (default: a Standard plan's 1000
     /// points restored at 100/s; Shopify Plus restores 1000/s).
     pub shopify_throttle: shipsync_sandbox_shopify::ThrottleConfig,
+    /// The Deposco sandbox's behaviour (e.g. `items_must_exist`).
+    pub deposco: shipsync_sandbox_deposco::SandboxConfig,
 }
 
 impl Options {
@@ -41,6 +43,7 @@ impl Options {
             enable: true,
             webhook_max_bytes: 1_048_576,
             shopify_throttle: Default::default(),
+            deposco: Default::default(),
         }
     }
 }
@@ -78,12 +81,12 @@ impl Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
             access_token: SHOPIFY_TOKEN.into(),
-            throttle: opts.shopify_throttle.clone(),
+            throttle: opts.shopify_throttle,
             ..Default::default()
         })
         .start("127.0.0.1:0".parse()?)
         .await?;
-        let deposco = DeposcoSandbox::new(shipsync_sandbox_deposco::SandboxConfig::default())
+        let deposco = DeposcoSandbox::new(opts.deposco.clone())
             .start("127.0.0.1:0".parse()?)
             .await?;
         let token = shipsync_engine::secrets::random_token("adm");

@@ -48,6 +48,7 @@ fn requested_costs_match_the_comments_and_stay_under_the_maximum() {
     let expected = [
         ("ShopName", 1),
         ("FindOrdersByName", 12),
+        ("OrdersForWarehouse", 513),
         ("Order", 64),
         ("OrderFulfillmentOrders", 82),
         ("FulfillmentOrderLineItems", 204),

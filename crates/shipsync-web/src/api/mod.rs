@@ -3,6 +3,7 @@
 mod connections;
 mod events;
 mod merchants;
+mod orders;
 mod shipments;
 
 use axum::Router;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(merchants::routes())
         .merge(connections::routes())
         .merge(shipments::routes())
+        .merge(orders::routes())
         .merge(events::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")

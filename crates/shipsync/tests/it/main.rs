@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod crash;
+mod orders;
 mod pull;
 mod rules;
 mod scenarios;

@@ -1,0 +1,259 @@
+//! Store orders of the Sales Orders channel: the local record of each order
+//! shipsync sends to the warehouse (state, error, Deposco number and id),
+//! and the queries the engine and the API need. SQL lives here only.
+
+use sqlx::{Any, Executor, FromRow};
+
+use crate::{Db, DbError, Tx};
+
+/// Every column of `orders`.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: String,
+    pub connection_id: String,
+    /// Shopify GID of the order.
+    pub store_order_id: String,
+    /// Store order name, e.g. `#1001`.
+    pub name: String,
+    /// new | queued | open | partially_shipped | shipped | error | closed | archived
+    pub status: String,
+    /// `[{"id","sku","name","quantity","group"}]`: the store's lines.
+    pub lines_json: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Why the order is in `error` (Deposco's message), or the last failure
+    /// while a push waits to retry.
+    pub error: Option<String>,
+    /// The store order as last pulled (`StoreOrderForWarehouse`), JSON.
+    pub store_json: Option<String>,
+    /// The store's `updatedAt` of that pull.
+    pub store_updated_at: Option<String>,
+    /// Deposco's order number, once sent (or adopted).
+    pub warehouse_number: Option<String>,
+    /// Deposco's order id, once sent (or adopted).
+    pub warehouse_id: Option<String>,
+    pub sent_at: Option<i64>,
+}
+
+const COLS: &str = "id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at, error, store_json, store_updated_at, warehouse_number, warehouse_id, sent_at";
+
+/// Filters of the order list; empty strings mean "any".
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub connection_id: Option<String>,
+    pub status: Option<String>,
+    /// Store order name, with or without the leading `#`.
+    pub name: Option<String>,
+}
+
+fn lock_clause(tx: &Tx<'_>) -> &'static str {
+    if tx.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// The order of a store order id on a connection, locked for the rest of the
+/// transaction (PostgreSQL locks the row; SQLite's write transactions lock
+/// the database already).
+pub async fn order_by_store_id(
+    tx: &mut Tx<'_>,
+    connection_id: &str,
+    store_order_id: &str,
+) -> Result<Option<OrderRecord>, DbError> {
+    let lock = lock_clause(tx);
+    Ok(sqlx::query_as(sql!(
+        "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2{lock}"
+    ))
+    .bind(connection_id)
+    .bind(store_order_id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// The order `id`, locked for the rest of the transaction.
+pub async fn order_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<OrderRecord>, DbError> {
+    let lock = lock_clause(tx);
+    Ok(
+        sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1{lock}"))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+pub async fn insert_order(tx: &mut Tx<'_>, o: &OrderRecord) -> Result<(), DbError> {
+    sqlx::query(sql!(
+        "INSERT INTO orders ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(&o.id)
+    .bind(&o.connection_id)
+    .bind(&o.store_order_id)
+    .bind(&o.name)
+    .bind(&o.status)
+    .bind(&o.lines_json)
+    .bind(o.created_at)
+    .bind(o.updated_at)
+    .bind(&o.error)
+    .bind(&o.store_json)
+    .bind(&o.store_updated_at)
+    .bind(&o.warehouse_number)
+    .bind(&o.warehouse_id)
+    .bind(o.sent_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes every mutable column of the order.
+pub async fn update_order<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    o: &OrderRecord,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE orders SET name = $2, status = $3, lines_json = $4, updated_at = $5, error = $6,
+           store_json = $7, store_updated_at = $8, warehouse_number = $9, warehouse_id = $10, sent_at = $11
+         WHERE id = $1",
+    )
+    .bind(&o.id)
+    .bind(&o.name)
+    .bind(&o.status)
+    .bind(&o.lines_json)
+    .bind(o.updated_at)
+    .bind(&o.error)
+    .bind(&o.store_json)
+    .bind(&o.store_updated_at)
+    .bind(&o.warehouse_number)
+    .bind(&o.warehouse_id)
+    .bind(o.sent_at)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    pub async fn get_order_record(&self, id: &str) -> Result<Option<OrderRecord>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// The local order of a store order on a connection.
+    pub async fn order_of_store_order(
+        &self,
+        connection_id: &str,
+        store_order_id: &str,
+    ) -> Result<Option<OrderRecord>, DbError> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2"
+        ))
+        .bind(connection_id)
+        .bind(store_order_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn save_order(&self, o: &OrderRecord) -> Result<(), DbError> {
+        update_order(self.pool(), o).await
+    }
+
+    /// Newest first; `before` is the cursor (an order id).
+    pub async fn list_orders(
+        &self,
+        f: &OrderFilter,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, DbError> {
+        let name = f
+            .name
+            .as_deref()
+            .map(|n| n.trim().trim_start_matches('#'))
+            .unwrap_or("");
+        Ok(sqlx::query_as(sql!(
+            "SELECT {COLS} FROM orders WHERE ($1 = '' OR id < $1) AND ($2 = '' OR connection_id = $2)
+             AND ($3 = '' OR status = $3) AND ($4 = '' OR name = $4 OR name = $5)
+             ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(before.unwrap_or(""))
+        .bind(f.connection_id.as_deref().unwrap_or(""))
+        .bind(f.status.as_deref().unwrap_or(""))
+        .bind(name)
+        .bind(format!("#{name}"))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Orders shipsync sent to the warehouse, among the merchant's
+    /// connections, that an order reference of a shipment names: first those
+    /// whose Deposco number is the reference, else those whose store name is
+    /// (with or without `#`).
+    pub async fn sent_orders_for_refs(
+        &self,
+        merchant_id: &str,
+        refs: &[String],
+    ) -> Result<Vec<OrderRecord>, DbError> {
+        let select = |cond: &str| {
+            sql!(
+                "SELECT {} FROM orders o WHERE o.warehouse_number IS NOT NULL AND {cond}
+                 AND o.connection_id IN (SELECT id FROM connections WHERE merchant_id = $1)
+                 ORDER BY o.id",
+                COLS.split(", ")
+                    .map(|c| format!("o.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let mut by_number: Vec<OrderRecord> = Vec::new();
+        let mut by_name: Vec<OrderRecord> = Vec::new();
+        for r in refs {
+            let r = r.trim();
+            if r.is_empty() {
+                continue;
+            }
+            let rows: Vec<OrderRecord> = sqlx::query_as(select("o.warehouse_number = $2"))
+                .bind(merchant_id)
+                .bind(r)
+                .fetch_all(self.pool())
+                .await?;
+            by_number.extend(rows);
+            let bare = r.trim_start_matches('#');
+            let rows: Vec<OrderRecord> = sqlx::query_as(select("(o.name = $2 OR o.name = $3)"))
+                .bind(merchant_id)
+                .bind(bare)
+                .bind(format!("#{bare}"))
+                .fetch_all(self.pool())
+                .await?;
+            by_name.extend(rows);
+        }
+        let mut out = if by_number.is_empty() {
+            by_name
+        } else {
+            by_number
+        };
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+
+    /// Orders of a connection still waiting to be sent (`queued`), oldest
+    /// first: re-queued by every run so that none is left behind.
+    pub async fn queued_order_ids(
+        &self,
+        connection_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, DbError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM orders WHERE connection_id = $1 AND status = 'queued' ORDER BY id LIMIT $2",
+        )
+        .bind(connection_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}

@@ -1,0 +1,143 @@
+//! `/api/v1/orders`: store orders the Sales Orders channel sends to the
+//! warehouse (and those shipments were matched to), with their lines,
+//! shipments and activity.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipsync_db::orders::{OrderFilter, OrderRecord};
+use shipsync_engine::OrderAction;
+use shipsync_engine::orders::ORDER_STATUSES;
+
+use super::{Page, Query, list};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{opt_time, time};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orders", get(list_orders))
+        .route("/orders/{id}", get(show))
+        .route("/orders/{id}/reprocess", post(reprocess))
+        .route("/orders/{id}/archive", post(archive))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    connection_id: Option<String>,
+    status: Option<String>,
+    name: Option<String>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+fn summary(o: &OrderRecord) -> Value {
+    json!({
+        "id": o.id,
+        "connection_id": o.connection_id,
+        "name": o.name,
+        "status": o.status,
+        "error": o.error,
+        "store_order_id": o.store_order_id,
+        "warehouse_order_number": o.warehouse_number,
+        "warehouse_order_id": o.warehouse_id.as_deref().filter(|i| !i.is_empty()),
+        "sent_at": opt_time(o.sent_at),
+        "created_at": time(o.created_at),
+        "updated_at": time(o.updated_at),
+    })
+}
+
+async fn list_orders(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.page.limit()?;
+    let non_empty = |v: Option<String>| v.filter(|x| !x.is_empty());
+    let status = non_empty(q.status);
+    if let Some(st) = &status
+        && !ORDER_STATUSES.contains(&st.as_str())
+    {
+        return Err(ApiError::invalid(
+            "status",
+            format!("must be one of {}", ORDER_STATUSES.join(", ")),
+        ));
+    }
+    let filter = OrderFilter {
+        connection_id: non_empty(q.connection_id),
+        status,
+        name: non_empty(q.name),
+    };
+    let rows = s
+        .engine
+        .db()
+        .list_orders(&filter, q.page.cursor.as_deref(), limit + 1)
+        .await?;
+    Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
+}
+
+pub async fn detail(s: &AppState, id: &str) -> ApiResult<Value> {
+    let db = s.engine.db();
+    let row = db
+        .get_order_record(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    let mut out = summary(&row);
+    out["lines"] = s
+        .engine
+        .order_lines(&row)
+        .await?
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.id,
+                "sku": l.sku,
+                "name": l.name,
+                "quantity": l.quantity,
+                "sent_quantity": l.sent_quantity,
+                "shipped_quantity": l.shipped_quantity,
+                "fulfilled_quantity": l.fulfilled_quantity,
+                "group": l.group,
+                "kit": l.kit.as_ref().map(|k| json!({"components": k})),
+            })
+        })
+        .collect();
+    out["shipments"] = db
+        .shipments_for_order(&row.store_order_id)
+        .await?
+        .iter()
+        .filter(|sh| sh.connection_id.as_deref() == Some(&row.connection_id))
+        .map(|sh| json!(sh.id))
+        .collect();
+    out["activity"] = db
+        .list_activity(id)
+        .await?
+        .iter()
+        .map(|a| json!({"at": time(a.at), "kind": a.kind, "message": a.message}))
+        .collect();
+    Ok(out)
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(detail(&s, &id).await?))
+}
+
+async fn act(s: AppState, id: String, action: OrderAction) -> ApiResult<Json<Value>> {
+    s.engine
+        .order_action(&id, action)
+        .await
+        .map_err(|e| match e {
+            shipsync_engine::EngineError::NotFound => ApiError::not_found("order"),
+            other => other.into(),
+        })?;
+    Ok(Json(detail(&s, &id).await?))
+}
+
+async fn reprocess(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    act(s, id, OrderAction::Reprocess).await
+}
+
+async fn archive(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    act(s, id, OrderAction::Archive).await
+}
