@@ -654,3 +654,87 @@ async fn a_long_budget_wait_returns_throttled_without_sending() {
     );
     assert_eq!(stub.seen().len(), 1);
 }
+
+/// Paid, unfulfilled orders changed since a time: the search, the ship-to
+/// and method, line items beyond the first page read from the order, and
+/// an order listed twice kept once.
+#[tokio::test]
+async fn orders_changed_since_reads_ship_to_and_every_line() {
+    let stub = Stub::start(|seen| {
+        if seen.operation != "OrdersForWarehouse" {
+            return store(seen);
+        }
+        let lines = page(
+            json!([
+                { "id": gid("LineItem", 1), "sku": "A", "name": "Widget A", "quantity": 2,
+                  "currentQuantity": 2, "variant": { "sku": "A" }, "lineItemGroup": null },
+                { "id": gid("LineItem", 2), "sku": null, "name": "Widget B", "quantity": 3,
+                  "currentQuantity": 1, "variant": { "sku": "B-VARIANT" }, "lineItemGroup": null },
+            ]),
+            Some("li-1"),
+        );
+        let first = json!({
+            "id": ORDER_ID, "name": "#1001", "updatedAt": "2026-11-02T10:00:00Z",
+            "email": "jo@example.com",
+            "shippingAddress": { "name": "Jo Doe", "firstName": "Jo", "lastName": "Doe",
+                "company": null, "address1": "1 Main St", "address2": "", "city": "Springfield",
+                "province": "Illinois", "provinceCode": "IL", "zip": "62701",
+                "country": "United States", "countryCodeV2": "US", "phone": null },
+            "shippingLine": { "title": "Express" },
+            "lineItems": lines,
+        });
+        let second = json!({
+            "id": gid("Order", 1002), "name": "#1002", "updatedAt": "2026-11-02T10:00:01Z",
+            "email": null, "shippingAddress": null, "shippingLine": null,
+            "lineItems": page(json!([]), None),
+        });
+        let v = &seen.variables;
+        let (nodes, next) = if v["after"].is_null() {
+            (json!([first, first.clone()]), Some("o-1"))
+        } else {
+            (json!([second]), None)
+        };
+        Reply::data(json!({ "orders": page(nodes, next) }))
+    })
+    .await;
+    let client = stub.client();
+    let page1 = client
+        .orders_changed_since("2026-11-01T00:00:00Z", None)
+        .await
+        .unwrap();
+    assert_eq!(page1.next.as_deref(), Some("o-1"));
+    assert_eq!(page1.orders.len(), 1);
+    let o = &page1.orders[0];
+    assert_eq!(o.name, "#1001");
+    assert_eq!(o.email.as_deref(), Some("jo@example.com"));
+    assert_eq!(o.shipping_method.as_deref(), Some("Express"));
+    let a = o.shipping_address.as_ref().unwrap();
+    assert_eq!(a.address1.as_deref(), Some("1 Main St"));
+    assert_eq!(a.address2, None);
+    assert_eq!(a.country_code.as_deref(), Some("US"));
+    assert_eq!(o.line_items, expected_order().line_items);
+    let page2 = client
+        .orders_changed_since("2026-11-01T00:00:00Z", page1.next)
+        .await
+        .unwrap();
+    assert_eq!(page2.next, None);
+    assert_eq!(page2.orders[0].shipping_address, None);
+    let seen = stub.seen();
+    let searches: Vec<(&str, &Value)> = seen
+        .iter()
+        .map(|s| (s.operation.as_str(), &s.variables))
+        .collect();
+    assert_eq!(searches.len(), 3, "{searches:?}");
+    assert_eq!(
+        searches[0].1["query"],
+        "updated_at:>='2026-11-01T00:00:00Z' financial_status:paid fulfillment_status:unfulfilled"
+    );
+    assert_eq!(searches[1].0, "Order");
+    assert_eq!(searches[1].1["lineItemsAfter"], "li-1");
+    assert_eq!(searches[2].1["after"], "o-1");
+    assert_well_formed(&seen);
+    assert!(matches!(
+        client.orders_changed_since("x' OR name:*", None).await,
+        Err(ShopifyError::Permanent(_))
+    ));
+}
