@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shipsync::harness::{Harness, Options};
-use shipsync_sandbox_deposco::{ItemSpec, Shape};
+use shipsync_sandbox_deposco::{
+    ItemSpec, LineSpec as DeposcoLine, PackageSpec, Shape, ShipmentSpec,
+};
 use shipsync_sandbox_shopify::{Address, LineSpec, OrderSpec};
 
 use crate::support::SETTLE;
@@ -388,8 +390,77 @@ async fn too_long_number_is_refused_with_deposco_message(db_url: String) {
     h.shutdown().await;
 }
 
+async fn kits_and_partial_shipments_show_on_the_order(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    h.deposco.sandbox.add_item(
+        ItemSpec::new("KIT-1")
+            .component("COMP-A", 1)
+            .component("COMP-B", 2),
+    );
+    enable_sales_orders(&h, "").await;
+    let placed = h.place_order_spec(paid_order("#4001", &[("B", 2), ("KIT-1", 1)]));
+    run_orders(&h).await;
+    wait_order(&h, "#4001", "open").await;
+
+    // One of the two B first: partially shipped.
+    let (number, _) = h
+        .ship(
+            ShipmentSpec::new("4001")
+                .line(
+                    DeposcoLine::new(1, "B", 2)
+                        .shipped(1)
+                        .customer_line(&placed.line_item_ids[0]),
+                )
+                .package(PackageSpec::new("C1", "T1").line(1, 1)),
+            Shape::Current,
+        )
+        .await
+        .unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let o = wait_order(&h, "#4001", "partially_shipped").await;
+    assert_eq!(o["lines"][0]["shipped_quantity"], 1, "{o}");
+    assert_eq!(o["lines"][0]["fulfilled_quantity"], 1, "{o}");
+    assert_eq!(o["lines"][1]["shipped_quantity"], 0, "{o}");
+
+    // The rest, the kit as its components: shipped.
+    let mut rest = h
+        .deposco
+        .sandbox
+        .ship_order_spec("4001", "T2")
+        .expect("ship spec");
+    rest.lines.retain(|l| l.sku != "B");
+    rest.lines.push(
+        DeposcoLine::new(1, "B", 2)
+            .shipped(1)
+            .customer_line(&placed.line_item_ids[0]),
+    );
+    for p in &mut rest.packages {
+        p.lines.retain(|(n, _)| *n != 1);
+        p.lines.push((1, 1));
+    }
+    let (number, _) = h.ship(rest, Shape::Xml).await.unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let o = wait_order(&h, "#4001", "shipped").await;
+    assert_eq!(o["lines"][0]["fulfilled_quantity"], 2, "{o}");
+    assert_eq!(o["lines"][1]["sku"], "KIT-1");
+    assert_eq!(o["lines"][1]["shipped_quantity"], 1, "{o}");
+    assert_eq!(o["lines"][1]["fulfilled_quantity"], 1, "{o}");
+    let comps = o["lines"][1]["kit"]["components"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(comps.len(), 2, "{o}");
+    assert_eq!(o["shipments"].as_array().unwrap().len(), 2, "{o}");
+    h.shutdown().await;
+}
+
 both_backends!(
     sales_orders_reach_deposco_once,
     refused_order_waits_in_error_until_reprocessed,
-    too_long_number_is_refused_with_deposco_message
+    too_long_number_is_refused_with_deposco_message,
+    kits_and_partial_shipments_show_on_the_order
 );
