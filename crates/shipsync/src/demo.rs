@@ -46,15 +46,37 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
 
     let started = Instant::now();
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
-    let mut numbers = Vec::new();
-    let mut shipped_units = 0u32;
+    let mut plans = Vec::new();
     for i in 0..orders {
-        let shape = SHAPES[i as usize % SHAPES.len()];
         let plan = plan_order(&mut h, i);
         let want = expected.entry(plan.name.clone()).or_default();
         for (line, q) in &plan.store_units {
             *want.entry(line.clone()).or_default() += q;
         }
+        plans.push(plan);
+    }
+    eprintln!("placed {orders} paid orders in the Shopify sandbox");
+
+    // The Sales Orders channel sends them to the warehouse.
+    let channel = format!(
+        "/api/v1/connections/{}/channels/sales_orders",
+        h.connection_id
+    );
+    h.api(
+        "PATCH",
+        &channel,
+        Some(serde_json::json!({"enabled": true})),
+    )
+    .await?
+    .ok(200)?;
+    let orders_run = run_channel(&h, &channel, Instant::now() + Duration::from_secs(120)).await?;
+    let sent = h.deposco.sandbox.sales_orders().len();
+    eprintln!("sales orders in Deposco: {sent}");
+
+    let mut numbers = Vec::new();
+    let mut shipped_units = 0u32;
+    for (i, plan) in plans.into_iter().enumerate() {
+        let shape = SHAPES[i % SHAPES.len()];
         // Every fifth order's webhooks never arrive: only the scheduled
         // shipment sync (the fallback) can find them.
         let pull_only = i % 5 == 4;
@@ -70,7 +92,7 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
             }
             numbers.push(number);
         }
-        eprint!("\rplaced and shipped {}/{orders} orders", i + 1);
+        eprint!("\rshipped {}/{orders} orders", i + 1);
     }
     eprintln!();
 
@@ -86,28 +108,8 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     // The fallback: one run of the connection's Shipments channel (what the
     // daily off-hours schedule does), here started at once.
     eprintln!("running the fallback shipment sync…");
-    let runs = format!(
-        "/api/v1/connections/{}/channels/shipments/runs",
-        h.connection_id
-    );
-    let run = h.api("POST", &runs, None).await?.ok(202)?;
-    let run_id = run["id"].as_str().unwrap_or_default().to_string();
-    let run = loop {
-        let r = h
-            .api("GET", &format!("{runs}/{run_id}"), None)
-            .await?
-            .ok(200)?;
-        if r["status"] == "succeeded" || r["status"] == "failed" || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    loop {
-        if h.idle().await? || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let shipments_channel = format!("/api/v1/connections/{}/channels/shipments", h.connection_id);
+    let run = run_channel(&h, &shipments_channel, deadline).await?;
     let elapsed = started.elapsed();
 
     // Summary from shipsync's API and the store's own state.
@@ -156,10 +158,16 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     let ok = missing == 0
         && duplicates == 0
         && run["status"] == "succeeded"
+        && sent == orders as usize
         && by_status.get("error").copied().unwrap_or(0) == 0;
 
     println!("shipsync demo summary");
     println!("  orders placed:            {orders}");
+    println!(
+        "  sent to Deposco:          {sent} sales orders (run {}: {} new)",
+        orders_run["status"].as_str().unwrap_or("?"),
+        orders_run["counts"]["new"]
+    );
     println!(
         "  warehouse shipments:      {} ({} units shipped)",
         numbers.len(),
@@ -214,6 +222,27 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ok)
+}
+
+/// Starts a run of a channel and waits until it and the work it queued are done.
+async fn run_channel(h: &Harness, channel: &str, deadline: Instant) -> Result<serde_json::Value> {
+    let runs = format!("{channel}/runs");
+    let run = h.api("POST", &runs, None).await?.ok(202)?;
+    let run_id = run["id"].as_str().unwrap_or_default().to_string();
+    let run = loop {
+        let r = h
+            .api("GET", &format!("{runs}/{run_id}"), None)
+            .await?
+            .ok(200)?;
+        if r["status"] == "succeeded" || r["status"] == "failed" || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    while !h.idle().await? && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(run)
 }
 
 fn fmt_map(m: &BTreeMap<String, usize>) -> String {
