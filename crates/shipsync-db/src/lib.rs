@@ -14,6 +14,7 @@ pub mod jobs;
 mod migrate;
 pub mod orders;
 pub mod rows;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -41,6 +41,8 @@ const COLS: &str = "id, connection_id, store_order_id, name, status, lines_json,
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
     pub connection_id: Option<String>,
+    /// Orders of this merchant's connections only.
+    pub merchant_id: Option<String>,
     pub status: Option<String>,
     /// Store order name, with or without the leading `#`.
     pub name: Option<String>,
@@ -176,6 +178,7 @@ impl Db {
         Ok(sqlx::query_as(sql!(
             "SELECT {COLS} FROM orders WHERE ($1 = '' OR id < $1) AND ($2 = '' OR connection_id = $2)
              AND ($3 = '' OR status = $3) AND ($4 = '' OR name = $4 OR name = $5)
+             AND ($7 = '' OR connection_id IN (SELECT id FROM connections WHERE merchant_id = $7))
              ORDER BY id DESC LIMIT $6"
         ))
         .bind(before.unwrap_or(""))
@@ -184,6 +187,7 @@ impl Db {
         .bind(name)
         .bind(format!("#{name}"))
         .bind(limit)
+        .bind(f.merchant_id.as_deref().unwrap_or(""))
         .fetch_all(self.pool())
         .await?)
     }

@@ -41,15 +41,6 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn api_token_exists(&self, token_hash: &str) -> Result<bool, DbError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM api_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(row.is_some())
-    }
-
     pub async fn count_api_tokens(&self) -> Result<i64, DbError> {
         let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens")
             .fetch_one(self.pool())

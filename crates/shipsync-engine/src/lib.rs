@@ -8,6 +8,7 @@ mod pipeline;
 pub mod runs;
 pub mod secrets;
 mod stores;
+pub mod users;
 mod worker;
 
 use std::sync::Arc;

@@ -30,6 +30,12 @@ pub enum EngineError {
     Permanent(String),
     #[error("not found")]
     NotFound,
+    /// Input a person can correct: `field` names what to fix.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// The channel or its connection is switched off.
     #[error("the channel or its connection is disabled")]
     ChannelDisabled,

@@ -92,6 +92,7 @@ impl From<EngineError> for ApiError {
                 "channel_disabled",
                 "this channel or its connection is disabled: enable both first",
             ),
+            EngineError::Invalid { field, message } => ApiError::invalid(field, message),
             EngineError::Db(d) => d.into(),
             EngineError::Permanent(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             EngineError::Retry { message, .. } | EngineError::Deferred { message, .. } => {

@@ -2,6 +2,7 @@
 //! metrics. Thin: parse, authorise, call the engine, render.
 
 mod api;
+pub mod auth;
 mod error;
 mod json;
 mod webhook;

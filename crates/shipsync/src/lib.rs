@@ -6,3 +6,4 @@ pub mod demo;
 pub mod harness;
 pub mod server;
 pub mod sync;
+pub mod users;

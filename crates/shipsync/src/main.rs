@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         what: SyncWhat,
     },
+    /// Manage web-UI users.
+    Users {
+        #[command(subcommand)]
+        what: UsersWhat,
+    },
     /// Run one sandbox alone, for trying shipsync without real accounts.
     Sandbox {
         #[arg(value_enum)]
@@ -60,6 +65,29 @@ enum SyncWhat {
         /// since the channel's last completed pull.
         #[arg(long)]
         since: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersWhat {
+    /// Create a user. The password is prompted (twice, without echo) on a
+    /// terminal, else read from the first line of stdin.
+    #[command(group(clap::ArgGroup::new("role").required(true).args(["admin", "staff", "merchant"])))]
+    Create {
+        /// An Administrator: everything, including users.
+        #[arg(long)]
+        admin: bool,
+        /// Staff: everything but users.
+        #[arg(long)]
+        staff: bool,
+        /// With --staff: limit the user to this merchant (mer_…).
+        #[arg(long = "only-merchant", value_name = "MERCHANT_ID", requires = "staff")]
+        only_merchant: Option<String>,
+        /// A Merchant user: only this merchant's data (mer_…).
+        #[arg(long, value_name = "MERCHANT_ID")]
+        merchant: Option<String>,
+        /// The user's email, used to sign in.
+        email: String,
     },
 }
 
@@ -160,6 +188,24 @@ async fn main() -> Result<()> {
                 })
                 .transpose()?;
             shipsync::sync::shipments(&settings, &connection, since).await
+        }
+        Command::Users {
+            what:
+                UsersWhat::Create {
+                    admin,
+                    staff,
+                    only_merchant,
+                    merchant,
+                    email,
+                },
+        } => {
+            let settings = Settings::resolve(&cli.flags)?;
+            let (role, merchant_id) = match (admin, staff, merchant) {
+                (true, _, _) => (shipsync_engine::users::Role::Admin, None),
+                (_, true, _) => (shipsync_engine::users::Role::Staff, only_merchant),
+                (_, _, m) => (shipsync_engine::users::Role::Merchant, m),
+            };
+            shipsync::users::create(&settings, role, merchant_id.as_deref(), &email).await
         }
         Command::Sandbox { platform, listen } => {
             let settings = Settings::resolve(&cli.flags)?;

@@ -70,6 +70,12 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         )
     })?;
     ensure_admin_token(&db, settings).await?;
+    if db.count_users().await? == 0 {
+        eprintln!(
+            "\nshipsync: no web-UI user exists yet. Create the first administrator with\n\n    shipsync users create --admin you@example.com\n\n(with the same --database-url), then sign in at {}/\n",
+            settings.public_url.trim_end_matches('/')
+        );
+    }
     if db.backend() == shipsync_db::Backend::Sqlite {
         // SQLite runs one node: leases left behind are a dead process's.
         let n = db.release_all_leases().await?;

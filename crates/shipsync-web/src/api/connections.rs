@@ -13,6 +13,7 @@ use shipsync_db::rows::{ChannelRow, ConnectionRow, QueueRun};
 use super::merchants::check_url;
 use super::{Page, Query, body_json, list};
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, opt_time, time};
 
@@ -213,8 +214,8 @@ fn render(c: &ConnectionRow) -> Value {
     })
 }
 
-async fn apply(s: &AppState, c: &mut ConnectionRow, p: Parts) -> ApiResult<()> {
-    if s.engine.db().get_merchant(&p.merchant_id).await?.is_none() {
+async fn apply(s: &AppState, who: &Principal, c: &mut ConnectionRow, p: Parts) -> ApiResult<()> {
+    if !who.sees(&p.merchant_id) || s.engine.db().get_merchant(&p.merchant_id).await?.is_none() {
         return Err(ApiError::invalid("merchant_id", "no merchant with this id"));
     }
     c.name = p.name;
@@ -226,11 +227,13 @@ async fn apply(s: &AppState, c: &mut ConnectionRow, p: Parts) -> ApiResult<()> {
     Ok(())
 }
 
-async fn load(s: &AppState, id: &str) -> ApiResult<ConnectionRow> {
+/// The connection, when the principal may see its merchant (else 404).
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<ConnectionRow> {
     s.engine
         .db()
         .get_connection(id)
         .await?
+        .filter(|c| p.sees(&c.merchant_id))
         .ok_or_else(|| ApiError::not_found("connection"))
 }
 
@@ -243,22 +246,36 @@ struct ListQuery {
 
 async fn list_connections(
     State(s): State<AppState>,
+    p: Principal,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.page.limit()?;
-    let rows = s
-        .engine
-        .db()
-        .list_connections(
-            q.merchant_id.as_deref().filter(|m| !m.is_empty()),
-            q.page.cursor.as_deref(),
-            limit + 1,
-        )
-        .await?;
+    let rows = visible(&s, &p, q.merchant_id, q.page.cursor.as_deref(), limit + 1).await?;
     Ok(Json(list(rows, limit, |c| c.id.clone(), render)))
 }
 
-async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+/// The connections a principal sees (of one merchant when `merchant_id`).
+pub async fn visible(
+    s: &AppState,
+    p: &Principal,
+    merchant_id: Option<String>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> ApiResult<Vec<ConnectionRow>> {
+    let Ok(merchant) = p.narrow(merchant_id) else {
+        return Ok(Vec::new());
+    };
+    Ok(s.engine
+        .db()
+        .list_connections(merchant.as_deref(), cursor, limit)
+        .await?)
+}
+
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut patch = body_json(&body)?;
     strip_read_only(&mut patch);
     let mut doc = defaults();
@@ -276,7 +293,7 @@ async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode
         created_at: now,
         updated_at: now,
     };
-    apply(&s, &mut c, parts).await?;
+    apply(&s, &p, &mut c, parts).await?;
     let channels: Vec<ChannelRow> = CHANNELS
         .iter()
         .map(|ch| ChannelRow {
@@ -292,40 +309,60 @@ async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode
     Ok((StatusCode::CREATED, Json(render(&c))))
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(render(&load(&s, &id).await?)))
+async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(render(&load(&s, &p, &id).await?)))
 }
 
 async fn update(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let mut c = load(&s, &id).await?;
+    let patch = body_json(&body)?;
+    Ok(Json(render(&update_connection(&s, &p, &id, patch).await?)))
+}
+
+/// Applies a JSON merge patch to a connection (the API's PATCH, or the UI's
+/// switch turned into one).
+pub async fn update_connection(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    mut patch: Value,
+) -> ApiResult<ConnectionRow> {
+    let mut c = load(s, p, id).await?;
     let was_enabled = c.enabled == 1;
-    let mut patch = body_json(&body)?;
     strip_read_only(&mut patch);
-    let mut doc = to_doc(&s, &c)?;
+    let mut doc = to_doc(s, &c)?;
     merge_patch(&mut doc, &patch);
     let parts = validate(&doc)?;
-    apply(&s, &mut c, parts).await?;
+    apply(s, p, &mut c, parts).await?;
     c.updated_at = now_micros();
     s.engine.db().update_connection(&c).await?;
     s.engine.connection_changed(&c.id);
     if !was_enabled && c.enabled == 1 {
         s.engine.release_waiting(&c.merchant_id).await?;
     }
-    Ok(Json(render(&c)))
+    Ok(c)
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    load(&s, &id).await?;
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    load(&s, &p, &id).await?;
     s.engine.db().delete_connection(&id).await?;
     s.engine.connection_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn render_channel(s: &AppState, ch: &ChannelRow) -> ApiResult<Value> {
+pub async fn render_channel(s: &AppState, ch: &ChannelRow) -> ApiResult<Value> {
     let last_run = s
         .engine
         .db()
@@ -341,8 +378,13 @@ async fn render_channel(s: &AppState, ch: &ChannelRow) -> ApiResult<Value> {
     }))
 }
 
-async fn load_channel(s: &AppState, id: &str, channel: &str) -> ApiResult<ChannelRow> {
-    load(s, id).await?;
+pub async fn load_channel(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    channel: &str,
+) -> ApiResult<ChannelRow> {
+    load(s, p, id).await?;
     if !CHANNELS.contains(&channel) {
         return Err(ApiError::not_found(
             "channel (use sales_orders or shipments)",
@@ -357,19 +399,34 @@ async fn load_channel(s: &AppState, id: &str, channel: &str) -> ApiResult<Channe
 
 async fn show_channel(
     State(s): State<AppState>,
+    p: Principal,
     Path((id, channel)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let ch = load_channel(&s, &id, &channel).await?;
+    let ch = load_channel(&s, &p, &id, &channel).await?;
     Ok(Json(render_channel(&s, &ch).await?))
 }
 
 async fn update_channel(
     State(s): State<AppState>,
+    p: Principal,
     Path((id, channel)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let mut ch = load_channel(&s, &id, &channel).await?;
     let patch = body_json(&body)?;
+    let ch = patch_channel(&s, &p, &id, &channel, &patch).await?;
+    Ok(Json(render_channel(&s, &ch).await?))
+}
+
+/// Applies `{"enabled"?, "schedules"?}` to a channel (the API's PATCH, or
+/// the UI's switch and schedule dialog).
+pub async fn patch_channel(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    channel: &str,
+    patch: &Value,
+) -> ApiResult<ChannelRow> {
+    let mut ch = load_channel(s, p, id, channel).await?;
     let was_enabled = ch.enabled == 1;
     for (k, v) in patch.as_object().into_iter().flatten() {
         match k.as_str() {
@@ -407,22 +464,34 @@ async fn update_channel(
     }
     s.engine.db().update_channel(&ch).await?;
     if !was_enabled && ch.enabled == 1 && channel == "shipments" {
-        let c = load(&s, &id).await?;
+        let c = load(s, p, id).await?;
         s.engine.release_waiting(&c.merchant_id).await?;
     }
-    Ok(Json(render_channel(&s, &ch).await?))
+    Ok(ch)
 }
 
 async fn run_now(
     State(s): State<AppState>,
+    p: Principal,
     Path((id, channel)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    load_channel(&s, &id, &channel).await?;
-    match s.engine.run_now(&id, &channel, "manual").await {
-        Ok(QueueRun::Queued(run)) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"id": run.id, "status": run.status})),
-        )),
+    let (run_id, status) = queue_run(&s, &p, &id, &channel).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": run_id, "status": status})),
+    ))
+}
+
+/// "Run now": (run id, status) of the queued run.
+pub async fn queue_run(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    channel: &str,
+) -> ApiResult<(String, String)> {
+    load_channel(s, p, id, channel).await?;
+    match s.engine.run_now(id, channel, "manual").await {
+        Ok(QueueRun::Queued(run)) => Ok((run.id.clone(), run.status.clone())),
         Ok(QueueRun::InProgress(active)) => {
             let mut e = ApiError::conflict(
                 "run_in_progress",
@@ -441,9 +510,10 @@ async fn run_now(
 
 async fn show_run(
     State(s): State<AppState>,
+    p: Principal,
     Path((id, channel, run_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    load_channel(&s, &id, &channel).await?;
+    load_channel(&s, &p, &id, &channel).await?;
     let run = s
         .engine
         .db()

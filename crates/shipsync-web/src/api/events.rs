@@ -12,6 +12,7 @@ use shipsync_engine::Outcome;
 
 use super::{Page, Query, list};
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::time;
 
@@ -33,7 +34,7 @@ struct ListQuery {
     page: Page,
 }
 
-fn summary(e: &EventRow) -> Value {
+pub fn summary(e: &EventRow) -> Value {
     json!({
         "id": e.id,
         "merchant_id": e.merchant_id,
@@ -50,6 +51,7 @@ fn summary(e: &EventRow) -> Value {
 
 async fn list_events(
     State(s): State<AppState>,
+    p: Principal,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.page.limit()?;
@@ -62,8 +64,11 @@ async fn list_events(
             format!("must be one of {}", Outcome::ALL.join(", ")),
         ));
     }
+    let Ok(merchant_id) = p.narrow(q.merchant_id) else {
+        return Ok(Json(json!({"items": [], "next_cursor": null})));
+    };
     let filter = EventFilter {
-        merchant_id: q.merchant_id.filter(|m| !m.is_empty()),
+        merchant_id,
         merchant_ids: None,
         outcome,
     };
@@ -75,14 +80,28 @@ async fn list_events(
     Ok(Json(list(rows, limit, |e| e.id.clone(), summary)))
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let e = s
-        .engine
+/// The event, when the principal may see its merchant (else 404).
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<EventRow> {
+    s.engine
         .db()
-        .get_event(&id)
+        .get_event(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("event"))?;
-    let mut out = summary(&e);
+        .filter(|e| p.sees(&e.merchant_id))
+        .ok_or_else(|| ApiError::not_found("event"))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let e = load(&s, &p, &id).await?;
+    Ok(Json(raw(&e)))
+}
+
+/// The event with its headers (signatures redacted) and body.
+pub fn raw(e: &EventRow) -> Value {
+    let mut out = summary(e);
     let headers: Vec<(String, String)> = serde_json::from_str(&e.headers_json).unwrap_or_default();
     out["headers"] = headers
         .iter()
@@ -108,13 +127,15 @@ async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Js
         },
         None => out["body"] = Value::Null,
     }
-    Ok(Json(out))
+    out
 }
 
 async fn replay(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    load(&s, &p, &id).await?;
     s.engine.replay_event(&id).await.map_err(|e| match e {
         shipsync_engine::EngineError::NotFound => ApiError::not_found("event"),
         other => other.into(),

@@ -12,6 +12,7 @@ use shipsync_engine::secrets::{hash_token, random_token};
 
 use super::{Page, Query, body_json, list};
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, time};
 
@@ -375,7 +376,7 @@ pub fn render(s: &AppState, m: &MerchantRow) -> Value {
     })
 }
 
-fn webhook_url(s: &AppState, m: &MerchantRow) -> Option<String> {
+pub fn webhook_url(s: &AppState, m: &MerchantRow) -> Option<String> {
     let key = s.engine.secrets().open_string(&m.webhook_key).ok()?;
     Some(format!(
         "{}/webhooks/deposco/{key}",
@@ -383,7 +384,10 @@ fn webhook_url(s: &AppState, m: &MerchantRow) -> Option<String> {
     ))
 }
 
-async fn load(s: &AppState, id: &str) -> ApiResult<MerchantRow> {
+/// The merchant, when the principal may see it (else 404, as for an
+/// unknown id).
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<MerchantRow> {
+    p.check(id, "merchant")?;
     s.engine
         .db()
         .get_merchant(id)
@@ -391,21 +395,54 @@ async fn load(s: &AppState, id: &str) -> ApiResult<MerchantRow> {
         .ok_or_else(|| ApiError::not_found("merchant"))
 }
 
+/// The merchants a principal sees, after `cursor`.
+pub async fn visible(
+    s: &AppState,
+    p: &Principal,
+    cursor: Option<&str>,
+    limit: i64,
+) -> ApiResult<Vec<MerchantRow>> {
+    Ok(match p.scope() {
+        None => s.engine.db().list_merchants(cursor, limit).await?,
+        Some(m) => s
+            .engine
+            .db()
+            .get_merchant(m)
+            .await?
+            .filter(|r| cursor.is_none_or(|c| r.id.as_str() > c))
+            .into_iter()
+            .collect(),
+    })
+}
+
 async fn list_merchants(
     State(s): State<AppState>,
+    p: Principal,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
     let limit = page.limit()?;
-    let rows = s
-        .engine
-        .db()
-        .list_merchants(page.cursor.as_deref(), limit + 1)
-        .await?;
+    let rows = visible(&s, &p, page.cursor.as_deref(), limit + 1).await?;
     Ok(Json(list(rows, limit, |m| m.id.clone(), |m| render(&s, m))))
 }
 
-async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut patch = body_json(&body)?;
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let patch = body_json(&body)?;
+    let m = create_merchant(&s, &p, patch).await?;
+    Ok((StatusCode::CREATED, Json(render(&s, &m))))
+}
+
+/// Creates a merchant from a JSON document (the API's body, or the UI's
+/// form turned into one).
+pub async fn create_merchant(
+    s: &AppState,
+    p: &Principal,
+    mut patch: Value,
+) -> ApiResult<MerchantRow> {
+    p.require_unscoped("create merchants")?;
     strip_read_only(&mut patch);
     let mut doc = defaults();
     merge_patch(&mut doc, &patch);
@@ -426,25 +463,42 @@ async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode
         created_at: now,
         updated_at: now,
     };
-    apply(&s, &mut m, parts);
+    apply(s, &mut m, parts);
     s.engine.db().insert_merchant(&m).await?;
-    Ok((StatusCode::CREATED, Json(render(&s, &m))))
+    Ok(m)
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let m = load(&s, &id).await?;
+async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let m = load(&s, &p, &id).await?;
     Ok(Json(render(&s, &m)))
 }
 
 async fn update(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let mut m = load(&s, &id).await?;
-    let mut patch = body_json(&body)?;
+    let patch = body_json(&body)?;
+    let m = update_merchant(&s, &p, &id, patch).await?;
+    Ok(Json(render(&s, &m)))
+}
+
+/// Applies a JSON merge patch to a merchant (the API's PATCH, or the UI's
+/// edit form turned into one).
+pub async fn update_merchant(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    mut patch: Value,
+) -> ApiResult<MerchantRow> {
+    let mut m = load(s, p, id).await?;
     strip_read_only(&mut patch);
-    let mut doc = to_doc(&s, &m)?;
+    let mut doc = to_doc(s, &m)?;
     // Switching the auth type replaces the whole auth object.
     if let (Some(new_type), Some(old_type)) = (
         patch
@@ -458,14 +512,19 @@ async fn update(
     }
     merge_patch(&mut doc, &patch);
     let parts = validate(&doc)?;
-    apply(&s, &mut m, parts);
+    apply(s, &mut m, parts);
     m.updated_at = now_micros();
     s.engine.db().update_merchant(&m).await?;
-    Ok(Json(render(&s, &m)))
+    Ok(m)
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    load(&s, &id).await?;
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    load(&s, &p, &id).await?;
+    p.require_unscoped("delete merchants")?;
     if s.engine.db().delete_merchant(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -476,18 +535,27 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
     }
 }
 
-async fn rotate(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    load(&s, &id).await?;
+async fn rotate(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let m = rotate_key(&s, &p, &id).await?;
+    Ok(Json(render(&s, &m)))
+}
+
+/// Issues a new webhook key; the old one keeps working for 24 h.
+pub async fn rotate_key(s: &AppState, p: &Principal, id: &str) -> ApiResult<MerchantRow> {
+    load(s, p, id).await?;
     let key = random_token("whk");
     s.engine
         .db()
         .rotate_webhook_key(
-            &id,
+            id,
             &s.engine.secrets().seal_str(&key),
             &hash_token(&key),
             now_micros() + OLD_KEY_GRACE_MICROS,
         )
         .await?;
-    let m = load(&s, &id).await?;
-    Ok(Json(render(&s, &m)))
+    load(s, p, id).await
 }

@@ -1,10 +1,11 @@
 //! `/api/v1`: bearer-token JSON API.
 
-mod connections;
-mod events;
-mod merchants;
-mod orders;
-mod shipments;
+pub(crate) mod connections;
+pub(crate) mod events;
+pub(crate) mod merchants;
+pub(crate) mod orders;
+pub(crate) mod shipments;
+pub(crate) mod users;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -24,6 +26,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(shipments::routes())
         .merge(orders::routes())
         .merge(events::routes())
+        .merge(users::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
         })
@@ -39,7 +42,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 async fn authenticate(
     State(s): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = req
@@ -65,12 +68,17 @@ async fn authenticate(
     let admin_ok = s.config.admin_token.as_deref().is_some_and(|a| {
         a.len() == token.len() && bool::from(a.as_bytes().ct_eq(token.as_bytes()))
     });
-    if !admin_ok {
+    let principal = if admin_ok {
+        Principal::admin_token()
+    } else {
         let hash = shipsync_engine::secrets::hash_token(token);
-        if !s.engine.db().api_token_exists(&hash).await? {
-            return Err(unauthorized());
+        match s.engine.db().api_token_user(&hash).await? {
+            None => return Err(unauthorized()),
+            Some(None) => Principal::admin_token(),
+            Some(Some(user)) => Principal::from_user(user),
         }
-    }
+    };
+    req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }
 

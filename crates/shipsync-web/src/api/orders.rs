@@ -13,6 +13,7 @@ use shipsync_engine::orders::ORDER_STATUSES;
 
 use super::{Page, Query, list};
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{opt_time, time};
 
@@ -51,6 +52,7 @@ fn summary(o: &OrderRecord) -> Value {
 
 async fn list_orders(
     State(s): State<AppState>,
+    p: Principal,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.page.limit()?;
@@ -64,7 +66,11 @@ async fn list_orders(
             format!("must be one of {}", ORDER_STATUSES.join(", ")),
         ));
     }
+    let Ok(merchant_id) = p.narrow(None) else {
+        return Ok(Json(json!({"items": [], "next_cursor": null})));
+    };
     let filter = OrderFilter {
+        merchant_id,
         connection_id: non_empty(q.connection_id),
         status,
         name: non_empty(q.name),
@@ -77,12 +83,27 @@ async fn list_orders(
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
-pub async fn detail(s: &AppState, id: &str) -> ApiResult<Value> {
+/// The order, when the principal may see its connection's merchant.
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<OrderRecord> {
     let db = s.engine.db();
     let row = db
         .get_order_record(id)
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
+    if p.scope().is_some() {
+        let merchant = db
+            .get_connection(&row.connection_id)
+            .await?
+            .map(|c| c.merchant_id)
+            .unwrap_or_default();
+        p.check(&merchant, "order")?;
+    }
+    Ok(row)
+}
+
+pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
+    let db = s.engine.db();
+    let row = load(s, p, id).await?;
     let mut out = summary(&row);
     out["lines"] = s
         .engine
@@ -119,11 +140,16 @@ pub async fn detail(s: &AppState, id: &str) -> ApiResult<Value> {
     Ok(out)
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(detail(&s, &id).await?))
+async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(detail(&s, &p, &id).await?))
 }
 
-async fn act(s: AppState, id: String, action: OrderAction) -> ApiResult<Json<Value>> {
+async fn act(s: AppState, p: Principal, id: String, action: OrderAction) -> ApiResult<Json<Value>> {
+    load(&s, &p, &id).await?;
     s.engine
         .order_action(&id, action)
         .await
@@ -131,13 +157,21 @@ async fn act(s: AppState, id: String, action: OrderAction) -> ApiResult<Json<Val
             shipsync_engine::EngineError::NotFound => ApiError::not_found("order"),
             other => other.into(),
         })?;
-    Ok(Json(detail(&s, &id).await?))
+    Ok(Json(detail(&s, &p, &id).await?))
 }
 
-async fn reprocess(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    act(s, id, OrderAction::Reprocess).await
+async fn reprocess(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    act(s, p, id, OrderAction::Reprocess).await
 }
 
-async fn archive(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    act(s, id, OrderAction::Archive).await
+async fn archive(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    act(s, p, id, OrderAction::Archive).await
 }

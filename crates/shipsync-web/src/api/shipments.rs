@@ -11,6 +11,7 @@ use shipsync_engine::ShipmentAction;
 
 use super::{Page, Query, list};
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{opt_time, time};
 
@@ -23,7 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/shipments/{id}/archive", post(archive))
 }
 
-const STATUSES: [&str; 5] = ["new", "open", "completed", "error", "archived"];
+pub const STATUSES: [&str; 5] = ["new", "open", "completed", "error", "archived"];
 
 #[derive(Deserialize)]
 struct ListQuery {
@@ -55,6 +56,7 @@ fn summary(s: &ShipmentRow) -> Value {
 
 async fn list_shipments(
     State(s): State<AppState>,
+    p: Principal,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.page.limit()?;
@@ -75,8 +77,11 @@ async fn list_shipments(
     {
         return Err(ApiError::invalid("source", "must be webhook or poll"));
     }
+    let Ok(merchant_id) = p.narrow(q.merchant_id) else {
+        return Ok(Json(json!({"items": [], "next_cursor": null})));
+    };
     let filter = ShipmentFilter {
-        merchant_id: non_empty(q.merchant_id),
+        merchant_id,
         connection_id: non_empty(q.connection_id),
         status,
         order_name: non_empty(q.order_name),
@@ -90,12 +95,19 @@ async fn list_shipments(
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
-pub async fn detail(s: &AppState, id: &str) -> ApiResult<Value> {
-    let db = s.engine.db();
-    let row = db
+/// The shipment, when the principal may see its merchant (else 404).
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<ShipmentRow> {
+    s.engine
+        .db()
         .get_shipment(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("shipment"))?;
+        .filter(|r| p.sees(&r.merchant_id))
+        .ok_or_else(|| ApiError::not_found("shipment"))
+}
+
+pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
+    let db = s.engine.db();
+    let row = load(s, p, id).await?;
     let mut out = summary(&row);
     if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&row.version_json) {
         let sku_of = |line: &str| {
@@ -163,29 +175,61 @@ pub async fn detail(s: &AppState, id: &str) -> ApiResult<Value> {
     Ok(out)
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(detail(&s, &id).await?))
+async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(detail(&s, &p, &id).await?))
 }
 
-async fn act(s: AppState, id: String, action: ShipmentAction) -> ApiResult<Json<Value>> {
+async fn act(
+    s: AppState,
+    p: Principal,
+    id: String,
+    action: ShipmentAction,
+) -> ApiResult<Json<Value>> {
+    act_on(&s, &p, &id, action).await?;
+    Ok(Json(detail(&s, &p, &id).await?))
+}
+
+/// Reprocess, reset or archive a shipment the principal sees.
+pub async fn act_on(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    action: ShipmentAction,
+) -> ApiResult<()> {
+    load(s, p, id).await?;
     s.engine
-        .shipment_action(&id, action)
+        .shipment_action(id, action)
         .await
         .map_err(|e| match e {
             shipsync_engine::EngineError::NotFound => ApiError::not_found("shipment"),
             other => other.into(),
-        })?;
-    Ok(Json(detail(&s, &id).await?))
+        })
 }
 
-async fn reprocess(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    act(s, id, ShipmentAction::Reprocess).await
+async fn reprocess(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    act(s, p, id, ShipmentAction::Reprocess).await
 }
 
-async fn reset(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    act(s, id, ShipmentAction::Reset).await
+async fn reset(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    act(s, p, id, ShipmentAction::Reset).await
 }
 
-async fn archive(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    act(s, id, ShipmentAction::Archive).await
+async fn archive(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    act(s, p, id, ShipmentAction::Archive).await
 }

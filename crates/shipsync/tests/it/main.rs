@@ -9,6 +9,7 @@ mod api;
 mod crash;
 mod orders;
 mod pull;
+mod roles;
 mod rules;
 mod scenarios;
 mod schedules;

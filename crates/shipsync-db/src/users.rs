@@ -1,0 +1,202 @@
+//! Web-UI users, sessions, and API tokens that act as a user. SQL lives
+//! here only; hashing happens above (the engine), never in SQL.
+
+use sqlx::FromRow;
+
+use crate::{Db, DbError, new_id, now_micros};
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    /// Lower case.
+    pub email: String,
+    /// Argon2id, PHC string format.
+    pub password_hash: String,
+    /// admin | staff | merchant
+    pub role: String,
+    pub merchant_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const USER_COLS: &str = "id, email, password_hash, role, merchant_id, created_at, updated_at";
+
+/// An API token of a user (never its value).
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub label: String,
+    pub created_at: i64,
+}
+
+impl Db {
+    /// Inserts a user; `Ok(false)` when the email is taken.
+    pub async fn insert_user(&self, u: &UserRow) -> Result<bool, DbError> {
+        let r = sqlx::query(sql!(
+            "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email) DO NOTHING"
+        ))
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(&u.role)
+        .bind(&u.merchant_id)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE email = $1"))
+                .bind(email)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Option<UserRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, DbError> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users ORDER BY email"))
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn count_users(&self) -> Result<i64, DbError> {
+        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.0)
+    }
+
+    /// Deletes a user with their sessions and tokens.
+    pub async fn delete_user(&self, id: &str) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn insert_session(
+        &self,
+        id_hash: &str,
+        user_id: &str,
+        csrf_token: &str,
+        expires_at: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now_micros())
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The user and CSRF token of an unexpired session.
+    pub async fn session_user(&self, id_hash: &str) -> Result<Option<(UserRow, String)>, DbError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT user_id, csrf_token FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now_micros())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((user_id, csrf)) = row else {
+            return Ok(None);
+        };
+        Ok(self.get_user(&user_id).await?.map(|u| (u, csrf)))
+    }
+
+    /// Deletes a session, and every expired one while at it.
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1 OR expires_at <= $2")
+            .bind(id_hash)
+            .bind(now_micros())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_user_api_token(
+        &self,
+        token_hash: &str,
+        label: &str,
+        user_id: &str,
+    ) -> Result<String, DbError> {
+        let id = new_id("tok");
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, label, created_at, user_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(token_hash)
+        .bind(label)
+        .bind(now_micros())
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Who a token acts as: `None` unknown, `Some(None)` an administrator
+    /// token, `Some(Some(user))` a user's token.
+    pub async fn api_token_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<Option<UserRow>>, DbError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT user_id FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((None,)) => Ok(Some(None)),
+            Some((Some(uid),)) => Ok(self.get_user(&uid).await?.map(Some)),
+        }
+    }
+
+    pub async fn user_api_tokens(&self, user_id: &str) -> Result<Vec<TokenRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT id, label, created_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn delete_user_api_token(&self, user_id: &str, id: &str) -> Result<bool, DbError> {
+        let r = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
