@@ -439,13 +439,8 @@ fn collection(
         return errors(StatusCode::BAD_REQUEST, "searchId is unknown");
     };
     let page_size = search.page_size;
-    let rows = search_rows(&state, &search.kind);
-    let pages = rows.len().div_ceil(page_size).max(1);
-    let data: Vec<Value> = rows
-        .into_iter()
-        .skip((page - 1) * page_size)
-        .take(page_size)
-        .collect();
+    let (total, data) = search_page(&state, &search.kind, (page - 1) * page_size, page_size);
+    let pages = total.div_ceil(page_size).max(1);
     let complete = page >= pages;
     let links: Vec<Value> = if complete {
         Vec::new()
@@ -456,6 +451,36 @@ fn collection(
     };
     Json(json!({ "data": data, "links": links, "complete": complete, "pages": pages }))
         .into_response()
+}
+
+/// The number of rows of a search and the rows `skip..skip + take`, rendered
+/// now. Shipments are looked up through an index and only the requested page
+/// is rendered, so paging through a large search stays linear (the pull
+/// benchmark pages through 10,000 shipments with the sandbox on the same cores).
+fn search_page(
+    state: &SandboxState,
+    kind: &SearchKind,
+    skip: usize,
+    take: usize,
+) -> (usize, Vec<Value>) {
+    if let SearchKind::Shipments(ids) = kind {
+        let by_id: std::collections::HashMap<u64, &crate::ShipmentRecord> =
+            state.shipments.iter().map(|s| (s.id, s)).collect();
+        let live: Vec<&crate::ShipmentRecord> =
+            ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
+        let renderer = state.renderer();
+        let limit = state.config.nested_limit;
+        let data = live
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|s| renderer.shipment(s, Some(limit)).to_value())
+            .collect();
+        return (live.len(), data);
+    }
+    let rows = search_rows(state, kind);
+    let total = rows.len();
+    (total, rows.into_iter().skip(skip).take(take).collect())
 }
 
 /// The rows of a search, rendered now (records may have changed since it started).
