@@ -1,0 +1,29 @@
+//! The shipsync benchmark harness (`shipsync-bench`).
+//!
+//! One module per scenario under [`scenarios`]; the shared pieces are
+//! [`process`] (the `shipsync` binary as a child process: `serve`, the JSON
+//! API, one-shot commands with RSS sampling), [`rss`] (`/proc/<pid>/status`
+//! sampling), [`table`] (the stdout table), [`machine`] (what it ran on) and
+//! [`report`] (the JSON file).
+//!
+//! Figures are reported as ratios against a bound measured in the same run
+//! (`docs/quality.md`); nothing here asserts on time.
+
+pub mod machine;
+pub mod process;
+pub mod report;
+pub mod rss;
+pub mod scenarios;
+pub mod table;
+
+pub use scenarios::pull;
+
+/// Installs the TLS crypto provider reqwest needs (idempotent).
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// KiB → MB (10^6 bytes), for the tables.
+pub fn kib_to_mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1_000_000.0
+}
