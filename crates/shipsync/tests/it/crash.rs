@@ -547,8 +547,95 @@ async fn kill9_right_after_202(db_url: String) {
     crash_once(&db_url, KillPoint::BeforeAnyStoreCall).await;
 }
 
+/// A pull killed mid-way resumes from the page it reached after a restart,
+/// and completes: every shipment imported once.
+async fn kill9_mid_pull_resumes(db_url: String) {
+    let w = World::start().await;
+    let log = w.dir.join("shipsync.log");
+    const N: usize = 250;
+    for i in 0..N {
+        w.deposco.sandbox.add_shipment(
+            ShipmentSpec::new(format!("{}", 5000 + i))
+                .line(LineSpec::new(1, "A", 1))
+                .package(PackageSpec::new("C1", format!("TP{i:04}")).line(1, 1)),
+        );
+    }
+    let mut node = Node::start(&db_url, log.clone(), &w.http).await;
+    let (merchant_id, _) = w.setup(&node).await;
+    let (_, connections) = w.api(&node, "GET", "/api/v1/connections", None).await;
+    let cid = connections["items"][0]["id"]
+        .as_str()
+        .expect("connection")
+        .to_string();
+    // Every Deposco request takes a while, so the pull is caught mid-way.
+    w.deposco
+        .sandbox
+        .set_faults(shipsync_sandbox_deposco::Faults {
+            slow_ms: 700,
+            ..Default::default()
+        });
+    let runs = format!("/api/v1/connections/{cid}/channels/shipments/runs");
+    let (status, run) = w.api(&node, "POST", &runs, None).await;
+    assert_eq!(status, 202, "{run}");
+    let run_id = run["id"].as_str().expect("run id").to_string();
+    let start = Instant::now();
+    loop {
+        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
+        if r["counts"]["pages"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(r["status"], "running", "{r}");
+            break;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "the pull did not start: {r}\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.kill9();
+    w.deposco.sandbox.set_faults(Default::default());
+    let node = Node::start(&db_url, log, &w.http).await;
+    let start = Instant::now();
+    let done = loop {
+        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
+        if r["status"] == "succeeded" || r["status"] == "failed" {
+            break r;
+        }
+        assert!(
+            start.elapsed() < SETTLE * 2,
+            "the pull did not finish: {r}\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["counts"]["new"], N as u64, "{done}");
+    // Three pages of 100: the restart read the rest, not everything again
+    // (a page being read at the kill is read once more).
+    let pages = done["counts"]["pages"].as_u64().unwrap_or(0);
+    assert!((3..=4).contains(&pages), "{done}");
+    assert!(
+        done["counts"]["fetched"].as_u64().unwrap_or(0) >= N as u64,
+        "{done}"
+    );
+    let (_, list) = w
+        .api(
+            &node,
+            "GET",
+            &format!("/api/v1/shipments?merchant_id={merchant_id}&source=poll&limit=500"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(N),
+        "every shipment imported once"
+    );
+}
+
 both_backends!(
     kill9_after_create_applied,
     kill9_while_create_in_flight,
     kill9_right_after_202,
+    kill9_mid_pull_resumes,
 );
