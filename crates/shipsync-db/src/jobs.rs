@@ -17,6 +17,15 @@ pub struct Job {
     pub attempts: i64,
 }
 
+fn job_of(r: &sqlx::any::AnyRow) -> Result<Job, DbError> {
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        payload: r.try_get("payload")?,
+        attempts: r.try_get("attempts")?,
+    })
+}
+
 /// Enqueues a job inside the caller's transaction.
 pub async fn enqueue(
     tx: &mut Tx<'_>,
@@ -68,16 +77,7 @@ impl Db {
             .bind(n)
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Job {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(job_of).collect()
     }
 
     /// Claims one specific job by its dedupe key (the CLI running a job it
@@ -100,17 +100,7 @@ impl Db {
         .bind(now)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Job {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .next()
-            .transpose()
+        rows.iter().map(job_of).next().transpose()
     }
 
     /// The job is done: delete it, unless it was re-enqueued meanwhile, in

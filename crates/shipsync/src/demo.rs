@@ -69,7 +69,9 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     )
     .await?
     .ok(200)?;
-    let orders_run = run_channel(&h, &channel, Instant::now() + Duration::from_secs(120)).await?;
+    let orders_run = h
+        .run_channel("sales_orders", Duration::from_secs(120))
+        .await?;
     let sent = h.deposco.sandbox.sales_orders().len();
     eprintln!("sales orders in Deposco: {sent}");
 
@@ -108,8 +110,12 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     // The fallback: one run of the connection's Shipments channel (what the
     // daily off-hours schedule does), here started at once.
     eprintln!("running the fallback shipment sync…");
-    let shipments_channel = format!("/api/v1/connections/{}/channels/shipments", h.connection_id);
-    let run = run_channel(&h, &shipments_channel, deadline).await?;
+    let run = h
+        .run_channel(
+            "shipments",
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await?;
     let elapsed = started.elapsed();
 
     // Summary from shipsync's API and the store's own state.
@@ -222,27 +228,6 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ok)
-}
-
-/// Starts a run of a channel and waits until it and the work it queued are done.
-async fn run_channel(h: &Harness, channel: &str, deadline: Instant) -> Result<serde_json::Value> {
-    let runs = format!("{channel}/runs");
-    let run = h.api("POST", &runs, None).await?.ok(202)?;
-    let run_id = run["id"].as_str().unwrap_or_default().to_string();
-    let run = loop {
-        let r = h
-            .api("GET", &format!("{runs}/{run_id}"), None)
-            .await?
-            .ok(200)?;
-        if r["status"] == "succeeded" || r["status"] == "failed" || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    while !h.idle().await? && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(run)
 }
 
 fn fmt_map(m: &BTreeMap<String, usize>) -> String {

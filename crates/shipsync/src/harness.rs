@@ -316,6 +316,39 @@ impl Harness {
         bail!("work still pending after {timeout:?}")
     }
 
+    /// Starts a run of one of the connection's channels (`shipments` or
+    /// `sales_orders`) and waits until it has finished and the work it queued
+    /// is done; returns the run.
+    pub async fn run_channel(&self, channel: &str, timeout: Duration) -> Result<Value> {
+        let runs = format!(
+            "/api/v1/connections/{}/channels/{channel}/runs",
+            self.connection_id
+        );
+        let queued = self.api("POST", &runs, None).await?.ok(202)?;
+        let id = queued["id"].as_str().unwrap_or_default().to_string();
+        let start = Instant::now();
+        let run = loop {
+            let run = self
+                .api("GET", &format!("{runs}/{id}"), None)
+                .await?
+                .ok(200)?;
+            if run["status"] == "succeeded" || run["status"] == "failed" {
+                break run;
+            }
+            if start.elapsed() > timeout {
+                bail!("run {id} did not finish within {timeout:?}: {run}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        self.settle(
+            timeout
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_secs(1)),
+        )
+        .await?;
+        Ok(run)
+    }
+
     /// Stops the server (the database and sandboxes stay).
     pub async fn stop_server(&mut self) {
         if let Some(s) = self.server.take() {

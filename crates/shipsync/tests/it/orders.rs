@@ -14,31 +14,9 @@ use shipsync_sandbox_shopify::{Address, LineSpec, OrderSpec};
 
 use crate::support::SETTLE;
 
-/// Starts a run of the sales orders channel, waits until it has finished
-/// and the queue is empty.
+/// Runs the sales orders channel now and waits for it and its work.
 async fn run_orders(h: &Harness) -> Value {
-    let path = format!(
-        "/api/v1/connections/{}/channels/sales_orders/runs",
-        h.connection_id
-    );
-    let queued = h.api("POST", &path, None).await.unwrap().ok(202).unwrap();
-    assert_eq!(queued["status"], "queued");
-    let id = queued["id"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        let run = h
-            .api("GET", &format!("{path}/{id}"), None)
-            .await
-            .unwrap()
-            .ok(200)
-            .unwrap();
-        if run["status"] == "succeeded" || run["status"] == "failed" {
-            h.settle(SETTLE).await.unwrap();
-            return run;
-        }
-        assert!(start.elapsed() < SETTLE, "run did not finish: {run}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    h.run_channel("sales_orders", SETTLE).await.unwrap()
 }
 
 async fn enable_sales_orders(h: &Harness, prefix: &str) {

@@ -9,30 +9,9 @@ use shipsync_sandbox_deposco::{ItemSpec, KitSpec, LineSpec, PackageSpec, Shape, 
 
 use crate::support::SETTLE;
 
-/// Starts a run of the shipments channel and waits until it has finished.
+/// Runs the shipments channel now and waits for it and its work.
 async fn pull(h: &Harness) -> Value {
-    let path = format!(
-        "/api/v1/connections/{}/channels/shipments/runs",
-        h.connection_id
-    );
-    let queued = h.api("POST", &path, None).await.unwrap().ok(202).unwrap();
-    assert_eq!(queued["status"], "queued");
-    let id = queued["id"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        let run = h
-            .api("GET", &format!("{path}/{id}"), None)
-            .await
-            .unwrap()
-            .ok(200)
-            .unwrap();
-        if run["status"] == "succeeded" || run["status"] == "failed" {
-            h.settle(SETTLE).await.unwrap();
-            return run;
-        }
-        assert!(start.elapsed() < SETTLE, "run did not finish: {run}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    h.run_channel("shipments", SETTLE).await.unwrap()
 }
 
 async fn webhook_lost_pull_finds_it(db_url: String) {
