@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 mod error;
 mod json;
+mod ui;
 mod webhook;
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use shipsync_engine::Engine;
 
@@ -38,7 +39,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(ui::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/webhooks/deposco/{key}", post(webhook::receive))
@@ -74,8 +75,4 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.engine.metrics().encode(),
     )
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }

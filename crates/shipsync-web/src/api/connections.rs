@@ -276,7 +276,17 @@ async fn create(
     p: Principal,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut patch = body_json(&body)?;
+    let patch = body_json(&body)?;
+    let c = create_connection(&s, &p, patch).await?;
+    Ok((StatusCode::CREATED, Json(render(&c))))
+}
+
+/// Creates a connection and its channels (off, default schedules).
+pub async fn create_connection(
+    s: &AppState,
+    p: &Principal,
+    mut patch: Value,
+) -> ApiResult<ConnectionRow> {
     strip_read_only(&mut patch);
     let mut doc = defaults();
     merge_patch(&mut doc, &patch);
@@ -293,7 +303,7 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    apply(&s, &p, &mut c, parts).await?;
+    apply(s, p, &mut c, parts).await?;
     let channels: Vec<ChannelRow> = CHANNELS
         .iter()
         .map(|ch| ChannelRow {
@@ -306,7 +316,7 @@ async fn create(
         })
         .collect();
     s.engine.db().insert_connection(&c, &channels).await?;
-    Ok((StatusCode::CREATED, Json(render(&c))))
+    Ok(c)
 }
 
 async fn show(

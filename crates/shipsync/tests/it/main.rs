@@ -14,4 +14,5 @@ mod rules;
 mod scenarios;
 mod schedules;
 mod smoke;
+mod ui;
 mod webhook;

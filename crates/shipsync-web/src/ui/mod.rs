@@ -1,0 +1,1180 @@
+//! The operator web UI: server-rendered pages (maud: templates are Rust,
+//! checked at compile time and embedded in the binary, with no template
+//! files to ship) over the same functions the JSON API uses, so business
+//! rules live in one place. Every asset is embedded; nothing is fetched.
+
+// A page handler's error is itself a page (a `Response`), as large as the
+// success; boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+mod session;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipsync_db::rows::ShipmentFilter;
+use shipsync_engine::ShipmentAction;
+use shipsync_engine::users::Role;
+
+use crate::AppState;
+use crate::api::{connections, events, merchants, shipments};
+use crate::error::ApiError;
+use crate::json::time;
+use session::{Form, LOGIN_COOKIE, Ui, checked_form, cookie, set_cookie};
+
+type Page = Result<Response, Response>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+        .route("/merchants", get(merchant_list).post(merchant_create))
+        .route("/merchants/new", get(merchant_new))
+        .route("/merchants/{id}", get(merchant_edit).post(merchant_save))
+        .route("/merchants/{id}/rotate", post(merchant_rotate))
+        .route("/connections", get(connection_list).post(connection_create))
+        .route("/connections/new", get(connection_new))
+        .route("/connections/{id}", get(connection_show))
+        .route("/connections/{id}/enabled", post(connection_enabled))
+        .route(
+            "/connections/{id}/channels/{channel}/enabled",
+            post(channel_enabled),
+        )
+        .route(
+            "/connections/{id}/channels/{channel}/run",
+            post(channel_run),
+        )
+        .route(
+            "/connections/{id}/channels/{channel}/schedules",
+            post(channel_schedules),
+        )
+        .route("/orders", get(order_list))
+        .route("/shipments", get(shipment_list))
+        .route("/shipments/{id}", get(shipment_show))
+        .route("/shipments/{id}/{action}", post(shipment_act))
+        .route("/events", get(event_list))
+        .route("/events/{id}", get(event_show))
+        .route("/events/{id}/replay", post(event_replay))
+        .route("/users", get(user_list).post(user_create))
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/app.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/app.js"),
+    )
+}
+
+fn document(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · shipsync" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body { (body) }
+        }
+    }
+}
+
+const NAV: [(&str, &str); 7] = [
+    ("Dashboard", "/"),
+    ("Merchants", "/merchants"),
+    ("Connections", "/connections"),
+    ("Orders", "/orders"),
+    ("Shipments", "/shipments"),
+    ("Events", "/events"),
+    ("Users", "/users"),
+];
+
+/// A page inside the layout with the sidebar.
+fn page(ui: &Ui, title: &str, active: &str, body: Markup) -> Response {
+    Html(
+        document(
+            title,
+            html! {
+                div.shell {
+                    nav.sidebar aria-label="Main" {
+                        div.brand { "shipsync" }
+                        @for (name, href) in NAV {
+                            @if name != "Users" || ui.principal.role == Role::Admin {
+                                a href=(href) class=[(name == active).then_some("active")] { (name) }
+                            }
+                        }
+                        div.who { (ui.email) " · " (ui.principal.role.label()) }
+                        form method="post" action="/logout" {
+                            (csrf(ui))
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                    main { (body) }
+                }
+            },
+        )
+        .into_string(),
+    )
+    .into_response()
+}
+
+fn csrf(ui: &Ui) -> Markup {
+    html! { input type="hidden" name="csrf" value=(ui.csrf); }
+}
+
+/// An API error as a page (same status, same message).
+fn fail(ui: &Ui, e: ApiError) -> Response {
+    let status = e.status;
+    let mut r = page(
+        ui,
+        "Problem",
+        "",
+        html! { h1 { "Something needs attention" } div.error-box role="alert" { (e.message) } },
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+fn status_badge(s: &str) -> Markup {
+    html! { span class={"status " (s)} { (s.replace('_', " ")) } }
+}
+
+fn when(micros: Option<i64>) -> String {
+    micros.map(time).unwrap_or_else(|| "—".into())
+}
+
+#[derive(Deserialize, Default)]
+struct Flash {
+    saved: Option<String>,
+    error: Option<String>,
+}
+
+fn flash(f: &Flash) -> Markup {
+    html! {
+        @if let Some(m) = &f.saved { div.flash role="status" { (m) } }
+        @if let Some(m) = &f.error { div.error-box role="alert" { (m) } }
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+// ---------- sign-in ----------
+
+async fn login_page(State(s): State<AppState>, Query(f): Query<Flash>) -> Response {
+    let token = shipsync_engine::secrets::random_token("lgn");
+    let body = html! {
+        div.login.card {
+            h1 { "Sign in to shipsync" }
+            (flash(&f))
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(token);
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required;
+                div.actions { button.primary type="submit" { "Sign in" } }
+            }
+            p.hint { "No account yet? An administrator creates users; the first one with "
+                code { "shipsync users create --admin EMAIL" } "." }
+        }
+    };
+    (
+        [(
+            header::SET_COOKIE,
+            set_cookie(&s, LOGIN_COOKIE, &token, 3600),
+        )],
+        Html(document("Sign in", body).into_string()),
+    )
+        .into_response()
+}
+
+async fn login(State(s): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Page {
+    let f = Form::parse(&body);
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if !f.csrf_ok(&expected) {
+        return Err(session::csrf_refused());
+    }
+    let user = s
+        .engine
+        .sign_in(f.get("email"), f.get("password"))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let Some(user) = user else {
+        return Ok(see_other("/login?error=Wrong+email+or+password."));
+    };
+    let (token, _) = s
+        .engine
+        .start_session(&user.id)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let max_age = shipsync_engine::users::SESSION_MICROS / 1_000_000;
+    let mut r = see_other("/");
+    let h = r.headers_mut();
+    for c in [
+        set_cookie(&s, session::COOKIE, &token, max_age),
+        set_cookie(&s, LOGIN_COOKIE, "", 0),
+    ] {
+        if let Ok(v) = c.parse() {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(r)
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    ui: Ui,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    if let Some(token) = cookie(&headers, session::COOKIE) {
+        let _ = s.engine.end_session(&token).await;
+    }
+    Ok((
+        [(header::SET_COOKIE, set_cookie(&s, session::COOKIE, "", 0))],
+        Redirect::to("/login?saved=Signed+out."),
+    )
+        .into_response())
+}
+
+// ---------- dashboard ----------
+
+async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
+    let p = &ui.principal;
+    let db = s.engine.db();
+    let counts: Vec<(String, i64)> = if p.scope().is_none() {
+        db.count_shipments_by_status()
+            .await
+            .map_err(|e| fail(&ui, e.into()))?
+    } else {
+        Vec::new()
+    };
+    let errors = db
+        .list_shipments(
+            &ShipmentFilter {
+                merchant_id: p.scope().map(str::to_string),
+                status: Some("error".into()),
+                ..Default::default()
+            },
+            None,
+            20,
+        )
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let latency = s.engine.metrics().ship_to_store_percentiles();
+    Ok(page(
+        &ui,
+        "Dashboard",
+        "Dashboard",
+        html! {
+            h1 { "Dashboard" }
+            @if !counts.is_empty() {
+                h2 { "Shipments by state" }
+                div.bars.card {
+                    @for (st, n) in &counts {
+                        div.kpi { div { (status_badge(st)) } div.n { (n) } }
+                    }
+                }
+            }
+            @if let Some((p50, p99, n)) = latency {
+                div.card { h2 { "Ship-to-store latency" }
+                    p { "p50 " (format!("{:.0} ms", p50 * 1000.0)) ", p99 " (format!("{:.0} ms", p99 * 1000.0)) " over the last " (n) " shipments (since this server started)." } }
+            }
+            h2 { "Error queue" }
+            @if errors.is_empty() { p { "No shipment is in error." } } @else {
+                table { thead { tr { th { "Shipment" } th { "Order" } th { "Reason" } } }
+                    tbody { @for sh in &errors { tr {
+                        td { a href={"/shipments/" (sh.id)} { (sh.number) } }
+                        td { (sh.order_name) }
+                        td { (sh.error.as_deref().unwrap_or("")) }
+                    } } } }
+            }
+        },
+    ))
+}
+
+// ---------- merchants ----------
+
+async fn merchant_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>) -> Page {
+    let rows = merchants::visible(&s, &ui.principal, None, 500)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    Ok(page(
+        &ui,
+        "Merchants",
+        "Merchants",
+        html! {
+            div.row { h1 { "Merchants" }
+                @if ui.principal.scope().is_none() { a.button.primary href="/merchants/new" { "Add merchant" } } }
+            (flash(&f))
+            table { thead { tr { th { "Name" } th { "Warehouse" } th { "Shipment webhooks" } } }
+                tbody { @for m in &rows {
+                    @let w: Value = serde_json::from_str(&m.warehouse_json).unwrap_or_default();
+                    tr {
+                        td { a href={"/merchants/" (m.id)} { (m.name) } }
+                        td { "Deposco · " (w["business_unit"].as_str().unwrap_or("")) }
+                        td { @if m.webhooks_enabled == 1 { (status_badge("on")) } @else { "off" } }
+                    }
+                } } }
+        },
+    ))
+}
+
+/// The warehouse fields shared by the create and edit pages.
+fn warehouse_fields(w: &Value) -> Markup {
+    let auth = &w["auth"];
+    html! {
+        label for="name" { "Name" }
+        input #name type="text" name="name" required value=(w["_name"].as_str().unwrap_or(""));
+        label for="api_url" { "Deposco API URL" }
+        input #api_url type="url" name="api_url" required value=(w["api_url"].as_str().unwrap_or("https://api.deposco.com/latest"));
+        label for="business_unit" { "Business unit" }
+        input #business_unit type="text" name="business_unit" value=(w["business_unit"].as_str().unwrap_or(""));
+        label for="username" { "API username" }
+        input #username type="text" name="username" autocomplete="off" value=(auth["username"].as_str().unwrap_or(""));
+        label for="password" { "API password" }
+        input #password type="password" name="password" autocomplete="new-password";
+        p.hint { @if auth["password_set"] == true { "A password is stored; leave blank to keep it." } @else { "Write-only: never shown again once saved." } }
+        label for="kit_policy" { "Kit policy" }
+        select #kit_policy name="kit_policy" {
+            option value="complete_kits" selected[w["_kit_policy"] != "first_component"] { "Complete kits only" }
+            option value="first_component" selected[w["_kit_policy"] == "first_component"] { "First component ships the kit" }
+        }
+    }
+}
+
+/// The warehouse part of a merchant document from the form.
+fn warehouse_patch(f: &Form, keep_password: bool) -> Value {
+    let mut w = json!({"platform": "deposco", "api_url": f.get("api_url").trim(), "business_unit": f.get("business_unit").trim()});
+    let user = f.get("username").trim();
+    if !user.is_empty() {
+        let mut auth = json!({"type": "basic", "username": user});
+        if !f.get("password").is_empty() {
+            auth["password"] = json!(f.get("password"));
+        } else if !keep_password {
+            auth["password"] = json!("");
+        }
+        w["auth"] = auth;
+    }
+    w
+}
+
+async fn merchant_new(ui: Ui) -> Page {
+    ui.principal
+        .require_unscoped("create merchants")
+        .map_err(|e| fail(&ui, e))?;
+    Ok(page(
+        &ui,
+        "Add merchant",
+        "Merchants",
+        html! {
+            h1 { "Add merchant" }
+            div.notice { "Shipment webhooks can only be configured for existing merchants: save this merchant first, then edit it to check " b { "Use webhooks for shipments" } " and copy its Deposco URL." }
+            form.card method="post" action="/merchants" {
+                (csrf(&ui))
+                (warehouse_fields(&json!({})))
+                div.actions { button.primary type="submit" { "Save" } a.button href="/merchants" { "Cancel" } }
+            }
+        },
+    ))
+}
+
+async fn merchant_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let doc = json!({"name": f.get("name"), "warehouse": warehouse_patch(&f, false), "kit_policy": f.get("kit_policy")});
+    match merchants::create_merchant(&s, &ui.principal, doc).await {
+        Ok(m) => Ok(see_other(&format!(
+            "/merchants?saved={}",
+            enc(&format!("Merchant {} saved.", m.name))
+        ))),
+        Err(e) => Err(fail(&ui, e)),
+    }
+}
+
+async fn merchant_edit(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Page {
+    let m = merchants::load(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let r = merchants::render(&s, &m);
+    let mut w = r["warehouse"].clone();
+    w["_name"] = r["name"].clone();
+    w["_kit_policy"] = r["kit_policy"].clone();
+    let hooks = &r["shipment_webhooks"];
+    Ok(page(
+        &ui,
+        &m.name,
+        "Merchants",
+        html! {
+            h1 { (m.name) }
+            (flash(&f))
+            form method="post" action={"/merchants/" (m.id)} {
+                (csrf(&ui))
+                div.card {
+                    h2 { "Warehouse" }
+                    (warehouse_fields(&w))
+                }
+                div.card #shipment-webhooks {
+                    h2 { "Shipment webhooks" }
+                    label.inline for="webhooks_enabled" {
+                        input #webhooks_enabled type="checkbox" name="webhooks_enabled" value="1" checked[hooks["enabled"] == true];
+                        "Use webhooks for shipments"
+                    }
+                    label for="shared_secret" { "Webhook Shared Secret" }
+                    input #shared_secret type="password" name="shared_secret" autocomplete="new-password";
+                    p.hint { "Optional. Blank: deliveries are accepted without a signature. "
+                        @if hooks["shared_secret_set"] == true { "A secret is set; leave blank to keep it." } }
+                    @if hooks["shared_secret_set"] == true {
+                        label.inline for="clear_secret" { input #clear_secret type="checkbox" name="clear_secret" value="1"; "Remove the shared secret" }
+                    }
+                    label for="deposco_url" { "Deposco URL" }
+                    div.row {
+                        input #deposco_url type="text" readonly value=(hooks["url"].as_str().unwrap_or(""));
+                        button type="button" data-copy="deposco_url" { "Copy" }
+                    }
+                    p.hint { "Configure this URL as the shipment webhook in Deposco." }
+                }
+                div.actions { button.primary type="submit" { "Save Changes" } }
+            }
+            form.card method="post" action={"/merchants/" (m.id) "/rotate"} {
+                (csrf(&ui))
+                h2 { "Webhook key" }
+                p { "Rotating issues a new Deposco URL; the current one keeps working for 24 hours." }
+                button type="submit" { "Rotate webhook key" }
+            }
+        },
+    ))
+}
+
+async fn merchant_save(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let mut hooks = json!({"enabled": f.has("webhooks_enabled")});
+    if f.has("clear_secret") {
+        hooks["shared_secret"] = Value::Null;
+    } else if !f.get("shared_secret").trim().is_empty() {
+        hooks["shared_secret"] = json!(f.get("shared_secret"));
+    }
+    let patch = json!({
+        "name": f.get("name"),
+        "warehouse": warehouse_patch(&f, true),
+        "shipment_webhooks": hooks,
+        "kit_policy": f.get("kit_policy"),
+    });
+    match merchants::update_merchant(&s, &ui.principal, &id, patch).await {
+        Ok(_) => Ok(see_other(&format!("/merchants/{id}?saved=Changes+saved."))),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => Ok(see_other(&format!(
+            "/merchants/{id}?error={}",
+            enc(&e.message)
+        ))),
+        Err(e) => Err(fail(&ui, e)),
+    }
+}
+
+async fn merchant_rotate(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    merchants::rotate_key(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    Ok(see_other(&format!(
+        "/merchants/{id}?saved={}",
+        enc("New Deposco URL issued: configure it in Deposco (the old one works for 24 hours).")
+    )))
+}
+
+// ---------- connections ----------
+
+async fn connection_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>) -> Page {
+    let rows = connections::visible(&s, &ui.principal, None, None, 500)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let names = merchant_names(&s, &ui).await?;
+    Ok(page(
+        &ui,
+        "Connections",
+        "Connections",
+        html! {
+            div.row { h1 { "Connections" } a.button.primary href="/connections/new" { "Add connection" } }
+            (flash(&f))
+            table { thead { tr { th { "Name" } th { "Merchant" } th { "Store" } th { "Status" } } }
+                tbody { @for c in &rows {
+                    @let st: Value = serde_json::from_str(&c.store_json).unwrap_or_default();
+                    tr {
+                        td { a href={"/connections/" (c.id)} { (c.name) } }
+                        td { (names.iter().find(|(i, _)| *i == c.merchant_id).map(|(_, n)| n.as_str()).unwrap_or("")) }
+                        td { "Shopify · " (st["shop_url"].as_str().unwrap_or("")) }
+                        td { @if c.enabled == 1 { (status_badge("on")) } @else { "off" } }
+                    }
+                } } }
+        },
+    ))
+}
+
+async fn merchant_names(s: &AppState, ui: &Ui) -> Result<Vec<(String, String)>, Response> {
+    Ok(merchants::visible(s, &ui.principal, None, 500)
+        .await
+        .map_err(|e| fail(ui, e))?
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect())
+}
+
+async fn connection_new(State(s): State<AppState>, ui: Ui) -> Page {
+    let names = merchant_names(&s, &ui).await?;
+    Ok(page(
+        &ui,
+        "Add connection",
+        "Connections",
+        html! {
+            h1 { "Add connection" }
+            form.card method="post" action="/connections" {
+                (csrf(&ui))
+                label for="name" { "Name" }
+                input #name type="text" name="name" required;
+                label for="merchant_id" { "Merchant" }
+                select #merchant_id name="merchant_id" required {
+                    @for (id, n) in &names { option value=(id) { (n) } }
+                }
+                label for="shop_url" { "Shopify store URL" }
+                input #shop_url type="url" name="shop_url" required placeholder="https://acme.myshopify.com";
+                label for="access_token" { "Admin API access token" }
+                input #access_token type="password" name="access_token" autocomplete="off" required;
+                p.hint { "New connections start disabled, and so do their channels." }
+                div.actions { button.primary type="submit" { "Save" } }
+            }
+        },
+    ))
+}
+
+async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let doc = json!({
+        "name": f.get("name"), "merchant_id": f.get("merchant_id"),
+        "store": {"platform": "shopify", "shop_url": f.get("shop_url").trim(), "access_token": f.get("access_token").trim()},
+    });
+    let c = connections::create_connection(&s, &ui.principal, doc)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    Ok(see_other(&format!("/connections/{}", c.id)))
+}
+
+#[derive(Deserialize, Default)]
+struct Tab {
+    tab: Option<String>,
+    saved: Option<String>,
+    error: Option<String>,
+}
+
+async fn connection_show(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(q): Query<Tab>,
+) -> Page {
+    let p = &ui.principal;
+    let c = connections::load(&s, p, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let m = merchants::load(&s, p, &c.merchant_id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let tab = q.tab.clone().unwrap_or_else(|| "shipments".into());
+    let channel = if tab == "sales_orders" {
+        "sales_orders"
+    } else {
+        "shipments"
+    };
+    let ch = connections::load_channel(&s, p, &id, channel)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let rules = shipsync_core::schedule::parse_schedules(
+        &serde_json::from_str(&ch.schedules_json).unwrap_or_else(|_| json!([])),
+    )
+    .unwrap_or_default();
+    let last_run = s
+        .engine
+        .db()
+        .last_run(&id, channel)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let recommend = channel == "shipments"
+        && m.webhooks_enabled == 1
+        && shipsync_core::schedule::runs_more_often_than_daily(&rules);
+    let label = if channel == "shipments" {
+        "order status import"
+    } else {
+        "sales order export"
+    };
+    let base = format!("/connections/{id}/channels/{channel}");
+    let f = Flash {
+        saved: q.saved,
+        error: q.error,
+    };
+    Ok(page(
+        &ui,
+        &c.name,
+        "Connections",
+        html! {
+            h1 { (c.name) }
+            (flash(&f))
+            div.card {
+                dl.facts {
+                    dt { "Merchant" } dd { a href={"/merchants/" (m.id)} { (m.name) } }
+                    dt { "Connection" } dd { @if c.enabled == 1 { (status_badge("on")) " enabled" } @else { "disabled" } }
+                }
+                form method="post" action={"/connections/" (id) "/enabled"} {
+                    (csrf(&ui))
+                    input type="hidden" name="enabled" value=(if c.enabled == 1 { "0" } else { "1" });
+                    div.actions { button type="submit" { @if c.enabled == 1 { "Disable connection" } @else { "Enable connection" } } }
+                }
+            }
+            nav.tabs aria-label="Channels" {
+                a href={"/connections/" (id) "?tab=sales_orders"} class=[(channel == "sales_orders").then_some("active")] { "Sales Orders" }
+                a href={"/connections/" (id) "?tab=shipments"} class=[(channel == "shipments").then_some("active")] { "Shipments" }
+            }
+            div.card #channel {
+                h2 { (if channel == "shipments" { "Shipments" } else { "Sales Orders" }) " · Control Panel" }
+                dl.facts {
+                    dt { "Status" } dd #channel-status { @if ch.enabled == 1 { (status_badge("on")) " enabled" } @else { "disabled" } }
+                    dt { "Recurrence" } dd #recurrence {
+                        @if rules.is_empty() { "no schedule" }
+                        @for (i, r) in rules.iter().enumerate() { @if i > 0 { "; " } (shipsync_core::schedule::describe(r)) }
+                    }
+                    dt { "Last completed" } dd { (when(ch.last_completed_at)) }
+                    dt { "Next update" } dd { @if ch.enabled == 1 { (when(ch.next_run_at)) } @else { "— (disabled)" } }
+                    dt { "Last run" } dd { @if let Some(r) = &last_run { (status_badge(&r.status)) " " (when(Some(r.started_at.unwrap_or(r.created_at)))) } @else { "—" } }
+                }
+                @if recommend {
+                    div.notice #recommendation { "Shipment webhooks are on for " (m.name) ": we recommend one daily run during off hours (for example every day at 12:00 am) as the fallback, instead of this more frequent schedule." }
+                }
+                div.actions {
+                    form method="post" action={(base) "/enabled"} {
+                        (csrf(&ui))
+                        input type="hidden" name="enabled" value=(if ch.enabled == 1 { "0" } else { "1" });
+                        button type="submit" { @if ch.enabled == 1 { "Disable " (label) } @else { "Enable " (label) } }
+                    }
+                    form method="post" action={(base) "/run"} {
+                        (csrf(&ui))
+                        button type="submit" { "Run now" }
+                    }
+                    button type="button" data-open="schedule-dialog" { "Edit schedule" }
+                }
+            }
+            (schedule_dialog(&ui, &base, &rules))
+        },
+    ))
+}
+
+fn schedule_dialog(ui: &Ui, base: &str, rules: &[shipsync_core::schedule::Schedule]) -> Markup {
+    let json = shipsync_core::schedule::to_json(rules);
+    let items = json.as_array().cloned().unwrap_or_default();
+    html! {
+        dialog #schedule-dialog aria-labelledby="schedule-title" {
+            form method="post" action={(base) "/schedules"} {
+                (csrf(ui))
+                h2 #schedule-title { "Edit schedule" }
+                table #rules { tbody {
+                    @for (r, item) in rules.iter().zip(items.iter()) { tr {
+                        td { (shipsync_core::schedule::describe(r)) input type="hidden" name="rule" value=(item.to_string()); }
+                        td { button.danger type="button" data-delete-rule { "Delete" } }
+                    } }
+                } }
+                button type="button" data-add-schedule="new-rule" { "Add schedule" }
+                fieldset #new-rule hidden {
+                    legend { "New schedule" }
+                    label for="new_kind" { "Repeats" }
+                    select #new_kind name="new_kind" disabled {
+                        option value="minutely" { "Every N minutes" }
+                        option value="hourly" { "Every N hours" }
+                        option value="daily" selected { "Every day" }
+                        option value="flexible" { "Flexible" }
+                    }
+                    div data-kind="minutely hourly" { label for="new_every" { "Every" } input #new_every type="number" name="new_every" min="1" value="4" disabled; }
+                    div data-kind="hourly" { label for="new_minute" { "At minute" } input #new_minute type="number" name="new_minute" min="0" max="59" value="0" disabled; }
+                    div data-kind="daily" { label for="new_at" { "Time" } input #new_at type="time" name="new_at" value="00:00" disabled; }
+                    div data-kind="flexible" {
+                        fieldset { legend { "Weekdays" }
+                            @for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
+                                label.inline { input type="checkbox" name="new_weekdays" value=(d) checked[d != "sat" && d != "sun"] disabled; (d) }
+                            }
+                        }
+                        label for="new_start" { "From hour" } input #new_start type="number" name="new_start" min="0" max="23" value="8" disabled;
+                        label for="new_end" { "Until hour" } input #new_end type="number" name="new_end" min="1" max="24" value="18" disabled;
+                        label for="new_every_minutes" { "Every (minutes)" } input #new_every_minutes type="number" name="new_every_minutes" min="1" value="30" disabled;
+                    }
+                    label for="new_tz" { "Time zone" }
+                    input #new_tz type="text" name="new_tz" value="UTC" disabled;
+                    p.hint { "An IANA time zone such as America/New_York." }
+                }
+                div.actions {
+                    button.primary type="submit" { "Save changes" }
+                    button type="button" data-close { "Cancel" }
+                }
+            }
+        }
+    }
+}
+
+async fn connection_enabled(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = checked_form(&ui, &body)?;
+    connections::update_connection(
+        &s,
+        &ui.principal,
+        &id,
+        json!({"enabled": f.get("enabled") == "1"}),
+    )
+    .await
+    .map_err(|e| fail(&ui, e))?;
+    Ok(see_other(&format!("/connections/{id}")))
+}
+
+async fn channel_enabled(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path((id, channel)): Path<(String, String)>,
+    body: Bytes,
+) -> Page {
+    let f = checked_form(&ui, &body)?;
+    connections::patch_channel(
+        &s,
+        &ui.principal,
+        &id,
+        &channel,
+        &json!({"enabled": f.get("enabled") == "1"}),
+    )
+    .await
+    .map_err(|e| fail(&ui, e))?;
+    Ok(see_other(&format!("/connections/{id}?tab={channel}")))
+}
+
+async fn channel_run(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path((id, channel)): Path<(String, String)>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    let to = match connections::queue_run(&s, &ui.principal, &id, &channel).await {
+        Ok((run, _)) => format!(
+            "/connections/{id}?tab={channel}&saved={}",
+            enc(&format!("Run {run} queued."))
+        ),
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            format!("/connections/{id}?tab={channel}&error={}", enc(&e.message))
+        }
+        Err(e) => return Err(fail(&ui, e)),
+    };
+    Ok(see_other(&to))
+}
+
+/// The dialog's rules: the kept ones (JSON) plus the new one, if added.
+fn schedules_from(f: &Form) -> Value {
+    let mut list: Vec<Value> = f
+        .all("rule")
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect();
+    let tz = if f.get("new_tz").trim().is_empty() {
+        "UTC"
+    } else {
+        f.get("new_tz").trim()
+    };
+    let num = |k: &str| {
+        f.get(k)
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or(json!(f.get(k)))
+    };
+    let new = match f.get("new_kind") {
+        "minutely" => Some(json!({"kind": "minutely", "every": num("new_every"), "time_zone": tz})),
+        "hourly" => Some(
+            json!({"kind": "hourly", "every": num("new_every"), "minute": num("new_minute"), "time_zone": tz}),
+        ),
+        "daily" => Some(json!({"kind": "daily", "at": f.get("new_at"), "time_zone": tz})),
+        "flexible" => Some(
+            json!({"kind": "flexible", "weekdays": f.all("new_weekdays"), "start_hour": num("new_start"),
+            "end_hour": num("new_end"), "every_minutes": num("new_every_minutes"), "time_zone": tz}),
+        ),
+        _ => None,
+    };
+    list.extend(new);
+    Value::Array(list)
+}
+
+async fn channel_schedules(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path((id, channel)): Path<(String, String)>,
+    body: Bytes,
+) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let patch = json!({"schedules": schedules_from(&f)});
+    let to = match connections::patch_channel(&s, &ui.principal, &id, &channel, &patch).await {
+        Ok(_) => format!("/connections/{id}?tab={channel}&saved=Schedule+saved."),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            format!("/connections/{id}?tab={channel}&error={}", enc(&e.message))
+        }
+        Err(e) => return Err(fail(&ui, e)),
+    };
+    Ok(see_other(&to))
+}
+
+// ---------- shipments ----------
+
+#[derive(Deserialize, Default)]
+struct ShipmentQuery {
+    status: Option<String>,
+    q: Option<String>,
+    saved: Option<String>,
+    error: Option<String>,
+}
+
+async fn shipment_list(State(s): State<AppState>, ui: Ui, Query(q): Query<ShipmentQuery>) -> Page {
+    let status = q
+        .status
+        .clone()
+        .filter(|x| shipments::STATUSES.contains(&x.as_str()));
+    let search = q.q.clone().unwrap_or_default();
+    let filter = ShipmentFilter {
+        merchant_id: ui.principal.scope().map(str::to_string),
+        status: status.clone(),
+        order_name: Some(search.trim().to_string()).filter(|x| !x.is_empty()),
+        ..Default::default()
+    };
+    let rows = s
+        .engine
+        .db()
+        .list_shipments(&filter, None, 200)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let f = Flash {
+        saved: q.saved,
+        error: q.error,
+    };
+    Ok(page(
+        &ui,
+        "Shipments",
+        "Shipments",
+        html! {
+            h1 { "Shipments" }
+            (flash(&f))
+            form.filters method="get" action="/shipments" {
+                div { label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "Any" }
+                        @for st in shipments::STATUSES { option value=(st) selected[status.as_deref() == Some(st)] { (st) } }
+                    } }
+                div { label for="q" { "Order name" } input #q type="text" name="q" value=(search) placeholder="#1001"; }
+                button type="submit" { "Filter" }
+            }
+            table #shipments { thead { tr { th { "Shipment" } th { "Order" } th { "Status" } th { "Source" } th { "Received" } } }
+                tbody { @for sh in &rows { tr {
+                    td { a href={"/shipments/" (sh.id)} { (sh.number) } }
+                    td { (sh.order_name) }
+                    td { (status_badge(&sh.status)) }
+                    td { (sh.sources.replace(',', " + ")) }
+                    td { (time(sh.received_at)) }
+                } } } }
+        },
+    ))
+}
+
+async fn shipment_show(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Page {
+    let d = shipments::detail(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let text = |v: &Value| {
+        v.as_str().map(str::to_string).unwrap_or_else(|| {
+            if v.is_null() {
+                "—".into()
+            } else {
+                v.to_string()
+            }
+        })
+    };
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    Ok(page(
+        &ui,
+        "Shipment",
+        "Shipments",
+        html! {
+            h1 { "Shipment " (text(&d["warehouse_shipment_number"])) " " span #shipment-status { (status_badge(d["status"].as_str().unwrap_or(""))) } }
+            (flash(&f))
+            @if let Some(err) = d["error"].as_str() { div.error-box role="alert" { (err) } }
+            div.card { dl.facts {
+                dt { "Order" } dd { (text(&d["order_name"])) }
+                dt { "Sources" } dd { (list(&d["sources"]).iter().map(text).collect::<Vec<_>>().join(" + ")) " (first seen via " (text(&d["first_seen_via"])) ")" }
+                dt { "Carrier" } dd { (text(&d["carrier"])) " " (text(&d["service"])) }
+                dt { "Received" } dd { (text(&d["received_at"])) }
+                dt { "Completed" } dd { (text(&d["completed_at"])) }
+            }
+            div.actions { @for (a, label) in [("reprocess", "Reprocess"), ("reset", "Reset"), ("archive", "Archive")] {
+                form method="post" action={"/shipments/" (id) "/" (a)} { (csrf(&ui)) button type="submit" { (label) } }
+            } } }
+            div.card { h2 { "Lines" }
+                table { thead { tr { th { "SKU" } th { "Quantity" } th { "Kit" } } }
+                    tbody { @for l in list(&d["lines"]) { tr { td { (text(&l["sku"])) } td { (text(&l["quantity"])) } td { (text(&l["kit_sku"])) } } } } } }
+            div.card { h2 { "Packages and tracking" }
+                table { thead { tr { th { "Tracking number" } th { "Carrier" } th { "Lines" } } }
+                    tbody { @for p in list(&d["packages"]) { tr {
+                        td { (text(&p["tracking_number"])) } td { (text(&p["carrier"])) " " (text(&p["service"])) }
+                        td { (list(&p["lines"]).iter().map(|l| format!("{} × {}", text(&l["sku"]), text(&l["quantity"]))).collect::<Vec<_>>().join(", ")) }
+                    } } } } }
+            div.card { h2 { "Store fulfillments" }
+                table { thead { tr { th { "Fulfillment" } th { "State" } th { "Tracking" } th { "Created" } } }
+                    tbody { @for sf in list(&d["store_fulfillments"]) { tr {
+                        td { (text(&sf["id"])) } td { (text(&sf["state"])) }
+                        td { (list(&sf["tracking_numbers"]).iter().map(text).collect::<Vec<_>>().join(", ")) } td { (text(&sf["created_at"])) }
+                    } } } } }
+            div.card { h2 { "Activity" }
+                table { tbody { @for a in list(&d["activity"]) { tr { td { (text(&a["at"])) } td { (text(&a["kind"])) } td { (text(&a["message"])) } } } } } }
+        },
+    ))
+}
+
+async fn shipment_act(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    let a = match action.as_str() {
+        "reprocess" => ShipmentAction::Reprocess,
+        "reset" => ShipmentAction::Reset,
+        "archive" => ShipmentAction::Archive,
+        _ => return Err(fail(&ui, ApiError::not_found("action"))),
+    };
+    shipments::act_on(&s, &ui.principal, &id, a)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    Ok(see_other(&format!(
+        "/shipments/{id}?saved={}",
+        enc(&format!("{action}: done."))
+    )))
+}
+
+// ---------- orders ----------
+
+async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Query<ShipmentQuery>) -> Page {
+    let search = q.q.clone().unwrap_or_default();
+    let filter = shipsync_db::orders::OrderFilter {
+        merchant_id: ui.principal.scope().map(str::to_string),
+        status: q.status.clone().filter(|x| !x.is_empty()),
+        name: Some(search.trim().to_string()).filter(|x| !x.is_empty()),
+        ..Default::default()
+    };
+    let rows = s
+        .engine
+        .db()
+        .list_orders(&filter, None, 200)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    Ok(page(
+        &ui,
+        "Orders",
+        "Orders",
+        html! {
+            h1 { "Orders" }
+            form.filters method="get" action="/orders" {
+                div { label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "Any" }
+                        @for st in shipsync_engine::orders::ORDER_STATUSES { option value=(st) selected[q.status.as_deref() == Some(st)] { (st) } }
+                    } }
+                div { label for="q" { "Order name" } input #q type="text" name="q" value=(search) placeholder="#1001"; }
+                button type="submit" { "Filter" }
+            }
+            table { thead { tr { th { "Order" } th { "Status" } th { "Deposco number" } th { "Problem" } th { "Updated" } } }
+                tbody { @for o in &rows { tr {
+                    td { (o.name) } td { (status_badge(&o.status)) }
+                    td { (o.warehouse_number.as_deref().unwrap_or("—")) }
+                    td { (o.error.as_deref().unwrap_or("")) } td { (time(o.updated_at)) }
+                } } } }
+        },
+    ))
+}
+
+// ---------- events ----------
+
+async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
+    let rows = s
+        .engine
+        .db()
+        .list_events(
+            &shipsync_db::rows::EventFilter {
+                merchant_id: ui.principal.scope().map(str::to_string),
+                ..Default::default()
+            },
+            None,
+            200,
+        )
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    Ok(page(
+        &ui,
+        "Events",
+        "Events",
+        html! {
+            h1 { "Events" }
+            p.hint { "Every inbound webhook delivery, stored raw before it was acknowledged." }
+            table { thead { tr { th { "Received" } th { "Merchant" } th { "Verified" } th { "Outcome" } } }
+                tbody { @for e in &rows { tr {
+                    td { a href={"/events/" (e.id)} { (time(e.received_at)) } }
+                    td { (e.merchant_id) }
+                    td { @if e.verified == 1 { "signed" } @else { "unsigned" } }
+                    td { (status_badge(&e.outcome)) }
+                } } } }
+        },
+    ))
+}
+
+async fn event_show(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Page {
+    let e = events::load(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let raw = events::raw(&e);
+    Ok(page(
+        &ui,
+        "Event",
+        "Events",
+        html! {
+            h1 { "Event " (e.id) " " (status_badge(&e.outcome)) }
+            (flash(&f))
+            @if let Some(d) = &e.detail { div.notice { (d) } }
+            form method="post" action={"/events/" (e.id) "/replay"} { (csrf(&ui)) button type="submit" { "Replay" } }
+            h2 { "Headers (signatures redacted)" }
+            pre { (serde_json::to_string_pretty(&raw["headers"]).unwrap_or_default()) }
+            h2 { "Body" }
+            pre { (raw["body"].as_str().unwrap_or("")) }
+        },
+    ))
+}
+
+async fn event_replay(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    events::load(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    s.engine
+        .replay_event(&id)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    Ok(see_other(&format!("/events/{id}?saved=Replay+queued.")))
+}
+
+// ---------- users ----------
+
+async fn user_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>) -> Page {
+    ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
+    let users = s
+        .engine
+        .db()
+        .list_users()
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let names = merchant_names(&s, &ui).await?;
+    Ok(page(
+        &ui,
+        "Users",
+        "Users",
+        html! {
+            h1 { "Users" }
+            (flash(&f))
+            table { thead { tr { th { "Email" } th { "Role" } th { "Merchant" } } }
+                tbody { @for u in &users { tr {
+                    td { (u.email) }
+                    td { (Role::parse(&u.role).map(Role::label).unwrap_or("?")) }
+                    td { (u.merchant_id.as_deref().and_then(|m| names.iter().find(|(i, _)| i == m)).map(|(_, n)| n.as_str()).unwrap_or("all")) }
+                } } } }
+            form.card method="post" action="/users" {
+                (csrf(&ui))
+                h2 { "Add user" }
+                label for="email" { "Email" } input #email type="email" name="email" required;
+                label for="password" { "Password" } input #password type="password" name="password" autocomplete="new-password" required;
+                label for="role" { "Role" }
+                select #role name="role" { option value="staff" { "Staff" } option value="merchant" { "Merchant" } option value="admin" { "Administrator" } }
+                label for="merchant_id" { "Merchant" }
+                select #merchant_id name="merchant_id" { option value="" { "All (Staff) / none (Administrator)" } @for (id, n) in &names { option value=(id) { (n) } } }
+                div.actions { button.primary type="submit" { "Add user" } }
+            }
+        },
+    ))
+}
+
+async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
+    let f = checked_form(&ui, &body)?;
+    ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
+    let role = Role::parse(f.get("role")).unwrap_or(Role::Staff);
+    let m = Some(f.get("merchant_id")).filter(|m| !m.is_empty());
+    match s
+        .engine
+        .create_user(f.get("email"), f.get("password"), role, m)
+        .await
+    {
+        Ok(u) => Ok(see_other(&format!(
+            "/users?saved={}",
+            enc(&format!("User {} created.", u.email))
+        ))),
+        Err(e) => Ok(see_other(&format!("/users?error={}", enc(&e.to_string())))),
+    }
+}

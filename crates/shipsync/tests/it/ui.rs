@@ -1,0 +1,243 @@
+//! The web UI over plain HTTP (the browser test drives the same pages in
+//! Chromium): sign-in with a CSRF token, roles, and CSRF-less posts refused.
+
+use serde_json::json;
+use shipsync::harness::{Harness, Options};
+
+use crate::roles::other_tenant;
+
+/// A browser-like session: cookies kept by hand, redirects not followed.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            http,
+            base,
+            cookies: Vec::new(),
+        }
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap_or("");
+            assert!(v.contains("HttpOnly") && v.contains("SameSite=Lax"), "{v}");
+            if let Some((k, rest)) = v.split_once('=') {
+                let val = rest.split(';').next().unwrap_or("").to_string();
+                self.cookies.retain(|(n, _)| n != k);
+                self.cookies.push((k.to_string(), val));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("get");
+        self.keep(&resp);
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        self.keep(&resp);
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, if loc.is_empty() { text } else { loc })
+    }
+
+    /// The `csrf` hidden field of the page's first form.
+    fn csrf(page: &str) -> String {
+        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        page[at..].split('"').next().unwrap_or("").to_string()
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> String {
+        let (_, login) = self.get("/login").await;
+        let token = Self::csrf(&login);
+        let (st, to) = self
+            .post(
+                "/login",
+                &[("csrf", &token), ("email", email), ("password", password)],
+            )
+            .await;
+        assert_eq!((st, to.as_str()), (303, "/"), "sign-in");
+        let (st, home) = self.get("/").await;
+        assert_eq!(st, 200);
+        Self::csrf(&home)
+    }
+}
+
+async fn ui_roles_and_csrf(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (other_m, other_c) = other_tenant(&h).await;
+    for (email, role, m) in [
+        ("brand@example.com", "merchant", Some(h.merchant_id.clone())),
+        ("staff@example.com", "staff", None),
+    ] {
+        h.api("POST", "/api/v1/users", Some(json!({"email": email, "password": "a long password", "role": role, "merchant_id": m})))
+            .await
+            .expect("api")
+            .ok(201)
+            .expect("user");
+    }
+    // Not signed in: every page sends to the sign-in page.
+    let mut anon = Browser::new(h.url());
+    let (st, _) = anon.get("/merchants").await;
+    assert_eq!(st, 303);
+    // A sign-in without the form's token is refused; a wrong password says so.
+    let (st, _) = anon
+        .post(
+            "/login",
+            &[
+                ("email", "brand@example.com"),
+                ("password", "a long password"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (_, login) = anon.get("/login").await;
+    let t = Browser::csrf(&login);
+    let (st, to) = anon
+        .post(
+            "/login",
+            &[
+                ("csrf", &t),
+                ("email", "brand@example.com"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 303);
+    assert!(to.starts_with("/login?error"), "{to}");
+
+    let mut brand = Browser::new(h.url());
+    let csrf = brand.sign_in("Brand@Example.com", "a long password").await;
+    let (st, list) = brand.get("/merchants").await;
+    assert_eq!(st, 200);
+    assert!(
+        list.contains("Acme Outdoor") && !list.contains("Other Brand"),
+        "{list}"
+    );
+    let (_, conns) = brand.get("/connections").await;
+    assert!(conns.contains("Acme Shopify") && !conns.contains("Other Shopify"));
+    for path in [
+        format!("/merchants/{other_m}"),
+        format!("/connections/{other_c}"),
+        "/shipments/shp_01jzzzzzzzzzzzzzzzzzzzzzzz".into(),
+        "/events/evt_01jzzzzzzzzzzzzzzzzzzzzzzz".into(),
+    ] {
+        let (st, _) = brand.get(&path).await;
+        assert_eq!(st, 404, "{path}");
+    }
+    let (st, _) = brand
+        .post(
+            &format!("/merchants/{other_m}"),
+            &[("csrf", &csrf), ("name", "taken over")],
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = brand
+        .post(
+            &format!("/connections/{other_c}/channels/shipments/enabled"),
+            &[("csrf", &csrf), ("enabled", "1")],
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = brand.get("/users").await;
+    assert_eq!(st, 403);
+    // CSRF-less and wrong-token posts are refused, and change nothing.
+    let own = format!("/merchants/{}", h.merchant_id);
+    let (st, _) = brand
+        .post(
+            &own,
+            &[("name", "Renamed"), ("api_url", "http://127.0.0.1:1")],
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = brand
+        .post(
+            &own,
+            &[
+                ("csrf", "csrf_wrong"),
+                ("name", "Renamed"),
+                ("api_url", "http://127.0.0.1:1"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 403);
+    let m = h
+        .api("GET", &format!("/api/v1{own}"), None)
+        .await
+        .expect("api")
+        .ok(200)
+        .expect("merchant");
+    assert_eq!(m["name"], "Acme Outdoor");
+
+    let mut staff = Browser::new(h.url());
+    let csrf = staff.sign_in("staff@example.com", "a long password").await;
+    let (_, list) = staff.get("/merchants").await;
+    assert!(list.contains("Other Brand"));
+    let (st, _) = staff.get("/users").await;
+    assert_eq!(st, 403);
+    let (st, _) = staff
+        .post(
+            "/users",
+            &[
+                ("csrf", &csrf),
+                ("email", "x@example.com"),
+                ("password", "a long password"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 403);
+    // Signing out ends the session.
+    let (st, _) = staff.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(st, 303);
+    let (st, _) = staff.get("/merchants").await;
+    assert_eq!(st, 303);
+    h.shutdown().await;
+}
+
+both_backends!(ui_roles_and_csrf);
