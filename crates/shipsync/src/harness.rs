@@ -31,6 +31,10 @@ pub struct Options {
     pub shopify_throttle: shipsync_sandbox_shopify::ThrottleConfig,
     /// The Deposco sandbox's behaviour (e.g. `items_must_exist`).
     pub deposco: shipsync_sandbox_deposco::SandboxConfig,
+    /// Create the "Acme Outdoor" merchant and its connection (default);
+    /// false leaves the database empty (`merchant_id`, `connection_id` and
+    /// `webhook_url` stay blank), e.g. for a test that creates them in the UI.
+    pub seed: bool,
 }
 
 impl Options {
@@ -44,6 +48,7 @@ impl Options {
             webhook_max_bytes: 1_048_576,
             shopify_throttle: Default::default(),
             deposco: Default::default(),
+            seed: true,
         }
     }
 }
@@ -118,6 +123,9 @@ impl Harness {
             shared_secret: opts.shared_secret.clone(),
             next_order: 1001,
         };
+        if !opts.seed {
+            return Ok(h);
+        }
         let merchant = h
             .api(
                 "POST",

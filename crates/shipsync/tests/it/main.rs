@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod browser;
 mod crash;
 mod orders;
 mod pull;

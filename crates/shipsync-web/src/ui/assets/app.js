@@ -32,5 +32,6 @@ function showKind(box) {
   });
 }
 document.addEventListener("change", function (e) {
-  if (e.target.name === "new_kind") { showKind(e.target.closest("[id]")); }
+  // The select has an id itself: look for the fieldset around it.
+  if (e.target.name === "new_kind") { showKind(e.target.closest("fieldset")); }
 });
