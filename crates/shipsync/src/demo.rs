@@ -215,8 +215,26 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
             "FAILED"
         }
     );
+    // A throwaway administrator for the demo's web UI.
+    let password = shipsync_engine::secrets::random_token("demo");
+    let signed_in = match h.engine() {
+        Some(engine) => engine
+            .create_user(
+                "demo@example.com",
+                &password,
+                shipsync_engine::users::Role::Admin,
+                None,
+            )
+            .await
+            .is_ok(),
+        None => false,
+    };
+    println!("  web UI:                   {}/", h.url());
+    if signed_in {
+        println!("                            sign in as demo@example.com / {password}");
+    }
     println!(
-        "  web UI / API:             {}/ (admin token {})",
+        "  API:                      {}/api/v1 (Authorization: Bearer {})",
         h.url(),
         h.token
     );
