@@ -656,6 +656,30 @@ impl Db {
         .await?)
     }
 
+    /// Shipments whose stored warehouse version mentions `needle` (a tracking
+    /// number, say; ASCII case ignored), newest first; the caller checks where
+    /// it appears.
+    pub async fn shipments_mentioning(
+        &self,
+        merchant_id: Option<&str>,
+        needle: &str,
+        limit: i64,
+    ) -> Result<Vec<ShipmentRow>, DbError> {
+        let escaped = needle
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        Ok(sqlx::query_as(sql!(
+            "SELECT {SHIPMENT_COLS} FROM shipments WHERE ($1 = '' OR merchant_id = $1)
+             AND LOWER(version_json) LIKE LOWER($2) ESCAPE '\\' ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(merchant_id.unwrap_or(""))
+        .bind(format!("%{escaped}%"))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Every shipment of one store order, first received first.
     pub async fn shipments_for_order(&self, order_id: &str) -> Result<Vec<ShipmentRow>, DbError> {
         Ok(sqlx::query_as(sql!(

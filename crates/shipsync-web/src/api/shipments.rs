@@ -95,6 +95,53 @@ async fn list_shipments(
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
+/// The principal's shipments whose order name is `q` or one of whose
+/// packages carries tracking number `q` (either, one search box), newest
+/// first, optionally in one status.
+pub async fn search(
+    s: &AppState,
+    p: &Principal,
+    status: Option<String>,
+    q: &str,
+    limit: i64,
+) -> ApiResult<Vec<ShipmentRow>> {
+    let q = q.trim();
+    let scope = p.scope().map(str::to_string);
+    let db = s.engine.db();
+    let filter = ShipmentFilter {
+        merchant_id: scope.clone(),
+        status: status.clone(),
+        order_name: Some(q.to_string()).filter(|x| !x.is_empty()),
+        ..Default::default()
+    };
+    let mut rows = db.list_shipments(&filter, None, limit).await?;
+    if q.is_empty() {
+        return Ok(rows);
+    }
+    let carries = |r: &ShipmentRow| {
+        serde_json::from_str::<ShipmentVersion>(&r.version_json)
+            .map(|v| {
+                v.packages.iter().any(|pk| {
+                    pk.tracking_number
+                        .as_deref()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(q))
+                })
+            })
+            .unwrap_or(false)
+    };
+    for r in db.shipments_mentioning(scope.as_deref(), q, limit).await? {
+        if status.as_ref().is_none_or(|st| *st == r.status)
+            && carries(&r)
+            && !rows.iter().any(|x| x.id == r.id)
+        {
+            rows.push(r);
+        }
+    }
+    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.truncate(limit.max(0) as usize);
+    Ok(rows)
+}
+
 /// The shipment, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<ShipmentRow> {
     s.engine

@@ -58,7 +58,7 @@ pub fn routes() -> Router<AppState> {
             post(channel_schedules),
         )
         .route("/orders", get(order_list))
-        .route("/shipments", get(shipment_list))
+        .route("/shipments", get(shipment_list).post(shipment_bulk))
         .route("/shipments/{id}", get(shipment_show))
         .route("/shipments/{id}/{action}", post(shipment_act))
         .route("/events", get(event_list))
@@ -879,18 +879,9 @@ async fn shipment_list(State(s): State<AppState>, ui: Ui, Query(q): Query<Shipme
         .clone()
         .filter(|x| shipments::STATUSES.contains(&x.as_str()));
     let search = q.q.clone().unwrap_or_default();
-    let filter = ShipmentFilter {
-        merchant_id: ui.principal.scope().map(str::to_string),
-        status: status.clone(),
-        order_name: Some(search.trim().to_string()).filter(|x| !x.is_empty()),
-        ..Default::default()
-    };
-    let rows = s
-        .engine
-        .db()
-        .list_shipments(&filter, None, 200)
+    let rows = shipments::search(&s, &ui.principal, status.clone(), &search, 200)
         .await
-        .map_err(|e| fail(&ui, e.into()))?;
+        .map_err(|e| fail(&ui, e))?;
     let f = Flash {
         saved: q.saved,
         error: q.error,
@@ -908,19 +899,82 @@ async fn shipment_list(State(s): State<AppState>, ui: Ui, Query(q): Query<Shipme
                         option value="" { "Any" }
                         @for st in shipments::STATUSES { option value=(st) selected[status.as_deref() == Some(st)] { (st) } }
                     } }
-                div { label for="q" { "Order name" } input #q type="text" name="q" value=(search) placeholder="#1001"; }
-                button type="submit" { "Filter" }
+                div { label for="q" { "Order name or tracking number" } input #q type="search" name="q" value=(search) placeholder="#1001 or 1Z…"; }
+                button type="submit" { "Search" }
             }
-            table #shipments { thead { tr { th { "Shipment" } th { "Order" } th { "Status" } th { "Source" } th { "Received" } } }
-                tbody { @for sh in &rows { tr {
-                    td { a href={"/shipments/" (sh.id)} { (sh.number) } }
-                    td { (sh.order_name) }
-                    td { (status_badge(&sh.status)) }
-                    td { (sh.sources.replace(',', " + ")) }
-                    td { (time(sh.received_at)) }
-                } } } }
+            form #bulk method="post" action="/shipments" {
+                (csrf(&ui))
+                input type="hidden" name="status" value=(status.as_deref().unwrap_or(""));
+                input type="hidden" name="q" value=(search);
+                div.row.bulk-actions {
+                    button type="submit" name="action" value="reprocess" { "Reprocess" }
+                    details.menu {
+                        summary { "More actions" }
+                        div.menu-items {
+                            button type="submit" name="action" value="reset" { "Reset" }
+                            button.danger type="submit" name="action" value="archive" { "Archive" }
+                        }
+                    }
+                    span.hint { "Applies to the checked shipments." }
+                }
+                table #shipments { thead { tr {
+                        th { label.inline for="select-all" { input #select-all type="checkbox" data-select-all="id"; span.sr-only { "Select all" } } }
+                        th { "Shipment" } th { "Order" } th { "Status" } th { "Source" } th { "Received" } } }
+                    tbody { @for sh in &rows { tr {
+                        td { label.inline for={"sel-" (sh.id)} { input id={"sel-" (sh.id)} type="checkbox" name="id" value=(sh.id); span.sr-only { "Select " (sh.number) } } }
+                        td { a href={"/shipments/" (sh.id)} { (sh.number) } }
+                        td { (sh.order_name) }
+                        td { (status_badge(&sh.status)) }
+                        td { (sh.sources.replace(',', " + ")) }
+                        td { (time(sh.received_at)) }
+                    } } } }
+            }
         },
     ))
+}
+
+/// Bulk Reprocess / Reset / Archive of the checked shipments, each through
+/// the same call as the API (a Merchant user's other-tenant ids fail as
+/// not found and change nothing).
+async fn shipment_bulk(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let action = f.get("action").to_string();
+    let a = match action.as_str() {
+        "reprocess" => ShipmentAction::Reprocess,
+        "reset" => ShipmentAction::Reset,
+        "archive" => ShipmentAction::Archive,
+        _ => {
+            return Err(fail(
+                &ui,
+                ApiError::invalid("action", "must be reprocess, reset or archive"),
+            ));
+        }
+    };
+    let mut back = format!(
+        "/shipments?status={}&q={}",
+        enc(f.get("status")),
+        enc(f.get("q"))
+    );
+    let ids = f.all("id");
+    if ids.is_empty() {
+        back.push_str("&error=Check+at+least+one+shipment.");
+        return Ok(see_other(&back));
+    }
+    let (mut done, mut failed) = (0, Vec::new());
+    for id in ids {
+        match shipments::act_on(&s, &ui.principal, id, a).await {
+            Ok(()) => done += 1,
+            Err(e) => failed.push(format!("{id}: {}", e.message)),
+        }
+    }
+    back.push_str(&format!(
+        "&saved={}",
+        enc(&format!("{action}: {done} shipment(s) done."))
+    ));
+    if !failed.is_empty() {
+        back.push_str(&format!("&error={}", enc(&failed.join("; "))));
+    }
+    Ok(see_other(&back))
 }
 
 async fn shipment_show(

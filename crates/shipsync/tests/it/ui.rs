@@ -3,8 +3,10 @@
 
 use serde_json::json;
 use shipsync::harness::{Harness, Options};
+use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 
 use crate::roles::other_tenant;
+use crate::support::SETTLE;
 
 /// A browser-like session: cookies kept by hand, redirects not followed.
 struct Browser {
@@ -241,3 +243,123 @@ async fn ui_roles_and_csrf(db_url: String) {
 }
 
 both_backends!(ui_roles_and_csrf);
+
+/// A signed-in administrator's browser session (a user made by the API).
+async fn admin_browser(h: &Harness) -> (Browser, String) {
+    h.api(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "admin"})),
+    )
+    .await
+    .expect("api")
+    .ok(201)
+    .expect("user");
+    let mut b = Browser::new(h.url());
+    let csrf = b.sign_in("ops@example.com", "a long password").await;
+    (b, csrf)
+}
+
+/// Ships one package of one line with `tracking`; returns (order name,
+/// Deposco number, shipment id) once it completed.
+async fn shipped(h: &mut Harness, sku: &str, tracking: &str) -> (String, String, String) {
+    let (name, _) = h.place_order(&[(sku, 1)]);
+    let spec = ShipmentSpec::new(name.trim_start_matches('#'))
+        .line(LineSpec::new(1, sku, 1))
+        .package(PackageSpec::new(format!("LPN-{sku}"), tracking).line(1, 1));
+    let (number, code) = h.ship(spec, Shape::Current).await.expect("ship");
+    assert_eq!(code, 202);
+    let s = h
+        .wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .expect("completed");
+    let id = s["id"].as_str().unwrap_or_default().to_string();
+    (name, number, id)
+}
+
+async fn status_of(h: &Harness, id: &str) -> String {
+    let s = h
+        .api("GET", &format!("/api/v1/shipments/{id}"), None)
+        .await
+        .expect("api")
+        .ok(200)
+        .expect("shipment");
+    s["status"].as_str().unwrap_or_default().to_string()
+}
+
+async fn ui_shipment_search_and_bulk_actions(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (_, n1, id1) = shipped(&mut h, "TENT-1", "1Z-FIND-ME").await;
+    let (name2, n2, id2) = shipped(&mut h, "TARP-2", "1Z-OTHER").await;
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    // One search box: by tracking number (any case), or by order name.
+    let (st, list) = b.get("/shipments?q=1z-find-me").await;
+    assert_eq!(st, 200);
+    assert!(list.contains(&n1) && !list.contains(&n2), "{list}");
+    assert!(list.contains("<label") && list.contains("More actions"));
+    let (_, list) = b
+        .get(&format!("/shipments?q={}", name2.replace('#', "%23")))
+        .await;
+    assert!(list.contains(&n2) && !list.contains(&n1), "{list}");
+    let (_, list) = b.get("/shipments?q=1Z-FIND-ME&status=error").await;
+    assert!(!list.contains(&n1));
+    let (_, list) = b.get("/shipments?q=1Z-NOWHERE").await;
+    assert!(!list.contains(&n1) && !list.contains(&n2));
+
+    // A Merchant user of another merchant can neither find nor touch them.
+    let (other_m, _) = other_tenant(&h).await;
+    h.api("POST", "/api/v1/users", Some(json!({"email": "other@example.com", "password": "a long password", "role": "merchant", "merchant_id": other_m})))
+        .await
+        .expect("api")
+        .ok(201)
+        .expect("user");
+    let mut other = Browser::new(h.url());
+    let other_csrf = other.sign_in("other@example.com", "a long password").await;
+    let (_, list) = other.get("/shipments?q=1Z-FIND-ME").await;
+    assert!(!list.contains(&n1));
+    let (st, to) = other
+        .post(
+            "/shipments",
+            &[("csrf", &other_csrf), ("action", "archive"), ("id", &id1)],
+        )
+        .await;
+    assert_eq!(st, 303);
+    assert!(to.contains("error="), "{to}");
+    assert_eq!(status_of(&h, &id1).await, "completed");
+
+    // A bulk post without the CSRF token is refused and changes nothing.
+    let (st, _) = b
+        .post(
+            "/shipments",
+            &[("action", "archive"), ("id", &id1), ("id", &id2)],
+        )
+        .await;
+    assert_eq!(st, 403);
+    assert_eq!(status_of(&h, &id1).await, "completed");
+
+    // Bulk archive of the checked ones (More actions → Archive).
+    let (st, to) = b
+        .post(
+            "/shipments",
+            &[
+                ("csrf", &csrf),
+                ("action", "archive"),
+                ("id", &id1),
+                ("id", &id2),
+            ],
+        )
+        .await;
+    assert_eq!(st, 303);
+    assert!(
+        to.starts_with("/shipments?") && to.contains("saved="),
+        "{to}"
+    );
+    assert_eq!(status_of(&h, &id1).await, "archived");
+    assert_eq!(status_of(&h, &id2).await, "archived");
+    let (_, list) = b.get(&to).await;
+    assert!(list.contains("2 shipment(s) done"), "{list}");
+    h.shutdown().await;
+}
+
+both_backends!(ui_shipment_search_and_bulk_actions);

@@ -34,4 +34,9 @@ function showKind(box) {
 document.addEventListener("change", function (e) {
   // The select has an id itself: look for the fieldset around it.
   if (e.target.name === "new_kind") { showKind(e.target.closest("fieldset")); }
+  // "Select all" checks every checkbox of its form with that name.
+  var all = e.target.getAttribute("data-select-all");
+  if (all) {
+    e.target.form.querySelectorAll("input[type=checkbox][name=" + all + "]").forEach(function (c) { c.checked = e.target.checked; });
+  }
 });
