@@ -701,6 +701,37 @@ impl Db {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// Shipments per `first_seen_via` (webhook, poll), optionally of one merchant.
+    pub async fn count_shipments_by_first_seen(
+        &self,
+        merchant_id: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT first_seen_via, COUNT(*) FROM shipments WHERE ($1 = '' OR merchant_id = $1)
+             GROUP BY first_seen_via",
+        )
+        .bind(merchant_id.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// `(received_at, completed_at)` of the shipments completed since `since`
+    /// (microseconds), optionally of one merchant.
+    pub async fn shipment_completions_since(
+        &self,
+        merchant_id: Option<&str>,
+        since: i64,
+    ) -> Result<Vec<(i64, i64)>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT received_at, completed_at FROM shipments WHERE ($1 = '' OR merchant_id = $1)
+             AND completed_at IS NOT NULL AND completed_at >= $2",
+        )
+        .bind(merchant_id.unwrap_or(""))
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     pub async fn count_shipments_by_status(&self) -> Result<Vec<(String, i64)>, DbError> {
         Ok(
             sqlx::query_as("SELECT status, COUNT(*) FROM shipments GROUP BY status")

@@ -363,3 +363,44 @@ async fn ui_shipment_search_and_bulk_actions(db_url: String) {
 }
 
 both_backends!(ui_shipment_search_and_bulk_actions);
+
+async fn ui_dashboard_fallback_share_and_latency_chart(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (b, _) = admin_browser(&h).await;
+    let mut b = b;
+    let (st, home) = b.get("/").await;
+    assert_eq!(st, 200);
+    assert!(home.contains("Found by fallback") && home.contains("No shipment yet."));
+    assert!(home.contains("No shipment completed in the last 24 hours."));
+    // One shipment by webhook, one found only by the scheduled pull.
+    shipped(&mut h, "TENT-1", "1Z-HOOK").await;
+    let (name, _) = h.place_order(&[("TARP-2", 1)]);
+    let record = h.deposco.sandbox.add_shipment(
+        ShipmentSpec::new(name.trim_start_matches('#'))
+            .line(LineSpec::new(1, "TARP-2", 1))
+            .package(PackageSpec::new("LPN-P", "1Z-PULLED").line(1, 1)),
+    );
+    h.run_channel("shipments", SETTLE).await.expect("pull");
+    let s = h
+        .wait_shipment(&record.number, &["completed"], SETTLE)
+        .await
+        .expect("completed");
+    assert_eq!(s["first_seen_via"], "poll");
+    let (_, home) = b.get("/").await;
+    assert!(
+        home.contains(">50%<") && home.contains("(1 of 2)"),
+        "{home}"
+    );
+    let chart = &home[home.find("id=\"latency-chart\"").expect("chart")..];
+    assert!(
+        chart.contains("<svg") && chart.contains("<polyline") && chart.contains("<circle"),
+        "{chart}"
+    );
+    assert!(
+        chart.contains("Hourly values") && chart.contains(" p99 "),
+        "{chart}"
+    );
+    h.shutdown().await;
+}
+
+both_backends!(ui_dashboard_fallback_share_and_latency_chart);
