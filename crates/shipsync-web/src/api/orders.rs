@@ -149,15 +149,20 @@ async fn show(
 }
 
 async fn act(s: AppState, p: Principal, id: String, action: OrderAction) -> ApiResult<Json<Value>> {
-    load(&s, &p, &id).await?;
+    act_on(&s, &p, &id, action).await?;
+    Ok(Json(detail(&s, &p, &id).await?))
+}
+
+/// Reprocess or archive an order the principal sees.
+pub async fn act_on(s: &AppState, p: &Principal, id: &str, action: OrderAction) -> ApiResult<()> {
+    load(s, p, id).await?;
     s.engine
-        .order_action(&id, action)
+        .order_action(id, action)
         .await
         .map_err(|e| match e {
             shipsync_engine::EngineError::NotFound => ApiError::not_found("order"),
             other => other.into(),
-        })?;
-    Ok(Json(detail(&s, &p, &id).await?))
+        })
 }
 
 async fn reprocess(

@@ -23,7 +23,7 @@ use shipsync_engine::ShipmentAction;
 use shipsync_engine::users::Role;
 
 use crate::AppState;
-use crate::api::{connections, events, merchants, shipments};
+use crate::api::{connections, events, merchants, orders, shipments};
 use crate::error::ApiError;
 use crate::json::time;
 use session::{Form, LOGIN_COOKIE, Ui, checked_form, cookie, set_cookie};
@@ -58,6 +58,8 @@ pub fn routes() -> Router<AppState> {
             post(channel_schedules),
         )
         .route("/orders", get(order_list))
+        .route("/orders/{id}", get(order_show))
+        .route("/orders/{id}/{action}", post(order_act))
         .route("/shipments", get(shipment_list).post(shipment_bulk))
         .route("/shipments/{id}", get(shipment_show))
         .route("/shipments/{id}/{action}", post(shipment_act))
@@ -1213,12 +1215,105 @@ async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Query<ShipmentQ
             }
             table { thead { tr { th { "Order" } th { "Status" } th { "Deposco number" } th { "Problem" } th { "Updated" } } }
                 tbody { @for o in &rows { tr {
-                    td { (o.name) } td { (status_badge(&o.status)) }
+                    td { a href={"/orders/" (o.id)} { (o.name) } } td { (status_badge(&o.status)) }
                     td { (o.warehouse_number.as_deref().unwrap_or("—")) }
                     td { (o.error.as_deref().unwrap_or("")) } td { (time(o.updated_at)) }
                 } } } }
         },
     ))
+}
+
+async fn order_show(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Page {
+    let d = orders::detail(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let text = |v: &Value| {
+        v.as_str().map(str::to_string).unwrap_or_else(|| {
+            if v.is_null() {
+                "—".into()
+            } else {
+                v.to_string()
+            }
+        })
+    };
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let mut ships = Vec::new();
+    for sid in list(&d["shipments"]) {
+        if let Some(sid) = sid.as_str()
+            && let Ok(sh) = shipments::load(&s, &ui.principal, sid).await
+        {
+            ships.push(sh);
+        }
+    }
+    Ok(page(
+        &ui,
+        "Order",
+        "Orders",
+        html! {
+            h1 { "Order " (text(&d["name"])) " " span #order-status { (status_badge(d["status"].as_str().unwrap_or(""))) } }
+            @if let Some(err) = d["error"].as_str() { div.error-box role="alert" { b { "Error: " } (err) } }
+            (flash(&f))
+            div.card { dl.facts {
+                dt { "Store order" } dd { (text(&d["store_order_id"])) }
+                dt { "Deposco order number" } dd { (text(&d["warehouse_order_number"])) }
+                dt { "Sent to Deposco" } dd { (text(&d["sent_at"])) }
+                dt { "Created" } dd { (text(&d["created_at"])) }
+                dt { "Updated" } dd { (text(&d["updated_at"])) }
+            }
+            div.actions { @for (a, label) in [("reprocess", "Reprocess"), ("archive", "Archive")] {
+                form method="post" action={"/orders/" (id) "/" (a)} { (csrf(&ui)) button type="submit" { (label) } }
+            } } }
+            div.card { h2 { "Lines" }
+                table #order-lines { thead { tr { th { "SKU" } th { "Name" } th { "Ordered" } th { "Sent" } th { "Shipped" } th { "Fulfilled" } } }
+                    tbody { @for l in list(&d["lines"]) { tr {
+                        td { (text(&l["sku"])) @if l["kit"].is_object() { " " span.status { "kit" } } }
+                        td { (text(&l["name"])) }
+                        td.qty-ordered { (text(&l["quantity"])) }
+                        td.qty-sent { (text(&l["sent_quantity"])) }
+                        td.qty-shipped { (text(&l["shipped_quantity"])) }
+                        td.qty-fulfilled { (text(&l["fulfilled_quantity"])) }
+                    } } } } }
+            div.card { h2 { "Shipments" }
+                @if ships.is_empty() { p { "No shipment yet." } } @else {
+                    table { thead { tr { th { "Shipment" } th { "Status" } th { "Source" } th { "Received" } } }
+                        tbody { @for sh in &ships { tr {
+                            td { a href={"/shipments/" (sh.id)} { (sh.number) } }
+                            td { (status_badge(&sh.status)) }
+                            td { (sh.sources.replace(',', " + ")) }
+                            td { (time(sh.received_at)) }
+                        } } } }
+                }
+            }
+            div.card { h2 { "Activity" }
+                table { tbody { @for a in list(&d["activity"]) { tr { td { (text(&a["at"])) } td { (text(&a["kind"])) } td { (text(&a["message"])) } } } } } }
+        },
+    ))
+}
+
+async fn order_act(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    let a = match action.as_str() {
+        "reprocess" => shipsync_engine::OrderAction::Reprocess,
+        "archive" => shipsync_engine::OrderAction::Archive,
+        _ => return Err(fail(&ui, ApiError::not_found("action"))),
+    };
+    orders::act_on(&s, &ui.principal, &id, a)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    Ok(see_other(&format!(
+        "/orders/{id}?saved={}",
+        enc(&format!("{action}: done."))
+    )))
 }
 
 // ---------- events ----------

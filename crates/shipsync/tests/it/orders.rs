@@ -15,11 +15,11 @@ use shipsync_sandbox_shopify::{Address, LineSpec, OrderSpec};
 use crate::support::SETTLE;
 
 /// Runs the sales orders channel now and waits for it and its work.
-async fn run_orders(h: &Harness) -> Value {
+pub(crate) async fn run_orders(h: &Harness) -> Value {
     h.run_channel("sales_orders", SETTLE).await.unwrap()
 }
 
-async fn enable_sales_orders(h: &Harness, prefix: &str) {
+pub(crate) async fn enable_sales_orders(h: &Harness, prefix: &str) {
     h.api(
         "PATCH",
         &format!("/api/v1/connections/{}", h.connection_id),
@@ -43,7 +43,7 @@ async fn enable_sales_orders(h: &Harness, prefix: &str) {
     .unwrap();
 }
 
-fn paid_order(name: &str, lines: &[(&str, u32)]) -> OrderSpec {
+pub(crate) fn paid_order(name: &str, lines: &[(&str, u32)]) -> OrderSpec {
     OrderSpec {
         name: name.into(),
         lines: lines
@@ -72,7 +72,7 @@ fn paid_order(name: &str, lines: &[(&str, u32)]) -> OrderSpec {
 }
 
 /// The order named `name` (the list's filter ignores a leading `#`), in full.
-async fn order(h: &Harness, name: &str) -> Value {
+pub(crate) async fn order(h: &Harness, name: &str) -> Value {
     let list = h
         .api(
             "GET",
@@ -97,7 +97,7 @@ async fn order(h: &Harness, name: &str) -> Value {
         .unwrap()
 }
 
-async fn wait_order(h: &Harness, name: &str, status: &str) -> Value {
+pub(crate) async fn wait_order(h: &Harness, name: &str, status: &str) -> Value {
     let start = Instant::now();
     loop {
         h.settle(SETTLE).await.unwrap();

@@ -404,3 +404,76 @@ async fn ui_dashboard_fallback_share_and_latency_chart(db_url: String) {
 }
 
 both_backends!(ui_dashboard_fallback_share_and_latency_chart);
+
+async fn ui_order_page_shows_quantities_and_error(db_url: String) {
+    use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
+    let mut opts = Options::new(db_url);
+    opts.deposco.items_must_exist = true;
+    let mut h = Harness::start(opts).await.expect("harness");
+    for sku in ["A", "B"] {
+        h.deposco
+            .sandbox
+            .add_item(shipsync_sandbox_deposco::ItemSpec::new(sku));
+    }
+    enable_sales_orders(&h, "").await;
+    let placed = h.place_order_spec(paid_order("#1001", &[("A", 2), ("B", 1)]));
+    h.place_order_spec(paid_order("#1002", &[("NOPE", 1)]));
+    run_orders(&h).await;
+    wait_order(&h, "#1001", "open").await;
+    let bad = wait_order(&h, "#1002", "error").await;
+    let (number, _) = h
+        .ship(
+            ShipmentSpec::new("1001")
+                .line(LineSpec::new(1, "A", 2).customer_line(&placed.line_item_ids[0]))
+                .package(PackageSpec::new("C1", "1Z-ORDER").line(1, 2)),
+            Shape::Current,
+        )
+        .await
+        .expect("ship");
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .expect("completed");
+    let good = wait_order(&h, "#1001", "partially_shipped").await;
+
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    let (_, list) = b.get("/orders").await;
+    let id = good["id"].as_str().unwrap_or_default();
+    assert!(list.contains(&format!("href=\"/orders/{id}\"")), "{list}");
+    let (st, page) = b.get(&format!("/orders/{id}")).await;
+    assert_eq!(st, 200);
+    let row = |sku: &str| {
+        let at = page
+            .find(&format!("<td>{sku}</td>"))
+            .unwrap_or_else(|| panic!("line {sku}: {page}"));
+        page[at..page[at..].find("</tr>").map_or(page.len(), |e| at + e)].to_string()
+    };
+    for (sku, want) in [("A", [2, 2, 2, 2]), ("B", [1, 1, 0, 0])] {
+        let r = row(sku);
+        for (class, n) in ["ordered", "sent", "shipped", "fulfilled"].iter().zip(want) {
+            assert!(
+                r.contains(&format!("<td class=\"qty-{class}\">{n}</td>")),
+                "{sku} {class} {n}: {r}"
+            );
+        }
+    }
+    assert!(
+        page.contains(&number) && page.contains("Activity"),
+        "{page}"
+    );
+    // The refused order shows its reason at the top, before its lines.
+    let bad_id = bad["id"].as_str().unwrap_or_default();
+    let (_, page) = b.get(&format!("/orders/{bad_id}")).await;
+    let err = page.find("Item NOPE not found").expect("the error");
+    assert!(err < page.find("order-lines").expect("lines"), "{page}");
+    // Its actions want the form's token.
+    let (st, _) = b.post(&format!("/orders/{bad_id}/archive"), &[]).await;
+    assert_eq!(st, 403);
+    let (st, _) = b
+        .post(&format!("/orders/{bad_id}/archive"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(st, 303);
+    h.shutdown().await;
+}
+
+both_backends!(ui_order_page_shows_quantities_and_error);
