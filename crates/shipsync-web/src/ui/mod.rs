@@ -647,11 +647,99 @@ async fn merchant_rotate(
 
 // ---------- connections ----------
 
-async fn connection_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>) -> Page {
-    let rows = connections::visible(&s, &ui.principal, None, None, 500)
+#[derive(Deserialize, Default)]
+struct ConnectionQuery {
+    status: Option<String>,
+    merchant_id: Option<String>,
+    store: Option<String>,
+    warehouse: Option<String>,
+    saved: Option<String>,
+    error: Option<String>,
+}
+
+/// The platform named in a stored store or warehouse document.
+fn platform(doc: &str, default: &str) -> String {
+    serde_json::from_str::<Value>(doc)
+        .ok()
+        .and_then(|v| v["platform"].as_str().map(str::to_string))
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn platform_label(p: &str) -> String {
+    match p {
+        "shopify" => "Shopify".into(),
+        "deposco" => "Deposco".into(),
+        other => other.to_string(),
+    }
+}
+
+async fn connection_list(
+    State(s): State<AppState>,
+    ui: Ui,
+    Query(q): Query<ConnectionQuery>,
+) -> Page {
+    let all = connections::visible(&s, &ui.principal, None, None, 500)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let names = merchant_names(&s, &ui).await?;
+    let ms = merchants::visible(&s, &ui.principal, None, 500)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let pick = |v: &Option<String>| v.clone().filter(|x| !x.is_empty());
+    let (status, merchant, store, warehouse) = (
+        pick(&q.status),
+        pick(&q.merchant_id),
+        pick(&q.store),
+        pick(&q.warehouse),
+    );
+    let warehouse_of = |merchant_id: &str| {
+        ms.iter()
+            .find(|m| m.id == merchant_id)
+            .map(|m| platform(&m.warehouse_json, "deposco"))
+            .unwrap_or_else(|| "deposco".into())
+    };
+    let mut stores: Vec<String> = all
+        .iter()
+        .map(|c| platform(&c.store_json, "shopify"))
+        .collect();
+    stores.sort();
+    stores.dedup();
+    let mut warehouses: Vec<String> = ms
+        .iter()
+        .map(|m| platform(&m.warehouse_json, "deposco"))
+        .collect();
+    warehouses.sort();
+    warehouses.dedup();
+    let rows: Vec<_> = all
+        .iter()
+        .filter(|c| match status.as_deref() {
+            Some("enabled") => c.enabled == 1,
+            Some("disabled") => c.enabled != 1,
+            _ => true,
+        })
+        .filter(|c| merchant.as_ref().is_none_or(|m| *m == c.merchant_id))
+        .filter(|c| {
+            store
+                .as_ref()
+                .is_none_or(|p| *p == platform(&c.store_json, "shopify"))
+        })
+        .filter(|c| {
+            warehouse
+                .as_ref()
+                .is_none_or(|p| *p == warehouse_of(&c.merchant_id))
+        })
+        .collect();
+    let back = format!(
+        "/connections?status={}&merchant_id={}&store={}&warehouse={}",
+        enc(status.as_deref().unwrap_or("")),
+        enc(merchant.as_deref().unwrap_or("")),
+        enc(store.as_deref().unwrap_or("")),
+        enc(warehouse.as_deref().unwrap_or(""))
+    );
+    let f = Flash {
+        saved: q.saved,
+        error: q.error,
+    };
     Ok(page(
         &ui,
         "Connections",
@@ -659,16 +747,52 @@ async fn connection_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flas
         html! {
             div.row { h1 { "Connections" } a.button.primary href="/connections/new" { "Add connection" } }
             (flash(&f))
-            table { thead { tr { th { "Name" } th { "Merchant" } th { "Store" } th { "Status" } } }
+            form.filters method="get" action="/connections" {
+                div { label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "Any" }
+                        @for (v, l) in [("enabled", "Enabled"), ("disabled", "Disabled")] { option value=(v) selected[status.as_deref() == Some(v)] { (l) } }
+                    } }
+                div { label for="merchant_id" { "Merchant" }
+                    select #merchant_id name="merchant_id" {
+                        option value="" { "Any" }
+                        @for m in &ms { option value=(m.id) selected[merchant.as_deref() == Some(m.id.as_str())] { (m.name) } }
+                    } }
+                div { label for="store" { "Store platform" }
+                    select #store name="store" {
+                        option value="" { "Any" }
+                        @for p in &stores { option value=(p) selected[store.as_deref() == Some(p.as_str())] { (platform_label(p)) } }
+                    } }
+                div { label for="warehouse" { "Warehouse platform" }
+                    select #warehouse name="warehouse" {
+                        option value="" { "Any" }
+                        @for p in &warehouses { option value=(p) selected[warehouse.as_deref() == Some(p.as_str())] { (platform_label(p)) } }
+                    } }
+                button type="submit" { "Filter" }
+            }
+            table #connections { thead { tr { th { "Name" } th { "Merchant" } th { "Store" } th { "Warehouse" } th { "Enabled" } } }
                 tbody { @for c in &rows {
                     @let st: Value = serde_json::from_str(&c.store_json).unwrap_or_default();
+                    @let on = c.enabled == 1;
                     tr {
                         td { a href={"/connections/" (c.id)} { (c.name) } }
-                        td { (names.iter().find(|(i, _)| *i == c.merchant_id).map(|(_, n)| n.as_str()).unwrap_or("")) }
-                        td { "Shopify · " (st["shop_url"].as_str().unwrap_or("")) }
-                        td { @if c.enabled == 1 { (status_badge("on")) } @else { "off" } }
+                        td { (ms.iter().find(|m| m.id == c.merchant_id).map(|m| m.name.as_str()).unwrap_or("")) }
+                        td { (platform_label(&platform(&c.store_json, "shopify"))) " · " (st["shop_url"].as_str().unwrap_or("")) }
+                        td { (platform_label(&warehouse_of(&c.merchant_id))) }
+                        td {
+                            form.switch method="post" action={"/connections/" (c.id) "/enabled"} {
+                                (csrf(&ui))
+                                input type="hidden" name="enabled" value=(if on { "0" } else { "1" });
+                                input type="hidden" name="back" value=(back);
+                                button.toggle type="submit" role="switch" aria-checked=(if on { "true" } else { "false" })
+                                    aria-label={ (if on { "Disable " } else { "Enable " }) (c.name) } {
+                                    span.knob {} (if on { "On" } else { "Off" })
+                                }
+                            }
+                        }
                     }
                 } } }
+            @if rows.is_empty() { p.hint { "No connection matches these filters." } }
         },
     ))
 }
@@ -893,6 +1017,12 @@ async fn connection_enabled(
     )
     .await
     .map_err(|e| fail(&ui, e))?;
+    // From the list's switch: back to the list with its filters (a local
+    // path only).
+    let back = f.get("back");
+    if back.starts_with("/connections?") && !back.contains("//") {
+        return Ok(see_other(back));
+    }
     Ok(see_other(&format!("/connections/{id}")))
 }
 

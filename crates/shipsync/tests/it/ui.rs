@@ -477,3 +477,76 @@ async fn ui_order_page_shows_quantities_and_error(db_url: String) {
 }
 
 both_backends!(ui_order_page_shows_quantities_and_error);
+
+async fn ui_connection_filters_and_switch(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (other_m, other_c) = other_tenant(&h).await;
+    let enabled = async |id: &str| {
+        h.api("GET", &format!("/api/v1/connections/{id}"), None)
+            .await
+            .expect("api")
+            .ok(200)
+            .expect("connection")["enabled"]
+            == true
+    };
+    assert!(enabled(&h.connection_id).await && !enabled(&other_c).await);
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    let (_, list) = b.get("/connections").await;
+    for label in ["Status", "Merchant", "Store platform", "Warehouse platform"] {
+        assert!(list.contains(&format!(">{label}</label>")), "{label}");
+    }
+    assert!(list.contains("Acme Shopify") && list.contains("Other Shopify"));
+    let shows = |page: &str, acme: bool, other: bool| {
+        assert_eq!(
+            (
+                page.contains("Acme Shopify"),
+                page.contains("Other Shopify")
+            ),
+            (acme, other),
+            "{page}"
+        );
+    };
+    let (_, p) = b.get(&format!("/connections?merchant_id={other_m}")).await;
+    shows(&p, false, true);
+    let (_, p) = b.get("/connections?status=enabled").await;
+    shows(&p, true, false);
+    let (_, p) = b.get("/connections?status=disabled").await;
+    shows(&p, false, true);
+    let (_, p) = b.get("/connections?store=shopify&warehouse=deposco").await;
+    shows(&p, true, true);
+    let (_, p) = b.get("/connections?store=woocommerce").await;
+    shows(&p, false, false);
+    assert!(p.contains("No connection matches"));
+
+    // The row's switch: CSRF-less refused; with the token it flips and
+    // returns to the filtered list.
+    let path = format!("/connections/{other_c}/enabled");
+    let (st, _) = b.post(&path, &[("enabled", "1")]).await;
+    assert_eq!(st, 403);
+    assert!(!enabled(&other_c).await);
+    let back = "/connections?status=disabled&merchant_id=&store=&warehouse=";
+    let (st, to) = b
+        .post(&path, &[("csrf", &csrf), ("enabled", "1"), ("back", back)])
+        .await;
+    assert_eq!((st, to.as_str()), (303, back));
+    assert!(enabled(&other_c).await);
+    let (_, p) = b.get("/connections?status=enabled").await;
+    shows(&p, true, true);
+    assert!(p.contains("aria-label=\"Disable Other Shopify\""), "{p}");
+    // An outside address is not followed.
+    let (_, to) = b
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("enabled", "0"),
+                ("back", "https://evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(to, format!("/connections/{other_c}"));
+    h.shutdown().await;
+}
+
+both_backends!(ui_connection_filters_and_switch);
