@@ -67,6 +67,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}", get(event_show))
         .route("/events/{id}/replay", post(event_replay))
         .route("/users", get(user_list).post(user_create))
+        .route("/account", get(account_page).post(account_token_create))
 }
 
 async fn css() -> impl IntoResponse {
@@ -123,7 +124,7 @@ fn page(ui: &Ui, title: &str, active: &str, body: Markup) -> Response {
                                 a href=(href) class=[(name == active).then_some("active")] { (name) }
                             }
                         }
-                        div.who { (ui.email) " · " (ui.principal.role.label()) }
+                        div.who { a href="/account" { (ui.email) } " · " (ui.principal.role.label()) }
                         form method="post" action="/logout" {
                             (csrf(ui))
                             button type="submit" { "Sign out" }
@@ -1578,5 +1579,90 @@ async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
             enc(&format!("User {} created.", u.email))
         ))),
         Err(e) => Ok(see_other(&format!("/users?error={}", enc(&e.to_string())))),
+    }
+}
+
+// ---------- account: the signed-in user's API tokens ----------
+
+fn own_user_id(ui: &Ui) -> Result<&str, Response> {
+    ui.principal
+        .user
+        .as_ref()
+        .map(|u| u.id.as_str())
+        .ok_or_else(|| {
+            fail(
+                ui,
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this session has no user",
+                ),
+            )
+        })
+}
+
+async fn account_view(s: &AppState, ui: &Ui, f: &Flash, new_token: Option<&str>) -> Page {
+    let uid = own_user_id(ui)?;
+    let tokens = s
+        .engine
+        .db()
+        .user_api_tokens(uid)
+        .await
+        .map_err(|e| fail(ui, e.into()))?;
+    Ok(page(
+        ui,
+        "Account",
+        "",
+        html! {
+            h1 { "Account" }
+            p { (ui.email) " · " (ui.principal.role.label()) }
+            (flash(f))
+            section.card {
+                h2 { "API tokens" }
+                p { "A token acts as you, with your role, on the API (" code { "Authorization: Bearer <token>" } " on /api/v1)." }
+                @if let Some(t) = new_token {
+                    div.flash role="status" {
+                        p { "Your new token — copy it now, it is shown only once:" }
+                        input #new-token type="text" readonly value=(t) aria-label="New API token";
+                    }
+                }
+                @if tokens.is_empty() {
+                    p { "No tokens yet." }
+                } @else {
+                    table { thead { tr { th { "Label" } th { "Created" } } }
+                        tbody { @for t in &tokens { tr { td { (t.label) } td { (time(t.created_at)) } } } } }
+                }
+                form method="post" action="/account" {
+                    (csrf(ui))
+                    label for="label" { "Label" }
+                    input #label type="text" name="label" maxlength="100" required;
+                    div.actions { button.primary type="submit" { "Create token" } }
+                }
+            }
+        },
+    ))
+}
+
+async fn account_page(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>) -> Page {
+    account_view(&s, &ui, &f, None).await
+}
+
+async fn account_token_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let uid = own_user_id(&ui)?.to_string();
+    match s.engine.create_user_token(&uid, f.get("label")).await {
+        Ok(token) => {
+            // The secret is on this page only: keep it out of caches.
+            let mut r = account_view(&s, &ui, &Flash::default(), Some(&token)).await?;
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            Ok(r)
+        }
+        Err(e) => Ok(see_other(&format!(
+            "/account?error={}",
+            enc(&e.to_string())
+        ))),
     }
 }

@@ -550,3 +550,71 @@ async fn ui_connection_filters_and_switch(db_url: String) {
 }
 
 both_backends!(ui_connection_filters_and_switch);
+
+async fn ui_api_tokens_per_user(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (other_m, _) = other_tenant(&h).await;
+    h.api("POST", "/api/v1/users", Some(json!({"email": "brand@example.com", "password": "a long password", "role": "merchant", "merchant_id": h.merchant_id})))
+        .await
+        .expect("api")
+        .ok(201)
+        .expect("user");
+    let mut b = Browser::new(h.url());
+    let csrf = b.sign_in("brand@example.com", "a long password").await;
+    let (st, page) = b.get("/account").await;
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("API tokens") && page.contains("No tokens yet"),
+        "{page}"
+    );
+    // CSRF-less creation is refused.
+    let (st, _) = b.post("/account", &[("label", "ci")]).await;
+    assert_eq!(st, 403);
+    let (st, made) = b
+        .post("/account", &[("csrf", &csrf), ("label", "ci deploy")])
+        .await;
+    assert_eq!(st, 200, "{made}");
+    let at = made.find("value=\"sst").expect("the token shown") + 7;
+    let token = made[at..].split('"').next().unwrap_or("").to_string();
+    assert!(token.len() > 20, "{token}");
+    // Listed by label afterwards, never with its secret.
+    let (_, page) = b.get("/account").await;
+    assert!(
+        page.contains("ci deploy") && !page.contains(&token),
+        "{page}"
+    );
+    // The token acts as this Merchant user on the API.
+    let http = reqwest::Client::new();
+    let get = async |path: &str| {
+        let r = http
+            .get(format!("{}{path}", h.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get");
+        let st = r.status().as_u16();
+        (st, r.json::<serde_json::Value>().await.unwrap_or_default())
+    };
+    let (st, list) = get("/api/v1/merchants").await;
+    assert_eq!(st, 200, "{list}");
+    let text = list.to_string();
+    assert!(
+        text.contains(&h.merchant_id) && !text.contains(&other_m),
+        "{text}"
+    );
+    let (st, _) = get(&format!("/api/v1/merchants/{other_m}")).await;
+    assert_eq!(st, 404);
+    let (st, _) = get("/api/v1/users").await;
+    assert_eq!(st, 403);
+    // A wrong token is refused.
+    let r = http
+        .get(format!("{}/api/v1/merchants", h.url()))
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 401);
+    h.shutdown().await;
+}
+
+both_backends!(ui_api_tokens_per_user);
