@@ -1,6 +1,7 @@
 //! The engine wires jobs to domain functions: ingest → merge → ledger →
 //! store notification, with workers, retries and backoff.
 
+mod check;
 pub mod ingest;
 pub mod metrics;
 pub mod orders;

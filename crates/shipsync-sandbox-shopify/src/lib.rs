@@ -41,6 +41,9 @@ pub use model::{
 };
 pub use shipsync_shopify_schema::API_VERSION;
 
+/// What the sandbox answers to `shop { name }`.
+pub const SHOP_NAME: &str = "shipsync sandbox shop";
+
 /// Errors of the sandbox's own (non-GraphQL) API.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

@@ -69,6 +69,7 @@ enum Kind {
     PageInfo(Rc<PageInfo>),
     Payload(&'static str, Option<(usize, usize)>, Rc<Vec<UserError>>),
     UserError(UserError),
+    Shop,
 }
 
 struct Conn {
@@ -295,6 +296,7 @@ impl ObjectValue for Obj<'_> {
             Kind::PageInfo(..) => "PageInfo",
             Kind::Payload(t, ..) => t,
             Kind::UserError(..) => "UserError",
+            Kind::Shop => "Shop",
         }
     }
 
@@ -369,6 +371,10 @@ impl ObjectValue for Obj<'_> {
                 }
                 _ => not_served(),
             },
+            Kind::Shop => match field {
+                "name" => leaf(crate::SHOP_NAME),
+                _ => not_served(),
+            },
             Kind::Location(loc) => match field {
                 "id" => leaf(gid("Location", *loc)),
                 "legacyResourceId" => leaf(loc.to_string()),
@@ -403,6 +409,7 @@ impl<'c> Obj<'c> {
         'c: 'a,
     {
         match field {
+            "shop" => self.obj(Kind::Shop),
             "orders" => {
                 let query = match arg_str(info, "query") {
                     Some(q) => Some(OrderQuery::parse(q).map_err(err)?),

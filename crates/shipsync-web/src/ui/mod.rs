@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/new", get(connection_new))
         .route("/connections/{id}", get(connection_show))
         .route("/connections/{id}/enabled", post(connection_enabled))
+        .route("/connections/{id}/test", post(connection_test))
         .route(
             "/connections/{id}/channels/{channel}/enabled",
             post(channel_enabled),
@@ -910,10 +911,16 @@ async fn connection_show(
                     dt { "Merchant" } dd { a href={"/merchants/" (m.id)} { (m.name) } }
                     dt { "Connection" } dd { @if c.enabled == 1 { (status_badge("on")) " enabled" } @else { "disabled" } }
                 }
-                form method="post" action={"/connections/" (id) "/enabled"} {
-                    (csrf(&ui))
-                    input type="hidden" name="enabled" value=(if c.enabled == 1 { "0" } else { "1" });
-                    div.actions { button type="submit" { @if c.enabled == 1 { "Disable connection" } @else { "Enable connection" } } }
+                div.actions {
+                    form method="post" action={"/connections/" (id) "/enabled"} {
+                        (csrf(&ui))
+                        input type="hidden" name="enabled" value=(if c.enabled == 1 { "0" } else { "1" });
+                        button type="submit" { @if c.enabled == 1 { "Disable connection" } @else { "Enable connection" } }
+                    }
+                    form method="post" action={"/connections/" (id) "/test"} {
+                        (csrf(&ui))
+                        button type="submit" { "Test connection" }
+                    }
                 }
             }
             nav.tabs aria-label="Channels" {
@@ -1025,6 +1032,26 @@ async fn connection_enabled(
         return Ok(see_other(back));
     }
     Ok(see_other(&format!("/connections/{id}")))
+}
+
+/// "Test connection": calls the store and the warehouse with the stored
+/// credentials and shows what they answered on the connection's page.
+async fn connection_test(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    connections::load(&s, &ui.principal, &id)
+        .await
+        .map_err(|e| fail(&ui, e))?;
+    let to = match s.engine.test_connection(&id).await {
+        Ok(report) => format!("saved={}", enc(&report)),
+        Err(shipsync_engine::EngineError::Permanent(report)) => format!("error={}", enc(&report)),
+        Err(e) => return Err(fail(&ui, e.into())),
+    };
+    Ok(see_other(&format!("/connections/{id}?{to}")))
 }
 
 async fn channel_enabled(

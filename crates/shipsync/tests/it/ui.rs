@@ -618,3 +618,61 @@ async fn ui_api_tokens_per_user(db_url: String) {
 }
 
 both_backends!(ui_api_tokens_per_user);
+
+async fn ui_test_connection_reports_store_and_warehouse(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    let page = format!("/connections/{}", h.connection_id);
+    let (_, p) = b.get(&page).await;
+    assert!(p.contains("Test connection"), "{p}");
+    let path = format!("{page}/test");
+    let (st, _) = b.post(&path, &[]).await;
+    assert_eq!(st, 403);
+    // Good credentials: the shop's name and the warehouse's acceptance.
+    let (st, to) = b.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(st, 303, "{to}");
+    let (st, p) = b.get(&to).await;
+    assert_eq!(st, 200);
+    let want = format!(
+        "Shopify: connected to {}; Deposco: credentials accepted",
+        shipsync_sandbox_shopify::SHOP_NAME
+    );
+    assert!(p.contains(&want) && p.contains("role=\"status\""), "{p}");
+    // A wrong access token: the store's refusal shown, as a page, not a 500.
+    h.api(
+        "PATCH",
+        &format!("/api/v1/connections/{}", h.connection_id),
+        Some(json!({"store": {"access_token": "shpat_wrong"}})),
+    )
+    .await
+    .expect("api")
+    .ok(200)
+    .expect("patched");
+    let (st, to) = b.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(st, 303, "{to}");
+    let (st, p) = b.get(&to).await;
+    assert_eq!(st, 200);
+    assert!(
+        p.contains("role=\"alert\"")
+            && p.contains("Shopify refused the credentials")
+            && p.contains("Deposco: credentials accepted"),
+        "{p}"
+    );
+    // Another tenant's connection is not found, not tested.
+    let mut brand = Browser::new(h.url());
+    let (_, other_c) = other_tenant(&h).await;
+    h.api("POST", "/api/v1/users", Some(json!({"email": "brand@example.com", "password": "a long password", "role": "merchant", "merchant_id": h.merchant_id})))
+        .await
+        .expect("api")
+        .ok(201)
+        .expect("user");
+    let csrf = brand.sign_in("brand@example.com", "a long password").await;
+    let (st, _) = brand
+        .post(&format!("/connections/{other_c}/test"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(st, 404);
+    h.shutdown().await;
+}
+
+both_backends!(ui_test_connection_reports_store_and_warehouse);
