@@ -23,7 +23,7 @@ use shipsync_shopify::{ShippingAddress, StoreOrder, StoreOrderForWarehouse};
 
 use crate::Engine;
 use crate::pipeline::EngineError;
-use crate::runs::{FIRST_PULL_WINDOW, PULL_OVERLAP, Progress, RunCounts};
+use crate::runs::{Progress, RunCounts};
 
 /// Every state of an order, as the API shows them.
 pub const ORDER_STATUSES: [&str; 8] = [
@@ -88,10 +88,6 @@ enum Taken {
 
 fn push_key(order_id: &str) -> String {
     format!("push:{order_id}")
-}
-
-fn micros(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The store's lines as kept in `orders.lines_json` (the shape the
@@ -312,17 +308,7 @@ impl Engine {
                 EngineError::Permanent("the connection of this run was deleted".into())
             })?;
         let (client, _) = self.inner.stores.client(&connection, self.secrets())?;
-        if run.status == "queued" {
-            let now = now_micros();
-            let cursor = db.channel_cursor(&run.connection_id, &run.channel).await?;
-            run.status = "running".into();
-            run.started_at = Some(now);
-            run.since_at = Some(match cursor {
-                Some(c) => c - micros(PULL_OVERLAP),
-                None => now - micros(FIRST_PULL_WINDOW),
-            });
-            db.save_run_row(&run).await?;
-        }
+        self.start_run(&mut run, None).await?;
         // Shopify compares to the second: round down, and search with `>=`.
         let since = jiff::Timestamp::from_second(
             jiff::Timestamp::from_microsecond(run.since_at.unwrap_or(0))
@@ -369,17 +355,7 @@ impl Engine {
         for id in db.queued_order_ids(&connection.id, REQUEUE_LIMIT).await? {
             self.enqueue_push(&id).await?;
         }
-        let now = now_micros();
-        run.status = "succeeded".into();
-        run.finished_at = Some(now);
-        db.save_run_row(&run).await?;
-        db.complete_channel_run(
-            &run.connection_id,
-            &run.channel,
-            run.started_at.unwrap_or(now),
-            now,
-        )
-        .await?;
+        self.finish_run(&mut run).await?;
         tracing::info!(run = %run.id, ?counts, "order pull finished");
         Ok(counts)
     }

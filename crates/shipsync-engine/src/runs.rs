@@ -245,17 +245,7 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::Permanent("the merchant of this run was deleted".into()))?;
         let client = self.deposco_client(&merchant)?;
-        if run.status == "queued" {
-            let now = now_micros();
-            let cursor = db.channel_cursor(&run.connection_id, &run.channel).await?;
-            run.status = "running".into();
-            run.started_at = Some(now);
-            run.since_at = Some(since_override.unwrap_or_else(|| match cursor {
-                Some(c) => c - micros(PULL_OVERLAP),
-                None => now - micros(FIRST_PULL_WINDOW),
-            }));
-            db.save_run_row(&run).await?;
-        }
+        self.start_run(&mut run, since_override).await?;
         let since = run.since_at.unwrap_or(0);
         let since_ts = ts(since);
         loop {
@@ -296,18 +286,7 @@ impl Engine {
                 break;
             }
         }
-        let now = now_micros();
-        run.status = "succeeded".into();
-        run.finished_at = Some(now);
-        db.save_run_row(&run).await?;
-        // The next pull starts where this one started (minus the overlap).
-        db.complete_channel_run(
-            &run.connection_id,
-            &run.channel,
-            run.started_at.unwrap_or(now),
-            now,
-        )
-        .await?;
+        self.finish_run(&mut run).await?;
         tracing::info!(run = %run.id, ?counts, "shipment pull finished");
         Ok(counts)
     }
@@ -363,6 +342,50 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// A queued run starts: `running`, with the lower bound of its pull fixed
+    /// (the channel's cursor minus the overlap, or the first-pull window). A
+    /// run already running (resumed after a crash) keeps its bound.
+    pub(crate) async fn start_run(
+        &self,
+        run: &mut RunRow,
+        since_override: Option<i64>,
+    ) -> Result<(), EngineError> {
+        if run.status != "queued" {
+            return Ok(());
+        }
+        let now = now_micros();
+        let cursor = self
+            .db()
+            .channel_cursor(&run.connection_id, &run.channel)
+            .await?;
+        run.status = "running".into();
+        run.started_at = Some(now);
+        run.since_at = Some(since_override.unwrap_or_else(|| match cursor {
+            Some(c) => c - micros(PULL_OVERLAP),
+            None => now - micros(FIRST_PULL_WINDOW),
+        }));
+        self.db().save_run_row(run).await?;
+        Ok(())
+    }
+
+    /// A run succeeded: the channel's next pull starts where this one
+    /// started (minus the overlap).
+    pub(crate) async fn finish_run(&self, run: &mut RunRow) -> Result<(), EngineError> {
+        let now = now_micros();
+        run.status = "succeeded".into();
+        run.finished_at = Some(now);
+        self.db().save_run_row(run).await?;
+        self.db()
+            .complete_channel_run(
+                &run.connection_id,
+                &run.channel,
+                run.started_at.unwrap_or(now),
+                now,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Marks a run failed (the job gave up).
