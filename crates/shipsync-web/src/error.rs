@@ -84,6 +84,17 @@ impl From<shipsync_db::DbError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An engine error about one `what` (e.g. "shipment"): its NotFound
+    /// names the resource.
+    pub fn from_engine(e: EngineError, what: &str) -> Self {
+        match e {
+            EngineError::NotFound => ApiError::not_found(what),
+            other => other.into(),
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {

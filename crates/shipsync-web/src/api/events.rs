@@ -136,10 +136,10 @@ async fn replay(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     load(&s, &p, &id).await?;
-    s.engine.replay_event(&id).await.map_err(|e| match e {
-        shipsync_engine::EngineError::NotFound => ApiError::not_found("event"),
-        other => other.into(),
-    })?;
+    s.engine
+        .replay_event(&id)
+        .await
+        .map_err(|e| ApiError::from_engine(e, "event"))?;
     let e = s
         .engine
         .db()

@@ -159,10 +159,7 @@ pub async fn act_on(s: &AppState, p: &Principal, id: &str, action: OrderAction) 
     s.engine
         .order_action(id, action)
         .await
-        .map_err(|e| match e {
-            shipsync_engine::EngineError::NotFound => ApiError::not_found("order"),
-            other => other.into(),
-        })
+        .map_err(|e| ApiError::from_engine(e, "order"))
 }
 
 async fn reprocess(

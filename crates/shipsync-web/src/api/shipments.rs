@@ -251,10 +251,7 @@ pub async fn act_on(
     s.engine
         .shipment_action(id, action)
         .await
-        .map_err(|e| match e {
-            shipsync_engine::EngineError::NotFound => ApiError::not_found("shipment"),
-            other => other.into(),
-        })
+        .map_err(|e| ApiError::from_engine(e, "shipment"))
 }
 
 async fn reprocess(
