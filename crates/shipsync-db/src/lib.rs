@@ -9,6 +9,7 @@ macro_rules! sql {
     ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
 }
 
+pub mod budgets;
 mod error;
 pub mod jobs;
 mod migrate;

@@ -1,6 +1,7 @@
 //! The engine wires jobs to domain functions: ingest → merge → ledger →
 //! store notification, with workers, retries and backoff.
 
+mod budgets;
 mod check;
 pub mod ingest;
 pub mod metrics;
@@ -85,7 +86,7 @@ impl Engine {
             metrics.clone(),
             config.ingest_capacity,
         );
-        let stores = stores::Stores::new(config.http_timeout)?;
+        let stores = stores::Stores::new(config.http_timeout, budgets::Budgets::new(&db))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 owner: shipsync_db::new_id("node"),

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use shipsync_core::schedule;
 use shipsync_db::now_micros;
 use shipsync_db::rows::{QueueRun, RunRow};
-use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError, shared_limiter};
+use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError};
 use tokio::sync::Notify;
 
 use crate::Engine;
@@ -115,7 +115,7 @@ impl Engine {
         };
         let mut config = DeposcoConfig::new(s("api_url"), s("business_unit"), auth);
         config.timeout = self.config().http_timeout.max(Duration::from_secs(10));
-        let limiter = shared_limiter(&config.limiter_key());
+        let limiter = self.inner.stores.budgets().deposco(&config.limiter_key());
         Ok(DeposcoClient::new(
             self.inner.stores.http(),
             config,

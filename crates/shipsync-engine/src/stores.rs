@@ -1,5 +1,6 @@
 //! One Shopify client per connection, kept so that its throttle budget
-//! (learned from `throttleStatus`) persists between jobs.
+//! (learned from `throttleStatus`) persists between jobs; on PostgreSQL the
+//! store's cost bucket is shared with the other nodes (see `budgets`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use secrecy::SecretString;
 use shipsync_db::rows::ConnectionRow;
 use shipsync_shopify::{ShopifyClient, Timeouts};
 
+use crate::budgets::Budgets;
 use crate::pipeline::EngineError;
 use crate::secrets::SecretBox;
 
@@ -26,10 +28,11 @@ pub struct Stores {
     http: reqwest::Client,
     timeout: Duration,
     clients: Mutex<HashMap<String, (i64, ShopifyClient)>>,
+    budgets: Budgets,
 }
 
 impl Stores {
-    pub fn new(timeout: Duration) -> Result<Self, EngineError> {
+    pub fn new(timeout: Duration, budgets: Budgets) -> Result<Self, EngineError> {
         let timeouts = Timeouts {
             total: timeout,
             ..Timeouts::default()
@@ -40,6 +43,7 @@ impl Stores {
             http,
             timeout,
             clients: Mutex::new(HashMap::new()),
+            budgets,
         })
     }
 
@@ -79,10 +83,19 @@ impl Stores {
             total: self.timeout,
             ..Timeouts::default()
         });
+        let client = match self.budgets.shopify(&settings.shop_url) {
+            Some(shared) => client.with_cost_budget(shared),
+            None => client,
+        };
         if let Ok(mut map) = self.clients.lock() {
             map.insert(c.id.clone(), (c.updated_at, client.clone()));
         }
         Ok((client, settings))
+    }
+
+    /// The rate budgets of this node (warehouse accounts too).
+    pub(crate) fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// The shared HTTP client (timeouts set), for other platforms' clients.

@@ -106,6 +106,7 @@ impl SandboxState {
             true
         } else {
             self.bucket = Some((tokens, now));
+            self.rate_limited_count += 1;
             false
         }
     }

@@ -86,6 +86,7 @@ pub(crate) struct State {
     pub searches: HashMap<String, api::Search>,
     pub bucket: Option<(f64, Instant)>,
     pub request_count: u64,
+    pub rate_limited_count: u64,
 }
 
 impl State {
@@ -120,6 +121,7 @@ impl DeposcoSandbox {
             searches: HashMap::new(),
             bucket: None,
             request_count: 0,
+            rate_limited_count: 0,
         };
         Self {
             inner: Arc::new(Inner {
@@ -300,6 +302,11 @@ impl DeposcoSandbox {
     /// REST and token requests received (including rejected ones; not `/_sandbox`).
     pub fn request_count(&self) -> u64 {
         self.lock().request_count
+    }
+
+    /// Requests answered 429 by the account rate limit.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.lock().rate_limited_count
     }
 
     /// Registers an item (a kit when it has components) for `GET /items` and order validation.

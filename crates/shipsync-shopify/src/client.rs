@@ -12,7 +12,7 @@ use crate::model::{
     StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreOrderForWarehouse, Tracking,
 };
 use crate::operations as ops;
-use crate::throttle::Budget;
+use crate::throttle::{Budget, CostBudget};
 use crate::transport::Kind;
 use crate::wire;
 
@@ -91,6 +91,15 @@ impl ShopifyClient {
             timeouts: Timeouts::default(),
             budget: Arc::default(),
         })
+    }
+
+    /// Keeps the store's cost bucket in `bucket` (e.g. one shared by several
+    /// processes) instead of a [`crate::LocalBudget`] of this client and its
+    /// clones. Learned operation costs start afresh.
+    #[must_use]
+    pub fn with_cost_budget(mut self, bucket: Arc<dyn CostBudget>) -> Self {
+        self.budget = Arc::new(Budget::new(bucket));
+        self
     }
 
     /// Replaces the default time limits (`connect` only matters for a client

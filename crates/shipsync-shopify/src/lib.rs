@@ -22,4 +22,4 @@ pub use model::{
     StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder,
     StoreOrderForWarehouse, StoreTracking, Tracking,
 };
-pub use throttle::{QueryCost, ThrottleStatus};
+pub use throttle::{BudgetFuture, CostBudget, LocalBudget, QueryCost, ThrottleStatus};

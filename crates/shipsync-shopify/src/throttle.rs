@@ -3,7 +3,10 @@
 //! holds now and wait for the shortfall instead of being THROTTLED.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -49,6 +52,34 @@ fn shortfall_wait(shortfall: f64, restore_rate: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
+/// A future returned by a [`CostBudget`].
+pub type BudgetFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a store's cost bucket is kept: [`LocalBudget`] in this process (the
+/// default), or one shared by several processes (the engine's, in the
+/// database). The client learns each operation's cost itself and asks the
+/// budget for that many points before every call.
+pub trait CostBudget: Send + Sync + fmt::Debug {
+    /// Reserves `points` (the operation's last requested cost):
+    /// `Ok((wait, reserved))` to sleep `wait` then send, `reserved` being
+    /// what to pass to [`CostBudget::observe`] and [`CostBudget::release`];
+    /// `Err(wait)` when the wait would exceed `max_wait`: nothing is reserved
+    /// and the caller reports Throttled rather than hold a worker.
+    fn reserve(
+        &self,
+        points: f64,
+        max_wait: Duration,
+    ) -> BudgetFuture<'_, Result<(Duration, f64), Duration>>;
+
+    /// What Shopify said (its `extensions.cost`) in answer to a request that
+    /// reserved `reserved` points.
+    fn observe(&self, reserved: f64, cost: QueryCost) -> BudgetFuture<'_, ()>;
+
+    /// The request that reserved `reserved` points is over (answered or
+    /// failed), whatever the path.
+    fn release(&self, reserved: f64);
+}
+
 #[derive(Debug)]
 struct Bucket {
     status: ThrottleStatus,
@@ -68,20 +99,20 @@ impl Bucket {
 #[derive(Debug, Default)]
 struct State {
     bucket: Option<Bucket>,
-    /// Last requested cost per operation name.
-    costs: HashMap<&'static str, f64>,
     /// Points reserved by requests not yet answered: the server's last
     /// `currentlyAvailable` does not include them yet.
     in_flight: f64,
 }
 
-/// Shared by all clones of one store's client.
+/// The bucket as this process sees it: Shopify's last `throttleStatus`,
+/// refilled at the restore rate since, minus the points of requests in
+/// flight.
 #[derive(Debug, Default)]
-pub(crate) struct Budget {
+pub struct LocalBudget {
     state: Mutex<State>,
 }
 
-impl Budget {
+impl LocalBudget {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is plain numbers: a panic elsewhere cannot leave it torn.
         self.state
@@ -89,32 +120,23 @@ impl Budget {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How long to wait before sending `op` at `now`, reserving its cost so
-    /// that concurrent callers queue behind it. `Err(wait)` when the wait
-    /// would exceed `max_wait`: nothing is reserved and the caller should
-    /// report Throttled rather than hold a worker.
-    /// Reserves the expected cost of `op`: `Ok((wait, points))` to sleep
-    /// `wait` then send, holding `points` until the answer arrives (give them
-    /// back with [`Budget::release`]); `Err(wait)` when that would exceed
-    /// `max_wait`.
-    pub(crate) fn reserve(
+    /// [`CostBudget::reserve`] at `now`. Nothing is reserved (and nothing
+    /// waited for) before Shopify has described the bucket.
+    pub fn reserve_at(
         &self,
-        op: &'static str,
+        points: f64,
         now: Instant,
         max_wait: Duration,
     ) -> Result<(Duration, f64), Duration> {
         let mut state = self.lock();
-        let Some(&cost) = state.costs.get(op) else {
-            return Ok((Duration::ZERO, 0.0));
-        };
         let in_flight = state.in_flight;
         let Some(bucket) = state.bucket.as_ref() else {
             return Ok((Duration::ZERO, 0.0));
         };
-        if !usable_rate(bucket.status.restore_rate) {
+        if !usable_rate(bucket.status.restore_rate) || !points.is_finite() {
             return Ok((Duration::ZERO, 0.0));
         }
-        let needed = cost.min(bucket.status.maximum_available);
+        let needed = points.max(0.0).min(bucket.status.maximum_available);
         let available = bucket.available_at(now.max(bucket.at)) - in_flight;
         let wait = shortfall_wait(needed - available, bucket.status.restore_rate)
             .unwrap_or(Duration::ZERO);
@@ -125,25 +147,98 @@ impl Budget {
         Ok((wait, needed))
     }
 
+    /// [`CostBudget::observe`] at `now`.
+    pub fn observe_at(&self, cost: &QueryCost, now: Instant) {
+        if let Some(status) = cost.throttle_status {
+            self.lock().bucket = Some(Bucket { status, at: now });
+        }
+    }
+}
+
+impl CostBudget for LocalBudget {
+    fn reserve(
+        &self,
+        points: f64,
+        max_wait: Duration,
+    ) -> BudgetFuture<'_, Result<(Duration, f64), Duration>> {
+        Box::pin(std::future::ready(self.reserve_at(
+            points,
+            Instant::now(),
+            max_wait,
+        )))
+    }
+
+    fn observe(&self, _reserved: f64, cost: QueryCost) -> BudgetFuture<'_, ()> {
+        self.observe_at(&cost, Instant::now());
+        Box::pin(std::future::ready(()))
+    }
+
+    fn release(&self, reserved: f64) {
+        let mut state = self.lock();
+        state.in_flight = (state.in_flight - reserved).max(0.0);
+    }
+}
+
+/// A client's view of its store's budget: the last requested cost of each
+/// operation (learned here) and where the bucket is kept. Shared by all
+/// clones of one store's client.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    costs: Mutex<HashMap<&'static str, f64>>,
+    bucket: Arc<dyn CostBudget>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(Arc::new(LocalBudget::default()))
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(bucket: Arc<dyn CostBudget>) -> Self {
+        Self {
+            costs: Mutex::default(),
+            bucket,
+        }
+    }
+
+    fn costs(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, f64>> {
+        self.costs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reserves the expected cost of `op` (see [`CostBudget::reserve`]); an
+    /// operation never answered yet goes at once, reserving nothing.
+    pub(crate) async fn reserve(
+        &self,
+        op: &'static str,
+        max_wait: Duration,
+    ) -> Result<(Duration, f64), Duration> {
+        let Some(cost) = self.last_cost(op) else {
+            return Ok((Duration::ZERO, 0.0));
+        };
+        self.bucket.reserve(cost, max_wait).await
+    }
+
     /// Gives back points reserved for a request that has been answered (or
     /// failed).
     pub(crate) fn release(&self, points: f64) {
-        let mut state = self.lock();
-        state.in_flight = (state.in_flight - points).max(0.0);
+        self.bucket.release(points);
     }
 
     pub(crate) fn last_cost(&self, op: &'static str) -> Option<f64> {
-        self.lock().costs.get(op).copied()
+        self.costs().get(op).copied()
     }
 
-    /// Records what Shopify said about the bucket after answering `op`.
-    pub(crate) fn observe(&self, op: &'static str, cost: &QueryCost, now: Instant) {
-        let mut state = self.lock();
+    /// Records what Shopify said about `op` and the bucket after answering
+    /// a request that reserved `reserved` points.
+    pub(crate) async fn observe(&self, op: &'static str, reserved: f64, cost: &QueryCost) {
         if let Some(requested) = cost.requested_query_cost.filter(|c| c.is_finite()) {
-            state.costs.insert(op, requested);
+            self.costs().insert(op, requested);
         }
-        if let Some(status) = cost.throttle_status {
-            state.bucket = Some(Bucket { status, at: now });
+        if cost.throttle_status.is_some() || reserved > 0.0 {
+            self.bucket.observe(reserved, *cost).await;
         }
     }
 }
@@ -166,9 +261,66 @@ mod tests {
 
     const MAX: Duration = Duration::from_secs(60);
 
+    /// The client's [`Budget`] over a [`LocalBudget`], at given instants.
+    #[derive(Default)]
+    struct Fixture {
+        costs: HashMap<&'static str, f64>,
+        local: LocalBudget,
+    }
+
+    impl Fixture {
+        fn reserve(
+            &self,
+            op: &'static str,
+            now: Instant,
+            max_wait: Duration,
+        ) -> Result<(Duration, f64), Duration> {
+            match self.costs.get(op) {
+                Some(&cost) => self.local.reserve_at(cost, now, max_wait),
+                None => Ok((Duration::ZERO, 0.0)),
+            }
+        }
+
+        fn observe(&mut self, op: &'static str, cost: &QueryCost, now: Instant) {
+            if let Some(requested) = cost.requested_query_cost {
+                self.costs.insert(op, requested);
+            }
+            self.local.observe_at(cost, now);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_budget_learns_costs_and_reserves_in_its_bucket() {
+        let local = Arc::new(LocalBudget::default());
+        let budget = Budget::new(local.clone());
+        // Nothing known: go at once, nothing reserved.
+        assert_eq!(
+            budget.reserve("Order", MAX).await,
+            Ok((Duration::ZERO, 0.0))
+        );
+        budget
+            .observe("Order", 0.0, &cost(600.0, 1000.0, 100.0))
+            .await;
+        assert_eq!(budget.last_cost("Order"), Some(600.0));
+        assert_eq!(budget.reserve("Order", MAX).await.map(|r| r.1), Ok(600.0));
+        // 400 left, 600 needed: about 2 s.
+        let (wait, points) = budget.reserve("Order", MAX).await.unwrap();
+        assert!(wait > Duration::from_millis(1900), "{wait:?}");
+        assert_eq!(points, 600.0);
+        budget.release(600.0);
+        budget.release(600.0);
+        assert_eq!(
+            budget
+                .reserve("Order", MAX)
+                .await
+                .map(|r| r.0 < Duration::from_millis(50)),
+            Ok(true)
+        );
+    }
+
     #[test]
     fn unknown_operation_or_bucket_sends_at_once() {
-        let budget = Budget::default();
+        let mut budget = Fixture::default();
         let now = Instant::now();
         assert_eq!(
             budget.reserve("Order", now, MAX).map(|r| r.0),
@@ -183,7 +335,7 @@ mod tests {
 
     #[test]
     fn waits_for_the_shortfall_at_the_restore_rate() {
-        let budget = Budget::default();
+        let mut budget = Fixture::default();
         let now = Instant::now();
         budget.observe("Order", &cost(754.0, 254.0, 100.0), now);
         assert_eq!(
@@ -191,7 +343,7 @@ mod tests {
             Ok(Duration::from_secs(5))
         );
         // Two seconds later the bucket has refilled 200 points.
-        let budget = Budget::default();
+        let mut budget = Fixture::default();
         budget.observe("Order", &cost(754.0, 254.0, 100.0), now);
         let later = now + Duration::from_secs(2);
         assert_eq!(
@@ -202,7 +354,7 @@ mod tests {
 
     #[test]
     fn enough_points_means_no_wait_and_reservations_queue_up() {
-        let budget = Budget::default();
+        let mut budget = Fixture::default();
         let now = Instant::now();
         budget.observe("Order", &cost(400.0, 1000.0, 100.0), now);
         assert_eq!(
@@ -226,7 +378,7 @@ mod tests {
 
     #[test]
     fn refill_is_capped_at_the_bucket_size() {
-        let budget = Budget::default();
+        let mut budget = Fixture::default();
         let now = Instant::now();
         budget.observe("Order", &cost(1000.0, 0.0, 100.0), now);
         let much_later = now + Duration::from_secs(3600);
@@ -243,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_wait_beyond_the_bound_reserves_nothing() {
-        let budget = Budget::default();
+        let mut budget = Fixture::default();
         let now = Instant::now();
         budget.observe("Order", &cost(754.0, 0.0, 50.0), now);
         let bound = Duration::from_secs(5);

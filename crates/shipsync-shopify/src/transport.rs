@@ -1,7 +1,7 @@
 //! One GraphQL call: budget wait, POST with timeout, and the classification
 //! of every way it can fail into a [`ShopifyError`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -53,7 +53,8 @@ impl ShopifyClient {
     ) -> Result<T, ShopifyError> {
         let (wait, points) = self
             .budget
-            .reserve(op, Instant::now(), self.timeouts.max_budget_wait)
+            .reserve(op, self.timeouts.max_budget_wait)
+            .await
             .map_err(|retry_after| {
                 tracing::info!(
                     operation = op,
@@ -105,7 +106,7 @@ impl ShopifyClient {
             .and_then(|e| e.extensions.as_ref())
             .and_then(|x| x.cost)
             .unwrap_or_default();
-        self.budget.observe(op, &cost, Instant::now());
+        self.budget.observe(op, points, &cost).await;
         tracing::debug!(
             operation = op,
             status = status.as_u16(),

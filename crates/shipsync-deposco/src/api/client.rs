@@ -13,7 +13,7 @@ use url::Url;
 
 use super::model::{self, Collection};
 use super::{
-    Auth, DeposcoConfig, DeposcoError, FailedShipment, Item, PulledShipment, RateLimiter,
+    Auth, DeposcoConfig, DeposcoError, FailedShipment, Item, PulledShipment, RateBudget,
     RetryPolicy, ShipmentPage,
 };
 
@@ -32,7 +32,7 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 /// Deposco REST client for one connection (API base, business unit,
 /// credentials). Clones share the access token, the request counter and the
-/// account's [`RateLimiter`].
+/// account's [`RateBudget`].
 #[derive(Clone)]
 pub struct DeposcoClient {
     inner: Arc<Inner>,
@@ -43,7 +43,7 @@ struct Inner {
     config: DeposcoConfig,
     base: Url,
     token_url: Option<Url>,
-    limiter: Arc<RateLimiter>,
+    limiter: Arc<dyn RateBudget>,
     token: Mutex<Option<CachedToken>>,
     requests: AtomicU64,
 }
@@ -109,11 +109,15 @@ impl<'a> Attempts<'a> {
     }
 
     /// After `failure`: wait this long and try again, or give up with the error.
-    fn next(&mut self, failure: Failure, limiter: &RateLimiter) -> Result<Duration, DeposcoError> {
+    async fn next(
+        &mut self,
+        failure: Failure,
+        limiter: &dyn RateBudget,
+    ) -> Result<Duration, DeposcoError> {
         match failure {
             Failure::RateLimited(retry_after) => {
                 // Everybody on this account waits, not only this call.
-                limiter.pause_for(retry_after);
+                limiter.pause_for(retry_after).await;
                 self.rate_limited += 1;
                 if self.rate_limited > self.policy.rate_limited || retry_after > MAX_IN_CALL_WAIT {
                     return Err(DeposcoError::RateLimited { retry_after });
@@ -186,13 +190,13 @@ impl DeposcoClient {
             .map_err(|e| DeposcoError::Config(format!("could not build the HTTP client: {e}")))
     }
 
-    /// `limiter`: the account's, usually
+    /// `limiter`: the account's budget, e.g.
     /// `shared_limiter(&config.limiter_key())`. Fails only on unusable
     /// settings (a URL that is not http(s)).
     pub fn new(
         http: reqwest::Client,
         config: DeposcoConfig,
-        limiter: Arc<RateLimiter>,
+        limiter: Arc<dyn RateBudget>,
     ) -> Result<Self, DeposcoError> {
         let base = parse_url(&config.api_url, "api_url")?;
         let token_url = match &config.auth {
@@ -219,7 +223,7 @@ impl DeposcoClient {
         &self.inner.config
     }
 
-    pub fn limiter(&self) -> &Arc<RateLimiter> {
+    pub fn limiter(&self) -> &Arc<dyn RateBudget> {
         &self.inner.limiter
     }
 
@@ -544,7 +548,7 @@ impl DeposcoClient {
                 },
                 other => {
                     log_retry(&method, &url, &other);
-                    attempts.next(other, &inner.limiter)?
+                    attempts.next(other, inner.limiter.as_ref()).await?
                 }
             };
             if !wait.is_zero() {
@@ -687,7 +691,7 @@ impl DeposcoClient {
                 }
                 Err(failure) => {
                     log_retry(&Method::POST, url, &failure);
-                    let wait = attempts.next(failure, &inner.limiter)?;
+                    let wait = attempts.next(failure, inner.limiter.as_ref()).await?;
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                     }

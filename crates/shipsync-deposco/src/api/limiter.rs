@@ -1,9 +1,17 @@
 //! The per-account request budget: Deposco allows about 4 requests/s per
 //! account and answers 429 beyond it. Every connection of one account shares
-//! one [`RateLimiter`] (see [`shared_limiter`]), so that two stores pulling
-//! from one warehouse account do not trip over each other.
+//! one budget, so that two stores pulling from one warehouse account do not
+//! trip over each other.
+//!
+//! The client takes the budget as a [`RateBudget`]: [`RateLimiter`] keeps it
+//! in this process (one per account, e.g. from [`shared_limiter`]); the
+//! engine supplies one kept in the database when several nodes share an
+//! account.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -15,6 +23,31 @@ pub const DEFAULT_RATE: f64 = 4.0;
 /// bucket holds about 4; using only part of it leaves slack for network
 /// jitter (two requests sent 250 ms apart may arrive 240 ms apart).
 pub const DEFAULT_BURST: f64 = 2.0;
+
+/// A future returned by a [`RateBudget`].
+pub type BudgetFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Where an account's request budget is kept. Every request waits for
+/// [`RateBudget::acquire`]; a 429 calls [`RateBudget::pause_for`] before the
+/// request is tried again.
+pub trait RateBudget: Send + Sync + fmt::Debug {
+    /// Waits until one more request may be sent, and counts it.
+    fn acquire(&self) -> BudgetFuture<'_>;
+    /// After a 429 with `Retry-After: d`: nobody sharing the budget sends
+    /// before `d` has passed, and then at the steady rate (no burst).
+    fn pause_for(&self, d: Duration) -> BudgetFuture<'_>;
+}
+
+impl RateBudget for RateLimiter {
+    fn acquire(&self) -> BudgetFuture<'_> {
+        Box::pin(RateLimiter::acquire(self))
+    }
+
+    fn pause_for(&self, d: Duration) -> BudgetFuture<'_> {
+        RateLimiter::pause_for(self, d);
+        Box::pin(std::future::ready(()))
+    }
+}
 
 /// A token bucket (as GCRA: one "theoretical arrival time" instead of a token
 /// count) with a shared pause for 429 answers.

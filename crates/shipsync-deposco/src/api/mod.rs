@@ -6,8 +6,10 @@
 //!   `expires_in`, refreshed once on a 401 and the call retried once), or
 //!   HTTP Basic;
 //! - the account rate limit: every request, token requests included, first
-//!   waits for the account's [`RateLimiter`]; a 429 pauses everybody sharing
-//!   it for `Retry-After` (default 1 s) and the call is retried;
+//!   waits for the account's [`RateBudget`] (a [`RateLimiter`] in this
+//!   process, or one the caller shares between processes); a 429 pauses
+//!   everybody sharing it for `Retry-After` (default 1 s) and the call is
+//!   retried;
 //! - retries: 409 (concurrent update) and 5xx/timeouts/connection errors a
 //!   few times with jittered backoff ([`RetryPolicy`]);
 //! - paging: `next` links followed as given (they carry `searchId`); nested
@@ -46,5 +48,7 @@ mod model;
 pub use client::DeposcoClient;
 pub use config::{Auth, DeposcoConfig, MAX_PAGE_SIZE, RetryPolicy};
 pub use error::DeposcoError;
-pub use limiter::{DEFAULT_BURST, DEFAULT_RATE, RateLimiter, shared_limiter};
+pub use limiter::{
+    BudgetFuture, DEFAULT_BURST, DEFAULT_RATE, RateBudget, RateLimiter, shared_limiter,
+};
 pub use model::{FailedShipment, Item, KitComponent, PulledShipment, ShipmentPage};

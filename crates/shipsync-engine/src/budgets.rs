@@ -1,0 +1,384 @@
+//! Rate budgets of the warehouse accounts and stores this node calls.
+//!
+//! On SQLite there is one node: each Deposco account gets a [`RateLimiter`]
+//! and each Shopify client its [`LocalBudget`], in memory, costing nothing.
+//! On PostgreSQL several `serve` processes may share the database, so the
+//! budgets live in it (`rate_budgets`, see `shipsync_db::budgets`): one
+//! atomic statement per request reserves its share, and every node queues
+//! behind the others. Should the database not answer, a node falls back to
+//! its in-process budget rather than stop calling.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use shipsync_db::budgets::Gcra;
+use shipsync_db::{Backend, Db};
+use shipsync_deposco::api::{self as deposco, RateBudget, RateLimiter};
+use shipsync_shopify::{CostBudget, LocalBudget, QueryCost};
+
+/// Shopify's figure is news (written to the shared bucket at once) when it
+/// says the bucket is empty for this much longer than the shared bucket
+/// assumes; smaller differences are rounding and network time.
+const FLOOR_SLACK_MICROS: i64 = 50_000;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn duration(micros: i64) -> Duration {
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+/// The budgets of one engine; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Budgets {
+    inner: Arc<Registry>,
+}
+
+struct Registry {
+    /// `Some` when the budgets are shared through the database.
+    shared: Option<Db>,
+    deposco: Mutex<HashMap<String, Weak<dyn RateBudget>>>,
+    shopify: Mutex<HashMap<String, Weak<DbCostBudget>>>,
+}
+
+impl Budgets {
+    pub(crate) fn new(db: &Db) -> Self {
+        Self {
+            inner: Arc::new(Registry {
+                shared: (db.backend() == Backend::Postgres).then(|| db.clone()),
+                deposco: Mutex::default(),
+                shopify: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The request budget of a Deposco account
+    /// ([`deposco::DeposcoConfig::limiter_key`]), shared by every client of
+    /// the account on this node, and through the database with other nodes.
+    pub(crate) fn deposco(&self, account: &str) -> Arc<dyn RateBudget> {
+        let mut map = lock(&self.inner.deposco);
+        if let Some(budget) = map.get(account).and_then(Weak::upgrade) {
+            return budget;
+        }
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let gcra = Gcra::per_request(deposco::DEFAULT_RATE, deposco::DEFAULT_BURST);
+        let budget: Arc<dyn RateBudget> = match (&self.inner.shared, gcra) {
+            (Some(db), Some(gcra)) => Arc::new(DbRateBudget {
+                db: db.clone(),
+                key: format!("deposco:{account}"),
+                gcra,
+                local: RateLimiter::default(),
+                epoch: AtomicU64::new(0),
+            }),
+            _ => Arc::new(RateLimiter::default()),
+        };
+        map.insert(account.to_owned(), Arc::downgrade(&budget));
+        budget
+    }
+
+    /// The cost bucket of the Shopify store at `shop_url` when it is shared
+    /// through the database; `None` on a single node (the client keeps its
+    /// own).
+    pub(crate) fn shopify(&self, shop_url: &str) -> Option<Arc<dyn CostBudget>> {
+        let db = self.inner.shared.as_ref()?;
+        // Shopify's bucket is per app and store: key it by the shop's host.
+        let store = reqwest::Url::parse(shop_url.trim())
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
+            .unwrap_or_else(|| shop_url.trim().to_ascii_lowercase());
+        let mut map = lock(&self.inner.shopify);
+        if let Some(budget) = map.get(&store).and_then(Weak::upgrade) {
+            return Some(budget);
+        }
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let budget = Arc::new(DbCostBudget {
+            db: db.clone(),
+            key: format!("shopify:{store}"),
+            state: Mutex::default(),
+            local: LocalBudget::default(),
+        });
+        map.insert(store, Arc::downgrade(&budget));
+        Some(budget)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deposco: requests per second per account
+
+/// A Deposco account's request budget kept in the database.
+struct DbRateBudget {
+    db: Db,
+    key: String,
+    gcra: Gcra,
+    /// Used while the database does not answer.
+    local: RateLimiter,
+    /// Bumped by every pause on this node: a request that reserved its slot
+    /// before the pause takes a new one. (A pause on another node reaches
+    /// this node's waiters only through later slots; its own 429, if any,
+    /// pauses it too.)
+    epoch: AtomicU64,
+}
+
+impl fmt::Debug for DbRateBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbRateBudget")
+            .field("key", &self.key)
+            .field("gcra", &self.gcra)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateBudget for DbRateBudget {
+    fn acquire(&self) -> deposco::BudgetFuture<'_> {
+        Box::pin(async move {
+            loop {
+                let epoch = self.epoch.load(Ordering::Acquire);
+                match self.db.take_budget(&self.key, self.gcra, 0, i64::MAX).await {
+                    Ok(wait) if wait > 0 => tokio::time::sleep(duration(wait)).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(budget = %self.key, error = %e, "shared rate budget unavailable; pacing this node alone");
+                        self.local.acquire().await;
+                        return;
+                    }
+                }
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    return;
+                }
+            }
+        })
+    }
+
+    fn pause_for(&self, d: Duration) -> deposco::BudgetFuture<'_> {
+        Box::pin(async move {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.local.pause_for(d);
+            // Nobody sends before `d`; then one at a time (no burst).
+            let floor = micros(d).saturating_add(self.gcra.tolerance);
+            if let Err(e) = self.db.settle_budget(&self.key, 0, floor).await {
+                tracing::warn!(budget = %self.key, error = %e, "could not share a Deposco pause");
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shopify: the cost bucket per store
+
+/// A Shopify store's cost bucket kept in the database. The bucket's size
+/// and restore rate come from Shopify's `throttleStatus`; requests reserve
+/// their expected cost in the shared bucket; what a request cost less than
+/// reserved is given back with this node's next reservation (no write of
+/// its own); when Shopify reports less left than the shared bucket assumes,
+/// that is written at once so that every node slows down.
+struct DbCostBudget {
+    db: Db,
+    key: String,
+    state: Mutex<CostState>,
+    /// Kept up to date, used while the database does not answer.
+    local: LocalBudget,
+}
+
+#[derive(Debug, Default)]
+struct CostState {
+    /// `maximumAvailable` and `restoreRate` of Shopify's last answer.
+    bucket: Option<(f64, f64)>,
+    /// Refill (µs) owed back to the shared bucket.
+    refund: i64,
+    /// When the shared bucket is full again, as last seen from here.
+    full_at: Option<Instant>,
+}
+
+impl fmt::Debug for DbCostBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCostBudget")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to write after an answer: `Some((refund, floor))` in µs to settle
+/// the shared bucket now, `None` to fold the refund into the next
+/// reservation. Pure, for the tests.
+fn after_answer(
+    reserved: f64,
+    cost: &QueryCost,
+    full_in: i64,
+    pending_refund: i64,
+) -> (Option<(i64, i64)>, i64) {
+    let Some(status) = cost.throttle_status else {
+        return (None, pending_refund);
+    };
+    let rate = status.restore_rate;
+    // Shopify gives back what a request cost less than requested; a
+    // request without an actual cost (throttled, failed) keeps its share.
+    let refund = match cost.actual_query_cost {
+        Some(actual) if reserved > 0.0 => Gcra::units((reserved - actual).max(0.0), rate),
+        _ => 0,
+    };
+    let refund = pending_refund.saturating_add(refund);
+    let floor = Gcra::units(
+        (status.maximum_available - status.currently_available).max(0.0),
+        rate,
+    );
+    if floor > full_in.saturating_add(FLOOR_SLACK_MICROS) {
+        (Some((refund, floor)), 0)
+    } else {
+        (None, refund)
+    }
+}
+
+impl CostBudget for DbCostBudget {
+    fn reserve(
+        &self,
+        points: f64,
+        max_wait: Duration,
+    ) -> shipsync_shopify::BudgetFuture<'_, Result<(Duration, f64), Duration>> {
+        Box::pin(async move {
+            let (gcra, refund) = {
+                let mut state = lock(&self.state);
+                let Some((capacity, rate)) = state.bucket else {
+                    // Not described by Shopify yet: go, reserving nothing.
+                    return Ok((Duration::ZERO, 0.0));
+                };
+                let Some(gcra) = Gcra::for_cost(points, capacity, rate) else {
+                    return Ok((Duration::ZERO, 0.0));
+                };
+                (gcra, std::mem::take(&mut state.refund))
+            };
+            let max = micros(max_wait);
+            match self.db.take_budget(&self.key, gcra, refund, max).await {
+                Ok(wait) if wait > max => Err(duration(wait)),
+                Ok(wait) => {
+                    // The shared bucket is now used up until at least
+                    // `wait + tolerance + interval` from now.
+                    let full = Instant::now()
+                        + duration(
+                            wait.saturating_add(gcra.tolerance)
+                                .saturating_add(gcra.interval),
+                        );
+                    let mut state = lock(&self.state);
+                    state.full_at = Some(state.full_at.map_or(full, |f| f.max(full)));
+                    let (capacity, _) = state.bucket.unwrap_or_default();
+                    Ok((duration(wait), points.clamp(0.0, capacity)))
+                }
+                Err(e) => {
+                    tracing::warn!(budget = %self.key, error = %e, "shared cost budget unavailable; using this node's own");
+                    let reserved = self.local.reserve_at(points, Instant::now(), max_wait);
+                    let mut state = lock(&self.state);
+                    state.refund = state.refund.saturating_add(refund);
+                    // Negative points: reserved in the local bucket, given
+                    // back there.
+                    reserved.map(|(wait, p)| (wait, -p))
+                }
+            }
+        })
+    }
+
+    fn observe(&self, reserved: f64, cost: QueryCost) -> shipsync_shopify::BudgetFuture<'_, ()> {
+        Box::pin(async move {
+            self.local.observe_at(&cost, Instant::now());
+            let settle = {
+                let mut state = lock(&self.state);
+                if let Some(s) = cost.throttle_status {
+                    state.bucket = Some((s.maximum_available, s.restore_rate));
+                }
+                let now = Instant::now();
+                let full_in = state
+                    .full_at
+                    .map_or(0, |f| micros(f.saturating_duration_since(now)));
+                let (settle, pending) =
+                    after_answer(reserved.max(0.0), &cost, full_in, state.refund);
+                state.refund = pending;
+                if let Some((_, floor)) = settle {
+                    let full = now + duration(floor);
+                    state.full_at = Some(state.full_at.map_or(full, |f| f.max(full)));
+                }
+                settle
+            };
+            if let Some((refund, floor)) = settle
+                && let Err(e) = self.db.settle_budget(&self.key, refund, floor).await
+            {
+                tracing::warn!(budget = %self.key, error = %e, "could not share Shopify's bucket status");
+            }
+        })
+    }
+
+    fn release(&self, reserved: f64) {
+        if reserved < 0.0 {
+            self.local.release(-reserved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipsync_shopify::ThrottleStatus;
+
+    fn answer(actual: Option<f64>, available: f64) -> QueryCost {
+        QueryCost {
+            requested_query_cost: Some(100.0),
+            actual_query_cost: actual,
+            throttle_status: Some(ThrottleStatus {
+                maximum_available: 1000.0,
+                currently_available: available,
+                restore_rate: 50.0,
+            }),
+        }
+    }
+
+    /// (reserved, actual, Shopify's available, shared bucket full in µs,
+    /// pending refund) → (settle now?, pending afterwards).
+    #[test]
+    fn what_an_answer_writes() {
+        const S: i64 = 1_000_000;
+        #[rustfmt::skip]
+        type Row = (f64, Option<f64>, f64, i64, i64, Option<(i64, i64)>, i64);
+        let table: &[Row] = &[
+            // Cost as reserved, Shopify agrees with the shared bucket: nothing.
+            (100.0, Some(100.0), 900.0, 2 * S, 0, None, 0),
+            // Cost less than reserved: the refund waits for the next reservation.
+            (100.0, Some(40.0), 900.0, 2 * S, 0, None, 1_200_000),
+            (100.0, Some(40.0), 900.0, 2 * S, 300, None, 1_200_300),
+            // Shopify has less left than the shared bucket assumes: write now,
+            // with the refunds owed.
+            (
+                100.0,
+                Some(40.0),
+                500.0,
+                2 * S,
+                300,
+                Some((1_200_300, 10 * S)),
+                0,
+            ),
+            (100.0, Some(100.0), 0.0, 0, 0, Some((0, 20 * S)), 0),
+            // Within the slack: not news.
+            (100.0, Some(100.0), 900.0, 2 * S - 40_000, 0, None, 0),
+            // No actual cost (throttled): no refund, the floor still counts.
+            (100.0, None, 0.0, 2 * S, 0, Some((0, 20 * S)), 0),
+            // Nothing reserved (cost unknown): no refund.
+            (0.0, Some(40.0), 1000.0, 0, 0, None, 0),
+        ];
+        for &(reserved, actual, available, full_in, pending, want, want_pending) in table {
+            assert_eq!(
+                after_answer(reserved, &answer(actual, available), full_in, pending),
+                (want, want_pending),
+                "{reserved} {actual:?} {available} {full_in} {pending}"
+            );
+        }
+        // No throttleStatus: nothing known, nothing written.
+        assert_eq!(after_answer(100.0, &QueryCost::default(), 0, 7), (None, 7));
+    }
+}
