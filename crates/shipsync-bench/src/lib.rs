@@ -9,14 +9,20 @@
 //! Figures are reported as ratios against a bound measured in the same run
 //! (`docs/quality.md`); nothing here asserts on time.
 
+pub mod baseline;
+pub mod fsync;
+pub mod load;
 pub mod machine;
+pub mod pg;
 pub mod process;
 pub mod report;
 pub mod rss;
 pub mod scenarios;
+pub mod stats;
 pub mod table;
+pub mod webhooks;
 
-pub use scenarios::pull;
+pub use scenarios::{footprint, ingest, pull, ship_to_store};
 
 /// Installs the TLS crypto provider reqwest needs (idempotent).
 pub fn init_tls() {

@@ -2,11 +2,12 @@
 //! prints its table and writes its JSON (see BENCHMARKS.md).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use shipsync_bench::report::{Envelope, default_path};
-use shipsync_bench::{machine::Machine, process, pull};
+use shipsync_bench::{baseline, footprint, ingest, machine::Machine, process, pull, ship_to_store};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +36,58 @@ enum Scenario {
         #[arg(long)]
         no_baseline: bool,
     },
+    /// Durable webhook ingest vs a bare and a naive handler (SQLite, and
+    /// PostgreSQL when SHIPSYNC_TEST_POSTGRES_URL is set), fsync reference,
+    /// open-loop latency at 2,000/s, overload and durability checks.
+    Ingest {
+        #[command(flatten)]
+        common: Common,
+        /// Closed-loop concurrency levels [default: 1,8,32,128; --quick: 8].
+        #[arg(long, value_delimiter = ',')]
+        concurrency: Option<Vec<usize>>,
+        /// Measured seconds per closed-loop level [default: 5].
+        #[arg(long)]
+        secs: Option<f64>,
+        /// Open-loop rate, webhooks/s [default: 2000; --quick: 200].
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Skip PostgreSQL even if SHIPSYNC_TEST_POSTGRES_URL is set.
+        #[arg(long)]
+        no_postgres: bool,
+    },
+    /// Webhook received → store fulfillment acknowledged, open-loop at
+    /// 50, 200 and 1,000 shipments/s; then a throttled store next to a fast one.
+    ShipToStore {
+        #[command(flatten)]
+        common: Common,
+        /// Rates in shipments/s [default: 50,200,1000; --quick: 20].
+        #[arg(long, value_delimiter = ',')]
+        rates: Option<Vec<f64>>,
+        /// Seconds of sending per rate [default: 10].
+        #[arg(long)]
+        secs: Option<f64>,
+        /// Skip the throttled-store phase.
+        #[arg(long)]
+        no_throttle: bool,
+    },
+    /// Idle RSS, start to ready on an existing database, binary size.
+    Footprint {
+        #[command(flatten)]
+        common: Common,
+        /// Starts measured [default: 5; --quick: 2].
+        #[arg(long)]
+        starts: Option<usize>,
+    },
+    /// (internal) A reference handler for `ingest`, in its own process.
+    #[command(hide = true)]
+    Baseline {
+        #[arg(long)]
+        mode: baseline::Mode,
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -58,6 +111,15 @@ struct Common {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Baseline {
+        mode,
+        listen,
+        database_url,
+    } = &cli.scenario
+    {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        return baseline::serve(*mode, listener, database_url.as_deref()).await;
+    }
     if cfg!(debug_assertions) {
         eprintln!(
             "note: this is a debug build of shipsync-bench, measuring a debug shipsync; use --release for real figures"
@@ -89,11 +151,98 @@ async fn main() -> Result<()> {
             eprintln!("machine: {}", Machine::detect().one_line());
             let report = pull::run(&opts).await?;
             println!("{}", report.table());
-            let path = common.json.unwrap_or_else(|| default_path("pull"));
-            Envelope::new("pull", common.quick, &report).write(&path)?;
-            eprintln!("wrote {}", path.display());
+            write("pull", &common, &report)?;
             report.check_complete()?;
         }
+        Scenario::Ingest {
+            common,
+            concurrency,
+            secs,
+            rate,
+            no_postgres,
+        } => {
+            let bin = process::locate_shipsync(common.shipsync.clone(), !common.no_build)?;
+            let mut opts = if common.quick {
+                ingest::Options::quick(bin)
+            } else {
+                ingest::Options::full(bin)
+            };
+            opts.baseline_exe = Some(std::env::current_exe()?);
+            if let Some(c) = concurrency {
+                opts.concurrency = c;
+            }
+            if let Some(s) = secs {
+                opts.window = Duration::from_secs_f64(s);
+            }
+            if let Some(r) = rate {
+                opts.open_rate = r;
+            }
+            if no_postgres {
+                opts.postgres = None;
+            }
+            opts.verbose = true;
+            eprintln!("machine: {}", Machine::detect().one_line());
+            let report = ingest::run(&opts).await?;
+            println!("{}", report.table());
+            write("ingest", &common, &report)?;
+            report.check_complete()?;
+        }
+        Scenario::ShipToStore {
+            common,
+            rates,
+            secs,
+            no_throttle,
+        } => {
+            let bin = process::locate_shipsync(common.shipsync.clone(), !common.no_build)?;
+            let mut opts = if common.quick {
+                ship_to_store::Options::quick(bin)
+            } else {
+                ship_to_store::Options::full(bin)
+            };
+            if let Some(r) = rates {
+                opts.rates = r;
+            }
+            if let Some(s) = secs {
+                opts.secs = Duration::from_secs_f64(s);
+            }
+            if no_throttle {
+                opts.throttle = None;
+            }
+            opts.verbose = true;
+            eprintln!("machine: {}", Machine::detect().one_line());
+            let report = ship_to_store::run(&opts).await?;
+            println!("{}", report.table());
+            write("ship-to-store", &common, &report)?;
+            report.check_complete()?;
+        }
+        Scenario::Footprint { common, starts } => {
+            let bin = process::locate_shipsync(common.shipsync.clone(), !common.no_build)?;
+            let mut opts = if common.quick {
+                footprint::Options::quick(bin)
+            } else {
+                footprint::Options::full(bin)
+            };
+            if let Some(n) = starts {
+                opts.starts = n;
+            }
+            opts.verbose = true;
+            eprintln!("machine: {}", Machine::detect().one_line());
+            let report = footprint::run(&opts).await?;
+            println!("{}", report.table());
+            write("footprint", &common, &report)?;
+            report.check_complete()?;
+        }
+        Scenario::Baseline { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+fn write<R: serde::Serialize>(scenario: &str, common: &Common, report: &R) -> Result<()> {
+    let path = common
+        .json
+        .clone()
+        .unwrap_or_else(|| default_path(scenario));
+    Envelope::new(scenario, common.quick, report).write(&path)?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }

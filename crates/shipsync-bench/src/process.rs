@@ -128,6 +128,14 @@ impl Instance {
         })
     }
 
+    /// An installation on an existing database URL (e.g. a throwaway
+    /// PostgreSQL database); `label` names its temp dir (logs).
+    pub fn with_database(bin: &Path, label: &str, database_url: &str) -> Result<Self> {
+        let mut i = Self::sqlite(bin, label)?;
+        i.database_url = database_url.to_owned();
+        Ok(i)
+    }
+
     /// `shipsync <args>` with this instance's environment.
     pub fn command<I, S>(&self, args: I) -> Command
     where
@@ -247,6 +255,61 @@ impl Serve {
                 bail!("shipsync serve ignored SIGTERM for 15 s; killed")
             }
         }
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed (the durability check).
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The listening address (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(self.url.trim_start_matches("http://").parse()?)
+    }
+
+    /// Creates a merchant whose Deposco webhooks are on and signed with
+    /// `shared_secret`; returns (merchant id, webhook path `/webhooks/deposco/KEY`).
+    pub async fn webhook_merchant(
+        &self,
+        name: &str,
+        deposco_url: &str,
+        shared_secret: &str,
+    ) -> Result<(String, String)> {
+        let m = self
+            .api(
+                "POST",
+                "/api/v1/merchants",
+                Some(&serde_json::json!({
+                    "name": name,
+                    "warehouse": {
+                        "platform": "deposco",
+                        "api_url": deposco_url,
+                        "business_unit": "ACME",
+                        "auth": {"type": "basic", "username": "sandbox", "password": "sandbox"},
+                    },
+                    "shipment_webhooks": {"enabled": true, "shared_secret": shared_secret},
+                })),
+                201,
+            )
+            .await?;
+        let id = m["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no merchant id in {m}"))?
+            .to_owned();
+        let url = m["shipment_webhooks"]["url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no webhook URL in {m}"))?;
+        let key = url
+            .rsplit('/')
+            .next()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| anyhow!("no key in the webhook URL {url}"))?;
+        Ok((id, format!("/webhooks/deposco/{key}")))
     }
 
     pub fn log_tail(&self) -> String {

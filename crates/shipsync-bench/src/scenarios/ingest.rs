@@ -1,0 +1,709 @@
+//! Scenario `ingest`: durable Deposco webhook ingest against a bare handler
+//! and a naive one-transaction-per-request handler, side by side in one run.
+//!
+//! Acceptance (docs/quality.md): shipsync's requests/s ≥ 0.5× the bare
+//! handler's with 4 KiB bodies on SQLite (factor over the naive handler and
+//! the disk's fsync p50/p99 beside it); p99 ≤ 10 ms at 2,000 webhooks/s.
+//!
+//! For each backend (SQLite; PostgreSQL when `SHIPSYNC_TEST_POSTGRES_URL` is
+//! set, on throwaway databases) and each handler in turn — bare, naive,
+//! shipsync (`shipsync serve`, a merchant with a shared secret, no
+//! connection) — the load generator (this process) sends signed 4 KiB
+//! deliveries, each a distinct shipment, closed-loop at each concurrency
+//! level, then open-loop at the fixed rate (bare and shipsync). Then, for
+//! shipsync only: an overload burst far above what it can take (503 +
+//! `Retry-After` expected, memory bounded), and the durability check:
+//! SIGKILL, then the events table must hold at least one accepted event per
+//! 202 answered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::baseline::{self, Mode};
+use crate::fsync::{self, FsyncProbe};
+use crate::load::{self, Factory, Outcome};
+use crate::process::{Instance, TempDir};
+use crate::table::{Table, num, verdict_at_most};
+use crate::webhooks::{self, Template};
+use crate::{init_tls, kib_to_mb, pg, rss};
+
+/// Target: shipsync req/s ≥ 0.5 × bare req/s (SQLite).
+pub const TARGET_VS_BARE: f64 = 0.5;
+/// Target: p99 ≤ 10 ms at 2,000 webhooks/s.
+pub const TARGET_P99_MS: f64 = 10.0;
+pub const TARGET_RATE: f64 = 2000.0;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub shipsync: PathBuf,
+    /// Runs the bare and naive handlers as `<exe> baseline …` child
+    /// processes; `None`: each on its own runtime thread in this process.
+    pub baseline_exe: Option<PathBuf>,
+    pub concurrency: Vec<usize>,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// The open-loop rate (webhooks/s) and its measured window.
+    pub open_rate: f64,
+    pub open_window: Duration,
+    /// The overload burst (requests/s offered, for how long); `None` skips it.
+    pub overload: Option<(f64, Duration)>,
+    pub max_in_flight: u64,
+    pub fsync_samples: usize,
+    /// PostgreSQL server URL (throwaway databases are created on it).
+    pub postgres: Option<String>,
+    pub verbose: bool,
+}
+
+impl Options {
+    pub fn full(shipsync: PathBuf) -> Self {
+        Self {
+            shipsync,
+            baseline_exe: None,
+            concurrency: vec![1, 8, 32, 128],
+            warmup: Duration::from_secs(1),
+            window: Duration::from_secs(5),
+            open_rate: TARGET_RATE,
+            open_window: Duration::from_secs(10),
+            overload: Some((20_000.0, Duration::from_millis(1500))),
+            max_in_flight: 12_000,
+            fsync_samples: 2000,
+            postgres: pg::server_url(),
+            verbose: true,
+        }
+    }
+
+    /// Seconds: one level, a short open-loop run, no overload burst.
+    pub fn quick(shipsync: PathBuf) -> Self {
+        Self {
+            concurrency: vec![8],
+            warmup: Duration::from_millis(200),
+            window: Duration::from_millis(500),
+            open_rate: 200.0,
+            open_window: Duration::from_millis(500),
+            overload: None,
+            fsync_samples: 50,
+            verbose: false,
+            ..Self::full(shipsync)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Level {
+    pub handler: String,
+    pub concurrency: usize,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overload {
+    pub offered_per_sec: f64,
+    pub secs: f64,
+    pub outcome: Outcome,
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Durability {
+    /// 202 answers shipsync gave during the whole run.
+    pub accepted_answers: u64,
+    /// `events` rows with outcome `accepted` after SIGKILL.
+    pub accepted_events: i64,
+    pub naive_answers: u64,
+    pub naive_rows: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendReport {
+    pub backend: String,
+    pub closed: Vec<Level>,
+    pub open: Vec<Level>,
+    pub overload: Option<Overload>,
+    pub durability: Durability,
+    /// Best req/s over the levels, per handler.
+    pub peak_bare: f64,
+    pub peak_naive: f64,
+    pub peak_shipsync: f64,
+    pub shipsync_idle_rss_kib: u64,
+}
+
+impl BackendReport {
+    pub fn vs_bare(&self) -> Option<f64> {
+        (self.peak_bare > 0.0).then(|| self.peak_shipsync / self.peak_bare)
+    }
+    pub fn vs_naive(&self) -> Option<f64> {
+        (self.peak_naive > 0.0).then(|| self.peak_shipsync / self.peak_naive)
+    }
+    pub fn open_for(&self, handler: &str) -> Option<&Outcome> {
+        self.open
+            .iter()
+            .find(|l| l.handler == handler)
+            .map(|l| &l.outcome)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub body_bytes: usize,
+    pub shipsync_binary: String,
+    pub baselines_in: &'static str,
+    pub fsync: FsyncProbe,
+    pub backends: Vec<BackendReport>,
+    pub postgres_skipped: Option<String>,
+    pub verdicts: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn check_complete(&self) -> Result<()> {
+        if self.fsync.samples == 0 {
+            bail!("no fsync samples");
+        }
+        for b in &self.backends {
+            for l in b.closed.iter().chain(&b.open) {
+                if l.outcome.ok == 0 {
+                    bail!(
+                        "{} {} at {}: no request answered 2xx ({:?})",
+                        b.backend,
+                        l.handler,
+                        l.concurrency,
+                        l.outcome
+                    );
+                }
+            }
+            let d = &b.durability;
+            if d.accepted_events < d.accepted_answers as i64 {
+                bail!(
+                    "{}: {} deliveries answered 202 but only {} stored",
+                    b.backend,
+                    d.accepted_answers,
+                    d.accepted_events
+                );
+            }
+            if d.naive_rows < d.naive_answers as i64 {
+                bail!(
+                    "{}: naive handler answered {} but stored {}",
+                    b.backend,
+                    d.naive_answers,
+                    d.naive_rows
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "ingest: signed {}-byte Deposco webhooks, each a distinct shipment; bare and naive handlers {}; load generator in the bench process on the same cores\n\n",
+            self.body_bytes, self.baselines_in
+        );
+        let f = &self.fsync;
+        out.push_str(&format!(
+            "fsync reference ({}): write 4 KiB + fdatasync p50 {:.2} ms, p99 {:.2} ms over {} samples = {:.0} fsyncs/s for one writer\n\n",
+            f.dir,
+            f.latency.p50_ms(),
+            f.latency.p99_ms(),
+            f.samples,
+            f.per_sec
+        ));
+        if let Some(s) = &self.postgres_skipped {
+            out.push_str(&format!("PostgreSQL: {s}\n\n"));
+        }
+        let mut t = Table::new([
+            "backend", "handler", "load", "req/s", "p50 (ms)", "p99 (ms)", "max (ms)", "non-2xx",
+            "errors", "÷ bare",
+        ]);
+        for b in &self.backends {
+            for l in &b.closed {
+                let bare = b
+                    .closed
+                    .iter()
+                    .find(|x| x.handler == "bare" && x.concurrency == l.concurrency)
+                    .map(|x| x.outcome.ok_per_sec);
+                t.row(row(&b.backend, l, &format!("c={}", l.concurrency), bare));
+            }
+            for l in &b.open {
+                t.row(row(
+                    &b.backend,
+                    l,
+                    &format!("{:.0}/s open", l.concurrency),
+                    None,
+                ));
+            }
+        }
+        out.push_str(&t.render());
+        out.push('\n');
+        let mut v = Table::new(["figure", "value", "target", "verdict"]);
+        for b in &self.backends {
+            v.row([
+                format!("{}: peak req/s shipsync ÷ bare", b.backend),
+                format!(
+                    "{} ({:.0} ÷ {:.0})",
+                    num(b.vs_bare(), 3),
+                    b.peak_shipsync,
+                    b.peak_bare
+                ),
+                format!("≥ {TARGET_VS_BARE}"),
+                match b.vs_bare() {
+                    Some(r) if r >= TARGET_VS_BARE => format!("met ({r:.2}× ≥ {TARGET_VS_BARE}×)"),
+                    Some(r) => format!(
+                        "MISSED by {:.0} % ({r:.2}× < {TARGET_VS_BARE}×)",
+                        (1.0 - r / TARGET_VS_BARE) * 100.0
+                    ),
+                    None => "not measured".into(),
+                },
+            ]);
+            v.row([
+                format!("{}: peak req/s shipsync ÷ naive", b.backend),
+                format!(
+                    "{} ({:.0} ÷ {:.0})",
+                    num(b.vs_naive(), 2),
+                    b.peak_shipsync,
+                    b.peak_naive
+                ),
+                "—".into(),
+                "factor over one transaction per request".into(),
+            ]);
+            if b.backend == "sqlite" {
+                v.row([
+                    "sqlite: shipsync peak req/s ÷ fsync rate".to_string(),
+                    format!("{:.1}", b.peak_shipsync / self.fsync.per_sec.max(1e-9)),
+                    "> 1".into(),
+                    if b.peak_shipsync > self.fsync.per_sec {
+                        "group commit beats one fsync per webhook".into()
+                    } else {
+                        "NOT beating one fsync per webhook".into()
+                    },
+                ]);
+            }
+            if let Some(o) = b.open_for("shipsync") {
+                let rate = b
+                    .open
+                    .iter()
+                    .find(|l| l.handler == "shipsync")
+                    .map_or(0, |l| l.concurrency);
+                v.row([
+                    format!("{}: shipsync p99 at {rate}/s (open loop)", b.backend),
+                    format!("{:.2} ms", o.latency.p99_ms()),
+                    format!("≤ {TARGET_P99_MS} ms"),
+                    if o.not_ok + o.errors + o.not_sent > 0 {
+                        format!(
+                            "{} ({} non-2xx, {} errors, {} not sent)",
+                            verdict_at_most(Some(o.latency.p99_ms()), TARGET_P99_MS, " ms"),
+                            o.not_ok,
+                            o.errors,
+                            o.not_sent
+                        )
+                    } else {
+                        verdict_at_most(Some(o.latency.p99_ms()), TARGET_P99_MS, " ms")
+                    },
+                ]);
+            }
+            if let Some(o) = &b.overload {
+                v.row([
+                    format!(
+                        "{}: overload {:.0}/s offered for {:.1} s",
+                        b.backend, o.offered_per_sec, o.secs
+                    ),
+                    format!(
+                        "{} × 202, {} × 503 + Retry-After, {} × 503 without, {} errors, {} not sent",
+                        o.outcome.accepted_total,
+                        o.outcome.unavailable_with_retry_after,
+                        o.outcome.unavailable_without_retry_after,
+                        o.outcome.errors,
+                        o.outcome.not_sent
+                    ),
+                    "503 + Retry-After".into(),
+                    format!(
+                        "RSS {:.1} → peak {:.1} → {:.1} MB after",
+                        kib_to_mb(o.rss_before_kib),
+                        kib_to_mb(o.rss_peak_kib),
+                        kib_to_mb(o.rss_after_kib)
+                    ),
+                ]);
+            }
+            let d = &b.durability;
+            v.row([
+                format!(
+                    "{}: 202 answers vs accepted events after SIGKILL",
+                    b.backend
+                ),
+                format!("{} vs {}", d.accepted_answers, d.accepted_events),
+                "events ≥ answers".into(),
+                if d.accepted_events >= d.accepted_answers as i64 {
+                    "ok: every 202 was stored".into()
+                } else {
+                    "FAILED: a 202 was lost".into()
+                },
+            ]);
+        }
+        out.push_str(&v.render());
+        out
+    }
+}
+
+fn row(backend: &str, l: &Level, load: &str, bare: Option<f64>) -> Vec<String> {
+    let o = &l.outcome;
+    vec![
+        backend.to_owned(),
+        l.handler.clone(),
+        load.to_owned(),
+        format!("{:.0}", o.ok_per_sec),
+        format!("{:.2}", o.latency.p50_ms()),
+        format!("{:.2}", o.latency.p99_ms()),
+        format!("{:.1}", o.latency.max_ms()),
+        (o.not_ok + o.not_sent).to_string(),
+        o.errors.to_string(),
+        match bare {
+            Some(b) if b > 0.0 && l.handler != "bare" => format!("{:.2}", o.ok_per_sec / b),
+            _ => "—".into(),
+        },
+    ]
+}
+
+struct Ctx<'a> {
+    opts: &'a Options,
+    template: Arc<Template>,
+    next: Arc<AtomicU64>,
+}
+
+impl Ctx<'_> {
+    fn say(&self, msg: String) {
+        if self.opts.verbose {
+            eprintln!("[ingest] {msg}");
+        }
+    }
+
+    fn factory(&self, path: &str, run: &str) -> Factory {
+        webhooks::ingest_factory(self.template.clone(), path.to_owned(), run)
+    }
+
+    /// Closed-loop levels, then (unless `open` is false) the open-loop rate.
+    async fn measure(
+        &self,
+        backend: &str,
+        handler: &str,
+        addr: std::net::SocketAddr,
+        path: &str,
+        open: bool,
+    ) -> Result<(Vec<Level>, Option<Level>)> {
+        let factory = self.factory(path, &format!("{backend}_{handler}"));
+        let mut levels = Vec::new();
+        for &c in &self.opts.concurrency {
+            let o = load::closed_loop(
+                addr,
+                factory.clone(),
+                self.next.clone(),
+                c,
+                self.opts.warmup,
+                self.opts.window,
+            )
+            .await?;
+            self.say(format!(
+                "{backend} {handler} c={c}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx, {} errors",
+                o.ok_per_sec,
+                o.latency.p50_ms(),
+                o.latency.p99_ms(),
+                o.not_ok,
+                o.errors
+            ));
+            levels.push(Level {
+                handler: handler.into(),
+                concurrency: c,
+                outcome: o,
+            });
+        }
+        let open_level = if open {
+            let o = load::open_loop(
+                addr,
+                factory,
+                self.next.clone(),
+                self.opts.open_rate,
+                Duration::from_secs(1).min(self.opts.open_window),
+                self.opts.open_window,
+                self.opts.max_in_flight,
+            )
+            .await?;
+            self.say(format!(
+                "{backend} {handler} open {:.0}/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+                self.opts.open_rate,
+                o.ok_per_sec,
+                o.latency.p50_ms(),
+                o.latency.p99_ms(),
+                o.latency.max_ms()
+            ));
+            Some(Level {
+                handler: handler.into(),
+                concurrency: self.opts.open_rate as usize,
+                outcome: o,
+            })
+        } else {
+            None
+        };
+        Ok((levels, open_level))
+    }
+}
+
+fn accepted(levels: &[Level]) -> u64 {
+    levels.iter().map(|l| l.outcome.accepted_total).sum()
+}
+
+fn peak(levels: &[Level], handler: &str) -> f64 {
+    levels
+        .iter()
+        .filter(|l| l.handler == handler)
+        .map(|l| l.outcome.ok_per_sec)
+        .fold(0.0, f64::max)
+}
+
+/// Runs the scenario.
+pub async fn run(opts: &Options) -> Result<Report> {
+    init_tls();
+    let ctx = Ctx {
+        opts,
+        template: Arc::new(Template::ingest()),
+        next: Arc::new(AtomicU64::new(1)),
+    };
+    let probe_dir = TempDir::new("fsync")?;
+    let probe_path = probe_dir.path().to_path_buf();
+    let samples = opts.fsync_samples;
+    let fsync = tokio::task::spawn_blocking(move || {
+        fsync::probe(&probe_path, samples, Duration::from_secs(3))
+    })
+    .await??;
+    ctx.say(format!(
+        "fsync: p50 {:.2} ms, p99 {:.2} ms ({:.0}/s)",
+        fsync.latency.p50_ms(),
+        fsync.latency.p99_ms(),
+        fsync.per_sec
+    ));
+    let mut backends = vec![backend(&ctx, None).await?];
+    let postgres_skipped = match &opts.postgres {
+        Some(url) => {
+            backends.push(backend(&ctx, Some(url)).await?);
+            None
+        }
+        None => {
+            let note = format!("skipped: {} is not set", pg::ENV);
+            eprintln!("notice: PostgreSQL {note}");
+            Some(note)
+        }
+    };
+    let mut verdicts = Vec::new();
+    for b in &backends {
+        verdicts.push((
+            format!("{}: shipsync ÷ bare", b.backend),
+            match b.vs_bare() {
+                Some(r) if r >= TARGET_VS_BARE => format!("met ({r:.2})"),
+                Some(r) => format!("MISSED ({r:.2} < {TARGET_VS_BARE})"),
+                None => "not measured".into(),
+            },
+        ));
+        if let Some(o) = b.open_for("shipsync") {
+            verdicts.push((
+                format!("{}: p99 at {:.0}/s", b.backend, opts.open_rate),
+                verdict_at_most(Some(o.latency.p99_ms()), TARGET_P99_MS, " ms"),
+            ));
+        }
+    }
+    Ok(Report {
+        body_bytes: ctx.template.len(),
+        shipsync_binary: opts.shipsync.display().to_string(),
+        baselines_in: if opts.baseline_exe.is_some() {
+            "each in its own process"
+        } else {
+            "each on its own 2-thread runtime in the bench process"
+        },
+        fsync,
+        backends,
+        postgres_skipped,
+        verdicts,
+    })
+}
+
+async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport> {
+    let name = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let opts = ctx.opts;
+    let dir = TempDir::new(&format!("ingest-{name}"))?;
+    let mut throwaways = Vec::new();
+    let db_url = |label: &str| {
+        format!(
+            "sqlite://{}",
+            dir.path().join(format!("{label}.db")).display()
+        )
+    };
+    let naive_url = match postgres {
+        Some(server) => {
+            let t = pg::Throwaway::create(server, "naive").await?;
+            let u = t.url.clone();
+            throwaways.push(t);
+            u
+        }
+        None => db_url("naive"),
+    };
+    let shipsync_url = match postgres {
+        Some(server) => {
+            let t = pg::Throwaway::create(server, "shipsync").await?;
+            let u = t.url.clone();
+            throwaways.push(t);
+            u
+        }
+        None => db_url("shipsync"),
+    };
+    let result = async {
+        let mut closed = Vec::new();
+        let mut open = Vec::new();
+        // The reference handlers.
+        let path = "/webhooks/deposco/bench_key";
+        let bare = baseline::start(Mode::Bare, None, opts.baseline_exe.as_deref()).await?;
+        let measured = ctx.measure(name, "bare", bare.addr(), path, true).await;
+        bare.stop().await;
+        let (levels, o) = measured?;
+        closed.extend(levels);
+        open.extend(o);
+        let naive =
+            baseline::start(Mode::Naive, Some(&naive_url), opts.baseline_exe.as_deref()).await?;
+        let measured = ctx.measure(name, "naive", naive.addr(), path, false).await;
+        naive.stop().await;
+        let (levels, _) = measured?;
+        let naive_answers = accepted(&levels);
+        closed.extend(levels);
+        let naive_rows = baseline::naive_rows(&naive_url).await?;
+
+        // shipsync.
+        let instance = Instance::with_database(&opts.shipsync, &format!("ingest-{name}"), &shipsync_url)?;
+        let serve = instance.serve().await?;
+        let measured = async {
+            let (_, path) = serve
+                .webhook_merchant("Bench Ingest", "http://127.0.0.1:9", webhooks::SHARED_SECRET)
+                .await?;
+            let addr = serve.addr()?;
+            // One delivery first: the endpoint must accept the bench's bodies
+            // and signatures as shipsync deliveries (not needs_attention).
+            let req = ctx.factory(&path, "check")(0);
+            let mut check = reqwest::Client::new()
+                .post(format!("{}{}", serve.url, req.path))
+                .header("content-type", "application/json")
+                .body(req.body.clone());
+            for (k, v) in &req.headers {
+                check = check.header(*k, v);
+            }
+            let resp = check.send().await?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await?;
+            if status != 202 || !text.contains("\"accepted\"") {
+                bail!("the first delivery was answered {status}: {text}");
+            }
+            let pid = serve.pid().context("serve has no pid")?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let idle_rss = rss::read(pid).map_or(0, |r| r.rss_kib);
+            let (levels, o) = ctx.measure(name, "shipsync", addr, &path, true).await?;
+            let mut answers = 1 + accepted(&levels) + o.as_ref().map_or(0, |l| l.outcome.accepted_total);
+            let overload = match opts.overload {
+                Some((rate, secs)) => {
+                    // Let the processing backlog of the runs above drain a little.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let before = rss::read(pid).map_or(0, |r| r.rss_kib);
+                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let sampler = {
+                        let stop = stop.clone();
+                        tokio::spawn(async move {
+                            let mut peak = 0u64;
+                            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                if let Some(r) = rss::read(pid) {
+                                    peak = peak.max(r.rss_kib);
+                                }
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            peak
+                        })
+                    };
+                    let outcome = load::open_loop(
+                        addr,
+                        ctx.factory(&path, &format!("{name}_overload")),
+                        ctx.next.clone(),
+                        rate,
+                        Duration::ZERO,
+                        secs,
+                        opts.max_in_flight,
+                    )
+                    .await?;
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let peak = sampler.await.unwrap_or(0);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let after = rss::read(pid).map_or(0, |r| r.rss_kib);
+                    answers += outcome.accepted_total;
+                    ctx.say(format!(
+                        "{name} shipsync overload {rate:.0}/s: {} × 202, {} × 503 + Retry-After, {} × 503 without, {} errors, {} not sent; RSS {:.1} → {:.1} → {:.1} MB",
+                        outcome.accepted_total,
+                        outcome.unavailable_with_retry_after,
+                        outcome.unavailable_without_retry_after,
+                        outcome.errors,
+                        outcome.not_sent,
+                        kib_to_mb(before),
+                        kib_to_mb(peak),
+                        kib_to_mb(after)
+                    ));
+                    Some(Overload {
+                        offered_per_sec: rate,
+                        secs: secs.as_secs_f64(),
+                        outcome,
+                        rss_before_kib: before,
+                        rss_peak_kib: peak.max(before),
+                        rss_after_kib: after,
+                    })
+                }
+                None => None,
+            };
+            Ok((levels, o, overload, answers, idle_rss))
+        }
+        .await;
+        // No graceful shutdown: what was acknowledged must already be stored.
+        serve.kill().await?;
+        let (levels, o, overload, accepted_answers, idle_rss) = measured?;
+        closed.extend(levels);
+        open.extend(o);
+        let db = shipsync_db::Db::connect(&shipsync_url).await?;
+        let (accepted_events,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM events WHERE outcome = 'accepted'")
+                .fetch_one(db.pool())
+                .await?;
+        db.pool().close().await;
+        ctx.say(format!(
+            "{name}: {accepted_answers} × 202 answered, {accepted_events} accepted events stored after SIGKILL"
+        ));
+        Ok::<_, anyhow::Error>(BackendReport {
+            backend: name.into(),
+            peak_bare: peak(&closed, "bare"),
+            peak_naive: peak(&closed, "naive"),
+            peak_shipsync: peak(&closed, "shipsync"),
+            closed,
+            open,
+            overload,
+            durability: Durability {
+                accepted_answers,
+                accepted_events,
+                naive_answers,
+                naive_rows,
+            },
+            shipsync_idle_rss_kib: idle_rss,
+        })
+    }
+    .await;
+    for t in throwaways {
+        if let Err(e) = t.drop_now().await {
+            eprintln!("warning: could not drop a throwaway PostgreSQL database: {e}");
+        }
+    }
+    result
+}
