@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_runs.sql")),
     (4, include_str!("../migrations/0004_sales_orders.sql")),
     (5, include_str!("../migrations/0005_users.sql")),
+    (6, include_str!("../migrations/0006_user_merchants.sql")),
     (7, include_str!("../migrations/0007_rate_budgets.sql")),
 ];
 

@@ -4,6 +4,7 @@
 
 use sqlx::{Any, Executor, FromRow};
 
+use crate::rows::one_of;
 use crate::{Db, DbError, Tx};
 
 /// Every column of `orders`.
@@ -41,11 +42,15 @@ const COLS: &str = "id, connection_id, store_order_id, name, status, lines_json,
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
     pub connection_id: Option<String>,
-    /// Orders of this merchant's connections only.
-    pub merchant_id: Option<String>,
+    /// Orders of these merchants' connections only (`None`: any; empty:
+    /// none).
+    pub merchant_ids: Option<Vec<String>>,
     pub status: Option<String>,
     /// Store order name, with or without the leading `#`.
     pub name: Option<String>,
+    /// Only these (connection id, store order id) pairs, e.g. the orders of
+    /// the shipments that carry a tracking number (`None`: any).
+    pub store_orders: Option<Vec<(String, String)>>,
 }
 
 fn lock_clause(tx: &Tx<'_>) -> &'static str {
@@ -175,10 +180,28 @@ impl Db {
             .as_deref()
             .map(|n| n.trim().trim_start_matches('#'))
             .unwrap_or("");
-        Ok(sqlx::query_as(sql!(
+        // One text per pair: a store order id never contains a space.
+        let pairs: Option<Vec<String>> = f
+            .store_orders
+            .as_ref()
+            .map(|p| p.iter().map(|(c, o)| format!("{c} {o}")).collect());
+        let merchants = match &f.merchant_ids {
+            None => "1 = 1".to_string(),
+            Some(m) => format!(
+                "connection_id IN (SELECT id FROM connections WHERE {})",
+                one_of("merchant_id", Some(m), 7)
+            ),
+        };
+        let first_pair = 7 + f.merchant_ids.as_ref().map_or(0, Vec::len);
+        let store_orders = one_of(
+            "(connection_id || ' ' || store_order_id)",
+            pairs.as_deref(),
+            first_pair,
+        );
+        let mut q = sqlx::query_as::<_, OrderRecord>(sql!(
             "SELECT {COLS} FROM orders WHERE ($1 = '' OR id < $1) AND ($2 = '' OR connection_id = $2)
              AND ($3 = '' OR status = $3) AND ($4 = '' OR name = $4 OR name = $5)
-             AND ($7 = '' OR connection_id IN (SELECT id FROM connections WHERE merchant_id = $7))
+             AND {merchants} AND {store_orders}
              ORDER BY id DESC LIMIT $6"
         ))
         .bind(before.unwrap_or(""))
@@ -186,10 +209,16 @@ impl Db {
         .bind(f.status.as_deref().unwrap_or(""))
         .bind(name)
         .bind(format!("#{name}"))
-        .bind(limit)
-        .bind(f.merchant_id.as_deref().unwrap_or(""))
-        .fetch_all(self.pool())
-        .await?)
+        .bind(limit);
+        for v in f
+            .merchant_ids
+            .iter()
+            .flatten()
+            .chain(pairs.iter().flatten())
+        {
+            q = q.bind(v);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     /// Orders shipsync sent to the warehouse, among the merchant's

@@ -4,6 +4,31 @@ use sqlx::{Any, Executor, FromRow};
 
 use crate::{Db, DbError, Tx, new_id, now_micros};
 
+/// SQL saying that `col` is one of a set of values bound from parameter
+/// `$first` on (bind them in order after the query's other parameters):
+/// `None` matches any value, an empty set none.
+pub(crate) fn one_of(col: &str, set: Option<&[String]>, first: usize) -> String {
+    match set {
+        None => "1 = 1".into(),
+        Some([]) => "1 = 0".into(),
+        Some(values) => format!(
+            "{col} IN ({})",
+            (first..first + values.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `s` inside a `LIKE … ESCAPE '\'` pattern: its `\`, `%` and `_` taken
+/// literally.
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 // ---------- meta and API tokens ----------
 
 impl Db {
@@ -305,15 +330,28 @@ impl Db {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ConnectionRow>, DbError> {
-        Ok(sqlx::query_as(sql!(
-            "SELECT {CONNECTION_COLS} FROM connections WHERE id > $1 AND ($2 = '' OR merchant_id = $2)
-             ORDER BY id LIMIT $3"
+        let one = merchant_id.map(|m| vec![m.to_string()]);
+        self.list_connections_of(one.as_deref(), after, limit).await
+    }
+
+    /// Connections of a set of merchants (`None`: all), by id.
+    pub async fn list_connections_of(
+        &self,
+        merchant_ids: Option<&[String]>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConnectionRow>, DbError> {
+        let merchants = one_of("merchant_id", merchant_ids, 3);
+        let mut q = sqlx::query_as::<_, ConnectionRow>(sql!(
+            "SELECT {CONNECTION_COLS} FROM connections WHERE id > $1 AND {merchants}
+             ORDER BY id LIMIT $2"
         ))
         .bind(after.unwrap_or(""))
-        .bind(merchant_id.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .bind(limit);
+        for m in merchant_ids.into_iter().flatten() {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     pub async fn delete_connection(&self, id: &str) -> Result<bool, DbError> {
@@ -450,7 +488,7 @@ pub async fn bump_repeat(tx: &mut Tx<'_>, event_id: &str) -> Result<(), DbError>
 
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
-    pub merchant_id: Option<String>,
+    /// Events of these merchants only (`None`: any; empty: none).
     pub merchant_ids: Option<Vec<String>>,
     pub outcome: Option<String>,
 }
@@ -472,16 +510,18 @@ impl Db {
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EventRow>, DbError> {
-        Ok(sqlx::query_as(sql!(
-            "SELECT {EVENT_COLS} FROM events WHERE ($1 = '' OR id < $1) AND ($2 = '' OR merchant_id = $2)
-             AND ($3 = '' OR outcome = $3) ORDER BY id DESC LIMIT $4"
+        let merchants = one_of("merchant_id", f.merchant_ids.as_deref(), 4);
+        let mut q = sqlx::query_as::<_, EventRow>(sql!(
+            "SELECT {EVENT_COLS} FROM events WHERE ($1 = '' OR id < $1) AND {merchants}
+             AND ($2 = '' OR outcome = $2) ORDER BY id DESC LIMIT $3"
         ))
         .bind(before.unwrap_or(""))
-        .bind(f.merchant_id.as_deref().unwrap_or(""))
         .bind(f.outcome.as_deref().unwrap_or(""))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .bind(limit);
+        for m in f.merchant_ids.iter().flatten() {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     pub async fn set_event_result(
@@ -602,7 +642,8 @@ pub async fn update_shipment<'e, E: Executor<'e, Database = Any>>(
 
 #[derive(Debug, Default, Clone)]
 pub struct ShipmentFilter {
-    pub merchant_id: Option<String>,
+    /// Shipments of these merchants only (`None`: any; empty: none).
+    pub merchant_ids: Option<Vec<String>>,
     pub connection_id: Option<String>,
     pub status: Option<String>,
     pub order_name: Option<String>,
@@ -636,24 +677,26 @@ impl Db {
             .map(|n| n.trim_start_matches('#'))
             .unwrap_or("");
         let source = f.source.as_deref().unwrap_or("");
-        Ok(sqlx::query_as(sql!(
-            "SELECT {SHIPMENT_COLS} FROM shipments WHERE ($1 = '' OR id < $1) AND ($2 = '' OR merchant_id = $2)
-             AND ($3 = '' OR connection_id = $3) AND ($4 = '' OR status = $4)
-             AND ($5 = '' OR order_name = $5 OR order_name = $6)
-             AND ($7 = '' OR sources LIKE $8)
-             ORDER BY id DESC LIMIT $9"
+        let merchants = one_of("merchant_id", f.merchant_ids.as_deref(), 9);
+        let mut q = sqlx::query_as::<_, ShipmentRow>(sql!(
+            "SELECT {SHIPMENT_COLS} FROM shipments WHERE ($1 = '' OR id < $1) AND {merchants}
+             AND ($2 = '' OR connection_id = $2) AND ($3 = '' OR status = $3)
+             AND ($4 = '' OR order_name = $4 OR order_name = $5)
+             AND ($6 = '' OR sources LIKE $7)
+             ORDER BY id DESC LIMIT $8"
         ))
         .bind(before.unwrap_or(""))
-        .bind(f.merchant_id.as_deref().unwrap_or(""))
         .bind(f.connection_id.as_deref().unwrap_or(""))
         .bind(f.status.as_deref().unwrap_or(""))
         .bind(order_name)
         .bind(format!("#{order_name}"))
         .bind(source)
         .bind(format!("%{source}%"))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .bind(limit);
+        for m in f.merchant_ids.iter().flatten() {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     /// Shipments whose stored warehouse version mentions `needle` (a tracking
@@ -661,23 +704,21 @@ impl Db {
     /// it appears.
     pub async fn shipments_mentioning(
         &self,
-        merchant_id: Option<&str>,
+        merchant_ids: Option<&[String]>,
         needle: &str,
         limit: i64,
     ) -> Result<Vec<ShipmentRow>, DbError> {
-        let escaped = needle
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        Ok(sqlx::query_as(sql!(
-            "SELECT {SHIPMENT_COLS} FROM shipments WHERE ($1 = '' OR merchant_id = $1)
-             AND LOWER(version_json) LIKE LOWER($2) ESCAPE '\\' ORDER BY id DESC LIMIT $3"
+        let merchants = one_of("merchant_id", merchant_ids, 3);
+        let mut q = sqlx::query_as::<_, ShipmentRow>(sql!(
+            "SELECT {SHIPMENT_COLS} FROM shipments WHERE {merchants}
+             AND LOWER(version_json) LIKE LOWER($1) ESCAPE '\\' ORDER BY id DESC LIMIT $2"
         ))
-        .bind(merchant_id.unwrap_or(""))
-        .bind(format!("%{escaped}%"))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .bind(format!("%{}%", like_escape(needle)))
+        .bind(limit);
+        for m in merchant_ids.into_iter().flatten() {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     /// Every shipment of one store order, first received first.
@@ -704,32 +745,36 @@ impl Db {
     /// Shipments per `first_seen_via` (webhook, poll), optionally of one merchant.
     pub async fn count_shipments_by_first_seen(
         &self,
-        merchant_id: Option<&str>,
+        merchant_ids: Option<&[String]>,
     ) -> Result<Vec<(String, i64)>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT first_seen_via, COUNT(*) FROM shipments WHERE ($1 = '' OR merchant_id = $1)
-             GROUP BY first_seen_via",
-        )
-        .bind(merchant_id.unwrap_or(""))
-        .fetch_all(self.pool())
-        .await?)
+        let merchants = one_of("merchant_id", merchant_ids, 1);
+        let mut q = sqlx::query_as::<_, (String, i64)>(sql!(
+            "SELECT first_seen_via, COUNT(*) FROM shipments WHERE {merchants}
+             GROUP BY first_seen_via"
+        ));
+        for m in merchant_ids.into_iter().flatten() {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     /// `(received_at, completed_at)` of the shipments completed since `since`
     /// (microseconds), optionally of one merchant.
     pub async fn shipment_completions_since(
         &self,
-        merchant_id: Option<&str>,
+        merchant_ids: Option<&[String]>,
         since: i64,
     ) -> Result<Vec<(i64, i64)>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT received_at, completed_at FROM shipments WHERE ($1 = '' OR merchant_id = $1)
-             AND completed_at IS NOT NULL AND completed_at >= $2",
-        )
-        .bind(merchant_id.unwrap_or(""))
-        .bind(since)
-        .fetch_all(self.pool())
-        .await?)
+        let merchants = one_of("merchant_id", merchant_ids, 2);
+        let mut q = sqlx::query_as::<_, (i64, i64)>(sql!(
+            "SELECT received_at, completed_at FROM shipments WHERE {merchants}
+             AND completed_at IS NOT NULL AND completed_at >= $1"
+        ))
+        .bind(since);
+        for m in merchant_ids.into_iter().flatten() {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     pub async fn count_shipments_by_status(&self) -> Result<Vec<(String, i64)>, DbError> {
@@ -1298,5 +1343,26 @@ impl Db {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_a_set() {
+        let two = ["mer_a".to_string(), "mer_b".to_string()];
+        assert_eq!(one_of("merchant_id", None, 3), "1 = 1");
+        assert_eq!(one_of("merchant_id", Some(&[]), 3), "1 = 0");
+        assert_eq!(
+            one_of("merchant_id", Some(&two), 3),
+            "merchant_id IN ($3, $4)"
+        );
+    }
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_escape(r"1Z_5%\x"), r"1Z\_5\%\\x");
     }
 }

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Db, DbError, new_id, now_micros};
+use crate::{Db, DbError, Tx, new_id, now_micros};
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct UserRow {
@@ -14,9 +14,14 @@ pub struct UserRow {
     pub password_hash: String,
     /// admin | staff | merchant
     pub role: String,
+    /// A Merchant user's merchant.
     pub merchant_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The merchants a Staff user is limited to (`user_merchants`; empty:
+    /// all), sorted.
+    #[sqlx(skip)]
+    pub merchant_ids: Vec<String>,
 }
 
 const USER_COLS: &str = "id, email, password_hash, role, merchant_id, created_at, updated_at";
@@ -29,9 +34,28 @@ pub struct TokenRow {
     pub created_at: i64,
 }
 
+/// Replaces a user's `user_merchants` rows.
+async fn write_user_merchants(tx: &mut Tx<'_>, u: &UserRow) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM user_merchants WHERE user_id = $1")
+        .bind(&u.id)
+        .execute(&mut **tx)
+        .await?;
+    for m in &u.merchant_ids {
+        sqlx::query(
+            "INSERT INTO user_merchants (user_id, merchant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&u.id)
+        .bind(m)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Db {
-    /// Inserts a user; `Ok(false)` when the email is taken.
+    /// Inserts a user with its merchants; `Ok(false)` when the email is taken.
     pub async fn insert_user(&self, u: &UserRow) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query(sql!(
             "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email) DO NOTHING"
         ))
@@ -42,35 +66,79 @@ impl Db {
         .bind(&u.merchant_id)
         .bind(u.created_at)
         .bind(u.updated_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        write_user_merchants(&mut tx, u).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Saves a user's role, merchant and merchants (not email or password).
+    pub async fn update_user_access(&self, u: &UserRow) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE users SET role = $2, merchant_id = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(&u.id)
+        .bind(&u.role)
+        .bind(&u.merchant_id)
+        .bind(u.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        write_user_merchants(&mut tx, u).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Fills `merchant_ids` of each user.
+    async fn with_merchants(&self, mut users: Vec<UserRow>) -> Result<Vec<UserRow>, DbError> {
+        for u in &mut users {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT merchant_id FROM user_merchants WHERE user_id = $1 ORDER BY merchant_id",
+            )
+            .bind(&u.id)
+            .fetch_all(self.pool())
+            .await?;
+            u.merchant_ids = rows.into_iter().map(|r| r.0).collect();
+        }
+        Ok(users)
+    }
+
+    async fn one_with_merchants(&self, u: Option<UserRow>) -> Result<Option<UserRow>, DbError> {
+        Ok(self
+            .with_merchants(u.into_iter().collect())
+            .await?
+            .into_iter()
+            .next())
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
-        Ok(
-            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE email = $1"))
-                .bind(email)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        let u = sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(self.pool())
+            .await?;
+        self.one_with_merchants(u).await
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<UserRow>, DbError> {
-        Ok(
-            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        let u = sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        self.one_with_merchants(u).await
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>, DbError> {
-        Ok(
-            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users ORDER BY email"))
-                .fetch_all(self.pool())
-                .await?,
-        )
+        let users = sqlx::query_as(sql!("SELECT {USER_COLS} FROM users ORDER BY email"))
+            .fetch_all(self.pool())
+            .await?;
+        self.with_merchants(users).await
     }
 
     pub async fn count_users(&self) -> Result<i64, DbError> {
@@ -88,6 +156,10 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM user_merchants WHERE user_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;

@@ -1,5 +1,9 @@
-//! "Test connection": one call to the store and one to the warehouse with
-//! the stored credentials, reported in words an operator can act on.
+//! "Test connection": one call to the store and one to the warehouse,
+//! reported in words an operator can act on — with the stored credentials
+//! of a saved connection, or with credentials typed into a form that are
+//! not saved yet.
+
+use shipsync_db::rows::{ConnectionRow, MerchantRow};
 
 use crate::Engine;
 use crate::pipeline::EngineError;
@@ -20,11 +24,22 @@ impl Engine {
             .get_merchant(&c.merchant_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        let shopify = match self.inner.stores.client(&c, self.secrets()) {
-            Ok((client, _)) => client.shop_name().await.map_err(|e| e.to_string()),
+        self.test_credentials(&c, &m).await
+    }
+
+    /// Like [`Self::test_connection`] for a connection and merchant that
+    /// need not be saved (their secrets sealed with this engine's key, as
+    /// for saving): nothing is stored or cached.
+    pub async fn test_credentials(
+        &self,
+        c: &ConnectionRow,
+        m: &MerchantRow,
+    ) -> Result<String, EngineError> {
+        let shopify = match self.inner.stores.uncached(c, self.secrets()) {
+            Ok(client) => client.shop_name().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let deposco = match self.deposco_client(&m) {
+        let deposco = match self.deposco_client(m) {
             Ok(client) => client.check().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

@@ -61,6 +61,31 @@ impl Stores {
         {
             return Ok((client.clone(), settings));
         }
+        let client = self.build(c, &settings, secrets)?;
+        if let Ok(mut map) = self.clients.lock() {
+            map.insert(c.id.clone(), (c.updated_at, client.clone()));
+        }
+        Ok((client, settings))
+    }
+
+    /// A client for a connection that is not kept (one not saved yet, say).
+    pub fn uncached(
+        &self,
+        c: &ConnectionRow,
+        secrets: &SecretBox,
+    ) -> Result<ShopifyClient, EngineError> {
+        let settings: StoreSettings = serde_json::from_str(&c.store_json).map_err(|e| {
+            EngineError::Internal(format!("connection {} store settings: {e}", c.id))
+        })?;
+        self.build(c, &settings, secrets)
+    }
+
+    fn build(
+        &self,
+        c: &ConnectionRow,
+        settings: &StoreSettings,
+        secrets: &SecretBox,
+    ) -> Result<ShopifyClient, EngineError> {
         let token = match &c.store_token {
             Some(sealed) => secrets
                 .open_string(sealed)
@@ -87,10 +112,7 @@ impl Stores {
             Some(shared) => client.with_cost_budget(shared),
             None => client,
         };
-        if let Ok(mut map) = self.clients.lock() {
-            map.insert(c.id.clone(), (c.updated_at, client.clone()));
-        }
-        Ok((client, settings))
+        Ok(client)
     }
 
     /// The rate budgets of this node (warehouse accounts too).

@@ -19,7 +19,7 @@ pub const SESSION_MICROS: i64 = 12 * 3600 * 1_000_000;
 pub enum Role {
     /// Everything, including users.
     Admin,
-    /// Everything but users; optionally limited to one merchant.
+    /// Everything but users; optionally limited to some merchants.
     Staff,
     /// Only its own merchant's data.
     Merchant,
@@ -79,12 +79,48 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Which merchants a user of `role` sees, from the merchants given: a
+/// Merchant user exactly one (its own), an Administrator none (all), a Staff
+/// user any number (none: all). Returns (users.merchant_id, the Staff
+/// user's merchants), deduplicated and sorted.
+pub fn check_access(
+    role: Role,
+    merchants: &[String],
+) -> Result<(Option<String>, Vec<String>), EngineError> {
+    let mut ids: Vec<String> = merchants
+        .iter()
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    match role {
+        Role::Merchant => match ids.as_slice() {
+            [one] => Ok((Some(one.clone()), Vec::new())),
+            [] => Err(invalid(
+                "merchant_id",
+                "a Merchant user needs the merchant it belongs to (mer_…)",
+            )),
+            _ => Err(invalid(
+                "merchant_id",
+                "a Merchant user belongs to exactly one merchant: give one, or make it Staff",
+            )),
+        },
+        Role::Admin if !ids.is_empty() => Err(invalid(
+            "merchant_id",
+            "an Administrator sees every merchant: leave merchants out",
+        )),
+        Role::Admin => Ok((None, Vec::new())),
+        Role::Staff => Ok((None, ids)),
+    }
+}
+
 /// Checks the rules for a new user's fields; returns the normalised email.
 pub fn check_new_user(
     email: &str,
     password: &str,
     role: Role,
-    merchant_id: Option<&str>,
+    merchants: &[String],
 ) -> Result<String, EngineError> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
@@ -104,40 +140,44 @@ pub fn check_new_user(
             format!("must be at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    if role == Role::Merchant && merchant_id.is_none_or(str::is_empty) {
-        return Err(invalid(
-            "merchant_id",
-            "a Merchant user needs the merchant it belongs to (mer_…)",
-        ));
-    }
-    if role == Role::Admin && merchant_id.is_some_and(|m| !m.is_empty()) {
-        return Err(invalid(
-            "merchant_id",
-            "an Administrator sees every merchant: leave it out",
-        ));
-    }
+    check_access(role, merchants)?;
     Ok(email)
 }
 
-/// Creates a user after checking the rules; the merchant must exist. (The
-/// CLI calls this without an engine.)
+/// Checks that each merchant exists.
+async fn check_merchants_exist(
+    db: &Db,
+    merchant_id: Option<&String>,
+    staff: &[String],
+) -> Result<(), EngineError> {
+    for (field, m) in merchant_id
+        .map(|m| ("merchant_id", m))
+        .into_iter()
+        .chain(staff.iter().map(|m| ("merchant_ids", m)))
+    {
+        if db.get_merchant(m).await?.is_none() {
+            return Err(invalid(
+                field,
+                format!("{m} names no merchant: see the Merchants page or GET /api/v1/merchants"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a user after checking the rules (see [`check_access`] for
+/// `merchants`); the merchants must exist. (The CLI calls this without an
+/// engine.)
 pub async fn create_user(
     db: &Db,
     email: &str,
     password: &str,
     role: Role,
-    merchant_id: Option<&str>,
+    merchants: &[String],
 ) -> Result<UserRow, EngineError> {
-    let email = check_new_user(email, password, role, merchant_id)?;
-    let merchant_id = merchant_id.filter(|m| !m.is_empty()).map(str::to_string);
-    if let Some(m) = &merchant_id
-        && db.get_merchant(m).await?.is_none()
-    {
-        return Err(invalid(
-            "merchant_id",
-            format!("{m} names no merchant: see the Merchants page or GET /api/v1/merchants"),
-        ));
-    }
+    let email = check_new_user(email, password, role, merchants)?;
+    let (merchant_id, merchant_ids) = check_access(role, merchants)?;
+    check_merchants_exist(db, merchant_id.as_ref(), &merchant_ids).await?;
     let now = now_micros();
     let user = UserRow {
         id: new_id("usr"),
@@ -147,6 +187,7 @@ pub async fn create_user(
         merchant_id,
         created_at: now,
         updated_at: now,
+        merchant_ids,
     };
     if !db.insert_user(&user).await? {
         return Err(invalid("email", "a user with this email exists already"));
@@ -160,9 +201,35 @@ impl Engine {
         email: &str,
         password: &str,
         role: Role,
-        merchant_id: Option<&str>,
+        merchants: &[String],
     ) -> Result<UserRow, EngineError> {
-        create_user(self.db(), email, password, role, merchant_id).await
+        create_user(self.db(), email, password, role, merchants).await
+    }
+
+    /// Changes a user's role and merchants (see [`check_access`]);
+    /// `NotFound` for an unknown user. Sessions and tokens keep working
+    /// with the new rights.
+    pub async fn update_user_access(
+        &self,
+        user_id: &str,
+        role: Role,
+        merchants: &[String],
+    ) -> Result<UserRow, EngineError> {
+        let mut user = self
+            .db()
+            .get_user(user_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        let (merchant_id, merchant_ids) = check_access(role, merchants)?;
+        check_merchants_exist(self.db(), merchant_id.as_ref(), &merchant_ids).await?;
+        user.role = role.as_str().into();
+        user.merchant_id = merchant_id;
+        user.merchant_ids = merchant_ids;
+        user.updated_at = now_micros();
+        if !self.db().update_user_access(&user).await? {
+            return Err(EngineError::NotFound);
+        }
+        Ok(user)
     }
 
     /// Checks an email and password; the user on success. Hashes even for
@@ -241,18 +308,18 @@ mod tests {
 
     #[test]
     fn new_user_rules() {
-        let ok = check_new_user(" Ops@Example.com ", "twelve chars!", Role::Admin, None);
+        let ok = check_new_user(" Ops@Example.com ", "twelve chars!", Role::Admin, &[]);
         assert_eq!(ok.ok().as_deref(), Some("ops@example.com"));
         let field = |r: Result<String, EngineError>| match r {
             Err(EngineError::Invalid { field, .. }) => field,
             other => panic!("expected Invalid, got {other:?}"),
         };
         assert_eq!(
-            field(check_new_user("nope", "twelve chars!", Role::Admin, None)),
+            field(check_new_user("nope", "twelve chars!", Role::Admin, &[])),
             "email"
         );
         assert_eq!(
-            field(check_new_user("a@b.co", "short", Role::Admin, None)),
+            field(check_new_user("a@b.co", "short", Role::Admin, &[])),
             "password"
         );
         assert_eq!(
@@ -260,7 +327,7 @@ mod tests {
                 "a@b.co",
                 "twelve chars!",
                 Role::Merchant,
-                None
+                &[]
             )),
             "merchant_id"
         );
@@ -269,10 +336,31 @@ mod tests {
                 "a@b.co",
                 "twelve chars!",
                 Role::Admin,
-                Some("mer_1")
+                &["mer_1".into()]
             )),
             "merchant_id"
         );
-        assert!(check_new_user("a@b.co", "twelve chars!", Role::Staff, Some("mer_1")).is_ok());
+        assert!(check_new_user("a@b.co", "twelve chars!", Role::Staff, &["mer_1".into()]).is_ok());
+    }
+
+    #[test]
+    fn access_by_role() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Staff: any number, deduplicated and sorted; none means all.
+        assert_eq!(
+            check_access(Role::Staff, &ids(&["mer_b", " mer_a", "mer_b", ""])).ok(),
+            Some((None, ids(&["mer_a", "mer_b"])))
+        );
+        assert_eq!(check_access(Role::Staff, &[]).ok(), Some((None, vec![])));
+        // Merchant: exactly one, kept in users.merchant_id.
+        assert_eq!(
+            check_access(Role::Merchant, &ids(&["mer_a"])).ok(),
+            Some((Some("mer_a".into()), vec![]))
+        );
+        assert!(check_access(Role::Merchant, &ids(&["mer_a", "mer_b"])).is_err());
+        assert!(check_access(Role::Merchant, &[]).is_err());
+        // Administrator: none.
+        assert!(check_access(Role::Admin, &ids(&["mer_a"])).is_err());
+        assert_eq!(check_access(Role::Admin, &[]).ok(), Some((None, vec![])));
     }
 }

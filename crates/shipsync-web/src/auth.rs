@@ -10,17 +10,14 @@ use shipsync_engine::users::Role;
 
 use crate::error::{ApiError, ApiResult};
 
-/// Matches no merchant id: the scope of a Merchant user whose merchant is
-/// missing (never "any").
-const NO_MERCHANT: &str = "mer_none";
-
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// None for an administrator token.
     pub user: Option<UserRow>,
     pub role: Role,
-    /// The one merchant this principal is limited to (None: all).
-    scope: Option<String>,
+    /// The merchants this principal is limited to (None: all; empty: none,
+    /// a Merchant user whose merchant is missing).
+    scope: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -38,12 +35,14 @@ impl Principal {
         let role = Role::parse(&user.role).unwrap_or(Role::Merchant);
         let scope = match role {
             Role::Admin => None,
-            Role::Staff => user.merchant_id.clone().filter(|m| !m.is_empty()),
+            Role::Staff if user.merchant_ids.is_empty() => None,
+            Role::Staff => Some(user.merchant_ids.clone()),
             Role::Merchant => Some(
                 user.merchant_id
-                    .clone()
+                    .iter()
                     .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| NO_MERCHANT.into()),
+                    .cloned()
+                    .collect(),
             ),
         };
         Self {
@@ -53,14 +52,16 @@ impl Principal {
         }
     }
 
-    /// The merchant this principal is limited to, if any.
-    pub fn scope(&self) -> Option<&str> {
+    /// The merchants this principal is limited to, if any.
+    pub fn scope(&self) -> Option<&[String]> {
         self.scope.as_deref()
     }
 
     /// May this principal see the merchant's data?
     pub fn sees(&self, merchant_id: &str) -> bool {
-        self.scope.as_deref().is_none_or(|m| m == merchant_id)
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|m| m == merchant_id))
     }
 
     /// Like [`Self::sees`], as the 404 a hidden tenant's id gets.
@@ -72,16 +73,14 @@ impl Principal {
         }
     }
 
-    /// The merchant filter of a list: `Ok(filter)` to apply, `Err(())` when
-    /// the asked merchant is hidden (the list is empty).
-    #[allow(clippy::result_unit_err)]
-    pub fn narrow(&self, asked: Option<String>) -> Result<Option<String>, ()> {
-        let asked = asked.filter(|m| !m.is_empty());
-        match (&self.scope, asked) {
-            (None, asked) => Ok(asked),
-            (Some(m), None) => Ok(Some(m.clone())),
-            (Some(m), Some(a)) if *m == a => Ok(Some(a)),
-            (Some(_), Some(_)) => Err(()),
+    /// The merchants a list may show when the caller asks for one merchant
+    /// (or none): `None` any, an empty set none (the asked merchant is
+    /// hidden).
+    pub fn narrow(&self, asked: Option<String>) -> Option<Vec<String>> {
+        match asked.filter(|m| !m.is_empty()) {
+            Some(a) if self.sees(&a) => Some(vec![a]),
+            Some(_) => Some(Vec::new()),
+            None => self.scope.clone(),
         }
     }
 
@@ -125,5 +124,53 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
                 "missing or invalid bearer token: send Authorization: Bearer <token>",
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: &str, merchant_id: Option<&str>, merchant_ids: &[&str]) -> Principal {
+        Principal::from_user(UserRow {
+            id: "usr_1".into(),
+            email: "a@b.co".into(),
+            password_hash: String::new(),
+            role: role.into(),
+            merchant_id: merchant_id.map(str::to_string),
+            created_at: 0,
+            updated_at: 0,
+            merchant_ids: merchant_ids.iter().map(|m| m.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn scopes_by_role() {
+        let limited = user("staff", None, &["mer_a", "mer_b"]);
+        assert!(limited.sees("mer_a") && limited.sees("mer_b") && !limited.sees("mer_c"));
+        assert_eq!(
+            limited.narrow(None),
+            Some(vec!["mer_a".into(), "mer_b".into()])
+        );
+        assert_eq!(
+            limited.narrow(Some("mer_b".into())),
+            Some(vec!["mer_b".into()])
+        );
+        assert_eq!(limited.narrow(Some("mer_c".into())), Some(vec![]));
+        assert!(limited.require_unscoped("create merchants").is_err());
+
+        let all = user("staff", None, &[]);
+        assert!(all.sees("mer_c") && all.scope().is_none());
+        assert_eq!(all.narrow(Some(String::new())), None);
+        assert_eq!(all.narrow(Some("mer_c".into())), Some(vec!["mer_c".into()]));
+
+        let brand = user("merchant", Some("mer_a"), &[]);
+        assert!(brand.sees("mer_a") && !brand.sees("mer_b"));
+        // A Merchant user without a merchant sees nothing, never everything.
+        let orphan = user("merchant", None, &[]);
+        assert!(!orphan.sees("mer_a"));
+        assert_eq!(orphan.narrow(None), Some(vec![]));
+        // An unknown role gets the narrowest rights.
+        assert!(!user("owner", None, &["mer_a"]).sees("mer_a"));
     }
 }

@@ -223,7 +223,7 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
                 "demo@example.com",
                 &password,
                 shipsync_engine::users::Role::Admin,
-                None,
+                &[],
             )
             .await
             .is_ok(),

@@ -80,9 +80,10 @@ enum UsersWhat {
         /// Staff: everything but users.
         #[arg(long)]
         staff: bool,
-        /// With --staff: limit the user to this merchant (mer_…).
+        /// With --staff: limit the user to this merchant (mer_…); repeat it
+        /// for several. Without it Staff sees every merchant.
         #[arg(long = "only-merchant", value_name = "MERCHANT_ID", requires = "staff")]
-        only_merchant: Option<String>,
+        only_merchant: Vec<String>,
         /// A Merchant user: only this merchant's data (mer_…).
         #[arg(long, value_name = "MERCHANT_ID")]
         merchant: Option<String>,
@@ -200,12 +201,15 @@ async fn main() -> Result<()> {
                 },
         } => {
             let settings = Settings::resolve(&cli.flags)?;
-            let (role, merchant_id) = match (admin, staff, merchant) {
-                (true, _, _) => (shipsync_engine::users::Role::Admin, None),
+            let (role, merchants) = match (admin, staff, merchant) {
+                (true, _, _) => (shipsync_engine::users::Role::Admin, Vec::new()),
                 (_, true, _) => (shipsync_engine::users::Role::Staff, only_merchant),
-                (_, _, m) => (shipsync_engine::users::Role::Merchant, m),
+                (_, _, m) => (
+                    shipsync_engine::users::Role::Merchant,
+                    m.into_iter().collect(),
+                ),
             };
-            shipsync::users::create(&settings, role, merchant_id.as_deref(), &email).await
+            shipsync::users::create(&settings, role, &merchants, &email).await
         }
         Command::Sandbox { platform, listen } => {
             let settings = Settings::resolve(&cli.flags)?;

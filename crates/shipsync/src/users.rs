@@ -37,7 +37,7 @@ fn read_password() -> Result<String> {
 pub async fn create(
     settings: &Settings,
     role: Role,
-    merchant_id: Option<&str>,
+    merchants: &[String],
     email: &str,
 ) -> Result<()> {
     let password = read_password()?;
@@ -49,8 +49,7 @@ pub async fn create(
                 redact_url(&settings.database_url)
             )
         })?;
-    let result =
-        shipsync_engine::users::create_user(&db, email, &password, role, merchant_id).await;
+    let result = shipsync_engine::users::create_user(&db, email, &password, role, merchants).await;
     db.close().await;
     match result {
         Ok(u) => {
@@ -66,6 +65,7 @@ pub async fn create(
         Err(EngineError::Invalid { field, message }) => {
             let flag = match field {
                 "merchant_id" => "MERCHANT_ID",
+                "merchant_ids" => "--only-merchant",
                 "password" => "the password",
                 "email" => "EMAIL",
                 other => other,

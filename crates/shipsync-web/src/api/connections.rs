@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
-use shipsync_db::rows::{ChannelRow, ConnectionRow, QueueRun};
+use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, QueueRun};
 
 use super::merchants::check_url;
 use super::{Page, Query, body_json, list};
@@ -218,13 +218,17 @@ async fn apply(s: &AppState, who: &Principal, c: &mut ConnectionRow, p: Parts) -
     if !who.sees(&p.merchant_id) || s.engine.db().get_merchant(&p.merchant_id).await?.is_none() {
         return Err(ApiError::invalid("merchant_id", "no merchant with this id"));
     }
+    set(s, c, p);
+    Ok(())
+}
+
+fn set(s: &AppState, c: &mut ConnectionRow, p: Parts) {
     c.name = p.name;
     c.merchant_id = p.merchant_id;
     c.enabled = i64::from(p.enabled);
     c.order_prefix = p.order_prefix;
     c.store_json = p.store_json;
     c.store_token = p.access_token.map(|t| s.engine.secrets().seal_str(&t));
-    Ok(())
 }
 
 /// The connection, when the principal may see its merchant (else 404).
@@ -262,12 +266,9 @@ pub async fn visible(
     cursor: Option<&str>,
     limit: i64,
 ) -> ApiResult<Vec<ConnectionRow>> {
-    let Ok(merchant) = p.narrow(merchant_id) else {
-        return Ok(Vec::new());
-    };
     Ok(s.engine
         .db()
-        .list_connections(merchant.as_deref(), cursor, limit)
+        .list_connections_of(p.narrow(merchant_id).as_deref(), cursor, limit)
         .await?)
 }
 
@@ -285,7 +286,21 @@ async fn create(
 pub async fn create_connection(
     s: &AppState,
     p: &Principal,
+    patch: Value,
+) -> ApiResult<ConnectionRow> {
+    let c = draft_connection(s, p, patch, None).await?;
+    save_new(s, &c).await?;
+    Ok(c)
+}
+
+/// A new connection from a JSON document, checked but not saved. Its
+/// merchant must exist and be visible, unless it is `new_merchant` (a
+/// merchant created with it, not saved yet either).
+pub async fn draft_connection(
+    s: &AppState,
+    p: &Principal,
     mut patch: Value,
+    new_merchant: Option<&MerchantRow>,
 ) -> ApiResult<ConnectionRow> {
     strip_read_only(&mut patch);
     let mut doc = defaults();
@@ -303,7 +318,15 @@ pub async fn create_connection(
         created_at: now,
         updated_at: now,
     };
-    apply(s, p, &mut c, parts).await?;
+    match new_merchant {
+        Some(m) if m.id == parts.merchant_id => set(s, &mut c, parts),
+        _ => apply(s, p, &mut c, parts).await?,
+    }
+    Ok(c)
+}
+
+/// Saves a drafted connection with its channels (off, default schedules).
+pub async fn save_new(s: &AppState, c: &ConnectionRow) -> ApiResult<()> {
     let channels: Vec<ChannelRow> = CHANNELS
         .iter()
         .map(|ch| ChannelRow {
@@ -315,8 +338,8 @@ pub async fn create_connection(
             next_run_at: None,
         })
         .collect();
-    s.engine.db().insert_connection(&c, &channels).await?;
-    Ok(c)
+    s.engine.db().insert_connection(c, &channels).await?;
+    Ok(())
 }
 
 async fn show(

@@ -64,12 +64,8 @@ async fn list_events(
             format!("must be one of {}", Outcome::ALL.join(", ")),
         ));
     }
-    let Ok(merchant_id) = p.narrow(q.merchant_id) else {
-        return Ok(Json(json!({"items": [], "next_cursor": null})));
-    };
     let filter = EventFilter {
-        merchant_id,
-        merchant_ids: None,
+        merchant_ids: p.narrow(q.merchant_id),
         outcome,
     };
     let rows = s

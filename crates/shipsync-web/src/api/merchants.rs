@@ -402,17 +402,23 @@ pub async fn visible(
     cursor: Option<&str>,
     limit: i64,
 ) -> ApiResult<Vec<MerchantRow>> {
-    Ok(match p.scope() {
-        None => s.engine.db().list_merchants(cursor, limit).await?,
-        Some(m) => s
-            .engine
-            .db()
-            .get_merchant(m)
-            .await?
-            .filter(|r| cursor.is_none_or(|c| r.id.as_str() > c))
-            .into_iter()
-            .collect(),
-    })
+    let Some(ids) = p.scope() else {
+        return Ok(s.engine.db().list_merchants(cursor, limit).await?);
+    };
+    // A limited principal's few merchants, in the list's order (by id).
+    let mut ids: Vec<&String> = ids
+        .iter()
+        .filter(|id| cursor.is_none_or(|c| id.as_str() > c))
+        .collect();
+    ids.sort();
+    let mut rows = Vec::new();
+    for id in ids {
+        if rows.len() as i64 >= limit {
+            break;
+        }
+        rows.extend(s.engine.db().get_merchant(id).await?);
+    }
+    Ok(rows)
 }
 
 async fn list_merchants(
@@ -437,11 +443,15 @@ async fn create(
 
 /// Creates a merchant from a JSON document (the API's body, or the UI's
 /// form turned into one).
-pub async fn create_merchant(
-    s: &AppState,
-    p: &Principal,
-    mut patch: Value,
-) -> ApiResult<MerchantRow> {
+pub async fn create_merchant(s: &AppState, p: &Principal, patch: Value) -> ApiResult<MerchantRow> {
+    let m = draft_merchant(s, p, patch)?;
+    s.engine.db().insert_merchant(&m).await?;
+    Ok(m)
+}
+
+/// A new merchant from a JSON document, checked but not saved (the
+/// connection wizard tests its credentials first).
+pub fn draft_merchant(s: &AppState, p: &Principal, mut patch: Value) -> ApiResult<MerchantRow> {
     p.require_unscoped("create merchants")?;
     strip_read_only(&mut patch);
     let mut doc = defaults();
@@ -464,7 +474,6 @@ pub async fn create_merchant(
         updated_at: now,
     };
     apply(s, &mut m, parts);
-    s.engine.db().insert_merchant(&m).await?;
     Ok(m)
 }
 

@@ -11,7 +11,7 @@ use shipsync_db::orders::{OrderFilter, OrderRecord};
 use shipsync_engine::OrderAction;
 use shipsync_engine::orders::ORDER_STATUSES;
 
-use super::{Page, Query, list};
+use super::{Page, Query, list, shipments};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -30,8 +30,66 @@ struct ListQuery {
     connection_id: Option<String>,
     status: Option<String>,
     name: Option<String>,
+    tracking_number: Option<String>,
     #[serde(flatten)]
     page: Page,
+}
+
+/// At most this many shipments carrying one tracking number are looked at.
+const TRACKING_SHIPMENTS: i64 = 500;
+
+/// (connection id, store order id) of the orders whose shipments carry
+/// tracking number `tracking`.
+async fn store_orders_carrying(
+    s: &AppState,
+    p: &Principal,
+    tracking: &str,
+) -> ApiResult<Vec<(String, String)>> {
+    let mut pairs: Vec<(String, String)> = shipments::carrying(s, p, tracking, TRACKING_SHIPMENTS)
+        .await?
+        .into_iter()
+        .filter_map(|sh| Some((sh.connection_id?, sh.order_id?)))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    Ok(pairs)
+}
+
+/// The principal's orders whose name is `q` or whose shipments carry
+/// tracking number `q` (the UI's one search box), newest first, optionally
+/// in one status.
+pub async fn search(
+    s: &AppState,
+    p: &Principal,
+    status: Option<String>,
+    q: &str,
+    limit: i64,
+) -> ApiResult<Vec<OrderRecord>> {
+    let q = q.trim();
+    let db = s.engine.db();
+    let by_name = OrderFilter {
+        merchant_ids: p.narrow(None),
+        status,
+        name: Some(q.to_string()).filter(|x| !x.is_empty()),
+        ..Default::default()
+    };
+    let mut rows = db.list_orders(&by_name, None, limit).await?;
+    if q.is_empty() {
+        return Ok(rows);
+    }
+    let by_tracking = OrderFilter {
+        name: None,
+        store_orders: Some(store_orders_carrying(s, p, q).await?),
+        ..by_name
+    };
+    for o in db.list_orders(&by_tracking, None, limit).await? {
+        if !rows.iter().any(|x| x.id == o.id) {
+            rows.push(o);
+        }
+    }
+    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.truncate(limit.max(0) as usize);
+    Ok(rows)
 }
 
 fn summary(o: &OrderRecord) -> Value {
@@ -66,14 +124,17 @@ async fn list_orders(
             format!("must be one of {}", ORDER_STATUSES.join(", ")),
         ));
     }
-    let Ok(merchant_id) = p.narrow(None) else {
-        return Ok(Json(json!({"items": [], "next_cursor": null})));
+    let tracking = non_empty(q.tracking_number);
+    let store_orders = match &tracking {
+        Some(t) => Some(store_orders_carrying(&s, &p, t).await?),
+        None => None,
     };
     let filter = OrderFilter {
-        merchant_id,
+        merchant_ids: p.narrow(None),
         connection_id: non_empty(q.connection_id),
         status,
         name: non_empty(q.name),
+        store_orders,
     };
     let rows = s
         .engine

@@ -77,11 +77,8 @@ async fn list_shipments(
     {
         return Err(ApiError::invalid("source", "must be webhook or poll"));
     }
-    let Ok(merchant_id) = p.narrow(q.merchant_id) else {
-        return Ok(Json(json!({"items": [], "next_cursor": null})));
-    };
     let filter = ShipmentFilter {
-        merchant_id,
+        merchant_ids: p.narrow(q.merchant_id),
         connection_id: non_empty(q.connection_id),
         status,
         order_name: non_empty(q.order_name),
@@ -106,40 +103,59 @@ pub async fn search(
     limit: i64,
 ) -> ApiResult<Vec<ShipmentRow>> {
     let q = q.trim();
-    let scope = p.scope().map(str::to_string);
-    let db = s.engine.db();
     let filter = ShipmentFilter {
-        merchant_id: scope.clone(),
+        merchant_ids: p.narrow(None),
         status: status.clone(),
         order_name: Some(q.to_string()).filter(|x| !x.is_empty()),
         ..Default::default()
     };
-    let mut rows = db.list_shipments(&filter, None, limit).await?;
+    let mut rows = s.engine.db().list_shipments(&filter, None, limit).await?;
     if q.is_empty() {
         return Ok(rows);
     }
-    let carries = |r: &ShipmentRow| {
-        serde_json::from_str::<ShipmentVersion>(&r.version_json)
-            .map(|v| {
-                v.packages.iter().any(|pk| {
-                    pk.tracking_number
-                        .as_deref()
-                        .is_some_and(|t| t.eq_ignore_ascii_case(q))
-                })
-            })
-            .unwrap_or(false)
-    };
-    for r in db.shipments_mentioning(scope.as_deref(), q, limit).await? {
-        if status.as_ref().is_none_or(|st| *st == r.status)
-            && carries(&r)
-            && !rows.iter().any(|x| x.id == r.id)
-        {
+    for r in carrying(s, p, q, limit).await? {
+        if status.as_ref().is_none_or(|st| *st == r.status) && !rows.iter().any(|x| x.id == r.id) {
             rows.push(r);
         }
     }
     rows.sort_by(|a, b| b.id.cmp(&a.id));
     rows.truncate(limit.max(0) as usize);
     Ok(rows)
+}
+
+/// The principal's shipments (newest first, at most `limit`) one of whose
+/// packages carries tracking number `tracking` (ASCII case ignored).
+pub async fn carrying(
+    s: &AppState,
+    p: &Principal,
+    tracking: &str,
+    limit: i64,
+) -> ApiResult<Vec<ShipmentRow>> {
+    let tracking = tracking.trim();
+    if tracking.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The database finds the shipments whose stored version mentions the
+    // text anywhere; only those with it as a package's tracking number count.
+    let mentioning = s
+        .engine
+        .db()
+        .shipments_mentioning(p.scope(), tracking, limit)
+        .await?;
+    Ok(mentioning
+        .into_iter()
+        .filter(|r| carries(r, tracking))
+        .collect())
+}
+
+fn carries(r: &ShipmentRow, tracking: &str) -> bool {
+    serde_json::from_str::<ShipmentVersion>(&r.version_json).is_ok_and(|v| {
+        v.packages.iter().any(|pk| {
+            pk.tracking_number
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(tracking))
+        })
+    })
 }
 
 /// The shipment, when the principal may see its merchant (else 404).

@@ -1,10 +1,16 @@
 //! `/api/v1/users`: web-UI users. Administrators only (403 `forbidden`
 //! for Staff and Merchant users).
+//!
+//! Which merchants a user sees: `merchant_id` is a Merchant user's merchant;
+//! `merchant_ids` the merchants a Staff user is limited to (empty: all).
+//! For compatibility a Staff user limited to exactly one merchant also shows
+//! it as `merchant_id`, and `merchant_id` is accepted for Staff as a
+//! one-merchant limit.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use shipsync_db::users::UserRow;
@@ -19,17 +25,79 @@ use crate::json::time;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users", get(list_users).post(create))
-        .route("/users/{id}", delete(remove))
+        .route("/users/{id}", get(show).patch(update).delete(remove))
+}
+
+/// A user's merchants as the engine takes them: a Staff user's limit, or a
+/// Merchant user's own merchant.
+pub fn merchants(u: &UserRow) -> Vec<String> {
+    if u.role == "staff" {
+        u.merchant_ids.clone()
+    } else {
+        u.merchant_id.iter().cloned().collect()
+    }
 }
 
 pub fn render(u: &UserRow) -> Value {
+    let merchant_id = match (u.role.as_str(), u.merchant_ids.as_slice()) {
+        ("staff", [one]) => Some(one.clone()),
+        _ => u.merchant_id.clone(),
+    };
     json!({
         "id": u.id,
         "email": u.email,
         "role": u.role,
-        "merchant_id": u.merchant_id,
+        "merchant_id": merchant_id,
+        "merchant_ids": merchants(u),
         "created_at": time(u.created_at),
     })
+}
+
+/// The merchants of a user document: `merchant_id` and `merchant_ids`
+/// together (`None` when the body has neither).
+pub fn merchants_of(b: &Value) -> ApiResult<Option<Vec<String>>> {
+    let mut out = Vec::new();
+    let mut given = false;
+    match b.get("merchant_id") {
+        None => {}
+        Some(Value::Null) => given = true,
+        Some(Value::String(m)) => {
+            given = true;
+            out.push(m.clone());
+        }
+        Some(_) => return Err(ApiError::invalid("merchant_id", "must be a string (mer_…)")),
+    }
+    match b.get("merchant_ids") {
+        None => {}
+        Some(Value::Null) => given = true,
+        Some(Value::Array(list)) => {
+            given = true;
+            for m in list {
+                let m = m.as_str().ok_or_else(|| {
+                    ApiError::invalid("merchant_ids", "must be an array of merchant ids (mer_…)")
+                })?;
+                out.push(m.to_string());
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "merchant_ids",
+                "must be an array of merchant ids (mer_…)",
+            ));
+        }
+    }
+    Ok(given.then_some(out))
+}
+
+fn role_of(b: &Value) -> ApiResult<Option<Role>> {
+    match b.get("role") {
+        None => Ok(None),
+        Some(r) => r
+            .as_str()
+            .and_then(Role::parse)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("role", "must be admin, staff or merchant")),
+    }
 }
 
 async fn list_users(State(s): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
@@ -48,19 +116,66 @@ async fn create(
     p.require_admin()?;
     let b = body_json(&body)?;
     let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let role = Role::parse(&text("role"))
+    let role = role_of(&b)?
         .ok_or_else(|| ApiError::invalid("role", "must be admin, staff or merchant"))?;
-    let merchant = text("merchant_id");
+    let merchants = merchants_of(&b)?.unwrap_or_default();
     let u = s
         .engine
-        .create_user(
-            &text("email"),
-            &text("password"),
-            role,
-            Some(merchant.as_str()).filter(|m| !m.is_empty()),
-        )
+        .create_user(&text("email"), &text("password"), role, &merchants)
         .await?;
     Ok((StatusCode::CREATED, Json(render(&u))))
+}
+
+async fn load(s: &AppState, id: &str) -> ApiResult<UserRow> {
+    s.engine
+        .db()
+        .get_user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    p.require_admin()?;
+    Ok(Json(render(&load(&s, &id).await?)))
+}
+
+/// `role`, `merchant_id` and `merchant_ids` (omitted: unchanged; the
+/// merchants are replaced as a whole when either is given).
+async fn update(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    p.require_admin()?;
+    let b = body_json(&body)?;
+    for k in b.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !["role", "merchant_id", "merchant_ids", "id", "created_at"].contains(&k.as_str()) {
+            return Err(ApiError::invalid(
+                k,
+                "cannot be changed here (only role, merchant_id and merchant_ids)",
+            ));
+        }
+    }
+    let u = load(&s, &id).await?;
+    let role = role_of(&b)?
+        .or_else(|| Role::parse(&u.role))
+        .unwrap_or(Role::Merchant);
+    let merchants = match merchants_of(&b)? {
+        Some(m) => m,
+        None if role.as_str() == u.role => merchants(&u),
+        None => Vec::new(),
+    };
+    let u = s
+        .engine
+        .update_user_access(&id, role, &merchants)
+        .await
+        .map_err(|e| ApiError::from_engine(e, "user"))?;
+    Ok(Json(render(&u)))
 }
 
 async fn remove(

@@ -8,6 +8,8 @@
 #![allow(clippy::result_large_err)]
 
 mod session;
+mod users;
+mod wizard;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -41,8 +43,11 @@ pub fn routes() -> Router<AppState> {
         .route("/merchants/new", get(merchant_new))
         .route("/merchants/{id}", get(merchant_edit).post(merchant_save))
         .route("/merchants/{id}/rotate", post(merchant_rotate))
-        .route("/connections", get(connection_list).post(connection_create))
-        .route("/connections/new", get(connection_new))
+        .route(
+            "/connections",
+            get(connection_list).post(wizard::connection_create),
+        )
+        .route("/connections/new", get(wizard::connection_new))
         .route("/connections/{id}", get(connection_show))
         .route("/connections/{id}/enabled", post(connection_enabled))
         .route("/connections/{id}/test", post(connection_test))
@@ -67,7 +72,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(event_list))
         .route("/events/{id}", get(event_show))
         .route("/events/{id}/replay", post(event_replay))
-        .route("/users", get(user_list).post(user_create))
+        .route("/users", get(users::user_list).post(users::user_create))
+        .route("/users/{id}", get(users::user_edit).post(users::user_save))
         .route("/account", get(account_page).post(account_token_create))
 }
 
@@ -182,6 +188,19 @@ fn flash(f: &Flash) -> Markup {
     }
 }
 
+/// The message of an invalid-field error when it names `field` (shown
+/// under that field).
+fn field_error(error: Option<&ApiError>, field: &str) -> Markup {
+    let message = error
+        .filter(|e| e.code == "invalid_field")
+        .and_then(|e| e.message.split_once(": "))
+        .filter(|(f, _)| *f == field)
+        .map(|(_, why)| why);
+    html! {
+        @if let Some(why) = message { p.field-error { (why) } }
+    }
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -281,7 +300,7 @@ async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
     let errors = db
         .list_shipments(
             &ShipmentFilter {
-                merchant_id: p.scope().map(str::to_string),
+                merchant_ids: p.narrow(None),
                 status: Some("error".into()),
                 ..Default::default()
             },
@@ -808,45 +827,6 @@ async fn merchant_names(s: &AppState, ui: &Ui) -> Result<Vec<(String, String)>, 
         .collect())
 }
 
-async fn connection_new(State(s): State<AppState>, ui: Ui) -> Page {
-    let names = merchant_names(&s, &ui).await?;
-    Ok(page(
-        &ui,
-        "Add connection",
-        "Connections",
-        html! {
-            h1 { "Add connection" }
-            form.card method="post" action="/connections" {
-                (csrf(&ui))
-                label for="name" { "Name" }
-                input #name type="text" name="name" required;
-                label for="merchant_id" { "Merchant" }
-                select #merchant_id name="merchant_id" required {
-                    @for (id, n) in &names { option value=(id) { (n) } }
-                }
-                label for="shop_url" { "Shopify store URL" }
-                input #shop_url type="url" name="shop_url" required placeholder="https://acme.myshopify.com";
-                label for="access_token" { "Admin API access token" }
-                input #access_token type="password" name="access_token" autocomplete="off" required;
-                p.hint { "New connections start disabled, and so do their channels." }
-                div.actions { button.primary type="submit" { "Save" } }
-            }
-        },
-    ))
-}
-
-async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
-    let f = checked_form(&ui, &body)?;
-    let doc = json!({
-        "name": f.get("name"), "merchant_id": f.get("merchant_id"),
-        "store": {"platform": "shopify", "shop_url": f.get("shop_url").trim(), "access_token": f.get("access_token").trim()},
-    });
-    let c = connections::create_connection(&s, &ui.principal, doc)
-        .await
-        .map_err(|e| fail(&ui, e))?;
-    Ok(see_other(&format!("/connections/{}", c.id)))
-}
-
 #[derive(Deserialize, Default)]
 struct Tab {
     tab: Option<String>,
@@ -1344,18 +1324,13 @@ async fn shipment_act(
 
 async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Query<ShipmentQuery>) -> Page {
     let search = q.q.clone().unwrap_or_default();
-    let filter = shipsync_db::orders::OrderFilter {
-        merchant_id: ui.principal.scope().map(str::to_string),
-        status: q.status.clone().filter(|x| !x.is_empty()),
-        name: Some(search.trim().to_string()).filter(|x| !x.is_empty()),
-        ..Default::default()
-    };
-    let rows = s
-        .engine
-        .db()
-        .list_orders(&filter, None, 200)
+    let status = q
+        .status
+        .clone()
+        .filter(|x| shipsync_engine::orders::ORDER_STATUSES.contains(&x.as_str()));
+    let rows = orders::search(&s, &ui.principal, status, &search, 200)
         .await
-        .map_err(|e| fail(&ui, e.into()))?;
+        .map_err(|e| fail(&ui, e))?;
     Ok(page(
         &ui,
         "Orders",
@@ -1368,8 +1343,8 @@ async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Query<ShipmentQ
                         option value="" { "Any" }
                         @for st in shipsync_engine::orders::ORDER_STATUSES { option value=(st) selected[q.status.as_deref() == Some(st)] { (st) } }
                     } }
-                div { label for="q" { "Order name" } input #q type="text" name="q" value=(search) placeholder="#1001"; }
-                button type="submit" { "Filter" }
+                div { label for="q" { "Order name or tracking number" } input #q type="search" name="q" value=(search) placeholder="#1001 or 1Z…"; }
+                button type="submit" { "Search" }
             }
             table { thead { tr { th { "Order" } th { "Status" } th { "Deposco number" } th { "Problem" } th { "Updated" } } }
                 tbody { @for o in &rows { tr {
@@ -1482,7 +1457,7 @@ async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
         .db()
         .list_events(
             &shipsync_db::rows::EventFilter {
-                merchant_id: ui.principal.scope().map(str::to_string),
+                merchant_ids: ui.principal.narrow(None),
                 ..Default::default()
             },
             None,
@@ -1550,63 +1525,6 @@ async fn event_replay(
         .await
         .map_err(|e| fail(&ui, e.into()))?;
     Ok(see_other(&format!("/events/{id}?saved=Replay+queued.")))
-}
-
-// ---------- users ----------
-
-async fn user_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>) -> Page {
-    ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
-    let users = s
-        .engine
-        .db()
-        .list_users()
-        .await
-        .map_err(|e| fail(&ui, e.into()))?;
-    let names = merchant_names(&s, &ui).await?;
-    Ok(page(
-        &ui,
-        "Users",
-        "Users",
-        html! {
-            h1 { "Users" }
-            (flash(&f))
-            table { thead { tr { th { "Email" } th { "Role" } th { "Merchant" } } }
-                tbody { @for u in &users { tr {
-                    td { (u.email) }
-                    td { (Role::parse(&u.role).map(Role::label).unwrap_or("?")) }
-                    td { (u.merchant_id.as_deref().and_then(|m| names.iter().find(|(i, _)| i == m)).map(|(_, n)| n.as_str()).unwrap_or("all")) }
-                } } } }
-            form.card method="post" action="/users" {
-                (csrf(&ui))
-                h2 { "Add user" }
-                label for="email" { "Email" } input #email type="email" name="email" required;
-                label for="password" { "Password" } input #password type="password" name="password" autocomplete="new-password" required;
-                label for="role" { "Role" }
-                select #role name="role" { option value="staff" { "Staff" } option value="merchant" { "Merchant" } option value="admin" { "Administrator" } }
-                label for="merchant_id" { "Merchant" }
-                select #merchant_id name="merchant_id" { option value="" { "All (Staff) / none (Administrator)" } @for (id, n) in &names { option value=(id) { (n) } } }
-                div.actions { button.primary type="submit" { "Add user" } }
-            }
-        },
-    ))
-}
-
-async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
-    let f = checked_form(&ui, &body)?;
-    ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
-    let role = Role::parse(f.get("role")).unwrap_or(Role::Staff);
-    let m = Some(f.get("merchant_id")).filter(|m| !m.is_empty());
-    match s
-        .engine
-        .create_user(f.get("email"), f.get("password"), role, m)
-        .await
-    {
-        Ok(u) => Ok(see_other(&format!(
-            "/users?saved={}",
-            enc(&format!("User {} created.", u.email))
-        ))),
-        Err(e) => Ok(see_other(&format!("/users?error={}", enc(&e.to_string())))),
-    }
 }
 
 // ---------- account: the signed-in user's API tokens ----------

@@ -364,7 +364,7 @@ async fn deposco_webhooks_article(db_url: String) {
     // The first administrator, as `shipsync users create --admin` makes it.
     h.engine()
         .expect("engine")
-        .create_user(EMAIL, PASSWORD, Role::Admin, None)
+        .create_user(EMAIL, PASSWORD, Role::Admin, &[])
         .await
         .expect("admin user");
     let b = Browser {

@@ -9,14 +9,14 @@ use crate::roles::other_tenant;
 use crate::support::SETTLE;
 
 /// A browser-like session: cookies kept by hand, redirects not followed.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
 }
 
 impl Browser {
-    fn new(base: String) -> Self {
+    pub(crate) fn new(base: String) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -48,7 +48,7 @@ impl Browser {
             .join("; ")
     }
 
-    async fn get(&mut self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (u16, String) {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -63,7 +63,7 @@ impl Browser {
         )
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -89,12 +89,12 @@ impl Browser {
     }
 
     /// The `csrf` hidden field of the page's first form.
-    fn csrf(page: &str) -> String {
+    pub(crate) fn csrf(page: &str) -> String {
         let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
         page[at..].split('"').next().unwrap_or("").to_string()
     }
 
-    async fn sign_in(&mut self, email: &str, password: &str) -> String {
+    pub(crate) async fn sign_in(&mut self, email: &str, password: &str) -> String {
         let (_, login) = self.get("/login").await;
         let token = Self::csrf(&login);
         let (st, to) = self
@@ -439,7 +439,41 @@ async fn ui_order_page_shows_quantities_and_error(db_url: String) {
     let mut b = b;
     let (_, list) = b.get("/orders").await;
     let id = good["id"].as_str().unwrap_or_default();
-    assert!(list.contains(&format!("href=\"/orders/{id}\"")), "{list}");
+    let bad_id = bad["id"].as_str().unwrap_or_default();
+    let link = |id: &str| format!("href=\"/orders/{id}\"");
+    assert!(list.contains(&link(id)), "{list}");
+    // One search box: a tracking number of one of its shipments (any
+    // case), or the order name.
+    let (_, list) = b.get("/orders?q=1z-order").await;
+    assert!(
+        list.contains(&link(id)) && !list.contains(&link(bad_id)),
+        "{list}"
+    );
+    let (_, list) = b.get("/orders?q=%231002").await;
+    assert!(
+        !list.contains(&link(id)) && list.contains(&link(bad_id)),
+        "{list}"
+    );
+    for q in ["1Z-NOWHERE", "1Z-ORDER&status=error", "A"] {
+        let (_, list) = b.get(&format!("/orders?q={q}")).await;
+        assert!(!list.contains(&link(id)), "{q}: {list}");
+    }
+    // The API's list filters by tracking number too.
+    for (q, want) in [("1Z-ORDER", vec![id]), ("1Z-NOWHERE", vec![])] {
+        let found = h
+            .api("GET", &format!("/api/v1/orders?tracking_number={q}"), None)
+            .await
+            .expect("api")
+            .ok(200)
+            .expect("orders");
+        let ids: Vec<&str> = found["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["id"].as_str())
+            .collect();
+        assert_eq!(ids, want, "{q}");
+    }
     let (st, page) = b.get(&format!("/orders/{id}")).await;
     assert_eq!(st, 200);
     let row = |sku: &str| {
@@ -462,7 +496,6 @@ async fn ui_order_page_shows_quantities_and_error(db_url: String) {
         "{page}"
     );
     // The refused order shows its reason at the top, before its lines.
-    let bad_id = bad["id"].as_str().unwrap_or_default();
     let (_, page) = b.get(&format!("/orders/{bad_id}")).await;
     let err = page.find("Item NOPE not found").expect("the error");
     assert!(err < page.find("order-lines").expect("lines"), "{page}");
@@ -676,3 +709,195 @@ async fn ui_test_connection_reports_store_and_warehouse(db_url: String) {
 }
 
 both_backends!(ui_test_connection_reports_store_and_warehouse);
+
+/// The value of a hidden input named `name` on a page.
+fn hidden(page: &str, name: &str) -> Option<String> {
+    let at = page.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+    Some(page[at..].split('"').next().unwrap_or("").to_string())
+}
+
+async fn ui_add_connection_wizard(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    let count = async |what: &str| {
+        h.api("GET", &format!("/api/v1/{what}"), None)
+            .await
+            .expect("api")
+            .ok(200)
+            .expect("list")["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let (st, p) = b.get("/connections/new").await;
+    assert_eq!(st, 200);
+    for (id, label) in [
+        ("name", "Connection name"),
+        ("merchant_id", "Merchant"),
+        ("merchant_name", "New merchant's name"),
+        ("api_url", "Deposco API URL"),
+        ("password", "API password"),
+        ("shop", "Shopify shop domain"),
+        ("access_token", "Admin API access token"),
+    ] {
+        assert!(
+            p.contains(&format!("<label for=\"{id}\">{label}</label>")),
+            "{label}: {p}"
+        );
+    }
+    assert!(p.contains("Test connection"), "{p}");
+    let shop = h.shopify.url.clone();
+    let deposco = h.deposco.url.clone();
+    let form = |token: &str, password: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "Trail Shopify".to_string()),
+            ("merchant", "new".into()),
+            ("merchant_name", "Trail Co".into()),
+            ("api_url", deposco.clone()),
+            ("business_unit", "ACME".into()),
+            ("username", "sandbox".into()),
+            ("password", password.into()),
+            ("shop", shop.clone()),
+            ("access_token", token.into()),
+        ]
+    };
+    let post = async |b: &mut Browser, fields: &[(&str, String)]| {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post("/connections", &pairs).await
+    };
+
+    // Without the form's token nothing happens.
+    let mut no_csrf = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    no_csrf.retain(|(k, _)| *k != "csrf");
+    no_csrf.push(("action", "save".into()));
+    let (st, _) = post(&mut b, &no_csrf).await;
+    assert_eq!(st, 403);
+
+    // Test with wrong credentials: each side's refusal, the entered values
+    // shown again, never the secrets; nothing saved.
+    let mut bad = form("shpat_wrong_token", "wrong-password");
+    bad.push(("action", "test".into()));
+    let (st, p) = post(&mut b, &bad).await;
+    assert_eq!(st, 200, "{p}");
+    assert!(
+        p.contains("Test failed")
+            && p.contains("Shopify refused the credentials")
+            && !p.contains("Deposco: credentials accepted"),
+        "{p}"
+    );
+    assert!(p.contains("value=\"Trail Co\"") && p.contains(&format!("value=\"{shop}\"")));
+    assert!(
+        !p.contains("shpat_wrong_token") && !p.contains("wrong-password"),
+        "{p}"
+    );
+    assert_eq!(
+        (count("merchants").await, count("connections").await),
+        (1, 1)
+    );
+
+    // Test with the right ones: both sides answer; still nothing saved.
+    let mut good = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    good.push(("action", "test".into()));
+    let (st, p) = post(&mut b, &good).await;
+    assert_eq!(st, 200, "{p}");
+    let want = format!(
+        "Shopify: connected to {}; Deposco: credentials accepted",
+        shipsync_sandbox_shopify::SHOP_NAME
+    );
+    assert!(p.contains("Test passed") && p.contains(&want), "{p}");
+    assert!(!p.contains(shipsync::harness::SHOPIFY_TOKEN), "{p}");
+    assert_eq!(
+        (count("merchants").await, count("connections").await),
+        (1, 1)
+    );
+
+    // Save without typing the secrets again: the tested ones are kept
+    // (sealed in the form), creating the merchant on the way.
+    let mut save = form("", "");
+    for k in ["access_token_kept", "password_kept"] {
+        save.push((k, hidden(&p, k).expect(k)));
+    }
+    save.push(("action", "save".into()));
+    // A sealed secret from another session is not accepted.
+    let mut other = Browser::new(h.url());
+    let other_csrf = other.sign_in("ops@example.com", "a long password").await;
+    let mut replay = save.clone();
+    replay[0].1 = other_csrf;
+    let (st, p2) = post(&mut other, &replay).await;
+    assert_eq!(st, 422, "{p2}");
+    assert!(p2.contains("warehouse.auth.password"), "{p2}");
+
+    let (st, to) = post(&mut b, &save).await;
+    assert_eq!(st, 303, "{to}");
+    let con_id = to
+        .strip_prefix("/connections/")
+        .and_then(|r| r.split('?').next())
+        .expect("to the connection's page")
+        .to_string();
+    let (st, page) = b.get(&to).await;
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("Trail Shopify") && page.contains("Trail Co"),
+        "{page}"
+    );
+    let c = h
+        .api("GET", &format!("/api/v1/connections/{con_id}"), None)
+        .await
+        .expect("api")
+        .ok(200)
+        .expect("connection");
+    assert_eq!(
+        (
+            c["enabled"].as_bool(),
+            c["store"]["access_token_set"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    let m = h
+        .api(
+            "GET",
+            &format!(
+                "/api/v1/merchants/{}",
+                c["merchant_id"].as_str().unwrap_or("")
+            ),
+            None,
+        )
+        .await
+        .expect("api")
+        .ok(200)
+        .expect("merchant");
+    assert_eq!(m["name"], "Trail Co");
+    assert_eq!(m["warehouse"]["auth"]["password_set"], true);
+    // The saved credentials are the tested ones.
+    let (st, to) = b
+        .post(&format!("/connections/{con_id}/test"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(st, 303);
+    let (_, page) = b.get(&to).await;
+    assert!(page.contains(&want), "{page}");
+
+    // Bad input: 422, the field named, the values kept.
+    let mut blank = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    blank[1].1 = String::new();
+    blank[2].1 = "existing".into();
+    blank.push(("merchant_id", h.merchant_id.clone()));
+    blank.push(("action", "save".into()));
+    let (st, p) = post(&mut b, &blank).await;
+    assert_eq!(st, 422, "{p}");
+    assert!(
+        p.contains("class=\"field-error\"") && p.contains(&format!("value=\"{shop}\"")),
+        "{p}"
+    );
+    // An existing merchant.
+    blank[1].1 = "Acme Second Store".into();
+    let (st, to) = post(&mut b, &blank).await;
+    assert_eq!(st, 303, "{to}");
+    assert_eq!(
+        (count("merchants").await, count("connections").await),
+        (2, 3)
+    );
+    h.shutdown().await;
+}
+
+both_backends!(ui_add_connection_wizard);

@@ -1,0 +1,17 @@
+-- Staff users limited to several merchants: one row per (user, merchant).
+-- A Staff user without rows sees every merchant. users.merchant_id keeps
+-- only a Merchant user's own merchant; a Staff user's one merchant (the
+-- limit 0005 allowed) moves here. No foreign key on merchant_id, as in
+-- 0005: deleting a merchant narrows the users rather than failing.
+
+CREATE TABLE user_merchants (
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    merchant_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, merchant_id)
+);
+
+INSERT INTO user_merchants (user_id, merchant_id)
+    SELECT id, merchant_id FROM users
+    WHERE role = 'staff' AND merchant_id IS NOT NULL AND merchant_id <> '';
+
+UPDATE users SET merchant_id = NULL WHERE role = 'staff';
