@@ -78,7 +78,7 @@ impl Wizard {
             business_unit: f.get("business_unit").trim().into(),
             username: f.get("username").trim().into(),
             password: secret("password"),
-            shop: f.get("shop").trim().into(),
+            shop: f.get("shop_url").trim().into(),
             access_token: secret("access_token"),
         }
     }
@@ -230,8 +230,8 @@ async fn view(
                 }
                 section.card {
                     h2 { "4. Store" }
-                    label for="shop" { "Shopify shop domain" }
-                    input #shop type="text" name="shop" required value=(w.shop) placeholder="acme.myshopify.com";
+                    label for="shop_url" { "Shopify shop domain" }
+                    input #shop_url type="text" name="shop_url" required value=(w.shop) placeholder="acme.myshopify.com";
                     (field_error(error, "store.shop_url"))
                     (secret_input(s, ui, "access_token", "Admin API access token", w.access_token.as_deref(), error, "store.access_token"))
                     div.actions {

@@ -737,7 +737,7 @@ async fn ui_add_connection_wizard(db_url: String) {
         ("merchant_name", "New merchant's name"),
         ("api_url", "Deposco API URL"),
         ("password", "API password"),
-        ("shop", "Shopify shop domain"),
+        ("shop_url", "Shopify shop domain"),
         ("access_token", "Admin API access token"),
     ] {
         assert!(
@@ -758,7 +758,7 @@ async fn ui_add_connection_wizard(db_url: String) {
             ("business_unit", "ACME".into()),
             ("username", "sandbox".into()),
             ("password", password.into()),
-            ("shop", shop.clone()),
+            ("shop_url", shop.clone()),
             ("access_token", token.into()),
         ]
     };
