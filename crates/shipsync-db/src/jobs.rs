@@ -167,6 +167,30 @@ impl Db {
         Ok(())
     }
 
+    /// Extends the lease of a job `owner` still holds; false when it lost it
+    /// (expired and taken by another worker, or finished).
+    pub async fn renew_lease(&self, id: &str, owner: &str, until: i64) -> Result<bool, DbError> {
+        let r = sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(until)
+            .bind(id)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Frees the leases `owner` holds (a worker stopped mid-job at shutdown):
+    /// another node may take the jobs at once instead of after the lease.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, DbError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Frees every lease: on a single-node database (SQLite) a lease found at
     /// start-up belongs to a process that died, so its jobs may run at once.
     pub async fn release_all_leases(&self) -> Result<u64, DbError> {

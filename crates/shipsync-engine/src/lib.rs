@@ -9,6 +9,7 @@ pub mod orders;
 mod pipeline;
 pub mod runs;
 pub mod secrets;
+mod shutdown;
 mod stores;
 pub mod users;
 mod worker;
@@ -25,6 +26,7 @@ pub use orders::OrderAction;
 pub use pipeline::{EngineError, MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
+pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
 
 /// Tunables; the defaults suit production, tests shorten the waits.
 #[derive(Debug, Clone)]
@@ -127,10 +129,21 @@ impl Engine {
     }
 
     /// Starts the worker tasks; they stop when `shutdown` is notified.
-    pub fn start_workers(&self, shutdown: Arc<Notify>) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn start_workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
         (0..self.inner.config.workers.max(1))
             .map(|i| tokio::spawn(worker::run(self.clone(), i, shutdown.clone())))
             .collect()
+    }
+
+    /// Frees the leases of this process's workers (after stopping them
+    /// mid-job at shutdown), so that another node takes their jobs at once;
+    /// returns how many jobs were freed.
+    pub async fn release_worker_leases(&self) -> Result<u64, shipsync_db::DbError> {
+        let mut n = 0;
+        for i in 0..self.inner.config.workers.max(1) {
+            n += self.db().release_leases(&worker::owner(self, i)).await?;
+        }
+        Ok(n)
     }
 
     /// Forgets the cached store client of a connection (after an edit).

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use secrecy::SecretString;
 use shipsync_core::schedule;
 use shipsync_db::now_micros;
 use shipsync_db::rows::{QueueRun, RunRow};
 use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError};
-use tokio::sync::Notify;
 
 use crate::Engine;
 use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL};
@@ -203,15 +203,16 @@ impl Engine {
     }
 
     /// Runs the scheduler every second until `shutdown`.
-    pub fn start_scheduler(&self, shutdown: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    pub fn start_scheduler(&self, shutdown: &Shutdown) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
+        let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             loop {
                 if let Err(e) = engine.scheduler_tick().await {
                     tracing::warn!(error = %e, "scheduler pass failed");
                 }
                 tokio::select! {
-                    _ = shutdown.notified() => return,
+                    _ = shutdown.wait() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }

@@ -1,19 +1,75 @@
 //! Workers: claim due jobs, run them, retry with backoff and jitter.
+//!
+//! While a job runs its lease is renewed every third of the lease, so a long
+//! job (a 100,000-shipment pull) keeps it, and a node that dies loses it
+//! within one lease. A job whose lease was lost anyway (the database was
+//! unreachable for longer than the lease, and another node took the job over)
+//! is dropped here without touching its row: the other node owns it now.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
 use shipsync_db::now_micros;
-use tokio::sync::Notify;
 
 use crate::Engine;
 use crate::pipeline::EngineError;
+use crate::shutdown::Shutdown;
 
-pub async fn run(engine: Engine, index: usize, shutdown: Arc<Notify>) {
-    let owner = format!("{}-{index}", engine.inner.owner);
-    let lease = i64::try_from(engine.config().lease.as_micros()).unwrap_or(i64::MAX);
+/// The lease owner of worker `index` of this process.
+pub(crate) fn owner(engine: &Engine, index: usize) -> String {
+    format!("{}-{index}", engine.inner.owner)
+}
+
+/// How a job run ended for the worker.
+enum Ran {
+    Done(Result<(), EngineError>),
+    /// The lease was taken over by another worker: leave the job alone.
+    LeaseLost,
+}
+
+/// Runs `job` while renewing its lease. The renewal runs beside the job,
+/// never instead of it: on SQLite the job may hold the write lock while it
+/// waits for something, and a renewal that stopped the job until it got the
+/// lock would wait for itself.
+async fn run_leased(engine: &Engine, job: &shipsync_db::jobs::Job, owner: &str, lease: i64) -> Ran {
+    let work = engine.run_job(&job.kind, &job.payload);
+    let every = Duration::from_micros(u64::try_from(lease / 3).unwrap_or(1).max(1));
+    let renewer = async {
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            renew.tick().await;
+            match engine
+                .db()
+                .renew_lease(&job.id, owner, now_micros() + lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                // Unreachable database: keep working; the lease may still
+                // hold when it is back.
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "could not renew the job's lease")
+                }
+            }
+        }
+    };
+    tokio::select! {
+        r = work => Ran::Done(r),
+        () = renewer => {
+            tracing::warn!(job = %job.id, kind = %job.kind, "lost the job's lease to another worker; stopping this run of it");
+            Ran::LeaseLost
+        }
+    }
+}
+
+pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
+    let owner = owner(&engine, index);
+    let lease = i64::try_from(engine.config().lease.as_micros()).unwrap_or(i64::MAX / 4);
     loop {
+        if shutdown.is_set() {
+            return;
+        }
         let jobs = match engine.db().claim_jobs(&owner, 1, lease).await {
             Ok(j) => j,
             Err(e) => {
@@ -30,14 +86,17 @@ pub async fn run(engine: Engine, index: usize, shutdown: Arc<Notify>) {
             }
             .min(Duration::from_millis(500));
             tokio::select! {
-                _ = shutdown.notified() => return,
+                _ = shutdown.wait() => return,
                 _ = engine.inner.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             continue;
         }
         for job in jobs {
-            let result = engine.run_job(&job.kind, &job.payload).await;
+            let result = match run_leased(&engine, &job, &owner, lease).await {
+                Ran::Done(r) => r,
+                Ran::LeaseLost => continue,
+            };
             let db = engine.db();
             match result {
                 Ok(()) => {

@@ -130,7 +130,16 @@ fn engine_config() -> Result<shipsync_engine::EngineConfig> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
+    // One readable line (with its causes), never a backtrace: these errors
+    // are for operators (bad configuration, a busy database, …).
+    if let Err(e) = run().await {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use shipsync_db::Db;
-use shipsync_engine::{Engine, EngineConfig, SecretBox};
+use shipsync_engine::{Engine, EngineConfig, SecretBox, ShutdownTrigger, shutdown_pair};
 use shipsync_web::{AppState, WebConfig};
-use tokio::sync::Notify;
 
 use crate::config::Settings;
 
@@ -34,34 +34,131 @@ pub fn secret_box(settings: &Settings) -> Result<SecretBox> {
     }
 }
 
+/// How long a stopping server gives in-flight requests and jobs before it
+/// stops the jobs where they are and frees their leases.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
     pub url: String,
     pub engine: Engine,
-    shutdown: Arc<Notify>,
+    shutdown: ShutdownTrigger,
     draining: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<()>,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    /// Held while serving a SQLite file: a second `serve` is refused.
+    _lock: Option<ServeLock>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, stops the workers.
+    /// Drains and stops, within [`DRAIN_TIMEOUT`] plus a moment: readiness
+    /// answers 503, no new connection is accepted, requests in flight are
+    /// answered (a webhook's 202 only once stored), and workers finish their
+    /// job. Whatever is still running at the deadline is stopped where it is
+    /// (every job is safe to run again) and its lease freed, so another node
+    /// takes it at once. The ingest writer commits what it was given before
+    /// the database closes.
     pub async fn stop(self) {
+        let started = std::time::Instant::now();
         self.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.shutdown.notify_waiters();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.server).await;
-        for w in self.workers {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w).await;
+        self.shutdown.trigger();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let mut server = self.server;
+        if tokio::time::timeout_at(deadline, &mut server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight at the drain deadline; closing them");
+            server.abort();
         }
-        self.engine.db().close().await;
+        let mut stopped_mid_job = 0;
+        for mut w in self.workers {
+            if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+                w.abort();
+                let _ = w.await;
+                stopped_mid_job += 1;
+            }
+        }
+        if stopped_mid_job > 0 {
+            match self.engine.release_worker_leases().await {
+                Ok(n) => tracing::info!(
+                    workers = stopped_mid_job,
+                    jobs = n,
+                    "stopped jobs still running at the drain deadline; their leases are freed"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not free the leases of stopped jobs; they run again when the leases expire")
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.engine.db().close()).await;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "shipsync stopped"
+        );
+    }
+}
+
+/// An exclusive lock on `<database file>.lock` for as long as a `serve` runs
+/// on a SQLite file: SQLite is single-node, and two servers on one file would
+/// each take the other's jobs for a dead process's. Other commands (`sync`,
+/// `users`, `migrate`) do not take it. The operating system frees the lock
+/// when the process ends, however it ends.
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+impl ServeLock {
+    pub fn acquire(database: &std::path::Path) -> Result<Self> {
+        use std::io::Write;
+        let mut path = database.as_os_str().to_owned();
+        path.push(".lock");
+        let path = std::path::PathBuf::from(path);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                bail!(
+                    "another `shipsync serve` is already running on the SQLite database {}{} (it holds {}). \
+                     SQLite runs one node only: stop the other server first, or use PostgreSQL to run several nodes. \
+                     Other commands (sync, users, migrate) may still be used while it runs.",
+                    database.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", process {holder}")
+                    },
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        file.flush()?;
+        Ok(Self { _file: file })
     }
 }
 
 /// Opens the database (migrating it), makes sure an admin token exists, and
 /// serves HTTP on `settings.listen` with workers running.
 pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<Running> {
+    let lock = settings
+        .sqlite_path()
+        .map(|p| ServeLock::acquire(&p))
+        .transpose()?;
     let secrets = secret_box(settings)?;
     let db = Db::open(&settings.database_url).await.with_context(|| {
         format!(
@@ -103,14 +200,14 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         }),
         draining: draining.clone(),
     };
-    let shutdown = Arc::new(Notify::new());
-    let mut workers = engine.start_workers(shutdown.clone());
-    workers.push(engine.start_scheduler(shutdown.clone()));
+    let (shutdown, signal) = shutdown_pair();
+    let mut workers = engine.start_workers(&signal);
+    workers.push(engine.start_scheduler(&signal));
     let app = shipsync_web::router(state);
-    let stop = shutdown.clone();
+    let mut stop = signal;
     let server = tokio::spawn(async move {
         let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.notified().await })
+            .with_graceful_shutdown(async move { stop.wait().await })
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "HTTP server failed");
@@ -124,6 +221,7 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         draining,
         server,
         workers,
+        _lock: lock,
     })
 }
 

@@ -238,6 +238,28 @@ impl Node {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// SIGTERM, then waits for the exit; returns its status and how long
+    /// the drain took.
+    fn sigterm(&mut self) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "shipsync did not exit after SIGTERM: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL (`Child::kill` on unix), then reap.
     fn kill9(&mut self) {
         self.child.kill().expect("kill");
@@ -633,7 +655,152 @@ async fn kill9_mid_pull_resumes(db_url: String) {
     );
 }
 
+/// SIGTERM while a slow pull runs: the node exits within the drain bound
+/// (10 s plus a moment), the pull's job is left unleased (another node could
+/// take it at once), and a restarted node finishes the pull, each shipment
+/// imported once.
+async fn sigterm_mid_pull_frees_the_job(db_url: String) {
+    let w = World::start().await;
+    let log = w.dir.join("shipsync.log");
+    const N: usize = 400;
+    for i in 0..N {
+        w.deposco.sandbox.add_shipment(
+            ShipmentSpec::new(format!("{}", 7000 + i))
+                .line(LineSpec::new(1, "A", 1))
+                .package(PackageSpec::new("C1", format!("TT{i:04}")).line(1, 1)),
+        );
+    }
+    let mut node = Node::start(&db_url, log.clone(), &w.http).await;
+    w.setup(&node).await;
+    let (_, connections) = w.api(&node, "GET", "/api/v1/connections", None).await;
+    let cid = connections["items"][0]["id"]
+        .as_str()
+        .expect("connection")
+        .to_string();
+    // Each Deposco page (100 shipments) takes 4 s: the 4 pages take longer
+    // than the drain waits.
+    w.deposco
+        .sandbox
+        .set_faults(shipsync_sandbox_deposco::Faults {
+            slow_ms: 4_000,
+            ..Default::default()
+        });
+    let runs = format!("/api/v1/connections/{cid}/channels/shipments/runs");
+    let (status, run) = w.api(&node, "POST", &runs, None).await;
+    assert_eq!(status, 202, "{run}");
+    let run_id = run["id"].as_str().expect("run id").to_string();
+    let start = Instant::now();
+    loop {
+        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
+        if r["status"] == "running" {
+            break;
+        }
+        assert!(start.elapsed() < SETTLE, "the pull did not start: {r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, took) = node.sigterm();
+    assert!(status.success(), "exit status {status}: {}", node.logs());
+    assert!(
+        took < Duration::from_secs(20),
+        "the drain is bounded (took {took:?})"
+    );
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logs.contains("shipsync stopped"), "{logs}");
+    // The job is still there, and nobody holds it.
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .expect("connect");
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'pull_shipments' AND lease_owner IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("jobs");
+    assert_eq!(leased, 1, "the pull's job is left unleased: {logs}");
+    let _ = sqlx::Connection::close(conn).await;
+    w.deposco.sandbox.set_faults(Default::default());
+    let node = Node::start(&db_url, log, &w.http).await;
+    let start = Instant::now();
+    let done = loop {
+        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
+        if r["status"] == "succeeded" || r["status"] == "failed" {
+            break r;
+        }
+        assert!(
+            start.elapsed() < SETTLE * 2,
+            "the pull did not finish: {r}\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // A page cut off mid-way by the drain is read again: its shipments
+    // already stored count as unchanged, never twice.
+    let c = &done["counts"];
+    let seen = ["new", "updated", "unchanged"]
+        .iter()
+        .map(|k| c[*k].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert!(seen >= N as u64, "{done}");
+    let (_, list) = w
+        .api(
+            &node,
+            "GET",
+            "/api/v1/shipments?source=poll&limit=500",
+            None,
+        )
+        .await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(N),
+        "every shipment imported once"
+    );
+}
+
+/// SQLite is single-node: a second `serve` on the same file is refused with
+/// a clear message while `migrate` still works; once the first one stops,
+/// a new `serve` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_serve_on_sqlite_is_refused() {
+    let db = crate::support::TestDb::sqlite();
+    let http = reqwest::Client::new();
+    let log = std::env::temp_dir().join(format!("shipsync-lock-{}.log", rand::random::<u32>()));
+    let mut first = Node::start(&db.url, log.clone(), &http).await;
+    let second = Command::new(env!("CARGO_BIN_EXE_shipsync"))
+        .arg("serve")
+        .env("SHIPSYNC_DATABASE_URL", &db.url)
+        .env("SHIPSYNC_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SHIPSYNC_ADMIN_TOKEN", TOKEN)
+        .env("SHIPSYNC_SECRET_KEY", secret_key())
+        .output()
+        .expect("run a second serve");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("already running on the SQLite database") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    assert!(!err.contains("backtrace"), "one readable line: {err}");
+    let migrate = Command::new(env!("CARGO_BIN_EXE_shipsync"))
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .expect("migrate");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let (status, _) = first.sigterm();
+    assert!(status.success());
+    let again = Node::start(&db.url, log.clone(), &http).await;
+    drop(again);
+    let _ = std::fs::remove_file(log);
+    db.cleanup().await;
+}
+
 both_backends!(
+    sigterm_mid_pull_frees_the_job,
     kill9_after_create_applied,
     kill9_while_create_in_flight,
     kill9_right_after_202,
