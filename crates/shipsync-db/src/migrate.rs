@@ -21,16 +21,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// The statements of a migration: comments removed first (they may contain
 /// `;`), then split on `;`.
 fn statements(sql: &str, backend: Backend) -> Vec<String> {
-    let blob = match backend {
-        Backend::Sqlite => "BLOB",
-        Backend::Postgres => "BYTEA",
+    let (blob, unlogged) = match backend {
+        Backend::Sqlite => ("BLOB", ""),
+        Backend::Postgres => ("BYTEA", "UNLOGGED "),
     };
     let body: String = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
         .join("\n")
-        .replace("{BLOB}", blob);
+        .replace("{BLOB}", blob)
+        .replace("{UNLOGGED}", unlogged);
     body.split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -46,7 +46,8 @@ struct Registry {
     /// `Some` when the budgets are shared through the database.
     shared: Option<Db>,
     deposco: Mutex<HashMap<String, Weak<dyn RateBudget>>>,
-    shopify: Mutex<HashMap<String, Weak<DbCostBudget>>>,
+    /// Kept for the engine's life: what they learned outlives a client.
+    shopify: Mutex<HashMap<String, Arc<DbCostBudget>>>,
 }
 
 impl Budgets {
@@ -97,18 +98,17 @@ impl Budgets {
                     .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
             })
             .unwrap_or_else(|| shop_url.trim().to_ascii_lowercase());
-        let mut map = lock(&self.inner.shopify);
-        if let Some(budget) = map.get(&store).and_then(Weak::upgrade) {
-            return Some(budget);
-        }
-        map.retain(|_, weak| weak.strong_count() > 0);
-        let budget = Arc::new(DbCostBudget {
-            db: db.clone(),
-            key: format!("shopify:{store}"),
-            state: Mutex::default(),
-            local: LocalBudget::default(),
-        });
-        map.insert(store, Arc::downgrade(&budget));
+        let budget = lock(&self.inner.shopify)
+            .entry(store)
+            .or_insert_with_key(|store| {
+                Arc::new(DbCostBudget {
+                    db: db.clone(),
+                    key: format!("shopify:{store}"),
+                    state: Mutex::default(),
+                    local: LocalBudget::default(),
+                })
+            })
+            .clone();
         Some(budget)
     }
 }
@@ -246,16 +246,19 @@ impl CostBudget for DbCostBudget {
         max_wait: Duration,
     ) -> shipsync_shopify::BudgetFuture<'_, Result<(Duration, f64), Duration>> {
         Box::pin(async move {
-            let (gcra, refund) = {
+            let (gcra, points, refund) = {
                 let mut state = lock(&self.state);
                 let Some((capacity, rate)) = state.bucket else {
                     // Not described by Shopify yet: go, reserving nothing.
                     return Ok((Duration::ZERO, 0.0));
                 };
+                // An operation not answered yet may cost up to the whole
+                // bucket: reserve that, the answer gives back the rest.
+                let points = if points.is_finite() { points } else { capacity };
                 let Some(gcra) = Gcra::for_cost(points, capacity, rate) else {
                     return Ok((Duration::ZERO, 0.0));
                 };
-                (gcra, std::mem::take(&mut state.refund))
+                (gcra, points, std::mem::take(&mut state.refund))
             };
             let max = micros(max_wait);
             match self.db.take_budget(&self.key, gcra, refund, max).await {

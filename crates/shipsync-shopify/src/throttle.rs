@@ -60,7 +60,8 @@ pub type BudgetFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// database). The client learns each operation's cost itself and asks the
 /// budget for that many points before every call.
 pub trait CostBudget: Send + Sync + fmt::Debug {
-    /// Reserves `points` (the operation's last requested cost):
+    /// Reserves `points` (the operation's last requested cost; infinite
+    /// for an operation not answered yet, whose cost is unknown):
     /// `Ok((wait, reserved))` to sleep `wait` then send, `reserved` being
     /// what to pass to [`CostBudget::observe`] and [`CostBudget::release`];
     /// `Err(wait)` when the wait would exceed `max_wait`: nothing is reserved
@@ -121,7 +122,8 @@ impl LocalBudget {
     }
 
     /// [`CostBudget::reserve`] at `now`. Nothing is reserved (and nothing
-    /// waited for) before Shopify has described the bucket.
+    /// waited for) before Shopify has described the bucket, nor for an
+    /// unknown cost.
     pub fn reserve_at(
         &self,
         points: f64,
@@ -208,16 +210,14 @@ impl Budget {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reserves the expected cost of `op` (see [`CostBudget::reserve`]); an
-    /// operation never answered yet goes at once, reserving nothing.
+    /// Reserves the expected cost of `op` (see [`CostBudget::reserve`]);
+    /// the cost of an operation never answered yet is unknown (infinite).
     pub(crate) async fn reserve(
         &self,
         op: &'static str,
         max_wait: Duration,
     ) -> Result<(Duration, f64), Duration> {
-        let Some(cost) = self.last_cost(op) else {
-            return Ok((Duration::ZERO, 0.0));
-        };
+        let cost = self.last_cost(op).unwrap_or(f64::INFINITY);
         self.bucket.reserve(cost, max_wait).await
     }
 

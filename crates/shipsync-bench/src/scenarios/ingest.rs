@@ -166,7 +166,7 @@ impl Report {
             bail!("no fsync samples");
         }
         for b in &self.backends {
-            for l in b.closed.iter().chain(&b.open) {
+            for l in &b.closed {
                 if l.outcome.ok == 0 {
                     bail!(
                         "{} {} at {}: no request answered 2xx ({:?})",
@@ -292,7 +292,12 @@ impl Report {
                     format!("{}: shipsync p99 at {rate}/s (open loop)", b.backend),
                     format!("{:.2} ms", o.latency.p99_ms()),
                     format!("≤ {TARGET_P99_MS} ms"),
-                    if o.not_ok + o.errors + o.not_sent > 0 {
+                    if o.ok == 0 {
+                        format!(
+                            "MISSED: no 2xx at all ({} non-2xx, {} errors, {} not sent)",
+                            o.not_ok, o.errors, o.not_sent
+                        )
+                    } else if o.not_ok + o.errors + o.not_sent > 0 {
                         format!(
                             "{} ({} non-2xx, {} errors, {} not sent)",
                             verdict_at_most(Some(o.latency.p99_ms()), TARGET_P99_MS, " ms"),
@@ -508,7 +513,11 @@ pub async fn run(opts: &Options) -> Result<Report> {
         if let Some(o) = b.open_for("shipsync") {
             verdicts.push((
                 format!("{}: p99 at {:.0}/s", b.backend, opts.open_rate),
-                verdict_at_most(Some(o.latency.p99_ms()), TARGET_P99_MS, " ms"),
+                if o.ok == 0 {
+                    "MISSED: no 2xx answer".into()
+                } else {
+                    verdict_at_most(Some(o.latency.p99_ms()), TARGET_P99_MS, " ms")
+                },
             ));
         }
     }

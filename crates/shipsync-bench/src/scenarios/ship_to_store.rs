@@ -381,6 +381,11 @@ pub struct Phase {
     /// (seconds since the first send, shipments sent but not acknowledged).
     pub backlog: Vec<(f64, u64)>,
     pub peak_backlog: u64,
+    /// CPU seconds during the phase (first send → last acknowledgement or
+    /// timeout): shipsync, and this process (load generator + Shopify
+    /// sandboxes validating every GraphQL document).
+    pub shipsync_cpu_secs: Option<f64>,
+    pub bench_cpu_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -428,6 +433,7 @@ impl Report {
             "webhook p99 (ms)",
             "THROTTLED answers",
             "store requests / cost points per shipment",
+            "CPU s: shipsync / bench+sandbox",
         ]);
         for p in &self.phases {
             t.row([
@@ -445,6 +451,12 @@ impl Report {
                     "{:.1} / {:.1}",
                     p.store_requests as f64 / p.shipments.max(1) as f64,
                     p.store_cost_points as f64 / p.shipments.max(1) as f64
+                ),
+                format!(
+                    "{} / {}",
+                    p.shipsync_cpu_secs
+                        .map_or("n/a".into(), |c| format!("{c:.1}")),
+                    p.bench_cpu_secs.map_or("n/a".into(), |c| format!("{c:.1}"))
                 ),
             ]);
         }
@@ -549,6 +561,7 @@ impl Ctx<'_> {
 
 /// Waits until every id of `sent` is acknowledged by `store` (or `settle`),
 /// sampling the backlog every 125 ms from `t0`.
+#[allow(clippy::too_many_arguments)] // one call per phase kind; a struct would only rename them
 async fn finish(
     label: &str,
     rate: f64,
@@ -602,7 +615,19 @@ async fn finish(
         store_cost_points: store.rec.cost.load(Ordering::Relaxed) - cost_before,
         peak_backlog: backlog.iter().map(|(_, n)| *n).max().unwrap_or(0),
         backlog,
+        shipsync_cpu_secs: None,
+        bench_cpu_secs: None,
     }
+}
+
+/// CPU seconds of (shipsync, this process) so far.
+fn cpu(pid: u32) -> (Option<f64>, Option<f64>) {
+    (rss::cpu_secs(pid), rss::own_cpu_secs())
+}
+
+fn set_cpu(p: &mut Phase, before: (Option<f64>, Option<f64>), after: (Option<f64>, Option<f64>)) {
+    p.shipsync_cpu_secs = after.0.zip(before.0).map(|(a, b)| a - b);
+    p.bench_cpu_secs = after.1.zip(before.1).map(|(a, b)| a - b);
 }
 
 async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> Result<Phase> {
@@ -612,9 +637,11 @@ async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> R
     ctx.next_id += n as u64 + 1000;
     let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
     let before = fast.rec.counters();
+    let pid = ctx.serve.pid().context("no pid")?;
+    let cpu_before = cpu(pid);
     let t0 = Instant::now();
     let sent = send(ctx.serve.addr()?, path, items, rate).await?;
-    let p = finish(
+    let mut p = finish(
         &format!("fast store alone, {rate:.0}/s"),
         rate,
         fast,
@@ -626,6 +653,7 @@ async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> R
         before,
     )
     .await;
+    set_cpu(&mut p, cpu_before, cpu(pid));
     ctx.say(format!(
         "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         p.label,
@@ -687,6 +715,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             let slow_before = slow.rec.counters();
             let fast_before = fast.rec.counters();
             let addr = serve.addr()?;
+            let cpu_before = cpu(pid);
             let t0 = Instant::now();
             // Backlog of the slow store while sending.
             let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -714,30 +743,35 @@ pub async fn run(opts: &Options) -> Result<Report> {
             sampling.store(false, Ordering::Relaxed);
             let series = sampler.await.unwrap_or_default();
             let (s_sent, f_sent) = (s_sent?, f_sent?);
-            let fast_phase = finish(
-                &format!("fast store next to the throttled one, {:.0}/s", t.fast_rate),
-                t.fast_rate,
-                &fast,
-                f_sent,
-                &fast_ids,
-                t0,
-                Vec::new(),
-                opts.settle,
-                fast_before,
-            )
-            .await;
-            let slow_phase = finish(
-                &format!("throttled store, {:.0}/s", t.slow_rate),
-                t.slow_rate,
-                slow,
-                s_sent,
-                &slow_ids,
-                t0,
-                series,
-                opts.settle,
-                slow_before,
-            )
-            .await;
+            let fast_label = format!("fast store next to the throttled one, {:.0}/s", t.fast_rate);
+            let slow_label = format!("throttled store, {:.0}/s", t.slow_rate);
+            let (mut fast_phase, mut slow_phase) = tokio::join!(
+                finish(
+                    &fast_label,
+                    t.fast_rate,
+                    &fast,
+                    f_sent,
+                    &fast_ids,
+                    t0,
+                    Vec::new(),
+                    opts.settle,
+                    fast_before,
+                ),
+                finish(
+                    &slow_label,
+                    t.slow_rate,
+                    slow,
+                    s_sent,
+                    &slow_ids,
+                    t0,
+                    series,
+                    opts.settle,
+                    slow_before,
+                )
+            );
+            let cpu_after = cpu(pid);
+            set_cpu(&mut fast_phase, cpu_before, cpu_after);
+            set_cpu(&mut slow_phase, cpu_before, cpu_after);
             for p in [&fast_phase, &slow_phase] {
                 ctx.say(format!(
                     "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} THROTTLED, peak backlog {}",

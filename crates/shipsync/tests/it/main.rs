@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod browser;
 mod crash;
+mod nodes;
 mod orders;
 mod pull;
 mod roles;
