@@ -42,9 +42,47 @@ struct Extensions {
     cost: Option<QueryCost>,
 }
 
+/// Pauses before repeating a query that failed on the way (5xx, timeout,
+/// connection): a blip is absorbed here instead of failing the whole job.
+/// Mutations are never repeated here (their outcome is unknown: the caller
+/// re-reads the order); THROTTLED and 429 are not either (the job waits for
+/// the bucket instead of holding a worker).
+const QUERY_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(600)];
+/// A `Retry-After` longer than this is left to the job's backoff.
+const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 impl ShopifyClient {
-    /// Sends `document` as operation `op` and decodes its `data` as `T`.
+    /// Sends `document` as operation `op` and decodes its `data` as `T`;
+    /// a query that failed transiently is sent again, twice at most.
     pub(crate) async fn execute<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        document: &'static str,
+        variables: Value,
+        kind: Kind,
+    ) -> Result<T, ShopifyError> {
+        let mut pauses = QUERY_RETRY_PAUSES.iter();
+        loop {
+            match self
+                .execute_once(op, document, variables.clone(), kind)
+                .await
+            {
+                Err(e @ ShopifyError::Transient { retry_after, .. })
+                    if kind == Kind::Query
+                        && retry_after.is_none_or(|d| d <= MAX_INLINE_RETRY_AFTER) =>
+                {
+                    let Some(pause) = pauses.next() else {
+                        return Err(e);
+                    };
+                    tracing::debug!(operation = op, error = %e, "repeating a query that failed on the way");
+                    tokio::time::sleep((*pause).max(retry_after.unwrap_or_default())).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute_once<T: DeserializeOwned>(
         &self,
         op: &'static str,
         document: &'static str,

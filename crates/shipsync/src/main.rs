@@ -126,6 +126,24 @@ fn engine_config() -> Result<shipsync_engine::EngineConfig> {
         })?;
         config.lease = std::time::Duration::from_secs(secs);
     }
+    // Hidden too: the timeout of each store and warehouse call (default 20
+    // s); the fault suite shortens it below the sandbox's stall so that a
+    // timeout is a real timeout.
+    if let Ok(v) = std::env::var("SHIPSYNC_HTTP_TIMEOUT_SECS") {
+        let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
+            format!("SHIPSYNC_HTTP_TIMEOUT_SECS must be a positive number of seconds, not {v:?}")
+        })?;
+        config.http_timeout = std::time::Duration::from_secs(secs);
+    }
+    // Hidden: the longest pause between two attempts of a failing job
+    // (default 600 s); the fault suite shortens it so that a row under 30 %
+    // store faults ends in minutes, not hours.
+    if let Ok(v) = std::env::var("SHIPSYNC_BACKOFF_MAX_SECS") {
+        let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
+            format!("SHIPSYNC_BACKOFF_MAX_SECS must be a positive number of seconds, not {v:?}")
+        })?;
+        config.backoff_max = std::time::Duration::from_secs(secs);
+    }
     Ok(config)
 }
 
