@@ -121,7 +121,13 @@ pub async fn run(row: &str, opts: &Options) -> RowResult {
         )),
     };
     let mut r = match result {
-        Ok(r) => r,
+        // The row's nodes have stopped (dropped with the row); its logs are
+        // kept if it failed, then its sandboxes and database go.
+        Ok((mut r, world)) => {
+            keep_logs(&mut r, &world);
+            world.finish().await;
+            r
+        }
         Err(e) => {
             let mut r = RowResult::new(row, backend, String::new());
             r.failure = Some(format!("{e:#}"));
@@ -176,7 +182,7 @@ const SETTLE: Duration = Duration::from_secs(600);
 /// node restarts on the same database 1 s later and the sender goes on with
 /// what was not acknowledged (never resending an acknowledged delivery):
 /// every acknowledged delivery must still end fulfilled, exactly once.
-async fn kill9(opts: &Options, backend: Backend) -> Result<RowResult> {
+async fn kill9(opts: &Options, backend: Backend) -> Result<(RowResult, World)> {
     let n = size(opts, 300, 10_000);
     let mut r = RowResult::new("kill9", backend, format!("{n} webhooks, 64 concurrent"));
     let mut world = World::start(&opts.bin, backend, "kill9", WorldOptions::default()).await?;
@@ -219,7 +225,8 @@ async fn kill9(opts: &Options, backend: Backend) -> Result<RowResult> {
         }
     });
     let (stats, restarted) = tokio::join!(sender, killer);
-    let (node, down_for) = restarted?;
+    // Held to the end of the row: dropping a node stops it.
+    let (_node, down_for) = restarted?;
     let verdict = world.wait_complete(&cases, SETTLE).await;
     r.figure("acked before kill", acked_at_kill.load(Ordering::SeqCst));
     r.figure("down (s)", format!("{:.1}", down_for.as_secs_f64()));
@@ -244,15 +251,12 @@ async fn kill9(opts: &Options, backend: Backend) -> Result<RowResult> {
     ]);
     r.verdict = Some(verdict);
     r.sender = Some(stats);
-    keep_logs(&mut r, &world);
-    drop(node);
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 /// Every delivery sent 3 times, shuffled, 48 at a time, while a pull of the
 /// same shipments runs.
-async fn repeat3(opts: &Options, backend: Backend) -> Result<RowResult> {
+async fn repeat3(opts: &Options, backend: Backend) -> Result<(RowResult, World)> {
     let n = size(opts, 150, 2_000);
     let mut r = RowResult::new(
         "repeat3",
@@ -297,15 +301,12 @@ async fn repeat3(opts: &Options, backend: Backend) -> Result<RowResult> {
     ]);
     r.verdict = Some(verdict);
     r.sender = Some(stats);
-    keep_logs(&mut r, &world);
-    drop(node);
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 /// A random 20 % of the deliveries are never sent; after the others are
 /// processed, one fallback run finds the rest.
-async fn drop20(opts: &Options, backend: Backend) -> Result<RowResult> {
+async fn drop20(opts: &Options, backend: Backend) -> Result<(RowResult, World)> {
     let n = size(opts, 150, 2_000);
     let mut r = RowResult::new(
         "drop20",
@@ -371,16 +372,13 @@ async fn drop20(opts: &Options, backend: Backend) -> Result<RowResult> {
     ]);
     r.verdict = Some(verdict);
     r.sender = Some(stats);
-    keep_logs(&mut r, &world);
-    drop(node);
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 /// The store fails 30 % of all calls (reads and writes) with 500, 502,
 /// THROTTLED, 429, a 1.5 s stall past shipsync's 1 s timeout, or a
 /// fulfillment applied whose answer is lost.
-async fn store_faults(opts: &Options, backend: Backend) -> Result<RowResult> {
+async fn store_faults(opts: &Options, backend: Backend) -> Result<(RowResult, World)> {
     let n = size(opts, 40, 400);
     let mut r = RowResult::new(
         "store-faults",
@@ -447,17 +445,14 @@ async fn store_faults(opts: &Options, backend: Backend) -> Result<RowResult> {
     ]);
     r.verdict = Some(verdict);
     r.sender = Some(stats);
-    keep_logs(&mut r, &world);
-    drop(node);
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 /// No webhooks: a pull of every shipment from a Deposco that limits the
 /// account to 1.5 requests/s (shipsync assumes 4, so it meets 429s), fails
 /// 20 % of requests with 5xx and answers slowly; the node is killed after
 /// the first page and restarted: the pull resumes from its cursor.
-async fn deposco_faults(opts: &Options, backend: Backend) -> Result<RowResult> {
+async fn deposco_faults(opts: &Options, backend: Backend) -> Result<(RowResult, World)> {
     let n = size(opts, 600, 4_000);
     let mut r = RowResult::new(
         "deposco-faults",
@@ -531,17 +526,14 @@ async fn deposco_faults(opts: &Options, backend: Backend) -> Result<RowResult> {
         ("all fulfilled exactly once", verdict.exact()),
     ]);
     r.verdict = Some(verdict);
-    keep_logs(&mut r, &world);
-    drop(node);
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 /// Two nodes behind a round-robin sender on one PostgreSQL database, the
 /// Shipments channel scheduled every minute (full run); node A is killed at
 /// 40 % of the load and comes back 5 s later. Every unit fulfilled once;
 /// each schedule slot ran once.
-async fn two_nodes(opts: &Options) -> Result<RowResult> {
+async fn two_nodes(opts: &Options) -> Result<(RowResult, World)> {
     let n = size(opts, 300, 3_000);
     let watch_slots = !opts.quick;
     let mut r = RowResult::new(
@@ -612,7 +604,7 @@ async fn two_nodes(opts: &Options) -> Result<RowResult> {
         },
     );
     let (stats, a) = tokio::join!(sender, killer);
-    let a = a?;
+    let _a = a?;
     let verdict = world.wait_complete(&cases, SETTLE).await;
     // Let at least three minute slots pass since the schedule was set.
     let mut slots_ok = true;
@@ -645,17 +637,14 @@ async fn two_nodes(opts: &Options) -> Result<RowResult> {
     ]);
     r.verdict = Some(verdict);
     r.sender = Some(stats);
-    keep_logs(&mut r, &world);
-    drop((a, b));
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 /// The node reaches PostgreSQL through a proxy; webhooks arrive at a steady
 /// rate; the proxy cuts the link for 30 s (quick: 5 s) in the middle. While
 /// it is cut the webhook answers 503 and `/healthz` 503; when it is back the
 /// same process (no restart) stores and processes everything.
-async fn db_outage(opts: &Options) -> Result<RowResult> {
+async fn db_outage(opts: &Options) -> Result<(RowResult, World)> {
     let (n, rate, cut_at, cut_for) = if opts.quick {
         (300, 50.0, Duration::from_secs(2), Duration::from_secs(5))
     } else {
@@ -756,11 +745,7 @@ async fn db_outage(opts: &Options) -> Result<RowResult> {
     ]);
     r.verdict = Some(verdict);
     r.sender = Some(stats);
-    keep_logs(&mut r, &world);
-    drop(node);
-    drop(proxy);
-    world.finish().await;
-    Ok(r)
+    Ok((r, world))
 }
 
 #[derive(Default)]
