@@ -432,6 +432,56 @@ impl World {
     }
 }
 
+impl World {
+    /// `n` one-unit shipments numbered from `first`, for a pull.
+    fn add_pull_shipments(&self, n: usize, first: usize, tracking: &str) {
+        for i in 0..n {
+            self.deposco.sandbox.add_shipment(
+                ShipmentSpec::new(format!("{}", first + i))
+                    .line(LineSpec::new(1, "A", 1))
+                    .package(PackageSpec::new("C1", format!("{tracking}{i:04}")).line(1, 1)),
+            );
+        }
+    }
+
+    /// Makes every Deposco request take `slow_ms`, then starts a shipments
+    /// run of the only connection; returns the run's URL path.
+    async fn start_slow_pull(&self, node: &Node, slow_ms: u64) -> String {
+        let (_, connections) = self.api(node, "GET", "/api/v1/connections", None).await;
+        let cid = connections["items"][0]["id"]
+            .as_str()
+            .expect("connection")
+            .to_string();
+        self.deposco
+            .sandbox
+            .set_faults(shipsync_sandbox_deposco::Faults {
+                slow_ms,
+                ..Default::default()
+            });
+        let runs = format!("/api/v1/connections/{cid}/channels/shipments/runs");
+        let (status, run) = self.api(node, "POST", &runs, None).await;
+        assert_eq!(status, 202, "{run}");
+        format!("{runs}/{}", run["id"].as_str().expect("run id"))
+    }
+
+    /// Waits until the run at `path` has finished; returns it.
+    async fn wait_run_finished(&self, node: &Node, path: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, r) = self.api(node, "GET", path, None).await;
+            if r["status"] == "succeeded" || r["status"] == "failed" {
+                return r;
+            }
+            assert!(
+                start.elapsed() < SETTLE * 2,
+                "the pull did not finish: {r}\n{}",
+                node.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 async fn wait_for(what: &str, node: &Node, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
@@ -575,34 +625,14 @@ async fn kill9_mid_pull_resumes(db_url: String) {
     let w = World::start().await;
     let log = w.dir.join("shipsync.log");
     const N: usize = 250;
-    for i in 0..N {
-        w.deposco.sandbox.add_shipment(
-            ShipmentSpec::new(format!("{}", 5000 + i))
-                .line(LineSpec::new(1, "A", 1))
-                .package(PackageSpec::new("C1", format!("TP{i:04}")).line(1, 1)),
-        );
-    }
+    w.add_pull_shipments(N, 5000, "TP");
     let mut node = Node::start(&db_url, log.clone(), &w.http).await;
     let (merchant_id, _) = w.setup(&node).await;
-    let (_, connections) = w.api(&node, "GET", "/api/v1/connections", None).await;
-    let cid = connections["items"][0]["id"]
-        .as_str()
-        .expect("connection")
-        .to_string();
     // Every Deposco request takes a while, so the pull is caught mid-way.
-    w.deposco
-        .sandbox
-        .set_faults(shipsync_sandbox_deposco::Faults {
-            slow_ms: 700,
-            ..Default::default()
-        });
-    let runs = format!("/api/v1/connections/{cid}/channels/shipments/runs");
-    let (status, run) = w.api(&node, "POST", &runs, None).await;
-    assert_eq!(status, 202, "{run}");
-    let run_id = run["id"].as_str().expect("run id").to_string();
+    let run = w.start_slow_pull(&node, 700).await;
     let start = Instant::now();
     loop {
-        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
+        let (_, r) = w.api(&node, "GET", &run, None).await;
         if r["counts"]["pages"].as_u64().unwrap_or(0) >= 1 {
             assert_eq!(r["status"], "running", "{r}");
             break;
@@ -617,19 +647,7 @@ async fn kill9_mid_pull_resumes(db_url: String) {
     node.kill9();
     w.deposco.sandbox.set_faults(Default::default());
     let node = Node::start(&db_url, log, &w.http).await;
-    let start = Instant::now();
-    let done = loop {
-        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
-        if r["status"] == "succeeded" || r["status"] == "failed" {
-            break r;
-        }
-        assert!(
-            start.elapsed() < SETTLE * 2,
-            "the pull did not finish: {r}\n{}",
-            node.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = w.wait_run_finished(&node, &run).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["counts"]["new"], N as u64, "{done}");
     // Three pages of 100: the restart read the rest, not everything again
@@ -663,35 +681,15 @@ async fn sigterm_mid_pull_frees_the_job(db_url: String) {
     let w = World::start().await;
     let log = w.dir.join("shipsync.log");
     const N: usize = 400;
-    for i in 0..N {
-        w.deposco.sandbox.add_shipment(
-            ShipmentSpec::new(format!("{}", 7000 + i))
-                .line(LineSpec::new(1, "A", 1))
-                .package(PackageSpec::new("C1", format!("TT{i:04}")).line(1, 1)),
-        );
-    }
+    w.add_pull_shipments(N, 7000, "TT");
     let mut node = Node::start(&db_url, log.clone(), &w.http).await;
     w.setup(&node).await;
-    let (_, connections) = w.api(&node, "GET", "/api/v1/connections", None).await;
-    let cid = connections["items"][0]["id"]
-        .as_str()
-        .expect("connection")
-        .to_string();
     // Each Deposco page (100 shipments) takes 4 s: the 4 pages take longer
     // than the drain waits.
-    w.deposco
-        .sandbox
-        .set_faults(shipsync_sandbox_deposco::Faults {
-            slow_ms: 4_000,
-            ..Default::default()
-        });
-    let runs = format!("/api/v1/connections/{cid}/channels/shipments/runs");
-    let (status, run) = w.api(&node, "POST", &runs, None).await;
-    assert_eq!(status, 202, "{run}");
-    let run_id = run["id"].as_str().expect("run id").to_string();
+    let run = w.start_slow_pull(&node, 4_000).await;
     let start = Instant::now();
     loop {
-        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
+        let (_, r) = w.api(&node, "GET", &run, None).await;
         if r["status"] == "running" {
             break;
         }
@@ -721,19 +719,7 @@ async fn sigterm_mid_pull_frees_the_job(db_url: String) {
     let _ = sqlx::Connection::close(conn).await;
     w.deposco.sandbox.set_faults(Default::default());
     let node = Node::start(&db_url, log, &w.http).await;
-    let start = Instant::now();
-    let done = loop {
-        let (_, r) = w.api(&node, "GET", &format!("{runs}/{run_id}"), None).await;
-        if r["status"] == "succeeded" || r["status"] == "failed" {
-            break r;
-        }
-        assert!(
-            start.elapsed() < SETTLE * 2,
-            "the pull did not finish: {r}\n{}",
-            node.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = w.wait_run_finished(&node, &run).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     // A page cut off mid-way by the drain is read again: its shipments
     // already stored count as unchanged, never twice.
