@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use shipsync_engine::Engine;
 
 pub use error::ApiError;
+pub use webhook::WEBHOOK_MAX_IN_FLIGHT;
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]
@@ -42,7 +43,13 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/webhooks/deposco/{key}", post(webhook::receive))
+        .route(
+            "/webhooks/deposco/{key}",
+            post(webhook::receive).layer(axum::middleware::from_fn_with_state(
+                webhook::InFlight::new(WEBHOOK_MAX_IN_FLIGHT),
+                webhook::limit_in_flight,
+            )),
+        )
         .nest("/api/v1", api::router(state.clone()))
         .with_state(state)
 }

@@ -18,3 +18,4 @@ mod schedules;
 mod smoke;
 mod ui;
 mod webhook;
+mod webhook_limit;
