@@ -1067,6 +1067,29 @@ impl Db {
 
 // ---------- kit recipes ----------
 
+/// Saves a kit recipe (inserted or replaced), e.g. inside the transaction
+/// that stores a page of the pull.
+pub async fn save_recipe<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    merchant_id: &str,
+    kit_sku: &str,
+    component_sku: &str,
+    per_kit: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO kit_recipes (merchant_id, kit_sku, component_sku, per_kit, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (merchant_id, kit_sku, component_sku) DO UPDATE SET per_kit = excluded.per_kit, updated_at = excluded.updated_at",
+    )
+    .bind(merchant_id)
+    .bind(kit_sku)
+    .bind(component_sku)
+    .bind(per_kit)
+    .bind(now_micros())
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
 impl Db {
     pub async fn save_recipe(
         &self,
@@ -1075,18 +1098,7 @@ impl Db {
         component_sku: &str,
         per_kit: i64,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO kit_recipes (merchant_id, kit_sku, component_sku, per_kit, updated_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (merchant_id, kit_sku, component_sku) DO UPDATE SET per_kit = excluded.per_kit, updated_at = excluded.updated_at",
-        )
-        .bind(merchant_id)
-        .bind(kit_sku)
-        .bind(component_sku)
-        .bind(per_kit)
-        .bind(now_micros())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        save_recipe(self.pool(), merchant_id, kit_sku, component_sku, per_kit).await
     }
 
     /// (kit sku, component sku, per kit) for a merchant.
@@ -1132,6 +1144,29 @@ pub enum QueueRun {
     Queued(Box<RunRow>),
     /// Another run of the channel is queued or running: its id.
     InProgress(String),
+}
+
+/// Saves a run's state, e.g. its resume point inside the transaction that
+/// stores the page before it.
+pub async fn save_run_row<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    r: &RunRow,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE runs SET status = $2, since_at = $3, page_href = $4, counts_json = $5, error = $6,
+           started_at = $7, finished_at = $8 WHERE id = $1",
+    )
+    .bind(&r.id)
+    .bind(&r.status)
+    .bind(r.since_at)
+    .bind(&r.page_href)
+    .bind(&r.counts_json)
+    .bind(&r.error)
+    .bind(r.started_at)
+    .bind(r.finished_at)
+    .execute(ex)
+    .await?;
+    Ok(())
 }
 
 impl Db {
@@ -1258,21 +1293,7 @@ impl Db {
     }
 
     pub async fn save_run_row(&self, r: &RunRow) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE runs SET status = $2, since_at = $3, page_href = $4, counts_json = $5, error = $6,
-               started_at = $7, finished_at = $8 WHERE id = $1",
-        )
-        .bind(&r.id)
-        .bind(&r.status)
-        .bind(r.since_at)
-        .bind(&r.page_href)
-        .bind(&r.counts_json)
-        .bind(&r.error)
-        .bind(r.started_at)
-        .bind(r.finished_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        save_run_row(self.pool(), r).await
     }
 
     /// Channels whose connection is enabled and which are on.

@@ -153,12 +153,42 @@ impl Engine {
         event_id: Option<&str>,
     ) -> Result<(String, MergeOutcome), EngineError> {
         let db = self.db();
+        let mut tx = db.begin().await?;
+        let merged = Self::merge_in(&mut tx, merchant_id, version, source, event_id).await?;
+        tx.commit().await?;
+        for (kit, comps) in ledger::recipes_seen(version) {
+            for (comp, per_kit) in comps {
+                db.save_recipe(
+                    merchant_id,
+                    &kit,
+                    &comp,
+                    i64::try_from(per_kit).unwrap_or(i64::MAX),
+                )
+                .await?;
+            }
+        }
+        if merged.1 != MergeOutcome::Unchanged {
+            self.wake();
+        }
+        Ok(merged)
+    }
+
+    /// [`Self::merge_version`] inside `tx`, which the caller commits (one
+    /// version, or a whole page of the pull); kit recipes seen in the version
+    /// are the caller's to save. Errors other than [`EngineError::Db`] come
+    /// before any statement, so `tx` stays usable after them.
+    pub(crate) async fn merge_in(
+        tx: &mut shipsync_db::Tx<'_>,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+        source: &str,
+        event_id: Option<&str>,
+    ) -> Result<(String, MergeOutcome), EngineError> {
         let hash = content_hash(version);
         let json =
             serde_json::to_string(version).map_err(|e| EngineError::Internal(e.to_string()))?;
         let now = now_micros();
-        let mut tx = db.begin().await?;
-        let existing = rows::shipment_by_number(&mut tx, merchant_id, &version.number).await?;
+        let existing = rows::shipment_by_number(tx, merchant_id, &version.number).await?;
         let via = if source == SOURCE_WEBHOOK {
             "webhook"
         } else {
@@ -168,7 +198,7 @@ impl Engine {
             None => {
                 let id = new_id("shp");
                 rows::insert_shipment(
-                    &mut tx,
+                    tx,
                     &ShipmentRow {
                         id: id.clone(),
                         merchant_id: merchant_id.to_string(),
@@ -190,7 +220,7 @@ impl Engine {
                 )
                 .await?;
                 rows::add_activity(
-                    &mut *tx,
+                    &mut **tx,
                     &id,
                     "imported",
                     &format!(
@@ -209,7 +239,7 @@ impl Engine {
                 s.sources = sources_with(&s.sources, source);
                 let changed = if s.content_hash == hash {
                     rows::add_activity(
-                        &mut *tx,
+                        &mut **tx,
                         &s.id,
                         "received",
                         &format!("Received again from {via}; unchanged"),
@@ -218,7 +248,7 @@ impl Engine {
                     false
                 } else if goes_back(&s.version_json, version) {
                     rows::add_activity(
-                        &mut *tx,
+                        &mut **tx,
                         &s.id,
                         "received",
                         &format!(
@@ -230,7 +260,7 @@ impl Engine {
                     false
                 } else if is_older(version.updated_at.as_deref(), s.version_at.as_deref()) {
                     rows::add_activity(
-                        &mut *tx,
+                        &mut **tx,
                         &s.id,
                         "received",
                         &format!(
@@ -248,7 +278,7 @@ impl Engine {
                         s.status = "open".into();
                     }
                     rows::add_activity(
-                        &mut *tx,
+                        &mut **tx,
                         &s.id,
                         "updated",
                         &format!(
@@ -261,12 +291,12 @@ impl Engine {
                     true
                 };
                 s.updated_at = now;
-                rows::update_shipment(&mut *tx, &s).await?;
+                rows::update_shipment(&mut **tx, &s).await?;
                 (s.id, changed, false)
             }
         };
         rows::insert_version(
-            &mut tx,
+            tx,
             &VersionRow {
                 id: new_id("ver"),
                 shipment_id: id.clone(),
@@ -280,29 +310,7 @@ impl Engine {
         .await?;
         if changed {
             let payload = serde_json::json!({ "shipment_id": id }).to_string();
-            jobs::enqueue(
-                &mut tx,
-                "sync_shipment",
-                Some(&sync_key(&id)),
-                &payload,
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        for (kit, comps) in ledger::recipes_seen(version) {
-            for (comp, per_kit) in comps {
-                db.save_recipe(
-                    merchant_id,
-                    &kit,
-                    &comp,
-                    i64::try_from(per_kit).unwrap_or(i64::MAX),
-                )
-                .await?;
-            }
-        }
-        if changed {
-            self.wake();
+            jobs::enqueue(tx, "sync_shipment", Some(&sync_key(&id)), &payload, now).await?;
         }
         let outcome = match (created, changed) {
             (true, _) => MergeOutcome::New,
@@ -1152,9 +1160,11 @@ impl Engine {
                 if name.is_empty() {
                     continue;
                 }
-                let orders = client.find_orders_by_name(name).await?;
-                if let Some(o) = orders.into_iter().next() {
-                    found.push((c.id.clone(), o));
+                // Matching needs the order's id and name only: the sync
+                // reads the order itself next.
+                let orders = client.find_order_names(name).await?;
+                if let Some((id, name)) = orders.into_iter().next() {
+                    found.push((c.id.clone(), StoreOrder::named(id, name)));
                     break;
                 }
             }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use crate::shutdown::Shutdown;
 use secrecy::SecretString;
+use shipsync_core::ledger;
 use shipsync_core::schedule;
 use shipsync_db::now_micros;
-use shipsync_db::rows::{QueueRun, RunRow};
-use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError};
+use shipsync_db::rows::{self, QueueRun, RunRow};
+use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError, ShipmentPage};
 
 use crate::Engine;
 use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL};
@@ -20,6 +21,34 @@ use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL};
 pub const PULL_OVERLAP: Duration = Duration::from_secs(15 * 60);
 /// First pull of a channel without a cursor: this far back.
 pub const FIRST_PULL_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The next page of a pull, fetched in its own task while the current one is
+/// stored; dropped (the pull failed), the fetch stops.
+struct Prefetch(tokio::task::JoinHandle<Result<ShipmentPage, DeposcoError>>);
+
+impl Prefetch {
+    fn start(client: &DeposcoClient, since: jiff::Timestamp, href: String) -> Self {
+        let client = client.clone();
+        Self(tokio::spawn(async move {
+            client.shipments_page(since, Some(&href)).await
+        }))
+    }
+
+    async fn page(mut self) -> Result<ShipmentPage, EngineError> {
+        match (&mut self.0).await {
+            Ok(page) => Ok(page?),
+            Err(e) => Err(EngineError::Internal(format!(
+                "fetching the next page stopped: {e}"
+            ))),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Counts of a pull, as the API shows them.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -249,47 +278,91 @@ impl Engine {
         self.start_run(&mut run, since_override).await?;
         let since = run.since_at.unwrap_or(0);
         let since_ts = ts(since);
+        let mut page = client
+            .shipments_page(since_ts, run.page_href.as_deref())
+            .await?;
         loop {
-            let page = client
-                .shipments_page(since_ts, run.page_href.as_deref())
+            let next = page.next.clone().filter(|_| !page.complete);
+            // The next page is fetched while this one is stored, so storing
+            // hides under the wait for the rate limit. One page ahead at
+            // most: memory stays flat.
+            let prefetch = next
+                .as_ref()
+                .map(|href| Prefetch::start(&client, since_ts, href.clone()));
+            run.page_href = next;
+            self.store_page(&merchant.id, &page, since_ts, &mut counts, &mut run)
                 .await?;
-            counts.pages += 1;
-            // Records that do not parse are counted; the pull goes on.
-            counts.failed += page.failed.len() as u64;
-            for pulled in &page.shipments {
-                // Filters may be ignored by the server: filter again here.
-                if pulled.updated_date.is_some_and(|u| u < since_ts) {
-                    continue;
-                }
-                counts.fetched += 1;
-                match self
-                    .merge_version(&merchant.id, &pulled.version, SOURCE_POLL, None)
-                    .await
-                {
-                    Ok((_, MergeOutcome::New)) => counts.new += 1,
-                    Ok((_, MergeOutcome::Updated)) => counts.updated += 1,
-                    Ok((_, MergeOutcome::Unchanged)) => counts.unchanged += 1,
-                    Err(e @ EngineError::Db(_)) => return Err(e),
-                    Err(e) => {
-                        counts.failed += 1;
-                        tracing::warn!(shipment = %pulled.version.number, error = %e, "pulled shipment not merged");
-                    }
-                }
-            }
-            let done = page.complete || page.next.is_none();
-            run.page_href = if done { None } else { page.next.clone() };
-            run.counts_json = serde_json::to_string(&counts).unwrap_or_default();
-            db.save_run_row(&run).await?;
             if let Some(p) = &progress {
                 p(&counts);
             }
-            if done {
+            let Some(prefetch) = prefetch else {
                 break;
-            }
+            };
+            page = prefetch.page().await?;
         }
         self.finish_run(&mut run).await?;
         tracing::info!(run = %run.id, ?counts, "shipment pull finished");
         Ok(counts)
+    }
+
+    /// Stores one page of a pull in one transaction, together with the run's
+    /// counts and resume point (`run.page_href`, already the next page): a
+    /// crash resumes after the last page stored, never inside one, and the
+    /// page costs one commit instead of one per shipment.
+    async fn store_page(
+        &self,
+        merchant_id: &str,
+        page: &ShipmentPage,
+        since: jiff::Timestamp,
+        counts: &mut RunCounts,
+        run: &mut RunRow,
+    ) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        counts.pages += 1;
+        // Records that do not parse are counted; the pull goes on.
+        counts.failed += page.failed.len() as u64;
+        let mut changed = false;
+        for pulled in &page.shipments {
+            // Filters may be ignored by the server: filter again here.
+            if pulled.updated_date.is_some_and(|u| u < since) {
+                continue;
+            }
+            counts.fetched += 1;
+            match Self::merge_in(&mut tx, merchant_id, &pulled.version, SOURCE_POLL, None).await {
+                Ok((_, outcome)) => {
+                    match outcome {
+                        MergeOutcome::New => counts.new += 1,
+                        MergeOutcome::Updated => counts.updated += 1,
+                        MergeOutcome::Unchanged => counts.unchanged += 1,
+                    }
+                    changed |= outcome != MergeOutcome::Unchanged;
+                    for (kit, comps) in ledger::recipes_seen(&pulled.version) {
+                        for (comp, per_kit) in comps {
+                            rows::save_recipe(
+                                &mut *tx,
+                                merchant_id,
+                                &kit,
+                                &comp,
+                                i64::try_from(per_kit).unwrap_or(i64::MAX),
+                            )
+                            .await?;
+                        }
+                    }
+                }
+                Err(e @ EngineError::Db(_)) => return Err(e),
+                Err(e) => {
+                    counts.failed += 1;
+                    tracing::warn!(shipment = %pulled.version.number, error = %e, "pulled shipment not merged");
+                }
+            }
+        }
+        run.counts_json = serde_json::to_string(&counts).unwrap_or_default();
+        rows::save_run_row(&mut *tx, run).await?;
+        tx.commit().await?;
+        if changed {
+            self.wake();
+        }
+        Ok(())
     }
 
     /// Runs a shipments pull in this process (the `sync shipments` command):
