@@ -40,7 +40,36 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite only: connections whose commits are not fsynced one by one
+    /// (`synchronous=NORMAL`), used inside [`relaxed`] scopes.
+    relaxed: Option<AnyPool>,
     backend: Backend,
+}
+
+tokio::task_local! {
+    /// Set by [`relaxed`] and [`durable`] scopes.
+    static RELAXED: bool;
+}
+
+/// Runs `work` with relaxed durability: on SQLite its commits go to the WAL
+/// without an fsync each (`synchronous=NORMAL`). They survive a crash of the
+/// process, and the next durable commit (any connection's: the WAL is one
+/// file) makes them durable too; only an OS crash or power loss before that
+/// can take back a suffix of them, never leaving the database torn.
+///
+/// For work whose every write can be done again: job processing, whose
+/// inputs (the stored webhooks, the job rows) are committed durably and whose
+/// steps are idempotent. Whatever is acknowledged to someone outside (a 202,
+/// an API answer, the intent recorded before a store mutation) must be
+/// written outside it, or inside [`durable`]. No effect on PostgreSQL, where
+/// every commit is durable.
+pub async fn relaxed<F: Future>(work: F) -> F::Output {
+    RELAXED.scope(true, work).await
+}
+
+/// Runs `work` with durable commits, also inside a [`relaxed`] scope.
+pub async fn durable<F: Future>(work: F) -> F::Output {
+    RELAXED.scope(false, work).await
 }
 
 /// Now, in Unix microseconds.
@@ -82,28 +111,51 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Config(format!("invalid database URL: {e}")))?;
-        let pool = AnyPoolOptions::new()
+        let pool = Self::pool_with(backend, &options, "FULL").await?;
+        let relaxed = match backend {
+            Backend::Sqlite => Some(Self::pool_with(backend, &options, "NORMAL").await?),
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            relaxed,
+            backend,
+        })
+    }
+
+    async fn pool_with(
+        backend: Backend,
+        options: &AnyConnectOptions,
+        synchronous: &'static str,
+    ) -> Result<AnyPool, DbError> {
+        Ok(AnyPoolOptions::new()
             .max_connections(match backend {
-                Backend::Sqlite => 8,
+                Backend::Sqlite => 16,
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(5))
+            // A SQLite connection is a local file handle: pinging it before
+            // every use is a round trip to its thread for nothing. A
+            // PostgreSQL connection may have been cut by the network.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL for concurrent readers; FULL so that a 202 survives
-                        // power loss, not only a crash.
+                        // power loss, not only a crash (NORMAL: see `relaxed`).
                         conn.execute("PRAGMA journal_mode=WAL").await?;
-                        conn.execute("PRAGMA synchronous=FULL").await?;
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA synchronous={synchronous}"
+                        )))
+                        .await?;
                         conn.execute("PRAGMA busy_timeout=10000").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, backend })
+            .connect_with(options.clone())
+            .await?)
     }
 
     /// Connects and applies pending migrations.
@@ -117,8 +169,12 @@ impl Db {
         self.backend
     }
 
+    /// The pool for the current scope: see [`relaxed`].
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        match &self.relaxed {
+            Some(relaxed) if RELAXED.try_with(|r| *r).unwrap_or(false) => relaxed,
+            _ => &self.pool,
+        }
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once
@@ -126,8 +182,8 @@ impl Db {
     /// when a read inside it would later have to be upgraded.
     pub async fn begin(&self) -> Result<Tx<'static>, DbError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool().begin().await?,
         })
     }
 
@@ -143,6 +199,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Some(relaxed) = &self.relaxed {
+            relaxed.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -147,7 +147,10 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
                     let _ = reply.send(Ok(s));
                 }
                 if any_job {
-                    wake.notify_waiters();
+                    // One worker; each worker that finds a job wakes the
+                    // next, so a burst fans out without every idle worker
+                    // racing for the write lock at once.
+                    wake.notify_one();
                 }
             }
             Err(e) => {

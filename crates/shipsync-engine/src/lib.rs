@@ -15,6 +15,7 @@ pub mod users;
 mod worker;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use shipsync_db::Db;
@@ -49,7 +50,10 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            workers: 4,
+            // Most of a job is waiting on a store or a warehouse: 16 tasks
+            // keep their calls overlapping (each store's budget still paces
+            // its own calls).
+            workers: 16,
             lease: Duration::from_secs(120),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(600),
@@ -72,6 +76,8 @@ struct Inner {
     config: EngineConfig,
     metrics: Metrics,
     wake: Arc<Notify>,
+    /// Set while one idle worker watches the clock for due jobs.
+    clock_watcher: AtomicBool,
     ingest: Ingest,
     stores: stores::Stores,
     owner: String,
@@ -97,6 +103,7 @@ impl Engine {
                 config,
                 metrics,
                 wake,
+                clock_watcher: AtomicBool::new(false),
                 ingest,
                 stores,
             }),
@@ -125,13 +132,22 @@ impl Engine {
 
     /// Wakes idle workers (after enqueueing work outside the ingest path).
     pub fn wake(&self) {
-        self.inner.wake.notify_waiters();
+        self.inner.wake.notify_one();
     }
 
     /// Starts the worker tasks; they stop when `shutdown` is notified.
     pub fn start_workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
         (0..self.inner.config.workers.max(1))
-            .map(|i| tokio::spawn(worker::run(self.clone(), i, shutdown.clone())))
+            // Job processing commits with relaxed durability (see
+            // `shipsync_db::relaxed`): its inputs are durable and its steps
+            // idempotent; the intent before a store mutation is durable.
+            .map(|i| {
+                tokio::spawn(shipsync_db::relaxed(worker::run(
+                    self.clone(),
+                    i,
+                    shutdown.clone(),
+                )))
+            })
             .collect()
     }
 

@@ -854,14 +854,7 @@ impl Engine {
         let r = &rows[0];
         Ok(Some((
             r.connection_id.clone(),
-            StoreOrder {
-                id: r.store_order_id.clone(),
-                name: r.name.clone(),
-                updated_at: None,
-                line_items: Vec::new(),
-                fulfillment_orders: Vec::new(),
-                fulfillments: Vec::new(),
-            },
+            StoreOrder::named(r.store_order_id.clone(), r.name.clone()),
         )))
     }
 }

@@ -6,6 +6,7 @@
 //! unreachable for longer than the lease, and another node took the job over)
 //! is dropped here without touching its row: the other node owns it now.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::RngExt;
@@ -14,6 +15,9 @@ use shipsync_db::now_micros;
 use crate::Engine;
 use crate::pipeline::EngineError;
 use crate::shutdown::Shutdown;
+
+/// How often an idle worker 0 looks for due jobs.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// The lease owner of worker `index` of this process.
 pub(crate) fn owner(engine: &Engine, index: usize) -> String {
@@ -32,7 +36,8 @@ enum Ran {
 /// waits for something, and a renewal that stopped the job until it got the
 /// lock would wait for itself.
 async fn run_leased(engine: &Engine, job: &shipsync_db::jobs::Job, owner: &str, lease: i64) -> Ran {
-    let work = engine.run_job(&job.kind, &job.payload);
+    // A store whose budget is spent holds a few workers, not all of them.
+    let work = shipsync_shopify::job_scope(engine.run_job(&job.kind, &job.payload));
     let every = Duration::from_micros(u64::try_from(lease / 3).unwrap_or(1).max(1));
     let renewer = async {
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -78,20 +83,39 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
             }
         };
         if jobs.is_empty() {
-            let wait = match engine.db().next_job_at().await {
-                Ok(Some(at)) => Duration::from_micros(
-                    u64::try_from((at - now_micros()).max(1_000)).unwrap_or(1_000),
-                ),
-                _ => Duration::from_millis(500),
-            }
-            .min(Duration::from_millis(500));
+            // Idle. One idle worker at a time watches the clock (jobs
+            // coming due, jobs queued by another node) and wakes the others
+            // through the chain below; the rest wait to be woken, so 16
+            // idle workers do not each claim (a write) twice a second.
+            let watching = engine
+                .inner
+                .clock_watcher
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            let wait = if watching {
+                match engine.db().next_job_at().await {
+                    Ok(Some(at)) => Duration::from_micros(
+                        u64::try_from((at - now_micros()).max(1_000)).unwrap_or(1_000),
+                    ),
+                    _ => IDLE_POLL,
+                }
+                .min(IDLE_POLL)
+            } else {
+                IDLE_POLL * 10
+            };
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = engine.inner.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
+            if watching {
+                engine.inner.clock_watcher.store(false, Ordering::Release);
+            }
             continue;
         }
+        // There may be more: wake one more idle worker to look (it wakes
+        // the next if it finds one too).
+        engine.inner.wake.notify_one();
         for job in jobs {
             let result = match run_leased(&engine, &job, &owner, lease).await {
                 Ran::Done(r) => r,
@@ -108,6 +132,9 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
                 Err(EngineError::Deferred { message, after }) => {
                     engine.metrics().job(&job.kind, "deferred");
                     tracing::debug!(job = %job.id, "deferred: {message}");
+                    // Never sooner than asked; spread so that jobs put back
+                    // together do not all come back at once.
+                    let after = after.mul_f64(rand::rng().random_range(1.0..1.3));
                     let at = now_micros() + i64::try_from(after.as_micros()).unwrap_or(1_000_000);
                     if let Err(e) = db.defer_job(&job.id, &owner, at).await {
                         tracing::warn!(error = %e, job = %job.id, "could not defer job");

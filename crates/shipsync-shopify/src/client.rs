@@ -125,6 +125,22 @@ impl ShopifyClient {
     /// Orders named `name`, looked up with and without a leading `#`; only
     /// exact matches (ignoring a leading `#`) are returned, fully read.
     pub async fn find_orders_by_name(&self, name: &str) -> Result<Vec<StoreOrder>, ShopifyError> {
+        let mut orders = Vec::new();
+        for (id, _) in self.find_order_names(name).await? {
+            if let Some(order) = self.order(&id).await? {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
+    }
+
+    /// The ids and names of the orders named `name` (as
+    /// [`ShopifyClient::find_orders_by_name`]), without reading them: two
+    /// searches, no more.
+    pub async fn find_order_names(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, ShopifyError> {
         let given = name.trim();
         let bare = strip_hash(given);
         if bare.is_empty() {
@@ -135,7 +151,7 @@ impl ShopifyClient {
         } else {
             format!("#{given}")
         };
-        let mut ids: Vec<String> = Vec::new();
+        let mut found: Vec<(String, String)> = Vec::new();
         for candidate in [given, other.as_str()] {
             let data: wire::OrderSearchData = self
                 .execute(
@@ -146,18 +162,12 @@ impl ShopifyClient {
                 )
                 .await?;
             for order in data.orders.nodes {
-                if strip_hash(&order.name) == bare && !ids.contains(&order.id) {
-                    ids.push(order.id);
+                if strip_hash(&order.name) == bare && !found.iter().any(|(id, _)| *id == order.id) {
+                    found.push((order.id, order.name));
                 }
             }
         }
-        let mut orders = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(order) = self.order(&id).await? {
-                orders.push(order);
-            }
-        }
-        Ok(orders)
+        Ok(found)
     }
 
     /// One page of the paid, unfulfilled orders updated at or after `since`

@@ -22,4 +22,6 @@ pub use model::{
     StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder,
     StoreOrderForWarehouse, StoreTracking, Tracking,
 };
-pub use throttle::{BudgetFuture, CostBudget, LocalBudget, QueryCost, ThrottleStatus};
+pub use throttle::{
+    BudgetFuture, CostBudget, LocalBudget, QueryCost, ThrottleStatus, WAIT_SLOTS, job_scope,
+};

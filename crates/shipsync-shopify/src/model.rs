@@ -14,6 +14,21 @@ pub struct StoreOrder {
     pub fulfillments: Vec<StoreFulfillment>,
 }
 
+impl StoreOrder {
+    /// An order known only by its id and name (what a search returns), not
+    /// read yet.
+    pub fn named(id: String, name: String) -> Self {
+        Self {
+            id,
+            name,
+            updated_at: None,
+            line_items: Vec::new(),
+            fulfillment_orders: Vec::new(),
+            fulfillments: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreLineItem {
     pub id: String,

@@ -2,6 +2,7 @@
 //! every answer: before sending an operation, estimate what the leaky bucket
 //! holds now and wait for the shortfall instead of being THROTTLED.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -10,6 +11,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Jobs of one store that may sleep for its budget at once (per process).
+/// A further job that would have to sleep is turned away instead (see
+/// [`job_scope`]), so a throttled store holds at most this many workers.
+pub const WAIT_SLOTS: usize = 4;
+/// A wait this short is taken in place by anyone: not worth a deferral.
+const SHORT_WAIT: Duration = Duration::from_millis(200);
+/// A job turned away comes back no sooner than this.
+const MIN_TURNED_AWAY: Duration = Duration::from_secs(2);
+
+tokio::task_local! {
+    /// The wait slots held by the current job, one per store at most.
+    static JOB_SLOTS: RefCell<Vec<(usize, OwnedSemaphorePermit)>>;
+}
+
+/// Runs one job's store calls. Inside it, when a store's budget says wait
+/// (longer than a blink), the job takes one of that store's
+/// [`WAIT_SLOTS`] and keeps it to its end, so it can go on waiting for its
+/// next calls; when all slots are taken, the call fails at once with
+/// [`crate::ShopifyError::Throttled`] (nothing sent) and the job can be put
+/// back for later while the worker serves other stores. Outside a job scope
+/// a call waits as before (up to `Timeouts::max_budget_wait`).
+pub async fn job_scope<F: Future>(work: F) -> F::Output {
+    JOB_SLOTS.scope(RefCell::new(Vec::new()), work).await
+}
 
 /// `extensions.cost.throttleStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -188,6 +215,8 @@ impl CostBudget for LocalBudget {
 pub(crate) struct Budget {
     costs: Mutex<HashMap<&'static str, f64>>,
     bucket: Arc<dyn CostBudget>,
+    /// The store's wait slots (see [`job_scope`]).
+    slots: Arc<Semaphore>,
 }
 
 impl Default for Budget {
@@ -201,7 +230,32 @@ impl Budget {
         Self {
             costs: Mutex::default(),
             bucket,
+            slots: Arc::new(Semaphore::new(WAIT_SLOTS)),
         }
+    }
+
+    /// May the current job sleep `wait` for this budget? `Err` is how long
+    /// a job turned away should stay away.
+    pub(crate) fn may_wait(&self, wait: Duration) -> Result<(), Duration> {
+        if wait <= SHORT_WAIT {
+            return Ok(());
+        }
+        let key = Arc::as_ptr(&self.slots) as usize;
+        JOB_SLOTS
+            .try_with(|held| {
+                let mut held = held.borrow_mut();
+                if held.iter().any(|(k, _)| *k == key) {
+                    return Ok(());
+                }
+                match Arc::clone(&self.slots).try_acquire_owned() {
+                    Ok(permit) => {
+                        held.push((key, permit));
+                        Ok(())
+                    }
+                    Err(_) => Err(wait.max(MIN_TURNED_AWAY)),
+                }
+            })
+            .unwrap_or(Ok(()))
     }
 
     fn costs(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, f64>> {

@@ -107,6 +107,15 @@ impl ShopifyClient {
             points,
         };
         if !wait.is_zero() {
+            // Nothing sent: the reservation is given back as this returns.
+            self.budget.may_wait(wait).map_err(|retry_after| {
+                tracing::debug!(
+                    operation = op,
+                    ?wait,
+                    "store budget busy: turning the job away"
+                );
+                ShopifyError::Throttled { retry_after }
+            })?;
             tracing::debug!(operation = op, ?wait, "waiting for Shopify cost budget");
             tokio::time::sleep(wait).await;
         }

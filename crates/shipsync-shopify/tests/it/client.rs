@@ -286,6 +286,18 @@ async fn finds_orders_by_name_with_and_without_hash() {
             "name:1001"
         ]
     );
+    let order = expected_order();
+    for name in ["1001", "#1001"] {
+        let before = stub.seen().len();
+        assert_eq!(
+            client.find_order_names(name).await,
+            Ok(vec![(order.id.clone(), order.name.clone())]),
+            "{name:?}"
+        );
+        // The two searches, no read of the order.
+        assert_eq!(stub.seen().len() - before, 2, "{name:?}");
+    }
+    assert_eq!(client.find_order_names("#999").await, Ok(vec![]));
     assert_eq!(client.find_orders_by_name("#999").await, Ok(vec![]));
     assert_eq!(client.find_orders_by_name(" # ").await, Ok(vec![]));
     assert_well_formed(&stub.seen());

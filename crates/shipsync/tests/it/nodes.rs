@@ -290,7 +290,9 @@ async fn shopify_bucket_is_shared_by_nodes() {
         requests.len()
     );
     assert_eq!(fulfilled, SHIPMENTS);
-    assert!(requests.len() >= 8 * SHIPMENTS, "{}", requests.len());
+    // Each shipment takes 5 store requests at least (two name searches,
+    // the order, its fulfillment orders, the fulfillment).
+    assert!(requests.len() >= 5 * SHIPMENTS, "{}", requests.len());
     // Each node alone keeps within what Shopify last reported, but not the
     // other node's spending: that way this load is THROTTLED 15–20 times.
     // Shared, the odd one remains (see the README's "Rate budgets across
