@@ -927,8 +927,10 @@ impl Engine {
                 updated_at: now,
             };
             // Recorded before the call: if we crash or lose the answer, the
-            // next attempt looks in the store before creating anything.
-            db.insert_store_fulfillment(&row).await?;
+            // next attempt looks in the store before creating anything. So
+            // it is durable even inside a job's relaxed scope: after a power
+            // loss it is still there to be looked for.
+            shipsync_db::durable(db.insert_store_fulfillment(&row)).await?;
             let req = FulfillmentRequest {
                 fulfillment_order_id: a.fulfillment_order_id.clone(),
                 items: a.items.clone(),
