@@ -1,10 +1,14 @@
 //! HTTP layer: the GraphQL endpoint (auth, validation, faults, cost,
 //! execution) and the JSON control endpoints of the standalone sandbox.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use apollo_compiler::ExecutableDocument;
 use apollo_compiler::executable::OperationType;
 use apollo_compiler::resolvers::Execution;
+use apollo_compiler::validation::Valid;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -35,6 +39,40 @@ pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
 
 /// How many requests [`ShopifySandbox::requests`] remembers.
 const MAX_RECORDED_REQUESTS: usize = 10_000;
+
+/// The outcome of parsing and validating one document against the schema:
+/// the document, or the diagnostics that reject it.
+type Validated = Arc<Result<Valid<ExecutableDocument>, String>>;
+
+/// How many distinct documents [`validated`] remembers; past it the cache
+/// starts over (a client sends a handful of distinct documents, a fuzzer
+/// many).
+const MAX_CACHED_DOCUMENTS: usize = 1024;
+
+/// Parsed and validated documents, keyed by their exact text. Validation
+/// depends only on the text and on the schema, which is fixed for the life
+/// of the process ([`shipsync_shopify_schema::schema`]), so a cached answer
+/// is the answer validation would give again — acceptances and rejections
+/// alike. Everything that depends on the request (the operation name, the
+/// variables, cost, execution) is still done per request.
+static DOCUMENTS: LazyLock<Mutex<HashMap<String, Validated>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// [`shipsync_shopify_schema::validate`], once per distinct document text.
+fn validated(query: &str) -> Validated {
+    if let Some(hit) = lock(&DOCUMENTS).get(query) {
+        return hit.clone();
+    }
+    // Validated outside the lock: two requests with the same new document
+    // may both validate it, and both get the same answer.
+    let fresh: Validated = Arc::new(shipsync_shopify_schema::validate(query));
+    let mut cache = lock(&DOCUMENTS);
+    if cache.len() >= MAX_CACHED_DOCUMENTS {
+        cache.clear();
+    }
+    cache.insert(query.to_owned(), fresh.clone());
+    fresh
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -158,9 +196,12 @@ async fn serve_graphql(
     };
 
     let schema = shipsync_shopify_schema::schema();
-    let document = match shipsync_shopify_schema::validate(&request.query) {
+    let validated = validated(&request.query);
+    let document = match &*validated {
         Ok(d) => d,
-        Err(diagnostics) => return graphql_error(diagnostics, "GRAPHQL_VALIDATION_FAILED", None),
+        Err(diagnostics) => {
+            return graphql_error(diagnostics.clone(), "GRAPHQL_VALIDATION_FAILED", None);
+        }
     };
     let operation = match document.operations.get(request.operation_name.as_deref()) {
         Ok(op) => op,
@@ -233,7 +274,7 @@ async fn serve_graphql(
 
     let model = CostModel {
         schema,
-        document: &document,
+        document,
         variables: &variables,
     };
     let requested = if is_mutation {
@@ -275,7 +316,7 @@ async fn serve_graphql(
         } else {
             Obj::query(&ctx)
         };
-        let result = Execution::new(schema, &document)
+        let result = Execution::new(schema, document)
             .operation(operation)
             .coerced_variable_values(&variables)
             .execute_sync(&root);
@@ -402,5 +443,30 @@ async fn set_fulfillment_order_status(
     match sandbox.try_set_fulfillment_order_status(&body.fulfillment_order_id, &body.status) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error_response(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_is_cached_by_exact_text_and_rejections_stay_rejections() {
+        let ok = "query Shop { shop { name } }";
+        let first = validated(ok);
+        assert!(first.is_ok());
+        assert!(Arc::ptr_eq(&first, &validated(ok)), "same text, same entry");
+        // Another text is validated on its own, even if it differs only in
+        // spacing.
+        let spaced = "query Shop { shop { name  } }";
+        assert!(!Arc::ptr_eq(&first, &validated(spaced)));
+        // A field the schema does not have is rejected every time.
+        let bad = "query Shop { shop { nameThatDoesNotExist } }";
+        let rejected = validated(bad);
+        assert!(rejected.is_err());
+        assert_eq!(
+            rejected.as_ref().as_ref().err(),
+            validated(bad).as_ref().as_ref().err()
+        );
     }
 }

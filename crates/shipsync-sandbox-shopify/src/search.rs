@@ -94,11 +94,21 @@ impl OrderQuery {
     }
 }
 
+/// The order name without `#`, lower case — borrowed when it already is
+/// (the usual `#1001`), so scanning every order for a name allocates nothing.
+fn bare_name(o: &Order) -> std::borrow::Cow<'_, str> {
+    let name = o.name.trim_start_matches('#');
+    if name.is_ascii() && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(name.to_lowercase())
+    }
+}
+
 fn term_matches(term: &Term, o: &Order) -> bool {
-    let name = o.name.trim_start_matches('#').to_lowercase();
     match term {
-        Term::Name(n) => &name == n,
-        Term::NamePrefix(p) => name.starts_with(p.as_str()),
+        Term::Name(n) => bare_name(o) == n.as_str(),
+        Term::NamePrefix(p) => bare_name(o).starts_with(p.as_str()),
         Term::Id(cmp, id) => compare(o.id.cmp(id), *cmp),
         Term::Time(field, cmp, t) => {
             let v = match field {
@@ -124,7 +134,7 @@ fn term_matches(term: &Term, o: &Order) -> bool {
         // Sandbox orders are never closed or cancelled.
         Term::Status(s) => s == "open" || s == "any",
         Term::Text(t) => {
-            name.contains(t.trim_start_matches('#'))
+            bare_name(o).contains(t.trim_start_matches('#'))
                 || o.email.to_lowercase().contains(t.as_str())
                 || o.lines.iter().any(|l| l.sku.to_lowercase() == *t)
         }
