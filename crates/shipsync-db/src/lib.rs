@@ -11,6 +11,7 @@ macro_rules! sql {
 
 pub mod budgets;
 mod error;
+pub mod ingest;
 pub mod jobs;
 mod migrate;
 pub mod orders;

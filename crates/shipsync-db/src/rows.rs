@@ -419,7 +419,7 @@ pub struct EventRow {
     pub shipment_ids: String,
 }
 
-const EVENT_COLS: &str = "id, merchant_id, received_at, headers_json, body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
+pub(crate) const EVENT_COLS: &str = "id, merchant_id, received_at, headers_json, body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
 
 pub async fn insert_event<'e, E: Executor<'e, Database = Any>>(
     ex: E,

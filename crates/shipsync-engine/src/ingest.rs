@@ -7,10 +7,12 @@
 //! webhooks, and none is acknowledged before it is durable. A full channel
 //! means 503 (the sender retries), so memory stays flat under overload.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shipsync_db::{Db, jobs, new_id, now_micros, rows};
+use shipsync_db::ingest as ingest_rows;
+use shipsync_db::{Db, new_id, now_micros, rows};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -166,60 +168,108 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
 async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsync_db::DbError> {
     let mut tx = db.begin().await?;
     let now = now_micros();
+    let since = now - REPEAT_WINDOW_MICROS;
+    // Only deliveries that count (accepted, needing attention) with a body
+    // are checked for repeats and may be found as originals.
+    let hashes: Vec<Option<String>> = batch
+        .iter()
+        .map(|d| {
+            d.body
+                .as_deref()
+                .filter(|_| dedupes(d))
+                .map(crate::secrets::hash_bytes)
+        })
+        .collect();
+
+    // The originals already stored, looked up once per merchant of the batch.
+    let mut by_webhook_id: HashMap<(&str, String), String> = HashMap::new();
+    let mut by_hash: HashMap<(&str, String), String> = HashMap::new();
+    let merchants: BTreeSet<&str> = batch
+        .iter()
+        .zip(&hashes)
+        .filter(|(_, h)| h.is_some())
+        .map(|(d, _)| d.merchant_id.as_str())
+        .collect();
+    for m in merchants {
+        let mine = || {
+            batch
+                .iter()
+                .zip(&hashes)
+                .filter(move |(d, h)| h.is_some() && d.merchant_id == m)
+        };
+        let webhook_ids: Vec<&str> = mine()
+            .filter_map(|(d, _)| d.webhook_id.as_deref())
+            .collect();
+        if !webhook_ids.is_empty() {
+            for (w, id) in ingest_rows::events_by_webhook_id(&mut tx, m, &webhook_ids).await? {
+                by_webhook_id.insert((m, w), id);
+            }
+        }
+        let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
+        for (h, id) in ingest_rows::events_by_body_hash(&mut tx, m, &body_hashes, since).await? {
+            by_hash.insert((m, h), id);
+        }
+    }
+
     let mut out = Vec::with_capacity(batch.len());
-    for d in batch {
-        let body_hash = d.body.as_deref().map(crate::secrets::hash_bytes);
-        let dedupes = matches!(d.outcome, Outcome::Accepted | Outcome::NeedsAttention);
-        if dedupes
-            && let Some(hash) = &body_hash
-            && let Some(original) = rows::find_repeat(
-                &mut tx,
-                &d.merchant_id,
-                d.webhook_id.as_deref(),
-                hash,
-                now - REPEAT_WINDOW_MICROS,
-            )
-            .await?
-        {
-            rows::bump_repeat(&mut tx, &original).await?;
-            out.push(Stored::Repeat { event_id: original });
-            continue;
+    let mut events = Vec::with_capacity(batch.len());
+    let mut jobs = Vec::new();
+    for (d, hash) in batch.iter().zip(hashes) {
+        let m = d.merchant_id.as_str();
+        if let Some(hash) = &hash {
+            let original = d
+                .webhook_id
+                .as_ref()
+                .and_then(|w| by_webhook_id.get(&(m, w.clone())))
+                .or_else(|| by_hash.get(&(m, hash.clone())));
+            if let Some(original) = original {
+                rows::bump_repeat(&mut tx, original).await?;
+                out.push(Stored::Repeat {
+                    event_id: original.clone(),
+                });
+                continue;
+            }
         }
         let id = new_id("evt");
-        rows::insert_event(
-            &mut *tx,
-            &rows::EventRow {
-                id: id.clone(),
-                merchant_id: d.merchant_id.clone(),
-                received_at: now,
-                headers_json: d.headers_json.clone(),
-                body: d.body.clone(),
-                body_size: d.body_size,
-                body_hash: if dedupes { body_hash } else { None },
-                // Only deliveries that count may claim a webhook-id: a forged
-                // one with a bad signature must not block the real one.
-                webhook_id: if dedupes { d.webhook_id.clone() } else { None },
-                verified: i64::from(d.verified),
-                outcome: d.outcome.as_str().to_string(),
-                detail: d.detail.clone(),
-                repeat_count: 0,
-                shipment_ids: "[]".into(),
-            },
-        )
-        .await?;
+        if let Some(hash) = &hash {
+            // A later delivery of this batch may repeat this one.
+            if let Some(w) = &d.webhook_id {
+                by_webhook_id.insert((m, w.clone()), id.clone());
+            }
+            by_hash.insert((m, hash.clone()), id.clone());
+        }
+        let counts = dedupes(d);
+        events.push(rows::EventRow {
+            id: id.clone(),
+            merchant_id: d.merchant_id.clone(),
+            received_at: now,
+            headers_json: d.headers_json.clone(),
+            body: d.body.clone(),
+            body_size: d.body_size,
+            body_hash: hash,
+            // Only deliveries that count may claim a webhook-id: a forged
+            // one with a bad signature must not block the real one.
+            webhook_id: if counts { d.webhook_id.clone() } else { None },
+            verified: i64::from(d.verified),
+            outcome: d.outcome.as_str().to_string(),
+            detail: d.detail.clone(),
+            repeat_count: 0,
+            shipment_ids: "[]".into(),
+        });
         if d.outcome == Outcome::Accepted {
             let payload = serde_json::json!({ "event_id": id }).to_string();
-            jobs::enqueue(
-                &mut tx,
-                "process_event",
-                Some(&format!("event:{id}")),
-                &payload,
-                now,
-            )
-            .await?;
+            jobs.push((format!("event:{id}"), payload));
         }
         out.push(Stored::New { event_id: id });
     }
+    ingest_rows::insert_events(&mut tx, &events).await?;
+    ingest_rows::enqueue_jobs(&mut tx, "process_event", &jobs, now).await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// Deliveries that count (accepted, needing attention) are the ones checked
+/// for repeats.
+fn dedupes(d: &Delivery) -> bool {
+    matches!(d.outcome, Outcome::Accepted | Outcome::NeedsAttention)
 }

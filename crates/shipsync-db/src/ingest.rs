@@ -1,0 +1,225 @@
+//! The webhook ingest's group commit in a few statements: the repeats of a
+//! whole batch looked up at once, its events and jobs inserted as multi-row
+//! statements, instead of four round trips per delivery.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::rows::EventRow;
+use crate::{DbError, Tx, new_id, now_micros};
+
+/// Rows per multi-row statement: 13 columns × 64 stays far under both
+/// backends' limit on bound parameters.
+const ROWS_PER_STATEMENT: usize = 64;
+/// Values per `IN (…)` list.
+const IN_LIST: usize = 500;
+
+/// How the placeholders of a statement are written: SQLite's plain `?`
+/// (bound in order; its `$N` names are looked up one by one, which costs
+/// O(N²) over a long statement) or PostgreSQL's `$N`.
+#[derive(Clone, Copy)]
+struct Marks {
+    numbered: bool,
+}
+
+impl Marks {
+    fn of(tx: &Tx<'_>) -> Self {
+        Self {
+            numbered: tx.backend_name() != "SQLite",
+        }
+    }
+
+    fn push(self, out: &mut String, i: usize) {
+        if self.numbered {
+            out.push('$');
+            out.push_str(&i.to_string());
+        } else {
+            out.push('?');
+        }
+    }
+
+    /// `(…), (…)`: `rows` tuples of `cols` placeholders numbered from
+    /// `first` (the placeholders before them must be numbered the same way).
+    fn tuples(self, rows: usize, cols: usize, first: usize) -> String {
+        let mut out = String::with_capacity(rows * cols * 5);
+        for r in 0..rows {
+            if r > 0 {
+                out.push_str(", ");
+            }
+            out.push('(');
+            for c in 0..cols {
+                if c > 0 {
+                    out.push_str(", ");
+                }
+                self.push(&mut out, first + r * cols + c);
+            }
+            out.push(')');
+        }
+        out
+    }
+
+    /// `n` placeholders numbered from `first`, comma-separated.
+    fn list(self, n: usize, first: usize) -> String {
+        let mut out = String::with_capacity(n * 5);
+        for i in first..first + n {
+            if i > first {
+                out.push_str(", ");
+            }
+            self.push(&mut out, i);
+        }
+        out
+    }
+
+    /// Placeholder number `i` on its own.
+    fn one(self, i: usize) -> String {
+        let mut out = String::new();
+        self.push(&mut out, i);
+        out
+    }
+}
+
+/// The stored events of `merchant_id` carrying one of `webhook_ids`:
+/// webhook-id → event id.
+pub async fn events_by_webhook_id(
+    tx: &mut Tx<'_>,
+    merchant_id: &str,
+    webhook_ids: &[&str],
+) -> Result<HashMap<String, String>, DbError> {
+    let marks = Marks::of(tx);
+    let mut found = HashMap::new();
+    for chunk in webhook_ids.chunks(IN_LIST) {
+        let sql = sql!(
+            "SELECT webhook_id, id FROM events WHERE merchant_id = {} AND webhook_id IN ({})",
+            marks.one(1),
+            marks.list(chunk.len(), 2)
+        );
+        // Sized by the batch: not worth a place in the statement cache.
+        let mut q = sqlx::query(sql).persistent(false).bind(merchant_id);
+        for w in chunk {
+            q = q.bind(*w);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            found.insert(row.try_get("webhook_id")?, row.try_get("id")?);
+        }
+    }
+    Ok(found)
+}
+
+/// The oldest counted event (accepted or needing attention) of
+/// `merchant_id` received after `since` per body hash among `hashes`:
+/// body hash → event id.
+pub async fn events_by_body_hash(
+    tx: &mut Tx<'_>,
+    merchant_id: &str,
+    hashes: &[&str],
+    since: i64,
+) -> Result<HashMap<String, String>, DbError> {
+    let marks = Marks::of(tx);
+    let mut found = HashMap::new();
+    for chunk in hashes.chunks(IN_LIST) {
+        let sql = sql!(
+            "SELECT body_hash, id FROM events WHERE merchant_id = {} AND received_at > {}
+             AND outcome IN ('accepted', 'needs_attention') AND body_hash IN ({})
+             ORDER BY received_at",
+            marks.one(1),
+            marks.one(2),
+            marks.list(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(sql)
+            .persistent(false)
+            .bind(merchant_id)
+            .bind(since);
+        for h in chunk {
+            q = q.bind(*h);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            // Oldest first: keep the first one seen.
+            found
+                .entry(row.try_get("body_hash")?)
+                .or_insert(row.try_get("id")?);
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts `events`, a few dozen per statement.
+pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), DbError> {
+    let marks = Marks::of(tx);
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = sql!(
+            "INSERT INTO events ({}) VALUES {}",
+            crate::rows::EVENT_COLS,
+            marks.tuples(chunk.len(), 13, 1)
+        );
+        let mut q = sqlx::query(sql).persistent(false);
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(&e.merchant_id)
+                .bind(e.received_at)
+                .bind(&e.headers_json)
+                .bind(&e.body)
+                .bind(e.body_size)
+                .bind(&e.body_hash)
+                .bind(&e.webhook_id)
+                .bind(e.verified)
+                .bind(&e.outcome)
+                .bind(&e.detail)
+                .bind(e.repeat_count)
+                .bind(&e.shipment_ids);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Queues jobs of `kind`, each `(dedupe key, payload)`, due at `run_at`, as
+/// [`crate::jobs::enqueue`] does one by one. The keys must be distinct.
+pub async fn enqueue_jobs(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    jobs: &[(String, String)],
+    run_at: i64,
+) -> Result<(), DbError> {
+    let marks = Marks::of(tx);
+    let now = now_micros();
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let sql = sql!(
+            "INSERT INTO jobs (id, kind, dedupe_key, payload, run_at, created_at) VALUES {}
+             ON CONFLICT (dedupe_key) DO UPDATE SET rerun = 1,
+               run_at = CASE WHEN jobs.run_at < excluded.run_at THEN jobs.run_at ELSE excluded.run_at END,
+               payload = excluded.payload",
+            marks.tuples(chunk.len(), 6, 1)
+        );
+        let mut q = sqlx::query(sql).persistent(false);
+        for (key, payload) in chunk {
+            q = q
+                .bind(new_id("job"))
+                .bind(kind)
+                .bind(key)
+                .bind(payload)
+                .bind(run_at)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_across_rows() {
+        let pg = Marks { numbered: true };
+        assert_eq!(pg.tuples(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(pg.tuples(1, 2, 5), "($5, $6)");
+        assert_eq!(pg.list(3, 2), "$2, $3, $4");
+        assert_eq!(pg.one(7), "$7");
+        let sqlite = Marks { numbered: false };
+        assert_eq!(sqlite.tuples(2, 2, 1), "(?, ?), (?, ?)");
+        assert_eq!(sqlite.list(3, 2), "?, ?, ?");
+    }
+}
