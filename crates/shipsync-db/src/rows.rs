@@ -531,15 +531,26 @@ impl Db {
         detail: Option<&str>,
         shipment_ids: &str,
     ) -> Result<(), DbError> {
-        sqlx::query("UPDATE events SET outcome = $2, detail = $3, shipment_ids = $4 WHERE id = $1")
-            .bind(id)
-            .bind(outcome)
-            .bind(detail)
-            .bind(shipment_ids)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        set_event_result(self.pool(), id, outcome, detail, shipment_ids).await
     }
+}
+
+/// [`Db::set_event_result`] on `ex` (inside a transaction, say).
+pub async fn set_event_result<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+    outcome: &str,
+    detail: Option<&str>,
+    shipment_ids: &str,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE events SET outcome = $2, detail = $3, shipment_ids = $4 WHERE id = $1")
+        .bind(id)
+        .bind(outcome)
+        .bind(detail)
+        .bind(shipment_ids)
+        .execute(ex)
+        .await?;
+    Ok(())
 }
 
 // ---------- shipments ----------

@@ -156,21 +156,32 @@ impl Engine {
         let mut tx = db.begin().await?;
         let merged = Self::merge_in(&mut tx, merchant_id, version, source, event_id).await?;
         tx.commit().await?;
-        for (kit, comps) in ledger::recipes_seen(version) {
-            for (comp, per_kit) in comps {
-                db.save_recipe(
-                    merchant_id,
-                    &kit,
-                    &comp,
-                    i64::try_from(per_kit).unwrap_or(i64::MAX),
-                )
-                .await?;
-            }
-        }
+        self.save_recipes_seen(merchant_id, version).await?;
         if merged.1 != MergeOutcome::Unchanged {
             self.wake();
         }
         Ok(merged)
+    }
+
+    /// Saves the kit recipes a merged version shows.
+    async fn save_recipes_seen(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+    ) -> Result<(), EngineError> {
+        for (kit, comps) in ledger::recipes_seen(version) {
+            for (comp, per_kit) in comps {
+                self.db()
+                    .save_recipe(
+                        merchant_id,
+                        &kit,
+                        &comp,
+                        i64::try_from(per_kit).unwrap_or(i64::MAX),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// [`Self::merge_version`] inside `tx`, which the caller commits (one
@@ -329,21 +340,37 @@ impl Engine {
         let body = event.body.clone().unwrap_or_default();
         match shipsync_deposco::parse_webhook(&body) {
             Ok(versions) => {
+                // The merges and the event's result in one transaction.
+                let mut tx = db.begin().await?;
                 let mut ids = Vec::new();
+                let mut changed = false;
                 for v in &versions {
-                    ids.push(
-                        self.merge_version(&event.merchant_id, v, SOURCE_WEBHOOK, Some(event_id))
-                            .await?
-                            .0,
-                    );
+                    let (id, outcome) = Self::merge_in(
+                        &mut tx,
+                        &event.merchant_id,
+                        v,
+                        SOURCE_WEBHOOK,
+                        Some(event_id),
+                    )
+                    .await?;
+                    changed |= outcome != MergeOutcome::Unchanged;
+                    ids.push(id);
                 }
-                db.set_event_result(
+                rows::set_event_result(
+                    &mut *tx,
                     event_id,
                     "accepted",
                     None,
                     &serde_json::to_string(&ids).unwrap_or_default(),
                 )
                 .await?;
+                tx.commit().await?;
+                for v in &versions {
+                    self.save_recipes_seen(&event.merchant_id, v).await?;
+                }
+                if changed {
+                    self.wake();
+                }
             }
             Err(e) => {
                 db.set_event_result(event_id, "needs_attention", Some(&e.to_string()), "[]")
@@ -521,6 +548,16 @@ impl Engine {
     /// archived shipment stays archived. (A run holds the row it read at its
     /// start; saving that whole row would put back the version it replaced.)
     pub(crate) async fn save_run(&self, s: &ShipmentRow) -> Result<(), EngineError> {
+        self.save_run_noting(s, None).await
+    }
+
+    /// [`Self::save_run`] and, in the same transaction, a line of the
+    /// shipment's activity (`kind`, message): one write instead of two.
+    pub(crate) async fn save_run_noting(
+        &self,
+        s: &ShipmentRow,
+        note: Option<(&str, &str)>,
+    ) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
         let mut row = s.clone();
         if let Some(cur) = rows::shipment_by_number(&mut tx, &s.merchant_id, &s.number).await? {
@@ -534,6 +571,9 @@ impl Engine {
             }
         }
         rows::update_shipment(&mut *tx, &row).await?;
+        if let Some((kind, message)) = note {
+            rows::add_activity(&mut *tx, &s.id, kind, message).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -567,11 +607,12 @@ impl Engine {
             s.status = "completed".into();
             s.error = None;
             s.completed_at = Some(now_micros());
-            self.save_run(&s).await?;
-            db.activity(
-                shipment_id,
-                "completed",
-                "Nothing shipped (no units): nothing to tell the store",
+            self.save_run_noting(
+                &s,
+                Some((
+                    "completed",
+                    "Nothing shipped (no units): nothing to tell the store",
+                )),
             )
             .await?;
             return Ok(());
@@ -590,11 +631,9 @@ impl Engine {
                     s.connection_id = Some(connection_id);
                     s.order_id = Some(order.id.clone());
                     s.order_name = order.name.clone();
-                    self.save_run(&s).await?;
-                    db.activity(
-                        shipment_id,
-                        "matched",
-                        &format!("Matched store order {}", order.name),
+                    self.save_run_noting(
+                        &s,
+                        Some(("matched", &format!("Matched store order {}", order.name))),
                     )
                     .await?;
                 }
@@ -778,11 +817,12 @@ impl Engine {
             s.error = None;
             s.completed_at = Some(now);
             s.updated_at = now;
-            self.save_run(&s).await?;
-            db.activity(
-                shipment_id,
-                "completed",
-                "The store has everything this shipment shipped",
+            self.save_run_noting(
+                &s,
+                Some((
+                    "completed",
+                    "The store has everything this shipment shipped",
+                )),
             )
             .await?;
         }
@@ -798,8 +838,7 @@ impl Engine {
             s.status = "new".into();
             s.error = Some(why.to_string());
             s.updated_at = now_micros();
-            self.save_run(s).await?;
-            self.db().activity(&s.id, "waiting", why).await?;
+            self.save_run_noting(s, Some(("waiting", why))).await?;
         }
         Ok(())
     }
