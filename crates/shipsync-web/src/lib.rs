@@ -26,6 +26,8 @@ pub struct WebConfig {
     /// Base URL used in the webhook URLs shown to users.
     pub public_url: String,
     pub webhook_max_bytes: usize,
+    /// Webhook requests handled at once ([`WEBHOOK_MAX_IN_FLIGHT`]).
+    pub webhook_max_in_flight: usize,
     /// `SHIPSYNC_ADMIN_TOKEN`, always accepted when set.
     pub admin_token: Option<String>,
 }
@@ -46,7 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/deposco/{key}",
             post(webhook::receive).layer(axum::middleware::from_fn_with_state(
-                webhook::InFlight::new(WEBHOOK_MAX_IN_FLIGHT),
+                webhook::InFlight::new(state.config.webhook_max_in_flight),
                 webhook::limit_in_flight,
             )),
         )

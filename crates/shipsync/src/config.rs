@@ -53,6 +53,8 @@ pub struct Settings {
     pub listen: String,
     pub public_url: String,
     pub webhook_max_bytes: usize,
+    /// Webhook requests handled at once (not a setting: the tests lower it).
+    pub webhook_max_in_flight: usize,
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
@@ -141,6 +143,7 @@ impl Settings {
             listen,
             public_url,
             webhook_max_bytes,
+            webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
             log_format,
             admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
             secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),

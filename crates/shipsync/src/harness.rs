@@ -26,6 +26,9 @@ pub struct Options {
     pub enable: bool,
     /// `SHIPSYNC_WEBHOOK_MAX_BYTES` of the server (default 1 MiB).
     pub webhook_max_bytes: usize,
+    /// Webhook requests the server handles at once (default
+    /// [`shipsync_web::WEBHOOK_MAX_IN_FLIGHT`]).
+    pub webhook_max_in_flight: usize,
     /// The Shopify sandbox's cost bucket (default: a Standard plan's 1000
     /// points restored at 100/s; Shopify Plus restores 1000/s).
     pub shopify_throttle: shipsync_sandbox_shopify::ThrottleConfig,
@@ -46,6 +49,7 @@ impl Options {
             engine: fast_engine(),
             enable: true,
             webhook_max_bytes: 1_048_576,
+            webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
             shopify_throttle: Default::default(),
             deposco: Default::default(),
             seed: true,
@@ -102,6 +106,7 @@ impl Harness {
             listen: "127.0.0.1:0".into(),
             public_url: "http://127.0.0.1:0".into(),
             webhook_max_bytes: opts.webhook_max_bytes,
+            webhook_max_in_flight: opts.webhook_max_in_flight,
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
             secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),

@@ -196,6 +196,7 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         config: Arc::new(WebConfig {
             public_url,
             webhook_max_bytes: settings.webhook_max_bytes,
+            webhook_max_in_flight: settings.webhook_max_in_flight,
             admin_token: settings.admin_token.clone(),
         }),
         draining: draining.clone(),
