@@ -16,7 +16,7 @@ use crate::Engine;
 use crate::pipeline::EngineError;
 use crate::shutdown::Shutdown;
 
-/// How often an idle worker 0 looks for due jobs.
+/// How often the idle worker watching the clock looks for due jobs.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// The lease owner of worker `index` of this process.
