@@ -55,6 +55,8 @@ pub struct Settings {
     pub webhook_max_bytes: usize,
     /// Webhook requests handled at once (not a setting: the tests lower it).
     pub webhook_max_in_flight: usize,
+    /// Connections served at once (not a setting either).
+    pub max_connections: usize,
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
@@ -144,6 +146,7 @@ impl Settings {
             public_url,
             webhook_max_bytes,
             webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
+            max_connections: crate::listener::MAX_CONNECTIONS,
             log_format,
             admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
             secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),

@@ -29,6 +29,9 @@ pub struct Options {
     /// Webhook requests the server handles at once (default
     /// [`shipsync_web::WEBHOOK_MAX_IN_FLIGHT`]).
     pub webhook_max_in_flight: usize,
+    /// Connections the server holds at once (default
+    /// [`crate::listener::MAX_CONNECTIONS`]).
+    pub max_connections: usize,
     /// The Shopify sandbox's cost bucket (default: a Standard plan's 1000
     /// points restored at 100/s; Shopify Plus restores 1000/s).
     pub shopify_throttle: shipsync_sandbox_shopify::ThrottleConfig,
@@ -50,6 +53,7 @@ impl Options {
             enable: true,
             webhook_max_bytes: 1_048_576,
             webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
+            max_connections: crate::listener::MAX_CONNECTIONS,
             shopify_throttle: Default::default(),
             deposco: Default::default(),
             seed: true,
@@ -107,6 +111,7 @@ impl Harness {
             public_url: "http://127.0.0.1:0".into(),
             webhook_max_bytes: opts.webhook_max_bytes,
             webhook_max_in_flight: opts.webhook_max_in_flight,
+            max_connections: opts.max_connections,
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
             secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 pub mod harness;
+pub mod listener;
 pub mod server;
 pub mod sync;
 pub mod users;

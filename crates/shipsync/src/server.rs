@@ -206,7 +206,9 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
     workers.push(engine.start_scheduler(&signal));
     let app = shipsync_web::router(state);
     let mut stop = signal;
+    let max_connections = settings.max_connections;
     let server = tokio::spawn(async move {
+        let listener = crate::listener::Capped::new(listener, max_connections);
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.wait().await })
             .await;

@@ -238,3 +238,56 @@ async fn requests_past_the_limit_are_503_and_admitted_ones_are_stored(db_url: St
 }
 
 both_backends!(requests_past_the_limit_are_503_and_admitted_ones_are_stored);
+
+/// Past the connection cap (`shipsync::listener::MAX_CONNECTIONS`, lowered
+/// here), a new connection is answered 503 + `Retry-After` at once and
+/// closed, its request unread; once connections close, new ones are served.
+async fn connections_past_the_cap_are_refused_and_later_served(db_url: String) {
+    let mut o = Options::new(db_url);
+    o.max_connections = 8;
+    let cap = o.max_connections;
+    let h = Harness::start(o).await.expect("harness");
+    let addr = h.url().trim_start_matches("http://").to_string();
+    let healthz = "GET /healthz HTTP/1.1\r\nHost: shipsync\r\n\r\n";
+
+    // Keep-alive connections, each answered once and kept open, until one
+    // is refused (the harness's own client may hold some of the cap).
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(
+            held.len() <= cap,
+            "more than {cap} connections served at once"
+        );
+        let mut sock = TcpStream::connect(&addr).await.expect("connect");
+        sock.write_all(healthz.as_bytes()).await.expect("write");
+        let (code, headers, body) = read_response(&mut sock).await;
+        match code {
+            200 => held.push(sock),
+            503 => break (headers, body),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    };
+    assert!(!held.is_empty(), "some connections are served");
+    let (headers, body) = refused;
+    assert_saturated(header(&headers, "retry-after"), &body);
+    assert_eq!(header(&headers, "connection"), Some("close"));
+
+    // Closed connections give their place back.
+    drop(held);
+    let served = async {
+        loop {
+            let mut sock = TcpStream::connect(&addr).await.expect("connect");
+            sock.write_all(healthz.as_bytes()).await.expect("write");
+            if read_response(&mut sock).await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SETTLE, served)
+        .await
+        .expect("served again once connections closed");
+    h.shutdown().await;
+}
+
+both_backends!(connections_past_the_cap_are_refused_and_later_served);

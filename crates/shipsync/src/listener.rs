@@ -1,0 +1,173 @@
+//! The HTTP listener, with a cap on the connections held open at once.
+//!
+//! The webhook route answers 503 past 1,024 requests in flight, but every
+//! open connection costs memory before any request on it is looked at
+//! (hyper's read and write buffers, some 20 KiB with a 4 KiB body): a flood
+//! of 12,000 connections grew the process by 230 MB. Past
+//! [`MAX_CONNECTIONS`], a new connection is answered at once with a fixed
+//! `503` + `Retry-After: 1` (the contract's error body) and closed, without
+//! reading its request, so memory stays bounded however many arrive.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Connections served at once (all routes): four times the webhook route's
+/// in-flight limit, so that every admitted webhook request has a connection
+/// and a burst of slow answers (2,000 webhooks/s answered in up to 2 s) is
+/// queued, not refused, with room for the UI and the API. At ~20 KiB each,
+/// some 80 MB at most.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections being refused at once (a few KiB each); past it a new one is
+/// closed at once.
+const MAX_REFUSING: usize = 16_384;
+/// How long a refused connection may take to read its answer.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+const REFUSAL_BODY: &str =
+    r#"{"error":{"code":"unavailable","message":"shipsync is saturated; retry shortly"}}"#;
+
+fn refusal() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+        REFUSAL_BODY.len()
+    )
+}
+
+/// A TCP listener serving at most `max` connections at once.
+pub struct Capped {
+    inner: TcpListener,
+    max: usize,
+    open: Arc<AtomicUsize>,
+    refusing: Arc<AtomicUsize>,
+}
+
+impl Capped {
+    pub fn new(inner: TcpListener, max: usize) -> Self {
+        Self {
+            inner,
+            max,
+            open: Arc::default(),
+            refusing: Arc::default(),
+        }
+    }
+}
+
+impl Listener for Capped {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
+        loop {
+            let (stream, addr) = Listener::accept(&mut self.inner).await;
+            let _ = stream.set_nodelay(true);
+            if self.open.load(Ordering::Acquire) < self.max {
+                self.open.fetch_add(1, Ordering::AcqRel);
+                let open = Arc::clone(&self.open);
+                return (Counted { stream, open }, addr);
+            }
+            if self.refusing.fetch_add(1, Ordering::AcqRel) < MAX_REFUSING {
+                let refusing = Arc::clone(&self.refusing);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream)).await;
+                    refusing.fetch_sub(1, Ordering::AcqRel);
+                });
+            } else {
+                // A flood beyond even this: close at once.
+                self.refusing.fetch_sub(1, Ordering::AcqRel);
+                drop(stream);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Answers 503 without reading the request, then reads (and drops) what
+/// the client sent until it closes: closing with unread data would reset
+/// the connection, and the client could lose the answer.
+async fn refuse(mut stream: TcpStream) -> io::Result<()> {
+    stream.write_all(refusal().as_bytes()).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 1024];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
+}
+
+/// An accepted connection, counted until it is dropped.
+pub struct Counted {
+    stream: TcpStream,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_a_complete_response() {
+        let r = refusal();
+        let (head, body) = r.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains("\r\nretry-after: 1"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(v["error"]["code"], "unavailable");
+    }
+}
