@@ -41,14 +41,19 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let in_flight = webhook::InFlight::new(state.config.webhook_max_in_flight);
+    let gauge = in_flight.clone();
     Router::new()
         .merge(ui::routes())
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(move |s: State<AppState>| metrics(s, gauge.clone())),
+        )
         .route(
             "/webhooks/deposco/{key}",
             post(webhook::receive).layer(axum::middleware::from_fn_with_state(
-                webhook::InFlight::new(state.config.webhook_max_in_flight),
+                in_flight,
                 webhook::limit_in_flight,
             )),
         )
@@ -76,12 +81,21 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>, in_flight: webhook::InFlight) -> impl IntoResponse {
+    let mut text = s.engine.metrics().encode();
+    let gauge = format!(
+        "# HELP shipsync_webhooks_in_flight Webhook requests being handled now.\n# TYPE shipsync_webhooks_in_flight gauge\nshipsync_webhooks_in_flight {}\n",
+        in_flight.current()
+    );
+    match text.rfind("# EOF") {
+        Some(i) => text.insert_str(i, &gauge),
+        None => text.push_str(&gauge),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.engine.metrics().encode(),
+        text,
     )
 }

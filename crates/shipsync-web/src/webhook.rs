@@ -43,11 +43,16 @@ pub const WEBHOOK_MAX_IN_FLIGHT: usize = 1024;
 
 /// The webhook route's in-flight limit (one per router).
 #[derive(Clone)]
-pub struct InFlight(Arc<Semaphore>);
+pub struct InFlight(Arc<Semaphore>, usize);
 
 impl InFlight {
     pub fn new(limit: usize) -> Self {
-        Self(Arc::new(Semaphore::new(limit)))
+        Self(Arc::new(Semaphore::new(limit)), limit)
+    }
+
+    /// Webhook requests being handled now.
+    pub fn current(&self) -> usize {
+        self.1.saturating_sub(self.0.available_permits())
     }
 }
 

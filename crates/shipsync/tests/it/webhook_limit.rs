@@ -143,6 +143,29 @@ async fn requests_past_the_limit_are_503_and_admitted_ones_are_stored(db_url: St
     //    before every held request had its slot are answered 202 (and must
     //    be stored like the others); the refusal comes once all `limit`
     //    slots are held — and they stay held until step 4.
+    // Every held request has its slot before the probing starts (on a
+    // loaded machine the server may take a while to get to the last ones).
+    let gauge = format!("shipsync_webhooks_in_flight {limit}\n");
+    let all_held = async {
+        loop {
+            let text = h
+                .http
+                .get(format!("{}/metrics", h.url()))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            if text.contains(&gauge) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SETTLE, all_held)
+        .await
+        .expect("every held request takes a slot");
     let mut accepted: Vec<String> = Vec::new();
     let probe = async {
         loop {
