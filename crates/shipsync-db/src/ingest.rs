@@ -154,20 +154,7 @@ pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), D
         );
         let mut q = sqlx::query(sql).persistent(false);
         for e in chunk {
-            q = q
-                .bind(&e.id)
-                .bind(&e.merchant_id)
-                .bind(e.received_at)
-                .bind(&e.headers_json)
-                .bind(&e.body)
-                .bind(e.body_size)
-                .bind(&e.body_hash)
-                .bind(&e.webhook_id)
-                .bind(e.verified)
-                .bind(&e.outcome)
-                .bind(&e.detail)
-                .bind(e.repeat_count)
-                .bind(&e.shipment_ids);
+            q = crate::rows::bind_event(q, e);
         }
         q.execute(&mut **tx).await?;
     }

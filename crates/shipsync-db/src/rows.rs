@@ -425,25 +425,31 @@ pub async fn insert_event<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     e: &EventRow,
 ) -> Result<(), DbError> {
-    sqlx::query(sql!(
+    let q = sqlx::query(sql!(
         "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(&e.id)
-    .bind(&e.merchant_id)
-    .bind(e.received_at)
-    .bind(&e.headers_json)
-    .bind(&e.body)
-    .bind(e.body_size)
-    .bind(&e.body_hash)
-    .bind(&e.webhook_id)
-    .bind(e.verified)
-    .bind(&e.outcome)
-    .bind(&e.detail)
-    .bind(e.repeat_count)
-    .bind(&e.shipment_ids)
-    .execute(ex)
-    .await?;
+    ));
+    bind_event(q, e).execute(ex).await?;
     Ok(())
+}
+
+/// Binds the columns of [`EVENT_COLS`] of `e`, in order.
+pub(crate) fn bind_event<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    e: &'q EventRow,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    q.bind(&e.id)
+        .bind(&e.merchant_id)
+        .bind(e.received_at)
+        .bind(&e.headers_json)
+        .bind(&e.body)
+        .bind(e.body_size)
+        .bind(&e.body_hash)
+        .bind(&e.webhook_id)
+        .bind(e.verified)
+        .bind(&e.outcome)
+        .bind(&e.detail)
+        .bind(e.repeat_count)
+        .bind(&e.shipment_ids)
 }
 
 /// The original event of a repeat delivery: same `webhook-id`, or else the

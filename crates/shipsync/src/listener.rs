@@ -35,11 +35,15 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 const REFUSAL_BODY: &str =
     r#"{"error":{"code":"unavailable","message":"shipsync is saturated; retry shortly"}}"#;
 
-fn refusal() -> String {
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
-        REFUSAL_BODY.len()
-    )
+/// The whole refusal, built once.
+fn refusal() -> &'static str {
+    static REFUSAL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+            REFUSAL_BODY.len()
+        )
+    });
+    &REFUSAL
 }
 
 /// A TCP listener serving at most `max` connections at once.

@@ -10,7 +10,7 @@ use shipsync_sandbox_deposco::{
     LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest, WebhookResponse,
     sign_body_hmac, sign_standard,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::support::SETTLE;
 
@@ -187,38 +187,8 @@ async fn raw_http(h: &Harness, bytes: &[u8]) -> (u16, String) {
         .expect("connect");
     sock.write_all(bytes).await.expect("write");
     let read = async {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let status: u16 = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .expect("status line");
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())
-                            .flatten()
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    return (status, body);
-                }
-            }
-            let n = sock.read(&mut chunk).await.expect("read response");
-            assert!(
-                n > 0,
-                "connection closed before a full response: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let (status, _, body) = crate::support::read_http_response(&mut sock).await;
+        (status, body)
     };
     tokio::time::timeout(Duration::from_secs(15), read)
         .await
