@@ -490,6 +490,72 @@ async fn users_token_command(db_url: String) {
     h.shutdown().await;
 }
 
+/// The Account page lists the user's tokens (name, prefix, last use,
+/// expiry), creates one with an expiry, and revokes it (401 at once).
+async fn ui_account_tokens(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    h.api(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "staff"})),
+    )
+    .await
+    .expect("api")
+    .ok(201)
+    .expect("user");
+    let mut b = Browser::new(h.url());
+    let csrf = b.sign_in("ops@example.com", "a long password").await;
+    let (st, made) = b
+        .post(
+            "/account",
+            &[
+                ("csrf", &csrf),
+                ("label", "nightly"),
+                ("expires_in_days", "10"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 200, "{made}");
+    let at = made.find("value=\"sst").expect("the token shown") + 7;
+    let token = made[at..].split('"').next().unwrap_or("").to_string();
+    let (st, _) = call(&h, &token, "GET", "/api/v1/merchants", None).await;
+    assert_eq!(st, 200);
+    let (_, list) = call(&h, &token, "GET", "/api/v1/account/tokens", None).await;
+    let id = list["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(list["items"][0]["expires_at"].is_string(), "{list}");
+    let (_, page) = b.get("/account").await;
+    assert!(
+        page.contains("nightly") && page.contains(&token[..8]) && !page.contains(&token),
+        "{page}"
+    );
+    assert!(
+        !page.contains(">never</td><td>never<"),
+        "last use and expiry shown: {page}"
+    );
+    // A bad expiry is refused; a CSRF-less revoke too.
+    let (st, to) = b
+        .post(
+            "/account",
+            &[("csrf", &csrf), ("label", "x"), ("expires_in_days", "0")],
+        )
+        .await;
+    assert_eq!(st, 303, "{to}");
+    assert!(to.contains("error="), "{to}");
+    let revoke = format!("/account/tokens/{id}/revoke");
+    let (st, _) = b.post(&revoke, &[]).await;
+    assert_eq!(st, 403);
+    let (st, to) = b.post(&revoke, &[("csrf", &csrf)]).await;
+    assert_eq!((st, to.as_str()), (303, "/account?saved=Token+revoked."));
+    let (st, _) = call(&h, &token, "GET", "/api/v1/merchants", None).await;
+    assert_eq!(st, 401);
+    let (_, page) = b.get("/account").await;
+    assert!(page.contains("No tokens yet"), "{page}");
+    h.shutdown().await;
+}
+
 /// Every UI answer carries a Content-Security-Policy, nosniff and a
 /// Referrer-Policy; with an https public URL the cookies are `__Host-`
 /// and Secure, and signing in works with them.
@@ -720,6 +786,7 @@ both_backends!(
     generated_admin_token_in_private_file,
     account_tokens_api,
     users_token_command,
+    ui_account_tokens,
     staff_losing_last_merchant_sees_nothing,
     all_merchants_migrates
 );
