@@ -152,21 +152,25 @@ pub async fn holds_sealed_data(db: &Db) -> Result<bool, DbError> {
 /// sealed value already stored. A database without a key check gets one
 /// (under `key`) when the key fits.
 pub async fn key_fits(db: &Db, key: &SecretBox) -> Result<bool, DbError> {
-    let fits = match db.meta_get(KEY_CHECK).await? {
-        Some(check) => hex::decode(check.trim())
-            .ok()
-            .and_then(|sealed| key.open(&sealed).ok())
-            .is_some_and(|plain| plain == KEY_CHECK_PLAIN),
-        None => match db.sample_sealed().await? {
+    if db.meta_get(KEY_CHECK).await?.is_none() {
+        let fits = match db.sample_sealed().await? {
             Some(sealed) => key.open(&sealed).is_ok(),
             None => true,
-        },
-    };
-    if fits {
+        };
+        if !fits {
+            return Ok(false);
+        }
         db.meta_init(KEY_CHECK, &hex::encode(key.seal(KEY_CHECK_PLAIN)))
             .await?;
     }
-    Ok(fits)
+    // Read back: another node starting at the same time may have written
+    // its check (under its key) first.
+    Ok(db.meta_get(KEY_CHECK).await?.is_some_and(|check| {
+        hex::decode(check.trim())
+            .ok()
+            .and_then(|sealed| key.open(&sealed).ok())
+            .is_some_and(|plain| plain == KEY_CHECK_PLAIN)
+    }))
 }
 
 /// Writes a new file readable by this user only (mode 0600); fails if the
