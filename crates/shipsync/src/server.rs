@@ -50,12 +50,16 @@ pub async fn secret_box(settings: &Settings, db: &Db) -> Result<SecretBox> {
         ),
     };
     if !key_fits(db, &secrets).await? {
-        let restore = match &key_file {
-            Some(path) => format!(
-                "restore the key file {} from your backup (SHIPSYNC_SECRET_KEY, when set, wins over it), or set SHIPSYNC_SECRET_KEY to the key they were encrypted with",
+        let restore = match (&settings.secret_key, &key_file) {
+            (Some(_), Some(path)) => format!(
+                "set SHIPSYNC_SECRET_KEY to the key they were encrypted with, or unset it to use the key file {} (restored from your backup if need be)",
                 path.display()
             ),
-            None => "set SHIPSYNC_SECRET_KEY to the key they were encrypted with (the same on every node)".into(),
+            (None, Some(path)) => format!(
+                "restore the key file {} from your backup, or set SHIPSYNC_SECRET_KEY (it wins over the file) to the key they were encrypted with",
+                path.display()
+            ),
+            (_, None) => "set SHIPSYNC_SECRET_KEY to the key they were encrypted with (the same on every node)".into(),
         };
         bail!(
             "the secret key from {source} does not open the credentials stored in this database (a different key): {restore}. shipsync did not start; no stored credential was changed."

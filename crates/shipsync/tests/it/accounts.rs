@@ -130,7 +130,7 @@ async fn wrong_or_missing_key_refused(db_url: String) {
             .is_none()
     );
     // No key at all: SQLite does not make a new key file beside sealed data.
-    let (ok, err) = serve_refused(&db_url, &[admin], &dir).await;
+    let (ok, err) = serve_refused(&db_url, std::slice::from_ref(&admin), &dir).await;
     assert!(!ok, "{err}");
     if db_url.starts_with("sqlite:") {
         assert!(
@@ -141,6 +141,16 @@ async fn wrong_or_missing_key_refused(db_url: String) {
         );
         let key_file = format!("{}.key", db_url.trim_start_matches("sqlite://"));
         assert!(!Path::new(&key_file).exists(), "a key file was made");
+        // A key file with another key: refused too (and the env key, which
+        // wins over it, still serves below).
+        shipsync_engine::SecretBox::create_key_file(Path::new(&key_file)).expect("key file");
+        let (ok, err) = serve_refused(&db_url, &[admin], &dir).await;
+        assert!(!ok, "{err}");
+        assert!(
+            err.contains("does not open the credentials")
+                && err.contains(&format!("restore the key file {key_file}")),
+            "{err}"
+        );
     } else {
         assert!(err.contains("SHIPSYNC_SECRET_KEY is required"), "{err}");
     }
