@@ -244,19 +244,6 @@ impl Engine {
         create_user(self.db(), email, password, role, merchants, None).await
     }
 
-    /// [`Self::create_user`] saying whether a Staff user sees every
-    /// merchant (see [`check_access`]).
-    pub async fn create_user_with(
-        &self,
-        email: &str,
-        password: &str,
-        role: Role,
-        merchants: &[String],
-        all_merchants: Option<bool>,
-    ) -> Result<UserRow, EngineError> {
-        create_user(self.db(), email, password, role, merchants, all_merchants).await
-    }
-
     /// Changes a user's role and merchants (see [`check_access`]);
     /// `NotFound` for an unknown user. Sessions and tokens keep working
     /// with the new rights. `all_merchants` None (not given) keeps a Staff

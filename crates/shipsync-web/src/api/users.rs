@@ -136,16 +136,15 @@ async fn create(
     let role = role_of(&b)?
         .ok_or_else(|| ApiError::invalid("role", "must be admin, staff or merchant"))?;
     let merchants = merchants_of(&b)?.unwrap_or_default();
-    let u = s
-        .engine
-        .create_user_with(
-            &text("email"),
-            &text("password"),
-            role,
-            &merchants,
-            all_merchants_of(&b)?,
-        )
-        .await?;
+    let u = shipsync_engine::users::create_user(
+        s.engine.db(),
+        &text("email"),
+        &text("password"),
+        role,
+        &merchants,
+        all_merchants_of(&b)?,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(render(&u))))
 }
 

@@ -186,16 +186,15 @@ pub async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page
     let f = checked_form(&ui, &body)?;
     ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
     let v = Values::from_form(&f);
-    match s
-        .engine
-        .create_user_with(
-            &v.email,
-            f.get("password"),
-            v.role,
-            &v.merchants(),
-            v.all_merchants(),
-        )
-        .await
+    match shipsync_engine::users::create_user(
+        s.engine.db(),
+        &v.email,
+        f.get("password"),
+        v.role,
+        &v.merchants(),
+        v.all_merchants(),
+    )
+    .await
     {
         Ok(u) => Ok(see_other(&format!(
             "/users?saved={}",
