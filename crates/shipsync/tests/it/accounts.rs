@@ -738,6 +738,45 @@ async fn staff_losing_last_merchant_sees_nothing(db_url: String) {
         .expect("patched");
     assert_eq!(u["all_merchants"], true, "{u}");
     assert_eq!(merchants(&tok).await, 1);
+    // The Users page shows the setting as a box; unticking it with no
+    // merchant ticked leaves the user seeing none.
+    h.api(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "admin@example.com", "password": "a long password", "role": "admin"})),
+    )
+    .await
+    .expect("api")
+    .ok(201)
+    .expect("admin");
+    let mut admin = Browser::new(h.url());
+    let csrf = admin.sign_in("admin@example.com", "a long password").await;
+    let (st, page) = admin.get(&format!("/users/{uid}")).await;
+    assert_eq!(st, 200);
+    assert!(
+        page.contains(
+            "id=\"all_merchants\" type=\"checkbox\" name=\"all_merchants\" value=\"on\" checked"
+        ),
+        "{page}"
+    );
+    let (st, _) = admin
+        .post(
+            &format!("/users/{uid}"),
+            &[("csrf", &csrf), ("role", "staff")],
+        )
+        .await;
+    assert_eq!(st, 303);
+    assert_eq!(merchants(&tok).await, 0);
+    let (_, page) = admin.get("/users").await;
+    assert!(page.contains("<td>none</td>"), "{page}");
+    let (st, _) = admin
+        .post(
+            &format!("/users/{uid}"),
+            &[("csrf", &csrf), ("role", "staff"), ("all_merchants", "on")],
+        )
+        .await;
+    assert_eq!(st, 303);
+    assert_eq!(merchants(&tok).await, 1);
     // Listing merchants limits an all-merchants user again.
     let u = h
         .api(
