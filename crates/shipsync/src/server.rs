@@ -215,7 +215,7 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         && t.chars().count() < MIN_ADMIN_TOKEN_CHARS
     {
         bail!(
-            "SHIPSYNC_ADMIN_TOKEN is {} characters long; it must be at least {MIN_ADMIN_TOKEN_CHARS} (generate one with `openssl rand -hex 32`), or leave it unset to have a token generated",
+            "SHIPSYNC_ADMIN_TOKEN (or admin_token in the config file) is {} characters long; it must be at least {MIN_ADMIN_TOKEN_CHARS} (generate one with `openssl rand -hex 32`), or leave it unset to have a token generated",
             t.chars().count()
         );
     }
