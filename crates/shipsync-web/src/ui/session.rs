@@ -39,7 +39,7 @@ fn https(s: &AppState) -> bool {
 
 /// The cookie's name: `__Host-` before it when the public URL is https
 /// (browsers then insist on Secure, Path=/ and no Domain).
-pub fn cookie_name(s: &AppState, name: &str) -> String {
+fn cookie_name(s: &AppState, name: &str) -> String {
     if https(s) {
         format!("__Host-{name}")
     } else {
