@@ -52,6 +52,18 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
+    /// One value sealed under the key (the newest merchant's webhook key,
+    /// which every merchant has), to check a key against a database that
+    /// holds sealed data but no key check yet.
+    pub async fn sample_sealed(&self) -> Result<Option<Vec<u8>>, DbError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT webhook_key FROM merchants ORDER BY created_at DESC, id LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
     pub async fn insert_api_token(&self, token_hash: &str, label: &str) -> Result<String, DbError> {
         let id = new_id("tok");
         sqlx::query(

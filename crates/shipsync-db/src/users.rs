@@ -18,21 +18,34 @@ pub struct UserRow {
     pub merchant_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// The merchants a Staff user is limited to (`user_merchants`; empty:
-    /// all), sorted.
+    /// 1: a Staff user sees every merchant (0 for other roles). Explicit, so
+    /// that an empty `merchant_ids` never means "all".
+    pub all_merchants: i64,
+    /// The merchants a Staff user is limited to (`user_merchants`), sorted.
     #[sqlx(skip)]
     pub merchant_ids: Vec<String>,
 }
 
-const USER_COLS: &str = "id, email, password_hash, role, merchant_id, created_at, updated_at";
+const USER_COLS: &str =
+    "id, email, password_hash, role, merchant_id, created_at, updated_at, all_merchants";
 
 /// An API token of a user (never its value).
 #[derive(Debug, Clone, FromRow)]
 pub struct TokenRow {
     pub id: String,
     pub label: String,
+    /// The token's first characters (None for tokens made before 0011).
+    pub prefix: Option<String>,
     pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
+
+const TOKEN_COLS: &str = "id, label, prefix, created_at, last_used_at, expires_at";
+
+/// `last_used_at` is written at most this often per token (a write per API
+/// call would cost more than the answer).
+pub const LAST_USED_GRANULARITY_MICROS: i64 = 60 * 1_000_000;
 
 /// Replaces a user's `user_merchants` rows.
 async fn write_user_merchants(tx: &mut Tx<'_>, u: &UserRow) -> Result<(), DbError> {
@@ -57,7 +70,7 @@ impl Db {
     pub async fn insert_user(&self, u: &UserRow) -> Result<bool, DbError> {
         let mut tx = self.begin().await?;
         let r = sqlx::query(sql!(
-            "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email) DO NOTHING"
+            "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (email) DO NOTHING"
         ))
         .bind(&u.id)
         .bind(&u.email)
@@ -66,6 +79,7 @@ impl Db {
         .bind(&u.merchant_id)
         .bind(u.created_at)
         .bind(u.updated_at)
+        .bind(u.all_merchants)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
@@ -80,12 +94,13 @@ impl Db {
     pub async fn update_user_access(&self, u: &UserRow) -> Result<bool, DbError> {
         let mut tx = self.begin().await?;
         let r = sqlx::query(
-            "UPDATE users SET role = $2, merchant_id = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE users SET role = $2, merchant_id = $3, updated_at = $4, all_merchants = $5 WHERE id = $1",
         )
         .bind(&u.id)
         .bind(&u.role)
         .bind(&u.merchant_id)
         .bind(u.updated_at)
+        .bind(u.all_merchants)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
@@ -216,48 +231,74 @@ impl Db {
         Ok(())
     }
 
+    /// Stores a user's token (its hash); `expires_at` None: never.
     pub async fn insert_user_api_token(
         &self,
         token_hash: &str,
         label: &str,
+        prefix: &str,
         user_id: &str,
-    ) -> Result<String, DbError> {
-        let id = new_id("tok");
+        expires_at: Option<i64>,
+    ) -> Result<TokenRow, DbError> {
+        let row = TokenRow {
+            id: new_id("tok"),
+            label: label.to_string(),
+            prefix: Some(prefix.to_string()),
+            created_at: now_micros(),
+            last_used_at: None,
+            expires_at,
+        };
         sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, label, created_at, user_id) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_tokens (id, token_hash, label, prefix, created_at, expires_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(&id)
+        .bind(&row.id)
         .bind(token_hash)
-        .bind(label)
-        .bind(now_micros())
+        .bind(&row.label)
+        .bind(&row.prefix)
+        .bind(row.created_at)
+        .bind(row.expires_at)
         .bind(user_id)
         .execute(self.pool())
         .await?;
-        Ok(id)
+        Ok(row)
     }
 
-    /// Who a token acts as: `None` unknown, `Some(None)` an administrator
-    /// token, `Some(Some(user))` a user's token.
+    /// Who an unexpired token acts as: `None` unknown (or expired),
+    /// `Some(None)` an administrator token, `Some(Some(user))` a user's
+    /// token. Records the use (see [`LAST_USED_GRANULARITY_MICROS`]).
     pub async fn api_token_user(
         &self,
         token_hash: &str,
     ) -> Result<Option<Option<UserRow>>, DbError> {
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT user_id FROM api_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(self.pool())
+        let now = now_micros();
+        let row: Option<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT id, user_id, last_used_at FROM api_tokens WHERE token_hash = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((id, user_id, last_used)) = row else {
+            return Ok(None);
+        };
+        if last_used.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_MICROS) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(now)
+                .execute(self.pool())
                 .await?;
-        match row {
-            None => Ok(None),
-            Some((None,)) => Ok(Some(None)),
-            Some((Some(uid),)) => Ok(self.get_user(&uid).await?.map(Some)),
+        }
+        match user_id {
+            None => Ok(Some(None)),
+            Some(uid) => Ok(self.get_user(&uid).await?.map(Some)),
         }
     }
 
+    /// A user's tokens, newest first.
     pub async fn user_api_tokens(&self, user_id: &str) -> Result<Vec<TokenRow>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT id, label, created_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
-        )
+        Ok(sqlx::query_as(sql!(
+            "SELECT {TOKEN_COLS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id"
+        ))
         .bind(user_id)
         .fetch_all(self.pool())
         .await?)

@@ -6,6 +6,7 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use shipsync_db::{Db, DbError};
 
 const VERSION: u8 = 1;
 
@@ -56,24 +57,48 @@ impl SecretBox {
         Self::from_key_bytes(&bytes)
     }
 
-    /// Loads the key kept beside a SQLite database, creating it (mode 0600)
-    /// on first start.
-    pub fn from_key_file(path: &std::path::Path) -> Result<Self, SecretError> {
+    /// Loads the key kept beside a SQLite database; `Ok(None)` when the
+    /// file does not exist. Refuses a file that other users may read or
+    /// write (it opens every stored credential), saying which `chmod` fixes
+    /// it.
+    pub fn load_key_file(path: &std::path::Path) -> Result<Option<Self>, SecretError> {
         let err = |message: String| SecretError::KeyFile {
             path: path.display().to_string(),
             message,
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_text(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                rand::rng().fill_bytes(&mut key);
-                let text = hex::encode(key);
-                write_private(path, &text).map_err(|e| err(e.to_string()))?;
-                Self::from_key_bytes(&key)
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode()
+                & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "other users may read or change it (mode {mode:04o}); it must be readable by this user only: run `chmod 600 {}`",
+                    path.display()
+                )));
             }
-            Err(e) => Err(err(e.to_string())),
         }
+        Self::from_text(&text).map(Some)
+    }
+
+    /// Creates the key file (mode 0600) with a new random key; fails if
+    /// the file exists.
+    pub fn create_key_file(path: &std::path::Path) -> Result<Self, SecretError> {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        write_private(path, &hex::encode(key)).map_err(|e| SecretError::KeyFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_key_bytes(&key)
     }
 
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
@@ -112,8 +137,46 @@ impl SecretBox {
     }
 }
 
+/// The `meta` row holding a value sealed under the database's key: a wrong
+/// key is told at start, not at the first credential it cannot open.
+const KEY_CHECK: &str = "secret_key_check";
+const KEY_CHECK_PLAIN: &[u8] = b"shipsync secret key check";
+
+/// Whether the database holds data sealed under some key (a key check, or
+/// a merchant's sealed webhook key in a database from before key checks).
+pub async fn holds_sealed_data(db: &Db) -> Result<bool, DbError> {
+    Ok(db.meta_get(KEY_CHECK).await?.is_some() || db.sample_sealed().await?.is_some())
+}
+
+/// Whether `key` opens the database's sealed data: the key check, or else a
+/// sealed value already stored. A database without a key check gets one
+/// (under `key`) when the key fits.
+pub async fn key_fits(db: &Db, key: &SecretBox) -> Result<bool, DbError> {
+    if db.meta_get(KEY_CHECK).await?.is_none() {
+        let fits = match db.sample_sealed().await? {
+            Some(sealed) => key.open(&sealed).is_ok(),
+            None => true,
+        };
+        if !fits {
+            return Ok(false);
+        }
+        db.meta_init(KEY_CHECK, &hex::encode(key.seal(KEY_CHECK_PLAIN)))
+            .await?;
+    }
+    // Read back: another node starting at the same time may have written
+    // its check (under its key) first.
+    Ok(db.meta_get(KEY_CHECK).await?.is_some_and(|check| {
+        hex::decode(check.trim())
+            .ok()
+            .and_then(|sealed| key.open(&sealed).ok())
+            .is_some_and(|plain| plain == KEY_CHECK_PLAIN)
+    }))
+}
+
+/// Writes a new file readable by this user only (mode 0600); fails if the
+/// file exists.
 #[cfg(unix)]
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -126,7 +189,7 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
@@ -165,6 +228,26 @@ mod tests {
         assert!(b.open(&t).is_err());
         let other = SecretBox::from_text(&"22".repeat(32)).unwrap();
         assert!(other.open(&s).is_err());
+    }
+
+    #[test]
+    fn key_file_mode_and_creation() {
+        let dir = std::env::temp_dir().join(format!("shipsync-key-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.key");
+        assert!(SecretBox::load_key_file(&path).unwrap().is_none());
+        let made = SecretBox::create_key_file(&path).unwrap();
+        assert!(SecretBox::create_key_file(&path).is_err());
+        let loaded = SecretBox::load_key_file(&path).unwrap().unwrap();
+        assert_eq!(loaded.open_string(&made.seal_str("x")).unwrap(), "x");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = SecretBox::load_key_file(&path).unwrap_err().to_string();
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

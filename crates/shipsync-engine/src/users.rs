@@ -4,7 +4,7 @@
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
-use shipsync_db::users::UserRow;
+use shipsync_db::users::{TokenRow, UserRow};
 use shipsync_db::{Db, new_id, now_micros};
 
 use crate::secrets::{hash_token, random_token};
@@ -79,14 +79,28 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Which merchants a user sees, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// A Merchant user's merchant.
+    pub merchant_id: Option<String>,
+    /// The merchants a Staff user is limited to.
+    pub merchant_ids: Vec<String>,
+    /// A Staff user sees every merchant.
+    pub all_merchants: bool,
+}
+
 /// Which merchants a user of `role` sees, from the merchants given: a
 /// Merchant user exactly one (its own), an Administrator none (all), a Staff
-/// user any number (none: all). Returns (users.merchant_id, the Staff
-/// user's merchants), deduplicated and sorted.
+/// user either every merchant (`all_merchants`) or the merchants listed —
+/// possibly none, which means none. `all_merchants` None (not given): every
+/// merchant when no merchant is listed, as when creating a user. Merchant
+/// ids are deduplicated and sorted.
 pub fn check_access(
     role: Role,
     merchants: &[String],
-) -> Result<(Option<String>, Vec<String>), EngineError> {
+    all_merchants: Option<bool>,
+) -> Result<Access, EngineError> {
     let mut ids: Vec<String> = merchants
         .iter()
         .map(|m| m.trim().to_string())
@@ -94,9 +108,18 @@ pub fn check_access(
         .collect();
     ids.sort();
     ids.dedup();
+    let none = |merchant_id| Access {
+        merchant_id,
+        merchant_ids: Vec::new(),
+        all_merchants: false,
+    };
     match role {
+        Role::Merchant if all_merchants == Some(true) => Err(invalid(
+            "all_merchants",
+            "a Merchant user sees only its own merchant: make it Staff to see every merchant",
+        )),
         Role::Merchant => match ids.as_slice() {
-            [one] => Ok((Some(one.clone()), Vec::new())),
+            [one] => Ok(none(Some(one.clone()))),
             [] => Err(invalid(
                 "merchant_id",
                 "a Merchant user needs the merchant it belongs to (mer_…)",
@@ -110,8 +133,21 @@ pub fn check_access(
             "merchant_id",
             "an Administrator sees every merchant: leave merchants out",
         )),
-        Role::Admin => Ok((None, Vec::new())),
-        Role::Staff => Ok((None, ids)),
+        Role::Admin => Ok(none(None)),
+        Role::Staff => {
+            let all = all_merchants.unwrap_or(ids.is_empty());
+            if all && !ids.is_empty() {
+                return Err(invalid(
+                    "all_merchants",
+                    "a Staff user sees every merchant or only the merchants listed, not both: set all_merchants to false, or list no merchant",
+                ));
+            }
+            Ok(Access {
+                merchant_id: None,
+                merchant_ids: ids,
+                all_merchants: all,
+            })
+        }
     }
 }
 
@@ -140,7 +176,7 @@ pub fn check_new_user(
             format!("must be at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    check_access(role, merchants)?;
+    check_access(role, merchants, None)?;
     Ok(email)
 }
 
@@ -166,28 +202,30 @@ async fn check_merchants_exist(
 }
 
 /// Creates a user after checking the rules (see [`check_access`] for
-/// `merchants`); the merchants must exist. (The CLI calls this without an
-/// engine.)
+/// `merchants` and `all_merchants`); the merchants must exist. (The CLI
+/// calls this without an engine.)
 pub async fn create_user(
     db: &Db,
     email: &str,
     password: &str,
     role: Role,
     merchants: &[String],
+    all_merchants: Option<bool>,
 ) -> Result<UserRow, EngineError> {
     let email = check_new_user(email, password, role, merchants)?;
-    let (merchant_id, merchant_ids) = check_access(role, merchants)?;
-    check_merchants_exist(db, merchant_id.as_ref(), &merchant_ids).await?;
+    let access = check_access(role, merchants, all_merchants)?;
+    check_merchants_exist(db, access.merchant_id.as_ref(), &access.merchant_ids).await?;
     let now = now_micros();
     let user = UserRow {
         id: new_id("usr"),
         email,
         password_hash: hash_password(password)?,
         role: role.as_str().into(),
-        merchant_id,
+        merchant_id: access.merchant_id,
         created_at: now,
         updated_at: now,
-        merchant_ids,
+        all_merchants: i64::from(access.all_merchants),
+        merchant_ids: access.merchant_ids,
     };
     if !db.insert_user(&user).await? {
         return Err(invalid("email", "a user with this email exists already"));
@@ -203,28 +241,37 @@ impl Engine {
         role: Role,
         merchants: &[String],
     ) -> Result<UserRow, EngineError> {
-        create_user(self.db(), email, password, role, merchants).await
+        create_user(self.db(), email, password, role, merchants, None).await
     }
 
     /// Changes a user's role and merchants (see [`check_access`]);
     /// `NotFound` for an unknown user. Sessions and tokens keep working
-    /// with the new rights.
+    /// with the new rights. `all_merchants` None (not given) keeps a Staff
+    /// user's "every merchant" unless merchants are listed; it never widens
+    /// a limited user: removing their last merchant leaves them seeing none.
     pub async fn update_user_access(
         &self,
         user_id: &str,
         role: Role,
         merchants: &[String],
+        all_merchants: Option<bool>,
     ) -> Result<UserRow, EngineError> {
         let mut user = self
             .db()
             .get_user(user_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        let (merchant_id, merchant_ids) = check_access(role, merchants)?;
-        check_merchants_exist(self.db(), merchant_id.as_ref(), &merchant_ids).await?;
+        let listed = merchants.iter().any(|m| !m.trim().is_empty());
+        let all_merchants = all_merchants.or_else(|| {
+            (role == Role::Staff && !listed)
+                .then_some(user.role == Role::Staff.as_str() && user.all_merchants != 0)
+        });
+        let access = check_access(role, merchants, all_merchants)?;
+        check_merchants_exist(self.db(), access.merchant_id.as_ref(), &access.merchant_ids).await?;
         user.role = role.as_str().into();
-        user.merchant_id = merchant_id;
-        user.merchant_ids = merchant_ids;
+        user.merchant_id = access.merchant_id;
+        user.merchant_ids = access.merchant_ids;
+        user.all_merchants = i64::from(access.all_merchants);
         user.updated_at = now_micros();
         if !self.db().update_user_access(&user).await? {
             return Err(EngineError::NotFound);
@@ -275,22 +322,55 @@ impl Engine {
         Ok(self.db().delete_session(&hash_token(token)).await?)
     }
 
-    /// A new API token acting as `user_id`; its value is returned once.
+    /// A new API token acting as `user_id`, never expiring; its value is
+    /// returned once.
     pub async fn create_user_token(
         &self,
         user_id: &str,
         label: &str,
     ) -> Result<String, EngineError> {
-        let label = label.trim();
-        if label.is_empty() || label.chars().count() > 100 {
-            return Err(invalid("label", "is required (at most 100 characters)"));
-        }
-        let token = random_token("sst");
-        self.db()
-            .insert_user_api_token(&hash_token(&token), label, user_id)
-            .await?;
-        Ok(token)
+        Ok(issue_user_token(self.db(), user_id, label, None).await?.1)
     }
+}
+
+/// Longest token lifetime one may ask for.
+pub const MAX_TOKEN_DAYS: i64 = 3650;
+
+/// Characters of a token kept (in clear) to tell tokens apart in lists:
+/// `sst_` and 4 of its 32 random characters.
+const TOKEN_PREFIX_CHARS: usize = 8;
+
+/// A new API token acting as `user_id` (named `label`, expiring after
+/// `expires_in_days` when given): its row and its value, shown once. (The
+/// CLI calls this without an engine.)
+pub async fn issue_user_token(
+    db: &Db,
+    user_id: &str,
+    label: &str,
+    expires_in_days: Option<i64>,
+) -> Result<(TokenRow, String), EngineError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(invalid("name", "is required (at most 100 characters)"));
+    }
+    let expires_at = match expires_in_days {
+        None => None,
+        Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => Some(now_micros() + d * 86_400_000_000),
+        Some(_) => {
+            return Err(invalid(
+                "expires_in_days",
+                format!(
+                    "must be a whole number of days from 1 to {MAX_TOKEN_DAYS}, or left out for a token that does not expire"
+                ),
+            ));
+        }
+    };
+    let token = random_token("sst");
+    let prefix: String = token.chars().take(TOKEN_PREFIX_CHARS).collect();
+    let row = db
+        .insert_user_api_token(&hash_token(&token), label, &prefix, user_id, expires_at)
+        .await?;
+    Ok((row, token))
 }
 
 #[cfg(test)]
@@ -346,21 +426,40 @@ mod tests {
     #[test]
     fn access_by_role() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // Staff: any number, deduplicated and sorted; none means all.
+        let access = |merchant_id: Option<&str>, merchant_ids: &[&str], all_merchants| Access {
+            merchant_id: merchant_id.map(str::to_string),
+            merchant_ids: ids(merchant_ids),
+            all_merchants,
+        };
+        // Staff: any number, deduplicated and sorted.
         assert_eq!(
-            check_access(Role::Staff, &ids(&["mer_b", " mer_a", "mer_b", ""])).ok(),
-            Some((None, ids(&["mer_a", "mer_b"])))
+            check_access(Role::Staff, &ids(&["mer_b", " mer_a", "mer_b", ""]), None).ok(),
+            Some(access(None, &["mer_a", "mer_b"], false))
         );
-        assert_eq!(check_access(Role::Staff, &[]).ok(), Some((None, vec![])));
+        // None listed and nothing said: every merchant (a new user); said
+        // false: none, never every merchant.
+        assert_eq!(
+            check_access(Role::Staff, &[], None).ok(),
+            Some(access(None, &[], true))
+        );
+        assert_eq!(
+            check_access(Role::Staff, &[], Some(false)).ok(),
+            Some(access(None, &[], false))
+        );
+        assert!(check_access(Role::Staff, &ids(&["mer_a"]), Some(true)).is_err());
         // Merchant: exactly one, kept in users.merchant_id.
         assert_eq!(
-            check_access(Role::Merchant, &ids(&["mer_a"])).ok(),
-            Some((Some("mer_a".into()), vec![]))
+            check_access(Role::Merchant, &ids(&["mer_a"]), None).ok(),
+            Some(access(Some("mer_a"), &[], false))
         );
-        assert!(check_access(Role::Merchant, &ids(&["mer_a", "mer_b"])).is_err());
-        assert!(check_access(Role::Merchant, &[]).is_err());
+        assert!(check_access(Role::Merchant, &ids(&["mer_a", "mer_b"]), None).is_err());
+        assert!(check_access(Role::Merchant, &[], None).is_err());
+        assert!(check_access(Role::Merchant, &ids(&["mer_a"]), Some(true)).is_err());
         // Administrator: none.
-        assert!(check_access(Role::Admin, &ids(&["mer_a"])).is_err());
-        assert_eq!(check_access(Role::Admin, &[]).ok(), Some((None, vec![])));
+        assert!(check_access(Role::Admin, &ids(&["mer_a"]), None).is_err());
+        assert_eq!(
+            check_access(Role::Admin, &[], None).ok(),
+            Some(access(None, &[], false))
+        );
     }
 }

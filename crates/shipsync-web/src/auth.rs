@@ -35,7 +35,9 @@ impl Principal {
         let role = Role::parse(&user.role).unwrap_or(Role::Merchant);
         let scope = match role {
             Role::Admin => None,
-            Role::Staff if user.merchant_ids.is_empty() => None,
+            // Only the explicit flag means every merchant: a limited Staff
+            // user whose last merchant was removed sees none.
+            Role::Staff if user.all_merchants != 0 => None,
             Role::Staff => Some(user.merchant_ids.clone()),
             Role::Merchant => Some(
                 user.merchant_id
@@ -132,6 +134,15 @@ mod tests {
     use super::*;
 
     fn user(role: &str, merchant_id: Option<&str>, merchant_ids: &[&str]) -> Principal {
+        user_all(role, merchant_id, merchant_ids, false)
+    }
+
+    fn user_all(
+        role: &str,
+        merchant_id: Option<&str>,
+        merchant_ids: &[&str],
+        all_merchants: bool,
+    ) -> Principal {
         Principal::from_user(UserRow {
             id: "usr_1".into(),
             email: "a@b.co".into(),
@@ -140,6 +151,7 @@ mod tests {
             merchant_id: merchant_id.map(str::to_string),
             created_at: 0,
             updated_at: 0,
+            all_merchants: i64::from(all_merchants),
             merchant_ids: merchant_ids.iter().map(|m| m.to_string()).collect(),
         })
     }
@@ -159,8 +171,13 @@ mod tests {
         assert_eq!(limited.narrow(Some("mer_c".into())), Some(vec![]));
         assert!(limited.require_unscoped("create merchants").is_err());
 
-        let all = user("staff", None, &[]);
+        let all = user_all("staff", None, &[], true);
         assert!(all.sees("mer_c") && all.scope().is_none());
+        // A limited Staff user without merchants sees none, not all.
+        let emptied = user("staff", None, &[]);
+        assert!(!emptied.sees("mer_c"));
+        assert_eq!(emptied.narrow(None), Some(vec![]));
+        assert!(emptied.require_unscoped("create merchants").is_err());
         assert_eq!(all.narrow(Some(String::new())), None);
         assert_eq!(all.narrow(Some("mer_c".into())), Some(vec!["mer_c".into()]));
 

@@ -90,6 +90,19 @@ enum UsersWhat {
         /// The user's email, used to sign in.
         email: String,
     },
+    /// Print a new API token acting as the user (on stdout, one line, for
+    /// scripts); list and revoke tokens on the Account page or
+    /// /api/v1/account/tokens.
+    Token {
+        /// The user's email.
+        email: String,
+        /// The token's name, shown in token lists.
+        #[arg(long, default_value = "created with shipsync users token")]
+        name: String,
+        /// Days until the token stops working (default: never).
+        #[arg(long, value_name = "N")]
+        expires_in_days: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -237,6 +250,17 @@ async fn run() -> Result<()> {
                 ),
             };
             shipsync::users::create(&settings, role, &merchants, &email).await
+        }
+        Command::Users {
+            what:
+                UsersWhat::Token {
+                    email,
+                    name,
+                    expires_in_days,
+                },
+        } => {
+            let settings = Settings::resolve(&cli.flags)?;
+            shipsync::users::token(&settings, &email, &name, expires_in_days).await
         }
         Command::Sandbox { platform, listen } => {
             let settings = Settings::resolve(&cli.flags)?;

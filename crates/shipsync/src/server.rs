@@ -14,25 +14,77 @@ use shipsync_web::{AppState, WebConfig};
 use crate::config::Settings;
 
 /// The key that encrypts stored secrets: `SHIPSYNC_SECRET_KEY`, or for
-/// SQLite a key file kept beside the database.
-pub fn secret_box(settings: &Settings) -> Result<SecretBox> {
-    if let Some(k) = &settings.secret_key {
-        return SecretBox::from_text(k).context("SHIPSYNC_SECRET_KEY");
-    }
-    match settings.sqlite_path() {
-        Some(path) => {
-            let mut key = path.into_os_string();
-            key.push(".key");
-            SecretBox::from_key_file(std::path::Path::new(&key)).context("the database's key file")
-        }
-        None if settings.database_url.starts_with("sqlite:") => {
+/// SQLite a key file kept beside the database (created, mode 0600, while
+/// the database holds nothing sealed). Refused — never replaced — when it
+/// does not open what the database holds, or the key file is missing while
+/// the database holds sealed data, or other users may read the key file.
+pub async fn secret_box(settings: &Settings, db: &Db) -> Result<SecretBox> {
+    use shipsync_engine::secrets::{holds_sealed_data, key_fits};
+    let key_file = settings.sqlite_path().map(|p| {
+        let mut key = p.into_os_string();
+        key.push(".key");
+        std::path::PathBuf::from(key)
+    });
+    let (secrets, source) = match (&settings.secret_key, &key_file) {
+        (Some(k), _) => (
+            SecretBox::from_text(k).context("SHIPSYNC_SECRET_KEY")?,
+            "SHIPSYNC_SECRET_KEY".to_string(),
+        ),
+        (None, Some(path)) => match SecretBox::load_key_file(path)? {
+            Some(b) => (b, format!("the key file {}", path.display())),
+            None if holds_sealed_data(db).await? => bail!(
+                "the database holds encrypted credentials but its key file {} is missing. Restore {} from your backup (it is the file `<database>.key` next to the database), or set SHIPSYNC_SECRET_KEY to the key they were encrypted with. shipsync did not start; no stored credential was changed.",
+                path.display(),
+                path.display()
+            ),
+            None => (
+                SecretBox::create_key_file(path)?,
+                format!("the key file {}", path.display()),
+            ),
+        },
+        (None, None) if settings.database_url.starts_with("sqlite:") => {
             bail!("an in-memory SQLite database needs SHIPSYNC_SECRET_KEY")
         }
-        None => bail!(
+        (None, None) => bail!(
             "SHIPSYNC_SECRET_KEY is required with PostgreSQL: 32 bytes as 64 hex characters (e.g. `openssl rand -hex 32`), the same on every node"
         ),
+    };
+    if !key_fits(db, &secrets).await? {
+        let restore = match (&settings.secret_key, &key_file) {
+            (Some(_), Some(path)) => format!(
+                "set SHIPSYNC_SECRET_KEY to the key they were encrypted with, or unset it to use the key file {} (restored from your backup if need be)",
+                path.display()
+            ),
+            (None, Some(path)) => format!(
+                "restore the key file {} from your backup, or set SHIPSYNC_SECRET_KEY (it wins over the file) to the key they were encrypted with",
+                path.display()
+            ),
+            (_, None) => "set SHIPSYNC_SECRET_KEY to the key they were encrypted with (the same on every node)".into(),
+        };
+        bail!(
+            "the secret key from {source} does not open the credentials stored in this database (a different key): {restore}. shipsync did not start; no stored credential was changed."
+        );
+    }
+    Ok(secrets)
+}
+
+/// The generated admin token's file: next to a SQLite database
+/// (`<database>.admin-token`), else `shipsync-admin-token` in the working
+/// directory.
+pub fn admin_token_path(settings: &Settings) -> std::path::PathBuf {
+    match settings.sqlite_path() {
+        Some(p) => {
+            let mut f = p.into_os_string();
+            f.push(".admin-token");
+            f.into()
+        }
+        None => std::path::PathBuf::from("shipsync-admin-token"),
     }
 }
+
+/// An `SHIPSYNC_ADMIN_TOKEN` shorter than this is refused: it is always
+/// accepted, so it must not be guessable.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 /// How long a stopping server gives in-flight requests and jobs before it
 /// stops the jobs where they are and frees their leases.
@@ -159,13 +211,21 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
         .sqlite_path()
         .map(|p| ServeLock::acquire(&p))
         .transpose()?;
-    let secrets = secret_box(settings)?;
+    if let Some(t) = &settings.admin_token
+        && t.chars().count() < MIN_ADMIN_TOKEN_CHARS
+    {
+        bail!(
+            "SHIPSYNC_ADMIN_TOKEN (or admin_token in the config file) is {} characters long; it must be at least {MIN_ADMIN_TOKEN_CHARS} (generate one with `openssl rand -hex 32`), or leave it unset to have a token generated",
+            t.chars().count()
+        );
+    }
     let db = Db::open(&settings.database_url).await.with_context(|| {
         format!(
             "cannot open the database {}",
             redact_url(&settings.database_url)
         )
     })?;
+    let secrets = secret_box(settings, &db).await?;
     ensure_admin_token(&db, settings).await?;
     if db.count_users().await? == 0 {
         eprintln!(
@@ -228,20 +288,40 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
     })
 }
 
-/// With no `SHIPSYNC_ADMIN_TOKEN` and no stored token, generates one, stores
-/// its hash and prints it once.
+/// With no `SHIPSYNC_ADMIN_TOKEN` and no stored token, generates one,
+/// writes it to a file only this user may read ([`admin_token_path`]),
+/// stores its hash, and prints where it is — never the token itself, which
+/// would end up in logs.
 async fn ensure_admin_token(db: &Db, settings: &Settings) -> Result<()> {
     if settings.admin_token.is_some() || db.count_api_tokens().await? > 0 {
         return Ok(());
     }
     let token = shipsync_engine::secrets::random_token("sst");
-    db.insert_api_token(
-        &shipsync_engine::secrets::hash_token(&token),
-        "admin (generated at first start)",
-    )
-    .await?;
+    let path = admin_token_path(settings);
+    // A file left from an earlier database holds a token this one does not
+    // know: replace it (written anew, so with mode 0600 whatever it had).
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+    }
+    shipsync_engine::secrets::write_private(&path, &format!("{token}\n"))
+        .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
+    if let Err(e) = db
+        .insert_api_token(
+            &shipsync_engine::secrets::hash_token(&token),
+            "admin (generated at first start)",
+        )
+        .await
+    {
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
+    let shown = std::fs::canonicalize(&path).unwrap_or(path);
     eprintln!(
-        "\nshipsync: generated an admin API token (shown only this once; store it safely):\n\n    {token}\n\nUse it as `Authorization: Bearer {token}`.\n"
+        "\nshipsync: generated an admin API token and wrote it to {} (readable by this user only). Use it as `Authorization: Bearer $(cat {})`; move it somewhere safe and delete the file.\n",
+        shown.display(),
+        shown.display()
     );
     Ok(())
 }

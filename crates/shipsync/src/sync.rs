@@ -16,13 +16,13 @@ pub async fn shipments(
     connection_id: &str,
     since: Option<jiff::Timestamp>,
 ) -> Result<()> {
-    let secrets = secret_box(settings)?;
     let db = Db::open(&settings.database_url).await.with_context(|| {
         format!(
             "cannot open the database {}",
             redact_url(&settings.database_url)
         )
     })?;
+    let secrets = secret_box(settings, &db).await?;
     let engine =
         Engine::new(db.clone(), secrets, EngineConfig::default()).map_err(|e| anyhow!("{e}"))?;
     let bar = ProgressBar::new_spinner();

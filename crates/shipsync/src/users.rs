@@ -1,5 +1,6 @@
 //! `shipsync users create`: web-UI users from the command line (the first
-//! administrator cannot be created anywhere else).
+//! administrator cannot be created anywhere else); `shipsync users token`:
+//! an API token for a user, for scripts.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -34,6 +35,52 @@ fn read_password() -> Result<String> {
     }
 }
 
+async fn open(settings: &Settings) -> Result<shipsync_db::Db> {
+    shipsync_db::Db::open(&settings.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact_url(&settings.database_url)
+            )
+        })
+}
+
+/// Prints a new API token acting as the user with `email`: the token alone
+/// on stdout, so that `TOKEN=$(shipsync users token …)` works.
+pub async fn token(
+    settings: &Settings,
+    email: &str,
+    name: &str,
+    expires_in_days: Option<i64>,
+) -> Result<()> {
+    let db = open(settings).await?;
+    let result = async {
+        let user = db
+            .user_by_email(&email.trim().to_lowercase())
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("no user {email}: create it with `shipsync users create`")
+            })?;
+        match shipsync_engine::users::issue_user_token(&db, &user.id, name, expires_in_days).await {
+            Ok((_, token)) => Ok(token),
+            Err(EngineError::Invalid { field, message }) => {
+                let flag = match field {
+                    "expires_in_days" => "--expires-in-days",
+                    "name" => "--name",
+                    other => other,
+                };
+                bail!("{flag} {message}; no token was created")
+            }
+            Err(e) => Err(anyhow::anyhow!("{e}")).context("cannot create the token"),
+        }
+    }
+    .await;
+    db.close().await;
+    println!("{}", result?);
+    Ok(())
+}
+
 pub async fn create(
     settings: &Settings,
     role: Role,
@@ -41,15 +88,9 @@ pub async fn create(
     email: &str,
 ) -> Result<()> {
     let password = read_password()?;
-    let db = shipsync_db::Db::open(&settings.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                redact_url(&settings.database_url)
-            )
-        })?;
-    let result = shipsync_engine::users::create_user(&db, email, &password, role, merchants).await;
+    let db = open(settings).await?;
+    let result =
+        shipsync_engine::users::create_user(&db, email, &password, role, merchants, None).await;
     db.close().await;
     match result {
         Ok(u) => {

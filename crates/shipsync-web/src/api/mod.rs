@@ -1,5 +1,6 @@
 //! `/api/v1`: bearer-token JSON API.
 
+pub(crate) mod account;
 pub(crate) mod connections;
 pub(crate) mod events;
 pub(crate) mod merchants;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(orders::routes())
         .merge(events::routes())
         .merge(users::routes())
+        .merge(account::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
         })

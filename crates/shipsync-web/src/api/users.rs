@@ -2,8 +2,11 @@
 //! for Staff and Merchant users).
 //!
 //! Which merchants a user sees: `merchant_id` is a Merchant user's merchant;
-//! `merchant_ids` the merchants a Staff user is limited to (empty: all).
-//! For compatibility a Staff user limited to exactly one merchant also shows
+//! `all_merchants` (true/false) whether a Staff user sees every merchant,
+//! else `merchant_ids` the merchants they are limited to (empty: none).
+//! `all_merchants` left out: true for a new Staff user given no merchant;
+//! on PATCH, kept, and false once merchants are listed — removing a limited
+//! user's last merchant never widens their access. For compatibility a Staff user limited to exactly one merchant also shows
 //! it as `merchant_id`, and `merchant_id` is accepted for Staff as a
 //! one-merchant limit.
 
@@ -49,6 +52,11 @@ pub fn render(u: &UserRow) -> Value {
         "role": u.role,
         "merchant_id": merchant_id,
         "merchant_ids": merchants(u),
+        "all_merchants": match u.role.as_str() {
+            "admin" => true,
+            "staff" => u.all_merchants != 0,
+            _ => false,
+        },
         "created_at": time(u.created_at),
     })
 }
@@ -89,6 +97,15 @@ pub fn merchants_of(b: &Value) -> ApiResult<Option<Vec<String>>> {
     Ok(given.then_some(out))
 }
 
+/// `all_merchants` of a user document (None when left out or null).
+fn all_merchants_of(b: &Value) -> ApiResult<Option<bool>> {
+    match b.get("all_merchants") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(a)) => Ok(Some(*a)),
+        Some(_) => Err(ApiError::invalid("all_merchants", "must be true or false")),
+    }
+}
+
 fn role_of(b: &Value) -> ApiResult<Option<Role>> {
     match b.get("role") {
         None => Ok(None),
@@ -119,10 +136,15 @@ async fn create(
     let role = role_of(&b)?
         .ok_or_else(|| ApiError::invalid("role", "must be admin, staff or merchant"))?;
     let merchants = merchants_of(&b)?.unwrap_or_default();
-    let u = s
-        .engine
-        .create_user(&text("email"), &text("password"), role, &merchants)
-        .await?;
+    let u = shipsync_engine::users::create_user(
+        s.engine.db(),
+        &text("email"),
+        &text("password"),
+        role,
+        &merchants,
+        all_merchants_of(&b)?,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(render(&u))))
 }
 
@@ -143,8 +165,8 @@ async fn show(
     Ok(Json(render(&load(&s, &id).await?)))
 }
 
-/// `role`, `merchant_id` and `merchant_ids` (omitted: unchanged; the
-/// merchants are replaced as a whole when either is given).
+/// `role`, `merchant_id`, `merchant_ids` and `all_merchants` (omitted:
+/// unchanged; the merchants are replaced as a whole when either is given).
 async fn update(
     State(s): State<AppState>,
     p: Principal,
@@ -154,10 +176,19 @@ async fn update(
     p.require_admin()?;
     let b = body_json(&body)?;
     for k in b.as_object().into_iter().flat_map(|o| o.keys()) {
-        if !["role", "merchant_id", "merchant_ids", "id", "created_at"].contains(&k.as_str()) {
+        if ![
+            "role",
+            "merchant_id",
+            "merchant_ids",
+            "all_merchants",
+            "id",
+            "created_at",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(ApiError::invalid(
                 k,
-                "cannot be changed here (only role, merchant_id and merchant_ids)",
+                "cannot be changed here (only role, merchant_id, merchant_ids and all_merchants)",
             ));
         }
     }
@@ -172,7 +203,7 @@ async fn update(
     };
     let u = s
         .engine
-        .update_user_access(&id, role, &merchants)
+        .update_user_access(&id, role, &merchants, all_merchants_of(&b)?)
         .await
         .map_err(|e| ApiError::from_engine(e, "user"))?;
     Ok(Json(render(&u)))

@@ -28,7 +28,7 @@ use crate::AppState;
 use crate::api::{connections, events, merchants, orders, shipments};
 use crate::error::ApiError;
 use crate::json::time;
-use session::{Form, LOGIN_COOKIE, Ui, checked_form, cookie, set_cookie};
+use session::{Form, LOGIN_COOKIE, Ui, checked_form, set_cookie, ui_cookie};
 
 type Page = Result<Response, Response>;
 
@@ -75,6 +75,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users", get(users::user_list).post(users::user_create))
         .route("/users/{id}", get(users::user_edit).post(users::user_save))
         .route("/account", get(account_page).post(account_token_create))
+        .route("/account/tokens/{id}/revoke", post(account_token_revoke))
 }
 
 async fn css() -> impl IntoResponse {
@@ -237,7 +238,7 @@ async fn login_page(State(s): State<AppState>, Query(f): Query<Flash>) -> Respon
 
 async fn login(State(s): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Page {
     let f = Form::parse(&body);
-    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    let expected = ui_cookie(&s, &headers, LOGIN_COOKIE).unwrap_or_default();
     if !f.csrf_ok(&expected) {
         return Err(session::csrf_refused());
     }
@@ -275,7 +276,7 @@ async fn logout(
     body: Bytes,
 ) -> Page {
     checked_form(&ui, &body)?;
-    if let Some(token) = cookie(&headers, session::COOKIE) {
+    if let Some(token) = ui_cookie(&s, &headers, session::COOKIE) {
         let _ = s.engine.end_session(&token).await;
     }
     Ok((
@@ -1574,13 +1575,25 @@ async fn account_view(s: &AppState, ui: &Ui, f: &Flash, new_token: Option<&str>)
                 @if tokens.is_empty() {
                     p { "No tokens yet." }
                 } @else {
-                    table { thead { tr { th { "Label" } th { "Created" } } }
-                        tbody { @for t in &tokens { tr { td { (t.label) } td { (time(t.created_at)) } } } } }
+                    table { thead { tr { th { "Name" } th { "Starts with" } th { "Created" } th { "Last used" } th { "Expires" } th { span.sr-only { "Actions" } } } }
+                        tbody { @for t in &tokens { tr {
+                            td { (t.label) }
+                            td { code { (t.prefix.as_deref().unwrap_or("—")) "…" } }
+                            td { (time(t.created_at)) }
+                            td { (t.last_used_at.map(time).unwrap_or_else(|| "never".into())) }
+                            td { (t.expires_at.map(time).unwrap_or_else(|| "never".into())) }
+                            td { form method="post" action={"/account/tokens/" (t.id) "/revoke"} {
+                                (csrf(ui))
+                                button type="submit" aria-label={"Revoke " (t.label)} { "Revoke" }
+                            } }
+                        } } } }
                 }
                 form method="post" action="/account" {
                     (csrf(ui))
-                    label for="label" { "Label" }
+                    label for="label" { "Name" }
                     input #label type="text" name="label" maxlength="100" required;
+                    label for="expires_in_days" { "Expires after (days; empty: never)" }
+                    input #expires_in_days type="number" name="expires_in_days" min="1" max=(shipsync_engine::users::MAX_TOKEN_DAYS);
                     div.actions { button.primary type="submit" { "Create token" } }
                 }
             }
@@ -1595,7 +1608,21 @@ async fn account_page(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>)
 async fn account_token_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
     let f = checked_form(&ui, &body)?;
     let uid = own_user_id(&ui)?.to_string();
-    match s.engine.create_user_token(&uid, f.get("label")).await {
+    let days = match f.get("expires_in_days").trim() {
+        "" => None,
+        d => match d.parse::<i64>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                return Ok(see_other(
+                    "/account?error=The+expiry+must+be+a+whole+number+of+days.",
+                ));
+            }
+        },
+    };
+    match shipsync_engine::users::issue_user_token(s.engine.db(), &uid, f.get("label"), days)
+        .await
+        .map(|(_, token)| token)
+    {
         Ok(token) => {
             // The secret is on this page only: keep it out of caches.
             let mut r = account_view(&s, &ui, &Flash::default(), Some(&token)).await?;
@@ -1609,5 +1636,25 @@ async fn account_token_create(State(s): State<AppState>, ui: Ui, body: Bytes) ->
             "/account?error={}",
             enc(&e.to_string())
         ))),
+    }
+}
+
+async fn account_token_revoke(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    let uid = own_user_id(&ui)?.to_string();
+    if s.engine
+        .db()
+        .delete_user_api_token(&uid, &id)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?
+    {
+        Ok(see_other("/account?saved=Token+revoked."))
+    } else {
+        Err(fail(&ui, ApiError::not_found("token")))
     }
 }

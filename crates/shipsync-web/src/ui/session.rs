@@ -1,5 +1,6 @@
-//! The UI's sign-in state: a session cookie (HttpOnly, SameSite=Lax,
-//! Secure when the public URL is https) whose value is stored hashed, and a
+//! The UI's sign-in state: a session cookie (HttpOnly, SameSite=Lax; when
+//! the public URL is https, Secure and `__Host-`-prefixed, so that no other
+//! host or path can set or shadow it) whose value is stored hashed, and a
 //! per-session CSRF token that every form carries and every POST checks.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ pub const COOKIE: &str = "shipsync_session";
 /// value the form must repeat.
 pub const LOGIN_COOKIE: &str = "shipsync_login";
 
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -29,13 +30,32 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+fn https(s: &AppState) -> bool {
+    s.config
+        .public_url
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+}
+
+/// The cookie's name: `__Host-` before it when the public URL is https
+/// (browsers then insist on Secure, Path=/ and no Domain).
+fn cookie_name(s: &AppState, name: &str) -> String {
+    if https(s) {
+        format!("__Host-{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The value of one of the UI's cookies (by its name without prefix).
+pub fn ui_cookie(s: &AppState, headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie(headers, &cookie_name(s, name))
+}
+
 /// A `Set-Cookie` value; `max_age` 0 deletes it.
 pub fn set_cookie(s: &AppState, name: &str, value: &str, max_age: i64) -> String {
-    let secure = if s.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if https(s) { "; Secure" } else { "" };
+    let name = cookie_name(s, name);
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
@@ -52,7 +72,7 @@ impl FromRequestParts<AppState> for Ui {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
         let to_login = || Redirect::to("/login").into_response();
-        let Some(token) = cookie(&parts.headers, COOKIE) else {
+        let Some(token) = ui_cookie(s, &parts.headers, COOKIE) else {
             return Err(to_login());
         };
         match s.engine.session(&token).await {

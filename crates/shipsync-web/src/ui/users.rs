@@ -1,6 +1,7 @@
 //! The Users pages (Administrators only): the list, adding a user, and
 //! changing a user's role and merchants — a Merchant user's one merchant, or
-//! the merchants a Staff user is limited to (checkboxes; none checked: all).
+//! a Staff user's "All merchants" box, or the merchants they are limited to
+//! (checkboxes; none checked and "All merchants" off: none).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -25,6 +26,8 @@ struct Values {
     merchant_id: String,
     /// A Staff user's merchants.
     merchant_ids: Vec<String>,
+    /// A Staff user sees every merchant.
+    all_merchants: bool,
 }
 
 impl Values {
@@ -39,6 +42,7 @@ impl Values {
             } else {
                 Vec::new()
             },
+            all_merchants: role == Role::Staff && u.all_merchants != 0,
         }
     }
 
@@ -48,7 +52,13 @@ impl Values {
             role: Role::parse(f.get("role")).unwrap_or(Role::Staff),
             merchant_id: f.get("merchant_id").to_string(),
             merchant_ids: f.all("merchant_ids").to_vec(),
+            all_merchants: f.has("all_merchants"),
         }
+    }
+
+    /// `all_merchants` as the engine takes it: the box, for Staff.
+    fn all_merchants(&self) -> Option<bool> {
+        (self.role == Role::Staff).then_some(self.all_merchants)
     }
 
     /// The merchants the engine takes for the chosen role (the other
@@ -78,7 +88,12 @@ fn access_fields(v: &Values, names: &[(String, String)], error: Option<&ApiError
         }
         (field_error(error, "merchant_id"))
         fieldset #staff-merchants {
-            legend { "Limit Staff to these merchants (none checked: every merchant)" }
+            legend { "Staff sees" }
+            label.inline for="all_merchants" {
+                input #all_merchants type="checkbox" name="all_merchants" value="on" checked[v.all_merchants];
+                "All merchants"
+            }
+            p.hint { "Or only the merchants checked below (with none checked, none)." }
             @for (id, n) in names {
                 label.inline for={"m-" (id)} {
                     input id={"m-" (id)} type="checkbox" name="merchant_ids" value=(id) checked[v.merchant_ids.contains(id)];
@@ -89,13 +104,17 @@ fn access_fields(v: &Values, names: &[(String, String)], error: Option<&ApiError
             @if names.is_empty() { p.hint { "No merchant yet." } }
         }
         (field_error(error, "merchant_ids"))
+        (field_error(error, "all_merchants"))
     }
 }
 
 fn merchant_list(u: &UserRow, names: &[(String, String)]) -> String {
     let ids = merchants(u);
+    if u.role == "staff" && u.all_merchants != 0 {
+        return "all".into();
+    }
     if ids.is_empty() {
-        return if u.role == "staff" { "all" } else { "—" }.into();
+        return if u.role == "staff" { "none" } else { "—" }.into();
     }
     ids.iter()
         .map(|m| {
@@ -152,6 +171,7 @@ pub async fn user_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>
         role: Role::Staff,
         merchant_id: String::new(),
         merchant_ids: Vec::new(),
+        all_merchants: true,
     };
     list_view(&s, &ui, &f, &blank, None).await
 }
@@ -166,10 +186,15 @@ pub async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page
     let f = checked_form(&ui, &body)?;
     ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
     let v = Values::from_form(&f);
-    match s
-        .engine
-        .create_user(&v.email, f.get("password"), v.role, &v.merchants())
-        .await
+    match shipsync_engine::users::create_user(
+        s.engine.db(),
+        &v.email,
+        f.get("password"),
+        v.role,
+        &v.merchants(),
+        v.all_merchants(),
+    )
+    .await
     {
         Ok(u) => Ok(see_other(&format!(
             "/users?saved={}",
@@ -238,7 +263,7 @@ pub async fn user_save(
     v.email = u.email.clone();
     match s
         .engine
-        .update_user_access(&id, v.role, &v.merchants())
+        .update_user_access(&id, v.role, &v.merchants(), v.all_merchants())
         .await
     {
         Ok(u) => Ok(see_other(&format!(

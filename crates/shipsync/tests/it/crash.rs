@@ -34,7 +34,7 @@ use shipsync_sandbox_shopify::{OrderSpec, RunningShopify, ShopifySandbox};
 use crate::support::SETTLE;
 
 const SECRET: &str = "whsec_c2hpcHN5bmMtZGVtby1zZWNyZXQtMzJieXRlcyE=";
-const TOKEN: &str = "adm_crash_test_token_0123456789";
+const TOKEN: &str = "adm_crash_test_token_0123456789abcdef";
 
 // ---------------------------------------------------------------------------
 // The proxy

@@ -565,11 +565,11 @@ async fn staff_limited_to_two_merchants(db_url: String) {
     );
     let (_, list) = call(&h, &tok, "GET", "/api/v1/merchants", None).await;
     assert_eq!(ids(&list, "id"), vec![beta.clone()]);
-    // No merchants: every merchant.
+    // Every merchant: the explicit setting (an emptied list means none).
     h.api(
         "PATCH",
         &format!("/api/v1/users/{uid}"),
-        Some(json!({"merchant_ids": []})),
+        Some(json!({"merchant_ids": [], "all_merchants": true})),
     )
     .await
     .expect("api")
