@@ -21,6 +21,7 @@ use std::time::Duration;
 use shipsync_db::Db;
 use tokio::sync::Notify;
 
+pub use check::{ConnectionTest, Probe, TestReason};
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;

@@ -505,7 +505,7 @@ fn warehouse_fields(w: &Value) -> Markup {
         input #username type="text" name="username" autocomplete="off" value=(auth["username"].as_str().unwrap_or(""));
         label for="password" { "API password" }
         input #password type="password" name="password" autocomplete="new-password";
-        p.hint { @if auth["password_set"] == true { "A password is stored; leave blank to keep it." } @else { "Write-only: never shown again once saved." } }
+        p.hint { @if auth["password_set"] == true { "A password is stored; leave blank to keep it. Changing the API URL or business unit clears it unless you type it again." } @else { "Write-only: never shown again once saved." } }
         label for="kit_policy" { "Kit policy" }
         select #kit_policy name="kit_policy" {
             option value="complete_kits" selected[w["_kit_policy"] != "first_component"] { "Complete kits only" }
@@ -1014,6 +1014,17 @@ async fn connection_enabled(
     Ok(see_other(&format!("/connections/{id}")))
 }
 
+/// What "Test connection" shows: the full report to an unlimited user, a
+/// status and a classified reason — nothing the remote sent — to a user
+/// limited to some merchants.
+fn shown_report(ui: &Ui, tested: &shipsync_engine::ConnectionTest) -> String {
+    if ui.principal.scope().is_none() {
+        tested.report()
+    } else {
+        tested.summary()
+    }
+}
+
 /// "Test connection": calls the store and the warehouse with the stored
 /// credentials and shows what they answered on the connection's page.
 async fn connection_test(
@@ -1026,10 +1037,16 @@ async fn connection_test(
     connections::load(&s, &ui.principal, &id)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let to = match s.engine.test_connection(&id).await {
-        Ok(report) => format!("saved={}", enc(&report)),
-        Err(shipsync_engine::EngineError::Permanent(report)) => format!("error={}", enc(&report)),
-        Err(e) => return Err(fail(&ui, e.into())),
+    let tested = s
+        .engine
+        .test_connection(&id)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let report = shown_report(&ui, &tested);
+    let to = if tested.passed() {
+        format!("saved={}", enc(&report))
+    } else {
+        format!("error={}", enc(&report))
     };
     Ok(see_other(&format!("/connections/{id}?{to}")))
 }
