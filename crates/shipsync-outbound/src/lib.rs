@@ -195,19 +195,20 @@ impl reqwest::dns::Resolve for PublicResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
-                .filter(|a| match TargetPolicy::PUBLIC_ONLY.check_ip(&host, a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused.get_or_insert(e);
-                        false
-                    }
-                })
+                .filter(
+                    |a| match TargetPolicy::PUBLIC_ONLY.check_ip(&host, a.ip()) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            refused.get_or_insert(e);
+                            false
+                        }
+                    },
+                )
                 .collect();
             match refused {
                 Some(e) if allowed.is_empty() => Err(Box::new(e) as BoxError),

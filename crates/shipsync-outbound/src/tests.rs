@@ -55,7 +55,10 @@ fn refusal_names_the_setting() {
         .check_ip("localhost", "127.0.0.1".parse().unwrap())
         .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("SHIPSYNC_ALLOW_PRIVATE_TARGETS=true"), "{text}");
+    assert!(
+        text.contains("SHIPSYNC_ALLOW_PRIVATE_TARGETS=true"),
+        "{text}"
+    );
     assert!(text.contains("--allow-private-targets"), "{text}");
     assert!(text.contains("loopback"), "{text}");
     assert!(

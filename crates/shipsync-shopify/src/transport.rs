@@ -294,7 +294,6 @@ fn send_error(e: &reqwest::Error, kind: Kind) -> ShopifyError {
     lost_answer(&format!("{what}: {e}"), kind)
 }
 
-
 /// `Retry-After` in seconds (Shopify sends e.g. `2.0`); HTTP dates are not
 /// used by Shopify and are ignored.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

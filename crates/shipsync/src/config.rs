@@ -243,11 +243,8 @@ mod tests {
             allow_private_targets: Some(true),
             ..Flags::default()
         };
-        let s = Settings::resolve_with(
-            &on,
-            env_of(&[("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "false")]),
-        )
-        .unwrap();
+        let s = Settings::resolve_with(&on, env_of(&[("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "false")]))
+            .unwrap();
         assert!(s.allow_private_targets);
         assert!(
             Settings::resolve_with(

@@ -287,10 +287,7 @@ async fn endpoint_change_without_credentials_clears_them(db_url: String) {
     assert_eq!(c["enabled"], false, "{c}");
     let (st, body) = admin(&h, "PATCH", &cpath, Some(json!({"enabled": true}))).await;
     assert_eq!(st, 422, "{body}");
-    assert!(
-        message(&body).contains("warehouse.auth.password"),
-        "{body}"
-    );
+    assert!(message(&body).contains("warehouse.auth.password"), "{body}");
     // Other edits of the merchant still work while the password is missing.
     let (st, body) = admin(&h, "PATCH", &mpath, Some(json!({"name": "Acme Two"}))).await;
     assert_eq!(st, 200, "{body}");
@@ -489,13 +486,20 @@ async fn redirects_not_followed_and_answers_capped(db_url: String) {
         )
         .await;
         assert_eq!(st, 200, "{body}");
-        let tested = engine.test_connection(&h.connection_id).await.expect("test");
+        let tested = engine
+            .test_connection(&h.connection_id)
+            .await
+            .expect("test");
         let report = tested.report();
         assert!(!tested.passed(), "{report}");
         assert!(report.contains("302"), "{report}");
     }
     assert!(redirector_hits.load(Ordering::SeqCst) >= 2);
-    assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0, "redirect followed");
+    assert_eq!(
+        elsewhere_hits.load(Ordering::SeqCst),
+        0,
+        "redirect followed"
+    );
 
     let (endless, _) = raw_server(Reply::Endless).await;
     let (st, body) = admin(
@@ -506,7 +510,10 @@ async fn redirects_not_followed_and_answers_capped(db_url: String) {
     )
     .await;
     assert_eq!(st, 200, "{body}");
-    let tested = engine.test_connection(&h.connection_id).await.expect("test");
+    let tested = engine
+        .test_connection(&h.connection_id)
+        .await
+        .expect("test");
     let report = tested.report();
     assert!(report.contains("larger than"), "{report}");
     h.shutdown().await;
