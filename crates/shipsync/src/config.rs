@@ -26,7 +26,7 @@ pub struct Flags {
     /// Allow calls to stores and warehouses at loopback, private, link-local
     /// and other non-public addresses (sandboxes on this machine); default
     /// false. `--allow-private-targets=false` turns it off again.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub allow_private_targets: Option<bool>,
     /// TOML configuration file; keys are the environment names in lower case
     /// without the SHIPSYNC_ prefix.
