@@ -207,39 +207,60 @@ async fn only_unlimited_principals_move_credentials(db_url: String) {
     assert_eq!(now["warehouse"]["auth"]["type"], "basic");
     assert_eq!(now["warehouse"]["auth"]["password_set"], true);
 
-    // The UI form: the same refusal for the Merchant user.
-    h.api("POST", "/api/v1/users", Some(json!({"email": "brand-ui@example.com", "password": "a long password", "role": "merchant", "merchant_id": m})))
-        .await
-        .expect("api")
-        .ok(201)
-        .expect("user");
-    let mut b = Browser::new(h.url());
-    let csrf = b.sign_in("brand-ui@example.com", "a long password").await;
-    let form = |api_url: String, business_unit: &'static str| {
-        vec![
-            ("csrf", csrf.clone()),
-            ("name", "Acme Outdoor".to_string()),
-            ("api_url", api_url),
-            ("business_unit", business_unit.to_string()),
-            ("username", "sandbox".to_string()),
-            ("kit_policy", "complete_kits".to_string()),
-        ]
-    };
-    let path = format!("/merchants/{m}");
-    for (api_url, bu) in [
-        ("https://collector.example.com/api".to_string(), "ACME"),
-        (h.deposco.url.clone(), "SOMEONE-ELSE"),
+    // The UI form: the same refusals, the same edits allowed.
+    for user in [
+        json!({"email": "brand-ui@example.com", "role": "merchant", "merchant_id": m}),
+        json!({"email": "limited-ui@example.com", "role": "staff", "merchant_ids": [m]}),
     ] {
-        let f = form(api_url, bu);
+        let mut user = user;
+        user["password"] = json!("a long password");
+        h.api("POST", "/api/v1/users", Some(user.clone()))
+            .await
+            .expect("api")
+            .ok(201)
+            .expect("user");
+        let mut b = Browser::new(h.url());
+        let csrf = b
+            .sign_in(
+                user["email"].as_str().unwrap_or_default(),
+                "a long password",
+            )
+            .await;
+        let form = |api_url: String, business_unit: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("name", "Acme Outdoor".to_string()),
+                ("api_url", api_url),
+                ("business_unit", business_unit.to_string()),
+                ("username", "sandbox".to_string()),
+                ("kit_policy", "complete_kits".to_string()),
+            ]
+        };
+        let path = format!("/merchants/{m}");
+        for (api_url, bu, field) in [
+            (
+                "https://collector.example.com/api".to_string(),
+                "ACME",
+                "warehouse.api_url",
+            ),
+            (
+                h.deposco.url.clone(),
+                "SOMEONE-ELSE",
+                "warehouse.business_unit",
+            ),
+        ] {
+            let f = form(api_url, bu);
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (st, page) = b.post(&path, &pairs).await;
+            assert_eq!(st, 403, "{page}");
+            assert!(page.contains(field), "{field}: {page}");
+        }
+        let f = form(h.deposco.url.clone(), "ACME");
         let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (st, page) = b.post(&path, &pairs).await;
-        assert_eq!(st, 403, "{page}");
+        let (st, to) = b.post(&path, &pairs).await;
+        assert_eq!(st, 303, "{to}");
+        assert!(to.contains("saved="), "{to}");
     }
-    let f = form(h.deposco.url.clone(), "ACME");
-    let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (st, to) = b.post(&path, &pairs).await;
-    assert_eq!(st, 303, "{to}");
-    assert!(to.contains("saved="), "{to}");
 
     // An Administrator and unlimited Staff may, credentials given again.
     let (st, body) = admin(
@@ -439,6 +460,52 @@ async fn private_targets_refused_without_the_setting(db_url: String) {
     assert_eq!(st, 201, "{body}");
     let (st, body) = admin(&h, "PATCH", &mpath, Some(json!({"name": "Renamed"}))).await;
     assert_eq!(st, 200, "{body}");
+
+    // The UI: the merchant form and the wizard say the same.
+    h.api(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "admin"})),
+    )
+    .await
+    .expect("api")
+    .ok(201)
+    .expect("user");
+    let mut b = Browser::new(h.url());
+    let csrf = b.sign_in("ops@example.com", "a long password").await;
+    let (st, to) = b
+        .post(
+            &format!("/merchants/{}", h.merchant_id),
+            &[
+                ("csrf", &csrf),
+                ("name", "Acme Outdoor"),
+                ("api_url", "http://169.254.169.254/latest"),
+                ("business_unit", "ACME"),
+                ("username", "sandbox"),
+                ("password", "sandbox"),
+                ("kit_policy", "complete_kits"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 303, "{to}");
+    let (_, page) = b.get(&to).await;
+    assert!(page.contains(SETTING), "{page}");
+    let (st, page) = b
+        .post(
+            "/connections",
+            &[
+                ("csrf", &csrf),
+                ("action", "test"),
+                ("name", "Inside"),
+                ("merchant", "existing"),
+                ("merchant_id", &h.merchant_id),
+                ("shop_url", "http://localhost:5432"),
+                ("access_token", "t"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 422, "{page}");
+    assert!(page.contains(SETTING), "{page}");
 
     // The stored sandbox URLs are on loopback: a pull fails with the message,
     // and nothing reached the sandbox.
