@@ -222,9 +222,10 @@ async fn apply(
     c: &mut ConnectionRow,
     p: Parts,
 ) -> ApiResult<MerchantRow> {
-    let merchant = match who.sees(&p.merchant_id) {
-        true => s.engine.db().get_merchant(&p.merchant_id).await?,
-        false => None,
+    let merchant = if who.sees(&p.merchant_id) {
+        s.engine.db().get_merchant(&p.merchant_id).await?
+    } else {
+        None
     };
     let Some(merchant) = merchant else {
         return Err(ApiError::invalid("merchant_id", "no merchant with this id"));
@@ -333,7 +334,7 @@ pub async fn draft_connection(
     let mut doc = defaults();
     merge_patch(&mut doc, &patch);
     let parts = validate(&doc)?;
-    check_public(s, "store.shop_url", &shop_url(&parts.store_json)).await?;
+    let url = shop_url(&parts.store_json);
     let now = now_micros();
     let mut c = ConnectionRow {
         id: shipsync_db::new_id("con"),
@@ -353,6 +354,7 @@ pub async fn draft_connection(
         }
         _ => apply(s, p, &mut c, parts).await?,
     };
+    check_public(s, "store.shop_url", &url).await?;
     if c.enabled == 1
         && let Some(missing) = missing_secret(s, &c, &merchant)
     {
