@@ -492,15 +492,18 @@ async fn merchant_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>
 }
 
 /// The warehouse fields shared by the create and edit pages.
-fn warehouse_fields(w: &Value) -> Markup {
+/// `locked`: the user may not change where the credentials go (API URL,
+/// business unit): shown read-only.
+fn warehouse_fields(w: &Value, locked: bool) -> Markup {
     let auth = &w["auth"];
     html! {
         label for="name" { "Name" }
         input #name type="text" name="name" required value=(w["_name"].as_str().unwrap_or(""));
         label for="api_url" { "Deposco API URL" }
-        input #api_url type="url" name="api_url" required value=(w["api_url"].as_str().unwrap_or("https://api.deposco.com/latest"));
+        input #api_url type="url" name="api_url" required readonly[locked] value=(w["api_url"].as_str().unwrap_or("https://api.deposco.com/latest"));
         label for="business_unit" { "Business unit" }
-        input #business_unit type="text" name="business_unit" value=(w["business_unit"].as_str().unwrap_or(""));
+        input #business_unit type="text" name="business_unit" readonly[locked] value=(w["business_unit"].as_str().unwrap_or(""));
+        @if locked { p.hint { "Only an Administrator can change where the credentials are sent." } }
         label for="username" { "API username" }
         input #username type="text" name="username" autocomplete="off" value=(auth["username"].as_str().unwrap_or(""));
         label for="password" { "API password" }
@@ -543,7 +546,7 @@ async fn merchant_new(ui: Ui) -> Page {
             div.notice { "Shipment webhooks can only be configured for existing merchants: save this merchant first, then edit it to check " b { "Use webhooks for shipments" } " and copy its Deposco URL." }
             form.card method="post" action="/merchants" {
                 (csrf(&ui))
-                (warehouse_fields(&json!({})))
+                (warehouse_fields(&json!({}), false))
                 div.actions { button.primary type="submit" { "Save" } a.button href="/merchants" { "Cancel" } }
             }
         },
@@ -587,7 +590,7 @@ async fn merchant_edit(
                 (csrf(&ui))
                 div.card {
                     h2 { "Warehouse" }
-                    (warehouse_fields(&w))
+                    (warehouse_fields(&w, ui.principal.scope().is_some()))
                 }
                 div.card #shipment-webhooks {
                     h2 { "Shipment webhooks" }

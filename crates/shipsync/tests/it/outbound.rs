@@ -237,6 +237,11 @@ async fn only_unlimited_principals_move_credentials(db_url: String) {
             ]
         };
         let path = format!("/merchants/{m}");
+        let (_, page) = b.get(&path).await;
+        assert!(
+            page.contains("Only an Administrator can change where the credentials are sent."),
+            "{page}"
+        );
         for (api_url, bu, field) in [
             (
                 "https://collector.example.com/api".to_string(),
