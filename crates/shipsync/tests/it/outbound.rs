@@ -122,6 +122,43 @@ fn message(body: &Value) -> String {
         .to_string()
 }
 
+/// Creates the user `user` (its password added) and signs it in to the UI;
+/// returns the session and its CSRF token.
+async fn browser_for(h: &Harness, mut user: Value) -> (Browser, String) {
+    user["password"] = json!("a long password");
+    h.api("POST", "/api/v1/users", Some(user.clone()))
+        .await
+        .expect("api")
+        .ok(201)
+        .expect("user");
+    let mut b = Browser::new(h.url());
+    let csrf = b
+        .sign_in(
+            user["email"].as_str().unwrap_or_default(),
+            "a long password",
+        )
+        .await;
+    (b, csrf)
+}
+
+/// Points the merchant's warehouse at `api_url` (password given again) and
+/// runs "Test connection".
+async fn test_warehouse_at(h: &Harness, api_url: &str) -> shipsync_engine::ConnectionTest {
+    let (st, body) = admin(
+        h,
+        "PATCH",
+        &format!("/api/v1/merchants/{}", h.merchant_id),
+        Some(json!({"warehouse": {"api_url": api_url, "auth": {"password": "sandbox"}}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    h.engine()
+        .expect("engine")
+        .test_connection(&h.connection_id)
+        .await
+        .expect("test")
+}
+
 async fn admin(h: &Harness, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let a = h.api(method, path, body).await.expect("api");
     (a.status, a.body)
@@ -212,20 +249,7 @@ async fn only_unlimited_principals_move_credentials(db_url: String) {
         json!({"email": "brand-ui@example.com", "role": "merchant", "merchant_id": m}),
         json!({"email": "limited-ui@example.com", "role": "staff", "merchant_ids": [m]}),
     ] {
-        let mut user = user;
-        user["password"] = json!("a long password");
-        h.api("POST", "/api/v1/users", Some(user.clone()))
-            .await
-            .expect("api")
-            .ok(201)
-            .expect("user");
-        let mut b = Browser::new(h.url());
-        let csrf = b
-            .sign_in(
-                user["email"].as_str().unwrap_or_default(),
-                "a long password",
-            )
-            .await;
+        let (mut b, csrf) = browser_for(&h, user).await;
         let form = |api_url: String, business_unit: &'static str| {
             vec![
                 ("csrf", csrf.clone()),
@@ -467,17 +491,7 @@ async fn private_targets_refused_without_the_setting(db_url: String) {
     assert_eq!(st, 200, "{body}");
 
     // The UI: the merchant form and the wizard say the same.
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "admin"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("user");
-    let mut b = Browser::new(h.url());
-    let csrf = b.sign_in("ops@example.com", "a long password").await;
+    let (mut b, csrf) = browser_for(&h, json!({"email": "ops@example.com", "role": "admin"})).await;
     let (st, to) = b
         .post(
             &format!("/merchants/{}", h.merchant_id),
@@ -540,8 +554,6 @@ async fn private_targets_refused_without_the_setting(db_url: String) {
 /// home); an endless Deposco answer ends in an error, not in memory.
 async fn redirects_not_followed_and_answers_capped(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    let mpath = format!("/api/v1/merchants/{}", h.merchant_id);
-    let engine = h.engine().expect("engine").clone();
     let (elsewhere, elsewhere_hits) = raw_server(fixed("200 OK", "", "{\"data\":[]}")).await;
     let (redirector, redirector_hits) = raw_server(fixed(
         "302 Found",
@@ -550,43 +562,17 @@ async fn redirects_not_followed_and_answers_capped(db_url: String) {
     ))
     .await;
     for target in [redirector.clone(), other_host(&redirector)] {
-        let (st, body) = admin(
-            &h,
-            "PATCH",
-            &mpath,
-            Some(json!({"warehouse": {"api_url": target, "auth": {"password": "sandbox"}}})),
-        )
-        .await;
-        assert_eq!(st, 200, "{body}");
-        let tested = engine
-            .test_connection(&h.connection_id)
-            .await
-            .expect("test");
+        let tested = test_warehouse_at(&h, &target).await;
         let report = tested.report();
         assert!(!tested.passed(), "{report}");
         assert!(report.contains("302"), "{report}");
     }
     assert!(redirector_hits.load(Ordering::SeqCst) >= 2);
-    assert_eq!(
-        elsewhere_hits.load(Ordering::SeqCst),
-        0,
-        "redirect followed"
-    );
+    let followed = elsewhere_hits.load(Ordering::SeqCst);
+    assert_eq!(followed, 0, "redirect followed");
 
     let (endless, _) = raw_server(Reply::Endless).await;
-    let (st, body) = admin(
-        &h,
-        "PATCH",
-        &mpath,
-        Some(json!({"warehouse": {"api_url": endless, "auth": {"password": "sandbox"}}})),
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
-    let tested = engine
-        .test_connection(&h.connection_id)
-        .await
-        .expect("test");
-    let report = tested.report();
+    let report = test_warehouse_at(&h, &endless).await.report();
     assert!(report.contains("larger than"), "{report}");
     h.shutdown().await;
 }
@@ -614,19 +600,13 @@ async fn scoped_test_connection_shows_no_remote_body(db_url: String) {
         ("limited@example.com", "staff", false),
         ("ops@example.com", "admin", true),
     ] {
-        let mut user = json!({"email": email, "password": "a long password", "role": role});
+        let mut user = json!({"email": email, "role": role});
         match role {
             "merchant" => user["merchant_id"] = json!(h.merchant_id),
             "staff" => user["merchant_ids"] = json!([h.merchant_id]),
             _ => {}
         }
-        h.api("POST", "/api/v1/users", Some(user))
-            .await
-            .expect("api")
-            .ok(201)
-            .expect("user");
-        let mut b = Browser::new(h.url());
-        let csrf = b.sign_in(email, "a long password").await;
+        let (mut b, csrf) = browser_for(&h, user).await;
         let (st, to) = b
             .post(
                 &format!("/connections/{}/test", h.connection_id),
