@@ -148,6 +148,8 @@ impl Instance {
             .env("SHIPSYNC_ADMIN_TOKEN", &self.admin_token)
             .env("SHIPSYNC_SECRET_KEY", &self.secret_key)
             .env("SHIPSYNC_LOG_FORMAT", "json")
+            // The sandboxes listen on loopback.
+            .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
             .env_remove("SHIPSYNC_PUBLIC_URL")
             .env_remove("SHIPSYNC_LISTEN")
             .stdin(Stdio::null())

@@ -58,7 +58,8 @@ fn oauth(deposco: &RunningDeposco, refresh_token: &str) -> DeposcoConfig {
 }
 
 fn client(config: DeposcoConfig, limiter: Arc<RateLimiter>) -> DeposcoClient {
-    let http = DeposcoClient::http_client().expect("http client");
+    let http = DeposcoClient::http_client(shipsync_outbound::TargetPolicy::ALLOW_PRIVATE)
+        .expect("http client");
     DeposcoClient::new(http, config, limiter).expect("client")
 }
 
@@ -144,7 +145,8 @@ async fn basic_auth_check_and_refusals() {
     );
 
     let bad_url = DeposcoConfig::new("not a url", "ACME", basic(&deposco).auth);
-    let http = DeposcoClient::http_client().expect("http client");
+    let http = DeposcoClient::http_client(shipsync_outbound::TargetPolicy::ALLOW_PRIVATE)
+        .expect("http client");
     assert!(matches!(
         DeposcoClient::new(http, bad_url, no_limit()),
         Err(DeposcoError::Config(_))

@@ -2,18 +2,133 @@
 //! reported in words an operator can act on — with the stored credentials
 //! of a saved connection, or with credentials typed into a form that are
 //! not saved yet.
+//!
+//! The full report quotes what the remote side answered; a user limited to
+//! some merchants gets only a status and a classified reason
+//! ([`ConnectionTest::summary`]), so that a URL pointed somewhere cannot be
+//! used to read that somewhere's answers.
 
 use shipsync_db::rows::{ConnectionRow, MerchantRow};
+use shipsync_deposco::api::DeposcoError;
+use shipsync_shopify::ShopifyError;
 
 use crate::Engine;
 use crate::pipeline::EngineError;
 
+/// Why one side of a test failed, without anything the remote side sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestReason {
+    /// The credentials are missing here (nothing was sent).
+    NotConfigured,
+    /// 401/403: the credentials were refused.
+    Unauthorized,
+    /// 404: wrong URL, API version or business unit.
+    NotFound,
+    Timeout,
+    /// Nothing answered at that address.
+    Unreachable,
+    /// The address is not public and private targets are not allowed.
+    RefusedByPolicy,
+    Other,
+}
+
+impl TestReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "credentials missing",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not found",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::RefusedByPolicy => "refused by policy",
+            Self::Other => "other error",
+        }
+    }
+
+    fn of_store(e: &ShopifyError) -> Self {
+        match e {
+            ShopifyError::Unauthorized(_) => Self::Unauthorized,
+            ShopifyError::NotFound(_) => Self::NotFound,
+            ShopifyError::Permanent(m) if m.contains(shipsync_outbound::SETTING) => {
+                Self::RefusedByPolicy
+            }
+            ShopifyError::Transient { reason, .. } if reason.starts_with("could not connect") => {
+                Self::Unreachable
+            }
+            ShopifyError::Transient { reason, .. } | ShopifyError::UnknownOutcome { reason }
+                if reason.contains("timeout") =>
+            {
+                Self::Timeout
+            }
+            _ => Self::Other,
+        }
+    }
+
+    fn of_warehouse(e: &DeposcoError) -> Self {
+        match e {
+            DeposcoError::Unauthorized(_) => Self::Unauthorized,
+            DeposcoError::Rejected { status: 404, .. } => Self::NotFound,
+            DeposcoError::Config(m) if m.contains(shipsync_outbound::SETTING) => {
+                Self::RefusedByPolicy
+            }
+            DeposcoError::Transient(m) if m.starts_with("timed out") => Self::Timeout,
+            DeposcoError::Transient(m) if m.starts_with("could not connect") => Self::Unreachable,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// One side's outcome: `Ok` with what it said (the shop's name, say), or
+/// the failure's full text and its class.
+pub type Probe = Result<String, (TestReason, String)>;
+
+/// Both sides of a "Test connection".
+#[derive(Debug, Clone)]
+pub struct ConnectionTest {
+    pub store: Probe,
+    pub warehouse: Probe,
+}
+
+impl ConnectionTest {
+    pub fn passed(&self) -> bool {
+        self.store.is_ok() && self.warehouse.is_ok()
+    }
+
+    /// The full report, quoting the remote answers (for unlimited users).
+    pub fn report(&self) -> String {
+        let side = |p: &Probe| match p {
+            Ok(said) => said.clone(),
+            Err((_, text)) => text.clone(),
+        };
+        format!(
+            "Shopify: {}; Deposco: {}",
+            side(&self.store),
+            side(&self.warehouse)
+        )
+    }
+
+    /// Status and classified reason only: nothing the remote sent.
+    pub fn summary(&self) -> String {
+        let side = |p: &Probe| match p {
+            Ok(_) => "ok".to_string(),
+            Err((reason, _)) => format!("failed ({})", reason.as_str()),
+        };
+        format!(
+            "Shopify: {}; Deposco: {}",
+            side(&self.store),
+            side(&self.warehouse)
+        )
+    }
+}
+
 impl Engine {
     /// Asks the connection's store for its shop name and the merchant's
-    /// warehouse to accept its credentials. `Ok` carries the report when
-    /// both answered; `Err(Permanent)` carries it when either failed
-    /// (`NotFound` for an unknown connection).
-    pub async fn test_connection(&self, connection_id: &str) -> Result<String, EngineError> {
+    /// warehouse to accept its credentials (`NotFound` for an unknown
+    /// connection).
+    pub async fn test_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<ConnectionTest, EngineError> {
         let c = self
             .db()
             .get_connection(connection_id)
@@ -24,40 +139,86 @@ impl Engine {
             .get_merchant(&c.merchant_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        self.test_credentials(&c, &m).await
+        Ok(self.test_credentials(&c, &m).await)
     }
 
     /// Like [`Self::test_connection`] for a connection and merchant that
     /// need not be saved (their secrets sealed with this engine's key, as
     /// for saving): nothing is stored or cached.
-    pub async fn test_credentials(
-        &self,
-        c: &ConnectionRow,
-        m: &MerchantRow,
-    ) -> Result<String, EngineError> {
-        let shopify = match self.inner.stores.uncached(c, self.secrets()) {
-            Ok(client) => client.shop_name().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+    pub async fn test_credentials(&self, c: &ConnectionRow, m: &MerchantRow) -> ConnectionTest {
+        let store = match self.inner.stores.uncached(c, self.secrets()) {
+            Ok(client) => client
+                .shop_name()
+                .await
+                .map(|name| format!("connected to {name}"))
+                .map_err(|e| (TestReason::of_store(&e), e.to_string())),
+            Err(e) => Err((TestReason::NotConfigured, e.to_string())),
         };
-        let deposco = match self.deposco_client(m) {
-            Ok(client) => client.check().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let warehouse = match self.deposco_client(m) {
+            Ok(client) => client
+                .check()
+                .await
+                .map(|()| "credentials accepted".to_string())
+                .map_err(|e| (TestReason::of_warehouse(&e), e.to_string())),
+            Err(e) => Err((TestReason::NotConfigured, e.to_string())),
         };
-        let report = format!(
-            "Shopify: {}; Deposco: {}",
-            match &shopify {
-                Ok(name) => format!("connected to {name}"),
-                Err(e) => e.clone(),
-            },
-            match &deposco {
-                Ok(()) => "credentials accepted".to_string(),
-                Err(e) => e.clone(),
-            }
+        ConnectionTest { store, warehouse }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_has_no_remote_text() {
+        let t = ConnectionTest {
+            store: Err((
+                TestReason::Unauthorized,
+                "Shopify refused the credentials (HTTP 401: <html>secret page</html>)".into(),
+            )),
+            warehouse: Ok("credentials accepted".into()),
+        };
+        assert!(!t.passed());
+        assert_eq!(t.summary(), "Shopify: failed (unauthorized); Deposco: ok");
+        assert!(t.report().contains("secret page"));
+    }
+
+    #[test]
+    fn reasons_are_classified() {
+        let policy = shipsync_outbound::TargetPolicy::PUBLIC_ONLY
+            .check_ip("x", "127.0.0.1".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            TestReason::of_warehouse(&DeposcoError::Config(policy.clone())),
+            TestReason::RefusedByPolicy
         );
-        if shopify.is_ok() && deposco.is_ok() {
-            Ok(report)
-        } else {
-            Err(EngineError::Permanent(report))
-        }
+        assert_eq!(
+            TestReason::of_store(&ShopifyError::Permanent(policy)),
+            TestReason::RefusedByPolicy
+        );
+        assert_eq!(
+            TestReason::of_warehouse(&DeposcoError::Rejected {
+                status: 404,
+                message: "gone".into()
+            }),
+            TestReason::NotFound
+        );
+        assert_eq!(
+            TestReason::of_warehouse(&DeposcoError::Transient("timed out: x".into())),
+            TestReason::Timeout
+        );
+        assert_eq!(
+            TestReason::of_store(&ShopifyError::Transient {
+                reason: "no answer within the timeout: x".into(),
+                retry_after: None
+            }),
+            TestReason::Timeout
+        );
+        assert_eq!(
+            TestReason::of_store(&ShopifyError::Unauthorized("x".into())),
+            TestReason::Unauthorized
+        );
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use shipsync_db::Db;
 use tokio::sync::Notify;
 
+pub use check::{ConnectionTest, Probe, TestReason};
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
@@ -45,6 +46,10 @@ pub struct EngineConfig {
     pub ingest_capacity: usize,
     /// Timeouts of calls to stores and warehouses.
     pub http_timeout: Duration,
+    /// `SHIPSYNC_ALLOW_PRIVATE_TARGETS`: whether calls to stores and
+    /// warehouses may reach loopback, private and link-local addresses (and
+    /// URLs pointing there may be saved). Off by default.
+    pub allow_private_targets: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +65,16 @@ impl Default for EngineConfig {
             max_attempts: 15,
             ingest_capacity: 4096,
             http_timeout: Duration::from_secs(20),
+            allow_private_targets: false,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Where outbound calls may go.
+    pub fn target_policy(&self) -> shipsync_outbound::TargetPolicy {
+        shipsync_outbound::TargetPolicy {
+            allow_private: self.allow_private_targets,
         }
     }
 }
@@ -94,7 +109,11 @@ impl Engine {
             metrics.clone(),
             config.ingest_capacity,
         );
-        let stores = stores::Stores::new(config.http_timeout, budgets::Budgets::new(&db))?;
+        let stores = stores::Stores::new(
+            config.http_timeout,
+            config.target_policy(),
+            budgets::Budgets::new(&db),
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 owner: shipsync_db::new_id("node"),

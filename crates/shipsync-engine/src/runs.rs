@@ -123,17 +123,31 @@ impl Engine {
                 .unwrap_or_default()
                 .to_string()
         };
-        let secret = |k: &str| SecretString::from(secrets.get(k).cloned().unwrap_or_default());
+        // A secret cleared when the endpoint changed is never sent empty.
+        let secret = |k: &str| {
+            secrets
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| SecretString::from(v.clone()))
+                .ok_or_else(|| {
+                    EngineError::Permanent(format!(
+                        "merchant {} has no Deposco {}: give warehouse.auth.{k} again (it is \
+                         cleared when the API URL, business unit or token URL changes)",
+                        merchant.name,
+                        k.replace('_', " ")
+                    ))
+                })
+        };
         let auth = match auth_field("type").as_str() {
             "basic" => Auth::Basic {
                 username: auth_field("username"),
-                password: secret("password"),
+                password: secret("password")?,
             },
             "oauth" => Auth::OAuth {
                 token_url: auth_field("token_url"),
                 client_id: auth_field("client_id"),
-                client_secret: secret("client_secret"),
-                refresh_token: secret("refresh_token"),
+                client_secret: secret("client_secret")?,
+                refresh_token: secret("refresh_token")?,
             },
             _ => {
                 return Err(EngineError::Permanent(format!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use shipsync_db::rows::ConnectionRow;
+use shipsync_outbound::TargetPolicy;
 use shipsync_shopify::{ShopifyClient, Timeouts};
 
 use crate::budgets::Budgets;
@@ -32,12 +33,16 @@ pub struct Stores {
 }
 
 impl Stores {
-    pub fn new(timeout: Duration, budgets: Budgets) -> Result<Self, EngineError> {
+    pub fn new(
+        timeout: Duration,
+        policy: TargetPolicy,
+        budgets: Budgets,
+    ) -> Result<Self, EngineError> {
         let timeouts = Timeouts {
             total: timeout,
             ..Timeouts::default()
         };
-        let http = ShopifyClient::http_client(&timeouts)
+        let http = ShopifyClient::http_client(&timeouts, policy)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(Self {
             http,
@@ -120,7 +125,8 @@ impl Stores {
         &self.budgets
     }
 
-    /// The shared HTTP client (timeouts set), for other platforms' clients.
+    /// The shared HTTP client (timeouts and target policy set), for other
+    /// platforms' clients.
     pub fn http(&self) -> reqwest::Client {
         self.http.clone()
     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
+use shipsync_outbound::TargetPolicy;
 use url::Url;
 
 use crate::error::ShopifyError;
@@ -64,11 +65,13 @@ impl fmt::Debug for ShopifyClient {
 
 impl ShopifyClient {
     /// An HTTP client suited to Shopify: rustls with ring, `connect` and
-    /// `total` timeouts. Share one across stores.
-    pub fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, ShopifyError> {
-        // Another part of the process may have installed it already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
+    /// `total` timeouts, going only where `policy` allows (see
+    /// `shipsync_outbound`). Share one across stores.
+    pub fn http_client(
+        timeouts: &Timeouts,
+        policy: TargetPolicy,
+    ) -> Result<reqwest::Client, ShopifyError> {
+        shipsync_outbound::client_builder(policy)
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.total)
             .build()
@@ -688,7 +691,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_token() {
-        let http = ShopifyClient::http_client(&Timeouts::default());
+        let http = ShopifyClient::http_client(&Timeouts::default(), TargetPolicy::PUBLIC_ONLY);
         let client = http.and_then(|http| {
             ShopifyClient::new(
                 http,

@@ -144,9 +144,9 @@ impl ShopifyClient {
 
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let bytes = read_body(response)
+        let bytes = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| lost_answer(&format!("reading the answer failed: {e}"), kind))?;
+            .map_err(|e| lost_answer(&e.to_string(), kind))?;
         let envelope = serde_json::from_slice::<Envelope>(&bytes).ok();
         let cost = envelope
             .as_ref()
@@ -274,6 +274,11 @@ fn send_error(e: &reqwest::Error, kind: Kind) -> ShopifyError {
     if e.is_builder() {
         return ShopifyError::Permanent(format!("could not build the request: {e}"));
     }
+    // Nothing was sent, and retrying will not help: the operator's policy
+    // refused the address (the message says how to allow it).
+    if let Some(refused) = shipsync_outbound::refusal(e) {
+        return ShopifyError::Permanent(refused.to_string());
+    }
     // Not connected means nothing was sent, whatever the operation.
     if e.is_connect() {
         return ShopifyError::Transient {
@@ -287,17 +292,6 @@ fn send_error(e: &reqwest::Error, kind: Kind) -> ShopifyError {
         "the connection failed after sending"
     };
     lost_answer(&format!("{what}: {e}"), kind)
-}
-
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// `Retry-After` in seconds (Shopify sends e.g. `2.0`); HTTP dates are not

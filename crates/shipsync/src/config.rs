@@ -23,6 +23,11 @@ pub struct Flags {
     /// Log format: pretty or json (default pretty on a terminal, json otherwise).
     #[arg(long, global = true)]
     pub log_format: Option<String>,
+    /// Allow calls to stores and warehouses at loopback, private, link-local
+    /// and other non-public addresses (sandboxes on this machine); default
+    /// false. `--allow-private-targets=false` turns it off again.
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_private_targets: Option<bool>,
     /// TOML configuration file; keys are the environment names in lower case
     /// without the SHIPSYNC_ prefix.
     #[arg(long, global = true)]
@@ -39,6 +44,7 @@ struct FileConfig {
     log_format: Option<String>,
     admin_token: Option<String>,
     secret_key: Option<String>,
+    allow_private_targets: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +66,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
+    /// `SHIPSYNC_ALLOW_PRIVATE_TARGETS`: outbound calls (and saved URLs) may
+    /// reach non-public addresses.
+    pub allow_private_targets: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -70,6 +79,7 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("webhook_max_bytes", &self.webhook_max_bytes)
             .field("log_format", &self.log_format)
+            .field("allow_private_targets", &self.allow_private_targets)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +150,17 @@ impl Settings {
                 }
             }
         };
+        let allow_private_targets = match flags.allow_private_targets {
+            Some(b) => b,
+            None => match env("SHIPSYNC_ALLOW_PRIVATE_TARGETS") {
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => bail!("SHIPSYNC_ALLOW_PRIVATE_TARGETS={v:?}: use true or false"),
+                },
+                None => file.allow_private_targets.unwrap_or(false),
+            },
+        };
         Ok(Self {
             database_url,
             listen,
@@ -150,6 +171,7 @@ impl Settings {
             log_format,
             admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
             secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),
+            allow_private_targets,
         })
     }
 
@@ -207,6 +229,30 @@ mod tests {
         assert_eq!(s.database_url, "sqlite://shipsync.db");
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.webhook_max_bytes, 1_048_576);
+        assert!(!s.allow_private_targets);
+        std::fs::write(&file, "allow_private_targets = true\n").unwrap();
+        let s = Settings::resolve_with(&flags, env_of(&[])).unwrap();
+        assert!(s.allow_private_targets);
+        let s = Settings::resolve_with(
+            &flags,
+            env_of(&[("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "false")]),
+        )
+        .unwrap();
+        assert!(!s.allow_private_targets);
+        let on = Flags {
+            allow_private_targets: Some(true),
+            ..Flags::default()
+        };
+        let s = Settings::resolve_with(&on, env_of(&[("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "false")]))
+            .unwrap();
+        assert!(s.allow_private_targets);
+        assert!(
+            Settings::resolve_with(
+                &Flags::default(),
+                env_of(&[("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "yes please")])
+            )
+            .is_err()
+        );
         std::fs::write(&file, "bogus = 1\n").unwrap();
         assert!(Settings::resolve_with(&flags, env_of(&[])).is_err());
         assert!(

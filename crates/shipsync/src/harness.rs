@@ -71,6 +71,8 @@ pub fn fast_engine() -> EngineConfig {
         max_attempts: 6,
         ingest_capacity: 4096,
         http_timeout: Duration::from_secs(5),
+        // The sandboxes listen on loopback.
+        allow_private_targets: true,
     }
 }
 
@@ -115,6 +117,9 @@ impl Harness {
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
             secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),
+            // The sandboxes listen on loopback; a test may turn it off and
+            // restart the server (`settings` is public).
+            allow_private_targets: true,
         };
         let running = server::start(&settings, opts.engine.clone()).await?;
         let mut h = Self {

@@ -271,7 +271,7 @@ async fn run() -> Result<()> {
                         .start(listen)
                         .await?;
                     eprintln!(
-                        "Deposco sandbox on {} (Basic auth sandbox/sandbox; OAuth token at {}); control API under /_sandbox",
+                        "Deposco sandbox on {} (Basic auth sandbox/sandbox; OAuth token at {}); control API under /_sandbox. It is on a private address: serve shipsync with SHIPSYNC_ALLOW_PRIVATE_TARGETS=true (--allow-private-targets) to reach it",
                         running.url,
                         running.token_url()
                     );
@@ -282,7 +282,7 @@ async fn run() -> Result<()> {
                         .start(listen)
                         .await?;
                     eprintln!(
-                        "Shopify sandbox on {} (GraphQL at {}, access token shpat_sandbox); control API under /_sandbox",
+                        "Shopify sandbox on {} (GraphQL at {}, access token shpat_sandbox); control API under /_sandbox. It is on a private address: serve shipsync with SHIPSYNC_ALLOW_PRIVATE_TARGETS=true (--allow-private-targets) to reach it",
                         running.url,
                         running.graphql_url()
                     );

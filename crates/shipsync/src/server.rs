@@ -206,7 +206,9 @@ impl ServeLock {
 
 /// Opens the database (migrating it), makes sure an admin token exists, and
 /// serves HTTP on `settings.listen` with workers running.
-pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<Running> {
+pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Result<Running> {
+    // The operator's setting, whatever the caller's engine tunables say.
+    engine_config.allow_private_targets = settings.allow_private_targets;
     let lock = settings
         .sqlite_path()
         .map(|p| ServeLock::acquire(&p))

@@ -23,8 +23,11 @@ pub async fn shipments(
         )
     })?;
     let secrets = secret_box(settings, &db).await?;
-    let engine =
-        Engine::new(db.clone(), secrets, EngineConfig::default()).map_err(|e| anyhow!("{e}"))?;
+    let config = EngineConfig {
+        allow_private_targets: settings.allow_private_targets,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(db.clone(), secrets, config).map_err(|e| anyhow!("{e}"))?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")

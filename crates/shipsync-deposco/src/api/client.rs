@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use reqwest::{Method, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use shipsync_outbound::{BodyError, TargetPolicy};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
@@ -29,6 +30,9 @@ const MAX_IN_CALL_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Tokens are refreshed this long before Deposco says they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// Largest answer read: a page holds at most 100 shipments (`MAX_PAGE_SIZE`)
+/// with their nested lines, well under this; more is not Deposco.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Deposco REST client for one connection (API base, business unit,
 /// credentials). Clones share the access token, the request counter and the
@@ -179,12 +183,11 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
 
 impl DeposcoClient {
     /// An HTTP client suited to Deposco (rustls with ring, 10 s connect
-    /// timeout). Share one across connections; per-request time limits come
-    /// from [`DeposcoConfig::timeout`].
-    pub fn http_client() -> Result<reqwest::Client, DeposcoError> {
-        // Another part of the process may have installed it already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
+    /// timeout) that goes only where `policy` allows (see
+    /// `shipsync_outbound`). Share one across connections; per-request time
+    /// limits come from [`DeposcoConfig::timeout`].
+    pub fn http_client(policy: TargetPolicy) -> Result<reqwest::Client, DeposcoError> {
+        shipsync_outbound::client_builder(policy)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| DeposcoError::Config(format!("could not build the HTTP client: {e}")))
@@ -588,7 +591,14 @@ impl DeposcoClient {
         let response = request.send().await.map_err(transport_failure)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_failure)?;
+        let body = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::Read(e) => transport_failure(e),
+                too_large @ BodyError::TooLarge { .. } => Failure::Fatal(DeposcoError::Malformed(
+                    format!("{method} {}: {too_large}", url.path()),
+                )),
+            })?;
         if status.is_success() {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Null);
@@ -723,6 +733,11 @@ impl DeposcoClient {
 }
 
 fn transport_failure(e: reqwest::Error) -> Failure {
+    // Not Deposco's fault, and retrying will not help: the operator's
+    // policy refused the address (the message says how to allow it).
+    if let Some(refused) = shipsync_outbound::refusal(&e) {
+        return Failure::Fatal(DeposcoError::Config(refused.to_string()));
+    }
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -23,13 +23,14 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), shipsync_deposco::api::DeposcoError> {
 //! use shipsync_deposco::api::*;
+//! use shipsync_outbound::TargetPolicy;
 //! let config = DeposcoConfig::new(
 //!     "https://api.deposco.com/latest",
 //!     "ACME",
 //!     Auth::Basic { username: "user".into(), password: "secret".to_owned().into() },
 //! );
 //! let limiter = shared_limiter(&config.limiter_key());
-//! let client = DeposcoClient::new(DeposcoClient::http_client()?, config, limiter)?;
+//! let client = DeposcoClient::new(DeposcoClient::http_client(TargetPolicy::PUBLIC_ONLY)?, config, limiter)?;
 //! client.check().await?;
 //! let since = "2026-01-01T00:00:00Z".parse().expect("a timestamp");
 //! let mut page = client.shipments_page(since, None).await?;

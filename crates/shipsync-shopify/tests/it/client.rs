@@ -589,7 +589,11 @@ async fn credentials_and_addresses() {
     ));
     // Wrong API version: the stub only serves 2026-10.
     let stub = Stub::start(store).await;
-    let http = shipsync_shopify::ShopifyClient::http_client(&Timeouts::default()).expect("http");
+    let http = shipsync_shopify::ShopifyClient::http_client(
+        &Timeouts::default(),
+        shipsync_outbound::TargetPolicy::ALLOW_PRIVATE,
+    )
+    .expect("http");
     let client = shipsync_shopify::ShopifyClient::new(
         http,
         &stub.base_url,

@@ -147,7 +147,9 @@ impl Stub {
 }
 
 pub fn client_for(base_url: &str, timeouts: Timeouts) -> ShopifyClient {
-    let http = ShopifyClient::http_client(&timeouts).expect("http client");
+    let http =
+        ShopifyClient::http_client(&timeouts, shipsync_outbound::TargetPolicy::ALLOW_PRIVATE)
+            .expect("http client");
     ShopifyClient::new(http, base_url, VERSION, SecretString::from(TOKEN))
         .expect("client")
         .with_timeouts(timeouts)

@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, QueueRun};
 
-use super::merchants::check_url;
+use super::merchants::{self, check_url};
+use super::targets::{check_public, forbid_scoped, gives, missing_credentials};
 use super::{Page, Query, body_json, list};
 use crate::AppState;
 use crate::auth::Principal;
@@ -214,12 +215,39 @@ fn render(c: &ConnectionRow) -> Value {
     })
 }
 
-async fn apply(s: &AppState, who: &Principal, c: &mut ConnectionRow, p: Parts) -> ApiResult<()> {
-    if !who.sees(&p.merchant_id) || s.engine.db().get_merchant(&p.merchant_id).await?.is_none() {
+/// Sets the connection from `p`; returns its merchant.
+async fn apply(
+    s: &AppState,
+    who: &Principal,
+    c: &mut ConnectionRow,
+    p: Parts,
+) -> ApiResult<MerchantRow> {
+    let merchant = if who.sees(&p.merchant_id) {
+        s.engine.db().get_merchant(&p.merchant_id).await?
+    } else {
+        None
+    };
+    let Some(merchant) = merchant else {
         return Err(ApiError::invalid("merchant_id", "no merchant with this id"));
-    }
+    };
     set(s, c, p);
-    Ok(())
+    Ok(merchant)
+}
+
+fn shop_url(store_json: &str) -> String {
+    serde_json::from_str::<Value>(store_json)
+        .ok()
+        .and_then(|v| v["shop_url"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The credential an enabled connection needs and lacks, as the field to
+/// give: the store's access token, or its merchant's warehouse secret.
+fn missing_secret(s: &AppState, c: &ConnectionRow, m: &MerchantRow) -> Option<&'static str> {
+    if c.store_token.is_none() {
+        return Some("store.access_token");
+    }
+    merchants::missing_secret(s, m)
 }
 
 fn set(s: &AppState, c: &mut ConnectionRow, p: Parts) {
@@ -306,6 +334,7 @@ pub async fn draft_connection(
     let mut doc = defaults();
     merge_patch(&mut doc, &patch);
     let parts = validate(&doc)?;
+    let url = shop_url(&parts.store_json);
     let now = now_micros();
     let mut c = ConnectionRow {
         id: shipsync_db::new_id("con"),
@@ -318,9 +347,18 @@ pub async fn draft_connection(
         created_at: now,
         updated_at: now,
     };
-    match new_merchant {
-        Some(m) if m.id == parts.merchant_id => set(s, &mut c, parts),
+    let merchant = match new_merchant {
+        Some(m) if m.id == parts.merchant_id => {
+            set(s, &mut c, parts);
+            m.clone()
+        }
         _ => apply(s, p, &mut c, parts).await?,
+    };
+    check_public(s, "store.shop_url", &url).await?;
+    if c.enabled == 1
+        && let Some(missing) = missing_secret(s, &c, &merchant)
+    {
+        return Err(missing_credentials(missing));
     }
     Ok(c)
 }
@@ -373,8 +411,30 @@ pub async fn update_connection(
     strip_read_only(&mut patch);
     let mut doc = to_doc(s, &c)?;
     merge_patch(&mut doc, &patch);
-    let parts = validate(&doc)?;
-    apply(s, p, &mut c, parts).await?;
+    let mut parts = validate(&doc)?;
+    let new_url = shop_url(&parts.store_json);
+    // The stored token never follows a new shop URL: kept only when given
+    // again in this request.
+    let mut cleared = false;
+    if new_url != shop_url(&c.store_json) {
+        forbid_scoped(p, &["store.shop_url"])?;
+        check_public(s, "store.shop_url", &new_url).await?;
+        if !gives(&patch, "/store/access_token") {
+            cleared = parts.access_token.take().is_some();
+        }
+    }
+    let merchant = apply(s, p, &mut c, parts).await?;
+    if c.enabled == 1
+        && let Some(missing) = missing_secret(s, &c, &merchant)
+    {
+        if patch.get("enabled") == Some(&Value::Bool(true)) {
+            return Err(missing_credentials(missing));
+        }
+        if cleared {
+            // Its token was just cleared: it cannot run until given again.
+            c.enabled = 0;
+        }
+    }
     c.updated_at = now_micros();
     s.engine.db().update_connection(&c).await?;
     s.engine.connection_changed(&c.id);

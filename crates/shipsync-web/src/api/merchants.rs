@@ -10,6 +10,7 @@ use shipsync_db::now_micros;
 use shipsync_db::rows::MerchantRow;
 use shipsync_engine::secrets::{hash_token, random_token};
 
+use super::targets::{check_public, forbid_scoped, gives};
 use super::{Page, Query, body_json, list};
 use crate::AppState;
 use crate::auth::Principal;
@@ -132,6 +133,98 @@ pub fn check_url(value: &str, field: &str) -> ApiResult<()> {
     }
 }
 
+/// Copies the auth secret `key` into `into`; required unless `missing_ok`
+/// names it (then an absent or blank one stays absent).
+fn secret(
+    auth: &Map<String, Value>,
+    key: &str,
+    missing_ok: &[&str],
+    into: &mut Map<String, Value>,
+) -> ApiResult<()> {
+    let field = format!("warehouse.auth.{key}");
+    let value = if missing_ok.contains(&key) {
+        opt_str(auth, key, &field)?.filter(|v| !v.trim().is_empty())
+    } else {
+        Some(req_str(auth, key, &field)?)
+    };
+    if let Some(v) = value {
+        into.insert(key.into(), json!(v));
+    }
+    Ok(())
+}
+
+/// The endpoint fields (where the credentials go) that differ between two
+/// stored warehouse documents. A token URL going away (OAuth → Basic) sends
+/// nothing anywhere new.
+fn endpoint_changes(old: &str, new: &str) -> Vec<&'static str> {
+    let old: Value = serde_json::from_str(old).unwrap_or_else(|_| json!({}));
+    let new: Value = serde_json::from_str(new).unwrap_or_else(|_| json!({}));
+    let mut changed = Vec::new();
+    for (pointer, field) in [
+        ("/api_url", "warehouse.api_url"),
+        ("/auth/token_url", "warehouse.auth.token_url"),
+        ("/business_unit", "warehouse.business_unit"),
+    ] {
+        let (before, after) = (old.pointer(pointer), new.pointer(pointer));
+        if after.is_some_and(|a| !a.is_null()) && before != after {
+            changed.push(field);
+        }
+    }
+    changed
+}
+
+/// 422 `private_target` for a changed URL whose host is not public.
+async fn check_targets(s: &AppState, warehouse_json: &str, changed: &[&str]) -> ApiResult<()> {
+    let w: Value = serde_json::from_str(warehouse_json).unwrap_or_else(|_| json!({}));
+    for (pointer, field) in [
+        ("/api_url", "warehouse.api_url"),
+        ("/auth/token_url", "warehouse.auth.token_url"),
+    ] {
+        if changed.contains(&field)
+            && let Some(url) = w.pointer(pointer).and_then(Value::as_str)
+        {
+            check_public(s, field, url).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The warehouse secret keys a merchant holds.
+fn stored_secret_keys(s: &AppState, m: &MerchantRow) -> Vec<String> {
+    m.warehouse_secrets
+        .as_ref()
+        .and_then(|sealed| s.engine.secrets().open_string(sealed).ok())
+        .and_then(|p| serde_json::from_str::<Map<String, Value>>(&p).ok())
+        .map(|o| {
+            o.into_iter()
+                .filter(|(_, v)| v.as_str().is_some_and(|v| !v.is_empty()))
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The warehouse secret a connection of this merchant needs and lacks
+/// (cleared when the endpoint changed), as the field to give. A merchant
+/// without warehouse credentials at all has none to lack.
+pub fn missing_secret(s: &AppState, m: &MerchantRow) -> Option<&'static str> {
+    let w: Value = serde_json::from_str(&m.warehouse_json).unwrap_or_else(|_| json!({}));
+    let needed: &[&str] = match w.pointer("/auth/type").and_then(Value::as_str) {
+        Some("basic") => &SECRET_FIELDS[..1],
+        Some("oauth") => &SECRET_FIELDS[1..],
+        _ => &[],
+    };
+    let held = stored_secret_keys(s, m);
+    needed
+        .iter()
+        .find(|k| !held.iter().any(|h| h == *k))
+        .map(|k| match *k {
+            "password" => "warehouse.auth.password",
+            "client_secret" => "warehouse.auth.client_secret",
+            _ => "warehouse.auth.refresh_token",
+        })
+}
+
 /// Validated parts of a merchant document.
 struct Parts {
     name: String,
@@ -143,7 +236,9 @@ struct Parts {
     carrier_overrides: String,
 }
 
-fn validate(doc: &Value) -> ApiResult<Parts> {
+/// `missing_ok`: secrets that may be absent (cleared when the endpoint
+/// changed, and not given again yet).
+fn validate(doc: &Value, missing_ok: &[&str]) -> ApiResult<Parts> {
     let obj = doc
         .as_object()
         .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
@@ -191,9 +286,8 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
                 "basic" => {
                     check_keys(a, &["type", "username", "password"], "warehouse.auth.")?;
                     let username = req_str(a, "username", "warehouse.auth.username")?;
-                    let password = req_str(a, "password", "warehouse.auth.password")?;
                     public_auth = json!({"type": "basic", "username": username});
-                    secret_auth.insert("password".into(), json!(password));
+                    secret(a, "password", missing_ok, &mut secret_auth)?;
                 }
                 "oauth" => {
                     check_keys(
@@ -210,14 +304,10 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
                     let token_url = req_str(a, "token_url", "warehouse.auth.token_url")?;
                     check_url(token_url, "warehouse.auth.token_url")?;
                     let client_id = req_str(a, "client_id", "warehouse.auth.client_id")?;
-                    let client_secret =
-                        req_str(a, "client_secret", "warehouse.auth.client_secret")?;
-                    let refresh_token =
-                        req_str(a, "refresh_token", "warehouse.auth.refresh_token")?;
                     public_auth =
                         json!({"type": "oauth", "token_url": token_url, "client_id": client_id});
-                    secret_auth.insert("client_secret".into(), json!(client_secret));
-                    secret_auth.insert("refresh_token".into(), json!(refresh_token));
+                    secret(a, "client_secret", missing_ok, &mut secret_auth)?;
+                    secret(a, "refresh_token", missing_ok, &mut secret_auth)?;
                 }
                 _ => {
                     return Err(ApiError::invalid(
@@ -444,19 +534,25 @@ async fn create(
 /// Creates a merchant from a JSON document (the API's body, or the UI's
 /// form turned into one).
 pub async fn create_merchant(s: &AppState, p: &Principal, patch: Value) -> ApiResult<MerchantRow> {
-    let m = draft_merchant(s, p, patch)?;
+    let m = draft_merchant(s, p, patch).await?;
     s.engine.db().insert_merchant(&m).await?;
     Ok(m)
 }
 
 /// A new merchant from a JSON document, checked but not saved (the
 /// connection wizard tests its credentials first).
-pub fn draft_merchant(s: &AppState, p: &Principal, mut patch: Value) -> ApiResult<MerchantRow> {
+pub async fn draft_merchant(
+    s: &AppState,
+    p: &Principal,
+    mut patch: Value,
+) -> ApiResult<MerchantRow> {
     p.require_unscoped("create merchants")?;
     strip_read_only(&mut patch);
     let mut doc = defaults();
     merge_patch(&mut doc, &patch);
-    let parts = validate(&doc)?;
+    let parts = validate(&doc, &[])?;
+    let every = endpoint_changes("{}", &parts.warehouse_json);
+    check_targets(s, &parts.warehouse_json, &every).await?;
     let key = random_token("whk");
     let now = now_micros();
     let mut m = MerchantRow {
@@ -509,6 +605,13 @@ pub async fn update_merchant(
     strip_read_only(&mut patch);
     let mut doc = to_doc(s, &m)?;
     // Switching the auth type replaces the whole auth object.
+    let mut missing_ok: Vec<&str> = {
+        let held = stored_secret_keys(s, &m);
+        SECRET_FIELDS
+            .into_iter()
+            .filter(|k| !held.iter().any(|h| h == k))
+            .collect()
+    };
     if let (Some(new_type), Some(old_type)) = (
         patch
             .pointer("/warehouse/auth/type")
@@ -518,13 +621,55 @@ pub async fn update_merchant(
         && let Some(w) = doc.get_mut("warehouse").and_then(Value::as_object_mut)
     {
         w.remove("auth");
+        missing_ok.clear();
     }
     merge_patch(&mut doc, &patch);
-    let parts = validate(&doc)?;
+    let mut parts = validate(&doc, &missing_ok)?;
+    let changed = endpoint_changes(&m.warehouse_json, &parts.warehouse_json);
+    forbid_scoped(p, &changed)?;
+    check_targets(s, &parts.warehouse_json, &changed).await?;
+    // Stored secrets never follow a new endpoint: only those given again
+    // in this request are kept.
+    let mut cleared = false;
+    if !changed.is_empty()
+        && let Some(plain) = &parts.warehouse_secrets
+    {
+        let mut held: Map<String, Value> = serde_json::from_str(plain).unwrap_or_default();
+        let before = held.len();
+        held.retain(|k, _| gives(&patch, &format!("/warehouse/auth/{k}")));
+        cleared = held.len() < before;
+        parts.warehouse_secrets = (!held.is_empty()).then(|| Value::Object(held).to_string());
+    }
     apply(s, &mut m, parts);
     m.updated_at = now_micros();
     s.engine.db().update_merchant(&m).await?;
+    if cleared {
+        switch_off_connections(s, &m.id).await?;
+    }
     Ok(m)
+}
+
+/// Switches off the merchant's enabled connections (its warehouse
+/// credentials were cleared: they cannot run until given again).
+async fn switch_off_connections(s: &AppState, merchant_id: &str) -> ApiResult<()> {
+    let db = s.engine.db();
+    let ids = [merchant_id.to_string()];
+    let mut after: Option<String> = None;
+    loop {
+        let page = db
+            .list_connections_of(Some(&ids), after.as_deref(), 500)
+            .await?;
+        for mut c in page.iter().filter(|c| c.enabled == 1).cloned() {
+            c.enabled = 0;
+            c.updated_at = now_micros();
+            db.update_connection(&c).await?;
+            s.engine.connection_changed(&c.id);
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = Some(last.id.clone()),
+            _ => return Ok(()),
+        }
+    }
 }
 
 async fn remove(

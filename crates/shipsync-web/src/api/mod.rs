@@ -6,6 +6,7 @@ pub(crate) mod events;
 pub(crate) mod merchants;
 pub(crate) mod orders;
 pub(crate) mod shipments;
+mod targets;
 pub(crate) mod users;
 
 use axum::Router;

@@ -493,20 +493,23 @@ async fn merchant_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>
 }
 
 /// The warehouse fields shared by the create and edit pages.
-fn warehouse_fields(w: &Value) -> Markup {
+/// `locked`: the user may not change where the credentials go (API URL,
+/// business unit): shown read-only.
+fn warehouse_fields(w: &Value, locked: bool) -> Markup {
     let auth = &w["auth"];
     html! {
         label for="name" { "Name" }
         input #name type="text" name="name" required value=(w["_name"].as_str().unwrap_or(""));
         label for="api_url" { "Deposco API URL" }
-        input #api_url type="url" name="api_url" required value=(w["api_url"].as_str().unwrap_or("https://api.deposco.com/latest"));
+        input #api_url type="url" name="api_url" required readonly[locked] value=(w["api_url"].as_str().unwrap_or("https://api.deposco.com/latest"));
         label for="business_unit" { "Business unit" }
-        input #business_unit type="text" name="business_unit" value=(w["business_unit"].as_str().unwrap_or(""));
+        input #business_unit type="text" name="business_unit" readonly[locked] value=(w["business_unit"].as_str().unwrap_or(""));
+        @if locked { p.hint { "Only an Administrator can change where the credentials are sent." } }
         label for="username" { "API username" }
         input #username type="text" name="username" autocomplete="off" value=(auth["username"].as_str().unwrap_or(""));
         label for="password" { "API password" }
         input #password type="password" name="password" autocomplete="new-password";
-        p.hint { @if auth["password_set"] == true { "A password is stored; leave blank to keep it." } @else { "Write-only: never shown again once saved." } }
+        p.hint { @if auth["password_set"] == true { "A password is stored; leave blank to keep it. Changing the API URL or business unit clears it unless you type it again." } @else { "Write-only: never shown again once saved." } }
         label for="kit_policy" { "Kit policy" }
         select #kit_policy name="kit_policy" {
             option value="complete_kits" selected[w["_kit_policy"] != "first_component"] { "Complete kits only" }
@@ -544,7 +547,7 @@ async fn merchant_new(ui: Ui) -> Page {
             div.notice { "Shipment webhooks can only be configured for existing merchants: save this merchant first, then edit it to check " b { "Use webhooks for shipments" } " and copy its Deposco URL." }
             form.card method="post" action="/merchants" {
                 (csrf(&ui))
-                (warehouse_fields(&json!({})))
+                (warehouse_fields(&json!({}), false))
                 div.actions { button.primary type="submit" { "Save" } a.button href="/merchants" { "Cancel" } }
             }
         },
@@ -588,7 +591,7 @@ async fn merchant_edit(
                 (csrf(&ui))
                 div.card {
                     h2 { "Warehouse" }
-                    (warehouse_fields(&w))
+                    (warehouse_fields(&w, ui.principal.scope().is_some()))
                 }
                 div.card #shipment-webhooks {
                     h2 { "Shipment webhooks" }
@@ -1015,6 +1018,17 @@ async fn connection_enabled(
     Ok(see_other(&format!("/connections/{id}")))
 }
 
+/// What "Test connection" shows: the full report to an unlimited user, a
+/// status and a classified reason — nothing the remote sent — to a user
+/// limited to some merchants.
+fn shown_report(ui: &Ui, tested: &shipsync_engine::ConnectionTest) -> String {
+    if ui.principal.scope().is_none() {
+        tested.report()
+    } else {
+        tested.summary()
+    }
+}
+
 /// "Test connection": calls the store and the warehouse with the stored
 /// credentials and shows what they answered on the connection's page.
 async fn connection_test(
@@ -1027,10 +1041,16 @@ async fn connection_test(
     connections::load(&s, &ui.principal, &id)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let to = match s.engine.test_connection(&id).await {
-        Ok(report) => format!("saved={}", enc(&report)),
-        Err(shipsync_engine::EngineError::Permanent(report)) => format!("error={}", enc(&report)),
-        Err(e) => return Err(fail(&ui, e.into())),
+    let tested = s
+        .engine
+        .test_connection(&id)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let report = shown_report(&ui, &tested);
+    let to = if tested.passed() {
+        format!("saved={}", enc(&report))
+    } else {
+        format!("error={}", enc(&report))
     };
     Ok(see_other(&format!("/connections/{id}?{to}")))
 }

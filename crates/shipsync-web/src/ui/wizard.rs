@@ -131,7 +131,9 @@ async fn drafts(
 ) -> ApiResult<(ConnectionRow, MerchantRow, bool)> {
     let p = &ui.principal;
     if w.new_merchant {
-        let m = merchants::draft_merchant(s, p, w.merchant_doc()).map_err(in_merchant)?;
+        let m = merchants::draft_merchant(s, p, w.merchant_doc())
+            .await
+            .map_err(in_merchant)?;
         let c = connections::draft_connection(s, p, w.connection_doc(&m.id), Some(&m)).await?;
         Ok((c, m, true))
     } else {
@@ -278,11 +280,8 @@ pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -
         Err(e) => return again(&s, &ui, &w, e).await,
     };
     if f.get("action") == "test" {
-        let tested = match s.engine.test_credentials(&c, &m).await {
-            Ok(report) => (report, true),
-            Err(shipsync_engine::EngineError::Permanent(report)) => (report, false),
-            Err(e) => return Err(fail(&ui, e.into())),
-        };
+        let outcome = s.engine.test_credentials(&c, &m).await;
+        let tested = (super::shown_report(&ui, &outcome), outcome.passed());
         return view(&s, &ui, &w, None, Some(&tested)).await;
     }
     let db = s.engine.db();

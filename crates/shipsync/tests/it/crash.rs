@@ -202,6 +202,8 @@ impl Node {
             // A dead node's lease expires quickly (PostgreSQL; SQLite
             // releases leases at start-up).
             .env("SHIPSYNC_JOB_LEASE_SECS", "2")
+            // The sandboxes listen on loopback.
+            .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
             .env_remove("SHIPSYNC_PUBLIC_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))

@@ -11,6 +11,7 @@ mod browser;
 mod crash;
 mod nodes;
 mod orders;
+mod outbound;
 mod pull;
 mod roles;
 mod rules;

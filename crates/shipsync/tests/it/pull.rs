@@ -190,6 +190,8 @@ async fn sync_shipments_command(db_url: String) {
                 .args(args)
                 .env("SHIPSYNC_DATABASE_URL", db_url)
                 .env("SHIPSYNC_SECRET_KEY", key)
+                // The sandboxes listen on loopback.
+                .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
                 .env_remove("RUST_LOG")
                 .output()
                 .expect("run shipsync")

@@ -284,7 +284,8 @@ async fn correction_during_a_failing_run(db_url: String) {
     h.api(
         "PATCH",
         &format!("/api/v1/connections/{}", h.connection_id),
-        Some(json!({"store": {"shop_url": proxy_url}})),
+        // A new shop URL needs its token again (else it is cleared).
+        Some(json!({"store": {"shop_url": proxy_url, "access_token": shipsync::harness::SHOPIFY_TOKEN}})),
     )
     .await
     .expect("patch")
