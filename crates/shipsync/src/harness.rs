@@ -71,6 +71,7 @@ pub fn fast_engine() -> EngineConfig {
         max_attempts: 6,
         ingest_capacity: 4096,
         http_timeout: Duration::from_secs(5),
+        ..EngineConfig::default()
     }
 }
 
@@ -115,6 +116,7 @@ impl Harness {
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
             secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),
+            storage: crate::config::Storage::default(),
         };
         let running = server::start(&settings, opts.engine.clone()).await?;
         let mut h = Self {
