@@ -80,8 +80,10 @@ fn saturated() -> Response {
 /// The only headers stored with an event (lower case): enough to trace a
 /// delivery back to its sender, nothing that authenticates (signatures,
 /// cookies, tokens) or that a sender could fill with whatever it likes.
-const STORED_HEADERS: [&str; 8] = [
+const STORED_HEADERS: [&str; 9] = [
     "content-type",
+    // The declared size: what a 413 was about.
+    "content-length",
     "user-agent",
     "webhook-id",
     "webhook-timestamp",

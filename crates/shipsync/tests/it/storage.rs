@@ -340,6 +340,7 @@ async fn lists_are_summaries_and_headers_an_allowlist(db_url: String) {
         assert!(
             [
                 "content-type",
+                "content-length",
                 "user-agent",
                 "webhook-id",
                 "webhook-timestamp",
