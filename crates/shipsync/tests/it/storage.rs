@@ -336,31 +336,21 @@ async fn lists_are_summaries_and_headers_an_allowlist(db_url: String) {
     assert!(d["body"].is_string(), "{d}");
     let headers = d["headers"].as_array().expect("headers");
     let names: Vec<&str> = headers.iter().map(|p| p[0].as_str().unwrap()).collect();
-    for name in &names {
-        assert!(
-            [
-                "content-type",
-                "content-length",
-                "user-agent",
-                "webhook-id",
-                "webhook-timestamp",
-                "x-request-id",
-                "x-correlation-id",
-                "request-id",
-                "traceparent"
-            ]
-            .contains(name),
-            "{name} stored: {names:?}"
-        );
-    }
-    for want in [
-        "content-type",
-        "webhook-id",
-        "webhook-timestamp",
-        "x-request-id",
-    ] {
-        assert!(names.contains(&want), "{want} missing: {names:?}");
-    }
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    // What was sent of the allowlist, nothing else (content-length, sent
+    // after the huge user agent, no longer fits in the 8 KiB).
+    assert_eq!(
+        sorted,
+        [
+            "content-type",
+            "user-agent",
+            "webhook-id",
+            "webhook-timestamp",
+            "x-request-id"
+        ],
+        "{d}"
+    );
     let text = d.to_string();
     assert!(!text.contains("should-not-be-stored") && !text.contains("trace-42"));
     assert!(!text.contains("v1,"), "no signature stored: {d}");
