@@ -43,9 +43,93 @@ pub fn numbers(list: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// The tracking URL (base) of a warehouse report that may be passed on to
+/// the store: only an `https` URL, and only from a report whose origin is
+/// authenticated (`signed`: a webhook delivery whose signature was verified,
+/// or the Deposco API). Anything else is left out, and the store derives
+/// the link from the carrier and number: an unsigned delivery must not put
+/// a link of the sender's choosing into customers' shipping emails.
+pub fn trusted_url(url: Option<&str>, signed: bool) -> Option<String> {
+    let url = url?.trim();
+    let rest = url
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .map(|_| &url[8..])?;
+    let host_present = rest
+        .chars()
+        .next()
+        .is_some_and(|c| !matches!(c, '/' | '?' | '#'));
+    let clean = !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    (signed && host_present && clean).then(|| url.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_url_table() {
+        let cases: &[(&str, Option<&str>, bool, Option<&str>)] = &[
+            (
+                "https and signed",
+                Some("https://track.example/?n="),
+                true,
+                Some("https://track.example/?n="),
+            ),
+            (
+                "https but unsigned",
+                Some("https://track.example/?n="),
+                false,
+                None,
+            ),
+            (
+                "http and signed",
+                Some("http://track.example/?n="),
+                true,
+                None,
+            ),
+            (
+                "http and unsigned",
+                Some("http://track.example/?n="),
+                false,
+                None,
+            ),
+            ("none", None, true, None),
+            ("blank", Some("  "), true, None),
+            (
+                "scheme in capitals",
+                Some("HTTPS://track.example/"),
+                true,
+                Some("HTTPS://track.example/"),
+            ),
+            (
+                "surrounding spaces trimmed",
+                Some(" https://t.example/ "),
+                true,
+                Some("https://t.example/"),
+            ),
+            ("javascript", Some("javascript:alert(1)"), true, None),
+            ("no host", Some("https:///path"), true, None),
+            ("scheme only", Some("https://"), true, None),
+            (
+                "whitespace inside",
+                Some("https://t.example/a b"),
+                true,
+                None,
+            ),
+            (
+                "control character",
+                Some("https://t.example/\u{7}"),
+                true,
+                None,
+            ),
+            ("protocol-relative", Some("//t.example/"), true, None),
+            ("short", Some("https"), true, None),
+        ];
+        for (name, url, signed, want) in cases {
+            assert_eq!(trusted_url(*url, *signed).as_deref(), *want, "{name}");
+        }
+    }
 
     fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

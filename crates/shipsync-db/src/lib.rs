@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod jobs;
 mod migrate;
 pub mod orders;
+mod retention;
 pub mod rows;
 pub mod users;
 

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_users.sql")),
     (6, include_str!("../migrations/0006_user_merchants.sql")),
     (7, include_str!("../migrations/0007_rate_budgets.sql")),
+    (10, include_str!("../migrations/0010_retention.sql")),
     (11, include_str!("../migrations/0011_accounts.sql")),
 ];
 

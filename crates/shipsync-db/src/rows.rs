@@ -188,28 +188,41 @@ impl Db {
     }
 
     /// Replaces a merchant's webhook key; the old one keeps working until
-    /// `old_expires_at`.
+    /// `old_expires_at`, or with `None` stops at once, together with every
+    /// key of the merchant still in its grace period.
     pub async fn rotate_webhook_key(
         &self,
         merchant_id: &str,
         new_key_sealed: &[u8],
         new_key_hash: &str,
-        old_expires_at: i64,
+        old_expires_at: Option<i64>,
     ) -> Result<(), DbError> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO retired_webhook_keys (key_hash, merchant_id, expires_at)
-             SELECT webhook_key_hash, id, $2 FROM merchants WHERE id = $1",
-        )
-        .bind(merchant_id)
-        .bind(old_expires_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM retired_webhook_keys WHERE merchant_id = $1 AND expires_at <= $2")
-            .bind(merchant_id)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
+        match old_expires_at {
+            Some(at) => {
+                sqlx::query(
+                    "INSERT INTO retired_webhook_keys (key_hash, merchant_id, expires_at)
+                     SELECT webhook_key_hash, id, $2 FROM merchants WHERE id = $1",
+                )
+                .bind(merchant_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM retired_webhook_keys WHERE merchant_id = $1 AND expires_at <= $2",
+                )
+                .bind(merchant_id)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM retired_webhook_keys WHERE merchant_id = $1")
+                    .bind(merchant_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         sqlx::query("UPDATE merchants SET webhook_key = $2, webhook_key_hash = $3, updated_at = $4 WHERE id = $1")
             .bind(merchant_id)
             .bind(new_key_sealed)
@@ -433,6 +446,9 @@ pub struct EventRow {
 
 pub(crate) const EVENT_COLS: &str = "id, merchant_id, received_at, headers_json, body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
 
+/// [`EVENT_COLS`] without the headers and body.
+const EVENT_SUMMARY_COLS: &str = "id, merchant_id, received_at, '[]' AS headers_json, NULL AS body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
+
 pub async fn insert_event<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     e: &EventRow,
@@ -521,7 +537,9 @@ impl Db {
         )
     }
 
-    /// Newest first; `before` is the cursor (an event id).
+    /// Newest first; `before` is the cursor (an event id). Summaries: the
+    /// rows come without their headers (`[]`) and body (`None`), which only
+    /// [`Db::get_event`] reads.
     pub async fn list_events(
         &self,
         f: &EventFilter,
@@ -530,7 +548,7 @@ impl Db {
     ) -> Result<Vec<EventRow>, DbError> {
         let merchants = one_of("merchant_id", f.merchant_ids.as_deref(), 4);
         let mut q = sqlx::query_as::<_, EventRow>(sql!(
-            "SELECT {EVENT_COLS} FROM events WHERE ($1 = '' OR id < $1) AND {merchants}
+            "SELECT {EVENT_SUMMARY_COLS} FROM events WHERE ($1 = '' OR id < $1) AND {merchants}
              AND ($2 = '' OR outcome = $2) ORDER BY id DESC LIMIT $3"
         ))
         .bind(before.unwrap_or(""))

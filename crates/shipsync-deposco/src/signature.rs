@@ -6,6 +6,14 @@
 //! and compares MACs in constant time (`Mac::verify_slice`, which also checks
 //! the length). Independent of any HTTP framework: headers come through
 //! [`HeaderLookup`].
+//!
+//! `X-Deposco-Signature` covers the body only: no timestamp, no id. A
+//! captured delivery verifies forever, so it can be replayed: within 24 h
+//! it is answered as a repeat (same body), later it is stored again as a new
+//! event (merging it changes nothing when the shipment has moved on: older
+//! versions are kept out). Its `webhook-id`, if any, is not covered either,
+//! so repeats are recognised by `webhook-id` only after a Standard Webhooks
+//! check, whose signature covers the id and a timestamp within ±5 minutes.
 
 use std::collections::{BTreeMap, HashMap};
 

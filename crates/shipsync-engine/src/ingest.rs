@@ -8,7 +8,7 @@
 //! means 503 (the sender retries), so memory stays flat under overload.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shipsync_db::ingest as ingest_rows;
@@ -88,13 +88,63 @@ type Item = (Delivery, oneshot::Sender<Result<Stored, IngestError>>);
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<Item>,
+    refused: Arc<RefusedLimit>,
+    metrics: Metrics,
+}
+
+/// How many refused deliveries (401, 413) of one merchant are recorded per
+/// minute, per node; the rest are only counted. A sender hammering a
+/// merchant's URL with bad signatures fills neither the database nor the
+/// event list.
+struct RefusedLimit {
+    per_minute: u32,
+    /// Merchant → (minute, deliveries recorded in it).
+    seen: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl RefusedLimit {
+    /// Whether one more refused delivery of `merchant_id` may be recorded in
+    /// the minute `minute`.
+    fn take(&self, merchant_id: &str, minute: i64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        if seen.len() > 10_000 {
+            // Entries of past minutes are spent: forget them.
+            seen.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = seen.entry(merchant_id.to_string()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= self.per_minute {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
 }
 
 impl Ingest {
-    pub fn start(db: Db, wake: Arc<Notify>, metrics: Metrics, capacity: usize) -> Self {
+    /// `refused_per_minute`: refused deliveries recorded per merchant per
+    /// minute (`SHIPSYNC_REFUSED_RECORD_PER_MINUTE`).
+    pub fn start(
+        db: Db,
+        wake: Arc<Notify>,
+        metrics: Metrics,
+        capacity: usize,
+        refused_per_minute: u32,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(writer(db, rx, wake, metrics));
-        Self { tx }
+        tokio::spawn(writer(db, rx, wake, metrics.clone()));
+        Self {
+            tx,
+            refused: Arc::new(RefusedLimit {
+                per_minute: refused_per_minute,
+                seen: Mutex::new(HashMap::new()),
+            }),
+            metrics,
+        }
     }
 
     /// Stores a delivery durably; returns after its commit.
@@ -120,6 +170,20 @@ impl Ingest {
     pub fn record(&self, delivery: Delivery) {
         let (reply, _) = oneshot::channel();
         let _ = self.tx.try_send((delivery, reply));
+    }
+
+    /// Records a refused delivery (bad signature, too large) unless its
+    /// merchant had its share of them this minute; past it, the delivery is
+    /// only counted (`shipsync_webhooks_received` and
+    /// `shipsync_webhooks_refused_unrecorded`).
+    pub fn record_refused(&self, delivery: Delivery) {
+        let minute = now_micros().div_euclid(60_000_000);
+        if self.refused.take(&delivery.merchant_id, minute) {
+            self.record(delivery);
+        } else {
+            self.metrics.ingested(delivery.outcome.as_str(), false);
+            self.metrics.refused_unrecorded(delivery.outcome.as_str());
+        }
     }
 }
 
@@ -272,4 +336,27 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
 /// for repeats.
 fn dedupes(d: &Delivery) -> bool {
     matches!(d.outcome, Outcome::Accepted | Outcome::NeedsAttention)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_deliveries_are_recorded_up_to_the_limit_per_merchant_and_minute() {
+        let limit = RefusedLimit {
+            per_minute: 2,
+            seen: Mutex::new(HashMap::new()),
+        };
+        assert!(limit.take("mer_a", 7));
+        assert!(limit.take("mer_a", 7));
+        assert!(!limit.take("mer_a", 7));
+        assert!(limit.take("mer_b", 7), "another merchant has its own share");
+        assert!(limit.take("mer_a", 8), "a new minute starts afresh");
+        let none = RefusedLimit {
+            per_minute: 0,
+            seen: Mutex::new(HashMap::new()),
+        };
+        assert!(!none.take("mer_a", 7));
+    }
 }

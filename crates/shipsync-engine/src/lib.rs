@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod orders;
 mod pipeline;
+mod retention;
 pub mod runs;
 pub mod secrets;
 mod shutdown;
@@ -26,6 +27,7 @@ pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
 pub use pipeline::{EngineError, MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
+pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
@@ -50,6 +52,33 @@ pub struct EngineConfig {
     /// warehouses may reach loopback, private and link-local addresses (and
     /// URLs pointing there may be saved). Off by default.
     pub allow_private_targets: bool,
+    /// Refused deliveries (401, 413) recorded per merchant per minute
+    /// (`SHIPSYNC_REFUSED_RECORD_PER_MINUTE`); the rest are only counted.
+    pub refused_record_per_minute: u32,
+    /// What the daily retention job keeps.
+    pub retention: Retention,
+}
+
+/// How long stored data is kept (days; `SHIPSYNC_RETAIN_*_DAYS`). Nothing an
+/// open shipment, order or run still needs is removed, whatever its age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw bodies of events whose shipments are all completed or archived.
+    pub event_bodies_days: u32,
+    /// Activity and shipment versions.
+    pub activity_days: u32,
+    /// Refused deliveries (`invalid_signature`, `too_large`, `rejected`).
+    pub refused_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            event_bodies_days: 90,
+            activity_days: 365,
+            refused_days: 7,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -65,6 +94,8 @@ impl Default for EngineConfig {
             max_attempts: 15,
             ingest_capacity: 4096,
             http_timeout: Duration::from_secs(20),
+            refused_record_per_minute: 10,
+            retention: Retention::default(),
             allow_private_targets: false,
         }
     }
@@ -108,6 +139,7 @@ impl Engine {
             wake.clone(),
             metrics.clone(),
             config.ingest_capacity,
+            config.refused_record_per_minute,
         );
         let stores = stores::Stores::new(
             config.http_timeout,

@@ -19,6 +19,11 @@ struct JobLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetentionLabels {
+    kind: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -28,6 +33,8 @@ struct Inner {
     registry: Mutex<Registry>,
     webhooks: Family<OutcomeLabels, Counter>,
     repeats: Counter,
+    refused_unrecorded: Family<OutcomeLabels, Counter>,
+    retention: Family<RetentionLabels, Counter>,
     jobs: Family<JobLabels, Counter>,
     ship_to_store: Histogram,
     latencies: Mutex<Vec<f64>>,
@@ -54,6 +61,18 @@ impl Metrics {
             "Repeat deliveries recognised (nothing new stored)",
             repeats.clone(),
         );
+        let refused_unrecorded = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhooks_refused_unrecorded",
+            "Refused deliveries (bad signature, too large) past SHIPSYNC_REFUSED_RECORD_PER_MINUTE for their merchant: counted, not stored",
+            refused_unrecorded.clone(),
+        );
+        let retention = Family::<RetentionLabels, Counter>::default();
+        registry.register(
+            "retention_removed",
+            "Rows removed (or raw bodies cleared) by the daily retention job, by kind",
+            retention.clone(),
+        );
         let jobs = Family::<JobLabels, Counter>::default();
         registry.register("jobs", "Processed jobs by kind and result", jobs.clone());
         let ship_to_store = Histogram::new([
@@ -70,6 +89,8 @@ impl Metrics {
                 registry: Mutex::new(registry),
                 webhooks,
                 repeats,
+                refused_unrecorded,
+                retention,
                 jobs,
                 ship_to_store,
                 latencies: Mutex::new(Vec::new()),
@@ -88,6 +109,25 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    pub fn refused_unrecorded(&self, outcome: &str) {
+        self.inner
+            .refused_unrecorded
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// `n` rows of `kind` removed by the retention job.
+    pub fn retention_removed(&self, kind: &str, n: u64) {
+        self.inner
+            .retention
+            .get_or_create(&RetentionLabels {
+                kind: kind.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn job(&self, kind: &str, result: &str) {

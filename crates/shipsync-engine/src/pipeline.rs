@@ -140,6 +140,14 @@ fn sources_with(sources: &str, source: &str) -> String {
     set.join(",")
 }
 
+/// `v` with only a tracking URL the store may be given
+/// ([`tracking::trusted_url`]): `signed` says whether the report's origin
+/// is authenticated (a verified webhook signature, or the Deposco API).
+pub(crate) fn with_trusted_tracking(mut v: ShipmentVersion, signed: bool) -> ShipmentVersion {
+    v.tracking_url = tracking::trusted_url(v.tracking_url.as_deref(), signed);
+    v
+}
+
 impl Engine {
     // ---------- merge ----------
 
@@ -338,8 +346,13 @@ impl Engine {
             return Ok(());
         };
         let body = event.body.clone().unwrap_or_default();
+        let signed = event.verified == 1;
         match shipsync_deposco::parse_webhook(&body) {
             Ok(versions) => {
+                let versions: Vec<ShipmentVersion> = versions
+                    .into_iter()
+                    .map(|v| with_trusted_tracking(v, signed))
+                    .collect();
                 // The merges and the event's result in one transaction.
                 let mut tx = db.begin().await?;
                 let mut ids = Vec::new();
@@ -466,16 +479,20 @@ impl Engine {
                 // delivery of this shipment and keep the newest version.
                 let mut newest: Option<ShipmentVersion> = None;
                 for v in db.versions_for(id).await? {
+                    let stored = || serde_json::from_str::<ShipmentVersion>(&v.version_json).ok();
                     let parsed = match v.event_id.as_deref() {
                         Some(eid) => match db.get_event(eid).await? {
-                            Some(e) => shipsync_deposco::parse_webhook(
+                            Some(e) if e.body.is_some() => shipsync_deposco::parse_webhook(
                                 e.body.as_deref().unwrap_or_default(),
                             )
                             .ok()
-                            .and_then(|vs| vs.into_iter().find(|x| x.number == s.number)),
-                            None => None,
+                            .and_then(|vs| vs.into_iter().find(|x| x.number == s.number))
+                            .map(|x| with_trusted_tracking(x, e.verified == 1)),
+                            // The body was removed by retention (or the
+                            // event): the version as it was derived.
+                            _ => stored(),
                         },
-                        None => serde_json::from_str::<ShipmentVersion>(&v.version_json).ok(),
+                        None => stored(),
                     };
                     if let Some(p) = parsed
                         && !newest.as_ref().is_some_and(|n| {
@@ -502,7 +519,7 @@ impl Engine {
                                 is_older(p.version.updated_at.as_deref(), n.updated_at.as_deref())
                             });
                             if !older {
-                                newest = Some(p.version);
+                                newest = Some(with_trusted_tracking(p.version, true));
                                 s.sources = sources_with(&s.sources, SOURCE_POLL);
                             }
                             "re-fetched from Deposco".to_string()

@@ -14,7 +14,7 @@ use shipsync_db::rows::{self, QueueRun, RunRow};
 use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError, ShipmentPage};
 
 use crate::Engine;
-use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL};
+use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL, with_trusted_tracking};
 
 /// The pull re-reads this much before its cursor: clocks differ and Deposco
 /// may index late.
@@ -254,6 +254,9 @@ impl Engine {
                 if let Err(e) = engine.scheduler_tick().await {
                     tracing::warn!(error = %e, "scheduler pass failed");
                 }
+                if let Err(e) = engine.retention_tick().await {
+                    tracing::warn!(error = %e, "could not queue the retention job");
+                }
                 tokio::select! {
                     _ = shutdown.wait() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -342,7 +345,10 @@ impl Engine {
                 continue;
             }
             counts.fetched += 1;
-            match Self::merge_in(&mut tx, merchant_id, &pulled.version, SOURCE_POLL, None).await {
+            // The Deposco API is authenticated: its tracking URLs count as
+            // signed (still only https ones).
+            let version = with_trusted_tracking(pulled.version.clone(), true);
+            match Self::merge_in(&mut tx, merchant_id, &version, SOURCE_POLL, None).await {
                 Ok((_, outcome)) => {
                     match outcome {
                         MergeOutcome::New => counts.new += 1,

@@ -210,6 +210,7 @@ impl Engine {
                 .map(|_| ()),
             "pull_orders" => self.pull_orders(&field("run_id"), None).await.map(|_| ()),
             "push_order" => self.push_order(&field("order_id")).await,
+            crate::retention::JOB_KIND => self.apply_retention(now_micros()).await.map(|_| ()),
             other => Err(EngineError::Permanent(format!("unknown job kind {other}"))),
         }
     }

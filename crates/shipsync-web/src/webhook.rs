@@ -77,29 +77,69 @@ fn saturated() -> Response {
     e.into_response()
 }
 
-/// Headers never stored with an event.
-const SECRET_HEADERS: [&str; 4] = [
-    "authorization",
-    "cookie",
-    "proxy-authorization",
-    "x-api-key",
+/// The only headers stored with an event (lower case): enough to trace a
+/// delivery back to its sender, nothing that authenticates (signatures,
+/// cookies, tokens) or that a sender could fill with whatever it likes.
+const STORED_HEADERS: [&str; 9] = [
+    "content-type",
+    // The declared size: what a 413 was about.
+    "content-length",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-request-id",
+    "x-correlation-id",
+    "request-id",
+    "traceparent",
 ];
 
-fn headers_json(headers: &HeaderMap) -> (String, Vec<(String, String)>) {
-    let list: Vec<(String, String)> = headers
+/// Stored headers take at most this many bytes (their JSON text).
+pub const STORED_HEADERS_MAX_BYTES: usize = 8 * 1024;
+
+/// Every header of the request, for the signature check.
+fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
         .iter()
-        .filter(|(k, _)| !SECRET_HEADERS.contains(&k.as_str()))
         .map(|(k, v)| {
             (
                 k.as_str().to_string(),
                 String::from_utf8_lossy(v.as_bytes()).into_owned(),
             )
         })
-        .collect();
-    (
-        serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()),
-        list,
-    )
+        .collect()
+}
+
+/// The JSON text of the headers kept with an event: those of
+/// [`STORED_HEADERS`], in request order, each value cut (at a character
+/// boundary) so that the whole stays within [`STORED_HEADERS_MAX_BYTES`];
+/// headers that no longer fit are left out.
+fn stored_headers(list: &[(String, String)]) -> String {
+    let entry_len =
+        |k: &str, v: &str| serde_json::to_string(&(k, v)).map_or(usize::MAX / 2, |t| t.len());
+    let mut kept: Vec<(&str, &str)> = Vec::new();
+    let mut used = "[]".len();
+    for (k, v) in list
+        .iter()
+        .filter(|(k, _)| STORED_HEADERS.contains(&k.as_str()))
+    {
+        let comma = usize::from(!kept.is_empty());
+        // The longest prefix (at a character boundary) that fits, searched
+        // for: escaping makes the JSON longer than the value.
+        let cuts: Vec<usize> = v
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(v.len()))
+            .collect();
+        let fitting = cuts.partition_point(|&cut| {
+            used + comma + entry_len(k, &v[..cut]) <= STORED_HEADERS_MAX_BYTES
+        });
+        let Some(&lo) = fitting.checked_sub(1).and_then(|i| cuts.get(i)) else {
+            break;
+        };
+        used += comma + entry_len(k, &v[..lo]);
+        kept.push((k, &v[..lo]));
+    }
+    serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into())
 }
 
 fn now_unix() -> i64 {
@@ -123,11 +163,8 @@ pub async fn receive(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let (headers_text, header_list) = headers_json(&headers);
-    let webhook_id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header_list = header_list(&headers);
+    let headers_text = stored_headers(&header_list);
     let refused = |outcome: Outcome, size: i64, detail: String| Delivery {
         merchant_id: merchant.id.clone(),
         headers_json: headers_text.clone(),
@@ -148,7 +185,7 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let too_large = |size: i64| {
-        engine.ingest().record(refused(
+        engine.ingest().record_refused(refused(
             Outcome::TooLarge,
             size,
             format!("body over the {max}-byte limit"),
@@ -178,8 +215,12 @@ pub async fn receive(
     };
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
 
-    // 3. Signature, when the merchant has a shared secret.
+    // 3. Signature, when the merchant has a shared secret. Only a Standard
+    //    Webhooks signature covers `webhook-id`: repeats are recognised by
+    //    it only then (else anyone could make a later delivery a "repeat" by
+    //    reusing its id); other deliveries repeat by body alone.
     let mut verified = false;
+    let mut webhook_id = None;
     if let Some(sealed) = &merchant.shared_secret {
         let secret = match engine.secrets().open_string(sealed) {
             Ok(x) => x,
@@ -189,14 +230,29 @@ pub async fn receive(
             }
         };
         if !secret.is_empty() {
-            if let Err(e) = signature::verify(&secret, &header_list, &bytes, now_unix()) {
-                engine
-                    .ingest()
-                    .record(refused(Outcome::InvalidSignature, size, e.to_string()));
-                return ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string())
+            match signature::verify(&secret, &header_list, &bytes, now_unix()) {
+                Ok(scheme) => {
+                    verified = true;
+                    if scheme == signature::Scheme::StandardWebhooks {
+                        webhook_id =
+                            signature::HeaderLookup::header(header_list.as_slice(), "webhook-id")
+                                .map(|w| w.trim().to_string());
+                    }
+                }
+                Err(e) => {
+                    engine.ingest().record_refused(refused(
+                        Outcome::InvalidSignature,
+                        size,
+                        e.to_string(),
+                    ));
+                    return ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_signature",
+                        e.to_string(),
+                    )
                     .into_response();
+                }
             }
-            verified = true;
         }
     }
 
@@ -246,5 +302,58 @@ pub async fn receive(
             "cannot store the delivery now ({m}); retry shortly"
         ))
         .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_allowlisted_headers_are_stored() {
+        let stored = stored_headers(&pairs(&[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer x"),
+            ("cookie", "a=b"),
+            ("webhook-signature", "v1,abc"),
+            ("x-deposco-signature", "abc"),
+            ("x-custom", "whatever"),
+            ("webhook-id", "msg_1"),
+            ("user-agent", "Deposco"),
+        ]));
+        assert_eq!(
+            stored,
+            r#"[["content-type","application/json"],["webhook-id","msg_1"],["user-agent","Deposco"]]"#
+        );
+    }
+
+    #[test]
+    fn stored_headers_stay_within_the_cap() {
+        let big = "é\"x".repeat(5_000);
+        for list in [
+            pairs(&[("user-agent", &big)]),
+            pairs(&[
+                ("content-type", "a"),
+                ("user-agent", &big),
+                ("x-request-id", &big),
+            ]),
+            pairs(&[("user-agent", &"a".repeat(STORED_HEADERS_MAX_BYTES))]),
+        ] {
+            let stored = stored_headers(&list);
+            assert!(stored.len() <= STORED_HEADERS_MAX_BYTES, "{}", stored.len());
+            assert!(
+                stored.len() > STORED_HEADERS_MAX_BYTES - 16,
+                "{}",
+                stored.len()
+            );
+            let back: Vec<(String, String)> = serde_json::from_str(&stored).unwrap();
+            assert!(back.iter().map(|(_, v)| v.len()).sum::<usize>() > 1000);
+        }
     }
 }

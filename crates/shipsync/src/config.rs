@@ -45,6 +45,11 @@ struct FileConfig {
     admin_token: Option<String>,
     secret_key: Option<String>,
     allow_private_targets: Option<bool>,
+    // Storage and retention (issue 11 § 6).
+    retain_event_bodies_days: Option<u32>,
+    retain_activity_days: Option<u32>,
+    retain_refused_days: Option<u32>,
+    refused_record_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +74,81 @@ pub struct Settings {
     /// `SHIPSYNC_ALLOW_PRIVATE_TARGETS`: outbound calls (and saved URLs) may
     /// reach non-public addresses.
     pub allow_private_targets: bool,
+    /// What is kept, and for how long.
+    pub storage: Storage,
+}
+
+/// What is stored and kept (issue 11 § 6): `SHIPSYNC_RETAIN_EVENT_BODIES_DAYS`
+/// (90), `SHIPSYNC_RETAIN_ACTIVITY_DAYS` (365), `SHIPSYNC_RETAIN_REFUSED_DAYS`
+/// (7) and `SHIPSYNC_REFUSED_RECORD_PER_MINUTE` (10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    pub retention: shipsync_engine::Retention,
+    /// Refused deliveries (401, 413) recorded per merchant per minute.
+    pub refused_record_per_minute: u32,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        let engine = shipsync_engine::EngineConfig::default();
+        Self {
+            retention: engine.retention,
+            refused_record_per_minute: engine.refused_record_per_minute,
+        }
+    }
+}
+
+impl Storage {
+    fn resolve(env: &impl Fn(&str) -> Option<String>, file: &FileConfig) -> Result<Self> {
+        let d = Self::default();
+        let number = |name: &str, from_file: Option<u32>, default: u32, min: u32| -> Result<u32> {
+            let n = match env(name) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{name}={v:?} is not a whole number"))?,
+                None => from_file.unwrap_or(default),
+            };
+            if n < min {
+                bail!("{name} must be at least {min}");
+            }
+            Ok(n)
+        };
+        Ok(Self {
+            retention: shipsync_engine::Retention {
+                event_bodies_days: number(
+                    "SHIPSYNC_RETAIN_EVENT_BODIES_DAYS",
+                    file.retain_event_bodies_days,
+                    d.retention.event_bodies_days,
+                    1,
+                )?,
+                activity_days: number(
+                    "SHIPSYNC_RETAIN_ACTIVITY_DAYS",
+                    file.retain_activity_days,
+                    d.retention.activity_days,
+                    1,
+                )?,
+                refused_days: number(
+                    "SHIPSYNC_RETAIN_REFUSED_DAYS",
+                    file.retain_refused_days,
+                    d.retention.refused_days,
+                    1,
+                )?,
+            },
+            refused_record_per_minute: number(
+                "SHIPSYNC_REFUSED_RECORD_PER_MINUTE",
+                file.refused_record_per_minute,
+                d.refused_record_per_minute,
+                0,
+            )?,
+        })
+    }
+
+    /// Puts these settings into an engine configuration.
+    pub fn apply(&self, engine: &mut shipsync_engine::EngineConfig) {
+        engine.retention = self.retention;
+        engine.refused_record_per_minute = self.refused_record_per_minute;
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -80,6 +160,7 @@ impl std::fmt::Debug for Settings {
             .field("webhook_max_bytes", &self.webhook_max_bytes)
             .field("log_format", &self.log_format)
             .field("allow_private_targets", &self.allow_private_targets)
+            .field("storage", &self.storage)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +184,7 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        let storage = Storage::resolve(&env, &file)?;
         let database_url = flags
             .database_url
             .clone()
@@ -172,6 +254,7 @@ impl Settings {
             admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
             secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),
             allow_private_targets,
+            storage,
         })
     }
 
@@ -265,5 +348,41 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn storage_settings_env_file_default() {
+        let dir = std::env::temp_dir().join(format!("shipsync-cfg-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "retain_event_bodies_days = 30\nrefused_record_per_minute = 3\n",
+        )
+        .unwrap();
+        let none = |_: &str| None;
+        let s = Settings::resolve_with(&Flags::default(), none).unwrap();
+        assert_eq!(s.storage, Storage::default());
+        assert_eq!(s.storage.retention.event_bodies_days, 90);
+        assert_eq!(s.storage.retention.activity_days, 365);
+        assert_eq!(s.storage.retention.refused_days, 7);
+        assert_eq!(s.storage.refused_record_per_minute, 10);
+        let flags = Flags {
+            config: Some(file.clone()),
+            ..Flags::default()
+        };
+        let s = Settings::resolve_with(&flags, |k: &str| {
+            (k == "SHIPSYNC_RETAIN_REFUSED_DAYS").then(|| "2".to_string())
+        })
+        .unwrap();
+        assert_eq!(s.storage.retention.event_bodies_days, 30);
+        assert_eq!(s.storage.retention.refused_days, 2);
+        assert_eq!(s.storage.refused_record_per_minute, 3);
+        for bad in ["0", "-1", "many"] {
+            let r = Settings::resolve_with(&Flags::default(), |k: &str| {
+                (k == "SHIPSYNC_RETAIN_ACTIVITY_DAYS").then(|| bad.to_string())
+            });
+            assert!(r.is_err(), "{bad}");
+        }
     }
 }

@@ -73,6 +73,7 @@ pub fn fast_engine() -> EngineConfig {
         http_timeout: Duration::from_secs(5),
         // The sandboxes listen on loopback.
         allow_private_targets: true,
+        ..EngineConfig::default()
     }
 }
 
@@ -120,6 +121,7 @@ impl Harness {
             // The sandboxes listen on loopback; a test may turn it off and
             // restart the server (`settings` is public).
             allow_private_targets: true,
+            storage: crate::config::Storage::default(),
         };
         let running = server::start(&settings, opts.engine.clone()).await?;
         let mut h = Self {

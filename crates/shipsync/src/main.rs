@@ -131,8 +131,9 @@ fn init_logging(format: LogFormat) {
 /// runs again only once this lease expires, so the crash tests set it short;
 /// on SQLite (one node) leases are released at start-up anyway. Keep it well
 /// above the longest job (store calls time out after 20 s each).
-fn engine_config() -> Result<shipsync_engine::EngineConfig> {
+fn engine_config(settings: &Settings) -> Result<shipsync_engine::EngineConfig> {
     let mut config = shipsync_engine::EngineConfig::default();
+    settings.storage.apply(&mut config);
     if let Ok(v) = std::env::var("SHIPSYNC_JOB_LEASE_SECS") {
         let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
             format!("SHIPSYNC_JOB_LEASE_SECS must be a positive number of seconds, not {v:?}")
@@ -177,7 +178,7 @@ async fn run() -> Result<()> {
         Command::Serve => {
             let settings = Settings::resolve(&cli.flags)?;
             init_logging(settings.log_format);
-            let running = server::start(&settings, engine_config()?).await?;
+            let running = server::start(&settings, engine_config(&settings)?).await?;
             tracing::info!(url = %running.url, database = %server::redact_url(&settings.database_url), "shipsync is serving");
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");

@@ -50,6 +50,7 @@ fn strip_read_only(patch: &mut Value) {
         {
             w.remove("url");
             w.remove("shared_secret_set");
+            w.remove("signed");
         }
         if let Some(a) = o
             .get_mut("warehouse")
@@ -345,24 +346,7 @@ fn validate(doc: &Value, missing_ok: &[&str]) -> ApiResult<Parts> {
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     if let Some(sec) = &shared_secret {
-        if let Some(b64) = sec.strip_prefix("whsec_") {
-            use base64::Engine as _;
-            if base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map(|b| b.is_empty())
-                .unwrap_or(true)
-            {
-                return Err(ApiError::invalid(
-                    "shipment_webhooks.shared_secret",
-                    "a secret written whsec_… must be followed by base64",
-                ));
-            }
-        } else if sec.len() < 8 {
-            return Err(ApiError::invalid(
-                "shipment_webhooks.shared_secret",
-                "must be at least 8 characters (or blank for none)",
-            ));
-        }
+        check_shared_secret(sec)?;
     }
     let kit_policy = match obj.get("kit_policy") {
         None | Some(Value::Null) => "complete_kits".to_string(),
@@ -408,6 +392,43 @@ fn validate(doc: &Value, missing_ok: &[&str]) -> ApiResult<Parts> {
         kit_policy,
         carrier_overrides: carrier_overrides.to_string(),
     })
+}
+
+/// A shared secret's HMAC key must hold at least this many bytes (after
+/// `whsec_` decoding): shorter keys are guessable offline from one signed
+/// delivery.
+pub const MIN_SHARED_SECRET_BYTES: usize = 16;
+
+/// Refuses a shared secret whose key (the bytes HMAC uses, as the signature
+/// check derives them) is shorter than [`MIN_SHARED_SECRET_BYTES`], and a
+/// `whsec_` secret whose rest is not base64.
+fn check_shared_secret(secret: &str) -> ApiResult<()> {
+    const FIELD: &str = "shipment_webhooks.shared_secret";
+    if let Some(b64) = secret.strip_prefix("whsec_") {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| {
+                ApiError::invalid(FIELD, "a secret written whsec_… must be followed by base64")
+            })?;
+        if decoded.len() < MIN_SHARED_SECRET_BYTES {
+            return Err(ApiError::invalid(
+                FIELD,
+                format!(
+                    "whsec_ decodes to {} bytes; use at least {MIN_SHARED_SECRET_BYTES} (e.g. whsec_ followed by `openssl rand -base64 32`), or blank for none",
+                    decoded.len()
+                ),
+            ));
+        }
+    } else if secret.len() < MIN_SHARED_SECRET_BYTES {
+        return Err(ApiError::invalid(
+            FIELD,
+            format!(
+                "must be at least {MIN_SHARED_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`), or blank for none"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn apply(s: &AppState, m: &mut MerchantRow, p: Parts) {
@@ -457,6 +478,8 @@ pub fn render(s: &AppState, m: &MerchantRow) -> Value {
         "shipment_webhooks": {
             "enabled": m.webhooks_enabled == 1,
             "shared_secret_set": m.shared_secret.is_some(),
+            // Unsigned: anyone who learns the URL can post shipments.
+            "signed": m.shared_secret.is_some(),
             "url": url,
         },
         "kit_policy": m.kit_policy,
@@ -689,26 +712,61 @@ async fn remove(
     }
 }
 
+/// `POST …/webhook-key/rotate`, optionally `{"revoke_old": true}` (or
+/// `?revoke_old=true`): the old key stops working at once instead of after
+/// the 24 h grace, e.g. after it leaked.
 async fn rotate(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
+    Query(q): Query<RotateQuery>,
+    body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let m = rotate_key(&s, &p, &id).await?;
+    // Whose key it is first: another tenant's merchant is a 404 whatever
+    // the body. Other fields of the body are ignored, as before.
+    load(&s, &p, &id).await?;
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let doc = body_json(&body)?;
+        match doc.get("revoke_old") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(ApiError::invalid("revoke_old", "must be true or false")),
+        }
+    };
+    let revoke_old = from_body.or(q.revoke_old).unwrap_or(false);
+    let m = rotate_key(&s, &p, &id, revoke_old).await?;
     Ok(Json(render(&s, &m)))
 }
 
-/// Issues a new webhook key; the old one keeps working for 24 h.
-pub async fn rotate_key(s: &AppState, p: &Principal, id: &str) -> ApiResult<MerchantRow> {
+#[derive(serde::Deserialize)]
+struct RotateQuery {
+    revoke_old: Option<bool>,
+}
+
+/// Issues a new webhook key; the old one keeps working for 24 h, or stops at
+/// once with `revoke_old` (together with any key still in its grace period).
+pub async fn rotate_key(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    revoke_old: bool,
+) -> ApiResult<MerchantRow> {
     load(s, p, id).await?;
     let key = random_token("whk");
+    let old_expires_at = if revoke_old {
+        None
+    } else {
+        Some(now_micros() + OLD_KEY_GRACE_MICROS)
+    };
     s.engine
         .db()
         .rotate_webhook_key(
             id,
             &s.engine.secrets().seal_str(&key),
             &hash_token(&key),
-            now_micros() + OLD_KEY_GRACE_MICROS,
+            old_expires_at,
         )
         .await?;
     load(s, p, id).await

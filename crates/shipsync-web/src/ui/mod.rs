@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shipsync_db::rows::ShipmentFilter;
+use shipsync_db::rows::{MerchantRow, ShipmentFilter};
 use shipsync_engine::ShipmentAction;
 use shipsync_engine::users::Role;
 
@@ -170,6 +170,20 @@ fn see_other(to: &str) -> Response {
 
 fn status_badge(s: &str) -> Markup {
     html! { span class={"status " (s)} { (s.replace('_', " ")) } }
+}
+
+/// Whether a merchant takes shipment webhooks without a shared secret.
+fn receives_unsigned(m: &MerchantRow) -> bool {
+    m.webhooks_enabled == 1 && m.shared_secret.is_none()
+}
+
+/// "signed" or "unsigned": whether the merchant's webhooks must be signed.
+fn signed_badge(m: &MerchantRow) -> Markup {
+    if m.shared_secret.is_some() {
+        html! { span.status.signed { "signed" } }
+    } else {
+        html! { span.status.unsigned title="No shared secret: deliveries are not authenticated" { "unsigned" } }
+    }
 }
 
 fn when(micros: Option<i64>) -> String {
@@ -330,12 +344,29 @@ async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
         .await
         .map_err(|e| fail(&ui, e.into()))?;
     let buckets = latency_buckets(since, &done);
+    let unsigned: Vec<MerchantRow> = merchants::visible(&s, p, None, 500)
+        .await
+        .map_err(|e| fail(&ui, e))?
+        .into_iter()
+        .filter(receives_unsigned)
+        .collect();
     Ok(page(
         &ui,
         "Dashboard",
         "Dashboard",
         html! {
             h1 { "Dashboard" }
+            @if !unsigned.is_empty() {
+                div.error-box #unsigned-webhooks role="alert" {
+                    b { "Unsigned shipment webhooks. " }
+                    "These merchants accept shipment webhooks without a signature, so anyone who learns their URL can post shipments: "
+                    @for (i, m) in unsigned.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        a href={"/merchants/" (m.id)} { (m.name) }
+                    }
+                    ". Set a Webhook Shared Secret on each (and the same in Deposco)."
+                }
+            }
             @if !counts.is_empty() {
                 h2 { "Shipments by state" }
                 div.bars.card {
@@ -485,7 +516,7 @@ async fn merchant_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>
                     tr {
                         td { a href={"/merchants/" (m.id)} { (m.name) } }
                         td { "Deposco · " (w["business_unit"].as_str().unwrap_or("")) }
-                        td { @if m.webhooks_enabled == 1 { (status_badge("on")) } @else { "off" } }
+                        td { @if m.webhooks_enabled == 1 { (status_badge("on")) " " (signed_badge(m)) } @else { "off" } }
                     }
                 } } }
         },
@@ -594,7 +625,10 @@ async fn merchant_edit(
                     (warehouse_fields(&w, ui.principal.scope().is_some()))
                 }
                 div.card #shipment-webhooks {
-                    h2 { "Shipment webhooks" }
+                    h2 { "Shipment webhooks " (signed_badge(&m)) }
+                    @if receives_unsigned(&m) {
+                        div.error-box role="alert" { "Deliveries are accepted without a signature: anyone who learns the Deposco URL can post shipments. Set a shared secret (at least 16 bytes) here and in Deposco." }
+                    }
                     label.inline for="webhooks_enabled" {
                         input #webhooks_enabled type="checkbox" name="webhooks_enabled" value="1" checked[hooks["enabled"] == true];
                         "Use webhooks for shipments"
@@ -619,6 +653,7 @@ async fn merchant_edit(
                 (csrf(&ui))
                 h2 { "Webhook key" }
                 p { "Rotating issues a new Deposco URL; the current one keeps working for 24 hours." }
+                label.inline for="revoke_old" { input #revoke_old type="checkbox" name="revoke_old" value="1"; "Stop the current URL at once (it leaked, say)" }
                 button type="submit" { "Rotate webhook key" }
             }
         },
@@ -660,13 +695,19 @@ async fn merchant_rotate(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Page {
-    checked_form(&ui, &body)?;
-    merchants::rotate_key(&s, &ui.principal, &id)
+    let f = checked_form(&ui, &body)?;
+    let revoke_old = f.has("revoke_old");
+    merchants::rotate_key(&s, &ui.principal, &id, revoke_old)
         .await
         .map_err(|e| fail(&ui, e))?;
+    let message = if revoke_old {
+        "New Deposco URL issued: configure it in Deposco (the old one no longer works)."
+    } else {
+        "New Deposco URL issued: configure it in Deposco (the old one works for 24 hours)."
+    };
     Ok(see_other(&format!(
         "/merchants/{id}?saved={}",
-        enc("New Deposco URL issued: configure it in Deposco (the old one works for 24 hours).")
+        enc(message)
     )))
 }
 
@@ -1526,7 +1567,10 @@ async fn event_show(
             h2 { "Headers (signatures redacted)" }
             pre { (serde_json::to_string_pretty(&raw["headers"]).unwrap_or_default()) }
             h2 { "Body" }
-            pre { (raw["body"].as_str().unwrap_or("")) }
+            @match raw["body"].as_str() {
+                Some(body) => pre { (body) },
+                None => p.hint { @if e.body_size > 0 && matches!(e.outcome.as_str(), "accepted" | "needs_attention") { "Removed by retention (SHIPSYNC_RETAIN_EVENT_BODIES_DAYS)." } @else { "Not stored." } },
+            }
         },
     ))
 }

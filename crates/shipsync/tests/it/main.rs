@@ -18,6 +18,7 @@ mod rules;
 mod scenarios;
 mod schedules;
 mod smoke;
+mod storage;
 mod ui;
 mod webhook;
 mod webhook_limit;
