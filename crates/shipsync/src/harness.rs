@@ -41,6 +41,10 @@ pub struct Options {
     /// false leaves the database empty (`merchant_id`, `connection_id` and
     /// `webhook_url` stay blank), e.g. for a test that creates them in the UI.
     pub seed: bool,
+    /// The secret key (64 hex characters); None: a new random one. A test
+    /// that starts a second harness on the same database passes the first's
+    /// (`h.settings.secret_key`), since a different key is refused.
+    pub secret_key: Option<String>,
 }
 
 impl Options {
@@ -57,6 +61,7 @@ impl Options {
             shopify_throttle: Default::default(),
             deposco: Default::default(),
             seed: true,
+            secret_key: None,
         }
     }
 }
@@ -117,7 +122,11 @@ impl Harness {
             max_connections: opts.max_connections,
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
-            secret_key: Some(key.iter().map(|b| format!("{b:02x}")).collect()),
+            secret_key: Some(
+                opts.secret_key
+                    .clone()
+                    .unwrap_or_else(|| key.iter().map(|b| format!("{b:02x}")).collect()),
+            ),
             // The sandboxes listen on loopback; a test may turn it off and
             // restart the server (`settings` is public).
             allow_private_targets: true,

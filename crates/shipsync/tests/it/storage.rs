@@ -240,11 +240,14 @@ async fn webhook_id_counts_only_when_standard_signed(db_url: String) {
     )
     .await;
     assert_eq!(again.json().unwrap()["status"], "duplicate");
+    let key = h.settings.secret_key.clone();
     h.shutdown().await;
 
     // Signed with X-Deposco-Signature, which does not cover webhook-id: the
     // same.
-    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let mut o = Options::new(db_url);
+    o.secret_key = key;
+    let h = Harness::start(o).await.expect("harness");
     let hmac = |tag: &str| {
         WebhookRequest::raw(note(tag), "application/json")
             .signed(h.signing(true))
