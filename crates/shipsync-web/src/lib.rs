@@ -3,6 +3,8 @@
 
 mod api;
 pub mod auth;
+pub mod client;
+mod deadline;
 mod error;
 mod json;
 mod ui;
@@ -30,6 +32,9 @@ pub struct WebConfig {
     pub webhook_max_in_flight: usize,
     /// `SHIPSYNC_ADMIN_TOKEN`, always accepted when set.
     pub admin_token: Option<String>,
+    /// A request body not read whole within this long is answered 408
+    /// (`SHIPSYNC_BODY_TIMEOUT_SECS`).
+    pub body_timeout: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -58,6 +63,10 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .nest("/api/v1", api::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.body_timeout,
+            deadline::limit,
+        ))
         .with_state(state)
 }
 
