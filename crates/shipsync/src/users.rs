@@ -49,7 +49,10 @@ pub async fn create(
                 redact_url(&settings.database_url)
             )
         })?;
-    let result = shipsync_engine::users::create_user(&db, email, &password, role, merchants).await;
+    let passwords = shipsync_engine::users::PasswordWork::sized_to_cores();
+    let result =
+        shipsync_engine::users::create_user(&db, &passwords, email, &password, role, merchants)
+            .await;
     db.close().await;
     match result {
         Ok(u) => {
