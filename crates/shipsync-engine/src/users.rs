@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
-use tokio::sync::Semaphore;
 use shipsync_db::users::UserRow;
 use shipsync_db::{Db, new_id, now_micros};
+use tokio::sync::Semaphore;
 
 use crate::secrets::{hash_token, random_token};
 use crate::{Engine, EngineError};
@@ -286,7 +286,15 @@ impl Engine {
         role: Role,
         merchants: &[String],
     ) -> Result<UserRow, EngineError> {
-        create_user(self.db(), self.passwords(), email, password, role, merchants).await
+        create_user(
+            self.db(),
+            self.passwords(),
+            email,
+            password,
+            role,
+            merchants,
+        )
+        .await
     }
 
     /// Changes a user's role and merchants (see [`check_access`]);
@@ -391,8 +399,17 @@ mod tests {
     async fn password_work_runs_off_the_runtime_and_refuses_when_busy() {
         let work = PasswordWork::new(1, Duration::from_millis(50));
         let h = work.hash("correct horse battery").await.expect("hash");
-        assert!(work.verify("correct horse battery", Some(&h)).await.unwrap());
-        assert!(!work.verify("correct horse batterz", Some(&h)).await.unwrap());
+        assert!(
+            work.verify("correct horse battery", Some(&h))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !work
+                .verify("correct horse batterz", Some(&h))
+                .await
+                .unwrap()
+        );
         // An unknown user: checked against the dummy hash, never true.
         assert!(!work.verify("correct horse battery", None).await.unwrap());
         // Every worker busy past the wait: refused, to be retried.

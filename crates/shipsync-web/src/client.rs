@@ -34,6 +34,20 @@ pub fn of(extensions: &Extensions) -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
+/// The client of a request, as an extractor ([`of`]).
+pub struct Client(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(of(&parts.extensions)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ pub mod client;
 mod deadline;
 mod error;
 mod json;
+pub mod throttle;
 mod ui;
 mod webhook;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     /// Set while the server drains: readiness answers 503.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Failed sign-ins and bearer tokens (in memory, per node).
+    pub throttle: throttle::Throttle,
 }
 
 pub fn router(state: AppState) -> Router {

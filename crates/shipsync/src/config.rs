@@ -87,7 +87,10 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("webhook_max_bytes", &self.webhook_max_bytes)
             .field("log_format", &self.log_format)
-            .field("max_connections_per_client", &self.max_connections_per_client)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("body_timeout", &self.body_timeout)
@@ -182,9 +185,24 @@ impl Settings {
                 }
             }
         };
-        let header_timeout = seconds("SHIPSYNC_HEADER_TIMEOUT_SECS", &env, file.header_timeout_secs, 10)?;
-        let idle_timeout = seconds("SHIPSYNC_IDLE_TIMEOUT_SECS", &env, file.idle_timeout_secs, 60)?;
-        let body_timeout = seconds("SHIPSYNC_BODY_TIMEOUT_SECS", &env, file.body_timeout_secs, 30)?;
+        let header_timeout = seconds(
+            "SHIPSYNC_HEADER_TIMEOUT_SECS",
+            &env,
+            file.header_timeout_secs,
+            10,
+        )?;
+        let idle_timeout = seconds(
+            "SHIPSYNC_IDLE_TIMEOUT_SECS",
+            &env,
+            file.idle_timeout_secs,
+            60,
+        )?;
+        let body_timeout = seconds(
+            "SHIPSYNC_BODY_TIMEOUT_SECS",
+            &env,
+            file.body_timeout_secs,
+            30,
+        )?;
         let max_connections_per_client = match env("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT") {
             Some(v) => v.trim().parse().with_context(|| {
                 format!("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT={v:?} is not a number of connections")
@@ -293,7 +311,10 @@ mod tests {
             ("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT", "0"),
         ] {
             let pairs: &'static [(&'static str, &'static str)] = Box::leak(Box::new([bad]));
-            assert!(Settings::resolve_with(&Flags::default(), env_of(pairs)).is_err(), "{bad:?}");
+            assert!(
+                Settings::resolve_with(&Flags::default(), env_of(pairs)).is_err(),
+                "{bad:?}"
+            );
         }
         std::fs::write(&file, "bogus = 1\n").unwrap();
         assert!(Settings::resolve_with(&flags, env_of(&[])).is_err());

@@ -77,7 +77,14 @@ pub async fn serve(
         };
         let signal = signal_rx.clone();
         let closed = closed_rx.clone();
-        tokio::spawn(serve_connection(io, peer, app.clone(), timeouts, signal, closed));
+        tokio::spawn(serve_connection(
+            io,
+            peer,
+            app.clone(),
+            timeouts,
+            signal,
+            closed,
+        ));
     }
     drop(listener);
     drop(signal_rx);
@@ -198,7 +205,10 @@ impl State {
         }
         let since = self.idle_since.max(self.last_write);
         Some(if self.received == 0 {
-            (since + t.header, "no request within the header read timeout")
+            (
+                since + t.header,
+                "no request within the header read timeout",
+            )
         } else {
             (since + t.idle, "keep-alive idle timeout")
         })

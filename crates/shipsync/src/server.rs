@@ -201,6 +201,7 @@ pub async fn start(settings: &Settings, engine_config: EngineConfig) -> Result<R
             body_timeout: settings.body_timeout,
         }),
         draining: draining.clone(),
+        throttle: shipsync_web::throttle::Throttle::default(),
     };
     let (shutdown, signal) = shutdown_pair();
     let mut workers = engine.start_workers(&signal);
