@@ -98,6 +98,7 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 #[derive(Clone)]
 pub struct PasswordWork {
     permits: Arc<Semaphore>,
+    workers: usize,
     wait: Duration,
 }
 
@@ -112,10 +113,17 @@ impl PasswordWork {
     }
 
     pub fn new(workers: usize, wait: Duration) -> Self {
+        let workers = workers.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(workers.max(1))),
+            permits: Arc::new(Semaphore::new(workers)),
+            workers,
             wait,
         }
+    }
+
+    /// Checks and hashes running now.
+    pub fn busy(&self) -> usize {
+        self.workers - self.permits.available_permits()
     }
 
     async fn run<T: Send + 'static>(

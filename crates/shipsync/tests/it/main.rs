@@ -5,6 +5,7 @@
 #[macro_use]
 mod support;
 
+mod abuse;
 mod api;
 mod browser;
 mod crash;
