@@ -136,6 +136,11 @@ async fn serve_connection(
                 return;
             }
             _ = signal.changed(), if !shutting_down => {
+                // A connection that has sent nothing yet has nothing to
+                // finish (hyper would wait for its first request).
+                if activity.state().silent() {
+                    return;
+                }
                 shutting_down = true;
                 conn.as_mut().graceful_shutdown();
             }
@@ -172,6 +177,11 @@ impl State {
             head_since: None,
             last_write: now,
         }
+    }
+
+    /// Nothing read or written yet.
+    fn silent(&self) -> bool {
+        self.received == 0 && self.head_since.is_none()
     }
 
     fn read(&mut self, now: Instant) {
@@ -361,10 +371,12 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: &State| s.deadline(T).map(|d| d.0);
         let mut s = State::new(t0);
+        assert!(s.silent());
         // A new connection: the header timeout from its start, also once
         // bytes arrive.
         assert_eq!(at(&s), Some(t0 + secs(10)));
         s.read(t0 + secs(3));
+        assert!(!s.silent());
         assert_eq!(at(&s), Some(t0 + secs(13)));
         // A request in progress has no deadline, however long it takes and
         // whatever it reads (its body) or writes.
