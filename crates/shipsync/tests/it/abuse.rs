@@ -452,8 +452,10 @@ async fn idle_and_trickling_connections_from_one_address_leave_room_for_others(d
         }
     });
 
-    // Others are answered at once: health and a signed webhook.
-    let healthz = tokio::time::timeout(PROMPT, h.http.get(format!("{}/healthz", h.url())).send())
+    // Others are answered at once, on new connections: health and a signed
+    // webhook.
+    let fresh = client_from("127.0.0.1");
+    let healthz = tokio::time::timeout(PROMPT, fresh.get(format!("{}/healthz", h.url())).send())
         .await
         .expect("/healthz answered at once")
         .expect("/healthz");
