@@ -137,7 +137,7 @@ impl PasswordWork {
             .ok_or_else(|| EngineError::Retry {
                 message: "too many sign-ins are being checked at once; retry in a few seconds"
                     .into(),
-                after: Some(Duration::from_secs(1)),
+                after: None,
             })?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

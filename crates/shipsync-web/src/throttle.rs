@@ -233,7 +233,8 @@ impl Throttle {
             throttle: self.clone(),
             keys,
             client,
-            email,
+            // For the log only (the email is the client's to choose).
+            email: email.chars().take(254).collect(),
             done: false,
         })
     }
