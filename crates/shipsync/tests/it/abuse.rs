@@ -54,61 +54,75 @@ fn server_addr(h: &Harness) -> SocketAddr {
         .expect("the server's address")
 }
 
-/// The sign-in form's cookie and CSRF token, as a browser gets them.
-async fn login_form(c: &reqwest::Client, base: &str) -> (String, String) {
-    let r = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .expect("GET /login");
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("shipsync_login="))
-        .and_then(|v| v.split(';').next())
-        .expect("the sign-in cookie")
-        .to_string();
-    let page = r.text().await.expect("page");
-    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    let csrf = page[at..].split('"').next().unwrap_or("").to_string();
-    (cookie, csrf)
+/// A browser at one client address, holding the sign-in form's cookie and
+/// CSRF token.
+#[derive(Clone)]
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
 }
 
-/// One sign-in: status, `Retry-After`, body.
-async fn sign_in(
-    c: &reqwest::Client,
-    base: &str,
-    form: &(String, String),
-    email: &str,
-    password: &str,
-    json: bool,
-) -> (u16, Option<String>, String) {
-    let mut req = c
-        .post(format!("{base}/login"))
-        .header("cookie", &form.0)
-        .form(&[
-            ("csrf", form.1.as_str()),
-            ("email", email),
-            ("password", password),
-        ]);
-    if json {
-        req = req.header("accept", "application/json");
+type Answer = (u16, Option<String>, String);
+
+impl Browser {
+    async fn at(h: &Harness, from: &str) -> Self {
+        let client = client_from(from);
+        let base = h.url();
+        let r = client
+            .get(format!("{base}/login"))
+            .send()
+            .await
+            .expect("GET /login");
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("shipsync_login="))
+            .and_then(|v| v.split(';').next())
+            .expect("the sign-in cookie")
+            .to_string();
+        let page = r.text().await.expect("page");
+        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        let csrf = page[at..].split('"').next().unwrap_or("").to_string();
+        Self {
+            client,
+            base,
+            cookie,
+            csrf,
+        }
     }
-    let r = req.send().await.expect("POST /login");
-    let status = r.status().as_u16();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (status, retry, r.text().await.expect("body"))
+
+    /// One sign-in (asking for JSON or not): status, `Retry-After`, body.
+    async fn sign_in(&self, email: &str, password: &str, json: bool) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}/login", self.base))
+            .header("cookie", &self.cookie)
+            .form(&[
+                ("csrf", self.csrf.as_str()),
+                ("email", email),
+                ("password", password),
+            ]);
+        if json {
+            req = req.header("accept", "application/json");
+        }
+        let r = req.send().await.expect("POST /login");
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (status, retry, r.text().await.expect("body"))
+    }
 }
 
 /// A 429 `too_many_attempts` with `Retry-After`, as JSON or as the sign-in
 /// page.
-fn assert_too_many(answer: &(u16, Option<String>, String)) {
+fn assert_too_many(answer: &Answer) {
     let (status, retry, body) = answer;
     assert_eq!(*status, 429, "{body}");
     let secs: u64 = retry
@@ -141,25 +155,16 @@ async fn create_user(h: &Harness, email: &str) {
 /// Failed sign-ins from `from` for `email` until refused; returns the
 /// number of failures before the first 429 (at most 10, the contract's).
 async fn fail_until_refused(h: &Harness, from: &str, email: &str) -> usize {
-    let c = client_from(from);
-    let form = login_form(&c, &h.url()).await;
+    let b = Browser::at(h, from).await;
     for failures in 0..=10 {
-        let answer = sign_in(
-            &c,
-            &h.url(),
-            &form,
-            email,
-            "not the password",
-            failures % 2 == 0,
-        )
-        .await;
+        let answer = b
+            .sign_in(email, "not the password", failures % 2 == 0)
+            .await;
         if answer.0 == 429 {
             assert_too_many(&answer);
             // Refused either way it is asked.
             for json in [true, false] {
-                assert_too_many(
-                    &sign_in(&c, &h.url(), &form, email, "not the password", json).await,
-                );
+                assert_too_many(&b.sign_in(email, "not the password", json).await);
             }
             return failures;
         }
@@ -180,32 +185,14 @@ async fn failed_sign_ins_from_one_address_are_refused_alike_for_known_and_unknow
         "the same answer for known and unknown emails"
     );
     // Locked out, even the right password is refused, the same way.
-    let c = client_from("127.0.0.5");
-    let form = login_form(&c, &h.url()).await;
-    assert_too_many(
-        &sign_in(
-            &c,
-            &h.url(),
-            &form,
-            "ops@example.com",
-            "a long password",
-            false,
-        )
-        .await,
-    );
+    let b = Browser::at(&h, "127.0.0.5").await;
+    assert_too_many(&b.sign_in("ops@example.com", "a long password", false).await);
     // Other addresses and other emails are not affected.
     create_user(&h, "staff@example.com").await;
-    let c = client_from("127.0.0.9");
-    let form = login_form(&c, &h.url()).await;
-    let (status, _, body) = sign_in(
-        &c,
-        &h.url(),
-        &form,
-        "staff@example.com",
-        "a long password",
-        false,
-    )
-    .await;
+    let b = Browser::at(&h, "127.0.0.9").await;
+    let (status, _, body) = b
+        .sign_in("staff@example.com", "a long password", false)
+        .await;
     assert_eq!(status, 303, "{body}");
     h.shutdown().await;
 }
@@ -215,18 +202,10 @@ async fn failed_sign_ins_for_one_email_from_many_addresses_are_refused(db_url: S
     create_user(&h, "victim@example.com").await;
     let mut refused_after = None;
     for i in 0..=10 {
-        let from = format!("127.0.0.{}", 10 + i);
-        let c = client_from(&from);
-        let form = login_form(&c, &h.url()).await;
-        let answer = sign_in(
-            &c,
-            &h.url(),
-            &form,
-            "victim@example.com",
-            "not the password",
-            false,
-        )
-        .await;
+        let b = Browser::at(&h, &format!("127.0.0.{}", 10 + i)).await;
+        let answer = b
+            .sign_in("victim@example.com", "not the password", false)
+            .await;
         if answer.0 == 429 {
             assert_too_many(&answer);
             refused_after = Some(i);
@@ -240,28 +219,14 @@ async fn failed_sign_ins_for_one_email_from_many_addresses_are_refused(db_url: S
     );
     // The email is locked from a fresh address too, right password or not;
     // that address may still sign in with another email.
-    let c = client_from("127.0.0.40");
-    let form = login_form(&c, &h.url()).await;
+    let b = Browser::at(&h, "127.0.0.40").await;
     assert_too_many(
-        &sign_in(
-            &c,
-            &h.url(),
-            &form,
-            " Victim@Example.com",
-            "a long password",
-            true,
-        )
-        .await,
+        &b.sign_in(" Victim@Example.com", "a long password", true)
+            .await,
     );
-    let (status, _, body) = sign_in(
-        &c,
-        &h.url(),
-        &form,
-        "someone@example.com",
-        "not the password",
-        false,
-    )
-    .await;
+    let (status, _, body) = b
+        .sign_in("someone@example.com", "not the password", false)
+        .await;
     assert_eq!(status, 303, "{body}");
     h.shutdown().await;
 }
@@ -342,23 +307,20 @@ async fn a_login_flood_does_not_delay_webhooks(db_url: String) {
     // 400 sign-ins at a time, from 200 addresses (so that the per-address
     // limit lets 1,000 of them through): each one is an Argon2id check.
     let stop = Arc::new(AtomicBool::new(false));
-    let base = h.url();
-    let mut clients = Vec::new();
+    let mut browsers = Vec::new();
     for a in 0..200 {
-        let c = client_from(&format!("127.0.1.{}", a + 1));
-        let form = login_form(&c, &base).await;
-        clients.push((c, form));
+        browsers.push(Browser::at(&h, &format!("127.0.1.{}", a + 1)).await);
     }
     let mut flooders = Vec::new();
-    for (a, (c, form)) in clients.into_iter().enumerate() {
+    for (a, b) in browsers.into_iter().enumerate() {
         for t in 0..2 {
-            let (c, form, base, stop) = (c.clone(), form.clone(), base.clone(), stop.clone());
+            let (b, stop) = (b.clone(), stop.clone());
             flooders.push(tokio::spawn(async move {
                 let mut statuses = Vec::new();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let email = format!("flood{a}-{t}-{i}@example.com");
-                    statuses.push(sign_in(&c, &base, &form, &email, "guess", false).await.0);
+                    statuses.push(b.sign_in(&email, "guess", false).await.0);
                     i += 1;
                 }
                 statuses
