@@ -11,8 +11,10 @@
 //! Neither cuts a request being handled or an answer being sent: a request
 //! is in progress from its last header byte until its answer's last body
 //! byte is handed to hyper (and the idle clock then starts from the last
-//! write). The request body has its own deadline
-//! ([`shipsync_web::deadline`]).
+//! write). One thing is cut while in progress: an answer of which the client
+//! has taken no byte for the idle timeout (a client that never reads would
+//! otherwise hold its connection for ever). The request body has its own
+//! deadline (`shipsync_web`'s body deadline, 408).
 //!
 //! Why not hyper's `header_read_timeout`: hyper starts that timer as soon as
 //! it waits for a request head, which on a kept-alive connection is right
@@ -114,6 +116,7 @@ async fn serve_connection(
         let mut app = app.clone();
         async move {
             let resp = app.call(req.map(Body::new)).await?;
+            in_progress.answering();
             Ok::<_, Infallible>(resp.map(|body| {
                 Body::new(Tracked {
                     body,
@@ -166,6 +169,8 @@ struct State {
     head_since: Option<Instant>,
     /// The last write that made progress (an answer still being flushed).
     last_write: Instant,
+    /// When the answer of the request in progress was ready to be sent.
+    answering_since: Option<Instant>,
 }
 
 impl State {
@@ -176,6 +181,7 @@ impl State {
             idle_since: now,
             head_since: None,
             last_write: now,
+            answering_since: None,
         }
     }
 
@@ -194,10 +200,12 @@ impl State {
         self.in_progress += 1;
         self.received += 1;
         self.head_since = None;
+        self.answering_since = None;
     }
 
     fn end(&mut self, now: Instant) {
         self.in_progress -= 1;
+        self.answering_since = None;
         if self.in_progress == 0 {
             self.idle_since = now;
             self.head_since = None;
@@ -205,10 +213,15 @@ impl State {
     }
 
     /// When the connection is to be closed, and why (None while a request
-    /// is in progress).
+    /// is handled, or its answer is being sent).
     fn deadline(&self, t: Timeouts) -> Option<(Instant, &'static str)> {
         if self.in_progress > 0 {
-            return None;
+            return self.answering_since.map(|since| {
+                (
+                    since.max(self.last_write) + t.idle,
+                    "the client took no byte of its answer within the idle timeout",
+                )
+            });
         }
         if let Some(head) = self.head_since {
             return Some((head + t.header, "header read timeout"));
@@ -259,6 +272,11 @@ impl InProgress {
     fn begin(activity: &Arc<Activity>) -> Self {
         activity.state().begin();
         Self(Arc::clone(activity))
+    }
+
+    /// The handler has answered; sending starts.
+    fn answering(&self) {
+        self.0.state().answering_since = Some(Instant::now());
     }
 }
 
@@ -378,12 +396,17 @@ mod tests {
         s.read(t0 + secs(3));
         assert!(!s.silent());
         assert_eq!(at(&s), Some(t0 + secs(13)));
-        // A request in progress has no deadline, however long it takes and
-        // whatever it reads (its body) or writes.
+        // A request being handled has no deadline, however long it takes
+        // and whatever it reads (its body).
         s.begin();
         s.read(t0 + secs(500));
-        s.last_write = t0 + secs(550);
         assert_eq!(at(&s), None);
+        // Its answer being sent: cut only when the client takes nothing of
+        // it for the idle timeout.
+        s.answering_since = Some(t0 + secs(540));
+        assert_eq!(at(&s), Some(t0 + secs(600)));
+        s.last_write = t0 + secs(550);
+        assert_eq!(at(&s), Some(t0 + secs(610)));
         // Answered: the idle timeout from then, or from the last write.
         s.end(t0 + secs(600));
         assert_eq!(at(&s), Some(t0 + secs(660)));
