@@ -68,6 +68,46 @@ pub struct Capped {
     open: Arc<AtomicUsize>,
     per_client: PerClient,
     refusing: Arc<AtomicUsize>,
+    /// Refusals not yet logged, and when the last log line was written.
+    unlogged: Refusals,
+}
+
+/// Refused connections, logged at most once per [`LOG_EVERY`] (a flood
+/// would otherwise write a line per connection).
+#[derive(Default)]
+struct Refusals {
+    full: u64,
+    per_client: u64,
+    last_client: Option<IpAddr>,
+    logged_at: Option<tokio::time::Instant>,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl Refusals {
+    fn count(&mut self, client: IpAddr, per_client: bool, max_per_client: usize) {
+        if per_client {
+            self.per_client += 1;
+            self.last_client = Some(client);
+        } else {
+            self.full += 1;
+        }
+        let now = tokio::time::Instant::now();
+        if self.logged_at.is_some_and(|t| now - t < LOG_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            at_global_cap = self.full,
+            at_client_cap = self.per_client,
+            client = ?self.last_client,
+            max_per_client,
+            "connections refused (503) since the last such line: the server at its connection cap, or a client at SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT"
+        );
+        *self = Self {
+            logged_at: Some(now),
+            ..Self::default()
+        };
+    }
 }
 
 impl Capped {
@@ -79,6 +119,7 @@ impl Capped {
             open: Arc::default(),
             per_client: Arc::default(),
             refusing: Arc::default(),
+            unlogged: Refusals::default(),
         }
     }
 
@@ -106,7 +147,8 @@ impl Listener for Capped {
             let (stream, addr) = Listener::accept(&mut self.inner).await;
             let _ = stream.set_nodelay(true);
             let client = shipsync_web::client::key(addr.ip());
-            if self.open.load(Ordering::Acquire) < self.max && self.admit_client(client) {
+            let full = self.open.load(Ordering::Acquire) >= self.max;
+            if !full && self.admit_client(client) {
                 self.open.fetch_add(1, Ordering::AcqRel);
                 let open = Arc::clone(&self.open);
                 let per_client = Arc::clone(&self.per_client);
@@ -120,6 +162,7 @@ impl Listener for Capped {
                     addr,
                 );
             }
+            self.unlogged.count(client, !full, self.max_per_client);
             if self.refusing.fetch_add(1, Ordering::AcqRel) < MAX_REFUSING {
                 let refusing = Arc::clone(&self.refusing);
                 tokio::spawn(async move {
