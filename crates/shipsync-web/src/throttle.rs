@@ -54,8 +54,12 @@ pub const BEARER: Policy = Policy {
 /// Failures are forgotten this long after the last one (or the lock's end).
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// Keys tracked at most (~100 bytes each); past it, new keys are refused
-/// until old ones are forgotten.
+/// Keys tracked at most, sign-ins and bearer tokens each (~100 bytes a
+/// key). Past it, a new sign-in key is refused (429) until old ones are
+/// forgotten (a failed sign-in costs an Argon2id check, so filling it takes
+/// longer than forgetting); a new bearer key goes untracked (guessing a
+/// 256-bit token is hopeless anyway), so a flood of bearer failures from many
+/// addresses cannot lock out sign-ins.
 const MAX_KEYS: usize = 100_000;
 
 /// How often a full map is pruned at most.
@@ -126,11 +130,38 @@ impl Entry {
 
 #[derive(Default)]
 struct Inner {
+    sign_in: Table,
+    bearer: Table,
+}
+
+impl Inner {
+    fn table(&mut self, key: Key) -> &mut Table {
+        match key {
+            Key::SignInClient(_) | Key::SignInEmail(_) => &mut self.sign_in,
+            Key::BearerClient(_) => &mut self.bearer,
+        }
+    }
+
+    fn entry(&mut self, key: Key, now: Instant) -> Option<&mut Entry> {
+        self.table(key).entry(key, now)
+    }
+
+    fn live(&mut self, key: Key, now: Instant) -> Option<&Entry> {
+        self.table(key).live(key, now)
+    }
+
+    fn release(&mut self, key: Key, now: Instant) -> Option<&mut Entry> {
+        self.table(key).release(key, now)
+    }
+}
+
+#[derive(Default)]
+struct Table {
     entries: HashMap<Key, Entry>,
     last_prune: Option<Instant>,
 }
 
-impl Inner {
+impl Table {
     /// The entry of `key`, fresh when forgotten; None when the map is full.
     fn entry(&mut self, key: Key, now: Instant) -> Option<&mut Entry> {
         if !self.entries.contains_key(&key) && self.entries.len() >= MAX_KEYS {
@@ -140,12 +171,14 @@ impl Inner {
             {
                 self.last_prune = Some(now);
                 self.entries.retain(|_, e| !e.stale(now));
+                if self.entries.len() >= MAX_KEYS {
+                    tracing::warn!(
+                        keys = MAX_KEYS,
+                        "too many clients or emails with failed attempts are tracked; new sign-in keys are refused (429), new bearer keys go untracked, until old ones are forgotten"
+                    );
+                }
             }
             if self.entries.len() >= MAX_KEYS {
-                tracing::warn!(
-                    keys = MAX_KEYS,
-                    "too many clients and emails with failed attempts are tracked; new ones are refused (429) until old ones are forgotten"
-                );
                 return None;
             }
         }
@@ -243,7 +276,7 @@ impl Throttle {
     /// is locked out.
     pub fn bearer_check(&self, client: IpAddr) -> Result<(), TooMany> {
         let now = Instant::now();
-        let inner = self.lock();
+        let mut inner = self.lock();
         match inner.live(Key::BearerClient(client), now) {
             Some(e) => match e.refusal(BEARER, now) {
                 Some(retry_after) => Err(TooMany { retry_after }),
@@ -449,7 +482,10 @@ mod tests {
         }
         let a = t.sign_in(ip("10.0.0.1"), "u9@example.com").unwrap();
         a.succeeded();
-        assert!(t.lock().entries.is_empty(), "nothing left to remember");
+        assert!(
+            t.lock().sign_in.entries.is_empty(),
+            "nothing left to remember"
+        );
     }
 
     #[test]
@@ -466,6 +502,22 @@ mod tests {
         drop(t.sign_in(ip("10.0.0.1"), "ops@example.com").unwrap());
         assert!(t.sign_in(ip("10.0.0.1"), "x@example.com").is_err());
         assert!(t.sign_in(ip("10.0.0.2"), "ops@example.com").is_ok());
+    }
+
+    #[test]
+    fn a_full_bearer_table_does_not_lock_out_sign_ins() {
+        let t = Throttle::default();
+        for n in 0..MAX_KEYS as u32 {
+            t.bearer_failed(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n)));
+        }
+        // A new client's bearer failures go untracked; its sign-ins are
+        // tracked as ever.
+        t.bearer_failed(ip("192.0.2.1"));
+        assert!(t.bearer_check(ip("192.0.2.1")).is_ok());
+        for _ in 0..6 {
+            drop(t.sign_in(ip("192.0.2.1"), "ops@example.com").unwrap());
+        }
+        assert!(t.sign_in(ip("192.0.2.1"), "ops@example.com").is_err());
     }
 
     #[test]
