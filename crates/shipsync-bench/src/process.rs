@@ -150,6 +150,10 @@ impl Instance {
             .env("SHIPSYNC_LOG_FORMAT", "json")
             // The sandboxes listen on loopback.
             .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
+            // The load comes from this one address, standing for many
+            // senders: the per-client connection cap would refuse it (the
+            // global cap, 4,096, still applies).
+            .env("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT", "4096")
             .env_remove("SHIPSYNC_PUBLIC_URL")
             .env_remove("SHIPSYNC_LISTEN")
             .stdin(Stdio::null())

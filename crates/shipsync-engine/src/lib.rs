@@ -127,6 +127,7 @@ struct Inner {
     ingest: Ingest,
     stores: stores::Stores,
     owner: String,
+    passwords: users::PasswordWork,
 }
 
 impl Engine {
@@ -157,6 +158,7 @@ impl Engine {
                 clock_watcher: AtomicBool::new(false),
                 ingest,
                 stores,
+                passwords: users::PasswordWork::sized_to_cores(),
             }),
         })
     }
@@ -171,6 +173,11 @@ impl Engine {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Where Argon2id work runs (sign-ins, new passwords).
+    pub fn passwords(&self) -> &users::PasswordWork {
+        &self.inner.passwords
     }
 
     pub fn ingest(&self) -> &Ingest {

@@ -2,10 +2,14 @@
 //! (email shape, password length, which role needs a merchant) live here so
 //! that the CLI, the UI and the API apply the same ones.
 
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
 use shipsync_db::users::{TokenRow, UserRow};
 use shipsync_db::{Db, new_id, now_micros};
+use tokio::sync::Semaphore;
 
 use crate::secrets::{hash_token, random_token};
 use crate::{Engine, EngineError};
@@ -77,6 +81,92 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// A hash of a random password nobody knows: an unknown email's sign-in is
+/// checked against it, so it costs the same time as a known one's.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    // Hashing with the default parameters and a fresh salt cannot fail.
+    hash_password(&random_token("dummy")).expect("an Argon2id hash of a random password")
+});
+
+/// Argon2id work (a sign-in's check, a new password's hash): some 19 MiB
+/// and tens of milliseconds of one core each, so it runs on blocking
+/// threads, at most one per core at once (else a few hundred sign-ins a
+/// second would stall every route on the async runtime). A request that
+/// cannot start within [`PASSWORD_WAIT`] is refused (503 + `Retry-After`).
+#[derive(Clone)]
+pub struct PasswordWork {
+    permits: Arc<Semaphore>,
+    workers: usize,
+    wait: Duration,
+}
+
+/// How long a sign-in may wait for a free core before it is refused.
+pub const PASSWORD_WAIT: Duration = Duration::from_secs(2);
+
+impl PasswordWork {
+    /// One worker per core ([`std::thread::available_parallelism`]).
+    pub fn sized_to_cores() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self::new(cores, PASSWORD_WAIT)
+    }
+
+    pub fn new(workers: usize, wait: Duration) -> Self {
+        let workers = workers.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(workers)),
+            workers,
+            wait,
+        }
+    }
+
+    /// Checks and hashes running now.
+    pub fn busy(&self) -> usize {
+        self.workers - self.permits.available_permits()
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| EngineError::Retry {
+                message: "too many sign-ins are being checked at once; retry in a few seconds"
+                    .into(),
+                after: None,
+            })?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("password work: {e}")))
+    }
+
+    /// [`hash_password`] on a blocking thread.
+    pub async fn hash(&self, password: &str) -> Result<String, EngineError> {
+        let password = password.to_string();
+        self.run(move || hash_password(&password)).await?
+    }
+
+    /// [`verify_password`] on a blocking thread; `None` (an unknown user)
+    /// checks against a dummy hash and is false, in the same time.
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> Result<bool, EngineError> {
+        let password = password.to_string();
+        let phc = phc.map(str::to_string);
+        self.run(move || match phc {
+            Some(phc) => verify_password(&password, &phc),
+            None => {
+                verify_password(&password, &DUMMY_HASH);
+                false
+            }
+        })
+        .await
+    }
 }
 
 /// Which merchants a user sees, as stored.
@@ -206,6 +296,7 @@ async fn check_merchants_exist(
 /// calls this without an engine.)
 pub async fn create_user(
     db: &Db,
+    passwords: &PasswordWork,
     email: &str,
     password: &str,
     role: Role,
@@ -219,7 +310,7 @@ pub async fn create_user(
     let user = UserRow {
         id: new_id("usr"),
         email,
-        password_hash: hash_password(password)?,
+        password_hash: passwords.hash(password).await?,
         role: role.as_str().into(),
         merchant_id: access.merchant_id,
         created_at: now,
@@ -241,7 +332,16 @@ impl Engine {
         role: Role,
         merchants: &[String],
     ) -> Result<UserRow, EngineError> {
-        create_user(self.db(), email, password, role, merchants, None).await
+        create_user(
+            self.db(),
+            self.passwords(),
+            email,
+            password,
+            role,
+            merchants,
+            None,
+        )
+        .await
     }
 
     /// Changes a user's role and merchants (see [`check_access`]);
@@ -279,8 +379,9 @@ impl Engine {
         Ok(user)
     }
 
-    /// Checks an email and password; the user on success. Hashes even for
-    /// an unknown email so that timing does not tell which emails exist.
+    /// Checks an email and password; the user on success. An unknown email
+    /// is checked against a dummy hash, so that timing does not tell which
+    /// emails exist. `Retry` when every core is busy checking others.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -288,13 +389,10 @@ impl Engine {
     ) -> Result<Option<UserRow>, EngineError> {
         let email = email.trim().to_lowercase();
         let user = self.db().user_by_email(&email).await?;
-        let ok = match &user {
-            Some(u) => verify_password(password, &u.password_hash),
-            None => {
-                let _ = hash_password(password);
-                false
-            }
-        };
+        let ok = self
+            .passwords()
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
         Ok(user.filter(|_| ok))
     }
 
@@ -384,6 +482,31 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batterz", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[tokio::test]
+    async fn password_work_runs_off_the_runtime_and_refuses_when_busy() {
+        let work = PasswordWork::new(1, Duration::from_millis(50));
+        let h = work.hash("correct horse battery").await.expect("hash");
+        assert!(
+            work.verify("correct horse battery", Some(&h))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !work
+                .verify("correct horse batterz", Some(&h))
+                .await
+                .unwrap()
+        );
+        // An unknown user: checked against the dummy hash, never true.
+        assert!(!work.verify("correct horse battery", None).await.unwrap());
+        // Every worker busy past the wait: refused, to be retried.
+        let _busy = Arc::clone(&work.permits).acquire_owned().await.unwrap();
+        assert!(matches!(
+            work.verify("correct horse battery", Some(&h)).await,
+            Err(EngineError::Retry { .. })
+        ));
     }
 
     #[test]

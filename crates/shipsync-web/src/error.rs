@@ -47,6 +47,20 @@ impl ApiError {
         e.retry_after = Some(5);
         e
     }
+    /// 429 `too_many_attempts`: failed sign-ins or bearer tokens
+    /// ([`crate::throttle`]).
+    pub fn too_many_attempts(refused: crate::throttle::TooMany) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "too many failed attempts from this address or for this account; retry in {} s",
+                refused.seconds()
+            ),
+        );
+        e.retry_after = Some(refused.seconds());
+        e
+    }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }

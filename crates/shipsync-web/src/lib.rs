@@ -3,8 +3,11 @@
 
 mod api;
 pub mod auth;
+pub mod client;
+mod deadline;
 mod error;
 mod json;
+pub mod throttle;
 mod ui;
 mod webhook;
 
@@ -30,6 +33,9 @@ pub struct WebConfig {
     pub webhook_max_in_flight: usize,
     /// `SHIPSYNC_ADMIN_TOKEN`, always accepted when set.
     pub admin_token: Option<String>,
+    /// A request body not read whole within this long is answered 408
+    /// (`SHIPSYNC_BODY_TIMEOUT_SECS`).
+    pub body_timeout: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -38,6 +44,8 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     /// Set while the server drains: readiness answers 503.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Failed sign-ins and bearer tokens (in memory, per node).
+    pub throttle: throttle::Throttle,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +67,10 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/api/v1", api::router(state.clone()))
         .layer(axum::middleware::map_response(browser_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.body_timeout,
+            deadline::limit,
+        ))
         .with_state(state)
 }
 

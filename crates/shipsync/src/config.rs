@@ -1,6 +1,7 @@
 //! Settings: flag > environment > config file (TOML) > default.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -50,6 +51,10 @@ struct FileConfig {
     retain_activity_days: Option<u32>,
     retain_refused_days: Option<u32>,
     refused_record_per_minute: Option<u32>,
+    header_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +73,18 @@ pub struct Settings {
     pub webhook_max_in_flight: usize,
     /// Connections served at once (not a setting either).
     pub max_connections: usize,
+    /// Connections served at once per client address
+    /// (`SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT`).
+    pub max_connections_per_client: usize,
+    /// From a connection's start, or a request's first byte, to its last
+    /// header byte (`SHIPSYNC_HEADER_TIMEOUT_SECS`).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed
+    /// (`SHIPSYNC_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: Duration,
+    /// A request body not read whole within this long is answered 408
+    /// (`SHIPSYNC_BODY_TIMEOUT_SECS`).
+    pub body_timeout: Duration,
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
@@ -161,12 +178,40 @@ impl std::fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("allow_private_targets", &self.allow_private_targets)
             .field("storage", &self.storage)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("body_timeout", &self.body_timeout)
             .finish_non_exhaustive()
     }
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A whole number of seconds (at least 1) from the environment, the config
+/// file (the same name in lower case without `SHIPSYNC_`) or `default`.
+fn seconds(
+    name: &str,
+    env: impl Fn(&str) -> Option<String>,
+    file: Option<u64>,
+    default: u64,
+) -> Result<Duration> {
+    let secs = match env(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a whole number of seconds"))?,
+        None => file.unwrap_or(default),
+    };
+    if secs == 0 {
+        bail!("{name} must be at least 1 second");
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 impl Settings {
@@ -243,6 +288,35 @@ impl Settings {
                 None => file.allow_private_targets.unwrap_or(false),
             },
         };
+        let header_timeout = seconds(
+            "SHIPSYNC_HEADER_TIMEOUT_SECS",
+            &env,
+            file.header_timeout_secs,
+            10,
+        )?;
+        let idle_timeout = seconds(
+            "SHIPSYNC_IDLE_TIMEOUT_SECS",
+            &env,
+            file.idle_timeout_secs,
+            60,
+        )?;
+        let body_timeout = seconds(
+            "SHIPSYNC_BODY_TIMEOUT_SECS",
+            &env,
+            file.body_timeout_secs,
+            30,
+        )?;
+        let max_connections_per_client = match env("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT") {
+            Some(v) => v.trim().parse().with_context(|| {
+                format!("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT={v:?} is not a number of connections")
+            })?,
+            None => file
+                .max_connections_per_client
+                .unwrap_or(crate::listener::MAX_CONNECTIONS_PER_CLIENT),
+        };
+        if max_connections_per_client == 0 {
+            bail!("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT must be at least 1");
+        }
         Ok(Self {
             database_url,
             listen,
@@ -250,6 +324,10 @@ impl Settings {
             webhook_max_bytes,
             webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
             max_connections: crate::listener::MAX_CONNECTIONS,
+            max_connections_per_client,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
             log_format,
             admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
             secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),
@@ -279,7 +357,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("shipsync-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nwebhook_max_bytes = 10\ndatabase_url = \"sqlite://file.db\"\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nwebhook_max_bytes = 10\ndatabase_url = \"sqlite://file.db\"\nidle_timeout_secs = 7\nmax_connections_per_client = 9\n").unwrap();
         let env_of = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| {
                 pairs
@@ -296,6 +374,8 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:7000");
         assert_eq!(s.webhook_max_bytes, 10);
         assert_eq!(s.public_url, "http://127.0.0.1:7000");
+        assert_eq!(s.idle_timeout, Duration::from_secs(7));
+        assert_eq!(s.max_connections_per_client, 9);
         let s = Settings::resolve_with(&flags, env_of(&[("SHIPSYNC_LISTEN", "127.0.0.1:7001")]))
             .unwrap();
         assert_eq!(s.listen, "127.0.0.1:7001");
@@ -336,6 +416,35 @@ mod tests {
             )
             .is_err()
         );
+        assert_eq!(s.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_connections_per_client, 256);
+        let s = Settings::resolve_with(
+            &Flags::default(),
+            env_of(&[
+                ("SHIPSYNC_HEADER_TIMEOUT_SECS", "2"),
+                ("SHIPSYNC_IDLE_TIMEOUT_SECS", "3"),
+                ("SHIPSYNC_BODY_TIMEOUT_SECS", "4"),
+                ("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.header_timeout, Duration::from_secs(2));
+        assert_eq!(s.idle_timeout, Duration::from_secs(3));
+        assert_eq!(s.body_timeout, Duration::from_secs(4));
+        assert_eq!(s.max_connections_per_client, 5);
+        for bad in [
+            ("SHIPSYNC_HEADER_TIMEOUT_SECS", "0"),
+            ("SHIPSYNC_BODY_TIMEOUT_SECS", "soon"),
+            ("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT", "0"),
+        ] {
+            let pairs: &'static [(&'static str, &'static str)] = Box::leak(Box::new([bad]));
+            assert!(
+                Settings::resolve_with(&Flags::default(), env_of(pairs)).is_err(),
+                "{bad:?}"
+            );
+        }
         std::fs::write(&file, "bogus = 1\n").unwrap();
         assert!(Settings::resolve_with(&flags, env_of(&[])).is_err());
         assert!(

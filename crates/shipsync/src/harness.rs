@@ -32,6 +32,15 @@ pub struct Options {
     /// Connections the server holds at once (default
     /// [`crate::listener::MAX_CONNECTIONS`]).
     pub max_connections: usize,
+    /// `SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT` (default
+    /// [`crate::listener::MAX_CONNECTIONS_PER_CLIENT`]).
+    pub max_connections_per_client: usize,
+    /// `SHIPSYNC_HEADER_TIMEOUT_SECS` (default 10 s).
+    pub header_timeout: Duration,
+    /// `SHIPSYNC_IDLE_TIMEOUT_SECS` (default 60 s).
+    pub idle_timeout: Duration,
+    /// `SHIPSYNC_BODY_TIMEOUT_SECS` (default 30 s).
+    pub body_timeout: Duration,
     /// The Shopify sandbox's cost bucket (default: a Standard plan's 1000
     /// points restored at 100/s; Shopify Plus restores 1000/s).
     pub shopify_throttle: shipsync_sandbox_shopify::ThrottleConfig,
@@ -58,6 +67,10 @@ impl Options {
             webhook_max_bytes: 1_048_576,
             webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
             max_connections: crate::listener::MAX_CONNECTIONS,
+            max_connections_per_client: crate::listener::MAX_CONNECTIONS_PER_CLIENT,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             shopify_throttle: Default::default(),
             deposco: Default::default(),
             seed: true,
@@ -120,6 +133,10 @@ impl Harness {
             webhook_max_bytes: opts.webhook_max_bytes,
             webhook_max_in_flight: opts.webhook_max_in_flight,
             max_connections: opts.max_connections,
+            max_connections_per_client: opts.max_connections_per_client,
+            header_timeout: opts.header_timeout,
+            idle_timeout: opts.idle_timeout,
+            body_timeout: opts.body_timeout,
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
             secret_key: Some(

@@ -2,6 +2,7 @@
 //! and the harness that runs shipsync against both sandboxes.
 
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod harness;
 pub mod listener;

@@ -7,9 +7,15 @@
 //! [`MAX_CONNECTIONS`], a new connection is answered at once with a fixed
 //! `503` + `Retry-After: 1` (the contract's error body) and closed, without
 //! reading its request, so memory stays bounded however many arrive.
+//!
+//! One client address (an IPv6 client's /64) may hold at most
+//! `SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT` of them (default
+//! [`MAX_CONNECTIONS_PER_CLIENT`]); past it its new connections get the same
+//! refusal, so one client cannot take every place.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +32,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// queued, not refused, with room for the UI and the API. At ~20 KiB each,
 /// some 80 MB at most.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections one client address may hold at once (default of
+/// `SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT`): a sixteenth of the global cap, a
+/// quarter of the webhook route's in-flight limit.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 /// Connections being refused at once (a few KiB each); past it a new one is
 /// closed at once.
 const MAX_REFUSING: usize = 16_384;
@@ -46,22 +56,85 @@ fn refusal() -> &'static str {
     &REFUSAL
 }
 
-/// A TCP listener serving at most `max` connections at once.
+/// Open connections per client address.
+type PerClient = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// A TCP listener serving at most `max` connections at once, and at most
+/// `max_per_client` from one client address.
 pub struct Capped {
     inner: TcpListener,
     max: usize,
+    max_per_client: usize,
     open: Arc<AtomicUsize>,
+    per_client: PerClient,
     refusing: Arc<AtomicUsize>,
+    /// Refusals not yet logged, and when the last log line was written.
+    unlogged: Refusals,
+}
+
+/// Refused connections, logged at most once per [`LOG_EVERY`] (a flood
+/// would otherwise write a line per connection).
+#[derive(Default)]
+struct Refusals {
+    full: u64,
+    per_client: u64,
+    last_client: Option<IpAddr>,
+    logged_at: Option<tokio::time::Instant>,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl Refusals {
+    fn count(&mut self, client: IpAddr, per_client: bool, max_per_client: usize) {
+        if per_client {
+            self.per_client += 1;
+            self.last_client = Some(client);
+        } else {
+            self.full += 1;
+        }
+        let now = tokio::time::Instant::now();
+        if self.logged_at.is_some_and(|t| now - t < LOG_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            at_global_cap = self.full,
+            at_client_cap = self.per_client,
+            client = ?self.last_client,
+            max_per_client,
+            "connections refused (503) since the last such line: the server at its connection cap, or a client at SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT"
+        );
+        *self = Self {
+            logged_at: Some(now),
+            ..Self::default()
+        };
+    }
 }
 
 impl Capped {
-    pub fn new(inner: TcpListener, max: usize) -> Self {
+    pub fn new(inner: TcpListener, max: usize, max_per_client: usize) -> Self {
         Self {
             inner,
             max,
+            max_per_client,
             open: Arc::default(),
+            per_client: Arc::default(),
             refusing: Arc::default(),
+            unlogged: Refusals::default(),
         }
+    }
+
+    /// Counts a connection from `client` if its address is under its cap.
+    fn admit_client(&self, client: IpAddr) -> bool {
+        let mut map = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(client).or_insert(0);
+        if *n >= self.max_per_client {
+            return false;
+        }
+        *n += 1;
+        true
     }
 }
 
@@ -73,11 +146,23 @@ impl Listener for Capped {
         loop {
             let (stream, addr) = Listener::accept(&mut self.inner).await;
             let _ = stream.set_nodelay(true);
-            if self.open.load(Ordering::Acquire) < self.max {
+            let client = shipsync_web::client::key(addr.ip());
+            let full = self.open.load(Ordering::Acquire) >= self.max;
+            if !full && self.admit_client(client) {
                 self.open.fetch_add(1, Ordering::AcqRel);
                 let open = Arc::clone(&self.open);
-                return (Counted { stream, open }, addr);
+                let per_client = Arc::clone(&self.per_client);
+                return (
+                    Counted {
+                        stream,
+                        open,
+                        per_client,
+                        client,
+                    },
+                    addr,
+                );
             }
+            self.unlogged.count(client, !full, self.max_per_client);
             if self.refusing.fetch_add(1, Ordering::AcqRel) < MAX_REFUSING {
                 let refusing = Arc::clone(&self.refusing);
                 tokio::spawn(async move {
@@ -108,15 +193,28 @@ async fn refuse(mut stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// An accepted connection, counted until it is dropped.
+/// An accepted connection, counted (globally and for its client) until it
+/// is dropped.
 pub struct Counted {
     stream: TcpStream,
     open: Arc<AtomicUsize>,
+    per_client: PerClient,
+    client: IpAddr,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+        let mut map = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
     }
 }
 

@@ -260,24 +260,31 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
             webhook_max_bytes: settings.webhook_max_bytes,
             webhook_max_in_flight: settings.webhook_max_in_flight,
             admin_token: settings.admin_token.clone(),
+            body_timeout: settings.body_timeout,
         }),
         draining: draining.clone(),
+        throttle: shipsync_web::throttle::Throttle::default(),
     };
     let (shutdown, signal) = shutdown_pair();
     let mut workers = engine.start_workers(&signal);
     workers.push(engine.start_scheduler(&signal));
     let app = shipsync_web::router(state);
     let mut stop = signal;
-    let max_connections = settings.max_connections;
-    let server = tokio::spawn(async move {
-        let listener = crate::listener::Capped::new(listener, max_connections);
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let listener = crate::listener::Capped::new(
+        listener,
+        settings.max_connections,
+        settings.max_connections_per_client,
+    );
+    let timeouts = crate::connections::Timeouts {
+        header: settings.header_timeout,
+        idle: settings.idle_timeout,
+    };
+    let server = tokio::spawn(crate::connections::serve(
+        listener,
+        app,
+        timeouts,
+        async move { stop.wait().await },
+    ));
     Ok(Running {
         addr,
         url: format!("http://{addr}"),

@@ -89,8 +89,11 @@ pub async fn create(
 ) -> Result<()> {
     let password = read_password()?;
     let db = open(settings).await?;
-    let result =
-        shipsync_engine::users::create_user(&db, email, &password, role, merchants, None).await;
+    let passwords = shipsync_engine::users::PasswordWork::sized_to_cores();
+    let result = shipsync_engine::users::create_user(
+        &db, &passwords, email, &password, role, merchants, None,
+    )
+    .await;
     db.close().await;
     match result {
         Ok(u) => {

@@ -68,6 +68,10 @@ async fn authenticate(
     if token.is_empty() {
         return Err(unauthorized());
     }
+    let client = crate::client::of(req.extensions());
+    s.throttle
+        .bearer_check(client)
+        .map_err(ApiError::too_many_attempts)?;
     let admin_ok = s.config.admin_token.as_deref().is_some_and(|a| {
         a.len() == token.len() && bool::from(a.as_bytes().ct_eq(token.as_bytes()))
     });
@@ -76,7 +80,10 @@ async fn authenticate(
     } else {
         let hash = shipsync_engine::secrets::hash_token(token);
         match s.engine.db().api_token_user(&hash).await? {
-            None => return Err(unauthorized()),
+            None => {
+                s.throttle.bearer_failed(client);
+                return Err(unauthorized());
+            }
             Some(None) => Principal::admin_token(),
             Some(Some(user)) => Principal::from_user(user),
         }

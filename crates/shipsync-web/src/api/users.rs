@@ -138,6 +138,7 @@ async fn create(
     let merchants = merchants_of(&b)?.unwrap_or_default();
     let u = shipsync_engine::users::create_user(
         s.engine.db(),
+        s.engine.passwords(),
         &text("email"),
         &text("password"),
         role,

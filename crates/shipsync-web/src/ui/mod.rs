@@ -26,6 +26,7 @@ use shipsync_engine::users::Role;
 
 use crate::AppState;
 use crate::api::{connections, events, merchants, orders, shipments};
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::json::time;
 use session::{Form, LOGIN_COOKIE, Ui, checked_form, set_cookie, ui_cookie};
@@ -223,11 +224,19 @@ fn enc(s: &str) -> String {
 // ---------- sign-in ----------
 
 async fn login_page(State(s): State<AppState>, Query(f): Query<Flash>) -> Response {
+    login_form(&s, &f, None)
+}
+
+/// The sign-in page; `refused` shows why sign-in is refused for now.
+fn login_form(s: &AppState, f: &Flash, refused: Option<&ApiError>) -> Response {
     let token = shipsync_engine::secrets::random_token("lgn");
     let body = html! {
         div.login.card {
             h1 { "Sign in to shipsync" }
-            (flash(&f))
+            (flash(f))
+            @if let Some(e) = refused {
+                div.error-box role="alert" data-code=(e.code) { (e.message) }
+            }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(token);
                 label for="email" { "Email" }
@@ -243,27 +252,62 @@ async fn login_page(State(s): State<AppState>, Query(f): Query<Flash>) -> Respon
     (
         [(
             header::SET_COOKIE,
-            set_cookie(&s, LOGIN_COOKIE, &token, 3600),
+            set_cookie(s, LOGIN_COOKIE, &token, 3600),
         )],
         Html(document("Sign in", body).into_string()),
     )
         .into_response()
 }
 
-async fn login(State(s): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Page {
+/// A sign-in refused for now (429 `too_many_attempts`, or 503 while every
+/// core is busy checking others): the sign-in page with the reason, or the
+/// API's JSON error to a client that asks for JSON; `Retry-After` either way.
+fn login_refused(s: &AppState, headers: &axum::http::HeaderMap, e: ApiError) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        return e.into_response();
+    }
+    let mut r = login_form(s, &Flash::default(), Some(&e));
+    *r.status_mut() = e.status;
+    if let Some(secs) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    }
+    r
+}
+
+/// Failed sign-ins are throttled per client address and per email
+/// ([`crate::throttle`]): the same 429 for known and unknown emails.
+async fn login(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Page {
     let f = Form::parse(&body);
     let expected = ui_cookie(&s, &headers, LOGIN_COOKIE).unwrap_or_default();
     if !f.csrf_ok(&expected) {
         return Err(session::csrf_refused());
     }
-    let user = s
-        .engine
-        .sign_in(f.get("email"), f.get("password"))
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let attempt = s
+        .throttle
+        .sign_in(client, f.get("email"))
+        .map_err(|t| login_refused(&s, &headers, ApiError::too_many_attempts(t)))?;
+    let user = match s.engine.sign_in(f.get("email"), f.get("password")).await {
+        Ok(user) => user,
+        Err(e) => {
+            attempt.abandoned();
+            return Err(login_refused(&s, &headers, ApiError::from(e)));
+        }
+    };
     let Some(user) = user else {
+        drop(attempt);
         return Ok(see_other("/login?error=Wrong+email+or+password."));
     };
+    attempt.succeeded();
     let (token, _) = s
         .engine
         .start_session(&user.id)

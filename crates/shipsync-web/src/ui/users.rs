@@ -188,6 +188,7 @@ pub async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page
     let v = Values::from_form(&f);
     match shipsync_engine::users::create_user(
         s.engine.db(),
+        s.engine.passwords(),
         &v.email,
         f.get("password"),
         v.role,
