@@ -102,9 +102,10 @@ impl ShopifyClient {
                 ShopifyError::Throttled { retry_after }
             })?;
         // Holds the reservation until this call returns, whatever the path.
-        let _reservation = Reservation {
+        let mut reservation = Reservation {
             budget: &self.budget,
             points,
+            sent: false,
         };
         if !wait.is_zero() {
             // Nothing sent: the reservation is given back as this returns.
@@ -130,6 +131,9 @@ impl ShopifyClient {
         })?;
         token.set_sensitive(true);
 
+        // From here the store may count the request: the points are spent
+        // (the answer says how many) rather than unused.
+        reservation.sent = true;
         let response = self
             .http
             .post(self.endpoint.clone())
@@ -346,15 +350,21 @@ fn quote(text: &str) -> String {
     }
 }
 
-/// Points reserved in the store's cost budget, given back when dropped.
+/// Points reserved in the store's cost budget, given back when dropped:
+/// released once sent, returned whole when nothing was sent.
 struct Reservation<'a> {
     budget: &'a crate::throttle::Budget,
     points: f64,
+    sent: bool,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.budget.release(self.points);
+        if self.sent {
+            self.budget.release(self.points);
+        } else {
+            self.budget.unused(self.points);
+        }
     }
 }
 

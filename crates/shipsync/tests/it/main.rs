@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod browser;
 mod crash;
+mod edges;
 mod nodes;
 mod orders;
 mod pull;
