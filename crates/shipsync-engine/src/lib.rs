@@ -161,13 +161,11 @@ impl Engine {
             .collect()
     }
 
-    /// How long after it was recorded a store write whose outcome is
-    /// unknown may still show up in the store: the longest wait for the
-    /// store's budget before sending, the request timeout, and the margin.
+    /// How long after it was sent (and recorded) a store write whose
+    /// outcome is unknown may still show up in the store: the request
+    /// timeout and the margin.
     pub fn unknown_outcome_hold(&self) -> Duration {
-        shipsync_shopify::Timeouts::default().max_budget_wait
-            + self.inner.config.http_timeout
-            + self.inner.config.unknown_outcome_margin
+        self.inner.config.http_timeout + self.inner.config.unknown_outcome_margin
     }
 
     /// The current worker has a store write under way, recorded at

@@ -783,10 +783,9 @@ impl Engine {
                     }
                     None => {
                         // The store may show an applied create only later:
-                        // the record is kept until no answer to it can
-                        // still be under way (sent at the latest the
-                        // budget's longest wait after it was recorded,
-                        // then the request timeout, then a margin).
+                        // the record is kept until its send time (when it
+                        // was recorded) plus the request timeout plus a
+                        // margin has passed.
                         let until = r.created_at.saturating_add(hold);
                         if now_micros() < until {
                             undecided = Some(undecided.map_or(until, |u| u.min(until)));
@@ -1005,20 +1004,32 @@ impl Engine {
                 created_at: now,
                 updated_at: now,
             };
-            // Recorded before the call: if we crash or lose the answer, the
-            // next attempt looks in the store before creating anything. So
-            // it is durable even inside a job's relaxed scope: after a power
-            // loss it is still there to be looked for.
-            shipsync_db::durable(db.insert_store_fulfillment(&row)).await?;
             let req = FulfillmentRequest {
                 fulfillment_order_id: a.fulfillment_order_id.clone(),
                 items: a.items.clone(),
                 tracking,
                 notify_customer: settings.notify_customer,
             };
-            // Not a guard: a job stopped mid-call (shutdown) must leave it set.
-            self.mutation_started(row.created_at);
-            let created = client.fulfillment_create(&req).await;
+            // Recorded just before the request goes out (after any wait
+            // for the store's budget), with its send time: if we crash or
+            // lose the answer, the next attempt looks in the store before
+            // creating anything, for as long as the store may still show
+            // it. So it is durable even inside a job's relaxed scope: after
+            // a power loss it is still there to be looked for.
+            let record = async {
+                let mut row = row.clone();
+                row.created_at = now_micros();
+                row.updated_at = row.created_at;
+                shipsync_db::durable(db.insert_store_fulfillment(&row))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Not a guard: a job stopped mid-call (shutdown) leaves it set.
+                self.mutation_started(row.created_at);
+                Ok(())
+            };
+            let created = client
+                .fulfillment_create_recorded(&req, Some(Box::pin(record)))
+                .await;
             self.mutation_over();
             match created {
                 Ok(created) => {

@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::operations as ops;
 use crate::throttle::{Budget, CostBudget};
-use crate::transport::Kind;
+use crate::transport::{BeforeSend, Kind};
 use crate::wire;
 
 /// Guards against a server that always says "next page".
@@ -472,13 +472,25 @@ impl ShopifyClient {
         &self,
         req: &FulfillmentRequest,
     ) -> Result<CreatedFulfillment, ShopifyError> {
+        self.fulfillment_create_recorded(req, None).await
+    }
+
+    /// [`ShopifyClient::fulfillment_create`], running `before_send` just
+    /// before the request goes out (after any wait for the budget), to
+    /// record the attempt with its send time: a process that dies while it
+    /// waits has sent nothing and recorded nothing.
+    pub async fn fulfillment_create_recorded(
+        &self,
+        req: &FulfillmentRequest,
+        before_send: Option<BeforeSend<'_>>,
+    ) -> Result<CreatedFulfillment, ShopifyError> {
         let variables = json!({ "fulfillment": fulfillment_input(req)? });
         let data: wire::FulfillmentCreateData = self
-            .execute(
+            .execute_mutation(
                 "FulfillmentCreate",
                 ops::FULFILLMENT_CREATE,
                 variables,
-                Kind::Mutation,
+                before_send,
             )
             .await?;
         let payload = data

@@ -26,3 +26,4 @@ pub use throttle::{
     BudgetFuture, CostBudget, LocalBudget, MAX_QUERY_COST, QueryCost, ThrottleStatus, WAIT_SLOTS,
     job_scope,
 };
+pub use transport::BeforeSend;

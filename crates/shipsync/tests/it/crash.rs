@@ -184,7 +184,7 @@ fn secret_key() -> String {
 
 impl Node {
     async fn start(db_url: &str, log: std::path::PathBuf, http: &reqwest::Client) -> Node {
-        // A write whose outcome is unknown is looked for 10 + 2 + 2 s.
+        // A write whose outcome is unknown is looked for 2 + 2 s.
         Node::start_with(
             db_url,
             log,
