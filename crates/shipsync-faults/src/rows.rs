@@ -793,25 +793,6 @@ fn url_host_port(url: &str) -> Result<(String, String)> {
     Ok((authority.to_owned(), hostport))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_port_of_urls() {
-        for (url, want) in [
-            ("postgres://postgres@127.0.0.1:5432/test", "127.0.0.1:5432"),
-            (
-                "postgres://u:p@db.example:6543/x?sslmode=disable",
-                "db.example:6543",
-            ),
-            ("postgres://localhost/x", "localhost:5432"),
-        ] {
-            assert_eq!(url_host_port(url).unwrap().1, want, "{url}");
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 
 /// A large plan's bucket: 20,000 points restoring 1,000/s.
@@ -1007,4 +988,23 @@ async fn shared_budget(opts: &Options) -> Result<(RowResult, World)> {
     r.verdict = Some(two.verdict);
     r.sender = Some(two.stats);
     Ok((r, world))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_of_urls() {
+        for (url, want) in [
+            ("postgres://postgres@127.0.0.1:5432/test", "127.0.0.1:5432"),
+            (
+                "postgres://u:p@db.example:6543/x?sslmode=disable",
+                "db.example:6543",
+            ),
+            ("postgres://localhost/x", "localhost:5432"),
+        ] {
+            assert_eq!(url_host_port(url).unwrap().1, want, "{url}");
+        }
+    }
 }
