@@ -136,9 +136,10 @@ fn engine_config() -> Result<shipsync_engine::EngineConfig> {
         config.http_timeout = std::time::Duration::from_secs(secs);
     }
     // Hidden: how long after a store write could have ended its outcome
-    // may still show in the store (default 30 s); a write not found is kept
-    // (and its shipment waits) until the budget's longest wait, the request
-    // timeout and this margin have passed. The crash tests shorten it.
+    // may still show in the store (default 30 s); a write whose outcome is
+    // unknown and that the store does not show is kept (and its shipment
+    // waits) until its send time plus the request timeout plus this margin.
+    // The crash tests and the fault suite shorten it.
     if let Ok(v) = std::env::var("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS") {
         let secs: u64 = v.trim().parse().ok().with_context(|| {
             format!("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS must be a number of seconds, not {v:?}")
