@@ -181,6 +181,25 @@ impl Db {
         Ok(())
     }
 
+    /// Makes sure the budget is used up for at most `ceiling` microseconds
+    /// from now: when the server reports more left than the budget assumes
+    /// (reservations of requests never sent, of a node that died, or costs
+    /// over-estimated), the budget learns it, so that none of these holds it.
+    pub async fn lower_budget(&self, key: &str, ceiling: i64) -> Result<(), DbError> {
+        let now = self.budget_now(3);
+        let least = match self.backend() {
+            Backend::Postgres => "LEAST",
+            Backend::Sqlite => "MIN",
+        };
+        let sql = sql!("UPDATE rate_budgets SET tat = {least}(tat, {now} + $2) WHERE key = $1");
+        let mut query = sqlx::query(sql).bind(key).bind(ceiling.max(0));
+        if self.backend() == Backend::Sqlite {
+            query = query.bind(now_micros());
+        }
+        query.execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// The stored theoretical arrival time of `key` and the database's now
     /// (tests and diagnostics).
     pub async fn budget_state(&self, key: &str) -> Result<(Option<i64>, i64), DbError> {

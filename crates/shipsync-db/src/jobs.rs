@@ -9,6 +9,9 @@ use sqlx::Row;
 
 use crate::{Backend, Db, DbError, Tx, new_id, now_micros};
 
+/// Appended to the lease owner of a job held at shutdown.
+const HELD: &str = ":held";
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
@@ -191,12 +194,33 @@ impl Db {
         Ok(r.rows_affected())
     }
 
+    /// Keeps the jobs `owner` holds (a worker stopped at shutdown in the
+    /// middle of a store write) leased until `until`, whoever may claim
+    /// them: the write's outcome may still change until then. Marked as
+    /// held, so a restart on SQLite does not free them early either.
+    pub async fn hold_leases(&self, owner: &str, until: i64) -> Result<u64, DbError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_owner = lease_owner || $3, lease_until = $2 WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(HELD)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Frees every lease: on a single-node database (SQLite) a lease found at
-    /// start-up belongs to a process that died, so its jobs may run at once.
+    /// start-up belongs to a process that died, so its jobs may run at once
+    /// — except those held at shutdown until a store write's outcome is
+    /// settled ([`Db::hold_leases`]).
     pub async fn release_all_leases(&self) -> Result<u64, DbError> {
         let r = sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner IS NOT NULL AND (lease_owner NOT LIKE $1 OR lease_until < $2)",
         )
+        .bind(format!("%{HELD}"))
+        .bind(now_micros())
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected())

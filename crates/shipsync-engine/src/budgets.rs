@@ -180,8 +180,13 @@ impl RateBudget for DbRateBudget {
 /// and restore rate come from Shopify's `throttleStatus`; requests reserve
 /// their expected cost in the shared bucket; what a request cost less than
 /// reserved is given back with this node's next reservation (no write of
-/// its own); when Shopify reports less left than the shared bucket assumes,
-/// that is written at once so that every node slows down.
+/// its own, unless it is a large share of the bucket). Shopify's figure is
+/// learned in both directions: when it reports less left than the shared
+/// bucket assumes, that is written at once so that every node slows down;
+/// when it reports more (reservations never sent, a dead node's, costs
+/// over-estimated), the shared bucket is lowered to it, leaving room for
+/// the requests still outstanding. A reservation for a request never sent
+/// (a job turned away) is given back.
 struct DbCostBudget {
     db: Db,
     key: String,
@@ -198,6 +203,8 @@ struct CostState {
     refund: i64,
     /// When the shared bucket is full again, as last seen from here.
     full_at: Option<Instant>,
+    /// Points reserved by this node's requests not over yet.
+    outstanding: f64,
 }
 
 impl fmt::Debug for DbCostBudget {
@@ -208,17 +215,42 @@ impl fmt::Debug for DbCostBudget {
     }
 }
 
-/// What to write after an answer: `Some((refund, floor))` in µs to settle
-/// the shared bucket now, `None` to fold the refund into the next
-/// reservation. Pure, for the tests.
+/// Share of the bucket kept for other nodes' requests (reserved, not yet
+/// counted by Shopify) when the shared bucket learns that Shopify has more
+/// left than it assumes.
+const OTHERS_SHARE: f64 = 0.25;
+/// A refund owed of at least this share of the bucket is written at once
+/// rather than with the next reservation (a node that dies keeps nothing
+/// large).
+const PROMPT_REFUND_SHARE: f64 = 0.10;
+
+/// What to write after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Nothing now; the refund waits for the next reservation.
+    Nothing,
+    /// Give back `refund` µs and make sure the bucket is used up for at
+    /// least `floor` µs from now.
+    Floor { refund: i64, floor: i64 },
+    /// Make sure the bucket is used up for at most `ceiling` µs from now
+    /// (the pending refund is part of what Shopify reported).
+    Ceiling { ceiling: i64 },
+}
+
+/// What to write after an answer, and the refund (µs) still owed
+/// afterwards. `reserved`: the points of the answered request;
+/// `others_outstanding`: the points of this node's other requests not over
+/// yet; `full_in`: when the shared bucket is full again as last seen from
+/// here. Pure, for the tests.
 fn after_answer(
     reserved: f64,
     cost: &QueryCost,
     full_in: i64,
     pending_refund: i64,
-) -> (Option<(i64, i64)>, i64) {
+    others_outstanding: f64,
+) -> (Settle, i64) {
     let Some(status) = cost.throttle_status else {
-        return (None, pending_refund);
+        return (Settle::Nothing, pending_refund);
     };
     let rate = status.restore_rate;
     // Shopify gives back what a request cost less than requested; a
@@ -228,14 +260,41 @@ fn after_answer(
         _ => 0,
     };
     let refund = pending_refund.saturating_add(refund);
-    let floor = Gcra::units(
-        (status.maximum_available - status.currently_available).max(0.0),
+    let used = (status.maximum_available - status.currently_available).max(0.0);
+    let floor = Gcra::units(used, rate);
+    if floor > full_in.saturating_add(FLOOR_SLACK_MICROS) {
+        return (Settle::Floor { refund, floor }, 0);
+    }
+    // Room for what is reserved but not counted by Shopify yet: this
+    // node's other requests, and a share of the bucket for other nodes'.
+    let ceiling = Gcra::units(
+        (used + others_outstanding.max(0.0) + OTHERS_SHARE * status.maximum_available)
+            .min(status.maximum_available),
         rate,
     );
-    if floor > full_in.saturating_add(FLOOR_SLACK_MICROS) {
-        (Some((refund, floor)), 0)
-    } else {
-        (None, refund)
+    // Lowering by less than a second of refill is not worth a write.
+    if full_in > ceiling.saturating_add(1_000_000) {
+        return (Settle::Ceiling { ceiling }, 0);
+    }
+    let prompt = Gcra::units(PROMPT_REFUND_SHARE * status.maximum_available, rate);
+    if refund > 0 && refund >= prompt {
+        return (Settle::Floor { refund, floor: 0 }, 0);
+    }
+    (Settle::Nothing, refund)
+}
+
+impl DbCostBudget {
+    /// Gives `points` back to the shared bucket (with the next reservation).
+    fn give_back(&self, points: f64) {
+        let mut state = lock(&self.state);
+        state.outstanding = (state.outstanding - points).max(0.0);
+        if let Some((_, rate)) = state.bucket {
+            let units = Gcra::units(points, rate);
+            state.refund = state.refund.saturating_add(units);
+            state.full_at = state
+                .full_at
+                .map(|f| f.checked_sub(duration(units)).unwrap_or(f));
+        }
     }
 }
 
@@ -252,9 +311,15 @@ impl CostBudget for DbCostBudget {
                     // Not described by Shopify yet: go, reserving nothing.
                     return Ok((Duration::ZERO, 0.0));
                 };
-                // An operation not answered yet may cost up to the whole
-                // bucket: reserve that, the answer gives back the rest.
-                let points = if points.is_finite() { points } else { capacity };
+                // An operation not answered yet costs at most what Shopify
+                // accepts in one query: reserve that, the answer gives
+                // back the rest.
+                let points = if points.is_finite() {
+                    points
+                } else {
+                    shipsync_shopify::MAX_QUERY_COST
+                };
+                let points = points.clamp(0.0, capacity);
                 let Some(gcra) = Gcra::for_cost(points, capacity, rate) else {
                     return Ok((Duration::ZERO, 0.0));
                 };
@@ -262,9 +327,15 @@ impl CostBudget for DbCostBudget {
             };
             let max = micros(max_wait);
             match self.db.take_budget(&self.key, gcra, refund, max).await {
-                Ok(wait) if wait > max => Err(duration(wait)),
+                Ok(wait) if wait > max => {
+                    // Nothing reserved; the shared bucket is used up until
+                    // `wait + tolerance` from now.
+                    let full = Instant::now() + duration(wait.saturating_add(gcra.tolerance));
+                    lock(&self.state).full_at = Some(full);
+                    Err(duration(wait))
+                }
                 Ok(wait) => {
-                    // The shared bucket is now used up until at least
+                    // The shared bucket is now used up until
                     // `wait + tolerance + interval` from now.
                     let full = Instant::now()
                         + duration(
@@ -272,9 +343,9 @@ impl CostBudget for DbCostBudget {
                                 .saturating_add(gcra.interval),
                         );
                     let mut state = lock(&self.state);
-                    state.full_at = Some(state.full_at.map_or(full, |f| f.max(full)));
-                    let (capacity, _) = state.bucket.unwrap_or_default();
-                    Ok((duration(wait), points.clamp(0.0, capacity)))
+                    state.full_at = Some(full);
+                    state.outstanding += points;
+                    Ok((duration(wait), points))
                 }
                 Err(e) => {
                     tracing::warn!(budget = %self.key, error = %e, "shared cost budget unavailable; using this node's own");
@@ -301,18 +372,31 @@ impl CostBudget for DbCostBudget {
                 let full_in = state
                     .full_at
                     .map_or(0, |f| micros(f.saturating_duration_since(now)));
+                let reserved = reserved.max(0.0);
+                let others = (state.outstanding - reserved).max(0.0);
                 let (settle, pending) =
-                    after_answer(reserved.max(0.0), &cost, full_in, state.refund);
+                    after_answer(reserved, &cost, full_in, state.refund, others);
                 state.refund = pending;
-                if let Some((_, floor)) = settle {
-                    let full = now + duration(floor);
-                    state.full_at = Some(state.full_at.map_or(full, |f| f.max(full)));
+                match settle {
+                    Settle::Floor { floor, .. } if floor > full_in => {
+                        state.full_at = Some(now + duration(floor));
+                    }
+                    Settle::Ceiling { ceiling } => state.full_at = Some(now + duration(ceiling)),
+                    _ => {}
                 }
                 settle
             };
-            if let Some((refund, floor)) = settle
-                && let Err(e) = self.db.settle_budget(&self.key, refund, floor).await
-            {
+            let written = match settle {
+                Settle::Nothing => Ok(()),
+                Settle::Floor { refund, floor } => {
+                    self.db.settle_budget(&self.key, refund, floor).await
+                }
+                Settle::Ceiling { ceiling } => {
+                    tracing::debug!(budget = %self.key, ceiling, "Shopify has more left than the shared budget assumed; lowering it");
+                    self.db.lower_budget(&self.key, ceiling).await
+                }
+            };
+            if let Err(e) = written {
                 tracing::warn!(budget = %self.key, error = %e, "could not share Shopify's bucket status");
             }
         })
@@ -321,6 +405,17 @@ impl CostBudget for DbCostBudget {
     fn release(&self, reserved: f64) {
         if reserved < 0.0 {
             self.local.release(-reserved);
+        } else {
+            let mut state = lock(&self.state);
+            state.outstanding = (state.outstanding - reserved).max(0.0);
+        }
+    }
+
+    fn unused(&self, reserved: f64) {
+        if reserved < 0.0 {
+            self.local.release(-reserved);
+        } else if reserved > 0.0 {
+            self.give_back(reserved);
         }
     }
 }
@@ -375,13 +470,62 @@ mod tests {
             (0.0, Some(40.0), 1000.0, 0, 0, None, 0),
         ];
         for &(reserved, actual, available, full_in, pending, want, want_pending) in table {
+            let want = match want {
+                None => Settle::Nothing,
+                Some((refund, floor)) => Settle::Floor { refund, floor },
+            };
             assert_eq!(
-                after_answer(reserved, &answer(actual, available), full_in, pending),
+                after_answer(reserved, &answer(actual, available), full_in, pending, 0.0),
                 (want, want_pending),
                 "{reserved} {actual:?} {available} {full_in} {pending}"
             );
         }
         // No throttleStatus: nothing known, nothing written.
-        assert_eq!(after_answer(100.0, &QueryCost::default(), 0, 7), (None, 7));
+        assert_eq!(
+            after_answer(100.0, &QueryCost::default(), 0, 7, 0.0),
+            (Settle::Nothing, 7)
+        );
+    }
+
+    /// The other direction: Shopify has more left than the shared bucket
+    /// assumes (reservations never sent, a dead node's, over-estimated
+    /// costs) → lowered to Shopify's figure plus what may still be
+    /// outstanding: this node's other requests and a quarter of the bucket
+    /// for other nodes'. (Bucket 1000, 50/s: 1 point = 20 ms.)
+    #[test]
+    fn shopify_having_more_left_lowers_the_shared_bucket() {
+        const S: i64 = 1_000_000;
+        // Shopify: full; shared: used up for 40 s → at most 250 points (5 s).
+        assert_eq!(
+            after_answer(100.0, &answer(Some(100.0), 1000.0), 40 * S, 0, 0.0),
+            (Settle::Ceiling { ceiling: 5 * S }, 0)
+        );
+        // 600 left; 300 more of this node's requests outstanding: 400 +
+        // 300 + 250 points = 19 s; the pending refund is part of it.
+        assert_eq!(
+            after_answer(100.0, &answer(Some(100.0), 600.0), 40 * S, 777, 300.0),
+            (Settle::Ceiling { ceiling: 19 * S }, 0)
+        );
+        // Never beyond the whole bucket.
+        assert_eq!(
+            after_answer(100.0, &answer(Some(100.0), 0.0), 30 * S, 0, 900.0),
+            (Settle::Ceiling { ceiling: 20 * S }, 0)
+        );
+        // Within a second of the ceiling: not worth a write.
+        assert_eq!(
+            after_answer(100.0, &answer(Some(100.0), 1000.0), 6 * S, 0, 0.0),
+            (Settle::Nothing, 0)
+        );
+        // A large refund owed (here 200 of 1000 points) is written at once.
+        assert_eq!(
+            after_answer(300.0, &answer(Some(100.0), 900.0), 6 * S, 0, 0.0),
+            (
+                Settle::Floor {
+                    refund: 4 * S,
+                    floor: 0
+                },
+                0
+            )
+        );
     }
 }

@@ -16,7 +16,7 @@ pub mod users;
 mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use shipsync_db::Db;
@@ -57,6 +57,10 @@ pub struct EngineConfig {
     pub refused_record_per_minute: u32,
     /// What the daily retention job keeps.
     pub retention: Retention,
+    /// How long after a store write could have ended (its request timed
+    /// out) the store may still show it: a write whose outcome is unknown
+    /// is looked for that long before it counts as not made.
+    pub unknown_outcome_margin: Duration,
 }
 
 /// How long stored data is kept (days; `SHIPSYNC_RETAIN_*_DAYS`). Nothing an
@@ -94,6 +98,7 @@ impl Default for EngineConfig {
             max_attempts: 15,
             ingest_capacity: 4096,
             http_timeout: Duration::from_secs(20),
+            unknown_outcome_margin: Duration::from_secs(30),
             refused_record_per_minute: 10,
             retention: Retention::default(),
             allow_private_targets: false,
@@ -128,6 +133,9 @@ struct Inner {
     stores: stores::Stores,
     owner: String,
     passwords: users::PasswordWork,
+    /// Per worker: when the store write it has under way was recorded
+    /// (µs), 0 when none.
+    mutations: Vec<AtomicI64>,
 }
 
 impl Engine {
@@ -147,6 +155,7 @@ impl Engine {
             config.target_policy(),
             budgets::Budgets::new(&db),
         )?;
+        let config_workers = config.workers.max(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 owner: shipsync_db::new_id("node"),
@@ -159,6 +168,7 @@ impl Engine {
                 ingest,
                 stores,
                 passwords: users::PasswordWork::sized_to_cores(),
+                mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
             }),
         })
     }
@@ -209,15 +219,49 @@ impl Engine {
             .collect()
     }
 
+    /// How long after it was sent (and recorded) a store write whose
+    /// outcome is unknown may still show up in the store: the request
+    /// timeout and the margin.
+    pub fn unknown_outcome_hold(&self) -> Duration {
+        self.inner.config.http_timeout + self.inner.config.unknown_outcome_margin
+    }
+
+    /// The current worker has a store write under way, recorded at
+    /// `recorded_at` (µs).
+    pub(crate) fn mutation_started(&self, recorded_at: i64) {
+        if let Some(slot) = worker::current().and_then(|i| self.inner.mutations.get(i)) {
+            slot.store(recorded_at.max(1), Ordering::Release);
+        }
+    }
+
+    /// The current worker's store write is over (answered or failed).
+    pub(crate) fn mutation_over(&self) {
+        if let Some(slot) = worker::current().and_then(|i| self.inner.mutations.get(i)) {
+            slot.store(0, Ordering::Release);
+        }
+    }
+
     /// Frees the leases of this process's workers (after stopping them
     /// mid-job at shutdown), so that another node takes their jobs at once;
-    /// returns how many jobs were freed.
-    pub async fn release_worker_leases(&self) -> Result<u64, shipsync_db::DbError> {
-        let mut n = 0;
+    /// a worker stopped in the middle of a store write keeps its job's
+    /// lease until the write's outcome can no longer change (see
+    /// [`Self::unknown_outcome_hold`]). Returns (jobs freed, jobs held).
+    pub async fn release_worker_leases(&self) -> Result<(u64, u64), shipsync_db::DbError> {
+        let hold = i64::try_from(self.unknown_outcome_hold().as_micros()).unwrap_or(i64::MAX / 4);
+        let (mut freed, mut held) = (0, 0);
         for i in 0..self.inner.config.workers.max(1) {
-            n += self.db().release_leases(&worker::owner(self, i)).await?;
+            let owner = worker::owner(self, i);
+            let recorded = self.inner.mutations[i].load(Ordering::Acquire);
+            if recorded > 0 {
+                held += self
+                    .db()
+                    .hold_leases(&owner, recorded.saturating_add(hold))
+                    .await?;
+            } else {
+                freed += self.db().release_leases(&owner).await?;
+            }
         }
-        Ok(n)
+        Ok((freed, held))
     }
 
     /// Forgets the cached store client of a connection (after an edit).

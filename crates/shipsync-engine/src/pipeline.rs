@@ -96,6 +96,11 @@ pub enum ShipmentAction {
     Archive,
 }
 
+/// How soon a shipment whose earlier attempt is undecided looks in the
+/// store again (a store can show an applied create a few seconds late).
+const LOOK_AGAIN: Duration = Duration::from_secs(2);
+const LOOK_AGAIN_MIN: Duration = Duration::from_millis(200);
+
 fn sync_key(shipment_id: &str) -> String {
     format!("sync:{shipment_id}")
 }
@@ -765,9 +770,24 @@ impl Engine {
             .collect();
         let mut rows_now = Vec::new();
         if done_rows.iter().any(|r| r.state == "pending") {
-            // Only an attempt whose outcome is unknown needs the store's fulfillments.
-            order.fulfillments = client.order_fulfillments(&order_id).await?;
+            // Only an attempt whose outcome is unknown needs the store's
+            // fulfillments: all of them, through every fulfillment order
+            // of the order and the ones the attempts named.
+            let mut fo_ids: Vec<String> = order
+                .fulfillment_orders
+                .iter()
+                .map(|fo| fo.id.clone())
+                .collect();
+            for r in done_rows.iter().filter(|r| r.state == "pending") {
+                if !fo_ids.contains(&r.fulfillment_order_id) {
+                    fo_ids.push(r.fulfillment_order_id.clone());
+                }
+            }
+            order.fulfillments = client.fulfillments_of(&fo_ids).await?;
         }
+        // The earliest time an attempt not found in the store may still show up.
+        let mut undecided: Option<i64> = None;
+        let hold = i64::try_from(self.unknown_outcome_hold().as_micros()).unwrap_or(i64::MAX);
         for mut r in done_rows {
             if r.state == "pending" {
                 match find_landed(&r, &order, &adopted) {
@@ -779,12 +799,31 @@ impl Engine {
                         rows_now.push(r);
                     }
                     None => {
-                        db.delete_store_fulfillment(&r.id).await?;
+                        // The store may show an applied create only later:
+                        // the record is kept until its send time (when it
+                        // was recorded) plus the request timeout plus a
+                        // margin has passed.
+                        let until = r.created_at.saturating_add(hold);
+                        if now_micros() < until {
+                            undecided = Some(undecided.map_or(until, |u| u.min(until)));
+                        } else {
+                            db.delete_store_fulfillment(&r.id).await?;
+                        }
                     }
                 }
             } else {
                 rows_now.push(r);
             }
+        }
+        if let Some(until) = undecided {
+            let left = Duration::from_micros(u64::try_from(until - now_micros()).unwrap_or(0));
+            return Err(EngineError::Deferred {
+                message: format!(
+                    "an earlier fulfillment attempt's outcome is unknown and the store does not show it yet; looking again before sending anything (at most {} s more)",
+                    left.as_secs() + 1
+                ),
+                after: left.clamp(LOOK_AGAIN_MIN, LOOK_AGAIN),
+            });
         }
         let mut sent: ledger::Sent = BTreeMap::new();
         for r in &rows_now {
@@ -982,18 +1021,34 @@ impl Engine {
                 created_at: now,
                 updated_at: now,
             };
-            // Recorded before the call: if we crash or lose the answer, the
-            // next attempt looks in the store before creating anything. So
-            // it is durable even inside a job's relaxed scope: after a power
-            // loss it is still there to be looked for.
-            shipsync_db::durable(db.insert_store_fulfillment(&row)).await?;
             let req = FulfillmentRequest {
                 fulfillment_order_id: a.fulfillment_order_id.clone(),
                 items: a.items.clone(),
                 tracking,
                 notify_customer: settings.notify_customer,
             };
-            match client.fulfillment_create(&req).await {
+            // Recorded just before the request goes out (after any wait
+            // for the store's budget), with its send time: if we crash or
+            // lose the answer, the next attempt looks in the store before
+            // creating anything, for as long as the store may still show
+            // it. So it is durable even inside a job's relaxed scope: after
+            // a power loss it is still there to be looked for.
+            let record = async {
+                let mut row = row.clone();
+                row.created_at = now_micros();
+                row.updated_at = row.created_at;
+                shipsync_db::durable(db.insert_store_fulfillment(&row))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Not a guard: a job stopped mid-call (shutdown) leaves it set.
+                self.mutation_started(row.created_at);
+                Ok(())
+            };
+            let created = client
+                .fulfillment_create_recorded(&req, Some(Box::pin(record)))
+                .await;
+            self.mutation_over();
+            match created {
                 Ok(created) => {
                     let mut row = row;
                     row.store_fulfillment_id = Some(created.id.clone());

@@ -19,6 +19,16 @@ use crate::shutdown::Shutdown;
 /// How often the idle worker watching the clock looks for due jobs.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+tokio::task_local! {
+    /// The index of the worker running the current job.
+    static WORKER: usize;
+}
+
+/// The index of the worker running the current job, if any.
+pub(crate) fn current() -> Option<usize> {
+    WORKER.try_with(|i| *i).ok()
+}
+
 /// The lease owner of worker `index` of this process.
 pub(crate) fn owner(engine: &Engine, index: usize) -> String {
     format!("{}-{index}", engine.inner.owner)
@@ -117,7 +127,13 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         // the next if it finds one too).
         engine.inner.wake.notify_one();
         for job in jobs {
-            let result = match run_leased(&engine, &job, &owner, lease).await {
+            if let Some(slot) = engine.inner.mutations.get(index) {
+                slot.store(0, Ordering::Release);
+            }
+            let result = match WORKER
+                .scope(index, run_leased(&engine, &job, &owner, lease))
+                .await
+            {
                 Ran::Done(r) => r,
                 Ran::LeaseLost => continue,
             };

@@ -12,13 +12,13 @@ use anyhow::{Context, Result, bail};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use serde_json::json;
-use shipsync_sandbox_shopify::{FaultKind, Faults};
+use shipsync_sandbox_shopify::{FaultKind, Faults, ThrottleConfig};
 
 use crate::proxy::CutProxy;
-use crate::world::{Backend, SendPlan, SendStats, Verdict, World, WorldOptions, send_all};
+use crate::world::{Backend, Node, SendPlan, SendStats, Verdict, World, WorldOptions, send_all};
 
 /// The rows, in the order they run.
-pub const ROWS: [&str; 7] = [
+pub const ROWS: [&str; 8] = [
     "kill9",
     "repeat3",
     "drop20",
@@ -26,6 +26,7 @@ pub const ROWS: [&str; 7] = [
     "deposco-faults",
     "two-nodes",
     "db-outage",
+    "shared-budget",
 ];
 
 /// What a row is about (for `--help` and the table).
@@ -40,6 +41,9 @@ pub fn describe(row: &str) -> &'static str {
         "deposco-faults" => "Deposco answers 429 and 5xx, slowly, during a pull; kill -9 mid-pull",
         "two-nodes" => "two nodes on PostgreSQL, one killed mid-load; schedule slots",
         "db-outage" => "PostgreSQL unreachable during load (a TCP proxy cuts the link)",
+        "shared-budget" => {
+            "a large plan's bucket (20,000 points, 1,000/s) shared by two nodes on PostgreSQL, one killed halfway; against one node on SQLite"
+        }
         _ => "unknown row",
     }
 }
@@ -104,7 +108,7 @@ impl RowResult {
 pub async fn run(row: &str, opts: &Options) -> RowResult {
     let start = Instant::now();
     let backend = match row {
-        "two-nodes" | "db-outage" => Backend::Postgres,
+        "two-nodes" | "db-outage" | "shared-budget" => Backend::Postgres,
         _ => opts.backend,
     };
     let result = match row {
@@ -115,6 +119,7 @@ pub async fn run(row: &str, opts: &Options) -> RowResult {
         "deposco-faults" => deposco_faults(opts, backend).await,
         "two-nodes" => two_nodes(opts).await,
         "db-outage" => db_outage(opts).await,
+        "shared-budget" => shared_budget(opts).await,
         other => Err(anyhow::anyhow!(
             "unknown row {other:?}; rows: {}",
             ROWS.join(", ")
@@ -786,6 +791,203 @@ fn url_host_port(url: &str) -> Result<(String, String)> {
         format!("{hostport}:5432")
     };
     Ok((authority.to_owned(), hostport))
+}
+
+// ---------------------------------------------------------------------------
+
+/// A large plan's bucket: 20,000 points restoring 1,000/s.
+const LARGE_PLAN: ThrottleConfig = ThrottleConfig {
+    maximum_available: 20_000.0,
+    restore_rate: 1_000.0,
+};
+
+/// The nodes of [`shared_budget`] give up on a store call after 2 s and
+/// look for a write whose outcome is unknown 1 s longer (the sandbox
+/// answers in milliseconds): the creates the killed node had in flight hold
+/// their shipments 3 s, not the default 20 + 30 s, which would measure
+/// that rule rather than the budget.
+const BUDGET_NODE_ENV: [(&str, &str); 2] = [
+    ("SHIPSYNC_HTTP_TIMEOUT_SECS", "2"),
+    ("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS", "1"),
+];
+
+/// What one load run of [`shared_budget`] showed.
+struct BudgetRun {
+    verdict: Verdict,
+    stats: SendStats,
+    /// From the first delivery to the last order complete.
+    seconds: f64,
+    throttled: usize,
+    exhausted_lines: usize,
+}
+
+/// Lines of the nodes' logs saying a job was turned away for the budget.
+fn budget_exhausted_lines(world: &World) -> usize {
+    std::fs::read_dir(world.log_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("Shopify cost budget exhausted"))
+                .count()
+        })
+        .sum()
+}
+
+/// Sends `n` deliveries to `nodes` and waits until every order is complete.
+/// With two nodes, the first is SIGKILLed once half the load is
+/// acknowledged (and not restarted): the sender goes on with the other.
+async fn budget_load(world: &World, mut nodes: Vec<Node>, n: usize) -> Result<BudgetRun> {
+    let cases = world.orders("S", n);
+    let deliveries = world.deliveries(&cases)?;
+    let path = world.webhook_path();
+    let urls: Vec<String> = nodes.iter().map(|x| x.url.clone()).collect();
+    let targets = targets(&urls, &path);
+    let plan = SendPlan {
+        concurrency: 48,
+        rate: None,
+        retry_for: Duration::from_secs(300),
+    };
+    let half = Arc::new(tokio::sync::Notify::new());
+    let threshold = n as u64 / 2;
+    let started = Instant::now();
+    let killer = {
+        let half = half.clone();
+        let targets = targets.clone();
+        let two = nodes.len() > 1;
+        let victim = two.then(|| nodes.remove(0));
+        async move {
+            if let Some(mut victim) = victim {
+                half.notified().await;
+                victim.kill9().await?;
+                let survivor = targets.read().unwrap_or_else(|e| e.into_inner())[1].clone();
+                *targets.write().unwrap_or_else(|e| e.into_inner()) = vec![survivor];
+            }
+            anyhow::Ok(())
+        }
+    };
+    let sender = send_all(&world.http, targets.clone(), deliveries, &plan, |acked| {
+        if acked == threshold {
+            half.notify_one();
+        }
+    });
+    let (stats, killed) = tokio::join!(sender, killer);
+    killed?;
+    let verdict = world.wait_complete(&cases, SETTLE).await;
+    let seconds = started.elapsed().as_secs_f64();
+    // The survivor (and the single node) stop with the run.
+    drop(nodes);
+    let throttled = world
+        .shopify
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.error_codes.iter().any(|c| c == "THROTTLED"))
+        .count();
+    Ok(BudgetRun {
+        verdict,
+        stats,
+        seconds,
+        throttled,
+        exhausted_lines: budget_exhausted_lines(world),
+    })
+}
+
+/// Liveness of the store's shared cost budget: the same load against a
+/// large plan's bucket, first on one node on SQLite (the budget in
+/// process), then on two nodes sharing one PostgreSQL database (the budget
+/// in the database), the first killed with SIGKILL halfway. Every order
+/// fulfilled exactly once in both, and the two-node run no slower than
+/// twice the one-node run: a dead node's reservations, jobs put back for the
+/// budget, or a shared bucket that never learns Shopify has room again
+/// would stall the survivor.
+async fn shared_budget(opts: &Options) -> Result<(RowResult, World)> {
+    let n = size(opts, 600, 1_200);
+    // Quick: a smaller bucket, so that it limits a smaller load too.
+    let bucket = if opts.quick {
+        ThrottleConfig {
+            maximum_available: 5_000.0,
+            ..LARGE_PLAN
+        }
+    } else {
+        LARGE_PLAN
+    };
+    let mut r = RowResult::new(
+        "shared-budget",
+        Backend::Postgres,
+        format!(
+            "{n} webhooks; bucket {} at {}/s; 1 node (SQLite), then 2 nodes (PostgreSQL), one SIGKILLed halfway",
+            bucket.maximum_available, bucket.restore_rate
+        ),
+    );
+    let world_opts = WorldOptions {
+        shopify_throttle: bucket,
+        ..WorldOptions::default()
+    };
+    let one = {
+        let mut world =
+            World::start(&opts.bin, Backend::Sqlite, "budget-one", world_opts.clone()).await?;
+        let node = world.node_with("single", None, &BUDGET_NODE_ENV).await?;
+        world.seed(&node).await?;
+        let run = budget_load(&world, vec![node], n).await;
+        world.finish().await;
+        run?
+    };
+    let mut world = World::start(&opts.bin, Backend::Postgres, "budget-two", world_opts).await?;
+    let a = world.node_with("node-a", None, &BUDGET_NODE_ENV).await?;
+    let b = world.node_with("node-b", None, &BUDGET_NODE_ENV).await?;
+    world.seed(&a).await?;
+    let two = budget_load(&world, vec![a, b], n).await?;
+    r.figure("1 node (s)", format!("{:.1}", one.seconds));
+    r.figure("2 nodes, 1 killed (s)", format!("{:.1}", two.seconds));
+    r.figure(
+        "THROTTLED 1 / 2",
+        format!("{} / {}", one.throttled, two.throttled),
+    );
+    r.figure(
+        "budget exhausted lines 1 / 2",
+        format!("{} / {}", one.exhausted_lines, two.exhausted_lines),
+    );
+    r.figure(
+        "fulfilled 1 / 2",
+        format!(
+            "{}/{} / {}/{}",
+            one.verdict.complete, one.verdict.orders, two.verdict.complete, two.verdict.orders
+        ),
+    );
+    r.figure(
+        "duplicates 1 / 2",
+        format!(
+            "{} / {}",
+            one.verdict.duplicate_fulfillments + one.verdict.extra_units,
+            two.verdict.duplicate_fulfillments + two.verdict.extra_units
+        ),
+    );
+    r.judge(&[
+        (
+            "every delivery acknowledged",
+            one.stats.acknowledged == n && two.stats.acknowledged == n,
+        ),
+        (
+            "one node: every unit fulfilled exactly once",
+            one.verdict.exact(),
+        ),
+        (
+            "two nodes: every unit fulfilled exactly once",
+            two.verdict.exact(),
+        ),
+        (
+            "two nodes (one killed) no slower than twice one node",
+            two.seconds <= 2.0 * one.seconds,
+        ),
+    ]);
+    r.verdict = Some(two.verdict);
+    r.sender = Some(two.stats);
+    Ok((r, world))
 }
 
 #[cfg(test)]

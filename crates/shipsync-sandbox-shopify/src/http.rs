@@ -304,8 +304,14 @@ async fn serve_graphql(
         }
     }
 
+    let visible_after = Duration::from_millis(
+        lock(&sandbox.inner.faults)
+            .faults
+            .fulfillments_visible_after_ms,
+    );
     let response = {
         let mut guard = lock(&sandbox.inner.state);
+        guard.visible_after = visible_after;
         // Execution borrows the state through a RefCell (mutations change it
         // while the executor holds shared handles); it goes back afterwards.
         let ctx = Ctx {

@@ -89,6 +89,12 @@ pub struct Faults {
     pub timeout_ms: u64,
     /// `Retry-After` of [`FaultKind::TooManyRequests`].
     pub retry_after_secs: u64,
+    /// A `fulfillmentCreate` is applied at once (quantities taken, the
+    /// answer names the new fulfillment) but reads show the fulfillment only
+    /// this long afterwards, as a store whose reads lag its writes: in
+    /// `Order.fulfillments`, `FulfillmentOrder.fulfillments` and lookups by
+    /// id. 0: at once.
+    pub fulfillments_visible_after_ms: u64,
 }
 
 impl Default for Faults {
@@ -100,6 +106,7 @@ impl Default for Faults {
             mutations_only: false,
             timeout_ms: 30_000,
             retry_after_secs: 2,
+            fulfillments_visible_after_ms: 0,
         }
     }
 }

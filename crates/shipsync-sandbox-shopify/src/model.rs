@@ -250,6 +250,16 @@ pub(crate) struct Fulfillment {
     pub tracking: Tracking,
     pub lines: Vec<FulfillmentLine>,
     pub notify_customer: bool,
+    /// Until then reads do not show it (see `Faults::fulfillments_visible_after_ms`).
+    pub visible_at: Option<std::time::Instant>,
+}
+
+impl Fulfillment {
+    /// Whether reads show it yet.
+    pub fn visible(&self) -> bool {
+        self.visible_at
+            .is_none_or(|at| std::time::Instant::now() >= at)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -344,6 +354,9 @@ pub(crate) struct State {
     /// Location id → name.
     pub locations: HashMap<u64, String>,
     pub fulfillments_created: usize,
+    /// How long a new fulfillment stays hidden from reads (set per request
+    /// from the faults).
+    pub visible_after: std::time::Duration,
 }
 
 impl State {
@@ -718,6 +731,8 @@ impl State {
             tracking,
             lines: f_lines,
             notify_customer: input.notify_customer.unwrap_or(false),
+            visible_at: (!self.visible_after.is_zero())
+                .then(|| std::time::Instant::now() + self.visible_after),
         });
         order.updated_at = now;
         self.fulfillments_created += 1;

@@ -265,7 +265,10 @@ impl<'c> Obj<'c> {
         match ty {
             "Order" => st.find_order(n).map(Kind::Order),
             "FulfillmentOrder" => st.find_fo(n).map(|(o, f)| Kind::FulfillmentOrder(o, f)),
-            "Fulfillment" => st.find_fulfillment(n).map(|(o, f)| Kind::Fulfillment(o, f)),
+            "Fulfillment" => st
+                .find_fulfillment(n)
+                .filter(|&(o, f)| st.orders[o].fulfillments[f].visible())
+                .map(|(o, f)| Kind::Fulfillment(o, f)),
             "LineItem" => st.find_line(n).map(|(o, l)| Kind::LineItem(o, l)),
             "Location" => st.locations.contains_key(&n).then_some(Kind::Location(n)),
             _ => None,
@@ -596,6 +599,7 @@ impl<'c> Obj<'c> {
                             .and_then(|n| usize::try_from(n).ok())
                             .unwrap_or(usize::MAX);
                         let kinds = (0..o.fulfillments.len())
+                            .filter(|&fi| o.fulfillments[fi].visible())
                             .take(limit)
                             .map(|fi| Kind::Fulfillment(oi, fi))
                             .collect();
@@ -676,7 +680,7 @@ impl<'c> Obj<'c> {
                             .fulfillments
                             .iter()
                             .enumerate()
-                            .filter(|(_, ff)| ff.fos.contains(&fi))
+                            .filter(|(_, ff)| ff.fos.contains(&fi) && ff.visible())
                             .map(|(ffi, ff)| (Key(0, ff.id), Kind::Fulfillment(oi, ffi)))
                             .collect();
                         connection(self.ctx, info, "Fulfillment", items)

@@ -714,3 +714,63 @@ async fn searches_by_time() {
         "2026-01-01T00:00:00Z"
     );
 }
+
+/// `fulfillments_visible_after_ms`: the create is applied at once (its
+/// answer names the fulfillment, the quantities are taken) but reads show
+/// the fulfillment only later.
+#[tokio::test]
+async fn a_fulfillment_can_show_up_late() {
+    let c = Client::start().await;
+    let created = c.sandbox().create_order(OrderSpec {
+        name: "#3101".into(),
+        lines: vec![LineSpec {
+            sku: "A".into(),
+            quantity: 2,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    c.sandbox().set_faults(Faults {
+        fulfillments_visible_after_ms: 1_500,
+        ..Default::default()
+    });
+    let fo = &created.fulfillment_order_ids[0];
+    let body = c
+        .gql(
+            FULFILL,
+            fulfill_vars(fo, Value::Null, json!({ "number": "T1" })),
+        )
+        .await;
+    let id = body["data"]["fulfillmentCreate"]["fulfillment"]["id"].clone();
+    assert!(id.is_string(), "{body}");
+    let read = r#"query R($o: ID!, $fo: ID!, $f: ID!) {
+      order(id: $o) { fulfillments(first: 5) { id } }
+      fulfillmentOrder(id: $fo) {
+        fulfillments(first: 5) { nodes { id } }
+        lineItems(first: 5) { nodes { remainingQuantity } }
+      }
+      fulfillment(id: $f) { id }
+    }"#;
+    let vars = json!({ "o": created.order_id, "fo": fo, "f": id });
+    let body = c.gql(read, vars.clone()).await;
+    assert_eq!(body["data"]["order"]["fulfillments"], json!([]), "{body}");
+    assert_eq!(
+        body["data"]["fulfillmentOrder"]["fulfillments"]["nodes"],
+        json!([])
+    );
+    assert_eq!(body["data"]["fulfillment"], Value::Null);
+    // Applied all the same: nothing remains to fulfil.
+    assert_eq!(
+        body["data"]["fulfillmentOrder"]["lineItems"]["nodes"][0]["remainingQuantity"],
+        0
+    );
+    assert_eq!(c.sandbox().fulfillments_created(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    let body = c.gql(read, vars).await;
+    assert_eq!(body["data"]["order"]["fulfillments"][0]["id"], id, "{body}");
+    assert_eq!(
+        body["data"]["fulfillmentOrder"]["fulfillments"]["nodes"][0]["id"],
+        id
+    );
+    assert_eq!(body["data"]["fulfillment"]["id"], id);
+}

@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::operations as ops;
 use crate::throttle::{Budget, CostBudget};
-use crate::transport::Kind;
+use crate::transport::{BeforeSend, Kind};
 use crate::wire;
 
 /// Guards against a server that always says "next page".
@@ -255,18 +255,32 @@ impl ShopifyClient {
 
     /// The order with its line items and fulfillment orders, without its
     /// fulfillments (`fulfillments` is empty): what fulfilling needs, at a
-    /// fraction of the cost. Read them with [`ShopifyClient::order_fulfillments`]
+    /// fraction of the cost. Read them with [`ShopifyClient::fulfillments_of`]
     /// when an earlier attempt must be checked.
     pub async fn order_for_fulfilling(&self, id: &str) -> Result<Option<StoreOrder>, ShopifyError> {
         self.read_order(id, false).await
     }
 
-    /// The fulfillments of an order, with their tracking and line items.
-    pub async fn order_fulfillments(
+    /// Every fulfillment of these fulfillment orders (each once, however
+    /// many pages), with their tracking and line items. With all of an
+    /// order's fulfillment orders: all of the order's fulfillments.
+    pub async fn fulfillments_of(
         &self,
-        order_id: &str,
+        fulfillment_order_ids: &[String],
     ) -> Result<Vec<StoreFulfillment>, ShopifyError> {
-        self.fulfillments(order_id).await
+        let mut heads: Vec<wire::FulfillmentHead> = Vec::new();
+        for fo_id in fulfillment_order_ids {
+            for head in self.fulfillment_order_fulfillments(fo_id).await? {
+                if !heads.iter().any(|h| h.id == head.id) {
+                    heads.push(head);
+                }
+            }
+        }
+        let mut result = Vec::with_capacity(heads.len());
+        for head in heads {
+            result.push(self.fulfillment(head).await?);
+        }
+        Ok(result)
     }
 
     async fn read_order(
@@ -315,7 +329,12 @@ impl ShopifyClient {
         };
         order.fulfillment_orders = self.fulfillment_orders(id).await?;
         if with_fulfillments {
-            order.fulfillments = self.fulfillments(id).await?;
+            let fo_ids: Vec<String> = order
+                .fulfillment_orders
+                .iter()
+                .map(|fo| fo.id.clone())
+                .collect();
+            order.fulfillments = self.fulfillments_of(&fo_ids).await?;
         }
         Ok(Some(order))
     }
@@ -384,21 +403,32 @@ impl ShopifyClient {
         Err(too_many_pages("FulfillmentOrderLineItems"))
     }
 
-    async fn fulfillments(&self, order_id: &str) -> Result<Vec<StoreFulfillment>, ShopifyError> {
-        let data: wire::FulfillmentsData = self
-            .execute(
-                "OrderFulfillments",
-                ops::ORDER_FULFILLMENTS,
-                json!({ "id": order_id }),
-                Kind::Query,
-            )
-            .await?;
-        let heads = data.order.ok_or_else(|| vanished(order_id))?.fulfillments;
-        let mut result = Vec::with_capacity(heads.len());
-        for head in heads {
-            result.push(self.fulfillment(head).await?);
+    async fn fulfillment_order_fulfillments(
+        &self,
+        fulfillment_order_id: &str,
+    ) -> Result<Vec<wire::FulfillmentHead>, ShopifyError> {
+        let mut result = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let data: wire::FulfillmentOrderFulfillmentsData = self
+                .execute(
+                    "FulfillmentOrderFulfillments",
+                    ops::FULFILLMENT_ORDER_FULFILLMENTS,
+                    json!({ "id": fulfillment_order_id, "after": after }),
+                    Kind::Query,
+                )
+                .await?;
+            let page = data
+                .fulfillment_order
+                .ok_or_else(|| vanished(fulfillment_order_id))?
+                .fulfillments;
+            result.extend(page.nodes);
+            after = next_cursor(&page.page_info)?;
+            if after.is_none() {
+                return Ok(result);
+            }
         }
-        Ok(result)
+        Err(too_many_pages("FulfillmentOrderFulfillments"))
     }
 
     async fn fulfillment(
@@ -445,13 +475,25 @@ impl ShopifyClient {
         &self,
         req: &FulfillmentRequest,
     ) -> Result<CreatedFulfillment, ShopifyError> {
+        self.fulfillment_create_recorded(req, None).await
+    }
+
+    /// [`ShopifyClient::fulfillment_create`], running `before_send` just
+    /// before the request goes out (after any wait for the budget), to
+    /// record the attempt with its send time: a process that dies while it
+    /// waits has sent nothing and recorded nothing.
+    pub async fn fulfillment_create_recorded(
+        &self,
+        req: &FulfillmentRequest,
+        before_send: Option<BeforeSend<'_>>,
+    ) -> Result<CreatedFulfillment, ShopifyError> {
         let variables = json!({ "fulfillment": fulfillment_input(req)? });
         let data: wire::FulfillmentCreateData = self
-            .execute(
+            .execute_mutation(
                 "FulfillmentCreate",
                 ops::FULFILLMENT_CREATE,
                 variables,
-                Kind::Mutation,
+                before_send,
             )
             .await?;
         let payload = data

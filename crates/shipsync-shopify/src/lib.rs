@@ -23,5 +23,7 @@ pub use model::{
     StoreOrderForWarehouse, StoreTracking, Tracking,
 };
 pub use throttle::{
-    BudgetFuture, CostBudget, LocalBudget, QueryCost, ThrottleStatus, WAIT_SLOTS, job_scope,
+    BudgetFuture, CostBudget, LocalBudget, MAX_QUERY_COST, QueryCost, ThrottleStatus, WAIT_SLOTS,
+    job_scope,
 };
+pub use transport::BeforeSend;

@@ -121,15 +121,24 @@ pub const FULFILLMENT_ORDER_LINE_ITEMS: &str = r#"query FulfillmentOrderLineItem
   }
 }"#;
 
-/// The order's fulfillments (a plain list, not a connection: it cannot be
-/// paged; 50 covers any real order). Their tracking and lines come from
-/// [`FULFILLMENT`]. Cost: order 1 + 50 × Fulfillment 1 = 51.
-pub const ORDER_FULFILLMENTS: &str = r#"query OrderFulfillments($id: ID!) {
-  order(id: $id) {
-    fulfillments(first: 50) {
-      id
-      status
-      createdAt
+/// The fulfillments of one fulfillment order, paged by `$after`. An
+/// order's fulfillments are read through its fulfillment orders: the
+/// order's own `fulfillments` is a plain list that cannot be paged, so an
+/// order with more than one page of fulfillments would hide some. Their
+/// tracking and lines come from [`FULFILLMENT`]. Cost: fulfillmentOrder 1 +
+/// fulfillments 2 + pageInfo 1 + 50 × Fulfillment 1 = 54.
+pub const FULFILLMENT_ORDER_FULFILLMENTS: &str = r#"query FulfillmentOrderFulfillments($id: ID!, $after: String) {
+  fulfillmentOrder(id: $id) {
+    fulfillments(first: 50, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        status
+        createdAt
+      }
     }
   }
 }"#;
@@ -259,7 +268,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("Order", ORDER),
     ("OrderFulfillmentOrders", ORDER_FULFILLMENT_ORDERS),
     ("FulfillmentOrderLineItems", FULFILLMENT_ORDER_LINE_ITEMS),
-    ("OrderFulfillments", ORDER_FULFILLMENTS),
+    (
+        "FulfillmentOrderFulfillments",
+        FULFILLMENT_ORDER_FULFILLMENTS,
+    ),
     ("Fulfillment", FULFILLMENT),
     ("FulfillmentCreate", FULFILLMENT_CREATE),
     (

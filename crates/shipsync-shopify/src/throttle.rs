@@ -21,6 +21,9 @@ pub const WAIT_SLOTS: usize = 4;
 const SHORT_WAIT: Duration = Duration::from_millis(200);
 /// A job turned away comes back no sooner than this.
 const MIN_TURNED_AWAY: Duration = Duration::from_secs(2);
+/// Shopify refuses a single query whose requested cost exceeds this, so an
+/// operation never answered yet costs at most this much.
+pub const MAX_QUERY_COST: f64 = 1000.0;
 
 tokio::task_local! {
     /// The wait slots held by the current job, one per store at most.
@@ -106,6 +109,13 @@ pub trait CostBudget: Send + Sync + fmt::Debug {
     /// The request that reserved `reserved` points is over (answered or
     /// failed), whatever the path.
     fn release(&self, reserved: f64);
+
+    /// Nothing was sent for a reservation of `reserved` points (the job was
+    /// turned away, or stopped while it waited): the points go back to the
+    /// bucket, so a job put back for the budget holds none of it.
+    fn unused(&self, reserved: f64) {
+        self.release(reserved);
+    }
 }
 
 #[derive(Debug)]
@@ -279,6 +289,11 @@ impl Budget {
     /// failed).
     pub(crate) fn release(&self, points: f64) {
         self.bucket.release(points);
+    }
+
+    /// Gives back points reserved for a request that was never sent.
+    pub(crate) fn unused(&self, points: f64) {
+        self.bucket.unused(points);
     }
 
     pub(crate) fn last_cost(&self, op: &'static str) -> Option<f64> {

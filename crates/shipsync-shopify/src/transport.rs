@@ -1,6 +1,8 @@
 //! One GraphQL call: budget wait, POST with timeout, and the classification
 //! of every way it can fail into a [`ShopifyError`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -51,7 +53,24 @@ const QUERY_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(200), Duration:
 /// A `Retry-After` longer than this is left to the job's backoff.
 const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Runs just before a mutation is sent, after any wait for the store's
+/// budget: what the caller must record first (its intent, with the send
+/// time). An error stops the call with nothing sent.
+pub type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
 impl ShopifyClient {
+    /// Sends mutation `document` once, running `before_send` just before.
+    pub(crate) async fn execute_mutation<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        document: &'static str,
+        variables: Value,
+        before_send: Option<BeforeSend<'_>>,
+    ) -> Result<T, ShopifyError> {
+        self.execute_once(op, document, variables, Kind::Mutation, before_send)
+            .await
+    }
+
     /// Sends `document` as operation `op` and decodes its `data` as `T`;
     /// a query that failed transiently is sent again, twice at most.
     pub(crate) async fn execute<T: DeserializeOwned>(
@@ -64,7 +83,7 @@ impl ShopifyClient {
         let mut pauses = QUERY_RETRY_PAUSES.iter();
         loop {
             match self
-                .execute_once(op, document, variables.clone(), kind)
+                .execute_once(op, document, variables.clone(), kind, None)
                 .await
             {
                 Err(e @ ShopifyError::Transient { retry_after, .. })
@@ -88,6 +107,7 @@ impl ShopifyClient {
         document: &'static str,
         variables: Value,
         kind: Kind,
+        before_send: Option<BeforeSend<'_>>,
     ) -> Result<T, ShopifyError> {
         let (wait, points) = self
             .budget
@@ -102,9 +122,10 @@ impl ShopifyClient {
                 ShopifyError::Throttled { retry_after }
             })?;
         // Holds the reservation until this call returns, whatever the path.
-        let _reservation = Reservation {
+        let mut reservation = Reservation {
             budget: &self.budget,
             points,
+            sent: false,
         };
         if !wait.is_zero() {
             // Nothing sent: the reservation is given back as this returns.
@@ -130,6 +151,15 @@ impl ShopifyClient {
         })?;
         token.set_sensitive(true);
 
+        if let Some(record) = before_send {
+            record.await.map_err(|e| ShopifyError::Transient {
+                reason: format!("nothing sent: could not record the attempt first: {e}"),
+                retry_after: None,
+            })?;
+        }
+        // From here the store may count the request: the points are spent
+        // (the answer says how many) rather than unused.
+        reservation.sent = true;
         let response = self
             .http
             .post(self.endpoint.clone())
@@ -340,15 +370,21 @@ fn quote(text: &str) -> String {
     }
 }
 
-/// Points reserved in the store's cost budget, given back when dropped.
+/// Points reserved in the store's cost budget, given back when dropped:
+/// released once sent, returned whole when nothing was sent.
 struct Reservation<'a> {
     budget: &'a crate::throttle::Budget,
     points: f64,
+    sent: bool,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.budget.release(self.points);
+        if self.sent {
+            self.budget.release(self.points);
+        } else {
+            self.budget.unused(self.points);
+        }
     }
 }
 

@@ -239,13 +239,14 @@ pub(crate) struct FulfillmentOrderLines {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct FulfillmentsData {
-    pub order: Option<OrderFulfillments>,
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FulfillmentOrderFulfillmentsData {
+    pub fulfillment_order: Option<FulfillmentOrderFulfillments>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct OrderFulfillments {
-    pub fulfillments: Vec<FulfillmentHead>,
+pub(crate) struct FulfillmentOrderFulfillments {
+    pub fulfillments: Page<FulfillmentHead>,
 }
 
 #[derive(Debug, Deserialize)]

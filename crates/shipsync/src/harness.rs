@@ -89,6 +89,7 @@ pub fn fast_engine() -> EngineConfig {
         max_attempts: 6,
         ingest_capacity: 4096,
         http_timeout: Duration::from_secs(5),
+        unknown_outcome_margin: Duration::from_secs(1),
         // The sandboxes listen on loopback.
         allow_private_targets: true,
         ..EngineConfig::default()

@@ -149,6 +149,17 @@ fn engine_config(settings: &Settings) -> Result<shipsync_engine::EngineConfig> {
         })?;
         config.http_timeout = std::time::Duration::from_secs(secs);
     }
+    // Hidden: how long after a store write could have ended its outcome
+    // may still show in the store (default 30 s); a write whose outcome is
+    // unknown and that the store does not show is kept (and its shipment
+    // waits) until its send time plus the request timeout plus this margin.
+    // The crash tests and the fault suite shorten it.
+    if let Ok(v) = std::env::var("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS") {
+        let secs: u64 = v.trim().parse().ok().with_context(|| {
+            format!("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS must be a number of seconds, not {v:?}")
+        })?;
+        config.unknown_outcome_margin = std::time::Duration::from_secs(secs);
+    }
     // Hidden: the longest pause between two attempts of a failing job
     // (default 600 s); the fault suite shortens it so that a row under 30 %
     // store faults ends in minutes, not hours.

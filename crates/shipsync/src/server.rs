@@ -135,10 +135,11 @@ impl Running {
         }
         if stopped_mid_job > 0 {
             match self.engine.release_worker_leases().await {
-                Ok(n) => tracing::info!(
+                Ok((freed, held)) => tracing::info!(
                     workers = stopped_mid_job,
-                    jobs = n,
-                    "stopped jobs still running at the drain deadline; their leases are freed"
+                    jobs = freed,
+                    held,
+                    "stopped jobs still running at the drain deadline; their leases are freed, except those stopped in the middle of a store write (held until its outcome is settled)"
                 ),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not free the leases of stopped jobs; they run again when the leases expire")

@@ -85,10 +85,23 @@ fn store(seen: &Seen) -> Reply {
                 "lineItems": page(json!([fo_line(13, 3, 1, 1)]), None),
             }}))
         }
-        "OrderFulfillments" => Reply::data(json!({ "order": { "fulfillments": [
-            { "id": F1, "status": "SUCCESS", "createdAt": "2026-11-01T09:00:00Z" },
-            { "id": F2, "status": "CANCELLED", "createdAt": null },
-        ]}})),
+        // Two pages: an order's fulfillments are read whole, however many.
+        "FulfillmentOrderFulfillments" => {
+            assert_eq!(v["id"], FO_ID);
+            let fulfillments = if v["after"].is_null() {
+                page(
+                    json!([{ "id": F1, "status": "SUCCESS", "createdAt": "2026-11-01T09:00:00Z" }]),
+                    Some("ff-1"),
+                )
+            } else {
+                assert_eq!(v["after"], "ff-1");
+                page(
+                    json!([{ "id": F2, "status": "CANCELLED", "createdAt": null }]),
+                    None,
+                )
+            };
+            Reply::data(json!({ "fulfillmentOrder": { "fulfillments": fulfillments } }))
+        }
         "Fulfillment" if v["id"] == F1 => {
             let lines = if v["lineItemsAfter"].is_null() {
                 page(
@@ -242,7 +255,8 @@ async fn reads_an_order_with_every_page() {
             "Order",
             "OrderFulfillmentOrders",
             "FulfillmentOrderLineItems",
-            "OrderFulfillments",
+            "FulfillmentOrderFulfillments",
+            "FulfillmentOrderFulfillments",
             "Fulfillment",
             "Fulfillment",
             "Fulfillment",

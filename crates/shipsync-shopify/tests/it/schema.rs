@@ -52,7 +52,7 @@ fn requested_costs_match_the_comments_and_stay_under_the_maximum() {
         ("Order", 64),
         ("OrderFulfillmentOrders", 82),
         ("FulfillmentOrderLineItems", 204),
-        ("OrderFulfillments", 51),
+        ("FulfillmentOrderFulfillments", 54),
         ("Fulfillment", 124),
         ("FulfillmentCreate", MUTATION_COST),
         ("FulfillmentTrackingInfoUpdate", MUTATION_COST),

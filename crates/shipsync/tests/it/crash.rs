@@ -163,9 +163,9 @@ pub(crate) async fn start_proxy(target: &str) -> (Proxy, String) {
 // ---------------------------------------------------------------------------
 // The child process
 
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: std::path::PathBuf,
 }
 
@@ -184,6 +184,25 @@ fn secret_key() -> String {
 
 impl Node {
     async fn start(db_url: &str, log: std::path::PathBuf, http: &reqwest::Client) -> Node {
+        // A write whose outcome is unknown is looked for 2 + 2 s.
+        Node::start_with(
+            db_url,
+            log,
+            http,
+            &[
+                ("SHIPSYNC_HTTP_TIMEOUT_SECS", "2"),
+                ("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS", "2"),
+            ],
+        )
+        .await
+    }
+
+    pub(crate) async fn start_with(
+        db_url: &str,
+        log: std::path::PathBuf,
+        http: &reqwest::Client,
+        env: &[(&str, &str)],
+    ) -> Node {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let out = std::fs::OpenOptions::new()
@@ -205,6 +224,7 @@ impl Node {
             // The sandboxes listen on loopback.
             .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
             .env_remove("SHIPSYNC_PUBLIC_URL")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -234,7 +254,7 @@ impl Node {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -263,7 +283,7 @@ impl Node {
     }
 
     /// SIGKILL (`Child::kill` on unix), then reap.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().expect("kill");
         let _ = self.child.wait();
     }
@@ -278,17 +298,17 @@ impl Drop for Node {
 
 // ---------------------------------------------------------------------------
 
-struct World {
-    http: reqwest::Client,
-    shopify: RunningShopify,
-    deposco: RunningDeposco,
-    proxy: Proxy,
+pub(crate) struct World {
+    pub(crate) http: reqwest::Client,
+    pub(crate) shopify: RunningShopify,
+    pub(crate) deposco: RunningDeposco,
+    pub(crate) proxy: Proxy,
     proxy_url: String,
-    dir: std::path::PathBuf,
+    pub(crate) dir: std::path::PathBuf,
 }
 
 impl World {
-    async fn start() -> World {
+    pub(crate) async fn start() -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
             access_token: "shpat_sandbox".into(),
@@ -344,7 +364,7 @@ impl World {
 
     /// Creates the merchant and an enabled connection (through the proxy);
     /// returns (merchant id, webhook key).
-    async fn setup(&self, node: &Node) -> (String, String) {
+    pub(crate) async fn setup(&self, node: &Node) -> (String, String) {
         let (status, merchant) = self
             .api(
                 node,
@@ -394,7 +414,7 @@ impl World {
         (merchant_id, key)
     }
 
-    async fn post(&self, node: &Node, key: &str, number: &str) -> u16 {
+    pub(crate) async fn post(&self, node: &Node, key: &str, number: &str) -> u16 {
         let r = self
             .deposco
             .sandbox
@@ -411,7 +431,12 @@ impl World {
         r.status().expect("delivered")
     }
 
-    async fn shipment(&self, node: &Node, merchant_id: &str, number: &str) -> Option<Value> {
+    pub(crate) async fn shipment(
+        &self,
+        node: &Node,
+        merchant_id: &str,
+        number: &str,
+    ) -> Option<Value> {
         let (status, list) = self
             .api(
                 node,
@@ -484,7 +509,7 @@ impl World {
     }
 }
 
-async fn wait_for(what: &str, node: &Node, mut check: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, node: &Node, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(

@@ -10,6 +10,7 @@ mod accounts;
 mod api;
 mod browser;
 mod crash;
+mod edges;
 mod nodes;
 mod orders;
 mod outbound;
