@@ -50,9 +50,8 @@ pub struct Options {
     /// false leaves the database empty (`merchant_id`, `connection_id` and
     /// `webhook_url` stay blank), e.g. for a test that creates them in the UI.
     pub seed: bool,
-    /// The secret key (64 hex characters); None: a new random one. A test
-    /// that starts a second harness on the same database passes the first's
-    /// (`h.settings.secret_key`), since a different key is refused.
+    /// The secret key (64 hex characters); None: the one this process's
+    /// harnesses already gave the database, else a new random one.
     pub secret_key: Option<String>,
 }
 
@@ -77,6 +76,21 @@ impl Options {
             secret_key: None,
         }
     }
+}
+
+/// The secret key a harness gave a database in this process: a test that
+/// starts a second harness on the same database (a loop over settings, say)
+/// gets the first one's key, since `serve` refuses a key that does not open
+/// the stored credentials.
+fn key_of_database(database_url: &str, new: impl FnOnce() -> String) -> String {
+    static KEYS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut keys = KEYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    keys.entry(database_url.to_string())
+        .or_insert_with(new)
+        .clone()
 }
 
 /// Engine settings for tests and the demo: short waits, same logic.
@@ -140,11 +154,11 @@ impl Harness {
             body_timeout: opts.body_timeout,
             log_format: LogFormat::Json,
             admin_token: Some(token.clone()),
-            secret_key: Some(
-                opts.secret_key
-                    .clone()
-                    .unwrap_or_else(|| key.iter().map(|b| format!("{b:02x}")).collect()),
-            ),
+            secret_key: Some(opts.secret_key.clone().unwrap_or_else(|| {
+                key_of_database(&opts.database_url, || {
+                    key.iter().map(|b| format!("{b:02x}")).collect()
+                })
+            })),
             // The sandboxes listen on loopback; a test may turn it off and
             // restart the server (`settings` is public).
             allow_private_targets: true,
