@@ -13,6 +13,7 @@ mod crash;
 mod nodes;
 mod orders;
 mod outbound;
+mod proxies;
 mod pull;
 mod roles;
 mod rules;
