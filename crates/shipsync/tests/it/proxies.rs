@@ -216,6 +216,46 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored(db_url: String) {
     h.shutdown().await;
 }
 
+async fn failed_bearer_tokens_lock_the_forwarded_client(db_url: String) {
+    let h = Harness::start(options(db_url, "127.0.0.1"))
+        .await
+        .expect("harness");
+    let proxy = reqwest::Client::builder()
+        .local_address(ip("127.0.0.1"))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let url = format!("{}/api/v1/merchants", h.url());
+    let get = |xff: &'static str, token: String| {
+        proxy
+            .get(&url)
+            .header("x-forwarded-for", xff)
+            .bearer_auth(token)
+            .send()
+    };
+    let mut refused = false;
+    for i in 0..=50 {
+        match get("203.0.113.7", format!("sst_guess{i}"))
+            .await
+            .expect("send")
+            .status()
+            .as_u16()
+        {
+            401 => {}
+            429 => {
+                refused = true;
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused, "51 failed bearer tokens were never refused");
+    // Another client through the same proxy is served.
+    let r = get("203.0.113.8", h.token.clone()).await.expect("send");
+    assert_eq!(r.status().as_u16(), 200, "203.0.113.8 is not locked");
+    h.shutdown().await;
+}
+
 /// A raw TCP connection to the server from `from`.
 async fn connect_from(from: &str, server: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
@@ -282,4 +322,5 @@ both_backends!(
     without_trusted_proxies_forwarded_for_is_ignored,
     forwarded_for_from_an_untrusted_peer_is_ignored,
     a_trusted_proxy_is_not_capped_per_client,
+    failed_bearer_tokens_lock_the_forwarded_client,
 );
