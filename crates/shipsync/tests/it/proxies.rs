@@ -14,7 +14,7 @@ use shipsync::harness::{Harness, Options};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{SETTLE, read_http_response};
+use crate::support::{SETTLE, read_http_response, sign_in_form};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("an address")
@@ -50,23 +50,7 @@ impl Browser {
             .build()
             .expect("client");
         let base = h.url();
-        let r = client
-            .get(format!("{base}/login"))
-            .send()
-            .await
-            .expect("GET /login");
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("shipsync_login="))
-            .and_then(|v| v.split(';').next())
-            .expect("the sign-in cookie")
-            .to_string();
-        let page = r.text().await.expect("page");
-        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        let csrf = page[at..].split('"').next().unwrap_or("").to_string();
+        let (cookie, csrf) = sign_in_form(&client, &base).await;
         Self {
             client,
             base,
