@@ -36,6 +36,9 @@ pub struct WebConfig {
     /// A request body not read whole within this long is answered 408
     /// (`SHIPSYNC_BODY_TIMEOUT_SECS`).
     pub body_timeout: std::time::Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client
+    /// (`SHIPSYNC_TRUSTED_PROXIES`, [`client`]).
+    pub trusted_proxies: client::TrustedProxies,
 }
 
 #[derive(Clone)]

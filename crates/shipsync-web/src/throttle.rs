@@ -1,9 +1,10 @@
 //! Guessing limits: failed sign-ins per client address and per email, and
-//! failed bearer tokens per client address (the client is the TCP peer, see
-//! [`crate::client`]). A few failures are free; each one past them locks the
-//! key for twice as long as the last, up to 15 minutes; a locked key is
-//! answered 429 `too_many_attempts` + `Retry-After` without checking
-//! anything, the same for known and unknown emails.
+//! failed bearer tokens per client address (the client is the TCP peer, or
+//! the address a trusted reverse proxy forwarded, see [`crate::client`]). A
+//! few failures are free; each one past them locks the key for twice as long
+//! as the last, up to 15 minutes; a locked key is answered 429
+//! `too_many_attempts` + `Retry-After` without checking anything, the same
+//! for known and unknown emails.
 //!
 //! - sign-in: 5 free, then 1, 2, 4, 8 minutes, then 15 (from the 10th
 //!   failure on);

@@ -55,6 +55,16 @@ struct FileConfig {
     idle_timeout_secs: Option<u64>,
     body_timeout_secs: Option<u64>,
     max_connections_per_client: Option<usize>,
+    trusted_proxies: Option<ProxyList>,
+}
+
+/// `trusted_proxies` in the config file: the environment's comma-separated
+/// text, or an array of entries.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ProxyList {
+    Text(String),
+    Entries(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +86,9 @@ pub struct Settings {
     /// Connections served at once per client address
     /// (`SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT`).
     pub max_connections_per_client: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client, and whose
+    /// connections are not capped per client (`SHIPSYNC_TRUSTED_PROXIES`).
+    pub trusted_proxies: shipsync_web::client::TrustedProxies,
     /// From a connection's start, or a request's first byte, to its last
     /// header byte (`SHIPSYNC_HEADER_TIMEOUT_SECS`).
     pub header_timeout: Duration,
@@ -182,6 +195,7 @@ impl std::fmt::Debug for Settings {
                 "max_connections_per_client",
                 &self.max_connections_per_client,
             )
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("body_timeout", &self.body_timeout)
@@ -317,6 +331,15 @@ impl Settings {
         if max_connections_per_client == 0 {
             bail!("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT must be at least 1");
         }
+        let trusted_proxies = match env("SHIPSYNC_TRUSTED_PROXIES") {
+            Some(v) => v.parse().context("SHIPSYNC_TRUSTED_PROXIES")?,
+            None => match file.trusted_proxies {
+                Some(ProxyList::Text(v)) => v.parse(),
+                Some(ProxyList::Entries(v)) => v.join(",").parse(),
+                None => Ok(Default::default()),
+            }
+            .context("trusted_proxies in the config file")?,
+        };
         Ok(Self {
             database_url,
             listen,
@@ -325,6 +348,7 @@ impl Settings {
             webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
             max_connections: crate::listener::MAX_CONNECTIONS,
             max_connections_per_client,
+            trusted_proxies,
             header_timeout,
             idle_timeout,
             body_timeout,
@@ -456,6 +480,55 @@ mod tests {
                 env_of(&[])
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_env_file_default() {
+        let dir = std::env::temp_dir().join(format!("shipsync-cfg-tp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        let flags = Flags {
+            config: Some(file.clone()),
+            ..Flags::default()
+        };
+        let proxies = |env: Option<&str>| {
+            let env = env.map(str::to_string);
+            Settings::resolve_with(&flags, move |k: &str| {
+                env.clone().filter(|_| k == "SHIPSYNC_TRUSTED_PROXIES")
+            })
+            .map(|s| s.trusted_proxies.to_string())
+            .map_err(|e| format!("{e:#}"))
+        };
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(proxies(None).unwrap(), "");
+        assert!(
+            Settings::resolve_with(&Flags::default(), |_: &str| None)
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+        assert_eq!(
+            proxies(Some("127.0.0.1,10.0.0.0/8,fd00::/8")).unwrap(),
+            "127.0.0.1/32,10.0.0.0/8,fd00::/8"
+        );
+        std::fs::write(&file, "trusted_proxies = \"10.0.0.0/8, 192.168.0.1\"\n").unwrap();
+        assert_eq!(proxies(None).unwrap(), "10.0.0.0/8,192.168.0.1/32");
+        // The environment wins over the file.
+        assert_eq!(proxies(Some("::1")).unwrap(), "::1/128");
+        std::fs::write(&file, "trusted_proxies = [\"127.0.0.1\", \"fd00::/8\"]\n").unwrap();
+        assert_eq!(proxies(None).unwrap(), "127.0.0.1/32,fd00::/8");
+        // An invalid entry stops the start, named.
+        let e = proxies(Some("127.0.0.1,proxy.internal")).unwrap_err();
+        assert!(
+            e.contains("SHIPSYNC_TRUSTED_PROXIES") && e.contains("\"proxy.internal\""),
+            "{e}"
+        );
+        std::fs::write(&file, "trusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
+        let e = proxies(None).unwrap_err();
+        assert!(
+            e.contains("trusted_proxies") && e.contains("\"10.0.0.0/40\""),
+            "{e}"
         );
     }
 

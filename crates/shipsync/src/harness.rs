@@ -35,6 +35,8 @@ pub struct Options {
     /// `SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT` (default
     /// [`crate::listener::MAX_CONNECTIONS_PER_CLIENT`]).
     pub max_connections_per_client: usize,
+    /// `SHIPSYNC_TRUSTED_PROXIES` (default: none).
+    pub trusted_proxies: shipsync_web::client::TrustedProxies,
     /// `SHIPSYNC_HEADER_TIMEOUT_SECS` (default 10 s).
     pub header_timeout: Duration,
     /// `SHIPSYNC_IDLE_TIMEOUT_SECS` (default 60 s).
@@ -67,6 +69,7 @@ impl Options {
             webhook_max_in_flight: shipsync_web::WEBHOOK_MAX_IN_FLIGHT,
             max_connections: crate::listener::MAX_CONNECTIONS,
             max_connections_per_client: crate::listener::MAX_CONNECTIONS_PER_CLIENT,
+            trusted_proxies: Default::default(),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
@@ -149,6 +152,7 @@ impl Harness {
             webhook_max_in_flight: opts.webhook_max_in_flight,
             max_connections: opts.max_connections,
             max_connections_per_client: opts.max_connections_per_client,
+            trusted_proxies: opts.trusted_proxies.clone(),
             header_timeout: opts.header_timeout,
             idle_timeout: opts.idle_timeout,
             body_timeout: opts.body_timeout,

@@ -11,7 +11,10 @@
 //! One client address (an IPv6 client's /64) may hold at most
 //! `SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT` of them (default
 //! [`MAX_CONNECTIONS_PER_CLIENT`]); past it its new connections get the same
-//! refusal, so one client cannot take every place.
+//! refusal, so one client cannot take every place. A trusted reverse proxy
+//! (`SHIPSYNC_TRUSTED_PROXIES`) carries every client's connections, so its
+//! own are not capped per client (the proxy must cap them per client
+//! itself); they still count towards the global cap.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
+use shipsync_web::client::TrustedProxies;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -60,11 +64,12 @@ fn refusal() -> &'static str {
 type PerClient = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
 
 /// A TCP listener serving at most `max` connections at once, and at most
-/// `max_per_client` from one client address.
+/// `max_per_client` from one client address other than a trusted proxy's.
 pub struct Capped {
     inner: TcpListener,
     max: usize,
     max_per_client: usize,
+    trusted: TrustedProxies,
     open: Arc<AtomicUsize>,
     per_client: PerClient,
     refusing: Arc<AtomicUsize>,
@@ -111,11 +116,17 @@ impl Refusals {
 }
 
 impl Capped {
-    pub fn new(inner: TcpListener, max: usize, max_per_client: usize) -> Self {
+    pub fn new(
+        inner: TcpListener,
+        max: usize,
+        max_per_client: usize,
+        trusted: TrustedProxies,
+    ) -> Self {
         Self {
             inner,
             max,
             max_per_client,
+            trusted,
             open: Arc::default(),
             per_client: Arc::default(),
             refusing: Arc::default(),
@@ -148,7 +159,9 @@ impl Listener for Capped {
             let _ = stream.set_nodelay(true);
             let client = shipsync_web::client::key(addr.ip());
             let full = self.open.load(Ordering::Acquire) >= self.max;
-            if !full && self.admit_client(client) {
+            // A trusted proxy's connections are every client's.
+            let proxy = self.trusted.contains(addr.ip());
+            if !full && (proxy || self.admit_client(client)) {
                 self.open.fetch_add(1, Ordering::AcqRel);
                 let open = Arc::clone(&self.open);
                 let per_client = Arc::clone(&self.per_client);
@@ -157,7 +170,7 @@ impl Listener for Capped {
                         stream,
                         open,
                         per_client,
-                        client,
+                        client: (!proxy).then_some(client),
                     },
                     addr,
                 );
@@ -193,26 +206,29 @@ async fn refuse(mut stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// An accepted connection, counted (globally and for its client) until it
-/// is dropped.
+/// An accepted connection, counted (globally, and for its client unless it
+/// is a trusted proxy) until it is dropped.
 pub struct Counted {
     stream: TcpStream,
     open: Arc<AtomicUsize>,
     per_client: PerClient,
-    client: IpAddr,
+    client: Option<IpAddr>,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+        let Some(client) = self.client else {
+            return;
+        };
         let mut map = self
             .per_client
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.client) {
+        if let Some(n) = map.get_mut(&client) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.client);
+                map.remove(&client);
             }
         }
     }

@@ -253,6 +253,12 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
     } else {
         settings.public_url.clone()
     };
+    if !settings.trusted_proxies.is_empty() {
+        tracing::info!(
+            trusted_proxies = %settings.trusted_proxies,
+            "the client of a request from these reverse proxies is read from X-Forwarded-For, and their connections are not capped per client"
+        );
+    }
     let draining = Arc::new(AtomicBool::new(false));
     let state = AppState {
         engine: engine.clone(),
@@ -262,6 +268,7 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
             webhook_max_in_flight: settings.webhook_max_in_flight,
             admin_token: settings.admin_token.clone(),
             body_timeout: settings.body_timeout,
+            trusted_proxies: settings.trusted_proxies.clone(),
         }),
         draining: draining.clone(),
         throttle: shipsync_web::throttle::Throttle::default(),
@@ -275,6 +282,7 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
         listener,
         settings.max_connections,
         settings.max_connections_per_client,
+        settings.trusted_proxies.clone(),
     );
     let timeouts = crate::connections::Timeouts {
         header: settings.header_timeout,

@@ -68,7 +68,7 @@ async fn authenticate(
     if token.is_empty() {
         return Err(unauthorized());
     }
-    let client = crate::client::of(req.extensions());
+    let client = crate::client::of(req.extensions(), req.headers(), &s);
     s.throttle
         .bearer_check(client)
         .map_err(ApiError::too_many_attempts)?;

@@ -17,7 +17,7 @@ use shipsync_sandbox_deposco::Shape;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{SETTLE, read_http_response};
+use crate::support::{SETTLE, read_http_response, sign_in_form};
 
 /// A bound on answers that take milliseconds on an idle server: generous
 /// for a loaded machine, far below the stalls it guards against.
@@ -70,23 +70,7 @@ impl Browser {
     async fn at(h: &Harness, from: &str) -> Self {
         let client = client_from(from);
         let base = h.url();
-        let r = client
-            .get(format!("{base}/login"))
-            .send()
-            .await
-            .expect("GET /login");
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("shipsync_login="))
-            .and_then(|v| v.split(';').next())
-            .expect("the sign-in cookie")
-            .to_string();
-        let page = r.text().await.expect("page");
-        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        let csrf = page[at..].split('"').next().unwrap_or("").to_string();
+        let (cookie, csrf) = sign_in_form(&client, &base).await;
         Self {
             client,
             base,

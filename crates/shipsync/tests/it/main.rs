@@ -14,6 +14,7 @@ mod edges;
 mod nodes;
 mod orders;
 mod outbound;
+mod proxies;
 mod pull;
 mod roles;
 mod rules;

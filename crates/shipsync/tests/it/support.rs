@@ -75,6 +75,29 @@ impl TestDb {
 /// Generous bound for work that normally takes milliseconds.
 pub const SETTLE: Duration = Duration::from_secs(30);
 
+/// Opens the sign-in page at `base` with `client`: the sign-in cookie
+/// (`shipsync_login=…`) and the form's CSRF token, to post `/login` with.
+pub async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) {
+    let r = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("shipsync_login="))
+        .and_then(|v| v.split(';').next())
+        .expect("the sign-in cookie")
+        .to_string();
+    let page = r.text().await.expect("page");
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    let csrf = page[at..].split('"').next().unwrap_or("").to_string();
+    (cookie, csrf)
+}
+
 /// Runs `async fn name(db_url: String)` once on SQLite and once on
 /// PostgreSQL: `both_backends!(name, other_name, …);`
 macro_rules! both_backends {
