@@ -226,9 +226,7 @@ impl ShopifyClient {
         id: &str,
         cursor: String,
     ) -> Result<Vec<StoreLineItem>, ShopifyError> {
-        let mut result = Vec::new();
-        let mut after = Some(cursor);
-        for _ in 0..MAX_PAGES {
+        let lines = read_pages("Order", Some(cursor), async |after| {
             let data: wire::OrderData = self
                 .execute(
                     "Order",
@@ -237,14 +235,10 @@ impl ShopifyClient {
                     Kind::Query,
                 )
                 .await?;
-            let page = data.order.ok_or_else(|| vanished(id))?;
-            result.extend(page.line_items.nodes.into_iter().map(Into::into));
-            after = next_cursor(&page.line_items.page_info)?;
-            if after.is_none() {
-                return Ok(result);
-            }
-        }
-        Err(too_many_pages("Order"))
+            Ok(data.order.ok_or_else(|| vanished(id))?.line_items)
+        })
+        .await?;
+        Ok(lines.into_iter().map(Into::into).collect())
     }
 
     /// The order with its line items, fulfillment orders and fulfillments,
@@ -288,45 +282,30 @@ impl ShopifyClient {
         id: &str,
         with_fulfillments: bool,
     ) -> Result<Option<StoreOrder>, ShopifyError> {
-        let mut after: Option<String> = None;
-        let mut order: Option<StoreOrder> = None;
-        for _ in 0..MAX_PAGES {
-            let data: wire::OrderData = self
-                .execute(
-                    "Order",
-                    ops::ORDER,
-                    json!({ "id": id, "lineItemsAfter": after }),
-                    Kind::Query,
-                )
-                .await?;
-            let Some(page) = data.order else {
-                return match order {
-                    None => Ok(None),
-                    Some(_) => Err(vanished(id)),
-                };
-            };
-            let target = order.get_or_insert_with(|| StoreOrder {
-                id: page.id,
-                name: page.name,
-                updated_at: page.updated_at,
-                line_items: Vec::new(),
-                fulfillment_orders: Vec::new(),
-                fulfillments: Vec::new(),
-            });
-            target
-                .line_items
-                .extend(page.line_items.nodes.into_iter().map(Into::into));
-            after = next_cursor(&page.line_items.page_info)?;
-            if after.is_none() {
-                break;
-            }
-        }
-        if after.is_some() {
-            return Err(too_many_pages("Order"));
-        }
-        let Some(mut order) = order else {
+        let data: wire::OrderData = self
+            .execute(
+                "Order",
+                ops::ORDER,
+                json!({ "id": id, "lineItemsAfter": None::<String> }),
+                Kind::Query,
+            )
+            .await?;
+        let Some(page) = data.order else {
             return Ok(None);
         };
+        let mut order = StoreOrder {
+            id: page.id,
+            name: page.name,
+            updated_at: page.updated_at,
+            line_items: page.line_items.nodes.into_iter().map(Into::into).collect(),
+            fulfillment_orders: Vec::new(),
+            fulfillments: Vec::new(),
+        };
+        if let Some(cursor) = next_cursor(&page.line_items.page_info)? {
+            order
+                .line_items
+                .extend(self.line_items_after(id, cursor).await?);
+        }
         order.fulfillment_orders = self.fulfillment_orders(id).await?;
         if with_fulfillments {
             let fo_ids: Vec<String> = order
@@ -343,9 +322,7 @@ impl ShopifyClient {
         &self,
         order_id: &str,
     ) -> Result<Vec<StoreFulfillmentOrder>, ShopifyError> {
-        let mut result = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        read_pages("OrderFulfillmentOrders", None, async |after| {
             let data: wire::FulfillmentOrdersData = self
                 .execute(
                     "OrderFulfillmentOrders",
@@ -358,20 +335,23 @@ impl ShopifyClient {
                 .order
                 .ok_or_else(|| vanished(order_id))?
                 .fulfillment_orders;
+            // Completes each fulfillment order's line items before the next
+            // page is read.
+            let mut nodes = Vec::with_capacity(page.nodes.len());
             for fo in page.nodes {
                 let (mut fo, lines_page) = fo.into_store();
                 if let Some(cursor) = next_cursor(&lines_page)? {
                     let rest = self.fulfillment_order_line_items(&fo.id, cursor).await?;
                     fo.line_items.extend(rest);
                 }
-                result.push(fo);
+                nodes.push(fo);
             }
-            after = next_cursor(&page.page_info)?;
-            if after.is_none() {
-                return Ok(result);
-            }
-        }
-        Err(too_many_pages("OrderFulfillmentOrders"))
+            Ok(wire::Page {
+                page_info: page.page_info,
+                nodes,
+            })
+        })
+        .await
     }
 
     async fn fulfillment_order_line_items(
@@ -379,37 +359,33 @@ impl ShopifyClient {
         fulfillment_order_id: &str,
         first_cursor: String,
     ) -> Result<Vec<StoreFulfillmentOrderLineItem>, ShopifyError> {
-        let mut result = Vec::new();
-        let mut after = Some(first_cursor);
-        for _ in 0..MAX_PAGES {
-            let data: wire::FulfillmentOrderLinesData = self
-                .execute(
-                    "FulfillmentOrderLineItems",
-                    ops::FULFILLMENT_ORDER_LINE_ITEMS,
-                    json!({ "id": fulfillment_order_id, "after": after }),
-                    Kind::Query,
-                )
-                .await?;
-            let page = data
-                .fulfillment_order
-                .ok_or_else(|| vanished(fulfillment_order_id))?
-                .line_items;
-            result.extend(page.nodes.into_iter().map(Into::into));
-            after = next_cursor(&page.page_info)?;
-            if after.is_none() {
-                return Ok(result);
-            }
-        }
-        Err(too_many_pages("FulfillmentOrderLineItems"))
+        let lines = read_pages(
+            "FulfillmentOrderLineItems",
+            Some(first_cursor),
+            async |after| {
+                let data: wire::FulfillmentOrderLinesData = self
+                    .execute(
+                        "FulfillmentOrderLineItems",
+                        ops::FULFILLMENT_ORDER_LINE_ITEMS,
+                        json!({ "id": fulfillment_order_id, "after": after }),
+                        Kind::Query,
+                    )
+                    .await?;
+                Ok(data
+                    .fulfillment_order
+                    .ok_or_else(|| vanished(fulfillment_order_id))?
+                    .line_items)
+            },
+        )
+        .await?;
+        Ok(lines.into_iter().map(Into::into).collect())
     }
 
     async fn fulfillment_order_fulfillments(
         &self,
         fulfillment_order_id: &str,
     ) -> Result<Vec<wire::FulfillmentHead>, ShopifyError> {
-        let mut result = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        read_pages("FulfillmentOrderFulfillments", None, async |after| {
             let data: wire::FulfillmentOrderFulfillmentsData = self
                 .execute(
                     "FulfillmentOrderFulfillments",
@@ -418,54 +394,47 @@ impl ShopifyClient {
                     Kind::Query,
                 )
                 .await?;
-            let page = data
+            Ok(data
                 .fulfillment_order
                 .ok_or_else(|| vanished(fulfillment_order_id))?
-                .fulfillments;
-            result.extend(page.nodes);
-            after = next_cursor(&page.page_info)?;
-            if after.is_none() {
-                return Ok(result);
-            }
-        }
-        Err(too_many_pages("FulfillmentOrderFulfillments"))
+                .fulfillments)
+        })
+        .await
     }
 
     async fn fulfillment(
         &self,
         head: wire::FulfillmentHead,
     ) -> Result<StoreFulfillment, ShopifyError> {
-        let mut fulfillment = StoreFulfillment {
-            id: head.id,
-            status: head.status,
-            created_at: head.created_at,
-            tracking: Vec::new(),
-            line_items: Vec::new(),
-        };
-        let mut after: Option<String> = None;
-        for page_number in 0..MAX_PAGES {
+        // The tracking comes with every page; the first page's is kept.
+        let mut tracking = None;
+        let lines = read_pages("Fulfillment", None, async |after| {
             let data: wire::FulfillmentData = self
                 .execute(
                     "Fulfillment",
                     ops::FULFILLMENT,
-                    json!({ "id": fulfillment.id, "lineItemsAfter": after }),
+                    json!({ "id": head.id, "lineItemsAfter": after }),
                     Kind::Query,
                 )
                 .await?;
-            let page = data.fulfillment.ok_or_else(|| vanished(&fulfillment.id))?;
-            if page_number == 0 {
-                fulfillment.tracking = page.tracking_info.into_iter().map(Into::into).collect();
+            let page = data.fulfillment.ok_or_else(|| vanished(&head.id))?;
+            if tracking.is_none() {
+                tracking = Some(page.tracking_info);
             }
-            let lines = page.fulfillment_line_items;
-            fulfillment
-                .line_items
-                .extend(lines.nodes.into_iter().map(Into::into));
-            after = next_cursor(&lines.page_info)?;
-            if after.is_none() {
-                return Ok(fulfillment);
-            }
-        }
-        Err(too_many_pages("Fulfillment"))
+            Ok(page.fulfillment_line_items)
+        })
+        .await?;
+        Ok(StoreFulfillment {
+            id: head.id,
+            status: head.status,
+            created_at: head.created_at,
+            tracking: tracking
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            line_items: lines.into_iter().map(Into::into).collect(),
+        })
     }
 
     /// Creates one fulfillment. Not idempotent: on
@@ -625,6 +594,26 @@ fn next_cursor(page: &wire::PageInfo) -> Result<Option<String>, ShopifyError> {
             reason: "Shopify reported a next page without a cursor".into(),
             retry_after: None,
         })
+}
+
+/// Follows a connection from `after` to its last page, one request per page
+/// (`read_page` reads the page after a cursor), and refuses to read on after
+/// [`MAX_PAGES`] pages (`op` names the document in that error).
+async fn read_pages<T>(
+    op: &str,
+    mut after: Option<String>,
+    mut read_page: impl AsyncFnMut(Option<String>) -> Result<wire::Page<T>, ShopifyError>,
+) -> Result<Vec<T>, ShopifyError> {
+    let mut result = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let page = read_page(after).await?;
+        result.extend(page.nodes);
+        after = next_cursor(&page.page_info)?;
+        if after.is_none() {
+            return Ok(result);
+        }
+    }
+    Err(too_many_pages(op))
 }
 
 fn vanished(id: &str) -> ShopifyError {
