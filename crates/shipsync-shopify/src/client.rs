@@ -226,19 +226,30 @@ impl ShopifyClient {
         id: &str,
         cursor: String,
     ) -> Result<Vec<StoreLineItem>, ShopifyError> {
-        let lines = read_pages("Order", Some(cursor), async |after| {
-            let data: wire::OrderData = self
-                .execute(
-                    "Order",
-                    ops::ORDER,
-                    json!({ "id": id, "lineItemsAfter": after }),
-                    Kind::Query,
-                )
-                .await?;
-            Ok(data.order.ok_or_else(|| vanished(id))?.line_items)
+        let lines = read_pages("Order", Some(cursor), move |after| async move {
+            let page = self.order_page(id, after).await?;
+            Ok(page.ok_or_else(|| vanished(id))?.line_items)
         })
         .await?;
         Ok(lines.into_iter().map(Into::into).collect())
+    }
+
+    /// One page of order `id`'s line items (`None` when there is no such
+    /// order).
+    async fn order_page(
+        &self,
+        id: &str,
+        after: Option<String>,
+    ) -> Result<Option<wire::Order>, ShopifyError> {
+        let data: wire::OrderData = self
+            .execute(
+                "Order",
+                ops::ORDER,
+                json!({ "id": id, "lineItemsAfter": after }),
+                Kind::Query,
+            )
+            .await?;
+        Ok(data.order)
     }
 
     /// The order with its line items, fulfillment orders and fulfillments,
@@ -282,15 +293,7 @@ impl ShopifyClient {
         id: &str,
         with_fulfillments: bool,
     ) -> Result<Option<StoreOrder>, ShopifyError> {
-        let data: wire::OrderData = self
-            .execute(
-                "Order",
-                ops::ORDER,
-                json!({ "id": id, "lineItemsAfter": None::<String> }),
-                Kind::Query,
-            )
-            .await?;
-        let Some(page) = data.order else {
+        let Some(page) = self.order_page(id, None).await? else {
             return Ok(None);
         };
         let mut order = StoreOrder {
@@ -322,7 +325,7 @@ impl ShopifyClient {
         &self,
         order_id: &str,
     ) -> Result<Vec<StoreFulfillmentOrder>, ShopifyError> {
-        read_pages("OrderFulfillmentOrders", None, async |after| {
+        read_pages("OrderFulfillmentOrders", None, move |after| async move {
             let data: wire::FulfillmentOrdersData = self
                 .execute(
                     "OrderFulfillmentOrders",
@@ -362,7 +365,7 @@ impl ShopifyClient {
         let lines = read_pages(
             "FulfillmentOrderLineItems",
             Some(first_cursor),
-            async |after| {
+            move |after| async move {
                 let data: wire::FulfillmentOrderLinesData = self
                     .execute(
                         "FulfillmentOrderLineItems",
@@ -385,20 +388,24 @@ impl ShopifyClient {
         &self,
         fulfillment_order_id: &str,
     ) -> Result<Vec<wire::FulfillmentHead>, ShopifyError> {
-        read_pages("FulfillmentOrderFulfillments", None, async |after| {
-            let data: wire::FulfillmentOrderFulfillmentsData = self
-                .execute(
-                    "FulfillmentOrderFulfillments",
-                    ops::FULFILLMENT_ORDER_FULFILLMENTS,
-                    json!({ "id": fulfillment_order_id, "after": after }),
-                    Kind::Query,
-                )
-                .await?;
-            Ok(data
-                .fulfillment_order
-                .ok_or_else(|| vanished(fulfillment_order_id))?
-                .fulfillments)
-        })
+        read_pages(
+            "FulfillmentOrderFulfillments",
+            None,
+            move |after| async move {
+                let data: wire::FulfillmentOrderFulfillmentsData = self
+                    .execute(
+                        "FulfillmentOrderFulfillments",
+                        ops::FULFILLMENT_ORDER_FULFILLMENTS,
+                        json!({ "id": fulfillment_order_id, "after": after }),
+                        Kind::Query,
+                    )
+                    .await?;
+                Ok(data
+                    .fulfillment_order
+                    .ok_or_else(|| vanished(fulfillment_order_id))?
+                    .fulfillments)
+            },
+        )
         .await
     }
 
@@ -406,35 +413,49 @@ impl ShopifyClient {
         &self,
         head: wire::FulfillmentHead,
     ) -> Result<StoreFulfillment, ShopifyError> {
-        // The tracking comes with every page; the first page's is kept.
-        let mut tracking = None;
-        let lines = read_pages("Fulfillment", None, async |after| {
-            let data: wire::FulfillmentData = self
-                .execute(
-                    "Fulfillment",
-                    ops::FULFILLMENT,
-                    json!({ "id": head.id, "lineItemsAfter": after }),
-                    Kind::Query,
-                )
-                .await?;
-            let page = data.fulfillment.ok_or_else(|| vanished(&head.id))?;
-            if tracking.is_none() {
-                tracking = Some(page.tracking_info);
-            }
-            Ok(page.fulfillment_line_items)
-        })
-        .await?;
-        Ok(StoreFulfillment {
+        // The tracking comes with every page: the first page's is kept.
+        let first = self.fulfillment_page(&head.id, None).await?;
+        let mut fulfillment = StoreFulfillment {
             id: head.id,
             status: head.status,
             created_at: head.created_at,
-            tracking: tracking
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-            line_items: lines.into_iter().map(Into::into).collect(),
-        })
+            tracking: first.tracking_info.into_iter().map(Into::into).collect(),
+            line_items: Vec::new(),
+        };
+        let lines = first.fulfillment_line_items;
+        fulfillment
+            .line_items
+            .extend(lines.nodes.into_iter().map(Into::into));
+        if let Some(cursor) = next_cursor(&lines.page_info)? {
+            let id = fulfillment.id.as_str();
+            let rest = read_pages("Fulfillment", Some(cursor), move |after| async move {
+                Ok(self
+                    .fulfillment_page(id, after)
+                    .await?
+                    .fulfillment_line_items)
+            })
+            .await?;
+            fulfillment
+                .line_items
+                .extend(rest.into_iter().map(Into::into));
+        }
+        Ok(fulfillment)
+    }
+
+    async fn fulfillment_page(
+        &self,
+        id: &str,
+        after: Option<String>,
+    ) -> Result<wire::Fulfillment, ShopifyError> {
+        let data: wire::FulfillmentData = self
+            .execute(
+                "Fulfillment",
+                ops::FULFILLMENT,
+                json!({ "id": id, "lineItemsAfter": after }),
+                Kind::Query,
+            )
+            .await?;
+        data.fulfillment.ok_or_else(|| vanished(id))
     }
 
     /// Creates one fulfillment. Not idempotent: on
@@ -599,11 +620,14 @@ fn next_cursor(page: &wire::PageInfo) -> Result<Option<String>, ShopifyError> {
 /// Follows a connection from `after` to its last page, one request per page
 /// (`read_page` reads the page after a cursor), and refuses to read on after
 /// [`MAX_PAGES`] pages (`op` names the document in that error).
-async fn read_pages<T>(
+async fn read_pages<T, F>(
     op: &str,
     mut after: Option<String>,
-    mut read_page: impl AsyncFnMut(Option<String>) -> Result<wire::Page<T>, ShopifyError>,
-) -> Result<Vec<T>, ShopifyError> {
+    mut read_page: impl FnMut(Option<String>) -> F,
+) -> Result<Vec<T>, ShopifyError>
+where
+    F: Future<Output = Result<wire::Page<T>, ShopifyError>>,
+{
     let mut result = Vec::new();
     for _ in 0..MAX_PAGES {
         let page = read_page(after).await?;
