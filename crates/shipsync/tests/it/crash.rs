@@ -27,7 +27,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shipsync_sandbox_deposco::{
-    DeposcoSandbox, LineSpec, PackageSpec, RunningDeposco, Shape, ShipmentSpec, Signing,
+    DeposcoSandbox, LineSpec, PackageSpec, RunningDeposco, Shape, ShipmentRecord, ShipmentSpec,
+    Signing,
 };
 use shipsync_sandbox_shopify::{OrderSpec, RunningShopify, ShopifySandbox};
 
@@ -460,6 +461,66 @@ impl World {
 }
 
 impl World {
+    /// Order `#{number}` (three of `A`) and Deposco shipment `number`
+    /// shipping two of them in one package tracked `T1`.
+    pub(crate) fn order_shipping_two_of_three(&self, number: &str) -> ShipmentRecord {
+        self.shopify.sandbox.create_order(OrderSpec {
+            name: format!("#{number}"),
+            lines: vec![shipsync_sandbox_shopify::LineSpec {
+                sku: "A".into(),
+                quantity: 3,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        self.deposco.sandbox.add_shipment(
+            ShipmentSpec::new(number)
+                .line(LineSpec::new(1, "A", 3).shipped(2))
+                .package(PackageSpec::new("C1", "T1").line(1, 2)),
+        )
+    }
+
+    /// Polls until shipment `number` is `settled`; `what` starts the
+    /// message when it does not within [`SETTLE`].
+    pub(crate) async fn wait_shipment(
+        &self,
+        node: &Node,
+        merchant_id: &str,
+        number: &str,
+        what: &str,
+        settled: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.shipment(node, merchant_id, number).await
+                && settled(&s)
+            {
+                return s;
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "{what}: the shipment did not settle after restart; log:\n{}",
+                node.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls until the database at `db_url` holds no job (no work left that
+/// could still create something); `what` starts the message when it still
+/// does after [`SETTLE`].
+pub(crate) async fn wait_no_jobs(db_url: &str, what: &str) {
+    let db = shipsync_db::Db::open(db_url).await.expect("open db");
+    let start = Instant::now();
+    while db.count_jobs().await.expect("count jobs") > 0 {
+        assert!(start.elapsed() < SETTLE, "{what}: jobs left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.close().await;
+}
+
+impl World {
     /// `n` one-unit shipments numbered from `first`, for a pull.
     fn add_pull_shipments(&self, n: usize, first: usize, tracking: &str) {
         for i in 0..n {
@@ -536,20 +597,7 @@ async fn crash_once(db_url: &str, point: KillPoint) {
     let w = World::start().await;
     let log = w.dir.join("shipsync.log");
     let name = "#1001";
-    w.shopify.sandbox.create_order(OrderSpec {
-        name: name.into(),
-        lines: vec![shipsync_sandbox_shopify::LineSpec {
-            sku: "A".into(),
-            quantity: 3,
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    let record = w.deposco.sandbox.add_shipment(
-        ShipmentSpec::new("1001")
-            .line(LineSpec::new(1, "A", 3).shipped(2))
-            .package(PackageSpec::new("C1", "T1").line(1, 2)),
-    );
+    let record = w.order_shipping_two_of_three("1001");
 
     let mut node = Node::start(db_url, log.clone(), &w.http).await;
     let (merchant_id, key) = w.setup(&node).await;
@@ -580,28 +628,13 @@ async fn crash_once(db_url: &str, point: KillPoint) {
     // The store is healthy again; restart on the same database.
     w.proxy.set(Mode::Pass);
     let node = Node::start(db_url, log, &w.http).await;
-    let start = Instant::now();
-    let s = loop {
-        if let Some(s) = w.shipment(&node, &merchant_id, &record.number).await
-            && s["status"] == "completed"
-        {
-            break s;
-        }
-        assert!(
-            start.elapsed() < SETTLE,
-            "{point:?}: the shipment did not complete after restart; log:\n{}",
-            node.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // No work left that could still create something.
-    let db = shipsync_db::Db::open(db_url).await.expect("open db");
-    let start = Instant::now();
-    while db.count_jobs().await.expect("count jobs") > 0 {
-        assert!(start.elapsed() < SETTLE, "{point:?}: jobs left");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    db.close().await;
+    let what = format!("{point:?}");
+    let s = w
+        .wait_shipment(&node, &merchant_id, &record.number, &what, |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    wait_no_jobs(db_url, &what).await;
 
     let o = w.shopify.sandbox.order(name).expect("order");
     assert_eq!(o.fulfillments.len(), 1, "{point:?}: {:?}", o.fulfillments);

@@ -9,10 +9,10 @@ use serde_json::json;
 use shipsync::harness::{Harness, Options};
 use shipsync_db::Db;
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
-use shipsync_sandbox_shopify::{FaultKind, Faults, OrderSpec};
+use shipsync_sandbox_shopify::{FaultKind, Faults};
 use sqlx::Row;
 
-use crate::crash::{Mode, Node, World, wait_for};
+use crate::crash::{Mode, Node, World, wait_for, wait_no_jobs};
 use crate::scenarios::{bare, order, ship, wait};
 use crate::support::SETTLE;
 
@@ -24,20 +24,7 @@ async fn create_seen_late_after_kill9(db_url: String) {
     let w = World::start().await;
     let log = w.dir.join("shipsync.log");
     let name = "#2001";
-    w.shopify.sandbox.create_order(OrderSpec {
-        name: name.into(),
-        lines: vec![shipsync_sandbox_shopify::LineSpec {
-            sku: "A".into(),
-            quantity: 3,
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    let record = w.deposco.sandbox.add_shipment(
-        ShipmentSpec::new("2001")
-            .line(LineSpec::new(1, "A", 3).shipped(2))
-            .package(PackageSpec::new("C1", "T1").line(1, 2)),
-    );
+    let record = w.order_shipping_two_of_three("2001");
     w.shopify.sandbox.set_faults(Faults {
         fulfillments_visible_after_ms: 15_000,
         ..Default::default()
@@ -62,27 +49,14 @@ async fn create_seen_late_after_kill9(db_url: String) {
 
     w.proxy.set(Mode::Pass);
     let node = Node::start_with(&db_url, log, &w.http, &env).await;
-    let start = Instant::now();
-    let s = loop {
-        let s = w.shipment(&node, &merchant_id, &record.number).await;
-        if let Some(s) = s.filter(|s| s["status"] == "completed" || s["status"] == "error") {
-            break s;
-        }
-        assert!(
-            start.elapsed() < SETTLE,
-            "the shipment did not settle after restart; log:\n{}",
-            node.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let what = "create seen late";
+    let s = w
+        .wait_shipment(&node, &merchant_id, &record.number, what, |s| {
+            s["status"] == "completed" || s["status"] == "error"
+        })
+        .await;
     assert_eq!(s["status"], "completed", "{s}");
-    let db = Db::open(&db_url).await.expect("open db");
-    let start = Instant::now();
-    while db.count_jobs().await.expect("count jobs") > 0 {
-        assert!(start.elapsed() < SETTLE, "jobs left");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    db.close().await;
+    wait_no_jobs(&db_url, what).await;
     let o = w.shopify.sandbox.order(name).expect("order");
     assert_eq!(o.fulfillments.len(), 1, "{:?}", o.fulfillments);
     assert_eq!(
