@@ -14,10 +14,25 @@ use crate::{Db, DbError};
 /// Rows per statement.
 const BATCH: i64 = 1000;
 
+/// Orders still being worked on (a macro so that [`OPEN_SHIPMENTS`] can be
+/// built from it at compile time).
+macro_rules! open_orders {
+    () => {
+        "SELECT o.id FROM orders o WHERE o.status NOT IN ('shipped', 'closed', 'cancelled', 'archived')"
+    };
+}
+
+/// Orders still being worked on.
+const OPEN_ORDERS: &str = open_orders!();
+
 /// Shipments still being worked on, and finished shipments of an order
 /// still being worked on.
-const OPEN_SHIPMENTS: &str = "SELECT s.id FROM shipments s WHERE s.status NOT IN ('completed', 'archived')
-    OR s.order_id IN (SELECT o.id FROM orders o WHERE o.status NOT IN ('shipped', 'closed', 'cancelled', 'archived'))";
+const OPEN_SHIPMENTS: &str = concat!(
+    "SELECT s.id FROM shipments s WHERE s.status NOT IN ('completed', 'archived')
+    OR s.order_id IN (",
+    open_orders!(),
+    ")"
+);
 
 impl Db {
     /// Clears the raw body of accepted events received before `before` whose
@@ -57,8 +72,7 @@ impl Db {
                SELECT a.id FROM activity a
                WHERE a.at < $1
                  AND a.subject_id NOT IN ({OPEN_SHIPMENTS})
-                 AND a.subject_id NOT IN (SELECT o.id FROM orders o
-                     WHERE o.status NOT IN ('shipped', 'closed', 'cancelled', 'archived'))
+                 AND a.subject_id NOT IN ({OPEN_ORDERS})
                  AND a.subject_id NOT IN (SELECT r.id FROM runs r WHERE r.status IN ('queued', 'running'))
                LIMIT $2)"
         );

@@ -6,7 +6,6 @@
 //! body timeouts. Clients take other loopback addresses (127.0.0.x) by
 //! binding their sockets.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,44 +14,15 @@ use serde_json::{Value, json};
 use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::Shape;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::support::{SETTLE, read_http_response, sign_in_form};
+use crate::support::{
+    SETTLE, client_from, connect_from, create_user, read_http_response, server_addr, sign_in_form,
+};
 
 /// A bound on answers that take milliseconds on an idle server: generous
 /// for a loaded machine, far below the stalls it guards against.
 const PROMPT: Duration = Duration::from_secs(3);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("an address")
-}
-
-/// An HTTP client whose connections come from `from`, following no
-/// redirects.
-fn client_from(from: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip(from))
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
-
-/// A raw TCP connection to the server from `from`.
-async fn connect_from(from: &str, server: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(ip(from), 0))
-        .expect("bind a loopback address");
-    socket.connect(server).await.expect("connect")
-}
-
-fn server_addr(h: &Harness) -> SocketAddr {
-    h.url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the server's address")
-}
 
 /// A browser at one client address, holding the sign-in form's cookie and
 /// CSRF token.
@@ -68,7 +38,7 @@ type Answer = (u16, Option<String>, String);
 
 impl Browser {
     async fn at(h: &Harness, from: &str) -> Self {
-        let client = client_from(from);
+        let client = client_from(from, None);
         let base = h.url();
         let (cookie, csrf) = sign_in_form(&client, &base).await;
         Self {
@@ -124,16 +94,8 @@ fn assert_too_many(answer: &Answer) {
     }
 }
 
-async fn create_user(h: &Harness, email: &str) {
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": email, "password": "a long password", "role": "admin"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("user");
+async fn create_admin(h: &Harness, email: &str) {
+    create_user(h, json!({"email": email, "role": "admin"})).await;
 }
 
 /// Failed sign-ins from `from` for `email` until refused; returns the
@@ -161,7 +123,7 @@ async fn failed_sign_ins_from_one_address_are_refused_alike_for_known_and_unknow
     db_url: String,
 ) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    create_user(&h, "ops@example.com").await;
+    create_admin(&h, "ops@example.com").await;
     let known = fail_until_refused(&h, "127.0.0.5", "ops@example.com").await;
     let unknown = fail_until_refused(&h, "127.0.0.6", "nobody@example.com").await;
     assert_eq!(
@@ -172,7 +134,7 @@ async fn failed_sign_ins_from_one_address_are_refused_alike_for_known_and_unknow
     let b = Browser::at(&h, "127.0.0.5").await;
     assert_too_many(&b.sign_in("ops@example.com", "a long password", false).await);
     // Other addresses and other emails are not affected.
-    create_user(&h, "staff@example.com").await;
+    create_admin(&h, "staff@example.com").await;
     let b = Browser::at(&h, "127.0.0.9").await;
     let (status, _, body) = b
         .sign_in("staff@example.com", "a long password", false)
@@ -183,7 +145,7 @@ async fn failed_sign_ins_from_one_address_are_refused_alike_for_known_and_unknow
 
 async fn failed_sign_ins_for_one_email_from_many_addresses_are_refused(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    create_user(&h, "victim@example.com").await;
+    create_admin(&h, "victim@example.com").await;
     let mut refused_after = None;
     for i in 0..=10 {
         let b = Browser::at(&h, &format!("127.0.0.{}", 10 + i)).await;
@@ -219,7 +181,7 @@ async fn failed_bearer_tokens_are_refused_and_webhooks_are_not_throttled(db_url:
     let mut o = Options::new(db_url);
     o.shared_secret = None;
     let h = Harness::start(o).await.expect("harness");
-    let c = client_from("127.0.0.7");
+    let c = client_from("127.0.0.7", None);
     let url = format!("{}/api/v1/merchants", h.url());
     let mut refused = None;
     for i in 0..=50 {
@@ -400,7 +362,7 @@ async fn idle_and_trickling_connections_from_one_address_leave_room_for_others(d
 
     // Others are answered at once, on new connections: health and a signed
     // webhook.
-    let fresh = client_from("127.0.0.1");
+    let fresh = client_from("127.0.0.1", None);
     let started = Instant::now();
     let healthz = tokio::time::timeout(PROMPT, fresh.get(format!("{}/healthz", h.url())).send())
         .await

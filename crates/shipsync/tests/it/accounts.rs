@@ -15,7 +15,7 @@ use shipsync::config::{Flags, Settings};
 use shipsync::harness::{Harness, Options, fast_engine};
 
 use crate::roles::{call, user_with_token};
-use crate::support::{SETTLE, TestDb};
+use crate::support::{SETTLE, TestDb, browser_for, user_and_token};
 use crate::ui::Browser;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shipsync");
@@ -504,17 +504,7 @@ async fn users_token_command(db_url: String) {
 /// expiry), creates one with an expiry, and revokes it (401 at once).
 async fn ui_account_tokens(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "staff"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("user");
-    let mut b = Browser::new(h.url());
-    let csrf = b.sign_in("ops@example.com", "a long password").await;
+    let (mut b, csrf) = browser_for(&h, json!({"email": "ops@example.com", "role": "staff"})).await;
     let (st, made) = b
         .post(
             "/account",
@@ -662,20 +652,13 @@ async fn browser_headers_and_host_cookie() {
 /// to every merchant.
 async fn staff_losing_last_merchant_sees_nothing(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    let u = h
-        .api("POST", "/api/v1/users", Some(json!({"email": "limited@example.com", "password": "a long password", "role": "staff", "merchant_ids": [h.merchant_id]})))
-        .await
-        .expect("api")
-        .ok(201)
-        .expect("user");
+    let (u, tok) = user_and_token(
+        &h,
+        json!({"email": "limited@example.com", "role": "staff", "merchant_ids": [h.merchant_id]}),
+    )
+    .await;
     assert_eq!(u["all_merchants"], false, "{u}");
     let uid = u["id"].as_str().unwrap_or_default().to_string();
-    let tok = h
-        .engine()
-        .expect("engine")
-        .create_user_token(&uid, "test")
-        .await
-        .expect("token");
     let merchants = async |tok: &str| {
         let (st, list) = call(&h, tok, "GET", "/api/v1/merchants", None).await;
         assert_eq!(st, 200, "{list}");
@@ -740,17 +723,8 @@ async fn staff_losing_last_merchant_sees_nothing(db_url: String) {
     assert_eq!(merchants(&tok).await, 1);
     // The Users page shows the setting as a box; unticking it with no
     // merchant ticked leaves the user seeing none.
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": "admin@example.com", "password": "a long password", "role": "admin"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("admin");
-    let mut admin = Browser::new(h.url());
-    let csrf = admin.sign_in("admin@example.com", "a long password").await;
+    let (mut admin, csrf) =
+        browser_for(&h, json!({"email": "admin@example.com", "role": "admin"})).await;
     let (st, page) = admin.get(&format!("/users/{uid}")).await;
     assert_eq!(st, 200);
     assert!(

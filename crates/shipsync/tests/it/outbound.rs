@@ -15,8 +15,7 @@ use shipsync::harness::{Harness, Options, SHOPIFY_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::roles::{call, user_with_token};
-use crate::support::SETTLE;
-use crate::ui::Browser;
+use crate::support::{SETTLE, browser_for, user_and_token};
 
 const SETTING: &str = "SHIPSYNC_ALLOW_PRIVATE_TARGETS";
 
@@ -122,25 +121,6 @@ fn message(body: &Value) -> String {
         .to_string()
 }
 
-/// Creates the user `user` (its password added) and signs it in to the UI;
-/// returns the session and its CSRF token.
-async fn browser_for(h: &Harness, mut user: Value) -> (Browser, String) {
-    user["password"] = json!("a long password");
-    h.api("POST", "/api/v1/users", Some(user.clone()))
-        .await
-        .expect("api")
-        .ok(201)
-        .expect("user");
-    let mut b = Browser::new(h.url());
-    let csrf = b
-        .sign_in(
-            user["email"].as_str().unwrap_or_default(),
-            "a long password",
-        )
-        .await;
-    (b, csrf)
-}
-
 /// Points the merchant's warehouse at `api_url` (password given again) and
 /// runs "Test connection".
 async fn test_warehouse_at(h: &Harness, api_url: &str) -> shipsync_engine::ConnectionTest {
@@ -171,19 +151,11 @@ async fn only_unlimited_principals_move_credentials(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
     let m = h.merchant_id.clone();
     let brand = user_with_token(&h, "brand@example.com", "merchant", Some(&m)).await;
-    let limited = {
-        let u = h
-            .api("POST", "/api/v1/users", Some(json!({"email": "limited@example.com", "password": "a long password", "role": "staff", "merchant_ids": [m]})))
-            .await
-            .expect("api")
-            .ok(201)
-            .expect("user");
-        h.engine()
-            .expect("engine")
-            .create_user_token(u["id"].as_str().unwrap_or_default(), "test")
-            .await
-            .expect("token")
-    };
+    let (_, limited) = user_and_token(
+        &h,
+        json!({"email": "limited@example.com", "role": "staff", "merchant_ids": [m]}),
+    )
+    .await;
     let mpath = format!("/api/v1/merchants/{m}");
     let cpath = format!("/api/v1/connections/{}", h.connection_id);
     let attempts = [

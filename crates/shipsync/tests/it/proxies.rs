@@ -6,19 +6,14 @@
 //! loopback addresses (127.0.0.x) by binding their sockets; a "proxy" is a
 //! client at a trusted address that sends the header.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
-
 use serde_json::json;
 use shipsync::harness::{Harness, Options};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{SETTLE, read_http_response, sign_in_form};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("an address")
-}
+use crate::support::{
+    PASSWORD, SETTLE, client_from, connect_from, create_user, read_http_response, server_addr,
+    sign_in_form,
+};
 
 fn options(db_url: String, trusted: &str) -> Options {
     let mut o = Options::new(db_url);
@@ -38,17 +33,7 @@ struct Browser {
 
 impl Browser {
     async fn at(h: &Harness, peer: &str, xff: Option<&str>) -> Self {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(xff) = xff {
-            headers.insert("x-forwarded-for", xff.parse().expect("header value"));
-        }
-        let client = reqwest::Client::builder()
-            .local_address(ip(peer))
-            .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
+        let client = client_from(peer, xff);
         let base = h.url();
         let (cookie, csrf) = sign_in_form(&client, &base).await;
         Self {
@@ -91,18 +76,9 @@ impl Browser {
 }
 
 const USER: &str = "ops@example.com";
-const PASSWORD: &str = "a long password";
 
-async fn create_user(h: &Harness) {
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": USER, "password": PASSWORD, "role": "admin"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("user");
+async fn create_admin(h: &Harness) {
+    create_user(h, json!({"email": USER, "role": "admin"})).await;
 }
 
 /// Failed sign-ins from `peer` with `X-Forwarded-For: xff`, each for
@@ -139,7 +115,7 @@ async fn a_trusted_proxy_forwards_the_client_that_failed(db_url: String) {
     let h = Harness::start(options(db_url, "127.0.0.1"))
         .await
         .expect("harness");
-    create_user(&h).await;
+    create_admin(&h).await;
     // What a client sent left of what the proxy appended is not believed.
     fail_until_refused(&h, "127.0.0.1", Some("198.51.100.1, 203.0.113.7")).await;
     assert_eq!(
@@ -165,7 +141,7 @@ async fn a_trusted_proxy_forwards_the_client_that_failed(db_url: String) {
 
 async fn without_trusted_proxies_forwarded_for_is_ignored(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    create_user(&h).await;
+    create_admin(&h).await;
     fail_until_refused(&h, "127.0.0.1", Some("203.0.113.7")).await;
     assert_eq!(
         sign_in_status(&h, "127.0.0.1", Some("203.0.113.8")).await,
@@ -180,7 +156,7 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored(db_url: String) {
     let h = Harness::start(options(db_url, "127.0.0.1"))
         .await
         .expect("harness");
-    create_user(&h).await;
+    create_admin(&h).await;
     fail_until_refused(&h, "127.0.0.2", Some("203.0.113.7")).await;
     assert_eq!(
         sign_in_status(&h, "127.0.0.2", Some("203.0.113.8")).await,
@@ -204,11 +180,7 @@ async fn failed_bearer_tokens_lock_the_forwarded_client(db_url: String) {
     let h = Harness::start(options(db_url, "127.0.0.1"))
         .await
         .expect("harness");
-    let proxy = reqwest::Client::builder()
-        .local_address(ip("127.0.0.1"))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
+    let proxy = client_from("127.0.0.1", None);
     let url = format!("{}/api/v1/merchants", h.url());
     let get = |xff: &'static str, token: String| {
         proxy
@@ -240,23 +212,10 @@ async fn failed_bearer_tokens_lock_the_forwarded_client(db_url: String) {
     h.shutdown().await;
 }
 
-/// A raw TCP connection to the server from `from`.
-async fn connect_from(from: &str, server: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(ip(from), 0))
-        .expect("bind a loopback address");
-    socket.connect(server).await.expect("connect")
-}
-
 /// Opens `n` connections from `from`, all held at once, then asks
 /// `/healthz` on each: how many were served (200) and refused (503).
 async fn hold_connections(h: &Harness, from: &str, n: usize) -> (usize, usize) {
-    let addr: SocketAddr = h
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the server's address");
+    let addr = server_addr(h);
     let mut conns = Vec::new();
     for _ in 0..n {
         conns.push(connect_from(from, addr).await);

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use shipsync::harness::{Harness, Options};
 
+use crate::support::{browser_for, user_and_token};
 use crate::ui::Browser;
 
 /// Calls the API with another bearer token.
@@ -60,17 +61,8 @@ pub async fn user_with_token(
     role: &str,
     merchant: Option<&str>,
 ) -> String {
-    let u = h
-        .api("POST", "/api/v1/users", Some(json!({"email": email, "password": "a long password", "role": role, "merchant_id": merchant})))
-        .await
-        .expect("api")
-        .ok(201)
-        .expect("user");
-    h.engine()
-        .expect("engine")
-        .create_user_token(u["id"].as_str().unwrap_or_default(), "test")
-        .await
-        .expect("token")
+    let user = json!({"email": email, "role": role, "merchant_id": merchant});
+    user_and_token(h, user).await.1
 }
 
 async fn merchant_user_sees_only_its_merchant(db_url: String) {
@@ -489,17 +481,8 @@ async fn staff_limited_to_two_merchants(db_url: String) {
     // An administrator changes the merchants with the edit page's
     // checkboxes (a CSRF-less post is refused).
     let uid = u["id"].as_str().unwrap_or_default();
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "admin"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("admin");
-    let mut admin = Browser::new(h.url());
-    let admin_csrf = admin.sign_in("ops@example.com", "a long password").await;
+    let (mut admin, admin_csrf) =
+        browser_for(&h, json!({"email": "ops@example.com", "role": "admin"})).await;
     let (st, page) = admin.get(&format!("/users/{uid}")).await;
     assert_eq!(st, 200);
     for m in [&beta, &gamma] {

@@ -12,7 +12,7 @@ use shipsync_sandbox_deposco::{
     LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest,
 };
 
-use crate::support::SETTLE;
+use crate::support::{SETTLE, browser_for, metrics_text};
 use crate::ui::Browser;
 use crate::webhook::{
     event, events, marker, new_shipment, note, send, send_to, signed, status, wait_events,
@@ -27,31 +27,16 @@ async fn api(h: &Harness, method: &str, path: &str, body: Option<Value>) -> (u16
 
 /// A signed-in administrator's browser.
 async fn admin_browser(h: &Harness) -> Browser {
-    let (st, _) = api(
-        h,
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "admin"})),
-    )
-    .await;
-    assert_eq!(st, 201);
-    let mut b = Browser::new(h.url());
-    b.sign_in("ops@example.com", "a long password").await;
-    b
+    browser_for(h, json!({"email": "ops@example.com", "role": "admin"}))
+        .await
+        .0
 }
 
 /// The value of a counter in `/metrics` (0 when absent).
 async fn metric(h: &Harness, line_start: &str) -> u64 {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.url()))
-        .send()
+    metrics_text(h)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<f64>().ok())

@@ -1,8 +1,14 @@
 //! Test databases on both backends, and the macro that runs a test on each.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use serde_json::{Value, json};
+use shipsync::harness::Harness;
 use sqlx::Connection;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::ui::Browser;
 
 /// A throwaway database; removed by [`TestDb::cleanup`].
 pub struct TestDb {
@@ -162,4 +168,90 @@ pub async fn read_http_response(
         );
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// The password of every user the tests create.
+pub const PASSWORD: &str = "a long password";
+
+/// Creates the user `user` ([`PASSWORD`] added) through the API as admin.
+pub async fn create_user(h: &Harness, mut user: Value) -> Value {
+    user["password"] = json!(PASSWORD);
+    h.api("POST", "/api/v1/users", Some(user))
+        .await
+        .expect("api")
+        .ok(201)
+        .expect("user")
+}
+
+/// Creates the user `user` ([`PASSWORD`] added); returns the user and an
+/// API token acting as it.
+pub async fn user_and_token(h: &Harness, user: Value) -> (Value, String) {
+    let u = create_user(h, user).await;
+    let token = h
+        .engine()
+        .expect("engine")
+        .create_user_token(u["id"].as_str().unwrap_or_default(), "test")
+        .await
+        .expect("token");
+    (u, token)
+}
+
+/// Creates the user `user` ([`PASSWORD`] added) and signs it in to the UI;
+/// returns the session and its CSRF token.
+pub async fn browser_for(h: &Harness, user: Value) -> (Browser, String) {
+    let email = user["email"].as_str().unwrap_or_default().to_string();
+    create_user(h, user).await;
+    let mut b = Browser::new(h.url());
+    let csrf = b.sign_in(&email, PASSWORD).await;
+    (b, csrf)
+}
+
+/// The text of `/metrics`.
+pub async fn metrics_text(h: &Harness) -> String {
+    h.http
+        .get(format!("{}/metrics", h.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("an address")
+}
+
+/// An HTTP client whose connections come from `from` (another loopback
+/// address, 127.0.0.x), sending `X-Forwarded-For: xff` when given and
+/// following no redirects.
+pub fn client_from(from: &str, xff: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(xff) = xff {
+        headers.insert("x-forwarded-for", xff.parse().expect("header value"));
+    }
+    reqwest::Client::builder()
+        .local_address(ip(from))
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// A raw TCP connection to the server from `from`.
+pub async fn connect_from(from: &str, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(ip(from), 0))
+        .expect("bind a loopback address");
+    socket.connect(server).await.expect("connect")
+}
+
+/// The server's socket address.
+pub fn server_addr(h: &Harness) -> SocketAddr {
+    h.url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the server's address")
 }

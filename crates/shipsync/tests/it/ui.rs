@@ -6,7 +6,7 @@ use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 
 use crate::roles::other_tenant;
-use crate::support::SETTLE;
+use crate::support::{SETTLE, browser_for};
 
 /// A browser-like session: cookies kept by hand, redirects not followed.
 pub(crate) struct Browser {
@@ -246,18 +246,7 @@ both_backends!(ui_roles_and_csrf);
 
 /// A signed-in administrator's browser session (a user made by the API).
 async fn admin_browser(h: &Harness) -> (Browser, String) {
-    h.api(
-        "POST",
-        "/api/v1/users",
-        Some(json!({"email": "ops@example.com", "password": "a long password", "role": "admin"})),
-    )
-    .await
-    .expect("api")
-    .ok(201)
-    .expect("user");
-    let mut b = Browser::new(h.url());
-    let csrf = b.sign_in("ops@example.com", "a long password").await;
-    (b, csrf)
+    browser_for(h, json!({"email": "ops@example.com", "role": "admin"})).await
 }
 
 /// Ships one package of one line with `tracking`; returns (order name,

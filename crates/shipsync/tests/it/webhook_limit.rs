@@ -11,7 +11,7 @@ use shipsync::harness::{Harness, Options};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::SETTLE;
+use crate::support::{SETTLE, metrics_text};
 
 /// One HTTP/1.1 response read from `sock`: status, headers (lower-case
 /// names), body.
@@ -111,16 +111,7 @@ async fn requests_past_the_limit_are_503_and_admitted_ones_are_stored(db_url: St
     let gauge = format!("shipsync_webhooks_in_flight {limit}\n");
     let all_held = async {
         loop {
-            let text = h
-                .http
-                .get(format!("{}/metrics", h.url()))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("metrics text");
-            if text.contains(&gauge) {
+            if metrics_text(&h).await.contains(&gauge) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
