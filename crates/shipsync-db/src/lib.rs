@@ -17,6 +17,7 @@ mod migrate;
 pub mod orders;
 mod retention;
 pub mod rows;
+pub mod store_auth;
 pub mod users;
 
 use std::str::FromStr;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_rate_budgets.sql")),
     (10, include_str!("../migrations/0010_retention.sql")),
     (11, include_str!("../migrations/0011_accounts.sql")),
+    (12, include_str!("../migrations/0012_store_auth.sql")),
 ];
 
 /// The statements of a migration: comments removed first (they may contain

@@ -268,12 +268,38 @@ pub struct ConnectionRow {
     pub order_prefix: String,
     pub store_json: String,
     pub store_token: Option<Vec<u8>>,
+    /// An app's client secret, sealed (client credentials, authorization code).
+    pub store_client_secret: Option<Vec<u8>>,
+    /// `ok`, or `reconnect_needed` when the store refused the credentials.
+    pub store_status: String,
+    pub store_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Read only (from `store_tokens`): whether an app token is held, when
+    /// it expires, and the scopes the store granted (comma-separated).
+    pub token_held: i64,
+    pub token_expires_at: Option<i64>,
+    pub granted_scopes: Option<String>,
+    /// Read only: whether the Shipments and Sales Orders channels are on.
+    pub shipments_on: i64,
+    pub sales_orders_on: i64,
 }
 
-const CONNECTION_COLS: &str =
-    "id, name, merchant_id, enabled, order_prefix, store_json, store_token, created_at, updated_at";
+/// The stored columns, in the order `insert_connection` binds them.
+const CONNECTION_STORED: &str = "id, name, merchant_id, enabled, order_prefix, store_json, store_token,
+    store_client_secret, store_status, store_error, created_at, updated_at";
+
+/// Every column of a [`ConnectionRow`] (`c`: connections, `t`: its token).
+const CONNECTION_COLS: &str = "c.id, c.name, c.merchant_id, c.enabled, c.order_prefix, c.store_json,
+    c.store_token, c.store_client_secret, c.store_status, c.store_error, c.created_at, c.updated_at,
+    CAST(CASE WHEN t.access_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS token_held,
+    t.expires_at AS token_expires_at, t.scopes AS granted_scopes,
+    CAST(COALESCE((SELECT ch.enabled FROM channels ch WHERE ch.connection_id = c.id AND ch.channel = 'shipments'), 0) AS BIGINT) AS shipments_on,
+    CAST(COALESCE((SELECT ch.enabled FROM channels ch WHERE ch.connection_id = c.id AND ch.channel = 'sales_orders'), 0) AS BIGINT) AS sales_orders_on";
+
+/// The connections with their tokens, for [`CONNECTION_COLS`].
+const CONNECTION_FROM: &str =
+    "connections c LEFT JOIN store_tokens t ON t.connection_id = c.id";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ChannelRow {
@@ -294,7 +320,7 @@ impl Db {
     ) -> Result<(), DbError> {
         let mut tx = self.begin().await?;
         sqlx::query(sql!(
-            "INSERT INTO connections ({CONNECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO connections ({CONNECTION_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&c.id)
         .bind(&c.name)
@@ -303,6 +329,9 @@ impl Db {
         .bind(&c.order_prefix)
         .bind(&c.store_json)
         .bind(&c.store_token)
+        .bind(&c.store_client_secret)
+        .bind(&c.store_status)
+        .bind(&c.store_error)
         .bind(c.created_at)
         .bind(c.updated_at)
         .execute(&mut *tx)
@@ -325,7 +354,8 @@ impl Db {
     pub async fn update_connection(&self, c: &ConnectionRow) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE connections SET name = $2, merchant_id = $3, enabled = $4, order_prefix = $5,
-               store_json = $6, store_token = $7, updated_at = $8 WHERE id = $1",
+               store_json = $6, store_token = $7, store_client_secret = $8, store_status = $9,
+               store_error = $10, updated_at = $11 WHERE id = $1",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -334,6 +364,9 @@ impl Db {
         .bind(&c.order_prefix)
         .bind(&c.store_json)
         .bind(&c.store_token)
+        .bind(&c.store_client_secret)
+        .bind(&c.store_status)
+        .bind(&c.store_error)
         .bind(c.updated_at)
         .execute(self.pool())
         .await?;
@@ -342,7 +375,7 @@ impl Db {
 
     pub async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRow>, DbError> {
         Ok(sqlx::query_as(sql!(
-            "SELECT {CONNECTION_COLS} FROM connections WHERE id = $1"
+            "SELECT {CONNECTION_COLS} FROM {CONNECTION_FROM} WHERE c.id = $1"
         ))
         .bind(id)
         .fetch_optional(self.pool())
@@ -366,10 +399,10 @@ impl Db {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ConnectionRow>, DbError> {
-        let merchants = one_of("merchant_id", merchant_ids, 3);
+        let merchants = one_of("c.merchant_id", merchant_ids, 3);
         let mut q = sqlx::query_as::<_, ConnectionRow>(sql!(
-            "SELECT {CONNECTION_COLS} FROM connections WHERE id > $1 AND {merchants}
-             ORDER BY id LIMIT $2"
+            "SELECT {CONNECTION_COLS} FROM {CONNECTION_FROM} WHERE c.id > $1 AND {merchants}
+             ORDER BY c.id LIMIT $2"
         ))
         .bind(after.unwrap_or(""))
         .bind(limit);
@@ -381,10 +414,12 @@ impl Db {
 
     pub async fn delete_connection(&self, id: &str) -> Result<bool, DbError> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM channels WHERE connection_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["channels", "store_tokens", "oauth_states"] {
+            sqlx::query(sql!("DELETE FROM {table} WHERE connection_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let r = sqlx::query("DELETE FROM connections WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -755,7 +790,7 @@ impl Db {
         needle: &str,
         limit: i64,
     ) -> Result<Vec<ShipmentRow>, DbError> {
-        let merchants = one_of("merchant_id", merchant_ids, 3);
+        let merchants = one_of("c.merchant_id", merchant_ids, 3);
         let mut q = sqlx::query_as::<_, ShipmentRow>(sql!(
             "SELECT {SHIPMENT_COLS} FROM shipments WHERE {merchants}
              AND LOWER(version_json) LIKE LOWER($1) ESCAPE '\\' ORDER BY id DESC LIMIT $2"

@@ -87,6 +87,10 @@ pub type Probe = Result<String, (TestReason, String)>;
 pub struct ConnectionTest {
     pub store: Probe,
     pub warehouse: Probe,
+    /// The scopes the store granted, when it answered.
+    pub granted_scopes: Option<Vec<String>>,
+    /// Of those the enabled channels need, the ones not granted.
+    pub missing_scopes: Vec<String>,
 }
 
 impl ConnectionTest {
@@ -101,10 +105,26 @@ impl ConnectionTest {
             Err((_, text)) => text.clone(),
         };
         format!(
-            "Shopify: {}; Deposco: {}",
+            "Shopify: {}{}; Deposco: {}",
             side(&self.store),
+            self.scopes_note(),
             side(&self.warehouse)
         )
+    }
+
+    /// What the store granted against what the channels need (names of
+    /// Shopify scopes only: nothing the remote said).
+    fn scopes_note(&self) -> String {
+        match &self.granted_scopes {
+            None => String::new(),
+            Some(_) if self.missing_scopes.is_empty() => {
+                " (the scopes the enabled channels need are granted)".into()
+            }
+            Some(_) => format!(
+                " (missing scopes for the enabled channels: {}; add them to the app and install it again)",
+                self.missing_scopes.join(", ")
+            ),
+        }
     }
 
     /// Status and classified reason only: nothing the remote sent.
@@ -114,8 +134,9 @@ impl ConnectionTest {
             Err((reason, _)) => format!("failed ({})", reason.as_str()),
         };
         format!(
-            "Shopify: {}; Deposco: {}",
+            "Shopify: {}{}; Deposco: {}",
             side(&self.store),
+            self.scopes_note(),
             side(&self.warehouse)
         )
     }
@@ -139,21 +160,51 @@ impl Engine {
             .get_merchant(&c.merchant_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        Ok(self.test_credentials(&c, &m).await)
+        let test = self.test_credentials(&c, &m).await;
+        if test.store.is_ok() {
+            if let Some(granted) = &test.granted_scopes {
+                self.db()
+                    .set_store_scopes(&c.id, &granted.join(","))
+                    .await?;
+            }
+            // The store takes the credentials again: what waited for a
+            // reconnection goes out.
+            if c.store_status != crate::tokens::STORE_OK {
+                self.store_reconnected(&c).await?;
+            }
+        }
+        Ok(test)
     }
 
     /// Like [`Self::test_connection`] for a connection and merchant that
     /// need not be saved (their secrets sealed with this engine's key, as
     /// for saving): nothing is stored or cached.
     pub async fn test_credentials(&self, c: &ConnectionRow, m: &MerchantRow) -> ConnectionTest {
-        let store = match self.inner.stores.uncached(c, self.secrets()) {
-            Ok(client) => client
-                .shop_name()
-                .await
-                .map(|name| format!("connected to {name}"))
-                .map_err(|e| (TestReason::of_store(&e), e.to_string())),
+        let mut granted_scopes = None;
+        let saved = matches!(self.db().get_connection(&c.id).await, Ok(Some(_)));
+        let store = match self.inner.stores.uncached(c, self.secrets(), saved) {
+            Ok(client) => match client.shop_name().await {
+                Ok(name) => {
+                    // Older tokens may not read their scopes: the test
+                    // still passes, without a scope report.
+                    granted_scopes = client.access_scopes().await.ok();
+                    Ok(format!("connected to {name}"))
+                }
+                Err(e) => Err((TestReason::of_store(&e), e.to_string())),
+            },
             Err(e) => Err((TestReason::NotConfigured, e.to_string())),
         };
+        let missing_scopes = granted_scopes
+            .as_ref()
+            .map(|g| {
+                shipsync_shopify::auth::missing_scopes(
+                    g,
+                    c.shipments_on == 1,
+                    c.sales_orders_on == 1,
+                    false,
+                )
+            })
+            .unwrap_or_default();
         let warehouse = match self.deposco_client(m) {
             Ok(client) => client
                 .check()
@@ -162,7 +213,12 @@ impl Engine {
                 .map_err(|e| (TestReason::of_warehouse(&e), e.to_string())),
             Err(e) => Err((TestReason::NotConfigured, e.to_string())),
         };
-        ConnectionTest { store, warehouse }
+        ConnectionTest {
+            store,
+            warehouse,
+            granted_scopes,
+            missing_scopes,
+        }
     }
 }
 
@@ -178,6 +234,8 @@ mod tests {
                 "Shopify refused the credentials (HTTP 401: <html>secret page</html>)".into(),
             )),
             warehouse: Ok("credentials accepted".into()),
+            granted_scopes: None,
+            missing_scopes: vec![],
         };
         assert!(!t.passed());
         assert_eq!(t.summary(), "Shopify: failed (unauthorized); Deposco: ok");

@@ -3,6 +3,7 @@
 
 mod budgets;
 mod check;
+pub mod connect;
 pub mod ingest;
 pub mod metrics;
 pub mod orders;
@@ -12,6 +13,7 @@ pub mod runs;
 pub mod secrets;
 mod shutdown;
 mod stores;
+pub mod tokens;
 pub mod users;
 mod worker;
 
@@ -23,6 +25,8 @@ use shipsync_db::Db;
 use tokio::sync::Notify;
 
 pub use check::{ConnectionTest, Probe, TestReason};
+pub use connect::InstallError;
+pub use stores::StoreSettings;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
@@ -151,6 +155,7 @@ impl Engine {
             config.refused_record_per_minute,
         );
         let stores = stores::Stores::new(
+            db.clone(),
             config.http_timeout,
             config.target_policy(),
             budgets::Budgets::new(&db),

@@ -307,6 +307,13 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::Permanent("the connection of this run was deleted".into())
             })?;
+        if connection.store_status == crate::tokens::RECONNECT_NEEDED {
+            return Err(EngineError::Permanent(format!(
+                "connection {} needs reconnecting: {}",
+                connection.name,
+                connection.store_error.as_deref().unwrap_or("the store refused its credentials")
+            )));
+        }
         let (client, _) = self.inner.stores.client(&connection, self.secrets())?;
         self.start_run(&mut run, None).await?;
         // Shopify compares to the second: round down, and search with `>=`.

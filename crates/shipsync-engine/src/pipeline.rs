@@ -7,11 +7,12 @@ use std::time::Duration;
 use shipsync_core::fulfillment::{self, FoLineItem, FoProblem, FulfillmentOrderView};
 use shipsync_core::ledger::{self, KitPolicy, LineShare, OrderLine, Recipes, ShipmentInput};
 use shipsync_core::{ShipmentVersion, WarehouseStatus, tracking};
-use shipsync_db::rows::{self, ShipmentRow, StoreFulfillmentRow, VersionRow};
+use shipsync_db::rows::{self, ConnectionRow, ShipmentRow, StoreFulfillmentRow, VersionRow};
 use shipsync_db::{DbError, jobs, new_id, now_micros};
 use shipsync_shopify::{FulfillmentRequest, ShopifyError, StoreOrder, Tracking};
 
 use crate::Engine;
+use crate::tokens::RECONNECT_NEEDED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -100,6 +101,15 @@ pub enum ShipmentAction {
 /// store again (a store can show an applied create a few seconds late).
 const LOOK_AGAIN: Duration = Duration::from_secs(2);
 const LOOK_AGAIN_MIN: Duration = Duration::from_millis(200);
+
+/// What a shipment waiting for its store's reconnection says.
+fn reconnect_wait(c: &ConnectionRow) -> String {
+    format!(
+        "waiting: connection {} needs reconnecting ({}); the shipment goes out when it is reconnected",
+        c.name,
+        c.store_error.as_deref().unwrap_or("the store refused its credentials")
+    )
+}
 
 fn sync_key(shipment_id: &str) -> String {
     format!("sync:{shipment_id}")
@@ -601,7 +611,44 @@ impl Engine {
     }
 
     /// Job `sync_shipment`: bring the store up to date for one shipment.
+    /// When the store refused the connection's credentials meanwhile, the
+    /// shipment waits for the reconnection instead of failing.
     pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
+        match self.sync_shipment_once(shipment_id).await {
+            Err(EngineError::Permanent(message)) => {
+                let Some(mut s) = self.db().get_shipment(shipment_id).await? else {
+                    return Err(EngineError::Permanent(message));
+                };
+                match self.reconnect_reason(&s).await? {
+                    Some(why) if s.status != "archived" => self.wait(&mut s, &why).await,
+                    _ => Err(EngineError::Permanent(message)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Why a shipment waits for its store to be reconnected: its
+    /// connection's (or, not matched yet, one of its merchant's enabled
+    /// connections') store refused the credentials.
+    async fn reconnect_reason(&self, s: &ShipmentRow) -> Result<Option<String>, EngineError> {
+        let candidates = match &s.connection_id {
+            Some(id) => self.db().get_connection(id).await?.into_iter().collect(),
+            None => self
+                .db()
+                .list_connections(Some(&s.merchant_id), None, 500)
+                .await?
+                .into_iter()
+                .filter(|c| c.enabled == 1)
+                .collect::<Vec<_>>(),
+        };
+        Ok(candidates
+            .iter()
+            .find(|c| c.store_status == RECONNECT_NEEDED)
+            .map(reconnect_wait))
+    }
+
+    async fn sync_shipment_once(&self, shipment_id: &str) -> Result<(), EngineError> {
         let db = self.db();
         let Some(mut s) = db.get_shipment(shipment_id).await? else {
             return Ok(());
@@ -664,6 +711,7 @@ impl Engine {
                         .wait(&mut s, "waiting: the merchant has no enabled connection; the shipment goes out when one is enabled")
                         .await;
                 }
+                Found::Reconnect(why) => return self.wait(&mut s, &why).await,
                 Found::None => {
                     return Err(retry(format!(
                         "order {} not found in any store of this merchant's enabled connections",
@@ -695,6 +743,9 @@ impl Engine {
             return self
                 .wait(&mut s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
                 .await;
+        }
+        if connection.store_status == RECONNECT_NEEDED {
+            return self.wait(&mut s, &reconnect_wait(&connection)).await;
         }
         let (client, settings) = self.inner.stores.client(&connection, self.secrets())?;
         let mut order = client
@@ -1262,7 +1313,14 @@ impl Engine {
             return Ok(Found::NoConnection);
         }
         let mut found: Vec<(String, StoreOrder)> = Vec::new();
+        let mut unreachable: Option<&ConnectionRow> = None;
         for c in &connections {
+            // A store that refused its credentials is not asked until
+            // reconnected.
+            if c.store_status == RECONNECT_NEEDED {
+                unreachable = unreachable.or(Some(c));
+                continue;
+            }
             let (client, _) = self.inner.stores.client(c, self.secrets())?;
             for r in &version.order_refs {
                 let bare = r.trim().trim_start_matches('#');
@@ -1283,6 +1341,9 @@ impl Engine {
             }
         }
         Ok(match found.len() {
+            0 if unreachable.is_some() => {
+                Found::Reconnect(unreachable.map(reconnect_wait).unwrap_or_default())
+            }
             0 => Found::None,
             1 => {
                 let (connection_id, order) = found.remove(0);
@@ -1323,6 +1384,9 @@ enum Found {
     },
     None,
     NoConnection,
+    /// Not found in the stores asked; a store that refused its credentials
+    /// was not asked (what the shipment waits for).
+    Reconnect(String),
     Ambiguous(Vec<String>),
 }
 

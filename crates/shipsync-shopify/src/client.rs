@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use shipsync_outbound::TargetPolicy;
 use url::Url;
 
+use crate::auth::AccessTokens;
 use crate::error::ShopifyError;
 use crate::model::{
     CreatedFulfillment, FulfillmentRequest, OrdersPage, StoreFulfillment, StoreFulfillmentOrder,
@@ -16,6 +17,41 @@ use crate::operations as ops;
 use crate::throttle::{Budget, CostBudget};
 use crate::transport::{BeforeSend, Kind};
 use crate::wire;
+
+/// The token a client sends: fixed (a legacy admin-created app's), or kept
+/// and refreshed by the caller.
+#[derive(Clone)]
+pub(crate) enum Tokens {
+    Fixed(SecretString),
+    Kept(Arc<dyn AccessTokens>),
+}
+
+impl Tokens {
+    pub(crate) async fn current(&self) -> Result<SecretString, ShopifyError> {
+        match self {
+            Self::Fixed(t) => Ok(t.clone()),
+            Self::Kept(k) => k.token().await,
+        }
+    }
+
+    /// After a 401 to `refused`: another token to try once, if there can be one.
+    pub(crate) async fn after_refusal(
+        &self,
+        refused: &SecretString,
+    ) -> Option<Result<SecretString, ShopifyError>> {
+        match self {
+            Self::Fixed(_) => None,
+            Self::Kept(k) => Some(k.refused(refused).await),
+        }
+    }
+
+    /// After a 401 to the token [`Tokens::after_refusal`] gave.
+    pub(crate) async fn failed(&self, reason: &str) {
+        if let Self::Kept(k) = self {
+            k.failed(reason).await;
+        }
+    }
+}
 
 /// Guards against a server that always says "next page".
 const MAX_PAGES: usize = 200;
@@ -49,7 +85,7 @@ impl Default for Timeouts {
 pub struct ShopifyClient {
     pub(crate) http: reqwest::Client,
     pub(crate) endpoint: Url,
-    pub(crate) token: SecretString,
+    pub(crate) token: Tokens,
     pub(crate) timeouts: Timeouts,
     pub(crate) budget: Arc<Budget>,
 }
@@ -90,10 +126,31 @@ impl ShopifyClient {
         Ok(Self {
             http,
             endpoint,
-            token: access_token,
+            token: Tokens::Fixed(access_token),
             timeouts: Timeouts::default(),
             budget: Arc::default(),
         })
+    }
+
+    /// Sends the tokens `tokens` gives (expiring ones, refreshed by their
+    /// keeper) instead of a fixed one; on a 401 asks it once for another.
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: Arc<dyn AccessTokens>) -> Self {
+        self.token = Tokens::Kept(tokens);
+        self
+    }
+
+    /// The scopes the store granted the token (`currentAppInstallation.accessScopes`).
+    pub async fn access_scopes(&self) -> Result<Vec<String>, ShopifyError> {
+        let data: wire::AccessScopesData = self
+            .execute("AccessScopes", ops::ACCESS_SCOPES, json!({}), Kind::Query)
+            .await?;
+        Ok(data
+            .current_app_installation
+            .access_scopes
+            .into_iter()
+            .map(|s| s.handle)
+            .collect())
     }
 
     /// Keeps the store's cost bucket in `bucket` (e.g. one shared by several

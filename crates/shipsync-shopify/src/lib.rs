@@ -7,6 +7,7 @@
 //! [`ShopifyError`]); a mutation whose answer was lost is
 //! [`ShopifyError::UnknownOutcome`], never a plain retryable error.
 
+pub mod auth;
 mod client;
 mod error;
 mod model;
@@ -15,6 +16,7 @@ mod throttle;
 mod transport;
 mod wire;
 
+pub use auth::{AccessTokens, AppCredentials, Grant, TokenFuture};
 pub use client::{ShopifyClient, Timeouts};
 pub use error::ShopifyError;
 pub use model::{

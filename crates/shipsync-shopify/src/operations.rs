@@ -19,6 +19,15 @@ pub const SHOP_NAME: &str = r#"query ShopName {
   }
 }"#;
 
+/// The scopes the store granted the app's token. Cost: 1 + 1.
+pub const ACCESS_SCOPES: &str = r#"query AccessScopes {
+  currentAppInstallation {
+    accessScopes {
+      handle
+    }
+  }
+}"#;
+
 /// Order ids and names matching a search such as `name:"#1001"`; the client
 /// keeps only exact matches. Cost: 2 + 10 × 1 = 12.
 pub const FIND_ORDERS_BY_NAME: &str = r#"query FindOrdersByName($query: String!) {
@@ -263,6 +272,7 @@ pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: Strin
 /// Every document with its operation name.
 pub const ALL: &[(&str, &str)] = &[
     ("ShopName", SHOP_NAME),
+    ("AccessScopes", ACCESS_SCOPES),
     ("FindOrdersByName", FIND_ORDERS_BY_NAME),
     ("OrdersForWarehouse", ORDERS_FOR_WAREHOUSE),
     ("Order", ORDER),

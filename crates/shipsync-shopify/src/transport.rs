@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -146,10 +146,7 @@ impl ShopifyClient {
             "operationName": op,
             "variables": variables,
         });
-        let mut token = HeaderValue::from_str(self.token.expose_secret()).map_err(|_| {
-            ShopifyError::Unauthorized("the access token is not a valid header value".into())
-        })?;
-        token.set_sensitive(true);
+        let mut token = self.token.current().await?;
 
         if let Some(record) = before_send {
             record.await.map_err(|e| ShopifyError::Transient {
@@ -160,23 +157,46 @@ impl ShopifyClient {
         // From here the store may count the request: the points are spent
         // (the answer says how many) rather than unused.
         reservation.sent = true;
-        let response = self
-            .http
-            .post(self.endpoint.clone())
-            .timeout(self.timeouts.total)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .header("X-Shopify-Access-Token", token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| send_error(&e, kind))?;
-
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let bytes = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| lost_answer(&e.to_string(), kind))?;
+        let mut refreshed = false;
+        let (status, retry_after, bytes) = loop {
+            let response = self
+                .http
+                .post(self.endpoint.clone())
+                .timeout(self.timeouts.total)
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json")
+                .header("X-Shopify-Access-Token", token_header(&token)?)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| send_error(&e, kind))?;
+            let status = response.status();
+            // A 401 executed nothing: with an expiring token, ask its keeper
+            // once for another (refreshed, by us or by another worker) and
+            // send again.
+            if status == StatusCode::UNAUTHORIZED
+                && !refreshed
+                && let Some(next) = self.token.after_refusal(&token).await
+            {
+                token = next?;
+                refreshed = true;
+                tracing::info!(operation = op, "Shopify refused the token: sending again with a refreshed one");
+                continue;
+            }
+            let retry_after = retry_after(response.headers());
+            let bytes = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| lost_answer(&e.to_string(), kind))?;
+            if status == StatusCode::UNAUTHORIZED && refreshed {
+                self.token
+                    .failed(&format!(
+                        "Shopify refused a newly obtained token too (HTTP 401: {})",
+                        quote(&String::from_utf8_lossy(&bytes))
+                    ))
+                    .await;
+            }
+            break (status, retry_after, bytes);
+        };
         let envelope = serde_json::from_slice::<Envelope>(&bytes).ok();
         let cost = envelope
             .as_ref()
@@ -284,6 +304,15 @@ impl ShopifyClient {
         };
         cost.refill_wait()
     }
+}
+
+/// The token as a header value, marked sensitive (kept out of logs).
+fn token_header(token: &SecretString) -> Result<HeaderValue, ShopifyError> {
+    let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+        ShopifyError::Unauthorized("the access token is not a valid header value".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// An answer we could not read: harmless for a query, but a mutation may have

@@ -38,6 +38,23 @@ pub(crate) struct Shop {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AccessScopesData {
+    pub current_app_installation: AppInstallation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AppInstallation {
+    pub access_scopes: Vec<AccessScope>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AccessScope {
+    pub handle: String,
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct OrderSearchData {
     pub orders: Nodes<OrderRef>,
 }

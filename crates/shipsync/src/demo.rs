@@ -44,6 +44,26 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
         h.merchant_id, h.webhook_url
     );
 
+    // The store is connected as a merchant would since 2026: the app's
+    // install link, approved in the (sandbox) store, back to shipsync.
+    h.register_app(86_399, None);
+    let installed = h.connect_by_install().await?;
+    if installed.status != 303 {
+        anyhow::bail!(
+            "connecting the store by the install flow failed: HTTP {} {}",
+            installed.status,
+            installed.body
+        );
+    }
+    let shown = h
+        .api("GET", &format!("/api/v1/connections/{}", h.connection_id), None)
+        .await?
+        .ok(200)?;
+    eprintln!(
+        "store connected with the install flow (Connect to Shopify); granted scopes: {}",
+        shown["store"]["auth"]["scopes"]
+    );
+
     let started = Instant::now();
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     let mut plans = Vec::new();

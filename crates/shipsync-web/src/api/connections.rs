@@ -17,6 +17,8 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, opt_time, time};
+use shipsync_engine::StoreSettings;
+use shipsync_engine::tokens::{STORE_OK, StoreAuth};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -26,6 +28,7 @@ pub fn routes() -> Router<AppState> {
             "/connections/{id}/channels/{channel}",
             get(show_channel).patch(update_channel),
         )
+        .route("/connections/{id}/store/authorize", post(authorize))
         .route("/connections/{id}/channels/{channel}/runs", post(run_now))
         .route(
             "/connections/{id}/channels/{channel}/runs/{run_id}",
@@ -58,19 +61,45 @@ fn strip_read_only(patch: &mut Value) {
         for k in ["id", "created_at", "updated_at"] {
             o.remove(k);
         }
+        for k in ["store_status", "store_error"] {
+            o.remove(k);
+        }
         if let Some(st) = o.get_mut("store").and_then(Value::as_object_mut) {
             st.remove("access_token_set");
+            if let Some(a) = st.get_mut("auth").and_then(Value::as_object_mut) {
+                for k in AUTH_READ_ONLY {
+                    a.remove(k);
+                }
+            }
         }
     }
 }
 
+/// What answers show of `store.auth` and a request may send back unchanged.
+const AUTH_READ_ONLY: [&str; 6] = [
+    "client_secret_set",
+    "access_token_set",
+    "connected",
+    "expires_at",
+    "missing_scopes",
+    "requested_scopes",
+];
+
 fn to_doc(s: &AppState, c: &ConnectionRow) -> ApiResult<Value> {
     let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
-    if let (Some(sealed), Some(o)) = (&c.store_token, store.as_object_mut()) {
-        let token = s.engine.secrets().open_string(sealed).map_err(|e| {
+    let open = |sealed: &Vec<u8>| {
+        s.engine.secrets().open_string(sealed).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })?;
-        o.insert("access_token".into(), json!(token));
+        })
+    };
+    if let (Some(sealed), Some(o)) = (&c.store_token, store.as_object_mut()) {
+        o.insert("access_token".into(), json!(open(sealed)?));
+    }
+    if let (Some(sealed), Some(a)) = (
+        &c.store_client_secret,
+        store.get_mut("auth").and_then(Value::as_object_mut),
+    ) {
+        a.insert("client_secret".into(), json!(open(sealed)?));
     }
     Ok(
         json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled == 1, "order_prefix": c.order_prefix, "store": store}),
@@ -84,6 +113,8 @@ struct Parts {
     order_prefix: String,
     store_json: String,
     access_token: Option<String>,
+    auth: StoreAuth,
+    client_secret: Option<String>,
 }
 
 fn validate(doc: &Value) -> ApiResult<Parts> {
@@ -138,6 +169,7 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
             "api_version",
             "location_id",
             "notify_customer",
+            "auth",
         ]
         .contains(&k.as_str())
         {
@@ -179,15 +211,73 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
             ));
         }
     };
-    let access_token = string(st, "access_token", "store.access_token", false)?;
-    let store_json = json!({
+    let mut access_token = string(st, "access_token", "store.access_token", false)?;
+    let mut client_secret = None;
+    let auth = match st.get("auth") {
+        None | Some(Value::Null) => StoreAuth::AccessToken,
+        Some(Value::Object(a)) => {
+            for k in a.keys() {
+                if !["type", "client_id", "client_secret", "scopes", "access_token"]
+                    .contains(&k.as_str())
+                {
+                    return Err(ApiError::invalid(&format!("store.auth.{k}"), "unknown field"));
+                }
+            }
+            let kind = string(a, "type", "store.auth.type", true)?.unwrap_or_default();
+            let client_id = || -> ApiResult<String> {
+                let id = string(a, "client_id", "store.auth.client_id", true)?.unwrap_or_default();
+                if id.len() > 200 {
+                    return Err(ApiError::invalid("store.auth.client_id", "must be at most 200 characters"));
+                }
+                Ok(id)
+            };
+            match kind.as_str() {
+                "access_token" => {
+                    if let Some(t) = string(a, "access_token", "store.auth.access_token", false)? {
+                        access_token = Some(t);
+                    }
+                    StoreAuth::AccessToken
+                }
+                "client_credentials" => StoreAuth::ClientCredentials {
+                    client_id: client_id()?,
+                },
+                "authorization_code" => StoreAuth::AuthorizationCode {
+                    client_id: client_id()?,
+                    scopes: scopes_of(a.get("scopes"))?,
+                },
+                _ => {
+                    return Err(ApiError::invalid(
+                        "store.auth.type",
+                        "must be access_token, client_credentials or authorization_code",
+                    ));
+                }
+            }
+        }
+        Some(_) => return Err(ApiError::invalid("store.auth", "must be an object")),
+    };
+    if auth != StoreAuth::AccessToken {
+        // An app's token comes from its client id and secret: a legacy
+        // token left in the document is dropped.
+        access_token = None;
+        client_secret = st
+            .get("auth")
+            .and_then(|a| a.as_object())
+            .map(|a| string(a, "client_secret", "store.auth.client_secret", false))
+            .transpose()?
+            .flatten();
+    }
+    let mut store = json!({
         "platform": platform,
         "shop_url": shop_url.trim_end_matches('/'),
         "api_version": api_version,
         "location_id": location_id,
         "notify_customer": notify_customer,
-    })
-    .to_string();
+    });
+    if auth != StoreAuth::AccessToken {
+        store["auth"] = serde_json::to_value(&auth)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    }
+    let store_json = store.to_string();
     Ok(Parts {
         name,
         merchant_id,
@@ -195,13 +285,61 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
         order_prefix,
         store_json,
         access_token,
+        auth,
+        client_secret,
     })
 }
 
-fn render(c: &ConnectionRow) -> Value {
+/// The scopes an install asks for: `None` for shipsync's default set.
+fn scopes_of(v: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
+    let field = "store.auth.scopes";
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => {
+            let mut scopes = Vec::new();
+            for item in items {
+                let scope = item
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|x| {
+                        !x.is_empty()
+                            && x.len() <= 100
+                            && x.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+                    .ok_or_else(|| {
+                        ApiError::invalid(field, "must be a list of scope names such as read_orders")
+                    })?;
+                scopes.push(scope.to_owned());
+            }
+            Ok(Some(scopes))
+        }
+        Some(_) => Err(ApiError::invalid(field, "must be a list of scope names")),
+    }
+}
+
+pub fn render(c: &ConnectionRow) -> Value {
     let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
+    let auth = StoreSettings::parse(c).map(|st| st.auth()).unwrap_or(StoreAuth::AccessToken);
+    let legacy = auth == StoreAuth::AccessToken;
+    let mut shown = json!({
+        "type": auth.kind(),
+        "client_id": auth.client_id(),
+        "connected": if legacy { c.store_token.is_some() } else { c.token_held == 1 },
+        "expires_at": if legacy { Value::Null } else { opt_time(c.token_expires_at) },
+        "scopes": c.granted_scopes.as_deref().map(shipsync_shopify::auth::split_scopes),
+        "missing_scopes": shipsync_engine::Engine::missing_scopes(c),
+    });
+    if legacy {
+        shown["access_token_set"] = json!(c.store_token.is_some());
+    } else {
+        shown["client_secret_set"] = json!(c.store_client_secret.is_some());
+    }
+    if let StoreAuth::AuthorizationCode { scopes: Some(asked), .. } = &auth {
+        shown["requested_scopes"] = json!(asked);
+    }
     if let Some(o) = store.as_object_mut() {
         o.insert("access_token_set".into(), json!(c.store_token.is_some()));
+        o.insert("auth".into(), shown);
     }
     json!({
         "id": c.id,
@@ -210,6 +348,8 @@ fn render(c: &ConnectionRow) -> Value {
         "enabled": c.enabled == 1,
         "order_prefix": c.order_prefix,
         "store": store,
+        "store_status": c.store_status,
+        "store_error": c.store_error,
         "created_at": time(c.created_at),
         "updated_at": time(c.updated_at),
     })
@@ -244,8 +384,15 @@ fn shop_url(store_json: &str) -> String {
 /// The credential an enabled connection needs and lacks, as the field to
 /// give: the store's access token, or its merchant's warehouse secret.
 fn missing_secret(s: &AppState, c: &ConnectionRow, m: &MerchantRow) -> Option<&'static str> {
-    if c.store_token.is_none() {
-        return Some("store.access_token");
+    let auth = StoreSettings::parse(c).map(|st| st.auth()).unwrap_or(StoreAuth::AccessToken);
+    match auth {
+        StoreAuth::AccessToken if c.store_token.is_none() => return Some("store.access_token"),
+        StoreAuth::AccessToken => {}
+        _ if c.store_client_secret.is_none() => return Some("store.auth.client_secret"),
+        StoreAuth::AuthorizationCode { .. } if c.token_held == 0 => {
+            return Some("the store's authorization (Connect to Shopify, or POST /api/v1/connections/{id}/store/authorize)");
+        }
+        _ => {}
     }
     merchants::missing_secret(s, m)
 }
@@ -257,6 +404,7 @@ fn set(s: &AppState, c: &mut ConnectionRow, p: Parts) {
     c.order_prefix = p.order_prefix;
     c.store_json = p.store_json;
     c.store_token = p.access_token.map(|t| s.engine.secrets().seal_str(&t));
+    c.store_client_secret = p.client_secret.map(|t| s.engine.secrets().seal_str(&t));
 }
 
 /// The connection, when the principal may see its merchant (else 404).
@@ -344,8 +492,16 @@ pub async fn draft_connection(
         order_prefix: String::new(),
         store_json: String::new(),
         store_token: None,
+        store_client_secret: None,
+        store_status: STORE_OK.into(),
+        store_error: None,
         created_at: now,
         updated_at: now,
+        token_held: 0,
+        token_expires_at: None,
+        granted_scopes: None,
+        shipments_on: 0,
+        sales_orders_on: 0,
     };
     let merchant = match new_merchant {
         Some(m) if m.id == parts.merchant_id => {
@@ -410,20 +566,42 @@ pub async fn update_connection(
     let was_enabled = c.enabled == 1;
     strip_read_only(&mut patch);
     let mut doc = to_doc(s, &c)?;
+    // A legacy token given alone switches back from an app's credentials.
+    if gives(&patch, "/store/access_token")
+        && patch.pointer("/store/auth").is_none()
+        && let Some(st) = doc.get_mut("store").and_then(Value::as_object_mut)
+    {
+        st.remove("auth");
+    }
+    let before = credentials(s, &c)?;
     merge_patch(&mut doc, &patch);
     let mut parts = validate(&doc)?;
     let new_url = shop_url(&parts.store_json);
-    // The stored token never follows a new shop URL: kept only when given
+    // Stored secrets never follow a new shop URL: kept only when given
     // again in this request.
     let mut cleared = false;
     if new_url != shop_url(&c.store_json) {
         forbid_scoped(p, &["store.shop_url"])?;
         check_public(s, "store.shop_url", &new_url).await?;
-        if !gives(&patch, "/store/access_token") {
-            cleared = parts.access_token.take().is_some();
+        if !gives(&patch, "/store/access_token") && !gives(&patch, "/store/auth/access_token") {
+            cleared |= parts.access_token.take().is_some();
+        }
+        if !gives(&patch, "/store/auth/client_secret") {
+            cleared |= parts.client_secret.take().is_some();
         }
     }
     let merchant = apply(s, p, &mut c, parts).await?;
+    // New credentials: the app's token (of the old ones) is forgotten, and
+    // a store that refused the old ones is tried again.
+    let renewed = credentials(s, &c)? != before;
+    if renewed {
+        s.engine.db().delete_store_token(&c.id).await?;
+        c.token_held = 0;
+        c.token_expires_at = None;
+        c.granted_scopes = None;
+        c.store_status = STORE_OK.into();
+        c.store_error = None;
+    }
     if c.enabled == 1
         && let Some(missing) = missing_secret(s, &c, &merchant)
     {
@@ -438,10 +616,75 @@ pub async fn update_connection(
     c.updated_at = now_micros();
     s.engine.db().update_connection(&c).await?;
     s.engine.connection_changed(&c.id);
-    if !was_enabled && c.enabled == 1 {
+    if (!was_enabled || renewed) && c.enabled == 1 {
         s.engine.release_waiting(&c.merchant_id).await?;
     }
     Ok(c)
+}
+
+/// Everything that decides which token the store gets: the shop, how it
+/// authenticates, and the secrets (opened).
+fn credentials(s: &AppState, c: &ConnectionRow) -> ApiResult<(String, StoreAuth, Option<String>, Option<String>)> {
+    let open = |sealed: &Option<Vec<u8>>| -> ApiResult<Option<String>> {
+        sealed
+            .as_ref()
+            .map(|b| s.engine.secrets().open_string(b))
+            .transpose()
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    };
+    let settings = StoreSettings::parse(c).map_err(ApiError::from)?;
+    Ok((
+        settings.shop_url.clone(),
+        settings.auth(),
+        open(&c.store_token)?,
+        open(&c.store_client_secret)?,
+    ))
+}
+
+/// `POST /connections/{id}/store/authorize`: the install link (with a new
+/// single-use state bound to the connection and the caller, 10 minutes).
+async fn authorize(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let url = authorize_link(&s, &p, &id).await?;
+    Ok(Json(json!({"authorize_url": url})))
+}
+
+/// Where Shopify sends the browser back after an install.
+pub fn callback_url(s: &AppState) -> String {
+    format!(
+        "{}/connect/shopify/callback",
+        s.config.public_url.trim_end_matches('/')
+    )
+}
+
+/// The install link of connection `id` for `p` (the API's authorize, and
+/// the UI's Connect to Shopify button).
+pub async fn authorize_link(s: &AppState, p: &Principal, id: &str) -> ApiResult<String> {
+    let c = load(s, p, id).await?;
+    let user = p.user.as_ref().map(|u| u.id.as_str());
+    let auth = StoreSettings::parse(&c).map_err(ApiError::from)?.auth();
+    if !matches!(auth, StoreAuth::AuthorizationCode { .. }) {
+        return Err(ApiError::conflict(
+            "not_authorization_code",
+            format!(
+                "this connection's store authenticates with {}: set store.auth.type to authorization_code (with the app's client_id and client_secret) to connect it with the install flow",
+                auth.kind()
+            ),
+        ));
+    }
+    s.engine
+        .authorize_url(&c, user, &callback_url(s))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "credentials_missing",
+                "store.auth.client_secret: give the app's client secret first",
+            )
+        })
 }
 
 async fn remove(

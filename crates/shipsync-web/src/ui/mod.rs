@@ -13,7 +13,7 @@ mod wizard;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -52,6 +52,8 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/{id}", get(connection_show))
         .route("/connections/{id}/enabled", post(connection_enabled))
         .route("/connections/{id}/test", post(connection_test))
+        .route("/connections/{id}/authorize", post(connection_authorize))
+        .route("/connect/shopify/callback", get(shopify_callback))
         .route(
             "/connections/{id}/channels/{channel}/enabled",
             post(channel_enabled),
@@ -936,6 +938,7 @@ async fn connection_show(
     let m = merchants::load(&s, p, &c.merchant_id)
         .await
         .map_err(|e| fail(&ui, e))?;
+    let store = connections::render(&c)["store"].clone();
     let tab = q.tab.clone().unwrap_or_else(|| "shipments".into());
     let channel = if tab == "sales_orders" {
         "sales_orders"
@@ -979,8 +982,24 @@ async fn connection_show(
                 dl.facts {
                     dt { "Merchant" } dd { a href={"/merchants/" (m.id)} { (m.name) } }
                     dt { "Connection" } dd { @if c.enabled == 1 { (status_badge("on")) " enabled" } @else { "disabled" } }
+                    dt { "Store" } dd #store-auth { (store_auth_facts(&store)) }
+                    @if c.store_status == "reconnect_needed" {
+                        dt { "Store status" } dd #store-status { (status_badge("reconnect_needed")) " " (c.store_error.as_deref().unwrap_or("")) }
+                    }
+                    @if let Some(missing) = store["auth"]["missing_scopes"].as_array().filter(|m| !m.is_empty()) {
+                        dt { "Missing scopes" } dd #missing-scopes {
+                            @for (i, m) in missing.iter().enumerate() { @if i > 0 { ", " } code { (m.as_str().unwrap_or("")) } }
+                            " — add them to the app's scopes and install it again"
+                        }
+                    }
                 }
                 div.actions {
+                    @if store["auth"]["type"] == "authorization_code" {
+                        form method="post" action={"/connections/" (id) "/authorize"} {
+                            (csrf(&ui))
+                            button.primary #connect-shopify type="submit" { @if store["auth"]["connected"] == true { "Reconnect to Shopify" } @else { "Connect to Shopify" } }
+                        }
+                    }
                     form method="post" action={"/connections/" (id) "/enabled"} {
                         (csrf(&ui))
                         input type="hidden" name="enabled" value=(if c.enabled == 1 { "0" } else { "1" });
@@ -1101,6 +1120,101 @@ async fn connection_enabled(
         return Ok(see_other(back));
     }
     Ok(see_other(&format!("/connections/{id}")))
+}
+
+/// How the store signs in, as the connection page says it.
+fn store_auth_facts(store: &Value) -> Markup {
+    let auth = &store["auth"];
+    let kind = match auth["type"].as_str().unwrap_or("") {
+        "client_credentials" => "app client credentials",
+        "authorization_code" => "installed app (Connect to Shopify)",
+        _ => "Admin API access token",
+    };
+    html! {
+        (store["shop_url"].as_str().unwrap_or("")) " · " (kind)
+        @if let Some(id) = auth["client_id"].as_str() { " · client ID " code { (id) } }
+        " · "
+        @if auth["connected"] == true {
+            (status_badge("on")) " connected"
+            @if let Some(at) = auth["expires_at"].as_str() { " (token until " (at) ")" }
+        } @else {
+            @if auth["type"] == "client_credentials" { "a token is asked for when first needed" } @else { "not connected" }
+        }
+    }
+}
+
+/// "Connect to Shopify": to Shopify's install page for this connection.
+async fn connection_authorize(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    checked_form(&ui, &body)?;
+    match connections::authorize_link(&s, &ui.principal, &id).await {
+        Ok(url) => Ok(see_other(&url)),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Err(fail(&ui, e)),
+        Err(e) => Ok(see_other(&format!("/connections/{id}?error={}", enc(&e.message)))),
+    }
+}
+
+/// Where Shopify sends the browser back after an install: checks
+/// everything (see `Engine::complete_install`), keeps the token, and shows
+/// the connection; or an error page, with nothing stored.
+async fn shopify_callback(
+    State(s): State<AppState>,
+    ui: Result<Ui, Response>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let problem = |status: StatusCode, message: String| {
+        let mut r = Html(
+            document(
+                "Could not connect the store",
+                html! {
+                    main.narrow {
+                        h1 { "Could not connect the store" }
+                        div.error-box role="alert" { (message) }
+                        p { "Nothing was stored. " a href="/connections" { "Back to connections" } }
+                    }
+                },
+            )
+            .into_string(),
+        )
+        .into_response();
+        *r.status_mut() = status;
+        r
+    };
+    let Ok(ui) = ui else {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "Sign in to shipsync in this browser (as the user who clicked Connect to Shopify), then open this link again.".into(),
+        );
+    };
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let user = ui.principal.user.as_ref().map(|u| u.id.as_str());
+    let admin = ui.principal.role == Role::Admin;
+    match s.engine.complete_install(&pairs, user, admin).await {
+        Ok(c) => {
+            let shown = connections::render(&c);
+            let granted = shown["store"]["auth"]["scopes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            let message = format!("Connected to Shopify (granted scopes: {granted}).");
+            see_other(&format!("/connections/{}?saved={}", c.id, enc(&message)))
+        }
+        Err(shipsync_engine::InstallError::Engine(e)) => {
+            let e = ApiError::from(e);
+            problem(e.status, e.message)
+        }
+        Err(e @ shipsync_engine::InstallError::Exchange(_)) => {
+            problem(StatusCode::BAD_GATEWAY, e.to_string())
+        }
+        Err(e) => problem(StatusCode::BAD_REQUEST, e.to_string()),
+    }
 }
 
 /// What "Test connection" shows: the full report to an unlimited user, a

@@ -59,7 +59,12 @@ struct Wizard {
     password: Option<String>,
     /// The Shopify shop domain (or a full URL).
     shop: String,
+    /// How the store signs in: `access_token`, `client_credentials` or
+    /// `authorization_code` (the install flow).
+    store_auth: String,
     access_token: Option<String>,
+    client_id: String,
+    client_secret: Option<String>,
 }
 
 impl Wizard {
@@ -79,7 +84,16 @@ impl Wizard {
             username: f.get("username").trim().into(),
             password: secret("password"),
             shop: f.get("shop_url").trim().into(),
+            // A form without the choice (an older page, a script) that
+            // gives a token means the legacy way.
+            store_auth: match f.get("store_auth") {
+                "" if !f.get("access_token").trim().is_empty() => "access_token".into(),
+                "" => "authorization_code".into(),
+                other => other.into(),
+            },
             access_token: secret("access_token"),
+            client_id: f.get("client_id").trim().into(),
+            client_secret: secret("client_secret"),
         }
     }
 
@@ -95,13 +109,42 @@ impl Wizard {
 
     /// The connection as the API takes it.
     fn connection_doc(&self, merchant_id: &str) -> Value {
+        let mut store = json!({"platform": "shopify", "shop_url": shop_url(&self.shop)});
+        if self.store_auth == "access_token" {
+            store["access_token"] = json!(self.access_token);
+        } else {
+            store["auth"] = json!({
+                "type": self.store_auth,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            });
+        }
         json!({
             "name": self.name,
             "merchant_id": merchant_id,
-            "store": {"platform": "shopify", "shop_url": shop_url(&self.shop), "access_token": self.access_token},
+            "store": store,
         })
     }
 }
+
+/// The ways a store signs in, as the wizard offers them.
+const STORE_AUTH: [(&str, &str, &str); 3] = [
+    (
+        "authorization_code",
+        "Install the app (Connect to Shopify)",
+        "A Dev Dashboard app installed by the merchant from a link: for a 3PL serving several merchants. Add this server's /connect/shopify/callback as the app's redirect URL.",
+    ),
+    (
+        "client_credentials",
+        "App client credentials",
+        "A Dev Dashboard app of your own organization, installed in your own store: shipsync gets and refreshes its tokens.",
+    ),
+    (
+        "access_token",
+        "Admin API access token",
+        "A custom app created in the store's admin before 2026 (shpat_…).",
+    ),
+];
 
 /// A shop domain as the store's base URL (a full URL is kept as it is).
 fn shop_url(shop: &str) -> String {
@@ -235,9 +278,28 @@ async fn view(
                     label for="shop_url" { "Shopify shop domain" }
                     input #shop_url type="text" name="shop_url" required value=(w.shop) placeholder="acme.myshopify.com";
                     (field_error(error, "store.shop_url"))
-                    (secret_input(s, ui, "access_token", "Admin API access token", w.access_token.as_deref(), error, "store.access_token"))
+                    fieldset #store-auth {
+                        legend { "How shipsync signs in to the store" }
+                        @for (value, label, hint) in STORE_AUTH {
+                            label.inline for={"store-auth-" (value)} {
+                                input id={"store-auth-" (value)} type="radio" name="store_auth" value=(value) checked[w.store_auth == value];
+                                (label)
+                            }
+                            p.hint { (hint) }
+                        }
+                    }
+                    (field_error(error, "store.auth.type"))
+                    label for="client_id" { "App client ID" }
+                    input #client_id type="text" name="client_id" autocomplete="off" value=(w.client_id);
+                    (field_error(error, "store.auth.client_id"))
+                    (secret_input(s, ui, "client_secret", "App client secret", w.client_secret.as_deref(), error, "store.auth.client_secret"))
+                    p.hint { "For an app made in Shopify's Dev Dashboard (Settings shows its client ID and secret)." }
+                    (secret_input(s, ui, "access_token", "Admin API access token (legacy app made in the store's admin)", w.access_token.as_deref(), error, "store.access_token"))
                     div.actions {
                         button type="submit" name="action" value="test" { "Test connection" }
+                    }
+                    @if w.store_auth == "authorization_code" {
+                        p.hint { "With the install flow, Test connection can check the warehouse only: the store gives its token when you Save and connect." }
                     }
                     @if let Some((report, ok)) = tested {
                         @if *ok {
@@ -250,6 +312,7 @@ async fn view(
                 p.hint { "The connection and its channels start disabled; nothing is saved before Save." }
                 div.actions {
                     button.primary type="submit" name="action" value="save" { "Save" }
+                    button #save-connect type="submit" name="action" value="connect" { "Save and connect to Shopify" }
                     a.button href="/connections" { "Cancel" }
                 }
             }
@@ -258,7 +321,11 @@ async fn view(
 }
 
 pub async fn connection_new(State(s): State<AppState>, ui: Ui) -> Page {
-    view(&s, &ui, &Wizard::default(), None, None).await
+    let w = Wizard {
+        store_auth: "authorization_code".into(),
+        ..Wizard::default()
+    };
+    view(&s, &ui, &w, None, None).await
 }
 
 /// The form again with its values and the error: 422 for bad input, the
@@ -302,6 +369,18 @@ pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -
     } else {
         format!("Connection {} saved.", c.name)
     };
+    if f.get("action") == "connect" {
+        // One click: saved, then straight to Shopify's install page.
+        return match connections::authorize_link(&s, &ui.principal, &c.id).await {
+            Ok(url) => Ok(see_other(&url)),
+            Err(e) => Ok(see_other(&format!(
+                "/connections/{}?saved={}&error={}",
+                c.id,
+                enc(&saved),
+                enc(&e.message)
+            ))),
+        };
+    }
     Ok(see_other(&format!(
         "/connections/{}?saved={}",
         c.id,

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options, SHOPIFY_TOKEN};
+use shipsync::harness::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Options};
 use shipsync_engine::users::Role;
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec, Signing};
 
@@ -480,12 +480,19 @@ async fn article(b: &Browser, h: &mut Harness) -> Result<()> {
         .select_by_label("Acme Outdoor")
         .await?;
     b.fill("#shop_url", &h.shopify.url).await?;
-    b.fill("#access_token", SHOPIFY_TOKEN).await?;
-    b.click_text("button", "Save").await?;
+    // Since 2026: a Dev Dashboard app, installed from its link. The
+    // sandbox store approves at once and sends the browser back.
+    h.register_app(86_399, None);
+    b.click("#store-auth-authorization_code").await?;
+    b.fill("#client_id", APP_CLIENT_ID).await?;
+    b.fill("#client_secret", APP_CLIENT_SECRET).await?;
+    b.click("#save-connect").await?;
     b.wait_path("to be the new connection", |p| {
         p.starts_with("/connections/con")
     })
     .await?;
+    b.wait_text("main", "Connected to Shopify").await?;
+    b.wait_text("#store-auth", "connected").await?;
 
     // 1. Connections, then the merchant's connection name.
     b.step("open-connection");

@@ -22,6 +22,7 @@ mod scenarios;
 mod schedules;
 mod smoke;
 mod storage;
+mod store_auth;
 mod ui;
 mod webhook;
 mod webhook_limit;
