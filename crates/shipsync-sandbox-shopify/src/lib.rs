@@ -23,9 +23,12 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
+mod auth;
 mod cost;
 mod http;
 mod model;
+mod oauth;
 mod resolve;
 mod search;
 
@@ -34,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{SHIPSYNC_SCOPES, SandboxApp, TokenRequest};
 pub use cost::{MAX_SINGLE_QUERY_COST, ThrottleConfig};
 pub use model::{
     Address, CreatedOrder, DEFAULT_LOCATION_ID, FoLineView, FoSpec, FulfillmentLineView,
@@ -56,8 +60,14 @@ pub enum SandboxError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxConfig {
-    /// The `X-Shopify-Access-Token` every GraphQL request must carry.
+    /// A fixed `X-Shopify-Access-Token` (a legacy custom app's token) that
+    /// GraphQL requests may carry; it never expires and is never revoked.
     pub access_token: String,
+    /// The scopes of `access_token` (default: [`SHIPSYNC_SCOPES`]).
+    pub access_token_scopes: Vec<String>,
+    /// The Dev Dashboard app installed on the store, whose tokens the OAuth
+    /// endpoints issue; `None`: no app (only `access_token` works).
+    pub app: Option<SandboxApp>,
     pub throttle: ThrottleConfig,
     pub faults: Faults,
 }
@@ -66,6 +76,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             access_token: "shpat_sandbox".into(),
+            access_token_scopes: auth::shipsync_scopes(),
+            app: None,
             throttle: ThrottleConfig::default(),
             faults: Faults::default(),
         }
@@ -145,10 +157,15 @@ pub struct RecordedRequest {
     pub fault: Option<FaultKind>,
     /// The GraphQL `errors[].extensions.code`s answered, if any.
     pub error_codes: Vec<String>,
+    /// The access token was missing, unknown, expired or revoked (answered
+    /// 401).
+    pub token_refused: bool,
 }
 
 pub(crate) struct Inner {
     access_token: String,
+    access_token_scopes: Vec<String>,
+    auth: Mutex<auth::Auth>,
     state: Mutex<model::State>,
     bucket: Mutex<cost::Bucket>,
     faults: Mutex<FaultState>,
@@ -177,6 +194,8 @@ impl ShopifySandbox {
         ShopifySandbox {
             inner: Arc::new(Inner {
                 access_token: config.access_token,
+                access_token_scopes: config.access_token_scopes,
+                auth: Mutex::new(auth::Auth::new(config.app)),
                 state: Mutex::new(model::State::default()),
                 bucket: Mutex::new(cost::Bucket::new(config.throttle)),
                 faults: Mutex::new(FaultState {
@@ -188,7 +207,8 @@ impl ShopifySandbox {
         }
     }
 
-    /// The HTTP API: `POST /admin/api/{version}/graphql.json` and the
+    /// The HTTP API: `POST /admin/api/{version}/graphql.json`,
+    /// `GET /admin/oauth/authorize`, `POST /admin/oauth/access_token` and the
     /// `/_sandbox/...` control endpoints.
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
@@ -261,6 +281,33 @@ impl ShopifySandbox {
     /// Every GraphQL request received, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.inner.requests).clone()
+    }
+
+    /// Installs `app` (replacing the configured one), e.g. to add the
+    /// redirect URL of a shipsync started after the sandbox. Tokens issued so
+    /// far stay valid; an uninstalled app is installed again.
+    pub fn set_app(&self, app: SandboxApp) {
+        lock(&self.inner.auth).set_app(app);
+    }
+
+    /// Uninstalls the app: every issued access token, refresh token and
+    /// pending authorization code is refused from now on, and the client
+    /// credentials grant answers `app_not_installed` until the app is
+    /// installed again (an approval on the authorize page, or
+    /// [`set_app`](Self::set_app)). The legacy config token is unaffected.
+    pub fn revoke_tokens(&self) {
+        lock(&self.inner.auth).revoke();
+    }
+
+    /// Every issued access token expires now (GraphQL answers 401); refresh
+    /// tokens stay valid, so a client can refresh.
+    pub fn expire_tokens(&self) {
+        lock(&self.inner.auth).expire();
+    }
+
+    /// Every `POST /admin/oauth/access_token` received, oldest first.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        lock(&self.inner.auth).requests()
     }
 }
 
