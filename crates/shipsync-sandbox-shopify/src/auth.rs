@@ -343,18 +343,15 @@ impl Auth {
     /// `GET /admin/oauth/authorize`, approved at once: the URL to redirect
     /// the browser to, or the error page's message.
     pub fn authorize(&mut self, req: &AuthorizeRequest, shop: &str) -> Authorized {
-        let Some(app) = self.app.as_ref() else {
-            return Err(format!(
-                "Oauth error invalid_request: Could not find Shopify API application with api_key {}",
-                req.client_id.as_deref().unwrap_or_default()
-            ));
+        let app = match &self.app {
+            Some(app) if req.client_id.as_deref() == Some(app.client_id.as_str()) => app,
+            _ => {
+                return Err(format!(
+                    "Oauth error invalid_request: Could not find Shopify API application with api_key {}",
+                    req.client_id.as_deref().unwrap_or_default()
+                ));
+            }
         };
-        if req.client_id.as_deref() != Some(app.client_id.as_str()) {
-            return Err(format!(
-                "Oauth error invalid_request: Could not find Shopify API application with api_key {}",
-                req.client_id.as_deref().unwrap_or_default()
-            ));
-        }
         let Some(redirect_uri) = req.redirect_uri.as_deref() else {
             return Err("Oauth error invalid_request: The redirect_uri is missing".into());
         };

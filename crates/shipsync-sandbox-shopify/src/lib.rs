@@ -1,7 +1,7 @@
 //! A Shopify Admin GraphQL sandbox: an independent, in-memory implementation
 //! of the part of Shopify's API shipsync uses (orders, fulfillment orders,
-//! `fulfillmentCreate`, `fulfillmentTrackingInfoUpdate`, cost and throttling),
-//! with fault injection.
+//! `fulfillmentCreate`, `fulfillmentTrackingInfoUpdate`, cost and throttling,
+//! app authentication and access scopes), with fault injection.
 //!
 //! It deliberately shares no code with shipsync's own Shopify client: every
 //! request is checked against Shopify's real schema
@@ -9,17 +9,53 @@
 //! over resolvers written from Shopify's documentation, so a client mistake
 //! shows up here as it would against Shopify.
 //!
+//! # HTTP surface
+//!
+//! - `POST /admin/api/{API_VERSION}/graphql.json` with
+//!   `X-Shopify-Access-Token`: the legacy token of [`SandboxConfig`] (a
+//!   custom app made in the store's admin before 2026, never expiring) or a
+//!   token the OAuth endpoints issued that has neither expired nor been
+//!   revoked; anything else is 401 with Shopify's body. The token's access
+//!   scopes decide what it may read and write (`ACCESS_DENIED` errors, as
+//!   Shopify answers them) and are what
+//!   `currentAppInstallation { accessScopes { handle } }` lists.
+//! - `POST /admin/oauth/access_token` (form or JSON): the client credentials
+//!   grant, the authorization code exchange and the refresh token grant of
+//!   the configured Dev Dashboard [`SandboxApp`].
+//! - `GET /admin/oauth/authorize?client_id&scope&redirect_uri&state`:
+//!   approved at once (no merchant is asked) with a 302 to `redirect_uri`
+//!   carrying `code`, `hmac`, `host`, `shop`, `state`, `timestamp`, `shop`
+//!   being the sandbox's own `host:port`; refusals are Shopify-like 400 pages.
+//! - Controls: `POST /_sandbox/orders`, `GET /_sandbox/orders/{name}`,
+//!   `POST /_sandbox/faults`, `POST /_sandbox/fulfillment_orders/status`,
+//!   `POST /_sandbox/app` (a [`SandboxApp`] as JSON), `POST /_sandbox/revoke`
+//!   (uninstall: issued tokens refused), `POST /_sandbox/expire` (issued
+//!   access tokens expire, refresh tokens stay), `GET /_sandbox/token-requests`.
+//!   Each has a method on [`ShopifySandbox`].
+//!
+//! Where the rules come from, and what is assumed where Shopify's
+//! documentation is silent, is written once: authentication in `auth.rs`,
+//! scopes in `access.rs`.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use shipsync_sandbox_shopify::*;
-//! let sandbox = ShopifySandbox::new(SandboxConfig::default());
+//! let sandbox = ShopifySandbox::new(SandboxConfig {
+//!     app: Some(SandboxApp {
+//!         client_id: "id".into(),
+//!         client_secret: "secret".into(),
+//!         redirect_urls: vec!["http://127.0.0.1:8080/connect/shopify/callback".into()],
+//!         ..Default::default()
+//!     }),
+//!     ..Default::default()
+//! });
 //! sandbox.create_order(OrderSpec {
 //!     name: "#1001".into(),
 //!     lines: vec![LineSpec { sku: "A".into(), quantity: 2, ..Default::default() }],
 //!     ..Default::default()
 //! });
 //! let running = sandbox.start("127.0.0.1:0".parse().unwrap()).await?;
-//! println!("POST {}", running.graphql_url());
+//! println!("shop URL {}, POST {}", running.url, running.graphql_url());
 //! # Ok(()) }
 //! ```
 

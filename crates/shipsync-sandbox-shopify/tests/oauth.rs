@@ -32,12 +32,17 @@ struct Store {
 
 impl Store {
     async fn start(app: Option<SandboxApp>) -> Store {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let sandbox = ShopifySandbox::new(SandboxConfig {
+        Store::with_config(SandboxConfig {
             access_token: LEGACY.into(),
             app,
             ..Default::default()
-        });
+        })
+        .await
+    }
+
+    async fn with_config(config: SandboxConfig) -> Store {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sandbox = ShopifySandbox::new(config);
         let running = sandbox
             .start("127.0.0.1:0".parse().expect("loopback address"))
             .await
@@ -61,28 +66,25 @@ impl Store {
         self.running.url.strip_prefix("http://").expect("http URL")
     }
 
-    async fn token_form(&self, params: &[(&str, &str)]) -> (u16, Value) {
-        let resp = self
+    /// `POST /admin/oauth/access_token` with the body `body` puts on it.
+    async fn token(
+        &self,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> (u16, Value) {
+        let request = self
             .http
-            .post(format!("{}/admin/oauth/access_token", self.running.url))
-            .form(params)
-            .send()
-            .await
-            .expect("request");
+            .post(format!("{}/admin/oauth/access_token", self.running.url));
+        let resp = body(request).send().await.expect("request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    async fn token_form(&self, params: &[(&str, &str)]) -> (u16, Value) {
+        self.token(|r| r.form(params)).await
+    }
+
     async fn token_json(&self, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/admin/oauth/access_token", self.running.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.token(|r| r.json(&body)).await
     }
 
     async fn client_credentials(&self) -> (u16, Value) {
@@ -831,20 +833,12 @@ async fn access_scopes_and_access_denied() {
 
 #[tokio::test]
 async fn the_legacy_token_keeps_working_with_its_configured_scopes() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sandbox = ShopifySandbox::new(SandboxConfig {
+    let s = Store::with_config(SandboxConfig {
         access_token: LEGACY.into(),
         access_token_scopes: vec!["read_products".into()],
         ..Default::default()
-    });
-    let running = sandbox
-        .start("127.0.0.1:0".parse().expect("loopback"))
-        .await
-        .expect("bind");
-    let s = Store {
-        http: reqwest::Client::new(),
-        running,
-    };
+    })
+    .await;
     assert_eq!(s.scopes_of(LEGACY).await, ["read_products"]);
     let (status, body) = s.gql(LEGACY, "{ orders(first: 1) { nodes { id } } }").await;
     assert_eq!(status, 200);
