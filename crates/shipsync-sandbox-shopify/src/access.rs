@@ -21,8 +21,11 @@
 //!   (merchant-managed) fulfillment orders also needs the merchant-managed
 //!   one, else the order is reported as not existing, as an invisible one is.
 //! - `Fulfillment` (`fulfillment(id)`, `node`) is guarded by `read_orders`
-//!   like the order it belongs to — an **Assumption** of this sandbox.
+//!   like the order it belongs to.
 //! - A write scope grants read access to its resource.
+//!
+//! The guesses among these are listed with the others under "Assumptions"
+//! in `auth.rs`.
 //!
 //! A denied field is a GraphQL error with `extensions.code = "ACCESS_DENIED"`
 //! on HTTP 200, the field null (and the null propagated), as Shopify answers.

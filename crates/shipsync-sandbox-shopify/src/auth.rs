@@ -11,8 +11,8 @@
 //!   `grant_type=client_credentials`, `client_id`, `client_secret`, form- or
 //!   JSON-encoded → `{"access_token": "shpat_…", "scope", "expires_in"}`; the
 //!   token lives about 24 hours (shopify.dev:
-//!   `…/access-tokens/client-credentials-grant`; `expires_in` 86399 as
-//!   observed by clients). A store where the app is not installed answers 400
+//!   `…/access-tokens/client-credentials-grant`; ShopifySharp 6.30.0: "expire
+//!   every 24 hours"), hence the default `expires_in` of 86399. A store where the app is not installed answers 400
 //!   `{"error": "app_not_installed", "error_description": "The application is
 //!   not installed on this shop."}` (community.shopify.dev thread 33287).
 //! - **Authorization code grant**: the browser visits
@@ -43,7 +43,10 @@
 //!   replacement retires it.
 //! - **Scopes**: a write scope also grants read access to its resource
 //!   (shopify.dev: `api/usage/access-scopes`). Which field needs which scope
-//!   is in `access.rs`.
+//!   is in `access.rs`; a denied field is an error with
+//!   `extensions: {code: "ACCESS_DENIED", documentation, requiredAccess}` and
+//!   the message "Access denied for X field. Required access: …" (as quoted
+//!   in Shopify/function-examples issue 164, shopify-api-ruby issue 1415).
 //!
 //! # Assumptions
 //!
@@ -89,6 +92,13 @@
 //!   [`set_app`](crate::ShopifySandbox::set_app)).
 //! - **Assumption**: refresh tokens look like `shprt_` + 32 hex digits and
 //!   codes like 32 hex digits (as in Shopify's examples).
+//! - **Assumption** (scopes): `fulfillment(id)` and a fulfillment found by
+//!   `node` need `read_orders`, like the order they belong to; a
+//!   `fulfillmentCreate` whose fulfillment order the token's write scopes do
+//!   not cover (e.g. only the third-party one, for the sandbox's
+//!   merchant-managed locations) gets the user error "Fulfillment order … does
+//!   not exist.", as for an order it cannot see; `requiredAccess` lists the
+//!   alternatives joined with ", " and " or ".
 //!
 //! [`revoke_tokens`]: crate::ShopifySandbox::revoke_tokens
 
@@ -616,8 +626,9 @@ mod tests {
 
     #[test]
     fn query_hmac_matches_shopifys_documented_example() {
-        // shopify.dev's authorization-code-grant example (also in the
-        // exshopify docs): secret "hush".
+        // The example of Shopify's OAuth docs (code, shop, timestamp) with
+        // the secret "hush", as the exshopify package documents it
+        // (hexdocs.pm/exshopify, Shopify.HMAC).
         let hmac = query_hmac(
             "hush",
             &[
