@@ -1,5 +1,6 @@
 //! HTTP layer: the GraphQL endpoint (auth, validation, faults, cost,
-//! execution) and the JSON control endpoints of the standalone sandbox.
+//! execution) and the JSON control endpoints of the standalone sandbox. The
+//! OAuth endpoints are in `oauth.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cost::{CostModel, MAX_SINGLE_QUERY_COST};
+use crate::oauth;
 use crate::resolve::{Ctx, Obj, json_map};
 use crate::{
     API_VERSION, FaultKind, Faults, OrderSpec, RecordedRequest, SandboxError, ShopifySandbox, lock,
@@ -34,6 +36,12 @@ pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
             "/_sandbox/fulfillment_orders/status",
             post(set_fulfillment_order_status),
         )
+        .route("/admin/oauth/authorize", get(oauth::authorize))
+        .route("/admin/oauth/access_token", post(oauth::access_token))
+        .route("/_sandbox/app", post(oauth::set_app))
+        .route("/_sandbox/revoke", post(oauth::revoke))
+        .route("/_sandbox/expire", post(oauth::expire))
+        .route("/_sandbox/token-requests", get(oauth::token_requests))
         .with_state(sandbox)
 }
 
@@ -91,6 +99,8 @@ struct Outcome {
     fault: Option<FaultKind>,
     operation_name: Option<String>,
     operation_type: Option<String>,
+    /// The access token was missing, unknown, expired or revoked.
+    token_refused: bool,
 }
 
 impl Outcome {
@@ -102,6 +112,7 @@ impl Outcome {
             fault: None,
             operation_name: None,
             operation_type: None,
+            token_refused: false,
         }
     }
 }
@@ -153,6 +164,7 @@ async fn graphql(
         status: outcome.status.as_u16(),
         fault: outcome.fault,
         error_codes,
+        token_refused: outcome.token_refused,
     });
     drop(requests);
 
@@ -182,12 +194,23 @@ async fn serve_graphql(
     let token = headers
         .get("x-shopify-access-token")
         .and_then(|v| v.to_str().ok());
-    if token != Some(sandbox.inner.access_token.as_str()) {
-        return Outcome::new(
+    // The legacy token of the config, or one the OAuth endpoints issued
+    // that has neither expired nor been revoked.
+    let scopes = match token {
+        Some(t) if t == sandbox.inner.access_token => {
+            Some(sandbox.inner.access_token_scopes.clone())
+        }
+        Some(t) => lock(&sandbox.inner.auth).token_scopes(t),
+        None => None,
+    };
+    let Some(scopes) = scopes else {
+        let mut o = Outcome::new(
             StatusCode::UNAUTHORIZED,
             json!({ "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)" }),
         );
-    }
+        o.token_refused = true;
+        return o;
+    };
     let Some(request) = request else {
         return Outcome::new(
             StatusCode::BAD_REQUEST,
@@ -309,14 +332,12 @@ async fn serve_graphql(
             .faults
             .fulfillments_visible_after_ms,
     );
-    let response = {
+    let (response, denied) = {
         let mut guard = lock(&sandbox.inner.state);
         guard.visible_after = visible_after;
         // Execution borrows the state through a RefCell (mutations change it
         // while the executor holds shared handles); it goes back afterwards.
-        let ctx = Ctx {
-            st: std::cell::RefCell::new(std::mem::take(&mut *guard)),
-        };
+        let ctx = Ctx::new(std::mem::take(&mut *guard), scopes);
         let root = if is_mutation {
             Obj::mutation(&ctx)
         } else {
@@ -328,7 +349,7 @@ async fn serve_graphql(
             .execute_sync(&root);
         drop(root);
         *guard = ctx.st.into_inner();
-        result
+        (result, ctx.denied.into_inner())
     };
     let mut body = match response.map(|r| serde_json::to_value(&r)) {
         Ok(Ok(v)) => v,
@@ -341,6 +362,7 @@ async fn serve_graphql(
         }
         Err(e) => return meta(graphql_error(e.message().to_string(), "BAD_REQUEST", None)),
     };
+    mark_access_denied(&mut body, &denied);
     let actual = if is_mutation {
         requested
     } else {
@@ -360,6 +382,31 @@ async fn serve_graphql(
         ));
     }
     meta(Outcome::new(StatusCode::OK, body))
+}
+
+/// Gives the errors of fields refused for a missing scope Shopify's shape:
+/// the bare message and `extensions` with `ACCESS_DENIED`, the documentation
+/// link and `requiredAccess` (see `access.rs`).
+fn mark_access_denied(body: &mut Value, denied: &[(String, String)]) {
+    if denied.is_empty() {
+        return;
+    }
+    let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for error in errors {
+        let message = error["message"].as_str().unwrap_or_default();
+        // apollo-compiler prefixes resolver errors; Shopify's have none.
+        let bare = message.strip_prefix("resolver error: ").unwrap_or(message);
+        if let Some((m, required)) = denied.iter().find(|(m, _)| m == bare) {
+            error["message"] = json!(m);
+            error["extensions"] = json!({
+                "code": "ACCESS_DENIED",
+                "documentation": "https://shopify.dev/api/usage/access-scopes",
+                "requiredAccess": required,
+            });
+        }
+    }
 }
 
 fn cost_json(requested: Option<f64>, actual: Option<f64>, throttle_status: Value) -> Value {

@@ -1,7 +1,7 @@
 //! A Shopify Admin GraphQL sandbox: an independent, in-memory implementation
 //! of the part of Shopify's API shipsync uses (orders, fulfillment orders,
-//! `fulfillmentCreate`, `fulfillmentTrackingInfoUpdate`, cost and throttling),
-//! with fault injection.
+//! `fulfillmentCreate`, `fulfillmentTrackingInfoUpdate`, cost and throttling,
+//! app authentication and access scopes), with fault injection.
 //!
 //! It deliberately shares no code with shipsync's own Shopify client: every
 //! request is checked against Shopify's real schema
@@ -9,23 +9,62 @@
 //! over resolvers written from Shopify's documentation, so a client mistake
 //! shows up here as it would against Shopify.
 //!
+//! # HTTP surface
+//!
+//! - `POST /admin/api/{API_VERSION}/graphql.json` with
+//!   `X-Shopify-Access-Token`: the legacy token of [`SandboxConfig`] (a
+//!   custom app made in the store's admin before 2026, never expiring) or a
+//!   token the OAuth endpoints issued that has neither expired nor been
+//!   revoked; anything else is 401 with Shopify's body. The token's access
+//!   scopes decide what it may read and write (`ACCESS_DENIED` errors, as
+//!   Shopify answers them) and are what
+//!   `currentAppInstallation { accessScopes { handle } }` lists.
+//! - `POST /admin/oauth/access_token` (form or JSON): the client credentials
+//!   grant, the authorization code exchange and the refresh token grant of
+//!   the configured Dev Dashboard [`SandboxApp`].
+//! - `GET /admin/oauth/authorize?client_id&scope&redirect_uri&state`:
+//!   approved at once (no merchant is asked) with a 302 to `redirect_uri`
+//!   carrying `code`, `hmac`, `host`, `shop`, `state`, `timestamp`, `shop`
+//!   being the sandbox's own `host:port`; refusals are Shopify-like 400 pages.
+//! - Controls: `POST /_sandbox/orders`, `GET /_sandbox/orders/{name}`,
+//!   `POST /_sandbox/faults`, `POST /_sandbox/fulfillment_orders/status`,
+//!   `POST /_sandbox/app` (a [`SandboxApp`] as JSON), `POST /_sandbox/revoke`
+//!   (uninstall: issued tokens refused), `POST /_sandbox/expire` (issued
+//!   access tokens expire, refresh tokens stay), `GET /_sandbox/token-requests`.
+//!   Each has a method on [`ShopifySandbox`].
+//!
+//! Where the rules come from, and what is assumed where Shopify's
+//! documentation is silent, is written once: authentication in `auth.rs`,
+//! scopes in `access.rs`.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use shipsync_sandbox_shopify::*;
-//! let sandbox = ShopifySandbox::new(SandboxConfig::default());
+//! let sandbox = ShopifySandbox::new(SandboxConfig {
+//!     app: Some(SandboxApp {
+//!         client_id: "id".into(),
+//!         client_secret: "secret".into(),
+//!         redirect_urls: vec!["http://127.0.0.1:8080/connect/shopify/callback".into()],
+//!         ..Default::default()
+//!     }),
+//!     ..Default::default()
+//! });
 //! sandbox.create_order(OrderSpec {
 //!     name: "#1001".into(),
 //!     lines: vec![LineSpec { sku: "A".into(), quantity: 2, ..Default::default() }],
 //!     ..Default::default()
 //! });
 //! let running = sandbox.start("127.0.0.1:0".parse().unwrap()).await?;
-//! println!("POST {}", running.graphql_url());
+//! println!("shop URL {}, POST {}", running.url, running.graphql_url());
 //! # Ok(()) }
 //! ```
 
+mod access;
+mod auth;
 mod cost;
 mod http;
 mod model;
+mod oauth;
 mod resolve;
 mod search;
 
@@ -34,6 +73,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{SHIPSYNC_SCOPES, SandboxApp, TokenRequest};
 pub use cost::{MAX_SINGLE_QUERY_COST, ThrottleConfig};
 pub use model::{
     Address, CreatedOrder, DEFAULT_LOCATION_ID, FoLineView, FoSpec, FulfillmentLineView,
@@ -56,8 +96,14 @@ pub enum SandboxError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxConfig {
-    /// The `X-Shopify-Access-Token` every GraphQL request must carry.
+    /// A fixed `X-Shopify-Access-Token` (a legacy custom app's token) that
+    /// GraphQL requests may carry; it never expires and is never revoked.
     pub access_token: String,
+    /// The scopes of `access_token` (default: [`SHIPSYNC_SCOPES`]).
+    pub access_token_scopes: Vec<String>,
+    /// The Dev Dashboard app installed on the store, whose tokens the OAuth
+    /// endpoints issue; `None`: no app (only `access_token` works).
+    pub app: Option<SandboxApp>,
     pub throttle: ThrottleConfig,
     pub faults: Faults,
 }
@@ -66,6 +112,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             access_token: "shpat_sandbox".into(),
+            access_token_scopes: auth::shipsync_scopes(),
+            app: None,
             throttle: ThrottleConfig::default(),
             faults: Faults::default(),
         }
@@ -145,10 +193,15 @@ pub struct RecordedRequest {
     pub fault: Option<FaultKind>,
     /// The GraphQL `errors[].extensions.code`s answered, if any.
     pub error_codes: Vec<String>,
+    /// The access token was missing, unknown, expired or revoked (answered
+    /// 401).
+    pub token_refused: bool,
 }
 
 pub(crate) struct Inner {
     access_token: String,
+    access_token_scopes: Vec<String>,
+    auth: Mutex<auth::Auth>,
     state: Mutex<model::State>,
     bucket: Mutex<cost::Bucket>,
     faults: Mutex<FaultState>,
@@ -177,6 +230,8 @@ impl ShopifySandbox {
         ShopifySandbox {
             inner: Arc::new(Inner {
                 access_token: config.access_token,
+                access_token_scopes: config.access_token_scopes,
+                auth: Mutex::new(auth::Auth::new(config.app)),
                 state: Mutex::new(model::State::default()),
                 bucket: Mutex::new(cost::Bucket::new(config.throttle)),
                 faults: Mutex::new(FaultState {
@@ -188,7 +243,8 @@ impl ShopifySandbox {
         }
     }
 
-    /// The HTTP API: `POST /admin/api/{version}/graphql.json` and the
+    /// The HTTP API: `POST /admin/api/{version}/graphql.json`,
+    /// `GET /admin/oauth/authorize`, `POST /admin/oauth/access_token` and the
     /// `/_sandbox/...` control endpoints.
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
@@ -261,6 +317,33 @@ impl ShopifySandbox {
     /// Every GraphQL request received, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.inner.requests).clone()
+    }
+
+    /// Installs `app` (replacing the configured one), e.g. to add the
+    /// redirect URL of a shipsync started after the sandbox. Tokens issued so
+    /// far stay valid; an uninstalled app is installed again.
+    pub fn set_app(&self, app: SandboxApp) {
+        lock(&self.inner.auth).set_app(app);
+    }
+
+    /// Uninstalls the app: every issued access token, refresh token and
+    /// pending authorization code is refused from now on, and the client
+    /// credentials grant answers `app_not_installed` until the app is
+    /// installed again (an approval on the authorize page, or
+    /// [`set_app`](Self::set_app)). The legacy config token is unaffected.
+    pub fn revoke_tokens(&self) {
+        lock(&self.inner.auth).revoke();
+    }
+
+    /// Every issued access token expires now (GraphQL answers 401); refresh
+    /// tokens stay valid, so a client can refresh.
+    pub fn expire_tokens(&self) {
+        lock(&self.inner.auth).expire();
+    }
+
+    /// Every `POST /admin/oauth/access_token` received, oldest first.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        lock(&self.inner.auth).requests()
     }
 }
 

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{self, Need};
 use crate::model::{Address, FulfillmentInput, State, TrackingInput, UserError, gid, parse_gid};
 use crate::search::OrderQuery;
 
@@ -24,6 +25,22 @@ const MAX_PAGE: i64 = 250;
 /// resolvers change it while the executor holds shared references.
 pub(crate) struct Ctx {
     pub st: RefCell<State>,
+    /// The access scopes of the request's token.
+    pub scopes: Vec<String>,
+    /// Fields refused for a missing scope: (message, Shopify's
+    /// `requiredAccess`), so the HTTP layer can give their errors the
+    /// `ACCESS_DENIED` code (the executor's errors carry only a message).
+    pub denied: RefCell<Vec<(String, String)>>,
+}
+
+impl Ctx {
+    pub fn new(st: State, scopes: Vec<String>) -> Self {
+        Ctx {
+            st: RefCell::new(st),
+            scopes,
+            denied: RefCell::new(Vec::new()),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -70,6 +87,8 @@ enum Kind {
     Payload(&'static str, Option<(usize, usize)>, Rc<Vec<UserError>>),
     UserError(UserError),
     Shop,
+    AppInstallation,
+    AccessScope(Rc<str>),
 }
 
 struct Conn {
@@ -258,6 +277,46 @@ impl<'c> Obj<'c> {
         ))
     }
 
+    /// Refuses `field` unless the request's scopes allow `need` (see
+    /// `access.rs`).
+    fn need(&self, field: &str, need: Need) -> Result<(), FieldError> {
+        if access::allows(&self.ctx.scopes, need) {
+            return Ok(());
+        }
+        let message = access::denied_message(field, need);
+        self.ctx
+            .denied
+            .borrow_mut()
+            .push((message.clone(), access::required_access(need)));
+        Err(err(message))
+    }
+
+    /// Whether the request may see the sandbox's fulfillment orders, once
+    /// it may see fulfillment orders at all.
+    fn sees_fos(&self) -> bool {
+        access::sees_fulfillment_orders(&self.ctx.scopes)
+    }
+
+    /// Resolves a GID for `node`/`nodes` (named `field`), checking the
+    /// scopes its type needs: an error when they are missing, `None` for
+    /// what does not exist or what the scopes hide.
+    fn node_kind_checked(&self, field: &str, id: &str) -> Result<Option<Kind>, FieldError> {
+        let kind = self.node_kind(id);
+        match &kind {
+            Some(Kind::Order(..) | Kind::LineItem(..) | Kind::Fulfillment(..)) => {
+                self.need(field, Need::Orders)?;
+            }
+            Some(Kind::FulfillmentOrder(..)) => {
+                self.need(field, Need::ReadFulfillmentOrders)?;
+                if !self.sees_fos() {
+                    return Ok(None);
+                }
+            }
+            _ => {}
+        }
+        Ok(kind)
+    }
+
     /// Resolves a GID to a `Node` implementer the sandbox serves.
     fn node_kind(&self, id: &str) -> Option<Kind> {
         let st = self.ctx.st.borrow();
@@ -300,6 +359,8 @@ impl ObjectValue for Obj<'_> {
             Kind::Payload(t, ..) => t,
             Kind::UserError(..) => "UserError",
             Kind::Shop => "Shop",
+            Kind::AppInstallation => "AppInstallation",
+            Kind::AccessScope(..) => "AccessScope",
         }
     }
 
@@ -378,6 +439,22 @@ impl ObjectValue for Obj<'_> {
                 "name" => leaf(crate::SHOP_NAME),
                 _ => not_served(),
             },
+            Kind::AppInstallation => match field {
+                "id" => leaf(gid("AppInstallation", 1)),
+                "accessScopes" => self.list(
+                    self.ctx
+                        .scopes
+                        .iter()
+                        .map(|s| Kind::AccessScope(Rc::from(s.as_str())))
+                        .collect(),
+                ),
+                _ => not_served(),
+            },
+            Kind::AccessScope(handle) => match field {
+                "handle" => leaf(&**handle),
+                "description" => leaf(format!("The {handle} access scope.")),
+                _ => not_served(),
+            },
             Kind::Location(loc) => match field {
                 "id" => leaf(gid("Location", *loc)),
                 "legacyResourceId" => leaf(loc.to_string()),
@@ -413,7 +490,9 @@ impl<'c> Obj<'c> {
     {
         match field {
             "shop" => self.obj(Kind::Shop),
+            "currentAppInstallation" => self.obj(Kind::AppInstallation),
             "orders" => {
+                self.need(field, Need::Orders)?;
                 let query = match arg_str(info, "query") {
                     Some(q) => Some(OrderQuery::parse(q).map_err(err)?),
                     None => None,
@@ -455,9 +534,18 @@ impl<'c> Obj<'c> {
                     "location" => Some("Location"),
                     _ => None,
                 };
-                let kind = self
-                    .node_kind(id)
-                    .filter(|_| want.is_none_or(|w| parse_gid(id).is_some_and(|(t, _)| t == w)));
+                // A typed lookup needs its type's scope even when the id
+                // names nothing.
+                match field {
+                    "order" | "fulfillment" => self.need(field, Need::Orders)?,
+                    "fulfillmentOrder" => self.need(field, Need::ReadFulfillmentOrders)?,
+                    _ => {}
+                }
+                let kind = if want.is_none_or(|w| parse_gid(id).is_some_and(|(t, _)| t == w)) {
+                    self.node_kind_checked(field, id)?
+                } else {
+                    None
+                };
                 match kind {
                     Some(k) => self.obj(k),
                     None => Ok(ResolvedValue::null()),
@@ -466,7 +554,10 @@ impl<'c> Obj<'c> {
             "nodes" => {
                 let ids: Vec<String> = arg_as(info, "ids")?;
                 let ctx = self.ctx;
-                let kinds: Vec<Option<Kind>> = ids.iter().map(|id| self.node_kind(id)).collect();
+                let kinds = ids
+                    .iter()
+                    .map(|id| self.node_kind_checked(field, id))
+                    .collect::<Result<Vec<Option<Kind>>, FieldError>>()?;
                 Ok(ResolvedValue::list(kinds.into_iter().map(
                     move |k| match k {
                         Some(kind) => ResolvedValue::object(Obj { ctx, kind }),
@@ -484,11 +575,32 @@ impl<'c> Obj<'c> {
     {
         match field {
             "fulfillmentCreate" => {
+                self.need(field, Need::WriteFulfillmentOrders)?;
                 let input: FulfillmentInput = arg_as(info, "fulfillment")?;
+                if !access::fulfills_fulfillment_orders(&self.ctx.scopes) {
+                    // Fulfillment orders the scopes do not cover look as if
+                    // they did not exist (see access.rs).
+                    let id = input
+                        .line_items_by_fulfillment_order
+                        .first()
+                        .map(|g| g.fulfillment_order_id.clone())
+                        .unwrap_or_default();
+                    return self.payload(
+                        "FulfillmentCreatePayload",
+                        Err(vec![UserError {
+                            field: Some(vec![
+                                "fulfillment".into(),
+                                "lineItemsByFulfillmentOrder".into(),
+                            ]),
+                            message: format!("Fulfillment order {id} does not exist."),
+                        }]),
+                    );
+                }
                 let result = self.ctx.st.borrow_mut().fulfillment_create(&input);
                 self.payload("FulfillmentCreatePayload", result)
             }
             "fulfillmentTrackingInfoUpdate" => {
+                self.need(field, Need::WriteFulfillmentOrders)?;
                 let id = arg_str(info, "fulfillmentId").unwrap_or_default();
                 let tracking: TrackingInput = arg_as(info, "trackingInfoInput")?;
                 let notify = arg_bool(info, "notifyCustomer");
@@ -584,11 +696,14 @@ impl<'c> Obj<'c> {
                         connection(self.ctx, info, "LineItem", items)
                     }
                     "fulfillmentOrders" => {
+                        self.need(field, Need::ReadFulfillmentOrders)?;
+                        let visible = self.sees_fos();
                         let filter = arg_str(info, "query").unwrap_or_default().to_lowercase();
                         let items = o
                             .fos
                             .iter()
                             .enumerate()
+                            .filter(|_| visible)
                             .filter(|(_, f)| fo_matches(&filter, &f.status, f.location_id))
                             .map(|(fi, f)| (Key(0, f.id), Kind::FulfillmentOrder(oi, fi)))
                             .collect();
@@ -664,7 +779,10 @@ impl<'c> Obj<'c> {
                     "updatedAt" => leaf(time(f.updated_at)),
                     "orderId" => leaf(gid("Order", o.id)),
                     "orderName" => leaf(o.name.as_str()),
-                    "order" => self.obj(Kind::Order(oi)),
+                    "order" => {
+                        self.need(field, Need::Orders)?;
+                        self.obj(Kind::Order(oi))
+                    }
                     "assignedLocation" => self.obj(Kind::AssignedLocation(f.location_id)),
                     "lineItems" => {
                         let items = f
@@ -711,7 +829,10 @@ impl<'c> Obj<'c> {
                     "displayStatus" => leaf("FULFILLED"),
                     "createdAt" => leaf(time(f.created_at)),
                     "updatedAt" => leaf(time(f.updated_at)),
-                    "order" => self.obj(Kind::Order(oi)),
+                    "order" => {
+                        self.need(field, Need::Orders)?;
+                        self.obj(Kind::Order(oi))
+                    }
                     "location" => self.obj(Kind::Location(f.location_id)),
                     "trackingInfo" => {
                         let limit = arg_i64(info, "first")
@@ -742,9 +863,12 @@ impl<'c> Obj<'c> {
                         connection(self.ctx, info, "FulfillmentLineItem", items)
                     }
                     "fulfillmentOrders" => {
+                        self.need(field, Need::ReadFulfillmentOrders)?;
+                        let visible = self.sees_fos();
                         let items = f
                             .fos
                             .iter()
+                            .filter(|_| visible)
                             .map(|&foi| (Key(0, o.fos[foi].id), Kind::FulfillmentOrder(oi, foi)))
                             .collect();
                         connection(self.ctx, info, "FulfillmentOrder", items)
