@@ -286,7 +286,8 @@ pub struct ConnectionRow {
 }
 
 /// The stored columns, in the order `insert_connection` binds them.
-const CONNECTION_STORED: &str = "id, name, merchant_id, enabled, order_prefix, store_json, store_token,
+const CONNECTION_STORED: &str =
+    "id, name, merchant_id, enabled, order_prefix, store_json, store_token,
     store_client_secret, store_status, store_error, created_at, updated_at";
 
 /// Every column of a [`ConnectionRow`] (`c`: connections, `t`: its token).
@@ -298,8 +299,7 @@ const CONNECTION_COLS: &str = "c.id, c.name, c.merchant_id, c.enabled, c.order_p
     CAST(COALESCE((SELECT ch.enabled FROM channels ch WHERE ch.connection_id = c.id AND ch.channel = 'sales_orders'), 0) AS BIGINT) AS sales_orders_on";
 
 /// The connections with their tokens, for [`CONNECTION_COLS`].
-const CONNECTION_FROM: &str =
-    "connections c LEFT JOIN store_tokens t ON t.connection_id = c.id";
+const CONNECTION_FROM: &str = "connections c LEFT JOIN store_tokens t ON t.connection_id = c.id";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ChannelRow {

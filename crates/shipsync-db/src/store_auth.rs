@@ -179,7 +179,10 @@ impl Db {
     }
 
     /// An install `state` as stored; `None` when unknown.
-    pub async fn get_oauth_state(&self, state_hash: &str) -> Result<Option<OauthStateRow>, DbError> {
+    pub async fn get_oauth_state(
+        &self,
+        state_hash: &str,
+    ) -> Result<Option<OauthStateRow>, DbError> {
         Ok(sqlx::query_as(
             "SELECT state_hash, connection_id, user_id, created_at, expires_at, used_at
              FROM oauth_states WHERE state_hash = $1",

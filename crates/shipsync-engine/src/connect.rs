@@ -24,11 +24,15 @@ pub enum InstallError {
     UnknownState,
     #[error("this install link was already used: start again with Connect to Shopify")]
     UsedState,
-    #[error("this install link expired (links last 10 minutes): start again with Connect to Shopify")]
+    #[error(
+        "this install link expired (links last 10 minutes): start again with Connect to Shopify"
+    )]
     ExpiredState,
     #[error("this install link was made for another user: sign in as that user, or start again")]
     OtherUser,
-    #[error("the callback's signature (hmac) is wrong: the request did not come from Shopify unchanged")]
+    #[error(
+        "the callback's signature (hmac) is wrong: the request did not come from Shopify unchanged"
+    )]
     BadHmac,
     #[error("the callback names shop {given:?}, but this connection's shop is {expected:?}")]
     OtherShop { given: String, expected: String },
@@ -48,11 +52,12 @@ impl From<shipsync_db::DbError> for InstallError {
     }
 }
 
+/// An authorization-code connection's settings, app credentials and the
+/// scopes it asks for (`None`: shipsync's default set).
+type Installable = (StoreSettings, AppCredentials, Option<Vec<String>>);
+
 /// The app credentials of an authorization-code connection.
-fn install_app(
-    engine: &Engine,
-    c: &ConnectionRow,
-) -> Result<Option<(StoreSettings, AppCredentials, Option<Vec<String>>)>, EngineError> {
+fn install_app(engine: &Engine, c: &ConnectionRow) -> Result<Option<Installable>, EngineError> {
     let settings = StoreSettings::parse(c)?;
     let StoreAuth::AuthorizationCode { client_id, scopes } = settings.auth() else {
         return Ok(None);
@@ -175,14 +180,9 @@ impl Engine {
         if !self.db().mark_oauth_state_used(&hash, now).await? {
             return Err(InstallError::UsedState);
         }
-        let grant = auth::exchange_code(
-            &self.inner.stores.http(),
-            &settings.shop_url,
-            &app,
-            code,
-        )
-        .await
-        .map_err(|e| InstallError::Exchange(e.to_string()))?;
+        let grant = auth::exchange_code(&self.inner.stores.http(), &settings.shop_url, &app, code)
+            .await
+            .map_err(|e| InstallError::Exchange(e.to_string()))?;
         self.db()
             .save_store_token(&token_row(&c.id, &grant, self.secrets(), now_micros()))
             .await?;
@@ -205,6 +205,11 @@ impl Engine {
             self.release_waiting(&c.merchant_id).await?;
         }
         Ok(())
+    }
+
+    /// The scopes the store granted, when known.
+    pub fn granted_scopes(c: &ConnectionRow) -> Option<Vec<String>> {
+        c.granted_scopes.as_deref().map(auth::split_scopes)
     }
 
     /// The scopes the enabled channels need and the store did not grant

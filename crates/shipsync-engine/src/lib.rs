@@ -26,7 +26,6 @@ use tokio::sync::Notify;
 
 pub use check::{ConnectionTest, Probe, TestReason};
 pub use connect::InstallError;
-pub use stores::StoreSettings;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
@@ -35,6 +34,7 @@ pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
+pub use stores::StoreSettings;
 
 /// Tunables; the defaults suit production, tests shorten the waits.
 #[derive(Debug, Clone)]

@@ -311,7 +311,10 @@ impl Engine {
             return Err(EngineError::Permanent(format!(
                 "connection {} needs reconnecting: {}",
                 connection.name,
-                connection.store_error.as_deref().unwrap_or("the store refused its credentials")
+                connection
+                    .store_error
+                    .as_deref()
+                    .unwrap_or("the store refused its credentials")
             )));
         }
         let (client, _) = self.inner.stores.client(&connection, self.secrets())?;

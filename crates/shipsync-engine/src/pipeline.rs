@@ -107,7 +107,9 @@ fn reconnect_wait(c: &ConnectionRow) -> String {
     format!(
         "waiting: connection {} needs reconnecting ({}); the shipment goes out when it is reconnected",
         c.name,
-        c.store_error.as_deref().unwrap_or("the store refused its credentials")
+        c.store_error
+            .as_deref()
+            .unwrap_or("the store refused its credentials")
     )
 }
 

@@ -33,9 +33,8 @@ pub struct StoreSettings {
 
 impl StoreSettings {
     pub fn parse(c: &ConnectionRow) -> Result<Self, EngineError> {
-        serde_json::from_str(&c.store_json).map_err(|e| {
-            EngineError::Internal(format!("connection {} store settings: {e}", c.id))
-        })
+        serde_json::from_str(&c.store_json)
+            .map_err(|e| EngineError::Internal(format!("connection {} store settings: {e}", c.id)))
     }
 
     /// How the store authenticates.
@@ -131,7 +130,10 @@ impl Stores {
             })
         };
         let source = match settings.auth() {
-            StoreAuth::AccessToken => Source::Fixed(open(&c.store_token, "store access token (store.access_token)")?),
+            StoreAuth::AccessToken => Source::Fixed(open(
+                &c.store_token,
+                "store access token (store.access_token)",
+            )?),
             StoreAuth::ClientCredentials { client_id } => {
                 Source::ClientCredentials(app(&client_id)?)
             }

@@ -133,7 +133,6 @@ pub(crate) enum Source {
 #[derive(Clone)]
 struct Held {
     token: SecretString,
-    generation: i64,
     refresh_at: Option<i64>,
     expires_at: Option<i64>,
 }
@@ -193,7 +192,6 @@ impl KeptTokens {
                 token: SecretString::from(
                     self.secrets.open_string(sealed).map_err(Self::internal)?,
                 ),
-                generation: row.generation,
                 refresh_at: refresh_from(row.obtained_at, row.expires_at),
                 expires_at: row.expires_at,
             }),
@@ -205,7 +203,9 @@ impl KeptTokens {
     /// Marks the connection `reconnect_needed` and returns the error that
     /// says so.
     async fn refused_for_good(&self, why: String) -> ShopifyError {
-        let message = format!("{why}; reconnect the store (give its credentials again, or use Connect to Shopify)");
+        let message = format!(
+            "{why}; reconnect the store (give its credentials again, or use Connect to Shopify)"
+        );
         if !self.saved {
             return ShopifyError::Unauthorized(message);
         }
@@ -246,7 +246,6 @@ impl KeptTokens {
             let new = token_row(&self.connection_id, &grant, &self.secrets, now);
             *cached = Some(Held {
                 token: grant.access_token.clone(),
-                generation: 0,
                 refresh_at: refresh_from(new.obtained_at, new.expires_at),
                 expires_at: new.expires_at,
             });
@@ -256,9 +255,8 @@ impl KeptTokens {
         loop {
             let now = now_micros();
             let (held, row) = self.stored().await?;
-            let is_refused = |h: &Held| {
-                refused.is_some_and(|r| r.expose_secret() == h.token.expose_secret())
-            };
+            let is_refused =
+                |h: &Held| refused.is_some_and(|r| r.expose_secret() == h.token.expose_secret());
             if let Some(h) = held.as_ref().filter(|h| h.fresh(now) && !is_refused(h)) {
                 *cached = Some(h.clone());
                 return Ok(h.token.clone());
@@ -275,7 +273,8 @@ impl KeptTokens {
                 let outcome = self.grant(&row, held.as_ref(), refused.is_some()).await;
                 return match outcome {
                     Ok(grant) => {
-                        let new = token_row(&self.connection_id, &grant, &self.secrets, now_micros());
+                        let new =
+                            token_row(&self.connection_id, &grant, &self.secrets, now_micros());
                         let saved = self.db.save_store_token(&new).await;
                         if let Err(e) = saved {
                             let _ = self.db.release_refresh_lease(&self.connection_id).await;
@@ -284,7 +283,6 @@ impl KeptTokens {
                         tracing::info!(connection = %self.connection_id, expires_in = ?grant.expires_in, "obtained a store token");
                         let h = Held {
                             token: grant.access_token.clone(),
-                            generation: row.generation + 1,
                             refresh_at: refresh_from(new.obtained_at, new.expires_at),
                             expires_at: new.expires_at,
                         };
@@ -294,7 +292,9 @@ impl KeptTokens {
                     Err(e) => {
                         let _ = self.db.release_refresh_lease(&self.connection_id).await;
                         match e {
-                            ShopifyError::Unauthorized(why) => Err(self.refused_for_good(why).await),
+                            ShopifyError::Unauthorized(why) => {
+                                Err(self.refused_for_good(why).await)
+                            }
                             // Refreshing ahead failed: the old token still works.
                             other => match held.filter(|h| h.valid(now) && !is_refused(h)) {
                                 Some(h) => {
@@ -330,7 +330,9 @@ impl KeptTokens {
         refused: bool,
     ) -> Result<Grant, ShopifyError> {
         match &self.source {
-            Source::Fixed(_) => Err(ShopifyError::Permanent("a fixed token is not refreshed".into())),
+            Source::Fixed(_) => Err(ShopifyError::Permanent(
+                "a fixed token is not refreshed".into(),
+            )),
             Source::ClientCredentials(app) => {
                 auth::client_credentials(&self.http, &self.shop_url, app).await
             }
@@ -395,7 +397,11 @@ mod tests {
             (Some(0), None, None),
         ];
         for (obtained, expires, want) in cases {
-            assert_eq!(refresh_from(obtained, expires), want, "{obtained:?} {expires:?}");
+            assert_eq!(
+                refresh_from(obtained, expires),
+                want,
+                "{obtained:?} {expires:?}"
+            );
         }
     }
 
@@ -404,16 +410,24 @@ mod tests {
         for (auth, text) in [
             (StoreAuth::AccessToken, r#"{"type":"access_token"}"#),
             (
-                StoreAuth::ClientCredentials { client_id: "c".into() },
+                StoreAuth::ClientCredentials {
+                    client_id: "c".into(),
+                },
                 r#"{"type":"client_credentials","client_id":"c"}"#,
             ),
             (
-                StoreAuth::AuthorizationCode { client_id: "c".into(), scopes: None },
+                StoreAuth::AuthorizationCode {
+                    client_id: "c".into(),
+                    scopes: None,
+                },
                 r#"{"type":"authorization_code","client_id":"c"}"#,
             ),
         ] {
             assert_eq!(serde_json::to_string(&auth).expect("json"), text);
-            assert_eq!(serde_json::from_str::<StoreAuth>(text).expect("parse"), auth);
+            assert_eq!(
+                serde_json::from_str::<StoreAuth>(text).expect("parse"),
+                auth
+            );
         }
     }
 }

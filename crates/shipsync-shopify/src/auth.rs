@@ -34,7 +34,8 @@ const MAX_GRANT_BYTES: usize = 64 * 1024;
 const MAX_QUOTED: usize = 300;
 
 /// A future of [`AccessTokens`].
-pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<SecretString, ShopifyError>> + Send + 'a>>;
+pub type TokenFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SecretString, ShopifyError>> + Send + 'a>>;
 
 /// Where a client gets the token it sends, when the token is not fixed:
 /// one that expires and is refreshed (client credentials, expiring offline
@@ -198,11 +199,9 @@ async fn request_grant(
             _ => ShopifyError::Permanent(reason),
         });
     }
-    let wire: GrantWire = serde_json::from_slice(&bytes).map_err(|e| {
-        ShopifyError::Transient {
-            reason: format!("unexpected token answer from Shopify: {e}"),
-            retry_after: None,
-        }
+    let wire: GrantWire = serde_json::from_slice(&bytes).map_err(|e| ShopifyError::Transient {
+        reason: format!("unexpected token answer from Shopify: {e}"),
+        retry_after: None,
     })?;
     if wire.access_token.is_empty() {
         return Err(ShopifyError::Permanent(
@@ -213,7 +212,10 @@ async fn request_grant(
         access_token: SecretString::from(wire.access_token),
         scopes: split_scopes(&wire.scope),
         expires_in: wire.expires_in.map(Duration::from_secs),
-        refresh_token: wire.refresh_token.filter(|t| !t.is_empty()).map(SecretString::from),
+        refresh_token: wire
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from),
         refresh_token_expires_in: wire.refresh_token_expires_in.map(Duration::from_secs),
     })
 }
@@ -250,9 +252,9 @@ pub fn authorize_url(
 /// The shop's `host[:port]`, as Shopify names it in the callback's `shop`.
 pub fn shop_host(shop_url: &str) -> Result<String, ShopifyError> {
     let base = shop_base(shop_url)?;
-    let host = base
-        .host_str()
-        .ok_or_else(|| ShopifyError::Permanent(format!("invalid shop URL {shop_url:?}: no host")))?;
+    let host = base.host_str().ok_or_else(|| {
+        ShopifyError::Permanent(format!("invalid shop URL {shop_url:?}: no host"))
+    })?;
     Ok(match base.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
@@ -289,8 +291,10 @@ pub fn callback_hmac_valid(query: &[(String, String)], client_secret: &SecretStr
     else {
         return false;
     };
-    let mut rest: Vec<&(String, String)> =
-        query.iter().filter(|(k, _)| k != "hmac" && k != "signature").collect();
+    let mut rest: Vec<&(String, String)> = query
+        .iter()
+        .filter(|(k, _)| k != "hmac" && k != "signature")
+        .collect();
     rest.sort();
     let message = rest
         .iter()
@@ -425,19 +429,23 @@ mod tests {
         ];
         let good = sign(&pairs, "hush");
         // (query, valid?, why)
-        let cases: Vec<(Vec<(String, String)>, bool, &str)> = vec![
+        type Case = (Vec<(String, String)>, bool, &'static str);
+        let cases: Vec<Case> = vec![
             (query(&pairs, &good), true, "signed with the secret"),
-            (query(&pairs, &good.to_uppercase()), true, "hex case does not matter"),
-            (query(&pairs, &sign(&pairs, "other")), false, "another secret"),
+            (
+                query(&pairs, &good.to_uppercase()),
+                true,
+                "hex case does not matter",
+            ),
+            (
+                query(&pairs, &sign(&pairs, "other")),
+                false,
+                "another secret",
+            ),
             (query(&pairs[..3], &good), false, "a parameter removed"),
             (
                 query(
-                    &[
-                        ("shop", "evil.myshopify.com"),
-                        pairs[1],
-                        pairs[2],
-                        pairs[3],
-                    ],
+                    &[("shop", "evil.myshopify.com"), pairs[1], pairs[2], pairs[3]],
                     &good,
                 ),
                 false,
@@ -468,7 +476,11 @@ mod tests {
         let good = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         assert!(webhook_hmac_valid(body, &good, &secret));
         assert!(!webhook_hmac_valid(br#"{"id":2}"#, &good, &secret));
-        assert!(!webhook_hmac_valid(body, &good, &SecretString::from("other")));
+        assert!(!webhook_hmac_valid(
+            body,
+            &good,
+            &SecretString::from("other")
+        ));
         assert!(!webhook_hmac_valid(body, "not base64!", &secret));
     }
 
@@ -477,7 +489,8 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
         let all = requested_scopes();
         // (granted, shipments, sales_orders, third_party, missing)
-        let cases: Vec<(Vec<String>, bool, bool, bool, Vec<String>)> = vec![
+        type Case = (Vec<String>, bool, bool, bool, Vec<String>);
+        let cases: Vec<Case> = vec![
             (all.clone(), true, true, true, vec![]),
             (s(&[]), false, false, false, vec![]),
             (
@@ -537,7 +550,10 @@ mod tests {
         let url = authorize_url(
             "https://acme.myshopify.com",
             "cid",
-            &["read_orders".into(), "write_merchant_managed_fulfillment_orders".into()],
+            &[
+                "read_orders".into(),
+                "write_merchant_managed_fulfillment_orders".into(),
+            ],
             "https://ship.example.com/connect/shopify/callback",
             "st4te",
         )
@@ -550,8 +566,14 @@ mod tests {
             "read_orders,write_merchant_managed_fulfillment_orders".into()
         )));
         assert!(q.contains(&("state".into(), "st4te".into())));
-        assert_eq!(shop_host("https://acme.myshopify.com/").expect("host"), "acme.myshopify.com");
-        assert_eq!(shop_host("http://127.0.0.1:8123").expect("host"), "127.0.0.1:8123");
+        assert_eq!(
+            shop_host("https://acme.myshopify.com/").expect("host"),
+            "acme.myshopify.com"
+        );
+        assert_eq!(
+            shop_host("http://127.0.0.1:8123").expect("host"),
+            "127.0.0.1:8123"
+        );
         assert!(shop_host("ftp://x").is_err());
         assert_eq!(split_scopes("a, b,,c "), vec!["a", "b", "c"]);
     }

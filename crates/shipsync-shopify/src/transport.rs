@@ -24,7 +24,11 @@ const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest server text quoted in an error.
 const MAX_QUOTED: usize = 300;
 
+/// How many times a call asks for another token after a 401.
+const MAX_TOKEN_REFUSALS: u32 = 2;
+
 /// Queries can be repeated blindly; mutations cannot.
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Query,
@@ -157,7 +161,7 @@ impl ShopifyClient {
         // From here the store may count the request: the points are spent
         // (the answer says how many) rather than unused.
         reservation.sent = true;
-        let mut refreshed = false;
+        let mut refusals = 0;
         let (status, retry_after, bytes) = loop {
             let response = self
                 .http
@@ -172,22 +176,26 @@ impl ShopifyClient {
                 .map_err(|e| send_error(&e, kind))?;
             let status = response.status();
             // A 401 executed nothing: with an expiring token, ask its keeper
-            // once for another (refreshed, by us or by another worker) and
-            // send again.
+            // for another and send again. Twice at most: the first may be
+            // one another worker obtained meanwhile that the store refuses
+            // too (it expired early), the second is then a new one.
             if status == StatusCode::UNAUTHORIZED
-                && !refreshed
+                && refusals < MAX_TOKEN_REFUSALS
                 && let Some(next) = self.token.after_refusal(&token).await
             {
                 token = next?;
-                refreshed = true;
-                tracing::info!(operation = op, "Shopify refused the token: sending again with a refreshed one");
+                refusals += 1;
+                tracing::info!(
+                    operation = op,
+                    "Shopify refused the token: sending again with a refreshed one"
+                );
                 continue;
             }
             let retry_after = retry_after(response.headers());
             let bytes = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
                 .await
                 .map_err(|e| lost_answer(&e.to_string(), kind))?;
-            if status == StatusCode::UNAUTHORIZED && refreshed {
+            if status == StatusCode::UNAUTHORIZED && refusals > 0 {
                 self.token
                     .failed(&format!(
                         "Shopify refused a newly obtained token too (HTTP 401: {})",

@@ -56,7 +56,11 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
         );
     }
     let shown = h
-        .api("GET", &format!("/api/v1/connections/{}", h.connection_id), None)
+        .api(
+            "GET",
+            &format!("/api/v1/connections/{}", h.connection_id),
+            None,
+        )
         .await?
         .ok(200)?;
     eprintln!(

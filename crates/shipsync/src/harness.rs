@@ -162,10 +162,17 @@ impl Session {
         let login = s.get("/login").await?;
         let token = csrf_of(&login.body)?;
         let signed = s
-            .post("/login", &[("csrf", &token), ("email", email), ("password", password)])
+            .post(
+                "/login",
+                &[("csrf", &token), ("email", email), ("password", password)],
+            )
             .await?;
         if signed.status != 303 || signed.location != "/" {
-            bail!("sign-in of {email} failed: HTTP {} {}", signed.status, signed.body);
+            bail!(
+                "sign-in of {email} failed: HTTP {} {}",
+                signed.status,
+                signed.body
+            );
         }
         let home = s.get("/").await?;
         s.csrf = csrf_of(&home.body)?;
@@ -260,14 +267,16 @@ impl Harness {
     /// server's callback as its redirect URL, and `lifetime_secs` for its
     /// client-credentials tokens.
     pub fn register_app(&self, lifetime_secs: u64, grant_only: Option<Vec<String>>) {
-        self.shopify.sandbox.set_app(shipsync_sandbox_shopify::SandboxApp {
-            client_id: APP_CLIENT_ID.into(),
-            client_secret: APP_CLIENT_SECRET.into(),
-            redirect_urls: vec![format!("{}/connect/shopify/callback", self.url())],
-            token_lifetime_secs: lifetime_secs,
-            grant_only,
-            ..Default::default()
-        });
+        self.shopify
+            .sandbox
+            .set_app(shipsync_sandbox_shopify::SandboxApp {
+                client_id: APP_CLIENT_ID.into(),
+                client_secret: APP_CLIENT_SECRET.into(),
+                redirect_urls: vec![format!("{}/connect/shopify/callback", self.url())],
+                token_lifetime_secs: lifetime_secs,
+                grant_only,
+                ..Default::default()
+            });
     }
 
     /// Switches the harness's connection to the install flow and connects
@@ -298,7 +307,11 @@ impl Harness {
             .await?;
         // Made by an earlier call, or now.
         if made.status >= 500 {
-            bail!("could not create the installing user: {} {}", made.status, made.body);
+            bail!(
+                "could not create the installing user: {} {}",
+                made.status,
+                made.body
+            );
         }
         let mut session = Session::sign_in(&self.url(), email, password).await?;
         let csrf = session.csrf.clone();
@@ -315,11 +328,20 @@ impl Harness {
             )
             .await?;
         if clicked.status != 303 || !clicked.location.starts_with(&self.shopify.url) {
-            bail!("Connect to Shopify did not lead to the store: HTTP {} {} {}", clicked.status, clicked.location, clicked.body);
+            bail!(
+                "Connect to Shopify did not lead to the store: HTTP {} {} {}",
+                clicked.status,
+                clicked.location,
+                clicked.body
+            );
         }
         let approved = session.get(&clicked.location).await?;
         if approved.status != 302 {
-            bail!("the store did not approve the install: HTTP {} {}", approved.status, approved.body);
+            bail!(
+                "the store did not approve the install: HTTP {} {}",
+                approved.status,
+                approved.body
+            );
         }
         session.get(&approved.location).await
     }

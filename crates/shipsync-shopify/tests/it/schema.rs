@@ -47,6 +47,7 @@ fn names_are_unique() {
 fn requested_costs_match_the_comments_and_stay_under_the_maximum() {
     let expected = [
         ("ShopName", 1),
+        ("AccessScopes", 2),
         ("FindOrdersByName", 12),
         ("OrdersForWarehouse", 513),
         ("Order", 64),
@@ -121,8 +122,12 @@ fn field_cost(op: &str, f: &Field) -> u64 {
             })
             .sum();
         2 + parts
-    } else if f.definition.ty.is_list() {
+    } else if f.definition.ty.is_list() && f.arguments.iter().any(|a| a.name == "first") {
         first(op, f) * (1 + selection_cost(op, &f.selection_set))
+    } else if f.definition.ty.is_list() {
+        // A plain list without `first` (e.g. `accessScopes`): Shopify
+        // counts its object once.
+        1 + selection_cost(op, &f.selection_set)
     } else {
         1 + selection_cost(op, &f.selection_set)
     }

@@ -113,7 +113,6 @@ struct Parts {
     order_prefix: String,
     store_json: String,
     access_token: Option<String>,
-    auth: StoreAuth,
     client_secret: Option<String>,
 }
 
@@ -217,17 +216,29 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
         None | Some(Value::Null) => StoreAuth::AccessToken,
         Some(Value::Object(a)) => {
             for k in a.keys() {
-                if !["type", "client_id", "client_secret", "scopes", "access_token"]
-                    .contains(&k.as_str())
+                if ![
+                    "type",
+                    "client_id",
+                    "client_secret",
+                    "scopes",
+                    "access_token",
+                ]
+                .contains(&k.as_str())
                 {
-                    return Err(ApiError::invalid(&format!("store.auth.{k}"), "unknown field"));
+                    return Err(ApiError::invalid(
+                        &format!("store.auth.{k}"),
+                        "unknown field",
+                    ));
                 }
             }
             let kind = string(a, "type", "store.auth.type", true)?.unwrap_or_default();
             let client_id = || -> ApiResult<String> {
                 let id = string(a, "client_id", "store.auth.client_id", true)?.unwrap_or_default();
                 if id.len() > 200 {
-                    return Err(ApiError::invalid("store.auth.client_id", "must be at most 200 characters"));
+                    return Err(ApiError::invalid(
+                        "store.auth.client_id",
+                        "must be at most 200 characters",
+                    ));
                 }
                 Ok(id)
             };
@@ -274,8 +285,9 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
         "notify_customer": notify_customer,
     });
     if auth != StoreAuth::AccessToken {
-        store["auth"] = serde_json::to_value(&auth)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        store["auth"] = serde_json::to_value(&auth).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
     }
     let store_json = store.to_string();
     Ok(Parts {
@@ -285,7 +297,6 @@ fn validate(doc: &Value) -> ApiResult<Parts> {
         order_prefix,
         store_json,
         access_token,
-        auth,
         client_secret,
     })
 }
@@ -307,7 +318,10 @@ fn scopes_of(v: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
                             && x.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     })
                     .ok_or_else(|| {
-                        ApiError::invalid(field, "must be a list of scope names such as read_orders")
+                        ApiError::invalid(
+                            field,
+                            "must be a list of scope names such as read_orders",
+                        )
                     })?;
                 scopes.push(scope.to_owned());
             }
@@ -319,14 +333,16 @@ fn scopes_of(v: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
 
 pub fn render(c: &ConnectionRow) -> Value {
     let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
-    let auth = StoreSettings::parse(c).map(|st| st.auth()).unwrap_or(StoreAuth::AccessToken);
+    let auth = StoreSettings::parse(c)
+        .map(|st| st.auth())
+        .unwrap_or(StoreAuth::AccessToken);
     let legacy = auth == StoreAuth::AccessToken;
     let mut shown = json!({
         "type": auth.kind(),
         "client_id": auth.client_id(),
         "connected": if legacy { c.store_token.is_some() } else { c.token_held == 1 },
         "expires_at": if legacy { Value::Null } else { opt_time(c.token_expires_at) },
-        "scopes": c.granted_scopes.as_deref().map(shipsync_shopify::auth::split_scopes),
+        "scopes": shipsync_engine::Engine::granted_scopes(c),
         "missing_scopes": shipsync_engine::Engine::missing_scopes(c),
     });
     if legacy {
@@ -334,7 +350,11 @@ pub fn render(c: &ConnectionRow) -> Value {
     } else {
         shown["client_secret_set"] = json!(c.store_client_secret.is_some());
     }
-    if let StoreAuth::AuthorizationCode { scopes: Some(asked), .. } = &auth {
+    if let StoreAuth::AuthorizationCode {
+        scopes: Some(asked),
+        ..
+    } = &auth
+    {
         shown["requested_scopes"] = json!(asked);
     }
     if let Some(o) = store.as_object_mut() {
@@ -384,13 +404,17 @@ fn shop_url(store_json: &str) -> String {
 /// The credential an enabled connection needs and lacks, as the field to
 /// give: the store's access token, or its merchant's warehouse secret.
 fn missing_secret(s: &AppState, c: &ConnectionRow, m: &MerchantRow) -> Option<&'static str> {
-    let auth = StoreSettings::parse(c).map(|st| st.auth()).unwrap_or(StoreAuth::AccessToken);
+    let auth = StoreSettings::parse(c)
+        .map(|st| st.auth())
+        .unwrap_or(StoreAuth::AccessToken);
     match auth {
         StoreAuth::AccessToken if c.store_token.is_none() => return Some("store.access_token"),
         StoreAuth::AccessToken => {}
         _ if c.store_client_secret.is_none() => return Some("store.auth.client_secret"),
         StoreAuth::AuthorizationCode { .. } if c.token_held == 0 => {
-            return Some("the store's authorization (Connect to Shopify, or POST /api/v1/connections/{id}/store/authorize)");
+            return Some(
+                "the store's authorization (Connect to Shopify, or POST /api/v1/connections/{id}/store/authorize)",
+            );
         }
         _ => {}
     }
@@ -624,13 +648,18 @@ pub async fn update_connection(
 
 /// Everything that decides which token the store gets: the shop, how it
 /// authenticates, and the secrets (opened).
-fn credentials(s: &AppState, c: &ConnectionRow) -> ApiResult<(String, StoreAuth, Option<String>, Option<String>)> {
+fn credentials(
+    s: &AppState,
+    c: &ConnectionRow,
+) -> ApiResult<(String, StoreAuth, Option<String>, Option<String>)> {
     let open = |sealed: &Option<Vec<u8>>| -> ApiResult<Option<String>> {
         sealed
             .as_ref()
             .map(|b| s.engine.secrets().open_string(b))
             .transpose()
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })
     };
     let settings = StoreSettings::parse(c).map_err(ApiError::from)?;
     Ok((

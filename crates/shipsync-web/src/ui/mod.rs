@@ -1154,7 +1154,10 @@ async fn connection_authorize(
     match connections::authorize_link(&s, &ui.principal, &id).await {
         Ok(url) => Ok(see_other(&url)),
         Err(e) if e.status == StatusCode::NOT_FOUND => Err(fail(&ui, e)),
-        Err(e) => Ok(see_other(&format!("/connections/{id}?error={}", enc(&e.message)))),
+        Err(e) => Ok(see_other(&format!(
+            "/connections/{id}?error={}",
+            enc(&e.message)
+        ))),
     }
 }
 
@@ -1201,7 +1204,12 @@ async fn shopify_callback(
             let shown = connections::render(&c);
             let granted = shown["store"]["auth"]["scopes"]
                 .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default();
             let message = format!("Connected to Shopify (granted scopes: {granted}).");
             see_other(&format!("/connections/{}?saved={}", c.id, enc(&message)))

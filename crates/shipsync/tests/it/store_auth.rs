@@ -13,11 +13,15 @@ use crate::support::{PASSWORD, SETTLE, create_user};
 
 /// The connection as the API shows it.
 async fn connection(h: &Harness) -> Value {
-    h.api("GET", &format!("/api/v1/connections/{}", h.connection_id), None)
-        .await
-        .expect("api")
-        .ok(200)
-        .expect("connection")
+    h.api(
+        "GET",
+        &format!("/api/v1/connections/{}", h.connection_id),
+        None,
+    )
+    .await
+    .expect("api")
+    .ok(200)
+    .expect("connection")
 }
 
 async fn use_client_credentials(h: &Harness, secret: &str) {
@@ -45,11 +49,12 @@ async fn ship_many(h: &mut Harness, n: usize) -> Vec<String> {
         specs.push(
             ShipmentSpec::new(name.trim_start_matches('#'))
                 .line(LineSpec::new(1, "A", 1))
-                .package(PackageSpec::new("C1", &format!("T{i}-{name}")).line(1, 1)),
+                .package(PackageSpec::new("C1", format!("T{i}-{name}")).line(1, 1)),
         );
     }
     let h = &*h;
-    let sent = futures::future::join_all(specs.into_iter().map(|spec| h.ship(spec, Shape::Current))).await;
+    let sent =
+        futures::future::join_all(specs.into_iter().map(|spec| h.ship(spec, Shape::Current))).await;
     sent.into_iter()
         .map(|r| {
             let (number, status) = r.expect("ship");
@@ -97,21 +102,59 @@ async fn client_credentials_refreshed_once_for_many_workers(db_url: String) {
     // Many shipments at once: one token for every worker.
     let first = ship_many(&mut h, 8).await;
     all_completed(&h, &first).await;
-    assert_eq!(grants(&h, "client_credentials"), 1, "one token for all workers");
+    assert_eq!(
+        grants(&h, "client_credentials"),
+        1,
+        "one token for all workers"
+    );
     let c = connection(&h).await;
     assert_eq!(c["store"]["auth"]["type"], "client_credentials");
     assert_eq!(c["store"]["auth"]["connected"], true);
     assert!(c["store"]["auth"]["expires_at"].is_string(), "{c}");
     assert_eq!(c["store"]["auth"]["client_secret_set"], true);
-    assert!(c["store"]["auth"].get("client_secret").is_none(), "write-only");
+    assert!(
+        c["store"]["auth"].get("client_secret").is_none(),
+        "write-only"
+    );
 
     // The store lets the token expire while shipsync still holds it: the
     // 401s of every worker lead to one refresh, and nothing fails.
     h.shopify.sandbox.expire_tokens();
     let second = ship_many(&mut h, 8).await;
     all_completed(&h, &second).await;
-    assert_eq!(grants(&h, "client_credentials"), 2, "one refresh after the 401s");
-    assert!(refused(&h) >= 1, "the expired token was refused at least once");
+    assert_eq!(
+        grants(&h, "client_credentials"),
+        2,
+        "one refresh after the 401s"
+    );
+    assert!(
+        refused(&h) >= 1,
+        "the expired token was refused at least once"
+    );
+
+    // Eight clients at once that do not share a process's lock (as eight
+    // nodes would: "Test connection" builds its own client each time) all
+    // meet the 401 together: one of them refreshes, the others wait for it.
+    h.shopify.sandbox.expire_tokens();
+    let refused_before = refused(&h);
+    let engine = h.engine().expect("engine");
+    let tests =
+        futures::future::join_all((0..8).map(|_| engine.test_connection(&h.connection_id))).await;
+    for t in tests {
+        let t = t.expect("tested");
+        assert!(t.store.is_ok(), "{}", t.report());
+    }
+    // (Some may start after the refresh and never meet it.)
+    assert!(
+        refused(&h) >= refused_before + 2,
+        "several clients met the 401"
+    );
+
+    assert_eq!(
+        grants(&h, "client_credentials"),
+        3,
+        "one refresh for eight clients"
+    );
 
     // Short-lived tokens: refreshed ahead of their expiry, without a 401.
     h.register_app(2, None);
@@ -122,20 +165,35 @@ async fn client_credentials_refreshed_once_for_many_workers(db_url: String) {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let fourth = ship_many(&mut h, 4).await;
     all_completed(&h, &fourth).await;
-    assert_eq!(grants(&h, "client_credentials"), before.0 + 1, "one refresh ahead of use");
-    assert_eq!(refused(&h), before.1, "no 401 when the token is refreshed ahead");
+    assert_eq!(
+        grants(&h, "client_credentials"),
+        before.0 + 1,
+        "one refresh ahead of use"
+    );
+    assert_eq!(
+        refused(&h),
+        before.1,
+        "no 401 when the token is refreshed ahead"
+    );
 
     let errors = h
         .api(
             "GET",
-            &format!("/api/v1/shipments?merchant_id={}&status=error", h.merchant_id),
+            &format!(
+                "/api/v1/shipments?merchant_id={}&status=error",
+                h.merchant_id
+            ),
             None,
         )
         .await
         .expect("api")
         .ok(200)
         .expect("list");
-    assert_eq!(errors["items"].as_array().map(Vec::len), Some(0), "{errors}");
+    assert_eq!(
+        errors["items"].as_array().map(Vec::len),
+        Some(0),
+        "{errors}"
+    );
     h.shutdown().await;
 }
 
@@ -181,7 +239,10 @@ fn hmac_hex(secret: &str, message: &str) -> String {
 async fn approved_callback(h: &Harness, session: &mut Session) -> String {
     let csrf = session.csrf.clone();
     let clicked = session
-        .post(&format!("/connections/{}/authorize", h.connection_id), &[("csrf", &csrf)])
+        .post(
+            &format!("/connections/{}/authorize", h.connection_id),
+            &[("csrf", &csrf)],
+        )
         .await
         .expect("click");
     assert_eq!(clicked.status, 303, "{clicked:?}");
@@ -189,7 +250,11 @@ async fn approved_callback(h: &Harness, session: &mut Session) -> String {
     let link = url::Url::parse(&clicked.location).expect("authorize URL");
     let q: Vec<(String, String)> = link.query_pairs().into_owned().collect();
     assert!(q.contains(&("client_id".into(), APP_CLIENT_ID.into())));
-    let scope = q.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.clone()).unwrap_or_default();
+    let scope = q
+        .iter()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     for needed in ["read_orders", "write_merchant_managed_fulfillment_orders"] {
         assert!(scope.split(',').any(|s| s == needed), "{scope}");
     }
@@ -200,13 +265,19 @@ async fn approved_callback(h: &Harness, session: &mut Session) -> String {
 
 fn refused_page(hop: &Hop, words: &str) {
     assert_eq!(hop.status, 400, "{hop:?}");
-    assert!(hop.body.contains(words), "expected {words:?} in {}", hop.body);
+    assert!(
+        hop.body.contains(words),
+        "expected {words:?} in {}",
+        hop.body
+    );
     assert!(hop.body.contains("Nothing was stored"), "{}", hop.body);
 }
 
 async fn signed_in_admin(h: &Harness, email: &str) -> Session {
     create_user(h, json!({"email": email, "role": "admin"})).await;
-    Session::sign_in(&h.url(), email, PASSWORD).await.expect("sign in")
+    Session::sign_in(&h.url(), email, PASSWORD)
+        .await
+        .expect("sign in")
 }
 
 async fn install_flow_end_to_end(db_url: String) {
@@ -240,7 +311,10 @@ async fn install_flow_end_to_end(db_url: String) {
         .ok(200)
         .expect("authorize");
     assert!(
-        link["authorize_url"].as_str().unwrap_or("").contains("/admin/oauth/authorize?"),
+        link["authorize_url"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/admin/oauth/authorize?"),
         "{link}"
     );
 
@@ -252,7 +326,11 @@ async fn install_flow_end_to_end(db_url: String) {
     // A tampered hmac.
     let flipped = {
         let url = url::Url::parse(&good).expect("url");
-        let mac = url.query_pairs().find(|(k, _)| k == "hmac").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        let mac = url
+            .query_pairs()
+            .find(|(k, _)| k == "hmac")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
         let first = if mac.starts_with('0') { "1" } else { "0" };
         altered(&good, "hmac", &format!("{first}{}", &mac[1..]), None)
     };
@@ -260,7 +338,12 @@ async fn install_flow_end_to_end(db_url: String) {
     // Another shop's callback, correctly signed.
     refused_page(
         &alice
-            .get(&altered(&good, "shop", "evil.myshopify.com", Some(APP_CLIENT_SECRET)))
+            .get(&altered(
+                &good,
+                "shop",
+                "evil.myshopify.com",
+                Some(APP_CLIENT_SECRET),
+            ))
             .await
             .expect("get"),
         "names shop",
@@ -271,7 +354,12 @@ async fn install_flow_end_to_end(db_url: String) {
     // An unknown state.
     refused_page(
         &alice
-            .get(&altered(&good, "state", "st_forged", Some(APP_CLIENT_SECRET)))
+            .get(&altered(
+                &good,
+                "state",
+                "st_forged",
+                Some(APP_CLIENT_SECRET),
+            ))
             .await
             .expect("get"),
         "unknown",
@@ -283,7 +371,8 @@ async fn install_flow_end_to_end(db_url: String) {
     let done = alice.get(&good).await.expect("callback");
     assert_eq!(done.status, 303, "{done:?}");
     assert!(
-        done.location.starts_with(&format!("/connections/{}?saved=", h.connection_id)),
+        done.location
+            .starts_with(&format!("/connections/{}?saved=", h.connection_id)),
         "{done:?}"
     );
     let page = alice.get(&done.location).await.expect("page");
@@ -292,9 +381,9 @@ async fn install_flow_end_to_end(db_url: String) {
     assert_eq!(c["store"]["auth"]["connected"], true, "{c}");
     assert_eq!(c["store_status"], "ok");
     assert!(
-        c["store"]["auth"]["scopes"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|x| x == "write_merchant_managed_fulfillment_orders")),
+        c["store"]["auth"]["scopes"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|x| x == "write_merchant_managed_fulfillment_orders")),
         "{c}"
     );
     assert_eq!(c["store"]["auth"]["missing_scopes"], json!([]));
@@ -348,13 +437,19 @@ async fn revoked_token_needs_reconnect(db_url: String) {
             .expect("settled");
         assert_eq!(s["status"], "new", "waits, does not fail: {s}");
         assert!(
-            s["error"].as_str().unwrap_or("").contains("needs reconnecting"),
+            s["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("needs reconnecting"),
             "{s}"
         );
     }
     let c = connection(&h).await;
     assert_eq!(c["store_status"], "reconnect_needed", "{c}");
-    assert!(c["store_error"].as_str().unwrap_or("").contains("401"), "{c}");
+    assert!(
+        c["store_error"].as_str().unwrap_or("").contains("401"),
+        "{c}"
+    );
     // Not endless retries: the store is not asked again while it waits.
     let asked = h.shopify.sandbox.requests().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -386,7 +481,10 @@ async fn wrong_client_secret_then_fixed(db_url: String) {
     }
     assert_eq!(c["store_status"], "reconnect_needed", "{c} / {s}");
     assert!(
-        c["store_error"].as_str().unwrap_or("").contains("refused the app's credentials"),
+        c["store_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused the app's credentials"),
         "{c}"
     );
     // Given again, right: the connection is tried again and the shipment goes out.
@@ -412,18 +510,27 @@ async fn missing_scopes_reported(db_url: String) {
         "the Shipments channel is on: {c}"
     );
     // Test connection says so too.
-    let mut admin = Session::sign_in(&h.url(), "installer@example.com", "a long installer password")
-        .await
-        .expect("sign in");
+    let mut admin = Session::sign_in(
+        &h.url(),
+        "installer@example.com",
+        "a long installer password",
+    )
+    .await
+    .expect("sign in");
     let csrf = admin.csrf.clone();
     let tested = admin
-        .post(&format!("/connections/{}/test", h.connection_id), &[("csrf", &csrf)])
+        .post(
+            &format!("/connections/{}/test", h.connection_id),
+            &[("csrf", &csrf)],
+        )
         .await
         .expect("test");
     assert_eq!(tested.status, 303, "{tested:?}");
     let page = admin.get(&tested.location).await.expect("page");
     assert!(
-        page.body.contains("missing scopes for the enabled channels: read_merchant_managed_fulfillment_orders"),
+        page.body.contains(
+            "missing scopes for the enabled channels: read_merchant_managed_fulfillment_orders"
+        ),
         "{}",
         page.body
     );
