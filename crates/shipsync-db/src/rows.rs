@@ -790,7 +790,7 @@ impl Db {
         needle: &str,
         limit: i64,
     ) -> Result<Vec<ShipmentRow>, DbError> {
-        let merchants = one_of("c.merchant_id", merchant_ids, 3);
+        let merchants = one_of("merchant_id", merchant_ids, 3);
         let mut q = sqlx::query_as::<_, ShipmentRow>(sql!(
             "SELECT {SHIPMENT_COLS} FROM shipments WHERE {merchants}
              AND LOWER(version_json) LIKE LOWER($1) ESCAPE '\\' ORDER BY id DESC LIMIT $2"

@@ -367,6 +367,10 @@ impl AccessTokens for KeptTokens {
         Box::pin(self.obtain(None))
     }
 
+    fn refreshable(&self) -> bool {
+        !matches!(self.source, Source::Fixed(_))
+    }
+
     fn refused<'a>(&'a self, refused: &'a SecretString) -> TokenFuture<'a> {
         Box::pin(self.obtain(Some(refused)))
     }

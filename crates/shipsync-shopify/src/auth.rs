@@ -30,8 +30,6 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// Larger token answers are refused (a real one is a few hundred bytes).
 const MAX_GRANT_BYTES: usize = 64 * 1024;
-/// Longest server text quoted in an error.
-const MAX_QUOTED: usize = 300;
 
 /// A future of [`AccessTokens`].
 pub type TokenFuture<'a> =
@@ -44,6 +42,9 @@ pub type TokenFuture<'a> =
 pub trait AccessTokens: Send + Sync {
     /// The token to send now.
     fn token(&self) -> TokenFuture<'_>;
+    /// Whether another token can follow a 401 (a fixed legacy token
+    /// cannot: its refusal is final, and [`AccessTokens::failed`] is told).
+    fn refreshable(&self) -> bool;
     /// Shopify answered 401 to `refused`: a token to try once more (a
     /// refreshed one, or one another worker refreshed meanwhile), or the
     /// error that says a person must reconnect the store.
@@ -179,8 +180,20 @@ async fn request_grant(
             retry_after: None,
         })?;
     if !status.is_success() {
-        let detail = quote(&String::from_utf8_lossy(&bytes));
-        let reason = format!("HTTP {status}: {detail}");
+        // Only OAuth's error code is quoted (`invalid_client`, say): the
+        // reason is kept on the connection and shown to every user who
+        // sees it, so no free text from the other side goes into it.
+        let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .filter(|c| {
+                c.len() <= 64 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            });
+        let reason = match code {
+            Some(code) => format!("HTTP {status}: {code}"),
+            None => format!("HTTP {status}"),
+        };
+
         return Err(match status.as_u16() {
             // Shopify answers a wrong client id or secret, or a used,
             // expired or unknown code or refresh token, with a 4xx: a
@@ -381,15 +394,6 @@ fn implied_by(granted: &str, needed: &str) -> bool {
     needed
         .strip_prefix("read_")
         .is_some_and(|rest| granted.strip_prefix("write_") == Some(rest))
-}
-
-fn quote(text: &str) -> String {
-    let text = text.trim();
-    if text.chars().count() <= MAX_QUOTED {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(MAX_QUOTED).collect::<String>())
-    }
 }
 
 #[cfg(test)]

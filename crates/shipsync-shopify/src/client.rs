@@ -41,7 +41,8 @@ impl Tokens {
     ) -> Option<Result<SecretString, ShopifyError>> {
         match self {
             Self::Fixed(_) => None,
-            Self::Kept(k) => Some(k.refused(refused).await),
+            Self::Kept(k) if k.refreshable() => Some(k.refused(refused).await),
+            Self::Kept(_) => None,
         }
     }
 

@@ -195,14 +195,19 @@ impl ShopifyClient {
             let bytes = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
                 .await
                 .map_err(|e| lost_answer(&e.to_string(), kind))?;
-            if status == StatusCode::UNAUTHORIZED && refusals > 0 {
+            if status == StatusCode::UNAUTHORIZED {
+                // Final: the credentials themselves are refused. (The
+                // remote text stays in the error, not in this reason,
+                // which every user of the connection sees.)
                 self.token
-                    .failed(&format!(
-                        "Shopify refused a newly obtained token too (HTTP 401: {})",
-                        quote(&String::from_utf8_lossy(&bytes))
-                    ))
+                    .failed(if refusals > 0 {
+                        "Shopify refused a newly obtained token too (HTTP 401)"
+                    } else {
+                        "Shopify refused the access token (HTTP 401)"
+                    })
                     .await;
             }
+
             break (status, retry_after, bytes);
         };
         let envelope = serde_json::from_slice::<Envelope>(&bytes).ok();
