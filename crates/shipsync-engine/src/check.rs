@@ -105,10 +105,10 @@ impl ConnectionTest {
             Err((_, text)) => text.clone(),
         };
         format!(
-            "Shopify: {}{}; Deposco: {}",
+            "Shopify: {}; Deposco: {}{}",
             side(&self.store),
-            self.scopes_note(),
-            side(&self.warehouse)
+            side(&self.warehouse),
+            self.scopes_note()
         )
     }
 
@@ -118,10 +118,10 @@ impl ConnectionTest {
         match &self.granted_scopes {
             None => String::new(),
             Some(_) if self.missing_scopes.is_empty() => {
-                " (the scopes the enabled channels need are granted)".into()
+                "; scopes: the enabled channels have what they need".into()
             }
             Some(_) => format!(
-                " (missing scopes for the enabled channels: {}; add them to the app and install it again)",
+                "; missing scopes for the enabled channels: {} (add them to the app and install it again)",
                 self.missing_scopes.join(", ")
             ),
         }
@@ -134,10 +134,10 @@ impl ConnectionTest {
             Err((reason, _)) => format!("failed ({})", reason.as_str()),
         };
         format!(
-            "Shopify: {}{}; Deposco: {}",
+            "Shopify: {}; Deposco: {}{}",
             side(&self.store),
-            self.scopes_note(),
-            side(&self.warehouse)
+            side(&self.warehouse),
+            self.scopes_note()
         )
     }
 }

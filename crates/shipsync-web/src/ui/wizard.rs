@@ -74,6 +74,7 @@ impl Wizard {
                 .filter(|v| !v.is_empty())
                 .or_else(|| unseal(s, ui, f.get(&format!("{field}_kept"))))
         };
+        let access_token = secret("access_token");
         Self {
             name: f.get("name").trim().into(),
             new_merchant: f.get("merchant") == "new",
@@ -87,11 +88,12 @@ impl Wizard {
             // A form without the choice (an older page, a script) that
             // gives a token means the legacy way.
             store_auth: match f.get("store_auth") {
-                "" if !f.get("access_token").trim().is_empty() => "access_token".into(),
+                "" if access_token.is_some() => "access_token".into(),
                 "" => "authorization_code".into(),
                 other => other.into(),
             },
-            access_token: secret("access_token"),
+            access_token,
+
             client_id: f.get("client_id").trim().into(),
             client_secret: secret("client_secret"),
         }
@@ -294,7 +296,9 @@ async fn view(
                     (field_error(error, "store.auth.client_id"))
                     (secret_input(s, ui, "client_secret", "App client secret", w.client_secret.as_deref(), error, "store.auth.client_secret"))
                     p.hint { "For an app made in Shopify's Dev Dashboard (Settings shows its client ID and secret)." }
-                    (secret_input(s, ui, "access_token", "Admin API access token (legacy app made in the store's admin)", w.access_token.as_deref(), error, "store.access_token"))
+                    (secret_input(s, ui, "access_token", "Admin API access token", w.access_token.as_deref(), error, "store.access_token"))
+                    p.hint { "Only for a legacy app created in the store's admin before 2026 (shpat_…)." }
+
                     div.actions {
                         button type="submit" name="action" value="test" { "Test connection" }
                     }

@@ -95,7 +95,15 @@ fn refused(h: &Harness) -> usize {
 }
 
 async fn client_credentials_refreshed_once_for_many_workers(db_url: String) {
-    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    // Tokens are the subject here, not the store's cost budget: a bucket
+    // large enough that no call waits for it.
+    let mut opts = Options::new(db_url);
+    opts.shopify_throttle = shipsync_sandbox_shopify::ThrottleConfig {
+        maximum_available: 100_000.0,
+        restore_rate: 10_000.0,
+    };
+    let mut h = Harness::start(opts).await.expect("harness");
+
     h.register_app(3_600, None);
     use_client_credentials(&h, APP_CLIENT_SECRET).await;
 
