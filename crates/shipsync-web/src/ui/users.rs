@@ -11,8 +11,9 @@ use maud::{Markup, html};
 use shipsync_db::users::UserRow;
 use shipsync_engine::users::Role;
 
+use super::layout::{Flash, Page, csrf, enc, fail, field_error, flash, page, see_other};
+use super::merchants::merchant_names;
 use super::session::{Form, Ui, checked_form};
-use super::{Flash, Page, csrf, enc, fail, field_error, flash, merchant_names, page, see_other};
 use crate::AppState;
 use crate::api::users::merchants;
 use crate::error::ApiError;

@@ -18,8 +18,9 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 use shipsync_db::rows::{ConnectionRow, MerchantRow};
 
+use super::layout::{Page, csrf, enc, fail, field_error, page, see_other};
+use super::merchants::merchant_names;
 use super::session::{Form, Ui, checked_form};
-use super::{Page, csrf, enc, fail, field_error, merchant_names, page, see_other};
 use crate::AppState;
 use crate::api::{connections, merchants};
 use crate::error::{ApiError, ApiResult};
@@ -352,7 +353,10 @@ pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -
     };
     if f.get("action") == "test" {
         let outcome = s.engine.test_credentials(&c, &m).await;
-        let tested = (super::shown_report(&ui, &outcome), outcome.passed());
+        let tested = (
+            super::connections::shown_report(&ui, &outcome),
+            outcome.passed(),
+        );
         return view(&s, &ui, &w, None, Some(&tested)).await;
     }
     let db = s.engine.db();
