@@ -8,9 +8,9 @@ use maud::html;
 
 use super::layout::{Flash, Page, csrf, enc, fail, flash, page, see_other};
 use super::session::{Ui, checked_form};
+use super::time::ago;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::json::time;
 
 fn own_user_id(ui: &Ui) -> Result<&str, Response> {
     ui.principal
@@ -61,9 +61,9 @@ async fn account_view(s: &AppState, ui: &Ui, f: &Flash, new_token: Option<&str>)
                         tbody { @for t in &tokens { tr {
                             td { (t.label) }
                             td { code { (t.prefix.as_deref().unwrap_or("—")) "…" } }
-                            td { (time(t.created_at)) }
-                            td { (t.last_used_at.map(time).unwrap_or_else(|| "never".into())) }
-                            td { (t.expires_at.map(time).unwrap_or_else(|| "never".into())) }
+                            td { (ago(t.created_at)) }
+                            td { @if let Some(used) = t.last_used_at { (ago(used)) } @else { "never" } }
+                            td { @if let Some(expires) = t.expires_at { (ago(expires)) } @else { "never" } }
                             td { form method="post" action={"/account/tokens/" (t.id) "/revoke"} {
                                 (csrf(ui))
                                 button type="submit" aria-label={"Revoke " (t.label)} { "Revoke" }

@@ -12,10 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_engine::users::Role;
 
-use super::layout::{
-    Flash, Page, csrf, document, enc, fail, flash, page, see_other, status_badge, when,
-};
+use super::layout::{Flash, Page, csrf, document, enc, fail, flash, page, see_other, status_badge};
 use super::session::{Form, Ui, checked_form};
+use super::time::{at, at_in};
 use crate::AppState;
 use crate::api::{connections, merchants};
 use crate::error::ApiError;
@@ -204,6 +203,10 @@ pub(super) async fn connection_show(
         &serde_json::from_str(&ch.schedules_json).unwrap_or_else(|_| json!([])),
     )
     .unwrap_or_default();
+    // The card's times are in the schedule's zone, the one its rules read.
+    let zone = rules
+        .first()
+        .map_or(jiff::tz::TimeZone::UTC, |r| r.time_zone.clone());
     let last_run = s
         .engine
         .db()
@@ -275,9 +278,9 @@ pub(super) async fn connection_show(
                         @if rules.is_empty() { "no schedule" }
                         @for (i, r) in rules.iter().enumerate() { @if i > 0 { "; " } (shipsync_core::schedule::describe(r)) }
                     }
-                    dt { "Last completed" } dd { (when(ch.last_completed_at)) }
-                    dt { "Next update" } dd { @if ch.enabled == 1 { (when(ch.next_run_at)) } @else { "— (disabled)" } }
-                    dt { "Last run" } dd { @if let Some(r) = &last_run { (status_badge(&r.status)) " " (when(Some(r.started_at.unwrap_or(r.created_at)))) } @else { "—" } }
+                    dt { "Last completed" } dd { (at_in(ch.last_completed_at, &zone)) }
+                    dt { "Next update" } dd { @if ch.enabled == 1 { (at_in(ch.next_run_at, &zone)) } @else { "— (disabled)" } }
+                    dt { "Last run" } dd { @if let Some(r) = &last_run { (status_badge(&r.status)) " " (at_in(r.started_at.unwrap_or(r.created_at), &zone)) } @else { "—" } }
                 }
                 @if recommend {
                     div.notice #recommendation { "Shipment webhooks are on for " (m.name) ": we recommend one daily run during off hours (for example every day at 12:00 am) as the fallback, instead of this more frequent schedule." }
@@ -388,7 +391,7 @@ fn store_auth_facts(store: &Value) -> Markup {
         " · "
         @if auth["connected"] == true {
             (status_badge("on")) " connected"
-            @if let Some(at) = auth["expires_at"].as_str() { " (token until " (at) ")" }
+            @if auth["expires_at"].is_string() { " (token until " (at(&auth["expires_at"])) ")" }
         } @else {
             @if auth["type"] == "client_credentials" { "a token is asked for when first needed" } @else { "not connected" }
         }

@@ -7,9 +7,9 @@ use maud::html;
 
 use super::layout::{Flash, Page, csrf, fail, flash, page, see_other, status_badge};
 use super::session::{Ui, checked_form};
+use super::time::ago;
 use crate::AppState;
 use crate::api::events;
-use crate::json::time;
 
 pub(super) async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
     let rows = s
@@ -34,7 +34,7 @@ pub(super) async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
             p.hint { "Every inbound webhook delivery, stored raw before it was acknowledged." }
             table { thead { tr { th { "Received" } th { "Merchant" } th { "Verified" } th { "Outcome" } } }
                 tbody { @for e in &rows { tr {
-                    td { a href={"/events/" (e.id)} { (time(e.received_at)) } }
+                    td { a href={"/events/" (e.id)} { (ago(e.received_at)) } }
                     td { (e.merchant_id) }
                     td { @if e.verified == 1 { "signed" } @else { "unsigned" } }
                     td { (status_badge(&e.outcome)) }

@@ -1,16 +1,17 @@
 //! What every page shares: the document and the layout with the sidebar,
 //! the embedded assets, CSRF fields, flash messages, status badges, error
-//! pages and redirects.
+//! pages and redirects, a list's search, and API documents shown as text.
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
+use serde_json::Value;
 use shipsync_engine::users::Role;
 
 use super::session::Ui;
+use super::time::at;
 use crate::error::ApiError;
-use crate::json::time;
 
 pub(super) type Page = Result<Response, Response>;
 
@@ -108,12 +109,18 @@ pub(super) fn status_badge(s: &str) -> Markup {
     html! { span class={"status " (s)} { (s.replace('_', " ")) } }
 }
 
-pub(super) fn when(micros: Option<i64>) -> String {
-    micros.map(time).unwrap_or_else(|| "—".into())
-}
-
 #[derive(Deserialize, Default)]
 pub(super) struct Flash {
+    pub(super) saved: Option<String>,
+    pub(super) error: Option<String>,
+}
+
+/// A list's search box and status filter (and the flash after a bulk
+/// action), as the Shipments and Orders lists take them.
+#[derive(Deserialize, Default)]
+pub(super) struct Search {
+    pub(super) status: Option<String>,
+    pub(super) q: Option<String>,
     pub(super) saved: Option<String>,
     pub(super) error: Option<String>,
 }
@@ -140,4 +147,26 @@ pub(super) fn field_error(error: Option<&ApiError>, field: &str) -> Markup {
 
 pub(super) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A value of an API document as text: "—" for none.
+pub(super) fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The items of an API document's array (none when it is not one).
+pub(super) fn list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// The activity of an order or a shipment, as the API lists it.
+pub(super) fn activity(items: &Value) -> Markup {
+    html! {
+        div.card { h2 { "Activity" }
+            table { tbody { @for a in list(items) { tr { td { (at(&a["at"])) } td { (text(&a["kind"])) } td { (text(&a["message"])) } } } } } }
+    }
 }

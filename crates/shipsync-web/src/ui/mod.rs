@@ -17,6 +17,7 @@ mod merchants;
 mod orders;
 mod session;
 mod shipments;
+mod time;
 mod users;
 mod wizard;
 

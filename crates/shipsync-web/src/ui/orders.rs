@@ -2,22 +2,21 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use maud::html;
+use axum::response::Response;
+use maud::{Markup, html};
 use serde_json::Value;
 
-use super::layout::{Flash, Page, csrf, enc, fail, flash, page, see_other, status_badge};
+use super::layout::{
+    Flash, Page, Search, activity, csrf, enc, fail, flash, list, page, see_other, status_badge,
+    text,
+};
 use super::session::{Ui, checked_form};
-use super::shipments::ShipmentQuery;
+use super::time::{ago, at};
 use crate::AppState;
-use crate::api::{orders, shipments};
+use crate::api::{connections, orders, shipments};
 use crate::error::ApiError;
-use crate::json::time;
 
-pub(super) async fn order_list(
-    State(s): State<AppState>,
-    ui: Ui,
-    Query(q): Query<ShipmentQuery>,
-) -> Page {
+pub(super) async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Query<Search>) -> Page {
     let search = q.q.clone().unwrap_or_default();
     let status = q
         .status
@@ -45,7 +44,7 @@ pub(super) async fn order_list(
                 tbody { @for o in &rows { tr {
                     td { a href={"/orders/" (o.id)} { (o.name) } } td { (status_badge(&o.status)) }
                     td { (o.warehouse_number.as_deref().unwrap_or("—")) }
-                    td { (o.error.as_deref().unwrap_or("")) } td { (time(o.updated_at)) }
+                    td { (o.error.as_deref().unwrap_or("")) } td { (ago(o.updated_at)) }
                 } } } }
         },
     ))
@@ -60,16 +59,7 @@ pub(super) async fn order_show(
     let d = orders::detail(&s, &ui.principal, &id)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let text = |v: &Value| {
-        v.as_str().map(str::to_string).unwrap_or_else(|| {
-            if v.is_null() {
-                "—".into()
-            } else {
-                v.to_string()
-            }
-        })
-    };
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let store = store_of(&s, &ui, d["connection_id"].as_str()).await?;
     let mut ships = Vec::new();
     for sid in list(&d["shipments"]) {
         if let Some(sid) = sid.as_str()
@@ -87,11 +77,11 @@ pub(super) async fn order_show(
             @if let Some(err) = d["error"].as_str() { div.error-box role="alert" { b { "Error: " } (err) } }
             (flash(&f))
             div.card { dl.facts {
-                dt { "Store order" } dd { (text(&d["store_order_id"])) }
+                dt { "Store order" } dd #store-order { (store_order(&store, d["store_order_id"].as_str().unwrap_or(""))) }
                 dt { "Deposco order number" } dd { (text(&d["warehouse_order_number"])) }
-                dt { "Sent to Deposco" } dd { (text(&d["sent_at"])) }
-                dt { "Created" } dd { (text(&d["created_at"])) }
-                dt { "Updated" } dd { (text(&d["updated_at"])) }
+                dt { "Sent to Deposco" } dd { (at(&d["sent_at"])) }
+                dt { "Created" } dd { (at(&d["created_at"])) }
+                dt { "Updated" } dd { (at(&d["updated_at"])) }
             }
             div.actions { @for (a, label) in [("reprocess", "Reprocess"), ("archive", "Archive")] {
                 form method="post" action={"/orders/" (id) "/" (a)} { (csrf(&ui)) button type="submit" { (label) } }
@@ -113,12 +103,11 @@ pub(super) async fn order_show(
                             td { a href={"/shipments/" (sh.id)} { (sh.number) } }
                             td { (status_badge(&sh.status)) }
                             td { (sh.sources.replace(',', " + ")) }
-                            td { (time(sh.received_at)) }
+                            td { (at(sh.received_at)) }
                         } } } }
                 }
             }
-            div.card { h2 { "Activity" }
-                table { tbody { @for a in list(&d["activity"]) { tr { td { (text(&a["at"])) } td { (text(&a["kind"])) } td { (text(&a["message"])) } } } } } }
+            (activity(&d["activity"]))
         },
     ))
 }
@@ -142,4 +131,107 @@ pub(super) async fn order_act(
         "/orders/{id}?saved={}",
         enc(&format!("{action}: done."))
     )))
+}
+
+/// The store settings of a connection as the API shows them (`store`: its
+/// platform and shop URL), or null without a connection.
+pub(super) async fn store_of(
+    s: &AppState,
+    ui: &Ui,
+    connection_id: Option<&str>,
+) -> Result<Value, Response> {
+    let Some(id) = connection_id else {
+        return Ok(Value::Null);
+    };
+    let c = connections::load(s, &ui.principal, id)
+        .await
+        .map_err(|e| fail(ui, e))?;
+    Ok(connections::render(&c)["store"].clone())
+}
+
+/// The page of a store order in the Shopify admin,
+/// `{shop_url}/admin/orders/{id}` where the id is the tail of the order's
+/// GID (`gid://shopify/Order/123`); none for another platform or id.
+fn shopify_admin_url(store: &Value, store_order_id: &str) -> Option<String> {
+    if store["platform"].as_str().is_some_and(|p| p != "shopify") {
+        return None;
+    }
+    let shop = store["shop_url"].as_str()?.trim().trim_end_matches('/');
+    let id = store_order_id
+        .strip_prefix("gid://shopify/Order/")?
+        .split('?')
+        .next()?;
+    (!shop.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{shop}/admin/orders/{id}"))
+}
+
+/// A store order: a link to its page in the store's admin, opened in a new
+/// tab (the GID on hover), or the bare id when there is no such page.
+pub(super) fn store_order(store: &Value, store_order_id: &str) -> Markup {
+    html! {
+        @match shopify_admin_url(store, store_order_id) {
+            Some(href) => a.external href=(href) target="_blank" rel="noopener noreferrer" title=(store_order_id) {
+                "Open in Shopify admin" span.sr-only { " (opens in a new tab)" }
+            },
+            None => (store_order_id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn store_orders_link_to_the_shopify_admin() {
+        let shop = json!({"platform": "shopify", "shop_url": "https://acme.myshopify.com/"});
+        let cases = [
+            (
+                &shop,
+                "gid://shopify/Order/123",
+                Some("https://acme.myshopify.com/admin/orders/123"),
+            ),
+            (
+                &shop,
+                "gid://shopify/Order/123?x=1",
+                Some("https://acme.myshopify.com/admin/orders/123"),
+            ),
+            (&shop, "gid://shopify/DraftOrder/123", None),
+            (&shop, "gid://shopify/Order/", None),
+            (&shop, "gid://shopify/Order/12a", None),
+            (&shop, "123", None),
+            (
+                &json!({"shop_url": "https://b.example"}),
+                "gid://shopify/Order/9",
+                Some("https://b.example/admin/orders/9"),
+            ),
+            (
+                &json!({"platform": "woocommerce", "shop_url": "https://w.example"}),
+                "gid://shopify/Order/9",
+                None,
+            ),
+            (
+                &json!({"platform": "shopify"}),
+                "gid://shopify/Order/9",
+                None,
+            ),
+            (&Value::Null, "gid://shopify/Order/9", None),
+        ];
+        for (store, id, want) in cases {
+            assert_eq!(
+                shopify_admin_url(store, id).as_deref(),
+                want,
+                "{store} {id}"
+            );
+        }
+        let link = store_order(&shop, "gid://shopify/Order/123").into_string();
+        assert!(
+            link.contains("href=\"https://acme.myshopify.com/admin/orders/123\"")
+                && link.contains("target=\"_blank\" rel=\"noopener noreferrer\""),
+            "{link}"
+        );
+        assert_eq!(store_order(&shop, "123").into_string(), "123");
+    }
 }

@@ -4,29 +4,23 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use maud::html;
-use serde::Deserialize;
-use serde_json::Value;
 use shipsync_engine::ShipmentAction;
 
-use super::layout::{Flash, Page, csrf, enc, fail, flash, page, see_other, status_badge};
+use super::layout::{
+    Flash, Page, Search, activity, csrf, enc, fail, flash, list, page, see_other, status_badge,
+    text,
+};
+use super::orders::{store_of, store_order};
 use super::session::{Ui, checked_form};
+use super::time::{ago, at};
 use crate::AppState;
 use crate::api::shipments;
 use crate::error::ApiError;
-use crate::json::time;
-
-#[derive(Deserialize, Default)]
-pub(super) struct ShipmentQuery {
-    pub(super) status: Option<String>,
-    pub(super) q: Option<String>,
-    pub(super) saved: Option<String>,
-    pub(super) error: Option<String>,
-}
 
 pub(super) async fn shipment_list(
     State(s): State<AppState>,
     ui: Ui,
-    Query(q): Query<ShipmentQuery>,
+    Query(q): Query<Search>,
 ) -> Page {
     let status = q
         .status
@@ -80,7 +74,7 @@ pub(super) async fn shipment_list(
                         td { (sh.order_name) }
                         td { (status_badge(&sh.status)) }
                         td { (sh.sources.replace(',', " + ")) }
-                        td { (time(sh.received_at)) }
+                        td { (ago(sh.received_at)) }
                     } } } }
             }
         },
@@ -140,16 +134,19 @@ pub(super) async fn shipment_show(
     let d = shipments::detail(&s, &ui.principal, &id)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let text = |v: &Value| {
-        v.as_str().map(str::to_string).unwrap_or_else(|| {
-            if v.is_null() {
-                "—".into()
-            } else {
-                v.to_string()
-            }
-        })
+    let store_order_id = d["store_order_id"].as_str();
+    let store = store_of(&s, &ui, d["connection_id"].as_str()).await?;
+    // The store order as sent to the warehouse by the Sales Orders channel,
+    // if it was.
+    let sent = match (d["connection_id"].as_str(), store_order_id) {
+        (Some(c), Some(o)) => s
+            .engine
+            .db()
+            .order_of_store_order(c, o)
+            .await
+            .map_err(|e| fail(&ui, e.into()))?,
+        _ => None,
     };
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     Ok(page(
         &ui,
         "Shipment",
@@ -159,11 +156,17 @@ pub(super) async fn shipment_show(
             (flash(&f))
             @if let Some(err) = d["error"].as_str() { div.error-box role="alert" { (err) } }
             div.card { dl.facts {
-                dt { "Order" } dd { (text(&d["order_name"])) }
+                dt { "Order" } dd #shipment-order {
+                    @if let Some(o) = &sent { a href={"/orders/" (o.id)} { (text(&d["order_name"])) } } @else { (text(&d["order_name"])) }
+                    @if let Some(o) = store_order_id { " · " (store_order(&store, o)) }
+                }
+                @if let Some(n) = sent.as_ref().and_then(|o| o.warehouse_number.as_deref()) {
+                    dt { "Deposco order number" } dd #deposco-order { (n) }
+                }
                 dt { "Sources" } dd { (list(&d["sources"]).iter().map(text).collect::<Vec<_>>().join(" + ")) " (first seen via " (text(&d["first_seen_via"])) ")" }
                 dt { "Carrier" } dd { (text(&d["carrier"])) " " (text(&d["service"])) }
-                dt { "Received" } dd { (text(&d["received_at"])) }
-                dt { "Completed" } dd { (text(&d["completed_at"])) }
+                dt { "Received" } dd { (at(&d["received_at"])) }
+                dt { "Completed" } dd { (at(&d["completed_at"])) }
             }
             div.actions { @for (a, label) in [("reprocess", "Reprocess"), ("reset", "Reset"), ("archive", "Archive")] {
                 form method="post" action={"/shipments/" (id) "/" (a)} { (csrf(&ui)) button type="submit" { (label) } }
@@ -181,10 +184,9 @@ pub(super) async fn shipment_show(
                 table { thead { tr { th { "Fulfillment" } th { "State" } th { "Tracking" } th { "Created" } } }
                     tbody { @for sf in list(&d["store_fulfillments"]) { tr {
                         td { (text(&sf["id"])) } td { (text(&sf["state"])) }
-                        td { (list(&sf["tracking_numbers"]).iter().map(text).collect::<Vec<_>>().join(", ")) } td { (text(&sf["created_at"])) }
+                        td { (list(&sf["tracking_numbers"]).iter().map(text).collect::<Vec<_>>().join(", ")) } td { (at(&sf["created_at"])) }
                     } } } } }
-            div.card { h2 { "Activity" }
-                table { tbody { @for a in list(&d["activity"]) { tr { td { (text(&a["at"])) } td { (text(&a["kind"])) } td { (text(&a["message"])) } } } } } }
+            (activity(&d["activity"]))
         },
     ))
 }

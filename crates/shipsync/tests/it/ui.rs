@@ -500,6 +500,104 @@ async fn ui_order_page_shows_quantities_and_error(db_url: String) {
 
 both_backends!(ui_order_page_shows_quantities_and_error);
 
+/// The `<time …>…</time>` element whose `title` (shown on hover) is `exact`.
+fn time_titled<'a>(page: &'a str, exact: &str) -> &'a str {
+    let at = page
+        .find(&format!("title=\"{exact}\""))
+        .unwrap_or_else(|| panic!("{exact} on hover: {page}"));
+    let start = page[..at].rfind("<time ").expect("in a <time> element");
+    let end = at + page[at..].find("</time>").expect("</time>");
+    &page[start..end]
+}
+
+async fn ui_times_read_at_a_glance_and_store_orders_link_out(db_url: String) {
+    use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    enable_sales_orders(&h, "").await;
+    let placed = h.place_order_spec(paid_order("#1001", &[("A", 1)]));
+    run_orders(&h).await;
+    let order = wait_order(&h, "#1001", "open").await;
+    let (number, _) = h
+        .ship(
+            ShipmentSpec::new("1001")
+                .line(LineSpec::new(1, "A", 1).customer_line(&placed.line_item_ids[0]))
+                .package(PackageSpec::new("C1", "1Z-GLANCE").line(1, 1)),
+            Shape::Current,
+        )
+        .await
+        .expect("ship");
+    let shipment = h
+        .wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .expect("completed");
+    let received = shipment["received_at"].as_str().expect("received_at");
+    let (b, _) = admin_browser(&h).await;
+    let mut b = b;
+
+    // The list says how long ago, with the exact time on hover.
+    let (st, list) = b.get("/shipments").await;
+    assert_eq!(st, 200);
+    assert!(list.contains(&number), "{list}");
+    let el = time_titled(&list, received);
+    assert!(
+        el.contains(&format!("datetime=\"{}", &received[..19])),
+        "{el}"
+    );
+    let shown = el.rsplit('>').next().unwrap_or_default();
+    assert!(
+        shown == "just now" || shown.ends_with(" min ago"),
+        "{shown:?} in {el}"
+    );
+    assert!(!list.contains(&format!(">{received}<")), "{list}");
+
+    // The shipment's page says when, and links its order: the store's
+    // admin page (a new tab), shipsync's order page, its Deposco number.
+    let connection = h
+        .api(
+            "GET",
+            &format!("/api/v1/connections/{}", h.connection_id),
+            None,
+        )
+        .await
+        .expect("api")
+        .ok(200)
+        .expect("connection");
+    let shop = connection["store"]["shop_url"].as_str().expect("shop_url");
+    let gid = order["store_order_id"].as_str().expect("store_order_id");
+    let numeric = gid.rsplit('/').next().unwrap_or_default();
+    assert!(gid.starts_with("gid://shopify/Order/") && !numeric.is_empty());
+    let admin = format!(
+        "href=\"{}/admin/orders/{numeric}\" target=\"_blank\" rel=\"noopener noreferrer\"",
+        shop.trim_end_matches('/')
+    );
+    let sid = shipment["id"].as_str().expect("id");
+    let (st, page) = b.get(&format!("/shipments/{sid}")).await;
+    assert_eq!(st, 200);
+    let el = time_titled(&page, received);
+    assert!(el.ends_with(" UTC"), "{el}");
+    assert!(page.contains(&admin), "{page}");
+    let oid = order["id"].as_str().expect("order id");
+    assert!(
+        page.contains(&format!("href=\"/orders/{oid}\">#1001</a>")),
+        "{page}"
+    );
+    let deposco = order["warehouse_order_number"]
+        .as_str()
+        .expect("sent to Deposco");
+    assert!(
+        page.contains(&format!("id=\"deposco-order\">{deposco}<")),
+        "{page}"
+    );
+
+    // The order's page links to the store's admin too.
+    let (st, page) = b.get(&format!("/orders/{oid}")).await;
+    assert_eq!(st, 200);
+    assert!(page.contains(&admin), "{page}");
+    h.shutdown().await;
+}
+
+both_backends!(ui_times_read_at_a_glance_and_store_orders_link_out);
+
 async fn ui_connection_filters_and_switch(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
     let (other_m, other_c) = other_tenant(&h).await;
