@@ -2,7 +2,7 @@
 //! channels", "Orders, shipments, events"), on both backends.
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options, SHOPIFY_TOKEN};
+use shipsync_testkit::{Harness, Options, SHOPIFY_TOKEN};
 use shipsync_sandbox_deposco::{
     KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest,
 };

@@ -6,7 +6,7 @@
 //! with a fresh store order per shape, so the suite stays fast.
 
 use serde_json::Value;
-use shipsync::harness::{Harness, Options};
+use shipsync_testkit::{Harness, Options};
 use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::OrderView;
 use std::collections::BTreeMap;

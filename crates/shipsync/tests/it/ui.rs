@@ -2,7 +2,7 @@
 //! Chromium): sign-in with a CSRF token, roles, and CSRF-less posts refused.
 
 use serde_json::json;
-use shipsync::harness::{Harness, Options};
+use shipsync_testkit::{Harness, Options};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 
 use crate::roles::other_tenant;
@@ -757,7 +757,7 @@ async fn ui_add_connection_wizard(db_url: String) {
     };
 
     // Without the form's token nothing happens.
-    let mut no_csrf = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    let mut no_csrf = form(shipsync_testkit::SHOPIFY_TOKEN, "sandbox");
     no_csrf.retain(|(k, _)| *k != "csrf");
     no_csrf.push(("action", "save".into()));
     let (st, _) = post(&mut b, &no_csrf).await;
@@ -786,7 +786,7 @@ async fn ui_add_connection_wizard(db_url: String) {
     );
 
     // Test with the right ones: both sides answer; still nothing saved.
-    let mut good = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    let mut good = form(shipsync_testkit::SHOPIFY_TOKEN, "sandbox");
     good.push(("action", "test".into()));
     let (st, p) = post(&mut b, &good).await;
     assert_eq!(st, 200, "{p}");
@@ -795,7 +795,7 @@ async fn ui_add_connection_wizard(db_url: String) {
         shipsync_sandbox_shopify::SHOP_NAME
     );
     assert!(p.contains("Test passed") && p.contains(&want), "{p}");
-    assert!(!p.contains(shipsync::harness::SHOPIFY_TOKEN), "{p}");
+    assert!(!p.contains(shipsync_testkit::SHOPIFY_TOKEN), "{p}");
     assert_eq!(
         (count("merchants").await, count("connections").await),
         (1, 1)
@@ -867,7 +867,7 @@ async fn ui_add_connection_wizard(db_url: String) {
     assert!(page.contains(&want), "{page}");
 
     // Bad input: 422, the field named, the values kept.
-    let mut blank = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    let mut blank = form(shipsync_testkit::SHOPIFY_TOKEN, "sandbox");
     blank[1].1 = String::new();
     blank[2].1 = "existing".into();
     blank.push(("merchant_id", h.merchant_id.clone()));
