@@ -23,14 +23,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use shipsync_testkit::{POSTGRES_ENV, TempDir, TestDb, postgres_server};
 
 use crate::baseline::{self, Mode};
 use crate::fsync::{self, FsyncProbe};
 use crate::load::{self, Factory, Outcome};
-use crate::process::{Instance, TempDir};
+use crate::process::Instance;
 use crate::table::{Table, num, verdict_at_most};
 use crate::webhooks::{self, Template};
-use crate::{init_tls, kib_to_mb, pg, rss};
+use crate::{init_tls, kib_to_mb, rss};
 
 /// Target: shipsync req/s ≥ 0.5 × bare req/s (SQLite).
 pub const TARGET_VS_BARE: f64 = 0.5;
@@ -72,7 +73,7 @@ impl Options {
             overload: Some((20_000.0, Duration::from_millis(1500))),
             max_in_flight: 12_000,
             fsync_samples: 2000,
-            postgres: pg::server_url(),
+            postgres: postgres_server(),
             verbose: true,
         }
     }
@@ -495,7 +496,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             None
         }
         None => {
-            let note = format!("skipped: {} is not set", pg::ENV);
+            let note = format!("skipped: {POSTGRES_ENV} is not set");
             eprintln!("notice: PostgreSQL {note}");
             Some(note)
         }
@@ -543,32 +544,12 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
         "sqlite"
     };
     let opts = ctx.opts;
-    let dir = TempDir::new(&format!("ingest-{name}"))?;
-    let mut throwaways = Vec::new();
-    let db_url = |label: &str| {
-        format!(
-            "sqlite://{}",
-            dir.path().join(format!("{label}.db")).display()
-        )
-    };
-    let naive_url = match postgres {
-        Some(server) => {
-            let t = pg::Throwaway::create(server, "naive").await?;
-            let u = t.url.clone();
-            throwaways.push(t);
-            u
-        }
-        None => db_url("naive"),
-    };
-    let shipsync_url = match postgres {
-        Some(server) => {
-            let t = pg::Throwaway::create(server, "shipsync").await?;
-            let u = t.url.clone();
-            throwaways.push(t);
-            u
-        }
-        None => db_url("shipsync"),
-    };
+    // Dropped (PostgreSQL databases too) when this returns, with an error
+    // as well.
+    let naive_db = throwaway(postgres).await?;
+    let served_db = throwaway(postgres).await?;
+    let naive_url = naive_db.url.clone();
+    let shipsync_url = served_db.url.clone();
     let result = async {
         let mut closed = Vec::new();
         let mut open = Vec::new();
@@ -590,7 +571,7 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
         let naive_rows = baseline::naive_rows(&naive_url).await?;
 
         // shipsync.
-        let instance = Instance::with_database(&opts.shipsync, &format!("ingest-{name}"), &shipsync_url)?;
+        let instance = Instance::on(&opts.shipsync, &format!("ingest-{name}"), served_db)?;
         let serve = instance.serve().await?;
         let measured = async {
             let (_, path) = serve
@@ -709,10 +690,13 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
         })
     }
     .await;
-    for t in throwaways {
-        if let Err(e) = t.drop_now().await {
-            eprintln!("warning: could not drop a throwaway PostgreSQL database: {e}");
-        }
-    }
     result
+}
+
+/// A throwaway database on the PostgreSQL server `postgres`, else SQLite.
+async fn throwaway(postgres: Option<&str>) -> Result<TestDb> {
+    match postgres {
+        Some(server) => TestDb::postgres_on(server).await,
+        None => TestDb::sqlite(),
+    }
 }
