@@ -92,9 +92,8 @@ impl World {
         let db = match backend {
             Backend::Sqlite => TestDb::sqlite()?,
             Backend::Postgres => {
-                let server = postgres_server().ok_or_else(|| {
-                    anyhow!("this row needs PostgreSQL: set {POSTGRES_ENV}")
-                })?;
+                let server = postgres_server()
+                    .ok_or_else(|| anyhow!("this row needs PostgreSQL: set {POSTGRES_ENV}"))?;
                 TestDb::postgres_on(&server).await?
             }
         };

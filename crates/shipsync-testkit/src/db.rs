@@ -72,8 +72,13 @@ enum Place {
     /// The directory holds the file and everything shipsync puts beside it
     /// (`-wal`, `-shm`, `.key`, `.admin-token`, `.lock`); held to be
     /// removed with the value.
-    Sqlite { _dir: TempDir },
-    Postgres { server: String, name: String },
+    Sqlite {
+        _dir: TempDir,
+    },
+    Postgres {
+        server: String,
+        name: String,
+    },
 }
 
 impl TestDb {

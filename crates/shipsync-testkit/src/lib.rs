@@ -32,7 +32,7 @@ mod harness;
 
 pub use db::{POSTGRES_ENV, TempDir, TestDb, postgres_server};
 pub use harness::Harness;
-pub use shipsync::demo::session::{Hop, Session};
+pub use shipsync::demo::session::{Hop, Session, csrf_of};
 pub use shipsync::demo::world::{
     APP_CLIENT_ID, APP_CLIENT_SECRET, ApiAnswer, Options, SHOPIFY_TOKEN, World, fast_engine,
 };

@@ -17,18 +17,20 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// One answer to a [`Session`]: status, `Location` (empty when none), body.
+/// One answer to a [`Session`]: status, `Location` (empty when none),
+/// the `Set-Cookie` values as sent, body.
 #[derive(Debug, Clone)]
 pub struct Hop {
     pub status: u16,
     pub location: String,
+    pub set_cookies: Vec<String>,
     pub body: String,
 }
 
 impl Session {
-    /// Signs `email` in at `base` (the server's URL).
-    pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<Self> {
-        let mut s = Self {
+    /// A session at `base` (the server's URL), not signed in.
+    pub fn new(base: &str) -> Result<Self> {
+        Ok(Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(60))
@@ -36,7 +38,12 @@ impl Session {
             base: base.trim_end_matches('/').to_string(),
             cookies: Vec::new(),
             csrf: String::new(),
-        };
+        })
+    }
+
+    /// Signs `email` in at `base` (the server's URL).
+    pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<Self> {
+        let mut s = Self::new(base)?;
         let login = s.get("/login").await?;
         let token = csrf_of(&login.body)?;
         let signed = s
@@ -57,15 +64,22 @@ impl Session {
         Ok(s)
     }
 
-    fn keep(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap_or("");
+    /// Keeps the cookies `resp` sets; returns its `Set-Cookie` values.
+    fn keep(&mut self, resp: &reqwest::Response) -> Vec<String> {
+        let set: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .collect();
+        for v in &set {
             if let Some((k, rest)) = v.split_once('=') {
                 let val = rest.split(';').next().unwrap_or("").to_string();
                 self.cookies.retain(|(n, _)| n != k);
                 self.cookies.push((k.to_string(), val));
             }
         }
+        set
     }
 
     fn cookie_header(&self) -> String {
@@ -77,7 +91,7 @@ impl Session {
     }
 
     async fn hop(&mut self, resp: reqwest::Response) -> Result<Hop> {
-        self.keep(&resp);
+        let set_cookies = self.keep(&resp);
         let location = resp
             .headers()
             .get("location")
@@ -89,6 +103,7 @@ impl Session {
         Ok(Hop {
             status,
             location,
+            set_cookies,
             body,
         })
     }
@@ -127,11 +142,10 @@ impl Session {
 }
 
 /// The `csrf` hidden field of a page's first form.
-fn csrf_of(page: &str) -> Result<String> {
+pub fn csrf_of(page: &str) -> Result<String> {
     let at = page
         .find("name=\"csrf\" value=\"")
         .ok_or_else(|| anyhow!("no csrf field in the page"))?
         + 19;
     Ok(page[at..].split('"').next().unwrap_or("").to_string())
 }
-

@@ -61,8 +61,8 @@ impl Options {
         };
         // No environment and no file: only these flags and the defaults,
         // which always resolve.
-        let settings = Settings::resolve_with(&flags, |_| None)
-            .expect("the default settings resolve");
+        let settings =
+            Settings::resolve_with(&flags, |_| None).expect("the default settings resolve");
         Self {
             settings,
             engine: fast_engine(),

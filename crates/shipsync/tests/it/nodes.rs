@@ -6,12 +6,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shipsync_testkit::{Harness, Options, TestDb, fast_engine};
 use shipsync_db::Db;
 use shipsync_db::budgets::Gcra;
 use shipsync_engine::{Engine, SecretBox};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::ThrottleConfig;
+use shipsync_testkit::{Harness, Options, TestDb, fast_engine};
 
 use crate::support::SETTLE;
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shipsync_testkit::{Harness, Options};
 use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::{FaultKind, Faults, FoSpec, OrderSpec};
+use shipsync_testkit::{Harness, Options};
 
 use crate::scenarios::{
     SHAPES, bare, creates, error_of, fulfilled, fulfillment_lines, harness, map, order, repost,

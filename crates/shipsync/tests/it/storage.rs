@@ -7,10 +7,10 @@
 //! test runs on SQLite and on PostgreSQL.
 
 use serde_json::{Value, json};
-use shipsync_testkit::{Harness, Options};
 use shipsync_sandbox_deposco::{
     LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest,
 };
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::{SETTLE, browser_for, metrics_text};
 use crate::ui::Browser;

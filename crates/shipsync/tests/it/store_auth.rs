@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Hop, Options, Session};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Hop, Options, Session};
 
 use crate::support::{PASSWORD, SETTLE, create_user};
 

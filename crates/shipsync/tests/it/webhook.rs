@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync_testkit::{Harness, Options};
 use shipsync_sandbox_deposco::{
     LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest, WebhookResponse,
     sign_body_hmac, sign_standard,
 };
+use shipsync_testkit::{Harness, Options};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::SETTLE;
