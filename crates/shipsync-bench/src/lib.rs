@@ -4,7 +4,9 @@
 //! [`process`] (the `shipsync` binary as a child process: `serve`, the JSON
 //! API, one-shot commands with RSS sampling), [`rss`] (`/proc/<pid>/status`
 //! sampling), [`table`] (the stdout table), [`machine`] (what it ran on) and
-//! [`report`] (the JSON file).
+//! [`report`] (the JSON file). Databases are throwaway ones from
+//! `shipsync-testkit` (SQLite, or PostgreSQL on the server of
+//! `SHIPSYNC_TEST_POSTGRES_URL`), dropped when the run ends or fails.
 //!
 //! Figures are reported as ratios against a bound measured in the same run
 //! (`docs/quality.md`); nothing here asserts on time.
@@ -13,7 +15,6 @@ pub mod baseline;
 pub mod fsync;
 pub mod load;
 pub mod machine;
-pub mod pg;
 pub mod process;
 pub mod report;
 pub mod rss;

@@ -1,14 +1,14 @@
 //! The `shipsync` binary as child processes: finding (and building) it, a
-//! private database directory, `serve` with the JSON API, and one-shot
-//! commands timed and sampled for RSS.
+//! throwaway database and a log directory, `serve` with the JSON API, and
+//! one-shot commands timed and sampled for RSS.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
+use shipsync_testkit::{TempDir, TestDb};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
@@ -66,37 +66,6 @@ pub fn locate_shipsync(explicit: Option<PathBuf>, build: bool) -> Result<PathBuf
     Ok(bin)
 }
 
-/// A directory under the system temp dir, removed on drop.
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(label: &str) -> Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "shipsync-bench-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 /// A free loopback port (bound, then released).
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -104,7 +73,7 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
-/// One shipsync installation: a binary and a fresh SQLite database with its
+/// One shipsync installation: a binary and a fresh database with its
 /// secret key and admin token, shared by every process started from it.
 #[derive(Debug)]
 pub struct Instance {
@@ -112,28 +81,29 @@ pub struct Instance {
     pub database_url: String,
     pub admin_token: String,
     pub secret_key: String,
+    /// The processes' logs.
     pub dir: TempDir,
+    /// Dropped (database and all) with the instance.
+    _db: TestDb,
 }
 
 impl Instance {
+    /// An installation on a new SQLite database.
     pub fn sqlite(bin: &Path, label: &str) -> Result<Self> {
-        let dir = TempDir::new(label)?;
-        let database_url = format!("sqlite://{}", dir.path().join("shipsync.db").display());
-        Ok(Self {
-            bin: bin.to_path_buf(),
-            database_url,
-            admin_token: "adm_shipsync_bench_token_0123456789abcdef".into(),
-            secret_key: (0u8..32).map(|i| format!("{:02x}", i * 7 + 3)).collect(),
-            dir,
-        })
+        Self::on(bin, label, TestDb::sqlite()?)
     }
 
-    /// An installation on an existing database URL (e.g. a throwaway
-    /// PostgreSQL database); `label` names its temp dir (logs).
-    pub fn with_database(bin: &Path, label: &str, database_url: &str) -> Result<Self> {
-        let mut i = Self::sqlite(bin, label)?;
-        i.database_url = database_url.to_owned();
-        Ok(i)
+    /// An installation on `db` (e.g. a throwaway PostgreSQL database);
+    /// `label` names its temp dir (logs).
+    pub fn on(bin: &Path, label: &str, db: TestDb) -> Result<Self> {
+        Ok(Self {
+            bin: bin.to_path_buf(),
+            database_url: db.url.clone(),
+            admin_token: "adm_shipsync_bench_token_0123456789abcdef".into(),
+            secret_key: (0u8..32).map(|i| format!("{:02x}", i * 7 + 3)).collect(),
+            dir: TempDir::new(label)?,
+            _db: db,
+        })
     }
 
     /// `shipsync <args>` with this instance's environment.

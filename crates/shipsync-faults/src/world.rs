@@ -1,6 +1,7 @@
-//! One world for a fault row: a database (a SQLite file, or a throwaway
-//! PostgreSQL database), the Deposco and Shopify sandboxes, and `shipsync
-//! serve` nodes started as real child processes on that database.
+//! One world for a fault row: a throwaway database (SQLite, or PostgreSQL
+//! on the server of `SHIPSYNC_TEST_POSTGRES_URL`; dropped with the world,
+//! also when the row fails), the Deposco and Shopify sandboxes, and
+//! `shipsync serve` nodes started as real child processes on that database.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,13 +14,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
-use shipsync_bench::pg::Throwaway;
 use shipsync_bench::process::{Instance, free_port};
 use shipsync_sandbox_deposco::{
     DeposcoSandbox, LineSpec, PackageSpec, RunningDeposco, SentWebhook, Shape, ShipmentSpec,
     Signing,
 };
 use shipsync_sandbox_shopify::{OrderSpec, RunningShopify, ShopifySandbox, ThrottleConfig};
+use shipsync_testkit::{POSTGRES_ENV, TestDb, postgres_server};
 use tokio::process::Child;
 
 pub const SECRET: &str = "whsec_c2hpcHN5bmMtZmF1bHRzLXNlY3JldC0zMmJ5dGVzIQ==";
@@ -63,8 +64,8 @@ impl Default for WorldOptions {
 
 pub struct World {
     pub backend: Backend,
+    /// The nodes' installation; its database is dropped with it.
     pub inst: Instance,
-    pg: Option<Throwaway>,
     pub shopify: RunningShopify,
     pub deposco: RunningDeposco,
     pub http: reqwest::Client,
@@ -88,16 +89,15 @@ impl World {
         opts: WorldOptions,
     ) -> Result<Self> {
         shipsync_bench::init_tls();
-        let (inst, pg) = match backend {
-            Backend::Sqlite => (Instance::sqlite(bin, label)?, None),
+        let db = match backend {
+            Backend::Sqlite => TestDb::sqlite()?,
             Backend::Postgres => {
-                let admin = shipsync_bench::pg::server_url().ok_or_else(|| {
-                    anyhow!("this row needs PostgreSQL: set SHIPSYNC_TEST_POSTGRES_URL")
-                })?;
-                let pg = Throwaway::create(&admin, "faults").await?;
-                (Instance::with_database(bin, label, &pg.url)?, Some(pg))
+                let server = postgres_server()
+                    .ok_or_else(|| anyhow!("this row needs PostgreSQL: set {POSTGRES_ENV}"))?;
+                TestDb::postgres_on(&server).await?
             }
         };
+        let inst = Instance::on(bin, label, db)?;
         let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
             access_token: "shpat_sandbox".into(),
             throttle: opts.shopify_throttle,
@@ -111,7 +111,6 @@ impl World {
         Ok(Self {
             backend,
             inst,
-            pg,
             shopify,
             deposco,
             http: reqwest::Client::builder()
@@ -458,12 +457,10 @@ impl World {
         Ok(c)
     }
 
+    /// Stops the sandboxes and drops the database.
     pub async fn finish(self) {
         drop(self.shopify);
         self.deposco.shutdown().await;
-        if let Some(pg) = self.pg {
-            let _ = pg.drop_now().await;
-        }
     }
 }
 

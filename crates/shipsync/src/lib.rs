@@ -1,10 +1,10 @@
-//! The shipsync binary's pieces: configuration, server start-up, the demo,
-//! and the harness that runs shipsync against both sandboxes.
+//! The shipsync binary's pieces: configuration, server start-up, the
+//! commands, and the demo (with the world it runs: shipsync and both
+//! sandboxes on loopback, which `shipsync-testkit` builds the tests on).
 
 pub mod config;
 pub mod connections;
 pub mod demo;
-pub mod harness;
 pub mod listener;
 pub mod server;
 pub mod sync;

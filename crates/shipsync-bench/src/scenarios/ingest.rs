@@ -23,14 +23,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use shipsync_testkit::{POSTGRES_ENV, TempDir, TestDb, postgres_server};
 
 use crate::baseline::{self, Mode};
 use crate::fsync::{self, FsyncProbe};
 use crate::load::{self, Factory, Outcome};
-use crate::process::{Instance, TempDir};
+use crate::process::Instance;
 use crate::table::{Table, num, verdict_at_most};
 use crate::webhooks::{self, Template};
-use crate::{init_tls, kib_to_mb, pg, rss};
+use crate::{init_tls, kib_to_mb, rss};
 
 /// Target: shipsync req/s ≥ 0.5 × bare req/s (SQLite).
 pub const TARGET_VS_BARE: f64 = 0.5;
@@ -72,7 +73,7 @@ impl Options {
             overload: Some((20_000.0, Duration::from_millis(1500))),
             max_in_flight: 12_000,
             fsync_samples: 2000,
-            postgres: pg::server_url(),
+            postgres: postgres_server(),
             verbose: true,
         }
     }
@@ -495,7 +496,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             None
         }
         None => {
-            let note = format!("skipped: {} is not set", pg::ENV);
+            let note = format!("skipped: {POSTGRES_ENV} is not set");
             eprintln!("notice: PostgreSQL {note}");
             Some(note)
         }
@@ -543,176 +544,155 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
         "sqlite"
     };
     let opts = ctx.opts;
-    let dir = TempDir::new(&format!("ingest-{name}"))?;
-    let mut throwaways = Vec::new();
-    let db_url = |label: &str| {
-        format!(
-            "sqlite://{}",
-            dir.path().join(format!("{label}.db")).display()
-        )
-    };
-    let naive_url = match postgres {
-        Some(server) => {
-            let t = pg::Throwaway::create(server, "naive").await?;
-            let u = t.url.clone();
-            throwaways.push(t);
-            u
-        }
-        None => db_url("naive"),
-    };
-    let shipsync_url = match postgres {
-        Some(server) => {
-            let t = pg::Throwaway::create(server, "shipsync").await?;
-            let u = t.url.clone();
-            throwaways.push(t);
-            u
-        }
-        None => db_url("shipsync"),
-    };
-    let result = async {
-        let mut closed = Vec::new();
-        let mut open = Vec::new();
-        // The reference handlers.
-        let path = "/webhooks/deposco/bench_key";
-        let bare = baseline::start(Mode::Bare, None, opts.baseline_exe.as_deref()).await?;
-        let measured = ctx.measure(name, "bare", bare.addr(), path, true).await;
-        bare.stop().await;
-        let (levels, o) = measured?;
-        closed.extend(levels);
-        open.extend(o);
-        let naive =
-            baseline::start(Mode::Naive, Some(&naive_url), opts.baseline_exe.as_deref()).await?;
-        let measured = ctx.measure(name, "naive", naive.addr(), path, false).await;
-        naive.stop().await;
-        let (levels, _) = measured?;
-        let naive_answers = accepted(&levels);
-        closed.extend(levels);
-        let naive_rows = baseline::naive_rows(&naive_url).await?;
+    // Dropped (PostgreSQL databases too) when this returns, with an error
+    // as well.
+    let naive_db = throwaway(postgres).await?;
+    let served_db = throwaway(postgres).await?;
+    let naive_url = naive_db.url.clone();
+    let shipsync_url = served_db.url.clone();
+    let mut closed = Vec::new();
+    let mut open = Vec::new();
+    // The reference handlers.
+    let path = "/webhooks/deposco/bench_key";
+    let bare = baseline::start(Mode::Bare, None, opts.baseline_exe.as_deref()).await?;
+    let measured = ctx.measure(name, "bare", bare.addr(), path, true).await;
+    bare.stop().await;
+    let (levels, o) = measured?;
+    closed.extend(levels);
+    open.extend(o);
+    let naive =
+        baseline::start(Mode::Naive, Some(&naive_url), opts.baseline_exe.as_deref()).await?;
+    let measured = ctx.measure(name, "naive", naive.addr(), path, false).await;
+    naive.stop().await;
+    let (levels, _) = measured?;
+    let naive_answers = accepted(&levels);
+    closed.extend(levels);
+    let naive_rows = baseline::naive_rows(&naive_url).await?;
 
-        // shipsync.
-        let instance = Instance::with_database(&opts.shipsync, &format!("ingest-{name}"), &shipsync_url)?;
-        let serve = instance.serve().await?;
-        let measured = async {
-            let (_, path) = serve
-                .webhook_merchant("Bench Ingest", "http://127.0.0.1:9", webhooks::SHARED_SECRET)
-                .await?;
-            let addr = serve.addr()?;
-            // One delivery first: the endpoint must accept the bench's bodies
-            // and signatures as shipsync deliveries (not needs_attention).
-            let req = ctx.factory(&path, "check")(0);
-            let mut check = reqwest::Client::new()
-                .post(format!("{}{}", serve.url, req.path))
-                .header("content-type", "application/json")
-                .body(req.body.clone());
-            for (k, v) in &req.headers {
-                check = check.header(*k, v);
-            }
-            let resp = check.send().await?;
-            let status = resp.status().as_u16();
-            let text = resp.text().await?;
-            if status != 202 || !text.contains("\"accepted\"") {
-                bail!("the first delivery was answered {status}: {text}");
-            }
-            let pid = serve.pid().context("serve has no pid")?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let idle_rss = rss::read(pid).map_or(0, |r| r.rss_kib);
-            let (levels, o) = ctx.measure(name, "shipsync", addr, &path, true).await?;
-            let mut answers = 1 + accepted(&levels) + o.as_ref().map_or(0, |l| l.outcome.accepted_total);
-            let overload = match opts.overload {
-                Some((rate, secs)) => {
-                    // Let the processing backlog of the runs above drain a little.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let before = rss::read(pid).map_or(0, |r| r.rss_kib);
-                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                    let sampler = {
-                        let stop = stop.clone();
-                        tokio::spawn(async move {
-                            let mut peak = 0u64;
-                            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                                if let Some(r) = rss::read(pid) {
-                                    peak = peak.max(r.rss_kib);
-                                }
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                            peak
-                        })
-                    };
-                    let outcome = load::open_loop(
-                        addr,
-                        ctx.factory(&path, &format!("{name}_overload")),
-                        ctx.next.clone(),
-                        rate,
-                        Duration::ZERO,
-                        secs,
-                        opts.max_in_flight,
-                    )
-                    .await?;
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                    let peak = sampler.await.unwrap_or(0);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let after = rss::read(pid).map_or(0, |r| r.rss_kib);
-                    answers += outcome.accepted_total;
-                    ctx.say(format!(
-                        "{name} shipsync overload {rate:.0}/s: {} × 202, {} × 503 + Retry-After, {} × 503 without, {} errors, {} not sent; RSS {:.1} → {:.1} → {:.1} MB",
-                        outcome.accepted_total,
-                        outcome.unavailable_with_retry_after,
-                        outcome.unavailable_without_retry_after,
-                        outcome.errors,
-                        outcome.not_sent,
-                        kib_to_mb(before),
-                        kib_to_mb(peak),
-                        kib_to_mb(after)
-                    ));
-                    Some(Overload {
-                        offered_per_sec: rate,
-                        secs: secs.as_secs_f64(),
-                        outcome,
-                        rss_before_kib: before,
-                        rss_peak_kib: peak.max(before),
-                        rss_after_kib: after,
-                    })
-                }
-                None => None,
-            };
-            Ok((levels, o, overload, answers, idle_rss))
+    // shipsync.
+    let instance = Instance::on(&opts.shipsync, &format!("ingest-{name}"), served_db)?;
+    let serve = instance.serve().await?;
+    let measured = async {
+        let (_, path) = serve
+            .webhook_merchant("Bench Ingest", "http://127.0.0.1:9", webhooks::SHARED_SECRET)
+            .await?;
+        let addr = serve.addr()?;
+        // One delivery first: the endpoint must accept the bench's bodies
+        // and signatures as shipsync deliveries (not needs_attention).
+        let req = ctx.factory(&path, "check")(0);
+        let mut check = reqwest::Client::new()
+            .post(format!("{}{}", serve.url, req.path))
+            .header("content-type", "application/json")
+            .body(req.body.clone());
+        for (k, v) in &req.headers {
+            check = check.header(*k, v);
         }
-        .await;
-        // No graceful shutdown: what was acknowledged must already be stored.
-        serve.kill().await?;
-        let (levels, o, overload, accepted_answers, idle_rss) = measured?;
-        closed.extend(levels);
-        open.extend(o);
-        let db = shipsync_db::Db::connect(&shipsync_url).await?;
-        let (accepted_events,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM events WHERE outcome = 'accepted'")
-                .fetch_one(db.pool())
+        let resp = check.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        if status != 202 || !text.contains("\"accepted\"") {
+            bail!("the first delivery was answered {status}: {text}");
+        }
+        let pid = serve.pid().context("serve has no pid")?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle_rss = rss::read(pid).map_or(0, |r| r.rss_kib);
+        let (levels, o) = ctx.measure(name, "shipsync", addr, &path, true).await?;
+        let mut answers = 1 + accepted(&levels) + o.as_ref().map_or(0, |l| l.outcome.accepted_total);
+        let overload = match opts.overload {
+            Some((rate, secs)) => {
+                // Let the processing backlog of the runs above drain a little.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before = rss::read(pid).map_or(0, |r| r.rss_kib);
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let sampler = {
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let mut peak = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            if let Some(r) = rss::read(pid) {
+                                peak = peak.max(r.rss_kib);
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        peak
+                    })
+                };
+                let outcome = load::open_loop(
+                    addr,
+                    ctx.factory(&path, &format!("{name}_overload")),
+                    ctx.next.clone(),
+                    rate,
+                    Duration::ZERO,
+                    secs,
+                    opts.max_in_flight,
+                )
                 .await?;
-        db.pool().close().await;
-        ctx.say(format!(
-            "{name}: {accepted_answers} × 202 answered, {accepted_events} accepted events stored after SIGKILL"
-        ));
-        Ok::<_, anyhow::Error>(BackendReport {
-            backend: name.into(),
-            peak_bare: peak(&closed, "bare"),
-            peak_naive: peak(&closed, "naive"),
-            peak_shipsync: peak(&closed, "shipsync"),
-            closed,
-            open,
-            overload,
-            durability: Durability {
-                accepted_answers,
-                accepted_events,
-                naive_answers,
-                naive_rows,
-            },
-            shipsync_idle_rss_kib: idle_rss,
-        })
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let peak = sampler.await.unwrap_or(0);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let after = rss::read(pid).map_or(0, |r| r.rss_kib);
+                answers += outcome.accepted_total;
+                ctx.say(format!(
+                    "{name} shipsync overload {rate:.0}/s: {} × 202, {} × 503 + Retry-After, {} × 503 without, {} errors, {} not sent; RSS {:.1} → {:.1} → {:.1} MB",
+                    outcome.accepted_total,
+                    outcome.unavailable_with_retry_after,
+                    outcome.unavailable_without_retry_after,
+                    outcome.errors,
+                    outcome.not_sent,
+                    kib_to_mb(before),
+                    kib_to_mb(peak),
+                    kib_to_mb(after)
+                ));
+                Some(Overload {
+                    offered_per_sec: rate,
+                    secs: secs.as_secs_f64(),
+                    outcome,
+                    rss_before_kib: before,
+                    rss_peak_kib: peak.max(before),
+                    rss_after_kib: after,
+                })
+            }
+            None => None,
+        };
+        Ok((levels, o, overload, answers, idle_rss))
     }
     .await;
-    for t in throwaways {
-        if let Err(e) = t.drop_now().await {
-            eprintln!("warning: could not drop a throwaway PostgreSQL database: {e}");
-        }
+    // No graceful shutdown: what was acknowledged must already be stored.
+    serve.kill().await?;
+    let (levels, o, overload, accepted_answers, idle_rss) = measured?;
+    closed.extend(levels);
+    open.extend(o);
+    let db = shipsync_db::Db::connect(&shipsync_url).await?;
+    let (accepted_events,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM events WHERE outcome = 'accepted'")
+            .fetch_one(db.pool())
+            .await?;
+    db.pool().close().await;
+    ctx.say(format!(
+        "{name}: {accepted_answers} × 202 answered, {accepted_events} accepted events stored after SIGKILL"
+    ));
+    Ok(BackendReport {
+        backend: name.into(),
+        peak_bare: peak(&closed, "bare"),
+        peak_naive: peak(&closed, "naive"),
+        peak_shipsync: peak(&closed, "shipsync"),
+        closed,
+        open,
+        overload,
+        durability: Durability {
+            accepted_answers,
+            accepted_events,
+            naive_answers,
+            naive_rows,
+        },
+        shipsync_idle_rss_kib: idle_rss,
+    })
+}
+
+/// A throwaway database on the PostgreSQL server `postgres`, else SQLite.
+async fn throwaway(postgres: Option<&str>) -> Result<TestDb> {
+    match postgres {
+        Some(server) => TestDb::postgres_on(server).await,
+        None => TestDb::sqlite(),
     }
-    result
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::Shape;
+use shipsync_testkit::{Harness, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -321,9 +321,9 @@ async fn idle_and_trickling_connections_from_one_address_leave_room_for_others(d
     let mut o = Options::new(db_url);
     // Below the 1,000 connections below, so that one client could fill it
     // without the per-client cap (256 by default).
-    o.max_connections = 512;
-    o.header_timeout = Duration::from_secs(2);
-    o.idle_timeout = Duration::from_secs(3);
+    o.settings.max_connections = 512;
+    o.settings.header_timeout = Duration::from_secs(2);
+    o.settings.idle_timeout = Duration::from_secs(3);
     let mut h = Harness::start(o).await.expect("harness");
     let addr = server_addr(&h);
 
@@ -436,9 +436,9 @@ async fn closed_by_server(sock: &mut TcpStream) -> Vec<u8> {
 async fn short_timeouts_close_idle_connections_and_slow_bodies_get_408(db_url: String) {
     let mut o = Options::new(db_url);
     o.shared_secret = None;
-    o.header_timeout = Duration::from_secs(1);
-    o.idle_timeout = Duration::from_secs(2);
-    o.body_timeout = Duration::from_secs(4);
+    o.settings.header_timeout = Duration::from_secs(1);
+    o.settings.idle_timeout = Duration::from_secs(2);
+    o.settings.body_timeout = Duration::from_secs(4);
     let h = Harness::start(o).await.expect("harness");
     let addr = server_addr(&h);
     let path = h.webhook_url.trim_start_matches(&h.url()).to_string();

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shipsync::config::{Flags, Settings};
-use shipsync::harness::{Harness, Options, fast_engine};
+use shipsync_testkit::{Harness, Options, TestDb, fast_engine};
 
 use crate::roles::{call, user_with_token};
-use crate::support::{SETTLE, TestDb, browser_for, user_and_token};
+use crate::support::{SETTLE, browser_for, user_and_token};
 use crate::ui::Browser;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shipsync");
@@ -171,7 +171,7 @@ async fn wrong_or_missing_key_refused(db_url: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_file_readable_by_others_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let tdb = TestDb::sqlite();
+    let tdb = TestDb::sqlite().expect("test database");
     let admin = ("SHIPSYNC_ADMIN_TOKEN", "a".repeat(40));
     let first = shipsync::server::start(
         &settings(&tdb.url, None, std::slice::from_ref(&admin)),
@@ -199,14 +199,13 @@ async fn key_file_readable_by_others_refused() {
         .await
         .expect("serves once fixed");
     again.stop().await;
-    tdb.cleanup().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `SHIPSYNC_ADMIN_TOKEN` shorter than 32 characters is refused at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_admin_token_refused() {
-    let tdb = TestDb::sqlite();
+    let tdb = TestDb::sqlite().expect("test database");
     let dir = temp_dir();
     let (ok, err) = serve_refused(
         &tdb.url,
@@ -235,7 +234,6 @@ async fn short_admin_token_refused() {
         .expect("32 characters serve")
         .stop()
         .await;
-    tdb.cleanup().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -562,7 +560,7 @@ async fn ui_account_tokens(db_url: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_headers_and_host_cookie() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tdb = TestDb::sqlite();
+    let tdb = TestDb::sqlite().expect("test database");
     let s = settings(
         &tdb.url,
         Some("https://shipsync.example.com"),
@@ -644,7 +642,6 @@ async fn browser_headers_and_host_cookie() {
     let (st, page) = b.get("/merchants").await;
     assert_eq!(st, 200, "{page}");
     running.stop().await;
-    tdb.cleanup().await;
 }
 
 /// A Staff user limited to one merchant whose merchant is removed sees no

@@ -2,10 +2,10 @@
 //! channels", "Orders, shipments, events"), on both backends.
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options, SHOPIFY_TOKEN};
 use shipsync_sandbox_deposco::{
     KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest,
 };
+use shipsync_testkit::{Harness, Options, SHOPIFY_TOKEN};
 
 use crate::support::SETTLE;
 use crate::webhook::{error_code, new_shipment, note, send, signed, status};

@@ -23,9 +23,9 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use shipsync::harness::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Options};
 use shipsync_engine::users::Role;
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec, Signing};
+use shipsync_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Options};
 
 use crate::support::SETTLE;
 

@@ -809,7 +809,7 @@ async fn sigterm_mid_pull_frees_the_job(db_url: String) {
 /// a new `serve` starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_serve_on_sqlite_is_refused() {
-    let db = crate::support::TestDb::sqlite();
+    let db = shipsync_testkit::TestDb::sqlite().expect("test database");
     let http = reqwest::Client::new();
     let log = std::env::temp_dir().join(format!("shipsync-lock-{}.log", rand::random::<u32>()));
     let mut first = Node::start(&db.url, log.clone(), &http).await;
@@ -842,7 +842,6 @@ async fn second_serve_on_sqlite_is_refused() {
     let again = Node::start(&db.url, log.clone(), &http).await;
     drop(again);
     let _ = std::fs::remove_file(log);
-    db.cleanup().await;
 }
 
 both_backends!(

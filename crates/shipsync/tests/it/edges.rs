@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shipsync::harness::{Harness, Options};
 use shipsync_db::Db;
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::{FaultKind, Faults};
+use shipsync_testkit::{Harness, Options};
 use sqlx::Row;
 
 use crate::crash::{Mode, Node, World, wait_for, wait_no_jobs};

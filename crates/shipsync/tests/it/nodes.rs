@@ -6,14 +6,14 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shipsync::harness::{Harness, Options, fast_engine};
 use shipsync_db::Db;
 use shipsync_db::budgets::Gcra;
 use shipsync_engine::{Engine, SecretBox};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::ThrottleConfig;
+use shipsync_testkit::{Harness, Options, TestDb, fast_engine};
 
-use crate::support::{SETTLE, TestDb};
+use crate::support::SETTLE;
 
 const S: i64 = 1_000_000;
 
@@ -139,7 +139,7 @@ async fn second_connection(h: &Harness) -> String {
                 "name": "Acme West Shopify",
                 "merchant_id": merchant["id"],
                 "enabled": true,
-                "store": {"platform": "shopify", "shop_url": h.shopify.url, "access_token": shipsync::harness::SHOPIFY_TOKEN},
+                "store": {"platform": "shopify", "shop_url": h.shopify.url, "access_token": shipsync_testkit::SHOPIFY_TOKEN},
             })),
         )
         .await
@@ -153,7 +153,7 @@ async fn second_connection(h: &Harness) -> String {
 /// at the same time, each at the account's full rate when alone: together
 /// they stay within it (the sandbox answers 429 beyond 4 requests/s).
 async fn deposco_budget_is_shared_by_nodes() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some(test_db) = TestDb::postgres().await.expect("test database") else {
         return;
     };
     let mut opts = Options::new(test_db.url.clone());
@@ -213,7 +213,6 @@ async fn deposco_budget_is_shared_by_nodes() {
     a.db().close().await;
     b.db().close().await;
     h.shutdown().await;
-    test_db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +224,7 @@ async fn deposco_shared_by_nodes_postgres() {
 /// cost bucket is small: with the bucket shared they are (almost) never
 /// THROTTLED.
 async fn shopify_bucket_is_shared_by_nodes() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some(test_db) = TestDb::postgres().await.expect("test database") else {
         return;
     };
     let mut opts = Options::new(test_db.url.clone());
@@ -304,7 +303,6 @@ async fn shopify_bucket_is_shared_by_nodes() {
     );
     b.stop().await;
     h.shutdown().await;
-    test_db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{
     ItemSpec, LineSpec as DeposcoLine, PackageSpec, Shape, ShipmentSpec,
 };
 use shipsync_sandbox_shopify::{Address, LineSpec, OrderSpec};
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::SETTLE;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options, SHOPIFY_TOKEN};
+use shipsync_testkit::{Harness, Options, SHOPIFY_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::roles::{call, user_with_token};

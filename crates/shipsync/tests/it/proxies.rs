@@ -7,7 +7,7 @@
 //! client at a trusted address that sends the header.
 
 use serde_json::json;
-use shipsync::harness::{Harness, Options};
+use shipsync_testkit::{Harness, Options};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::{
@@ -17,7 +17,7 @@ use crate::support::{
 
 fn options(db_url: String, trusted: &str) -> Options {
     let mut o = Options::new(db_url);
-    o.trusted_proxies = trusted.parse().expect("trusted proxies");
+    o.settings.trusted_proxies = trusted.parse().expect("trusted proxies");
     o
 }
 
@@ -242,7 +242,7 @@ async fn hold_connections(h: &Harness, from: &str, n: usize) -> (usize, usize) {
 
 async fn a_trusted_proxy_is_not_capped_per_client(db_url: String) {
     let mut o = options(db_url, "127.0.0.1");
-    o.max_connections_per_client = 8;
+    o.settings.max_connections_per_client = 8;
     let h = Harness::start(o).await.expect("harness");
     let (served, refused) = hold_connections(&h, "127.0.0.1", 40).await;
     assert_eq!(

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{ItemSpec, KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::SETTLE;
 

@@ -3,7 +3,7 @@
 //! and Merchant users cannot manage users (403 `forbidden`).
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::{browser_for, user_and_token};
 use crate::ui::Browser;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::{FaultKind, Faults, FoSpec, OrderSpec};
+use shipsync_testkit::{Harness, Options};
 
 use crate::scenarios::{
     SHAPES, bare, creates, error_of, fulfilled, fulfillment_lines, harness, map, order, repost,
@@ -285,7 +285,7 @@ async fn correction_during_a_failing_run(db_url: String) {
         "PATCH",
         &format!("/api/v1/connections/{}", h.connection_id),
         // A new shop URL needs its token again (else it is cleared).
-        Some(json!({"store": {"shop_url": proxy_url, "access_token": shipsync::harness::SHOPIFY_TOKEN}})),
+        Some(json!({"store": {"shop_url": proxy_url, "access_token": shipsync_testkit::SHOPIFY_TOKEN}})),
     )
     .await
     .expect("patch")

@@ -6,9 +6,9 @@
 //! with a fresh store order per shape, so the suite stays fast.
 
 use serde_json::Value;
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_sandbox_shopify::OrderView;
+use shipsync_testkit::{Harness, Options};
 use std::collections::BTreeMap;
 
 use crate::support::SETTLE;

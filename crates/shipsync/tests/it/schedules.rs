@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shipsync::harness::{Harness, Options};
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::SETTLE;
 

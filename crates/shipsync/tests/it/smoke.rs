@@ -1,8 +1,8 @@
 //! The shortest path: one webhook, one fulfillment (scenario 1), on both
 //! backends.
 
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::SETTLE;
 

@@ -7,10 +7,10 @@
 //! test runs on SQLite and on PostgreSQL.
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{
     LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest,
 };
+use shipsync_testkit::{Harness, Options};
 
 use crate::support::{SETTLE, browser_for, metrics_text};
 use crate::ui::Browser;
@@ -231,7 +231,7 @@ async fn webhook_id_counts_only_when_standard_signed(db_url: String) {
     // Signed with X-Deposco-Signature, which does not cover webhook-id: the
     // same.
     let mut o = Options::new(db_url);
-    o.secret_key = key;
+    o.settings.secret_key = key;
     let h = Harness::start(o).await.expect("harness");
     let hmac = |tag: &str| {
         WebhookRequest::raw(note(tag), "application/json")
@@ -360,7 +360,7 @@ async fn lists_are_summaries_and_headers_an_allowlist(db_url: String) {
 async fn refused_deliveries_are_capped_per_merchant_and_minute(db_url: String) {
     let mut o = Options::new(db_url);
     o.engine.refused_record_per_minute = 3;
-    o.webhook_max_bytes = 1024;
+    o.settings.webhook_max_bytes = 1024;
     let h = Harness::start(o).await.expect("harness");
     let bad = || {
         WebhookRequest::raw(note("forged"), "application/json").signed(Signing::Standard {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync::harness::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Hop, Options, Session};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Harness, Hop, Options, Session};
 
 use crate::support::{PASSWORD, SETTLE, create_user};
 
@@ -409,7 +409,7 @@ async fn install_flow_end_to_end(db_url: String) {
     h.api(
         "PATCH",
         &format!("/api/v1/connections/{}", h.connection_id),
-        Some(json!({"store": {"access_token": shipsync::harness::SHOPIFY_TOKEN}})),
+        Some(json!({"store": {"access_token": shipsync_testkit::SHOPIFY_TOKEN}})),
     )
     .await
     .expect("api")

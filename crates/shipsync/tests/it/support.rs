@@ -1,82 +1,14 @@
-//! Test databases on both backends, and the macro that runs a test on each.
+//! The macro that runs a test on both backends (each in a throwaway
+//! database), and helpers the test modules share.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shipsync::harness::Harness;
-use sqlx::Connection;
+use shipsync_testkit::Harness;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::ui::Browser;
-
-/// A throwaway database; removed by [`TestDb::cleanup`].
-pub struct TestDb {
-    pub url: String,
-    admin_url: Option<String>,
-    name: String,
-    dir: Option<std::path::PathBuf>,
-}
-
-fn unique() -> String {
-    format!("{}_{}", std::process::id(), rand::random::<u32>())
-}
-
-impl TestDb {
-    pub fn sqlite() -> Self {
-        let dir = std::env::temp_dir().join(format!("shipsync-it-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let url = format!("sqlite://{}", dir.join("test.db").display());
-        Self {
-            url,
-            admin_url: None,
-            name: String::new(),
-            dir: Some(dir),
-        }
-    }
-
-    /// `None` (with a printed notice) when `SHIPSYNC_TEST_POSTGRES_URL` is unset.
-    pub async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("SHIPSYNC_TEST_POSTGRES_URL") else {
-            eprintln!("skipped on PostgreSQL: SHIPSYNC_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        sqlx::any::install_default_drivers();
-        let name = format!("shipsync_it_{}", unique());
-        let mut conn = sqlx::AnyConnection::connect(&admin_url)
-            .await
-            .expect("connect to SHIPSYNC_TEST_POSTGRES_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let _ = conn.close().await;
-        let mut url = url::Url::parse(&admin_url).expect("SHIPSYNC_TEST_POSTGRES_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Some(Self {
-            url: url.to_string(),
-            admin_url: Some(admin_url),
-            name,
-            dir: None,
-        })
-    }
-
-    pub async fn cleanup(self) {
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        if let Some(admin) = &self.admin_url
-            && let Ok(mut conn) = sqlx::AnyConnection::connect(admin).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
 
 /// Generous bound for work that normally takes milliseconds.
 pub const SETTLE: Duration = Duration::from_secs(30);
@@ -105,21 +37,21 @@ pub async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, Stri
 }
 
 /// Runs `async fn name(db_url: String)` once on SQLite and once on
-/// PostgreSQL: `both_backends!(name, other_name, …);`
+/// PostgreSQL (skipped, with a notice, when `SHIPSYNC_TEST_POSTGRES_URL` is
+/// unset), each on a database dropped afterwards, also when the test
+/// panics: `both_backends!(name, other_name, …);`
 macro_rules! both_backends {
     ($($f:ident),* $(,)?) => { $(
         mod $f {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let db = crate::support::TestDb::sqlite();
+                let db = shipsync_testkit::TestDb::sqlite().expect("test database");
                 super::$f(db.url.clone()).await;
-                db.cleanup().await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(db) = crate::support::TestDb::postgres().await {
+                if let Some(db) = shipsync_testkit::TestDb::postgres().await.expect("test database") {
                     super::$f(db.url.clone()).await;
-                    db.cleanup().await;
                 }
             }
         }

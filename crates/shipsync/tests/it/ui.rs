@@ -2,96 +2,49 @@
 //! Chromium): sign-in with a CSRF token, roles, and CSRF-less posts refused.
 
 use serde_json::json;
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{Harness, Hop, Options, Session, csrf_of};
 
 use crate::roles::other_tenant;
 use crate::support::{SETTLE, browser_for};
 
-/// A browser-like session: cookies kept by hand, redirects not followed.
-pub(crate) struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: Vec<(String, String)>,
-}
+/// A browser-like session: the world's [`Session`] (cookies kept by hand,
+/// redirects not followed), checking that every cookie is `HttpOnly` and
+/// `SameSite=Lax`.
+pub(crate) struct Browser(Session);
 
 impl Browser {
     pub(crate) fn new(base: String) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        Self {
-            http,
-            base,
-            cookies: Vec::new(),
-        }
+        Self(Session::new(&base).expect("client"))
     }
 
-    fn keep(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap_or("");
+    fn check_cookies(hop: &Hop) {
+        for v in &hop.set_cookies {
             assert!(v.contains("HttpOnly") && v.contains("SameSite=Lax"), "{v}");
-            if let Some((k, rest)) = v.split_once('=') {
-                let val = rest.split(';').next().unwrap_or("").to_string();
-                self.cookies.retain(|(n, _)| n != k);
-                self.cookies.push((k.to_string(), val));
-            }
         }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
     }
 
     pub(crate) async fn get(&mut self, path: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .expect("get");
-        self.keep(&resp);
-        (
-            resp.status().as_u16(),
-            resp.text().await.unwrap_or_default(),
-        )
+        let hop = self.0.get(path).await.expect("get");
+        Self::check_cookies(&hop);
+        (hop.status, hop.body)
     }
 
+    /// Status, and `Location` when there is one, else the body.
     pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("post");
-        self.keep(&resp);
-        let loc = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, if loc.is_empty() { text } else { loc })
+        let hop = self.0.post(path, form).await.expect("post");
+        Self::check_cookies(&hop);
+        let shown = if hop.location.is_empty() {
+            hop.body
+        } else {
+            hop.location
+        };
+        (hop.status, shown)
     }
 
     /// The `csrf` hidden field of the page's first form.
     pub(crate) fn csrf(page: &str) -> String {
-        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        page[at..].split('"').next().unwrap_or("").to_string()
+        csrf_of(page).expect("a csrf field")
     }
 
     pub(crate) async fn sign_in(&mut self, email: &str, password: &str) -> String {
@@ -855,7 +808,7 @@ async fn ui_add_connection_wizard(db_url: String) {
     };
 
     // Without the form's token nothing happens.
-    let mut no_csrf = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    let mut no_csrf = form(shipsync_testkit::SHOPIFY_TOKEN, "sandbox");
     no_csrf.retain(|(k, _)| *k != "csrf");
     no_csrf.push(("action", "save".into()));
     let (st, _) = post(&mut b, &no_csrf).await;
@@ -884,7 +837,7 @@ async fn ui_add_connection_wizard(db_url: String) {
     );
 
     // Test with the right ones: both sides answer; still nothing saved.
-    let mut good = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    let mut good = form(shipsync_testkit::SHOPIFY_TOKEN, "sandbox");
     good.push(("action", "test".into()));
     let (st, p) = post(&mut b, &good).await;
     assert_eq!(st, 200, "{p}");
@@ -893,7 +846,7 @@ async fn ui_add_connection_wizard(db_url: String) {
         shipsync_sandbox_shopify::SHOP_NAME
     );
     assert!(p.contains("Test passed") && p.contains(&want), "{p}");
-    assert!(!p.contains(shipsync::harness::SHOPIFY_TOKEN), "{p}");
+    assert!(!p.contains(shipsync_testkit::SHOPIFY_TOKEN), "{p}");
     assert_eq!(
         (count("merchants").await, count("connections").await),
         (1, 1)
@@ -965,7 +918,7 @@ async fn ui_add_connection_wizard(db_url: String) {
     assert!(page.contains(&want), "{page}");
 
     // Bad input: 422, the field named, the values kept.
-    let mut blank = form(shipsync::harness::SHOPIFY_TOKEN, "sandbox");
+    let mut blank = form(shipsync_testkit::SHOPIFY_TOKEN, "sandbox");
     blank[1].1 = String::new();
     blank[2].1 = "existing".into();
     blank.push(("merchant_id", h.merchant_id.clone()));

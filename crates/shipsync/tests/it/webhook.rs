@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::{
     LineSpec, PackageSpec, Shape, ShipmentSpec, Signing, WebhookRequest, WebhookResponse,
     sign_body_hmac, sign_standard,
 };
+use shipsync_testkit::{Harness, Options};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::SETTLE;
@@ -271,7 +271,7 @@ fn small_limit(db_url: String) -> Options {
     // The shared secret stays: the oversize requests below are unsigned, so
     // 413 also shows that size is checked before the signature.
     let mut o = Options::new(db_url);
-    o.webhook_max_bytes = SMALL_LIMIT;
+    o.settings.webhook_max_bytes = SMALL_LIMIT;
     o
 }
 

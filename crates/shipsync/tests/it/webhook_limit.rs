@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
+use shipsync_testkit::{Harness, Options};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -80,8 +80,8 @@ async fn requests_past_the_limit_are_503_and_admitted_ones_are_stored(db_url: St
     // held request had not been dispatched when the probing began; the
     // connections ending mid-body seen then were the test's own, dropped
     // when it gave up. It now waits for the count first.)
-    o.webhook_max_in_flight = 64;
-    let limit = o.webhook_max_in_flight;
+    o.settings.webhook_max_in_flight = 64;
+    let limit = o.settings.webhook_max_in_flight;
     let h = Harness::start(o).await.expect("harness");
     let addr = h.url().trim_start_matches("http://").to_string();
     let path = h.webhook_url.trim_start_matches(&h.url()).to_string();
@@ -221,8 +221,8 @@ both_backends!(requests_past_the_limit_are_503_and_admitted_ones_are_stored);
 /// closed, its request unread; once connections close, new ones are served.
 async fn connections_past_the_cap_are_refused_and_later_served(db_url: String) {
     let mut o = Options::new(db_url);
-    o.max_connections = 8;
-    let cap = o.max_connections;
+    o.settings.max_connections = 8;
+    let cap = o.settings.max_connections;
     let h = Harness::start(o).await.expect("harness");
     let addr = h.url().trim_start_matches("http://").to_string();
     let healthz = "GET /healthz HTTP/1.1\r\nHost: shipsync\r\n\r\n";

@@ -3,13 +3,16 @@
 //! shipments, several packages, every webhook shape), lets Deposco push the
 //! webhooks, and checks that every shipped unit reached the store once.
 
+pub mod session;
+pub mod world;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 
-use crate::harness::{Harness, Options};
+use world::{Options, World};
 
 const SHAPES: [Shape; 5] = [
     Shape::Current,
@@ -32,7 +35,7 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     opts.engine.backoff_base = Duration::from_millis(200);
     opts.engine.backoff_max = Duration::from_secs(5);
     opts.engine.max_attempts = 10;
-    let mut h = Harness::start(opts).await?;
+    let mut h = World::start(opts).await?;
     eprintln!(
         "shipsync demo: shipsync on {}, Deposco sandbox on {}, Shopify sandbox on {}",
         h.url(),
@@ -290,7 +293,7 @@ struct Plan {
 
 /// Four kinds of orders in turn: a kit, two lines over two packages, a
 /// partial order shipped in two shipments, a plain one.
-fn plan_order(h: &mut Harness, i: u32) -> Plan {
+fn plan_order(h: &mut World, i: u32) -> Plan {
     let tracking = |n: u32| format!("1Z999AA1{:010}", i * 10 + n);
     match i % 4 {
         0 => {
