@@ -3,10 +3,10 @@
 //! answers 401 from the next request on). The administrator token belongs
 //! to no user and has no account: 403 `forbidden`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde_json::Value;
 use shipsync_db::users::TokenRow;
 

@@ -1,17 +1,17 @@
 //! `/api/v1/connections` and their channels.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, QueueRun};
 
 use super::merchants::{self, check_url};
-use super::targets::{check_public, forbid_scoped, gives, missing_credentials};
 use super::schema::{self, List};
+use super::targets::{check_public, forbid_scoped, gives, missing_credentials};
 use super::{Page, Query, body_json, list};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -1,8 +1,8 @@
 //! `/api/v1/events`: inbound webhook deliveries, raw, with replay.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};

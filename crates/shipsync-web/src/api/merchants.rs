@@ -1,16 +1,16 @@
 //! `/api/v1/merchants`: the warehouse side and the shipment-webhook settings.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::MerchantRow;
 use shipsync_engine::secrets::{hash_token, random_token};
 
-use super::targets::{check_public, forbid_scoped, gives};
 use super::schema::{self, List};
+use super::targets::{check_public, forbid_scoped, gives};
 use super::{Page, Query, body_json, list};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

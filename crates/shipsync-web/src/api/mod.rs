@@ -310,9 +310,51 @@ pub fn body_json(bytes: &[u8]) -> ApiResult<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    /// OpenAPI 3.1, bearer auth on every operation but the document's own,
+    /// each answering the authentication layer's errors, and operation ids
+    /// unique (client generators name their methods after them).
     #[test]
-    fn dump_document() {
-        let doc = serde_json::to_string_pretty(super::document()).unwrap();
-        std::fs::write("/tmp/api13/openapi.json", doc).unwrap();
+    fn document_is_openapi_3_1_with_bearer_auth() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let mut ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            assert!(path.starts_with("/api/v1/"), "{path}");
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap().to_string();
+                assert!(ids.insert(id.clone()), "operationId {id} twice");
+                if path == "/api/v1/openapi.json" {
+                    assert_eq!(op["security"], serde_json::json!([{}]));
+                    continue;
+                }
+                assert_eq!(op.get("security"), None, "{method} {path}");
+                for status in ["401", "429", "500", "503"] {
+                    let schema = &op["responses"][status]["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/Error",
+                        "{method} {path} {status}"
+                    );
+                }
+                let answers = op["responses"].as_object().unwrap();
+                assert!(
+                    answers.keys().any(|s| s.starts_with('2')),
+                    "{method} {path}: no success answer"
+                );
+            }
+        }
+        assert!(ids.len() >= 30, "{ids:?}");
+        assert!(matches!(
+            doc.pointer("/components/schemas/Error/properties/error"),
+            Some(Value::Object(_))
+        ));
     }
 }

@@ -2,8 +2,8 @@
 //! warehouse (and those shipments were matched to), with their lines,
 //! shipments and activity.
 
-use axum::extract::{Path, State};
 use axum::Json;
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_db::orders::{OrderFilter, OrderRecord};

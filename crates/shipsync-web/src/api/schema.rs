@@ -129,7 +129,8 @@ pub enum KitPolicy {
 pub struct MerchantInput {
     /// At most 200 characters.
     name: String,
-    warehouse: WarehouseInput,
+    /// Default: Deposco at `https://api.deposco.com/latest`, no credentials.
+    warehouse: Option<WarehouseInput>,
     shipment_webhooks: Option<ShipmentWebhooksInput>,
     /// Default `complete_kits`.
     kit_policy: Option<KitPolicy>,
@@ -140,8 +141,8 @@ pub struct MerchantInput {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct WarehouseInput {
-    /// `deposco`, the only warehouse so far.
-    platform: String,
+    /// `deposco` (the default), the only warehouse so far.
+    platform: Option<String>,
     /// Default `https://api.deposco.com/latest`; a public http(s) URL
     /// unless private targets are allowed (else 422 `private_target`).
     api_url: Option<String>,
@@ -302,8 +303,8 @@ pub struct ConnectionInput {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct StoreInput {
-    /// `shopify`, the only store so far.
-    platform: String,
+    /// `shopify` (the default), the only store so far.
+    platform: Option<String>,
     /// A public http(s) URL unless private targets are allowed.
     shop_url: String,
     /// Legacy access token (write-only); same as `auth.type`

@@ -1,7 +1,7 @@
 //! `/api/v1/shipments`: what the warehouse shipped, and what the store knows.
 
-use axum::extract::{Path, State};
 use axum::Json;
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_core::ShipmentVersion;

@@ -10,10 +10,10 @@
 //! it as `merchant_id`, and `merchant_id` is accepted for Staff as a
 //! one-merchant limit.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde_json::Value;
 use shipsync_db::users::UserRow;
 use shipsync_engine::users::Role;

@@ -22,7 +22,9 @@ async fn document(h: &Harness) -> Value {
     assert_eq!(r.status(), 200);
     let doc: Value = r.json().await.expect("a JSON document");
     assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
         "{}",
         doc["openapi"]
     );
@@ -125,8 +127,10 @@ async fn document_lists_every_route() {
         );
     }
 
-    let shapes: BTreeSet<(String, String)> =
-        documented.iter().map(|(m, p)| (m.clone(), shape(p))).collect();
+    let shapes: BTreeSet<(String, String)> = documented
+        .iter()
+        .map(|(m, p)| (m.clone(), shape(p)))
+        .collect();
     let contract = contract_routes();
     assert!(contract.len() >= 30, "the contract's routes: {contract:?}");
     let mut not_served = Vec::new();
@@ -142,9 +146,13 @@ async fn document_lists_every_route() {
     }
     // The v1 routes are all served; what is not is v2 work of later issues.
     for (m, path) in &contract {
-        if ["/api/v1/merchants", "/api/v1/connections", "/api/v1/shipments"]
-            .iter()
-            .any(|p| path.starts_with(p))
+        if [
+            "/api/v1/merchants",
+            "/api/v1/connections",
+            "/api/v1/shipments",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p))
             && !path.contains("mappings")
             && !path.contains("event-subscriptions")
         {
@@ -171,9 +179,10 @@ struct Validator {
 
 const BASE: &str = "http://shipsync.test/openapi.json";
 
-/// Closes every object schema (no other fields), except those another
-/// schema extends through `allOf`, and points `#/…` refs at [`BASE`].
-fn prepare(v: &mut Value, extended: &BTreeSet<String>) {
+/// Closes every object schema (no other fields; an `allOf` as a whole),
+/// except the schemas another one extends through `allOf`, and points
+/// `#/…` refs at [`BASE`].
+fn prepare(v: &mut Value, extended: &BTreeSet<String>, close: bool) {
     match v {
         Value::Object(o) => {
             if let Some(Value::String(r)) = o.get_mut("$ref")
@@ -181,25 +190,30 @@ fn prepare(v: &mut Value, extended: &BTreeSet<String>) {
             {
                 *r = format!("{BASE}{r}");
             }
-            if o.contains_key("properties") && !o.contains_key("additionalProperties") {
+            if close && o.contains_key("allOf") {
+                o.insert("unevaluatedProperties".into(), Value::Bool(false));
+            } else if close
+                && o.contains_key("properties")
+                && !o.contains_key("additionalProperties")
+            {
                 o.insert("additionalProperties".into(), Value::Bool(false));
             }
             for (k, child) in o.iter_mut() {
-                if k == "components" {
-                    if let Some(schemas) = child.get_mut("schemas").and_then(Value::as_object_mut) {
-                        for (name, s) in schemas.iter_mut() {
-                            if extended.contains(name) {
-                                continue;
-                            }
-                            prepare(s, extended);
+                match (k.as_str(), child) {
+                    ("components", child) => {
+                        let schemas = child.get_mut("schemas").and_then(Value::as_object_mut);
+                        for (name, s) in schemas.into_iter().flatten() {
+                            prepare(s, extended, !extended.contains(name));
                         }
                     }
-                } else {
-                    prepare(child, extended);
+                    ("allOf", Value::Array(parts)) => {
+                        parts.iter_mut().for_each(|p| prepare(p, extended, false))
+                    }
+                    (_, child) => prepare(child, extended, true),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| prepare(i, extended)),
+        Value::Array(items) => items.iter_mut().for_each(|i| prepare(i, extended, close)),
         _ => {}
     }
 }
@@ -230,7 +244,7 @@ impl Validator {
         let mut extended = BTreeSet::new();
         extended_schemas(doc, &mut extended);
         let mut doc = doc.clone();
-        prepare(&mut doc, &extended);
+        prepare(&mut doc, &extended, true);
         let mut compiler = boon::Compiler::new();
         compiler.set_default_draft(boon::Draft::V2020_12);
         compiler.enable_format_assertions();
@@ -275,44 +289,71 @@ impl Validator {
             .compile(&loc, &mut self.schemas)
             .unwrap_or_else(|e| panic!("{method} {template} {status}: {e:#}"));
         if let Err(e) = self.schemas.validate(body, index) {
-            panic!("{method} {template} {status}: the answer does not match the document: {e:#}\n{body}");
+            panic!(
+                "{method} {template} {status}: the answer does not match the document: {e:#}\n{body}"
+            );
         }
     }
 }
 
-/// Calls the API with `token` (the admin token when `None`); validates the
-/// answer, which must have status `want`, against `template`'s entry.
-async fn call(
-    h: &Harness,
-    v: &mut Validator,
-    token: Option<&str>,
-    method: &str,
-    (template, path): (&str, &str),
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let (status, answer) = match token {
-        None => {
-            let r = h.api(method, path, body).await.expect("api call");
-            (r.status, r.body)
-        }
-        Some(t) => {
-            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            let mut req = reqwest::Client::new()
-                .request(m, format!("{}{path}", h.url()))
-                .bearer_auth(t);
-            if let Some(b) = body {
-                req = req.json(&b);
+/// The document's path that `path` (query string left out) is an instance
+/// of: the one with the most literal segments, as the router picks.
+fn template_of(doc: &Value, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    let segs: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .filter(|t| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segs.len()
+                && ts
+                    .iter()
+                    .zip(&segs)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .max_by_key(|t| t.split('/').filter(|x| !x.starts_with('{')).count())
+        .unwrap_or_else(|| panic!("{path} is not in the document"))
+        .clone()
+}
+
+/// API calls whose answers are validated against the document.
+struct Client<'a> {
+    h: &'a Harness,
+    v: Validator,
+    /// `None`: the admin token.
+    token: Option<String>,
+}
+
+impl Client<'_> {
+    /// Calls the API; the answer must have status `want` and match the
+    /// document's schema for its route and status.
+    async fn call(&mut self, method: &str, path: &str, body: Option<Value>, want: u16) -> Value {
+        let (status, answer) = match &self.token {
+            None => {
+                let r = self.h.api(method, path, body).await.expect("api call");
+                (r.status, r.body)
             }
-            let r = req.send().await.expect("api call");
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-        }
-    };
-    assert_eq!(status, want, "{method} {path}: {answer}");
-    v.check(method, template, status, &answer);
-    answer
+            Some(t) => {
+                let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                let mut req = reqwest::Client::new()
+                    .request(m, format!("{}{path}", self.h.url()))
+                    .bearer_auth(t);
+                if let Some(b) = body {
+                    req = req.json(&b);
+                }
+                let r = req.send().await.expect("api call");
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+            }
+        };
+        assert_eq!(status, want, "{method} {path}: {answer}");
+        let template = template_of(&self.v.doc, path);
+        self.v.check(method, &template, status, &answer);
+        answer
+    }
 }
 
 fn id(v: &Value) -> String {
@@ -323,115 +364,140 @@ fn id(v: &Value) -> String {
 /// validate against the document.
 async fn answers_match_the_document(db_url: String) {
     let mut h = Harness::start(Options::new(db_url)).await.unwrap();
+    // A shipment in the warehouse and a paid order in the store.
+    let (number, _) = new_shipment(&mut h, "T-OPENAPI-1");
+    h.place_order_spec(paid_order("#7001", &[("A", 1)]));
     let doc = document(&h).await;
-    let mut v = Validator::new(&doc);
-    let v = &mut v;
+    let mut c = Client {
+        h: &h,
+        v: Validator::new(&doc),
+        token: None,
+    };
 
     // Merchants.
-    let m = call(&h, v, None, "POST", ("/api/v1/merchants", "/api/v1/merchants"), Some(json!({
-        "name": "Described",
-        "warehouse": {"platform": "deposco", "api_url": h.deposco.url, "business_unit": "BU",
-                      "auth": {"type": "oauth", "token_url": format!("{}/token", h.deposco.url),
-                               "client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}},
-        "kit_policy": "first_component",
-        "carrier_overrides": {"UPSN": "UPS"},
-    })), 201).await;
-    let mer = id(&m);
-    let one = ("/api/v1/merchants/{id}", format!("/api/v1/merchants/{mer}"));
-    call(&h, v, None, "GET", ("/api/v1/merchants", "/api/v1/merchants?limit=1"), None, 200).await;
-    call(&h, v, None, "GET", (one.0, &one.1), None, 200).await;
-    call(&h, v, None, "PATCH", (one.0, &one.1), Some(json!({"warehouse": {"auth": {"type": "basic", "username": "u", "password": "p"}}})), 200).await;
-    call(&h, v, None, "POST", ("/api/v1/merchants/{id}/webhook-key/rotate", &format!("{}/webhook-key/rotate", one.1)), None, 200).await;
-    call(&h, v, None, "GET", (one.0, "/api/v1/merchants/mer_nothing"), None, 404).await;
-    call(&h, v, None, "POST", ("/api/v1/merchants", "/api/v1/merchants"), Some(json!({"name": "No warehouse"})), 422).await;
-    call(&h, v, None, "GET", ("/api/v1/merchants", "/api/v1/merchants?limit=501"), None, 422).await;
+    let warehouse = json!({
+        "platform": "deposco", "api_url": h.deposco.url, "business_unit": "BU",
+        "auth": {"type": "oauth", "token_url": format!("{}/token", h.deposco.url),
+                 "client_id": "cid", "client_secret": "cs", "refresh_token": "rt"},
+    });
+    let new = json!({"name": "Described", "warehouse": warehouse, "kit_policy": "first_component",
+                     "carrier_overrides": {"UPSN": "UPS"}});
+    let m = c.call("POST", "/api/v1/merchants", Some(new), 201).await;
+    let mer = format!("/api/v1/merchants/{}", id(&m));
+    c.call("GET", "/api/v1/merchants?limit=1", None, 200).await;
+    c.call("GET", &mer, None, 200).await;
+    let basic = json!({"warehouse": {"auth": {"type": "basic", "username": "u", "password": "p"}}});
+    c.call("PATCH", &mer, Some(basic), 200).await;
+    c.call("POST", &format!("{mer}/webhook-key/rotate"), None, 200)
+        .await;
+    c.call("GET", "/api/v1/merchants/mer_nothing", None, 404)
+        .await;
+    let bad = json!({"name": "Bad", "kit_policy": "sometimes"});
+    c.call("POST", "/api/v1/merchants", Some(bad), 422).await;
+    c.call("GET", "/api/v1/merchants?limit=501", None, 422)
+        .await;
 
-    // Connections and channels.
-    let c = call(&h, v, None, "POST", ("/api/v1/connections", "/api/v1/connections"), Some(json!({
-        "name": "App store", "merchant_id": mer,
-        "store": {"platform": "shopify", "shop_url": h.shopify.url,
-                  "auth": {"type": "authorization_code", "client_id": "app", "client_secret": "secret",
-                           "scopes": ["read_orders"]}},
-    })), 201).await;
-    let con = id(&c);
-    let conn = ("/api/v1/connections/{id}", format!("/api/v1/connections/{con}"));
-    call(&h, v, None, "GET", ("/api/v1/connections", "/api/v1/connections"), None, 200).await;
-    call(&h, v, None, "GET", (conn.0, &format!("/api/v1/connections/{}", h.connection_id)), None, 200).await;
-    call(&h, v, None, "PATCH", (conn.0, &conn.1), Some(json!({"order_prefix": "D-"})), 200).await;
-    let authorize = "/api/v1/connections/{id}/store/authorize";
-    call(&h, v, None, "POST", (authorize, &format!("{}/store/authorize", conn.1)), None, 200).await;
-    call(&h, v, None, "POST", (authorize, &format!("/api/v1/connections/{}/store/authorize", h.connection_id)), None, 409).await;
-    let channel = "/api/v1/connections/{id}/channels/{channel}";
-    call(&h, v, None, "GET", (channel, &format!("{}/channels/shipments", conn.1)), None, 200).await;
-    call(&h, v, None, "PATCH", (channel, &format!("{}/channels/sales_orders", conn.1)), Some(json!({"schedules": [
+    // Connections, channels, runs.
+    let store = json!({"platform": "shopify", "shop_url": h.shopify.url,
+                       "auth": {"type": "authorization_code", "client_id": "app",
+                                "client_secret": "secret", "scopes": ["read_orders"]}});
+    let new = json!({"name": "App store", "merchant_id": id(&m), "store": store});
+    let con = c.call("POST", "/api/v1/connections", Some(new), 201).await;
+    let con = format!("/api/v1/connections/{}", id(&con));
+    let seeded = format!("/api/v1/connections/{}", h.connection_id);
+    c.call("GET", "/api/v1/connections", None, 200).await;
+    c.call("GET", &seeded, None, 200).await;
+    c.call("PATCH", &con, Some(json!({"order_prefix": "D-"})), 200)
+        .await;
+    c.call("POST", &format!("{con}/store/authorize"), None, 200)
+        .await;
+    c.call("POST", &format!("{seeded}/store/authorize"), None, 409)
+        .await;
+    c.call("GET", &format!("{con}/channels/shipments"), None, 200)
+        .await;
+    let schedules = json!({"schedules": [
         {"kind": "daily", "at": "06:30", "time_zone": "America/New_York"},
         {"kind": "minutely", "every": 15, "time_zone": "UTC"},
         {"kind": "flexible", "weekdays": ["mon", "fri"], "start_hour": 8, "end_hour": 18,
          "every_minutes": 30, "time_zone": "Europe/Berlin"},
-    ]})), 200).await;
-    let runs = "/api/v1/connections/{id}/channels/{channel}/runs";
-    call(&h, v, None, "POST", (runs, &format!("{}/channels/shipments/runs", conn.1)), None, 409).await;
-    let own_runs = format!("/api/v1/connections/{}/channels/shipments/runs", h.connection_id);
-    let queued = call(&h, v, None, "POST", (runs, &own_runs), None, 202).await;
-    let run_path = format!("{own_runs}/{}", id(&queued));
+    ]});
+    let sales_orders = format!("{con}/channels/sales_orders");
+    c.call("PATCH", &sales_orders, Some(schedules), 200).await;
+    c.call("POST", &format!("{con}/channels/shipments/runs"), None, 409)
+        .await;
+    let runs = format!("{seeded}/channels/shipments/runs");
+    let queued = c.call("POST", &runs, None, 202).await;
+    let run = format!("{runs}/{}", id(&queued));
     let started = std::time::Instant::now();
     loop {
-        let run = call(&h, v, None, "GET", ("/api/v1/connections/{id}/channels/{channel}/runs/{run_id}", &run_path), None, 200).await;
-        if run["status"] == "succeeded" || run["status"] == "failed" {
+        let r = c.call("GET", &run, None, 200).await;
+        if r["status"] == "succeeded" || r["status"] == "failed" {
             break;
         }
-        assert!(started.elapsed() < SETTLE, "run did not finish: {run}");
+        assert!(started.elapsed() < SETTLE, "run did not finish: {r}");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     h.settle(SETTLE).await.unwrap();
 
-    // Shipments and the events that brought them.
-    let (number, _) = new_shipment(&mut h, "T-OPENAPI-1");
+    // Shipments, and the events that brought them.
     assert_eq!(h.post(&number, Shape::Current).await.unwrap(), 202);
-    let s = h.wait_shipment(&number, &["completed"], SETTLE).await.unwrap();
-    let shp = format!("/api/v1/shipments/{}", id(&s));
-    call(&h, v, None, "GET", ("/api/v1/shipments", "/api/v1/shipments?source=webhook"), None, 200).await;
-    call(&h, v, None, "GET", ("/api/v1/shipments/{id}", &shp), None, 200).await;
-    call(&h, v, None, "POST", ("/api/v1/shipments/{id}/reprocess", &format!("{shp}/reprocess")), None, 200).await;
-    call(&h, v, None, "GET", ("/api/v1/shipments/{id}", "/api/v1/shipments/shp_nothing"), None, 404).await;
-    call(&h, v, None, "GET", ("/api/v1/shipments", "/api/v1/shipments?status=lost"), None, 422).await;
-    let events = call(&h, v, None, "GET", ("/api/v1/events", "/api/v1/events?outcome=accepted"), None, 200).await;
+    let s = h.wait_shipment(&number, &["completed"], SETTLE).await;
+    let shp = format!("/api/v1/shipments/{}", id(&s.unwrap()));
+    c.call("GET", "/api/v1/shipments?source=webhook", None, 200)
+        .await;
+    c.call("GET", &shp, None, 200).await;
+    c.call("POST", &format!("{shp}/reprocess"), None, 200).await;
+    c.call("GET", "/api/v1/shipments/shp_nothing", None, 404)
+        .await;
+    c.call("GET", "/api/v1/shipments?status=lost", None, 422)
+        .await;
+    let events = c
+        .call("GET", "/api/v1/events?outcome=accepted", None, 200)
+        .await;
     let evt = format!("/api/v1/events/{}", id(&events["items"][0]));
-    call(&h, v, None, "GET", ("/api/v1/events/{id}", &evt), None, 200).await;
-    call(&h, v, None, "POST", ("/api/v1/events/{id}/replay", &format!("{evt}/replay")), None, 202).await;
+    c.call("GET", &evt, None, 200).await;
+    c.call("POST", &format!("{evt}/replay"), None, 202).await;
     h.settle(SETTLE).await.unwrap();
 
     // Orders.
     enable_sales_orders(&h, "").await;
-    h.place_order_spec(paid_order("#7001", &[("A", 1)]));
     run_orders(&h).await;
-    let orders = call(&h, v, None, "GET", ("/api/v1/orders", "/api/v1/orders"), None, 200).await;
+    let orders = c
+        .call("GET", "/api/v1/orders?name=%237001", None, 200)
+        .await;
     let ord = format!("/api/v1/orders/{}", id(&orders["items"][0]));
-    call(&h, v, None, "GET", ("/api/v1/orders/{id}", &ord), None, 200).await;
+    c.call("GET", &ord, None, 200).await;
 
-    // Users and their tokens.
-    let u = call(&h, v, None, "POST", ("/api/v1/users", "/api/v1/users"), Some(json!({
-        "email": "described@example.com", "password": crate::support::PASSWORD,
-        "role": "staff", "merchant_ids": [mer],
-    })), 201).await;
-    let usr = ("/api/v1/users/{id}", format!("/api/v1/users/{}", id(&u)));
-    call(&h, v, None, "GET", ("/api/v1/users", "/api/v1/users"), None, 200).await;
-    call(&h, v, None, "PATCH", (usr.0, &usr.1), Some(json!({"all_merchants": true, "merchant_ids": []})), 200).await;
-    let (_, token) = user_and_token(&h, json!({"email": "owner@example.com", "role": "admin"})).await;
-    let tokens = "/api/v1/account/tokens";
-    let t = call(&h, v, Some(&token), "POST", (tokens, tokens), Some(json!({"name": "ci", "expires_in_days": 30})), 201).await;
-    call(&h, v, Some(&token), "GET", (tokens, tokens), None, 200).await;
-    call(&h, v, Some(&token), "DELETE", ("/api/v1/account/tokens/{id}", &format!("{tokens}/{}", id(&t))), None, 204).await;
-    call(&h, v, None, "GET", (tokens, tokens), None, 403).await;
-    call(&h, v, Some("not-a-token"), "GET", ("/api/v1/users", "/api/v1/users"), None, 401).await;
-    call(&h, v, None, "DELETE", (usr.0, &usr.1), None, 204).await;
+    // Users, and a user's own tokens.
+    let new = json!({"email": "described@example.com", "password": crate::support::PASSWORD,
+                     "role": "staff", "merchant_ids": [id(&m)]});
+    let u = c.call("POST", "/api/v1/users", Some(new), 201).await;
+    let usr = format!("/api/v1/users/{}", id(&u));
+    c.call("GET", "/api/v1/users", None, 200).await;
+    let everyone = json!({"all_merchants": true, "merchant_ids": []});
+    c.call("PATCH", &usr, Some(everyone), 200).await;
+    c.call("GET", "/api/v1/account/tokens", None, 403).await;
+    c.call("DELETE", &usr, None, 204).await;
+    let owner = json!({"email": "owner@example.com", "role": "admin"});
+    let (_, token) = user_and_token(&h, owner).await;
+    c.token = Some(token);
+    let new = json!({"name": "ci", "expires_in_days": 30});
+    let t = c
+        .call("POST", "/api/v1/account/tokens", Some(new), 201)
+        .await;
+    c.call("GET", "/api/v1/account/tokens", None, 200).await;
+    let tok = format!("/api/v1/account/tokens/{}", id(&t));
+    c.call("DELETE", &tok, None, 204).await;
+    c.token = Some("not-a-token".into());
+    c.call("GET", "/api/v1/users", None, 401).await;
+    c.token = None;
 
     // Deletions.
-    call(&h, v, None, "DELETE", (one.0, &one.1), None, 409).await;
-    call(&h, v, None, "DELETE", (conn.0, &conn.1), None, 204).await;
-    call(&h, v, None, "DELETE", (one.0, &one.1), None, 204).await;
+    c.call("DELETE", &mer, None, 409).await;
+    c.call("DELETE", &con, None, 204).await;
+    c.call("DELETE", &mer, None, 204).await;
 
-    eprintln!("validated: {:#?}", v.checked);
+    eprintln!("validated: {:#?}", c.v.checked);
     h.shutdown().await;
 }
 
