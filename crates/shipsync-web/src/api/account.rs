@@ -9,12 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 use shipsync_db::users::TokenRow;
-
-use super::body_json;
-use super::schema::{self, List};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::body_json;
+use super::schema::{self, List};
 use crate::AppState;
 use crate::auth::{Principal, forbidden};
 use crate::error::{ApiError, ApiResult};

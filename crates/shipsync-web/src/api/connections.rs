@@ -8,14 +8,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, QueueRun};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::merchants::{self, check_url};
 use super::schema::{self, List};
 use super::targets::{check_public, forbid_scoped, gives, missing_credentials};
 use super::{Page, Query, body_json, list};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -438,10 +438,14 @@ pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<Connection
         .ok_or_else(|| ApiError::not_found("connection"))
 }
 
-#[derive(Deserialize)]
+/// Filters of `GET /connections`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this merchant's.
     merchant_id: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -451,7 +455,7 @@ struct ListQuery {
     operation_id = "list_connections",
     tag = "connections",
     summary = "The connections the caller sees",
-    params(schema::PageParams, ("merchant_id" = Option<String>, Query, description = "Only this merchant's")),
+    params(Page, ListQuery),
     responses(
         (status = 200, description = "A page of connections", body = schema::List<schema::Connection>),
         (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),

@@ -8,12 +8,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_db::rows::{EventFilter, EventRow};
 use shipsync_engine::Outcome;
-
-use super::schema::{self, List};
-use super::{Page, Query, list};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::schema::{self, List};
+use super::{Page, Query, list};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -29,11 +29,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Signature headers are credentials of a kind: shown redacted.
 const REDACTED_HEADERS: [&str; 2] = ["webhook-signature", "x-deposco-signature"];
 
-#[derive(Deserialize)]
+/// Filters of `GET /events` (empty = any).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     merchant_id: Option<String>,
+    #[param(value_type = Option<schema::Outcome>)]
     outcome: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -58,7 +62,7 @@ pub fn summary(e: &EventRow) -> Value {
     operation_id = "list_events",
     tag = "events",
     summary = "Inbound webhook deliveries the caller sees",
-    params(schema::PageParams, schema::EventFilters),
+    params(Page, ListQuery),
     responses(
         (status = 200, description = "A page of events, newest first (no body, no headers)", body = schema::List<schema::EventSummary>),
         (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),

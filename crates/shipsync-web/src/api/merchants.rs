@@ -8,13 +8,13 @@ use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::MerchantRow;
 use shipsync_engine::secrets::{hash_token, random_token};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::schema::{self, List};
 use super::targets::{check_public, forbid_scoped, gives};
 use super::{Page, Query, body_json, list};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -543,7 +543,7 @@ pub async fn visible(
     operation_id = "list_merchants",
     tag = "merchants",
     summary = "The merchants the caller sees",
-    params(schema::PageParams),
+    params(Page),
     responses(
         (status = 200, description = "A page of merchants", body = schema::List<schema::Merchant>),
         (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),
@@ -793,7 +793,7 @@ async fn remove(
     operation_id = "rotate_webhook_key",
     tag = "merchants",
     summary = "Issue a new webhook key",
-    params(("id" = String, Path, description = "mer_…"), schema::RotateKey),
+    params(("id" = String, Path, description = "mer_…"), RotateQuery),
     request_body = Option<schema::RotateKey>,
     responses(
         (status = 200, description = "The merchant with its new webhook URL", body = schema::Merchant),
@@ -827,8 +827,10 @@ async fn rotate(
     Ok(Json(render(&s, &m)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RotateQuery {
+    /// The same as the body's `revoke_old`.
     revoke_old: Option<bool>,
 }
 

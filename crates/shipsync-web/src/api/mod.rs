@@ -23,9 +23,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{IntoParams, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
@@ -262,9 +262,14 @@ where
 }
 
 /// `cursor` and `limit` of list endpoints.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Items per page: 1 to 500 (else 422), default 50. Read as text, so
+    /// that a wrong one gets the API's 422 rather than axum's 400.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
@@ -352,6 +357,26 @@ mod tests {
             }
         }
         assert!(ids.len() >= 30, "{ids:?}");
+        // A list's query parameters: its filters and the page's, from the
+        // handler's own query type.
+        let params = doc["paths"]["/api/v1/shipments"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cursor",
+                "limit",
+                "merchant_id",
+                "connection_id",
+                "status",
+                "order_name",
+                "source"
+            ]
+        );
+        assert_eq!(params[1]["schema"]["type"], "integer");
+        assert_eq!(params[1]["schema"]["maximum"], 500);
         assert!(matches!(
             doc.pointer("/components/schemas/Error/properties/error"),
             Some(Value::Object(_))

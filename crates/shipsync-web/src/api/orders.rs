@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 use shipsync_db::orders::{OrderFilter, OrderRecord};
 use shipsync_engine::OrderAction;
 use shipsync_engine::orders::ORDER_STATUSES;
-
-use super::schema::{self, List};
-use super::{Page, Query, list, shipments};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::schema::{self, List};
+use super::{Page, Query, list, shipments};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -28,13 +28,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(archive))
 }
 
-#[derive(Deserialize)]
+/// Filters of `GET /orders` (empty = any).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     connection_id: Option<String>,
+    #[param(value_type = Option<schema::OrderStatus>)]
     status: Option<String>,
+    /// The store's order name, e.g. `#1001`.
     name: Option<String>,
+    /// Orders whose shipments carry this tracking number.
     tracking_number: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -117,7 +123,7 @@ fn summary(o: &OrderRecord) -> Value {
     operation_id = "list_orders",
     tag = "orders",
     summary = "The orders the caller sees",
-    params(schema::PageParams, schema::OrderFilters),
+    params(Page, ListQuery),
     responses(
         (status = 200, description = "A page of orders, newest first", body = schema::List<schema::OrderSummary>),
         (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),

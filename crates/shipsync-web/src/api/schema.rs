@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// Every error answer: `{"error": {"code", "message"}}` with a 4xx/5xx
 /// status (see `crate::error::ApiError`).
@@ -34,18 +34,6 @@ pub struct ErrorDetail {
     /// `run_in_progress` only: the active run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
-}
-
-/// `cursor` and `limit` of list endpoints.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct PageParams {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Items per page (default 50; above 500 → 422).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<i64>,
 }
 
 /// A page of a list: `{"items": [...], "next_cursor": "…" | null}`.
@@ -196,8 +184,7 @@ pub struct MerchantPatch {
 }
 
 /// Optional body of `POST …/webhook-key/rotate` (or `?revoke_old=true`).
-#[derive(Deserialize, ToSchema, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct RotateKey {
     /// The old key (and any key still in its 24 h grace) stops working at
@@ -512,21 +499,8 @@ pub struct ShipmentSummary {
 /// (`warehouse_status` … `lines` only when its stored version is readable).
 #[derive(Serialize, ToSchema)]
 pub struct Shipment {
-    pub id: String,
-    pub merchant_id: String,
-    pub connection_id: Option<String>,
-    pub status: ShipmentStatus,
-    pub error: Option<String>,
-    pub order_name: String,
-    pub warehouse_shipment_number: String,
-    pub sources: Vec<Source>,
-    pub first_seen_via: Source,
-    #[schema(format = DateTime)]
-    pub received_at: String,
-    #[schema(format = DateTime)]
-    pub updated_at: String,
-    #[schema(format = DateTime)]
-    pub completed_at: Option<String>,
+    #[serde(flatten)]
+    pub summary: ShipmentSummary,
     /// The warehouse's status: `new`, `shipping`, `shipped`, `rolled_back`,
     /// or `{"other": "<text>"}`.
     pub warehouse_status: Option<Value>,
@@ -592,19 +566,6 @@ pub struct Activity {
     pub message: String,
 }
 
-/// Filters of `GET /shipments` (empty = any).
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ShipmentFilters {
-    merchant_id: Option<String>,
-    connection_id: Option<String>,
-    status: Option<ShipmentStatus>,
-    /// The store's order name; a leading `#` is ignored.
-    order_name: Option<String>,
-    source: Option<Source>,
-}
-
 // ------------------------------------------------------------------- orders
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -646,20 +607,8 @@ pub struct OrderSummary {
 /// A store order with its lines, shipments and activity.
 #[derive(Serialize, ToSchema)]
 pub struct Order {
-    pub id: String,
-    pub connection_id: String,
-    pub name: String,
-    pub status: OrderStatus,
-    pub error: Option<String>,
-    pub store_order_id: String,
-    pub warehouse_order_number: Option<String>,
-    pub warehouse_order_id: Option<String>,
-    #[schema(format = DateTime)]
-    pub sent_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub updated_at: String,
+    #[serde(flatten)]
+    pub summary: OrderSummary,
     pub lines: Vec<OrderLine>,
     /// Ids (`shp_…`) of the shipments of this order.
     pub shipments: Vec<String>,
@@ -691,19 +640,6 @@ pub struct KitComponent {
     pub sku: String,
     /// Units per kit.
     pub quantity: u64,
-}
-
-/// Filters of `GET /orders` (empty = any).
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct OrderFilters {
-    connection_id: Option<String>,
-    status: Option<OrderStatus>,
-    /// The store's order name, e.g. `#1001`.
-    name: Option<String>,
-    /// Orders whose shipments carry this tracking number.
-    tracking_number: Option<String>,
 }
 
 // ------------------------------------------------------------------- events
@@ -741,17 +677,8 @@ pub struct EventSummary {
 /// An event with its stored headers (signatures redacted) and raw body.
 #[derive(Serialize, ToSchema)]
 pub struct Event {
-    pub id: String,
-    pub merchant_id: String,
-    #[schema(format = DateTime)]
-    pub received_at: String,
-    pub verified: bool,
-    pub outcome: Outcome,
-    pub detail: Option<String>,
-    pub size: i64,
-    pub repeat_count: i64,
-    pub webhook_id: Option<String>,
-    pub shipment_ids: Vec<String>,
+    #[serde(flatten)]
+    pub summary: EventSummary,
     /// `[name, value]` pairs, the allowlisted ones.
     pub headers: Vec<(String, String)>,
     /// `null` when not kept (too large, or past retention).
@@ -777,15 +704,6 @@ pub struct Replayed {
     pub status: String,
     #[schema(value_type = EventSummary)]
     pub event: Value,
-}
-
-/// Filters of `GET /events` (empty = any).
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct EventFilters {
-    merchant_id: Option<String>,
-    outcome: Option<Outcome>,
 }
 
 // -------------------------------------------------------- users and tokens

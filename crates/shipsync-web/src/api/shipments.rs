@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 use shipsync_core::ShipmentVersion;
 use shipsync_db::rows::{ShipmentFilter, ShipmentRow};
 use shipsync_engine::ShipmentAction;
-
-use super::schema::{self, List};
-use super::{Page, Query, list};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::schema::{self, List};
+use super::{Page, Query, list};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -29,14 +29,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 pub const STATUSES: [&str; 5] = ["new", "open", "completed", "error", "archived"];
 
-#[derive(Deserialize)]
+/// Filters of `GET /shipments` (empty = any).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     merchant_id: Option<String>,
     connection_id: Option<String>,
+    #[param(value_type = Option<schema::ShipmentStatus>)]
     status: Option<String>,
+    /// The store's order name; a leading `#` is ignored.
     order_name: Option<String>,
+    #[param(value_type = Option<schema::Source>)]
     source: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -63,7 +69,7 @@ fn summary(s: &ShipmentRow) -> Value {
     operation_id = "list_shipments",
     tag = "shipments",
     summary = "The shipments the caller sees",
-    params(schema::PageParams, schema::ShipmentFilters),
+    params(Page, ListQuery),
     responses(
         (status = 200, description = "A page of shipments, newest first", body = schema::List<schema::ShipmentSummary>),
         (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),

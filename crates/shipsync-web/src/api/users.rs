@@ -17,12 +17,11 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use shipsync_db::users::UserRow;
 use shipsync_engine::users::Role;
-
-use super::body_json;
-use super::schema::{self, List};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::body_json;
+use super::schema::{self, List};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
