@@ -849,7 +849,7 @@ pub async fn load_channel(
     operation_id = "get_channel",
     tag = "connections",
     summary = "One channel of a connection",
-    params(("id" = String, Path, description = "con_…"), ("channel" = schema::ChannelName, Path, description = "sales_orders or shipments")),
+    params(schema::ChannelPath),
     responses(
         (status = 200, description = "The channel", body = schema::Channel),
         (status = 404, description = "no connection or channel with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
@@ -870,7 +870,7 @@ async fn show_channel(
     operation_id = "update_channel",
     tag = "connections",
     summary = "Switch a channel, or set its schedules",
-    params(("id" = String, Path, description = "con_…"), ("channel" = schema::ChannelName, Path, description = "sales_orders or shipments")),
+    params(schema::ChannelPath),
     request_body = schema::ChannelPatch,
     responses(
         (status = 200, description = "The channel", body = schema::Channel),
@@ -949,7 +949,7 @@ pub async fn patch_channel(
     operation_id = "run_channel",
     tag = "connections",
     summary = "Run a channel now",
-    params(("id" = String, Path, description = "con_…"), ("channel" = schema::ChannelName, Path, description = "sales_orders or shipments")),
+    params(schema::ChannelPath),
     responses(
         (status = 202, description = "Queued", body = schema::RunQueued),
         (status = 404, description = "no connection or channel with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
@@ -997,7 +997,7 @@ pub async fn queue_run(
     operation_id = "get_run",
     tag = "connections",
     summary = "One run of a channel",
-    params(("id" = String, Path, description = "con_…"), ("channel" = schema::ChannelName, Path, description = "sales_orders or shipments"), ("run_id" = String, Path, description = "run_…")),
+    params(schema::ChannelPath, ("run_id" = String, Path, description = "run_…")),
     responses(
         (status = 200, description = "The run", body = schema::Run),
         (status = 404, description = "no connection, channel or run with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// Every error answer: `{"error": {"code", "message"}}` with a 4xx/5xx
 /// status (see `crate::error::ApiError`).
@@ -362,6 +362,16 @@ pub struct Channel {
 pub enum ChannelName {
     SalesOrders,
     Shipments,
+}
+
+/// The path of a connection's channel: `…/connections/{id}/channels/{channel}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ChannelPath {
+    /// `con_…`
+    id: String,
+    channel: ChannelName,
 }
 
 /// When a channel runs ("every N" counts from local midnight).
