@@ -68,7 +68,8 @@ pub fn router(state: AppState) -> Router {
                 webhook::limit_in_flight,
             )),
         )
-        .nest("/api/v1", api::router(state.clone()))
+        .route("/api/v1/openapi.json", get(api::openapi_json))
+        .nest(api::PREFIX, api::router(state.clone()))
         .layer(axum::middleware::map_response(browser_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.config.body_timeout,

@@ -3,35 +3,37 @@
 //! answers 401 from the next request on). The administrator token belongs
 //! to no user and has no account: 403 `forbidden`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shipsync_db::users::TokenRow;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::body_json;
+use super::schema::{self, List};
 use crate::AppState;
 use crate::auth::{Principal, forbidden};
 use crate::error::{ApiError, ApiResult};
-use crate::json::{opt_time, time};
+use crate::json::time;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/account/tokens", get(list_tokens).post(create))
-        .route("/account/tokens/{id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create))
+        .routes(routes!(revoke))
 }
 
-pub fn render(t: &TokenRow) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.label,
-        "prefix": t.prefix,
-        "created_at": time(t.created_at),
-        "last_used_at": opt_time(t.last_used_at),
-        "expires_at": opt_time(t.expires_at),
-    })
+pub fn render(t: &TokenRow) -> schema::Token {
+    schema::Token {
+        id: t.id.clone(),
+        name: t.label.clone(),
+        prefix: t.prefix.clone(),
+        created_at: time(t.created_at),
+        last_used_at: t.last_used_at.map(time),
+        expires_at: t.expires_at.map(time),
+    }
 }
 
 fn own_user_id(p: &Principal) -> ApiResult<&str> {
@@ -42,21 +44,50 @@ fn own_user_id(p: &Principal) -> ApiResult<&str> {
     })
 }
 
-async fn list_tokens(State(s): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/account/tokens",
+    operation_id = "list_tokens",
+    tag = "account",
+    summary = "The caller's API tokens",
+    responses(
+        (status = 200, description = "The tokens (never their value); `next_cursor` is always null", body = schema::List<schema::Token>),
+        (status = 403, description = "the administrator token belongs to no user (`forbidden`)", body = schema::ErrorBody)
+    )
+)]
+async fn list_tokens(
+    State(s): State<AppState>,
+    p: Principal,
+) -> ApiResult<Json<List<schema::Token>>> {
     let uid = own_user_id(&p)?;
     let tokens = s.engine.db().user_api_tokens(uid).await?;
-    Ok(Json(
-        json!({"items": tokens.iter().map(render).collect::<Vec<_>>(), "next_cursor": null}),
-    ))
+    Ok(Json(List {
+        items: tokens.iter().map(render).collect(),
+        next_cursor: None,
+    }))
 }
 
 /// `{"name", "expires_in_days"?}` → 201 with the token's `token`, shown
 /// only in this answer.
+#[utoipa::path(
+    post,
+    path = "/account/tokens",
+    operation_id = "create_token",
+    tag = "account",
+    summary = "Create an API token for the caller",
+    request_body = schema::TokenInput,
+    responses(
+        (status = 201, description = "The token, with its value shown this once", body = schema::NewToken),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 403, description = "the administrator token belongs to no user (`forbidden`)", body = schema::ErrorBody),
+        (status = 422, description = "`name` or `expires_in_days` is wrong (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn create(
     State(s): State<AppState>,
     p: Principal,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<schema::NewToken>)> {
     let uid = own_user_id(&p)?;
     let b = body_json(&body)?;
     let name = match b.get("name") {
@@ -72,11 +103,28 @@ async fn create(
     };
     let (row, token) =
         shipsync_engine::users::issue_user_token(s.engine.db(), uid, name, days).await?;
-    let mut answer = render(&row);
-    answer["token"] = Value::String(token);
-    Ok((StatusCode::CREATED, Json(answer)))
+    Ok((
+        StatusCode::CREATED,
+        Json(schema::NewToken {
+            token: render(&row),
+            value: token,
+        }),
+    ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/account/tokens/{id}",
+    operation_id = "revoke_token",
+    tag = "account",
+    summary = "Revoke one of the caller's tokens",
+    params(("id" = String, Path, description = "tok_…")),
+    responses(
+        (status = 204, description = "Revoked: the token answers 401 from the next request on"),
+        (status = 403, description = "the administrator token belongs to no user (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no token with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn revoke(
     State(s): State<AppState>,
     p: Principal,

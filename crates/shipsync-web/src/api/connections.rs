@@ -1,16 +1,19 @@
 //! `/api/v1/connections` and their channels.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, QueueRun};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::merchants::{self, check_url};
+use super::schema::{self, List};
 use super::targets::{check_public, forbid_scoped, gives, missing_credentials};
 use super::{Page, Query, body_json, list};
 use crate::AppState;
@@ -20,20 +23,14 @@ use crate::json::{merge_patch, opt_time, time};
 use shipsync_engine::StoreSettings;
 use shipsync_engine::tokens::{STORE_OK, StoreAuth};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/connections", get(list_connections).post(create))
-        .route("/connections/{id}", get(show).patch(update).delete(remove))
-        .route(
-            "/connections/{id}/channels/{channel}",
-            get(show_channel).patch(update_channel),
-        )
-        .route("/connections/{id}/store/authorize", post(authorize))
-        .route("/connections/{id}/channels/{channel}/runs", post(run_now))
-        .route(
-            "/connections/{id}/channels/{channel}/runs/{run_id}",
-            get(show_run),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_connections, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(show_channel, update_channel))
+        .routes(routes!(authorize))
+        .routes(routes!(run_now))
+        .routes(routes!(show_run))
 }
 
 pub const CHANNELS: [&str; 2] = ["sales_orders", "shipments"];
@@ -441,18 +438,35 @@ pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<Connection
         .ok_or_else(|| ApiError::not_found("connection"))
 }
 
-#[derive(Deserialize)]
+/// Filters of `GET /connections`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this merchant's.
     merchant_id: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
+#[utoipa::path(
+    get,
+    path = "/connections",
+    operation_id = "list_connections",
+    tag = "connections",
+    summary = "The connections the caller sees",
+    params(Page, ListQuery),
+    responses(
+        (status = 200, description = "A page of connections", body = schema::List<schema::Connection>),
+        (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),
+        (status = 422, description = "`limit` out of range (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn list_connections(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let rows = visible(&s, &p, q.merchant_id, q.page.cursor.as_deref(), limit + 1).await?;
     Ok(Json(list(rows, limit, |c| c.id.clone(), render)))
@@ -472,6 +486,19 @@ pub async fn visible(
         .await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/connections",
+    operation_id = "create_connection",
+    tag = "connections",
+    summary = "Create a connection (off, with its channels)",
+    request_body = schema::ConnectionInput,
+    responses(
+        (status = 201, description = "The new connection", body = schema::Connection),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 422, description = "a field is missing or wrong (`invalid_field`), the shop URL is not public (`private_target`), or enabling it lacks credentials (`credentials_missing`) (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn create(
     State(s): State<AppState>,
     p: Principal,
@@ -560,6 +587,18 @@ pub async fn save_new(s: &AppState, c: &ConnectionRow) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/connections/{id}",
+    operation_id = "get_connection",
+    tag = "connections",
+    summary = "One connection",
+    params(("id" = String, Path, description = "con_…")),
+    responses(
+        (status = 200, description = "The connection", body = schema::Connection),
+        (status = 404, description = "no connection with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show(
     State(s): State<AppState>,
     p: Principal,
@@ -568,6 +607,22 @@ async fn show(
     Ok(Json(render(&load(&s, &p, &id).await?)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/connections/{id}",
+    operation_id = "update_connection",
+    tag = "connections",
+    summary = "Change a connection (JSON merge patch)",
+    params(("id" = String, Path, description = "con_…")),
+    request_body = schema::ConnectionPatch,
+    responses(
+        (status = 200, description = "The connection", body = schema::Connection),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 403, description = "a limited caller changed the shop URL (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no connection with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 422, description = "a field is wrong (`invalid_field`), the shop URL is not public (`private_target`), or enabling it lacks credentials (`credentials_missing`) (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn update(
     State(s): State<AppState>,
     p: Principal,
@@ -672,13 +727,27 @@ fn credentials(
 
 /// `POST /connections/{id}/store/authorize`: the install link (with a new
 /// single-use state bound to the connection and the caller, 10 minutes).
+#[utoipa::path(
+    post,
+    path = "/connections/{id}/store/authorize",
+    operation_id = "authorize_store",
+    tag = "connections",
+    summary = "The store's install link (authorization_code)",
+    params(("id" = String, Path, description = "con_…")),
+    responses(
+        (status = 200, description = "Send the browser there; Shopify comes back to /connect/shopify/callback", body = schema::AuthorizeLink),
+        (status = 404, description = "no connection with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the store does not authenticate with authorization_code (`not_authorization_code`)", body = schema::ErrorBody),
+        (status = 422, description = "the app's client secret is not set (`credentials_missing`)", body = schema::ErrorBody)
+    )
+)]
 async fn authorize(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let url = authorize_link(&s, &p, &id).await?;
-    Ok(Json(json!({"authorize_url": url})))
+) -> ApiResult<Json<schema::AuthorizeLink>> {
+    let authorize_url = authorize_link(&s, &p, &id).await?;
+    Ok(Json(schema::AuthorizeLink { authorize_url }))
 }
 
 /// Where Shopify sends the browser back after an install.
@@ -716,6 +785,18 @@ pub async fn authorize_link(s: &AppState, p: &Principal, id: &str) -> ApiResult<
         })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/connections/{id}",
+    operation_id = "delete_connection",
+    tag = "connections",
+    summary = "Delete a connection",
+    params(("id" = String, Path, description = "con_…")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "no connection with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn remove(
     State(s): State<AppState>,
     p: Principal,
@@ -762,6 +843,18 @@ pub async fn load_channel(
         .ok_or_else(|| ApiError::not_found("channel"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/connections/{id}/channels/{channel}",
+    operation_id = "get_channel",
+    tag = "connections",
+    summary = "One channel of a connection",
+    params(schema::ChannelPath),
+    responses(
+        (status = 200, description = "The channel", body = schema::Channel),
+        (status = 404, description = "no connection or channel with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show_channel(
     State(s): State<AppState>,
     p: Principal,
@@ -771,6 +864,21 @@ async fn show_channel(
     Ok(Json(render_channel(&s, &ch).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/connections/{id}/channels/{channel}",
+    operation_id = "update_channel",
+    tag = "connections",
+    summary = "Switch a channel, or set its schedules",
+    params(schema::ChannelPath),
+    request_body = schema::ChannelPatch,
+    responses(
+        (status = 200, description = "The channel", body = schema::Channel),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 404, description = "no connection or channel with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 422, description = "a field or schedule is wrong (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn update_channel(
     State(s): State<AppState>,
     p: Principal,
@@ -835,16 +943,26 @@ pub async fn patch_channel(
     Ok(ch)
 }
 
+#[utoipa::path(
+    post,
+    path = "/connections/{id}/channels/{channel}/runs",
+    operation_id = "run_channel",
+    tag = "connections",
+    summary = "Run a channel now",
+    params(schema::ChannelPath),
+    responses(
+        (status = 202, description = "Queued", body = schema::RunQueued),
+        (status = 404, description = "no connection or channel with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "a run is queued or running (`run_in_progress`, with its `run_id`), or the channel or connection is off (`channel_disabled`)", body = schema::ErrorBody)
+    )
+)]
 async fn run_now(
     State(s): State<AppState>,
     p: Principal,
     Path((id, channel)): Path<(String, String)>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (run_id, status) = queue_run(&s, &p, &id, &channel).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"id": run_id, "status": status})),
-    ))
+) -> ApiResult<(StatusCode, Json<schema::RunQueued>)> {
+    let (id, status) = queue_run(&s, &p, &id, &channel).await?;
+    Ok((StatusCode::ACCEPTED, Json(schema::RunQueued { id, status })))
 }
 
 /// "Run now": (run id, status) of the queued run.
@@ -873,6 +991,18 @@ pub async fn queue_run(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/connections/{id}/channels/{channel}/runs/{run_id}",
+    operation_id = "get_run",
+    tag = "connections",
+    summary = "One run of a channel",
+    params(schema::ChannelPath, ("run_id" = String, Path, description = "run_…")),
+    responses(
+        (status = 200, description = "The run", body = schema::Run),
+        (status = 404, description = "no connection, channel or run with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show_run(
     State(s): State<AppState>,
     p: Principal,

@@ -1,36 +1,43 @@
 //! `/api/v1/events`: inbound webhook deliveries, raw, with replay.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_db::rows::{EventFilter, EventRow};
 use shipsync_engine::Outcome;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::schema::{self, List};
 use super::{Page, Query, list};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::time;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/events", get(list_events))
-        .route("/events/{id}", get(show))
-        .route("/events/{id}/replay", post(replay))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(show))
+        .routes(routes!(replay))
 }
 
 /// Signature headers are credentials of a kind: shown redacted.
 const REDACTED_HEADERS: [&str; 2] = ["webhook-signature", "x-deposco-signature"];
 
-#[derive(Deserialize)]
+/// Filters of `GET /events` (empty = any).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     merchant_id: Option<String>,
+    #[param(value_type = Option<schema::Outcome>)]
     outcome: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -49,11 +56,24 @@ pub fn summary(e: &EventRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "list_events",
+    tag = "events",
+    summary = "Inbound webhook deliveries the caller sees",
+    params(Page, ListQuery),
+    responses(
+        (status = 200, description = "A page of events, newest first (no body, no headers)", body = schema::List<schema::EventSummary>),
+        (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),
+        (status = 422, description = "`limit` or `outcome` is wrong (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn list_events(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let outcome = q.outcome.filter(|o| !o.is_empty());
     if let Some(o) = &outcome
@@ -86,6 +106,18 @@ pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<EventRow> 
         .ok_or_else(|| ApiError::not_found("event"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    operation_id = "get_event",
+    tag = "events",
+    summary = "One event with its headers and raw body",
+    params(("id" = String, Path, description = "evt_…")),
+    responses(
+        (status = 200, description = "The event", body = schema::Event),
+        (status = 404, description = "no event with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show(
     State(s): State<AppState>,
     p: Principal,
@@ -126,11 +158,24 @@ pub fn raw(e: &EventRow) -> Value {
     out
 }
 
+#[utoipa::path(
+    post,
+    path = "/events/{id}/replay",
+    operation_id = "replay_event",
+    tag = "events",
+    summary = "Process the stored delivery again",
+    params(("id" = String, Path, description = "evt_…")),
+    responses(
+        (status = 202, description = "Queued", body = schema::Replayed),
+        (status = 404, description = "no event with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the event cannot be replayed (`conflict`)", body = schema::ErrorBody)
+    )
+)]
 async fn replay(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<schema::Replayed>)> {
     load(&s, &p, &id).await?;
     s.engine
         .replay_event(&id)
@@ -144,6 +189,9 @@ async fn replay(
         .ok_or_else(|| ApiError::not_found("event"))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"status": "queued", "event": summary(&e)})),
+        Json(schema::Replayed {
+            status: "queued".into(),
+            event: summary(&e),
+        }),
     ))
 }

@@ -1,15 +1,18 @@
 //! `/api/v1/merchants`: the warehouse side and the shipment-webhook settings.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
 use shipsync_db::rows::MerchantRow;
 use shipsync_engine::secrets::{hash_token, random_token};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::schema::{self, List};
 use super::targets::{check_public, forbid_scoped, gives};
 use super::{Page, Query, body_json, list};
 use crate::AppState;
@@ -17,11 +20,11 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, time};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/merchants", get(list_merchants).post(create))
-        .route("/merchants/{id}", get(show).patch(update).delete(remove))
-        .route("/merchants/{id}/webhook-key/rotate", post(rotate))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_merchants, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(rotate))
 }
 
 const DEFAULT_API_URL: &str = "https://api.deposco.com/latest";
@@ -534,16 +537,43 @@ pub async fn visible(
     Ok(rows)
 }
 
+#[utoipa::path(
+    get,
+    path = "/merchants",
+    operation_id = "list_merchants",
+    tag = "merchants",
+    summary = "The merchants the caller sees",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of merchants", body = schema::List<schema::Merchant>),
+        (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),
+        (status = 422, description = "`limit` out of range (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn list_merchants(
     State(s): State<AppState>,
     p: Principal,
     Query(page): Query<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<List<Value>>> {
     let limit = page.limit()?;
     let rows = visible(&s, &p, page.cursor.as_deref(), limit + 1).await?;
     Ok(Json(list(rows, limit, |m| m.id.clone(), |m| render(&s, m))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/merchants",
+    operation_id = "create_merchant",
+    tag = "merchants",
+    summary = "Create a merchant",
+    request_body = schema::MerchantInput,
+    responses(
+        (status = 201, description = "The new merchant", body = schema::Merchant),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 403, description = "the caller is limited to some merchants (`forbidden`)", body = schema::ErrorBody),
+        (status = 422, description = "a field is missing or wrong; a URL to a non-public address answers `private_target` (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn create(
     State(s): State<AppState>,
     p: Principal,
@@ -596,6 +626,18 @@ pub async fn draft_merchant(
     Ok(m)
 }
 
+#[utoipa::path(
+    get,
+    path = "/merchants/{id}",
+    operation_id = "get_merchant",
+    tag = "merchants",
+    summary = "One merchant",
+    params(("id" = String, Path, description = "mer_…")),
+    responses(
+        (status = 200, description = "The merchant", body = schema::Merchant),
+        (status = 404, description = "no merchant with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show(
     State(s): State<AppState>,
     p: Principal,
@@ -605,6 +647,22 @@ async fn show(
     Ok(Json(render(&s, &m)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/merchants/{id}",
+    operation_id = "update_merchant",
+    tag = "merchants",
+    summary = "Change a merchant (JSON merge patch)",
+    params(("id" = String, Path, description = "mer_…")),
+    request_body = schema::MerchantPatch,
+    responses(
+        (status = 200, description = "The merchant", body = schema::Merchant),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 403, description = "a limited caller changed where credentials are sent (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no merchant with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 422, description = "a field is wrong; a URL to a non-public address answers `private_target` (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn update(
     State(s): State<AppState>,
     p: Principal,
@@ -695,6 +753,20 @@ async fn switch_off_connections(s: &AppState, merchant_id: &str) -> ApiResult<()
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/merchants/{id}",
+    operation_id = "delete_merchant",
+    tag = "merchants",
+    summary = "Delete a merchant",
+    params(("id" = String, Path, description = "mer_…")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "the caller is limited to some merchants (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no merchant with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the merchant still has connections (`has_connections`)", body = schema::ErrorBody)
+    )
+)]
 async fn remove(
     State(s): State<AppState>,
     p: Principal,
@@ -715,6 +787,21 @@ async fn remove(
 /// `POST …/webhook-key/rotate`, optionally `{"revoke_old": true}` (or
 /// `?revoke_old=true`): the old key stops working at once instead of after
 /// the 24 h grace, e.g. after it leaked.
+#[utoipa::path(
+    post,
+    path = "/merchants/{id}/webhook-key/rotate",
+    operation_id = "rotate_webhook_key",
+    tag = "merchants",
+    summary = "Issue a new webhook key",
+    params(("id" = String, Path, description = "mer_…"), RotateQuery),
+    request_body = Option<schema::RotateKey>,
+    responses(
+        (status = 200, description = "The merchant with its new webhook URL", body = schema::Merchant),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 404, description = "no merchant with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 422, description = "`revoke_old` is not a boolean (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn rotate(
     State(s): State<AppState>,
     p: Principal,
@@ -740,8 +827,10 @@ async fn rotate(
     Ok(Json(render(&s, &m)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RotateQuery {
+    /// The same as the body's `revoke_old`.
     revoke_old: Option<bool>,
 }
 

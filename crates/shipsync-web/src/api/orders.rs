@@ -2,36 +2,45 @@
 //! warehouse (and those shipments were matched to), with their lines,
 //! shipments and activity.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_db::orders::{OrderFilter, OrderRecord};
 use shipsync_engine::OrderAction;
 use shipsync_engine::orders::ORDER_STATUSES;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::schema::{self, List};
 use super::{Page, Query, list, shipments};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{opt_time, time};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orders", get(list_orders))
-        .route("/orders/{id}", get(show))
-        .route("/orders/{id}/reprocess", post(reprocess))
-        .route("/orders/{id}/archive", post(archive))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orders))
+        .routes(routes!(show))
+        .routes(routes!(reprocess))
+        .routes(routes!(archive))
 }
 
-#[derive(Deserialize)]
+/// Filters of `GET /orders` (empty = any).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     connection_id: Option<String>,
+    #[param(value_type = Option<schema::OrderStatus>)]
     status: Option<String>,
+    /// The store's order name, e.g. `#1001`.
     name: Option<String>,
+    /// Orders whose shipments carry this tracking number.
     tracking_number: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -108,11 +117,24 @@ fn summary(o: &OrderRecord) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders",
+    operation_id = "list_orders",
+    tag = "orders",
+    summary = "The orders the caller sees",
+    params(Page, ListQuery),
+    responses(
+        (status = 200, description = "A page of orders, newest first", body = schema::List<schema::OrderSummary>),
+        (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),
+        (status = 422, description = "`limit` or `status` is wrong (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn list_orders(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let non_empty = |v: Option<String>| v.filter(|x| !x.is_empty());
     let status = non_empty(q.status);
@@ -201,6 +223,18 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
     Ok(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    operation_id = "get_order",
+    tag = "orders",
+    summary = "One order, in full",
+    params(("id" = String, Path, description = "ord_…")),
+    responses(
+        (status = 200, description = "The order", body = schema::Order),
+        (status = 404, description = "no order with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show(
     State(s): State<AppState>,
     p: Principal,
@@ -223,6 +257,19 @@ pub async fn act_on(s: &AppState, p: &Principal, id: &str, action: OrderAction) 
         .map_err(|e| ApiError::from_engine(e, "order"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/reprocess",
+    operation_id = "reprocess_order",
+    tag = "orders",
+    summary = "Try the order again",
+    params(("id" = String, Path, description = "ord_…")),
+    responses(
+        (status = 200, description = "The updated order", body = schema::Order),
+        (status = 404, description = "no order with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the order cannot be reprocessed now (`conflict`, `channel_disabled`)", body = schema::ErrorBody)
+    )
+)]
 async fn reprocess(
     State(s): State<AppState>,
     p: Principal,
@@ -231,6 +278,19 @@ async fn reprocess(
     act(s, p, id, OrderAction::Reprocess).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/archive",
+    operation_id = "archive_order",
+    tag = "orders",
+    summary = "Stop all processing of the order",
+    params(("id" = String, Path, description = "ord_…")),
+    responses(
+        (status = 200, description = "The updated order", body = schema::Order),
+        (status = 404, description = "no order with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the order cannot be archived now (`conflict`)", body = schema::ErrorBody)
+    )
+)]
 async fn archive(
     State(s): State<AppState>,
     p: Principal,

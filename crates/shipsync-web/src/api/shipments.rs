@@ -1,39 +1,48 @@
 //! `/api/v1/shipments`: what the warehouse shipped, and what the store knows.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shipsync_core::ShipmentVersion;
 use shipsync_db::rows::{ShipmentFilter, ShipmentRow};
 use shipsync_engine::ShipmentAction;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::schema::{self, List};
 use super::{Page, Query, list};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{opt_time, time};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/shipments", get(list_shipments))
-        .route("/shipments/{id}", get(show))
-        .route("/shipments/{id}/reprocess", post(reprocess))
-        .route("/shipments/{id}/reset", post(reset))
-        .route("/shipments/{id}/archive", post(archive))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_shipments))
+        .routes(routes!(show))
+        .routes(routes!(reprocess))
+        .routes(routes!(reset))
+        .routes(routes!(archive))
 }
 
 pub const STATUSES: [&str; 5] = ["new", "open", "completed", "error", "archived"];
 
-#[derive(Deserialize)]
+/// Filters of `GET /shipments` (empty = any).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     merchant_id: Option<String>,
     connection_id: Option<String>,
+    #[param(value_type = Option<schema::ShipmentStatus>)]
     status: Option<String>,
+    /// The store's order name; a leading `#` is ignored.
     order_name: Option<String>,
+    #[param(value_type = Option<schema::Source>)]
     source: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: Page,
 }
 
@@ -54,11 +63,24 @@ fn summary(s: &ShipmentRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/shipments",
+    operation_id = "list_shipments",
+    tag = "shipments",
+    summary = "The shipments the caller sees",
+    params(Page, ListQuery),
+    responses(
+        (status = 200, description = "A page of shipments, newest first", body = schema::List<schema::ShipmentSummary>),
+        (status = 400, description = "the query string cannot be read (`malformed`)", body = schema::ErrorBody),
+        (status = 422, description = "`limit`, `status` or `source` is wrong (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn list_shipments(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let non_empty = |v: Option<String>| v.filter(|x| !x.is_empty());
     let status = non_empty(q.status);
@@ -238,6 +260,18 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
     Ok(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/shipments/{id}",
+    operation_id = "get_shipment",
+    tag = "shipments",
+    summary = "One shipment, in full",
+    params(("id" = String, Path, description = "shp_…")),
+    responses(
+        (status = 200, description = "The shipment", body = schema::Shipment),
+        (status = 404, description = "no shipment with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show(
     State(s): State<AppState>,
     p: Principal,
@@ -270,6 +304,19 @@ pub async fn act_on(
         .map_err(|e| ApiError::from_engine(e, "shipment"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/shipments/{id}/reprocess",
+    operation_id = "reprocess_shipment",
+    tag = "shipments",
+    summary = "Notify the store again of whatever it still lacks",
+    params(("id" = String, Path, description = "shp_…")),
+    responses(
+        (status = 200, description = "The updated shipment", body = schema::Shipment),
+        (status = 404, description = "no shipment with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the shipment cannot be reprocessed now (`conflict`, `channel_disabled`)", body = schema::ErrorBody)
+    )
+)]
 async fn reprocess(
     State(s): State<AppState>,
     p: Principal,
@@ -278,6 +325,19 @@ async fn reprocess(
     act(s, p, id, ShipmentAction::Reprocess).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/shipments/{id}/reset",
+    operation_id = "reset_shipment",
+    tag = "shipments",
+    summary = "Derive the shipment again from its stored payloads",
+    params(("id" = String, Path, description = "shp_…")),
+    responses(
+        (status = 200, description = "The updated shipment", body = schema::Shipment),
+        (status = 404, description = "no shipment with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the shipment cannot be reset now (`conflict`)", body = schema::ErrorBody)
+    )
+)]
 async fn reset(
     State(s): State<AppState>,
     p: Principal,
@@ -286,6 +346,19 @@ async fn reset(
     act(s, p, id, ShipmentAction::Reset).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/shipments/{id}/archive",
+    operation_id = "archive_shipment",
+    tag = "shipments",
+    summary = "Stop all processing of the shipment",
+    params(("id" = String, Path, description = "shp_…")),
+    responses(
+        (status = 200, description = "The updated shipment", body = schema::Shipment),
+        (status = 404, description = "no shipment with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 409, description = "the shipment cannot be archived now (`conflict`)", body = schema::ErrorBody)
+    )
+)]
 async fn archive(
     State(s): State<AppState>,
     p: Principal,

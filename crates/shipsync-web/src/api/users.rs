@@ -10,25 +10,27 @@
 //! it as `merchant_id`, and `merchant_id` is accepted for Staff as a
 //! one-merchant limit.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shipsync_db::users::UserRow;
 use shipsync_engine::users::Role;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::body_json;
+use super::schema::{self, List};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::time;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users).post(create))
-        .route("/users/{id}", get(show).patch(update).delete(remove))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create))
+        .routes(routes!(show, update, remove))
 }
 
 /// A user's merchants as the engine takes them: a Staff user's limit, or a
@@ -41,24 +43,24 @@ pub fn merchants(u: &UserRow) -> Vec<String> {
     }
 }
 
-pub fn render(u: &UserRow) -> Value {
+pub fn render(u: &UserRow) -> schema::User {
     let merchant_id = match (u.role.as_str(), u.merchant_ids.as_slice()) {
         ("staff", [one]) => Some(one.clone()),
         _ => u.merchant_id.clone(),
     };
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "role": u.role,
-        "merchant_id": merchant_id,
-        "merchant_ids": merchants(u),
-        "all_merchants": match u.role.as_str() {
+    schema::User {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        role: u.role.clone(),
+        merchant_id,
+        merchant_ids: merchants(u),
+        all_merchants: match u.role.as_str() {
             "admin" => true,
             "staff" => u.all_merchants != 0,
             _ => false,
         },
-        "created_at": time(u.created_at),
-    })
+        created_at: time(u.created_at),
+    }
 }
 
 /// The merchants of a user document: `merchant_id` and `merchant_ids`
@@ -117,19 +119,49 @@ fn role_of(b: &Value) -> ApiResult<Option<Role>> {
     }
 }
 
-async fn list_users(State(s): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/users",
+    operation_id = "list_users",
+    tag = "users",
+    summary = "Every user (one page)",
+    responses(
+        (status = 200, description = "The users; `next_cursor` is always null", body = schema::List<schema::User>),
+        (status = 403, description = "the caller is not an Administrator (`forbidden`)", body = schema::ErrorBody)
+    )
+)]
+async fn list_users(
+    State(s): State<AppState>,
+    p: Principal,
+) -> ApiResult<Json<List<schema::User>>> {
     p.require_admin()?;
     let users = s.engine.db().list_users().await?;
-    Ok(Json(
-        json!({"items": users.iter().map(render).collect::<Vec<_>>(), "next_cursor": null}),
-    ))
+    Ok(Json(List {
+        items: users.iter().map(render).collect(),
+        next_cursor: None,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/users",
+    operation_id = "create_user",
+    tag = "users",
+    summary = "Create a user",
+    request_body = schema::UserInput,
+    responses(
+        (status = 201, description = "The new user", body = schema::User),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 403, description = "the caller is not an Administrator (`forbidden`)", body = schema::ErrorBody),
+        (status = 409, description = "a user with this email exists (`conflict`)", body = schema::ErrorBody),
+        (status = 422, description = "a field is missing or wrong (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn create(
     State(s): State<AppState>,
     p: Principal,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<schema::User>)> {
     p.require_admin()?;
     let b = body_json(&body)?;
     let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -157,23 +189,52 @@ async fn load(s: &AppState, id: &str) -> ApiResult<UserRow> {
         .ok_or_else(|| ApiError::not_found("user"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    operation_id = "get_user",
+    tag = "users",
+    summary = "One user",
+    params(("id" = String, Path, description = "usr_…")),
+    responses(
+        (status = 200, description = "The user", body = schema::User),
+        (status = 403, description = "the caller is not an Administrator (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no user with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn show(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<schema::User>> {
     p.require_admin()?;
     Ok(Json(render(&load(&s, &id).await?)))
 }
 
 /// `role`, `merchant_id`, `merchant_ids` and `all_merchants` (omitted:
 /// unchanged; the merchants are replaced as a whole when either is given).
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    operation_id = "update_user",
+    tag = "users",
+    summary = "Change a user's role or merchants",
+    params(("id" = String, Path, description = "usr_…")),
+    request_body = schema::UserPatch,
+    responses(
+        (status = 200, description = "The user", body = schema::User),
+        (status = 400, description = "the body (or query string) is not valid JSON, or not an object (`malformed`)", body = schema::ErrorBody),
+        (status = 403, description = "the caller is not an Administrator (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no user with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody),
+        (status = 422, description = "a field is wrong, or cannot be changed here (`invalid_field`, naming the field)", body = schema::ErrorBody)
+    )
+)]
 async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<schema::User>> {
     p.require_admin()?;
     let b = body_json(&body)?;
     for k in b.as_object().into_iter().flat_map(|o| o.keys()) {
@@ -210,6 +271,19 @@ async fn update(
     Ok(Json(render(&u)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    operation_id = "delete_user",
+    tag = "users",
+    summary = "Delete a user",
+    params(("id" = String, Path, description = "usr_…")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "the caller is not an Administrator (`forbidden`)", body = schema::ErrorBody),
+        (status = 404, description = "no user with this id, or one the caller may not see (`not_found`)", body = schema::ErrorBody)
+    )
+)]
 async fn remove(
     State(s): State<AppState>,
     p: Principal,

@@ -12,6 +12,7 @@ mod browser;
 mod crash;
 mod edges;
 mod nodes;
+mod openapi;
 mod orders;
 mod outbound;
 mod proxies;

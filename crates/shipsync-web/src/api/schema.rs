@@ -1,0 +1,804 @@
+//! The types of `/api/v1`'s bodies, for the OpenAPI document.
+//!
+//! Requests are read as JSON documents (merge patches, with 422 answers that
+//! name the field) and answers are rendered by functions the web UI shares,
+//! so most handlers keep `serde_json::Value`: these types say what those
+//! documents hold. The integration test `openapi` validates real answers
+//! against them, so they cannot drift from what the handlers render.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// Every error answer: `{"error": {"code", "message"}}` with a 4xx/5xx
+/// status (see `crate::error::ApiError`).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// snake_case code: `malformed` (400), `unauthorized` (401), `forbidden`
+    /// (403), `not_found` (404), `has_connections`, `run_in_progress`,
+    /// `channel_disabled`, `not_authorization_code`, `conflict` (409),
+    /// `request_timeout` (408), `invalid_field`, `private_target`,
+    /// `credentials_missing` (422), `too_many_attempts` (429), `internal`
+    /// (500), `unavailable` (503, with `Retry-After`).
+    pub code: String,
+    /// What went wrong and how to fix it; a 422 names the field.
+    pub message: String,
+    /// `run_in_progress` only: the active run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+/// A page of a list: `{"items": [...], "next_cursor": "…" | null}`.
+#[derive(Serialize, ToSchema)]
+pub struct List<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor=` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+// ---------------------------------------------------------------- merchants
+
+/// A merchant: the warehouse side and its shipment webhooks.
+#[derive(Serialize, ToSchema)]
+pub struct Merchant {
+    /// `mer_…`
+    pub id: String,
+    pub name: String,
+    pub warehouse: Warehouse,
+    pub shipment_webhooks: ShipmentWebhooks,
+    pub kit_policy: KitPolicy,
+    /// Warehouse carrier name → the store's carrier name.
+    pub carrier_overrides: BTreeMap<String, String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Warehouse {
+    /// Always `deposco`.
+    pub platform: String,
+    /// Base URL; requests go to `{api_url}/shipments/outboundShipments`, …
+    pub api_url: String,
+    pub business_unit: String,
+    /// The credentials, secrets shown only as `…_set`; `null` when none.
+    pub auth: Option<WarehouseAuth>,
+}
+
+// Described only: the renderer writes this as JSON.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WarehouseAuth {
+    Basic {
+        username: String,
+        password_set: bool,
+    },
+    Oauth {
+        token_url: String,
+        client_id: String,
+        client_secret_set: bool,
+        refresh_token_set: bool,
+    },
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ShipmentWebhooks {
+    pub enabled: bool,
+    pub shared_secret_set: bool,
+    /// `true` when a shared secret is set (deliveries must be signed).
+    pub signed: bool,
+    /// Where Deposco posts shipments: `{public_url}/webhooks/deposco/whk_…`.
+    pub url: String,
+}
+
+/// `complete_kits`: a kit line counts as shipped only when all its
+/// components have; `first_component`: when the first one has.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KitPolicy {
+    CompleteKits,
+    FirstComponent,
+}
+
+/// A new merchant. Unknown fields → 422.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MerchantInput {
+    /// At most 200 characters.
+    name: String,
+    /// Default: Deposco at `https://api.deposco.com/latest`, no credentials.
+    warehouse: Option<WarehouseInput>,
+    shipment_webhooks: Option<ShipmentWebhooksInput>,
+    /// Default `complete_kits`.
+    kit_policy: Option<KitPolicy>,
+    carrier_overrides: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WarehouseInput {
+    /// `deposco` (the default), the only warehouse so far.
+    platform: Option<String>,
+    /// Default `https://api.deposco.com/latest`; a public http(s) URL
+    /// unless private targets are allowed (else 422 `private_target`).
+    api_url: Option<String>,
+    business_unit: Option<String>,
+    auth: Option<WarehouseAuthInput>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)]
+pub enum WarehouseAuthInput {
+    Basic {
+        username: String,
+        /// Write-only; left out of a PATCH: kept.
+        password: Option<String>,
+    },
+    Oauth {
+        token_url: String,
+        client_id: String,
+        /// Write-only.
+        client_secret: Option<String>,
+        /// Write-only.
+        refresh_token: Option<String>,
+    },
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ShipmentWebhooksInput {
+    enabled: Option<bool>,
+    /// Write-only; at least 16 bytes (after `whsec_` decoding); blank or
+    /// `null`: no signature required.
+    shared_secret: Option<String>,
+}
+
+/// A JSON merge patch (RFC 7396) of a merchant: any part of
+/// `MerchantInput` (nested objects may be partial), `null` clears a
+/// nullable field, a secret left out is kept. Read-only fields sent back
+/// (`id`, `created_at`, `…_set`, `url`, `signed`) are ignored.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MerchantPatch {
+    name: Option<String>,
+    /// Part of `WarehouseInput`; a new `auth.type` replaces the whole auth.
+    warehouse: Option<BTreeMap<String, Value>>,
+    /// Part of `ShipmentWebhooksInput`.
+    shipment_webhooks: Option<BTreeMap<String, Value>>,
+    kit_policy: Option<KitPolicy>,
+    carrier_overrides: Option<BTreeMap<String, Option<String>>>,
+}
+
+/// Optional body of `POST …/webhook-key/rotate` (or `?revoke_old=true`).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RotateKey {
+    /// The old key (and any key still in its 24 h grace) stops working at
+    /// once instead of after 24 h.
+    revoke_old: Option<bool>,
+}
+
+// -------------------------------------------------------------- connections
+
+/// A connection: one store of a merchant.
+#[derive(Serialize, ToSchema)]
+pub struct Connection {
+    /// `con_…`
+    pub id: String,
+    pub name: String,
+    pub merchant_id: String,
+    pub enabled: bool,
+    pub order_prefix: String,
+    pub store: Store,
+    pub store_status: StoreStatus,
+    /// Why the store refused the credentials (with `reconnect_needed`).
+    pub store_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+// Described only: the renderer writes this as JSON.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreStatus {
+    Ok,
+    ReconnectNeeded,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Store {
+    /// Always `shopify`.
+    pub platform: String,
+    pub shop_url: String,
+    /// Like `2026-10`, or `unstable`.
+    pub api_version: String,
+    pub location_id: Option<String>,
+    pub notify_customer: bool,
+    /// A legacy access token is stored.
+    pub access_token_set: bool,
+    pub auth: StoreAuth,
+}
+
+/// How the store authenticates, as answers show it.
+#[derive(Serialize, ToSchema)]
+pub struct StoreAuth {
+    #[serde(rename = "type")]
+    pub kind: StoreAuthType,
+    pub client_id: Option<String>,
+    /// A token is held.
+    pub connected: bool,
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// What the store granted; `null` until known.
+    pub scopes: Option<Vec<String>>,
+    /// Scopes the enabled channels need and the store did not grant.
+    pub missing_scopes: Option<Vec<String>>,
+    /// `access_token` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token_set: Option<bool>,
+    /// `client_credentials` and `authorization_code` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_set: Option<bool>,
+    /// `authorization_code` asking for scopes other than shipsync's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_scopes: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreAuthType {
+    AccessToken,
+    ClientCredentials,
+    AuthorizationCode,
+}
+
+/// A new connection (off until `enabled`). Unknown fields → 422.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ConnectionInput {
+    /// At most 200 characters.
+    name: String,
+    merchant_id: String,
+    /// Default false; true needs the credentials (else 422
+    /// `credentials_missing`).
+    enabled: Option<bool>,
+    /// At most 20 characters, put before the store order name in the
+    /// warehouse order number.
+    order_prefix: Option<String>,
+    store: StoreInput,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StoreInput {
+    /// `shopify` (the default), the only store so far.
+    platform: Option<String>,
+    /// A public http(s) URL unless private targets are allowed.
+    shop_url: String,
+    /// Legacy access token (write-only); same as `auth.type`
+    /// `access_token`.
+    access_token: Option<String>,
+    /// Default `2026-10`.
+    api_version: Option<String>,
+    location_id: Option<String>,
+    /// Default true.
+    notify_customer: Option<bool>,
+    auth: Option<StoreAuthInput>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StoreAuthInput {
+    #[serde(rename = "type")]
+    kind: StoreAuthType,
+    /// `client_credentials` and `authorization_code`: the app's client id.
+    client_id: Option<String>,
+    /// Write-only: the app's client secret.
+    client_secret: Option<String>,
+    /// `authorization_code`: scopes to ask for (default: shipsync's set).
+    scopes: Option<Vec<String>>,
+    /// `access_token`: the token (write-only).
+    access_token: Option<String>,
+}
+
+/// A JSON merge patch (RFC 7396) of a connection: any part of
+/// `ConnectionInput` (`store` may be partial); read-only fields sent back
+/// are ignored. A new `shop_url` clears the stored secrets unless given
+/// again.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ConnectionPatch {
+    name: Option<String>,
+    merchant_id: Option<String>,
+    enabled: Option<bool>,
+    order_prefix: Option<String>,
+    /// Part of `StoreInput`.
+    store: Option<BTreeMap<String, Value>>,
+}
+
+/// `{"authorize_url"}`: where to send the browser to install the app.
+#[derive(Serialize, ToSchema)]
+pub struct AuthorizeLink {
+    pub authorize_url: String,
+}
+
+// ----------------------------------------------------------------- channels
+
+/// A channel of a connection: `sales_orders` or `shipments`.
+#[derive(Serialize, ToSchema)]
+pub struct Channel {
+    pub channel: ChannelName,
+    pub enabled: bool,
+    pub schedules: Vec<Schedule>,
+    #[schema(format = DateTime)]
+    pub last_completed_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub next_run_at: Option<String>,
+    pub last_run: Option<Run>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelName {
+    SalesOrders,
+    Shipments,
+}
+
+/// The path of a connection's channel: `…/connections/{id}/channels/{channel}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ChannelPath {
+    /// `con_…`
+    id: String,
+    channel: ChannelName,
+}
+
+/// When a channel runs ("every N" counts from local midnight).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    Daily {
+        /// `sch_…`; given by the server when left out.
+        id: Option<String>,
+        /// `HH:MM`, local time.
+        at: String,
+        /// IANA name, e.g. `America/New_York`.
+        time_zone: String,
+    },
+    Hourly {
+        id: Option<String>,
+        every: u32,
+        minute: u32,
+        time_zone: String,
+    },
+    Minutely {
+        id: Option<String>,
+        every: u32,
+        time_zone: String,
+    },
+    Flexible {
+        id: Option<String>,
+        /// `mon` … `sun`.
+        weekdays: Vec<String>,
+        /// Inclusive.
+        start_hour: u32,
+        /// Exclusive.
+        end_hour: u32,
+        every_minutes: u32,
+        time_zone: String,
+    },
+}
+
+/// `enabled` and/or `schedules` (replaces the whole set; `null`: none).
+/// Read-only fields sent back are ignored; others → 422.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ChannelPatch {
+    enabled: Option<bool>,
+    schedules: Option<Vec<Schedule>>,
+}
+
+/// A run of a channel (an import or a push).
+#[derive(Serialize, ToSchema)]
+pub struct Run {
+    /// `run_…`
+    pub id: String,
+    pub status: RunStatus,
+    /// What started it: `schedule`, `manual`, …
+    pub trigger: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    pub counts: RunCounts,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Records seen so far (absent until the run has counted).
+#[derive(Serialize, ToSchema)]
+pub struct RunCounts {
+    pub fetched: Option<u64>,
+    pub new: Option<u64>,
+    pub updated: Option<u64>,
+    pub unchanged: Option<u64>,
+    pub failed: Option<u64>,
+    pub pages: Option<u64>,
+}
+
+/// `202 {"id": "run_…", "status": "queued"}`.
+#[derive(Serialize, ToSchema)]
+pub struct RunQueued {
+    pub id: String,
+    #[schema(value_type = RunStatus)]
+    pub status: String,
+}
+
+// ---------------------------------------------------------------- shipments
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShipmentStatus {
+    New,
+    Open,
+    Completed,
+    Error,
+    Archived,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Webhook,
+    Poll,
+}
+
+/// A shipment as lists show it.
+#[derive(Serialize, ToSchema)]
+pub struct ShipmentSummary {
+    /// `shp_…`
+    pub id: String,
+    pub merchant_id: String,
+    pub connection_id: Option<String>,
+    pub status: ShipmentStatus,
+    /// The reason in `error`, and the last failure's while it waits to retry.
+    pub error: Option<String>,
+    /// The store's order name when known, else the warehouse's reference.
+    pub order_name: String,
+    pub warehouse_shipment_number: String,
+    pub sources: Vec<Source>,
+    pub first_seen_via: Source,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+}
+
+/// A shipment with its packages, lines, store fulfillments and activity
+/// (`warehouse_status` … `lines` only when its stored version is readable).
+#[derive(Serialize, ToSchema)]
+pub struct Shipment {
+    #[serde(flatten)]
+    pub summary: ShipmentSummary,
+    /// The warehouse's status: `new`, `shipping`, `shipped`, `rolled_back`,
+    /// or `{"other": "<text>"}`.
+    pub warehouse_status: Option<Value>,
+    pub carrier: Option<String>,
+    pub service: Option<String>,
+    /// As the warehouse wrote it.
+    pub shipped_at: Option<String>,
+    pub packages: Option<Vec<Package>>,
+    pub lines: Option<Vec<ShipmentLine>>,
+    pub store_fulfillments: Vec<StoreFulfillment>,
+    /// The store order's id, once matched.
+    pub store_order_id: Option<String>,
+    pub activity: Vec<Activity>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Package {
+    /// Container number / LPN; `shipment` for the implicit single package.
+    pub key: String,
+    pub tracking_number: Option<String>,
+    pub carrier: Option<String>,
+    pub service: Option<String>,
+    pub lines: Vec<PackageLine>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PackageLine {
+    pub sku: String,
+    pub quantity: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ShipmentLine {
+    pub line_number: String,
+    pub sku: String,
+    pub quantity: u64,
+    pub store_line_id: Option<String>,
+    /// Set for a kit component: the kit's SKU.
+    pub kit_sku: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoreFulfillment {
+    /// The store's fulfillment id, once created.
+    pub id: Option<String>,
+    pub state: String,
+    pub store_order_id: String,
+    pub fulfillment_order_id: String,
+    pub carrier: Option<String>,
+    /// Quantities per store line.
+    pub quantities: Value,
+    pub tracking_numbers: Vec<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// One line of a record's history.
+#[derive(Serialize, ToSchema)]
+pub struct Activity {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub kind: String,
+    pub message: String,
+}
+
+// ------------------------------------------------------------------- orders
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    New,
+    Queued,
+    Open,
+    PartiallyShipped,
+    Shipped,
+    Error,
+    Closed,
+    Archived,
+}
+
+/// A store order as lists show it.
+#[derive(Serialize, ToSchema)]
+pub struct OrderSummary {
+    /// `ord_…`
+    pub id: String,
+    pub connection_id: String,
+    /// The store's order name, e.g. `#1001`.
+    pub name: String,
+    pub status: OrderStatus,
+    /// In `error`, what a person must do; else the last failure while it
+    /// waits to retry.
+    pub error: Option<String>,
+    pub store_order_id: String,
+    pub warehouse_order_number: Option<String>,
+    pub warehouse_order_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub sent_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// A store order with its lines, shipments and activity.
+#[derive(Serialize, ToSchema)]
+pub struct Order {
+    #[serde(flatten)]
+    pub summary: OrderSummary,
+    pub lines: Vec<OrderLine>,
+    /// Ids (`shp_…`) of the shipments of this order.
+    pub shipments: Vec<String>,
+    pub activity: Vec<Activity>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderLine {
+    pub id: String,
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    pub quantity: u64,
+    pub sent_quantity: u64,
+    pub shipped_quantity: u64,
+    pub fulfilled_quantity: u64,
+    /// The store's bundle title, when the line is part of one.
+    pub group: Option<String>,
+    /// Kit components when the SKU is a known kit.
+    pub kit: Option<Kit>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Kit {
+    pub components: Vec<KitComponent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KitComponent {
+    pub sku: String,
+    /// Units per kit.
+    pub quantity: u64,
+}
+
+// ------------------------------------------------------------------- events
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted,
+    NeedsAttention,
+    Rejected,
+    TooLarge,
+    InvalidSignature,
+}
+
+/// An inbound webhook delivery as lists show it (no body, no headers).
+#[derive(Serialize, ToSchema)]
+pub struct EventSummary {
+    /// `evt_…`
+    pub id: String,
+    pub merchant_id: String,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    /// The signature was checked and good.
+    pub verified: bool,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    /// Body size in bytes.
+    pub size: i64,
+    pub repeat_count: i64,
+    /// Only for Standard-Webhooks-verified deliveries.
+    pub webhook_id: Option<String>,
+    pub shipment_ids: Vec<String>,
+}
+
+/// An event with its stored headers (signatures redacted) and raw body.
+#[derive(Serialize, ToSchema)]
+pub struct Event {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    /// `[name, value]` pairs, the allowlisted ones.
+    pub headers: Vec<(String, String)>,
+    /// `null` when not kept (too large, or past retention).
+    pub body: Option<String>,
+    /// How `body` is written (absent when it is `null`).
+    pub body_encoding: Option<BodyEncoding>,
+}
+
+// Described only: the renderer writes this as JSON.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub enum BodyEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "base64")]
+    Base64,
+}
+
+/// `202 {"status": "queued", "event"}`.
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    /// Always `queued`.
+    pub status: String,
+    #[schema(value_type = EventSummary)]
+    pub event: Value,
+}
+
+// -------------------------------------------------------- users and tokens
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Staff,
+    Merchant,
+}
+
+/// A web-UI user.
+#[derive(Serialize, ToSchema)]
+pub struct User {
+    /// `usr_…`
+    pub id: String,
+    pub email: String,
+    #[schema(value_type = Role)]
+    pub role: String,
+    /// A Merchant user's merchant (and a Staff user's one merchant).
+    pub merchant_id: Option<String>,
+    /// A Staff user's merchants, or a Merchant user's own.
+    pub merchant_ids: Vec<String>,
+    /// Administrators true, Merchant users false; Staff: sees every merchant.
+    pub all_merchants: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// A new user.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct UserInput {
+    email: String,
+    /// Write-only.
+    password: String,
+    role: Role,
+    merchant_id: Option<String>,
+    merchant_ids: Option<Vec<String>>,
+    /// Staff only; `true` with a non-empty `merchant_ids` → 422.
+    all_merchants: Option<bool>,
+}
+
+/// What may change of a user (omitted: unchanged; the merchants are
+/// replaced as a whole when either field is given). Other fields → 422.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct UserPatch {
+    role: Option<Role>,
+    merchant_id: Option<String>,
+    merchant_ids: Option<Vec<String>>,
+    all_merchants: Option<bool>,
+}
+
+/// One of the caller's API tokens (never its value).
+#[derive(Serialize, ToSchema)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    /// The token's first characters, to tell tokens apart.
+    pub prefix: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// A new token: `token` is shown in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct NewToken {
+    #[serde(flatten)]
+    pub token: Token,
+    /// Send as `Authorization: Bearer <token>`.
+    #[serde(rename = "token")]
+    pub value: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TokenInput {
+    name: Option<String>,
+    /// 1–3650; left out: never expires.
+    #[schema(minimum = 1, maximum = 3650)]
+    expires_in_days: Option<i64>,
+}
