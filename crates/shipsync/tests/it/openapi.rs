@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use shipsync::harness::{Harness, Options};
 use shipsync_sandbox_deposco::Shape;
+use shipsync_testkit::{Harness, Options, TestDb};
 
 use crate::orders::{enable_sales_orders, paid_order, run_orders};
 use crate::support::{SETTLE, user_and_token};
@@ -106,7 +106,7 @@ async fn routed_methods(h: &Harness, path: &str) -> BTreeSet<String> {
 /// of the contract that the server takes is documented.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_lists_every_route() {
-    let db = crate::support::TestDb::sqlite();
+    let db = TestDb::sqlite().expect("test database");
     let h = Harness::start(Options::new(db.url.clone())).await.unwrap();
     let doc = document(&h).await;
     let documented = operations(&doc);
@@ -164,7 +164,7 @@ async fn document_lists_every_route() {
     }
     eprintln!("contract routes not served yet: {not_served:?}");
     h.shutdown().await;
-    db.cleanup().await;
+    drop(db);
 }
 
 /// Validates answers against the document's schemas (JSON Schema 2020-12,
