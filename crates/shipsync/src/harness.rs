@@ -362,7 +362,7 @@ impl Harness {
         let mut key = [0u8; 32];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut key);
         let settings = Settings {
-            database_url: opts.database_url.clone(),
+            database_url: opts.database_url.clone().into(),
             listen: "127.0.0.1:0".into(),
             public_url: "http://127.0.0.1:0".into(),
             webhook_max_bytes: opts.webhook_max_bytes,
@@ -374,16 +374,29 @@ impl Harness {
             idle_timeout: opts.idle_timeout,
             body_timeout: opts.body_timeout,
             log_format: LogFormat::Json,
-            admin_token: Some(token.clone()),
-            secret_key: Some(opts.secret_key.clone().unwrap_or_else(|| {
-                key_of_database(&opts.database_url, || {
-                    key.iter().map(|b| format!("{b:02x}")).collect()
-                })
-            })),
+            log_filter: None,
+            admin_token: Some(token.clone().into()),
+            secret_key: Some(
+                opts.secret_key
+                    .clone()
+                    .unwrap_or_else(|| {
+                        key_of_database(&opts.database_url, || {
+                            key.iter().map(|b| format!("{b:02x}")).collect()
+                        })
+                    })
+                    .into(),
+            ),
             // The sandboxes listen on loopback; a test may turn it off and
             // restart the server (`settings` is public).
             allow_private_targets: true,
             storage: crate::config::Storage::default(),
+            // What the engine below runs with.
+            jobs: crate::config::Jobs {
+                lease: opts.engine.lease,
+                http_timeout: opts.engine.http_timeout,
+                unknown_outcome_margin: opts.engine.unknown_outcome_margin,
+                backoff_max: opts.engine.backoff_max,
+            },
         };
         let running = server::start(&settings, opts.engine.clone()).await?;
         let mut h = Self {

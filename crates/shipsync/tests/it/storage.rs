@@ -225,7 +225,11 @@ async fn webhook_id_counts_only_when_standard_signed(db_url: String) {
     )
     .await;
     assert_eq!(again.json().unwrap()["status"], "duplicate");
-    let key = h.settings.secret_key.clone();
+    let key = h
+        .settings
+        .secret_key
+        .as_ref()
+        .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned());
     h.shutdown().await;
 
     // Signed with X-Deposco-Signature, which does not cover webhook-id: the
