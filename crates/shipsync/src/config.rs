@@ -137,7 +137,12 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        let engine = shipsync_engine::EngineConfig::default();
+        Self::from(&shipsync_engine::EngineConfig::default())
+    }
+}
+
+impl From<&shipsync_engine::EngineConfig> for Storage {
+    fn from(engine: &shipsync_engine::EngineConfig) -> Self {
         Self {
             retention: engine.retention,
             refused_record_per_minute: engine.refused_record_per_minute,
@@ -216,7 +221,12 @@ pub struct Jobs {
 
 impl Default for Jobs {
     fn default() -> Self {
-        let engine = shipsync_engine::EngineConfig::default();
+        Self::from(&shipsync_engine::EngineConfig::default())
+    }
+}
+
+impl From<&shipsync_engine::EngineConfig> for Jobs {
+    fn from(engine: &shipsync_engine::EngineConfig) -> Self {
         Self {
             lease: engine.lease,
             http_timeout: engine.http_timeout,

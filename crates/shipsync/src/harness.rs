@@ -391,12 +391,7 @@ impl Harness {
             allow_private_targets: true,
             storage: crate::config::Storage::default(),
             // What the engine below runs with.
-            jobs: crate::config::Jobs {
-                lease: opts.engine.lease,
-                http_timeout: opts.engine.http_timeout,
-                unknown_outcome_margin: opts.engine.unknown_outcome_margin,
-                backoff_max: opts.engine.backoff_max,
-            },
+            jobs: crate::config::Jobs::from(&opts.engine),
         };
         let running = server::start(&settings, opts.engine.clone()).await?;
         let mut h = Self {

@@ -7,8 +7,7 @@
 //! `pull_shipments`, `pull_orders`, `push_order`, `store_call` (operation,
 //! connection, shop) and `warehouse_call` (method, path, business_unit). A
 //! JSON line lists them all under `spans`, outermost first, so one
-//! shipment's path can be followed with e.g.
-//! `jq 'select(any(.spans[]?; .shipment_number == "S-1"))'`.
+//! shipment's path can be followed (README, Operations).
 
 use tracing::Dispatch;
 use tracing_subscriber::EnvFilter;
