@@ -4,7 +4,7 @@
 /// Ids a list field names; one delivery may hold thousands of shipments.
 const MAX_LISTED: usize = 10;
 
-/// Ids as one span field, `a,b,c`; past [`MAX_LISTED`] the rest are counted
+/// Ids as one span field, `a,b,c`; past the first ten the rest are counted
 /// (`a,…,j,+5`).
 pub fn list_field<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::new();
