@@ -12,6 +12,7 @@ mod retention;
 pub mod runs;
 pub mod secrets;
 mod shutdown;
+pub mod spans;
 mod stores;
 pub mod tokens;
 pub mod users;

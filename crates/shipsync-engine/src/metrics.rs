@@ -1,10 +1,13 @@
-//! Prometheus metrics: ingest counts, processing outcomes, ship-to-store latency.
+//! Prometheus metrics: ingest counts, processing outcomes, ship-to-store
+//! latency, webhook requests in flight. Every metric is registered here;
+//! `/metrics` is this registry's text.
 
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -37,6 +40,7 @@ struct Inner {
     retention: Family<RetentionLabels, Counter>,
     jobs: Family<JobLabels, Counter>,
     ship_to_store: Histogram,
+    webhooks_in_flight: Gauge,
     latencies: Mutex<Vec<f64>>,
 }
 
@@ -84,6 +88,14 @@ impl Metrics {
             "Shipment received until the store acknowledged all of it",
             ship_to_store.clone(),
         );
+        // Set from the web layer's count when scraped
+        // ([`Metrics::set_webhooks_in_flight`]).
+        let webhooks_in_flight = Gauge::default();
+        registry.register(
+            "webhooks_in_flight",
+            "Webhook requests being handled now.",
+            webhooks_in_flight.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -93,6 +105,7 @@ impl Metrics {
                 retention,
                 jobs,
                 ship_to_store,
+                webhooks_in_flight,
                 latencies: Mutex::new(Vec::new()),
             }),
         }
@@ -159,6 +172,14 @@ impl Metrics {
         l.sort_by(f64::total_cmp);
         let pick = |q: f64| l[((l.len() as f64 - 1.0) * q).round() as usize];
         Some((pick(0.5), pick(0.99), l.len()))
+    }
+
+    /// Webhook requests being handled now (the web layer counts them; it
+    /// sets the gauge before each scrape).
+    pub fn set_webhooks_in_flight(&self, n: usize) {
+        self.inner
+            .webhooks_in_flight
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn encode(&self) -> String {

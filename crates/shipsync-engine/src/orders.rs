@@ -20,6 +20,7 @@ use shipsync_db::rows::{self, ConnectionRow};
 use shipsync_db::{jobs, new_id, now_micros};
 use shipsync_deposco::api::DeposcoError;
 use shipsync_shopify::{ShippingAddress, StoreOrder, StoreOrderForWarehouse};
+use tracing::field::Empty;
 
 use crate::Engine;
 use crate::pipeline::EngineError;
@@ -290,6 +291,11 @@ impl Engine {
     /// each new one with its push job, and move the cursor when the whole
     /// pull succeeded. The page reached is saved after each page, so a crash
     /// resumes there.
+    #[tracing::instrument(
+        name = "pull_orders",
+        skip_all,
+        fields(run = %run_id, connection = Empty, channel = Empty, merchant = Empty)
+    )]
     pub async fn pull_orders(
         &self,
         run_id: &str,
@@ -297,6 +303,9 @@ impl Engine {
     ) -> Result<RunCounts, EngineError> {
         let db = self.db();
         let mut run = db.get_run(run_id).await?.ok_or(EngineError::NotFound)?;
+        let span = tracing::Span::current();
+        span.record("connection", run.connection_id.as_str());
+        span.record("channel", run.channel.as_str());
         let mut counts: RunCounts = serde_json::from_str(&run.counts_json).unwrap_or_default();
         if run.status == "succeeded" || run.status == "failed" {
             return Ok(counts);
@@ -317,6 +326,7 @@ impl Engine {
                     .unwrap_or("the store refused its credentials")
             )));
         }
+        span.record("merchant", connection.merchant_id.as_str());
         let (client, _) = self.inner.stores.client(&connection, self.secrets())?;
         self.start_run(&mut run, None).await?;
         // Shopify compares to the second: round down, and search with `>=`.
@@ -482,11 +492,19 @@ impl Engine {
     }
 
     /// Job `push_order`: create the order in Deposco, once.
+    #[tracing::instrument(
+        name = "push_order",
+        skip_all,
+        fields(order = %order_id, order_name = Empty, connection = Empty, merchant = Empty)
+    )]
     pub async fn push_order(&self, order_id: &str) -> Result<(), EngineError> {
         let db = self.db();
         let Some(mut o) = db.get_order_record(order_id).await? else {
             return Ok(());
         };
+        let span = tracing::Span::current();
+        span.record("order_name", o.name.as_str());
+        span.record("connection", o.connection_id.as_str());
         if o.status != "queued" || o.warehouse_id.is_some() {
             // Sent already, waiting for a person, or archived.
             return Ok(());
@@ -514,6 +532,7 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::Permanent("the merchant of this order was deleted".into())
             })?;
+        span.record("merchant", merchant.id.as_str());
         let store: StoreOrderForWarehouse = o
             .store_json
             .as_deref()

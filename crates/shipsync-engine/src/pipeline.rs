@@ -10,8 +10,10 @@ use shipsync_core::{ShipmentVersion, WarehouseStatus, tracking};
 use shipsync_db::rows::{self, ConnectionRow, ShipmentRow, StoreFulfillmentRow, VersionRow};
 use shipsync_db::{DbError, jobs, new_id, now_micros};
 use shipsync_shopify::{FulfillmentRequest, ShopifyError, StoreOrder, Tracking};
+use tracing::field::Empty;
 
 use crate::Engine;
+use crate::spans::list_field;
 use crate::tokens::RECONNECT_NEEDED;
 
 #[derive(Debug, thiserror::Error)]
@@ -357,11 +359,18 @@ impl Engine {
     }
 
     /// Job `process_event`: parse a stored delivery and merge what it holds.
+    #[tracing::instrument(
+        name = "process_event",
+        skip_all,
+        fields(event = %event_id, merchant = Empty, shipment_number = Empty, shipment = Empty)
+    )]
     pub(crate) async fn process_event(&self, event_id: &str) -> Result<(), EngineError> {
         let db = self.db();
         let Some(event) = db.get_event(event_id).await? else {
             return Ok(());
         };
+        let span = tracing::Span::current();
+        span.record("merchant", event.merchant_id.as_str());
         let body = event.body.clone().unwrap_or_default();
         let signed = event.verified == 1;
         match shipsync_deposco::parse_webhook(&body) {
@@ -370,6 +379,10 @@ impl Engine {
                     .into_iter()
                     .map(|v| with_trusted_tracking(v, signed))
                     .collect();
+                span.record(
+                    "shipment_number",
+                    list_field(versions.iter().map(|v| v.number.as_str())),
+                );
                 // The merges and the event's result in one transaction.
                 let mut tx = db.begin().await?;
                 let mut ids = Vec::new();
@@ -386,6 +399,7 @@ impl Engine {
                     changed |= outcome != MergeOutcome::Unchanged;
                     ids.push(id);
                 }
+                span.record("shipment", list_field(ids.iter().map(String::as_str)));
                 rows::set_event_result(
                     &mut *tx,
                     event_id,
@@ -398,6 +412,7 @@ impl Engine {
                 for v in &versions {
                     self.save_recipes_seen(&event.merchant_id, v).await?;
                 }
+                tracing::debug!(shipments = ids.len(), changed, "event merged");
                 if changed {
                     self.wake();
                 }
@@ -615,6 +630,17 @@ impl Engine {
     /// Job `sync_shipment`: bring the store up to date for one shipment.
     /// When the store refused the connection's credentials meanwhile, the
     /// shipment waits for the reconnection instead of failing.
+    #[tracing::instrument(
+        name = "sync_shipment",
+        skip_all,
+        fields(
+            shipment = %shipment_id,
+            shipment_number = Empty,
+            merchant = Empty,
+            connection = Empty,
+            order = Empty,
+        )
+    )]
     pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
         match self.sync_shipment_once(shipment_id).await {
             Err(EngineError::Permanent(message)) => {
@@ -655,6 +681,9 @@ impl Engine {
         let Some(mut s) = db.get_shipment(shipment_id).await? else {
             return Ok(());
         };
+        let span = tracing::Span::current();
+        span.record("shipment_number", s.number.as_str());
+        span.record("merchant", s.merchant_id.as_str());
         if s.status == "archived" {
             return Ok(());
         }
@@ -735,6 +764,8 @@ impl Engine {
                 "shipment without order after matching".into(),
             ));
         };
+        span.record("connection", connection_id.as_str());
+        span.record("order", order_id.as_str());
         let connection = db.get_connection(&connection_id).await?.ok_or_else(|| {
             EngineError::Permanent(format!(
                 "connection {connection_id} was deleted; reset this shipment"

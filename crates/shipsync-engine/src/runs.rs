@@ -13,6 +13,9 @@ use shipsync_db::now_micros;
 use shipsync_db::rows::{self, QueueRun, RunRow};
 use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError, ShipmentPage};
 
+use tracing::Instrument;
+use tracing::field::Empty;
+
 use crate::Engine;
 use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL, with_trusted_tracking};
 
@@ -29,9 +32,10 @@ struct Prefetch(tokio::task::JoinHandle<Result<ShipmentPage, DeposcoError>>);
 impl Prefetch {
     fn start(client: &DeposcoClient, since: jiff::Timestamp, href: String) -> Self {
         let client = client.clone();
-        Self(tokio::spawn(async move {
-            client.shipments_page(since, Some(&href)).await
-        }))
+        // In the pull's span, like the pages it reads itself.
+        Self(tokio::spawn(
+            async move { client.shipments_page(since, Some(&href)).await }.in_current_span(),
+        ))
     }
 
     async fn page(mut self) -> Result<ShipmentPage, EngineError> {
@@ -269,6 +273,11 @@ impl Engine {
     /// cursor (minus an overlap) page by page, merge each like a webhook
     /// would, and move the cursor when the whole pull succeeded. The page
     /// reached is saved after each page, so a crash resumes there.
+    #[tracing::instrument(
+        name = "pull_shipments",
+        skip_all,
+        fields(run = %run_id, connection = Empty, channel = Empty, merchant = Empty)
+    )]
     pub async fn pull_shipments(
         &self,
         run_id: &str,
@@ -277,6 +286,9 @@ impl Engine {
     ) -> Result<RunCounts, EngineError> {
         let db = self.db();
         let mut run = db.get_run(run_id).await?.ok_or(EngineError::NotFound)?;
+        let span = tracing::Span::current();
+        span.record("connection", run.connection_id.as_str());
+        span.record("channel", run.channel.as_str());
         let mut counts: RunCounts = serde_json::from_str(&run.counts_json).unwrap_or_default();
         if run.status == "succeeded" || run.status == "failed" {
             return Ok(counts);
@@ -291,6 +303,7 @@ impl Engine {
             .get_merchant(&connection.merchant_id)
             .await?
             .ok_or_else(|| EngineError::Permanent("the merchant of this run was deleted".into()))?;
+        span.record("merchant", merchant.id.as_str());
         let client = self.deposco_client(&merchant)?;
         self.start_run(&mut run, since_override).await?;
         let since = run.since_at.unwrap_or(0);
@@ -372,7 +385,7 @@ impl Engine {
                 Err(e @ EngineError::Db(_)) => return Err(e),
                 Err(e) => {
                     counts.failed += 1;
-                    tracing::warn!(shipment = %pulled.version.number, error = %e, "pulled shipment not merged");
+                    tracing::warn!(shipment_number = %pulled.version.number, error = %e, "pulled shipment not merged");
                 }
             }
         }

@@ -160,6 +160,7 @@ impl Stores {
         )
         .map_err(|e| EngineError::Permanent(format!("connection {}: {e}", c.id)))?
         .with_tokens(Arc::new(tokens))
+        .with_connection(&c.id)
         .with_timeouts(Timeouts {
             total: self.timeout,
             ..Timeouts::default()

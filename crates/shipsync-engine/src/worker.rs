@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 use shipsync_db::now_micros;
+use tracing::Instrument;
 
 use crate::Engine;
 use crate::pipeline::EngineError;
@@ -127,65 +128,102 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         // the next if it finds one too).
         engine.inner.wake.notify_one();
         for job in jobs {
-            if let Some(slot) = engine.inner.mutations.get(index) {
-                slot.store(0, Ordering::Release);
+            let span = job_span(&job);
+            run_one(&engine, index, &owner, lease, job)
+                .instrument(span)
+                .await;
+        }
+    }
+}
+
+/// The span of one run of a job: its id, kind and attempt, and the
+/// shipment, event, run or order its payload names, so that every line the
+/// run writes (store and warehouse calls included) can be traced back.
+fn job_span(job: &shipsync_db::jobs::Job) -> tracing::Span {
+    let p: serde_json::Value = serde_json::from_str(&job.payload).unwrap_or_default();
+    let id = |k: &str| p.get(k).and_then(serde_json::Value::as_str);
+    tracing::info_span!(
+        "job",
+        job = %job.id,
+        kind = %job.kind,
+        attempt = job.attempts + 1,
+        shipment = id("shipment_id"),
+        event = id("event_id"),
+        run = id("run_id"),
+        order = id("order_id"),
+    )
+}
+
+/// Runs one claimed job and records how it went.
+async fn run_one(
+    engine: &Engine,
+    index: usize,
+    owner: &str,
+    lease: i64,
+    job: shipsync_db::jobs::Job,
+) {
+    if let Some(slot) = engine.inner.mutations.get(index) {
+        slot.store(0, Ordering::Release);
+    }
+    let started = std::time::Instant::now();
+    let result = match WORKER
+        .scope(index, run_leased(engine, &job, owner, lease))
+        .await
+    {
+        Ran::Done(r) => r,
+        Ran::LeaseLost => return,
+    };
+    let db = engine.db();
+    match result {
+        Ok(()) => {
+            engine.metrics().job(&job.kind, "ok");
+            tracing::debug!(
+                result = "ok",
+                ms = started.elapsed().as_millis(),
+                "job done"
+            );
+            if let Err(e) = db.complete_job(&job.id, owner).await {
+                tracing::warn!(error = %e, job = %job.id, "could not complete job");
             }
-            let result = match WORKER
-                .scope(index, run_leased(&engine, &job, &owner, lease))
-                .await
-            {
-                Ran::Done(r) => r,
-                Ran::LeaseLost => continue,
+        }
+        Err(EngineError::Deferred { message, after }) => {
+            engine.metrics().job(&job.kind, "deferred");
+            tracing::debug!(job = %job.id, "deferred: {message}");
+            // Never sooner than asked; spread so that jobs put back
+            // together do not all come back at once.
+            let after = after.mul_f64(rand::rng().random_range(1.0..1.3));
+            let at = now_micros() + i64::try_from(after.as_micros()).unwrap_or(1_000_000);
+            if let Err(e) = db.defer_job(&job.id, owner, at).await {
+                tracing::warn!(error = %e, job = %job.id, "could not defer job");
+            }
+        }
+        Err(e) => {
+            let (message, after, permanent) = match &e {
+                EngineError::Retry { message, after } => (message.clone(), *after, false),
+                EngineError::Db(d) if d.is_unavailable() => (e.to_string(), None, false),
+                EngineError::Permanent(m) => (m.clone(), None, true),
+                other => (other.to_string(), None, false),
             };
-            let db = engine.db();
-            match result {
-                Ok(()) => {
-                    engine.metrics().job(&job.kind, "ok");
-                    if let Err(e) = db.complete_job(&job.id, &owner).await {
-                        tracing::warn!(error = %e, job = %job.id, "could not complete job");
-                    }
-                }
-                Err(EngineError::Deferred { message, after }) => {
-                    engine.metrics().job(&job.kind, "deferred");
-                    tracing::debug!(job = %job.id, "deferred: {message}");
-                    // Never sooner than asked; spread so that jobs put back
-                    // together do not all come back at once.
-                    let after = after.mul_f64(rand::rng().random_range(1.0..1.3));
-                    let at = now_micros() + i64::try_from(after.as_micros()).unwrap_or(1_000_000);
-                    if let Err(e) = db.defer_job(&job.id, &owner, at).await {
-                        tracing::warn!(error = %e, job = %job.id, "could not defer job");
-                    }
-                }
-                Err(e) => {
-                    let (message, after, permanent) = match &e {
-                        EngineError::Retry { message, after } => (message.clone(), *after, false),
-                        EngineError::Db(d) if d.is_unavailable() => (e.to_string(), None, false),
-                        EngineError::Permanent(m) => (m.clone(), None, true),
-                        other => (other.to_string(), None, false),
-                    };
-                    let give_up = permanent || job.attempts + 1 >= engine.config().max_attempts;
-                    engine
-                        .metrics()
-                        .job(&job.kind, if give_up { "failed" } else { "retry" });
-                    tracing::info!(job = %job.id, kind = %job.kind, attempts = job.attempts + 1, give_up, "job failed: {message}");
-                    let _ = engine
-                        .job_failed(&job.kind, &job.payload, &message, give_up, job.attempts + 1)
-                        .await;
-                    let r = if give_up {
-                        // Done with this job, unless it was enqueued again
-                        // while it ran (a newer version of its shipment):
-                        // then it runs again at once, on what is new.
-                        db.complete_job(&job.id, &owner).await
-                    } else {
-                        let delay = backoff(engine.config(), job.attempts, after);
-                        let at =
-                            now_micros() + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
-                        db.retry_job(&job.id, &owner, at, &message).await
-                    };
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, job = %job.id, "could not record job failure");
-                    }
-                }
+            let give_up = permanent || job.attempts + 1 >= engine.config().max_attempts;
+            engine
+                .metrics()
+                .job(&job.kind, if give_up { "failed" } else { "retry" });
+            tracing::info!(job = %job.id, kind = %job.kind, attempts = job.attempts + 1, give_up, "job failed: {message}");
+            let _ = engine
+                .job_failed(&job.kind, &job.payload, &message, give_up, job.attempts + 1)
+                .await;
+            let r = if give_up {
+                // Done with this job, unless it was enqueued again
+                // while it ran (a newer version of its shipment):
+                // then it runs again at once, on what is new.
+                db.complete_job(&job.id, owner).await
+            } else {
+                let delay = backoff(engine.config(), job.attempts, after);
+                let at = now_micros() + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
+                db.retry_job(&job.id, owner, at, &message).await
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, job = %job.id, "could not record job failure");
             }
         }
     }

@@ -89,12 +89,16 @@ pub struct ShopifyClient {
     pub(crate) token: Tokens,
     pub(crate) timeouts: Timeouts,
     pub(crate) budget: Arc<Budget>,
+    /// The caller's name for this store (its connection id), shown in the
+    /// span of each call.
+    pub(crate) connection: Option<Arc<str>>,
 }
 
 impl fmt::Debug for ShopifyClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShopifyClient")
             .field("endpoint", &self.endpoint.as_str())
+            .field("connection", &self.connection)
             .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
     }
@@ -130,6 +134,7 @@ impl ShopifyClient {
             token: Tokens::Fixed(access_token),
             timeouts: Timeouts::default(),
             budget: Arc::default(),
+            connection: None,
         })
     }
 
@@ -168,6 +173,14 @@ impl ShopifyClient {
     #[must_use]
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// Names the store in the logs by its connection (`connection` in the
+    /// span of each call).
+    #[must_use]
+    pub fn with_connection(mut self, connection: &str) -> Self {
+        self.connection = Some(connection.into());
         self
     }
 

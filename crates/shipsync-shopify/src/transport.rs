@@ -105,6 +105,16 @@ impl ShopifyClient {
         }
     }
 
+    /// One call, in a `store_call` span (operation, connection, shop).
+    #[tracing::instrument(
+        name = "store_call",
+        skip_all,
+        fields(
+            operation = op,
+            connection = self.connection.as_deref(),
+            shop = self.endpoint.host_str(),
+        )
+    )]
     async fn execute_once<T: DeserializeOwned>(
         &self,
         op: &'static str,

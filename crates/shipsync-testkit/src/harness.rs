@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use shipsync::demo::world::{Options, World, random_secret_key};
 use shipsync_sandbox_shopify::{CreatedOrder, OrderSpec};
@@ -50,7 +51,8 @@ impl Harness {
     /// process's harnesses already gave the database, else a new one.
     pub async fn start(mut opts: Options) -> Result<Self> {
         if opts.settings.secret_key.is_none() {
-            opts.settings.secret_key = Some(key_of_database(&opts.settings.database_url));
+            opts.settings.secret_key =
+                Some(key_of_database(opts.settings.database_url.expose_secret()).into());
         }
         Ok(Self {
             world: World::start(opts).await?,

@@ -24,7 +24,7 @@ pub use error::ApiError;
 pub use webhook::WEBHOOK_MAX_IN_FLIGHT;
 
 /// Settings the HTTP layer needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebConfig {
     /// Base URL used in the webhook URLs shown to users.
     pub public_url: String,
@@ -39,6 +39,27 @@ pub struct WebConfig {
     /// Reverse proxies whose `X-Forwarded-For` names the client
     /// (`SHIPSYNC_TRUSTED_PROXIES`, [`client`]).
     pub trusted_proxies: client::TrustedProxies,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            public_url,
+            webhook_max_bytes,
+            webhook_max_in_flight,
+            admin_token,
+            body_timeout,
+            trusted_proxies,
+        } = self;
+        f.debug_struct("WebConfig")
+            .field("public_url", public_url)
+            .field("webhook_max_bytes", webhook_max_bytes)
+            .field("webhook_max_in_flight", webhook_max_in_flight)
+            .field("admin_token", &admin_token.as_ref().map(|_| "[REDACTED]"))
+            .field("body_timeout", body_timeout)
+            .field("trusted_proxies", trusted_proxies)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -127,20 +148,13 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<AppState>, in_flight: webhook::InFlight) -> impl IntoResponse {
-    let mut text = s.engine.metrics().encode();
-    let gauge = format!(
-        "# HELP shipsync_webhooks_in_flight Webhook requests being handled now.\n# TYPE shipsync_webhooks_in_flight gauge\nshipsync_webhooks_in_flight {}\n",
-        in_flight.current()
-    );
-    match text.rfind("# EOF") {
-        Some(i) => text.insert_str(i, &gauge),
-        None => text.push_str(&gauge),
-    }
+    let metrics = s.engine.metrics();
+    metrics.set_webhooks_in_flight(in_flight.current());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        text,
+        metrics.encode(),
     )
 }

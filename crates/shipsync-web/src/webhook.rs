@@ -13,8 +13,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use shipsync_deposco::signature;
+use shipsync_engine::spans::list_field;
 use shipsync_engine::{Delivery, IngestError, Outcome, Stored};
 use tokio::sync::Semaphore;
+use tracing::field::Empty;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -146,17 +148,39 @@ fn now_unix() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// The webhook endpoint. Its span names the merchant, the event stored and
+/// the shipments the body holds (never the key, headers or body).
+#[tracing::instrument(
+    name = "webhook",
+    skip_all,
+    fields(merchant = Empty, event = Empty, shipment_number = Empty)
+)]
 pub async fn receive(
+    state: State<AppState>,
+    key: Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let response = handle(state, key, headers, body).await;
+    tracing::debug!(status = response.status().as_u16(), "webhook answered");
+    response
+}
+
+async fn handle(
     State(s): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let engine = &s.engine;
+    let span = tracing::Span::current();
     // 1. The key: unknown and disabled answer the same 404.
     let hash = shipsync_engine::secrets::hash_token(&key);
     let merchant = match engine.db().merchant_by_key_hash(&hash).await {
-        Ok(Some(m)) if m.webhooks_enabled == 1 => m,
+        Ok(Some(m)) if m.webhooks_enabled == 1 => {
+            span.record("merchant", m.id.as_str());
+            m
+        }
         Ok(_) => {
             return ApiError::new(StatusCode::NOT_FOUND, "not_found", "unknown webhook URL")
                 .into_response();
@@ -259,7 +283,13 @@ pub async fn receive(
     // 4. Parse: not JSON/XML → 400 (recorded with the body); well-formed but
     //    not understood → stored as needs_attention.
     let (outcome, detail) = match shipsync_deposco::parse_webhook(&bytes) {
-        Ok(_) => (Outcome::Accepted, None),
+        Ok(versions) => {
+            span.record(
+                "shipment_number",
+                list_field(versions.iter().map(|v| v.number.as_str())),
+            );
+            (Outcome::Accepted, None)
+        }
         Err(shipsync_deposco::ParseError::NotJsonOrXml(m)) => {
             let mut d = refused(Outcome::Rejected, size, m.clone());
             d.body = Some(bytes.to_vec());
@@ -287,16 +317,22 @@ pub async fn receive(
         detail,
     };
     match engine.ingest().submit(delivery).await {
-        Ok(Stored::Repeat { event_id }) => (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"status": "duplicate", "event_id": event_id})),
-        )
-            .into_response(),
-        Ok(Stored::New { event_id }) => (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"status": outcome.as_str(), "event_id": event_id})),
-        )
-            .into_response(),
+        Ok(Stored::Repeat { event_id }) => {
+            span.record("event", event_id.as_str());
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"status": "duplicate", "event_id": event_id})),
+            )
+                .into_response()
+        }
+        Ok(Stored::New { event_id }) => {
+            span.record("event", event_id.as_str());
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"status": outcome.as_str(), "event_id": event_id})),
+            )
+                .into_response()
+        }
         Err(IngestError::Full) => saturated(),
         Err(IngestError::Unavailable(m)) => ApiError::unavailable(format!(
             "cannot store the delivery now ({m}); retry shortly"

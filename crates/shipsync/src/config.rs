@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Values given on the command line (None = not given).
@@ -38,13 +39,13 @@ pub struct Flags {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    database_url: Option<String>,
+    database_url: Option<SecretString>,
     listen: Option<String>,
     public_url: Option<String>,
     webhook_max_bytes: Option<usize>,
     log_format: Option<String>,
-    admin_token: Option<String>,
-    secret_key: Option<String>,
+    admin_token: Option<SecretString>,
+    secret_key: Option<SecretString>,
     allow_private_targets: Option<bool>,
     // Storage and retention (issue 11 § 6).
     retain_event_bodies_days: Option<u32>,
@@ -56,6 +57,11 @@ struct FileConfig {
     body_timeout_secs: Option<u64>,
     max_connections_per_client: Option<usize>,
     trusted_proxies: Option<ProxyList>,
+    // Hidden (see [`Jobs`]).
+    job_lease_secs: Option<u64>,
+    http_timeout_secs: Option<u64>,
+    unknown_outcome_margin_secs: Option<u64>,
+    backoff_max_secs: Option<u64>,
 }
 
 /// `trusted_proxies` in the config file: the environment's comma-separated
@@ -73,9 +79,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Every setting of shipsync, resolved once: flag > environment > config
+/// file > default. Secrets are [`SecretString`]s, and `Debug` shows neither
+/// them nor the database password.
 #[derive(Clone)]
 pub struct Settings {
-    pub database_url: String,
+    /// `SHIPSYNC_DATABASE_URL`: secret as a whole, since a PostgreSQL URL may
+    /// carry a password (see [`Settings::database_url_redacted`]).
+    pub database_url: SecretString,
     pub listen: String,
     pub public_url: String,
     pub webhook_max_bytes: usize,
@@ -99,13 +110,19 @@ pub struct Settings {
     /// (`SHIPSYNC_BODY_TIMEOUT_SECS`).
     pub body_timeout: Duration,
     pub log_format: LogFormat,
-    pub admin_token: Option<String>,
-    pub secret_key: Option<String>,
+    /// `RUST_LOG`: which log lines are written (default `info,sqlx=warn`).
+    pub log_filter: Option<String>,
+    /// `SHIPSYNC_ADMIN_TOKEN`: always accepted as an administrator's token.
+    pub admin_token: Option<SecretString>,
+    /// `SHIPSYNC_SECRET_KEY`: the key that encrypts stored credentials.
+    pub secret_key: Option<SecretString>,
     /// `SHIPSYNC_ALLOW_PRIVATE_TARGETS`: outbound calls (and saved URLs) may
     /// reach non-public addresses.
     pub allow_private_targets: bool,
     /// What is kept, and for how long.
     pub storage: Storage,
+    /// How jobs run (hidden settings).
+    pub jobs: Jobs,
 }
 
 /// What is stored and kept (issue 11 § 6): `SHIPSYNC_RETAIN_EVENT_BODIES_DAYS`
@@ -120,7 +137,12 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        let engine = shipsync_engine::EngineConfig::default();
+        Self::from(&shipsync_engine::EngineConfig::default())
+    }
+}
+
+impl From<&shipsync_engine::EngineConfig> for Storage {
+    fn from(engine: &shipsync_engine::EngineConfig) -> Self {
         Self {
             retention: engine.retention,
             refused_record_per_minute: engine.refused_record_per_minute,
@@ -131,45 +153,34 @@ impl Default for Storage {
 impl Storage {
     fn resolve(env: &impl Fn(&str) -> Option<String>, file: &FileConfig) -> Result<Self> {
         let d = Self::default();
-        let number = |name: &str, from_file: Option<u32>, default: u32, min: u32| -> Result<u32> {
-            let n = match env(name) {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{name}={v:?} is not a whole number"))?,
-                None => from_file.unwrap_or(default),
-            };
-            if n < min {
-                bail!("{name} must be at least {min}");
-            }
-            Ok(n)
+        let days = |name: &str, from_file: Option<u32>, default: u32| {
+            whole(name, env, from_file, default, 1, Unit::None)
         };
         Ok(Self {
             retention: shipsync_engine::Retention {
-                event_bodies_days: number(
+                event_bodies_days: days(
                     "SHIPSYNC_RETAIN_EVENT_BODIES_DAYS",
                     file.retain_event_bodies_days,
                     d.retention.event_bodies_days,
-                    1,
                 )?,
-                activity_days: number(
+                activity_days: days(
                     "SHIPSYNC_RETAIN_ACTIVITY_DAYS",
                     file.retain_activity_days,
                     d.retention.activity_days,
-                    1,
                 )?,
-                refused_days: number(
+                refused_days: days(
                     "SHIPSYNC_RETAIN_REFUSED_DAYS",
                     file.retain_refused_days,
                     d.retention.refused_days,
-                    1,
                 )?,
             },
-            refused_record_per_minute: number(
+            refused_record_per_minute: whole(
                 "SHIPSYNC_REFUSED_RECORD_PER_MINUTE",
+                env,
                 file.refused_record_per_minute,
                 d.refused_record_per_minute,
                 0,
+                Unit::None,
             )?,
         })
     }
@@ -181,25 +192,133 @@ impl Storage {
     }
 }
 
+/// How jobs run. Hidden (not in `--help` or the README): the crash tests and
+/// the fault suite shorten them; production keeps the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jobs {
+    /// `SHIPSYNC_JOB_LEASE_SECS` (120): how long a claimed job stays leased
+    /// to its node before another node may take it over. On PostgreSQL a job
+    /// leased by a node that died (`kill -9`) runs again only once this lease
+    /// expires, so the crash tests set it short; on SQLite (one node) leases
+    /// are released at start-up anyway. Keep it well above the longest job
+    /// (store calls time out after 20 s each).
+    pub lease: Duration,
+    /// `SHIPSYNC_HTTP_TIMEOUT_SECS` (20): the timeout of each store and
+    /// warehouse call; the fault suite shortens it below the sandbox's stall
+    /// so that a timeout is a real timeout.
+    pub http_timeout: Duration,
+    /// `SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS` (30, may be 0): how long after
+    /// a store write could have ended its outcome may still show in the
+    /// store. A write whose outcome is unknown and that the store does not
+    /// show is kept (and its shipment waits) until its send time plus the
+    /// request timeout plus this margin.
+    pub unknown_outcome_margin: Duration,
+    /// `SHIPSYNC_BACKOFF_MAX_SECS` (600): the longest pause between two
+    /// attempts of a failing job; the fault suite shortens it so that a row
+    /// under 30 % store faults ends in minutes, not hours.
+    pub backoff_max: Duration,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self::from(&shipsync_engine::EngineConfig::default())
+    }
+}
+
+impl From<&shipsync_engine::EngineConfig> for Jobs {
+    fn from(engine: &shipsync_engine::EngineConfig) -> Self {
+        Self {
+            lease: engine.lease,
+            http_timeout: engine.http_timeout,
+            unknown_outcome_margin: engine.unknown_outcome_margin,
+            backoff_max: engine.backoff_max,
+        }
+    }
+}
+
+impl Jobs {
+    fn resolve(env: &impl Fn(&str) -> Option<String>, file: &FileConfig) -> Result<Self> {
+        let d = Self::default();
+        let secs = |name: &str, from_file: Option<u64>, default: Duration, min: u64| {
+            whole(name, env, from_file, default.as_secs(), min, Unit::Seconds)
+                .map(Duration::from_secs)
+        };
+        Ok(Self {
+            lease: secs("SHIPSYNC_JOB_LEASE_SECS", file.job_lease_secs, d.lease, 1)?,
+            http_timeout: secs(
+                "SHIPSYNC_HTTP_TIMEOUT_SECS",
+                file.http_timeout_secs,
+                d.http_timeout,
+                1,
+            )?,
+            unknown_outcome_margin: secs(
+                "SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS",
+                file.unknown_outcome_margin_secs,
+                d.unknown_outcome_margin,
+                0,
+            )?,
+            backoff_max: secs(
+                "SHIPSYNC_BACKOFF_MAX_SECS",
+                file.backoff_max_secs,
+                d.backoff_max,
+                1,
+            )?,
+        })
+    }
+
+    /// Puts these settings into an engine configuration.
+    pub fn apply(&self, engine: &mut shipsync_engine::EngineConfig) {
+        engine.lease = self.lease;
+        engine.http_timeout = self.http_timeout;
+        engine.unknown_outcome_margin = self.unknown_outcome_margin;
+        engine.backoff_max = self.backoff_max;
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be left out unseen.
+        let Self {
+            database_url: _,
+            listen,
+            public_url,
+            webhook_max_bytes,
+            webhook_max_in_flight,
+            max_connections,
+            max_connections_per_client,
+            trusted_proxies,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            log_format,
+            log_filter,
+            admin_token,
+            secret_key,
+            allow_private_targets,
+            storage,
+            jobs,
+        } = self;
         f.debug_struct("Settings")
-            .field("database_url", &self.database_url)
-            .field("listen", &self.listen)
-            .field("public_url", &self.public_url)
-            .field("webhook_max_bytes", &self.webhook_max_bytes)
-            .field("log_format", &self.log_format)
-            .field("allow_private_targets", &self.allow_private_targets)
-            .field("storage", &self.storage)
-            .field(
-                "max_connections_per_client",
-                &self.max_connections_per_client,
-            )
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("header_timeout", &self.header_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("body_timeout", &self.body_timeout)
-            .finish_non_exhaustive()
+            .field("database_url", &self.database_url_redacted())
+            .field("listen", listen)
+            .field("public_url", public_url)
+            .field("webhook_max_bytes", webhook_max_bytes)
+            .field("webhook_max_in_flight", webhook_max_in_flight)
+            .field("max_connections", max_connections)
+            .field("max_connections_per_client", max_connections_per_client)
+            .field("trusted_proxies", trusted_proxies)
+            .field("header_timeout", header_timeout)
+            .field("idle_timeout", idle_timeout)
+            .field("body_timeout", body_timeout)
+            .field("log_format", log_format)
+            .field("log_filter", log_filter)
+            // SecretString's Debug shows "[REDACTED]".
+            .field("admin_token", admin_token)
+            .field("secret_key", secret_key)
+            .field("allow_private_targets", allow_private_targets)
+            .field("storage", storage)
+            .field("jobs", jobs)
+            .finish()
     }
 }
 
@@ -207,25 +326,64 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// A whole number of seconds (at least 1) from the environment, the config
-/// file (the same name in lower case without `SHIPSYNC_`) or `default`.
+/// `RUST_LOG`, for commands that write logs only when it is set (`demo`,
+/// `sync`); [`Settings::log_filter`] holds it for the others.
+pub fn log_filter_from_env() -> Option<String> {
+    env("RUST_LOG")
+}
+
+/// What a number counts, for messages.
+#[derive(Clone, Copy)]
+enum Unit {
+    None,
+    Seconds,
+    Connections,
+}
+
+/// A whole number from the environment, the config file (the same name in
+/// lower case without `SHIPSYNC_`) or `default`; at least `min`.
+fn whole<T>(
+    name: &str,
+    env: impl Fn(&str) -> Option<String>,
+    file: Option<T>,
+    default: T,
+    min: T,
+    unit: Unit,
+) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let n = match env(name) {
+        Some(v) => v.trim().parse().with_context(|| {
+            let what = match unit {
+                Unit::None => "a whole number",
+                Unit::Seconds => "a whole number of seconds",
+                Unit::Connections => "a number of connections",
+            };
+            format!("{name}={v:?} is not {what}")
+        })?,
+        None => file.unwrap_or(default),
+    };
+    if n < min {
+        // Settings in seconds have a minimum of 0 or 1: only 1 gets here.
+        let unit = match unit {
+            Unit::Seconds => " second",
+            Unit::None | Unit::Connections => "",
+        };
+        bail!("{name} must be at least {min}{unit}");
+    }
+    Ok(n)
+}
+
+/// A whole number of seconds (at least 1), as [`whole`].
 fn seconds(
     name: &str,
     env: impl Fn(&str) -> Option<String>,
     file: Option<u64>,
     default: u64,
 ) -> Result<Duration> {
-    let secs = match env(name) {
-        Some(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a whole number of seconds"))?,
-        None => file.unwrap_or(default),
-    };
-    if secs == 0 {
-        bail!("{name} must be at least 1 second");
-    }
-    Ok(Duration::from_secs(secs))
+    whole(name, env, file, default, 1, Unit::Seconds).map(Duration::from_secs)
 }
 
 impl Settings {
@@ -244,10 +402,12 @@ impl Settings {
             None => FileConfig::default(),
         };
         let storage = Storage::resolve(&env, &file)?;
+        let jobs = Jobs::resolve(&env, &file)?;
         let database_url = flags
             .database_url
             .clone()
             .or_else(|| env("SHIPSYNC_DATABASE_URL"))
+            .map(SecretString::from)
             .or(file.database_url)
             .unwrap_or_else(|| "sqlite://shipsync.db".into());
         let listen = flags
@@ -320,17 +480,14 @@ impl Settings {
             file.body_timeout_secs,
             30,
         )?;
-        let max_connections_per_client = match env("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT") {
-            Some(v) => v.trim().parse().with_context(|| {
-                format!("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT={v:?} is not a number of connections")
-            })?,
-            None => file
-                .max_connections_per_client
-                .unwrap_or(crate::listener::MAX_CONNECTIONS_PER_CLIENT),
-        };
-        if max_connections_per_client == 0 {
-            bail!("SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT must be at least 1");
-        }
+        let max_connections_per_client = whole(
+            "SHIPSYNC_MAX_CONNECTIONS_PER_CLIENT",
+            &env,
+            file.max_connections_per_client,
+            crate::listener::MAX_CONNECTIONS_PER_CLIENT,
+            1,
+            Unit::Connections,
+        )?;
         let trusted_proxies = match env("SHIPSYNC_TRUSTED_PROXIES") {
             Some(v) => v.parse().context("SHIPSYNC_TRUSTED_PROXIES")?,
             None => match file.trusted_proxies {
@@ -339,6 +496,9 @@ impl Settings {
                 None => Ok(Default::default()),
             }
             .context("trusted_proxies in the config file")?,
+        };
+        let secret = |name: &str, from_file: Option<SecretString>| {
+            env(name).map(SecretString::from).or(from_file)
         };
         Ok(Self {
             database_url,
@@ -353,16 +513,48 @@ impl Settings {
             idle_timeout,
             body_timeout,
             log_format,
-            admin_token: env("SHIPSYNC_ADMIN_TOKEN").or(file.admin_token),
-            secret_key: env("SHIPSYNC_SECRET_KEY").or(file.secret_key),
+            log_filter: env("RUST_LOG"),
+            admin_token: secret("SHIPSYNC_ADMIN_TOKEN", file.admin_token),
+            secret_key: secret("SHIPSYNC_SECRET_KEY", file.secret_key),
             allow_private_targets,
             storage,
+            jobs,
         })
+    }
+
+    /// The engine's configuration for `serve`: its defaults, with what is
+    /// stored and kept, how jobs run, and where outbound calls may go.
+    pub fn engine_config(&self) -> shipsync_engine::EngineConfig {
+        let mut config = shipsync_engine::EngineConfig {
+            allow_private_targets: self.allow_private_targets,
+            ..shipsync_engine::EngineConfig::default()
+        };
+        self.storage.apply(&mut config);
+        self.jobs.apply(&mut config);
+        config
+    }
+
+    /// The database URL without its password, for messages.
+    pub fn database_url_redacted(&self) -> String {
+        crate::server::redact_url(self.database_url.expose_secret())
+    }
+
+    /// Opens (and migrates) the database.
+    pub async fn open_database(&self) -> Result<shipsync_db::Db> {
+        shipsync_db::Db::open(self.database_url.expose_secret())
+            .await
+            .with_context(|| format!("cannot open the database {}", self.database_url_redacted()))
+    }
+
+    /// Whether the database is SQLite (a file or in memory).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose_secret().starts_with("sqlite:")
     }
 
     /// The SQLite database file, when the database is SQLite.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let url = self.database_url.expose_secret();
+        let rest = url.strip_prefix("sqlite:")?;
         let rest = rest.trim_start_matches("//");
         let path = rest.split('?').next().unwrap_or(rest);
         if path.is_empty() || path == ":memory:" {
@@ -410,10 +602,10 @@ mod tests {
         let s = Settings::resolve_with(&flags2, env_of(&[("SHIPSYNC_LISTEN", "127.0.0.1:7001")]))
             .unwrap();
         assert_eq!(s.listen, "127.0.0.1:7002");
-        assert_eq!(s.database_url, "sqlite://file.db");
+        assert_eq!(s.database_url.expose_secret(), "sqlite://file.db");
         assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("file.db"));
         let s = Settings::resolve_with(&Flags::default(), env_of(&[])).unwrap();
-        assert_eq!(s.database_url, "sqlite://shipsync.db");
+        assert_eq!(s.database_url.expose_secret(), "sqlite://shipsync.db");
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.webhook_max_bytes, 1_048_576);
         assert!(!s.allow_private_targets);
@@ -565,6 +757,134 @@ mod tests {
                 (k == "SHIPSYNC_RETAIN_ACTIVITY_DAYS").then(|| bad.to_string())
             });
             assert!(r.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let token = "adm-token-0123456789abcdef0123456789abcdef";
+        let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let password = "pg-pass-5ecret";
+        let dir = std::env::temp_dir().join(format!("shipsync-cfg-dbg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        for (flags, env) in [
+            // From the environment.
+            (
+                Flags::default(),
+                vec![
+                    ("SHIPSYNC_ADMIN_TOKEN", token.to_string()),
+                    ("SHIPSYNC_SECRET_KEY", key.to_string()),
+                    (
+                        "SHIPSYNC_DATABASE_URL",
+                        format!("postgres://shipsync:{password}@db.internal:5432/shipsync"),
+                    ),
+                ],
+            ),
+            // From the config file.
+            (
+                Flags {
+                    config: Some(file.clone()),
+                    ..Flags::default()
+                },
+                Vec::new(),
+            ),
+        ] {
+            std::fs::write(
+                &file,
+                format!(
+                    "admin_token = \"{token}\"\nsecret_key = \"{key}\"\ndatabase_url = \"postgres://shipsync:{password}@db.internal:5432/shipsync\"\n"
+                ),
+            )
+            .unwrap();
+            let s = Settings::resolve_with(&flags, |k: &str| {
+                env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+            })
+            .unwrap();
+            // The settings hold the secrets…
+            assert_eq!(s.admin_token.as_ref().unwrap().expose_secret(), token);
+            assert_eq!(s.secret_key.as_ref().unwrap().expose_secret(), key);
+            assert!(s.database_url.expose_secret().contains(password));
+            // …and `{:?}` (pretty too) shows none of them.
+            for shown in [format!("{s:?}"), format!("{s:#?}")] {
+                for secret in [token, key, password] {
+                    assert!(!shown.contains(secret), "{secret} in {shown}");
+                }
+                assert!(shown.contains("[REDACTED]"), "{shown}");
+                assert!(
+                    shown.contains("postgres://shipsync:***@db.internal:5432/shipsync"),
+                    "{shown}"
+                );
+                assert!(shown.contains("listen: \"127.0.0.1:8080\""), "{shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn hidden_job_settings_env_file_default() {
+        let dir = std::env::temp_dir().join(format!("shipsync-cfg-jobs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        let d = shipsync_engine::EngineConfig::default();
+        let s = Settings::resolve_with(&Flags::default(), |_: &str| None).unwrap();
+        assert_eq!(s.jobs, Jobs::default());
+        assert_eq!(s.jobs.lease, Duration::from_secs(120));
+        assert_eq!(s.jobs.http_timeout, Duration::from_secs(20));
+        assert_eq!(s.jobs.unknown_outcome_margin, Duration::from_secs(30));
+        assert_eq!(s.jobs.backoff_max, Duration::from_secs(600));
+        let e = s.engine_config();
+        assert_eq!(
+            (
+                e.lease,
+                e.http_timeout,
+                e.unknown_outcome_margin,
+                e.backoff_max
+            ),
+            (
+                d.lease,
+                d.http_timeout,
+                d.unknown_outcome_margin,
+                d.backoff_max
+            )
+        );
+        assert_eq!((e.workers, e.max_attempts), (d.workers, d.max_attempts));
+
+        std::fs::write(&file, "job_lease_secs = 7\nbackoff_max_secs = 9\n").unwrap();
+        let flags = Flags {
+            config: Some(file.clone()),
+            allow_private_targets: Some(true),
+            ..Flags::default()
+        };
+        let s = Settings::resolve_with(&flags, |k: &str| match k {
+            "SHIPSYNC_HTTP_TIMEOUT_SECS" => Some("2".into()),
+            "SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS" => Some("0".into()),
+            "SHIPSYNC_BACKOFF_MAX_SECS" => Some("20".into()),
+            "SHIPSYNC_REFUSED_RECORD_PER_MINUTE" => Some("4".into()),
+            _ => None,
+        })
+        .unwrap();
+        let e = s.engine_config();
+        assert_eq!(e.lease, Duration::from_secs(7));
+        assert_eq!(e.http_timeout, Duration::from_secs(2));
+        assert_eq!(e.unknown_outcome_margin, Duration::ZERO);
+        // The environment wins over the file.
+        assert_eq!(e.backoff_max, Duration::from_secs(20));
+        assert_eq!(e.refused_record_per_minute, 4);
+        assert!(e.allow_private_targets);
+
+        for (name, bad) in [
+            ("SHIPSYNC_JOB_LEASE_SECS", "0"),
+            ("SHIPSYNC_HTTP_TIMEOUT_SECS", "0"),
+            ("SHIPSYNC_BACKOFF_MAX_SECS", "0"),
+            ("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS", "-1"),
+            ("SHIPSYNC_JOB_LEASE_SECS", "soon"),
+        ] {
+            let e = Settings::resolve_with(&Flags::default(), |k: &str| {
+                (k == name).then(|| bad.to_string())
+            })
+            .map(|_| ())
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(name), "{name}={bad}: {e:#}");
         }
     }
 }

@@ -2,8 +2,9 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use shipsync::config::{Flags, LogFormat, Settings};
-use shipsync::server;
+use secrecy::ExposeSecret;
+use shipsync::config::{Flags, LogFormat, Settings, log_filter_from_env};
+use shipsync::{logging, server};
 
 /// shipsync: warehouse shipments (Deposco) to stores (Shopify), by webhook,
 /// exactly once.
@@ -111,67 +112,6 @@ enum SandboxPlatform {
     Shopify,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
-
-/// Engine settings for `serve`: the defaults, plus hidden overrides.
-///
-/// `SHIPSYNC_JOB_LEASE_SECS` (hidden, not in `--help` or the docs): how long a
-/// claimed job stays leased to its node before another node may take it over
-/// (default 120). On PostgreSQL a job leased by a node that died (`kill -9`)
-/// runs again only once this lease expires, so the crash tests set it short;
-/// on SQLite (one node) leases are released at start-up anyway. Keep it well
-/// above the longest job (store calls time out after 20 s each).
-fn engine_config(settings: &Settings) -> Result<shipsync_engine::EngineConfig> {
-    let mut config = shipsync_engine::EngineConfig::default();
-    settings.storage.apply(&mut config);
-    if let Ok(v) = std::env::var("SHIPSYNC_JOB_LEASE_SECS") {
-        let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
-            format!("SHIPSYNC_JOB_LEASE_SECS must be a positive number of seconds, not {v:?}")
-        })?;
-        config.lease = std::time::Duration::from_secs(secs);
-    }
-    // Hidden too: the timeout of each store and warehouse call (default 20
-    // s); the fault suite shortens it below the sandbox's stall so that a
-    // timeout is a real timeout.
-    if let Ok(v) = std::env::var("SHIPSYNC_HTTP_TIMEOUT_SECS") {
-        let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
-            format!("SHIPSYNC_HTTP_TIMEOUT_SECS must be a positive number of seconds, not {v:?}")
-        })?;
-        config.http_timeout = std::time::Duration::from_secs(secs);
-    }
-    // Hidden: how long after a store write could have ended its outcome
-    // may still show in the store (default 30 s); a write whose outcome is
-    // unknown and that the store does not show is kept (and its shipment
-    // waits) until its send time plus the request timeout plus this margin.
-    // The crash tests and the fault suite shorten it.
-    if let Ok(v) = std::env::var("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS") {
-        let secs: u64 = v.trim().parse().ok().with_context(|| {
-            format!("SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS must be a number of seconds, not {v:?}")
-        })?;
-        config.unknown_outcome_margin = std::time::Duration::from_secs(secs);
-    }
-    // Hidden: the longest pause between two attempts of a failing job
-    // (default 600 s); the fault suite shortens it so that a row under 30 %
-    // store faults ends in minutes, not hours.
-    if let Ok(v) = std::env::var("SHIPSYNC_BACKOFF_MAX_SECS") {
-        let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).with_context(|| {
-            format!("SHIPSYNC_BACKOFF_MAX_SECS must be a positive number of seconds, not {v:?}")
-        })?;
-        config.backoff_max = std::time::Duration::from_secs(secs);
-    }
-    Ok(config)
-}
-
 #[tokio::main]
 async fn main() {
     // One readable line (with its causes), never a backtrace: these errors
@@ -188,9 +128,9 @@ async fn run() -> Result<()> {
     match cli.command {
         Command::Serve => {
             let settings = Settings::resolve(&cli.flags)?;
-            init_logging(settings.log_format);
-            let running = server::start(&settings, engine_config(&settings)?).await?;
-            tracing::info!(url = %running.url, database = %server::redact_url(&settings.database_url), "shipsync is serving");
+            logging::init(settings.log_format, settings.log_filter.as_deref());
+            let running = server::start(&settings, settings.engine_config()).await?;
+            tracing::info!(url = %running.url, database = %settings.database_url_redacted(), "shipsync is serving");
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
             running.stop().await;
@@ -198,25 +138,20 @@ async fn run() -> Result<()> {
         }
         Command::Migrate => {
             let settings = Settings::resolve(&cli.flags)?;
-            init_logging(settings.log_format);
-            let db = shipsync_db::Db::open(&settings.database_url)
+            logging::init(settings.log_format, settings.log_filter.as_deref());
+            let db = shipsync_db::Db::open(settings.database_url.expose_secret())
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot migrate {}",
-                        server::redact_url(&settings.database_url)
-                    )
-                })?;
+                .with_context(|| format!("cannot migrate {}", settings.database_url_redacted()))?;
             db.close().await;
             eprintln!(
                 "shipsync: the schema of {} is up to date",
-                server::redact_url(&settings.database_url)
+                settings.database_url_redacted()
             );
             Ok(())
         }
         Command::Demo { orders, exit } => {
-            if std::env::var_os("RUST_LOG").is_some() {
-                init_logging(LogFormat::Pretty);
+            if let Some(filter) = log_filter_from_env() {
+                logging::init(LogFormat::Pretty, Some(&filter));
             }
             let ok = shipsync::demo::run(orders, exit).await?;
             if !ok {
@@ -228,8 +163,8 @@ async fn run() -> Result<()> {
             what: SyncWhat::Shipments { connection, since },
         } => {
             let settings = Settings::resolve(&cli.flags)?;
-            if std::env::var_os("RUST_LOG").is_some() {
-                init_logging(settings.log_format);
+            if settings.log_filter.is_some() {
+                logging::init(settings.log_format, settings.log_filter.as_deref());
             }
             let since = since
                 .map(|s| {
@@ -276,7 +211,7 @@ async fn run() -> Result<()> {
         }
         Command::Sandbox { platform, listen } => {
             let settings = Settings::resolve(&cli.flags)?;
-            init_logging(settings.log_format);
+            logging::init(settings.log_format, settings.log_filter.as_deref());
             match platform {
                 SandboxPlatform::Deposco => {
                     let running = shipsync_sandbox_deposco::DeposcoSandbox::new(Default::default())

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use secrecy::ExposeSecret;
 use shipsync_db::Db;
 use shipsync_engine::{Engine, EngineConfig, SecretBox, ShutdownTrigger, shutdown_pair};
 use shipsync_web::{AppState, WebConfig};
@@ -27,7 +28,7 @@ pub async fn secret_box(settings: &Settings, db: &Db) -> Result<SecretBox> {
     });
     let (secrets, source) = match (&settings.secret_key, &key_file) {
         (Some(k), _) => (
-            SecretBox::from_text(k).context("SHIPSYNC_SECRET_KEY")?,
+            SecretBox::from_text(k.expose_secret()).context("SHIPSYNC_SECRET_KEY")?,
             "SHIPSYNC_SECRET_KEY".to_string(),
         ),
         (None, Some(path)) => match SecretBox::load_key_file(path)? {
@@ -42,7 +43,7 @@ pub async fn secret_box(settings: &Settings, db: &Db) -> Result<SecretBox> {
                 format!("the key file {}", path.display()),
             ),
         },
-        (None, None) if settings.database_url.starts_with("sqlite:") => {
+        (None, None) if settings.is_sqlite() => {
             bail!("an in-memory SQLite database needs SHIPSYNC_SECRET_KEY")
         }
         (None, None) => bail!(
@@ -215,19 +216,14 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
         .map(|p| ServeLock::acquire(&p))
         .transpose()?;
     if let Some(t) = &settings.admin_token
-        && t.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        && t.expose_secret().chars().count() < MIN_ADMIN_TOKEN_CHARS
     {
         bail!(
             "SHIPSYNC_ADMIN_TOKEN (or admin_token in the config file) is {} characters long; it must be at least {MIN_ADMIN_TOKEN_CHARS} (generate one with `openssl rand -hex 32`), or leave it unset to have a token generated",
-            t.chars().count()
+            t.expose_secret().chars().count()
         );
     }
-    let db = Db::open(&settings.database_url).await.with_context(|| {
-        format!(
-            "cannot open the database {}",
-            redact_url(&settings.database_url)
-        )
-    })?;
+    let db = settings.open_database().await?;
     let secrets = secret_box(settings, &db).await?;
     ensure_admin_token(&db, settings).await?;
     if db.count_users().await? == 0 {
@@ -266,7 +262,10 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
             public_url,
             webhook_max_bytes: settings.webhook_max_bytes,
             webhook_max_in_flight: settings.webhook_max_in_flight,
-            admin_token: settings.admin_token.clone(),
+            admin_token: settings
+                .admin_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
             body_timeout: settings.body_timeout,
             trusted_proxies: settings.trusted_proxies.clone(),
         }),

@@ -3,25 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
-use shipsync_db::Db;
 use shipsync_engine::{Engine, EngineConfig, EngineError, RunCounts};
 
 use crate::config::Settings;
-use crate::server::{redact_url, secret_box};
+use crate::server::secret_box;
 
 pub async fn shipments(
     settings: &Settings,
     connection_id: &str,
     since: Option<jiff::Timestamp>,
 ) -> Result<()> {
-    let db = Db::open(&settings.database_url).await.with_context(|| {
-        format!(
-            "cannot open the database {}",
-            redact_url(&settings.database_url)
-        )
-    })?;
+    let db = settings.open_database().await?;
     let secrets = secret_box(settings, &db).await?;
     let config = EngineConfig {
         allow_private_targets: settings.allow_private_targets,

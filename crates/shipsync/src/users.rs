@@ -9,7 +9,6 @@ use shipsync_engine::EngineError;
 use shipsync_engine::users::{MIN_PASSWORD_CHARS, Role};
 
 use crate::config::Settings;
-use crate::server::redact_url;
 
 /// The password: prompted twice without echo on a terminal, else the first
 /// line of stdin (for scripts: `echo "$PW" | shipsync users create …`).
@@ -35,17 +34,6 @@ fn read_password() -> Result<String> {
     }
 }
 
-async fn open(settings: &Settings) -> Result<shipsync_db::Db> {
-    shipsync_db::Db::open(&settings.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                redact_url(&settings.database_url)
-            )
-        })
-}
-
 /// Prints a new API token acting as the user with `email`: the token alone
 /// on stdout, so that `TOKEN=$(shipsync users token …)` works.
 pub async fn token(
@@ -54,7 +42,7 @@ pub async fn token(
     name: &str,
     expires_in_days: Option<i64>,
 ) -> Result<()> {
-    let db = open(settings).await?;
+    let db = settings.open_database().await?;
     let result = async {
         let user = db
             .user_by_email(&email.trim().to_lowercase())
@@ -88,7 +76,7 @@ pub async fn create(
     email: &str,
 ) -> Result<()> {
     let password = read_password()?;
-    let db = open(settings).await?;
+    let db = settings.open_database().await?;
     let passwords = shipsync_engine::users::PasswordWork::sized_to_cores();
     let result = shipsync_engine::users::create_user(
         &db, &passwords, email, &password, role, merchants, None,

@@ -508,7 +508,18 @@ impl DeposcoClient {
         self.call(Method::GET, url, Payload::Empty).await
     }
 
-    /// One API call with auth, rate limit and retries.
+    /// One API call with auth, rate limit and retries, in a
+    /// `warehouse_call` span (method, path, business unit; never the query,
+    /// credentials or body).
+    #[tracing::instrument(
+        name = "warehouse_call",
+        skip_all,
+        fields(
+            method = %method,
+            path = url.path(),
+            business_unit = %self.inner.config.business_unit,
+        )
+    )]
     async fn call(
         &self,
         method: Method,
@@ -590,6 +601,7 @@ impl DeposcoClient {
         };
         let response = request.send().await.map_err(transport_failure)?;
         let status = response.status();
+        tracing::debug!(status = status.as_u16(), "Deposco call");
         let headers = response.headers().clone();
         let body = shipsync_outbound::read_capped(response, MAX_RESPONSE_BYTES)
             .await

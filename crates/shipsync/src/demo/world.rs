@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use shipsync_engine::EngineConfig;
 use shipsync_sandbox_deposco::{DeposcoSandbox, RunningDeposco, Shape, ShipmentSpec, Signing};
@@ -137,9 +138,14 @@ impl World {
         let mut settings = opts.settings.clone();
         let token = settings
             .admin_token
-            .get_or_insert_with(|| shipsync_engine::secrets::random_token("adm"))
-            .clone();
-        settings.secret_key.get_or_insert_with(random_secret_key);
+            .get_or_insert_with(|| shipsync_engine::secrets::random_token("adm").into())
+            .expose_secret()
+            .to_string();
+        settings
+            .secret_key
+            .get_or_insert_with(|| random_secret_key().into());
+        // What the engine below runs with.
+        settings.jobs = crate::config::Jobs::from(&opts.engine);
         let running = server::start(&settings, opts.engine.clone()).await?;
         let mut h = Self {
             server: Some(running),

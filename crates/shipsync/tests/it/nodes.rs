@@ -177,7 +177,13 @@ async fn deposco_budget_is_shared_by_nodes() {
     }
     // The two nodes: engines without workers, so each pull runs where it is
     // started. The harness's server made the setup and is not needed.
-    let key = h.settings.secret_key.clone().expect("key");
+    let key = h
+        .settings
+        .secret_key
+        .as_ref()
+        .map(secrecy::ExposeSecret::expose_secret)
+        .expect("key")
+        .to_owned();
     h.stop_server().await;
     let node = || async {
         let db = Db::open(&test_db.url).await.expect("db");

@@ -181,7 +181,12 @@ async fn sync_shipments_command(db_url: String) {
             .package(PackageSpec::new("C1", "T-CLI").line(1, 3)),
     );
     let exe = env!("CARGO_BIN_EXE_shipsync");
-    let key = h.settings.secret_key.clone().unwrap_or_default();
+    let key = h
+        .settings
+        .secret_key
+        .as_ref()
+        .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
+        .unwrap_or_default();
     let run = |args: Vec<String>| {
         let key = key.clone();
         let db_url = db_url.clone();
