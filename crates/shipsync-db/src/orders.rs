@@ -5,7 +5,7 @@
 use sqlx::{Any, Executor, FromRow};
 
 use crate::rows::one_of;
-use crate::{Db, DbError, Tx};
+use crate::{Db, DbError, Tx, for_update};
 
 /// Every column of `orders`.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -53,14 +53,6 @@ pub struct OrderFilter {
     pub store_orders: Option<Vec<(String, String)>>,
 }
 
-fn lock_clause(tx: &Tx<'_>) -> &'static str {
-    if tx.backend_name() == "PostgreSQL" {
-        " FOR UPDATE"
-    } else {
-        ""
-    }
-}
-
 /// The order of a store order id on a connection, locked for the rest of the
 /// transaction (PostgreSQL locks the row; SQLite's write transactions lock
 /// the database already).
@@ -69,7 +61,7 @@ pub async fn order_by_store_id(
     connection_id: &str,
     store_order_id: &str,
 ) -> Result<Option<OrderRecord>, DbError> {
-    let lock = lock_clause(tx);
+    let lock = for_update(tx);
     Ok(sqlx::query_as(sql!(
         "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2{lock}"
     ))
@@ -81,7 +73,7 @@ pub async fn order_by_store_id(
 
 /// The order `id`, locked for the rest of the transaction.
 pub async fn order_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<OrderRecord>, DbError> {
-    let lock = lock_clause(tx);
+    let lock = for_update(tx);
     Ok(
         sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1{lock}"))
             .bind(id)

@@ -2,7 +2,7 @@
 
 use sqlx::{Any, Executor, FromRow};
 
-use crate::{Db, DbError, Tx, new_id, now_micros};
+use crate::{Db, DbError, Tx, for_update, new_id, now_micros};
 
 /// SQL saying that `col` is one of a set of values bound from parameter
 /// `$first` on (bind them in order after the query's other parameters):
@@ -656,11 +656,7 @@ pub async fn shipment_by_number(
     merchant_id: &str,
     number: &str,
 ) -> Result<Option<ShipmentRow>, DbError> {
-    let lock = if tx.backend_name() == "PostgreSQL" {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = for_update(tx);
     Ok(sqlx::query_as(sql!(
         "SELECT {SHIPMENT_COLS} FROM shipments WHERE merchant_id = $1 AND number = $2{lock}"
     ))

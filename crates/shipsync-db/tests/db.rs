@@ -335,3 +335,32 @@ async fn retention_keeps_the_versions_of_open_shipments() {
         db.close().await;
     }
 }
+
+#[test]
+fn a_url_names_its_backend() {
+    use shipsync_db::Backend;
+    for (url, want) in [
+        ("sqlite://shipsync.db", Some(Backend::Sqlite)),
+        ("sqlite::memory:", Some(Backend::Sqlite)),
+        ("postgres://u@h/db", Some(Backend::Postgres)),
+        ("postgresql://u@h/db", Some(Backend::Postgres)),
+        ("mysql://u@h/db", None),
+        ("shipsync.db", None),
+    ] {
+        assert_eq!(Backend::of_url(url), want, "{url}");
+    }
+}
+
+/// What chooses `FOR UPDATE` and the placeholders of a transaction.
+#[tokio::test]
+async fn a_transaction_knows_its_backend() {
+    use shipsync_db::Backend;
+    for t in backends().await {
+        let db = open(&t).await;
+        assert_eq!(Backend::of_url(&t.url), Some(db.backend()));
+        let tx = db.begin().await.expect("begin");
+        assert_eq!(Backend::of_connection(&tx), db.backend());
+        drop(tx);
+        db.close().await;
+    }
+}
