@@ -5,7 +5,7 @@
 use sqlx::{Any, Executor, FromRow};
 
 use crate::rows::one_of;
-use crate::{Db, DbError, Tx, for_update};
+use crate::{Db, DbError, Tx, for_update, new_id, now_micros};
 
 /// Every column of `orders`.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -132,6 +132,43 @@ pub async fn update_order<'e, E: Executor<'e, Database = Any>>(
 }
 
 impl Db {
+    /// Inserts or refreshes the local record of a store order; returns its id.
+    /// `status` applies to a new record only: an order's state is kept (the
+    /// Sales Orders channel and shipments move it).
+    pub async fn upsert_order(
+        &self,
+        connection_id: &str,
+        store_order_id: &str,
+        name: &str,
+        status: &str,
+        lines_json: &str,
+    ) -> Result<String, DbError> {
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
+               lines_json = excluded.lines_json, updated_at = excluded.updated_at",
+        )
+        .bind(new_id("ord"))
+        .bind(connection_id)
+        .bind(store_order_id)
+        .bind(name)
+        .bind(status)
+        .bind(lines_json)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        let row: (String,) = sqlx::query_as(
+            "SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2",
+        )
+        .bind(connection_id)
+        .bind(store_order_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.0)
+    }
+
     pub async fn get_order_record(&self, id: &str) -> Result<Option<OrderRecord>, DbError> {
         Ok(
             sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1"))

@@ -364,3 +364,38 @@ async fn a_transaction_knows_its_backend() {
         db.close().await;
     }
 }
+
+/// An order upserted twice is one record, read back as an `OrderRecord`:
+/// the second upsert refreshes its name and lines but keeps its state.
+#[tokio::test]
+async fn an_order_upserted_twice_keeps_its_state() {
+    for t in backends().await {
+        let db = open(&t).await;
+        let c = connection(&db).await;
+        let gid = "gid://shopify/Order/1";
+        let id = db
+            .upsert_order(&c.id, gid, "#1001", "new", "[]")
+            .await
+            .expect("upsert");
+        let again = db
+            .upsert_order(&c.id, gid, "#1001b", "queued", r#"[{"sku":"A"}]"#)
+            .await
+            .expect("upsert again");
+        assert_eq!(again, id);
+        let o = db.get_order_record(&id).await.expect("get").expect("row");
+        assert_eq!(
+            (
+                o.connection_id.as_str(),
+                o.store_order_id.as_str(),
+                o.name.as_str()
+            ),
+            (c.id.as_str(), gid, "#1001b")
+        );
+        assert_eq!(
+            (o.status.as_str(), o.lines_json.as_str()),
+            ("new", r#"[{"sku":"A"}]"#)
+        );
+        assert_eq!((o.error, o.warehouse_number, o.sent_at), (None, None, None));
+        db.close().await;
+    }
+}
