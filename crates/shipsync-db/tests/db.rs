@@ -19,8 +19,14 @@ async fn backends() -> Vec<TestDb> {
     dbs
 }
 
-async fn open(t: &TestDb) -> Db {
-    Db::open(&t.url).await.expect("open and migrate")
+/// Runs `test` on each backend's new, migrated database (given with its
+/// URL), then closes it.
+async fn on_each_backend(test: impl AsyncFn(&Db, &str)) {
+    for t in backends().await {
+        let db = Db::open(&t.url).await.expect("open and migrate");
+        test(&db, &t.url).await;
+        db.close().await;
+    }
 }
 
 async fn merchant(db: &Db) -> String {
@@ -89,28 +95,27 @@ async fn applied_migrations(db: &Db) -> Vec<i64> {
 
 #[tokio::test]
 async fn migrations_apply_twice_idempotently() {
-    for t in backends().await {
-        let db = open(&t).await;
-        let first = applied_migrations(&db).await;
+    on_each_backend(async |db, url| {
+        let first = applied_migrations(db).await;
         assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]);
         db.migrate().await.expect("migrate again");
         db.close().await;
         // And from another process's point of view: a new handle.
-        let db = open(&t).await;
+        let db = Db::open(url).await.expect("open again");
         assert_eq!(applied_migrations(&db).await, first);
         // The schema of the last migration is there, `{BLOB}` and all.
         let c = connection(&db).await;
         let got = db.get_connection(&c.id).await.expect("get").expect("row");
         assert_eq!(got.store_client_secret, Some(vec![0, 255, 1]));
         db.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_claimers_never_claim_the_same_job() {
     const JOBS: usize = 40;
-    for t in backends().await {
-        let db = open(&t).await;
+    on_each_backend(async |db, _| {
         let mut tx = db.begin().await.expect("begin");
         for i in 0..JOBS {
             let key = format!("test:{i}");
@@ -146,15 +151,14 @@ async fn two_claimers_never_claim_the_same_job() {
                 .expect("claim")
                 .is_empty()
         );
-        db.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_connection_round_trips_with_its_store_token() {
-    for t in backends().await {
-        let db = open(&t).await;
-        let c = connection(&db).await;
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
         let got = db.get_connection(&c.id).await.expect("get").expect("row");
         assert_eq!(
             (
@@ -217,15 +221,14 @@ async fn a_connection_round_trips_with_its_store_token() {
             (token.access_token, token.generation),
             (Some(vec![4, 5]), 1)
         );
-        db.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_refresh_lease_is_taken_once() {
-    for t in backends().await {
-        let db = open(&t).await;
-        let c = connection(&db).await;
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
         let now = now_micros();
         let until = now + 60_000_000;
         assert!(
@@ -244,14 +247,13 @@ async fn the_refresh_lease_is_taken_once() {
                 .await
                 .expect("take")
         );
-        db.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_oauth_state_is_used_once() {
-    for t in backends().await {
-        let db = open(&t).await;
+    on_each_backend(async |db, _| {
         let now = now_micros();
         db.insert_oauth_state(&OauthStateRow {
             state_hash: "abc".into(),
@@ -271,15 +273,14 @@ async fn an_oauth_state_is_used_once() {
         );
         let s = db.get_oauth_state("abc").await.expect("get").expect("row");
         assert_eq!(s.used_at, Some(now));
-        db.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn retention_keeps_the_versions_of_open_shipments() {
-    for t in backends().await {
-        let db = open(&t).await;
-        let merchant_id = merchant(&db).await;
+    on_each_backend(async |db, _| {
+        let merchant_id = merchant(db).await;
         let mut tx = db.begin().await.expect("begin");
         let mut ids = Vec::new();
         for (number, status) in [("S1", "open"), ("S2", "completed")] {
@@ -332,8 +333,8 @@ async fn retention_keeps_the_versions_of_open_shipments() {
         );
         assert_eq!(db.versions_for(&ids[0]).await.expect("versions").len(), 1);
         assert!(db.versions_for(&ids[1]).await.expect("versions").is_empty());
-        db.close().await;
-    }
+    })
+    .await;
 }
 
 #[test]
@@ -355,23 +356,21 @@ fn a_url_names_its_backend() {
 #[tokio::test]
 async fn a_transaction_knows_its_backend() {
     use shipsync_db::Backend;
-    for t in backends().await {
-        let db = open(&t).await;
-        assert_eq!(Backend::of_url(&t.url), Some(db.backend()));
+    on_each_backend(async |db, url| {
+        assert_eq!(Backend::of_url(url), Some(db.backend()));
         let tx = db.begin().await.expect("begin");
         assert_eq!(Backend::of_connection(&tx), db.backend());
         drop(tx);
-        db.close().await;
-    }
+    })
+    .await;
 }
 
 /// An order upserted twice is one record, read back as an `OrderRecord`:
 /// the second upsert refreshes its name and lines but keeps its state.
 #[tokio::test]
 async fn an_order_upserted_twice_keeps_its_state() {
-    for t in backends().await {
-        let db = open(&t).await;
-        let c = connection(&db).await;
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
         let gid = "gid://shopify/Order/1";
         let id = db
             .upsert_order(&c.id, gid, "#1001", "new", "[]")
@@ -396,6 +395,6 @@ async fn an_order_upserted_twice_keeps_its_state() {
             ("new", r#"[{"sku":"A"}]"#)
         );
         assert_eq!((o.error, o.warehouse_number, o.sent_at), (None, None, None));
-        db.close().await;
-    }
+    })
+    .await;
 }
