@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::rows::EventRow;
-use crate::{DbError, Tx, new_id, now_micros};
+use crate::{Backend, DbError, Tx, new_id, now_micros};
 
 /// Rows per multi-row statement: 13 columns × 64 stays far under both
 /// backends' limit on bound parameters.
@@ -26,7 +26,7 @@ struct Marks {
 impl Marks {
     fn of(tx: &Tx<'_>) -> Self {
         Self {
-            numbered: tx.backend_name() != "SQLite",
+            numbered: Backend::of_connection(tx) == Backend::Postgres,
         }
     }
 

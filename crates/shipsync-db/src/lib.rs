@@ -39,6 +39,41 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a database URL names: `sqlite:…`, or `postgres:…` /
+    /// `postgresql:…`; `None` for any other. The one place a URL's backend
+    /// is told.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The backend of an open connection (or transaction): the only
+    /// drivers built in are SQLite's and PostgreSQL's.
+    pub fn of_connection(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// What locks the rows a `SELECT` inside `tx` reads for the rest of the
+/// transaction: `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose write
+/// transactions lock the whole database already.
+fn for_update(tx: &Tx<'_>) -> &'static str {
+    match Backend::of_connection(tx) {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    }
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -96,15 +131,11 @@ impl Db {
     /// Connects (creating a SQLite file when missing) without migrating.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(DbError::Config(format!(
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            DbError::Config(format!(
                 "unsupported database URL {url:?}: use sqlite://FILE or postgres://…"
-            )));
-        };
+            ))
+        })?;
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };

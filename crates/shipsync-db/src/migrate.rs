@@ -1,45 +1,35 @@
 //! Numbered migrations, embedded in the binary, applied in order inside a
 //! transaction each. One SQL text serves both backends.
+//!
+//! A migration is a directory `migrations/NNNN_name/` (the version is
+//! `NNNN`, recorded in `schema_migrations`) of statement files `NN_name.sql`,
+//! run in name order, one statement a file: the text of a file goes to the
+//! database whole, so a `;` in a string, a comment or a trigger body is just
+//! SQL. `build.rs` lists the directories.
 
 use sqlx::Executor;
 
 use crate::{Backend, Db, DbError, now_micros};
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/0001_initial.sql")),
-    (
-        2,
-        include_str!("../migrations/0002_retired_webhook_keys.sql"),
-    ),
-    (3, include_str!("../migrations/0003_runs.sql")),
-    (4, include_str!("../migrations/0004_sales_orders.sql")),
-    (5, include_str!("../migrations/0005_users.sql")),
-    (6, include_str!("../migrations/0006_user_merchants.sql")),
-    (7, include_str!("../migrations/0007_rate_budgets.sql")),
-    (10, include_str!("../migrations/0010_retention.sql")),
-    (11, include_str!("../migrations/0011_accounts.sql")),
-    (12, include_str!("../migrations/0012_store_auth.sql")),
-];
+/// One migration: its version and the statements of its directory.
+#[derive(Debug)]
+struct Migration {
+    version: i64,
+    /// The directory's name, for the log.
+    name: &'static str,
+    statements: &'static [&'static str],
+}
 
-/// The statements of a migration: comments removed first (they may contain
-/// `;`), then split on `;`.
-fn statements(sql: &str, backend: Backend) -> Vec<String> {
+const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// A statement file's text for `backend`: `{BLOB}` becomes `BLOB` or
+/// `BYTEA`, `{UNLOGGED}` nothing or `UNLOGGED `.
+fn for_backend(sql: &str, backend: Backend) -> String {
     let (blob, unlogged) = match backend {
         Backend::Sqlite => ("BLOB", ""),
         Backend::Postgres => ("BYTEA", "UNLOGGED "),
     };
-    let body: String = sql
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace("{BLOB}", blob)
-        .replace("{UNLOGGED}", unlogged);
-    body.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    sql.replace("{BLOB}", blob).replace("{UNLOGGED}", unlogged)
 }
 
 impl Db {
@@ -50,7 +40,8 @@ impl Db {
         )
         .await?;
         drop(conn);
-        for (version, sql) in MIGRATIONS {
+        for migration in MIGRATIONS {
+            let version = migration.version;
             let mut tx = self.begin().await?;
             if self.backend == Backend::Postgres {
                 // Serialise concurrent migrators (several nodes starting at once).
@@ -65,11 +56,11 @@ impl Db {
             if done.is_some() {
                 continue;
             }
-            for statement in statements(sql, self.backend) {
-                tx.execute(sqlx::AssertSqlSafe(statement))
+            for statement in migration.statements {
+                tx.execute(sqlx::AssertSqlSafe(for_backend(statement, self.backend)))
                     .await
                     .map_err(|e| DbError::Migration {
-                        version: *version,
+                        version,
                         message: e.to_string(),
                     })?;
             }
@@ -79,7 +70,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            tracing::info!(version, "applied migration");
+            tracing::info!(version, name = migration.name, "applied migration");
         }
         Ok(())
     }
@@ -89,15 +80,29 @@ impl Db {
 mod tests {
     use super::*;
 
+    /// The versions `schema_migrations` of existing databases records: a
+    /// renumbered or lost directory would apply again, or never.
     #[test]
-    fn comments_with_semicolons_do_not_split_statements() {
-        let s = statements(
-            "-- a; b\nCREATE TABLE t (x {BLOB});\n  -- c; d\nCREATE INDEX i ON t (x);",
-            Backend::Postgres,
-        );
+    fn the_migrations_keep_their_versions() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]);
+        let statements: usize = MIGRATIONS.iter().map(|m| m.statements.len()).sum();
+        assert_eq!(statements, 71);
+        assert!(MIGRATIONS.iter().all(|m| {
+            m.statements.iter().all(|s| {
+                s.lines()
+                    .any(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
+            })
+        }));
+    }
+
+    #[test]
+    fn placeholders_become_each_backends_words() {
+        let sql = "CREATE {UNLOGGED}TABLE t (x {BLOB})";
         assert_eq!(
-            s,
-            vec!["CREATE TABLE t (x BYTEA)", "CREATE INDEX i ON t (x)"]
+            for_backend(sql, Backend::Postgres),
+            "CREATE UNLOGGED TABLE t (x BYTEA)"
         );
+        assert_eq!(for_backend(sql, Backend::Sqlite), "CREATE TABLE t (x BLOB)");
     }
 }

@@ -5,7 +5,7 @@
 use sqlx::{Any, Executor, FromRow};
 
 use crate::rows::one_of;
-use crate::{Db, DbError, Tx};
+use crate::{Db, DbError, Tx, for_update, new_id, now_micros};
 
 /// Every column of `orders`.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -53,14 +53,6 @@ pub struct OrderFilter {
     pub store_orders: Option<Vec<(String, String)>>,
 }
 
-fn lock_clause(tx: &Tx<'_>) -> &'static str {
-    if tx.backend_name() == "PostgreSQL" {
-        " FOR UPDATE"
-    } else {
-        ""
-    }
-}
-
 /// The order of a store order id on a connection, locked for the rest of the
 /// transaction (PostgreSQL locks the row; SQLite's write transactions lock
 /// the database already).
@@ -69,7 +61,7 @@ pub async fn order_by_store_id(
     connection_id: &str,
     store_order_id: &str,
 ) -> Result<Option<OrderRecord>, DbError> {
-    let lock = lock_clause(tx);
+    let lock = for_update(tx);
     Ok(sqlx::query_as(sql!(
         "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2{lock}"
     ))
@@ -81,7 +73,7 @@ pub async fn order_by_store_id(
 
 /// The order `id`, locked for the rest of the transaction.
 pub async fn order_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<OrderRecord>, DbError> {
-    let lock = lock_clause(tx);
+    let lock = for_update(tx);
     Ok(
         sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1{lock}"))
             .bind(id)
@@ -140,6 +132,43 @@ pub async fn update_order<'e, E: Executor<'e, Database = Any>>(
 }
 
 impl Db {
+    /// Inserts or refreshes the local record of a store order; returns its id.
+    /// `status` applies to a new record only: an order's state is kept (the
+    /// Sales Orders channel and shipments move it).
+    pub async fn upsert_order(
+        &self,
+        connection_id: &str,
+        store_order_id: &str,
+        name: &str,
+        status: &str,
+        lines_json: &str,
+    ) -> Result<String, DbError> {
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
+               lines_json = excluded.lines_json, updated_at = excluded.updated_at",
+        )
+        .bind(new_id("ord"))
+        .bind(connection_id)
+        .bind(store_order_id)
+        .bind(name)
+        .bind(status)
+        .bind(lines_json)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        let row: (String,) = sqlx::query_as(
+            "SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2",
+        )
+        .bind(connection_id)
+        .bind(store_order_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.0)
+    }
+
     pub async fn get_order_record(&self, id: &str) -> Result<Option<OrderRecord>, DbError> {
         Ok(
             sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1"))

@@ -2,7 +2,7 @@
 
 use sqlx::{Any, Executor, FromRow};
 
-use crate::{Db, DbError, Tx, new_id, now_micros};
+use crate::{Db, DbError, Tx, for_update, new_id, now_micros};
 
 /// SQL saying that `col` is one of a set of values bound from parameter
 /// `$first` on (bind them in order after the query's other parameters):
@@ -656,11 +656,7 @@ pub async fn shipment_by_number(
     merchant_id: &str,
     number: &str,
 ) -> Result<Option<ShipmentRow>, DbError> {
-    let lock = if tx.backend_name() == "PostgreSQL" {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = for_update(tx);
     Ok(sqlx::query_as(sql!(
         "SELECT {SHIPMENT_COLS} FROM shipments WHERE merchant_id = $1 AND number = $2{lock}"
     ))
@@ -1053,97 +1049,6 @@ impl Db {
         .bind(subject_id)
         .fetch_all(self.pool())
         .await?)
-    }
-}
-
-// ---------- orders ----------
-
-#[derive(Debug, Clone, FromRow)]
-pub struct OrderRow {
-    pub id: String,
-    pub connection_id: String,
-    pub store_order_id: String,
-    pub name: String,
-    pub status: String,
-    pub lines_json: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-const ORDER_COLS: &str =
-    "id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at";
-
-impl Db {
-    /// Inserts or refreshes the local record of a store order; returns its id.
-    /// `status` applies to a new record only: an order's state is kept (the
-    /// Sales Orders channel and shipments move it).
-    pub async fn upsert_order(
-        &self,
-        connection_id: &str,
-        store_order_id: &str,
-        name: &str,
-        status: &str,
-        lines_json: &str,
-    ) -> Result<String, DbError> {
-        let now = now_micros();
-        sqlx::query(
-            "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
-               lines_json = excluded.lines_json, updated_at = excluded.updated_at",
-        )
-        .bind(new_id("ord"))
-        .bind(connection_id)
-        .bind(store_order_id)
-        .bind(name)
-        .bind(status)
-        .bind(lines_json)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        let row: (String,) = sqlx::query_as(
-            "SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2",
-        )
-        .bind(connection_id)
-        .bind(store_order_id)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.0)
-    }
-
-    /// Local orders of the merchant's connections whose name is `name`.
-    pub async fn orders_named(
-        &self,
-        merchant_id: &str,
-        names: &[String],
-    ) -> Result<Vec<OrderRow>, DbError> {
-        let mut out = Vec::new();
-        for name in names {
-            let rows: Vec<OrderRow> = sqlx::query_as(sql!(
-                "SELECT {} FROM orders o WHERE o.name = $1 AND o.connection_id IN
-                 (SELECT id FROM connections WHERE merchant_id = $2)",
-                ORDER_COLS
-                    .split(", ")
-                    .map(|c| format!("o.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .bind(name)
-            .bind(merchant_id)
-            .fetch_all(self.pool())
-            .await?;
-            out.extend(rows);
-        }
-        Ok(out)
-    }
-
-    pub async fn get_order(&self, id: &str) -> Result<Option<OrderRow>, DbError> {
-        Ok(
-            sqlx::query_as(sql!("SELECT {ORDER_COLS} FROM orders WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
     }
 }
 

@@ -548,7 +548,8 @@ impl Settings {
 
     /// Whether the database is SQLite (a file or in memory).
     pub fn is_sqlite(&self) -> bool {
-        self.database_url.expose_secret().starts_with("sqlite:")
+        shipsync_db::Backend::of_url(self.database_url.expose_secret())
+            == Some(shipsync_db::Backend::Sqlite)
     }
 
     /// The SQLite database file, when the database is SQLite.

@@ -132,7 +132,7 @@ async fn wrong_or_missing_key_refused(db_url: String) {
     // No key at all: SQLite does not make a new key file beside sealed data.
     let (ok, err) = serve_refused(&db_url, std::slice::from_ref(&admin), &dir).await;
     assert!(!ok, "{err}");
-    if db_url.starts_with("sqlite:") {
+    if shipsync_db::Backend::of_url(&db_url) == Some(shipsync_db::Backend::Sqlite) {
         assert!(
             err.contains("key file")
                 && err.contains("is missing")

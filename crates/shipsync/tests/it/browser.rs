@@ -345,7 +345,7 @@ impl Browser {
 }
 
 async fn deposco_webhooks_article(db_url: String) {
-    let backend = if db_url.starts_with("sqlite") {
+    let backend = if shipsync_db::Backend::of_url(&db_url) == Some(shipsync_db::Backend::Sqlite) {
         "sqlite"
     } else {
         "postgres"

@@ -9,9 +9,3 @@ CREATE TABLE user_merchants (
     merchant_id TEXT NOT NULL,
     PRIMARY KEY (user_id, merchant_id)
 );
-
-INSERT INTO user_merchants (user_id, merchant_id)
-    SELECT id, merchant_id FROM users
-    WHERE role = 'staff' AND merchant_id IS NOT NULL AND merchant_id <> '';
-
-UPDATE users SET merchant_id = NULL WHERE role = 'staff';

@@ -14,7 +14,3 @@ CREATE TABLE runs (
     started_at    BIGINT,
     finished_at   BIGINT
 );
-CREATE INDEX runs_channel ON runs (connection_id, channel, id);
--- At most one queued or running run per channel, across nodes.
-CREATE UNIQUE INDEX runs_active ON runs (connection_id, channel) WHERE status IN ('queued', 'running');
-ALTER TABLE channels ADD COLUMN cursor_at BIGINT;

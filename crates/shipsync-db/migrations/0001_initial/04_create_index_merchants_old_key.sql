@@ -1,0 +1,1 @@
+CREATE INDEX merchants_old_key ON merchants (old_key_hash);

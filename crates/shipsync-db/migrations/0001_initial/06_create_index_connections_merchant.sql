@@ -1,0 +1,1 @@
+CREATE INDEX connections_merchant ON connections (merchant_id);

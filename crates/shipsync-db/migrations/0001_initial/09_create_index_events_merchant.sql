@@ -1,0 +1,1 @@
+CREATE INDEX events_merchant ON events (merchant_id, id);

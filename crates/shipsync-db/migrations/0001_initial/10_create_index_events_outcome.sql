@@ -1,0 +1,1 @@
+CREATE INDEX events_outcome ON events (outcome, id);

@@ -1,0 +1,1 @@
+CREATE INDEX jobs_due ON jobs (run_at);

@@ -1,0 +1,1 @@
+CREATE INDEX orders_name ON orders (connection_id, name);

@@ -1,0 +1,1 @@
+CREATE INDEX shipments_status ON shipments (status, id);

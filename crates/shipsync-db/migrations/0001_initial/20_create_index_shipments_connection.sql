@@ -1,0 +1,1 @@
+CREATE INDEX shipments_connection ON shipments (connection_id, id);

@@ -1,0 +1,1 @@
+CREATE INDEX activity_subject ON activity (subject_id, id);

@@ -1,0 +1,1 @@
+DROP INDEX merchants_old_key;

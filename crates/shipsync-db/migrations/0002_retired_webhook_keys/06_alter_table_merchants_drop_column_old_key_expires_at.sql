@@ -1,0 +1,1 @@
+ALTER TABLE merchants DROP COLUMN old_key_expires_at;

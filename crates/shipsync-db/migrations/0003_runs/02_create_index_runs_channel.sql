@@ -1,0 +1,1 @@
+CREATE INDEX runs_channel ON runs (connection_id, channel, id);

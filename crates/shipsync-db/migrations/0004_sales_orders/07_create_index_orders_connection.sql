@@ -1,0 +1,1 @@
+CREATE INDEX orders_connection ON orders (connection_id, id);

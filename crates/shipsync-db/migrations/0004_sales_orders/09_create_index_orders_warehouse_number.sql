@@ -1,0 +1,1 @@
+CREATE INDEX orders_warehouse_number ON orders (warehouse_number);

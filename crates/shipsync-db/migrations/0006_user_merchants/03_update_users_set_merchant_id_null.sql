@@ -1,0 +1,1 @@
+UPDATE users SET merchant_id = NULL WHERE role = 'staff';

@@ -1,0 +1,1 @@
+CREATE INDEX shipment_versions_event ON shipment_versions (event_id);
