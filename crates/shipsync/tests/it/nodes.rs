@@ -152,7 +152,13 @@ async fn second_connection(h: &Harness) -> String {
 /// Two engines on one PostgreSQL database pull from the same Deposco account
 /// at the same time, each at the account's full rate when alone: together
 /// they stay within it (the sandbox answers 429 beyond 4 requests/s).
+/// The two multi-node measurements run one at a time: each counts what two
+/// nodes do under its own load, which the other's load on the same
+/// PostgreSQL server would blur.
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn deposco_budget_is_shared_by_nodes() {
+    let _alone = MEASURING.lock().await;
     let Some(test_db) = TestDb::postgres().await.expect("test database") else {
         return;
     };
@@ -230,6 +236,7 @@ async fn deposco_shared_by_nodes_postgres() {
 /// cost bucket is small: with the bucket shared they are (almost) never
 /// THROTTLED.
 async fn shopify_bucket_is_shared_by_nodes() {
+    let _alone = MEASURING.lock().await;
     let Some(test_db) = TestDb::postgres().await.expect("test database") else {
         return;
     };
