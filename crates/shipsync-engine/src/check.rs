@@ -196,14 +196,7 @@ impl Engine {
         };
         let missing_scopes = granted_scopes
             .as_ref()
-            .map(|g| {
-                shipsync_shopify::auth::missing_scopes(
-                    g,
-                    c.shipments_on == 1,
-                    c.sales_orders_on == 1,
-                    false,
-                )
-            })
+            .map(|g| crate::connect::missing_for(c, g))
             .unwrap_or_default();
         let warehouse = match self.deposco_client(m) {
             Ok(client) => client

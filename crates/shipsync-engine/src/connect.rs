@@ -217,12 +217,12 @@ impl Engine {
     /// third-party scopes are not counted: they matter only when another
     /// app manages the location, which shipsync does not look up.
     pub fn missing_scopes(c: &ConnectionRow) -> Option<Vec<String>> {
-        let granted = auth::split_scopes(c.granted_scopes.as_deref()?);
-        Some(auth::missing_scopes(
-            &granted,
-            c.shipments_on == 1,
-            c.sales_orders_on == 1,
-            false,
-        ))
+        Some(missing_for(c, &Self::granted_scopes(c)?))
     }
+}
+
+/// Of the scopes connection `c`'s enabled channels need, those `granted`
+/// lacks (see [`Engine::missing_scopes`]).
+pub(crate) fn missing_for(c: &ConnectionRow, granted: &[String]) -> Vec<String> {
+    auth::missing_scopes(granted, c.shipments_on == 1, c.sales_orders_on == 1, false)
 }

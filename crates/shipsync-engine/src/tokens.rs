@@ -224,14 +224,12 @@ impl KeptTokens {
     /// while fresh, else a new one (`force`: even when the stored one is
     /// fresh, because it was refused — unless it is no longer `refused`).
     async fn obtain(&self, refused: Option<&SecretString>) -> Result<SecretString, ShopifyError> {
+        // A fixed token is not `refreshable`: the client never reports its
+        // refusal here, only through `failed`.
         if let Source::Fixed(token) = &self.source {
-            return match refused {
-                None => Ok(token.clone()),
-                Some(_) => Err(self
-                    .refused_for_good("Shopify refused the access token (HTTP 401)".into())
-                    .await),
-            };
+            return Ok(token.clone());
         }
+
         let mut cached = self.cached.lock().await;
         let now = now_micros();
         if refused.is_none()

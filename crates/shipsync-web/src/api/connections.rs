@@ -82,21 +82,25 @@ const AUTH_READ_ONLY: [&str; 6] = [
     "requested_scopes",
 ];
 
+/// A stored (sealed) secret, opened.
+fn open(s: &AppState, sealed: &Option<Vec<u8>>) -> ApiResult<Option<String>> {
+    sealed
+        .as_ref()
+        .map(|b| s.engine.secrets().open_string(b))
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
 fn to_doc(s: &AppState, c: &ConnectionRow) -> ApiResult<Value> {
     let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
-    let open = |sealed: &Vec<u8>| {
-        s.engine.secrets().open_string(sealed).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })
-    };
-    if let (Some(sealed), Some(o)) = (&c.store_token, store.as_object_mut()) {
-        o.insert("access_token".into(), json!(open(sealed)?));
+    if let (Some(token), Some(o)) = (open(s, &c.store_token)?, store.as_object_mut()) {
+        o.insert("access_token".into(), json!(token));
     }
-    if let (Some(sealed), Some(a)) = (
-        &c.store_client_secret,
+    if let (Some(secret), Some(a)) = (
+        open(s, &c.store_client_secret)?,
         store.get_mut("auth").and_then(Value::as_object_mut),
     ) {
-        a.insert("client_secret".into(), json!(open(sealed)?));
+        a.insert("client_secret".into(), json!(secret));
     }
     Ok(
         json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled == 1, "order_prefix": c.order_prefix, "store": store}),
@@ -707,21 +711,12 @@ fn credentials(
     s: &AppState,
     c: &ConnectionRow,
 ) -> ApiResult<(String, StoreAuth, Option<String>, Option<String>)> {
-    let open = |sealed: &Option<Vec<u8>>| -> ApiResult<Option<String>> {
-        sealed
-            .as_ref()
-            .map(|b| s.engine.secrets().open_string(b))
-            .transpose()
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })
-    };
     let settings = StoreSettings::parse(c).map_err(ApiError::from)?;
     Ok((
         settings.shop_url.clone(),
         settings.auth(),
-        open(&c.store_token)?,
-        open(&c.store_client_secret)?,
+        open(s, &c.store_token)?,
+        open(s, &c.store_client_secret)?,
     ))
 }
 
