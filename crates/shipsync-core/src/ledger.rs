@@ -82,16 +82,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::shipment::{ShipmentVersion, WarehouseStatus};
 
-/// How kit (bundle) lines count as shipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KitPolicy {
-    /// A kit counts only when all its components have shipped.
-    #[default]
-    CompleteKits,
-    /// A kit counts as soon as any component ships (capped at ordered).
-    FirstComponent,
-}
+pub use crate::states::KitPolicy;
 
 /// A store order line as the ledger needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

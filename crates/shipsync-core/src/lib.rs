@@ -5,6 +5,8 @@ pub mod fulfillment;
 pub mod ledger;
 pub mod schedule;
 pub mod shipment;
+pub mod states;
+
 pub mod tracking;
 
 pub use shipment::{KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus};

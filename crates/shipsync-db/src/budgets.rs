@@ -104,113 +104,111 @@ impl Gcra {
     }
 }
 
-impl Db {
-    /// The current time in microseconds as the SQL below sees it: on
-    /// PostgreSQL the statement's start on the database's clock (one value
-    /// for the whole statement, the same clock for every node); on SQLite
-    /// parameter `$param`, bound to this process's clock.
-    fn budget_now(&self, param: usize) -> String {
-        match self.backend() {
-            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) * 1000000 AS BIGINT)".into(),
-            Backend::Sqlite => format!("${param}"),
-        }
+/// The current time in microseconds as the SQL below sees it: on
+/// PostgreSQL the statement's start on the database's clock (one value
+/// for the whole statement, the same clock for every node); on SQLite
+/// parameter `$param`, bound to this process's clock.
+fn budget_now(backend: Backend, param: usize) -> String {
+    match backend {
+        Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) * 1000000 AS BIGINT)".into(),
+        Backend::Sqlite => format!("${param}"),
     }
+}
 
-    fn greatest(&self) -> &'static str {
-        match self.backend() {
-            Backend::Postgres => "GREATEST",
-            Backend::Sqlite => "MAX",
-        }
+fn greatest(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "GREATEST",
+        Backend::Sqlite => "MAX",
     }
+}
 
-    /// [`Gcra::step`] on budget `key`, atomically (one statement: concurrent
-    /// takers on any node queue up behind each other). Returns the wait in
-    /// microseconds: ≤ 0 means send now; above `max_wait` means nothing was
-    /// reserved (the refund was applied all the same).
-    pub async fn take_budget(
-        &self,
-        key: &str,
-        gcra: Gcra,
-        refund: i64,
-        max_wait: i64,
-    ) -> Result<i64, DbError> {
-        let now = self.budget_now(6);
-        let greatest = self.greatest();
-        // $1 key, $2 interval, $3 tolerance, $4 refund, $5 max_wait, ($6 now).
-        // Every SET expression reads the row as it was before the update.
-        let base = format!("{greatest}(rate_budgets.tat - $4, {now})");
-        let wait = format!("({base} - {now} - $3)");
-        let sql = sql!(
-            "INSERT INTO rate_budgets (key, tat, last_wait) VALUES ($1, {now} + $2, 0 - $3)
-             ON CONFLICT (key) DO UPDATE SET
-               last_wait = {wait},
-               tat = CASE WHEN {wait} <= $5 THEN {base} + $2 ELSE rate_budgets.tat - $4 END
-             RETURNING last_wait"
-        );
-        let mut query = sqlx::query(sql)
-            .bind(key)
-            .bind(gcra.interval)
-            .bind(gcra.tolerance)
-            .bind(refund.max(0))
-            .bind(max_wait);
-        if self.backend() == Backend::Sqlite {
-            query = query.bind(now_micros());
-        }
-        let row = query.fetch_one(self.pool()).await?;
-        Ok(row.try_get::<i64, _>("last_wait")?)
+/// [`Gcra::step`] on budget `key`, atomically (one statement: concurrent
+/// takers on any node queue up behind each other). Returns the wait in
+/// microseconds: ≤ 0 means send now; above `max_wait` means nothing was
+/// reserved (the refund was applied all the same).
+pub async fn take(
+    db: &Db,
+    key: &str,
+    gcra: Gcra,
+    refund: i64,
+    max_wait: i64,
+) -> Result<i64, DbError> {
+    let now = budget_now(db.backend(), 6);
+    let greatest = greatest(db.backend());
+    // $1 key, $2 interval, $3 tolerance, $4 refund, $5 max_wait, ($6 now).
+    // Every SET expression reads the row as it was before the update.
+    let base = format!("{greatest}(rate_budgets.tat - $4, {now})");
+    let wait = format!("({base} - {now} - $3)");
+    let sql = sql!(
+        "INSERT INTO rate_budgets (key, tat, last_wait) VALUES ($1, {now} + $2, 0 - $3)
+         ON CONFLICT (key) DO UPDATE SET
+           last_wait = {wait},
+           tat = CASE WHEN {wait} <= $5 THEN {base} + $2 ELSE rate_budgets.tat - $4 END
+         RETURNING last_wait"
+    );
+    let mut query = sqlx::query(sql)
+        .bind(key)
+        .bind(gcra.interval)
+        .bind(gcra.tolerance)
+        .bind(refund.max(0))
+        .bind(max_wait);
+    if db.backend() == Backend::Sqlite {
+        query = query.bind(now_micros());
     }
+    let row = query.fetch_one(db.pool()).await?;
+    Ok(row.try_get::<i64, _>("last_wait")?)
+}
 
-    /// Gives back `refund` microseconds of refill, then makes sure the budget
-    /// is used up for at least `floor` microseconds from now: after a 429
-    /// with `Retry-After` (nobody sends before it has passed), or when the
-    /// server reports less left than the budget assumes. Never moves the
-    /// budget below what the server reported.
-    pub async fn settle_budget(&self, key: &str, refund: i64, floor: i64) -> Result<(), DbError> {
-        let now = self.budget_now(4);
-        let greatest = self.greatest();
-        let sql = sql!(
-            "INSERT INTO rate_budgets (key, tat, last_wait) VALUES ($1, {now} + $3, 0)
-             ON CONFLICT (key) DO UPDATE SET
-               tat = {greatest}(rate_budgets.tat - $2, {now} + $3)"
-        );
-        let mut query = sqlx::query(sql).bind(key).bind(refund.max(0)).bind(floor);
-        if self.backend() == Backend::Sqlite {
-            query = query.bind(now_micros());
-        }
-        query.execute(self.pool()).await?;
-        Ok(())
+/// Gives back `refund` microseconds of refill, then makes sure the budget
+/// is used up for at least `floor` microseconds from now: after a 429
+/// with `Retry-After` (nobody sends before it has passed), or when the
+/// server reports less left than the budget assumes. Never moves the
+/// budget below what the server reported.
+pub async fn settle(db: &Db, key: &str, refund: i64, floor: i64) -> Result<(), DbError> {
+    let now = budget_now(db.backend(), 4);
+    let greatest = greatest(db.backend());
+    let sql = sql!(
+        "INSERT INTO rate_budgets (key, tat, last_wait) VALUES ($1, {now} + $3, 0)
+         ON CONFLICT (key) DO UPDATE SET
+           tat = {greatest}(rate_budgets.tat - $2, {now} + $3)"
+    );
+    let mut query = sqlx::query(sql).bind(key).bind(refund.max(0)).bind(floor);
+    if db.backend() == Backend::Sqlite {
+        query = query.bind(now_micros());
     }
+    query.execute(db.pool()).await?;
+    Ok(())
+}
 
-    /// Makes sure the budget is used up for at most `ceiling` microseconds
-    /// from now: when the server reports more left than the budget assumes
-    /// (reservations of requests never sent, of a node that died, or costs
-    /// over-estimated), the budget learns it, so that none of these holds it.
-    pub async fn lower_budget(&self, key: &str, ceiling: i64) -> Result<(), DbError> {
-        let now = self.budget_now(3);
-        let least = match self.backend() {
-            Backend::Postgres => "LEAST",
-            Backend::Sqlite => "MIN",
-        };
-        let sql = sql!("UPDATE rate_budgets SET tat = {least}(tat, {now} + $2) WHERE key = $1");
-        let mut query = sqlx::query(sql).bind(key).bind(ceiling.max(0));
-        if self.backend() == Backend::Sqlite {
-            query = query.bind(now_micros());
-        }
-        query.execute(self.pool()).await?;
-        Ok(())
+/// Makes sure the budget is used up for at most `ceiling` microseconds
+/// from now: when the server reports more left than the budget assumes
+/// (reservations of requests never sent, of a node that died, or costs
+/// over-estimated), the budget learns it, so that none of these holds it.
+pub async fn lower(db: &Db, key: &str, ceiling: i64) -> Result<(), DbError> {
+    let now = budget_now(db.backend(), 3);
+    let least = match db.backend() {
+        Backend::Postgres => "LEAST",
+        Backend::Sqlite => "MIN",
+    };
+    let sql = sql!("UPDATE rate_budgets SET tat = {least}(tat, {now} + $2) WHERE key = $1");
+    let mut query = sqlx::query(sql).bind(key).bind(ceiling.max(0));
+    if db.backend() == Backend::Sqlite {
+        query = query.bind(now_micros());
     }
+    query.execute(db.pool()).await?;
+    Ok(())
+}
 
-    /// The stored theoretical arrival time of `key` and the database's now
-    /// (tests and diagnostics).
-    pub async fn budget_state(&self, key: &str) -> Result<(Option<i64>, i64), DbError> {
-        let now = match self.backend() {
-            Backend::Postgres => self.budget_now(0),
-            Backend::Sqlite => now_micros().to_string(),
-        };
-        let sql = sql!("SELECT {now} AS now, (SELECT tat FROM rate_budgets WHERE key = $1) AS tat");
-        let row = sqlx::query(sql).bind(key).fetch_one(self.pool()).await?;
-        Ok((row.try_get("tat")?, row.try_get("now")?))
-    }
+/// The stored theoretical arrival time of `key` and the database's now
+/// (tests and diagnostics).
+pub async fn state(db: &Db, key: &str) -> Result<(Option<i64>, i64), DbError> {
+    let now = match db.backend() {
+        Backend::Postgres => budget_now(db.backend(), 0),
+        Backend::Sqlite => now_micros().to_string(),
+    };
+    let sql = sql!("SELECT {now} AS now, (SELECT tat FROM rate_budgets WHERE key = $1) AS tat");
+    let row = sqlx::query(sql).bind(key).fetch_one(db.pool()).await?;
+    Ok((row.try_get("tat")?, row.try_get("now")?))
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
+use shipsync_core::states::EventOutcome;
 use sqlx::Row;
 
-use crate::rows::EventRow;
-use crate::{Backend, DbError, Tx, new_id, now_micros};
+use crate::events::{self, EventRow};
+use crate::jobs::{self, Job};
+use crate::{Backend, DbError, Tx, new_id, now_micros, quoted};
 
 /// Rows per multi-row statement: 13 columns × 64 stays far under both
 /// backends' limit on bound parameters.
@@ -117,10 +119,11 @@ pub async fn events_by_body_hash(
 ) -> Result<HashMap<String, String>, DbError> {
     let marks = Marks::of(tx);
     let mut found = HashMap::new();
+    let counted = quoted(&EventOutcome::COUNTED.map(EventOutcome::as_str));
     for chunk in hashes.chunks(IN_LIST) {
         let sql = sql!(
             "SELECT body_hash, id FROM events WHERE merchant_id = {} AND received_at > {}
-             AND outcome IN ('accepted', 'needs_attention') AND body_hash IN ({})
+             AND outcome IN ({counted}) AND body_hash IN ({})
              ORDER BY received_at",
             marks.one(1),
             marks.one(2),
@@ -149,46 +152,36 @@ pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), D
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         let sql = sql!(
             "INSERT INTO events ({}) VALUES {}",
-            crate::rows::EVENT_COLS,
+            events::COLS,
             marks.tuples(chunk.len(), 13, 1)
         );
         let mut q = sqlx::query(sql).persistent(false);
         for e in chunk {
-            q = crate::rows::bind_event(q, e);
+            q = events::bind(q, e)?;
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Queues jobs of `kind`, each `(dedupe key, payload)`, due at `run_at`, as
-/// [`crate::jobs::enqueue`] does one by one. The keys must be distinct.
-pub async fn enqueue_jobs(
-    tx: &mut Tx<'_>,
-    kind: &str,
-    jobs: &[(String, String)],
-    run_at: i64,
-) -> Result<(), DbError> {
+/// Queues `jobs`, due at `run_at`, as [`jobs::enqueue`] does one by one.
+/// Their dedupe keys must be distinct.
+pub async fn enqueue_jobs(tx: &mut Tx<'_>, jobs: &[Job], run_at: i64) -> Result<(), DbError> {
     let marks = Marks::of(tx);
     let now = now_micros();
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        let sql = sql!(
-            "INSERT INTO jobs (id, kind, dedupe_key, payload, run_at, created_at) VALUES {}
-             ON CONFLICT (dedupe_key) DO UPDATE SET rerun = 1,
-               run_at = CASE WHEN jobs.run_at < excluded.run_at THEN jobs.run_at ELSE excluded.run_at END,
-               payload = excluded.payload",
-            marks.tuples(chunk.len(), 6, 1)
-        );
+        let sql = sqlx::AssertSqlSafe(jobs::insert_sql(&marks.tuples(chunk.len(), 6, 1)));
         let mut q = sqlx::query(sql).persistent(false);
-        for (key, payload) in chunk {
+        for job in chunk {
             q = q
                 .bind(new_id("job"))
-                .bind(kind)
-                .bind(key)
-                .bind(payload)
+                .bind(job.kind())
+                .bind(job.dedupe_key())
+                .bind(job.payload()?)
                 .bind(run_at)
                 .bind(now);
         }
+
         q.execute(&mut **tx).await?;
     }
     Ok(())

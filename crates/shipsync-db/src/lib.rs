@@ -3,22 +3,52 @@
 //! The same SQL runs on both backends through sqlx's `Any` driver; queries
 //! use `$N` placeholders (SQLite understands them too). Times are Unix
 //! microseconds, flags 0/1, so every column type is portable.
+//!
+//! One module per table (or pair of tables that live together), each with
+//! its row type, its columns, the row's decoding and its queries. Rows are
+//! typed: flags are `bool`, states the enums of [`shipsync_core::states`],
+//! JSON columns their decoded values; a stored value that does not decode
+//! is [`DbError::Corrupt`], never a default.
+//!
+//! One calling convention: queries are free functions, named by their
+//! module (`shipments::get`, `runs::queue`), whose first parameter says
+//! where they run:
+//! - `ex`, an executor, for one statement: pass `db.pool()`, or `&mut *tx`
+//!   inside a transaction;
+//! - `tx: &mut Tx`, for several statements inside the caller's transaction;
+//! - `db: &Db`, for work that opens its own transaction, runs several
+//!   statements, or depends on the backend.
+//!
+//! [`Db`] itself only holds the pool: connect, migrate, begin, ping, close.
 
 /// A query text built from constant pieces (column lists); never from input.
 macro_rules! sql {
     ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
 }
 
+pub mod activity;
+pub mod api_tokens;
 pub mod budgets;
+pub mod channels;
+pub mod connections;
+mod decode;
 mod error;
+pub mod events;
+pub mod fulfillments;
 pub mod ingest;
 pub mod jobs;
+pub mod merchants;
+pub mod meta;
 mod migrate;
 pub mod orders;
-mod retention;
-pub mod rows;
+pub mod recipes;
+pub mod retention;
+pub mod runs;
+pub mod sessions;
+pub mod shipments;
 pub mod store_auth;
 pub mod users;
+pub mod versions;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +57,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use error::DbError;
+pub use shipsync_core::states;
 pub use sqlx::Any;
 pub use sqlx::Error as SqlxError;
 pub use sqlx::any::AnyRow;
@@ -72,6 +103,44 @@ fn for_update(tx: &Tx<'_>) -> &'static str {
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     }
+}
+
+/// SQL saying that `col` is one of a set of values bound from parameter
+/// `$first` on (bind them in order after the query's other parameters):
+/// `None` matches any value, an empty set none.
+pub(crate) fn one_of(col: &str, set: Option<&[String]>, first: usize) -> String {
+    match set {
+        None => "1 = 1".into(),
+        Some([]) => "1 = 0".into(),
+        Some(values) => format!("{col} IN ({})", placeholders(first, values.len())),
+    }
+}
+
+/// `$first, $first+1, …`: `n` placeholders, for the words of a state set
+/// bound after the query's other parameters.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `'a', 'b'`: a set of state words as SQL literals, for statements built
+/// once from constants (the words come from [`states`], never from input).
+pub(crate) fn quoted(words: &[&'static str]) -> String {
+    words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `s` inside a `LIKE … ESCAPE '\'` pattern: its `\`, `%` and `_` taken
+/// literally.
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// A handle on the database; cheap to clone.
@@ -237,5 +306,28 @@ impl Db {
             relaxed.close().await;
         }
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_a_set() {
+        let two = ["mer_a".to_string(), "mer_b".to_string()];
+        assert_eq!(one_of("merchant_id", None, 3), "1 = 1");
+        assert_eq!(one_of("merchant_id", Some(&[]), 3), "1 = 0");
+        assert_eq!(
+            one_of("merchant_id", Some(&two), 3),
+            "merchant_id IN ($3, $4)"
+        );
+        assert_eq!(placeholders(4, 2), "$4, $5");
+        assert_eq!(quoted(&["new", "open"]), "'new', 'open'");
+    }
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_escape(r"1Z_5%\x"), r"1Z\_5\%\\x");
     }
 }

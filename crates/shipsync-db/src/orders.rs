@@ -2,13 +2,29 @@
 //! shipsync sends to the warehouse (state, error, Deposco number and id),
 //! and the queries the engine and the API need. SQL lives here only.
 
-use sqlx::{Any, Executor, FromRow};
+use serde::{Deserialize, Serialize};
+use shipsync_core::states::OrderStatus;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor};
 
-use crate::rows::one_of;
-use crate::{Db, DbError, Tx, for_update, new_id, now_micros};
+use crate::decode::{self, Cols, to_json};
+use crate::{Db, DbError, Tx, for_update, new_id, now_micros, one_of};
+
+/// A store order's line as kept in `orders.lines_json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLineRow {
+    /// The store's line id.
+    pub id: String,
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub quantity: u64,
+    /// The bundle (line item group) it belongs to.
+    pub group: Option<String>,
+}
 
 /// Every column of `orders`.
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRecord {
     pub id: String,
     pub connection_id: String,
@@ -16,10 +32,9 @@ pub struct OrderRecord {
     pub store_order_id: String,
     /// Store order name, e.g. `#1001`.
     pub name: String,
-    /// new | queued | open | partially_shipped | shipped | error | closed | archived
-    pub status: String,
-    /// `[{"id","sku","name","quantity","group"}]`: the store's lines.
-    pub lines_json: String,
+    pub status: OrderStatus,
+    /// The store's lines (`lines_json`).
+    pub lines: Vec<OrderLineRow>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Why the order is in `error` (Deposco's message), or the last failure
@@ -38,6 +53,30 @@ pub struct OrderRecord {
 
 const COLS: &str = "id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at, error, store_json, store_updated_at, warehouse_number, warehouse_id, sent_at";
 
+impl TryFrom<AnyRow> for OrderRecord {
+    type Error = DbError;
+
+    fn try_from(row: AnyRow) -> Result<Self, DbError> {
+        let c = Cols::of(&row, "orders");
+        Ok(Self {
+            id: c.get("id")?,
+            connection_id: c.get("connection_id")?,
+            store_order_id: c.get("store_order_id")?,
+            name: c.get("name")?,
+            status: c.word("status")?,
+            lines: c.json("lines_json")?,
+            created_at: c.get("created_at")?,
+            updated_at: c.get("updated_at")?,
+            error: c.get("error")?,
+            store_json: c.get("store_json")?,
+            store_updated_at: c.get("store_updated_at")?,
+            warehouse_number: c.get("warehouse_number")?,
+            warehouse_id: c.get("warehouse_id")?,
+            sent_at: c.get("sent_at")?,
+        })
+    }
+}
+
 /// Filters of the order list; empty strings mean "any".
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
@@ -45,7 +84,7 @@ pub struct OrderFilter {
     /// Orders of these merchants' connections only (`None`: any; empty:
     /// none).
     pub merchant_ids: Option<Vec<String>>,
-    pub status: Option<String>,
+    pub status: Option<OrderStatus>,
     /// Store order name, with or without the leading `#`.
     pub name: Option<String>,
     /// Only these (connection id, store order id) pairs, e.g. the orders of
@@ -56,33 +95,38 @@ pub struct OrderFilter {
 /// The order of a store order id on a connection, locked for the rest of the
 /// transaction (PostgreSQL locks the row; SQLite's write transactions lock
 /// the database already).
-pub async fn order_by_store_id(
+pub async fn by_store_id(
     tx: &mut Tx<'_>,
     connection_id: &str,
     store_order_id: &str,
 ) -> Result<Option<OrderRecord>, DbError> {
     let lock = for_update(tx);
-    Ok(sqlx::query_as(sql!(
-        "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2{lock}"
-    ))
-    .bind(connection_id)
-    .bind(store_order_id)
-    .fetch_optional(&mut **tx)
-    .await?)
+    decode::opt(
+        sqlx::query(sql!(
+            "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2{lock}"
+        ))
+        .bind(connection_id)
+        .bind(store_order_id)
+        .fetch_optional(&mut **tx)
+        .await?,
+    )
 }
 
 /// The order `id`, locked for the rest of the transaction.
-pub async fn order_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<OrderRecord>, DbError> {
+pub async fn get_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<OrderRecord>, DbError> {
     let lock = for_update(tx);
-    Ok(
-        sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1{lock}"))
+    decode::opt(
+        sqlx::query(sql!("SELECT {COLS} FROM orders WHERE id = $1{lock}"))
             .bind(id)
             .fetch_optional(&mut **tx)
             .await?,
     )
 }
 
-pub async fn insert_order(tx: &mut Tx<'_>, o: &OrderRecord) -> Result<(), DbError> {
+pub async fn insert<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    o: &OrderRecord,
+) -> Result<(), DbError> {
     sqlx::query(sql!(
         "INSERT INTO orders ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
@@ -90,35 +134,9 @@ pub async fn insert_order(tx: &mut Tx<'_>, o: &OrderRecord) -> Result<(), DbErro
     .bind(&o.connection_id)
     .bind(&o.store_order_id)
     .bind(&o.name)
-    .bind(&o.status)
-    .bind(&o.lines_json)
+    .bind(o.status.as_str())
+    .bind(to_json("orders.lines_json", &o.lines)?)
     .bind(o.created_at)
-    .bind(o.updated_at)
-    .bind(&o.error)
-    .bind(&o.store_json)
-    .bind(&o.store_updated_at)
-    .bind(&o.warehouse_number)
-    .bind(&o.warehouse_id)
-    .bind(o.sent_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Writes every mutable column of the order.
-pub async fn update_order<'e, E: Executor<'e, Database = Any>>(
-    ex: E,
-    o: &OrderRecord,
-) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE orders SET name = $2, status = $3, lines_json = $4, updated_at = $5, error = $6,
-           store_json = $7, store_updated_at = $8, warehouse_number = $9, warehouse_id = $10, sent_at = $11
-         WHERE id = $1",
-    )
-    .bind(&o.id)
-    .bind(&o.name)
-    .bind(&o.status)
-    .bind(&o.lines_json)
     .bind(o.updated_at)
     .bind(&o.error)
     .bind(&o.store_json)
@@ -131,191 +149,220 @@ pub async fn update_order<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-impl Db {
-    /// Inserts or refreshes the local record of a store order; returns its id.
-    /// `status` applies to a new record only: an order's state is kept (the
-    /// Sales Orders channel and shipments move it).
-    pub async fn upsert_order(
-        &self,
-        connection_id: &str,
-        store_order_id: &str,
-        name: &str,
-        status: &str,
-        lines_json: &str,
-    ) -> Result<String, DbError> {
-        let now = now_micros();
-        sqlx::query(
-            "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
-               lines_json = excluded.lines_json, updated_at = excluded.updated_at",
-        )
-        .bind(new_id("ord"))
-        .bind(connection_id)
-        .bind(store_order_id)
-        .bind(name)
-        .bind(status)
-        .bind(lines_json)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        let row: (String,) = sqlx::query_as(
-            "SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2",
-        )
-        .bind(connection_id)
-        .bind(store_order_id)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.0)
-    }
+/// Writes every mutable column of the order.
+pub async fn update<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    o: &OrderRecord,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE orders SET name = $2, status = $3, lines_json = $4, updated_at = $5, error = $6,
+           store_json = $7, store_updated_at = $8, warehouse_number = $9, warehouse_id = $10, sent_at = $11
+         WHERE id = $1",
+    )
+    .bind(&o.id)
+    .bind(&o.name)
+    .bind(o.status.as_str())
+    .bind(to_json("orders.lines_json", &o.lines)?)
+    .bind(o.updated_at)
+    .bind(&o.error)
+    .bind(&o.store_json)
+    .bind(&o.store_updated_at)
+    .bind(&o.warehouse_number)
+    .bind(&o.warehouse_id)
+    .bind(o.sent_at)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
 
-    pub async fn get_order_record(&self, id: &str) -> Result<Option<OrderRecord>, DbError> {
-        Ok(
-            sqlx::query_as(sql!("SELECT {COLS} FROM orders WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
-    }
+/// Inserts or refreshes the local record of a store order; returns its id.
+/// `status` applies to a new record only: an order's state is kept (the
+/// Sales Orders channel and shipments move it).
+pub async fn upsert(
+    db: &Db,
+    connection_id: &str,
+    store_order_id: &str,
+    name: &str,
+    status: OrderStatus,
+    lines: &[OrderLineRow],
+) -> Result<String, DbError> {
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+         ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
+           lines_json = excluded.lines_json, updated_at = excluded.updated_at",
+    )
+    .bind(new_id("ord"))
+    .bind(connection_id)
+    .bind(store_order_id)
+    .bind(name)
+    .bind(status.as_str())
+    .bind(to_json("orders.lines_json", lines)?)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    let row: (String,) =
+        sqlx::query_as("SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2")
+            .bind(connection_id)
+            .bind(store_order_id)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(row.0)
+}
 
-    /// The local order of a store order on a connection.
-    pub async fn order_of_store_order(
-        &self,
-        connection_id: &str,
-        store_order_id: &str,
-    ) -> Result<Option<OrderRecord>, DbError> {
-        Ok(sqlx::query_as(sql!(
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+) -> Result<Option<OrderRecord>, DbError> {
+    decode::opt(
+        sqlx::query(sql!("SELECT {COLS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(ex)
+            .await?,
+    )
+}
+
+/// The local order of a store order on a connection.
+pub async fn of_store_order<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    connection_id: &str,
+    store_order_id: &str,
+) -> Result<Option<OrderRecord>, DbError> {
+    decode::opt(
+        sqlx::query(sql!(
             "SELECT {COLS} FROM orders WHERE connection_id = $1 AND store_order_id = $2"
         ))
         .bind(connection_id)
         .bind(store_order_id)
-        .fetch_optional(self.pool())
-        .await?)
-    }
+        .fetch_optional(ex)
+        .await?,
+    )
+}
 
-    pub async fn save_order(&self, o: &OrderRecord) -> Result<(), DbError> {
-        update_order(self.pool(), o).await
+/// Newest first; `before` is the cursor (an order id).
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    f: &OrderFilter,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OrderRecord>, DbError> {
+    let name = f
+        .name
+        .as_deref()
+        .map(|n| n.trim().trim_start_matches('#'))
+        .unwrap_or("");
+    // One text per pair: a store order id never contains a space.
+    let pairs: Option<Vec<String>> = f
+        .store_orders
+        .as_ref()
+        .map(|p| p.iter().map(|(c, o)| format!("{c} {o}")).collect());
+    let merchants = match &f.merchant_ids {
+        None => "1 = 1".to_string(),
+        Some(m) => format!(
+            "connection_id IN (SELECT id FROM connections WHERE {})",
+            one_of("merchant_id", Some(m), 7)
+        ),
+    };
+    let first_pair = 7 + f.merchant_ids.as_ref().map_or(0, Vec::len);
+    let store_orders = one_of(
+        "(connection_id || ' ' || store_order_id)",
+        pairs.as_deref(),
+        first_pair,
+    );
+    let mut q = sqlx::query(sql!(
+        "SELECT {COLS} FROM orders WHERE ($1 = '' OR id < $1) AND ($2 = '' OR connection_id = $2)
+         AND ($3 = '' OR status = $3) AND ($4 = '' OR name = $4 OR name = $5)
+         AND {merchants} AND {store_orders}
+         ORDER BY id DESC LIMIT $6"
+    ))
+    .bind(before.unwrap_or(""))
+    .bind(f.connection_id.as_deref().unwrap_or(""))
+    .bind(f.status.map_or("", OrderStatus::as_str))
+    .bind(name)
+    .bind(format!("#{name}"))
+    .bind(limit);
+    for v in f
+        .merchant_ids
+        .iter()
+        .flatten()
+        .chain(pairs.iter().flatten())
+    {
+        q = q.bind(v);
     }
+    decode::all(q.fetch_all(ex).await?)
+}
 
-    /// Newest first; `before` is the cursor (an order id).
-    pub async fn list_orders(
-        &self,
-        f: &OrderFilter,
-        before: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<OrderRecord>, DbError> {
-        let name = f
-            .name
-            .as_deref()
-            .map(|n| n.trim().trim_start_matches('#'))
-            .unwrap_or("");
-        // One text per pair: a store order id never contains a space.
-        let pairs: Option<Vec<String>> = f
-            .store_orders
-            .as_ref()
-            .map(|p| p.iter().map(|(c, o)| format!("{c} {o}")).collect());
-        let merchants = match &f.merchant_ids {
-            None => "1 = 1".to_string(),
-            Some(m) => format!(
-                "connection_id IN (SELECT id FROM connections WHERE {})",
-                one_of("merchant_id", Some(m), 7)
-            ),
-        };
-        let first_pair = 7 + f.merchant_ids.as_ref().map_or(0, Vec::len);
-        let store_orders = one_of(
-            "(connection_id || ' ' || store_order_id)",
-            pairs.as_deref(),
-            first_pair,
-        );
-        let mut q = sqlx::query_as::<_, OrderRecord>(sql!(
-            "SELECT {COLS} FROM orders WHERE ($1 = '' OR id < $1) AND ($2 = '' OR connection_id = $2)
-             AND ($3 = '' OR status = $3) AND ($4 = '' OR name = $4 OR name = $5)
-             AND {merchants} AND {store_orders}
-             ORDER BY id DESC LIMIT $6"
-        ))
-        .bind(before.unwrap_or(""))
-        .bind(f.connection_id.as_deref().unwrap_or(""))
-        .bind(f.status.as_deref().unwrap_or(""))
-        .bind(name)
-        .bind(format!("#{name}"))
-        .bind(limit);
-        for v in f
-            .merchant_ids
-            .iter()
-            .flatten()
-            .chain(pairs.iter().flatten())
-        {
-            q = q.bind(v);
+/// Orders shipsync sent to the warehouse, among the merchant's
+/// connections, that an order reference of a shipment names: first those
+/// whose Deposco number is the reference, else those whose store name is
+/// (with or without `#`).
+pub async fn sent_for_refs(
+    db: &Db,
+    merchant_id: &str,
+    refs: &[String],
+) -> Result<Vec<OrderRecord>, DbError> {
+    let select = |cond: &str| {
+        sql!(
+            "SELECT {} FROM orders o WHERE o.warehouse_number IS NOT NULL AND {cond}
+             AND o.connection_id IN (SELECT id FROM connections WHERE merchant_id = $1)
+             ORDER BY o.id",
+            COLS.split(", ")
+                .map(|c| format!("o.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut by_number: Vec<OrderRecord> = Vec::new();
+    let mut by_name: Vec<OrderRecord> = Vec::new();
+    for r in refs {
+        let r = r.trim();
+        if r.is_empty() {
+            continue;
         }
-        Ok(q.fetch_all(self.pool()).await?)
-    }
-
-    /// Orders shipsync sent to the warehouse, among the merchant's
-    /// connections, that an order reference of a shipment names: first those
-    /// whose Deposco number is the reference, else those whose store name is
-    /// (with or without `#`).
-    pub async fn sent_orders_for_refs(
-        &self,
-        merchant_id: &str,
-        refs: &[String],
-    ) -> Result<Vec<OrderRecord>, DbError> {
-        let select = |cond: &str| {
-            sql!(
-                "SELECT {} FROM orders o WHERE o.warehouse_number IS NOT NULL AND {cond}
-                 AND o.connection_id IN (SELECT id FROM connections WHERE merchant_id = $1)
-                 ORDER BY o.id",
-                COLS.split(", ")
-                    .map(|c| format!("o.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let mut by_number: Vec<OrderRecord> = Vec::new();
-        let mut by_name: Vec<OrderRecord> = Vec::new();
-        for r in refs {
-            let r = r.trim();
-            if r.is_empty() {
-                continue;
-            }
-            let rows: Vec<OrderRecord> = sqlx::query_as(select("o.warehouse_number = $2"))
+        let rows: Vec<OrderRecord> = decode::all(
+            sqlx::query(select("o.warehouse_number = $2"))
                 .bind(merchant_id)
                 .bind(r)
-                .fetch_all(self.pool())
-                .await?;
-            by_number.extend(rows);
-            let bare = r.trim_start_matches('#');
-            let rows: Vec<OrderRecord> = sqlx::query_as(select("(o.name = $2 OR o.name = $3)"))
+                .fetch_all(db.pool())
+                .await?,
+        )?;
+        by_number.extend(rows);
+        let bare = r.trim_start_matches('#');
+        let rows: Vec<OrderRecord> = decode::all(
+            sqlx::query(select("(o.name = $2 OR o.name = $3)"))
                 .bind(merchant_id)
                 .bind(bare)
                 .bind(format!("#{bare}"))
-                .fetch_all(self.pool())
-                .await?;
-            by_name.extend(rows);
-        }
-        let mut out = if by_number.is_empty() {
-            by_name
-        } else {
-            by_number
-        };
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out.dedup_by(|a, b| a.id == b.id);
-        Ok(out)
+                .fetch_all(db.pool())
+                .await?,
+        )?;
+        by_name.extend(rows);
     }
+    let mut out = if by_number.is_empty() {
+        by_name
+    } else {
+        by_number
+    };
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
 
-    /// Orders of a connection still waiting to be sent (`queued`), oldest
-    /// first: re-queued by every run so that none is left behind.
-    pub async fn queued_order_ids(
-        &self,
-        connection_id: &str,
-        limit: i64,
-    ) -> Result<Vec<String>, DbError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM orders WHERE connection_id = $1 AND status = 'queued' ORDER BY id LIMIT $2",
-        )
-        .bind(connection_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
-    }
+/// Orders of a connection still waiting to be sent (`queued`), oldest
+/// first: re-queued by every run so that none is left behind.
+pub async fn queued_ids<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    connection_id: &str,
+    limit: i64,
+) -> Result<Vec<String>, DbError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM orders WHERE connection_id = $1 AND status = $3 ORDER BY id LIMIT $2",
+    )
+    .bind(connection_id)
+    .bind(limit)
+    .bind(OrderStatus::Queued.as_str())
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }

@@ -1,8 +1,9 @@
 //! The tokens a store's app credentials obtain, the lease of the one worker
 //! (on any node) refreshing them, the connection's store status, and the
-//! single-use `state` of install links.
+//! single-use `state` of install links: `store_tokens` and `oauth_states`.
+//! (The connection's store status is in [`crate::connections`].)
 
-use sqlx::FromRow;
+use sqlx::{Any, Executor, FromRow};
 
 use crate::{Db, DbError};
 
@@ -36,172 +37,159 @@ pub struct OauthStateRow {
 const TOKEN_COLS: &str = "connection_id, access_token, obtained_at, expires_at, refresh_token,
     refresh_expires_at, scopes, refreshing_until, generation";
 
-impl Db {
-    pub async fn get_store_token(
-        &self,
-        connection_id: &str,
-    ) -> Result<Option<StoreTokenRow>, DbError> {
-        Ok(sqlx::query_as(sql!(
-            "SELECT {TOKEN_COLS} FROM store_tokens WHERE connection_id = $1"
-        ))
+pub async fn token<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    connection_id: &str,
+) -> Result<Option<StoreTokenRow>, DbError> {
+    Ok(sqlx::query_as(sql!(
+        "SELECT {TOKEN_COLS} FROM store_tokens WHERE connection_id = $1"
+    ))
+    .bind(connection_id)
+    .fetch_optional(ex)
+    .await?)
+}
+
+/// Stores a newly obtained token (a new generation), releasing any
+/// refresh lease.
+pub async fn save_token(db: &Db, t: &StoreTokenRow) -> Result<(), DbError> {
+    ensure_token_row(db, &t.connection_id).await?;
+    sqlx::query(
+        "UPDATE store_tokens SET access_token = $2, obtained_at = $3, expires_at = $4,
+           refresh_token = $5, refresh_expires_at = $6, scopes = $7, refreshing_until = NULL,
+           generation = generation + 1
+         WHERE connection_id = $1",
+    )
+    .bind(&t.connection_id)
+    .bind(&t.access_token)
+    .bind(t.obtained_at)
+    .bind(t.expires_at)
+    .bind(&t.refresh_token)
+    .bind(t.refresh_expires_at)
+    .bind(&t.scopes)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Forgets a connection's app token (its credentials or shop changed).
+pub async fn delete_token<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    connection_id: &str,
+) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM store_tokens WHERE connection_id = $1")
         .bind(connection_id)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
-    /// Stores a newly obtained token (a new generation), releasing any
-    /// refresh lease.
-    pub async fn save_store_token(&self, t: &StoreTokenRow) -> Result<(), DbError> {
-        self.ensure_store_token_row(&t.connection_id).await?;
-        sqlx::query(
-            "UPDATE store_tokens SET access_token = $2, obtained_at = $3, expires_at = $4,
-               refresh_token = $5, refresh_expires_at = $6, scopes = $7, refreshing_until = NULL,
-               generation = generation + 1
-             WHERE connection_id = $1",
-        )
-        .bind(&t.connection_id)
-        .bind(&t.access_token)
-        .bind(t.obtained_at)
-        .bind(t.expires_at)
-        .bind(&t.refresh_token)
-        .bind(t.refresh_expires_at)
-        .bind(&t.scopes)
-        .execute(self.pool())
+        .execute(ex)
         .await?;
-        Ok(())
-    }
+    Ok(())
+}
 
-    /// Forgets a connection's app token (its credentials or shop changed).
-    pub async fn delete_store_token(&self, connection_id: &str) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM store_tokens WHERE connection_id = $1")
-            .bind(connection_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Records the scopes the store granted (read back from the store).
-    pub async fn set_store_scopes(&self, connection_id: &str, scopes: &str) -> Result<(), DbError> {
-        self.ensure_store_token_row(connection_id).await?;
-        sqlx::query("UPDATE store_tokens SET scopes = $2 WHERE connection_id = $1")
-            .bind(connection_id)
-            .bind(scopes)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn ensure_store_token_row(&self, connection_id: &str) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO store_tokens (connection_id, generation) VALUES ($1, 0)
-             ON CONFLICT (connection_id) DO NOTHING",
-        )
+/// Records the scopes the store granted (read back from the store).
+pub async fn set_scopes(db: &Db, connection_id: &str, scopes: &str) -> Result<(), DbError> {
+    ensure_token_row(db, connection_id).await?;
+    sqlx::query("UPDATE store_tokens SET scopes = $2 WHERE connection_id = $1")
         .bind(connection_id)
-        .execute(self.pool())
+        .bind(scopes)
+        .execute(db.pool())
         .await?;
-        Ok(())
-    }
+    Ok(())
+}
 
-    /// Takes the lease to refresh a connection's token until `until`, when
-    /// nobody holds it (or theirs ran out) and the token is still
-    /// generation `generation` (nobody refreshed it meanwhile). Whether it
-    /// was taken.
-    pub async fn take_refresh_lease(
-        &self,
-        connection_id: &str,
-        generation: i64,
-        now: i64,
-        until: i64,
-    ) -> Result<bool, DbError> {
-        self.ensure_store_token_row(connection_id).await?;
-        let r = sqlx::query(
-            "UPDATE store_tokens SET refreshing_until = $4
-             WHERE connection_id = $1 AND generation = $2
-               AND (refreshing_until IS NULL OR refreshing_until < $3)",
-        )
+async fn ensure_token_row(db: &Db, connection_id: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO store_tokens (connection_id, generation) VALUES ($1, 0)
+         ON CONFLICT (connection_id) DO NOTHING",
+    )
+    .bind(connection_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Takes the lease to refresh a connection's token until `until`, when
+/// nobody holds it (or theirs ran out) and the token is still
+/// generation `generation` (nobody refreshed it meanwhile). Whether it
+/// was taken.
+pub async fn take_refresh_lease(
+    db: &Db,
+    connection_id: &str,
+    generation: i64,
+    now: i64,
+    until: i64,
+) -> Result<bool, DbError> {
+    ensure_token_row(db, connection_id).await?;
+    let r = sqlx::query(
+        "UPDATE store_tokens SET refreshing_until = $4
+         WHERE connection_id = $1 AND generation = $2
+           AND (refreshing_until IS NULL OR refreshing_until < $3)",
+    )
+    .bind(connection_id)
+    .bind(generation)
+    .bind(now)
+    .bind(until)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Gives the refresh lease back without a new token (the refresh failed).
+pub async fn release_refresh_lease<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    connection_id: &str,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE store_tokens SET refreshing_until = NULL WHERE connection_id = $1")
         .bind(connection_id)
-        .bind(generation)
-        .bind(now)
-        .bind(until)
-        .execute(self.pool())
+        .execute(ex)
         .await?;
-        Ok(r.rows_affected() == 1)
-    }
+    Ok(())
+}
 
-    /// Gives the refresh lease back without a new token (the refresh failed).
-    pub async fn release_refresh_lease(&self, connection_id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE store_tokens SET refreshing_until = NULL WHERE connection_id = $1")
-            .bind(connection_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Sets a connection's store status (`ok` or `reconnect_needed`) and
-    /// its reason, without counting as an edit of the connection. Whether
-    /// it changed.
-    pub async fn set_store_status(
-        &self,
-        connection_id: &str,
-        status: &str,
-        error: Option<&str>,
-    ) -> Result<bool, DbError> {
-        let r = sqlx::query(
-            "UPDATE connections SET store_status = $2, store_error = $3
-             WHERE id = $1 AND (store_status <> $2 OR COALESCE(store_error, '') <> COALESCE($3, ''))",
-        )
-        .bind(connection_id)
-        .bind(status)
-        .bind(error)
-        .execute(self.pool())
+pub async fn insert_oauth_state(db: &Db, s: &OauthStateRow) -> Result<(), DbError> {
+    // Links nobody followed are forgotten a day after they expired.
+    sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
+        .bind(s.created_at - 86_400_000_000)
+        .execute(db.pool())
         .await?;
-        Ok(r.rows_affected() > 0)
-    }
+    sqlx::query(
+        "INSERT INTO oauth_states (state_hash, connection_id, user_id, created_at, expires_at, used_at)
+         VALUES ($1, $2, $3, $4, $5, NULL)",
+    )
+    .bind(&s.state_hash)
+    .bind(&s.connection_id)
+    .bind(&s.user_id)
+    .bind(s.created_at)
+    .bind(s.expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
 
-    pub async fn insert_oauth_state(&self, s: &OauthStateRow) -> Result<(), DbError> {
-        // Links nobody followed are forgotten a day after they expired.
-        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
-            .bind(s.created_at - 86_400_000_000)
-            .execute(self.pool())
-            .await?;
-        sqlx::query(
-            "INSERT INTO oauth_states (state_hash, connection_id, user_id, created_at, expires_at, used_at)
-             VALUES ($1, $2, $3, $4, $5, NULL)",
-        )
-        .bind(&s.state_hash)
-        .bind(&s.connection_id)
-        .bind(&s.user_id)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
+/// An install `state` as stored; `None` when unknown.
+pub async fn oauth_state<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    state_hash: &str,
+) -> Result<Option<OauthStateRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT state_hash, connection_id, user_id, created_at, expires_at, used_at
+         FROM oauth_states WHERE state_hash = $1",
+    )
+    .bind(state_hash)
+    .fetch_optional(ex)
+    .await?)
+}
 
-    /// An install `state` as stored; `None` when unknown.
-    pub async fn get_oauth_state(
-        &self,
-        state_hash: &str,
-    ) -> Result<Option<OauthStateRow>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT state_hash, connection_id, user_id, created_at, expires_at, used_at
-             FROM oauth_states WHERE state_hash = $1",
-        )
-        .bind(state_hash)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
-    /// Marks an install `state` used; whether this call did (only one
-    /// caller ever does).
-    pub async fn mark_oauth_state_used(&self, state_hash: &str, now: i64) -> Result<bool, DbError> {
-        let r = sqlx::query(
-            "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL",
-        )
-        .bind(state_hash)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
+/// Marks an install `state` used; whether this call did (only one
+/// caller ever does).
+pub async fn mark_oauth_state_used<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    state_hash: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL",
+    )
+    .bind(state_hash)
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
