@@ -28,6 +28,15 @@ impl fmt::Display for UnknownState {
 
 impl std::error::Error for UnknownState {}
 
+/// The words of `values`, comma-separated, e.g. for "must be one of …".
+pub fn listed<T: Copy + Into<&'static str>>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(|&v| v.into())
+        .collect::<Vec<&str>>()
+        .join(", ")
+}
+
 /// A closed set of words: the enum, `ALL`, `as_str`, `FromStr`,
 /// `TryFrom<&str>`, `Display` and serde as the word.
 macro_rules! words {
@@ -133,6 +142,16 @@ words! {
     }
 }
 
+impl OrderStatus {
+    /// Shipped, closed or archived: shipments no longer move it.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Shipped | OrderStatus::Closed | OrderStatus::Archived
+        )
+    }
+}
+
 words! {
     /// Where a channel run stands.
     RunStatus {
@@ -205,7 +224,6 @@ impl EventOutcome {
 
 words! {
     /// How a shipment version reached shipsync.
-
     Source {
         /// Deposco's webhook.
         Webhook = "webhook",

@@ -99,8 +99,7 @@ pub(crate) fn counts<T: FromStr<Err = UnknownState>>(
 }
 
 /// Decodes every row with `T`'s `TryFrom<AnyRow>`.
-pub(crate)
- fn all<T: TryFrom<AnyRow, Error = DbError>>(
+pub(crate) fn all<T: TryFrom<AnyRow, Error = DbError>>(
     rows: Vec<AnyRow>,
 ) -> Result<Vec<T>, DbError> {
     rows.into_iter().map(T::try_from).collect()

@@ -2,9 +2,23 @@
 //! throwaway database on the PostgreSQL server of
 //! `SHIPSYNC_TEST_POSTGRES_URL` (skipped, with a notice, when it is unset).
 
-use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, ShipmentRow, VersionRow};
-use shipsync_db::store_auth::{OauthStateRow, StoreTokenRow};
-use shipsync_db::{Db, jobs, new_id, now_micros, rows};
+use std::collections::BTreeMap;
+
+use shipsync_core::ledger::KitPolicy;
+use shipsync_core::states::{
+    Channel, FulfillmentState, OrderStatus, ShipmentStatus, Source, StoreStatus,
+};
+use shipsync_core::{ShipmentVersion, WarehouseStatus};
+use shipsync_db::channels::{self, ChannelRow};
+use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::merchants::{self, MerchantRow};
+use shipsync_db::orders::{self, OrderLineRow};
+use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::store_auth::{self, OauthStateRow, StoreTokenRow};
+use shipsync_db::versions::{self, VersionRow};
+use shipsync_db::{Db, DbError, new_id, now_micros, retention};
 use shipsync_testkit::TestDb;
 
 /// A SQLite database, and a PostgreSQL one when a server is configured.
@@ -31,20 +45,23 @@ async fn on_each_backend(test: impl AsyncFn(&Db, &str)) {
 
 async fn merchant(db: &Db) -> String {
     let id = new_id("mer");
-    db.insert_merchant(&MerchantRow {
-        id: id.clone(),
-        name: "Acme".into(),
-        warehouse_json: "{}".into(),
-        warehouse_secrets: None,
-        webhooks_enabled: 1,
-        shared_secret: None,
-        webhook_key: vec![1, 2, 3],
-        webhook_key_hash: format!("hash-{id}"),
-        kit_policy: "explode".into(),
-        carrier_overrides: "{}".into(),
-        created_at: 1,
-        updated_at: 1,
-    })
+    merchants::insert(
+        db.pool(),
+        &MerchantRow {
+            id: id.clone(),
+            name: "Acme".into(),
+            warehouse_json: "{}".into(),
+            warehouse_secrets: None,
+            webhooks_enabled: true,
+            shared_secret: None,
+            webhook_key: vec![1, 2, 3],
+            webhook_key_hash: format!("hash-{id}"),
+            kit_policy: KitPolicy::FirstComponent,
+            carrier_overrides: BTreeMap::from([("UPS".into(), "UPS Ground".into())]),
+            created_at: 1,
+            updated_at: 1,
+        },
+    )
     .await
     .expect("insert merchant");
     id
@@ -57,33 +74,53 @@ async fn connection(db: &Db) -> ConnectionRow {
         id: new_id("con"),
         name: "Shop".into(),
         merchant_id,
-        enabled: 1,
+        enabled: true,
         order_prefix: "AC-".into(),
         store_json: r#"{"shop":"acme"}"#.into(),
         store_token: Some(vec![9, 8, 7]),
         store_client_secret: Some(vec![0, 255, 1]),
-        store_status: "ok".into(),
+        store_status: StoreStatus::Ok,
         store_error: None,
         created_at: 10,
         updated_at: 11,
-        token_held: 0,
+        token_held: false,
         token_expires_at: None,
         granted_scopes: None,
-        shipments_on: 0,
-        sales_orders_on: 0,
+        shipments_on: false,
+        sales_orders_on: false,
     };
-    let channels = [("shipments", 1), ("sales_orders", 0)].map(|(channel, enabled)| ChannelRow {
-        connection_id: c.id.clone(),
-        channel: channel.into(),
-        enabled,
-        schedules_json: "[]".into(),
-        last_completed_at: None,
-        next_run_at: None,
-    });
-    db.insert_connection(&c, &channels)
+    let channels =
+        [(Channel::Shipments, true), (Channel::SalesOrders, false)].map(|(channel, enabled)| {
+            ChannelRow {
+                connection_id: c.id.clone(),
+                channel,
+                enabled,
+                schedules: serde_json::json!([]),
+                last_completed_at: None,
+                next_run_at: None,
+            }
+        });
+    connections::insert(db, &c, &channels)
         .await
         .expect("insert connection");
     c
+}
+
+/// A warehouse version of shipment `number`.
+fn version(number: &str) -> ShipmentVersion {
+    ShipmentVersion {
+        number: number.into(),
+        warehouse_id: None,
+        status: WarehouseStatus::Shipped,
+        order_refs: vec!["#1".into()],
+        carrier: None,
+        service: None,
+        tracking_url: None,
+        shipped_at: None,
+        updated_at: None,
+        lines: Vec::new(),
+        packages: Vec::new(),
+    }
 }
 
 async fn applied_migrations(db: &Db) -> Vec<i64> {
@@ -105,7 +142,10 @@ async fn migrations_apply_twice_idempotently() {
         assert_eq!(applied_migrations(&db).await, first);
         // The schema of the last migration is there, `{BLOB}` and all.
         let c = connection(&db).await;
-        let got = db.get_connection(&c.id).await.expect("get").expect("row");
+        let got = connections::get(db.pool(), &c.id)
+            .await
+            .expect("get")
+            .expect("row");
         assert_eq!(got.store_client_secret, Some(vec![0, 255, 1]));
         db.close().await;
     })
@@ -118,8 +158,10 @@ async fn two_claimers_never_claim_the_same_job() {
     on_each_backend(async |db, _| {
         let mut tx = db.begin().await.expect("begin");
         for i in 0..JOBS {
-            let key = format!("test:{i}");
-            jobs::enqueue(&mut tx, "test", Some(&key), "{}", now_micros())
+            let job = Job::SyncShipment {
+                shipment_id: format!("shp_{i}"),
+            };
+            jobs::enqueue(&mut *tx, &job, now_micros())
                 .await
                 .expect("enqueue");
         }
@@ -129,7 +171,7 @@ async fn two_claimers_never_claim_the_same_job() {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 loop {
-                    let got = db.claim_jobs(owner, 3, 60_000_000).await.expect("claim");
+                    let got = jobs::claim(&db, owner, 3, 60_000_000).await.expect("claim");
                     if got.is_empty() {
                         return ids;
                     }
@@ -146,7 +188,7 @@ async fn two_claimers_never_claim_the_same_job() {
         assert_eq!(all.len(), JOBS);
         // Leased: nobody claims them again.
         assert!(
-            db.claim_jobs("c", 100, 60_000_000)
+            jobs::claim(db, "c", 100, 60_000_000)
                 .await
                 .expect("claim")
                 .is_empty()
@@ -159,16 +201,19 @@ async fn two_claimers_never_claim_the_same_job() {
 async fn a_connection_round_trips_with_its_store_token() {
     on_each_backend(async |db, _| {
         let c = connection(db).await;
-        let got = db.get_connection(&c.id).await.expect("get").expect("row");
+        let got = connections::get(db.pool(), &c.id)
+            .await
+            .expect("get")
+            .expect("row");
         assert_eq!(
             (
                 got.token_held,
                 got.token_expires_at,
                 got.granted_scopes.as_deref()
             ),
-            (0, None, None)
+            (false, None, None)
         );
-        assert_eq!((got.shipments_on, got.sales_orders_on), (1, 0));
+        assert_eq!((got.shipments_on, got.sales_orders_on), (true, false));
         assert_eq!(
             (
                 &got.name,
@@ -184,36 +229,45 @@ async fn a_connection_round_trips_with_its_store_token() {
         );
         assert_eq!((got.created_at, got.updated_at), (10, 11));
 
-        db.save_store_token(&StoreTokenRow {
-            connection_id: c.id.clone(),
-            access_token: Some(vec![4, 5]),
-            obtained_at: Some(100),
-            expires_at: Some(200),
-            scopes: Some("read_orders,write_fulfillments".into()),
-            ..StoreTokenRow::default()
-        })
+        store_auth::save_token(
+            db,
+            &StoreTokenRow {
+                connection_id: c.id.clone(),
+                access_token: Some(vec![4, 5]),
+                obtained_at: Some(100),
+                expires_at: Some(200),
+                scopes: Some("read_orders,write_fulfillments".into()),
+                ..StoreTokenRow::default()
+            },
+        )
         .await
         .expect("save token");
-        let got = db.get_connection(&c.id).await.expect("get").expect("row");
+        let got = connections::get(db.pool(), &c.id)
+            .await
+            .expect("get")
+            .expect("row");
         assert_eq!(
             (
                 got.token_held,
                 got.token_expires_at,
                 got.granted_scopes.as_deref()
             ),
-            (1, Some(200), Some("read_orders,write_fulfillments"))
+            (true, Some(200), Some("read_orders,write_fulfillments"))
         );
-        let listed = db
-            .list_connections(Some(&c.merchant_id), None, 10)
-            .await
-            .expect("list");
+        let listed = connections::list(
+            db.pool(),
+            Some(std::slice::from_ref(&c.merchant_id)),
+            None,
+            10,
+        )
+        .await
+        .expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(
             (listed[0].id.as_str(), listed[0].token_held),
-            (c.id.as_str(), 1)
+            (c.id.as_str(), true)
         );
-        let token = db
-            .get_store_token(&c.id)
+        let token = store_auth::token(db.pool(), &c.id)
             .await
             .expect("get token")
             .expect("row");
@@ -232,18 +286,18 @@ async fn the_refresh_lease_is_taken_once() {
         let now = now_micros();
         let until = now + 60_000_000;
         assert!(
-            db.take_refresh_lease(&c.id, 0, now, until)
+            store_auth::take_refresh_lease(db, &c.id, 0, now, until)
                 .await
                 .expect("take")
         );
         assert!(
-            !db.take_refresh_lease(&c.id, 0, now, until)
+            !store_auth::take_refresh_lease(db, &c.id, 0, now, until)
                 .await
                 .expect("take")
         );
         // Once it ran out, another worker takes it.
         assert!(
-            db.take_refresh_lease(&c.id, 0, until + 1, until + 2)
+            store_auth::take_refresh_lease(db, &c.id, 0, until + 1, until + 2)
                 .await
                 .expect("take")
         );
@@ -255,23 +309,33 @@ async fn the_refresh_lease_is_taken_once() {
 async fn an_oauth_state_is_used_once() {
     on_each_backend(async |db, _| {
         let now = now_micros();
-        db.insert_oauth_state(&OauthStateRow {
-            state_hash: "abc".into(),
-            connection_id: new_id("con"),
-            user_id: None,
-            created_at: now,
-            expires_at: now + 600_000_000,
-            used_at: None,
-        })
+        store_auth::insert_oauth_state(
+            db,
+            &OauthStateRow {
+                state_hash: "abc".into(),
+                connection_id: new_id("con"),
+                user_id: None,
+                created_at: now,
+                expires_at: now + 600_000_000,
+                used_at: None,
+            },
+        )
         .await
         .expect("insert state");
-        assert!(db.mark_oauth_state_used("abc", now).await.expect("mark"));
         assert!(
-            !db.mark_oauth_state_used("abc", now + 1)
+            store_auth::mark_oauth_state_used(db.pool(), "abc", now)
                 .await
                 .expect("mark")
         );
-        let s = db.get_oauth_state("abc").await.expect("get").expect("row");
+        assert!(
+            !store_auth::mark_oauth_state_used(db.pool(), "abc", now + 1)
+                .await
+                .expect("mark")
+        );
+        let s = store_auth::oauth_state(db.pool(), "abc")
+            .await
+            .expect("get")
+            .expect("row");
         assert_eq!(s.used_at, Some(now));
     })
     .await;
@@ -283,10 +347,13 @@ async fn retention_keeps_the_versions_of_open_shipments() {
         let merchant_id = merchant(db).await;
         let mut tx = db.begin().await.expect("begin");
         let mut ids = Vec::new();
-        for (number, status) in [("S1", "open"), ("S2", "completed")] {
+        for (number, status) in [
+            ("S1", ShipmentStatus::Open),
+            ("S2", ShipmentStatus::Completed),
+        ] {
             let id = new_id("shp");
-            rows::insert_shipment(
-                &mut tx,
+            shipments::insert(
+                &mut *tx,
                 &ShipmentRow {
                     id: id.clone(),
                     merchant_id: merchant_id.clone(),
@@ -294,11 +361,11 @@ async fn retention_keeps_the_versions_of_open_shipments() {
                     connection_id: None,
                     order_id: None,
                     order_name: "#1".into(),
-                    status: status.into(),
+                    status,
                     error: None,
-                    sources: "[]".into(),
-                    first_seen_via: "webhook".into(),
-                    version_json: "{}".into(),
+                    sources: vec![Source::Webhook],
+                    first_seen_via: Source::Webhook,
+                    version: version(number),
                     version_at: None,
                     content_hash: "h".into(),
                     received_at: 1,
@@ -308,16 +375,16 @@ async fn retention_keeps_the_versions_of_open_shipments() {
             )
             .await
             .expect("insert shipment");
-            rows::insert_version(
-                &mut tx,
+            versions::insert(
+                &mut *tx,
                 &VersionRow {
                     id: new_id("ver"),
                     shipment_id: id.clone(),
                     event_id: None,
-                    source: "webhook".into(),
+                    source: Source::Webhook,
                     received_at: 1,
                     content_hash: "h".into(),
-                    version_json: "{}".into(),
+                    version: version(number),
                 },
             )
             .await
@@ -326,13 +393,24 @@ async fn retention_keeps_the_versions_of_open_shipments() {
         }
         tx.commit().await.expect("commit");
         assert_eq!(
-            db.delete_old_versions(now_micros())
+            retention::delete_old_versions(db, now_micros())
                 .await
                 .expect("retention"),
             1
         );
-        assert_eq!(db.versions_for(&ids[0]).await.expect("versions").len(), 1);
-        assert!(db.versions_for(&ids[1]).await.expect("versions").is_empty());
+        assert_eq!(
+            versions::of_shipment(db.pool(), &ids[0])
+                .await
+                .expect("versions")
+                .len(),
+            1
+        );
+        assert!(
+            versions::of_shipment(db.pool(), &ids[1])
+                .await
+                .expect("versions")
+                .is_empty()
+        );
     })
     .await;
 }
@@ -372,16 +450,24 @@ async fn an_order_upserted_twice_keeps_its_state() {
     on_each_backend(async |db, _| {
         let c = connection(db).await;
         let gid = "gid://shopify/Order/1";
-        let id = db
-            .upsert_order(&c.id, gid, "#1001", "new", "[]")
+        let id = orders::upsert(db, &c.id, gid, "#1001", OrderStatus::New, &[])
             .await
             .expect("upsert");
-        let again = db
-            .upsert_order(&c.id, gid, "#1001b", "queued", r#"[{"sku":"A"}]"#)
+        let lines = [OrderLineRow {
+            id: "gid://shopify/LineItem/1".into(),
+            sku: Some("A".into()),
+            name: Some("Apple".into()),
+            quantity: 2,
+            group: None,
+        }];
+        let again = orders::upsert(db, &c.id, gid, "#1001b", OrderStatus::Queued, &lines)
             .await
             .expect("upsert again");
         assert_eq!(again, id);
-        let o = db.get_order_record(&id).await.expect("get").expect("row");
+        let o = orders::get(db.pool(), &id)
+            .await
+            .expect("get")
+            .expect("row");
         assert_eq!(
             (
                 o.connection_id.as_str(),
@@ -391,10 +477,287 @@ async fn an_order_upserted_twice_keeps_its_state() {
             (c.id.as_str(), gid, "#1001b")
         );
         assert_eq!(
-            (o.status.as_str(), o.lines_json.as_str()),
-            ("new", r#"[{"sku":"A"}]"#)
+            (o.status, o.lines.as_slice()),
+            (OrderStatus::New, &lines[..])
         );
         assert_eq!((o.error, o.warehouse_number, o.sent_at), (None, None, None));
+    })
+    .await;
+}
+
+/// A store fulfillment of a new shipment, as the engine records one.
+fn fulfillment(shipment_id: &str, connection_id: &str) -> StoreFulfillmentRow {
+    StoreFulfillmentRow {
+        id: new_id("ful"),
+        shipment_id: shipment_id.into(),
+        connection_id: connection_id.into(),
+        store_order_id: "gid://shopify/Order/1".into(),
+        fulfillment_order_id: "gid://shopify/FulfillmentOrder/1".into(),
+        store_fulfillment_id: None,
+        carrier: Some("UPS".into()),
+        lines: BTreeMap::from([("gid://shopify/LineItem/1".into(), 2)]),
+        items: BTreeMap::from([("gid://shopify/FulfillmentOrderLineItem/1".into(), 2)]),
+        tracking: vec![("P1".into(), "1Z1".into())],
+        state: FulfillmentState::Pending,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// Typed columns come back as written: JSON maps and lists, states, flags.
+#[tokio::test]
+async fn typed_rows_round_trip() {
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
+        let f = fulfillment("shp_1", &c.id);
+        fulfillments::insert(db.pool(), &f).await.expect("insert");
+        let got = fulfillments::of_shipment(db.pool(), "shp_1")
+            .await
+            .expect("read");
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (&got[0].lines, &got[0].items, &got[0].tracking, got[0].state),
+            (&f.lines, &f.items, &f.tracking, FulfillmentState::Pending)
+        );
+        let m = merchants::get(db.pool(), &c.merchant_id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            (m.webhooks_enabled, m.kit_policy, m.carrier_overrides.len()),
+            (true, KitPolicy::FirstComponent, 1)
+        );
+        let ch = channels::get(db.pool(), &c.id, Channel::SalesOrders)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!((ch.channel, ch.enabled), (Channel::SalesOrders, false));
+    })
+    .await;
+}
+
+/// Stored data that does not decode is `DbError::Corrupt`, naming the
+/// column: never a default. A corrupt ledger of what was sent must stop the
+/// exactly-once path, not read as "nothing sent".
+#[tokio::test]
+async fn corrupt_stored_values_are_errors() {
+    fn corrupt<T: std::fmt::Debug>(r: Result<T, DbError>, column: &str) {
+        match r {
+            Err(DbError::Corrupt(m)) => assert!(m.starts_with(column), "{m}"),
+            other => panic!("{column}: expected Corrupt, got {other:?}"),
+        }
+    }
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
+        let f = fulfillment("shp_2", &c.id);
+        fulfillments::insert(db.pool(), &f).await.expect("insert");
+        let raw = async |sql: &str, value: &str, id: &str| {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                .bind(value)
+                .bind(id)
+                .execute(db.pool())
+                .await
+                .expect(sql);
+        };
+
+        raw(
+            "UPDATE store_fulfillments SET lines_json = $1 WHERE id = $2",
+            "{\"gid\":",
+            &f.id,
+        )
+        .await;
+        corrupt(
+            fulfillments::of_shipment(db.pool(), "shp_2").await,
+            "store_fulfillments.lines_json",
+        );
+        raw(
+            "UPDATE store_fulfillments SET lines_json = $1 WHERE id = $2",
+            "{\"gid\":-1}",
+            &f.id,
+        )
+        .await;
+        corrupt(
+            fulfillments::of_shipment(db.pool(), "shp_2").await,
+            "store_fulfillments.lines_json",
+        );
+        raw(
+            "UPDATE store_fulfillments SET lines_json = '{}', state = $1 WHERE id = $2",
+            "sent",
+            &f.id,
+        )
+        .await;
+        corrupt(
+            fulfillments::of_shipment(db.pool(), "shp_2").await,
+            "store_fulfillments.state",
+        );
+
+        raw(
+            "UPDATE connections SET store_status = $1 WHERE id = $2",
+            "broken",
+            &c.id,
+        )
+        .await;
+        corrupt(
+            connections::get(db.pool(), &c.id).await,
+            "connections.store_status",
+        );
+        raw(
+            "UPDATE connections SET store_status = $1, enabled = 2 WHERE id = $2",
+            "ok",
+            &c.id,
+        )
+        .await;
+        corrupt(
+            connections::get(db.pool(), &c.id).await,
+            "connections.enabled",
+        );
+
+        raw(
+            "UPDATE merchants SET carrier_overrides = $1 WHERE id = $2",
+            "[1]",
+            &c.merchant_id,
+        )
+        .await;
+        corrupt(
+            merchants::get(db.pool(), &c.merchant_id).await,
+            "merchants.carrier_overrides",
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_state_word_is_corrupt() {
+    on_each_backend(async |db, _| {
+        let merchant_id = merchant(db).await;
+        let s = ShipmentRow {
+            id: new_id("shp"),
+            merchant_id,
+            number: "S9".into(),
+            connection_id: None,
+            order_id: None,
+            order_name: "#9".into(),
+            status: ShipmentStatus::New,
+            error: None,
+            sources: vec![Source::Webhook, Source::Poll],
+            first_seen_via: Source::Webhook,
+            version: version("S9"),
+            version_at: None,
+            content_hash: "h".into(),
+            received_at: 1,
+            updated_at: 1,
+            completed_at: None,
+        };
+        shipments::insert(db.pool(), &s).await.expect("insert");
+        let got = shipments::get(db.pool(), &s.id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            (got.sources, got.version),
+            (s.sources.clone(), s.version.clone())
+        );
+        sqlx::query("UPDATE shipments SET status = 'shipped_maybe' WHERE id = $1")
+            .bind(&s.id)
+            .execute(db.pool())
+            .await
+            .expect("update");
+        match shipments::get(db.pool(), &s.id).await {
+            Err(DbError::Corrupt(m)) => assert!(m.contains("shipments.status"), "{m}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(matches!(
+            shipments::count_by_status(db.pool()).await,
+            Err(DbError::Corrupt(_))
+        ));
+    })
+    .await;
+}
+
+/// Every job goes in as its kind and payload and comes back out the same;
+/// rows written before the `Job` type (same columns) still decode, and a
+/// row that does not is claimed as `Corrupt` (for the worker to give up).
+#[tokio::test]
+async fn jobs_round_trip_through_the_queue() {
+    let all = [
+        Job::ProcessEvent {
+            event_id: "evt_1".into(),
+        },
+        Job::SyncShipment {
+            shipment_id: "shp_1".into(),
+        },
+        Job::PullShipments {
+            run_id: "run_1".into(),
+        },
+        Job::PullOrders {
+            run_id: "run_2".into(),
+        },
+        Job::PushOrder {
+            order_id: "ord_1".into(),
+        },
+        Job::Retention,
+    ];
+    on_each_backend(async |db, _| {
+        for job in &all {
+            jobs::enqueue(db.pool(), job, now_micros()).await.expect("enqueue");
+        }
+        let stored: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT kind, dedupe_key, payload FROM jobs ORDER BY kind")
+                .fetch_all(db.pool())
+                .await
+                .expect("rows");
+        assert_eq!(
+            stored,
+            [
+                ("process_event", "event:evt_1", r#"{"event_id":"evt_1"}"#),
+                ("pull_orders", "run:run_2", r#"{"run_id":"run_2"}"#),
+                ("pull_shipments", "run:run_1", r#"{"run_id":"run_1"}"#),
+                ("push_order", "push:ord_1", r#"{"order_id":"ord_1"}"#),
+                ("retention", "retention", "{}"),
+                ("sync_shipment", "sync:shp_1", r#"{"shipment_id":"shp_1"}"#),
+            ]
+            .map(|(k, d, p)| (k.to_string(), d.to_string(), p.to_string()))
+        );
+        for (kind, payload) in [("push_order", r#"{"order_id":1}"#), ("send_fax", "{}")] {
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, dedupe_key, payload, run_at, created_at) VALUES ($1, $2, $1, $3, 0, 0)",
+            )
+            .bind(new_id("job"))
+            .bind(kind)
+            .bind(payload)
+            .execute(db.pool())
+            .await
+            .expect("raw job");
+        }
+        let claimed = jobs::claim(db, "w", 100, 60_000_000).await.expect("claim");
+        assert_eq!(claimed.len(), all.len() + 2);
+        let mut good = Vec::new();
+        for c in claimed {
+            match c.job {
+                Ok(job) => {
+                    assert_eq!(job.kind(), c.kind);
+                    good.push(job);
+                }
+                Err(DbError::Corrupt(m)) => assert!(
+                    ["push_order", "send_fax"].contains(&c.kind.as_str()),
+                    "{}: {m}",
+                    c.kind
+                ),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        for job in &all {
+            assert!(good.contains(job), "{job:?} lost");
+        }
+        // The CLI's claim of one job by its key.
+        jobs::enqueue(db.pool(), &Job::PullShipments { run_id: "run_9".into() }, now_micros())
+            .await
+            .expect("enqueue");
+        let one = jobs::claim_this(db, &Job::PullShipments { run_id: "run_9".into() }, "cli", 1)
+            .await
+            .expect("claim")
+            .expect("claimable");
+        assert_eq!(one.job.expect("decodes"), Job::PullShipments { run_id: "run_9".into() });
     })
     .await;
 }
