@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use shipsync_db::budgets::Gcra;
+use shipsync_db::budgets::{self as db_budgets, Gcra};
 use shipsync_db::{Backend, Db};
 use shipsync_deposco::api::{self as deposco, RateBudget, RateLimiter};
 use shipsync_shopify::{CostBudget, LocalBudget, QueryCost};
@@ -144,7 +144,7 @@ impl RateBudget for DbRateBudget {
         Box::pin(async move {
             loop {
                 let epoch = self.epoch.load(Ordering::Acquire);
-                match self.db.take_budget(&self.key, self.gcra, 0, i64::MAX).await {
+                match db_budgets::take(&self.db, &self.key, self.gcra, 0, i64::MAX).await {
                     Ok(wait) if wait > 0 => tokio::time::sleep(duration(wait)).await,
                     Ok(_) => {}
                     Err(e) => {
@@ -166,7 +166,7 @@ impl RateBudget for DbRateBudget {
             self.local.pause_for(d);
             // Nobody sends before `d`; then one at a time (no burst).
             let floor = micros(d).saturating_add(self.gcra.tolerance);
-            if let Err(e) = self.db.settle_budget(&self.key, 0, floor).await {
+            if let Err(e) = db_budgets::settle(&self.db, &self.key, 0, floor).await {
                 tracing::warn!(budget = %self.key, error = %e, "could not share a Deposco pause");
             }
         })
@@ -326,7 +326,7 @@ impl CostBudget for DbCostBudget {
                 (gcra, points, std::mem::take(&mut state.refund))
             };
             let max = micros(max_wait);
-            match self.db.take_budget(&self.key, gcra, refund, max).await {
+            match db_budgets::take(&self.db, &self.key, gcra, refund, max).await {
                 Ok(wait) if wait > max => {
                     // Nothing reserved; the shared bucket is used up until
                     // `wait + tolerance` from now.
@@ -389,11 +389,11 @@ impl CostBudget for DbCostBudget {
             let written = match settle {
                 Settle::Nothing => Ok(()),
                 Settle::Floor { refund, floor } => {
-                    self.db.settle_budget(&self.key, refund, floor).await
+                    db_budgets::settle(&self.db, &self.key, refund, floor).await
                 }
                 Settle::Ceiling { ceiling } => {
                     tracing::debug!(budget = %self.key, ceiling, "Shopify has more left than the shared budget assumed; lowering it");
-                    self.db.lower_budget(&self.key, ceiling).await
+                    db_budgets::lower(&self.db, &self.key, ceiling).await
                 }
             };
             if let Err(e) = written {

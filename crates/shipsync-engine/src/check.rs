@@ -8,7 +8,10 @@
 //! ([`ConnectionTest::summary`]), so that a URL pointed somewhere cannot be
 //! used to read that somewhere's answers.
 
-use shipsync_db::rows::{ConnectionRow, MerchantRow};
+use shipsync_core::states::StoreStatus;
+use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_db::merchants::{self, MerchantRow};
+use shipsync_db::store_auth;
 use shipsync_deposco::api::DeposcoError;
 use shipsync_shopify::ShopifyError;
 
@@ -150,26 +153,20 @@ impl Engine {
         &self,
         connection_id: &str,
     ) -> Result<ConnectionTest, EngineError> {
-        let c = self
-            .db()
-            .get_connection(connection_id)
+        let c = connections::get(self.db().pool(), connection_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        let m = self
-            .db()
-            .get_merchant(&c.merchant_id)
+        let m = merchants::get(self.db().pool(), &c.merchant_id)
             .await?
             .ok_or(EngineError::NotFound)?;
         let test = self.test_credentials(&c, &m).await;
         if test.store.is_ok() {
             if let Some(granted) = &test.granted_scopes {
-                self.db()
-                    .set_store_scopes(&c.id, &granted.join(","))
-                    .await?;
+                store_auth::set_scopes(self.db(), &c.id, &granted.join(",")).await?;
             }
             // The store takes the credentials again: what waited for a
             // reconnection goes out.
-            if c.store_status != crate::tokens::STORE_OK {
+            if c.store_status != StoreStatus::Ok {
                 self.store_reconnected(&c).await?;
             }
         }
@@ -181,7 +178,7 @@ impl Engine {
     /// for saving): nothing is stored or cached.
     pub async fn test_credentials(&self, c: &ConnectionRow, m: &MerchantRow) -> ConnectionTest {
         let mut granted_scopes = None;
-        let saved = matches!(self.db().get_connection(&c.id).await, Ok(Some(_)));
+        let saved = matches!(connections::get(self.db().pool(), &c.id).await, Ok(Some(_)));
         let store = match self.inner.stores.uncached(c, self.secrets(), saved) {
             Ok(client) => match client.shop_name().await {
                 Ok(name) => {

@@ -3,16 +3,17 @@
 //! channels need, and the way back from `reconnect_needed`.
 
 use secrecy::SecretString;
+use shipsync_core::states::StoreStatus;
+use shipsync_db::connections::{self, ConnectionRow};
 use shipsync_db::now_micros;
-use shipsync_db::rows::ConnectionRow;
-use shipsync_db::store_auth::OauthStateRow;
+use shipsync_db::store_auth::{self, OauthStateRow};
 use shipsync_shopify::auth::{self, AppCredentials};
 
 use crate::Engine;
 use crate::pipeline::EngineError;
 use crate::secrets::{hash_token, random_token};
 use crate::stores::StoreSettings;
-use crate::tokens::{STORE_OK, StoreAuth, token_row};
+use crate::tokens::{StoreAuth, token_row};
 
 /// How long an install link's `state` is good for.
 pub const STATE_LIFETIME_SECS: i64 = 10 * 60;
@@ -95,16 +96,18 @@ impl Engine {
         };
         let state = random_token("st");
         let now = now_micros();
-        self.db()
-            .insert_oauth_state(&OauthStateRow {
+        store_auth::insert_oauth_state(
+            self.db(),
+            &OauthStateRow {
                 state_hash: hash_token(&state),
                 connection_id: c.id.clone(),
                 user_id: user_id.map(str::to_owned),
                 created_at: now,
                 expires_at: now + STATE_LIFETIME_SECS * 1_000_000,
                 used_at: None,
-            })
-            .await?;
+            },
+        )
+        .await?;
         let scopes = scopes.unwrap_or_else(auth::requested_scopes);
         let url = auth::authorize_url(
             &settings.shop_url,
@@ -138,9 +141,7 @@ impl Engine {
         };
         let state = param("state")?;
         let hash = hash_token(state);
-        let row = self
-            .db()
-            .get_oauth_state(&hash)
+        let row = store_auth::oauth_state(self.db().pool(), &hash)
             .await?
             .ok_or(InstallError::UnknownState)?;
         let now = now_micros();
@@ -157,9 +158,7 @@ impl Engine {
         if !same_user {
             return Err(InstallError::OtherUser);
         }
-        let c = self
-            .db()
-            .get_connection(&row.connection_id)
+        let c = connections::get(self.db().pool(), &row.connection_id)
             .await?
             .ok_or(InstallError::NotInstallable)?;
         let (settings, app, _) = install_app(self, &c)?.ok_or(InstallError::NotInstallable)?;
@@ -177,20 +176,20 @@ impl Engine {
         }
         let code = param("code")?;
         // Single use: of two callbacks with one state, only one goes on.
-        if !self.db().mark_oauth_state_used(&hash, now).await? {
+        if !store_auth::mark_oauth_state_used(self.db().pool(), &hash, now).await? {
             return Err(InstallError::UsedState);
         }
         let grant = auth::exchange_code(&self.inner.stores.http(), &settings.shop_url, &app, code)
             .await
             .map_err(|e| InstallError::Exchange(e.to_string()))?;
-        self.db()
-            .save_store_token(&token_row(&c.id, &grant, self.secrets(), now_micros()))
-            .await?;
+        store_auth::save_token(
+            self.db(),
+            &token_row(&c.id, &grant, self.secrets(), now_micros()),
+        )
+        .await?;
         self.store_reconnected(&c).await?;
         tracing::info!(connection = %c.id, scopes = %grant.scopes.join(","), "store connected by the install flow");
-        let c = self
-            .db()
-            .get_connection(&c.id)
+        let c = connections::get(self.db().pool(), &c.id)
             .await?
             .ok_or(InstallError::NotInstallable)?;
         Ok(c)
@@ -199,9 +198,9 @@ impl Engine {
     /// The connection's credentials work again (reconnected, or given
     /// again): clears `reconnect_needed` and sends what waited for it.
     pub async fn store_reconnected(&self, c: &ConnectionRow) -> Result<(), EngineError> {
-        self.db().set_store_status(&c.id, STORE_OK, None).await?;
+        connections::set_store_status(self.db().pool(), &c.id, StoreStatus::Ok, None).await?;
         self.connection_changed(&c.id);
-        if c.enabled == 1 {
+        if c.enabled {
             self.release_waiting(&c.merchant_id).await?;
         }
         Ok(())
@@ -224,5 +223,5 @@ impl Engine {
 /// Of the scopes connection `c`'s enabled channels need, those `granted`
 /// lacks (see [`Engine::missing_scopes`]).
 pub(crate) fn missing_for(c: &ConnectionRow, granted: &[String]) -> Vec<String> {
-    auth::missing_scopes(granted, c.shipments_on == 1, c.sales_orders_on == 1, false)
+    auth::missing_scopes(granted, c.shipments_on, c.sales_orders_on, false)
 }

@@ -11,8 +11,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shipsync_db::events::{self, EventRow};
 use shipsync_db::ingest as ingest_rows;
-use shipsync_db::{Db, new_id, now_micros, rows};
+use shipsync_db::jobs::Job;
+use shipsync_db::{Db, new_id, now_micros};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -22,39 +24,13 @@ const REPEAT_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
 const MAX_BATCH: usize = 256;
 
 /// What the endpoint decided about a delivery before storing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Accepted,
-    NeedsAttention,
-    Rejected,
-    TooLarge,
-    InvalidSignature,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Accepted => "accepted",
-            Outcome::NeedsAttention => "needs_attention",
-            Outcome::Rejected => "rejected",
-            Outcome::TooLarge => "too_large",
-            Outcome::InvalidSignature => "invalid_signature",
-        }
-    }
-
-    pub const ALL: [&'static str; 5] = [
-        "accepted",
-        "needs_attention",
-        "rejected",
-        "too_large",
-        "invalid_signature",
-    ];
-}
+pub use shipsync_core::states::EventOutcome as Outcome;
 
 #[derive(Debug)]
 pub struct Delivery {
     pub merchant_id: String,
-    pub headers_json: String,
+    /// `(name, value)`, in order.
+    pub headers: Vec<(String, String)>,
     /// `None` when the body is not kept (too large, bad signature).
     pub body: Option<Vec<u8>>,
     pub body_size: i64,
@@ -287,7 +263,7 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
                 .and_then(|w| by_webhook_id.get(&(m, w.clone())))
                 .or_else(|| by_hash.get(&(m, hash.clone())));
             if let Some(original) = original {
-                rows::bump_repeat(&mut tx, original).await?;
+                events::bump_repeat(&mut *tx, original).await?;
                 out.push(Stored::Repeat {
                     event_id: original.clone(),
                 });
@@ -303,31 +279,32 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
             by_hash.insert((m, hash.clone()), id.clone());
         }
         let counts = dedupes(d);
-        events.push(rows::EventRow {
+        events.push(EventRow {
             id: id.clone(),
             merchant_id: d.merchant_id.clone(),
             received_at: now,
-            headers_json: d.headers_json.clone(),
+            headers: d.headers.clone(),
             body: d.body.clone(),
             body_size: d.body_size,
             body_hash: hash,
             // Only deliveries that count may claim a webhook-id: a forged
             // one with a bad signature must not block the real one.
             webhook_id: if counts { d.webhook_id.clone() } else { None },
-            verified: i64::from(d.verified),
-            outcome: d.outcome.as_str().to_string(),
+            verified: d.verified,
+            outcome: d.outcome,
             detail: d.detail.clone(),
             repeat_count: 0,
-            shipment_ids: "[]".into(),
+            shipment_ids: Vec::new(),
         });
         if d.outcome == Outcome::Accepted {
-            let payload = serde_json::json!({ "event_id": id }).to_string();
-            jobs.push((format!("event:{id}"), payload));
+            jobs.push(Job::ProcessEvent {
+                event_id: id.clone(),
+            });
         }
         out.push(Stored::New { event_id: id });
     }
     ingest_rows::insert_events(&mut tx, &events).await?;
-    ingest_rows::enqueue_jobs(&mut tx, "process_event", &jobs, now).await?;
+    ingest_rows::enqueue_jobs(&mut tx, &jobs, now).await?;
     tx.commit().await?;
     Ok(out)
 }

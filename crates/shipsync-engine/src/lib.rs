@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use shipsync_db::Db;
+use shipsync_db::{Db, jobs};
 use tokio::sync::Notify;
 
 pub use check::{ConnectionTest, Probe, TestReason};
@@ -30,7 +30,7 @@ pub use connect::InstallError;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
-pub use pipeline::{EngineError, MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
+pub use pipeline::{EngineError, MergeOutcome, ShipmentAction};
 pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
@@ -259,12 +259,10 @@ impl Engine {
             let owner = worker::owner(self, i);
             let recorded = self.inner.mutations[i].load(Ordering::Acquire);
             if recorded > 0 {
-                held += self
-                    .db()
-                    .hold_leases(&owner, recorded.saturating_add(hold))
+                held += jobs::hold_leases(self.db().pool(), &owner, recorded.saturating_add(hold))
                     .await?;
             } else {
-                freed += self.db().release_leases(&owner).await?;
+                freed += jobs::release_leases(self.db().pool(), &owner).await?;
             }
         }
         Ok((freed, held))

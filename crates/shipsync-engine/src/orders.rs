@@ -14,29 +14,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 use shipsync_core::ShipmentVersion;
-use shipsync_core::ledger::{self, KitPolicy, OrderLine, ShipmentInput};
-use shipsync_db::orders::{self as db_orders, OrderRecord};
-use shipsync_db::rows::{self, ConnectionRow};
-use shipsync_db::{jobs, new_id, now_micros};
+use shipsync_core::ledger::{self, OrderLine, ShipmentInput};
+use shipsync_core::states::{
+    Channel, FulfillmentState, OrderStatus, RunStatus, ShipmentStatus, StoreStatus,
+};
+use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
+use shipsync_db::{
+    activity, channels, fulfillments, merchants, new_id, now_micros, recipes, runs, shipments,
+};
 use shipsync_deposco::api::DeposcoError;
-use shipsync_shopify::{ShippingAddress, StoreOrder, StoreOrderForWarehouse};
+use shipsync_shopify::{ShippingAddress, StoreLineItem, StoreOrder, StoreOrderForWarehouse};
 use tracing::field::Empty;
 
 use crate::Engine;
 use crate::pipeline::EngineError;
 use crate::runs::{Progress, RunCounts};
-
-/// Every state of an order, as the API shows them.
-pub const ORDER_STATUSES: [&str; 8] = [
-    "new",
-    "queued",
-    "open",
-    "partially_shipped",
-    "shipped",
-    "error",
-    "closed",
-    "archived",
-];
 
 /// Deposco takes at most this many lines per sales order.
 const MAX_LINES: usize = 100;
@@ -87,30 +81,16 @@ enum Taken {
     Unchanged,
 }
 
-fn push_key(order_id: &str) -> String {
-    format!("push:{order_id}")
-}
-
-/// The store's lines as kept in `orders.lines_json` (the shape the
-/// shipments pipeline writes too).
-fn lines_json(o: &StoreOrderForWarehouse) -> String {
-    Value::Array(
-        o.line_items
-            .iter()
-            .map(|l| json!({"id": l.id, "sku": l.sku, "name": l.name, "quantity": l.quantity, "group": l.group}))
-            .collect(),
-    )
-    .to_string()
-}
-
-#[derive(serde::Deserialize)]
-struct StoredLine {
-    id: String,
-    sku: Option<String>,
-    name: Option<String>,
-    #[serde(default)]
-    quantity: u64,
-    group: Option<String>,
+/// A store line as an order keeps it (`orders.lines_json`; the shipments
+/// pipeline records orders the same way).
+pub(crate) fn line_row(l: &StoreLineItem) -> OrderLineRow {
+    OrderLineRow {
+        id: l.id.clone(),
+        sku: l.sku.clone(),
+        name: Some(l.name.clone()),
+        quantity: l.quantity,
+        group: l.group.clone(),
+    }
 }
 
 /// The Deposco order number of a store order: the name without `#`, after
@@ -302,21 +282,22 @@ impl Engine {
         progress: Option<Progress>,
     ) -> Result<RunCounts, EngineError> {
         let db = self.db();
-        let mut run = db.get_run(run_id).await?.ok_or(EngineError::NotFound)?;
+        let mut run = runs::get(db.pool(), run_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
         let span = tracing::Span::current();
         span.record("connection", run.connection_id.as_str());
         span.record("channel", run.channel.as_str());
-        let mut counts: RunCounts = serde_json::from_str(&run.counts_json).unwrap_or_default();
-        if run.status == "succeeded" || run.status == "failed" {
+        let mut counts = RunCounts::of(&run)?;
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
             return Ok(counts);
         }
-        let connection = db
-            .get_connection(&run.connection_id)
+        let connection = connections::get(db.pool(), &run.connection_id)
             .await?
             .ok_or_else(|| {
                 EngineError::Permanent("the connection of this run was deleted".into())
             })?;
-        if connection.store_status == crate::tokens::RECONNECT_NEEDED {
+        if connection.store_status == StoreStatus::ReconnectNeeded {
             return Err(EngineError::Permanent(format!(
                 "connection {} needs reconnecting: {}",
                 connection.name,
@@ -361,8 +342,8 @@ impl Engine {
                 }
             }
             run.page_href = page.next.clone();
-            run.counts_json = serde_json::to_string(&counts).unwrap_or_default();
-            db.save_run_row(&run).await?;
+            counts.put(&mut run)?;
+            runs::save(db.pool(), &run).await?;
             self.wake();
             if let Some(p) = &progress {
                 p(&counts);
@@ -372,7 +353,7 @@ impl Engine {
             }
         }
         // Orders still waiting from earlier runs (the channel was off, say).
-        for id in db.queued_order_ids(&connection.id, REQUEUE_LIMIT).await? {
+        for id in db_orders::queued_ids(db.pool(), &connection.id, REQUEUE_LIMIT).await? {
             self.enqueue_push(&id).await?;
         }
         self.finish_run(&mut run).await?;
@@ -393,19 +374,19 @@ impl Engine {
             serde_json::to_string(o).map_err(|e| EngineError::Internal(e.to_string()))?;
         let now = now_micros();
         let mut tx = self.db().begin().await?;
-        let existing = db_orders::order_by_store_id(&mut tx, &connection.id, &o.id).await?;
+        let existing = db_orders::by_store_id(&mut tx, &connection.id, &o.id).await?;
         let taken = match existing {
             None => {
                 let id = new_id("ord");
-                db_orders::insert_order(
-                    &mut tx,
+                db_orders::insert(
+                    &mut *tx,
                     &OrderRecord {
                         id: id.clone(),
                         connection_id: connection.id.clone(),
                         store_order_id: o.id.clone(),
                         name: o.name.clone(),
-                        status: "queued".into(),
-                        lines_json: lines_json(o),
+                        status: OrderStatus::Queued,
+                        lines: o.line_items.iter().map(line_row).collect(),
                         created_at: now,
                         updated_at: now,
                         error: None,
@@ -428,7 +409,7 @@ impl Engine {
                     }
                 })?;
                 let units: u64 = o.line_items.iter().map(|l| l.quantity).sum();
-                rows::add_activity(
+                activity::add(
                     &mut *tx,
                     &id,
                     "imported",
@@ -443,28 +424,25 @@ impl Engine {
             }
             Some(mut r) => {
                 let changed = r.store_json.as_deref() != Some(store_json.as_str());
-                match r.status.as_str() {
-                    "new" | "queued" | "error" if r.warehouse_id.is_none() => {
+                match r.status {
+                    OrderStatus::New | OrderStatus::Queued | OrderStatus::Error
+                        if r.warehouse_id.is_none() =>
+                    {
                         if changed {
                             r.store_json = Some(store_json);
                             r.store_updated_at = o.updated_at.clone();
-                            r.lines_json = lines_json(o);
+                            r.lines = o.line_items.iter().map(line_row).collect();
                             r.name = o.name.clone();
                             r.updated_at = now;
-                            db_orders::update_order(&mut *tx, &r).await?;
-                            rows::add_activity(
-                                &mut *tx,
-                                &r.id,
-                                "updated",
-                                "Updated from the store",
-                            )
-                            .await?;
+                            db_orders::update(&mut *tx, &r).await?;
+                            activity::add(&mut *tx, &r.id, "updated", "Updated from the store")
+                                .await?;
                         }
                         // An order in error waits for a person (reprocess).
-                        if r.status != "error" {
-                            if r.status == "new" {
-                                r.status = "queued".into();
-                                db_orders::update_order(&mut *tx, &r).await?;
+                        if r.status != OrderStatus::Error {
+                            if r.status == OrderStatus::New {
+                                r.status = OrderStatus::Queued;
+                                db_orders::update(&mut *tx, &r).await?;
                             }
                             enqueue_push_tx(&mut tx, &r.id, now).await?;
                         }
@@ -499,21 +477,23 @@ impl Engine {
     )]
     pub async fn push_order(&self, order_id: &str) -> Result<(), EngineError> {
         let db = self.db();
-        let Some(mut o) = db.get_order_record(order_id).await? else {
+        let Some(mut o) = db_orders::get(db.pool(), order_id).await? else {
             return Ok(());
         };
         let span = tracing::Span::current();
         span.record("order_name", o.name.as_str());
         span.record("connection", o.connection_id.as_str());
-        if o.status != "queued" || o.warehouse_id.is_some() {
+        if o.status != OrderStatus::Queued || o.warehouse_id.is_some() {
             // Sent already, waiting for a person, or archived.
             return Ok(());
         }
-        let connection = db.get_connection(&o.connection_id).await?.ok_or_else(|| {
-            EngineError::Permanent("the connection of this order was deleted".into())
-        })?;
-        let channel = db.get_channel(&connection.id, "sales_orders").await?;
-        if connection.enabled != 1 || channel.is_none_or(|c| c.enabled != 1) {
+        let connection = connections::get(db.pool(), &o.connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the connection of this order was deleted".into())
+            })?;
+        let channel = channels::get(db.pool(), &connection.id, Channel::SalesOrders).await?;
+        if !connection.enabled || channel.is_none_or(|c| !c.enabled) {
             let why = format!(
                 "waiting: connection {} or its Sales Orders channel is disabled; the order goes out with the next run after both are on",
                 connection.name
@@ -521,13 +501,12 @@ impl Engine {
             if o.error.as_deref() != Some(why.as_str()) {
                 o.error = Some(why.clone());
                 o.updated_at = now_micros();
-                db.save_order(&o).await?;
-                db.activity(&o.id, "waiting", &why).await?;
+                db_orders::update(db.pool(), &o).await?;
+                activity::add(db.pool(), &o.id, "waiting", &why).await?;
             }
             return Ok(());
         }
-        let merchant = db
-            .get_merchant(&connection.merchant_id)
+        let merchant = merchants::get(db.pool(), &connection.merchant_id)
             .await?
             .ok_or_else(|| {
                 EngineError::Permanent("the merchant of this order was deleted".into())
@@ -583,7 +562,7 @@ impl Engine {
         adopted: bool,
     ) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
-        let Some(mut o) = db_orders::order_for_update(&mut tx, order_id).await? else {
+        let Some(mut o) = db_orders::get_for_update(&mut tx, order_id).await? else {
             return Ok(());
         };
         let now = now_micros();
@@ -591,11 +570,14 @@ impl Engine {
         o.warehouse_id = warehouse_id.clone().or(Some(String::new()));
         o.sent_at = Some(now);
         o.updated_at = now;
-        if matches!(o.status.as_str(), "new" | "queued" | "error") {
-            o.status = "open".into();
+        if matches!(
+            o.status,
+            OrderStatus::New | OrderStatus::Queued | OrderStatus::Error
+        ) {
+            o.status = OrderStatus::Open;
             o.error = None;
         }
-        db_orders::update_order(&mut *tx, &o).await?;
+        db_orders::update(&mut *tx, &o).await?;
         let id_text = warehouse_id
             .map(|i| format!(" (id {i})"))
             .unwrap_or_default();
@@ -604,7 +586,7 @@ impl Engine {
         } else {
             format!("Sent to Deposco as {number}{id_text}")
         };
-        rows::add_activity(&mut *tx, order_id, "sent", &message).await?;
+        activity::add(&mut *tx, order_id, "sent", &message).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -613,17 +595,17 @@ impl Engine {
     /// stays there until `reprocess`.
     async fn order_error(&self, order_id: &str, why: &str) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
-        let Some(mut o) = db_orders::order_for_update(&mut tx, order_id).await? else {
+        let Some(mut o) = db_orders::get_for_update(&mut tx, order_id).await? else {
             return Ok(());
         };
-        if o.status == "archived" {
+        if o.status == OrderStatus::Archived {
             return Ok(());
         }
-        o.status = "error".into();
+        o.status = OrderStatus::Error;
         o.error = Some(why.to_string());
         o.updated_at = now_micros();
-        db_orders::update_order(&mut *tx, &o).await?;
-        rows::add_activity(&mut *tx, order_id, "failed", why).await?;
+        db_orders::update(&mut *tx, &o).await?;
+        activity::add(&mut *tx, order_id, "failed", why).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -646,13 +628,14 @@ impl Engine {
                 .await;
         }
         let db = self.db();
-        if let Some(mut o) = db.get_order_record(order_id).await?
-            && o.status == "queued"
+        if let Some(mut o) = db_orders::get(db.pool(), order_id).await?
+            && o.status == OrderStatus::Queued
         {
             o.error = Some(message.to_string());
             o.updated_at = now_micros();
-            db.save_order(&o).await?;
-            db.activity(
+            db_orders::update(db.pool(), &o).await?;
+            activity::add(
+                db.pool(),
                 order_id,
                 "retry",
                 &format!("Attempt {attempts} failed, will retry: {message}"),
@@ -665,22 +648,25 @@ impl Engine {
     /// `reprocess` (error → queued, send again) or `archive`.
     pub async fn order_action(&self, id: &str, action: OrderAction) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
-        let mut o = db_orders::order_for_update(&mut tx, id)
+        let mut o = db_orders::get_for_update(&mut tx, id)
             .await?
             .ok_or(EngineError::NotFound)?;
         let now = now_micros();
         match action {
             OrderAction::Archive => {
-                if o.status != "archived" {
-                    o.status = "archived".into();
+                if o.status != OrderStatus::Archived {
+                    o.status = OrderStatus::Archived;
                     o.updated_at = now;
-                    db_orders::update_order(&mut *tx, &o).await?;
-                    rows::add_activity(&mut *tx, id, "archived", "Archived: no further processing")
+                    db_orders::update(&mut *tx, &o).await?;
+                    activity::add(&mut *tx, id, "archived", "Archived: no further processing")
                         .await?;
                 }
             }
             OrderAction::Reprocess => {
-                if !matches!(o.status.as_str(), "error" | "queued" | "new") {
+                if !matches!(
+                    o.status,
+                    OrderStatus::Error | OrderStatus::Queued | OrderStatus::New
+                ) {
                     return Err(EngineError::Permanent(format!(
                         "order {} is {}: only an order in error (or still waiting to be sent) can be reprocessed",
                         o.name, o.status
@@ -692,11 +678,11 @@ impl Engine {
                         o.name
                     )));
                 }
-                o.status = "queued".into();
+                o.status = OrderStatus::Queued;
                 o.error = None;
                 o.updated_at = now;
-                db_orders::update_order(&mut *tx, &o).await?;
-                rows::add_activity(
+                db_orders::update(&mut *tx, &o).await?;
+                activity::add(
                     &mut *tx,
                     id,
                     "reprocess",
@@ -714,48 +700,40 @@ impl Engine {
     /// The order's lines with ordered, sent, shipped and fulfilled units.
     pub async fn order_lines(&self, o: &OrderRecord) -> Result<Vec<OrderLineView>, EngineError> {
         let db = self.db();
-        let stored: Vec<StoredLine> = serde_json::from_str(&o.lines_json).unwrap_or_default();
+        let stored = &o.lines;
         let mut fulfilled: BTreeMap<String, u64> = BTreeMap::new();
-        for f in db.store_fulfillments_for_order(&o.store_order_id).await? {
-            if f.connection_id != o.connection_id || f.state != "done" {
+        for f in fulfillments::of_store_order(db.pool(), &o.store_order_id).await? {
+            if f.connection_id != o.connection_id || f.state != FulfillmentState::Done {
                 continue;
             }
-            let lines: BTreeMap<String, u64> =
-                serde_json::from_str(&f.lines_json).unwrap_or_default();
-            for (line, q) in lines {
+            for (line, q) in f.lines {
                 *fulfilled.entry(line).or_default() += q;
             }
         }
-        let merchant = match db.get_connection(&o.connection_id).await? {
-            Some(c) => db.get_merchant(&c.merchant_id).await?,
+        let merchant = match connections::get(db.pool(), &o.connection_id).await? {
+            Some(c) => merchants::get(db.pool(), &c.merchant_id).await?,
             None => None,
         };
         let mut recipes: ledger::Recipes = BTreeMap::new();
         if let Some(m) = &merchant {
-            for (kit, comp, per) in db.recipes(&m.id).await? {
+            for (kit, comp, per) in recipes::of_merchant(db.pool(), &m.id).await? {
                 recipes
                     .entry(kit)
                     .or_default()
                     .insert(comp, u64::try_from(per).unwrap_or(0));
             }
         }
-        let policy = match merchant.as_ref().map(|m| m.kit_policy.as_str()) {
-            Some("first_component") => KitPolicy::FirstComponent,
-            _ => KitPolicy::CompleteKits,
-        };
-        let versions: Vec<(String, ShipmentVersion)> = db
-            .shipments_for_order(&o.store_order_id)
-            .await?
-            .into_iter()
-            .filter(|s| {
-                s.status != "archived" && s.connection_id.as_deref() == Some(&o.connection_id)
-            })
-            .filter_map(|s| {
-                serde_json::from_str::<ShipmentVersion>(&s.version_json)
-                    .ok()
-                    .map(|v| (s.id, v))
-            })
-            .collect();
+        let policy = merchant.as_ref().map(|m| m.kit_policy).unwrap_or_default();
+        let versions: Vec<(String, ShipmentVersion)> =
+            shipments::for_order(db.pool(), &o.store_order_id)
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.status != ShipmentStatus::Archived
+                        && s.connection_id.as_deref() == Some(&o.connection_id)
+                })
+                .map(|s| (s.id, s.version))
+                .collect();
         let order_lines: Vec<OrderLine> = stored
             .iter()
             .map(|l| OrderLine {
@@ -776,7 +754,7 @@ impl Engine {
         }
         let sent = o.warehouse_number.is_some();
         Ok(stored
-            .into_iter()
+            .iter()
             .map(|l| {
                 let kit = l.sku.as_ref().and_then(|s| recipes.get(s)).map(|comps| {
                     comps
@@ -796,11 +774,11 @@ impl Engine {
                         .unwrap_or(0)
                         .max(fulfilled_quantity),
                     fulfilled_quantity,
-                    id: l.id,
-                    sku: l.sku,
-                    name: l.name,
+                    id: l.id.clone(),
+                    sku: l.sku.clone(),
+                    name: l.name.clone(),
                     quantity: l.quantity,
-                    group: l.group,
+                    group: l.group.clone(),
                     kit,
                 }
             })
@@ -815,13 +793,11 @@ impl Engine {
         store_order_id: &str,
     ) -> Result<(), EngineError> {
         let db = self.db();
-        let Some(o) = db
-            .order_of_store_order(connection_id, store_order_id)
-            .await?
+        let Some(o) = db_orders::of_store_order(db.pool(), connection_id, store_order_id).await?
         else {
             return Ok(());
         };
-        if matches!(o.status.as_str(), "shipped" | "closed" | "archived") {
+        if o.status.is_settled() {
             return Ok(());
         }
         let lines = self.order_lines(&o).await?;
@@ -831,9 +807,9 @@ impl Engine {
             .map(|l| l.shipped_quantity.min(l.quantity))
             .sum();
         let status = if ordered > 0 && lines.iter().all(|l| l.shipped_quantity >= l.quantity) {
-            "shipped"
+            OrderStatus::Shipped
         } else if lines.iter().any(|l| l.shipped_quantity > 0) {
-            "partially_shipped"
+            OrderStatus::PartiallyShipped
         } else {
             return Ok(());
         };
@@ -841,22 +817,22 @@ impl Engine {
             return Ok(());
         }
         let mut tx = db.begin().await?;
-        let Some(mut o) = db_orders::order_for_update(&mut tx, &o.id).await? else {
+        let Some(mut o) = db_orders::get_for_update(&mut tx, &o.id).await? else {
             return Ok(());
         };
-        if matches!(o.status.as_str(), "shipped" | "closed" | "archived") {
+        if o.status.is_settled() {
             return Ok(());
         }
-        o.status = status.into();
+        o.status = status;
         o.error = None;
         o.updated_at = now_micros();
-        db_orders::update_order(&mut *tx, &o).await?;
-        let message = if status == "shipped" {
+        db_orders::update(&mut *tx, &o).await?;
+        let message = if status == OrderStatus::Shipped {
             format!("Shipped in full: {shipped} of {ordered} unit(s)")
         } else {
             format!("Partially shipped: {shipped} of {ordered} unit(s)")
         };
-        rows::add_activity(&mut *tx, &o.id, status, &message).await?;
+        activity::add(&mut *tx, &o.id, status.as_str(), &message).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -869,10 +845,7 @@ impl Engine {
         merchant_id: &str,
         version: &ShipmentVersion,
     ) -> Result<Option<(String, StoreOrder)>, EngineError> {
-        let rows = self
-            .db()
-            .sent_orders_for_refs(merchant_id, &version.order_refs)
-            .await?;
+        let rows = db_orders::sent_for_refs(self.db(), merchant_id, &version.order_refs).await?;
         let targets: BTreeSet<(&str, &str)> = rows
             .iter()
             .map(|r| (r.connection_id.as_str(), r.store_order_id.as_str()))
@@ -893,8 +866,10 @@ async fn enqueue_push_tx(
     order_id: &str,
     at: i64,
 ) -> Result<(), EngineError> {
-    let payload = json!({ "order_id": order_id }).to_string();
-    jobs::enqueue(tx, "push_order", Some(&push_key(order_id)), &payload, at).await?;
+    let job = Job::PushOrder {
+        order_id: order_id.to_string(),
+    };
+    jobs::enqueue(&mut **tx, &job, at).await?;
     Ok(())
 }
 

@@ -6,15 +6,22 @@ use std::time::Duration;
 
 use shipsync_core::fulfillment::{self, FoLineItem, FoProblem, FulfillmentOrderView};
 use shipsync_core::ledger::{self, KitPolicy, LineShare, OrderLine, Recipes, ShipmentInput};
+use shipsync_core::states::{
+    Channel, EventOutcome, FulfillmentState, OrderStatus, ShipmentStatus, Source, StoreStatus,
+};
 use shipsync_core::{ShipmentVersion, WarehouseStatus, tracking};
-use shipsync_db::rows::{self, ConnectionRow, ShipmentRow, StoreFulfillmentRow, VersionRow};
-use shipsync_db::{DbError, jobs, new_id, now_micros};
+use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::orders::{self as db_orders, OrderLineRow};
+use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::versions::{self, VersionRow};
+use shipsync_db::{DbError, activity, channels, events, merchants, new_id, now_micros, recipes};
 use shipsync_shopify::{FulfillmentRequest, ShopifyError, StoreOrder, Tracking};
 use tracing::field::Empty;
 
 use crate::Engine;
 use crate::spans::list_field;
-use crate::tokens::RECONNECT_NEEDED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -79,10 +86,6 @@ impl From<ShopifyError> for EngineError {
     }
 }
 
-/// Where a shipment version came from.
-pub const SOURCE_WEBHOOK: &str = "webhook";
-pub const SOURCE_POLL: &str = "poll";
-
 /// What merging a version did to its shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -115,10 +118,6 @@ fn reconnect_wait(c: &ConnectionRow) -> String {
     )
 }
 
-fn sync_key(shipment_id: &str) -> String {
-    format!("sync:{shipment_id}")
-}
-
 /// What a shipment says, whatever shape it came in: metadata that only some
 /// shapes carry (Deposco's id, `updatedDate`, the ship date) is left out, so
 /// the same shipment by webhook XML and by the REST pull is "unchanged".
@@ -145,18 +144,16 @@ fn is_older(new: Option<&str>, current: Option<&str>) -> bool {
 /// warehouse status (`New`, `Shipping`): statuses only move forward, so such
 /// a report changes nothing. (`Rolled Back` is not "back": it goes through
 /// and becomes an error for a person.)
-fn goes_back(stored_json: &str, new: &ShipmentVersion) -> bool {
+fn goes_back(stored: &ShipmentVersion, new: &ShipmentVersion) -> bool {
     matches!(new.status, WarehouseStatus::New | WarehouseStatus::Shipping)
-        && serde_json::from_str::<ShipmentVersion>(stored_json)
-            .is_ok_and(|v| v.status == WarehouseStatus::Shipped)
+        && stored.status == WarehouseStatus::Shipped
 }
 
-fn sources_with(sources: &str, source: &str) -> String {
-    let mut set: Vec<&str> = sources.split(',').filter(|s| !s.is_empty()).collect();
-    if !set.contains(&source) {
-        set.push(source);
+/// Adds `source` to a shipment's sources, once.
+fn add_source(sources: &mut Vec<Source>, source: Source) {
+    if !sources.contains(&source) {
+        sources.push(source);
     }
-    set.join(",")
 }
 
 /// `v` with only a tracking URL the store may be given
@@ -176,7 +173,7 @@ impl Engine {
         &self,
         merchant_id: &str,
         version: &ShipmentVersion,
-        source: &str,
+        source: Source,
         event_id: Option<&str>,
     ) -> Result<(String, MergeOutcome), EngineError> {
         let db = self.db();
@@ -198,14 +195,14 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for (kit, comps) in ledger::recipes_seen(version) {
             for (comp, per_kit) in comps {
-                self.db()
-                    .save_recipe(
-                        merchant_id,
-                        &kit,
-                        &comp,
-                        i64::try_from(per_kit).unwrap_or(i64::MAX),
-                    )
-                    .await?;
+                recipes::save(
+                    self.db().pool(),
+                    merchant_id,
+                    &kit,
+                    &comp,
+                    i64::try_from(per_kit).unwrap_or(i64::MAX),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -219,15 +216,13 @@ impl Engine {
         tx: &mut shipsync_db::Tx<'_>,
         merchant_id: &str,
         version: &ShipmentVersion,
-        source: &str,
+        source: Source,
         event_id: Option<&str>,
     ) -> Result<(String, MergeOutcome), EngineError> {
         let hash = content_hash(version);
-        let json =
-            serde_json::to_string(version).map_err(|e| EngineError::Internal(e.to_string()))?;
         let now = now_micros();
-        let existing = rows::shipment_by_number(tx, merchant_id, &version.number).await?;
-        let via = if source == SOURCE_WEBHOOK {
+        let existing = shipments::by_number(tx, merchant_id, &version.number).await?;
+        let via = if source == Source::Webhook {
             "webhook"
         } else {
             "the scheduled pull"
@@ -235,8 +230,8 @@ impl Engine {
         let (id, changed, created) = match existing {
             None => {
                 let id = new_id("shp");
-                rows::insert_shipment(
-                    tx,
+                shipments::insert(
+                    &mut **tx,
                     &ShipmentRow {
                         id: id.clone(),
                         merchant_id: merchant_id.to_string(),
@@ -244,11 +239,11 @@ impl Engine {
                         connection_id: None,
                         order_id: None,
                         order_name: version.order_refs.first().cloned().unwrap_or_default(),
-                        status: "new".into(),
+                        status: ShipmentStatus::New,
                         error: None,
-                        sources: source.to_string(),
-                        first_seen_via: source.to_string(),
-                        version_json: json.clone(),
+                        sources: vec![source],
+                        first_seen_via: source,
+                        version: version.clone(),
                         version_at: version.updated_at.clone(),
                         content_hash: hash.clone(),
                         received_at: now,
@@ -257,7 +252,7 @@ impl Engine {
                     },
                 )
                 .await?;
-                rows::add_activity(
+                activity::add(
                     &mut **tx,
                     &id,
                     "imported",
@@ -274,9 +269,9 @@ impl Engine {
                 (id, true, true)
             }
             Some(mut s) => {
-                s.sources = sources_with(&s.sources, source);
+                add_source(&mut s.sources, source);
                 let changed = if s.content_hash == hash {
-                    rows::add_activity(
+                    activity::add(
                         &mut **tx,
                         &s.id,
                         "received",
@@ -284,8 +279,8 @@ impl Engine {
                     )
                     .await?;
                     false
-                } else if goes_back(&s.version_json, version) {
-                    rows::add_activity(
+                } else if goes_back(&s.version, version) {
+                    activity::add(
                         &mut **tx,
                         &s.id,
                         "received",
@@ -297,7 +292,7 @@ impl Engine {
                     .await?;
                     false
                 } else if is_older(version.updated_at.as_deref(), s.version_at.as_deref()) {
-                    rows::add_activity(
+                    activity::add(
                         &mut **tx,
                         &s.id,
                         "received",
@@ -309,13 +304,13 @@ impl Engine {
                     .await?;
                     false
                 } else {
-                    s.version_json = json.clone();
+                    s.version = version.clone();
                     s.version_at = version.updated_at.clone();
                     s.content_hash = hash.clone();
-                    if s.status == "completed" || s.status == "new" {
-                        s.status = "open".into();
+                    if matches!(s.status, ShipmentStatus::Completed | ShipmentStatus::New) {
+                        s.status = ShipmentStatus::Open;
                     }
-                    rows::add_activity(
+                    activity::add(
                         &mut **tx,
                         &s.id,
                         "updated",
@@ -329,26 +324,28 @@ impl Engine {
                     true
                 };
                 s.updated_at = now;
-                rows::update_shipment(&mut **tx, &s).await?;
+                shipments::update(&mut **tx, &s).await?;
                 (s.id, changed, false)
             }
         };
-        rows::insert_version(
-            tx,
+        versions::insert(
+            &mut **tx,
             &VersionRow {
                 id: new_id("ver"),
                 shipment_id: id.clone(),
                 event_id: event_id.map(str::to_string),
-                source: source.to_string(),
+                source,
                 received_at: now,
                 content_hash: hash,
-                version_json: json,
+                version: version.clone(),
             },
         )
         .await?;
         if changed {
-            let payload = serde_json::json!({ "shipment_id": id }).to_string();
-            jobs::enqueue(tx, "sync_shipment", Some(&sync_key(&id)), &payload, now).await?;
+            let job = Job::SyncShipment {
+                shipment_id: id.clone(),
+            };
+            jobs::enqueue(&mut **tx, &job, now).await?;
         }
         let outcome = match (created, changed) {
             (true, _) => MergeOutcome::New,
@@ -366,13 +363,13 @@ impl Engine {
     )]
     pub(crate) async fn process_event(&self, event_id: &str) -> Result<(), EngineError> {
         let db = self.db();
-        let Some(event) = db.get_event(event_id).await? else {
+        let Some(event) = events::get(db.pool(), event_id).await? else {
             return Ok(());
         };
         let span = tracing::Span::current();
         span.record("merchant", event.merchant_id.as_str());
         let body = event.body.clone().unwrap_or_default();
-        let signed = event.verified == 1;
+        let signed = event.verified;
         match shipsync_deposco::parse_webhook(&body) {
             Ok(versions) => {
                 let versions: Vec<ShipmentVersion> = versions
@@ -392,7 +389,7 @@ impl Engine {
                         &mut tx,
                         &event.merchant_id,
                         v,
-                        SOURCE_WEBHOOK,
+                        Source::Webhook,
                         Some(event_id),
                     )
                     .await?;
@@ -400,14 +397,7 @@ impl Engine {
                     ids.push(id);
                 }
                 span.record("shipment", list_field(ids.iter().map(String::as_str)));
-                rows::set_event_result(
-                    &mut *tx,
-                    event_id,
-                    "accepted",
-                    None,
-                    &serde_json::to_string(&ids).unwrap_or_default(),
-                )
-                .await?;
+                events::set_result(&mut *tx, event_id, EventOutcome::Accepted, None, &ids).await?;
                 tx.commit().await?;
                 for v in &versions {
                     self.save_recipes_seen(&event.merchant_id, v).await?;
@@ -418,8 +408,14 @@ impl Engine {
                 }
             }
             Err(e) => {
-                db.set_event_result(event_id, "needs_attention", Some(&e.to_string()), "[]")
-                    .await?;
+                events::set_result(
+                    db.pool(),
+                    event_id,
+                    EventOutcome::NeedsAttention,
+                    Some(&e.to_string()),
+                    &[],
+                )
+                .await?;
             }
         }
         Ok(())
@@ -428,17 +424,10 @@ impl Engine {
     // ---------- user actions ----------
 
     pub async fn enqueue_sync(&self, shipment_id: &str) -> Result<(), EngineError> {
-        let mut tx = self.db().begin().await?;
-        let payload = serde_json::json!({ "shipment_id": shipment_id }).to_string();
-        jobs::enqueue(
-            &mut tx,
-            "sync_shipment",
-            Some(&sync_key(shipment_id)),
-            &payload,
-            now_micros(),
-        )
-        .await?;
-        tx.commit().await?;
+        let job = Job::SyncShipment {
+            shipment_id: shipment_id.to_string(),
+        };
+        jobs::enqueue(self.db().pool(), &job, now_micros()).await?;
         self.wake();
         Ok(())
     }
@@ -446,7 +435,7 @@ impl Engine {
     /// Re-queues every shipment of a merchant still waiting for the store
     /// (after a connection or channel was switched on).
     pub async fn release_waiting(&self, merchant_id: &str) -> Result<usize, EngineError> {
-        let ids = self.db().pending_shipment_ids(merchant_id).await?;
+        let ids = shipments::pending_ids(self.db().pool(), merchant_id).await?;
         for id in &ids {
             self.enqueue_sync(id).await?;
         }
@@ -455,25 +444,19 @@ impl Engine {
 
     pub async fn replay_event(&self, event_id: &str) -> Result<(), EngineError> {
         let db = self.db();
-        let event = db.get_event(event_id).await?.ok_or(EngineError::NotFound)?;
+        let event = events::get(db.pool(), event_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
         if event.body.is_none() {
             return Err(EngineError::Permanent(
                 "this event has no stored body to replay".into(),
             ));
         }
-        let mut tx = db.begin().await?;
-        let payload = serde_json::json!({ "event_id": event_id }).to_string();
-        jobs::enqueue(
-            &mut tx,
-            "process_event",
-            Some(&format!("event:{event_id}")),
-            &payload,
-            now_micros(),
-        )
-        .await?;
-        tx.commit().await?;
-        db.activity(event_id, "replayed", "Replay requested")
-            .await?;
+        let job = Job::ProcessEvent {
+            event_id: event_id.to_string(),
+        };
+        jobs::enqueue(db.pool(), &job, now_micros()).await?;
+        activity::add(db.pool(), event_id, "replayed", "Replay requested").await?;
         self.wake();
         Ok(())
     }
@@ -484,21 +467,23 @@ impl Engine {
         action: ShipmentAction,
     ) -> Result<(), EngineError> {
         let db = self.db();
-        let mut s = db.get_shipment(id).await?.ok_or(EngineError::NotFound)?;
+        let mut s = shipments::get(db.pool(), id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
         match action {
             ShipmentAction::Archive => {
-                s.status = "archived".into();
+                s.status = ShipmentStatus::Archived;
                 s.updated_at = now_micros();
-                db.save_shipment(&s).await?;
-                db.activity(id, "archived", "Archived: no further processing")
-                    .await?;
+                shipments::update(db.pool(), &s).await?;
+                activity::add(db.pool(), id, "archived", "Archived: no further processing").await?;
             }
             ShipmentAction::Reprocess => {
-                s.status = "open".into();
+                s.status = ShipmentStatus::Open;
                 s.error = None;
                 s.updated_at = now_micros();
-                db.save_shipment(&s).await?;
-                db.activity(
+                shipments::update(db.pool(), &s).await?;
+                activity::add(
+                    db.pool(),
                     id,
                     "reprocess",
                     "Reprocess requested: the store will be told whatever it still lacks",
@@ -510,16 +495,16 @@ impl Engine {
                 // Re-derive from the stored payloads: re-parse every stored
                 // delivery of this shipment and keep the newest version.
                 let mut newest: Option<ShipmentVersion> = None;
-                for v in db.versions_for(id).await? {
-                    let stored = || serde_json::from_str::<ShipmentVersion>(&v.version_json).ok();
+                for v in versions::of_shipment(db.pool(), id).await? {
+                    let stored = || Some(v.version.clone());
                     let parsed = match v.event_id.as_deref() {
-                        Some(eid) => match db.get_event(eid).await? {
+                        Some(eid) => match events::get(db.pool(), eid).await? {
                             Some(e) if e.body.is_some() => shipsync_deposco::parse_webhook(
                                 e.body.as_deref().unwrap_or_default(),
                             )
                             .ok()
                             .and_then(|vs| vs.into_iter().find(|x| x.number == s.number))
-                            .map(|x| with_trusted_tracking(x, e.verified == 1)),
+                            .map(|x| with_trusted_tracking(x, e.verified)),
                             // The body was removed by retention (or the
                             // event): the version as it was derived.
                             _ => stored(),
@@ -542,7 +527,7 @@ impl Engine {
                 // Then ask Deposco for its current state of the shipment.
                 let mut refetched =
                     "not re-fetched: the merchant has no Deposco credentials".to_string();
-                if let Some(m) = db.get_merchant(&s.merchant_id).await?
+                if let Some(m) = merchants::get(db.pool(), &s.merchant_id).await?
                     && let Ok(client) = self.deposco_client(&m)
                 {
                     refetched = match client.shipment_by_number(&s.number).await {
@@ -552,7 +537,7 @@ impl Engine {
                             });
                             if !older {
                                 newest = Some(with_trusted_tracking(p.version, true));
-                                s.sources = sources_with(&s.sources, SOURCE_POLL);
+                                add_source(&mut s.sources, Source::Poll);
                             }
                             "re-fetched from Deposco".to_string()
                         }
@@ -565,19 +550,18 @@ impl Engine {
                     };
                 }
                 if let Some(v) = newest {
-                    s.version_json = serde_json::to_string(&v)
-                        .map_err(|e| EngineError::Internal(e.to_string()))?;
                     s.version_at = v.updated_at.clone();
                     s.content_hash = content_hash(&v);
+                    s.version = v;
                 }
                 s.connection_id = None;
                 s.order_id = None;
-                s.status = "new".into();
+                s.status = ShipmentStatus::New;
                 s.error = None;
                 s.completed_at = None;
                 s.updated_at = now_micros();
-                db.save_shipment(&s).await?;
-                db.activity(
+                shipments::update(db.pool(), &s).await?;
+                activity::add(db.pool(),
                     id,
                     "reset",
                     &format!("Reset: derived again from the stored payloads, {refetched} (store fulfillments already made are kept)"),
@@ -609,19 +593,19 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
         let mut row = s.clone();
-        if let Some(cur) = rows::shipment_by_number(&mut tx, &s.merchant_id, &s.number).await? {
-            row.version_json = cur.version_json;
+        if let Some(cur) = shipments::by_number(&mut tx, &s.merchant_id, &s.number).await? {
+            row.version = cur.version;
             row.version_at = cur.version_at;
             row.content_hash = cur.content_hash;
             row.sources = cur.sources;
             row.first_seen_via = cur.first_seen_via;
-            if cur.status == "archived" {
+            if cur.status == ShipmentStatus::Archived {
                 row.status = cur.status;
             }
         }
-        rows::update_shipment(&mut *tx, &row).await?;
+        shipments::update(&mut *tx, &row).await?;
         if let Some((kind, message)) = note {
-            rows::add_activity(&mut *tx, &s.id, kind, message).await?;
+            activity::add(&mut *tx, &s.id, kind, message).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -644,11 +628,13 @@ impl Engine {
     pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
         match self.sync_shipment_once(shipment_id).await {
             Err(EngineError::Permanent(message)) => {
-                let Some(mut s) = self.db().get_shipment(shipment_id).await? else {
+                let Some(mut s) = shipments::get(self.db().pool(), shipment_id).await? else {
                     return Err(EngineError::Permanent(message));
                 };
                 match self.reconnect_reason(&s).await? {
-                    Some(why) if s.status != "archived" => self.wait(&mut s, &why).await,
+                    Some(why) if s.status != ShipmentStatus::Archived => {
+                        self.wait(&mut s, &why).await
+                    }
                     _ => Err(EngineError::Permanent(message)),
                 }
             }
@@ -661,35 +647,40 @@ impl Engine {
     /// connections') store refused the credentials.
     async fn reconnect_reason(&self, s: &ShipmentRow) -> Result<Option<String>, EngineError> {
         let candidates = match &s.connection_id {
-            Some(id) => self.db().get_connection(id).await?.into_iter().collect(),
-            None => self
-                .db()
-                .list_connections(Some(&s.merchant_id), None, 500)
+            Some(id) => connections::get(self.db().pool(), id)
                 .await?
                 .into_iter()
-                .filter(|c| c.enabled == 1)
-                .collect::<Vec<_>>(),
+                .collect(),
+            None => connections::list(
+                self.db().pool(),
+                Some(std::slice::from_ref(&s.merchant_id)),
+                None,
+                500,
+            )
+            .await?
+            .into_iter()
+            .filter(|c| c.enabled)
+            .collect::<Vec<_>>(),
         };
         Ok(candidates
             .iter()
-            .find(|c| c.store_status == RECONNECT_NEEDED)
+            .find(|c| c.store_status == StoreStatus::ReconnectNeeded)
             .map(reconnect_wait))
     }
 
     async fn sync_shipment_once(&self, shipment_id: &str) -> Result<(), EngineError> {
         let db = self.db();
-        let Some(mut s) = db.get_shipment(shipment_id).await? else {
+        let Some(mut s) = shipments::get(db.pool(), shipment_id).await? else {
             return Ok(());
         };
         let span = tracing::Span::current();
         span.record("shipment_number", s.number.as_str());
         span.record("merchant", s.merchant_id.as_str());
-        if s.status == "archived" {
+        if s.status == ShipmentStatus::Archived {
             return Ok(());
         }
-        let version: ShipmentVersion = serde_json::from_str(&s.version_json)
-            .map_err(|e| EngineError::Internal(format!("stored version of {shipment_id}: {e}")))?;
-        let done_rows = db.store_fulfillments_for_shipment(shipment_id).await?;
+        let version = s.version.clone();
+        let done_rows = fulfillments::of_shipment(db.pool(), shipment_id).await?;
         match &version.status {
             WarehouseStatus::Shipped => {}
             WarehouseStatus::RolledBack if !done_rows.is_empty() => {
@@ -704,7 +695,7 @@ impl Engine {
             }
         }
         if version.shipped_units() == 0 {
-            s.status = "completed".into();
+            s.status = ShipmentStatus::Completed;
             s.error = None;
             s.completed_at = Some(now_micros());
             self.save_run_noting(
@@ -717,9 +708,11 @@ impl Engine {
             .await?;
             return Ok(());
         }
-        let merchant = db.get_merchant(&s.merchant_id).await?.ok_or_else(|| {
-            EngineError::Permanent("the merchant of this shipment was deleted".into())
-        })?;
+        let merchant = merchants::get(db.pool(), &s.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the merchant of this shipment was deleted".into())
+            })?;
 
         // Which connection and store order?
         if s.connection_id.is_none() || s.order_id.is_none() {
@@ -766,18 +759,20 @@ impl Engine {
         };
         span.record("connection", connection_id.as_str());
         span.record("order", order_id.as_str());
-        let connection = db.get_connection(&connection_id).await?.ok_or_else(|| {
-            EngineError::Permanent(format!(
-                "connection {connection_id} was deleted; reset this shipment"
-            ))
-        })?;
-        let channel = db.get_channel(&connection_id, "shipments").await?;
-        if connection.enabled == 0 || channel.is_none_or(|c| c.enabled != 1) {
+        let connection = connections::get(db.pool(), &connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "connection {connection_id} was deleted; reset this shipment"
+                ))
+            })?;
+        let channel = channels::get(db.pool(), &connection_id, Channel::Shipments).await?;
+        if !connection.enabled || channel.is_none_or(|c| !c.enabled) {
             return self
                 .wait(&mut s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
                 .await;
         }
-        if connection.store_status == RECONNECT_NEEDED {
+        if connection.store_status == StoreStatus::ReconnectNeeded {
             return self.wait(&mut s, &reconnect_wait(&connection)).await;
         }
         let (client, settings) = self.inner.stores.client(&connection, self.secrets())?;
@@ -795,11 +790,11 @@ impl Engine {
         // The ledger over every shipment of this order.
         // Order ids are only unique within one store: count the shipments
         // matched to this order through this connection only.
-        let siblings = db.shipments_for_order(&order_id).await?;
+        let siblings = shipments::for_order(db.pool(), &order_id).await?;
         let mut versions: Vec<(String, ShipmentVersion)> = Vec::new();
         for sib in &siblings {
             if sib.id != s.id
-                && (sib.status == "archived"
+                && (sib.status == ShipmentStatus::Archived
                     || sib.connection_id.as_deref() != Some(&connection_id))
             {
                 continue;
@@ -809,8 +804,8 @@ impl Engine {
                 // packages and tracking too); a newer one merged meanwhile
                 // re-runs the job.
                 versions.push((s.id.clone(), version.clone()));
-            } else if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&sib.version_json) {
-                versions.push((sib.id.clone(), v));
+            } else {
+                versions.push((sib.id.clone(), sib.version.clone()));
             }
         }
         let inputs: Vec<ShipmentInput<'_>> = versions
@@ -827,10 +822,7 @@ impl Engine {
             })
             .collect();
         let recipes = self.recipes(&merchant.id).await?;
-        let policy = match merchant.kit_policy.as_str() {
-            "first_component" => KitPolicy::FirstComponent,
-            _ => KitPolicy::CompleteKits,
-        };
+        let policy = merchant.kit_policy;
         let mut recipes = recipes;
         let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
         if mine.is_err()
@@ -846,14 +838,17 @@ impl Engine {
         let shares = mine.map_err(|p| EngineError::Permanent(p.message))?;
 
         // Settle attempts whose outcome is unknown before sending anything.
-        let order_rows = db.store_fulfillments_for_order(&order_id).await?;
+        let order_rows = fulfillments::of_store_order(db.pool(), &order_id).await?;
         let adopted: BTreeSet<String> = order_rows
             .iter()
             .filter(|r| r.connection_id == connection_id)
             .filter_map(|r| r.store_fulfillment_id.clone())
             .collect();
         let mut rows_now = Vec::new();
-        if done_rows.iter().any(|r| r.state == "pending") {
+        if done_rows
+            .iter()
+            .any(|r| r.state == FulfillmentState::Pending)
+        {
             // Only an attempt whose outcome is unknown needs the store's
             // fulfillments: all of them, through every fulfillment order
             // of the order and the ones the attempts named.
@@ -862,7 +857,10 @@ impl Engine {
                 .iter()
                 .map(|fo| fo.id.clone())
                 .collect();
-            for r in done_rows.iter().filter(|r| r.state == "pending") {
+            for r in done_rows
+                .iter()
+                .filter(|r| r.state == FulfillmentState::Pending)
+            {
                 if !fo_ids.contains(&r.fulfillment_order_id) {
                     fo_ids.push(r.fulfillment_order_id.clone());
                 }
@@ -873,13 +871,13 @@ impl Engine {
         let mut undecided: Option<i64> = None;
         let hold = i64::try_from(self.unknown_outcome_hold().as_micros()).unwrap_or(i64::MAX);
         for mut r in done_rows {
-            if r.state == "pending" {
+            if r.state == FulfillmentState::Pending {
                 match find_landed(&r, &order, &adopted) {
                     Some(fid) => {
                         r.store_fulfillment_id = Some(fid.clone());
-                        r.state = "done".into();
-                        db.update_store_fulfillment(&r).await?;
-                        db.activity(shipment_id, "notified", &format!("An earlier attempt had reached the store: adopted fulfillment {fid}")).await?;
+                        r.state = FulfillmentState::Done;
+                        fulfillments::update(db.pool(), &r).await?;
+                        activity::add(db.pool(), shipment_id, "notified", &format!("An earlier attempt had reached the store: adopted fulfillment {fid}")).await?;
                         rows_now.push(r);
                     }
                     None => {
@@ -891,7 +889,7 @@ impl Engine {
                         if now_micros() < until {
                             undecided = Some(undecided.map_or(until, |u| u.min(until)));
                         } else {
-                            db.delete_store_fulfillment(&r.id).await?;
+                            fulfillments::delete(db.pool(), &r.id).await?;
                         }
                     }
                 }
@@ -911,24 +909,20 @@ impl Engine {
         }
         let mut sent: ledger::Sent = BTreeMap::new();
         for r in &rows_now {
-            for (line, q) in parse_lines(&r.lines_json) {
-                *sent.entry(line).or_default() += q;
+            for (line, q) in &r.lines {
+                *sent.entry(line.clone()).or_default() += q;
             }
         }
         let todo = ledger::still_to_send(&shares, &sent);
-        let overrides: BTreeMap<String, String> =
-            serde_json::from_str(&merchant.carrier_overrides).unwrap_or_default();
+        let overrides = &merchant.carrier_overrides;
         if !todo.is_empty() {
-            s.status = "open".into();
+            s.status = ShipmentStatus::Open;
             self.save_run(&s).await?;
             // Packages the store already has on this shipment's fulfillments.
             let told: BTreeSet<String> = rows_now
                 .iter()
-                .flat_map(|r| {
-                    serde_json::from_str::<Vec<(String, String)>>(&r.tracking_json)
-                        .unwrap_or_default()
-                })
-                .map(|(k, _)| k)
+                .flat_map(|r| r.tracking.iter())
+                .map(|(k, _)| k.clone())
                 .collect();
             self.send_new(
                 &s,
@@ -938,22 +932,22 @@ impl Engine {
                 &order,
                 &connection_id,
                 &settings,
-                &overrides,
+                overrides,
                 &client,
             )
             .await?;
         }
-        self.update_tracking(&s, &version, rows_now, &client, &settings, &overrides)
+        self.update_tracking(&s, &version, rows_now, &client, &settings, overrides)
             .await?;
 
         // Everything acknowledged.
-        if s.status != "completed" {
+        if s.status != ShipmentStatus::Completed {
             let now = now_micros();
             if s.completed_at.is_none() {
                 self.metrics()
                     .ship_to_store((now - s.received_at) as f64 / 1e6);
             }
-            s.status = "completed".into();
+            s.status = ShipmentStatus::Completed;
             s.error = None;
             s.completed_at = Some(now);
             s.updated_at = now;
@@ -974,8 +968,8 @@ impl Engine {
     }
 
     async fn wait(&self, s: &mut ShipmentRow, why: &str) -> Result<(), EngineError> {
-        if s.error.as_deref() != Some(why) || s.status != "new" {
-            s.status = "new".into();
+        if s.error.as_deref() != Some(why) || s.status != ShipmentStatus::New {
+            s.status = ShipmentStatus::New;
             s.error = Some(why.to_string());
             s.updated_at = now_micros();
             self.save_run_noting(s, Some(("waiting", why))).await?;
@@ -1092,16 +1086,10 @@ impl Engine {
                 fulfillment_order_id: a.fulfillment_order_id.clone(),
                 store_fulfillment_id: None,
                 carrier: tracking.company.clone().or(carrier.clone()),
-                lines_json: serde_json::to_string(
-                    &a.store_lines.iter().cloned().collect::<BTreeMap<_, _>>(),
-                )
-                .unwrap_or_default(),
-                items_json: serde_json::to_string(
-                    &a.items.iter().cloned().collect::<BTreeMap<_, _>>(),
-                )
-                .unwrap_or_default(),
-                tracking_json: serde_json::to_string(&pkg_tracking).unwrap_or_default(),
-                state: "pending".into(),
+                lines: a.store_lines.iter().cloned().collect(),
+                items: a.items.iter().cloned().collect(),
+                tracking: pkg_tracking.clone(),
+                state: FulfillmentState::Pending,
                 created_at: now,
                 updated_at: now,
             };
@@ -1121,7 +1109,7 @@ impl Engine {
                 let mut row = row.clone();
                 row.created_at = now_micros();
                 row.updated_at = row.created_at;
-                shipsync_db::durable(db.insert_store_fulfillment(&row))
+                shipsync_db::durable(fulfillments::insert(db.pool(), &row))
                     .await
                     .map_err(|e| e.to_string())?;
                 // Not a guard: a job stopped mid-call (shutdown) leaves it set.
@@ -1136,10 +1124,11 @@ impl Engine {
                 Ok(created) => {
                     let mut row = row;
                     row.store_fulfillment_id = Some(created.id.clone());
-                    row.state = "done".into();
-                    db.update_store_fulfillment(&row).await?;
+                    row.state = FulfillmentState::Done;
+                    fulfillments::update(db.pool(), &row).await?;
                     let units: u64 = a.items.iter().map(|(_, q)| q).sum();
-                    db.activity(
+                    activity::add(
+                        db.pool(),
                         &s.id,
                         "notified",
                         &format!(
@@ -1160,7 +1149,7 @@ impl Engine {
                     return Err(e.into());
                 }
                 Err(e) => {
-                    db.delete_store_fulfillment(&row.id).await?;
+                    fulfillments::delete(db.pool(), &row.id).await?;
                     return Err(e.into());
                 }
             }
@@ -1209,8 +1198,7 @@ impl Engine {
             let Some(fid) = r.store_fulfillment_id.clone() else {
                 continue;
             };
-            let existing: Vec<(String, String)> =
-                serde_json::from_str(&r.tracking_json).unwrap_or_default();
+            let existing = r.tracking.clone();
             let incoming: Vec<(String, String)> = version
                 .packages
                 .iter()
@@ -1225,18 +1213,18 @@ impl Engine {
             client
                 .tracking_update(&fid, &tracking, settings.notify_customer)
                 .await?;
-            r.tracking_json = serde_json::to_string(&merged).unwrap_or_default();
-            self.db().update_store_fulfillment(&r).await?;
-            self.db()
-                .activity(
-                    &s.id,
-                    "tracking",
-                    &format!(
-                        "Tracking of store fulfillment {fid} updated to {}",
-                        tracking.numbers.join(", ")
-                    ),
-                )
-                .await?;
+            r.tracking = merged;
+            fulfillments::update(self.db().pool(), &r).await?;
+            activity::add(
+                self.db().pool(),
+                &s.id,
+                "tracking",
+                &format!(
+                    "Tracking of store fulfillment {fid} updated to {}",
+                    tracking.numbers.join(", ")
+                ),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1246,7 +1234,7 @@ impl Engine {
     /// Best effort: without warehouse credentials or on errors, nothing.
     async fn learn_recipes_from_items(
         &self,
-        merchant: &shipsync_db::rows::MerchantRow,
+        merchant: &shipsync_db::merchants::MerchantRow,
         order_lines: &[OrderLine],
         versions: &[(String, ShipmentVersion)],
         recipes: &Recipes,
@@ -1273,9 +1261,7 @@ impl Engine {
                 Ok(Some(item)) if !item.components.is_empty() => {
                     for c in &item.components {
                         let per_kit = i64::try_from(c.quantity).unwrap_or(i64::MAX);
-                        if self
-                            .db()
-                            .save_recipe(&merchant.id, sku, &c.sku, per_kit)
+                        if recipes::save(self.db().pool(), &merchant.id, sku, &c.sku, per_kit)
                             .await
                             .is_ok()
                         {
@@ -1293,7 +1279,7 @@ impl Engine {
 
     async fn recipes(&self, merchant_id: &str) -> Result<Recipes, EngineError> {
         let mut out: Recipes = BTreeMap::new();
-        for (kit, comp, per) in self.db().recipes(merchant_id).await? {
+        for (kit, comp, per) in recipes::of_merchant(self.db().pool(), merchant_id).await? {
             out.entry(kit)
                 .or_default()
                 .insert(comp, u64::try_from(per).unwrap_or(0));
@@ -1306,21 +1292,20 @@ impl Engine {
         connection_id: &str,
         order: &StoreOrder,
     ) -> Result<String, EngineError> {
-        let lines: Vec<serde_json::Value> = order
+        let lines: Vec<OrderLineRow> = order
             .line_items
             .iter()
-            .map(|l| serde_json::json!({"id": l.id, "sku": l.sku, "name": l.name, "quantity": l.quantity, "group": l.group}))
+            .map(crate::orders::line_row)
             .collect();
-        Ok(self
-            .db()
-            .upsert_order(
-                connection_id,
-                &order.id,
-                &order.name,
-                "open",
-                &serde_json::Value::Array(lines).to_string(),
-            )
-            .await?)
+        Ok(db_orders::upsert(
+            self.db(),
+            connection_id,
+            &order.id,
+            &order.name,
+            OrderStatus::Open,
+            &lines,
+        )
+        .await?)
     }
 
     async fn find_order(
@@ -1336,12 +1321,12 @@ impl Engine {
             });
         }
         let db = self.db();
-        let connections: Vec<_> = db
-            .list_connections(Some(merchant_id), None, 500)
-            .await?
-            .into_iter()
-            .filter(|c| c.enabled == 1)
-            .collect();
+        let connections: Vec<_> =
+            connections::list(db.pool(), Some(&[merchant_id.to_string()]), None, 500)
+                .await?
+                .into_iter()
+                .filter(|c| c.enabled)
+                .collect();
         if connections.is_empty() {
             return Ok(Found::NoConnection);
         }
@@ -1350,7 +1335,7 @@ impl Engine {
         for c in &connections {
             // A store that refused its credentials is not asked until
             // reconnected.
-            if c.store_status == RECONNECT_NEEDED {
+            if c.store_status == StoreStatus::ReconnectNeeded {
                 unreachable = unreachable.or(Some(c));
                 continue;
             }
@@ -1431,10 +1416,6 @@ fn refs_text(v: &ShipmentVersion) -> String {
     }
 }
 
-fn parse_lines(json: &str) -> BTreeMap<String, u64> {
-    serde_json::from_str(json).unwrap_or_default()
-}
-
 /// A store fulfillment matching an attempt whose outcome is unknown: same
 /// line quantities and the same tracking numbers, not yet claimed by another
 /// attempt.
@@ -1443,13 +1424,7 @@ fn find_landed(
     order: &StoreOrder,
     adopted: &BTreeSet<String>,
 ) -> Option<String> {
-    let want_lines = parse_lines(&r.lines_json);
-    let want_numbers: BTreeSet<String> =
-        serde_json::from_str::<Vec<(String, String)>>(&r.tracking_json)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect();
+    let want_numbers: BTreeSet<String> = r.tracking.iter().map(|(_, n)| n.clone()).collect();
     order
         .fulfillments
         .iter()
@@ -1461,7 +1436,7 @@ fn find_landed(
             }
             let numbers: BTreeSet<String> =
                 f.tracking.iter().filter_map(|t| t.number.clone()).collect();
-            lines == want_lines && numbers == want_numbers
+            lines == r.lines && numbers == want_numbers
         })
         .map(|f| f.id.clone())
 }

@@ -5,7 +5,8 @@
 //! compare-and-set in `meta`), a worker runs it under a lease, and running
 //! it twice removes nothing more.
 
-use shipsync_db::now_micros;
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::{meta, now_micros, retention};
 
 use crate::Engine;
 use crate::pipeline::EngineError;
@@ -14,7 +15,8 @@ const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// The first run, an hour after the database's first start: not in the
 /// middle of setting it up.
 const FIRST_RUN_AFTER_MICROS: i64 = 3600 * 1_000_000;
-pub(crate) const JOB_KIND: &str = "retention";
+/// The periodic task's name in `meta`.
+const TASK: &str = "retention";
 
 /// What one retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,14 +31,8 @@ impl Engine {
     /// Queues the retention job when its day has come (one node wins).
     pub(crate) async fn retention_tick(&self) -> Result<(), EngineError> {
         let db = self.db();
-        if db
-            .claim_periodic(JOB_KIND, now_micros(), DAY_MICROS, FIRST_RUN_AFTER_MICROS)
-            .await?
-        {
-            let mut tx = db.begin().await?;
-            shipsync_db::jobs::enqueue(&mut tx, JOB_KIND, Some(JOB_KIND), "{}", now_micros())
-                .await?;
-            tx.commit().await?;
+        if meta::claim_periodic(db, TASK, now_micros(), DAY_MICROS, FIRST_RUN_AFTER_MICROS).await? {
+            jobs::enqueue(db.pool(), &Job::Retention, now_micros()).await?;
             self.wake();
         }
         Ok(())
@@ -50,10 +46,10 @@ impl Engine {
         let before = |days: u32| now - i64::from(days) * DAY_MICROS;
         let db = self.db();
         let counts = RetentionCounts {
-            event_bodies: db.clear_event_bodies(before(r.event_bodies_days)).await?,
-            refused_events: db.delete_refused_events(before(r.refused_days)).await?,
-            activity: db.delete_old_activity(before(r.activity_days)).await?,
-            shipment_versions: db.delete_old_versions(before(r.activity_days)).await?,
+            event_bodies: retention::clear_event_bodies(db, before(r.event_bodies_days)).await?,
+            refused_events: retention::delete_refused_events(db, before(r.refused_days)).await?,
+            activity: retention::delete_old_activity(db, before(r.activity_days)).await?,
+            shipment_versions: retention::delete_old_versions(db, before(r.activity_days)).await?,
         };
         let m = self.metrics();
         m.retention_removed("event_bodies", counts.event_bodies);

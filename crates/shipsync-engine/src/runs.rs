@@ -9,15 +9,17 @@ use crate::shutdown::Shutdown;
 use secrecy::SecretString;
 use shipsync_core::ledger;
 use shipsync_core::schedule;
-use shipsync_db::now_micros;
-use shipsync_db::rows::{self, QueueRun, RunRow};
+use shipsync_core::states::{Channel, RunStatus, RunTrigger, Source};
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::runs::{self, QueueRun, RunRow};
+use shipsync_db::{channels, connections, merchants, now_micros, recipes};
 use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig, DeposcoError, ShipmentPage};
 
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::Engine;
-use crate::pipeline::{EngineError, MergeOutcome, SOURCE_POLL, with_trusted_tracking};
+use crate::pipeline::{EngineError, MergeOutcome, with_trusted_tracking};
 
 /// The pull re-reads this much before its cursor: clocks differ and Deposco
 /// may index late.
@@ -54,16 +56,32 @@ impl Drop for Prefetch {
     }
 }
 
-/// Counts of a pull, as the API shows them.
+/// Counts of a pull, as the API shows them (a run not started yet has
+/// none: all zero).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct RunCounts {
     pub fetched: u64,
     pub new: u64,
     pub updated: u64,
     pub unchanged: u64,
     pub failed: u64,
-    #[serde(default)]
     pub pages: u64,
+}
+
+impl RunCounts {
+    /// The counts a run holds so far.
+    pub(crate) fn of(run: &RunRow) -> Result<Self, EngineError> {
+        serde_json::from_value(run.counts.clone())
+            .map_err(|e| EngineError::Internal(format!("counts of run {}: {e}", run.id)))
+    }
+
+    /// Saves them in the run (its next save stores them).
+    pub(crate) fn put(&self, run: &mut RunRow) -> Result<(), EngineError> {
+        run.counts =
+            serde_json::to_value(self).map_err(|e| EngineError::Internal(e.to_string()))?;
+        Ok(())
+    }
 }
 
 /// Progress of a pull, for the CLI's progress bar.
@@ -90,18 +108,11 @@ fn ts(micros: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_microsecond(micros).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-fn job_kind(channel: &str) -> &'static str {
-    match channel {
-        "sales_orders" => "pull_orders",
-        _ => "pull_shipments",
-    }
-}
-
 impl Engine {
     /// A Deposco client for a merchant's warehouse settings.
     pub fn deposco_client(
         &self,
-        merchant: &shipsync_db::rows::MerchantRow,
+        merchant: &shipsync_db::merchants::MerchantRow,
     ) -> Result<DeposcoClient, EngineError> {
         let w: serde_json::Value =
             serde_json::from_str(&merchant.warehouse_json).unwrap_or_default();
@@ -175,24 +186,20 @@ impl Engine {
     pub async fn run_now(
         &self,
         connection_id: &str,
-        channel: &str,
-        trigger: &str,
+        channel: Channel,
+        trigger: RunTrigger,
     ) -> Result<QueueRun, EngineError> {
         let db = self.db();
-        let c = db
-            .get_connection(connection_id)
+        let c = connections::get(db.pool(), connection_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        let ch = db
-            .get_channel(connection_id, channel)
+        let ch = channels::get(db.pool(), connection_id, channel)
             .await?
             .ok_or(EngineError::NotFound)?;
-        if c.enabled != 1 || ch.enabled != 1 {
+        if !c.enabled || !ch.enabled {
             return Err(EngineError::ChannelDisabled);
         }
-        let q = db
-            .queue_run(connection_id, channel, trigger, None, job_kind(channel))
-            .await?;
+        let q = runs::queue(db, connection_id, channel, trigger, None).await?;
         self.wake();
         Ok(q)
     }
@@ -203,10 +210,8 @@ impl Engine {
     pub async fn scheduler_tick(&self) -> Result<(), EngineError> {
         let db = self.db();
         let now = jiff::Timestamp::now();
-        for ch in db.enabled_channels().await? {
-            let Ok(rules) = schedule::parse_schedules(
-                &serde_json::from_str(&ch.schedules_json).unwrap_or_default(),
-            ) else {
+        for ch in channels::enabled(db.pool()).await? {
+            let Ok(rules) = schedule::parse_schedules(&ch.schedules) else {
                 continue;
             };
             if rules.is_empty() {
@@ -215,23 +220,33 @@ impl Engine {
             let next = schedule::next_fire(&rules, now).map(|t| t.as_microsecond());
             match ch.next_run_at {
                 None => {
-                    db.advance_schedule(&ch.connection_id, &ch.channel, None, next)
-                        .await?;
+                    channels::advance_schedule(
+                        db.pool(),
+                        &ch.connection_id,
+                        ch.channel,
+                        None,
+                        next,
+                    )
+                    .await?;
                 }
                 Some(due) if due <= now.as_microsecond() => {
-                    if db
-                        .advance_schedule(&ch.connection_id, &ch.channel, Some(due), next)
-                        .await?
+                    if channels::advance_schedule(
+                        db.pool(),
+                        &ch.connection_id,
+                        ch.channel,
+                        Some(due),
+                        next,
+                    )
+                    .await?
                     {
-                        match db
-                            .queue_run(
-                                &ch.connection_id,
-                                &ch.channel,
-                                "schedule",
-                                Some(due),
-                                job_kind(&ch.channel),
-                            )
-                            .await?
+                        match runs::queue(
+                            db,
+                            &ch.connection_id,
+                            ch.channel,
+                            RunTrigger::Schedule,
+                            Some(due),
+                        )
+                        .await?
                         {
                             QueueRun::Queued(run) => {
                                 tracing::info!(run = %run.id, connection = %ch.connection_id, channel = %ch.channel, "scheduled run queued");
@@ -285,22 +300,22 @@ impl Engine {
         progress: Option<Progress>,
     ) -> Result<RunCounts, EngineError> {
         let db = self.db();
-        let mut run = db.get_run(run_id).await?.ok_or(EngineError::NotFound)?;
+        let mut run = runs::get(db.pool(), run_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
         let span = tracing::Span::current();
         span.record("connection", run.connection_id.as_str());
         span.record("channel", run.channel.as_str());
-        let mut counts: RunCounts = serde_json::from_str(&run.counts_json).unwrap_or_default();
-        if run.status == "succeeded" || run.status == "failed" {
+        let mut counts = RunCounts::of(&run)?;
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
             return Ok(counts);
         }
-        let connection = db
-            .get_connection(&run.connection_id)
+        let connection = connections::get(db.pool(), &run.connection_id)
             .await?
             .ok_or_else(|| {
                 EngineError::Permanent("the connection of this run was deleted".into())
             })?;
-        let merchant = db
-            .get_merchant(&connection.merchant_id)
+        let merchant = merchants::get(db.pool(), &connection.merchant_id)
             .await?
             .ok_or_else(|| EngineError::Permanent("the merchant of this run was deleted".into()))?;
         span.record("merchant", merchant.id.as_str());
@@ -361,7 +376,7 @@ impl Engine {
             // The Deposco API is authenticated: its tracking URLs count as
             // signed (still only https ones).
             let version = with_trusted_tracking(pulled.version.clone(), true);
-            match Self::merge_in(&mut tx, merchant_id, &version, SOURCE_POLL, None).await {
+            match Self::merge_in(&mut tx, merchant_id, &version, Source::Poll, None).await {
                 Ok((_, outcome)) => {
                     match outcome {
                         MergeOutcome::New => counts.new += 1,
@@ -371,7 +386,7 @@ impl Engine {
                     changed |= outcome != MergeOutcome::Unchanged;
                     for (kit, comps) in ledger::recipes_seen(&pulled.version) {
                         for (comp, per_kit) in comps {
-                            rows::save_recipe(
+                            recipes::save(
                                 &mut *tx,
                                 merchant_id,
                                 &kit,
@@ -389,8 +404,8 @@ impl Engine {
                 }
             }
         }
-        run.counts_json = serde_json::to_string(&counts).unwrap_or_default();
-        rows::save_run_row(&mut *tx, run).await?;
+        counts.put(run)?;
+        runs::save(&mut *tx, run).await?;
         tx.commit().await?;
         if changed {
             self.wake();
@@ -409,14 +424,10 @@ impl Engine {
         progress: Option<Progress>,
     ) -> Result<(String, RunCounts), EngineError> {
         let db = self.db();
-        let c = db
-            .get_connection(connection_id)
+        let c = connections::get(db.pool(), connection_id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        let run = match db
-            .queue_run(&c.id, "shipments", "cli", None, "pull_shipments")
-            .await?
-        {
+        let run = match runs::queue(db, &c.id, Channel::Shipments, RunTrigger::Cli, None).await? {
             QueueRun::Queued(run) => run,
             QueueRun::InProgress(id) => {
                 return Err(EngineError::Permanent(format!(
@@ -426,10 +437,8 @@ impl Engine {
         };
         let owner = shipsync_db::new_id("cli");
         let lease = micros(self.config().lease);
-        let Some(job) = db
-            .claim_job_by_key(&format!("run:{}", run.id), &owner, lease)
-            .await?
-        else {
+        let job = Job::pull(Channel::Shipments, run.id.clone());
+        let Some(job) = jobs::claim_this(db, &job, &owner, lease).await? else {
             return Err(EngineError::Internal(
                 "the run's job was taken by another process".into(),
             ));
@@ -439,13 +448,13 @@ impl Engine {
             .await
         {
             Ok(counts) => {
-                db.complete_job(&job.id, &owner).await?;
+                jobs::complete(db, &job.id, &owner).await?;
                 self.wake();
                 Ok((run.id.clone(), counts))
             }
             Err(e) => {
                 self.fail_run(&run.id, &e.to_string()).await?;
-                db.drop_job(&job.id).await?;
+                jobs::drop(db.pool(), &job.id).await?;
                 Err(e)
             }
         }
@@ -459,21 +468,18 @@ impl Engine {
         run: &mut RunRow,
         since_override: Option<i64>,
     ) -> Result<(), EngineError> {
-        if run.status != "queued" {
+        if run.status != RunStatus::Queued {
             return Ok(());
         }
         let now = now_micros();
-        let cursor = self
-            .db()
-            .channel_cursor(&run.connection_id, &run.channel)
-            .await?;
-        run.status = "running".into();
+        let cursor = channels::cursor(self.db().pool(), &run.connection_id, run.channel).await?;
+        run.status = RunStatus::Running;
         run.started_at = Some(now);
         run.since_at = Some(since_override.unwrap_or_else(|| match cursor {
             Some(c) => c - micros(PULL_OVERLAP),
             None => now - micros(FIRST_PULL_WINDOW),
         }));
-        self.db().save_run_row(run).await?;
+        runs::save(self.db().pool(), run).await?;
         Ok(())
     }
 
@@ -481,27 +487,27 @@ impl Engine {
     /// started (minus the overlap).
     pub(crate) async fn finish_run(&self, run: &mut RunRow) -> Result<(), EngineError> {
         let now = now_micros();
-        run.status = "succeeded".into();
+        run.status = RunStatus::Succeeded;
         run.finished_at = Some(now);
-        self.db().save_run_row(run).await?;
-        self.db()
-            .complete_channel_run(
-                &run.connection_id,
-                &run.channel,
-                run.started_at.unwrap_or(now),
-                now,
-            )
-            .await?;
+        runs::save(self.db().pool(), run).await?;
+        channels::complete_run(
+            self.db().pool(),
+            &run.connection_id,
+            run.channel,
+            run.started_at.unwrap_or(now),
+            now,
+        )
+        .await?;
         Ok(())
     }
 
     /// Marks a run failed (the job gave up).
     pub(crate) async fn fail_run(&self, run_id: &str, message: &str) -> Result<(), EngineError> {
-        if let Some(mut run) = self.db().get_run(run_id).await? {
-            run.status = "failed".into();
+        if let Some(mut run) = runs::get(self.db().pool(), run_id).await? {
+            run.status = RunStatus::Failed;
             run.error = Some(message.to_string());
             run.finished_at = Some(now_micros());
-            self.db().save_run_row(&run).await?;
+            runs::save(self.db().pool(), &run).await?;
         }
         Ok(())
     }
@@ -519,7 +525,7 @@ pub fn run_json(r: &RunRow) -> serde_json::Value {
         "trigger": r.trigger_kind,
         "started_at": t(r.started_at),
         "finished_at": t(r.finished_at),
-        "counts": serde_json::from_str::<serde_json::Value>(&r.counts_json).unwrap_or_default(),
+        "counts": r.counts,
         "error": r.error,
     })
 }

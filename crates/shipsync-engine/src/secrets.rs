@@ -6,7 +6,7 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use shipsync_db::{Db, DbError};
+use shipsync_db::{Db, DbError, merchants, meta};
 
 const VERSION: u8 = 1;
 
@@ -145,27 +145,32 @@ const KEY_CHECK_PLAIN: &[u8] = b"shipsync secret key check";
 /// Whether the database holds data sealed under some key (a key check, or
 /// a merchant's sealed webhook key in a database from before key checks).
 pub async fn holds_sealed_data(db: &Db) -> Result<bool, DbError> {
-    Ok(db.meta_get(KEY_CHECK).await?.is_some() || db.sample_sealed().await?.is_some())
+    Ok(meta::get(db.pool(), KEY_CHECK).await?.is_some()
+        || merchants::sample_sealed(db.pool()).await?.is_some())
 }
 
 /// Whether `key` opens the database's sealed data: the key check, or else a
 /// sealed value already stored. A database without a key check gets one
 /// (under `key`) when the key fits.
 pub async fn key_fits(db: &Db, key: &SecretBox) -> Result<bool, DbError> {
-    if db.meta_get(KEY_CHECK).await?.is_none() {
-        let fits = match db.sample_sealed().await? {
+    if meta::get(db.pool(), KEY_CHECK).await?.is_none() {
+        let fits = match merchants::sample_sealed(db.pool()).await? {
             Some(sealed) => key.open(&sealed).is_ok(),
             None => true,
         };
         if !fits {
             return Ok(false);
         }
-        db.meta_init(KEY_CHECK, &hex::encode(key.seal(KEY_CHECK_PLAIN)))
-            .await?;
+        meta::init(
+            db.pool(),
+            KEY_CHECK,
+            &hex::encode(key.seal(KEY_CHECK_PLAIN)),
+        )
+        .await?;
     }
     // Read back: another node starting at the same time may have written
     // its check (under its key) first.
-    Ok(db.meta_get(KEY_CHECK).await?.is_some_and(|check| {
+    Ok(meta::get(db.pool(), KEY_CHECK).await?.is_some_and(|check| {
         hex::decode(check.trim())
             .ok()
             .and_then(|sealed| key.open(&sealed).ok())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use shipsync_db::Db;
-use shipsync_db::rows::ConnectionRow;
+use shipsync_db::connections::ConnectionRow;
 use shipsync_outbound::TargetPolicy;
 use shipsync_shopify::auth::AppCredentials;
 use shipsync_shopify::{ShopifyClient, Timeouts};

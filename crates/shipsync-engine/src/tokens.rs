@@ -14,18 +14,13 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use shipsync_db::store_auth::StoreTokenRow;
-use shipsync_db::{Db, now_micros};
+use shipsync_core::states::StoreStatus;
+use shipsync_db::store_auth::{self, StoreTokenRow};
+use shipsync_db::{Db, connections, now_micros};
 use shipsync_shopify::auth::{self, AppCredentials, Grant};
 use shipsync_shopify::{AccessTokens, ShopifyError, TokenFuture};
 
 use crate::secrets::SecretBox;
-
-/// `store_status` of a connection whose store refused its credentials.
-pub const RECONNECT_NEEDED: &str = "reconnect_needed";
-/// `store_status` of a connection whose credentials work (or were not
-/// refused yet).
-pub const STORE_OK: &str = "ok";
 
 /// Longest a refresh may hold the lease (the token endpoint's answer
 /// comes within the HTTP timeout).
@@ -178,9 +173,7 @@ impl KeptTokens {
 
     /// The stored token, opened.
     async fn stored(&self) -> Result<(Option<Held>, StoreTokenRow), ShopifyError> {
-        let row = self
-            .db
-            .get_store_token(&self.connection_id)
+        let row = store_auth::token(self.db.pool(), &self.connection_id)
             .await
             .map_err(Self::internal)?
             .unwrap_or_else(|| StoreTokenRow {
@@ -209,10 +202,13 @@ impl KeptTokens {
         if !self.saved {
             return ShopifyError::Unauthorized(message);
         }
-        if let Err(e) = self
-            .db
-            .set_store_status(&self.connection_id, RECONNECT_NEEDED, Some(&message))
-            .await
+        if let Err(e) = connections::set_store_status(
+            self.db.pool(),
+            &self.connection_id,
+            StoreStatus::ReconnectNeeded,
+            Some(&message),
+        )
+        .await
         {
             tracing::warn!(connection = %self.connection_id, error = %e, "could not record reconnect_needed");
         }
@@ -262,20 +258,28 @@ impl KeptTokens {
             // A new token is needed: ours to get, if nobody on any node is
             // getting one.
             let until = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 2);
-            let mine = self
-                .db
-                .take_refresh_lease(&self.connection_id, row.generation, now, until)
-                .await
-                .map_err(Self::internal)?;
+            let mine = store_auth::take_refresh_lease(
+                &self.db,
+                &self.connection_id,
+                row.generation,
+                now,
+                until,
+            )
+            .await
+            .map_err(Self::internal)?;
             if mine {
                 let outcome = self.grant(&row, held.as_ref(), refused.is_some()).await;
                 return match outcome {
                     Ok(grant) => {
                         let new =
                             token_row(&self.connection_id, &grant, &self.secrets, now_micros());
-                        let saved = self.db.save_store_token(&new).await;
+                        let saved = store_auth::save_token(&self.db, &new).await;
                         if let Err(e) = saved {
-                            let _ = self.db.release_refresh_lease(&self.connection_id).await;
+                            let _ = store_auth::release_refresh_lease(
+                                self.db.pool(),
+                                &self.connection_id,
+                            )
+                            .await;
                             return Err(Self::internal(e));
                         }
                         tracing::info!(connection = %self.connection_id, expires_in = ?grant.expires_in, "obtained a store token");
@@ -288,7 +292,9 @@ impl KeptTokens {
                         Ok(grant.access_token)
                     }
                     Err(e) => {
-                        let _ = self.db.release_refresh_lease(&self.connection_id).await;
+                        let _ =
+                            store_auth::release_refresh_lease(self.db.pool(), &self.connection_id)
+                                .await;
                         match e {
                             ShopifyError::Unauthorized(why) => {
                                 Err(self.refused_for_good(why).await)

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
-use shipsync_db::users::{TokenRow, UserRow};
-use shipsync_db::{Db, new_id, now_micros};
+use shipsync_db::api_tokens::{self, TokenRow};
+use shipsync_db::users::{self as db_users, UserRow};
+use shipsync_db::{Db, merchants, new_id, now_micros, sessions};
 use tokio::sync::Semaphore;
 
 use crate::secrets::{hash_token, random_token};
@@ -18,44 +19,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// A session lasts this long after sign-in.
 pub const SESSION_MICROS: i64 = 12 * 3600 * 1_000_000;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything, including users.
-    Admin,
-    /// Everything but users; optionally limited to some merchants.
-    Staff,
-    /// Only its own merchant's data.
-    Merchant,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Self::Admin),
-            "staff" => Some(Self::Staff),
-            "merchant" => Some(Self::Merchant),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Staff => "staff",
-            Self::Merchant => "merchant",
-        }
-    }
-
-    /// The name the UI shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Admin => "Administrator",
-            Self::Staff => "Staff",
-            Self::Merchant => "Merchant",
-        }
-    }
-}
+pub use shipsync_core::states::Role;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
     EngineError::Invalid {
@@ -281,7 +245,7 @@ async fn check_merchants_exist(
         .into_iter()
         .chain(staff.iter().map(|m| ("merchant_ids", m)))
     {
-        if db.get_merchant(m).await?.is_none() {
+        if merchants::get(db.pool(), m).await?.is_none() {
             return Err(invalid(
                 field,
                 format!("{m} names no merchant: see the Merchants page or GET /api/v1/merchants"),
@@ -311,14 +275,14 @@ pub async fn create_user(
         id: new_id("usr"),
         email,
         password_hash: passwords.hash(password).await?,
-        role: role.as_str().into(),
+        role,
         merchant_id: access.merchant_id,
         created_at: now,
         updated_at: now,
-        all_merchants: i64::from(access.all_merchants),
+        all_merchants: access.all_merchants,
         merchant_ids: access.merchant_ids,
     };
-    if !db.insert_user(&user).await? {
+    if !db_users::insert(db, &user).await? {
         return Err(invalid("email", "a user with this email exists already"));
     }
     Ok(user)
@@ -356,24 +320,22 @@ impl Engine {
         merchants: &[String],
         all_merchants: Option<bool>,
     ) -> Result<UserRow, EngineError> {
-        let mut user = self
-            .db()
-            .get_user(user_id)
+        let mut user = db_users::get(self.db(), user_id)
             .await?
             .ok_or(EngineError::NotFound)?;
         let listed = merchants.iter().any(|m| !m.trim().is_empty());
         let all_merchants = all_merchants.or_else(|| {
             (role == Role::Staff && !listed)
-                .then_some(user.role == Role::Staff.as_str() && user.all_merchants != 0)
+                .then_some(user.role == Role::Staff && user.all_merchants)
         });
         let access = check_access(role, merchants, all_merchants)?;
         check_merchants_exist(self.db(), access.merchant_id.as_ref(), &access.merchant_ids).await?;
-        user.role = role.as_str().into();
+        user.role = role;
         user.merchant_id = access.merchant_id;
         user.merchant_ids = access.merchant_ids;
-        user.all_merchants = i64::from(access.all_merchants);
+        user.all_merchants = access.all_merchants;
         user.updated_at = now_micros();
-        if !self.db().update_user_access(&user).await? {
+        if !db_users::update_access(self.db(), &user).await? {
             return Err(EngineError::NotFound);
         }
         Ok(user)
@@ -388,7 +350,7 @@ impl Engine {
         password: &str,
     ) -> Result<Option<UserRow>, EngineError> {
         let email = email.trim().to_lowercase();
-        let user = self.db().user_by_email(&email).await?;
+        let user = db_users::by_email(self.db(), &email).await?;
         let ok = self
             .passwords()
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
@@ -400,24 +362,24 @@ impl Engine {
     pub async fn start_session(&self, user_id: &str) -> Result<(String, String), EngineError> {
         let token = random_token("ses");
         let csrf = random_token("csrf");
-        self.db()
-            .insert_session(
-                &hash_token(&token),
-                user_id,
-                &csrf,
-                now_micros() + SESSION_MICROS,
-            )
-            .await?;
+        sessions::insert(
+            self.db().pool(),
+            &hash_token(&token),
+            user_id,
+            &csrf,
+            now_micros() + SESSION_MICROS,
+        )
+        .await?;
         Ok((token, csrf))
     }
 
     /// The user and CSRF token of a session cookie's value.
     pub async fn session(&self, token: &str) -> Result<Option<(UserRow, String)>, EngineError> {
-        Ok(self.db().session_user(&hash_token(token)).await?)
+        Ok(sessions::user(self.db(), &hash_token(token)).await?)
     }
 
     pub async fn end_session(&self, token: &str) -> Result<(), EngineError> {
-        Ok(self.db().delete_session(&hash_token(token)).await?)
+        Ok(sessions::delete(self.db().pool(), &hash_token(token)).await?)
     }
 
     /// A new API token acting as `user_id`, never expiring; its value is
@@ -465,9 +427,15 @@ pub async fn issue_user_token(
     };
     let token = random_token("sst");
     let prefix: String = token.chars().take(TOKEN_PREFIX_CHARS).collect();
-    let row = db
-        .insert_user_api_token(&hash_token(&token), label, &prefix, user_id, expires_at)
-        .await?;
+    let row = api_tokens::insert_for_user(
+        db.pool(),
+        &hash_token(&token),
+        label,
+        &prefix,
+        user_id,
+        expires_at,
+    )
+    .await?;
     Ok((row, token))
 }
 

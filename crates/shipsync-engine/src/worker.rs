@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::RngExt;
-use shipsync_db::now_micros;
+use shipsync_core::states::ShipmentStatus;
+use shipsync_db::jobs::{self, Claimed, Job};
+use shipsync_db::{activity, now_micros, shipments};
 use tracing::Instrument;
 
 use crate::Engine;
@@ -46,19 +48,22 @@ enum Ran {
 /// never instead of it: on SQLite the job may hold the write lock while it
 /// waits for something, and a renewal that stopped the job until it got the
 /// lock would wait for itself.
-async fn run_leased(engine: &Engine, job: &shipsync_db::jobs::Job, owner: &str, lease: i64) -> Ran {
+async fn run_leased(engine: &Engine, job: &Claimed, owner: &str, lease: i64) -> Ran {
     // A store whose budget is spent holds a few workers, not all of them.
-    let work = shipsync_shopify::job_scope(engine.run_job(&job.kind, &job.payload));
+    let work = shipsync_shopify::job_scope(async {
+        match &job.job {
+            Ok(j) => engine.run_job(j).await,
+            // A row that does not decode never will: given up at once.
+            Err(e) => Err(EngineError::Permanent(e.to_string())),
+        }
+    });
     let every = Duration::from_micros(u64::try_from(lease / 3).unwrap_or(1).max(1));
     let renewer = async {
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             renew.tick().await;
-            match engine
-                .db()
-                .renew_lease(&job.id, owner, now_micros() + lease)
-                .await
+            match jobs::renew_lease(engine.db().pool(), &job.id, owner, now_micros() + lease).await
             {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -86,7 +91,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         if shutdown.is_set() {
             return;
         }
-        let jobs = match engine.db().claim_jobs(&owner, 1, lease).await {
+        let jobs = match jobs::claim(engine.db(), &owner, 1, lease).await {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming jobs failed; retrying");
@@ -104,7 +109,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
             let wait = if watching {
-                match engine.db().next_job_at().await {
+                match jobs::next_at(engine.db().pool()).await {
                     Ok(Some(at)) => Duration::from_micros(
                         u64::try_from((at - now_micros()).max(1_000)).unwrap_or(1_000),
                     ),
@@ -139,29 +144,31 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
 /// The span of one run of a job: its id, kind and attempt, and the
 /// shipment, event, run or order its payload names, so that every line the
 /// run writes (store and warehouse calls included) can be traced back.
-fn job_span(job: &shipsync_db::jobs::Job) -> tracing::Span {
-    let p: serde_json::Value = serde_json::from_str(&job.payload).unwrap_or_default();
-    let id = |k: &str| p.get(k).and_then(serde_json::Value::as_str);
+fn job_span(job: &Claimed) -> tracing::Span {
+    let (mut shipment, mut event, mut run, mut order) = (None, None, None, None);
+    match &job.job {
+        Ok(Job::ProcessEvent { event_id }) => event = Some(event_id.as_str()),
+        Ok(Job::SyncShipment { shipment_id }) => shipment = Some(shipment_id.as_str()),
+        Ok(Job::PullShipments { run_id } | Job::PullOrders { run_id }) => {
+            run = Some(run_id.as_str())
+        }
+        Ok(Job::PushOrder { order_id }) => order = Some(order_id.as_str()),
+        Ok(Job::Retention) | Err(_) => {}
+    }
     tracing::info_span!(
         "job",
         job = %job.id,
         kind = %job.kind,
         attempt = job.attempts + 1,
-        shipment = id("shipment_id"),
-        event = id("event_id"),
-        run = id("run_id"),
-        order = id("order_id"),
+        shipment,
+        event,
+        run,
+        order,
     )
 }
 
 /// Runs one claimed job and records how it went.
-async fn run_one(
-    engine: &Engine,
-    index: usize,
-    owner: &str,
-    lease: i64,
-    job: shipsync_db::jobs::Job,
-) {
+async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Claimed) {
     if let Some(slot) = engine.inner.mutations.get(index) {
         slot.store(0, Ordering::Release);
     }
@@ -182,7 +189,7 @@ async fn run_one(
                 ms = started.elapsed().as_millis(),
                 "job done"
             );
-            if let Err(e) = db.complete_job(&job.id, owner).await {
+            if let Err(e) = jobs::complete(db, &job.id, owner).await {
                 tracing::warn!(error = %e, job = %job.id, "could not complete job");
             }
         }
@@ -193,7 +200,7 @@ async fn run_one(
             // together do not all come back at once.
             let after = after.mul_f64(rand::rng().random_range(1.0..1.3));
             let at = now_micros() + i64::try_from(after.as_micros()).unwrap_or(1_000_000);
-            if let Err(e) = db.defer_job(&job.id, owner, at).await {
+            if let Err(e) = jobs::defer(db.pool(), &job.id, owner, at).await {
                 tracing::warn!(error = %e, job = %job.id, "could not defer job");
             }
         }
@@ -210,17 +217,17 @@ async fn run_one(
                 .job(&job.kind, if give_up { "failed" } else { "retry" });
             tracing::info!(job = %job.id, kind = %job.kind, attempts = job.attempts + 1, give_up, "job failed: {message}");
             let _ = engine
-                .job_failed(&job.kind, &job.payload, &message, give_up, job.attempts + 1)
+                .job_failed(&job.job, &message, give_up, job.attempts + 1)
                 .await;
             let r = if give_up {
                 // Done with this job, unless it was enqueued again
                 // while it ran (a newer version of its shipment):
                 // then it runs again at once, on what is new.
-                db.complete_job(&job.id, owner).await
+                jobs::complete(db, &job.id, owner).await
             } else {
                 let delay = backoff(engine.config(), job.attempts, after);
                 let at = now_micros() + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
-                db.retry_job(&job.id, owner, at, &message).await
+                jobs::retry(db.pool(), &job.id, owner, at, &message).await
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e, job = %job.id, "could not record job failure");
@@ -246,26 +253,16 @@ pub fn backoff(config: &crate::EngineConfig, attempts: i64, asked: Option<Durati
 }
 
 impl Engine {
-    async fn run_job(&self, kind: &str, payload: &str) -> Result<(), EngineError> {
-        let p: serde_json::Value = serde_json::from_str(payload)
-            .map_err(|e| EngineError::Permanent(format!("bad job payload: {e}")))?;
-        let field = |k: &str| {
-            p.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        match kind {
-            "process_event" => self.process_event(&field("event_id")).await,
-            "sync_shipment" => self.sync_shipment(&field("shipment_id")).await,
-            "pull_shipments" => self
-                .pull_shipments(&field("run_id"), None, None)
-                .await
-                .map(|_| ()),
-            "pull_orders" => self.pull_orders(&field("run_id"), None).await.map(|_| ()),
-            "push_order" => self.push_order(&field("order_id")).await,
-            crate::retention::JOB_KIND => self.apply_retention(now_micros()).await.map(|_| ()),
-            other => Err(EngineError::Permanent(format!("unknown job kind {other}"))),
+    async fn run_job(&self, job: &Job) -> Result<(), EngineError> {
+        match job {
+            Job::ProcessEvent { event_id } => self.process_event(event_id).await,
+            Job::SyncShipment { shipment_id } => self.sync_shipment(shipment_id).await,
+            Job::PullShipments { run_id } => {
+                self.pull_shipments(run_id, None, None).await.map(|_| ())
+            }
+            Job::PullOrders { run_id } => self.pull_orders(run_id, None).await.map(|_| ()),
+            Job::PushOrder { order_id } => self.push_order(order_id).await,
+            Job::Retention => self.apply_retention(now_micros()).await.map(|_| ()),
         }
     }
 
@@ -273,54 +270,51 @@ impl Engine {
     /// retry, or `error` when shipsync gives up.
     async fn job_failed(
         &self,
-        kind: &str,
-        payload: &str,
+        job: &Result<Job, shipsync_db::DbError>,
         message: &str,
         give_up: bool,
         attempts: i64,
     ) -> Result<(), EngineError> {
-        let p: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-        if kind == "pull_shipments" || kind == "pull_orders" {
-            if give_up && let Some(run_id) = p.get("run_id").and_then(|v| v.as_str()) {
-                self.fail_run(run_id, message).await?;
+        let id = match job {
+            Ok(Job::PullShipments { run_id } | Job::PullOrders { run_id }) => {
+                if give_up {
+                    self.fail_run(run_id, message).await?;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        if kind == "push_order" {
-            if let Some(id) = p.get("order_id").and_then(|v| v.as_str()) {
-                self.push_failed(id, message, give_up, attempts).await?;
+            Ok(Job::PushOrder { order_id }) => {
+                self.push_failed(order_id, message, give_up, attempts)
+                    .await?;
+                return Ok(());
             }
-            return Ok(());
-        }
-        if kind != "sync_shipment" {
-            return Ok(());
-        }
-        let Some(id) = p.get("shipment_id").and_then(|v| v.as_str()) else {
-            return Ok(());
+            Ok(Job::SyncShipment { shipment_id }) => shipment_id.as_str(),
+            Ok(Job::ProcessEvent { .. } | Job::Retention) | Err(_) => return Ok(()),
         };
         let db = self.db();
-        let Some(mut s) = db.get_shipment(id).await? else {
+        let Some(mut s) = shipments::get(db.pool(), id).await? else {
             return Ok(());
         };
-        if s.status == "archived" {
+        if s.status == ShipmentStatus::Archived {
             return Ok(());
         }
         s.updated_at = now_micros();
         if give_up {
-            s.status = "error".into();
+            s.status = ShipmentStatus::Error;
             s.error = Some(message.to_string());
             self.save_run(&s).await?;
-            db.activity(
+            activity::add(
+                db.pool(),
                 id,
                 "failed",
                 &format!("Failed after {attempts} attempt(s): {message}"),
             )
             .await?;
         } else {
-            s.status = "open".into();
+            s.status = ShipmentStatus::Open;
             s.error = Some(message.to_string());
             self.save_run(&s).await?;
-            db.activity(
+            activity::add(
+                db.pool(),
                 id,
                 "retry",
                 &format!("Attempt {attempts} failed, will retry: {message}"),

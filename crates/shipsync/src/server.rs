@@ -226,7 +226,7 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
     let db = settings.open_database().await?;
     let secrets = secret_box(settings, &db).await?;
     ensure_admin_token(&db, settings).await?;
-    if db.count_users().await? == 0 {
+    if shipsync_db::users::count(db.pool()).await? == 0 {
         eprintln!(
             "\nshipsync: no web-UI user exists yet. Create the first administrator with\n\n    shipsync users create --admin you@example.com\n\n(with the same --database-url), then sign in at {}/\n",
             settings.public_url.trim_end_matches('/')
@@ -234,7 +234,7 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
     }
     if db.backend() == shipsync_db::Backend::Sqlite {
         // SQLite runs one node: leases left behind are a dead process's.
-        let n = db.release_all_leases().await?;
+        let n = shipsync_db::jobs::release_all_leases(db.pool()).await?;
         if n > 0 {
             tracing::info!(jobs = n, "resumed jobs left running by a previous process");
         }
@@ -310,7 +310,7 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
 /// stores its hash, and prints where it is — never the token itself, which
 /// would end up in logs.
 async fn ensure_admin_token(db: &Db, settings: &Settings) -> Result<()> {
-    if settings.admin_token.is_some() || db.count_api_tokens().await? > 0 {
+    if settings.admin_token.is_some() || shipsync_db::api_tokens::count(db.pool()).await? > 0 {
         return Ok(());
     }
     let token = shipsync_engine::secrets::random_token("sst");
@@ -324,12 +324,12 @@ async fn ensure_admin_token(db: &Db, settings: &Settings) -> Result<()> {
     }
     shipsync_engine::secrets::write_private(&path, &format!("{token}\n"))
         .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
-    if let Err(e) = db
-        .insert_api_token(
-            &shipsync_engine::secrets::hash_token(&token),
-            "admin (generated at first start)",
-        )
-        .await
+    if let Err(e) = shipsync_db::api_tokens::insert_admin(
+        db.pool(),
+        &shipsync_engine::secrets::hash_token(&token),
+        "admin (generated at first start)",
+    )
+    .await
     {
         let _ = std::fs::remove_file(&path);
         return Err(e.into());

@@ -44,8 +44,7 @@ pub async fn token(
 ) -> Result<()> {
     let db = settings.open_database().await?;
     let result = async {
-        let user = db
-            .user_by_email(&email.trim().to_lowercase())
+        let user = shipsync_db::users::by_email(&db, &email.trim().to_lowercase())
             .await?
             .ok_or_else(|| {
                 anyhow::anyhow!("no user {email}: create it with `shipsync users create`")

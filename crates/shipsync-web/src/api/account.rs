@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
-use shipsync_db::users::TokenRow;
+use shipsync_db::api_tokens::TokenRow;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -60,7 +60,7 @@ async fn list_tokens(
     p: Principal,
 ) -> ApiResult<Json<List<schema::Token>>> {
     let uid = own_user_id(&p)?;
-    let tokens = s.engine.db().user_api_tokens(uid).await?;
+    let tokens = shipsync_db::api_tokens::of_user(s.engine.db().pool(), uid).await?;
     Ok(Json(List {
         items: tokens.iter().map(render).collect(),
         next_cursor: None,
@@ -131,7 +131,7 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let uid = own_user_id(&p)?;
-    if s.engine.db().delete_user_api_token(uid, &id).await? {
+    if shipsync_db::api_tokens::delete_of_user(s.engine.db().pool(), uid, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("token"))

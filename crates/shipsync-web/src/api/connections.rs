@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipsync_db::now_micros;
-use shipsync_db::rows::{ChannelRow, ConnectionRow, MerchantRow, QueueRun};
+use shipsync_db::{
+    channels::ChannelRow, connections::ConnectionRow, merchants::MerchantRow, runs::QueueRun,
+};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,8 +22,9 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{merge_patch, opt_time, time};
+use shipsync_core::states::{Channel, RunTrigger, StoreStatus};
 use shipsync_engine::StoreSettings;
-use shipsync_engine::tokens::{STORE_OK, StoreAuth};
+use shipsync_engine::tokens::StoreAuth;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,15 +36,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show_run))
 }
 
-pub const CHANNELS: [&str; 2] = ["sales_orders", "shipments"];
+/// A new connection's channels, in the order they are created.
+const CHANNELS: [Channel; 2] = [Channel::SalesOrders, Channel::Shipments];
 const DEFAULT_API_VERSION: &str = "2026-10";
 
 /// The default Shipments schedule: every 4 hours.
-fn default_schedules(channel: &str) -> String {
-    if channel == "shipments" {
-        json!([{"id": shipsync_db::new_id("sch"), "kind": "hourly", "every": 4, "minute": 0, "time_zone": "UTC"}]).to_string()
+fn default_schedules(channel: Channel) -> Value {
+    if channel == Channel::Shipments {
+        json!([{"id": shipsync_db::new_id("sch"), "kind": "hourly", "every": 4, "minute": 0, "time_zone": "UTC"}])
     } else {
-        "[]".into()
+        json!([])
     }
 }
 
@@ -103,7 +107,7 @@ fn to_doc(s: &AppState, c: &ConnectionRow) -> ApiResult<Value> {
         a.insert("client_secret".into(), json!(secret));
     }
     Ok(
-        json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled == 1, "order_prefix": c.order_prefix, "store": store}),
+        json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled, "order_prefix": c.order_prefix, "store": store}),
     )
 }
 
@@ -341,7 +345,7 @@ pub fn render(c: &ConnectionRow) -> Value {
     let mut shown = json!({
         "type": auth.kind(),
         "client_id": auth.client_id(),
-        "connected": if legacy { c.store_token.is_some() } else { c.token_held == 1 },
+        "connected": if legacy { c.store_token.is_some() } else { c.token_held },
         "expires_at": if legacy { Value::Null } else { opt_time(c.token_expires_at) },
         "scopes": shipsync_engine::Engine::granted_scopes(c),
         "missing_scopes": shipsync_engine::Engine::missing_scopes(c),
@@ -366,7 +370,7 @@ pub fn render(c: &ConnectionRow) -> Value {
         "id": c.id,
         "name": c.name,
         "merchant_id": c.merchant_id,
-        "enabled": c.enabled == 1,
+        "enabled": c.enabled,
         "order_prefix": c.order_prefix,
         "store": store,
         "store_status": c.store_status,
@@ -384,7 +388,7 @@ async fn apply(
     p: Parts,
 ) -> ApiResult<MerchantRow> {
     let merchant = if who.sees(&p.merchant_id) {
-        s.engine.db().get_merchant(&p.merchant_id).await?
+        shipsync_db::merchants::get(s.engine.db().pool(), &p.merchant_id).await?
     } else {
         None
     };
@@ -412,7 +416,7 @@ fn missing_secret(s: &AppState, c: &ConnectionRow, m: &MerchantRow) -> Option<&'
         StoreAuth::AccessToken if c.store_token.is_none() => return Some("store.access_token"),
         StoreAuth::AccessToken => {}
         _ if c.store_client_secret.is_none() => return Some("store.auth.client_secret"),
-        StoreAuth::AuthorizationCode { .. } if c.token_held == 0 => {
+        StoreAuth::AuthorizationCode { .. } if !c.token_held => {
             return Some(
                 "the store's authorization (Connect to Shopify, or POST /api/v1/connections/{id}/store/authorize)",
             );
@@ -425,7 +429,7 @@ fn missing_secret(s: &AppState, c: &ConnectionRow, m: &MerchantRow) -> Option<&'
 fn set(s: &AppState, c: &mut ConnectionRow, p: Parts) {
     c.name = p.name;
     c.merchant_id = p.merchant_id;
-    c.enabled = i64::from(p.enabled);
+    c.enabled = p.enabled;
     c.order_prefix = p.order_prefix;
     c.store_json = p.store_json;
     c.store_token = p.access_token.map(|t| s.engine.secrets().seal_str(&t));
@@ -434,9 +438,7 @@ fn set(s: &AppState, c: &mut ConnectionRow, p: Parts) {
 
 /// The connection, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<ConnectionRow> {
-    s.engine
-        .db()
-        .get_connection(id)
+    shipsync_db::connections::get(s.engine.db().pool(), id)
         .await?
         .filter(|c| p.sees(&c.merchant_id))
         .ok_or_else(|| ApiError::not_found("connection"))
@@ -484,10 +486,13 @@ pub async fn visible(
     cursor: Option<&str>,
     limit: i64,
 ) -> ApiResult<Vec<ConnectionRow>> {
-    Ok(s.engine
-        .db()
-        .list_connections_of(p.narrow(merchant_id).as_deref(), cursor, limit)
-        .await?)
+    Ok(shipsync_db::connections::list(
+        s.engine.db().pool(),
+        p.narrow(merchant_id).as_deref(),
+        cursor,
+        limit,
+    )
+    .await?)
 }
 
 #[utoipa::path(
@@ -543,20 +548,20 @@ pub async fn draft_connection(
         id: shipsync_db::new_id("con"),
         name: String::new(),
         merchant_id: String::new(),
-        enabled: 0,
+        enabled: false,
         order_prefix: String::new(),
         store_json: String::new(),
         store_token: None,
         store_client_secret: None,
-        store_status: STORE_OK.into(),
+        store_status: StoreStatus::Ok,
         store_error: None,
         created_at: now,
         updated_at: now,
-        token_held: 0,
+        token_held: false,
         token_expires_at: None,
         granted_scopes: None,
-        shipments_on: 0,
-        sales_orders_on: 0,
+        shipments_on: false,
+        sales_orders_on: false,
     };
     let merchant = match new_merchant {
         Some(m) if m.id == parts.merchant_id => {
@@ -566,7 +571,7 @@ pub async fn draft_connection(
         _ => apply(s, p, &mut c, parts).await?,
     };
     check_public(s, "store.shop_url", &url).await?;
-    if c.enabled == 1
+    if c.enabled
         && let Some(missing) = missing_secret(s, &c, &merchant)
     {
         return Err(missing_credentials(missing));
@@ -580,14 +585,14 @@ pub async fn save_new(s: &AppState, c: &ConnectionRow) -> ApiResult<()> {
         .iter()
         .map(|ch| ChannelRow {
             connection_id: c.id.clone(),
-            channel: ch.to_string(),
-            enabled: 0,
-            schedules_json: default_schedules(ch),
+            channel: *ch,
+            enabled: false,
+            schedules: default_schedules(*ch),
             last_completed_at: None,
             next_run_at: None,
         })
         .collect();
-    s.engine.db().insert_connection(c, &channels).await?;
+    shipsync_db::connections::insert(s.engine.db(), c, &channels).await?;
     Ok(())
 }
 
@@ -646,7 +651,7 @@ pub async fn update_connection(
     mut patch: Value,
 ) -> ApiResult<ConnectionRow> {
     let mut c = load(s, p, id).await?;
-    let was_enabled = c.enabled == 1;
+    let was_enabled = c.enabled;
     strip_read_only(&mut patch);
     let mut doc = to_doc(s, &c)?;
     // A legacy token given alone switches back from an app's credentials.
@@ -678,14 +683,14 @@ pub async fn update_connection(
     // a store that refused the old ones is tried again.
     let renewed = credentials(s, &c)? != before;
     if renewed {
-        s.engine.db().delete_store_token(&c.id).await?;
-        c.token_held = 0;
+        shipsync_db::store_auth::delete_token(s.engine.db().pool(), &c.id).await?;
+        c.token_held = false;
         c.token_expires_at = None;
         c.granted_scopes = None;
-        c.store_status = STORE_OK.into();
+        c.store_status = StoreStatus::Ok;
         c.store_error = None;
     }
-    if c.enabled == 1
+    if c.enabled
         && let Some(missing) = missing_secret(s, &c, &merchant)
     {
         if patch.get("enabled") == Some(&Value::Bool(true)) {
@@ -693,13 +698,13 @@ pub async fn update_connection(
         }
         if cleared {
             // Its token was just cleared: it cannot run until given again.
-            c.enabled = 0;
+            c.enabled = false;
         }
     }
     c.updated_at = now_micros();
-    s.engine.db().update_connection(&c).await?;
+    shipsync_db::connections::update(s.engine.db().pool(), &c).await?;
     s.engine.connection_changed(&c.id);
-    if (!was_enabled || renewed) && c.enabled == 1 {
+    if (!was_enabled || renewed) && c.enabled {
         s.engine.release_waiting(&c.merchant_id).await?;
     }
     Ok(c)
@@ -798,21 +803,18 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     load(&s, &p, &id).await?;
-    s.engine.db().delete_connection(&id).await?;
+    shipsync_db::connections::delete(s.engine.db(), &id).await?;
     s.engine.connection_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn render_channel(s: &AppState, ch: &ChannelRow) -> ApiResult<Value> {
-    let last_run = s
-        .engine
-        .db()
-        .last_run(&ch.connection_id, &ch.channel)
-        .await?;
+    let last_run =
+        shipsync_db::runs::last(s.engine.db().pool(), &ch.connection_id, ch.channel).await?;
     Ok(json!({
         "channel": ch.channel,
-        "enabled": ch.enabled == 1,
-        "schedules": serde_json::from_str::<Value>(&ch.schedules_json).unwrap_or_else(|_| json!([])),
+        "enabled": ch.enabled,
+        "schedules": ch.schedules,
         "last_completed_at": opt_time(ch.last_completed_at),
         "next_run_at": opt_time(ch.next_run_at),
         "last_run": last_run.as_ref().map(shipsync_engine::runs::run_json),
@@ -826,14 +828,12 @@ pub async fn load_channel(
     channel: &str,
 ) -> ApiResult<ChannelRow> {
     load(s, p, id).await?;
-    if !CHANNELS.contains(&channel) {
+    let Ok(channel) = channel.parse::<Channel>() else {
         return Err(ApiError::not_found(
             "channel (use sales_orders or shipments)",
         ));
-    }
-    s.engine
-        .db()
-        .get_channel(id, channel)
+    };
+    shipsync_db::channels::get(s.engine.db().pool(), id, channel)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))
 }
@@ -895,11 +895,11 @@ pub async fn patch_channel(
     patch: &Value,
 ) -> ApiResult<ChannelRow> {
     let mut ch = load_channel(s, p, id, channel).await?;
-    let was_enabled = ch.enabled == 1;
+    let was_enabled = ch.enabled;
     for (k, v) in patch.as_object().into_iter().flatten() {
         match k.as_str() {
             "enabled" => match v {
-                Value::Bool(b) => ch.enabled = i64::from(*b),
+                Value::Bool(b) => ch.enabled = *b,
                 _ => return Err(ApiError::invalid("enabled", "must be true or false")),
             },
             "schedules" => {
@@ -911,7 +911,7 @@ pub async fn patch_channel(
                         sch.id = shipsync_db::new_id("sch");
                     }
                 }
-                ch.schedules_json = shipsync_core::schedule::to_json(&parsed).to_string();
+                ch.schedules = shipsync_core::schedule::to_json(&parsed);
                 ch.next_run_at =
                     shipsync_core::schedule::next_fire(&parsed, jiff::Timestamp::now())
                         .map(|t| t.as_microsecond());
@@ -920,18 +920,15 @@ pub async fn patch_channel(
             other => return Err(ApiError::invalid(other, "unknown field")),
         }
     }
-    if !was_enabled && ch.enabled == 1 {
+    if !was_enabled && ch.enabled {
         // Switched on: the schedule starts from now, without catching up on
         // slots that passed while the channel was off.
-        let rules = shipsync_core::schedule::parse_schedules(
-            &serde_json::from_str(&ch.schedules_json).unwrap_or_else(|_| json!([])),
-        )
-        .unwrap_or_default();
+        let rules = shipsync_core::schedule::parse_schedules(&ch.schedules).unwrap_or_default();
         ch.next_run_at = shipsync_core::schedule::next_fire(&rules, jiff::Timestamp::now())
             .map(|t| t.as_microsecond());
     }
-    s.engine.db().update_channel(&ch).await?;
-    if !was_enabled && ch.enabled == 1 && channel == "shipments" {
+    shipsync_db::channels::update(s.engine.db().pool(), &ch).await?;
+    if !was_enabled && ch.enabled && ch.channel == Channel::Shipments {
         let c = load(s, p, id).await?;
         s.engine.release_waiting(&c.merchant_id).await?;
     }
@@ -967,9 +964,9 @@ pub async fn queue_run(
     id: &str,
     channel: &str,
 ) -> ApiResult<(String, String)> {
-    load_channel(s, p, id, channel).await?;
-    match s.engine.run_now(id, channel, "manual").await {
-        Ok(QueueRun::Queued(run)) => Ok((run.id.clone(), run.status.clone())),
+    let ch = load_channel(s, p, id, channel).await?;
+    match s.engine.run_now(id, ch.channel, RunTrigger::Manual).await {
+        Ok(QueueRun::Queued(run)) => Ok((run.id.clone(), run.status.to_string())),
         Ok(QueueRun::InProgress(active)) => {
             let mut e = ApiError::conflict(
                 "run_in_progress",
@@ -1003,13 +1000,10 @@ async fn show_run(
     p: Principal,
     Path((id, channel, run_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    load_channel(&s, &p, &id, &channel).await?;
-    let run = s
-        .engine
-        .db()
-        .get_run(&run_id)
+    let ch = load_channel(&s, &p, &id, &channel).await?;
+    let run = shipsync_db::runs::get(s.engine.db().pool(), &run_id)
         .await?
-        .filter(|r| r.connection_id == id && r.channel == channel)
+        .filter(|r| r.connection_id == id && r.channel == ch.channel)
         .ok_or_else(|| ApiError::not_found("run"))?;
     Ok(Json(shipsync_engine::runs::run_json(&run)))
 }

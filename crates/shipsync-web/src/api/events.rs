@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shipsync_db::rows::{EventFilter, EventRow};
+use shipsync_core::states::listed;
+use shipsync_db::{events::EventFilter, events::EventRow};
 use shipsync_engine::Outcome;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -46,13 +47,13 @@ pub fn summary(e: &EventRow) -> Value {
         "id": e.id,
         "merchant_id": e.merchant_id,
         "received_at": time(e.received_at),
-        "verified": e.verified == 1,
+        "verified": e.verified,
         "outcome": e.outcome,
         "detail": e.detail,
         "size": e.body_size,
         "repeat_count": e.repeat_count,
         "webhook_id": e.webhook_id,
-        "shipment_ids": serde_json::from_str::<Value>(&e.shipment_ids).unwrap_or_else(|_| json!([])),
+        "shipment_ids": e.shipment_ids,
     })
 }
 
@@ -75,32 +76,32 @@ async fn list_events(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
-    let outcome = q.outcome.filter(|o| !o.is_empty());
-    if let Some(o) = &outcome
-        && !Outcome::ALL.contains(&o.as_str())
-    {
-        return Err(ApiError::invalid(
-            "outcome",
-            format!("must be one of {}", Outcome::ALL.join(", ")),
-        ));
-    }
+    let outcome = match q.outcome.filter(|o| !o.is_empty()) {
+        None => None,
+        Some(o) => Some(o.parse::<Outcome>().map_err(|_| {
+            ApiError::invalid(
+                "outcome",
+                format!("must be one of {}", listed(Outcome::ALL)),
+            )
+        })?),
+    };
     let filter = EventFilter {
         merchant_ids: p.narrow(q.merchant_id),
         outcome,
     };
-    let rows = s
-        .engine
-        .db()
-        .list_events(&filter, q.page.cursor.as_deref(), limit + 1)
-        .await?;
+    let rows = shipsync_db::events::list(
+        s.engine.db().pool(),
+        &filter,
+        q.page.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
     Ok(Json(list(rows, limit, |e| e.id.clone(), summary)))
 }
 
 /// The event, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<EventRow> {
-    s.engine
-        .db()
-        .get_event(id)
+    shipsync_db::events::get(s.engine.db().pool(), id)
         .await?
         .filter(|e| p.sees(&e.merchant_id))
         .ok_or_else(|| ApiError::not_found("event"))
@@ -130,8 +131,8 @@ async fn show(
 /// The event with its headers (signatures redacted) and body.
 pub fn raw(e: &EventRow) -> Value {
     let mut out = summary(e);
-    let headers: Vec<(String, String)> = serde_json::from_str(&e.headers_json).unwrap_or_default();
-    out["headers"] = headers
+    out["headers"] = e
+        .headers
         .iter()
         .map(|(k, v)| {
             let v = if REDACTED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
@@ -181,10 +182,7 @@ async fn replay(
         .replay_event(&id)
         .await
         .map_err(|e| ApiError::from_engine(e, "event"))?;
-    let e = s
-        .engine
-        .db()
-        .get_event(&id)
+    let e = shipsync_db::events::get(s.engine.db().pool(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
     Ok((

@@ -1,12 +1,15 @@
 //! `/api/v1/merchants`: the warehouse side and the shipment-webhook settings.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
+use shipsync_core::ledger::KitPolicy;
+use shipsync_db::merchants::MerchantRow;
 use shipsync_db::now_micros;
-use shipsync_db::rows::MerchantRow;
 use shipsync_engine::secrets::{hash_token, random_token};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -94,9 +97,9 @@ fn to_doc(s: &AppState, m: &MerchantRow) -> ApiResult<Value> {
     Ok(json!({
         "name": m.name,
         "warehouse": warehouse,
-        "shipment_webhooks": {"enabled": m.webhooks_enabled == 1, "shared_secret": shared_secret},
+        "shipment_webhooks": {"enabled": m.webhooks_enabled, "shared_secret": shared_secret},
         "kit_policy": m.kit_policy,
-        "carrier_overrides": serde_json::from_str::<Value>(&m.carrier_overrides).unwrap_or_else(|_| json!({})),
+        "carrier_overrides": m.carrier_overrides,
     }))
 }
 
@@ -236,8 +239,8 @@ struct Parts {
     warehouse_secrets: Option<String>,
     webhooks_enabled: bool,
     shared_secret: Option<String>,
-    kit_policy: String,
-    carrier_overrides: String,
+    kit_policy: KitPolicy,
+    carrier_overrides: BTreeMap<String, String>,
 }
 
 /// `missing_ok`: secrets that may be absent (cleared when the endpoint
@@ -352,27 +355,30 @@ fn validate(doc: &Value, missing_ok: &[&str]) -> ApiResult<Parts> {
         check_shared_secret(sec)?;
     }
     let kit_policy = match obj.get("kit_policy") {
-        None | Some(Value::Null) => "complete_kits".to_string(),
-        Some(Value::String(p)) if p == "complete_kits" || p == "first_component" => p.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "kit_policy",
-                "must be \"complete_kits\" or \"first_component\"",
-            ));
-        }
-    };
+        None | Some(Value::Null) => Some(KitPolicy::default()),
+        Some(Value::String(p)) => p.parse().ok(),
+        Some(_) => None,
+    }
+    .ok_or_else(|| {
+        ApiError::invalid(
+            "kit_policy",
+            "must be \"complete_kits\" or \"first_component\"",
+        )
+    })?;
     let carrier_overrides = match obj.get("carrier_overrides") {
-        None | Some(Value::Null) => json!({}),
+        None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(o)) => {
+            let mut overrides = BTreeMap::new();
             for (k, v) in o {
-                if !v.is_string() {
+                let Some(to) = v.as_str() else {
                     return Err(ApiError::invalid(
                         &format!("carrier_overrides.{k}"),
                         "must be a string (the store's carrier name)",
                     ));
-                }
+                };
+                overrides.insert(k.clone(), to.to_string());
             }
-            Value::Object(o.clone())
+            overrides
         }
         Some(_) => {
             return Err(ApiError::invalid(
@@ -393,7 +399,7 @@ fn validate(doc: &Value, missing_ok: &[&str]) -> ApiResult<Parts> {
         webhooks_enabled,
         shared_secret,
         kit_policy,
-        carrier_overrides: carrier_overrides.to_string(),
+        carrier_overrides,
     })
 }
 
@@ -439,7 +445,7 @@ fn apply(s: &AppState, m: &mut MerchantRow, p: Parts) {
     m.name = p.name;
     m.warehouse_json = p.warehouse_json;
     m.warehouse_secrets = p.warehouse_secrets.map(|x| secrets.seal_str(&x));
-    m.webhooks_enabled = i64::from(p.webhooks_enabled);
+    m.webhooks_enabled = p.webhooks_enabled;
     m.shared_secret = p.shared_secret.map(|x| secrets.seal_str(&x));
     m.kit_policy = p.kit_policy;
     m.carrier_overrides = p.carrier_overrides;
@@ -479,14 +485,14 @@ pub fn render(s: &AppState, m: &MerchantRow) -> Value {
         "name": m.name,
         "warehouse": warehouse,
         "shipment_webhooks": {
-            "enabled": m.webhooks_enabled == 1,
+            "enabled": m.webhooks_enabled,
             "shared_secret_set": m.shared_secret.is_some(),
             // Unsigned: anyone who learns the URL can post shipments.
             "signed": m.shared_secret.is_some(),
             "url": url,
         },
         "kit_policy": m.kit_policy,
-        "carrier_overrides": serde_json::from_str::<Value>(&m.carrier_overrides).unwrap_or_else(|_| json!({})),
+        "carrier_overrides": m.carrier_overrides,
         "created_at": time(m.created_at),
         "updated_at": time(m.updated_at),
     })
@@ -504,9 +510,7 @@ pub fn webhook_url(s: &AppState, m: &MerchantRow) -> Option<String> {
 /// unknown id).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<MerchantRow> {
     p.check(id, "merchant")?;
-    s.engine
-        .db()
-        .get_merchant(id)
+    shipsync_db::merchants::get(s.engine.db().pool(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("merchant"))
 }
@@ -519,7 +523,7 @@ pub async fn visible(
     limit: i64,
 ) -> ApiResult<Vec<MerchantRow>> {
     let Some(ids) = p.scope() else {
-        return Ok(s.engine.db().list_merchants(cursor, limit).await?);
+        return Ok(shipsync_db::merchants::list(s.engine.db().pool(), cursor, limit).await?);
     };
     // A limited principal's few merchants, in the list's order (by id).
     let mut ids: Vec<&String> = ids
@@ -532,7 +536,7 @@ pub async fn visible(
         if rows.len() as i64 >= limit {
             break;
         }
-        rows.extend(s.engine.db().get_merchant(id).await?);
+        rows.extend(shipsync_db::merchants::get(s.engine.db().pool(), id).await?);
     }
     Ok(rows)
 }
@@ -588,7 +592,7 @@ async fn create(
 /// form turned into one).
 pub async fn create_merchant(s: &AppState, p: &Principal, patch: Value) -> ApiResult<MerchantRow> {
     let m = draft_merchant(s, p, patch).await?;
-    s.engine.db().insert_merchant(&m).await?;
+    shipsync_db::merchants::insert(s.engine.db().pool(), &m).await?;
     Ok(m)
 }
 
@@ -613,12 +617,12 @@ pub async fn draft_merchant(
         name: String::new(),
         warehouse_json: String::new(),
         warehouse_secrets: None,
-        webhooks_enabled: 0,
+        webhooks_enabled: false,
         shared_secret: None,
         webhook_key: s.engine.secrets().seal_str(&key),
         webhook_key_hash: hash_token(&key),
-        kit_policy: String::new(),
-        carrier_overrides: String::new(),
+        kit_policy: KitPolicy::default(),
+        carrier_overrides: BTreeMap::new(),
         created_at: now,
         updated_at: now,
     };
@@ -723,7 +727,7 @@ pub async fn update_merchant(
     }
     apply(s, &mut m, parts);
     m.updated_at = now_micros();
-    s.engine.db().update_merchant(&m).await?;
+    shipsync_db::merchants::update(s.engine.db().pool(), &m).await?;
     if cleared {
         switch_off_connections(s, &m.id).await?;
     }
@@ -737,13 +741,12 @@ async fn switch_off_connections(s: &AppState, merchant_id: &str) -> ApiResult<()
     let ids = [merchant_id.to_string()];
     let mut after: Option<String> = None;
     loop {
-        let page = db
-            .list_connections_of(Some(&ids), after.as_deref(), 500)
-            .await?;
-        for mut c in page.iter().filter(|c| c.enabled == 1).cloned() {
-            c.enabled = 0;
+        let page =
+            shipsync_db::connections::list(db.pool(), Some(&ids), after.as_deref(), 500).await?;
+        for mut c in page.iter().filter(|c| c.enabled).cloned() {
+            c.enabled = false;
             c.updated_at = now_micros();
-            db.update_connection(&c).await?;
+            shipsync_db::connections::update(db.pool(), &c).await?;
             s.engine.connection_changed(&c.id);
         }
         match page.last() {
@@ -774,7 +777,7 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     load(&s, &p, &id).await?;
     p.require_unscoped("delete merchants")?;
-    if s.engine.db().delete_merchant(&id).await? {
+    if shipsync_db::merchants::delete(s.engine.db(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::conflict(
@@ -849,14 +852,13 @@ pub async fn rotate_key(
     } else {
         Some(now_micros() + OLD_KEY_GRACE_MICROS)
     };
-    s.engine
-        .db()
-        .rotate_webhook_key(
-            id,
-            &s.engine.secrets().seal_str(&key),
-            &hash_token(&key),
-            old_expires_at,
-        )
-        .await?;
+    shipsync_db::merchants::rotate_webhook_key(
+        s.engine.db(),
+        id,
+        &s.engine.secrets().seal_str(&key),
+        &hash_token(&key),
+        old_expires_at,
+    )
+    .await?;
     load(s, p, id).await
 }

@@ -221,7 +221,7 @@ async fn authenticate(
         Principal::admin_token()
     } else {
         let hash = shipsync_engine::secrets::hash_token(token);
-        match s.engine.db().api_token_user(&hash).await? {
+        match shipsync_db::api_tokens::user_of(s.engine.db(), &hash).await? {
             None => {
                 s.throttle.bearer_failed(client);
                 return Err(unauthorized());

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shipsync_core::states::{OrderStatus, listed};
 use shipsync_db::orders::{OrderFilter, OrderRecord};
 use shipsync_engine::OrderAction;
-use shipsync_engine::orders::ORDER_STATUSES;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -70,7 +70,7 @@ async fn store_orders_carrying(
 pub async fn search(
     s: &AppState,
     p: &Principal,
-    status: Option<String>,
+    status: Option<OrderStatus>,
     q: &str,
     limit: i64,
 ) -> ApiResult<Vec<OrderRecord>> {
@@ -82,7 +82,7 @@ pub async fn search(
         name: Some(q.to_string()).filter(|x| !x.is_empty()),
         ..Default::default()
     };
-    let mut rows = db.list_orders(&by_name, None, limit).await?;
+    let mut rows = shipsync_db::orders::list(db.pool(), &by_name, None, limit).await?;
     if q.is_empty() {
         return Ok(rows);
     }
@@ -91,7 +91,7 @@ pub async fn search(
         store_orders: Some(store_orders_carrying(s, p, q).await?),
         ..by_name
     };
-    for o in db.list_orders(&by_tracking, None, limit).await? {
+    for o in shipsync_db::orders::list(db.pool(), &by_tracking, None, limit).await? {
         if !rows.iter().any(|x| x.id == o.id) {
             rows.push(o);
         }
@@ -137,15 +137,15 @@ async fn list_orders(
 ) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let non_empty = |v: Option<String>| v.filter(|x| !x.is_empty());
-    let status = non_empty(q.status);
-    if let Some(st) = &status
-        && !ORDER_STATUSES.contains(&st.as_str())
-    {
-        return Err(ApiError::invalid(
-            "status",
-            format!("must be one of {}", ORDER_STATUSES.join(", ")),
-        ));
-    }
+    let status = match non_empty(q.status) {
+        None => None,
+        Some(st) => Some(st.parse::<OrderStatus>().map_err(|_| {
+            ApiError::invalid(
+                "status",
+                format!("must be one of {}", listed(OrderStatus::ALL)),
+            )
+        })?),
+    };
     let tracking = non_empty(q.tracking_number);
     let store_orders = match &tracking {
         Some(t) => Some(store_orders_carrying(&s, &p, t).await?),
@@ -158,24 +158,24 @@ async fn list_orders(
         name: non_empty(q.name),
         store_orders,
     };
-    let rows = s
-        .engine
-        .db()
-        .list_orders(&filter, q.page.cursor.as_deref(), limit + 1)
-        .await?;
+    let rows = shipsync_db::orders::list(
+        s.engine.db().pool(),
+        &filter,
+        q.page.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
 /// The order, when the principal may see its connection's merchant.
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<OrderRecord> {
     let db = s.engine.db();
-    let row = db
-        .get_order_record(id)
+    let row = shipsync_db::orders::get(db.pool(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
     if p.scope().is_some() {
-        let merchant = db
-            .get_connection(&row.connection_id)
+        let merchant = shipsync_db::connections::get(db.pool(), &row.connection_id)
             .await?
             .map(|c| c.merchant_id)
             .unwrap_or_default();
@@ -207,15 +207,13 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
             })
         })
         .collect();
-    out["shipments"] = db
-        .shipments_for_order(&row.store_order_id)
+    out["shipments"] = shipsync_db::shipments::for_order(db.pool(), &row.store_order_id)
         .await?
         .iter()
         .filter(|sh| sh.connection_id.as_deref() == Some(&row.connection_id))
         .map(|sh| json!(sh.id))
         .collect();
-    out["activity"] = db
-        .list_activity(id)
+    out["activity"] = shipsync_db::activity::of(db.pool(), id)
         .await?
         .iter()
         .map(|a| json!({"at": time(a.at), "kind": a.kind, "message": a.message}))

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shipsync_core::ShipmentVersion;
-use shipsync_db::rows::{ShipmentFilter, ShipmentRow};
+use shipsync_core::states::{ShipmentStatus, Source, listed};
+use shipsync_db::{shipments::ShipmentFilter, shipments::ShipmentRow};
 use shipsync_engine::ShipmentAction;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,8 +26,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reset))
         .routes(routes!(archive))
 }
-
-pub const STATUSES: [&str; 5] = ["new", "open", "completed", "error", "archived"];
 
 /// Filters of `GET /shipments` (empty = any).
 #[derive(Deserialize, IntoParams)]
@@ -55,7 +53,7 @@ fn summary(s: &ShipmentRow) -> Value {
         "error": s.error,
         "order_name": s.order_name,
         "warehouse_shipment_number": s.number,
-        "sources": s.sources.split(',').filter(|x| !x.is_empty()).collect::<Vec<_>>(),
+        "sources": s.sources,
         "first_seen_via": s.first_seen_via,
         "received_at": time(s.received_at),
         "updated_at": time(s.updated_at),
@@ -83,22 +81,22 @@ async fn list_shipments(
 ) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let non_empty = |v: Option<String>| v.filter(|x| !x.is_empty());
-    let status = non_empty(q.status);
-    if let Some(st) = &status
-        && !STATUSES.contains(&st.as_str())
-    {
-        return Err(ApiError::invalid(
-            "status",
-            "must be one of new, open, completed, error, archived",
-        ));
-    }
-    let source = non_empty(q.source);
-    if let Some(src) = &source
-        && src != "webhook"
-        && src != "poll"
-    {
-        return Err(ApiError::invalid("source", "must be webhook or poll"));
-    }
+    let status = match non_empty(q.status) {
+        None => None,
+        Some(st) => Some(st.parse::<ShipmentStatus>().map_err(|_| {
+            ApiError::invalid(
+                "status",
+                format!("must be one of {}", listed(ShipmentStatus::ALL)),
+            )
+        })?),
+    };
+    let source = match non_empty(q.source) {
+        None => None,
+        Some(src) => Some(
+            src.parse::<Source>()
+                .map_err(|_| ApiError::invalid("source", "must be webhook or poll"))?,
+        ),
+    };
     let filter = ShipmentFilter {
         merchant_ids: p.narrow(q.merchant_id),
         connection_id: non_empty(q.connection_id),
@@ -106,11 +104,13 @@ async fn list_shipments(
         order_name: non_empty(q.order_name),
         source,
     };
-    let rows = s
-        .engine
-        .db()
-        .list_shipments(&filter, q.page.cursor.as_deref(), limit + 1)
-        .await?;
+    let rows = shipsync_db::shipments::list(
+        s.engine.db().pool(),
+        &filter,
+        q.page.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
@@ -120,23 +120,23 @@ async fn list_shipments(
 pub async fn search(
     s: &AppState,
     p: &Principal,
-    status: Option<String>,
+    status: Option<ShipmentStatus>,
     q: &str,
     limit: i64,
 ) -> ApiResult<Vec<ShipmentRow>> {
     let q = q.trim();
     let filter = ShipmentFilter {
         merchant_ids: p.narrow(None),
-        status: status.clone(),
+        status,
         order_name: Some(q.to_string()).filter(|x| !x.is_empty()),
         ..Default::default()
     };
-    let mut rows = s.engine.db().list_shipments(&filter, None, limit).await?;
+    let mut rows = shipsync_db::shipments::list(s.engine.db().pool(), &filter, None, limit).await?;
     if q.is_empty() {
         return Ok(rows);
     }
     for r in carrying(s, p, q, limit).await? {
-        if status.as_ref().is_none_or(|st| *st == r.status) && !rows.iter().any(|x| x.id == r.id) {
+        if status.is_none_or(|st| st == r.status) && !rows.iter().any(|x| x.id == r.id) {
             rows.push(r);
         }
     }
@@ -159,11 +159,9 @@ pub async fn carrying(
     }
     // The database finds the shipments whose stored version mentions the
     // text anywhere; only those with it as a package's tracking number count.
-    let mentioning = s
-        .engine
-        .db()
-        .shipments_mentioning(p.scope(), tracking, limit)
-        .await?;
+    let mentioning =
+        shipsync_db::shipments::mentioning(s.engine.db().pool(), p.scope(), tracking, limit)
+            .await?;
     Ok(mentioning
         .into_iter()
         .filter(|r| carries(r, tracking))
@@ -171,20 +169,16 @@ pub async fn carrying(
 }
 
 fn carries(r: &ShipmentRow, tracking: &str) -> bool {
-    serde_json::from_str::<ShipmentVersion>(&r.version_json).is_ok_and(|v| {
-        v.packages.iter().any(|pk| {
-            pk.tracking_number
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case(tracking))
-        })
+    r.version.packages.iter().any(|pk| {
+        pk.tracking_number
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(tracking))
     })
 }
 
 /// The shipment, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<ShipmentRow> {
-    s.engine
-        .db()
-        .get_shipment(id)
+    shipsync_db::shipments::get(s.engine.db().pool(), id)
         .await?
         .filter(|r| p.sees(&r.merchant_id))
         .ok_or_else(|| ApiError::not_found("shipment"))
@@ -194,7 +188,8 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
     let db = s.engine.db();
     let row = load(s, p, id).await?;
     let mut out = summary(&row);
-    if let Ok(v) = serde_json::from_str::<ShipmentVersion>(&row.version_json) {
+    {
+        let v = &row.version;
         let sku_of = |line: &str| {
             v.lines
                 .iter()
@@ -232,27 +227,24 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
             })
             .collect();
     }
-    let fulfillments = db.store_fulfillments_for_shipment(id).await?;
+    let fulfillments = shipsync_db::fulfillments::of_shipment(db.pool(), id).await?;
     out["store_fulfillments"] = fulfillments
         .iter()
         .map(|f| {
-            let tracking: Vec<(String, String)> =
-                serde_json::from_str(&f.tracking_json).unwrap_or_default();
             json!({
                 "id": f.store_fulfillment_id,
                 "state": f.state,
                 "store_order_id": f.store_order_id,
                 "fulfillment_order_id": f.fulfillment_order_id,
                 "carrier": f.carrier,
-                "quantities": serde_json::from_str::<Value>(&f.lines_json).unwrap_or(Value::Null),
-                "tracking_numbers": shipsync_core::tracking::numbers(&tracking),
+                "quantities": f.lines,
+                "tracking_numbers": shipsync_core::tracking::numbers(&f.tracking),
                 "created_at": time(f.created_at),
             })
         })
         .collect();
     out["store_order_id"] = json!(row.order_id);
-    out["activity"] = db
-        .list_activity(id)
+    out["activity"] = shipsync_db::activity::of(db.pool(), id)
         .await?
         .iter()
         .map(|a| json!({"at": time(a.at), "kind": a.kind, "message": a.message}))

@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A user's merchants as the engine takes them: a Staff user's limit, or a
 /// Merchant user's own merchant.
 pub fn merchants(u: &UserRow) -> Vec<String> {
-    if u.role == "staff" {
+    if u.role == Role::Staff {
         u.merchant_ids.clone()
     } else {
         u.merchant_id.iter().cloned().collect()
@@ -44,20 +44,20 @@ pub fn merchants(u: &UserRow) -> Vec<String> {
 }
 
 pub fn render(u: &UserRow) -> schema::User {
-    let merchant_id = match (u.role.as_str(), u.merchant_ids.as_slice()) {
-        ("staff", [one]) => Some(one.clone()),
+    let merchant_id = match (u.role, u.merchant_ids.as_slice()) {
+        (Role::Staff, [one]) => Some(one.clone()),
         _ => u.merchant_id.clone(),
     };
     schema::User {
         id: u.id.clone(),
         email: u.email.clone(),
-        role: u.role.clone(),
+        role: u.role.to_string(),
         merchant_id,
         merchant_ids: merchants(u),
-        all_merchants: match u.role.as_str() {
-            "admin" => true,
-            "staff" => u.all_merchants != 0,
-            _ => false,
+        all_merchants: match u.role {
+            Role::Admin => true,
+            Role::Staff => u.all_merchants,
+            Role::Merchant => false,
         },
         created_at: time(u.created_at),
     }
@@ -113,7 +113,7 @@ fn role_of(b: &Value) -> ApiResult<Option<Role>> {
         None => Ok(None),
         Some(r) => r
             .as_str()
-            .and_then(Role::parse)
+            .and_then(|r| r.parse().ok())
             .map(Some)
             .ok_or_else(|| ApiError::invalid("role", "must be admin, staff or merchant")),
     }
@@ -135,7 +135,7 @@ async fn list_users(
     p: Principal,
 ) -> ApiResult<Json<List<schema::User>>> {
     p.require_admin()?;
-    let users = s.engine.db().list_users().await?;
+    let users = shipsync_db::users::list(s.engine.db()).await?;
     Ok(Json(List {
         items: users.iter().map(render).collect(),
         next_cursor: None,
@@ -182,9 +182,7 @@ async fn create(
 }
 
 async fn load(s: &AppState, id: &str) -> ApiResult<UserRow> {
-    s.engine
-        .db()
-        .get_user(id)
+    shipsync_db::users::get(s.engine.db(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))
 }
@@ -255,12 +253,10 @@ async fn update(
         }
     }
     let u = load(&s, &id).await?;
-    let role = role_of(&b)?
-        .or_else(|| Role::parse(&u.role))
-        .unwrap_or(Role::Merchant);
+    let role = role_of(&b)?.unwrap_or(u.role);
     let merchants = match merchants_of(&b)? {
         Some(m) => m,
-        None if role.as_str() == u.role => merchants(&u),
+        None if role == u.role => merchants(&u),
         None => Vec::new(),
     };
     let u = s
@@ -290,7 +286,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     p.require_admin()?;
-    if s.engine.db().delete_user(&id).await? {
+    if shipsync_db::users::delete(s.engine.db(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("user"))

@@ -31,10 +31,7 @@ fn own_user_id(ui: &Ui) -> Result<&str, Response> {
 
 async fn account_view(s: &AppState, ui: &Ui, f: &Flash, new_token: Option<&str>) -> Page {
     let uid = own_user_id(ui)?;
-    let tokens = s
-        .engine
-        .db()
-        .user_api_tokens(uid)
+    let tokens = shipsync_db::api_tokens::of_user(s.engine.db().pool(), uid)
         .await
         .map_err(|e| fail(ui, e.into()))?;
     Ok(page(
@@ -133,9 +130,7 @@ pub(super) async fn account_token_revoke(
 ) -> Page {
     checked_form(&ui, &body)?;
     let uid = own_user_id(&ui)?.to_string();
-    if s.engine
-        .db()
-        .delete_user_api_token(&uid, &id)
+    if shipsync_db::api_tokens::delete_of_user(s.engine.db().pool(), &uid, &id)
         .await
         .map_err(|e| fail(&ui, e.into()))?
     {

@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shipsync_core::states::StoreStatus;
 use shipsync_engine::users::Role;
 
 use super::layout::{Flash, Page, csrf, document, enc, fail, flash, page, see_other, status_badge};
@@ -85,8 +86,8 @@ pub(super) async fn connection_list(
     let rows: Vec<_> = all
         .iter()
         .filter(|c| match status.as_deref() {
-            Some("enabled") => c.enabled == 1,
-            Some("disabled") => c.enabled != 1,
+            Some("enabled") => c.enabled,
+            Some("disabled") => !c.enabled,
             _ => true,
         })
         .filter(|c| merchant.as_ref().is_none_or(|m| *m == c.merchant_id))
@@ -145,7 +146,7 @@ pub(super) async fn connection_list(
             table #connections { thead { tr { th { "Name" } th { "Merchant" } th { "Store" } th { "Warehouse" } th { "Enabled" } } }
                 tbody { @for c in &rows {
                     @let st: Value = serde_json::from_str(&c.store_json).unwrap_or_default();
-                    @let on = c.enabled == 1;
+                    @let on = c.enabled;
                     tr {
                         td { a href={"/connections/" (c.id)} { (c.name) } }
                         td { (ms.iter().find(|m| m.id == c.merchant_id).map(|m| m.name.as_str()).unwrap_or("")) }
@@ -199,22 +200,16 @@ pub(super) async fn connection_show(
     let ch = connections::load_channel(&s, p, &id, channel)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let rules = shipsync_core::schedule::parse_schedules(
-        &serde_json::from_str(&ch.schedules_json).unwrap_or_else(|_| json!([])),
-    )
-    .unwrap_or_default();
+    let rules = shipsync_core::schedule::parse_schedules(&ch.schedules).unwrap_or_default();
     // The card's times are in the schedule's zone, the one its rules read.
     let zone = rules
         .first()
         .map_or(jiff::tz::TimeZone::UTC, |r| r.time_zone.clone());
-    let last_run = s
-        .engine
-        .db()
-        .last_run(&id, channel)
+    let last_run = shipsync_db::runs::last(s.engine.db().pool(), &id, ch.channel)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
     let recommend = channel == "shipments"
-        && m.webhooks_enabled == 1
+        && m.webhooks_enabled
         && shipsync_core::schedule::runs_more_often_than_daily(&rules);
     let label = if channel == "shipments" {
         "order status import"
@@ -236,10 +231,10 @@ pub(super) async fn connection_show(
             div.card {
                 dl.facts {
                     dt { "Merchant" } dd { a href={"/merchants/" (m.id)} { (m.name) } }
-                    dt { "Connection" } dd { @if c.enabled == 1 { (status_badge("on")) " enabled" } @else { "disabled" } }
+                    dt { "Connection" } dd { @if c.enabled { (status_badge("on")) " enabled" } @else { "disabled" } }
                     dt { "Store" } dd #store-auth { (store_auth_facts(&store)) }
-                    @if c.store_status == "reconnect_needed" {
-                        dt { "Store status" } dd #store-status { (status_badge("reconnect_needed")) " " (c.store_error.as_deref().unwrap_or("")) }
+                    @if c.store_status == StoreStatus::ReconnectNeeded {
+                        dt { "Store status" } dd #store-status { (status_badge(c.store_status.as_str())) " " (c.store_error.as_deref().unwrap_or("")) }
                     }
                     @if let Some(missing) = store["auth"]["missing_scopes"].as_array().filter(|m| !m.is_empty()) {
                         dt { "Missing scopes" } dd #missing-scopes {
@@ -257,8 +252,8 @@ pub(super) async fn connection_show(
                     }
                     form method="post" action={"/connections/" (id) "/enabled"} {
                         (csrf(&ui))
-                        input type="hidden" name="enabled" value=(if c.enabled == 1 { "0" } else { "1" });
-                        button type="submit" { @if c.enabled == 1 { "Disable connection" } @else { "Enable connection" } }
+                        input type="hidden" name="enabled" value=(if c.enabled { "0" } else { "1" });
+                        button type="submit" { @if c.enabled { "Disable connection" } @else { "Enable connection" } }
                     }
                     form method="post" action={"/connections/" (id) "/test"} {
                         (csrf(&ui))
@@ -273,14 +268,14 @@ pub(super) async fn connection_show(
             div.card #channel {
                 h2 { (if channel == "shipments" { "Shipments" } else { "Sales Orders" }) " · Control Panel" }
                 dl.facts {
-                    dt { "Status" } dd #channel-status { @if ch.enabled == 1 { (status_badge("on")) " enabled" } @else { "disabled" } }
+                    dt { "Status" } dd #channel-status { @if ch.enabled { (status_badge("on")) " enabled" } @else { "disabled" } }
                     dt { "Recurrence" } dd #recurrence {
                         @if rules.is_empty() { "no schedule" }
                         @for (i, r) in rules.iter().enumerate() { @if i > 0 { "; " } (shipsync_core::schedule::describe(r)) }
                     }
                     dt { "Last completed" } dd { (at_in(ch.last_completed_at, &zone)) }
-                    dt { "Next update" } dd { @if ch.enabled == 1 { (at_in(ch.next_run_at, &zone)) } @else { "— (disabled)" } }
-                    dt { "Last run" } dd { @if let Some(r) = &last_run { (status_badge(&r.status)) " " (at_in(r.started_at.unwrap_or(r.created_at), &zone)) } @else { "—" } }
+                    dt { "Next update" } dd { @if ch.enabled { (at_in(ch.next_run_at, &zone)) } @else { "— (disabled)" } }
+                    dt { "Last run" } dd { @if let Some(r) = &last_run { (status_badge(r.status.as_str())) " " (at_in(r.started_at.unwrap_or(r.created_at), &zone)) } @else { "—" } }
                 }
                 @if recommend {
                     div.notice #recommendation { "Shipment webhooks are on for " (m.name) ": we recommend one daily run during off hours (for example every day at 12:00 am) as the fallback, instead of this more frequent schedule." }
@@ -288,8 +283,8 @@ pub(super) async fn connection_show(
                 div.actions {
                     form method="post" action={(base) "/enabled"} {
                         (csrf(&ui))
-                        input type="hidden" name="enabled" value=(if ch.enabled == 1 { "0" } else { "1" });
-                        button type="submit" { @if ch.enabled == 1 { "Disable " (label) } @else { "Enable " (label) } }
+                        input type="hidden" name="enabled" value=(if ch.enabled { "0" } else { "1" });
+                        button type="submit" { @if ch.enabled { "Disable " (label) } @else { "Enable " (label) } }
                     }
                     form method="post" action={(base) "/run"} {
                         (csrf(&ui))

@@ -3,7 +3,8 @@
 
 use axum::extract::State;
 use maud::{Markup, html};
-use shipsync_db::rows::{MerchantRow, ShipmentFilter};
+use shipsync_core::states::{ShipmentStatus, Source};
+use shipsync_db::{merchants::MerchantRow, shipments::ShipmentFilter};
 
 use super::layout::{Page, fail, page, status_badge};
 use super::merchants::receives_unsigned;
@@ -14,42 +15,40 @@ use crate::api::merchants;
 pub(super) async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
     let p = &ui.principal;
     let db = s.engine.db();
-    let counts: Vec<(String, i64)> = if p.scope().is_none() {
-        db.count_shipments_by_status()
+    let counts: Vec<(ShipmentStatus, i64)> = if p.scope().is_none() {
+        shipsync_db::shipments::count_by_status(db.pool())
             .await
             .map_err(|e| fail(&ui, e.into()))?
     } else {
         Vec::new()
     };
-    let errors = db
-        .list_shipments(
-            &ShipmentFilter {
-                merchant_ids: p.narrow(None),
-                status: Some("error".into()),
-                ..Default::default()
-            },
-            None,
-            20,
-        )
-        .await
-        .map_err(|e| fail(&ui, e.into()))?;
+    let errors = shipsync_db::shipments::list(
+        db.pool(),
+        &ShipmentFilter {
+            merchant_ids: p.narrow(None),
+            status: Some(ShipmentStatus::Error),
+            ..Default::default()
+        },
+        None,
+        20,
+    )
+    .await
+    .map_err(|e| fail(&ui, e.into()))?;
     let latency = s.engine.metrics().ship_to_store_percentiles();
     let scope = p.scope();
-    let by_first_seen = db
-        .count_shipments_by_first_seen(scope)
+    let by_first_seen = shipsync_db::shipments::count_by_first_seen(db.pool(), scope)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
     let total: i64 = by_first_seen.iter().map(|(_, n)| n).sum();
     let by_poll: i64 = by_first_seen
         .iter()
-        .filter(|(via, _)| via == shipsync_engine::SOURCE_POLL)
+        .filter(|(via, _)| *via == Source::Poll)
         .map(|(_, n)| n)
         .sum();
     let now = shipsync_db::now_micros();
     let hour_start = now - now.rem_euclid(HOUR);
     let since = hour_start - 23 * HOUR;
-    let done = db
-        .shipment_completions_since(scope, since)
+    let done = shipsync_db::shipments::completions_since(db.pool(), scope, since)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
     let buckets = latency_buckets(since, &done);
@@ -80,7 +79,7 @@ pub(super) async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
                 h2 { "Shipments by state" }
                 div.bars.card {
                     @for (st, n) in &counts {
-                        div.kpi { div { (status_badge(st)) } div.n { (n) } }
+                        div.kpi { div { (status_badge(st.as_str())) } div.n { (n) } }
                     }
                 }
             }

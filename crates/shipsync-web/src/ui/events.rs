@@ -12,19 +12,17 @@ use crate::AppState;
 use crate::api::events;
 
 pub(super) async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
-    let rows = s
-        .engine
-        .db()
-        .list_events(
-            &shipsync_db::rows::EventFilter {
-                merchant_ids: ui.principal.narrow(None),
-                ..Default::default()
-            },
-            None,
-            200,
-        )
-        .await
-        .map_err(|e| fail(&ui, e.into()))?;
+    let rows = shipsync_db::events::list(
+        s.engine.db().pool(),
+        &shipsync_db::events::EventFilter {
+            merchant_ids: ui.principal.narrow(None),
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .map_err(|e| fail(&ui, e.into()))?;
     Ok(page(
         &ui,
         "Events",
@@ -36,8 +34,8 @@ pub(super) async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
                 tbody { @for e in &rows { tr {
                     td { a href={"/events/" (e.id)} { (ago(e.received_at)) } }
                     td { (e.merchant_id) }
-                    td { @if e.verified == 1 { "signed" } @else { "unsigned" } }
-                    td { (status_badge(&e.outcome)) }
+                    td { @if e.verified { "signed" } @else { "unsigned" } }
+                    td { (status_badge(e.outcome.as_str())) }
                 } } } }
         },
     ))
@@ -58,7 +56,7 @@ pub(super) async fn event_show(
         "Event",
         "Events",
         html! {
-            h1 { "Event " (e.id) " " (status_badge(&e.outcome)) }
+            h1 { "Event " (e.id) " " (status_badge(e.outcome.as_str())) }
             (flash(&f))
             @if let Some(d) = &e.detail { div.notice { (d) } }
             form method="post" action={"/events/" (e.id) "/replay"} { (csrf(&ui)) button type="submit" { "Replay" } }

@@ -7,6 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
+use shipsync_core::states::Source;
 use shipsync_engine::users::Role;
 
 use super::session::Ui;
@@ -107,6 +108,11 @@ pub(super) fn see_other(to: &str) -> Response {
 
 pub(super) fn status_badge(s: &str) -> Markup {
     html! { span class={"status " (s)} { (s.replace('_', " ")) } }
+}
+
+/// How a shipment's versions came in, e.g. `webhook + poll`.
+pub(super) fn sources(s: &[Source]) -> String {
+    s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" + ")
 }
 
 #[derive(Deserialize, Default)]

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::{Value, json};
-use shipsync_db::rows::MerchantRow;
+use shipsync_db::merchants::MerchantRow;
 
 use super::layout::{Flash, Page, csrf, enc, fail, flash, page, see_other, status_badge};
 use super::session::{Form, Ui, checked_form};
@@ -16,7 +16,7 @@ use crate::api::merchants;
 
 /// Whether a merchant takes shipment webhooks without a shared secret.
 pub(super) fn receives_unsigned(m: &MerchantRow) -> bool {
-    m.webhooks_enabled == 1 && m.shared_secret.is_none()
+    m.webhooks_enabled && m.shared_secret.is_none()
 }
 
 /// "signed" or "unsigned": whether the merchant's webhooks must be signed.
@@ -62,7 +62,7 @@ pub(super) async fn merchant_list(
                     tr {
                         td { a href={"/merchants/" (m.id)} { (m.name) } }
                         td { "Deposco · " (w["business_unit"].as_str().unwrap_or("")) }
-                        td { @if m.webhooks_enabled == 1 { (status_badge("on")) " " (signed_badge(m)) } @else { "off" } }
+                        td { @if m.webhooks_enabled { (status_badge("on")) " " (signed_badge(m)) } @else { "off" } }
                     }
                 } } }
         },

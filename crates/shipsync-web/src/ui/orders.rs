@@ -5,10 +5,11 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
+use shipsync_core::states::OrderStatus;
 
 use super::layout::{
-    Flash, Page, Search, activity, csrf, enc, fail, flash, list, page, see_other, status_badge,
-    text,
+    Flash, Page, Search, activity, csrf, enc, fail, flash, list, page, see_other, sources,
+    status_badge, text,
 };
 use super::session::{Ui, checked_form};
 use super::time::{ago, at};
@@ -18,10 +19,7 @@ use crate::error::ApiError;
 
 pub(super) async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Query<Search>) -> Page {
     let search = q.q.clone().unwrap_or_default();
-    let status = q
-        .status
-        .clone()
-        .filter(|x| shipsync_engine::orders::ORDER_STATUSES.contains(&x.as_str()));
+    let status = q.status.clone().and_then(|x| x.parse::<OrderStatus>().ok());
     let rows = orders::search(&s, &ui.principal, status, &search, 200)
         .await
         .map_err(|e| fail(&ui, e))?;
@@ -35,14 +33,14 @@ pub(super) async fn order_list(State(s): State<AppState>, ui: Ui, Query(q): Quer
                 div { label for="status" { "Status" }
                     select #status name="status" {
                         option value="" { "Any" }
-                        @for st in shipsync_engine::orders::ORDER_STATUSES { option value=(st) selected[q.status.as_deref() == Some(st)] { (st) } }
+                        @for st in OrderStatus::ALL { option value=(st) selected[q.status.as_deref() == Some(st.as_str())] { (st) } }
                     } }
                 div { label for="q" { "Order name or tracking number" } input #q type="search" name="q" value=(search) placeholder="#1001 or 1Z…"; }
                 button type="submit" { "Search" }
             }
             table { thead { tr { th { "Order" } th { "Status" } th { "Deposco number" } th { "Problem" } th { "Updated" } } }
                 tbody { @for o in &rows { tr {
-                    td { a href={"/orders/" (o.id)} { (o.name) } } td { (status_badge(&o.status)) }
+                    td { a href={"/orders/" (o.id)} { (o.name) } } td { (status_badge(o.status.as_str())) }
                     td { (o.warehouse_number.as_deref().unwrap_or("—")) }
                     td { (o.error.as_deref().unwrap_or("")) } td { (ago(o.updated_at)) }
                 } } } }
@@ -101,8 +99,8 @@ pub(super) async fn order_show(
                     table { thead { tr { th { "Shipment" } th { "Status" } th { "Source" } th { "Received" } } }
                         tbody { @for sh in &ships { tr {
                             td { a href={"/shipments/" (sh.id)} { (sh.number) } }
-                            td { (status_badge(&sh.status)) }
-                            td { (sh.sources.replace(',', " + ")) }
+                            td { (status_badge(sh.status.as_str())) }
+                            td { (sources(&sh.sources)) }
                             td { (at(sh.received_at)) }
                         } } } }
                 }

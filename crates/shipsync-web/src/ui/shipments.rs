@@ -4,11 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use maud::html;
+use shipsync_core::states::ShipmentStatus;
 use shipsync_engine::ShipmentAction;
 
 use super::layout::{
-    Flash, Page, Search, activity, csrf, enc, fail, flash, list, page, see_other, status_badge,
-    text,
+    Flash, Page, Search, activity, csrf, enc, fail, flash, list, page, see_other, sources,
+    status_badge, text,
 };
 use super::orders::{store_of, store_order};
 use super::session::{Ui, checked_form};
@@ -25,9 +26,9 @@ pub(super) async fn shipment_list(
     let status = q
         .status
         .clone()
-        .filter(|x| shipments::STATUSES.contains(&x.as_str()));
+        .and_then(|x| x.parse::<ShipmentStatus>().ok());
     let search = q.q.clone().unwrap_or_default();
-    let rows = shipments::search(&s, &ui.principal, status.clone(), &search, 200)
+    let rows = shipments::search(&s, &ui.principal, status, &search, 200)
         .await
         .map_err(|e| fail(&ui, e))?;
     let f = Flash {
@@ -45,14 +46,14 @@ pub(super) async fn shipment_list(
                 div { label for="status" { "Status" }
                     select #status name="status" {
                         option value="" { "Any" }
-                        @for st in shipments::STATUSES { option value=(st) selected[status.as_deref() == Some(st)] { (st) } }
+                        @for st in ShipmentStatus::ALL { option value=(st) selected[status == Some(*st)] { (st) } }
                     } }
                 div { label for="q" { "Order name or tracking number" } input #q type="search" name="q" value=(search) placeholder="#1001 or 1Z…"; }
                 button type="submit" { "Search" }
             }
             form #bulk method="post" action="/shipments" {
                 (csrf(&ui))
-                input type="hidden" name="status" value=(status.as_deref().unwrap_or(""));
+                input type="hidden" name="status" value=(status.map_or("", ShipmentStatus::as_str));
                 input type="hidden" name="q" value=(search);
                 div.row.bulk-actions {
                     button type="submit" name="action" value="reprocess" { "Reprocess" }
@@ -72,8 +73,8 @@ pub(super) async fn shipment_list(
                         td { label.inline for={"sel-" (sh.id)} { input id={"sel-" (sh.id)} type="checkbox" name="id" value=(sh.id); span.sr-only { "Select " (sh.number) } } }
                         td { a href={"/shipments/" (sh.id)} { (sh.number) } }
                         td { (sh.order_name) }
-                        td { (status_badge(&sh.status)) }
-                        td { (sh.sources.replace(',', " + ")) }
+                        td { (status_badge(sh.status.as_str())) }
+                        td { (sources(&sh.sources)) }
                         td { (ago(sh.received_at)) }
                     } } } }
             }
@@ -139,10 +140,7 @@ pub(super) async fn shipment_show(
     // The store order as sent to the warehouse by the Sales Orders channel,
     // if it was.
     let sent = match (d["connection_id"].as_str(), store_order_id) {
-        (Some(c), Some(o)) => s
-            .engine
-            .db()
-            .order_of_store_order(c, o)
+        (Some(c), Some(o)) => shipsync_db::orders::of_store_order(s.engine.db().pool(), c, o)
             .await
             .map_err(|e| fail(&ui, e.into()))?,
         _ => None,

@@ -33,7 +33,7 @@ struct Values {
 
 impl Values {
     fn of(u: &UserRow) -> Self {
-        let role = Role::parse(&u.role).unwrap_or(Role::Merchant);
+        let role = u.role;
         Self {
             email: u.email.clone(),
             role,
@@ -43,14 +43,14 @@ impl Values {
             } else {
                 Vec::new()
             },
-            all_merchants: role == Role::Staff && u.all_merchants != 0,
+            all_merchants: role == Role::Staff && u.all_merchants,
         }
     }
 
     fn from_form(f: &Form) -> Self {
         Self {
             email: f.get("email").trim().to_string(),
-            role: Role::parse(f.get("role")).unwrap_or(Role::Staff),
+            role: f.get("role").parse().unwrap_or(Role::Staff),
             merchant_id: f.get("merchant_id").to_string(),
             merchant_ids: f.all("merchant_ids").to_vec(),
             all_merchants: f.has("all_merchants"),
@@ -111,11 +111,11 @@ fn access_fields(v: &Values, names: &[(String, String)], error: Option<&ApiError
 
 fn merchant_list(u: &UserRow, names: &[(String, String)]) -> String {
     let ids = merchants(u);
-    if u.role == "staff" && u.all_merchants != 0 {
+    if u.role == Role::Staff && u.all_merchants {
         return "all".into();
     }
     if ids.is_empty() {
-        return if u.role == "staff" { "none" } else { "—" }.into();
+        return if u.role == Role::Staff { "none" } else { "—" }.into();
     }
     ids.iter()
         .map(|m| {
@@ -130,10 +130,7 @@ fn merchant_list(u: &UserRow, names: &[(String, String)]) -> String {
 
 async fn list_view(s: &AppState, ui: &Ui, f: &Flash, v: &Values, error: Option<&ApiError>) -> Page {
     ui.principal.require_admin().map_err(|e| fail(ui, e))?;
-    let users = s
-        .engine
-        .db()
-        .list_users()
+    let users = shipsync_db::users::list(s.engine.db())
         .await
         .map_err(|e| fail(ui, e.into()))?;
     let names = merchant_names(s, ui).await?;
@@ -147,7 +144,7 @@ async fn list_view(s: &AppState, ui: &Ui, f: &Flash, v: &Values, error: Option<&
             table { thead { tr { th { "Email" } th { "Role" } th { "Merchants" } th { span.sr-only { "Actions" } } } }
                 tbody { @for u in &users { tr {
                     td { (u.email) }
-                    td { (Role::parse(&u.role).map(Role::label).unwrap_or("?")) }
+                    td { (u.role.label()) }
                     td { (merchant_list(u, &names)) }
                     td { a href={"/users/" (u.id)} { "Edit" } }
                 } } } }
@@ -240,9 +237,7 @@ async fn edit_view(
 
 async fn load(s: &AppState, ui: &Ui, id: &str) -> Result<UserRow, Response> {
     ui.principal.require_admin().map_err(|e| fail(ui, e))?;
-    s.engine
-        .db()
-        .get_user(id)
+    shipsync_db::users::get(s.engine.db(), id)
         .await
         .map_err(|e| fail(ui, e.into()))?
         .ok_or_else(|| fail(ui, ApiError::not_found("user")))

@@ -16,7 +16,7 @@ use axum::response::Response;
 use base64::Engine as _;
 use maud::{Markup, html};
 use serde_json::{Value, json};
-use shipsync_db::rows::{ConnectionRow, MerchantRow};
+use shipsync_db::{connections::ConnectionRow, merchants::MerchantRow};
 
 use super::layout::{Page, csrf, enc, fail, field_error, page, see_other};
 use super::merchants::merchant_names;
@@ -361,14 +361,14 @@ pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -
     }
     let db = s.engine.db();
     if new_merchant {
-        db.insert_merchant(&m)
+        shipsync_db::merchants::insert(db.pool(), &m)
             .await
             .map_err(|e| fail(&ui, e.into()))?;
     }
     if let Err(e) = connections::save_new(&s, &c).await {
         if new_merchant {
             // Not half-made: the merchant goes with the connection that failed.
-            let _ = db.delete_merchant(&m.id).await;
+            let _ = shipsync_db::merchants::delete(db, &m.id).await;
         }
         return Err(fail(&ui, e));
     }

@@ -104,7 +104,7 @@ async fn wrong_or_missing_key_refused(db_url: String) {
     // checked against its sealed data.
     let db = shipsync_db::Db::open(&db_url).await.expect("db");
     assert!(
-        db.meta_get("secret_key_check")
+        shipsync_db::meta::get(db.pool(), "secret_key_check")
             .await
             .expect("meta")
             .is_some()
@@ -124,7 +124,7 @@ async fn wrong_or_missing_key_refused(db_url: String) {
         "{err}"
     );
     assert!(
-        db.meta_get("secret_key_check")
+        shipsync_db::meta::get(db.pool(), "secret_key_check")
             .await
             .expect("meta")
             .is_none()
@@ -157,7 +157,7 @@ async fn wrong_or_missing_key_refused(db_url: String) {
     // The right key serves, and the check row is written again.
     h.restart_server().await.expect("the right key serves");
     assert!(
-        db.meta_get("secret_key_check")
+        shipsync_db::meta::get(db.pool(), "secret_key_check")
             .await
             .expect("meta")
             .is_some()
@@ -788,15 +788,21 @@ async fn all_merchants_migrates(db_url: String) {
     }
     db.migrate().await.expect("migrate");
     for (id, all) in [
-        ("usr_all", 1),
-        ("usr_lim", 0),
-        ("usr_adm", 0),
-        ("usr_brand", 0),
+        ("usr_all", true),
+        ("usr_lim", false),
+        ("usr_adm", false),
+        ("usr_brand", false),
     ] {
-        let u = db.get_user(id).await.expect("get").expect("user");
+        let u = shipsync_db::users::get(&db, id)
+            .await
+            .expect("get")
+            .expect("user");
         assert_eq!(u.all_merchants, all, "{id}");
     }
-    let lim = db.get_user("usr_lim").await.expect("get").expect("user");
+    let lim = shipsync_db::users::get(&db, "usr_lim")
+        .await
+        .expect("get")
+        .expect("user");
     assert_eq!(lim.merchant_ids, vec!["mer_one".to_string()]);
     db.close().await;
 }

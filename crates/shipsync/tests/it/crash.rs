@@ -513,7 +513,11 @@ impl World {
 pub(crate) async fn wait_no_jobs(db_url: &str, what: &str) {
     let db = shipsync_db::Db::open(db_url).await.expect("open db");
     let start = Instant::now();
-    while db.count_jobs().await.expect("count jobs") > 0 {
+    while shipsync_db::jobs::count(db.pool())
+        .await
+        .expect("count jobs")
+        > 0
+    {
         assert!(start.elapsed() < SETTLE, "{what}: jobs left");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -33,8 +33,7 @@ async fn budget_step_is_atomic(db_url: String) {
             let mut sends = Vec::new();
             for _ in 0..5 {
                 let before = start.elapsed().as_micros() as i64;
-                let wait = db
-                    .take_budget("t:a", gcra, 0, i64::MAX)
+                let wait = shipsync_db::budgets::take(&db, "t:a", gcra, 0, i64::MAX)
                     .await
                     .expect("take");
                 let after = start.elapsed().as_micros() as i64;
@@ -62,7 +61,9 @@ async fn budget_step_is_atomic(db_url: String) {
         );
     }
     // 40 requests: the budget is 40 intervals ahead of the first.
-    let (tat, now) = db.budget_state("t:a").await.expect("state");
+    let (tat, now) = shipsync_db::budgets::state(&db, "t:a")
+        .await
+        .expect("state");
     let ahead = tat.expect("stored") - now;
     assert!(
         (39 * 2 * S..=40 * 2 * S).contains(&ahead),
@@ -76,7 +77,9 @@ async fn budget_step_is_atomic(db_url: String) {
     for _ in 0..20 {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
-            db.take_budget("t:b", gcra, 0, 10 * S).await.expect("take")
+            shipsync_db::budgets::take(&db, "t:b", gcra, 0, 10 * S)
+                .await
+                .expect("take")
         }));
     }
     let mut waits = Vec::new();
@@ -85,23 +88,26 @@ async fn budget_step_is_atomic(db_url: String) {
     }
     let taken = waits.iter().filter(|w| **w <= 10 * S).count();
     assert_eq!(taken, 8, "{waits:?}");
-    let (tat, now) = db.budget_state("t:b").await.expect("state");
+    let (tat, now) = shipsync_db::budgets::state(&db, "t:b")
+        .await
+        .expect("state");
     let ahead = tat.expect("stored") - now;
     assert!((15 * S..=16 * S).contains(&ahead), "{ahead} µs ahead");
 
     // A pause (or Shopify reporting an empty bucket) pushes everyone out;
     // a refund brings the budget back, never below the floor.
-    db.settle_budget("t:c", 0, 30 * S).await.expect("settle");
-    let wait = db
-        .take_budget("t:c", gcra, 0, i64::MAX)
+    shipsync_db::budgets::settle(&db, "t:c", 0, 30 * S)
+        .await
+        .expect("settle");
+
+    let wait = shipsync_db::budgets::take(&db, "t:c", gcra, 0, i64::MAX)
         .await
         .expect("take");
     assert!((25 * S..=26 * S).contains(&wait), "{wait}");
-    db.settle_budget("t:c", 20 * S, 5 * S)
+    shipsync_db::budgets::settle(&db, "t:c", 20 * S, 5 * S)
         .await
         .expect("settle");
-    let wait = db
-        .take_budget("t:c", gcra, 0, i64::MAX)
+    let wait = shipsync_db::budgets::take(&db, "t:c", gcra, 0, i64::MAX)
         .await
         .expect("take");
     assert!((7 * S..=8 * S).contains(&wait), "{wait}");

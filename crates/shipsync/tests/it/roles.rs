@@ -577,12 +577,18 @@ async fn staff_limit_migrates(db_url: String) {
         sqlx::query(sql).execute(db.pool()).await.expect(sql);
     }
     db.migrate().await.expect("migrate");
-    let staff = db.get_user("usr_old").await.expect("get").expect("user");
+    let staff = shipsync_db::users::get(&db, "usr_old")
+        .await
+        .expect("get")
+        .expect("user");
     assert_eq!(
         (staff.merchant_id, staff.merchant_ids),
         (None, vec!["mer_one".to_string()])
     );
-    let brand = db.get_user("usr_brand").await.expect("get").expect("user");
+    let brand = shipsync_db::users::get(&db, "usr_brand")
+        .await
+        .expect("get")
+        .expect("user");
     assert_eq!(
         (brand.merchant_id.as_deref(), brand.merchant_ids.len()),
         (Some("mer_two"), 0)

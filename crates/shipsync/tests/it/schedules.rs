@@ -97,9 +97,10 @@ async fn a_due_slot_fires_one_run_and_missed_slots_collapse(db_url: String) {
     // The server was down for three days: 72 hourly slots were missed.
     let three_days_ago = jiff::Timestamp::now().as_microsecond() - 72 * 3600 * 1_000_000;
     assert!(
-        db.advance_schedule(
+        shipsync_db::channels::advance_schedule(
+            db.pool(),
             &h.connection_id,
-            "shipments",
+            shipsync_core::states::Channel::Shipments,
             Some(planned.as_microsecond()),
             Some(three_days_ago)
         )

@@ -576,16 +576,24 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
     let db = engine.db();
     let now = shipsync_db::now_micros();
     assert!(
-        !db.claim_periodic("test", now, DAY_MICROS, 0).await.unwrap(),
+        !shipsync_db::meta::claim_periodic(db, "test", now, DAY_MICROS, 0)
+            .await
+            .unwrap(),
         "first call sets the date"
     );
-    assert!(db.claim_periodic("test", now, DAY_MICROS, 0).await.unwrap());
     assert!(
-        !db.claim_periodic("test", now, DAY_MICROS, 0).await.unwrap(),
+        shipsync_db::meta::claim_periodic(db, "test", now, DAY_MICROS, 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !shipsync_db::meta::claim_periodic(db, "test", now, DAY_MICROS, 0)
+            .await
+            .unwrap(),
         "claimed already"
     );
     assert!(
-        db.claim_periodic("test", now + DAY_MICROS, DAY_MICROS, 0)
+        shipsync_db::meta::claim_periodic(db, "test", now + DAY_MICROS, DAY_MICROS, 0)
             .await
             .unwrap(),
         "next day"
