@@ -39,7 +39,7 @@ fn defaults() -> Value {
     json!({
         "warehouse": {"platform": "deposco", "api_url": DEFAULT_API_URL, "business_unit": ""},
         "shipment_webhooks": {"enabled": false},
-        "kit_policy": "complete_kits",
+        "kit_policy": KitPolicy::default(),
         "carrier_overrides": {},
     })
 }

@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shipsync_core::states::StoreStatus;
+use shipsync_core::states::{Channel, StoreStatus};
 use shipsync_engine::users::Role;
 
 use super::layout::{Flash, Page, csrf, document, enc, fail, flash, page, see_other, status_badge};
@@ -191,13 +191,11 @@ pub(super) async fn connection_show(
         .await
         .map_err(|e| fail(&ui, e))?;
     let store = connections::render(&c)["store"].clone();
-    let tab = q.tab.clone().unwrap_or_else(|| "shipments".into());
-    let channel = if tab == "sales_orders" {
-        "sales_orders"
-    } else {
-        "shipments"
+    let channel = match q.tab.as_deref().map(str::parse) {
+        Some(Ok(Channel::SalesOrders)) => Channel::SalesOrders,
+        _ => Channel::Shipments,
     };
-    let ch = connections::load_channel(&s, p, &id, channel)
+    let ch = connections::load_channel(&s, p, &id, channel.as_str())
         .await
         .map_err(|e| fail(&ui, e))?;
     let rules = shipsync_core::schedule::parse_schedules(&ch.schedules).unwrap_or_default();
@@ -208,10 +206,10 @@ pub(super) async fn connection_show(
     let last_run = shipsync_db::runs::last(s.engine.db().pool(), &id, ch.channel)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
-    let recommend = channel == "shipments"
+    let recommend = channel == Channel::Shipments
         && m.webhooks_enabled
         && shipsync_core::schedule::runs_more_often_than_daily(&rules);
-    let label = if channel == "shipments" {
+    let label = if channel == Channel::Shipments {
         "order status import"
     } else {
         "sales order export"
@@ -262,11 +260,11 @@ pub(super) async fn connection_show(
                 }
             }
             nav.tabs aria-label="Channels" {
-                a href={"/connections/" (id) "?tab=sales_orders"} class=[(channel == "sales_orders").then_some("active")] { "Sales Orders" }
-                a href={"/connections/" (id) "?tab=shipments"} class=[(channel == "shipments").then_some("active")] { "Shipments" }
+                a href={"/connections/" (id) "?tab=" (Channel::SalesOrders)} class=[(channel == Channel::SalesOrders).then_some("active")] { "Sales Orders" }
+                a href={"/connections/" (id) "?tab=" (Channel::Shipments)} class=[(channel == Channel::Shipments).then_some("active")] { "Shipments" }
             }
             div.card #channel {
-                h2 { (if channel == "shipments" { "Shipments" } else { "Sales Orders" }) " · Control Panel" }
+                h2 { (if channel == Channel::Shipments { "Shipments" } else { "Sales Orders" }) " · Control Panel" }
                 dl.facts {
                     dt { "Status" } dd #channel-status { @if ch.enabled { (status_badge("on")) " enabled" } @else { "disabled" } }
                     dt { "Recurrence" } dd #recurrence {

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use maud::html;
+use shipsync_core::states::EventOutcome;
 
 use super::layout::{Flash, Page, csrf, fail, flash, page, see_other, status_badge};
 use super::session::{Ui, checked_form};
@@ -65,7 +66,7 @@ pub(super) async fn event_show(
             h2 { "Body" }
             @match raw["body"].as_str() {
                 Some(body) => pre { (body) },
-                None => p.hint { @if e.body_size > 0 && matches!(e.outcome.as_str(), "accepted" | "needs_attention") { "Removed by retention (SHIPSYNC_RETAIN_EVENT_BODIES_DAYS)." } @else { "Not stored." } },
+                None => p.hint { @if e.body_size > 0 && EventOutcome::COUNTED.contains(&e.outcome) { "Removed by retention (SHIPSYNC_RETAIN_EVENT_BODIES_DAYS)." } @else { "Not stored." } },
             }
         },
     ))

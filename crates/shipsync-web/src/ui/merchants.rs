@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::{Value, json};
+use shipsync_core::ledger::KitPolicy;
 use shipsync_db::merchants::MerchantRow;
 
 use super::layout::{Flash, Page, csrf, enc, fail, flash, page, see_other, status_badge};
@@ -89,8 +90,9 @@ fn warehouse_fields(w: &Value, locked: bool) -> Markup {
         p.hint { @if auth["password_set"] == true { "A password is stored; leave blank to keep it. Changing the API URL or business unit clears it unless you type it again." } @else { "Write-only: never shown again once saved." } }
         label for="kit_policy" { "Kit policy" }
         select #kit_policy name="kit_policy" {
-            option value="complete_kits" selected[w["_kit_policy"] != "first_component"] { "Complete kits only" }
-            option value="first_component" selected[w["_kit_policy"] == "first_component"] { "First component ships the kit" }
+            @let first = w["_kit_policy"] == KitPolicy::FirstComponent.as_str();
+            option value=(KitPolicy::CompleteKits) selected[!first] { "Complete kits only" }
+            option value=(KitPolicy::FirstComponent) selected[first] { "First component ships the kit" }
         }
     }
 }
