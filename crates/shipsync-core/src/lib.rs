@@ -2,9 +2,11 @@
 //! normalised, and the rules that turn shipments into store fulfillments.
 
 pub mod fulfillment;
+pub mod landed;
 pub mod ledger;
 pub mod schedule;
 pub mod shipment;
 pub mod tracking;
+pub mod versions;
 
 pub use shipment::{KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus};

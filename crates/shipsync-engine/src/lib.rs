@@ -4,13 +4,14 @@
 mod budgets;
 mod check;
 pub mod connect;
+mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod orders;
-mod pipeline;
 mod retention;
 pub mod runs;
 pub mod secrets;
+mod shipments;
 mod shutdown;
 pub mod spans;
 mod stores;
@@ -27,13 +28,14 @@ use tokio::sync::Notify;
 
 pub use check::{ConnectionTest, Probe, TestReason};
 pub use connect::InstallError;
+pub use error::EngineError;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
-pub use pipeline::{EngineError, MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
 pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
+pub use shipments::{MergeOutcome, SOURCE_POLL, SOURCE_WEBHOOK, ShipmentAction};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
 pub use stores::StoreSettings;
 

@@ -1,0 +1,210 @@
+//! Job `push_order`: an order created in Deposco exactly once (looked up
+//! before it is created), or put in `error` with Deposco's reason.
+
+use serde_json::{Value, json};
+use shipsync_db::orders::{self as db_orders};
+use shipsync_db::rows::{self};
+use shipsync_db::{jobs, now_micros};
+use shipsync_deposco::api::DeposcoError;
+use shipsync_shopify::StoreOrderForWarehouse;
+use tracing::field::Empty;
+
+use super::dto::{deposco_id, sales_order_dto, warehouse_number};
+use crate::Engine;
+use crate::error::EngineError;
+
+pub(super) fn push_key(order_id: &str) -> String {
+    format!("push:{order_id}")
+}
+
+impl Engine {
+    /// Queues (again) the push of an order.
+    pub async fn enqueue_push(&self, order_id: &str) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        enqueue_push_tx(&mut tx, order_id, now_micros()).await?;
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Job `push_order`: create the order in Deposco, once.
+    #[tracing::instrument(
+        name = "push_order",
+        skip_all,
+        fields(order = %order_id, order_name = Empty, connection = Empty, merchant = Empty)
+    )]
+    pub async fn push_order(&self, order_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(mut o) = db.get_order_record(order_id).await? else {
+            return Ok(());
+        };
+        let span = tracing::Span::current();
+        span.record("order_name", o.name.as_str());
+        span.record("connection", o.connection_id.as_str());
+        if o.status != "queued" || o.warehouse_id.is_some() {
+            // Sent already, waiting for a person, or archived.
+            return Ok(());
+        }
+        let connection = db.get_connection(&o.connection_id).await?.ok_or_else(|| {
+            EngineError::Permanent("the connection of this order was deleted".into())
+        })?;
+        let channel = db.get_channel(&connection.id, "sales_orders").await?;
+        if connection.enabled != 1 || channel.is_none_or(|c| c.enabled != 1) {
+            let why = format!(
+                "waiting: connection {} or its Sales Orders channel is disabled; the order goes out with the next run after both are on",
+                connection.name
+            );
+            if o.error.as_deref() != Some(why.as_str()) {
+                o.error = Some(why.clone());
+                o.updated_at = now_micros();
+                db.save_order(&o).await?;
+                db.activity(&o.id, "waiting", &why).await?;
+            }
+            return Ok(());
+        }
+        let merchant = db
+            .get_merchant(&connection.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the merchant of this order was deleted".into())
+            })?;
+        span.record("merchant", merchant.id.as_str());
+        let store: StoreOrderForWarehouse = o
+            .store_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "store order {} was not pulled by the Sales Orders channel; nothing to send",
+                    o.name
+                ))
+            })?;
+        let number = warehouse_number(&connection.order_prefix, &o.name);
+        let warehouse: Value = serde_json::from_str(&merchant.warehouse_json).unwrap_or_default();
+        let business_unit = warehouse
+            .get("business_unit")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let dto = match sales_order_dto(&number, business_unit, &store) {
+            Ok(dto) => dto,
+            Err(why) => return self.order_error(order_id, &why).await,
+        };
+        let client = self.deposco_client(&merchant)?;
+        // Idempotent: an earlier attempt may have reached Deposco (its answer
+        // lost, or a crash before it was recorded): adopt it.
+        if let Some(existing) = client.sales_order_by_number(&number).await? {
+            return self
+                .order_sent(order_id, &number, deposco_id(&existing), true)
+                .await;
+        }
+        match client.create_sales_order(&dto).await {
+            Ok(answer) => {
+                self.order_sent(order_id, &number, deposco_id(&answer), false)
+                    .await
+            }
+            Err(DeposcoError::Rejected { message, .. }) => {
+                self.order_error(order_id, &format!("Deposco refused the order: {message}"))
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records that Deposco has the order.
+    async fn order_sent(
+        &self,
+        order_id: &str,
+        number: &str,
+        warehouse_id: Option<String>,
+        adopted: bool,
+    ) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let Some(mut o) = db_orders::order_for_update(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        let now = now_micros();
+        o.warehouse_number = Some(number.to_string());
+        o.warehouse_id = warehouse_id.clone().or(Some(String::new()));
+        o.sent_at = Some(now);
+        o.updated_at = now;
+        if matches!(o.status.as_str(), "new" | "queued" | "error") {
+            o.status = "open".into();
+            o.error = None;
+        }
+        db_orders::update_order(&mut *tx, &o).await?;
+        let id_text = warehouse_id
+            .map(|i| format!(" (id {i})"))
+            .unwrap_or_default();
+        let message = if adopted {
+            format!("Deposco already had it as {number}{id_text}: adopted, not sent again")
+        } else {
+            format!("Sent to Deposco as {number}{id_text}")
+        };
+        rows::add_activity(&mut *tx, order_id, "sent", &message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts the order in `error` with a reason a person can act on; it
+    /// stays there until `reprocess`.
+    async fn order_error(&self, order_id: &str, why: &str) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let Some(mut o) = db_orders::order_for_update(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        if o.status == "archived" {
+            return Ok(());
+        }
+        o.status = "error".into();
+        o.error = Some(why.to_string());
+        o.updated_at = now_micros();
+        db_orders::update_order(&mut *tx, &o).await?;
+        rows::add_activity(&mut *tx, order_id, "failed", why).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A `push_order` attempt failed: show why while it waits to retry, or
+    /// put the order in `error` when shipsync gives up.
+    pub(crate) async fn push_failed(
+        &self,
+        order_id: &str,
+        message: &str,
+        give_up: bool,
+        attempts: i64,
+    ) -> Result<(), EngineError> {
+        if give_up {
+            return self
+                .order_error(
+                    order_id,
+                    &format!("Failed after {attempts} attempt(s): {message}"),
+                )
+                .await;
+        }
+        let db = self.db();
+        if let Some(mut o) = db.get_order_record(order_id).await?
+            && o.status == "queued"
+        {
+            o.error = Some(message.to_string());
+            o.updated_at = now_micros();
+            db.save_order(&o).await?;
+            db.activity(
+                order_id,
+                "retry",
+                &format!("Attempt {attempts} failed, will retry: {message}"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) async fn enqueue_push_tx(
+    tx: &mut shipsync_db::Tx<'_>,
+    order_id: &str,
+    at: i64,
+) -> Result<(), EngineError> {
+    let payload = json!({ "order_id": order_id }).to_string();
+    jobs::enqueue(tx, "push_order", Some(&push_key(order_id)), &payload, at).await?;
+    Ok(())
+}
