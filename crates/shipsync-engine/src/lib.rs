@@ -4,10 +4,15 @@
 mod budgets;
 mod check;
 pub mod connect;
+pub mod connections;
+pub mod edit;
 pub mod ingest;
+pub mod merchants;
 pub mod metrics;
 pub mod orders;
 mod pipeline;
+pub mod queries;
+
 mod retention;
 pub mod runs;
 pub mod secrets;
@@ -179,7 +184,7 @@ impl Engine {
         })
     }
 
-    pub fn db(&self) -> &Db {
+    pub(crate) fn db(&self) -> &Db {
         &self.inner.db
     }
 
