@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod orders;
 mod pipeline;
 pub mod queries;
-
 mod retention;
 pub mod runs;
 pub mod secrets;

@@ -66,7 +66,6 @@ impl Harness {
     }
 
     /// Creates a store order from a full spec.
-
     pub fn place_order_spec(&mut self, spec: OrderSpec) -> CreatedOrder {
         self.shopify.sandbox.create_order(spec)
     }

@@ -137,7 +137,6 @@ pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<OrderRecor
             .unwrap_or_default();
         p.check(&merchant, "order")?;
     }
-
     Ok(row)
 }
 

@@ -369,7 +369,6 @@ pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -
         .save_connection(&c, new_merchant.then_some(&m))
         .await
         .map_err(|e| fail(&ui, e.into()))?;
-
     let saved = if new_merchant {
         format!("Merchant {} and connection {} saved.", m.name, c.name)
     } else {
