@@ -332,16 +332,7 @@ impl Engine {
         role: Role,
         merchants: &[String],
     ) -> Result<UserRow, EngineError> {
-        create_user(
-            self.db(),
-            self.passwords(),
-            email,
-            password,
-            role,
-            merchants,
-            None,
-        )
-        .await
+        self.add_user(email, password, role, merchants, None).await
     }
 
     /// Changes a user's role and merchants (see [`check_access`]);
