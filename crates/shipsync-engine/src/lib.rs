@@ -4,10 +4,15 @@
 mod budgets;
 mod check;
 pub mod connect;
+pub mod connections;
+pub mod edit;
 mod error;
 pub mod ingest;
+pub mod merchants;
 pub mod metrics;
 pub mod orders;
+pub mod queries;
+
 mod retention;
 pub mod runs;
 pub mod secrets;
@@ -181,7 +186,7 @@ impl Engine {
         })
     }
 
-    pub fn db(&self) -> &Db {
+    pub(crate) fn db(&self) -> &Db {
         &self.inner.db
     }
 

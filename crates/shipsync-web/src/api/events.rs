@@ -90,8 +90,7 @@ async fn list_events(
     };
     let rows = s
         .engine
-        .db()
-        .list_events(&filter, q.page.cursor.as_deref(), limit + 1)
+        .events(&filter, q.page.cursor.as_deref(), limit + 1)
         .await?;
     Ok(Json(list(rows, limit, |e| e.id.clone(), summary)))
 }
@@ -99,8 +98,7 @@ async fn list_events(
 /// The event, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<EventRow> {
     s.engine
-        .db()
-        .get_event(id)
+        .event(id)
         .await?
         .filter(|e| p.sees(&e.merchant_id))
         .ok_or_else(|| ApiError::not_found("event"))
@@ -183,8 +181,7 @@ async fn replay(
         .map_err(|e| ApiError::from_engine(e, "event"))?;
     let e = s
         .engine
-        .db()
-        .get_event(&id)
+        .event(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
     Ok((

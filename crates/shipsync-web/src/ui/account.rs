@@ -33,8 +33,7 @@ async fn account_view(s: &AppState, ui: &Ui, f: &Flash, new_token: Option<&str>)
     let uid = own_user_id(ui)?;
     let tokens = s
         .engine
-        .db()
-        .user_api_tokens(uid)
+        .user_tokens(uid)
         .await
         .map_err(|e| fail(ui, e.into()))?;
     Ok(page(
@@ -105,7 +104,9 @@ pub(super) async fn account_token_create(State(s): State<AppState>, ui: Ui, body
             }
         },
     };
-    match shipsync_engine::users::issue_user_token(s.engine.db(), &uid, f.get("label"), days)
+    match s
+        .engine
+        .issue_token(&uid, f.get("label"), days)
         .await
         .map(|(_, token)| token)
     {
@@ -134,8 +135,7 @@ pub(super) async fn account_token_revoke(
     checked_form(&ui, &body)?;
     let uid = own_user_id(&ui)?.to_string();
     if s.engine
-        .db()
-        .delete_user_api_token(&uid, &id)
+        .revoke_token(&uid, &id)
         .await
         .map_err(|e| fail(&ui, e.into()))?
     {

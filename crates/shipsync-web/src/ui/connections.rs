@@ -209,7 +209,6 @@ pub(super) async fn connection_show(
         .map_or(jiff::tz::TimeZone::UTC, |r| r.time_zone.clone());
     let last_run = s
         .engine
-        .db()
         .last_run(&id, channel)
         .await
         .map_err(|e| fail(&ui, e.into()))?;

@@ -14,8 +14,7 @@ use crate::api::events;
 pub(super) async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
     let rows = s
         .engine
-        .db()
-        .list_events(
+        .events(
             &shipsync_db::rows::EventFilter {
                 merchant_ids: ui.principal.narrow(None),
                 ..Default::default()

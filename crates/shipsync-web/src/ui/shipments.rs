@@ -141,7 +141,6 @@ pub(super) async fn shipment_show(
     let sent = match (d["connection_id"].as_str(), store_order_id) {
         (Some(c), Some(o)) => s
             .engine
-            .db()
             .order_of_store_order(c, o)
             .await
             .map_err(|e| fail(&ui, e.into()))?,

@@ -219,12 +219,13 @@ async fn sales_orders_reach_deposco_once(db_url: String) {
     h.settle(SETTLE).await.unwrap();
     // A crash after Deposco created the order but before shipsync recorded
     // it: the order is still queued locally; the push finds it and adopts it.
-    let mut rec = engine.db().get_order_record(&id).await.unwrap().unwrap();
+    let db = h.db().await.unwrap();
+    let mut rec = db.get_order_record(&id).await.unwrap().unwrap();
     rec.status = "queued".into();
     rec.warehouse_number = None;
     rec.warehouse_id = None;
     rec.sent_at = None;
-    engine.db().save_order(&rec).await.unwrap();
+    db.save_order(&rec).await.unwrap();
     engine.enqueue_push(&id).await.unwrap();
     let o = wait_order(&h, "#1001", "open").await;
     assert_eq!(o["warehouse_order_number"], "SS-1001");

@@ -1,0 +1,273 @@
+//! What the web reads: one function per page or answer need, over the
+//! stored rows (shipments, orders, events, runs, the dashboard's counts).
+//! Rows are returned as stored; who may see them is the caller's check.
+
+use shipsync_core::ShipmentVersion;
+use shipsync_db::DbError;
+use shipsync_db::orders::{OrderFilter, OrderRecord};
+use shipsync_db::rows::{
+    ActivityRow, EventFilter, EventRow, ShipmentFilter, ShipmentRow, StoreFulfillmentRow,
+};
+
+use crate::Engine;
+
+/// At most this many shipments carrying one tracking number are looked at
+/// when orders are searched by tracking number.
+const TRACKING_SHIPMENTS: i64 = 500;
+
+/// What the dashboard shows of the stored shipments.
+#[derive(Debug, Clone, Default)]
+pub struct DashboardCounts {
+    /// Shipments by state (every merchant's; empty for a limited caller).
+    pub by_status: Vec<(String, i64)>,
+    /// Shipments by how they were first seen (webhook, poll).
+    pub by_first_seen: Vec<(String, i64)>,
+    /// (completed at, ship-to-store µs) of shipments completed since.
+    pub completions: Vec<(i64, i64)>,
+}
+
+fn carries(r: &ShipmentRow, tracking: &str) -> bool {
+    serde_json::from_str::<ShipmentVersion>(&r.version_json).is_ok_and(|v| {
+        v.packages.iter().any(|pk| {
+            pk.tracking_number
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(tracking))
+        })
+    })
+}
+
+impl Engine {
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.db().ping().await
+    }
+
+    /// Closes the database pool (at shutdown).
+    pub async fn close(&self) {
+        self.db().close().await
+    }
+
+    /// How many jobs are queued or running.
+    pub async fn count_jobs(&self) -> Result<i64, DbError> {
+        self.db().count_jobs().await
+    }
+
+    /// A page of shipments matching `f`, newest first, before `cursor`.
+    pub async fn shipments(
+        &self,
+        f: &ShipmentFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ShipmentRow>, DbError> {
+        self.db().list_shipments(f, cursor, limit).await
+    }
+
+    /// One shipment by id.
+    pub async fn shipment(&self, id: &str) -> Result<Option<ShipmentRow>, DbError> {
+        self.db().get_shipment(id).await
+    }
+
+    /// The store fulfillments made for a shipment.
+    pub async fn shipment_fulfillments(
+        &self,
+        shipment_id: &str,
+    ) -> Result<Vec<StoreFulfillmentRow>, DbError> {
+        self.db().store_fulfillments_for_shipment(shipment_id).await
+    }
+
+    /// The activity of a shipment or order, oldest first.
+    pub async fn activity(&self, subject_id: &str) -> Result<Vec<ActivityRow>, DbError> {
+        self.db().list_activity(subject_id).await
+    }
+
+    /// The shipments of these merchants (None: all) whose order name is `q`
+    /// or one of whose packages carries tracking number `q` (one search
+    /// box), newest first, optionally in one status.
+    pub async fn search_shipments(
+        &self,
+        merchant_ids: Option<&[String]>,
+        status: Option<String>,
+        q: &str,
+        limit: i64,
+    ) -> Result<Vec<ShipmentRow>, DbError> {
+        let q = q.trim();
+        let filter = ShipmentFilter {
+            merchant_ids: merchant_ids.map(<[String]>::to_vec),
+            status: status.clone(),
+            order_name: Some(q.to_string()).filter(|x| !x.is_empty()),
+            ..Default::default()
+        };
+        let mut rows = self.db().list_shipments(&filter, None, limit).await?;
+        if q.is_empty() {
+            return Ok(rows);
+        }
+        for r in self.shipments_carrying(merchant_ids, q, limit).await? {
+            if status.as_ref().is_none_or(|st| *st == r.status)
+                && !rows.iter().any(|x| x.id == r.id)
+            {
+                rows.push(r);
+            }
+        }
+        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        rows.truncate(limit.max(0) as usize);
+        Ok(rows)
+    }
+
+    /// The shipments of these merchants (newest first, at most `limit`) one
+    /// of whose packages carries tracking number `tracking` (ASCII case
+    /// ignored).
+    pub async fn shipments_carrying(
+        &self,
+        merchant_ids: Option<&[String]>,
+        tracking: &str,
+        limit: i64,
+    ) -> Result<Vec<ShipmentRow>, DbError> {
+        let tracking = tracking.trim();
+        if tracking.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The database finds the shipments whose stored version mentions
+        // the text anywhere; only those with it as a package's tracking
+        // number count.
+        let mentioning = self
+            .db()
+            .shipments_mentioning(merchant_ids, tracking, limit)
+            .await?;
+        Ok(mentioning
+            .into_iter()
+            .filter(|r| carries(r, tracking))
+            .collect())
+    }
+
+    /// (connection id, store order id) of the orders whose shipments carry
+    /// tracking number `tracking`.
+    pub async fn store_orders_carrying(
+        &self,
+        merchant_ids: Option<&[String]>,
+        tracking: &str,
+    ) -> Result<Vec<(String, String)>, DbError> {
+        let mut pairs: Vec<(String, String)> = self
+            .shipments_carrying(merchant_ids, tracking, TRACKING_SHIPMENTS)
+            .await?
+            .into_iter()
+            .filter_map(|sh| Some((sh.connection_id?, sh.order_id?)))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        Ok(pairs)
+    }
+
+    /// A page of orders matching `f`, newest first, before `cursor`.
+    pub async fn orders(
+        &self,
+        f: &OrderFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, DbError> {
+        self.db().list_orders(f, cursor, limit).await
+    }
+
+    /// The orders of these merchants (None: all) whose name is `q` or whose
+    /// shipments carry tracking number `q` (one search box), newest first,
+    /// optionally in one status.
+    pub async fn search_orders(
+        &self,
+        merchant_ids: Option<&[String]>,
+        status: Option<String>,
+        q: &str,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, DbError> {
+        let q = q.trim();
+        let by_name = OrderFilter {
+            merchant_ids: merchant_ids.map(<[String]>::to_vec),
+            status,
+            name: Some(q.to_string()).filter(|x| !x.is_empty()),
+            ..Default::default()
+        };
+        let mut rows = self.db().list_orders(&by_name, None, limit).await?;
+        if q.is_empty() {
+            return Ok(rows);
+        }
+        let by_tracking = OrderFilter {
+            name: None,
+            store_orders: Some(self.store_orders_carrying(merchant_ids, q).await?),
+            ..by_name
+        };
+        for o in self.db().list_orders(&by_tracking, None, limit).await? {
+            if !rows.iter().any(|x| x.id == o.id) {
+                rows.push(o);
+            }
+        }
+        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        rows.truncate(limit.max(0) as usize);
+        Ok(rows)
+    }
+
+    /// One order by id.
+    pub async fn order(&self, id: &str) -> Result<Option<OrderRecord>, DbError> {
+        self.db().get_order_record(id).await
+    }
+
+    /// The ids of the shipments matched to an order (of its connection).
+    pub async fn order_shipment_ids(&self, o: &OrderRecord) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .db()
+            .shipments_for_order(&o.store_order_id)
+            .await?
+            .into_iter()
+            .filter(|sh| sh.connection_id.as_deref() == Some(&o.connection_id))
+            .map(|sh| sh.id)
+            .collect())
+    }
+
+    /// The order a connection made of a store order, if any.
+    pub async fn order_of_store_order(
+        &self,
+        connection_id: &str,
+        store_order_id: &str,
+    ) -> Result<Option<OrderRecord>, DbError> {
+        self.db()
+            .order_of_store_order(connection_id, store_order_id)
+            .await
+    }
+
+    /// A page of events matching `f`, newest first, before `cursor`.
+    pub async fn events(
+        &self,
+        f: &EventFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, DbError> {
+        self.db().list_events(f, cursor, limit).await
+    }
+
+    /// One event by id.
+    pub async fn event(&self, id: &str) -> Result<Option<EventRow>, DbError> {
+        self.db().get_event(id).await
+    }
+
+    /// The dashboard's counts for these merchants (None: all; the count by
+    /// state only then), completions since `since` (µs).
+    pub async fn dashboard_counts(
+        &self,
+        merchant_ids: Option<&[String]>,
+        since: i64,
+    ) -> Result<DashboardCounts, DbError> {
+        let by_status = if merchant_ids.is_none() {
+            self.db().count_shipments_by_status().await?
+        } else {
+            Vec::new()
+        };
+        Ok(DashboardCounts {
+            by_status,
+            by_first_seen: self
+                .db()
+                .count_shipments_by_first_seen(merchant_ids)
+                .await?,
+            completions: self
+                .db()
+                .shipment_completions_since(merchant_ids, since)
+                .await?,
+        })
+    }
+}
