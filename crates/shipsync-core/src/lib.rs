@@ -2,11 +2,13 @@
 //! normalised, and the rules that turn shipments into store fulfillments.
 
 pub mod fulfillment;
+pub mod landed;
 pub mod ledger;
 pub mod schedule;
 pub mod shipment;
 pub mod states;
 
 pub mod tracking;
+pub mod versions;
 
 pub use shipment::{KitLink, Package, PackageLine, ShipmentLine, ShipmentVersion, WarehouseStatus};

@@ -16,7 +16,7 @@ use shipsync_deposco::api::DeposcoError;
 use shipsync_shopify::ShopifyError;
 
 use crate::Engine;
-use crate::pipeline::EngineError;
+use crate::error::EngineError;
 
 /// Why one side of a test failed, without anything the remote side sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use shipsync_db::store_auth::{self, OauthStateRow};
 use shipsync_shopify::auth::{self, AppCredentials};
 
 use crate::Engine;
-use crate::pipeline::EngineError;
+use crate::error::EngineError;
 use crate::secrets::{hash_token, random_token};
 use crate::stores::StoreSettings;
 use crate::tokens::{StoreAuth, token_row};

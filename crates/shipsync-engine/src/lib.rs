@@ -4,13 +4,19 @@
 mod budgets;
 mod check;
 pub mod connect;
+pub mod connections;
+pub mod edit;
+mod error;
 pub mod ingest;
+pub mod merchants;
 pub mod metrics;
 pub mod orders;
-mod pipeline;
+pub mod queries;
+
 mod retention;
 pub mod runs;
 pub mod secrets;
+mod shipments;
 mod shutdown;
 pub mod spans;
 mod stores;
@@ -27,13 +33,14 @@ use tokio::sync::Notify;
 
 pub use check::{ConnectionTest, Probe, TestReason};
 pub use connect::InstallError;
+pub use error::EngineError;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
-pub use pipeline::{EngineError, MergeOutcome, ShipmentAction};
 pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
+pub use shipments::{MergeOutcome, ShipmentAction};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
 pub use stores::StoreSettings;
 
@@ -179,7 +186,7 @@ impl Engine {
         })
     }
 
-    pub fn db(&self) -> &Db {
+    pub(crate) fn db(&self) -> &Db {
         &self.inner.db
     }
 

@@ -9,7 +9,7 @@ use shipsync_db::jobs::{self, Job};
 use shipsync_db::{meta, now_micros, retention};
 
 use crate::Engine;
-use crate::pipeline::EngineError;
+use crate::error::EngineError;
 
 const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// The first run, an hour after the database's first start: not in the

@@ -14,7 +14,7 @@ use shipsync_shopify::auth::AppCredentials;
 use shipsync_shopify::{ShopifyClient, Timeouts};
 
 use crate::budgets::Budgets;
-use crate::pipeline::EngineError;
+use crate::error::EngineError;
 use crate::secrets::SecretBox;
 use crate::tokens::{KeptTokens, Source, StoreAuth};
 

@@ -296,16 +296,7 @@ impl Engine {
         role: Role,
         merchants: &[String],
     ) -> Result<UserRow, EngineError> {
-        create_user(
-            self.db(),
-            self.passwords(),
-            email,
-            password,
-            role,
-            merchants,
-            None,
-        )
-        .await
+        self.add_user(email, password, role, merchants, None).await
     }
 
     /// Changes a user's role and merchants (see [`check_access`]);
@@ -437,6 +428,78 @@ pub async fn issue_user_token(
     )
     .await?;
     Ok((row, token))
+}
+
+/// Users and their API tokens, as the web's handlers reach them.
+impl Engine {
+    /// Every user, by email.
+    pub async fn users(&self) -> Result<Vec<UserRow>, shipsync_db::DbError> {
+        db_users::list(self.db()).await
+    }
+
+    /// One user by id.
+    pub async fn user(&self, id: &str) -> Result<Option<UserRow>, shipsync_db::DbError> {
+        db_users::get(self.db(), id).await
+    }
+
+    /// Creates a user (see [`create_user`]), `all_merchants` as given.
+    pub async fn add_user(
+        &self,
+        email: &str,
+        password: &str,
+        role: Role,
+        merchants: &[String],
+        all_merchants: Option<bool>,
+    ) -> Result<UserRow, EngineError> {
+        create_user(
+            self.db(),
+            self.passwords(),
+            email,
+            password,
+            role,
+            merchants,
+            all_merchants,
+        )
+        .await
+    }
+
+    /// Deletes a user; false when there was none.
+    pub async fn delete_user(&self, id: &str) -> Result<bool, shipsync_db::DbError> {
+        db_users::delete(self.db(), id).await
+    }
+
+    /// A user's API tokens.
+    pub async fn user_tokens(&self, user_id: &str) -> Result<Vec<TokenRow>, shipsync_db::DbError> {
+        api_tokens::of_user(self.db().pool(), user_id).await
+    }
+
+    /// A new API token of a user (see [`issue_user_token`]).
+    pub async fn issue_token(
+        &self,
+        user_id: &str,
+        label: &str,
+        expires_in_days: Option<i64>,
+    ) -> Result<(TokenRow, String), EngineError> {
+        issue_user_token(self.db(), user_id, label, expires_in_days).await
+    }
+
+    /// Revokes one of a user's API tokens; false when it has none such.
+    pub async fn revoke_token(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<bool, shipsync_db::DbError> {
+        api_tokens::delete_of_user(self.db().pool(), user_id, id).await
+    }
+
+    /// Who a bearer token acts as: None for an unknown or expired token,
+    /// `Some(None)` for an administrator token, else its user.
+    pub async fn token_user(
+        &self,
+        token: &str,
+    ) -> Result<Option<Option<UserRow>>, shipsync_db::DbError> {
+        api_tokens::user_of(self.db(), &hash_token(token)).await
+    }
 }
 
 #[cfg(test)]

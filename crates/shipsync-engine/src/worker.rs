@@ -16,7 +16,7 @@ use shipsync_db::{activity, now_micros, shipments};
 use tracing::Instrument;
 
 use crate::Engine;
-use crate::pipeline::EngineError;
+use crate::error::EngineError;
 use crate::shutdown::Shutdown;
 
 /// How often the idle worker watching the clock looks for due jobs.

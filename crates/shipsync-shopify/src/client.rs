@@ -1,6 +1,5 @@
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -15,91 +14,25 @@ use crate::model::{
 };
 use crate::operations as ops;
 use crate::throttle::{Budget, CostBudget};
-use crate::transport::{BeforeSend, Kind};
+use crate::transport::{BeforeSend, Kind, Timeouts, Tokens, Transport};
 use crate::wire;
-
-/// The token a client sends: fixed (a legacy admin-created app's), or kept
-/// and refreshed by the caller.
-#[derive(Clone)]
-pub(crate) enum Tokens {
-    Fixed(SecretString),
-    Kept(Arc<dyn AccessTokens>),
-}
-
-impl Tokens {
-    pub(crate) async fn current(&self) -> Result<SecretString, ShopifyError> {
-        match self {
-            Self::Fixed(t) => Ok(t.clone()),
-            Self::Kept(k) => k.token().await,
-        }
-    }
-
-    /// After a 401 to `refused`: another token to try once, if there can be one.
-    pub(crate) async fn after_refusal(
-        &self,
-        refused: &SecretString,
-    ) -> Option<Result<SecretString, ShopifyError>> {
-        match self {
-            Self::Fixed(_) => None,
-            Self::Kept(k) if k.refreshable() => Some(k.refused(refused).await),
-            Self::Kept(_) => None,
-        }
-    }
-
-    /// After a 401 to the token [`Tokens::after_refusal`] gave.
-    pub(crate) async fn failed(&self, reason: &str) {
-        if let Self::Kept(k) = self {
-            k.failed(reason).await;
-        }
-    }
-}
 
 /// Guards against a server that always says "next page".
 const MAX_PAGES: usize = 200;
-
-/// Time limits for every call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Whole call: connect, send, answer (default 15 s).
-    pub total: Duration,
-    /// TCP + TLS connect; applied by [`ShopifyClient::http_client`] (default 5 s).
-    pub connect: Duration,
-    /// Longest the client sleeps for the cost budget before sending; beyond
-    /// it the call returns `Throttled` at once so a worker is not held
-    /// (default 10 s).
-    pub max_budget_wait: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            total: Duration::from_secs(15),
-            connect: Duration::from_secs(5),
-            max_budget_wait: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Shopify Admin GraphQL client for one store (connection). Clones share the
 /// store's cost budget.
 #[derive(Clone)]
 pub struct ShopifyClient {
-    pub(crate) http: reqwest::Client,
-    pub(crate) endpoint: Url,
-    pub(crate) token: Tokens,
-    pub(crate) timeouts: Timeouts,
-    pub(crate) budget: Arc<Budget>,
-    /// The caller's name for this store (its connection id), shown in the
-    /// span of each call.
-    pub(crate) connection: Option<Arc<str>>,
+    transport: Transport,
 }
 
 impl fmt::Debug for ShopifyClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShopifyClient")
-            .field("endpoint", &self.endpoint.as_str())
-            .field("connection", &self.connection)
-            .field("timeouts", &self.timeouts)
+            .field("endpoint", &self.transport.endpoint.as_str())
+            .field("connection", &self.transport.connection)
+            .field("timeouts", &self.transport.timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -129,12 +62,14 @@ impl ShopifyClient {
     ) -> Result<Self, ShopifyError> {
         let endpoint = endpoint(shop_url, api_version)?;
         Ok(Self {
-            http,
-            endpoint,
-            token: Tokens::Fixed(access_token),
-            timeouts: Timeouts::default(),
-            budget: Arc::default(),
-            connection: None,
+            transport: Transport {
+                http,
+                endpoint,
+                token: Tokens::Fixed(access_token),
+                timeouts: Timeouts::default(),
+                budget: Arc::default(),
+                connection: None,
+            },
         })
     }
 
@@ -142,13 +77,14 @@ impl ShopifyClient {
     /// keeper) instead of a fixed one; on a 401 asks it once for another.
     #[must_use]
     pub fn with_tokens(mut self, tokens: Arc<dyn AccessTokens>) -> Self {
-        self.token = Tokens::Kept(tokens);
+        self.transport.token = Tokens::Kept(tokens);
         self
     }
 
     /// The scopes the store granted the token (`currentAppInstallation.accessScopes`).
     pub async fn access_scopes(&self) -> Result<Vec<String>, ShopifyError> {
         let data: wire::AccessScopesData = self
+            .transport
             .execute("AccessScopes", ops::ACCESS_SCOPES, json!({}), Kind::Query)
             .await?;
         Ok(data
@@ -164,7 +100,7 @@ impl ShopifyClient {
     /// clones. Learned operation costs start afresh.
     #[must_use]
     pub fn with_cost_budget(mut self, bucket: Arc<dyn CostBudget>) -> Self {
-        self.budget = Arc::new(Budget::new(bucket));
+        self.transport.budget = Arc::new(Budget::new(bucket));
         self
     }
 
@@ -172,7 +108,7 @@ impl ShopifyClient {
     /// built by [`ShopifyClient::http_client`]).
     #[must_use]
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
+        self.transport.timeouts = timeouts;
         self
     }
 
@@ -180,17 +116,18 @@ impl ShopifyClient {
     /// span of each call).
     #[must_use]
     pub fn with_connection(mut self, connection: &str) -> Self {
-        self.connection = Some(connection.into());
+        self.transport.connection = Some(connection.into());
         self
     }
 
     pub fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
+        self.transport.endpoint.as_str()
     }
 
     /// The shop's name — proves URL, version and token work.
     pub async fn shop_name(&self) -> Result<String, ShopifyError> {
         let data: wire::ShopData = self
+            .transport
             .execute("ShopName", ops::SHOP_NAME, json!({}), Kind::Query)
             .await?;
         Ok(data.shop.name)
@@ -228,6 +165,7 @@ impl ShopifyClient {
         let mut found: Vec<(String, String)> = Vec::new();
         for candidate in [given, other.as_str()] {
             let data: wire::OrderSearchData = self
+                .transport
                 .execute(
                     "FindOrdersByName",
                     ops::FIND_ORDERS_BY_NAME,
@@ -256,6 +194,7 @@ impl ShopifyClient {
     ) -> Result<OrdersPage, ShopifyError> {
         let query = changed_since_query(since)?;
         let data: wire::OrdersForWarehouseData = self
+            .transport
             .execute(
                 "OrdersForWarehouse",
                 ops::ORDERS_FOR_WAREHOUSE,
@@ -313,6 +252,7 @@ impl ShopifyClient {
         after: Option<String>,
     ) -> Result<Option<wire::Order>, ShopifyError> {
         let data: wire::OrderData = self
+            .transport
             .execute(
                 "Order",
                 ops::ORDER,
@@ -398,6 +338,7 @@ impl ShopifyClient {
     ) -> Result<Vec<StoreFulfillmentOrder>, ShopifyError> {
         read_pages("OrderFulfillmentOrders", None, move |after| async move {
             let data: wire::FulfillmentOrdersData = self
+                .transport
                 .execute(
                     "OrderFulfillmentOrders",
                     ops::ORDER_FULFILLMENT_ORDERS,
@@ -438,6 +379,7 @@ impl ShopifyClient {
             Some(first_cursor),
             move |after| async move {
                 let data: wire::FulfillmentOrderLinesData = self
+                    .transport
                     .execute(
                         "FulfillmentOrderLineItems",
                         ops::FULFILLMENT_ORDER_LINE_ITEMS,
@@ -464,6 +406,7 @@ impl ShopifyClient {
             None,
             move |after| async move {
                 let data: wire::FulfillmentOrderFulfillmentsData = self
+                    .transport
                     .execute(
                         "FulfillmentOrderFulfillments",
                         ops::FULFILLMENT_ORDER_FULFILLMENTS,
@@ -519,6 +462,7 @@ impl ShopifyClient {
         after: Option<String>,
     ) -> Result<wire::Fulfillment, ShopifyError> {
         let data: wire::FulfillmentData = self
+            .transport
             .execute(
                 "Fulfillment",
                 ops::FULFILLMENT,
@@ -550,6 +494,7 @@ impl ShopifyClient {
     ) -> Result<CreatedFulfillment, ShopifyError> {
         let variables = json!({ "fulfillment": fulfillment_input(req)? });
         let data: wire::FulfillmentCreateData = self
+            .transport
             .execute_mutation(
                 "FulfillmentCreate",
                 ops::FULFILLMENT_CREATE,
@@ -589,6 +534,7 @@ impl ShopifyClient {
             "notifyCustomer": notify_customer,
         });
         let data: wire::TrackingUpdateData = self
+            .transport
             .execute(
                 "FulfillmentTrackingInfoUpdate",
                 ops::FULFILLMENT_TRACKING_INFO_UPDATE,

@@ -17,7 +17,7 @@ mod transport;
 mod wire;
 
 pub use auth::{AccessTokens, AppCredentials, Grant, TokenFuture};
-pub use client::{ShopifyClient, Timeouts};
+pub use client::ShopifyClient;
 pub use error::ShopifyError;
 pub use model::{
     CreatedFulfillment, FulfillmentRequest, OrdersPage, ShippingAddress, StoreFulfillment,
@@ -28,4 +28,4 @@ pub use throttle::{
     BudgetFuture, CostBudget, LocalBudget, MAX_QUERY_COST, QueryCost, ThrottleStatus, WAIT_SLOTS,
     job_scope,
 };
-pub use transport::BeforeSend;
+pub use transport::{BeforeSend, Timeouts};

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -11,10 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use url::Url;
 
-use crate::client::ShopifyClient;
+use crate::auth::AccessTokens;
 use crate::error::ShopifyError;
-use crate::throttle::QueryCost;
+use crate::throttle::{Budget, QueryCost};
 
 /// Larger answers are refused rather than buffered (a 250-line order is a
 /// few hundred KiB).
@@ -62,7 +64,81 @@ const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// time). An error stops the call with nothing sent.
 pub type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-impl ShopifyClient {
+/// Time limits for every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Whole call: connect, send, answer (default 15 s).
+    pub total: Duration,
+    /// TCP + TLS connect; applied by [`crate::ShopifyClient::http_client`] (default 5 s).
+    pub connect: Duration,
+    /// Longest the client sleeps for the cost budget before sending; beyond
+    /// it the call returns `Throttled` at once so a worker is not held
+    /// (default 10 s).
+    pub max_budget_wait: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            total: Duration::from_secs(15),
+            connect: Duration::from_secs(5),
+            max_budget_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The token a client sends: fixed (a legacy admin-created app's), or kept
+/// and refreshed by the caller.
+#[derive(Clone)]
+pub(crate) enum Tokens {
+    Fixed(SecretString),
+    Kept(Arc<dyn AccessTokens>),
+}
+
+impl Tokens {
+    pub(crate) async fn current(&self) -> Result<SecretString, ShopifyError> {
+        match self {
+            Self::Fixed(t) => Ok(t.clone()),
+            Self::Kept(k) => k.token().await,
+        }
+    }
+
+    /// After a 401 to `refused`: another token to try once, if there can be one.
+    pub(crate) async fn after_refusal(
+        &self,
+        refused: &SecretString,
+    ) -> Option<Result<SecretString, ShopifyError>> {
+        match self {
+            Self::Fixed(_) => None,
+            Self::Kept(k) if k.refreshable() => Some(k.refused(refused).await),
+            Self::Kept(_) => None,
+        }
+    }
+
+    /// After a 401 to the token [`Tokens::after_refusal`] gave.
+    pub(crate) async fn failed(&self, reason: &str) {
+        if let Self::Kept(k) = self {
+            k.failed(reason).await;
+        }
+    }
+}
+
+/// How one store is called: where, with which token, within which time
+/// limits and cost budget. [`crate::ShopifyClient`] builds the documents;
+/// this sends them.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: Url,
+    pub(crate) token: Tokens,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) budget: Arc<Budget>,
+    /// The caller's name for this store (its connection id), shown in the
+    /// span of each call.
+    pub(crate) connection: Option<Arc<str>>,
+}
+
+impl Transport {
     /// Sends mutation `document` once, running `before_send` just before.
     pub(crate) async fn execute_mutation<T: DeserializeOwned>(
         &self,

@@ -59,6 +59,12 @@ impl Harness {
         })
     }
 
+    /// A connection of its own to the world's database, for tests that look
+    /// at (or age) stored rows directly.
+    pub async fn db(&self) -> Result<shipsync_db::Db> {
+        Ok(shipsync_db::Db::connect(self.settings.database_url.expose_secret()).await?)
+    }
+
     /// Creates a store order from a full spec.
     pub fn place_order_spec(&mut self, spec: OrderSpec) -> CreatedOrder {
         self.shopify.sandbox.create_order(spec)

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use shipsync_db::users::UserRow;
+use shipsync_engine::edit::Caller;
 use shipsync_engine::users::Role;
 
 use crate::error::{ApiError, ApiResult};
@@ -57,6 +58,11 @@ impl Principal {
     /// The merchants this principal is limited to, if any.
     pub fn scope(&self) -> Option<&[String]> {
         self.scope.as_deref()
+    }
+
+    /// What the engine is told of this principal's reach.
+    pub fn caller(&self) -> Caller<'_> {
+        Caller::new(self.scope())
     }
 
     /// May this principal see the merchant's data?

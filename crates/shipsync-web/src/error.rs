@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shipsync_engine::EngineError;
+use shipsync_engine::edit::EditError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -131,6 +132,28 @@ impl From<EngineError> for ApiError {
                     "internal error; see the server log",
                 )
             }
+        }
+    }
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        match e {
+            EditError::Malformed(m) => ApiError::bad_request(m),
+            EditError::Invalid { field, message } => ApiError::invalid(&field, message),
+            EditError::PrivateTarget(m) => ApiError::new(unprocessable, "private_target", m),
+            EditError::CredentialsMissing(m) => {
+                ApiError::new(unprocessable, "credentials_missing", m)
+            }
+            EditError::Forbidden(m) => crate::auth::forbidden(m),
+            EditError::NotFound(what) => ApiError::not_found(what),
+            EditError::Conflict { code, message } => ApiError::conflict(code, message),
+            EditError::Internal(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
+            EditError::Engine(e) => e.into(),
+            EditError::Db(d) => d.into(),
         }
     }
 }

@@ -129,7 +129,7 @@ async fn browser_headers(mut r: axum::response::Response) -> axum::response::Res
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     let draining = s.draining.load(std::sync::atomic::Ordering::Relaxed);
-    if !draining && s.engine.db().ping().await {
+    if !draining && s.engine.ping().await {
         (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ok"})),

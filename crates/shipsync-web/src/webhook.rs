@@ -175,8 +175,7 @@ async fn handle(
     let engine = &s.engine;
     let span = tracing::Span::current();
     // 1. The key: unknown and disabled answer the same 404.
-    let hash = shipsync_engine::secrets::hash_token(&key);
-    let merchant = match shipsync_db::merchants::by_key_hash(engine.db().pool(), &hash).await {
+    let merchant = match engine.merchant_by_webhook_key(&key).await {
         Ok(Some(m)) if m.webhooks_enabled => {
             span.record("merchant", m.id.as_str());
             m

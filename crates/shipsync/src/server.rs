@@ -147,7 +147,7 @@ impl Running {
                 }
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.engine.db().close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.engine.close()).await;
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             "shipsync stopped"

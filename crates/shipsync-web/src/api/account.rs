@@ -60,7 +60,7 @@ async fn list_tokens(
     p: Principal,
 ) -> ApiResult<Json<List<schema::Token>>> {
     let uid = own_user_id(&p)?;
-    let tokens = shipsync_db::api_tokens::of_user(s.engine.db().pool(), uid).await?;
+    let tokens = s.engine.user_tokens(uid).await?;
     Ok(Json(List {
         items: tokens.iter().map(render).collect(),
         next_cursor: None,
@@ -101,8 +101,7 @@ async fn create(
             ApiError::invalid("expires_in_days", "must be a whole number of days")
         })?),
     };
-    let (row, token) =
-        shipsync_engine::users::issue_user_token(s.engine.db(), uid, name, days).await?;
+    let (row, token) = s.engine.issue_token(uid, name, days).await?;
     Ok((
         StatusCode::CREATED,
         Json(schema::NewToken {
@@ -131,7 +130,7 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let uid = own_user_id(&p)?;
-    if shipsync_db::api_tokens::delete_of_user(s.engine.db().pool(), uid, &id).await? {
+    if s.engine.revoke_token(uid, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("token"))

@@ -89,19 +89,17 @@ async fn list_events(
         merchant_ids: p.narrow(q.merchant_id),
         outcome,
     };
-    let rows = shipsync_db::events::list(
-        s.engine.db().pool(),
-        &filter,
-        q.page.cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
+    let rows = s
+        .engine
+        .events(&filter, q.page.cursor.as_deref(), limit + 1)
+        .await?;
     Ok(Json(list(rows, limit, |e| e.id.clone(), summary)))
 }
 
 /// The event, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<EventRow> {
-    shipsync_db::events::get(s.engine.db().pool(), id)
+    s.engine
+        .event(id)
         .await?
         .filter(|e| p.sees(&e.merchant_id))
         .ok_or_else(|| ApiError::not_found("event"))
@@ -182,7 +180,9 @@ async fn replay(
         .replay_event(&id)
         .await
         .map_err(|e| ApiError::from_engine(e, "event"))?;
-    let e = shipsync_db::events::get(s.engine.db().pool(), &id)
+    let e = s
+        .engine
+        .event(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
     Ok((

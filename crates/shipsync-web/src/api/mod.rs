@@ -11,7 +11,6 @@ pub(crate) mod merchants;
 pub(crate) mod orders;
 mod schema;
 pub(crate) mod shipments;
-mod targets;
 pub(crate) mod users;
 
 use std::sync::OnceLock;
@@ -220,8 +219,7 @@ async fn authenticate(
     let principal = if admin_ok {
         Principal::admin_token()
     } else {
-        let hash = shipsync_engine::secrets::hash_token(token);
-        match shipsync_db::api_tokens::user_of(s.engine.db(), &hash).await? {
+        match s.engine.token_user(token).await? {
             None => {
                 s.throttle.bearer_failed(client);
                 return Err(unauthorized());

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::schema::{self, List};
-use super::{Page, Query, list, shipments};
+use super::{Page, Query, list};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -44,26 +44,6 @@ struct ListQuery {
     page: Page,
 }
 
-/// At most this many shipments carrying one tracking number are looked at.
-const TRACKING_SHIPMENTS: i64 = 500;
-
-/// (connection id, store order id) of the orders whose shipments carry
-/// tracking number `tracking`.
-async fn store_orders_carrying(
-    s: &AppState,
-    p: &Principal,
-    tracking: &str,
-) -> ApiResult<Vec<(String, String)>> {
-    let mut pairs: Vec<(String, String)> = shipments::carrying(s, p, tracking, TRACKING_SHIPMENTS)
-        .await?
-        .into_iter()
-        .filter_map(|sh| Some((sh.connection_id?, sh.order_id?)))
-        .collect();
-    pairs.sort();
-    pairs.dedup();
-    Ok(pairs)
-}
-
 /// The principal's orders whose name is `q` or whose shipments carry
 /// tracking number `q` (the UI's one search box), newest first, optionally
 /// in one status.
@@ -74,31 +54,7 @@ pub async fn search(
     q: &str,
     limit: i64,
 ) -> ApiResult<Vec<OrderRecord>> {
-    let q = q.trim();
-    let db = s.engine.db();
-    let by_name = OrderFilter {
-        merchant_ids: p.narrow(None),
-        status,
-        name: Some(q.to_string()).filter(|x| !x.is_empty()),
-        ..Default::default()
-    };
-    let mut rows = shipsync_db::orders::list(db.pool(), &by_name, None, limit).await?;
-    if q.is_empty() {
-        return Ok(rows);
-    }
-    let by_tracking = OrderFilter {
-        name: None,
-        store_orders: Some(store_orders_carrying(s, p, q).await?),
-        ..by_name
-    };
-    for o in shipsync_db::orders::list(db.pool(), &by_tracking, None, limit).await? {
-        if !rows.iter().any(|x| x.id == o.id) {
-            rows.push(o);
-        }
-    }
-    rows.sort_by(|a, b| b.id.cmp(&a.id));
-    rows.truncate(limit.max(0) as usize);
-    Ok(rows)
+    Ok(s.engine.search_orders(p.scope(), status, q, limit).await?)
 }
 
 fn summary(o: &OrderRecord) -> Value {
@@ -148,7 +104,7 @@ async fn list_orders(
     };
     let tracking = non_empty(q.tracking_number);
     let store_orders = match &tracking {
-        Some(t) => Some(store_orders_carrying(&s, &p, t).await?),
+        Some(t) => Some(s.engine.store_orders_carrying(p.scope(), t).await?),
         None => None,
     };
     let filter = OrderFilter {
@@ -158,24 +114,24 @@ async fn list_orders(
         name: non_empty(q.name),
         store_orders,
     };
-    let rows = shipsync_db::orders::list(
-        s.engine.db().pool(),
-        &filter,
-        q.page.cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
+    let rows = s
+        .engine
+        .orders(&filter, q.page.cursor.as_deref(), limit + 1)
+        .await?;
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
 /// The order, when the principal may see its connection's merchant.
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<OrderRecord> {
-    let db = s.engine.db();
-    let row = shipsync_db::orders::get(db.pool(), id)
+    let row = s
+        .engine
+        .order(id)
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
     if p.scope().is_some() {
-        let merchant = shipsync_db::connections::get(db.pool(), &row.connection_id)
+        let merchant = s
+            .engine
+            .connection(&row.connection_id)
             .await?
             .map(|c| c.merchant_id)
             .unwrap_or_default();
@@ -185,7 +141,6 @@ pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<OrderRecor
 }
 
 pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
-    let db = s.engine.db();
     let row = load(s, p, id).await?;
     let mut out = summary(&row);
     out["lines"] = s
@@ -207,13 +162,10 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
             })
         })
         .collect();
-    out["shipments"] = shipsync_db::shipments::for_order(db.pool(), &row.store_order_id)
-        .await?
-        .iter()
-        .filter(|sh| sh.connection_id.as_deref() == Some(&row.connection_id))
-        .map(|sh| json!(sh.id))
-        .collect();
-    out["activity"] = shipsync_db::activity::of(db.pool(), id)
+    out["shipments"] = json!(s.engine.order_shipment_ids(&row).await?);
+    out["activity"] = s
+        .engine
+        .activity(id)
         .await?
         .iter()
         .map(|a| json!({"at": time(a.at), "kind": a.kind, "message": a.message}))

@@ -104,13 +104,10 @@ async fn list_shipments(
         order_name: non_empty(q.order_name),
         source,
     };
-    let rows = shipsync_db::shipments::list(
-        s.engine.db().pool(),
-        &filter,
-        q.page.cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
+    let rows = s
+        .engine
+        .shipments(&filter, q.page.cursor.as_deref(), limit + 1)
+        .await?;
     Ok(Json(list(rows, limit, |r| r.id.clone(), summary)))
 }
 
@@ -124,68 +121,21 @@ pub async fn search(
     q: &str,
     limit: i64,
 ) -> ApiResult<Vec<ShipmentRow>> {
-    let q = q.trim();
-    let filter = ShipmentFilter {
-        merchant_ids: p.narrow(None),
-        status,
-        order_name: Some(q.to_string()).filter(|x| !x.is_empty()),
-        ..Default::default()
-    };
-    let mut rows = shipsync_db::shipments::list(s.engine.db().pool(), &filter, None, limit).await?;
-    if q.is_empty() {
-        return Ok(rows);
-    }
-    for r in carrying(s, p, q, limit).await? {
-        if status.is_none_or(|st| st == r.status) && !rows.iter().any(|x| x.id == r.id) {
-            rows.push(r);
-        }
-    }
-    rows.sort_by(|a, b| b.id.cmp(&a.id));
-    rows.truncate(limit.max(0) as usize);
-    Ok(rows)
-}
-
-/// The principal's shipments (newest first, at most `limit`) one of whose
-/// packages carries tracking number `tracking` (ASCII case ignored).
-pub async fn carrying(
-    s: &AppState,
-    p: &Principal,
-    tracking: &str,
-    limit: i64,
-) -> ApiResult<Vec<ShipmentRow>> {
-    let tracking = tracking.trim();
-    if tracking.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The database finds the shipments whose stored version mentions the
-    // text anywhere; only those with it as a package's tracking number count.
-    let mentioning =
-        shipsync_db::shipments::mentioning(s.engine.db().pool(), p.scope(), tracking, limit)
-            .await?;
-    Ok(mentioning
-        .into_iter()
-        .filter(|r| carries(r, tracking))
-        .collect())
-}
-
-fn carries(r: &ShipmentRow, tracking: &str) -> bool {
-    r.version.packages.iter().any(|pk| {
-        pk.tracking_number
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(tracking))
-    })
+    Ok(s.engine
+        .search_shipments(p.scope(), status, q, limit)
+        .await?)
 }
 
 /// The shipment, when the principal may see its merchant (else 404).
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> ApiResult<ShipmentRow> {
-    shipsync_db::shipments::get(s.engine.db().pool(), id)
+    s.engine
+        .shipment(id)
         .await?
         .filter(|r| p.sees(&r.merchant_id))
         .ok_or_else(|| ApiError::not_found("shipment"))
 }
 
 pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
-    let db = s.engine.db();
     let row = load(s, p, id).await?;
     let mut out = summary(&row);
     {
@@ -227,7 +177,7 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
             })
             .collect();
     }
-    let fulfillments = shipsync_db::fulfillments::of_shipment(db.pool(), id).await?;
+    let fulfillments = s.engine.shipment_fulfillments(id).await?;
     out["store_fulfillments"] = fulfillments
         .iter()
         .map(|f| {
@@ -244,7 +194,9 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
         })
         .collect();
     out["store_order_id"] = json!(row.order_id);
-    out["activity"] = shipsync_db::activity::of(db.pool(), id)
+    out["activity"] = s
+        .engine
+        .activity(id)
         .await?
         .iter()
         .map(|a| json!({"at": time(a.at), "kind": a.kind, "message": a.message}))

@@ -135,7 +135,7 @@ async fn list_users(
     p: Principal,
 ) -> ApiResult<Json<List<schema::User>>> {
     p.require_admin()?;
-    let users = shipsync_db::users::list(s.engine.db()).await?;
+    let users = s.engine.users().await?;
     Ok(Json(List {
         items: users.iter().map(render).collect(),
         next_cursor: None,
@@ -168,21 +168,22 @@ async fn create(
     let role = role_of(&b)?
         .ok_or_else(|| ApiError::invalid("role", "must be admin, staff or merchant"))?;
     let merchants = merchants_of(&b)?.unwrap_or_default();
-    let u = shipsync_engine::users::create_user(
-        s.engine.db(),
-        s.engine.passwords(),
-        &text("email"),
-        &text("password"),
-        role,
-        &merchants,
-        all_merchants_of(&b)?,
-    )
-    .await?;
+    let u = s
+        .engine
+        .add_user(
+            &text("email"),
+            &text("password"),
+            role,
+            &merchants,
+            all_merchants_of(&b)?,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(render(&u))))
 }
 
 async fn load(s: &AppState, id: &str) -> ApiResult<UserRow> {
-    shipsync_db::users::get(s.engine.db(), id)
+    s.engine
+        .user(id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))
 }
@@ -286,7 +287,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     p.require_admin()?;
-    if shipsync_db::users::delete(s.engine.db(), &id).await? {
+    if s.engine.delete_user(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("user"))

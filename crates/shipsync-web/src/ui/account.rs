@@ -31,7 +31,9 @@ fn own_user_id(ui: &Ui) -> Result<&str, Response> {
 
 async fn account_view(s: &AppState, ui: &Ui, f: &Flash, new_token: Option<&str>) -> Page {
     let uid = own_user_id(ui)?;
-    let tokens = shipsync_db::api_tokens::of_user(s.engine.db().pool(), uid)
+    let tokens = s
+        .engine
+        .user_tokens(uid)
         .await
         .map_err(|e| fail(ui, e.into()))?;
     Ok(page(
@@ -102,7 +104,9 @@ pub(super) async fn account_token_create(State(s): State<AppState>, ui: Ui, body
             }
         },
     };
-    match shipsync_engine::users::issue_user_token(s.engine.db(), &uid, f.get("label"), days)
+    match s
+        .engine
+        .issue_token(&uid, f.get("label"), days)
         .await
         .map(|(_, token)| token)
     {
@@ -130,7 +134,8 @@ pub(super) async fn account_token_revoke(
 ) -> Page {
     checked_form(&ui, &body)?;
     let uid = own_user_id(&ui)?.to_string();
-    if shipsync_db::api_tokens::delete_of_user(s.engine.db().pool(), &uid, &id)
+    if s.engine
+        .revoke_token(&uid, &id)
         .await
         .map_err(|e| fail(&ui, e.into()))?
     {

@@ -203,7 +203,9 @@ pub(super) async fn connection_show(
     let zone = rules
         .first()
         .map_or(jiff::tz::TimeZone::UTC, |r| r.time_zone.clone());
-    let last_run = shipsync_db::runs::last(s.engine.db().pool(), &id, ch.channel)
+    let last_run = s
+        .engine
+        .last_run(&id, channel)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
     let recommend = channel == Channel::Shipments

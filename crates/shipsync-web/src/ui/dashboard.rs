@@ -14,43 +14,38 @@ use crate::api::merchants;
 
 pub(super) async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
     let p = &ui.principal;
-    let db = s.engine.db();
-    let counts: Vec<(ShipmentStatus, i64)> = if p.scope().is_none() {
-        shipsync_db::shipments::count_by_status(db.pool())
-            .await
-            .map_err(|e| fail(&ui, e.into()))?
-    } else {
-        Vec::new()
-    };
-    let errors = shipsync_db::shipments::list(
-        db.pool(),
-        &ShipmentFilter {
-            merchant_ids: p.narrow(None),
-            status: Some(ShipmentStatus::Error),
-            ..Default::default()
-        },
-        None,
-        20,
-    )
-    .await
-    .map_err(|e| fail(&ui, e.into()))?;
-    let latency = s.engine.metrics().ship_to_store_percentiles();
+    let now = shipsync_db::now_micros();
+    let hour_start = now - now.rem_euclid(HOUR);
+    let since = hour_start - 23 * HOUR;
     let scope = p.scope();
-    let by_first_seen = shipsync_db::shipments::count_by_first_seen(db.pool(), scope)
+    let stored = s
+        .engine
+        .dashboard_counts(scope, since)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
+    let counts = stored.by_status;
+    let errors = s
+        .engine
+        .shipments(
+            &ShipmentFilter {
+                merchant_ids: p.narrow(None),
+                status: Some(ShipmentStatus::Error),
+                ..Default::default()
+            },
+            None,
+            20,
+        )
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
+    let latency = s.engine.metrics().ship_to_store_percentiles();
+    let by_first_seen = stored.by_first_seen;
     let total: i64 = by_first_seen.iter().map(|(_, n)| n).sum();
     let by_poll: i64 = by_first_seen
         .iter()
         .filter(|(via, _)| *via == Source::Poll)
         .map(|(_, n)| n)
         .sum();
-    let now = shipsync_db::now_micros();
-    let hour_start = now - now.rem_euclid(HOUR);
-    let since = hour_start - 23 * HOUR;
-    let done = shipsync_db::shipments::completions_since(db.pool(), scope, since)
-        .await
-        .map_err(|e| fail(&ui, e.into()))?;
+    let done = stored.completions;
     let buckets = latency_buckets(since, &done);
     let unsigned: Vec<MerchantRow> = merchants::visible(&s, p, None, 500)
         .await

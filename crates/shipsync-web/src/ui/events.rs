@@ -13,17 +13,18 @@ use crate::AppState;
 use crate::api::events;
 
 pub(super) async fn event_list(State(s): State<AppState>, ui: Ui) -> Page {
-    let rows = shipsync_db::events::list(
-        s.engine.db().pool(),
-        &shipsync_db::events::EventFilter {
-            merchant_ids: ui.principal.narrow(None),
-            ..Default::default()
-        },
-        None,
-        200,
-    )
-    .await
-    .map_err(|e| fail(&ui, e.into()))?;
+    let rows = s
+        .engine
+        .events(
+            &shipsync_db::events::EventFilter {
+                merchant_ids: ui.principal.narrow(None),
+                ..Default::default()
+            },
+            None,
+            200,
+        )
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
     Ok(page(
         &ui,
         "Events",

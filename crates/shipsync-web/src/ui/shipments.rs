@@ -140,7 +140,9 @@ pub(super) async fn shipment_show(
     // The store order as sent to the warehouse by the Sales Orders channel,
     // if it was.
     let sent = match (d["connection_id"].as_str(), store_order_id) {
-        (Some(c), Some(o)) => shipsync_db::orders::of_store_order(s.engine.db().pool(), c, o)
+        (Some(c), Some(o)) => s
+            .engine
+            .order_of_store_order(c, o)
             .await
             .map_err(|e| fail(&ui, e.into()))?,
         _ => None,

@@ -130,9 +130,7 @@ fn merchant_list(u: &UserRow, names: &[(String, String)]) -> String {
 
 async fn list_view(s: &AppState, ui: &Ui, f: &Flash, v: &Values, error: Option<&ApiError>) -> Page {
     ui.principal.require_admin().map_err(|e| fail(ui, e))?;
-    let users = shipsync_db::users::list(s.engine.db())
-        .await
-        .map_err(|e| fail(ui, e.into()))?;
+    let users = s.engine.users().await.map_err(|e| fail(ui, e.into()))?;
     let names = merchant_names(s, ui).await?;
     Ok(page(
         ui,
@@ -184,16 +182,16 @@ pub async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page
     let f = checked_form(&ui, &body)?;
     ui.principal.require_admin().map_err(|e| fail(&ui, e))?;
     let v = Values::from_form(&f);
-    match shipsync_engine::users::create_user(
-        s.engine.db(),
-        s.engine.passwords(),
-        &v.email,
-        f.get("password"),
-        v.role,
-        &v.merchants(),
-        v.all_merchants(),
-    )
-    .await
+    match s
+        .engine
+        .add_user(
+            &v.email,
+            f.get("password"),
+            v.role,
+            &v.merchants(),
+            v.all_merchants(),
+        )
+        .await
     {
         Ok(u) => Ok(see_other(&format!(
             "/users?saved={}",
@@ -237,7 +235,8 @@ async fn edit_view(
 
 async fn load(s: &AppState, ui: &Ui, id: &str) -> Result<UserRow, Response> {
     ui.principal.require_admin().map_err(|e| fail(ui, e))?;
-    shipsync_db::users::get(s.engine.db(), id)
+    s.engine
+        .user(id)
         .await
         .map_err(|e| fail(ui, e.into()))?
         .ok_or_else(|| fail(ui, ApiError::not_found("user")))

@@ -180,10 +180,16 @@ async fn drafts(
         let m = merchants::draft_merchant(s, p, w.merchant_doc())
             .await
             .map_err(in_merchant)?;
-        let c = connections::draft_connection(s, p, w.connection_doc(&m.id), Some(&m)).await?;
+        let c = s
+            .engine
+            .draft_connection(w.connection_doc(&m.id), p.caller(), Some(&m))
+            .await?;
         Ok((c, m, true))
     } else {
-        let c = connections::draft_connection(s, p, w.connection_doc(&w.merchant_id), None).await?;
+        let c = s
+            .engine
+            .draft_connection(w.connection_doc(&w.merchant_id), p.caller(), None)
+            .await?;
         let m = merchants::load(s, p, &c.merchant_id).await?;
         Ok((c, m, false))
     }
@@ -359,19 +365,10 @@ pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -
         );
         return view(&s, &ui, &w, None, Some(&tested)).await;
     }
-    let db = s.engine.db();
-    if new_merchant {
-        shipsync_db::merchants::insert(db.pool(), &m)
-            .await
-            .map_err(|e| fail(&ui, e.into()))?;
-    }
-    if let Err(e) = connections::save_new(&s, &c).await {
-        if new_merchant {
-            // Not half-made: the merchant goes with the connection that failed.
-            let _ = shipsync_db::merchants::delete(db, &m.id).await;
-        }
-        return Err(fail(&ui, e));
-    }
+    s.engine
+        .save_connection(&c, new_merchant.then_some(&m))
+        .await
+        .map_err(|e| fail(&ui, e.into()))?;
     let saved = if new_merchant {
         format!("Merchant {} and connection {} saved.", m.name, c.name)
     } else {

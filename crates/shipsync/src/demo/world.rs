@@ -375,7 +375,7 @@ impl World {
     /// True when no job is queued or running.
     pub async fn idle(&self) -> Result<bool> {
         let engine = self.engine().context("server stopped")?;
-        Ok(shipsync_db::jobs::count(engine.db().pool()).await? == 0)
+        Ok(engine.count_jobs().await? == 0)
     }
 
     /// Waits until no job is left.

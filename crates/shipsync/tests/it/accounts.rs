@@ -427,11 +427,11 @@ async fn account_tokens_api(db_url: String) {
     let short = made["token"].as_str().unwrap_or_default().to_string();
     let (st, _) = call(&h, &short, "GET", "/api/v1/merchants", None).await;
     assert_eq!(st, 200);
-    let engine = h.engine().expect("engine");
+    let db = h.db().await.expect("db");
     sqlx::query("UPDATE api_tokens SET expires_at = $1 WHERE id = $2")
         .bind(shipsync_db::now_micros() - 1)
         .bind(made["id"].as_str().unwrap_or_default())
-        .execute(engine.db().pool())
+        .execute(db.pool())
         .await
         .expect("expire it");
     let (st, _) = call(&h, &short, "GET", "/api/v1/merchants", None).await;

@@ -388,7 +388,7 @@ async fn secrets_are_write_only_and_encrypted_at_rest(db_url: String) {
     assert_no_secret(&rotated);
 
     // At rest: no plaintext in the rows.
-    let pool = h.engine().unwrap().db().pool().clone();
+    let pool = h.db().await.unwrap().pool().clone();
     let rows: Vec<MerchantSecrets> = sqlx::query_as(
         "SELECT id, warehouse_json, warehouse_secrets, shared_secret, webhook_key FROM merchants",
     )

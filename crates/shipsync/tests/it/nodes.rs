@@ -228,8 +228,8 @@ async fn deposco_budget_is_shared_by_nodes() {
     // 42 requests at 4/s with a burst of 2 take about 10 s: the two pulls
     // really were paced together.
     assert!(took >= Duration::from_secs(8), "{took:?}");
-    a.db().close().await;
-    b.db().close().await;
+    a.close().await;
+    b.close().await;
     h.shutdown().await;
 }
 

@@ -219,7 +219,8 @@ async fn sales_orders_reach_deposco_once(db_url: String) {
     h.settle(SETTLE).await.unwrap();
     // A crash after Deposco created the order but before shipsync recorded
     // it: the order is still queued locally; the push finds it and adopts it.
-    let mut rec = shipsync_db::orders::get(engine.db().pool(), &id)
+    let db = h.db().await.unwrap();
+    let mut rec = shipsync_db::orders::get(db.pool(), &id)
         .await
         .unwrap()
         .unwrap();
@@ -227,9 +228,8 @@ async fn sales_orders_reach_deposco_once(db_url: String) {
     rec.warehouse_number = None;
     rec.warehouse_id = None;
     rec.sent_at = None;
-    shipsync_db::orders::update(engine.db().pool(), &rec)
-        .await
-        .unwrap();
+    shipsync_db::orders::update(db.pool(), &rec).await.unwrap();
+
     engine.enqueue_push(&id).await.unwrap();
     let o = wait_order(&h, "#1001", "open").await;
     assert_eq!(o["warehouse_order_number"], "SS-1001");

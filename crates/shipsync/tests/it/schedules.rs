@@ -85,7 +85,7 @@ async fn wait_scheduled_run(h: &Harness) -> serde_json::Value {
 
 async fn a_due_slot_fires_one_run_and_missed_slots_collapse(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
-    let db = h.engine().unwrap().db().clone();
+    let db = h.db().await.unwrap();
     let path = format!("/api/v1/connections/{}/channels/shipments", h.connection_id);
     let ch = h
         .api("PATCH", &path, Some(json!({"schedules": [{"kind": "hourly", "every": 1, "minute": 0, "time_zone": "UTC"}]})))

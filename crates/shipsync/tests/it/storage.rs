@@ -346,7 +346,7 @@ async fn lists_are_summaries_and_headers_an_allowlist(db_url: String) {
     let text = d.to_string();
     assert!(!text.contains("should-not-be-stored") && !text.contains("trace-42"));
     assert!(!text.contains("v1,"), "no signature stored: {d}");
-    let pool = h.engine().unwrap().db().pool().clone();
+    let pool = h.db().await.unwrap().pool().clone();
     let (stored,): (String,) = sqlx::query_as("SELECT headers_json FROM events WHERE id = $1")
         .bind(&id)
         .fetch_one(&pool)
@@ -464,7 +464,7 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
     };
 
     // Everything so far is 400 days old.
-    let pool = h.engine().unwrap().db().pool().clone();
+    let pool = h.db().await.unwrap().pool().clone();
     let age = 400 * DAY_MICROS;
     for sql in [
         "UPDATE events SET received_at = received_at - $1",
@@ -573,27 +573,27 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
     assert_eq!(again.event_bodies + again.refused_events, 0, "{again:?}");
 
     // The daily claim: one caller wins per period.
-    let db = engine.db();
+    let db = h.db().await.unwrap();
     let now = shipsync_db::now_micros();
     assert!(
-        !shipsync_db::meta::claim_periodic(db, "test", now, DAY_MICROS, 0)
+        !shipsync_db::meta::claim_periodic(&db, "test", now, DAY_MICROS, 0)
             .await
             .unwrap(),
         "first call sets the date"
     );
     assert!(
-        shipsync_db::meta::claim_periodic(db, "test", now, DAY_MICROS, 0)
+        shipsync_db::meta::claim_periodic(&db, "test", now, DAY_MICROS, 0)
             .await
             .unwrap()
     );
     assert!(
-        !shipsync_db::meta::claim_periodic(db, "test", now, DAY_MICROS, 0)
+        !shipsync_db::meta::claim_periodic(&db, "test", now, DAY_MICROS, 0)
             .await
             .unwrap(),
         "claimed already"
     );
     assert!(
-        shipsync_db::meta::claim_periodic(db, "test", now + DAY_MICROS, DAY_MICROS, 0)
+        shipsync_db::meta::claim_periodic(&db, "test", now + DAY_MICROS, DAY_MICROS, 0)
             .await
             .unwrap(),
         "next day"

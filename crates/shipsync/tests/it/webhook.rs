@@ -670,7 +670,7 @@ async fn database_unavailable_is_503(db_url: String) {
         .await
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
-    h.engine().unwrap().db().close().await;
+    h.engine().unwrap().close().await;
     let r = send(&h, signed(&h, note("down"))).await;
     assert_eq!(status(&r), 503, "{:?}", r.json());
     assert_error_shape(&r.json().expect("json"));

@@ -1,0 +1,286 @@
+//! The Deposco sales order shipsync posts for a store order.
+
+use serde_json::{Map, Value, json};
+use shipsync_shopify::{ShippingAddress, StoreOrderForWarehouse};
+
+/// Deposco takes at most this many lines per sales order.
+const MAX_LINES: usize = 100;
+
+/// The Deposco order number of a store order: the name without `#`, after
+/// the connection's prefix.
+pub fn warehouse_number(prefix: &str, name: &str) -> String {
+    format!("{prefix}{}", name.trim().trim_start_matches('#'))
+}
+
+/// Deposco's `shipVia` / `shipMethod` for a store shipping-line title. Known
+/// titles map to Deposco's usual service levels; anything else is passed
+/// through as it is (assumed; adjust here when a warehouse names its methods
+/// differently).
+pub fn ship_method(title: &str) -> (String, String) {
+    const TABLE: &[(&[&str], &str, &str)] = &[
+        (
+            &[
+                "standard",
+                "standard shipping",
+                "economy",
+                "ground",
+                "free shipping",
+            ],
+            "Ground",
+            "Standard",
+        ),
+        (
+            &["express", "express shipping", "expedited", "priority"],
+            "Expedited",
+            "Expedited",
+        ),
+        (
+            &["2 day", "2-day", "two day", "second day", "2nd day"],
+            "2nd Day Air",
+            "2 Day",
+        ),
+        (
+            &["overnight", "next day", "next day air", "1 day"],
+            "Next Day Air",
+            "Overnight",
+        ),
+    ];
+    let key = title.trim().to_lowercase();
+    TABLE
+        .iter()
+        .find(|(titles, _, _)| titles.contains(&key.as_str()))
+        .map(|(_, via, method)| ((*via).to_string(), (*method).to_string()))
+        .unwrap_or_else(|| (title.trim().to_string(), title.trim().to_string()))
+}
+
+fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<&String>) {
+    if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+        map.insert(key.to_string(), json!(v));
+    }
+}
+
+fn person_name(a: &ShippingAddress) -> Option<String> {
+    a.name.clone().or_else(|| {
+        let parts: Vec<&str> = [&a.first_name, &a.last_name]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
+}
+
+/// The `SalesOrderDTO` shipsync posts for a store order; `Err` says what a
+/// person must fix first.
+pub fn sales_order_dto(
+    number: &str,
+    business_unit: &str,
+    o: &StoreOrderForWarehouse,
+) -> Result<Value, String> {
+    let a = o.shipping_address.as_ref().ok_or_else(|| {
+        format!(
+            "store order {} has no shipping address; Deposco needs one to ship it: add it in the store, then reprocess",
+            o.name
+        )
+    })?;
+    let name = person_name(a).or_else(|| a.company.clone());
+    let mut contact = Map::new();
+    insert_some(&mut contact, "name", name.as_ref());
+    insert_some(&mut contact, "firstName", a.first_name.as_ref());
+    insert_some(&mut contact, "lastName", a.last_name.as_ref());
+    insert_some(&mut contact, "companyName", a.company.as_ref());
+    insert_some(&mut contact, "email", o.email.as_ref());
+    insert_some(&mut contact, "phone", a.phone.as_ref());
+    let mut address = Map::new();
+    insert_some(&mut address, "name", name.as_ref());
+    insert_some(&mut address, "companyName", a.company.as_ref());
+    insert_some(&mut address, "addressLine1", a.address1.as_ref());
+    insert_some(&mut address, "addressLine2", a.address2.as_ref());
+    insert_some(&mut address, "city", a.city.as_ref());
+    insert_some(
+        &mut address,
+        "stateProvince",
+        a.province_code.as_ref().or(a.province.as_ref()),
+    );
+    insert_some(&mut address, "postalCode", a.zip.as_ref());
+    insert_some(
+        &mut address,
+        "country",
+        a.country_code.as_ref().or(a.country.as_ref()),
+    );
+    insert_some(&mut address, "phone", a.phone.as_ref());
+    insert_some(&mut address, "email", o.email.as_ref());
+    if !address.contains_key("addressLine1") {
+        return Err(format!(
+            "the shipping address of store order {} has no street line; fix it in the store, then reprocess",
+            o.name
+        ));
+    }
+    let mut lines = Vec::new();
+    for l in o.line_items.iter().filter(|l| l.quantity > 0) {
+        let sku = l.sku.as_deref().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+            format!(
+                "line \"{}\" of store order {} has no SKU, so Deposco cannot know the item: give the variant a SKU in the store, then reprocess",
+                l.name, o.name
+            )
+        })?;
+        lines.push(json!({
+            "lineNumber": (lines.len() + 1).to_string(),
+            "item": {"businessKey": {"number": sku}},
+            "pack": {"type": "Each", "quantity": 1},
+            "orderPackQuantity": l.quantity,
+            "customerLineNumber": l.id,
+        }));
+    }
+    if lines.is_empty() {
+        return Err(format!(
+            "store order {} has nothing left to ship (every line was removed)",
+            o.name
+        ));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(format!(
+            "store order {} has {} lines; Deposco takes at most {MAX_LINES} per order",
+            o.name,
+            lines.len()
+        ));
+    }
+    let mut dto = Map::new();
+    dto.insert(
+        "businessUnit".into(),
+        json!({"businessKey": {"code": business_unit}}),
+    );
+    dto.insert("number".into(), json!(number));
+    dto.insert("customerOrderNumber".into(), json!(o.name));
+    dto.insert("orderStatus".into(), json!("New"));
+    dto.insert("shipToContact".into(), Value::Object(contact));
+    dto.insert("shipToAddress".into(), Value::Object(address));
+    if let Some(title) = o
+        .shipping_method
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    {
+        let (via, method) = ship_method(title);
+        dto.insert("shipVia".into(), json!(via));
+        dto.insert("shipMethod".into(), json!(method));
+    }
+    dto.insert("orderLines".into(), Value::Array(lines));
+    Ok(Value::Object(dto))
+}
+
+/// Deposco's id of a sales order it answered with.
+pub(super) fn deposco_id(record: &Value) -> Option<String> {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    text(record.pointer("/self/id")).or_else(|| text(record.get("id")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipsync_shopify::StoreLineItem;
+
+    fn order() -> StoreOrderForWarehouse {
+        StoreOrderForWarehouse {
+            id: "gid://shopify/Order/1".into(),
+            name: "#1001".into(),
+            updated_at: None,
+            email: Some("jo@example.com".into()),
+            shipping_address: Some(ShippingAddress {
+                first_name: Some("Jo".into()),
+                last_name: Some("Doe".into()),
+                address1: Some("1 Main St".into()),
+                city: Some("Springfield".into()),
+                province_code: Some("IL".into()),
+                zip: Some("62701".into()),
+                country_code: Some("US".into()),
+                ..Default::default()
+            }),
+            shipping_method: Some("Express".into()),
+            line_items: vec![
+                StoreLineItem {
+                    id: "gid://shopify/LineItem/7".into(),
+                    sku: Some("A".into()),
+                    name: "A".into(),
+                    quantity: 2,
+                    group: None,
+                },
+                StoreLineItem {
+                    id: "gid://shopify/LineItem/8".into(),
+                    sku: Some("B".into()),
+                    name: "B".into(),
+                    quantity: 0,
+                    group: None,
+                },
+                StoreLineItem {
+                    id: "gid://shopify/LineItem/9".into(),
+                    sku: Some("C".into()),
+                    name: "C".into(),
+                    quantity: 1,
+                    group: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_dto_carries_the_references_shipments_come_back_with() {
+        let dto = sales_order_dto("PFX1001", "ACME", &order()).unwrap();
+        assert_eq!(dto["number"], "PFX1001");
+        assert_eq!(dto["customerOrderNumber"], "#1001");
+        assert_eq!(dto["orderStatus"], "New");
+        assert_eq!(dto["businessUnit"]["businessKey"]["code"], "ACME");
+        assert_eq!(dto["shipToContact"]["name"], "Jo Doe");
+        assert_eq!(dto["shipToAddress"]["addressLine1"], "1 Main St");
+        assert_eq!(dto["shipToAddress"]["stateProvince"], "IL");
+        assert_eq!(dto["shipVia"], "Expedited");
+        let lines = dto["orderLines"].as_array().unwrap();
+        // The removed line (quantity 0) is not sent; numbering has no gap.
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["lineNumber"], "1");
+        assert_eq!(lines[0]["item"]["businessKey"]["number"], "A");
+        assert_eq!(lines[0]["orderPackQuantity"], 2);
+        assert_eq!(lines[0]["customerLineNumber"], "gid://shopify/LineItem/7");
+        assert_eq!(lines[1]["lineNumber"], "2");
+        assert_eq!(lines[1]["customerLineNumber"], "gid://shopify/LineItem/9");
+    }
+
+    #[test]
+    fn what_deposco_cannot_take_is_refused_with_a_reason() {
+        let mut o = order();
+        o.line_items[0].sku = None;
+        assert!(
+            sales_order_dto("1001", "ACME", &o)
+                .unwrap_err()
+                .contains("has no SKU")
+        );
+        let mut o = order();
+        o.shipping_address = None;
+        assert!(
+            sales_order_dto("1001", "ACME", &o)
+                .unwrap_err()
+                .contains("no shipping address")
+        );
+    }
+
+    #[test]
+    fn ship_methods_map_known_titles_and_pass_others_through() {
+        assert_eq!(
+            ship_method(" Standard Shipping "),
+            ("Ground".into(), "Standard".into())
+        );
+        assert_eq!(
+            ship_method("Overnight"),
+            ("Next Day Air".into(), "Overnight".into())
+        );
+        assert_eq!(
+            ship_method("UPS Ground"),
+            ("UPS Ground".into(), "UPS Ground".into())
+        );
+        assert_eq!(warehouse_number("PFX", "#1001"), "PFX1001");
+        assert_eq!(warehouse_number("", "1001"), "1001");
+    }
+}

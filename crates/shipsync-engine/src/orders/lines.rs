@@ -1,0 +1,209 @@
+//! An order's lines with what happened to them (sent, shipped, fulfilled),
+//! the order's state as its shipments reach the store, and the order a
+//! shipment names.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shipsync_core::ShipmentVersion;
+use shipsync_core::ledger::{self, OrderLine, ShipmentInput};
+use shipsync_core::states::{FulfillmentState, OrderStatus, ShipmentStatus};
+use shipsync_db::orders::{self as db_orders, OrderRecord};
+use shipsync_db::{
+    activity, connections, fulfillments, merchants, now_micros, recipes as db_recipes, shipments,
+};
+use shipsync_shopify::StoreOrder;
+
+use crate::Engine;
+use crate::error::EngineError;
+
+/// One line of an order with what happened to it, for the API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrderLineView {
+    pub id: String,
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    /// Units ordered (after store-side removals).
+    pub quantity: u64,
+    /// Units sent to the warehouse.
+    pub sent_quantity: u64,
+    /// Units the warehouse reported shipped (kit lines in kits).
+    pub shipped_quantity: u64,
+    /// Units fulfilled in the store by shipsync.
+    pub fulfilled_quantity: u64,
+    /// Shopify bundle (line item group) title, when the line is part of one.
+    pub group: Option<String>,
+    /// Kit components (SKU and units per kit) when the SKU is a known kit.
+    pub kit: Option<Vec<KitComponentView>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KitComponentView {
+    pub sku: String,
+    pub quantity: u64,
+}
+
+impl Engine {
+    /// The order's lines with ordered, sent, shipped and fulfilled units.
+    pub async fn order_lines(&self, o: &OrderRecord) -> Result<Vec<OrderLineView>, EngineError> {
+        let db = self.db();
+        let stored = &o.lines;
+        let mut fulfilled: BTreeMap<String, u64> = BTreeMap::new();
+        for f in fulfillments::of_store_order(db.pool(), &o.store_order_id).await? {
+            if f.connection_id != o.connection_id || f.state != FulfillmentState::Done {
+                continue;
+            }
+            for (line, q) in f.lines {
+                *fulfilled.entry(line).or_default() += q;
+            }
+        }
+        let merchant = match connections::get(db.pool(), &o.connection_id).await? {
+            Some(c) => merchants::get(db.pool(), &c.merchant_id).await?,
+            None => None,
+        };
+        let mut recipes: ledger::Recipes = BTreeMap::new();
+        if let Some(m) = &merchant {
+            for (kit, comp, per) in db_recipes::of_merchant(db.pool(), &m.id).await? {
+                recipes
+                    .entry(kit)
+                    .or_default()
+                    .insert(comp, u64::try_from(per).unwrap_or(0));
+            }
+        }
+        let policy = merchant.as_ref().map(|m| m.kit_policy).unwrap_or_default();
+        let versions: Vec<(String, ShipmentVersion)> =
+            shipments::for_order(db.pool(), &o.store_order_id)
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.status != ShipmentStatus::Archived
+                        && s.connection_id.as_deref() == Some(&o.connection_id)
+                })
+                .map(|s| (s.id, s.version))
+                .collect();
+        let order_lines: Vec<OrderLine> = stored
+            .iter()
+            .map(|l| OrderLine {
+                id: l.id.clone(),
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        let inputs: Vec<ShipmentInput<'_>> = versions
+            .iter()
+            .map(|(k, v)| ShipmentInput { key: k, version: v })
+            .collect();
+        let mut shipped: BTreeMap<String, u64> = BTreeMap::new();
+        for result in ledger::attribute(&order_lines, &recipes, policy, &inputs) {
+            for share in result.result.unwrap_or_default() {
+                *shipped.entry(share.store_line_id).or_default() += share.quantity;
+            }
+        }
+        let sent = o.warehouse_number.is_some();
+        Ok(stored
+            .iter()
+            .map(|l| {
+                let kit = l.sku.as_ref().and_then(|s| recipes.get(s)).map(|comps| {
+                    comps
+                        .iter()
+                        .map(|(sku, q)| KitComponentView {
+                            sku: sku.clone(),
+                            quantity: *q,
+                        })
+                        .collect()
+                });
+                let fulfilled_quantity = fulfilled.get(&l.id).copied().unwrap_or(0);
+                OrderLineView {
+                    sent_quantity: if sent { l.quantity } else { 0 },
+                    shipped_quantity: shipped
+                        .get(&l.id)
+                        .copied()
+                        .unwrap_or(0)
+                        .max(fulfilled_quantity),
+                    fulfilled_quantity,
+                    id: l.id.clone(),
+                    sku: l.sku.clone(),
+                    name: l.name.clone(),
+                    quantity: l.quantity,
+                    group: l.group.clone(),
+                    kit,
+                }
+            })
+            .collect())
+    }
+
+    /// After a shipment of a store order reached the store: move the local
+    /// order to `partially_shipped` or `shipped` (never back).
+    pub(crate) async fn order_shipment_done(
+        &self,
+        connection_id: &str,
+        store_order_id: &str,
+    ) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(o) = db_orders::of_store_order(db.pool(), connection_id, store_order_id).await?
+        else {
+            return Ok(());
+        };
+        if o.status.is_settled() {
+            return Ok(());
+        }
+        let lines = self.order_lines(&o).await?;
+        let ordered: u64 = lines.iter().map(|l| l.quantity).sum();
+        let shipped: u64 = lines
+            .iter()
+            .map(|l| l.shipped_quantity.min(l.quantity))
+            .sum();
+        let status = if ordered > 0 && lines.iter().all(|l| l.shipped_quantity >= l.quantity) {
+            OrderStatus::Shipped
+        } else if lines.iter().any(|l| l.shipped_quantity > 0) {
+            OrderStatus::PartiallyShipped
+        } else {
+            return Ok(());
+        };
+        if status == o.status {
+            return Ok(());
+        }
+        let mut tx = db.begin().await?;
+        let Some(mut o) = db_orders::get_for_update(&mut tx, &o.id).await? else {
+            return Ok(());
+        };
+        if o.status.is_settled() {
+            return Ok(());
+        }
+        o.status = status;
+        o.error = None;
+        o.updated_at = now_micros();
+        db_orders::update(&mut *tx, &o).await?;
+        let message = if status == OrderStatus::Shipped {
+            format!("Shipped in full: {shipped} of {ordered} unit(s)")
+        } else {
+            format!("Partially shipped: {shipped} of {ordered} unit(s)")
+        };
+        activity::add(&mut *tx, &o.id, status.as_str(), &message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The order shipsync sent to Deposco that a shipment names, when
+    /// exactly one connection of the merchant has it: its connection and the
+    /// store order (id and name; the caller reads the rest from the store).
+    pub(crate) async fn sent_order_for(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+    ) -> Result<Option<(String, StoreOrder)>, EngineError> {
+        let rows = db_orders::sent_for_refs(self.db(), merchant_id, &version.order_refs).await?;
+
+        let targets: BTreeSet<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.connection_id.as_str(), r.store_order_id.as_str()))
+            .collect();
+        if targets.len() != 1 {
+            return Ok(None);
+        }
+        let r = &rows[0];
+        Ok(Some((
+            r.connection_id.clone(),
+            StoreOrder::named(r.store_order_id.clone(), r.name.clone()),
+        )))
+    }
+}

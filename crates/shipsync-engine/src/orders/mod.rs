@@ -1,0 +1,26 @@
+//! The Sales Orders channel: pull paid, unfulfilled store orders changed
+//! since the channel's cursor, create each in Deposco exactly once, and
+//! follow it through the warehouse (open → partially shipped → shipped).
+//!
+//! Exactly once: an order is recorded (with its push job, in one
+//! transaction) before anything is sent; the push looks the Deposco number
+//! up before creating it and adopts what it finds, so a repeated run, a
+//! retried job or a crash between Deposco's answer and our record never makes
+//! a second Deposco order. A refusal by Deposco (unknown item, field too
+//! long, …) puts the order in `error` with Deposco's message; nothing is
+//! retried until a person fixes the cause and asks to `reprocess`.
+//!
+//! By flow: [`pull`] records pulled orders, [`push`] creates them in
+//! Deposco (the sales order it posts is [`dto`]), [`lines`] follows what
+//! the warehouse shipped and the store was told, [`actions`] are a person's.
+
+mod actions;
+mod dto;
+mod lines;
+mod pull;
+mod push;
+
+pub use actions::OrderAction;
+pub use dto::{sales_order_dto, ship_method, warehouse_number};
+pub use lines::{KitComponentView, OrderLineView};
+pub(crate) use pull::line_row;

@@ -1,0 +1,190 @@
+//! What a person does to a shipment (reprocess, reset, archive), and how a
+//! sync run saves what it decided without undoing a concurrent merge.
+
+use shipsync_core::ShipmentVersion;
+use shipsync_core::states::{ShipmentStatus, Source};
+use shipsync_core::versions;
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::{activity, events, merchants, now_micros, versions as db_versions};
+
+use super::merge::{add_source, content_hash, with_trusted_tracking};
+use crate::Engine;
+use crate::error::EngineError;
+
+/// A user's action on a shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipmentAction {
+    Reprocess,
+    Reset,
+    Archive,
+}
+
+impl Engine {
+    pub async fn enqueue_sync(&self, shipment_id: &str) -> Result<(), EngineError> {
+        let job = Job::SyncShipment {
+            shipment_id: shipment_id.to_string(),
+        };
+        jobs::enqueue(self.db().pool(), &job, now_micros()).await?;
+        self.wake();
+        Ok(())
+    }
+
+    pub async fn shipment_action(
+        &self,
+        id: &str,
+        action: ShipmentAction,
+    ) -> Result<(), EngineError> {
+        let db = self.db();
+        let mut s = shipments::get(db.pool(), id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        match action {
+            ShipmentAction::Archive => {
+                s.status = ShipmentStatus::Archived;
+                s.updated_at = now_micros();
+                shipments::update(db.pool(), &s).await?;
+                activity::add(db.pool(), id, "archived", "Archived: no further processing").await?;
+            }
+            ShipmentAction::Reprocess => {
+                s.status = ShipmentStatus::Open;
+                s.error = None;
+                s.updated_at = now_micros();
+                shipments::update(db.pool(), &s).await?;
+                activity::add(
+                    db.pool(),
+                    id,
+                    "reprocess",
+                    "Reprocess requested: the store will be told whatever it still lacks",
+                )
+                .await?;
+                self.enqueue_sync(id).await?;
+            }
+            ShipmentAction::Reset => {
+                // Re-derive from the stored payloads: re-parse every stored
+                // delivery of this shipment and keep the newest version.
+                let mut newest: Option<ShipmentVersion> = None;
+                for v in db_versions::of_shipment(db.pool(), id).await? {
+                    let stored = || Some(v.version.clone());
+                    let parsed = match v.event_id.as_deref() {
+                        Some(eid) => match events::get(db.pool(), eid).await? {
+                            Some(e) if e.body.is_some() => shipsync_deposco::parse_webhook(
+                                e.body.as_deref().unwrap_or_default(),
+                            )
+                            .ok()
+                            .and_then(|vs| vs.into_iter().find(|x| x.number == s.number))
+                            .map(|x| with_trusted_tracking(x, e.verified)),
+                            // The body was removed by retention (or the
+                            // event): the version as it was derived.
+                            _ => stored(),
+                        },
+                        None => stored(),
+                    };
+                    if let Some(p) = parsed
+                        && newest.as_ref().is_none_or(|n| versions::supersedes(&p, n))
+                    {
+                        newest = Some(p);
+                    }
+                }
+                // Then ask Deposco for its current state of the shipment.
+                let mut refetched =
+                    "not re-fetched: the merchant has no Deposco credentials".to_string();
+                if let Some(m) = merchants::get(db.pool(), &s.merchant_id).await?
+                    && let Ok(client) = self.deposco_client(&m)
+                {
+                    refetched = match client.shipment_by_number(&s.number).await {
+                        Ok(Some(p)) => {
+                            let older = newest.as_ref().is_some_and(|n| {
+                                versions::is_older(
+                                    p.version.updated_at.as_deref(),
+                                    n.updated_at.as_deref(),
+                                )
+                            });
+                            if !older {
+                                newest = Some(with_trusted_tracking(p.version, true));
+                                add_source(&mut s.sources, Source::Poll);
+                            }
+                            "re-fetched from Deposco".to_string()
+                        }
+                        Ok(None) => {
+                            "Deposco no longer has it; kept the stored payloads".to_string()
+                        }
+                        Err(e) => format!(
+                            "could not re-fetch from Deposco ({e}); used the stored payloads"
+                        ),
+                    };
+                }
+                if let Some(v) = newest {
+                    s.version_at = v.updated_at.clone();
+                    s.content_hash = content_hash(&v);
+                    s.version = v;
+                }
+                s.connection_id = None;
+                s.order_id = None;
+                s.status = ShipmentStatus::New;
+                s.error = None;
+                s.completed_at = None;
+                s.updated_at = now_micros();
+                shipments::update(db.pool(), &s).await?;
+                activity::add(
+                    db.pool(),
+                    id,
+                    "reset",
+                    &format!("Reset: derived again from the stored payloads, {refetched} (store fulfillments already made are kept)"),
+                )
+                .await?;
+                self.enqueue_sync(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves what a run decided about a shipment (match, status, error,
+    /// completion) without undoing what a merge wrote meanwhile: the version,
+    /// its hash and the sources are taken from the stored row, and an
+    /// archived shipment stays archived. (A run holds the row it read at its
+    /// start; saving that whole row would put back the version it replaced.)
+    pub(crate) async fn save_run(&self, s: &ShipmentRow) -> Result<(), EngineError> {
+        self.save_run_noting(s, None).await
+    }
+
+    /// [`Self::save_run`] and, in the same transaction, a line of the
+    /// shipment's activity (`kind`, message): one write instead of two.
+    pub(crate) async fn save_run_noting(
+        &self,
+        s: &ShipmentRow,
+        note: Option<(&str, &str)>,
+    ) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let mut row = s.clone();
+        if let Some(cur) = shipments::by_number(&mut tx, &s.merchant_id, &s.number).await? {
+            row.version = cur.version;
+            row.version_at = cur.version_at;
+            row.content_hash = cur.content_hash;
+            row.sources = cur.sources;
+            row.first_seen_via = cur.first_seen_via;
+            if cur.status == ShipmentStatus::Archived {
+                row.status = cur.status;
+            }
+        }
+        shipments::update(&mut *tx, &row).await?;
+        if let Some((kind, message)) = note {
+            activity::add(&mut *tx, &s.id, kind, message).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The shipment waits (status `new`, `why` as its error) for something
+    /// outside shipsync; saved and noted once per reason.
+    pub(super) async fn wait(&self, s: &mut ShipmentRow, why: &str) -> Result<(), EngineError> {
+        if s.error.as_deref() != Some(why) || s.status != ShipmentStatus::New {
+            s.status = ShipmentStatus::New;
+
+            s.error = Some(why.to_string());
+            s.updated_at = now_micros();
+            self.save_run_noting(s, Some(("waiting", why))).await?;
+        }
+        Ok(())
+    }
+}

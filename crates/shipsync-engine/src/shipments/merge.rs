@@ -1,0 +1,342 @@
+//! Merging: each reported version of a shipment (webhook or pull) is merged
+//! into its shipment row; a version that changes what the shipment says
+//! queues its sync. Which version wins is `shipsync_core::versions`.
+
+use shipsync_core::states::{EventOutcome, ShipmentStatus, Source};
+use shipsync_core::versions::{self, Judgement};
+use shipsync_core::{ShipmentVersion, ledger, tracking};
+use shipsync_db::jobs::{self, Job};
+use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::versions::{self as db_versions, VersionRow};
+use shipsync_db::{activity, events, new_id, now_micros, recipes};
+use tracing::field::Empty;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::spans::list_field;
+
+/// What merging a version did to its shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    New,
+    Updated,
+    Unchanged,
+}
+
+/// What a shipment says, whatever shape it came in: metadata that only some
+/// shapes carry (Deposco's id, `updatedDate`, the ship date) is left out, so
+/// the same shipment by webhook XML and by the REST pull is "unchanged".
+pub(super) fn content_hash(v: &ShipmentVersion) -> String {
+    let mut core = v.clone();
+    core.warehouse_id = None;
+    core.updated_at = None;
+    core.shipped_at = None;
+    crate::secrets::hash_bytes(serde_json::to_string(&core).unwrap_or_default().as_bytes())
+}
+
+/// Adds `source` to a shipment's sources, once.
+pub(super) fn add_source(sources: &mut Vec<Source>, source: Source) {
+    if !sources.contains(&source) {
+        sources.push(source);
+    }
+}
+
+/// `v` with only a tracking URL the store may be given
+/// ([`tracking::trusted_url`]): `signed` says whether the report's origin
+/// is authenticated (a verified webhook signature, or the Deposco API).
+pub(crate) fn with_trusted_tracking(mut v: ShipmentVersion, signed: bool) -> ShipmentVersion {
+    v.tracking_url = tracking::trusted_url(v.tracking_url.as_deref(), signed);
+    v
+}
+
+impl Engine {
+    /// Merges one reported version into its shipment (creating it when new).
+    /// Returns the shipment id.
+    pub async fn merge_version(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+        source: Source,
+        event_id: Option<&str>,
+    ) -> Result<(String, MergeOutcome), EngineError> {
+        let db = self.db();
+        let mut tx = db.begin().await?;
+        let merged = Self::merge_in(&mut tx, merchant_id, version, source, event_id).await?;
+        tx.commit().await?;
+        self.save_recipes_seen(merchant_id, version).await?;
+        if merged.1 != MergeOutcome::Unchanged {
+            self.wake();
+        }
+        Ok(merged)
+    }
+
+    /// Saves the kit recipes a merged version shows.
+    async fn save_recipes_seen(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+    ) -> Result<(), EngineError> {
+        for (kit, comps) in ledger::recipes_seen(version) {
+            for (comp, per_kit) in comps {
+                recipes::save(
+                    self.db().pool(),
+                    merchant_id,
+                    &kit,
+                    &comp,
+                    i64::try_from(per_kit).unwrap_or(i64::MAX),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::merge_version`] inside `tx`, which the caller commits (one
+    /// version, or a whole page of the pull); kit recipes seen in the version
+    /// are the caller's to save. Errors other than [`EngineError::Db`] come
+    /// before any statement, so `tx` stays usable after them.
+    pub(crate) async fn merge_in(
+        tx: &mut shipsync_db::Tx<'_>,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+        source: Source,
+        event_id: Option<&str>,
+    ) -> Result<(String, MergeOutcome), EngineError> {
+        let hash = content_hash(version);
+        let now = now_micros();
+        let existing = shipments::by_number(tx, merchant_id, &version.number).await?;
+        let via = if source == Source::Webhook {
+            "webhook"
+        } else {
+            "the scheduled pull"
+        };
+        let (id, changed, created) = match existing {
+            None => {
+                let id = new_id("shp");
+                shipments::insert(
+                    &mut **tx,
+                    &ShipmentRow {
+                        id: id.clone(),
+                        merchant_id: merchant_id.to_string(),
+                        number: version.number.clone(),
+                        connection_id: None,
+                        order_id: None,
+                        order_name: version.order_refs.first().cloned().unwrap_or_default(),
+                        status: ShipmentStatus::New,
+                        error: None,
+                        sources: vec![source],
+                        first_seen_via: source,
+                        version: version.clone(),
+                        version_at: version.updated_at.clone(),
+                        content_hash: hash.clone(),
+                        received_at: now,
+                        updated_at: now,
+                        completed_at: None,
+                    },
+                )
+                .await?;
+                activity::add(
+                    &mut **tx,
+                    &id,
+                    "imported",
+                    &format!(
+                        "Imported from {via}{}: Deposco shipment {}, {} unit(s) in {} package(s), status {:?}",
+                        event_id.map(|e| format!(" (event {e})")).unwrap_or_default(),
+                        version.number,
+                        version.shipped_units(),
+                        version.packages.len(),
+                        version.status
+                    ),
+                )
+                .await?;
+                (id, true, true)
+            }
+            Some(mut s) => {
+                add_source(&mut s.sources, source);
+                let changed = if s.content_hash == hash {
+                    activity::add(
+                        &mut **tx,
+                        &s.id,
+                        "received",
+                        &format!("Received again from {via}; unchanged"),
+                    )
+                    .await?;
+                    false
+                } else {
+                    match versions::judge(version.into(), (&s.version).into()) {
+                        Judgement::GoesBack => {
+                            activity::add(
+                        &mut **tx,
+                        &s.id,
+                        "received",
+                        &format!(
+                            "Received status {:?} from {via} after Shipped; statuses only move forward: kept the shipped version",
+                            version.status
+                        ),
+                    )
+                    .await?;
+                            false
+                        }
+                        Judgement::Older => {
+                            activity::add(
+                        &mut **tx,
+                        &s.id,
+                        "received",
+                        &format!(
+                            "Received an older version from {via} (updated {}); kept the newer one",
+                            version.updated_at.as_deref().unwrap_or("?")
+                        ),
+                    )
+                    .await?;
+                            false
+                        }
+                        Judgement::Supersedes => {
+                            s.version = version.clone();
+                            s.version_at = version.updated_at.clone();
+                            s.content_hash = hash.clone();
+                            if matches!(s.status, ShipmentStatus::Completed | ShipmentStatus::New) {
+                                s.status = ShipmentStatus::Open;
+                            }
+                            activity::add(
+                                &mut **tx,
+                                &s.id,
+                                "updated",
+                                &format!(
+                                    "Updated from {via}: {} unit(s) in {} package(s)",
+                                    version.shipped_units(),
+                                    version.packages.len()
+                                ),
+                            )
+                            .await?;
+                            true
+                        }
+                    }
+                };
+                s.updated_at = now;
+                shipments::update(&mut **tx, &s).await?;
+                (s.id, changed, false)
+            }
+        };
+        db_versions::insert(
+            &mut **tx,
+            &VersionRow {
+                id: new_id("ver"),
+                shipment_id: id.clone(),
+                event_id: event_id.map(str::to_string),
+                source,
+                received_at: now,
+                content_hash: hash,
+                version: version.clone(),
+            },
+        )
+        .await?;
+        if changed {
+            let job = Job::SyncShipment {
+                shipment_id: id.clone(),
+            };
+            jobs::enqueue(&mut **tx, &job, now).await?;
+        }
+        let outcome = match (created, changed) {
+            (true, _) => MergeOutcome::New,
+            (false, true) => MergeOutcome::Updated,
+            (false, false) => MergeOutcome::Unchanged,
+        };
+        Ok((id, outcome))
+    }
+
+    /// Job `process_event`: parse a stored delivery and merge what it holds.
+    #[tracing::instrument(
+        name = "process_event",
+        skip_all,
+        fields(event = %event_id, merchant = Empty, shipment_number = Empty, shipment = Empty)
+    )]
+    pub(crate) async fn process_event(&self, event_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(event) = events::get(db.pool(), event_id).await? else {
+            return Ok(());
+        };
+        let span = tracing::Span::current();
+        span.record("merchant", event.merchant_id.as_str());
+        let body = event.body.clone().unwrap_or_default();
+        let signed = event.verified;
+        match shipsync_deposco::parse_webhook(&body) {
+            Ok(versions) => {
+                let versions: Vec<ShipmentVersion> = versions
+                    .into_iter()
+                    .map(|v| with_trusted_tracking(v, signed))
+                    .collect();
+                span.record(
+                    "shipment_number",
+                    list_field(versions.iter().map(|v| v.number.as_str())),
+                );
+                // The merges and the event's result in one transaction.
+                let mut tx = db.begin().await?;
+                let mut ids = Vec::new();
+                let mut changed = false;
+                for v in &versions {
+                    let (id, outcome) = Self::merge_in(
+                        &mut tx,
+                        &event.merchant_id,
+                        v,
+                        Source::Webhook,
+                        Some(event_id),
+                    )
+                    .await?;
+                    changed |= outcome != MergeOutcome::Unchanged;
+                    ids.push(id);
+                }
+                span.record("shipment", list_field(ids.iter().map(String::as_str)));
+                events::set_result(&mut *tx, event_id, EventOutcome::Accepted, None, &ids).await?;
+                tx.commit().await?;
+                for v in &versions {
+                    self.save_recipes_seen(&event.merchant_id, v).await?;
+                }
+                tracing::debug!(shipments = ids.len(), changed, "event merged");
+                if changed {
+                    self.wake();
+                }
+            }
+            Err(e) => {
+                events::set_result(
+                    db.pool(),
+                    event_id,
+                    EventOutcome::NeedsAttention,
+                    Some(&e.to_string()),
+                    &[],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-queues every shipment of a merchant still waiting for the store
+    /// (after a connection or channel was switched on).
+    pub async fn release_waiting(&self, merchant_id: &str) -> Result<usize, EngineError> {
+        let ids = shipments::pending_ids(self.db().pool(), merchant_id).await?;
+        for id in &ids {
+            self.enqueue_sync(id).await?;
+        }
+        Ok(ids.len())
+    }
+
+    pub async fn replay_event(&self, event_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let event = events::get(db.pool(), event_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if event.body.is_none() {
+            return Err(EngineError::Permanent(
+                "this event has no stored body to replay".into(),
+            ));
+        }
+        let job = Job::ProcessEvent {
+            event_id: event_id.to_string(),
+        };
+        jobs::enqueue(db.pool(), &job, now_micros()).await?;
+        activity::add(db.pool(), event_id, "replayed", "Replay requested").await?;
+
+        self.wake();
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! The store write: fulfillments created for what the store lacks (one per
+//! fulfillment order and carrier, recorded before they are sent), and
+//! tracking corrections on those it has.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shipsync_core::fulfillment::{self, FoLineItem, FoProblem, FulfillmentOrderView};
+use shipsync_core::ledger::LineShare;
+use shipsync_core::states::FulfillmentState;
+use shipsync_core::{ShipmentVersion, tracking};
+use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
+use shipsync_db::shipments::ShipmentRow;
+use shipsync_db::{activity, new_id, now_micros};
+use shipsync_shopify::{FulfillmentRequest, ShopifyClient, ShopifyError, StoreOrder, Tracking};
+
+use super::plan::Correction;
+use crate::Engine;
+use crate::error::{EngineError, retry};
+use crate::stores::StoreSettings;
+
+/// Where a shipment's fulfillments go: the store order, through which
+/// connection and client, with the store's settings and the merchant's
+/// carrier names.
+pub(super) struct Target<'a> {
+    pub connection_id: &'a str,
+    pub order: &'a StoreOrder,
+    pub client: &'a ShopifyClient,
+    pub settings: &'a StoreSettings,
+    /// Carrier name overrides (warehouse name → store name).
+    pub overrides: &'a BTreeMap<String, String>,
+}
+
+impl Engine {
+    /// Creates store fulfillments for `todo` (what the store lacks), planned
+    /// all first so that a problem sends nothing; `told` are the packages
+    /// the store already has on this shipment's fulfillments.
+    pub(super) async fn send_new(
+        &self,
+        s: &ShipmentRow,
+        version: &ShipmentVersion,
+        todo: &[LineShare],
+        told: &BTreeSet<String>,
+        to: &Target<'_>,
+    ) -> Result<(), EngineError> {
+        let Target {
+            connection_id,
+            order,
+            client,
+            settings,
+            overrides,
+        } = *to;
+        let db = self.db();
+        let fos: Vec<FulfillmentOrderView> = order
+            .fulfillment_orders
+            .iter()
+            .map(|fo| FulfillmentOrderView {
+                id: fo.id.clone(),
+                status: fo.status.clone(),
+                location_id: fo.location_id.clone(),
+                line_items: fo
+                    .line_items
+                    .iter()
+                    .map(|li| FoLineItem {
+                        id: li.id.clone(),
+                        line_item_id: li.line_item_id.clone(),
+                        remaining_quantity: li.remaining_quantity,
+                    })
+                    .collect(),
+            })
+            .collect();
+        // One fulfillment per (fulfillment order, carrier).
+        let mut by_carrier: BTreeMap<Option<String>, Vec<&LineShare>> = BTreeMap::new();
+        for share in todo {
+            by_carrier
+                .entry(share.carrier.clone())
+                .or_default()
+                .push(share);
+        }
+        // Plan everything first, so that a problem sends nothing.
+        let mut plan = Vec::new();
+        let mut remaining_fos = fos.clone();
+        for (carrier, shares) in &by_carrier {
+            let mut needs: BTreeMap<String, u64> = BTreeMap::new();
+            for sh in shares {
+                *needs.entry(sh.store_line_id.clone()).or_default() += sh.quantity;
+            }
+            let needs: Vec<(String, u64)> = needs.into_iter().collect();
+            let assignments = fulfillment::assign(&needs, &remaining_fos, settings.location_id.as_deref()).map_err(|p| match p {
+                FoProblem::Waiting(m) => retry(format!("waiting for the store: {m}")),
+                FoProblem::Impossible(m) => EngineError::Permanent(format!(
+                    "the store cannot take these quantities: {m}; check the order in the store (was it fulfilled by hand?)"
+                )),
+            })?;
+            for a in &assignments {
+                for (item, q) in &a.items {
+                    for fo in remaining_fos
+                        .iter_mut()
+                        .filter(|f| f.id == a.fulfillment_order_id)
+                    {
+                        for li in fo.line_items.iter_mut().filter(|li| &li.id == item) {
+                            li.remaining_quantity = li.remaining_quantity.saturating_sub(*q);
+                        }
+                    }
+                }
+            }
+            let mut keys: BTreeSet<&String> = shares
+                .iter()
+                .flat_map(|sh| sh.package_keys.iter())
+                .collect();
+            // A changed shipment: the new units came in packages the store
+            // does not know yet; those already on an earlier fulfillment of
+            // this shipment keep their number there. When every package is
+            // known (a package that grew), they all stay.
+            let new_keys: BTreeSet<&String> = keys
+                .iter()
+                .copied()
+                .filter(|k| !told.contains(*k))
+                .collect();
+            if !new_keys.is_empty() {
+                keys = new_keys;
+            }
+            let pkg_tracking: Vec<(String, String)> = version
+                .packages
+                .iter()
+                .filter(|p| keys.contains(&p.key))
+                .filter_map(|p| {
+                    p.tracking_number
+                        .clone()
+                        .filter(|t| !t.trim().is_empty())
+                        .map(|t| (p.key.clone(), t))
+                })
+                .collect();
+            for a in assignments {
+                plan.push((carrier.clone(), a, pkg_tracking.clone()));
+            }
+        }
+        for (carrier, a, pkg_tracking) in plan {
+            let tracking = self.tracking_for(version, carrier.as_deref(), &pkg_tracking, overrides);
+            let now = now_micros();
+            let row = StoreFulfillmentRow {
+                id: new_id("ful"),
+                shipment_id: s.id.clone(),
+                connection_id: connection_id.to_string(),
+                store_order_id: order.id.clone(),
+                fulfillment_order_id: a.fulfillment_order_id.clone(),
+                store_fulfillment_id: None,
+                carrier: tracking.company.clone().or(carrier.clone()),
+                lines: a.store_lines.iter().cloned().collect(),
+                items: a.items.iter().cloned().collect(),
+                tracking: pkg_tracking.clone(),
+                state: FulfillmentState::Pending,
+                created_at: now,
+                updated_at: now,
+            };
+            let req = FulfillmentRequest {
+                fulfillment_order_id: a.fulfillment_order_id.clone(),
+                items: a.items.clone(),
+                tracking,
+                notify_customer: settings.notify_customer,
+            };
+            // Recorded just before the request goes out (after any wait
+            // for the store's budget), with its send time: if we crash or
+            // lose the answer, the next attempt looks in the store before
+            // creating anything, for as long as the store may still show
+            // it. So it is durable even inside a job's relaxed scope: after
+            // a power loss it is still there to be looked for.
+            let record = async {
+                let mut row = row.clone();
+                row.created_at = now_micros();
+                row.updated_at = row.created_at;
+                shipsync_db::durable(fulfillments::insert(db.pool(), &row))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Not a guard: a job stopped mid-call (shutdown) leaves it set.
+                self.mutation_started(row.created_at);
+                Ok(())
+            };
+            let created = client
+                .fulfillment_create_recorded(&req, Some(Box::pin(record)))
+                .await;
+            self.mutation_over();
+            match created {
+                Ok(created) => {
+                    let mut row = row;
+                    row.store_fulfillment_id = Some(created.id.clone());
+                    row.state = FulfillmentState::Done;
+                    fulfillments::update(db.pool(), &row).await?;
+                    let units: u64 = a.items.iter().map(|(_, q)| q).sum();
+                    activity::add(
+                        db.pool(),
+                        &s.id,
+                        "notified",
+                        &format!(
+                            "Store fulfillment {} created: {} unit(s), tracking {}",
+                            created.id,
+                            units,
+                            if req.tracking.numbers.is_empty() {
+                                "none".into()
+                            } else {
+                                req.tracking.numbers.join(", ")
+                            }
+                        ),
+                    )
+                    .await?;
+                }
+                Err(e @ (ShopifyError::UnknownOutcome { .. } | ShopifyError::Transient { .. })) => {
+                    // Maybe applied: keep the pending row; the retry checks the store first.
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    fulfillments::delete(db.pool(), &row.id).await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tracking a store fulfillment carries: the store's carrier name
+    /// for the warehouse's, the numbers, and URLs when the store cannot
+    /// build them itself.
+    fn tracking_for(
+        &self,
+        version: &ShipmentVersion,
+        carrier: Option<&str>,
+        pkg_tracking: &[(String, String)],
+        overrides: &BTreeMap<String, String>,
+    ) -> Tracking {
+        let company = shipsync_deposco::carrier::store_carrier(
+            carrier,
+            version.service.as_deref(),
+            overrides,
+        );
+        let numbers = tracking::numbers(pkg_tracking);
+        // Shopify builds the URL itself for carriers it knows.
+        let urls = match (&company, &version.tracking_url) {
+            (None, Some(base)) if !base.trim().is_empty() => {
+                numbers.iter().map(|n| format!("{base}{n}")).collect()
+            }
+            _ => Vec::new(),
+        };
+        Tracking {
+            company: company.or_else(|| carrier.map(str::to_string)),
+            numbers,
+            urls,
+        }
+    }
+
+    /// Tracking corrections on fulfillments already made for this shipment.
+    pub(super) async fn update_tracking(
+        &self,
+        s: &ShipmentRow,
+        version: &ShipmentVersion,
+        corrections: Vec<Correction>,
+        to: &Target<'_>,
+    ) -> Result<(), EngineError> {
+        for c in corrections {
+            let (mut r, fid, merged) = (c.row, c.fulfillment_id, c.tracking);
+            let tracking = self.tracking_for(version, r.carrier.as_deref(), &merged, to.overrides);
+            to.client
+                .tracking_update(&fid, &tracking, to.settings.notify_customer)
+                .await?;
+            r.tracking = merged;
+            fulfillments::update(self.db().pool(), &r).await?;
+            activity::add(
+                self.db().pool(),
+                &s.id,
+                "tracking",
+                &format!(
+                    "Tracking of store fulfillment {fid} updated to {}",
+                    tracking.numbers.join(", ")
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! Kit recipes (kit SKU → components per kit): those saved from shipments
+//! and those read from Deposco's item data when the ledger lacks one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shipsync_core::ShipmentVersion;
+use shipsync_core::ledger::{OrderLine, Recipes};
+use shipsync_db::recipes as db_recipes;
+
+use crate::Engine;
+use crate::error::EngineError;
+
+impl Engine {
+    /// Reads kit recipes from Deposco's item data for order lines that are
+    /// neither shipped as such nor known kits; true when one was learned.
+    /// Best effort: without warehouse credentials or on errors, nothing.
+    pub(super) async fn learn_recipes_from_items(
+        &self,
+        merchant: &shipsync_db::merchants::MerchantRow,
+        order_lines: &[OrderLine],
+        versions: &[(String, ShipmentVersion)],
+        recipes: &Recipes,
+    ) -> bool {
+        let shipped: BTreeSet<&str> = versions
+            .iter()
+            .flat_map(|(_, v)| v.lines.iter().map(|l| l.sku.as_str()))
+            .collect();
+        let candidates: BTreeSet<&str> = order_lines
+            .iter()
+            .filter_map(|l| l.sku.as_deref())
+            .filter(|sku| !shipped.contains(sku) && !recipes.contains_key(*sku))
+            .take(20)
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let Ok(client) = self.deposco_client(merchant) else {
+            return false;
+        };
+        let mut learned = false;
+        for sku in candidates {
+            match client.item(sku).await {
+                Ok(Some(item)) if !item.components.is_empty() => {
+                    for c in &item.components {
+                        let per_kit = i64::try_from(c.quantity).unwrap_or(i64::MAX);
+                        if db_recipes::save(self.db().pool(), &merchant.id, sku, &c.sku, per_kit)
+                            .await
+                            .is_ok()
+                        {
+                            learned = true;
+                        }
+                    }
+                    tracing::info!(kit = sku, "kit recipe read from Deposco item data");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::info!(sku, error = %e, "could not read Deposco item"),
+            }
+        }
+        learned
+    }
+
+    pub(super) async fn recipes(&self, merchant_id: &str) -> Result<Recipes, EngineError> {
+        let mut out: Recipes = BTreeMap::new();
+        for (kit, comp, per) in db_recipes::of_merchant(self.db().pool(), merchant_id).await? {
+            out.entry(kit)
+                .or_default()
+                .insert(comp, u64::try_from(per).unwrap_or(0));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,586 @@
+//! One sync run of a shipment (job `sync_shipment`): match its store order,
+//! take its share of the order from the ledger, settle earlier attempts
+//! whose outcome is unknown, then send what the store lacks and correct
+//! tracking — see [`super::plan`] for the decisions, [`super::notify`] for
+//! the store write.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use shipsync_core::landed::Landed;
+use shipsync_core::ledger::{self, KitPolicy, LineShare, OrderLine, Recipes, ShipmentInput};
+use shipsync_core::states::{Channel, FulfillmentState, OrderStatus, ShipmentStatus, StoreStatus};
+use shipsync_core::{ShipmentVersion, WarehouseStatus};
+use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
+use shipsync_db::merchants::{self, MerchantRow};
+use shipsync_db::orders::{self as db_orders, OrderLineRow};
+use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::{activity, channels, now_micros};
+use shipsync_shopify::{ShopifyClient, StoreOrder};
+use tracing::field::Empty;
+
+use super::notify::Target;
+use super::plan::{self, Inputs, Plan};
+use super::reconnect_wait;
+use crate::Engine;
+use crate::error::{EngineError, retry};
+use crate::stores::StoreSettings;
+
+/// How soon a shipment whose earlier attempt is undecided looks in the
+/// store again (a store can show an applied create a few seconds late).
+const LOOK_AGAIN: Duration = Duration::from_secs(2);
+const LOOK_AGAIN_MIN: Duration = Duration::from_millis(200);
+
+/// Where matching a shipment to a store order ended.
+enum Found {
+    One {
+        connection_id: String,
+        order: StoreOrder,
+    },
+    None,
+    NoConnection,
+    /// Not found in the stores asked; a store that refused its credentials
+    /// was not asked (what the shipment waits for).
+    Reconnect(String),
+    Ambiguous(Vec<String>),
+}
+
+/// The store a matched shipment goes to.
+struct Store {
+    connection_id: String,
+    order_id: String,
+    client: ShopifyClient,
+    settings: StoreSettings,
+}
+
+impl Engine {
+    /// Job `sync_shipment`: bring the store up to date for one shipment.
+    /// When the store refused the connection's credentials meanwhile, the
+    /// shipment waits for the reconnection instead of failing.
+    #[tracing::instrument(
+        name = "sync_shipment",
+        skip_all,
+        fields(
+            shipment = %shipment_id,
+            shipment_number = Empty,
+            merchant = Empty,
+            connection = Empty,
+            order = Empty,
+        )
+    )]
+    pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
+        match self.sync_shipment_once(shipment_id).await {
+            Err(EngineError::Permanent(message)) => {
+                let Some(mut s) = shipments::get(self.db().pool(), shipment_id).await? else {
+                    return Err(EngineError::Permanent(message));
+                };
+                match self.reconnect_reason(&s).await? {
+                    Some(why) if s.status != ShipmentStatus::Archived => {
+                        self.wait(&mut s, &why).await
+                    }
+                    _ => Err(EngineError::Permanent(message)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Why a shipment waits for its store to be reconnected: its
+    /// connection's (or, not matched yet, one of its merchant's enabled
+    /// connections') store refused the credentials.
+    async fn reconnect_reason(&self, s: &ShipmentRow) -> Result<Option<String>, EngineError> {
+        let candidates = match &s.connection_id {
+            Some(id) => connections::get(self.db().pool(), id)
+                .await?
+                .into_iter()
+                .collect(),
+            None => connections::list(
+                self.db().pool(),
+                Some(std::slice::from_ref(&s.merchant_id)),
+                None,
+                500,
+            )
+            .await?
+            .into_iter()
+            .filter(|c| c.enabled)
+            .collect::<Vec<_>>(),
+        };
+        Ok(candidates
+            .iter()
+            .find(|c| c.store_status == StoreStatus::ReconnectNeeded)
+            .map(reconnect_wait))
+    }
+
+    async fn sync_shipment_once(&self, shipment_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(mut s) = shipments::get(db.pool(), shipment_id).await? else {
+            return Ok(());
+        };
+        let span = tracing::Span::current();
+        span.record("shipment_number", s.number.as_str());
+        span.record("merchant", s.merchant_id.as_str());
+        if s.status == ShipmentStatus::Archived {
+            return Ok(());
+        }
+        let version = s.version.clone();
+        let recorded = fulfillments::of_shipment(db.pool(), shipment_id).await?;
+        match &version.status {
+            WarehouseStatus::Shipped => {}
+            WarehouseStatus::RolledBack if !recorded.is_empty() => {
+                return Err(EngineError::Permanent(
+                    "Deposco reports this shipment Rolled Back after it was shipped; the store keeps its fulfillment — check the order in Deposco and the store, then archive this shipment".into(),
+                ));
+            }
+            other => {
+                return self
+                    .wait(&mut s, &format!("waiting: Deposco status is {other:?}; only Shipped shipments reach the store"))
+                    .await;
+            }
+        }
+        if version.shipped_units() == 0 {
+            s.status = ShipmentStatus::Completed;
+            s.error = None;
+            s.completed_at = Some(now_micros());
+            self.save_run_noting(
+                &s,
+                Some((
+                    "completed",
+                    "Nothing shipped (no units): nothing to tell the store",
+                )),
+            )
+            .await?;
+            return Ok(());
+        }
+        let merchant = merchants::get(db.pool(), &s.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the merchant of this shipment was deleted".into())
+            })?;
+
+        // Which connection and store order?
+        if !self.match_order(&mut s, &merchant, &version).await? {
+            return Ok(());
+        }
+        let Some(store) = self.open_store(&mut s).await? else {
+            return Ok(());
+        };
+        span.record("connection", store.connection_id.as_str());
+        span.record("order", store.order_id.as_str());
+        let mut order = store
+            .client
+            .order_for_fulfilling(&store.order_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "store order {} no longer exists in the store",
+                    s.order_name
+                ))
+            })?;
+        self.record_order(&store.connection_id, &order).await?;
+        let shares = self
+            .shares_of(&s, &version, &merchant, &order, &store)
+            .await?;
+
+        // Settle attempts whose outcome is unknown before sending anything.
+        let shown = self.shown_if_pending(&store, &mut order, &recorded).await?;
+        let adopted: BTreeSet<String> = fulfillments::of_store_order(db.pool(), &store.order_id)
+            .await?
+            .iter()
+            .filter(|r| r.connection_id == store.connection_id)
+            .filter_map(|r| r.store_fulfillment_id.clone())
+            .collect();
+        let plan = plan::plan(Inputs {
+            shares: &shares,
+            version: &version,
+            recorded,
+            shown: &shown,
+            adopted: &adopted,
+            now: now_micros(),
+            hold: i64::try_from(self.unknown_outcome_hold().as_micros()).unwrap_or(i64::MAX),
+        });
+        let Plan {
+            create,
+            told,
+            correct,
+            ..
+        } = self.settle(shipment_id, plan).await?;
+
+        // Send what the store lacks, then correct tracking.
+        let to = Target {
+            connection_id: &store.connection_id,
+            order: &order,
+            client: &store.client,
+            settings: &store.settings,
+            overrides: &merchant.carrier_overrides,
+        };
+        if !create.is_empty() {
+            s.status = ShipmentStatus::Open;
+            self.save_run(&s).await?;
+            self.send_new(&s, &version, &create, &told, &to).await?;
+        }
+        self.update_tracking(&s, &version, correct, &to).await?;
+        self.completed(&mut s, &store).await
+    }
+
+    /// Matches the shipment to a store order when it is not yet (saved);
+    /// false when it waits (saved too).
+    async fn match_order(
+        &self,
+        s: &mut ShipmentRow,
+        merchant: &MerchantRow,
+        version: &ShipmentVersion,
+    ) -> Result<bool, EngineError> {
+        if s.connection_id.is_some() && s.order_id.is_some() {
+            return Ok(true);
+        }
+        match self.find_order(&merchant.id, version).await? {
+            Found::One {
+                connection_id,
+                order,
+            } => {
+                s.connection_id = Some(connection_id);
+                s.order_id = Some(order.id.clone());
+                s.order_name = order.name.clone();
+                self.save_run_noting(
+                    s,
+                    Some(("matched", &format!("Matched store order {}", order.name))),
+                )
+                .await?;
+                Ok(true)
+            }
+            Found::NoConnection => {
+                self.wait(s, "waiting: the merchant has no enabled connection; the shipment goes out when one is enabled")
+                    .await?;
+                Ok(false)
+            }
+            Found::Reconnect(why) => {
+                self.wait(s, &why).await?;
+                Ok(false)
+            }
+            Found::None => Err(retry(format!(
+                "order {} not found in any store of this merchant's enabled connections",
+                refs_text(version)
+            ))),
+            Found::Ambiguous(names) => Err(EngineError::Permanent(format!(
+                "ambiguous order: {} exists in several stores ({}); archive this shipment or disable the wrong connection, then reprocess",
+                refs_text(version),
+                names.join(", ")
+            ))),
+        }
+    }
+
+    /// The store of a matched shipment, ready to be written to; `None`
+    /// when the shipment waits for it (saved).
+    async fn open_store(&self, s: &mut ShipmentRow) -> Result<Option<Store>, EngineError> {
+        let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
+        else {
+            return Err(EngineError::Internal(
+                "shipment without order after matching".into(),
+            ));
+        };
+        let db = self.db();
+        let connection = connections::get(db.pool(), &connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "connection {connection_id} was deleted; reset this shipment"
+                ))
+            })?;
+        let channel = channels::get(db.pool(), &connection_id, Channel::Shipments).await?;
+        if !connection.enabled || channel.is_none_or(|c| !c.enabled) {
+            self.wait(s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
+                .await?;
+            return Ok(None);
+        }
+        if connection.store_status == StoreStatus::ReconnectNeeded {
+            self.wait(s, &reconnect_wait(&connection)).await?;
+            return Ok(None);
+        }
+        let (client, settings) = self.inner.stores.client(&connection, self.secrets())?;
+        Ok(Some(Store {
+            connection_id,
+            order_id,
+            client,
+            settings,
+        }))
+    }
+
+    /// This shipment's share of its order's lines, by the ledger over every
+    /// shipment of the order; recipes missing from the ledger are read from
+    /// Deposco's item data once.
+    async fn shares_of(
+        &self,
+        s: &ShipmentRow,
+        version: &ShipmentVersion,
+        merchant: &MerchantRow,
+        order: &StoreOrder,
+        store: &Store,
+    ) -> Result<Vec<LineShare>, EngineError> {
+        // Order ids are only unique within one store: count the shipments
+        // matched to this order through this connection only.
+        let connection_id = store.connection_id.as_str();
+        let siblings = shipments::for_order(self.db().pool(), &store.order_id).await?;
+        let mut versions: Vec<(String, ShipmentVersion)> = Vec::new();
+        for sib in &siblings {
+            if sib.id != s.id
+                && (sib.status == ShipmentStatus::Archived
+                    || sib.connection_id.as_deref() != Some(connection_id))
+            {
+                continue;
+            }
+            if sib.id == s.id {
+                // This run works on the version it read at its start (its
+                // packages and tracking too); a newer one merged meanwhile
+                // re-runs the job.
+                versions.push((s.id.clone(), version.clone()));
+            } else {
+                versions.push((sib.id.clone(), sib.version.clone()));
+            }
+        }
+        let inputs: Vec<ShipmentInput<'_>> = versions
+            .iter()
+            .map(|(k, v)| ShipmentInput { key: k, version: v })
+            .collect();
+        let order_lines: Vec<OrderLine> = order
+            .line_items
+            .iter()
+            .map(|l| OrderLine {
+                id: l.id.clone(),
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        let mut recipes = self.recipes(&merchant.id).await?;
+        let policy = merchant.kit_policy;
+        let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
+        if mine.is_err()
+            && self
+                .learn_recipes_from_items(merchant, &order_lines, &versions, &recipes)
+                .await
+        {
+            // The pull may not say which component belongs to which kit: the
+            // warehouse's item data does. Try again with what it taught.
+            recipes = self.recipes(&merchant.id).await?;
+            mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
+        }
+        mine.map_err(|p| EngineError::Permanent(p.message))
+    }
+
+    /// The store's fulfillments of the order when an attempt's outcome is
+    /// unknown (only then are they needed): all of them, through every
+    /// fulfillment order of the order and the ones the attempts named.
+    async fn shown_if_pending(
+        &self,
+        store: &Store,
+        order: &mut StoreOrder,
+        recorded: &[StoreFulfillmentRow],
+    ) -> Result<Vec<Landed>, EngineError> {
+        if !recorded
+            .iter()
+            .any(|r| r.state == FulfillmentState::Pending)
+        {
+            return Ok(Vec::new());
+        }
+        let mut fo_ids: Vec<String> = order
+            .fulfillment_orders
+            .iter()
+            .map(|fo| fo.id.clone())
+            .collect();
+        for r in recorded
+            .iter()
+            .filter(|r| r.state == FulfillmentState::Pending)
+        {
+            if !fo_ids.contains(&r.fulfillment_order_id) {
+                fo_ids.push(r.fulfillment_order_id.clone());
+            }
+        }
+        order.fulfillments = store.client.fulfillments_of(&fo_ids).await?;
+        Ok(order
+            .fulfillments
+            .iter()
+            .map(|f| Landed {
+                id: f.id.clone(),
+                line_items: f.line_items.clone(),
+                tracking_numbers: f.tracking.iter().filter_map(|t| t.number.clone()).collect(),
+            })
+            .collect())
+    }
+
+    /// Applies what the plan settled (attempts adopted, attempts forgotten);
+    /// while one is still undecided, looks again later instead of sending.
+    async fn settle(&self, shipment_id: &str, plan: Plan) -> Result<Plan, EngineError> {
+        let db = self.db();
+        for r in &plan.adopt {
+            fulfillments::update(db.pool(), r).await?;
+            let fid = r.store_fulfillment_id.as_deref().unwrap_or_default();
+            activity::add(
+                db.pool(),
+                shipment_id,
+                "notified",
+                &format!("An earlier attempt had reached the store: adopted fulfillment {fid}"),
+            )
+            .await?;
+        }
+        for r in &plan.forget {
+            fulfillments::delete(db.pool(), &r.id).await?;
+        }
+        if let Some(until) = plan.undecided_until {
+            let left = Duration::from_micros(u64::try_from(until - now_micros()).unwrap_or(0));
+            return Err(EngineError::Deferred {
+                message: format!(
+                    "an earlier fulfillment attempt's outcome is unknown and the store does not show it yet; looking again before sending anything (at most {} s more)",
+                    left.as_secs() + 1
+                ),
+                after: left.clamp(LOOK_AGAIN_MIN, LOOK_AGAIN),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Everything acknowledged: the shipment is completed, and its order's
+    /// state follows what reached the store.
+    async fn completed(&self, s: &mut ShipmentRow, store: &Store) -> Result<(), EngineError> {
+        if s.status != ShipmentStatus::Completed {
+            let now = now_micros();
+            if s.completed_at.is_none() {
+                self.metrics()
+                    .ship_to_store((now - s.received_at) as f64 / 1e6);
+            }
+            s.status = ShipmentStatus::Completed;
+            s.error = None;
+            s.completed_at = Some(now);
+            s.updated_at = now;
+            self.save_run_noting(
+                s,
+                Some((
+                    "completed",
+                    "The store has everything this shipment shipped",
+                )),
+            )
+            .await?;
+        }
+        if let Err(e) = self
+            .order_shipment_done(&store.connection_id, &store.order_id)
+            .await
+        {
+            tracing::warn!(shipment = %s.id, error = %e, "order state not updated");
+        }
+        Ok(())
+    }
+
+    async fn record_order(
+        &self,
+        connection_id: &str,
+        order: &StoreOrder,
+    ) -> Result<String, EngineError> {
+        let lines: Vec<OrderLineRow> = order
+            .line_items
+            .iter()
+            .map(crate::orders::line_row)
+            .collect();
+        Ok(db_orders::upsert(
+            self.db(),
+            connection_id,
+            &order.id,
+            &order.name,
+            OrderStatus::Open,
+            &lines,
+        )
+        .await?)
+    }
+
+    async fn find_order(
+        &self,
+        merchant_id: &str,
+        version: &ShipmentVersion,
+    ) -> Result<Found, EngineError> {
+        // The connection whose order it is, when shipsync sent it to Deposco.
+        if let Some((connection_id, order)) = self.sent_order_for(merchant_id, version).await? {
+            return Ok(Found::One {
+                connection_id,
+                order,
+            });
+        }
+        let db = self.db();
+        let connections: Vec<_> =
+            connections::list(db.pool(), Some(&[merchant_id.to_string()]), None, 500)
+                .await?
+                .into_iter()
+                .filter(|c| c.enabled)
+                .collect();
+        if connections.is_empty() {
+            return Ok(Found::NoConnection);
+        }
+        let mut found: Vec<(String, StoreOrder)> = Vec::new();
+        let mut unreachable: Option<&ConnectionRow> = None;
+        for c in &connections {
+            // A store that refused its credentials is not asked until
+            // reconnected.
+            if c.store_status == StoreStatus::ReconnectNeeded {
+                unreachable = unreachable.or(Some(c));
+                continue;
+            }
+            let (client, _) = self.inner.stores.client(c, self.secrets())?;
+            for r in &version.order_refs {
+                let bare = r.trim().trim_start_matches('#');
+                let name = bare
+                    .strip_prefix(c.order_prefix.as_str())
+                    .filter(|_| !c.order_prefix.is_empty())
+                    .unwrap_or(bare);
+                if name.is_empty() {
+                    continue;
+                }
+                // Matching needs the order's id and name only: the sync
+                // reads the order itself next.
+                let orders = client.find_order_names(name).await?;
+                if let Some((id, name)) = orders.into_iter().next() {
+                    found.push((c.id.clone(), StoreOrder::named(id, name)));
+                    break;
+                }
+            }
+        }
+        Ok(match found.len() {
+            0 if unreachable.is_some() => {
+                Found::Reconnect(unreachable.map(reconnect_wait).unwrap_or_default())
+            }
+            0 => Found::None,
+            1 => {
+                let (connection_id, order) = found.remove(0);
+                Found::One {
+                    connection_id,
+                    order,
+                }
+            }
+            _ => Found::Ambiguous(
+                found
+                    .iter()
+                    .map(|(c, o)| format!("{} in {c}", o.name))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// The ledger's outcome for one shipment of an order.
+fn ledger_for(
+    order_lines: &[OrderLine],
+    recipes: &Recipes,
+    policy: KitPolicy,
+    inputs: &[ShipmentInput<'_>],
+    id: &str,
+) -> Result<Result<Vec<LineShare>, ledger::LedgerProblem>, EngineError> {
+    ledger::attribute(order_lines, recipes, policy, inputs)
+        .into_iter()
+        .find(|x| x.key == id)
+        .map(|x| x.result)
+        .ok_or_else(|| EngineError::Internal("shipment missing from its order's ledger".into()))
+}
+
+fn refs_text(v: &ShipmentVersion) -> String {
+    if v.order_refs.is_empty() {
+        "(no order reference)".into()
+    } else {
+        v.order_refs.join(" / ")
+    }
+}
