@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use shipsync_core::states::{OrderStatus, RunStatus, StoreStatus};
-use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_core::states::{OrderStatus, StoreStatus};
+use shipsync_db::connections::ConnectionRow;
 use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
 use shipsync_db::{activity, new_id, now_micros, runs};
 use shipsync_shopify::{StoreLineItem, StoreOrderForWarehouse};
@@ -13,7 +13,7 @@ use tracing::field::Empty;
 use super::push::enqueue_push_tx;
 use crate::Engine;
 use crate::error::EngineError;
-use crate::runs::{Progress, RunCounts};
+use crate::runs::{Opened, Progress, RunCounts};
 
 /// Orders of a connection still `queued` that a run re-queues at its end
 /// (after the connection or channel was off, say).
@@ -55,21 +55,11 @@ impl Engine {
         progress: Option<Progress>,
     ) -> Result<RunCounts, EngineError> {
         let db = self.db();
-        let mut run = runs::get(db.pool(), run_id)
-            .await?
-            .ok_or(EngineError::NotFound)?;
         let span = tracing::Span::current();
-        span.record("connection", run.connection_id.as_str());
-        span.record("channel", run.channel.as_str());
-        let mut counts = RunCounts::of(&run)?;
-        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
-            return Ok(counts);
-        }
-        let connection = connections::get(db.pool(), &run.connection_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the connection of this run was deleted".into())
-            })?;
+        let (mut run, mut counts, connection) = match self.open_run(run_id).await? {
+            Opened::Over(counts) => return Ok(counts),
+            Opened::Open(open) => *open,
+        };
         if connection.store_status == StoreStatus::ReconnectNeeded {
             return Err(EngineError::Permanent(format!(
                 "connection {} needs reconnecting: {}",

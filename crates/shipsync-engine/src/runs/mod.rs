@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use shipsync_core::states::RunStatus;
+use shipsync_db::connections::{self, ConnectionRow};
 use shipsync_db::runs::{self, RunRow};
 use shipsync_db::{channels, now_micros};
+
 use shipsync_deposco::api::{Auth, DeposcoClient, DeposcoConfig};
 
 use crate::Engine;
@@ -51,6 +53,38 @@ impl RunCounts {
 
 /// Progress of a pull, for the CLI's progress bar.
 pub type Progress = Arc<dyn Fn(&RunCounts) + Send + Sync>;
+
+/// A run as its pull job finds it.
+pub(crate) enum Opened {
+    /// Over already (a job run again after the run ended): its counts.
+    Over(RunCounts),
+    /// To be done: the run, its counts so far, and its connection.
+    Open(Box<(RunRow, RunCounts, ConnectionRow)>),
+}
+
+impl Engine {
+    /// Reads a run and its connection for the pull that executes it, and
+    /// names them in the current span.
+    pub(crate) async fn open_run(&self, run_id: &str) -> Result<Opened, EngineError> {
+        let db = self.db();
+        let run = runs::get(db.pool(), run_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        let span = tracing::Span::current();
+        span.record("connection", run.connection_id.as_str());
+        span.record("channel", run.channel.as_str());
+        let counts = RunCounts::of(&run)?;
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+            return Ok(Opened::Over(counts));
+        }
+        let connection = connections::get(db.pool(), &run.connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the connection of this run was deleted".into())
+            })?;
+        Ok(Opened::Open(Box::new((run, counts, connection))))
+    }
+}
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use shipsync_core::ledger;
-use shipsync_core::states::{Channel, RunStatus, RunTrigger, Source};
+use shipsync_core::states::{Channel, RunTrigger, Source};
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::runs::{self, QueueRun, RunRow};
 use shipsync_db::{connections, merchants, recipes};
@@ -14,7 +14,8 @@ use shipsync_deposco::api::{DeposcoClient, DeposcoError, ShipmentPage};
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::{Progress, RunCounts, micros, ts};
+use super::{Opened, Progress, RunCounts, micros, ts};
+
 use crate::Engine;
 use crate::error::EngineError;
 use crate::shipments::{MergeOutcome, with_trusted_tracking};
@@ -71,21 +72,11 @@ impl Engine {
         progress: Option<Progress>,
     ) -> Result<RunCounts, EngineError> {
         let db = self.db();
-        let mut run = runs::get(db.pool(), run_id)
-            .await?
-            .ok_or(EngineError::NotFound)?;
         let span = tracing::Span::current();
-        span.record("connection", run.connection_id.as_str());
-        span.record("channel", run.channel.as_str());
-        let mut counts = RunCounts::of(&run)?;
-        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
-            return Ok(counts);
-        }
-        let connection = connections::get(db.pool(), &run.connection_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the connection of this run was deleted".into())
-            })?;
+        let (mut run, mut counts, connection) = match self.open_run(run_id).await? {
+            Opened::Over(counts) => return Ok(counts),
+            Opened::Open(open) => *open,
+        };
         let merchant = merchants::get(db.pool(), &connection.merchant_id)
             .await?
             .ok_or_else(|| EngineError::Permanent("the merchant of this run was deleted".into()))?;
