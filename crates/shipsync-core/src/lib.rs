@@ -4,6 +4,8 @@
 pub mod fulfillment;
 pub mod landed;
 pub mod ledger;
+pub mod order_lifecycle;
+pub mod order_rules;
 pub mod schedule;
 pub mod shipment;
 pub mod states;

@@ -129,25 +129,37 @@ words! {
     /// Where a store order of the Sales Orders channel stands.
     OrderStatus {
         New = "new",
+        /// Waiting for its hold period, a hold tag to go, a payment or a
+        /// Shopify fulfillment hold (the reason is in its activity).
+        Held = "held",
         /// Waiting to be sent to the warehouse.
         Queued = "queued",
         /// In the warehouse, nothing shipped yet.
         Open = "open",
         PartiallyShipped = "partially_shipped",
         Shipped = "shipped",
+        /// Cancelled in the store; cancelled in the warehouse too when it
+        /// had been sent.
+        Cancelled = "cancelled",
+        /// The store changed it after the warehouse could no longer follow
+        /// (released or shipped): a person must act (`error` says what).
+        NeedsAttention = "needs_attention",
         Error = "error",
-        /// Closed or cancelled in the store before it shipped.
+        /// Every line fulfilled or cancelled in the store.
         Closed = "closed",
         Archived = "archived",
     }
 }
 
 impl OrderStatus {
-    /// Shipped, closed or archived: shipments no longer move it.
+    /// Shipped, cancelled, closed or archived: shipments no longer move it.
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            OrderStatus::Shipped | OrderStatus::Closed | OrderStatus::Archived
+            OrderStatus::Shipped
+                | OrderStatus::Cancelled
+                | OrderStatus::Closed
+                | OrderStatus::Archived
         )
     }
 }
