@@ -92,6 +92,11 @@ pub struct OrderLine {
     pub sku: Option<String>,
     /// Units ordered (after store-side removals).
     pub quantity: u64,
+    /// Units the store removed from the line after it was ordered (an
+    /// edit). Shipping them is not an over-shipment: the warehouse may ship
+    /// what it had before the edit reached it; those units are simply not
+    /// the store's to fulfill (store units stay at most `quantity`).
+    pub removed: u64,
 }
 
 /// Known kit recipes: kit SKU → component SKU → units per kit.
@@ -409,7 +414,8 @@ impl<'a> Ctx<'a> {
     /// Capacity of a bucket: ordered units, or ordered kits × per kit.
     /// `None` when the per-kit quantity is unknown.
     fn capacity(&self, (line, comp): &Bucket) -> Option<u64> {
-        let ordered = self.lines[*line].quantity;
+        let l = &self.lines[*line];
+        let ordered = l.quantity.saturating_add(l.removed);
         match comp {
             None => Some(ordered),
             Some(c) => self.per_kit(*line, c).map(|p| ordered.saturating_mul(p)),
@@ -918,8 +924,20 @@ mod tests {
                 id: gid(*n),
                 sku: Some(sku.to_string()),
                 quantity: *q,
+                removed: 0,
             })
             .collect()
+    }
+
+    /// `order` with `removed` units taken off line `n` by a store edit.
+    fn edited(mut lines: Vec<OrderLine>, n: u32, removed: u64) -> Vec<OrderLine> {
+        for l in &mut lines {
+            if l.id == gid(n) {
+                l.quantity -= removed;
+                l.removed += removed;
+            }
+        }
+        lines
     }
 
     fn recipe(kit: &str, comps: &[(&str, u64)]) -> Recipes {
@@ -1122,6 +1140,30 @@ mod tests {
                 policy: CK,
                 ships: vec![ship("S1").line("1", "A", 2).build()],
                 expect: vec![X::Err(&["over-shipment", "line A: shipped 2, ordered 1"])],
+            },
+            Case {
+                name: "a line the store removed, shipped anyway: the rest still counts",
+                order: edited(order(&[(1, "A", 1), (2, "B", 2)]), 2, 2),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line("1", "A", 1).line("2", "B", 2).build()],
+                expect: vec![X::Ok(vec![(1, 1, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "units the store removed from a line, shipped anyway: the store keeps its quantity",
+                order: edited(order(&[(1, "A", 3)]), 1, 1),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line("1", "A", 3).build()],
+                expect: vec![X::Ok(vec![(1, 2, UPS, &["shipment"])])],
+            },
+            Case {
+                name: "more than was ever ordered is still an over-shipment",
+                order: edited(order(&[(1, "A", 3)]), 1, 1),
+                recipes: none(),
+                policy: CK,
+                ships: vec![ship("S1").line("1", "A", 4).build()],
+                expect: vec![X::Err(&["over-shipment", "line A: shipped 4, ordered 3"])],
             },
             Case {
                 name: "store line by customerLineNumber (gid tail and full gid) beats SKU order",

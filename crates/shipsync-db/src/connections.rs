@@ -2,12 +2,14 @@
 //! and store status), read together with its token (`store_tokens`) and
 //! whether its channels are on.
 
+use serde::{Deserialize, Serialize};
+use shipsync_core::order_rules::OrderRules;
 use shipsync_core::states::{Channel, StoreStatus};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor};
 
 use crate::channels::ChannelRow;
-use crate::decode::{self, Cols};
+use crate::decode::{self, Cols, to_json};
 use crate::{Db, DbError, one_of};
 
 #[derive(Debug, Clone)]
@@ -25,6 +27,15 @@ pub struct ConnectionRow {
     /// Whether the store accepts the credentials.
     pub store_status: StoreStatus,
     pub store_error: Option<String>,
+    /// The import rules of its Sales Orders channel (`order_rules_json`;
+    /// `NULL` is the defaults).
+    pub order_rules: OrderRules,
+    /// The Shopify app's API secret key, sealed: signs order webhooks for a
+    /// legacy access token.
+    pub store_api_secret: Option<Vec<u8>>,
+    /// Read only here (see [`set_order_webhooks`]): the store's order
+    /// webhook subscriptions as last checked.
+    pub order_webhooks: OrderWebhooks,
     pub created_at: i64,
     pub updated_at: i64,
     /// Read only (from `store_tokens`): whether an app token is held, when
@@ -37,9 +48,29 @@ pub struct ConnectionRow {
     pub sales_orders_on: bool,
 }
 
+/// What shipsync last knew of a store's order webhook subscriptions
+/// (`order_webhooks_json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderWebhooks {
+    /// Every order topic is subscribed at shipsync's URL.
+    pub subscribed: bool,
+    /// The subscribed topics (`ORDERS_CREATE`, …).
+    pub topics: Vec<String>,
+    /// The store's subscription ids, to remove them.
+    pub ids: Vec<String>,
+    /// The URL they deliver to.
+    pub uri: Option<String>,
+    /// When they were last checked (microseconds).
+    pub checked_at: Option<i64>,
+    /// Why the last check or change failed.
+    pub error: Option<String>,
+}
+
 /// The stored columns, in the order [`insert`] binds them.
 const STORED: &str = "id, name, merchant_id, enabled, order_prefix, store_json, store_token,
-    store_client_secret, store_status, store_error, created_at, updated_at";
+    store_client_secret, store_status, store_error, created_at, updated_at, order_rules_json,
+    store_api_secret";
 
 /// Every column of a [`ConnectionRow`] (`c`: connections, `t`: its token),
 /// then `FROM`.
@@ -53,6 +84,7 @@ fn select() -> String {
     format!(
         "SELECT c.id, c.name, c.merchant_id, c.enabled, c.order_prefix, c.store_json,
          c.store_token, c.store_client_secret, c.store_status, c.store_error, c.created_at, c.updated_at,
+         c.order_rules_json, c.store_api_secret, c.order_webhooks_json,
          CAST(CASE WHEN t.access_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS token_held,
          t.expires_at AS token_expires_at, t.scopes AS granted_scopes,
          {} AS shipments_on, {} AS sales_orders_on
@@ -78,6 +110,9 @@ impl TryFrom<AnyRow> for ConnectionRow {
             store_client_secret: c.get("store_client_secret")?,
             store_status: c.word("store_status")?,
             store_error: c.get("store_error")?,
+            order_rules: c.json_or_default("order_rules_json")?,
+            store_api_secret: c.get("store_api_secret")?,
+            order_webhooks: c.json_or_default("order_webhooks_json")?,
             created_at: c.get("created_at")?,
             updated_at: c.get("updated_at")?,
             token_held: c.flag("token_held")?,
@@ -93,7 +128,7 @@ impl TryFrom<AnyRow> for ConnectionRow {
 pub async fn insert(db: &Db, c: &ConnectionRow, channels: &[ChannelRow]) -> Result<(), DbError> {
     let mut tx = db.begin().await?;
     sqlx::query(sql!(
-        "INSERT INTO connections ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO connections ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&c.id)
     .bind(&c.name)
@@ -107,6 +142,8 @@ pub async fn insert(db: &Db, c: &ConnectionRow, channels: &[ChannelRow]) -> Resu
     .bind(&c.store_error)
     .bind(c.created_at)
     .bind(c.updated_at)
+    .bind(rules_json(&c.order_rules)?)
+    .bind(&c.store_api_secret)
     .execute(&mut *tx)
     .await?;
     for ch in channels {
@@ -123,7 +160,8 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
     sqlx::query(
         "UPDATE connections SET name = $2, merchant_id = $3, enabled = $4, order_prefix = $5,
            store_json = $6, store_token = $7, store_client_secret = $8, store_status = $9,
-           store_error = $10, updated_at = $11 WHERE id = $1",
+           store_error = $10, updated_at = $11, order_rules_json = $12, store_api_secret = $13
+         WHERE id = $1",
     )
     .bind(&c.id)
     .bind(&c.name)
@@ -136,6 +174,8 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
     .bind(c.store_status.as_str())
     .bind(&c.store_error)
     .bind(c.updated_at)
+    .bind(rules_json(&c.order_rules)?)
+    .bind(&c.store_api_secret)
     .execute(ex)
     .await?;
     Ok(())
@@ -191,6 +231,31 @@ pub async fn set_store_status<'e, E: Executor<'e, Database = Any>>(
     .execute(ex)
     .await?;
     Ok(r.rows_affected() > 0)
+}
+
+/// The stored text of a connection's import rules: `NULL` for the
+/// defaults, so that a later change of the defaults reaches them.
+fn rules_json(rules: &OrderRules) -> Result<Option<String>, DbError> {
+    if *rules == OrderRules::default() {
+        Ok(None)
+    } else {
+        to_json("connections.order_rules_json", rules).map(Some)
+    }
+}
+
+/// Records the store's order webhook subscriptions as checked, without
+/// counting as an edit of the connection.
+pub async fn set_order_webhooks<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    connection_id: &str,
+    state: &OrderWebhooks,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE connections SET order_webhooks_json = $2 WHERE id = $1")
+        .bind(connection_id)
+        .bind(to_json("connections.order_webhooks_json", state)?)
+        .execute(ex)
+        .await?;
+    Ok(())
 }
 
 /// Deletes a connection with its channels, token and install links.

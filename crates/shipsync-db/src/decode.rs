@@ -51,6 +51,16 @@ impl<'r> Cols<'r> {
         text.parse().map_err(|e| self.corrupt(col, e))
     }
 
+    /// A state word in a nullable column.
+    pub(crate) fn word_opt<T: FromStr<Err = UnknownState>>(
+        &self,
+        col: &str,
+    ) -> Result<Option<T>, DbError> {
+        self.get::<Option<String>>(col)?
+            .map(|text| text.parse().map_err(|e| self.corrupt(col, e)))
+            .transpose()
+    }
+
     /// State words separated by commas, in order (empty: none).
     pub(crate) fn words<T: FromStr<Err = UnknownState>>(
         &self,
@@ -61,6 +71,17 @@ impl<'r> Cols<'r> {
             .filter(|w| !w.is_empty())
             .map(|w| w.parse().map_err(|e| self.corrupt(col, e)))
             .collect()
+    }
+
+    /// A JSON document in a nullable column (`NULL`: `T::default()`).
+    pub(crate) fn json_or_default<T: DeserializeOwned + Default>(
+        &self,
+        col: &str,
+    ) -> Result<T, DbError> {
+        match self.get::<Option<String>>(col)? {
+            None => Ok(T::default()),
+            Some(text) => serde_json::from_str(&text).map_err(|e| self.corrupt(col, e)),
+        }
     }
 
     /// A JSON document.

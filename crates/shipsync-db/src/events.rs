@@ -12,6 +12,8 @@ use crate::{DbError, Tx, one_of, placeholders};
 pub struct EventRow {
     pub id: String,
     pub merchant_id: String,
+    /// The connection of a store (Shopify) delivery; `None` for Deposco's.
+    pub connection_id: Option<String>,
     pub received_at: i64,
     /// The delivery's headers, `(name, value)` in order (`headers_json`).
     pub headers: Vec<(String, String)>,
@@ -27,10 +29,13 @@ pub struct EventRow {
     pub shipment_ids: Vec<String>,
 }
 
-pub(crate) const COLS: &str = "id, merchant_id, received_at, headers_json, body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
+pub(crate) const COLS: &str = "id, merchant_id, received_at, headers_json, body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids, connection_id";
+
+/// The number of [`COLS`].
+pub(crate) const COL_COUNT: usize = 14;
 
 /// [`COLS`] without the headers and body.
-const SUMMARY_COLS: &str = "id, merchant_id, received_at, '[]' AS headers_json, NULL AS body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids";
+const SUMMARY_COLS: &str = "id, merchant_id, received_at, '[]' AS headers_json, NULL AS body, body_size, body_hash, webhook_id, verified, outcome, detail, repeat_count, shipment_ids, connection_id";
 
 impl TryFrom<AnyRow> for EventRow {
     type Error = DbError;
@@ -40,6 +45,7 @@ impl TryFrom<AnyRow> for EventRow {
         Ok(Self {
             id: c.get("id")?,
             merchant_id: c.get("merchant_id")?,
+            connection_id: c.get("connection_id")?,
             received_at: c.get("received_at")?,
             headers: c.json("headers_json")?,
             body: c.get("body")?,
@@ -60,7 +66,7 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
     e: &EventRow,
 ) -> Result<(), DbError> {
     let q = sqlx::query(sql!(
-        "INSERT INTO events ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO events ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ));
     bind(q, e)?.execute(ex).await?;
     Ok(())
@@ -83,7 +89,8 @@ pub(crate) fn bind<'q>(
         .bind(e.outcome.as_str())
         .bind(&e.detail)
         .bind(e.repeat_count)
-        .bind(to_json("events.shipment_ids", &e.shipment_ids)?))
+        .bind(to_json("events.shipment_ids", &e.shipment_ids)?)
+        .bind(&e.connection_id))
 }
 
 /// The original event of a repeat delivery: same `webhook-id`, or else the

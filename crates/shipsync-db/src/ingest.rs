@@ -153,7 +153,7 @@ pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), D
         let sql = sql!(
             "INSERT INTO events ({}) VALUES {}",
             events::COLS,
-            marks.tuples(chunk.len(), 13, 1)
+            marks.tuples(chunk.len(), events::COL_COUNT, 1)
         );
         let mut q = sqlx::query(sql).persistent(false);
         for e in chunk {

@@ -3,7 +3,7 @@
 //! and the queries the engine and the API need. SQL lives here only.
 
 use serde::{Deserialize, Serialize};
-use shipsync_core::states::OrderStatus;
+use shipsync_core::states::{OrderStatus, Source};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor};
 
@@ -21,6 +21,18 @@ pub struct OrderLineRow {
     pub quantity: u64,
     /// The bundle (line item group) it belongs to.
     pub group: Option<String>,
+    /// Units the warehouse has for it; `None` on records from before the
+    /// order lifecycle (then `quantity` once the order was sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
+    /// Why the line sends nothing to the warehouse
+    /// (`shipsync_core::order_lifecycle::Skip`'s word), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Units the warehouse should get, as last planned (the rest being
+    /// fulfilled elsewhere, say); `None`: `quantity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_send: Option<u64>,
 }
 
 /// Every column of `orders`.
@@ -49,9 +61,16 @@ pub struct OrderRecord {
     /// Deposco's order id, once sent (or adopted).
     pub warehouse_id: Option<String>,
     pub sent_at: Option<i64>,
+    /// How shipsync first learned of it (`None`: before the order
+    /// lifecycle, a poll).
+    pub first_seen_via: Option<Source>,
+    /// Until when a `held` order waits (its hold period, microseconds).
+    pub hold_until: Option<i64>,
+    /// Why a `held` order waits.
+    pub hold_reason: Option<String>,
 }
 
-const COLS: &str = "id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at, error, store_json, store_updated_at, warehouse_number, warehouse_id, sent_at";
+const COLS: &str = "id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at, error, store_json, store_updated_at, warehouse_number, warehouse_id, sent_at, first_seen_via, hold_until, hold_reason";
 
 impl TryFrom<AnyRow> for OrderRecord {
     type Error = DbError;
@@ -73,6 +92,9 @@ impl TryFrom<AnyRow> for OrderRecord {
             warehouse_number: c.get("warehouse_number")?,
             warehouse_id: c.get("warehouse_id")?,
             sent_at: c.get("sent_at")?,
+            first_seen_via: c.word_opt("first_seen_via")?,
+            hold_until: c.get("hold_until")?,
+            hold_reason: c.get("hold_reason")?,
         })
     }
 }
@@ -128,7 +150,7 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
     o: &OrderRecord,
 ) -> Result<(), DbError> {
     sqlx::query(sql!(
-        "INSERT INTO orders ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO orders ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(&o.id)
     .bind(&o.connection_id)
@@ -144,6 +166,9 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(
     .bind(&o.warehouse_number)
     .bind(&o.warehouse_id)
     .bind(o.sent_at)
+    .bind(o.first_seen_via.map(Source::as_str))
+    .bind(o.hold_until)
+    .bind(&o.hold_reason)
     .execute(ex)
     .await?;
     Ok(())
@@ -156,7 +181,8 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE orders SET name = $2, status = $3, lines_json = $4, updated_at = $5, error = $6,
-           store_json = $7, store_updated_at = $8, warehouse_number = $9, warehouse_id = $10, sent_at = $11
+           store_json = $7, store_updated_at = $8, warehouse_number = $9, warehouse_id = $10, sent_at = $11,
+           hold_until = $12, hold_reason = $13
          WHERE id = $1",
     )
     .bind(&o.id)
@@ -170,6 +196,8 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
     .bind(&o.warehouse_number)
     .bind(&o.warehouse_id)
     .bind(o.sent_at)
+    .bind(o.hold_until)
+    .bind(&o.hold_reason)
     .execute(ex)
     .await?;
     Ok(())

@@ -81,6 +81,9 @@ async fn connection(db: &Db) -> ConnectionRow {
         store_client_secret: Some(vec![0, 255, 1]),
         store_status: StoreStatus::Ok,
         store_error: None,
+        order_rules: Default::default(),
+        store_api_secret: None,
+        order_webhooks: Default::default(),
         created_at: 10,
         updated_at: 11,
         token_held: false,
@@ -459,6 +462,9 @@ async fn an_order_upserted_twice_keeps_its_state() {
             name: Some("Apple".into()),
             quantity: 2,
             group: None,
+            sent: None,
+            skipped: None,
+            to_send: None,
         }];
         let again = orders::upsert(db, &c.id, gid, "#1001b", OrderStatus::Queued, &lines)
             .await

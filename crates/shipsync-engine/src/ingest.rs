@@ -29,6 +29,8 @@ pub use shipsync_core::states::EventOutcome as Outcome;
 #[derive(Debug)]
 pub struct Delivery {
     pub merchant_id: String,
+    /// The connection of a store (Shopify) delivery; `None` for Deposco's.
+    pub connection_id: Option<String>,
     /// `(name, value)`, in order.
     pub headers: Vec<(String, String)>,
     /// `None` when the body is not kept (too large, bad signature).
@@ -282,6 +284,7 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
         events.push(EventRow {
             id: id.clone(),
             merchant_id: d.merchant_id.clone(),
+            connection_id: d.connection_id.clone(),
             received_at: now,
             headers: d.headers.clone(),
             body: d.body.clone(),

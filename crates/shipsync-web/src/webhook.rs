@@ -189,6 +189,7 @@ async fn handle(
     let header_list = header_list(&headers);
     let stored = stored_headers(&header_list);
     let refused = |outcome: Outcome, size: i64, detail: String| Delivery {
+        connection_id: None,
         merchant_id: merchant.id.clone(),
         headers: stored.clone(),
         body: None,
@@ -306,6 +307,7 @@ async fn handle(
     //     The body moves into the delivery (no copy when it is the only
     //     reference to its buffer).
     let delivery = Delivery {
+        connection_id: None,
         merchant_id: merchant.id.clone(),
         headers: stored.clone(),
         body: Some(Vec::from(bytes)),

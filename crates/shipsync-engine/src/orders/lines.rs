@@ -86,6 +86,7 @@ impl Engine {
                 id: l.id.clone(),
                 sku: l.sku.clone(),
                 quantity: l.quantity,
+                removed: 0,
             })
             .collect();
         let inputs: Vec<ShipmentInput<'_>> = versions

@@ -35,6 +35,9 @@ pub(crate) fn line_row(l: &StoreLineItem) -> OrderLineRow {
         name: Some(l.name.clone()),
         quantity: l.quantity,
         group: l.group.clone(),
+        sent: None,
+        skipped: None,
+        to_send: None,
     }
 }
 
@@ -158,6 +161,9 @@ impl Engine {
                         warehouse_number: None,
                         warehouse_id: None,
                         sent_at: None,
+                        first_seen_via: None,
+                        hold_until: None,
+                        hold_reason: None,
                     },
                 )
                 .await

@@ -349,6 +349,7 @@ impl Engine {
                 id: l.id.clone(),
                 sku: l.sku.clone(),
                 quantity: l.quantity,
+                removed: 0,
             })
             .collect();
         let mut recipes = self.recipes(&merchant.id).await?;
