@@ -32,8 +32,15 @@ pub enum Job {
     PullShipments { run_id: String },
     /// A run of a Sales Orders channel.
     PullOrders { run_id: String },
-    /// Send one store order to the warehouse.
+    /// Send one store order to the warehouse (or, while it is held, look
+    /// whether its hold period is over).
     PushOrder { order_id: String },
+    /// Apply a store change (cancellation, edit) to an order the warehouse
+    /// has, while the warehouse allows it.
+    UpdateWarehouseOrder { order_id: String },
+    /// Subscribe a store to the order webhooks, or remove them (the Sales
+    /// Orders channel switched off, the connection disabled).
+    OrderWebhooks { connection_id: String },
     /// The daily retention pass.
     Retention,
 }
@@ -55,6 +62,8 @@ impl Job {
             Job::PullShipments { .. } => "pull_shipments",
             Job::PullOrders { .. } => "pull_orders",
             Job::PushOrder { .. } => "push_order",
+            Job::UpdateWarehouseOrder { .. } => "update_warehouse_order",
+            Job::OrderWebhooks { .. } => "order_webhooks",
             Job::Retention => "retention",
         }
     }
@@ -66,6 +75,8 @@ impl Job {
             Job::SyncShipment { shipment_id } => format!("sync:{shipment_id}"),
             Job::PullShipments { run_id } | Job::PullOrders { run_id } => format!("run:{run_id}"),
             Job::PushOrder { order_id } => format!("push:{order_id}"),
+            Job::UpdateWarehouseOrder { order_id } => format!("warehouse:{order_id}"),
+            Job::OrderWebhooks { connection_id } => format!("order_webhooks:{connection_id}"),
             Job::Retention => "retention".into(),
         }
     }

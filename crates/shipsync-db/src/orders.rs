@@ -205,7 +205,8 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
 
 /// Inserts or refreshes the local record of a store order; returns its id.
 /// `status` applies to a new record only: an order's state is kept (the
-/// Sales Orders channel and shipments move it).
+/// Sales Orders channel and shipments move it). The lines of an order the
+/// Sales Orders channel follows (`store_json` set) are its own: kept.
 pub async fn upsert(
     db: &Db,
     connection_id: &str,
@@ -219,7 +220,9 @@ pub async fn upsert(
         "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
          ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
-           lines_json = excluded.lines_json, updated_at = excluded.updated_at",
+           lines_json = CASE WHEN orders.store_json IS NULL THEN excluded.lines_json
+                             ELSE orders.lines_json END,
+           updated_at = excluded.updated_at",
     )
     .bind(new_id("ord"))
     .bind(connection_id)

@@ -148,6 +148,9 @@ struct Inner {
     /// Per worker: when the store write it has under way was recorded
     /// (µs), 0 when none.
     mutations: Vec<AtomicI64>,
+    /// Where stores reach this server (`SHIPSYNC_PUBLIC_URL`, known once it
+    /// listens): order webhooks are subscribed there.
+    public_url: std::sync::RwLock<Option<String>>,
 }
 
 impl Engine {
@@ -182,6 +185,7 @@ impl Engine {
                 stores,
                 passwords: users::PasswordWork::sized_to_cores(),
                 mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
+                public_url: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -276,6 +280,18 @@ impl Engine {
     }
 
     /// Forgets the cached store client of a connection (after an edit).
+    /// Sets where stores reach this server (the server, once it listens).
+    pub fn set_public_url(&self, url: &str) {
+        if let Ok(mut u) = self.inner.public_url.write() {
+            *u = Some(url.trim_end_matches('/').to_string());
+        }
+    }
+
+    /// Where stores reach this server, when known.
+    pub fn public_url(&self) -> Option<String> {
+        self.inner.public_url.read().ok().and_then(|u| u.clone())
+    }
+
     pub fn connection_changed(&self, connection_id: &str) {
         self.inner.stores.forget(connection_id);
     }

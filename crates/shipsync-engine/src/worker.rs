@@ -152,8 +152,10 @@ fn job_span(job: &Claimed) -> tracing::Span {
         Ok(Job::PullShipments { run_id } | Job::PullOrders { run_id }) => {
             run = Some(run_id.as_str())
         }
-        Ok(Job::PushOrder { order_id }) => order = Some(order_id.as_str()),
-        Ok(Job::Retention) | Err(_) => {}
+        Ok(Job::PushOrder { order_id } | Job::UpdateWarehouseOrder { order_id }) => {
+            order = Some(order_id.as_str())
+        }
+        Ok(Job::OrderWebhooks { .. } | Job::Retention) | Err(_) => {}
     }
     tracing::info_span!(
         "job",
@@ -262,6 +264,8 @@ impl Engine {
             }
             Job::PullOrders { run_id } => self.pull_orders(run_id, None).await.map(|_| ()),
             Job::PushOrder { order_id } => self.push_order(order_id).await,
+            Job::UpdateWarehouseOrder { order_id } => self.update_warehouse_order(order_id).await,
+            Job::OrderWebhooks { connection_id } => self.sync_order_webhooks(connection_id).await,
             Job::Retention => self.apply_retention(now_micros()).await.map(|_| ()),
         }
     }
@@ -285,6 +289,17 @@ impl Engine {
             Ok(Job::PushOrder { order_id }) => {
                 self.push_failed(order_id, message, give_up, attempts)
                     .await?;
+                return Ok(());
+            }
+            Ok(Job::UpdateWarehouseOrder { order_id }) => {
+                if give_up {
+                    self.warehouse_update_failed(order_id, message, attempts)
+                        .await?;
+                }
+                return Ok(());
+            }
+            Ok(Job::OrderWebhooks { connection_id }) => {
+                self.order_webhooks_failed(connection_id, message).await?;
                 return Ok(());
             }
             Ok(Job::SyncShipment { shipment_id }) => shipment_id.as_str(),

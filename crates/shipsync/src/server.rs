@@ -249,6 +249,7 @@ pub async fn start(settings: &Settings, mut engine_config: EngineConfig) -> Resu
     } else {
         settings.public_url.clone()
     };
+    engine.set_public_url(&public_url);
     if !settings.trusted_proxies.is_empty() {
         tracing::info!(
             trusted_proxies = %settings.trusted_proxies,

@@ -117,7 +117,14 @@ pub fn sales_order_dto(
         ));
     }
     let mut lines = Vec::new();
-    for l in o.line_items.iter().filter(|l| l.quantity > 0) {
+    // A line's number is its position in the store order: stable when the
+    // store adds or removes lines later (an edit updates Deposco by it).
+    for (position, l) in o
+        .line_items
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.quantity > 0)
+    {
         let sku = l.sku.as_deref().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
             format!(
                 "line \"{}\" of store order {} has no SKU, so Deposco cannot know the item: give the variant a SKU in the store, then reprocess",
@@ -125,7 +132,7 @@ pub fn sales_order_dto(
             )
         })?;
         lines.push(json!({
-            "lineNumber": (lines.len() + 1).to_string(),
+            "lineNumber": (position + 1).to_string(),
             "item": {"businessKey": {"number": sku}},
             "pack": {"type": "Each", "quantity": 1},
             "orderPackQuantity": l.quantity,

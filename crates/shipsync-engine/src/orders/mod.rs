@@ -10,8 +10,17 @@
 //! long, …) puts the order in `error` with Deposco's message; nothing is
 //! retried until a person fixes the cause and asks to `reprocess`.
 //!
-//! By flow: [`pull`] records pulled orders, [`push`] creates them in
-//! Deposco (the sales order it posts is [`dto`]), [`lines`] follows what
+//! After release the order is followed (issue 14): every store change —
+//! an order webhook ([`webhooks`]), a pull ([`pull`]), a hold period ending
+//! — is applied by [`take`] under the connection's import rules and the
+//! pure rules of `shipsync_core::order_lifecycle`: held, released,
+//! cancelled before release, or, once Deposco has it, cancelled or edited
+//! there while Deposco allows it ([`warehouse`]), else `needs_attention`.
+//!
+//! By flow: [`pull`] reads changed orders, [`take`] applies one, [`push`]
+//! creates it in Deposco (the sales order it posts is [`dto`]),
+//! [`warehouse`] applies later store changes there, [`webhooks`] keeps the
+//! store subscribed and processes its deliveries, [`lines`] follows what
 //! the warehouse shipped and the store was told, [`actions`] are a person's.
 
 mod actions;
@@ -19,6 +28,9 @@ mod dto;
 mod lines;
 mod pull;
 mod push;
+mod take;
+mod warehouse;
+mod webhooks;
 
 pub use actions::OrderAction;
 pub use dto::{sales_order_dto, ship_method, warehouse_number};

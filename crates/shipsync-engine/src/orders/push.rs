@@ -4,13 +4,14 @@
 use serde_json::Value;
 use shipsync_core::states::{Channel, OrderStatus};
 use shipsync_db::jobs::{self, Job};
-use shipsync_db::orders::{self as db_orders};
+use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
 use shipsync_db::{activity, channels, connections, merchants, now_micros};
 use shipsync_deposco::api::DeposcoError;
 use shipsync_shopify::StoreOrderForWarehouse;
 use tracing::field::Empty;
 
 use super::dto::{deposco_id, sales_order_dto, warehouse_number};
+use super::take::Cause;
 use crate::Engine;
 use crate::error::EngineError;
 
@@ -38,8 +39,11 @@ impl Engine {
         let span = tracing::Span::current();
         span.record("order_name", o.name.as_str());
         span.record("connection", o.connection_id.as_str());
+        if o.status == OrderStatus::Held && o.warehouse_id.is_none() {
+            return self.hold_over(&o).await;
+        }
         if o.status != OrderStatus::Queued || o.warehouse_id.is_some() {
-            // Sent already, waiting for a person, or archived.
+            // Sent already, waiting for a person, cancelled, or archived.
             return Ok(());
         }
         let connection = connections::get(db.pool(), &o.connection_id)
@@ -83,7 +87,7 @@ impl Engine {
             .get("business_unit")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let dto = match sales_order_dto(&number, business_unit, &store) {
+        let dto = match sales_order_dto(&number, business_unit, &to_send(&store, &o.lines)) {
             Ok(dto) => dto,
             Err(why) => return self.order_error(order_id, &why).await,
         };
@@ -121,6 +125,9 @@ impl Engine {
             return Ok(());
         };
         let now = now_micros();
+        for l in &mut o.lines {
+            l.sent = Some(l.to_send.unwrap_or(l.quantity));
+        }
         o.warehouse_number = Some(number.to_string());
         o.warehouse_id = warehouse_id.clone().or(Some(String::new()));
         o.sent_at = Some(now);
@@ -197,6 +204,51 @@ impl Engine {
             )
             .await?;
         }
+        Ok(())
+    }
+}
+
+/// The store order with only what goes to the warehouse: each line at its
+/// planned units, skipped lines and lines with nothing to send left out
+/// (their position, which numbers Deposco's lines, is kept by
+/// [`sales_order_dto`]).
+pub(super) fn to_send(store: &StoreOrderForWarehouse, lines: &[OrderLineRow]) -> StoreOrderForWarehouse {
+    let mut out = store.clone();
+    for l in &mut out.line_items {
+        if let Some(row) = lines.iter().find(|r| r.id == l.id) {
+            l.quantity = if row.skipped.is_some() {
+                0
+            } else {
+                row.to_send.unwrap_or(row.quantity)
+            };
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// A held order's push job, due when its hold period ends: look at it
+    /// again with what the store last said (a later store change, or a
+    /// person, may have released, cancelled or re-held it meanwhile).
+    async fn hold_over(&self, o: &OrderRecord) -> Result<(), EngineError> {
+        if o.hold_until.is_none_or(|until| until > now_micros()) {
+            // Held by a tag or the store: a store change releases it.
+            return Ok(());
+        }
+        let Some(store) = o
+            .store_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok())
+        else {
+            return Ok(());
+        };
+        let connection = connections::get(self.db().pool(), &o.connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the connection of this order was deleted".into())
+            })?;
+        self.take_store_order(&connection, &store, Cause::HoldEnded)
+            .await?;
         Ok(())
     }
 }

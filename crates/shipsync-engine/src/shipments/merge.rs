@@ -257,6 +257,10 @@ impl Engine {
         };
         let span = tracing::Span::current();
         span.record("merchant", event.merchant_id.as_str());
+        if event.connection_id.is_some() {
+            // A store's order delivery.
+            return self.process_order_event(&event).await;
+        }
         let body = event.body.clone().unwrap_or_default();
         let signed = event.verified;
         match shipsync_deposco::parse_webhook(&body) {

@@ -177,7 +177,10 @@ impl Engine {
                     s.order_name
                 ))
             })?;
-        self.record_order(&store.connection_id, &order).await?;
+        let local = self.record_order(&store.connection_id, &order).await?;
+        if let Some(why) = self.cancelled_in_store(&local, &order).await? {
+            return Err(EngineError::Permanent(why));
+        }
         let shares = self
             .shares_of(&s, &version, &merchant, &order, &store)
             .await?;
@@ -349,7 +352,7 @@ impl Engine {
                 id: l.id.clone(),
                 sku: l.sku.clone(),
                 quantity: l.quantity,
-                removed: 0,
+                removed: l.ordered_quantity.saturating_sub(l.quantity),
             })
             .collect();
         let mut recipes = self.recipes(&merchant.id).await?;
@@ -489,6 +492,26 @@ impl Engine {
             &lines,
         )
         .await?)
+    }
+
+    /// Why a shipment of this order must not reach the store: the order was
+    /// cancelled there (the store says so, or shipsync cancelled it).
+    async fn cancelled_in_store(
+        &self,
+        local_id: &str,
+        order: &StoreOrder,
+    ) -> Result<Option<String>, EngineError> {
+        let local = db_orders::get(self.db().pool(), local_id).await?;
+        let cancelled_here = local
+            .as_ref()
+            .is_some_and(|o| o.status == OrderStatus::Cancelled);
+        if order.cancelled_at.is_none() && !cancelled_here {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "order {} was cancelled in the store, but Deposco shipped it anyway: this shipment is not sent to the store (no over-shipment is recorded) — arrange a return or a new order with the customer, then archive this shipment",
+            order.name
+        )))
     }
 
     async fn find_order(

@@ -1,0 +1,341 @@
+//! Job `update_warehouse_order`: a store change to an order Deposco has —
+//! a cancellation or an edit — applied in Deposco while Deposco still
+//! allows it, else the order goes to `needs_attention` saying what differs.
+//!
+//! The job decides again from the order's stored store view (the latest
+//! one: later deliveries only replace it), so a repeated or late job
+//! applies the latest change once. Deposco's rules (which statuses still
+//! allow what) are `shipsync_deposco::api::SalesOrderStage`'s.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use shipsync_core::order_lifecycle::{self as lifecycle, Decision, LineChange};
+use shipsync_core::states::OrderStatus;
+use shipsync_db::orders::{self as db_orders, OrderRecord};
+use shipsync_db::{activity, connections, merchants, now_micros};
+use shipsync_deposco::api::{DeposcoError, SalesOrderStage};
+use shipsync_shopify::StoreOrderForWarehouse;
+
+use super::dto::sales_order_dto;
+use super::push::to_send;
+use super::take::{facts_of, known_of};
+use crate::Engine;
+use crate::error::EngineError;
+
+/// What Deposco did with the change.
+enum Applied {
+    /// Cancelled there (or found cancelled already).
+    Cancelled,
+    /// Its lines now match the store's.
+    Amended,
+    /// Too late: what a person must do.
+    TooLate(String),
+}
+
+fn describe(changes: &[LineChange]) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} → {}",
+                c.sku.as_deref().unwrap_or(c.line_id.as_str()),
+                c.before,
+                c.after
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Engine {
+    /// Job `update_warehouse_order`.
+    #[tracing::instrument(name = "update_warehouse_order", skip_all, fields(order = %order_id))]
+    pub(crate) async fn update_warehouse_order(&self, order_id: &str) -> Result<(), EngineError> {
+        let db = self.db();
+        let Some(o) = db_orders::get(db.pool(), order_id).await? else {
+            return Ok(());
+        };
+        let (Some(warehouse_id), Some(store)) = (
+            o.warehouse_id.clone().filter(|i| !i.is_empty()),
+            o.store_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok()),
+        ) else {
+            return Ok(());
+        };
+        let connection = connections::get(db.pool(), &o.connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the connection of this order was deleted".into())
+            })?;
+        let shipped: BTreeMap<String, u64> = self
+            .order_lines(&o)
+            .await?
+            .into_iter()
+            .map(|l| (l.id, l.shipped_quantity))
+            .collect();
+        let (decision, _) = lifecycle::decide(
+            &facts_of(&store),
+            &connection.order_rules,
+            Some(&known_of(&o, &shipped)),
+            o.created_at,
+            now_micros(),
+        );
+        if !matches!(
+            decision,
+            Decision::CancelInWarehouse { .. } | Decision::Amend(_)
+        ) {
+            return Ok(());
+        }
+        let merchant = merchants::get(db.pool(), &connection.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the merchant of this order was deleted".into())
+            })?;
+        let client = self.deposco_client(&merchant)?;
+        let status = client
+            .sales_order_status(&warehouse_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "Deposco no longer has order {} (id {warehouse_id})",
+                    o.warehouse_number.as_deref().unwrap_or("?")
+                ))
+            })?;
+        let stage = SalesOrderStage::of(&status);
+        let applied = match &decision {
+            Decision::CancelInWarehouse { reason } => match stage {
+                SalesOrderStage::Cancelled => Applied::Cancelled,
+                SalesOrderStage::Editable => {
+                    match client.cancel_sales_order(&warehouse_id, &[]).await {
+                        Ok(()) => Applied::Cancelled,
+                        Err(DeposcoError::Rejected { message, .. }) => Applied::TooLate(format!(
+                            "The order was {reason}, but Deposco refused to cancel it ({message}): stop it in the warehouse if you still can, then archive this order"
+                        )),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                _ => Applied::TooLate(format!(
+                    "The order was {reason} after Deposco released it (Deposco status: {status}): stop the shipment in the warehouse if you still can, or arrange a return or refund with the customer; then archive this order"
+                )),
+            },
+            Decision::Amend(changes) => match stage {
+                SalesOrderStage::Editable => {
+                    self.amend_in_deposco(&client, &o, &store, &warehouse_id, changes, &merchant.warehouse_json)
+                        .await?
+                }
+                _ => Applied::TooLate(format!(
+                    "The order was edited in the store after Deposco released it (Deposco status: {status}): {} — change it in the warehouse if you still can, otherwise the customer gets what the warehouse ships; then archive this order",
+                    describe(changes)
+                )),
+            },
+            _ => return Ok(()),
+        };
+        self.record_applied(&o.id, &store, &decision, applied).await
+    }
+
+    /// Raises and new lines through Deposco's create-or-update (by order
+    /// number), lowered lines through its cancellations; Deposco refusing
+    /// either is "too late" (a person looks).
+    async fn amend_in_deposco(
+        &self,
+        client: &shipsync_deposco::api::DeposcoClient,
+        o: &OrderRecord,
+        store: &StoreOrderForWarehouse,
+        warehouse_id: &str,
+        changes: &[LineChange],
+        warehouse_json: &str,
+    ) -> Result<Applied, EngineError> {
+        let raised: Vec<&LineChange> = changes.iter().filter(|c| c.after > c.before).collect();
+        let lowered: Vec<&LineChange> = changes.iter().filter(|c| c.after < c.before).collect();
+        if !raised.is_empty() {
+            // The whole order as Deposco should have it for the raised and
+            // new lines (create-or-update by number); the lowered ones keep
+            // their current units here and are cancelled below.
+            let mut lines = o.lines.clone();
+            for l in &mut lines {
+                let sent = super::take::units_sent(l, true);
+                l.skipped = None;
+                l.to_send = Some(match changes.iter().find(|c| c.line_id == l.id) {
+                    Some(c) => c.after.max(c.before),
+                    None => sent,
+                });
+            }
+            for c in &raised {
+                if !lines.iter().any(|l| l.id == c.line_id) {
+                    if let Some(sl) = store.line_items.iter().find(|s| s.id == c.line_id) {
+                        lines.push(super::pull::line_row(sl));
+                        if let Some(last) = lines.last_mut() {
+                            last.to_send = Some(c.after);
+                        }
+                    }
+                }
+            }
+            let warehouse: Value = serde_json::from_str(warehouse_json).unwrap_or_default();
+            let business_unit = warehouse
+                .get("business_unit")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let number = o.warehouse_number.clone().unwrap_or_default();
+            let dto = sales_order_dto(&number, business_unit, &to_send(store, &lines))
+                .map_err(EngineError::Permanent)?;
+            let mut dto = dto;
+            // Create-or-update keeps Deposco's status (assumed; see
+            // shipsync_deposco::api::SalesOrderStage): never send one.
+            if let Some(map) = dto.as_object_mut() {
+                map.remove("orderStatus");
+            }
+            match client.create_sales_order(&dto).await {
+                Ok(_) => {}
+                Err(DeposcoError::Rejected { message, .. }) => {
+                    return Ok(Applied::TooLate(format!(
+                        "The order was edited in the store ({}), but Deposco refused the change: {message} — change it in the warehouse, then archive this order",
+                        describe(changes)
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !lowered.is_empty() {
+            let deposco_lines = client.sales_order_lines(warehouse_id).await?;
+            let mut cancel: Vec<(String, Option<f64>)> = Vec::new();
+            for c in &lowered {
+                let tail = c.line_id.rsplit('/').next().unwrap_or(&c.line_id);
+                let Some(dl) = deposco_lines.iter().find(|d| {
+                    d.customer_line_number
+                        .as_deref()
+                        .is_some_and(|n| n == c.line_id || n == tail)
+                }) else {
+                    return Ok(Applied::TooLate(format!(
+                        "The order was edited in the store ({}), but Deposco's order has no line for {}: change it in the warehouse, then archive this order",
+                        describe(changes),
+                        c.sku.as_deref().unwrap_or(&c.line_id)
+                    )));
+                };
+                #[allow(clippy::cast_precision_loss)]
+                cancel.push((dl.id.clone(), Some((c.before - c.after) as f64)));
+            }
+            match client.cancel_sales_order(warehouse_id, &cancel).await {
+                Ok(()) => {}
+                Err(DeposcoError::Rejected { message, .. }) => {
+                    return Ok(Applied::TooLate(format!(
+                        "The order was edited in the store ({}), but Deposco refused to lower the lines: {message} — change it in the warehouse, then archive this order",
+                        describe(changes)
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Applied::Amended)
+    }
+
+    /// Records what Deposco did: the order's lines, state and activity.
+    async fn record_applied(
+        &self,
+        order_id: &str,
+        store: &StoreOrderForWarehouse,
+        decision: &Decision,
+        applied: Applied,
+    ) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let Some(mut o) = db_orders::get_for_update(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        let now = now_micros();
+        o.updated_at = now;
+        match applied {
+            Applied::Cancelled => {
+                o.status = OrderStatus::Cancelled;
+                o.error = None;
+                activity::add(
+                    &mut *tx,
+                    order_id,
+                    "cancelled",
+                    "Cancelled in the store (order webhook or pull): cancelled in Deposco too",
+                )
+                .await?;
+            }
+            Applied::Amended => {
+                let Decision::Amend(changes) = decision else {
+                    return Ok(());
+                };
+                for c in changes {
+                    let current = store
+                        .line_items
+                        .iter()
+                        .find(|l| l.id == c.line_id)
+                        .map(|l| l.quantity);
+                    match o.lines.iter_mut().find(|l| l.id == c.line_id) {
+                        Some(l) => {
+                            l.sent = Some(c.after);
+                            l.to_send = Some(c.after);
+                            if let Some(q) = current {
+                                l.quantity = q;
+                            }
+                        }
+                        None => {
+                            if let Some(sl) = store.line_items.iter().find(|l| l.id == c.line_id) {
+                                let mut row = super::pull::line_row(sl);
+                                row.sent = Some(c.after);
+                                row.to_send = Some(c.after);
+                                o.lines.push(row);
+                            }
+                        }
+                    }
+                }
+                if o.status == OrderStatus::NeedsAttention {
+                    o.status = OrderStatus::Open;
+                    o.error = None;
+                }
+                activity::add(
+                    &mut *tx,
+                    order_id,
+                    "updated",
+                    &format!(
+                        "Edited in the store: Deposco updated ({})",
+                        describe(changes)
+                    ),
+                )
+                .await?;
+            }
+            Applied::TooLate(why) => {
+                if o.status != OrderStatus::NeedsAttention || o.error.as_deref() != Some(&why) {
+                    o.status = OrderStatus::NeedsAttention;
+                    o.error = Some(why.clone());
+                    activity::add(&mut *tx, order_id, "needs_attention", &why).await?;
+                }
+            }
+        }
+        db_orders::update(&mut *tx, &o).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The warehouse update failed for good (Deposco unreachable through
+    /// every retry): a person looks.
+    pub(crate) async fn warehouse_update_failed(
+        &self,
+        order_id: &str,
+        message: &str,
+        attempts: i64,
+    ) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let Some(mut o) = db_orders::get_for_update(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        if o.status.is_settled() {
+            return Ok(());
+        }
+        let why = format!(
+            "The store changed this order, but updating Deposco failed after {attempts} attempt(s): {message} — check the order in Deposco, then reprocess or archive it"
+        );
+        o.status = OrderStatus::NeedsAttention;
+        o.error = Some(why.clone());
+        o.updated_at = now_micros();
+        db_orders::update(&mut *tx, &o).await?;
+        activity::add(&mut *tx, order_id, "needs_attention", &why).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
