@@ -184,6 +184,7 @@ impl Engine {
         let shares = self
             .shares_of(&s, &version, &merchant, &order, &store)
             .await?;
+        self.note_removed_units(&s, &version, &order).await?;
 
         // Settle attempts whose outcome is unknown before sending anything.
         let shown = self.shown_if_pending(&store, &mut order, &recorded).await?;
@@ -492,6 +493,48 @@ impl Engine {
             &lines,
         )
         .await?)
+    }
+
+    /// Records, once, in the shipment's activity the units Deposco shipped
+    /// of lines the store removed (an edit that came too late for the
+    /// warehouse): the ledger does not send them, the rest goes on.
+    async fn note_removed_units(
+        &self,
+        s: &ShipmentRow,
+        version: &ShipmentVersion,
+        order: &StoreOrder,
+    ) -> Result<(), EngineError> {
+        let mut notes = Vec::new();
+        for l in order.line_items.iter().filter(|l| l.ordered_quantity > l.quantity) {
+            let tail = l.id.rsplit('/').next().unwrap_or(&l.id);
+            let shipped: u64 = version
+                .lines
+                .iter()
+                .filter(|v| match v.store_line_id.as_deref() {
+                    Some(id) => id == l.id || id == tail,
+                    None => l.sku.as_deref() == Some(v.sku.as_str()),
+                })
+                .map(|v| v.quantity)
+                .sum();
+            if shipped > l.quantity {
+                notes.push(format!(
+                    "Deposco shipped {shipped} unit(s) of {} but the store now wants {} (it removed {} after the order reached the warehouse): the extra unit(s) are recorded here and not sent to the store",
+                    l.sku.as_deref().unwrap_or(&l.name),
+                    l.quantity,
+                    l.ordered_quantity - l.quantity
+                ));
+            }
+        }
+        if notes.is_empty() {
+            return Ok(());
+        }
+        let seen = activity::of(self.db().pool(), &s.id).await?;
+        for note in notes {
+            if !seen.iter().any(|a| a.message == note) {
+                activity::add(self.db().pool(), &s.id, "removed_units", &note).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Why a shipment of this order must not reach the store: the order was
