@@ -10,6 +10,7 @@ mod json;
 pub mod throttle;
 mod ui;
 mod webhook;
+mod shopify_webhook;
 
 use std::sync::Arc;
 
@@ -85,6 +86,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/deposco/{key}",
             post(webhook::receive).layer(axum::middleware::from_fn_with_state(
+                in_flight.clone(),
+                webhook::limit_in_flight,
+            )),
+        )
+        .route(
+            "/webhooks/shopify/{key}",
+            post(shopify_webhook::receive).layer(axum::middleware::from_fn_with_state(
                 in_flight,
                 webhook::limit_in_flight,
             )),

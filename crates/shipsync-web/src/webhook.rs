@@ -73,7 +73,7 @@ pub async fn limit_in_flight(State(limit): State<InFlight>, req: Request, next: 
 
 /// The 503 of a saturated server (ingest queue full, or too many webhook
 /// requests in flight).
-fn saturated() -> Response {
+pub(crate) fn saturated() -> Response {
     let mut e = ApiError::unavailable("shipsync is saturated; retry shortly");
     e.retry_after = Some(1);
     e.into_response()
@@ -82,7 +82,7 @@ fn saturated() -> Response {
 /// The only headers stored with an event (lower case): enough to trace a
 /// delivery back to its sender, nothing that authenticates (signatures,
 /// cookies, tokens) or that a sender could fill with whatever it likes.
-const STORED_HEADERS: [&str; 9] = [
+const STORED_HEADERS: [&str; 15] = [
     "content-type",
     // The declared size: what a 413 was about.
     "content-length",
@@ -93,13 +93,20 @@ const STORED_HEADERS: [&str; 9] = [
     "x-correlation-id",
     "request-id",
     "traceparent",
+    // Shopify's order deliveries (never its HMAC).
+    "x-shopify-topic",
+    "x-shopify-shop-domain",
+    "x-shopify-api-version",
+    "x-shopify-webhook-id",
+    "x-shopify-event-id",
+    "x-shopify-triggered-at",
 ];
 
 /// Stored headers take at most this many bytes (their JSON text).
 pub const STORED_HEADERS_MAX_BYTES: usize = 8 * 1024;
 
 /// Every header of the request, for the signature check.
-fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(k, v)| {
@@ -115,7 +122,7 @@ fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
 /// order, each value cut (at a character boundary) so that their JSON text
 /// stays within [`STORED_HEADERS_MAX_BYTES`]; headers that no longer fit are
 /// left out.
-fn stored_headers(list: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn stored_headers(list: &[(String, String)]) -> Vec<(String, String)> {
     let entry_len =
         |k: &str, v: &str| serde_json::to_string(&(k, v)).map_or(usize::MAX / 2, |t| t.len());
     let mut kept: Vec<(String, String)> = Vec::new();
@@ -146,6 +153,80 @@ fn stored_headers(list: &[(String, String)]) -> Vec<(String, String)> {
 
 fn now_unix() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+/// Why a webhook body was not read.
+pub(crate) enum BodyError {
+    /// Over the limit: the declared size, or one past the limit.
+    TooLarge(i64),
+    Unreadable(String),
+}
+
+/// Reads a webhook body of at most `max` bytes: the declared length is
+/// checked first, then `Limited` stops reading (and buffering) past the
+/// limit, which also covers chunked bodies without a length.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<axum::body::Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > max as u64
+    {
+        return Err(BodyError::TooLarge(i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(BodyError::TooLarge(
+                    i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1),
+                ));
+            }
+            Err(BodyError::Unreadable(format!("could not read the body: {e}")))
+        }
+    }
+}
+
+/// The 413 of a body over `max` bytes.
+pub(crate) fn too_large(max: usize) -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is larger than {max} bytes (SHIPSYNC_WEBHOOK_MAX_BYTES)"),
+    )
+    .into_response()
+}
+
+/// The 202 of a stored delivery: new (`status` is its outcome) or a repeat
+/// (`duplicate`, with the original event's id).
+pub(crate) fn stored_answer(stored: &Stored, outcome: Outcome) -> Response {
+    let (status, event_id) = match stored {
+        Stored::Repeat { event_id } => ("duplicate", event_id),
+        Stored::New { event_id } => (outcome.as_str(), event_id),
+    };
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": status, "event_id": event_id})),
+    )
+        .into_response()
+}
+
+/// The answer when the delivery could not be stored.
+pub(crate) fn not_stored(e: IngestError) -> Response {
+    match e {
+        IngestError::Full => saturated(),
+        IngestError::Unavailable(m) => ApiError::unavailable(format!(
+            "cannot store the delivery now ({m}); retry shortly"
+        ))
+        .into_response(),
+    }
 }
 
 /// The webhook endpoint. Its span names the merchant, the event stored and
@@ -200,42 +281,19 @@ async fn handle(
         detail: Some(detail),
     };
 
-    // 2. Size, before reading the body whole: the declared length first,
-    //    then `Limited` stops reading (and buffering) past the limit, which
-    //    also covers chunked bodies without a length.
+    // 2. Size, before reading the body whole.
     let max = s.config.webhook_max_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = |size: i64| {
-        engine.ingest().record_refused(refused(
-            Outcome::TooLarge,
-            size,
-            format!("body over the {max}-byte limit"),
-        ));
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is larger than {max} bytes (SHIPSYNC_WEBHOOK_MAX_BYTES)"),
-        )
-        .into_response()
-    };
-    if let Some(n) = declared
-        && n > max as u64
-    {
-        return too_large(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-    let bytes = match Limited::new(body, max).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return too_large(i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1));
-            }
-            return ApiError::bad_request(format!("could not read the body: {e}")).into_response();
+    let bytes = match read_body(&headers, body, max).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(size)) => {
+            engine.ingest().record_refused(refused(
+                Outcome::TooLarge,
+                size,
+                format!("body over the {max}-byte limit"),
+            ));
+            return too_large(max);
         }
+        Err(BodyError::Unreadable(m)) => return ApiError::bad_request(m).into_response(),
     };
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
 
@@ -318,27 +376,12 @@ async fn handle(
         detail,
     };
     match engine.ingest().submit(delivery).await {
-        Ok(Stored::Repeat { event_id }) => {
+        Ok(stored) => {
+            let (Stored::Repeat { event_id } | Stored::New { event_id }) = &stored;
             span.record("event", event_id.as_str());
-            (
-                StatusCode::ACCEPTED,
-                Json(serde_json::json!({"status": "duplicate", "event_id": event_id})),
-            )
-                .into_response()
+            stored_answer(&stored, outcome)
         }
-        Ok(Stored::New { event_id }) => {
-            span.record("event", event_id.as_str());
-            (
-                StatusCode::ACCEPTED,
-                Json(serde_json::json!({"status": outcome.as_str(), "event_id": event_id})),
-            )
-                .into_response()
-        }
-        Err(IngestError::Full) => saturated(),
-        Err(IngestError::Unavailable(m)) => ApiError::unavailable(format!(
-            "cannot store the delivery now ({m}); retry shortly"
-        ))
-        .into_response(),
+        Err(e) => not_stored(e),
     }
 }
 

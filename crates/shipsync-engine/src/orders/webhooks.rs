@@ -151,3 +151,43 @@ impl Engine {
         Ok(())
     }
 }
+
+/// The secret that signs a connection's order webhooks: the app's client
+/// secret (client credentials, authorization code) or, with a legacy access
+/// token, `store.api_secret`. `Err` says what is missing.
+pub(crate) fn order_webhook_secret(
+    c: &ConnectionRow,
+    secrets: &crate::secrets::SecretBox,
+) -> Result<String, String> {
+    use crate::stores::StoreSettings;
+    use crate::tokens::StoreAuth;
+    let settings = StoreSettings::parse(c).map_err(|e| e.to_string())?;
+    let (sealed, field) = match settings.auth() {
+        StoreAuth::AccessToken => (&c.store_api_secret, "store.api_secret"),
+        StoreAuth::ClientCredentials { .. } | StoreAuth::AuthorizationCode { .. } => {
+            (&c.store_client_secret, "store.auth.client_secret")
+        }
+    };
+    let sealed = sealed
+        .as_ref()
+        .ok_or_else(|| format!("the connection has no {field} to verify Shopify's signature: set it"))?;
+    secrets.open_string(sealed).map_err(|e| e.to_string())
+}
+
+impl Engine {
+    /// The connection of a Shopify order webhook URL (its id is the key)
+    /// when it takes deliveries (enabled), with the secret that signs them.
+    pub async fn order_webhook_target(
+        &self,
+        key: &str,
+    ) -> Result<Option<(ConnectionRow, Result<String, String>)>, EngineError> {
+        let Some(c) = connections::get(self.db().pool(), key).await? else {
+            return Ok(None);
+        };
+        if !c.enabled {
+            return Ok(None);
+        }
+        let secret = order_webhook_secret(&c, self.secrets());
+        Ok(Some((c, secret)))
+    }
+}
