@@ -3,6 +3,7 @@
 //! the row.
 
 use serde_json::{Map, Value, json};
+use shipsync_core::order_rules::OrderRules;
 use shipsync_core::states::Channel;
 use shipsync_db::connections::ConnectionRow;
 use shipsync_db::merchants::MerchantRow;
@@ -38,11 +39,12 @@ pub(super) fn strip_read_only(patch: &mut Value) {
         for k in ["id", "created_at", "updated_at"] {
             o.remove(k);
         }
-        for k in ["store_status", "store_error"] {
+        for k in ["store_status", "store_error", "order_webhooks"] {
             o.remove(k);
         }
         if let Some(st) = o.get_mut("store").and_then(Value::as_object_mut) {
             st.remove("access_token_set");
+            st.remove("api_secret_set");
             if let Some(a) = st.get_mut("auth").and_then(Value::as_object_mut) {
                 for k in AUTH_READ_ONLY {
                     a.remove(k);
@@ -82,8 +84,11 @@ pub(super) fn to_doc(s: &SecretBox, c: &ConnectionRow) -> EditResult<Value> {
     ) {
         a.insert("client_secret".into(), json!(secret));
     }
+    if let (Some(secret), Some(o)) = (open(s, &c.store_api_secret)?, store.as_object_mut()) {
+        o.insert("api_secret".into(), json!(secret));
+    }
     Ok(
-        json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled, "order_prefix": c.order_prefix, "store": store}),
+        json!({"name": c.name, "merchant_id": c.merchant_id, "enabled": c.enabled, "order_prefix": c.order_prefix, "store": store, "order_rules": c.order_rules}),
     )
 }
 
@@ -95,6 +100,9 @@ pub(super) struct Parts {
     pub(super) store_json: String,
     pub(super) access_token: Option<String>,
     pub(super) client_secret: Option<String>,
+    /// The Shopify app's API secret key (signs order webhooks).
+    pub(super) api_secret: Option<String>,
+    pub(super) order_rules: OrderRules,
 }
 
 pub(super) fn validate(doc: &Value) -> EditResult<Parts> {
@@ -102,7 +110,16 @@ pub(super) fn validate(doc: &Value) -> EditResult<Parts> {
         .as_object()
         .ok_or_else(|| EditError::Malformed("the body must be a JSON object".into()))?;
     for k in obj.keys() {
-        if !["name", "merchant_id", "enabled", "order_prefix", "store"].contains(&k.as_str()) {
+        if ![
+            "name",
+            "merchant_id",
+            "enabled",
+            "order_prefix",
+            "store",
+            "order_rules",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(EditError::invalid(k, "unknown field"));
         }
     }
@@ -150,6 +167,7 @@ pub(super) fn validate(doc: &Value) -> EditResult<Parts> {
             "location_id",
             "notify_customer",
             "auth",
+            "api_secret",
         ]
         .contains(&k.as_str())
         {
@@ -190,6 +208,21 @@ pub(super) fn validate(doc: &Value) -> EditResult<Parts> {
                 "must be true or false",
             ));
         }
+    };
+    let api_secret = string(st, "api_secret", "store.api_secret", false)?;
+    if api_secret.as_ref().is_some_and(|s| s.len() > 500) {
+        return Err(EditError::invalid(
+            "store.api_secret",
+            "must be at most 500 characters",
+        ));
+    }
+    let order_rules = match obj.get("order_rules") {
+        None | Some(Value::Null) => OrderRules::default(),
+        Some(v @ Value::Object(_)) => serde_json::from_value::<OrderRules>(v.clone())
+            .map_err(|e| EditError::invalid("order_rules", &e.to_string()))?
+            .normalized()
+            .map_err(|(field, message)| EditError::invalid(&field, &message))?,
+        Some(_) => return Err(EditError::invalid("order_rules", "must be an object")),
     };
     let mut access_token = string(st, "access_token", "store.access_token", false)?;
     let mut client_secret = None;
@@ -278,6 +311,8 @@ pub(super) fn validate(doc: &Value) -> EditResult<Parts> {
         store_json,
         access_token,
         client_secret,
+        api_secret,
+        order_rules,
     })
 }
 
@@ -351,6 +386,8 @@ pub(super) fn set(s: &SecretBox, c: &mut ConnectionRow, p: Parts) {
     c.store_json = p.store_json;
     c.store_token = p.access_token.map(|t| s.seal_str(&t));
     c.store_client_secret = p.client_secret.map(|t| s.seal_str(&t));
+    c.store_api_secret = p.api_secret.map(|t| s.seal_str(&t));
+    c.order_rules = p.order_rules;
 }
 
 /// Everything that decides which token the store gets: the shop, how it

@@ -194,6 +194,9 @@ impl Engine {
             if !gives(&patch, "/store/auth/client_secret") {
                 cleared |= parts.client_secret.take().is_some();
             }
+            if !gives(&patch, "/store/api_secret") {
+                parts.api_secret = None;
+            }
         }
         let merchant = self.apply_connection(caller, &mut c, parts).await?;
         // New credentials: the app's token (of the old ones) is forgotten, and
@@ -224,11 +227,25 @@ impl Engine {
         if (!was_enabled || renewed) && c.enabled {
             self.release_waiting(&c.merchant_id).await?;
         }
+        // Subscribed or unsubscribed as it is now (switched on or off, new
+        // credentials).
+        self.queue_order_webhooks(&c.id).await?;
         Ok(c)
     }
 
     /// Deletes a connection (its channels, runs and store token with it).
+    /// Its store's order webhooks are removed first, as far as the store
+    /// answers (a store that cannot be reached keeps them: Shopify deletes
+    /// subscriptions that keep failing).
     pub async fn delete_connection(&self, id: &str) -> Result<(), DbError> {
+        if let Some(mut c) = connections::get(self.db().pool(), id).await?
+            && (c.order_webhooks.subscribed || !c.order_webhooks.ids.is_empty())
+        {
+            c.enabled = false;
+            if let Err(e) = self.ensure_order_webhooks(&c).await {
+                tracing::warn!(connection = %id, error = %e, "order webhooks not removed");
+            }
+        }
         connections::delete(self.db(), id).await?;
         self.connection_changed(id);
         Ok(())
@@ -287,6 +304,9 @@ impl Engine {
                 .map(|t| t.as_microsecond());
         }
         channels::update(self.db().pool(), &ch).await?;
+        if ch.channel == Channel::SalesOrders && was_enabled != ch.enabled {
+            self.queue_order_webhooks(&ch.connection_id).await?;
+        }
         if !was_enabled && ch.enabled && ch.channel == Channel::Shipments {
             let c = self
                 .connection(&ch.connection_id)

@@ -25,7 +25,7 @@ impl Engine {
 
     /// Queues the check of a connection's order webhooks (after its
     /// Sales Orders channel or the connection was switched on or off).
-    pub async fn queue_order_webhooks(&self, connection_id: &str) -> Result<(), EngineError> {
+    pub async fn queue_order_webhooks(&self, connection_id: &str) -> Result<(), shipsync_db::DbError> {
         jobs::enqueue(
             self.db().pool(),
             &Job::OrderWebhooks {

@@ -31,7 +31,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show_run))
 }
 
-pub fn render(c: &ConnectionRow) -> Value {
+/// A connection as answers show it; `public_url` is where stores reach
+/// this server (its order webhook URL is built from it).
+pub fn render(c: &ConnectionRow, public_url: &str) -> Value {
     let mut store: Value = serde_json::from_str(&c.store_json).unwrap_or_else(|_| json!({}));
     let auth = StoreSettings::parse(c)
         .map(|st| st.auth())
@@ -59,8 +61,10 @@ pub fn render(c: &ConnectionRow) -> Value {
     }
     if let Some(o) = store.as_object_mut() {
         o.insert("access_token_set".into(), json!(c.store_token.is_some()));
+        o.insert("api_secret_set".into(), json!(c.store_api_secret.is_some()));
         o.insert("auth".into(), shown);
     }
+    let hooks = &c.order_webhooks;
     json!({
         "id": c.id,
         "name": c.name,
@@ -70,6 +74,14 @@ pub fn render(c: &ConnectionRow) -> Value {
         "store": store,
         "store_status": c.store_status,
         "store_error": c.store_error,
+        "order_rules": c.order_rules,
+        "order_webhooks": {
+            "url": format!("{}/webhooks/shopify/{}", public_url.trim_end_matches('/'), c.id),
+            "topics": hooks.topics,
+            "subscribed": hooks.subscribed,
+            "checked_at": opt_time(hooks.checked_at),
+            "error": hooks.error,
+        },
         "created_at": time(c.created_at),
         "updated_at": time(c.updated_at),
     })
@@ -115,7 +127,9 @@ async fn list_connections(
 ) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let rows = visible(&s, &p, q.merchant_id, q.page.cursor.as_deref(), limit + 1).await?;
-    Ok(Json(list(rows, limit, |c| c.id.clone(), render)))
+    Ok(Json(list(rows, limit, |c| c.id.clone(), |c| {
+        render(c, &s.config.public_url)
+    })))
 }
 
 /// The connections a principal sees (of one merchant when `merchant_id`).
@@ -151,7 +165,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let patch = body_json(&body)?;
     let c = create_connection(&s, &p, patch).await?;
-    Ok((StatusCode::CREATED, Json(render(&c))))
+    Ok((StatusCode::CREATED, Json(render(&c, &s.config.public_url))))
 }
 
 /// Creates a connection and its channels (off, default schedules).
@@ -180,7 +194,10 @@ async fn show(
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(render(&load(&s, &p, &id).await?)))
+    Ok(Json(render(
+        &load(&s, &p, &id).await?,
+        &s.config.public_url,
+    )))
 }
 
 #[utoipa::path(
@@ -206,7 +223,10 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let patch = body_json(&body)?;
-    Ok(Json(render(&update_connection(&s, &p, &id, patch).await?)))
+    Ok(Json(render(
+        &update_connection(&s, &p, &id, patch).await?,
+        &s.config.public_url,
+    )))
 }
 
 /// Applies a JSON merge patch to a connection (the API's PATCH, or the UI's

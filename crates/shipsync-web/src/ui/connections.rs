@@ -190,7 +190,7 @@ pub(super) async fn connection_show(
     let m = merchants::load(&s, p, &c.merchant_id)
         .await
         .map_err(|e| fail(&ui, e))?;
-    let store = connections::render(&c)["store"].clone();
+    let store = connections::render(&c, &s.config.public_url)["store"].clone();
     let channel = match q.tab.as_deref().map(str::parse) {
         Some(Ok(Channel::SalesOrders)) => Channel::SalesOrders,
         _ => Channel::Shipments,
@@ -451,7 +451,7 @@ pub(super) async fn shopify_callback(
     let admin = ui.principal.role == Role::Admin;
     match s.engine.complete_install(&pairs, user, admin).await {
         Ok(c) => {
-            let shown = connections::render(&c);
+            let shown = connections::render(&c, &s.config.public_url);
             let granted = shown["store"]["auth"]["scopes"]
                 .as_array()
                 .map(|a| {

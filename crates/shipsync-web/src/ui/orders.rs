@@ -144,7 +144,7 @@ pub(super) async fn store_of(
     let c = connections::load(s, &ui.principal, id)
         .await
         .map_err(|e| fail(ui, e))?;
-    Ok(connections::render(&c)["store"].clone())
+    Ok(connections::render(&c, &s.config.public_url)["store"].clone())
 }
 
 /// The page of a store order in the Shopify admin,
