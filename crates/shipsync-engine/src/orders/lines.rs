@@ -30,6 +30,8 @@ pub struct OrderLineView {
     pub shipped_quantity: u64,
     /// Units fulfilled in the store by shipsync.
     pub fulfilled_quantity: u64,
+    /// Why the line sends nothing to the warehouse, if so.
+    pub skipped: Option<String>,
     /// Shopify bundle (line item group) title, when the line is part of one.
     pub group: Option<String>,
     /// Kit components (SKU and units per kit) when the SKU is a known kit.
@@ -114,7 +116,8 @@ impl Engine {
                 });
                 let fulfilled_quantity = fulfilled.get(&l.id).copied().unwrap_or(0);
                 OrderLineView {
-                    sent_quantity: if sent { l.quantity } else { 0 },
+                    sent_quantity: super::take::units_sent(l, sent),
+                    skipped: l.skipped.clone(),
                     shipped_quantity: shipped
                         .get(&l.id)
                         .copied()
@@ -148,12 +151,16 @@ impl Engine {
             return Ok(());
         }
         let lines = self.order_lines(&o).await?;
-        let ordered: u64 = lines.iter().map(|l| l.quantity).sum();
+        // What the warehouse was asked for: the lines sent (skipped ones,
+        // another location's say, are not the warehouse's to ship).
+        let sent = o.warehouse_number.is_some();
+        let wanted = |l: &OrderLineView| if sent { l.sent_quantity } else { l.quantity };
+        let ordered: u64 = lines.iter().map(wanted).sum();
         let shipped: u64 = lines
             .iter()
-            .map(|l| l.shipped_quantity.min(l.quantity))
+            .map(|l| l.shipped_quantity.min(wanted(l)))
             .sum();
-        let status = if ordered > 0 && lines.iter().all(|l| l.shipped_quantity >= l.quantity) {
+        let status = if ordered > 0 && lines.iter().all(|l| l.shipped_quantity >= wanted(l)) {
             OrderStatus::Shipped
         } else if lines.iter().any(|l| l.shipped_quantity > 0) {
             OrderStatus::PartiallyShipped

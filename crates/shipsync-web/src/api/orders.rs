@@ -68,6 +68,9 @@ fn summary(o: &OrderRecord) -> Value {
         "warehouse_order_number": o.warehouse_number,
         "warehouse_order_id": o.warehouse_id.as_deref().filter(|i| !i.is_empty()),
         "sent_at": opt_time(o.sent_at),
+        "first_seen_via": o.first_seen_via.unwrap_or(shipsync_core::states::Source::Poll),
+        "hold_reason": o.hold_reason,
+        "hold_until": opt_time(o.hold_until),
         "created_at": time(o.created_at),
         "updated_at": time(o.updated_at),
     })
@@ -157,6 +160,7 @@ pub async fn detail(s: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
                 "sent_quantity": l.sent_quantity,
                 "shipped_quantity": l.shipped_quantity,
                 "fulfilled_quantity": l.fulfilled_quantity,
+                "skipped": l.skipped,
                 "group": l.group,
                 "kit": l.kit.as_ref().map(|k| json!({"components": k})),
             })

@@ -207,10 +207,52 @@ pub struct Connection {
     pub store_status: StoreStatus,
     /// Why the store refused the credentials (with `reconnect_needed`).
     pub store_error: Option<String>,
+    pub order_rules: OrderRules,
+    pub order_webhooks: OrderWebhooks,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+/// Which store orders the Sales Orders channel sends, and when
+/// (merge-patchable; the values shown are the defaults).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRules {
+    /// Shopify's `displayFinancialStatus` values to import, e.g. `PAID`,
+    /// `AUTHORIZED`, `PARTIALLY_PAID`. Default `["PAID"]`.
+    pub financial_statuses: Vec<String>,
+    /// Send orders already partly fulfilled (only what is unfulfilled).
+    /// Default false.
+    pub include_partially_fulfilled: bool,
+    /// Minutes an order waits before it goes to the warehouse (at most
+    /// 10080); a cancellation or edit meanwhile costs nothing there.
+    /// Default 0.
+    pub hold_minutes: u32,
+    /// Tags that hold an order until removed. Default `["HOLD"]`.
+    pub hold_tags: Vec<String>,
+    /// Tags that keep an order from ever being sent. Default empty.
+    pub exclude_tags: Vec<String>,
+    /// Shopify location ids (`gid://shopify/Location/N` or `N`) whose lines
+    /// are sent; empty = every location.
+    pub location_ids: Vec<String>,
+}
+
+/// The store's order webhook subscriptions (read-only).
+#[derive(Serialize, ToSchema)]
+pub struct OrderWebhooks {
+    /// Where the store delivers: `{public_url}/webhooks/shopify/{id}`.
+    pub url: String,
+    /// Subscribed topics (`ORDERS_CREATE`, `ORDERS_UPDATED`,
+    /// `ORDERS_CANCELLED`, `ORDERS_EDITED`).
+    pub topics: Vec<String>,
+    /// Every order topic is subscribed (the Sales Orders channel is on).
+    pub subscribed: bool,
+    #[schema(format = DateTime)]
+    pub checked_at: Option<String>,
+    /// Why the last check failed.
+    pub error: Option<String>,
 }
 
 // Described only: the renderer writes this as JSON.
@@ -233,6 +275,9 @@ pub struct Store {
     pub notify_customer: bool,
     /// A legacy access token is stored.
     pub access_token_set: bool,
+    /// The app's API secret key is stored (signs order webhooks with a
+    /// legacy access token).
+    pub api_secret_set: bool,
     pub auth: StoreAuth,
 }
 
@@ -284,6 +329,21 @@ pub struct ConnectionInput {
     /// warehouse order number.
     order_prefix: Option<String>,
     store: StoreInput,
+    /// Any part of the rules; the rest are the defaults.
+    order_rules: Option<OrderRulesPatch>,
+}
+
+/// A part of `OrderRules` (unknown fields → 422).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct OrderRulesPatch {
+    financial_statuses: Option<Vec<String>>,
+    include_partially_fulfilled: Option<bool>,
+    hold_minutes: Option<u32>,
+    hold_tags: Option<Vec<String>>,
+    exclude_tags: Option<Vec<String>>,
+    location_ids: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -303,6 +363,10 @@ pub struct StoreInput {
     /// Default true.
     notify_customer: Option<bool>,
     auth: Option<StoreAuthInput>,
+    /// Write-only: the Shopify app's API secret key, which signs its order
+    /// webhooks; needed with a legacy access token only (an app's
+    /// `client_secret` signs them otherwise).
+    api_secret: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -334,6 +398,7 @@ pub struct ConnectionPatch {
     order_prefix: Option<String>,
     /// Part of `StoreInput`.
     store: Option<BTreeMap<String, Value>>,
+    order_rules: Option<OrderRulesPatch>,
 }
 
 /// `{"authorize_url"}`: where to send the browser to install the app.
@@ -582,13 +647,31 @@ pub struct Activity {
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     New,
+    /// Waiting for its hold period, a hold tag to go, a payment or a
+    /// Shopify fulfillment hold (`hold_reason`).
+    Held,
     Queued,
+    /// Sent to the warehouse.
     Open,
     PartiallyShipped,
     Shipped,
+    /// Cancelled in the store (and in the warehouse when it had it).
+    Cancelled,
+    /// The store changed it after the warehouse could no longer follow:
+    /// `error` says what a person must do.
+    NeedsAttention,
     Error,
+    /// Every line fulfilled or cancelled in the store.
     Closed,
     Archived,
+}
+
+/// How shipsync first learned of an order.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSeenVia {
+    Webhook,
+    Poll,
 }
 
 /// A store order as lists show it.
@@ -608,6 +691,13 @@ pub struct OrderSummary {
     pub warehouse_order_id: Option<String>,
     #[schema(format = DateTime)]
     pub sent_at: Option<String>,
+    /// An order webhook or a pull (`poll`).
+    pub first_seen_via: FirstSeenVia,
+    /// Why a `held` order waits.
+    pub hold_reason: Option<String>,
+    /// When a `held` order's hold period ends.
+    #[schema(format = DateTime)]
+    pub hold_until: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -634,6 +724,10 @@ pub struct OrderLine {
     pub sent_quantity: u64,
     pub shipped_quantity: u64,
     pub fulfilled_quantity: u64,
+    /// Why the line sends nothing to the warehouse:
+    /// `does_not_require_shipping`, `other_location`, `fulfillment_hold`,
+    /// `removed` or `fulfilled`; `null` when it is sent.
+    pub skipped: Option<String>,
     /// The store's bundle title, when the line is part of one.
     pub group: Option<String>,
     /// Kit components when the SKU is a known kit.
