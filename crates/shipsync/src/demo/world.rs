@@ -19,6 +19,8 @@ use crate::config::{Flags, Settings};
 use crate::server::{self, Running};
 
 pub const SHOPIFY_TOKEN: &str = "shpat_sandbox";
+/// The sandbox app's API secret key (signs its order webhooks).
+pub const SHOPIFY_API_SECRET: &str = "shpss_sandbox_api_secret";
 
 /// The app the world's Shopify sandbox knows, for the install flow and
 /// client credentials.
@@ -48,6 +50,12 @@ pub struct Options {
     /// false leaves the database empty (`merchant_id`, `connection_id` and
     /// `webhook_url` stay blank), e.g. for a test that creates them in the UI.
     pub seed: bool,
+    /// Shopify order webhooks: the sandbox accepts shipsync's `http://`
+    /// loopback URL (its one opt-in deviation from Shopify) and the
+    /// connection carries the app's API secret that signs them. Off: the
+    /// store refuses the subscription, as Shopify refuses a non-https URL,
+    /// and only the scheduled pull brings orders.
+    pub order_webhooks: bool,
 }
 
 impl Options {
@@ -73,6 +81,7 @@ impl Options {
             shopify_throttle: Default::default(),
             deposco: Default::default(),
             seed: true,
+            order_webhooks: false,
         }
     }
 }
@@ -127,6 +136,8 @@ impl World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shopify = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
             access_token: SHOPIFY_TOKEN.into(),
+            api_secret: SHOPIFY_API_SECRET.into(),
+            allow_http_webhooks: opts.order_webhooks,
             throttle: opts.shopify_throttle,
             ..Default::default()
         })
@@ -194,7 +205,8 @@ impl World {
                 "name": "Acme Shopify",
                 "merchant_id": h.merchant_id,
                 "enabled": opts.enable,
-                "store": {"platform": "shopify", "shop_url": h.shopify.url, "access_token": SHOPIFY_TOKEN},
+                "store": {"platform": "shopify", "shop_url": h.shopify.url, "access_token": SHOPIFY_TOKEN,
+                          "api_secret": SHOPIFY_API_SECRET},
             })))
             .await?
             .ok(201)?;
