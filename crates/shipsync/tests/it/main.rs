@@ -11,6 +11,7 @@ mod api;
 mod browser;
 mod crash;
 mod edges;
+mod lifecycle;
 mod logs;
 mod nodes;
 mod openapi;
