@@ -860,7 +860,6 @@ impl<'c> Obj<'c> {
                     "phone" | "note" | "closedAt" => opt(None::<String>),
                     "cancelledAt" => opt(o.cancelled_at.map(time)),
                     "cancelReason" => opt(o.cancel_reason.clone()),
-                    "cancelled" => leaf(o.cancelled_at.is_some()),
                     "createdAt" | "processedAt" => leaf(time(o.created_at)),
                     "updatedAt" => leaf(time(o.updated_at)),
                     "displayFulfillmentStatus" => leaf(o.display_fulfillment_status()),
