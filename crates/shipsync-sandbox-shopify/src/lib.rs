@@ -32,8 +32,9 @@
 //!   (uninstall: issued tokens refused), `POST /_sandbox/expire` (issued
 //!   access tokens expire, refresh tokens stay), `GET /_sandbox/token-requests`.
 //!   The order lifecycle: `POST /_sandbox/orders/{name}/cancel`
-//!   (`{"reason"}`), `POST /_sandbox/orders/{name}/edit` (`{"changes":
-//!   [`[`LineEdit`]`…]}`), `POST /_sandbox/orders/{name}/tags` (`{"tags"}`),
+//!   (`{"reason"}`), `POST /_sandbox/orders/{name}/edit` (`{"changes": […]}`,
+//!   each a [`LineEdit`], e.g. `{"op": "set_quantity", "line": "A",
+//!   "quantity": 0}`), `POST /_sandbox/orders/{name}/tags` (`{"tags"}`),
 //!   `POST /_sandbox/orders/{name}/financial_status` (`{"status"}`),
 //!   `POST /_sandbox/fulfillment_orders/hold` (`{"fulfillment_order_id",
 //!   "reason", "reason_notes"}`), `POST /_sandbox/fulfillment_orders/release`

@@ -848,6 +848,47 @@ async fn controls_and_logs_over_http() {
     .await;
     assert_eq!(status, 409, "a cancelled fulfillment order is not on hold");
     l.wait_for(2).await;
+
+    let other = s.sandbox().create_order(order("#8002"));
+    let (status, body) = post(
+        "/_sandbox/orders/8002/edit",
+        json!({ "changes": [
+            { "op": "set_quantity", "line": "A", "quantity": 1 },
+            { "op": "add", "sku": "C", "quantity": 2, "requires_shipping": false },
+        ] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["added_line_item_ids"].as_array().unwrap().len(), 1);
+    let (status, _) = post("/_sandbox/orders/8002/tags", json!({ "tags": ["x"] })).await;
+    assert_eq!(status, 204);
+    let (status, _) = post(
+        "/_sandbox/orders/8002/financial_status",
+        json!({ "status": "PARTIALLY_REFUNDED" }),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = post(
+        "/_sandbox/fulfillment_orders/hold",
+        json!({ "fulfillment_order_id": other.fulfillment_order_ids[0], "reason": "OTHER" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["hold_id"].is_string());
+    let view = s.sandbox().order("#8002").unwrap();
+    assert!(view.edited);
+    assert_eq!(view.tags, ["x"]);
+    assert_eq!(view.display_financial_status, "PARTIALLY_REFUNDED");
+    assert_eq!(view.fulfillment_orders[0].hold_reasons, ["OTHER"]);
+    assert_eq!(view.lines[0].current_quantity, 1);
+    assert!(!view.lines[2].requires_shipping);
+    let (status, _) = post(
+        "/_sandbox/fulfillment_orders/release",
+        json!({ "fulfillment_order_id": other.fulfillment_order_ids[0] }),
+    )
+    .await;
+    assert_eq!(status, 204);
+
     let log: Vec<Value> = s
         .http
         .get(format!("{base}/_sandbox/webhook-deliveries"))
