@@ -402,7 +402,7 @@ impl State {
             removals,
         };
         self.orders[oi] = order;
-        self.edit_event(oi, &body);
+        self.edit_event(&body);
         self.order_event("orders/updated", oi);
         Ok(EditedOrder {
             edit_id,

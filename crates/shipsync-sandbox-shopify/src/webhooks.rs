@@ -362,7 +362,7 @@ impl State {
     }
 
     /// Queues the `orders/edited` event of an edit.
-    pub fn edit_event(&mut self, _oi: usize, edit: &OrderEditBody) {
+    pub fn edit_event(&mut self, edit: &OrderEditBody) {
         let targets = self.targets("orders/edited");
         if targets.is_empty() {
             return;
