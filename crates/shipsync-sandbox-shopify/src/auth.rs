@@ -239,6 +239,8 @@ struct Code {
 
 struct Token {
     scopes: Vec<String>,
+    /// The app that was issued the token.
+    client_id: String,
     /// `None`: a non-expiring offline token.
     expires_at: Option<Instant>,
 }
@@ -342,12 +344,27 @@ impl Auth {
     }
 
     /// The scopes of an issued, unexpired, unrevoked access token.
-    pub fn token_scopes(&self, token: &str) -> Option<Vec<String>> {
+    /// The scopes of a live issued token and the client id of its app.
+    pub fn token_app(&self, token: &str) -> Option<(Vec<String>, String)> {
         let t = self.tokens.get(token)?;
         if t.expires_at.is_some_and(|at| Instant::now() >= at) {
             return None;
         }
-        Some(t.scopes.clone())
+        Some((t.scopes.clone(), t.client_id.clone()))
+    }
+
+    /// The client secret of the installed app with `client_id`, if any: what
+    /// signs its webhooks.
+    pub fn secret_of(&self, client_id: &str) -> Option<String> {
+        self.app
+            .as_ref()
+            .filter(|a| self.installed && a.client_id == client_id)
+            .map(|a| a.client_secret.clone())
+    }
+
+    /// The client id of the configured app.
+    pub fn client_id(&self) -> Option<String> {
+        self.app.as_ref().map(|a| a.client_id.clone())
     }
 
     /// `GET /admin/oauth/authorize`, approved at once: the URL to redirect
@@ -504,7 +521,12 @@ impl Auth {
                         .collect(),
                     None => app.scopes.clone(),
                 };
-                let token = self.issue_token(scopes.clone(), Some(app.token_lifetime_secs), now);
+                let token = self.issue_token(
+                    &app.client_id,
+                    scopes.clone(),
+                    Some(app.token_lifetime_secs),
+                    now,
+                );
                 Ok(Issued {
                     access_token: token,
                     scopes,
@@ -569,12 +591,19 @@ impl Auth {
         }
     }
 
-    fn issue_token(&mut self, scopes: Vec<String>, lifetime: Option<u64>, now: Instant) -> String {
+    fn issue_token(
+        &mut self,
+        client_id: &str,
+        scopes: Vec<String>,
+        lifetime: Option<u64>,
+        now: Instant,
+    ) -> String {
         let token = format!("shpat_{}", random_hex());
         self.tokens.insert(
             token.clone(),
             Token {
                 scopes,
+                client_id: client_id.to_string(),
                 expires_at: lifetime.map(|s| now + Duration::from_secs(s)),
             },
         );
@@ -591,7 +620,7 @@ impl Auth {
         now: Instant,
     ) -> Issued {
         if !expiring {
-            let token = self.issue_token(scopes.clone(), None, now);
+            let token = self.issue_token(&app.client_id, scopes.clone(), None, now);
             return Issued {
                 access_token: token,
                 scopes,
@@ -599,7 +628,12 @@ impl Auth {
                 refresh: None,
             };
         }
-        let token = self.issue_token(scopes.clone(), Some(app.offline_token_lifetime_secs), now);
+        let token = self.issue_token(
+            &app.client_id,
+            scopes.clone(),
+            Some(app.offline_token_lifetime_secs),
+            now,
+        );
         let refresh = format!("shprt_{}", random_hex());
         self.refresh.insert(
             refresh.clone(),

@@ -22,8 +22,10 @@ use serde_json::{Value, json};
 use crate::cost::{CostModel, MAX_SINGLE_QUERY_COST};
 use crate::oauth;
 use crate::resolve::{Ctx, Obj, json_map};
+use crate::webhooks::AppKey;
 use crate::{
-    API_VERSION, FaultKind, Faults, OrderSpec, RecordedRequest, SandboxError, ShopifySandbox, lock,
+    API_VERSION, FaultKind, Faults, LineEdit, OrderSpec, RecordedRequest, SandboxError,
+    ShopifySandbox, WebhookFaults, lock,
 };
 
 pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
@@ -42,6 +44,25 @@ pub(crate) fn router(sandbox: ShopifySandbox) -> Router {
         .route("/_sandbox/revoke", post(oauth::revoke))
         .route("/_sandbox/expire", post(oauth::expire))
         .route("/_sandbox/token-requests", get(oauth::token_requests))
+        .route("/_sandbox/orders/{name}/cancel", post(cancel_order))
+        .route("/_sandbox/orders/{name}/edit", post(edit_order))
+        .route("/_sandbox/orders/{name}/tags", post(set_tags))
+        .route(
+            "/_sandbox/orders/{name}/financial_status",
+            post(set_financial_status),
+        )
+        .route("/_sandbox/fulfillment_orders/hold", post(hold_fo))
+        .route("/_sandbox/fulfillment_orders/release", post(release_fo))
+        .route("/_sandbox/webhook-deliveries", get(webhook_deliveries))
+        .route(
+            "/_sandbox/webhook-subscriptions",
+            get(webhook_subscriptions),
+        )
+        .route("/_sandbox/webhook-faults", post(set_webhook_faults))
+        .route(
+            "/_sandbox/webhook-faults/release",
+            post(release_held_webhooks),
+        )
         .with_state(sandbox)
 }
 
@@ -196,14 +217,16 @@ async fn serve_graphql(
         .and_then(|v| v.to_str().ok());
     // The legacy token of the config, or one the OAuth endpoints issued
     // that has neither expired nor been revoked.
-    let scopes = match token {
+    let app = match token {
         Some(t) if t == sandbox.inner.access_token => {
-            Some(sandbox.inner.access_token_scopes.clone())
+            Some((sandbox.inner.access_token_scopes.clone(), AppKey::Legacy))
         }
-        Some(t) => lock(&sandbox.inner.auth).token_scopes(t),
+        Some(t) => lock(&sandbox.inner.auth)
+            .token_app(t)
+            .map(|(scopes, client_id)| (scopes, AppKey::Dev(client_id))),
         None => None,
     };
-    let Some(scopes) = scopes else {
+    let Some((scopes, app)) = app else {
         let mut o = Outcome::new(
             StatusCode::UNAUTHORIZED,
             json!({ "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)" }),
@@ -332,12 +355,17 @@ async fn serve_graphql(
             .faults
             .fulfillments_visible_after_ms,
     );
-    let (response, denied) = {
+    let (response, denied, events) = {
         let mut guard = lock(&sandbox.inner.state);
         guard.visible_after = visible_after;
         // Execution borrows the state through a RefCell (mutations change it
         // while the executor holds shared handles); it goes back afterwards.
-        let ctx = Ctx::new(std::mem::take(&mut *guard), scopes);
+        let ctx = Ctx::new(
+            std::mem::take(&mut *guard),
+            scopes,
+            app,
+            sandbox.inner.allow_http_webhooks,
+        );
         let root = if is_mutation {
             Obj::mutation(&ctx)
         } else {
@@ -349,8 +377,12 @@ async fn serve_graphql(
             .execute_sync(&root);
         drop(root);
         *guard = ctx.st.into_inner();
-        (result, ctx.denied.into_inner())
+        let events = guard.take_events();
+        (result, ctx.denied.into_inner(), events)
     };
+    // Webhooks of what the mutation changed (sent even when an injected
+    // fault then hides the answer: the change happened).
+    sandbox.send_events(events);
     let mut body = match response.map(|r| serde_json::to_value(&r)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
@@ -454,6 +486,7 @@ fn error_response(e: SandboxError) -> Response {
     let status = match e {
         SandboxError::InvalidSpec(_) => StatusCode::UNPROCESSABLE_ENTITY,
         SandboxError::NotFound(_) => StatusCode::NOT_FOUND,
+        SandboxError::Refused(_) => StatusCode::CONFLICT,
     };
     (status, Json(json!({ "error": e.to_string() }))).into_response()
 }
@@ -497,6 +530,118 @@ async fn set_fulfillment_order_status(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error_response(e),
     }
+}
+
+/// `204 No Content`, or the error.
+fn done(result: Result<(), SandboxError>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    reason: String,
+}
+
+async fn cancel_order(
+    State(sandbox): State<ShopifySandbox>,
+    Path(name): Path<String>,
+    Json(body): Json<CancelBody>,
+) -> Response {
+    done(sandbox.cancel_order(&name, &body.reason))
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    changes: Vec<LineEdit>,
+}
+
+async fn edit_order(
+    State(sandbox): State<ShopifySandbox>,
+    Path(name): Path<String>,
+    Json(body): Json<EditBody>,
+) -> Response {
+    match sandbox.edit_order(&name, &body.changes) {
+        Ok(edited) => Json(edited).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TagsBody {
+    tags: Vec<String>,
+}
+
+async fn set_tags(
+    State(sandbox): State<ShopifySandbox>,
+    Path(name): Path<String>,
+    Json(body): Json<TagsBody>,
+) -> Response {
+    let tags: Vec<&str> = body.tags.iter().map(String::as_str).collect();
+    done(sandbox.set_order_tags(&name, &tags))
+}
+
+#[derive(Deserialize)]
+struct FinancialBody {
+    status: String,
+}
+
+async fn set_financial_status(
+    State(sandbox): State<ShopifySandbox>,
+    Path(name): Path<String>,
+    Json(body): Json<FinancialBody>,
+) -> Response {
+    done(sandbox.set_financial_status(&name, &body.status))
+}
+
+#[derive(Deserialize)]
+struct HoldBody {
+    fulfillment_order_id: String,
+    reason: String,
+    #[serde(default)]
+    reason_notes: Option<String>,
+}
+
+async fn hold_fo(State(sandbox): State<ShopifySandbox>, Json(body): Json<HoldBody>) -> Response {
+    match sandbox.hold_fulfillment_order(
+        &body.fulfillment_order_id,
+        &body.reason,
+        body.reason_notes.as_deref(),
+    ) {
+        Ok(hold_id) => Json(json!({ "hold_id": hold_id })).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct FoBody {
+    fulfillment_order_id: String,
+}
+
+async fn release_fo(State(sandbox): State<ShopifySandbox>, Json(body): Json<FoBody>) -> Response {
+    done(sandbox.release_fulfillment_order(&body.fulfillment_order_id))
+}
+
+async fn webhook_deliveries(State(sandbox): State<ShopifySandbox>) -> Response {
+    Json(sandbox.webhook_deliveries()).into_response()
+}
+
+async fn webhook_subscriptions(State(sandbox): State<ShopifySandbox>) -> Response {
+    Json(sandbox.webhook_subscriptions()).into_response()
+}
+
+async fn set_webhook_faults(
+    State(sandbox): State<ShopifySandbox>,
+    Json(faults): Json<WebhookFaults>,
+) -> StatusCode {
+    sandbox.set_webhook_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+async fn release_held_webhooks(State(sandbox): State<ShopifySandbox>) -> Response {
+    Json(json!({ "released": sandbox.release_held_webhooks() })).into_response()
 }
 
 #[cfg(test)]

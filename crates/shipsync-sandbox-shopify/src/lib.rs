@@ -31,11 +31,27 @@
 //!   `POST /_sandbox/app` (a [`SandboxApp`] as JSON), `POST /_sandbox/revoke`
 //!   (uninstall: issued tokens refused), `POST /_sandbox/expire` (issued
 //!   access tokens expire, refresh tokens stay), `GET /_sandbox/token-requests`.
+//!   The order lifecycle: `POST /_sandbox/orders/{name}/cancel`
+//!   (`{"reason"}`), `POST /_sandbox/orders/{name}/edit` (`{"changes": […]}`,
+//!   each a [`LineEdit`], e.g. `{"op": "set_quantity", "line": "A",
+//!   "quantity": 0}`), `POST /_sandbox/orders/{name}/tags` (`{"tags"}`),
+//!   `POST /_sandbox/orders/{name}/financial_status` (`{"status"}`),
+//!   `POST /_sandbox/fulfillment_orders/hold` (`{"fulfillment_order_id",
+//!   "reason", "reason_notes"}`), `POST /_sandbox/fulfillment_orders/release`
+//!   (`{"fulfillment_order_id"}`). Webhooks: `GET /_sandbox/webhook-deliveries`,
+//!   `GET /_sandbox/webhook-subscriptions`, `POST /_sandbox/webhook-faults`
+//!   (a [`WebhookFaults`]), `POST /_sandbox/webhook-faults/release`.
 //!   Each has a method on [`ShopifySandbox`].
+//! - Webhooks: apps subscribe with `webhookSubscriptionCreate`; every change
+//!   of an order (a control above, a `fulfillmentCreate`) is POSTed, signed,
+//!   to the subscriptions of its topic from a background thread, with
+//!   retries; see `webhooks.rs`.
 //!
 //! Where the rules come from, and what is assumed where Shopify's
 //! documentation is silent, is written once: authentication in `auth.rs`,
-//! scopes in `access.rs`.
+//! scopes in `access.rs`, the order lifecycle in `lifecycle.rs`, webhooks
+//! (and the sandbox's one deliberate deviation, `http://` addresses on
+//! request) in `webhooks.rs`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -63,10 +79,12 @@ mod access;
 mod auth;
 mod cost;
 mod http;
+mod lifecycle;
 mod model;
 mod oauth;
 mod resolve;
 mod search;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,11 +93,13 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{SHIPSYNC_SCOPES, SandboxApp, TokenRequest};
 pub use cost::{MAX_SINGLE_QUERY_COST, ThrottleConfig};
+pub use lifecycle::{EditedOrder, LineEdit};
 pub use model::{
     Address, CreatedOrder, DEFAULT_LOCATION_ID, FoLineView, FoSpec, FulfillmentLineView,
     FulfillmentOrderView, FulfillmentView, LineSpec, LineView, OrderSpec, OrderView,
 };
 pub use shipsync_shopify_schema::API_VERSION;
+pub use webhooks::{WebhookDelivery, WebhookFaults, WebhookSubscriptionView};
 
 /// What the sandbox answers to `shop { name }`.
 pub const SHOP_NAME: &str = "shipsync sandbox shop";
@@ -91,6 +111,11 @@ pub enum SandboxError {
     InvalidSpec(String),
     #[error("{0} does not exist in the sandbox")]
     NotFound(String),
+    /// Shopify would refuse the change in the order's present state (e.g.
+    /// cancelling an order twice, releasing a fulfillment order that is not
+    /// on hold).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +131,26 @@ pub struct SandboxConfig {
     pub app: Option<SandboxApp>,
     pub throttle: ThrottleConfig,
     pub faults: Faults,
+    /// The legacy custom app's "API secret key": it signs the webhooks of
+    /// subscriptions made with `access_token` (a Dev Dashboard app's are
+    /// signed with its `client_secret`).
+    pub api_secret: String,
+    /// Accept `http://` webhook addresses — the sandbox's one deliberate,
+    /// opt-in deviation from Shopify, which accepts only `https://`; tests
+    /// receive deliveries on a plain loopback listener with it. Default false:
+    /// refused as Shopify refuses it.
+    pub allow_http_webhooks: bool,
+    /// Waits before each retry of a failed delivery (the first retry waits
+    /// the first). Shopify retries 8 times over 4 hours; the default is 8
+    /// short waits (50 ms doubling, 12.75 s in all) so tests see retries
+    /// quickly. Empty: never retried.
+    pub webhook_retry_delays_ms: Vec<u64>,
+    /// How long a receiver has to answer a delivery (Shopify: 5 s).
+    pub webhook_timeout_ms: u64,
+    /// `X-Shopify-Shop-Domain` of deliveries; `None`: the sandbox's own
+    /// `host:port` once [`ShopifySandbox::start`] bound it (as the OAuth
+    /// `shop` parameter), `sandbox.myshopify.com` before.
+    pub shop_domain: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -116,6 +161,11 @@ impl Default for SandboxConfig {
             app: None,
             throttle: ThrottleConfig::default(),
             faults: Faults::default(),
+            api_secret: "shpss_sandbox_secret".into(),
+            allow_http_webhooks: false,
+            webhook_retry_delays_ms: vec![50, 100, 200, 400, 800, 1_600, 3_200, 6_400],
+            webhook_timeout_ms: 5_000,
+            shop_domain: None,
         }
     }
 }
@@ -206,6 +256,10 @@ pub(crate) struct Inner {
     bucket: Mutex<cost::Bucket>,
     faults: Mutex<FaultState>,
     requests: Mutex<Vec<RecordedRequest>>,
+    api_secret: String,
+    allow_http_webhooks: bool,
+    hub: Mutex<webhooks::Hub>,
+    shop_domain: Mutex<String>,
 }
 
 pub(crate) struct FaultState {
@@ -223,10 +277,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct ShopifySandbox {
     inner: Arc<Inner>,
+    /// The config named the shop domain (else `start` sets it).
+    fixed_shop_domain: bool,
 }
 
 impl ShopifySandbox {
     pub fn new(config: SandboxConfig) -> Self {
+        let fixed_shop_domain = config.shop_domain.is_some();
         ShopifySandbox {
             inner: Arc::new(Inner {
                 access_token: config.access_token,
@@ -239,7 +296,61 @@ impl ShopifySandbox {
                     turn: 0,
                 }),
                 requests: Mutex::new(Vec::new()),
+                api_secret: config.api_secret,
+                allow_http_webhooks: config.allow_http_webhooks,
+                hub: Mutex::new(webhooks::Hub::new(
+                    &config.webhook_retry_delays_ms,
+                    config.webhook_timeout_ms,
+                )),
+                shop_domain: Mutex::new(
+                    config
+                        .shop_domain
+                        .unwrap_or_else(|| "sandbox.myshopify.com".into()),
+                ),
             }),
+            fixed_shop_domain,
+        }
+    }
+
+    /// Runs `f` on the state, then hands the events it raised to the
+    /// webhook sender (after the state's lock is released).
+    fn change<R>(&self, f: impl FnOnce(&mut model::State) -> R) -> R {
+        let (result, events) = {
+            let mut st = lock(&self.inner.state);
+            let result = f(&mut st);
+            (result, st.take_events())
+        };
+        self.send_events(events);
+        result
+    }
+
+    /// Turns events into deliveries: one per subscription, signed with the
+    /// secret of the subscription's app (an app no longer installed gets
+    /// nothing).
+    pub(crate) fn send_events(&self, events: Vec<webhooks::Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let shop_domain = lock(&self.inner.shop_domain).clone();
+        let mut hub = lock(&self.inner.hub);
+        for event in events {
+            for target in event.targets {
+                let secret = match &target.app {
+                    webhooks::AppKey::Legacy => Some(self.inner.api_secret.clone()),
+                    webhooks::AppKey::Dev(client_id) => lock(&self.inner.auth).secret_of(client_id),
+                };
+                let Some(secret) = secret else { continue };
+                hub.submit(webhooks::Job {
+                    topic: event.topic.clone(),
+                    event_id: event.event_id.clone(),
+                    subscription_id: target.subscription_id,
+                    uri: target.uri,
+                    secret,
+                    body: event.body.clone(),
+                    triggered_at: event.triggered_at,
+                    shop_domain: shop_domain.clone(),
+                });
+            }
         }
     }
 
@@ -255,6 +366,9 @@ impl ShopifySandbox {
     pub async fn start(self, addr: SocketAddr) -> std::io::Result<RunningShopify> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        if !self.fixed_shop_domain {
+            *lock(&self.inner.shop_domain) = local.to_string();
+        }
         let router = self.router();
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -275,8 +389,108 @@ impl ShopifySandbox {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Places an order; sends `orders/create`.
     pub fn try_create_order(&self, spec: OrderSpec) -> Result<CreatedOrder, SandboxError> {
-        lock(&self.inner.state).create_order(spec)
+        self.change(|st| st.create_order(spec))
+    }
+
+    /// Cancels an order (by name, with or without `#`) with an
+    /// `OrderCancelReason` (`CUSTOMER`, `DECLINED`, `FRAUD`, `INVENTORY`,
+    /// `OTHER`, `STAFF`), as a merchant would in the admin: `cancelledAt`
+    /// set, current quantities 0, open fulfillment orders CANCELLED, payment
+    /// REFUNDED or VOIDED. Sends `orders/cancelled` and `orders/updated`
+    /// (and `fulfillment_orders/cancelled`). Refused when something was
+    /// fulfilled or the order is already cancelled.
+    pub fn cancel_order(&self, name: &str, reason: &str) -> Result<(), SandboxError> {
+        self.change(|st| st.cancel_order(name, reason))
+    }
+
+    /// Edits an order: quantities raised or lowered (0 removes the line),
+    /// lines added; the fulfillment orders follow and `edited` becomes true.
+    /// All changes or none. Sends `orders/edited` (the edit only) and
+    /// `orders/updated`.
+    pub fn edit_order(
+        &self,
+        name: &str,
+        changes: &[LineEdit],
+    ) -> Result<EditedOrder, SandboxError> {
+        self.change(|st| st.edit_order(name, changes))
+    }
+
+    /// Replaces an order's tags. Sends `orders/updated`.
+    pub fn set_order_tags(&self, name: &str, tags: &[&str]) -> Result<(), SandboxError> {
+        let tags = tags.iter().map(|t| t.to_string()).collect();
+        self.change(|st| st.set_tags(name, tags))
+    }
+
+    /// Sets an order's `displayFinancialStatus` (e.g. `AUTHORIZED` → `PAID`,
+    /// a capture). Sends `orders/updated`, and `orders/paid` on becoming PAID.
+    pub fn set_financial_status(&self, name: &str, status: &str) -> Result<(), SandboxError> {
+        self.change(|st| st.set_financial_status(name, status))
+    }
+
+    /// Puts a fulfillment order on hold with a `FulfillmentHoldReason`
+    /// (e.g. `AWAITING_PAYMENT`, `OTHER`): status ON_HOLD, fulfilling it
+    /// refused until released. Returns the hold's GID. Sends
+    /// `fulfillment_orders/placed_on_hold` and `orders/updated`.
+    pub fn hold_fulfillment_order(
+        &self,
+        fo_id: &str,
+        reason: &str,
+        reason_notes: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        self.change(|st| st.hold_fo(fo_id, reason, reason_notes.map(str::to_string)))
+    }
+
+    /// Releases every hold of a fulfillment order (back to OPEN, or
+    /// IN_PROGRESS when part of it was fulfilled). Sends
+    /// `fulfillment_orders/hold_released` and `orders/updated`.
+    pub fn release_fulfillment_order(&self, fo_id: &str) -> Result<(), SandboxError> {
+        self.change(|st| st.release_fo(fo_id))
+    }
+
+    /// Every app's webhook subscriptions, oldest first.
+    pub fn webhook_subscriptions(&self) -> Vec<WebhookSubscriptionView> {
+        lock(&self.inner.state)
+            .subscriptions
+            .iter()
+            .map(|s| s.view())
+            .collect()
+    }
+
+    /// Every delivery attempt so far (and every dropped delivery), in the
+    /// order they happened.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        lock(&self.inner.hub).log()
+    }
+
+    /// Waits until at least `count` attempts are logged, or `timeout`
+    /// passed; returns the log either way.
+    pub async fn wait_for_webhook_deliveries(
+        &self,
+        count: usize,
+        timeout: std::time::Duration,
+    ) -> Vec<WebhookDelivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let log = self.webhook_deliveries();
+            if log.len() >= count || tokio::time::Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Injects delivery faults (replacing the previous ones): lost,
+    /// duplicated, or held back to be released out of order.
+    pub fn set_webhook_faults(&self, faults: WebhookFaults) {
+        lock(&self.inner.hub).set_faults(faults);
+    }
+
+    /// Sends the deliveries [`WebhookFaults::hold`] kept back, newest first,
+    /// and stops holding. Returns how many there were.
+    pub fn release_held_webhooks(&self) -> usize {
+        lock(&self.inner.hub).release()
     }
 
     /// Snapshot of an order by name, with or without `#`.
@@ -306,7 +520,7 @@ impl ShopifySandbox {
         fo_id: &str,
         status: &str,
     ) -> Result<(), SandboxError> {
-        lock(&self.inner.state).set_fo_status(fo_id, status)
+        self.change(|st| st.set_fo_status(fo_id, status))
     }
 
     /// Empties the cost bucket, so the next request is throttled.
@@ -331,8 +545,21 @@ impl ShopifySandbox {
     /// credentials grant answers `app_not_installed` until the app is
     /// installed again (an approval on the authorize page, or
     /// [`set_app`](Self::set_app)). The legacy config token is unaffected.
+    ///
+    /// Shopify deletes an uninstalled app's webhook subscriptions; so does
+    /// the sandbox (the legacy token's stay).
     pub fn revoke_tokens(&self) {
-        lock(&self.inner.auth).revoke();
+        let client_id = {
+            let mut auth = lock(&self.inner.auth);
+            auth.revoke();
+            auth.client_id()
+        };
+        if let Some(client_id) = client_id {
+            let app = webhooks::AppKey::Dev(client_id);
+            lock(&self.inner.state)
+                .subscriptions
+                .retain(|s| s.app != app);
+        }
     }
 
     /// Every issued access token expires now (GraphQL answers 401); refresh

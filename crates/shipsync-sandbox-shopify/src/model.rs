@@ -28,9 +28,19 @@ pub struct OrderSpec {
     /// Title of the order's shipping line (the method the customer chose),
     /// e.g. `Standard`; none when the order has no shipping line.
     pub shipping_line: Option<String>,
+    /// `ShippingLine.code` (REST `code`); defaults to the title, as Shopify's
+    /// own rates have it.
+    pub shipping_line_code: Option<String>,
+    /// `ShippingLine.source` (REST `source`); defaults to `shopify`.
+    pub shipping_line_source: Option<String>,
     /// Defaults to now. Lets tests place orders "in the past" for
     /// `created_at:`/`updated_at:` searches.
     pub created_at: Option<Timestamp>,
+    /// `displayFinancialStatus` (`OrderDisplayFinancialStatus`, e.g.
+    /// `AUTHORIZED`, `PENDING`); defaults to `PAID`.
+    pub financial_status: Option<String>,
+    /// The order's tags, as `Order.tags` lists them.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,6 +54,9 @@ pub struct LineSpec {
     pub group_quantity: Option<u32>,
     /// Line title; defaults to the SKU.
     pub name: Option<String>,
+    /// `LineItem.requiresShipping`; defaults to true. Gift cards, tips and
+    /// digital goods are `false`: shipsync must not send them to a warehouse.
+    pub requires_shipping: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,7 +125,15 @@ pub struct OrderView {
     pub id: String,
     pub name: String,
     pub display_fulfillment_status: String,
+    /// `displayFinancialStatus`, e.g. `PAID`.
+    pub display_financial_status: String,
     pub updated_at: Timestamp,
+    pub cancelled_at: Option<Timestamp>,
+    /// `OrderCancelReason`, e.g. `CUSTOMER`.
+    pub cancel_reason: Option<String>,
+    pub tags: Vec<String>,
+    /// Whether the order was edited after it was placed.
+    pub edited: bool,
     pub lines: Vec<LineView>,
     pub fulfillment_orders: Vec<FulfillmentOrderView>,
     pub fulfillments: Vec<FulfillmentView>,
@@ -122,7 +143,11 @@ pub struct OrderView {
 pub struct LineView {
     pub id: String,
     pub sku: String,
+    /// As ordered, removed units included (`LineItem.quantity`).
     pub quantity: u32,
+    /// After edits and cancellation (`LineItem.currentQuantity`).
+    pub current_quantity: u32,
+    pub requires_shipping: bool,
     pub fulfilled_quantity: u32,
     pub group: Option<String>,
 }
@@ -132,6 +157,8 @@ pub struct FulfillmentOrderView {
     pub id: String,
     pub status: String,
     pub location_id: String,
+    /// The reasons of its holds (`FulfillmentHoldReason`), oldest first.
+    pub hold_reasons: Vec<String>,
     pub line_items: Vec<FoLineView>,
 }
 
@@ -196,10 +223,24 @@ pub(crate) struct Order {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub shipping_address: Address,
-    pub shipping_line: Option<String>,
+    pub shipping_line: Option<ShippingLine>,
     pub lines: Vec<Line>,
     pub fos: Vec<FulfillmentOrder>,
     pub fulfillments: Vec<Fulfillment>,
+    pub cancelled_at: Option<Timestamp>,
+    pub cancel_reason: Option<String>,
+    /// `OrderDisplayFinancialStatus`.
+    pub financial_status: String,
+    pub tags: Vec<String>,
+    pub edited: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ShippingLine {
+    pub id: u64,
+    pub title: String,
+    pub code: String,
+    pub source: String,
 }
 
 #[derive(Debug, Clone)]
@@ -208,7 +249,11 @@ pub(crate) struct Line {
     pub variant_id: u64,
     pub sku: String,
     pub name: String,
+    /// As ordered; raised by edits that add units, never lowered.
     pub quantity: u32,
+    /// `quantity` less removed and cancelled units.
+    pub current_quantity: u32,
+    pub requires_shipping: bool,
     pub group: Option<Group>,
 }
 
@@ -227,6 +272,15 @@ pub(crate) struct FulfillmentOrder {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub lines: Vec<FoLine>,
+    pub holds: Vec<Hold>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Hold {
+    pub id: u64,
+    /// `FulfillmentHoldReason`.
+    pub reason: String,
+    pub reason_notes: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -287,12 +341,27 @@ impl Order {
             .sum()
     }
 
+    /// Units of line `line` still to fulfil: current less fulfilled.
+    pub fn unfulfilled_quantity(&self, line: usize) -> u32 {
+        self.lines[line]
+            .current_quantity
+            .saturating_sub(self.fulfilled_quantity(line))
+    }
+
     pub fn display_fulfillment_status(&self) -> &'static str {
-        let total: u32 = self.lines.iter().map(|l| l.quantity).sum();
+        let total: u32 = self.lines.iter().map(|l| l.current_quantity).sum();
         let fulfilled: u32 = (0..self.lines.len())
             .map(|i| self.fulfilled_quantity(i))
             .sum();
-        if fulfilled == 0 {
+        let held = self.fos.iter().any(|f| f.status == "ON_HOLD");
+        let workable = self
+            .fos
+            .iter()
+            .any(|f| matches!(f.status.as_str(), "OPEN" | "IN_PROGRESS"));
+        if fulfilled == 0 && held && !workable {
+            // See lifecycle.rs: every fulfillment order left is on hold.
+            "ON_HOLD"
+        } else if fulfilled == 0 {
             "UNFULFILLED"
         } else if fulfilled >= total {
             "FULFILLED"
@@ -357,10 +426,14 @@ pub(crate) struct State {
     /// How long a new fulfillment stays hidden from reads (set per request
     /// from the faults).
     pub visible_after: std::time::Duration,
+    /// Webhook subscriptions of every app (see `webhooks.rs`).
+    pub subscriptions: Vec<crate::webhooks::Subscription>,
+    /// Events not yet handed to the webhook sender, oldest first.
+    pub events: Vec<crate::webhooks::Event>,
 }
 
 impl State {
-    fn next_id(&mut self) -> u64 {
+    pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
     }
@@ -454,6 +527,11 @@ impl State {
             return invalid(format!("line {li} is in no fulfillment order"));
         }
 
+        let financial_status = match &spec.financial_status {
+            None => "PAID".to_string(),
+            Some(s) if crate::lifecycle::FINANCIAL_STATUSES.contains(&s.as_str()) => s.clone(),
+            Some(s) => return invalid(format!("{s} is not an OrderDisplayFinancialStatus")),
+        };
         let created_at = spec.created_at.unwrap_or_else(now_seconds);
         let order_id = self.next_id();
         let mut groups: HashMap<String, Group> = HashMap::new();
@@ -483,6 +561,8 @@ impl State {
                 sku: l.sku.clone(),
                 name: l.name.clone().unwrap_or_else(|| l.sku.clone()),
                 quantity: l.quantity,
+                current_quantity: l.quantity,
+                requires_shipping: l.requires_shipping.unwrap_or(true),
                 group,
             });
         }
@@ -508,6 +588,7 @@ impl State {
                 created_at,
                 updated_at: created_at,
                 lines: fo_lines,
+                holds: Vec::new(),
             });
         }
         let order = Order {
@@ -523,10 +604,29 @@ impl State {
                 .shipping_address
                 .clone()
                 .unwrap_or_else(Address::sample),
-            shipping_line: spec.shipping_line.clone(),
+            shipping_line: match &spec.shipping_line {
+                Some(title) => Some(ShippingLine {
+                    id: self.next_id(),
+                    title: title.clone(),
+                    code: spec
+                        .shipping_line_code
+                        .clone()
+                        .unwrap_or_else(|| title.clone()),
+                    source: spec
+                        .shipping_line_source
+                        .clone()
+                        .unwrap_or_else(|| "shopify".into()),
+                }),
+                None => None,
+            },
             lines,
             fos,
             fulfillments: Vec::new(),
+            cancelled_at: None,
+            cancel_reason: None,
+            financial_status,
+            tags: spec.tags.clone(),
+            edited: false,
         };
         let created = CreatedOrder {
             order_id: gid("Order", order.id),
@@ -549,6 +649,7 @@ impl State {
                 .collect(),
         };
         self.orders.push(order);
+        self.order_event("orders/create", self.orders.len() - 1);
         Ok(created)
     }
 
@@ -735,8 +836,15 @@ impl State {
                 .then(|| std::time::Instant::now() + self.visible_after),
         });
         order.updated_at = now;
+        let fulfillment = order.fulfillments.len() - 1;
+        let topic = match order.display_fulfillment_status() {
+            "FULFILLED" => "orders/fulfilled",
+            _ => "orders/partially_fulfilled",
+        };
         self.fulfillments_created += 1;
-        Ok((oi, order.fulfillments.len() - 1))
+        self.order_event("orders/updated", oi);
+        self.order_event(topic, oi);
+        Ok((oi, fulfillment))
     }
 
     /// `fulfillmentTrackingInfoUpdate`: replaces the fulfillment's tracking.
@@ -772,6 +880,7 @@ impl State {
             f.notify_customer = n;
         }
         order.updated_at = now;
+        self.order_event("orders/updated", oi);
         Ok((oi, fi))
     }
 
@@ -781,7 +890,12 @@ impl State {
             id: gid("Order", o.id),
             name: o.name.clone(),
             display_fulfillment_status: o.display_fulfillment_status().into(),
+            display_financial_status: o.financial_status.clone(),
             updated_at: o.updated_at,
+            cancelled_at: o.cancelled_at,
+            cancel_reason: o.cancel_reason.clone(),
+            tags: o.tags.clone(),
+            edited: o.edited,
             lines: o
                 .lines
                 .iter()
@@ -790,6 +904,8 @@ impl State {
                     id: gid("LineItem", l.id),
                     sku: l.sku.clone(),
                     quantity: l.quantity,
+                    current_quantity: l.current_quantity,
+                    requires_shipping: l.requires_shipping,
                     fulfilled_quantity: o.fulfilled_quantity(i),
                     group: l.group.as_ref().map(|g| g.title.clone()),
                 })
@@ -801,6 +917,7 @@ impl State {
                     id: gid("FulfillmentOrder", f.id),
                     status: f.status.clone(),
                     location_id: gid("Location", f.location_id),
+                    hold_reasons: f.holds.iter().map(|h| h.reason.clone()).collect(),
                     line_items: f
                         .lines
                         .iter()

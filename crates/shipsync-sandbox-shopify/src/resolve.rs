@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{self, Need};
 use crate::model::{Address, FulfillmentInput, State, TrackingInput, UserError, gid, parse_gid};
 use crate::search::OrderQuery;
+use crate::webhooks::{self, AppKey};
 
 /// Shopify's maximum page size for connections and list arguments.
 const MAX_PAGE: i64 = 250;
@@ -31,14 +32,20 @@ pub(crate) struct Ctx {
     /// `requiredAccess`), so the HTTP layer can give their errors the
     /// `ACCESS_DENIED` code (the executor's errors carry only a message).
     pub denied: RefCell<Vec<(String, String)>>,
+    /// The app the token belongs to: whose webhook subscriptions it sees.
+    pub app: AppKey,
+    /// [`SandboxConfig::allow_http_webhooks`](crate::SandboxConfig).
+    pub allow_http_webhooks: bool,
 }
 
 impl Ctx {
-    pub fn new(st: State, scopes: Vec<String>) -> Self {
+    pub fn new(st: State, scopes: Vec<String>, app: AppKey, allow_http_webhooks: bool) -> Self {
         Ctx {
             st: RefCell::new(st),
             scopes,
             denied: RefCell::new(Vec::new()),
+            app,
+            allow_http_webhooks,
         }
     }
 }
@@ -80,7 +87,21 @@ enum Kind {
     FulfillmentLineItem(usize, usize, usize),
     TrackingInfo(Option<String>, Option<String>, Option<String>),
     MailingAddress(Rc<Address>),
-    ShippingLine(Rc<str>),
+    /// The shipping line of order `.0`.
+    ShippingLine(usize),
+    /// (order, fulfillment order, hold) indexes.
+    FulfillmentHold(usize, usize, usize),
+    WebhookSubscription(u64),
+    WebhookEndpoint(Rc<str>),
+    ApiVersion,
+    /// `WebhookSubscriptionCreatePayload` / `…DeletePayload`: the
+    /// subscription made, the id deleted, the user errors.
+    WebhookPayload(
+        &'static str,
+        Option<u64>,
+        Option<String>,
+        Rc<Vec<UserError>>,
+    ),
     Connection(Rc<Conn>),
     Edge(Rc<str>, String, Box<Kind>),
     PageInfo(Rc<PageInfo>),
@@ -353,6 +374,11 @@ impl ObjectValue for Obj<'_> {
             Kind::TrackingInfo(..) => "FulfillmentTrackingInfo",
             Kind::MailingAddress(..) => "MailingAddress",
             Kind::ShippingLine(..) => "ShippingLine",
+            Kind::FulfillmentHold(..) => "FulfillmentHold",
+            Kind::WebhookSubscription(..) => "WebhookSubscription",
+            Kind::WebhookEndpoint(..) => "WebhookHttpEndpoint",
+            Kind::ApiVersion => "ApiVersion",
+            Kind::WebhookPayload(t, ..) => t,
             Kind::Connection(c) => &c.type_name,
             Kind::Edge(t, ..) => t,
             Kind::PageInfo(..) => "PageInfo",
@@ -401,11 +427,46 @@ impl ObjectValue for Obj<'_> {
                 _ => not_served(),
             },
             Kind::MailingAddress(a) => self.address_field(field, a),
-            Kind::ShippingLine(title) => match field {
-                "title" => leaf(&**title),
-                "code" | "source" | "carrierIdentifier" => opt(None::<String>),
+            Kind::WebhookEndpoint(uri) => match field {
+                "callbackUrl" => leaf(&**uri),
                 _ => not_served(),
             },
+            Kind::ApiVersion => match field {
+                "handle" => leaf(crate::API_VERSION),
+                "displayName" => leaf(crate::API_VERSION),
+                "supported" => leaf(true),
+                _ => not_served(),
+            },
+            Kind::WebhookPayload(_, created, deleted, errors) => match field {
+                "webhookSubscription" => match created {
+                    Some(id) => self.obj(Kind::WebhookSubscription(*id)),
+                    None => Ok(ResolvedValue::null()),
+                },
+                "deletedWebhookSubscriptionId" => opt(deleted.clone()),
+                "userErrors" => self.list(errors.iter().cloned().map(Kind::UserError).collect()),
+                _ => not_served(),
+            },
+            Kind::WebhookSubscription(id) => {
+                let st = self.ctx.st.borrow();
+                let Some(sub) = st.subscriptions.iter().find(|s| s.id == *id) else {
+                    return Ok(ResolvedValue::null());
+                };
+                match field {
+                    "id" => leaf(gid("WebhookSubscription", sub.id)),
+                    "legacyResourceId" => leaf(sub.id.to_string()),
+                    "topic" => leaf(sub.topic.as_str()),
+                    "uri" | "callbackUrl" => leaf(sub.uri.as_str()),
+                    "format" => leaf("JSON"),
+                    "createdAt" | "updatedAt" => leaf(time(sub.created_at)),
+                    "includeFields" | "metafieldNamespaces" | "metafields" => {
+                        Ok(ResolvedValue::list(Vec::<ResolvedValue<'a>>::new()))
+                    }
+                    "filter" | "name" => opt(None::<String>),
+                    "apiVersion" => self.obj(Kind::ApiVersion),
+                    "endpoint" => self.obj(Kind::WebhookEndpoint(Rc::from(sub.uri.as_str()))),
+                    _ => not_served(),
+                }
+            }
             Kind::Payload(_, fulfillment, errors) => match field {
                 "fulfillment" => match fulfillment {
                     Some((o, f)) => self.obj(Kind::Fulfillment(*o, *f)),
@@ -551,6 +612,51 @@ impl<'c> Obj<'c> {
                     None => Ok(ResolvedValue::null()),
                 }
             }
+            "webhookSubscriptions" => {
+                let topics: Option<Vec<String>> = arg_as(info, "topics")?;
+                let uri = arg_str(info, "uri").or_else(|| arg_str(info, "callbackUrl"));
+                if arg_str(info, "query").is_some() {
+                    return Err(err(
+                        "the Shopify sandbox does not implement webhookSubscriptions(query:); use topics: and uri:",
+                    ));
+                }
+                if arg_str(info, "format").is_some_and(|f| f != "JSON") {
+                    return connection(self.ctx, info, "WebhookSubscription", Vec::new());
+                }
+                let by_id = arg_str(info, "sortKey") == Some("ID");
+                let st = self.ctx.st.borrow();
+                let mut items: Vec<(Key, Kind)> = st
+                    .subscriptions
+                    .iter()
+                    .filter(|s| s.app == self.ctx.app)
+                    .filter(|s| topics.as_ref().is_none_or(|t| t.contains(&s.topic)))
+                    .filter(|s| uri.is_none_or(|u| u == s.uri))
+                    .map(|s| {
+                        let primary = if by_id { 0 } else { s.created_at.as_second() };
+                        (Key(primary, s.id), Kind::WebhookSubscription(s.id))
+                    })
+                    .collect();
+                drop(st);
+                items.sort_by(|a, b| a.0.cmp(&b.0));
+                connection(self.ctx, info, "WebhookSubscription", items)
+            }
+            "webhookSubscription" => {
+                let id = arg_str(info, "id").unwrap_or_default();
+                let st = self.ctx.st.borrow();
+                let found = parse_gid(id)
+                    .filter(|(k, _)| *k == "WebhookSubscription")
+                    .and_then(|(_, n)| {
+                        st.subscriptions
+                            .iter()
+                            .find(|s| s.id == n && s.app == self.ctx.app)
+                    })
+                    .map(|s| s.id);
+                drop(st);
+                match found {
+                    Some(n) => self.obj(Kind::WebhookSubscription(n)),
+                    None => Ok(ResolvedValue::null()),
+                }
+            }
             "nodes" => {
                 let ids: Vec<String> = arg_as(info, "ids")?;
                 let ctx = self.ctx;
@@ -611,7 +717,87 @@ impl<'c> Obj<'c> {
                     .tracking_update(id, &tracking, notify);
                 self.payload("FulfillmentTrackingInfoUpdatePayload", result)
             }
+            "webhookSubscriptionCreate" => {
+                let topic = arg_str(info, "topic").unwrap_or_default();
+                let input: SubscriptionInput = arg_as(info, "webhookSubscription")?;
+                self.subscription_create(topic, &input)
+            }
+            "webhookSubscriptionDelete" => {
+                let id = arg_str(info, "id").unwrap_or_default();
+                let result = self.ctx.st.borrow_mut().unsubscribe(&self.ctx.app, id);
+                let (deleted, errors) = match result {
+                    Ok(id) => (Some(id), Vec::new()),
+                    Err(e) => (None, e),
+                };
+                self.obj(Kind::WebhookPayload(
+                    "WebhookSubscriptionDeletePayload",
+                    None,
+                    deleted,
+                    Rc::new(errors),
+                ))
+            }
             _ => not_served(),
+        }
+    }
+
+    /// `webhookSubscriptionCreate`: the topic must be one the sandbox
+    /// raises and the token's scopes must cover it; the address must be
+    /// acceptable (see `webhooks.rs`).
+    fn subscription_create<'a>(&self, topic: &str, input: &SubscriptionInput) -> Res<'a>
+    where
+        'c: 'a,
+    {
+        let Some(&(_, need)) = webhooks::TOPICS.iter().find(|(t, _)| *t == topic) else {
+            return Err(err(format!(
+                "the Shopify sandbox does not raise {topic} events; it serves {}",
+                webhooks::TOPICS
+                    .iter()
+                    .map(|t| t.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if input.format.as_deref().is_some_and(|f| f != "JSON") {
+            return Err(err("the Shopify sandbox delivers JSON webhooks only"));
+        }
+        let reply = |created: Option<u64>, errors: Vec<UserError>| {
+            self.obj(Kind::WebhookPayload(
+                "WebhookSubscriptionCreatePayload",
+                created,
+                None,
+                Rc::new(errors),
+            ))
+        };
+        if !access::allows(&self.ctx.scopes, need) {
+            return reply(
+                None,
+                vec![UserError {
+                    field: Some(vec!["topic".into()]),
+                    message: format!(
+                        "You do not have the required access scope for the {topic} topic: {}",
+                        access::required_access(need)
+                    ),
+                }],
+            );
+        }
+        let (uri, address_field) = match (&input.uri, &input.callback_url) {
+            (Some(u), _) => (u.as_str(), "uri"),
+            (None, Some(u)) => (u.as_str(), "callbackUrl"),
+            (None, None) => ("", "uri"),
+        };
+        match webhooks::check_address(uri, address_field, self.ctx.allow_http_webhooks) {
+            Ok(()) => {}
+            Err(Ok(e)) => return reply(None, vec![e]),
+            Err(Err(message)) => return Err(err(message)),
+        }
+        let result = self
+            .ctx
+            .st
+            .borrow_mut()
+            .subscribe(&self.ctx.app, topic, uri, address_field);
+        match result {
+            Ok(id) => reply(Some(id), Vec::new()),
+            Err(errors) => reply(None, errors),
         }
     }
 
@@ -671,19 +857,39 @@ impl<'c> Obj<'c> {
                     "legacyResourceId" => leaf(o.id.to_string()),
                     "name" => leaf(o.name.as_str()),
                     "email" => leaf(o.email.as_str()),
-                    "phone" | "note" | "cancelledAt" | "closedAt" => opt(None::<String>),
+                    "phone" | "note" | "closedAt" => opt(None::<String>),
+                    "cancelledAt" => opt(o.cancelled_at.map(time)),
+                    "cancelReason" => opt(o.cancel_reason.clone()),
                     "createdAt" | "processedAt" => leaf(time(o.created_at)),
                     "updatedAt" => leaf(time(o.updated_at)),
                     "displayFulfillmentStatus" => leaf(o.display_fulfillment_status()),
-                    "displayFinancialStatus" => leaf("PAID"),
-                    "fullyPaid" => leaf(true),
-                    "closed" | "cancelled" => leaf(false),
-                    "tags" => Ok(ResolvedValue::list(Vec::<ResolvedValue<'a>>::new())),
+                    "displayFinancialStatus" => leaf(o.financial_status.as_str()),
+                    "fullyPaid" => leaf(o.financial_status == "PAID"),
+                    "unpaid" => leaf(matches!(
+                        o.financial_status.as_str(),
+                        "AUTHORIZED" | "PENDING" | "PARTIALLY_PAID" | "EXPIRED"
+                    )),
+                    "closed" => leaf(false),
+                    "edited" => leaf(o.edited),
+                    "tags" => Ok(ResolvedValue::list(
+                        o.tags
+                            .iter()
+                            .map(|t| ResolvedValue::leaf(t.as_str()))
+                            .collect::<Vec<_>>(),
+                    )),
+                    "shippingLines" => {
+                        let items = o
+                            .shipping_line
+                            .iter()
+                            .map(|l| (Key(0, l.id), Kind::ShippingLine(oi)))
+                            .collect();
+                        connection(self.ctx, info, "ShippingLine", items)
+                    }
                     "shippingAddress" => {
                         self.obj(Kind::MailingAddress(Rc::new(o.shipping_address.clone())))
                     }
                     "shippingLine" => match &o.shipping_line {
-                        Some(title) => self.obj(Kind::ShippingLine(Rc::from(title.as_str()))),
+                        Some(_) => self.obj(Kind::ShippingLine(oi)),
                         None => Ok(ResolvedValue::null()),
                     },
                     "lineItems" => {
@@ -726,15 +932,18 @@ impl<'c> Obj<'c> {
             Kind::LineItem(oi, li) => {
                 let o = &st.orders[oi];
                 let l = &o.lines[li];
-                let unfulfilled = l.quantity.saturating_sub(o.fulfilled_quantity(li));
+                let unfulfilled = o.unfulfilled_quantity(li);
                 match field {
                     "id" => leaf(gid("LineItem", l.id)),
                     "sku" => leaf(l.sku.as_str()),
                     "name" | "title" => leaf(l.name.as_str()),
                     "variantTitle" => opt(None::<String>),
-                    "quantity" | "currentQuantity" => leaf(l.quantity),
+                    "quantity" => leaf(l.quantity),
+                    "currentQuantity" => leaf(l.current_quantity),
                     "unfulfilledQuantity" | "fulfillableQuantity" => leaf(unfulfilled),
-                    "requiresShipping" => leaf(true),
+                    "nonFulfillableQuantity" => leaf(l.quantity.saturating_sub(l.current_quantity)),
+                    "requiresShipping" => leaf(l.requires_shipping),
+                    "isGiftCard" => leaf(false),
                     "variant" => self.obj(Kind::ProductVariant(oi, li)),
                     "lineItemGroup" => match &l.group {
                         Some(_) => self.obj(Kind::LineItemGroup(oi, li)),
@@ -784,6 +993,11 @@ impl<'c> Obj<'c> {
                         self.obj(Kind::Order(oi))
                     }
                     "assignedLocation" => self.obj(Kind::AssignedLocation(f.location_id)),
+                    "fulfillmentHolds" => self.list(
+                        (0..f.holds.len())
+                            .map(|hi| Kind::FulfillmentHold(oi, fi, hi))
+                            .collect(),
+                    ),
                     "lineItems" => {
                         let items = f
                             .lines
@@ -876,6 +1090,33 @@ impl<'c> Obj<'c> {
                     _ => not_served(),
                 }
             }
+            Kind::FulfillmentHold(oi, fi, hi) => {
+                let h = &st.orders[oi].fos[fi].holds[hi];
+                match field {
+                    "id" => leaf(gid("FulfillmentHold", h.id)),
+                    "reason" => leaf(h.reason.as_str()),
+                    "reasonNotes" => opt(h.reason_notes.clone()),
+                    "displayReason" => leaf(crate::lifecycle::hold_display_reason(&h.reason)),
+                    "handle" => opt(None::<String>),
+                    "heldByRequestingApp" => leaf(false),
+                    "heldByApp" => Ok(ResolvedValue::null()),
+                    _ => not_served(),
+                }
+            }
+            Kind::ShippingLine(oi) => {
+                let Some(l) = &st.orders[oi].shipping_line else {
+                    return Ok(ResolvedValue::null());
+                };
+                match field {
+                    "id" => leaf(gid("ShippingLine", l.id)),
+                    "title" => leaf(l.title.as_str()),
+                    "code" => leaf(l.code.as_str()),
+                    "source" => leaf(l.source.as_str()),
+                    "carrierIdentifier" => opt(None::<String>),
+                    "isRemoved" => leaf(false),
+                    _ => not_served(),
+                }
+            }
             Kind::FulfillmentLineItem(oi, fi, li) => {
                 let l = &st.orders[oi].fulfillments[fi].lines[li];
                 match field {
@@ -902,6 +1143,15 @@ fn fo_matches(query: &str, status: &str, location: u64) -> bool {
             }
             _ => true,
         })
+}
+
+/// `WebhookSubscriptionInput`, decoded from the coerced arguments.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionInput {
+    uri: Option<String>,
+    callback_url: Option<String>,
+    format: Option<String>,
 }
 
 /// Converts request variables into apollo's JSON map type.

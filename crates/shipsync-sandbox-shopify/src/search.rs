@@ -6,6 +6,15 @@
 //! `status`. Unknown fields are ignored, as Shopify ignores them (it only
 //! warns). `OR`, parentheses and negation are refused so a test never
 //! silently gets a different result set from real Shopify.
+//!
+//! Values as Shopify's `orders` query documents them: `financial_status:`
+//! `authorized`, `expired`, `paid`, `partially_paid`, `partially_refunded`,
+//! `pending`, `refunded`, `voided` (and `any`); `fulfillment_status:`
+//! `shipped`/`fulfilled`, `partial`, `unshipped`, `unfulfilled` (unshipped
+//! and partial), `on_hold`, `any`; `status:` `open` (neither closed nor
+//! cancelled), `closed`, `cancelled`, `not_closed`, `any`. No `status:` term
+//! means every order: the GraphQL `orders` query, unlike REST's, has no
+//! default status filter (see `lifecycle.rs`).
 
 use jiff::Timestamp;
 
@@ -117,22 +126,27 @@ fn term_matches(term: &Term, o: &Order) -> bool {
             };
             compare(v.cmp(t), *cmp)
         }
-        // Every sandbox order is paid.
-        Term::FinancialStatus(s) => s == "paid" || s == "any",
+        Term::FinancialStatus(s) => s == "any" || *s == o.financial_status.to_lowercase(),
         Term::FulfillmentStatus(s) => {
             let status = o.display_fulfillment_status();
             match s.as_str() {
                 "any" => true,
                 // Shopify's "unfulfilled" includes partially fulfilled orders.
                 "unfulfilled" => status != "FULFILLED",
-                "unshipped" => status == "UNFULFILLED",
+                "unshipped" => status == "UNFULFILLED" || status == "ON_HOLD",
                 "partial" => status == "PARTIALLY_FULFILLED",
                 "shipped" | "fulfilled" => status == "FULFILLED",
+                "on_hold" => status == "ON_HOLD",
                 _ => false,
             }
         }
-        // Sandbox orders are never closed or cancelled.
-        Term::Status(s) => s == "open" || s == "any",
+        // Sandbox orders are never closed (archived); they may be cancelled.
+        Term::Status(s) => match s.as_str() {
+            "open" => o.cancelled_at.is_none(),
+            "cancelled" => o.cancelled_at.is_some(),
+            "not_closed" | "any" => true,
+            _ => false,
+        },
         Term::Text(t) => {
             bare_name(o).contains(t.trim_start_matches('#'))
                 || o.email.to_lowercase().contains(t.as_str())
