@@ -1,5 +1,6 @@
 //! Drives the sandbox over real HTTP, as shipsync's client would.
 
+mod lifecycle;
 mod rest;
 mod webhooks;
 
