@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shipsync_sandbox_deposco::*;
 
-use crate::{client, start, unlimited};
+use crate::{client, sales_order as order, start, unlimited};
 
 const BASIC: (&str, &str) = ("sandbox", "sandbox");
 
@@ -87,30 +87,6 @@ impl Api {
             .find(|l| l.line_number == line_number)
             .unwrap()
     }
-}
-
-fn order(number: &str, lines: &[(&str, u32)]) -> Value {
-    let lines: Vec<Value> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, (sku, quantity))| {
-            json!({
-                "lineNumber": (i + 1).to_string(),
-                "item": {"businessKey": {"number": sku}},
-                "orderPackQuantity": quantity,
-                "customerLineNumber": format!("gid://shopify/LineItem/{}", i + 1),
-            })
-        })
-        .collect();
-    json!({
-        "businessUnit": {"businessKey": {"code": "ACME"}},
-        "number": number,
-        "customerOrderNumber": format!("#{number}"),
-        "orderStatus": "New",
-        "shipToContact": {"name": "Ada"},
-        "shipToAddress": {"addressLine1": "1 Main St", "city": "Springfield", "country": "US"},
-        "orderLines": lines,
-    })
 }
 
 fn message(body: &Value) -> String {
