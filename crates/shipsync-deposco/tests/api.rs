@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use shipsync_deposco::api::{
     Auth, DeposcoClient, DeposcoConfig, DeposcoError, KitComponent, RateLimiter, RetryPolicy,
-    shared_limiter,
+    STATUS_CANCELED, STATUS_HOLD, STATUS_NEW, SalesOrderStage, shared_limiter,
 };
 use shipsync_sandbox_deposco::{
     DeposcoSandbox, Faults, ItemSpec, LineSpec, PackageSpec, RunningDeposco, SandboxConfig,
@@ -425,6 +425,265 @@ async fn two_clients_sharing_a_limiter_share_one_budget() {
     };
     let total = within_budget(&deposco, 4.0, 2.0, work).await;
     assert!(total >= 12);
+}
+
+// ---------------------------------------------------------------------------
+// Sales orders after creation
+
+/// Creates order `number` with `(sku, quantity)` lines through the client; its Deposco id.
+async fn created(c: &DeposcoClient, number: &str, lines: &[(&str, u32)]) -> String {
+    let skus: Vec<&str> = lines.iter().map(|(sku, _)| *sku).collect();
+    let mut body = order(number, &skus);
+    for (i, (_, quantity)) in lines.iter().enumerate() {
+        body["orderLines"][i]["orderPackQuantity"] = json!(quantity);
+    }
+    let answer = c.create_sales_order(&body).await.expect("created");
+    answer["self"]["id"].as_u64().expect("id").to_string()
+}
+
+fn rejected_400(result: Result<(), DeposcoError>) -> String {
+    match result {
+        Err(DeposcoError::Rejected {
+            status: 400,
+            message,
+        }) => message,
+        other => panic!("expected a 400 refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sales_order_status_is_read_and_changed() {
+    let deposco = start(unlimited()).await;
+    let c = client(basic(&deposco), no_limit());
+    let id = created(&c, "1001", &[("MUG", 1)]).await;
+
+    let status = c
+        .sales_order_status(&id)
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(status, "New");
+    assert_eq!(SalesOrderStage::of(&status), SalesOrderStage::Editable);
+    assert_eq!(c.sales_order_status("999").await.expect("status"), None);
+
+    c.set_sales_order_status(&id, STATUS_HOLD)
+        .await
+        .expect("held");
+    assert_eq!(deposco.sandbox.sales_order("1001").unwrap().status, "Hold");
+    // Already held (a repeat after a lost answer): done, not refused.
+    c.set_sales_order_status(&id, STATUS_HOLD)
+        .await
+        .expect("already held");
+    c.set_sales_order_status(&id, STATUS_NEW)
+        .await
+        .expect("released back");
+    assert_eq!(
+        c.sales_order_status(&id).await.unwrap().as_deref(),
+        Some("New")
+    );
+
+    // Released by the warehouse: every change is refused, once, with Deposco's message.
+    deposco
+        .sandbox
+        .set_sales_order_status("1001", "Released")
+        .unwrap();
+    let status = c.sales_order_status(&id).await.unwrap().unwrap();
+    assert!(SalesOrderStage::of(&status).is_too_late());
+    for value in [STATUS_HOLD, STATUS_NEW, STATUS_CANCELED] {
+        let before = c.requests_made();
+        let message = rejected_400(c.set_sales_order_status(&id, value).await);
+        assert!(message.contains("Released"), "{message}");
+        // The refused call and one status read; no retry.
+        assert_eq!(c.requests_made() - before, 2, "{value}");
+    }
+    // Unknown id: Deposco's 404, as a refusal.
+    assert!(matches!(
+        c.set_sales_order_status("999", STATUS_HOLD).await,
+        Err(DeposcoError::Rejected { status: 404, .. })
+    ));
+}
+
+#[tokio::test]
+async fn sales_orders_are_cancelled_whole_or_by_line() {
+    let deposco = start(unlimited()).await;
+    let c = client(basic(&deposco), no_limit());
+    let id = created(&c, "1001", &[("TSHIRT", 3), ("MUG", 1)]).await;
+
+    let lines = c
+        .sales_order_lines(&id)
+        .await
+        .expect("lines")
+        .expect("known");
+    assert_eq!(lines.len(), 2);
+    let (shirt, mug) = (&lines[0], &lines[1]);
+    assert_eq!(
+        (shirt.line_number.as_str(), shirt.sku.as_str()),
+        ("1", "TSHIRT")
+    );
+    assert_eq!(shirt.order_pack_quantity, 3.0);
+    assert_eq!(shirt.open_quantity(), 3.0);
+    assert_eq!(shirt.status.as_deref(), Some("New"));
+    assert_eq!(
+        shirt.customer_line_number.as_deref(),
+        Some("gid://shopify/LineItem/1000")
+    );
+    assert_eq!(
+        shirt.id,
+        deposco.sandbox.sales_order("1001").unwrap().lines[0]
+            .id
+            .to_string()
+    );
+    assert_eq!(c.sales_order_lines("999").await.expect("lines"), None);
+
+    // Two of three shirts.
+    c.cancel_sales_order(&id, &[(shirt.id.clone(), Some(2.0))])
+        .await
+        .expect("part of a line");
+    let now = c.sales_order_lines(&id).await.unwrap().unwrap();
+    assert_eq!(now[0].canceled_pack_quantity, 2.0);
+    assert_eq!(now[0].open_quantity(), 1.0);
+    // More than is open: refused.
+    let message = rejected_400(
+        c.cancel_sales_order(&id, &[(shirt.id.clone(), Some(2.0))])
+            .await,
+    );
+    assert!(message.contains("only 1 open"), "{message}");
+
+    // The mug line in full; again: already done.
+    c.cancel_sales_order(&id, &[(mug.id.clone(), None)])
+        .await
+        .expect("a whole line");
+    c.cancel_sales_order(&id, &[(mug.id.clone(), None)])
+        .await
+        .expect("already cancelled");
+    let now = c.sales_order_lines(&id).await.unwrap().unwrap();
+    assert_eq!(now[1].canceled_pack_quantity, 1.0);
+    assert_eq!(now[1].status.as_deref(), Some("Canceled"));
+    assert_eq!(
+        c.sales_order_status(&id).await.unwrap().as_deref(),
+        Some("New")
+    );
+
+    // The whole order; again: already done.
+    c.cancel_sales_order(&id, &[]).await.expect("whole order");
+    let status = c.sales_order_status(&id).await.unwrap().unwrap();
+    assert_eq!(SalesOrderStage::of(&status), SalesOrderStage::Cancelled);
+    c.cancel_sales_order(&id, &[])
+        .await
+        .expect("already cancelled");
+    let record = deposco.sandbox.sales_order("1001").unwrap();
+    assert_eq!(record.lines[0].canceled_quantity, 3.0);
+}
+
+#[tokio::test]
+async fn cancelling_too_late_is_rejected() {
+    let deposco = start(unlimited()).await;
+    let c = client(basic(&deposco), no_limit());
+    let id = created(&c, "1001", &[("MUG", 2)]).await;
+    let line = c.sales_order_lines(&id).await.unwrap().unwrap().remove(0);
+    deposco
+        .sandbox
+        .set_sales_order_status("1001", "Released")
+        .unwrap();
+
+    let before = c.requests_made();
+    let message = rejected_400(c.cancel_sales_order(&id, &[]).await);
+    assert!(message.contains("Released"), "{message}");
+    assert_eq!(
+        c.requests_made() - before,
+        2,
+        "the refusal and a status read"
+    );
+    let before = c.requests_made();
+    rejected_400(
+        c.cancel_sales_order(&id, &[(line.id.clone(), Some(1.0))])
+            .await,
+    );
+    assert_eq!(c.requests_made() - before, 1, "no retry, nothing to check");
+    rejected_400(c.cancel_sales_order(&id, &[(line.id.clone(), None)]).await);
+    let record = deposco.sandbox.sales_order("1001").unwrap();
+    assert_eq!(record.status, "Released");
+    assert_eq!(record.lines[0].canceled_quantity, 0.0);
+}
+
+#[tokio::test]
+async fn cancelling_units_is_not_repeated_after_a_server_error() {
+    let deposco = start(unlimited()).await;
+    let mut config = basic(&deposco);
+    config.retry = fast_retries();
+    let c = client(config, no_limit());
+    let id = created(&c, "1001", &[("MUG", 3)]).await;
+    let line = c.sales_order_lines(&id).await.unwrap().unwrap().remove(0);
+    deposco.sandbox.set_faults(Faults {
+        rest_5xx_rate: 1.0,
+        ..Faults::default()
+    });
+
+    // Units: a 5xx may have been carried out; sent once, and said so.
+    let before = c.requests_made();
+    let err = c
+        .cancel_sales_order(&id, &[(line.id.clone(), Some(1.0))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeposcoError::Transient(m) if m.contains("read the order again")),
+        "{err:?}"
+    );
+    assert_eq!(c.requests_made() - before, 1);
+
+    // The whole order or whole lines come out the same when repeated: retried.
+    let before = c.requests_made();
+    let err = c.cancel_sales_order(&id, &[]).await.unwrap_err();
+    assert!(matches!(err, DeposcoError::Transient(_)), "{err:?}");
+    assert_eq!(c.requests_made() - before, 9, "1 + 8 retries");
+
+    deposco.sandbox.set_faults(Faults::default());
+    assert_eq!(
+        deposco.sandbox.sales_order("1001").unwrap().lines[0].canceled_quantity,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn updates_raise_and_add_but_do_not_lower_or_change_the_status() {
+    let deposco = start(unlimited()).await;
+    let c = client(basic(&deposco), no_limit());
+    let id = created(&c, "1001", &[("MUG", 1)]).await;
+    c.set_sales_order_status(&id, STATUS_HOLD).await.unwrap();
+
+    // The DTO says New, as when it was created: the order stays held.
+    let mut raised = order("1001", &["MUG", "TSHIRT"]);
+    raised["orderLines"][0]["orderPackQuantity"] = json!(2);
+    let answer = c.update_sales_order(&raised).await.expect("updated");
+    assert_eq!(answer["self"]["id"].as_u64().unwrap().to_string(), id);
+    let record = deposco.sandbox.sales_order("1001").unwrap();
+    assert_eq!(record.status, "Hold");
+    assert_eq!(record.lines.len(), 2);
+    assert_eq!(record.lines[0].quantity, 2.0);
+
+    // Lowering is a cancellation.
+    let lowered = order("1001", &["MUG", "TSHIRT"]);
+    match c.update_sales_order(&lowered).await {
+        Err(DeposcoError::Rejected {
+            status: 400,
+            message,
+        }) => assert!(message.contains("cancellations"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Released: too late to change.
+    deposco
+        .sandbox
+        .set_sales_order_status("1001", "Released")
+        .unwrap();
+    raised["orderLines"][0]["orderPackQuantity"] = json!(3);
+    assert!(matches!(
+        c.update_sales_order(&raised).await,
+        Err(DeposcoError::Rejected { status: 400, .. })
+    ));
+    assert_eq!(
+        deposco.sandbox.sales_order("1001").unwrap().lines[0].quantity,
+        2.0
+    );
 }
 
 // ---------------------------------------------------------------------------

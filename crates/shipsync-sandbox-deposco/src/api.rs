@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Faults;
+use crate::lifecycle;
 use crate::orders::{self, OrderRules, SalesOrderRecord};
 use crate::render::{Shape, stable_id};
 use crate::signing::Signing;
@@ -36,6 +37,14 @@ pub(crate) fn router(sandbox: DeposcoSandbox) -> Router {
         .route("/orders/salesOrders", get(list_orders).post(post_order))
         .route("/orders/salesOrders/{id}", get(get_order))
         .route("/orders/salesOrders/{id}/orderLines", get(order_lines))
+        .route(
+            "/orders/salesOrders/{id}/status",
+            get(get_order_status).post(post_order_status),
+        )
+        .route(
+            "/orders/salesOrders/{id}/cancellations",
+            post(post_cancellation),
+        )
         .route("/items", get(list_items))
         .route("/items/{number}", get(get_item))
         .route_layer(middleware::from_fn_with_state(sandbox.clone(), gate));
@@ -55,7 +64,11 @@ pub(crate) fn router(sandbox: DeposcoSandbox) -> Router {
             get(control_get_faults).post(control_set_faults),
         )
         .route("/_sandbox/items", post(control_add_item))
-        .route("/_sandbox/sales_orders", get(control_sales_orders));
+        .route("/_sandbox/sales_orders", get(control_sales_orders))
+        .route(
+            "/_sandbox/sales_orders/{number}/status",
+            post(control_sales_order_status),
+        );
     rest.route("/oauth2/token", post(token))
         .merge(control)
         .with_state(sandbox)
@@ -654,26 +667,34 @@ async fn post_order(State(sandbox): State<DeposcoSandbox>, body: Bytes) -> Respo
         .find(|o| o.number == valid.number)
     {
         Some(existing) => {
-            existing.customer_order_number = valid.customer_order_number;
-            existing.order_status = valid.order_status;
-            existing.lines = valid.lines;
-            existing.body = valid.body;
-            existing.updated_date = now;
-            existing.times_posted += 1;
+            // All or nothing: the rules run on a copy.
+            let mut updated = existing.clone();
+            if let Err(message) = lifecycle::update(&mut updated, valid, orders::MAX_LINES) {
+                return errors(StatusCode::BAD_REQUEST, message);
+            }
+            updated.updated_date = now;
+            updated.times_posted += 1;
+            *existing = updated;
             (StatusCode::OK, existing.clone())
         }
         None => {
-            let record = SalesOrderRecord {
+            let initial = match lifecycle::initial_status(valid.order_status.as_deref()) {
+                Ok(initial) => initial,
+                Err(message) => return errors(StatusCode::BAD_REQUEST, message),
+            };
+            let mut record = SalesOrderRecord {
                 id,
                 number: valid.number,
                 customer_order_number: valid.customer_order_number,
                 order_status: valid.order_status,
+                status: initial.to_owned(),
                 lines: valid.lines,
                 body: valid.body,
                 created_date: now,
                 updated_date: now,
                 times_posted: 1,
             };
+            lifecycle::refresh_lines(&mut record);
             state.sales_orders.push(record.clone());
             (StatusCode::CREATED, record)
         }
@@ -727,6 +748,67 @@ async fn get_order(State(sandbox): State<DeposcoSandbox>, Path(id): Path<String>
         Some(order) => Json(orders::order_json(order, state.config.nested_limit)).into_response(),
         None => errors(StatusCode::NOT_FOUND, format!("Sales order {id} not found")),
     }
+}
+
+fn order_not_found(id: &str) -> Response {
+    errors(StatusCode::NOT_FOUND, format!("Sales order {id} not found"))
+}
+
+async fn get_order_status(
+    State(sandbox): State<DeposcoSandbox>,
+    Path(id): Path<String>,
+) -> Response {
+    let state = sandbox.lock();
+    match order_id(&state, &id).and_then(|id| state.sales_orders.iter().find(|o| o.id == id)) {
+        Some(order) => Json(json!({ "orderStatus": order.status })).into_response(),
+        None => order_not_found(&id),
+    }
+}
+
+/// Runs a lifecycle rule on sales order `id`, all or nothing, and answers
+/// with the order (200) or Deposco's refusal (400).
+fn change_order(
+    sandbox: &DeposcoSandbox,
+    id: &str,
+    rule: impl FnOnce(&mut SalesOrderRecord) -> Result<(), String>,
+) -> Response {
+    let mut state = sandbox.lock();
+    let limit = state.config.nested_limit;
+    let Some(order) =
+        order_id(&state, id).and_then(|id| state.sales_orders.iter_mut().find(|o| o.id == id))
+    else {
+        return order_not_found(id);
+    };
+    let mut changed = order.clone();
+    if let Err(message) = rule(&mut changed) {
+        return errors(StatusCode::BAD_REQUEST, message);
+    }
+    changed.updated_date = now();
+    *order = changed;
+    Json(orders::order_json(order, limit)).into_response()
+}
+
+async fn post_order_status(
+    State(sandbox): State<DeposcoSandbox>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse(query);
+    change_order(&sandbox, &id, |order| {
+        lifecycle::change_status(order, params.get("value"))
+    })
+}
+
+async fn post_cancellation(
+    State(sandbox): State<DeposcoSandbox>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request = match lifecycle::parse_cancellation(&body) {
+        Ok(request) => request,
+        Err(message) => return errors(StatusCode::BAD_REQUEST, message),
+    };
+    change_order(&sandbox, &id, |order| lifecycle::cancel(order, request))
 }
 
 async fn order_lines(
@@ -899,4 +981,35 @@ async fn control_add_item(
 
 async fn control_sales_orders(State(sandbox): State<DeposcoSandbox>) -> Response {
     Json(sandbox.sales_orders()).into_response()
+}
+
+/// The warehouse moves an order: `{"status": "Released"}` (any status word,
+/// no rules), optionally `"back_ordered": {"<lineNumber>": units}`.
+#[derive(Deserialize)]
+struct WarehouseStatus {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    back_ordered: std::collections::BTreeMap<String, f64>,
+}
+
+async fn control_sales_order_status(
+    State(sandbox): State<DeposcoSandbox>,
+    Path(number): Path<String>,
+    Json(cmd): Json<WarehouseStatus>,
+) -> Response {
+    let mut result = sandbox
+        .sales_order(&number)
+        .ok_or_else(|| crate::Error::UnknownSalesOrder(number.clone()));
+    for (line_number, units) in &cmd.back_ordered {
+        result = result.and_then(|_| sandbox.set_back_ordered(&number, line_number, *units));
+    }
+    if let Some(status) = &cmd.status {
+        result = result.and_then(|_| sandbox.set_sales_order_status(&number, status));
+    }
+    match result {
+        Ok(record) => Json(record).into_response(),
+        Err(e @ crate::Error::UnknownSalesOrder(_)) => errors(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => errors(StatusCode::BAD_REQUEST, e.to_string()),
+    }
 }

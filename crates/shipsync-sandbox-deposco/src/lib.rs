@@ -14,9 +14,18 @@
 //! | `GET /shipments/outboundShipments` | filters, `pageSize` ≤ 100, `searchId` + `page`, newest first |
 //! | `GET /shipments/outboundShipments/{id}` | nested `shipmentLines` truncated to 10 |
 //! | `GET /shipments/outboundShipments/{id}/shipmentLines` | paged |
-//! | `POST/GET /orders/salesOrders`, `GET …/{id}`, `GET …/{id}/orderLines` | create-or-update by `number` |
+//! | `POST/GET /orders/salesOrders`, `GET …/{id}`, `GET …/{id}/orderLines` | create-or-update by `number` (adds lines, raises quantities; lowering is refused) |
+//! | `GET/POST /orders/salesOrders/{id}/status` | `{"orderStatus"}`; `?value=New\|Hold\|Canceled` within Deposco's transitions |
+//! | `POST /orders/salesOrders/{id}/cancellations` | whole order, lines, or part of a line, while the status allows it |
 //! | `GET /items/{number}`, `GET /items?number=` | kit `components[]` |
-//! | `/_sandbox/shipments`, `/_sandbox/shipments/{number}/webhook`, `…/render?shape=`, `/_sandbox/faults`, `/_sandbox/items`, `/_sandbox/sales_orders` | control; no auth, not counted |
+//! | `/_sandbox/shipments`, `/_sandbox/shipments/{number}/webhook`, `…/render?shape=`, `/_sandbox/faults`, `/_sandbox/items`, `/_sandbox/sales_orders`, `/_sandbox/sales_orders/{number}/status` | control; no auth, not counted |
+//!
+//! Sales orders follow Deposco's lifecycle (module `lifecycle`, from
+//! `shared/docs/orders-lifecycle.md`): the API refuses, with 400 and
+//! Deposco's kind of message, what Deposco refuses in the order's status;
+//! the warehouse control moves an order to any status, and `Shipped`
+//! shipments of an order raise its lines' shipped quantities and move it to
+//! Partially Shipped or Ship Complete.
 //!
 //! Every REST and token request is counted, may be slowed or failed by
 //! [`Faults`], is rate limited per account (429, `Retry-After: 1`, empty
@@ -38,6 +47,7 @@
 mod api;
 mod config;
 mod error;
+mod lifecycle;
 mod node;
 mod orders;
 mod render;
@@ -100,6 +110,36 @@ impl State {
 
     pub(crate) fn shipment_by_number(&self, number: &str) -> Option<&ShipmentRecord> {
         self.shipments.iter().find(|s| s.number == number)
+    }
+
+    /// The shipments of sales order `order_number` changed: its lines'
+    /// shipped quantities are what its `Shipped` shipments carry, and its
+    /// status follows.
+    fn shipments_changed(&mut self, order_number: &str) {
+        let Some(order) = self
+            .sales_orders
+            .iter_mut()
+            .find(|o| o.number == order_number)
+        else {
+            return;
+        };
+        let shipped = orders::shipped_units(
+            self.shipments
+                .iter()
+                .filter(|s| s.spec.order_number == order_number)
+                .map(|s| &s.spec),
+        );
+        for line in &mut order.lines {
+            line.shipped_quantity = shipped.get(&line.line_number).copied().unwrap_or(0.0);
+        }
+        lifecycle::shipped_changed(order);
+    }
+
+    fn sales_order_mut(&mut self, number: &str) -> Result<&mut SalesOrderRecord, Error> {
+        self.sales_orders
+            .iter_mut()
+            .find(|o| o.number == number)
+            .ok_or_else(|| Error::UnknownSalesOrder(number.to_owned()))
     }
 }
 
@@ -188,6 +228,7 @@ impl DeposcoSandbox {
             updated_date: updated,
         };
         state.shipments.push(record.clone());
+        state.shipments_changed(&record.spec.order_number);
         record
     }
 
@@ -202,6 +243,7 @@ impl DeposcoSandbox {
         let mut state = self.lock();
         let record = state.shipments.iter_mut().find(|s| s.number == number)?;
         let before = record.spec.updated_date;
+        let before_order = record.spec.order_number.clone();
         f(&mut record.spec);
         record.updated_date = match record.spec.updated_date {
             Some(explicit) if Some(explicit) != before => explicit,
@@ -214,7 +256,12 @@ impl DeposcoSandbox {
             }
         };
         record.spec.updated_date = Some(record.updated_date);
-        Some(record.clone())
+        let record = record.clone();
+        if before_order != record.spec.order_number {
+            state.shipments_changed(&before_order);
+        }
+        state.shipments_changed(&record.spec.order_number);
+        Some(record)
     }
 
     pub fn shipment(&self, number: &str) -> Option<ShipmentRecord> {
@@ -314,7 +361,8 @@ impl DeposcoSandbox {
         self.lock().items.insert(item.number.clone(), item);
     }
 
-    /// Sales orders received through `POST /orders/salesOrders`, oldest first.
+    /// Sales orders received through `POST /orders/salesOrders`, oldest
+    /// first, with their status and line quantities now.
     pub fn sales_orders(&self) -> Vec<SalesOrderRecord> {
         self.lock().sales_orders.clone()
     }
@@ -325,6 +373,60 @@ impl DeposcoSandbox {
             .iter()
             .find(|o| o.number == number)
             .cloned()
+    }
+
+    /// The warehouse moves sales order `number` to `status` (any of
+    /// Deposco's `orderStatus` words, e.g. `Released`), with none of the
+    /// API's rules: what Deposco's own floor does. Line statuses follow.
+    pub fn set_sales_order_status(
+        &self,
+        number: &str,
+        status: &str,
+    ) -> Result<SalesOrderRecord, Error> {
+        let word = lifecycle::status_word(status)
+            .ok_or_else(|| Error::UnknownOrderStatus(status.to_owned()))?;
+        let mut state = self.lock();
+        let order = state.sales_order_mut(number)?;
+        order.status = word.to_owned();
+        order.updated_date = now();
+        lifecycle::refresh_lines(order);
+        Ok(order.clone())
+    }
+
+    /// The warehouse lacks stock: `units` of line `line_number` of sales
+    /// order `number` wait as back-ordered (0 clears it). Those are the only
+    /// units the API lets a client cancel while the order is Partially
+    /// Released.
+    pub fn set_back_ordered(
+        &self,
+        number: &str,
+        line_number: &str,
+        units: f64,
+    ) -> Result<SalesOrderRecord, Error> {
+        let mut state = self.lock();
+        let order = state.sales_order_mut(number)?;
+        let Some(line) = order
+            .lines
+            .iter_mut()
+            .find(|l| l.line_number == line_number)
+        else {
+            return Err(Error::UnknownOrderLine {
+                order: number.to_owned(),
+                line_number: line_number.to_owned(),
+            });
+        };
+        if !(units.is_finite() && units >= 0.0 && units <= line.open()) {
+            return Err(Error::BackOrder {
+                order: number.to_owned(),
+                line_number: line_number.to_owned(),
+                units,
+                open: line.open(),
+            });
+        }
+        line.back_ordered = units;
+        order.updated_date = now();
+        lifecycle::refresh_lines(order);
+        Ok(order.clone())
     }
 
     /// Invalidates every issued access token (the next Bearer call gets 401).

@@ -10,15 +10,23 @@ use serde_json::{Value, json};
 use crate::render::stable_id;
 use crate::spec::{ItemSpec, KitSpec, LineSpec, PackageSpec, ShipmentSpec};
 
-/// A sales order as received (the body is kept as sent, plus ids).
+/// A sales order as received (the body is kept as sent, plus ids), and
+/// where it is in Deposco's lifecycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SalesOrderRecord {
     pub id: u64,
     pub number: String,
     pub customer_order_number: Option<String>,
+    /// The `orderStatus` the creating body asked for, as sent (`None`: it
+    /// named none). Updates do not change it; see [`Self::status`].
     pub order_status: Option<String>,
+    /// Deposco's `orderStatus` now: `New` or `Hold` at creation, then moved
+    /// by status changes, cancellations, shipments and the warehouse control.
+    #[serde(default = "new_status")]
+    pub status: String,
     pub lines: Vec<SalesOrderLine>,
-    /// The last body received for this order, with `self.id` and line ids added.
+    /// The body received for this order, with `self.id` and line ids added;
+    /// after updates, the last header and every line as last posted.
     pub body: Value,
     pub created_date: Timestamp,
     pub updated_date: Timestamp,
@@ -26,13 +34,41 @@ pub struct SalesOrderRecord {
     pub times_posted: u32,
 }
 
+fn new_status() -> String {
+    "New".to_owned()
+}
+
+/// One order line and its quantities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SalesOrderLine {
     pub id: u64,
     pub line_number: String,
     pub sku: String,
+    /// `orderPackQuantity`: raised by updates, never lowered (cancelled
+    /// units are counted in `canceled_quantity`).
     pub quantity: f64,
     pub customer_line_number: Option<String>,
+    /// `canceledPackQuantity`.
+    #[serde(default)]
+    pub canceled_quantity: f64,
+    /// `shippedPackQuantity`: what the sandbox's `Shipped` shipments of this
+    /// order carry for the line.
+    #[serde(default)]
+    pub shipped_quantity: f64,
+    /// Units waiting for stock (set with the warehouse control); the only
+    /// units that can be cancelled while the order is Partially Released.
+    #[serde(default)]
+    pub back_ordered: f64,
+    /// `orderLineStatus` (read-only in Deposco; derived by the sandbox).
+    #[serde(default = "new_status")]
+    pub status: String,
+}
+
+impl SalesOrderLine {
+    /// Units neither cancelled nor shipped.
+    pub fn open(&self) -> f64 {
+        self.quantity - self.canceled_quantity - self.shipped_quantity
+    }
 }
 
 /// Deposco's limits on sales orders.
@@ -42,7 +78,7 @@ pub(crate) struct OrderRules<'a> {
     pub require_ship_to: bool,
 }
 
-const MAX_LINES: usize = 100;
+pub(crate) const MAX_LINES: usize = 100;
 const MAX_NUMBER_LEN: usize = 50;
 
 /// A validated order body: number, lines, and the body with ids filled in.
@@ -181,8 +217,15 @@ pub(crate) fn validate(body: Value, rules: &OrderRules<'_>) -> Result<ValidOrder
             sku,
             quantity,
             customer_line_number,
+            canceled_quantity: 0.0,
+            shipped_quantity: 0.0,
+            back_ordered: 0.0,
+            status: new_status(),
         });
     }
+    // One form for the stored body, whichever the client sent.
+    let rows = std::mem::take(lines_value);
+    obj.insert("orderLines".to_owned(), Value::Array(rows));
 
     let id = stable_id(&["order", rules.business_unit, &number]);
     obj.insert("self".to_owned(), json!({ "id": id }));
@@ -210,6 +253,7 @@ pub(crate) fn order_json(order: &SalesOrderRecord, limit: usize) -> Value {
     let total = lines.len();
     let shown: Vec<Value> = lines.into_iter().take(limit).collect();
     if let Some(obj) = body.as_object_mut() {
+        obj.insert("orderStatus".to_owned(), json!(order.status));
         obj.insert(
             "orderLines".to_owned(),
             json!({
@@ -231,20 +275,56 @@ pub(crate) fn order_json(order: &SalesOrderRecord, limit: usize) -> Value {
     body
 }
 
+/// The order lines as Deposco shows them: each as last posted, with its id,
+/// quantities and `orderLineStatus` as they are now.
 pub(crate) fn order_lines_json(order: &SalesOrderRecord) -> Vec<Value> {
-    match order.body.get("orderLines") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o
-            .get("data")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
-        _ => Vec::new(),
+    let posted: &[Value] = match order.body.get("orderLines") {
+        Some(Value::Array(a)) => a,
+        _ => &[],
+    };
+    order
+        .lines
+        .iter()
+        .map(|line| {
+            let mut row = posted
+                .iter()
+                .find(|r| r.get("lineNumber").and_then(Value::as_str) == Some(&line.line_number))
+                .cloned()
+                .unwrap_or_else(|| json!({ "item": { "businessKey": { "number": line.sku } } }));
+            if let Some(obj) = row.as_object_mut() {
+                obj.insert("id".to_owned(), json!(line.id));
+                obj.insert("lineNumber".to_owned(), json!(line.line_number));
+                obj.insert("orderPackQuantity".to_owned(), quantity_json(line.quantity));
+                obj.insert(
+                    "canceledPackQuantity".to_owned(),
+                    quantity_json(line.canceled_quantity),
+                );
+                obj.insert(
+                    "shippedPackQuantity".to_owned(),
+                    quantity_json(line.shipped_quantity),
+                );
+                obj.insert("orderLineStatus".to_owned(), json!(line.status));
+            }
+            row
+        })
+        .collect()
+}
+
+/// Whole quantities as integers, as Deposco's examples show them.
+fn quantity_json(q: f64) -> Value {
+    if q.fract() == 0.0 && q.abs() < 1e15 {
+        // Whole and in range: exact as an integer.
+        #[allow(clippy::cast_possible_truncation)]
+        let whole = q as i64;
+        json!(whole)
+    } else {
+        json!(q)
     }
 }
 
-/// Ships every line of `order` in full in one package; kit items (registered
-/// with components) become component lines pointing at the kit line.
+/// Ships every line of `order` in full (less cancelled units; lines cancelled
+/// in full are left out) in one package; kit items (registered with
+/// components) become component lines pointing at the kit line.
 pub(crate) fn ship_in_full(
     order: &SalesOrderRecord,
     items: &BTreeMap<String, ItemSpec>,
@@ -264,12 +344,15 @@ pub(crate) fn ship_in_full(
         .unwrap_or(0)
         + 1;
     for (i, line) in order.lines.iter().enumerate() {
+        if line.quantity - line.canceled_quantity <= 0.0 {
+            continue;
+        }
         let line_number = line
             .line_number
             .parse::<u32>()
             .unwrap_or(u32::try_from(i + 1).unwrap_or(u32::MAX));
         // Quantities are whole units in practice; a fractional pack quantity rounds down.
-        let quantity = line.quantity as u32;
+        let quantity = (line.quantity - line.canceled_quantity) as u32;
         match items
             .get(&line.sku)
             .filter(|item| !item.components.is_empty())
@@ -300,4 +383,36 @@ pub(crate) fn ship_in_full(
     }
     spec.packages.push(package);
     spec
+}
+
+/// Units shipped per order line number by `shipments` of one order (only
+/// those whose status is `Shipped`). A kit line counts whole kits: the least
+/// any of its component lines shipped, in kits.
+pub(crate) fn shipped_units<'a>(
+    shipments: impl Iterator<Item = &'a ShipmentSpec>,
+) -> BTreeMap<String, f64> {
+    let mut shipped: BTreeMap<String, f64> = BTreeMap::new();
+    for spec in shipments.filter(|s| s.status.eq_ignore_ascii_case("Shipped")) {
+        let mut kits: BTreeMap<u32, f64> = BTreeMap::new();
+        for line in &spec.lines {
+            match &line.kit {
+                Some(kit) if line.ordered > 0 => {
+                    let whole = (f64::from(line.shipped) * f64::from(kit.kit_ordered)
+                        / f64::from(line.ordered))
+                    .floor();
+                    let entry = kits.entry(kit.kit_line_number).or_insert(whole);
+                    *entry = entry.min(whole);
+                }
+                Some(_) => {}
+                None => {
+                    *shipped.entry(line.line_number.to_string()).or_default() +=
+                        f64::from(line.shipped);
+                }
+            }
+        }
+        for (kit_line, units) in kits {
+            *shipped.entry(kit_line.to_string()).or_default() += units;
+        }
+    }
+    shipped
 }

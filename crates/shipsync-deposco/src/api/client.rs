@@ -12,10 +12,11 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
+use super::lifecycle::{SalesOrderStage, same_status};
 use super::model::{self, Collection};
 use super::{
     Auth, DeposcoConfig, DeposcoError, FailedShipment, Item, PulledShipment, RateBudget,
-    RetryPolicy, ShipmentPage,
+    RetryPolicy, SalesOrderLine, ShipmentPage,
 };
 
 /// Guards against a server that always says "next page" (nested line lists
@@ -70,6 +71,9 @@ impl fmt::Debug for DeposcoClient {
 /// What goes in the request body.
 enum Payload<'a> {
     Empty,
+    /// No body, sent as JSON (`Content-Type: application/json`, length 0):
+    /// an endpoint whose JSON body is optional.
+    EmptyJson,
     Json(&'a Value),
     Form(Vec<(&'static str, &'a str)>),
 }
@@ -89,23 +93,49 @@ enum Credentials<'a> {
 enum Failure {
     RateLimited(Duration),
     Conflict(String),
-    Transient(String, Option<Duration>),
+    /// `applied`: Deposco may have carried the request out (a 5xx, a
+    /// timeout or a broken answer), as opposed to never having received it
+    /// (no connection, 408).
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+        applied: Maybe,
+    },
     Unauthorized(String),
     Fatal(DeposcoError),
+}
+
+/// Whether a failed request may have taken effect in Deposco.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Maybe {
+    No,
+    Perhaps,
+}
+
+/// Which failures a call may be repeated after.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reads, and writes that come out the same when done twice.
+    Always,
+    /// Writes that would do it twice (cancelling units of a line): repeated
+    /// only when Deposco cannot have received them.
+    OnlyUnreceived,
 }
 
 /// Counts retries of one call and says how long to wait before the next.
 struct Attempts<'a> {
     policy: &'a RetryPolicy,
+    repeat: Repeat,
     rate_limited: u32,
     transient: u32,
     conflict: u32,
 }
 
 impl<'a> Attempts<'a> {
-    fn new(policy: &'a RetryPolicy) -> Self {
+    fn new(policy: &'a RetryPolicy, repeat: Repeat) -> Self {
         Self {
             policy,
+            repeat,
             rate_limited: 0,
             transient: 0,
             conflict: 0,
@@ -138,7 +168,18 @@ impl<'a> Attempts<'a> {
                 }
                 Ok(backoff(self.policy, self.conflict))
             }
-            Failure::Transient(message, retry_after) => {
+            Failure::Transient {
+                message,
+                applied: Maybe::Perhaps,
+                ..
+            } if self.repeat == Repeat::OnlyUnreceived => Err(DeposcoError::Transient(format!(
+                "{message}; Deposco may have carried it out: read the order again before repeating it"
+            ))),
+            Failure::Transient {
+                message,
+                retry_after,
+                ..
+            } => {
                 self.transient += 1;
                 if self.transient > self.policy.transient {
                     return Err(DeposcoError::Transient(message));
@@ -357,7 +398,9 @@ impl DeposcoClient {
             );
         }
         let url = self.endpoint(&["orders", "salesOrders"]);
-        let answer = self.call(Method::POST, url, Payload::Json(&order)).await?;
+        let answer = self
+            .call(Method::POST, url, Payload::Json(&order), Repeat::Always)
+            .await?;
         Ok(model::unwrap_record(answer, "salesOrder"))
     }
 
@@ -385,6 +428,147 @@ impl DeposcoClient {
             model::splice(&mut record, "orderLines", lines);
         }
         Ok(Some(record))
+    }
+
+    /// Changes a sales order Deposco already has, through create-or-update
+    /// by `number` (`POST /orders/salesOrders`, the same full body as
+    /// [`Self::create_sales_order`]): header fields, added lines, raised
+    /// quantities, while [`SalesOrderStage::can_update`]. `orderStatus` is
+    /// left out: orders-lifecycle.md says to send it only when creating (the
+    /// update is assumed not to change it). Lines are matched by
+    /// `lineNumber`, so number them as when the order was created. Lowering
+    /// a quantity is a cancellation and Deposco refuses it (`Rejected`):
+    /// use [`Self::cancel_sales_order`].
+    pub async fn update_sales_order(&self, order: &Value) -> Result<Value, DeposcoError> {
+        let mut order = order.clone();
+        if let Some(obj) = order.as_object_mut() {
+            obj.remove("orderStatus");
+        }
+        self.create_sales_order(&order).await
+    }
+
+    /// The `orderStatus` of sales order `id` (Deposco's numeric id, `self.id`
+    /// of [`Self::sales_order_by_number`]); `None` when Deposco does not
+    /// know the id. [`SalesOrderStage::of`] tells what it still allows.
+    pub async fn sales_order_status(&self, id: &str) -> Result<Option<String>, DeposcoError> {
+        let url = self.endpoint(&["orders", "salesOrders", id, "status"]);
+        let Some(answer) = not_found_as_none(self.get(url).await)? else {
+            return Ok(None);
+        };
+        let answer = model::unwrap_record(answer, "salesOrderStatus");
+        model::text(answer.get("orderStatus"))
+            .map(Some)
+            .ok_or_else(|| {
+                DeposcoError::Malformed(format!(
+                    "sales order {id}: the status answer has no orderStatus"
+                ))
+            })
+    }
+
+    /// Every line of sales order `id` with its quantities and status (`GET
+    /// …/{id}/orderLines`, all pages): the line ids a cancellation names.
+    /// `None` when Deposco does not know the id.
+    pub async fn sales_order_lines(
+        &self,
+        id: &str,
+    ) -> Result<Option<Vec<SalesOrderLine>>, DeposcoError> {
+        let url = self.paged(&["orders", "salesOrders", id, "orderLines"]);
+        let rows = match self.read_all(url).await {
+            Ok(rows) => rows,
+            Err(DeposcoError::Rejected { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        rows.iter()
+            .map(|row| {
+                model::sales_order_line(row)
+                    .map_err(|e| DeposcoError::Malformed(format!("sales order {id}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// `POST /orders/salesOrders/{id}/status?value=`: `value` is
+    /// [`super::STATUS_HOLD`], [`super::STATUS_NEW`] or
+    /// [`super::STATUS_CANCELED`], allowed from some statuses only
+    /// ([`super::status_change_allowed`]). A refusal is `Rejected` with
+    /// Deposco's message and is not retried (orders-lifecycle.md: a 400 here
+    /// means "not possible"). An order already in `value` counts as done,
+    /// so that a call repeated after a lost answer is not reported as refused.
+    pub async fn set_sales_order_status(&self, id: &str, value: &str) -> Result<(), DeposcoError> {
+        let mut url = self.endpoint(&["orders", "salesOrders", id, "status"]);
+        url.query_pairs_mut().append_pair("value", value);
+        match self
+            .call(Method::POST, url, Payload::Empty, Repeat::Always)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(rejected @ DeposcoError::Rejected { .. }) => {
+                match self.sales_order_status(id).await {
+                    Ok(Some(now)) if same_status(&now, value) => Ok(()),
+                    _ => Err(rejected),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /orders/salesOrders/{id}/cancellations`. `lines` empty: the
+    /// whole order; else `(order line id, units)` from
+    /// [`Self::sales_order_lines`], `None` for every open unit of the line.
+    /// Deposco allows it in some statuses only ([`SalesOrderStage`]); a
+    /// refusal (too late, more than is open) is `Rejected` and is not
+    /// retried. An order, or named lines, already cancelled in full count
+    /// as done.
+    ///
+    /// Units are counted by Deposco, not set: "cancel 2" sent twice cancels
+    /// 4. So a call naming units is not repeated after a failure Deposco may
+    /// have carried out (a timeout, a 5xx): it comes back `Transient` saying
+    /// so, and the caller reads the lines again and works out what is still
+    /// to cancel before calling again.
+    pub async fn cancel_sales_order(
+        &self,
+        id: &str,
+        lines: &[(String, Option<f64>)],
+    ) -> Result<(), DeposcoError> {
+        let url = self.endpoint(&["orders", "salesOrders", id, "cancellations"]);
+        let body = model::cancellation_body(lines);
+        let counts_units = lines.iter().any(|(_, units)| units.is_some());
+        let (payload, repeat) = match (&body, counts_units) {
+            // orders-lifecycle.md (assumption): an empty body cancels the whole order.
+            (None, _) => (Payload::EmptyJson, Repeat::Always),
+            (Some(body), false) => (Payload::Json(body), Repeat::Always),
+            (Some(body), true) => (Payload::Json(body), Repeat::OnlyUnreceived),
+        };
+        match self.call(Method::POST, url, payload, repeat).await {
+            Ok(_) => Ok(()),
+            Err(rejected @ DeposcoError::Rejected { .. }) => {
+                if !counts_units && self.already_cancelled(id, lines).await {
+                    Ok(())
+                } else {
+                    Err(rejected)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a refused cancellation without units: is what it asked for
+    /// cancelled already (a repeat after a lost answer)? Any doubt: no.
+    async fn already_cancelled(&self, id: &str, lines: &[(String, Option<f64>)]) -> bool {
+        if lines.is_empty() {
+            return matches!(
+                self.sales_order_status(id).await,
+                Ok(Some(status)) if SalesOrderStage::of(&status) == SalesOrderStage::Cancelled
+            );
+        }
+        let Ok(Some(current)) = self.sales_order_lines(id).await else {
+            return false;
+        };
+        lines.iter().all(|(line_id, _)| {
+            current.iter().any(|l| {
+                &l.id == line_id && l.open_quantity() <= 0.0 && l.canceled_pack_quantity > 0.0
+            })
+        })
     }
 
     // -----------------------------------------------------------------------
@@ -505,7 +689,8 @@ impl DeposcoClient {
     }
 
     async fn get(&self, url: Url) -> Result<Value, DeposcoError> {
-        self.call(Method::GET, url, Payload::Empty).await
+        self.call(Method::GET, url, Payload::Empty, Repeat::Always)
+            .await
     }
 
     /// One API call with auth, rate limit and retries, in a
@@ -525,9 +710,10 @@ impl DeposcoClient {
         method: Method,
         url: Url,
         payload: Payload<'_>,
+        repeat: Repeat,
     ) -> Result<Value, DeposcoError> {
         let inner = &self.inner;
-        let mut attempts = Attempts::new(&inner.config.retry);
+        let mut attempts = Attempts::new(&inner.config.retry, repeat);
         let mut refreshed = false;
         loop {
             let bearer = match &inner.config.auth {
@@ -596,6 +782,9 @@ impl DeposcoClient {
         };
         request = match payload {
             Payload::Empty => request,
+            Payload::EmptyJson => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Vec::<u8>::new()),
             Payload::Json(body) => request.json(body),
             Payload::Form(fields) => request.form(fields),
         };
@@ -635,12 +824,18 @@ impl DeposcoClient {
             }
             StatusCode::CONFLICT => Failure::Conflict(message()),
             StatusCode::REQUEST_TIMEOUT => {
-                Failure::Transient(format!("HTTP 408: {}", message()), retry_after(&headers))
+                // The server gave up waiting for the request: it did nothing.
+                Failure::Transient {
+                    message: format!("HTTP 408: {}", message()),
+                    retry_after: retry_after(&headers),
+                    applied: Maybe::No,
+                }
             }
-            s if s.is_server_error() => Failure::Transient(
-                format!("HTTP {}: {}", s.as_u16(), message()),
-                retry_after(&headers),
-            ),
+            s if s.is_server_error() => Failure::Transient {
+                message: format!("HTTP {}: {}", s.as_u16(), message()),
+                retry_after: retry_after(&headers),
+                applied: Maybe::Perhaps,
+            },
             s => Failure::Fatal(DeposcoError::Rejected {
                 status: s.as_u16(),
                 message: message(),
@@ -696,7 +891,7 @@ impl DeposcoClient {
             ("client_id", client_id),
             ("client_secret", client_secret.expose_secret()),
         ]);
-        let mut attempts = Attempts::new(&inner.config.retry);
+        let mut attempts = Attempts::new(&inner.config.retry, Repeat::Always);
         let answer = loop {
             match self
                 .exchange(&Method::POST, url, &payload, Credentials::None)
@@ -757,14 +952,24 @@ fn transport_failure(e: reqwest::Error) -> Failure {
     } else {
         "request failed"
     };
-    Failure::Transient(format!("{what}: {}", e.without_url()), None)
+    // Without a connection nothing was sent; anything later may have landed.
+    let applied = if e.is_connect() {
+        Maybe::No
+    } else {
+        Maybe::Perhaps
+    };
+    Failure::Transient {
+        message: format!("{what}: {}", e.without_url()),
+        retry_after: None,
+        applied,
+    }
 }
 
 fn log_retry(method: &Method, url: &Url, failure: &Failure) {
     let (kind, detail) = match failure {
         Failure::RateLimited(d) => ("rate limited", format!("retry after {d:?}")),
         Failure::Conflict(m) => ("conflict", m.clone()),
-        Failure::Transient(m, _) => ("transient", m.clone()),
+        Failure::Transient { message, .. } => ("transient", message.clone()),
         Failure::Unauthorized(m) => ("unauthorized", m.clone()),
         Failure::Fatal(e) => ("failed", e.to_string()),
     };

@@ -1,5 +1,7 @@
 //! Deposco REST API client: shipments (the scheduled pull and re-fetches),
-//! sales orders, items (kit recipes), and a connection check.
+//! sales orders (create, update, status, cancellations: what each status
+//! still allows is [`SalesOrderStage`]), items (kit recipes), and a
+//! connection check.
 //!
 //! What it takes care of, so callers do not:
 //! - auth: OAuth2 refresh-token grant (token cached until a minute before
@@ -11,7 +13,9 @@
 //!   everybody sharing it for `Retry-After` (default 1 s) and the call is
 //!   retried;
 //! - retries: 409 (concurrent update) and 5xx/timeouts/connection errors a
-//!   few times with jittered backoff ([`RetryPolicy`]);
+//!   few times with jittered backoff ([`RetryPolicy`]), except that a
+//!   cancellation of units is repeated only when Deposco cannot have
+//!   received it (it would cancel them twice); other 4xx are never retried;
 //! - paging: `next` links followed as given (they carry `searchId`); nested
 //!   `shipmentLines`/`orderLines` marked `complete: false` are replaced by
 //!   the full sub-resource before anything is parsed;
@@ -43,13 +47,17 @@
 mod client;
 mod config;
 mod error;
+mod lifecycle;
 mod limiter;
 mod model;
 
 pub use client::DeposcoClient;
 pub use config::{Auth, DeposcoConfig, MAX_PAGE_SIZE, RetryPolicy};
 pub use error::DeposcoError;
+pub use lifecycle::{
+    STATUS_CANCELED, STATUS_HOLD, STATUS_NEW, SalesOrderStage, status_change_allowed,
+};
 pub use limiter::{
     BudgetFuture, DEFAULT_BURST, DEFAULT_RATE, RateBudget, RateLimiter, shared_limiter,
 };
-pub use model::{FailedShipment, Item, KitComponent, PulledShipment, ShipmentPage};
+pub use model::{FailedShipment, Item, KitComponent, PulledShipment, SalesOrderLine, ShipmentPage};

@@ -65,6 +65,38 @@ pub struct KitComponent {
     pub quantity: u64,
 }
 
+/// One line of a sales order (`SalesOrderLineDTO`) with its quantities, as
+/// needed to cancel or change it.
+///
+/// **Assumption** (orders-lifecycle.md lists the fields, not their
+/// arithmetic): `order_pack_quantity` stays what was ordered and cancelled
+/// units are counted in `canceled_pack_quantity`, so the units still to ship
+/// are [`Self::open_quantity`]. A quantity Deposco leaves out is read as 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SalesOrderLine {
+    /// Deposco's id of the line: what a cancellation names.
+    pub id: String,
+    /// `lineNumber`, as shipsync numbered the line when it posted the order.
+    pub line_number: String,
+    pub sku: String,
+    /// The store's line id shipsync sent (`customerLineNumber`).
+    pub customer_line_number: Option<String>,
+    pub order_pack_quantity: f64,
+    pub canceled_pack_quantity: f64,
+    pub shipped_pack_quantity: f64,
+    /// `orderLineStatus` (New, Back Ordered, Released, Partial Released,
+    /// Picking, Complete, Canceled), when Deposco gives it.
+    pub status: Option<String>,
+}
+
+impl SalesOrderLine {
+    /// Units neither cancelled nor shipped: the most a cancellation can take.
+    pub fn open_quantity(&self) -> f64 {
+        (self.order_pack_quantity - self.canceled_pack_quantity - self.shipped_pack_quantity)
+            .max(0.0)
+    }
+}
+
 /// `{"data":[…], "links":[{"rel","href"}], "complete": bool}`.
 pub(crate) struct Collection {
     pub data: Vec<Value>,
@@ -252,6 +284,76 @@ pub(crate) fn pulled(raw: Value) -> Result<PulledShipment, FailedShipment> {
             raw,
             error,
         }),
+    }
+}
+
+/// A number that may come as a JSON number or a numeric string.
+fn quantity(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|q| q.is_finite())
+}
+
+/// `SalesOrderLineDTO` → [`SalesOrderLine`]; `Err` says what is missing.
+pub(crate) fn sales_order_line(row: &Value) -> Result<SalesOrderLine, String> {
+    let id = record_id(row).ok_or("no id")?;
+    let line_number = text(row.get("lineNumber"))
+        .or_else(|| text(row.pointer("/businessKey/lineNumber")))
+        .ok_or_else(|| format!("line {id}: no lineNumber"))?;
+    let sku = row
+        .get("item")
+        .and_then(|item| {
+            text(item.pointer("/businessKey/number")).or_else(|| text(item.get("number")))
+        })
+        .ok_or_else(|| format!("line {id}: no item number"))?;
+    let order_pack_quantity = quantity(row.get("orderPackQuantity"))
+        .ok_or_else(|| format!("line {id}: no orderPackQuantity"))?;
+    Ok(SalesOrderLine {
+        customer_line_number: text(row.get("customerLineNumber"))
+            .or_else(|| text(row.pointer("/orderLineDetails/customerLineNumber"))),
+        order_pack_quantity,
+        canceled_pack_quantity: quantity(row.get("canceledPackQuantity")).unwrap_or(0.0),
+        shipped_pack_quantity: quantity(row.get("shippedPackQuantity")).unwrap_or(0.0),
+        status: text(row.get("orderLineStatus")),
+        id,
+        line_number,
+        sku,
+    })
+}
+
+/// The `OrderCancellationDTO` for `(order line id, units)`: `None` when
+/// there are no lines (the whole order). Numeric ids go as numbers, whole
+/// units as integers (the DTO's `canceledPackQuantity` is an integer).
+pub(crate) fn cancellation_body(lines: &[(String, Option<f64>)]) -> Option<Value> {
+    if lines.is_empty() {
+        return None;
+    }
+    let rows: Vec<Value> = lines
+        .iter()
+        .map(|(id, units)| {
+            let id = id.trim();
+            let id = id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n));
+            let mut row = json!({ "orderLine": { "id": id } });
+            if let (Some(units), Some(obj)) = (units, row.as_object_mut()) {
+                obj.insert("canceledPackQuantity".into(), whole_as_integer(*units));
+            }
+            row
+        })
+        .collect();
+    Some(json!({ "orderLines": rows }))
+}
+
+fn whole_as_integer(q: f64) -> Value {
+    if q.fract() == 0.0 && q.abs() < 1e15 {
+        // Whole and in range: exact as an integer.
+        #[allow(clippy::cast_possible_truncation)]
+        let whole = q as i64;
+        json!(whole)
+    } else {
+        json!(q)
     }
 }
 
@@ -446,6 +548,59 @@ mod tests {
         );
         assert_eq!(m("  ").as_deref(), None);
         assert_eq!(m("Bad Gateway").as_deref(), Some("Bad Gateway"));
+    }
+
+    #[test]
+    fn sales_order_lines() {
+        let line = sales_order_line(&json!({
+            "id": 123456789, "lineNumber": "2",
+            "item": {"businessKey": {"number": "MUG"}},
+            "customerLineNumber": "gid://shopify/LineItem/9",
+            "orderPackQuantity": 3, "canceledPackQuantity": "1.0", "shippedPackQuantity": 1,
+            "orderLineStatus": "Released"
+        }))
+        .unwrap();
+        assert_eq!(line.id, "123456789");
+        assert_eq!(line.line_number, "2");
+        assert_eq!(line.sku, "MUG");
+        assert_eq!(
+            line.customer_line_number.as_deref(),
+            Some("gid://shopify/LineItem/9")
+        );
+        assert_eq!(line.open_quantity(), 1.0);
+        assert_eq!(line.status.as_deref(), Some("Released"));
+
+        // Deposco's other spellings; absent quantities are 0.
+        let line = sales_order_line(&json!({
+            "self": {"id": 5}, "businessKey": {"lineNumber": 1},
+            "item": {"number": "A"}, "orderPackQuantity": 2,
+            "orderLineDetails": {"customerLineNumber": "c"}
+        }))
+        .unwrap();
+        assert_eq!((line.id.as_str(), line.line_number.as_str()), ("5", "1"));
+        assert_eq!(line.customer_line_number.as_deref(), Some("c"));
+        assert_eq!(line.open_quantity(), 2.0);
+        assert_eq!(line.status, None);
+
+        assert!(sales_order_line(&json!({"lineNumber": "1"})).is_err());
+        let no_quantity = json!({"id": 1, "lineNumber": "1", "item": {"number": "A"}});
+        assert!(
+            sales_order_line(&no_quantity)
+                .unwrap_err()
+                .contains("orderPackQuantity")
+        );
+    }
+
+    #[test]
+    fn cancellation_bodies() {
+        assert_eq!(cancellation_body(&[]), None);
+        assert_eq!(
+            cancellation_body(&[("17".into(), Some(2.0)), ("x-1".into(), None)]),
+            Some(json!({"orderLines": [
+                {"orderLine": {"id": 17}, "canceledPackQuantity": 2},
+                {"orderLine": {"id": "x-1"}}
+            ]}))
+        );
     }
 
     #[test]

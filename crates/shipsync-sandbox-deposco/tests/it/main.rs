@@ -1,5 +1,6 @@
 //! Drives the sandbox over real HTTP, as shipsync's client would.
 
+mod lifecycle;
 mod rest;
 mod webhooks;
 
@@ -8,7 +9,34 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use serde_json::{Value, json};
 use shipsync_sandbox_deposco::{DeposcoSandbox, RunningDeposco, SandboxConfig};
+
+/// A `SalesOrderDTO` for order `number` with `(sku, quantity)` lines numbered from 1.
+pub fn sales_order(number: &str, lines: &[(&str, u32)]) -> Value {
+    let lines: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (sku, quantity))| {
+            json!({
+                "lineNumber": (i + 1).to_string(),
+                "item": {"businessKey": {"number": sku}},
+                "pack": {"businessKey": {"item.number": sku, "quantity": 1}},
+                "orderPackQuantity": quantity,
+                "customerLineNumber": format!("gid://shopify/LineItem/{}", i + 1),
+            })
+        })
+        .collect();
+    json!({
+        "businessUnit": {"businessKey": {"code": "ACME"}},
+        "number": number,
+        "customerOrderNumber": format!("#{number}"),
+        "orderStatus": "New",
+        "shipToContact": {"name": "Ada"},
+        "shipToAddress": {"addressLine1": "1 Main St", "city": "Springfield", "country": "US"},
+        "orderLines": lines,
+    })
+}
 
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shipsync_sandbox_deposco::*;
 
-use crate::{client, start, unlimited};
+use crate::{client, sales_order, start, unlimited};
 
 const BASIC: (&str, &str) = ("sandbox", "sandbox");
 
@@ -364,26 +364,9 @@ async fn injected_5xx_and_slowness() {
 }
 
 fn order(number: &str, lines: usize) -> Value {
-    let lines: Vec<Value> = (1..=lines)
-        .map(|n| {
-            json!({
-                "lineNumber": n.to_string(),
-                "item": {"businessKey": {"number": format!("SKU-{n}")}},
-                "pack": {"businessKey": {"item.number": format!("SKU-{n}"), "quantity": 1}},
-                "orderPackQuantity": 2,
-                "customerLineNumber": format!("gid://shopify/LineItem/{n}"),
-            })
-        })
-        .collect();
-    json!({
-        "businessUnit": {"businessKey": {"code": "ACME"}},
-        "number": number,
-        "customerOrderNumber": format!("#{number}"),
-        "orderStatus": "New",
-        "shipToContact": {"name": "Ada"},
-        "shipToAddress": {"addressLine1": "1 Main St", "city": "Springfield", "country": "US"},
-        "orderLines": lines,
-    })
+    let skus: Vec<String> = (1..=lines).map(|n| format!("SKU-{n}")).collect();
+    let lines: Vec<(&str, u32)> = skus.iter().map(|sku| (sku.as_str(), 2)).collect();
+    sales_order(number, &lines)
 }
 
 #[tokio::test]
