@@ -706,12 +706,9 @@ impl ShopifyClient {
         let payload = data
             .webhook_subscription_create
             .ok_or_else(|| no_payload("webhookSubscriptionCreate"))?;
-        if !payload.user_errors.is_empty() {
-            return Err(ShopifyError::Permanent(format!(
-                "Shopify refused the {topic} webhook subscription for {uri}: {}",
-                describe_all(&payload.user_errors)
-            )));
-        }
+        refused(&payload.user_errors, || {
+            format!("Shopify refused the {topic} webhook subscription for {uri}")
+        })?;
         payload
             .webhook_subscription
             .map(Into::into)
@@ -733,12 +730,9 @@ impl ShopifyClient {
         let payload = data
             .webhook_subscription_delete
             .ok_or_else(|| no_payload("webhookSubscriptionDelete"))?;
-        if !payload.user_errors.is_empty() {
-            return Err(ShopifyError::Permanent(format!(
-                "Shopify refused to delete webhook subscription {id}: {}",
-                describe_all(&payload.user_errors)
-            )));
-        }
+        refused(&payload.user_errors, || {
+            format!("Shopify refused to delete webhook subscription {id}")
+        })?;
         payload
             .deleted_webhook_subscription_id
             .map(drop)
@@ -934,12 +928,19 @@ fn user_errors(errors: &[wire::UserError]) -> Result<(), ShopifyError> {
     }
 }
 
-fn describe_all(errors: &[wire::UserError]) -> String {
-    errors
-        .iter()
-        .map(wire::UserError::describe)
-        .collect::<Vec<_>>()
-        .join("; ")
+/// A mutation's `userErrors` as a [`ShopifyError::Permanent`] (sending the
+/// same call again will not help) saying `what` was refused, with Shopify's
+/// messages.
+fn refused(errors: &[wire::UserError], what: impl FnOnce() -> String) -> Result<(), ShopifyError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<String> = errors.iter().map(wire::UserError::describe).collect();
+    Err(ShopifyError::Permanent(format!(
+        "{}: {}",
+        what(),
+        messages.join("; ")
+    )))
 }
 
 fn fulfillment_input(req: &FulfillmentRequest) -> Result<Value, ShopifyError> {
