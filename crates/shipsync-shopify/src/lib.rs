@@ -1,7 +1,9 @@
 //! Shopify Admin GraphQL client for shipsync: reads orders with their
 //! fulfillment orders and fulfillments, creates fulfillments, updates
-//! tracking — with every document in [`operations`] checked against Shopify's
-//! real schema, and a per-store cost budget driven by `throttleStatus`.
+//! tracking, manages the order webhook subscriptions — with every document
+//! in [`operations`] checked against Shopify's real schema, and a per-store
+//! cost budget driven by `throttleStatus`. [`webhook`] reads the order
+//! webhooks Shopify delivers.
 //!
 //! Errors are classified by what the caller must do next (see
 //! [`ShopifyError`]); a mutation whose answer was lost is
@@ -14,6 +16,7 @@ mod model;
 pub mod operations;
 mod throttle;
 mod transport;
+pub mod webhook;
 mod wire;
 
 pub use auth::{AccessTokens, AppCredentials, Grant, TokenFuture};
@@ -22,7 +25,8 @@ pub use error::ShopifyError;
 pub use model::{
     CreatedFulfillment, FulfillmentRequest, OrdersPage, ShippingAddress, StoreFulfillment,
     StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder,
-    StoreOrderForWarehouse, StoreTracking, Tracking,
+    StoreOrderForWarehouse, StoreTracking, SubscriptionReport, Tracking, WarehouseFulfillmentOrder,
+    WarehouseFulfillmentOrderLine, WebhookSubscription,
 };
 pub use throttle::{
     BudgetFuture, CostBudget, LocalBudget, MAX_QUERY_COST, QueryCost, ThrottleStatus, WAIT_SLOTS,

@@ -39,15 +39,19 @@ pub const FIND_ORDERS_BY_NAME: &str = r#"query FindOrdersByName($query: String!)
   }
 }"#;
 
-/// An order's header and line items, paged by `$lineItemsAfter`.
+/// An order's header and line items, paged by `$lineItemsAfter`; also how
+/// [`ORDER_FOR_WAREHOUSE`] and [`ORDERS_FOR_WAREHOUSE`] read the line items
+/// beyond their first page (same line selection).
 /// Cost: order 1 + lineItems 2 + pageInfo 1 + 20 × (LineItem 1 +
-/// variant 1 + lineItemGroup 1) = 64. Kept small: every sync reads the order, and the
-/// store's bucket refills at 100 points/s on a standard plan.
+/// variant 1 + lineItemGroup 1) = 64 (`cancelledAt` and the line scalars
+/// cost nothing). Kept small: every sync reads the order, and the store's
+/// bucket refills at 100 points/s on a standard plan.
 pub const ORDER: &str = r#"query Order($id: ID!, $lineItemsAfter: String) {
   order(id: $id) {
     id
     name
     updatedAt
+    cancelledAt
     lineItems(first: 20, after: $lineItemsAfter) {
       pageInfo {
         hasNextPage
@@ -59,6 +63,8 @@ pub const ORDER: &str = r#"query Order($id: ID!, $lineItemsAfter: String) {
         name
         quantity
         currentQuantity
+        requiresShipping
+        unfulfilledQuantity
         variant {
           sku
         }
@@ -207,18 +213,158 @@ pub const FULFILLMENT_TRACKING_INFO_UPDATE: &str = r#"mutation FulfillmentTracki
   }
 }"#;
 
-/// Paid, unfulfilled orders changed since a time, for the Sales Orders
-/// channel: `$query` is built by the client
-/// (`updated_at:>='…' financial_status:paid fulfillment_status:unfulfilled`),
-/// oldest change first, paged by `$after`. Each order comes with its ship-to,
-/// shipping method and first 15 line items; an order with more is completed
-/// with [`ORDER`] from its `lineItems` cursor.
-/// Cost: orders 2 + pageInfo 1 + 10 × (Order 1 + shippingAddress 1 +
-/// shippingLine 1 + lineItems 2 + pageInfo 1 + 15 × (LineItem 1 +
-/// variant 1 + lineItemGroup 1)) = 3 + 10 × 51 = 513, about half the
-/// bucket, so a page never waits long on a standard plan.
+/// One order as the Sales Orders channel reads it after each order webhook:
+/// header (cancellation, financial and fulfillment status, tags, edited),
+/// ship-to and method, the first 20 line items, and the first 3
+/// fulfillment orders with their holds and first 20 lines — the whole
+/// order in this one request for the common case. Longer lists are
+/// completed with [`ORDER`] (line items), [`WAREHOUSE_FULFILLMENT_ORDERS`]
+/// (fulfillment orders) and [`FULFILLMENT_ORDER_LINE_ITEMS`] (a fulfillment
+/// order's lines).
+/// Cost: order 1 + shippingAddress 1 + shippingLine 1 + lineItems (2 +
+/// pageInfo 1 + 20 × (LineItem 1 + variant 1 + lineItemGroup 1)) = 63 +
+/// fulfillmentOrders (2 + pageInfo 1 + 3 × (FulfillmentOrder 1 +
+/// assignedLocation 1 + location 1 + fulfillmentHolds 1 + lineItems 2 +
+/// pageInfo 1 + 20 × (line item 1 + lineItem 1))) = 144; 210 in all.
+pub const ORDER_FOR_WAREHOUSE: &str = r#"query OrderForWarehouse($id: ID!) {
+  order(id: $id) {
+    id
+    name
+    updatedAt
+    email
+    cancelledAt
+    cancelReason
+    displayFinancialStatus
+    displayFulfillmentStatus
+    tags
+    edited
+    shippingAddress {
+      name
+      firstName
+      lastName
+      company
+      address1
+      address2
+      city
+      province
+      provinceCode
+      zip
+      country
+      countryCodeV2
+      phone
+    }
+    shippingLine {
+      title
+    }
+    lineItems(first: 20) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        sku
+        name
+        quantity
+        currentQuantity
+        requiresShipping
+        unfulfilledQuantity
+        variant {
+          sku
+        }
+        lineItemGroup {
+          title
+        }
+      }
+    }
+    fulfillmentOrders(first: 3) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        status
+        assignedLocation {
+          location {
+            id
+          }
+        }
+        fulfillmentHolds {
+          reason
+          reasonNotes
+        }
+        lineItems(first: 20) {
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
+          nodes {
+            id
+            totalQuantity
+            remainingQuantity
+            lineItem {
+              id
+            }
+          }
+        }
+      }
+    }
+  }
+}"#;
+
+/// An order's fulfillment orders after `$after`, as
+/// [`ORDER_FOR_WAREHOUSE`] selects them (holds included), 5 a page.
+/// Cost: order 1 + fulfillmentOrders 2 + pageInfo 1 + 5 × 47 = 239.
+pub const WAREHOUSE_FULFILLMENT_ORDERS: &str = r#"query WarehouseFulfillmentOrders($id: ID!, $after: String) {
+  order(id: $id) {
+    fulfillmentOrders(first: 5, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        status
+        assignedLocation {
+          location {
+            id
+          }
+        }
+        fulfillmentHolds {
+          reason
+          reasonNotes
+        }
+        lineItems(first: 20) {
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
+          nodes {
+            id
+            totalQuantity
+            remainingQuantity
+            lineItem {
+              id
+            }
+          }
+        }
+      }
+    }
+  }
+}"#;
+
+/// Orders changed since a time, for the Sales Orders channel: `$query` is
+/// built by the client (`updated_at:>='…'`, every status: the engine
+/// decides what to import), oldest change first, paged by `$after`. Each
+/// order is selected as in [`ORDER_FOR_WAREHOUSE`] but with its first 2
+/// fulfillment orders, so that 5 orders fit in one request; longer lists
+/// are completed the same way.
+/// Cost: orders 2 + pageInfo 1 + 5 × (Order 1 + shippingAddress 1 +
+/// shippingLine 1 + lineItems 63 + fulfillmentOrders (2 + pageInfo 1 +
+/// 2 × 47)) = 3 + 5 × 163 = 818, under the 1,000 a query may request.
 pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: String!, $after: String) {
-  orders(first: 10, after: $after, query: $query, sortKey: UPDATED_AT) {
+  orders(first: 5, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo {
       hasNextPage
       endCursor
@@ -228,6 +374,12 @@ pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: Strin
       name
       updatedAt
       email
+      cancelledAt
+      cancelReason
+      displayFinancialStatus
+      displayFulfillmentStatus
+      tags
+      edited
       shippingAddress {
         name
         firstName
@@ -246,7 +398,7 @@ pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: Strin
       shippingLine {
         title
       }
-      lineItems(first: 15) {
+      lineItems(first: 20) {
         pageInfo {
           hasNextPage
           endCursor
@@ -257,6 +409,8 @@ pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: Strin
           name
           quantity
           currentQuantity
+          requiresShipping
+          unfulfilledQuantity
           variant {
             sku
           }
@@ -265,6 +419,83 @@ pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: Strin
           }
         }
       }
+      fulfillmentOrders(first: 2) {
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
+        nodes {
+          id
+          status
+          assignedLocation {
+            location {
+              id
+            }
+          }
+          fulfillmentHolds {
+            reason
+            reasonNotes
+          }
+          lineItems(first: 20) {
+            pageInfo {
+              hasNextPage
+              endCursor
+            }
+            nodes {
+              id
+              totalQuantity
+              remainingQuantity
+              lineItem {
+                id
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}"#;
+
+/// This app's webhook subscriptions, those at `$uri` only when it is given
+/// (Shopify lists only subscriptions made through the API), paged by
+/// `$after`. Cost: webhookSubscriptions 2 + pageInfo 1 + 50 × 1 = 53.
+pub const WEBHOOK_SUBSCRIPTIONS: &str = r#"query WebhookSubscriptions($uri: String, $after: String) {
+  webhookSubscriptions(first: 50, after: $after, uri: $uri) {
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+    nodes {
+      id
+      topic
+      uri
+    }
+  }
+}"#;
+
+/// Subscribes `$uri` to `$topic`, JSON bodies (`uri`, not the deprecated
+/// `callbackUrl`). Cost: 10.
+pub const WEBHOOK_SUBSCRIPTION_CREATE: &str = r#"mutation WebhookSubscriptionCreate($topic: WebhookSubscriptionTopic!, $uri: String!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: {uri: $uri, format: JSON}) {
+    webhookSubscription {
+      id
+      topic
+      uri
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}"#;
+
+/// Deletes one webhook subscription. Cost: 10.
+pub const WEBHOOK_SUBSCRIPTION_DELETE: &str = r#"mutation WebhookSubscriptionDelete($id: ID!) {
+  webhookSubscriptionDelete(id: $id) {
+    deletedWebhookSubscriptionId
+    userErrors {
+      field
+      message
     }
   }
 }"#;
@@ -275,6 +506,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("AccessScopes", ACCESS_SCOPES),
     ("FindOrdersByName", FIND_ORDERS_BY_NAME),
     ("OrdersForWarehouse", ORDERS_FOR_WAREHOUSE),
+    ("OrderForWarehouse", ORDER_FOR_WAREHOUSE),
+    ("WarehouseFulfillmentOrders", WAREHOUSE_FULFILLMENT_ORDERS),
     ("Order", ORDER),
     ("OrderFulfillmentOrders", ORDER_FULFILLMENT_ORDERS),
     ("FulfillmentOrderLineItems", FULFILLMENT_ORDER_LINE_ITEMS),
@@ -288,4 +521,7 @@ pub const ALL: &[(&str, &str)] = &[
         "FulfillmentTrackingInfoUpdate",
         FULFILLMENT_TRACKING_INFO_UPDATE,
     ),
+    ("WebhookSubscriptions", WEBHOOK_SUBSCRIPTIONS),
+    ("WebhookSubscriptionCreate", WEBHOOK_SUBSCRIPTION_CREATE),
+    ("WebhookSubscriptionDelete", WEBHOOK_SUBSCRIPTION_DELETE),
 ];

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::model::{
     ShippingAddress, StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem,
-    StoreTracking,
+    StoreTracking, WarehouseFulfillmentOrder, WebhookSubscription,
 };
 
 #[derive(Debug, Deserialize)]
@@ -76,15 +76,94 @@ pub(crate) struct OrdersForWarehouseData {
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct OrderForWarehouseData {
+    pub order: Option<WarehouseOrder>,
+}
+
+/// An order as `OrderForWarehouse` and `OrdersForWarehouse` select it.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct WarehouseOrder {
     pub id: String,
     pub name: String,
     pub updated_at: Option<String>,
     pub email: Option<String>,
+    pub cancelled_at: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub display_financial_status: Option<String>,
+    /// Non-null in the schema; read leniently, it is shown, not decided on.
+    pub display_fulfillment_status: Option<String>,
+    pub tags: Vec<String>,
+    pub edited: bool,
     pub shipping_address: Option<MailingAddress>,
     pub shipping_line: Option<ShippingLine>,
     pub line_items: Page<LineItem>,
+    pub fulfillment_orders: Page<FulfillmentOrderForWarehouse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WarehouseFulfillmentOrdersData {
+    pub order: Option<OrderWarehouseFulfillmentOrders>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrderWarehouseFulfillmentOrders {
+    pub fulfillment_orders: Page<FulfillmentOrderForWarehouse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FulfillmentOrderForWarehouse {
+    id: String,
+    status: String,
+    assigned_location: Option<AssignedLocation>,
+    fulfillment_holds: Vec<FulfillmentHold>,
+    line_items: Page<FulfillmentOrderLineItem>,
+}
+
+impl FulfillmentOrderForWarehouse {
+    /// The fulfillment order with the line items of this first page.
+    pub(crate) fn into_model(self) -> (WarehouseFulfillmentOrder, PageInfo) {
+        let fo = WarehouseFulfillmentOrder {
+            id: self.id,
+            status: self.status,
+            location_id: self
+                .assigned_location
+                .and_then(|a| a.location)
+                .map(|l| l.id),
+            holds: self
+                .fulfillment_holds
+                .into_iter()
+                .map(FulfillmentHold::describe)
+                .collect(),
+            lines: self
+                .line_items
+                .nodes
+                .into_iter()
+                .map(|l| StoreFulfillmentOrderLineItem::from(l).into())
+                .collect(),
+        };
+        (fo, self.line_items.page_info)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FulfillmentHold {
+    reason: String,
+    reason_notes: Option<String>,
+}
+
+impl FulfillmentHold {
+    /// `REASON`, or `REASON: notes` when the hold has notes.
+    fn describe(self) -> String {
+        match non_blank(self.reason_notes) {
+            Some(notes) => format!("{}: {}", self.reason, notes.trim()),
+            None => self.reason,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +220,7 @@ pub(crate) struct Order {
     pub id: String,
     pub name: String,
     pub updated_at: Option<String>,
+    pub cancelled_at: Option<String>,
     pub line_items: Page<LineItem>,
 }
 
@@ -152,6 +232,8 @@ pub(crate) struct LineItem {
     name: String,
     quantity: u64,
     current_quantity: Option<u64>,
+    requires_shipping: bool,
+    unfulfilled_quantity: Option<u64>,
     variant: Option<Variant>,
     line_item_group: Option<LineItemGroup>,
 }
@@ -177,6 +259,9 @@ impl From<LineItem> for StoreLineItem {
             sku: non_blank(l.sku).or_else(|| non_blank(l.variant.and_then(|v| v.sku))),
             name: l.name,
             quantity: l.current_quantity.unwrap_or(l.quantity),
+            ordered_quantity: l.quantity,
+            requires_shipping: l.requires_shipping,
+            unfulfilled_quantity: l.unfulfilled_quantity,
             group: l.line_item_group.map(|g| g.title),
         }
     }
@@ -345,6 +430,57 @@ pub(crate) struct Payload<F> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookSubscriptionsData {
+    pub webhook_subscriptions: Page<WebhookSubscriptionNode>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WebhookSubscriptionNode {
+    id: String,
+    topic: String,
+    uri: String,
+}
+
+impl From<WebhookSubscriptionNode> for WebhookSubscription {
+    fn from(s: WebhookSubscriptionNode) -> Self {
+        Self {
+            id: s.id,
+            topic: s.topic,
+            uri: s.uri,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookSubscriptionCreateData {
+    pub webhook_subscription_create: Option<WebhookSubscriptionCreatePayload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookSubscriptionCreatePayload {
+    pub webhook_subscription: Option<WebhookSubscriptionNode>,
+    #[serde(default)]
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookSubscriptionDeleteData {
+    pub webhook_subscription_delete: Option<WebhookSubscriptionDeletePayload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookSubscriptionDeletePayload {
+    pub deleted_webhook_subscription_id: Option<String>,
+    #[serde(default)]
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct UserError {
     field: Option<Vec<String>>,
     message: String,
@@ -356,5 +492,98 @@ impl UserError {
             Some(field) if !field.is_empty() => format!("{}: {}", field.join("."), self.message),
             _ => self.message.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WarehouseFulfillmentOrderLine;
+
+    fn line(json: serde_json::Value) -> StoreLineItem {
+        serde_json::from_value::<LineItem>(json)
+            .expect("a LineItem")
+            .into()
+    }
+
+    #[test]
+    fn a_line_item_keeps_both_quantities_and_whether_it_ships() {
+        let edited = line(serde_json::json!({
+            "id": "gid://shopify/LineItem/1", "sku": "  ", "name": "Widget",
+            "quantity": 3, "currentQuantity": 1, "requiresShipping": true,
+            "unfulfilledQuantity": 1, "variant": { "sku": "W-1" },
+            "lineItemGroup": { "title": "Gift box" },
+        }));
+        assert_eq!(
+            edited,
+            StoreLineItem {
+                id: "gid://shopify/LineItem/1".into(),
+                sku: Some("W-1".into()),
+                name: "Widget".into(),
+                quantity: 1,
+                ordered_quantity: 3,
+                requires_shipping: true,
+                unfulfilled_quantity: Some(1),
+                group: Some("Gift box".into()),
+            }
+        );
+        // A tip: no SKU, nothing to ship; no current quantity means as ordered.
+        let tip = line(serde_json::json!({
+            "id": "gid://shopify/LineItem/2", "sku": null, "name": "Tip",
+            "quantity": 1, "requiresShipping": false, "variant": null, "lineItemGroup": null,
+        }));
+        assert_eq!(
+            (
+                tip.sku,
+                tip.quantity,
+                tip.ordered_quantity,
+                tip.requires_shipping,
+                tip.unfulfilled_quantity
+            ),
+            (None, 1, 1, false, None)
+        );
+        // `requiresShipping` is non-null in the schema: an answer without it
+        // is malformed, not "ships".
+        assert!(
+            serde_json::from_value::<LineItem>(serde_json::json!({
+                "id": "x", "sku": null, "name": "n", "quantity": 1,
+            }))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_fulfillment_order_keeps_location_holds_and_lines() {
+        let fo: FulfillmentOrderForWarehouse = serde_json::from_value(serde_json::json!({
+            "id": "gid://shopify/FulfillmentOrder/1",
+            "status": "ON_HOLD",
+            "assignedLocation": { "location": null },
+            "fulfillmentHolds": [
+                { "reason": "HIGH_RISK_OF_FRAUD", "reasonNotes": "  review  " },
+                { "reason": "OTHER", "reasonNotes": "   " },
+            ],
+            "lineItems": {
+                "pageInfo": { "hasNextPage": true, "endCursor": "c-1" },
+                "nodes": [{ "id": "gid://shopify/FulfillmentOrderLineItem/5", "totalQuantity": 4,
+                            "remainingQuantity": 3, "lineItem": { "id": "gid://shopify/LineItem/9" } }],
+            },
+        }))
+        .expect("a fulfillment order");
+        let (fo, lines_page) = fo.into_model();
+        assert_eq!(
+            fo,
+            WarehouseFulfillmentOrder {
+                id: "gid://shopify/FulfillmentOrder/1".into(),
+                status: "ON_HOLD".into(),
+                location_id: None,
+                holds: vec!["HIGH_RISK_OF_FRAUD: review".into(), "OTHER".into()],
+                lines: vec![WarehouseFulfillmentOrderLine {
+                    line_item_id: "gid://shopify/LineItem/9".into(),
+                    remaining_quantity: 3,
+                }],
+            }
+        );
+        assert!(lines_page.has_next_page);
+        assert_eq!(lines_page.end_cursor.as_deref(), Some("c-1"));
     }
 }

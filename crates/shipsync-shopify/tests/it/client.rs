@@ -17,11 +17,11 @@ const FO_ID: &str = "gid://shopify/FulfillmentOrder/1";
 const F1: &str = "gid://shopify/Fulfillment/1";
 const F2: &str = "gid://shopify/Fulfillment/2";
 
-fn gid(kind: &str, n: u32) -> String {
+pub(crate) fn gid(kind: &str, n: u32) -> String {
     format!("gid://shopify/{kind}/{n}")
 }
 
-fn page(nodes: Value, next: Option<&str>) -> Value {
+pub(crate) fn page(nodes: Value, next: Option<&str>) -> Value {
     json!({
         "pageInfo": { "hasNextPage": next.is_some(), "endCursor": next },
         "nodes": nodes,
@@ -47,9 +47,11 @@ fn store(seen: &Seen) -> Reply {
                 page(
                     json!([
                         { "id": gid("LineItem", 1), "sku": "A", "name": "Widget A", "quantity": 2,
-                          "currentQuantity": 2, "variant": { "sku": "A" }, "lineItemGroup": null },
+                          "currentQuantity": 2, "requiresShipping": true, "unfulfilledQuantity": 0,
+                          "variant": { "sku": "A" }, "lineItemGroup": null },
                         { "id": gid("LineItem", 2), "sku": null, "name": "Widget B", "quantity": 3,
-                          "currentQuantity": 1, "variant": { "sku": "B-VARIANT" }, "lineItemGroup": null },
+                          "currentQuantity": 1, "requiresShipping": true, "unfulfilledQuantity": 1,
+                          "variant": { "sku": "B-VARIANT" }, "lineItemGroup": null },
                     ]),
                     Some("li-1"),
                 )
@@ -58,6 +60,7 @@ fn store(seen: &Seen) -> Reply {
                 page(
                     json!([
                         { "id": gid("LineItem", 3), "sku": "C", "name": "Bundle part C", "quantity": 1,
+                          "requiresShipping": true, "unfulfilledQuantity": 1,
                           "variant": null, "lineItemGroup": { "title": "Gift box" } },
                     ]),
                     None,
@@ -65,7 +68,7 @@ fn store(seen: &Seen) -> Reply {
             };
             Reply::data(json!({ "order": {
                 "id": ORDER_ID, "name": "#1001", "updatedAt": "2026-11-02T10:00:00Z",
-                "lineItems": lines,
+                "cancelledAt": null, "lineItems": lines,
             }}))
         }
         "Order" => Reply::data(json!({ "order": null })),
@@ -142,7 +145,7 @@ fn store(seen: &Seen) -> Reply {
     }
 }
 
-fn expected_order() -> StoreOrder {
+pub(crate) fn expected_order() -> StoreOrder {
     let fo_line = |n, line, total, remaining| StoreFulfillmentOrderLineItem {
         id: gid("FulfillmentOrderLineItem", n),
         line_item_id: gid("LineItem", line),
@@ -153,12 +156,16 @@ fn expected_order() -> StoreOrder {
         id: ORDER_ID.into(),
         name: "#1001".into(),
         updated_at: Some("2026-11-02T10:00:00Z".into()),
+        cancelled_at: None,
         line_items: vec![
             StoreLineItem {
                 id: gid("LineItem", 1),
                 sku: Some("A".into()),
                 name: "Widget A".into(),
                 quantity: 2,
+                ordered_quantity: 2,
+                requires_shipping: true,
+                unfulfilled_quantity: Some(0),
                 group: None,
             },
             StoreLineItem {
@@ -166,6 +173,9 @@ fn expected_order() -> StoreOrder {
                 sku: Some("B-VARIANT".into()),
                 name: "Widget B".into(),
                 quantity: 1,
+                ordered_quantity: 3,
+                requires_shipping: true,
+                unfulfilled_quantity: Some(1),
                 group: None,
             },
             StoreLineItem {
@@ -173,6 +183,9 @@ fn expected_order() -> StoreOrder {
                 sku: Some("C".into()),
                 name: "Bundle part C".into(),
                 quantity: 1,
+                ordered_quantity: 1,
+                requires_shipping: true,
+                unfulfilled_quantity: Some(1),
                 group: Some("Gift box".into()),
             },
         ],
@@ -216,7 +229,7 @@ fn expected_order() -> StoreOrder {
     }
 }
 
-fn assert_well_formed(seen: &[Seen]) {
+pub(crate) fn assert_well_formed(seen: &[Seen]) {
     for s in seen {
         assert_eq!(
             s.token.as_deref(),
@@ -519,8 +532,11 @@ async fn malformed_answers() {
     );
     // Right JSON, wrong shape: a negative quantity.
     let stub = Stub::start(|_| {
-        Reply::data(json!({ "order": { "id": ORDER_ID, "name": "#1", "updatedAt": null,
-            "lineItems": page(json!([{ "id": "x", "sku": null, "name": "n", "quantity": -1 }]), None) } }))
+        Reply::data(
+            json!({ "order": { "id": ORDER_ID, "name": "#1", "updatedAt": null,
+            "lineItems": page(json!([{ "id": "x", "sku": null, "name": "n", "quantity": -1,
+                "requiresShipping": true }]), None) } }),
+        )
     })
     .await;
     let err = stub.client().order(ORDER_ID).await;
@@ -683,88 +699,4 @@ async fn a_long_budget_wait_returns_throttled_without_sending() {
         "{err:?}"
     );
     assert_eq!(stub.seen().len(), 1);
-}
-
-/// Paid, unfulfilled orders changed since a time: the search, the ship-to
-/// and method, line items beyond the first page read from the order, and
-/// an order listed twice kept once.
-#[tokio::test]
-async fn orders_changed_since_reads_ship_to_and_every_line() {
-    let stub = Stub::start(|seen| {
-        if seen.operation != "OrdersForWarehouse" {
-            return store(seen);
-        }
-        let lines = page(
-            json!([
-                { "id": gid("LineItem", 1), "sku": "A", "name": "Widget A", "quantity": 2,
-                  "currentQuantity": 2, "variant": { "sku": "A" }, "lineItemGroup": null },
-                { "id": gid("LineItem", 2), "sku": null, "name": "Widget B", "quantity": 3,
-                  "currentQuantity": 1, "variant": { "sku": "B-VARIANT" }, "lineItemGroup": null },
-            ]),
-            Some("li-1"),
-        );
-        let first = json!({
-            "id": ORDER_ID, "name": "#1001", "updatedAt": "2026-11-02T10:00:00Z",
-            "email": "jo@example.com",
-            "shippingAddress": { "name": "Jo Doe", "firstName": "Jo", "lastName": "Doe",
-                "company": null, "address1": "1 Main St", "address2": "", "city": "Springfield",
-                "province": "Illinois", "provinceCode": "IL", "zip": "62701",
-                "country": "United States", "countryCodeV2": "US", "phone": null },
-            "shippingLine": { "title": "Express" },
-            "lineItems": lines,
-        });
-        let second = json!({
-            "id": gid("Order", 1002), "name": "#1002", "updatedAt": "2026-11-02T10:00:01Z",
-            "email": null, "shippingAddress": null, "shippingLine": null,
-            "lineItems": page(json!([]), None),
-        });
-        let v = &seen.variables;
-        let (nodes, next) = if v["after"].is_null() {
-            (json!([first, first.clone()]), Some("o-1"))
-        } else {
-            (json!([second]), None)
-        };
-        Reply::data(json!({ "orders": page(nodes, next) }))
-    })
-    .await;
-    let client = stub.client();
-    let page1 = client
-        .orders_changed_since("2026-11-01T00:00:00Z", None)
-        .await
-        .unwrap();
-    assert_eq!(page1.next.as_deref(), Some("o-1"));
-    assert_eq!(page1.orders.len(), 1);
-    let o = &page1.orders[0];
-    assert_eq!(o.name, "#1001");
-    assert_eq!(o.email.as_deref(), Some("jo@example.com"));
-    assert_eq!(o.shipping_method.as_deref(), Some("Express"));
-    let a = o.shipping_address.as_ref().unwrap();
-    assert_eq!(a.address1.as_deref(), Some("1 Main St"));
-    assert_eq!(a.address2, None);
-    assert_eq!(a.country_code.as_deref(), Some("US"));
-    assert_eq!(o.line_items, expected_order().line_items);
-    let page2 = client
-        .orders_changed_since("2026-11-01T00:00:00Z", page1.next)
-        .await
-        .unwrap();
-    assert_eq!(page2.next, None);
-    assert_eq!(page2.orders[0].shipping_address, None);
-    let seen = stub.seen();
-    let searches: Vec<(&str, &Value)> = seen
-        .iter()
-        .map(|s| (s.operation.as_str(), &s.variables))
-        .collect();
-    assert_eq!(searches.len(), 3, "{searches:?}");
-    assert_eq!(
-        searches[0].1["query"],
-        "updated_at:>='2026-11-01T00:00:00Z' financial_status:paid fulfillment_status:unfulfilled"
-    );
-    assert_eq!(searches[1].0, "Order");
-    assert_eq!(searches[1].1["lineItemsAfter"], "li-1");
-    assert_eq!(searches[2].1["after"], "o-1");
-    assert_well_formed(&seen);
-    assert!(matches!(
-        client.orders_changed_since("x' OR name:*", None).await,
-        Err(ShopifyError::Permanent(_))
-    ));
 }

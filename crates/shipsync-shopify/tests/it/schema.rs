@@ -2,6 +2,8 @@
 //! requested cost (Shopify's documented rules) stays under the 1,000 a single
 //! query may cost.
 
+use std::collections::BTreeSet;
+
 use apollo_compiler::executable::{Field, Selection, SelectionSet};
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Name};
@@ -49,7 +51,9 @@ fn requested_costs_match_the_comments_and_stay_under_the_maximum() {
         ("ShopName", 1),
         ("AccessScopes", 2),
         ("FindOrdersByName", 12),
-        ("OrdersForWarehouse", 513),
+        ("OrdersForWarehouse", 818),
+        ("OrderForWarehouse", 210),
+        ("WarehouseFulfillmentOrders", 239),
         ("Order", 64),
         ("OrderFulfillmentOrders", 82),
         ("FulfillmentOrderLineItems", 204),
@@ -57,6 +61,9 @@ fn requested_costs_match_the_comments_and_stay_under_the_maximum() {
         ("Fulfillment", 124),
         ("FulfillmentCreate", MUTATION_COST),
         ("FulfillmentTrackingInfoUpdate", MUTATION_COST),
+        ("WebhookSubscriptions", 53),
+        ("WebhookSubscriptionCreate", MUTATION_COST),
+        ("WebhookSubscriptionDelete", MUTATION_COST),
     ];
     assert_eq!(expected.len(), operations::ALL.len());
     for (name, document) in operations::ALL {
@@ -140,4 +147,92 @@ fn the_validator_rejects_what_shopify_would() {
       fulfillmentTrackingInfoUpdate(fulfillmentId: $f, trackingInfo: $t) { userErrors { message } }
     }";
     assert!(shipsync_shopify_schema::validate(wrong).is_err());
+}
+
+/// The topics shipsync subscribes to are values of Shopify's
+/// `WebhookSubscriptionTopic`.
+#[test]
+fn order_topics_are_real_webhook_topics() {
+    let schema = shipsync_shopify_schema::schema();
+    let Some(apollo_compiler::schema::ExtendedType::Enum(topics)) =
+        schema.types.get("WebhookSubscriptionTopic")
+    else {
+        panic!("WebhookSubscriptionTopic is not an enum of the schema");
+    };
+    for topic in shipsync_shopify::webhook::ORDER_TOPICS {
+        assert!(
+            topics.values.keys().any(|v| v.as_str() == topic),
+            "{topic} is not a WebhookSubscriptionTopic"
+        );
+    }
+}
+
+/// The field paths selected under `path` (field names from the operation's
+/// root, e.g. `["order", "lineItems", "nodes"]`), arguments ignored.
+fn selected_paths(name: &str, document: &str, path: &[&str]) -> BTreeSet<String> {
+    let doc = validated(name, document);
+    let Ok(op) = doc.operations.get(Some(name)) else {
+        panic!("{name}: no such operation");
+    };
+    let mut set = &op.selection_set;
+    for step in path {
+        set = set
+            .selections
+            .iter()
+            .find_map(|s| match s {
+                Selection::Field(f) if f.name == *step => Some(&f.selection_set),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name}: no {step} in {path:?}"));
+    }
+    let mut out = BTreeSet::new();
+    collect_paths(set, "", &mut out);
+    out
+}
+
+fn collect_paths(set: &SelectionSet, prefix: &str, out: &mut BTreeSet<String>) {
+    for s in &set.selections {
+        if let Selection::Field(f) = s {
+            let path = format!("{prefix}{}", f.name);
+            collect_paths(&f.selection_set, &format!("{path}."), out);
+            out.insert(path);
+        }
+    }
+}
+
+/// Documents whose answers the client reads with one shape select the same
+/// fields: the one order, the page of orders, the fulfillment orders read
+/// after the first page, and the line items read after the first page.
+#[test]
+fn the_warehouse_documents_select_the_same_order() {
+    use operations::{
+        ORDER, ORDER_FOR_WAREHOUSE, ORDERS_FOR_WAREHOUSE, WAREHOUSE_FULFILLMENT_ORDERS,
+    };
+    let one = selected_paths("OrderForWarehouse", ORDER_FOR_WAREHOUSE, &["order"]);
+    let listed = selected_paths(
+        "OrdersForWarehouse",
+        ORDERS_FOR_WAREHOUSE,
+        &["orders", "nodes"],
+    );
+    assert_eq!(one, listed);
+    assert_eq!(
+        selected_paths(
+            "OrderForWarehouse",
+            ORDER_FOR_WAREHOUSE,
+            &["order", "fulfillmentOrders"]
+        ),
+        selected_paths(
+            "WarehouseFulfillmentOrders",
+            WAREHOUSE_FULFILLMENT_ORDERS,
+            &["order", "fulfillmentOrders"]
+        ),
+    );
+    assert_eq!(
+        selected_paths(
+            "OrderForWarehouse",
+            ORDER_FOR_WAREHOUSE,
+            &["order", "lineItems"]
+        ),
+        selected_paths("Order", ORDER, &["order", "lineItems"]),
+    );
 }
