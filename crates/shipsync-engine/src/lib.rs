@@ -37,6 +37,9 @@ pub use error::EngineError;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
+/// Shopify's order deliveries: signature and contents (the web layer checks
+/// them before storing a delivery).
+pub use shipsync_shopify::webhook as order_webhook;
 pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;

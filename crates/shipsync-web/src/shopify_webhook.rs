@@ -9,8 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use shipsync_engine::{Delivery, Outcome, Stored};
-use shipsync_shopify::webhook as order_webhook;
+use shipsync_engine::{Delivery, Outcome, Stored, order_webhook};
 use tracing::field::Empty;
 
 use crate::AppState;

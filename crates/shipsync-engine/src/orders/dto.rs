@@ -213,6 +213,9 @@ mod tests {
                     sku: Some("A".into()),
                     name: "A".into(),
                     quantity: 2,
+                    ordered_quantity: 2,
+                    requires_shipping: true,
+                    unfulfilled_quantity: Some(2),
                     group: None,
                 },
                 StoreLineItem {
@@ -220,6 +223,9 @@ mod tests {
                     sku: Some("B".into()),
                     name: "B".into(),
                     quantity: 0,
+                    ordered_quantity: 1,
+                    requires_shipping: true,
+                    unfulfilled_quantity: Some(0),
                     group: None,
                 },
                 StoreLineItem {
@@ -227,9 +233,19 @@ mod tests {
                     sku: Some("C".into()),
                     name: "C".into(),
                     quantity: 1,
+                    ordered_quantity: 1,
+                    requires_shipping: true,
+                    unfulfilled_quantity: Some(1),
                     group: None,
                 },
             ],
+            cancelled_at: None,
+            cancel_reason: None,
+            financial_status: Some("PAID".into()),
+            fulfillment_status: Some("UNFULFILLED".into()),
+            tags: Vec::new(),
+            edited: false,
+            fulfillment_orders: Vec::new(),
         }
     }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use shipsync_core::states::{Source, StoreStatus};
-use shipsync_db::connections::ConnectionRow;
 use shipsync_db::orders::{self as db_orders, OrderLineRow};
 use shipsync_db::runs;
 use shipsync_shopify::StoreLineItem;

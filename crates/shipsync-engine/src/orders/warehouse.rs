@@ -107,7 +107,7 @@ impl Engine {
         let applied = match &decision {
             Decision::CancelInWarehouse { reason } => match stage {
                 SalesOrderStage::Cancelled => Applied::Cancelled,
-                SalesOrderStage::Editable => {
+                _ if stage.can_cancel_order() => {
                     match client.cancel_sales_order(&warehouse_id, &[]).await {
                         Ok(()) => Applied::Cancelled,
                         Err(DeposcoError::Rejected { message, .. }) => Applied::TooLate(format!(
@@ -121,7 +121,7 @@ impl Engine {
                 )),
             },
             Decision::Amend(changes) => match stage {
-                SalesOrderStage::Editable => {
+                _ if stage.can_update() => {
                     self.amend_in_deposco(&client, &o, &store, &warehouse_id, changes, &merchant.warehouse_json)
                         .await?
                 }
@@ -135,9 +135,12 @@ impl Engine {
         self.record_applied(&o.id, &store, &decision, applied).await
     }
 
-    /// Raises and new lines through Deposco's create-or-update (by order
-    /// number), lowered lines through its cancellations; Deposco refusing
-    /// either is "too late" (a person looks).
+    /// Makes each changed line's live units in Deposco (ordered minus
+    /// cancelled) equal to what the store now wants: more through Deposco's
+    /// create-or-update by number (ordered raised, new lines added; lines
+    /// left out stay as they are), fewer through its cancellations. Worked
+    /// out from Deposco's lines as read now, so a repeat after a lost answer
+    /// changes nothing twice. Deposco refusing either is "too late".
     async fn amend_in_deposco(
         &self,
         client: &shipsync_deposco::api::DeposcoClient,
@@ -147,27 +150,65 @@ impl Engine {
         changes: &[LineChange],
         warehouse_json: &str,
     ) -> Result<Applied, EngineError> {
-        let raised: Vec<&LineChange> = changes.iter().filter(|c| c.after > c.before).collect();
-        let lowered: Vec<&LineChange> = changes.iter().filter(|c| c.after < c.before).collect();
-        if !raised.is_empty() {
-            // The whole order as Deposco should have it for the raised and
-            // new lines (create-or-update by number); the lowered ones keep
-            // their current units here and are cancelled below.
+        let too_late = |what: &str, message: &str| {
+            Applied::TooLate(format!(
+                "The order was edited in the store ({}), but Deposco refused {what}: {message} — change it in the warehouse, then archive this order",
+                describe(changes)
+            ))
+        };
+        let deposco_lines = client
+            .sales_order_lines(warehouse_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent(format!(
+                    "Deposco no longer has order {} (id {warehouse_id})",
+                    o.warehouse_number.as_deref().unwrap_or("?")
+                ))
+            })?;
+        let line_of = |store_line: &str| {
+            let tail = store_line.rsplit('/').next().unwrap_or(store_line);
+            deposco_lines.iter().find(|d| {
+                d.customer_line_number
+                    .as_deref()
+                    .is_some_and(|n| n == store_line || n == tail)
+            })
+        };
+        // (store line, Deposco's lineNumber if it has the line, orderPackQuantity to post)
+        let mut raise: Vec<(&str, Option<&str>, u64)> = Vec::new();
+        let mut cancel: Vec<(String, Option<f64>)> = Vec::new();
+        for c in changes {
+            match line_of(&c.line_id) {
+                Some(d) => {
+                    let live = (d.order_pack_quantity - d.canceled_pack_quantity).max(0.0);
+                    #[allow(clippy::cast_precision_loss)]
+                    let after = c.after as f64;
+                    if after > live {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        let ordered = (after + d.canceled_pack_quantity).round() as u64;
+                        raise.push((&c.line_id, Some(d.line_number.as_str()), ordered));
+                    } else if after < live {
+                        cancel.push((d.id.clone(), Some(live - after)));
+                    }
+                }
+                None if c.after > 0 => raise.push((&c.line_id, None, c.after)),
+                None => {}
+            }
+        }
+        if !raise.is_empty() {
+            // Only the raised and new lines, at their new ordered units.
             let mut lines = o.lines.clone();
             for l in &mut lines {
-                let sent = super::take::units_sent(l, true);
                 l.skipped = None;
-                l.to_send = Some(match changes.iter().find(|c| c.line_id == l.id) {
-                    Some(c) => c.after.max(c.before),
-                    None => sent,
-                });
+                l.to_send = Some(0);
             }
-            for c in &raised {
-                if !lines.iter().any(|l| l.id == c.line_id) {
-                    if let Some(sl) = store.line_items.iter().find(|s| s.id == c.line_id) {
-                        lines.push(super::pull::line_row(sl));
-                        if let Some(last) = lines.last_mut() {
-                            last.to_send = Some(c.after);
+            for (id, _, q) in &raise {
+                match lines.iter_mut().find(|l| l.id == *id) {
+                    Some(l) => l.to_send = Some(*q),
+                    None => {
+                        if let Some(sl) = store.line_items.iter().find(|s| s.id == *id) {
+                            let mut row = super::pull::line_row(sl);
+                            row.to_send = Some(*q);
+                            lines.push(row);
                         }
                     }
                 }
@@ -178,51 +219,30 @@ impl Engine {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let number = o.warehouse_number.clone().unwrap_or_default();
-            let dto = sales_order_dto(&number, business_unit, &to_send(store, &lines))
+            let mut dto = sales_order_dto(&number, business_unit, &to_send(store, &lines))
                 .map_err(EngineError::Permanent)?;
-            let mut dto = dto;
-            // Create-or-update keeps Deposco's status (assumed; see
-            // shipsync_deposco::api::SalesOrderStage): never send one.
-            if let Some(map) = dto.as_object_mut() {
-                map.remove("orderStatus");
+            // A line Deposco has keeps the number it was created with.
+            if let Some(rows) = dto.get_mut("orderLines").and_then(Value::as_array_mut) {
+                for row in rows {
+                    let id = row["customerLineNumber"].as_str().unwrap_or_default().to_string();
+                    if let Some((_, Some(n), _)) = raise.iter().find(|(l, _, _)| *l == id) {
+                        row["lineNumber"] = Value::String((*n).to_string());
+                    }
+                }
             }
-            match client.create_sales_order(&dto).await {
+            match client.update_sales_order(&dto).await {
                 Ok(_) => {}
                 Err(DeposcoError::Rejected { message, .. }) => {
-                    return Ok(Applied::TooLate(format!(
-                        "The order was edited in the store ({}), but Deposco refused the change: {message} — change it in the warehouse, then archive this order",
-                        describe(changes)
-                    )));
+                    return Ok(too_late("the change", &message));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        if !lowered.is_empty() {
-            let deposco_lines = client.sales_order_lines(warehouse_id).await?;
-            let mut cancel: Vec<(String, Option<f64>)> = Vec::new();
-            for c in &lowered {
-                let tail = c.line_id.rsplit('/').next().unwrap_or(&c.line_id);
-                let Some(dl) = deposco_lines.iter().find(|d| {
-                    d.customer_line_number
-                        .as_deref()
-                        .is_some_and(|n| n == c.line_id || n == tail)
-                }) else {
-                    return Ok(Applied::TooLate(format!(
-                        "The order was edited in the store ({}), but Deposco's order has no line for {}: change it in the warehouse, then archive this order",
-                        describe(changes),
-                        c.sku.as_deref().unwrap_or(&c.line_id)
-                    )));
-                };
-                #[allow(clippy::cast_precision_loss)]
-                cancel.push((dl.id.clone(), Some((c.before - c.after) as f64)));
-            }
+        if !cancel.is_empty() {
             match client.cancel_sales_order(warehouse_id, &cancel).await {
                 Ok(()) => {}
                 Err(DeposcoError::Rejected { message, .. }) => {
-                    return Ok(Applied::TooLate(format!(
-                        "The order was edited in the store ({}), but Deposco refused to lower the lines: {message} — change it in the warehouse, then archive this order",
-                        describe(changes)
-                    )));
+                    return Ok(too_late("to lower the lines", &message));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -67,10 +67,11 @@ impl Engine {
             ..OrderWebhooks::default()
         };
         if wanted {
-            let subscribed = client.ensure_order_webhooks(&uri).await?;
+            let report = client.ensure_order_webhooks(&uri).await?;
+            let all: Vec<_> = report.existing.into_iter().chain(report.created).collect();
             state.subscribed = true;
-            state.topics = subscribed.iter().map(|s| s.topic.clone()).collect();
-            state.ids = subscribed.into_iter().map(|s| s.id).collect();
+            state.topics = all.iter().map(|s| s.topic.clone()).collect();
+            state.ids = all.into_iter().map(|s| s.id).collect();
         } else {
             client.remove_order_webhooks(&uri).await?;
         }

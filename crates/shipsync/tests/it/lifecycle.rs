@@ -149,7 +149,7 @@ async fn webhook_brings_the_order_and_cancellations_follow(db_url: String) {
         .sandbox
         .ship_order_spec("SS-5003", "T-5003")
         .expect("ship spec");
-    let (number, _) = h.ship(spec, Shape::Json).await.unwrap();
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
     let s = h.wait_shipment(&number, &["error"], SETTLE).await.unwrap();
     assert!(
         s["error"].as_str().unwrap_or("").contains("cancelled"),
@@ -252,7 +252,7 @@ async fn a_removed_line_shipped_anyway_does_not_stop_the_rest(db_url: String) {
         .ship_order_spec("SS-5201", "T-5201")
         .expect("ship spec");
     assert!(spec.lines.iter().any(|l| l.sku == "B"), "{spec:?}");
-    let (number, _) = h.ship(spec, Shape::Json).await.unwrap();
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
     let s = h
         .wait_shipment(&number, &["completed"], SETTLE)
         .await
@@ -476,7 +476,7 @@ async fn bundles_go_as_their_components(db_url: String) {
         .sandbox
         .ship_order_spec("SS-5601", "T-5601")
         .expect("ship spec");
-    let (number, _) = h.ship(spec, Shape::Json).await.unwrap();
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
     h.wait_shipment(&number, &["completed"], SETTLE)
         .await
         .unwrap();
