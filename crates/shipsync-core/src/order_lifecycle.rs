@@ -229,9 +229,10 @@ fn partly_fulfilled(facts: &StoreFacts) -> bool {
         .fulfillment_status
         .as_deref()
         .is_some_and(|s| s.eq_ignore_ascii_case("PARTIALLY_FULFILLED"))
-        || facts.lines.iter().any(|l| {
-            l.requires_shipping && l.unfulfilled.is_some_and(|u| u < l.current_quantity)
-        })
+        || facts
+            .lines
+            .iter()
+            .any(|l| l.requires_shipping && l.unfulfilled.is_some_and(|u| u < l.current_quantity))
 }
 
 /// Whether every line that ships is fulfilled (or removed) in the store.
@@ -253,7 +254,10 @@ fn all_fulfilled(facts: &StoreFacts) -> bool {
 
 fn cancel_reason(facts: &StoreFacts) -> String {
     match facts.cancel_reason.as_deref() {
-        Some(r) => format!("cancelled in the store (reason: {})", r.to_ascii_lowercase()),
+        Some(r) => format!(
+            "cancelled in the store (reason: {})",
+            r.to_ascii_lowercase()
+        ),
         None => "cancelled in the store".to_string(),
     }
 }
@@ -313,7 +317,9 @@ fn before_release(
         return Decision::Keep;
     }
     if let Some(tag) = rules.exclude_tag(&facts.tags) {
-        return refuse(format!("excluded by the tag {tag:?} (order_rules.exclude_tags)"));
+        return refuse(format!(
+            "excluded by the tag {tag:?} (order_rules.exclude_tags)"
+        ));
     }
     if !rules.imports_financial_status(facts.financial_status.as_deref()) {
         return refuse(format!(
@@ -328,7 +334,10 @@ fn before_release(
         );
     }
     if plan.iter().all(|l| l.quantity == 0) {
-        if plan.iter().any(|l| l.skipped == Some(Skip::FulfillmentHold)) {
+        if plan
+            .iter()
+            .any(|l| l.skipped == Some(Skip::FulfillmentHold))
+        {
             let holds: Vec<&str> = facts
                 .fulfillment_orders
                 .iter()
@@ -352,7 +361,9 @@ fn before_release(
     if let Some(tag) = rules.hold_tag(&facts.tags) {
         return Decision::Hold {
             until: None,
-            reason: format!("tagged {tag:?} (order_rules.hold_tags): released when the tag is removed"),
+            reason: format!(
+                "tagged {tag:?} (order_rules.hold_tags): released when the tag is removed"
+            ),
         };
     }
     if rules.hold_minutes > 0 {
@@ -522,7 +533,13 @@ mod tests {
         gift.requires_shipping = false;
         let mut removed = line("r", 0);
         removed.unfulfilled = Some(0);
-        let mut facts = paid(vec![line("a", 2), line("b", 3), line("c", 1), gift, removed]);
+        let mut facts = paid(vec![
+            line("a", 2),
+            line("b", 3),
+            line("c", 1),
+            gift,
+            removed,
+        ]);
         facts.fulfillment_orders = vec![
             fo("OPEN", "1", &[("a", 2), ("g", 1)]),
             fo("OPEN", "2", &[("b", 3)]),
@@ -551,10 +568,16 @@ mod tests {
         let plan = plan_lines(&facts, &OrderRules::default());
         assert_eq!((plan[1].quantity, plan[1].skipped), (3, None));
         // Partly fulfilled: only the remaining units; none left = fulfilled.
-        facts.fulfillment_orders = vec![fo("IN_PROGRESS", "1", &[("a", 1)]), fo("CLOSED", "1", &[("b", 0)])];
+        facts.fulfillment_orders = vec![
+            fo("IN_PROGRESS", "1", &[("a", 1)]),
+            fo("CLOSED", "1", &[("b", 0)]),
+        ];
         let plan = plan_lines(&facts, &OrderRules::default());
         assert_eq!((plan[0].quantity, plan[0].skipped), (1, None));
-        assert_eq!((plan[1].quantity, plan[1].skipped), (0, Some(Skip::Fulfilled)));
+        assert_eq!(
+            (plan[1].quantity, plan[1].skipped),
+            (0, Some(Skip::Fulfilled))
+        );
         // No fulfillment orders read: the line's unfulfilled units.
         facts.fulfillment_orders.clear();
         let plan = plan_lines(&facts, &OrderRules::default());
@@ -610,26 +633,132 @@ mod tests {
         let all_gift = with(&|x| x.lines[0].requires_shipping = false);
         let t0 = 1_000 * MIN;
         #[rustfmt::skip]
-        let cases: Vec<(&str, &StoreFacts, &OrderRules, Option<&Known>, i64, &str)> = vec![
+        type Case<'a> = (&'a str, &'a StoreFacts, &'a OrderRules, Option<&'a Known>, i64, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             ("new paid order", &base, &rules, None, t0, "release"),
-            ("new, cancelled already", &cancelled, &rules, None, t0, "ignore"),
-            ("queued, then cancelled", &cancelled, &rules, Some(&queued), t0, "cancel"),
-            ("held, then cancelled", &cancelled, &held, Some(&held_k), t0, "cancel"),
-            ("in error, then cancelled", &cancelled, &rules, Some(&errored), t0, "cancel"),
-            ("in error, edited: waits for a person", &base, &rules, Some(&errored), t0, "keep"),
-            ("cancelled stays cancelled", &base, &rules, Some(&cancelled_k), t0, "keep"),
-            ("authorized, not imported", &authorized_f, &rules, None, t0, "ignore"),
-            ("authorized, imported by rule", &authorized_f, &authorized, None, t0, "release"),
-            ("pending, known: waits", &pending, &rules, Some(&held_k), t0, "hold"),
+            (
+                "new, cancelled already",
+                &cancelled,
+                &rules,
+                None,
+                t0,
+                "ignore",
+            ),
+            (
+                "queued, then cancelled",
+                &cancelled,
+                &rules,
+                Some(&queued),
+                t0,
+                "cancel",
+            ),
+            (
+                "held, then cancelled",
+                &cancelled,
+                &held,
+                Some(&held_k),
+                t0,
+                "cancel",
+            ),
+            (
+                "in error, then cancelled",
+                &cancelled,
+                &rules,
+                Some(&errored),
+                t0,
+                "cancel",
+            ),
+            (
+                "in error, edited: waits for a person",
+                &base,
+                &rules,
+                Some(&errored),
+                t0,
+                "keep",
+            ),
+            (
+                "cancelled stays cancelled",
+                &base,
+                &rules,
+                Some(&cancelled_k),
+                t0,
+                "keep",
+            ),
+            (
+                "authorized, not imported",
+                &authorized_f,
+                &rules,
+                None,
+                t0,
+                "ignore",
+            ),
+            (
+                "authorized, imported by rule",
+                &authorized_f,
+                &authorized,
+                None,
+                t0,
+                "release",
+            ),
+            (
+                "pending, known: waits",
+                &pending,
+                &rules,
+                Some(&held_k),
+                t0,
+                "hold",
+            ),
             ("hold tag", &tagged, &rules, None, t0, "hold"),
-            ("hold tag removed", &base, &rules, Some(&held_k), t0, "release"),
-            ("excluded by tag", &wholesale, &excluding, None, t0, "ignore"),
-            ("partly fulfilled, rule off", &partial, &rules, None, t0, "ignore"),
-            ("partly fulfilled, rule on", &partial, &partial_ok, None, t0, "release"),
-            ("Shopify fulfillment hold", &on_hold, &rules, None, t0, "hold"),
+            (
+                "hold tag removed",
+                &base,
+                &rules,
+                Some(&held_k),
+                t0,
+                "release",
+            ),
+            (
+                "excluded by tag",
+                &wholesale,
+                &excluding,
+                None,
+                t0,
+                "ignore",
+            ),
+            (
+                "partly fulfilled, rule off",
+                &partial,
+                &rules,
+                None,
+                t0,
+                "ignore",
+            ),
+            (
+                "partly fulfilled, rule on",
+                &partial,
+                &partial_ok,
+                None,
+                t0,
+                "release",
+            ),
+            (
+                "Shopify fulfillment hold",
+                &on_hold,
+                &rules,
+                None,
+                t0,
+                "hold",
+            ),
             ("only a gift card", &all_gift, &rules, None, t0, "ignore"),
             ("hold period running", &base, &held, None, t0, "hold"),
-            ("hold period over", &base, &held, Some(&held_k), t0 + 31 * MIN, "release"),
+            (
+                "hold period over",
+                &base,
+                &held,
+                Some(&held_k),
+                t0 + 31 * MIN,
+                "release",
+            ),
             ("already queued", &base, &rules, Some(&queued), t0, "keep"),
         ];
         for (name, facts, rules, k, now, want) in cases {
@@ -671,7 +800,11 @@ mod tests {
             true,
             &[("a", 2, 2, 2), ("b", 1, 1, 0)],
         );
-        let shipped = known(OrderStatus::Shipped, true, &[("a", 2, 2, 2), ("b", 1, 1, 1)]);
+        let shipped = known(
+            OrderStatus::Shipped,
+            true,
+            &[("a", 2, 2, 2), ("b", 1, 1, 1)],
+        );
         let cancelled = with(&|x| x.cancelled = true);
         let raised = with(&|x| x.lines[0].current_quantity = 5);
         let lowered = with(&|x| x.lines[0].current_quantity = 1);

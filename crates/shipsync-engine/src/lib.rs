@@ -37,13 +37,13 @@ pub use error::EngineError;
 pub use ingest::{Delivery, Ingest, IngestError, Outcome, Stored};
 pub use metrics::Metrics;
 pub use orders::OrderAction;
-/// Shopify's order deliveries: signature and contents (the web layer checks
-/// them before storing a delivery).
-pub use shipsync_shopify::webhook as order_webhook;
 pub use retention::RetentionCounts;
 pub use runs::{Progress, RunCounts};
 pub use secrets::SecretBox;
 pub use shipments::{MergeOutcome, ShipmentAction};
+/// Shopify's order deliveries: signature and contents (the web layer checks
+/// them before storing a delivery).
+pub use shipsync_shopify::webhook as order_webhook;
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
 pub use stores::StoreSettings;
 

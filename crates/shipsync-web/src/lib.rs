@@ -7,10 +7,10 @@ pub mod client;
 mod deadline;
 mod error;
 mod json;
+mod shopify_webhook;
 pub mod throttle;
 mod ui;
 mod webhook;
-mod shopify_webhook;
 
 use std::sync::Arc;
 

@@ -30,7 +30,10 @@ pub async fn receive(
     body: Body,
 ) -> Response {
     let response = handle(&s, &key, &headers, body).await;
-    tracing::debug!(status = response.status().as_u16(), "shopify webhook answered");
+    tracing::debug!(
+        status = response.status().as_u16(),
+        "shopify webhook answered"
+    );
     response
 }
 

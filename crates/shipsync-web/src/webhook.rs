@@ -189,7 +189,9 @@ pub(crate) async fn read_body(
                     i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1),
                 ));
             }
-            Err(BodyError::Unreadable(format!("could not read the body: {e}")))
+            Err(BodyError::Unreadable(format!(
+                "could not read the body: {e}"
+            )))
         }
     }
 }

@@ -219,7 +219,7 @@ pub(super) fn validate(doc: &Value) -> EditResult<Parts> {
     let order_rules = match obj.get("order_rules") {
         None | Some(Value::Null) => OrderRules::default(),
         Some(v @ Value::Object(_)) => serde_json::from_value::<OrderRules>(v.clone())
-            .map_err(|e| EditError::invalid("order_rules", &e.to_string()))?
+            .map_err(|e| EditError::invalid("order_rules", e.to_string()))?
             .normalized()
             .map_err(|(field, message)| EditError::invalid(&field, &message))?,
         Some(_) => return Err(EditError::invalid("order_rules", "must be an object")),

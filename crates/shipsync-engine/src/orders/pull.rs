@@ -93,7 +93,10 @@ impl Engine {
                     continue;
                 }
                 counts.fetched += 1;
-                match self.take_store_order(&connection, o, Cause::Store(Source::Poll)).await {
+                match self
+                    .take_store_order(&connection, o, Cause::Store(Source::Poll))
+                    .await
+                {
                     Ok(Taken::New) => counts.new += 1,
                     Ok(Taken::Updated) => counts.updated += 1,
                     // Not an order to send (another financial status, say):

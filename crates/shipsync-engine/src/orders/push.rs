@@ -212,7 +212,10 @@ impl Engine {
 /// planned units, skipped lines and lines with nothing to send left out
 /// (their position, which numbers Deposco's lines, is kept by
 /// [`sales_order_dto`]).
-pub(super) fn to_send(store: &StoreOrderForWarehouse, lines: &[OrderLineRow]) -> StoreOrderForWarehouse {
+pub(super) fn to_send(
+    store: &StoreOrderForWarehouse,
+    lines: &[OrderLineRow],
+) -> StoreOrderForWarehouse {
     let mut out = store.clone();
     for l in &mut out.line_items {
         if let Some(row) = lines.iter().find(|r| r.id == l.id) {

@@ -156,17 +156,16 @@ impl Engine {
             serde_json::to_string(o).map_err(|e| EngineError::Internal(e.to_string()))?;
         // What the warehouse shipped, for the edits of a sent order (read
         // before the transaction: the ledger reads many rows).
-        let shipped = match db_orders::of_store_order(self.db().pool(), &connection.id, &o.id)
-            .await?
-        {
-            Some(r) if r.warehouse_id.is_some() => self
-                .order_lines(&r)
-                .await?
-                .into_iter()
-                .map(|l| (l.id, l.shipped_quantity))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
+        let shipped =
+            match db_orders::of_store_order(self.db().pool(), &connection.id, &o.id).await? {
+                Some(r) if r.warehouse_id.is_some() => self
+                    .order_lines(&r)
+                    .await?
+                    .into_iter()
+                    .map(|l| (l.id, l.shipped_quantity))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
         let now = now_micros();
         let mut tx = self.db().begin().await?;
         let existing = db_orders::by_store_id(&mut tx, &connection.id, &o.id).await?;
@@ -253,7 +252,9 @@ impl Engine {
             )
             .await?;
             match (&decision, r.hold_until) {
-                (Decision::Hold { .. }, Some(until)) => enqueue_push_tx(&mut tx, &id, until).await?,
+                (Decision::Hold { .. }, Some(until)) => {
+                    enqueue_push_tx(&mut tx, &id, until).await?
+                }
                 (Decision::Hold { .. }, None) => {}
                 _ => enqueue_push_tx(&mut tx, &id, now).await?,
             }

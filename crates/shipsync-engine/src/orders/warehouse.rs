@@ -122,8 +122,15 @@ impl Engine {
             },
             Decision::Amend(changes) => match stage {
                 _ if stage.can_update() => {
-                    self.amend_in_deposco(&client, &o, &store, &warehouse_id, changes, &merchant.warehouse_json)
-                        .await?
+                    self.amend_in_deposco(
+                        &client,
+                        &o,
+                        &store,
+                        &warehouse_id,
+                        changes,
+                        &merchant.warehouse_json,
+                    )
+                    .await?
                 }
                 _ => Applied::TooLate(format!(
                     "The order was edited in the store after Deposco released it (Deposco status: {status}): {} — change it in the warehouse if you still can, otherwise the customer gets what the warehouse ships; then archive this order",
@@ -224,7 +231,10 @@ impl Engine {
             // A line Deposco has keeps the number it was created with.
             if let Some(rows) = dto.get_mut("orderLines").and_then(Value::as_array_mut) {
                 for row in rows {
-                    let id = row["customerLineNumber"].as_str().unwrap_or_default().to_string();
+                    let id = row["customerLineNumber"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     if let Some((_, Some(n), _)) = raise.iter().find(|(l, _, _)| *l == id) {
                         row["lineNumber"] = Value::String((*n).to_string());
                     }

@@ -19,13 +19,20 @@ impl Engine {
     /// Where a connection's store delivers order webhooks, when shipsync
     /// knows its public URL.
     pub fn order_webhook_url(&self, connection_id: &str) -> Option<String> {
-        self.public_url()
-            .map(|base| format!("{}/webhooks/shopify/{connection_id}", base.trim_end_matches('/')))
+        self.public_url().map(|base| {
+            format!(
+                "{}/webhooks/shopify/{connection_id}",
+                base.trim_end_matches('/')
+            )
+        })
     }
 
     /// Queues the check of a connection's order webhooks (after its
     /// Sales Orders channel or the connection was switched on or off).
-    pub async fn queue_order_webhooks(&self, connection_id: &str) -> Result<(), shipsync_db::DbError> {
+    pub async fn queue_order_webhooks(
+        &self,
+        connection_id: &str,
+    ) -> Result<(), shipsync_db::DbError> {
         jobs::enqueue(
             self.db().pool(),
             &Job::OrderWebhooks {
@@ -169,9 +176,9 @@ pub(crate) fn order_webhook_secret(
             (&c.store_client_secret, "store.auth.client_secret")
         }
     };
-    let sealed = sealed
-        .as_ref()
-        .ok_or_else(|| format!("the connection has no {field} to verify Shopify's signature: set it"))?;
+    let sealed = sealed.as_ref().ok_or_else(|| {
+        format!("the connection has no {field} to verify Shopify's signature: set it")
+    })?;
     secrets.open_string(sealed).map_err(|e| e.to_string())
 }
 

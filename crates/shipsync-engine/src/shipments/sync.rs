@@ -505,7 +505,11 @@ impl Engine {
         order: &StoreOrder,
     ) -> Result<(), EngineError> {
         let mut notes = Vec::new();
-        for l in order.line_items.iter().filter(|l| l.ordered_quantity > l.quantity) {
+        for l in order
+            .line_items
+            .iter()
+            .filter(|l| l.ordered_quantity > l.quantity)
+        {
             let tail = l.id.rsplit('/').next().unwrap_or(&l.id);
             let shipped: u64 = version
                 .lines

@@ -127,9 +127,12 @@ async fn list_connections(
 ) -> ApiResult<Json<List<Value>>> {
     let limit = q.page.limit()?;
     let rows = visible(&s, &p, q.merchant_id, q.page.cursor.as_deref(), limit + 1).await?;
-    Ok(Json(list(rows, limit, |c| c.id.clone(), |c| {
-        render(c, &s.config.public_url)
-    })))
+    Ok(Json(list(
+        rows,
+        limit,
+        |c| c.id.clone(),
+        |c| render(c, &s.config.public_url),
+    )))
 }
 
 /// The connections a principal sees (of one merchant when `merchant_id`).

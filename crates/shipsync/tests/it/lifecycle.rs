@@ -40,7 +40,11 @@ async fn wait_subscribed(h: &Harness) -> Value {
     let start = Instant::now();
     loop {
         let c = h
-            .api("GET", &format!("/api/v1/connections/{}", h.connection_id), None)
+            .api(
+                "GET",
+                &format!("/api/v1/connections/{}", h.connection_id),
+                None,
+            )
             .await
             .unwrap()
             .ok(200)
@@ -85,7 +89,10 @@ async fn wait_for(h: &Harness, name: &str, what: &str, done: impl Fn(&Value) -> 
 }
 
 async fn wait_status(h: &Harness, name: &str, status: &str) -> Value {
-    wait_for(h, name, &format!("never {status}"), |o| o["status"] == status).await
+    wait_for(h, name, &format!("never {status}"), |o| {
+        o["status"] == status
+    })
+    .await
 }
 
 fn activity_text(o: &Value) -> String {
@@ -104,7 +111,12 @@ async fn webhook_brings_the_order_and_cancellations_follow(db_url: String) {
     let h = with_webhooks(db_url, None).await;
     let subs = h.shopify.sandbox.webhook_subscriptions();
     let topics: Vec<&str> = subs.iter().map(|s| s.topic.as_str()).collect();
-    for t in ["ORDERS_CREATE", "ORDERS_UPDATED", "ORDERS_CANCELLED", "ORDERS_EDITED"] {
+    for t in [
+        "ORDERS_CREATE",
+        "ORDERS_UPDATED",
+        "ORDERS_CANCELLED",
+        "ORDERS_EDITED",
+    ] {
         assert!(topics.contains(&t), "{topics:?}");
     }
 
@@ -128,14 +140,19 @@ async fn webhook_brings_the_order_and_cancellations_follow(db_url: String) {
     tagged.tags = vec!["HOLD".into()];
     h.shopify.sandbox.create_order(tagged);
     let o = wait_status(&h, "#5002", "held").await;
-    assert!(o["hold_reason"].as_str().unwrap_or("").contains("HOLD"), "{o}");
+    assert!(
+        o["hold_reason"].as_str().unwrap_or("").contains("HOLD"),
+        "{o}"
+    );
     h.shopify.sandbox.cancel_order("#5002", "CUSTOMER").unwrap();
     wait_status(&h, "#5002", "cancelled").await;
     assert!(h.deposco.sandbox.sales_order("SS-5002").is_none());
 
     // Cancelled after Deposco released it: too late, a person acts; the
     // shipment that then arrives is an error saying so.
-    h.shopify.sandbox.create_order(paid_order("#5003", &[("C", 1)]));
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#5003", &[("C", 1)]));
     wait_status(&h, "#5003", "open").await;
     h.deposco
         .sandbox
@@ -143,7 +160,10 @@ async fn webhook_brings_the_order_and_cancellations_follow(db_url: String) {
         .unwrap();
     h.shopify.sandbox.cancel_order("#5003", "CUSTOMER").unwrap();
     let o = wait_status(&h, "#5003", "needs_attention").await;
-    assert!(o["error"].as_str().unwrap_or("").contains("Released"), "{o}");
+    assert!(
+        o["error"].as_str().unwrap_or("").contains("Released"),
+        "{o}"
+    );
     let spec = h
         .deposco
         .sandbox
@@ -202,7 +222,9 @@ async fn edits_follow_while_deposco_allows_them(db_url: String) {
     assert_eq!((open("A"), open("B"), open("D")), (3.0, 0.0, 4.0), "{so:?}");
 
     // Edited after Deposco released it: needs attention naming the change.
-    h.shopify.sandbox.create_order(paid_order("#5102", &[("A", 1)]));
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#5102", &[("A", 1)]));
     wait_status(&h, "#5102", "open").await;
     h.deposco
         .sandbox
@@ -314,7 +336,12 @@ async fn import_rules_decide_what_goes(db_url: String) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["sku"].as_str().unwrap_or("").to_string(), l["skipped"].clone()))
+        .map(|l| {
+            (
+                l["sku"].as_str().unwrap_or("").to_string(),
+                l["skipped"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         skipped,
@@ -367,7 +394,9 @@ async fn lost_duplicate_and_late_webhooks(db_url: String) {
         drop_next: 1,
         ..Default::default()
     });
-    h.shopify.sandbox.create_order(paid_order("#5501", &[("A", 1)]));
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#5501", &[("A", 1)]));
     let run = run_orders(&h).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let o = wait_status(&h, "#5501", "open").await;
@@ -378,7 +407,9 @@ async fn lost_duplicate_and_late_webhooks(db_url: String) {
         duplicate_next: 1,
         ..Default::default()
     });
-    h.shopify.sandbox.create_order(paid_order("#5502", &[("A", 1)]));
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#5502", &[("A", 1)]));
     wait_status(&h, "#5502", "open").await;
     let so = h.deposco.sandbox.sales_order("SS-5502").unwrap();
     assert_eq!(so.times_posted, 1, "{so:?}");
@@ -389,9 +420,13 @@ async fn lost_duplicate_and_late_webhooks(db_url: String) {
         hold: true,
         ..Default::default()
     });
-    h.shopify.sandbox.create_order(paid_order("#5503", &[("A", 1)]));
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#5503", &[("A", 1)]));
     h.shopify.sandbox.cancel_order("#5503", "CUSTOMER").unwrap();
-    h.shopify.sandbox.set_webhook_faults(WebhookFaults::default());
+    h.shopify
+        .sandbox
+        .set_webhook_faults(WebhookFaults::default());
     assert!(h.shopify.sandbox.release_held_webhooks() >= 2);
     let run = run_orders(&h).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -407,7 +442,11 @@ async fn lost_duplicate_and_late_webhooks(db_url: String) {
         .unwrap();
     // Cancelled before shipsync saw it: not an order to send.
     assert!(
-        list["items"].as_array().unwrap().iter().all(|o| o["status"] == "cancelled"),
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "cancelled"),
         "{list}"
     );
     assert!(h.deposco.sandbox.sales_order("SS-5503").is_none());
