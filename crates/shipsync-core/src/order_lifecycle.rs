@@ -295,6 +295,19 @@ fn before_release(
     ) {
         return Decision::Keep;
     }
+    if matches!(
+        status,
+        Some(
+            OrderStatus::Open
+                | OrderStatus::PartiallyShipped
+                | OrderStatus::Shipped
+                | OrderStatus::NeedsAttention
+        )
+    ) {
+        // Known from its shipments, but not sent by shipsync: the order
+        // reached the warehouse another way; sending it could make a second.
+        return Decision::Keep;
+    }
     // Not imported, or no longer: a new order is not recorded, a known one
     // waits (its record and activity stay visible).
     let refuse = |why: String| match known {
@@ -616,6 +629,7 @@ mod tests {
         let held_k = known(OrderStatus::Held, false, &[("a", 0, 2, 0)]);
         let errored = known(OrderStatus::Error, false, &[("a", 0, 2, 0)]);
         let cancelled_k = known(OrderStatus::Cancelled, false, &[("a", 0, 2, 0)]);
+        let shipped_elsewhere = known(OrderStatus::PartiallyShipped, false, &[("a", 0, 2, 1)]);
         let cancelled = with(&|x| {
             x.cancelled = true;
             x.cancel_reason = Some("CUSTOMER".into());
@@ -760,6 +774,14 @@ mod tests {
                 "release",
             ),
             ("already queued", &base, &rules, Some(&queued), t0, "keep"),
+            (
+                "shipped, but not sent by shipsync",
+                &base,
+                &rules,
+                Some(&shipped_elsewhere),
+                t0,
+                "keep",
+            ),
         ];
         for (name, facts, rules, k, now, want) in cases {
             let (d, _) = decide(facts, rules, k, t0, now);

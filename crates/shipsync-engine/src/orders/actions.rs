@@ -1,6 +1,7 @@
 //! What a person does to an order: reprocess or archive.
 
 use shipsync_core::states::OrderStatus;
+use shipsync_db::jobs::{self, Job};
 use shipsync_db::orders::{self as db_orders};
 use shipsync_db::{activity, now_micros};
 
@@ -11,7 +12,8 @@ use crate::error::EngineError;
 /// A user's action on an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
-    /// error (or still queued) → queued, and send again.
+    /// error (or still queued) → queued, and send again; needs_attention
+    /// (sent) → apply the store's change to Deposco again.
     Reprocess,
     /// Stop all processing of it.
     Archive,
@@ -34,6 +36,29 @@ impl Engine {
                     activity::add(&mut *tx, id, "archived", "Archived: no further processing")
                         .await?;
                 }
+            }
+            OrderAction::Reprocess
+                if o.status == OrderStatus::NeedsAttention && o.warehouse_id.is_some() =>
+            {
+                // Apply the store's change to Deposco again (it may allow
+                // it now, e.g. after the warehouse put the order back).
+                o.updated_at = now;
+                db_orders::update(&mut *tx, &o).await?;
+                activity::add(
+                    &mut *tx,
+                    id,
+                    "reprocess",
+                    "Reprocess requested: the store's change is applied to Deposco again",
+                )
+                .await?;
+                jobs::enqueue(
+                    &mut *tx,
+                    &Job::UpdateWarehouseOrder {
+                        order_id: id.to_string(),
+                    },
+                    now,
+                )
+                .await?;
             }
             OrderAction::Reprocess => {
                 if !matches!(

@@ -261,13 +261,14 @@ mod tests {
         assert_eq!(dto["shipToAddress"]["stateProvince"], "IL");
         assert_eq!(dto["shipVia"], "Expedited");
         let lines = dto["orderLines"].as_array().unwrap();
-        // The removed line (quantity 0) is not sent; numbering has no gap.
+        // The removed line (quantity 0) is not sent; a line's number is its
+        // place in the store order, so that later edits name the same lines.
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["lineNumber"], "1");
         assert_eq!(lines[0]["item"]["businessKey"]["number"], "A");
         assert_eq!(lines[0]["orderPackQuantity"], 2);
         assert_eq!(lines[0]["customerLineNumber"], "gid://shopify/LineItem/7");
-        assert_eq!(lines[1]["lineNumber"], "2");
+        assert_eq!(lines[1]["lineNumber"], "3");
         assert_eq!(lines[1]["customerLineNumber"], "gid://shopify/LineItem/9");
     }
 

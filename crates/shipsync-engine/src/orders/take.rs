@@ -275,6 +275,19 @@ impl Engine {
         let mut moved = false;
         let mut wake = false;
         match decision {
+            Decision::Keep if sent && r.status == OrderStatus::NeedsAttention && changed => {
+                // The store changed again: its job looks whether Deposco and
+                // the store agree now.
+                jobs::enqueue(
+                    &mut *tx,
+                    &Job::UpdateWarehouseOrder {
+                        order_id: r.id.clone(),
+                    },
+                    now,
+                )
+                .await?;
+                wake = true;
+            }
             Decision::Ignore(_) | Decision::Keep => {}
             Decision::Hold { until, reason } => {
                 if r.status != OrderStatus::Held || r.hold_reason.as_deref() != Some(&reason) {

@@ -82,6 +82,10 @@ impl Engine {
             o.created_at,
             now_micros(),
         );
+        if decision == Decision::Keep && o.status == OrderStatus::NeedsAttention {
+            // The store and Deposco agree again (an edit undone, say).
+            return self.attention_resolved(&o.id).await;
+        }
         if !matches!(
             decision,
             Decision::CancelInWarehouse { .. } | Decision::Amend(_)
@@ -338,6 +342,31 @@ impl Engine {
             }
         }
         db_orders::update(&mut *tx, &o).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A `needs_attention` order whose store and Deposco sides agree again
+    /// goes back to `open`.
+    async fn attention_resolved(&self, order_id: &str) -> Result<(), EngineError> {
+        let mut tx = self.db().begin().await?;
+        let Some(mut o) = db_orders::get_for_update(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        if o.status != OrderStatus::NeedsAttention {
+            return Ok(());
+        }
+        o.status = OrderStatus::Open;
+        o.error = None;
+        o.updated_at = now_micros();
+        db_orders::update(&mut *tx, &o).await?;
+        activity::add(
+            &mut *tx,
+            order_id,
+            "resolved",
+            "The store's order and Deposco's agree again: back to open",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

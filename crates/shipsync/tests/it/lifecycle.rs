@@ -531,7 +531,61 @@ async fn bundles_go_as_their_components(db_url: String) {
     h.shutdown().await;
 }
 
+/// Fulfills `quantity` units of fulfillment order `fo`'s line `fo_line`
+/// in the store, as another app or the merchant would.
+async fn fulfill_elsewhere(h: &Harness, fo: &str, fo_line: &str, quantity: u32) {
+    let body: Value = h
+        .http
+        .post(h.shopify.graphql_url())
+        .header("X-Shopify-Access-Token", shipsync::demo::world::SHOPIFY_TOKEN)
+        .json(&json!({
+            "query": "mutation F($f: FulfillmentInput!) { fulfillmentCreate(fulfillment: $f) { fulfillment { id } userErrors { field message } } }",
+            "variables": {"f": {"lineItemsByFulfillmentOrder": [{"fulfillmentOrderId": fo,
+                "fulfillmentOrderLineItems": [{"id": fo_line, "quantity": quantity}]}]}},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["data"]["fulfillmentCreate"]["fulfillment"]["id"].is_string(),
+        "{body}"
+    );
+}
+
+async fn a_partly_fulfilled_order_sends_the_rest(db_url: String) {
+    let h = with_webhooks(db_url, Some(json!({"include_partially_fulfilled": true}))).await;
+    // Waiting for payment (not imported) while another app ships one unit.
+    let mut spec = paid_order("#5701", &[("A", 3), ("B", 1)]);
+    spec.financial_status = Some("PENDING".into());
+    let placed = h.shopify.sandbox.create_order(spec);
+    fulfill_elsewhere(
+        &h,
+        &placed.fulfillment_order_ids[0],
+        &placed.fulfillment_order_line_item_ids[0][0],
+        1,
+    )
+    .await;
+    h.shopify
+        .sandbox
+        .set_financial_status("#5701", "PAID")
+        .unwrap();
+    let o = wait_status(&h, "#5701", "open").await;
+    let so = h.deposco.sandbox.sales_order("SS-5701").unwrap();
+    let sent: Vec<(&str, f64)> = so
+        .lines
+        .iter()
+        .map(|l| (l.sku.as_str(), l.quantity))
+        .collect();
+    assert_eq!(sent, vec![("A", 2.0), ("B", 1.0)], "{so:?} {o}");
+    assert_eq!(o["lines"][0]["sent_quantity"], 2, "{o}");
+    h.shutdown().await;
+}
+
 both_backends!(
+    a_partly_fulfilled_order_sends_the_rest,
     webhook_brings_the_order_and_cancellations_follow,
     edits_follow_while_deposco_allows_them,
     a_removed_line_shipped_anyway_does_not_stop_the_rest,
