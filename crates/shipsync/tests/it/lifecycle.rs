@@ -384,6 +384,28 @@ async fn a_hold_period_applies_changes_locally(db_url: String) {
     h.shopify.sandbox.cancel_order("#5401", "CUSTOMER").unwrap();
     wait_status(&h, "#5401", "cancelled").await;
     assert!(h.deposco.sandbox.sales_orders().is_empty());
+
+    // A hold period that ends: its push job, due then, releases the order
+    // with what the store last said. (Time is moved, not waited for: the
+    // order is made to have been seen 31 minutes ago, its job due now.)
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#5402", &[("A", 3)]));
+    let o = wait_status(&h, "#5402", "held").await;
+    let id = o["id"].as_str().unwrap().to_string();
+    let pool = h.db().await.unwrap().pool().clone();
+    let earlier = 31 * 60 * 1_000_000_i64;
+    sqlx::query("UPDATE orders SET created_at = created_at - $1, hold_until = hold_until - $1 WHERE id = $2")
+        .bind(earlier)
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    h.engine().unwrap().enqueue_push(&id).await.unwrap();
+    let o = wait_status(&h, "#5402", "open").await;
+    assert!(activity_text(&o).contains("hold period over"), "{o}");
+    let so = h.deposco.sandbox.sales_order("SS-5402").unwrap();
+    assert_eq!(so.lines[0].quantity, 3.0, "{so:?}");
     h.shutdown().await;
 }
 
