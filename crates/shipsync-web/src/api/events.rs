@@ -46,6 +46,7 @@ pub fn summary(e: &EventRow) -> Value {
     json!({
         "id": e.id,
         "merchant_id": e.merchant_id,
+        "connection_id": e.connection_id,
         "received_at": time(e.received_at),
         "verified": e.verified,
         "outcome": e.outcome,

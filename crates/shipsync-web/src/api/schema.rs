@@ -764,6 +764,9 @@ pub struct EventSummary {
     /// `evt_…`
     pub id: String,
     pub merchant_id: String,
+    /// A store's order delivery (`POST /webhooks/shopify/{connection}`):
+    /// its connection; `null` for the merchant's Deposco deliveries.
+    pub connection_id: Option<String>,
     #[schema(format = DateTime)]
     pub received_at: String,
     /// The signature was checked and good.
