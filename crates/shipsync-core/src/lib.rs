@@ -4,6 +4,7 @@
 pub mod fulfillment;
 pub mod landed;
 pub mod ledger;
+pub mod mappings;
 pub mod order_lifecycle;
 pub mod order_rules;
 pub mod schedule;
