@@ -435,18 +435,17 @@ fn rules_card(ui: &Ui, id: &str, v: &RulesForm, error: Option<&ApiError>) -> Mar
             input #hold_minutes type="number" name="hold_minutes" min="0" max=(MAX_HOLD_MINUTES) value=(v.hold_minutes);
             p.hint { "An order waits this long before it goes to Deposco; a cancellation or edit meanwhile costs nothing in the warehouse. 0: send at once." }
             (field_error(error, "order_rules.hold_minutes"))
-            label for="hold_tags" { "Hold tags" }
-            input #hold_tags type="text" name="hold_tags" value=(v.hold_tags) placeholder="HOLD";
-            p.hint { "Comma-separated. An order with one of these tags waits until the tag is removed." }
-            (field_error(error, "order_rules.hold_tags"))
-            label for="exclude_tags" { "Exclude tags" }
-            input #exclude_tags type="text" name="exclude_tags" value=(v.exclude_tags) placeholder="wholesale, pickup";
-            p.hint { "Comma-separated. An order with one of these tags is never sent." }
-            (field_error(error, "order_rules.exclude_tags"))
-            label for="location_ids" { "Locations" }
-            input #location_ids type="text" name="location_ids" value=(v.location_ids) placeholder="gid://shopify/Location/123";
-            p.hint { "Comma-separated Shopify location ids (gid://shopify/Location/N, or N). Only lines assigned to these go to Deposco; empty: every location." }
-            (field_error(error, "order_rules.location_ids"))
+            @for (name, label, value, example, hint) in [
+                ("hold_tags", "Hold tags", &v.hold_tags, "HOLD", "An order with one of these tags waits until the tag is removed."),
+                ("exclude_tags", "Exclude tags", &v.exclude_tags, "wholesale, pickup", "An order with one of these tags is never sent."),
+                ("location_ids", "Locations", &v.location_ids, "gid://shopify/Location/123",
+                    "Shopify location ids (gid://shopify/Location/N, or N). Only lines assigned to these go to Deposco; empty: every location."),
+            ] {
+                label for=(name) { (label) }
+                input id=(name) type="text" name=(name) value=(value) placeholder=(example);
+                p.hint { "Comma-separated. " (hint) }
+                (field_error(error, &format!("order_rules.{name}")))
+            }
             div.actions { button.primary type="submit" { "Save import rules" } }
         }
     }
@@ -515,26 +514,11 @@ pub(super) async fn order_rules_save(
     let f = checked_form(&ui, &body)?;
     let typed = RulesForm::from_form(&f);
     let patch = json!({"order_rules": typed.patch()});
-    match connections::update_connection(&s, &ui.principal, &id, patch).await {
-        Ok(_) => Ok(see_other(&format!(
-            "/connections/{id}?tab={}&saved=Import+rules+saved.",
-            Channel::SalesOrders
-        ))),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let refused = Refused::Rules(typed, e);
-            let r = connection_view(
-                &s,
-                &ui,
-                &id,
-                Channel::SalesOrders,
-                &Flash::default(),
-                Some(refused),
-            )
-            .await?;
-            Ok(unprocessable(r))
-        }
-        Err(e) => Err(fail(&ui, e)),
-    }
+    let saved = connections::update_connection(&s, &ui.principal, &id, patch).await;
+    after_save(&s, &ui, &id, saved, "Import rules saved.", |e| {
+        Refused::Rules(typed, e)
+    })
+    .await
 }
 
 /// "Save API secret key": `store.api_secret` (write-only). A blank field
@@ -547,7 +531,7 @@ pub(super) async fn api_secret_save(
 ) -> Page {
     let f = checked_form(&ui, &body)?;
     let secret = f.get("api_secret").trim();
-    let result = if secret.is_empty() {
+    let saved = if secret.is_empty() {
         Err(ApiError::invalid(
             "store.api_secret",
             "type the app's API secret key to save it",
@@ -556,24 +540,39 @@ pub(super) async fn api_secret_save(
         let patch = json!({"store": {"api_secret": secret}});
         connections::update_connection(&s, &ui.principal, &id, patch).await
     };
-    match result {
+    after_save(
+        &s,
+        &ui,
+        &id,
+        saved,
+        "API secret key saved.",
+        Refused::ApiSecret,
+    )
+    .await
+}
+
+/// After a Sales Orders form: back to the tab saying `done`, or for bad
+/// input (422) the page again with the form `refused`.
+async fn after_save<T>(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    saved: Result<T, ApiError>,
+    done: &str,
+    refused: impl FnOnce(ApiError) -> Refused,
+) -> Page {
+    match saved {
         Ok(_) => Ok(see_other(&format!(
-            "/connections/{id}?tab={}&saved=API+secret+key+saved.",
-            Channel::SalesOrders
+            "/connections/{id}?tab={}&saved={}",
+            Channel::SalesOrders,
+            enc(done)
         ))),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let r = connection_view(
-                &s,
-                &ui,
-                &id,
-                Channel::SalesOrders,
-                &Flash::default(),
-                Some(Refused::ApiSecret(e)),
-            )
-            .await?;
+            let (f, again) = (Flash::default(), Some(refused(e)));
+            let r = connection_view(s, ui, id, Channel::SalesOrders, &f, again).await?;
             Ok(unprocessable(r))
         }
-        Err(e) => Err(fail(&ui, e)),
+        Err(e) => Err(fail(ui, e)),
     }
 }
 

@@ -951,45 +951,40 @@ fn line_row<'a>(page: &'a str, sku: &str) -> &'a str {
     &page[start..page[at..].find("</tr>").map_or(page.len(), |e| at + e)]
 }
 
-/// Waits (polling the API) until the connection's order webhooks are
-/// subscribed.
-async fn wait_subscribed(h: &Harness) {
+/// Polls `GET path` (without waiting for idle work: a webhook may not have
+/// brought an order yet, a held order's release stays pending) until `done`
+/// holds for the answer; returns it.
+async fn poll_api(
+    h: &Harness,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let start = std::time::Instant::now();
     loop {
-        let c = h
-            .api(
-                "GET",
-                &format!("/api/v1/connections/{}", h.connection_id),
-                None,
-            )
+        let answer = h
+            .api("GET", path, None)
             .await
             .expect("api")
             .ok(200)
-            .expect("connection");
-        if c["order_webhooks"]["subscribed"] == true {
-            return;
+            .expect(path);
+        if done(&answer) {
+            return answer;
         }
-        assert!(start.elapsed() < SETTLE, "never subscribed: {c}");
+        assert!(start.elapsed() < SETTLE, "{path}: {answer}");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
 
-/// Waits until at least `n` deliveries were refused for their signature.
-async fn wait_refused_signatures(h: &Harness, n: usize) {
-    let start = std::time::Instant::now();
-    loop {
-        let events = h
-            .api("GET", "/api/v1/events?outcome=invalid_signature", None)
-            .await
-            .expect("api")
-            .ok(200)
-            .expect("events");
-        if events["items"].as_array().is_some_and(|i| i.len() >= n) {
-            return;
-        }
-        assert!(start.elapsed() < SETTLE, "no refusal recorded: {events}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+/// Waits until order `name` is in `status`; returns it in full.
+async fn wait_status(h: &Harness, name: &str, status: &str) -> serde_json::Value {
+    let path = format!(
+        "/api/v1/orders?connection_id={}&name={}&status={status}",
+        h.connection_id,
+        name.trim_start_matches('#')
+    );
+    let list = poll_api(h, &path, |l| l["items"][0]["id"].is_string()).await;
+    let id = list["items"][0]["id"].as_str().unwrap_or_default();
+    poll_api(h, &format!("/api/v1/orders/{id}"), |_| true).await
 }
 
 async fn ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden(db_url: String) {
@@ -998,7 +993,11 @@ async fn ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden(db_url: 
     opts.order_webhooks = true;
     let h = Harness::start(opts).await.expect("harness");
     enable_sales_orders(&h, "SS-").await;
-    wait_subscribed(&h).await;
+    let connection = format!("/api/v1/connections/{}", h.connection_id);
+    poll_api(&h, &connection, |c| {
+        c["order_webhooks"]["subscribed"] == true
+    })
+    .await;
     let (b, csrf) = admin_browser(&h).await;
     let mut b = b;
     let tab = format!("/connections/{}?tab=sales_orders", h.connection_id);
@@ -1029,22 +1028,16 @@ async fn ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden(db_url: 
     assert!(!p.contains(secret), "the secret is echoed: {p}");
     let state = &p[p.find("id=\"api-secret-state\"").expect("secret state")..];
     assert!(state.contains("</span> set"), "{state}");
-    let c = h
-        .api(
-            "GET",
-            &format!("/api/v1/connections/{}", h.connection_id),
-            None,
-        )
-        .await
-        .expect("api")
-        .ok(200)
-        .expect("connection");
+    let c = poll_api(&h, &connection, |_| true).await;
     assert_eq!(c["store"]["api_secret_set"], true, "{c}");
     assert!(!c.to_string().contains(secret), "{c}");
     h.shopify
         .sandbox
         .create_order(paid_order("#6000", &[("A", 1)]));
-    wait_refused_signatures(&h, 1).await;
+    poll_api(&h, "/api/v1/events?outcome=invalid_signature", |e| {
+        e["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
     // The store's own key again: its webhooks are taken.
     let (st, _) = b
         .post(
@@ -1164,51 +1157,13 @@ async fn ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden(db_url: 
 
 both_backends!(ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden);
 
-/// Waits (polling the API, without waiting for idle work: a webhook may
-/// not have brought the order yet, a held order's release stays pending)
-/// until order `name` is in `status`; returns it in full.
-async fn wait_status(h: &Harness, name: &str, status: &str) -> serde_json::Value {
-    let start = std::time::Instant::now();
-    loop {
-        let list = h
-            .api(
-                "GET",
-                &format!(
-                    "/api/v1/orders?connection_id={}&name={}&status={status}",
-                    h.connection_id,
-                    name.trim_start_matches('#')
-                ),
-                None,
-            )
-            .await
-            .expect("api")
-            .ok(200)
-            .expect("orders");
-        if let Some(id) = list["items"][0]["id"].as_str() {
-            return h
-                .api("GET", &format!("/api/v1/orders/{id}"), None)
-                .await
-                .expect("api")
-                .ok(200)
-                .expect("order");
-        }
-        assert!(start.elapsed() < SETTLE, "{name} never {status}: {list}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-}
-
 async fn ui_import_rules_form_saves_and_shows_refusals(db_url: String) {
     use crate::orders::{enable_sales_orders, paid_order};
     let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
     let (b, csrf) = admin_browser(&h).await;
     let mut b = b;
     let rules_of = async |h: &Harness, id: &str| {
-        h.api("GET", &format!("/api/v1/connections/{id}"), None)
-            .await
-            .expect("api")
-            .ok(200)
-            .expect("connection")["order_rules"]
-            .clone()
+        poll_api(h, &format!("/api/v1/connections/{id}"), |_| true).await["order_rules"].clone()
     };
     let defaults = json!({"financial_statuses": ["PAID"], "include_partially_fulfilled": false,
         "hold_minutes": 0, "hold_tags": ["HOLD"], "exclude_tags": [], "location_ids": []});
@@ -1356,12 +1311,7 @@ async fn ui_import_rules_form_saves_and_shows_refusals(db_url: String) {
         assert_eq!(st, 422, "{p}");
         assert!(p.contains(why) && !p.contains(&long), "{p}");
     }
-    let c = h
-        .api("GET", &format!("/api/v1/connections/{other_c}"), None)
-        .await
-        .expect("api")
-        .ok(200)
-        .expect("connection");
+    let c = poll_api(&h, &format!("/api/v1/connections/{other_c}"), |_| true).await;
     assert_eq!(c["store"]["api_secret_set"], false, "{c}");
     // With an app's client credentials there is nothing to enter.
     h.api(
