@@ -109,6 +109,9 @@ pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     /// Store order name, with or without the leading `#`.
     pub name: Option<String>,
+    /// How shipsync first learned of it (records from before the order
+    /// lifecycle count as a poll).
+    pub first_seen_via: Option<Source>,
     /// Only these (connection id, store order id) pairs, e.g. the orders of
     /// the shipments that carry a tracking number (`None`: any).
     pub store_orders: Option<Vec<(String, String)>>,
@@ -292,10 +295,10 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
         None => "1 = 1".to_string(),
         Some(m) => format!(
             "connection_id IN (SELECT id FROM connections WHERE {})",
-            one_of("merchant_id", Some(m), 7)
+            one_of("merchant_id", Some(m), 8)
         ),
     };
-    let first_pair = 7 + f.merchant_ids.as_ref().map_or(0, Vec::len);
+    let first_pair = 8 + f.merchant_ids.as_ref().map_or(0, Vec::len);
     let store_orders = one_of(
         "(connection_id || ' ' || store_order_id)",
         pairs.as_deref(),
@@ -304,6 +307,7 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     let mut q = sqlx::query(sql!(
         "SELECT {COLS} FROM orders WHERE ($1 = '' OR id < $1) AND ($2 = '' OR connection_id = $2)
          AND ($3 = '' OR status = $3) AND ($4 = '' OR name = $4 OR name = $5)
+         AND ($7 = '' OR COALESCE(first_seen_via, 'poll') = $7)
          AND {merchants} AND {store_orders}
          ORDER BY id DESC LIMIT $6"
     ))
@@ -312,7 +316,8 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     .bind(f.status.map_or("", OrderStatus::as_str))
     .bind(name)
     .bind(format!("#{name}"))
-    .bind(limit);
+    .bind(limit)
+    .bind(f.first_seen_via.map_or("", Source::as_str));
     for v in f
         .merchant_ids
         .iter()
@@ -378,6 +383,30 @@ pub async fn sent_for_refs(
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out.dedup_by(|a, b| a.id == b.id);
     Ok(out)
+}
+
+/// Orders per `first_seen_via` (webhook, poll) among those the Sales
+/// Orders channel recorded since the order lifecycle (the column is set),
+/// optionally of some merchants' connections.
+pub async fn count_by_first_seen<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    merchant_ids: Option<&[String]>,
+) -> Result<Vec<(Source, i64)>, DbError> {
+    let merchants = match merchant_ids {
+        None => "1 = 1".to_string(),
+        Some(m) => format!(
+            "connection_id IN (SELECT id FROM connections WHERE {})",
+            one_of("merchant_id", Some(m), 1)
+        ),
+    };
+    let mut q = sqlx::query_as::<_, (String, i64)>(sql!(
+        "SELECT first_seen_via, COUNT(*) FROM orders
+         WHERE first_seen_via IS NOT NULL AND {merchants} GROUP BY first_seen_via"
+    ));
+    for m in merchant_ids.into_iter().flatten() {
+        q = q.bind(m);
+    }
+    decode::counts("orders.first_seen_via", q.fetch_all(ex).await?)
 }
 
 /// Orders of a connection still waiting to be sent (`queued`), oldest

@@ -42,6 +42,31 @@ pub struct Delivery {
     pub detail: Option<String>,
 }
 
+impl Delivery {
+    /// A delivery refused at the door (`outcome`, why), recorded without its
+    /// body.
+    pub fn refused(
+        merchant_id: &str,
+        connection_id: Option<&str>,
+        headers: Vec<(String, String)>,
+        outcome: Outcome,
+        body_size: i64,
+        detail: String,
+    ) -> Self {
+        Self {
+            merchant_id: merchant_id.to_string(),
+            connection_id: connection_id.map(str::to_string),
+            headers,
+            body: None,
+            body_size,
+            webhook_id: None,
+            verified: false,
+            outcome,
+            detail: Some(detail),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     New {

@@ -23,6 +23,8 @@ pub struct DashboardCounts {
     pub by_status: Vec<(ShipmentStatus, i64)>,
     /// Shipments by how they were first seen (webhook, poll).
     pub by_first_seen: Vec<(Source, i64)>,
+    /// Orders by how they were first seen (order webhook, pull).
+    pub orders_by_first_seen: Vec<(Source, i64)>,
     /// (completed at, ship-to-store µs) of shipments completed since.
     pub completions: Vec<(i64, i64)>,
 }
@@ -253,6 +255,8 @@ impl Engine {
         Ok(DashboardCounts {
             by_status,
             by_first_seen: shipments::count_by_first_seen(pool, merchant_ids).await?,
+            orders_by_first_seen: shipsync_db::orders::count_by_first_seen(pool, merchant_ids)
+                .await?,
             completions: shipments::completions_since(pool, merchant_ids, since).await?,
         })
     }

@@ -52,16 +52,15 @@ async fn handle(s: &AppState, key: &str, headers: &HeaderMap, body: Body) -> Res
     span.record("connection", connection.id.as_str());
     let list = header_list(headers);
     let stored = stored_headers(&list);
-    let refused = |outcome: Outcome, size: i64, detail: String| Delivery {
-        connection_id: Some(connection.id.clone()),
-        merchant_id: connection.merchant_id.clone(),
-        headers: stored.clone(),
-        body: None,
-        body_size: size,
-        webhook_id: None,
-        verified: false,
-        outcome,
-        detail: Some(detail),
+    let refused = |outcome: Outcome, size: i64, detail: String| {
+        Delivery::refused(
+            &connection.merchant_id,
+            Some(&connection.id),
+            stored.clone(),
+            outcome,
+            size,
+            detail,
+        )
     };
 
     // 2. Size.

@@ -271,16 +271,8 @@ async fn handle(
     };
     let header_list = header_list(&headers);
     let stored = stored_headers(&header_list);
-    let refused = |outcome: Outcome, size: i64, detail: String| Delivery {
-        connection_id: None,
-        merchant_id: merchant.id.clone(),
-        headers: stored.clone(),
-        body: None,
-        body_size: size,
-        webhook_id: None,
-        verified: false,
-        outcome,
-        detail: Some(detail),
+    let refused = |outcome: Outcome, size: i64, detail: String| {
+        Delivery::refused(&merchant.id, None, stored.clone(), outcome, size, detail)
     };
 
     // 2. Size, before reading the body whole.

@@ -36,3 +36,57 @@ pub use actions::OrderAction;
 pub use dto::{sales_order_dto, ship_method, warehouse_number};
 pub use lines::{KitComponentView, OrderLineView};
 pub(crate) use pull::line_row;
+
+use std::collections::BTreeMap;
+
+use shipsync_db::connections::{self, ConnectionRow};
+use shipsync_db::merchants::{self, MerchantRow};
+use shipsync_db::orders::OrderRecord;
+use shipsync_shopify::StoreOrderForWarehouse;
+
+use crate::Engine;
+use crate::error::EngineError;
+
+/// The store order as the Sales Orders channel last read it, if it did.
+pub(crate) fn stored_store_order(o: &OrderRecord) -> Option<StoreOrderForWarehouse> {
+    o.store_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+}
+
+impl Engine {
+    /// The connection of an order (`Permanent` when it was deleted).
+    pub(crate) async fn order_connection(
+        &self,
+        o: &OrderRecord,
+    ) -> Result<ConnectionRow, EngineError> {
+        connections::get(self.db().pool(), &o.connection_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Permanent("the connection of this order was deleted".into())
+            })
+    }
+
+    /// The merchant of a connection (`Permanent` when it was deleted).
+    pub(crate) async fn connection_merchant(
+        &self,
+        c: &ConnectionRow,
+    ) -> Result<MerchantRow, EngineError> {
+        merchants::get(self.db().pool(), &c.merchant_id)
+            .await?
+            .ok_or_else(|| EngineError::Permanent("the merchant of this order was deleted".into()))
+    }
+
+    /// Units the warehouse shipped, per line of an order.
+    pub(crate) async fn shipped_by_line(
+        &self,
+        o: &OrderRecord,
+    ) -> Result<BTreeMap<String, u64>, EngineError> {
+        Ok(self
+            .order_lines(o)
+            .await?
+            .into_iter()
+            .map(|l| (l.id, l.shipped_quantity))
+            .collect())
+    }
+}

@@ -5,12 +5,13 @@ use serde_json::Value;
 use shipsync_core::states::{Channel, OrderStatus};
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
-use shipsync_db::{activity, channels, connections, merchants, now_micros};
+use shipsync_db::{activity, channels, now_micros};
 use shipsync_deposco::api::DeposcoError;
 use shipsync_shopify::StoreOrderForWarehouse;
 use tracing::field::Empty;
 
 use super::dto::{deposco_id, sales_order_dto, warehouse_number};
+use super::stored_store_order;
 use super::take::Cause;
 use crate::Engine;
 use crate::error::EngineError;
@@ -46,11 +47,7 @@ impl Engine {
             // Sent already, waiting for a person, cancelled, or archived.
             return Ok(());
         }
-        let connection = connections::get(db.pool(), &o.connection_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the connection of this order was deleted".into())
-            })?;
+        let connection = self.order_connection(&o).await?;
         let channel = channels::get(db.pool(), &connection.id, Channel::SalesOrders).await?;
         if !connection.enabled || channel.is_none_or(|c| !c.enabled) {
             let why = format!(
@@ -65,22 +62,14 @@ impl Engine {
             }
             return Ok(());
         }
-        let merchant = merchants::get(db.pool(), &connection.merchant_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the merchant of this order was deleted".into())
-            })?;
+        let merchant = self.connection_merchant(&connection).await?;
         span.record("merchant", merchant.id.as_str());
-        let store: StoreOrderForWarehouse = o
-            .store_json
-            .as_deref()
-            .and_then(|j| serde_json::from_str(j).ok())
-            .ok_or_else(|| {
-                EngineError::Permanent(format!(
-                    "store order {} was not pulled by the Sales Orders channel; nothing to send",
-                    o.name
-                ))
-            })?;
+        let store: StoreOrderForWarehouse = stored_store_order(&o).ok_or_else(|| {
+            EngineError::Permanent(format!(
+                "store order {} was not pulled by the Sales Orders channel; nothing to send",
+                o.name
+            ))
+        })?;
         let number = warehouse_number(&connection.order_prefix, &o.name);
         let warehouse: Value = serde_json::from_str(&merchant.warehouse_json).unwrap_or_default();
         let business_unit = warehouse
@@ -238,18 +227,10 @@ impl Engine {
             // Held by a tag or the store: a store change releases it.
             return Ok(());
         }
-        let Some(store) = o
-            .store_json
-            .as_deref()
-            .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok())
-        else {
+        let Some(store) = stored_store_order(o) else {
             return Ok(());
         };
-        let connection = connections::get(self.db().pool(), &o.connection_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the connection of this order was deleted".into())
-            })?;
+        let connection = self.order_connection(o).await?;
         self.take_store_order(&connection, &store, Cause::HoldEnded)
             .await?;
         Ok(())

@@ -101,16 +101,24 @@ pub(crate) fn planned_lines(o: &StoreOrderForWarehouse, plan: &[LinePlan]) -> Ve
         .iter()
         .zip(plan)
         .map(|(l, p)| OrderLineRow {
-            id: l.id.clone(),
-            sku: l.sku.clone(),
-            name: Some(l.name.clone()),
-            quantity: l.quantity,
-            group: l.group.clone(),
-            sent: None,
             skipped: p.skipped.map(|s| s.as_str().to_string()),
             to_send: Some(p.quantity),
+            ..super::pull::line_row(l)
         })
         .collect()
+}
+
+/// Queues the job that applies a store change to Deposco.
+async fn enqueue_warehouse_update(
+    tx: &mut shipsync_db::Tx<'_>,
+    order_id: &str,
+    at: i64,
+) -> Result<(), EngineError> {
+    let job = Job::UpdateWarehouseOrder {
+        order_id: order_id.to_string(),
+    };
+    jobs::enqueue(&mut **tx, &job, at).await?;
+    Ok(())
 }
 
 /// Why shipsync looks at an order again: each transition in its activity
@@ -158,12 +166,7 @@ impl Engine {
         // before the transaction: the ledger reads many rows).
         let shipped =
             match db_orders::of_store_order(self.db().pool(), &connection.id, &o.id).await? {
-                Some(r) if r.warehouse_id.is_some() => self
-                    .order_lines(&r)
-                    .await?
-                    .into_iter()
-                    .map(|l| (l.id, l.shipped_quantity))
-                    .collect(),
+                Some(r) if r.warehouse_id.is_some() => self.shipped_by_line(&r).await?,
                 _ => BTreeMap::new(),
             };
         let now = now_micros();
@@ -278,14 +281,7 @@ impl Engine {
             Decision::Keep if sent && r.status == OrderStatus::NeedsAttention && changed => {
                 // The store changed again: its job looks whether Deposco and
                 // the store agree now.
-                jobs::enqueue(
-                    &mut *tx,
-                    &Job::UpdateWarehouseOrder {
-                        order_id: r.id.clone(),
-                    },
-                    now,
-                )
-                .await?;
+                enqueue_warehouse_update(&mut tx, &r.id, now).await?;
                 wake = true;
             }
             Decision::Ignore(_) | Decision::Keep => {}
@@ -335,14 +331,7 @@ impl Engine {
             }
             Decision::CancelInWarehouse { .. } | Decision::Amend(_) => {
                 // Applied to Deposco by its own job, with retries.
-                jobs::enqueue(
-                    &mut *tx,
-                    &Job::UpdateWarehouseOrder {
-                        order_id: r.id.clone(),
-                    },
-                    now,
-                )
-                .await?;
+                enqueue_warehouse_update(&mut tx, &r.id, now).await?;
                 wake = true;
             }
             Decision::Close => {

@@ -7,18 +7,17 @@
 //! applies the latest change once. Deposco's rules (which statuses still
 //! allow what) are `shipsync_deposco::api::SalesOrderStage`'s.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 use shipsync_core::order_lifecycle::{self as lifecycle, Decision, LineChange};
 use shipsync_core::states::OrderStatus;
 use shipsync_db::orders::{self as db_orders, OrderRecord};
-use shipsync_db::{activity, connections, merchants, now_micros};
+use shipsync_db::{activity, now_micros};
 use shipsync_deposco::api::{DeposcoError, SalesOrderStage};
 use shipsync_shopify::StoreOrderForWarehouse;
 
 use super::dto::sales_order_dto;
 use super::push::to_send;
+use super::stored_store_order;
 use super::take::{facts_of, known_of};
 use crate::Engine;
 use crate::error::EngineError;
@@ -58,23 +57,12 @@ impl Engine {
         };
         let (Some(warehouse_id), Some(store)) = (
             o.warehouse_id.clone().filter(|i| !i.is_empty()),
-            o.store_json
-                .as_deref()
-                .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok()),
+            stored_store_order(&o),
         ) else {
             return Ok(());
         };
-        let connection = connections::get(db.pool(), &o.connection_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the connection of this order was deleted".into())
-            })?;
-        let shipped: BTreeMap<String, u64> = self
-            .order_lines(&o)
-            .await?
-            .into_iter()
-            .map(|l| (l.id, l.shipped_quantity))
-            .collect();
+        let connection = self.order_connection(&o).await?;
+        let shipped = self.shipped_by_line(&o).await?;
         let (decision, _) = lifecycle::decide(
             &facts_of(&store),
             &connection.order_rules,
@@ -92,11 +80,7 @@ impl Engine {
         ) {
             return Ok(());
         }
-        let merchant = merchants::get(db.pool(), &connection.merchant_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the merchant of this order was deleted".into())
-            })?;
+        let merchant = self.connection_merchant(&connection).await?;
         let client = self.deposco_client(&merchant)?;
         let status = client
             .sales_order_status(&warehouse_id)

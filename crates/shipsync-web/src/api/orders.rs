@@ -39,6 +39,10 @@ struct ListQuery {
     name: Option<String>,
     /// Orders whose shipments carry this tracking number.
     tracking_number: Option<String>,
+    /// `webhook` or `poll`: how shipsync first learned of the order (what
+    /// only the scheduled pull found).
+    #[param(value_type = Option<schema::FirstSeenVia>)]
+    first_seen_via: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
     page: Page,
@@ -105,6 +109,13 @@ async fn list_orders(
             )
         })?),
     };
+    let first_seen_via = match non_empty(q.first_seen_via) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<shipsync_core::states::Source>()
+                .map_err(|_| ApiError::invalid("first_seen_via", "must be webhook or poll"))?,
+        ),
+    };
     let tracking = non_empty(q.tracking_number);
     let store_orders = match &tracking {
         Some(t) => Some(s.engine.store_orders_carrying(p.scope(), t).await?),
@@ -115,6 +126,7 @@ async fn list_orders(
         connection_id: non_empty(q.connection_id),
         status,
         name: non_empty(q.name),
+        first_seen_via,
         store_orders,
     };
     let rows = s

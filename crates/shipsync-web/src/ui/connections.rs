@@ -10,10 +10,14 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shipsync_core::order_rules::{FINANCIAL_STATUSES, MAX_HOLD_MINUTES, OrderRules};
 use shipsync_core::states::{Channel, StoreStatus};
 use shipsync_engine::users::Role;
 
-use super::layout::{Flash, Page, csrf, document, enc, fail, flash, page, see_other, status_badge};
+use super::layout::{
+    Flash, Page, csrf, document, enc, fail, field_error, flash, page, see_other, status_badge,
+    unprocessable,
+};
 use super::session::{Form, Ui, checked_form};
 use super::time::{at, at_in};
 use crate::AppState;
@@ -183,21 +187,46 @@ pub(super) async fn connection_show(
     Path(id): Path<String>,
     Query(q): Query<Tab>,
 ) -> Page {
-    let p = &ui.principal;
-    let c = connections::load(&s, p, &id)
-        .await
-        .map_err(|e| fail(&ui, e))?;
-    let m = merchants::load(&s, p, &c.merchant_id)
-        .await
-        .map_err(|e| fail(&ui, e))?;
-    let store = connections::render(&c, &s.config.public_url)["store"].clone();
     let channel = match q.tab.as_deref().map(str::parse) {
         Some(Ok(Channel::SalesOrders)) => Channel::SalesOrders,
         _ => Channel::Shipments,
     };
-    let ch = connections::load_channel(&s, p, &id, channel.as_str())
+    let f = Flash {
+        saved: q.saved,
+        error: q.error,
+    };
+    connection_view(&s, &ui, &id, channel, &f, None).await
+}
+
+/// A form of the Sales Orders tab that the engine refused (422): shown
+/// again with the error next to it.
+enum Refused {
+    /// The import rules as typed.
+    Rules(RulesForm, ApiError),
+    /// The API secret key (never shown again, even when refused).
+    ApiSecret(ApiError),
+}
+
+/// A connection's page on one channel's tab; `refused`: a Sales Orders
+/// form to show again with its error.
+async fn connection_view(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    channel: Channel,
+    f: &Flash,
+    refused: Option<Refused>,
+) -> Page {
+    let p = &ui.principal;
+    let c = connections::load(s, p, id).await.map_err(|e| fail(ui, e))?;
+    let m = merchants::load(s, p, &c.merchant_id)
         .await
-        .map_err(|e| fail(&ui, e))?;
+        .map_err(|e| fail(ui, e))?;
+    let shown = connections::render(&c, &s.config.public_url);
+    let store = shown["store"].clone();
+    let ch = connections::load_channel(s, p, id, channel.as_str())
+        .await
+        .map_err(|e| fail(ui, e))?;
     let rules = shipsync_core::schedule::parse_schedules(&ch.schedules).unwrap_or_default();
     // The card's times are in the schedule's zone, the one its rules read.
     let zone = rules
@@ -205,9 +234,9 @@ pub(super) async fn connection_show(
         .map_or(jiff::tz::TimeZone::UTC, |r| r.time_zone.clone());
     let last_run = s
         .engine
-        .last_run(&id, channel)
+        .last_run(id, channel)
         .await
-        .map_err(|e| fail(&ui, e.into()))?;
+        .map_err(|e| fail(ui, e.into()))?;
     let recommend = channel == Channel::Shipments
         && m.webhooks_enabled
         && shipsync_core::schedule::runs_more_often_than_daily(&rules);
@@ -217,17 +246,24 @@ pub(super) async fn connection_show(
         "sales order export"
     };
     let base = format!("/connections/{id}/channels/{channel}");
-    let f = Flash {
-        saved: q.saved,
-        error: q.error,
-    };
+    let orders_tab = (channel == Channel::SalesOrders).then(|| {
+        let (typed, rules_error, secret_error) = match refused {
+            Some(Refused::Rules(typed, e)) => (typed, Some(e), None),
+            Some(Refused::ApiSecret(e)) => (RulesForm::of(&c.order_rules), None, Some(e)),
+            None => (RulesForm::of(&c.order_rules), None, None),
+        };
+        html! {
+            (rules_card(ui, id, &typed, rules_error.as_ref()))
+            (order_webhooks_card(ui, id, &shown, secret_error.as_ref()))
+        }
+    });
     Ok(page(
-        &ui,
+        ui,
         &c.name,
         "Connections",
         html! {
             h1 { (c.name) }
-            (flash(&f))
+            (flash(f))
             div.card {
                 dl.facts {
                     dt { "Merchant" } dd { a href={"/merchants/" (m.id)} { (m.name) } }
@@ -246,17 +282,17 @@ pub(super) async fn connection_show(
                 div.actions {
                     @if store["auth"]["type"] == "authorization_code" {
                         form method="post" action={"/connections/" (id) "/authorize"} {
-                            (csrf(&ui))
+                            (csrf(ui))
                             button.primary #connect-shopify type="submit" { @if store["auth"]["connected"] == true { "Reconnect to Shopify" } @else { "Connect to Shopify" } }
                         }
                     }
                     form method="post" action={"/connections/" (id) "/enabled"} {
-                        (csrf(&ui))
+                        (csrf(ui))
                         input type="hidden" name="enabled" value=(if c.enabled { "0" } else { "1" });
                         button type="submit" { @if c.enabled { "Disable connection" } @else { "Enable connection" } }
                     }
                     form method="post" action={"/connections/" (id) "/test"} {
-                        (csrf(&ui))
+                        (csrf(ui))
                         button type="submit" { "Test connection" }
                     }
                 }
@@ -282,20 +318,262 @@ pub(super) async fn connection_show(
                 }
                 div.actions {
                     form method="post" action={(base) "/enabled"} {
-                        (csrf(&ui))
+                        (csrf(ui))
                         input type="hidden" name="enabled" value=(if ch.enabled { "0" } else { "1" });
                         button type="submit" { @if ch.enabled { "Disable " (label) } @else { "Enable " (label) } }
                     }
                     form method="post" action={(base) "/run"} {
-                        (csrf(&ui))
+                        (csrf(ui))
                         button type="submit" { "Run now" }
                     }
                     button type="button" data-open="schedule-dialog" { "Edit schedule" }
                 }
             }
-            (schedule_dialog(&ui, &base, &rules))
+            @if let Some(tab) = orders_tab { (tab) }
+            (schedule_dialog(ui, &base, &rules))
         },
     ))
+}
+
+/// The import rules form's fields as typed (lists as comma-separated
+/// text), so that a refused form shows what the person wrote.
+struct RulesForm {
+    financial_statuses: Vec<String>,
+    include_partially_fulfilled: bool,
+    hold_minutes: String,
+    hold_tags: String,
+    exclude_tags: String,
+    location_ids: String,
+}
+
+impl RulesForm {
+    fn of(r: &OrderRules) -> Self {
+        Self {
+            financial_statuses: r.financial_statuses.clone(),
+            include_partially_fulfilled: r.include_partially_fulfilled,
+            hold_minutes: r.hold_minutes.to_string(),
+            hold_tags: r.hold_tags.join(", "),
+            exclude_tags: r.exclude_tags.join(", "),
+            location_ids: r.location_ids.join(", "),
+        }
+    }
+
+    fn from_form(f: &Form) -> Self {
+        Self {
+            financial_statuses: f.all("financial_statuses").to_vec(),
+            include_partially_fulfilled: f.has("include_partially_fulfilled"),
+            hold_minutes: f.get("hold_minutes").trim().to_string(),
+            hold_tags: f.get("hold_tags").to_string(),
+            exclude_tags: f.get("exclude_tags").to_string(),
+            location_ids: f.get("location_ids").to_string(),
+        }
+    }
+
+    /// The whole `order_rules` document, for the engine to check: a hold
+    /// period that is not a whole number goes as typed, and is refused
+    /// there like any other bad value.
+    fn patch(&self) -> Value {
+        let items = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let hold = match self.hold_minutes.as_str() {
+            "" => json!(0),
+            typed => typed
+                .parse::<i64>()
+                .map_or_else(|_| json!(typed), |n| json!(n)),
+        };
+        json!({
+            "financial_statuses": self.financial_statuses,
+            "include_partially_fulfilled": self.include_partially_fulfilled,
+            "hold_minutes": hold,
+            "hold_tags": items(&self.hold_tags),
+            "exclude_tags": items(&self.exclude_tags),
+            "location_ids": items(&self.location_ids),
+        })
+    }
+}
+
+/// Shopify's financial status word as its admin writes it ("Partially
+/// paid").
+fn financial_label(word: &str) -> String {
+    let lower = word.to_ascii_lowercase().replace('_', " ");
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// The Sales Orders "Import rules" form (`order_rules`).
+fn rules_card(ui: &Ui, id: &str, v: &RulesForm, error: Option<&ApiError>) -> Markup {
+    html! {
+        form.card #order-rules method="post" action={"/connections/" (id) "/order-rules"} {
+            (csrf(ui))
+            h2 { "Import rules" }
+            p.hint { "Which store orders go to Deposco, and when. Defaults: paid orders only, no hold period, the tag HOLD holds an order, every location." }
+            @if let Some(e) = error { div.error-box role="alert" { "Not saved: " (e.message) } }
+            fieldset { legend { "Financial statuses to import" }
+                @for fs in FINANCIAL_STATUSES {
+                    label.inline for={"fs-" (fs)} {
+                        input id={"fs-" (fs)} type="checkbox" name="financial_statuses" value=(fs) checked[v.financial_statuses.iter().any(|x| x.eq_ignore_ascii_case(fs))];
+                        (financial_label(fs))
+                    }
+                    " "
+                }
+                p.hint { "Shopify's payment status of the order. Authorized: the payment is approved but not yet captured." }
+            }
+            (field_error(error, "order_rules.financial_statuses"))
+            label.inline for="include_partially_fulfilled" {
+                input #include_partially_fulfilled type="checkbox" name="include_partially_fulfilled" value="1" checked[v.include_partially_fulfilled];
+                "Import partially fulfilled orders (only what is still unfulfilled is sent)"
+            }
+            label for="hold_minutes" { "Hold period (minutes)" }
+            input #hold_minutes type="number" name="hold_minutes" min="0" max=(MAX_HOLD_MINUTES) value=(v.hold_minutes);
+            p.hint { "An order waits this long before it goes to Deposco; a cancellation or edit meanwhile costs nothing in the warehouse. 0: send at once." }
+            (field_error(error, "order_rules.hold_minutes"))
+            @for (name, label, value, example, hint) in [
+                ("hold_tags", "Hold tags", &v.hold_tags, "HOLD", "An order with one of these tags waits until the tag is removed."),
+                ("exclude_tags", "Exclude tags", &v.exclude_tags, "wholesale, pickup", "An order with one of these tags is never sent."),
+                ("location_ids", "Locations", &v.location_ids, "gid://shopify/Location/123",
+                    "Shopify location ids (gid://shopify/Location/N, or N). Only lines assigned to these go to Deposco; empty: every location."),
+            ] {
+                label for=(name) { (label) }
+                input id=(name) type="text" name=(name) value=(value) placeholder=(example);
+                p.hint { "Comma-separated. " (hint) }
+                (field_error(error, &format!("order_rules.{name}")))
+            }
+            div.actions { button.primary type="submit" { "Save import rules" } }
+        }
+    }
+}
+
+/// The order webhooks' state and, for a legacy access token, the API
+/// secret key that verifies them (write-only).
+fn order_webhooks_card(ui: &Ui, id: &str, shown: &Value, error: Option<&ApiError>) -> Markup {
+    let hooks = &shown["order_webhooks"];
+    let store = &shown["store"];
+    let legacy = store["auth"]["type"] == "access_token";
+    let topics: Vec<&str> = hooks["topics"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    html! {
+        div.card #order-webhooks {
+            h2 { "Order webhooks" }
+            p.hint { "While the connection and its Sales Orders channel are on, shipsync subscribes the store to order changes (created, updated, cancelled, edited) so they reach Deposco at once; the scheduled pull finds what a lost webhook missed." }
+            dl.facts {
+                dt { "Status" } dd #order-webhooks-status {
+                    @if hooks["subscribed"] == true { (status_badge("on")) " subscribed" } @else { "not subscribed" }
+                }
+                dt { "Topics" } dd {
+                    @if topics.is_empty() { "—" }
+                    @for (i, t) in topics.iter().enumerate() { @if i > 0 { ", " } code { (t) } }
+                }
+                dt { "Last checked" } dd { (at(&hooks["checked_at"])) }
+                @if let Some(e) = hooks["error"].as_str() {
+                    dt { "Problem" } dd #order-webhooks-error { span.field-error { (e) } }
+                }
+            }
+            label for="order_webhook_url" { "Shopify delivers to" }
+            div.row {
+                input #order_webhook_url type="text" readonly value=(hooks["url"].as_str().unwrap_or(""));
+                button type="button" data-copy="order_webhook_url" { "Copy" }
+            }
+            @if legacy {
+                form #api-secret method="post" action={"/connections/" (id) "/api-secret"} {
+                    (csrf(ui))
+                    @if let Some(e) = error { div.error-box role="alert" { "Not saved: " (e.message) } }
+                    label for="api_secret" { "API secret key" }
+                    input #api_secret type="password" name="api_secret" autocomplete="new-password" required;
+                    p.hint #api-secret-state {
+                        @if store["api_secret_set"] == true { (status_badge("on")) " set — type a new one to replace it. " } @else { "not set — order webhooks cannot be verified until it is. " }
+                        "Write-only: never shown again. Find it in the store's admin, on the app's " b { "API credentials → API secret key" } " (an app made in the Dev Dashboard signs with its client secret: connect it with that instead, nothing to enter here)."
+                    }
+                    (field_error(error, "store.api_secret"))
+                    div.actions { button type="submit" { "Save API secret key" } }
+                }
+            } @else {
+                p.hint #api-secret-state { "Signed with the app's client secret (Dev Dashboard → Settings), which this connection already has: nothing to enter." }
+            }
+        }
+    }
+}
+
+/// "Save import rules": the same merge patch as the API's
+/// `PATCH /connections/{id}` with `order_rules`.
+pub(super) async fn order_rules_save(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let typed = RulesForm::from_form(&f);
+    let patch = json!({"order_rules": typed.patch()});
+    let saved = connections::update_connection(&s, &ui.principal, &id, patch).await;
+    after_save(&s, &ui, &id, saved, "Import rules saved.", |e| {
+        Refused::Rules(typed, e)
+    })
+    .await
+}
+
+/// "Save API secret key": `store.api_secret` (write-only). A blank field
+/// is refused here: the engine would read it as "remove the key".
+pub(super) async fn api_secret_save(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = checked_form(&ui, &body)?;
+    let secret = f.get("api_secret").trim();
+    let saved = if secret.is_empty() {
+        Err(ApiError::invalid(
+            "store.api_secret",
+            "type the app's API secret key to save it",
+        ))
+    } else {
+        let patch = json!({"store": {"api_secret": secret}});
+        connections::update_connection(&s, &ui.principal, &id, patch).await
+    };
+    after_save(
+        &s,
+        &ui,
+        &id,
+        saved,
+        "API secret key saved.",
+        Refused::ApiSecret,
+    )
+    .await
+}
+
+/// After a Sales Orders form: back to the tab saying `done`, or for bad
+/// input (422) the page again with the form `refused`.
+async fn after_save<T>(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    saved: Result<T, ApiError>,
+    done: &str,
+    refused: impl FnOnce(ApiError) -> Refused,
+) -> Page {
+    match saved {
+        Ok(_) => Ok(see_other(&format!(
+            "/connections/{id}?tab={}&saved={}",
+            Channel::SalesOrders,
+            enc(done)
+        ))),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            let (f, again) = (Flash::default(), Some(refused(e)));
+            let r = connection_view(s, ui, id, Channel::SalesOrders, &f, again).await?;
+            Ok(unprocessable(r))
+        }
+        Err(e) => Err(fail(ui, e)),
+    }
 }
 
 fn schedule_dialog(ui: &Ui, base: &str, rules: &[shipsync_core::schedule::Schedule]) -> Markup {

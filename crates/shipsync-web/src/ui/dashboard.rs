@@ -45,6 +45,13 @@ pub(super) async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
         .filter(|(via, _)| *via == Source::Poll)
         .map(|(_, n)| n)
         .sum();
+    let orders_total: i64 = stored.orders_by_first_seen.iter().map(|(_, n)| n).sum();
+    let orders_by_poll: i64 = stored
+        .orders_by_first_seen
+        .iter()
+        .filter(|(via, _)| *via == Source::Poll)
+        .map(|(_, n)| n)
+        .sum();
     let done = stored.completions;
     let buckets = latency_buckets(since, &done);
     let unsigned: Vec<MerchantRow> = merchants::visible(&s, p, None, 500)
@@ -83,6 +90,13 @@ pub(super) async fn dashboard(State(s): State<AppState>, ui: Ui) -> Page {
                 @if total == 0 { p { "No shipment yet." } } @else {
                     p { span.n { (format!("{:.0}%", by_poll as f64 * 100.0 / total as f64)) } " of shipments were found by the scheduled pull rather than a webhook ("
                         (by_poll) " of " (total) ")." }
+                }
+            }
+            @if orders_total > 0 {
+                div.card #orders-fallback-share {
+                    h2 { "Orders found by the pull" }
+                    p { span.n { (format!("{:.0}%", orders_by_poll as f64 * 100.0 / orders_total as f64)) } " of store orders reached shipsync through the scheduled pull rather than an order webhook ("
+                        (orders_by_poll) " of " (orders_total) ")." }
                 }
             }
             div.card #latency-chart {

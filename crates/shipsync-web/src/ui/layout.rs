@@ -102,6 +102,12 @@ pub(super) fn fail(ui: &Ui, e: ApiError) -> Response {
     r
 }
 
+/// A 422 page for bad input: the form again, with its values and the error.
+pub(super) fn unprocessable(mut r: Response) -> Response {
+    *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    r
+}
+
 pub(super) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }

@@ -55,6 +55,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/connections/{id}/test", post(connections::connection_test))
         .route(
+            "/connections/{id}/order-rules",
+            post(connections::order_rules_save),
+        )
+        .route(
+            "/connections/{id}/api-secret",
+            post(connections::api_secret_save),
+        )
+        .route(
             "/connections/{id}/authorize",
             post(connections::connection_authorize),
         )

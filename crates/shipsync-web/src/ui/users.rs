@@ -11,7 +11,9 @@ use maud::{Markup, html};
 use shipsync_db::users::UserRow;
 use shipsync_engine::users::Role;
 
-use super::layout::{Flash, Page, csrf, enc, fail, field_error, flash, page, see_other};
+use super::layout::{
+    Flash, Page, csrf, enc, fail, field_error, flash, page, see_other, unprocessable,
+};
 use super::merchants::merchant_names;
 use super::session::{Form, Ui, checked_form};
 use crate::AppState;
@@ -170,12 +172,6 @@ pub async fn user_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Flash>
         all_merchants: true,
     };
     list_view(&s, &ui, &f, &blank, None).await
-}
-
-/// A 422 page for bad input: the form again, with its values and the error.
-fn unprocessable(mut r: Response) -> Response {
-    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    r
 }
 
 pub async fn user_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {

@@ -12,13 +12,12 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 use base64::Engine as _;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 use shipsync_db::{connections::ConnectionRow, merchants::MerchantRow};
 
-use super::layout::{Page, csrf, enc, fail, field_error, page, see_other};
+use super::layout::{Page, csrf, enc, fail, field_error, page, see_other, unprocessable};
 use super::merchants::merchant_names;
 use super::session::{Form, Ui, checked_form};
 use crate::AppState;
@@ -345,9 +344,7 @@ async fn again(s: &AppState, ui: &Ui, w: &Wizard, e: ApiError) -> Page {
     if e.status != StatusCode::UNPROCESSABLE_ENTITY {
         return Err(fail(ui, e));
     }
-    let mut r: Response = view(s, ui, w, Some(&e), None).await?;
-    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    Ok(r)
+    Ok(unprocessable(view(s, ui, w, Some(&e), None).await?))
 }
 
 pub async fn connection_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {

@@ -423,6 +423,30 @@ async fn lost_duplicate_and_late_webhooks(db_url: String) {
     assert_eq!(run["status"], "succeeded", "{run}");
     let o = wait_status(&h, "#5501", "open").await;
     assert_eq!(o["first_seen_via"], "poll", "{o}");
+    let found = h
+        .api(
+            "GET",
+            &format!(
+                "/api/v1/orders?connection_id={}&first_seen_via=poll",
+                h.connection_id
+            ),
+            None,
+        )
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    let names: Vec<&str> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["#5501"],
+        "only what the pull found first: {found}"
+    );
 
     // Twice: one order, one Deposco order; the repeat answered as such.
     h.shopify.sandbox.set_webhook_faults(WebhookFaults {

@@ -941,3 +941,396 @@ async fn ui_add_connection_wizard(db_url: String) {
 }
 
 both_backends!(ui_add_connection_wizard);
+
+/// The row of the lines table whose SKU cell is `sku`.
+fn line_row<'a>(page: &'a str, sku: &str) -> &'a str {
+    let at = page
+        .find(&format!("<td>{sku}</td>"))
+        .unwrap_or_else(|| panic!("line {sku}: {page}"));
+    let start = page[..at].rfind("<tr").unwrap_or(at);
+    &page[start..page[at..].find("</tr>").map_or(page.len(), |e| at + e)]
+}
+
+/// Polls `GET path` (without waiting for idle work: a webhook may not have
+/// brought an order yet, a held order's release stays pending) until `done`
+/// holds for the answer; returns it.
+async fn poll_api(
+    h: &Harness,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let answer = h
+            .api("GET", path, None)
+            .await
+            .expect("api")
+            .ok(200)
+            .expect(path);
+        if done(&answer) {
+            return answer;
+        }
+        assert!(start.elapsed() < SETTLE, "{path}: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until order `name` is in `status`; returns it in full.
+async fn wait_status(h: &Harness, name: &str, status: &str) -> serde_json::Value {
+    let path = format!(
+        "/api/v1/orders?connection_id={}&name={}&status={status}",
+        h.connection_id,
+        name.trim_start_matches('#')
+    );
+    let list = poll_api(h, &path, |l| l["items"][0]["id"].is_string()).await;
+    let id = list["items"][0]["id"].as_str().unwrap_or_default();
+    poll_api(h, &format!("/api/v1/orders/{id}"), |_| true).await
+}
+
+async fn ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden(db_url: String) {
+    use crate::orders::{enable_sales_orders, paid_order};
+    let mut opts = Options::new(db_url);
+    opts.order_webhooks = true;
+    let h = Harness::start(opts).await.expect("harness");
+    enable_sales_orders(&h, "SS-").await;
+    let connection = format!("/api/v1/connections/{}", h.connection_id);
+    poll_api(&h, &connection, |c| {
+        c["order_webhooks"]["subscribed"] == true
+    })
+    .await;
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    let tab = format!("/connections/{}?tab=sales_orders", h.connection_id);
+    let (_, p) = b.get(&tab).await;
+    let hooks = &p[p.find("id=\"order-webhooks\"").expect("webhooks card")..];
+    assert!(
+        hooks.contains("subscribed")
+            && hooks.contains("<code>ORDERS_CANCELLED</code>")
+            && hooks.contains(&format!("/webhooks/shopify/{}", h.connection_id))
+            && hooks.contains("API secret key"),
+        "{hooks}"
+    );
+
+    // A new API secret key through the UI: never shown again, and it is the
+    // one that now checks the store's signatures (the store still signs with
+    // the old one: refused).
+    let secret = "shpss_typed_in_the_ui_0123456789";
+    let path = format!("/connections/{}/api-secret", h.connection_id);
+    let (st, _) = b.post(&path, &[("api_secret", secret)]).await;
+    assert_eq!(st, 403);
+    let (st, to) = b
+        .post(&path, &[("csrf", &csrf), ("api_secret", secret)])
+        .await;
+    assert_eq!(st, 303, "{to}");
+    let (st, p) = b.get(&to).await;
+    assert_eq!(st, 200);
+    assert!(p.contains("API secret key saved."), "{p}");
+    assert!(!p.contains(secret), "the secret is echoed: {p}");
+    let state = &p[p.find("id=\"api-secret-state\"").expect("secret state")..];
+    assert!(state.contains("</span> set"), "{state}");
+    let c = poll_api(&h, &connection, |_| true).await;
+    assert_eq!(c["store"]["api_secret_set"], true, "{c}");
+    assert!(!c.to_string().contains(secret), "{c}");
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#6000", &[("A", 1)]));
+    poll_api(&h, "/api/v1/events?outcome=invalid_signature", |e| {
+        e["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    // The store's own key again: its webhooks are taken.
+    let (st, _) = b
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("api_secret", shipsync::demo::world::SHOPIFY_API_SECRET),
+            ],
+        )
+        .await;
+    assert_eq!(st, 303);
+
+    // A bundle, a gift card and a plain line, brought by the webhook.
+    let mut spec = paid_order(
+        "#6001",
+        &[("TENT", 1), ("GIFT", 1), ("POLES", 2), ("SOCKS", 1)],
+    );
+    for i in [0, 2] {
+        spec.lines[i].group = Some("Camping bundle".into());
+    }
+    spec.lines[1].requires_shipping = Some(false);
+    h.shopify.sandbox.create_order(spec);
+    let o = wait_status(&h, "#6001", "open").await;
+    assert_eq!(o["first_seen_via"], "webhook", "{o}");
+    let id = o["id"].as_str().unwrap_or_default();
+    let (st, page) = b.get(&format!("/orders/{id}")).await;
+    assert_eq!(st, 200);
+    let side = |name: &str| {
+        let at = page.find(&format!("id=\"{name}\"")).expect(name);
+        page[at..at + page[at..].find("</dl>").expect("facts")].to_string()
+    };
+    let store = side("store-side");
+    assert!(
+        store.contains("In the store") && store.contains("order webhook"),
+        "{store}"
+    );
+    let warehouse = side("warehouse-side");
+    assert!(
+        warehouse.contains("In the warehouse") && warehouse.contains(">SS-6001<"),
+        "{warehouse}"
+    );
+    let gift = line_row(&page, "GIFT");
+    assert!(
+        gift.contains("<td class=\"skipped\">does not require shipping</td>")
+            && gift.contains("<td class=\"qty-ordered\">1</td>")
+            && gift.contains("<td class=\"qty-sent\">0</td>")
+            && gift.contains("skipped-line"),
+        "{gift}"
+    );
+    for (sku, sent) in [("TENT", 1), ("POLES", 2), ("SOCKS", 1)] {
+        let r = line_row(&page, sku);
+        assert!(
+            r.contains("<td class=\"skipped\"></td>")
+                && r.contains(&format!("<td class=\"qty-sent\">{sent}</td>")),
+            "{sku}: {r}"
+        );
+    }
+    // The bundle's lines follow its header, together.
+    let pos = |s: &str| page.find(s).unwrap_or_else(|| panic!("{s}: {page}"));
+    let header = pos("Camping bundle");
+    let (tent, poles, gift) = (
+        pos("<td>TENT</td>"),
+        pos("<td>POLES</td>"),
+        pos("<td>GIFT</td>"),
+    );
+    assert!(header < tent && tent < poles && poles < gift, "{page}");
+    assert!(line_row(&page, "POLES").contains("in-group"));
+    assert!(!line_row(&page, "SOCKS").contains("in-group"));
+
+    // Cancelled in the store after Deposco released it: needs attention,
+    // flagged in the list, and the page says what to do before the lines.
+    h.shopify
+        .sandbox
+        .create_order(paid_order("#6002", &[("C", 1)]));
+    wait_status(&h, "#6002", "open").await;
+    h.deposco
+        .sandbox
+        .set_sales_order_status("SS-6002", "Released")
+        .expect("released");
+    h.shopify
+        .sandbox
+        .cancel_order("#6002", "CUSTOMER")
+        .expect("cancelled");
+    let late = wait_status(&h, "#6002", "needs_attention").await;
+    let late_id = late["id"].as_str().unwrap_or_default();
+    let (_, list) = b.get("/orders").await;
+    for st in ["held", "cancelled", "needs_attention", "closed"] {
+        assert!(
+            list.contains(&format!("<option value=\"{st}\">")),
+            "{st}: {list}"
+        );
+    }
+    let link = |id: &str| format!("href=\"/orders/{id}\"");
+    let row_start = |id: &str| {
+        let at = list.find(&link(id)).expect("listed");
+        list[..at].rfind("<tr").expect("row")
+    };
+    assert!(
+        list[row_start(late_id)..].starts_with("<tr class=\"attention\""),
+        "{list}"
+    );
+    assert!(list[row_start(id)..].starts_with("<tr>"), "{list}");
+    assert!(list.contains("id=\"needs-attention\""), "{list}");
+    let (_, only) = b.get("/orders?status=needs_attention").await;
+    assert!(
+        only.contains(&link(late_id)) && !only.contains(&link(id)),
+        "{only}"
+    );
+    let (_, page) = b.get(&format!("/orders/{late_id}")).await;
+    let problem = page
+        .find("Needs attention. What to do:")
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(page[problem..].contains("Released"), "{page}");
+    assert!(problem < page.find("order-lines").expect("lines"), "{page}");
+    h.shutdown().await;
+}
+
+both_backends!(ui_order_page_shows_both_sides_and_the_api_secret_stays_hidden);
+
+async fn ui_import_rules_form_saves_and_shows_refusals(db_url: String) {
+    use crate::orders::{enable_sales_orders, paid_order};
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (b, csrf) = admin_browser(&h).await;
+    let mut b = b;
+    let rules_of = async |h: &Harness, id: &str| {
+        poll_api(h, &format!("/api/v1/connections/{id}"), |_| true).await["order_rules"].clone()
+    };
+    let defaults = json!({"financial_statuses": ["PAID"], "include_partially_fulfilled": false,
+        "hold_minutes": 0, "hold_tags": ["HOLD"], "exclude_tags": [], "location_ids": []});
+    assert_eq!(rules_of(&h, &h.connection_id).await, defaults);
+    let tab = format!("/connections/{}?tab=sales_orders", h.connection_id);
+    let (_, p) = b.get(&tab).await;
+    let form = &p[p.find("id=\"order-rules\"").expect("rules form")..];
+    assert!(
+        form.contains("value=\"PAID\" checked")
+            && form.contains("value=\"AUTHORIZED\">")
+            && form.contains("name=\"hold_minutes\" min=\"0\" max=\"10080\" value=\"0\"")
+            && form.contains("name=\"hold_tags\" value=\"HOLD\""),
+        "{form}"
+    );
+    // The Shipments tab does not carry the order settings.
+    let (_, shipments_tab) = b.get(&format!("/connections/{}", h.connection_id)).await;
+    assert!(!shipments_tab.contains("id=\"order-rules\""));
+
+    let path = format!("/connections/{}/order-rules", h.connection_id);
+    let (st, _) = b.post(&path, &[("hold_minutes", "30")]).await;
+    assert_eq!(st, 403);
+    assert_eq!(rules_of(&h, &h.connection_id).await, defaults);
+    let full = [
+        ("csrf", csrf.as_str()),
+        ("financial_statuses", "PAID"),
+        ("financial_statuses", "AUTHORIZED"),
+        ("include_partially_fulfilled", "1"),
+        ("hold_minutes", "30"),
+        ("hold_tags", "HOLD, Fraud-check"),
+        ("exclude_tags", "wholesale"),
+        ("location_ids", "12, gid://shopify/Location/7"),
+    ];
+    let (st, to) = b.post(&path, &full).await;
+    assert_eq!(st, 303, "{to}");
+    let saved = json!({"financial_statuses": ["PAID", "AUTHORIZED"], "include_partially_fulfilled": true,
+        "hold_minutes": 30, "hold_tags": ["HOLD", "Fraud-check"], "exclude_tags": ["wholesale"],
+        "location_ids": ["gid://shopify/Location/12", "gid://shopify/Location/7"]});
+    assert_eq!(rules_of(&h, &h.connection_id).await, saved);
+    let (_, p) = b.get(&to).await;
+    assert!(p.contains("Import rules saved."), "{p}");
+    assert!(
+        p.contains("value=\"AUTHORIZED\" checked")
+            && p.contains("value=\"30\"")
+            && p.contains("value=\"gid://shopify/Location/12, gid://shopify/Location/7\""),
+        "{p}"
+    );
+
+    // Refused: 422, the reason under its field, what was typed kept,
+    // nothing saved.
+    for (field, typed, why) in [
+        ("hold_minutes", "99999", "at most 10080 minutes"),
+        (
+            "location_ids",
+            "gid://shopify/Order/1",
+            "is not a Shopify location id",
+        ),
+    ] {
+        let mut bad = full.to_vec();
+        bad.retain(|(k, _)| *k != field);
+        bad.push((field, typed));
+        let (st, p) = b.post(&path, &bad).await;
+        assert_eq!(st, 422, "{field}: {p}");
+        let form = &p[p.find("id=\"order-rules\"").expect("rules form")..];
+        let at = form
+            .find(&format!("name=\"{field}\""))
+            .unwrap_or_else(|| panic!("{field}: {form}"));
+        let after = &form[at..];
+        let error = after.find("class=\"field-error\"").expect("field error");
+        assert!(
+            after[error..].contains(why) && after[..error].contains(&format!("value=\"{typed}\"")),
+            "{field}: {form}"
+        );
+        assert!(after[error..].find("</form>").is_some(), "inside the form");
+    }
+    let (st, p) = b
+        .post(&path, &[("csrf", csrf.as_str()), ("hold_minutes", "5")])
+        .await;
+    assert_eq!(st, 422);
+    assert!(p.contains("name at least one financial status"), "{p}");
+    assert_eq!(rules_of(&h, &h.connection_id).await, saved);
+
+    // What the rules do shows on the order: held for the hold period.
+    let (st, _) = b
+        .post(
+            &path,
+            &[
+                ("csrf", csrf.as_str()),
+                ("financial_statuses", "PAID"),
+                ("hold_minutes", "30"),
+                ("hold_tags", "HOLD"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 303);
+    enable_sales_orders(&h, "").await;
+    h.place_order_spec(paid_order("#6101", &[("A", 1)]));
+    // Its release is due in 30 minutes: work stays pending, so this waits
+    // on the order alone.
+    h.api(
+        "POST",
+        &format!(
+            "/api/v1/connections/{}/channels/sales_orders/runs",
+            h.connection_id
+        ),
+        None,
+    )
+    .await
+    .expect("api")
+    .ok(202)
+    .expect("run queued");
+    let o = wait_status(&h, "#6101", "held").await;
+    let (_, page) = b
+        .get(&format!("/orders/{}", o["id"].as_str().unwrap_or_default()))
+        .await;
+    let hold = &page[page
+        .find("id=\"order-hold\"")
+        .unwrap_or_else(|| panic!("{page}"))..];
+    assert!(
+        hold.contains("hold period of 30 minute(s)")
+            && hold.contains("<span id=\"hold-until\"><time datetime="),
+        "{hold}"
+    );
+    assert!(page.contains("scheduled pull"), "{page}");
+
+    // A connection without an API secret key says so; a blank or too long
+    // key is refused, and never shown back.
+    let (_, other_c) = other_tenant(&h).await;
+    let (_, p) = b
+        .get(&format!("/connections/{other_c}?tab=sales_orders"))
+        .await;
+    let state = &p[p.find("id=\"api-secret-state\"").expect("secret state")..];
+    assert!(
+        state.starts_with("id=\"api-secret-state\">not set"),
+        "{state}"
+    );
+    let path = format!("/connections/{other_c}/api-secret");
+    let long = "k".repeat(501);
+    for (typed, why) in [
+        ("  ", "type the app's API secret key"),
+        (long.as_str(), "at most 500 characters"),
+    ] {
+        let (st, p) = b
+            .post(&path, &[("csrf", csrf.as_str()), ("api_secret", typed)])
+            .await;
+        assert_eq!(st, 422, "{p}");
+        assert!(p.contains(why) && !p.contains(&long), "{p}");
+    }
+    let c = poll_api(&h, &format!("/api/v1/connections/{other_c}"), |_| true).await;
+    assert_eq!(c["store"]["api_secret_set"], false, "{c}");
+    // With an app's client credentials there is nothing to enter.
+    h.api(
+        "PATCH",
+        &format!("/api/v1/connections/{other_c}"),
+        Some(json!({"store": {"auth": {"type": "client_credentials", "client_id": "app-1", "client_secret": "s3cret-of-the-app"}}})),
+    )
+    .await
+    .expect("api")
+    .ok(200)
+    .expect("patched");
+    let (_, p) = b
+        .get(&format!("/connections/{other_c}?tab=sales_orders"))
+        .await;
+    assert!(
+        p.contains("nothing to enter") && !p.contains("name=\"api_secret\""),
+        "{p}"
+    );
+    h.shutdown().await;
+}
+
+both_backends!(ui_import_rules_form_saves_and_shows_refusals);
