@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ShipmentVersion;
+use crate::ledger::Recipes;
+
 /// The whole document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -114,6 +117,33 @@ pub enum RecipeSource {
     Webhook,
     /// Learned from Deposco's item data.
     Items,
+}
+
+impl RecipeSource {
+    /// The word stored and shown (`person`, `webhook`, `items`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Person => "person",
+            Self::Webhook => "webhook",
+            Self::Items => "items",
+        }
+    }
+}
+
+impl std::str::FromStr for RecipeSource {
+    type Err = crate::states::UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "person" => Ok(Self::Person),
+            "webhook" => Ok(Self::Webhook),
+            "items" => Ok(Self::Items),
+            _ => Err(crate::states::UnknownState {
+                what: "RecipeSource",
+                value: s.to_string(),
+            }),
+        }
+    }
 }
 
 /// What the store calls a warehouse carrier, and where its tracking lives.
@@ -327,6 +357,132 @@ impl Mappings {
         self.carriers
             .iter()
             .find(|c| norm(&c.warehouse_carrier) == norm(warehouse_carrier))
+    }
+
+    /// The store SKU the ledger should see for a warehouse item: of the
+    /// store SKUs aliased to it, the one the order has (else the first);
+    /// the item itself when no alias names it.
+    pub fn store_sku_in<'a>(&'a self, item: &'a str, order_skus: &BTreeSet<&str>) -> &'a str {
+        let skus = self.store_skus(item);
+        skus.iter()
+            .find(|s| order_skus.contains(*s))
+            .or(skus.first())
+            .copied()
+            .unwrap_or(item)
+    }
+
+    /// A shipment as the store knows it: every warehouse item number (lines,
+    /// kit links, packages) turned back into the store SKU of `order_skus`.
+    pub fn in_store_skus(
+        &self,
+        version: &ShipmentVersion,
+        order_skus: &BTreeSet<&str>,
+    ) -> ShipmentVersion {
+        let mut v = version.clone();
+        if self.sku_aliases.is_empty() {
+            return v;
+        }
+        for l in &mut v.lines {
+            l.sku = self.store_sku_in(&l.sku, order_skus).to_string();
+            if let Some(sku) = l.kit.as_mut().and_then(|k| k.sku.as_mut()) {
+                *sku = self.store_sku_in(sku, order_skus).to_string();
+            }
+        }
+        for p in &mut v.packages {
+            for l in &mut p.lines {
+                l.sku = self.store_sku_in(&l.sku, order_skus).to_string();
+            }
+        }
+        v
+    }
+
+    /// The kit recipes the ledger uses: the learned ones, with each kit a
+    /// person set replaced by the person's recipe.
+    pub fn recipes_over(&self, learned: Recipes) -> Recipes {
+        let mut out = learned;
+        for k in self
+            .kit_recipes
+            .iter()
+            .filter(|k| k.source == RecipeSource::Person)
+        {
+            out.insert(
+                k.kit_sku.clone(),
+                k.components
+                    .iter()
+                    .map(|c| (c.sku.clone(), c.quantity))
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    /// The carrier names as the older `carrier_overrides` map had them
+    /// (warehouse carrier → store company).
+    pub fn carrier_names(&self) -> BTreeMap<String, String> {
+        self.carriers
+            .iter()
+            .map(|c| (c.warehouse_carrier.clone(), c.store_company.clone()))
+            .collect()
+    }
+
+    /// Reads a document given as JSON (an API body, an imported file),
+    /// naming the section or rule that does not read: an unknown field, a
+    /// wrong type. [`Self::validated`] checks the rest.
+    pub fn from_json(doc: serde_json::Value) -> Result<Self, MappingError> {
+        use serde::de::DeserializeOwned;
+        use serde_json::Value;
+        fn one<T: DeserializeOwned>(rule: &str, v: Value) -> Result<T, MappingError> {
+            serde_json::from_value(v).map_err(|e| refuse(rule, e.to_string()))
+        }
+        fn list<T: DeserializeOwned>(rule: &str, v: Value) -> Result<Vec<T>, MappingError> {
+            match v {
+                Value::Null => Ok(Vec::new()),
+                Value::Array(items) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, x)| one(&format!("{rule}[{i}]"), x))
+                    .collect(),
+                _ => Err(refuse(rule, "must be a list")),
+            }
+        }
+        let Value::Object(obj) = doc else {
+            return Err(refuse("(document)", "must be a JSON object"));
+        };
+        let mut m = Self::default();
+        for (key, v) in obj {
+            match key.as_str() {
+                "ship_methods" => {
+                    let Value::Object(mut sm) = v else {
+                        if v.is_null() {
+                            continue;
+                        }
+                        return Err(refuse("ship_methods", "must be an object"));
+                    };
+                    if let Some(k) = sm.keys().find(|k| *k != "rules" && *k != "default") {
+                        return Err(refuse(
+                            format!("ship_methods.{k}"),
+                            "unknown field (expected rules, default)",
+                        ));
+                    }
+                    m.ship_methods.rules =
+                        list("ship_methods.rules", sm.remove("rules").unwrap_or_default())?;
+                    m.ship_methods.default = one(
+                        "ship_methods.default",
+                        sm.remove("default").unwrap_or_default(),
+                    )?;
+                }
+                "sku_aliases" => m.sku_aliases = list("sku_aliases", v)?,
+                "kit_recipes" => m.kit_recipes = list("kit_recipes", v)?,
+                "carriers" => m.carriers = list("carriers", v)?,
+                other => {
+                    return Err(refuse(
+                        other,
+                        "unknown field (expected ship_methods, sku_aliases, kit_recipes, carriers)",
+                    ));
+                }
+            }
+        }
+        Ok(m)
     }
 
     /// Checks the whole document and tidies it (text trimmed, identical
@@ -706,7 +862,28 @@ mod tests {
         for (json, rule) in cases {
             assert_eq!(doc(json.clone()).unwrap_err(), rule, "{json}");
         }
-        // Unknown fields are refused by the reader.
+        // Unknown fields are refused by the reader, naming where.
+        let read = |v: serde_json::Value| Mappings::from_json(v).map(|_| ()).map_err(|e| e.rule);
+        assert_eq!(read(json!({"ship_method": {}})), Err("ship_method".into()));
+        assert_eq!(
+            read(
+                json!({"sku_aliases": [{"store_sku": "S", "warehouse_item": "1"}, {"store_sku": "S", "item": "1"}]})
+            ),
+            Err("sku_aliases[1]".into())
+        );
+        assert_eq!(
+            read(json!({"ship_methods": {"rules": [{"match": {"titel": "A"}, "ship_via": "X"}]}})),
+            Err("ship_methods.rules[0]".into())
+        );
+        assert_eq!(
+            read(json!({"ship_methods": {"fallback": null}})),
+            Err("ship_methods.fallback".into())
+        );
+        assert_eq!(read(json!({"carriers": {}})), Err("carriers".into()));
+        assert_eq!(
+            read(json!({"ship_methods": {"default": null}, "kit_recipes": null})),
+            Ok(())
+        );
         assert!(doc(json!({"ship_method": {}})).is_err());
         assert!(doc(json!({"sku_aliases": [{"store_sku": "S", "item": "1"}]})).is_err());
         // The same alias twice is one.
@@ -721,5 +898,53 @@ mod tests {
             {"store_sku": "S2", "warehouse_item": "1"}]}))
         .unwrap();
         assert_eq!(m.store_skus("1"), vec!["S1", "S2"]);
+    }
+
+    #[test]
+    fn aliases_turn_items_back_into_the_orders_store_skus() {
+        let m = doc(serde_json::json!({"sku_aliases": [
+            {"store_sku": "S1", "warehouse_item": "100"},
+            {"store_sku": "S2", "warehouse_item": "100"},
+            {"store_sku": "K", "warehouse_item": "KIT-100"}]}))
+        .unwrap();
+        let order: BTreeSet<&str> = ["S2", "K"].into();
+        assert_eq!(m.store_sku_in("100", &order), "S2");
+        assert_eq!(m.store_sku_in("100", &BTreeSet::new()), "S1");
+        assert_eq!(m.store_sku_in("200", &order), "200");
+        let v: ShipmentVersion = serde_json::from_value(serde_json::json!({
+            "number": "S-1", "warehouse_id": null, "status": "shipped", "order_refs": ["#1"], "updated_at": null,
+            "carrier": null, "service": null, "tracking_url": null, "shipped_at": null,
+            "lines": [{"line_number": "1", "sku": "100", "quantity": 1, "ordered_quantity": null,
+                       "store_line_id": null,
+                       "kit": {"line_number": "0", "sku": "KIT-100", "store_line_id": null,
+                               "kit_quantity": null, "per_kit": null}}],
+            "packages": [{"key": "shipment", "tracking_number": null, "carrier": null, "service": null,
+                          "lines": [{"line_number": "1", "sku": "100", "quantity": 1}]}]
+        }))
+        .unwrap();
+        let s = m.in_store_skus(&v, &order);
+        assert_eq!(s.lines[0].sku, "S2");
+        assert_eq!(s.lines[0].kit.as_ref().unwrap().sku.as_deref(), Some("K"));
+        assert_eq!(s.packages[0].lines[0].sku, "S2");
+    }
+
+    #[test]
+    fn a_persons_recipe_wins_over_a_learned_one() {
+        let m = doc(serde_json::json!({"kit_recipes": [
+            {"kit_sku": "K", "components": [{"sku": "A", "quantity": 3}]}]}))
+        .unwrap();
+        let learned: Recipes = [
+            (
+                "K".to_string(),
+                [("A".to_string(), 2), ("B".to_string(), 1)].into(),
+            ),
+            ("L".to_string(), [("C".to_string(), 1)].into()),
+        ]
+        .into();
+        let r = m.recipes_over(learned);
+        assert_eq!(r["K"], [("A".to_string(), 3)].into());
+        assert_eq!(r["L"], [("C".to_string(), 1)].into());
+        assert_eq!("items".parse::<RecipeSource>(), Ok(RecipeSource::Items));
+        assert!("learned".parse::<RecipeSource>().is_err());
     }
 }

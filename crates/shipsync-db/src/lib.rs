@@ -37,6 +37,7 @@ pub mod events;
 pub mod fulfillments;
 pub mod ingest;
 pub mod jobs;
+pub mod mappings;
 pub mod merchants;
 pub mod meta;
 mod migrate;

@@ -227,6 +227,10 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool, DbError> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM merchant_mappings WHERE merchant_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM merchants WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -137,7 +137,7 @@ async fn applied_migrations(db: &Db) -> Vec<i64> {
 async fn migrations_apply_twice_idempotently() {
     on_each_backend(async |db, url| {
         let first = applied_migrations(db).await;
-        assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13]);
+        assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14]);
         db.migrate().await.expect("migrate again");
         db.close().await;
         // And from another process's point of view: a new handle.
@@ -764,6 +764,66 @@ async fn jobs_round_trip_through_the_queue() {
             .expect("claim")
             .expect("claimable");
         assert_eq!(one.job.expect("decodes"), Job::PullShipments { run_id: "run_9".into() });
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mappings_and_learned_recipes_round_trip() {
+    use shipsync_core::mappings::{Mappings, RecipeSource};
+    use shipsync_db::mappings::{self, MappingsRow};
+    use shipsync_db::recipes;
+    on_each_backend(async |db, _| {
+        let m = merchant(db).await;
+        assert_eq!(mappings::get(db.pool(), &m).await.expect("get"), None);
+        let row = MappingsRow {
+            merchant_id: m.clone(),
+            doc: Mappings::for_new_merchant(),
+            updated_at: 5,
+            updated_by: Some("ops@example.com".into()),
+        };
+        mappings::save(db.pool(), &row).await.expect("save");
+        let mut again = row.clone();
+        again.doc.ship_methods.rules.truncate(1);
+        again.updated_by = None;
+        mappings::save(db.pool(), &again).await.expect("save again");
+        assert_eq!(
+            mappings::get(db.pool(), &m).await.expect("get"),
+            Some(again)
+        );
+
+        recipes::save(db.pool(), &m, "KIT", "A", 2, RecipeSource::Webhook)
+            .await
+            .expect("recipe");
+        recipes::save(db.pool(), &m, "KIT", "B", 1, RecipeSource::Items)
+            .await
+            .expect("recipe");
+        let got: Vec<(String, i64, RecipeSource)> = recipes::of_merchant(db.pool(), &m)
+            .await
+            .expect("recipes")
+            .into_iter()
+            .map(|r| (r.component_sku, r.per_kit, r.source))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("A".to_string(), 2, RecipeSource::Webhook),
+                ("B".to_string(), 1, RecipeSource::Items)
+            ]
+        );
+        // A learned source word that is none of the known ones is corrupt.
+        sqlx::query("UPDATE kit_recipes SET source = 'guess' WHERE merchant_id = $1")
+            .bind(&m)
+            .execute(db.pool())
+            .await
+            .expect("update");
+        assert!(matches!(
+            recipes::of_merchant(db.pool(), &m).await,
+            Err(DbError::Corrupt(_))
+        ));
+        // Deleting the merchant deletes its document.
+        assert!(merchants::delete(db, &m).await.expect("delete"));
+        assert_eq!(mappings::get(db.pool(), &m).await.expect("get"), None);
     })
     .await;
 }

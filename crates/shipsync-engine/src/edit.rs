@@ -44,6 +44,10 @@ pub enum EditError {
     /// A field a person can correct (422 `invalid_field`).
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A mappings document refused: the rule it names and why (422
+    /// `invalid_mapping`); nothing was applied.
+    #[error("{rule}: {message}")]
+    InvalidMapping { rule: String, message: String },
     /// A URL whose host is not public (422 `private_target`).
     #[error("{0}")]
     PrivateTarget(String),

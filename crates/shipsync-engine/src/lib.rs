@@ -8,6 +8,7 @@ pub mod connections;
 pub mod edit;
 mod error;
 pub mod ingest;
+pub mod mappings;
 pub mod merchants;
 pub mod metrics;
 pub mod orders;

@@ -262,16 +262,26 @@ impl ShopifyClient {
                     .await?,
             );
         }
+        let given = |v: Option<String>| v.filter(|t| !t.trim().is_empty());
+        let shipping = match o.shipping_line {
+            Some(l) => wire::ShippingLine {
+                title: given(l.title),
+                code: given(l.code),
+                source: given(l.source),
+                carrier_identifier: given(l.carrier_identifier),
+            },
+            None => wire::ShippingLine::default(),
+        };
         Ok(StoreOrderForWarehouse {
             id: o.id,
             name: o.name,
             updated_at: o.updated_at,
             email: o.email.filter(|e| !e.trim().is_empty()),
             shipping_address: o.shipping_address.map(Into::into),
-            shipping_method: o
-                .shipping_line
-                .and_then(|l| l.title)
-                .filter(|t| !t.trim().is_empty()),
+            shipping_method: shipping.title,
+            shipping_code: shipping.code,
+            shipping_source: shipping.source,
+            shipping_carrier_identifier: shipping.carrier_identifier,
             line_items,
             cancelled_at: o.cancelled_at,
             cancel_reason: o.cancel_reason,

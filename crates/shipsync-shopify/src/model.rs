@@ -195,6 +195,14 @@ pub struct StoreOrderForWarehouse {
     pub shipping_address: Option<ShippingAddress>,
     /// Title of the shipping line (the method the customer chose).
     pub shipping_method: Option<String>,
+    /// The shipping line's `code`, `source` and `carrierIdentifier`, which
+    /// a merchant's ship-method rules may match besides the title.
+    #[serde(default)]
+    pub shipping_code: Option<String>,
+    #[serde(default)]
+    pub shipping_source: Option<String>,
+    #[serde(default)]
+    pub shipping_carrier_identifier: Option<String>,
     pub line_items: Vec<StoreLineItem>,
     /// When the store cancelled the order (`cancelledAt`).
     #[serde(default)]

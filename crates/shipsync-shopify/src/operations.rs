@@ -255,6 +255,9 @@ pub const ORDER_FOR_WAREHOUSE: &str = r#"query OrderForWarehouse($id: ID!) {
     }
     shippingLine {
       title
+      code
+      source
+      carrierIdentifier
     }
     lineItems(first: 20) {
       pageInfo {
@@ -397,6 +400,9 @@ pub const ORDERS_FOR_WAREHOUSE: &str = r#"query OrdersForWarehouse($query: Strin
       }
       shippingLine {
         title
+        code
+        source
+        carrierIdentifier
       }
       lineItems(first: 20) {
         pageInfo {

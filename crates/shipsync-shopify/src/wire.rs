@@ -166,9 +166,16 @@ impl FulfillmentHold {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct ShippingLine {
     pub title: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub carrier_identifier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

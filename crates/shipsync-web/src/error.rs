@@ -142,6 +142,15 @@ impl From<EditError> for ApiError {
         match e {
             EditError::Malformed(m) => ApiError::bad_request(m),
             EditError::Invalid { field, message } => ApiError::invalid(&field, message),
+            EditError::InvalidMapping { rule, message } => {
+                let mut e = ApiError::new(
+                    unprocessable,
+                    "invalid_mapping",
+                    format!("{rule}: {message}"),
+                );
+                e.extra = Some(serde_json::json!({ "rule": rule }));
+                e
+            }
             EditError::PrivateTarget(m) => ApiError::new(unprocessable, "private_target", m),
             EditError::CredentialsMissing(m) => {
                 ApiError::new(unprocessable, "credentials_missing", m)

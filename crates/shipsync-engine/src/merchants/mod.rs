@@ -146,6 +146,9 @@ impl Engine {
         apply(secrets, &mut m, parts);
         m.updated_at = now_micros();
         merchants::update(self.db().pool(), &m).await?;
+        if patch.get("carrier_overrides").is_some() {
+            self.carriers_follow_overrides(&m).await?;
+        }
         if cleared {
             self.switch_off_connections(&m.id).await?;
         }

@@ -1,6 +1,7 @@
 //! The Deposco sales order shipsync posts for a store order.
 
 use serde_json::{Map, Value, json};
+use shipsync_core::mappings::{Mappings, ShipTarget, ShippingLine};
 use shipsync_shopify::{ShippingAddress, StoreOrderForWarehouse};
 
 /// Deposco takes at most this many lines per sales order.
@@ -12,45 +13,32 @@ pub fn warehouse_number(prefix: &str, name: &str) -> String {
     format!("{prefix}{}", name.trim().trim_start_matches('#'))
 }
 
-/// Deposco's `shipVia` / `shipMethod` for a store shipping-line title. Known
-/// titles map to Deposco's usual service levels; anything else is passed
-/// through as it is (assumed; adjust here when a warehouse names its methods
-/// differently).
-pub fn ship_method(title: &str) -> (String, String) {
-    const TABLE: &[(&[&str], &str, &str)] = &[
-        (
-            &[
-                "standard",
-                "standard shipping",
-                "economy",
-                "ground",
-                "free shipping",
-            ],
-            "Ground",
-            "Standard",
-        ),
-        (
-            &["express", "express shipping", "expedited", "priority"],
-            "Expedited",
-            "Expedited",
-        ),
-        (
-            &["2 day", "2-day", "two day", "second day", "2nd day"],
-            "2nd Day Air",
-            "2 Day",
-        ),
-        (
-            &["overnight", "next day", "next day air", "1 day"],
-            "Next Day Air",
-            "Overnight",
-        ),
-    ];
-    let key = title.trim().to_lowercase();
-    TABLE
-        .iter()
-        .find(|(titles, _, _)| titles.contains(&key.as_str()))
-        .map(|(_, via, method)| ((*via).to_string(), (*method).to_string()))
-        .unwrap_or_else(|| (title.trim().to_string(), title.trim().to_string()))
+/// The store order's shipping line as the merchant's ship-method rules read
+/// it; `None` when the order has none (nothing to map: no `shipVia` sent).
+pub fn shipping_line(o: &StoreOrderForWarehouse) -> Option<ShippingLine> {
+    let line = ShippingLine {
+        title: o.shipping_method.clone(),
+        code: o.shipping_code.clone(),
+        carrier_identifier: o.shipping_carrier_identifier.clone(),
+        source: o.shipping_source.clone(),
+    };
+    (line != ShippingLine::default()).then_some(line)
+}
+
+/// Where a mapped ship method goes in Deposco's `SalesOrderDTO` (see
+/// ../shared/docs/orders-lifecycle.md, "Deposco" — `shipVia`, and the
+/// carrier and service a shipment later reports back as `shipVendor` and
+/// `shipMethod`): `shipVia` always, `shipVendor` for the carrier and
+/// `shipMethod` for the service when the rule gives them. The one place
+/// these field names are assumed.
+fn insert_ship_target(dto: &mut Map<String, Value>, t: &ShipTarget) {
+    dto.insert("shipVia".into(), json!(t.ship_via));
+    if let Some(carrier) = &t.carrier {
+        dto.insert("shipVendor".into(), json!(carrier));
+    }
+    if let Some(service) = &t.service {
+        dto.insert("shipMethod".into(), json!(service));
+    }
 }
 
 fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<&String>) {
@@ -70,12 +58,14 @@ fn person_name(a: &ShippingAddress) -> Option<String> {
     })
 }
 
-/// The `SalesOrderDTO` shipsync posts for a store order; `Err` says what a
-/// person must fix first.
+/// The `SalesOrderDTO` shipsync posts for a store order under the
+/// merchant's mappings (ship method, item numbers); `Err` says what a
+/// person must fix first. Pure: a preview can call it without sending.
 pub fn sales_order_dto(
     number: &str,
     business_unit: &str,
     o: &StoreOrderForWarehouse,
+    mappings: &Mappings,
 ) -> Result<Value, String> {
     let a = o.shipping_address.as_ref().ok_or_else(|| {
         format!(
@@ -133,7 +123,7 @@ pub fn sales_order_dto(
         })?;
         lines.push(json!({
             "lineNumber": (position + 1).to_string(),
-            "item": {"businessKey": {"number": sku}},
+            "item": {"businessKey": {"number": mappings.warehouse_item(sku)}},
             "pack": {"type": "Each", "quantity": 1},
             "orderPackQuantity": l.quantity,
             "customerLineNumber": l.id,
@@ -162,14 +152,8 @@ pub fn sales_order_dto(
     dto.insert("orderStatus".into(), json!("New"));
     dto.insert("shipToContact".into(), Value::Object(contact));
     dto.insert("shipToAddress".into(), Value::Object(address));
-    if let Some(title) = o
-        .shipping_method
-        .as_deref()
-        .filter(|t| !t.trim().is_empty())
-    {
-        let (via, method) = ship_method(title);
-        dto.insert("shipVia".into(), json!(via));
-        dto.insert("shipMethod".into(), json!(method));
+    if let Some(line) = shipping_line(o) {
+        insert_ship_target(&mut dto, &mappings.ship_methods.target(&line)?);
     }
     dto.insert("orderLines".into(), Value::Array(lines));
     Ok(Value::Object(dto))
@@ -207,6 +191,9 @@ mod tests {
                 ..Default::default()
             }),
             shipping_method: Some("Express".into()),
+            shipping_code: None,
+            shipping_source: None,
+            shipping_carrier_identifier: None,
             line_items: vec![
                 StoreLineItem {
                     id: "gid://shopify/LineItem/7".into(),
@@ -251,7 +238,8 @@ mod tests {
 
     #[test]
     fn the_dto_carries_the_references_shipments_come_back_with() {
-        let dto = sales_order_dto("PFX1001", "ACME", &order()).unwrap();
+        let dto =
+            sales_order_dto("PFX1001", "ACME", &order(), &Mappings::for_new_merchant()).unwrap();
         assert_eq!(dto["number"], "PFX1001");
         assert_eq!(dto["customerOrderNumber"], "#1001");
         assert_eq!(dto["orderStatus"], "New");
@@ -260,6 +248,7 @@ mod tests {
         assert_eq!(dto["shipToAddress"]["addressLine1"], "1 Main St");
         assert_eq!(dto["shipToAddress"]["stateProvince"], "IL");
         assert_eq!(dto["shipVia"], "Expedited");
+        assert_eq!(dto["shipMethod"], "Expedited");
         let lines = dto["orderLines"].as_array().unwrap();
         // The removed line (quantity 0) is not sent; a line's number is its
         // place in the store order, so that later edits name the same lines.
@@ -277,33 +266,46 @@ mod tests {
         let mut o = order();
         o.line_items[0].sku = None;
         assert!(
-            sales_order_dto("1001", "ACME", &o)
+            sales_order_dto("1001", "ACME", &o, &Mappings::for_new_merchant())
                 .unwrap_err()
                 .contains("has no SKU")
         );
         let mut o = order();
         o.shipping_address = None;
         assert!(
-            sales_order_dto("1001", "ACME", &o)
+            sales_order_dto("1001", "ACME", &o, &Mappings::for_new_merchant())
                 .unwrap_err()
                 .contains("no shipping address")
         );
     }
 
     #[test]
-    fn ship_methods_map_known_titles_and_pass_others_through() {
-        assert_eq!(
-            ship_method(" Standard Shipping "),
-            ("Ground".into(), "Standard".into())
-        );
-        assert_eq!(
-            ship_method("Overnight"),
-            ("Next Day Air".into(), "Overnight".into())
-        );
-        assert_eq!(
-            ship_method("UPS Ground"),
-            ("UPS Ground".into(), "UPS Ground".into())
-        );
+    fn the_merchants_mappings_decide_ship_method_and_item_numbers() {
+        let m: Mappings = serde_json::from_value(json!({
+            "ship_methods": {"rules": [{"match": {"code": "ups_2day"}, "ship_via": "UPS 2nd Day Air",
+                                        "carrier": "UPS", "service": "2 Day"}]},
+            "sku_aliases": [{"store_sku": "A", "warehouse_item": "100234"}]
+        }))
+        .unwrap();
+        let mut o = order();
+        o.shipping_method = Some("Two days".into());
+        o.shipping_code = Some("UPS_2DAY".into());
+        let dto = sales_order_dto("1001", "ACME", &o, &m).unwrap();
+        assert_eq!(dto["shipVia"], "UPS 2nd Day Air");
+        assert_eq!(dto["shipVendor"], "UPS");
+        assert_eq!(dto["shipMethod"], "2 Day");
+        let lines = dto["orderLines"].as_array().unwrap();
+        assert_eq!(lines[0]["item"]["businessKey"]["number"], "100234");
+        assert_eq!(lines[1]["item"]["businessKey"]["number"], "C");
+        // A method no rule takes, without a default: refused with the reason
+        // the order's error shows; no shipping line at all: no shipVia.
+        o.shipping_code = Some("pickup".into());
+        let err = sales_order_dto("1001", "ACME", &o, &m).unwrap_err();
+        assert!(err.contains("unmapped shipping method 'Two days'"), "{err}");
+        o.shipping_method = None;
+        o.shipping_code = None;
+        let dto = sales_order_dto("1001", "ACME", &o, &m).unwrap();
+        assert!(dto.get("shipVia").is_none());
         assert_eq!(warehouse_number("PFX", "#1001"), "PFX1001");
         assert_eq!(warehouse_number("", "1001"), "1001");
     }

@@ -6,11 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use shipsync_core::ShipmentVersion;
 use shipsync_core::ledger::{self, OrderLine, ShipmentInput};
+use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{FulfillmentState, OrderStatus, ShipmentStatus};
 use shipsync_db::orders::{self as db_orders, OrderRecord};
-use shipsync_db::{
-    activity, connections, fulfillments, merchants, now_micros, recipes as db_recipes, shipments,
-};
+use shipsync_db::{activity, connections, fulfillments, merchants, now_micros, shipments};
 use shipsync_shopify::StoreOrder;
 
 use crate::Engine;
@@ -62,15 +61,14 @@ impl Engine {
             Some(c) => merchants::get(db.pool(), &c.merchant_id).await?,
             None => None,
         };
-        let mut recipes: ledger::Recipes = BTreeMap::new();
-        if let Some(m) = &merchant {
-            for (kit, comp, per) in db_recipes::of_merchant(db.pool(), &m.id).await? {
-                recipes
-                    .entry(kit)
-                    .or_default()
-                    .insert(comp, u64::try_from(per).unwrap_or(0));
+        let (doc, recipes) = match &merchant {
+            Some(m) => {
+                let doc = self.mappings_of(m).await?;
+                let recipes = self.recipes_of(&m.id, &doc).await?;
+                (doc, recipes)
             }
-        }
+            None => (Mappings::default(), ledger::Recipes::new()),
+        };
         let policy = merchant.as_ref().map(|m| m.kit_policy).unwrap_or_default();
         let versions: Vec<(String, ShipmentVersion)> =
             shipments::for_order(db.pool(), &o.store_order_id)
@@ -82,6 +80,12 @@ impl Engine {
                 })
                 .map(|s| (s.id, s.version))
                 .collect();
+        // The ledger sees store SKUs (see the shipment sync).
+        let order_skus: BTreeSet<&str> = stored.iter().filter_map(|l| l.sku.as_deref()).collect();
+        let versions: Vec<(String, ShipmentVersion)> = versions
+            .into_iter()
+            .map(|(k, v)| (k, doc.in_store_skus(&v, &order_skus)))
+            .collect();
         let order_lines: Vec<OrderLine> = stored
             .iter()
             .map(|l| OrderLine {

@@ -33,7 +33,7 @@ mod warehouse;
 mod webhooks;
 
 pub use actions::OrderAction;
-pub use dto::{sales_order_dto, ship_method, warehouse_number};
+pub use dto::{sales_order_dto, shipping_line, warehouse_number};
 pub use lines::{KitComponentView, OrderLineView};
 pub(crate) use pull::line_row;
 

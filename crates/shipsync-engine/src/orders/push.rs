@@ -76,7 +76,13 @@ impl Engine {
             .get("business_unit")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let dto = match sales_order_dto(&number, business_unit, &to_send(&store, &o.lines)) {
+        let mappings = self.mappings_of(&merchant).await?;
+        let dto = match sales_order_dto(
+            &number,
+            business_unit,
+            &to_send(&store, &o.lines),
+            &mappings,
+        ) {
             Ok(dto) => dto,
             Err(why) => return self.order_error(order_id, &why).await,
         };

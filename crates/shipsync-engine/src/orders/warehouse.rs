@@ -117,6 +117,7 @@ impl Engine {
                         &warehouse_id,
                         changes,
                         &merchant.warehouse_json,
+                        &self.mappings_of(&merchant).await?,
                     )
                     .await?
                 }
@@ -144,6 +145,7 @@ impl Engine {
         warehouse_id: &str,
         changes: &[LineChange],
         warehouse_json: &str,
+        mappings: &shipsync_core::mappings::Mappings,
     ) -> Result<Applied, EngineError> {
         let too_late = |what: &str, message: &str| {
             Applied::TooLate(format!(
@@ -214,8 +216,9 @@ impl Engine {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let number = o.warehouse_number.clone().unwrap_or_default();
-            let mut dto = sales_order_dto(&number, business_unit, &to_send(store, &lines))
-                .map_err(EngineError::Permanent)?;
+            let mut dto =
+                sales_order_dto(&number, business_unit, &to_send(store, &lines), mappings)
+                    .map_err(EngineError::Permanent)?;
             // A line Deposco has keeps the number it was created with.
             if let Some(rows) = dto.get_mut("orderLines").and_then(Value::as_array_mut) {
                 for row in rows {

@@ -84,6 +84,7 @@ impl Engine {
                     &kit,
                     &comp,
                     i64::try_from(per_kit).unwrap_or(i64::MAX),
+                    shipsync_core::mappings::RecipeSource::Webhook,
                 )
                 .await?;
             }

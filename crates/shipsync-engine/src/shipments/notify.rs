@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use shipsync_core::fulfillment::{self, FoLineItem, FoProblem, FulfillmentOrderView};
 use shipsync_core::ledger::LineShare;
+use shipsync_core::mappings::{Mappings, TRACKING_PLACEHOLDER};
 use shipsync_core::states::FulfillmentState;
 use shipsync_core::{ShipmentVersion, tracking};
 use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
@@ -26,8 +27,9 @@ pub(super) struct Target<'a> {
     pub order: &'a StoreOrder,
     pub client: &'a ShopifyClient,
     pub settings: &'a StoreSettings,
-    /// Carrier name overrides (warehouse name → store name).
-    pub overrides: &'a BTreeMap<String, String>,
+    /// The merchant's mappings: its carriers name the store's company and
+    /// tracking URL for a warehouse carrier.
+    pub carriers: &'a Mappings,
 }
 
 impl Engine {
@@ -47,7 +49,7 @@ impl Engine {
             order,
             client,
             settings,
-            overrides,
+            carriers,
         } = *to;
         let db = self.db();
         let fos: Vec<FulfillmentOrderView> = order
@@ -135,7 +137,7 @@ impl Engine {
             }
         }
         for (carrier, a, pkg_tracking) in plan {
-            let tracking = self.tracking_for(version, carrier.as_deref(), &pkg_tracking, overrides);
+            let tracking = self.tracking_for(version, carrier.as_deref(), &pkg_tracking, carriers);
             let now = now_micros();
             let row = StoreFulfillmentRow {
                 id: new_id("ful"),
@@ -217,24 +219,34 @@ impl Engine {
     }
 
     /// The tracking a store fulfillment carries: the store's carrier name
-    /// for the warehouse's, the numbers, and URLs when the store cannot
-    /// build them itself.
+    /// for the warehouse's (the merchant's carrier mappings first), the
+    /// numbers, and URLs: the mapping's template when it has one, else the
+    /// warehouse's URL when the store cannot build them itself.
     fn tracking_for(
         &self,
         version: &ShipmentVersion,
         carrier: Option<&str>,
         pkg_tracking: &[(String, String)],
-        overrides: &BTreeMap<String, String>,
+        carriers: &Mappings,
     ) -> Tracking {
         let company = shipsync_deposco::carrier::store_carrier(
             carrier,
             version.service.as_deref(),
-            overrides,
+            &carriers.carrier_names(),
         );
         let numbers = tracking::numbers(pkg_tracking);
+        let template = [carrier, version.service.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|t| carriers.carrier(t))
+            .and_then(|c| c.tracking_url_template.as_deref());
         // Shopify builds the URL itself for carriers it knows.
-        let urls = match (&company, &version.tracking_url) {
-            (None, Some(base)) if !base.trim().is_empty() => {
+        let urls = match (template, &company, &version.tracking_url) {
+            (Some(t), _, _) => numbers
+                .iter()
+                .map(|n| t.replace(TRACKING_PLACEHOLDER, n))
+                .collect(),
+            (None, None, Some(base)) if !base.trim().is_empty() => {
                 numbers.iter().map(|n| format!("{base}{n}")).collect()
             }
             _ => Vec::new(),
@@ -256,7 +268,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for c in corrections {
             let (mut r, fid, merged) = (c.row, c.fulfillment_id, c.tracking);
-            let tracking = self.tracking_for(version, r.carrier.as_deref(), &merged, to.overrides);
+            let tracking = self.tracking_for(version, r.carrier.as_deref(), &merged, to.carriers);
             to.client
                 .tracking_update(&fid, &tracking, to.settings.notify_customer)
                 .await?;

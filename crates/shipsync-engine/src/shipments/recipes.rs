@@ -1,14 +1,14 @@
 //! Kit recipes (kit SKU → components per kit): those saved from shipments
 //! and those read from Deposco's item data when the ledger lacks one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use shipsync_core::ShipmentVersion;
 use shipsync_core::ledger::{OrderLine, Recipes};
+use shipsync_core::mappings::RecipeSource;
 use shipsync_db::recipes as db_recipes;
 
 use crate::Engine;
-use crate::error::EngineError;
 
 impl Engine {
     /// Reads kit recipes from Deposco's item data for order lines that are
@@ -43,9 +43,16 @@ impl Engine {
                 Ok(Some(item)) if !item.components.is_empty() => {
                     for c in &item.components {
                         let per_kit = i64::try_from(c.quantity).unwrap_or(i64::MAX);
-                        if db_recipes::save(self.db().pool(), &merchant.id, sku, &c.sku, per_kit)
-                            .await
-                            .is_ok()
+                        if db_recipes::save(
+                            self.db().pool(),
+                            &merchant.id,
+                            sku,
+                            &c.sku,
+                            per_kit,
+                            RecipeSource::Items,
+                        )
+                        .await
+                        .is_ok()
                         {
                             learned = true;
                         }
@@ -57,15 +64,5 @@ impl Engine {
             }
         }
         learned
-    }
-
-    pub(super) async fn recipes(&self, merchant_id: &str) -> Result<Recipes, EngineError> {
-        let mut out: Recipes = BTreeMap::new();
-        for (kit, comp, per) in db_recipes::of_merchant(self.db().pool(), merchant_id).await? {
-            out.entry(kit)
-                .or_default()
-                .insert(comp, u64::try_from(per).unwrap_or(0));
-        }
-        Ok(out)
     }
 }

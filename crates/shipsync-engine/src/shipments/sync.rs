@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use shipsync_core::landed::Landed;
 use shipsync_core::ledger::{self, KitPolicy, LineShare, OrderLine, Recipes, ShipmentInput};
+use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{Channel, FulfillmentState, OrderStatus, ShipmentStatus, StoreStatus};
 use shipsync_core::{ShipmentVersion, WarehouseStatus};
 use shipsync_db::connections::{self, ConnectionRow};
@@ -181,8 +182,9 @@ impl Engine {
         if let Some(why) = self.cancelled_in_store(&local, &order).await? {
             return Err(EngineError::Permanent(why));
         }
+        let doc = self.mappings_of(&merchant).await?;
         let shares = self
-            .shares_of(&s, &version, &merchant, &order, &store)
+            .shares_of(&s, &version, &merchant, &doc, &order, &store)
             .await?;
         self.note_removed_units(&s, &version, &order).await?;
 
@@ -216,7 +218,7 @@ impl Engine {
             order: &order,
             client: &store.client,
             settings: &store.settings,
-            overrides: &merchant.carrier_overrides,
+            carriers: &doc,
         };
         if !create.is_empty() {
             s.status = ShipmentStatus::Open;
@@ -318,6 +320,7 @@ impl Engine {
         s: &ShipmentRow,
         version: &ShipmentVersion,
         merchant: &MerchantRow,
+        doc: &Mappings,
         order: &StoreOrder,
         store: &Store,
     ) -> Result<Vec<LineShare>, EngineError> {
@@ -342,6 +345,17 @@ impl Engine {
                 versions.push((sib.id.clone(), sib.version.clone()));
             }
         }
+        // The ledger sees store SKUs: warehouse item numbers go back through
+        // the merchant's aliases first.
+        let order_skus: BTreeSet<&str> = order
+            .line_items
+            .iter()
+            .filter_map(|l| l.sku.as_deref())
+            .collect();
+        let versions: Vec<(String, ShipmentVersion)> = versions
+            .into_iter()
+            .map(|(k, v)| (k, doc.in_store_skus(&v, &order_skus)))
+            .collect();
         let inputs: Vec<ShipmentInput<'_>> = versions
             .iter()
             .map(|(k, v)| ShipmentInput { key: k, version: v })
@@ -356,7 +370,7 @@ impl Engine {
                 removed: l.ordered_quantity.saturating_sub(l.quantity),
             })
             .collect();
-        let mut recipes = self.recipes(&merchant.id).await?;
+        let mut recipes = self.recipes_of(&merchant.id, doc).await?;
         let policy = merchant.kit_policy;
         let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
         if mine.is_err()
@@ -366,7 +380,7 @@ impl Engine {
         {
             // The pull may not say which component belongs to which kit: the
             // warehouse's item data does. Try again with what it taught.
-            recipes = self.recipes(&merchant.id).await?;
+            recipes = self.recipes_of(&merchant.id, doc).await?;
             mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
         }
         mine.map_err(|p| EngineError::Permanent(p.message))

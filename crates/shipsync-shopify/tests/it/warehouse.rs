@@ -54,7 +54,7 @@ fn order_node(id: &str, name: &str, lines: Value, fulfillment_orders: Value) -> 
             "company": null, "address1": "1 Main St", "address2": "", "city": "Springfield",
             "province": "Illinois", "provinceCode": "IL", "zip": "62701",
             "country": "United States", "countryCodeV2": "US", "phone": null },
-        "shippingLine": { "title": "Express" },
+        "shippingLine": { "title": "Express", "code": "Express", "source": "shopify", "carrierIdentifier": null },
         "lineItems": lines,
         "fulfillmentOrders": fulfillment_orders,
     })
@@ -113,6 +113,9 @@ fn expected(
             ..ShippingAddress::default()
         }),
         shipping_method: Some("Express".into()),
+        shipping_code: Some("Express".into()),
+        shipping_source: Some("shopify".into()),
+        shipping_carrier_identifier: None,
         line_items,
         cancelled_at: Some("2026-11-02T09:59:00Z".into()),
         cancel_reason: Some("CUSTOMER".into()),
