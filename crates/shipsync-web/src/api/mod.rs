@@ -7,6 +7,7 @@
 pub(crate) mod account;
 pub(crate) mod connections;
 pub(crate) mod events;
+pub(crate) mod mappings;
 pub(crate) mod merchants;
 pub(crate) mod orders;
 mod schema;
@@ -39,6 +40,7 @@ pub const PREFIX: &str = "/api/v1";
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(merchants::routes())
+        .merge(mappings::routes())
         .merge(connections::routes())
         .merge(shipments::routes())
         .merge(orders::routes())
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     security(("bearer" = [])),
     tags(
         (name = "merchants", description = "The warehouse side and its shipment webhooks"),
+        (name = "mappings", description = "A merchant's shipping methods, SKU aliases, kit recipes and carriers"),
         (name = "connections", description = "Stores of a merchant, their channels and runs"),
         (name = "shipments", description = "What the warehouse shipped, and what the store knows"),
         (name = "orders", description = "Store orders sent to the warehouse"),

@@ -26,7 +26,7 @@ pub struct ErrorDetail {
     /// (403), `not_found` (404), `has_connections`, `run_in_progress`,
     /// `channel_disabled`, `not_authorization_code`, `conflict` (409),
     /// `request_timeout` (408), `invalid_field`, `private_target`,
-    /// `credentials_missing` (422), `too_many_attempts` (429), `internal`
+    /// `credentials_missing`, `invalid_mapping` (422), `too_many_attempts` (429), `internal`
     /// (500), `unavailable` (503, with `Retry-After`).
     pub code: String,
     /// What went wrong and how to fix it; a 422 names the field.
@@ -34,6 +34,9 @@ pub struct ErrorDetail {
     /// `run_in_progress` only: the active run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// `invalid_mapping` only: the rule refused, e.g. `ship_methods.rules[2]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// A page of a list: `{"items": [...], "next_cursor": "…" | null}`.
@@ -898,4 +901,122 @@ pub struct TokenInput {
     /// 1–3650; left out: never expires.
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
+}
+
+// ----------------------------------------------------------------- mappings
+
+/// A merchant's mappings (`shipsync_core::mappings::Mappings`): how store
+/// shipping methods become Deposco's, which warehouse item a store SKU is,
+/// what a kit is made of, and what the store calls a warehouse carrier.
+/// PUT takes the whole document, PATCH a JSON merge patch of it; unknown
+/// fields and bad rules → 422 `invalid_mapping` naming the rule.
+// Described only: the engine reads and writes the document.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = Mappings)]
+pub struct MappingsDoc {
+    pub ship_methods: ShipMethodsDoc,
+    /// Store SKU → warehouse item number; one store SKU is one item,
+    /// several store SKUs may be one item.
+    pub sku_aliases: Vec<SkuAliasDoc>,
+    /// A person's recipes (`source` `person`) and, shown, those learned
+    /// from the warehouse (`webhook`, `items`); a person's wins.
+    pub kit_recipes: Vec<KitRecipeDoc>,
+    pub carriers: Vec<CarrierDoc>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = ShipMethods)]
+pub struct ShipMethodsDoc {
+    /// In order; the first that matches wins.
+    pub rules: Vec<ShipMethodRuleDoc>,
+    /// For a shipping line no rule takes; `null`: such an order goes to
+    /// `error` ("unmapped shipping method …") until a rule exists.
+    pub default: Option<ShipTargetDoc>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = ShipMethodRule)]
+pub struct ShipMethodRuleDoc {
+    #[serde(rename = "match")]
+    pub matches: ShipMatchDoc,
+    /// Compare ignoring case and surrounding spaces (default `true`).
+    pub case_insensitive: bool,
+    /// Deposco's `shipVia`.
+    pub ship_via: String,
+    /// Sent as Deposco's `shipVendor` when given.
+    pub carrier: Option<String>,
+    /// Sent as Deposco's `shipMethod` when given.
+    pub service: Option<String>,
+}
+
+/// The store shipping line's fields a rule compares; `null` matches any.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = ShipMatch)]
+pub struct ShipMatchDoc {
+    pub title: Option<String>,
+    pub code: Option<String>,
+    pub carrier_identifier: Option<String>,
+    pub source: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = ShipTarget)]
+pub struct ShipTargetDoc {
+    pub ship_via: String,
+    pub carrier: Option<String>,
+    pub service: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = SkuAlias)]
+pub struct SkuAliasDoc {
+    pub store_sku: String,
+    pub warehouse_item: String,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = KitRecipe)]
+pub struct KitRecipeDoc {
+    pub kit_sku: String,
+    pub components: Vec<KitComponentDoc>,
+    pub source: RecipeSource,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = KitComponent)]
+pub struct KitComponentDoc {
+    pub sku: String,
+    /// Units per kit, at least 1.
+    pub quantity: u64,
+}
+
+/// Where a recipe came from: set by a `person`, learned from a shipment's
+/// kit links (`webhook`, by webhook or pull) or Deposco's `items`.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipeSource {
+    Person,
+    Webhook,
+    Items,
+}
+
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = CarrierMapping)]
+pub struct CarrierDoc {
+    /// As Deposco writes it (`shipVendor`), compared ignoring case.
+    pub warehouse_carrier: String,
+    /// The store fulfillment's tracking company.
+    pub store_company: String,
+    /// A URL with `{tracking_number}`; `null`: the store's own link.
+    pub tracking_url_template: Option<String>,
 }

@@ -390,6 +390,33 @@ async fn answers_match_the_document(db_url: String) {
     c.call("PATCH", &mer, Some(basic), 200).await;
     c.call("POST", &format!("{mer}/webhook-key/rotate"), None, 200)
         .await;
+    let maps = format!("{mer}/mappings");
+    let shown = c.call("GET", &maps, None, 200).await;
+    assert_eq!(shown["carriers"][0]["store_company"], "UPS");
+    let doc = json!({"ship_methods": {"rules": [{"match": {"title": "Express"}, "ship_via": "UPS Next Day Air",
+                                                  "carrier": "UPS", "service": "Next Day Air"}],
+                                      "default": {"ship_via": "Ground"}},
+                     "sku_aliases": [{"store_sku": "TSHIRT-RED-M", "warehouse_item": "100234"}],
+                     "kit_recipes": [{"kit_sku": "KIT-1", "components": [{"sku": "A", "quantity": 2}]}],
+                     "carriers": [{"warehouse_carrier": "UPSN", "store_company": "UPS",
+                                   "tracking_url_template": "https://t.example/{tracking_number}"}]});
+    c.call("PUT", &maps, Some(doc), 200).await;
+    c.call(
+        "PATCH",
+        &maps,
+        Some(json!({"ship_methods": {"default": null}})),
+        200,
+    )
+    .await;
+    let bad = c
+        .call(
+            "PUT",
+            &maps,
+            Some(json!({"sku_aliases": [{"store_sku": "S"}]})),
+            422,
+        )
+        .await;
+    assert_eq!(bad["error"]["rule"], "sku_aliases[0]");
     c.call("GET", "/api/v1/merchants/mer_nothing", None, 404)
         .await;
     let bad = json!({"name": "Bad", "kit_policy": "sometimes"});
