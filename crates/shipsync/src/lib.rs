@@ -7,6 +7,7 @@ pub mod connections;
 pub mod demo;
 pub mod listener;
 pub mod logging;
+pub mod mappings;
 pub mod server;
 pub mod sync;
 pub mod users;

@@ -43,6 +43,12 @@ enum Command {
         #[command(subcommand)]
         what: UsersWhat,
     },
+    /// A merchant's mappings as a TOML file (ship methods, SKU aliases, kit
+    /// recipes, carriers), e.g. to keep them in version control.
+    Mappings {
+        #[command(subcommand)]
+        what: MappingsWhat,
+    },
     /// Run one sandbox alone, for trying shipsync without real accounts.
     Sandbox {
         #[arg(value_enum)]
@@ -103,6 +109,26 @@ enum UsersWhat {
         /// Days until the token stops working (default: never).
         #[arg(long, value_name = "N")]
         expires_in_days: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingsWhat {
+    /// Print the merchant's mappings as TOML on stdout.
+    Export {
+        /// The merchant (mer_…).
+        #[arg(long)]
+        merchant: String,
+    },
+    /// Replace the merchant's mappings with a TOML file, all or nothing
+    /// (the same checks as the API's PUT; on a refusal nothing changes and
+    /// the exit code is 1).
+    Import {
+        /// The merchant (mer_…).
+        #[arg(long)]
+        merchant: String,
+        /// The TOML file (as `export` writes it).
+        file: std::path::PathBuf,
     },
 }
 
@@ -208,6 +234,18 @@ async fn run() -> Result<()> {
         } => {
             let settings = Settings::resolve(&cli.flags)?;
             shipsync::users::token(&settings, &email, &name, expires_in_days).await
+        }
+        Command::Mappings {
+            what: MappingsWhat::Export { merchant },
+        } => {
+            let settings = Settings::resolve(&cli.flags)?;
+            shipsync::mappings::export(&settings, &merchant).await
+        }
+        Command::Mappings {
+            what: MappingsWhat::Import { merchant, file },
+        } => {
+            let settings = Settings::resolve(&cli.flags)?;
+            shipsync::mappings::import(&settings, &merchant, &file).await
         }
         Command::Sandbox { platform, listen } => {
             let settings = Settings::resolve(&cli.flags)?;
