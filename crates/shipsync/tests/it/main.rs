@@ -13,6 +13,7 @@ mod crash;
 mod edges;
 mod lifecycle;
 mod logs;
+mod mappings;
 mod nodes;
 mod openapi;
 mod orders;
