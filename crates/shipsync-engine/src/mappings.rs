@@ -214,17 +214,21 @@ impl Engine {
         self.replace_mappings(merchant_id, doc, by).await
     }
 
-    /// Keeps the document's carriers the merchant's `carrier_overrides` (its
-    /// older view) after the merchant was saved with them: a merchant that
-    /// saved mappings gets them as carriers (templates kept).
-    pub(crate) async fn carriers_follow_overrides(&self, m: &MerchantRow) -> EditResult<()> {
-        let Some(row) = db_mappings::get(self.db().pool(), &m.id).await? else {
-            return Ok(());
+    /// The document's carriers after the merchant's `carrier_overrides`
+    /// (its older view) change to `overrides` (URL templates kept), checked
+    /// before anything is saved; `None` when the merchant never saved
+    /// mappings (its overrides are read as carriers then) or nothing changes.
+    pub(crate) async fn carriers_from_overrides(
+        &self,
+        merchant_id: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> EditResult<Option<(Mappings, MappingsRow)>> {
+        let Some(row) = db_mappings::get(self.db().pool(), merchant_id).await? else {
+            return Ok(None);
         };
         let before = row.doc;
         let mut after = before.clone();
-        after.carriers = m
-            .carrier_overrides
+        after.carriers = overrides
             .iter()
             .filter(|(_, to)| !to.trim().is_empty())
             .map(|(from, to)| CarrierMapping {
@@ -235,24 +239,46 @@ impl Engine {
                     .and_then(|c| c.tracking_url_template.clone()),
             })
             .collect();
-        let after = after.validated()?;
+        let after = after.validated().map_err(|e| {
+            EditError::invalid(
+                "carrier_overrides",
+                format!("as the mappings' carriers: {e}"),
+            )
+        })?;
         if after == before {
-            return Ok(());
+            return Ok(None);
         }
-        let mut tx = self.db().begin().await?;
-        db_mappings::save(
-            &mut *tx,
-            &MappingsRow {
-                merchant_id: m.id.clone(),
-                doc: after.clone(),
+        Ok(Some((
+            before,
+            MappingsRow {
+                merchant_id: merchant_id.to_string(),
+                doc: after,
                 updated_at: now_micros(),
-                updated_by: Some("merchant settings (carrier_overrides)".into()),
+                updated_by: Some(OVERRIDES_BY.into()),
             },
-        )
-        .await?;
-        let note = json!({"by": "merchant settings (carrier_overrides)", "changes": diff(&before, &after)});
-        activity::add(&mut *tx, &m.id, ACTIVITY_KIND, &note.to_string()).await?;
-        tx.commit().await.map_err(DbError::from)?;
-        Ok(())
+        )))
     }
+}
+
+/// Who a change of the carriers through the merchant's `carrier_overrides`
+/// is logged as.
+const OVERRIDES_BY: &str = "merchant settings (carrier_overrides)";
+
+/// Saves the carriers [`Engine::carriers_from_overrides`] prepared, and logs
+/// the change, inside the caller's transaction (the one that saves the
+/// merchant).
+pub(crate) async fn save_carriers(
+    tx: &mut shipsync_db::Tx<'_>,
+    before: &Mappings,
+    row: &MappingsRow,
+) -> Result<(), DbError> {
+    db_mappings::save(&mut **tx, row).await?;
+    let note = json!({"by": OVERRIDES_BY, "changes": diff(before, &row.doc)});
+    activity::add(
+        &mut **tx,
+        &row.merchant_id,
+        ACTIVITY_KIND,
+        &note.to_string(),
+    )
+    .await
 }

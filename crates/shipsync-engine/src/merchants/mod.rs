@@ -145,10 +145,21 @@ impl Engine {
         }
         apply(secrets, &mut m, parts);
         m.updated_at = now_micros();
-        merchants::update(self.db().pool(), &m).await?;
-        if patch.get("carrier_overrides").is_some() {
-            self.carriers_follow_overrides(&m).await?;
+        // The mappings' carriers follow the older carrier_overrides field,
+        // checked before anything is saved, saved with the merchant.
+        let carriers = match patch.get("carrier_overrides") {
+            Some(_) => {
+                self.carriers_from_overrides(&m.id, &m.carrier_overrides)
+                    .await?
+            }
+            None => None,
+        };
+        let mut tx = self.db().begin().await?;
+        merchants::update(&mut *tx, &m).await?;
+        if let Some((before, row)) = &carriers {
+            crate::mappings::save_carriers(&mut tx, before, row).await?;
         }
+        tx.commit().await.map_err(DbError::from)?;
         if cleared {
             self.switch_off_connections(&m.id).await?;
         }

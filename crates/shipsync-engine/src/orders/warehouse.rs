@@ -110,16 +110,8 @@ impl Engine {
             },
             Decision::Amend(changes) => match stage {
                 _ if stage.can_update() => {
-                    self.amend_in_deposco(
-                        &client,
-                        &o,
-                        &store,
-                        &warehouse_id,
-                        changes,
-                        &merchant.warehouse_json,
-                        &self.mappings_of(&merchant).await?,
-                    )
-                    .await?
+                    self.amend_in_deposco(&client, &o, &store, &warehouse_id, changes, &merchant)
+                        .await?
                 }
                 _ => Applied::TooLate(format!(
                     "The order was edited in the store after Deposco released it (Deposco status: {status}): {} — change it in the warehouse if you still can, otherwise the customer gets what the warehouse ships; then archive this order",
@@ -144,8 +136,7 @@ impl Engine {
         store: &StoreOrderForWarehouse,
         warehouse_id: &str,
         changes: &[LineChange],
-        warehouse_json: &str,
-        mappings: &shipsync_core::mappings::Mappings,
+        merchant: &shipsync_db::merchants::MerchantRow,
     ) -> Result<Applied, EngineError> {
         let too_late = |what: &str, message: &str| {
             Applied::TooLate(format!(
@@ -210,14 +201,16 @@ impl Engine {
                     }
                 }
             }
-            let warehouse: Value = serde_json::from_str(warehouse_json).unwrap_or_default();
+            let warehouse: Value =
+                serde_json::from_str(&merchant.warehouse_json).unwrap_or_default();
+            let mappings = self.mappings_of(merchant).await?;
             let business_unit = warehouse
                 .get("business_unit")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let number = o.warehouse_number.clone().unwrap_or_default();
             let mut dto =
-                sales_order_dto(&number, business_unit, &to_send(store, &lines), mappings)
+                sales_order_dto(&number, business_unit, &to_send(store, &lines), &mappings)
                     .map_err(EngineError::Permanent)?;
             // A line Deposco has keeps the number it was created with.
             if let Some(rows) = dto.get_mut("orderLines").and_then(Value::as_array_mut) {

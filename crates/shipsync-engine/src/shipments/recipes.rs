@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use shipsync_core::ShipmentVersion;
 use shipsync_core::ledger::{OrderLine, Recipes};
-use shipsync_core::mappings::RecipeSource;
+use shipsync_core::mappings::{Mappings, RecipeSource};
 use shipsync_db::recipes as db_recipes;
 
 use crate::Engine;
@@ -17,6 +17,7 @@ impl Engine {
     pub(super) async fn learn_recipes_from_items(
         &self,
         merchant: &shipsync_db::merchants::MerchantRow,
+        mappings: &Mappings,
         order_lines: &[OrderLine],
         versions: &[(String, ShipmentVersion)],
         recipes: &Recipes,
@@ -38,7 +39,10 @@ impl Engine {
             return false;
         };
         let mut learned = false;
-        for sku in candidates {
+        for store_sku in candidates {
+            // Deposco knows the item by its number; the recipe is kept in
+            // item numbers, as the warehouse's kit links are.
+            let sku = mappings.warehouse_item(store_sku);
             match client.item(sku).await {
                 Ok(Some(item)) if !item.components.is_empty() => {
                     for c in &item.components {

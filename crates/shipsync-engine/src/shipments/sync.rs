@@ -375,7 +375,7 @@ impl Engine {
         let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
         if mine.is_err()
             && self
-                .learn_recipes_from_items(merchant, &order_lines, &versions, &recipes)
+                .learn_recipes_from_items(merchant, doc, &order_lines, &versions, &recipes)
                 .await
         {
             // The pull may not say which component belongs to which kit: the

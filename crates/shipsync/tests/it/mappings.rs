@@ -284,6 +284,26 @@ async fn carrier_mapping_reaches_the_fulfillment(db_url: String) {
         json!([{"warehouse_carrier": "ACME Freight", "store_company": "Acme",
                 "tracking_url_template": "https://track.acme.example/{tracking_number}"}])
     );
+    // Overrides that do not read as carriers (the same carrier twice, in
+    // other cases) are refused before anything is saved.
+    let r = h
+        .api(
+            "PATCH",
+            &format!("/api/v1/merchants/{}", h.merchant_id),
+            Some(json!({"name": "Renamed", "carrier_overrides": {"UPS": "UPS", "ups": "UPS Ground"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422, "{r:?}");
+    let m = h
+        .api("GET", &format!("/api/v1/merchants/{}", h.merchant_id), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_ne!(m["name"], "Renamed");
+    assert_eq!(m["carrier_overrides"], json!({"ACME Freight": "Acme"}));
+    assert_eq!(get(&h).await, shown);
     h.shutdown().await;
 }
 
