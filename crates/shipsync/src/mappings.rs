@@ -6,12 +6,10 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use shipsync_core::mappings::Mappings;
-use shipsync_db::Db;
 use shipsync_engine::edit::EditError;
-use shipsync_engine::{Engine, EngineConfig};
 
 use crate::config::Settings;
-use crate::server::secret_box;
+use crate::server::command_engine;
 
 /// Who an import is logged as in the merchant's activity.
 const IMPORTED_BY: &str = "shipsync mappings import (command line)";
@@ -26,17 +24,6 @@ pub fn from_toml(text: &str) -> Result<serde_json::Value> {
     toml::from_str(text).map_err(|e| anyhow!("the file is not valid TOML: {e}"))
 }
 
-async fn engine(settings: &Settings) -> Result<(Engine, Db)> {
-    let db = settings.open_database().await?;
-    let secrets = secret_box(settings, &db).await?;
-    let config = EngineConfig {
-        allow_private_targets: settings.allow_private_targets,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(db.clone(), secrets, config).map_err(|e| anyhow!("{e}"))?;
-    Ok((engine, db))
-}
-
 fn explain(merchant_id: &str, e: EditError) -> anyhow::Error {
     match e {
         EditError::NotFound(_) => anyhow!("no merchant {merchant_id}"),
@@ -49,7 +36,7 @@ fn explain(merchant_id: &str, e: EditError) -> anyhow::Error {
 
 /// Prints the merchant's mappings as TOML on stdout.
 pub async fn export(settings: &Settings, merchant_id: &str) -> Result<()> {
-    let (engine, db) = engine(settings).await?;
+    let (engine, db) = command_engine(settings).await?;
     let result = engine.mappings(merchant_id).await;
     db.close().await;
     let doc = result.map_err(|e| explain(merchant_id, e))?;
@@ -66,7 +53,7 @@ pub async fn import(settings: &Settings, merchant_id: &str, path: &std::path::Pa
     if !doc.is_object() {
         bail!("{}: not a mappings document", path.display());
     }
-    let (engine, db) = engine(settings).await?;
+    let (engine, db) = command_engine(settings).await?;
     let result = engine.replace_mappings(merchant_id, doc, IMPORTED_BY).await;
     db.close().await;
     result.map_err(|e| explain(merchant_id, e))?;

@@ -14,6 +14,20 @@ use shipsync_web::{AppState, WebConfig};
 
 use crate::config::Settings;
 
+/// An engine for a command that works on the database without serving
+/// (`sync`, `mappings`): the database, its key, no workers. The caller
+/// closes the returned database when done.
+pub async fn command_engine(settings: &Settings) -> Result<(Engine, Db)> {
+    let db = settings.open_database().await?;
+    let secrets = secret_box(settings, &db).await?;
+    let config = EngineConfig {
+        allow_private_targets: settings.allow_private_targets,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(db.clone(), secrets, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((engine, db))
+}
+
 /// The key that encrypts stored secrets: `SHIPSYNC_SECRET_KEY`, or for
 /// SQLite a key file kept beside the database (created, mode 0600, while
 /// the database holds nothing sealed). Refused — never replaced — when it

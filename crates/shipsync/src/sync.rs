@@ -5,23 +5,17 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
-use shipsync_engine::{Engine, EngineConfig, EngineError, RunCounts};
+use shipsync_engine::{EngineError, RunCounts};
 
 use crate::config::Settings;
-use crate::server::secret_box;
+use crate::server::command_engine;
 
 pub async fn shipments(
     settings: &Settings,
     connection_id: &str,
     since: Option<jiff::Timestamp>,
 ) -> Result<()> {
-    let db = settings.open_database().await?;
-    let secrets = secret_box(settings, &db).await?;
-    let config = EngineConfig {
-        allow_private_targets: settings.allow_private_targets,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(db.clone(), secrets, config).map_err(|e| anyhow!("{e}"))?;
+    let (engine, db) = command_engine(settings).await?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")

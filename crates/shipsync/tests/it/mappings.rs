@@ -12,7 +12,7 @@ use shipsync_testkit::{Harness, Options};
 
 use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
 use crate::roles::{call, other_tenant, user_with_token};
-use crate::support::SETTLE;
+use crate::support::{SETTLE, run_cli};
 
 fn path(h: &Harness) -> String {
     format!("/api/v1/merchants/{}/mappings", h.merchant_id)
@@ -321,34 +321,10 @@ async fn the_toml_file_round_trips(db_url: String) {
                               "tracking_url_template": null}]);
     let first = put(&h, doc).await;
 
-    let key = h
-        .settings
-        .secret_key
-        .as_ref()
-        .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
-        .unwrap_or_default();
-    let run = |args: Vec<String>| {
-        let (key, db_url) = (key.clone(), db_url.clone());
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_shipsync"))
-                .args(args)
-                .env("SHIPSYNC_DATABASE_URL", db_url)
-                .env("SHIPSYNC_SECRET_KEY", key)
-                .env_remove("RUST_LOG")
-                .output()
-                .expect("run shipsync")
-        })
-    };
     let m = h.merchant_id.clone();
-    let export = || {
-        run(vec![
-            "mappings".into(),
-            "export".into(),
-            "--merchant".into(),
-            m.clone(),
-        ])
-    };
-    let out = export().await.unwrap();
+    let export_args = ["mappings", "export", "--merchant", m.as_str()];
+    let export = || run_cli(&h, &db_url, &export_args);
+    let out = export().await;
     assert!(
         out.status.success(),
         "{}",
@@ -364,22 +340,18 @@ async fn the_toml_file_round_trips(db_url: String) {
     let file = dir.join("mappings.toml");
     std::fs::write(&file, &text).unwrap();
     let import = |f: &std::path::Path| {
-        run(vec![
-            "mappings".into(),
-            "import".into(),
-            "--merchant".into(),
-            m.clone(),
-            f.display().to_string(),
-        ])
+        let f = f.display().to_string();
+        let (h, db_url, m) = (&h, db_url.clone(), m.clone());
+        async move { run_cli(h, &db_url, &["mappings", "import", "--merchant", &m, &f]).await }
     };
-    let out = import(&file).await.unwrap();
+    let out = import(&file).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(get(&h).await, first);
-    let again = export().await.unwrap();
+    let again = export().await;
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
 
     // A bad file changes nothing and says why.
@@ -387,12 +359,12 @@ async fn the_toml_file_round_trips(db_url: String) {
     let conflicting =
         format!("{text}\n[[sku_aliases]]\nstore_sku = \"S1\"\nwarehouse_item = \"200\"\n");
     std::fs::write(&bad, conflicting).unwrap();
-    let out = import(&bad).await.unwrap();
+    let out = import(&bad).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sku_aliases[2]"), "{stderr}");
     std::fs::write(&bad, "ship_methods = [").unwrap();
-    let out = import(&bad).await.unwrap();
+    let out = import(&bad).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid TOML"));
     assert_eq!(get(&h).await, first);

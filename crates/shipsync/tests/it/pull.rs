@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shipsync_sandbox_deposco::{ItemSpec, KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_testkit::{Harness, Options};
 
-use crate::support::SETTLE;
+use crate::support::{SETTLE, run_cli};
 
 /// Runs the shipments channel now and waits for it and its work.
 async fn pull(h: &Harness) -> Value {
@@ -180,37 +180,12 @@ async fn sync_shipments_command(db_url: String) {
             .line(LineSpec::new(1, "A", 3))
             .package(PackageSpec::new("C1", "T-CLI").line(1, 3)),
     );
-    let exe = env!("CARGO_BIN_EXE_shipsync");
-    let key = h
-        .settings
-        .secret_key
-        .as_ref()
-        .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
-        .unwrap_or_default();
-    let run = |args: Vec<String>| {
-        let key = key.clone();
-        let db_url = db_url.clone();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(exe)
-                .args(args)
-                .env("SHIPSYNC_DATABASE_URL", db_url)
-                .env("SHIPSYNC_SECRET_KEY", key)
-                // The sandboxes listen on loopback.
-                .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
-                .env_remove("RUST_LOG")
-                .output()
-                .expect("run shipsync")
-        })
-    };
-    let args = |extra: &[&str]| extra.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let out = run(args(&[
-        "sync",
-        "shipments",
-        "--connection",
-        &h.connection_id,
-    ]))
-    .await
-    .unwrap();
+    let out = run_cli(
+        &h,
+        &db_url,
+        &["sync", "shipments", "--connection", &h.connection_id],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -229,22 +204,28 @@ async fn sync_shipments_command(db_url: String) {
     );
 
     // Bad input: a clear message and a non-zero exit.
-    let out = run(args(&["sync", "shipments", "--connection", "con_nope"]))
-        .await
-        .unwrap();
+    let out = run_cli(
+        &h,
+        &db_url,
+        &["sync", "shipments", "--connection", "con_nope"],
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("no connection con_nope"), "{err}");
-    let out = run(args(&[
-        "sync",
-        "shipments",
-        "--connection",
-        &h.connection_id,
-        "--since",
-        "yesterday",
-    ]))
-    .await
-    .unwrap();
+    let out = run_cli(
+        &h,
+        &db_url,
+        &[
+            "sync",
+            "shipments",
+            "--connection",
+            &h.connection_id,
+            "--since",
+            "yesterday",
+        ],
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
     h.shutdown().await;

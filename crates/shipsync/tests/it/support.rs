@@ -187,3 +187,29 @@ pub fn server_addr(h: &Harness) -> SocketAddr {
         .parse()
         .expect("the server's address")
 }
+
+/// Runs the `shipsync` binary with `args` against the harness's database
+/// (its URL and secret key; private targets allowed, since the sandboxes
+/// listen on loopback), as a separate process.
+pub async fn run_cli(h: &Harness, db_url: &str, args: &[&str]) -> std::process::Output {
+    let key = h
+        .settings
+        .secret_key
+        .as_ref()
+        .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
+        .unwrap_or_default();
+    let db_url = db_url.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shipsync"))
+            .args(args)
+            .env("SHIPSYNC_DATABASE_URL", db_url)
+            .env("SHIPSYNC_SECRET_KEY", key)
+            .env("SHIPSYNC_ALLOW_PRIVATE_TARGETS", "true")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run shipsync")
+    })
+    .await
+    .expect("the command's thread")
+}
