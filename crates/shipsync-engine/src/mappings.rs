@@ -24,6 +24,9 @@ use shipsync_db::mappings::{self as db_mappings, MappingsRow};
 use shipsync_db::merchants::{self, MerchantRow};
 use shipsync_db::{DbError, activity, now_micros, recipes as db_recipes};
 
+mod preview;
+pub use preview::{Change, DEFAULT_LIMIT, MAX_LIMIT, Preview, PreviewItem};
+
 use crate::Engine;
 use crate::edit::{EditError, EditResult, merge_patch};
 

@@ -24,10 +24,10 @@
 //! the warehouse shipped and the store was told, [`actions`] are a person's.
 
 mod actions;
-mod dto;
+pub(crate) mod dto;
 mod lines;
 mod pull;
-mod push;
+pub(crate) mod push;
 mod take;
 mod warehouse;
 mod webhooks;

@@ -207,7 +207,7 @@ impl Engine {
 /// planned units, skipped lines and lines with nothing to send left out
 /// (their position, which numbers Deposco's lines, is kept by
 /// [`sales_order_dto`]).
-pub(super) fn to_send(
+pub(crate) fn to_send(
     store: &StoreOrderForWarehouse,
     lines: &[OrderLineRow],
 ) -> StoreOrderForWarehouse {

@@ -222,7 +222,7 @@ impl Engine {
     /// for the warehouse's (the merchant's carrier mappings first), the
     /// numbers, and URLs: the mapping's template when it has one, else the
     /// warehouse's URL when the store cannot build them itself.
-    fn tracking_for(
+    pub(crate) fn tracking_for(
         &self,
         version: &ShipmentVersion,
         carrier: Option<&str>,
