@@ -1020,3 +1020,45 @@ pub struct CarrierDoc {
     /// A URL with `{tracking_number}`; `null`: the store's own link.
     pub tracking_url_template: Option<String>,
 }
+
+/// What a mappings document would change (`POST …/mappings/preview`): the
+/// merchant's latest orders and shipments whose output or state differs
+/// from what the mappings in force give; the others are left out.
+// Described only: the engine builds the answer.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MappingsPreview {
+    pub items: Vec<MappingsPreviewItem>,
+}
+
+/// One record an edit would change.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MappingsPreviewItem {
+    /// `order` or `shipment`.
+    pub kind: String,
+    /// `ord_…` or `shp_…`.
+    pub id: String,
+    /// The store order's name.
+    pub name: String,
+    pub changes: Vec<MappingsPreviewChange>,
+    pub status_before: String,
+    /// An order in `error` for an unmapped shipping method that the edit
+    /// maps: `queued`; an order not sent yet that the edit leaves unmapped:
+    /// `error`; a shipment in `error` whose lines the edited aliases all
+    /// find in the order: `completed`. Else as before.
+    pub status_after: String,
+}
+
+/// One value that would change.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MappingsPreviewChange {
+    /// Orders: `shipVia`, `shipVendor`, `shipMethod`,
+    /// `orderLines[<lineNumber>].item`, `error` (why it would not be sent);
+    /// shipments: `lines[<line_number>].store_sku`, `kit[<sku>].recipe`,
+    /// `carrier`, `tracking_url`.
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+}
