@@ -14,6 +14,7 @@ mod edges;
 mod lifecycle;
 mod logs;
 mod mappings;
+mod mappings_preview;
 mod nodes;
 mod openapi;
 mod orders;

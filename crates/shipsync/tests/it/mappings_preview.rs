@@ -1,0 +1,224 @@
+//! The mappings preview (issue 15, item 6): an edited document run over the
+//! merchant's latest orders and shipments shows what would be sent
+//! differently and which records would change state, and nothing is saved
+//! or sent (the sandboxes' request logs stay as they were).
+
+use serde_json::{Value, json};
+use shipsync_sandbox_deposco::{LineSpec as DeposcoLine, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{Harness, Options};
+
+use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
+use crate::support::SETTLE;
+
+fn path(h: &Harness) -> String {
+    format!("/api/v1/merchants/{}/mappings", h.merchant_id)
+}
+
+/// What the sandboxes were asked so far: Deposco's requests and sales
+/// orders, Shopify's requests and fulfillments.
+fn sent(h: &Harness) -> (u64, usize, usize, usize) {
+    (
+        h.deposco.sandbox.request_count(),
+        h.deposco.sandbox.sales_orders().len(),
+        h.shopify.sandbox.requests().len(),
+        h.shopify.sandbox.fulfillments_created(),
+    )
+}
+
+fn item<'a>(items: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|i| i["kind"] == kind && i["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {items:?}"))
+}
+
+fn change<'a>(i: &'a Value, field: &str) -> &'a Value {
+    i["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == field)
+        .unwrap_or_else(|| panic!("no change of {field} in {i}"))
+}
+
+async fn preview_shows_what_would_change_and_sends_nothing(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    enable_sales_orders(&h, "").await;
+    let mut doc: Value = h
+        .api("GET", &path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    doc["sku_aliases"] = json!([{"store_sku": "TSHIRT-RED-M", "warehouse_item": "100234"}]);
+    let stored: Value = h
+        .api("PUT", &path(&h), Some(doc))
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+
+    // A shipped order whose item went out by its alias.
+    h.place_order_spec(paid_order("#7001", &[("TSHIRT-RED-M", 2), ("B", 1)]));
+    run_orders(&h).await;
+    wait_order(&h, "#7001", "open").await;
+    let (number, _) = h
+        .ship(
+            ShipmentSpec::new("7001")
+                .line(DeposcoLine::new(1, "100234", 2))
+                .line(DeposcoLine::new(2, "B", 1))
+                .package(PackageSpec::new("C1", "T7001").line(1, 2).line(2, 1)),
+            Shape::Current,
+        )
+        .await
+        .unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    // An order waiting for a rule for its method.
+    let mut spec = paid_order("#6001", &[("A", 1)]);
+    spec.shipping_line = Some("Free shipping over $50".into());
+    spec.shipping_line_code = Some("FREE50".into());
+    h.place_order_spec(spec);
+    run_orders(&h).await;
+    let unmapped = wait_order(&h, "#6001", "error").await;
+    let before = sent(&h);
+
+    // The edit: a rule for the method, the alias gone.
+    let mut edited = stored.clone();
+    edited["ship_methods"]["rules"]
+        .as_array_mut()
+        .unwrap()
+        .insert(
+            0,
+            json!({"match": {"code": "free50"}, "ship_via": "UPS Ground", "carrier": "UPS",
+               "service": "Ground"}),
+        );
+    edited["sku_aliases"] = json!([]);
+    let answer: Value = h
+        .api(
+            "POST",
+            &format!("{}/preview", path(&h)),
+            Some(edited.clone()),
+        )
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    let items = answer["items"].as_array().unwrap();
+
+    let o = item(items, "order", "#6001");
+    assert_eq!(o["id"], unmapped["id"]);
+    assert_eq!(o["status_before"], "error", "{o}");
+    assert_eq!(o["status_after"], "queued", "{o}");
+    let ship_via = change(o, "shipVia");
+    assert_eq!(ship_via["before"], Value::Null, "{o}");
+    assert_eq!(ship_via["after"], "UPS Ground", "{o}");
+    assert_eq!(change(o, "shipVendor")["after"], "UPS");
+    assert!(
+        change(o, "error")["before"]
+            .as_str()
+            .unwrap()
+            .contains("unmapped shipping method"),
+        "{o}"
+    );
+
+    // The sent order would go out with the store SKU as item number; its
+    // state stays (Deposco has it: open, shipped or closed by now).
+    let o = item(items, "order", "#7001");
+    assert_eq!(o["status_before"], o["status_after"], "{o}");
+    assert!(
+        !["error", "queued"].contains(&o["status_after"].as_str().unwrap()),
+        "{o}"
+    );
+    let line = change(o, "orderLines[1].item");
+    assert_eq!(
+        (&line["before"], &line["after"]),
+        (&json!("100234"), &json!("TSHIRT-RED-M"))
+    );
+
+    // The shipment's line would reach the store as the bare item number.
+    let s = item(items, "shipment", "#7001");
+    let skus: Vec<&Value> = s["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["field"].as_str().unwrap().ends_with(".store_sku"))
+        .collect();
+    assert_eq!(skus.len(), 1, "{s}");
+    assert_eq!(skus[0]["before"], "TSHIRT-RED-M");
+    assert_eq!(skus[0]["after"], "100234");
+    assert_eq!(s["status_before"], "completed");
+    assert_eq!(s["status_after"], "completed");
+    // Only what differs is listed: the untouched line B is not.
+    assert!(items.len() == 3, "{answer}");
+
+    // Nothing was sent, saved or changed.
+    assert_eq!(sent(&h), before);
+    let now: Value = h
+        .api("GET", &path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_eq!(now, stored);
+    wait_order(&h, "#6001", "error").await;
+
+    // The stored mappings change nothing; `limit` is checked.
+    let same: Value = h
+        .api("POST", &format!("{}/preview", path(&h)), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_eq!(same, json!({"items": []}));
+    let r = h
+        .api("POST", &format!("{}/preview?limit=0", path(&h)), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = h
+        .api(
+            "POST",
+            &format!("{}/preview?limit=1", path(&h)),
+            Some(edited),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body["items"].as_array().unwrap().len() <= 2, "{r:?}");
+    h.shutdown().await;
+}
+
+async fn a_bad_document_is_refused_naming_the_rule(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let r = h
+        .api(
+            "POST",
+            &format!("{}/preview", path(&h)),
+            Some(
+                json!({"sku_aliases": [{"store_sku": "S", "warehouse_item": "1"},
+                                        {"store_sku": "S", "warehouse_item": "2"}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.body["error"]["code"], "invalid_mapping", "{r:?}");
+    assert_eq!(r.body["error"]["rule"], "sku_aliases[1]", "{r:?}");
+    let r = h
+        .api(
+            "POST",
+            "/api/v1/merchants/mer_nothing/mappings/preview",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{r:?}");
+    h.shutdown().await;
+}
+
+both_backends!(
+    preview_shows_what_would_change_and_sends_nothing,
+    a_bad_document_is_refused_naming_the_rule
+);
