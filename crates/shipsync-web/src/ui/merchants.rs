@@ -164,7 +164,7 @@ pub(super) async fn merchant_edit(
         &m.name,
         "Merchants",
         html! {
-            h1 { (m.name) }
+            div.row { h1 { (m.name) } a.button #mappings-link href={"/merchants/" (m.id) "/mappings"} { "Mappings" } }
             (flash(&f))
             form method="post" action={"/merchants/" (m.id)} {
                 (csrf(&ui))

@@ -13,6 +13,7 @@ mod dashboard;
 mod events;
 mod layout;
 mod login;
+mod mappings;
 mod merchants;
 mod orders;
 mod session;
@@ -43,6 +44,10 @@ pub fn routes() -> Router<AppState> {
             get(merchants::merchant_edit).post(merchants::merchant_save),
         )
         .route("/merchants/{id}/rotate", post(merchants::merchant_rotate))
+        .route(
+            "/merchants/{id}/mappings",
+            get(mappings::mappings_page).post(mappings::mappings_post),
+        )
         .route(
             "/connections",
             get(connections::connection_list).post(wizard::connection_create),
