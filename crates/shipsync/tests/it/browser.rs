@@ -649,3 +649,111 @@ async fn article(b: &Browser, h: &mut Harness) -> Result<()> {
     b.doc_shot("shipment-completed.png").await?;
     Ok(())
 }
+
+/// Issue 15: a person edits a shipping-method rule on the merchant's
+/// mappings page, previews it (the waiting order would clear, nothing is
+/// saved or sent), then saves it.
+async fn mappings_rule_preview(db_url: String) {
+    let backend = if shipsync_db::Backend::of_url(&db_url) == Some(shipsync_db::Backend::Sqlite) {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let Some(driver) = Driver::start().await else {
+        eprintln!("skipped: {CHROMEDRIVER} or {CHROMIUM} is not installed");
+        return;
+    };
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    h.engine()
+        .expect("engine")
+        .create_user(EMAIL, PASSWORD, Role::Admin, &[])
+        .await
+        .expect("admin user");
+    crate::orders::enable_sales_orders(&h, "").await;
+    let mut spec = crate::orders::paid_order("#6001", &[("A", 1)]);
+    spec.shipping_line = Some("Free shipping over $50".into());
+    spec.shipping_line_code = Some("FREE50".into());
+    h.place_order_spec(spec);
+    crate::orders::run_orders(&h).await;
+    crate::orders::wait_order(&h, "#6001", "error").await;
+    let b = Browser {
+        client: driver.session().await,
+        base: h.url(),
+        test: format!("mappings_rule_preview-{backend}"),
+        step: Mutex::new("start".into()),
+    };
+    let result = edit_and_preview_a_rule(&b, &h).await;
+    b.finish(result).await;
+    h.shutdown().await;
+    drop(driver);
+}
+
+both_backends!(mappings_rule_preview);
+
+async fn edit_and_preview_a_rule(b: &Browser, h: &Harness) -> Result<()> {
+    let mappings = format!("/api/v1/merchants/{}/mappings", h.merchant_id);
+    let stored = api(h, &mappings).await?;
+    b.step("sign-in");
+    b.goto("/login").await?;
+    b.fill("#email", EMAIL).await?;
+    b.fill("#password", PASSWORD).await?;
+    b.click_text("button", "Sign in").await?;
+    b.wait_path("to be the dashboard", |p| p == "/").await?;
+
+    b.step("open-mappings");
+    b.goto(&format!("/merchants/{}", h.merchant_id)).await?;
+    b.click("#mappings-link").await?;
+    b.wait_text("main h1", "Mappings").await?;
+    ensure!(
+        b.value("input[name='rule0_ship_via']").await?
+            == stored["ship_methods"]["rules"][0]["ship_via"]
+                .as_str()
+                .unwrap_or_default(),
+        "the first rule is the stored one"
+    );
+
+    // Edit the first rule: it now takes the store's free-shipping title.
+    b.step("edit-rule");
+    b.fill("input[name='rule0_title']", "Free shipping over $50")
+        .await?;
+    b.fill("input[name='rule0_code']", "").await?;
+    b.fill("input[name='rule0_ship_via']", "UPS Ground").await?;
+    b.fill("input[name='rule0_carrier']", "UPS").await?;
+    b.fill("input[name='rule0_service']", "Ground").await?;
+
+    b.step("preview");
+    b.click("#preview").await?;
+    let table = b.wait_text("#preview-result", "#6001").await?;
+    ensure!(
+        table.contains("shipVia")
+            && table.contains("UPS Ground")
+            && table.contains("error → queued"),
+        "the preview shows the order's new ship via and its error clearing: {table:?}"
+    );
+    ensure!(
+        b.value("input[name='rule0_ship_via']").await? == "UPS Ground",
+        "the form keeps the edit after previewing"
+    );
+    ensure!(
+        api(h, &mappings).await? == stored,
+        "previewing saved nothing"
+    );
+    ensure!(
+        h.deposco.sandbox.sales_orders().is_empty(),
+        "previewing sent nothing"
+    );
+    b.doc_shot("mappings-preview.png").await?;
+
+    b.step("save");
+    b.click("#save").await?;
+    b.wait_text(".flash", "Mappings saved.").await?;
+    let saved = api(h, &mappings).await?;
+    ensure!(
+        saved["ship_methods"]["rules"][0]["match"]["title"] == "Free shipping over $50"
+            && saved["ship_methods"]["rules"][0]["ship_via"] == "UPS Ground"
+            && saved["ship_methods"]["rules"].as_array().map(Vec::len)
+                == stored["ship_methods"]["rules"].as_array().map(Vec::len),
+        "the edited rule is saved in place: {saved}"
+    );
+    Ok(())
+}
