@@ -1,15 +1,17 @@
 //! What an edited set of mappings would change (issue 15, item 6), before
 //! it is saved: the merchant's latest stored orders and shipments run
 //! through the same code a real send uses ([`sales_order_dto`] for orders,
-//! the alias and recipe lookups and [`Engine::tracking_for`] for
-//! shipments), once with the mappings in force and once with the edited
+//! the aliases, the recipes, [`ledger::attribute`] and
+//! [`Engine::tracking_for`] for shipments), once with the mappings in force and once with the edited
 //! ones. Nothing is written and nothing is sent: only stored records are
 //! read (the store order as last pulled, the shipment's last version).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use shipsync_core::ShipmentVersion;
+use shipsync_core::ledger::{self, KitPolicy, OrderLine, Recipes, ShipmentInput};
 use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{OrderStatus, ShipmentStatus};
 use shipsync_db::merchants;
@@ -33,13 +35,17 @@ pub const MAX_LIMIT: i64 = 500;
 /// one a change of the rules can clear.
 const UNMAPPED: &str = "unmapped shipping method";
 
+/// The field of a shipment the ledger cannot send, with its reason.
+const LEDGER_ERROR: &str = "ledger_error";
+
 /// One value an edit would change in what a record sends.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
     /// Which value: a `SalesOrderDTO` field (`shipVia`, `shipVendor`,
     /// `shipMethod`, `orderLines[<lineNumber>].item`), `error`, or for a
-    /// shipment `lines[<line_number>].store_sku`, `kit[<sku>].recipe`,
-    /// `carrier`, `tracking_url`.
+    /// shipment `lines[<line_number>].store_sku`, `store_lines[<line id>]`
+    /// (units the ledger gives the store line), `ledger_error`,
+    /// `kit[<sku>].recipe`, `carrier`, `tracking_url`.
     pub field: String,
     pub before: Value,
     pub after: Value,
@@ -208,7 +214,10 @@ impl Engine {
         )
         .await?;
         for s in &shipments {
-            if let Some(item) = self.shipment_item(s, &current, &edited).await? {
+            if let Some(item) = self
+                .shipment_item(s, &current, &edited, m.kit_policy)
+                .await?
+            {
                 items.push(item);
             }
         }
@@ -216,13 +225,15 @@ impl Engine {
     }
 
     /// What the store would get for one shipment under `doc`: each line's
-    /// store SKU (aliases, with the order's SKUs preferred), the recipe of
-    /// each kit it names (a person's over a learned one), and the carrier
-    /// name and tracking URL of its fulfillment.
+    /// store SKU (aliases, with the order's SKUs preferred), what the ledger
+    /// gives each store line (or why it refuses), the recipe of each kit it
+    /// names (a person's over a learned one), and the carrier name and
+    /// tracking URL of its fulfillment.
     async fn shipment_output(
         &self,
         s: &ShipmentRow,
         doc: &Mappings,
+        policy: KitPolicy,
     ) -> Result<Vec<(String, Value)>, shipsync_db::DbError> {
         let store = self.store_order_of(s).await?;
         let order_skus: BTreeSet<&str> = store
@@ -237,6 +248,9 @@ impl Engine {
             .map(|l| (format!("lines[{}].store_sku", l.line_number), json!(l.sku)))
             .collect();
         let recipes = self.recipes_of(&s.merchant_id, doc).await?;
+        if let Some(store) = &store {
+            out.extend(self.ledger_output(s, store, doc, &recipes, policy).await?);
+        }
         let kits: BTreeSet<&str> = v
             .lines
             .iter()
@@ -269,28 +283,25 @@ impl Engine {
         s: &ShipmentRow,
         current: &Mappings,
         edited: &Mappings,
+        policy: KitPolicy,
     ) -> Result<Option<PreviewItem>, shipsync_db::DbError> {
         if s.status == ShipmentStatus::Archived {
             return Ok(None);
         }
-        let before = self.shipment_output(s, current).await?;
-        let after = self.shipment_output(s, edited).await?;
+        let before = self.shipment_output(s, current, policy).await?;
+        let after = self.shipment_output(s, edited, policy).await?;
         let changes = changes_between(&before, &after);
-        // A shipment in error over an item the store order does not have
-        // (an alias was missing) is run again when the edited aliases give
-        // every line a SKU of the order.
-        let status_after = if s.status == ShipmentStatus::Error && !changes.is_empty() {
-            let order_skus = self.order_skus(s).await?;
-            let all_known = !order_skus.is_empty()
-                && after
-                    .iter()
-                    .filter(|(f, _)| f.ends_with(".store_sku"))
-                    .all(|(_, sku)| sku.as_str().is_some_and(|s| order_skus.contains(s)));
-            if all_known {
-                ShipmentStatus::Completed
-            } else {
-                s.status
-            }
+        // A shipment in error because the ledger could not place its units
+        // (an alias or a recipe missing) goes to the store once the edited
+        // mappings let the ledger place them.
+        let refused = |out: &[(String, Value)]| out.iter().any(|(f, _)| f == LEDGER_ERROR);
+        let placed = after.iter().any(|(f, _)| f.starts_with("store_lines["));
+        let status_after = if s.status == ShipmentStatus::Error
+            && refused(&before)
+            && !refused(&after)
+            && placed
+        {
+            ShipmentStatus::Completed
         } else {
             s.status
         };
@@ -306,14 +317,69 @@ impl Engine {
         )
     }
 
-    async fn order_skus(&self, s: &ShipmentRow) -> Result<BTreeSet<String>, shipsync_db::DbError> {
-        Ok(self
-            .store_order_of(s)
-            .await?
+    /// The ledger's answer for the shipment under `doc`, as the store would
+    /// get it: units per store line (`store_lines[<line id>]`), or why it
+    /// cannot go (`ledger_error`). Its order's other shipments count, as in
+    /// a real run (`shipments::sync`); the store order is the one last
+    /// pulled, not the store's live one.
+    async fn ledger_output(
+        &self,
+        s: &ShipmentRow,
+        store: &StoreOrderForWarehouse,
+        doc: &Mappings,
+        recipes: &Recipes,
+        policy: KitPolicy,
+    ) -> Result<Vec<(String, Value)>, shipsync_db::DbError> {
+        let Some(order_id) = &s.order_id else {
+            return Ok(Vec::new());
+        };
+        let order_skus: BTreeSet<&str> = store
+            .line_items
+            .iter()
+            .filter_map(|l| l.sku.as_deref())
+            .collect();
+        let versions: Vec<(String, ShipmentVersion)> =
+            db_shipments::for_order(self.db().pool(), order_id)
+                .await?
+                .into_iter()
+                .filter(|sib| {
+                    sib.id == s.id
+                        || (sib.status != ShipmentStatus::Archived
+                            && sib.connection_id == s.connection_id)
+                })
+                .map(|sib| (sib.id, doc.in_store_skus(&sib.version, &order_skus)))
+                .collect();
+        let inputs: Vec<ShipmentInput<'_>> = versions
+            .iter()
+            .map(|(k, v)| ShipmentInput { key: k, version: v })
+            .collect();
+        let order_lines: Vec<OrderLine> = store
+            .line_items
+            .iter()
+            .map(|l| OrderLine {
+                id: l.id.clone(),
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                removed: l.ordered_quantity.saturating_sub(l.quantity),
+            })
+            .collect();
+        let mine = ledger::attribute(&order_lines, recipes, policy, &inputs)
             .into_iter()
-            .flat_map(|o| o.line_items.into_iter())
-            .filter_map(|l| l.sku)
-            .collect())
+            .find(|x| x.key == s.id);
+        Ok(match mine.map(|x| x.result) {
+            Some(Ok(shares)) => {
+                let mut units: BTreeMap<String, u64> = BTreeMap::new();
+                for share in shares {
+                    *units.entry(share.store_line_id).or_default() += share.quantity;
+                }
+                units
+                    .into_iter()
+                    .map(|(line, n)| (format!("store_lines[{line}]"), json!(n)))
+                    .collect()
+            }
+            Some(Err(problem)) => vec![(LEDGER_ERROR.to_string(), json!(problem.message))],
+            None => Vec::new(),
+        })
     }
 
     /// The store order a shipment was matched to, as last pulled (`None`:

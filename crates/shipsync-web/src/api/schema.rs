@@ -1045,8 +1045,8 @@ pub struct MappingsPreviewItem {
     pub status_before: String,
     /// An order in `error` for an unmapped shipping method that the edit
     /// maps: `queued`; an order not sent yet that the edit leaves unmapped:
-    /// `error`; a shipment in `error` whose lines the edited aliases all
-    /// find in the order: `completed`. Else as before.
+    /// `error`; a shipment in `error` the ledger refuses now and places with
+    /// the edit: `completed`. Else as before.
     pub status_after: String,
 }
 
@@ -1056,8 +1056,9 @@ pub struct MappingsPreviewItem {
 pub struct MappingsPreviewChange {
     /// Orders: `shipVia`, `shipVendor`, `shipMethod`,
     /// `orderLines[<lineNumber>].item`, `error` (why it would not be sent);
-    /// shipments: `lines[<line_number>].store_sku`, `kit[<sku>].recipe`,
-    /// `carrier`, `tracking_url`.
+    /// shipments: `lines[<line_number>].store_sku`, `store_lines[<store
+    /// line id>]` (units the ledger gives it), `ledger_error`,
+    /// `kit[<sku>].recipe`, `carrier`, `tracking_url`.
     pub field: String,
     pub before: Value,
     pub after: Value,

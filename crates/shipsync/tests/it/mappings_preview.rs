@@ -75,6 +75,21 @@ async fn preview_shows_what_would_change_and_sends_nothing(db_url: String) {
     h.wait_shipment(&number, &["completed"], SETTLE)
         .await
         .unwrap();
+    // A shipment in error: the warehouse ships an item number no alias
+    // turns into the order's SKU.
+    h.place_order_spec(paid_order("#7002", &[("MUG", 1)]));
+    run_orders(&h).await;
+    wait_order(&h, "#7002", "open").await;
+    let (mug, _) = h
+        .ship(
+            ShipmentSpec::new("7002")
+                .line(DeposcoLine::new(1, "100999", 1))
+                .package(PackageSpec::new("C2", "T7002").line(1, 1)),
+            Shape::Current,
+        )
+        .await
+        .unwrap();
+    h.wait_shipment(&mug, &["error"], SETTLE).await.unwrap();
     // An order waiting for a rule for its method.
     let mut spec = paid_order("#6001", &[("A", 1)]);
     spec.shipping_line = Some("Free shipping over $50".into());
@@ -84,7 +99,8 @@ async fn preview_shows_what_would_change_and_sends_nothing(db_url: String) {
     let unmapped = wait_order(&h, "#6001", "error").await;
     let before = sent(&h);
 
-    // The edit: a rule for the method, the alias gone.
+    // The edit: a rule for the method, the T-shirt's alias gone, one for
+    // the mug.
     let mut edited = stored.clone();
     edited["ship_methods"]["rules"]
         .as_array_mut()
@@ -94,7 +110,7 @@ async fn preview_shows_what_would_change_and_sends_nothing(db_url: String) {
             json!({"match": {"code": "free50"}, "ship_via": "UPS Ground", "carrier": "UPS",
                "service": "Ground"}),
         );
-    edited["sku_aliases"] = json!([]);
+    edited["sku_aliases"] = json!([{"store_sku": "MUG", "warehouse_item": "100999"}]);
     let answer: Value = h
         .api(
             "POST",
@@ -149,9 +165,41 @@ async fn preview_shows_what_would_change_and_sends_nothing(db_url: String) {
     assert_eq!(skus[0]["before"], "TSHIRT-RED-M");
     assert_eq!(skus[0]["after"], "100234");
     assert_eq!(s["status_before"], "completed");
-    assert_eq!(s["status_after"], "completed");
+    assert_eq!(s["status_after"], "completed", "a sent shipment stays: {s}");
+    // The ledger, which placed the T-shirts on their store line, would not
+    // find the bare item number in the order: the shipment would not go.
+    let placed: Vec<&Value> = s["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["field"].as_str().unwrap().starts_with("store_lines["))
+        .collect();
+    assert!(
+        placed.iter().all(|c| c["after"].is_null()) && placed.iter().any(|c| c["before"] == 2),
+        "the shipment's units would no longer be placed: {s}"
+    );
+    assert_eq!(change(s, "ledger_error")["before"], Value::Null);
+    assert!(change(s, "ledger_error")["after"].is_string(), "{s}");
+
+    // The mug's shipment would reach its store line: its error clears.
+    let s = item(items, "shipment", "#7002");
+    assert_eq!(s["status_before"], "error", "{s}");
+    assert_eq!(s["status_after"], "completed", "{s}");
+    let line = change(s, "lines[1].store_sku");
+    assert_eq!(
+        (&line["before"], &line["after"]),
+        (&json!("100999"), &json!("MUG"))
+    );
+    assert!(change(s, "ledger_error")["before"].is_string(), "{s}");
+    let o = item(items, "order", "#7002");
+    let line = change(o, "orderLines[1].item");
+    assert_eq!(
+        (&line["before"], &line["after"]),
+        (&json!("MUG"), &json!("100999"))
+    );
+
     // Only what differs is listed: the untouched line B is not.
-    assert!(items.len() == 3, "{answer}");
+    assert_eq!(items.len(), 5, "{answer}");
 
     // Nothing was sent, saved or changed.
     assert_eq!(sent(&h), before);
