@@ -266,7 +266,145 @@ async fn a_bad_document_is_refused_naming_the_rule(db_url: String) {
     h.shutdown().await;
 }
 
+/// The mappings page for a Merchant user: its own merchant's only, CSRF
+/// checked, a refused rule shown at its row with nothing saved, a good
+/// form saved and logged as the user.
+async fn the_mappings_page_for_a_merchant_user(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (other, _) = crate::roles::other_tenant(&h).await;
+    h.api(
+        "POST",
+        "/api/v1/users",
+        Some(
+            json!({"email": "brand@example.com", "password": "a long password",
+                    "role": "merchant", "merchant_id": h.merchant_id}),
+        ),
+    )
+    .await
+    .unwrap()
+    .ok(201)
+    .unwrap();
+    let stored: Value = h
+        .api("GET", &path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    let mut b = crate::ui::Browser::new(h.url());
+    b.sign_in("brand@example.com", "a long password").await;
+    let page_path = format!("/merchants/{}/mappings", h.merchant_id);
+    let (st, merchant) = b.get(&format!("/merchants/{}", h.merchant_id)).await;
+    assert_eq!(st, 200);
+    assert!(
+        merchant.contains(&format!("href=\"{page_path}\"")),
+        "linked from the merchant"
+    );
+    let (st, page) = b.get(&page_path).await;
+    assert_eq!(st, 200, "{page}");
+    let first = stored["ship_methods"]["rules"][0]["ship_via"]
+        .as_str()
+        .unwrap();
+    assert!(
+        page.contains("Shipping methods")
+            && page.contains("SKU aliases")
+            && page.contains("Kit recipes")
+            && page.contains("Carriers")
+            && page.contains(&format!("name=\"rule0_ship_via\" value=\"{first}\"")),
+        "{page}"
+    );
+    let (st, _) = b.get(&format!("/merchants/{other}/mappings")).await;
+    assert_eq!(st, 404);
+    let csrf = crate::ui::Browser::csrf(&page);
+
+    // Without the form's token: refused.
+    let (st, _) = b.post(&page_path, &[("action", "save")]).await;
+    assert_eq!(st, 403);
+    // Two rules with the same match: 422, the second rule named at its row.
+    let twice = [
+        ("csrf", csrf.as_str()),
+        ("rules", "2"),
+        ("rule0_title", "Express"),
+        ("rule0_ship_via", "UPS Next Day Air"),
+        ("rule0_case_insensitive", "1"),
+        ("rule1_title", "Express"),
+        ("rule1_ship_via", "FedEx Priority"),
+        ("rule1_case_insensitive", "1"),
+        ("aliases", "0"),
+        ("carriers", "0"),
+        ("action", "save"),
+    ];
+    let (st, refused) = b.post(&page_path, &twice).await;
+    assert_eq!(st, 422, "{refused}");
+    let row = refused
+        .find("name=\"rule1_ship_via\"")
+        .expect("the second rule's row");
+    let error = refused.find("field-error").expect("an error at a row");
+    assert!(error > row, "the error follows the refused rule's row");
+    assert!(
+        refused[error..].contains("ship_methods.rules[1]"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("value=\"FedEx Priority\""),
+        "the form as typed"
+    );
+    let now: Value = h
+        .api("GET", &path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_eq!(now, stored, "nothing saved");
+
+    // A good form: saved, logged as the user.
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("rules", "1"),
+        ("rule0_title", "Express"),
+        ("rule0_ship_via", "UPS Next Day Air"),
+        ("rule0_case_insensitive", "1"),
+        ("default_ship_via", "Ground"),
+        ("aliases", "1"),
+        ("alias0_store_sku", "TSHIRT-RED-M"),
+        ("alias0_warehouse_item", "100234"),
+        ("carriers", "0"),
+        ("recipes", "KIT-1 = A x2, B"),
+        ("action", "save"),
+    ];
+    let (st, to) = b.post(&page_path, &good).await;
+    assert_eq!(st, 303, "{to}");
+    let now: Value = h
+        .api("GET", &path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    assert_eq!(
+        now["ship_methods"]["rules"].as_array().unwrap().len(),
+        1,
+        "{now}"
+    );
+    assert_eq!(now["ship_methods"]["default"]["ship_via"], "Ground");
+    assert_eq!(now["sku_aliases"][0]["warehouse_item"], "100234");
+    assert_eq!(
+        now["kit_recipes"][0]["components"],
+        json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}])
+    );
+    let db = h.db().await.unwrap();
+    let log = shipsync_db::activity::of(db.pool(), &h.merchant_id)
+        .await
+        .unwrap();
+    db.close().await;
+    assert!(
+        log.iter()
+            .any(|a| a.kind == "mappings" && a.message.contains("brand@example.com")),
+        "the change is logged as the user"
+    );
+    h.shutdown().await;
+}
+
 both_backends!(
     preview_shows_what_would_change_and_sends_nothing,
-    a_bad_document_is_refused_naming_the_rule
+    a_bad_document_is_refused_naming_the_rule,
+    the_mappings_page_for_a_merchant_user
 );
