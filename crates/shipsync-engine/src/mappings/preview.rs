@@ -130,6 +130,10 @@ fn changes_between(before: &[(String, Value)], after: &[(String, Value)]) -> Vec
 }
 
 fn order_item(o: &OrderRecord, current: &Mappings, edited: &Mappings) -> Option<PreviewItem> {
+    // Nothing will be sent for these again.
+    if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Archived) {
+        return None;
+    }
     let (Some(before), Some(after)) = (order_output(o, current), order_output(o, edited)) else {
         return None;
     };
