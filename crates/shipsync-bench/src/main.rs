@@ -81,7 +81,7 @@ enum Scenario {
         /// Orders per path [default: 200; --quick: 10].
         #[arg(long)]
         orders: Option<usize>,
-        /// Orders created per second [default: 1; --quick: 5].
+        /// Orders created per second [default: 1; --quick: 2].
         #[arg(long)]
         rate: Option<f64>,
         /// Seconds between the pull path's runs, 0 = skip the pull path

@@ -106,7 +106,8 @@ impl Options {
     pub fn quick(shipsync: PathBuf) -> Self {
         Self {
             orders: 10,
-            rate: 5.0,
+            // Deposco's budget: 4 req/s ÷ 2 requests per order.
+            rate: 2.0,
             pull_every: Some(Duration::from_secs(1)),
             settle: Duration::from_secs(60),
             verbose: false,
@@ -320,8 +321,18 @@ pub struct Phase {
     /// going (409 `run_in_progress`).
     pub pull_runs: usize,
     pub pull_ticks_refused: usize,
+    /// When each run was started (202), seconds after the first creation.
+    pub pull_runs_at_secs: Vec<f64>,
+    /// Every order: created (seconds after the first creation) and its
+    /// latency (ms), `None` when it did not reach Deposco.
+    pub samples: Vec<(f64, Option<f64>)>,
     pub deposco_requests: u64,
     pub deposco_rate_limited: u64,
+    /// GraphQL requests the phase's store answered (subscription checks
+    /// included), those answered `THROTTLED`, and the count per operation.
+    pub store_requests: usize,
+    pub store_throttled: usize,
+    pub store_operations: std::collections::BTreeMap<String, usize>,
     /// First creation → last arrival (or the deadline), seconds.
     pub wall_secs: f64,
     pub shipsync_cpu_secs: Option<f64>,
@@ -413,6 +424,7 @@ impl Report {
             "webhook answered p50 / p99 (ms)",
             "first seen via webhook / poll",
             "Deposco requests per order",
+            "store requests per order (THROTTLED)",
             "CPU s: shipsync / bench+sandboxes",
         ]);
         for p in &self.phases {
@@ -431,6 +443,11 @@ impl Report {
                 }),
                 format!("{} / {}", p.first_seen_via_webhook, p.first_seen_via_poll),
                 format!("{:.2}", p.deposco_per_order()),
+                format!(
+                    "{:.2} ({})",
+                    p.store_requests as f64 / p.orders.max(1) as f64,
+                    p.store_throttled
+                ),
                 format!(
                     "{} / {}",
                     p.shipsync_cpu_secs
@@ -530,17 +547,22 @@ async fn tick(
     connection_id: &str,
     t0: Instant,
     every: Duration,
-    started: &AtomicUsize,
+    started: &Mutex<Vec<f64>>,
     refused: &AtomicUsize,
 ) -> Result<()> {
     let path = format!("/api/v1/connections/{connection_id}/channels/sales_orders/runs");
     for k in 1u32.. {
         tokio::time::sleep_until((t0 + every * k).into()).await;
         match serve.api_answer("POST", &path, None).await? {
-            (202, _) => started.fetch_add(1, Ordering::Relaxed),
-            (409, _) => refused.fetch_add(1, Ordering::Relaxed),
+            (202, _) => started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t0.elapsed().as_secs_f64()),
+            (409, _) => {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
             (status, body) => bail!("starting the pull: HTTP {status}: {body}"),
-        };
+        }
     }
     Ok(())
 }
@@ -593,6 +615,7 @@ async fn run_phase(
     let opts = ctx.opts;
     let pid = ctx.serve.pid().context("no pid")?;
     let requests_before = ctx.deposco.sandbox.request_count();
+    let store_before = store.sandbox.requests().len();
     let limited_before = ctx.deposco.sandbox.rate_limited_count();
     let cpu_before = cpu(pid);
     let label = match (path, opts.pull_every) {
@@ -601,7 +624,7 @@ async fn run_phase(
         (Path::Pull, None) => bail!("the pull path needs an interval"),
     };
     let t0 = Instant::now();
-    let (started, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let (started, refused) = (Mutex::new(Vec::new()), AtomicUsize::new(0));
     let creating = async {
         let mut created = Vec::with_capacity(opts.orders);
         for k in 0..opts.orders {
@@ -639,12 +662,31 @@ async fn run_phase(
     };
     let cpu_after = cpu(pid);
     let mut lat = Vec::new();
+    let mut samples = Vec::with_capacity(created.len());
     let mut last = t0;
     for c in &created {
-        if let Some(a) = ctx.deposco.arrivals.get(&c.number) {
+        let arrived = ctx.deposco.arrivals.get(&c.number);
+        if let Some(a) = arrived {
             lat.push(a.saturating_duration_since(c.at).as_micros() as u64);
             last = last.max(a);
         }
+        samples.push((
+            c.at.saturating_duration_since(t0).as_secs_f64(),
+            arrived.map(|a| a.saturating_duration_since(c.at).as_secs_f64() * 1000.0),
+        ));
+    }
+    let runs_at = started.into_inner().unwrap_or_else(|p| p.into_inner());
+    let store_requests: Vec<_> = store
+        .sandbox
+        .requests()
+        .into_iter()
+        .skip(store_before)
+        .collect();
+    let mut store_operations = std::collections::BTreeMap::new();
+    for r in &store_requests {
+        *store_operations
+            .entry(r.operation_name.clone().unwrap_or_else(|| "?".into()))
+            .or_insert(0) += 1;
     }
     let reached = lat.len();
     let webhook_answered = (path == Path::Webhooks).then(|| {
@@ -682,10 +724,18 @@ async fn run_phase(
         pull_every_secs: (path == Path::Pull)
             .then(|| opts.pull_every.map(|e| e.as_secs_f64()))
             .flatten(),
-        pull_runs: started.load(Ordering::Relaxed),
+        pull_runs: runs_at.len(),
         pull_ticks_refused: refused.load(Ordering::Relaxed),
+        pull_runs_at_secs: runs_at,
+        samples,
         deposco_requests: ctx.deposco.sandbox.request_count() - requests_before,
         deposco_rate_limited: ctx.deposco.sandbox.rate_limited_count() - limited_before,
+        store_requests: store_requests.len(),
+        store_throttled: store_requests
+            .iter()
+            .filter(|r| r.error_codes.iter().any(|c| c == "THROTTLED"))
+            .count(),
+        store_operations,
         wall_secs: last.saturating_duration_since(t0).as_secs_f64(),
         shipsync_cpu_secs: cpu_after.0.zip(cpu_before.0).map(|(a, b)| a - b),
         bench_cpu_secs: cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b),
@@ -770,4 +820,89 @@ pub async fn run(opts: &Options) -> Result<Report> {
         shipsync_peak_rss_kib: peak,
         verdict_p99,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(path: Path, latencies_ms: &[u64]) -> Phase {
+        let mut v: Vec<u64> = latencies_ms.iter().map(|ms| ms * 1000).collect();
+        let n = v.len();
+        Phase {
+            path,
+            label: match path {
+                Path::Webhooks => "webhooks, hold 0".into(),
+                Path::Pull => "pull, run every 60 s".into(),
+            },
+            rate: 1.0,
+            orders: n,
+            reached: n,
+            latency: percentiles(&mut v),
+            webhook_answered: None,
+            first_seen_via_webhook: if path == Path::Webhooks { n } else { 0 },
+            first_seen_via_poll: if path == Path::Pull { n } else { 0 },
+            pull_every_secs: (path == Path::Pull).then_some(60.0),
+            pull_runs: 1,
+            pull_ticks_refused: 0,
+            pull_runs_at_secs: vec![0.0],
+            samples: Vec::new(),
+            deposco_requests: 2 * n as u64,
+            deposco_rate_limited: 0,
+            store_requests: 3 * n,
+            store_throttled: 0,
+            store_operations: Default::default(),
+            wall_secs: 1.0,
+            shipsync_cpu_secs: None,
+            bench_cpu_secs: None,
+        }
+    }
+
+    fn report(phases: Vec<Phase>) -> Report {
+        Report {
+            shipsync_binary: "shipsync".into(),
+            deposco_rate_limit: 4.0,
+            phases,
+            shipsync_peak_rss_kib: 0,
+            verdict_p99: "met".into(),
+        }
+    }
+
+    #[test]
+    fn complete_only_when_every_order_came_by_its_path() {
+        let ok = report(vec![
+            phase(Path::Webhooks, &[10, 20]),
+            phase(Path::Pull, &[30_000, 60_000]),
+        ]);
+        ok.check_complete().expect("complete");
+
+        let mut missing = ok.clone();
+        missing.phases[0].reached = 1;
+        assert!(missing.check_complete().is_err());
+
+        // An order the pull found is not a measurement of the webhook path.
+        let mut pulled = ok.clone();
+        pulled.phases[0].first_seen_via_webhook = 1;
+        pulled.phases[0].first_seen_via_poll = 1;
+        assert!(pulled.check_complete().is_err());
+
+        assert!(report(Vec::new()).check_complete().is_err());
+    }
+
+    #[test]
+    fn table_sets_the_pull_beside_the_webhooks() {
+        let r = report(vec![
+            phase(Path::Webhooks, &[10, 20]),
+            phase(Path::Pull, &[30_000, 60_000]),
+        ]);
+        let t = r.table();
+        assert!(t.contains("p99: pull every 60 s ÷ webhooks"), "{t}");
+        assert!(t.contains("60.0 s ÷ 0.020 s = 3000×"), "{t}");
+        // 5 minutes at 1 order/s: 300 orders × 2 requests ÷ 4 req/s.
+        assert!(
+            t.contains("mean 150 s, worst 300 s; then up to 150 s to send its 300 orders"),
+            "{t}"
+        );
+        assert!(t.contains("1.0 ÷ 2.0 = 0.50"), "{t}");
+    }
 }
