@@ -23,7 +23,7 @@ pub mod stats;
 pub mod table;
 pub mod webhooks;
 
-pub use scenarios::{footprint, ingest, pull, ship_to_store};
+pub use scenarios::{footprint, ingest, order_latency, pull, ship_to_store};
 
 /// Installs the TLS crypto provider reqwest needs (idempotent).
 pub fn init_tls() {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use shipsync_bench::report::{Envelope, default_path};
-use shipsync_bench::{baseline, footprint, ingest, machine::Machine, process, pull, ship_to_store};
+use shipsync_bench::{
+    baseline, footprint, ingest, machine::Machine, order_latency, process, pull, ship_to_store,
+};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +71,26 @@ enum Scenario {
         /// Skip the throttled-store phase.
         #[arg(long)]
         no_throttle: bool,
+    },
+    /// Store order created → Deposco sales order created, through Shopify's
+    /// order webhooks (hold 0), next to the Sales Orders channel's pull run
+    /// at a fixed interval.
+    OrderLatency {
+        #[command(flatten)]
+        common: Common,
+        /// Orders per path [default: 200; --quick: 10].
+        #[arg(long)]
+        orders: Option<usize>,
+        /// Orders created per second [default: 1; --quick: 2].
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds between the pull path's runs, 0 = skip the pull path
+        /// [default: 60; --quick: 1].
+        #[arg(long)]
+        pull_every: Option<f64>,
+        /// The Deposco sandbox's limit in requests/s, 0 = none [default: 4].
+        #[arg(long)]
+        deposco_rate: Option<f64>,
     },
     /// Idle RSS, start to ready on an existing database, binary size.
     Footprint {
@@ -213,6 +235,38 @@ async fn main() -> Result<()> {
             let report = ship_to_store::run(&opts).await?;
             println!("{}", report.table());
             write("ship-to-store", &common, &report)?;
+            report.check_complete()?;
+        }
+        Scenario::OrderLatency {
+            common,
+            orders,
+            rate,
+            pull_every,
+            deposco_rate,
+        } => {
+            let bin = process::locate_shipsync(common.shipsync.clone(), !common.no_build)?;
+            let mut opts = if common.quick {
+                order_latency::Options::quick(bin)
+            } else {
+                order_latency::Options::full(bin)
+            };
+            if let Some(n) = orders {
+                opts.orders = n;
+            }
+            if let Some(r) = rate {
+                opts.rate = r;
+            }
+            if let Some(s) = pull_every {
+                opts.pull_every = (s > 0.0).then(|| Duration::from_secs_f64(s));
+            }
+            if let Some(r) = deposco_rate {
+                opts.deposco_rate = r;
+            }
+            opts.verbose = true;
+            eprintln!("machine: {}", Machine::detect().one_line());
+            let report = order_latency::run(&opts).await?;
+            println!("{}", report.table());
+            write("order-latency", &common, &report)?;
             report.check_complete()?;
         }
         Scenario::Footprint { common, starts } => {

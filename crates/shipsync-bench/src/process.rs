@@ -199,6 +199,21 @@ impl Serve {
         body: Option<&Value>,
         expect: u16,
     ) -> Result<Value> {
+        let (status, body) = self.api_answer(method, path, body).await?;
+        if status != expect {
+            bail!("{method} {path}: HTTP {status} (expected {expect}): {body}");
+        }
+        Ok(body)
+    }
+
+    /// Calls the JSON API as the administrator; (status, body) whatever
+    /// the status (a body that is not JSON comes back as a string).
+    pub async fn api_answer(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
         let m = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self
             .http
@@ -210,10 +225,10 @@ impl Serve {
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        if status != expect {
-            bail!("{method} {path}: HTTP {status} (expected {expect}): {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// SIGTERM (graceful shutdown), then SIGKILL after 15 s.

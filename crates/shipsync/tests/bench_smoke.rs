@@ -93,3 +93,21 @@ async fn quick_footprint_report_is_complete() {
     let table = report.table();
     assert!(table.contains("idle RSS"), "{table}");
 }
+
+/// `shipsync-bench order-latency --quick`: every order reaches Deposco by
+/// the path measured (webhooks, then the pull), both reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_order_latency_report_is_complete() {
+    let opts = shipsync_bench::order_latency::Options::quick(shipsync_bin());
+    let report = shipsync_bench::order_latency::run(&opts)
+        .await
+        .expect("order-latency scenario");
+    report.check_complete().expect("complete report");
+    assert_eq!(report.phases.len(), 2);
+    for p in &report.phases {
+        assert_eq!(p.latency.n, opts.orders, "{p:?}");
+    }
+    let table = report.table();
+    assert!(table.contains("pull every"), "{table}");
+    serde_json::to_value(&report).expect("json");
+}

@@ -3,5 +3,6 @@
 
 pub mod footprint;
 pub mod ingest;
+pub mod order_latency;
 pub mod pull;
 pub mod ship_to_store;

@@ -1,8 +1,12 @@
 //! `shipsync demo`: shipsync plus both sandboxes on loopback. Places orders
 //! in the Shopify sandbox, ships them in the Deposco sandbox (kits, partial
 //! shipments, several packages, every webhook shape), lets Deposco push the
-//! webhooks, and checks that every shipped unit reached the store once.
+//! webhooks, and checks that every shipped unit reached the store once. On
+//! the order side, the store's order webhooks bring two more orders, one
+//! then cancelled and one edited in the store, and the demo checks that
+//! Deposco followed both.
 
+pub mod lifecycle;
 pub mod session;
 pub mod world;
 
@@ -12,6 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use shipsync_sandbox_deposco::{KitSpec, LineSpec, PackageSpec, Shape, ShipmentSpec};
 
+pub use lifecycle::Followed;
+use lifecycle::follow_the_store;
 use world::{Options, World};
 
 const SHAPES: [Shape; 5] = [
@@ -26,16 +32,74 @@ const SHAPES: [Shape; 5] = [
 type Expected = BTreeMap<String, u32>;
 
 /// Runs the demo; returns whether every shipped unit reached the store
-/// exactly once.
+/// exactly once and the store's cancellation and edit reached Deposco.
 pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     let dir = std::env::temp_dir().join(format!("shipsync-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let mut h = World::start(options(&dir)).await?;
+    let summary = play(&mut h, orders).await?;
+    for line in &summary.lines {
+        println!("{line}");
+    }
+    // A throwaway administrator for the demo's web UI.
+    let password = shipsync_engine::secrets::random_token("demo");
+    let signed_in = match h.engine() {
+        Some(engine) => engine
+            .create_user(
+                "demo@example.com",
+                &password,
+                shipsync_engine::users::Role::Admin,
+                &[],
+            )
+            .await
+            .is_ok(),
+        None => false,
+    };
+    println!("  web UI:                   {}/", h.url());
+    if signed_in {
+        println!("                            sign in as demo@example.com / {password}");
+    }
+    println!(
+        "  API:                      {}/api/v1 (Authorization: Bearer {})",
+        h.url(),
+        h.token
+    );
+
+    if !exit {
+        eprintln!("\nshipsync keeps running for you to explore; press Ctrl-C to stop.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    h.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(summary.ok)
+}
+
+/// The demo's world: a SQLite database in `dir`, patient retries, and the
+/// store delivering its order webhooks to shipsync.
+fn options(dir: &std::path::Path) -> Options {
     let db = dir.join("demo.db");
     let mut opts = Options::new(format!("sqlite://{}", db.display()));
     opts.engine.backoff_base = Duration::from_millis(200);
     opts.engine.backoff_max = Duration::from_secs(5);
     opts.engine.max_attempts = 10;
-    let mut h = World::start(opts).await?;
+    opts.order_webhooks = true;
+    opts
+}
+
+/// What the demo found: whether it all worked, and the summary's lines.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub ok: bool,
+    /// The order cancelled in the store, and the one edited there.
+    pub cancelled: Followed,
+    pub edited: Followed,
+    /// The summary as printed (without the web UI and API lines).
+    pub lines: Vec<String>,
+}
+
+/// The demo's run in a started world: everything but the web UI's user
+/// and the wait for Ctrl-C. Progress goes to stderr.
+pub async fn play(h: &mut World, orders: u32) -> Result<Summary> {
     eprintln!(
         "shipsync demo: shipsync on {}, Deposco sandbox on {}, Shopify sandbox on {}",
         h.url(),
@@ -75,7 +139,7 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     let mut plans = Vec::new();
     for i in 0..orders {
-        let plan = plan_order(&mut h, i);
+        let plan = plan_order(h, i);
         let want = expected.entry(plan.name.clone()).or_default();
         for (line, q) in &plan.store_units {
             *want.entry(line.clone()).or_default() += q;
@@ -101,6 +165,7 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
         .await?;
     let sent = h.deposco.sandbox.sales_orders().len();
     eprintln!("sales orders in Deposco: {sent}");
+    let (cancelled, edited) = follow_the_store(h).await?;
 
     let mut numbers = Vec::new();
     let mut shipped_units = 0u32;
@@ -192,87 +257,71 @@ pub async fn run(orders: u32, exit: bool) -> Result<bool> {
         && duplicates == 0
         && run["status"] == "succeeded"
         && sent == orders as usize
-        && by_status.get("error").copied().unwrap_or(0) == 0;
+        && by_status.get("error").copied().unwrap_or(0) == 0
+        && cancelled.ok
+        && edited.ok;
 
-    println!("shipsync demo summary");
-    println!("  orders placed:            {orders}");
-    println!(
-        "  sent to Deposco:          {sent} sales orders (run {}: {} new)",
-        orders_run["status"].as_str().unwrap_or("?"),
-        orders_run["counts"]["new"]
-    );
-    println!(
-        "  warehouse shipments:      {} ({} units shipped)",
-        numbers.len(),
-        shipped_units
-    );
-    println!("  shipments by source:      {}", fmt_map(&by_source));
-    println!("  shipments by status:      {}", fmt_map(&by_status));
-    println!(
-        "  found by fallback (poll): {}",
-        items
-            .iter()
-            .filter(|s| s["first_seen_via"] == "poll")
-            .count()
-    );
-    println!(
-        "  fallback sync run:        {} ({} fetched, {} new, {} unchanged)",
-        run["status"].as_str().unwrap_or("?"),
-        run["counts"]["fetched"],
-        run["counts"]["new"],
-        run["counts"]["unchanged"]
-    );
-    println!("  store fulfillments:       {fulfillments}");
-    println!("  units missing in store:   {missing}");
-    println!("  duplicate units in store: {duplicates}");
-    match latency {
-        Some((p50, p99, n)) => println!(
+    let mut lines = vec![
+        "shipsync demo summary".to_string(),
+        format!("  orders placed:            {orders}"),
+        format!(
+            "  sent to Deposco:          {sent} sales orders (run {}: {} new)",
+            orders_run["status"].as_str().unwrap_or("?"),
+            orders_run["counts"]["new"]
+        ),
+        format!("  cancelled in the store:   {}", cancelled.line),
+        format!("  edited in the store:      {}", edited.line),
+        format!(
+            "  warehouse shipments:      {} ({} units shipped)",
+            numbers.len(),
+            shipped_units
+        ),
+        format!("  shipments by source:      {}", fmt_map(&by_source)),
+        format!("  shipments by status:      {}", fmt_map(&by_status)),
+        format!(
+            "  found by fallback (poll): {}",
+            items
+                .iter()
+                .filter(|s| s["first_seen_via"] == "poll")
+                .count()
+        ),
+        format!(
+            "  fallback sync run:        {} ({} fetched, {} new, {} unchanged)",
+            run["status"].as_str().unwrap_or("?"),
+            run["counts"]["fetched"],
+            run["counts"]["new"],
+            run["counts"]["unchanged"]
+        ),
+        format!("  store fulfillments:       {fulfillments}"),
+        format!("  units missing in store:   {missing}"),
+        format!("  duplicate units in store: {duplicates}"),
+    ];
+    lines.push(match latency {
+        Some((p50, p99, n)) => format!(
             "  ship-to-store latency:    p50 {:.1} ms, p99 {:.1} ms over {n} shipments",
             p50 * 1e3,
             p99 * 1e3
         ),
-        None => println!("  ship-to-store latency:    no shipment completed"),
-    }
-    println!("  wall time:                {:.2} s", elapsed.as_secs_f64());
-    println!(
+        None => "  ship-to-store latency:    no shipment completed".to_string(),
+    });
+    lines.push(format!(
+        "  wall time:                {:.2} s",
+        elapsed.as_secs_f64()
+    ));
+    lines.push(format!(
         "  result:                   {}",
         if ok {
-            "OK — every shipped unit reached the store exactly once"
+            "OK — every shipped unit reached the store exactly once; the cancellation and the edit reached Deposco"
         } else {
             "FAILED"
         }
-    );
-    // A throwaway administrator for the demo's web UI.
-    let password = shipsync_engine::secrets::random_token("demo");
-    let signed_in = match h.engine() {
-        Some(engine) => engine
-            .create_user(
-                "demo@example.com",
-                &password,
-                shipsync_engine::users::Role::Admin,
-                &[],
-            )
-            .await
-            .is_ok(),
-        None => false,
-    };
-    println!("  web UI:                   {}/", h.url());
-    if signed_in {
-        println!("                            sign in as demo@example.com / {password}");
-    }
-    println!(
-        "  API:                      {}/api/v1 (Authorization: Bearer {})",
-        h.url(),
-        h.token
-    );
-
-    if !exit {
-        eprintln!("\nshipsync keeps running for you to explore; press Ctrl-C to stop.");
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    h.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(ok)
+    ));
+    Ok(Summary {
+        ok,
+        cancelled,
+        edited,
+        lines,
+    })
 }
 
 fn fmt_map(m: &BTreeMap<String, usize>) -> String {
@@ -353,5 +402,57 @@ fn plan_order(h: &mut World, i: u32) -> Plan {
                 shipments: vec![spec],
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo, small, end to end: every shipped unit in the store once,
+    /// and the order cancelled and the one edited in the store followed in
+    /// Deposco, as its summary says.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_follows_a_cancellation_and_an_edit() {
+        let dir = std::env::temp_dir().join(format!(
+            "shipsync-demo-test-{}-{}",
+            std::process::id(),
+            shipsync_engine::secrets::random_token("t")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut h = World::start(options(&dir)).await.expect("world");
+        let summary = play(&mut h, 5).await.expect("the demo ran");
+        h.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = summary.lines.join("\n");
+        assert!(summary.ok, "{text}");
+
+        let c = &summary.cancelled;
+        assert_eq!(c.status, "cancelled", "{text}");
+        assert_eq!(c.deposco_status.as_deref(), Some("Canceled"), "{text}");
+        let number = c.name.trim_start_matches('#');
+        assert!(
+            text.contains(&format!(
+                "  cancelled in the store:   {} cancelled by the customer → shipsync: cancelled; Deposco {number}: Canceled\n",
+                c.name
+            )),
+            "{text}"
+        );
+
+        let e = &summary.edited;
+        assert_eq!(e.status, "open", "{text}");
+        assert_eq!(
+            e.deposco_units,
+            vec![("TENT-2P".to_string(), 3.0)],
+            "{text}"
+        );
+        let number = e.name.trim_start_matches('#');
+        assert!(
+            text.contains(&format!(
+                "  edited in the store:      {} TENT-2P raised 1 → 3 → shipsync: open; Deposco {number}: New, TENT-2P × 3\n",
+                e.name
+            )),
+            "{text}"
+        );
     }
 }

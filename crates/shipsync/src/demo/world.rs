@@ -435,6 +435,89 @@ impl World {
         Ok(run)
     }
 
+    /// Waits until shipsync shows the connection's store subscribed to its
+    /// order webhooks (they are checked when the Sales Orders channel is
+    /// switched on); returns the connection.
+    pub async fn wait_order_webhooks(&self, timeout: Duration) -> Result<Value> {
+        let start = Instant::now();
+        loop {
+            let c = self
+                .api(
+                    "GET",
+                    &format!("/api/v1/connections/{}", self.connection_id),
+                    None,
+                )
+                .await?
+                .ok(200)?;
+            if c["order_webhooks"]["subscribed"] == true {
+                return Ok(c);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "the store's order webhooks are not subscribed after {timeout:?}: {}",
+                    c["order_webhooks"]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The world connection's order named `name` (with or without `#`), in
+    /// full (lines, activity), when shipsync has it.
+    pub async fn order_by_name(&self, name: &str) -> Result<Option<Value>> {
+        let list = self
+            .api(
+                "GET",
+                &format!(
+                    "/api/v1/orders?connection_id={}&name={}",
+                    self.connection_id,
+                    name.trim_start_matches('#')
+                ),
+                None,
+            )
+            .await?
+            .ok(200)?;
+        let Some(id) = list["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .and_then(|o| o["id"].as_str())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.api("GET", &format!("/api/v1/orders/{id}"), None)
+                .await?
+                .ok(200)?,
+        ))
+    }
+
+    /// Polls order `name` until `done` holds for it (and whatever else it
+    /// checks); returns the order. `what` names the wait in the error.
+    pub async fn wait_order(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let start = Instant::now();
+        loop {
+            let order = self.order_by_name(name).await?;
+            if let Some(o) = &order
+                && done(o)
+            {
+                return Ok(o.clone());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "order {name}: {what} not seen after {timeout:?}: {}",
+                    order.map_or_else(|| "shipsync does not have it".into(), |o| o.to_string())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Stops the server (the database and sandboxes stay).
     pub async fn stop_server(&mut self) {
         if let Some(s) = self.server.take() {
