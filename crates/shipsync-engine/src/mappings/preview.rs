@@ -360,12 +360,7 @@ impl Engine {
         let order_lines: Vec<OrderLine> = store
             .line_items
             .iter()
-            .map(|l| OrderLine {
-                id: l.id.clone(),
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                removed: l.ordered_quantity.saturating_sub(l.quantity),
-            })
+            .map(crate::shipments::ledger_line)
             .collect();
         let mine = ledger::attribute(&order_lines, recipes, policy, &inputs)
             .into_iter()

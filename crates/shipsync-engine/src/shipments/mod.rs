@@ -17,6 +17,7 @@ use shipsync_db::connections::ConnectionRow;
 pub use actions::ShipmentAction;
 pub use merge::MergeOutcome;
 pub(crate) use merge::with_trusted_tracking;
+pub(crate) use sync::ledger_line;
 
 /// What a shipment waiting for its store's reconnection says.
 fn reconnect_wait(c: &ConnectionRow) -> String {

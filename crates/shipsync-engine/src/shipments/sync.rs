@@ -18,7 +18,7 @@ use shipsync_db::merchants::{self, MerchantRow};
 use shipsync_db::orders::{self as db_orders, OrderLineRow};
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::{activity, channels, now_micros};
-use shipsync_shopify::{ShopifyClient, StoreOrder};
+use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder};
 use tracing::field::Empty;
 
 use super::notify::Target;
@@ -27,6 +27,17 @@ use super::reconnect_wait;
 use crate::Engine;
 use crate::error::{EngineError, retry};
 use crate::stores::StoreSettings;
+
+/// A store line as the ledger counts it: its current quantity, and the
+/// units an edit removed (shipping those is not an over-shipment).
+pub(crate) fn ledger_line(l: &StoreLineItem) -> OrderLine {
+    OrderLine {
+        id: l.id.clone(),
+        sku: l.sku.clone(),
+        quantity: l.quantity,
+        removed: l.ordered_quantity.saturating_sub(l.quantity),
+    }
+}
 
 /// How soon a shipment whose earlier attempt is undecided looks in the
 /// store again (a store can show an applied create a few seconds late).
@@ -360,16 +371,7 @@ impl Engine {
             .iter()
             .map(|(k, v)| ShipmentInput { key: k, version: v })
             .collect();
-        let order_lines: Vec<OrderLine> = order
-            .line_items
-            .iter()
-            .map(|l| OrderLine {
-                id: l.id.clone(),
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                removed: l.ordered_quantity.saturating_sub(l.quantity),
-            })
-            .collect();
+        let order_lines: Vec<OrderLine> = order.line_items.iter().map(ledger_line).collect();
         let mut recipes = self.recipes_of(&merchant.id, doc).await?;
         let policy = merchant.kit_policy;
         let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
