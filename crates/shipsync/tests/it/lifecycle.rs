@@ -10,7 +10,7 @@ use shipsync_sandbox_deposco::Shape;
 use shipsync_sandbox_shopify::{FoSpec, LineEdit, WebhookFaults};
 use shipsync_testkit::{Harness, Options};
 
-use crate::orders::{enable_sales_orders, order, paid_order, run_orders, wait_order};
+use crate::orders::{enable_sales_orders, find_order, paid_order, run_orders, wait_order};
 use crate::support::SETTLE;
 
 /// A harness whose store delivers order webhooks to shipsync, with the
@@ -61,28 +61,10 @@ async fn wait_subscribed(h: &Harness) -> Value {
 async fn wait_for(h: &Harness, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
-        let list = h
-            .api(
-                "GET",
-                &format!(
-                    "/api/v1/orders?connection_id={}&name={}",
-                    h.connection_id,
-                    name.trim_start_matches('#')
-                ),
-                None,
-            )
-            .await
-            .unwrap()
-            .ok(200)
-            .unwrap();
-        if list["items"].as_array().is_some_and(|i| !i.is_empty()) {
-            let o = order(h, name).await;
-            if done(&o) {
-                return o;
-            }
-            assert!(start.elapsed() < SETTLE, "order {name}: {what}: {o}");
-        } else {
-            assert!(start.elapsed() < SETTLE, "order {name} never came: {what}");
+        match find_order(h, name).await {
+            Some(o) if done(&o) => return o,
+            Some(o) => assert!(start.elapsed() < SETTLE, "order {name}: {what}: {o}"),
+            None => assert!(start.elapsed() < SETTLE, "order {name} never came: {what}"),
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
