@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod mappings;
 pub mod order_lifecycle;
 pub mod order_rules;
+pub mod outbound_events;
 pub mod schedule;
 pub mod shipment;
 pub mod states;

@@ -288,6 +288,44 @@ impl Role {
     }
 }
 
+words! {
+    /// What an outbound event tells a merchant's systems (issue 16).
+    EventType {
+        /// A shipment reached the store: every package is there.
+        ShipmentCompleted = "shipment.completed",
+        /// shipsync gave up on a shipment (a person must look).
+        ShipmentError = "shipment.error",
+        /// An order was sent to the warehouse (or found there already).
+        OrderSent = "order.sent",
+        /// An order could not be sent to the warehouse.
+        OrderError = "order.error",
+        /// An order was cancelled in the store.
+        OrderCancelled = "order.cancelled",
+    }
+}
+
+words! {
+    /// Where one delivery of an outbound event to one subscription stands.
+    DeliveryState {
+        /// Not answered with a 2xx yet; attempts go on.
+        Pending = "pending",
+        /// The subscriber answered a 2xx.
+        Delivered = "delivered",
+        /// Every retry failed (or the subscription was switched off).
+        Failed = "failed",
+    }
+}
+
+words! {
+    /// How an event subscription's deliveries go.
+    SubscriptionStatus {
+        Active = "active",
+        /// A delivery exhausted its retries; the next one that succeeds
+        /// makes it `active` again.
+        Failing = "failing",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +363,9 @@ mod tests {
     fn every_value_round_trips() {
         round_trips(ShipmentStatus::ALL);
         round_trips(OrderStatus::ALL);
+        round_trips(EventType::ALL);
+        round_trips(DeliveryState::ALL);
+        round_trips(SubscriptionStatus::ALL);
         round_trips(RunStatus::ALL);
         round_trips(RunTrigger::ALL);
         round_trips(Channel::ALL);

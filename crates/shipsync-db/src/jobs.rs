@@ -43,6 +43,9 @@ pub enum Job {
     OrderWebhooks { connection_id: String },
     /// The daily retention pass.
     Retention,
+    /// Send one outbound event to one subscription (an attempt; retried on
+    /// the delivery's own schedule).
+    DeliverEvent { delivery_id: String },
 }
 
 impl Job {
@@ -65,6 +68,7 @@ impl Job {
             Job::UpdateWarehouseOrder { .. } => "update_warehouse_order",
             Job::OrderWebhooks { .. } => "order_webhooks",
             Job::Retention => "retention",
+            Job::DeliverEvent { .. } => "deliver_event",
         }
     }
 
@@ -78,6 +82,7 @@ impl Job {
             Job::UpdateWarehouseOrder { order_id } => format!("warehouse:{order_id}"),
             Job::OrderWebhooks { connection_id } => format!("order_webhooks:{connection_id}"),
             Job::Retention => "retention".into(),
+            Job::DeliverEvent { delivery_id } => format!("deliver:{delivery_id}"),
         }
     }
 
