@@ -19,6 +19,10 @@ pub enum EngineError {
     /// without counting a failed attempt.
     #[error("{message}")]
     Deferred { message: String, after: Duration },
+    /// Run again at `at` (µs), exactly, without counting a failed attempt:
+    /// the job keeps its own schedule (an event delivery's retries).
+    #[error("{message}")]
+    Scheduled { message: String, at: i64 },
     /// A person must act; retrying will not help.
     #[error("{0}")]
     Permanent(String),

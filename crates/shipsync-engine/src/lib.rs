@@ -7,6 +7,7 @@ pub mod connect;
 pub mod connections;
 pub mod edit;
 mod error;
+pub mod events_out;
 pub mod ingest;
 pub mod mappings;
 pub mod merchants;
@@ -77,6 +78,12 @@ pub struct EngineConfig {
     /// out) the store may still show it: a write whose outcome is unknown
     /// is looked for that long before it counts as not made.
     pub unknown_outcome_margin: Duration,
+    /// Waits before the 2nd, 3rd, … attempt of an outbound event delivery
+    /// (±20 % jitter each); after the last the delivery fails. The hidden
+    /// `SHIPSYNC_EVENT_RETRY_DELAYS_MS` replaces it in tests.
+    pub event_retry_delays: Vec<Duration>,
+    /// Timeout of one outbound event delivery.
+    pub event_timeout: Duration,
 }
 
 /// How long stored data is kept (days; `SHIPSYNC_RETAIN_*_DAYS`). Nothing an
@@ -118,6 +125,8 @@ impl Default for EngineConfig {
             refused_record_per_minute: 10,
             retention: Retention::default(),
             allow_private_targets: false,
+            event_retry_delays: shipsync_core::outbound_events::RETRY_DELAYS.to_vec(),
+            event_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -155,6 +164,8 @@ struct Inner {
     /// Where stores reach this server (`SHIPSYNC_PUBLIC_URL`, known once it
     /// listens): order webhooks are subscribed there.
     public_url: std::sync::RwLock<Option<String>>,
+    /// The client of outbound event deliveries (outbound-address policy).
+    events_http: reqwest::Client,
 }
 
 impl Engine {
@@ -175,6 +186,11 @@ impl Engine {
             config.target_policy(),
             budgets::Budgets::new(&db),
         )?;
+        let events_http = shipsync_outbound::client_builder(config.target_policy())
+            .timeout(config.event_timeout)
+            .user_agent(concat!("shipsync-events/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EngineError::Internal(format!("event delivery client: {e}")))?;
         let config_workers = config.workers.max(1);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -190,6 +206,7 @@ impl Engine {
                 passwords: users::PasswordWork::sized_to_cores(),
                 mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
                 public_url: std::sync::RwLock::new(None),
+                events_http,
             }),
         })
     }

@@ -155,7 +155,7 @@ fn job_span(job: &Claimed) -> tracing::Span {
         Ok(Job::PushOrder { order_id } | Job::UpdateWarehouseOrder { order_id }) => {
             order = Some(order_id.as_str())
         }
-        Ok(Job::OrderWebhooks { .. } | Job::Retention) | Err(_) => {}
+        Ok(Job::OrderWebhooks { .. } | Job::Retention | Job::DeliverEvent { .. }) | Err(_) => {}
     }
     tracing::info_span!(
         "job",
@@ -204,6 +204,13 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
             let at = now_micros() + i64::try_from(after.as_micros()).unwrap_or(1_000_000);
             if let Err(e) = jobs::defer(db.pool(), &job.id, owner, at).await {
                 tracing::warn!(error = %e, job = %job.id, "could not defer job");
+            }
+        }
+        Err(EngineError::Scheduled { message, at }) => {
+            engine.metrics().job(&job.kind, "scheduled");
+            tracing::debug!(job = %job.id, "scheduled: {message}");
+            if let Err(e) = jobs::defer(db.pool(), &job.id, owner, at).await {
+                tracing::warn!(error = %e, job = %job.id, "could not schedule job");
             }
         }
         Err(e) => {
@@ -267,6 +274,7 @@ impl Engine {
             Job::UpdateWarehouseOrder { order_id } => self.update_warehouse_order(order_id).await,
             Job::OrderWebhooks { connection_id } => self.sync_order_webhooks(connection_id).await,
             Job::Retention => self.apply_retention(now_micros()).await.map(|_| ()),
+            Job::DeliverEvent { delivery_id } => self.deliver_event(delivery_id).await,
         }
     }
 
@@ -303,7 +311,9 @@ impl Engine {
                 return Ok(());
             }
             Ok(Job::SyncShipment { shipment_id }) => shipment_id.as_str(),
-            Ok(Job::ProcessEvent { .. } | Job::Retention) | Err(_) => return Ok(()),
+            Ok(Job::ProcessEvent { .. } | Job::Retention | Job::DeliverEvent { .. }) | Err(_) => {
+                return Ok(());
+            }
         };
         let db = self.db();
         let Some(mut s) = shipments::get(db.pool(), id).await? else {

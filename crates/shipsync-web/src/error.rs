@@ -121,9 +121,9 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid { field, message } => ApiError::invalid(field, message),
             EngineError::Db(d) => d.into(),
             EngineError::Permanent(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            EngineError::Retry { message, .. } | EngineError::Deferred { message, .. } => {
-                ApiError::unavailable(message)
-            }
+            EngineError::Retry { message, .. }
+            | EngineError::Deferred { message, .. }
+            | EngineError::Scheduled { message, .. } => ApiError::unavailable(message),
             EngineError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 ApiError::new(

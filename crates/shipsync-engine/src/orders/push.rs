@@ -127,6 +127,7 @@ impl Engine {
         o.warehouse_id = warehouse_id.clone().or(Some(String::new()));
         o.sent_at = Some(now);
         o.updated_at = now;
+        let before = o.status;
         if matches!(
             o.status,
             OrderStatus::New | OrderStatus::Queued | OrderStatus::Error
@@ -144,7 +145,11 @@ impl Engine {
             format!("Sent to Deposco as {number}{id_text}")
         };
         activity::add(&mut *tx, order_id, "sent", &message).await?;
+        let queued = self.order_changed(&mut tx, before, &o, None).await?;
         tx.commit().await?;
+        if queued {
+            self.wake();
+        }
         Ok(())
     }
 
@@ -158,12 +163,17 @@ impl Engine {
         if o.status == OrderStatus::Archived {
             return Ok(());
         }
+        let before = o.status;
         o.status = OrderStatus::Error;
         o.error = Some(why.to_string());
         o.updated_at = now_micros();
         db_orders::update(&mut *tx, &o).await?;
         activity::add(&mut *tx, order_id, "failed", why).await?;
+        let queued = self.order_changed(&mut tx, before, &o, None).await?;
         tx.commit().await?;
+        if queued {
+            self.wake();
+        }
         Ok(())
     }
 

@@ -275,6 +275,8 @@ impl Engine {
             r.lines = planned_lines(o, &plan);
         }
         let by = via.text();
+        let before = r.status;
+        let mut cancel_reason = None;
         let mut moved = false;
         let mut wake = false;
         match decision {
@@ -316,6 +318,7 @@ impl Engine {
                 wake = true;
             }
             Decision::Cancel { reason } => {
+                cancel_reason = Some(reason.clone());
                 r.status = OrderStatus::Cancelled;
                 r.hold_until = None;
                 r.hold_reason = None;
@@ -350,6 +353,10 @@ impl Engine {
         if changed || moved {
             r.updated_at = now;
             db_orders::update(&mut *tx, &r).await?;
+            // order.cancelled, with the change.
+            wake |= self
+                .order_changed(&mut tx, before, &r, cancel_reason.as_deref())
+                .await?;
         }
         tx.commit().await?;
         if wake {

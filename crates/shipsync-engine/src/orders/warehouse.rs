@@ -22,6 +22,10 @@ use super::take::{facts_of, known_of};
 use crate::Engine;
 use crate::error::EngineError;
 
+/// What a cancellation applied to Deposco says (activity and event reason).
+const CANCELLED_IN_BOTH: &str =
+    "Cancelled in the store (order webhook or pull): cancelled in Deposco too";
+
 /// What Deposco did with the change.
 enum Applied {
     /// Cancelled there (or found cancelled already).
@@ -258,15 +262,18 @@ impl Engine {
         };
         let now = now_micros();
         o.updated_at = now;
+        let before = o.status;
+        let mut cancelled = None;
         match applied {
             Applied::Cancelled => {
+                cancelled = Some(CANCELLED_IN_BOTH);
                 o.status = OrderStatus::Cancelled;
                 o.error = None;
                 activity::add(
                     &mut *tx,
                     order_id,
                     "cancelled",
-                    "Cancelled in the store (order webhook or pull): cancelled in Deposco too",
+                    CANCELLED_IN_BOTH,
                 )
                 .await?;
             }
@@ -322,7 +329,11 @@ impl Engine {
             }
         }
         db_orders::update(&mut *tx, &o).await?;
+        let queued = self.order_changed(&mut tx, before, &o, cancelled).await?;
         tx.commit().await?;
+        if queued {
+            self.wake();
+        }
         Ok(())
     }
 

@@ -157,7 +157,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
         let mut row = s.clone();
+        let mut before = None;
         if let Some(cur) = shipments::by_number(&mut tx, &s.merchant_id, &s.number).await? {
+            before = Some(cur.status);
             row.version = cur.version;
             row.version_at = cur.version_at;
             row.content_hash = cur.content_hash;
@@ -171,7 +173,12 @@ impl Engine {
         if let Some((kind, message)) = note {
             activity::add(&mut *tx, &s.id, kind, message).await?;
         }
+        // shipment.completed / shipment.error, with the change.
+        let queued = self.shipment_changed(&mut tx, before, &row).await?;
         tx.commit().await?;
+        if queued {
+            self.wake();
+        }
         Ok(())
     }
 
