@@ -62,6 +62,7 @@ struct FileConfig {
     http_timeout_secs: Option<u64>,
     unknown_outcome_margin_secs: Option<u64>,
     backoff_max_secs: Option<u64>,
+    event_retry_delays_ms: Option<String>,
 }
 
 /// `trusted_proxies` in the config file: the environment's comma-separated
@@ -194,7 +195,7 @@ impl Storage {
 
 /// How jobs run. Hidden (not in `--help` or the README): the crash tests and
 /// the fault suite shorten them; production keeps the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jobs {
     /// `SHIPSYNC_JOB_LEASE_SECS` (120): how long a claimed job stays leased
     /// to its node before another node may take it over. On PostgreSQL a job
@@ -217,6 +218,11 @@ pub struct Jobs {
     /// attempts of a failing job; the fault suite shortens it so that a row
     /// under 30 % store faults ends in minutes, not hours.
     pub backoff_max: Duration,
+    /// `SHIPSYNC_EVENT_RETRY_DELAYS_MS` (comma-separated milliseconds; by
+    /// default 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h): the
+    /// waits before the 2nd, 3rd, … attempt of an outbound event delivery,
+    /// replacing the whole schedule; the tests shorten it.
+    pub event_retry_delays: Vec<Duration>,
 }
 
 impl Default for Jobs {
@@ -232,6 +238,7 @@ impl From<&shipsync_engine::EngineConfig> for Jobs {
             http_timeout: engine.http_timeout,
             unknown_outcome_margin: engine.unknown_outcome_margin,
             backoff_max: engine.backoff_max,
+            event_retry_delays: engine.event_retry_delays.clone(),
         }
     }
 }
@@ -263,6 +270,12 @@ impl Jobs {
                 d.backoff_max,
                 1,
             )?,
+            event_retry_delays: match env("SHIPSYNC_EVENT_RETRY_DELAYS_MS")
+                .or_else(|| file.event_retry_delays_ms.clone())
+            {
+                Some(text) => delays_ms("SHIPSYNC_EVENT_RETRY_DELAYS_MS", &text)?,
+                None => d.event_retry_delays,
+            },
         })
     }
 
@@ -272,7 +285,25 @@ impl Jobs {
         engine.http_timeout = self.http_timeout;
         engine.unknown_outcome_margin = self.unknown_outcome_margin;
         engine.backoff_max = self.backoff_max;
+        engine.event_retry_delays = self.event_retry_delays.clone();
     }
+}
+
+/// A list of waits given as comma-separated milliseconds, e.g. `50,100`.
+fn delays_ms(name: &str, text: &str) -> Result<Vec<Duration>> {
+    let delays = text
+        .split(',')
+        .map(|t| match t.trim().parse::<u64>() {
+            Ok(ms) => Ok(Duration::from_millis(ms)),
+            Err(_) => bail!(
+                "{name}={text:?}: give whole milliseconds separated by commas, e.g. 50,100,200"
+            ),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if delays.is_empty() {
+        bail!("{name} is empty: give at least one wait");
+    }
+    Ok(delays)
 }
 
 impl std::fmt::Debug for Settings {

@@ -6,6 +6,7 @@
 
 pub(crate) mod account;
 pub(crate) mod connections;
+pub(crate) mod event_subscriptions;
 pub(crate) mod events;
 pub(crate) mod mappings;
 pub(crate) mod merchants;
@@ -45,6 +46,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(shipments::routes())
         .merge(orders::routes())
         .merge(events::routes())
+        .merge(event_subscriptions::routes())
         .merge(users::routes())
         .merge(account::routes())
 }
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         (name = "shipments", description = "What the warehouse shipped, and what the store knows"),
         (name = "orders", description = "Store orders sent to the warehouse"),
         (name = "events", description = "Inbound webhook deliveries, raw, with replay"),
+        (name = "events_out", description = "Outbound events for a merchant's own systems: subscriptions, deliveries (signed per Standard Webhooks), replay"),
         (name = "users", description = "Web-UI users (Administrators only)"),
         (name = "account", description = "The caller's own API tokens"),
         (name = "meta", description = "This document"),

@@ -1063,3 +1063,247 @@ pub struct MappingsPreviewChange {
     pub before: Value,
     pub after: Value,
 }
+
+// ------------------------------------------- outbound events (issue 16)
+
+/// An outbound event type.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    #[serde(rename = "shipment.completed")]
+    ShipmentCompleted,
+    #[serde(rename = "shipment.error")]
+    ShipmentError,
+    #[serde(rename = "order.sent")]
+    OrderSent,
+    #[serde(rename = "order.error")]
+    OrderError,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// Deliveries go through (or have not failed for good).
+    Active,
+    /// A delivery exhausted its retries; the next one that succeeds (a
+    /// replay, say) makes it `active` again.
+    Failing,
+}
+
+/// A merchant's event subscription. Its secret is never shown again after
+/// the answer that made it (`secret_set`).
+#[derive(Serialize, ToSchema)]
+pub struct EventSubscription {
+    /// `evs_…`
+    pub id: String,
+    pub merchant_id: String,
+    /// Where events are posted.
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub enabled: bool,
+    pub status: SubscriptionStatus,
+    /// Since when deliveries fail (`status` `failing`).
+    #[schema(format = DateTime)]
+    pub failing_since: Option<String>,
+    /// Always `true`: a secret signs every delivery.
+    pub secret_set: bool,
+    /// Until when the secret a rotation replaced still signs deliveries
+    /// (beside the new one); `null` when none does.
+    #[schema(format = DateTime)]
+    pub previous_secret_until: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// A subscription with its secret: the answer of its creation and of a
+/// rotation, the only ones that show it.
+#[derive(Serialize, ToSchema)]
+pub struct EventSubscriptionWithSecret {
+    #[serde(flatten)]
+    pub subscription: EventSubscription,
+    /// `whsec_` + base64 of 32 random bytes: verify deliveries with it
+    /// (Standard Webhooks). Shown this once.
+    pub secret: String,
+}
+
+// Described only: the engine reads the JSON document.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+pub struct EventSubscriptionInput {
+    /// `https://…` (plain `http` only where `SHIPSYNC_ALLOW_PRIVATE_TARGETS`
+    /// is set); its host must be public unless that setting allows others.
+    pub url: String,
+    /// At least one.
+    pub events: Vec<EventType>,
+    /// Default `true`.
+    pub enabled: Option<bool>,
+}
+
+// Described only: the engine reads the JSON document.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+pub struct EventSubscriptionPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<EventType>>,
+    /// Switching it back on sends the deliveries that waited.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// One attempt of a delivery.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryAttempt {
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The answer's HTTP status; `null`: no answer (refused, timed out).
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    /// The start of the answer (at most 1 KiB).
+    pub excerpt: Option<String>,
+    /// Why it did not count as delivered (`null` for a 2xx).
+    pub error: Option<String>,
+}
+
+/// One event's delivery to the subscription.
+#[derive(Serialize, ToSchema)]
+pub struct EventDelivery {
+    /// `dlv_…`
+    pub id: String,
+    /// `msg_…`: the `webhook-id` of every attempt.
+    pub event_id: String,
+    pub event_type: EventType,
+    /// The shipment or order it is about.
+    pub subject_id: String,
+    pub state: DeliveryState,
+    /// Oldest first.
+    pub attempts: Vec<DeliveryAttempt>,
+    /// When the next attempt is due (`pending` only).
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    /// The body every attempt posts.
+    pub event: Option<OutboundEvent>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// The body of a delivery, signed per Standard Webhooks (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "shipment.completed",
+    "timestamp": "2026-12-04T10:15:02.123456Z",
+    "data": {
+        "shipment_id": "shp_01jey6v4k8m3q2r7s9t0v1w2x3",
+        "shipment_number": "SHP-100045",
+        "merchant_id": "mer_01jey6r0a1b2c3d4e5f6g7h8j9",
+        "connection_id": "con_01jey6s9z8y7x6w5v4t3s2r1q0",
+        "store_order": {"id": "gid://shopify/Order/5012345678901", "name": "#1001"},
+        "packages": [{"key": "LPN-1", "tracking_number": "1Z999AA10123456784",
+                      "tracking_url": null, "carrier": "UPS", "service": "UPS Ground"}],
+        "lines": [{"sku": "TENT-2P", "quantity": 1}, {"sku": "STAKES-8", "quantity": 2}],
+        "store_fulfillment_ids": ["gid://shopify/Fulfillment/4123456789012"],
+        "error": null
+    }
+}))]
+pub struct OutboundEvent {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When it happened (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    pub data: OutboundEventData,
+}
+
+/// `data`: a shipment's (`shipment.*`) or an order's (`order.*`).
+// Described only: the renderer writes the stored body.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OutboundEventData {
+    Shipment(ShipmentEventData),
+    Order(OrderEventData),
+}
+
+/// `data` of `shipment.completed` and `shipment.error`.
+#[derive(Serialize, ToSchema)]
+pub struct ShipmentEventData {
+    pub shipment_id: String,
+    /// Deposco's shipment number.
+    pub shipment_number: String,
+    pub merchant_id: String,
+    pub connection_id: Option<String>,
+    /// `null` while no store order is matched.
+    pub store_order: Option<StoreOrderRef>,
+    pub packages: Vec<EventPackage>,
+    pub lines: Vec<EventLine>,
+    /// The store fulfillments that carry it.
+    pub store_fulfillment_ids: Vec<String>,
+    /// Why shipsync gave up (`shipment.error`); else `null`.
+    pub error: Option<String>,
+}
+
+/// `data` of `order.sent`, `order.error` and `order.cancelled`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "order_id": "ord_01jey7a2b3c4d5e6f7g8h9j0k1",
+    "merchant_id": "mer_01jey6r0a1b2c3d4e5f6g7h8j9",
+    "connection_id": "con_01jey6s9z8y7x6w5v4t3s2r1q0",
+    "store_order": {"id": "gid://shopify/Order/5012345678902", "name": "#1002"},
+    "warehouse_order_number": "SS-1002",
+    "lines": [{"sku": "TENT-2P", "quantity": 1}],
+    "error": null,
+    "reason": null
+}))]
+pub struct OrderEventData {
+    pub order_id: String,
+    pub merchant_id: String,
+    pub connection_id: String,
+    pub store_order: StoreOrderRef,
+    /// Deposco's order number, once sent.
+    pub warehouse_order_number: Option<String>,
+    pub lines: Vec<EventLine>,
+    /// Why it could not be sent (`order.error`).
+    pub error: Option<String>,
+    /// Why it was cancelled (`order.cancelled`).
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoreOrderRef {
+    /// The store's id (Shopify GID).
+    pub id: String,
+    /// e.g. `#1001`.
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventPackage {
+    /// The warehouse's package key (LPN).
+    pub key: String,
+    pub tracking_number: Option<String>,
+    /// From the merchant's carrier mapping or the warehouse; `null` when
+    /// neither gives one.
+    pub tracking_url: Option<String>,
+    /// As the store shows it.
+    pub carrier: Option<String>,
+    pub service: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventLine {
+    pub sku: Option<String>,
+    pub quantity: u64,
+}
