@@ -11,6 +11,7 @@ mod api;
 mod browser;
 mod crash;
 mod edges;
+mod events_out;
 mod lifecycle;
 mod logs;
 mod mappings;
