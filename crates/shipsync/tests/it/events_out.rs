@@ -21,7 +21,7 @@ use crate::support::SETTLE;
 
 /// One request the target got.
 #[derive(Debug, Clone)]
-struct Seen {
+pub(crate) struct Seen {
     id: String,
     signature: String,
     body: Value,
@@ -31,9 +31,9 @@ struct Seen {
 }
 
 #[derive(Default)]
-struct TargetState {
+pub(crate) struct TargetState {
     /// The secrets it verifies with (any one suffices).
-    secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
     /// Answer 500 to this many verified requests first.
     fail_next: usize,
     /// Answer 503 to everything.
@@ -45,8 +45,8 @@ struct TargetState {
 }
 
 /// A subscriber's endpoint on `127.0.0.1:0`.
-struct Target {
-    url: String,
+pub(crate) struct Target {
+    pub(crate) url: String,
     state: Arc<Mutex<TargetState>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -104,7 +104,7 @@ async fn receive(
 }
 
 impl Target {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let state = Arc::new(Mutex::new(TargetState::default()));
         let app = axum::Router::new()
             .fallback(receive)
@@ -119,11 +119,11 @@ impl Target {
         Self { url, state, server }
     }
 
-    fn state(&self) -> MutexGuard<'_, TargetState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, TargetState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn accepted(&self) -> Vec<Seen> {
+    pub(crate) fn accepted(&self) -> Vec<Seen> {
         self.state().accepted.clone()
     }
 

@@ -466,6 +466,28 @@ async fn answers_match_the_document(db_url: String) {
     }
     h.settle(SETTLE).await.unwrap();
 
+    // Outbound events: a subscription of the seeded merchant, whose target
+    // takes the shipment's event below.
+    let target = crate::events_out::Target::start().await;
+    let subs = format!("/api/v1/merchants/{}/event-subscriptions", h.merchant_id);
+    let new = json!({"url": target.url, "events": ["shipment.completed", "order.sent"]});
+    let sub = c.call("POST", &subs, Some(new), 201).await;
+    let evs = format!("{subs}/{}", id(&sub));
+    c.call("GET", &subs, None, 200).await;
+    c.call("GET", &evs, None, 200).await;
+    let events = json!({"events": ["shipment.completed", "order.sent", "order.error"]});
+    c.call("PATCH", &evs, Some(events), 200).await;
+    let rotated = c
+        .call("POST", &format!("{evs}/rotate-secret"), None, 200)
+        .await;
+    target.state().secrets = [&sub, &rotated]
+        .map(|s| s["secret"].as_str().unwrap_or_default().to_string())
+        .to_vec();
+    let bad = json!({"url": "ftp://example.com", "events": []});
+    c.call("POST", &subs, Some(bad), 422).await;
+    c.call("GET", &format!("{subs}/evs_nothing"), None, 404)
+        .await;
+
     // Shipments, and the events that brought them.
     assert_eq!(h.post(&number, Shape::Current).await.unwrap(), 202);
     let s = h.wait_shipment(&number, &["completed"], SETTLE).await;
@@ -474,6 +496,17 @@ async fn answers_match_the_document(db_url: String) {
         .await;
     c.call("GET", &shp, None, 200).await;
     c.call("POST", &format!("{shp}/reprocess"), None, 200).await;
+    // Completed again after the reprocess: a `shipment.completed` event.
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let delivered = c
+        .call("GET", &format!("{evs}/deliveries?limit=5"), None, 200)
+        .await;
+    assert_eq!(delivered["items"][0]["state"], "delivered", "{delivered}");
+    assert_eq!(target.accepted().len(), 1);
+    let replay = format!("{evs}/deliveries/{}/replay", id(&delivered["items"][0]));
+    c.call("POST", &replay, None, 202).await;
     c.call("GET", "/api/v1/shipments/shp_nothing", None, 404)
         .await;
     c.call("GET", "/api/v1/shipments?status=lost", None, 422)
@@ -520,6 +553,7 @@ async fn answers_match_the_document(db_url: String) {
     c.token = None;
 
     // Deletions.
+    c.call("DELETE", &evs, None, 204).await;
     c.call("DELETE", &mer, None, 409).await;
     c.call("DELETE", &con, None, 204).await;
     c.call("DELETE", &mer, None, 204).await;
