@@ -919,4 +919,32 @@ mod tests {
             assert!(format!("{e:#}").contains(name), "{name}={bad}: {e:#}");
         }
     }
+
+    /// `SHIPSYNC_EVENT_RETRY_DELAYS_MS` replaces the whole retry schedule of
+    /// outbound event deliveries; by default it is the documented one.
+    #[test]
+    fn event_retry_delays() {
+        let name = "SHIPSYNC_EVENT_RETRY_DELAYS_MS";
+        let d = Settings::resolve_with(&Flags::default(), |_: &str| None).unwrap();
+        assert_eq!(
+            d.engine_config().event_retry_delays,
+            shipsync_core::outbound_events::RETRY_DELAYS
+        );
+        let s = Settings::resolve_with(&Flags::default(), |k: &str| {
+            (k == name).then(|| "50, 100,2000".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            s.engine_config().event_retry_delays,
+            [50, 100, 2000].map(Duration::from_millis)
+        );
+        for bad in ["", "5s", "1,,2", "-1"] {
+            let e = Settings::resolve_with(&Flags::default(), |k: &str| {
+                (k == name).then(|| bad.to_string())
+            })
+            .map(|_| ())
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(name), "{bad:?}: {e:#}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use shipsync_db::event_subscriptions::{self, SubscriptionRow};
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::outbound_events::{self, OutboundEventRow};
 use shipsync_db::{new_id, now_micros};
+use shipsync_outbound::TargetPolicy;
 use url::Url;
 
 use crate::Engine;
@@ -92,45 +93,48 @@ fn known_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), Engin
     }
 }
 
-impl Engine {
-    /// Checks a subscription's URL: absolute `https` (or `http` where
-    /// private targets are allowed, e.g. on loopback in tests), and a host
-    /// the outbound-address policy allows.
-    async fn check_event_url(&self, v: &Value) -> Result<String, EngineError> {
-        let text = v
-            .as_str()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| invalid("url", "required: the https URL events are posted to"))?;
-        let url = Url::parse(text).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
-        let allow_private = self.config().allow_private_targets;
-        match url.scheme() {
-            "https" => {}
-            "http" if allow_private => {}
-            "http" => {
-                return Err(invalid(
-                    "url",
-                    format!(
-                        "must be https (plain http only where {} is set)",
-                        shipsync_outbound::SETTING
-                    ),
-                ));
-            }
-            other => return Err(invalid("url", format!("must be https, not {other}"))),
-        }
-        if url.host().is_none() {
-            return Err(invalid("url", "has no host"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
+/// Checks a subscription's URL: absolute `https` (or `http` where private
+/// targets are allowed, e.g. on loopback in tests), no credentials in it,
+/// and a host the outbound-address policy allows.
+async fn event_url(v: &Value, policy: TargetPolicy) -> Result<String, EngineError> {
+    let text = v
+        .as_str()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("url", "required: the https URL events are posted to"))?;
+    let url = Url::parse(text).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_private => {}
+        "http" => {
             return Err(invalid(
                 "url",
-                "must not carry a user name or password (the signature authenticates shipsync)",
+                format!(
+                    "must be https (plain http only where {} is set)",
+                    shipsync_outbound::SETTING
+                ),
             ));
         }
-        shipsync_outbound::check_target(self.config().target_policy(), &url)
-            .await
-            .map_err(|r| invalid("url", r.to_string()))?;
-        Ok(url.to_string())
+        other => return Err(invalid("url", format!("must be https, not {other}"))),
+    }
+    if url.host().is_none() {
+        return Err(invalid("url", "has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "url",
+            "must not carry a user name or password (the signature authenticates shipsync)",
+        ));
+    }
+    shipsync_outbound::check_target(policy, &url)
+        .await
+        .map_err(|r| invalid("url", r.to_string()))?;
+    Ok(url.to_string())
+}
+
+impl Engine {
+    async fn check_event_url(&self, v: &Value) -> Result<String, EngineError> {
+        event_url(v, self.config().target_policy()).await
     }
 
     /// Creates a subscription; returns it and its secret (shown this once).
@@ -353,5 +357,58 @@ impl Engine {
     /// `retries.exhausted` alert).
     pub async fn failing_event_subscriptions(&self) -> Result<Vec<SubscriptionRow>, EngineError> {
         Ok(event_subscriptions::failing(self.db().pool()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn refused(r: Result<String, EngineError>) -> String {
+        match r {
+            Err(EngineError::Invalid { field, message }) => format!("{field}: {message}"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn event_urls_are_https_to_public_hosts() {
+        let public = TargetPolicy::PUBLIC_ONLY;
+        let url = |s: &str| json!(s);
+        assert_eq!(
+            event_url(&url("https://203.0.113.9/hooks"), public).await.unwrap(),
+            "https://203.0.113.9/hooks"
+        );
+        let m = refused(event_url(&url("http://203.0.113.9/hooks"), public).await);
+        assert!(m.contains("https") && m.contains("SHIPSYNC_ALLOW_PRIVATE_TARGETS"), "{m}");
+        let m = refused(event_url(&url("https://127.0.0.1:9/x"), public).await);
+        assert!(m.starts_with("url: ") && m.contains("loopback"), "{m}");
+        let m = refused(event_url(&url("https://10.1.2.3/x"), public).await);
+        assert!(m.contains("private"), "{m}");
+        let m = refused(event_url(&url("https://user:pw@203.0.113.9/x"), public).await);
+        assert!(m.contains("password"), "{m}");
+        refused(event_url(&url("ftp://203.0.113.9/x"), public).await);
+        refused(event_url(&url("/relative"), public).await);
+        refused(event_url(&json!(null), public).await);
+        refused(event_url(&json!(3), public).await);
+        // Private targets allowed (the demo, the tests): loopback over http.
+        let private = TargetPolicy::ALLOW_PRIVATE;
+        assert!(event_url(&url("http://127.0.0.1:9/x"), private).await.is_ok());
+    }
+
+    #[test]
+    fn events_are_known_types() {
+        assert_eq!(
+            parse_events(&json!(["order.sent", "order.sent", "shipment.error"])).unwrap(),
+            [EventType::OrderSent, EventType::ShipmentError]
+        );
+        for bad in [json!([]), json!(["order.shipped"]), json!("order.sent"), json!([1])] {
+            assert!(matches!(
+                parse_events(&bad),
+                Err(EngineError::Invalid { field: "events", .. })
+            ));
+        }
     }
 }

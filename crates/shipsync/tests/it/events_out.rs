@@ -648,3 +648,65 @@ both_backends!(
     a_restart_mid_delivery_loses_nothing,
     bad_input_and_rights,
 );
+
+/// No secret of a subscription (the first, the rotated one, their keys) is
+/// in any log line of a delivery's whole path; the lines name the event.
+async fn secrets_stay_out_of_the_logs(db_url: String, logs: crate::logs::Captured) {
+    let mut h = harness(db_url, &[100]).await;
+    let target = Target::start().await;
+    let (sid, first) = subscribe(&h, &target, &["shipment.completed"]).await;
+    let rotated = h
+        .api(
+            "POST",
+            &format!("{}/{sid}/rotate-secret", subs_path(&h)),
+            None,
+        )
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    let second = rotated["secret"].as_str().unwrap().to_string();
+    target.state().secrets.push(second.clone());
+    ship_an_order(&mut h, "1Z-LOGS").await;
+    let d = wait_delivery(&h, &sid, "shipment.completed", "delivered").await;
+    h.shutdown().await;
+    let lines = logs.lines();
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(
+        text.contains(d["event_id"].as_str().unwrap()),
+        "the delivery is logged: {} lines",
+        lines.len()
+    );
+    for secret in [&first, &second] {
+        let key = secret.trim_start_matches("whsec_");
+        assert!(!text.contains(key), "a subscription secret is in the logs");
+    }
+}
+
+fn logged(db_url: String) {
+    let logs = crate::logs::Captured::default();
+    let dispatch = shipsync::logging::dispatch(
+        shipsync::config::LogFormat::Json,
+        Some("debug,sqlx=warn,hyper=warn,reqwest=warn"),
+        logs.clone(),
+    );
+    crate::logs::with_logs(&dispatch, secrets_stay_out_of_the_logs(db_url, logs));
+}
+
+#[test]
+fn secrets_stay_out_of_the_logs_sqlite() {
+    let db = shipsync_testkit::TestDb::sqlite().expect("test database");
+    logged(db.url.clone());
+}
+
+#[test]
+fn secrets_stay_out_of_the_logs_postgres() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(db) = runtime
+        .block_on(shipsync_testkit::TestDb::postgres())
+        .expect("test database")
+    else {
+        return;
+    };
+    logged(db.url.clone());
+}
