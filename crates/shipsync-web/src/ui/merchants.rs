@@ -164,7 +164,7 @@ pub(super) async fn merchant_edit(
         &m.name,
         "Merchants",
         html! {
-            div.row { h1 { (m.name) } a.button #mappings-link href={"/merchants/" (m.id) "/mappings"} { "Mappings" } }
+            div.row { h1 { (m.name) } a.button #mappings-link href={"/merchants/" (m.id) "/mappings"} { "Mappings" } a.button #events-link href={"/merchants/" (m.id) "/event-subscriptions"} { "Event subscriptions" } }
             (flash(&f))
             form method="post" action={"/merchants/" (m.id)} {
                 (csrf(&ui))

@@ -10,6 +10,7 @@
 mod account;
 mod connections;
 mod dashboard;
+mod event_subscriptions;
 mod events;
 mod layout;
 mod login;
@@ -47,6 +48,20 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/merchants/{id}/mappings",
             get(mappings::mappings_page).post(mappings::mappings_post),
+        )
+        .route(
+            "/merchants/{id}/event-subscriptions",
+            get(event_subscriptions::subscriptions_page)
+                .post(event_subscriptions::subscription_create),
+        )
+        .route(
+            "/merchants/{id}/event-subscriptions/{sid}",
+            get(event_subscriptions::subscription_page)
+                .post(event_subscriptions::subscription_post),
+        )
+        .route(
+            "/merchants/{id}/event-subscriptions/{sid}/deliveries/{did}/replay",
+            post(event_subscriptions::delivery_replay),
         )
         .route(
             "/connections",
