@@ -17,7 +17,7 @@ use shipsync_testkit::{Harness, Options};
 
 use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
 use crate::roles::{other_tenant, user_with_token};
-use crate::support::SETTLE;
+use crate::support::{SETTLE, browser_for};
 
 /// One request the target got.
 #[derive(Debug, Clone)]
@@ -640,6 +640,100 @@ async fn bad_input_and_rights(db_url: String) {
     h.shutdown().await;
 }
 
+/// The merchant's Event subscriptions pages, for a Merchant user: subscribe
+/// (the secret shown once), the delivery with its attempts, Replay, a bad
+/// URL shown at its field with nothing saved, another merchant's refused,
+/// and a post without the CSRF token refused.
+async fn ui_event_subscriptions(db_url: String) {
+    let mut h = harness(db_url, &[100]).await;
+    let target = Target::start().await;
+    let (other, _) = other_tenant(&h).await;
+    let me = json!({"email": "brand@example.com", "role": "merchant", "merchant_id": h.merchant_id});
+    let (mut b, csrf) = browser_for(&h, me).await;
+    let base = format!("/merchants/{}/event-subscriptions", h.merchant_id);
+    let (st, merchant) = b.get(&format!("/merchants/{}", h.merchant_id)).await;
+    assert_eq!(st, 200);
+    assert!(merchant.contains(&format!("href=\"{base}\"")), "linked from the merchant");
+    let (st, page) = b.get(&base).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("No subscription yet"), "{page}");
+
+    // A refused URL: 422 with the form as typed, nothing saved.
+    let (st, page) = b
+        .post(
+            &base,
+            &[("csrf", &csrf), ("url", "ftp://example.com/x"), ("events", "shipment.completed")],
+        )
+        .await;
+    assert_eq!(st, 422, "{page}");
+    assert!(page.contains("must be https"), "{page}");
+    assert!(page.contains("ftp://example.com/x"));
+
+    let (st, page) = b
+        .post(
+            &base,
+            &[
+                ("csrf", &csrf),
+                ("url", &target.url),
+                ("events", "shipment.completed"),
+                ("events", "order.sent"),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("data-copy=\"secret\""), "{page}");
+    let at = page.find("whsec_").expect("the secret on the page");
+    let secret: String = page[at..].chars().take_while(|c| *c != '"').collect();
+    target.state().secrets.push(secret.clone());
+    let subs = h.api("GET", &subs_path(&h), None).await.unwrap().ok(200).unwrap();
+    let sid = subs["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(subs["items"][0]["events"], json!(["shipment.completed", "order.sent"]));
+
+    ship_an_order(&mut h, "1Z-UI").await;
+    wait_delivery(&h, &sid, "shipment.completed", "delivered").await;
+    let (st, page) = b.get(&format!("{base}/{sid}")).await;
+    assert_eq!(st, 200);
+    assert!(!page.contains(&secret), "the secret is shown once only");
+    assert!(page.contains("shipment.completed") && page.contains("HTTP 200"), "{page}");
+    let replay = page
+        .split("action=\"")
+        .filter_map(|p| p.split('"').next())
+        .find(|a| a.ends_with("/replay"))
+        .expect("a Replay button")
+        .to_string();
+    let (st, to) = b.post(&replay, &[("csrf", &csrf)]).await;
+    assert_eq!(st, 303, "{to}");
+    wait_for("the replay reached the target", || async {
+        (target.requests().len() == 2).then_some(())
+    })
+    .await;
+
+    // Settings: switched off.
+    let (st, to) = b
+        .post(
+            &format!("{base}/{sid}"),
+            &[("csrf", &csrf), ("action", "save"), ("url", &target.url), ("events", "order.error")],
+        )
+        .await;
+    assert_eq!(st, 303, "{to}");
+    let sub = h.api("GET", &format!("{}/{sid}", subs_path(&h)), None).await.unwrap().ok(200).unwrap();
+    assert_eq!(sub["enabled"], false);
+    assert_eq!(sub["events"], json!(["order.error"]));
+
+    // Another merchant's page, and a post without the CSRF token.
+    let (st, _) = b
+        .get(&format!("/merchants/{other}/event-subscriptions"))
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = b
+        .post(&format!("{base}/{sid}"), &[("action", "delete")])
+        .await;
+    assert_eq!(st, 403);
+    h.api("GET", &format!("{}/{sid}", subs_path(&h)), None).await.unwrap().ok(200).unwrap();
+    h.shutdown().await;
+}
+
 both_backends!(
     a_completed_shipment_is_delivered_signed_retried_and_replayed,
     a_dead_target_fails_the_subscription_and_rotation_keeps_both_secrets,
@@ -647,6 +741,7 @@ both_backends!(
     events_of_one_shipment_arrive_in_order,
     a_restart_mid_delivery_loses_nothing,
     bad_input_and_rights,
+    ui_event_subscriptions,
 );
 
 /// No secret of a subscription (the first, the rotated one, their keys) is
