@@ -195,7 +195,10 @@ mod tests {
         let (a, b) = ([1u8; 32], [2u8; 32]);
         let h = signature_header(&[&a, &b], "msg_x", 1, b"{}");
         let parts: Vec<&str> = h.split(' ').collect();
-        assert_eq!(parts, [sign(&a, "msg_x", 1, b"{}"), sign(&b, "msg_x", 1, b"{}")]);
+        assert_eq!(
+            parts,
+            [sign(&a, "msg_x", 1, b"{}"), sign(&b, "msg_x", 1, b"{}")]
+        );
         assert_ne!(parts[0], parts[1]);
     }
 

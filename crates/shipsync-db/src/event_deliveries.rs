@@ -142,10 +142,12 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
 pub async fn get_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<DeliveryRow>, DbError> {
     let lock = for_update(tx);
     decode::opt(
-        sqlx::query(sql!("SELECT {COLS} FROM event_deliveries WHERE id = $1{lock}"))
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?,
+        sqlx::query(sql!(
+            "SELECT {COLS} FROM event_deliveries WHERE id = $1{lock}"
+        ))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?,
     )
 }
 

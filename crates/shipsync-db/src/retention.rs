@@ -5,11 +5,12 @@
 //!
 //! Never removed, whatever its age: what an open shipment (not `completed`
 //! or `archived`), an open order (not `shipped`, `closed` or
-//! `archived`) or an active run (`queued`, `running`) still needs; bodies of
+//! `archived`), an active run (`queued`, `running`) or a pending outbound
+//! event delivery still needs; bodies of
 //! events not processed yet or needing attention (they are replayed once the
 //! mapping is fixed).
 
-use shipsync_core::states::{EventOutcome, OrderStatus, RunStatus, ShipmentStatus};
+use shipsync_core::states::{DeliveryState, EventOutcome, OrderStatus, RunStatus, ShipmentStatus};
 
 use crate::{Db, DbError, quoted};
 
@@ -102,6 +103,46 @@ pub async fn delete_old_versions(db: &Db, before: i64) -> Result<u64, DbError> {
            LIMIT $2)"
     );
     in_batches(db, sql, before).await
+}
+
+/// Deletes outbound event deliveries settled (delivered or failed) and
+/// queued before `before`, with their attempts, then the events left
+/// without a delivery. A pending delivery stays, whatever its age. Returns
+/// how many deliveries were deleted.
+pub async fn delete_old_deliveries(db: &Db, before: i64) -> Result<u64, DbError> {
+    let pending = DeliveryState::Pending.as_str();
+    let settled = format!(
+        "SELECT d.id FROM event_deliveries d WHERE d.created_at < $1 AND d.state <> '{pending}'"
+    );
+    in_batches(
+        db,
+        sql!(
+            "DELETE FROM event_delivery_attempts WHERE id IN (
+               SELECT a.id FROM event_delivery_attempts a WHERE a.delivery_id IN ({settled})
+               LIMIT $2)"
+        ),
+        before,
+    )
+    .await?;
+    let deleted = in_batches(
+        db,
+        sql!("DELETE FROM event_deliveries WHERE id IN ({settled} LIMIT $2)"),
+        before,
+    )
+    .await?;
+    in_batches(
+        db,
+        sql!(
+            "DELETE FROM outbound_events WHERE id IN (
+               SELECT e.id FROM outbound_events e
+               WHERE e.created_at < $1
+                 AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = e.id)
+               LIMIT $2)"
+        ),
+        before,
+    )
+    .await?;
+    Ok(deleted)
 }
 
 /// Runs `sql` (binding `before` and the batch size) until it affects

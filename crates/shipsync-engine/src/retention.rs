@@ -1,5 +1,5 @@
-//! The daily retention job: raw bodies, activity, shipment versions and
-//! refused deliveries past their time (`SHIPSYNC_RETAIN_*_DAYS`) are removed;
+//! The daily retention job: raw bodies, activity, shipment versions,
+//! settled outbound event deliveries and refused deliveries past their time (`SHIPSYNC_RETAIN_*_DAYS`) are removed;
 //! nothing an open shipment, order or run still needs (see
 //! `shipsync_db::retention`). One node a day claims the job (a
 //! compare-and-set in `meta`), a worker runs it under a lease, and running
@@ -25,6 +25,8 @@ pub struct RetentionCounts {
     pub refused_events: u64,
     pub activity: u64,
     pub shipment_versions: u64,
+    /// Settled outbound event deliveries (with their attempts and events).
+    pub event_deliveries: u64,
 }
 
 impl Engine {
@@ -50,12 +52,14 @@ impl Engine {
             refused_events: retention::delete_refused_events(db, before(r.refused_days)).await?,
             activity: retention::delete_old_activity(db, before(r.activity_days)).await?,
             shipment_versions: retention::delete_old_versions(db, before(r.activity_days)).await?,
+            event_deliveries: retention::delete_old_deliveries(db, before(r.activity_days)).await?,
         };
         let m = self.metrics();
         m.retention_removed("event_bodies", counts.event_bodies);
         m.retention_removed("refused_events", counts.refused_events);
         m.retention_removed("activity", counts.activity);
         m.retention_removed("shipment_versions", counts.shipment_versions);
+        m.retention_removed("event_deliveries", counts.event_deliveries);
         tracing::info!(?counts, "retention pass done");
         Ok(counts)
     }

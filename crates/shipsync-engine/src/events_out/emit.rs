@@ -145,10 +145,7 @@ impl Engine {
             .iter()
             .map(|p| {
                 let carrier = p.carrier.as_deref().or(v.carrier.as_deref());
-                let pkg = [(
-                    p.key.clone(),
-                    p.tracking_number.clone().unwrap_or_default(),
-                )];
+                let pkg = [(p.key.clone(), p.tracking_number.clone().unwrap_or_default())];
                 let tracking = mappings
                     .as_ref()
                     .map(|m| self.tracking_for(v, carrier, &pkg, m));
@@ -267,7 +264,11 @@ mod tests {
             (Some(Completed), Archived, None),
         ];
         for (before, after, want) in table {
-            assert_eq!(shipment_event(before, after), want, "{before:?} → {after:?}");
+            assert_eq!(
+                shipment_event(before, after),
+                want,
+                "{before:?} → {after:?}"
+            );
         }
     }
 }

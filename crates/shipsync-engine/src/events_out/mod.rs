@@ -286,12 +286,14 @@ impl Engine {
     ) -> Result<Vec<DeliveryView>, EngineError> {
         self.event_subscription(merchant_id, subscription_id)
             .await?;
-        let rows =
-            event_deliveries::list(self.db().pool(), subscription_id, cursor, limit).await?;
+        let rows = event_deliveries::list(self.db().pool(), subscription_id, cursor, limit).await?;
         self.delivery_views(rows).await
     }
 
-    async fn delivery_views(&self, rows: Vec<DeliveryRow>) -> Result<Vec<DeliveryView>, EngineError> {
+    async fn delivery_views(
+        &self,
+        rows: Vec<DeliveryRow>,
+    ) -> Result<Vec<DeliveryView>, EngineError> {
         let pool = self.db().pool();
         let ids: Vec<String> = rows.iter().map(|d| d.id.clone()).collect();
         let event_ids: Vec<String> = rows.iter().map(|d| d.event_id.clone()).collect();
@@ -378,11 +380,16 @@ mod tests {
         let public = TargetPolicy::PUBLIC_ONLY;
         let url = |s: &str| json!(s);
         assert_eq!(
-            event_url(&url("https://203.0.113.9/hooks"), public).await.unwrap(),
+            event_url(&url("https://203.0.113.9/hooks"), public)
+                .await
+                .unwrap(),
             "https://203.0.113.9/hooks"
         );
         let m = refused(event_url(&url("http://203.0.113.9/hooks"), public).await);
-        assert!(m.contains("https") && m.contains("SHIPSYNC_ALLOW_PRIVATE_TARGETS"), "{m}");
+        assert!(
+            m.contains("https") && m.contains("SHIPSYNC_ALLOW_PRIVATE_TARGETS"),
+            "{m}"
+        );
         let m = refused(event_url(&url("https://127.0.0.1:9/x"), public).await);
         assert!(m.starts_with("url: ") && m.contains("loopback"), "{m}");
         let m = refused(event_url(&url("https://10.1.2.3/x"), public).await);
@@ -395,7 +402,11 @@ mod tests {
         refused(event_url(&json!(3), public).await);
         // Private targets allowed (the demo, the tests): loopback over http.
         let private = TargetPolicy::ALLOW_PRIVATE;
-        assert!(event_url(&url("http://127.0.0.1:9/x"), private).await.is_ok());
+        assert!(
+            event_url(&url("http://127.0.0.1:9/x"), private)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]
@@ -404,10 +415,18 @@ mod tests {
             parse_events(&json!(["order.sent", "order.sent", "shipment.error"])).unwrap(),
             [EventType::OrderSent, EventType::ShipmentError]
         );
-        for bad in [json!([]), json!(["order.shipped"]), json!("order.sent"), json!([1])] {
+        for bad in [
+            json!([]),
+            json!(["order.shipped"]),
+            json!("order.sent"),
+            json!([1]),
+        ] {
             assert!(matches!(
                 parse_events(&bad),
-                Err(EngineError::Invalid { field: "events", .. })
+                Err(EngineError::Invalid {
+                    field: "events",
+                    ..
+                })
             ));
         }
     }

@@ -269,13 +269,7 @@ impl Engine {
                 cancelled = Some(CANCELLED_IN_BOTH);
                 o.status = OrderStatus::Cancelled;
                 o.error = None;
-                activity::add(
-                    &mut *tx,
-                    order_id,
-                    "cancelled",
-                    CANCELLED_IN_BOTH,
-                )
-                .await?;
+                activity::add(&mut *tx, order_id, "cancelled", CANCELLED_IN_BOTH).await?;
             }
             Applied::Amended => {
                 let Decision::Amend(changes) = decision else {

@@ -164,7 +164,11 @@ async fn show(
     Path((id, sid)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     merchant(&s, &p, &id).await?;
-    let row = s.engine.event_subscription(&id, &sid).await.map_err(not_found)?;
+    let row = s
+        .engine
+        .event_subscription(&id, &sid)
+        .await
+        .map_err(not_found)?;
     Ok(Json(render(&row)))
 }
 

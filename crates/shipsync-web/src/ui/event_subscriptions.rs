@@ -130,7 +130,11 @@ fn list_page(
     )
 }
 
-async fn merchant_name(s: &AppState, ui: &Ui, id: &str) -> Result<String, axum::response::Response> {
+async fn merchant_name(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+) -> Result<String, axum::response::Response> {
     merchants::load(s, &ui.principal, id)
         .await
         .map(|m| m.name)
@@ -175,7 +179,16 @@ pub(super) async fn subscription_create(
                 error: None,
             };
             let fresh = json!({"events": ["shipment.completed"], "enabled": true});
-            Ok(list_page(&ui, &id, &name, &subs, &saved, Some(&secret), &fresh, None))
+            Ok(list_page(
+                &ui,
+                &id,
+                &name,
+                &subs,
+                &saved,
+                Some(&secret),
+                &fresh,
+                None,
+            ))
         }
         Err(e) => {
             let e = ApiError::from(e);
@@ -344,9 +357,18 @@ pub(super) async fn subscription_post(
                     if e.status != axum::http::StatusCode::UNPROCESSABLE_ENTITY {
                         return Err(fail(&ui, e));
                     }
-                    show(&s, &ui, &id, &sid, &Flash::default(), None, Some(&typed), Some(&e))
-                        .await
-                        .map(unprocessable)
+                    show(
+                        &s,
+                        &ui,
+                        &id,
+                        &sid,
+                        &Flash::default(),
+                        None,
+                        Some(&typed),
+                        Some(&e),
+                    )
+                    .await
+                    .map(unprocessable)
                 }
             }
         }

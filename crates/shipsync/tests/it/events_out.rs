@@ -62,8 +62,7 @@ async fn receive(
         .iter()
         .enumerate()
         .filter(|(_, secret)| {
-            standardwebhooks::Webhook::new(secret)
-                .is_ok_and(|w| w.verify(&body, &headers).is_ok())
+            standardwebhooks::Webhook::new(secret).is_ok_and(|w| w.verify(&body, &headers).is_ok())
         })
         .map(|(i, _)| i)
         .collect();
@@ -174,15 +173,11 @@ async fn subscribe(h: &Harness, target: &Target, events: &[&str]) -> (String, St
 }
 
 async fn deliveries(h: &Harness, sid: &str) -> Vec<Value> {
-    h.api(
-        "GET",
-        &format!("{}/{sid}/deliveries", subs_path(h)),
-        None,
-    )
-    .await
-    .unwrap()
-    .ok(200)
-    .unwrap()["items"]
+    h.api("GET", &format!("{}/{sid}/deliveries", subs_path(h)), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap()["items"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -266,7 +261,11 @@ async fn a_completed_shipment_is_delivered_signed_retried_and_replayed(db_url: S
     assert_eq!(data["shipment_number"], number.as_str());
     assert_eq!(data["merchant_id"], h.merchant_id.as_str());
     assert_eq!(data["store_order"]["name"], name.as_str());
-    assert!(data["store_order"]["id"].as_str().is_some_and(|i| i.starts_with("gid://")));
+    assert!(
+        data["store_order"]["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("gid://"))
+    );
     let tracking: Vec<&str> = data["packages"]
         .as_array()
         .unwrap()
@@ -275,7 +274,10 @@ async fn a_completed_shipment_is_delivered_signed_retried_and_replayed(db_url: S
         .collect();
     assert_eq!(tracking, ["1Z-EVT-1", "1Z-EVT-1-2"], "{data}");
     assert_eq!(data["packages"][0]["carrier"], "UPS", "{data}");
-    assert_eq!(data["lines"], json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]));
+    assert_eq!(
+        data["lines"],
+        json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}])
+    );
     let fulfillments: Vec<&str> = s["store_fulfillments"]
         .as_array()
         .unwrap()
@@ -291,7 +293,11 @@ async fn a_completed_shipment_is_delivered_signed_retried_and_replayed(db_url: S
     let codes: Vec<&Value> = attempts.iter().map(|a| &a["status_code"]).collect();
     assert_eq!(codes, [&json!(500), &json!(500), &json!(200)], "{d}");
     assert_eq!(attempts[0]["excerpt"], "try again later");
-    assert!(attempts[0]["error"].as_str().is_some_and(|e| e.contains("500")));
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500"))
+    );
     assert_eq!(attempts[2]["excerpt"], "thanks");
     assert!(attempts[2]["error"].is_null());
     assert!(attempts.iter().all(|a| a["latency_ms"].as_i64().is_some()));
@@ -339,7 +345,12 @@ async fn a_completed_shipment_is_delivered_signed_retried_and_replayed(db_url: S
         .unwrap();
     assert_eq!(sub["secret_set"], true);
     assert!(sub.get("secret").is_none(), "{sub}");
-    let list = h.api("GET", &subs_path(&h), None).await.unwrap().ok(200).unwrap();
+    let list = h
+        .api("GET", &subs_path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
     let b64 = secret.trim_start_matches("whsec_");
     for answer in [sub, list, json!(deliveries(&h, &sid).await)] {
         assert!(!answer.to_string().contains(b64), "the secret in {answer}");
@@ -362,7 +373,10 @@ async fn a_dead_target_fails_the_subscription_and_rotation_keeps_both_secrets(db
         .unwrap();
     let d = wait_delivery(&h, &sid, "shipment.completed", "failed").await;
     assert_eq!(d["attempts"].as_array().unwrap().len(), 3, "{d}");
-    assert!(d["last_error"].as_str().is_some_and(|e| e.contains("503")), "{d}");
+    assert!(
+        d["last_error"].as_str().is_some_and(|e| e.contains("503")),
+        "{d}"
+    );
     let sub = h
         .api("GET", &format!("{}/{sid}", subs_path(&h)), None)
         .await
@@ -448,16 +462,26 @@ async fn order_events_sent_and_cancelled(db_url: String) {
 
     let got = target.accepted();
     let types: Vec<&Value> = got.iter().map(|s| &s.body["type"]).collect();
-    assert_eq!(types, [&json!("order.sent"), &json!("order.cancelled")], "{got:?}");
+    assert_eq!(
+        types,
+        [&json!("order.sent"), &json!("order.cancelled")],
+        "{got:?}"
+    );
     let sent = &got[0].body["data"];
     assert_eq!(sent["order_id"], o["id"]);
     assert_eq!(sent["store_order"]["name"], "#8001");
     assert_eq!(sent["warehouse_order_number"], "SS-8001");
     assert_eq!(sent["merchant_id"], h.merchant_id.as_str());
-    assert_eq!(sent["lines"], json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]));
+    assert_eq!(
+        sent["lines"],
+        json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}])
+    );
     let cancelled = &got[1].body["data"];
     assert_eq!(cancelled["order_id"], o["id"]);
-    assert!(cancelled["reason"].as_str().is_some_and(|r| !r.is_empty()), "{cancelled}");
+    assert!(
+        cancelled["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{cancelled}"
+    );
     assert!(got.iter().all(|s| s.verified_with == [0]));
     h.shutdown().await;
 }
@@ -503,12 +527,26 @@ async fn events_of_one_shipment_arrive_in_order(db_url: String) {
         [&json!("shipment.error"), &json!("shipment.completed")],
         "{got:?}"
     );
-    assert!(got.iter().all(|s| s.body["data"]["shipment_id"] == id.as_str()));
-    assert!(got[0].body["data"]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(
+        got.iter()
+            .all(|s| s.body["data"]["shipment_id"] == id.as_str())
+    );
+    assert!(
+        got[0].body["data"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
     // Every request the target saw came in that order too.
-    let seen: Vec<String> = target.requests().iter().map(|r| r.body["type"].to_string()).collect();
+    let seen: Vec<String> = target
+        .requests()
+        .iter()
+        .map(|r| r.body["type"].to_string())
+        .collect();
     let first_completed = seen.iter().position(|t| t.contains("completed")).unwrap();
-    assert!(seen[..first_completed].iter().all(|t| t.contains("error")), "{seen:?}");
+    assert!(
+        seen[..first_completed].iter().all(|t| t.contains("error")),
+        "{seen:?}"
+    );
     assert_eq!(seen[..first_completed].len(), 2, "{seen:?}");
     h.shutdown().await;
 }
@@ -550,20 +588,41 @@ async fn bad_input_and_rights(db_url: String) {
     let path = subs_path(&h);
     let cases = [
         (json!({"events": ["shipment.completed"]}), "url"),
-        (json!({"url": "ftp://example.com/x", "events": ["shipment.completed"]}), "url"),
-        (json!({"url": "not a url", "events": ["shipment.completed"]}), "url"),
-        (json!({"url": target.url, "events": ["shipment.shipped"]}), "events"),
+        (
+            json!({"url": "ftp://example.com/x", "events": ["shipment.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": "not a url", "events": ["shipment.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": target.url, "events": ["shipment.shipped"]}),
+            "events",
+        ),
         (json!({"url": target.url, "events": []}), "events"),
-        (json!({"url": target.url, "events": "shipment.completed"}), "events"),
-        (json!({"url": target.url, "events": ["order.sent"], "secret": "whsec_x"}), "secret"),
-        (json!({"url": target.url, "events": ["order.sent"], "enabled": "yes"}), "enabled"),
+        (
+            json!({"url": target.url, "events": "shipment.completed"}),
+            "events",
+        ),
+        (
+            json!({"url": target.url, "events": ["order.sent"], "secret": "whsec_x"}),
+            "secret",
+        ),
+        (
+            json!({"url": target.url, "events": ["order.sent"], "enabled": "yes"}),
+            "enabled",
+        ),
     ];
     for (body, field) in cases {
         let r = h.api("POST", &path, Some(body.clone())).await.unwrap();
         assert_eq!(r.status, 422, "{body}: {:?}", r.body);
         assert_eq!(r.body["error"]["code"], "invalid_field", "{body}");
         assert!(
-            r.body["error"]["message"].as_str().unwrap_or("").contains(field),
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(field),
             "{body}: {}",
             r.body
         );
@@ -579,7 +638,11 @@ async fn bad_input_and_rights(db_url: String) {
     assert_eq!(r.status(), 400);
     let (sid, _) = subscribe(&h, &target, &["order.sent"]).await;
     let r = h
-        .api("PATCH", &format!("{path}/{sid}"), Some(json!({"events": ["nope"]})))
+        .api(
+            "PATCH",
+            &format!("{path}/{sid}"),
+            Some(json!({"events": ["nope"]})),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 422, "{:?}", r.body);
@@ -620,7 +683,11 @@ async fn bad_input_and_rights(db_url: String) {
         ("GET", path.clone(), None),
         ("POST", path.clone(), Some(new.clone())),
         ("GET", format!("{path}/{sid}"), None),
-        ("PATCH", format!("{path}/{sid}"), Some(json!({"enabled": true}))),
+        (
+            "PATCH",
+            format!("{path}/{sid}"),
+            Some(json!({"enabled": true})),
+        ),
         ("POST", format!("{path}/{sid}/rotate-secret"), None),
         ("GET", format!("{path}/{sid}/deliveries"), None),
         ("DELETE", format!("{path}/{sid}"), None),
@@ -648,12 +715,16 @@ async fn ui_event_subscriptions(db_url: String) {
     let mut h = harness(db_url, &[100]).await;
     let target = Target::start().await;
     let (other, _) = other_tenant(&h).await;
-    let me = json!({"email": "brand@example.com", "role": "merchant", "merchant_id": h.merchant_id});
+    let me =
+        json!({"email": "brand@example.com", "role": "merchant", "merchant_id": h.merchant_id});
     let (mut b, csrf) = browser_for(&h, me).await;
     let base = format!("/merchants/{}/event-subscriptions", h.merchant_id);
     let (st, merchant) = b.get(&format!("/merchants/{}", h.merchant_id)).await;
     assert_eq!(st, 200);
-    assert!(merchant.contains(&format!("href=\"{base}\"")), "linked from the merchant");
+    assert!(
+        merchant.contains(&format!("href=\"{base}\"")),
+        "linked from the merchant"
+    );
     let (st, page) = b.get(&base).await;
     assert_eq!(st, 200);
     assert!(page.contains("No subscription yet"), "{page}");
@@ -662,7 +733,11 @@ async fn ui_event_subscriptions(db_url: String) {
     let (st, page) = b
         .post(
             &base,
-            &[("csrf", &csrf), ("url", "ftp://example.com/x"), ("events", "shipment.completed")],
+            &[
+                ("csrf", &csrf),
+                ("url", "ftp://example.com/x"),
+                ("events", "shipment.completed"),
+            ],
         )
         .await;
     assert_eq!(st, 422, "{page}");
@@ -686,16 +761,27 @@ async fn ui_event_subscriptions(db_url: String) {
     let at = page.find("whsec_").expect("the secret on the page");
     let secret: String = page[at..].chars().take_while(|c| *c != '"').collect();
     target.state().secrets.push(secret.clone());
-    let subs = h.api("GET", &subs_path(&h), None).await.unwrap().ok(200).unwrap();
+    let subs = h
+        .api("GET", &subs_path(&h), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
     let sid = subs["items"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(subs["items"][0]["events"], json!(["shipment.completed", "order.sent"]));
+    assert_eq!(
+        subs["items"][0]["events"],
+        json!(["shipment.completed", "order.sent"])
+    );
 
     ship_an_order(&mut h, "1Z-UI").await;
     wait_delivery(&h, &sid, "shipment.completed", "delivered").await;
     let (st, page) = b.get(&format!("{base}/{sid}")).await;
     assert_eq!(st, 200);
     assert!(!page.contains(&secret), "the secret is shown once only");
-    assert!(page.contains("shipment.completed") && page.contains("HTTP 200"), "{page}");
+    assert!(
+        page.contains("shipment.completed") && page.contains("HTTP 200"),
+        "{page}"
+    );
     let replay = page
         .split("action=\"")
         .filter_map(|p| p.split('"').next())
@@ -713,11 +799,21 @@ async fn ui_event_subscriptions(db_url: String) {
     let (st, to) = b
         .post(
             &format!("{base}/{sid}"),
-            &[("csrf", &csrf), ("action", "save"), ("url", &target.url), ("events", "order.error")],
+            &[
+                ("csrf", &csrf),
+                ("action", "save"),
+                ("url", &target.url),
+                ("events", "order.error"),
+            ],
         )
         .await;
     assert_eq!(st, 303, "{to}");
-    let sub = h.api("GET", &format!("{}/{sid}", subs_path(&h)), None).await.unwrap().ok(200).unwrap();
+    let sub = h
+        .api("GET", &format!("{}/{sid}", subs_path(&h)), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
     assert_eq!(sub["enabled"], false);
     assert_eq!(sub["events"], json!(["order.error"]));
 
@@ -730,7 +826,65 @@ async fn ui_event_subscriptions(db_url: String) {
         .post(&format!("{base}/{sid}"), &[("action", "delete")])
         .await;
     assert_eq!(st, 403);
-    h.api("GET", &format!("{}/{sid}", subs_path(&h)), None).await.unwrap().ok(200).unwrap();
+    h.api("GET", &format!("{}/{sid}", subs_path(&h)), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    h.shutdown().await;
+}
+
+/// The daily retention removes settled deliveries past
+/// `SHIPSYNC_RETAIN_ACTIVITY_DAYS` (with their attempts, and events no
+/// delivery needs any more); a pending one stays, whatever its age.
+async fn retention_keeps_what_is_pending(db_url: String) {
+    let mut h = harness(db_url, &[60_000]).await;
+    let live = Target::start().await;
+    let dead = Target::start().await;
+    dead.state().down = true;
+    let (delivered_sid, _) = subscribe(&h, &live, &["shipment.completed"]).await;
+    let (pending_sid, _) = subscribe(&h, &dead, &["shipment.completed"]).await;
+    ship_an_order(&mut h, "1Z-OLD").await;
+    wait_delivery(&h, &delivered_sid, "shipment.completed", "delivered").await;
+    wait_for("a failed first attempt", || async {
+        deliveries(&h, &pending_sid)
+            .await
+            .into_iter()
+            .find(|d| d["attempts"].as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+    let db = h.db().await.unwrap();
+    let year = 400 * 24 * 3600 * 1_000_000_i64;
+    for table in ["event_deliveries", "outbound_events"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET created_at = created_at - $1"
+        )))
+        .bind(year)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let counts = h
+        .engine()
+        .unwrap()
+        .apply_retention(shipsync_db::now_micros())
+        .await
+        .unwrap();
+    assert_eq!(counts.event_deliveries, 1, "{counts:?}");
+    assert!(deliveries(&h, &delivered_sid).await.is_empty());
+    let pending = deliveries(&h, &pending_sid).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["state"], "pending");
+    assert!(
+        pending[0]["event"]["type"] == "shipment.completed",
+        "its event stays"
+    );
+    let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM event_delivery_attempts")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n.0, 1, "only the pending delivery's attempt stays");
+    db.close().await;
     h.shutdown().await;
 }
 
@@ -742,6 +896,7 @@ both_backends!(
     a_restart_mid_delivery_loses_nothing,
     bad_input_and_rights,
     ui_event_subscriptions,
+    retention_keeps_what_is_pending,
 );
 
 /// No secret of a subscription (the first, the rotated one, their keys) is
