@@ -348,11 +348,10 @@ impl Engine {
         tx.commit().await?;
         self.wake();
         tracing::info!(subscription = %subscription_id, delivery = %delivery_id, "event delivery replay queued");
-        Ok(self
-            .delivery_views(vec![d])
+        self.delivery_views(vec![d])
             .await?
             .pop()
-            .ok_or(EngineError::NotFound)?)
+            .ok_or(EngineError::NotFound)
     }
 
     /// The subscriptions whose deliveries are failing (for the

@@ -24,6 +24,17 @@ use crate::error::ApiError;
 /// Deliveries shown on a subscription's page.
 const DELIVERIES_SHOWN: i64 = 50;
 
+/// What a page shows besides the stored subscriptions.
+#[derive(Default)]
+struct Shown<'a> {
+    flash: Flash,
+    /// A secret just issued (shown this once).
+    secret: Option<&'a str>,
+    /// The form as typed (after a refusal); `None`: as stored.
+    typed: Option<&'a Value>,
+    error: Option<&'a ApiError>,
+}
+
 fn base(merchant_id: &str) -> String {
     format!("/merchants/{merchant_id}/event-subscriptions")
 }
@@ -88,18 +99,17 @@ fn secret_box(secret: &str) -> Markup {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn list_page(
     ui: &Ui,
     merchant_id: &str,
     name: &str,
     subs: &[SubscriptionRow],
-    f: &Flash,
-    secret: Option<&str>,
-    typed: &Value,
-    error: Option<&ApiError>,
+    shown: &Shown<'_>,
 ) -> axum::response::Response {
     let base = base(merchant_id);
+    let fresh = json!({"events": ["shipment.completed"], "enabled": true});
+    let typed = shown.typed.unwrap_or(&fresh);
+    let (f, secret, error) = (&shown.flash, shown.secret, shown.error);
     page(
         ui,
         &format!("Event subscriptions · {name}"),
@@ -153,8 +163,11 @@ pub(super) async fn subscriptions_page(
         .event_subscriptions(&id)
         .await
         .map_err(|e| fail(&ui, e.into()))?;
-    let typed = json!({"events": ["shipment.completed"], "enabled": true});
-    Ok(list_page(&ui, &id, &name, &subs, &f, None, &typed, None))
+    let shown = Shown {
+        flash: f,
+        ..Shown::default()
+    };
+    Ok(list_page(&ui, &id, &name, &subs, &shown))
 }
 
 pub(super) async fn subscription_create(
@@ -174,37 +187,27 @@ pub(super) async fn subscription_create(
         .map_err(|e| fail(&ui, e.into()))?;
     match created {
         Ok((_, secret)) => {
-            let saved = Flash {
-                saved: Some("Subscribed.".into()),
-                error: None,
+            let shown = Shown {
+                flash: Flash {
+                    saved: Some("Subscribed.".into()),
+                    error: None,
+                },
+                secret: Some(&secret),
+                ..Shown::default()
             };
-            let fresh = json!({"events": ["shipment.completed"], "enabled": true});
-            Ok(list_page(
-                &ui,
-                &id,
-                &name,
-                &subs,
-                &saved,
-                Some(&secret),
-                &fresh,
-                None,
-            ))
+            Ok(list_page(&ui, &id, &name, &subs, &shown))
         }
         Err(e) => {
             let e = ApiError::from(e);
             if e.status != axum::http::StatusCode::UNPROCESSABLE_ENTITY {
                 return Err(fail(&ui, e));
             }
-            Ok(unprocessable(list_page(
-                &ui,
-                &id,
-                &name,
-                &subs,
-                &Flash::default(),
-                None,
-                &typed,
-                Some(&e),
-            )))
+            let shown = Shown {
+                typed: Some(&typed),
+                error: Some(&e),
+                ..Shown::default()
+            };
+            Ok(unprocessable(list_page(&ui, &id, &name, &subs, &shown)))
         }
     }
 }
@@ -243,16 +246,8 @@ fn deliveries_table(ui: &Ui, base: &str, sid: &str, deliveries: &[DeliveryView])
     }
 }
 
-async fn show(
-    s: &AppState,
-    ui: &Ui,
-    id: &str,
-    sid: &str,
-    f: &Flash,
-    secret: Option<&str>,
-    typed: Option<&Value>,
-    error: Option<&ApiError>,
-) -> Page {
+async fn show(s: &AppState, ui: &Ui, id: &str, sid: &str, shown: &Shown<'_>) -> Page {
+    let (f, secret, typed, error) = (&shown.flash, shown.secret, shown.typed, shown.error);
     let name = merchant_name(s, ui, id).await?;
     let r = s
         .engine
@@ -312,7 +307,11 @@ pub(super) async fn subscription_page(
     Path((id, sid)): Path<(String, String)>,
     Query(f): Query<Flash>,
 ) -> Page {
-    show(&s, &ui, &id, &sid, &f, None, None, None).await
+    let shown = Shown {
+        flash: f,
+        ..Shown::default()
+    };
+    show(&s, &ui, &id, &sid, &shown).await
 }
 
 pub(super) async fn subscription_post(
@@ -331,11 +330,15 @@ pub(super) async fn subscription_post(
                 .rotate_event_secret(&id, &sid)
                 .await
                 .map_err(|e| fail(&ui, ApiError::from_engine(e, "event subscription")))?;
-            let saved = Flash {
-                saved: Some("New secret issued.".into()),
-                error: None,
+            let shown = Shown {
+                flash: Flash {
+                    saved: Some("New secret issued.".into()),
+                    error: None,
+                },
+                secret: Some(&secret),
+                ..Shown::default()
             };
-            show(&s, &ui, &id, &sid, &saved, Some(&secret), None, None).await
+            show(&s, &ui, &id, &sid, &shown).await
         }
         "delete" => {
             s.engine
@@ -357,18 +360,12 @@ pub(super) async fn subscription_post(
                     if e.status != axum::http::StatusCode::UNPROCESSABLE_ENTITY {
                         return Err(fail(&ui, e));
                     }
-                    show(
-                        &s,
-                        &ui,
-                        &id,
-                        &sid,
-                        &Flash::default(),
-                        None,
-                        Some(&typed),
-                        Some(&e),
-                    )
-                    .await
-                    .map(unprocessable)
+                    let shown = Shown {
+                        typed: Some(&typed),
+                        error: Some(&e),
+                        ..Shown::default()
+                    };
+                    show(&s, &ui, &id, &sid, &shown).await.map(unprocessable)
                 }
             }
         }

@@ -224,7 +224,7 @@ async fn ship_an_order(h: &mut Harness, tracking: &str) -> (String, String) {
         .line(LineSpec::new(1, "A", 2))
         .line(LineSpec::new(2, "B", 1))
         .package(PackageSpec::new("LPN-1", tracking).line(1, 2))
-        .package(PackageSpec::new("LPN-2", &format!("{tracking}-2")).line(2, 1));
+        .package(PackageSpec::new("LPN-2", format!("{tracking}-2")).line(2, 1));
     let (number, code) = h.ship(spec, Shape::Current).await.unwrap();
     assert_eq!(code, 202);
     (number, name)
