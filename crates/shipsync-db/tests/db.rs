@@ -137,7 +137,7 @@ async fn applied_migrations(db: &Db) -> Vec<i64> {
 async fn migrations_apply_twice_idempotently() {
     on_each_backend(async |db, url| {
         let first = applied_migrations(db).await;
-        assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14]);
+        assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 16]);
         db.migrate().await.expect("migrate again");
         db.close().await;
         // And from another process's point of view: a new handle.
@@ -824,6 +824,140 @@ async fn mappings_and_learned_recipes_round_trip() {
         // Deleting the merchant deletes its document.
         assert!(merchants::delete(db, &m).await.expect("delete"));
         assert_eq!(mappings::get(db.pool(), &m).await.expect("get"), None);
+    })
+    .await;
+}
+
+/// Event subscriptions round-trip (events, sealed secrets, status); the
+/// failing ones are listed; deliveries of one subject to one subscription
+/// know the pending ones before and after them; lists page newest first.
+#[tokio::test]
+async fn event_subscriptions_and_deliveries() {
+    use shipsync_core::states::{DeliveryState, EventType, SubscriptionStatus};
+    use shipsync_db::event_deliveries::{self, DeliveryRow};
+    use shipsync_db::event_subscriptions::{self, SubscriptionRow};
+
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
+        let merchant_id = c.merchant_id.clone();
+        let now = now_micros();
+        let sub = SubscriptionRow {
+            id: new_id("evs"),
+            merchant_id: merchant_id.clone(),
+            url: "https://erp.example.com/hooks".into(),
+            events: vec![EventType::ShipmentCompleted, EventType::OrderSent],
+            enabled: true,
+            secret: vec![1, 2, 3],
+            previous_secret: None,
+            previous_until: None,
+            status: SubscriptionStatus::Active,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        };
+        event_subscriptions::insert(db.pool(), &sub).await.unwrap();
+        let got = event_subscriptions::get(db.pool(), &sub.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.events, sub.events);
+        assert_eq!(got.secret, [1, 2, 3]);
+        let of_connection = event_subscriptions::enabled_of_connection(db.pool(), &c.id)
+            .await
+            .unwrap();
+        assert_eq!(of_connection.len(), 1, "the merchant of the connection's");
+        let elsewhere = merchant(db).await;
+        assert!(
+            event_subscriptions::enabled_of_merchant(db.pool(), &elsewhere)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            event_subscriptions::failing(db.pool())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        event_subscriptions::mark_failing(db.pool(), &sub.id, now)
+            .await
+            .unwrap();
+        event_subscriptions::mark_failing(db.pool(), &sub.id, now + 5)
+            .await
+            .unwrap();
+        let failing = event_subscriptions::failing(db.pool()).await.unwrap();
+        assert_eq!(failing.len(), 1);
+        assert_eq!(
+            failing[0].failing_since,
+            Some(now),
+            "kept from the first time"
+        );
+        assert!(
+            event_subscriptions::mark_active(db.pool(), &sub.id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !event_subscriptions::mark_active(db.pool(), &sub.id)
+                .await
+                .unwrap()
+        );
+
+        let delivery = |subject: &str, state: DeliveryState| DeliveryRow {
+            id: new_id("dlv"),
+            event_id: new_id("msg"),
+            subscription_id: sub.id.clone(),
+            subject_id: subject.into(),
+            state,
+            tries: 0,
+            next_attempt_at: Some(now),
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let first = delivery("shp_a", DeliveryState::Pending);
+        event_deliveries::insert(db.pool(), &first).await.unwrap();
+        let other = delivery("shp_b", DeliveryState::Pending);
+        event_deliveries::insert(db.pool(), &other).await.unwrap();
+        let second = delivery("shp_a", DeliveryState::Pending);
+        event_deliveries::insert(db.pool(), &second).await.unwrap();
+        let earlier = event_deliveries::earlier_pending(db.pool(), &second)
+            .await
+            .unwrap();
+        assert_eq!(earlier.map(|d| d.id), Some(first.id.clone()));
+        assert!(
+            event_deliveries::earlier_pending(db.pool(), &first)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let next = event_deliveries::next_pending(db.pool(), &first)
+            .await
+            .unwrap();
+        assert_eq!(next.map(|d| d.id), Some(second.id.clone()));
+        let mut done = first.clone();
+        done.state = DeliveryState::Delivered;
+        event_deliveries::update(db.pool(), &done).await.unwrap();
+        assert!(
+            event_deliveries::earlier_pending(db.pool(), &second)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let page = event_deliveries::list(db.pool(), &sub.id, None, 2)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, [second.id.as_str(), other.id.as_str()], "newest first");
+        let rest = event_deliveries::list(db.pool(), &sub.id, Some(&other.id), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            [first.id.as_str()]
+        );
+        db.close().await;
     })
     .await;
 }
