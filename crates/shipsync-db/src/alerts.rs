@@ -58,14 +58,10 @@ impl TryFrom<AnyRow> for AlertRow {
     }
 }
 
-/// Inserts or replaces an alert.
-pub async fn save<'e, E: Executor<'e, Database = Any>>(ex: E, a: &AlertRow) -> Result<(), DbError> {
+/// Inserts a new alert.
+pub async fn insert<'e, E: Executor<'e, Database = Any>>(ex: E, a: &AlertRow) -> Result<(), DbError> {
     sqlx::query(sql!(
-        "INSERT INTO alerts ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (id) DO UPDATE SET subjects_json = excluded.subjects_json,
-           status = excluded.status, summary = excluded.summary, grown_at = excluded.grown_at,
-           acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,
-           closed_at = excluded.closed_at, last_seen_at = excluded.last_seen_at"
+        "INSERT INTO alerts ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&a.id)
     .bind(&a.policy_id)
@@ -85,6 +81,56 @@ pub async fn save<'e, E: Executor<'e, Database = Any>>(ex: E, a: &AlertRow) -> R
     .execute(ex)
     .await?;
     Ok(())
+}
+
+/// An alert still in its condition: its subjects (grown or not), summary
+/// and when it was last seen; its status (open or acknowledged) is left
+/// as it is.
+pub async fn seen<'e, E: Executor<'e, Database = Any>>(ex: E, a: &AlertRow) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE alerts SET subjects_json = $2, summary = $3, grown_at = $4, last_seen_at = $5
+         WHERE id = $1 AND status <> $6",
+    )
+    .bind(&a.id)
+    .bind(to_json("alerts.subjects_json", &a.subjects)?)
+    .bind(&a.summary)
+    .bind(a.grown_at)
+    .bind(a.last_seen_at)
+    .bind(AlertStatus::Closed.as_str())
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Closes an alert (open or acknowledged) at `at`.
+pub async fn close<'e, E: Executor<'e, Database = Any>>(ex: E, id: &str, at: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE alerts SET status = $2, closed_at = $3 WHERE id = $1 AND status <> $2")
+        .bind(id)
+        .bind(AlertStatus::Closed.as_str())
+        .bind(at)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Acknowledges an open alert; false when it is not open.
+pub async fn acknowledge<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+    at: i64,
+    by: &str,
+) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "UPDATE alerts SET status = $2, acknowledged_at = $3, acknowledged_by = $4 WHERE id = $1 AND status = $5",
+    )
+    .bind(id)
+    .bind(AlertStatus::Acknowledged.as_str())
+    .bind(at)
+    .bind(by)
+    .bind(AlertStatus::Open.as_str())
+    .execute(ex)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn get<'e, E: Executor<'e, Database = Any>>(

@@ -43,6 +43,10 @@ pub enum Job {
     OrderWebhooks { connection_id: String },
     /// The daily retention pass.
     Retention,
+    /// Evaluate the alert policies' conditions (issue 16).
+    CheckAlerts,
+    /// Send a policy's grouped alert messages that are due.
+    NotifyAlerts { policy_id: String },
 }
 
 impl Job {
@@ -65,6 +69,8 @@ impl Job {
             Job::UpdateWarehouseOrder { .. } => "update_warehouse_order",
             Job::OrderWebhooks { .. } => "order_webhooks",
             Job::Retention => "retention",
+            Job::CheckAlerts => "check_alerts",
+            Job::NotifyAlerts { .. } => "notify_alerts",
         }
     }
 
@@ -78,6 +84,8 @@ impl Job {
             Job::UpdateWarehouseOrder { order_id } => format!("warehouse:{order_id}"),
             Job::OrderWebhooks { connection_id } => format!("order_webhooks:{connection_id}"),
             Job::Retention => "retention".into(),
+            Job::CheckAlerts => "check_alerts".into(),
+            Job::NotifyAlerts { policy_id } => format!("notify_alerts:{policy_id}"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The engine wires jobs to domain functions: ingest → merge → ledger →
 //! store notification, with workers, retries and backoff.
 
+pub mod alerts;
 mod budgets;
 mod check;
 pub mod connect;
@@ -77,6 +78,12 @@ pub struct EngineConfig {
     /// out) the store may still show it: a write whose outcome is unknown
     /// is looked for that long before it counts as not made.
     pub unknown_outcome_margin: Duration,
+    /// Alerts (issue 16): how often the conditions are checked
+    /// (`SHIPSYNC_ALERT_CHECK_SECS`), how long the first change after a
+    /// quiet period waits for more (`SHIPSYNC_ALERT_GATHER_SECS`), and the
+    /// length of a policy's "minute" (`SHIPSYNC_ALERT_MINUTE_SECS`, for
+    /// tests; an hour is 60 of them).
+    pub alerts: alerts::AlertTimes,
 }
 
 /// How long stored data is kept (days; `SHIPSYNC_RETAIN_*_DAYS`). Nothing an
@@ -118,6 +125,7 @@ impl Default for EngineConfig {
             refused_record_per_minute: 10,
             retention: Retention::default(),
             allow_private_targets: false,
+            alerts: alerts::AlertTimes::default(),
         }
     }
 }
