@@ -497,6 +497,9 @@ impl Message<'_> {
     /// Plain text (the email body).
     pub fn text(&self) -> String {
         let mut out = format!("Alert policy \"{}\"\n", self.policy_name);
+        if self.digest.is_empty() {
+            out.push_str("\nA test message from shipsync: this channel works.\n");
+        }
         for (title, alerts) in self.sections() {
             if alerts.is_empty() {
                 continue;
@@ -538,6 +541,9 @@ impl Message<'_> {
             None => esc(label),
         };
         let mut out = format!("*shipsync alerts: {}*", esc(self.policy_name));
+        if self.digest.is_empty() {
+            out.push_str("\nA test message from shipsync: this channel works.");
+        }
         for (title, alerts) in self.sections() {
             if alerts.is_empty() {
                 continue;

@@ -21,10 +21,17 @@ use crate::error::EngineError;
 const TASK: &str = "check_alerts";
 
 impl Engine {
-    /// Queues `CheckAlerts` when its interval has passed (one node wins).
+    /// Queues `CheckAlerts` when its interval has passed (one node wins)
+    /// and some policy is enabled (an installation without alerts runs no
+    /// job for them).
     pub(crate) async fn alerts_tick(&self) -> Result<(), EngineError> {
         let every = i64::try_from(self.config().alerts.check_every.as_micros()).unwrap_or(30_000_000);
-        if meta::claim_periodic(self.db(), TASK, now_micros(), every, 0).await? {
+        if meta::claim_periodic(self.db(), TASK, now_micros(), every, 0).await?
+            && alert_policies::list(self.db().pool())
+                .await?
+                .iter()
+                .any(|p| p.doc.enabled)
+        {
             self.queue_alert_check().await?;
         }
         Ok(())

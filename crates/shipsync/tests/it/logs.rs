@@ -19,7 +19,7 @@ use crate::support::SETTLE;
 
 /// What the subscriber wrote, kept in memory (one `write` per line).
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -45,7 +45,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 
 impl Captured {
     /// Every line written so far, parsed.
-    fn lines(&self) -> Vec<Value> {
+    pub(crate) fn lines(&self) -> Vec<Value> {
         let bytes = self
             .0
             .lock()
@@ -65,7 +65,7 @@ thread_local! {
 /// Runs `test` on a runtime of its own whose every thread logs to
 /// `dispatch` (and only its threads: the other tests of this binary run
 /// beside it, unlogged).
-fn with_logs(dispatch: &Dispatch, test: impl Future<Output = ()>) {
+pub(crate) fn with_logs(dispatch: &Dispatch, test: impl Future<Output = ()>) {
     let on_start = dispatch.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
