@@ -33,8 +33,8 @@ struct Mail {
 const SMTP_USER: &str = "alerts";
 
 /// A real SMTP server on 127.0.0.1: mailin's protocol engine on a loopback
-/// socket, keeping what it accepts. It offers `AUTH PLAIN` (in plain text:
-/// loopback only).
+/// socket, keeping what it accepts. Started with a password, it requires
+/// `AUTH PLAIN` (in plain text: loopback only).
 #[derive(Clone, Default)]
 struct MailSink {
     received: Arc<Mutex<Vec<Mail>>>,
@@ -113,9 +113,17 @@ impl MailSink {
     async fn serve(stream: tokio::net::TcpStream, peer: std::net::IpAddr, handler: MailSink) {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let mut builder = mailin::SessionBuilder::new("sink.test");
-        builder
-            .enable_auth(mailin::AuthMechanism::Plain)
-            .insecure_enable_plaintext_auth();
+        let with_auth = !handler
+            .password
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        // A server offering AUTH requires it before MAIL.
+        if with_auth {
+            builder
+                .enable_auth(mailin::AuthMechanism::Plain)
+                .insecure_enable_plaintext_auth();
+        }
         let mut session = builder.build(peer, handler);
         let (read, mut write) = stream.into_split();
         let mut read = BufReader::new(read);
