@@ -117,7 +117,10 @@ impl PolicyDoc {
     /// that the ids exist).
     pub fn check(&self) -> Result<(), FieldError> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(FieldError::new("name", "give a name of 1 to 200 characters"));
+            return Err(FieldError::new(
+                "name",
+                "give a name of 1 to 200 characters",
+            ));
         }
         if self.events.is_empty() {
             return Err(FieldError::new(
@@ -136,9 +139,19 @@ impl PolicyDoc {
         }
         let ranges = [
             ("group_minutes", self.group_minutes, 0, 1440),
-            ("webhooks_stopped_hours", self.webhooks_stopped_hours, 1, 720),
+            (
+                "webhooks_stopped_hours",
+                self.webhooks_stopped_hours,
+                1,
+                720,
+            ),
             ("latency_p99_seconds", self.latency_p99_seconds, 1, 86_400),
-            ("latency_window_minutes", self.latency_window_minutes, 1, 1440),
+            (
+                "latency_window_minutes",
+                self.latency_window_minutes,
+                1,
+                1440,
+            ),
         ];
         for (field, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -158,7 +171,9 @@ impl PolicyDoc {
     pub fn covers(&self, f: &Finding) -> bool {
         self.events.contains(&f.event)
             && (self.merchant_ids.is_empty()
-                || f.merchant_id.as_ref().is_none_or(|m| self.merchant_ids.contains(m)))
+                || f.merchant_id
+                    .as_ref()
+                    .is_none_or(|m| self.merchant_ids.contains(m)))
             && (self.connection_ids.is_empty()
                 || f.connection_id
                     .as_ref()
@@ -271,7 +286,10 @@ pub enum Change {
     /// A condition without an alert: open one.
     Open(Condition),
     /// Still in the condition, with subjects it did not have: add them.
-    Grow { alert_id: String, added: Vec<Subject> },
+    Grow {
+        alert_id: String,
+        added: Vec<Subject>,
+    },
     /// Still in the condition, nothing new.
     Seen { alert_id: String },
     /// None of its subjects is in the condition any more.
@@ -459,7 +477,8 @@ pub struct Message<'a> {
 
 impl Message<'_> {
     fn url(&self, path: &str) -> Option<String> {
-        self.base_url.map(|b| format!("{}{path}", b.trim_end_matches('/')))
+        self.base_url
+            .map(|b| format!("{}{path}", b.trim_end_matches('/')))
     }
 
     fn sections(&self) -> [(&'static str, &[AlertView]); 3] {
@@ -613,9 +632,9 @@ pub fn summary(event: AlertEvent, scope_name: &str, count: usize) -> String {
         AlertEvent::RunFailed => format!("{count} channel(s) whose last run failed"),
         AlertEvent::RunMissed => format!("{count} channel(s) missed a scheduled run"),
         AlertEvent::CredentialsRefused => "credentials refused".into(),
-        AlertEvent::WebhooksStopped => format!(
-            "webhooks stopped; the pull found {count} shipment(s) meanwhile"
-        ),
+        AlertEvent::WebhooksStopped => {
+            format!("webhooks stopped; the pull found {count} shipment(s) meanwhile")
+        }
         AlertEvent::LatencyHigh => "ship-to-store time (p99) above the threshold".into(),
         AlertEvent::RetriesExhausted => format!("{count} record(s) gave up after the last retry"),
         AlertEvent::IngestSaturated => "the webhook ingest queue is full (503 given)".into(),

@@ -86,7 +86,11 @@ pub async fn forget<'e, E: Executor<'e, Database = Any>>(
     of_channel: bool,
     id: &str,
 ) -> Result<(), DbError> {
-    let col = if of_channel { "channel_id" } else { "policy_id" };
+    let col = if of_channel {
+        "channel_id"
+    } else {
+        "policy_id"
+    };
     sqlx::query(sql!("DELETE FROM alert_cursors WHERE {col} = $1"))
         .bind(id)
         .execute(ex)

@@ -59,7 +59,10 @@ impl TryFrom<AnyRow> for AlertRow {
 }
 
 /// Inserts a new alert.
-pub async fn insert<'e, E: Executor<'e, Database = Any>>(ex: E, a: &AlertRow) -> Result<(), DbError> {
+pub async fn insert<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    a: &AlertRow,
+) -> Result<(), DbError> {
     sqlx::query(sql!(
         "INSERT INTO alerts ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
@@ -103,7 +106,11 @@ pub async fn seen<'e, E: Executor<'e, Database = Any>>(ex: E, a: &AlertRow) -> R
 }
 
 /// Closes an alert (open or acknowledged) at `at`.
-pub async fn close<'e, E: Executor<'e, Database = Any>>(ex: E, id: &str, at: i64) -> Result<(), DbError> {
+pub async fn close<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+    at: i64,
+) -> Result<(), DbError> {
     sqlx::query("UPDATE alerts SET status = $2, closed_at = $3 WHERE id = $1 AND status <> $2")
         .bind(id)
         .bind(AlertStatus::Closed.as_str())
@@ -220,9 +227,9 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
 /// How many alerts are open (not acknowledged, not closed), for the nav.
 pub async fn count_open<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<i64, DbError> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM alerts WHERE status = $1")
-    .bind(AlertStatus::Open.as_str())
-    .fetch_one(ex)
-    .await?;
+        .bind(AlertStatus::Open.as_str())
+        .fetch_one(ex)
+        .await?;
     Ok(n)
 }
 

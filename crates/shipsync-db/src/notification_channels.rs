@@ -72,10 +72,12 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     id: &str,
 ) -> Result<Option<NotificationChannelRow>, DbError> {
     decode::opt(
-        sqlx::query(sql!("SELECT {COLS} FROM notification_channels WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(ex)
-            .await?,
+        sqlx::query(sql!(
+            "SELECT {COLS} FROM notification_channels WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?,
     )
 }
 

@@ -381,7 +381,7 @@ async fn handle(
             span.record("event", event_id.as_str());
             stored_answer(&stored, outcome)
         }
-        Err(e) => not_stored(&engine, e),
+        Err(e) => not_stored(engine, e),
     }
 }
 

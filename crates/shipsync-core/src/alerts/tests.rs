@@ -74,12 +74,37 @@ fn policies_cover_their_events_merchants_and_connections() {
         subject: subject("installation"),
     };
     let cases: &[(&str, PolicyDoc, &Finding, bool)] = &[
-        ("all merchants", policy(&[ShipmentError], &[], &[]), &f, true),
+        (
+            "all merchants",
+            policy(&[ShipmentError], &[], &[]),
+            &f,
+            true,
+        ),
         ("other event", policy(&[RunFailed], &[], &[]), &f, false),
-        ("its merchant", policy(&[ShipmentError], &["mer_a"], &[]), &f, true),
-        ("other merchant", policy(&[ShipmentError], &["mer_b"], &[]), &f, false),
-        ("its connection", policy(&[ShipmentError], &[], &["con_a"]), &f, true),
-        ("other connection", policy(&[ShipmentError], &[], &["con_b"]), &f, false),
+        (
+            "its merchant",
+            policy(&[ShipmentError], &["mer_a"], &[]),
+            &f,
+            true,
+        ),
+        (
+            "other merchant",
+            policy(&[ShipmentError], &["mer_b"], &[]),
+            &f,
+            false,
+        ),
+        (
+            "its connection",
+            policy(&[ShipmentError], &[], &["con_a"]),
+            &f,
+            true,
+        ),
+        (
+            "other connection",
+            policy(&[ShipmentError], &[], &["con_b"]),
+            &f,
+            false,
+        ),
         (
             "installation-wide, merchant list",
             policy(&[IngestSaturated], &["mer_b"], &["con_b"]),
@@ -118,9 +143,17 @@ fn findings_group_by_event_and_scope() {
     assert_eq!(
         got,
         vec![
-            (ShipmentError, "merchant:mer_a".into(), vec!["shp_1".into(), "shp_2".into()]),
+            (
+                ShipmentError,
+                "merchant:mer_a".into(),
+                vec!["shp_1".into(), "shp_2".into()]
+            ),
             (ShipmentError, "merchant:mer_b".into(), vec!["shp_3".into()]),
-            (RunFailed, "connection:con_a".into(), vec!["con_a/shipments".into()]),
+            (
+                RunFailed,
+                "connection:con_a".into(),
+                vec!["con_a/shipments".into()]
+            ),
         ]
     );
     assert_eq!(found[2].connection_id.as_deref(), Some("con_a"));
@@ -128,7 +161,8 @@ fn findings_group_by_event_and_scope() {
 
 #[test]
 fn reconcile_opens_grows_keeps_and_closes() {
-    let cases: Vec<(&str, Vec<Condition>, Vec<OpenAlert>, Vec<Change>)> = vec![
+    type Case = (&'static str, Vec<Condition>, Vec<OpenAlert>, Vec<Change>);
+    let cases: Vec<Case> = vec![
         (
             "a new condition opens an alert",
             vec![condition(ShipmentError, "mer_a", &["shp_1"])],
@@ -212,10 +246,30 @@ fn messages_wait_to_gather_and_for_the_window() {
     };
     let cases: &[(&str, Cursor, Option<i64>, Option<i64>)] = &[
         ("nothing pending", fresh, None, None),
-        ("first change after quiet: gather", fresh, Some(50), Some(80)),
-        ("soon after a message: the window", sent, Some(150), Some(1_000)),
-        ("long after a message: gather", sent, Some(4_000), Some(4_030)),
-        ("after a failure: not before the retry", failed, Some(150), Some(5_000)),
+        (
+            "first change after quiet: gather",
+            fresh,
+            Some(50),
+            Some(80),
+        ),
+        (
+            "soon after a message: the window",
+            sent,
+            Some(150),
+            Some(1_000),
+        ),
+        (
+            "long after a message: gather",
+            sent,
+            Some(4_000),
+            Some(4_030),
+        ),
+        (
+            "after a failure: not before the retry",
+            failed,
+            Some(150),
+            Some(5_000),
+        ),
     ];
     for (name, cursor, first, want) in cases {
         assert_eq!(due_at(cursor, *first, GATHER, GROUP), *want, "{name}");
@@ -274,11 +328,20 @@ fn messages_link_each_subject() {
         base_url: Some("https://sync.example/"),
     };
     let slack = m.slack_text();
-    assert!(slack.contains("<https://sync.example/shipments/shp_1|SHP_1>"), "{slack}");
-    assert!(slack.contains("<https://sync.example/orders/ord_2|ORD_2>"), "{slack}");
+    assert!(
+        slack.contains("<https://sync.example/shipments/shp_1|SHP_1>"),
+        "{slack}"
+    );
+    assert!(
+        slack.contains("<https://sync.example/orders/ord_2|ORD_2>"),
+        "{slack}"
+    );
     assert!(slack.contains("Ops &lt;night&gt;"), "{slack}");
     let text = m.text();
-    assert!(text.contains("SHP_1 <https://sync.example/shipments/shp_1>"), "{text}");
+    assert!(
+        text.contains("SHP_1 <https://sync.example/shipments/shp_1>"),
+        "{text}"
+    );
     let json = m.json();
     assert_eq!(json["type"], "alerts");
     assert_eq!(json["policy"]["id"], "pol_1");
@@ -287,7 +350,10 @@ fn messages_link_each_subject() {
         "https://sync.example/shipments/shp_1"
     );
     assert_eq!(m.subject(), "[shipsync] Ops <night>: 1 opened");
-    assert_eq!(subject_path("con_a/shipments").as_deref(), Some("/connections/con_a"));
+    assert_eq!(
+        subject_path("con_a/shipments").as_deref(),
+        Some("/connections/con_a")
+    );
     assert_eq!(subject_path("installation"), None);
 }
 

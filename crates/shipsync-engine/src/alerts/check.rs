@@ -25,7 +25,8 @@ impl Engine {
     /// and some policy is enabled (an installation without alerts runs no
     /// job for them).
     pub(crate) async fn alerts_tick(&self) -> Result<(), EngineError> {
-        let every = i64::try_from(self.config().alerts.check_every.as_micros()).unwrap_or(30_000_000);
+        let every =
+            i64::try_from(self.config().alerts.check_every.as_micros()).unwrap_or(30_000_000);
         if meta::claim_periodic(self.db(), TASK, now_micros(), every, 0).await?
             && alert_policies::list(self.db().pool())
                 .await?
@@ -84,7 +85,8 @@ impl Engine {
                     subjects: a.subjects.clone(),
                 })
                 .collect();
-            let by_id: HashMap<&str, &AlertRow> = stored.iter().map(|a| (a.id.as_str(), a)).collect();
+            let by_id: HashMap<&str, &AlertRow> =
+                stored.iter().map(|a| (a.id.as_str(), a)).collect();
             let changes = rules::reconcile(&conditions, &open);
             let mut announced = false;
             let mut tx = self.db().begin().await?;
@@ -92,7 +94,8 @@ impl Engine {
                 match change {
                     Change::Open(c) => {
                         announced = true;
-                        let scope_name = names.scope(c.merchant_id.as_deref(), c.connection_id.as_deref());
+                        let scope_name =
+                            names.scope(c.merchant_id.as_deref(), c.connection_id.as_deref());
                         let a = AlertRow {
                             id: new_id("alr"),
                             policy_id: policy.id.clone(),
@@ -132,7 +135,8 @@ impl Engine {
                             label: s.label,
                             added_at: now,
                         }));
-                        let scope_name = names.scope(a.merchant_id.as_deref(), a.connection_id.as_deref());
+                        let scope_name =
+                            names.scope(a.merchant_id.as_deref(), a.connection_id.as_deref());
                         a.summary = rules::summary(a.event, &scope_name, a.subjects.len());
                         a.grown_at = Some(now);
                         a.last_seen_at = now;

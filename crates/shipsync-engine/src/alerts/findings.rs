@@ -8,7 +8,9 @@ use shipsync_core::alerts::{Finding, LATENCY_MIN_SAMPLE, PolicyDoc, Scope, Subje
 use shipsync_core::schedule;
 use shipsync_core::states::{AlertEvent, OrderStatus, ShipmentStatus, StoreStatus};
 use shipsync_db::connections::ConnectionRow;
-use shipsync_db::{channels, conditions, meta, orders, retries_exhausted, shipments, warehouse_refusals};
+use shipsync_db::{
+    channels, conditions, meta, orders, retries_exhausted, shipments, warehouse_refusals,
+};
 
 use crate::Engine;
 use crate::error::EngineError;
@@ -32,7 +34,10 @@ pub(crate) struct Names {
 
 impl Names {
     pub fn merchant(&self, id: &str) -> String {
-        self.merchants.get(id).cloned().unwrap_or_else(|| id.to_string())
+        self.merchants
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// How an alert's scope is named in its summary.
@@ -97,21 +102,26 @@ impl Engine {
             AlertEvent::RunFailed => conditions::failed_channels(pool)
                 .await?
                 .into_iter()
-                .map(|(connection_id, merchant_id, name, channel, error)| Finding {
-                    event,
-                    scope: Scope::Connection(connection_id.clone()),
-                    merchant_id: Some(merchant_id),
-                    subject: Subject {
-                        id: format!("{connection_id}/{channel}"),
-                        label: format!(
-                            "{name}: the last {channel} run failed ({})",
-                            error.unwrap_or_default()
-                        ),
+                .map(
+                    |(connection_id, merchant_id, name, channel, error)| Finding {
+                        event,
+                        scope: Scope::Connection(connection_id.clone()),
+                        merchant_id: Some(merchant_id),
+                        subject: Subject {
+                            id: format!("{connection_id}/{channel}"),
+                            label: format!(
+                                "{name}: the last {channel} run failed ({})",
+                                error.unwrap_or_default()
+                            ),
+                        },
+                        connection_id: Some(connection_id),
                     },
-                    connection_id: Some(connection_id),
-                })
+                )
                 .collect(),
-            AlertEvent::RunMissed => self.missed_runs(names, now, times.minutes(MISSED_GRACE_MINUTES)).await?,
+            AlertEvent::RunMissed => {
+                self.missed_runs(names, now, times.minutes(MISSED_GRACE_MINUTES))
+                    .await?
+            }
             AlertEvent::CredentialsRefused => {
                 let mut out: Vec<Finding> = names
                     .connections
@@ -224,7 +234,12 @@ impl Engine {
     /// Enabled channels whose latest schedule slot passed more than
     /// `grace` ago without a run created since (a run still queued or
     /// running counts as having run).
-    async fn missed_runs(&self, names: &Names, now: i64, grace: i64) -> Result<Vec<Finding>, EngineError> {
+    async fn missed_runs(
+        &self,
+        names: &Names,
+        now: i64,
+        grace: i64,
+    ) -> Result<Vec<Finding>, EngineError> {
         let pool = self.db().pool();
         let Ok(cutoff) = jiff::Timestamp::from_microsecond(now - grace) else {
             return Ok(Vec::new());
@@ -254,7 +269,10 @@ impl Engine {
                 connection_id: Some(conn.id.clone()),
                 subject: Subject {
                     id: format!("{}/{}", conn.id, ch.channel),
-                    label: format!("{}: the {} channel did not run when due", conn.name, ch.channel),
+                    label: format!(
+                        "{}: the {} channel did not run when due",
+                        conn.name, ch.channel
+                    ),
                 },
             });
         }

@@ -9,8 +9,8 @@
 //! password, merge patch) and reading and acknowledging alerts.
 
 mod check;
-mod hooks;
 mod findings;
+mod hooks;
 mod notify;
 pub mod send;
 
@@ -151,22 +151,38 @@ fn parse_channel(doc: &Value) -> EditResult<(String, ChannelSettings)> {
     let kind: NotificationKind = required(d, "kind", "email or webhook")?;
     let settings = match kind {
         NotificationKind::Email => {
-            let smtp = d
-                .get("smtp")
-                .and_then(Value::as_object)
-                .ok_or_else(|| EditError::invalid("smtp", "is required for an email channel: {\"host\", \"port\", \"tls\", \"from\"}"))?;
+            let smtp = d.get("smtp").and_then(Value::as_object).ok_or_else(|| {
+                EditError::invalid(
+                    "smtp",
+                    "is required for an email channel: {\"host\", \"port\", \"tls\", \"from\"}",
+                )
+            })?;
             let sub = |k: &str| format!("smtp.{k}");
             let host: String = field(smtp, "host")
                 .map_err(|_| EditError::invalid(&sub("host"), "must be a host name"))?
                 .ok_or_else(|| EditError::invalid(&sub("host"), "is required"))?;
-            if host.is_empty() || host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
-                return Err(EditError::invalid(&sub("host"), "must be a host name such as smtp.example.com"));
+            if host.is_empty()
+                || host.len() > 253
+                || host.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
+            {
+                return Err(EditError::invalid(
+                    &sub("host"),
+                    "must be a host name such as smtp.example.com",
+                ));
             }
             let port = match smtp.get("port") {
-                Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0),
                 _ => None,
             }
-            .ok_or_else(|| EditError::invalid(&sub("port"), "must be a port number from 1 to 65535 (587 for STARTTLS, 465 for TLS)"))?;
+            .ok_or_else(|| {
+                EditError::invalid(
+                    &sub("port"),
+                    "must be a port number from 1 to 65535 (587 for STARTTLS, 465 for TLS)",
+                )
+            })?;
             let tls: SmtpTls = match smtp.get("tls") {
                 None => SmtpTls::Starttls,
                 Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
@@ -177,7 +193,9 @@ fn parse_channel(doc: &Value) -> EditResult<(String, ChannelSettings)> {
                 .map_err(|_| EditError::invalid(&sub("username"), "must be a string"))?;
             let from: String = field(smtp, "from")
                 .map_err(|_| EditError::invalid(&sub("from"), "must be an email address"))?
-                .ok_or_else(|| EditError::invalid(&sub("from"), "is required: the sender's address"))?;
+                .ok_or_else(|| {
+                    EditError::invalid(&sub("from"), "is required: the sender's address")
+                })?;
             check_address(&sub("from"), &from)?;
             let to: Vec<String> = field(d, "to")?.unwrap_or_default();
             if to.is_empty() || to.len() > 50 {
@@ -292,7 +310,11 @@ impl Engine {
     /// Merge-patches a channel (RFC 7396). The password is kept unless the
     /// patch gives one (or `null` to remove it); a channel that stops being
     /// an email channel loses it.
-    pub async fn patch_notification_channel(&self, id: &str, mut patch: Value) -> EditResult<ChannelView> {
+    pub async fn patch_notification_channel(
+        &self,
+        id: &str,
+        mut patch: Value,
+    ) -> EditResult<ChannelView> {
         object(&patch)?;
         let current = notification_channels::get(self.db().pool(), id)
             .await?
@@ -354,7 +376,13 @@ impl Engine {
             base_url: base.as_deref(),
         };
         let target = self.send_target(&row)?;
-        let r = send::send(&target, &message, self.alert_target_check(), self.config().http_timeout).await;
+        let r = send::send(
+            &target,
+            &message,
+            self.alert_target_check(),
+            self.config().http_timeout,
+        )
+        .await;
         match &r {
             Ok(()) => tracing::info!(channel = %row.id, "test message accepted"),
             Err(e) => tracing::info!(channel = %row.id, error = %e, "test message refused"),
@@ -368,7 +396,11 @@ impl Engine {
             Some(sealed) => Some(
                 self.secrets()
                     .open_string(sealed)
-                    .map_err(|e| EditError::Internal(format!("the channel's SMTP password cannot be opened: {e}")))?
+                    .map_err(|e| {
+                        EditError::Internal(format!(
+                            "the channel's SMTP password cannot be opened: {e}"
+                        ))
+                    })?
                     .into(),
             ),
             None => None,
@@ -407,17 +439,26 @@ impl Engine {
         let pool = self.db().pool();
         for m in &p.merchant_ids {
             if merchants::get(pool, m).await?.is_none() {
-                return Err(EditError::invalid("merchant_ids", format!("no merchant {m:?}")));
+                return Err(EditError::invalid(
+                    "merchant_ids",
+                    format!("no merchant {m:?}"),
+                ));
             }
         }
         for c in &p.connection_ids {
             if connections::get(pool, c).await?.is_none() {
-                return Err(EditError::invalid("connection_ids", format!("no connection {c:?}")));
+                return Err(EditError::invalid(
+                    "connection_ids",
+                    format!("no connection {c:?}"),
+                ));
             }
         }
         for c in &p.channel_ids {
             if notification_channels::get(pool, c).await?.is_none() {
-                return Err(EditError::invalid("channel_ids", format!("no notification channel {c:?}")));
+                return Err(EditError::invalid(
+                    "channel_ids",
+                    format!("no notification channel {c:?}"),
+                ));
             }
         }
         Ok(p)
@@ -466,8 +507,8 @@ impl Engine {
         let current = alert_policies::get(self.db().pool(), id)
             .await?
             .ok_or(EditError::NotFound("alert policy"))?;
-        let mut doc = serde_json::to_value(&current.doc)
-            .map_err(|e| EditError::Internal(e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&current.doc).map_err(|e| EditError::Internal(e.to_string()))?;
         merge_patch(&mut doc, &patch);
         let doc = self.parse_policy(&doc).await?;
         let row = AlertPolicyRow {
@@ -521,7 +562,12 @@ impl Engine {
     }
 
     /// Marks an alert as seen by `by`; 409 `alert_closed` once closed.
-    pub async fn acknowledge_alert(&self, caller: Caller<'_>, id: &str, by: &str) -> EditResult<AlertRow> {
+    pub async fn acknowledge_alert(
+        &self,
+        caller: Caller<'_>,
+        id: &str,
+        by: &str,
+    ) -> EditResult<AlertRow> {
         let a = self.alert(caller, id).await?;
         if a.status == AlertStatus::Open {
             alerts::acknowledge(self.db().pool(), id, now_micros(), by).await?;

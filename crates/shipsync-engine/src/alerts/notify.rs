@@ -59,18 +59,19 @@ impl Engine {
                 });
             let now = now_micros();
             let through = now - SETTLE;
-            let alerts: Vec<AlertView> = alerts::changed_since(pool, policy_id, cursor.sent_through)
-                .await?
-                .into_iter()
-                .map(|a| AlertView {
-                    id: a.id,
-                    event: a.event,
-                    summary: a.summary,
-                    opened_at: a.opened_at,
-                    closed_at: a.closed_at,
-                    subjects: a.subjects,
-                })
-                .collect();
+            let alerts: Vec<AlertView> =
+                alerts::changed_since(pool, policy_id, cursor.sent_through)
+                    .await?
+                    .into_iter()
+                    .map(|a| AlertView {
+                        id: a.id,
+                        event: a.event,
+                        summary: a.summary,
+                        opened_at: a.opened_at,
+                        closed_at: a.closed_at,
+                        subjects: a.subjects,
+                    })
+                    .collect();
             let plan = Cursor {
                 sent_through: cursor.sent_through,
                 last_sent_at: cursor.last_sent_at,
@@ -98,11 +99,14 @@ impl Engine {
                 base_url: base.as_deref(),
             };
             let result = match self.send_target(&channel) {
-                Ok(target) => {
-                    super::send::send(&target, &message, self.config().target_policy(), self.config().http_timeout)
-                        .await
-                        .map_err(|e| e.0)
-                }
+                Ok(target) => super::send::send(
+                    &target,
+                    &message,
+                    self.config().target_policy(),
+                    self.config().http_timeout,
+                )
+                .await
+                .map_err(|e| e.0),
                 Err(e) => Err(e.to_string()),
             };
             match result {
@@ -123,7 +127,8 @@ impl Engine {
                 }
                 Err(error) => {
                     tracing::warn!(policy = %policy_id, channel = %channel_id, "alert message not accepted: {error}");
-                    let delay = crate::worker::backoff(self.config(), cursor.failures, None).min(RETRY_MAX);
+                    let delay =
+                        crate::worker::backoff(self.config(), cursor.failures, None).min(RETRY_MAX);
                     let at = now + i64::try_from(delay.as_micros()).unwrap_or(1_000_000);
                     cursor.last_error = Some(error);
                     cursor.failures += 1;
@@ -137,7 +142,9 @@ impl Engine {
             None => Ok(()),
             Some(at) => Err(EngineError::Deferred {
                 message: "the next alert message is not due yet".into(),
-                after: Duration::from_micros(u64::try_from((at - now_micros()).max(1_000)).unwrap_or(1_000)),
+                after: Duration::from_micros(
+                    u64::try_from((at - now_micros()).max(1_000)).unwrap_or(1_000),
+                ),
             }),
         }
     }

@@ -65,12 +65,18 @@ pub async fn send(
 
 /// The one address of `host` to connect to: every address it resolves to
 /// must be allowed (one private answer refuses the host, as for HTTP).
-async fn resolve(host: &str, port: u16, policy: TargetPolicy, timeout: Duration) -> Result<IpAddr, SendError> {
-    let found: Vec<IpAddr> = match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-        Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
-        Ok(Err(e)) => return Err(SendError(format!("cannot resolve {host}: {e}"))),
-        Err(_) => return Err(SendError(format!("resolving {host} timed out"))),
-    };
+async fn resolve(
+    host: &str,
+    port: u16,
+    policy: TargetPolicy,
+    timeout: Duration,
+) -> Result<IpAddr, SendError> {
+    let found: Vec<IpAddr> =
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+            Ok(Err(e)) => return Err(SendError(format!("cannot resolve {host}: {e}"))),
+            Err(_) => return Err(SendError(format!("resolving {host} timed out"))),
+        };
     for ip in &found {
         policy
             .check_ip(host, *ip)
@@ -106,9 +112,7 @@ async fn email(
     let ip = resolve(&smtp.host, smtp.port, policy, timeout).await?;
     // rustls with ring, as for HTTP (another part may have installed it).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls_for_host = || {
-        TlsParameters::new(smtp.host.clone()).map_err(|e| bad("TLS", &e))
-    };
+    let tls_for_host = || TlsParameters::new(smtp.host.clone()).map_err(|e| bad("TLS", &e));
     let tls = match smtp.tls {
         SmtpTls::None => Tls::None,
         SmtpTls::Starttls => Tls::Required(tls_for_host()?),
@@ -122,7 +126,9 @@ async fn email(
     if let Some(user) = smtp.username.as_ref().filter(|u| !u.is_empty()) {
         transport = transport.credentials(Credentials::new(
             user.clone(),
-            password.map(|p| p.expose_secret().to_string()).unwrap_or_default(),
+            password
+                .map(|p| p.expose_secret().to_string())
+                .unwrap_or_default(),
         ));
     }
     let transport = transport.build();
@@ -163,19 +169,14 @@ async fn webhook(
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_default();
-    let answer = client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| {
-            let why = match shipsync_outbound::refusal(&e) {
-                Some(r) => r.to_string(),
-                None if e.is_timeout() => "timed out".to_string(),
-                None => "could not connect".to_string(),
-            };
-            SendError(format!("the webhook at {host}: {why}"))
-        })?;
+    let answer = client.post(url).json(body).send().await.map_err(|e| {
+        let why = match shipsync_outbound::refusal(&e) {
+            Some(r) => r.to_string(),
+            None if e.is_timeout() => "timed out".to_string(),
+            None => "could not connect".to_string(),
+        };
+        SendError(format!("the webhook at {host}: {why}"))
+    })?;
     let status = answer.status();
     if status.is_success() {
         return Ok(());

@@ -73,7 +73,13 @@ pub fn render(v: &PolicyView) -> Value {
 async fn list_policies(State(s): State<AppState>, p: Principal) -> ApiResult<Json<List<Value>>> {
     require_admin(&p, "alert policies")?;
     Ok(Json(List {
-        items: s.engine.alert_policies().await?.iter().map(render).collect(),
+        items: s
+            .engine
+            .alert_policies()
+            .await?
+            .iter()
+            .map(render)
+            .collect(),
         next_cursor: None,
     }))
 }

@@ -101,7 +101,10 @@ async fn list_alerts(
     let status = match q.status.filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => Some(v.parse::<AlertStatus>().map_err(|_| {
-            ApiError::invalid("status", format!("must be one of {}", listed(AlertStatus::ALL)))
+            ApiError::invalid(
+                "status",
+                format!("must be one of {}", listed(AlertStatus::ALL)),
+            )
         })?),
     };
     let rows = s

@@ -81,7 +81,13 @@ pub fn render(c: &ChannelView) -> Value {
 async fn list_channels(State(s): State<AppState>, p: Principal) -> ApiResult<Json<List<Value>>> {
     require_admin(&p, "notification channels")?;
     Ok(Json(List {
-        items: s.engine.notification_channels().await?.iter().map(render).collect(),
+        items: s
+            .engine
+            .notification_channels()
+            .await?
+            .iter()
+            .map(render)
+            .collect(),
         next_cursor: None,
     }))
 }
@@ -106,7 +112,10 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     require_admin(&p, "notification channels")?;
-    let c = s.engine.create_notification_channel(body_json(&body)?).await?;
+    let c = s
+        .engine
+        .create_notification_channel(body_json(&body)?)
+        .await?;
     Ok((StatusCode::CREATED, Json(render(&c))))
 }
 

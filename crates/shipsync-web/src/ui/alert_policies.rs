@@ -24,10 +24,22 @@ const WHAT: &str = "alert policies";
 
 /// The numbers a policy form has, with their labels.
 const NUMBERS: [(&str, &str); 4] = [
-    ("group_minutes", "At most one message per channel every (minutes)"),
-    ("webhooks_stopped_hours", "webhooks.stopped: no webhook for (hours)"),
-    ("latency_p99_seconds", "latency.high: p99 ship-to-store above (seconds)"),
-    ("latency_window_minutes", "latency.high: over the last (minutes)"),
+    (
+        "group_minutes",
+        "At most one message per channel every (minutes)",
+    ),
+    (
+        "webhooks_stopped_hours",
+        "webhooks.stopped: no webhook for (hours)",
+    ),
+    (
+        "latency_p99_seconds",
+        "latency.high: p99 ship-to-store above (seconds)",
+    ),
+    (
+        "latency_window_minutes",
+        "latency.high: over the last (minutes)",
+    ),
 ];
 
 fn doc_of(f: &Form) -> Value {
@@ -41,13 +53,26 @@ fn doc_of(f: &Form) -> Value {
     });
     for (k, _) in NUMBERS {
         let v = f.get(k).trim();
-        doc[k] = v.parse::<u64>().map(Value::from).unwrap_or_else(|_| v.into());
+        doc[k] = v
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| v.into());
     }
     doc
 }
 
-async fn form(s: &AppState, ui: &Ui, action: &str, v: &Value, error: Option<&ApiError>) -> Result<Markup, axum::response::Response> {
-    let channels = s.engine.notification_channels().await.map_err(|e| fail(ui, e.into()))?;
+async fn form(
+    s: &AppState,
+    ui: &Ui,
+    action: &str,
+    v: &Value,
+    error: Option<&ApiError>,
+) -> Result<Markup, axum::response::Response> {
+    let channels = s
+        .engine
+        .notification_channels()
+        .await
+        .map_err(|e| fail(ui, e.into()))?;
     let merchants = merchant_names(s, ui).await?;
     let has = |k: &str, id: &str| v[k].as_array().is_some_and(|a| a.iter().any(|x| x == id));
     let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(true);
@@ -112,9 +137,19 @@ fn default_of(k: &str) -> String {
     .into()
 }
 
-async fn list_view(s: &AppState, ui: &Ui, f: &Flash, draft: &Value, error: Option<&ApiError>) -> Page {
+async fn list_view(
+    s: &AppState,
+    ui: &Ui,
+    f: &Flash,
+    draft: &Value,
+    error: Option<&ApiError>,
+) -> Page {
     require_admin(&ui.principal, WHAT).map_err(|e| fail(ui, e))?;
-    let policies = s.engine.alert_policies().await.map_err(|e| fail(ui, e.into()))?;
+    let policies = s
+        .engine
+        .alert_policies()
+        .await
+        .map_err(|e| fail(ui, e.into()))?;
     let new_form = form(s, ui, "/alert-policies", draft, error).await?;
     Ok(page(
         ui,
@@ -152,22 +187,45 @@ pub async fn policy_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Pa
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
     let doc = doc_of(&f);
     match s.engine.create_alert_policy(doc.clone()).await {
-        Ok(p) => Ok(see_other(&format!("/alert-policies?saved={}", enc(&format!("Policy {} created.", p.row.doc.name))))),
+        Ok(p) => Ok(see_other(&format!(
+            "/alert-policies?saved={}",
+            enc(&format!("Policy {} created.", p.row.doc.name))
+        ))),
         Err(e) => {
             let e = ApiError::from(e);
             if e.status != StatusCode::UNPROCESSABLE_ENTITY {
                 return Err(fail(&ui, e));
             }
-            Ok(unprocessable(list_view(&s, &ui, &Flash::default(), &doc, Some(&e)).await?))
+            Ok(unprocessable(
+                list_view(&s, &ui, &Flash::default(), &doc, Some(&e)).await?,
+            ))
         }
     }
 }
 
-async fn edit_view(s: &AppState, ui: &Ui, id: &str, draft: Option<&Value>, f: &Flash, error: Option<&ApiError>) -> Page {
+async fn edit_view(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    draft: Option<&Value>,
+    f: &Flash,
+    error: Option<&ApiError>,
+) -> Page {
     require_admin(&ui.principal, WHAT).map_err(|e| fail(ui, e))?;
-    let p = s.engine.alert_policy(id).await.map_err(|e| fail(ui, e.into()))?;
+    let p = s
+        .engine
+        .alert_policy(id)
+        .await
+        .map_err(|e| fail(ui, e.into()))?;
     let stored = render(&p);
-    let body = form(s, ui, &format!("/alert-policies/{id}"), draft.unwrap_or(&stored), error).await?;
+    let body = form(
+        s,
+        ui,
+        &format!("/alert-policies/{id}"),
+        draft.unwrap_or(&stored),
+        error,
+    )
+    .await?;
     Ok(page(
         ui,
         &p.row.doc.name,
@@ -190,31 +248,54 @@ async fn edit_view(s: &AppState, ui: &Ui, id: &str, draft: Option<&Value>, f: &F
     ))
 }
 
-pub async fn policy_edit(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, Query(f): Query<Flash>) -> Page {
+pub async fn policy_edit(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Page {
     edit_view(&s, &ui, &id, None, &f, None).await
 }
 
-pub async fn policy_save(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, body: Bytes) -> Page {
+pub async fn policy_save(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
     let f = checked_form(&ui, &body)?;
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
     let doc = doc_of(&f);
     match s.engine.patch_alert_policy(&id, doc.clone()).await {
-        Ok(_) => Ok(see_other(&format!("/alert-policies/{id}?saved={}", enc("Saved.")))),
+        Ok(_) => Ok(see_other(&format!(
+            "/alert-policies/{id}?saved={}",
+            enc("Saved.")
+        ))),
         Err(e) => {
             let e = ApiError::from(e);
             if e.status != StatusCode::UNPROCESSABLE_ENTITY {
                 return Err(fail(&ui, e));
             }
-            Ok(unprocessable(edit_view(&s, &ui, &id, Some(&doc), &Flash::default(), Some(&e)).await?))
+            Ok(unprocessable(
+                edit_view(&s, &ui, &id, Some(&doc), &Flash::default(), Some(&e)).await?,
+            ))
         }
     }
 }
 
-pub async fn policy_delete(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, body: Bytes) -> Page {
+pub async fn policy_delete(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
     checked_form(&ui, &body)?;
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
     Ok(match s.engine.delete_alert_policy(&id).await {
         Ok(()) => see_other(&format!("/alert-policies?saved={}", enc("Policy deleted."))),
-        Err(e) => see_other(&format!("/alert-policies/{id}?error={}", enc(&ApiError::from(e).message))),
+        Err(e) => see_other(&format!(
+            "/alert-policies/{id}?error={}",
+            enc(&ApiError::from(e).message)
+        )),
     })
 }

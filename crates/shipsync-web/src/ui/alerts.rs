@@ -8,7 +8,9 @@ use maud::html;
 use serde::Deserialize;
 use shipsync_core::states::AlertStatus;
 
-use super::layout::{Page, csrf, enc, fail, flash, list, page, see_other, status_badge, text, Flash};
+use super::layout::{
+    Flash, Page, csrf, enc, fail, flash, list, page, see_other, status_badge, text,
+};
 use super::session::{Ui, checked_form};
 use super::time::at;
 use crate::AppState;
@@ -103,7 +105,11 @@ pub async fn alert_acknowledge(
     require_staff(&ui.principal).map_err(|e| fail(&ui, e))?;
     let by = who(&ui.principal);
     Ok(
-        match s.engine.acknowledge_alert(ui.principal.caller(), &id, &by).await {
+        match s
+            .engine
+            .acknowledge_alert(ui.principal.caller(), &id, &by)
+            .await
+        {
             Ok(_) => see_other(&format!("/alerts?saved={}", enc("Alert acknowledged."))),
             Err(e) => {
                 let e = crate::error::ApiError::from(e);

@@ -23,7 +23,9 @@ const WHAT: &str = "notification channels";
 fn doc_of(f: &Form) -> Value {
     let number = |k: &str| {
         let v = f.get(k).trim();
-        v.parse::<u64>().map(Value::from).unwrap_or_else(|_| v.into())
+        v.parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| v.into())
     };
     if f.get("kind") == "webhook" {
         return json!({"name": f.get("name").trim(), "kind": "webhook",
@@ -32,7 +34,11 @@ fn doc_of(f: &Form) -> Value {
     let mut smtp = json!({"host": f.get("host").trim(), "port": number("port"),
                           "tls": f.get("tls"), "from": f.get("from").trim()});
     let user = f.get("username").trim();
-    smtp["username"] = if user.is_empty() { Value::Null } else { user.into() };
+    smtp["username"] = if user.is_empty() {
+        Value::Null
+    } else {
+        user.into()
+    };
     if !f.get("password").is_empty() {
         smtp["password"] = f.get("password").into();
     }
@@ -47,13 +53,31 @@ fn doc_of(f: &Form) -> Value {
 
 /// The add/edit form, filled with `v` (an API document).
 fn form(ui: &Ui, action: &str, v: &Value, error: Option<&ApiError>) -> Markup {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-    let kind = if s("/kind").is_empty() { "email".to_string() } else { s("/kind") };
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let kind = if s("/kind").is_empty() {
+        "email".to_string()
+    } else {
+        s("/kind")
+    };
     let to = v["to"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default();
-    let port = v.pointer("/smtp/port").map(text).filter(|p| p != "—").unwrap_or_else(|| "587".into());
+    let port = v
+        .pointer("/smtp/port")
+        .map(text)
+        .filter(|p| p != "—")
+        .unwrap_or_else(|| "587".into());
     html! {
         form method="post" action=(action) {
             (csrf(ui))
@@ -104,9 +128,19 @@ fn form(ui: &Ui, action: &str, v: &Value, error: Option<&ApiError>) -> Markup {
     }
 }
 
-async fn list_view(s: &AppState, ui: &Ui, f: &Flash, draft: &Value, error: Option<&ApiError>) -> Page {
+async fn list_view(
+    s: &AppState,
+    ui: &Ui,
+    f: &Flash,
+    draft: &Value,
+    error: Option<&ApiError>,
+) -> Page {
     require_admin(&ui.principal, WHAT).map_err(|e| fail(ui, e))?;
-    let channels = s.engine.notification_channels().await.map_err(|e| fail(ui, e.into()))?;
+    let channels = s
+        .engine
+        .notification_channels()
+        .await
+        .map_err(|e| fail(ui, e.into()))?;
     Ok(page(
         ui,
         "Notification channels",
@@ -140,7 +174,8 @@ pub async fn channel_list(State(s): State<AppState>, ui: Ui, Query(f): Query<Fla
 }
 
 fn refused(ui: &Ui, e: &ApiError) -> Option<Response> {
-    (e.status != StatusCode::UNPROCESSABLE_ENTITY).then(|| fail(ui, ApiError::new(e.status, e.code, e.message.clone())))
+    (e.status != StatusCode::UNPROCESSABLE_ENTITY)
+        .then(|| fail(ui, ApiError::new(e.status, e.code, e.message.clone())))
 }
 
 pub async fn channel_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> Page {
@@ -148,20 +183,36 @@ pub async fn channel_create(State(s): State<AppState>, ui: Ui, body: Bytes) -> P
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
     let doc = doc_of(&f);
     match s.engine.create_notification_channel(doc.clone()).await {
-        Ok(c) => Ok(see_other(&format!("/notification-channels?saved={}", enc(&format!("Channel {} created.", c.row.name))))),
+        Ok(c) => Ok(see_other(&format!(
+            "/notification-channels?saved={}",
+            enc(&format!("Channel {} created.", c.row.name))
+        ))),
         Err(e) => {
             let e = ApiError::from(e);
             if let Some(r) = refused(&ui, &e) {
                 return Err(r);
             }
-            Ok(unprocessable(list_view(&s, &ui, &Flash::default(), &doc, Some(&e)).await?))
+            Ok(unprocessable(
+                list_view(&s, &ui, &Flash::default(), &doc, Some(&e)).await?,
+            ))
         }
     }
 }
 
-async fn edit_view(s: &AppState, ui: &Ui, id: &str, draft: Option<&Value>, f: &Flash, error: Option<&ApiError>) -> Page {
+async fn edit_view(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    draft: Option<&Value>,
+    f: &Flash,
+    error: Option<&ApiError>,
+) -> Page {
     require_admin(&ui.principal, WHAT).map_err(|e| fail(ui, e))?;
-    let c = s.engine.notification_channel(id).await.map_err(|e| fail(ui, e.into()))?;
+    let c = s
+        .engine
+        .notification_channel(id)
+        .await
+        .map_err(|e| fail(ui, e.into()))?;
     let stored = render(&c);
     let v = draft.unwrap_or(&stored);
     Ok(page(
@@ -178,42 +229,85 @@ async fn edit_view(s: &AppState, ui: &Ui, id: &str, draft: Option<&Value>, f: &F
     ))
 }
 
-pub async fn channel_edit(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, Query(f): Query<Flash>) -> Page {
+pub async fn channel_edit(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Page {
     edit_view(&s, &ui, &id, None, &f, None).await
 }
 
-pub async fn channel_save(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, body: Bytes) -> Page {
+pub async fn channel_save(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
     let f = checked_form(&ui, &body)?;
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
     let doc = doc_of(&f);
     match s.engine.patch_notification_channel(&id, doc.clone()).await {
-        Ok(c) => Ok(see_other(&format!("/notification-channels/{}?saved={}", c.row.id, enc("Saved.")))),
+        Ok(c) => Ok(see_other(&format!(
+            "/notification-channels/{}?saved={}",
+            c.row.id,
+            enc("Saved.")
+        ))),
         Err(e) => {
             let e = ApiError::from(e);
             if let Some(r) = refused(&ui, &e) {
                 return Err(r);
             }
-            Ok(unprocessable(edit_view(&s, &ui, &id, Some(&doc), &Flash::default(), Some(&e)).await?))
+            Ok(unprocessable(
+                edit_view(&s, &ui, &id, Some(&doc), &Flash::default(), Some(&e)).await?,
+            ))
         }
     }
 }
 
 /// "Send test": the result is shown on the channel's page.
-pub async fn channel_test(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, body: Bytes) -> Page {
+pub async fn channel_test(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
     checked_form(&ui, &body)?;
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
-    let to = match s.engine.test_notification_channel(&id).await.map_err(|e| fail(&ui, e.into()))? {
-        Ok(()) => format!("saved={}", enc("Test message sent: the server accepted it.")),
-        Err(e) => format!("error={}", enc(&format!("The test message was not accepted: {e}"))),
+    let to = match s
+        .engine
+        .test_notification_channel(&id)
+        .await
+        .map_err(|e| fail(&ui, e.into()))?
+    {
+        Ok(()) => format!(
+            "saved={}",
+            enc("Test message sent: the server accepted it.")
+        ),
+        Err(e) => format!(
+            "error={}",
+            enc(&format!("The test message was not accepted: {e}"))
+        ),
     };
     Ok(see_other(&format!("/notification-channels/{id}?{to}")))
 }
 
-pub async fn channel_delete(State(s): State<AppState>, ui: Ui, Path(id): Path<String>, body: Bytes) -> Page {
+pub async fn channel_delete(
+    State(s): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
     checked_form(&ui, &body)?;
     require_admin(&ui.principal, WHAT).map_err(|e| fail(&ui, e))?;
     Ok(match s.engine.delete_notification_channel(&id).await {
-        Ok(()) => see_other(&format!("/notification-channels?saved={}", enc("Channel deleted."))),
-        Err(e) => see_other(&format!("/notification-channels/{id}?error={}", enc(&ApiError::from(e).message))),
+        Ok(()) => see_other(&format!(
+            "/notification-channels?saved={}",
+            enc("Channel deleted.")
+        )),
+        Err(e) => see_other(&format!(
+            "/notification-channels/{id}?error={}",
+            enc(&ApiError::from(e).message)
+        )),
     })
 }

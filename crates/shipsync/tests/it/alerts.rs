@@ -174,8 +174,8 @@ struct HookSink {
 impl HookSink {
     async fn start() -> Self {
         async fn take(State(sink): State<HookSink>, body: axum::body::Bytes) -> StatusCode {
-            let status = StatusCode::from_u16(sink.status.load(Ordering::SeqCst))
-                .unwrap_or(StatusCode::OK);
+            let status =
+                StatusCode::from_u16(sink.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
             if status.is_success() {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 sink.received
@@ -233,7 +233,8 @@ async fn ok(h: &Harness, method: &str, path: &str, body: Option<Value>, want: u1
 /// An email channel to the sink; with a password, it authenticates as
 /// [`SMTP_USER`].
 async fn email_channel(h: &Harness, port: u16, password: Option<&str>) -> String {
-    let mut smtp = json!({"host": "127.0.0.1", "port": port, "tls": "none", "from": "shipsync@example.com"});
+    let mut smtp =
+        json!({"host": "127.0.0.1", "port": port, "tls": "none", "from": "shipsync@example.com"});
     if let Some(p) = password {
         smtp["username"] = json!(SMTP_USER);
         smtp["password"] = json!(p);
@@ -340,9 +341,11 @@ async fn errors_alert_once_grouped_then_resolve(db_url: String) {
         &h,
         "POST",
         "/api/v1/alert-policies",
-        Some(json!({"name": "Store errors", "events": ["shipment.error"], "merchant_ids": [],
+        Some(
+            json!({"name": "Store errors", "events": ["shipment.error"], "merchant_ids": [],
                     "connection_ids": [], "channel_ids": [email, slack], "group_minutes": 1,
-                    "notify_resolved": true})),
+                    "notify_resolved": true}),
+        ),
         201,
     )
     .await;
@@ -367,17 +370,17 @@ async fn errors_alert_once_grouped_then_resolve(db_url: String) {
         ids.push(s["id"].as_str().expect("id").to_string());
     }
 
-    let first_mail = until("the first email", || async { mail.mails().first().cloned() }).await;
+    let first_mail = until("the first email", || async {
+        mail.mails().first().cloned()
+    })
+    .await;
     let first_hook = until("the first Slack message", || async {
         hook.messages().first().cloned()
     })
     .await;
     assert_eq!(first_mail.from, "shipsync@example.com");
     assert_eq!(first_mail.to.len(), 2, "{first_mail:?}");
-    let text = first_hook["text"]
-        .as_str()
-        .expect("slack text")
-        .to_string();
+    let text = first_hook["text"].as_str().expect("slack text").to_string();
     for (n, id) in numbers.iter().zip(&ids) {
         assert!(
             first_mail.data.contains(n.as_str()),
@@ -455,13 +458,20 @@ async fn errors_alert_once_grouped_then_resolve(db_url: String) {
     .await;
     assert!(closed["closed_at"].is_string(), "{closed}");
     let r = h
-        .api("POST", &format!("/api/v1/alerts/{alert_id}/acknowledge"), None)
+        .api(
+            "POST",
+            &format!("/api/v1/alerts/{alert_id}/acknowledge"),
+            None,
+        )
         .await
         .expect("api");
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], "alert_closed");
 
-    let second_mail = until("the resolved email", || async { mail.mails().get(1).cloned() }).await;
+    let second_mail = until("the resolved email", || async {
+        mail.mails().get(1).cloned()
+    })
+    .await;
     let second_hook = until("the resolved Slack message", || async {
         hook.messages().get(1).cloned()
     })
@@ -499,8 +509,10 @@ async fn failed_run_and_refused_credentials_alert(db_url: String) {
         &h,
         "POST",
         "/api/v1/alert-policies",
-        Some(json!({"name": "Runs", "events": ["run.failed", "credentials.refused"],
-                    "channel_ids": [json_channel], "group_minutes": 0})),
+        Some(
+            json!({"name": "Runs", "events": ["run.failed", "credentials.refused"],
+                    "channel_ids": [json_channel], "group_minutes": 0}),
+        ),
         201,
     )
     .await;
@@ -579,8 +591,10 @@ async fn stopped_webhooks_alert_while_the_pull_finds_shipments(db_url: String) {
         &h,
         "POST",
         "/api/v1/alert-policies",
-        Some(json!({"name": "Webhooks", "events": ["webhooks.stopped"], "channel_ids": [channel],
-                    "webhooks_stopped_hours": 1, "group_minutes": 1})),
+        Some(
+            json!({"name": "Webhooks", "events": ["webhooks.stopped"], "channel_ids": [channel],
+                    "webhooks_stopped_hours": 1, "group_minutes": 1}),
+        ),
         201,
     )
     .await;
@@ -724,9 +738,15 @@ async fn validation_and_rights(db_url: String) {
         ("channel_ids", with(json!({"channel_ids": []}))),
         ("channel_ids", with(json!({"channel_ids": ["nch_nope"]}))),
         ("merchant_ids", with(json!({"merchant_ids": ["mer_nope"]}))),
-        ("connection_ids", with(json!({"connection_ids": ["con_nope"]}))),
+        (
+            "connection_ids",
+            with(json!({"connection_ids": ["con_nope"]})),
+        ),
         ("group_minutes", with(json!({"group_minutes": 1441}))),
-        ("webhooks_stopped_hours", with(json!({"webhooks_stopped_hours": 0}))),
+        (
+            "webhooks_stopped_hours",
+            with(json!({"webhooks_stopped_hours": 0})),
+        ),
     ];
     for (field, body) in bad_policies {
         let r = h
@@ -956,10 +976,7 @@ fn send_test_reaches_the_sinks_sqlite() {
 #[test]
 fn send_test_reaches_the_sinks_postgres() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let Some(db) = runtime
-        .block_on(TestDb::postgres())
-        .expect("test database")
-    else {
+    let Some(db) = runtime.block_on(TestDb::postgres()).expect("test database") else {
         return;
     };
     logged(db.url.clone());
