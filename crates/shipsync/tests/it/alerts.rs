@@ -17,7 +17,7 @@ use shipsync_testkit::{Harness, Options, TestDb};
 
 use crate::logs::{Captured, with_logs};
 use crate::roles::call;
-use crate::support::{SETTLE, user_and_token};
+use crate::support::{SETTLE, browser_for, user_and_token};
 
 /// One email the sink received.
 #[derive(Debug, Clone, Default)]
@@ -839,8 +839,148 @@ async fn validation_and_rights(db_url: String) {
     h.shutdown().await;
 }
 
+/// The pages: an Administrator adds an email channel and a policy through
+/// the forms, presses "Send test" (the result is shown), sees a 422 form
+/// again with the field's message, and acknowledges an alert on the Alerts
+/// page, whose records link to their pages; Staff see Alerts but not the
+/// channels; Merchant users neither.
+async fn ui_pages_for_channels_policies_and_alerts(db_url: String) {
+    let mut h = Harness::start(options(
+        &db_url,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    ))
+    .await
+    .expect("harness");
+    let (mail, port) = MailSink::start("").await;
+    let (mut admin, csrf) =
+        browser_for(&h, json!({"email": "ops@example.com", "role": "admin"})).await;
+    let (st, page) = admin.get("/notification-channels").await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Add a channel"), "{page}");
+    let port = port.to_string();
+    let email_form = |to: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "Ops mail".to_string()),
+            ("kind", "email".to_string()),
+            ("host", "127.0.0.1".to_string()),
+            ("port", port.clone()),
+            ("tls", "none".to_string()),
+            ("username", String::new()),
+            ("password", String::new()),
+            ("from", "shipsync@example.com".to_string()),
+            ("to", to.to_string()),
+            ("url", String::new()),
+            ("format", "slack".to_string()),
+        ]
+    };
+    let form = email_form("not-an-address");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (st, page) = admin.post("/notification-channels", &pairs).await;
+    assert_eq!(st, 422, "{page}");
+    assert!(page.contains("is not an email address"), "{page}");
+    let form = email_form("ops@example.com, lead@example.com");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (st, to) = admin.post("/notification-channels", &pairs).await;
+    assert_eq!(st, 303, "{to}");
+    let channels = ok(&h, "GET", "/api/v1/notification-channels", None, 200).await;
+    let channel = channels["items"][0]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        channels["items"][0]["to"],
+        json!(["ops@example.com", "lead@example.com"])
+    );
+    let (st, to) = admin
+        .post(
+            &format!("/notification-channels/{channel}/test"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(st, 303, "{to}");
+    let (_, page) = admin.get(&to).await;
+    assert!(page.contains("Test message sent"), "{page}");
+    until("the test email", || async { mail.mails().first().cloned() }).await;
+
+    let (st, page) = admin.get("/alert-policies").await;
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("shipment.error") && page.contains("Ops mail"),
+        "{page}"
+    );
+    let (st, to) = admin
+        .post(
+            "/alert-policies",
+            &[
+                ("csrf", &csrf),
+                ("name", "Errors"),
+                ("events", "shipment.error"),
+                ("channel_ids", &channel),
+                ("group_minutes", "1"),
+                ("webhooks_stopped_hours", "6"),
+                ("latency_p99_seconds", "60"),
+                ("latency_window_minutes", "15"),
+                ("notify_resolved", "on"),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 303, "{to}");
+    let policies = ok(&h, "GET", "/api/v1/alert-policies", None, 200).await;
+    assert_eq!(policies["items"][0]["events"], json!(["shipment.error"]));
+    assert_eq!(policies["items"][0]["group_minutes"], 1);
+
+    // An alert to acknowledge: a shipment the store refuses.
+    h.shopify.sandbox.set_faults(Faults {
+        fail_rate: 1.0,
+        kinds: vec![FaultKind::Http500],
+        ..Default::default()
+    });
+    let number = ship_one(&mut h, "T-UI").await;
+    let s = until("the shipment in error", || status_is(&h, &number, "error")).await;
+    let alert = until("the alert", || async {
+        alerts(&h, "open").await.into_iter().next()
+    })
+    .await;
+    let alert_id = alert["id"].as_str().expect("id");
+    let (st, page) = admin.get("/alerts").await;
+    assert_eq!(st, 200);
+    let shipment_id = s["id"].as_str().expect("id");
+    assert!(
+        page.contains(&format!("href=\"/shipments/{shipment_id}\"")),
+        "{page}"
+    );
+    assert!(page.contains("Acknowledge"), "{page}");
+    let (st, to) = admin
+        .post(
+            &format!("/alerts/{alert_id}/acknowledge"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(st, 303, "{to}");
+    let (_, page) = admin.get("/alerts?status=acknowledged").await;
+    assert!(page.contains(&format!("alert-{alert_id}")), "{page}");
+
+    let (mut staff, _) =
+        browser_for(&h, json!({"email": "staff@example.com", "role": "staff"})).await;
+    let (_, home) = staff.get("/").await;
+    assert!(
+        home.contains("href=\"/alerts\"") && !home.contains("href=\"/notification-channels\""),
+        "{home}"
+    );
+    assert_eq!(staff.get("/alerts").await.0, 200);
+    assert_eq!(staff.get("/notification-channels").await.0, 403);
+    let (mut brand, _) = browser_for(
+        &h,
+        json!({"email": "brand@example.com", "role": "merchant", "merchant_id": h.merchant_id}),
+    )
+    .await;
+    assert_eq!(brand.get("/alerts").await.0, 403);
+    h.shutdown().await;
+}
+
 both_backends!(
     errors_alert_once_grouped_then_resolve,
+    ui_pages_for_channels_policies_and_alerts,
     failed_run_and_refused_credentials_alert,
     stopped_webhooks_alert_while_the_pull_finds_shipments,
     validation_and_rights,
