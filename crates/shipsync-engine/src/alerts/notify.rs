@@ -46,12 +46,12 @@ impl Engine {
                 .iter()
                 .find(|c| &c.channel_id == channel_id)
                 .cloned()
-                // A new channel (or policy) starts with what opened since the
-                // policy's creation.
+                // A new policy's channels start with what changed since it
+                // was created; a channel added later, since that edit.
                 .unwrap_or(AlertCursorRow {
                     policy_id: policy_id.to_string(),
                     channel_id: channel_id.clone(),
-                    sent_through: policy.created_at,
+                    sent_through: policy.updated_at,
                     last_sent_at: None,
                     last_error: None,
                     failures: 0,
