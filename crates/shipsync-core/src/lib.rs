@@ -1,6 +1,7 @@
 //! The shipsync domain, free of I/O: what a warehouse shipment *is* once
 //! normalised, and the rules that turn shipments into store fulfillments.
 
+pub mod alerts;
 pub mod fulfillment;
 pub mod landed;
 pub mod ledger;

@@ -277,6 +277,73 @@ words! {
     }
 }
 
+words! {
+    /// What can raise an alert (issue 16).
+    AlertEvent {
+        /// Shipments in `error`.
+        ShipmentError = "shipment.error",
+        /// Store orders in `error`.
+        OrderError = "order.error",
+        /// Store orders in `needs_attention`.
+        OrderNeedsAttention = "order.needs_attention",
+        /// A channel whose latest finished run failed.
+        RunFailed = "run.failed",
+        /// A channel whose schedule slot passed without a run.
+        RunMissed = "run.missed",
+        /// The store or the warehouse refused the credentials.
+        CredentialsRefused = "credentials.refused",
+        /// A merchant's webhooks stopped while the pull keeps finding shipments.
+        WebhooksStopped = "webhooks.stopped",
+        /// Ship-to-store time (p99) above the policy's threshold.
+        LatencyHigh = "latency.high",
+        /// Work given up after the last retry.
+        RetriesExhausted = "retries.exhausted",
+        /// The ingest queue was full (503s given).
+        IngestSaturated = "ingest.saturated",
+    }
+}
+
+words! {
+    /// Where an alert stands.
+    AlertStatus {
+        Open = "open",
+        /// Seen by a person; still in the condition.
+        Acknowledged = "acknowledged",
+        /// None of its subjects is in the condition any more.
+        Closed = "closed",
+    }
+}
+
+words! {
+    /// Where a notification channel sends.
+    NotificationKind {
+        Email = "email",
+        Webhook = "webhook",
+    }
+}
+
+words! {
+    /// How an SMTP connection is secured.
+    SmtpTls {
+        /// Plain text (a relay on a trusted network).
+        None = "none",
+        /// Plain, then upgraded (port 587); refused without it.
+        Starttls = "starttls",
+        /// TLS from the start (port 465).
+        Tls = "tls",
+    }
+}
+
+words! {
+    /// The body of a webhook channel's messages.
+    WebhookFormat {
+        /// A Slack incoming webhook: `{"text": …}` in mrkdwn.
+        Slack = "slack",
+        /// shipsync's own JSON (`{"type": "alerts", …}`).
+        Json = "json",
+    }
+}
+
 impl Role {
     /// The name the UI shows.
     pub fn label(self) -> &'static str {
@@ -375,6 +442,11 @@ mod tests {
         round_trips(StoreStatus::ALL);
         round_trips(Role::ALL);
         round_trips(crate::ledger::KitPolicy::ALL);
+        round_trips(AlertEvent::ALL);
+        round_trips(AlertStatus::ALL);
+        round_trips(NotificationKind::ALL);
+        round_trips(SmtpTls::ALL);
+        round_trips(WebhookFormat::ALL);
     }
 
     #[test]

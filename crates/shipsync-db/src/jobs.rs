@@ -46,6 +46,10 @@ pub enum Job {
     /// Send one outbound event to one subscription (an attempt; retried on
     /// the delivery's own schedule).
     DeliverEvent { delivery_id: String },
+    /// Evaluate the alert policies' conditions (issue 16).
+    CheckAlerts,
+    /// Send a policy's grouped alert messages that are due.
+    NotifyAlerts { policy_id: String },
 }
 
 impl Job {
@@ -69,6 +73,8 @@ impl Job {
             Job::OrderWebhooks { .. } => "order_webhooks",
             Job::Retention => "retention",
             Job::DeliverEvent { .. } => "deliver_event",
+            Job::CheckAlerts => "check_alerts",
+            Job::NotifyAlerts { .. } => "notify_alerts",
         }
     }
 
@@ -83,6 +89,8 @@ impl Job {
             Job::OrderWebhooks { connection_id } => format!("order_webhooks:{connection_id}"),
             Job::Retention => "retention".into(),
             Job::DeliverEvent { delivery_id } => format!("deliver:{delivery_id}"),
+            Job::CheckAlerts => "check_alerts".into(),
+            Job::NotifyAlerts { policy_id } => format!("notify_alerts:{policy_id}"),
         }
     }
 

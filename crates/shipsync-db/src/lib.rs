@@ -27,9 +27,13 @@ macro_rules! sql {
 }
 
 pub mod activity;
+pub mod alert_cursors;
+pub mod alert_policies;
+pub mod alerts;
 pub mod api_tokens;
 pub mod budgets;
 pub mod channels;
+pub mod conditions;
 pub mod connections;
 mod decode;
 mod error;
@@ -43,16 +47,19 @@ pub mod mappings;
 pub mod merchants;
 pub mod meta;
 mod migrate;
+pub mod notification_channels;
 pub mod orders;
 pub mod outbound_events;
 pub mod recipes;
 pub mod retention;
+pub mod retries_exhausted;
 pub mod runs;
 pub mod sessions;
 pub mod shipments;
 pub mod store_auth;
 pub mod users;
 pub mod versions;
+pub mod warehouse_refusals;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -65,3 +65,19 @@ pub async fn claim_periodic(
             .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// Sets `key` to `value` (inserted or replaced).
+pub async fn set<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    key: &str,
+    value: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(ex)
+    .await?;
+    Ok(())
+}

@@ -137,7 +137,7 @@ async fn applied_migrations(db: &Db) -> Vec<i64> {
 async fn migrations_apply_twice_idempotently() {
     on_each_backend(async |db, url| {
         let first = applied_migrations(db).await;
-        assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 16]);
+        assert_eq!(first, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16]);
         db.migrate().await.expect("migrate again");
         db.close().await;
         // And from another process's point of view: a new handle.
@@ -958,6 +958,120 @@ async fn event_subscriptions_and_deliveries() {
             [first.id.as_str()]
         );
         db.close().await;
+    })
+    .await;
+}
+
+fn alert(policy_id: &str, merchant_id: Option<&str>, at: i64) -> shipsync_db::alerts::AlertRow {
+    use shipsync_core::alerts::AlertSubject;
+    use shipsync_core::states::{AlertEvent, AlertStatus};
+    shipsync_db::alerts::AlertRow {
+        id: new_id("alr"),
+        policy_id: policy_id.into(),
+        event: AlertEvent::ShipmentError,
+        scope_key: merchant_id.map_or("installation".into(), |m| format!("merchant:{m}")),
+        merchant_id: merchant_id.map(Into::into),
+        connection_id: None,
+        subjects: vec![AlertSubject {
+            id: "shp_1".into(),
+            label: "Shipment 1".into(),
+            added_at: at,
+        }],
+        status: AlertStatus::Open,
+        summary: "1 shipment(s) in error".into(),
+        opened_at: at,
+        grown_at: None,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        closed_at: None,
+        last_seen_at: at,
+    }
+}
+
+/// Alerts: an update of a check never undoes an acknowledgement; a
+/// closed alert cannot be acknowledged; a limited list shows its
+/// merchants' alerts and the installation-wide ones.
+#[tokio::test]
+async fn alerts_keep_acknowledgements_and_filter_by_merchant() {
+    use shipsync_core::states::AlertStatus;
+    use shipsync_db::alerts::{self, AlertFilter};
+    on_each_backend(async |db: &Db, _| {
+        let now = now_micros();
+        let mine = alert("pol_1", Some("mer_a"), now);
+        let other = alert("pol_1", Some("mer_b"), now);
+        let everyone = alert("pol_1", None, now);
+        for a in [&mine, &other, &everyone] {
+            alerts::insert(db.pool(), a).await.expect("insert");
+        }
+        assert!(
+            alerts::acknowledge(db.pool(), &mine.id, now, "ops@example.com")
+                .await
+                .expect("ack")
+        );
+        let mut seen = mine.clone();
+        seen.subjects[0].label = "Shipment 1 again".into();
+        seen.last_seen_at = now + 1;
+        alerts::seen(db.pool(), &seen).await.expect("seen");
+        let got = alerts::get(db.pool(), &mine.id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(got.status, AlertStatus::Acknowledged);
+        assert_eq!(got.acknowledged_by.as_deref(), Some("ops@example.com"));
+        assert_eq!(got.last_seen_at, now + 1);
+
+        alerts::close(db.pool(), &mine.id, now + 2)
+            .await
+            .expect("close");
+        assert!(
+            !alerts::acknowledge(db.pool(), &mine.id, now, "x")
+                .await
+                .expect("ack")
+        );
+        let got = alerts::get(db.pool(), &mine.id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            (got.status, got.closed_at),
+            (AlertStatus::Closed, Some(now + 2))
+        );
+        let open: Vec<String> = alerts::not_closed(db.pool(), "pol_1")
+            .await
+            .expect("open")
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(open.len(), 2);
+
+        let limited = alerts::list(
+            db.pool(),
+            &AlertFilter {
+                status: None,
+                merchant_ids: Some(vec!["mer_a".into()]),
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("list");
+        let mut ids: Vec<String> = limited.into_iter().map(|a| a.id).collect();
+        ids.sort();
+        let mut want = vec![mine.id.clone(), everyone.id.clone()];
+        want.sort();
+        assert_eq!(ids, want);
+        let closed = alerts::list(
+            db.pool(),
+            &AlertFilter {
+                status: Some(AlertStatus::Closed),
+                merchant_ids: None,
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("list");
+        assert_eq!(closed.len(), 1);
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! The engine wires jobs to domain functions: ingest → merge → ledger →
 //! store notification, with workers, retries and backoff.
 
+pub mod alerts;
 mod budgets;
 mod check;
 pub mod connect;
@@ -84,6 +85,12 @@ pub struct EngineConfig {
     pub event_retry_delays: Vec<Duration>,
     /// Timeout of one outbound event delivery.
     pub event_timeout: Duration,
+    /// Alerts (issue 16): how often the conditions are checked
+    /// (`SHIPSYNC_ALERT_CHECK_SECS`), how long the first change after a
+    /// quiet period waits for more (`SHIPSYNC_ALERT_GATHER_SECS`), and the
+    /// length of a policy's "minute" (`SHIPSYNC_ALERT_MINUTE_SECS`, for
+    /// tests; an hour is 60 of them).
+    pub alerts: alerts::AlertTimes,
 }
 
 /// How long stored data is kept (days; `SHIPSYNC_RETAIN_*_DAYS`). Nothing an
@@ -127,6 +134,7 @@ impl Default for EngineConfig {
             allow_private_targets: false,
             event_retry_delays: shipsync_core::outbound_events::RETRY_DELAYS.to_vec(),
             event_timeout: Duration::from_secs(15),
+            alerts: alerts::AlertTimes::default(),
         }
     }
 }

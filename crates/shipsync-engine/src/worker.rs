@@ -155,7 +155,14 @@ fn job_span(job: &Claimed) -> tracing::Span {
         Ok(Job::PushOrder { order_id } | Job::UpdateWarehouseOrder { order_id }) => {
             order = Some(order_id.as_str())
         }
-        Ok(Job::OrderWebhooks { .. } | Job::Retention | Job::DeliverEvent { .. }) | Err(_) => {}
+        Ok(
+            Job::OrderWebhooks { .. }
+            | Job::Retention
+            | Job::DeliverEvent { .. }
+            | Job::CheckAlerts
+            | Job::NotifyAlerts { .. },
+        )
+        | Err(_) => {}
     }
     tracing::info_span!(
         "job",
@@ -275,6 +282,8 @@ impl Engine {
             Job::OrderWebhooks { connection_id } => self.sync_order_webhooks(connection_id).await,
             Job::Retention => self.apply_retention(now_micros()).await.map(|_| ()),
             Job::DeliverEvent { delivery_id } => self.deliver_event(delivery_id).await,
+            Job::CheckAlerts => self.check_alerts().await,
+            Job::NotifyAlerts { policy_id } => self.notify_alerts(policy_id).await,
         }
     }
 
@@ -297,12 +306,16 @@ impl Engine {
             Ok(Job::PushOrder { order_id }) => {
                 self.push_failed(order_id, message, give_up, attempts)
                     .await?;
+                if give_up {
+                    self.order_gave_up(order_id, message, attempts).await?;
+                }
                 return Ok(());
             }
             Ok(Job::UpdateWarehouseOrder { order_id }) => {
                 if give_up {
                     self.warehouse_update_failed(order_id, message, attempts)
                         .await?;
+                    self.order_gave_up(order_id, message, attempts).await?;
                 }
                 return Ok(());
             }
@@ -311,9 +324,14 @@ impl Engine {
                 return Ok(());
             }
             Ok(Job::SyncShipment { shipment_id }) => shipment_id.as_str(),
-            Ok(Job::ProcessEvent { .. } | Job::Retention | Job::DeliverEvent { .. }) | Err(_) => {
-                return Ok(());
-            }
+            Ok(
+                Job::ProcessEvent { .. }
+                | Job::Retention
+                | Job::DeliverEvent { .. }
+                | Job::CheckAlerts
+                | Job::NotifyAlerts { .. },
+            )
+            | Err(_) => return Ok(()),
         };
         let db = self.db();
         let Some(mut s) = shipments::get(db.pool(), id).await? else {
@@ -334,6 +352,7 @@ impl Engine {
                 &format!("Failed after {attempts} attempt(s): {message}"),
             )
             .await?;
+            self.shipment_gave_up(&s, message, attempts).await?;
         } else {
             s.status = ShipmentStatus::Open;
             s.error = Some(message.to_string());

@@ -74,7 +74,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let in_flight = webhook::InFlight::new(state.config.webhook_max_in_flight);
+    let in_flight =
+        webhook::InFlight::new(state.config.webhook_max_in_flight, state.engine.clone());
     let gauge = in_flight.clone();
     Router::new()
         .merge(ui::routes())

@@ -138,6 +138,6 @@ async fn handle(s: &AppState, key: &str, headers: &HeaderMap, body: Body) -> Res
             span.record("event", event_id.as_str());
             stored_answer(&stored, outcome)
         }
-        Err(e) => not_stored(e),
+        Err(e) => not_stored(engine, e),
     }
 }

@@ -45,11 +45,13 @@ pub const WEBHOOK_MAX_IN_FLIGHT: usize = 1024;
 
 /// The webhook route's in-flight limit (one per router).
 #[derive(Clone)]
-pub struct InFlight(Arc<Semaphore>, usize);
+pub struct InFlight(Arc<Semaphore>, usize, shipsync_engine::Engine);
 
 impl InFlight {
-    pub fn new(limit: usize) -> Self {
-        Self(Arc::new(Semaphore::new(limit)), limit)
+    /// The limit; its 503s are recorded for `ingest.saturated` through
+    /// `engine`.
+    pub fn new(limit: usize, engine: shipsync_engine::Engine) -> Self {
+        Self(Arc::new(Semaphore::new(limit)), limit, engine)
     }
 
     /// Webhook requests being handled now.
@@ -66,6 +68,7 @@ impl InFlight {
 /// cannot look anything up, as when the database is unavailable.
 pub async fn limit_in_flight(State(limit): State<InFlight>, req: Request, next: Next) -> Response {
     let Ok(_slot) = limit.0.try_acquire() else {
+        limit.2.ingest_saturated();
         return saturated();
     };
     next.run(req).await
@@ -221,9 +224,12 @@ pub(crate) fn stored_answer(stored: &Stored, outcome: Outcome) -> Response {
 }
 
 /// The answer when the delivery could not be stored.
-pub(crate) fn not_stored(e: IngestError) -> Response {
+pub(crate) fn not_stored(engine: &shipsync_engine::Engine, e: IngestError) -> Response {
     match e {
-        IngestError::Full => saturated(),
+        IngestError::Full => {
+            engine.ingest_saturated();
+            saturated()
+        }
         IngestError::Unavailable(m) => ApiError::unavailable(format!(
             "cannot store the delivery now ({m}); retry shortly"
         ))
@@ -375,7 +381,7 @@ async fn handle(
             span.record("event", event_id.as_str());
             stored_answer(&stored, outcome)
         }
-        Err(e) => not_stored(e),
+        Err(e) => not_stored(engine, e),
     }
 }
 

@@ -63,6 +63,9 @@ struct FileConfig {
     unknown_outcome_margin_secs: Option<u64>,
     backoff_max_secs: Option<u64>,
     event_retry_delays_ms: Option<String>,
+    alert_check_secs: Option<u64>,
+    alert_gather_secs: Option<u64>,
+    alert_minute_secs: Option<f64>,
 }
 
 /// `trusted_proxies` in the config file: the environment's comma-separated
@@ -223,6 +226,18 @@ pub struct Jobs {
     /// waits before the 2nd, 3rd, … attempt of an outbound event delivery,
     /// replacing the whole schedule; the tests shorten it.
     pub event_retry_delays: Vec<Duration>,
+    /// `SHIPSYNC_ALERT_CHECK_SECS` (30): how often the alert conditions
+    /// are evaluated (the `CheckAlerts` job, one node at a time).
+    pub alert_check: Duration,
+    /// `SHIPSYNC_ALERT_GATHER_SECS` (30, may be 0): how long the first
+    /// alert change after a quiet period waits for more, so that a burst
+    /// goes in one message.
+    pub alert_gather: Duration,
+    /// `SHIPSYNC_ALERT_MINUTE_SECS` (60; decimals allowed, e.g. 0.1): the
+    /// length of a "minute" in alert policies (`group_minutes`,
+    /// `latency_window_minutes`, and 60 of them for an hour of
+    /// `webhooks_stopped_hours`). Only the tests shorten it.
+    pub alert_minute: Duration,
 }
 
 impl Default for Jobs {
@@ -239,6 +254,9 @@ impl From<&shipsync_engine::EngineConfig> for Jobs {
             unknown_outcome_margin: engine.unknown_outcome_margin,
             backoff_max: engine.backoff_max,
             event_retry_delays: engine.event_retry_delays.clone(),
+            alert_check: engine.alerts.check_every,
+            alert_gather: engine.alerts.gather,
+            alert_minute: engine.alerts.minute,
         }
     }
 }
@@ -276,6 +294,34 @@ impl Jobs {
                 Some(text) => delays_ms("SHIPSYNC_EVENT_RETRY_DELAYS_MS", &text)?,
                 None => d.event_retry_delays,
             },
+            alert_check: secs(
+                "SHIPSYNC_ALERT_CHECK_SECS",
+                file.alert_check_secs,
+                d.alert_check,
+                1,
+            )?,
+            alert_gather: secs(
+                "SHIPSYNC_ALERT_GATHER_SECS",
+                file.alert_gather_secs,
+                d.alert_gather,
+                0,
+            )?,
+            alert_minute: {
+                const NAME: &str = "SHIPSYNC_ALERT_MINUTE_SECS";
+                let n: f64 = match env(NAME) {
+                    Some(v) => v
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("{NAME}={v:?} is not a number of seconds"))?,
+                    None => file
+                        .alert_minute_secs
+                        .unwrap_or(d.alert_minute.as_secs_f64()),
+                };
+                if !(0.001..=3600.0).contains(&n) {
+                    bail!("{NAME} must be between 0.001 and 3600 seconds");
+                }
+                Duration::from_secs_f64(n)
+            },
         })
     }
 
@@ -286,6 +332,11 @@ impl Jobs {
         engine.unknown_outcome_margin = self.unknown_outcome_margin;
         engine.backoff_max = self.backoff_max;
         engine.event_retry_delays = self.event_retry_delays.clone();
+        engine.alerts = shipsync_engine::alerts::AlertTimes {
+            check_every: self.alert_check,
+            gather: self.alert_gather,
+            minute: self.alert_minute,
+        };
     }
 }
 

@@ -11,10 +11,20 @@ use shipsync_core::outbound_events::{retry_delay, signature_header};
 use shipsync_core::states::DeliveryState;
 use shipsync_db::event_deliveries::{self, AttemptRow, DeliveryRow};
 use shipsync_db::jobs::{self, Job};
+use shipsync_db::retries_exhausted::{self, ExhaustedRow};
 use shipsync_db::{Tx, event_subscriptions, new_id, now_micros, outbound_events};
 
 use crate::Engine;
 use crate::error::EngineError;
+
+/// The kind of a failing subscription in `retries_exhausted`.
+const EXHAUSTED_KIND: &str = "event_subscription";
+
+/// A failing subscription as the subject of a `retries.exhausted` alert:
+/// `mer_…/evs_…` (its page is under its merchant's).
+pub(crate) fn exhausted_subject(merchant_id: &str, subscription_id: &str) -> String {
+    format!("{merchant_id}/{subscription_id}")
+}
 
 /// Answers read at most (a larger one is not kept, and not needed).
 const ANSWER_CAP: usize = 64 * 1024;
@@ -227,11 +237,21 @@ impl Engine {
         d.updated_at = now;
         d.last_error = outcome.error.clone();
         let mut next_at = None;
+        // The subscription went failing or recovered: the alerts look again.
+        let mut alerts_changed = false;
         if outcome.delivered() {
             d.state = DeliveryState::Delivered;
             d.next_attempt_at = None;
             if event_subscriptions::mark_active(&mut *tx, &d.subscription_id).await? {
                 tracing::info!(subscription = %d.subscription_id, "event subscription active again");
+                if let Some(sub) = event_subscriptions::get(&mut *tx, &d.subscription_id).await? {
+                    retries_exhausted::clear(
+                        &mut *tx,
+                        &exhausted_subject(&sub.merchant_id, &sub.id),
+                    )
+                    .await?;
+                }
+                alerts_changed = true;
             }
         } else {
             d.tries += 1;
@@ -248,6 +268,28 @@ impl Engine {
                     d.next_attempt_at = None;
                     event_subscriptions::mark_failing(&mut *tx, &d.subscription_id, now).await?;
                     tracing::warn!(subscription = %d.subscription_id, attempts = d.tries, "event delivery failed after every retry: subscription failing");
+                    // The `retries.exhausted` alert's subject, until a
+                    // delivery succeeds again.
+                    if let Some(sub) =
+                        event_subscriptions::get(&mut *tx, &d.subscription_id).await?
+                    {
+                        let error = format!(
+                            "event deliveries to {} failed after {} attempt(s): {}",
+                            sub.url,
+                            d.tries,
+                            outcome.error.as_deref().unwrap_or("not delivered")
+                        );
+                        let row = ExhaustedRow {
+                            subject_id: exhausted_subject(&sub.merchant_id, &sub.id),
+                            kind: EXHAUSTED_KIND.into(),
+                            merchant_id: Some(sub.merchant_id.clone()),
+                            connection_id: None,
+                            error,
+                            at: now,
+                        };
+                        retries_exhausted::record(&mut *tx, &row).await?;
+                    }
+                    alerts_changed = true;
                 }
             }
         }
@@ -256,6 +298,9 @@ impl Engine {
         tx.commit().await?;
         if released {
             self.wake();
+        }
+        if alerts_changed {
+            self.queue_alert_check().await?;
         }
         match next_at {
             Some(at) => Err(EngineError::Scheduled {

@@ -249,6 +249,11 @@ impl Engine {
         let mut tx = self.db().begin().await?;
         event_deliveries::delete_of_subscription(&mut tx, id).await?;
         event_subscriptions::delete(&mut *tx, id).await?;
+        shipsync_db::retries_exhausted::clear(
+            &mut *tx,
+            &deliver::exhausted_subject(merchant_id, id),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(merchant = %merchant_id, subscription = %id, "event subscription deleted");
         Ok(())

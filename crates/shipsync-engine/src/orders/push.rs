@@ -89,7 +89,10 @@ impl Engine {
         let client = self.deposco_client(&merchant)?;
         // Idempotent: an earlier attempt may have reached Deposco (its answer
         // lost, or a crash before it was recorded): adopt it.
-        if let Some(existing) = client.sales_order_by_number(&number).await? {
+        let found = client.sales_order_by_number(&number).await;
+        self.warehouse_answered(&merchant.id, found.as_ref().err())
+            .await?;
+        if let Some(existing) = found? {
             return self
                 .order_sent(order_id, &number, deposco_id(&existing), true)
                 .await;
@@ -174,6 +177,7 @@ impl Engine {
         if queued {
             self.wake();
         }
+        self.queue_alert_check().await?;
         Ok(())
     }
 

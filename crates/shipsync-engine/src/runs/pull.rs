@@ -85,9 +85,12 @@ impl Engine {
         self.start_run(&mut run, since_override).await?;
         let since = run.since_at.unwrap_or(0);
         let since_ts = ts(since);
-        let mut page = client
+        let first = client
             .shipments_page(since_ts, run.page_href.as_deref())
+            .await;
+        self.warehouse_answered(&merchant.id, first.as_ref().err())
             .await?;
+        let mut page = first?;
         loop {
             let next = page.next.clone().filter(|_| !page.complete);
             // The next page is fetched while this one is stored, so storing

@@ -109,6 +109,9 @@ impl Engine {
                 if let Err(e) = engine.retention_tick().await {
                     tracing::warn!(error = %e, "could not queue the retention job");
                 }
+                if let Err(e) = engine.alerts_tick().await {
+                    tracing::warn!(error = %e, "could not queue the alert check");
+                }
                 tokio::select! {
                     _ = shutdown.wait() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -5,11 +5,15 @@
 //! document are made from the same list and cannot drift apart.
 
 pub(crate) mod account;
+pub(crate) mod alert_policies;
+pub(crate) mod alerts;
+mod alerts_schema;
 pub(crate) mod connections;
 pub(crate) mod event_subscriptions;
 pub(crate) mod events;
 pub(crate) mod mappings;
 pub(crate) mod merchants;
+pub(crate) mod notification_channels;
 pub(crate) mod orders;
 mod schema;
 pub(crate) mod shipments;
@@ -49,6 +53,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(event_subscriptions::routes())
         .merge(users::routes())
         .merge(account::routes())
+        .merge(notification_channels::routes())
+        .merge(alert_policies::routes())
+        .merge(alerts::routes())
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -91,6 +98,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         (name = "events_out", description = "Outbound events for a merchant's own systems: subscriptions, deliveries (signed per Standard Webhooks), replay"),
         (name = "users", description = "Web-UI users (Administrators only)"),
         (name = "account", description = "The caller's own API tokens"),
+        (name = "alerts", description = "Notification channels, alert policies and the alerts they raise"),
         (name = "meta", description = "This document"),
     )
 )]

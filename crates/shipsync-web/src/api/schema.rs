@@ -24,10 +24,12 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// snake_case code: `malformed` (400), `unauthorized` (401), `forbidden`
     /// (403), `not_found` (404), `has_connections`, `run_in_progress`,
-    /// `channel_disabled`, `not_authorization_code`, `conflict` (409),
-    /// `request_timeout` (408), `invalid_field`, `private_target`,
-    /// `credentials_missing`, `invalid_mapping` (422), `too_many_attempts` (429), `internal`
-    /// (500), `unavailable` (503, with `Retry-After`).
+    /// `channel_disabled`, `not_authorization_code`, `in_use`,
+    /// `alert_closed`, `conflict` (409), `request_timeout` (408),
+    /// `invalid_field`, `private_target`, `credentials_missing`,
+    /// `invalid_mapping` (422), `too_many_attempts` (429), `internal` (500),
+    /// `send_failed` (502: a notification channel's server refused the test
+    /// message), `unavailable` (503, with `Retry-After`).
     pub code: String,
     /// What went wrong and how to fix it; a 422 names the field.
     pub message: String,

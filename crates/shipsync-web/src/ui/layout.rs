@@ -46,15 +46,28 @@ pub(super) fn document(title: &str, body: Markup) -> Markup {
     }
 }
 
-const NAV: [(&str, &str); 7] = [
+const NAV: [(&str, &str); 10] = [
     ("Dashboard", "/"),
     ("Merchants", "/merchants"),
     ("Connections", "/connections"),
     ("Orders", "/orders"),
     ("Shipments", "/shipments"),
     ("Events", "/events"),
+    ("Alerts", "/alerts"),
+    ("Alert policies", "/alert-policies"),
+    ("Notification channels", "/notification-channels"),
     ("Users", "/users"),
 ];
+
+/// Whether the nav shows `name` to `role`: users, alert policies and
+/// notification channels to Administrators, alerts to Staff too.
+fn shown(name: &str, role: Role) -> bool {
+    match name {
+        "Users" | "Alert policies" | "Notification channels" => role == Role::Admin,
+        "Alerts" => role != Role::Merchant,
+        _ => true,
+    }
+}
 
 /// A page inside the layout with the sidebar.
 pub(super) fn page(ui: &Ui, title: &str, active: &str, body: Markup) -> Response {
@@ -66,7 +79,7 @@ pub(super) fn page(ui: &Ui, title: &str, active: &str, body: Markup) -> Response
                     nav.sidebar aria-label="Main" {
                         div.brand { "shipsync" }
                         @for (name, href) in NAV {
-                            @if name != "Users" || ui.principal.role == Role::Admin {
+                            @if shown(name, ui.principal.role) {
                                 a href=(href) class=[(name == active).then_some("active")] { (name) }
                             }
                         }

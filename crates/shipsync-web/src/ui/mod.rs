@@ -8,6 +8,8 @@
 #![allow(clippy::result_large_err)]
 
 mod account;
+mod alert_policies;
+mod alerts;
 mod connections;
 mod dashboard;
 mod event_subscriptions;
@@ -16,6 +18,7 @@ mod layout;
 mod login;
 mod mappings;
 mod merchants;
+mod notification_channels;
 mod orders;
 mod session;
 mod shipments;
@@ -123,5 +126,35 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/account/tokens/{id}/revoke",
             post(account::account_token_revoke),
+        )
+        .route("/alerts", get(alerts::alert_list))
+        .route("/alerts/{id}/acknowledge", post(alerts::alert_acknowledge))
+        .route(
+            "/notification-channels",
+            get(notification_channels::channel_list).post(notification_channels::channel_create),
+        )
+        .route(
+            "/notification-channels/{id}",
+            get(notification_channels::channel_edit).post(notification_channels::channel_save),
+        )
+        .route(
+            "/notification-channels/{id}/test",
+            post(notification_channels::channel_test),
+        )
+        .route(
+            "/notification-channels/{id}/delete",
+            post(notification_channels::channel_delete),
+        )
+        .route(
+            "/alert-policies",
+            get(alert_policies::policy_list).post(alert_policies::policy_create),
+        )
+        .route(
+            "/alert-policies/{id}",
+            get(alert_policies::policy_edit).post(alert_policies::policy_save),
+        )
+        .route(
+            "/alert-policies/{id}/delete",
+            post(alert_policies::policy_delete),
         )
 }

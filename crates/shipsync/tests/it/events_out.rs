@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
 use shipsync_testkit::{Harness, Options};
 
+use crate::alerts::{alerts, ok, until, webhook_channel};
 use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
 use crate::roles::{other_tenant, user_with_token};
 use crate::support::{SETTLE, browser_for};
@@ -371,8 +372,34 @@ async fn a_dead_target_fails_the_subscription_and_rotation_keeps_both_secrets(db
     h.wait_shipment(&number, &["completed"], SETTLE)
         .await
         .unwrap();
+    // An alert policy on exhausted retries (its channel goes nowhere: the
+    // alert itself is what is looked at).
+    let channel = webhook_channel(&h, "http://127.0.0.1:9/alerts", "json").await;
+    ok(
+        &h,
+        "POST",
+        "/api/v1/alert-policies",
+        Some(
+            json!({"name": "Exhausted", "events": ["retries.exhausted"], "channel_ids": [channel]}),
+        ),
+        201,
+    )
+    .await;
     let d = wait_delivery(&h, &sid, "shipment.completed", "failed").await;
     assert_eq!(d["attempts"].as_array().unwrap().len(), 3, "{d}");
+    let subject = format!("{}/{sid}", h.merchant_id);
+    let with_subject = |list: Vec<Value>| {
+        list.into_iter().find(|a| {
+            a["event"] == "retries.exhausted"
+                && a["subject_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| i == subject.as_str()))
+        })
+    };
+    let alert = until("the retries.exhausted alert", || async {
+        with_subject(alerts(&h, "open").await)
+    })
+    .await;
     assert!(
         d["last_error"].as_str().is_some_and(|e| e.contains("503")),
         "{d}"
@@ -439,6 +466,12 @@ async fn a_dead_target_fails_the_subscription_and_rotation_keeps_both_secrets(db
         .unwrap();
     assert_eq!(sub["status"], "active", "{sub}");
     assert!(sub["failing_since"].is_null(), "{sub}");
+    // Delivering again clears the condition: the alert closes by itself.
+    let closed = until("the alert closed", || async {
+        with_subject(alerts(&h, "closed").await)
+    })
+    .await;
+    assert_eq!(closed["id"], alert["id"], "{closed}");
     h.shutdown().await;
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod abuse;
 mod accounts;
+mod alerts;
 mod api;
 mod browser;
 mod crash;
