@@ -174,6 +174,9 @@ struct Inner {
     public_url: std::sync::RwLock<Option<String>>,
     /// The client of outbound event deliveries (outbound-address policy).
     events_http: reqwest::Client,
+    /// When this engine last recorded a 503 of the ingest (µs), for
+    /// `ingest.saturated` (recorded at most every few seconds).
+    saturated_recorded: AtomicI64,
 }
 
 impl Engine {
@@ -214,6 +217,7 @@ impl Engine {
                 passwords: users::PasswordWork::sized_to_cores(),
                 mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
                 public_url: std::sync::RwLock::new(None),
+                saturated_recorded: AtomicI64::new(0),
                 events_http,
             }),
         })

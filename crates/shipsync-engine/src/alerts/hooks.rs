@@ -2,7 +2,7 @@
 //! work that ran out of retries, the warehouse refusing the credentials,
 //! the ingest answering 503.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use shipsync_db::retries_exhausted::{self, ExhaustedRow};
 use shipsync_db::shipments::ShipmentRow;
@@ -15,9 +15,6 @@ use crate::error::EngineError;
 
 /// A node records a saturated ingest at most this often.
 const SATURATED_RECORD_EVERY: i64 = 5_000_000;
-
-/// When this process last recorded a saturated ingest (µs).
-static SATURATED_RECORDED: AtomicI64 = AtomicI64::new(0);
 
 impl Engine {
     /// A shipment went to `error` when its job gave up: remembered as
@@ -109,9 +106,10 @@ impl Engine {
     /// that a saturated server does no more work on the request.
     pub fn ingest_saturated(&self) {
         let now = now_micros();
-        let last = SATURATED_RECORDED.load(Ordering::Relaxed);
+        let recorded = &self.inner.saturated_recorded;
+        let last = recorded.load(Ordering::Relaxed);
         if now - last < SATURATED_RECORD_EVERY
-            || SATURATED_RECORDED
+            || recorded
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {

@@ -136,6 +136,7 @@ fn list_page(
                 (fields(typed, error))
                 div.actions { button.primary type="submit" { "Subscribe" } }
             }
+            (catalogue())
         },
     )
 }
@@ -389,4 +390,26 @@ pub(super) async fn delivery_replay(
         base(&id),
         enc("Replay queued.")
     )))
+}
+
+/// What a subscriber receives, and when it is tried again: the events, the
+/// body and the retry schedule (the README's catalogue has example bodies).
+fn catalogue() -> Markup {
+    html! {
+        section #catalogue {
+            h2 { "What is sent" }
+            p.hint { "Each delivery is a POST of " code { "{\"type\", \"timestamp\", \"data\"}" } " with the headers "
+                code { "webhook-id" } " (the same on every retry and replay: dedupe on it), " code { "webhook-timestamp" }
+                " and " code { "webhook-signature" } ". Answer any 2xx within 15 s." }
+            table { thead { tr { th { "Event" } th { "When" } th { "data" } } }
+              tbody {
+                tr { td { code { "shipment.completed" } } td { "the store has every package of a shipment" } td { "the shipment, its store order, packages with tracking, lines, the store fulfillment ids" } }
+                tr { td { code { "shipment.error" } } td { "shipsync gave up on a shipment" } td { "the same, with " code { "error" } } }
+                tr { td { code { "order.sent" } } td { "an order reached the warehouse" } td { "the order, its store order, the warehouse order number, the lines" } }
+                tr { td { code { "order.error" } } td { "an order could not be sent" } td { "the same, with " code { "error" } } }
+                tr { td { code { "order.cancelled" } } td { "an order was cancelled in the store" } td { "the same, with " code { "reason" } } }
+              } }
+            p.hint { "Not answered with a 2xx, a delivery is tried again after about 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h and 12 h (±20 %); then it is failed and the subscription failing (an alert, where a policy watches retries.exhausted) until a delivery succeeds again, e.g. a Replay. Deliveries of one shipment or order arrive in order." }
+        }
+    }
 }

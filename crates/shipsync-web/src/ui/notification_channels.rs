@@ -149,6 +149,12 @@ async fn list_view(
             h1 { "Notification channels" }
             (flash(f))
             p.hint { "Where alert policies send their messages: email over SMTP, or a webhook (a Slack incoming webhook, or JSON)." }
+            details #how-to {
+                summary { "How to set up email or Slack" }
+                p { b { "Email: " } "your mail provider's SMTP host, port 587 with STARTTLS (or 465 with TLS), the user and password it gave you for sending, a From address it lets you send as, and the recipients. The password is sealed and never shown again. Save, then " i { "Send test" } ": “sent” means the server accepted the message." }
+                p { b { "Slack: " } "in Slack, create an app (api.slack.com/apps) with " i { "Incoming Webhooks" } " switched on, " i { "Add New Webhook to Workspace" } ", pick the channel, copy the URL (https://hooks.slack.com/services/…) into a Webhook channel with the Slack format, save, then " i { "Send test" } "." }
+                p { b { "JSON: " } "any HTTPS endpoint; it receives " code { "{\"type\": \"alerts\", \"policy\", \"opened\", \"updated\", \"resolved\"}" } "." }
+            }
             table {
                 thead { tr { th { "Name" } th { "Kind" } th { "Sends to" } th {} } }
                 tbody {

@@ -16,6 +16,7 @@ use shipsync_sandbox_shopify::{FaultKind, Faults};
 use shipsync_testkit::{Harness, Options, TestDb};
 
 use crate::logs::{Captured, with_logs};
+use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
 use crate::roles::call;
 use crate::support::{SETTLE, browser_for, user_and_token};
 
@@ -498,6 +499,94 @@ async fn errors_alert_once_grouped_then_resolve(db_url: String) {
     h.shutdown().await;
 }
 
+/// An order Deposco cannot be sent (an unmapped shipping method) goes to
+/// `error`: `order.error` opens for it and a JSON message names it; a rule
+/// and a reprocess send it, and the alert closes with a resolved message.
+async fn order_errors_alert_then_close(db_url: String) {
+    let mut h = Harness::start(options(
+        &db_url,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    ))
+    .await
+    .expect("harness");
+    let hook = HookSink::start().await;
+    let channel = webhook_channel(&h, &hook.url, "json").await;
+    ok(
+        &h,
+        "POST",
+        "/api/v1/alert-policies",
+        Some(
+            json!({"name": "Orders", "events": ["order.error", "order.needs_attention"],
+                    "channel_ids": [channel], "group_minutes": 0, "notify_resolved": true}),
+        ),
+        201,
+    )
+    .await;
+    enable_sales_orders(&h, "").await;
+    let mut spec = paid_order("#7101", &[("A", 1)]);
+    spec.shipping_line = Some("Carrier pigeon".into());
+    spec.shipping_line_code = Some("PIGEON".into());
+    h.place_order_spec(spec);
+    run_orders(&h).await;
+    let o = wait_order(&h, "#7101", "error").await;
+    let order_id = o["id"].as_str().expect("id").to_string();
+    let alert = until("the order.error alert", || async {
+        alerts(&h, "open").await.into_iter().find(|a| {
+            a["event"] == "order.error"
+                && a["subject_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| i == order_id.as_str()))
+        })
+    })
+    .await;
+    assert_eq!(alert["merchant_id"], h.merchant_id.as_str(), "{alert}");
+    until("a message naming the order", || async {
+        hook.messages()
+            .into_iter()
+            .find(|m| m["opened"].to_string().contains(order_id.as_str()))
+    })
+    .await;
+
+    // A rule for the method, then reprocess: sent, and the alert closes.
+    let path = format!("/api/v1/merchants/{}/mappings", h.merchant_id);
+    let mut doc = ok(&h, "GET", &path, None, 200).await;
+    doc["ship_methods"]["rules"]
+        .as_array_mut()
+        .expect("rules")
+        .insert(
+            0,
+            json!({"match": {"code": "PIGEON"}, "ship_via": "UPS Ground"}),
+        );
+    ok(&h, "PUT", &path, Some(doc), 200).await;
+    ok(
+        &h,
+        "POST",
+        &format!("/api/v1/orders/{order_id}/reprocess"),
+        None,
+        200,
+    )
+    .await;
+    wait_order(&h, "#7101", "open").await;
+    let closed = until("the alert closed", || async {
+        alerts(&h, "closed")
+            .await
+            .into_iter()
+            .find(|a| a["id"] == alert["id"])
+    })
+    .await;
+    assert!(closed["closed_at"].is_string(), "{closed}");
+    until("a resolved message", || async {
+        hook.messages().into_iter().find(|m| {
+            m["resolved"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|a| a["id"] == alert["id"]))
+        })
+    })
+    .await;
+    h.shutdown().await;
+}
+
 /// The warehouse refuses the credentials: the pull fails (`run.failed`) and
 /// the refusal is recorded (`credentials.refused`); a JSON webhook gets
 /// both. The right password again: the next run succeeds and both close.
@@ -864,6 +953,9 @@ async fn ui_pages_for_channels_policies_and_alerts(db_url: String) {
     let (st, page) = admin.get("/notification-channels").await;
     assert_eq!(st, 200);
     assert!(page.contains("Add a channel"), "{page}");
+    // How to set up email and Slack, on the page.
+    assert!(page.contains("hooks.slack.com/services"), "{page}");
+    assert!(page.contains("587 with STARTTLS"), "{page}");
     let port = port.to_string();
     let email_form = |to: &'static str| {
         vec![
@@ -986,6 +1078,7 @@ async fn ui_pages_for_channels_policies_and_alerts(db_url: String) {
 
 both_backends!(
     errors_alert_once_grouped_then_resolve,
+    order_errors_alert_then_close,
     ui_pages_for_channels_policies_and_alerts,
     failed_run_and_refused_credentials_alert,
     stopped_webhooks_alert_while_the_pull_finds_shipments,

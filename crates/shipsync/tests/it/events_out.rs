@@ -761,6 +761,15 @@ async fn ui_event_subscriptions(db_url: String) {
     let (st, page) = b.get(&base).await;
     assert_eq!(st, 200);
     assert!(page.contains("No subscription yet"), "{page}");
+    // The page tells what is sent and when it is tried again.
+    for told in [
+        "shipment.completed",
+        "order.cancelled",
+        "webhook-id",
+        "12 h (±20 %)",
+    ] {
+        assert!(page.contains(told), "the catalogue names {told}: {page}");
+    }
 
     // A refused URL: 422 with the form as typed, nothing saved.
     let (st, page) = b

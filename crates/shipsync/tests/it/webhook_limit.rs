@@ -211,6 +211,28 @@ async fn requests_past_the_limit_are_503_and_admitted_ones_are_stored(db_url: St
     for e in &events {
         assert_eq!(e["outcome"], "needs_attention", "{e}");
     }
+
+    // 7. The 503s were recorded: a policy watching `ingest.saturated` has
+    //    an installation-wide alert open (for five minutes after the last).
+    let channel = crate::alerts::webhook_channel(&h, "http://127.0.0.1:9/alerts", "json").await;
+    crate::alerts::ok(
+        &h,
+        "POST",
+        "/api/v1/alert-policies",
+        Some(
+            json!({"name": "Saturation", "events": ["ingest.saturated"], "channel_ids": [channel]}),
+        ),
+        201,
+    )
+    .await;
+    let alert = crate::alerts::until("the ingest.saturated alert", || async {
+        crate::alerts::alerts(&h, "open")
+            .await
+            .into_iter()
+            .find(|a| a["event"] == "ingest.saturated")
+    })
+    .await;
+    assert!(alert["merchant_id"].is_null(), "installation-wide: {alert}");
     h.shutdown().await;
 }
 
