@@ -587,6 +587,74 @@ async fn order_errors_alert_then_close(db_url: String) {
     h.shutdown().await;
 }
 
+/// A store slow to take fulfillments (each `fulfillmentCreate` stalls
+/// 1.2 s): the p99 of ship-to-store time over 20 shipments is above a 1 s
+/// threshold, so `latency.high` opens for the merchant; once those
+/// shipments leave the window (20 policy minutes of 1 s here) it closes.
+async fn slow_store_alerts_high_latency(db_url: String) {
+    let mut h = Harness::start(options(
+        &db_url,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    ))
+    .await
+    .expect("harness");
+    let hook = HookSink::start().await;
+    let channel = webhook_channel(&h, &hook.url, "json").await;
+    ok(
+        &h,
+        "POST",
+        "/api/v1/alert-policies",
+        Some(
+            json!({"name": "Latency", "events": ["latency.high"], "channel_ids": [channel],
+                    "group_minutes": 0, "latency_p99_seconds": 1,
+                    "latency_window_minutes": 20}),
+        ),
+        201,
+    )
+    .await;
+    h.shopify.sandbox.set_faults(Faults {
+        fail_rate: 1.0,
+        kinds: vec![FaultKind::Timeout],
+        mutations_only: true,
+        timeout_ms: 1_200,
+        ..Faults::default()
+    });
+    let mut numbers = Vec::new();
+    for i in 0..shipsync_core::alerts::LATENCY_MIN_SAMPLE {
+        numbers.push(ship_one(&mut h, &format!("1Z-SLOW-{i}")).await);
+    }
+    for n in &numbers {
+        until("every slow shipment completed", || {
+            status_is(&h, n, "completed")
+        })
+        .await;
+    }
+    let alert = until("the latency.high alert", || async {
+        alerts(&h, "open")
+            .await
+            .into_iter()
+            .find(|a| a["event"] == "latency.high")
+    })
+    .await;
+    assert_eq!(alert["merchant_id"], h.merchant_id.as_str(), "{alert}");
+    until("a message about it", || async {
+        hook.messages()
+            .into_iter()
+            .find(|m| m["opened"].to_string().contains("latency.high"))
+    })
+    .await;
+    h.shopify.sandbox.set_faults(Faults::default());
+    until("the alert closed once the window passed", || async {
+        alerts(&h, "closed")
+            .await
+            .into_iter()
+            .find(|a| a["id"] == alert["id"])
+    })
+    .await;
+    h.shutdown().await;
+}
+
 /// The warehouse refuses the credentials: the pull fails (`run.failed`) and
 /// the refusal is recorded (`credentials.refused`); a JSON webhook gets
 /// both. The right password again: the next run succeeds and both close.
@@ -1079,6 +1147,7 @@ async fn ui_pages_for_channels_policies_and_alerts(db_url: String) {
 both_backends!(
     errors_alert_once_grouped_then_resolve,
     order_errors_alert_then_close,
+    slow_store_alerts_high_latency,
     ui_pages_for_channels_policies_and_alerts,
     failed_run_and_refused_credentials_alert,
     stopped_webhooks_alert_while_the_pull_finds_shipments,
