@@ -180,25 +180,6 @@ pub async fn settle(db: &Db, key: &str, refund: i64, floor: i64) -> Result<(), D
     Ok(())
 }
 
-/// Makes sure the budget is used up for at most `ceiling` microseconds
-/// from now: when the server reports more left than the budget assumes
-/// (reservations of requests never sent, of a node that died, or costs
-/// over-estimated), the budget learns it, so that none of these holds it.
-pub async fn lower(db: &Db, key: &str, ceiling: i64) -> Result<(), DbError> {
-    let now = budget_now(db.backend(), 3);
-    let least = match db.backend() {
-        Backend::Postgres => "LEAST",
-        Backend::Sqlite => "MIN",
-    };
-    let sql = sql!("UPDATE rate_budgets SET tat = {least}(tat, {now} + $2) WHERE key = $1");
-    let mut query = sqlx::query(sql).bind(key).bind(ceiling.max(0));
-    if db.backend() == Backend::Sqlite {
-        query = query.bind(now_micros());
-    }
-    query.execute(db.pool()).await?;
-    Ok(())
-}
-
 /// The stored theoretical arrival time of `key` and the database's now
 /// (tests and diagnostics).
 pub async fn state(db: &Db, key: &str) -> Result<(Option<i64>, i64), DbError> {

@@ -179,14 +179,18 @@ impl RateBudget for DbRateBudget {
 /// A Shopify store's cost bucket kept in the database. The bucket's size
 /// and restore rate come from Shopify's `throttleStatus`; requests reserve
 /// their expected cost in the shared bucket; what a request cost less than
-/// reserved is given back with this node's next reservation (no write of
-/// its own, unless it is a large share of the bucket). Shopify's figure is
-/// learned in both directions: when it reports less left than the shared
-/// bucket assumes, that is written at once so that every node slows down;
-/// when it reports more (reservations never sent, a dead node's, costs
-/// over-estimated), the shared bucket is lowered to it, leaving room for
-/// the requests still outstanding. A reservation for a request never sent
-/// (a job turned away) is given back.
+/// reserved (all of it when Shopify did not run it: THROTTLED) is given
+/// back with this node's next reservation (no write of its own, unless it
+/// is a large share of the bucket). When Shopify reports less left than
+/// the shared bucket assumes, that is written at once so that every node
+/// slows down. When it reports more, nothing is written: the difference
+/// is, as far as one node can tell, the other nodes' requests reserved and
+/// not counted by Shopify yet (in flight, or waiting for their slot), and
+/// lowering the shared bucket to Shopify's figure would let this node
+/// spend their points too. (Every reservation is given back or refunded
+/// exactly, and one that nobody gives back — a dead node's — is over once
+/// its slot has passed: at most the longest wait plus one bucket.) A
+/// reservation for a request never sent (a job turned away) is given back.
 struct DbCostBudget {
     db: Db,
     key: String,
@@ -203,8 +207,6 @@ struct CostState {
     refund: i64,
     /// When the shared bucket is full again, as last seen from here.
     full_at: Option<Instant>,
-    /// Points reserved by this node's requests not over yet.
-    outstanding: f64,
 }
 
 impl fmt::Debug for DbCostBudget {
@@ -215,10 +217,6 @@ impl fmt::Debug for DbCostBudget {
     }
 }
 
-/// Share of the bucket kept for other nodes' requests (reserved, not yet
-/// counted by Shopify) when the shared bucket learns that Shopify has more
-/// left than it assumes.
-const OTHERS_SHARE: f64 = 0.25;
 /// A refund owed of at least this share of the bucket is written at once
 /// rather than with the next reservation (a node that dies keeps nothing
 /// large).
@@ -232,49 +230,37 @@ enum Settle {
     /// Give back `refund` µs and make sure the bucket is used up for at
     /// least `floor` µs from now.
     Floor { refund: i64, floor: i64 },
-    /// Make sure the bucket is used up for at most `ceiling` µs from now
-    /// (the pending refund is part of what Shopify reported).
-    Ceiling { ceiling: i64 },
 }
 
 /// What to write after an answer, and the refund (µs) still owed
-/// afterwards. `reserved`: the points of the answered request;
-/// `others_outstanding`: the points of this node's other requests not over
-/// yet; `full_in`: when the shared bucket is full again as last seen from
-/// here. Pure, for the tests.
+/// afterwards. `reserved`: the points of the answered request; `full_in`:
+/// when the shared bucket is full again as last seen from here. Shopify
+/// having more left than the shared bucket assumes is not news (see
+/// [`DbCostBudget`]). Pure, for the tests.
 fn after_answer(
     reserved: f64,
     cost: &QueryCost,
     full_in: i64,
     pending_refund: i64,
-    others_outstanding: f64,
 ) -> (Settle, i64) {
     let Some(status) = cost.throttle_status else {
         return (Settle::Nothing, pending_refund);
     };
     let rate = status.restore_rate;
-    // Shopify gives back what a request cost less than requested; a
-    // request without an actual cost (throttled, failed) keeps its share.
-    let refund = match cost.actual_query_cost {
-        Some(actual) if reserved > 0.0 => Gcra::units((reserved - actual).max(0.0), rate),
-        _ => 0,
+    // Shopify gives back what a request cost less than requested; one it
+    // answered with its bucket's status but no actual cost (THROTTLED) it
+    // did not run, and it took nothing.
+    let actual = cost.actual_query_cost.unwrap_or(0.0);
+    let refund = if reserved > 0.0 {
+        Gcra::units((reserved - actual).max(0.0), rate)
+    } else {
+        0
     };
     let refund = pending_refund.saturating_add(refund);
     let used = (status.maximum_available - status.currently_available).max(0.0);
     let floor = Gcra::units(used, rate);
     if floor > full_in.saturating_add(FLOOR_SLACK_MICROS) {
         return (Settle::Floor { refund, floor }, 0);
-    }
-    // Room for what is reserved but not counted by Shopify yet: this
-    // node's other requests, and a share of the bucket for other nodes'.
-    let ceiling = Gcra::units(
-        (used + others_outstanding.max(0.0) + OTHERS_SHARE * status.maximum_available)
-            .min(status.maximum_available),
-        rate,
-    );
-    // Lowering by less than a second of refill is not worth a write.
-    if full_in > ceiling.saturating_add(1_000_000) {
-        return (Settle::Ceiling { ceiling }, 0);
     }
     let prompt = Gcra::units(PROMPT_REFUND_SHARE * status.maximum_available, rate);
     if refund > 0 && refund >= prompt {
@@ -287,7 +273,6 @@ impl DbCostBudget {
     /// Gives `points` back to the shared bucket (with the next reservation).
     fn give_back(&self, points: f64) {
         let mut state = lock(&self.state);
-        state.outstanding = (state.outstanding - points).max(0.0);
         if let Some((_, rate)) = state.bucket {
             let units = Gcra::units(points, rate);
             state.refund = state.refund.saturating_add(units);
@@ -311,9 +296,9 @@ impl CostBudget for DbCostBudget {
                     // Not described by Shopify yet: go, reserving nothing.
                     return Ok((Duration::ZERO, 0.0));
                 };
-                // An operation not answered yet costs at most what Shopify
-                // accepts in one query: reserve that, the answer gives
-                // back the rest.
+                // An operation of unknown cost (neither answered yet nor
+                // documented) costs at most what Shopify accepts in one
+                // query: reserve that, the answer gives back the rest.
                 let points = if points.is_finite() {
                     points
                 } else {
@@ -342,9 +327,7 @@ impl CostBudget for DbCostBudget {
                             wait.saturating_add(gcra.tolerance)
                                 .saturating_add(gcra.interval),
                         );
-                    let mut state = lock(&self.state);
-                    state.full_at = Some(full);
-                    state.outstanding += points;
+                    lock(&self.state).full_at = Some(full);
                     Ok((duration(wait), points))
                 }
                 Err(e) => {
@@ -372,17 +355,13 @@ impl CostBudget for DbCostBudget {
                 let full_in = state
                     .full_at
                     .map_or(0, |f| micros(f.saturating_duration_since(now)));
-                let reserved = reserved.max(0.0);
-                let others = (state.outstanding - reserved).max(0.0);
                 let (settle, pending) =
-                    after_answer(reserved, &cost, full_in, state.refund, others);
+                    after_answer(reserved.max(0.0), &cost, full_in, state.refund);
                 state.refund = pending;
-                match settle {
-                    Settle::Floor { floor, .. } if floor > full_in => {
-                        state.full_at = Some(now + duration(floor));
-                    }
-                    Settle::Ceiling { ceiling } => state.full_at = Some(now + duration(ceiling)),
-                    _ => {}
+                if let Settle::Floor { floor, .. } = settle
+                    && floor > full_in
+                {
+                    state.full_at = Some(now + duration(floor));
                 }
                 settle
             };
@@ -390,10 +369,6 @@ impl CostBudget for DbCostBudget {
                 Settle::Nothing => Ok(()),
                 Settle::Floor { refund, floor } => {
                     db_budgets::settle(&self.db, &self.key, refund, floor).await
-                }
-                Settle::Ceiling { ceiling } => {
-                    tracing::debug!(budget = %self.key, ceiling, "Shopify has more left than the shared budget assumed; lowering it");
-                    db_budgets::lower(&self.db, &self.key, ceiling).await
                 }
             };
             if let Err(e) = written {
@@ -403,11 +378,9 @@ impl CostBudget for DbCostBudget {
     }
 
     fn release(&self, reserved: f64) {
+        // Points reserved in the shared bucket are settled by `observe`.
         if reserved < 0.0 {
             self.local.release(-reserved);
-        } else {
-            let mut state = lock(&self.state);
-            state.outstanding = (state.outstanding - reserved).max(0.0);
         }
     }
 
@@ -464,8 +437,10 @@ mod tests {
             (100.0, Some(100.0), 0.0, 0, 0, Some((0, 20 * S)), 0),
             // Within the slack: not news.
             (100.0, Some(100.0), 900.0, 2 * S - 40_000, 0, None, 0),
-            // No actual cost (throttled): no refund, the floor still counts.
-            (100.0, None, 0.0, 2 * S, 0, Some((0, 20 * S)), 0),
+            // No actual cost (THROTTLED: not run): all of it given back,
+            // Shopify's floor still counts.
+            (100.0, None, 0.0, 2 * S, 0, Some((2 * S, 20 * S)), 0),
+            (40.0, None, 950.0, 2 * S, 300, None, 800_300),
             // Nothing reserved (cost unknown): no refund.
             (0.0, Some(40.0), 1000.0, 0, 0, None, 0),
         ];
@@ -475,50 +450,38 @@ mod tests {
                 Some((refund, floor)) => Settle::Floor { refund, floor },
             };
             assert_eq!(
-                after_answer(reserved, &answer(actual, available), full_in, pending, 0.0),
+                after_answer(reserved, &answer(actual, available), full_in, pending),
                 (want, want_pending),
                 "{reserved} {actual:?} {available} {full_in} {pending}"
             );
         }
         // No throttleStatus: nothing known, nothing written.
         assert_eq!(
-            after_answer(100.0, &QueryCost::default(), 0, 7, 0.0),
+            after_answer(100.0, &QueryCost::default(), 0, 7),
             (Settle::Nothing, 7)
         );
     }
 
-    /// The other direction: Shopify has more left than the shared bucket
-    /// assumes (reservations never sent, a dead node's, over-estimated
-    /// costs) → lowered to Shopify's figure plus what may still be
-    /// outstanding: this node's other requests and a quarter of the bucket
-    /// for other nodes'. (Bucket 1000, 50/s: 1 point = 20 ms.)
+    /// Shopify having more left than the shared bucket assumes is not
+    /// news: the difference may be other nodes' requests reserved and not
+    /// sent yet, so nothing is lowered (the regression of two nodes on a
+    /// 400-point bucket came from lowering it). (Bucket 1000, 50/s: 1 point
+    /// = 20 ms.)
     #[test]
-    fn shopify_having_more_left_lowers_the_shared_bucket() {
+    fn shopify_having_more_left_lowers_nothing() {
         const S: i64 = 1_000_000;
-        // Shopify: full; shared: used up for 40 s → at most 250 points (5 s).
+        // Shopify: full; shared: used up for 40 s (others' waiters).
         assert_eq!(
-            after_answer(100.0, &answer(Some(100.0), 1000.0), 40 * S, 0, 0.0),
-            (Settle::Ceiling { ceiling: 5 * S }, 0)
-        );
-        // 600 left; 300 more of this node's requests outstanding: 400 +
-        // 300 + 250 points = 19 s; the pending refund is part of it.
-        assert_eq!(
-            after_answer(100.0, &answer(Some(100.0), 600.0), 40 * S, 777, 300.0),
-            (Settle::Ceiling { ceiling: 19 * S }, 0)
-        );
-        // Never beyond the whole bucket.
-        assert_eq!(
-            after_answer(100.0, &answer(Some(100.0), 0.0), 30 * S, 0, 900.0),
-            (Settle::Ceiling { ceiling: 20 * S }, 0)
-        );
-        // Within a second of the ceiling: not worth a write.
-        assert_eq!(
-            after_answer(100.0, &answer(Some(100.0), 1000.0), 6 * S, 0, 0.0),
+            after_answer(100.0, &answer(Some(100.0), 1000.0), 40 * S, 0),
             (Settle::Nothing, 0)
+        );
+        assert_eq!(
+            after_answer(100.0, &answer(Some(100.0), 600.0), 40 * S, 777),
+            (Settle::Nothing, 777)
         );
         // A large refund owed (here 200 of 1000 points) is written at once.
         assert_eq!(
-            after_answer(300.0, &answer(Some(100.0), 900.0), 6 * S, 0, 0.0),
+            after_answer(300.0, &answer(Some(100.0), 900.0), 6 * S, 0),
             (
                 Settle::Floor {
                     refund: 4 * S,

@@ -531,3 +531,35 @@ pub const ALL: &[(&str, &str)] = &[
     ("WebhookSubscriptionCreate", WEBHOOK_SUBSCRIPTION_CREATE),
     ("WebhookSubscriptionDelete", WEBHOOK_SUBSCRIPTION_DELETE),
 ];
+
+/// The requested cost of every document, by the rules above (as documented
+/// beside each; `tests/it/schema.rs` recomputes them). Shopify reports an
+/// operation's real requested cost with each answer; until then, this is
+/// what a call of it reserves in the store's cost budget (an upper bound:
+/// `pageInfo` is counted).
+pub const COSTS: &[(&str, u64)] = &[
+    ("ShopName", 1),
+    ("AccessScopes", 2),
+    ("FindOrdersByName", 12),
+    ("OrdersForWarehouse", 818),
+    ("OrderForWarehouse", 210),
+    ("WarehouseFulfillmentOrders", 239),
+    ("Order", 64),
+    ("OrderFulfillmentOrders", 82),
+    ("FulfillmentOrderLineItems", 204),
+    ("FulfillmentOrderFulfillments", 54),
+    ("Fulfillment", 124),
+    ("FulfillmentCreate", 10),
+    ("FulfillmentTrackingInfoUpdate", 10),
+    ("WebhookSubscriptions", 53),
+    ("WebhookSubscriptionCreate", 10),
+    ("WebhookSubscriptionDelete", 10),
+];
+
+/// The documented requested cost of operation `op` (see [`COSTS`]).
+pub fn documented_cost(op: &str) -> Option<f64> {
+    COSTS
+        .iter()
+        .find(|(name, _)| *name == op)
+        .map(|(_, cost)| *cost as f64)
+}

@@ -274,14 +274,19 @@ impl Budget {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reserves the expected cost of `op` (see [`CostBudget::reserve`]);
-    /// the cost of an operation never answered yet is unknown (infinite).
+    /// Reserves the expected cost of `op` (see [`CostBudget::reserve`]):
+    /// the requested cost Shopify last reported for it, or before any
+    /// answer its documented cost ([`crate::operations::COSTS`]); an
+    /// operation not listed there has an unknown (infinite) cost.
     pub(crate) async fn reserve(
         &self,
         op: &'static str,
         max_wait: Duration,
     ) -> Result<(Duration, f64), Duration> {
-        let cost = self.last_cost(op).unwrap_or(f64::INFINITY);
+        let cost = self
+            .last_cost(op)
+            .or_else(|| crate::operations::documented_cost(op))
+            .unwrap_or(f64::INFINITY);
         self.bucket.reserve(cost, max_wait).await
     }
 
