@@ -499,28 +499,31 @@ async fn errors_alert_once_grouped_then_resolve(db_url: String) {
     h.shutdown().await;
 }
 
-/// An order Deposco cannot be sent (an unmapped shipping method) goes to
-/// `error`: `order.error` opens for it and a JSON message names it; a rule
-/// and a reprocess send it, and the alert closes with a resolved message.
-async fn order_errors_alert_then_close(db_url: String) {
-    let mut h = Harness::start(options(
-        &db_url,
+/// A harness with alert times of a second, a JSON webhook target, and a
+/// policy sending to it: `policy` is the policy's body without
+/// `channel_ids`. Returns the harness, the target and the policy as stored.
+async fn with_json_policy(db_url: &str, mut policy: Value) -> (Harness, HookSink, Value) {
+    let h = Harness::start(options(
+        db_url,
         Duration::from_secs(1),
         Duration::from_secs(1),
     ))
     .await
     .expect("harness");
     let hook = HookSink::start().await;
-    let channel = webhook_channel(&h, &hook.url, "json").await;
-    ok(
-        &h,
-        "POST",
-        "/api/v1/alert-policies",
-        Some(
-            json!({"name": "Orders", "events": ["order.error", "order.needs_attention"],
-                    "channel_ids": [channel], "group_minutes": 0, "notify_resolved": true}),
-        ),
-        201,
+    policy["channel_ids"] = json!([webhook_channel(&h, &hook.url, "json").await]);
+    let stored = ok(&h, "POST", "/api/v1/alert-policies", Some(policy), 201).await;
+    (h, hook, stored)
+}
+
+/// An order Deposco cannot be sent (an unmapped shipping method) goes to
+/// `error`: `order.error` opens for it and a JSON message names it; a rule
+/// and a reprocess send it, and the alert closes with a resolved message.
+async fn order_errors_alert_then_close(db_url: String) {
+    let (mut h, hook, _) = with_json_policy(
+        &db_url,
+        json!({"name": "Orders", "events": ["order.error", "order.needs_attention"],
+                "group_minutes": 0, "notify_resolved": true}),
     )
     .await;
     enable_sales_orders(&h, "").await;
@@ -592,25 +595,10 @@ async fn order_errors_alert_then_close(db_url: String) {
 /// threshold, so `latency.high` opens for the merchant; once those
 /// shipments leave the window (20 policy minutes of 1 s here) it closes.
 async fn slow_store_alerts_high_latency(db_url: String) {
-    let mut h = Harness::start(options(
+    let (mut h, hook, _) = with_json_policy(
         &db_url,
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-    ))
-    .await
-    .expect("harness");
-    let hook = HookSink::start().await;
-    let channel = webhook_channel(&h, &hook.url, "json").await;
-    ok(
-        &h,
-        "POST",
-        "/api/v1/alert-policies",
-        Some(
-            json!({"name": "Latency", "events": ["latency.high"], "channel_ids": [channel],
-                    "group_minutes": 0, "latency_p99_seconds": 1,
-                    "latency_window_minutes": 20}),
-        ),
-        201,
+        json!({"name": "Latency", "events": ["latency.high"], "group_minutes": 0,
+                "latency_p99_seconds": 1, "latency_window_minutes": 20}),
     )
     .await;
     h.shopify.sandbox.set_faults(Faults {
@@ -659,24 +647,10 @@ async fn slow_store_alerts_high_latency(db_url: String) {
 /// the refusal is recorded (`credentials.refused`); a JSON webhook gets
 /// both. The right password again: the next run succeeds and both close.
 async fn failed_run_and_refused_credentials_alert(db_url: String) {
-    let h = Harness::start(options(
+    let (h, hook, policy) = with_json_policy(
         &db_url,
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-    ))
-    .await
-    .expect("harness");
-    let hook = HookSink::start().await;
-    let json_channel = webhook_channel(&h, &hook.url, "json").await;
-    let policy = ok(
-        &h,
-        "POST",
-        "/api/v1/alert-policies",
-        Some(
-            json!({"name": "Runs", "events": ["run.failed", "credentials.refused"],
-                    "channel_ids": [json_channel], "group_minutes": 0}),
-        ),
-        201,
+        json!({"name": "Runs", "events": ["run.failed", "credentials.refused"],
+                "group_minutes": 0}),
     )
     .await;
     let policy_id = policy["id"].as_str().expect("id").to_string();
