@@ -643,6 +643,79 @@ async fn slow_store_alerts_high_latency(db_url: String) {
     h.shutdown().await;
 }
 
+/// A slot the scheduler did not fire — simulated by pushing the channel's
+/// next run far ahead in the database, as a stuck scheduler would leave it —
+/// opens `run.missed` for the connection once the slot is more than the
+/// grace (10 policy minutes: 10 s here) past; a run (Sync now) closes it.
+async fn a_missed_slot_alerts_until_a_run(db_url: String) {
+    let (h, hook, _) = with_json_policy(
+        &db_url,
+        json!({"name": "Missed", "events": ["run.missed"], "group_minutes": 0}),
+    )
+    .await;
+    let path = format!("/api/v1/connections/{}/channels/shipments", h.connection_id);
+    ok(
+        &h,
+        "PATCH",
+        &path,
+        Some(json!({"schedules": [{"kind": "minutely", "every": 1, "time_zone": "UTC"}]})),
+        200,
+    )
+    .await;
+    let db = h.db().await.expect("db");
+    let mut ch = shipsync_db::channels::get(
+        db.pool(),
+        &h.connection_id,
+        shipsync_core::states::Channel::Shipments,
+    )
+    .await
+    .expect("read")
+    .expect("channel");
+    ch.next_run_at = Some(shipsync_db::now_micros() + 24 * 3600 * 1_000_000);
+    shipsync_db::channels::update(db.pool(), &ch)
+        .await
+        .expect("update");
+    db.close().await;
+    let subject = format!("{}/shipments", h.connection_id);
+    // The next minute's slot, plus the grace, plus a check: up to ~75 s.
+    let start = Instant::now();
+    let alert = loop {
+        if let Some(a) = alerts(&h, "open")
+            .await
+            .into_iter()
+            .find(|a| a["event"] == "run.missed")
+        {
+            break a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "no run.missed alert within 150 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(alert["connection_id"], h.connection_id.as_str(), "{alert}");
+    assert!(
+        alert["subject_ids"].to_string().contains(&subject),
+        "{alert}"
+    );
+    until("a message about it", || async {
+        hook.messages()
+            .into_iter()
+            .find(|m| m["opened"].to_string().contains("run.missed"))
+    })
+    .await;
+    let run = h.run_channel("shipments", SETTLE).await.expect("run");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    until("the alert closed by the run", || async {
+        alerts(&h, "closed")
+            .await
+            .into_iter()
+            .find(|a| a["id"] == alert["id"])
+    })
+    .await;
+    h.shutdown().await;
+}
+
 /// The warehouse refuses the credentials: the pull fails (`run.failed`) and
 /// the refusal is recorded (`credentials.refused`); a JSON webhook gets
 /// both. The right password again: the next run succeeds and both close.
@@ -1122,6 +1195,7 @@ both_backends!(
     errors_alert_once_grouped_then_resolve,
     order_errors_alert_then_close,
     slow_store_alerts_high_latency,
+    a_missed_slot_alerts_until_a_run,
     ui_pages_for_channels_policies_and_alerts,
     failed_run_and_refused_credentials_alert,
     stopped_webhooks_alert_while_the_pull_finds_shipments,
