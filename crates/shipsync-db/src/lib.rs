@@ -198,13 +198,24 @@ pub fn now_micros() -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// The process's ULID source: monotonic, so that two ids made in the same
+/// millisecond still sort in the order they were made.
+static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+
 /// A new opaque id with a type prefix, e.g. `shp_01jd…`. ULIDs sort by
-/// creation time, which keeps list cursors simple.
+/// creation time — within a process strictly in the order they were made,
+/// also inside one millisecond — which keeps list cursors simple and lets
+/// the outbound event deliveries of one shipment go in the order they were
+/// written. Ids are not secrets (the random part of ids made in the same
+/// millisecond is consecutive).
 pub fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    )
+    let id = IDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .generate()
+        // 2^80 ids in one millisecond: not reachable; a plain ULID then.
+        .unwrap_or_else(|_| ulid::Ulid::generate());
+    format!("{prefix}_{}", id.to_string().to_lowercase())
 }
 
 impl Db {
@@ -340,5 +351,16 @@ mod tests {
     #[test]
     fn like_patterns_take_wildcards_literally() {
         assert_eq!(like_escape(r"1Z_5%\x"), r"1Z\_5\%\\x");
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn ids_made_together_sort_in_order() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_id("dlv")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
     }
 }
