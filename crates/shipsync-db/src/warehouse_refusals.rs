@@ -26,6 +26,20 @@ pub async fn record<'e, E: Executor<'e, Database = Any>>(
 
 /// Clears a merchant's refusal (the warehouse accepted a call); true when
 /// there was one.
+/// Whether the merchant's warehouse refusal is recorded (a read, so that
+/// every accepted call need not write).
+pub async fn is_recorded<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    merchant_id: &str,
+) -> Result<bool, DbError> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT merchant_id FROM warehouse_refusals WHERE merchant_id = $1")
+            .bind(merchant_id)
+            .fetch_optional(ex)
+            .await?;
+    Ok(row.is_some())
+}
+
 pub async fn clear<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     merchant_id: &str,

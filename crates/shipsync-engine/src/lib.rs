@@ -172,8 +172,9 @@ struct Inner {
     /// Where stores reach this server (`SHIPSYNC_PUBLIC_URL`, known once it
     /// listens): order webhooks are subscribed there.
     public_url: std::sync::RwLock<Option<String>>,
-    /// The client of outbound event deliveries (outbound-address policy).
-    events_http: reqwest::Client,
+    /// The client of outbound webhooks — event deliveries and alert
+    /// messages — built once with the outbound-address policy.
+    webhooks_http: reqwest::Client,
     /// When this engine last recorded a 503 of the ingest (µs), for
     /// `ingest.saturated` (recorded at most every few seconds).
     saturated_recorded: AtomicI64,
@@ -197,7 +198,7 @@ impl Engine {
             config.target_policy(),
             budgets::Budgets::new(&db),
         )?;
-        let events_http = shipsync_outbound::client_builder(config.target_policy())
+        let webhooks_http = shipsync_outbound::client_builder(config.target_policy())
             .timeout(config.event_timeout)
             .user_agent(concat!("shipsync-events/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -218,7 +219,7 @@ impl Engine {
                 mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
                 public_url: std::sync::RwLock::new(None),
                 saturated_recorded: AtomicI64::new(0),
-                events_http,
+                webhooks_http,
             }),
         })
     }

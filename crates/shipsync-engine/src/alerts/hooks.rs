@@ -94,8 +94,12 @@ impl Engine {
                 self.queue_alert_check().await?;
             }
             Some(_) => {}
+            // Accepted: clear a recorded refusal; a read first, so the
+            // common case (nothing recorded) writes nothing.
             None => {
-                warehouse_refusals::clear(pool, merchant_id).await?;
+                if warehouse_refusals::is_recorded(pool, merchant_id).await? {
+                    warehouse_refusals::clear(pool, merchant_id).await?;
+                }
             }
         }
         Ok(())

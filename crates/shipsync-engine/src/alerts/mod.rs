@@ -236,8 +236,22 @@ fn channel_doc(row: &NotificationChannelRow) -> Value {
 }
 
 impl Engine {
-    fn alert_target_check(&self) -> shipsync_outbound::TargetPolicy {
-        self.config().target_policy()
+    /// Sends `message` to a channel: email with the outbound-address
+    /// policy, webhooks with the engine's webhook client; the store call
+    /// timeout bounds each step.
+    pub(crate) async fn send_to_channel(
+        &self,
+        target: &send::Target<'_>,
+        message: &shipsync_core::alerts::Message<'_>,
+    ) -> Result<(), SendError> {
+        send::send(
+            target,
+            message,
+            &self.inner.webhooks_http,
+            self.config().target_policy(),
+            self.config().http_timeout,
+        )
+        .await
     }
 
     /// 422 `private_target` when the channel would send where the
@@ -250,7 +264,7 @@ impl Engine {
                 let Ok(parsed) = url::Url::parse(&url) else {
                     return Err(EditError::invalid("smtp.host", "must be a host name"));
                 };
-                shipsync_outbound::check_target(self.alert_target_check(), &parsed)
+                shipsync_outbound::check_target(self.config().target_policy(), &parsed)
                     .await
                     .map_err(|e| EditError::PrivateTarget(format!("smtp.host: {e}")))
             }
@@ -376,13 +390,7 @@ impl Engine {
             base_url: base.as_deref(),
         };
         let target = self.send_target(&row)?;
-        let r = send::send(
-            &target,
-            &message,
-            self.alert_target_check(),
-            self.config().http_timeout,
-        )
-        .await;
+        let r = self.send_to_channel(&target, &message).await;
         match &r {
             Ok(()) => tracing::info!(channel = %row.id, "test message accepted"),
             Err(e) => tracing::info!(channel = %row.id, error = %e, "test message refused"),

@@ -99,14 +99,10 @@ impl Engine {
                 base_url: base.as_deref(),
             };
             let result = match self.send_target(&channel) {
-                Ok(target) => super::send::send(
-                    &target,
-                    &message,
-                    self.config().target_policy(),
-                    self.config().http_timeout,
-                )
-                .await
-                .map_err(|e| e.0),
+                Ok(target) => self
+                    .send_to_channel(&target, &message)
+                    .await
+                    .map_err(|e| e.0),
                 Err(e) => Err(e.to_string()),
             };
             match result {

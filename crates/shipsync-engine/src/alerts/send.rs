@@ -27,6 +27,9 @@ const EXCERPT: usize = 300;
 #[error("{0}")]
 pub struct SendError(pub String);
 
+/// The user agent of alert webhook messages.
+const USER_AGENT: &str = concat!("shipsync-alerts/", env!("CARGO_PKG_VERSION"));
+
 /// A channel ready to send: its settings and its opened password.
 pub struct Target<'a> {
     pub settings: &'a ChannelSettings,
@@ -38,6 +41,7 @@ pub struct Target<'a> {
 pub async fn send(
     target: &Target<'_>,
     message: &Message<'_>,
+    http: &reqwest::Client,
     policy: TargetPolicy,
     timeout: Duration,
 ) -> Result<(), SendError> {
@@ -58,7 +62,7 @@ pub async fn send(
                 WebhookFormat::Slack => serde_json::json!({ "text": message.slack_text() }),
                 WebhookFormat::Json => message.json(),
             };
-            webhook(url, &body, policy, timeout).await
+            webhook(http, url, &body, timeout).await
         }
     }
 }
@@ -153,30 +157,34 @@ async fn email(
     }
 }
 
+/// Posts `body` with the engine's webhook client (built with the
+/// outbound-address policy), within `timeout`.
 async fn webhook(
+    http: &reqwest::Client,
     url: &str,
     body: &serde_json::Value,
-    policy: TargetPolicy,
     timeout: Duration,
 ) -> Result<(), SendError> {
-    let client = shipsync_outbound::client_builder(policy)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .map_err(|e| SendError(format!("cannot set up HTTP: {e}")))?;
     // The URL may carry a secret (Slack's do): errors name its host only.
     let host = url::Url::parse(url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_default();
-    let answer = client.post(url).json(body).send().await.map_err(|e| {
-        let why = match shipsync_outbound::refusal(&e) {
-            Some(r) => r.to_string(),
-            None if e.is_timeout() => "timed out".to_string(),
-            None => "could not connect".to_string(),
-        };
-        SendError(format!("the webhook at {host}: {why}"))
-    })?;
+    let answer = http
+        .post(url)
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .timeout(timeout)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| {
+            let why = match shipsync_outbound::refusal(&e) {
+                Some(r) => r.to_string(),
+                None if e.is_timeout() => "timed out".to_string(),
+                None => "could not connect".to_string(),
+            };
+            SendError(format!("the webhook at {host}: {why}"))
+        })?;
     let status = answer.status();
     if status.is_success() {
         return Ok(());

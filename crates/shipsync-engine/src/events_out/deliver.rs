@@ -168,7 +168,7 @@ impl Engine {
         let started = Instant::now();
         let sent = self
             .inner
-            .events_http
+            .webhooks_http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", id)
