@@ -387,7 +387,113 @@ impl ShopifyClient {
     /// fraction of the cost. Read them with [`ShopifyClient::fulfillments_of`]
     /// when an earlier attempt must be checked.
     pub async fn order_for_fulfilling(&self, id: &str) -> Result<Option<StoreOrder>, ShopifyError> {
-        self.read_order(id, false).await
+        self.order_to_fulfill(id).await
+    }
+
+    /// The order with its line items and fulfillment orders (no
+    /// fulfillments), as [`ShopifyClient::order_for_fulfilling`] reads it,
+    /// in one request when it has at most 10 lines and 2 fulfillment orders
+    /// of at most 10 lines each; `None` when the store has no such order.
+    pub async fn order_to_fulfill(&self, id: &str) -> Result<Option<StoreOrder>, ShopifyError> {
+        let data: wire::OrderToFulfillData = self
+            .transport
+            .execute(
+                "OrderToFulfill",
+                ops::ORDER_TO_FULFILL,
+                json!({ "id": id }),
+                Kind::Query,
+            )
+            .await?;
+        match data.order {
+            Some(o) => Ok(Some(self.complete_to_fulfill(o).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The orders named `name` (exact matches, ignoring a leading `#`),
+    /// each read as [`ShopifyClient::order_to_fulfill`] reads it: searched
+    /// as given first, then with or without its `#` only when that found
+    /// nothing — one request for the common case.
+    pub async fn find_orders_to_fulfill(
+        &self,
+        name: &str,
+    ) -> Result<Vec<StoreOrder>, ShopifyError> {
+        let given = name.trim();
+        let bare = strip_hash(given);
+        if bare.is_empty() {
+            return Ok(Vec::new());
+        }
+        let other = if given.starts_with('#') {
+            bare.to_owned()
+        } else {
+            format!("#{given}")
+        };
+        for candidate in [given, other.as_str()] {
+            let data: wire::OrdersToFulfillData = self
+                .transport
+                .execute(
+                    "OrdersToFulfillByName",
+                    ops::ORDERS_TO_FULFILL_BY_NAME,
+                    json!({ "query": name_search(candidate) }),
+                    Kind::Query,
+                )
+                .await?;
+            let more = data.orders.page_info.has_next_page;
+            let mut found = Vec::new();
+            for o in data.orders.nodes {
+                if strip_hash(&o.name) == bare {
+                    found.push(self.complete_to_fulfill(o).await?);
+                }
+            }
+            if found.is_empty() && more {
+                // Exact matches beyond the first page of near ones: the
+                // cheaper search of ids and names, then each one read.
+                for (id, _) in self.find_order_names(name).await? {
+                    if let Some(o) = self.order_to_fulfill(&id).await? {
+                        found.push(o);
+                    }
+                }
+                return Ok(found);
+            }
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// An order read by `order_to_fulfill_fields`, its longer lists
+    /// completed page by page.
+    async fn complete_to_fulfill(
+        &self,
+        o: wire::OrderToFulfill,
+    ) -> Result<StoreOrder, ShopifyError> {
+        let mut order = StoreOrder {
+            id: o.id,
+            name: o.name,
+            updated_at: o.updated_at,
+            cancelled_at: o.cancelled_at,
+            line_items: o.line_items.nodes.into_iter().map(Into::into).collect(),
+            fulfillment_orders: Vec::new(),
+            fulfillments: Vec::new(),
+        };
+        if let Some(cursor) = next_cursor(&o.line_items.page_info)? {
+            let rest = self.line_items_after(&order.id, cursor).await?;
+            order.line_items.extend(rest);
+        }
+        for fo in o.fulfillment_orders.nodes {
+            let (mut fo, lines_page) = fo.into_store();
+            if let Some(cursor) = next_cursor(&lines_page)? {
+                let rest = self.fulfillment_order_line_items(&fo.id, cursor).await?;
+                fo.line_items.extend(rest);
+            }
+            order.fulfillment_orders.push(fo);
+        }
+        if let Some(cursor) = next_cursor(&o.fulfillment_orders.page_info)? {
+            let rest = self.fulfillment_orders(&order.id, Some(cursor)).await?;
+            order.fulfillment_orders.extend(rest);
+        }
+        Ok(order)
     }
 
     /// Every fulfillment of these fulfillment orders (each once, however
@@ -434,7 +540,7 @@ impl ShopifyClient {
                 .line_items
                 .extend(self.line_items_after(id, cursor).await?);
         }
-        order.fulfillment_orders = self.fulfillment_orders(id).await?;
+        order.fulfillment_orders = self.fulfillment_orders(id, None).await?;
         if with_fulfillments {
             let fo_ids: Vec<String> = order
                 .fulfillment_orders
@@ -446,11 +552,14 @@ impl ShopifyClient {
         Ok(Some(order))
     }
 
+    /// The order's fulfillment orders after `first` (all of them when
+    /// `None`), each with all its line items.
     async fn fulfillment_orders(
         &self,
         order_id: &str,
+        first: Option<String>,
     ) -> Result<Vec<StoreFulfillmentOrder>, ShopifyError> {
-        read_pages("OrderFulfillmentOrders", None, move |after| async move {
+        read_pages("OrderFulfillmentOrders", first, move |after| async move {
             let data: wire::FulfillmentOrdersData = self
                 .transport
                 .execute(

@@ -232,6 +232,48 @@ pub struct StoreOrderForWarehouse {
     pub fulfillment_orders: Vec<WarehouseFulfillmentOrder>,
 }
 
+impl StoreOrderForWarehouse {
+    /// The order as fulfilling reads it (no fulfillments), from this view:
+    /// `None` when the view lacks what a fulfillment needs (a fulfillment
+    /// order line's own id, in views stored before it was kept).
+    pub fn to_fulfill(&self) -> Option<StoreOrder> {
+        let fulfillment_orders = self
+            .fulfillment_orders
+            .iter()
+            .map(|fo| {
+                let line_items = fo
+                    .lines
+                    .iter()
+                    .map(|l| {
+                        Some(StoreFulfillmentOrderLineItem {
+                            id: l.id.clone()?,
+                            line_item_id: l.line_item_id.clone(),
+                            // Not kept; fulfilling uses what remains.
+                            total_quantity: l.remaining_quantity,
+                            remaining_quantity: l.remaining_quantity,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(StoreFulfillmentOrder {
+                    id: fo.id.clone(),
+                    status: fo.status.clone(),
+                    location_id: fo.location_id.clone(),
+                    line_items,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(StoreOrder {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            updated_at: self.updated_at.clone(),
+            cancelled_at: self.cancelled_at.clone(),
+            line_items: self.line_items.clone(),
+            fulfillment_orders,
+            fulfillments: Vec::new(),
+        })
+    }
+}
+
 /// A fulfillment order as the Sales Orders channel reads it: whose it is
 /// (location), whether it may be shipped (status, holds), and what is left.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -251,6 +293,10 @@ pub struct WarehouseFulfillmentOrder {
 /// What one order line still needs from one fulfillment order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WarehouseFulfillmentOrderLine {
+    /// The fulfillment order line item's own id (what `fulfillmentCreate`
+    /// takes); `None` in rows stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The order line item (`gid://shopify/LineItem/…`).
     pub line_item_id: String,
     /// Units of it this fulfillment order has still to fulfil.
@@ -260,6 +306,7 @@ pub struct WarehouseFulfillmentOrderLine {
 impl From<StoreFulfillmentOrderLineItem> for WarehouseFulfillmentOrderLine {
     fn from(l: StoreFulfillmentOrderLineItem) -> Self {
         Self {
+            id: Some(l.id),
             line_item_id: l.line_item_id,
             remaining_quantity: l.remaining_quantity,
         }
@@ -373,6 +420,7 @@ mod tests {
             location_id: None,
             holds: vec!["OTHER: call first".into()],
             lines: vec![WarehouseFulfillmentOrderLine {
+                id: Some("gid://shopify/FulfillmentOrderLineItem/4".into()),
                 line_item_id: "gid://shopify/LineItem/7".into(),
                 remaining_quantity: 2,
             }],
@@ -380,6 +428,46 @@ mod tests {
         let json = serde_json::to_string(&o).expect("writes");
         let back: StoreOrderForWarehouse = serde_json::from_str(&json).expect("reads back");
         assert_eq!(back, o);
+    }
+
+    #[test]
+    fn a_view_fulfils_only_with_every_fulfillment_order_line_id() {
+        let mut o: StoreOrderForWarehouse = serde_json::from_str(STORED_BEFORE).expect("reads");
+        o.fulfillment_orders = vec![WarehouseFulfillmentOrder {
+            id: "gid://shopify/FulfillmentOrder/3".into(),
+            status: "OPEN".into(),
+            location_id: Some("gid://shopify/Location/1".into()),
+            holds: vec![],
+            lines: vec![WarehouseFulfillmentOrderLine {
+                id: Some("gid://shopify/FulfillmentOrderLineItem/4".into()),
+                line_item_id: "gid://shopify/LineItem/7".into(),
+                remaining_quantity: 2,
+            }],
+        }];
+        let f = o.to_fulfill().expect("complete view");
+        assert_eq!(
+            (f.id.as_str(), f.name.as_str()),
+            ("gid://shopify/Order/1", "#1001")
+        );
+        assert_eq!(f.line_items, o.line_items);
+        assert_eq!(
+            f.fulfillment_orders,
+            vec![StoreFulfillmentOrder {
+                id: "gid://shopify/FulfillmentOrder/3".into(),
+                status: "OPEN".into(),
+                location_id: Some("gid://shopify/Location/1".into()),
+                line_items: vec![StoreFulfillmentOrderLineItem {
+                    id: "gid://shopify/FulfillmentOrderLineItem/4".into(),
+                    line_item_id: "gid://shopify/LineItem/7".into(),
+                    total_quantity: 2,
+                    remaining_quantity: 2,
+                }],
+            }]
+        );
+        assert!(f.fulfillments.is_empty());
+        // A view stored before the line ids were kept cannot fulfil.
+        o.fulfillment_orders[0].lines[0].id = None;
+        assert_eq!(o.to_fulfill(), None);
     }
 
     #[test]

@@ -39,6 +39,95 @@ pub const FIND_ORDERS_BY_NAME: &str = r#"query FindOrdersByName($query: String!)
   }
 }"#;
 
+/// What fulfilling an order reads of it, in one selection shared by
+/// [`ORDER_TO_FULFILL`] and [`ORDERS_TO_FULFILL_BY_NAME`]: the header
+/// (cancellation), the first 10 line items and the first 2 fulfillment
+/// orders with their first 10 lines — the whole order in one request for
+/// the common case; longer lists are completed with [`ORDER`] (line items),
+/// [`ORDER_FULFILLMENT_ORDERS`] and [`FULFILLMENT_ORDER_LINE_ITEMS`]. Only
+/// the fields fulfilling uses: Shopify prices by fields and page sizes.
+/// Cost of one order: Order 1 + lineItems (2 + pageInfo 1 + 10 × (LineItem
+/// 1 + variant 1 + lineItemGroup 1)) = 33 + fulfillmentOrders (2 + pageInfo
+/// 1 + 2 × (FulfillmentOrder 1 + assignedLocation 1 + location 1 +
+/// lineItems 2 + pageInfo 1 + 10 × (line item 1 + lineItem 1))) = 55; 89.
+macro_rules! order_to_fulfill_fields {
+    () => {
+        r#"id
+    name
+    updatedAt
+    cancelledAt
+    lineItems(first: 10) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        sku
+        name
+        quantity
+        currentQuantity
+        requiresShipping
+        unfulfilledQuantity
+        variant {
+          sku
+        }
+        lineItemGroup {
+          title
+        }
+      }
+    }
+    fulfillmentOrders(first: 2) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        status
+        assignedLocation {
+          location {
+            id
+          }
+        }
+        lineItems(first: 10) {
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
+          nodes {
+            id
+            totalQuantity
+            remainingQuantity
+            lineItem {
+              id
+            }
+          }
+        }
+      }
+    }"#
+    };
+}
+
+/// One order as fulfilling reads it (see `order_to_fulfill_fields`).
+/// Cost: 89.
+pub const ORDER_TO_FULFILL: &str = concat!(
+    "query OrderToFulfill($id: ID!) {\n  order(id: $id) {\n    ",
+    order_to_fulfill_fields!(),
+    "\n  }\n}"
+);
+
+/// The orders a name search such as `name:"#1001"` finds, each read as
+/// [`ORDER_TO_FULFILL`] reads one, so that matching a shipment to its order
+/// and reading the order take one request. The client keeps exact matches
+/// only; when the first 2 hold none and there are more, it falls back to
+/// [`FIND_ORDERS_BY_NAME`]. Cost: orders 2 + pageInfo 1 + 2 × 89 = 181.
+pub const ORDERS_TO_FULFILL_BY_NAME: &str = concat!(
+    "query OrdersToFulfillByName($query: String!) {\n  orders(first: 2, query: $query) {\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    nodes {\n    ",
+    order_to_fulfill_fields!(),
+    "\n    }\n  }\n}"
+);
+
 /// An order's header and line items, paged by `$lineItemsAfter`; also how
 /// [`ORDER_FOR_WAREHOUSE`] and [`ORDERS_FOR_WAREHOUSE`] read the line items
 /// beyond their first page (same line selection).
@@ -511,6 +600,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("ShopName", SHOP_NAME),
     ("AccessScopes", ACCESS_SCOPES),
     ("FindOrdersByName", FIND_ORDERS_BY_NAME),
+    ("OrderToFulfill", ORDER_TO_FULFILL),
+    ("OrdersToFulfillByName", ORDERS_TO_FULFILL_BY_NAME),
     ("OrdersForWarehouse", ORDERS_FOR_WAREHOUSE),
     ("OrderForWarehouse", ORDER_FOR_WAREHOUSE),
     ("WarehouseFulfillmentOrders", WAREHOUSE_FULFILLMENT_ORDERS),
@@ -541,6 +632,8 @@ pub const COSTS: &[(&str, u64)] = &[
     ("ShopName", 1),
     ("AccessScopes", 2),
     ("FindOrdersByName", 12),
+    ("OrderToFulfill", 89),
+    ("OrdersToFulfillByName", 181),
     ("OrdersForWarehouse", 818),
     ("OrderForWarehouse", 210),
     ("WarehouseFulfillmentOrders", 239),

@@ -232,6 +232,29 @@ pub(crate) struct Order {
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct OrderToFulfillData {
+    pub order: Option<OrderToFulfill>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrdersToFulfillData {
+    pub orders: Page<OrderToFulfill>,
+}
+
+/// An order as `order_to_fulfill_fields` selects it: the first page of its
+/// line items and of its fulfillment orders.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrderToFulfill {
+    pub id: String,
+    pub name: String,
+    pub updated_at: Option<String>,
+    pub cancelled_at: Option<String>,
+    pub line_items: Page<LineItem>,
+    pub fulfillment_orders: Page<FulfillmentOrder>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LineItem {
     id: String,
@@ -585,6 +608,7 @@ mod tests {
                 location_id: None,
                 holds: vec!["HIGH_RISK_OF_FRAUD: review".into(), "OTHER".into()],
                 lines: vec![WarehouseFulfillmentOrderLine {
+                    id: Some("gid://shopify/FulfillmentOrderLineItem/5".into()),
                     line_item_id: "gid://shopify/LineItem/9".into(),
                     remaining_quantity: 3,
                 }],

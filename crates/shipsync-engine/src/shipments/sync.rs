@@ -18,7 +18,7 @@ use shipsync_db::merchants::{self, MerchantRow};
 use shipsync_db::orders::{self as db_orders, OrderLineRow};
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::{activity, channels, now_micros};
-use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder};
+use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder, StoreOrderForWarehouse};
 use tracing::field::Empty;
 
 use super::notify::Target;
@@ -49,6 +49,8 @@ enum Found {
     One {
         connection_id: String,
         order: StoreOrder,
+        /// Whether `order` was read whole (else only its id and name).
+        read: bool,
     },
     None,
     NoConnection,
@@ -82,7 +84,26 @@ impl Engine {
         )
     )]
     pub(crate) async fn sync_shipment(&self, shipment_id: &str) -> Result<(), EngineError> {
-        match self.sync_shipment_once(shipment_id).await {
+        let mut from_record = false;
+        let mut result = self
+            .sync_shipment_once(shipment_id, true, &mut from_record)
+            .await;
+        if from_record
+            && matches!(
+                result,
+                Err(EngineError::Permanent(_) | EngineError::Retry { .. })
+            )
+            && !self.has_pending_attempt(shipment_id).await?
+        {
+            // What shipsync knew of the order was not good enough (the store
+            // refused the fulfillment, or the plan says wait): the store's
+            // own view decides, now.
+            tracing::debug!(shipment = %shipment_id, error = ?result, "order record stale; reading the store");
+            result = self
+                .sync_shipment_once(shipment_id, false, &mut from_record)
+                .await;
+        }
+        match result {
             Err(EngineError::Permanent(message)) => {
                 let Some(mut s) = shipments::get(self.db().pool(), shipment_id).await? else {
                     return Err(EngineError::Permanent(message));
@@ -124,7 +145,27 @@ impl Engine {
             .map(reconnect_wait))
     }
 
-    async fn sync_shipment_once(&self, shipment_id: &str) -> Result<(), EngineError> {
+    /// Whether an attempt of this shipment's whose outcome is unknown is
+    /// recorded (the next run must look in the store first).
+    async fn has_pending_attempt(&self, shipment_id: &str) -> Result<bool, EngineError> {
+        Ok(fulfillments::of_shipment(self.db().pool(), shipment_id)
+            .await?
+            .iter()
+            .any(|r| r.state == FulfillmentState::Pending))
+    }
+
+    /// One run. With `may_use_record`, an order shipsync itself sent to the
+    /// warehouse, of which nothing reached the store yet, is fulfilled from
+    /// the store's view recorded then (no read: one request, the
+    /// mutation); `from_record` tells the caller so, for Shopify's refusal
+    /// of a stale view to be followed by a run that reads the store.
+    async fn sync_shipment_once(
+        &self,
+        shipment_id: &str,
+        may_use_record: bool,
+        from_record: &mut bool,
+    ) -> Result<(), EngineError> {
+        *from_record = false;
         let db = self.db();
         let Some(mut s) = shipments::get(db.pool(), shipment_id).await? else {
             return Ok(());
@@ -171,25 +212,57 @@ impl Engine {
             })?;
 
         // Which connection and store order?
-        if !self.match_order(&mut s, &merchant, &version).await? {
+        let Some(searched) = self.match_order(&mut s, &merchant, &version).await? else {
             return Ok(());
-        }
+        };
         let Some(store) = self.open_store(&mut s).await? else {
             return Ok(());
         };
         span.record("connection", store.connection_id.as_str());
         span.record("order", store.order_id.as_str());
-        let mut order = store
-            .client
-            .order_for_fulfilling(&store.order_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent(format!(
-                    "store order {} no longer exists in the store",
-                    s.order_name
-                ))
-            })?;
-        let local = self.record_order(&store.connection_id, &order).await?;
+        let of_order: Vec<StoreFulfillmentRow> =
+            fulfillments::of_store_order(db.pool(), &store.order_id)
+                .await?
+                .into_iter()
+                .filter(|r| r.connection_id == store.connection_id)
+                .collect();
+        let record = match searched {
+            Some(_) => None,
+            // Only on a shipment's first try: after any failure (a refusal
+            // of the recorded view included) it reads the store.
+            None if may_use_record
+                && s.error.is_none()
+                && of_order.is_empty()
+                && recorded.is_empty() =>
+            {
+                self.order_as_sent(&store).await?
+            }
+            None => None,
+        };
+        let (mut order, local) = match (searched, record) {
+            (_, Some((order, local))) => {
+                *from_record = true;
+                (order, local)
+            }
+            (Some(order), None) => {
+                let local = self.record_order(&store.connection_id, &order).await?;
+                (order, local)
+            }
+            (None, None) => {
+                let order = store
+                    .client
+                    .order_for_fulfilling(&store.order_id)
+                    .await?
+                    .ok_or_else(|| {
+                        EngineError::Permanent(format!(
+                            "store order {} no longer exists in the store",
+                            s.order_name
+                        ))
+                    })?;
+                let local = self.record_order(&store.connection_id, &order).await?;
+                (order, local)
+            }
+        };
         if let Some(why) = self.cancelled_in_store(&local, &order).await? {
             return Err(EngineError::Permanent(why));
         }
@@ -201,10 +274,8 @@ impl Engine {
 
         // Settle attempts whose outcome is unknown before sending anything.
         let shown = self.shown_if_pending(&store, &mut order, &recorded).await?;
-        let adopted: BTreeSet<String> = fulfillments::of_store_order(db.pool(), &store.order_id)
-            .await?
+        let adopted: BTreeSet<String> = of_order
             .iter()
-            .filter(|r| r.connection_id == store.connection_id)
             .filter_map(|r| r.store_fulfillment_id.clone())
             .collect();
         let plan = plan::plan(Inputs {
@@ -240,21 +311,24 @@ impl Engine {
         self.completed(&mut s, &store).await
     }
 
-    /// Matches the shipment to a store order when it is not yet (saved);
-    /// false when it waits (saved too).
+    /// Matches the shipment to a store order when it is not yet (saved):
+    /// `Some` with the order when the search read it whole, `Some(None)`
+    /// when it is matched without a read (before, or by what shipsync
+    /// sent), `None` when it waits (saved too).
     async fn match_order(
         &self,
         s: &mut ShipmentRow,
         merchant: &MerchantRow,
         version: &ShipmentVersion,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Option<Option<StoreOrder>>, EngineError> {
         if s.connection_id.is_some() && s.order_id.is_some() {
-            return Ok(true);
+            return Ok(Some(None));
         }
         match self.find_order(&merchant.id, version).await? {
             Found::One {
                 connection_id,
                 order,
+                read,
             } => {
                 s.connection_id = Some(connection_id);
                 s.order_id = Some(order.id.clone());
@@ -264,16 +338,16 @@ impl Engine {
                     Some(("matched", &format!("Matched store order {}", order.name))),
                 )
                 .await?;
-                Ok(true)
+                Ok(Some(read.then_some(order)))
             }
             Found::NoConnection => {
                 self.wait(s, "waiting: the merchant has no enabled connection; the shipment goes out when one is enabled")
                     .await?;
-                Ok(false)
+                Ok(None)
             }
             Found::Reconnect(why) => {
                 self.wait(s, &why).await?;
-                Ok(false)
+                Ok(None)
             }
             Found::None => Err(retry(format!(
                 "order {} not found in any store of this merchant's enabled connections",
@@ -323,7 +397,39 @@ impl Engine {
         }))
     }
 
-    /// This shipment's share of its order's lines, by the ledger over every
+    /// The order as shipsync recorded it when it sent it to the warehouse,
+    /// with the local order's id: only while it is open in the warehouse
+    /// with nothing shipped, and its view holds every id a fulfillment
+    /// needs. Shopify refuses a fulfillment the order no longer allows (a
+    /// line fulfilled by hand meanwhile, a cancelled or moved fulfillment
+    /// order), and the caller then reads the store.
+    async fn order_as_sent(
+        &self,
+        store: &Store,
+    ) -> Result<Option<(StoreOrder, String)>, EngineError> {
+        let Some(r) =
+            db_orders::of_store_order(self.db().pool(), &store.connection_id, &store.order_id)
+                .await?
+        else {
+            return Ok(None);
+        };
+        if r.status != OrderStatus::Open || r.warehouse_id.is_none() {
+            return Ok(None);
+        }
+        let Some(view) = r
+            .store_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok())
+        else {
+            return Ok(None);
+        };
+        if view.cancelled_at.is_some() || view.fulfillment_orders.is_empty() {
+            return Ok(None);
+        }
+        Ok(view.to_fulfill().map(|order| (order, r.id)))
+    }
+
+    /// This shipment's share of its order's lines, by the ledger over every    /// This shipment's share of its order's lines, by the ledger over every
     /// shipment of the order; recipes missing from the ledger are read from
     /// Deposco's item data once.
     async fn shares_of(
@@ -587,6 +693,7 @@ impl Engine {
             return Ok(Found::One {
                 connection_id,
                 order,
+                read: false,
             });
         }
         let db = self.db();
@@ -618,11 +725,11 @@ impl Engine {
                 if name.is_empty() {
                     continue;
                 }
-                // Matching needs the order's id and name only: the sync
-                // reads the order itself next.
-                let orders = client.find_order_names(name).await?;
-                if let Some((id, name)) = orders.into_iter().next() {
-                    found.push((c.id.clone(), StoreOrder::named(id, name)));
+                // The search reads the orders it finds whole: matching and
+                // reading are one request.
+                let orders = client.find_orders_to_fulfill(name).await?;
+                if let Some(order) = orders.into_iter().next() {
+                    found.push((c.id.clone(), order));
                     break;
                 }
             }
@@ -637,6 +744,7 @@ impl Engine {
                 Found::One {
                     connection_id,
                     order,
+                    read: true,
                 }
             }
             _ => Found::Ambiguous(

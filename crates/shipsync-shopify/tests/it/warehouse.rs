@@ -80,10 +80,12 @@ fn item(
     }
 }
 
-fn fo_lines(lines: &[(u32, u64)]) -> Vec<WarehouseFulfillmentOrderLine> {
+/// (fulfillment order line item, order line item, remaining).
+fn fo_lines(lines: &[(u32, u32, u64)]) -> Vec<WarehouseFulfillmentOrderLine> {
     lines
         .iter()
-        .map(|(line, remaining)| WarehouseFulfillmentOrderLine {
+        .map(|(id, line, remaining)| WarehouseFulfillmentOrderLine {
+            id: Some(gid("FulfillmentOrderLineItem", *id)),
             line_item_id: gid("LineItem", *line),
             remaining_quantity: *remaining,
         })
@@ -182,7 +184,7 @@ async fn the_common_order_is_one_request() {
                 status: "OPEN".into(),
                 location_id: Some(gid("Location", 9)),
                 holds: vec![],
-                lines: fo_lines(&[(1, 2), (3, 1)]),
+                lines: fo_lines(&[(11, 1, 2), (13, 3, 1)]),
             },
             WarehouseFulfillmentOrder {
                 id: gid("FulfillmentOrder", 2),
@@ -193,7 +195,7 @@ async fn the_common_order_is_one_request() {
                     "OTHER".into(),
                     "AWAITING_PAYMENT".into(),
                 ],
-                lines: fo_lines(&[(1, 0)]),
+                lines: fo_lines(&[(12, 1, 0)]),
             },
             WarehouseFulfillmentOrder {
                 id: gid("FulfillmentOrder", 3),
@@ -308,9 +310,9 @@ async fn a_long_order_is_read_to_the_end() {
             item(2, Some("B"), 4, 0, true, None),
         ],
         vec![
-            fulfillment_order(1, "OPEN", 9, fo_lines(&[(1, 1), (2, 0)])),
+            fulfillment_order(1, "OPEN", 9, fo_lines(&[(11, 1, 1), (12, 2, 0)])),
             fulfillment_order(2, "CANCELLED", 9, vec![]),
-            fulfillment_order(3, "OPEN", 11, fo_lines(&[(1, 1), (2, 0)])),
+            fulfillment_order(3, "OPEN", 11, fo_lines(&[(31, 1, 1), (32, 2, 0)])),
         ],
     );
     assert_eq!(order, Ok(Some(want)));
@@ -421,7 +423,7 @@ async fn orders_changed_since_reads_every_status_completely() {
             status: "OPEN".into(),
             location_id: Some(gid("Location", 9)),
             holds: vec![],
-            lines: fo_lines(&[(1, 2)]),
+            lines: fo_lines(&[(11, 1, 2)]),
         }],
     );
     let page1 = page1.expect("first page");

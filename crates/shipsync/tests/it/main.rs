@@ -30,6 +30,7 @@ mod schedules;
 mod smoke;
 mod storage;
 mod store_auth;
+mod store_budget;
 mod ui;
 mod webhook;
 mod webhook_limit;

@@ -1,0 +1,165 @@
+//! What a shipment costs the store (issue 17): an order shipsync sent to
+//! Deposco is fulfilled from what shipsync recorded then — one request, the
+//! mutation — and a view gone stale is refused by Shopify and followed by a
+//! read, with the same outcome as before; an order shipsync never saw is
+//! matched and read in one search, then fulfilled: two requests.
+
+use std::time::{Duration, Instant};
+
+use shipsync_sandbox_deposco::{LineSpec, PackageSpec, Shape, ShipmentSpec};
+use shipsync_testkit::{Harness, Options};
+
+use crate::orders::{enable_sales_orders, paid_order, run_orders, wait_order};
+use crate::support::SETTLE;
+
+/// The operations the store answered from request `from` on.
+fn operations_since(h: &Harness, from: usize) -> Vec<String> {
+    h.shopify.sandbox.requests()[from..]
+        .iter()
+        .map(|r| r.operation_name.clone().unwrap_or_default())
+        .collect()
+}
+
+/// Polls the shipment until a run said it waits for the store.
+async fn waiting_for_the_store(h: &Harness, number: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = h.shipment_by_number(number).await.unwrap()
+            && s["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("waiting for the store")
+        {
+            return s;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "shipment {number} never waited for the store"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A sales order sent to Deposco by the channel's run (no store webhooks:
+/// the store's later changes reach shipsync only by a read).
+async fn sent_order(h: &Harness, name: &str, lines: &[(&str, u32)]) {
+    h.shopify.sandbox.create_order(paid_order(name, lines));
+    let run = run_orders(h).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    wait_order(h, name, "open").await;
+}
+
+async fn a_sent_order_ships_with_one_request(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    enable_sales_orders(&h, "SS-").await;
+    sent_order(&h, "#3001", &[("A", 2), ("B", 1)]).await;
+
+    let from = h.shopify.sandbox.requests().len();
+    let spec = h
+        .deposco
+        .sandbox
+        .ship_order_spec("SS-3001", "T-3001")
+        .expect("ship spec");
+    let (number, status) = h.ship(spec, Shape::Current).await.unwrap();
+    assert_eq!(status, 202);
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    wait_order(&h, "#3001", "shipped").await;
+    assert_eq!(operations_since(&h, from), vec!["FulfillmentCreate"]);
+    let store = h.shopify.sandbox.order("#3001").unwrap();
+    assert_eq!(store.fulfillments.len(), 1);
+    assert_eq!(store.fulfillments[0].tracking_numbers, vec!["T-3001"]);
+    assert!(
+        store
+            .lines
+            .iter()
+            .all(|l| l.fulfilled_quantity == l.current_quantity),
+        "{store:?}"
+    );
+    h.shutdown().await;
+}
+
+async fn a_stale_view_is_refused_then_the_store_is_read(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    enable_sales_orders(&h, "SS-").await;
+    sent_order(&h, "#3101", &[("A", 1)]).await;
+    // The store holds the order after it was sent; shipsync is not told.
+    let fo = h.shopify.sandbox.order("#3101").unwrap().fulfillment_orders[0]
+        .id
+        .clone();
+    h.shopify
+        .sandbox
+        .hold_fulfillment_order(&fo, "OTHER", Some("check the address"))
+        .unwrap();
+
+    let from = h.shopify.sandbox.requests().len();
+    let spec = h
+        .deposco
+        .sandbox
+        .ship_order_spec("SS-3101", "T-3101")
+        .expect("ship spec");
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
+    // The recorded view says OPEN: Shopify refuses the fulfillment, the
+    // store is read, and the shipment waits for the hold like any other.
+    let s = waiting_for_the_store(&h, &number).await;
+    assert_ne!(s["status"], "completed", "{s}");
+    let ops = operations_since(&h, from);
+    assert_eq!(
+        ops.iter().filter(|o| *o == "FulfillmentCreate").count(),
+        1,
+        "one refused attempt from the recorded view, none after the read: {ops:?}"
+    );
+    assert!(ops.iter().any(|o| o == "OrderToFulfill"), "{ops:?}");
+    assert!(
+        h.shopify
+            .sandbox
+            .order("#3101")
+            .unwrap()
+            .fulfillments
+            .is_empty()
+    );
+
+    // Released: the next try reads the store (it failed once) and ships.
+    h.shopify.sandbox.release_fulfillment_order(&fo).unwrap();
+    let id = s["id"].as_str().unwrap();
+    h.api("POST", &format!("/api/v1/shipments/{id}/reprocess"), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let store = h.shopify.sandbox.order("#3101").unwrap();
+    assert_eq!(store.fulfillments.len(), 1, "exactly once");
+    h.shutdown().await;
+}
+
+async fn an_unknown_order_ships_with_two_requests(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (name, _) = h.place_order(&[("A", 2)]);
+    let from = h.shopify.sandbox.requests().len();
+    let spec = ShipmentSpec::new(name.trim_start_matches('#'))
+        .line(LineSpec::new(1, "A", 2))
+        .package(PackageSpec::new("C1", "T1").line(1, 2));
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(
+        operations_since(&h, from),
+        vec!["OrdersToFulfillByName", "FulfillmentCreate"]
+    );
+    assert_eq!(
+        h.shopify.sandbox.order(&name).unwrap().fulfillments.len(),
+        1
+    );
+    h.shutdown().await;
+}
+
+both_backends!(
+    a_sent_order_ships_with_one_request,
+    a_stale_view_is_refused_then_the_store_is_read,
+    an_unknown_order_ships_with_two_requests,
+);
