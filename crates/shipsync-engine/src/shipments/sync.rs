@@ -302,9 +302,11 @@ impl Engine {
             settings: &store.settings,
             carriers: &doc,
         };
+        // No save before sending: each store write is recorded on its own
+        // just before it goes (what a crash or a retry looks for), and the
+        // run's end saves the shipment once; a failed run is saved `open`
+        // with its error by the worker.
         if !create.is_empty() {
-            s.status = ShipmentStatus::Open;
-            self.save_run(&s).await?;
             self.send_new(&s, &version, &create, &told, &to).await?;
         }
         self.update_tracking(&s, &version, correct, &to).await?;
