@@ -180,6 +180,92 @@ pub async fn settle(db: &Db, key: &str, refund: i64, floor: i64) -> Result<(), D
     Ok(())
 }
 
+/// What [`first_call`] found for a cost bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FirstCall {
+    /// Described (by [`describe`]): its size and restore rate per second.
+    Known { capacity: f64, restore_rate: f64 },
+    /// Nobody has described the bucket and no first call is out: the
+    /// caller's call is the first (it reserves nothing; its answer
+    /// describes the bucket). Claimed for the `claim` µs asked for.
+    Claimed,
+    /// Another caller's first call is out for at most this long still (µs):
+    /// wait for its answer.
+    Wait(i64),
+}
+
+/// For a bucket whose size only the server's answers tell
+/// (`capacity` and `restore_rate` of `rate_budgets`): its description if
+/// known, else one claim of the first call at a time, for `claim` µs, by
+/// one atomic statement (concurrent callers on any node see one claim). A
+/// claim not followed by [`describe`] (the call failed) lapses after
+/// `claim`, and the next caller claims again.
+pub async fn first_call(db: &Db, key: &str, claim: i64) -> Result<FirstCall, DbError> {
+    let now = budget_now(db.backend(), 3);
+    // $1 key, $2 claim, ($3 now). A row inserted here has tat 0: full.
+    let sql = sql!(
+        "INSERT INTO rate_budgets (key, tat, last_wait, first_until) VALUES ($1, 0, 0, {now} + $2)
+         ON CONFLICT (key) DO UPDATE SET
+           first_until = CASE
+             WHEN rate_budgets.capacity IS NULL AND COALESCE(rate_budgets.first_until, 0) <= {now}
+             THEN {now} + $2 ELSE rate_budgets.first_until END
+         RETURNING capacity, restore_rate, first_until, {now} AS now"
+    );
+    let mut query = sqlx::query(sql).bind(key).bind(claim);
+    if db.backend() == Backend::Sqlite {
+        query = query.bind(now_micros());
+    }
+    let row = query.fetch_one(db.pool()).await?;
+    let capacity: Option<f64> = row.try_get("capacity")?;
+    let restore_rate: Option<f64> = row.try_get("restore_rate")?;
+    let until: Option<i64> = row.try_get("first_until")?;
+    let now: i64 = row.try_get("now")?;
+    Ok(first_call_outcome(
+        capacity,
+        restore_rate,
+        until,
+        now,
+        claim,
+    ))
+}
+
+/// [`first_call`]'s answer from the row it left. (A claim made by another
+/// caller in the same microsecond reads as this caller's: both send a
+/// first call, as nodes did before the claim existed.)
+fn first_call_outcome(
+    capacity: Option<f64>,
+    restore_rate: Option<f64>,
+    until: Option<i64>,
+    now: i64,
+    claim: i64,
+) -> FirstCall {
+    match (capacity, restore_rate, until) {
+        (Some(capacity), Some(restore_rate), _) => FirstCall::Known {
+            capacity,
+            restore_rate,
+        },
+        (_, _, Some(until)) if until == now.saturating_add(claim) => FirstCall::Claimed,
+        (_, _, Some(until)) => FirstCall::Wait((until - now).max(0)),
+        // Not reachable (the statement sets first_until); claim again.
+        (_, _, None) => FirstCall::Claimed,
+    }
+}
+
+/// Records the bucket's size and restore rate as the server described
+/// them (and ends any first-call claim).
+pub async fn describe(db: &Db, key: &str, capacity: f64, restore_rate: f64) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO rate_budgets (key, tat, last_wait, capacity, restore_rate) VALUES ($1, 0, 0, $2, $3)
+         ON CONFLICT (key) DO UPDATE SET capacity = $2, restore_rate = $3, first_until = NULL",
+    )
+        .bind(key)
+        .bind(capacity)
+        .bind(restore_rate)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// The stored theoretical arrival time of `key` and the database's now
 /// (tests and diagnostics).
 pub async fn state(db: &Db, key: &str) -> Result<(Option<i64>, i64), DbError> {
@@ -277,6 +363,35 @@ mod tests {
                     wait: want_wait
                 },
                 "{tat:?} {now} {refund} {max_wait}"
+            );
+        }
+    }
+
+    /// (capacity, rate, first_until, now, claim) → outcome.
+    #[test]
+    fn first_call_outcomes() {
+        let known = FirstCall::Known {
+            capacity: 2000.0,
+            restore_rate: 100.0,
+        };
+        type Row = (Option<f64>, Option<f64>, Option<i64>, i64, FirstCall);
+        #[rustfmt::skip]
+        let table: &[Row] = &[
+            // described: known, whatever the claim
+            (Some(2000.0), Some(100.0), None, 10, known),
+            (Some(2000.0), Some(100.0), Some(15), 10, known),
+            // the statement set the claim to now + claim: ours
+            (None, None, Some(2010), 10, FirstCall::Claimed),
+            // someone else's claim, 1,500 µs to go
+            (None, None, Some(1510), 10, FirstCall::Wait(1500)),
+            // half described (cannot happen): not known
+            (Some(2000.0), None, Some(1510), 10, FirstCall::Wait(1500)),
+        ];
+        for &(capacity, rate, until, now, want) in table {
+            assert_eq!(
+                first_call_outcome(capacity, rate, until, now, 2000),
+                want,
+                "{capacity:?} {rate:?} {until:?} {now}"
             );
         }
     }

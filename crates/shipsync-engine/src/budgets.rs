@@ -14,15 +14,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use shipsync_db::budgets::{self as db_budgets, Gcra};
+use shipsync_db::budgets::{self as db_budgets, FirstCall, Gcra};
 use shipsync_db::{Backend, Db};
 use shipsync_deposco::api::{self as deposco, RateBudget, RateLimiter};
 use shipsync_shopify::{CostBudget, LocalBudget, QueryCost};
+
+use crate::metrics::Metrics;
 
 /// Shopify's figure is news (written to the shared bucket at once) when it
 /// says the bucket is empty for this much longer than the shared bucket
 /// assumes; smaller differences are rounding and network time.
 const FLOOR_SLACK_MICROS: i64 = 50_000;
+
+/// How long one node's first call to a store whose bucket nobody has
+/// described yet holds the claim: the other callers wait for its answer
+/// this long at most (then one of them claims again).
+const FIRST_CLAIM: Duration = Duration::from_secs(2);
+/// How often a caller waiting for another node's first answer looks again.
+const FIRST_POLL: Duration = Duration::from_millis(50);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -48,15 +57,17 @@ struct Registry {
     deposco: Mutex<HashMap<String, Weak<dyn RateBudget>>>,
     /// Kept for the engine's life: what they learned outlives a client.
     shopify: Mutex<HashMap<String, Arc<DbCostBudget>>>,
+    metrics: Metrics,
 }
 
 impl Budgets {
-    pub(crate) fn new(db: &Db) -> Self {
+    pub(crate) fn new(db: &Db, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Registry {
                 shared: (db.backend() == Backend::Postgres).then(|| db.clone()),
                 deposco: Mutex::default(),
                 shopify: Mutex::default(),
+                metrics,
             }),
         }
     }
@@ -106,6 +117,9 @@ impl Budgets {
                     key: format!("shopify:{store}"),
                     state: Mutex::default(),
                     local: LocalBudget::default(),
+                    first: tokio::sync::Mutex::new(()),
+                    described: tokio::sync::Notify::new(),
+                    metrics: self.inner.metrics.clone(),
                 })
             })
             .clone();
@@ -177,8 +191,16 @@ impl RateBudget for DbRateBudget {
 // Shopify: the cost bucket per store
 
 /// A Shopify store's cost bucket kept in the database. The bucket's size
-/// and restore rate come from Shopify's `throttleStatus`; requests reserve
-/// their expected cost in the shared bucket; what a request cost less than
+/// and restore rate come from Shopify's `throttleStatus`, and are kept in
+/// the database too (`rate_budgets.capacity`, `restore_rate`): a node
+/// learns them from there before its own first call, and reserves in the
+/// shared bucket from that call on. Only when nobody has described the
+/// store's bucket yet does one call go unreserved: one node claims the
+/// first call ([`db_budgets::first_call`], for [`FIRST_CLAIM`] at most);
+/// every other call, on any node, waits for its answer, which describes the
+/// bucket and, when Shopify reports points used, moves the shared bucket to
+/// match. Requests reserve their expected cost in the shared bucket; what a
+/// request cost less than
 /// reserved (all of it when Shopify did not run it: THROTTLED) is given
 /// back with this node's next reservation (no write of its own, unless it
 /// is a large share of the bucket). When Shopify reports less left than
@@ -197,12 +219,23 @@ struct DbCostBudget {
     state: Mutex<CostState>,
     /// Kept up to date, used while the database does not answer.
     local: LocalBudget,
+    /// Held by the one caller on this node asking the database about an
+    /// undescribed bucket (the others queue behind it).
+    first: tokio::sync::Mutex<()>,
+    /// Woken when an answer describes the bucket.
+    described: tokio::sync::Notify,
+    metrics: Metrics,
 }
 
 #[derive(Debug, Default)]
 struct CostState {
-    /// `maximumAvailable` and `restoreRate` of Shopify's last answer.
+    /// `maximumAvailable` and `restoreRate` of Shopify's last answer, or
+    /// as the database had them.
     bucket: Option<(f64, f64)>,
+    /// The description this node last wrote or read in the database.
+    shared: Option<(f64, f64)>,
+    /// Until when this node's claimed first call is out.
+    first_until: Option<Instant>,
     /// Refill (µs) owed back to the shared bucket.
     refund: i64,
     /// When the shared bucket is full again, as last seen from here.
@@ -269,7 +302,83 @@ fn after_answer(
     (Settle::Nothing, refund)
 }
 
+/// What a caller learned of an undescribed bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Learned {
+    /// Its size and restore rate: reserve in the shared bucket.
+    Bucket(f64, f64),
+    /// This call is the store's first: send it, reserving nothing.
+    First,
+    /// The database did not answer: this node's own budget.
+    Unshared,
+}
+
 impl DbCostBudget {
+    /// The bucket's size and restore rate, from this node's last answer,
+    /// else from the database, else by waiting for the first call's answer
+    /// (this node's or another's; `Err`: longer than `max_wait`).
+    async fn learn(&self, max_wait: Duration) -> Result<Learned, Duration> {
+        let started = Instant::now();
+        let too_long = |wait: Duration| started.elapsed() + wait > max_wait;
+        loop {
+            let described = self.described.notified();
+            let first_until = {
+                let state = lock(&self.state);
+                if let Some((capacity, rate)) = state.bucket {
+                    return Ok(Learned::Bucket(capacity, rate));
+                }
+                state.first_until.filter(|t| *t > Instant::now())
+            };
+            if let Some(until) = first_until {
+                // This node's first call is out: wait for its answer.
+                let left = until.saturating_duration_since(Instant::now());
+                if too_long(left) {
+                    return Err(left);
+                }
+                tokio::select! {
+                    () = described => {}
+                    () = tokio::time::sleep(left) => {}
+                }
+                continue;
+            }
+            let _one = self.first.lock().await;
+            {
+                let state = lock(&self.state);
+                if state.bucket.is_some() || state.first_until.is_some_and(|t| t > Instant::now()) {
+                    continue;
+                }
+            }
+            match db_budgets::first_call(&self.db, &self.key, micros(FIRST_CLAIM)).await {
+                Ok(FirstCall::Known {
+                    capacity,
+                    restore_rate,
+                }) => {
+                    let mut state = lock(&self.state);
+                    state.bucket = Some((capacity, restore_rate));
+                    state.shared = Some((capacity, restore_rate));
+                    return Ok(Learned::Bucket(capacity, restore_rate));
+                }
+                Ok(FirstCall::Claimed) => {
+                    lock(&self.state).first_until = Some(Instant::now() + FIRST_CLAIM);
+                    return Ok(Learned::First);
+                }
+                Ok(FirstCall::Wait(wait)) => {
+                    // Another node's first call is out: look again soon
+                    // (this node's other callers queue behind this one).
+                    let wait = duration(wait);
+                    if too_long(wait) {
+                        return Err(wait);
+                    }
+                    tokio::time::sleep(wait.min(FIRST_POLL)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(budget = %self.key, error = %e, "shared cost budget unavailable; using this node's own");
+                    return Ok(Learned::Unshared);
+                }
+            }
+        }
+    }
+
     /// Gives `points` back to the shared bucket (with the next reservation).
     fn give_back(&self, points: f64) {
         let mut state = lock(&self.state);
@@ -290,12 +399,24 @@ impl CostBudget for DbCostBudget {
         max_wait: Duration,
     ) -> shipsync_shopify::BudgetFuture<'_, Result<(Duration, f64), Duration>> {
         Box::pin(async move {
+            let (capacity, rate) = match self.learn(max_wait).await {
+                Ok(Learned::Bucket(capacity, rate)) => (capacity, rate),
+                Ok(Learned::First) => {
+                    self.metrics.store_budget("first_call", Duration::ZERO);
+                    return Ok((Duration::ZERO, 0.0));
+                }
+                Ok(Learned::Unshared) => {
+                    self.metrics.store_budget("unshared", Duration::ZERO);
+                    let reserved = self.local.reserve_at(points, Instant::now(), max_wait);
+                    return reserved.map(|(wait, p)| (wait, -p));
+                }
+                Err(wait) => {
+                    self.metrics.store_budget("turned_away", Duration::ZERO);
+                    return Err(wait);
+                }
+            };
             let (gcra, points, refund) = {
                 let mut state = lock(&self.state);
-                let Some((capacity, rate)) = state.bucket else {
-                    // Not described by Shopify yet: go, reserving nothing.
-                    return Ok((Duration::ZERO, 0.0));
-                };
                 // An operation of unknown cost (neither answered yet nor
                 // documented) costs at most what Shopify accepts in one
                 // query: reserve that, the answer gives back the rest.
@@ -317,6 +438,7 @@ impl CostBudget for DbCostBudget {
                     // `wait + tolerance` from now.
                     let full = Instant::now() + duration(wait.saturating_add(gcra.tolerance));
                     lock(&self.state).full_at = Some(full);
+                    self.metrics.store_budget("turned_away", Duration::ZERO);
                     Err(duration(wait))
                 }
                 Ok(wait) => {
@@ -328,10 +450,16 @@ impl CostBudget for DbCostBudget {
                                 .saturating_add(gcra.interval),
                         );
                     lock(&self.state).full_at = Some(full);
+                    if wait > 0 {
+                        self.metrics.store_budget("waited", duration(wait));
+                    } else {
+                        self.metrics.store_budget("at_once", Duration::ZERO);
+                    }
                     Ok((duration(wait), points))
                 }
                 Err(e) => {
                     tracing::warn!(budget = %self.key, error = %e, "shared cost budget unavailable; using this node's own");
+                    self.metrics.store_budget("unshared", Duration::ZERO);
                     let reserved = self.local.reserve_at(points, Instant::now(), max_wait);
                     let mut state = lock(&self.state);
                     state.refund = state.refund.saturating_add(refund);
@@ -346,10 +474,19 @@ impl CostBudget for DbCostBudget {
     fn observe(&self, reserved: f64, cost: QueryCost) -> shipsync_shopify::BudgetFuture<'_, ()> {
         Box::pin(async move {
             self.local.observe_at(&cost, Instant::now());
+            let mut describe = None;
             let settle = {
                 let mut state = lock(&self.state);
                 if let Some(s) = cost.throttle_status {
-                    state.bucket = Some((s.maximum_available, s.restore_rate));
+                    let bucket = (s.maximum_available, s.restore_rate);
+                    let usable = Gcra::for_cost(0.0, bucket.0, bucket.1).is_some();
+                    if usable {
+                        state.bucket = Some(bucket);
+                        state.first_until = None;
+                        if state.shared != Some(bucket) {
+                            describe = Some(bucket);
+                        }
+                    }
                 }
                 let now = Instant::now();
                 let full_in = state
@@ -365,6 +502,18 @@ impl CostBudget for DbCostBudget {
                 }
                 settle
             };
+            if let Some((capacity, rate)) = describe {
+                // Before the settle below: a node that learns the bucket
+                // from the database then reserves in a bucket that counts
+                // what this answer reported used.
+                match db_budgets::describe(&self.db, &self.key, capacity, rate).await {
+                    Ok(()) => lock(&self.state).shared = Some((capacity, rate)),
+                    Err(e) => {
+                        tracing::warn!(budget = %self.key, error = %e, "could not share Shopify's bucket size");
+                    }
+                }
+                self.described.notify_waiters();
+            }
             let written = match settle {
                 Settle::Nothing => Ok(()),
                 Settle::Floor { refund, floor } => {

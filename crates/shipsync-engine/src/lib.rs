@@ -196,7 +196,7 @@ impl Engine {
             db.clone(),
             config.http_timeout,
             config.target_policy(),
-            budgets::Budgets::new(&db),
+            budgets::Budgets::new(&db, metrics.clone()),
         )?;
         let webhooks_http = shipsync_outbound::client_builder(config.target_policy())
             .timeout(config.event_timeout)

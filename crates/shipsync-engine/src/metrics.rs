@@ -41,6 +41,8 @@ struct Inner {
     jobs: Family<JobLabels, Counter>,
     ship_to_store: Histogram,
     webhooks_in_flight: Gauge,
+    budget_reservations: Family<OutcomeLabels, Counter>,
+    budget_wait: Counter<f64, std::sync::atomic::AtomicU64>,
     latencies: Mutex<Vec<f64>>,
 }
 
@@ -96,6 +98,18 @@ impl Metrics {
             "Webhook requests being handled now.",
             webhooks_in_flight.clone(),
         );
+        let budget_reservations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "store_budget_reservations",
+            "Store calls by what the shared cost budget (PostgreSQL) said: at_once, waited, turned_away (the wait was too long: the job is put back), first_call (the store's bucket not described yet: this call's answer describes it), unshared (the database did not answer: this node's own budget)",
+            budget_reservations.clone(),
+        );
+        let budget_wait = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "store_budget_wait_seconds",
+            "Seconds store calls were told to wait by the shared cost budget, in total",
+            budget_wait.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -106,6 +120,8 @@ impl Metrics {
                 jobs,
                 ship_to_store,
                 webhooks_in_flight,
+                budget_reservations,
+                budget_wait,
                 latencies: Mutex::new(Vec::new()),
             }),
         }
@@ -180,6 +196,20 @@ impl Metrics {
         self.inner
             .webhooks_in_flight
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One store call's reservation in the shared cost budget, and how
+    /// long it was told to wait.
+    pub fn store_budget(&self, outcome: &str, wait: std::time::Duration) {
+        self.inner
+            .budget_reservations
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        if !wait.is_zero() {
+            self.inner.budget_wait.inc_by(wait.as_secs_f64());
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -329,3 +329,124 @@ async fn shopify_bucket_is_shared_by_nodes() {
 async fn shopify_shared_by_nodes_postgres() {
     shopify_bucket_is_shared_by_nodes().await;
 }
+
+/// The count of `shipsync_store_budget_reservations_total` with `outcome`
+/// in a `/metrics` text (0 when absent).
+fn reservations(metrics: &str, outcome: &str) -> u64 {
+    let prefix = format!("shipsync_store_budget_reservations_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse::<f64>().expect("a count") as u64)
+}
+
+/// Two servers on one PostgreSQL database, a store with a large bucket
+/// that nobody has described yet, and a burst of shipments to both at
+/// once: one call goes first (unreserved), its answer describes the bucket
+/// in the database, and every other call, on either node, reserves in the
+/// shared bucket and goes at once — no call is told to wait, none is
+/// turned away, none is THROTTLED. (Before, each node sent its calls
+/// unreserved until its own first answer.)
+async fn large_budget_first_burst() {
+    let _alone = MEASURING.lock().await;
+    let Some(test_db) = TestDb::postgres().await.expect("test database") else {
+        return;
+    };
+    let mut opts = Options::new(test_db.url.clone());
+    opts.shopify_throttle = ThrottleConfig {
+        maximum_available: 20_000.0,
+        restore_rate: 1_000.0,
+    };
+    let mut h = Harness::start(opts).await.expect("harness");
+    let b = shipsync::server::start(&h.settings, h.engine_config.clone())
+        .await
+        .expect("second node");
+    let key = h.webhook_url.rsplit('/').next().unwrap().to_string();
+    let url_b = format!("{}/webhooks/deposco/{key}", b.url);
+    let db = h.db().await.expect("db");
+    // Nothing has called the store through a shared budget yet.
+    let described: Option<(Option<f64>,)> =
+        sqlx::query_as("SELECT capacity FROM rate_budgets WHERE key LIKE 'shopify:%'")
+            .fetch_optional(db.pool())
+            .await
+            .expect("rate_budgets");
+    assert_eq!(described.and_then(|(c,)| c), None);
+    const SHIPMENTS: usize = 16;
+    let mut numbers = Vec::new();
+    for i in 0..SHIPMENTS {
+        let (name, _) = h.place_order(&[("SKU-1", 1)]);
+        let spec = ShipmentSpec::new(name.trim_start_matches('#'))
+            .line(LineSpec::new(1, "SKU-1", 1))
+            .package(PackageSpec::new("C1", format!("L{i}")).line(1, 1));
+        numbers.push(h.deposco.sandbox.add_shipment(spec).number);
+    }
+    // All webhooks at once, half to each node.
+    let posts = numbers.iter().enumerate().map(|(i, number)| {
+        let url = if i % 2 == 0 {
+            h.webhook_url.clone()
+        } else {
+            url_b.clone()
+        };
+        let sandbox = &h.deposco.sandbox;
+        let signing = h.signing(false);
+        async move {
+            sandbox
+                .post_webhook(number, &url, Shape::Current, signing)
+                .await
+                .expect("post")
+                .status()
+                .expect("delivered")
+        }
+    });
+    for status in futures::future::join_all(posts).await {
+        assert_eq!(status, 202);
+    }
+    for number in &numbers {
+        h.wait_shipment(number, &["completed"], SETTLE * 4)
+            .await
+            .expect("completed");
+    }
+    assert_eq!(h.shopify.sandbox.fulfillments_created(), SHIPMENTS);
+    let requests = h.shopify.sandbox.requests();
+    let throttled = requests
+        .iter()
+        .filter(|r| r.status == 429 || r.error_codes.iter().any(|c| c == "THROTTLED"))
+        .count();
+    let (ma, mb) = (
+        crate::support::metrics_text(&h).await,
+        b.engine.metrics().encode(),
+    );
+    let count = |outcome| reservations(&ma, outcome) + reservations(&mb, outcome);
+    eprintln!(
+        "shopify: {} requests, {throttled} throttled; reservations: {} at once, {} first, {} waited, {} turned away, {} unshared",
+        requests.len(),
+        count("at_once"),
+        count("first_call"),
+        count("waited"),
+        count("turned_away"),
+        count("unshared"),
+    );
+    assert_eq!(throttled, 0);
+    // One first call (two only if the first took longer than its claim
+    // or two claims fell in one microsecond).
+    assert!((1..=2).contains(&count("first_call")), "{ma}\n{mb}");
+    assert_eq!(count("waited"), 0, "{ma}\n{mb}");
+    assert_eq!(count("turned_away"), 0);
+    assert_eq!(count("unshared"), 0);
+    // Both nodes' fulfilments reserved in the shared bucket.
+    assert!(reservations(&ma, "at_once") >= 1 && reservations(&mb, "at_once") >= 1);
+    let described: (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT capacity, restore_rate FROM rate_budgets WHERE key LIKE 'shopify:%'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .expect("rate_budgets");
+    assert_eq!(described, (Some(20_000.0), Some(1_000.0)));
+    b.stop().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_budget_first_burst_postgres() {
+    large_budget_first_burst().await;
+}
