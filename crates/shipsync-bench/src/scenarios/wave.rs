@@ -115,11 +115,9 @@ impl Options {
 
     pub fn quick(shipsync: PathBuf) -> Self {
         Self {
+            // The Standard plan's bucket: a smaller one than a search's
+            // requested cost (a few hundred points) would refuse it forever.
             shipments: 40,
-            bucket: ThrottleConfig {
-                maximum_available: 100.0,
-                restore_rate: 100.0,
-            },
             concurrency: 8,
             settle: Duration::from_secs(60),
             progress_every: Duration::ZERO,
