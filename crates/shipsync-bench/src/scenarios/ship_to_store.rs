@@ -53,6 +53,8 @@ use crate::{init_tls, rss};
 pub const TARGET_P50_MS: f64 = 50.0;
 pub const TARGET_P99_MS: f64 = 250.0;
 pub const TARGET_RATE: f64 = 200.0;
+/// How long shipsync's idle CPU is measured before the first phase.
+pub const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct Throttle {
@@ -172,6 +174,10 @@ pub struct Report {
     pub phases: Vec<Phase>,
     pub slow_bucket: Option<ThrottleConfig>,
     pub shipsync_peak_rss_kib: u64,
+    /// shipsync's CPU seconds per second while idle (connected, no load),
+    /// measured over [`IDLE_WINDOW`] before the first phase; included in
+    /// the per-shipment figures, reported apart.
+    pub shipsync_idle_cpu_per_sec: Option<f64>,
     pub verdict_p50: String,
     pub verdict_p99: String,
 }
@@ -244,6 +250,14 @@ impl Report {
             ]);
         }
         out.push_str(&t.render());
+        if let Some(idle) = self.shipsync_idle_cpu_per_sec {
+            out.push_str(&format!(
+                "\nshipsync idle (stores connected, no load, {:.0} s before the first phase): {:.2} CPU ms per second; the per-shipment figures include it (at 50/s: {:.3} ms per shipment)\n",
+                IDLE_WINDOW.as_secs_f64(),
+                idle * 1000.0,
+                idle * 1000.0 / 50.0
+            ));
+        }
         if let (Some(b), Some(slow)) = (
             &self.slow_bucket,
             self.phases
@@ -482,6 +496,11 @@ pub async fn run(opts: &Options) -> Result<Report> {
             None => None,
         };
         let pid = serve.pid().context("no pid")?;
+        let idle_before = rss::cpu_secs(pid);
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let idle = rss::cpu_secs(pid)
+            .zip(idle_before)
+            .map(|(a, b)| (a - b) / IDLE_WINDOW.as_secs_f64());
         let mut ctx = Ctx {
             opts,
             serve: &serve,
@@ -581,12 +600,12 @@ pub async fn run(opts: &Options) -> Result<Report> {
             phases.push(slow_phase);
         }
         let peak = rss::read(pid).map_or(0, |r| r.hwm_kib);
-        Ok::<_, anyhow::Error>((phases, peak))
+        Ok::<_, anyhow::Error>((phases, peak, idle))
     }
     .await;
     let stopped = serve.stop().await;
     deposco_running.shutdown().await;
-    let (phases, peak) = result?;
+    let (phases, peak, idle) = result?;
     stopped?;
     let target = phases
         .iter()
@@ -602,5 +621,6 @@ pub async fn run(opts: &Options) -> Result<Report> {
         phases,
         slow_bucket: opts.throttle.as_ref().map(|t| t.bucket),
         shipsync_peak_rss_kib: peak,
+        shipsync_idle_cpu_per_sec: idle,
     })
 }

@@ -62,6 +62,9 @@ use crate::{init_tls, rss};
 pub const TARGET_RATIO: f64 = 1.5;
 /// Cost points of one `fulfillmentCreate` (a mutation: 10).
 pub const FULFILLMENT_CREATE_POINTS: f64 = 10.0;
+/// A wave still draining after this many bounds (plus the settle time) is
+/// reported as not drained.
+pub const DEADLINE_BOUNDS: f64 = 10.0;
 /// The Sales Orders channel's Deposco order numbers in variant b.
 const PREFIX: &str = "WV-";
 
@@ -92,7 +95,7 @@ pub struct Options {
     pub variants: Vec<Variant>,
     /// Connections sending the webhooks.
     pub concurrency: usize,
-    /// How long to wait beyond 3× the bound before giving up.
+    /// How long to wait beyond [`DEADLINE_BOUNDS`] × the bound before giving up.
     pub settle: Duration,
     /// Seconds between progress lines on stderr (0: none).
     pub progress_every: Duration,
@@ -512,7 +515,7 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
         })
     };
     let delivered = load::send_all(ctx.serve.addr()?, requests, opts.concurrency).await;
-    let deadline = t0 + Duration::from_secs_f64(3.0 * opts.bound_secs()) + opts.settle;
+    let deadline = t0 + Duration::from_secs_f64(DEADLINE_BOUNDS * opts.bound_secs()) + opts.settle;
     while store.rec.count(&ids) < ids.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
