@@ -162,6 +162,9 @@ pub struct Run {
     pub exactly_once: ExactlyOnce,
     /// `fulfillmentCreate` requests for a shipment already fulfilled.
     pub repeated_creates: u64,
+    /// The store's requests during the wave per GraphQL operation (the
+    /// sandbox's own request log).
+    pub store_operations: std::collections::BTreeMap<String, u64>,
     /// (seconds since the first send, fulfillments acknowledged).
     pub progress: Vec<(f64, usize)>,
 }
@@ -274,7 +277,18 @@ impl Report {
             ]);
         }
         out.push_str(&t.render());
-        out.push('\n');
+        for r in &self.runs {
+            out.push_str(&format!(
+                "\nvariant {}: store requests by operation: {}",
+                variant_letter(r.variant),
+                r.store_operations
+                    .iter()
+                    .map(|(op, n)| format!("{op} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        out.push_str("\n\n");
         let mut v = Table::new(["figure", "value", "target", "verdict"]);
         for r in &self.runs {
             v.row([
@@ -477,6 +491,7 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
         .map(|(a, b)| (a - b) / refill.as_secs_f64());
 
     let before = store.rec.counters();
+    let log_before = store.sandbox.requests().len();
     let (cpu_before, bench_before) = (rss::cpu_secs(pid), rss::own_cpu_secs());
     let requests = items
         .iter()
@@ -529,6 +544,12 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
     series.push((t0.elapsed().as_secs_f64(), fulfilled));
     let last = acks.iter().max().copied();
     let exactly_once = ExactlyOnce::check(&store, &ids);
+    let mut store_operations = std::collections::BTreeMap::new();
+    for r in store.sandbox.requests().into_iter().skip(log_before) {
+        *store_operations
+            .entry(r.operation_name.unwrap_or_else(|| "?".into()))
+            .or_insert(0u64) += 1;
+    }
     let bound_secs = opts.bound_secs();
     let run = Run {
         variant,
@@ -553,6 +574,7 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
         bench_cpu_secs: bench_after.zip(bench_before).map(|(a, b)| a - b),
         exactly_once,
         repeated_creates: counted.repeats,
+        store_operations,
         progress: thin(series, 200),
     };
     ctx.say(format!(
