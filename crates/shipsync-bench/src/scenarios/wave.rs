@@ -391,6 +391,10 @@ async fn send_orders_first(
     let limit = Duration::from_secs_f64(ids.len() as f64 + 120.0);
     let mut last_say = Instant::now();
     let mut run: Option<String> = None;
+    // One run reads every order and queues them all for Deposco; another is
+    // started only when a finished run left orders unsent and nothing has
+    // reached Deposco for a while (each run reads the whole store again).
+    let (mut arrived, mut progress_at) = (0, Instant::now());
     loop {
         let received: std::collections::HashSet<String> = ctx
             .deposco
@@ -414,7 +418,9 @@ async fn send_orders_first(
                 start.elapsed().as_secs_f64()
             );
         }
-        // A run that has finished is followed by another, until all are sent.
+        if in_deposco > arrived {
+            (arrived, progress_at) = (in_deposco, Instant::now());
+        }
         let finished = match &run {
             None => true,
             Some(id) => {
@@ -422,7 +428,8 @@ async fn send_orders_first(
                 r["status"] == "succeeded" || r["status"] == "failed"
             }
         };
-        if finished && in_deposco < ids.len() {
+        let stalled = run.is_none() || progress_at.elapsed() > Duration::from_secs(30);
+        if finished && stalled && in_deposco < ids.len() {
             let (status, body) = serve.api_answer("POST", &runs, None).await?;
             match status {
                 202 => {
@@ -484,11 +491,24 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
         opts.shipments,
         refill.as_secs_f64()
     ));
-    let idle_before = rss::cpu_secs(pid);
-    tokio::time::sleep(refill).await;
-    let idle_cpu_per_sec = rss::cpu_secs(pid)
-        .zip(idle_before)
-        .map(|(a, b)| (a - b) / refill.as_secs_f64());
+    // The store must also have been quiet that long (no set-up work left).
+    let mut quiet = false;
+    let mut idle_cpu_per_sec = None;
+    for _ in 0..12 {
+        let (idle_before, asked) = (rss::cpu_secs(pid), store.rec.counters().requests);
+        tokio::time::sleep(refill).await;
+        idle_cpu_per_sec = rss::cpu_secs(pid)
+            .zip(idle_before)
+            .map(|(a, b)| (a - b) / refill.as_secs_f64());
+        if store.rec.counters().requests == asked {
+            quiet = true;
+            break;
+        }
+        ctx.say("the store still gets requests from the set-up; waiting".into());
+    }
+    if !quiet {
+        bail!("the store never went quiet before the wave");
+    }
 
     let before = store.rec.counters();
     let log_before = store.sandbox.requests().len();
