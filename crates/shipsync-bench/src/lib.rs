@@ -2,7 +2,8 @@
 //!
 //! One module per scenario under [`scenarios`]; the shared pieces are
 //! [`process`] (the `shipsync` binary as a child process: `serve`, the JSON
-//! API, one-shot commands with RSS sampling), [`rss`] (`/proc/<pid>/status`
+//! API, one-shot commands with RSS sampling), [`store`] (a recorded Shopify
+//! sandbox store, shipments for it, the exactly-once check), [`rss`] (`/proc/<pid>/status`
 //! sampling), [`table`] (the stdout table), [`machine`] (what it ran on) and
 //! [`report`] (the JSON file). Databases are throwaway ones from
 //! `shipsync-testkit` (SQLite, or PostgreSQL on the server of
@@ -20,10 +21,11 @@ pub mod report;
 pub mod rss;
 pub mod scenarios;
 pub mod stats;
+pub mod store;
 pub mod table;
 pub mod webhooks;
 
-pub use scenarios::{footprint, ingest, order_latency, pull, ship_to_store};
+pub use scenarios::{footprint, ingest, order_latency, pull, scale_out, ship_to_store, wave};
 
 /// Installs the TLS crypto provider reqwest needs (idempotent).
 pub fn init_tls() {

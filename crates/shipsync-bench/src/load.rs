@@ -234,6 +234,98 @@ pub async fn closed_loop(
     Ok(all.into_outcome(window, false, concurrency as u64))
 }
 
+/// What [`send_all`] measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Delivered {
+    /// Requests finally answered 2xx (each request is sent until it is).
+    pub ok: u64,
+    /// Answers other than 2xx, and connection errors, each followed by a retry.
+    pub retries: u64,
+    /// Requests given up after [`SEND_ALL_ATTEMPTS`].
+    pub given_up: u64,
+    /// First send → last answer, seconds.
+    pub secs: f64,
+    /// From the first attempt to the 2xx, µs.
+    pub latency: Percentiles,
+}
+
+/// Attempts per request in [`send_all`] before it is given up.
+pub const SEND_ALL_ATTEMPTS: u32 = 100;
+
+/// Sends every request of `requests` over `concurrency` connections, each
+/// worker taking the next request as soon as its previous one is answered
+/// (as fast as the server takes them). A request answered other than 2xx
+/// (e.g. 503 under overload) is sent again after a short pause, as a
+/// webhook sender retries, up to [`SEND_ALL_ATTEMPTS`] times.
+pub async fn send_all(
+    addr: SocketAddr,
+    requests: Vec<Request>,
+    concurrency: usize,
+) -> Result<Delivered> {
+    let start = Instant::now();
+    let queue = Arc::new(Mutex::new(requests.into_iter().rev().collect::<Vec<_>>()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let queue = queue.clone();
+        tasks.spawn(async move {
+            let mut d = Delivered::default();
+            let mut lat = Vec::new();
+            let mut conn: Option<Conn> = None;
+            loop {
+                let Some(req) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                    break;
+                };
+                let first = Instant::now();
+                let mut delivered = false;
+                for _ in 0..SEND_ALL_ATTEMPTS {
+                    let c = match conn.as_mut() {
+                        Some(c) => c,
+                        None => match connect(addr).await {
+                            Ok(c) => conn.insert(c),
+                            Err(_) => {
+                                d.retries += 1;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    match send(c, addr, req.clone()).await {
+                        Ok(a) if (200..300).contains(&a.status) => {
+                            delivered = true;
+                            break;
+                        }
+                        Ok(_) => d.retries += 1,
+                        Err(_) => {
+                            d.retries += 1;
+                            conn = None;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if delivered {
+                    d.ok += 1;
+                    lat.push(first.elapsed().as_micros() as u64);
+                } else {
+                    d.given_up += 1;
+                }
+            }
+            (d, lat)
+        });
+    }
+    let mut all = Delivered::default();
+    let mut lat = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (d, l) = r?;
+        all.ok += d.ok;
+        all.retries += d.retries;
+        all.given_up += d.given_up;
+        lat.extend(l);
+    }
+    all.secs = start.elapsed().as_secs_f64();
+    all.latency = percentiles(&mut lat);
+    Ok(all)
+}
+
 /// `rate` requests/s for `warmup + window` (answers to requests scheduled in
 /// the window count), at most `max_in_flight` at once (beyond that a request
 /// is counted as not sent). Idle connections are reused; new ones are opened

@@ -8,7 +8,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use shipsync_bench::report::{Envelope, default_path};
 use shipsync_bench::{
-    baseline, footprint, ingest, machine::Machine, order_latency, process, pull, ship_to_store,
+    baseline, footprint, ingest, machine::Machine, order_latency, process, pull, scale_out,
+    ship_to_store, wave,
 };
 
 #[derive(Parser)]
@@ -71,6 +72,45 @@ enum Scenario {
         /// Skip the throttled-store phase.
         #[arg(long)]
         no_throttle: bool,
+    },
+    /// A wave of shipments for one store on the Standard plan's budget
+    /// (bucket 1,000 points, 100/s), drained against shipments × 10 points
+    /// ÷ the restore rate; variant a (orders only in the store) and b
+    /// (orders sent to Deposco by shipsync first).
+    Wave {
+        #[command(flatten)]
+        common: Common,
+        /// Shipments [default: 2000; --quick: 40].
+        #[arg(long)]
+        shipments: Option<usize>,
+        /// The store's cost bucket, points [default: 1000; --quick: 100].
+        #[arg(long)]
+        bucket: Option<f64>,
+        /// The bucket's restore rate, points/s [default: 100].
+        #[arg(long)]
+        restore: Option<f64>,
+        /// Variants to run, in order [default: a,b].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        variant: Option<Vec<wave::Variant>>,
+    },
+    /// ship-to-store on PostgreSQL with 1, 2, … `serve` nodes on one
+    /// database (same machine), open loop at a saturating rate.
+    ScaleOut {
+        #[command(flatten)]
+        common: Common,
+        /// PostgreSQL server URL [default: $SHIPSYNC_TEST_POSTGRES_URL];
+        /// a throwaway database is created and dropped per node count.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Node counts [default: 1,2; --quick: 2].
+        #[arg(long, value_delimiter = ',')]
+        nodes: Option<Vec<usize>>,
+        /// Shipments per node count [default: 3000; --quick: 40].
+        #[arg(long)]
+        shipments: Option<usize>,
+        /// Offered shipments/s over all nodes [default: 1000; --quick: 40].
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// Store order created → Deposco sales order created, through Shopify's
     /// order webhooks (hold 0), next to the Sales Orders channel's pull run
@@ -267,6 +307,72 @@ async fn main() -> Result<()> {
             let report = order_latency::run(&opts).await?;
             println!("{}", report.table());
             write("order-latency", &common, &report)?;
+            report.check_complete()?;
+        }
+        Scenario::Wave {
+            common,
+            shipments,
+            bucket,
+            restore,
+            variant,
+        } => {
+            let bin = process::locate_shipsync(common.shipsync.clone(), !common.no_build)?;
+            let mut opts = if common.quick {
+                wave::Options::quick(bin)
+            } else {
+                wave::Options::full(bin)
+            };
+            if let Some(n) = shipments {
+                opts.shipments = n;
+            }
+            if let Some(b) = bucket {
+                opts.bucket.maximum_available = b;
+            }
+            if let Some(r) = restore {
+                opts.bucket.restore_rate = r;
+            }
+            if let Some(v) = variant {
+                opts.variants = v;
+            }
+            opts.verbose = true;
+            eprintln!("machine: {}", Machine::detect().one_line());
+            let report = wave::run(&opts).await?;
+            println!("{}", report.table());
+            write("wave", &common, &report)?;
+            report.check_complete()?;
+        }
+        Scenario::ScaleOut {
+            common,
+            database_url,
+            nodes,
+            shipments,
+            rate,
+        } => {
+            let Some(url) = database_url.or_else(shipsync_testkit::postgres_server) else {
+                anyhow::bail!(
+                    "scale-out needs PostgreSQL: pass --database-url or set SHIPSYNC_TEST_POSTGRES_URL"
+                );
+            };
+            let bin = process::locate_shipsync(common.shipsync.clone(), !common.no_build)?;
+            let mut opts = if common.quick {
+                scale_out::Options::quick(bin, url)
+            } else {
+                scale_out::Options::full(bin, url)
+            };
+            if let Some(n) = nodes {
+                opts.nodes = n;
+            }
+            if let Some(n) = shipments {
+                opts.shipments = n;
+            }
+            if let Some(r) = rate {
+                opts.rate = r;
+            }
+            opts.verbose = true;
+            eprintln!("machine: {}", Machine::detect().one_line());
+            let report = scale_out::run(&opts).await?;
+            println!("{}", report.table());
+            write("scale-out", &common, &report)?;
             report.check_complete()?;
         }
         Scenario::Footprint { common, starts } => {

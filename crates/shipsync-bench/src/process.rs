@@ -133,8 +133,18 @@ impl Instance {
 
     /// Starts `shipsync serve` on a free port and waits for `/healthz`.
     pub async fn serve(&self) -> Result<Serve> {
+        self.serve_logged("serve.log").await
+    }
+
+    /// Node `n` of several `serve` processes on this installation's
+    /// (PostgreSQL) database, with its own log `serve-<n>.log`.
+    pub async fn serve_node(&self, n: usize) -> Result<Serve> {
+        self.serve_logged(&format!("serve-{n}.log")).await
+    }
+
+    async fn serve_logged(&self, log_name: &str) -> Result<Serve> {
         let listen = format!("127.0.0.1:{}", free_port()?);
-        let log = self.dir.path().join("serve.log");
+        let log = self.dir.path().join(log_name);
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

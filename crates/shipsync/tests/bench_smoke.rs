@@ -75,9 +75,75 @@ async fn quick_ship_to_store_report_is_complete() {
     for p in &report.phases {
         assert!(p.shipments > 0 && p.fulfilled == p.shipments, "{p:?}");
         assert_eq!(p.latency.n, p.shipments);
+        assert!(
+            p.exactly_once.ok(),
+            "{}: {}",
+            p.label,
+            p.exactly_once.summary()
+        );
+        assert_eq!(p.repeated_creates, 0, "{p:?}");
+        // Every shipment cost the store at least its mutation.
+        assert!(p.store_requests >= p.shipments as u64, "{p:?}");
     }
     let table = report.table();
     assert!(table.contains("throttled store"), "{table}");
+    assert!(table.contains("shipsync CPU ms per shipment"), "{table}");
+    assert!(table.contains("duplicate fulfillments"), "{table}");
+    serde_json::to_value(&report).expect("json");
+}
+
+/// `shipsync-bench wave --quick`: both variants (orders only in the store;
+/// orders sent to Deposco by shipsync first), every shipment fulfilled
+/// exactly once, the drain set against its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_wave_report_is_complete() {
+    let opts = shipsync_bench::wave::Options::quick(shipsync_bin());
+    let report = shipsync_bench::wave::run(&opts)
+        .await
+        .expect("wave scenario");
+    report.check_complete().expect("complete report");
+    assert_eq!(report.runs.len(), 2);
+    for r in &report.runs {
+        assert_eq!(r.fulfilled, opts.shipments, "{r:?}");
+        assert_eq!(r.exactly_once.fulfilled_once, opts.shipments, "{r:?}");
+        assert_eq!(r.duplicates(), 0, "{r:?}");
+        assert!(r.ratio().is_some(), "{r:?}");
+        assert!(r.store_requests >= opts.shipments as u64, "{r:?}");
+    }
+    let table = report.table();
+    assert!(table.contains("drain ÷ bound, variant a"), "{table}");
+    assert!(table.contains("drain ÷ bound, variant b"), "{table}");
+    serde_json::to_value(&report).expect("json");
+}
+
+/// `shipsync-bench scale-out --quick`: two `serve` nodes on one PostgreSQL
+/// database, every shipment fulfilled exactly once. Skipped, with a notice,
+/// without SHIPSYNC_TEST_POSTGRES_URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_scale_out_report_is_complete() {
+    let Some(url) = shipsync_testkit::postgres_server() else {
+        eprintln!(
+            "skipped scale-out: it needs PostgreSQL ({} is not set)",
+            shipsync_testkit::POSTGRES_ENV
+        );
+        return;
+    };
+    let opts = shipsync_bench::scale_out::Options::quick(shipsync_bin(), url);
+    let report = shipsync_bench::scale_out::run(&opts)
+        .await
+        .expect("scale-out scenario");
+    report.check_complete().expect("complete report");
+    assert_eq!(report.runs.len(), opts.nodes.len());
+    for r in &report.runs {
+        assert_eq!(r.per_node.len(), r.nodes);
+        assert_eq!(r.fulfilled, opts.shipments, "{r:?}");
+        assert!(r.exactly_once.ok(), "{}", r.exactly_once.summary());
+        assert_eq!(r.duplicates(), 0, "{r:?}");
+        // Round robin: every node was sent its share.
+        assert!(r.per_node.iter().all(|n| n.webhooks_accepted > 0), "{r:?}");
+    }
+    let table = report.table();
+    assert!(table.contains("THIS ONE MACHINE"), "{table}");
     serde_json::to_value(&report).expect("json");
 }
 

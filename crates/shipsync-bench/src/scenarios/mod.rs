@@ -5,4 +5,6 @@ pub mod footprint;
 pub mod ingest;
 pub mod order_latency;
 pub mod pull;
+pub mod scale_out;
 pub mod ship_to_store;
+pub mod wave;

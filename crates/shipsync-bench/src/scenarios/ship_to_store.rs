@@ -19,40 +19,42 @@
 //! (fast) store gets its usual load; the table shows the slow store's
 //! backlog growing and draining, and the fast store's latency next to its
 //! latency alone at the same rate.
+//!
+//! Per phase, beside the latency (issue 17): store requests and Shopify cost
+//! points per shipment, as the sandbox charged them (the sum of each
+//! answer's `actualQueryCost`); shipsync's CPU milliseconds per shipment
+//! (utime + stime of the `serve` process from `/proc/<pid>/stat`, first send
+//! → last acknowledgement, ÷ the shipments handled meanwhile, so idle time
+//! within the phase is included); and the exactly-once check read from the
+//! store's own orders afterwards (one fulfillment of the shipped unit with
+//! the shipment's tracking number), with duplicates counted as fulfillments
+//! beyond the first plus `fulfillmentCreate` requests for a shipment already
+//! fulfilled (must be 0).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use axum::body::Body;
-use axum::extract::{Request as AxumRequest, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use bytes::Bytes;
-use http_body_util::BodyExt;
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use serde_json::json;
-use shipsync_sandbox_deposco::{
-    DeposcoSandbox, LineSpec, PackageSpec, SandboxConfig, Shape, ShipmentSpec,
-};
-use shipsync_sandbox_shopify::{OrderSpec, ShopifySandbox, ThrottleConfig};
+use shipsync_sandbox_deposco::{DeposcoSandbox, SandboxConfig};
+use shipsync_sandbox_shopify::ThrottleConfig;
 
-use crate::load::{self, Factory, Outcome, Request};
 use crate::process::{Instance, Serve};
 use crate::stats::{Percentiles, percentiles};
-use crate::table::{Table, verdict_at_most};
-use crate::webhooks::{SHARED_SECRET, signed_headers};
+use crate::store::{
+    Counters, ExactlyOnce, Sent, Store, connect_store, cpu_ms_per, prepare, send_open_loop,
+    start_fast_store, start_store,
+};
+use crate::table::{Table, num, verdict_at_most};
 use crate::{init_tls, rss};
 
 pub const TARGET_P50_MS: f64 = 50.0;
 pub const TARGET_P99_MS: f64 = 250.0;
 pub const TARGET_RATE: f64 = 200.0;
-const TOKEN: &str = "shpat_bench";
-const TRACKING_PREFIX: &[u8] = b"1ZSTS";
-const TRACKING_DIGITS: usize = 10;
+/// How long shipsync's idle CPU is measured before the first phase.
+pub const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct Throttle {
@@ -118,250 +120,6 @@ impl Options {
     }
 }
 
-/// Successful `fulfillmentCreate` responses per tracking number, and
-/// throttled answers, as seen leaving one Shopify sandbox.
-#[derive(Clone, Default)]
-struct Recorder {
-    acked: Arc<Mutex<HashMap<u64, Instant>>>,
-    throttled: Arc<AtomicU64>,
-    requests: Arc<AtomicU64>,
-    /// Sum of `actualQueryCost` over the answers.
-    cost: Arc<AtomicU64>,
-}
-
-impl Recorder {
-    fn counters(&self) -> (u64, u64, u64) {
-        (
-            self.throttled.load(Ordering::Relaxed),
-            self.requests.load(Ordering::Relaxed),
-            self.cost.load(Ordering::Relaxed),
-        )
-    }
-
-    fn get(&self, id: u64) -> Option<Instant> {
-        self.acked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .copied()
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The unsigned integer right after `key` in `text`.
-fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
-    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let digits: Vec<u8> = text[at..]
-        .iter()
-        .skip_while(|b| **b == b' ')
-        .take_while(|b| b.is_ascii_digit())
-        .copied()
-        .collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok()
-}
-
-/// The bench's tracking numbers (`1ZSTS` + 10 digits) in `text`.
-fn tracking_ids(text: &[u8]) -> Vec<u64> {
-    let mut out = Vec::new();
-    let n = TRACKING_PREFIX.len();
-    let mut i = 0;
-    while i + n + TRACKING_DIGITS <= text.len() {
-        if &text[i..i + n] == TRACKING_PREFIX {
-            let digits = &text[i + n..i + n + TRACKING_DIGITS];
-            if digits.iter().all(u8::is_ascii_digit)
-                && let Ok(v) = std::str::from_utf8(digits).unwrap_or("x").parse::<u64>()
-            {
-                out.push(v);
-            }
-            i += n + TRACKING_DIGITS;
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-async fn record(State(rec): State<Recorder>, req: AxumRequest, next: Next) -> Response {
-    rec.requests.fetch_add(1, Ordering::Relaxed);
-    let (parts, body) = req.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let create = contains(&bytes, b"fulfillmentCreate");
-    let resp = next
-        .run(AxumRequest::from_parts(parts, Body::from(bytes.clone())))
-        .await;
-    let (parts, body) = resp.into_parts();
-    let rb: Bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    if let Some(c) = number_after(&rb, b"\"actualQueryCost\":") {
-        rec.cost.fetch_add(c, Ordering::Relaxed);
-    }
-    if contains(&rb, b"THROTTLED") {
-        rec.throttled.fetch_add(1, Ordering::Relaxed);
-    } else if create
-        && parts.status.is_success()
-        && !contains(&rb, b"\"errors\"")
-        && contains(&rb, b"\"fulfillment\":{")
-    {
-        let at = Instant::now();
-        let mut map = rec.acked.lock().unwrap_or_else(|p| p.into_inner());
-        for id in tracking_ids(&bytes) {
-            map.entry(id).or_insert(at);
-        }
-    }
-    Response::from_parts(parts, Body::from(rb))
-}
-
-struct Store {
-    sandbox: ShopifySandbox,
-    url: String,
-    rec: Recorder,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_store(throttle: ThrottleConfig) -> Result<Store> {
-    let sandbox = ShopifySandbox::new(shipsync_sandbox_shopify::SandboxConfig {
-        access_token: TOKEN.into(),
-        throttle,
-        ..Default::default()
-    });
-    let rec = Recorder::default();
-    let app = sandbox
-        .router()
-        .layer(axum::middleware::from_fn_with_state(rec.clone(), record));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(Store {
-        sandbox,
-        url,
-        rec,
-        _task: task,
-    })
-}
-
-/// One merchant + connection (Shipments channel on) pointing at `store`.
-async fn connect_store(
-    serve: &Serve,
-    deposco_url: &str,
-    store: &Store,
-    name: &str,
-) -> Result<String> {
-    let (merchant_id, path) = serve
-        .webhook_merchant(name, deposco_url, SHARED_SECRET)
-        .await?;
-    let c = serve
-        .api(
-            "POST",
-            "/api/v1/connections",
-            Some(&json!({
-                "name": format!("{name} Shopify"),
-                "merchant_id": merchant_id,
-                "enabled": true,
-                "store": {"platform": "shopify", "shop_url": store.url, "access_token": TOKEN},
-            })),
-            201,
-        )
-        .await?;
-    let id = c["id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no connection id in {c}"))?;
-    serve
-        .api(
-            "PATCH",
-            &format!("/api/v1/connections/{id}/channels/shipments"),
-            Some(&json!({"enabled": true})),
-            200,
-        )
-        .await?;
-    Ok(path)
-}
-
-/// Shipments `first..first+n`: an order each in `store`, its webhook body.
-fn prepare(store: &Store, deposco: &DeposcoSandbox, first: u64, n: usize) -> Vec<(u64, Bytes)> {
-    (0..n as u64)
-        .map(|k| {
-            let id = first + k;
-            let created = store.sandbox.create_order(OrderSpec {
-                name: format!("#{id}"),
-                lines: vec![shipsync_sandbox_shopify::LineSpec {
-                    sku: "SKU-BENCH".into(),
-                    quantity: 1,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            });
-            let tracking = format!("1ZSTS{id:010}");
-            let spec = ShipmentSpec::new(id.to_string())
-                .tracking(tracking.clone())
-                .line(
-                    LineSpec::new(1, "SKU-BENCH", 1)
-                        .customer_line(created.line_item_ids[0].clone()),
-                )
-                .package(PackageSpec::new(format!("LPN{id}"), tracking).line(1, 1));
-            let record = deposco.add_shipment(spec);
-            let body = deposco
-                .render(&record.number, Shape::Current)
-                .expect("rendered");
-            (id, Bytes::from(body))
-        })
-        .collect()
-}
-
-/// Sends `items` open-loop at `rate` to `path`; the send instants per id.
-struct Sent {
-    outcome: Outcome,
-    at: Arc<Mutex<HashMap<u64, Instant>>>,
-}
-
-async fn send(
-    addr: std::net::SocketAddr,
-    path: &str,
-    items: Vec<(u64, Bytes)>,
-    rate: f64,
-) -> Result<Sent> {
-    let at: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let n = items.len();
-    let items = Arc::new(items);
-    let factory: Factory = {
-        let at = at.clone();
-        let path = path.to_owned();
-        Arc::new(move |i| {
-            let (id, body) = &items[i as usize];
-            at.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(*id, Instant::now());
-            Request {
-                path: path.clone(),
-                headers: signed_headers(SHARED_SECRET, &format!("msg_sts_{id}"), body),
-                body: body.clone(),
-            }
-        })
-    };
-    let outcome = load::open_loop(
-        addr,
-        factory,
-        Arc::new(AtomicU64::new(0)),
-        rate,
-        Duration::ZERO,
-        Duration::from_secs_f64(n as f64 / rate),
-        10_000,
-    )
-    .await?;
-    Ok(Sent { outcome, at })
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     pub label: String,
@@ -386,6 +144,28 @@ pub struct Phase {
     /// sandboxes validating every GraphQL document).
     pub shipsync_cpu_secs: Option<f64>,
     pub bench_cpu_secs: Option<f64>,
+    /// Shipments handled during the CPU window: this phase's, plus those of
+    /// a phase run at the same time (the throttled store's).
+    pub cpu_window_shipments: usize,
+    /// Read from the store's orders after the phase.
+    pub exactly_once: ExactlyOnce,
+    /// `fulfillmentCreate` requests for a shipment already fulfilled.
+    pub repeated_creates: u64,
+}
+
+impl Phase {
+    pub fn requests_per_shipment(&self) -> f64 {
+        self.store_requests as f64 / self.shipments.max(1) as f64
+    }
+
+    pub fn points_per_shipment(&self) -> f64 {
+        self.store_cost_points as f64 / self.shipments.max(1) as f64
+    }
+
+    /// shipsync's CPU ms per shipment over the phase.
+    pub fn cpu_ms_per_shipment(&self) -> Option<f64> {
+        cpu_ms_per(self.shipsync_cpu_secs, self.cpu_window_shipments)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -394,6 +174,10 @@ pub struct Report {
     pub phases: Vec<Phase>,
     pub slow_bucket: Option<ThrottleConfig>,
     pub shipsync_peak_rss_kib: u64,
+    /// shipsync's CPU seconds per second while idle (connected, no load),
+    /// measured over [`IDLE_WINDOW`] before the first phase; included in
+    /// the per-shipment figures, reported apart.
+    pub shipsync_idle_cpu_per_sec: Option<f64>,
     pub verdict_p50: String,
     pub verdict_p99: String,
 }
@@ -409,6 +193,9 @@ impl Report {
                     p.webhooks_accepted,
                     p.fulfilled
                 );
+            }
+            if !p.exactly_once.ok() {
+                bail!("{}: {}", p.label, p.exactly_once.summary());
             }
         }
         if self.phases.is_empty() {
@@ -432,8 +219,11 @@ impl Report {
             "drain after last send (s)",
             "webhook p99 (ms)",
             "THROTTLED answers",
-            "store requests / cost points per shipment",
+            "store requests per shipment",
+            "cost points per shipment",
+            "shipsync CPU ms per shipment",
             "CPU s: shipsync / bench+sandbox",
+            "duplicate fulfillments",
         ]);
         for p in &self.phases {
             t.row([
@@ -447,20 +237,27 @@ impl Report {
                 p.drain_secs.map_or("n/a".into(), |d| format!("{d:.2}")),
                 format!("{:.1}", p.webhook_latency.p99_ms()),
                 p.throttled_answers.to_string(),
-                format!(
-                    "{:.1} / {:.1}",
-                    p.store_requests as f64 / p.shipments.max(1) as f64,
-                    p.store_cost_points as f64 / p.shipments.max(1) as f64
-                ),
+                format!("{:.2}", p.requests_per_shipment()),
+                format!("{:.1}", p.points_per_shipment()),
+                num(p.cpu_ms_per_shipment(), 2),
                 format!(
                     "{} / {}",
                     p.shipsync_cpu_secs
                         .map_or("n/a".into(), |c| format!("{c:.1}")),
                     p.bench_cpu_secs.map_or("n/a".into(), |c| format!("{c:.1}"))
                 ),
+                (p.exactly_once.duplicates as u64 + p.repeated_creates).to_string(),
             ]);
         }
         out.push_str(&t.render());
+        if let Some(idle) = self.shipsync_idle_cpu_per_sec {
+            out.push_str(&format!(
+                "\nshipsync idle (stores connected, no load, {:.0} s before the first phase): {:.2} CPU ms per second; the per-shipment figures include it (at 50/s: {:.3} ms per shipment)\n",
+                IDLE_WINDOW.as_secs_f64(),
+                idle * 1000.0,
+                idle * 1000.0 / 50.0
+            ));
+        }
         if let (Some(b), Some(slow)) = (
             &self.slow_bucket,
             self.phases
@@ -571,14 +368,11 @@ async fn finish(
     t0: Instant,
     mut backlog: Vec<(f64, u64)>,
     settle: Duration,
-    (throttled_before, requests_before, cost_before): (u64, u64, u64),
+    before: Counters,
 ) -> Phase {
     let deadline = Instant::now() + settle;
     loop {
-        let acked = ids
-            .iter()
-            .filter(|id| store.rec.get(**id).is_some())
-            .count();
+        let acked = store.rec.count(ids);
         backlog.push((t0.elapsed().as_secs_f64(), (ids.len() - acked) as u64));
         if acked == ids.len() || Instant::now() > deadline {
             break;
@@ -596,6 +390,7 @@ async fn finish(
     }
     let last_send = at.values().max().copied();
     let fulfilled = lat.len();
+    let counted = store.rec.counters().since(before);
     Phase {
         label: label.to_owned(),
         rate,
@@ -610,13 +405,16 @@ async fn finish(
             }
             _ => None,
         },
-        throttled_answers: store.rec.throttled.load(Ordering::Relaxed) - throttled_before,
-        store_requests: store.rec.requests.load(Ordering::Relaxed) - requests_before,
-        store_cost_points: store.rec.cost.load(Ordering::Relaxed) - cost_before,
+        throttled_answers: counted.throttled,
+        store_requests: counted.requests,
+        store_cost_points: counted.cost,
         peak_backlog: backlog.iter().map(|(_, n)| *n).max().unwrap_or(0),
         backlog,
         shipsync_cpu_secs: None,
         bench_cpu_secs: None,
+        cpu_window_shipments: ids.len(),
+        exactly_once: ExactlyOnce::check(store, ids),
+        repeated_creates: counted.repeats,
     }
 }
 
@@ -640,7 +438,7 @@ async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> R
     let pid = ctx.serve.pid().context("no pid")?;
     let cpu_before = cpu(pid);
     let t0 = Instant::now();
-    let sent = send(ctx.serve.addr()?, path, items, rate).await?;
+    let sent = send_open_loop(ctx.serve.addr()?, path, items, rate).await?;
     let mut p = finish(
         &format!("fast store alone, {rate:.0}/s"),
         rate,
@@ -655,13 +453,17 @@ async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> R
     .await;
     set_cpu(&mut p, cpu_before, cpu(pid));
     ctx.say(format!(
-        "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.2} requests, {:.1} points, {} CPU ms per shipment; {}",
         p.label,
         p.fulfilled,
         p.shipments,
         p.latency.p50_ms(),
         p.latency.p99_ms(),
-        p.latency.max_ms()
+        p.latency.max_ms(),
+        p.requests_per_shipment(),
+        p.points_per_shipment(),
+        num(p.cpu_ms_per_shipment(), 2),
+        p.exactly_once.summary()
     ));
     Ok(p)
 }
@@ -675,11 +477,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         .await
         .context("cannot start the Deposco sandbox")?;
     // The fast store answers at once: no cost limit to speak of.
-    let fast = start_store(ThrottleConfig {
-        maximum_available: 1e12,
-        restore_rate: 1e12,
-    })
-    .await?;
+    let fast = start_fast_store().await?;
     let slow = match &opts.throttle {
         Some(t) => Some(start_store(t.bucket).await?),
         None => None,
@@ -687,12 +485,22 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let instance = Instance::sqlite(&opts.shipsync, "ship-to-store")?;
     let serve = instance.serve().await?;
     let result = async {
-        let fast_path = connect_store(&serve, &deposco_running.url, &fast, "Bench Fast").await?;
+        let (fast_path, _) =
+            connect_store(&serve, &deposco_running.url, &fast, "Bench Fast").await?;
         let slow_path = match &slow {
-            Some(s) => Some(connect_store(&serve, &deposco_running.url, s, "Bench Slow").await?),
+            Some(s) => Some(
+                connect_store(&serve, &deposco_running.url, s, "Bench Slow")
+                    .await?
+                    .0,
+            ),
             None => None,
         };
         let pid = serve.pid().context("no pid")?;
+        let idle_before = rss::cpu_secs(pid);
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let idle = rss::cpu_secs(pid)
+            .zip(idle_before)
+            .map(|(a, b)| (a - b) / IDLE_WINDOW.as_secs_f64());
         let mut ctx = Ctx {
             opts,
             serve: &serve,
@@ -737,8 +545,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
                 })
             };
             let (s_sent, f_sent) = tokio::join!(
-                send(addr, slow_path, slow_items, t.slow_rate),
-                send(addr, &fast_path, fast_items, t.fast_rate)
+                send_open_loop(addr, slow_path, slow_items, t.slow_rate),
+                send_open_loop(addr, &fast_path, fast_items, t.fast_rate)
             );
             sampling.store(false, Ordering::Relaxed);
             let series = sampler.await.unwrap_or_default();
@@ -772,6 +580,9 @@ pub async fn run(opts: &Options) -> Result<Report> {
             let cpu_after = cpu(pid);
             set_cpu(&mut fast_phase, cpu_before, cpu_after);
             set_cpu(&mut slow_phase, cpu_before, cpu_after);
+            let both = fast_phase.shipments + slow_phase.shipments;
+            fast_phase.cpu_window_shipments = both;
+            slow_phase.cpu_window_shipments = both;
             for p in [&fast_phase, &slow_phase] {
                 ctx.say(format!(
                     "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} THROTTLED, peak backlog {}",
@@ -789,12 +600,12 @@ pub async fn run(opts: &Options) -> Result<Report> {
             phases.push(slow_phase);
         }
         let peak = rss::read(pid).map_or(0, |r| r.hwm_kib);
-        Ok::<_, anyhow::Error>((phases, peak))
+        Ok::<_, anyhow::Error>((phases, peak, idle))
     }
     .await;
     let stopped = serve.stop().await;
     deposco_running.shutdown().await;
-    let (phases, peak) = result?;
+    let (phases, peak, idle) = result?;
     stopped?;
     let target = phases
         .iter()
@@ -810,17 +621,6 @@ pub async fn run(opts: &Options) -> Result<Report> {
         phases,
         slow_bucket: opts.throttle.as_ref().map(|t| t.bucket),
         shipsync_peak_rss_kib: peak,
+        shipsync_idle_cpu_per_sec: idle,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_tracking_numbers() {
-        let v = br#"{"numbers":["1ZSTS0000100001","1ZSTS00001"],"x":"1ZSTS0000100002B"}"#;
-        assert_eq!(tracking_ids(v), vec![100_001, 100_002]);
-        assert!(tracking_ids(b"nothing").is_empty());
-    }
 }
