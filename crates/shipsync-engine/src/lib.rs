@@ -64,6 +64,11 @@ pub struct EngineConfig {
     pub max_attempts: i64,
     /// Ingest queue capacity (deliveries waiting for their commit).
     pub ingest_capacity: usize,
+    /// Deliveries per second from which ingest is in a burst
+    /// (`SHIPSYNC_INGEST_BURST_PER_SEC`, 0: never): while it is, every
+    /// processing worker but the first pauses, so that the 202 path has the
+    /// CPU and the database's write lock; processing catches up after.
+    pub ingest_burst_per_sec: u32,
     /// Timeouts of calls to stores and warehouses.
     pub http_timeout: Duration,
     /// `SHIPSYNC_ALLOW_PRIVATE_TARGETS`: whether calls to stores and
@@ -127,6 +132,9 @@ impl Default for EngineConfig {
             backoff_max: Duration::from_secs(600),
             max_attempts: 15,
             ingest_capacity: 4096,
+            // Above the 200 shipments/s of the latency target (store calls
+            // overlap across workers there), below the 2,000/s of ingest's.
+            ingest_burst_per_sec: 1500,
             http_timeout: Duration::from_secs(20),
             unknown_outcome_margin: Duration::from_secs(30),
             refused_record_per_minute: 10,
@@ -178,6 +186,8 @@ struct Inner {
     /// When this engine last recorded a 503 of the ingest (µs), for
     /// `ingest.saturated` (recorded at most every few seconds).
     saturated_recorded: AtomicI64,
+    /// Webhook key → merchant, for a second at most.
+    webhook_keys: merchants::KeyCache,
 }
 
 impl Engine {
@@ -191,6 +201,7 @@ impl Engine {
             metrics.clone(),
             config.ingest_capacity,
             config.refused_record_per_minute,
+            config.ingest_burst_per_sec,
         );
         let stores = stores::Stores::new(
             db.clone(),
@@ -219,6 +230,7 @@ impl Engine {
                 mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
                 public_url: std::sync::RwLock::new(None),
                 saturated_recorded: AtomicI64::new(0),
+                webhook_keys: merchants::KeyCache::default(),
                 webhooks_http,
             }),
         })
@@ -328,5 +340,6 @@ impl Engine {
 
     pub fn connection_changed(&self, connection_id: &str) {
         self.inner.stores.forget(connection_id);
+        self.webhook_targets_changed();
     }
 }

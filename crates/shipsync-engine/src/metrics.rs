@@ -41,6 +41,7 @@ struct Inner {
     jobs: Family<JobLabels, Counter>,
     ship_to_store: Histogram,
     webhooks_in_flight: Gauge,
+    burst_pauses: Counter,
     latencies: Mutex<Vec<f64>>,
 }
 
@@ -96,6 +97,12 @@ impl Metrics {
             "Webhook requests being handled now.",
             webhooks_in_flight.clone(),
         );
+        let burst_pauses = Counter::default();
+        registry.register(
+            "ingest_burst_pauses",
+            "Times a processing worker paused while webhooks arrived in a burst (SHIPSYNC_INGEST_BURST_PER_SEC)",
+            burst_pauses.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -106,6 +113,7 @@ impl Metrics {
                 jobs,
                 ship_to_store,
                 webhooks_in_flight,
+                burst_pauses,
                 latencies: Mutex::new(Vec::new()),
             }),
         }
@@ -122,6 +130,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A processing worker paused for an ingest burst.
+    pub fn burst_pause(&self) {
+        self.inner.burst_pauses.inc();
     }
 
     pub fn refused_unrecorded(&self, outcome: &str) {

@@ -21,6 +21,8 @@ use crate::shutdown::Shutdown;
 
 /// How often the idle worker watching the clock looks for due jobs.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often a worker paused for an ingest burst looks whether it is over.
+const BURST_POLL: Duration = Duration::from_millis(25);
 
 tokio::task_local! {
     /// The index of the worker running the current job.
@@ -90,6 +92,21 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
     loop {
         if shutdown.is_set() {
             return;
+        }
+        // While webhooks arrive in a burst every worker but the first steps
+        // aside: each job's transactions would take the CPU and the write
+        // lock from the 202 path. Nothing waits on them but the backlog,
+        // which the first worker keeps working through and the others take
+        // up again once the burst is over.
+        if index > 0 && engine.ingest().in_burst() {
+            engine.metrics().burst_pause();
+            while engine.ingest().in_burst() {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(BURST_POLL) => {}
+                }
+            }
+            continue;
         }
         let jobs = match jobs::claim(engine.db(), &owner, 1, lease).await {
             Ok(j) => j,

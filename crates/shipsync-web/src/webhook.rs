@@ -350,7 +350,7 @@ async fn handle(
         }
         Err(shipsync_deposco::ParseError::NotJsonOrXml(m)) => {
             let mut d = refused(Outcome::Rejected, size, m.clone());
-            d.body = Some(bytes.to_vec());
+            d.body = Some(bytes);
             d.verified = verified;
             engine.ingest().record(d);
             return ApiError::bad_request(format!("the body is neither JSON nor XML: {m}"))
@@ -362,13 +362,12 @@ async fn handle(
     };
 
     // 5–8. Store durably (503 when the database or the queue cannot take it).
-    //     The body moves into the delivery (no copy when it is the only
-    //     reference to its buffer).
+    //     The body's buffer moves into the delivery, uncopied.
     let delivery = Delivery {
         connection_id: None,
         merchant_id: merchant.id.clone(),
-        headers: stored.clone(),
-        body: Some(Vec::from(bytes)),
+        headers: stored,
+        body: Some(bytes),
         body_size: size,
         webhook_id,
         verified,
