@@ -348,13 +348,13 @@ async fn write_batch(
         let webhook_ids: Vec<&str> = mine()
             .filter_map(|(d, _)| d.webhook_id.as_deref())
             .collect();
-        if !webhook_ids.is_empty() {
-            for (w, id) in ingest_rows::events_by_webhook_id(&mut tx, m, &webhook_ids).await? {
-                by_webhook_id.insert((m, w), id);
-            }
-        }
         let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
-        for (h, id) in ingest_rows::events_by_body_hash(&mut tx, m, &body_hashes, since).await? {
+        let (ids, hashes) =
+            ingest_rows::originals(&mut tx, m, &webhook_ids, &body_hashes, since).await?;
+        for (w, id) in ids {
+            by_webhook_id.insert((m, w), id);
+        }
+        for (h, id) in hashes {
             by_hash.insert((m, h), id);
         }
     }

@@ -266,8 +266,10 @@ impl Engine {
         self.inner.wake.notify_one();
     }
 
-    /// Starts the worker tasks; they stop when `shutdown` is notified.
+    /// Starts the worker tasks, and the SQLite checkpointer beside them;
+    /// they stop when `shutdown` is notified.
     pub fn start_workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        let checkpointer = tokio::spawn(checkpointer(self.db().clone(), shutdown.clone()));
         (0..self.inner.config.workers.max(1))
             // Job processing commits with relaxed durability (see
             // `shipsync_db::relaxed`): its inputs are durable and its steps
@@ -279,6 +281,7 @@ impl Engine {
                     shutdown.clone(),
                 )))
             })
+            .chain(std::iter::once(checkpointer))
             .collect()
     }
 
@@ -341,5 +344,25 @@ impl Engine {
     pub fn connection_changed(&self, connection_id: &str) {
         self.inner.stores.forget(connection_id);
         self.webhook_targets_changed();
+    }
+}
+
+/// How often the SQLite write-ahead log is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] until
+/// shutdown, so that commits (webhooks wait for theirs) do not.
+async fn checkpointer(db: Db, mut shutdown: Shutdown) {
+    if db.backend() != shipsync_db::Backend::Sqlite {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        if let Err(e) = db.checkpoint().await {
+            tracing::debug!(error = %e, "background checkpoint failed; the next commit past the bound does it");
+        }
     }
 }

@@ -126,14 +126,19 @@ pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
 /// stays within [`STORED_HEADERS_MAX_BYTES`]; headers that no longer fit are
 /// left out.
 pub(crate) fn stored_headers(list: &[(String, String)]) -> Vec<(String, String)> {
+    let wanted = list
+        .iter()
+        .filter(|(k, _)| STORED_HEADERS.contains(&k.as_str()));
+    // Usually they all fit whole: one measure of the lot, no search.
+    let all: Vec<(String, String)> = wanted.clone().cloned().collect();
+    if serde_json::to_string(&all).is_ok_and(|t| t.len() <= STORED_HEADERS_MAX_BYTES) {
+        return all;
+    }
     let entry_len =
         |k: &str, v: &str| serde_json::to_string(&(k, v)).map_or(usize::MAX / 2, |t| t.len());
     let mut kept: Vec<(String, String)> = Vec::new();
     let mut used = "[]".len();
-    for (k, v) in list
-        .iter()
-        .filter(|(k, _)| STORED_HEADERS.contains(&k.as_str()))
-    {
+    for (k, v) in wanted {
         let comma = usize::from(!kept.is_empty());
         // The longest prefix (at a character boundary) that fits, searched
         // for: escaping makes the JSON longer than the value.
