@@ -107,9 +107,10 @@ const BURST_QUEUE: usize = MAX_BATCH;
 
 /// Whether ingest is in a burst: deliveries arriving at `per_sec` or more
 /// (counted per [`BURST_WINDOW`], this one or the last), or a queue
-/// waiting for the writer. While it is, processing workers other than the
-/// first pause (see `worker::run`), so that the 202 path has the CPU and the
-/// database's write lock; processing catches up once the burst is over.
+/// waiting for the writer. While it is, the processing workers pause (see
+/// `worker::run`; the first runs a job a second), so that the 202 path has
+/// the CPU and the database's write lock; processing catches up once the
+/// burst is over.
 struct Burst {
     /// Deliveries per window from which it is a burst; 0: never.
     per_window: u32,

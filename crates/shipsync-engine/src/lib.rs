@@ -65,9 +65,10 @@ pub struct EngineConfig {
     /// Ingest queue capacity (deliveries waiting for their commit).
     pub ingest_capacity: usize,
     /// Deliveries per second from which ingest is in a burst
-    /// (`SHIPSYNC_INGEST_BURST_PER_SEC`, 0: never): while it is, every
-    /// processing worker but the first pauses, so that the 202 path has the
-    /// CPU and the database's write lock; processing catches up after.
+    /// (`SHIPSYNC_INGEST_BURST_PER_SEC`, 0: never): while it is, the
+    /// workers pause (the first runs a job a second), so that the 202 path
+    /// has the CPU and the database's write lock; processing catches up
+    /// after.
     pub ingest_burst_per_sec: u32,
     /// Timeouts of calls to stores and warehouses.
     pub http_timeout: Duration,

@@ -241,8 +241,8 @@ pub struct Jobs {
     /// `webhooks_stopped_hours`). Only the tests shorten it.
     pub alert_minute: Duration,
     /// `SHIPSYNC_INGEST_BURST_PER_SEC` (1,500; 0: never): webhook deliveries
-    /// per second from which ingest is in a burst, and every processing
-    /// worker but one pauses until it is over (in the README's table).
+    /// per second from which ingest is in a burst, and the processing
+    /// workers pause until it is over (in the README's table).
     pub ingest_burst_per_sec: u32,
 }
 

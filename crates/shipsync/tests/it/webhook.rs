@@ -979,9 +979,9 @@ async fn burst_pauses(h: &Harness) -> u64 {
         .unwrap_or(0)
 }
 
-/// Deliveries arriving in a burst make processing step aside (every worker
-/// but the first pauses), and every delivery answered 202 is still
-/// processed once the burst is over: each shipment reaches the store.
+/// Deliveries arriving in a burst make processing step aside (the workers
+/// pause), and every delivery answered 202 is still processed once the
+/// burst is over: each shipment reaches the store.
 async fn processing_pauses_in_a_burst_and_catches_up(db_url: String) {
     let mut o = Options::new(db_url);
     // Any few deliveries at once are a burst.
