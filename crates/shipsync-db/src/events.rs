@@ -17,7 +17,8 @@ pub struct EventRow {
     pub received_at: i64,
     /// The delivery's headers, `(name, value)` in order (`headers_json`).
     pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
+    /// Shared, not copied: the webhook handler's buffer on the way in.
+    pub body: Option<bytes::Bytes>,
     pub body_size: i64,
     pub body_hash: Option<String>,
     pub webhook_id: Option<String>,
@@ -48,7 +49,7 @@ impl TryFrom<AnyRow> for EventRow {
             connection_id: c.get("connection_id")?,
             received_at: c.get("received_at")?,
             headers: c.json("headers_json")?,
-            body: c.get("body")?,
+            body: c.get::<Option<Vec<u8>>>("body")?.map(bytes::Bytes::from),
             body_size: c.get("body_size")?,
             body_hash: c.get("body_hash")?,
             webhook_id: c.get("webhook_id")?,
@@ -81,7 +82,7 @@ pub(crate) fn bind<'q>(
         .bind(&e.merchant_id)
         .bind(e.received_at)
         .bind(to_json("events.headers_json", &e.headers)?)
-        .bind(&e.body)
+        .bind(e.body.as_deref())
         .bind(e.body_size)
         .bind(&e.body_hash)
         .bind(&e.webhook_id)

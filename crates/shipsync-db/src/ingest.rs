@@ -146,6 +146,62 @@ pub async fn events_by_body_hash(
     Ok(found)
 }
 
+/// What [`originals`] found: webhook-id → event id, body hash → event id.
+pub type Originals = (HashMap<String, String>, HashMap<String, String>);
+
+/// [`events_by_webhook_id`] and [`events_by_body_hash`] in one statement
+/// (one round trip fewer per batch on the ingest's critical path).
+pub async fn originals(
+    tx: &mut Tx<'_>,
+    merchant_id: &str,
+    webhook_ids: &[&str],
+    hashes: &[&str],
+    since: i64,
+) -> Result<Originals, DbError> {
+    if webhook_ids.is_empty() || webhook_ids.len() > IN_LIST || hashes.len() > IN_LIST {
+        let by_id = if webhook_ids.is_empty() {
+            HashMap::new()
+        } else {
+            events_by_webhook_id(tx, merchant_id, webhook_ids).await?
+        };
+        let by_hash = events_by_body_hash(tx, merchant_id, hashes, since).await?;
+        return Ok((by_id, by_hash));
+    }
+    let marks = Marks::of(tx);
+    let counted = quoted(&EventOutcome::COUNTED.map(EventOutcome::as_str));
+    let second = 2 + webhook_ids.len();
+    let sql = sql!(
+        "SELECT 'id' AS k, webhook_id AS v, id, received_at FROM events
+         WHERE merchant_id = {} AND webhook_id IN ({})
+         UNION ALL
+         SELECT 'hash' AS k, body_hash AS v, id, received_at FROM events
+         WHERE merchant_id = {} AND received_at > {} AND outcome IN ({counted})
+         AND body_hash IN ({})
+         ORDER BY received_at",
+        marks.one(1),
+        marks.list(webhook_ids.len(), 2),
+        marks.one(second),
+        marks.one(second + 1),
+        marks.list(hashes.len(), second + 2)
+    );
+    let mut q = sqlx::query(sql).persistent(false).bind(merchant_id);
+    for w in webhook_ids {
+        q = q.bind(*w);
+    }
+    q = q.bind(merchant_id).bind(since);
+    for h in hashes {
+        q = q.bind(*h);
+    }
+    let (mut by_id, mut by_hash) = (HashMap::new(), HashMap::new());
+    for row in q.fetch_all(&mut **tx).await? {
+        let k: String = row.try_get("k")?;
+        let map = if k == "id" { &mut by_id } else { &mut by_hash };
+        // Oldest first: keep the first one seen.
+        map.entry(row.try_get("v")?).or_insert(row.try_get("id")?);
+    }
+    Ok((by_id, by_hash))
+}
+
 /// Inserts `events`, a few dozen per statement.
 pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), DbError> {
     let marks = Marks::of(tx);

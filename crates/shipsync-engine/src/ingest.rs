@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use shipsync_db::events::{self, EventRow};
 use shipsync_db::ingest as ingest_rows;
@@ -33,8 +35,9 @@ pub struct Delivery {
     pub connection_id: Option<String>,
     /// `(name, value)`, in order.
     pub headers: Vec<(String, String)>,
-    /// `None` when the body is not kept (too large, bad signature).
-    pub body: Option<Vec<u8>>,
+    /// `None` when the body is not kept (too large, bad signature). The
+    /// request's own buffer: never copied on its way to the database.
+    pub body: Option<Bytes>,
     pub body_size: i64,
     pub webhook_id: Option<String>,
     pub verified: bool,
@@ -92,7 +95,70 @@ type Item = (Delivery, oneshot::Sender<Result<Stored, IngestError>>);
 pub struct Ingest {
     tx: mpsc::Sender<Item>,
     refused: Arc<RefusedLimit>,
+    burst: Arc<Burst>,
     metrics: Metrics,
+}
+
+/// Length of one window of the arrival count.
+const BURST_WINDOW: Duration = Duration::from_millis(100);
+/// Deliveries waiting for their commit from which ingest is in a burst,
+/// whatever the rate.
+const BURST_QUEUE: usize = MAX_BATCH;
+
+/// Whether ingest is in a burst: deliveries arriving at `per_sec` or more
+/// (counted per [`BURST_WINDOW`], this one or the last), or a queue
+/// waiting for the writer. While it is, the processing workers pause (see
+/// `worker::run`; the first runs a job a second), so that the 202 path has
+/// the CPU and the database's write lock; processing catches up once the
+/// burst is over.
+struct Burst {
+    /// Deliveries per window from which it is a burst; 0: never.
+    per_window: u32,
+    started: Instant,
+    /// (window number since `started`, arrivals in it, arrivals in the one
+    /// before).
+    counts: Mutex<(u64, u32, u32)>,
+}
+
+impl Burst {
+    fn new(per_sec: u32) -> Self {
+        let per_window = if per_sec == 0 {
+            0
+        } else {
+            (u64::from(per_sec) * BURST_WINDOW.as_millis() as u64)
+                .div_ceil(1000)
+                .max(1) as u32
+        };
+        Self {
+            per_window,
+            started: Instant::now(),
+            counts: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    /// The window counts rolled forward to now; `arrived` adds one arrival.
+    fn roll(&self, arrived: bool) -> (u32, u32) {
+        let window = (self.started.elapsed().as_millis() / BURST_WINDOW.as_millis()) as u64;
+        let Ok(mut c) = self.counts.lock() else {
+            return (0, 0);
+        };
+        if c.0 != window {
+            let last = if c.0 + 1 == window { c.1 } else { 0 };
+            *c = (window, 0, last);
+        }
+        if arrived {
+            c.1 = c.1.saturating_add(1);
+        }
+        (c.1, c.2)
+    }
+
+    fn over(&self, queued: usize) -> bool {
+        if self.per_window == 0 {
+            return false;
+        }
+        let (now, last) = self.roll(false);
+        now >= self.per_window || last >= self.per_window || queued >= BURST_QUEUE
+    }
 }
 
 /// How many refused deliveries (401, 413) of one merchant are recorded per
@@ -130,13 +196,16 @@ impl RefusedLimit {
 
 impl Ingest {
     /// `refused_per_minute`: refused deliveries recorded per merchant per
-    /// minute (`SHIPSYNC_REFUSED_RECORD_PER_MINUTE`).
+    /// minute (`SHIPSYNC_REFUSED_RECORD_PER_MINUTE`); `burst_per_sec`: the
+    /// arrival rate from which ingest is in a burst
+    /// (`SHIPSYNC_INGEST_BURST_PER_SEC`, 0: never).
     pub fn start(
         db: Db,
         wake: Arc<Notify>,
         metrics: Metrics,
         capacity: usize,
         refused_per_minute: u32,
+        burst_per_sec: u32,
     ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
         tokio::spawn(writer(db, rx, wake, metrics.clone()));
@@ -146,12 +215,20 @@ impl Ingest {
                 per_minute: refused_per_minute,
                 seen: Mutex::new(HashMap::new()),
             }),
+            burst: Arc::new(Burst::new(burst_per_sec)),
             metrics,
         }
     }
 
+    /// Whether deliveries are arriving in a burst now (see [`Burst`]):
+    /// processing steps aside while it lasts.
+    pub fn in_burst(&self) -> bool {
+        self.burst.over(self.tx.max_capacity() - self.tx.capacity())
+    }
+
     /// Stores a delivery durably; returns after its commit.
     pub async fn submit(&self, delivery: Delivery) -> Result<Stored, IngestError> {
+        self.burst.roll(true);
         let (reply, wait) = oneshot::channel();
         self.tx.try_send((delivery, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Full,
@@ -200,8 +277,8 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
                 Err(_) => break,
             }
         }
-        let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
-        let result = write_batch(&db, &deliveries).await;
+        let mut deliveries: Vec<&mut Delivery> = batch.iter_mut().map(|(d, _)| d).collect();
+        let result = write_batch(&db, &mut deliveries).await;
         match result {
             Ok(stored) => {
                 let mut any_job = false;
@@ -232,7 +309,12 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
     }
 }
 
-async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsync_db::DbError> {
+/// Stores `batch` in one transaction. The bodies move into the rows (the
+/// deliveries are answered, not stored again, when it fails).
+async fn write_batch(
+    db: &Db,
+    batch: &mut [&mut Delivery],
+) -> Result<Vec<Stored>, shipsync_db::DbError> {
     let mut tx = db.begin().await?;
     let now = now_micros();
     let since = now - REPEAT_WINDOW_MICROS;
@@ -267,13 +349,13 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
         let webhook_ids: Vec<&str> = mine()
             .filter_map(|(d, _)| d.webhook_id.as_deref())
             .collect();
-        if !webhook_ids.is_empty() {
-            for (w, id) in ingest_rows::events_by_webhook_id(&mut tx, m, &webhook_ids).await? {
-                by_webhook_id.insert((m, w), id);
-            }
-        }
         let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
-        for (h, id) in ingest_rows::events_by_body_hash(&mut tx, m, &body_hashes, since).await? {
+        let (ids, hashes) =
+            ingest_rows::originals(&mut tx, m, &webhook_ids, &body_hashes, since).await?;
+        for (w, id) in ids {
+            by_webhook_id.insert((m, w), id);
+        }
+        for (h, id) in hashes {
             by_hash.insert((m, h), id);
         }
     }
@@ -281,7 +363,9 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
     let mut out = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     let mut jobs = Vec::new();
-    for (d, hash) in batch.iter().zip(hashes) {
+    // Which delivery each new event stores.
+    let mut stored_from = Vec::with_capacity(batch.len());
+    for (i, (d, hash)) in batch.iter().zip(hashes).enumerate() {
         let m = d.merchant_id.as_str();
         if let Some(hash) = &hash {
             let original = d
@@ -311,8 +395,8 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
             merchant_id: d.merchant_id.clone(),
             connection_id: d.connection_id.clone(),
             received_at: now,
-            headers: d.headers.clone(),
-            body: d.body.clone(),
+            headers: Vec::new(),
+            body: None,
             body_size: d.body_size,
             body_hash: hash,
             // Only deliveries that count may claim a webhook-id: a forged
@@ -324,12 +408,17 @@ async fn write_batch(db: &Db, batch: &[&Delivery]) -> Result<Vec<Stored>, shipsy
             repeat_count: 0,
             shipment_ids: Vec::new(),
         });
+        stored_from.push(i);
         if d.outcome == Outcome::Accepted {
             jobs.push(Job::ProcessEvent {
                 event_id: id.clone(),
             });
         }
         out.push(Stored::New { event_id: id });
+    }
+    for (e, i) in events.iter_mut().zip(stored_from) {
+        e.headers = std::mem::take(&mut batch[i].headers);
+        e.body = batch[i].body.take();
     }
     ingest_rows::insert_events(&mut tx, &events).await?;
     ingest_rows::enqueue_jobs(&mut tx, &jobs, now).await?;

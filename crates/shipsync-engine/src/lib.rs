@@ -64,6 +64,12 @@ pub struct EngineConfig {
     pub max_attempts: i64,
     /// Ingest queue capacity (deliveries waiting for their commit).
     pub ingest_capacity: usize,
+    /// Deliveries per second from which ingest is in a burst
+    /// (`SHIPSYNC_INGEST_BURST_PER_SEC`, 0: never): while it is, the
+    /// workers pause (the first runs a job a second), so that the 202 path
+    /// has the CPU and the database's write lock; processing catches up
+    /// after.
+    pub ingest_burst_per_sec: u32,
     /// Timeouts of calls to stores and warehouses.
     pub http_timeout: Duration,
     /// `SHIPSYNC_ALLOW_PRIVATE_TARGETS`: whether calls to stores and
@@ -127,6 +133,9 @@ impl Default for EngineConfig {
             backoff_max: Duration::from_secs(600),
             max_attempts: 15,
             ingest_capacity: 4096,
+            // Above the 200 shipments/s of the latency target (store calls
+            // overlap across workers there), below the 2,000/s of ingest's.
+            ingest_burst_per_sec: 1500,
             http_timeout: Duration::from_secs(20),
             unknown_outcome_margin: Duration::from_secs(30),
             refused_record_per_minute: 10,
@@ -178,6 +187,8 @@ struct Inner {
     /// When this engine last recorded a 503 of the ingest (µs), for
     /// `ingest.saturated` (recorded at most every few seconds).
     saturated_recorded: AtomicI64,
+    /// Webhook key → merchant, for a second at most.
+    webhook_keys: merchants::KeyCache,
 }
 
 impl Engine {
@@ -191,6 +202,7 @@ impl Engine {
             metrics.clone(),
             config.ingest_capacity,
             config.refused_record_per_minute,
+            config.ingest_burst_per_sec,
         );
         let stores = stores::Stores::new(
             db.clone(),
@@ -219,6 +231,7 @@ impl Engine {
                 mutations: (0..config_workers).map(|_| AtomicI64::new(0)).collect(),
                 public_url: std::sync::RwLock::new(None),
                 saturated_recorded: AtomicI64::new(0),
+                webhook_keys: merchants::KeyCache::default(),
                 webhooks_http,
             }),
         })
@@ -254,8 +267,10 @@ impl Engine {
         self.inner.wake.notify_one();
     }
 
-    /// Starts the worker tasks; they stop when `shutdown` is notified.
+    /// Starts the worker tasks, and the SQLite checkpointer beside them;
+    /// they stop when `shutdown` is notified.
     pub fn start_workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        let checkpointer = tokio::spawn(checkpointer(self.db().clone(), shutdown.clone()));
         (0..self.inner.config.workers.max(1))
             // Job processing commits with relaxed durability (see
             // `shipsync_db::relaxed`): its inputs are durable and its steps
@@ -267,6 +282,7 @@ impl Engine {
                     shutdown.clone(),
                 )))
             })
+            .chain(std::iter::once(checkpointer))
             .collect()
     }
 
@@ -328,5 +344,26 @@ impl Engine {
 
     pub fn connection_changed(&self, connection_id: &str) {
         self.inner.stores.forget(connection_id);
+        self.webhook_targets_changed();
+    }
+}
+
+/// How often the SQLite write-ahead log is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] until
+/// shutdown, so that commits (webhooks wait for theirs) do not.
+async fn checkpointer(db: Db, mut shutdown: Shutdown) {
+    if db.backend() != shipsync_db::Backend::Sqlite {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        if let Err(e) = db.checkpoint().await {
+            tracing::debug!(error = %e, "background checkpoint failed; the next commit past the bound does it");
+        }
     }
 }

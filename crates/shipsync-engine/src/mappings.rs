@@ -193,6 +193,7 @@ impl Engine {
             let note = json!({"by": by, "changes": diff(&before, &stored)});
             activity::add(&mut *tx, &m.id, ACTIVITY_KIND, &note.to_string()).await?;
             tx.commit().await.map_err(DbError::from)?;
+            self.webhook_targets_changed();
         }
         Ok(self.shown(&m.id, stored).await?)
     }

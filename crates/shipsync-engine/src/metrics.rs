@@ -43,6 +43,7 @@ struct Inner {
     webhooks_in_flight: Gauge,
     budget_reservations: Family<OutcomeLabels, Counter>,
     budget_wait: Counter<f64, std::sync::atomic::AtomicU64>,
+    burst_pauses: Counter,
     latencies: Mutex<Vec<f64>>,
 }
 
@@ -110,6 +111,12 @@ impl Metrics {
             "Seconds store calls were told to wait by the shared cost budget, in total",
             budget_wait.clone(),
         );
+        let burst_pauses = Counter::default();
+        registry.register(
+            "ingest_burst_pauses",
+            "Times a processing worker paused while webhooks arrived in a burst (SHIPSYNC_INGEST_BURST_PER_SEC)",
+            burst_pauses.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -122,6 +129,7 @@ impl Metrics {
                 webhooks_in_flight,
                 budget_reservations,
                 budget_wait,
+                burst_pauses,
                 latencies: Mutex::new(Vec::new()),
             }),
         }
@@ -138,6 +146,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A processing worker paused for an ingest burst.
+    pub fn burst_pause(&self) {
+        self.inner.burst_pauses.inc();
     }
 
     pub fn refused_unrecorded(&self, outcome: &str) {

@@ -21,6 +21,12 @@ use crate::shutdown::Shutdown;
 
 /// How often the idle worker watching the clock looks for due jobs.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often a worker paused for an ingest burst looks whether it is over.
+const BURST_POLL: Duration = Duration::from_millis(25);
+/// The first worker pauses in a burst too, but runs a job at least this
+/// often, so that a long burst delays the rest of the work without
+/// stopping it.
+const FIRST_WORKER_PAUSE: Duration = Duration::from_secs(1);
 
 tokio::task_local! {
     /// The index of the worker running the current job.
@@ -90,6 +96,27 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
     loop {
         if shutdown.is_set() {
             return;
+        }
+        // While webhooks arrive in a burst the workers step aside: each
+        // job's transactions would take the CPU and the write lock from the
+        // 202 path (a webhook batch that finds the lock taken waits in
+        // SQLite's busy handler, 1, 2, 5 ms…). Nothing waits on them but the
+        // backlog, which they take up again once the burst is over; the
+        // first worker still runs a job every `FIRST_WORKER_PAUSE`.
+        if engine.ingest().in_burst() {
+            engine.metrics().burst_pause();
+            let started = tokio::time::Instant::now();
+            while engine.ingest().in_burst()
+                && (index > 0 || started.elapsed() < FIRST_WORKER_PAUSE)
+            {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(BURST_POLL) => {}
+                }
+            }
+            if index > 0 || !engine.ingest().in_burst() {
+                continue;
+            }
         }
         let jobs = match jobs::claim(engine.db(), &owner, 1, lease).await {
             Ok(j) => j,

@@ -103,7 +103,7 @@ async fn handle(s: &AppState, key: &str, headers: &HeaderMap, body: Body) -> Res
     //    order → stored as needs_attention.
     if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
         let mut d = refused(Outcome::Rejected, size, e.to_string());
-        d.body = Some(bytes.to_vec());
+        d.body = Some(bytes);
         d.verified = true;
         engine.ingest().record(d);
         return ApiError::bad_request(format!("the body is not JSON: {e}")).into_response();
@@ -124,8 +124,8 @@ async fn handle(s: &AppState, key: &str, headers: &HeaderMap, body: Body) -> Res
     let delivery = Delivery {
         connection_id: Some(connection.id.clone()),
         merchant_id: connection.merchant_id.clone(),
-        headers: stored.clone(),
-        body: Some(Vec::from(bytes)),
+        headers: stored,
+        body: Some(bytes),
         body_size: size,
         webhook_id: event_id.map(|e| format!("shopify-event:{e}")),
         verified: true,

@@ -126,14 +126,19 @@ pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
 /// stays within [`STORED_HEADERS_MAX_BYTES`]; headers that no longer fit are
 /// left out.
 pub(crate) fn stored_headers(list: &[(String, String)]) -> Vec<(String, String)> {
+    let wanted = list
+        .iter()
+        .filter(|(k, _)| STORED_HEADERS.contains(&k.as_str()));
+    // Usually they all fit whole: one measure of the lot, no search.
+    let all: Vec<(String, String)> = wanted.clone().cloned().collect();
+    if serde_json::to_string(&all).is_ok_and(|t| t.len() <= STORED_HEADERS_MAX_BYTES) {
+        return all;
+    }
     let entry_len =
         |k: &str, v: &str| serde_json::to_string(&(k, v)).map_or(usize::MAX / 2, |t| t.len());
     let mut kept: Vec<(String, String)> = Vec::new();
     let mut used = "[]".len();
-    for (k, v) in list
-        .iter()
-        .filter(|(k, _)| STORED_HEADERS.contains(&k.as_str()))
-    {
+    for (k, v) in wanted {
         let comma = usize::from(!kept.is_empty());
         // The longest prefix (at a character boundary) that fits, searched
         // for: escaping makes the JSON longer than the value.
@@ -350,7 +355,7 @@ async fn handle(
         }
         Err(shipsync_deposco::ParseError::NotJsonOrXml(m)) => {
             let mut d = refused(Outcome::Rejected, size, m.clone());
-            d.body = Some(bytes.to_vec());
+            d.body = Some(bytes);
             d.verified = verified;
             engine.ingest().record(d);
             return ApiError::bad_request(format!("the body is neither JSON nor XML: {m}"))
@@ -362,13 +367,12 @@ async fn handle(
     };
 
     // 5–8. Store durably (503 when the database or the queue cannot take it).
-    //     The body moves into the delivery (no copy when it is the only
-    //     reference to its buffer).
+    //     The body's buffer moves into the delivery, uncopied.
     let delivery = Delivery {
         connection_id: None,
         merchant_id: merchant.id.clone(),
-        headers: stored.clone(),
-        body: Some(Vec::from(bytes)),
+        headers: stored,
+        body: Some(bytes),
         body_size: size,
         webhook_id,
         verified,

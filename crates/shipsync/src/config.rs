@@ -66,6 +66,7 @@ struct FileConfig {
     alert_check_secs: Option<u64>,
     alert_gather_secs: Option<u64>,
     alert_minute_secs: Option<f64>,
+    ingest_burst_per_sec: Option<u32>,
 }
 
 /// `trusted_proxies` in the config file: the environment's comma-separated
@@ -196,8 +197,9 @@ impl Storage {
     }
 }
 
-/// How jobs run. Hidden (not in `--help` or the README): the crash tests and
-/// the fault suite shorten them; production keeps the defaults.
+/// How jobs run. Hidden (not in `--help` or the README) but for
+/// `ingest_burst_per_sec`: the crash tests and the fault suite shorten them;
+/// production keeps the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jobs {
     /// `SHIPSYNC_JOB_LEASE_SECS` (120): how long a claimed job stays leased
@@ -238,6 +240,10 @@ pub struct Jobs {
     /// `latency_window_minutes`, and 60 of them for an hour of
     /// `webhooks_stopped_hours`). Only the tests shorten it.
     pub alert_minute: Duration,
+    /// `SHIPSYNC_INGEST_BURST_PER_SEC` (1,500; 0: never): webhook deliveries
+    /// per second from which ingest is in a burst, and the processing
+    /// workers pause until it is over (in the README's table).
+    pub ingest_burst_per_sec: u32,
 }
 
 impl Default for Jobs {
@@ -257,6 +263,7 @@ impl From<&shipsync_engine::EngineConfig> for Jobs {
             alert_check: engine.alerts.check_every,
             alert_gather: engine.alerts.gather,
             alert_minute: engine.alerts.minute,
+            ingest_burst_per_sec: engine.ingest_burst_per_sec,
         }
     }
 }
@@ -322,6 +329,14 @@ impl Jobs {
                 }
                 Duration::from_secs_f64(n)
             },
+            ingest_burst_per_sec: whole(
+                "SHIPSYNC_INGEST_BURST_PER_SEC",
+                env,
+                file.ingest_burst_per_sec,
+                d.ingest_burst_per_sec,
+                0,
+                Unit::None,
+            )?,
         })
     }
 
@@ -337,6 +352,7 @@ impl Jobs {
             gather: self.alert_gather,
             minute: self.alert_minute,
         };
+        engine.ingest_burst_per_sec = self.ingest_burst_per_sec;
     }
 }
 
@@ -943,6 +959,7 @@ mod tests {
             "SHIPSYNC_UNKNOWN_OUTCOME_MARGIN_SECS" => Some("0".into()),
             "SHIPSYNC_BACKOFF_MAX_SECS" => Some("20".into()),
             "SHIPSYNC_REFUSED_RECORD_PER_MINUTE" => Some("4".into()),
+            "SHIPSYNC_INGEST_BURST_PER_SEC" => Some("0".into()),
             _ => None,
         })
         .unwrap();
@@ -953,6 +970,7 @@ mod tests {
         // The environment wins over the file.
         assert_eq!(e.backoff_max, Duration::from_secs(20));
         assert_eq!(e.refused_record_per_minute, 4);
+        assert_eq!(e.ingest_burst_per_sec, 0);
         assert!(e.allow_private_targets);
 
         for (name, bad) in [

@@ -10,7 +10,12 @@
 //! shipsync (`shipsync serve`, a merchant with a shared secret, no
 //! connection) — the load generator (this process) sends signed 4 KiB
 //! deliveries, each a distinct shipment, closed-loop at each concurrency
-//! level, then open-loop at the fixed rate (bare and shipsync). Then, for
+//! level, then open-loop at the fixed rate (bare and shipsync). Processing
+//! runs in shipsync as in production; it may lag behind a burst (its
+//! workers step aside while deliveries arrive fast): after each shipsync
+//! level the bench reads the processing backlog (`process_event` jobs
+//! queued) and waits until it has drained, timing it, so each level starts
+//! with none. Then, for
 //! shipsync only: an overload burst far above what it can take (503 +
 //! `Retry-After` expected, memory bounded), and the durability check:
 //! SIGKILL, then the events table must hold at least one accepted event per
@@ -99,6 +104,54 @@ pub struct Level {
     pub handler: String,
     pub concurrency: usize,
     pub outcome: Outcome,
+    /// shipsync only: the processing backlog the level left.
+    pub drain: Option<Drain>,
+}
+
+/// The processing backlog a level left, and how long it took to drain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    /// Deliveries stored but not processed yet (`process_event` jobs) when
+    /// the level's load stopped.
+    pub backlog: i64,
+    /// Seconds from then until none was left (polled every
+    /// [`DRAIN_POLL`]); `None`: not within [`DRAIN_LIMIT`].
+    pub secs: Option<f64>,
+}
+
+/// How often the backlog is read while it drains.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// The longest wait for a backlog to drain.
+const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+
+/// Reads the processing backlog of a running shipsync from its database
+/// (a connection of the bench's own).
+struct Backlog {
+    db: shipsync_db::Db,
+}
+
+impl Backlog {
+    async fn count(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE kind = 'process_event'")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(n)
+    }
+
+    /// The backlog now, then waits until it is empty.
+    async fn drain(&self) -> Result<Drain> {
+        let start = std::time::Instant::now();
+        let backlog = self.count().await?;
+        let mut left = backlog;
+        while left > 0 && start.elapsed() < DRAIN_LIMIT {
+            tokio::time::sleep(DRAIN_POLL).await;
+            left = self.count().await?;
+        }
+        Ok(Drain {
+            backlog,
+            secs: (left == 0).then(|| start.elapsed().as_secs_f64()),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +220,21 @@ impl Report {
             bail!("no fsync samples");
         }
         for b in &self.backends {
+            for l in b.closed.iter().chain(&b.open) {
+                if let Some(Drain {
+                    secs: None,
+                    backlog,
+                }) = &l.drain
+                {
+                    bail!(
+                        "{} {} at {}: a backlog of {backlog} was not processed within {} s",
+                        b.backend,
+                        l.handler,
+                        l.concurrency,
+                        DRAIN_LIMIT.as_secs()
+                    );
+                }
+            }
             for l in &b.closed {
                 if l.outcome.ok == 0 {
                     bail!(
@@ -217,8 +285,18 @@ impl Report {
             out.push_str(&format!("PostgreSQL: {s}\n\n"));
         }
         let mut t = Table::new([
-            "backend", "handler", "load", "req/s", "p50 (ms)", "p99 (ms)", "max (ms)", "non-2xx",
-            "errors", "÷ bare",
+            "backend",
+            "handler",
+            "load",
+            "req/s",
+            "p50 (ms)",
+            "p99 (ms)",
+            "max (ms)",
+            "non-2xx",
+            "errors",
+            "÷ bare",
+            "backlog after",
+            "drained in (s)",
         ]);
         for b in &self.backends {
             for l in &b.closed {
@@ -370,6 +448,14 @@ fn row(backend: &str, l: &Level, load: &str, bare: Option<f64>) -> Vec<String> {
             Some(b) if b > 0.0 && l.handler != "bare" => format!("{:.2}", o.ok_per_sec / b),
             _ => "—".into(),
         },
+        l.drain
+            .as_ref()
+            .map_or("—".into(), |d| d.backlog.to_string()),
+        match &l.drain {
+            Some(Drain { secs: Some(s), .. }) => format!("{s:.1}"),
+            Some(Drain { secs: None, .. }) => format!("> {}", DRAIN_LIMIT.as_secs()),
+            None => "—".into(),
+        },
     ]
 }
 
@@ -390,7 +476,9 @@ impl Ctx<'_> {
         webhooks::ingest_factory(self.template.clone(), path.to_owned(), run)
     }
 
-    /// Closed-loop levels, then (unless `open` is false) the open-loop rate.
+    /// Closed-loop levels, then (unless `open` is false) the open-loop rate;
+    /// with `backlog`, each level's processing backlog is drained (and
+    /// timed) before the next.
     async fn measure(
         &self,
         backend: &str,
@@ -398,7 +486,21 @@ impl Ctx<'_> {
         addr: std::net::SocketAddr,
         path: &str,
         open: bool,
+        backlog: Option<&Backlog>,
     ) -> Result<(Vec<Level>, Option<Level>)> {
+        let drain = |label: String| async move {
+            let Some(b) = backlog else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            let d = b.drain().await?;
+            self.say(format!(
+                "{backend} {handler} {label}: backlog {} drained in {}",
+                d.backlog,
+                d.secs
+                    .map_or_else(|| "(not within the limit)".into(), |s| format!("{s:.1} s"))
+            ));
+            Ok(Some(d))
+        };
         let factory = self.factory(path, &format!("{backend}_{handler}"));
         let mut levels = Vec::new();
         for &c in &self.opts.concurrency {
@@ -423,6 +525,7 @@ impl Ctx<'_> {
                 handler: handler.into(),
                 concurrency: c,
                 outcome: o,
+                drain: drain(format!("c={c}")).await?,
             });
         }
         let open_level = if open {
@@ -448,6 +551,7 @@ impl Ctx<'_> {
                 handler: handler.into(),
                 concurrency: self.opts.open_rate as usize,
                 outcome: o,
+                drain: drain(format!("open {:.0}/s", self.opts.open_rate)).await?,
             })
         } else {
             None
@@ -555,14 +659,18 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
     // The reference handlers.
     let path = "/webhooks/deposco/bench_key";
     let bare = baseline::start(Mode::Bare, None, opts.baseline_exe.as_deref()).await?;
-    let measured = ctx.measure(name, "bare", bare.addr(), path, true).await;
+    let measured = ctx
+        .measure(name, "bare", bare.addr(), path, true, None)
+        .await;
     bare.stop().await;
     let (levels, o) = measured?;
     closed.extend(levels);
     open.extend(o);
     let naive =
         baseline::start(Mode::Naive, Some(&naive_url), opts.baseline_exe.as_deref()).await?;
-    let measured = ctx.measure(name, "naive", naive.addr(), path, false).await;
+    let measured = ctx
+        .measure(name, "naive", naive.addr(), path, false, None)
+        .await;
     naive.stop().await;
     let (levels, _) = measured?;
     let naive_answers = accepted(&levels);
@@ -596,12 +704,17 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
         let pid = serve.pid().context("serve has no pid")?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = rss::read(pid).map_or(0, |r| r.rss_kib);
-        let (levels, o) = ctx.measure(name, "shipsync", addr, &path, true).await?;
+        let backlog = Backlog {
+            db: shipsync_db::Db::connect(&shipsync_url).await?,
+        };
+        let measured = ctx
+            .measure(name, "shipsync", addr, &path, true, Some(&backlog))
+            .await;
+        backlog.db.pool().close().await;
+        let (levels, o) = measured?;
         let mut answers = 1 + accepted(&levels) + o.as_ref().map_or(0, |l| l.outcome.accepted_total);
         let overload = match opts.overload {
             Some((rate, secs)) => {
-                // Let the processing backlog of the runs above drain a little.
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 let before = rss::read(pid).map_or(0, |r| r.rss_kib);
                 let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let sampler = {

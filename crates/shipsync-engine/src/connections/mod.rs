@@ -154,8 +154,10 @@ impl Engine {
             if let Some(m) = new_merchant {
                 let _ = merchants::delete(self.db(), &m.id).await;
             }
+            self.webhook_targets_changed();
             return Err(e);
         }
+        self.webhook_targets_changed();
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! connections that needed them).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use shipsync_core::ledger::KitPolicy;
@@ -16,12 +17,14 @@ use crate::edit::{Caller, EditError, EditResult, forbid_scoped, gives, merge_pat
 use crate::secrets::{hash_token, random_token};
 
 mod doc;
+mod key_cache;
 
 pub use doc::{MIN_SHARED_SECRET_BYTES, SECRET_FIELDS, missing_secret};
 use doc::{
     OLD_KEY_GRACE_MICROS, apply, check_targets, defaults, endpoint_changes, stored_secret_keys,
     strip_read_only, to_doc, validate,
 };
+pub(crate) use key_cache::KeyCache;
 
 impl Engine {
     /// One merchant by id (whoever may see it: the caller checks).
@@ -55,15 +58,38 @@ impl Engine {
         Ok(rows)
     }
 
-    /// The merchant whose webhook URL carries `key` (any state).
-    pub async fn merchant_by_webhook_key(&self, key: &str) -> Result<Option<MerchantRow>, DbError> {
-        merchants::by_key_hash(self.db().pool(), &hash_token(key)).await
+    /// The merchant whose webhook URL carries `key` (any state), as read at
+    /// most a second ago (see [`key_cache`]).
+    pub async fn merchant_by_webhook_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<Arc<MerchantRow>>, DbError> {
+        let hash = hash_token(key);
+        let cache = &self.inner.webhook_keys;
+        if let Some(m) = cache.get(&hash) {
+            return Ok(Some(m));
+        }
+        let generation = cache.generation();
+        let Some(m) = merchants::by_key_hash(self.db().pool(), &hash).await? else {
+            return Ok(None);
+        };
+        let m = Arc::new(m);
+        cache.put(hash, m.clone(), generation);
+        Ok(Some(m))
+    }
+
+    /// A merchant, connection or mapping was written: the webhook endpoint
+    /// reads merchants afresh from now on (on this node; others within
+    /// [`key_cache::TTL`]).
+    pub fn webhook_targets_changed(&self) {
+        self.inner.webhook_keys.clear();
     }
 
     /// Creates a merchant from a JSON document (see [`Self::draft_merchant`]).
     pub async fn create_merchant(&self, patch: Value) -> EditResult<MerchantRow> {
         let m = self.draft_merchant(patch).await?;
         merchants::insert(self.db().pool(), &m).await?;
+        self.webhook_targets_changed();
         Ok(m)
     }
 
@@ -160,6 +186,7 @@ impl Engine {
             crate::mappings::save_carriers(&mut tx, before, row).await?;
         }
         tx.commit().await.map_err(DbError::from)?;
+        self.webhook_targets_changed();
         if cleared {
             self.switch_off_connections(&m.id).await?;
         }
@@ -178,6 +205,7 @@ impl Engine {
                 c.enabled = false;
                 c.updated_at = now_micros();
                 connections::update(db.pool(), &c).await?;
+                self.webhook_targets_changed();
                 self.connection_changed(&c.id);
             }
             match page.last() {
@@ -189,7 +217,9 @@ impl Engine {
 
     /// Deletes a merchant; `Conflict` while it still has connections.
     pub async fn delete_merchant(&self, id: &str) -> EditResult<()> {
-        if merchants::delete(self.db(), id).await? {
+        let deleted = merchants::delete(self.db(), id).await?;
+        self.webhook_targets_changed();
+        if deleted {
             Ok(())
         } else {
             Err(EditError::Conflict {
@@ -217,6 +247,7 @@ impl Engine {
             old_expires_at,
         )
         .await?;
+        self.webhook_targets_changed();
 
         self.merchant(id)
             .await?

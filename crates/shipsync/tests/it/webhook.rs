@@ -941,6 +941,91 @@ async fn rotated_key_works_and_old_key_keeps_working(db_url: String) {
     h.shutdown().await;
 }
 
+/// The endpoint keeps looked-up merchants for a second, but a change saved
+/// on this node applies at once: a new shared secret is required by the
+/// very next delivery, the old one refused.
+async fn new_shared_secret_applies_at_once(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    // Looked up (and kept) with the first secret.
+    let r = send(&h, signed(&h, note("first-secret"))).await;
+    assert_eq!(status(&r), 202, "{:?}", r.json());
+    let old = h.shared_secret.clone().expect("a shared secret");
+    let new = format!("rotated-{}", rand::random::<u64>());
+    h.api(
+        "PATCH",
+        &format!("/api/v1/merchants/{}", h.merchant_id),
+        Some(json!({"shipment_webhooks": {"shared_secret": new}})),
+    )
+    .await
+    .unwrap()
+    .ok(200)
+    .unwrap();
+    h.shared_secret = Some(new);
+    let r = send(&h, signed(&h, note("new-secret"))).await;
+    assert_eq!(status(&r), 202, "the new secret at once: {:?}", r.json());
+    h.shared_secret = Some(old);
+    let r = send(&h, signed(&h, note("old-secret"))).await;
+    assert_eq!(status(&r), 401, "the old secret at once: {:?}", r.json());
+    h.shutdown().await;
+}
+
+/// The `shipsync_ingest_burst_pauses_total` counter.
+async fn burst_pauses(h: &Harness) -> u64 {
+    crate::support::metrics_text(h)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("shipsync_ingest_burst_pauses_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Deliveries arriving in a burst make processing step aside (the workers
+/// pause), and every delivery answered 202 is still processed once the
+/// burst is over: each shipment reaches the store.
+async fn processing_pauses_in_a_burst_and_catches_up(db_url: String) {
+    let mut o = Options::new(db_url);
+    // Any few deliveries at once are a burst.
+    o.engine.ingest_burst_per_sec = 10;
+    let mut h = Harness::start(o).await.expect("harness");
+    let mut numbers = Vec::new();
+    // Waves of concurrent deliveries until a worker was seen pausing
+    // (bounded: a burst is at most a few hundred milliseconds long).
+    for wave in 0..20 {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let (number, _) = new_shipment(&mut h, &format!("T-BURST-{wave}-{i}"));
+            let req = h
+                .deposco
+                .sandbox
+                .webhook_request(&number, Shape::Current, h.signing(false))
+                .unwrap();
+            let sandbox = h.deposco.sandbox.clone();
+            let url = h.webhook_url.clone();
+            set.spawn(async move { sandbox.send_webhook(&url, req).await.expect("sent") });
+            numbers.push(number);
+        }
+        while let Some(r) = set.join_next().await {
+            let r = r.unwrap();
+            assert_eq!(status(&r), 202, "{:?}", r.json());
+            assert_eq!(r.json().unwrap()["status"], "accepted");
+        }
+        if burst_pauses(&h).await > 0 {
+            break;
+        }
+    }
+    assert!(
+        burst_pauses(&h).await > 0,
+        "no worker paused during {} deliveries in waves of 20",
+        numbers.len()
+    );
+    for number in &numbers {
+        h.wait_shipment(number, &["completed"], SETTLE)
+            .await
+            .unwrap();
+    }
+    h.shutdown().await;
+}
+
 // ---------- event views ----------
 
 async fn event_detail_shows_raw_body_and_redacted_headers(db_url: String) {
@@ -1134,6 +1219,8 @@ both_backends!(
     not_a_shipment_needs_attention_and_replays,
     accepted_answers_status_and_event_id,
     rotated_key_works_and_old_key_keeps_working,
+    new_shared_secret_applies_at_once,
+    processing_pauses_in_a_burst_and_catches_up,
     event_detail_shows_raw_body_and_redacted_headers,
     event_list_limits_and_paging,
 );
