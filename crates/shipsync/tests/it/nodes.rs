@@ -238,25 +238,37 @@ async fn deposco_shared_by_nodes_postgres() {
     deposco_budget_is_shared_by_nodes().await;
 }
 
-/// Two servers on one PostgreSQL database fulfil orders of one store whose
-/// cost bucket is small: with the bucket shared they are (almost) never
-/// THROTTLED.
-async fn shopify_bucket_is_shared_by_nodes() {
-    let _alone = MEASURING.lock().await;
-    let Some(test_db) = TestDb::postgres().await.expect("test database") else {
-        return;
-    };
+/// Two servers on a new PostgreSQL database whose store has `bucket`: the
+/// harness's and a second one, with the second's webhook URL for the
+/// harness's merchant. `None` without PostgreSQL.
+async fn two_store_nodes(
+    bucket: ThrottleConfig,
+) -> Option<(TestDb, Harness, shipsync::server::Running, String)> {
+    let test_db = TestDb::postgres().await.expect("test database")?;
     let mut opts = Options::new(test_db.url.clone());
-    opts.shopify_throttle = ThrottleConfig {
-        maximum_available: 400.0,
-        restore_rate: 200.0,
-    };
-    let mut h = Harness::start(opts).await.expect("harness");
+    opts.shopify_throttle = bucket;
+    let h = Harness::start(opts).await.expect("harness");
     let b = shipsync::server::start(&h.settings, h.engine_config.clone())
         .await
         .expect("second node");
     let key = h.webhook_url.rsplit('/').next().unwrap().to_string();
     let url_b = format!("{}/webhooks/deposco/{key}", b.url);
+    Some((test_db, h, b, url_b))
+}
+
+/// Two servers on one PostgreSQL database fulfil orders of one store whose
+/// cost bucket is small: with the bucket shared they are (almost) never
+/// THROTTLED.
+async fn shopify_bucket_is_shared_by_nodes() {
+    let _alone = MEASURING.lock().await;
+    let Some((_test_db, mut h, b, url_b)) = two_store_nodes(ThrottleConfig {
+        maximum_available: 400.0,
+        restore_rate: 200.0,
+    })
+    .await
+    else {
+        return;
+    };
     const SHIPMENTS: usize = 12;
     let mut numbers = Vec::new();
     // Orders of 20 lines: the reads of an order cost about what they ask
@@ -349,20 +361,14 @@ fn reservations(metrics: &str, outcome: &str) -> u64 {
 /// unreserved until its own first answer.)
 async fn large_budget_first_burst() {
     let _alone = MEASURING.lock().await;
-    let Some(test_db) = TestDb::postgres().await.expect("test database") else {
-        return;
-    };
-    let mut opts = Options::new(test_db.url.clone());
-    opts.shopify_throttle = ThrottleConfig {
+    let Some((_test_db, mut h, b, url_b)) = two_store_nodes(ThrottleConfig {
         maximum_available: 20_000.0,
         restore_rate: 1_000.0,
+    })
+    .await
+    else {
+        return;
     };
-    let mut h = Harness::start(opts).await.expect("harness");
-    let b = shipsync::server::start(&h.settings, h.engine_config.clone())
-        .await
-        .expect("second node");
-    let key = h.webhook_url.rsplit('/').next().unwrap().to_string();
-    let url_b = format!("{}/webhooks/deposco/{key}", b.url);
     let db = h.db().await.expect("db");
     // Nothing has called the store through a shared budget yet.
     let described: Option<(Option<f64>,)> =
