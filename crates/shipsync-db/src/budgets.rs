@@ -251,6 +251,17 @@ fn first_call_outcome(
     }
 }
 
+/// Ends a first-call claim whose call is over without describing the
+/// bucket (it failed): the next caller claims at once rather than wait for
+/// the claim to lapse.
+pub async fn end_first_call(db: &Db, key: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE rate_budgets SET first_until = NULL WHERE key = $1 AND capacity IS NULL")
+        .bind(key)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Records the bucket's size and restore rate as the server described
 /// them (and ends any first-call claim).
 pub async fn describe(db: &Db, key: &str, capacity: f64, restore_rate: f64) -> Result<(), DbError> {

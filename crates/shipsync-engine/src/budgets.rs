@@ -379,6 +379,30 @@ impl DbCostBudget {
         }
     }
 
+    /// A call that reserved nothing is over. When it was this node's first
+    /// call and its answer did not describe the bucket (an error, no
+    /// answer, or never sent), the claim ends now, here and in the
+    /// database: the store's calls would otherwise go one per
+    /// [`FIRST_CLAIM`] while it fails.
+    fn first_call_over(&self) {
+        let ended = {
+            let mut state = lock(&self.state);
+            state.bucket.is_none() && state.first_until.take().is_some()
+        };
+        if !ended {
+            return;
+        }
+        self.described.notify_waiters();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (db, key) = (self.db.clone(), self.key.clone());
+            runtime.spawn(async move {
+                if let Err(e) = db_budgets::end_first_call(&db, &key).await {
+                    tracing::warn!(budget = %key, error = %e, "could not end a first-call claim");
+                }
+            });
+        }
+    }
+
     /// Gives `points` back to the shared bucket (with the next reservation).
     fn give_back(&self, points: f64) {
         let mut state = lock(&self.state);
@@ -530,10 +554,15 @@ impl CostBudget for DbCostBudget {
         // Points reserved in the shared bucket are settled by `observe`.
         if reserved < 0.0 {
             self.local.release(-reserved);
+        } else if reserved == 0.0 {
+            self.first_call_over();
         }
     }
 
     fn unused(&self, reserved: f64) {
+        if reserved == 0.0 {
+            self.first_call_over();
+        }
         if reserved < 0.0 {
             self.local.release(-reserved);
         } else if reserved > 0.0 {
