@@ -889,15 +889,24 @@ async fn controls_and_logs_over_http() {
     .await;
     assert_eq!(status, 204);
 
-    let log: Vec<Value> = s
-        .http
-        .get(format!("{base}/_sandbox/webhook-deliveries"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The sandbox logs a delivery once its answer is in, which can be just
+    // after the listener has it: wait for both entries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let log = loop {
+        let log: Vec<Value> = s
+            .http
+            .get(format!("{base}/_sandbox/webhook-deliveries"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if log.len() >= 2 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(log.len(), 2);
     assert_eq!(log[0]["topic"], "orders/cancelled");
     assert_eq!(log[0]["event_id"], log[1]["event_id"]);
