@@ -889,19 +889,18 @@ async fn controls_and_logs_over_http() {
     .await;
     assert_eq!(status, 204);
 
+    let get = |path: &str| {
+        let req = s.http.get(format!("{base}{path}"));
+        async move {
+            let list: Vec<Value> = req.send().await.unwrap().json().await.unwrap();
+            list
+        }
+    };
     // The sandbox logs a delivery once its answer is in, which can be just
     // after the listener has it: wait for both entries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let log = loop {
-        let log: Vec<Value> = s
-            .http
-            .get(format!("{base}/_sandbox/webhook-deliveries"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log = get("/_sandbox/webhook-deliveries").await;
         if log.len() >= 2 || std::time::Instant::now() > deadline {
             break log;
         }
@@ -910,14 +909,6 @@ async fn controls_and_logs_over_http() {
     assert_eq!(log.len(), 2);
     assert_eq!(log[0]["topic"], "orders/cancelled");
     assert_eq!(log[0]["event_id"], log[1]["event_id"]);
-    let subs: Vec<Value> = s
-        .http
-        .get(format!("{base}/_sandbox/webhook-subscriptions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subs = get("/_sandbox/webhook-subscriptions").await;
     assert_eq!(subs[0]["topic"], "ORDERS_CANCELLED");
 }
