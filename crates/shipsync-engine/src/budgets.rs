@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use shipsync_db::budgets::{self as db_budgets, FirstCall, Gcra};
 use shipsync_db::{Backend, Db};
 use shipsync_deposco::api::{self as deposco, RateBudget, RateLimiter};
-use shipsync_shopify::{CostBudget, LocalBudget, QueryCost};
+use shipsync_shopify::{CostBudget, LocalBudget, QueryCost, Reserved};
 
 use crate::metrics::Metrics;
 
@@ -421,18 +421,18 @@ impl CostBudget for DbCostBudget {
         &self,
         points: f64,
         max_wait: Duration,
-    ) -> shipsync_shopify::BudgetFuture<'_, Result<(Duration, f64), Duration>> {
+    ) -> shipsync_shopify::BudgetFuture<'_, Result<(Duration, Reserved), Duration>> {
         Box::pin(async move {
             let (capacity, rate) = match self.learn(max_wait).await {
                 Ok(Learned::Bucket(capacity, rate)) => (capacity, rate),
                 Ok(Learned::First) => {
                     self.metrics.store_budget("first_call", Duration::ZERO);
-                    return Ok((Duration::ZERO, 0.0));
+                    return Ok((Duration::ZERO, Reserved::NONE));
                 }
                 Ok(Learned::Unshared) => {
                     self.metrics.store_budget("unshared", Duration::ZERO);
                     let reserved = self.local.reserve_at(points, Instant::now(), max_wait);
-                    return reserved.map(|(wait, p)| (wait, -p));
+                    return reserved.map(|(wait, r)| (wait, unshared(r)));
                 }
                 Err(wait) => {
                     self.metrics.store_budget("turned_away", Duration::ZERO);
@@ -451,7 +451,7 @@ impl CostBudget for DbCostBudget {
                 };
                 let points = points.clamp(0.0, capacity);
                 let Some(gcra) = Gcra::for_cost(points, capacity, rate) else {
-                    return Ok((Duration::ZERO, 0.0));
+                    return Ok((Duration::ZERO, Reserved::NONE));
                 };
                 (gcra, points, std::mem::take(&mut state.refund))
             };
@@ -479,7 +479,7 @@ impl CostBudget for DbCostBudget {
                     } else {
                         self.metrics.store_budget("at_once", Duration::ZERO);
                     }
-                    Ok((duration(wait), points))
+                    Ok((duration(wait), Reserved::points(points)))
                 }
                 Err(e) => {
                     tracing::warn!(budget = %self.key, error = %e, "shared cost budget unavailable; using this node's own");
@@ -487,15 +487,17 @@ impl CostBudget for DbCostBudget {
                     let reserved = self.local.reserve_at(points, Instant::now(), max_wait);
                     let mut state = lock(&self.state);
                     state.refund = state.refund.saturating_add(refund);
-                    // Negative points: reserved in the local bucket, given
-                    // back there.
-                    reserved.map(|(wait, p)| (wait, -p))
+                    reserved.map(|(wait, r)| (wait, unshared(r)))
                 }
             }
         })
     }
 
-    fn observe(&self, reserved: f64, cost: QueryCost) -> shipsync_shopify::BudgetFuture<'_, ()> {
+    fn observe(
+        &self,
+        reserved: Reserved,
+        cost: QueryCost,
+    ) -> shipsync_shopify::BudgetFuture<'_, ()> {
         Box::pin(async move {
             self.local.observe_at(&cost, Instant::now());
             let mut describe = None;
@@ -517,7 +519,7 @@ impl CostBudget for DbCostBudget {
                     .full_at
                     .map_or(0, |f| micros(f.saturating_duration_since(now)));
                 let (settle, pending) =
-                    after_answer(reserved.max(0.0), &cost, full_in, state.refund);
+                    after_answer(reserved.points.max(0.0), &cost, full_in, state.refund);
                 state.refund = pending;
                 if let Settle::Floor { floor, .. } = settle
                     && floor > full_in
@@ -550,25 +552,55 @@ impl CostBudget for DbCostBudget {
         })
     }
 
-    fn release(&self, reserved: f64) {
+    fn release(&self, reserved: Reserved) {
         // Points reserved in the shared bucket are settled by `observe`.
-        if reserved < 0.0 {
-            self.local.release(-reserved);
-        } else if reserved == 0.0 {
+        if let Some(local) = local_share(reserved) {
+            self.local.release(local);
+        } else if reserved.points == 0.0 {
             self.first_call_over();
         }
     }
 
-    fn unused(&self, reserved: f64) {
-        if reserved == 0.0 {
+    fn unused(&self, reserved: Reserved) {
+        if let Some(local) = local_share(reserved) {
+            self.local.release(local);
+        } else if reserved.points == 0.0 {
             self.first_call_over();
-        }
-        if reserved < 0.0 {
-            self.local.release(-reserved);
-        } else if reserved > 0.0 {
-            self.give_back(reserved);
+        } else {
+            self.give_back(reserved.points);
         }
     }
+
+    fn wait_left(&self, reserved: &Reserved) -> Option<Duration> {
+        // The shared bucket's slots are the database's: only the local
+        // fallback can tell better.
+        self.local.wait_left(&local_share(*reserved)?)
+    }
+
+    fn answered(&self) -> shipsync_shopify::BudgetFuture<'_, ()> {
+        self.local.answered()
+    }
+
+    fn restore_rate(&self) -> Option<f64> {
+        lock(&self.state).bucket.map(|(_, rate)| rate)
+    }
+}
+
+/// A reservation made in a node's own bucket while the database did not
+/// answer, marked by negative points (given back there).
+fn unshared(r: Reserved) -> Reserved {
+    Reserved {
+        points: -r.points,
+        ..r
+    }
+}
+
+/// The reservation in the node's own bucket, when `r` is one.
+fn local_share(r: Reserved) -> Option<Reserved> {
+    (r.points < 0.0).then(|| Reserved {
+        points: -r.points,
+        ..r
+    })
 }
 
 #[cfg(test)]

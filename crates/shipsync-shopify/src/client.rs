@@ -410,18 +410,21 @@ impl ShopifyClient {
         }
     }
 
-    /// The orders named `name` (exact matches, ignoring a leading `#`),
-    /// each read as [`ShopifyClient::order_to_fulfill`] reads it: searched
+    /// The first order named `name` (an exact match, ignoring a leading
+    /// `#`), read as [`ShopifyClient::order_to_fulfill`] reads it: searched
     /// as given first, then with or without its `#` only when that found
-    /// nothing — one request for the common case.
-    pub async fn find_orders_to_fulfill(
+    /// nothing — one request for the common case. When the search's first
+    /// order is not an exact match and there are more (names sharing a
+    /// prefix), the exact matches are listed by
+    /// [`ShopifyClient::find_order_names`] and the first read.
+    pub async fn find_order_to_fulfill(
         &self,
         name: &str,
-    ) -> Result<Vec<StoreOrder>, ShopifyError> {
+    ) -> Result<Option<StoreOrder>, ShopifyError> {
         let given = name.trim();
         let bare = strip_hash(given);
         if bare.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let other = if given.starts_with('#') {
             bare.to_owned()
@@ -439,27 +442,26 @@ impl ShopifyClient {
                 )
                 .await?;
             let more = data.orders.page_info.has_next_page;
-            let mut found = Vec::new();
-            for o in data.orders.nodes {
-                if strip_hash(&o.name) == bare {
-                    found.push(self.complete_to_fulfill(o).await?);
-                }
+            if let Some(o) = data
+                .orders
+                .nodes
+                .into_iter()
+                .find(|o| strip_hash(&o.name) == bare)
+            {
+                return Ok(Some(self.complete_to_fulfill(o).await?));
             }
-            if found.is_empty() && more {
-                // Exact matches beyond the first page of near ones: the
-                // cheaper search of ids and names, then each one read.
+            if more {
+                // Exact matches beyond the first of near ones: the cheaper
+                // search of ids and names, then the first one read.
                 for (id, _) in self.find_order_names(name).await? {
                     if let Some(o) = self.order_to_fulfill(&id).await? {
-                        found.push(o);
+                        return Ok(Some(o));
                     }
                 }
-                return Ok(found);
-            }
-            if !found.is_empty() {
-                return Ok(found);
+                return Ok(None);
             }
         }
-        Ok(Vec::new())
+        Ok(None)
     }
 
     /// An order read by `order_to_fulfill_fields`, its longer lists

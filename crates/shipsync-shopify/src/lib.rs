@@ -29,7 +29,7 @@ pub use model::{
     WarehouseFulfillmentOrderLine, WebhookSubscription,
 };
 pub use throttle::{
-    BudgetFuture, CostBudget, LocalBudget, MAX_QUERY_COST, QueryCost, ThrottleStatus, WAIT_SLOTS,
-    job_scope,
+    BudgetFuture, CostBudget, LocalBudget, MAX_QUERY_COST, QueryCost, Reserved, ThrottleStatus,
+    WAIT_SLOTS, job_scope,
 };
 pub use transport::{BeforeSend, Timeouts};

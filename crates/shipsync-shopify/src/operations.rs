@@ -119,11 +119,14 @@ pub const ORDER_TO_FULFILL: &str = concat!(
 
 /// The orders a name search such as `name:"#1001"` finds, each read as
 /// [`ORDER_TO_FULFILL`] reads one, so that matching a shipment to its order
-/// and reading the order take one request. The client keeps exact matches
-/// only; when the first 2 hold none and there are more, it falls back to
-/// [`FIND_ORDERS_BY_NAME`]. Cost: orders 2 + pageInfo 1 + 2 × 89 = 181.
+/// and reading the order take one request. Only the first: Shopify asks a
+/// query's whole requested cost to be in the bucket before it runs it, and
+/// a second order would double it for the rare name two orders share. The
+/// client keeps an exact match only; when there are more (`hasNextPage`),
+/// it lists the exact matches with [`FIND_ORDERS_BY_NAME`] and reads the
+/// others. Cost: orders 2 + pageInfo 1 + 89 = 92.
 pub const ORDERS_TO_FULFILL_BY_NAME: &str = concat!(
-    "query OrdersToFulfillByName($query: String!) {\n  orders(first: 2, query: $query) {\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    nodes {\n    ",
+    "query OrdersToFulfillByName($query: String!) {\n  orders(first: 1, query: $query) {\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    nodes {\n    ",
     order_to_fulfill_fields!(),
     "\n    }\n  }\n}"
 );
@@ -633,7 +636,7 @@ pub const COSTS: &[(&str, u64)] = &[
     ("AccessScopes", 2),
     ("FindOrdersByName", 12),
     ("OrderToFulfill", 89),
-    ("OrdersToFulfillByName", 181),
+    ("OrdersToFulfillByName", 92),
     ("OrdersForWarehouse", 818),
     ("OrderForWarehouse", 210),
     ("WarehouseFulfillmentOrders", 239),

@@ -3,7 +3,7 @@
 //! holds now and wait for the shortfall instead of being THROTTLED.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Jobs of one store that may sleep for its budget at once (per process).
 /// A further job that would have to sleep is turned away instead (see
@@ -85,6 +85,30 @@ fn shortfall_wait(shortfall: f64, restore_rate: f64) -> Option<Duration> {
 /// A future returned by a [`CostBudget`].
 pub type BudgetFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Points reserved in a store's cost budget for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Reserved {
+    /// The points; 0 when nothing was reserved (cost or bucket unknown).
+    /// A budget may give them its own meaning (a sign, say).
+    pub points: f64,
+    /// The reservation's place in its budget's queue, for a budget that
+    /// keeps one ([`LocalBudget`]); 0 otherwise.
+    pub ticket: u64,
+}
+
+impl Reserved {
+    /// Nothing reserved.
+    pub const NONE: Reserved = Reserved {
+        points: 0.0,
+        ticket: 0,
+    };
+
+    /// `points` reserved, in a budget that keeps no queue.
+    pub fn points(points: f64) -> Self {
+        Reserved { points, ticket: 0 }
+    }
+}
+
 /// Where a store's cost bucket is kept: [`LocalBudget`] in this process (the
 /// default), or one shared by several processes (the engine's, in the
 /// database). The client learns each operation's cost itself and asks the
@@ -100,21 +124,42 @@ pub trait CostBudget: Send + Sync + fmt::Debug {
         &self,
         points: f64,
         max_wait: Duration,
-    ) -> BudgetFuture<'_, Result<(Duration, f64), Duration>>;
+    ) -> BudgetFuture<'_, Result<(Duration, Reserved), Duration>>;
 
     /// What Shopify said (its `extensions.cost`) in answer to a request that
-    /// reserved `reserved` points.
-    fn observe(&self, reserved: f64, cost: QueryCost) -> BudgetFuture<'_, ()>;
+    /// reserved `reserved`.
+    fn observe(&self, reserved: Reserved, cost: QueryCost) -> BudgetFuture<'_, ()>;
 
-    /// The request that reserved `reserved` points is over (answered or
-    /// failed), whatever the path.
-    fn release(&self, reserved: f64);
+    /// The request that reserved `reserved` is over (answered or failed),
+    /// whatever the path.
+    fn release(&self, reserved: Reserved);
 
-    /// Nothing was sent for a reservation of `reserved` points (the job was
-    /// turned away, or stopped while it waited): the points go back to the
-    /// bucket, so a job put back for the budget holds none of it.
-    fn unused(&self, reserved: f64) {
+    /// Nothing was sent for `reserved` (the job was turned away, or stopped
+    /// while it waited): the points go back to the bucket, so a job put
+    /// back for the budget holds none of it.
+    fn unused(&self, reserved: Reserved) {
         self.release(reserved);
+    }
+
+    /// How long a request told to wait for `reserved` still has to, as
+    /// the budget sees it now: the calls ahead of it may have been
+    /// answered meanwhile, most for less than they reserved (Shopify
+    /// refunds what a query cost less than requested). `None`: the budget
+    /// cannot tell better than when it reserved.
+    fn wait_left(&self, _reserved: &Reserved) -> Option<Duration> {
+        None
+    }
+
+    /// Resolves when a call is over, so that waiters may ask
+    /// [`CostBudget::wait_left`] again (never, for a budget that cannot
+    /// tell). Create it before asking, not to miss one.
+    fn answered(&self) -> BudgetFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+
+    /// The store's restore rate (points per second), once known.
+    fn restore_rate(&self) -> Option<f64> {
+        None
     }
 }
 
@@ -137,17 +182,31 @@ impl Bucket {
 #[derive(Debug, Default)]
 struct State {
     bucket: Option<Bucket>,
-    /// Points reserved by requests not yet answered: the server's last
-    /// `currentlyAvailable` does not include them yet.
-    in_flight: f64,
+    /// Points reserved by requests not yet answered (waiting for their
+    /// turn, or sent), by ticket, in the order they were reserved: the
+    /// server's last `currentlyAvailable` does not include them yet.
+    reserved: BTreeMap<u64, f64>,
+    /// The last ticket given.
+    ticket: u64,
+}
+
+impl State {
+    /// The points reserved ahead of `ticket` (all of them for `u64::MAX`).
+    fn ahead_of(&self, ticket: u64) -> f64 {
+        self.reserved.range(..ticket).map(|(_, p)| p).sum()
+    }
 }
 
 /// The bucket as this process sees it: Shopify's last `throttleStatus`,
 /// refilled at the restore rate since, minus the points of requests in
-/// flight.
+/// flight or waiting ahead. A request told to wait is told again, shorter,
+/// when the calls ahead of it are answered for less than they reserved
+/// ([`CostBudget::wait_left`]).
 #[derive(Debug, Default)]
 pub struct LocalBudget {
     state: Mutex<State>,
+    /// Woken when a reservation is over.
+    over: Notify,
 }
 
 impl LocalBudget {
@@ -166,14 +225,14 @@ impl LocalBudget {
         points: f64,
         now: Instant,
         max_wait: Duration,
-    ) -> Result<(Duration, f64), Duration> {
+    ) -> Result<(Duration, Reserved), Duration> {
         let mut state = self.lock();
-        let in_flight = state.in_flight;
+        let in_flight = state.ahead_of(u64::MAX);
         let Some(bucket) = state.bucket.as_ref() else {
-            return Ok((Duration::ZERO, 0.0));
+            return Ok((Duration::ZERO, Reserved::NONE));
         };
         if !usable_rate(bucket.status.restore_rate) || !points.is_finite() {
-            return Ok((Duration::ZERO, 0.0));
+            return Ok((Duration::ZERO, Reserved::NONE));
         }
         let needed = points.max(0.0).min(bucket.status.maximum_available);
         let available = bucket.available_at(now.max(bucket.at)) - in_flight;
@@ -182,8 +241,28 @@ impl LocalBudget {
         if wait > max_wait {
             return Err(wait);
         }
-        state.in_flight += needed;
-        Ok((wait, needed))
+        state.ticket += 1;
+        let ticket = state.ticket;
+        state.reserved.insert(ticket, needed);
+        Ok((
+            wait,
+            Reserved {
+                points: needed,
+                ticket,
+            },
+        ))
+    }
+
+    /// [`CostBudget::wait_left`] at `now`: the shortfall against the
+    /// bucket now, counting only the reservations ahead of this one.
+    pub fn wait_left_at(&self, reserved: &Reserved, now: Instant) -> Option<Duration> {
+        let state = self.lock();
+        let bucket = state.bucket.as_ref()?;
+        if !state.reserved.contains_key(&reserved.ticket) {
+            return None;
+        }
+        let available = bucket.available_at(now.max(bucket.at)) - state.ahead_of(reserved.ticket);
+        shortfall_wait(reserved.points - available, bucket.status.restore_rate)
     }
 
     /// [`CostBudget::observe`] at `now`.
@@ -199,7 +278,7 @@ impl CostBudget for LocalBudget {
         &self,
         points: f64,
         max_wait: Duration,
-    ) -> BudgetFuture<'_, Result<(Duration, f64), Duration>> {
+    ) -> BudgetFuture<'_, Result<(Duration, Reserved), Duration>> {
         Box::pin(std::future::ready(self.reserve_at(
             points,
             Instant::now(),
@@ -207,26 +286,53 @@ impl CostBudget for LocalBudget {
         )))
     }
 
-    fn observe(&self, _reserved: f64, cost: QueryCost) -> BudgetFuture<'_, ()> {
+    fn observe(&self, _reserved: Reserved, cost: QueryCost) -> BudgetFuture<'_, ()> {
         self.observe_at(&cost, Instant::now());
         Box::pin(std::future::ready(()))
     }
 
-    fn release(&self, reserved: f64) {
-        let mut state = self.lock();
-        state.in_flight = (state.in_flight - reserved).max(0.0);
+    fn release(&self, reserved: Reserved) {
+        if reserved.ticket == 0 {
+            return;
+        }
+        self.lock().reserved.remove(&reserved.ticket);
+        self.over.notify_waiters();
+    }
+
+    fn wait_left(&self, reserved: &Reserved) -> Option<Duration> {
+        self.wait_left_at(reserved, Instant::now())
+    }
+
+    fn answered(&self) -> BudgetFuture<'_, ()> {
+        Box::pin(self.over.notified())
+    }
+
+    fn restore_rate(&self) -> Option<f64> {
+        let state = self.lock();
+        let rate = state.bucket.as_ref()?.status.restore_rate;
+        usable_rate(rate).then_some(rate)
     }
 }
 
-/// A client's view of its store's budget: the last requested cost of each
-/// operation (learned here) and where the bucket is kept. Shared by all
-/// clones of one store's client.
+/// A client's view of its store's budget: the last requested and actual
+/// cost of each operation (learned here) and where the bucket is kept.
+/// Shared by all clones of one store's client.
 #[derive(Debug)]
 pub(crate) struct Budget {
-    costs: Mutex<HashMap<&'static str, f64>>,
+    costs: Mutex<HashMap<&'static str, Costs>>,
     bucket: Arc<dyn CostBudget>,
     /// The store's wait slots (see [`job_scope`]).
     slots: Arc<Semaphore>,
+    /// When the next job turned away should come back (see
+    /// [`Budget::turn_away`]).
+    next_return: Mutex<Option<Instant>>,
+}
+
+/// What Shopify last said an operation cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Costs {
+    requested: Option<f64>,
+    actual: Option<f64>,
 }
 
 impl Default for Budget {
@@ -241,12 +347,13 @@ impl Budget {
             costs: Mutex::default(),
             bucket,
             slots: Arc::new(Semaphore::new(WAIT_SLOTS)),
+            next_return: Mutex::default(),
         }
     }
 
     /// May the current job sleep `wait` for this budget? `Err` is how long
     /// a job turned away should stay away.
-    pub(crate) fn may_wait(&self, wait: Duration) -> Result<(), Duration> {
+    pub(crate) fn may_wait(&self, op: &'static str, wait: Duration) -> Result<(), Duration> {
         if wait <= SHORT_WAIT {
             return Ok(());
         }
@@ -262,13 +369,38 @@ impl Budget {
                         held.push((key, permit));
                         Ok(())
                     }
-                    Err(_) => Err(wait.max(MIN_TURNED_AWAY)),
+                    Err(_) => Err(()),
                 }
             })
             .unwrap_or(Ok(()))
+            .map_err(|()| self.turn_away(op, wait, Instant::now()))
     }
 
-    fn costs(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, f64>> {
+    /// How long a job turned away (its call to `op` would wait `wait`)
+    /// should stay away: at least `wait` and [`MIN_TURNED_AWAY`], and
+    /// after the jobs turned away before it, one call of `op` at the
+    /// store's restore rate apart (its last actual cost). They come back
+    /// in turn, at about the pace the store's budget takes them, rather
+    /// than all together every few seconds, each to run up to its store
+    /// call and be turned away again: work for nothing.
+    pub(crate) fn turn_away(&self, op: &'static str, wait: Duration, now: Instant) -> Duration {
+        let earliest = now + wait.max(MIN_TURNED_AWAY);
+        let spacing = self
+            .bucket
+            .restore_rate()
+            .zip(self.costs().get(op).and_then(|c| c.actual.or(c.requested)))
+            .and_then(|(rate, cost)| Duration::try_from_secs_f64(cost / rate).ok())
+            .unwrap_or(Duration::ZERO);
+        let mut next = self
+            .next_return
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = next.map_or(earliest, |n| n.max(earliest));
+        *next = Some(at + spacing);
+        at - now
+    }
+
+    fn costs(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Costs>> {
         self.costs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -277,41 +409,69 @@ impl Budget {
     /// Reserves the expected cost of `op` (see [`CostBudget::reserve`]):
     /// the requested cost Shopify last reported for it, or before any
     /// answer its documented cost ([`crate::operations::COSTS`]); an
-    /// operation not listed there has an unknown (infinite) cost.
+    /// operation not listed there has an unknown (infinite) cost. `Err`:
+    /// how long the job should stay away ([`Budget::turn_away`]).
     pub(crate) async fn reserve(
         &self,
         op: &'static str,
         max_wait: Duration,
-    ) -> Result<(Duration, f64), Duration> {
+    ) -> Result<(Duration, Reserved), Duration> {
         let cost = self
             .last_cost(op)
             .or_else(|| crate::operations::documented_cost(op))
             .unwrap_or(f64::INFINITY);
-        self.bucket.reserve(cost, max_wait).await
+        self.bucket
+            .reserve(cost, max_wait)
+            .await
+            .map_err(|wait| self.turn_away(op, wait, Instant::now()))
+    }
+
+    /// Sleeps until a request told to wait `wait` for `reserved` may be
+    /// sent: sooner when the calls ahead of it are answered for less than
+    /// they reserved, never later than `wait`.
+    pub(crate) async fn wait_turn(&self, reserved: &Reserved, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let answered = self.bucket.answered();
+            let mut left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Some(now_left) = self.bucket.wait_left(reserved) {
+                left = left.min(now_left);
+            }
+            if left.is_zero() || tokio::time::timeout(left, answered).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Gives back points reserved for a request that has been answered (or
     /// failed).
-    pub(crate) fn release(&self, points: f64) {
-        self.bucket.release(points);
+    pub(crate) fn release(&self, reserved: Reserved) {
+        self.bucket.release(reserved);
     }
 
     /// Gives back points reserved for a request that was never sent.
-    pub(crate) fn unused(&self, points: f64) {
-        self.bucket.unused(points);
+    pub(crate) fn unused(&self, reserved: Reserved) {
+        self.bucket.unused(reserved);
     }
 
     pub(crate) fn last_cost(&self, op: &'static str) -> Option<f64> {
-        self.costs().get(op).copied()
+        self.costs().get(op).and_then(|c| c.requested)
     }
 
     /// Records what Shopify said about `op` and the bucket after answering
-    /// a request that reserved `reserved` points.
-    pub(crate) async fn observe(&self, op: &'static str, reserved: f64, cost: &QueryCost) {
-        if let Some(requested) = cost.requested_query_cost.filter(|c| c.is_finite()) {
-            self.costs().insert(op, requested);
+    /// a request that reserved `reserved`.
+    pub(crate) async fn observe(&self, op: &'static str, reserved: Reserved, cost: &QueryCost) {
+        {
+            let mut costs = self.costs();
+            let known = costs.entry(op).or_default();
+            if let Some(requested) = cost.requested_query_cost.filter(|c| c.is_finite()) {
+                known.requested = Some(requested);
+            }
+            if let Some(actual) = cost.actual_query_cost.filter(|c| c.is_finite()) {
+                known.actual = Some(actual);
+            }
         }
-        if cost.throttle_status.is_some() || reserved > 0.0 {
+        if cost.throttle_status.is_some() || reserved.points > 0.0 {
             self.bucket.observe(reserved, *cost).await;
         }
     }
@@ -348,10 +508,10 @@ mod tests {
             op: &'static str,
             now: Instant,
             max_wait: Duration,
-        ) -> Result<(Duration, f64), Duration> {
+        ) -> Result<(Duration, Reserved), Duration> {
             match self.costs.get(op) {
                 Some(&cost) => self.local.reserve_at(cost, now, max_wait),
-                None => Ok((Duration::ZERO, 0.0)),
+                None => Ok((Duration::ZERO, Reserved::NONE)),
             }
         }
 
@@ -370,25 +530,155 @@ mod tests {
         // Nothing known: go at once, nothing reserved.
         assert_eq!(
             budget.reserve("Order", MAX).await,
-            Ok((Duration::ZERO, 0.0))
+            Ok((Duration::ZERO, Reserved::NONE))
         );
         budget
-            .observe("Order", 0.0, &cost(600.0, 1000.0, 100.0))
+            .observe("Order", Reserved::NONE, &cost(600.0, 1000.0, 100.0))
             .await;
         assert_eq!(budget.last_cost("Order"), Some(600.0));
-        assert_eq!(budget.reserve("Order", MAX).await.map(|r| r.1), Ok(600.0));
+        let (_, first) = budget.reserve("Order", MAX).await.unwrap();
+        assert_eq!(first.points, 600.0);
         // 400 left, 600 needed: about 2 s.
-        let (wait, points) = budget.reserve("Order", MAX).await.unwrap();
+        let (wait, second) = budget.reserve("Order", MAX).await.unwrap();
         assert!(wait > Duration::from_millis(1900), "{wait:?}");
-        assert_eq!(points, 600.0);
-        budget.release(600.0);
-        budget.release(600.0);
+        assert_eq!(second.points, 600.0);
+        budget.release(first);
+        budget.release(second);
         assert_eq!(
             budget
                 .reserve("Order", MAX)
                 .await
                 .map(|r| r.0 < Duration::from_millis(50)),
             Ok(true)
+        );
+    }
+
+    fn bucket(requested: f64, actual: f64, available: f64, size: f64, rate: f64) -> QueryCost {
+        QueryCost {
+            requested_query_cost: Some(requested),
+            actual_query_cost: Some(actual),
+            throttle_status: Some(ThrottleStatus {
+                maximum_available: size,
+                currently_available: available,
+                restore_rate: rate,
+            }),
+        }
+    }
+
+    /// A waiter is told again when the calls ahead of it are answered:
+    /// Shopify refunds what a query cost less than it requested, so a
+    /// search requesting 181 points and costing 16 leaves room at once for
+    /// the next (the drain of a throttled store was paced by requested
+    /// costs before). Only the reservations ahead of a waiter count.
+    #[test]
+    fn waits_shorten_as_the_calls_ahead_are_answered() {
+        let local = LocalBudget::default();
+        let t0 = Instant::now();
+        // Bucket 200, 50/s: full.
+        local.observe_at(&bucket(181.0, 16.0, 200.0, 200.0, 50.0), t0);
+        let (wait_a, a) = local.reserve_at(181.0, t0, MAX).unwrap();
+        assert_eq!(wait_a, Duration::ZERO);
+        // 19 left, 181 needed: 3.24 s.
+        let (wait_b, b) = local.reserve_at(181.0, t0, MAX).unwrap();
+        assert_eq!(wait_b, Duration::from_secs_f64(162.0 / 50.0));
+        assert_eq!(local.wait_left_at(&b, t0), Some(wait_b));
+        // Behind b: 200 − 362 = −162 left, 343 short: 6.86 s.
+        let (wait_c, c) = local.reserve_at(181.0, t0, MAX).unwrap();
+        assert_eq!(wait_c, Duration::from_secs_f64(343.0 / 50.0));
+        // a is answered 100 ms later: it cost 16, Shopify has 184 left
+        // (200 − 16; its refill since is in its figure).
+        let t1 = t0 + Duration::from_millis(100);
+        local.observe_at(&bucket(181.0, 16.0, 184.0, 200.0, 50.0), t1);
+        local.release(a);
+        assert_eq!(local.wait_left_at(&b, t1), Some(Duration::ZERO));
+        // c still waits behind b: 184 − 181 = 3 left, 178 short: 3.56 s.
+        assert_eq!(
+            local.wait_left_at(&c, t1),
+            Some(Duration::from_secs_f64(178.0 / 50.0))
+        );
+        // A reservation that is over, or never made, has nothing to wait.
+        local.release(b);
+        assert_eq!(local.wait_left_at(&b, t1), None);
+        assert_eq!(local.wait_left_at(&Reserved::NONE, t1), None);
+        assert_eq!(
+            local.wait_left_at(&c, t1),
+            Some(Duration::from_secs_f64(0.0))
+        );
+    }
+
+    /// `wait_turn` ends when the call ahead is answered, not at the
+    /// deadline it was given (a minute here: the test would time out).
+    #[tokio::test]
+    async fn a_waiter_goes_when_the_call_ahead_is_answered() {
+        let local = Arc::new(LocalBudget::default());
+        let budget = Arc::new(Budget::new(local.clone()));
+        budget
+            .observe(
+                "Search",
+                Reserved::NONE,
+                &bucket(181.0, 16.0, 200.0, 200.0, 3.0),
+            )
+            .await;
+        let (_, ahead) = budget.reserve("Search", MAX).await.unwrap();
+        let (wait, mine) = budget.reserve("Search", MAX).await.unwrap();
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        let waiter = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.wait_turn(&mine, wait).await }
+        });
+        tokio::task::yield_now().await;
+        budget
+            .observe("Search", ahead, &bucket(181.0, 16.0, 184.0, 200.0, 3.0))
+            .await;
+        budget.release(ahead);
+        tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("the waiter went when the call ahead was answered")
+            .unwrap();
+        budget.release(mine);
+    }
+
+    /// Jobs turned away come back one call apart at the store's restore
+    /// rate (the operation's last actual cost), not all together.
+    #[tokio::test]
+    async fn jobs_turned_away_come_back_in_turn() {
+        let budget = Budget::new(Arc::new(LocalBudget::default()));
+        let t0 = Instant::now();
+        // Nothing known about the store: the plain minimum.
+        assert_eq!(
+            budget.turn_away("Search", Duration::from_millis(500), t0),
+            MIN_TURNED_AWAY
+        );
+        let budget = Budget::new(Arc::new(LocalBudget::default()));
+        budget
+            .observe(
+                "Search",
+                Reserved::NONE,
+                &bucket(92.0, 20.0, 0.0, 1000.0, 100.0),
+            )
+            .await;
+        let s = Duration::from_millis(200);
+        let waits: Vec<Duration> = (0..3)
+            .map(|_| budget.turn_away("Search", Duration::from_millis(500), t0))
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                MIN_TURNED_AWAY,
+                MIN_TURNED_AWAY + s,
+                MIN_TURNED_AWAY + 2 * s
+            ]
+        );
+        // A longer wait of its own counts first.
+        assert_eq!(
+            budget.turn_away("Search", Duration::from_secs(9), t0),
+            Duration::from_secs(9)
+        );
+        // Once the queue of returns has passed, the minimum again.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(
+            budget.turn_away("Search", Duration::ZERO, later),
+            MIN_TURNED_AWAY
         );
     }
 

@@ -199,7 +199,7 @@ impl Transport {
         kind: Kind,
         before_send: Option<BeforeSend<'_>>,
     ) -> Result<T, ShopifyError> {
-        let (wait, points) = self
+        let (wait, reserved) = self
             .budget
             .reserve(op, self.timeouts.max_budget_wait)
             .await
@@ -214,21 +214,22 @@ impl Transport {
         // Holds the reservation until this call returns, whatever the path.
         let mut reservation = Reservation {
             budget: &self.budget,
-            points,
+            reserved,
             sent: false,
         };
         if !wait.is_zero() {
             // Nothing sent: the reservation is given back as this returns.
-            self.budget.may_wait(wait).map_err(|retry_after| {
+            self.budget.may_wait(op, wait).map_err(|retry_after| {
                 tracing::debug!(
                     operation = op,
                     ?wait,
+                    ?retry_after,
                     "store budget busy: turning the job away"
                 );
                 ShopifyError::Throttled { retry_after }
             })?;
             tracing::debug!(operation = op, ?wait, "waiting for Shopify cost budget");
-            tokio::time::sleep(wait).await;
+            self.budget.wait_turn(&reserved, wait).await;
         }
 
         let body = serde_json::json!({
@@ -302,7 +303,7 @@ impl Transport {
             .and_then(|e| e.extensions.as_ref())
             .and_then(|x| x.cost)
             .unwrap_or_default();
-        self.budget.observe(op, points, &cost).await;
+        self.budget.observe(op, reserved, &cost).await;
         tracing::debug!(
             operation = op,
             status = status.as_u16(),
@@ -502,16 +503,16 @@ fn quote(text: &str) -> String {
 /// released once sent, returned whole when nothing was sent.
 struct Reservation<'a> {
     budget: &'a crate::throttle::Budget,
-    points: f64,
+    reserved: crate::throttle::Reserved,
     sent: bool,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if self.sent {
-            self.budget.release(self.points);
+            self.budget.release(self.reserved);
         } else {
-            self.budget.unused(self.points);
+            self.budget.unused(self.reserved);
         }
     }
 }

@@ -729,8 +729,7 @@ impl Engine {
                 }
                 // The search reads the orders it finds whole: matching and
                 // reading are one request.
-                let orders = client.find_orders_to_fulfill(name).await?;
-                if let Some(order) = orders.into_iter().next() {
+                if let Some(order) = client.find_order_to_fulfill(name).await? {
                     found.push((c.id.clone(), order));
                     break;
                 }
