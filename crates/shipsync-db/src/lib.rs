@@ -172,7 +172,7 @@ pub struct Db {
 }
 
 tokio::task_local! {
-    /// Set by [`relaxed`] and [`durable`] scopes.
+    /// Set by [`relaxed`] scopes.
     static RELAXED: bool;
 }
 
@@ -186,15 +186,10 @@ tokio::task_local! {
 /// inputs (the stored webhooks, the job rows) are committed durably and whose
 /// steps are idempotent. Whatever is acknowledged to someone outside (a 202,
 /// an API answer, the intent recorded before a store mutation) must be
-/// written outside it, or inside [`durable`]. No effect on PostgreSQL, where
-/// every commit is durable.
+/// written outside it, or through [`Db::durable_pool`]. No effect on
+/// PostgreSQL, where every commit is durable.
 pub async fn relaxed<F: Future>(work: F) -> F::Output {
     RELAXED.scope(true, work).await
-}
-
-/// Runs `work` with durable commits, also inside a [`relaxed`] scope.
-pub async fn durable<F: Future>(work: F) -> F::Output {
-    RELAXED.scope(false, work).await
 }
 
 /// Now, in Unix microseconds.
@@ -307,6 +302,14 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The pool whose commits are durable one by one, also inside a
+    /// [`relaxed`] scope: for a write acknowledged to someone outside.
+    /// (An accessor rather than a scope: the pool is chosen where the call
+    /// is written, not wherever its future happens to be built.)
+    pub fn durable_pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// The pool for the current scope: see [`relaxed`].

@@ -1075,3 +1075,26 @@ async fn alerts_keep_acknowledgements_and_filter_by_merchant() {
     })
     .await;
 }
+
+/// Inside a relaxed scope (job processing on SQLite) the scope's pool does
+/// not fsync each commit, and the durable pool still does: the intent
+/// recorded before a store mutation goes through the latter.
+#[tokio::test]
+async fn the_durable_pool_stays_durable_in_a_relaxed_scope() {
+    async fn synchronous(pool: &sqlx::AnyPool) -> i64 {
+        sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .expect("PRAGMA synchronous")
+    }
+    let t = TestDb::sqlite().expect("a SQLite test database");
+    let db = Db::open(&t.url).await.expect("open and migrate");
+    // 2 = FULL, 1 = NORMAL.
+    assert_eq!(synchronous(db.pool()).await, 2);
+    shipsync_db::relaxed(async {
+        assert_eq!(synchronous(db.pool()).await, 1);
+        assert_eq!(synchronous(db.durable_pool()).await, 2);
+    })
+    .await;
+    db.close().await;
+}

@@ -164,13 +164,14 @@ impl Engine {
             // for the store's budget), with its send time: if we crash or
             // lose the answer, the next attempt looks in the store before
             // creating anything, for as long as the store may still show
-            // it. So it is durable even inside a job's relaxed scope: after
-            // a power loss it is still there to be looked for.
+            // it. So it is durable even inside a job's relaxed scope (the
+            // durable pool): after a power loss it is still there to be
+            // looked for.
             let record = async {
                 let mut row = row.clone();
                 row.created_at = now_micros();
                 row.updated_at = row.created_at;
-                shipsync_db::durable(fulfillments::insert(db.pool(), &row))
+                fulfillments::insert(db.durable_pool(), &row)
                     .await
                     .map_err(|e| e.to_string())?;
                 // Not a guard: a job stopped mid-call (shutdown) leaves it set.
