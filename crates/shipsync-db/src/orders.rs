@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 use shipsync_core::states::{OrderStatus, Source};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor};
+use sqlx::{Any, Executor, Row};
 
 use crate::decode::{self, Cols, to_json};
-use crate::{Db, DbError, Tx, for_update, new_id, now_micros, one_of};
+use crate::{Db, DbError, Tx, for_update, new_id, now_micros, one_of, quoted};
 
 /// A store order's line as kept in `orders.lines_json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,10 +206,37 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Inserts or refreshes the local record of a store order; returns its id.
-/// `status` applies to a new record only: an order's state is kept (the
-/// Sales Orders channel and shipments move it). The lines of an order the
-/// Sales Orders channel follows (`store_json` set) are its own: kept.
+/// Moves the order `id` to `status` (clearing its error) unless it is
+/// settled ([`OrderStatus::is_settled`]) or there already: one statement,
+/// no read first. Whether it moved.
+pub async fn move_unless_settled<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+    status: OrderStatus,
+    now: i64,
+) -> Result<bool, DbError> {
+    let settled: Vec<&'static str> = OrderStatus::ALL
+        .iter()
+        .filter(|s| s.is_settled())
+        .map(|s| s.as_str())
+        .collect();
+    let settled = quoted(&settled);
+    let moved = sqlx::query(sql!(
+        "UPDATE orders SET status = $2, error = NULL, updated_at = $3
+         WHERE id = $1 AND status <> $2 AND status NOT IN ({settled})"
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(moved.rows_affected() > 0)
+}
+
+/// Inserts or refreshes the local record of a store order; returns it as
+/// stored. `status` applies to a new record only: an order's state is kept
+/// (the Sales Orders channel and shipments move it). The lines of an order
+/// the Sales Orders channel follows (`store_json` set) are its own: kept.
 pub async fn upsert(
     db: &Db,
     connection_id: &str,
@@ -217,16 +244,17 @@ pub async fn upsert(
     name: &str,
     status: OrderStatus,
     lines: &[OrderLineRow],
-) -> Result<String, DbError> {
+) -> Result<OrderRecord, DbError> {
     let now = now_micros();
-    sqlx::query(
+    let row = sqlx::query(sql!(
         "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
          ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
            lines_json = CASE WHEN orders.store_json IS NULL THEN excluded.lines_json
                              ELSE orders.lines_json END,
-           updated_at = excluded.updated_at",
-    )
+           updated_at = excluded.updated_at
+         RETURNING {COLS}"
+    ))
     .bind(new_id("ord"))
     .bind(connection_id)
     .bind(store_order_id)
@@ -234,15 +262,9 @@ pub async fn upsert(
     .bind(status.as_str())
     .bind(to_json("orders.lines_json", lines)?)
     .bind(now)
-    .execute(db.pool())
+    .fetch_one(db.pool())
     .await?;
-    let row: (String,) =
-        sqlx::query_as("SELECT id FROM orders WHERE connection_id = $1 AND store_order_id = $2")
-            .bind(connection_id)
-            .bind(store_order_id)
-            .fetch_one(db.pool())
-            .await?;
-    Ok(row.0)
+    OrderRecord::try_from(row)
 }
 
 pub async fn get<'e, E: Executor<'e, Database = Any>>(
@@ -338,42 +360,52 @@ pub async fn sent_for_refs(
     merchant_id: &str,
     refs: &[String],
 ) -> Result<Vec<OrderRecord>, DbError> {
-    let select = |cond: &str| {
-        sql!(
-            "SELECT {} FROM orders o WHERE o.warehouse_number IS NOT NULL AND {cond}
-             AND o.connection_id IN (SELECT id FROM connections WHERE merchant_id = $1)
-             ORDER BY o.id",
-            COLS.split(", ")
-                .map(|c| format!("o.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
+    let numbers: Vec<String> = refs
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = numbers
+        .iter()
+        .flat_map(|r| {
+            let bare = r.trim_start_matches('#');
+            [bare.to_owned(), format!("#{bare}")]
+        })
+        .collect();
+    // One statement: the orders by Deposco number, then those by name,
+    // told apart by `by_number`.
+    let cols = COLS
+        .split(", ")
+        .map(|c| format!("o.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let of_merchant = "o.warehouse_number IS NOT NULL
+         AND o.connection_id IN (SELECT id FROM connections WHERE merchant_id = $1)";
+    let by_number = one_of("o.warehouse_number", Some(&numbers), 2);
+    let by_name = one_of("o.name", Some(&names), 2 + numbers.len());
+    let mut q = sqlx::query(sql!(
+        "SELECT CAST(1 AS BIGINT) AS by_number, {cols} FROM orders o WHERE {of_merchant} AND {by_number}
+         UNION ALL
+         SELECT CAST(0 AS BIGINT) AS by_number, {cols} FROM orders o WHERE {of_merchant} AND {by_name}"
+    ))
+    .bind(merchant_id);
+    for v in numbers.iter().chain(&names) {
+        q = q.bind(v);
+    }
     let mut by_number: Vec<OrderRecord> = Vec::new();
     let mut by_name: Vec<OrderRecord> = Vec::new();
-    for r in refs {
-        let r = r.trim();
-        if r.is_empty() {
-            continue;
+    for row in q.fetch_all(db.pool()).await? {
+        let number: i64 = row.try_get("by_number")?;
+        let order = OrderRecord::try_from(row)?;
+        if number == 1 {
+            by_number.push(order);
+        } else {
+            by_name.push(order);
         }
-        let rows: Vec<OrderRecord> = decode::all(
-            sqlx::query(select("o.warehouse_number = $2"))
-                .bind(merchant_id)
-                .bind(r)
-                .fetch_all(db.pool())
-                .await?,
-        )?;
-        by_number.extend(rows);
-        let bare = r.trim_start_matches('#');
-        let rows: Vec<OrderRecord> = decode::all(
-            sqlx::query(select("(o.name = $2 OR o.name = $3)"))
-                .bind(merchant_id)
-                .bind(bare)
-                .bind(format!("#{bare}"))
-                .fetch_all(db.pool())
-                .await?,
-        )?;
-        by_name.extend(rows);
     }
     let mut out = if by_number.is_empty() {
         by_name

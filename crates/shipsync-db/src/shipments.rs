@@ -134,6 +134,40 @@ pub async fn update<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Saves what a run decided about shipment `s` — its match, status,
+/// error, completion — and nothing a merge owns (version, hash, sources):
+/// one statement, no read first. An archived shipment stays archived.
+/// `only_moving`: only when the stored status is neither `s.status` nor
+/// archived. Whether the row was written.
+pub async fn save_run<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    s: &ShipmentRow,
+    only_moving: bool,
+) -> Result<bool, DbError> {
+    let archived = ShipmentStatus::Archived.as_str();
+    let guard = if only_moving {
+        format!(" AND status <> $5 AND status <> '{archived}'")
+    } else {
+        String::new()
+    };
+    let done = sqlx::query(sql!(
+        "UPDATE shipments SET connection_id = $2, order_id = $3, order_name = $4,
+           status = CASE WHEN status = '{archived}' THEN status ELSE $5 END, error = $6,
+           updated_at = $7, completed_at = $8 WHERE id = $1{guard}"
+    ))
+    .bind(&s.id)
+    .bind(&s.connection_id)
+    .bind(&s.order_id)
+    .bind(&s.order_name)
+    .bind(s.status.as_str())
+    .bind(&s.error)
+    .bind(s.updated_at)
+    .bind(s.completed_at)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct ShipmentFilter {
     /// Shipments of these merchants only (`None`: any; empty: none).

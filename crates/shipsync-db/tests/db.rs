@@ -14,7 +14,7 @@ use shipsync_db::connections::{self, ConnectionRow};
 use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::merchants::{self, MerchantRow};
-use shipsync_db::orders::{self, OrderLineRow};
+use shipsync_db::orders::{self, OrderLineRow, OrderRecord};
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::store_auth::{self, OauthStateRow, StoreTokenRow};
 use shipsync_db::versions::{self, VersionRow};
@@ -453,9 +453,14 @@ async fn an_order_upserted_twice_keeps_its_state() {
     on_each_backend(async |db, _| {
         let c = connection(db).await;
         let gid = "gid://shopify/Order/1";
-        let id = orders::upsert(db, &c.id, gid, "#1001", OrderStatus::New, &[])
+        let first = orders::upsert(db, &c.id, gid, "#1001", OrderStatus::New, &[])
             .await
             .expect("upsert");
+        assert_eq!(
+            (first.name.as_str(), first.status),
+            ("#1001", OrderStatus::New)
+        );
+        let id = first.id;
         let lines = [OrderLineRow {
             id: "gid://shopify/LineItem/1".into(),
             sku: Some("A".into()),
@@ -469,7 +474,13 @@ async fn an_order_upserted_twice_keeps_its_state() {
         let again = orders::upsert(db, &c.id, gid, "#1001b", OrderStatus::Queued, &lines)
             .await
             .expect("upsert again");
-        assert_eq!(again, id);
+        // Returned as stored: the refreshed name and lines, the kept state.
+        assert_eq!(again.id, id);
+        assert_eq!(
+            (again.name.as_str(), again.status),
+            ("#1001b", OrderStatus::New)
+        );
+        assert_eq!(again.lines.len(), 1);
         let o = orders::get(db.pool(), &id)
             .await
             .expect("get")
@@ -1097,4 +1108,65 @@ async fn the_durable_pool_stays_durable_in_a_relaxed_scope() {
     })
     .await;
     db.close().await;
+}
+
+/// The orders shipsync sent that a shipment's references name, in one
+/// statement: by Deposco number first, else by store name with or without
+/// `#`; orders never sent, and other merchants' orders, are not found.
+#[tokio::test]
+async fn sent_orders_are_found_by_number_before_name() {
+    on_each_backend(async |db, _| {
+        let c = connection(db).await;
+        let other = connection(db).await;
+        let order = |conn: &str, n: u32, name: &str, number: Option<&str>| OrderRecord {
+            id: new_id("ord"),
+            connection_id: conn.to_owned(),
+            store_order_id: format!("gid://shopify/Order/{n}"),
+            name: name.to_owned(),
+            status: OrderStatus::Open,
+            lines: Vec::new(),
+            created_at: 1,
+            updated_at: 1,
+            error: None,
+            store_json: None,
+            store_updated_at: None,
+            warehouse_number: number.map(str::to_owned),
+            warehouse_id: number.map(|n| format!("dep-{n}")),
+            sent_at: number.map(|_| 1),
+            first_seen_via: None,
+            hold_until: None,
+            hold_reason: None,
+        };
+        let by_number = order(&c.id, 1, "#1001", Some("SO-77"));
+        let by_name = order(&c.id, 2, "#1002", Some("SO-78"));
+        let never_sent = order(&c.id, 3, "#1003", None);
+        let elsewhere = order(&other.id, 4, "#1002", Some("SO-77"));
+        for o in [&by_number, &by_name, &never_sent, &elsewhere] {
+            orders::insert(db.pool(), o).await.expect("insert order");
+        }
+        let ids = async |refs: &[&str]| -> Vec<String> {
+            let refs: Vec<String> = refs.iter().map(|r| (*r).to_owned()).collect();
+            orders::sent_for_refs(db, &c.merchant_id, &refs)
+                .await
+                .expect("sent_for_refs")
+                .into_iter()
+                .map(|o| o.id)
+                .collect()
+        };
+        // A Deposco number wins over a name naming another order.
+        assert_eq!(
+            ids(&["SO-77", "#1002"]).await,
+            std::slice::from_ref(&by_number.id)
+        );
+        // By name, with or without `#`; blank references are skipped.
+        assert_eq!(ids(&["1002", " "]).await, std::slice::from_ref(&by_name.id));
+        assert_eq!(ids(&["#1002"]).await, std::slice::from_ref(&by_name.id));
+        let mut both = vec![by_number.id.clone(), by_name.id.clone()];
+        both.sort();
+        assert_eq!(ids(&["1001", "#1002"]).await, both);
+        // Never sent: not found; nothing to look for: nothing.
+        assert!(ids(&["#1003"]).await.is_empty());
+        assert!(ids(&[]).await.is_empty());
+    })
+    .await;
 }

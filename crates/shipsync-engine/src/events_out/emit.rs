@@ -12,13 +12,18 @@ use shipsync_db::event_subscriptions::{self, SubscriptionRow};
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::orders::OrderRecord;
 use shipsync_db::outbound_events::{self, OutboundEventRow};
-use shipsync_db::shipments::ShipmentRow;
+use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::{Tx, event_deliveries, fulfillments, merchants, new_id, now_micros};
 
 use crate::Engine;
 use crate::error::EngineError;
 
 /// The events a shipment's change of state (`before` → `s.status`) emits.
+/// Whether a shipment moving to `status` may emit an event.
+pub(crate) fn may_emit(status: ShipmentStatus) -> bool {
+    shipment_event(None, status).is_some()
+}
+
 fn shipment_event(before: Option<ShipmentStatus>, after: ShipmentStatus) -> Option<EventType> {
     if before == Some(after) {
         return None;
@@ -38,16 +43,15 @@ fn receiving(subs: Vec<SubscriptionRow>, kind: EventType) -> Vec<SubscriptionRow
 }
 
 impl Engine {
-    /// Emits `shipment.completed` or `shipment.error` when `s` (about to be
-    /// saved in `tx`) changes to that state from `before`. Whether
-    /// deliveries were queued (wake the workers after the commit).
-    pub(crate) async fn shipment_changed(
+    /// Emits `shipment.completed` or `shipment.error` for `s`, just saved
+    /// in `tx` after moving to that state from another. Whether
+    /// deliveries were queued.
+    pub(crate) async fn shipment_moved(
         &self,
         tx: &mut Tx<'_>,
-        before: Option<ShipmentStatus>,
         s: &ShipmentRow,
     ) -> Result<bool, EngineError> {
-        let Some(kind) = shipment_event(before, s.status) else {
+        let Some(kind) = shipment_event(None, s.status) else {
             return Ok(false);
         };
         let subs = receiving(
@@ -57,6 +61,10 @@ impl Engine {
         if subs.is_empty() {
             return Ok(false);
         }
+        // The row as stored: its version is the latest merged, which the
+        // run's copy may not be.
+        let stored = shipments::get(&mut **tx, &s.id).await?;
+        let s = stored.as_ref().unwrap_or(s);
         let data = self.shipment_data(tx, s, kind).await?;
         self.queue_event(tx, &s.merchant_id, kind, &s.id, data, &subs)
             .await?;

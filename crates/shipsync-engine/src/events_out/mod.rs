@@ -6,6 +6,8 @@
 mod deliver;
 mod emit;
 
+pub(crate) use emit::may_emit;
+
 use rand::Rng;
 use serde_json::{Map, Value};
 use shipsync_core::outbound_events::{SECRET_BYTES, secret_text};

@@ -8,6 +8,7 @@ use shipsync_core::ShipmentVersion;
 use shipsync_core::ledger::{self, OrderLine, ShipmentInput};
 use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{FulfillmentState, OrderStatus, ShipmentStatus};
+use shipsync_db::merchants::MerchantRow;
 use shipsync_db::orders::{self as db_orders, OrderRecord};
 use shipsync_db::{activity, connections, fulfillments, merchants, now_micros, shipments};
 use shipsync_shopify::StoreOrder;
@@ -43,9 +44,45 @@ pub struct KitComponentView {
     pub quantity: u64,
 }
 
+/// The merchant's settings an order's lines are read with, when the caller
+/// has them loaded already (a shipment's run).
+#[derive(Clone, Copy)]
+pub(crate) struct OrderConfig<'a> {
+    pub merchant: &'a MerchantRow,
+    pub mappings: &'a Mappings,
+    pub recipes: &'a ledger::Recipes,
+}
+
 impl Engine {
     /// The order's lines with ordered, sent, shipped and fulfilled units.
     pub async fn order_lines(&self, o: &OrderRecord) -> Result<Vec<OrderLineView>, EngineError> {
+        let db = self.db();
+        let merchant = match connections::get(db.pool(), &o.connection_id).await? {
+            Some(c) => merchants::get(db.pool(), &c.merchant_id).await?,
+            None => None,
+        };
+        match &merchant {
+            Some(m) => {
+                let mappings = self.mappings_of(m).await?;
+                let recipes = self.recipes_of(&m.id, &mappings).await?;
+                let config = OrderConfig {
+                    merchant: m,
+                    mappings: &mappings,
+                    recipes: &recipes,
+                };
+                self.order_lines_with(o, Some(config)).await
+            }
+            None => self.order_lines_with(o, None).await,
+        }
+    }
+
+    /// [`Engine::order_lines`] with the merchant's settings given (`None`:
+    /// the merchant is gone; defaults).
+    pub(crate) async fn order_lines_with(
+        &self,
+        o: &OrderRecord,
+        config: Option<OrderConfig<'_>>,
+    ) -> Result<Vec<OrderLineView>, EngineError> {
         let db = self.db();
         let stored = &o.lines;
         let mut fulfilled: BTreeMap<String, u64> = BTreeMap::new();
@@ -57,19 +94,12 @@ impl Engine {
                 *fulfilled.entry(line).or_default() += q;
             }
         }
-        let merchant = match connections::get(db.pool(), &o.connection_id).await? {
-            Some(c) => merchants::get(db.pool(), &c.merchant_id).await?,
-            None => None,
+        let (no_doc, no_recipes) = (Mappings::default(), ledger::Recipes::new());
+        let (doc, recipes) = match config {
+            Some(c) => (c.mappings, c.recipes),
+            None => (&no_doc, &no_recipes),
         };
-        let (doc, recipes) = match &merchant {
-            Some(m) => {
-                let doc = self.mappings_of(m).await?;
-                let recipes = self.recipes_of(&m.id, &doc).await?;
-                (doc, recipes)
-            }
-            None => (Mappings::default(), ledger::Recipes::new()),
-        };
-        let policy = merchant.as_ref().map(|m| m.kit_policy).unwrap_or_default();
+        let policy = config.map(|c| c.merchant.kit_policy).unwrap_or_default();
         let versions: Vec<(String, ShipmentVersion)> =
             shipments::for_order(db.pool(), &o.store_order_id)
                 .await?
@@ -100,7 +130,7 @@ impl Engine {
             .map(|(k, v)| ShipmentInput { key: k, version: v })
             .collect();
         let mut shipped: BTreeMap<String, u64> = BTreeMap::new();
-        for result in ledger::attribute(&order_lines, &recipes, policy, &inputs) {
+        for result in ledger::attribute(&order_lines, recipes, policy, &inputs) {
             for share in result.result.unwrap_or_default() {
                 *shipped.entry(share.store_line_id).or_default() += share.quantity;
             }
@@ -140,11 +170,13 @@ impl Engine {
     }
 
     /// After a shipment of a store order reached the store: move the local
-    /// order to `partially_shipped` or `shipped` (never back).
+    /// order to `partially_shipped` or `shipped` (never back). `config`:
+    /// the merchant's settings as the shipment's run loaded them.
     pub(crate) async fn order_shipment_done(
         &self,
         connection_id: &str,
         store_order_id: &str,
+        config: Option<OrderConfig<'_>>,
     ) -> Result<(), EngineError> {
         let db = self.db();
         let Some(o) = db_orders::of_store_order(db.pool(), connection_id, store_order_id).await?
@@ -154,7 +186,10 @@ impl Engine {
         if o.status.is_settled() {
             return Ok(());
         }
-        let lines = self.order_lines(&o).await?;
+        let lines = match config {
+            Some(c) => self.order_lines_with(&o, Some(c)).await?,
+            None => self.order_lines(&o).await?,
+        };
         // What the warehouse was asked for: the lines sent (skipped ones,
         // another location's say, are not the warehouse's to ship).
         let sent = o.warehouse_number.is_some();
@@ -175,16 +210,9 @@ impl Engine {
             return Ok(());
         }
         let mut tx = db.begin().await?;
-        let Some(mut o) = db_orders::get_for_update(&mut tx, &o.id).await? else {
-            return Ok(());
-        };
-        if o.status.is_settled() {
+        if !db_orders::move_unless_settled(&mut *tx, &o.id, status, now_micros()).await? {
             return Ok(());
         }
-        o.status = status;
-        o.error = None;
-        o.updated_at = now_micros();
-        db_orders::update(&mut *tx, &o).await?;
         let message = if status == OrderStatus::Shipped {
             format!("Shipped in full: {shipped} of {ordered} unit(s)")
         } else {

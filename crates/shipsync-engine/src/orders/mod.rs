@@ -34,6 +34,7 @@ mod webhooks;
 
 pub use actions::OrderAction;
 pub use dto::{sales_order_dto, shipping_line, warehouse_number};
+pub(crate) use lines::OrderConfig;
 pub use lines::{KitComponentView, OrderLineView};
 pub(crate) use pull::line_row;
 

@@ -141,9 +141,9 @@ impl Engine {
 
     /// Saves what a run decided about a shipment (match, status, error,
     /// completion) without undoing what a merge wrote meanwhile: the version,
-    /// its hash and the sources are taken from the stored row, and an
-    /// archived shipment stays archived. (A run holds the row it read at its
-    /// start; saving that whole row would put back the version it replaced.)
+    /// its hash and the sources are not written, and an archived shipment
+    /// stays archived. (A run holds the row it read at its start; saving
+    /// that whole row would put back the version it replaced.)
     pub(crate) async fn save_run(&self, s: &ShipmentRow) -> Result<(), EngineError> {
         self.save_run_noting(s, None).await
     }
@@ -156,25 +156,19 @@ impl Engine {
         note: Option<(&str, &str)>,
     ) -> Result<(), EngineError> {
         let mut tx = self.db().begin().await?;
-        let mut row = s.clone();
-        let mut before = None;
-        if let Some(cur) = shipments::by_number(&mut tx, &s.merchant_id, &s.number).await? {
-            before = Some(cur.status);
-            row.version = cur.version;
-            row.version_at = cur.version_at;
-            row.content_hash = cur.content_hash;
-            row.sources = cur.sources;
-            row.first_seen_via = cur.first_seen_via;
-            if cur.status == ShipmentStatus::Archived {
-                row.status = cur.status;
-            }
+        // Only a move to completed or error may emit an event: written
+        // first only if the stored status is another (and not archived),
+        // which tells whether it moved; else written whatever the status.
+        let moved =
+            crate::events_out::may_emit(s.status) && shipments::save_run(&mut *tx, s, true).await?;
+        if !moved {
+            shipments::save_run(&mut *tx, s, false).await?;
         }
-        shipments::update(&mut *tx, &row).await?;
         if let Some((kind, message)) = note {
             activity::add(&mut *tx, &s.id, kind, message).await?;
         }
         // shipment.completed / shipment.error, with the change.
-        let queued = self.shipment_changed(&mut tx, before, &row).await?;
+        let queued = moved && self.shipment_moved(&mut tx, s).await?;
         tx.commit().await?;
         if queued {
             self.wake();

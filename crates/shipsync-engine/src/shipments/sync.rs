@@ -10,14 +10,14 @@ use std::time::Duration;
 use shipsync_core::landed::Landed;
 use shipsync_core::ledger::{self, KitPolicy, LineShare, OrderLine, Recipes, ShipmentInput};
 use shipsync_core::mappings::Mappings;
-use shipsync_core::states::{Channel, FulfillmentState, OrderStatus, ShipmentStatus, StoreStatus};
+use shipsync_core::states::{FulfillmentState, OrderStatus, ShipmentStatus, StoreStatus};
 use shipsync_core::{ShipmentVersion, WarehouseStatus};
 use shipsync_db::connections::{self, ConnectionRow};
 use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
 use shipsync_db::merchants::{self, MerchantRow};
-use shipsync_db::orders::{self as db_orders, OrderLineRow};
+use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
 use shipsync_db::shipments::{self, ShipmentRow};
-use shipsync_db::{activity, channels, now_micros};
+use shipsync_db::{activity, now_micros};
 use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder, StoreOrderForWarehouse};
 use tracing::field::Empty;
 
@@ -26,6 +26,7 @@ use super::plan::{self, Inputs, Plan};
 use super::reconnect_wait;
 use crate::Engine;
 use crate::error::{EngineError, retry};
+use crate::orders::OrderConfig;
 use crate::stores::StoreSettings;
 
 /// A store line as the ledger counts it: its current quantity, and the
@@ -263,11 +264,11 @@ impl Engine {
                 (order, local)
             }
         };
-        if let Some(why) = self.cancelled_in_store(&local, &order).await? {
+        if let Some(why) = cancelled_in_store(&local, &order) {
             return Err(EngineError::Permanent(why));
         }
         let doc = self.mappings_of(&merchant).await?;
-        let shares = self
+        let (shares, recipes) = self
             .shares_of(&s, &version, &merchant, &doc, &order, &store)
             .await?;
         self.note_removed_units(&s, &version, &order).await?;
@@ -310,7 +311,12 @@ impl Engine {
             self.send_new(&s, &version, &create, &told, &to).await?;
         }
         self.update_tracking(&s, &version, correct, &to).await?;
-        self.completed(&mut s, &store).await
+        let config = OrderConfig {
+            merchant: &merchant,
+            mappings: &doc,
+            recipes: &recipes,
+        };
+        self.completed(&mut s, &store, config).await
     }
 
     /// Matches the shipment to a store order when it is not yet (saved):
@@ -380,8 +386,8 @@ impl Engine {
                     "connection {connection_id} was deleted; reset this shipment"
                 ))
             })?;
-        let channel = channels::get(db.pool(), &connection_id, Channel::Shipments).await?;
-        if !connection.enabled || channel.is_none_or(|c| !c.enabled) {
+        // (The row says whether its Shipments channel is on.)
+        if !connection.enabled || !connection.shipments_on {
             self.wait(s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
                 .await?;
             return Ok(None);
@@ -400,7 +406,7 @@ impl Engine {
     }
 
     /// The order as shipsync recorded it when it sent it to the warehouse,
-    /// with the local order's id: only while it is open in the warehouse
+    /// with the local order: only while it is open in the warehouse
     /// with nothing shipped, and its view holds every id a fulfillment
     /// needs. Shopify refuses a fulfillment the order no longer allows (a
     /// line fulfilled by hand meanwhile, a cancelled or moved fulfillment
@@ -408,7 +414,7 @@ impl Engine {
     async fn order_as_sent(
         &self,
         store: &Store,
-    ) -> Result<Option<(StoreOrder, String)>, EngineError> {
+    ) -> Result<Option<(StoreOrder, OrderRecord)>, EngineError> {
         let Some(r) =
             db_orders::of_store_order(self.db().pool(), &store.connection_id, &store.order_id)
                 .await?
@@ -428,12 +434,12 @@ impl Engine {
         if view.cancelled_at.is_some() || view.fulfillment_orders.is_empty() {
             return Ok(None);
         }
-        Ok(view.to_fulfill().map(|order| (order, r.id)))
+        Ok(view.to_fulfill().map(|order| (order, r)))
     }
 
     /// This shipment's share of its order's lines, by the ledger over every    /// This shipment's share of its order's lines, by the ledger over every
     /// shipment of the order; recipes missing from the ledger are read from
-    /// Deposco's item data once.
+    /// Deposco's item data once. With the merchant's kit recipes it used.
     async fn shares_of(
         &self,
         s: &ShipmentRow,
@@ -442,7 +448,7 @@ impl Engine {
         doc: &Mappings,
         order: &StoreOrder,
         store: &Store,
-    ) -> Result<Vec<LineShare>, EngineError> {
+    ) -> Result<(Vec<LineShare>, Recipes), EngineError> {
         // Order ids are only unique within one store: count the shipments
         // matched to this order through this connection only.
         let connection_id = store.connection_id.as_str();
@@ -493,7 +499,8 @@ impl Engine {
             recipes = self.recipes_of(&merchant.id, doc).await?;
             mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
         }
-        mine.map_err(|p| EngineError::Permanent(p.message))
+        let mine = mine.map_err(|p| EngineError::Permanent(p.message))?;
+        Ok((mine, recipes))
     }
 
     /// The store's fulfillments of the order when an attempt's outcome is
@@ -569,7 +576,12 @@ impl Engine {
 
     /// Everything acknowledged: the shipment is completed, and its order's
     /// state follows what reached the store.
-    async fn completed(&self, s: &mut ShipmentRow, store: &Store) -> Result<(), EngineError> {
+    async fn completed(
+        &self,
+        s: &mut ShipmentRow,
+        store: &Store,
+        config: OrderConfig<'_>,
+    ) -> Result<(), EngineError> {
         if s.status != ShipmentStatus::Completed {
             let now = now_micros();
             if s.completed_at.is_none() {
@@ -590,7 +602,7 @@ impl Engine {
             .await?;
         }
         if let Err(e) = self
-            .order_shipment_done(&store.connection_id, &store.order_id)
+            .order_shipment_done(&store.connection_id, &store.order_id, Some(config))
             .await
         {
             tracing::warn!(shipment = %s.id, error = %e, "order state not updated");
@@ -602,7 +614,7 @@ impl Engine {
         &self,
         connection_id: &str,
         order: &StoreOrder,
-    ) -> Result<String, EngineError> {
+    ) -> Result<OrderRecord, EngineError> {
         let lines: Vec<OrderLineRow> = order
             .line_items
             .iter()
@@ -663,26 +675,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Why a shipment of this order must not reach the store: the order was
-    /// cancelled there (the store says so, or shipsync cancelled it).
-    async fn cancelled_in_store(
-        &self,
-        local_id: &str,
-        order: &StoreOrder,
-    ) -> Result<Option<String>, EngineError> {
-        let local = db_orders::get(self.db().pool(), local_id).await?;
-        let cancelled_here = local
-            .as_ref()
-            .is_some_and(|o| o.status == OrderStatus::Cancelled);
-        if order.cancelled_at.is_none() && !cancelled_here {
-            return Ok(None);
-        }
-        Ok(Some(format!(
-            "order {} was cancelled in the store, but Deposco shipped it anyway: this shipment is not sent to the store (no over-shipment is recorded) — arrange a return or a new order with the customer, then archive this shipment",
-            order.name
-        )))
     }
 
     async fn find_order(
@@ -756,6 +748,19 @@ impl Engine {
             ),
         })
     }
+}
+
+/// Why a shipment of this order must not reach the store: the order was
+/// cancelled there (the store says so, or shipsync cancelled it: `local`
+/// is its record as just stored).
+fn cancelled_in_store(local: &OrderRecord, order: &StoreOrder) -> Option<String> {
+    if order.cancelled_at.is_none() && local.status != OrderStatus::Cancelled {
+        return None;
+    }
+    Some(format!(
+        "order {} was cancelled in the store, but Deposco shipped it anyway: this shipment is not sent to the store (no over-shipment is recorded) — arrange a return or a new order with the customer, then archive this shipment",
+        order.name
+    ))
 }
 
 /// The ledger's outcome for one shipment of an order.
