@@ -6,6 +6,12 @@ use secrecy::ExposeSecret;
 use shipsync::config::{Flags, LogFormat, Settings, log_filter_from_env};
 use shipsync::{logging, server};
 
+/// mimalloc rather than glibc's malloc: the hot paths allocate many small,
+/// short-lived values (JSON, rows, futures) across threads, where glibc's
+/// arenas spent ≈ 7 % of shipsync's CPU in a profile of `ship-to-store`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// shipsync: warehouse shipments (Deposco) to stores (Shopify), by webhook,
 /// exactly once.
 #[derive(Debug, Parser)]
