@@ -144,19 +144,43 @@ enum SandboxPlatform {
     Shopify,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let cli = Cli::parse();
     // One readable line (with its causes), never a backtrace: these errors
     // are for operators (bad configuration, a busy database, …).
-    if let Err(e) = run().await {
+    let done = runtime(&cli)
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    if let Err(e) = done {
         eprintln!("Error: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run() -> Result<()> {
+/// The async runtime. `serve` on SQLite runs its tasks on half the cores
+/// (one at least): the other half is left to SQLite's connection threads,
+/// to which every statement is handed and which do the database's work.
+/// On 2 cores a second runtime thread cost 9–12 % more CPU per shipment
+/// and four times the p50 latency at 200 shipments/s (BENCHMARKS.md):
+/// the threads woke each other more than they worked side by side.
+/// Elsewhere one thread per core. `TOKIO_WORKER_THREADS` overrides both.
+fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    let sqlite_server = matches!(cli.command, Command::Serve)
+        && Settings::resolve(&cli.flags).is_ok_and(|s| {
+            shipsync_db::Backend::of_url(s.database_url.expose_secret())
+                == Some(shipsync_db::Backend::Sqlite)
+        });
+    if sqlite_server && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        builder.worker_threads((cores / 2).max(1));
+    }
+    builder.build()
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
     match cli.command {
         Command::Serve => {
             let settings = Settings::resolve(&cli.flags)?;
