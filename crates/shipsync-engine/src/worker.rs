@@ -27,6 +27,8 @@ const BURST_POLL: Duration = Duration::from_millis(25);
 /// often, so that a long burst delays the rest of the work without
 /// stopping it.
 const FIRST_WORKER_PAUSE: Duration = Duration::from_secs(1);
+/// The most a deferred job's return is spread by (see [`deferral_jitter`]).
+const MAX_DEFER_JITTER: Duration = Duration::from_secs(1);
 
 tokio::task_local! {
     /// The index of the worker running the current job.
@@ -168,6 +170,12 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
     }
 }
 
+/// The spread added to a deferral of `after`: `share` of it (drawn in
+/// 0–0.3), capped at [`MAX_DEFER_JITTER`].
+fn deferral_jitter(after: Duration, share: f64) -> Duration {
+    after.mul_f64(share).min(MAX_DEFER_JITTER)
+}
+
 /// The span of one run of a job: its id, kind and attempt, and the
 /// shipment, event, run or order its payload names, so that every line the
 /// run writes (store and warehouse calls included) can be traced back.
@@ -233,8 +241,11 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
             engine.metrics().job(&job.kind, "deferred");
             tracing::debug!(job = %job.id, "deferred: {message}");
             // Never sooner than asked; spread so that jobs put back
-            // together do not all come back at once.
-            let after = after.mul_f64(rand::rng().random_range(1.0..1.3));
+            // together do not all come back at once — by up to 30 %, and
+            // 1 s at most: a store's budget already gives each job turned
+            // away its own turn, and 30 % of a long turn (40 s into a
+            // backlog) would leave the budget idle while jobs wait.
+            let after = after + deferral_jitter(after, rand::rng().random_range(0.0..0.3));
             let at = now_micros() + i64::try_from(after.as_micros()).unwrap_or(1_000_000);
             if let Err(e) = jobs::defer(db.pool(), &job.id, owner, at).await {
                 tracing::warn!(error = %e, job = %job.id, "could not defer job");
@@ -393,5 +404,28 @@ impl Engine {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (deferral, share drawn) → spread: a share of a short deferral, never
+    /// more than a second of a long one.
+    #[test]
+    fn a_deferral_is_spread_by_a_share_capped_at_a_second() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let table = [
+            (s(2), 0.0, ms(0)),
+            (s(2), 0.25, ms(500)),
+            (s(3), 0.3, ms(900)),
+            (s(40), 0.3, s(1)),
+            (s(40), 0.01, ms(400)),
+        ];
+        for (after, share, want) in table {
+            assert_eq!(deferral_jitter(after, share), want, "{after:?} {share}");
+        }
     }
 }
