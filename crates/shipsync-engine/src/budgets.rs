@@ -595,12 +595,10 @@ fn unshared(r: Reserved) -> Reserved {
     }
 }
 
-/// The reservation in the node's own bucket, when `r` is one.
+/// The reservation in the node's own bucket, when `r` is one (the
+/// inverse of [`unshared`]).
 fn local_share(r: Reserved) -> Option<Reserved> {
-    (r.points < 0.0).then(|| Reserved {
-        points: -r.points,
-        ..r
-    })
+    (r.points < 0.0).then(|| unshared(r))
 }
 
 #[cfg(test)]

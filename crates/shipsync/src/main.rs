@@ -148,11 +148,15 @@ enum SandboxPlatform {
 
 fn main() {
     let cli = Cli::parse();
+    // `serve` resolves its settings before the runtime, which it sizes by
+    // them; a bad setting is reported by `run` as for any command.
+    let serve = matches!(cli.command, Command::Serve).then(|| Settings::resolve(&cli.flags));
+    let settings = serve.as_ref().and_then(|s| s.as_ref().ok());
     // One readable line (with its causes), never a backtrace: these errors
     // are for operators (bad configuration, a busy database, …).
-    let done = runtime(&cli)
+    let done = runtime(settings)
         .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
+        .and_then(|rt| rt.block_on(run(cli, serve)));
     if let Err(e) = done {
         eprintln!("Error: {e:#}");
         std::process::exit(1);
@@ -166,14 +170,14 @@ fn main() {
 /// and four times the p50 latency at 200 shipments/s (BENCHMARKS.md):
 /// the threads woke each other more than they worked side by side.
 /// Elsewhere one thread per core. `TOKIO_WORKER_THREADS` overrides both.
-fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+/// `serve`: the settings of `serve`, when that is the command.
+fn runtime(serve: Option<&Settings>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    let sqlite_server = matches!(cli.command, Command::Serve)
-        && Settings::resolve(&cli.flags).is_ok_and(|s| {
-            shipsync_db::Backend::of_url(s.database_url.expose_secret())
-                == Some(shipsync_db::Backend::Sqlite)
-        });
+    let sqlite_server = serve.is_some_and(|s| {
+        shipsync_db::Backend::of_url(s.database_url.expose_secret())
+            == Some(shipsync_db::Backend::Sqlite)
+    });
     if sqlite_server && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         builder.worker_threads((cores / 2).max(1));
@@ -181,11 +185,12 @@ fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
     builder.build()
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs the command; `serve`: its settings as resolved before the runtime.
+async fn run(cli: Cli, serve: Option<Result<Settings>>) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Serve => {
-            let settings = Settings::resolve(&cli.flags)?;
+            let settings = serve.unwrap_or_else(|| Settings::resolve(&cli.flags))?;
             logging::init(settings.log_format, settings.log_filter.as_deref());
             let running = server::start(&settings, settings.engine_config()).await?;
             tracing::info!(url = %running.url, database = %settings.database_url_redacted(), "shipsync is serving");
