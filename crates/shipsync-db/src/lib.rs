@@ -57,11 +57,13 @@ pub mod runs;
 pub mod sessions;
 pub mod shipments;
 pub mod store_auth;
+pub mod unit;
 pub mod users;
 pub mod versions;
 pub mod warehouse_refusals;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -109,8 +111,8 @@ impl Backend {
 /// What locks the rows a `SELECT` inside `tx` reads for the rest of the
 /// transaction: `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose write
 /// transactions lock the whole database already.
-fn for_update(tx: &Tx<'_>) -> &'static str {
-    match Backend::of_connection(tx) {
+fn for_update(tx: &impl unit::Conn) -> &'static str {
+    match tx.backend() {
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     }
@@ -169,6 +171,8 @@ pub struct Db {
     /// (`synchronous=NORMAL`), used inside [`relaxed`] scopes.
     relaxed: Option<AnyPool>,
     backend: Backend,
+    /// SQLite on a file: the unit thread ([`Db::unit`]).
+    units: Option<Arc<unit::Units>>,
 }
 
 tokio::task_local! {
@@ -243,11 +247,42 @@ impl Db {
             Backend::Sqlite => Some(Self::pool_with(backend, &options, "NORMAL").await?),
             Backend::Postgres => None,
         };
+        let units = match backend {
+            Backend::Sqlite => {
+                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .map_err(|e| DbError::Config(format!("invalid database URL: {e}")))?
+                    .get_filename()
+                    .to_path_buf();
+                let in_memory = file.as_os_str() == ":memory:" || url.contains("mode=memory");
+                (!in_memory)
+                    .then(|| unit::Units::start(file))
+                    .transpose()?
+                    .map(Arc::new)
+            }
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             relaxed,
             backend,
+            units,
         })
+    }
+
+    /// Runs `unit` as one transaction: on SQLite (a file) whole on the unit
+    /// thread, its statements executed in place; otherwise in a transaction
+    /// of the pool for the current scope ([`relaxed`]). See [`unit`].
+    pub async fn unit<U: unit::Unit>(&self, unit: U) -> Result<U::Output, U::Error> {
+        let relaxed = RELAXED.try_with(|r| *r).unwrap_or(false);
+        match &self.units {
+            Some(units) => units.run(unit, relaxed).await,
+            None => {
+                let mut tx = self.begin().await?;
+                let out = unit.run(&mut tx).await?;
+                tx.commit().await.map_err(DbError::from)?;
+                Ok(out)
+            }
+        }
     }
 
     async fn pool_with(

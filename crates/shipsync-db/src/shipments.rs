@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor};
 
 use crate::decode::{self, Cols, to_json};
-use crate::{DbError, Tx, for_update, like_escape, one_of, placeholders};
+use crate::unit::Conn;
+use crate::{DbError, for_update, like_escape, one_of, placeholders};
 
 #[derive(Debug, Clone)]
 pub struct ShipmentRow {
@@ -63,7 +64,7 @@ impl TryFrom<AnyRow> for ShipmentRow {
 /// transactions lock the whole database already; PostgreSQL locks the row),
 /// so that concurrent merges and runs never overwrite each other.
 pub async fn by_number(
-    tx: &mut Tx<'_>,
+    tx: &mut impl Conn,
     merchant_id: &str,
     number: &str,
 ) -> Result<Option<ShipmentRow>, DbError> {
@@ -74,7 +75,7 @@ pub async fn by_number(
         ))
         .bind(merchant_id)
         .bind(number)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.ex())
         .await?,
     )
 }

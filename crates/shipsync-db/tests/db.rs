@@ -1170,3 +1170,138 @@ async fn sent_orders_are_found_by_number_before_name() {
     })
     .await;
 }
+
+/// Reads a merchant and writes a shipment in one unit: what the unit sees
+/// and writes is what the pool sees and writes (on SQLite the unit runs on
+/// the unit thread's own connection).
+struct ShipOne {
+    merchant_id: String,
+    shipment: ShipmentRow,
+    /// Insert the shipment twice: the second insert fails.
+    twice: bool,
+}
+
+impl shipsync_db::unit::Unit for ShipOne {
+    type Output = Option<String>;
+    type Error = DbError;
+
+    async fn run<C: shipsync_db::unit::Conn>(self, c: &mut C) -> Result<Option<String>, DbError> {
+        let name = merchants::get(c.ex(), &self.merchant_id)
+            .await?
+            .map(|m| m.name);
+        shipments::insert(c.ex(), &self.shipment).await?;
+        if self.twice {
+            shipments::insert(c.ex(), &self.shipment).await?;
+        }
+        Ok(name)
+    }
+}
+
+fn shipment_row(merchant_id: &str, number: &str) -> ShipmentRow {
+    ShipmentRow {
+        id: new_id("shp"),
+        merchant_id: merchant_id.to_string(),
+        number: number.into(),
+        connection_id: None,
+        order_id: None,
+        order_name: "#1001".into(),
+        status: ShipmentStatus::New,
+        error: Some("waiting".into()),
+        sources: vec![Source::Webhook],
+        first_seen_via: Source::Webhook,
+        version: version(number),
+        version_at: None,
+        content_hash: "h".into(),
+        received_at: 1,
+        updated_at: 2,
+        completed_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_unit_reads_and_writes_what_the_pool_does() {
+    on_each_backend(async |db, _| {
+        let merchant_id = merchant(db).await;
+        let row = shipment_row(&merchant_id, "SHP-U1");
+        let name = db
+            .unit(ShipOne {
+                merchant_id: merchant_id.clone(),
+                shipment: row.clone(),
+                twice: false,
+            })
+            .await
+            .expect("the unit runs");
+        assert_eq!(name.as_deref(), Some("Acme"));
+        let stored = shipments::get(db.pool(), &row.id)
+            .await
+            .unwrap()
+            .expect("the unit's write is committed");
+        assert_eq!(stored.number, "SHP-U1");
+        assert_eq!(stored.error.as_deref(), Some("waiting"));
+        assert_eq!(stored.version, row.version);
+        assert_eq!(stored.sources, vec![Source::Webhook]);
+
+        // A unit that fails leaves nothing behind, and its error is the
+        // database's own (a unique violation here).
+        let failed = shipment_row(&merchant_id, "SHP-U2");
+        let err = db
+            .unit(ShipOne {
+                merchant_id,
+                shipment: failed.clone(),
+                twice: true,
+            })
+            .await
+            .expect_err("the second insert fails");
+        assert!(err.is_unique_violation(), "{err}");
+        assert!(
+            shipments::get(db.pool(), &failed.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+    .await;
+}
+
+/// Binds and reads every kind of value.
+struct Values;
+
+impl shipsync_db::unit::Unit for Values {
+    type Output = (String, i64, i64, Option<String>, f64, Vec<u8>);
+    type Error = DbError;
+
+    async fn run<C: shipsync_db::unit::Conn>(self, c: &mut C) -> Result<Self::Output, DbError> {
+        use sqlx::Row;
+        // `$2` before `$1`, `$1` twice: bound by number, not by position.
+        let row = sqlx::query("SELECT $2 AS b, $1 AS a, $1 + 1 AS a2, $3 AS n, $4 AS r, $5 AS bl")
+            .bind(41_i64)
+            .bind("text")
+            .bind(None::<String>)
+            .bind(1.5_f64)
+            .bind(vec![1_u8, 2])
+            .fetch_one(c.ex())
+            .await?;
+        Ok((
+            row.try_get("b")?,
+            row.try_get("a")?,
+            row.try_get("a2")?,
+            row.try_get("n")?,
+            row.try_get("r")?,
+            row.try_get("bl")?,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_unit_binds_by_number_and_reads_every_kind_of_value() {
+    on_each_backend(async |db, _| {
+        let got = db.unit(Values).await.expect("the unit runs");
+        assert_eq!(
+            got,
+            ("text".into(), 41, 42, None, 1.5, vec![1, 2]),
+            "{:?}",
+            db.backend()
+        );
+    })
+    .await;
+}

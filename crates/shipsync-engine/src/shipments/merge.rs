@@ -5,8 +5,10 @@
 use shipsync_core::states::{EventOutcome, ShipmentStatus, Source};
 use shipsync_core::versions::{self, Judgement};
 use shipsync_core::{ShipmentVersion, ledger, tracking};
+use shipsync_db::events::EventRow;
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::versions::{self as db_versions, VersionRow};
 use shipsync_db::{activity, events, new_id, now_micros, recipes};
 use tracing::field::Empty;
@@ -62,34 +64,12 @@ impl Engine {
         let db = self.db();
         let mut tx = db.begin().await?;
         let merged = Self::merge_in(&mut tx, merchant_id, version, source, event_id).await?;
+        save_recipes_seen(&mut tx, merchant_id, version).await?;
         tx.commit().await?;
-        self.save_recipes_seen(merchant_id, version).await?;
         if merged.1 != MergeOutcome::Unchanged {
             self.wake();
         }
         Ok(merged)
-    }
-
-    /// Saves the kit recipes a merged version shows.
-    async fn save_recipes_seen(
-        &self,
-        merchant_id: &str,
-        version: &ShipmentVersion,
-    ) -> Result<(), EngineError> {
-        for (kit, comps) in ledger::recipes_seen(version) {
-            for (comp, per_kit) in comps {
-                recipes::save(
-                    self.db().pool(),
-                    merchant_id,
-                    &kit,
-                    &comp,
-                    i64::try_from(per_kit).unwrap_or(i64::MAX),
-                    shipsync_core::mappings::RecipeSource::Webhook,
-                )
-                .await?;
-            }
-        }
-        Ok(())
     }
 
     /// [`Self::merge_version`] inside `tx`, which the caller commits (one
@@ -97,7 +77,7 @@ impl Engine {
     /// are the caller's to save. Errors other than [`EngineError::Db`] come
     /// before any statement, so `tx` stays usable after them.
     pub(crate) async fn merge_in(
-        tx: &mut shipsync_db::Tx<'_>,
+        tx: &mut impl Conn,
         merchant_id: &str,
         version: &ShipmentVersion,
         source: Source,
@@ -115,7 +95,7 @@ impl Engine {
             None => {
                 let id = new_id("shp");
                 shipments::insert(
-                    &mut **tx,
+                    tx.ex(),
                     &ShipmentRow {
                         id: id.clone(),
                         merchant_id: merchant_id.to_string(),
@@ -137,7 +117,7 @@ impl Engine {
                 )
                 .await?;
                 activity::add(
-                    &mut **tx,
+                    tx.ex(),
                     &id,
                     "imported",
                     &format!(
@@ -156,7 +136,7 @@ impl Engine {
                 add_source(&mut s.sources, source);
                 let changed = if s.content_hash == hash {
                     activity::add(
-                        &mut **tx,
+                        tx.ex(),
                         &s.id,
                         "received",
                         &format!("Received again from {via}; unchanged"),
@@ -167,7 +147,7 @@ impl Engine {
                     match versions::judge(version.into(), (&s.version).into()) {
                         Judgement::GoesBack => {
                             activity::add(
-                        &mut **tx,
+                        tx.ex(),
                         &s.id,
                         "received",
                         &format!(
@@ -180,7 +160,7 @@ impl Engine {
                         }
                         Judgement::Older => {
                             activity::add(
-                        &mut **tx,
+                        tx.ex(),
                         &s.id,
                         "received",
                         &format!(
@@ -199,7 +179,7 @@ impl Engine {
                                 s.status = ShipmentStatus::Open;
                             }
                             activity::add(
-                                &mut **tx,
+                                tx.ex(),
                                 &s.id,
                                 "updated",
                                 &format!(
@@ -214,12 +194,12 @@ impl Engine {
                     }
                 };
                 s.updated_at = now;
-                shipments::update(&mut **tx, &s).await?;
+                shipments::update(tx.ex(), &s).await?;
                 (s.id, changed, false)
             }
         };
         db_versions::insert(
-            &mut **tx,
+            tx.ex(),
             &VersionRow {
                 id: new_id("ver"),
                 shipment_id: id.clone(),
@@ -235,7 +215,7 @@ impl Engine {
             let job = Job::SyncShipment {
                 shipment_id: id.clone(),
             };
-            jobs::enqueue(&mut **tx, &job, now).await?;
+            jobs::enqueue(tx.ex(), &job, now).await?;
         }
         let outcome = match (created, changed) {
             (true, _) => MergeOutcome::New,
@@ -245,72 +225,24 @@ impl Engine {
         Ok((id, outcome))
     }
 
-    /// Job `process_event`: parse a stored delivery and merge what it holds.
+    /// Job `process_event`: parse a stored delivery and merge what it holds
+    /// (a store's order delivery goes to the order side).
     #[tracing::instrument(
         name = "process_event",
         skip_all,
         fields(event = %event_id, merchant = Empty, shipment_number = Empty, shipment = Empty)
     )]
     pub(crate) async fn process_event(&self, event_id: &str) -> Result<(), EngineError> {
-        let db = self.db();
-        let Some(event) = events::get(db.pool(), event_id).await? else {
-            return Ok(());
-        };
-        let span = tracing::Span::current();
-        span.record("merchant", event.merchant_id.as_str());
-        if event.connection_id.is_some() {
-            // A store's order delivery.
-            return self.process_order_event(&event).await;
-        }
-        let body = event.body.clone().unwrap_or_default();
-        let signed = event.verified;
-        match shipsync_deposco::parse_webhook(&body) {
-            Ok(versions) => {
-                let versions: Vec<ShipmentVersion> = versions
-                    .into_iter()
-                    .map(|v| with_trusted_tracking(v, signed))
-                    .collect();
-                span.record(
-                    "shipment_number",
-                    list_field(versions.iter().map(|v| v.number.as_str())),
-                );
-                // The merges and the event's result in one transaction.
-                let mut tx = db.begin().await?;
-                let mut ids = Vec::new();
-                let mut changed = false;
-                for v in &versions {
-                    let (id, outcome) = Self::merge_in(
-                        &mut tx,
-                        &event.merchant_id,
-                        v,
-                        Source::Webhook,
-                        Some(event_id),
-                    )
-                    .await?;
-                    changed |= outcome != MergeOutcome::Unchanged;
-                    ids.push(id);
-                }
-                span.record("shipment", list_field(ids.iter().map(String::as_str)));
-                events::set_result(&mut *tx, event_id, EventOutcome::Accepted, None, &ids).await?;
-                tx.commit().await?;
-                for v in &versions {
-                    self.save_recipes_seen(&event.merchant_id, v).await?;
-                }
-                tracing::debug!(shipments = ids.len(), changed, "event merged");
-                if changed {
-                    self.wake();
-                }
-            }
-            Err(e) => {
-                events::set_result(
-                    db.pool(),
-                    event_id,
-                    EventOutcome::NeedsAttention,
-                    Some(&e.to_string()),
-                    &[],
-                )
-                .await?;
-            }
+        let merged = self
+            .db()
+            .unit(MergeEvent {
+                event_id: event_id.to_string(),
+            })
+            .await?;
+        match merged {
+            Merged::Order(event) => return self.process_order_event(&event).await,
+            Merged::Changed => self.wake(),
+            Merged::Done => {}
         }
         Ok(())
     }
@@ -343,5 +275,104 @@ impl Engine {
 
         self.wake();
         Ok(())
+    }
+}
+
+/// Saves the kit recipes a merged version shows.
+async fn save_recipes_seen(
+    c: &mut impl Conn,
+    merchant_id: &str,
+    version: &ShipmentVersion,
+) -> Result<(), EngineError> {
+    for (kit, comps) in ledger::recipes_seen(version) {
+        for (comp, per_kit) in comps {
+            recipes::save(
+                c.ex(),
+                merchant_id,
+                &kit,
+                &comp,
+                i64::try_from(per_kit).unwrap_or(i64::MAX),
+                shipsync_core::mappings::RecipeSource::Webhook,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`MergeEvent`] did.
+enum Merged {
+    /// A store's order delivery: for the order side.
+    Order(EventRow),
+    /// A shipment changed: its sync is queued.
+    Changed,
+    /// Nothing new, the event was gone, or it did not parse (it needs
+    /// attention).
+    Done,
+}
+
+/// `process_event`'s database work as one unit: the stored delivery read,
+/// parsed, each version merged, the kit recipes it shows saved and the
+/// event's result set.
+struct MergeEvent {
+    event_id: String,
+}
+
+impl Unit for MergeEvent {
+    type Output = Merged;
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Merged, EngineError> {
+        let event_id = self.event_id.as_str();
+        let Some(event) = events::get(c.ex(), event_id).await? else {
+            return Ok(Merged::Done);
+        };
+        let span = tracing::Span::current();
+        span.record("merchant", event.merchant_id.as_str());
+        if event.connection_id.is_some() {
+            return Ok(Merged::Order(event));
+        }
+        let body = event.body.clone().unwrap_or_default();
+        let versions = match shipsync_deposco::parse_webhook(&body) {
+            Ok(versions) => versions,
+            Err(e) => {
+                events::set_result(
+                    c.ex(),
+                    event_id,
+                    EventOutcome::NeedsAttention,
+                    Some(&e.to_string()),
+                    &[],
+                )
+                .await?;
+                return Ok(Merged::Done);
+            }
+        };
+        let versions: Vec<ShipmentVersion> = versions
+            .into_iter()
+            .map(|v| with_trusted_tracking(v, event.verified))
+            .collect();
+        span.record(
+            "shipment_number",
+            list_field(versions.iter().map(|v| v.number.as_str())),
+        );
+        let mut ids = Vec::new();
+        let mut changed = false;
+        for v in &versions {
+            let (id, outcome) =
+                Engine::merge_in(c, &event.merchant_id, v, Source::Webhook, Some(event_id)).await?;
+            changed |= outcome != MergeOutcome::Unchanged;
+            ids.push(id);
+        }
+        span.record("shipment", list_field(ids.iter().map(String::as_str)));
+        events::set_result(c.ex(), event_id, EventOutcome::Accepted, None, &ids).await?;
+        for v in &versions {
+            save_recipes_seen(c, &event.merchant_id, v).await?;
+        }
+        tracing::debug!(shipments = ids.len(), changed, "event merged");
+        Ok(if changed {
+            Merged::Changed
+        } else {
+            Merged::Done
+        })
     }
 }

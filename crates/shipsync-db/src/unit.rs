@@ -1,0 +1,517 @@
+//! Units of work: a piece of database work with nothing else to wait for in
+//! it (a job's reads and writes between two store calls), run as one
+//! transaction.
+//!
+//! Why: sqlx's SQLite driver runs each connection on a thread of its own
+//! and hands every statement to it and back — two thread switches per
+//! statement, which were most of shipsync's CPU per shipment on SQLite
+//! (BENCHMARKS.md, the profile of 2026-12-04). On SQLite a unit runs whole
+//! on the unit thread, against a connection of its own (rusqlite, with a
+//! statement cache) whose statements execute in place: one switch there and
+//! one back per unit. On PostgreSQL a unit runs as before, in a sqlx
+//! transaction on the caller's task.
+//!
+//! A unit's code is the same for both backends: this crate's query
+//! functions take a sqlx [`Executor`], which the unit thread's connection
+//! implements too ([`Inline`]), its values mapped into the `Any` driver's
+//! rows exactly as sqlx's SQLite driver maps them; functions that run
+//! several statements take a [`Conn`] (a sqlx transaction is one).
+//!
+//! The rules for a unit's code: await only this crate's queries on the
+//! [`Conn`] it is given (on SQLite it is polled on the unit thread, where
+//! nothing else runs: a wait on a timer, a lock or the network would hold
+//! every other unit up), and never start a unit while holding a sqlx
+//! transaction open (the unit would wait for its write lock).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::{Any, AnyConnection, Either, Execute, Executor};
+use sqlx_core::any::{AnyColumn, AnyValueKind};
+use sqlx_core::ext::ustr::UStr;
+
+use crate::{Backend, DbError, Tx, WAL_AUTOCHECKPOINT_PAGES};
+
+/// Where the statements of a transaction run: a sqlx transaction, or a
+/// unit's connection on the SQLite unit thread.
+pub trait Conn: Send {
+    /// An executor for one statement (what `&mut **tx` is for a sqlx
+    /// transaction).
+    fn ex(&mut self) -> Ex<'_>;
+    fn backend(&self) -> Backend;
+}
+
+impl Conn for Tx<'_> {
+    fn ex(&mut self) -> Ex<'_> {
+        Ex::Sqlx(&mut **self)
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::of_connection(self)
+    }
+}
+
+impl Conn for Inline {
+    fn ex(&mut self) -> Ex<'_> {
+        Ex::Inline(self)
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
+
+/// The executor of a [`Conn`]: one type for both, so that code generic
+/// over the connection needs no bounds on its executor.
+#[derive(Debug)]
+pub enum Ex<'c> {
+    Sqlx(&'c mut AnyConnection),
+    Inline(&'c mut Inline),
+}
+
+impl<'c> Executor<'c> for Ex<'c> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            Ex::Sqlx(c) => c.fetch_many(query),
+            Ex::Inline(c) => c.fetch_many(query),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            Ex::Sqlx(c) => c.fetch_optional(query),
+            Ex::Inline(c) => c.fetch_optional(query),
+        }
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            Ex::Sqlx(c) => c.prepare_with(sql, parameters),
+            Ex::Inline(c) => c.prepare_with(sql, parameters),
+        }
+    }
+}
+
+/// A unit of work (see the module's documentation): what it needs, owned,
+/// and the work, generic over where it runs.
+pub trait Unit: Send + 'static {
+    type Output: Send + 'static;
+    type Error: From<DbError> + Send + 'static;
+    fn run<C: Conn>(
+        self,
+        c: &mut C,
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
+
+/// A unit's work, boxed for the unit thread.
+type Work = Box<dyn FnOnce(&mut Inline) + Send>;
+
+/// The SQLite unit thread: its queue. The thread opens its connection on
+/// start and ends when the last [`crate::Db`] clone is dropped.
+#[derive(Debug)]
+pub(crate) struct Units {
+    queue: std::sync::Mutex<mpsc::Sender<Work>>,
+}
+
+impl Units {
+    /// Starts the unit thread on the SQLite database file `path`.
+    pub(crate) fn start(path: std::path::PathBuf) -> Result<Self, DbError> {
+        let (queue, work) = mpsc::channel::<Work>();
+        let (ready_tx, ready) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-units".into())
+            .spawn(move || {
+                let mut inline = match Inline::open(&path) {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for w in work {
+                    w(&mut inline);
+                }
+            })
+            .map_err(|e| DbError::Config(format!("cannot start the SQLite unit thread: {e}")))?;
+        ready
+            .recv()
+            .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))??;
+        Ok(Self {
+            queue: std::sync::Mutex::new(queue),
+        })
+    }
+
+    /// Runs `unit` on the unit thread as one transaction (committed when
+    /// it returns `Ok`, rolled back otherwise); `relaxed`: see
+    /// [`crate::relaxed`].
+    pub(crate) async fn run<U: Unit>(&self, unit: U, relaxed: bool) -> Result<U::Output, U::Error> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let work: Work = Box::new(move |inline: &mut Inline| {
+            let _entered = span.enter();
+            let _ = done.send(inline.transaction(relaxed, unit));
+        });
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(work)
+            .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?;
+        answer
+            .await
+            .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?
+    }
+}
+
+/// Statements kept prepared on the unit thread's connection.
+const STATEMENT_CACHE: usize = 256;
+
+/// The unit thread's SQLite connection; its statements execute in place.
+pub struct Inline {
+    conn: rusqlite::Connection,
+    /// The `synchronous` setting in force: `true` for NORMAL.
+    relaxed: bool,
+}
+
+impl fmt::Debug for Inline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inline")
+            .field("relaxed", &self.relaxed)
+            .finish()
+    }
+}
+
+impl Inline {
+    /// Opens the database file with the settings of the sqlx pool's
+    /// connections ([`crate::Db::connect`]).
+    fn open(path: &std::path::Path) -> Result<Self, DbError> {
+        let conn = rusqlite::Connection::open(path).map_err(error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;
+             PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; PRAGMA foreign_keys=ON;"
+        ))
+        .map_err(error)?;
+        Ok(Self {
+            conn,
+            relaxed: false,
+        })
+    }
+
+    /// Runs `unit` as one write transaction (`BEGIN IMMEDIATE`, as
+    /// [`crate::Db::begin`]).
+    fn transaction<U: Unit>(&mut self, relaxed: bool, unit: U) -> Result<U::Output, U::Error> {
+        if relaxed != self.relaxed {
+            let sync = if relaxed { "NORMAL" } else { "FULL" };
+            self.conn
+                .execute_batch(&format!("PRAGMA synchronous={sync}"))
+                .map_err(DbError::from)?;
+            self.relaxed = relaxed;
+        }
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(DbError::from)?;
+        let out = futures::executor::block_on(unit.run(self));
+        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        if let Err(e) = self.conn.execute_batch(end) {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(DbError::from(e).into());
+        }
+        out
+    }
+
+    /// Executes one statement in place: its rows (up to `limit`) and the
+    /// rows it changed.
+    fn execute(
+        &mut self,
+        sql: &str,
+        args: Option<sqlx::any::AnyArguments>,
+        persistent: bool,
+        limit: Option<usize>,
+    ) -> Result<(AnyQueryResult, Vec<AnyRow>), sqlx::Error> {
+        let mut cached;
+        let mut once;
+        let stmt: &mut rusqlite::Statement<'_> = if persistent {
+            cached = self.conn.prepare_cached(sql).map_err(error)?;
+            &mut cached
+        } else {
+            once = self.conn.prepare(sql).map_err(error)?;
+            &mut once
+        };
+        let values = args.map(|a| a.values.0).unwrap_or_default();
+        bind(stmt, &values)?;
+        let columns: Vec<UStr> = stmt.column_names().into_iter().map(UStr::new).collect();
+        let names: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect(),
+        );
+        let mut rows = Vec::new();
+        let mut raw = stmt.raw_query();
+        while limit.is_none_or(|l| rows.len() < l) {
+            let Some(row) = raw.next().map_err(error)? else {
+                break;
+            };
+            rows.push(any_row(row, &columns, &names)?);
+        }
+        drop(raw);
+        let changed = u64::try_from(self.conn.changes()).unwrap_or(0);
+        Ok((
+            AnyQueryResult {
+                rows_affected: changed,
+                last_insert_id: None,
+            },
+            rows,
+        ))
+    }
+}
+
+/// Binds `values` to `stmt`'s parameters as sqlx's SQLite driver does:
+/// `$N` (or `?N`) takes value N, a plain `?` the next one; parameters past
+/// the values stay NULL.
+fn bind(stmt: &mut rusqlite::Statement<'_>, values: &[AnyValueKind]) -> Result<(), sqlx::Error> {
+    use rusqlite::types::ValueRef;
+    let mut next = 0;
+    for i in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix(['$', '?'])
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("unsupported SQL parameter: {name}"))
+                })?,
+            None => {
+                next += 1;
+                next
+            }
+        };
+        let Some(v) = n.checked_sub(1).and_then(|k| values.get(k)) else {
+            break;
+        };
+        let v = match v {
+            AnyValueKind::Null(_) => ValueRef::Null,
+            AnyValueKind::Bool(b) => ValueRef::Integer(i64::from(*b)),
+            AnyValueKind::SmallInt(i) => ValueRef::Integer(i64::from(*i)),
+            AnyValueKind::Integer(i) => ValueRef::Integer(i64::from(*i)),
+            AnyValueKind::BigInt(i) => ValueRef::Integer(*i),
+            AnyValueKind::Real(r) => ValueRef::Real(f64::from(*r)),
+            AnyValueKind::Double(d) => ValueRef::Real(*d),
+            AnyValueKind::Text(t) => ValueRef::Text(t.as_bytes()),
+            AnyValueKind::TextSlice(t) => ValueRef::Text(t.as_bytes()),
+            AnyValueKind::Blob(b) => ValueRef::Blob(b),
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "no SQLite value for {other:?}"
+                )));
+            }
+        };
+        stmt.raw_bind_parameter(i, rusqlite::types::ToSqlOutput::Borrowed(v))
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
+/// A row as sqlx's SQLite driver hands it to the `Any` driver: each value
+/// typed by its storage class (INTEGER as `BigInt`, REAL as `Double`).
+fn any_row(
+    row: &rusqlite::Row<'_>,
+    names: &[UStr],
+    by_name: &Arc<sqlx_core::HashMap<UStr, usize>>,
+) -> Result<AnyRow, sqlx::Error> {
+    use rusqlite::types::ValueRef;
+    let mut columns = Vec::with_capacity(names.len());
+    let mut values = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let (kind, value) = match row.get_ref(i).map_err(error)? {
+            ValueRef::Null => (
+                AnyTypeInfoKind::Null,
+                AnyValueKind::Null(AnyTypeInfoKind::Null),
+            ),
+            ValueRef::Integer(v) => (AnyTypeInfoKind::BigInt, AnyValueKind::BigInt(v)),
+            ValueRef::Real(v) => (AnyTypeInfoKind::Double, AnyValueKind::Double(v)),
+            ValueRef::Text(t) => (
+                AnyTypeInfoKind::Text,
+                AnyValueKind::Text(Arc::new(String::from_utf8_lossy(t).into_owned())),
+            ),
+            ValueRef::Blob(b) => (
+                AnyTypeInfoKind::Blob,
+                AnyValueKind::Blob(Arc::new(b.to_vec())),
+            ),
+        };
+        columns.push(AnyColumn {
+            ordinal: i,
+            name: name.clone(),
+            type_info: AnyTypeInfo { kind },
+        });
+        values.push(AnyValue { kind: value });
+    }
+    Ok(AnyRow {
+        column_names: Arc::clone(by_name),
+        columns,
+        values,
+    })
+}
+
+impl<'c> Executor<'c> for &'c mut Inline {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        mut query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let persistent = query.persistent();
+        let out = query
+            .take_arguments()
+            .map_err(sqlx::Error::Encode)
+            .and_then(|args| self.execute(query.sql().as_str(), args, persistent, None));
+        let items: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> = match out {
+            Ok((done, rows)) => rows
+                .into_iter()
+                .map(|r| Ok(Either::Right(r)))
+                .chain(std::iter::once(Ok(Either::Left(done))))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        Box::pin(futures::stream::iter(items))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        mut query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let persistent = query.persistent();
+        let out = query
+            .take_arguments()
+            .map_err(sqlx::Error::Encode)
+            .and_then(|args| self.execute(query.sql().as_str(), args, persistent, Some(1)))
+            .map(|(_, rows)| rows.into_iter().next());
+        Box::pin(std::future::ready(out))
+    }
+
+    fn prepare_with<'e>(
+        self,
+        _sql: sqlx::SqlStr,
+        _parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
+            "a unit's statements are prepared as they run".into(),
+        ))))
+    }
+}
+
+/// A SQLite error from the unit thread's connection, as sqlx's own SQLite
+/// errors present themselves (code: the extended result code).
+#[derive(Debug)]
+struct InlineError {
+    code: Option<i32>,
+    message: String,
+}
+
+impl fmt::Display for InlineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for InlineError {}
+
+impl DatabaseError for InlineError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.map(|c| Cow::Owned(c.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use rusqlite::ffi;
+        match self.code {
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                ErrorKind::UniqueViolation
+            }
+            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => ErrorKind::ForeignKeyViolation,
+            Some(ffi::SQLITE_CONSTRAINT_NOTNULL) => ErrorKind::NotNullViolation,
+            Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// A rusqlite error as a sqlx one.
+fn error(e: rusqlite::Error) -> sqlx::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, message) => {
+            sqlx::Error::Database(Box::new(InlineError {
+                code: Some(f.extended_code),
+                message: message.unwrap_or_else(|| f.to_string()),
+            }))
+        }
+        other => sqlx::Error::Protocol(format!("SQLite: {other}")),
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlx(error(e))
+    }
+}
