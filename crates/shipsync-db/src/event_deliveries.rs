@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor};
 
 use crate::decode::{self, Cols};
-use crate::{DbError, Tx, for_update, placeholders};
+use crate::unit::Conn;
+use crate::{DbError, for_update, placeholders};
 
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
@@ -139,14 +140,14 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// The delivery, locked for the rest of the transaction.
-pub async fn get_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<DeliveryRow>, DbError> {
+pub async fn get_for_update(tx: &mut impl Conn, id: &str) -> Result<Option<DeliveryRow>, DbError> {
     let lock = for_update(tx);
     decode::opt(
         sqlx::query(sql!(
             "SELECT {COLS} FROM event_deliveries WHERE id = $1{lock}"
         ))
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.ex())
         .await?,
     )
 }
@@ -232,17 +233,20 @@ pub async fn pending_of<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Removes a subscription's deliveries and their attempts.
-pub async fn delete_of_subscription(tx: &mut Tx<'_>, subscription_id: &str) -> Result<(), DbError> {
+pub async fn delete_of_subscription(
+    tx: &mut impl Conn,
+    subscription_id: &str,
+) -> Result<(), DbError> {
     sqlx::query(
         "DELETE FROM event_delivery_attempts WHERE delivery_id IN
            (SELECT id FROM event_deliveries WHERE subscription_id = $1)",
     )
     .bind(subscription_id)
-    .execute(&mut **tx)
+    .execute(tx.ex())
     .await?;
     sqlx::query("DELETE FROM event_deliveries WHERE subscription_id = $1")
         .bind(subscription_id)
-        .execute(&mut **tx)
+        .execute(tx.ex())
         .await?;
     Ok(())
 }

@@ -6,7 +6,8 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, Executor};
 
 use crate::decode::{self, Cols, to_json};
-use crate::{DbError, Tx, one_of, placeholders};
+use crate::unit::Conn;
+use crate::{DbError, one_of, placeholders};
 
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -97,7 +98,7 @@ pub(crate) fn bind<'q>(
 /// The original event of a repeat delivery: same `webhook-id`, or else the
 /// same body hash since `since` (both for the same merchant).
 pub async fn find_repeat(
-    tx: &mut Tx<'_>,
+    tx: &mut impl Conn,
     merchant_id: &str,
     webhook_id: Option<&str>,
     body_hash: &str,
@@ -108,7 +109,7 @@ pub async fn find_repeat(
             sqlx::query_as("SELECT id FROM events WHERE merchant_id = $1 AND webhook_id = $2")
                 .bind(merchant_id)
                 .bind(wid)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(tx.ex())
                 .await?;
         if let Some(r) = row {
             return Ok(Some(r.0));
@@ -125,7 +126,7 @@ pub async fn find_repeat(
     for o in EventOutcome::COUNTED {
         q = q.bind(o.as_str());
     }
-    let row = q.fetch_optional(&mut **tx).await?;
+    let row = q.fetch_optional(tx.ex()).await?;
     Ok(row.map(|r| r.0))
 }
 

@@ -355,6 +355,15 @@ impl Db {
         }
     }
 
+    /// The pool for the current scope as a [`unit::Conn`]: for code written
+    /// for a unit, run outside one (each statement committed on its own).
+    pub fn pooled(&self) -> unit::Pooled<'_> {
+        unit::Pooled {
+            pool: self.pool(),
+            backend: self.backend,
+        }
+    }
+
     /// Begins a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so it waits for other writers instead of failing
     /// when a read inside it would later have to be upgraded.

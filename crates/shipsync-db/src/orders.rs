@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use crate::decode::{self, Cols, to_json};
-use crate::{Db, DbError, Tx, for_update, new_id, now_micros, one_of, quoted};
+use crate::unit::Conn;
+use crate::{Db, DbError, for_update, new_id, now_micros, one_of, quoted};
 
 /// A store order's line as kept in `orders.lines_json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +122,7 @@ pub struct OrderFilter {
 /// transaction (PostgreSQL locks the row; SQLite's write transactions lock
 /// the database already).
 pub async fn by_store_id(
-    tx: &mut Tx<'_>,
+    tx: &mut impl Conn,
     connection_id: &str,
     store_order_id: &str,
 ) -> Result<Option<OrderRecord>, DbError> {
@@ -132,18 +133,18 @@ pub async fn by_store_id(
         ))
         .bind(connection_id)
         .bind(store_order_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.ex())
         .await?,
     )
 }
 
 /// The order `id`, locked for the rest of the transaction.
-pub async fn get_for_update(tx: &mut Tx<'_>, id: &str) -> Result<Option<OrderRecord>, DbError> {
+pub async fn get_for_update(tx: &mut impl Conn, id: &str) -> Result<Option<OrderRecord>, DbError> {
     let lock = for_update(tx);
     decode::opt(
         sqlx::query(sql!("SELECT {COLS} FROM orders WHERE id = $1{lock}"))
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx.ex())
             .await?,
     )
 }
@@ -355,8 +356,8 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
 /// connections, that an order reference of a shipment names: first those
 /// whose Deposco number is the reference, else those whose store name is
 /// (with or without `#`).
-pub async fn sent_for_refs(
-    db: &Db,
+pub async fn sent_for_refs<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
     merchant_id: &str,
     refs: &[String],
 ) -> Result<Vec<OrderRecord>, DbError> {
@@ -398,7 +399,7 @@ pub async fn sent_for_refs(
     }
     let mut by_number: Vec<OrderRecord> = Vec::new();
     let mut by_name: Vec<OrderRecord> = Vec::new();
-    for row in q.fetch_all(db.pool()).await? {
+    for row in q.fetch_all(ex).await? {
         let number: i64 = row.try_get("by_number")?;
         let order = OrderRecord::try_from(row)?;
         if number == 1 {

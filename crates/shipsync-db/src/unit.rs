@@ -33,7 +33,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
 use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::{Any, AnyConnection, Either, Execute, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Either, Execute, Executor};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
 use sqlx_core::ext::ustr::UStr;
 
@@ -50,7 +50,7 @@ pub trait Conn: Send {
 
 impl Conn for Tx<'_> {
     fn ex(&mut self) -> Ex<'_> {
-        Ex::Sqlx(&mut **self)
+        Ex::Sqlx(self)
     }
 
     fn backend(&self) -> Backend {
@@ -68,11 +68,30 @@ impl Conn for Inline {
     }
 }
 
-/// The executor of a [`Conn`]: one type for both, so that code generic
+/// The pool as a [`Conn`] (each statement on its own, committed at once):
+/// for code written for a unit, run outside one ([`crate::Db::pooled`]).
+#[derive(Debug)]
+pub struct Pooled<'p> {
+    pub(crate) pool: &'p AnyPool,
+    pub(crate) backend: Backend,
+}
+
+impl Conn for Pooled<'_> {
+    fn ex(&mut self) -> Ex<'_> {
+        Ex::Pool(self.pool)
+    }
+
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// The executor of a [`Conn`]: one type for all, so that code generic
 /// over the connection needs no bounds on its executor.
 #[derive(Debug)]
 pub enum Ex<'c> {
     Sqlx(&'c mut AnyConnection),
+    Pool(&'c AnyPool),
     Inline(&'c mut Inline),
 }
 
@@ -89,6 +108,7 @@ impl<'c> Executor<'c> for Ex<'c> {
     {
         match self {
             Ex::Sqlx(c) => c.fetch_many(query),
+            Ex::Pool(p) => p.fetch_many(query),
             Ex::Inline(c) => c.fetch_many(query),
         }
     }
@@ -103,6 +123,7 @@ impl<'c> Executor<'c> for Ex<'c> {
     {
         match self {
             Ex::Sqlx(c) => c.fetch_optional(query),
+            Ex::Pool(p) => p.fetch_optional(query),
             Ex::Inline(c) => c.fetch_optional(query),
         }
     }
@@ -117,6 +138,7 @@ impl<'c> Executor<'c> for Ex<'c> {
     {
         match self {
             Ex::Sqlx(c) => c.prepare_with(sql, parameters),
+            Ex::Pool(p) => p.prepare_with(sql, parameters),
             Ex::Inline(c) => c.prepare_with(sql, parameters),
         }
     }
@@ -127,6 +149,10 @@ impl<'c> Executor<'c> for Ex<'c> {
 pub trait Unit: Send + 'static {
     type Output: Send + 'static;
     type Error: From<DbError> + Send + 'static;
+    /// Whether the unit writes: on SQLite a writing unit takes the write
+    /// lock at its start (`BEGIN IMMEDIATE`, as [`crate::Db::begin`]); one
+    /// that only reads takes none (`BEGIN`: a snapshot at its first read).
+    const WRITES: bool = true;
     fn run<C: Conn>(
         self,
         c: &mut C,
@@ -162,7 +188,15 @@ impl Units {
                     }
                 };
                 for w in work {
-                    w(&mut inline);
+                    // A unit that panics fails alone (its caller sees the
+                    // thread's answer dropped); the thread goes on, its
+                    // transaction rolled back.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        w(&mut inline);
+                    }));
+                    if ran.is_err() && !inline.conn.is_autocommit() {
+                        let _ = inline.conn.execute_batch("ROLLBACK");
+                    }
                 }
             })
             .map_err(|e| DbError::Config(format!("cannot start the SQLite unit thread: {e}")))?;
@@ -179,10 +213,15 @@ impl Units {
     /// [`crate::relaxed`].
     pub(crate) async fn run<U: Unit>(&self, unit: U, relaxed: bool) -> Result<U::Output, U::Error> {
         let (done, answer) = tokio::sync::oneshot::channel();
+        // The unit logs as its caller would: to the caller's subscriber,
+        // inside the caller's span.
         let span = tracing::Span::current();
+        let logs = tracing::dispatcher::get_default(Clone::clone);
         let work: Work = Box::new(move |inline: &mut Inline| {
-            let _entered = span.enter();
-            let _ = done.send(inline.transaction(relaxed, unit));
+            tracing::dispatcher::with_default(&logs, || {
+                let _entered = span.enter();
+                let _ = done.send(inline.transaction(relaxed, unit));
+            });
         });
         self.queue
             .lock()
@@ -230,8 +269,7 @@ impl Inline {
         })
     }
 
-    /// Runs `unit` as one write transaction (`BEGIN IMMEDIATE`, as
-    /// [`crate::Db::begin`]).
+    /// Runs `unit` as one transaction (see [`Unit::WRITES`]).
     fn transaction<U: Unit>(&mut self, relaxed: bool, unit: U) -> Result<U::Output, U::Error> {
         if relaxed != self.relaxed {
             let sync = if relaxed { "NORMAL" } else { "FULL" };
@@ -240,9 +278,12 @@ impl Inline {
                 .map_err(DbError::from)?;
             self.relaxed = relaxed;
         }
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(DbError::from)?;
+        let begin = if U::WRITES {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        self.conn.execute_batch(begin).map_err(DbError::from)?;
         let out = futures::executor::block_on(unit.run(self));
         let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if let Err(e) = self.conn.execute_batch(end) {
@@ -291,7 +332,7 @@ impl Inline {
             rows.push(any_row(row, &columns, &names)?);
         }
         drop(raw);
-        let changed = u64::try_from(self.conn.changes()).unwrap_or(0);
+        let changed = self.conn.changes();
         Ok((
             AnyQueryResult {
                 rows_affected: changed,

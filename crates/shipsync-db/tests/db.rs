@@ -1146,7 +1146,7 @@ async fn sent_orders_are_found_by_number_before_name() {
         }
         let ids = async |refs: &[&str]| -> Vec<String> {
             let refs: Vec<String> = refs.iter().map(|r| (*r).to_owned()).collect();
-            orders::sent_for_refs(db, &c.merchant_id, &refs)
+            orders::sent_for_refs(db.pool(), &c.merchant_id, &refs)
                 .await
                 .expect("sent_for_refs")
                 .into_iter()

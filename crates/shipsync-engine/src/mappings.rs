@@ -13,6 +13,7 @@
 //!   links, Deposco's item data) in `kit_recipes`. The document shown lists
 //!   both, each with its source; a person's wins for its kit.
 
+use shipsync_db::unit::Conn;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -100,10 +101,7 @@ impl Engine {
     /// stored document, else the defaults). Kit recipes here are a person's
     /// only: see [`Self::recipes_of`] for the ledger's.
     pub async fn mappings_of(&self, m: &MerchantRow) -> Result<Mappings, DbError> {
-        Ok(match db_mappings::get(self.db().pool(), &m.id).await? {
-            Some(row) => row.doc,
-            None => defaults_of(m),
-        })
+        mappings_in(&mut self.db().pooled(), m).await
     }
 
     /// The kit recipes the ledger uses for a merchant, in store SKUs: the
@@ -111,18 +109,7 @@ impl Engine {
     /// several store SKUs is each of them, a component becomes its first
     /// store SKU), each kit a person set replaced by the person's recipe.
     pub async fn recipes_of(&self, merchant_id: &str, doc: &Mappings) -> Result<Recipes, DbError> {
-        let mut learned: Recipes = BTreeMap::new();
-        for r in db_recipes::of_merchant(self.db().pool(), merchant_id).await? {
-            let per_kit = u64::try_from(r.per_kit).unwrap_or(0);
-            let component = doc.store_skus(&r.component_sku)[0].to_string();
-            for kit in doc.store_skus(&r.kit_sku) {
-                learned
-                    .entry(kit.to_string())
-                    .or_default()
-                    .insert(component.clone(), per_kit);
-            }
-        }
-        Ok(doc.recipes_over(learned))
+        recipes_in(&mut self.db().pooled(), merchant_id, doc).await
     }
 
     /// The document as shown (API, export): the stored one, with the
@@ -285,4 +272,32 @@ pub(crate) async fn save_carriers(
         &note.to_string(),
     )
     .await
+}
+
+/// [`Engine::mappings_of`] on `c`.
+pub(crate) async fn mappings_in(c: &mut impl Conn, m: &MerchantRow) -> Result<Mappings, DbError> {
+    Ok(match db_mappings::get(c.ex(), &m.id).await? {
+        Some(row) => row.doc,
+        None => defaults_of(m),
+    })
+}
+
+/// [`Engine::recipes_of`] on `c`.
+pub(crate) async fn recipes_in(
+    c: &mut impl Conn,
+    merchant_id: &str,
+    doc: &Mappings,
+) -> Result<Recipes, DbError> {
+    let mut learned: Recipes = BTreeMap::new();
+    for r in db_recipes::of_merchant(c.ex(), merchant_id).await? {
+        let per_kit = u64::try_from(r.per_kit).unwrap_or(0);
+        let component = doc.store_skus(&r.component_sku)[0].to_string();
+        for kit in doc.store_skus(&r.kit_sku) {
+            learned
+                .entry(kit.to_string())
+                .or_default()
+                .insert(component.clone(), per_kit);
+        }
+    }
+    Ok(doc.recipes_over(learned))
 }

@@ -13,7 +13,8 @@ use shipsync_db::jobs::{self, Job};
 use shipsync_db::orders::OrderRecord;
 use shipsync_db::outbound_events::{self, OutboundEventRow};
 use shipsync_db::shipments::{self, ShipmentRow};
-use shipsync_db::{Tx, event_deliveries, fulfillments, merchants, new_id, now_micros};
+use shipsync_db::unit::Conn;
+use shipsync_db::{event_deliveries, fulfillments, merchants, new_id, now_micros};
 
 use crate::Engine;
 use crate::error::EngineError;
@@ -48,14 +49,14 @@ impl Engine {
     /// deliveries were queued.
     pub(crate) async fn shipment_moved(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl Conn,
         s: &ShipmentRow,
     ) -> Result<bool, EngineError> {
         let Some(kind) = shipment_event(None, s.status) else {
             return Ok(false);
         };
         let subs = receiving(
-            event_subscriptions::enabled_of_merchant(&mut **tx, &s.merchant_id).await?,
+            event_subscriptions::enabled_of_merchant(tx.ex(), &s.merchant_id).await?,
             kind,
         );
         if subs.is_empty() {
@@ -63,7 +64,7 @@ impl Engine {
         }
         // The row as stored: its version is the latest merged, which the
         // run's copy may not be.
-        let stored = shipments::get(&mut **tx, &s.id).await?;
+        let stored = shipments::get(tx.ex(), &s.id).await?;
         let s = stored.as_ref().unwrap_or(s);
         let data = self.shipment_data(tx, s, kind).await?;
         self.queue_event(tx, &s.merchant_id, kind, &s.id, data, &subs)
@@ -77,7 +78,7 @@ impl Engine {
     /// queued.
     pub(crate) async fn order_changed(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl Conn,
         before: OrderStatus,
         o: &OrderRecord,
         reason: Option<&str>,
@@ -97,7 +98,7 @@ impl Engine {
             _ => return Ok(false),
         };
         let subs = receiving(
-            event_subscriptions::enabled_of_connection(&mut **tx, &o.connection_id).await?,
+            event_subscriptions::enabled_of_connection(tx.ex(), &o.connection_id).await?,
             kind,
         );
         let Some(merchant_id) = subs.first().map(|s| s.merchant_id.clone()) else {
@@ -137,14 +138,14 @@ impl Engine {
     /// fulfillments.
     async fn shipment_data(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl Conn,
         s: &ShipmentRow,
         kind: EventType,
     ) -> Result<serde_json::Value, EngineError> {
-        let recorded = fulfillments::of_shipment(&mut **tx, &s.id).await?;
-        let merchant = merchants::get(&mut **tx, &s.merchant_id).await?;
+        let recorded = fulfillments::of_shipment(tx.ex(), &s.id).await?;
+        let merchant = merchants::get(tx.ex(), &s.merchant_id).await?;
         let mappings = match &merchant {
-            Some(m) => Some(self.mappings_of(m).await?),
+            Some(m) => Some(crate::mappings::mappings_in(tx, m).await?),
             None => None,
         };
         let v = &s.version;
@@ -200,7 +201,7 @@ impl Engine {
     /// Writes the event and a delivery (with its job) per subscription.
     async fn queue_event(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl Conn,
         merchant_id: &str,
         kind: EventType,
         subject_id: &str,
@@ -225,7 +226,7 @@ impl Engine {
             body,
             created_at: now,
         };
-        outbound_events::insert(&mut **tx, &event).await?;
+        outbound_events::insert(tx.ex(), &event).await?;
         for sub in subs {
             let d = event_deliveries::DeliveryRow {
                 id: new_id("dlv"),
@@ -239,9 +240,9 @@ impl Engine {
                 created_at: now,
                 updated_at: now,
             };
-            event_deliveries::insert(&mut **tx, &d).await?;
+            event_deliveries::insert(tx.ex(), &d).await?;
             jobs::enqueue(
-                &mut **tx,
+                tx.ex(),
                 &Job::DeliverEvent {
                     delivery_id: d.id.clone(),
                 },

@@ -34,8 +34,8 @@ mod webhooks;
 
 pub use actions::OrderAction;
 pub use dto::{sales_order_dto, shipping_line, warehouse_number};
-pub(crate) use lines::OrderConfig;
 pub use lines::{KitComponentView, OrderLineView};
+pub(crate) use lines::{OrderConfig, order_shipment_done, sent_order_for};
 pub(crate) use pull::line_row;
 
 use std::collections::BTreeMap;

@@ -2,15 +2,20 @@
 //! sync run saves what it decided without undoing a concurrent merge.
 
 use shipsync_core::ShipmentVersion;
+use shipsync_core::ledger::Recipes;
+use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{ShipmentStatus, Source};
 use shipsync_core::versions;
 use shipsync_db::jobs::{self, Job};
+use shipsync_db::merchants::MerchantRow;
 use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::{activity, events, merchants, now_micros, versions as db_versions};
 
 use super::merge::{add_source, content_hash, with_trusted_tracking};
 use crate::Engine;
 use crate::error::EngineError;
+use crate::orders::{OrderConfig, order_shipment_done};
 
 /// A user's action on a shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,32 +153,49 @@ impl Engine {
         self.save_run_noting(s, None).await
     }
 
-    /// [`Self::save_run`] and, in the same transaction, a line of the
-    /// shipment's activity (`kind`, message): one write instead of two.
+    /// [`Self::save_run`] and, in the same unit, a line of the shipment's
+    /// activity (`kind`, message).
     pub(crate) async fn save_run_noting(
         &self,
         s: &ShipmentRow,
         note: Option<(&str, &str)>,
     ) -> Result<(), EngineError> {
-        let mut tx = self.db().begin().await?;
-        // Only a move to completed or error may emit an event: written
-        // first only if the stored status is another (and not archived),
-        // which tells whether it moved; else written whatever the status.
-        let moved =
-            crate::events_out::may_emit(s.status) && shipments::save_run(&mut *tx, s, true).await?;
-        if !moved {
-            shipments::save_run(&mut *tx, s, false).await?;
-        }
-        if let Some((kind, message)) = note {
-            activity::add(&mut *tx, &s.id, kind, message).await?;
-        }
-        // shipment.completed / shipment.error, with the change.
-        let queued = moved && self.shipment_moved(&mut tx, s).await?;
-        tx.commit().await?;
+        let queued = self
+            .db()
+            .unit(SaveRun {
+                engine: self.clone(),
+                s: Some(s.clone()),
+                note: note.map(|(k, m)| (k.to_string(), m.to_string())),
+                order: None,
+            })
+            .await?;
         if queued {
             self.wake();
         }
         Ok(())
+    }
+
+    /// [`Self::save_run_noting`]'s statements in `c`: whether an event
+    /// delivery was queued.
+    pub(crate) async fn save_run_in(
+        &self,
+        c: &mut impl Conn,
+        s: &ShipmentRow,
+        note: Option<(&str, &str)>,
+    ) -> Result<bool, EngineError> {
+        // Only a move to completed or error may emit an event: written
+        // first only if the stored status is another (and not archived),
+        // which tells whether it moved; else written whatever the status.
+        let moved =
+            crate::events_out::may_emit(s.status) && shipments::save_run(c.ex(), s, true).await?;
+        if !moved {
+            shipments::save_run(c.ex(), s, false).await?;
+        }
+        if let Some((kind, message)) = note {
+            activity::add(c.ex(), &s.id, kind, message).await?;
+        }
+        // shipment.completed / shipment.error, with the change.
+        Ok(moved && self.shipment_moved(c, s).await?)
     }
 
     /// The shipment waits (status `new`, `why` as its error) for something
@@ -187,5 +209,51 @@ impl Engine {
             self.save_run_noting(s, Some(("waiting", why))).await?;
         }
         Ok(())
+    }
+}
+
+/// A run's save of its shipment (with a line of activity), and, at its end,
+/// its order's state: one unit.
+pub(crate) struct SaveRun {
+    pub engine: Engine,
+    /// The shipment to save (`None`: only the order's state).
+    pub s: Option<ShipmentRow>,
+    pub note: Option<(String, String)>,
+    pub order: Option<OrderDone>,
+}
+
+/// A shipment of this store order reached the store (see
+/// [`crate::orders::order_shipment_done`]), with the merchant's settings as
+/// the run loaded them.
+pub(crate) struct OrderDone {
+    pub connection_id: String,
+    pub store_order_id: String,
+    pub merchant: MerchantRow,
+    pub mappings: Mappings,
+    pub recipes: Recipes,
+}
+
+impl Unit for SaveRun {
+    /// Whether an event delivery was queued.
+    type Output = bool;
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<bool, EngineError> {
+        let queued = match &self.s {
+            Some(s) => {
+                let note = self.note.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));
+                self.engine.save_run_in(c, s, note).await?
+            }
+            None => false,
+        };
+        if let Some(o) = &self.order {
+            let config = OrderConfig {
+                merchant: &o.merchant,
+                mappings: &o.mappings,
+                recipes: &o.recipes,
+            };
+            order_shipment_done(c, &o.connection_id, &o.store_order_id, config).await?;
+        }
+        Ok(queued)
     }
 }

@@ -303,7 +303,7 @@ async fn save_recipes_seen(
 /// What [`MergeEvent`] did.
 enum Merged {
     /// A store's order delivery: for the order side.
-    Order(EventRow),
+    Order(Box<EventRow>),
     /// A shipment changed: its sync is queued.
     Changed,
     /// Nothing new, the event was gone, or it did not parse (it needs
@@ -330,7 +330,7 @@ impl Unit for MergeEvent {
         let span = tracing::Span::current();
         span.record("merchant", event.merchant_id.as_str());
         if event.connection_id.is_some() {
-            return Ok(Merged::Order(event));
+            return Ok(Merged::Order(Box::new(event)));
         }
         let body = event.body.clone().unwrap_or_default();
         let versions = match shipsync_deposco::parse_webhook(&body) {

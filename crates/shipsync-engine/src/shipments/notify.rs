@@ -11,6 +11,7 @@ use shipsync_core::states::FulfillmentState;
 use shipsync_core::{ShipmentVersion, tracking};
 use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
 use shipsync_db::shipments::ShipmentRow;
+use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::{activity, new_id, now_micros};
 use shipsync_shopify::{FulfillmentRequest, ShopifyClient, ShopifyError, StoreOrder, Tracking};
 
@@ -187,23 +188,23 @@ impl Engine {
                     let mut row = row;
                     row.store_fulfillment_id = Some(created.id.clone());
                     row.state = FulfillmentState::Done;
-                    fulfillments::update(db.pool(), &row).await?;
                     let units: u64 = a.items.iter().map(|(_, q)| q).sum();
-                    activity::add(
-                        db.pool(),
-                        &s.id,
-                        "notified",
-                        &format!(
-                            "Store fulfillment {} created: {} unit(s), tracking {}",
-                            created.id,
-                            units,
-                            if req.tracking.numbers.is_empty() {
-                                "none".into()
-                            } else {
-                                req.tracking.numbers.join(", ")
-                            }
-                        ),
-                    )
+                    let message = format!(
+                        "Store fulfillment {} created: {} unit(s), tracking {}",
+                        created.id,
+                        units,
+                        if req.tracking.numbers.is_empty() {
+                            "none".into()
+                        } else {
+                            req.tracking.numbers.join(", ")
+                        }
+                    );
+                    db.unit(Recorded {
+                        row,
+                        shipment_id: s.id.clone(),
+                        kind: "notified",
+                        message,
+                    })
                     .await?;
                 }
                 Err(e @ (ShopifyError::UnknownOutcome { .. } | ShopifyError::Transient { .. })) => {
@@ -274,18 +275,38 @@ impl Engine {
                 .tracking_update(&fid, &tracking, to.settings.notify_customer)
                 .await?;
             r.tracking = merged;
-            fulfillments::update(self.db().pool(), &r).await?;
-            activity::add(
-                self.db().pool(),
-                &s.id,
-                "tracking",
-                &format!(
-                    "Tracking of store fulfillment {fid} updated to {}",
-                    tracking.numbers.join(", ")
-                ),
-            )
-            .await?;
+            self.db()
+                .unit(Recorded {
+                    row: r,
+                    shipment_id: s.id.clone(),
+                    kind: "tracking",
+                    message: format!(
+                        "Tracking of store fulfillment {fid} updated to {}",
+                        tracking.numbers.join(", ")
+                    ),
+                })
+                .await?;
         }
+        Ok(())
+    }
+}
+
+/// A store write's outcome recorded: its fulfillment row, and a line of
+/// the shipment's activity, in one unit.
+struct Recorded {
+    row: StoreFulfillmentRow,
+    shipment_id: String,
+    kind: &'static str,
+    message: String,
+}
+
+impl Unit for Recorded {
+    type Output = ();
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<(), EngineError> {
+        fulfillments::update(c.ex(), &self.row).await?;
+        activity::add(c.ex(), &self.shipment_id, self.kind, &self.message).await?;
         Ok(())
     }
 }

@@ -17,16 +17,19 @@ use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
 use shipsync_db::merchants::{self, MerchantRow};
 use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
 use shipsync_db::shipments::{self, ShipmentRow};
+use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::{activity, now_micros};
 use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder, StoreOrderForWarehouse};
 use tracing::field::Empty;
 
+use super::actions::{OrderDone, SaveRun};
 use super::notify::Target;
 use super::plan::{self, Inputs, Plan};
 use super::reconnect_wait;
 use crate::Engine;
 use crate::error::{EngineError, retry};
-use crate::orders::OrderConfig;
+use crate::mappings::{mappings_in, recipes_in};
+use crate::orders::sent_order_for;
 use crate::stores::StoreSettings;
 
 /// A store line as the ledger counts it: its current quantity, and the
@@ -168,9 +171,21 @@ impl Engine {
     ) -> Result<(), EngineError> {
         *from_record = false;
         let db = self.db();
-        let Some(mut s) = shipments::get(db.pool(), shipment_id).await? else {
+        let Some(loaded) = db
+            .unit(Load {
+                shipment_id: shipment_id.to_string(),
+            })
+            .await?
+        else {
             return Ok(());
         };
+        let Loaded {
+            mut s,
+            recorded,
+            merchant,
+            sent,
+            order: side,
+        } = loaded;
         let span = tracing::Span::current();
         span.record("shipment_number", s.number.as_str());
         span.record("merchant", s.merchant_id.as_str());
@@ -178,7 +193,6 @@ impl Engine {
             return Ok(());
         }
         let version = s.version.clone();
-        let recorded = fulfillments::of_shipment(db.pool(), shipment_id).await?;
         match &version.status {
             WarehouseStatus::Shipped => {}
             WarehouseStatus::RolledBack if !recorded.is_empty() => {
@@ -206,27 +220,41 @@ impl Engine {
             .await?;
             return Ok(());
         }
-        let merchant = merchants::get(db.pool(), &s.merchant_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent("the merchant of this shipment was deleted".into())
-            })?;
+        let (merchant, doc, recipes) = merchant.ok_or_else(|| {
+            EngineError::Permanent("the merchant of this shipment was deleted".into())
+        })?;
 
         // Which connection and store order?
-        let Some(searched) = self.match_order(&mut s, &merchant, &version).await? else {
+        let Some(searched) = self.match_order(&mut s, &merchant, &version, sent).await? else {
             return Ok(());
         };
-        let Some(store) = self.open_store(&mut s).await? else {
+        // What the load read of the order, if it is the one matched.
+        let side = side.filter(|o| {
+            s.connection_id.as_deref() == Some(o.connection_id.as_str())
+                && s.order_id.as_deref() == Some(o.order_id.as_str())
+        });
+        let (pre_connection, pre_of_order, pre_record, pre_siblings) = match side {
+            Some(o) => (
+                Some(o.connection),
+                Some(o.of_order),
+                Some(o.record),
+                Some(o.siblings),
+            ),
+            None => (None, None, None, None),
+        };
+        let Some(store) = self.open_store(&mut s, pre_connection).await? else {
             return Ok(());
         };
         span.record("connection", store.connection_id.as_str());
         span.record("order", store.order_id.as_str());
-        let of_order: Vec<StoreFulfillmentRow> =
-            fulfillments::of_store_order(db.pool(), &store.order_id)
-                .await?
-                .into_iter()
-                .filter(|r| r.connection_id == store.connection_id)
-                .collect();
+        let of_order = match pre_of_order {
+            Some(rows) => rows,
+            None => fulfillments::of_store_order(db.pool(), &store.order_id).await?,
+        };
+        let of_order: Vec<StoreFulfillmentRow> = of_order
+            .into_iter()
+            .filter(|r| r.connection_id == store.connection_id)
+            .collect();
         let record = match searched {
             Some(_) => None,
             // Only on a shipment's first try: after any failure (a refusal
@@ -236,7 +264,7 @@ impl Engine {
                 && of_order.is_empty()
                 && recorded.is_empty() =>
             {
-                self.order_as_sent(&store).await?
+                self.order_as_sent(&store, pre_record).await?
             }
             None => None,
         };
@@ -267,9 +295,15 @@ impl Engine {
         if let Some(why) = cancelled_in_store(&local, &order) {
             return Err(EngineError::Permanent(why));
         }
-        let doc = self.mappings_of(&merchant).await?;
         let (shares, recipes) = self
-            .shares_of(&s, &version, &merchant, &doc, &order, &store)
+            .shares_of(
+                &s,
+                &version,
+                (&merchant, &doc, recipes),
+                &order,
+                &store,
+                pre_siblings,
+            )
             .await?;
         self.note_removed_units(&s, &version, &order).await?;
 
@@ -311,12 +345,14 @@ impl Engine {
             self.send_new(&s, &version, &create, &told, &to).await?;
         }
         self.update_tracking(&s, &version, correct, &to).await?;
-        let config = OrderConfig {
-            merchant: &merchant,
-            mappings: &doc,
-            recipes: &recipes,
+        let order = OrderDone {
+            connection_id: store.connection_id.clone(),
+            store_order_id: store.order_id.clone(),
+            merchant,
+            mappings: doc,
+            recipes,
         };
-        self.completed(&mut s, &store, config).await
+        self.completed(&mut s, order).await
     }
 
     /// Matches the shipment to a store order when it is not yet (saved):
@@ -328,11 +364,12 @@ impl Engine {
         s: &mut ShipmentRow,
         merchant: &MerchantRow,
         version: &ShipmentVersion,
+        sent: Option<(String, StoreOrder)>,
     ) -> Result<Option<Option<StoreOrder>>, EngineError> {
         if s.connection_id.is_some() && s.order_id.is_some() {
             return Ok(Some(None));
         }
-        match self.find_order(&merchant.id, version).await? {
+        match self.find_order(&merchant.id, version, sent).await? {
             Found::One {
                 connection_id,
                 order,
@@ -371,21 +408,27 @@ impl Engine {
 
     /// The store of a matched shipment, ready to be written to; `None`
     /// when the shipment waits for it (saved).
-    async fn open_store(&self, s: &mut ShipmentRow) -> Result<Option<Store>, EngineError> {
+    /// `connection`: the connection's row as the run's load read it.
+    async fn open_store(
+        &self,
+        s: &mut ShipmentRow,
+        connection: Option<Option<ConnectionRow>>,
+    ) -> Result<Option<Store>, EngineError> {
         let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
         else {
             return Err(EngineError::Internal(
                 "shipment without order after matching".into(),
             ));
         };
-        let db = self.db();
-        let connection = connections::get(db.pool(), &connection_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Permanent(format!(
-                    "connection {connection_id} was deleted; reset this shipment"
-                ))
-            })?;
+        let connection = match connection {
+            Some(row) => row,
+            None => connections::get(self.db().pool(), &connection_id).await?,
+        };
+        let connection = connection.ok_or_else(|| {
+            EngineError::Permanent(format!(
+                "connection {connection_id} was deleted; reset this shipment"
+            ))
+        })?;
         // (The row says whether its Shipments channel is on.)
         if !connection.enabled || !connection.shipments_on {
             self.wait(s, &format!("waiting: connection {} or its Shipments channel is disabled; the shipment goes out when both are on", connection.name))
@@ -411,14 +454,20 @@ impl Engine {
     /// needs. Shopify refuses a fulfillment the order no longer allows (a
     /// line fulfilled by hand meanwhile, a cancelled or moved fulfillment
     /// order), and the caller then reads the store.
+    /// `record`: the local order as the run's load read it.
     async fn order_as_sent(
         &self,
         store: &Store,
+        record: Option<Option<OrderRecord>>,
     ) -> Result<Option<(StoreOrder, OrderRecord)>, EngineError> {
-        let Some(r) =
-            db_orders::of_store_order(self.db().pool(), &store.connection_id, &store.order_id)
-                .await?
-        else {
+        let record = match record {
+            Some(r) => r,
+            None => {
+                db_orders::of_store_order(self.db().pool(), &store.connection_id, &store.order_id)
+                    .await?
+            }
+        };
+        let Some(r) = record else {
             return Ok(None);
         };
         if r.status != OrderStatus::Open || r.warehouse_id.is_none() {
@@ -440,19 +489,25 @@ impl Engine {
     /// This shipment's share of its order's lines, by the ledger over every    /// This shipment's share of its order's lines, by the ledger over every
     /// shipment of the order; recipes missing from the ledger are read from
     /// Deposco's item data once. With the merchant's kit recipes it used.
+    /// `settings`: the merchant, its mappings and kit recipes as loaded;
+    /// `siblings`: the order's shipments as the run's load read them.
     async fn shares_of(
         &self,
         s: &ShipmentRow,
         version: &ShipmentVersion,
-        merchant: &MerchantRow,
-        doc: &Mappings,
+        settings: (&MerchantRow, &Mappings, Recipes),
         order: &StoreOrder,
         store: &Store,
+        siblings: Option<Vec<ShipmentRow>>,
     ) -> Result<(Vec<LineShare>, Recipes), EngineError> {
+        let (merchant, doc, mut recipes) = settings;
         // Order ids are only unique within one store: count the shipments
         // matched to this order through this connection only.
         let connection_id = store.connection_id.as_str();
-        let siblings = shipments::for_order(self.db().pool(), &store.order_id).await?;
+        let siblings = match siblings {
+            Some(rows) => with_this(rows, s),
+            None => shipments::for_order(self.db().pool(), &store.order_id).await?,
+        };
         let mut versions: Vec<(String, ShipmentVersion)> = Vec::new();
         for sib in &siblings {
             if sib.id != s.id
@@ -486,7 +541,6 @@ impl Engine {
             .map(|(k, v)| ShipmentInput { key: k, version: v })
             .collect();
         let order_lines: Vec<OrderLine> = order.line_items.iter().map(ledger_line).collect();
-        let mut recipes = self.recipes_of(&merchant.id, doc).await?;
         let policy = merchant.kit_policy;
         let mut mine = ledger_for(&order_lines, &recipes, policy, &inputs, &s.id)?;
         if mine.is_err()
@@ -575,37 +629,39 @@ impl Engine {
     }
 
     /// Everything acknowledged: the shipment is completed, and its order's
-    /// state follows what reached the store.
-    async fn completed(
-        &self,
-        s: &mut ShipmentRow,
-        store: &Store,
-        config: OrderConfig<'_>,
-    ) -> Result<(), EngineError> {
-        if s.status != ShipmentStatus::Completed {
-            let now = now_micros();
-            if s.completed_at.is_none() {
-                self.metrics()
-                    .ship_to_store((now - s.received_at) as f64 / 1e6);
-            }
+    /// state follows what reached the store — one unit (a failure of
+    /// either runs the job again: what reached the store is recorded
+    /// already, so the run finds nothing to send).
+    async fn completed(&self, s: &mut ShipmentRow, order: OrderDone) -> Result<(), EngineError> {
+        let save = s.status != ShipmentStatus::Completed;
+        let first = s.completed_at.is_none();
+        let now = now_micros();
+        if save {
             s.status = ShipmentStatus::Completed;
             s.error = None;
             s.completed_at = Some(now);
             s.updated_at = now;
-            self.save_run_noting(
-                s,
-                Some((
-                    "completed",
-                    "The store has everything this shipment shipped",
-                )),
-            )
-            .await?;
         }
-        if let Err(e) = self
-            .order_shipment_done(&store.connection_id, &store.order_id, Some(config))
-            .await
-        {
-            tracing::warn!(shipment = %s.id, error = %e, "order state not updated");
+        let queued = self
+            .db()
+            .unit(SaveRun {
+                engine: self.clone(),
+                s: save.then(|| s.clone()),
+                note: save.then(|| {
+                    (
+                        "completed".to_string(),
+                        "The store has everything this shipment shipped".to_string(),
+                    )
+                }),
+                order: Some(order),
+            })
+            .await?;
+        if save && first {
+            self.metrics()
+                .ship_to_store((now - s.received_at) as f64 / 1e6);
+        }
+        if queued {
+            self.wake();
         }
         Ok(())
     }
@@ -677,13 +733,16 @@ impl Engine {
         Ok(())
     }
 
+    /// `sent`: the order shipsync sent to Deposco that the shipment names,
+    /// as the run's load found it.
     async fn find_order(
         &self,
         merchant_id: &str,
         version: &ShipmentVersion,
+        sent: Option<(String, StoreOrder)>,
     ) -> Result<Found, EngineError> {
         // The connection whose order it is, when shipsync sent it to Deposco.
-        if let Some((connection_id, order)) = self.sent_order_for(merchant_id, version).await? {
+        if let Some((connection_id, order)) = sent {
             return Ok(Found::One {
                 connection_id,
                 order,
@@ -783,5 +842,105 @@ fn refs_text(v: &ShipmentVersion) -> String {
         "(no order reference)".into()
     } else {
         v.order_refs.join(" / ")
+    }
+}
+
+/// The order's shipments as read before the run matched `s` to the order:
+/// with `s` among them, in the order [`shipments::for_order`] gives.
+fn with_this(mut rows: Vec<ShipmentRow>, s: &ShipmentRow) -> Vec<ShipmentRow> {
+    if !rows.iter().any(|r| r.id == s.id) {
+        rows.push(s.clone());
+        rows.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+    }
+    rows
+}
+
+/// What a run reads before its first store request, in one unit: the
+/// shipment and its recorded attempts; when it goes on, its merchant's
+/// settings and, when its order is known (matched before, or an order
+/// shipsync sent to Deposco), that order's connection, fulfillments, local
+/// record and shipments.
+struct Load {
+    shipment_id: String,
+}
+
+struct Loaded {
+    s: ShipmentRow,
+    recorded: Vec<StoreFulfillmentRow>,
+    /// The merchant with its mappings and kit recipes (`None`: deleted, or
+    /// not read because the run stops before it needs them).
+    merchant: Option<(MerchantRow, Mappings, Recipes)>,
+    /// Not matched yet: the order shipsync sent that the shipment names.
+    sent: Option<(String, StoreOrder)>,
+    order: Option<OrderSide>,
+}
+
+/// A store order as a run's load read it.
+struct OrderSide {
+    connection_id: String,
+    order_id: String,
+    connection: Option<ConnectionRow>,
+    /// Its recorded fulfillments, of every connection.
+    of_order: Vec<StoreFulfillmentRow>,
+    record: Option<OrderRecord>,
+    siblings: Vec<ShipmentRow>,
+}
+
+impl Unit for Load {
+    type Output = Option<Loaded>;
+    type Error = EngineError;
+    const WRITES: bool = false;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Option<Loaded>, EngineError> {
+        let Some(s) = shipments::get(c.ex(), &self.shipment_id).await? else {
+            return Ok(None);
+        };
+        let recorded = fulfillments::of_shipment(c.ex(), &s.id).await?;
+        let goes_on = s.status != ShipmentStatus::Archived
+            && s.version.status == WarehouseStatus::Shipped
+            && s.version.shipped_units() > 0;
+        let merchant = match goes_on {
+            true => merchants::get(c.ex(), &s.merchant_id).await?,
+            false => None,
+        };
+        let Some(merchant) = merchant else {
+            return Ok(Some(Loaded {
+                s,
+                recorded,
+                merchant: None,
+                sent: None,
+                order: None,
+            }));
+        };
+        let doc = mappings_in(c, &merchant).await?;
+        let recipes = recipes_in(c, &merchant.id, &doc).await?;
+        let (sent, target) = match (&s.connection_id, &s.order_id) {
+            (Some(connection_id), Some(order_id)) => {
+                (None, Some((connection_id.clone(), order_id.clone())))
+            }
+            _ => {
+                let sent = sent_order_for(c, &s.merchant_id, &s.version).await?;
+                let target = sent.as_ref().map(|(cn, o)| (cn.clone(), o.id.clone()));
+                (sent, target)
+            }
+        };
+        let order = match target {
+            Some((connection_id, order_id)) => Some(OrderSide {
+                connection: connections::get(c.ex(), &connection_id).await?,
+                of_order: fulfillments::of_store_order(c.ex(), &order_id).await?,
+                record: db_orders::of_store_order(c.ex(), &connection_id, &order_id).await?,
+                siblings: shipments::for_order(c.ex(), &order_id).await?,
+                connection_id,
+                order_id,
+            }),
+            None => None,
+        };
+        Ok(Some(Loaded {
+            s,
+            recorded,
+            merchant: Some((merchant, doc, recipes)),
+            sent,
+            order,
+        }))
     }
 }
