@@ -15,6 +15,7 @@ use shipsync_core::states::Channel;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+use crate::unit::{Conn, Unit};
 use crate::{Backend, Db, DbError, new_id, now_micros};
 
 /// Appended to the lease owner of a job held at shutdown.
@@ -178,8 +179,18 @@ pub async fn claim(
     n: i64,
     lease_micros: i64,
 ) -> Result<Vec<Claimed>, DbError> {
+    claim_in(&mut db.pooled(), owner, n, lease_micros).await
+}
+
+/// [`claim`] on `c`.
+pub async fn claim_in(
+    c: &mut impl Conn,
+    owner: &str,
+    n: i64,
+    lease_micros: i64,
+) -> Result<Vec<Claimed>, DbError> {
     let now = now_micros();
-    let lock = match db.backend() {
+    let lock = match c.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
@@ -194,7 +205,7 @@ pub async fn claim(
         .bind(now + lease_micros)
         .bind(now)
         .bind(n)
-        .fetch_all(db.pool())
+        .fetch_all(c.ex())
         .await?;
     rows.into_iter().map(Claimed::try_from).collect()
 }
@@ -225,10 +236,15 @@ pub async fn claim_this(
 /// The job is done: delete it, unless it was re-enqueued meanwhile, in
 /// which case it runs again at once.
 pub async fn complete(db: &Db, id: &str, owner: &str) -> Result<(), DbError> {
+    complete_in(&mut db.pooled(), id, owner).await
+}
+
+/// [`complete`] on `c`.
+pub async fn complete_in(c: &mut impl Conn, id: &str, owner: &str) -> Result<(), DbError> {
     let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2 AND rerun = 0")
         .bind(id)
         .bind(owner)
-        .execute(db.pool())
+        .execute(c.ex())
         .await?;
     if deleted.rows_affected() == 0 {
         sqlx::query(
@@ -238,10 +254,32 @@ pub async fn complete(db: &Db, id: &str, owner: &str) -> Result<(), DbError> {
         .bind(id)
         .bind(now_micros())
         .bind(owner)
-        .execute(db.pool())
+        .execute(c.ex())
         .await?;
     }
     Ok(())
+}
+
+/// A worker's turn as one unit: the job it just ran to the end completed
+/// ([`complete`]), and the next due jobs claimed ([`claim`]).
+pub struct CompleteAndClaim {
+    /// The job run to the end, if any.
+    pub done: Option<String>,
+    pub owner: String,
+    pub n: i64,
+    pub lease_micros: i64,
+}
+
+impl Unit for CompleteAndClaim {
+    type Output = Vec<Claimed>;
+    type Error = DbError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Vec<Claimed>, DbError> {
+        if let Some(id) = &self.done {
+            complete_in(c, id, &self.owner).await?;
+        }
+        claim_in(c, &self.owner, self.n, self.lease_micros).await
+    }
 }
 
 /// The job failed: run it again at `run_at` with one more attempt counted

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 use shipsync_core::states::ShipmentStatus;
-use shipsync_db::jobs::{self, Claimed, Job};
+use shipsync_db::jobs::{self, Claimed, CompleteAndClaim, Job};
 use shipsync_db::{activity, now_micros, shipments};
 use tracing::Instrument;
 
@@ -95,8 +95,13 @@ async fn run_leased(engine: &Engine, job: &Claimed, owner: &str, lease: i64) -> 
 pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
     let owner = owner(&engine, index);
     let lease = i64::try_from(engine.config().lease.as_micros()).unwrap_or(i64::MAX / 4);
+    // The job this worker last ran to the end: completed together with the
+    // next claim (one unit), or on its own before the worker pauses or
+    // stops.
+    let mut done: Option<String> = None;
     loop {
         if shutdown.is_set() {
+            complete_alone(&engine, &owner, done.take()).await;
             return;
         }
         // While webhooks arrive in a burst the workers step aside: each
@@ -106,6 +111,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         // backlog, which they take up again once the burst is over; the
         // first worker still runs a job every `FIRST_WORKER_PAUSE`.
         if engine.ingest().in_burst() {
+            complete_alone(&engine, &owner, done.take()).await;
             engine.metrics().burst_pause();
             let started = tokio::time::Instant::now();
             while engine.ingest().in_burst()
@@ -120,9 +126,20 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
                 continue;
             }
         }
-        let jobs = match jobs::claim(engine.db(), &owner, 1, lease).await {
-            Ok(j) => j,
+        let turn = CompleteAndClaim {
+            done: done.clone(),
+            owner: owner.clone(),
+            n: 1,
+            lease_micros: lease,
+        };
+        let jobs = match engine.db().unit(turn).await {
+            Ok(j) => {
+                done = None;
+                j
+            }
             Err(e) => {
+                // Nothing of the unit happened: the completion is tried
+                // again with the next claim.
                 tracing::warn!(error = %e, "claiming jobs failed; retrying");
                 Vec::new()
             }
@@ -162,10 +179,15 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         // the next if it finds one too).
         engine.inner.wake.notify_one();
         for job in jobs {
+            complete_alone(&engine, &owner, done.take()).await;
             let span = job_span(&job);
-            run_one(&engine, index, &owner, lease, job)
+            let id = job.id.clone();
+            if run_one(&engine, index, &owner, lease, job)
                 .instrument(span)
-                .await;
+                .await
+            {
+                done = Some(id);
+            }
         }
     }
 }
@@ -211,8 +233,18 @@ fn job_span(job: &Claimed) -> tracing::Span {
     )
 }
 
-/// Runs one claimed job and records how it went.
-async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Claimed) {
+/// Completes `done` (see [`run`]) on its own, if any.
+async fn complete_alone(engine: &Engine, owner: &str, done: Option<String>) {
+    if let Some(id) = done
+        && let Err(e) = jobs::complete(engine.db(), &id, owner).await
+    {
+        tracing::warn!(error = %e, job = %id, "could not complete job");
+    }
+}
+
+/// Runs one claimed job and records how it went: `true` when it ran to the
+/// end, for the caller to complete it.
+async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Claimed) -> bool {
     if let Some(slot) = engine.inner.mutations.get(index) {
         slot.store(0, Ordering::Release);
     }
@@ -222,7 +254,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
         .await
     {
         Ran::Done(r) => r,
-        Ran::LeaseLost => return,
+        Ran::LeaseLost => return false,
     };
     let db = engine.db();
     match result {
@@ -233,9 +265,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
                 ms = started.elapsed().as_millis(),
                 "job done"
             );
-            if let Err(e) = jobs::complete(db, &job.id, owner).await {
-                tracing::warn!(error = %e, job = %job.id, "could not complete job");
-            }
+            return true;
         }
         Err(EngineError::Deferred { message, after }) => {
             engine.metrics().job(&job.kind, "deferred");
@@ -288,6 +318,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
             }
         }
     }
+    false
 }
 
 /// Exponential backoff with ±20 % jitter, never shorter than what the other

@@ -228,29 +228,37 @@ impl Engine {
         let Some(searched) = self.match_order(&mut s, &merchant, &version, sent).await? else {
             return Ok(());
         };
-        // What the load read of the order, if it is the one matched.
-        let side = side.filter(|o| {
-            s.connection_id.as_deref() == Some(o.connection_id.as_str())
-                && s.order_id.as_deref() == Some(o.order_id.as_str())
-        });
-        let (pre_connection, pre_of_order, pre_record, pre_siblings) = match side {
-            Some(o) => (
-                Some(o.connection),
-                Some(o.of_order),
-                Some(o.record),
-                Some(o.siblings),
-            ),
-            None => (None, None, None, None),
+        // The order's side: as the load read it when it knew the order,
+        // else (matched by a store search) read now, in one unit.
+        let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
+        else {
+            return Err(EngineError::Internal(
+                "shipment without order after matching".into(),
+            ));
         };
-        let Some(store) = self.open_store(&mut s, pre_connection).await? else {
+        let side = match side.filter(|o| o.connection_id == connection_id && o.order_id == order_id)
+        {
+            Some(side) => side,
+            None => {
+                db.unit(LoadSide {
+                    connection_id,
+                    order_id,
+                })
+                .await?
+            }
+        };
+        let OrderSide {
+            connection,
+            of_order,
+            record,
+            siblings,
+            ..
+        } = side;
+        let Some(store) = self.open_store(&mut s, connection).await? else {
             return Ok(());
         };
         span.record("connection", store.connection_id.as_str());
         span.record("order", store.order_id.as_str());
-        let of_order = match pre_of_order {
-            Some(rows) => rows,
-            None => fulfillments::of_store_order(db.pool(), &store.order_id).await?,
-        };
         let of_order: Vec<StoreFulfillmentRow> = of_order
             .into_iter()
             .filter(|r| r.connection_id == store.connection_id)
@@ -264,7 +272,7 @@ impl Engine {
                 && of_order.is_empty()
                 && recorded.is_empty() =>
             {
-                self.order_as_sent(&store, pre_record).await?
+                order_as_sent(record)
             }
             None => None,
         };
@@ -302,7 +310,7 @@ impl Engine {
                 (&merchant, &doc, recipes),
                 &order,
                 &store,
-                pre_siblings,
+                siblings,
             )
             .await?;
         self.note_removed_units(&s, &version, &order).await?;
@@ -412,17 +420,13 @@ impl Engine {
     async fn open_store(
         &self,
         s: &mut ShipmentRow,
-        connection: Option<Option<ConnectionRow>>,
+        connection: Option<ConnectionRow>,
     ) -> Result<Option<Store>, EngineError> {
         let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
         else {
             return Err(EngineError::Internal(
                 "shipment without order after matching".into(),
             ));
-        };
-        let connection = match connection {
-            Some(row) => row,
-            None => connections::get(self.db().pool(), &connection_id).await?,
         };
         let connection = connection.ok_or_else(|| {
             EngineError::Permanent(format!(
@@ -448,44 +452,6 @@ impl Engine {
         }))
     }
 
-    /// The order as shipsync recorded it when it sent it to the warehouse,
-    /// with the local order: only while it is open in the warehouse
-    /// with nothing shipped, and its view holds every id a fulfillment
-    /// needs. Shopify refuses a fulfillment the order no longer allows (a
-    /// line fulfilled by hand meanwhile, a cancelled or moved fulfillment
-    /// order), and the caller then reads the store.
-    /// `record`: the local order as the run's load read it.
-    async fn order_as_sent(
-        &self,
-        store: &Store,
-        record: Option<Option<OrderRecord>>,
-    ) -> Result<Option<(StoreOrder, OrderRecord)>, EngineError> {
-        let record = match record {
-            Some(r) => r,
-            None => {
-                db_orders::of_store_order(self.db().pool(), &store.connection_id, &store.order_id)
-                    .await?
-            }
-        };
-        let Some(r) = record else {
-            return Ok(None);
-        };
-        if r.status != OrderStatus::Open || r.warehouse_id.is_none() {
-            return Ok(None);
-        }
-        let Some(view) = r
-            .store_json
-            .as_deref()
-            .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok())
-        else {
-            return Ok(None);
-        };
-        if view.cancelled_at.is_some() || view.fulfillment_orders.is_empty() {
-            return Ok(None);
-        }
-        Ok(view.to_fulfill().map(|order| (order, r)))
-    }
-
     /// This shipment's share of its order's lines, by the ledger over every    /// This shipment's share of its order's lines, by the ledger over every
     /// shipment of the order; recipes missing from the ledger are read from
     /// Deposco's item data once. With the merchant's kit recipes it used.
@@ -498,16 +464,13 @@ impl Engine {
         settings: (&MerchantRow, &Mappings, Recipes),
         order: &StoreOrder,
         store: &Store,
-        siblings: Option<Vec<ShipmentRow>>,
+        siblings: Vec<ShipmentRow>,
     ) -> Result<(Vec<LineShare>, Recipes), EngineError> {
         let (merchant, doc, mut recipes) = settings;
         // Order ids are only unique within one store: count the shipments
         // matched to this order through this connection only.
         let connection_id = store.connection_id.as_str();
-        let siblings = match siblings {
-            Some(rows) => with_this(rows, s),
-            None => shipments::for_order(self.db().pool(), &store.order_id).await?,
-        };
+        let siblings = with_this(siblings, s);
         let mut versions: Vec<(String, ShipmentVersion)> = Vec::new();
         for sib in &siblings {
             if sib.id != s.id
@@ -925,14 +888,7 @@ impl Unit for Load {
             }
         };
         let order = match target {
-            Some((connection_id, order_id)) => Some(OrderSide {
-                connection: connections::get(c.ex(), &connection_id).await?,
-                of_order: fulfillments::of_store_order(c.ex(), &order_id).await?,
-                record: db_orders::of_store_order(c.ex(), &connection_id, &order_id).await?,
-                siblings: shipments::for_order(c.ex(), &order_id).await?,
-                connection_id,
-                order_id,
-            }),
+            Some((connection_id, order_id)) => Some(read_side(c, connection_id, order_id).await?),
             None => None,
         };
         Ok(Some(Loaded {
@@ -942,5 +898,60 @@ impl Unit for Load {
             sent,
             order,
         }))
+    }
+}
+
+/// The order as shipsync recorded it when it sent it to the warehouse,
+/// with the local order (`record`, as the run's load read it): only while
+/// it is open in the warehouse with nothing shipped, and its view holds
+/// every id a fulfillment needs. Shopify refuses a fulfillment the order no
+/// longer allows (a line fulfilled by hand meanwhile, a cancelled or moved
+/// fulfillment order), and the caller then reads the store.
+fn order_as_sent(record: Option<OrderRecord>) -> Option<(StoreOrder, OrderRecord)> {
+    let r = record?;
+    if r.status != OrderStatus::Open || r.warehouse_id.is_none() {
+        return None;
+    }
+    let view = r
+        .store_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<StoreOrderForWarehouse>(j).ok())?;
+    if view.cancelled_at.is_some() || view.fulfillment_orders.is_empty() {
+        return None;
+    }
+    view.to_fulfill().map(|order| (order, r))
+}
+
+/// What a run reads of its store order: the connection, the order's
+/// recorded fulfillments, its local record and its shipments.
+async fn read_side(
+    c: &mut impl Conn,
+    connection_id: String,
+    order_id: String,
+) -> Result<OrderSide, EngineError> {
+    Ok(OrderSide {
+        connection: connections::get(c.ex(), &connection_id).await?,
+        of_order: fulfillments::of_store_order(c.ex(), &order_id).await?,
+        record: db_orders::of_store_order(c.ex(), &connection_id, &order_id).await?,
+        siblings: shipments::for_order(c.ex(), &order_id).await?,
+        connection_id,
+        order_id,
+    })
+}
+
+/// [`read_side`] as a unit: for an order matched by a store search, after
+/// the load.
+struct LoadSide {
+    connection_id: String,
+    order_id: String,
+}
+
+impl Unit for LoadSide {
+    type Output = OrderSide;
+    type Error = EngineError;
+    const WRITES: bool = false;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<OrderSide, EngineError> {
+        read_side(c, self.connection_id, self.order_id).await
     }
 }
