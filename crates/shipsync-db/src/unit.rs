@@ -166,7 +166,7 @@ type Work = Box<dyn FnOnce(&mut Inline) + Send>;
 /// start and ends when the last [`crate::Db`] clone is dropped.
 #[derive(Debug)]
 pub(crate) struct Units {
-    queue: std::sync::Mutex<mpsc::Sender<Work>>,
+    queue: mpsc::Sender<Work>,
 }
 
 impl Units {
@@ -203,9 +203,7 @@ impl Units {
         ready
             .recv()
             .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))??;
-        Ok(Self {
-            queue: std::sync::Mutex::new(queue),
-        })
+        Ok(Self { queue })
     }
 
     /// Runs `unit` on the unit thread as one transaction (committed when
@@ -224,8 +222,6 @@ impl Units {
             });
         });
         self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .send(work)
             .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?;
         answer
@@ -293,6 +289,18 @@ impl Inline {
             return Err(DbError::from(e).into());
         }
         out
+    }
+
+    /// Executes `query` in place: its rows (up to `limit`) and the rows it
+    /// changed.
+    fn run<'q, E: Execute<'q, Any>>(
+        &mut self,
+        mut query: E,
+        limit: Option<usize>,
+    ) -> Result<(AnyQueryResult, Vec<AnyRow>), sqlx::Error> {
+        let persistent = query.persistent();
+        let args = query.take_arguments().map_err(sqlx::Error::Encode)?;
+        self.execute(query.sql().as_str(), args, persistent, limit)
     }
 
     /// Executes one statement in place: its rows (up to `limit`) and the
@@ -434,17 +442,13 @@ impl<'c> Executor<'c> for &'c mut Inline {
 
     fn fetch_many<'e, 'q: 'e, E>(
         self,
-        mut query: E,
+        query: E,
     ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
     where
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let persistent = query.persistent();
-        let out = query
-            .take_arguments()
-            .map_err(sqlx::Error::Encode)
-            .and_then(|args| self.execute(query.sql().as_str(), args, persistent, None));
+        let out = self.run(query, None);
         let items: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> = match out {
             Ok((done, rows)) => rows
                 .into_iter()
@@ -458,17 +462,14 @@ impl<'c> Executor<'c> for &'c mut Inline {
 
     fn fetch_optional<'e, 'q: 'e, E>(
         self,
-        mut query: E,
+        query: E,
     ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
     where
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let persistent = query.persistent();
-        let out = query
-            .take_arguments()
-            .map_err(sqlx::Error::Encode)
-            .and_then(|args| self.execute(query.sql().as_str(), args, persistent, Some(1)))
+        let out = self
+            .run(query, Some(1))
             .map(|(_, rows)| rows.into_iter().next());
         Box::pin(std::future::ready(out))
     }

@@ -359,21 +359,9 @@ async fn retention_keeps_the_versions_of_open_shipments() {
                 &mut *tx,
                 &ShipmentRow {
                     id: id.clone(),
-                    merchant_id: merchant_id.clone(),
-                    number: number.into(),
-                    connection_id: None,
-                    order_id: None,
-                    order_name: "#1".into(),
                     status,
                     error: None,
-                    sources: vec![Source::Webhook],
-                    first_seen_via: Source::Webhook,
-                    version: version(number),
-                    version_at: None,
-                    content_hash: "h".into(),
-                    received_at: 1,
-                    updated_at: 1,
-                    completed_at: None,
+                    ..shipment_row(&merchant_id, number)
                 },
             )
             .await

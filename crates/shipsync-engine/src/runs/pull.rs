@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use shipsync_core::ledger;
 use shipsync_core::states::{Channel, RunTrigger, Source};
 use shipsync_db::jobs::{self, Job};
 use shipsync_db::runs::{self, QueueRun, RunRow};
-use shipsync_db::{connections, merchants, recipes};
+use shipsync_db::{connections, merchants};
 use shipsync_deposco::api::{DeposcoClient, DeposcoError, ShipmentPage};
 
 use tracing::Instrument;
@@ -18,7 +17,7 @@ use super::{Opened, Progress, RunCounts, micros, ts};
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::shipments::{MergeOutcome, with_trusted_tracking};
+use crate::shipments::{MergeOutcome, save_recipes_seen, with_trusted_tracking};
 
 /// The pull re-reads this much before its cursor: clocks differ and Deposco
 /// may index late.
@@ -149,19 +148,7 @@ impl Engine {
                         MergeOutcome::Unchanged => counts.unchanged += 1,
                     }
                     changed |= outcome != MergeOutcome::Unchanged;
-                    for (kit, comps) in ledger::recipes_seen(&pulled.version) {
-                        for (comp, per_kit) in comps {
-                            recipes::save(
-                                &mut *tx,
-                                merchant_id,
-                                &kit,
-                                &comp,
-                                i64::try_from(per_kit).unwrap_or(i64::MAX),
-                                shipsync_core::mappings::RecipeSource::Webhook,
-                            )
-                            .await?;
-                        }
-                    }
+                    save_recipes_seen(&mut tx, merchant_id, &pulled.version).await?;
                 }
                 Err(e @ EngineError::Db(_)) => return Err(e),
                 Err(e) => {

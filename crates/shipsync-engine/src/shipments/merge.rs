@@ -279,7 +279,7 @@ impl Engine {
 }
 
 /// Saves the kit recipes a merged version shows.
-async fn save_recipes_seen(
+pub(crate) async fn save_recipes_seen(
     c: &mut impl Conn,
     merchant_id: &str,
     version: &ShipmentVersion,
