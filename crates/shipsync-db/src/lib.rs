@@ -355,6 +355,13 @@ impl Db {
         }
     }
 
+    /// [`Db::unit`] with its commit durable also inside a [`relaxed`]
+    /// scope (as [`Db::durable_pool`]): for a write acknowledged to someone
+    /// outside.
+    pub async fn durable_unit<U: unit::Unit>(&self, unit: U) -> Result<U::Output, U::Error> {
+        RELAXED.scope(false, self.unit(unit)).await
+    }
+
     /// The pool for the current scope as a [`unit::Conn`]: for code written
     /// for a unit, run outside one (each statement committed on its own).
     pub fn pooled(&self) -> unit::Pooled<'_> {

@@ -268,10 +268,12 @@ impl Inline {
     /// Runs `unit` as one transaction (see [`Unit::WRITES`]).
     fn transaction<U: Unit>(&mut self, relaxed: bool, unit: U) -> Result<U::Output, U::Error> {
         if relaxed != self.relaxed {
-            let sync = if relaxed { "NORMAL" } else { "FULL" };
-            self.conn
-                .execute_batch(&format!("PRAGMA synchronous={sync}"))
-                .map_err(DbError::from)?;
+            let sync = if relaxed {
+                "PRAGMA synchronous=NORMAL"
+            } else {
+                "PRAGMA synchronous=FULL"
+            };
+            self.control(sync).map_err(DbError::from)?;
             self.relaxed = relaxed;
         }
         let begin = if U::WRITES {
@@ -279,16 +281,21 @@ impl Inline {
         } else {
             "BEGIN"
         };
-        self.conn.execute_batch(begin).map_err(DbError::from)?;
+        self.control(begin).map_err(DbError::from)?;
         let out = futures::executor::block_on(unit.run(self));
         let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        if let Err(e) = self.conn.execute_batch(end) {
+        if let Err(e) = self.control(end) {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
             return Err(DbError::from(e).into());
         }
         out
+    }
+
+    /// Runs a transaction control statement, prepared once.
+    fn control(&self, sql: &str) -> Result<(), rusqlite::Error> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
     /// Executes `query` in place: its rows (up to `limit`) and the rows it

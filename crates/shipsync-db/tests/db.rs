@@ -1095,7 +1095,29 @@ async fn the_durable_pool_stays_durable_in_a_relaxed_scope() {
         assert_eq!(synchronous(db.durable_pool()).await, 2);
     })
     .await;
+    // Units too: relaxed inside the scope, unless run durably.
+    assert_eq!(db.unit(Synchronous).await.unwrap(), 2);
+    shipsync_db::relaxed(async {
+        assert_eq!(db.unit(Synchronous).await.unwrap(), 1);
+        assert_eq!(db.durable_unit(Synchronous).await.unwrap(), 2);
+        assert_eq!(db.unit(Synchronous).await.unwrap(), 1);
+    })
+    .await;
     db.close().await;
+}
+
+/// The `synchronous` setting a unit runs with.
+struct Synchronous;
+
+impl shipsync_db::unit::Unit for Synchronous {
+    type Output = i64;
+    type Error = DbError;
+
+    async fn run<C: shipsync_db::unit::Conn>(self, c: &mut C) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+            .fetch_one(c.ex())
+            .await?)
+    }
 }
 
 /// The orders shipsync sent that a shipment's references name, in one

@@ -9,6 +9,7 @@ use shipsync_core::ledger::LineShare;
 use shipsync_core::mappings::{Mappings, TRACKING_PLACEHOLDER};
 use shipsync_core::states::FulfillmentState;
 use shipsync_core::{ShipmentVersion, tracking};
+use shipsync_db::DbError;
 use shipsync_db::fulfillments::{self, StoreFulfillmentRow};
 use shipsync_db::shipments::ShipmentRow;
 use shipsync_db::unit::{Conn, Unit};
@@ -165,18 +166,19 @@ impl Engine {
             // for the store's budget), with its send time: if we crash or
             // lose the answer, the next attempt looks in the store before
             // creating anything, for as long as the store may still show
-            // it. So it is durable even inside a job's relaxed scope (the
-            // durable pool): after a power loss it is still there to be
+            // it. So it is durable even inside a job's relaxed scope (a
+            // durable unit): after a power loss it is still there to be
             // looked for.
             let record = async {
                 let mut row = row.clone();
                 row.created_at = now_micros();
                 row.updated_at = row.created_at;
-                fulfillments::insert(db.durable_pool(), &row)
+                let sent_at = row.created_at;
+                db.durable_unit(Intent { row })
                     .await
                     .map_err(|e| e.to_string())?;
                 // Not a guard: a job stopped mid-call (shutdown) leaves it set.
-                self.mutation_started(row.created_at);
+                self.mutation_started(sent_at);
                 Ok(())
             };
             let created = client
@@ -308,5 +310,19 @@ impl Unit for Recorded {
         fulfillments::update(c.ex(), &self.row).await?;
         activity::add(c.ex(), &self.shipment_id, self.kind, &self.message).await?;
         Ok(())
+    }
+}
+
+/// The intent of a store write, recorded durably just before it goes.
+struct Intent {
+    row: StoreFulfillmentRow,
+}
+
+impl Unit for Intent {
+    type Output = ();
+    type Error = DbError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<(), DbError> {
+        fulfillments::insert(c.ex(), &self.row).await
     }
 }
