@@ -271,7 +271,7 @@ impl Db {
 
     /// Runs `unit` as one transaction: on SQLite (a file) whole on the unit
     /// thread, its statements executed in place; otherwise in a transaction
-    /// of the pool for the current scope ([`relaxed`]). See [`unit`].
+    /// of the pool for the current scope ([`relaxed`]). See [`mod@unit`].
     pub async fn unit<U: unit::Unit>(&self, unit: U) -> Result<U::Output, U::Error> {
         let relaxed = RELAXED.try_with(|r| *r).unwrap_or(false);
         match &self.units {

@@ -12,9 +12,10 @@
 //! transaction on the caller's task.
 //!
 //! A unit's code is the same for both backends: this crate's query
-//! functions take a sqlx [`Executor`], which the unit thread's connection
-//! implements too ([`Inline`]), its values mapped into the `Any` driver's
-//! rows exactly as sqlx's SQLite driver maps them; functions that run
+//! functions take a sqlx [`Executor`], which a unit's executor ([`Ex`])
+//! implements over the unit thread's connection ([`Inline`]) too, its
+//! values mapped into the `Any` driver's rows exactly as sqlx's SQLite
+//! driver maps them; functions that run
 //! several statements take a [`Conn`] (a sqlx transaction is one).
 //!
 //! The rules for a unit's code: await only this crate's queries on the
@@ -109,7 +110,18 @@ impl<'c> Executor<'c> for Ex<'c> {
         match self {
             Ex::Sqlx(c) => c.fetch_many(query),
             Ex::Pool(p) => p.fetch_many(query),
-            Ex::Inline(c) => c.fetch_many(query),
+            Ex::Inline(c) => {
+                let items: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> =
+                    match c.run(query, None) {
+                        Ok((done, rows)) => rows
+                            .into_iter()
+                            .map(|r| Ok(Either::Right(r)))
+                            .chain(std::iter::once(Ok(Either::Left(done))))
+                            .collect(),
+                        Err(e) => vec![Err(e)],
+                    };
+                Box::pin(futures::stream::iter(items))
+            }
         }
     }
 
@@ -124,7 +136,10 @@ impl<'c> Executor<'c> for Ex<'c> {
         match self {
             Ex::Sqlx(c) => c.fetch_optional(query),
             Ex::Pool(p) => p.fetch_optional(query),
-            Ex::Inline(c) => c.fetch_optional(query),
+            Ex::Inline(c) => Box::pin(std::future::ready(
+                c.run(query, Some(1))
+                    .map(|(_, rows)| rows.into_iter().next()),
+            )),
         }
     }
 
@@ -139,7 +154,10 @@ impl<'c> Executor<'c> for Ex<'c> {
         match self {
             Ex::Sqlx(c) => c.prepare_with(sql, parameters),
             Ex::Pool(p) => p.prepare_with(sql, parameters),
-            Ex::Inline(c) => c.prepare_with(sql, parameters),
+            Ex::Inline(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(format!(
+                "a unit's statements are prepared as they run, not ahead: {}",
+                sql.as_str()
+            ))))),
         }
     }
 }
@@ -442,57 +460,6 @@ fn any_row(
         columns,
         values,
     })
-}
-
-impl<'c> Executor<'c> for &'c mut Inline {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        let out = self.run(query, None);
-        let items: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> = match out {
-            Ok((done, rows)) => rows
-                .into_iter()
-                .map(|r| Ok(Either::Right(r)))
-                .chain(std::iter::once(Ok(Either::Left(done))))
-                .collect(),
-            Err(e) => vec![Err(e)],
-        };
-        Box::pin(futures::stream::iter(items))
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        let out = self
-            .run(query, Some(1))
-            .map(|(_, rows)| rows.into_iter().next());
-        Box::pin(std::future::ready(out))
-    }
-
-    fn prepare_with<'e>(
-        self,
-        _sql: sqlx::SqlStr,
-        _parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
-            "a unit's statements are prepared as they run".into(),
-        ))))
-    }
 }
 
 /// A SQLite error from the unit thread's connection, as sqlx's own SQLite
