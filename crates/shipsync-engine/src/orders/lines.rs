@@ -71,20 +71,10 @@ impl Engine {
                     mappings: &mappings,
                     recipes: &recipes,
                 };
-                self.order_lines_with(o, Some(config)).await
+                order_lines_in(&mut db.pooled(), o, Some(config)).await
             }
-            None => self.order_lines_with(o, None).await,
+            None => order_lines_in(&mut db.pooled(), o, None).await,
         }
-    }
-
-    /// [`Engine::order_lines`] with the merchant's settings given (`None`:
-    /// the merchant is gone; defaults).
-    pub(crate) async fn order_lines_with(
-        &self,
-        o: &OrderRecord,
-        config: Option<OrderConfig<'_>>,
-    ) -> Result<Vec<OrderLineView>, EngineError> {
-        order_lines_in(&mut self.db().pooled(), o, config).await
     }
 }
 

@@ -241,8 +241,8 @@ impl Engine {
             Some(side) => side,
             None => {
                 db.unit(LoadSide {
-                    connection_id,
-                    order_id,
+                    connection_id: connection_id.clone(),
+                    order_id: order_id.clone(),
                 })
                 .await?
             }
@@ -254,7 +254,10 @@ impl Engine {
             siblings,
             ..
         } = side;
-        let Some(store) = self.open_store(&mut s, connection).await? else {
+        let Some(store) = self
+            .open_store(&mut s, connection_id, order_id, connection)
+            .await?
+        else {
             return Ok(());
         };
         span.record("connection", store.connection_id.as_str());
@@ -416,18 +419,15 @@ impl Engine {
 
     /// The store of a matched shipment, ready to be written to; `None`
     /// when the shipment waits for it (saved).
-    /// `connection`: the connection's row as the run's load read it.
+    /// `connection`: the row of the shipment's connection as the run read
+    /// it.
     async fn open_store(
         &self,
         s: &mut ShipmentRow,
+        connection_id: String,
+        order_id: String,
         connection: Option<ConnectionRow>,
     ) -> Result<Option<Store>, EngineError> {
-        let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
-        else {
-            return Err(EngineError::Internal(
-                "shipment without order after matching".into(),
-            ));
-        };
         let connection = connection.ok_or_else(|| {
             EngineError::Permanent(format!(
                 "connection {connection_id} was deleted; reset this shipment"
@@ -452,7 +452,7 @@ impl Engine {
         }))
     }
 
-    /// This shipment's share of its order's lines, by the ledger over every    /// This shipment's share of its order's lines, by the ledger over every
+    /// This shipment's share of its order's lines, by the ledger over every
     /// shipment of the order; recipes missing from the ledger are read from
     /// Deposco's item data once. With the merchant's kit recipes it used.
     /// `settings`: the merchant, its mappings and kit recipes as loaded;
