@@ -9,7 +9,8 @@ use sqlx::Row;
 
 use crate::events::{self, EventRow};
 use crate::jobs::{self, Job};
-use crate::{Backend, DbError, Tx, new_id, now_micros, quoted};
+use crate::unit::Conn;
+use crate::{Backend, DbError, new_id, now_micros, quoted};
 
 /// Rows per multi-row statement: 13 columns × 64 stays far under both
 /// backends' limit on bound parameters.
@@ -26,9 +27,9 @@ struct Marks {
 }
 
 impl Marks {
-    fn of(tx: &Tx<'_>) -> Self {
+    fn of(c: &impl Conn) -> Self {
         Self {
-            numbered: Backend::of_connection(tx) == Backend::Postgres,
+            numbered: c.backend() == Backend::Postgres,
         }
     }
 
@@ -84,11 +85,11 @@ impl Marks {
 /// The stored events of `merchant_id` carrying one of `webhook_ids`:
 /// webhook-id → event id.
 pub async fn events_by_webhook_id(
-    tx: &mut Tx<'_>,
+    c: &mut impl Conn,
     merchant_id: &str,
     webhook_ids: &[&str],
 ) -> Result<HashMap<String, String>, DbError> {
-    let marks = Marks::of(tx);
+    let marks = Marks::of(c);
     let mut found = HashMap::new();
     for chunk in webhook_ids.chunks(IN_LIST) {
         let sql = sql!(
@@ -101,7 +102,7 @@ pub async fn events_by_webhook_id(
         for w in chunk {
             q = q.bind(*w);
         }
-        for row in q.fetch_all(&mut **tx).await? {
+        for row in q.fetch_all(c.ex()).await? {
             found.insert(row.try_get("webhook_id")?, row.try_get("id")?);
         }
     }
@@ -112,12 +113,12 @@ pub async fn events_by_webhook_id(
 /// `merchant_id` received after `since` per body hash among `hashes`:
 /// body hash → event id.
 pub async fn events_by_body_hash(
-    tx: &mut Tx<'_>,
+    c: &mut impl Conn,
     merchant_id: &str,
     hashes: &[&str],
     since: i64,
 ) -> Result<HashMap<String, String>, DbError> {
-    let marks = Marks::of(tx);
+    let marks = Marks::of(c);
     let mut found = HashMap::new();
     let counted = quoted(&EventOutcome::COUNTED.map(EventOutcome::as_str));
     for chunk in hashes.chunks(IN_LIST) {
@@ -136,7 +137,7 @@ pub async fn events_by_body_hash(
         for h in chunk {
             q = q.bind(*h);
         }
-        for row in q.fetch_all(&mut **tx).await? {
+        for row in q.fetch_all(c.ex()).await? {
             // Oldest first: keep the first one seen.
             found
                 .entry(row.try_get("body_hash")?)
@@ -152,7 +153,7 @@ pub type Originals = (HashMap<String, String>, HashMap<String, String>);
 /// [`events_by_webhook_id`] and [`events_by_body_hash`] in one statement
 /// (one round trip fewer per batch on the ingest's critical path).
 pub async fn originals(
-    tx: &mut Tx<'_>,
+    c: &mut impl Conn,
     merchant_id: &str,
     webhook_ids: &[&str],
     hashes: &[&str],
@@ -162,12 +163,12 @@ pub async fn originals(
         let by_id = if webhook_ids.is_empty() {
             HashMap::new()
         } else {
-            events_by_webhook_id(tx, merchant_id, webhook_ids).await?
+            events_by_webhook_id(c, merchant_id, webhook_ids).await?
         };
-        let by_hash = events_by_body_hash(tx, merchant_id, hashes, since).await?;
+        let by_hash = events_by_body_hash(c, merchant_id, hashes, since).await?;
         return Ok((by_id, by_hash));
     }
-    let marks = Marks::of(tx);
+    let marks = Marks::of(c);
     let counted = quoted(&EventOutcome::COUNTED.map(EventOutcome::as_str));
     let second = 2 + webhook_ids.len();
     let sql = sql!(
@@ -193,7 +194,7 @@ pub async fn originals(
         q = q.bind(*h);
     }
     let (mut by_id, mut by_hash) = (HashMap::new(), HashMap::new());
-    for row in q.fetch_all(&mut **tx).await? {
+    for row in q.fetch_all(c.ex()).await? {
         let k: String = row.try_get("k")?;
         let map = if k == "id" { &mut by_id } else { &mut by_hash };
         // Oldest first: keep the first one seen.
@@ -203,8 +204,8 @@ pub async fn originals(
 }
 
 /// Inserts `events`, a few dozen per statement.
-pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), DbError> {
-    let marks = Marks::of(tx);
+pub async fn insert_events(c: &mut impl Conn, events: &[EventRow]) -> Result<(), DbError> {
+    let marks = Marks::of(c);
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         let sql = sql!(
             "INSERT INTO events ({}) VALUES {}",
@@ -215,15 +216,15 @@ pub async fn insert_events(tx: &mut Tx<'_>, events: &[EventRow]) -> Result<(), D
         for e in chunk {
             q = events::bind(q, e)?;
         }
-        q.execute(&mut **tx).await?;
+        q.execute(c.ex()).await?;
     }
     Ok(())
 }
 
 /// Queues `jobs`, due at `run_at`, as [`jobs::enqueue`] does one by one.
 /// Their dedupe keys must be distinct.
-pub async fn enqueue_jobs(tx: &mut Tx<'_>, jobs: &[Job], run_at: i64) -> Result<(), DbError> {
-    let marks = Marks::of(tx);
+pub async fn enqueue_jobs(c: &mut impl Conn, jobs: &[Job], run_at: i64) -> Result<(), DbError> {
+    let marks = Marks::of(c);
     let now = now_micros();
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let sql = sqlx::AssertSqlSafe(jobs::insert_sql(&marks.tuples(chunk.len(), 6, 1)));
@@ -238,7 +239,7 @@ pub async fn enqueue_jobs(tx: &mut Tx<'_>, jobs: &[Job], run_at: i64) -> Result<
                 .bind(now);
         }
 
-        q.execute(&mut **tx).await?;
+        q.execute(c.ex()).await?;
     }
     Ok(())
 }

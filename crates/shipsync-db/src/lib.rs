@@ -274,8 +274,32 @@ impl Db {
     /// of the pool for the current scope ([`relaxed`]). See [`mod@unit`].
     pub async fn unit<U: unit::Unit>(&self, unit: U) -> Result<U::Output, U::Error> {
         let relaxed = RELAXED.try_with(|r| *r).unwrap_or(false);
+        self.unit_in(unit, relaxed, unit::Lane::Normal).await
+    }
+
+    /// [`Db::unit`], durable (as [`Db::durable_unit`]) and run ahead of
+    /// the units queued before it (the unit thread's first lane): for work someone
+    /// outside waits for, e.g. the webhook ingest's batches.
+    pub async fn urgent_unit<U: unit::Unit>(&self, unit: U) -> Result<U::Output, U::Error> {
+        RELAXED
+            .scope(false, self.unit_in(unit, false, unit::Lane::First))
+            .await
+    }
+
+    /// Units queued on the SQLite unit thread, not yet started (0 without
+    /// one).
+    pub fn units_waiting(&self) -> usize {
+        self.units.as_ref().map_or(0, |u| u.waiting())
+    }
+
+    async fn unit_in<U: unit::Unit>(
+        &self,
+        unit: U,
+        relaxed: bool,
+        lane: unit::Lane,
+    ) -> Result<U::Output, U::Error> {
         match &self.units {
-            Some(units) => units.run(unit, relaxed).await,
+            Some(units) => units.run(unit, relaxed, lane).await,
             None => {
                 let mut tx = self.begin().await?;
                 let out = unit.run(&mut tx).await?;

@@ -180,17 +180,87 @@ pub trait Unit: Send + 'static {
 /// A unit's work, boxed for the unit thread.
 type Work = Box<dyn FnOnce(&mut Inline) + Send>;
 
-/// The SQLite unit thread: its queue. The thread opens its connection on
+/// Which of the unit thread's queues a unit waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// In the order they come.
+    Normal,
+    /// Ahead of every unit of the normal lane not yet started: for work
+    /// someone outside is waiting for (the webhook ingest's batches, whose
+    /// 202s wait for their commit), so that it waits for at most the one
+    /// unit running, never for a queue of job units.
+    First,
+}
+
+/// The unit thread's two queues.
+#[derive(Default)]
+struct Queues {
+    first: std::collections::VecDeque<Work>,
+    normal: std::collections::VecDeque<Work>,
+    /// Cleared when the last handle is dropped: the thread ends once both
+    /// queues are empty.
+    open: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queues: std::sync::Mutex<Queues>,
+    ready: std::sync::Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // A unit never runs under this lock: a poisoned lock only means a
+        // push or pop panicked, and the queues are still whole.
+        self.queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next unit to run (the first lane's before the normal one's);
+    /// `None` when the handle is gone and nothing is left.
+    fn next(&self) -> Option<Work> {
+        let mut q = self.lock();
+        loop {
+            if let Some(w) = q.first.pop_front().or_else(|| q.normal.pop_front()) {
+                return Some(w);
+            }
+            if !q.open {
+                return None;
+            }
+            q = self
+                .ready
+                .wait(q)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// The SQLite unit thread: its queues. The thread opens its connection on
 /// start and ends when the last [`crate::Db`] clone is dropped.
-#[derive(Debug)]
 pub(crate) struct Units {
-    queue: mpsc::Sender<Work>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Units {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Units").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Units {
+    fn drop(&mut self) {
+        self.shared.lock().open = false;
+        self.shared.ready.notify_one();
+    }
 }
 
 impl Units {
     /// Starts the unit thread on the SQLite database file `path`.
     pub(crate) fn start(path: std::path::PathBuf) -> Result<Self, DbError> {
-        let (queue, work) = mpsc::channel::<Work>();
+        let shared = Arc::new(Shared::default());
+        shared.lock().open = true;
+        let work = Arc::clone(&shared);
         let (ready_tx, ready) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-units".into())
@@ -205,7 +275,7 @@ impl Units {
                         return;
                     }
                 };
-                for w in work {
+                while let Some(w) = work.next() {
                     // A unit that panics fails alone (its caller sees the
                     // thread's answer dropped); the thread goes on, its
                     // transaction rolled back.
@@ -221,13 +291,24 @@ impl Units {
         ready
             .recv()
             .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))??;
-        Ok(Self { queue })
+        Ok(Self { shared })
+    }
+
+    /// Units queued, not yet started.
+    pub(crate) fn waiting(&self) -> usize {
+        let q = self.shared.lock();
+        q.first.len() + q.normal.len()
     }
 
     /// Runs `unit` on the unit thread as one transaction (committed when
-    /// it returns `Ok`, rolled back otherwise); `relaxed`: see
-    /// [`crate::relaxed`].
-    pub(crate) async fn run<U: Unit>(&self, unit: U, relaxed: bool) -> Result<U::Output, U::Error> {
+    /// it returns `Ok`, rolled back otherwise), queued in `lane`;
+    /// `relaxed`: see [`crate::relaxed`].
+    pub(crate) async fn run<U: Unit>(
+        &self,
+        unit: U,
+        relaxed: bool,
+        lane: Lane,
+    ) -> Result<U::Output, U::Error> {
         let (done, answer) = tokio::sync::oneshot::channel();
         // The unit logs as its caller would: to the caller's subscriber,
         // inside the caller's span.
@@ -239,9 +320,14 @@ impl Units {
                 let _ = done.send(inline.transaction(relaxed, unit));
             });
         });
-        self.queue
-            .send(work)
-            .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?;
+        {
+            let mut q = self.shared.lock();
+            match lane {
+                Lane::First => q.first.push_back(work),
+                Lane::Normal => q.normal.push_back(work),
+            }
+        }
+        self.shared.ready.notify_one();
         answer
             .await
             .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?

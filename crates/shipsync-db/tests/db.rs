@@ -1106,6 +1106,101 @@ async fn the_durable_pool_stays_durable_in_a_relaxed_scope() {
     db.close().await;
 }
 
+/// An urgent unit (the webhook ingest's) runs ahead of the units queued
+/// before it, and durably inside a relaxed scope: it waits for the one
+/// unit running, not for the queue.
+#[tokio::test]
+async fn an_urgent_unit_goes_ahead_of_the_queue() {
+    let t = TestDb::sqlite().expect("a SQLite test database");
+    let db = Db::open(&t.url).await.expect("open and migrate");
+    let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // The first unit holds the unit thread until the others are queued.
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let held = tokio::spawn({
+        let (db, ran) = (db.clone(), ran.clone());
+        async move {
+            db.unit(Noted {
+                name: "held",
+                ran,
+                gate: Some(gate),
+            })
+            .await
+        }
+    });
+    let queued = |name: &'static str, urgent: bool| {
+        let (db, ran) = (db.clone(), ran.clone());
+        tokio::spawn(async move {
+            let unit = Noted {
+                name,
+                ran,
+                gate: None,
+            };
+            shipsync_db::relaxed(async {
+                if urgent {
+                    db.urgent_unit(unit).await
+                } else {
+                    db.unit(unit).await
+                }
+            })
+            .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ran.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first unit never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let second = queued("second", false);
+    let third = queued("third", false);
+    let urgent = queued("urgent", true);
+    while db.units_waiting() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the units were not queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    release.send(()).unwrap();
+    let sync = |r: Result<Result<i64, DbError>, tokio::task::JoinError>| r.unwrap().unwrap();
+    assert_eq!(sync(held.await), 2);
+    assert_eq!(
+        sync(second.await),
+        1,
+        "a normal unit is relaxed in the scope"
+    );
+    assert_eq!(sync(third.await), 1);
+    assert_eq!(sync(urgent.await), 2, "an urgent unit is durable");
+    assert_eq!(*ran.lock().unwrap(), ["held", "urgent", "second", "third"]);
+    db.close().await;
+}
+
+/// Notes its name when it runs, after waiting for `gate` if it has one;
+/// answers the `synchronous` setting it ran with.
+struct Noted {
+    name: &'static str,
+    ran: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl shipsync_db::unit::Unit for Noted {
+    type Output = i64;
+    type Error = DbError;
+
+    async fn run<C: shipsync_db::unit::Conn>(self, c: &mut C) -> Result<i64, DbError> {
+        self.ran.lock().unwrap().push(self.name);
+        if let Some(gate) = self.gate {
+            // Blocks the unit thread: only a test may.
+            gate.recv().unwrap();
+        }
+        Ok(sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+            .fetch_one(c.ex())
+            .await?)
+    }
+}
+
 /// The `synchronous` setting a unit runs with.
 struct Synchronous;
 

@@ -8,6 +8,7 @@
 //! means 503 (the sender retries), so memory stays flat under overload.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ use bytes::Bytes;
 use shipsync_db::events::{self, EventRow};
 use shipsync_db::ingest as ingest_rows;
 use shipsync_db::jobs::Job;
-use shipsync_db::{Db, new_id, now_micros};
+use shipsync_db::unit::{Conn, Unit};
+use shipsync_db::{Db, DbError, new_id, now_micros};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -277,19 +279,17 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
                 Err(_) => break,
             }
         }
-        let mut deliveries: Vec<&mut Delivery> = batch.iter_mut().map(|(d, _)| d).collect();
-        let result = write_batch(&db, &mut deliveries).await;
-        match result {
+        let (deliveries, replies): (Vec<Delivery>, Vec<_>) = batch.drain(..).unzip();
+        let outcomes: Vec<Outcome> = deliveries.iter().map(|d| d.outcome).collect();
+        // Ahead of queued job units: the handlers wait for this commit.
+        match db.urgent_unit(WriteBatch::new(deliveries)).await {
             Ok(stored) => {
                 let mut any_job = false;
-                for ((delivery, reply), s) in batch.drain(..).zip(stored) {
-                    if matches!(s, Stored::New { .. }) && delivery.outcome == Outcome::Accepted {
+                for ((outcome, reply), s) in outcomes.into_iter().zip(replies).zip(stored) {
+                    if matches!(s, Stored::New { .. }) && outcome == Outcome::Accepted {
                         any_job = true;
                     }
-                    metrics.ingested(
-                        delivery.outcome.as_str(),
-                        matches!(s, Stored::Repeat { .. }),
-                    );
+                    metrics.ingested(outcome.as_str(), matches!(s, Stored::Repeat { .. }));
                     let _ = reply.send(Ok(s));
                 }
                 if any_job {
@@ -300,8 +300,8 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, n = batch.len(), "ingest batch failed");
-                for (_, reply) in batch.drain(..) {
+                tracing::warn!(error = %e, n = replies.len(), "ingest batch failed");
+                for reply in replies {
                     let _ = reply.send(Err(IngestError::Unavailable(e.to_string())));
                 }
             }
@@ -309,121 +309,144 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
     }
 }
 
-/// Stores `batch` in one transaction. The bodies move into the rows (the
-/// deliveries are answered, not stored again, when it fails).
-async fn write_batch(
-    db: &Db,
-    batch: &mut [&mut Delivery],
-) -> Result<Vec<Stored>, shipsync_db::DbError> {
-    let mut tx = db.begin().await?;
-    let now = now_micros();
-    let since = now - REPEAT_WINDOW_MICROS;
-    // Only deliveries that count (accepted, needing attention) with a body
-    // are checked for repeats and may be found as originals.
-    let hashes: Vec<Option<String>> = batch
-        .iter()
-        .map(|d| {
-            d.body
-                .as_deref()
-                .filter(|_| dedupes(d))
-                .map(crate::secrets::hash_bytes)
-        })
-        .collect();
+/// A batch of deliveries stored in one transaction (a unit: on SQLite it
+/// runs whole on the unit thread, ahead of the job units waiting there).
+/// The bodies move into the rows (the deliveries are answered, not stored
+/// again, when it fails).
+struct WriteBatch {
+    deliveries: Vec<Delivery>,
+    /// Each delivery's body hash, for those checked for repeats (see
+    /// [`dedupes`]): computed before the unit, off the unit thread.
+    hashes: Vec<Option<String>>,
+}
 
-    // The originals already stored, looked up once per merchant of the batch.
-    let mut by_webhook_id: HashMap<(&str, String), String> = HashMap::new();
-    let mut by_hash: HashMap<(&str, String), String> = HashMap::new();
-    let merchants: BTreeSet<&str> = batch
-        .iter()
-        .zip(&hashes)
-        .filter(|(_, h)| h.is_some())
-        .map(|(d, _)| d.merchant_id.as_str())
-        .collect();
-    for m in merchants {
-        let mine = || {
-            batch
+impl WriteBatch {
+    fn new(deliveries: Vec<Delivery>) -> Self {
+        // Only deliveries that count (accepted, needing attention) with a
+        // body are checked for repeats and may be found as originals.
+        let hashes = deliveries
+            .iter()
+            .map(|d| {
+                d.body
+                    .as_deref()
+                    .filter(|_| dedupes(d))
+                    .map(crate::secrets::hash_bytes)
+            })
+            .collect();
+        Self { deliveries, hashes }
+    }
+}
+
+impl Unit for WriteBatch {
+    type Output = Vec<Stored>;
+    type Error = DbError;
+
+    fn run<C: Conn>(self, c: &mut C) -> impl Future<Output = Result<Vec<Stored>, DbError>> + Send {
+        async move {
+            let Self {
+                mut deliveries,
+                hashes,
+            } = self;
+            let now = now_micros();
+            let since = now - REPEAT_WINDOW_MICROS;
+
+            // The originals already stored, looked up once per merchant of
+            // the batch.
+            let mut by_webhook_id: HashMap<(&str, String), String> = HashMap::new();
+            let mut by_hash: HashMap<(&str, String), String> = HashMap::new();
+            let merchants: BTreeSet<&str> = deliveries
                 .iter()
                 .zip(&hashes)
-                .filter(move |(d, h)| h.is_some() && d.merchant_id == m)
-        };
-        let webhook_ids: Vec<&str> = mine()
-            .filter_map(|(d, _)| d.webhook_id.as_deref())
-            .collect();
-        let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
-        let (ids, hashes) =
-            ingest_rows::originals(&mut tx, m, &webhook_ids, &body_hashes, since).await?;
-        for (w, id) in ids {
-            by_webhook_id.insert((m, w), id);
-        }
-        for (h, id) in hashes {
-            by_hash.insert((m, h), id);
-        }
-    }
+                .filter(|(_, h)| h.is_some())
+                .map(|(d, _)| d.merchant_id.as_str())
+                .collect();
+            for m in merchants {
+                let mine = || {
+                    deliveries
+                        .iter()
+                        .zip(&hashes)
+                        .filter(move |(d, h)| h.is_some() && d.merchant_id == m)
+                };
+                let webhook_ids: Vec<&str> = mine()
+                    .filter_map(|(d, _)| d.webhook_id.as_deref())
+                    .collect();
+                let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
+                let (ids, hashes) =
+                    ingest_rows::originals(c, m, &webhook_ids, &body_hashes, since).await?;
+                for (w, id) in ids {
+                    by_webhook_id.insert((m, w), id);
+                }
+                for (h, id) in hashes {
+                    by_hash.insert((m, h), id);
+                }
+            }
 
-    let mut out = Vec::with_capacity(batch.len());
-    let mut events = Vec::with_capacity(batch.len());
-    let mut jobs = Vec::new();
-    // Which delivery each new event stores.
-    let mut stored_from = Vec::with_capacity(batch.len());
-    for (i, (d, hash)) in batch.iter().zip(hashes).enumerate() {
-        let m = d.merchant_id.as_str();
-        if let Some(hash) = &hash {
-            let original = d
-                .webhook_id
-                .as_ref()
-                .and_then(|w| by_webhook_id.get(&(m, w.clone())))
-                .or_else(|| by_hash.get(&(m, hash.clone())));
-            if let Some(original) = original {
-                events::bump_repeat(&mut *tx, original).await?;
-                out.push(Stored::Repeat {
-                    event_id: original.clone(),
+            let mut out = Vec::with_capacity(deliveries.len());
+            let mut events = Vec::with_capacity(deliveries.len());
+            let mut jobs = Vec::new();
+            // Which delivery each new event stores.
+            let mut stored_from = Vec::with_capacity(deliveries.len());
+            for (i, (d, hash)) in deliveries.iter().zip(hashes).enumerate() {
+                let m = d.merchant_id.as_str();
+                if let Some(hash) = &hash {
+                    let original = d
+                        .webhook_id
+                        .as_ref()
+                        .and_then(|w| by_webhook_id.get(&(m, w.clone())))
+                        .or_else(|| by_hash.get(&(m, hash.clone())));
+                    if let Some(original) = original {
+                        events::bump_repeat(c.ex(), original).await?;
+                        out.push(Stored::Repeat {
+                            event_id: original.clone(),
+                        });
+                        continue;
+                    }
+                }
+                let id = new_id("evt");
+                if let Some(hash) = &hash {
+                    // A later delivery of this batch may repeat this one.
+                    if let Some(w) = &d.webhook_id {
+                        by_webhook_id.insert((m, w.clone()), id.clone());
+                    }
+                    by_hash.insert((m, hash.clone()), id.clone());
+                }
+                let counts = dedupes(d);
+                events.push(EventRow {
+                    id: id.clone(),
+                    merchant_id: d.merchant_id.clone(),
+                    connection_id: d.connection_id.clone(),
+                    received_at: now,
+                    headers: Vec::new(),
+                    body: None,
+                    body_size: d.body_size,
+                    body_hash: hash,
+                    // Only deliveries that count may claim a webhook-id: a
+                    // forged one with a bad signature must not block the
+                    // real one.
+                    webhook_id: if counts { d.webhook_id.clone() } else { None },
+                    verified: d.verified,
+                    outcome: d.outcome,
+                    detail: d.detail.clone(),
+                    repeat_count: 0,
+                    shipment_ids: Vec::new(),
                 });
-                continue;
+                stored_from.push(i);
+                if d.outcome == Outcome::Accepted {
+                    jobs.push(Job::ProcessEvent {
+                        event_id: id.clone(),
+                    });
+                }
+                out.push(Stored::New { event_id: id });
             }
-        }
-        let id = new_id("evt");
-        if let Some(hash) = &hash {
-            // A later delivery of this batch may repeat this one.
-            if let Some(w) = &d.webhook_id {
-                by_webhook_id.insert((m, w.clone()), id.clone());
+            for (e, i) in events.iter_mut().zip(stored_from) {
+                e.headers = std::mem::take(&mut deliveries[i].headers);
+                e.body = deliveries[i].body.take();
             }
-            by_hash.insert((m, hash.clone()), id.clone());
+            ingest_rows::insert_events(c, &events).await?;
+            ingest_rows::enqueue_jobs(c, &jobs, now).await?;
+            Ok(out)
         }
-        let counts = dedupes(d);
-        events.push(EventRow {
-            id: id.clone(),
-            merchant_id: d.merchant_id.clone(),
-            connection_id: d.connection_id.clone(),
-            received_at: now,
-            headers: Vec::new(),
-            body: None,
-            body_size: d.body_size,
-            body_hash: hash,
-            // Only deliveries that count may claim a webhook-id: a forged
-            // one with a bad signature must not block the real one.
-            webhook_id: if counts { d.webhook_id.clone() } else { None },
-            verified: d.verified,
-            outcome: d.outcome,
-            detail: d.detail.clone(),
-            repeat_count: 0,
-            shipment_ids: Vec::new(),
-        });
-        stored_from.push(i);
-        if d.outcome == Outcome::Accepted {
-            jobs.push(Job::ProcessEvent {
-                event_id: id.clone(),
-            });
-        }
-        out.push(Stored::New { event_id: id });
     }
-    for (e, i) in events.iter_mut().zip(stored_from) {
-        e.headers = std::mem::take(&mut batch[i].headers);
-        e.body = batch[i].body.take();
-    }
-    ingest_rows::insert_events(&mut tx, &events).await?;
-    ingest_rows::enqueue_jobs(&mut tx, &jobs, now).await?;
-    tx.commit().await?;
-    Ok(out)
 }
 
 /// Deliveries that count (accepted, needing attention) are the ones checked

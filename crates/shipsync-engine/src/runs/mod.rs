@@ -208,13 +208,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Marks a run failed (the job gave up).
+    /// Marks a run failed (the job gave up), and checks the alerts now
+    /// (`run.failed` opens without waiting for the periodic check).
     pub(crate) async fn fail_run(&self, run_id: &str, message: &str) -> Result<(), EngineError> {
         if let Some(mut run) = runs::get(self.db().pool(), run_id).await? {
             run.status = RunStatus::Failed;
             run.error = Some(message.to_string());
             run.finished_at = Some(now_micros());
             runs::save(self.db().pool(), &run).await?;
+            self.queue_alert_check().await?;
         }
         Ok(())
     }

@@ -750,16 +750,22 @@ async fn failed_run_and_refused_credentials_alert(db_url: String) {
     })
     .await;
     assert_eq!(events, ["credentials.refused", "run.failed"]);
-    let message = until("a JSON message naming both", || async {
-        hook.messages().into_iter().find(|m| {
-            let opened = m["opened"].to_string();
-            opened.contains("run.failed") && opened.contains("credentials.refused")
-        })
+    // Both usually go in one message (the burst is gathered for a second);
+    // on a loaded machine the run can be marked failed after the gathered
+    // message left, and then the second opens in a message of its own: what
+    // must hold is that the messages together name both.
+    let messages = until("JSON messages naming both", || async {
+        let messages = hook.messages();
+        let opened: String = messages.iter().map(|m| m["opened"].to_string()).collect();
+        (opened.contains("run.failed") && opened.contains("credentials.refused"))
+            .then_some(messages)
     })
     .await;
-    assert_eq!(message["type"], "alerts");
-    assert_eq!(message["policy"]["id"], policy_id.as_str());
-    let subjects = message["opened"].to_string();
+    for message in &messages {
+        assert_eq!(message["type"], "alerts");
+        assert_eq!(message["policy"]["id"], policy_id.as_str());
+    }
+    let subjects: String = messages.iter().map(|m| m["opened"].to_string()).collect();
     assert!(
         subjects.contains(&format!("{}/shipments", h.connection_id)),
         "{subjects}"
