@@ -334,6 +334,26 @@ impl Units {
     }
 }
 
+/// How long the unit thread waits for another connection's write lock
+/// before its statement fails (the pool's `busy_timeout`).
+const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it looks again meanwhile.
+const BUSY_EVERY: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// The unit thread's wait for a write lock another connection (sqlx's
+/// pool: the API, the order side) holds: a look every [`BUSY_EVERY`], up
+/// to [`BUSY_FOR`]. SQLite's own handler (`busy_timeout`) sleeps 1, 2, 5,
+/// 10 … 100 ms between looks, so a unit — a batch of webhooks waiting for
+/// their 202 among them — could sleep on long after the lock was free.
+fn busy(retries: i32) -> bool {
+    let waited = BUSY_EVERY * u32::try_from(retries).unwrap_or(u32::MAX);
+    if waited >= BUSY_FOR {
+        return false;
+    }
+    std::thread::sleep(BUSY_EVERY);
+    true
+}
+
 /// Statements kept prepared on the unit thread's connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -342,6 +362,29 @@ pub struct Inline {
     conn: rusqlite::Connection,
     /// The `synchronous` setting in force: `true` for NORMAL.
     relaxed: bool,
+    /// The columns of the prepared statements that returned rows, by SQL:
+    /// built once, shared by every row.
+    shapes: std::collections::HashMap<String, Arc<Shape>>,
+}
+
+/// The columns of a statement's rows, as the `Any` driver's rows hold them.
+struct Shape {
+    names: Vec<UStr>,
+    by_name: Arc<sqlx_core::HashMap<UStr, usize>>,
+}
+
+impl Shape {
+    fn of(stmt: &rusqlite::Statement<'_>) -> Arc<Self> {
+        let names: Vec<UStr> = stmt.column_names().into_iter().map(UStr::new).collect();
+        let by_name = Arc::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect(),
+        );
+        Arc::new(Self { names, by_name })
+    }
 }
 
 impl fmt::Debug for Inline {
@@ -359,13 +402,15 @@ impl Inline {
         let conn = rusqlite::Connection::open(path).map_err(error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
              PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; PRAGMA foreign_keys=ON;"
         ))
         .map_err(error)?;
+        conn.busy_handler(Some(busy)).map_err(error)?;
         Ok(Self {
             conn,
             relaxed: false,
+            shapes: std::collections::HashMap::new(),
         })
     }
 
@@ -434,21 +479,35 @@ impl Inline {
         };
         let values = args.map(|a| a.values.0).unwrap_or_default();
         bind(stmt, &values)?;
-        let columns: Vec<UStr> = stmt.column_names().into_iter().map(UStr::new).collect();
-        let names: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), i))
-                .collect(),
-        );
+        let mut shape: Option<Arc<Shape>> = None;
         let mut rows = Vec::new();
         let mut raw = stmt.raw_query();
         while limit.is_none_or(|l| rows.len() < l) {
             let Some(row) = raw.next().map_err(error)? else {
                 break;
             };
-            rows.push(any_row(row, &columns, &names)?);
+            // Only statements that return rows need their columns: built
+            // at the first row, once per prepared statement.
+            let shape = shape.get_or_insert_with(|| {
+                if !persistent {
+                    return Shape::of(row.as_ref());
+                }
+                // (A schema change that altered the columns of a `*` is
+                // seen by their count at least; shipsync's statements name
+                // their columns.)
+                if let Some(known) = self.shapes.get(sql)
+                    && known.names.len() == row.as_ref().column_count()
+                {
+                    return Arc::clone(known);
+                }
+                if self.shapes.len() >= STATEMENT_CACHE * 2 {
+                    self.shapes.clear();
+                }
+                let new = Shape::of(row.as_ref());
+                self.shapes.insert(sql.to_owned(), Arc::clone(&new));
+                new
+            });
+            rows.push(any_row(row, &shape.names, &shape.by_name)?);
         }
         drop(raw);
         let changed = self.conn.changes();

@@ -1368,6 +1368,56 @@ async fn a_unit_reads_and_writes_what_the_pool_does() {
     .await;
 }
 
+/// A unit that finds the write lock held by one of the pool's
+/// transactions waits for it (the unit thread's busy handler), and runs
+/// once it is committed; it does not fail with "database is locked".
+#[tokio::test]
+async fn a_unit_waits_for_the_pools_write_lock() {
+    let t = TestDb::sqlite().expect("a SQLite test database");
+    let db = Db::open(&t.url).await.expect("open and migrate");
+    let merchant_id = merchant(&db).await;
+    let row = shipment_row(&merchant_id, "SHP-W1");
+    let mut tx = db.begin().await.expect("the pool's write lock");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let unit = tokio::spawn({
+        let (db, row, sent) = (db.clone(), row.clone(), sent.clone());
+        async move {
+            sent.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Queued in its first poll, on this (the test's) thread.
+            db.unit(ShipOne {
+                merchant_id,
+                shipment: row,
+                twice: false,
+            })
+            .await
+        }
+    });
+    // The unit is on the unit thread (queued, then taken), waiting for
+    // the lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sent.load(std::sync::atomic::Ordering::SeqCst) || db.units_waiting() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unit never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sqlx::query("UPDATE merchants SET name = 'Acme, locked' WHERE id = $1")
+        .bind(&row.merchant_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let name = unit.await.unwrap().expect("the unit waited and ran");
+    assert_eq!(
+        name.as_deref(),
+        Some("Acme, locked"),
+        "it ran after the commit"
+    );
+    assert!(shipments::get(db.pool(), &row.id).await.unwrap().is_some());
+    db.close().await;
+}
+
 /// Binds and reads every kind of value.
 struct Values;
 

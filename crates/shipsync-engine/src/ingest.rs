@@ -8,7 +8,6 @@
 //! means 503 (the sender retries), so memory stays flat under overload.
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -341,111 +340,109 @@ impl Unit for WriteBatch {
     type Output = Vec<Stored>;
     type Error = DbError;
 
-    fn run<C: Conn>(self, c: &mut C) -> impl Future<Output = Result<Vec<Stored>, DbError>> + Send {
-        async move {
-            let Self {
-                mut deliveries,
-                hashes,
-            } = self;
-            let now = now_micros();
-            let since = now - REPEAT_WINDOW_MICROS;
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Vec<Stored>, DbError> {
+        let Self {
+            mut deliveries,
+            hashes,
+        } = self;
+        let now = now_micros();
+        let since = now - REPEAT_WINDOW_MICROS;
 
-            // The originals already stored, looked up once per merchant of
-            // the batch.
-            let mut by_webhook_id: HashMap<(&str, String), String> = HashMap::new();
-            let mut by_hash: HashMap<(&str, String), String> = HashMap::new();
-            let merchants: BTreeSet<&str> = deliveries
-                .iter()
-                .zip(&hashes)
-                .filter(|(_, h)| h.is_some())
-                .map(|(d, _)| d.merchant_id.as_str())
+        // The originals already stored, looked up once per merchant of
+        // the batch.
+        let mut by_webhook_id: HashMap<(&str, String), String> = HashMap::new();
+        let mut by_hash: HashMap<(&str, String), String> = HashMap::new();
+        let merchants: BTreeSet<&str> = deliveries
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, h)| h.is_some())
+            .map(|(d, _)| d.merchant_id.as_str())
+            .collect();
+        for m in merchants {
+            let mine = || {
+                deliveries
+                    .iter()
+                    .zip(&hashes)
+                    .filter(move |(d, h)| h.is_some() && d.merchant_id == m)
+            };
+            let webhook_ids: Vec<&str> = mine()
+                .filter_map(|(d, _)| d.webhook_id.as_deref())
                 .collect();
-            for m in merchants {
-                let mine = || {
-                    deliveries
-                        .iter()
-                        .zip(&hashes)
-                        .filter(move |(d, h)| h.is_some() && d.merchant_id == m)
-                };
-                let webhook_ids: Vec<&str> = mine()
-                    .filter_map(|(d, _)| d.webhook_id.as_deref())
-                    .collect();
-                let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
-                let (ids, hashes) =
-                    ingest_rows::originals(c, m, &webhook_ids, &body_hashes, since).await?;
-                for (w, id) in ids {
-                    by_webhook_id.insert((m, w), id);
-                }
-                for (h, id) in hashes {
-                    by_hash.insert((m, h), id);
-                }
+            let body_hashes: Vec<&str> = mine().filter_map(|(_, h)| h.as_deref()).collect();
+            let (ids, hashes) =
+                ingest_rows::originals(c, m, &webhook_ids, &body_hashes, since).await?;
+            for (w, id) in ids {
+                by_webhook_id.insert((m, w), id);
             }
-
-            let mut out = Vec::with_capacity(deliveries.len());
-            let mut events = Vec::with_capacity(deliveries.len());
-            let mut jobs = Vec::new();
-            // Which delivery each new event stores.
-            let mut stored_from = Vec::with_capacity(deliveries.len());
-            for (i, (d, hash)) in deliveries.iter().zip(hashes).enumerate() {
-                let m = d.merchant_id.as_str();
-                if let Some(hash) = &hash {
-                    let original = d
-                        .webhook_id
-                        .as_ref()
-                        .and_then(|w| by_webhook_id.get(&(m, w.clone())))
-                        .or_else(|| by_hash.get(&(m, hash.clone())));
-                    if let Some(original) = original {
-                        events::bump_repeat(c.ex(), original).await?;
-                        out.push(Stored::Repeat {
-                            event_id: original.clone(),
-                        });
-                        continue;
-                    }
-                }
-                let id = new_id("evt");
-                if let Some(hash) = &hash {
-                    // A later delivery of this batch may repeat this one.
-                    if let Some(w) = &d.webhook_id {
-                        by_webhook_id.insert((m, w.clone()), id.clone());
-                    }
-                    by_hash.insert((m, hash.clone()), id.clone());
-                }
-                let counts = dedupes(d);
-                events.push(EventRow {
-                    id: id.clone(),
-                    merchant_id: d.merchant_id.clone(),
-                    connection_id: d.connection_id.clone(),
-                    received_at: now,
-                    headers: Vec::new(),
-                    body: None,
-                    body_size: d.body_size,
-                    body_hash: hash,
-                    // Only deliveries that count may claim a webhook-id: a
-                    // forged one with a bad signature must not block the
-                    // real one.
-                    webhook_id: if counts { d.webhook_id.clone() } else { None },
-                    verified: d.verified,
-                    outcome: d.outcome,
-                    detail: d.detail.clone(),
-                    repeat_count: 0,
-                    shipment_ids: Vec::new(),
-                });
-                stored_from.push(i);
-                if d.outcome == Outcome::Accepted {
-                    jobs.push(Job::ProcessEvent {
-                        event_id: id.clone(),
-                    });
-                }
-                out.push(Stored::New { event_id: id });
+            for (h, id) in hashes {
+                by_hash.insert((m, h), id);
             }
-            for (e, i) in events.iter_mut().zip(stored_from) {
-                e.headers = std::mem::take(&mut deliveries[i].headers);
-                e.body = deliveries[i].body.take();
-            }
-            ingest_rows::insert_events(c, &events).await?;
-            ingest_rows::enqueue_jobs(c, &jobs, now).await?;
-            Ok(out)
         }
+
+        let mut out = Vec::with_capacity(deliveries.len());
+        let mut events = Vec::with_capacity(deliveries.len());
+        let mut jobs = Vec::new();
+        // Which delivery each new event stores.
+        let mut stored_from = Vec::with_capacity(deliveries.len());
+        for (i, (d, hash)) in deliveries.iter().zip(hashes).enumerate() {
+            let m = d.merchant_id.as_str();
+            if let Some(hash) = &hash {
+                let original = d
+                    .webhook_id
+                    .as_ref()
+                    .and_then(|w| by_webhook_id.get(&(m, w.clone())))
+                    .or_else(|| by_hash.get(&(m, hash.clone())));
+                if let Some(original) = original {
+                    events::bump_repeat(c.ex(), original).await?;
+                    out.push(Stored::Repeat {
+                        event_id: original.clone(),
+                    });
+                    continue;
+                }
+            }
+            let id = new_id("evt");
+            if let Some(hash) = &hash {
+                // A later delivery of this batch may repeat this one.
+                if let Some(w) = &d.webhook_id {
+                    by_webhook_id.insert((m, w.clone()), id.clone());
+                }
+                by_hash.insert((m, hash.clone()), id.clone());
+            }
+            let counts = dedupes(d);
+            events.push(EventRow {
+                id: id.clone(),
+                merchant_id: d.merchant_id.clone(),
+                connection_id: d.connection_id.clone(),
+                received_at: now,
+                headers: Vec::new(),
+                body: None,
+                body_size: d.body_size,
+                body_hash: hash,
+                // Only deliveries that count may claim a webhook-id: a
+                // forged one with a bad signature must not block the
+                // real one.
+                webhook_id: if counts { d.webhook_id.clone() } else { None },
+                verified: d.verified,
+                outcome: d.outcome,
+                detail: d.detail.clone(),
+                repeat_count: 0,
+                shipment_ids: Vec::new(),
+            });
+            stored_from.push(i);
+            if d.outcome == Outcome::Accepted {
+                jobs.push(Job::ProcessEvent {
+                    event_id: id.clone(),
+                });
+            }
+            out.push(Stored::New { event_id: id });
+        }
+        for (e, i) in events.iter_mut().zip(stored_from) {
+            e.headers = std::mem::take(&mut deliveries[i].headers);
+            e.body = deliveries[i].body.take();
+        }
+        ingest_rows::insert_events(c, &events).await?;
+        ingest_rows::enqueue_jobs(c, &jobs, now).await?;
+        Ok(out)
     }
 }
 
