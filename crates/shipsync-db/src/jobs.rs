@@ -270,16 +270,40 @@ pub struct CompleteAndClaim {
     pub lease_micros: i64,
 }
 
+/// What a worker's turn claimed.
+#[derive(Debug)]
+pub struct Turn {
+    pub jobs: Vec<Claimed>,
+    /// Whether more jobs were due and free after the claim (another
+    /// worker may take them; when none were, waking one would only have
+    /// it claim nothing).
+    pub more: bool,
+}
+
 impl Unit for CompleteAndClaim {
-    type Output = Vec<Claimed>;
+    type Output = Turn;
     type Error = DbError;
 
-    async fn run<C: Conn>(self, c: &mut C) -> Result<Vec<Claimed>, DbError> {
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Turn, DbError> {
         if let Some(id) = &self.done {
             complete_in(c, id, &self.owner).await?;
         }
-        claim_in(c, &self.owner, self.n, self.lease_micros).await
+        let jobs = claim_in(c, &self.owner, self.n, self.lease_micros).await?;
+        let more = !jobs.is_empty() && any_due(c.ex()).await?;
+        Ok(Turn { jobs, more })
     }
+}
+
+/// Whether a job is due and free to claim now.
+async fn any_due<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<bool, DbError> {
+    let now = now_micros();
+    Ok(sqlx::query(
+        "SELECT 1 AS due FROM jobs WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(ex)
+    .await?
+    .is_some())
 }
 
 /// The job failed: run it again at `run_at` with one more attempt counted

@@ -9,7 +9,7 @@ use sqlx::{Any, Executor, Row};
 
 use crate::decode::{self, Cols, to_json};
 use crate::unit::Conn;
-use crate::{Db, DbError, for_update, new_id, now_micros, one_of, quoted};
+use crate::{DbError, for_update, new_id, now_micros, one_of, quoted};
 
 /// A store order's line as kept in `orders.lines_json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,8 +238,8 @@ pub async fn move_unless_settled<'e, E: Executor<'e, Database = Any>>(
 /// stored. `status` applies to a new record only: an order's state is kept
 /// (the Sales Orders channel and shipments move it). The lines of an order
 /// the Sales Orders channel follows (`store_json` set) are its own: kept.
-pub async fn upsert(
-    db: &Db,
+pub async fn upsert<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
     connection_id: &str,
     store_order_id: &str,
     name: &str,
@@ -263,7 +263,7 @@ pub async fn upsert(
     .bind(status.as_str())
     .bind(to_json("orders.lines_json", lines)?)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_one(ex)
     .await?;
     OrderRecord::try_from(row)
 }

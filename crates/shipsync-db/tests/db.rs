@@ -441,7 +441,7 @@ async fn an_order_upserted_twice_keeps_its_state() {
     on_each_backend(async |db, _| {
         let c = connection(db).await;
         let gid = "gid://shopify/Order/1";
-        let first = orders::upsert(db, &c.id, gid, "#1001", OrderStatus::New, &[])
+        let first = orders::upsert(db.pool(), &c.id, gid, "#1001", OrderStatus::New, &[])
             .await
             .expect("upsert");
         assert_eq!(
@@ -459,7 +459,7 @@ async fn an_order_upserted_twice_keeps_its_state() {
             skipped: None,
             to_send: None,
         }];
-        let again = orders::upsert(db, &c.id, gid, "#1001b", OrderStatus::Queued, &lines)
+        let again = orders::upsert(db.pool(), &c.id, gid, "#1001b", OrderStatus::Queued, &lines)
             .await
             .expect("upsert again");
         // Returned as stored: the refreshed name and lines, the kept state.

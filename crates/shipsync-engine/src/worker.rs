@@ -132,16 +132,16 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
             n: 1,
             lease_micros: lease,
         };
-        let jobs = match engine.db().unit(turn).await {
-            Ok(j) => {
+        let (jobs, more) = match engine.db().unit(turn).await {
+            Ok(t) => {
                 done = None;
-                j
+                (t.jobs, t.more)
             }
             Err(e) => {
                 // Nothing of the unit happened: the completion is tried
                 // again with the next claim.
                 tracing::warn!(error = %e, "claiming jobs failed; retrying");
-                Vec::new()
+                (Vec::new(), false)
             }
         };
         if jobs.is_empty() {
@@ -175,9 +175,12 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
             }
             continue;
         }
-        // There may be more: wake one more idle worker to look (it wakes
-        // the next if it finds one too).
-        engine.inner.wake.notify_one();
+        // More are due: wake one more idle worker to take the next (it
+        // wakes another if more are left after its claim too). Jobs queued
+        // later wake a worker as they are queued.
+        if more {
+            engine.inner.wake.notify_one();
+        }
         for job in jobs {
             complete_alone(&engine, &owner, done.take()).await;
             let span = job_span(&job);

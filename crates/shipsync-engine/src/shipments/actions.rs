@@ -13,6 +13,7 @@ use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::{activity, events, merchants, now_micros, versions as db_versions};
 
 use super::merge::{add_source, content_hash, with_trusted_tracking};
+use super::notify::Recorded;
 use crate::Engine;
 use crate::error::EngineError;
 use crate::orders::{OrderConfig, order_shipment_done};
@@ -167,6 +168,7 @@ impl Engine {
                 s: Some(s.clone()),
                 note: note.map(|(k, m)| (k.to_string(), m.to_string())),
                 order: None,
+                outcomes: Vec::new(),
             })
             .await?;
         if queued {
@@ -220,6 +222,8 @@ pub(crate) struct SaveRun {
     pub s: Option<ShipmentRow>,
     pub note: Option<(String, String)>,
     pub order: Option<OrderDone>,
+    /// Outcomes of the run's store writes, saved first.
+    pub outcomes: Vec<Recorded>,
 }
 
 /// A shipment of this store order reached the store (see
@@ -239,6 +243,9 @@ impl Unit for SaveRun {
     type Error = EngineError;
 
     async fn run<C: Conn>(self, c: &mut C) -> Result<bool, EngineError> {
+        for r in &self.outcomes {
+            r.run_in(c).await?;
+        }
         let queued = match &self.s {
             Some(s) => {
                 let note = self.note.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));

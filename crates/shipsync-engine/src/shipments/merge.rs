@@ -241,6 +241,10 @@ impl Engine {
             .await?;
         match merged {
             Merged::Order(event) => return self.process_order_event(&event).await,
+            // A worker's next claim, which completes this job, takes the
+            // sync queued (or, in a backlog, wakes another worker for what
+            // is due): waking one more here would have it claim nothing.
+            Merged::Changed if crate::worker::current().is_some() => {}
             Merged::Changed => self.wake(),
             Merged::Done => {}
         }

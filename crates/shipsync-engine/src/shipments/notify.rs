@@ -37,7 +37,9 @@ pub(super) struct Target<'a> {
 impl Engine {
     /// Creates store fulfillments for `todo` (what the store lacks), planned
     /// all first so that a problem sends nothing; `told` are the packages
-    /// the store already has on this shipment's fulfillments.
+    /// the store already has on this shipment's fulfillments. Returns the
+    /// outcomes of the writes, to be saved with the run's end (one unit);
+    /// when a write fails, those before it are saved first.
     pub(super) async fn send_new(
         &self,
         s: &ShipmentRow,
@@ -45,7 +47,7 @@ impl Engine {
         todo: &[LineShare],
         told: &BTreeSet<String>,
         to: &Target<'_>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<Recorded>, EngineError> {
         let Target {
             connection_id,
             order,
@@ -138,6 +140,7 @@ impl Engine {
                 plan.push((carrier.clone(), a, pkg_tracking.clone()));
             }
         }
+        let mut outcomes = Vec::new();
         for (carrier, a, pkg_tracking) in plan {
             let tracking = self.tracking_for(version, carrier.as_deref(), &pkg_tracking, carriers);
             let now = now_micros();
@@ -201,23 +204,33 @@ impl Engine {
                             req.tracking.numbers.join(", ")
                         }
                     );
-                    db.unit(Recorded {
+                    outcomes.push(Recorded {
                         row,
                         shipment_id: s.id.clone(),
                         kind: "notified",
                         message,
-                    })
-                    .await?;
+                    });
                 }
                 Err(e @ (ShopifyError::UnknownOutcome { .. } | ShopifyError::Transient { .. })) => {
                     // Maybe applied: keep the pending row; the retry checks the store first.
+                    self.record_outcomes(outcomes).await?;
                     return Err(e.into());
                 }
                 Err(e) => {
+                    self.record_outcomes(outcomes).await?;
                     fulfillments::delete(db.pool(), &row.id).await?;
                     return Err(e.into());
                 }
             }
+        }
+        Ok(outcomes)
+    }
+
+    /// Saves the outcomes of store writes on their own (one unit), when the
+    /// run stops before its end.
+    pub(super) async fn record_outcomes(&self, outcomes: Vec<Recorded>) -> Result<(), EngineError> {
+        if !outcomes.is_empty() {
+            self.db().unit(Outcomes(outcomes)).await?;
         }
         Ok(())
     }
@@ -294,12 +307,21 @@ impl Engine {
 }
 
 /// A store write's outcome recorded: its fulfillment row, and a line of
-/// the shipment's activity, in one unit.
-struct Recorded {
+/// the shipment's activity, in one unit (or in the unit of the run's end).
+pub(crate) struct Recorded {
     row: StoreFulfillmentRow,
     shipment_id: String,
     kind: &'static str,
     message: String,
+}
+
+impl Recorded {
+    /// Its statements in `c`.
+    pub(crate) async fn run_in(&self, c: &mut impl Conn) -> Result<(), EngineError> {
+        fulfillments::update(c.ex(), &self.row).await?;
+        activity::add(c.ex(), &self.shipment_id, self.kind, &self.message).await?;
+        Ok(())
+    }
 }
 
 impl Unit for Recorded {
@@ -307,8 +329,21 @@ impl Unit for Recorded {
     type Error = EngineError;
 
     async fn run<C: Conn>(self, c: &mut C) -> Result<(), EngineError> {
-        fulfillments::update(c.ex(), &self.row).await?;
-        activity::add(c.ex(), &self.shipment_id, self.kind, &self.message).await?;
+        self.run_in(c).await
+    }
+}
+
+/// Several outcomes of store writes, in one unit.
+struct Outcomes(Vec<Recorded>);
+
+impl Unit for Outcomes {
+    type Output = ();
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<(), EngineError> {
+        for r in &self.0 {
+            r.run_in(c).await?;
+        }
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder, StoreOrderForWa
 use tracing::field::Empty;
 
 use super::actions::{OrderDone, SaveRun};
-use super::notify::Target;
+use super::notify::{Recorded, Target};
 use super::plan::{self, Inputs, Plan};
 use super::reconnect_wait;
 use crate::Engine;
@@ -184,7 +184,8 @@ impl Engine {
             recorded,
             merchant,
             sent,
-            order: side,
+            candidates,
+            order: mut side,
         } = loaded;
         let span = tracing::Span::current();
         span.record("shipment_number", s.number.as_str());
@@ -224,12 +225,16 @@ impl Engine {
             EngineError::Permanent("the merchant of this shipment was deleted".into())
         })?;
 
-        // Which connection and store order?
-        let Some(searched) = self.match_order(&mut s, &merchant, &version, sent).await? else {
+        // Which connection and store order? (A match is saved with the
+        // order's side read, in one unit.)
+        let Some(searched) = self
+            .match_order(&mut s, &version, sent, candidates, &mut side)
+            .await?
+        else {
             return Ok(());
         };
-        // The order's side: as the load read it when it knew the order,
-        // else (matched by a store search) read now, in one unit.
+        // The order's side: as the load (or the match) read it when it
+        // knew the order, else read now, in one unit.
         let (Some(connection_id), Some(order_id)) = (s.connection_id.clone(), s.order_id.clone())
         else {
             return Err(EngineError::Internal(
@@ -284,10 +289,7 @@ impl Engine {
                 *from_record = true;
                 (order, local)
             }
-            (Some(order), None) => {
-                let local = self.record_order(&store.connection_id, &order).await?;
-                (order, local)
-            }
+            (Some((order, local)), None) => (order, local),
             (None, None) => {
                 let order = store
                     .client
@@ -299,7 +301,10 @@ impl Engine {
                             s.order_name
                         ))
                     })?;
-                let local = self.record_order(&store.connection_id, &order).await?;
+                let local = self
+                    .db()
+                    .unit(RecordOrder::of(&store.connection_id, &order))
+                    .await?;
                 (order, local)
             }
         };
@@ -352,10 +357,16 @@ impl Engine {
         // just before it goes (what a crash or a retry looks for), and the
         // run's end saves the shipment once; a failed run is saved `open`
         // with its error by the worker.
-        if !create.is_empty() {
-            self.send_new(&s, &version, &create, &told, &to).await?;
+        // The outcomes of the writes are saved with the run's end (one
+        // unit), or on their own when it stops before.
+        let outcomes = match create.is_empty() {
+            true => Vec::new(),
+            false => self.send_new(&s, &version, &create, &told, &to).await?,
+        };
+        if let Err(e) = self.update_tracking(&s, &version, correct, &to).await {
+            self.record_outcomes(outcomes).await?;
+            return Err(e);
         }
-        self.update_tracking(&s, &version, correct, &to).await?;
         let order = OrderDone {
             connection_id: store.connection_id.clone(),
             store_order_id: store.order_id.clone(),
@@ -363,38 +374,55 @@ impl Engine {
             mappings: doc,
             recipes,
         };
-        self.completed(&mut s, order).await
+        self.completed(&mut s, order, outcomes).await
     }
 
     /// Matches the shipment to a store order when it is not yet (saved):
-    /// `Some` with the order when the search read it whole, `Some(None)`
-    /// when it is matched without a read (before, or by what shipsync
-    /// sent), `None` when it waits (saved too).
+    /// `Some` with the order and its local record when the search read it
+    /// whole, `Some(None)` when it is matched without a read (before, or
+    /// by what shipsync sent), `None` when it waits (saved too). The match
+    /// is saved, the order a search read recorded and, unless `side` holds
+    /// it, the order's side read into `side`: one unit.
+    /// `candidates`: the merchant's connections, as the load read them.
     async fn match_order(
         &self,
         s: &mut ShipmentRow,
-        merchant: &MerchantRow,
         version: &ShipmentVersion,
         sent: Option<(String, StoreOrder)>,
-    ) -> Result<Option<Option<StoreOrder>>, EngineError> {
+        candidates: Vec<ConnectionRow>,
+        side: &mut Option<OrderSide>,
+    ) -> Result<Option<Option<(StoreOrder, OrderRecord)>>, EngineError> {
         if s.connection_id.is_some() && s.order_id.is_some() {
             return Ok(Some(None));
         }
-        match self.find_order(&merchant.id, version, sent).await? {
+        match self.find_order(version, sent, candidates).await? {
             Found::One {
                 connection_id,
                 order,
                 read,
             } => {
-                s.connection_id = Some(connection_id);
+                s.connection_id = Some(connection_id.clone());
                 s.order_id = Some(order.id.clone());
                 s.order_name = order.name.clone();
-                self.save_run_noting(
-                    s,
-                    Some(("matched", &format!("Matched store order {}", order.name))),
-                )
-                .await?;
-                Ok(Some(read.then_some(order)))
+                let known = side
+                    .as_ref()
+                    .is_some_and(|o| o.connection_id == connection_id && o.order_id == order.id);
+                let (queued, local, read_side) = self
+                    .db()
+                    .unit(SaveMatch {
+                        engine: self.clone(),
+                        s: s.clone(),
+                        record: read.then(|| RecordOrder::of(&connection_id, &order)),
+                        side: (!known).then(|| (connection_id, order.id.clone())),
+                    })
+                    .await?;
+                if queued {
+                    self.wake();
+                }
+                if read_side.is_some() {
+                    *side = read_side;
+                }
+                Ok(Some(local.map(|l| (order, l))))
             }
             Found::NoConnection => {
                 self.wait(s, "waiting: the merchant has no enabled connection; the shipment goes out when one is enabled")
@@ -591,11 +619,18 @@ impl Engine {
         Ok(plan)
     }
 
-    /// Everything acknowledged: the shipment is completed, and its order's
-    /// state follows what reached the store — one unit (a failure of
-    /// either runs the job again: what reached the store is recorded
-    /// already, so the run finds nothing to send).
-    async fn completed(&self, s: &mut ShipmentRow, order: OrderDone) -> Result<(), EngineError> {
+    /// Everything acknowledged: the outcomes of the run's store writes are
+    /// recorded, the shipment is completed, and its order's state follows
+    /// what reached the store — one unit. A failure of the unit runs the
+    /// job again: the writes' intent rows are still pending, so the run
+    /// looks in the store first and adopts what it finds, sending nothing
+    /// twice.
+    async fn completed(
+        &self,
+        s: &mut ShipmentRow,
+        order: OrderDone,
+        outcomes: Vec<Recorded>,
+    ) -> Result<(), EngineError> {
         let save = s.status != ShipmentStatus::Completed;
         let first = s.completed_at.is_none();
         let now = now_micros();
@@ -617,6 +652,7 @@ impl Engine {
                     )
                 }),
                 order: Some(order),
+                outcomes,
             })
             .await?;
         if save && first {
@@ -627,27 +663,6 @@ impl Engine {
             self.wake();
         }
         Ok(())
-    }
-
-    async fn record_order(
-        &self,
-        connection_id: &str,
-        order: &StoreOrder,
-    ) -> Result<OrderRecord, EngineError> {
-        let lines: Vec<OrderLineRow> = order
-            .line_items
-            .iter()
-            .map(crate::orders::line_row)
-            .collect();
-        Ok(db_orders::upsert(
-            self.db(),
-            connection_id,
-            &order.id,
-            &order.name,
-            OrderStatus::Open,
-            &lines,
-        )
-        .await?)
     }
 
     /// Records, once, in the shipment's activity the units Deposco shipped
@@ -700,9 +715,9 @@ impl Engine {
     /// as the run's load found it.
     async fn find_order(
         &self,
-        merchant_id: &str,
         version: &ShipmentVersion,
         sent: Option<(String, StoreOrder)>,
+        candidates: Vec<ConnectionRow>,
     ) -> Result<Found, EngineError> {
         // The connection whose order it is, when shipsync sent it to Deposco.
         if let Some((connection_id, order)) = sent {
@@ -712,13 +727,7 @@ impl Engine {
                 read: false,
             });
         }
-        let db = self.db();
-        let connections: Vec<_> =
-            connections::list(db.pool(), Some(&[merchant_id.to_string()]), None, 500)
-                .await?
-                .into_iter()
-                .filter(|c| c.enabled)
-                .collect();
+        let connections: Vec<_> = candidates.into_iter().filter(|c| c.enabled).collect();
         if connections.is_empty() {
             return Ok(Found::NoConnection);
         }
@@ -835,6 +844,9 @@ struct Loaded {
     merchant: Option<(MerchantRow, Mappings, Recipes)>,
     /// Not matched yet: the order shipsync sent that the shipment names.
     sent: Option<(String, StoreOrder)>,
+    /// Not matched yet and not sent by shipsync: the merchant's
+    /// connections, whose stores are searched.
+    candidates: Vec<ConnectionRow>,
     order: Option<OrderSide>,
 }
 
@@ -872,17 +884,28 @@ impl Unit for Load {
                 recorded,
                 merchant: None,
                 sent: None,
+                candidates: Vec::new(),
                 order: None,
             }));
         };
         let doc = mappings_in(c, &merchant).await?;
         let recipes = recipes_in(c, &merchant.id, &doc).await?;
+        let mut candidates = Vec::new();
         let (sent, target) = match (&s.connection_id, &s.order_id) {
             (Some(connection_id), Some(order_id)) => {
                 (None, Some((connection_id.clone(), order_id.clone())))
             }
             _ => {
                 let sent = sent_order_for(c, &s.merchant_id, &s.version).await?;
+                if sent.is_none() {
+                    candidates = connections::list(
+                        c.ex(),
+                        Some(std::slice::from_ref(&s.merchant_id)),
+                        None,
+                        500,
+                    )
+                    .await?;
+                }
                 let target = sent.as_ref().map(|(cn, o)| (cn.clone(), o.id.clone()));
                 (sent, target)
             }
@@ -896,6 +919,7 @@ impl Unit for Load {
             recorded,
             merchant: Some((merchant, doc, recipes)),
             sent,
+            candidates,
             order,
         }))
     }
@@ -953,5 +977,85 @@ impl Unit for LoadSide {
 
     async fn run<C: Conn>(self, c: &mut C) -> Result<OrderSide, EngineError> {
         read_side(c, self.connection_id, self.order_id).await
+    }
+}
+
+/// The local record of a store order as a run read it from the store
+/// ([`db_orders::upsert`]), as a unit.
+struct RecordOrder {
+    connection_id: String,
+    store_order_id: String,
+    name: String,
+    lines: Vec<OrderLineRow>,
+}
+
+impl RecordOrder {
+    fn of(connection_id: &str, order: &StoreOrder) -> Self {
+        Self {
+            connection_id: connection_id.to_string(),
+            store_order_id: order.id.clone(),
+            name: order.name.clone(),
+            lines: order
+                .line_items
+                .iter()
+                .map(crate::orders::line_row)
+                .collect(),
+        }
+    }
+
+    async fn run_in(&self, c: &mut impl Conn) -> Result<OrderRecord, EngineError> {
+        Ok(db_orders::upsert(
+            c.ex(),
+            &self.connection_id,
+            &self.store_order_id,
+            &self.name,
+            OrderStatus::Open,
+            &self.lines,
+        )
+        .await?)
+    }
+}
+
+impl Unit for RecordOrder {
+    type Output = OrderRecord;
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<OrderRecord, EngineError> {
+        self.run_in(c).await
+    }
+}
+
+/// A shipment's match to a store order saved (with its line of activity),
+/// the order as the search read it recorded, and the order's side read
+/// (when the load did not): one unit.
+struct SaveMatch {
+    engine: Engine,
+    s: ShipmentRow,
+    record: Option<RecordOrder>,
+    /// The order whose side to read (connection, store order).
+    side: Option<(String, String)>,
+}
+
+impl Unit for SaveMatch {
+    /// Whether an event delivery was queued; the order's local record;
+    /// its side.
+    type Output = (bool, Option<OrderRecord>, Option<OrderSide>);
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Self::Output, EngineError> {
+        let note = format!("Matched store order {}", self.s.order_name);
+        let queued = self
+            .engine
+            .save_run_in(c, &self.s, Some(("matched", &note)))
+            .await?;
+        let record = match &self.record {
+            Some(r) => Some(r.run_in(c).await?),
+            None => None,
+        };
+        let side = match self.side {
+            Some((connection_id, order_id)) => Some(read_side(c, connection_id, order_id).await?),
+            None => None,
+        };
+        Ok((queued, record, side))
     }
 }
