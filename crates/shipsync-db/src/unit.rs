@@ -181,7 +181,7 @@ pub trait Unit: Send + 'static {
 type Work = Box<dyn FnOnce(&mut Inline) + Send>;
 
 /// Which of the unit thread's queues a unit waits in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Lane {
     /// In the order they come.
     Normal,
