@@ -200,6 +200,38 @@ async fn two_claimers_never_claim_the_same_job() {
     .await;
 }
 
+/// A worker's turn says whether jobs are left due after its claim (it wakes
+/// another worker only then): two due, one claimed → more; the second
+/// claimed → none left; a job due later is not "more".
+#[tokio::test]
+async fn a_turn_says_whether_more_jobs_are_due() {
+    on_each_backend(async |db, _| {
+        let now = now_micros();
+        for (i, at) in [(1, now), (2, now), (3, now + 3_600_000_000)] {
+            let job = Job::SyncShipment {
+                shipment_id: format!("shp_{i}"),
+            };
+            jobs::enqueue(db.pool(), &job, at).await.expect("enqueue");
+        }
+        let turn = |done: Option<String>| jobs::CompleteAndClaim {
+            done,
+            owner: "w".into(),
+            n: 1,
+            lease_micros: 60_000_000,
+        };
+        let first = db.unit(turn(None)).await.expect("first turn");
+        assert_eq!(first.jobs.len(), 1);
+        assert!(first.more, "a second job is due");
+        let done = Some(first.jobs[0].id.clone());
+        let second = db.unit(turn(done)).await.expect("second turn");
+        assert_eq!(second.jobs.len(), 1);
+        assert!(!second.more, "the only other job is due in an hour");
+        let third = db.unit(turn(None)).await.expect("third turn");
+        assert!(third.jobs.is_empty() && !third.more);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_connection_round_trips_with_its_store_token() {
     on_each_backend(async |db, _| {
