@@ -294,6 +294,33 @@ impl Unit for CompleteAndClaim {
     }
 }
 
+/// Turns the job `id` that `owner` holds into `next`, in place (same row,
+/// same lease, attempts from zero): for a job whose follow-up its worker
+/// runs at once, without a row of its own, a claim or a wake. `false`,
+/// nothing changed, when the job was enqueued again while it ran
+/// (`rerun`: it must run once more as itself) or `next` is queued already
+/// (its own row, which the caller enqueues again instead).
+pub async fn become_in(
+    c: &mut impl Conn,
+    id: &str,
+    owner: &str,
+    next: &Job,
+) -> Result<bool, DbError> {
+    let turned = sqlx::query(
+        "UPDATE jobs SET kind = $1, payload = $2, dedupe_key = $3, attempts = 0, last_error = NULL
+         WHERE id = $4 AND lease_owner = $5 AND rerun = 0
+           AND NOT EXISTS (SELECT 1 FROM jobs queued WHERE queued.dedupe_key = $3)",
+    )
+    .bind(next.kind())
+    .bind(next.payload()?)
+    .bind(next.dedupe_key())
+    .bind(id)
+    .bind(owner)
+    .execute(c.ex())
+    .await?;
+    Ok(turned.rows_affected() == 1)
+}
+
 /// Whether a job is due and free to claim now.
 async fn any_due<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<bool, DbError> {
     let now = now_micros();

@@ -33,11 +33,18 @@ const MAX_DEFER_JITTER: Duration = Duration::from_secs(1);
 tokio::task_local! {
     /// The index of the worker running the current job.
     static WORKER: usize;
+    /// The current job's id and its lease's owner.
+    static RUNNING: (String, String);
 }
 
 /// The index of the worker running the current job, if any.
 pub(crate) fn current() -> Option<usize> {
     WORKER.try_with(|i| *i).ok()
+}
+
+/// The id and the lease owner of the job running, if any.
+pub(crate) fn running() -> Option<(String, String)> {
+    RUNNING.try_with(Clone::clone).ok()
 }
 
 /// The lease owner of worker `index` of this process.
@@ -47,7 +54,8 @@ pub(crate) fn owner(engine: &Engine, index: usize) -> String {
 
 /// How a job run ended for the worker.
 enum Ran {
-    Done(Result<(), EngineError>),
+    /// With the job its row became, to run next under the same lease.
+    Done(Result<Option<Job>, EngineError>),
     /// The lease was taken over by another worker: leave the job alone.
     LeaseLost,
 }
@@ -183,13 +191,32 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         }
         for job in jobs {
             complete_alone(&engine, &owner, done.take()).await;
-            let span = job_span(&job);
-            let id = job.id.clone();
-            if run_one(&engine, index, &owner, lease, job)
-                .instrument(span)
-                .await
-            {
-                done = Some(id);
+            let mut next = Some(job);
+            let mut became = false;
+            while let Some(job) = next.take() {
+                if became && shutdown.is_set() {
+                    // Stopping: what the job became is left free to claim
+                    // at once, by the next start or another node.
+                    if let Err(e) =
+                        jobs::defer(engine.db().pool(), &job.id, &owner, now_micros()).await
+                    {
+                        tracing::warn!(error = %e, job = %job.id, "could not leave the job for later");
+                    }
+                    break;
+                }
+                let span = job_span(&job);
+                let id = job.id.clone();
+                match run_one(&engine, index, &owner, lease, job)
+                    .instrument(span)
+                    .await
+                {
+                    Finished::Done => done = Some(id),
+                    Finished::Became(job) => {
+                        next = Some(job);
+                        became = true;
+                    }
+                    Finished::Left => {}
+                }
             }
         }
     }
@@ -245,30 +272,52 @@ async fn complete_alone(engine: &Engine, owner: &str, done: Option<String>) {
     }
 }
 
-/// Runs one claimed job and records how it went: `true` when it ran to the
-/// end, for the caller to complete it.
-async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Claimed) -> bool {
+/// How a run of a claimed job ended for the worker.
+enum Finished {
+    /// Ran to the end: the caller completes it.
+    Done,
+    /// Ran to the end, and its row is now this job (same id and lease):
+    /// the caller runs it next.
+    Became(Claimed),
+    /// Failed, deferred (recorded here) or its lease was lost.
+    Left,
+}
+
+/// Runs one claimed job and records how it went.
+async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Claimed) -> Finished {
     if let Some(slot) = engine.inner.mutations.get(index) {
         slot.store(0, Ordering::Release);
     }
     let started = std::time::Instant::now();
+    let running = (job.id.clone(), owner.to_string());
     let result = match WORKER
-        .scope(index, run_leased(engine, &job, owner, lease))
+        .scope(
+            index,
+            RUNNING.scope(running, run_leased(engine, &job, owner, lease)),
+        )
         .await
     {
         Ran::Done(r) => r,
-        Ran::LeaseLost => return false,
+        Ran::LeaseLost => return Finished::Left,
     };
     let db = engine.db();
     match result {
-        Ok(()) => {
+        Ok(next) => {
             engine.metrics().job(&job.kind, "ok");
             tracing::debug!(
                 result = "ok",
                 ms = started.elapsed().as_millis(),
                 "job done"
             );
-            return true;
+            return match next {
+                Some(next) => Finished::Became(Claimed {
+                    id: job.id,
+                    kind: next.kind().to_string(),
+                    attempts: 0,
+                    job: Ok(next),
+                }),
+                None => Finished::Done,
+            };
         }
         Err(EngineError::Deferred { message, after }) => {
             engine.metrics().job(&job.kind, "deferred");
@@ -321,7 +370,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
             }
         }
     }
-    false
+    Finished::Left
 }
 
 /// Exponential backoff with ±20 % jitter, never shorter than what the other
@@ -341,9 +390,11 @@ pub fn backoff(config: &crate::EngineConfig, attempts: i64, asked: Option<Durati
 }
 
 impl Engine {
-    async fn run_job(&self, job: &Job) -> Result<(), EngineError> {
-        match job {
-            Job::ProcessEvent { event_id } => self.process_event(event_id).await,
+    /// Runs `job`: `Some` with the job its row became (see
+    /// [`Self::process_event`]).
+    async fn run_job(&self, job: &Job) -> Result<Option<Job>, EngineError> {
+        let ran = match job {
+            Job::ProcessEvent { event_id } => return self.process_event(event_id).await,
             Job::SyncShipment { shipment_id } => self.sync_shipment(shipment_id).await,
             Job::PullShipments { run_id } => {
                 self.pull_shipments(run_id, None, None).await.map(|_| ())
@@ -356,7 +407,8 @@ impl Engine {
             Job::DeliverEvent { delivery_id } => self.deliver_event(delivery_id).await,
             Job::CheckAlerts => self.check_alerts().await,
             Job::NotifyAlerts { policy_id } => self.notify_alerts(policy_id).await,
-        }
+        };
+        ran.map(|()| None)
     }
 
     /// Shows the failure on the shipment: its reason while it waits to

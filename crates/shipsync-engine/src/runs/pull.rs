@@ -140,7 +140,7 @@ impl Engine {
             // The Deposco API is authenticated: its tracking URLs count as
             // signed (still only https ones).
             let version = with_trusted_tracking(pulled.version.clone(), true);
-            match Self::merge_in(&mut tx, merchant_id, &version, Source::Poll, None).await {
+            match Self::merge_in(&mut tx, merchant_id, &version, Source::Poll, None, None).await {
                 Ok((_, outcome)) => {
                     match outcome {
                         MergeOutcome::New => counts.new += 1,

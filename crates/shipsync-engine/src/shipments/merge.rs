@@ -63,7 +63,7 @@ impl Engine {
     ) -> Result<(String, MergeOutcome), EngineError> {
         let db = self.db();
         let mut tx = db.begin().await?;
-        let merged = Self::merge_in(&mut tx, merchant_id, version, source, event_id).await?;
+        let merged = Self::merge_in(&mut tx, merchant_id, version, source, event_id, None).await?;
         save_recipes_seen(&mut tx, merchant_id, version).await?;
         tx.commit().await?;
         if merged.1 != MergeOutcome::Unchanged {
@@ -75,13 +75,16 @@ impl Engine {
     /// [`Self::merge_version`] inside `tx`, which the caller commits (one
     /// version, or a whole page of the pull); kit recipes seen in the version
     /// are the caller's to save. Errors other than [`EngineError::Db`] come
-    /// before any statement, so `tx` stays usable after them.
+    /// before any statement, so `tx` stays usable after them. With `chain`,
+    /// the sync a change calls for is the job of `chain` turned into it
+    /// (once), else a job of its own.
     pub(crate) async fn merge_in(
         tx: &mut impl Conn,
         merchant_id: &str,
         version: &ShipmentVersion,
         source: Source,
         event_id: Option<&str>,
+        chain: Option<&mut Chain>,
     ) -> Result<(String, MergeOutcome), EngineError> {
         let hash = content_hash(version);
         let now = now_micros();
@@ -215,7 +218,19 @@ impl Engine {
             let job = Job::SyncShipment {
                 shipment_id: id.clone(),
             };
-            jobs::enqueue(tx.ex(), &job, now).await?;
+            let became = match chain {
+                Some(chain) if chain.became.is_none() => {
+                    let turned = jobs::become_in(tx, &chain.job_id, &chain.owner, &job).await?;
+                    if turned {
+                        chain.became = Some(job.clone());
+                    }
+                    turned
+                }
+                _ => false,
+            };
+            if !became {
+                jobs::enqueue(tx.ex(), &job, now).await?;
+            }
         }
         let outcome = match (created, changed) {
             (true, _) => MergeOutcome::New,
@@ -232,23 +247,37 @@ impl Engine {
         skip_all,
         fields(event = %event_id, merchant = Empty, shipment_number = Empty, shipment = Empty)
     )]
-    pub(crate) async fn process_event(&self, event_id: &str) -> Result<(), EngineError> {
+    ///
+    /// Run by a worker, the job becomes the sync of the (first) shipment it
+    /// changed, returned for the worker to run at once under the same
+    /// lease: no row of its own, no claim, no wake.
+    pub(crate) async fn process_event(&self, event_id: &str) -> Result<Option<Job>, EngineError> {
+        let chain = crate::worker::running().map(|(job_id, owner)| Chain {
+            job_id,
+            owner,
+            became: None,
+        });
         let merged = self
             .db()
             .unit(MergeEvent {
                 event_id: event_id.to_string(),
+                chain,
             })
             .await?;
         match merged {
-            Merged::Order(event) => return self.process_order_event(&event).await,
+            Merged::Order(event) => {
+                self.process_order_event(&event).await?;
+                return Ok(None);
+            }
+            Merged::Changed(Some(next)) => return Ok(Some(next)),
             // A worker's next claim, which completes this job, takes the
             // sync queued (or, in a backlog, wakes another worker for what
             // is due): waking one more here would have it claim nothing.
-            Merged::Changed if crate::worker::current().is_some() => {}
-            Merged::Changed => self.wake(),
+            Merged::Changed(None) if crate::worker::current().is_some() => {}
+            Merged::Changed(None) => self.wake(),
             Merged::Done => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Re-queues every shipment of a merchant still waiting for the store
@@ -304,12 +333,21 @@ pub(crate) async fn save_recipes_seen(
     Ok(())
 }
 
+/// The job a merge runs in (its id, its worker's lease), which may become
+/// the sync of a shipment it changes ([`jobs::become_in`]).
+pub(crate) struct Chain {
+    job_id: String,
+    owner: String,
+    /// What it became.
+    became: Option<Job>,
+}
+
 /// What [`MergeEvent`] did.
 enum Merged {
     /// A store's order delivery: for the order side.
     Order(Box<EventRow>),
-    /// A shipment changed: its sync is queued.
-    Changed,
+    /// A shipment changed: its sync is queued, or is what the job became.
+    Changed(Option<Job>),
     /// Nothing new, the event was gone, or it did not parse (it needs
     /// attention).
     Done,
@@ -320,6 +358,7 @@ enum Merged {
 /// event's result set.
 struct MergeEvent {
     event_id: String,
+    chain: Option<Chain>,
 }
 
 impl Unit for MergeEvent {
@@ -361,9 +400,17 @@ impl Unit for MergeEvent {
         );
         let mut ids = Vec::new();
         let mut changed = false;
+        let mut chain = self.chain;
         for v in &versions {
-            let (id, outcome) =
-                Engine::merge_in(c, &event.merchant_id, v, Source::Webhook, Some(event_id)).await?;
+            let (id, outcome) = Engine::merge_in(
+                c,
+                &event.merchant_id,
+                v,
+                Source::Webhook,
+                Some(event_id),
+                chain.as_mut(),
+            )
+            .await?;
             changed |= outcome != MergeOutcome::Unchanged;
             ids.push(id);
         }
@@ -374,7 +421,7 @@ impl Unit for MergeEvent {
         }
         tracing::debug!(shipments = ids.len(), changed, "event merged");
         Ok(if changed {
-            Merged::Changed
+            Merged::Changed(chain.and_then(|c| c.became))
         } else {
             Merged::Done
         })
