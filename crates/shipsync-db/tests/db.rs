@@ -232,6 +232,68 @@ async fn a_turn_says_whether_more_jobs_are_due() {
     .await;
 }
 
+/// A leased job becomes its follow-up in place (same row, same lease) —
+/// but not when it was enqueued again while it ran, nor when the
+/// follow-up is queued already.
+#[tokio::test]
+async fn a_job_becomes_its_follow_up_only_when_free_to() {
+    on_each_backend(async |db, _| {
+        let event = |i: u32| Job::ProcessEvent {
+            event_id: format!("evt_{i}"),
+        };
+        let sync = |i: u32| Job::SyncShipment {
+            shipment_id: format!("shp_{i}"),
+        };
+        let now = now_micros();
+        for i in 1..=3 {
+            jobs::enqueue(db.pool(), &event(i), now)
+                .await
+                .expect("enqueue");
+        }
+        let claimed = jobs::claim(db, "w", 3, 60_000_000).await.expect("claim");
+        let id_of = |job: &Job| {
+            claimed
+                .iter()
+                .find(|c| c.job.as_ref().ok() == Some(job))
+                .map(|c| c.id.clone())
+                .expect("claimed")
+        };
+        let become_ = async |id: &str, next: &Job| {
+            let mut c = db.pooled();
+            jobs::become_in(&mut c, id, "w", next)
+                .await
+                .expect("become")
+        };
+        // 1: free to: the row is now the sync, still leased to "w".
+        let one = id_of(&event(1));
+        assert!(become_(&one, &sync(1)).await);
+        let still = jobs::claim_this(db, &sync(1), "x", 60_000_000)
+            .await
+            .expect("claim this");
+        assert!(still.is_none(), "the lease went with the row");
+        // 2: enqueued again while it ran: it stays itself.
+        jobs::enqueue(db.pool(), &event(2), now)
+            .await
+            .expect("again");
+        assert!(!become_(&id_of(&event(2)), &sync(2)).await);
+        // 3: its follow-up has a row already.
+        jobs::enqueue(db.pool(), &sync(3), now)
+            .await
+            .expect("sync 3");
+        assert!(!become_(&id_of(&event(3)), &sync(3)).await);
+        // Done with the sync: the row goes.
+        jobs::complete(db, &one, "w").await.expect("complete");
+        let left = jobs::claim(db, "y", 10, 60_000_000)
+            .await
+            .expect("claim rest");
+        assert!(
+            left.iter().all(|c| c.id != one),
+            "the sync's row was completed"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_connection_round_trips_with_its_store_token() {
     on_each_backend(async |db, _| {
