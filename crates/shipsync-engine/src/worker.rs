@@ -194,9 +194,10 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
             let mut next = Some(job);
             let mut became = false;
             while let Some(job) = next.take() {
-                if became && shutdown.is_set() {
-                    // Stopping: what the job became is left free to claim
-                    // at once, by the next start or another node.
+                if became && (shutdown.is_set() || engine.ingest().in_burst()) {
+                    // Stopping, or stepping aside for a burst (above): what
+                    // the job became is left free to claim at once, by the
+                    // next start, another node or the first worker.
                     if let Err(e) =
                         jobs::defer(engine.db().pool(), &job.id, &owner, now_micros()).await
                     {
