@@ -226,8 +226,8 @@ impl Engine {
         Ok(outcomes)
     }
 
-    /// Saves the outcomes of store writes on their own (one unit), when the
-    /// run stops before its end.
+    /// Saves the outcomes of store writes on their own (one unit): a
+    /// tracking correction's, or a run's when it stops before its end.
     pub(super) async fn record_outcomes(&self, outcomes: Vec<Recorded>) -> Result<(), EngineError> {
         if !outcomes.is_empty() {
             self.db().unit(Outcomes(outcomes)).await?;
@@ -290,24 +290,24 @@ impl Engine {
                 .tracking_update(&fid, &tracking, to.settings.notify_customer)
                 .await?;
             r.tracking = merged;
-            self.db()
-                .unit(Recorded {
-                    row: r,
-                    shipment_id: s.id.clone(),
-                    kind: "tracking",
-                    message: format!(
-                        "Tracking of store fulfillment {fid} updated to {}",
-                        tracking.numbers.join(", ")
-                    ),
-                })
-                .await?;
+            self.record_outcomes(vec![Recorded {
+                row: r,
+                shipment_id: s.id.clone(),
+                kind: "tracking",
+                message: format!(
+                    "Tracking of store fulfillment {fid} updated to {}",
+                    tracking.numbers.join(", ")
+                ),
+            }])
+            .await?;
         }
         Ok(())
     }
 }
 
-/// A store write's outcome recorded: its fulfillment row, and a line of
-/// the shipment's activity, in one unit (or in the unit of the run's end).
+/// A store write's outcome: its fulfillment row, and a line of the
+/// shipment's activity — saved in the unit of the run's end, or on their
+/// own ([`Outcomes`]).
 pub(crate) struct Recorded {
     row: StoreFulfillmentRow,
     shipment_id: String,
@@ -321,15 +321,6 @@ impl Recorded {
         fulfillments::update(c.ex(), &self.row).await?;
         activity::add(c.ex(), &self.shipment_id, self.kind, &self.message).await?;
         Ok(())
-    }
-}
-
-impl Unit for Recorded {
-    type Output = ();
-    type Error = EngineError;
-
-    async fn run<C: Conn>(self, c: &mut C) -> Result<(), EngineError> {
-        self.run_in(c).await
     }
 }
 
