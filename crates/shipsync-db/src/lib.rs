@@ -269,9 +269,11 @@ impl Db {
         })
     }
 
-    /// Runs `unit` as one transaction: on SQLite (a file) whole on the unit
-    /// thread, its statements executed in place; otherwise in a transaction
-    /// of the pool for the current scope ([`relaxed`]). See [`mod@unit`].
+    /// Runs `unit` atomically: on SQLite (a file) whole on the unit thread,
+    /// its statements executed in place, in one commit with the units
+    /// queued with it (each in a savepoint of its own); otherwise in a
+    /// transaction of the pool for the current scope ([`relaxed`]). See
+    /// [`mod@unit`].
     pub async fn unit<U: unit::Unit>(&self, unit: U) -> Result<U::Output, U::Error> {
         let relaxed = RELAXED.try_with(|r| *r).unwrap_or(false);
         self.unit_in(unit, relaxed, unit::Lane::Normal).await

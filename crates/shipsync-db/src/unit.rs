@@ -1,6 +1,9 @@
 //! Units of work: a piece of database work with nothing else to wait for in
-//! it (a job's reads and writes between two store calls), run as one
-//! transaction.
+//! it (a job's reads and writes between two store calls), run atomically —
+//! on PostgreSQL as a transaction of its own; on SQLite in one transaction
+//! with the units queued behind it that fit, each in a savepoint of its own
+//! (group commit, [`Inline::group`]), its caller answered once that
+//! transaction has ended.
 //!
 //! Why: sqlx's SQLite driver runs each connection on a thread of its own
 //! and hands every statement to it and back — two thread switches per
@@ -177,8 +180,103 @@ pub trait Unit: Send + 'static {
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
 }
 
-/// A unit's work, boxed for the unit thread.
-type Work = Box<dyn FnOnce(&mut Inline) + Send>;
+/// A unit waiting for the unit thread: what decides which transaction it
+/// may share ([`Inline::group`]), and the unit itself.
+struct Work {
+    lane: Lane,
+    relaxed: bool,
+    writes: bool,
+    job: Box<dyn Job>,
+}
+
+/// A unit as the unit thread handles it, whatever its output's type.
+trait Job: Send {
+    /// Runs the unit inside the open transaction, keeping its outcome.
+    fn run(&mut self, inline: &mut Inline);
+    /// Whether the unit's work stands (it returned `Ok`).
+    fn succeeded(&self) -> bool;
+    /// Answers the unit's caller once its transaction has ended: the
+    /// unit's own outcome, or `failed` when the transaction did not commit
+    /// (a unit that failed on its own answers its own error).
+    fn answer(self: Box<Self>, failed: Option<&Failure>);
+}
+
+/// A [`Unit`] with its caller's answer channel and logging context.
+struct Pending<U: Unit> {
+    unit: Option<U>,
+    out: Option<Result<U::Output, U::Error>>,
+    done: tokio::sync::oneshot::Sender<Result<U::Output, U::Error>>,
+    span: tracing::Span,
+    logs: tracing::Dispatch,
+}
+
+impl<U: Unit> Job for Pending<U> {
+    fn run(&mut self, inline: &mut Inline) {
+        let Some(unit) = self.unit.take() else {
+            return;
+        };
+        // The unit logs as its caller would: to the caller's subscriber,
+        // inside the caller's span.
+        let out = tracing::dispatcher::with_default(&self.logs, || {
+            let _entered = self.span.enter();
+            futures::executor::block_on(unit.run(inline))
+        });
+        self.out = Some(out);
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.out, Some(Ok(_)))
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&Failure>) {
+        let out = match (self.out, failed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(out)), None) => Ok(out),
+            (_, Some(f)) => Err(DbError::Sqlx(f.error()).into()),
+            (None, None) => Err(DbError::Sqlx(sqlx::Error::WorkerCrashed).into()),
+        };
+        let _ = self.done.send(out);
+    }
+}
+
+/// Why a group's transaction did not commit, for each of its units.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: Option<i32>,
+    message: String,
+}
+
+impl Failure {
+    fn of(e: &rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(f, message) => Self {
+                code: Some(f.extended_code),
+                message: message.clone().unwrap_or_else(|| f.to_string()),
+            },
+            other => Self {
+                code: None,
+                message: format!("SQLite: {other}"),
+            },
+        }
+    }
+
+    fn lost() -> Self {
+        Self {
+            code: None,
+            message: "SQLite rolled the transaction back".into(),
+        }
+    }
+
+    fn error(&self) -> sqlx::Error {
+        match self.code {
+            Some(code) => sqlx::Error::Database(Box::new(InlineError {
+                code: Some(code),
+                message: self.message.clone(),
+            })),
+            None => sqlx::Error::Protocol(self.message.clone()),
+        }
+    }
+}
 
 /// Which of the unit thread's queues a unit waits in.
 #[derive(Clone, Copy, Debug)]
@@ -206,6 +304,8 @@ struct Queues {
 struct Shared {
     queues: std::sync::Mutex<Queues>,
     ready: std::sync::Condvar,
+    /// Groups of units committed or rolled back ([`Inline::group`]).
+    groups: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -215,6 +315,22 @@ impl Shared {
         self.queues
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next unit to run (the first lane's before the normal one's),
+    /// if `fits`; `None` when there is none or it does not fit.
+    fn next_if(&self, fits: impl FnOnce(&Work) -> bool) -> Option<Work> {
+        let mut q = self.lock();
+        let lane = if q.first.is_empty() {
+            &mut q.normal
+        } else {
+            &mut q.first
+        };
+        if lane.front().is_some_and(fits) {
+            lane.pop_front()
+        } else {
+            None
+        }
     }
 
     /// The next unit to run (the first lane's before the normal one's);
@@ -276,15 +392,7 @@ impl Units {
                     }
                 };
                 while let Some(w) = work.next() {
-                    // A unit that panics fails alone (its caller sees the
-                    // thread's answer dropped); the thread goes on, its
-                    // transaction rolled back.
-                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        w(&mut inline);
-                    }));
-                    if ran.is_err() && !inline.conn.is_autocommit() {
-                        let _ = inline.conn.execute_batch("ROLLBACK");
-                    }
+                    inline.group(w, &work);
                 }
             })
             .map_err(|e| DbError::Config(format!("cannot start the SQLite unit thread: {e}")))?;
@@ -294,14 +402,23 @@ impl Units {
         Ok(Self { shared })
     }
 
+    /// Groups of units ended so far.
+    #[cfg(test)]
+    fn groups(&self) -> u64 {
+        self.shared
+            .groups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Units queued, not yet started.
     pub(crate) fn waiting(&self) -> usize {
         let q = self.shared.lock();
         q.first.len() + q.normal.len()
     }
 
-    /// Runs `unit` on the unit thread as one transaction (committed when
-    /// it returns `Ok`, rolled back otherwise), queued in `lane`;
+    /// Runs `unit` on the unit thread, atomically (its work stands if it
+    /// returns `Ok` and its group commits, and is undone otherwise; see
+    /// [`Inline::group`]), queued in `lane`;
     /// `relaxed`: see [`crate::relaxed`].
     pub(crate) async fn run<U: Unit>(
         &self,
@@ -310,16 +427,18 @@ impl Units {
         lane: Lane,
     ) -> Result<U::Output, U::Error> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        // The unit logs as its caller would: to the caller's subscriber,
-        // inside the caller's span.
-        let span = tracing::Span::current();
-        let logs = tracing::dispatcher::get_default(Clone::clone);
-        let work: Work = Box::new(move |inline: &mut Inline| {
-            tracing::dispatcher::with_default(&logs, || {
-                let _entered = span.enter();
-                let _ = done.send(inline.transaction(relaxed, unit));
-            });
-        });
+        let work = Work {
+            lane,
+            relaxed,
+            writes: U::WRITES,
+            job: Box::new(Pending {
+                unit: Some(unit),
+                out: None,
+                done,
+                span: tracing::Span::current(),
+                logs: tracing::dispatcher::get_default(Clone::clone),
+            }),
+        };
         {
             let mut q = self.shared.lock();
             match lane {
@@ -353,6 +472,18 @@ fn busy(retries: i32) -> bool {
     std::thread::sleep(BUSY_EVERY);
     true
 }
+
+/// How long a group of units ([`Inline::group`]) takes in more units: a
+/// unit that waits behind it waits for at most this and the one unit
+/// running.
+const GROUP_FOR: std::time::Duration = if cfg!(test) {
+    // The tests' groups are decided by what is queued, not by the clock.
+    std::time::Duration::from_secs(3600)
+} else {
+    std::time::Duration::from_millis(2)
+};
+/// The most units in one group.
+const GROUP_MAX: usize = 64;
 
 /// Statements kept prepared on the unit thread's connection.
 const STATEMENT_CACHE: usize = 256;
@@ -397,13 +528,15 @@ impl fmt::Debug for Inline {
 
 impl Inline {
     /// Opens the database file with the settings of the sqlx pool's
-    /// connections ([`crate::Db::connect`]).
+    /// connections ([`crate::Db::connect`]), and the journals of a group's
+    /// savepoints ([`Inline::group`]) in memory, not in temporary files.
     fn open(path: &std::path::Path) -> Result<Self, DbError> {
         let conn = rusqlite::Connection::open(path).map_err(error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-             PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; PRAGMA foreign_keys=ON;"
+             PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; PRAGMA foreign_keys=ON;
+             PRAGMA temp_store=MEMORY;"
         ))
         .map_err(error)?;
         conn.busy_handler(Some(busy)).map_err(error)?;
@@ -414,32 +547,100 @@ impl Inline {
         })
     }
 
-    /// Runs `unit` as one transaction (see [`Unit::WRITES`]).
-    fn transaction<U: Unit>(&mut self, relaxed: bool, unit: U) -> Result<U::Output, U::Error> {
+    /// Runs `first`, and the units queued behind it that fit, as one
+    /// transaction (group commit): each unit in a savepoint of its own, so
+    /// that one that fails is undone alone; every unit's caller is answered
+    /// once the transaction has ended, so that no answer says more than is
+    /// committed. A unit joins while the group has run for less than
+    /// [`GROUP_FOR`] (and holds fewer than [`GROUP_MAX`]) if it is of the
+    /// same lane — a webhook batch waiting for its 202 never waits for job
+    /// units behind it, and job units behind a webhook batch leave the
+    /// group at once —, needs no stronger durability than the group's
+    /// (`synchronous` is set per transaction) and writes only if the group
+    /// took the write lock (see [`Unit::WRITES`]).
+    ///
+    /// Why: each commit writes every page it changed to the WAL, and the
+    /// units of different shipments change many of the same pages (the
+    /// last leaf of each table and index keyed by a ULID, the jobs table):
+    /// one commit for a group writes them once (BENCHMARKS.md, the sixth
+    /// session).
+    fn group(&mut self, first: Work, queue: &Shared) {
+        let (lane, relaxed, writes) = (first.lane, first.relaxed, first.writes);
+        if let Err(e) = self.begin(relaxed, writes) {
+            first.job.answer(Some(&Failure::of(&e)));
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut ran: Vec<Box<dyn Job>> = Vec::new();
+        let mut next = Some(first.job);
+        let mut failed = None;
+        while let Some(mut job) = next.take() {
+            if let Err(e) = self.step(&mut job) {
+                // The transaction is gone (SQLite rolled it back, or a
+                // savepoint could not end): none of the group's work stands.
+                failed = Some(e);
+                ran.push(job);
+                break;
+            }
+            ran.push(job);
+            if ran.len() < GROUP_MAX && started.elapsed() < GROUP_FOR {
+                next = queue
+                    .next_if(|w| {
+                        matches!(
+                            (w.lane, lane),
+                            (Lane::First, Lane::First) | (Lane::Normal, Lane::Normal)
+                        ) && (relaxed || !w.relaxed)
+                            && (writes || !w.writes)
+                    })
+                    .map(|w| w.job);
+            }
+        }
+        let failed = match failed {
+            Some(f) => Some(f),
+            None => self.control("COMMIT").err().map(|e| Failure::of(&e)),
+        };
+        if failed.is_some() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        queue
+            .groups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for job in ran {
+            job.answer(failed.as_ref());
+        }
+    }
+
+    /// Begins a group's transaction (see [`Unit::WRITES`]) with
+    /// `synchronous` as `relaxed` says.
+    fn begin(&mut self, relaxed: bool, writes: bool) -> Result<(), rusqlite::Error> {
         if relaxed != self.relaxed {
             let sync = if relaxed {
                 "PRAGMA synchronous=NORMAL"
             } else {
                 "PRAGMA synchronous=FULL"
             };
-            self.control(sync).map_err(DbError::from)?;
+            self.control(sync)?;
             self.relaxed = relaxed;
         }
-        let begin = if U::WRITES {
-            "BEGIN IMMEDIATE"
-        } else {
-            "BEGIN"
-        };
-        self.control(begin).map_err(DbError::from)?;
-        let out = futures::executor::block_on(unit.run(self));
-        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        if let Err(e) = self.control(end) {
-            if !self.conn.is_autocommit() {
-                let _ = self.conn.execute_batch("ROLLBACK");
-            }
-            return Err(DbError::from(e).into());
+        self.control(if writes { "BEGIN IMMEDIATE" } else { "BEGIN" })
+    }
+
+    /// Runs one unit of a group in a savepoint: released if the unit
+    /// succeeded, rolled back to if it failed or panicked (a unit that
+    /// panics fails alone: its caller sees the thread's answer dropped).
+    /// An error here means the group's transaction is lost.
+    fn step(&mut self, job: &mut Box<dyn Job>) -> Result<(), Failure> {
+        self.control("SAVEPOINT unit")
+            .map_err(|e| Failure::of(&e))?;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(self)));
+        if self.conn.is_autocommit() {
+            return Err(Failure::lost());
         }
-        out
+        if ran.is_err() || !job.succeeded() {
+            self.control("ROLLBACK TO unit")
+                .map_err(|e| Failure::of(&e))?;
+        }
+        self.control("RELEASE unit").map_err(|e| Failure::of(&e))
     }
 
     /// Runs a transaction control statement, prepared once.
@@ -674,5 +875,126 @@ fn error(e: rusqlite::Error) -> sqlx::Error {
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
         DbError::Sqlx(error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test's units.
+    enum Step {
+        /// Runs a statement: the rows it changed.
+        Sql(&'static str),
+        /// Inserts 0, then holds the unit thread until released (a test's
+        /// stand-in for a long unit: units queue behind it).
+        Hold {
+            started: mpsc::Sender<()>,
+            release: mpsc::Receiver<()>,
+        },
+        /// Inserts 9, then panics.
+        Panics,
+    }
+
+    impl Unit for Step {
+        type Output = u64;
+        type Error = DbError;
+
+        async fn run<C: Conn>(self, c: &mut C) -> Result<u64, DbError> {
+            let sql: &'static str = match &self {
+                Step::Sql(sql) => sql,
+                Step::Hold { .. } => "INSERT INTO t VALUES (0)",
+                Step::Panics => "INSERT INTO t VALUES (9)",
+            };
+            let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(c.ex())
+                .await?
+                .rows_affected();
+            match self {
+                Step::Sql(_) => Ok(changed),
+                Step::Hold { started, release } => {
+                    let _ = started.send(());
+                    let _ = release.recv();
+                    Ok(changed)
+                }
+                Step::Panics => panic!("a unit that panics"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn units_queued_together_commit_together_and_fail_alone() {
+        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
+        let units = Arc::new(Units::start(path.clone()).unwrap());
+        let run = |step: Step, relaxed: bool| {
+            let units = Arc::clone(&units);
+            tokio::spawn(async move {
+                units
+                    .run(step, relaxed, Lane::Normal)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        };
+        run(Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"), false)
+            .await
+            .unwrap()
+            .unwrap();
+
+        let (started_tx, started) = mpsc::channel();
+        let (release, held) = mpsc::channel();
+        let hold = run(
+            Step::Hold {
+                started: started_tx,
+                release: held,
+            },
+            false,
+        );
+        tokio::task::spawn_blocking(move || started.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let before = units.groups();
+
+        // Queued behind the held unit, in this order (each once the one
+        // before is queued): four join its group — one fails, one panics —
+        // and the relaxed one does not fit (the group is fsynced, and the
+        // relaxed one's need not be) and starts the next group.
+        let queue = [
+            (Step::Sql("INSERT INTO t VALUES (1)"), false),
+            (Step::Sql("INSERT INTO t VALUES (1)"), false),
+            (Step::Panics, false),
+            (Step::Sql("INSERT INTO t VALUES (2)"), false),
+            (Step::Sql("INSERT INTO t VALUES (3)"), true),
+        ];
+        let mut answers = Vec::new();
+        for (n, (step, relaxed)) in queue.into_iter().enumerate() {
+            answers.push(run(step, relaxed));
+            while units.waiting() < n + 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        release.send(()).unwrap();
+        assert_eq!(hold.await.unwrap(), Ok(1));
+        let mut got = Vec::new();
+        for a in answers {
+            got.push(a.await.unwrap().map_err(|e| e.contains("UNIQUE")));
+        }
+        assert_eq!(got, [Ok(1), Err(true), Err(false), Ok(1), Ok(1)]);
+        assert_eq!(
+            units.groups() - before,
+            2,
+            "the held unit's group and the relaxed one's"
+        );
+
+        let kept = run(Step::Sql("DELETE FROM t WHERE k IN (0, 1, 2, 3)"), false);
+        assert_eq!(kept.await.unwrap(), Ok(4), "every unit's write that stands");
+        let rest = run(Step::Sql("DELETE FROM t"), false);
+        assert_eq!(
+            rest.await.unwrap(),
+            Ok(0),
+            "the failed and the panicking units' writes undone"
+        );
+        drop(units);
+        let _ = std::fs::remove_file(&path);
     }
 }
