@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 use shipsync_core::states::ShipmentStatus;
-use shipsync_db::jobs::{self, Claimed, CompleteAndClaim, Job};
+use shipsync_db::jobs::{self, Claimed, CompleteAndClaim, Job, Turn};
 use shipsync_db::{activity, now_micros, shipments};
 use tracing::Instrument;
 
@@ -33,8 +33,20 @@ const MAX_DEFER_JITTER: Duration = Duration::from_secs(1);
 tokio::task_local! {
     /// The index of the worker running the current job.
     static WORKER: usize;
-    /// The current job's id and its lease's owner.
-    static RUNNING: (String, String);
+    /// The current job, as its code sees it.
+    static RUNNING: Running;
+}
+
+/// The job a worker runs, as its code sees it ([`running`], [`ending`]).
+struct Running {
+    id: String,
+    /// Its lease's owner.
+    owner: String,
+    lease_micros: i64,
+    /// The shipment, when the job is a shipment's sync.
+    shipment: Option<String>,
+    /// Set when the job's last unit ended it ([`ended`]).
+    turn: std::sync::Arc<std::sync::Mutex<Option<Turn>>>,
 }
 
 /// The index of the worker running the current job, if any.
@@ -44,7 +56,38 @@ pub(crate) fn current() -> Option<usize> {
 
 /// The id and the lease owner of the job running, if any.
 pub(crate) fn running() -> Option<(String, String)> {
-    RUNNING.try_with(Clone::clone).ok()
+    RUNNING.try_with(|r| (r.id.clone(), r.owner.clone())).ok()
+}
+
+/// When the job running is the sync of `shipment_id`, and a worker runs
+/// it: its end, for the run's last unit to do — the job completed and,
+/// if `claim` (not during an ingest burst, when the workers step aside),
+/// the worker's next claimed — so that the worker needs no unit of its own
+/// for it. Pass what the unit returns to [`ended`] once it has committed;
+/// nothing may fail after that unit (the job is gone: a failure would not
+/// be retried).
+pub(crate) fn ending(shipment_id: &str, claim: bool) -> Option<CompleteAndClaim> {
+    RUNNING
+        .try_with(|r| {
+            (r.shipment.as_deref() == Some(shipment_id)).then(|| CompleteAndClaim {
+                done: Some(r.id.clone()),
+                owner: r.owner.clone(),
+                n: i64::from(claim),
+                lease_micros: r.lease_micros,
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// The running job was ended by its last unit ([`ending`]), which claimed
+/// `turn`: the worker takes it up instead of completing and claiming.
+pub(crate) fn ended(turn: Turn) {
+    let _ = RUNNING.try_with(|r| {
+        *r.turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(turn);
+    });
 }
 
 /// The lease owner of worker `index` of this process.
@@ -107,8 +150,12 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
     // next claim (one unit), or on its own before the worker pauses or
     // stops.
     let mut done: Option<String> = None;
+    // What the last job's own last unit claimed when it ended the job
+    // ([`ending`]): taken up instead of a claim.
+    let mut pending: Option<Turn> = None;
     loop {
         if shutdown.is_set() {
+            release(&engine, &owner, pending.take()).await;
             complete_alone(&engine, &owner, done.take()).await;
             return;
         }
@@ -119,6 +166,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         // backlog, which they take up again once the burst is over; the
         // first worker still runs a job every `FIRST_WORKER_PAUSE`.
         if engine.ingest().in_burst() {
+            release(&engine, &owner, pending.take()).await;
             complete_alone(&engine, &owner, done.take()).await;
             engine.metrics().burst_pause();
             let started = tokio::time::Instant::now();
@@ -140,7 +188,11 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
             n: 1,
             lease_micros: lease,
         };
-        let (jobs, more) = match engine.db().unit(turn).await {
+        let claimed = match pending.take() {
+            Some(t) => Ok(t),
+            None => engine.db().unit(turn).await,
+        };
+        let (jobs, more) = match claimed {
             Ok(t) => {
                 done = None;
                 (t.jobs, t.more)
@@ -216,6 +268,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
                         next = Some(job);
                         became = true;
                     }
+                    Finished::Ended(turn) => pending = Some(turn),
                     Finished::Left => {}
                 }
             }
@@ -264,6 +317,16 @@ fn job_span(job: &Claimed) -> tracing::Span {
     )
 }
 
+/// Leaves the jobs of a turn a job's last unit claimed ([`ending`]) free
+/// to claim at once: the worker pauses or stops instead of running them.
+async fn release(engine: &Engine, owner: &str, turn: Option<Turn>) {
+    for job in turn.map(|t| t.jobs).unwrap_or_default() {
+        if let Err(e) = jobs::defer(engine.db().pool(), &job.id, owner, now_micros()).await {
+            tracing::warn!(error = %e, job = %job.id, "could not leave the job for later");
+        }
+    }
+}
+
 /// Completes `done` (see [`run`]) on its own, if any.
 async fn complete_alone(engine: &Engine, owner: &str, done: Option<String>) {
     if let Some(id) = done
@@ -280,6 +343,9 @@ enum Finished {
     /// Ran to the end, and its row is now this job (same id and lease):
     /// the caller runs it next.
     Became(Claimed),
+    /// Ran to the end, and its last unit completed it and claimed this
+    /// turn ([`ending`]): the caller takes it up instead of claiming.
+    Ended(Turn),
     /// Failed, deferred (recorded here) or its lease was lost.
     Left,
 }
@@ -290,14 +356,49 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
         slot.store(0, Ordering::Release);
     }
     let started = std::time::Instant::now();
-    let running = (job.id.clone(), owner.to_string());
-    let result = match WORKER
+    let turn = std::sync::Arc::default();
+    let running = Running {
+        id: job.id.clone(),
+        owner: owner.to_string(),
+        lease_micros: lease,
+        shipment: match &job.job {
+            Ok(Job::SyncShipment { shipment_id }) => Some(shipment_id.clone()),
+            _ => None,
+        },
+        turn: std::sync::Arc::clone(&turn),
+    };
+    let ran = WORKER
         .scope(
             index,
             RUNNING.scope(running, run_leased(engine, &job, owner, lease)),
         )
-        .await
-    {
+        .await;
+    let ended = turn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(turn) = ended {
+        // Its last unit completed the job (its row is gone): whatever
+        // follows, the jobs that unit claimed are this worker's to run.
+        match ran {
+            Ran::Done(Ok(None)) => {
+                engine.metrics().job(&job.kind, "ok");
+                tracing::debug!(
+                    result = "ok",
+                    ms = started.elapsed().as_millis(),
+                    "job done"
+                );
+            }
+            Ran::Done(Ok(Some(_))) | Ran::LeaseLost => {
+                tracing::debug!(job = %job.id, "job ended by its last unit");
+            }
+            Ran::Done(Err(e)) => {
+                tracing::warn!(job = %job.id, error = %e, "job ended by its last unit, then failed: not retried");
+            }
+        }
+        return Finished::Ended(turn);
+    }
+    let result = match ran {
         Ran::Done(r) => r,
         Ran::LeaseLost => return Finished::Left,
     };
@@ -514,5 +615,50 @@ mod tests {
         for (after, share, want) in table {
             assert_eq!(deferral_jitter(after, share), want, "{after:?} {share}");
         }
+    }
+
+    /// A run's last unit ends its job only when the job running is the
+    /// sync of that shipment (a pull or an API call that syncs shipments
+    /// inline must never complete its own job midway), and claims only
+    /// when asked; what it claimed reaches the worker.
+    #[tokio::test]
+    async fn only_a_shipments_own_sync_is_ended_by_its_last_unit() {
+        let scope = |shipment: Option<&str>| Running {
+            id: "job_1".into(),
+            owner: "node-0".into(),
+            lease_micros: 30_000_000,
+            shipment: shipment.map(str::to_string),
+            turn: std::sync::Arc::default(),
+        };
+        assert!(ending("shp_1", true).is_none(), "outside a worker");
+        let table = [
+            (Some("shp_1"), "shp_1", true, Some(1)),
+            (Some("shp_1"), "shp_1", false, Some(0)),
+            (Some("shp_1"), "shp_2", true, None),
+            (None, "shp_1", true, None),
+        ];
+        for (running, shipment, claim, want) in table {
+            let got = RUNNING
+                .scope(scope(running), async { ending(shipment, claim) })
+                .await;
+            assert_eq!(got.as_ref().map(|e| e.n), want, "{running:?} {shipment}");
+            if let Some(e) = got {
+                assert_eq!(e.done.as_deref(), Some("job_1"));
+                assert_eq!(e.owner, "node-0");
+            }
+        }
+
+        let running = scope(Some("shp_1"));
+        let turn = std::sync::Arc::clone(&running.turn);
+        RUNNING
+            .scope(running, async {
+                ended(Turn {
+                    jobs: Vec::new(),
+                    more: true,
+                });
+            })
+            .await;
+        let taken = turn.lock().unwrap().take();
+        assert!(taken.is_some_and(|t| t.more));
     }
 }

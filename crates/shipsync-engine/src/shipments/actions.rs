@@ -6,7 +6,7 @@ use shipsync_core::ledger::Recipes;
 use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{ShipmentStatus, Source};
 use shipsync_core::versions;
-use shipsync_db::jobs::{self, Job};
+use shipsync_db::jobs::{self, CompleteAndClaim, Job, Turn};
 use shipsync_db::merchants::MerchantRow;
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::unit::{Conn, Unit};
@@ -161,7 +161,7 @@ impl Engine {
         s: &ShipmentRow,
         note: Option<(&str, &str)>,
     ) -> Result<(), EngineError> {
-        let queued = self
+        let (queued, _) = self
             .db()
             .unit(SaveRun {
                 engine: self.clone(),
@@ -169,6 +169,7 @@ impl Engine {
                 note: note.map(|(k, m)| (k.to_string(), m.to_string())),
                 order: None,
                 outcomes: Vec::new(),
+                ending: None,
             })
             .await?;
         if queued {
@@ -224,6 +225,8 @@ pub(crate) struct SaveRun {
     pub order: Option<OrderDone>,
     /// Outcomes of the run's store writes, saved first.
     pub outcomes: Vec<Recorded>,
+    /// The run's job ended here, last ([`crate::worker::ending`]).
+    pub ending: Option<CompleteAndClaim>,
 }
 
 /// A shipment of this store order reached the store (see
@@ -238,11 +241,12 @@ pub(crate) struct OrderDone {
 }
 
 impl Unit for SaveRun {
-    /// Whether an event delivery was queued.
-    type Output = bool;
+    /// Whether an event delivery was queued, and what the job's end
+    /// claimed.
+    type Output = (bool, Option<Turn>);
     type Error = EngineError;
 
-    async fn run<C: Conn>(self, c: &mut C) -> Result<bool, EngineError> {
+    async fn run<C: Conn>(self, c: &mut C) -> Result<(bool, Option<Turn>), EngineError> {
         for r in &self.outcomes {
             r.run_in(c).await?;
         }
@@ -261,6 +265,10 @@ impl Unit for SaveRun {
             };
             order_shipment_done(c, &o.connection_id, &o.store_order_id, config).await?;
         }
-        Ok(queued)
+        let turn = match self.ending {
+            Some(end) => Some(end.run(c).await?),
+            None => None,
+        };
+        Ok((queued, turn))
     }
 }

@@ -620,11 +620,12 @@ impl Engine {
     }
 
     /// Everything acknowledged: the outcomes of the run's store writes are
-    /// recorded, the shipment is completed, and its order's state follows
-    /// what reached the store — one unit. A failure of the unit runs the
-    /// job again: the writes' intent rows are still pending, so the run
-    /// looks in the store first and adopts what it finds, sending nothing
-    /// twice.
+    /// recorded, the shipment is completed, its order's state follows what
+    /// reached the store and, run by a worker, the job is completed and the
+    /// worker's next claimed — one unit, the run's last step. A failure of
+    /// the unit runs the job again: the writes' intent rows are still
+    /// pending, so the run looks in the store first and adopts what it
+    /// finds, sending nothing twice.
     async fn completed(
         &self,
         s: &mut ShipmentRow,
@@ -640,10 +641,11 @@ impl Engine {
             s.completed_at = Some(now);
             s.updated_at = now;
         }
-        let queued = self
+        let (queued, turn) = self
             .db()
             .unit(SaveRun {
                 engine: self.clone(),
+                ending: crate::worker::ending(&s.id, !self.ingest().in_burst()),
                 s: save.then(|| s.clone()),
                 note: save.then(|| {
                     (
@@ -658,6 +660,9 @@ impl Engine {
         if save && first {
             self.metrics()
                 .ship_to_store((now - s.received_at) as f64 / 1e6);
+        }
+        if let Some(turn) = turn {
+            crate::worker::ended(turn);
         }
         if queued {
             self.wake();
