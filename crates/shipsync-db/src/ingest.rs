@@ -97,8 +97,9 @@ pub async fn events_by_webhook_id(
             marks.one(1),
             marks.list(chunk.len(), 2)
         );
-        // Sized by the batch: not worth a place in the statement cache.
-        let mut q = sqlx::query(sql).persistent(false).bind(merchant_id);
+        let mut q = sqlx::query(sql)
+            .persistent(by_one(chunk.len()))
+            .bind(merchant_id);
         for w in chunk {
             q = q.bind(*w);
         }
@@ -131,7 +132,7 @@ pub async fn events_by_body_hash(
             marks.list(chunk.len(), 3)
         );
         let mut q = sqlx::query(sql)
-            .persistent(false)
+            .persistent(by_one(chunk.len()))
             .bind(merchant_id)
             .bind(since);
         for h in chunk {
@@ -185,7 +186,9 @@ pub async fn originals(
         marks.one(second + 1),
         marks.list(hashes.len(), second + 2)
     );
-    let mut q = sqlx::query(sql).persistent(false).bind(merchant_id);
+    let mut q = sqlx::query(sql)
+        .persistent(by_one(webhook_ids.len().max(hashes.len())))
+        .bind(merchant_id);
     for w in webhook_ids {
         q = q.bind(*w);
     }
@@ -203,6 +206,16 @@ pub async fn originals(
     Ok((by_id, by_hash))
 }
 
+/// Whether a statement sized by its batch (`rows`) keeps its place in the
+/// statement cache: only for a batch of one, the usual one below a few
+/// hundred webhooks a second, where preparing it each time was a third of
+/// its cost (BENCHMARKS.md, the sixth session); a larger batch shares the
+/// cost of preparing among its rows, and a place per size would crowd
+/// out the statements every unit runs.
+fn by_one(rows: usize) -> bool {
+    rows == 1
+}
+
 /// Inserts `events`, a few dozen per statement.
 pub async fn insert_events(c: &mut impl Conn, events: &[EventRow]) -> Result<(), DbError> {
     let marks = Marks::of(c);
@@ -212,7 +225,7 @@ pub async fn insert_events(c: &mut impl Conn, events: &[EventRow]) -> Result<(),
             events::COLS,
             marks.tuples(chunk.len(), events::COL_COUNT, 1)
         );
-        let mut q = sqlx::query(sql).persistent(false);
+        let mut q = sqlx::query(sql).persistent(by_one(chunk.len()));
         for e in chunk {
             q = events::bind(q, e)?;
         }
@@ -228,7 +241,7 @@ pub async fn enqueue_jobs(c: &mut impl Conn, jobs: &[Job], run_at: i64) -> Resul
     let now = now_micros();
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let sql = sqlx::AssertSqlSafe(jobs::insert_sql(&marks.tuples(chunk.len(), 6, 1)));
-        let mut q = sqlx::query(sql).persistent(false);
+        let mut q = sqlx::query(sql).persistent(by_one(chunk.len()));
         for job in chunk {
             q = q
                 .bind(new_id("job"))
