@@ -555,9 +555,13 @@ impl Inline {
     /// [`GROUP_FOR`] (and holds fewer than [`GROUP_MAX`]) if it is of the
     /// same lane — a webhook batch waiting for its 202 never waits for job
     /// units behind it, and job units behind a webhook batch leave the
-    /// group at once —, needs no stronger durability than the group's
-    /// (`synchronous` is set per transaction) and writes only if the group
-    /// took the write lock (see [`Unit::WRITES`]).
+    /// group at once —, needs no stronger durability than the group's (a
+    /// durable unit never joins a relaxed group: `synchronous` is set per
+    /// transaction), and the group took the write lock (see
+    /// [`Unit::WRITES`]): a group begun by a unit that only reads takes in
+    /// no other, whose reads could come from a snapshot older than a write
+    /// committed meanwhile through sqlx's pool (a write group's snapshot is
+    /// the latest: nobody else commits while it holds the lock).
     ///
     /// Why: each commit writes every page it changed to the WAL, and the
     /// units of different shipments change many of the same pages (the
@@ -589,8 +593,8 @@ impl Inline {
                         matches!(
                             (w.lane, lane),
                             (Lane::First, Lane::First) | (Lane::Normal, Lane::Normal)
-                        ) && (relaxed || !w.relaxed)
-                            && (writes || !w.writes)
+                        ) && writes
+                            && (!relaxed || w.relaxed)
                     })
                     .map(|w| w.job);
             }
@@ -627,7 +631,7 @@ impl Inline {
 
     /// Runs one unit of a group in a savepoint: released if the unit
     /// succeeded, rolled back to if it failed or panicked (a unit that
-    /// panics fails alone: its caller sees the thread's answer dropped).
+    /// panics fails alone: its caller gets `WorkerCrashed`).
     /// An error here means the group's transaction is lost.
     fn step(&mut self, job: &mut Box<dyn Job>) -> Result<(), Failure> {
         self.control("SAVEPOINT unit")
@@ -922,6 +926,88 @@ mod tests {
         }
     }
 
+    /// A [`Step`] that only reads (no write lock: `BEGIN`).
+    struct Reads(Step);
+
+    impl Unit for Reads {
+        type Output = u64;
+        type Error = DbError;
+        const WRITES: bool = false;
+
+        async fn run<C: Conn>(self, c: &mut C) -> Result<u64, DbError> {
+            self.0.run(c).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_groups_nothing_and_a_durable_group_takes_relaxed_units() {
+        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
+        let units = Arc::new(Units::start(path.clone()).unwrap());
+        units
+            .run(
+                Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"),
+                false,
+                Lane::Normal,
+            )
+            .await
+            .unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, held) = mpsc::channel();
+        // The held unit is one that begins without the write lock (its
+        // insert takes it when it runs).
+        let hold = tokio::spawn({
+            let units = Arc::clone(&units);
+            async move {
+                let hold = Reads(Step::Hold {
+                    started: started_tx,
+                    release: held,
+                });
+                units.run(hold, true, Lane::Normal).await
+            }
+        });
+        tokio::task::spawn_blocking(move || started.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let before = units.groups();
+        let mut answers = Vec::new();
+        let queue: [(bool, Step, bool); 4] = [
+            // Two reads behind a read: a group each (a read group takes in
+            // nothing).
+            (false, Step::Sql("SELECT 1"), true),
+            (false, Step::Sql("SELECT 2"), true),
+            // A durable write, and a relaxed one behind it that joins it.
+            (true, Step::Sql("INSERT INTO t VALUES (1)"), false),
+            (true, Step::Sql("INSERT INTO t VALUES (2)"), true),
+        ];
+        for (n, (writes, step, relaxed)) in queue.into_iter().enumerate() {
+            let units2 = Arc::clone(&units);
+            answers.push(tokio::spawn(async move {
+                if writes {
+                    units2.run(step, relaxed, Lane::Normal).await
+                } else {
+                    units2.run(Reads(step), relaxed, Lane::Normal).await
+                }
+                .map_err(|e| e.to_string())
+            }));
+            while units.waiting() < n + 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        release.send(()).unwrap();
+        assert!(hold.await.unwrap().is_ok());
+        for a in answers {
+            assert!(a.await.unwrap().is_ok());
+        }
+        assert_eq!(
+            units.groups() - before,
+            4,
+            "the held read's, each other read's, and the two writes' together"
+        );
+        drop(units);
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn units_queued_together_commit_together_and_fail_alone() {
         let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
@@ -947,7 +1033,7 @@ mod tests {
                 started: started_tx,
                 release: held,
             },
-            false,
+            true,
         );
         tokio::task::spawn_blocking(move || started.recv())
             .await
@@ -955,16 +1041,16 @@ mod tests {
             .unwrap();
         let before = units.groups();
 
-        // Queued behind the held unit, in this order (each once the one
-        // before is queued): four join its group — one fails, one panics —
-        // and the relaxed one does not fit (the group is fsynced, and the
-        // relaxed one's need not be) and starts the next group.
+        // Queued behind the held (relaxed) unit, in this order (each once
+        // the one before is queued): four relaxed units join its group —
+        // one fails, one panics —; the durable one does not fit (the group
+        // is not fsynced) and starts the next group.
         let queue = [
-            (Step::Sql("INSERT INTO t VALUES (1)"), false),
-            (Step::Sql("INSERT INTO t VALUES (1)"), false),
-            (Step::Panics, false),
-            (Step::Sql("INSERT INTO t VALUES (2)"), false),
-            (Step::Sql("INSERT INTO t VALUES (3)"), true),
+            (Step::Sql("INSERT INTO t VALUES (1)"), true),
+            (Step::Sql("INSERT INTO t VALUES (1)"), true),
+            (Step::Panics, true),
+            (Step::Sql("INSERT INTO t VALUES (2)"), true),
+            (Step::Sql("INSERT INTO t VALUES (3)"), false),
         ];
         let mut answers = Vec::new();
         for (n, (step, relaxed)) in queue.into_iter().enumerate() {
@@ -983,7 +1069,7 @@ mod tests {
         assert_eq!(
             units.groups() - before,
             2,
-            "the held unit's group and the relaxed one's"
+            "the held unit's group and the durable one's"
         );
 
         let kept = run(Step::Sql("DELETE FROM t WHERE k IN (0, 1, 2, 3)"), false);

@@ -60,19 +60,18 @@ pub(crate) fn running() -> Option<(String, String)> {
 }
 
 /// When the job running is the sync of `shipment_id`, and a worker runs
-/// it: its end, for the run's last unit to do — the job completed and,
-/// if `claim` (not during an ingest burst, when the workers step aside),
-/// the worker's next claimed — so that the worker needs no unit of its own
-/// for it. Pass what the unit returns to [`ended`] once it has committed;
+/// it: its end, for the run's last unit to do — the job completed and the
+/// worker's next claimed — so that the worker needs no unit of its own for
+/// it. Pass what the unit returns to [`ended`] once it has committed;
 /// nothing may fail after that unit (the job is gone: a failure would not
 /// be retried).
-pub(crate) fn ending(shipment_id: &str, claim: bool) -> Option<CompleteAndClaim> {
+pub(crate) fn ending(shipment_id: &str) -> Option<CompleteAndClaim> {
     RUNNING
         .try_with(|r| {
             (r.shipment.as_deref() == Some(shipment_id)).then(|| CompleteAndClaim {
                 done: Some(r.id.clone()),
                 owner: r.owner.clone(),
-                n: i64::from(claim),
+                n: 1,
                 lease_micros: r.lease_micros,
             })
         })
@@ -135,6 +134,9 @@ async fn run_leased(engine: &Engine, job: &Claimed, owner: &str, lease: i64) -> 
         }
     };
     tokio::select! {
+        // The job first: once it has ended itself ([`ending`]) its row is
+        // gone, and a renewal then finds no lease to renew.
+        biased;
         r = work => Ran::Done(r),
         () = renewer => {
             tracing::warn!(job = %job.id, kind = %job.kind, "lost the job's lease to another worker; stopping this run of it");
@@ -619,8 +621,8 @@ mod tests {
 
     /// A run's last unit ends its job only when the job running is the
     /// sync of that shipment (a pull or an API call that syncs shipments
-    /// inline must never complete its own job midway), and claims only
-    /// when asked; what it claimed reaches the worker.
+    /// inline must never complete its own job midway); what it claimed
+    /// reaches the worker.
     #[tokio::test]
     async fn only_a_shipments_own_sync_is_ended_by_its_last_unit() {
         let scope = |shipment: Option<&str>| Running {
@@ -630,18 +632,17 @@ mod tests {
             shipment: shipment.map(str::to_string),
             turn: std::sync::Arc::default(),
         };
-        assert!(ending("shp_1", true).is_none(), "outside a worker");
+        assert!(ending("shp_1").is_none(), "outside a worker");
         let table = [
-            (Some("shp_1"), "shp_1", true, Some(1)),
-            (Some("shp_1"), "shp_1", false, Some(0)),
-            (Some("shp_1"), "shp_2", true, None),
-            (None, "shp_1", true, None),
+            (Some("shp_1"), "shp_1", true),
+            (Some("shp_1"), "shp_2", false),
+            (None, "shp_1", false),
         ];
-        for (running, shipment, claim, want) in table {
+        for (running, shipment, want) in table {
             let got = RUNNING
-                .scope(scope(running), async { ending(shipment, claim) })
+                .scope(scope(running), async { ending(shipment) })
                 .await;
-            assert_eq!(got.as_ref().map(|e| e.n), want, "{running:?} {shipment}");
+            assert_eq!(got.is_some(), want, "{running:?} {shipment}");
             if let Some(e) = got {
                 assert_eq!(e.done.as_deref(), Some("job_1"));
                 assert_eq!(e.owner, "node-0");

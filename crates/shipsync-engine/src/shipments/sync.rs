@@ -18,7 +18,7 @@ use shipsync_db::merchants::{self, MerchantRow};
 use shipsync_db::orders::{self as db_orders, OrderLineRow, OrderRecord};
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::unit::{Conn, Unit};
-use shipsync_db::{activity, now_micros};
+use shipsync_db::{Backend, activity, now_micros};
 use shipsync_shopify::{ShopifyClient, StoreLineItem, StoreOrder, StoreOrderForWarehouse};
 use tracing::field::Empty;
 
@@ -641,11 +641,19 @@ impl Engine {
             s.completed_at = Some(now);
             s.updated_at = now;
         }
+        // The job ends in this unit, with the worker's next claim, unless
+        // the workers are stepping aside for an ingest burst; only on
+        // SQLite, where a commit's outcome is always known (on PostgreSQL
+        // a connection cut during COMMIT could leave the job gone while
+        // its run reports a failure, which nothing would then retry).
+        let ending = (self.db().backend() == Backend::Sqlite && !self.ingest().in_burst())
+            .then(|| crate::worker::ending(&s.id))
+            .flatten();
         let (queued, turn) = self
             .db()
             .unit(SaveRun {
                 engine: self.clone(),
-                ending: crate::worker::ending(&s.id, !self.ingest().in_burst()),
+                ending,
                 s: save.then(|| s.clone()),
                 note: save.then(|| {
                     (
