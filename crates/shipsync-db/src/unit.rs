@@ -392,7 +392,16 @@ impl Units {
                     }
                 };
                 while let Some(w) = work.next() {
-                    inline.group(w, &work);
+                    // A unit that panics fails alone (`Inline::step`); a
+                    // panic in the group's own code fails its group (the
+                    // callers' answers are dropped: `WorkerCrashed`), and
+                    // the thread goes on, the transaction rolled back.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        inline.group(w, &work);
+                    }));
+                    if ran.is_err() && !inline.conn.is_autocommit() {
+                        let _ = inline.conn.execute_batch("ROLLBACK");
+                    }
                 }
             })
             .map_err(|e| DbError::Config(format!("cannot start the SQLite unit thread: {e}")))?;
