@@ -279,7 +279,7 @@ impl Failure {
 }
 
 /// Which of the unit thread's queues a unit waits in.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lane {
     /// In the order they come.
     Normal,
@@ -598,13 +598,7 @@ impl Inline {
             ran.push(job);
             if ran.len() < GROUP_MAX && started.elapsed() < GROUP_FOR {
                 next = queue
-                    .next_if(|w| {
-                        matches!(
-                            (w.lane, lane),
-                            (Lane::First, Lane::First) | (Lane::Normal, Lane::Normal)
-                        ) && writes
-                            && (!relaxed || w.relaxed)
-                    })
+                    .next_if(|w| w.lane == lane && writes && (!relaxed || w.relaxed))
                     .map(|w| w.job);
             }
         }

@@ -252,11 +252,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
                     // Stopping, or stepping aside for a burst (above): what
                     // the job became is left free to claim at once, by the
                     // next start, another node or the first worker.
-                    if let Err(e) =
-                        jobs::defer(engine.db().pool(), &job.id, &owner, now_micros()).await
-                    {
-                        tracing::warn!(error = %e, job = %job.id, "could not leave the job for later");
-                    }
+                    leave_for_later(&engine, &owner, &job.id).await;
                     break;
                 }
                 let span = job_span(&job);
@@ -323,10 +319,25 @@ fn job_span(job: &Claimed) -> tracing::Span {
 /// to claim at once: the worker pauses or stops instead of running them.
 async fn release(engine: &Engine, owner: &str, turn: Option<Turn>) {
     for job in turn.map(|t| t.jobs).unwrap_or_default() {
-        if let Err(e) = jobs::defer(engine.db().pool(), &job.id, owner, now_micros()).await {
-            tracing::warn!(error = %e, job = %job.id, "could not leave the job for later");
-        }
+        leave_for_later(engine, owner, &job.id).await;
     }
+}
+
+/// Leaves the job `id` this worker holds free to claim at once.
+async fn leave_for_later(engine: &Engine, owner: &str, id: &str) {
+    if let Err(e) = jobs::defer(engine.db().pool(), id, owner, now_micros()).await {
+        tracing::warn!(error = %e, job = %id, "could not leave the job for later");
+    }
+}
+
+/// Counts and logs a job run to the end.
+fn ran_ok(engine: &Engine, kind: &str, started: std::time::Instant) {
+    engine.metrics().job(kind, "ok");
+    tracing::debug!(
+        result = "ok",
+        ms = started.elapsed().as_millis(),
+        "job done"
+    );
 }
 
 /// Completes `done` (see [`run`]) on its own, if any.
@@ -383,14 +394,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
         // Its last unit completed the job (its row is gone): whatever
         // follows, the jobs that unit claimed are this worker's to run.
         match ran {
-            Ran::Done(Ok(None)) => {
-                engine.metrics().job(&job.kind, "ok");
-                tracing::debug!(
-                    result = "ok",
-                    ms = started.elapsed().as_millis(),
-                    "job done"
-                );
-            }
+            Ran::Done(Ok(None)) => ran_ok(engine, &job.kind, started),
             Ran::Done(Ok(Some(_))) | Ran::LeaseLost => {
                 tracing::debug!(job = %job.id, "job ended by its last unit");
             }
@@ -407,12 +411,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
     let db = engine.db();
     match result {
         Ok(next) => {
-            engine.metrics().job(&job.kind, "ok");
-            tracing::debug!(
-                result = "ok",
-                ms = started.elapsed().as_millis(),
-                "job done"
-            );
+            ran_ok(engine, &job.kind, started);
             return match next {
                 Some(next) => Finished::Became(Claimed {
                     id: job.id,
