@@ -306,6 +306,8 @@ struct Shared {
     ready: std::sync::Condvar,
     /// Groups of units committed or rolled back ([`Inline::group`]).
     groups: std::sync::atomic::AtomicU64,
+    /// How long a relaxed group of job units waits for more ([`LINGER`]).
+    linger: std::time::Duration,
 }
 
 impl Shared {
@@ -318,18 +320,36 @@ impl Shared {
     }
 
     /// The next unit to run (the first lane's before the normal one's),
-    /// if `fits`; `None` when there is none or it does not fit.
-    fn next_if(&self, fits: impl FnOnce(&Work) -> bool) -> Option<Work> {
+    /// if `fits`; `None` when it does not fit, or when there is none and
+    /// none comes before `until` (at once without one).
+    fn next_if(
+        &self,
+        until: Option<std::time::Instant>,
+        fits: impl Fn(&Work) -> bool,
+    ) -> Option<Work> {
         let mut q = self.lock();
-        let lane = if q.first.is_empty() {
-            &mut q.normal
-        } else {
-            &mut q.first
-        };
-        if lane.front().is_some_and(fits) {
-            lane.pop_front()
-        } else {
-            None
+        loop {
+            let open = q.open;
+            let lane = if q.first.is_empty() {
+                &mut q.normal
+            } else {
+                &mut q.first
+            };
+            match lane.front() {
+                Some(w) if fits(w) => return lane.pop_front(),
+                Some(_) => return None,
+                None if !open => return None,
+                None => {}
+            }
+            let left = until?.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            q = self
+                .ready
+                .wait_timeout(q, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -374,7 +394,18 @@ impl Drop for Units {
 impl Units {
     /// Starts the unit thread on the SQLite database file `path`.
     pub(crate) fn start(path: std::path::PathBuf) -> Result<Self, DbError> {
-        let shared = Arc::new(Shared::default());
+        Self::start_lingering(path, LINGER)
+    }
+
+    /// [`Units::start`], a relaxed group waiting `linger` for more units.
+    fn start_lingering(
+        path: std::path::PathBuf,
+        linger: std::time::Duration,
+    ) -> Result<Self, DbError> {
+        let shared = Arc::new(Shared {
+            linger,
+            ..Shared::default()
+        });
         shared.lock().open = true;
         let work = Arc::clone(&shared);
         let (ready_tx, ready) = mpsc::channel();
@@ -494,6 +525,13 @@ const GROUP_FOR: std::time::Duration = if cfg!(test) {
 /// The most units in one group.
 const GROUP_MAX: usize = 64;
 
+/// How long a relaxed group of job units waits for another unit to join it
+/// when none is queued ([`Inline::group`]): at 50–200 shipments/s, where
+/// units seldom queue, about one unit in two then shares a commit (the WAL
+/// frames of the pages both change, written once), for ≈ 3 ms more per
+/// shipment (BENCHMARKS.md, the seventh session).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Statements kept prepared on the unit thread's connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -584,6 +622,10 @@ impl Inline {
             return;
         }
         let started = std::time::Instant::now();
+        // A relaxed group of job units waits a little for more (its callers
+        // wait for nothing outside; webhook batches and durable units never
+        // wait, and one queued ends the wait at once).
+        let linger = (relaxed && writes && lane == Lane::Normal).then(|| started + queue.linger);
         let mut ran: Vec<Box<dyn Job>> = Vec::new();
         let mut next = Some(first.job);
         let mut failed = None;
@@ -598,7 +640,9 @@ impl Inline {
             ran.push(job);
             if ran.len() < GROUP_MAX && started.elapsed() < GROUP_FOR {
                 next = queue
-                    .next_if(|w| w.lane == lane && writes && (!relaxed || w.relaxed))
+                    .next_if(linger, |w| {
+                        w.lane == lane && writes && (!relaxed || w.relaxed)
+                    })
                     .map(|w| w.job);
             }
         }
@@ -1006,6 +1050,75 @@ mod tests {
             units.groups() - before,
             4,
             "the held read's, each other read's, and the two writes' together"
+        );
+        drop(units);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relaxed_group_waits_for_units_and_stops_for_a_durable_one() {
+        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
+        let units = Arc::new(
+            Units::start_lingering(path.clone(), std::time::Duration::from_secs(600)).unwrap(),
+        );
+        units
+            .run(
+                Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"),
+                false,
+                Lane::Normal,
+            )
+            .await
+            .unwrap();
+        let run = |step: Step, relaxed: bool| {
+            let units = Arc::clone(&units);
+            tokio::spawn(async move {
+                units
+                    .run(step, relaxed, Lane::Normal)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let before = units.groups();
+        let (started_tx, started) = mpsc::channel();
+        let (release, held) = mpsc::channel();
+        let first = run(
+            Step::Hold {
+                started: started_tx,
+                release: held,
+            },
+            true,
+        );
+        tokio::task::spawn_blocking(move || started.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        release.send(()).unwrap();
+        // Queued only once the first unit has run: it joins the group, which
+        // has not committed (nobody is answered yet).
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!first.is_finished());
+        let second = run(Step::Sql("INSERT INTO t VALUES (2)"), true);
+        while units.waiting() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(!first.is_finished() && !second.is_finished());
+        // A durable unit ends the wait at once (well within the 600 s), and
+        // commits in a group of its own.
+        let durable = run(Step::Sql("INSERT INTO t VALUES (3)"), false);
+        let answers = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            (
+                first.await.unwrap(),
+                second.await.unwrap(),
+                durable.await.unwrap(),
+            )
+        })
+        .await
+        .expect("the durable unit ended the relaxed group's wait");
+        assert_eq!(answers, (Ok(1), Ok(1), Ok(1)));
+        assert_eq!(
+            units.groups() - before,
+            2,
+            "the two relaxed units', the durable one's"
         );
         drop(units);
         let _ = std::fs::remove_file(&path);
