@@ -320,30 +320,30 @@ impl Shared {
     }
 
     /// The next unit to run (the first lane's before the normal one's),
-    /// if `fits`; `None` when it does not fit, or when there is none and
-    /// none comes before `until` (at once without one).
-    fn next_if(
-        &self,
-        until: Option<std::time::Instant>,
-        fits: impl Fn(&Work) -> bool,
-    ) -> Option<Work> {
+    /// if `fits`; `None` when there is none or it does not fit.
+    fn next_if(&self, fits: impl FnOnce(&Work) -> bool) -> Option<Work> {
         let mut q = self.lock();
-        loop {
-            let open = q.open;
-            let lane = if q.first.is_empty() {
-                &mut q.normal
-            } else {
-                &mut q.first
-            };
-            match lane.front() {
-                Some(w) if fits(w) => return lane.pop_front(),
-                Some(_) => return None,
-                None if !open => return None,
-                None => {}
-            }
-            let left = until?.saturating_duration_since(std::time::Instant::now());
+        let lane = if q.first.is_empty() {
+            &mut q.normal
+        } else {
+            &mut q.first
+        };
+        if lane.front().is_some_and(fits) {
+            lane.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Returns once a unit is queued, the handle is gone, or `for_` has
+    /// passed.
+    fn wait_for_more(&self, for_: std::time::Duration) {
+        let until = std::time::Instant::now() + for_;
+        let mut q = self.lock();
+        while q.open && q.first.is_empty() && q.normal.is_empty() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return None;
+                return;
             }
             q = self
                 .ready
@@ -617,15 +617,19 @@ impl Inline {
     /// session).
     fn group(&mut self, first: Work, queue: &Shared) {
         let (lane, relaxed, writes) = (first.lane, first.relaxed, first.writes);
+        if relaxed && writes && lane == Lane::Normal {
+            // A relaxed unit of the jobs waits a little for another to share
+            // its commit (its caller waits for nothing outside): before its
+            // transaction, so that nobody waits for the write lock meanwhile.
+            // Webhook batches and durable units never wait, and any unit
+            // queued ends the wait.
+            queue.wait_for_more(queue.linger);
+        }
         if let Err(e) = self.begin(relaxed, writes) {
             first.job.answer(Some(&Failure::of(&e)));
             return;
         }
         let started = std::time::Instant::now();
-        // A relaxed group of job units waits a little for more (its callers
-        // wait for nothing outside; webhook batches and durable units never
-        // wait, and one queued ends the wait at once).
-        let linger = (relaxed && writes && lane == Lane::Normal).then(|| started + queue.linger);
         let mut ran: Vec<Box<dyn Job>> = Vec::new();
         let mut next = Some(first.job);
         let mut failed = None;
@@ -640,9 +644,7 @@ impl Inline {
             ran.push(job);
             if ran.len() < GROUP_MAX && started.elapsed() < GROUP_FOR {
                 next = queue
-                    .next_if(linger, |w| {
-                        w.lane == lane && writes && (!relaxed || w.relaxed)
-                    })
+                    .next_if(|w| w.lane == lane && writes && (!relaxed || w.relaxed))
                     .map(|w| w.job);
             }
         }
@@ -1055,6 +1057,42 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    type Answer = tokio::task::JoinHandle<Result<u64, String>>;
+
+    /// Runs a step on `units`' normal lane, relaxed or not, in a task of
+    /// its own: its answer.
+    fn runner(units: &Arc<Units>) -> impl Fn(Step, bool) -> Answer + use<> {
+        let units = Arc::clone(units);
+        move |step: Step, relaxed: bool| {
+            let units = Arc::clone(&units);
+            tokio::spawn(async move {
+                units
+                    .run(step, relaxed, Lane::Normal)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    }
+
+    /// Runs a relaxed [`Step::Hold`] and waits until it holds the unit
+    /// thread: its answer, and what releases it.
+    async fn held(run: &impl Fn(Step, bool) -> Answer) -> (Answer, mpsc::Sender<()>) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, held) = mpsc::channel();
+        let answer = run(
+            Step::Hold {
+                started: started_tx,
+                release: held,
+            },
+            true,
+        );
+        tokio::task::spawn_blocking(move || started.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        (answer, release)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_relaxed_group_waits_for_units_and_stops_for_a_durable_one() {
         let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
@@ -1069,56 +1107,40 @@ mod tests {
             )
             .await
             .unwrap();
-        let run = |step: Step, relaxed: bool| {
-            let units = Arc::clone(&units);
-            tokio::spawn(async move {
-                units
-                    .run(step, relaxed, Lane::Normal)
-                    .await
-                    .map_err(|e| e.to_string())
+        let run = runner(&units);
+        let within = |what: &'static str, a: Answer, b: Answer| async move {
+            tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                (a.await.unwrap(), b.await.unwrap())
             })
+            .await
+            .expect(what)
         };
         let before = units.groups();
-        let (started_tx, started) = mpsc::channel();
-        let (release, held) = mpsc::channel();
-        let first = run(
-            Step::Hold {
-                started: started_tx,
-                release: held,
-            },
-            true,
-        );
-        tokio::task::spawn_blocking(move || started.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        release.send(()).unwrap();
-        // Queued only once the first unit has run: it joins the group, which
-        // has not committed (nobody is answered yet).
+        // A relaxed unit with nothing queued waits (600 s here) for another
+        // before it begins: nobody is answered meanwhile...
+        let first = run(Step::Sql("INSERT INTO t VALUES (1)"), true);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(!first.is_finished());
+        // ... and the next relaxed unit shares its commit.
         let second = run(Step::Sql("INSERT INTO t VALUES (2)"), true);
-        while units.waiting() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        assert!(!first.is_finished() && !second.is_finished());
-        // A durable unit ends the wait at once (well within the 600 s), and
-        // commits in a group of its own.
-        let durable = run(Step::Sql("INSERT INTO t VALUES (3)"), false);
-        let answers = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-            (
-                first.await.unwrap(),
-                second.await.unwrap(),
-                durable.await.unwrap(),
-            )
-        })
-        .await
-        .expect("the durable unit ended the relaxed group's wait");
-        assert_eq!(answers, (Ok(1), Ok(1), Ok(1)));
+        let answers = within("a relaxed unit queued ended the wait", first, second).await;
+        assert_eq!(answers, (Ok(1), Ok(1)));
         assert_eq!(
             units.groups() - before,
-            2,
-            "the two relaxed units', the durable one's"
+            1,
+            "the two relaxed units' together"
+        );
+        // A durable unit queued ends the wait too, and commits alone.
+        let third = run(Step::Sql("INSERT INTO t VALUES (3)"), true);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!third.is_finished());
+        let durable = run(Step::Sql("INSERT INTO t VALUES (4)"), false);
+        let answers = within("a durable unit queued ended the wait", third, durable).await;
+        assert_eq!(answers, (Ok(1), Ok(1)));
+        assert_eq!(
+            units.groups() - before,
+            3,
+            "the relaxed unit's and the durable one's apart"
         );
         drop(units);
         let _ = std::fs::remove_file(&path);
@@ -1128,33 +1150,13 @@ mod tests {
     async fn units_queued_together_commit_together_and_fail_alone() {
         let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
         let units = Arc::new(Units::start(path.clone()).unwrap());
-        let run = |step: Step, relaxed: bool| {
-            let units = Arc::clone(&units);
-            tokio::spawn(async move {
-                units
-                    .run(step, relaxed, Lane::Normal)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        };
+        let run = runner(&units);
         run(Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"), false)
             .await
             .unwrap()
             .unwrap();
 
-        let (started_tx, started) = mpsc::channel();
-        let (release, held) = mpsc::channel();
-        let hold = run(
-            Step::Hold {
-                started: started_tx,
-                release: held,
-            },
-            true,
-        );
-        tokio::task::spawn_blocking(move || started.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let (hold, release) = held(&run).await;
         let before = units.groups();
 
         // Queued behind the held (relaxed) unit, in this order (each once
