@@ -525,8 +525,8 @@ const GROUP_FOR: std::time::Duration = if cfg!(test) {
 /// The most units in one group.
 const GROUP_MAX: usize = 64;
 
-/// How long a relaxed group of job units waits for another unit to join it
-/// when none is queued ([`Inline::group`]): at 50–200 shipments/s, where
+/// How long a relaxed unit of the normal lane waits for another to share
+/// its commit when none is queued ([`Inline::group`]): at 50–200 shipments/s, where
 /// units seldom queue, about one unit in two then shares a commit (the WAL
 /// frames of the pages both change, written once), for ≈ 3 ms more per
 /// shipment (BENCHMARKS.md, the seventh session).
@@ -608,7 +608,9 @@ impl Inline {
     /// [`Unit::WRITES`]): a group begun by a unit that only reads takes in
     /// no other, whose reads could come from a snapshot older than a write
     /// committed meanwhile through sqlx's pool (a write group's snapshot is
-    /// the latest: nobody else commits while it holds the lock).
+    /// the latest: nobody else commits while it holds the lock). A relaxed
+    /// unit of the normal lane with nothing queued behind it first waits
+    /// up to [`LINGER`] for another, before the transaction begins.
     ///
     /// Why: each commit writes every page it changed to the WAL, and the
     /// units of different shipments change many of the same pages (the
