@@ -270,7 +270,7 @@ impl Engine {
     /// Starts the worker tasks, and the SQLite checkpointer beside them;
     /// they stop when `shutdown` is notified.
     pub fn start_workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-        let checkpointer = tokio::spawn(checkpointer(self.db().clone(), shutdown.clone()));
+        let checkpointer = tokio::spawn(checkpointer(self.clone(), shutdown.clone()));
         (0..self.inner.config.workers.max(1))
             // Job processing commits with relaxed durability (see
             // `shipsync_db::relaxed`): its inputs are durable and its steps
@@ -348,22 +348,44 @@ impl Engine {
     }
 }
 
-/// How often the SQLite write-ahead log is checkpointed in the background.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// How often the SQLite write-ahead log is checkpointed in the background,
+/// `in_burst` or not: while webhooks arrive in a burst, often, so that each
+/// checkpoint's writes and its fsync of the database file are small (they
+/// hold up the fsyncs the 202s wait for: at 2,000 webhooks/s the p99 was
+/// 17–26 ms every 200 ms, 7–8 ms every 20 ms); otherwise seldom (each costs
+/// CPU: every 20 ms cost 8–16 % more per shipment at 50–200/s).
+/// BENCHMARKS.md, the seventh session.
+fn checkpoint_every(in_burst: bool) -> Duration {
+    Duration::from_millis(if in_burst { 20 } else { 200 })
+}
 
-/// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] until
-/// shutdown, so that commits (webhooks wait for theirs) do not.
-async fn checkpointer(db: Db, mut shutdown: Shutdown) {
+/// Checkpoints the SQLite write-ahead log in the background
+/// ([`checkpoint_every`]) until shutdown, so that commits (webhooks wait
+/// for theirs) do not.
+async fn checkpointer(engine: Engine, mut shutdown: Shutdown) {
+    let db = engine.db().clone();
     if db.backend() != shipsync_db::Backend::Sqlite {
         return;
     }
     loop {
+        let every = checkpoint_every(engine.ingest().in_burst());
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
         }
         if let Err(e) = db.checkpoint().await {
             tracing::debug!(error = %e, "background checkpoint failed; the next commit past the bound does it");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_every;
+
+    #[test]
+    fn the_log_is_checkpointed_more_often_during_a_burst() {
+        assert!(checkpoint_every(true) < checkpoint_every(false));
+        assert!(checkpoint_every(true) >= std::time::Duration::from_millis(10));
     }
 }
