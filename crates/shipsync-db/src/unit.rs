@@ -992,16 +992,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_groups_nothing_and_a_durable_group_takes_relaxed_units() {
-        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
-        let units = Arc::new(Units::start(path.clone()).unwrap());
-        units
-            .run(
-                Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"),
-                false,
-                Lane::Normal,
-            )
-            .await
-            .unwrap();
+        let (units, path) = with_table(LINGER).await;
         let (started_tx, started) = mpsc::channel();
         let (release, held) = mpsc::channel();
         // The held unit is one that begins without the write lock (its
@@ -1059,6 +1050,22 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A unit thread on a new database file holding table `t`, a relaxed
+    /// unit waiting `linger` for more: the thread, and the file.
+    async fn with_table(linger: std::time::Duration) -> (Arc<Units>, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
+        let units = Arc::new(Units::start_lingering(path.clone(), linger).unwrap());
+        units
+            .run(
+                Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"),
+                false,
+                Lane::Normal,
+            )
+            .await
+            .unwrap();
+        (units, path)
+    }
+
     type Answer = tokio::task::JoinHandle<Result<u64, String>>;
 
     /// Runs a step on `units`' normal lane, relaxed or not, in a task of
@@ -1097,53 +1104,40 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_relaxed_group_waits_for_units_and_stops_for_a_durable_one() {
-        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
-        let units = Arc::new(
-            Units::start_lingering(path.clone(), std::time::Duration::from_secs(600)).unwrap(),
-        );
-        units
-            .run(
-                Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"),
-                false,
-                Lane::Normal,
-            )
-            .await
-            .unwrap();
+        let (units, path) = with_table(std::time::Duration::from_secs(600)).await;
         let run = runner(&units);
-        let within = |what: &'static str, a: Answer, b: Answer| async move {
-            tokio::time::timeout(std::time::Duration::from_secs(60), async {
-                (a.await.unwrap(), b.await.unwrap())
-            })
-            .await
-            .expect(what)
-        };
         let before = units.groups();
         // A relaxed unit with nothing queued waits (600 s here) for another
-        // before it begins: nobody is answered meanwhile...
-        let first = run(Step::Sql("INSERT INTO t VALUES (1)"), true);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(!first.is_finished());
-        // ... and the next relaxed unit shares its commit.
-        let second = run(Step::Sql("INSERT INTO t VALUES (2)"), true);
-        let answers = within("a relaxed unit queued ended the wait", first, second).await;
-        assert_eq!(answers, (Ok(1), Ok(1)));
-        assert_eq!(
-            units.groups() - before,
-            1,
-            "the two relaxed units' together"
-        );
-        // A durable unit queued ends the wait too, and commits alone.
-        let third = run(Step::Sql("INSERT INTO t VALUES (3)"), true);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(!third.is_finished());
-        let durable = run(Step::Sql("INSERT INTO t VALUES (4)"), false);
-        let answers = within("a durable unit queued ended the wait", third, durable).await;
-        assert_eq!(answers, (Ok(1), Ok(1)));
-        assert_eq!(
-            units.groups() - before,
-            3,
-            "the relaxed unit's and the durable one's apart"
-        );
+        // before it begins: nobody is answered meanwhile. A relaxed unit
+        // queued then shares its commit; a durable one ends the wait too,
+        // and commits alone.
+        let cases = [
+            (
+                "INSERT INTO t VALUES (1)",
+                "INSERT INTO t VALUES (2)",
+                true,
+                1,
+            ),
+            (
+                "INSERT INTO t VALUES (3)",
+                "INSERT INTO t VALUES (4)",
+                false,
+                3,
+            ),
+        ];
+        for (waiting, next, relaxed, groups) in cases {
+            let first = run(Step::Sql(waiting), true);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert!(!first.is_finished(), "{waiting}");
+            let second = run(Step::Sql(next), relaxed);
+            let answers = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                (first.await.unwrap(), second.await.unwrap())
+            })
+            .await
+            .expect("a unit queued ended the wait");
+            assert_eq!(answers, (Ok(1), Ok(1)), "{next}");
+            assert_eq!(units.groups() - before, groups, "after {next}");
+        }
         drop(units);
         let _ = std::fs::remove_file(&path);
     }
