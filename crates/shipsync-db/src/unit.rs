@@ -526,10 +526,10 @@ const GROUP_FOR: std::time::Duration = if cfg!(test) {
 const GROUP_MAX: usize = 64;
 
 /// How long a relaxed unit of the normal lane waits for another to share
-/// its commit when none is queued ([`Inline::group`]): at 50–200 shipments/s, where
-/// units seldom queue, about one unit in two then shares a commit (the WAL
-/// frames of the pages both change, written once), for ≈ 3 ms more per
-/// shipment (BENCHMARKS.md, the seventh session).
+/// its commit when none is queued ([`Inline::group`]): at 50–200
+/// shipments/s, where units seldom queue, more units then share a commit
+/// (the WAL frames of the pages they both change, written once), for
+/// ≈ 3 ms more per shipment (BENCHMARKS.md, the seventh session).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Statements kept prepared on the unit thread's connection.
@@ -1144,13 +1144,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn units_queued_together_commit_together_and_fail_alone() {
-        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
-        let units = Arc::new(Units::start(path.clone()).unwrap());
+        let (units, path) = with_table(LINGER).await;
         let run = runner(&units);
-        run(Step::Sql("CREATE TABLE t (k INTEGER PRIMARY KEY)"), false)
-            .await
-            .unwrap()
-            .unwrap();
 
         let (hold, release) = held(&run).await;
         let before = units.groups();
