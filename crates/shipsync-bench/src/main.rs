@@ -111,6 +111,13 @@ enum Scenario {
         /// Offered shipments/s over all nodes [default: 1000; --quick: 40].
         #[arg(long)]
         rate: Option<f64>,
+        /// The store's cost bucket restores this many points/s (Shopify's
+        /// Standard plan: 100) [default: a store that answers at once].
+        #[arg(long)]
+        restore: Option<f64>,
+        /// With --restore: the bucket's size in points.
+        #[arg(long, default_value_t = 1000.0, requires = "restore")]
+        bucket: f64,
     },
     /// Store order created → Deposco sales order created, through Shopify's
     /// order webhooks (hold 0), next to the Sales Orders channel's pull run
@@ -347,6 +354,8 @@ async fn main() -> Result<()> {
             nodes,
             shipments,
             rate,
+            restore,
+            bucket,
         } => {
             let Some(url) = database_url.or_else(shipsync_testkit::postgres_server) else {
                 anyhow::bail!(
@@ -368,6 +377,10 @@ async fn main() -> Result<()> {
             if let Some(r) = rate {
                 opts.rate = r;
             }
+            opts.budget = restore.map(|restore_rate| shipsync_sandbox_shopify::ThrottleConfig {
+                maximum_available: bucket,
+                restore_rate,
+            });
             opts.verbose = true;
             eprintln!("machine: {}", Machine::detect().one_line());
             let report = scale_out::run(&opts).await?;

@@ -81,7 +81,7 @@ impl Gcra {
     /// `refund` (microseconds of refill given back by an earlier request that
     /// cost less than it reserved) is subtracted; then the request is
     /// reserved if its wait is at most `max_wait`, else `tat` keeps its
-    /// (refunded) value. The SQL of [`Db::take_budget`] does exactly this.
+    /// (refunded) value. The SQL of [`take`] does exactly this.
     pub fn step(self, tat: Option<i64>, now: i64, refund: i64, max_wait: i64) -> Step {
         let Some(tat) = tat else {
             // A budget never used is full.
@@ -122,62 +122,101 @@ fn greatest(backend: Backend) -> &'static str {
     }
 }
 
+/// What [`take`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The wait in microseconds: ≤ 0 means send now; above the `max_wait`
+    /// asked for means nothing was reserved.
+    pub wait: i64,
+    /// How far the budget's requests have moved so far, this step
+    /// included (µs of refill; `rate_budgets.refunded`): the refunds of
+    /// requests that ran for less than they reserved, less the pushes of
+    /// [`settle`]'s floor. Its growth after a reservation is how much
+    /// sooner that reservation's request may go.
+    pub refunded: i64,
+}
+
 /// [`Gcra::step`] on budget `key`, atomically (one statement: concurrent
-/// takers on any node queue up behind each other). Returns the wait in
-/// microseconds: ≤ 0 means send now; above `max_wait` means nothing was
-/// reserved (the refund was applied all the same).
+/// takers on any node queue up behind each other), after giving back
+/// `refund`, of which `counted` moves the requests waiting for their slot
+/// ([`Taken::refunded`]: the refunds of requests that ran for less than
+/// they reserved; not points given back by a request never sent, which was
+/// behind them). Nothing is reserved when the wait exceeds `max_wait` (the
+/// refund is applied all the same).
 pub async fn take(
     db: &Db,
     key: &str,
     gcra: Gcra,
-    refund: i64,
+    (refund, counted): (i64, i64),
     max_wait: i64,
-) -> Result<i64, DbError> {
-    let now = budget_now(db.backend(), 6);
+) -> Result<Taken, DbError> {
+    let now = budget_now(db.backend(), 7);
     let greatest = greatest(db.backend());
-    // $1 key, $2 interval, $3 tolerance, $4 refund, $5 max_wait, ($6 now).
+    // $1 key, $2 interval, $3 tolerance, $4 refund, $5 max_wait, $6
+    // counted, ($7 now).
     // Every SET expression reads the row as it was before the update.
     let base = format!("{greatest}(rate_budgets.tat - $4, {now})");
     let wait = format!("({base} - {now} - $3)");
     let sql = sql!(
-        "INSERT INTO rate_budgets (key, tat, last_wait) VALUES ($1, {now} + $2, 0 - $3)
+        "INSERT INTO rate_budgets (key, tat, last_wait, refunded) VALUES ($1, {now} + $2, 0 - $3, $6)
          ON CONFLICT (key) DO UPDATE SET
            last_wait = {wait},
-           tat = CASE WHEN {wait} <= $5 THEN {base} + $2 ELSE rate_budgets.tat - $4 END
-         RETURNING last_wait"
+           tat = CASE WHEN {wait} <= $5 THEN {base} + $2 ELSE rate_budgets.tat - $4 END,
+           refunded = rate_budgets.refunded + $6
+         RETURNING last_wait, refunded"
     );
     let mut query = sqlx::query(sql)
         .bind(key)
         .bind(gcra.interval)
         .bind(gcra.tolerance)
         .bind(refund.max(0))
-        .bind(max_wait);
+        .bind(max_wait)
+        .bind(counted.clamp(0, refund.max(0)));
     if db.backend() == Backend::Sqlite {
         query = query.bind(now_micros());
     }
     let row = query.fetch_one(db.pool()).await?;
-    Ok(row.try_get::<i64, _>("last_wait")?)
+    Ok(Taken {
+        wait: row.try_get("last_wait")?,
+        refunded: row.try_get("refunded")?,
+    })
 }
 
-/// Gives back `refund` microseconds of refill, then makes sure the budget
-/// is used up for at least `floor` microseconds from now: after a 429
-/// with `Retry-After` (nobody sends before it has passed), or when the
-/// server reports less left than the budget assumes. Never moves the
-/// budget below what the server reported.
-pub async fn settle(db: &Db, key: &str, refund: i64, floor: i64) -> Result<(), DbError> {
-    let now = budget_now(db.backend(), 4);
+/// Gives back `refund` microseconds of refill (`counted` of it moving the
+/// waiting requests, as in [`take`]), then makes sure the budget is used up
+/// for at least `floor` microseconds from now: after a 429 with
+/// `Retry-After` (nobody sends before it has passed), or when the server
+/// reports less left than the budget assumes; what the floor pushes the
+/// budget out by moves the waiting requests back as much. Never moves the
+/// budget below what the server reported. Returns [`Taken::refunded`] as
+/// it now stands.
+pub async fn settle(
+    db: &Db,
+    key: &str,
+    (refund, counted): (i64, i64),
+    floor: i64,
+) -> Result<i64, DbError> {
+    let now = budget_now(db.backend(), 5);
     let greatest = greatest(db.backend());
+    // $1 key, $2 refund, $3 floor, $4 counted, ($5 now).
     let sql = sql!(
-        "INSERT INTO rate_budgets (key, tat, last_wait) VALUES ($1, {now} + $3, 0)
+        "INSERT INTO rate_budgets (key, tat, last_wait, refunded) VALUES ($1, {now} + $3, 0, 0)
          ON CONFLICT (key) DO UPDATE SET
-           tat = {greatest}(rate_budgets.tat - $2, {now} + $3)"
+           tat = {greatest}(rate_budgets.tat - $2, {now} + $3),
+           refunded = rate_budgets.refunded + $4
+             - {greatest}(0, {now} + $3 - {greatest}(rate_budgets.tat - $2, {now}))
+         RETURNING refunded"
     );
-    let mut query = sqlx::query(sql).bind(key).bind(refund.max(0)).bind(floor);
+    let mut query = sqlx::query(sql)
+        .bind(key)
+        .bind(refund.max(0))
+        .bind(floor)
+        .bind(counted.clamp(0, refund.max(0)));
     if db.backend() == Backend::Sqlite {
         query = query.bind(now_micros());
     }
-    query.execute(db.pool()).await?;
-    Ok(())
+    let row = query.fetch_one(db.pool()).await?;
+    Ok(row.try_get("refunded")?)
 }
 
 /// What [`first_call`] found for a cost bucket.

@@ -119,6 +119,7 @@ impl Budgets {
                     local: LocalBudget::default(),
                     first: tokio::sync::Mutex::new(()),
                     described: tokio::sync::Notify::new(),
+                    retimed: tokio::sync::Notify::new(),
                     metrics: self.inner.metrics.clone(),
                 })
             })
@@ -158,8 +159,8 @@ impl RateBudget for DbRateBudget {
         Box::pin(async move {
             loop {
                 let epoch = self.epoch.load(Ordering::Acquire);
-                match db_budgets::take(&self.db, &self.key, self.gcra, 0, i64::MAX).await {
-                    Ok(wait) if wait > 0 => tokio::time::sleep(duration(wait)).await,
+                match db_budgets::take(&self.db, &self.key, self.gcra, (0, 0), i64::MAX).await {
+                    Ok(t) if t.wait > 0 => tokio::time::sleep(duration(t.wait)).await,
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(budget = %self.key, error = %e, "shared rate budget unavailable; pacing this node alone");
@@ -180,7 +181,7 @@ impl RateBudget for DbRateBudget {
             self.local.pause_for(d);
             // Nobody sends before `d`; then one at a time (no burst).
             let floor = micros(d).saturating_add(self.gcra.tolerance);
-            if let Err(e) = db_budgets::settle(&self.db, &self.key, 0, floor).await {
+            if let Err(e) = db_budgets::settle(&self.db, &self.key, (0, 0), floor).await {
                 tracing::warn!(budget = %self.key, error = %e, "could not share a Deposco pause");
             }
         })
@@ -203,7 +204,11 @@ impl RateBudget for DbRateBudget {
 /// request cost less than
 /// reserved (all of it when Shopify did not run it: THROTTLED) is given
 /// back with this node's next reservation (no write of its own, unless it
-/// is a large share of the bucket). When Shopify reports less left than
+/// is a large share of the bucket or a request of this node waits for its
+/// slot). A request told to wait goes sooner by every refund the database
+/// counted since its reservation (`rate_budgets.refunded`; see
+/// [`CostBudget::wait_left`]), so that the store does not sit idle while
+/// the calls ahead of it cost less than they reserved. When Shopify reports less left than
 /// the shared bucket assumes, that is written at once so that every node
 /// slows down. When it reports more, nothing is written: the difference
 /// is, as far as one node can tell, the other nodes' requests reserved and
@@ -224,6 +229,9 @@ struct DbCostBudget {
     first: tokio::sync::Mutex<()>,
     /// Woken when an answer describes the bucket.
     described: tokio::sync::Notify,
+    /// Woken when the waiters' slots may have moved (refunds were given
+    /// back, or a reservation is over): see [`CostBudget::wait_left`].
+    retimed: tokio::sync::Notify,
     metrics: Metrics,
 }
 
@@ -238,8 +246,61 @@ struct CostState {
     first_until: Option<Instant>,
     /// Refill (µs) owed back to the shared bucket.
     refund: i64,
+    /// The part of `refund` that moves the requests waiting for their slot
+    /// (what requests that ran cost less than they reserved; see
+    /// [`db_budgets::take`]).
+    counted: i64,
     /// When the shared bucket is full again, as last seen from here.
     full_at: Option<Instant>,
+    /// The shared bucket's refunds so far (`rate_budgets.refunded`), as
+    /// the database last returned them to this node.
+    refunded: i64,
+    /// This node's requests reserved in the shared bucket and not over yet,
+    /// by ticket: when their slot was, the refunds counted when it was
+    /// reserved, and their points. Refunds counted since (the calls ahead
+    /// cost less than they reserved) bring a slot that much sooner, as far
+    /// as Shopify's last word allows (see [`CostBudget::wait_left`]).
+    waiting: HashMap<u64, (Instant, i64, f64)>,
+    /// The last ticket given to a shared reservation.
+    ticket: u64,
+}
+
+impl CostState {
+    /// What the database says of the refunds so far: a new figure moves the
+    /// waiters' slots (`true`).
+    fn refunds_seen(&mut self, refunded: i64) -> bool {
+        // The last figure, not the highest: statements answered out of
+        // order only delay a waiter until the next one, and a table that
+        // lost its rows (an UNLOGGED table after a crash) starts afresh.
+        let moved = refunded != self.refunded && !self.waiting.is_empty();
+        self.refunded = refunded;
+        moved
+    }
+
+    /// When the request of `ticket` may go by the shared bucket, as this
+    /// node sees it now.
+    fn slot(&self, ticket: u64) -> Option<Instant> {
+        let &(at, refunded, _) = self.waiting.get(&ticket)?;
+        let sooner = duration(self.refunded.saturating_sub(refunded));
+        Some(at.checked_sub(sooner).unwrap_or_else(Instant::now))
+    }
+
+    /// The points of this node's requests other than `ticket` whose slot
+    /// has come and that are not over: sent, or about to be.
+    fn going(&self, ticket: u64, now: Instant) -> f64 {
+        self.waiting
+            .iter()
+            .filter(|&(&t, _)| t != ticket && self.slot(t).is_some_and(|at| at <= now))
+            .map(|(_, &(_, _, points))| points)
+            .sum()
+    }
+
+    /// Whether any request of this node still waits for its slot.
+    fn any_waiting(&self, now: Instant) -> bool {
+        self.waiting
+            .keys()
+            .any(|&t| self.slot(t).is_some_and(|at| at > now))
+    }
 }
 
 impl fmt::Debug for DbCostBudget {
@@ -300,6 +361,21 @@ fn after_answer(
         return (Settle::Floor { refund, floor: 0 }, 0);
     }
     (Settle::Nothing, refund)
+}
+
+/// What a request that ran cost less than the `reserved` points (µs of
+/// refill): the part of [`after_answer`]'s refund that moves the requests
+/// waiting behind it. Not the points of a request Shopify did not run
+/// (THROTTLED: no actual cost): the store had less than the budget
+/// assumed, and moving the waiters for it would send them into the same
+/// refusal.
+fn ran_for_less(reserved: f64, cost: &QueryCost) -> i64 {
+    match (cost.throttle_status, cost.actual_query_cost) {
+        (Some(status), Some(actual)) if reserved > 0.0 => {
+            Gcra::units((reserved - actual).max(0.0), status.restore_rate)
+        }
+        _ => 0,
+    }
 }
 
 /// What a caller learned of an undescribed bucket.
@@ -453,40 +529,68 @@ impl CostBudget for DbCostBudget {
                 let Some(gcra) = Gcra::for_cost(points, capacity, rate) else {
                     return Ok((Duration::ZERO, Reserved::NONE));
                 };
-                (gcra, points, std::mem::take(&mut state.refund))
+                let owed = (
+                    std::mem::take(&mut state.refund),
+                    std::mem::take(&mut state.counted),
+                );
+                (gcra, points, owed)
             };
             let max = micros(max_wait);
             match db_budgets::take(&self.db, &self.key, gcra, refund, max).await {
-                Ok(wait) if wait > max => {
+                Ok(taken) if taken.wait > max => {
                     // Nothing reserved; the shared bucket is used up until
                     // `wait + tolerance` from now.
+                    let wait = taken.wait;
                     let full = Instant::now() + duration(wait.saturating_add(gcra.tolerance));
-                    lock(&self.state).full_at = Some(full);
+                    let moved = {
+                        let mut state = lock(&self.state);
+                        state.full_at = Some(full);
+                        state.refunds_seen(taken.refunded)
+                    };
+                    if moved {
+                        self.retimed.notify_waiters();
+                    }
                     self.metrics.store_budget("turned_away", Duration::ZERO);
                     Err(duration(wait))
                 }
-                Ok(wait) => {
+                Ok(taken) => {
                     // The shared bucket is now used up until
                     // `wait + tolerance + interval` from now.
-                    let full = Instant::now()
+                    let wait = taken.wait;
+                    let now = Instant::now();
+                    let full = now
                         + duration(
                             wait.saturating_add(gcra.tolerance)
                                 .saturating_add(gcra.interval),
                         );
-                    lock(&self.state).full_at = Some(full);
+                    let (ticket, moved) = {
+                        let mut state = lock(&self.state);
+                        state.full_at = Some(full);
+                        let moved = state.refunds_seen(taken.refunded);
+                        state.ticket += 1;
+                        let ticket = state.ticket;
+                        state
+                            .waiting
+                            .insert(ticket, (now + duration(wait), taken.refunded, points));
+                        (ticket, moved)
+                    };
+                    if moved {
+                        self.retimed.notify_waiters();
+                    }
                     if wait > 0 {
                         self.metrics.store_budget("waited", duration(wait));
                     } else {
                         self.metrics.store_budget("at_once", Duration::ZERO);
                     }
-                    Ok((duration(wait), Reserved::points(points)))
+                    Ok((duration(wait), Reserved { points, ticket }))
                 }
                 Err(e) => {
                     tracing::warn!(budget = %self.key, error = %e, "shared cost budget unavailable; using this node's own");
                     self.metrics.store_budget("unshared", Duration::ZERO);
                     let reserved = self.local.reserve_at(points, Instant::now(), max_wait);
                     let mut state = lock(&self.state);
-                    state.refund = state.refund.saturating_add(refund);
+                    state.refund = state.refund.saturating_add(refund.0);
+                    state.counted = state.counted.saturating_add(refund.1);
                     reserved.map(|(wait, r)| (wait, unshared(r)))
                 }
             }
@@ -501,7 +605,7 @@ impl CostBudget for DbCostBudget {
         Box::pin(async move {
             self.local.observe_at(&cost, Instant::now());
             let mut describe = None;
-            let settle = {
+            let (settle, counted) = {
                 let mut state = lock(&self.state);
                 if let Some(s) = cost.throttle_status {
                     let bucket = (s.maximum_available, s.restore_rate);
@@ -518,15 +622,32 @@ impl CostBudget for DbCostBudget {
                 let full_in = state
                     .full_at
                     .map_or(0, |f| micros(f.saturating_duration_since(now)));
-                let (settle, pending) =
-                    after_answer(reserved.points.max(0.0), &cost, full_in, state.refund);
+                let reserved = reserved.points.max(0.0);
+                let (settle, pending) = after_answer(reserved, &cost, full_in, state.refund);
                 state.refund = pending;
+                state.counted = state.counted.saturating_add(ran_for_less(reserved, &cost));
+                let settle = match settle {
+                    // Requests of this node wait for their slot: what is
+                    // owed brings them sooner, so it is given back now.
+                    Settle::Nothing if state.counted > 0 && state.any_waiting(now) => {
+                        Settle::Floor {
+                            refund: std::mem::take(&mut state.refund),
+                            floor: 0,
+                        }
+                    }
+                    s => s,
+                };
                 if let Settle::Floor { floor, .. } = settle
                     && floor > full_in
                 {
                     state.full_at = Some(now + duration(floor));
                 }
-                settle
+                // Whatever is written takes every refund owed with it.
+                let counted = match settle {
+                    Settle::Floor { .. } => std::mem::take(&mut state.counted),
+                    Settle::Nothing => 0,
+                };
+                (settle, counted)
             };
             if let Some((capacity, rate)) = describe {
                 // Before the settle below: a node that learns the bucket
@@ -543,7 +664,13 @@ impl CostBudget for DbCostBudget {
             let written = match settle {
                 Settle::Nothing => Ok(()),
                 Settle::Floor { refund, floor } => {
-                    db_budgets::settle(&self.db, &self.key, refund, floor).await
+                    db_budgets::settle(&self.db, &self.key, (refund, counted), floor)
+                        .await
+                        .map(|refunded| {
+                            if lock(&self.state).refunds_seen(refunded) {
+                                self.retimed.notify_waiters();
+                            }
+                        })
                 }
             };
             if let Err(e) = written {
@@ -558,6 +685,8 @@ impl CostBudget for DbCostBudget {
             self.local.release(local);
         } else if reserved.points == 0.0 {
             self.first_call_over();
+        } else {
+            lock(&self.state).waiting.remove(&reserved.ticket);
         }
     }
 
@@ -567,18 +696,53 @@ impl CostBudget for DbCostBudget {
         } else if reserved.points == 0.0 {
             self.first_call_over();
         } else {
+            lock(&self.state).waiting.remove(&reserved.ticket);
             self.give_back(reserved.points);
         }
     }
 
+    /// A request waiting for its slot in the shared bucket goes sooner by
+    /// every refund the database has counted since its reservation (as
+    /// last returned to this node: by its reservations and its answers'
+    /// refunds, which are written at once while any of its requests
+    /// waits): the requests ahead of it were sent before it, and what they
+    /// cost less than they reserved is in the store's bucket already. But
+    /// never sooner than Shopify's last `throttleStatus` seen here says
+    /// the bucket holds its points beside this node's requests going now:
+    /// the shared bucket may count less used than Shopify does (a first
+    /// call reserved nothing, an operation's cost was underestimated), and
+    /// the slots it gave the waiters hid that; moved sooner, they would
+    /// meet THROTTLED.
     fn wait_left(&self, reserved: &Reserved) -> Option<Duration> {
-        // The shared bucket's slots are the database's: only the local
-        // fallback can tell better.
-        self.local.wait_left(&local_share(*reserved)?)
+        if let Some(local) = local_share(*reserved) {
+            return self.local.wait_left(&local);
+        }
+        let now = Instant::now();
+        let state = lock(&self.state);
+        let &(at, _, points) = state.waiting.get(&reserved.ticket)?;
+        let slot = state.slot(reserved.ticket)?;
+        if slot >= at {
+            return Some(at.saturating_duration_since(now));
+        }
+        let going = state.going(reserved.ticket, now);
+        drop(state);
+        let go = match self.local.holds_in(points, going, now) {
+            Some(held) => slot.max(now + held).min(at),
+            None => at,
+        };
+        Some(go.saturating_duration_since(now))
     }
 
     fn answered(&self) -> shipsync_shopify::BudgetFuture<'_, ()> {
-        self.local.answered()
+        // Both created now, not to miss a wake-up before the first poll.
+        let retimed = self.retimed.notified();
+        let local = self.local.answered();
+        Box::pin(async move {
+            tokio::select! {
+                () = retimed => {}
+                () = local => {}
+            }
+        })
     }
 
     fn restore_rate(&self) -> Option<f64> {
@@ -668,6 +832,129 @@ mod tests {
             after_answer(100.0, &QueryCost::default(), 0, 7),
             (Settle::Nothing, 7)
         );
+    }
+
+    /// A request waiting for its slot in the shared bucket goes sooner by
+    /// what the requests ahead of it cost less than they reserved: the
+    /// answer's refund is written at once while any request of the node
+    /// waits (with nobody waiting it waits for the next reservation), and
+    /// the waiters are woken to look again. (Bucket 10,000, 100/s: 1 point
+    /// = 10 ms; SQLite, on this process's clock.)
+    #[tokio::test]
+    async fn waiters_in_the_shared_bucket_go_sooner_by_the_refunds() {
+        let path = std::env::temp_dir().join(format!("{}.db", shipsync_db::new_id("budget")));
+        let db = Db::open(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("db");
+        let budget = shared_budget(&db, "shopify:retimed.example", 10_000.0).await;
+        let max = Duration::from_secs(600);
+        let cost = |actual, available| answered(10_000.0, actual, available);
+
+        // Nobody waits: a small refund is owed, not written.
+        let (wait, a) = budget.reserve(10_000.0, max).await.expect("a");
+        assert_eq!(wait, Duration::ZERO);
+        budget.observe(a, cost(9_990.0, 10.0)).await;
+        budget.release(a);
+        assert_eq!(lock(&budget.state).refund, 100_000, "10 points owed");
+
+        // Three reserve in turn, the bucket used up by the first request:
+        // 99.9 s (the 10 points owed come off), 199.9 s and 299.9 s.
+        let (wait_a, a) = budget.reserve(10_000.0, max).await.expect("a");
+        let (wait_b, b) = budget.reserve(10_000.0, max).await.expect("b");
+        let (wait_c, c) = budget.reserve(10_000.0, max).await.expect("c");
+        for (wait, want) in [(wait_a, 99.9), (wait_b, 199.9), (wait_c, 299.9)] {
+            let wait = wait.as_secs_f64();
+            assert!((want - 2.0..=want).contains(&wait), "{wait} for {want}");
+        }
+        assert!(secs(budget.wait_left(&b)) <= wait_b.as_secs_f64());
+
+        // The first costs 9,500 of its 10,000: 500 points (5 s, under the
+        // share written at once anyway) given back at once, the waiters
+        // woken and 5 s sooner.
+        let woken = budget.answered();
+        budget.observe(a, cost(9_500.0, 500.0)).await;
+        budget.release(a);
+        tokio::time::timeout(Duration::from_secs(10), woken)
+            .await
+            .expect("the waiters are woken");
+        assert_eq!(lock(&budget.state).refund, 0, "nothing owed");
+        let (b_left, c_left) = (secs(budget.wait_left(&b)), secs(budget.wait_left(&c)));
+        assert!((192.9..=194.9).contains(&b_left), "{b_left}");
+        assert!((292.9..=294.9).contains(&c_left), "{c_left}");
+
+        // The second is refused (THROTTLED: Shopify ran nothing): its
+        // points go back to the bucket, but the third does not move for
+        // them, or a refusal would send the waiters into more refusals.
+        let throttled = QueryCost {
+            actual_query_cost: None,
+            ..cost(0.0, 0.0)
+        };
+        budget.observe(b, throttled).await;
+        let c_left = secs(budget.wait_left(&c));
+        assert!((292.9..=294.9).contains(&c_left), "{c_left}");
+
+        // A waiter whose request is over waits for nothing any more; the
+        // other keeps its place.
+        budget.release(b);
+        assert_eq!(budget.wait_left(&b), None);
+        assert!(secs(budget.wait_left(&c)) > 290.0);
+        budget.unused(c);
+        assert_eq!(budget.wait_left(&c), None);
+
+        // Never sooner than Shopify's last word allows: a waiter moved
+        // 9 s sooner by a refund goes when the bucket Shopify described
+        // holds its points (bucket 1,000, 100/s, the first request
+        // answered for 100 of its 1,000 points; reported available →
+        // seconds left).
+        for (available, want) in [(900.0, 1.0), (500.0, 5.0)] {
+            let key = format!("shopify:last-word-{available}.example");
+            let budget = shared_budget(&db, &key, 1000.0).await;
+            let (_, a) = budget.reserve(1000.0, max).await.expect("a");
+            let (wait, b) = budget.reserve(1000.0, max).await.expect("b");
+            assert!((9.8..=10.0).contains(&wait.as_secs_f64()), "{wait:?}");
+            budget.observe(a, answered(1000.0, 100.0, available)).await;
+            budget.release(a);
+            let left = secs(budget.wait_left(&b));
+            assert!((want - 0.2..=want).contains(&left), "{left} for {want}");
+        }
+        db.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A budget shared through `db` for a store whose bucket of `capacity`
+    /// points restoring 100/s is described there.
+    async fn shared_budget(db: &Db, key: &str, capacity: f64) -> DbCostBudget {
+        db_budgets::describe(db, key, capacity, 100.0)
+            .await
+            .expect("describe");
+        DbCostBudget {
+            db: db.clone(),
+            key: key.into(),
+            state: Mutex::default(),
+            local: LocalBudget::default(),
+            first: tokio::sync::Mutex::new(()),
+            described: tokio::sync::Notify::new(),
+            retimed: tokio::sync::Notify::new(),
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// An answer to a query requesting `requested` points of a bucket as
+    /// large, restoring 100/s.
+    fn answered(requested: f64, actual: f64, available: f64) -> QueryCost {
+        QueryCost {
+            requested_query_cost: Some(requested),
+            actual_query_cost: Some(actual),
+            throttle_status: Some(ThrottleStatus {
+                maximum_available: requested,
+                currently_available: available,
+                restore_rate: 100.0,
+            }),
+        }
+    }
+
+    fn secs(d: Option<Duration>) -> f64 {
+        d.expect("waiting").as_secs_f64()
     }
 
     /// Shopify having more left than the shared bucket assumes is not

@@ -265,6 +265,17 @@ impl LocalBudget {
         shortfall_wait(reserved.points - available, bucket.status.restore_rate)
     }
 
+    /// How long from `now` until the bucket, as Shopify last described it
+    /// (refilled since, less this budget's own reservations), holds
+    /// `points` more than `spoken_for`. `None`: never described, or no
+    /// usable restore rate.
+    pub fn holds_in(&self, points: f64, spoken_for: f64, now: Instant) -> Option<Duration> {
+        let state = self.lock();
+        let bucket = state.bucket.as_ref()?;
+        let available = bucket.available_at(now.max(bucket.at)) - state.ahead_of(u64::MAX);
+        shortfall_wait(points + spoken_for - available, bucket.status.restore_rate)
+    }
+
     /// [`CostBudget::observe`] at `now`.
     pub fn observe_at(&self, cost: &QueryCost, now: Instant) {
         if let Some(status) = cost.throttle_status {

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use shipsync_sandbox_deposco::{DeposcoSandbox, SandboxConfig};
+use shipsync_sandbox_shopify::ThrottleConfig;
 use shipsync_testkit::TestDb;
 
 use crate::process::{Instance, Serve};
 use crate::stats::{Percentiles, percentiles};
 use crate::store::{
-    ExactlyOnce, connect_store, cpu_ms_per, prepare, send_open_loop, start_fast_store,
+    ExactlyOnce, connect_store, cpu_ms_per, prepare, send_open_loop, start_fast_store, start_store,
 };
 use crate::table::{Table, num};
 use crate::{init_tls, rss};
@@ -43,6 +44,10 @@ pub struct Options {
     pub rate: f64,
     /// How long to wait for the last fulfillments after sending.
     pub settle: Duration,
+    /// The store's cost bucket; `None`: a store that answers at once (no
+    /// cost limit to speak of). With one, the figure to read is how much
+    /// of the store's budget the nodes used ([`Run::budget_use`]).
+    pub budget: Option<ThrottleConfig>,
     pub verbose: bool,
 }
 
@@ -55,6 +60,7 @@ impl Options {
             shipments: 3000,
             rate: 1000.0,
             settle: Duration::from_secs(300),
+            budget: None,
             verbose: true,
         }
     }
@@ -94,6 +100,9 @@ pub struct Run {
     pub bench_cpu_secs: Option<f64>,
     pub store_requests: u64,
     pub store_cost_points: u64,
+    pub store_throttled: u64,
+    /// The store's cost bucket, when it had one.
+    pub budget: Option<ThrottleConfig>,
     pub exactly_once: ExactlyOnce,
     pub repeated_creates: u64,
 }
@@ -109,6 +118,16 @@ impl Run {
 
     pub fn duplicates(&self) -> u64 {
         self.exactly_once.duplicates as u64 + self.repeated_creates
+    }
+
+    /// With a store budget: the points the store charged from the first
+    /// send to the last fulfillment ÷ what its bucket held and restored
+    /// meanwhile (1.0: every point used; below it, the store sat idle
+    /// while points were available).
+    pub fn budget_use(&self) -> Option<f64> {
+        let b = self.budget?;
+        let offered = b.maximum_available + b.restore_rate * self.wall_secs?;
+        Some(self.store_cost_points as f64 / offered.max(1e-9))
     }
 }
 
@@ -202,6 +221,22 @@ impl Report {
             ]);
         }
         out.push_str(&t.render());
+        for r in &self.runs {
+            if let (Some(b), Some(used)) = (r.budget, r.budget_use()) {
+                out.push_str(&format!(
+                    "\n{} node(s), store budget {:.0} points restoring {:.0}/s: {:.0} points charged from the first send to the last fulfillment ÷ {:.0} held and restored meanwhile = {used:.2} of the budget used ({} THROTTLED)",
+                    r.nodes,
+                    b.maximum_available,
+                    b.restore_rate,
+                    r.store_cost_points,
+                    b.maximum_available + b.restore_rate * r.wall_secs.unwrap_or(0.0),
+                    r.store_throttled
+                ));
+            }
+        }
+        if self.runs.iter().any(|r| r.budget.is_some()) {
+            out.push('\n');
+        }
         if let (Some(one), Some(more)) = (
             self.runs.iter().find(|r| r.nodes == 1),
             self.runs
@@ -234,7 +269,10 @@ async fn run_nodes(opts: &Options, nodes: usize, first_id: u64) -> Result<Run> {
         .start("127.0.0.1:0".parse()?)
         .await
         .context("cannot start the Deposco sandbox")?;
-    let store = start_fast_store().await?;
+    let store = match opts.budget {
+        Some(b) => start_store(b).await?,
+        None => start_fast_store().await?,
+    };
     // The first node migrates; the others start on the migrated database.
     let mut serves: Vec<Serve> = vec![instance.serve_node(1).await?];
     for n in 2..=nodes {
@@ -316,6 +354,8 @@ async fn run_nodes(opts: &Options, nodes: usize, first_id: u64) -> Result<Run> {
             bench_cpu_secs: bench_after.zip(bench_before).map(|(a, b)| a - b),
             store_requests: counted.requests,
             store_cost_points: counted.cost,
+            store_throttled: counted.throttled,
+            budget: opts.budget,
             exactly_once: ExactlyOnce::check(&store, &ids),
             repeated_creates: counted.repeats,
         };

@@ -33,9 +33,10 @@ async fn budget_step_is_atomic(db_url: String) {
             let mut sends = Vec::new();
             for _ in 0..5 {
                 let before = start.elapsed().as_micros() as i64;
-                let wait = shipsync_db::budgets::take(&db, "t:a", gcra, 0, i64::MAX)
+                let wait = shipsync_db::budgets::take(&db, "t:a", gcra, (0, 0), i64::MAX)
                     .await
-                    .expect("take");
+                    .expect("take")
+                    .wait;
                 let after = start.elapsed().as_micros() as i64;
                 // When this request may go, on the test's clock (± the round trip).
                 sends.push((before + after) / 2 + wait.max(0));
@@ -77,9 +78,10 @@ async fn budget_step_is_atomic(db_url: String) {
     for _ in 0..20 {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
-            shipsync_db::budgets::take(&db, "t:b", gcra, 0, 10 * S)
+            shipsync_db::budgets::take(&db, "t:b", gcra, (0, 0), 10 * S)
                 .await
                 .expect("take")
+                .wait
         }));
     }
     let mut waits = Vec::new();
@@ -96,21 +98,36 @@ async fn budget_step_is_atomic(db_url: String) {
 
     // A pause (or Shopify reporting an empty bucket) pushes everyone out;
     // a refund brings the budget back, never below the floor.
-    shipsync_db::budgets::settle(&db, "t:c", 0, 30 * S)
+    shipsync_db::budgets::settle(&db, "t:c", (0, 0), 30 * S)
         .await
         .expect("settle");
 
-    let wait = shipsync_db::budgets::take(&db, "t:c", gcra, 0, i64::MAX)
+    let taken = shipsync_db::budgets::take(&db, "t:c", gcra, (0, 0), i64::MAX)
         .await
         .expect("take");
-    assert!((25 * S..=26 * S).contains(&wait), "{wait}");
-    shipsync_db::budgets::settle(&db, "t:c", 20 * S, 5 * S)
+    assert!((25 * S..=26 * S).contains(&taken.wait), "{taken:?}");
+    assert_eq!(taken.refunded, 0);
+    // The refunds counted for the waiters (a waiter goes sooner by what
+    // was counted since its own reservation), by a settle and by a take;
+    // points given back by a request never sent are not counted.
+    let refunded = shipsync_db::budgets::settle(&db, "t:c", (20 * S, 20 * S), 5 * S)
         .await
         .expect("settle");
-    let wait = shipsync_db::budgets::take(&db, "t:c", gcra, 0, i64::MAX)
+    assert_eq!(refunded, 20 * S);
+    let taken = shipsync_db::budgets::take(&db, "t:c", gcra, (2 * S, S), i64::MAX)
         .await
         .expect("take");
-    assert!((7 * S..=8 * S).contains(&wait), "{wait}");
+    assert!((5 * S..=6 * S).contains(&taken.wait), "{taken:?}");
+    assert_eq!(taken.refunded, 21 * S);
+    // A floor pushing the budget out (Shopify has less left than assumed)
+    // moves the waiters back by as much: from 12 s ahead to 40 s.
+    let refunded = shipsync_db::budgets::settle(&db, "t:c", (0, 0), 40 * S)
+        .await
+        .expect("settle");
+    assert!(
+        (-7 * S - S / 2..=-7 * S + S / 2).contains(&refunded),
+        "{refunded}"
+    );
     db.close().await;
 }
 
