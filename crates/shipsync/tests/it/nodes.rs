@@ -343,8 +343,9 @@ async fn shopify_bucket_is_shared_by_nodes() {
     assert!(requests.len() >= 4 * SHIPMENTS, "{}", requests.len());
     // Each node alone keeps within what Shopify last reported, but not the
     // other node's spending: that way this load is THROTTLED 15–20 times.
-    // Shared, a few remain (0–4 measured; see the README's "Rate budgets
-    // across nodes").
+    // Shared, a few remain (0–4 measured; 0–1 with waiters re-timed by the
+    // refunds, 6–18 when that was not held to Shopify's last word; see the
+    // README's "Rate budgets across nodes").
     assert!(
         throttled <= 10,
         "{throttled} THROTTLED with a shared bucket ({} requests)",
