@@ -23,13 +23,20 @@ struct Migration {
 const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// A statement file's text for `backend`: `{BLOB}` becomes `BLOB` or
-/// `BYTEA`, `{UNLOGGED}` nothing or `UNLOGGED `.
-fn for_backend(sql: &str, backend: Backend) -> String {
+/// `BYTEA`, `{UNLOGGED}` nothing or `UNLOGGED `. A statement marked
+/// `{POSTGRES ONLY}` is run on PostgreSQL only (`None` on SQLite).
+fn for_backend(sql: &str, backend: Backend) -> Option<String> {
+    const ONLY: &str = "{POSTGRES ONLY}";
     let (blob, unlogged) = match backend {
+        Backend::Sqlite if sql.contains(ONLY) => return None,
         Backend::Sqlite => ("BLOB", ""),
         Backend::Postgres => ("BYTEA", "UNLOGGED "),
     };
-    sql.replace("{BLOB}", blob).replace("{UNLOGGED}", unlogged)
+    Some(
+        sql.replace(ONLY, "")
+            .replace("{BLOB}", blob)
+            .replace("{UNLOGGED}", unlogged),
+    )
 }
 
 impl Db {
@@ -57,7 +64,10 @@ impl Db {
                 continue;
             }
             for statement in migration.statements {
-                tx.execute(sqlx::AssertSqlSafe(for_backend(statement, self.backend)))
+                let Some(statement) = for_backend(statement, self.backend) else {
+                    continue;
+                };
+                tx.execute(sqlx::AssertSqlSafe(statement))
                     .await
                     .map_err(|e| DbError::Migration {
                         version,
@@ -87,10 +97,10 @@ mod tests {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(
             versions,
-            [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+            [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         );
         let statements: usize = MIGRATIONS.iter().map(|m| m.statements.len()).sum();
-        assert_eq!(statements, 100);
+        assert_eq!(statements, 101);
         assert!(MIGRATIONS.iter().all(|m| {
             m.statements.iter().all(|s| {
                 s.lines()
@@ -103,9 +113,18 @@ mod tests {
     fn placeholders_become_each_backends_words() {
         let sql = "CREATE {UNLOGGED}TABLE t (x {BLOB})";
         assert_eq!(
-            for_backend(sql, Backend::Postgres),
-            "CREATE UNLOGGED TABLE t (x BYTEA)"
+            for_backend(sql, Backend::Postgres).as_deref(),
+            Some("CREATE UNLOGGED TABLE t (x BYTEA)")
         );
-        assert_eq!(for_backend(sql, Backend::Sqlite), "CREATE TABLE t (x BLOB)");
+        assert_eq!(
+            for_backend(sql, Backend::Sqlite).as_deref(),
+            Some("CREATE TABLE t (x BLOB)")
+        );
+        let pg = "-- why\n{POSTGRES ONLY}ALTER TABLE t ALTER COLUMN x SET COMPRESSION lz4";
+        assert_eq!(
+            for_backend(pg, Backend::Postgres).as_deref(),
+            Some("-- why\nALTER TABLE t ALTER COLUMN x SET COMPRESSION lz4")
+        );
+        assert_eq!(for_backend(pg, Backend::Sqlite), None);
     }
 }
