@@ -152,7 +152,8 @@ pub async fn events_by_body_hash(
 pub type Originals = (HashMap<String, String>, HashMap<String, String>);
 
 /// [`events_by_webhook_id`] and [`events_by_body_hash`] in one statement
-/// (one round trip fewer per batch on the ingest's critical path).
+/// (one round trip fewer per batch on the ingest's critical path); on
+/// PostgreSQL [`originals_probed`].
 pub async fn originals(
     c: &mut impl Conn,
     merchant_id: &str,
@@ -229,14 +230,7 @@ async fn originals_probed(
     let (mut by_id, mut by_hash) = (HashMap::new(), HashMap::new());
     let chunks = webhook_ids.len().max(hashes.len()).div_ceil(IN_LIST).max(1);
     for n in 0..chunks {
-        let part = |all: &[&str]| -> Vec<String> {
-            all.iter()
-                .skip(n * IN_LIST)
-                .take(IN_LIST)
-                .map(|v| (*v).to_string())
-                .collect()
-        };
-        let (ids, hs) = (part(webhook_ids), part(hashes));
+        let (ids, hs) = (chunk(webhook_ids, n), chunk(hashes, n));
         // $1 merchant, $2 since, then the webhook ids, then the hashes.
         let values = |first: usize, n: usize| {
             (first..first + n)
@@ -270,8 +264,8 @@ async fn originals_probed(
             .persistent(by_one(ids.len().max(hs.len())))
             .bind(merchant_id)
             .bind(since);
-        for v in ids.iter().chain(&hs) {
-            q = q.bind(v.as_str());
+        for v in ids.iter().chain(hs) {
+            q = q.bind(*v);
         }
         for row in q.fetch_all(c.ex()).await? {
             let Some(id) = row.try_get::<Option<String>, _>("id")? else {
@@ -283,6 +277,11 @@ async fn originals_probed(
         }
     }
     Ok((by_id, by_hash))
+}
+
+/// The `n`th [`IN_LIST`] values of `all` (empty past its end).
+fn chunk<'a>(all: &'a [&'a str], n: usize) -> &'a [&'a str] {
+    all.chunks(IN_LIST).nth(n).unwrap_or(&[])
 }
 
 /// Whether a statement sized by its batch (`rows`) keeps its place in the
