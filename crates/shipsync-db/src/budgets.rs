@@ -134,6 +134,15 @@ pub struct Taken {
     /// [`settle`]'s floor. Its growth after a reservation is how much
     /// sooner that reservation's request may go.
     pub refunded: i64,
+    /// Orders the figures of the statements on the budget
+    /// (`rate_budgets.version`): a larger one is newer.
+    pub version: i64,
+}
+
+/// `rate_budgets.version` after a statement: above its last value, and at
+/// least now (a table emptied by a crash starts above what came before).
+fn next_version(greatest: &str, now: &str) -> String {
+    format!("{greatest}(rate_budgets.version + 1, {now})")
 }
 
 /// [`Gcra::step`] on budget `key`, atomically (one statement: concurrent
@@ -157,13 +166,16 @@ pub async fn take(
     // Every SET expression reads the row as it was before the update.
     let base = format!("{greatest}(rate_budgets.tat - $4, {now})");
     let wait = format!("({base} - {now} - $3)");
+    let version = next_version(greatest, &now);
     let sql = sql!(
-        "INSERT INTO rate_budgets (key, tat, last_wait, refunded) VALUES ($1, {now} + $2, 0 - $3, $6)
+        "INSERT INTO rate_budgets (key, tat, last_wait, refunded, version)
+         VALUES ($1, {now} + $2, 0 - $3, $6, {now})
          ON CONFLICT (key) DO UPDATE SET
            last_wait = {wait},
            tat = CASE WHEN {wait} <= $5 THEN {base} + $2 ELSE rate_budgets.tat - $4 END,
-           refunded = rate_budgets.refunded + $6
-         RETURNING last_wait, refunded"
+           refunded = rate_budgets.refunded + $6,
+           version = {version}
+         RETURNING last_wait, refunded, version"
     );
     let mut query = sqlx::query(sql)
         .bind(key)
@@ -179,6 +191,7 @@ pub async fn take(
     Ok(Taken {
         wait: row.try_get("last_wait")?,
         refunded: row.try_get("refunded")?,
+        version: row.try_get("version")?,
     })
 }
 
@@ -188,24 +201,27 @@ pub async fn take(
 /// `Retry-After` (nobody sends before it has passed), or when the server
 /// reports less left than the budget assumes; what the floor pushes the
 /// budget out by moves the waiting requests back as much. Never moves the
-/// budget below what the server reported. Returns [`Taken::refunded`] as
-/// it now stands.
+/// budget below what the server reported. Returns [`Taken::refunded`] and
+/// [`Taken::version`] as they now stand.
 pub async fn settle(
     db: &Db,
     key: &str,
     (refund, counted): (i64, i64),
     floor: i64,
-) -> Result<i64, DbError> {
+) -> Result<(i64, i64), DbError> {
     let now = budget_now(db.backend(), 5);
     let greatest = greatest(db.backend());
     // $1 key, $2 refund, $3 floor, $4 counted, ($5 now).
+    let version = next_version(greatest, &now);
     let sql = sql!(
-        "INSERT INTO rate_budgets (key, tat, last_wait, refunded) VALUES ($1, {now} + $3, 0, 0)
+        "INSERT INTO rate_budgets (key, tat, last_wait, refunded, version)
+         VALUES ($1, {now} + $3, 0, 0, {now})
          ON CONFLICT (key) DO UPDATE SET
            tat = {greatest}(rate_budgets.tat - $2, {now} + $3),
            refunded = rate_budgets.refunded + $4
-             - {greatest}(0, {now} + $3 - {greatest}(rate_budgets.tat - $2, {now}))
-         RETURNING refunded"
+             - {greatest}(0, {now} + $3 - {greatest}(rate_budgets.tat - $2, {now})),
+           version = {version}
+         RETURNING refunded, version"
     );
     let mut query = sqlx::query(sql)
         .bind(key)
@@ -216,7 +232,7 @@ pub async fn settle(
         query = query.bind(now_micros());
     }
     let row = query.fetch_one(db.pool()).await?;
-    Ok(row.try_get("refunded")?)
+    Ok((row.try_get("refunded")?, row.try_get("version")?))
 }
 
 /// What [`first_call`] found for a cost bucket.

@@ -100,7 +100,7 @@ mod tests {
             [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         );
         let statements: usize = MIGRATIONS.iter().map(|m| m.statements.len()).sum();
-        assert_eq!(statements, 101);
+        assert_eq!(statements, 102);
         assert!(MIGRATIONS.iter().all(|m| {
             m.statements.iter().all(|s| {
                 s.lines()

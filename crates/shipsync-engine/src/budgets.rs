@@ -252,9 +252,11 @@ struct CostState {
     counted: i64,
     /// When the shared bucket is full again, as last seen from here.
     full_at: Option<Instant>,
-    /// The shared bucket's refunds so far (`rate_budgets.refunded`), as
-    /// the database last returned them to this node.
+    /// The shared bucket's refunds so far (`rate_budgets.refunded`), the
+    /// newest figure the database returned to this node, and its
+    /// `version`.
     refunded: i64,
+    version: i64,
     /// This node's requests reserved in the shared bucket and not over yet,
     /// by ticket: when their slot was, the refunds counted when it was
     /// reserved, and their points. Refunds counted since (the calls ahead
@@ -266,15 +268,24 @@ struct CostState {
 }
 
 impl CostState {
-    /// What the database says of the refunds so far: a new figure moves the
-    /// waiters' slots (`true`).
-    fn refunds_seen(&mut self, refunded: i64) -> bool {
-        // The last figure, not the highest: statements answered out of
-        // order only delay a waiter until the next one, and a table that
-        // lost its rows (an UNLOGGED table after a crash) starts afresh.
+    /// What a statement on the shared bucket returned of the refunds so
+    /// far: a newer figure than the last one kept (by `version`; two
+    /// answers may be handled out of order, and the figure can go down)
+    /// that differs moves the waiters' slots (`true`).
+    fn refunds_seen(&mut self, refunded: i64, version: i64) -> bool {
+        if version <= self.version {
+            return false;
+        }
         let moved = refunded != self.refunded && !self.waiting.is_empty();
         self.refunded = refunded;
+        self.version = version;
         moved
+    }
+
+    /// The reservation of `ticket` is over: it no longer waits, nor is it
+    /// going. Whether others wait (to be told).
+    fn over(&mut self, ticket: u64) -> bool {
+        self.waiting.remove(&ticket).is_some() && self.any_waiting(Instant::now())
     }
 
     /// When the request of `ticket` may go by the shared bucket, as this
@@ -545,7 +556,7 @@ impl CostBudget for DbCostBudget {
                     let moved = {
                         let mut state = lock(&self.state);
                         state.full_at = Some(full);
-                        state.refunds_seen(taken.refunded)
+                        state.refunds_seen(taken.refunded, taken.version)
                     };
                     if moved {
                         self.retimed.notify_waiters();
@@ -566,12 +577,17 @@ impl CostBudget for DbCostBudget {
                     let (ticket, moved) = {
                         let mut state = lock(&self.state);
                         state.full_at = Some(full);
-                        let moved = state.refunds_seen(taken.refunded);
-                        state.ticket += 1;
-                        let ticket = state.ticket;
-                        state
-                            .waiting
-                            .insert(ticket, (now + duration(wait), taken.refunded, points));
+                        let moved = state.refunds_seen(taken.refunded, taken.version);
+                        // A reservation of no points (an empty bucket's)
+                        // is not kept: nothing ends it but its release.
+                        let ticket = if points > 0.0 {
+                            state.ticket += 1;
+                            let (ticket, at) = (state.ticket, now + duration(wait));
+                            state.waiting.insert(ticket, (at, taken.refunded, points));
+                            ticket
+                        } else {
+                            0
+                        };
                         (ticket, moved)
                     };
                     if moved {
@@ -607,6 +623,11 @@ impl CostBudget for DbCostBudget {
             let mut describe = None;
             let (settle, counted) = {
                 let mut state = lock(&self.state);
+                // Answered: its points are in Shopify's figures now, not
+                // going (see `wait_left`); the waiters are told below.
+                if local_share(reserved).is_none() {
+                    state.waiting.remove(&reserved.ticket);
+                }
                 if let Some(s) = cost.throttle_status {
                     let bucket = (s.maximum_available, s.restore_rate);
                     let usable = Gcra::for_cost(0.0, bucket.0, bucket.1).is_some();
@@ -664,13 +685,21 @@ impl CostBudget for DbCostBudget {
             let written = match settle {
                 Settle::Nothing => Ok(()),
                 Settle::Floor { refund, floor } => {
-                    db_budgets::settle(&self.db, &self.key, (refund, counted), floor)
-                        .await
-                        .map(|refunded| {
-                            if lock(&self.state).refunds_seen(refunded) {
+                    match db_budgets::settle(&self.db, &self.key, (refund, counted), floor).await {
+                        Ok((refunded, version)) => {
+                            if lock(&self.state).refunds_seen(refunded, version) {
                                 self.retimed.notify_waiters();
                             }
-                        })
+                            Ok(())
+                        }
+                        Err(e) => {
+                            // Still owed: given back with a later write.
+                            let mut state = lock(&self.state);
+                            state.refund = state.refund.saturating_add(refund);
+                            state.counted = state.counted.saturating_add(counted);
+                            Err(e)
+                        }
+                    }
                 }
             };
             if let Err(e) = written {
@@ -685,8 +714,8 @@ impl CostBudget for DbCostBudget {
             self.local.release(local);
         } else if reserved.points == 0.0 {
             self.first_call_over();
-        } else {
-            lock(&self.state).waiting.remove(&reserved.ticket);
+        } else if lock(&self.state).over(reserved.ticket) {
+            self.retimed.notify_waiters();
         }
     }
 
@@ -696,7 +725,9 @@ impl CostBudget for DbCostBudget {
         } else if reserved.points == 0.0 {
             self.first_call_over();
         } else {
-            lock(&self.state).waiting.remove(&reserved.ticket);
+            if lock(&self.state).over(reserved.ticket) {
+                self.retimed.notify_waiters();
+            }
             self.give_back(reserved.points);
         }
     }
@@ -913,12 +944,50 @@ mod tests {
             let (wait, b) = budget.reserve(1000.0, max).await.expect("b");
             assert!((9.8..=10.0).contains(&wait.as_secs_f64()), "{wait:?}");
             budget.observe(a, answered(1000.0, 100.0, available)).await;
+            // Answered, the first's points are in Shopify's figure: not
+            // counted again as going, before its release as after.
+            let left = secs(budget.wait_left(&b));
+            assert!((want - 0.2..=want).contains(&left), "{left} for {want}");
             budget.release(a);
             let left = secs(budget.wait_left(&b));
             assert!((want - 0.2..=want).contains(&left), "{left} for {want}");
+            // A reservation of no points is not kept.
+            let (_, none) = budget.reserve(0.0, max).await.expect("nothing");
+            assert_eq!(none.ticket, 0);
+            assert_eq!(lock(&budget.state).waiting.len(), 1, "b alone");
+            budget.release(none);
         }
         db.close().await;
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// The newest figure of the refunds is kept, whatever order the
+    /// answers are handled in: (refunded, version) seen in turn → kept,
+    /// and whether the waiters were told.
+    #[test]
+    fn the_newest_refund_figure_is_kept() {
+        let mut state = CostState::default();
+        state.waiting.insert(1, (Instant::now(), 0, 10.0));
+        type Row = ((i64, i64), (i64, i64), bool);
+        #[rustfmt::skip]
+        let table: &[Row] = &[
+            ((100, 5), (100, 5), true),
+            // older: ignored, even lower (a floor came later)
+            ((90, 4), (100, 5), false),
+            ((100, 6), (100, 6), false),
+            // newer and lower: a floor pushed the budget out
+            ((70, 9), (70, 9), true),
+            // a table emptied by a crash starts at a newer version
+            ((0, 1_000_000), (0, 1_000_000), true),
+        ];
+        for &((refunded, version), want, told) in table {
+            assert_eq!(
+                state.refunds_seen(refunded, version),
+                told,
+                "{refunded} {version}"
+            );
+            assert_eq!((state.refunded, state.version), want);
+        }
     }
 
     /// A budget shared through `db` for a store whose bucket of `capacity`

@@ -91,8 +91,9 @@ pub struct Reserved {
     /// The points; 0 when nothing was reserved (cost or bucket unknown).
     /// A budget may give them its own meaning (a sign, say).
     pub points: f64,
-    /// The reservation's place in its budget's queue, for a budget that
-    /// keeps one ([`LocalBudget`]); 0 otherwise.
+    /// The reservation's number in its budget, for a budget that keeps
+    /// track of its reservations ([`LocalBudget`]'s queue, the engine's
+    /// shared budget's waiters); 0 otherwise.
     pub ticket: u64,
 }
 

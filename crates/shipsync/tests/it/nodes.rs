@@ -110,24 +110,31 @@ async fn budget_step_is_atomic(db_url: String) {
     // The refunds counted for the waiters (a waiter goes sooner by what
     // was counted since its own reservation), by a settle and by a take;
     // points given back by a request never sent are not counted.
-    let refunded = shipsync_db::budgets::settle(&db, "t:c", (20 * S, 20 * S), 5 * S)
+    // Each statement's figures are newer than the last's (`version`).
+    let mut last = taken.version;
+    let (refunded, version) = shipsync_db::budgets::settle(&db, "t:c", (20 * S, 20 * S), 5 * S)
         .await
         .expect("settle");
     assert_eq!(refunded, 20 * S);
+    assert!(version > last, "{version} after {last}");
+    last = version;
     let taken = shipsync_db::budgets::take(&db, "t:c", gcra, (2 * S, S), i64::MAX)
         .await
         .expect("take");
     assert!((5 * S..=6 * S).contains(&taken.wait), "{taken:?}");
     assert_eq!(taken.refunded, 21 * S);
+    assert!(taken.version > last, "{taken:?} after {last}");
+    last = taken.version;
     // A floor pushing the budget out (Shopify has less left than assumed)
     // moves the waiters back by as much: from 12 s ahead to 40 s.
-    let refunded = shipsync_db::budgets::settle(&db, "t:c", (0, 0), 40 * S)
+    let (refunded, version) = shipsync_db::budgets::settle(&db, "t:c", (0, 0), 40 * S)
         .await
         .expect("settle");
     assert!(
         (-7 * S - S / 2..=-7 * S + S / 2).contains(&refunded),
         "{refunded}"
     );
+    assert!(version > last, "{version} after {last}");
     db.close().await;
 }
 
