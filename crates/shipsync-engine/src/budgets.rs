@@ -201,14 +201,14 @@ impl RateBudget for DbRateBudget {
 /// every other call, on any node, waits for its answer, which describes the
 /// bucket and, when Shopify reports points used, moves the shared bucket to
 /// match. Requests reserve their expected cost in the shared bucket; what a
-/// request cost less than
-/// reserved (all of it when Shopify did not run it: THROTTLED) is given
-/// back with this node's next reservation (no write of its own, unless it
-/// is a large share of the bucket or a request of this node waits for its
-/// slot). A request told to wait goes sooner by every refund the database
-/// counted since its reservation (`rate_budgets.refunded`; see
-/// [`CostBudget::wait_left`]), so that the store does not sit idle while
-/// the calls ahead of it cost less than they reserved. When Shopify reports less left than
+/// request cost less than reserved (all of it when Shopify did not run it:
+/// THROTTLED) is given back with this node's next reservation (no write of
+/// its own, unless it is a large share of the bucket or a request of this
+/// node waits for its slot). A request told to wait goes sooner by every
+/// refund the database counted since its reservation
+/// (`rate_budgets.refunded`; see [`CostBudget::wait_left`]), so that the
+/// store does not sit idle while the calls ahead of it cost less than they
+/// reserved. When Shopify reports less left than
 /// the shared bucket assumes, that is written at once so that every node
 /// slows down. When it reports more, nothing is written: the difference
 /// is, as far as one node can tell, the other nodes' requests reserved and
@@ -579,7 +579,8 @@ impl CostBudget for DbCostBudget {
                         state.full_at = Some(full);
                         let moved = state.refunds_seen(taken.refunded, taken.version);
                         // A reservation of no points (an empty bucket's)
-                        // is not kept: nothing ends it but its release.
+                        // is not kept: its release, taken for a first
+                        // call's, would not end it.
                         let ticket = if points > 0.0 {
                             state.ticket += 1;
                             let (ticket, at) = (state.ticket, now + duration(wait));
