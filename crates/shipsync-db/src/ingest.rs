@@ -226,18 +226,15 @@ async fn originals_probed(
     hashes: &[&str],
     since: i64,
 ) -> Result<Originals, DbError> {
+    let marks = Marks::of(c);
     let counted = quoted(&EventOutcome::COUNTED.map(EventOutcome::as_str));
     let (mut by_id, mut by_hash) = (HashMap::new(), HashMap::new());
     let chunks = webhook_ids.len().max(hashes.len()).div_ceil(IN_LIST).max(1);
     for n in 0..chunks {
         let (ids, hs) = (chunk(webhook_ids, n), chunk(hashes, n));
-        // $1 merchant, $2 since, then the webhook ids, then the hashes.
-        let values = |first: usize, n: usize| {
-            (first..first + n)
-                .map(|i| format!("(${i})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        // $1 merchant, $2 since, then the webhook ids, then the hashes,
+        // one per row of a VALUES list.
+        let values = |first: usize, n: usize| marks.tuples(n, 1, first);
         let mut parts = Vec::new();
         if !ids.is_empty() {
             parts.push(format!(
