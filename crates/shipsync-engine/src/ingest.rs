@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 /// Repeats of the same body are recognised for this long.
 const REPEAT_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
 const MAX_BATCH: usize = 256;
+/// Batches in flight at once where units run in order (see [`writer`]).
+const IN_FLIGHT: usize = 4;
 
 /// What the endpoint decided about a delivery before storing it.
 pub use shipsync_core::states::EventOutcome as Outcome;
@@ -90,7 +92,14 @@ pub enum IngestError {
     Unavailable(String),
 }
 
-type Item = (Delivery, oneshot::Sender<Result<Stored, IngestError>>);
+/// A delivery, its body hash when it is checked for repeats (computed by
+/// the handler's task, not the writer's: see [`body_hash`]), and its
+/// handler's answer channel.
+type Item = (
+    Delivery,
+    Option<String>,
+    oneshot::Sender<Result<Stored, IngestError>>,
+);
 
 #[derive(Clone)]
 pub struct Ingest {
@@ -231,12 +240,15 @@ impl Ingest {
     pub async fn submit(&self, delivery: Delivery) -> Result<Stored, IngestError> {
         self.burst.roll(true);
         let (reply, wait) = oneshot::channel();
-        self.tx.try_send((delivery, reply)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => IngestError::Full,
-            mpsc::error::TrySendError::Closed(_) => {
-                IngestError::Unavailable("ingest writer stopped".into())
-            }
-        })?;
+        let hash = body_hash(&delivery);
+        self.tx
+            .try_send((delivery, hash, reply))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => IngestError::Full,
+                mpsc::error::TrySendError::Closed(_) => {
+                    IngestError::Unavailable("ingest writer stopped".into())
+                }
+            })?;
         match tokio::time::timeout(Duration::from_secs(10), wait).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(IngestError::Unavailable("ingest writer stopped".into())),
@@ -250,7 +262,8 @@ impl Ingest {
     /// does not depend on the write).
     pub fn record(&self, delivery: Delivery) {
         let (reply, _) = oneshot::channel();
-        let _ = self.tx.try_send((delivery, reply));
+        let hash = body_hash(&delivery);
+        let _ = self.tx.try_send((delivery, hash, reply));
     }
 
     /// Records a refused delivery (bad signature, too large) unless its
@@ -269,8 +282,22 @@ impl Ingest {
 }
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics: Metrics) {
+    // Batches in flight at once. Where units run in order on one
+    // connection (SQLite), the next batch is queued while one commits, so
+    // that the unit thread writes it while the one before waits for its
+    // fsync; each batch's repeat lookup still sees every batch queued
+    // before it. Elsewhere (PostgreSQL, a pool) one at a time, so that a
+    // repeat is always looked up after its original's commit.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(if db.units_in_order() {
+        IN_FLIGHT
+    } else {
+        1
+    }));
     let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -278,31 +305,54 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
                 Err(_) => break,
             }
         }
-        let (deliveries, replies): (Vec<Delivery>, Vec<_>) = batch.drain(..).unzip();
-        let outcomes: Vec<Outcome> = deliveries.iter().map(|d| d.outcome).collect();
-        // Ahead of queued job units: the handlers wait for this commit.
-        match db.urgent_unit(WriteBatch::new(deliveries)).await {
-            Ok(stored) => {
-                let mut any_job = false;
-                for ((outcome, reply), s) in outcomes.into_iter().zip(replies).zip(stored) {
-                    if matches!(s, Stored::New { .. }) && outcome == Outcome::Accepted {
-                        any_job = true;
-                    }
-                    metrics.ingested(outcome.as_str(), matches!(s, Stored::Repeat { .. }));
-                    let _ = reply.send(Ok(s));
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut hashes = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (d, hash, reply) in batch.drain(..) {
+            replies.push((d.outcome, reply));
+            hashes.push(hash);
+            deliveries.push(d);
+        }
+        // Queued on the unit thread now, in arrival order; answered by a
+        // task of its own.
+        let stored = db.urgent_unit_queued(WriteBatch { deliveries, hashes });
+        let (wake, metrics) = (Arc::clone(&wake), metrics.clone());
+        tokio::spawn(async move {
+            answer(stored.await, replies, &wake, &metrics);
+            drop(permit);
+        });
+    }
+}
+
+/// Answers the handlers waiting for a batch, and wakes a worker when it
+/// stored a job.
+fn answer(
+    stored: Result<Vec<Stored>, DbError>,
+    replies: Vec<(Outcome, oneshot::Sender<Result<Stored, IngestError>>)>,
+    wake: &Notify,
+    metrics: &Metrics,
+) {
+    match stored {
+        Ok(stored) => {
+            let mut any_job = false;
+            for ((outcome, reply), s) in replies.into_iter().zip(stored) {
+                if matches!(s, Stored::New { .. }) && outcome == Outcome::Accepted {
+                    any_job = true;
                 }
-                if any_job {
-                    // One worker; each worker that finds a job wakes the
-                    // next, so a burst fans out without every idle worker
-                    // racing for the write lock at once.
-                    wake.notify_one();
-                }
+                metrics.ingested(outcome.as_str(), matches!(s, Stored::Repeat { .. }));
+                let _ = reply.send(Ok(s));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, n = replies.len(), "ingest batch failed");
-                for reply in replies {
-                    let _ = reply.send(Err(IngestError::Unavailable(e.to_string())));
-                }
+            if any_job {
+                // One worker; each worker that finds a job wakes the
+                // next, so a burst fans out without every idle worker
+                // racing for the write lock at once.
+                wake.notify_one();
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, n = replies.len(), "ingest batch failed");
+            for (_, reply) in replies {
+                let _ = reply.send(Err(IngestError::Unavailable(e.to_string())));
             }
         }
     }
@@ -315,25 +365,18 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
 struct WriteBatch {
     deliveries: Vec<Delivery>,
     /// Each delivery's body hash, for those checked for repeats (see
-    /// [`dedupes`]): computed before the unit, off the unit thread.
+    /// [`body_hash`]): computed before the unit, off the unit thread.
     hashes: Vec<Option<String>>,
 }
 
-impl WriteBatch {
-    fn new(deliveries: Vec<Delivery>) -> Self {
-        // Only deliveries that count (accepted, needing attention) with a
-        // body are checked for repeats and may be found as originals.
-        let hashes = deliveries
-            .iter()
-            .map(|d| {
-                d.body
-                    .as_deref()
-                    .filter(|_| dedupes(d))
-                    .map(crate::secrets::hash_bytes)
-            })
-            .collect();
-        Self { deliveries, hashes }
-    }
+/// The body hash of a delivery checked for repeats: only deliveries that
+/// count (accepted, needing attention) with a body are checked, and may be
+/// found as originals.
+fn body_hash(d: &Delivery) -> Option<String> {
+    d.body
+        .as_deref()
+        .filter(|_| dedupes(d))
+        .map(crate::secrets::hash_bytes)
 }
 
 impl Unit for WriteBatch {
