@@ -288,28 +288,11 @@ impl Db {
             .await
     }
 
-    /// Whether units run one at a time, in the order they were queued, on
-    /// one connection (SQLite on a file: the unit thread): a unit then sees
-    /// everything the units queued before it wrote, committed or in its
-    /// group.
-    pub fn units_in_order(&self) -> bool {
-        self.units.is_some()
-    }
-
-    /// [`Db::urgent_unit`], queued at once where [`Db::units_in_order`]
-    /// (units queued by successive calls run in that order, whenever their
-    /// answers are awaited); elsewhere it starts when first awaited.
-    pub fn urgent_unit_queued<U: unit::Unit>(
-        &self,
-        unit: U,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<U::Output, U::Error>> + Send>> {
-        match &self.units {
-            Some(units) => Box::pin(units.queue(unit, false, unit::Lane::First)),
-            None => {
-                let db = self.clone();
-                Box::pin(async move { db.urgent_unit(unit).await })
-            }
-        }
+    /// Fsyncs of the SQLite log made off the unit thread so far, each
+    /// before the durable units committed ahead of it were answered (0
+    /// without a unit thread).
+    pub fn log_fsyncs(&self) -> u64 {
+        self.units.as_ref().map_or(0, |u| u.fsyncs())
     }
 
     /// Units queued on the SQLite unit thread, not yet started (0 without

@@ -260,6 +260,14 @@ impl Failure {
         }
     }
 
+    /// The log could not be made durable (see [`Durability::Failed`]).
+    fn sync_lost() -> Self {
+        Self {
+            code: None,
+            message: "the SQLite log could not be made durable (an fsync failed, or the sync thread stopped): restart shipsync".into(),
+        }
+    }
+
     fn lost() -> Self {
         Self {
             code: None,
@@ -453,8 +461,7 @@ impl Units {
     }
 
     /// Fsyncs of the log done off the unit thread so far.
-    #[cfg(test)]
-    fn fsyncs(&self) -> u64 {
+    pub(crate) fn fsyncs(&self) -> u64 {
         self.shared
             .fsyncs
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -476,17 +483,6 @@ impl Units {
         relaxed: bool,
         lane: Lane,
     ) -> Result<U::Output, U::Error> {
-        self.queue(unit, relaxed, lane).await
-    }
-
-    /// [`Units::run`], queued now rather than when the answer is first
-    /// awaited: units queued one after the other run in that order.
-    pub(crate) fn queue<U: Unit>(
-        &self,
-        unit: U,
-        relaxed: bool,
-        lane: Lane,
-    ) -> impl Future<Output = Result<U::Output, U::Error>> + Send + 'static {
         let (done, answer) = tokio::sync::oneshot::channel();
         let work = Work {
             lane,
@@ -508,11 +504,9 @@ impl Units {
             }
         }
         self.shared.ready.notify_one();
-        async move {
-            answer
-                .await
-                .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?
-        }
+        answer
+            .await
+            .map_err(|_| DbError::Sqlx(sqlx::Error::WorkerCrashed))?
     }
 }
 
@@ -563,13 +557,8 @@ pub struct Inline {
     conn: rusqlite::Connection,
     /// The `synchronous` setting in force: `true` for NORMAL.
     relaxed: bool,
-    /// The write-ahead log's file, whose fsyncs make durable groups
-    /// durable off this thread ([`Syncer`]).
-    wal_path: std::path::PathBuf,
-    /// Started after the first durable commit (the log exists then);
-    /// `None` before, or when it could not start or failed: durable groups
-    /// then commit with `synchronous=FULL`, SQLite's own fsync.
-    syncer: Option<Syncer>,
+    /// How durable groups are made durable ([`Durability`]).
+    sync: Durability,
     /// The columns of the prepared statements that returned rows, by SQL:
     /// built once, shared by every row.
     shapes: std::collections::HashMap<String, Arc<Shape>>,
@@ -595,6 +584,23 @@ impl Shape {
     }
 }
 
+/// How the unit thread's durable groups are made durable.
+enum Durability {
+    /// No durable group has committed yet (the log may not exist): SQLite's
+    /// own fsync (`synchronous=FULL`), and the [`Syncer`] starts after it.
+    NotYet,
+    /// By the [`Syncer`].
+    Syncer(Syncer),
+    /// The syncer could not start: SQLite's own fsync, for good.
+    Sqlite,
+    /// An fsync of the log failed: every durable group that writes fails
+    /// from now on (restart shipsync). After a failed fsync the kernel may
+    /// have dropped the pages it could not write and report the next fsync
+    /// as a success, so no later durability can be trusted — the choice
+    /// PostgreSQL makes too.
+    Failed,
+}
+
 /// Makes durable groups durable off the unit thread: a durable group
 /// commits with `synchronous=NORMAL` (its frames written to the log, not
 /// yet fsynced) and hands its units here; this thread fsyncs the log and
@@ -604,20 +610,32 @@ impl Shape {
 ///
 /// Why it is as durable as SQLite's own fsync at commit (`FULL`): an fsync
 /// of the log begun after a commit returned covers that commit's frames
-/// and every frame before them. Frames can leave the log only through a
-/// checkpoint, which with `synchronous` other than OFF fsyncs the log
-/// before copying them and the database file after, before the log is
-/// reused from its start. The log file is never truncated nor replaced
-/// while the database is open (no `journal_size_limit`, checkpoints are
-/// `PASSIVE`). The descriptor is this thread's own and is never closed
-/// while the unit thread runs; SQLite keeps no lock on the log file
-/// itself, so it cannot release one.
+/// and every frame before them (`fdatasync` covers the file's growth).
+/// Frames leave the log only through a checkpoint, which, run with
+/// `synchronous` other than OFF (every connection of shipsync's runs with
+/// FULL or NORMAL), fsyncs the log before copying them and the database
+/// file after, before the log may be reused from its start. The log file
+/// is never truncated nor replaced while the database is open (no
+/// `journal_size_limit`, no `wal_checkpoint(TRUNCATE)`, no VACUUM, no
+/// change of journal mode); SQLite unlinks it only when its last
+/// connection closes, and this thread's connection stays open. Its path is
+/// SQLite's own (`sqlite3_db_filename`, symbolic links resolved). The
+/// descriptor is this thread's own and is closed only when the unit
+/// thread ends; SQLite holds no lock on the log file itself (its locks are
+/// on the database file and the `-shm` index), so closing it releases
+/// none. SQLite's unix default `POWERSAFE_OVERWRITE` is assumed, as it is
+/// for `synchronous=NORMAL` everywhere: a torn write of a later commit
+/// does not damage the frames of an earlier one.
+///
+/// What differs from `FULL`: a durable group's writes are visible to
+/// other units and connections before its fsync, as a relaxed unit's
+/// always are. Every call to a store or to Deposco is made after a durable
+/// unit (the record of the write, made before the call) has been answered,
+/// and that unit's fsync covers everything committed before it.
 struct Syncer {
     tx: mpsc::Sender<Vec<Box<dyn Job>>>,
-    /// False once an fsync failed: what the kernel then reports for later
-    /// ones cannot be trusted, so durable groups go back to SQLite's own
-    /// commit (which reports such an error to its units itself).
-    works: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once an fsync failed, or the thread is gone.
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Syncer {
@@ -635,38 +653,42 @@ impl Syncer {
                 return None;
             }
         };
-        let works = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<Vec<Box<dyn Job>>>();
-        let flag = Arc::clone(&works);
+        let flag = Arc::clone(&failed);
         let spawned = std::thread::Builder::new()
             .name("sqlite-sync".into())
             .spawn(move || {
+                let mut failure: Option<Failure> = None;
                 while let Ok(first) = rx.recv() {
                     let mut waiting = first;
                     while let Ok(more) = rx.try_recv() {
                         waiting.extend(more);
                     }
-                    let failed = match log.sync_data() {
-                        Ok(()) => {
-                            fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            None
+                    if failure.is_none() {
+                        match log.sync_data() {
+                            Ok(()) => {
+                                fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                                tracing::error!(error = %e, "fsync of the SQLite log failed: the units waiting for it fail, and so does every durable write from now on; restart shipsync");
+                                failure = Some(Failure {
+                                    code: None,
+                                    message: format!("fsync of the SQLite log failed: {e}"),
+                                });
+                            }
                         }
-                        Err(e) => {
-                            flag.store(false, std::sync::atomic::Ordering::Relaxed);
-                            tracing::error!(error = %e, "fsync of the SQLite log failed: the units waiting for it fail, and durable commits fsync inside SQLite from now on");
-                            Some(Failure {
-                                code: None,
-                                message: format!("fsync of the SQLite log failed: {e}"),
-                            })
-                        }
-                    };
+                    }
+                    // Once an fsync failed, nothing handed over later is
+                    // answered as durable either.
                     for job in waiting {
-                        job.answer(failed.as_ref());
+                        job.answer(failure.as_ref());
                     }
                 }
             });
         match spawned {
-            Ok(_) => Some(Self { tx, works }),
+            Ok(_) => Some(Self { tx, failed }),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the SQLite sync thread: durable commits fsync inside SQLite");
                 None
@@ -674,8 +696,8 @@ impl Syncer {
         }
     }
 
-    fn works(&self) -> bool {
-        self.works.load(std::sync::atomic::Ordering::Relaxed)
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Answers `ran` (a committed group's units) after an fsync of the log
@@ -683,10 +705,8 @@ impl Syncer {
     fn answer_after_fsync(&self, ran: Vec<Box<dyn Job>>) {
         if let Err(mpsc::SendError(ran)) = self.tx.send(ran) {
             // The thread is gone: nothing can make these durable now.
-            let failed = Failure {
-                code: None,
-                message: "the SQLite sync thread stopped".into(),
-            };
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            let failed = Failure::sync_lost();
             for job in ran {
                 job.answer(Some(&failed));
             }
@@ -716,13 +736,10 @@ impl Inline {
         ))
         .map_err(error)?;
         conn.busy_handler(Some(busy)).map_err(error)?;
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
         Ok(Self {
             conn,
             relaxed: false,
-            wal_path: wal_path.into(),
-            syncer: None,
+            sync: Durability::NotYet,
             shapes: std::collections::HashMap::new(),
         })
     }
@@ -760,14 +777,31 @@ impl Inline {
             // queued ends the wait.
             queue.wait_for_more(queue.linger);
         }
+        if let Durability::Syncer(syncer) = &self.sync
+            && syncer.failed()
+        {
+            self.sync = Durability::Failed;
+        }
+        let durable_write = !relaxed && writes;
+        if durable_write && matches!(self.sync, Durability::Failed) {
+            first.job.answer(Some(&Failure::sync_lost()));
+            return;
+        }
         // A durable group that writes commits without SQLite's fsync when
         // the syncer runs: its callers are answered after the syncer's
         // fsync of the log, while this thread goes on with the next group.
-        // (Only when units were queued behind it, measured: at 1,000
-        // shipments/s the queue is often empty at that moment, and the
-        // backlog came back; BENCHMARKS.md, the ninth session.)
-        let deferred = !relaxed && writes && self.syncer.as_ref().is_some_and(Syncer::works);
-        if let Err(e) = self.begin(relaxed || deferred, writes) {
+        // (Handing over only when units were queued behind it was measured:
+        // at 1,000 shipments/s the queue is often empty at that moment, and
+        // the backlog came back; BENCHMARKS.md, the ninth session.)
+        let deferred = durable_write && matches!(self.sync, Durability::Syncer(_));
+        // A group that only reads keeps the setting in force: it commits
+        // nothing.
+        let nosync = if writes {
+            relaxed || deferred
+        } else {
+            self.relaxed
+        };
+        if let Err(e) = self.begin(nosync, writes) {
             first.job.answer(Some(&Failure::of(&e)));
             return;
         }
@@ -800,20 +834,35 @@ impl Inline {
         queue
             .groups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if failed.is_none() && !relaxed && writes {
-            if deferred {
-                if let Some(syncer) = &self.syncer {
+        if failed.is_none() && durable_write {
+            match &self.sync {
+                Durability::Syncer(syncer) if deferred => {
                     syncer.answer_after_fsync(ran);
                     return;
                 }
-            } else if self.syncer.is_none() {
-                // The log exists now that a write committed.
-                self.syncer = Syncer::start(&self.wal_path, Arc::clone(&queue.fsyncs));
+                Durability::NotYet => {
+                    // The log exists now that a write committed.
+                    self.sync = match self
+                        .wal_path()
+                        .and_then(|wal| Syncer::start(&wal, Arc::clone(&queue.fsyncs)))
+                    {
+                        Some(syncer) => Durability::Syncer(syncer),
+                        None => Durability::Sqlite,
+                    };
+                }
+                _ => {}
             }
         }
         for job in ran {
             job.answer(failed.as_ref());
         }
+    }
+
+    /// The write-ahead log's path: SQLite's path of the database file
+    /// (symbolic links resolved) with `-wal`.
+    fn wal_path(&self) -> Option<std::path::PathBuf> {
+        let db = self.conn.path().filter(|p| !p.is_empty())?;
+        Some(std::path::PathBuf::from(format!("{db}-wal")))
     }
 
     /// Begins a group's transaction (see [`Unit::WRITES`]) with
@@ -1249,51 +1298,6 @@ mod tests {
             .unwrap();
         assert_eq!(n, 5, "the held unit's 0, and 1, 2, 3, 4");
         drop(other);
-        drop(units);
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn units_queued_one_after_the_other_run_in_that_order() {
-        let (units, path) = with_table(LINGER).await;
-        units
-            .run(
-                Step::Sql("CREATE TABLE o (n INTEGER PRIMARY KEY AUTOINCREMENT, v INTEGER)"),
-                false,
-                Lane::Normal,
-            )
-            .await
-            .unwrap();
-        // Queued now, awaited last first.
-        let answers = [
-            units.queue(
-                Step::Sql("INSERT INTO o (v) VALUES (1)"),
-                false,
-                Lane::First,
-            ),
-            units.queue(
-                Step::Sql("INSERT INTO o (v) VALUES (2)"),
-                false,
-                Lane::First,
-            ),
-            units.queue(
-                Step::Sql("INSERT INTO o (v) VALUES (3)"),
-                false,
-                Lane::First,
-            ),
-        ];
-        for a in answers.into_iter().rev() {
-            assert_eq!(a.await.unwrap(), 1);
-        }
-        let in_order = units
-            .run(
-                Step::Sql("DELETE FROM o WHERE (n = 1 AND v = 1) OR (n = 2 AND v = 2) OR (n = 3 AND v = 3)"),
-                false,
-                Lane::Normal,
-            )
-            .await
-            .unwrap();
-        assert_eq!(in_order, 3, "each insert ran in the order it was queued");
         drop(units);
         let _ = std::fs::remove_file(&path);
     }

@@ -25,8 +25,6 @@ use crate::metrics::Metrics;
 /// Repeats of the same body are recognised for this long.
 const REPEAT_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
 const MAX_BATCH: usize = 256;
-/// Batches in flight at once where units run in order (see [`writer`]).
-const IN_FLIGHT: usize = 4;
 
 /// What the endpoint decided about a delivery before storing it.
 pub use shipsync_core::states::EventOutcome as Outcome;
@@ -282,22 +280,8 @@ impl Ingest {
 }
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics: Metrics) {
-    // Batches in flight at once. Where units run in order on one
-    // connection (SQLite), the next batch is queued while one commits, so
-    // that the unit thread writes it while the one before waits for its
-    // fsync; each batch's repeat lookup still sees every batch queued
-    // before it. Elsewhere (PostgreSQL, a pool) one at a time, so that a
-    // repeat is always looked up after its original's commit.
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(if db.units_in_order() {
-        IN_FLIGHT
-    } else {
-        1
-    }));
     let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            break;
-        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -313,14 +297,13 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Item>, wake: Arc<Notify>, metrics
             hashes.push(hash);
             deliveries.push(d);
         }
-        // Queued on the unit thread now, in arrival order; answered by a
-        // task of its own.
-        let stored = db.urgent_unit_queued(WriteBatch { deliveries, hashes });
-        let (wake, metrics) = (Arc::clone(&wake), metrics.clone());
-        tokio::spawn(async move {
-            answer(stored.await, replies, &wake, &metrics);
-            drop(permit);
-        });
+        // One batch at a time, so that a repeat is always looked up after
+        // its original's commit. (Several batches in flight were measured,
+        // on SQLite and on PostgreSQL: no faster, and slower on PostgreSQL;
+        // BENCHMARKS.md, the ninth session.)
+        // Ahead of queued job units: the handlers wait for this commit.
+        let stored = db.urgent_unit(WriteBatch { deliveries, hashes }).await;
+        answer(stored, replies, &wake, &metrics);
     }
 }
 

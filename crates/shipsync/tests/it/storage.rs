@@ -255,6 +255,54 @@ async fn webhook_id_counts_only_when_standard_signed(db_url: String) {
     h.shutdown().await;
 }
 
+/// Repeats sent at the same moment as their original, beside other
+/// deliveries, so that the ingest has several batches in flight (on
+/// PostgreSQL side by side): each repeat is answered with its original's
+/// event, and only the originals are stored.
+async fn repeats_sent_at_once_are_one_event(db_url: String) {
+    let h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let mut requests = Vec::new();
+    for round in 0..10 {
+        // The same webhook-id and body; the same body under new ids.
+        requests.push(signed(&h, note("same-id")).with_id("msg_same"));
+        requests.push(signed(&h, note("same-body")).with_id(format!("msg_body_{round}")));
+        for other in 0..4 {
+            requests.push(signed(&h, note(&format!("other-{round}-{other}"))));
+        }
+    }
+    let answers = futures::future::join_all(requests.into_iter().map(|r| send(&h, r))).await;
+    let mut by_tag: std::collections::BTreeMap<usize, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(status(a), 202, "{:?}", a.json());
+        let v = a.json().unwrap();
+        let (st, id) = (
+            v["status"].as_str().unwrap().to_string(),
+            v["event_id"].as_str().unwrap().to_string(),
+        );
+        // 0: the same id, 1: the same body, 2..: all different.
+        let tag = if i % 6 < 2 { i % 6 } else { 2 + i };
+        by_tag.entry(tag).or_default().push((st, id));
+    }
+    for (tag, answers) in &by_tag {
+        let ids: std::collections::BTreeSet<&str> =
+            answers.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(ids.len(), 1, "tag {tag}: {answers:?}");
+        let new = answers.iter().filter(|(st, _)| st != "duplicate").count();
+        assert_eq!(
+            new, 1,
+            "tag {tag}: one original, the rest repeats: {answers:?}"
+        );
+    }
+    assert_eq!(by_tag.len(), 2 + 40);
+    assert_eq!(
+        events(&h, "").await.len(),
+        2 + 40,
+        "only the originals stored"
+    );
+    h.shutdown().await;
+}
+
 /// Ships one package with a tracking URL base and an unknown carrier (so
 /// the URL would be sent); returns the store's tracking URLs once done.
 async fn tracking_urls_for(h: &mut Harness, tag: &str, url: &str) -> Vec<Option<String>> {
@@ -606,6 +654,7 @@ both_backends!(
     short_shared_secrets_are_refused,
     rotation_can_revoke_the_old_key_at_once,
     webhook_id_counts_only_when_standard_signed,
+    repeats_sent_at_once_are_one_event,
     tracking_url_only_when_https_and_signed,
     lists_are_summaries_and_headers_an_allowlist,
     refused_deliveries_are_capped_per_merchant_and_minute,
