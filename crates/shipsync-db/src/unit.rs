@@ -620,9 +620,9 @@ enum Durability {
 /// change of journal mode); SQLite unlinks it only when its last
 /// connection closes, and this thread's connection stays open. Its path is
 /// SQLite's own (`sqlite3_db_filename`, symbolic links resolved). The
-/// descriptor is this thread's own and is closed only when the unit
-/// thread ends; SQLite holds no lock on the log file itself (its locks are
-/// on the database file and the `-shm` index), so closing it releases
+/// descriptor is this thread's own, closed when the unit thread ends or
+/// an fsync fails; SQLite holds no lock on the log file itself (its locks
+/// are on the database file and the `-shm` index), so closing it releases
 /// none. SQLite's unix default `POWERSAFE_OVERWRITE` is assumed, as it is
 /// for `synchronous=NORMAL` everywhere: a torn write of a later commit
 /// does not damage the frames of an earlier one.
@@ -842,13 +842,17 @@ impl Inline {
                 }
                 Durability::NotYet => {
                     // The log exists now that a write committed.
-                    self.sync = match self
-                        .wal_path()
-                        .and_then(|wal| Syncer::start(&wal, Arc::clone(&queue.fsyncs)))
-                    {
-                        Some(syncer) => Durability::Syncer(syncer),
-                        None => Durability::Sqlite,
-                    };
+                    let wal = self.wal_path();
+                    if wal.is_none() {
+                        tracing::warn!(
+                            "SQLite names no file for the database: durable commits fsync inside SQLite"
+                        );
+                    }
+                    self.sync =
+                        match wal.and_then(|wal| Syncer::start(&wal, Arc::clone(&queue.fsyncs))) {
+                            Some(syncer) => Durability::Syncer(syncer),
+                            None => Durability::Sqlite,
+                        };
                 }
                 _ => {}
             }

@@ -256,15 +256,16 @@ async fn webhook_id_counts_only_when_standard_signed(db_url: String) {
 }
 
 /// Repeats sent at the same moment as their original, beside other
-/// deliveries, so that the ingest has several batches in flight (on
-/// PostgreSQL side by side): each repeat is answered with its original's
-/// event, and only the originals are stored.
+/// deliveries, so that they land in the same batch or in batches one
+/// after the other: each repeat is answered with its original's event,
+/// and only the originals are stored.
 async fn repeats_sent_at_once_are_one_event(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
     let mut requests = Vec::new();
     for round in 0..10 {
-        // The same webhook-id and body; the same body under new ids.
-        requests.push(signed(&h, note("same-id")).with_id("msg_same"));
+        // The same webhook-id with a new body each time (a repeat by its
+        // Standard-signed id); the same body under new ids.
+        requests.push(signed(&h, note(&format!("same-id-{round}"))).with_id("msg_same"));
         requests.push(signed(&h, note("same-body")).with_id(format!("msg_body_{round}")));
         for other in 0..4 {
             requests.push(signed(&h, note(&format!("other-{round}-{other}"))));
