@@ -260,7 +260,7 @@ impl Failure {
         }
     }
 
-    /// The log could not be made durable (see [`Durability::Failed`]).
+    /// The log could not be made durable (see [`Syncer::failed`]).
     fn sync_lost() -> Self {
         Self {
             code: None,
@@ -593,12 +593,6 @@ enum Durability {
     Syncer(Syncer),
     /// The syncer could not start: SQLite's own fsync, for good.
     Sqlite,
-    /// An fsync of the log failed: every durable group that writes fails
-    /// from now on (restart shipsync). After a failed fsync the kernel may
-    /// have dropped the pages it could not write and report the next fsync
-    /// as a success, so no later durability can be trusted — the choice
-    /// PostgreSQL makes too.
-    Failed,
 }
 
 /// Makes durable groups durable off the unit thread: a durable group
@@ -620,10 +614,9 @@ enum Durability {
 /// change of journal mode); SQLite unlinks it only when its last
 /// connection closes, and this thread's connection stays open. Its path is
 /// SQLite's own (`sqlite3_db_filename`, symbolic links resolved). The
-/// descriptor is this thread's own, closed when the unit thread ends or
-/// an fsync fails; SQLite holds no lock on the log file itself (its locks
-/// are on the database file and the `-shm` index), so closing it releases
-/// none. SQLite's unix default `POWERSAFE_OVERWRITE` is assumed, as it is
+/// descriptor is this thread's own, closed when the unit thread ends;
+/// SQLite holds no lock on the log file itself (its locks are on the
+/// database file and the `-shm` index), so closing it releases none. SQLite's unix default `POWERSAFE_OVERWRITE` is assumed, as it is
 /// for `synchronous=NORMAL` everywhere: a torn write of a later commit
 /// does not damage the frames of an earlier one.
 ///
@@ -634,7 +627,11 @@ enum Durability {
 /// and that unit's fsync covers everything committed before it.
 struct Syncer {
     tx: mpsc::Sender<Vec<Box<dyn Job>>>,
-    /// Set once an fsync failed, or the thread is gone.
+    /// Set once an fsync failed, or the thread is gone: every durable
+    /// group that writes fails from then on (restart shipsync). After a
+    /// failed fsync the kernel may have dropped the pages it could not
+    /// write and report the next fsync as a success, so no later
+    /// durability can be trusted — the choice PostgreSQL makes too.
     failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -777,13 +774,8 @@ impl Inline {
             // queued ends the wait.
             queue.wait_for_more(queue.linger);
         }
-        if let Durability::Syncer(syncer) = &self.sync
-            && syncer.failed()
-        {
-            self.sync = Durability::Failed;
-        }
         let durable_write = !relaxed && writes;
-        if durable_write && matches!(self.sync, Durability::Failed) {
+        if durable_write && matches!(&self.sync, Durability::Syncer(s) if s.failed()) {
             first.job.answer(Some(&Failure::sync_lost()));
             return;
         }
