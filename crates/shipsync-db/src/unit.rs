@@ -318,9 +318,32 @@ struct Shared {
     linger: std::time::Duration,
     /// Fsyncs of the log done by the [`Syncer`].
     fsyncs: Arc<std::sync::atomic::AtomicU64>,
+    /// Tests: while set, the [`Syncer`]'s fsyncs fail (the kernel's error
+    /// cannot be provoked on a real file without a faulty device).
+    #[cfg(test)]
+    fsync_fault: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
+    /// How the [`Syncer`] fsyncs the log.
+    #[cfg(not(test))]
+    fn fsync(&self) -> impl FnMut(&std::fs::File) -> std::io::Result<()> + Send + 'static {
+        std::fs::File::sync_data
+    }
+
+    /// How the [`Syncer`] fsyncs the log: failing while `fsync_fault` is
+    /// set.
+    #[cfg(test)]
+    fn fsync(&self) -> impl FnMut(&std::fs::File) -> std::io::Result<()> + Send + 'static {
+        let fault = Arc::clone(&self.fsync_fault);
+        move |log: &std::fs::File| {
+            if fault.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected fsync failure"));
+            }
+            log.sync_data()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         // A unit never runs under this lock: a poisoned lock only means a
         // push or pop panicked, and the queues are still whole.
@@ -638,10 +661,11 @@ struct Syncer {
 impl Syncer {
     /// Opens the log at `wal_path` and starts the thread; `None` (durable
     /// groups keep SQLite's own fsync) when either fails.
-    /// `fsyncs` counts the fsyncs done.
+    /// `fsyncs` counts the fsyncs done; `fsync` does one.
     fn start(
         wal_path: &std::path::Path,
         fsyncs: Arc<std::sync::atomic::AtomicU64>,
+        mut fsync: impl FnMut(&std::fs::File) -> std::io::Result<()> + Send + 'static,
     ) -> Option<Self> {
         let log = match std::fs::OpenOptions::new().write(true).open(wal_path) {
             Ok(f) => f,
@@ -663,7 +687,7 @@ impl Syncer {
                         waiting.extend(more);
                     }
                     if failure.is_none() {
-                        match log.sync_data() {
+                        match fsync(&log) {
                             Ok(()) => {
                                 fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
@@ -841,7 +865,9 @@ impl Inline {
                         );
                     }
                     self.sync =
-                        match wal.and_then(|wal| Syncer::start(&wal, Arc::clone(&queue.fsyncs))) {
+                        match wal.and_then(|wal| {
+                            Syncer::start(&wal, Arc::clone(&queue.fsyncs), queue.fsync())
+                        }) {
                             Some(syncer) => Durability::Syncer(syncer),
                             None => Durability::Sqlite,
                         };
@@ -1294,6 +1320,80 @@ mod tests {
             .unwrap();
         assert_eq!(n, 5, "the held unit's 0, and 1, 2, 3, 4");
         drop(other);
+        drop(units);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_fsync_no_durable_write_is_answered_as_done_until_a_restart() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (units, path) = with_table(LINGER).await;
+        let run = runner(&units);
+        assert_eq!(
+            run(Step::Sql("INSERT INTO t VALUES (1)"), false)
+                .await
+                .unwrap(),
+            Ok(1)
+        );
+        assert_eq!(units.fsyncs(), 1);
+        // The fsync its answer waits for fails: the unit fails.
+        units.shared.fsync_fault.store(true, SeqCst);
+        let failed = run(Step::Sql("INSERT INTO t VALUES (2)"), false)
+            .await
+            .unwrap();
+        assert!(
+            failed
+                .as_ref()
+                .is_err_and(|e| e.contains("fsync of the SQLite log failed")),
+            "{failed:?}"
+        );
+        // The disk "works" again, but the kernel may have dropped the pages
+        // the failed fsync could not write: no durable write is answered as
+        // done from now on, and none is fsynced.
+        units.shared.fsync_fault.store(false, SeqCst);
+        for sql in ["INSERT INTO t VALUES (3)", "INSERT INTO t VALUES (4)"] {
+            let later = run(Step::Sql(sql), false).await.unwrap();
+            assert!(
+                later
+                    .as_ref()
+                    .is_err_and(|e| e.contains("could not be made durable")),
+                "{later:?}"
+            );
+        }
+        assert_eq!(units.fsyncs(), 1, "no fsync after the failed one");
+        // Relaxed units (which never wait for an fsync) and reads go on.
+        assert_eq!(
+            run(Step::Sql("INSERT INTO t VALUES (5)"), true)
+                .await
+                .unwrap(),
+            Ok(1)
+        );
+        assert_eq!(
+            run(Step::Sql("UPDATE t SET k = k WHERE k = 1"), true)
+                .await
+                .unwrap(),
+            Ok(1)
+        );
+        drop(run);
+        drop(units);
+        // A restart (a new unit thread on the same file) writes durably
+        // again.
+        let units = Arc::new(Units::start_lingering(path.clone(), LINGER).unwrap());
+        let run = runner(&units);
+        assert_eq!(
+            run(Step::Sql("INSERT INTO t VALUES (6)"), false)
+                .await
+                .unwrap(),
+            Ok(1)
+        );
+        assert_eq!(
+            run(Step::Sql("INSERT INTO t VALUES (7)"), false)
+                .await
+                .unwrap(),
+            Ok(1)
+        );
+        assert_eq!(units.fsyncs(), 1, "the new thread's syncer");
+        drop(run);
         drop(units);
         let _ = std::fs::remove_file(&path);
     }
