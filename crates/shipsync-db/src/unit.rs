@@ -864,13 +864,12 @@ impl Inline {
                             "SQLite names no file for the database: durable commits fsync inside SQLite"
                         );
                     }
-                    self.sync =
-                        match wal.and_then(|wal| {
-                            Syncer::start(&wal, Arc::clone(&queue.fsyncs), queue.fsync())
-                        }) {
-                            Some(syncer) => Durability::Syncer(syncer),
-                            None => Durability::Sqlite,
-                        };
+                    self.sync = match wal.and_then(|wal| {
+                        Syncer::start(&wal, Arc::clone(&queue.fsyncs), queue.fsync())
+                    }) {
+                        Some(syncer) => Durability::Syncer(syncer),
+                        None => Durability::Sqlite,
+                    };
                 }
                 _ => {}
             }
