@@ -183,18 +183,21 @@ impl Bucket {
 #[derive(Debug, Default)]
 struct State {
     bucket: Option<Bucket>,
-    /// Points reserved by requests not yet answered (waiting for their
-    /// turn, or sent), by ticket, in the order they were reserved: the
-    /// server's last `currentlyAvailable` does not include them yet.
-    reserved: BTreeMap<u64, f64>,
+    /// Requests not yet answered (waiting for their turn, or sent), by
+    /// ticket, in the order they were reserved: their points (the server's
+    /// last `currentlyAvailable` does not include them yet) and
+    /// [`State::charged`] when they reserved.
+    reserved: BTreeMap<u64, (f64, f64)>,
     /// The last ticket given.
     ticket: u64,
+    /// The actual costs of every answer observed so far, summed.
+    charged: f64,
 }
 
 impl State {
     /// The points reserved ahead of `ticket` (all of them for `u64::MAX`).
     fn ahead_of(&self, ticket: u64) -> f64 {
-        self.reserved.range(..ticket).map(|(_, p)| p).sum()
+        self.reserved.range(..ticket).map(|(_, (p, _))| p).sum()
     }
 }
 
@@ -244,7 +247,8 @@ impl LocalBudget {
         }
         state.ticket += 1;
         let ticket = state.ticket;
-        state.reserved.insert(ticket, needed);
+        let charged = state.charged;
+        state.reserved.insert(ticket, (needed, charged));
         Ok((
             wait,
             Reserved {
@@ -277,11 +281,58 @@ impl LocalBudget {
         shortfall_wait(points + spoken_for - available, bucket.status.restore_rate)
     }
 
-    /// [`CostBudget::observe`] at `now`.
+    /// Takes Shopify's `throttleStatus` in `cost` as the bucket at `now`,
+    /// whatever the bucket held before (the engine's shared budget keeps its
+    /// own order of answers).
     pub fn observe_at(&self, cost: &QueryCost, now: Instant) {
         if let Some(status) = cost.throttle_status {
             self.lock().bucket = Some(Bucket { status, at: now });
         }
+    }
+
+    /// [`CostBudget::observe`] at `now`: Shopify's answer to the request
+    /// that reserved `reserved`.
+    ///
+    /// Answers to requests in flight together may come back in another
+    /// order than the store charged them: a search's answer, its
+    /// `throttleStatus` computed before a `fulfillmentCreate` was charged,
+    /// can arrive after the create's own. Taken as it is, it would give
+    /// back the create's points, and the next request would be sent into
+    /// a bucket that cannot hold it (THROTTLED). So the bucket becomes
+    /// the answer's figure, but no more than the larger of two figures
+    /// that cannot be too high:
+    /// - the answer's figure less the actual costs of the answers observed
+    ///   since this request reserved (any of them may have been charged
+    ///   after it: a request charged after this one was answered after it
+    ///   was sent);
+    /// - the bucket as known, less this request's actual cost (which the
+    ///   known figure may not count yet).
+    ///
+    /// Alone in flight, that is the answer's figure; after the search and
+    /// the create above, the create's figure. Lower than both (another
+    /// client of the store's budget, a restore rate that changed) it is
+    /// the answer's figure, as before.
+    pub fn observe_answer_at(&self, reserved: &Reserved, cost: &QueryCost, now: Instant) {
+        let mut state = self.lock();
+        let since = state
+            .reserved
+            .get(&reserved.ticket)
+            .map(|&(_, charged)| state.charged - charged);
+        let actual = cost
+            .actual_query_cost
+            .filter(|c| c.is_finite())
+            .unwrap_or(0.0)
+            .max(0.0);
+        state.charged += actual;
+        let Some(mut status) = cost.throttle_status else {
+            return;
+        };
+        if let Some(known) = state.bucket.as_ref() {
+            let answered = since.map_or(f64::NEG_INFINITY, |s| status.currently_available - s);
+            let held = known.available_at(now.max(known.at)) - actual;
+            status.currently_available = status.currently_available.min(answered.max(held));
+        }
+        state.bucket = Some(Bucket { status, at: now });
     }
 }
 
@@ -298,8 +349,8 @@ impl CostBudget for LocalBudget {
         )))
     }
 
-    fn observe(&self, _reserved: Reserved, cost: QueryCost) -> BudgetFuture<'_, ()> {
-        self.observe_at(&cost, Instant::now());
+    fn observe(&self, reserved: Reserved, cost: QueryCost) -> BudgetFuture<'_, ()> {
+        self.observe_answer_at(&reserved, &cost, Instant::now());
         Box::pin(std::future::ready(()))
     }
 
@@ -616,6 +667,57 @@ mod tests {
             local.wait_left_at(&c, t1),
             Some(Duration::from_secs_f64(0.0))
         );
+    }
+
+    /// Answers of requests in flight together may come back in another
+    /// order than the store charged them: the bucket keeps the newest
+    /// figure either way, and an overtaken answer gives no points back
+    /// (before, the next search went into a bucket 8 points short of it:
+    /// THROTTLED, in the `ship-to-store` bench's throttled store).
+    #[test]
+    fn an_overtaken_answer_gives_no_points_back() {
+        let t0 = Instant::now();
+        let search_answer = bucket(92.0, 16.0, 94.0, 200.0, 50.0);
+        let create_answer = bucket(10.0, 10.0, 84.0, 200.0, 50.0);
+        for create_first in [true, false] {
+            let local = LocalBudget::default();
+            // Bucket 200, 50/s, holding 110: a search (92, costing 16) and
+            // a create (10) go together.
+            local.observe_at(&bucket(92.0, 16.0, 110.0, 200.0, 50.0), t0);
+            let (wait, search) = local.reserve_at(92.0, t0, MAX).unwrap();
+            assert_eq!(wait, Duration::ZERO);
+            let (wait, create) = local.reserve_at(10.0, t0, MAX).unwrap();
+            assert_eq!(wait, Duration::ZERO);
+            // The store charges the search (110 − 16 = 94), then the create
+            // (84); their answers come back in either order.
+            let answers = [(create, &create_answer), (search, &search_answer)];
+            let order: Vec<_> = if create_first {
+                answers.iter().collect()
+            } else {
+                answers.iter().rev().collect()
+            };
+            for (reserved, answer) in order {
+                local.observe_answer_at(reserved, answer, t0);
+                local.release(*reserved);
+            }
+            // The bucket holds 84: the next search waits for 8 points.
+            let (wait, next) = local.reserve_at(92.0, t0, MAX).unwrap();
+            assert_eq!(
+                wait,
+                Duration::from_secs_f64(8.0 / 50.0),
+                "create answered first: {create_first}"
+            );
+            local.release(next);
+        }
+        // An answer lower than the bucket as known (another client of the
+        // store's budget spent it) is taken as it is.
+        let local = LocalBudget::default();
+        local.observe_at(&bucket(92.0, 16.0, 110.0, 200.0, 50.0), t0);
+        let (_, search) = local.reserve_at(92.0, t0, MAX).unwrap();
+        local.observe_answer_at(&search, &bucket(92.0, 16.0, 30.0, 200.0, 50.0), t0);
+        local.release(search);
+        let (wait, _) = local.reserve_at(92.0, t0, MAX).unwrap();
+        assert_eq!(wait, Duration::from_secs_f64(62.0 / 50.0));
     }
 
     /// `wait_turn` ends when the call ahead is answered, not at the
