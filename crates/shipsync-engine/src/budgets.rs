@@ -259,10 +259,12 @@ struct CostState {
     version: i64,
     /// This node's requests reserved in the shared bucket and not over yet,
     /// by ticket: when their slot was, the refunds counted when it was
-    /// reserved, and their points. Refunds counted since (the calls ahead
-    /// cost less than they reserved) bring a slot that much sooner, as far
-    /// as Shopify's last word allows (see [`CostBudget::wait_left`]).
-    waiting: HashMap<u64, (Instant, i64, f64)>,
+    /// reserved, their points, and the answers' mark in the node's own
+    /// bucket then ([`LocalBudget::answers_mark`]). Refunds counted since
+    /// (the calls ahead cost less than they reserved) bring a slot that
+    /// much sooner, as far as Shopify's last word allows (see
+    /// [`CostBudget::wait_left`]).
+    waiting: HashMap<u64, (Instant, i64, f64, f64)>,
     /// The last ticket given to a shared reservation.
     ticket: u64,
 }
@@ -291,7 +293,7 @@ impl CostState {
     /// When the request of `ticket` may go by the shared bucket, as this
     /// node sees it now.
     fn slot(&self, ticket: u64) -> Option<Instant> {
-        let &(at, refunded, _) = self.waiting.get(&ticket)?;
+        let &(at, refunded, _, _) = self.waiting.get(&ticket)?;
         let sooner = duration(self.refunded.saturating_sub(refunded));
         Some(at.checked_sub(sooner).unwrap_or_else(Instant::now))
     }
@@ -302,7 +304,7 @@ impl CostState {
         self.waiting
             .iter()
             .filter(|&(&t, _)| t != ticket && self.slot(t).is_some_and(|at| at <= now))
-            .map(|(_, &(_, _, points))| points)
+            .map(|(_, &(_, _, points, _))| points)
             .sum()
     }
 
@@ -547,6 +549,7 @@ impl CostBudget for DbCostBudget {
                 (gcra, points, owed)
             };
             let max = micros(max_wait);
+            let mark = self.local.answers_mark();
             match db_budgets::take(&self.db, &self.key, gcra, refund, max).await {
                 Ok(taken) if taken.wait > max => {
                     // Nothing reserved; the shared bucket is used up until
@@ -584,7 +587,9 @@ impl CostBudget for DbCostBudget {
                         let ticket = if points > 0.0 {
                             state.ticket += 1;
                             let (ticket, at) = (state.ticket, now + duration(wait));
-                            state.waiting.insert(ticket, (at, taken.refunded, points));
+                            state
+                                .waiting
+                                .insert(ticket, (at, taken.refunded, points, mark));
                             ticket
                         } else {
                             0
@@ -620,7 +625,19 @@ impl CostBudget for DbCostBudget {
         cost: QueryCost,
     ) -> shipsync_shopify::BudgetFuture<'_, ()> {
         Box::pin(async move {
-            self.local.observe_at(&cost, Instant::now());
+            // Shopify's figure as the gate of `wait_left` sees it: never
+            // raised by an answer overtaken by a later charge.
+            let now = Instant::now();
+            match local_share(reserved) {
+                Some(local) => self.local.observe_answer_at(&local, &cost, now),
+                None => {
+                    let mark = lock(&self.state)
+                        .waiting
+                        .get(&reserved.ticket)
+                        .map(|&(_, _, _, mark)| mark);
+                    self.local.observe_answer_after(mark, &cost, now);
+                }
+            }
             let mut describe = None;
             let (settle, counted) = {
                 let mut state = lock(&self.state);
@@ -751,7 +768,7 @@ impl CostBudget for DbCostBudget {
         }
         let now = Instant::now();
         let state = lock(&self.state);
-        let &(at, _, points) = state.waiting.get(&reserved.ticket)?;
+        let &(at, _, points, _) = state.waiting.get(&reserved.ticket)?;
         let slot = state.slot(reserved.ticket)?;
         if slot >= at {
             return Some(at.saturating_duration_since(now));
@@ -968,7 +985,7 @@ mod tests {
     #[test]
     fn the_newest_refund_figure_is_kept() {
         let mut state = CostState::default();
-        state.waiting.insert(1, (Instant::now(), 0, 10.0));
+        state.waiting.insert(1, (Instant::now(), 0, 10.0, 0.0));
         type Row = ((i64, i64), (i64, i64), bool);
         #[rustfmt::skip]
         let table: &[Row] = &[

@@ -282,9 +282,9 @@ impl LocalBudget {
     }
 
     /// Takes Shopify's `throttleStatus` in `cost` as the bucket at `now`,
-    /// whatever the bucket held before (the engine's shared budget keeps its
-    /// own order of answers).
-    pub fn observe_at(&self, cost: &QueryCost, now: Instant) {
+    /// whatever the bucket held before: how the tests describe a bucket.
+    #[cfg(test)]
+    fn observe_at(&self, cost: &QueryCost, now: Instant) {
         if let Some(status) = cost.throttle_status {
             self.lock().bucket = Some(Bucket { status, at: now });
         }
@@ -314,10 +314,27 @@ impl LocalBudget {
     /// the answer's figure, as before.
     pub fn observe_answer_at(&self, reserved: &Reserved, cost: &QueryCost, now: Instant) {
         let mut state = self.lock();
-        let since = state
-            .reserved
-            .get(&reserved.ticket)
-            .map(|&(_, charged)| state.charged - charged);
+        let mark = state.reserved.get(&reserved.ticket).map(|&(_, m)| m);
+        Self::observe_in(&mut state, mark, cost, now);
+    }
+
+    /// Where the answers stand now, for a caller keeping its own
+    /// reservations (the engine's shared budget): pass it, taken before
+    /// its request was sent, to [`LocalBudget::observe_answer_after`].
+    pub fn answers_mark(&self) -> f64 {
+        self.lock().charged
+    }
+
+    /// [`LocalBudget::observe_answer_at`] for a request sent after
+    /// `mark` ([`LocalBudget::answers_mark`]); `None` when unknown (the
+    /// answer's figure counts for no more than the bucket as known less
+    /// the request's cost).
+    pub fn observe_answer_after(&self, mark: Option<f64>, cost: &QueryCost, now: Instant) {
+        Self::observe_in(&mut self.lock(), mark, cost, now);
+    }
+
+    fn observe_in(state: &mut State, mark: Option<f64>, cost: &QueryCost, now: Instant) {
+        let since = mark.map(|m| state.charged - m);
         let actual = cost
             .actual_query_cost
             .filter(|c| c.is_finite())
