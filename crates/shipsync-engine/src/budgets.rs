@@ -260,7 +260,8 @@ struct CostState {
     /// This node's requests reserved in the shared bucket and not over yet,
     /// by ticket: when their slot was, the refunds counted when it was
     /// reserved, their points, and the answers' mark in the node's own
-    /// bucket then ([`LocalBudget::answers_mark`]). Refunds counted since
+    /// bucket when they went ([`LocalBudget::answers_mark`]; when they
+    /// reserved, until then). Refunds counted since
     /// (the calls ahead cost less than they reserved) bring a slot that
     /// much sooner, as far as Shopify's last word allows (see
     /// [`CostBudget::wait_left`]).
@@ -762,6 +763,16 @@ impl CostBudget for DbCostBudget {
     /// call reserved nothing, an operation's cost was underestimated), and
     /// the slots it gave the waiters hid that; moved sooner, they would
     /// meet THROTTLED.
+    fn sending(&self, reserved: &Reserved) {
+        if let Some(local) = local_share(*reserved) {
+            return self.local.sending(&local);
+        }
+        let mark = self.local.answers_mark();
+        if let Some(entry) = lock(&self.state).waiting.get_mut(&reserved.ticket) {
+            entry.3 = mark;
+        }
+    }
+
     fn wait_left(&self, reserved: &Reserved) -> Option<Duration> {
         if let Some(local) = local_share(*reserved) {
             return self.local.wait_left(&local);
@@ -811,7 +822,8 @@ fn unshared(r: Reserved) -> Reserved {
 /// The reservation in the node's own bucket, when `r` is one (the
 /// inverse of [`unshared`]).
 fn local_share(r: Reserved) -> Option<Reserved> {
-    (r.points < 0.0).then(|| unshared(r))
+    // `unshared` of a reservation of no points is −0.
+    r.points.is_sign_negative().then(|| unshared(r))
 }
 
 #[cfg(test)]

@@ -131,6 +131,11 @@ pub trait CostBudget: Send + Sync + fmt::Debug {
     /// reserved `reserved`.
     fn observe(&self, reserved: Reserved, cost: QueryCost) -> BudgetFuture<'_, ()>;
 
+    /// The request that reserved `reserved` goes to the store now: a
+    /// budget that orders answers by when their requests went (see
+    /// [`LocalBudget::observe_answer_at`]) notes it.
+    fn sending(&self, _reserved: &Reserved) {}
+
     /// The request that reserved `reserved` is over (answered or failed),
     /// whatever the path.
     fn release(&self, reserved: Reserved);
@@ -302,9 +307,10 @@ impl LocalBudget {
     /// the answer's figure, but no more than the larger of two figures
     /// that cannot be too high:
     /// - the answer's figure less the actual costs of the answers observed
-    ///   since this request reserved (any of them may have been charged
-    ///   after it: a request charged after this one was answered after it
-    ///   was sent);
+    ///   since this request went ([`CostBudget::sending`]; since it
+    ///   reserved, when it was not told): any of them may have been charged
+    ///   after it, and a request charged after this one was answered after
+    ///   this one was sent;
     /// - the bucket as known, less this request's actual cost (which the
     ///   known figure may not count yet).
     ///
@@ -319,8 +325,8 @@ impl LocalBudget {
     }
 
     /// Where the answers stand now, for a caller keeping its own
-    /// reservations (the engine's shared budget): pass it, taken before
-    /// its request was sent, to [`LocalBudget::observe_answer_after`].
+    /// reservations (the engine's shared budget): pass it, taken just
+    /// before its request was sent, to [`LocalBudget::observe_answer_after`].
     pub fn answers_mark(&self) -> f64 {
         self.lock().charged
     }
@@ -369,6 +375,14 @@ impl CostBudget for LocalBudget {
     fn observe(&self, reserved: Reserved, cost: QueryCost) -> BudgetFuture<'_, ()> {
         self.observe_answer_at(&reserved, &cost, Instant::now());
         Box::pin(std::future::ready(()))
+    }
+
+    fn sending(&self, reserved: &Reserved) {
+        let mut state = self.lock();
+        let charged = state.charged;
+        if let Some(entry) = state.reserved.get_mut(&reserved.ticket) {
+            entry.1 = charged;
+        }
     }
 
     fn release(&self, reserved: Reserved) {
@@ -525,6 +539,11 @@ impl Budget {
 
     /// Gives back points reserved for a request that has been answered (or
     /// failed).
+    /// The request of `reserved` goes now ([`CostBudget::sending`]).
+    pub(crate) fn sending(&self, reserved: &Reserved) {
+        self.bucket.sending(reserved);
+    }
+
     pub(crate) fn release(&self, reserved: Reserved) {
         self.bucket.release(reserved);
     }
@@ -726,6 +745,29 @@ mod tests {
             );
             local.release(next);
         }
+        // A request that went after other answers came in: only the answers
+        // observed since it went count against its own. d goes and is
+        // answered while b waits; then b and c go, the store charges b
+        // then c, and c's answer comes back first.
+        let local = LocalBudget::default();
+        local.observe_at(&bucket(10.0, 10.0, 110.0, 200.0, 50.0), t0);
+        let (_, d) = local.reserve_at(10.0, t0, MAX).unwrap();
+        let (_, b) = local.reserve_at(10.0, t0, MAX).unwrap();
+        local.sending(&d);
+        local.observe_answer_at(&d, &bucket(10.0, 10.0, 100.0, 200.0, 50.0), t0);
+        local.release(d);
+        local.sending(&b);
+        let (_, c) = local.reserve_at(10.0, t0, MAX).unwrap();
+        local.sending(&c);
+        local.observe_answer_at(&c, &bucket(10.0, 10.0, 80.0, 200.0, 50.0), t0);
+        local.release(c);
+        local.observe_answer_at(&b, &bucket(10.0, 10.0, 90.0, 200.0, 50.0), t0);
+        local.release(b);
+        // The bucket holds 80 (counted from when b reserved, d's answer
+        // would have made it 70).
+        let (wait, e) = local.reserve_at(80.0, t0, MAX).unwrap();
+        assert_eq!(wait, Duration::ZERO);
+        local.release(e);
         // An answer lower than the bucket as known (another client of the
         // store's budget spent it) is taken as it is.
         let local = LocalBudget::default();

@@ -248,6 +248,7 @@ impl Transport {
         // From here the store may count the request: the points are spent
         // (the answer says how many) rather than unused.
         reservation.sent = true;
+        self.budget.sending(&reserved);
         let mut refusals = 0;
         let (status, retry_after, bytes) = loop {
             let response = self
