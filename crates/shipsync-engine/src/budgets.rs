@@ -751,6 +751,16 @@ impl CostBudget for DbCostBudget {
         }
     }
 
+    fn sending(&self, reserved: &Reserved) {
+        if let Some(local) = local_share(*reserved) {
+            return self.local.sending(&local);
+        }
+        let mark = self.local.answers_mark();
+        if let Some(entry) = lock(&self.state).waiting.get_mut(&reserved.ticket) {
+            entry.3 = mark;
+        }
+    }
+
     /// A request waiting for its slot in the shared bucket goes sooner by
     /// every refund the database has counted since its reservation (as
     /// last returned to this node: by its reservations and its answers'
@@ -763,16 +773,6 @@ impl CostBudget for DbCostBudget {
     /// call reserved nothing, an operation's cost was underestimated), and
     /// the slots it gave the waiters hid that; moved sooner, they would
     /// meet THROTTLED.
-    fn sending(&self, reserved: &Reserved) {
-        if let Some(local) = local_share(*reserved) {
-            return self.local.sending(&local);
-        }
-        let mark = self.local.answers_mark();
-        if let Some(entry) = lock(&self.state).waiting.get_mut(&reserved.ticket) {
-            entry.3 = mark;
-        }
-    }
-
     fn wait_left(&self, reserved: &Reserved) -> Option<Duration> {
         if let Some(local) = local_share(*reserved) {
             return self.local.wait_left(&local);

@@ -191,7 +191,8 @@ struct State {
     /// Requests not yet answered (waiting for their turn, or sent), by
     /// ticket, in the order they were reserved: their points (the server's
     /// last `currentlyAvailable` does not include them yet) and
-    /// [`State::charged`] when they reserved.
+    /// [`State::charged`] when they went ([`CostBudget::sending`]; when
+    /// they reserved, until then).
     reserved: BTreeMap<u64, (f64, f64)>,
     /// The last ticket given.
     ticket: u64,
@@ -537,13 +538,13 @@ impl Budget {
         }
     }
 
-    /// Gives back points reserved for a request that has been answered (or
-    /// failed).
     /// The request of `reserved` goes now ([`CostBudget::sending`]).
     pub(crate) fn sending(&self, reserved: &Reserved) {
         self.bucket.sending(reserved);
     }
 
+    /// Gives back points reserved for a request that has been answered (or
+    /// failed).
     pub(crate) fn release(&self, reserved: Reserved) {
         self.bucket.release(reserved);
     }
