@@ -8,4 +8,4 @@ pub mod carrier;
 pub mod signature;
 pub mod webhook;
 
-pub use webhook::{ParseError, parse_webhook};
+pub use webhook::{ParseError, parse_webhook, parse_webhook_reference};

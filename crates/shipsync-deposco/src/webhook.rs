@@ -93,6 +93,18 @@ const IMPLICIT_PACKAGE: &str = "shipment";
 
 /// Parses a webhook body into one [`ShipmentVersion`] per shipment it holds.
 pub fn parse_webhook(body: &[u8]) -> Result<Vec<ShipmentVersion>, ParseError> {
+    parse(body, true)
+}
+
+/// What [`parse_webhook`] answers, with JSON read through serde_json's
+/// owned `Value` only: the reference its fast path is tested against
+/// (`tests/webhook_props.rs`).
+pub fn parse_webhook_reference(body: &[u8]) -> Result<Vec<ShipmentVersion>, ParseError> {
+    parse(body, false)
+}
+
+/// `fast`: JSON is first read as a tree borrowed from the body.
+fn parse(body: &[u8], fast: bool) -> Result<Vec<ShipmentVersion>, ParseError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let start = body
         .iter()
@@ -101,6 +113,16 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<ShipmentVersion>, ParseError> {
     let body = body.get(start..).unwrap_or_default();
     match body.first() {
         Some(b'{' | b'[') => {
+            // The fast path: a tree borrowed from the body (no allocation
+            // per key or string). Anything it does not turn into shipments
+            // is read again the reference way, so every error and every
+            // needs_attention reason is the reference path's own.
+            if fast
+                && let Ok(tree) = serde_json::from_slice::<serde_json_borrow::Value<'_>>(body)
+                && let Ok(shipments) = shipments_in(&tree)
+            {
+                return Ok(shipments);
+            }
             let value: Value = serde_json::from_slice(body)
                 .map_err(|e| ParseError::NotJsonOrXml(format!("invalid JSON: {e}")))?;
             parse_json_value(&value)
@@ -121,13 +143,19 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<ShipmentVersion>, ParseError> {
 /// Parses an already decoded JSON value in any accepted shape (the REST API
 /// pull can use this for `OutboundShipmentDTO`s too).
 pub fn parse_json_value(value: &Value) -> Result<Vec<ShipmentVersion>, ParseError> {
-    let raws = match value {
-        Value::Array(items) => items
+    shipments_in(value)
+}
+
+fn shipments_in<J: Json>(value: &J) -> Result<Vec<ShipmentVersion>, ParseError> {
+    let raws = if let Some(items) = value.list() {
+        items
             .iter()
             .map(|item| rest_shipment(unwrap_outbound(item)))
-            .collect::<Result<Vec<_>, _>>()?,
-        Value::Object(obj) => {
-            if let Some(shipments) = obj.get("shipments") {
+            .collect::<Result<Vec<_>, _>>()?
+    } else if value.is_map() {
+        let obj = value;
+        {
+            if let Some(shipments) = obj.member("shipments") {
                 let list = match field(shipments, "shipment") {
                     Some(inner) => items(Some(inner)),
                     None => items(Some(shipments)),
@@ -135,28 +163,28 @@ pub fn parse_json_value(value: &Value) -> Result<Vec<ShipmentVersion>, ParseErro
                 list.into_iter()
                     .map(mirror_shipment)
                     .collect::<Result<Vec<_>, _>>()?
-            } else if let Some(shipment) = obj.get("shipment") {
+            } else if let Some(shipment) = obj.member("shipment") {
                 items(Some(shipment))
                     .into_iter()
                     .map(mirror_shipment)
                     .collect::<Result<Vec<_>, _>>()?
-            } else if let Some(outbound) = obj.get("outboundShipment") {
+            } else if let Some(outbound) = obj.member("outboundShipment") {
                 items(Some(outbound))
                     .into_iter()
                     .map(rest_shipment)
                     .collect::<Result<Vec<_>, _>>()?
-            } else if let Some(data) = obj.get("data") {
+            } else if let Some(data) = obj.member("data") {
                 items(Some(data))
                     .into_iter()
                     .map(|item| rest_shipment(unwrap_outbound(item)))
                     .collect::<Result<Vec<_>, _>>()?
             } else if ["number", "shipmentLines", "orderHeaders", "self"]
                 .iter()
-                .any(|k| obj.contains_key(*k))
+                .any(|k| obj.member(k).is_some())
             {
                 vec![rest_shipment(value)?]
             } else {
-                let keys: Vec<&str> = obj.keys().take(8).map(String::as_str).collect();
+                let keys: Vec<&str> = obj.map_keys().into_iter().take(8).collect();
                 return Err(ParseError::Unmapped(format!(
                     "a JSON object with none of the keys outboundShipment, data, shipments, \
                      shipment, number, shipmentLines (found: {})",
@@ -164,12 +192,11 @@ pub fn parse_json_value(value: &Value) -> Result<Vec<ShipmentVersion>, ParseErro
                 )));
             }
         }
-        other => {
-            return Err(ParseError::Unmapped(format!(
-                "JSON {} instead of a shipment object",
-                kind(other)
-            )));
-        }
+    } else {
+        return Err(ParseError::Unmapped(format!(
+            "JSON {} instead of a shipment object",
+            value.kind()
+        )));
     };
     if raws.is_empty() {
         return Err(ParseError::Unmapped("the payload lists no shipment".into()));
@@ -241,68 +268,185 @@ fn element_value(node: roxmltree::Node<'_, '_>, depth: usize) -> Result<Value, P
 // ---------------------------------------------------------------------------
 // Tolerant access to JSON values
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+/// Read access to a parsed JSON document, so that one parser reads both
+/// serde_json's owned `Value` (the reference path, the REST pull, the XML
+/// mirror) and a tree borrowed from the webhook body (`serde_json_borrow`:
+/// objects as lists of borrowed keys, strings borrowed unless escaped),
+/// which skips an allocation per key and per string on the webhook's path.
+/// Both must answer alike: a repeated key is read as its last value (as
+/// serde_json's map keeps it), numbers as serde_json's `Number`.
+trait Json: Sized {
+    /// The JSON type's name, for messages.
+    fn kind(&self) -> &'static str;
+    /// An object's member (the last one of a repeated key); `None` for a
+    /// missing key and for anything but an object.
+    fn member(&self, key: &str) -> Option<&Self>;
+    fn is_map(&self) -> bool;
+    /// An object's keys, in the order the message shows them.
+    fn map_keys(&self) -> Vec<&str>;
+    fn list(&self) -> Option<&[Self]>;
+    fn string(&self) -> Option<&str>;
+    fn boolean(&self) -> Option<bool>;
+    fn number(&self) -> Option<serde_json::Number>;
+    fn is_null(&self) -> bool;
+}
+
+impl Json for Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+    fn member(&self, key: &str) -> Option<&Self> {
+        self.as_object()?.get(key)
+    }
+    fn is_map(&self) -> bool {
+        self.is_object()
+    }
+    fn map_keys(&self) -> Vec<&str> {
+        self.as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+    fn list(&self) -> Option<&[Self]> {
+        self.as_array().map(Vec::as_slice)
+    }
+    fn string(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn boolean(&self) -> Option<bool> {
+        self.as_bool()
+    }
+    fn number(&self) -> Option<serde_json::Number> {
+        match self {
+            Value::Number(n) => Some(n.clone()),
+            _ => None,
+        }
+    }
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+}
+
+impl Json for serde_json_borrow::Value<'_> {
+    fn kind(&self) -> &'static str {
+        use serde_json_borrow::Value as B;
+        match self {
+            B::Null => "null",
+            B::Bool(_) => "boolean",
+            B::Number(_) => "number",
+            B::Str(_) => "string",
+            B::Array(_) => "array",
+            B::Object(_) => "object",
+        }
+    }
+    fn member(&self, key: &str) -> Option<&Self> {
+        match self {
+            serde_json_borrow::Value::Object(o) => o
+                .as_vec()
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    fn is_map(&self) -> bool {
+        matches!(self, serde_json_borrow::Value::Object(_))
+    }
+    fn map_keys(&self) -> Vec<&str> {
+        match self {
+            serde_json_borrow::Value::Object(o) => o.keys().collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn list(&self) -> Option<&[Self]> {
+        match self {
+            serde_json_borrow::Value::Array(a) => Some(a.as_slice()),
+            _ => None,
+        }
+    }
+    fn string(&self) -> Option<&str> {
+        match self {
+            serde_json_borrow::Value::Str(s) => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+    fn boolean(&self) -> Option<bool> {
+        match self {
+            serde_json_borrow::Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn number(&self) -> Option<serde_json::Number> {
+        match self {
+            serde_json_borrow::Value::Number(n) => Some((*n).into()),
+            _ => None,
+        }
+    }
+    fn is_null(&self) -> bool {
+        matches!(self, serde_json_borrow::Value::Null)
     }
 }
 
 /// `null` and the mirror's `{"@nil": "true"}`.
-fn is_nil(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Object(o) => o.get("@nil").is_some_and(|n| match n {
-            Value::Bool(b) => *b,
-            Value::String(s) => s.trim().eq_ignore_ascii_case("true"),
-            _ => false,
-        }),
-        _ => false,
-    }
+fn is_nil<J: Json>(v: &J) -> bool {
+    v.is_null()
+        || v.member("@nil").is_some_and(|n| {
+            n.boolean().unwrap_or(false)
+                || n.string()
+                    .is_some_and(|s| s.trim().eq_ignore_ascii_case("true"))
+        })
 }
 
 /// A member of an object, absent when nil.
-fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_object()?.get(key).filter(|f| !is_nil(f))
+fn field<'a, J: Json>(v: &'a J, key: &str) -> Option<&'a J> {
+    v.member(key).filter(|f| !is_nil(*f))
 }
 
-fn path<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+fn path<'a, J: Json>(v: &'a J, keys: &[&str]) -> Option<&'a J> {
     keys.iter().try_fold(v, |cur, key| field(cur, key))
 }
 
 /// The first of several paths that is present.
-fn first<'a>(v: &'a Value, paths: &[&[&str]]) -> Option<&'a Value> {
+fn first<'a, J: Json>(v: &'a J, paths: &[&[&str]]) -> Option<&'a J> {
     paths.iter().find_map(|p| path(v, p))
 }
 
 /// A list where a single object, a `{"data": […]}` page or nothing may come.
-fn items(v: Option<&Value>) -> Vec<&Value> {
-    match v {
-        Some(Value::Array(list)) => list.iter().filter(|i| !is_nil(i)).collect(),
-        Some(obj @ Value::Object(o)) if !is_nil(obj) => match o.get("data") {
-            Some(data @ Value::Array(_)) => items(Some(data)),
-            _ => vec![obj],
-        },
-        _ => Vec::new(),
+fn items<J: Json>(v: Option<&J>) -> Vec<&J> {
+    let Some(v) = v else {
+        return Vec::new();
+    };
+    if let Some(list) = v.list() {
+        return list.iter().filter(|i| !is_nil(*i)).collect();
     }
+    if v.is_map() && !is_nil(v) {
+        return match v.member("data") {
+            Some(data) if data.list().is_some() => items(Some(data)),
+            _ => vec![v],
+        };
+    }
+    Vec::new()
 }
 
-fn unwrap_outbound(v: &Value) -> &Value {
+fn unwrap_outbound<J: Json>(v: &J) -> &J {
     field(v, "outboundShipment").unwrap_or(v)
 }
 
 /// Text of a leaf: trimmed, non-empty; numbers as written (integral floats
 /// without `.0`).
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string),
-        Value::Number(n) => Some(number_text(n)),
-        _ => None,
+fn text<J: Json>(v: Option<&J>) -> Option<String> {
+    let v = v?;
+    if let Some(s) = v.string() {
+        return Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string);
     }
+    v.number().map(|n| number_text(&n))
 }
 
 fn number_text(n: &serde_json::Number) -> String {
@@ -320,7 +464,7 @@ fn number_text(n: &serde_json::Number) -> String {
 }
 
 /// An id or line number: like [`text`], and `"42.0"` is `"42"` too.
-fn id_text(v: Option<&Value>) -> Option<String> {
+fn id_text<J: Json>(v: Option<&J>) -> Option<String> {
     let t = text(v)?;
     match t.split_once('.') {
         Some((int, frac))
@@ -336,19 +480,20 @@ fn id_text(v: Option<&Value>) -> Option<String> {
 }
 
 /// A whole, non-negative, sane quantity; `Ok(None)` when absent.
-fn quantity(v: Option<&Value>) -> Result<Option<u64>, String> {
-    let f = match v {
-        None => return Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                return check_max(u as f64, &u.to_string()).map(|()| Some(u));
-            }
-            match n.as_f64() {
-                Some(f) => (f, n.to_string()),
-                None => return Err(format!("{n} is not a number")),
-            }
+fn quantity<J: Json>(v: Option<&J>) -> Result<Option<u64>, String> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let f = if let Some(n) = v.number() {
+        if let Some(u) = n.as_u64() {
+            return check_max(u as f64, &u.to_string()).map(|()| Some(u));
         }
-        Some(Value::String(s)) => {
+        match n.as_f64() {
+            Some(f) => (f, n.to_string()),
+            None => return Err(format!("{n} is not a number")),
+        }
+    } else if let Some(s) = v.string() {
+        {
             let s = s.trim();
             if s.is_empty() {
                 return Ok(None);
@@ -361,7 +506,8 @@ fn quantity(v: Option<&Value>) -> Result<Option<u64>, String> {
                 Err(_) => return Err(format!("{s:?} is not a number")),
             }
         }
-        Some(other) => return Err(format!("a JSON {} is not a quantity", kind(other))),
+    } else {
+        return Err(format!("a JSON {} is not a quantity", v.kind()));
     };
     let (f, shown) = f;
     if !f.is_finite() {
@@ -451,8 +597,8 @@ fn push_ref(refs: &mut Vec<String>, r: Option<String>) {
     }
 }
 
-fn header_common(
-    v: &Value,
+fn header_common<J: Json>(
+    v: &J,
     number_keys: &[&[&str]],
     status_keys: &[&[&str]],
     order_refs: Vec<String>,
@@ -474,8 +620,8 @@ fn line_error(shipment: &str, line: &str, sku: Option<&str>, msg: &str) -> Parse
     ParseError::Unmapped(format!("shipment {shipment}, line {line}{sku}: {msg}"))
 }
 
-fn line_quantity(
-    v: Option<&Value>,
+fn line_quantity<J: Json>(
+    v: Option<&J>,
     name: &str,
     shipment: &str,
     line: &str,
@@ -487,14 +633,14 @@ fn line_quantity(
 // ---------------------------------------------------------------------------
 // Shape 1: REST OutboundShipmentDTO
 
-fn rest_shipment(v: &Value) -> Result<RawShipment, ParseError> {
+fn rest_shipment<J: Json>(v: &J) -> Result<RawShipment, ParseError> {
     let orders = items(field(v, "orderHeaders"));
     let mut order_refs = Vec::new();
     push_ref(&mut order_refs, text(field(v, "customerOrderNumber")));
-    for o in &orders {
+    for &o in &orders {
         push_ref(&mut order_refs, text(field(o, "customerOrderNumber")));
     }
-    for o in &orders {
+    for &o in &orders {
         push_ref(
             &mut order_refs,
             text(first(
@@ -540,7 +686,7 @@ fn rest_shipment(v: &Value) -> Result<RawShipment, ParseError> {
     })
 }
 
-fn rest_line(v: &Value, index: usize, shipment: &str) -> Result<RawLine, ParseError> {
+fn rest_line<J: Json>(v: &J, index: usize, shipment: &str) -> Result<RawLine, ParseError> {
     let order_line = field(v, "orderLine");
     let on_order_line = |p: &[&str]| order_line.and_then(|ol| path(ol, p));
     let order_line_id = id_text(on_order_line(&["id"]));
@@ -575,7 +721,7 @@ fn rest_line(v: &Value, index: usize, shipment: &str) -> Result<RawLine, ParseEr
     ))
     .or_else(|| text(on_order_line(&["orderLineDetails", "customerLineNumber"])))
     .or_else(|| text(on_order_line(&["customerLineNumber"])));
-    let q = |value: Option<&Value>, name: &str| {
+    let q = |value: Option<&J>, name: &str| {
         line_quantity(value, name, shipment, &line_number, sku.as_deref())
     };
     let ordered = q(
@@ -630,7 +776,7 @@ fn rest_line(v: &Value, index: usize, shipment: &str) -> Result<RawLine, ParseEr
     })
 }
 
-fn container_head(v: &Value) -> RawContainer {
+fn container_head<J: Json>(v: &J) -> RawContainer {
     RawContainer {
         key: text(first(v, &[&["number"], &["lpnNumber"], &["lpn"]]))
             .or_else(|| text(field(v, "trackingNumber"))),
@@ -641,7 +787,7 @@ fn container_head(v: &Value) -> RawContainer {
     }
 }
 
-fn rest_container(v: &Value, shipment: &str) -> Result<RawContainer, ParseError> {
+fn rest_container<J: Json>(v: &J, shipment: &str) -> Result<RawContainer, ParseError> {
     let mut container = container_head(v);
     let name = container
         .key
@@ -676,8 +822,8 @@ fn rest_container(v: &Value, shipment: &str) -> Result<RawContainer, ParseError>
 // ---------------------------------------------------------------------------
 // Shapes 2 and 3: integration-API XML and its JSON mirror
 
-fn mirror_shipment(v: &Value) -> Result<RawShipment, ParseError> {
-    let orders: Vec<&Value> = match field(v, "orders") {
+fn mirror_shipment<J: Json>(v: &J) -> Result<RawShipment, ParseError> {
+    let orders: Vec<&J> = match field(v, "orders") {
         Some(orders) => match field(orders, "order") {
             Some(inner) => items(Some(inner)),
             None => items(Some(orders)),
@@ -686,10 +832,10 @@ fn mirror_shipment(v: &Value) -> Result<RawShipment, ParseError> {
     };
     let mut order_refs = Vec::new();
     push_ref(&mut order_refs, text(field(v, "customerOrderNumber")));
-    for o in &orders {
+    for &o in &orders {
         push_ref(&mut order_refs, text(field(o, "customerOrderNumber")));
     }
-    for o in &orders {
+    for &o in &orders {
         push_ref(
             &mut order_refs,
             text(first(o, &[&["orderNumber"], &["number"]])),
@@ -705,7 +851,7 @@ fn mirror_shipment(v: &Value) -> Result<RawShipment, ParseError> {
 
     let mut rows = Vec::new();
     let multi_order = orders.len() > 1;
-    for (o_index, order) in orders.iter().enumerate() {
+    for (o_index, &order) in orders.iter().enumerate() {
         let order_name = multi_order.then(|| {
             text(first(
                 order,
@@ -737,7 +883,7 @@ fn mirror_shipment(v: &Value) -> Result<RawShipment, ParseError> {
     })
 }
 
-fn mirror_lines(v: &Value) -> Vec<&Value> {
+fn mirror_lines<J: Json>(v: &J) -> Vec<&J> {
     match field(v, "lines") {
         Some(lines) => match field(lines, "line") {
             Some(inner) => items(Some(inner)),
@@ -747,7 +893,11 @@ fn mirror_lines(v: &Value) -> Vec<&Value> {
     }
 }
 
-fn mirror_line(v: &Value, shipment: &str, order: Option<String>) -> Result<RawLine, ParseError> {
+fn mirror_line<J: Json>(
+    v: &J,
+    shipment: &str,
+    order: Option<String>,
+) -> Result<RawLine, ParseError> {
     let sku = text(first(v, &[&["itemNumber"], &["sku"], &["item"]]));
     let line_number = id_text(first(v, &[&["lineNumber"], &["number"]])).ok_or_else(|| {
         line_error(
@@ -784,7 +934,7 @@ fn mirror_line(v: &Value, shipment: &str, order: Option<String>) -> Result<RawLi
             store_line_id: None,
             kit_quantity: None,
         }),
-        container: containers.first().map(|c| container_head(c)),
+        container: containers.first().map(|&c| container_head(c)),
         tracking_number: text(field(v, "trackingNumber")),
         sku,
         line_number,
@@ -1134,5 +1284,54 @@ impl Packages {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path itself reads the current API's shapes (so that the
+    /// comparison with the reference in `tests/webhook_props.rs` is not
+    /// only of bodies it hands over), and gives the reference's answer.
+    #[test]
+    fn the_borrowed_tree_reads_the_current_api_shapes() {
+        for body in [
+            &include_bytes!("../tests/fixtures/simple.current.json")[..],
+            include_bytes!("../tests/fixtures/simple.wrapped.json"),
+            include_bytes!("../tests/fixtures/kit.current.json"),
+            include_bytes!("../tests/fixtures/split.current.json"),
+            include_bytes!("../tests/fixtures/data-two.current.json"),
+            include_bytes!("../tests/fixtures/whole-floats.current.json"),
+            include_bytes!("../tests/fixtures/simple.mirror.json"),
+        ] {
+            let tree: serde_json_borrow::Value<'_> =
+                serde_json::from_slice(body).expect("the fixture is JSON");
+            let fast = shipments_in(&tree).expect("the fast path reads it");
+            assert_eq!(Ok(fast), parse_webhook_reference(body));
+        }
+    }
+
+    /// A repeated key is read as its last value on both paths, as
+    /// serde_json's map keeps it.
+    #[test]
+    fn a_repeated_key_reads_as_its_last_value() {
+        let body = br##"{"number": "FIRST", "status": "Shipped", "customerOrderNumber": "#1",
+            "number": "LAST", "shipmentLines": []}"##;
+        let tree: serde_json_borrow::Value<'_> = serde_json::from_slice(body).expect("JSON");
+        let fast = shipments_in(&tree).expect("read");
+        assert_eq!(fast[0].number, "LAST");
+        assert_eq!(Ok(fast), parse_webhook_reference(body));
+    }
+
+    /// A key written with an escape is not borrowed: such a body is read
+    /// the reference way, with the same answer.
+    #[test]
+    fn an_escaped_key_falls_back_to_the_reference() {
+        let body = br##"{"num\u0062er": "S1", "status": "Shipped", "customerOrderNumber": "#1"}"##;
+        assert!(serde_json::from_slice::<serde_json_borrow::Value<'_>>(body).is_err());
+        let parsed = parse_webhook(body).expect("read the reference way");
+        assert_eq!(parsed[0].number, "S1");
+        assert_eq!(Ok(parsed), parse_webhook_reference(body));
     }
 }

@@ -1,9 +1,11 @@
 //! `parse_webhook` must answer every input with a value, never a panic:
-//! arbitrary bytes, arbitrary JSON, and damaged fixtures.
+//! arbitrary bytes, arbitrary JSON, and damaged fixtures; and the same value
+//! as its reference path (`parse_webhook_reference`, JSON read through
+//! serde_json's owned `Value` only), whose fast path reads JSON borrowed.
 
 use proptest::prelude::*;
 use serde_json::Value;
-use shipsync_deposco::{ParseError, parse_webhook};
+use shipsync_deposco::{ParseError, parse_webhook, parse_webhook_reference};
 
 const FIXTURES: &[&str] = &[
     "simple.current.json",
@@ -25,9 +27,17 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
-/// Every parse result that is `Ok` must be internally consistent.
+/// Every parse result must be the reference path's, and when `Ok`
+/// internally consistent.
 fn check(body: &[u8]) {
-    if let Ok(shipments) = parse_webhook(body) {
+    let parsed = parse_webhook(body);
+    assert_eq!(
+        parsed,
+        parse_webhook_reference(body),
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    if let Ok(shipments) = parsed {
         assert!(!shipments.is_empty());
         for s in shipments {
             assert!(!s.number.is_empty());
@@ -163,6 +173,36 @@ proptest! {
             *slot = replacement;
         }
         check(&serde_json::to_vec(&value).expect("serialises"));
+    }
+
+    /// A key repeated in one object, before or after the original (keys
+    /// sort, and '_' sorts before the fixtures' keys, '~' after them): the
+    /// fast path must read the value serde_json's map keeps, the last.
+    #[test]
+    fn fixtures_with_a_key_repeated(
+        name in prop::sample::select(FIXTURES.iter().filter(|n| n.ends_with(".json")).collect::<Vec<_>>()),
+        pick in any::<prop::sample::Index>(),
+        key_pick in any::<prop::sample::Index>(),
+        marker in prop::sample::select(vec!["__repeated__", "~repeated~"]),
+        repeated in json_value(),
+    ) {
+        let mut value: Value = serde_json::from_slice(&fixture(name)).expect("fixture is JSON");
+        let mut pointers = Vec::new();
+        collect_pointers(&value, String::new(), &mut pointers);
+        let objects: Vec<String> = pointers
+            .into_iter()
+            .filter(|p| value.pointer(p).is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())))
+            .collect();
+        let pointer = pick.get(&objects).clone();
+        let Some(Value::Object(obj)) = value.pointer_mut(&pointer) else {
+            unreachable!("an object was picked");
+        };
+        let keys: Vec<String> = obj.keys().cloned().collect();
+        let key = key_pick.get(&keys).clone();
+        obj.insert(marker.to_string(), repeated);
+        let text = serde_json::to_string(&value).expect("serialises");
+        let body = text.replacen(&format!("\"{marker}\""), &serde_json::to_string(&key).expect("a key"), 1);
+        check(body.as_bytes());
     }
 
     #[test]

@@ -129,9 +129,17 @@ pub(crate) fn stored_headers(list: &[(String, String)]) -> Vec<(String, String)>
     let wanted = list
         .iter()
         .filter(|(k, _)| STORED_HEADERS.contains(&k.as_str()));
-    // Usually they all fit whole: one measure of the lot, no search.
+    // Usually they all fit whole. Escaping makes a byte at most 6 (`\u001f`),
+    // and a pair adds 8 (`["`, `","`, `"]`, a comma): under the cap by that
+    // bound they need no measuring; else one measure of the lot, no search.
     let all: Vec<(String, String)> = wanted.clone().cloned().collect();
-    if serde_json::to_string(&all).is_ok_and(|t| t.len() <= STORED_HEADERS_MAX_BYTES) {
+    let bound = 2 + all
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.len()) + 8)
+        .sum::<usize>();
+    if bound <= STORED_HEADERS_MAX_BYTES
+        || serde_json::to_string(&all).is_ok_and(|t| t.len() <= STORED_HEADERS_MAX_BYTES)
+    {
         return all;
     }
     let entry_len =
@@ -217,15 +225,18 @@ pub(crate) fn too_large(max: usize) -> Response {
 /// The 202 of a stored delivery: new (`status` is its outcome) or a repeat
 /// (`duplicate`, with the original event's id).
 pub(crate) fn stored_answer(stored: &Stored, outcome: Outcome) -> Response {
+    /// The answer's body, without building a JSON tree for it (its fields
+    /// in the order `json!` wrote them).
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        event_id: &'a str,
+        status: &'a str,
+    }
     let (status, event_id) = match stored {
         Stored::Repeat { event_id } => ("duplicate", event_id),
         Stored::New { event_id } => (outcome.as_str(), event_id),
     };
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"status": status, "event_id": event_id})),
-    )
-        .into_response()
+    (StatusCode::ACCEPTED, Json(Answer { event_id, status })).into_response()
 }
 
 /// The answer when the delivery could not be stored.
@@ -268,6 +279,10 @@ async fn handle(
 ) -> Response {
     let engine = &s.engine;
     let span = tracing::Span::current();
+    // The span's last fields (the shipments, the event) can only show on
+    // the debug line that answers: recorded only when it is written, as
+    // each record after the first re-serialises the span's JSON fields.
+    let answered_line = tracing::enabled!(tracing::Level::DEBUG);
     // 1. The key: unknown and disabled answer the same 404.
     let merchant = match engine.merchant_by_webhook_key(&key).await {
         Ok(Some(m)) if m.webhooks_enabled => {
@@ -347,10 +362,12 @@ async fn handle(
     //    not understood → stored as needs_attention.
     let (outcome, detail) = match shipsync_deposco::parse_webhook(&bytes) {
         Ok(versions) => {
-            span.record(
-                "shipment_number",
-                list_field(versions.iter().map(|v| v.number.as_str())),
-            );
+            if answered_line {
+                span.record(
+                    "shipment_number",
+                    list_field(versions.iter().map(|v| v.number.as_str())),
+                );
+            }
             (Outcome::Accepted, None)
         }
         Err(shipsync_deposco::ParseError::NotJsonOrXml(m)) => {
@@ -381,8 +398,10 @@ async fn handle(
     };
     match engine.ingest().submit(delivery).await {
         Ok(stored) => {
-            let (Stored::Repeat { event_id } | Stored::New { event_id }) = &stored;
-            span.record("event", event_id.as_str());
+            if answered_line {
+                let (Stored::Repeat { event_id } | Stored::New { event_id }) = &stored;
+                span.record("event", event_id.as_str());
+            }
             stored_answer(&stored, outcome)
         }
         Err(e) => not_stored(engine, e),

@@ -10,7 +10,10 @@ use shipsync::{logging, server};
 /// short-lived values (JSON, rows, futures) across threads, where glibc's
 /// arenas spent ≈ 7 % of shipsync's CPU in a profile of `ship-to-store`.
 /// Built without transparent huge pages (`no_thp`): with them the idle
-/// process held 52 MB instead of 34 MB (BENCHMARKS.md, footprint).
+/// process held 52 MB instead of 34 MB (BENCHMARKS.md, footprint). Built to
+/// `override` `malloc` too, so that SQLite's allocations (the C library's)
+/// are mimalloc's as well: glibc's `malloc` and `free` were ≈ 4.5 % of the
+/// CPU of a shipment (BENCHMARKS.md, the eleventh session).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -104,6 +104,10 @@ pub struct Level {
     pub handler: String,
     pub concurrency: usize,
     pub outcome: Outcome,
+    /// The handler process's CPU (utime + stime, `/proc`) over the level,
+    /// warm-up included, ÷ the 202 answers it gave meanwhile, µs; `None`
+    /// when it could not be read.
+    pub cpu_us_per_answer: Option<f64>,
     /// shipsync only: the processing backlog the level left.
     pub drain: Option<Drain>,
 }
@@ -117,6 +121,9 @@ pub struct Drain {
     /// Seconds from then until none was left (polled every
     /// [`DRAIN_POLL`]); `None`: not within [`DRAIN_LIMIT`].
     pub secs: Option<f64>,
+    /// shipsync's CPU while it drained ÷ the backlog, µs: what processing
+    /// one delivery costs (parse, merge; no store is connected).
+    pub cpu_us_per_delivery: Option<f64>,
 }
 
 /// How often the backlog is read while it drains.
@@ -138,8 +145,10 @@ impl Backlog {
         Ok(n)
     }
 
-    /// The backlog now, then waits until it is empty.
-    async fn drain(&self) -> Result<Drain> {
+    /// The backlog now, then waits until it is empty; `pid`: shipsync's,
+    /// whose CPU meanwhile is divided by the backlog.
+    async fn drain(&self, pid: Option<u32>) -> Result<Drain> {
+        let cpu_before = pid.and_then(rss::cpu_secs);
         let start = std::time::Instant::now();
         let backlog = self.count().await?;
         let mut left = backlog;
@@ -147,9 +156,16 @@ impl Backlog {
             tokio::time::sleep(DRAIN_POLL).await;
             left = self.count().await?;
         }
+        let cpu = pid
+            .and_then(rss::cpu_secs)
+            .zip(cpu_before)
+            .map(|(a, b)| a - b);
         Ok(Drain {
             backlog,
             secs: (left == 0).then(|| start.elapsed().as_secs_f64()),
+            cpu_us_per_delivery: cpu
+                .filter(|_| backlog > 0)
+                .map(|c| c * 1e6 / backlog as f64),
         })
     }
 }
@@ -224,6 +240,7 @@ impl Report {
                 if let Some(Drain {
                     secs: None,
                     backlog,
+                    ..
                 }) = &l.drain
                 {
                     bail!(
@@ -295,8 +312,10 @@ impl Report {
             "non-2xx",
             "errors",
             "÷ bare",
+            "CPU µs per 202",
             "backlog after",
             "drained in (s)",
+            "processing CPU µs per delivery",
         ]);
         for b in &self.backends {
             for l in &b.closed {
@@ -448,6 +467,8 @@ fn row(backend: &str, l: &Level, load: &str, bare: Option<f64>) -> Vec<String> {
             Some(b) if b > 0.0 && l.handler != "bare" => format!("{:.2}", o.ok_per_sec / b),
             _ => "—".into(),
         },
+        l.cpu_us_per_answer
+            .map_or("—".into(), |c| format!("{c:.1}")),
         l.drain
             .as_ref()
             .map_or("—".into(), |d| d.backlog.to_string()),
@@ -456,7 +477,19 @@ fn row(backend: &str, l: &Level, load: &str, bare: Option<f64>) -> Vec<String> {
             Some(Drain { secs: None, .. }) => format!("> {}", DRAIN_LIMIT.as_secs()),
             None => "—".into(),
         },
+        l.drain
+            .as_ref()
+            .and_then(|d| d.cpu_us_per_delivery)
+            .map_or("—".into(), |c| format!("{c:.0}")),
     ]
+}
+
+/// A handler process under load: where it listens, and its pid (for its
+/// CPU).
+#[derive(Clone, Copy)]
+struct Server {
+    addr: std::net::SocketAddr,
+    pid: Option<u32>,
 }
 
 struct Ctx<'a> {
@@ -483,7 +516,7 @@ impl Ctx<'_> {
         &self,
         backend: &str,
         handler: &str,
-        addr: std::net::SocketAddr,
+        Server { addr, pid }: Server,
         path: &str,
         open: bool,
         backlog: Option<&Backlog>,
@@ -492,18 +525,21 @@ impl Ctx<'_> {
             let Some(b) = backlog else {
                 return Ok::<_, anyhow::Error>(None);
             };
-            let d = b.drain().await?;
+            let d = b.drain(pid).await?;
             self.say(format!(
-                "{backend} {handler} {label}: backlog {} drained in {}",
+                "{backend} {handler} {label}: backlog {} drained in {}, {} CPU µs per delivery",
                 d.backlog,
                 d.secs
-                    .map_or_else(|| "(not within the limit)".into(), |s| format!("{s:.1} s"))
+                    .map_or_else(|| "(not within the limit)".into(), |s| format!("{s:.1} s")),
+                num(d.cpu_us_per_delivery, 0)
             ));
             Ok(Some(d))
         };
         let factory = self.factory(path, &format!("{backend}_{handler}"));
         let mut levels = Vec::new();
+        let cpu = || pid.and_then(rss::cpu_secs);
         for &c in &self.opts.concurrency {
+            let cpu_before = cpu();
             let o = load::closed_loop(
                 addr,
                 factory.clone(),
@@ -513,22 +549,26 @@ impl Ctx<'_> {
                 self.opts.window,
             )
             .await?;
+            let cpu_us_per_answer = per_answer(cpu_before, cpu(), &o);
             self.say(format!(
-                "{backend} {handler} c={c}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx, {} errors",
+                "{backend} {handler} c={c}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx, {} errors, {} CPU µs per 202",
                 o.ok_per_sec,
                 o.latency.p50_ms(),
                 o.latency.p99_ms(),
                 o.not_ok,
-                o.errors
+                o.errors,
+                num(cpu_us_per_answer, 1)
             ));
             levels.push(Level {
                 handler: handler.into(),
                 concurrency: c,
                 outcome: o,
+                cpu_us_per_answer,
                 drain: drain(format!("c={c}")).await?,
             });
         }
         let open_level = if open {
+            let cpu_before = cpu();
             let o = load::open_loop(
                 addr,
                 factory,
@@ -539,18 +579,21 @@ impl Ctx<'_> {
                 self.opts.max_in_flight,
             )
             .await?;
+            let cpu_us_per_answer = per_answer(cpu_before, cpu(), &o);
             self.say(format!(
-                "{backend} {handler} open {:.0}/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+                "{backend} {handler} open {:.0}/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} CPU µs per 202",
                 self.opts.open_rate,
                 o.ok_per_sec,
                 o.latency.p50_ms(),
                 o.latency.p99_ms(),
-                o.latency.max_ms()
+                o.latency.max_ms(),
+                num(cpu_us_per_answer, 1)
             ));
             Some(Level {
                 handler: handler.into(),
                 concurrency: self.opts.open_rate as usize,
                 outcome: o,
+                cpu_us_per_answer,
                 drain: drain(format!("open {:.0}/s", self.opts.open_rate)).await?,
             })
         } else {
@@ -558,6 +601,12 @@ impl Ctx<'_> {
         };
         Ok((levels, open_level))
     }
+}
+
+/// CPU µs per 202 answer between two readings of a handler's CPU seconds.
+fn per_answer(before: Option<f64>, after: Option<f64>, o: &Outcome) -> Option<f64> {
+    let used = after.zip(before).map(|(a, b)| a - b)?;
+    (o.accepted_total > 0).then(|| used * 1e6 / o.accepted_total as f64)
 }
 
 fn accepted(levels: &[Level]) -> u64 {
@@ -660,7 +709,17 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
     let path = "/webhooks/deposco/bench_key";
     let bare = baseline::start(Mode::Bare, None, opts.baseline_exe.as_deref()).await?;
     let measured = ctx
-        .measure(name, "bare", bare.addr(), path, true, None)
+        .measure(
+            name,
+            "bare",
+            Server {
+                addr: bare.addr(),
+                pid: bare.pid(),
+            },
+            path,
+            true,
+            None,
+        )
         .await;
     bare.stop().await;
     let (levels, o) = measured?;
@@ -669,7 +728,17 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
     let naive =
         baseline::start(Mode::Naive, Some(&naive_url), opts.baseline_exe.as_deref()).await?;
     let measured = ctx
-        .measure(name, "naive", naive.addr(), path, false, None)
+        .measure(
+            name,
+            "naive",
+            Server {
+                addr: naive.addr(),
+                pid: naive.pid(),
+            },
+            path,
+            false,
+            None,
+        )
         .await;
     naive.stop().await;
     let (levels, _) = measured?;
@@ -708,7 +777,7 @@ async fn backend(ctx: &Ctx<'_>, postgres: Option<&str>) -> Result<BackendReport>
             db: shipsync_db::Db::connect(&shipsync_url).await?,
         };
         let measured = ctx
-            .measure(name, "shipsync", addr, &path, true, Some(&backlog))
+            .measure(name, "shipsync", Server { addr, pid: Some(pid) }, &path, true, Some(&backlog))
             .await;
         backlog.db.pool().close().await;
         let (levels, o) = measured?;
