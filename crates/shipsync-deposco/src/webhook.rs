@@ -159,44 +159,41 @@ fn shipments_in<J: Json>(value: &J) -> Result<Vec<ShipmentVersion>, ParseError> 
             .map(|item| rest_shipment(unwrap_outbound(item)))
             .collect::<Result<Vec<_>, _>>()?
     } else if value.is_map() {
-        let obj = value;
+        if let Some(shipments) = value.member("shipments") {
+            let list = match field(shipments, "shipment") {
+                Some(inner) => items(Some(inner)),
+                None => items(Some(shipments)),
+            };
+            list.into_iter()
+                .map(mirror_shipment)
+                .collect::<Result<Vec<_>, _>>()?
+        } else if let Some(shipment) = value.member("shipment") {
+            items(Some(shipment))
+                .into_iter()
+                .map(mirror_shipment)
+                .collect::<Result<Vec<_>, _>>()?
+        } else if let Some(outbound) = value.member("outboundShipment") {
+            items(Some(outbound))
+                .into_iter()
+                .map(rest_shipment)
+                .collect::<Result<Vec<_>, _>>()?
+        } else if let Some(data) = value.member("data") {
+            items(Some(data))
+                .into_iter()
+                .map(|item| rest_shipment(unwrap_outbound(item)))
+                .collect::<Result<Vec<_>, _>>()?
+        } else if ["number", "shipmentLines", "orderHeaders", "self"]
+            .iter()
+            .any(|k| value.member(k).is_some())
         {
-            if let Some(shipments) = obj.member("shipments") {
-                let list = match field(shipments, "shipment") {
-                    Some(inner) => items(Some(inner)),
-                    None => items(Some(shipments)),
-                };
-                list.into_iter()
-                    .map(mirror_shipment)
-                    .collect::<Result<Vec<_>, _>>()?
-            } else if let Some(shipment) = obj.member("shipment") {
-                items(Some(shipment))
-                    .into_iter()
-                    .map(mirror_shipment)
-                    .collect::<Result<Vec<_>, _>>()?
-            } else if let Some(outbound) = obj.member("outboundShipment") {
-                items(Some(outbound))
-                    .into_iter()
-                    .map(rest_shipment)
-                    .collect::<Result<Vec<_>, _>>()?
-            } else if let Some(data) = obj.member("data") {
-                items(Some(data))
-                    .into_iter()
-                    .map(|item| rest_shipment(unwrap_outbound(item)))
-                    .collect::<Result<Vec<_>, _>>()?
-            } else if ["number", "shipmentLines", "orderHeaders", "self"]
-                .iter()
-                .any(|k| obj.member(k).is_some())
-            {
-                vec![rest_shipment(value)?]
-            } else {
-                let keys: Vec<&str> = obj.map_keys().into_iter().take(8).collect();
-                return Err(ParseError::Unmapped(format!(
-                    "a JSON object with none of the keys outboundShipment, data, shipments, \
-                     shipment, number, shipmentLines (found: {})",
-                    keys.join(", ")
-                )));
-            }
+            vec![rest_shipment(value)?]
+        } else {
+            let keys: Vec<&str> = value.map_keys().into_iter().take(8).collect();
+            return Err(ParseError::Unmapped(format!(
+                "a JSON object with none of the keys outboundShipment, data, shipments, \
+                 shipment, number, shipmentLines (found: {})",
+                keys.join(", ")
+            )));
         }
     } else {
         return Err(ParseError::Unmapped(format!(
