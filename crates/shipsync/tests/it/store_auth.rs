@@ -143,26 +143,34 @@ async fn client_credentials_refreshed_once_for_many_workers(db_url: String) {
     // Eight clients at once that do not share a process's lock (as eight
     // nodes would: "Test connection" builds its own client each time) all
     // meet the 401 together: one of them refreshes, the others wait for it.
-    h.shopify.sandbox.expire_tokens();
-    let refused_before = refused(&h);
+    // Some may start after the refresh and never meet it; on a busy
+    // machine all but one can: a round is repeated until several met the
+    // 401 (each round one refresh, whoever met it).
     let engine = h.engine().expect("engine");
-    let tests =
-        futures::future::join_all((0..8).map(|_| engine.test_connection(&h.connection_id))).await;
-    for t in tests {
-        let t = t.expect("tested");
-        assert!(t.store.is_ok(), "{}", t.report());
+    for round in 1.. {
+        h.shopify.sandbox.expire_tokens();
+        let refused_before = refused(&h);
+        let grants_before = grants(&h, "client_credentials");
+        let tests =
+            futures::future::join_all((0..8).map(|_| engine.test_connection(&h.connection_id)))
+                .await;
+        for t in tests {
+            let t = t.expect("tested");
+            assert!(t.store.is_ok(), "{}", t.report());
+        }
+        assert_eq!(
+            grants(&h, "client_credentials"),
+            grants_before + 1,
+            "one refresh for eight clients (round {round})"
+        );
+        if refused(&h) >= refused_before + 2 {
+            break;
+        }
+        assert!(
+            round < 10,
+            "in 10 rounds of eight clients, never did several meet the 401"
+        );
     }
-    // (Some may start after the refresh and never meet it.)
-    assert!(
-        refused(&h) >= refused_before + 2,
-        "several clients met the 401"
-    );
-
-    assert_eq!(
-        grants(&h, "client_credentials"),
-        3,
-        "one refresh for eight clients"
-    );
 
     // Short-lived tokens: refreshed ahead of their expiry, without a 401.
     h.register_app(2, None);
