@@ -91,8 +91,10 @@ const MAX_XML_NODES: u32 = 1_000_000;
 /// The key by which serde_json's `Value` (with its `raw_value` feature, on
 /// in this build) reads an object as the JSON text of its first member's
 /// string: a body holding it is read the reference way only, as the
-/// borrowed tree sees an ordinary key.
-const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
+/// borrowed tree sees an ordinary key. Its searcher is built once: every
+/// JSON webhook is searched.
+static RAW_VALUE_TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"$serde_json::private::RawValue"));
 /// Key of the implicit package when no container accounts for the units.
 const IMPLICIT_PACKAGE: &str = "shipment";
 
@@ -123,7 +125,7 @@ fn parse(body: &[u8], fast: bool) -> Result<Vec<ShipmentVersion>, ParseError> {
             // is read again the reference way, so every error and every
             // needs_attention reason is the reference path's own.
             if fast
-                && memchr::memmem::find(body, RAW_VALUE_TOKEN).is_none()
+                && RAW_VALUE_TOKEN.find(body).is_none()
                 && let Ok(tree) = serde_json::from_slice::<serde_json_borrow::Value<'_>>(body)
                 && let Ok(shipments) = shipments_in(&tree)
             {

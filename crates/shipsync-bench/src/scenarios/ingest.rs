@@ -156,16 +156,14 @@ impl Backlog {
             tokio::time::sleep(DRAIN_POLL).await;
             left = self.count().await?;
         }
-        let cpu = pid
-            .and_then(rss::cpu_secs)
-            .zip(cpu_before)
-            .map(|(a, b)| a - b);
         Ok(Drain {
             backlog,
             secs: (left == 0).then(|| start.elapsed().as_secs_f64()),
-            cpu_us_per_delivery: cpu
-                .filter(|_| backlog > 0)
-                .map(|c| c * 1e6 / backlog as f64),
+            cpu_us_per_delivery: cpu_us_per(
+                cpu_before,
+                pid.and_then(rss::cpu_secs),
+                u64::try_from(backlog).unwrap_or(0),
+            ),
         })
     }
 }
@@ -605,8 +603,13 @@ impl Ctx<'_> {
 
 /// CPU µs per 202 answer between two readings of a handler's CPU seconds.
 fn per_answer(before: Option<f64>, after: Option<f64>, o: &Outcome) -> Option<f64> {
+    cpu_us_per(before, after, o.accepted_total)
+}
+
+/// CPU µs per item of `n` between two readings of a process's CPU seconds.
+fn cpu_us_per(before: Option<f64>, after: Option<f64>, n: u64) -> Option<f64> {
     let used = after.zip(before).map(|(a, b)| a - b)?;
-    (o.accepted_total > 0).then(|| used * 1e6 / o.accepted_total as f64)
+    (n > 0).then(|| used * 1e6 / n as f64)
 }
 
 fn accepted(levels: &[Level]) -> u64 {
