@@ -757,6 +757,19 @@ impl Inline {
         ))
         .map_err(error)?;
         conn.busy_handler(Some(busy)).map_err(error)?;
+        // The query planner's stability guarantee: a prepared statement's
+        // plan does not depend on the values bound to it. Without it SQLite
+        // marks a statement whose `LIMIT` (or `LIKE` pattern) is a
+        // parameter as depending on that value, and each new binding
+        // expires it: the statement cache then compiled the job claim and
+        // the connections' listing again at every run (≈ 0.1 ms each;
+        // BENCHMARKS.md, the twelfth session). shipsync keeps no planner
+        // statistics (`ANALYZE`), so no plan is lost.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(error)?;
         Ok(Self {
             conn,
             relaxed: false,
@@ -1523,6 +1536,32 @@ mod tests {
             "the failed and the panicking units' writes undone"
         );
         drop(units);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_statement_bound_to_new_values_is_not_compiled_again() {
+        // The job claim's shape: a range and a `LIMIT` bound as parameters.
+        // Without the planner's stability guarantee each new binding of the
+        // `LIMIT` expired the prepared statement, and SQLite compiled it
+        // again at its next step.
+        let path = std::env::temp_dir().join(format!("{}.db", crate::new_id("units")));
+        let mut inline = Inline::open(&path).unwrap();
+        inline
+            .conn
+            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            .unwrap();
+        let sql = "SELECT k FROM t WHERE k > $1 ORDER BY k LIMIT $2";
+        for n in 1..=4_i64 {
+            inline.run(sqlx::query(sql).bind(n).bind(n), None).unwrap();
+        }
+        let compiled_again = inline
+            .conn
+            .prepare_cached(sql)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::RePrepare);
+        assert_eq!(compiled_again, 0);
+        drop(inline);
         let _ = std::fs::remove_file(&path);
     }
 }
