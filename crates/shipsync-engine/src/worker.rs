@@ -47,6 +47,53 @@ struct Running {
     shipment: Option<String>,
     /// Set when the job's last unit ended it ([`ended`]).
     turn: std::sync::Arc<std::sync::Mutex<Option<Turn>>>,
+    /// What a run read for the job after it ([`hand_on`], [`handed`]):
+    /// in, what the job this one was read for it; out, what this one read
+    /// for the job its row becomes.
+    handoff: std::sync::Arc<std::sync::Mutex<Option<Handoff>>>,
+}
+
+/// What a job's run read, in its last unit, for the job its row became: a
+/// shipment's sync's first read, so that the sync needs no unit of its own
+/// for it.
+pub(crate) struct Handoff {
+    shipment_id: String,
+    read: Box<dyn std::any::Any + Send>,
+}
+
+/// Hands what the running job read to the sync of `shipment_id`, which its
+/// row became, for the worker to run next ([`handed`]). Only what was read
+/// in the unit that committed the change: the sync then starts from what
+/// that unit left.
+pub(crate) fn hand_on<T: std::any::Any + Send>(shipment_id: &str, read: Box<T>) {
+    let _ = RUNNING.try_with(|r| {
+        *r.handoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Handoff {
+            shipment_id: shipment_id.to_string(),
+            read,
+        });
+    });
+}
+
+/// What the job this one became read for it, when the running job is the
+/// sync of `shipment_id`; taken once.
+pub(crate) fn handed<T: std::any::Any + Send>(shipment_id: &str) -> Option<Box<T>> {
+    RUNNING
+        .try_with(|r| {
+            let mut slot = r
+                .handoff
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ours = slot.as_ref().is_some_and(|h| {
+                r.shipment.as_deref() == Some(shipment_id) && h.shipment_id == shipment_id
+            });
+            ours.then(|| slot.take())
+                .flatten()
+                .and_then(|h| h.read.downcast().ok())
+        })
+        .ok()
+        .flatten()
 }
 
 /// The index of the worker running the current job, if any.
@@ -245,9 +292,9 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         }
         for job in jobs {
             complete_alone(&engine, &owner, done.take()).await;
-            let mut next = Some(job);
+            let mut next = Some((job, None));
             let mut became = false;
-            while let Some(job) = next.take() {
+            while let Some((job, handoff)) = next.take() {
                 if became && (shutdown.is_set() || engine.ingest().in_burst()) {
                     // Stopping, or stepping aside for a burst (above): what
                     // the job became is left free to claim at once, by the
@@ -257,13 +304,13 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
                 }
                 let span = job_span(&job);
                 let id = job.id.clone();
-                match run_one(&engine, index, &owner, lease, job)
+                match run_one(&engine, index, &owner, lease, job, handoff)
                     .instrument(span)
                     .await
                 {
                     Finished::Done => done = Some(id),
-                    Finished::Became(job) => {
-                        next = Some(job);
+                    Finished::Became(job, handoff) => {
+                        next = Some((job, handoff));
                         became = true;
                     }
                     Finished::Ended(turn) => pending = Some(turn),
@@ -354,8 +401,8 @@ enum Finished {
     /// Ran to the end: the caller completes it.
     Done,
     /// Ran to the end, and its row is now this job (same id and lease):
-    /// the caller runs it next.
-    Became(Claimed),
+    /// the caller runs it next, with what this run read for it.
+    Became(Claimed, Option<Handoff>),
     /// Ran to the end, and its last unit completed it and claimed this
     /// turn ([`ending`]): the caller takes it up instead of claiming.
     Ended(Turn),
@@ -363,13 +410,22 @@ enum Finished {
     Left,
 }
 
-/// Runs one claimed job and records how it went.
-async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Claimed) -> Finished {
+/// Runs one claimed job, with what the job it was read for it, and records
+/// how it went.
+async fn run_one(
+    engine: &Engine,
+    index: usize,
+    owner: &str,
+    lease: i64,
+    job: Claimed,
+    handoff: Option<Handoff>,
+) -> Finished {
     if let Some(slot) = engine.inner.mutations.get(index) {
         slot.store(0, Ordering::Release);
     }
     let started = std::time::Instant::now();
     let turn = std::sync::Arc::default();
+    let handoff = std::sync::Arc::new(std::sync::Mutex::new(handoff));
     let running = Running {
         id: job.id.clone(),
         owner: owner.to_string(),
@@ -379,6 +435,7 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
             _ => None,
         },
         turn: std::sync::Arc::clone(&turn),
+        handoff: std::sync::Arc::clone(&handoff),
     };
     let ran = WORKER
         .scope(
@@ -413,12 +470,26 @@ async fn run_one(engine: &Engine, index: usize, owner: &str, lease: i64, job: Cl
         Ok(next) => {
             ran_ok(engine, &job.kind, started);
             return match next {
-                Some(next) => Finished::Became(Claimed {
-                    id: job.id,
-                    kind: next.kind().to_string(),
-                    attempts: 0,
-                    job: Ok(next),
-                }),
+                Some(next) => {
+                    // What this run handed on for the job it became;
+                    // anything else is dropped.
+                    let handoff = handoff
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take()
+                        .filter(|h| {
+                            matches!(&next, Job::SyncShipment { shipment_id } if *shipment_id == h.shipment_id)
+                        });
+                    Finished::Became(
+                        Claimed {
+                            id: job.id,
+                            kind: next.kind().to_string(),
+                            attempts: 0,
+                            job: Ok(next),
+                        },
+                        handoff,
+                    )
+                }
                 None => Finished::Done,
             };
         }
@@ -618,6 +689,57 @@ mod tests {
         }
     }
 
+    /// What a merge read for the sync its job became reaches that sync
+    /// only: the same shipment, in a worker, once.
+    #[tokio::test]
+    async fn a_handoff_reaches_only_the_sync_it_was_read_for_once() {
+        let scope = |shipment: Option<&str>, read_for: &str| Running {
+            id: "job_1".into(),
+            owner: "node-0".into(),
+            lease_micros: 30_000_000,
+            shipment: shipment.map(str::to_string),
+            turn: std::sync::Arc::default(),
+            handoff: std::sync::Arc::new(std::sync::Mutex::new(Some(Handoff {
+                shipment_id: read_for.to_string(),
+                read: Box::new(7_u32),
+            }))),
+        };
+        assert!(handed::<u32>("shp_1").is_none(), "outside a worker");
+        let table = [
+            // (the job running syncs, read for, asked for, got)
+            (Some("shp_1"), "shp_1", "shp_1", Some(7)),
+            (Some("shp_1"), "shp_2", "shp_1", None),
+            (Some("shp_1"), "shp_1", "shp_2", None),
+            (None, "shp_1", "shp_1", None),
+        ];
+        for (running, read_for, asked, want) in table {
+            let (first, second) = RUNNING
+                .scope(scope(running, read_for), async {
+                    (handed::<u32>(asked), handed::<u32>(asked))
+                })
+                .await;
+            assert_eq!(first.map(|b| *b), want, "{running:?} {read_for} {asked}");
+            assert!(second.is_none(), "taken once");
+        }
+        // Of another type: nothing.
+        let got = RUNNING
+            .scope(scope(Some("shp_1"), "shp_1"), async {
+                handed::<String>("shp_1")
+            })
+            .await;
+        assert!(got.is_none());
+        // Handed on by the running job: what the next run is given.
+        let slot = RUNNING
+            .scope(scope(None, "shp_9"), async {
+                hand_on("shp_1", Box::new(8_u32));
+                RUNNING.with(|r| std::sync::Arc::clone(&r.handoff))
+            })
+            .await;
+        let handed_on = slot.lock().unwrap().take().unwrap();
+        assert_eq!(handed_on.shipment_id, "shp_1");
+        assert_eq!(*handed_on.read.downcast::<u32>().unwrap(), 8);
+    }
+
     /// A run's last unit ends its job only when the job running is the
     /// sync of that shipment (a pull or an API call that syncs shipments
     /// inline must never complete its own job midway); what it claimed
@@ -630,6 +752,7 @@ mod tests {
             lease_micros: 30_000_000,
             shipment: shipment.map(str::to_string),
             turn: std::sync::Arc::default(),
+            handoff: std::sync::Arc::default(),
         };
         assert!(ending("shp_1").is_none(), "outside a worker");
         let table = [

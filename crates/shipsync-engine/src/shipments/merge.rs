@@ -13,6 +13,7 @@ use shipsync_db::versions::{self as db_versions, VersionRow};
 use shipsync_db::{activity, events, new_id, now_micros, recipes};
 use tracing::field::Empty;
 
+use super::sync::{Load, Loaded};
 use crate::Engine;
 use crate::error::EngineError;
 use crate::spans::list_field;
@@ -262,6 +263,9 @@ impl Engine {
             .unit(MergeEvent {
                 event_id: event_id.to_string(),
                 chain,
+                // (In a burst the worker leaves what the job became for
+                // later: nothing to read for it.)
+                read_for_sync: !self.ingest().in_burst(),
             })
             .await?;
         match merged {
@@ -269,7 +273,12 @@ impl Engine {
                 self.process_order_event(&event).await?;
                 return Ok(None);
             }
-            Merged::Changed(Some(next)) => return Ok(Some(next)),
+            Merged::Changed(Some((next, read))) => {
+                if let (Job::SyncShipment { shipment_id }, Some(read)) = (&next, read) {
+                    crate::worker::hand_on(shipment_id, read);
+                }
+                return Ok(Some(next));
+            }
             // A worker's next claim, which completes this job, takes the
             // sync queued (or, in a backlog, wakes another worker for what
             // is due): waking one more here would have it claim nothing.
@@ -346,8 +355,10 @@ pub(crate) struct Chain {
 enum Merged {
     /// A store's order delivery: for the order side.
     Order(Box<EventRow>),
-    /// A shipment changed: its sync is queued, or is what the job became.
-    Changed(Option<Job>),
+    /// A shipment changed: its sync is queued, or is what the job became,
+    /// with that sync's first read ([`super::sync::Load`]) done at the end
+    /// of the merge's unit.
+    Changed(Option<(Job, Option<Box<Loaded>>)>),
     /// Nothing new, the event was gone, or it did not parse (it needs
     /// attention).
     Done,
@@ -359,6 +370,8 @@ enum Merged {
 struct MergeEvent {
     event_id: String,
     chain: Option<Chain>,
+    /// Whether to read for the sync the job becomes.
+    read_for_sync: bool,
 }
 
 impl Unit for MergeEvent {
@@ -420,10 +433,21 @@ impl Unit for MergeEvent {
             save_recipes_seen(c, &event.merchant_id, v).await?;
         }
         tracing::debug!(shipments = ids.len(), changed, "event merged");
-        Ok(if changed {
-            Merged::Changed(chain.and_then(|c| c.became))
-        } else {
-            Merged::Done
-        })
+        if !changed {
+            return Ok(Merged::Done);
+        }
+        // The sync this job became starts with what it would read in a unit
+        // of its own: read here, after every write of the merge.
+        let became = chain.and_then(|c| c.became);
+        let read = match &became {
+            Some(Job::SyncShipment { shipment_id }) if self.read_for_sync => Load {
+                shipment_id: shipment_id.clone(),
+            }
+            .run(c)
+            .await?
+            .map(Box::new),
+            _ => None,
+        };
+        Ok(Merged::Changed(became.map(|job| (job, read))))
     }
 }

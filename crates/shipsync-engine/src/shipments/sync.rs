@@ -171,12 +171,18 @@ impl Engine {
     ) -> Result<(), EngineError> {
         *from_record = false;
         let db = self.db();
-        let Some(loaded) = db
-            .unit(Load {
-                shipment_id: shipment_id.to_string(),
-            })
-            .await?
-        else {
+        // What the merge that queued this run read for it, in the unit that
+        // committed the change (once: a second run reads again).
+        let loaded = match crate::worker::handed::<Loaded>(shipment_id) {
+            Some(read) => Some(*read),
+            None => {
+                db.unit(Load {
+                    shipment_id: shipment_id.to_string(),
+                })
+                .await?
+            }
+        };
+        let Some(loaded) = loaded else {
             return Ok(());
         };
         let Loaded {
@@ -844,12 +850,13 @@ fn with_this(mut rows: Vec<ShipmentRow>, s: &ShipmentRow) -> Vec<ShipmentRow> {
 /// shipment and its recorded attempts; when it goes on, its merchant's
 /// settings and, when its order is known (matched before, or an order
 /// shipsync sent to Deposco), that order's connection, fulfillments, local
-/// record and shipments.
-struct Load {
-    shipment_id: String,
+/// record and shipments. Also the end of the merge whose job becomes the
+/// run (`super::merge`), handed on to it.
+pub(super) struct Load {
+    pub(super) shipment_id: String,
 }
 
-struct Loaded {
+pub(super) struct Loaded {
     s: ShipmentRow,
     recorded: Vec<StoreFulfillmentRow>,
     /// The merchant with its mappings and kit recipes (`None`: deleted, or
