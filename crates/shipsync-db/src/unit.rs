@@ -763,8 +763,14 @@ impl Inline {
         // parameter as depending on that value, and each new binding
         // expires it: the statement cache then compiled the job claim and
         // the connections' listing again at every run (≈ 0.1 ms each;
-        // BENCHMARKS.md, the twelfth session). shipsync keeps no planner
-        // statistics (`ANALYZE`), so no plan is lost.
+        // BENCHMARKS.md, the twelfth session). What the guarantee turns off
+        // changes no plan of a unit today: a `LIMIT`'s value (the units'
+        // statements with one have a single index to use), the `LIKE`
+        // prefix (no unit's `LIKE` is on an indexed column), a partial
+        // index matched by a bound value (the only partial index is read
+        // through sqlx's pool) and statistics (no `ANALYZE`). A partial
+        // index that a unit should use needs its condition written as
+        // literals.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,

@@ -48,8 +48,8 @@ struct Running {
     /// Set when the job's last unit ended it ([`ended`]).
     turn: std::sync::Arc<std::sync::Mutex<Option<Turn>>>,
     /// What a run read for the job after it ([`hand_on`], [`handed`]):
-    /// in, what the job this one was read for it; out, what this one read
-    /// for the job its row becomes.
+    /// in, what the job before it read for this one; out, what this one
+    /// read for the job its row becomes.
     handoff: std::sync::Arc<std::sync::Mutex<Option<Handoff>>>,
 }
 
@@ -410,8 +410,8 @@ enum Finished {
     Left,
 }
 
-/// Runs one claimed job, with what the job it was read for it, and records
-/// how it went.
+/// Runs one claimed job, with what the job it became from read for it, and
+/// records how it went.
 async fn run_one(
     engine: &Engine,
     index: usize,

@@ -10,7 +10,7 @@ use shipsync_db::jobs::{self, Job};
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::versions::{self as db_versions, VersionRow};
-use shipsync_db::{activity, events, new_id, now_micros, recipes};
+use shipsync_db::{Backend, activity, events, new_id, now_micros, recipes};
 use tracing::field::Empty;
 
 use super::sync::{Load, Loaded};
@@ -263,9 +263,12 @@ impl Engine {
             .unit(MergeEvent {
                 event_id: event_id.to_string(),
                 chain,
-                // (In a burst the worker leaves what the job became for
-                // later: nothing to read for it.)
-                read_for_sync: !self.ingest().in_burst(),
+                // In a burst the worker leaves what the job became for
+                // later: nothing to read for it. On PostgreSQL the reads
+                // are round trips that would hold the merge's row locks
+                // (the merchant's kit recipes among them) longer, for a
+                // transaction saved: the sync reads in its own.
+                read_for_sync: self.db().backend() == Backend::Sqlite && !self.ingest().in_burst(),
             })
             .await?;
         match merged {
