@@ -498,18 +498,16 @@ fn quantity<J: Json>(v: Option<&J>) -> Result<Option<u64>, String> {
             None => return Err(format!("{n} is not a number")),
         }
     } else if let Some(s) = v.string() {
-        {
-            let s = s.trim();
-            if s.is_empty() {
-                return Ok(None);
-            }
-            if let Ok(u) = s.parse::<u64>() {
-                return check_max(u as f64, s).map(|()| Some(u));
-            }
-            match s.parse::<f64>() {
-                Ok(f) => (f, format!("{s:?}")),
-                Err(_) => return Err(format!("{s:?} is not a number")),
-            }
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(u) = s.parse::<u64>() {
+            return check_max(u as f64, s).map(|()| Some(u));
+        }
+        match s.parse::<f64>() {
+            Ok(f) => (f, format!("{s:?}")),
+            Err(_) => return Err(format!("{s:?} is not a number")),
         }
     } else {
         return Err(format!("a JSON {} is not a quantity", v.kind()));

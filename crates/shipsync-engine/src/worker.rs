@@ -56,7 +56,7 @@ struct Running {
 /// What a job's run read, in its last unit, for the job its row became: a
 /// shipment's sync's first read, so that the sync needs no unit of its own
 /// for it.
-pub(crate) struct Handoff {
+struct Handoff {
     shipment_id: String,
     read: Box<dyn std::any::Any + Send>,
 }
@@ -471,15 +471,12 @@ async fn run_one(
             ran_ok(engine, &job.kind, started);
             return match next {
                 Some(next) => {
-                    // What this run handed on for the job it became;
-                    // anything else is dropped.
+                    // What this run handed on for the job it became
+                    // (`handed` gives it only to the sync it was read for).
                     let handoff = handoff
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take()
-                        .filter(|h| {
-                            matches!(&next, Job::SyncShipment { shipment_id } if *shipment_id == h.shipment_id)
-                        });
+                        .take();
                     Finished::Became(
                         Claimed {
                             id: job.id,
