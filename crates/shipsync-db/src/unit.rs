@@ -165,6 +165,23 @@ impl<'c> Executor<'c> for Ex<'c> {
     }
 }
 
+/// Opens a savepoint inside a unit, around a part of it that may fail
+/// alone: [`end_nested`] keeps or undoes what ran since. Not nested again.
+pub async fn nested(c: &mut impl Conn) -> Result<(), DbError> {
+    sqlx::query("SAVEPOINT nested").execute(c.ex()).await?;
+    Ok(())
+}
+
+/// Ends the savepoint [`nested`] opened: what ran since stays (`keep`) or
+/// is undone.
+pub async fn end_nested(c: &mut impl Conn, keep: bool) -> Result<(), DbError> {
+    if !keep {
+        sqlx::query("ROLLBACK TO nested").execute(c.ex()).await?;
+    }
+    sqlx::query("RELEASE nested").execute(c.ex()).await?;
+    Ok(())
+}
+
 /// A unit of work (see the module's documentation): what it needs, owned,
 /// and the work, generic over where it runs.
 pub trait Unit: Send + 'static {
@@ -1568,6 +1585,66 @@ mod tests {
             .get_status(rusqlite::StatementStatus::RePrepare);
         assert_eq!(compiled_again, 0);
         drop(inline);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A unit with a part in a savepoint of its own ([`nested`]): 1
+    /// before it, `inner` in it (kept when `keep` and it succeeded), 3
+    /// after it.
+    struct WithNested {
+        inner: &'static str,
+        keep: bool,
+    }
+
+    impl Unit for WithNested {
+        type Output = ();
+        type Error = DbError;
+
+        async fn run<C: Conn>(self, c: &mut C) -> Result<(), DbError> {
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(c.ex())
+                .await?;
+            nested(c).await?;
+            let ran = sqlx::query(sqlx::AssertSqlSafe(self.inner))
+                .execute(c.ex())
+                .await;
+            end_nested(c, self.keep && ran.is_ok()).await?;
+            sqlx::query("INSERT INTO t VALUES (3)")
+                .execute(c.ex())
+                .await?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nested_part_of_a_unit_is_kept_or_undone_alone() {
+        let (units, path) = with_table(LINGER).await;
+        let table: [(&'static str, bool, &[i64]); 3] = [
+            ("INSERT INTO t VALUES (2)", true, &[1, 2, 3]),
+            ("INSERT INTO t VALUES (2)", false, &[1, 3]),
+            // A part that fails is undone alone; the unit goes on.
+            ("INSERT INTO missing VALUES (2)", true, &[1, 3]),
+        ];
+        for (inner, keep, want) in table {
+            units
+                .run(Step::Sql("DELETE FROM t"), false, Lane::Normal)
+                .await
+                .unwrap();
+            units
+                .run(WithNested { inner, keep }, false, Lane::Normal)
+                .await
+                .unwrap_or_else(|e| panic!("{inner}: {e}"));
+            let other = rusqlite::Connection::open(&path).unwrap();
+            let rows: Vec<i64> = other
+                .prepare("SELECT k FROM t ORDER BY k")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(rows, want, "{inner} keep={keep}");
+        }
+        drop(units);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -45,20 +45,51 @@ struct Running {
     lease_micros: i64,
     /// The shipment, when the job is a shipment's sync.
     shipment: Option<String>,
+    /// What the job works on, for what was read for it ([`handed`]): the
+    /// shipment of a sync, the stored delivery of a `process_event`.
+    subject: Option<String>,
     /// Set when the job's last unit ended it ([`ended`]).
-    turn: std::sync::Arc<std::sync::Mutex<Option<Turn>>>,
+    turn: std::sync::Arc<std::sync::Mutex<Option<Taken>>>,
     /// What a run read for the job after it ([`hand_on`], [`handed`]):
     /// in, what the job before it read for this one; out, what this one
     /// read for the job its row becomes.
     handoff: std::sync::Arc<std::sync::Mutex<Option<Handoff>>>,
 }
 
-/// What a job's run read, in its last unit, for the job its row became: a
-/// shipment's sync's first read, so that the sync needs no unit of its own
-/// for it.
-struct Handoff {
-    shipment_id: String,
+/// What a unit did or read for the job a worker runs next, in the unit
+/// that committed what that job starts from, so that the job needs no unit
+/// of its own for it: a shipment's sync's first read, done by the run whose
+/// row became that sync; a stored delivery merged by the claim of its
+/// `process_event` ([`crate::shipments::merge::claim_in`]).
+pub(crate) struct Handoff {
+    /// The job's subject (see [`Running`]).
+    subject: String,
     read: Box<dyn std::any::Any + Send>,
+}
+
+impl Handoff {
+    pub(crate) fn new<T: std::any::Any + Send>(subject: &str, read: Box<T>) -> Self {
+        Self {
+            subject: subject.to_string(),
+            read,
+        }
+    }
+}
+
+/// What a worker's turn claimed, with what the claim's unit did for the
+/// job claimed ([`Handoff`]).
+pub(crate) struct Taken {
+    pub turn: Turn,
+    pub handoff: Option<Handoff>,
+}
+
+impl From<Turn> for Taken {
+    fn from(turn: Turn) -> Self {
+        Self {
+            turn,
+            handoff: None,
+        }
+    }
 }
 
 /// Hands what the running job read to the sync of `shipment_id`, which its
@@ -69,25 +100,23 @@ pub(crate) fn hand_on<T: std::any::Any + Send>(shipment_id: &str, read: Box<T>) 
     let _ = RUNNING.try_with(|r| {
         *r.handoff
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Handoff {
-            shipment_id: shipment_id.to_string(),
-            read,
-        });
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Handoff::new(shipment_id, read));
     });
 }
 
-/// What the job this one became read for it, when the running job is the
-/// sync of `shipment_id`; taken once.
-pub(crate) fn handed<T: std::any::Any + Send>(shipment_id: &str) -> Option<Box<T>> {
+/// What was done or read for the running job ([`Handoff`]), when it works
+/// on `subject`; taken once.
+pub(crate) fn handed<T: std::any::Any + Send>(subject: &str) -> Option<Box<T>> {
     RUNNING
         .try_with(|r| {
             let mut slot = r
                 .handoff
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let ours = slot.as_ref().is_some_and(|h| {
-                r.shipment.as_deref() == Some(shipment_id) && h.shipment_id == shipment_id
-            });
+            let ours = slot
+                .as_ref()
+                .is_some_and(|h| r.subject.as_deref() == Some(subject) && h.subject == subject);
             ours.then(|| slot.take())
                 .flatten()
                 .and_then(|h| h.read.downcast().ok())
@@ -128,7 +157,7 @@ pub(crate) fn ending(shipment_id: &str) -> Option<CompleteAndClaim> {
 
 /// The running job was ended by its last unit ([`ending`]), which claimed
 /// `turn`: the worker takes it up instead of completing and claiming.
-pub(crate) fn ended(turn: Turn) {
+pub(crate) fn ended(turn: Taken) {
     let _ = RUNNING.try_with(|r| {
         *r.turn
             .lock()
@@ -201,7 +230,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
     let mut done: Option<String> = None;
     // What the last job's own last unit claimed when it ended the job
     // ([`ending`]): taken up instead of a claim.
-    let mut pending: Option<Turn> = None;
+    let mut pending: Option<Taken> = None;
     loop {
         if shutdown.is_set() {
             release(&engine, &owner, pending.take()).await;
@@ -239,18 +268,26 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         };
         let claimed = match pending.take() {
             Some(t) => Ok(t),
-            None => engine.db().unit(turn).await,
+            None => {
+                engine
+                    .db()
+                    .unit(crate::shipments::Claim {
+                        turn,
+                        running_on: !engine.ingest().in_burst(),
+                    })
+                    .await
+            }
         };
-        let (jobs, more) = match claimed {
+        let (jobs, more, mut handoff) = match claimed {
             Ok(t) => {
                 done = None;
-                (t.jobs, t.more)
+                (t.turn.jobs, t.turn.more, t.handoff)
             }
             Err(e) => {
                 // Nothing of the unit happened: the completion is tried
                 // again with the next claim.
                 tracing::warn!(error = %e, "claiming jobs failed; retrying");
-                (Vec::new(), false)
+                (Vec::new(), false, None)
             }
         };
         if jobs.is_empty() {
@@ -292,7 +329,7 @@ pub async fn run(engine: Engine, index: usize, mut shutdown: Shutdown) {
         }
         for job in jobs {
             complete_alone(&engine, &owner, done.take()).await;
-            let mut next = Some((job, None));
+            let mut next = Some((job, handoff.take()));
             let mut became = false;
             while let Some((job, handoff)) = next.take() {
                 if became && (shutdown.is_set() || engine.ingest().in_burst()) {
@@ -330,7 +367,7 @@ fn deferral_jitter(after: Duration, share: f64) -> Duration {
 /// The span of one run of a job: its id, kind and attempt, and the
 /// shipment, event, run or order its payload names, so that every line the
 /// run writes (store and warehouse calls included) can be traced back.
-fn job_span(job: &Claimed) -> tracing::Span {
+pub(crate) fn job_span(job: &Claimed) -> tracing::Span {
     let (mut shipment, mut event, mut run, mut order) = (None, None, None, None);
     match &job.job {
         Ok(Job::ProcessEvent { event_id }) => event = Some(event_id.as_str()),
@@ -364,8 +401,8 @@ fn job_span(job: &Claimed) -> tracing::Span {
 
 /// Leaves the jobs of a turn a job's last unit claimed ([`ending`]) free
 /// to claim at once: the worker pauses or stops instead of running them.
-async fn release(engine: &Engine, owner: &str, turn: Option<Turn>) {
-    for job in turn.map(|t| t.jobs).unwrap_or_default() {
+async fn release(engine: &Engine, owner: &str, turn: Option<Taken>) {
+    for job in turn.map(|t| t.turn.jobs).unwrap_or_default() {
         leave_for_later(engine, owner, &job.id).await;
     }
 }
@@ -405,7 +442,7 @@ enum Finished {
     Became(Claimed, Option<Handoff>),
     /// Ran to the end, and its last unit completed it and claimed this
     /// turn ([`ending`]): the caller takes it up instead of claiming.
-    Ended(Turn),
+    Ended(Taken),
     /// Failed, deferred (recorded here) or its lease was lost.
     Left,
 }
@@ -432,6 +469,11 @@ async fn run_one(
         lease_micros: lease,
         shipment: match &job.job {
             Ok(Job::SyncShipment { shipment_id }) => Some(shipment_id.clone()),
+            _ => None,
+        },
+        subject: match &job.job {
+            Ok(Job::SyncShipment { shipment_id }) => Some(shipment_id.clone()),
+            Ok(Job::ProcessEvent { event_id }) => Some(event_id.clone()),
             _ => None,
         },
         turn: std::sync::Arc::clone(&turn),
@@ -686,27 +728,31 @@ mod tests {
         }
     }
 
-    /// What a merge read for the sync its job became reaches that sync
-    /// only: the same shipment, in a worker, once.
+    /// What a unit did or read for the job a worker runs next reaches
+    /// that job only: the same subject (the shipment of a sync, the
+    /// delivery of a `process_event`), in a worker, once.
     #[tokio::test]
-    async fn a_handoff_reaches_only_the_sync_it_was_read_for_once() {
-        let scope = |shipment: Option<&str>, read_for: &str| Running {
+    async fn a_handoff_reaches_only_the_job_it_was_read_for_once() {
+        let scope = |subject: Option<&str>, read_for: &str| Running {
             id: "job_1".into(),
             owner: "node-0".into(),
             lease_micros: 30_000_000,
-            shipment: shipment.map(str::to_string),
+            shipment: None,
+            subject: subject.map(str::to_string),
             turn: std::sync::Arc::default(),
-            handoff: std::sync::Arc::new(std::sync::Mutex::new(Some(Handoff {
-                shipment_id: read_for.to_string(),
-                read: Box::new(7_u32),
-            }))),
+            handoff: std::sync::Arc::new(std::sync::Mutex::new(Some(Handoff::new(
+                read_for,
+                Box::new(7_u32),
+            )))),
         };
         assert!(handed::<u32>("shp_1").is_none(), "outside a worker");
         let table = [
-            // (the job running syncs, read for, asked for, got)
+            // (the running job's subject, read for, asked for, got)
             (Some("shp_1"), "shp_1", "shp_1", Some(7)),
             (Some("shp_1"), "shp_2", "shp_1", None),
             (Some("shp_1"), "shp_1", "shp_2", None),
+            (Some("evt_1"), "evt_1", "evt_1", Some(7)),
+            (Some("evt_1"), "shp_1", "shp_1", None),
             (None, "shp_1", "shp_1", None),
         ];
         for (running, read_for, asked, want) in table {
@@ -733,7 +779,7 @@ mod tests {
             })
             .await;
         let handed_on = slot.lock().unwrap().take().unwrap();
-        assert_eq!(handed_on.shipment_id, "shp_1");
+        assert_eq!(handed_on.subject, "shp_1");
         assert_eq!(*handed_on.read.downcast::<u32>().unwrap(), 8);
     }
 
@@ -748,6 +794,7 @@ mod tests {
             owner: "node-0".into(),
             lease_micros: 30_000_000,
             shipment: shipment.map(str::to_string),
+            subject: shipment.map(str::to_string),
             turn: std::sync::Arc::default(),
             handoff: std::sync::Arc::default(),
         };
@@ -772,13 +819,16 @@ mod tests {
         let turn = std::sync::Arc::clone(&running.turn);
         RUNNING
             .scope(running, async {
-                ended(Turn {
-                    jobs: Vec::new(),
-                    more: true,
-                });
+                ended(
+                    Turn {
+                        jobs: Vec::new(),
+                        more: true,
+                    }
+                    .into(),
+                );
             })
             .await;
         let taken = turn.lock().unwrap().take();
-        assert!(taken.is_some_and(|t| t.more));
+        assert!(taken.is_some_and(|t| t.turn.more));
     }
 }

@@ -6,17 +6,18 @@ use shipsync_core::ledger::Recipes;
 use shipsync_core::mappings::Mappings;
 use shipsync_core::states::{ShipmentStatus, Source};
 use shipsync_core::versions;
-use shipsync_db::jobs::{self, CompleteAndClaim, Job, Turn};
+use shipsync_db::jobs::{self, CompleteAndClaim, Job};
 use shipsync_db::merchants::MerchantRow;
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::{activity, events, merchants, now_micros, versions as db_versions};
 
-use super::merge::{add_source, content_hash, with_trusted_tracking};
+use super::merge::{add_source, claim_in, content_hash, with_trusted_tracking};
 use super::notify::Recorded;
 use crate::Engine;
 use crate::error::EngineError;
 use crate::orders::{OrderConfig, order_shipment_done};
+use crate::worker::Taken;
 
 /// A user's action on a shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,10 +244,10 @@ pub(crate) struct OrderDone {
 impl Unit for SaveRun {
     /// Whether an event delivery was queued, and what the job's end
     /// claimed.
-    type Output = (bool, Option<Turn>);
+    type Output = (bool, Option<Taken>);
     type Error = EngineError;
 
-    async fn run<C: Conn>(self, c: &mut C) -> Result<(bool, Option<Turn>), EngineError> {
+    async fn run<C: Conn>(self, c: &mut C) -> Result<(bool, Option<Taken>), EngineError> {
         for r in &self.outcomes {
             r.run_in(c).await?;
         }
@@ -265,8 +266,9 @@ impl Unit for SaveRun {
             };
             order_shipment_done(c, &o.connection_id, &o.store_order_id, config).await?;
         }
+        // (The job ends here only outside a burst: the worker runs on.)
         let turn = match self.ending {
-            Some(end) => Some(end.run(c).await?),
+            Some(end) => Some(claim_in(c, end, true).await?),
             None => None,
         };
         Ok((queued, turn))

@@ -6,17 +6,19 @@ use shipsync_core::states::{EventOutcome, ShipmentStatus, Source};
 use shipsync_core::versions::{self, Judgement};
 use shipsync_core::{ShipmentVersion, ledger, tracking};
 use shipsync_db::events::EventRow;
-use shipsync_db::jobs::{self, Job};
+use shipsync_db::jobs::{self, Claimed, CompleteAndClaim, Job};
 use shipsync_db::shipments::{self, ShipmentRow};
 use shipsync_db::unit::{Conn, Unit};
 use shipsync_db::versions::{self as db_versions, VersionRow};
 use shipsync_db::{Backend, activity, events, new_id, now_micros, recipes};
+use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::sync::{Load, Loaded};
 use crate::Engine;
 use crate::error::EngineError;
 use crate::spans::list_field;
+use crate::worker::{Handoff, Taken};
 
 /// What merging a version did to its shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,19 +260,23 @@ impl Engine {
             owner,
             became: None,
         });
-        let merged = self
-            .db()
-            .unit(MergeEvent {
-                event_id: event_id.to_string(),
-                chain,
-                // In a burst the worker leaves what the job became for
-                // later: nothing to read for it. On PostgreSQL the reads
-                // are round trips that would hold the merge's row locks
-                // (the merchant's kit recipes among them) longer, for a
-                // transaction saved: the sync reads in its own.
-                read_for_sync: self.db().backend() == Backend::Sqlite && !self.ingest().in_burst(),
-            })
-            .await?;
+        // Merged already by the unit that claimed this job ([`claim_in`]),
+        // or merged now.
+        let merged = match crate::worker::handed::<PreMerged>(event_id) {
+            Some(pre) => pre.0,
+            None => {
+                self.db()
+                    .unit(MergeEvent {
+                        event_id: event_id.to_string(),
+                        chain,
+                        read_for_sync: read_for_sync(
+                            self.db().backend(),
+                            !self.ingest().in_burst(),
+                        ),
+                    })
+                    .await?
+            }
+        };
         match merged {
             Merged::Order(event) => {
                 self.process_order_event(&event).await?;
@@ -321,6 +327,102 @@ impl Engine {
         self.wake();
         Ok(())
     }
+}
+
+/// Whether a merge reads for the sync its job becomes (see [`MergeEvent`]):
+/// not in a burst, where the worker leaves what the job became for later;
+/// not on PostgreSQL, where the reads are round trips that would hold the
+/// merge's row locks (the merchant's kit recipes among them) longer, for a
+/// transaction saved: the sync reads in its own.
+fn read_for_sync(backend: Backend, running_on: bool) -> bool {
+    backend == Backend::Sqlite && running_on
+}
+
+/// A stored delivery merged by the unit that claimed its `process_event`
+/// ([`claim_in`]), for that job's run.
+struct PreMerged(Merged);
+
+/// A worker's claim as a unit ([`claim_in`]). `running_on`: whether the
+/// worker runs what the job claimed becomes at once (not in a burst).
+pub(crate) struct Claim {
+    pub turn: CompleteAndClaim,
+    pub running_on: bool,
+}
+
+impl Unit for Claim {
+    type Output = Taken;
+    type Error = EngineError;
+
+    async fn run<C: Conn>(self, c: &mut C) -> Result<Taken, EngineError> {
+        claim_in(c, self.turn, self.running_on).await
+    }
+}
+
+/// A worker's turn (the job it ran completed, the next claimed) and, on
+/// SQLite, when the turn claimed the `process_event` of one stored
+/// delivery, that delivery merged in the same unit, handed to the job's
+/// run: the merge is the job's first unit, so the claim and the merge
+/// share one transaction instead of two. The merge runs in a savepoint of
+/// its own: when it fails, it is undone alone, the claim stands, and the
+/// job's run merges again and meets the failure there (retried, counted).
+/// Not on PostgreSQL, for the reason of [`read_for_sync`]: the claim's
+/// transaction would hold the merge's row locks no shorter.
+/// `running_on`: as for [`Claim`].
+pub(crate) async fn claim_in<C: Conn>(
+    c: &mut C,
+    turn: CompleteAndClaim,
+    running_on: bool,
+) -> Result<Taken, EngineError> {
+    let owner = turn.owner.clone();
+    let turn = turn.run(c).await?;
+    let merge = match turn.jobs.as_slice() {
+        [
+            job @ Claimed {
+                job: Ok(Job::ProcessEvent { event_id }),
+                ..
+            },
+        ] if c.backend() == Backend::Sqlite => Some((
+            crate::worker::job_span(job),
+            job.id.clone(),
+            event_id.clone(),
+        )),
+        _ => None,
+    };
+    let Some((span, job_id, event_id)) = merge else {
+        return Ok(turn.into());
+    };
+    // Logged as the job's run would log it.
+    let inner = tracing::info_span!(
+        parent: &span,
+        "process_event",
+        event = %event_id,
+        merchant = Empty,
+        shipment_number = Empty,
+        shipment = Empty
+    );
+    shipsync_db::unit::nested(c).await?;
+    let merged = MergeEvent {
+        event_id: event_id.clone(),
+        chain: Some(Chain {
+            job_id,
+            owner,
+            became: None,
+        }),
+        read_for_sync: read_for_sync(c.backend(), running_on),
+    }
+    .run(c)
+    .instrument(inner)
+    .await;
+    if let Err(e) = &merged {
+        tracing::debug!(event = %event_id, error = %e, "merging with the claim failed: undone, the job's run merges again");
+    }
+    shipsync_db::unit::end_nested(c, merged.is_ok()).await?;
+    Ok(Taken {
+        turn,
+        handoff: merged
+            .ok()
+            .map(|m| Handoff::new(&event_id, Box::new(PreMerged(m)))),
+    })
 }
 
 /// Saves the kit recipes a merged version shows.
