@@ -51,8 +51,9 @@ struct Running {
     /// Set when the job's last unit ended it ([`ended`]).
     turn: std::sync::Arc<std::sync::Mutex<Option<Taken>>>,
     /// What a run read for the job after it ([`hand_on`], [`handed`]):
-    /// in, what the job before it read for this one; out, what this one
-    /// read for the job its row becomes.
+    /// in, what the job before it read for this one, or what the unit that
+    /// claimed it did for it (a delivery merged); out, what this one read
+    /// for the job its row becomes.
     handoff: std::sync::Arc<std::sync::Mutex<Option<Handoff>>>,
 }
 
@@ -73,6 +74,13 @@ impl Handoff {
             subject: subject.to_string(),
             read,
         }
+    }
+
+    /// What it holds, if a `T`, for the job working on `subject`.
+    pub(crate) fn peek<T: std::any::Any>(&self, subject: &str) -> Option<&T> {
+        (self.subject == subject)
+            .then(|| self.read.downcast_ref())
+            .flatten()
     }
 }
 
@@ -387,7 +395,10 @@ pub(crate) fn job_span(job: &Claimed) -> tracing::Span {
         )
         | Err(_) => {}
     }
+    // A root span: a claim made at a sync's end (see
+    // [`crate::shipments::merge::claim_in`]) is no part of that sync.
     tracing::info_span!(
+        parent: None,
         "job",
         job = %job.id,
         kind = %job.kind,
@@ -401,9 +412,23 @@ pub(crate) fn job_span(job: &Claimed) -> tracing::Span {
 
 /// Leaves the jobs of a turn a job's last unit claimed ([`ending`]) free
 /// to claim at once: the worker pauses or stops instead of running them.
+/// A delivery the claim merged ([`crate::shipments::merge::claim_in`]) is
+/// merged already (its row may have become its shipment's sync, which
+/// runs later): when its merge left nothing for the job to do, the job is
+/// completed instead, so that nobody merges the delivery twice.
 async fn release(engine: &Engine, owner: &str, turn: Option<Taken>) {
-    for job in turn.map(|t| t.turn.jobs).unwrap_or_default() {
-        leave_for_later(engine, owner, &job.id).await;
+    let Some(Taken { turn, handoff }) = turn else {
+        return;
+    };
+    for job in turn.jobs {
+        if handoff
+            .as_ref()
+            .is_some_and(|h| crate::shipments::merged_whole(h, &job))
+        {
+            complete_alone(engine, owner, Some(job.id)).await;
+        } else {
+            leave_for_later(engine, owner, &job.id).await;
+        }
     }
 }
 

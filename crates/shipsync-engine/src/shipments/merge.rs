@@ -2,6 +2,9 @@
 //! into its shipment row; a version that changes what the shipment says
 //! queues its sync. Which version wins is `shipsync_core::versions`.
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use shipsync_core::states::{EventOutcome, ShipmentStatus, Source};
 use shipsync_core::versions::{self, Judgement};
 use shipsync_core::{ShipmentVersion, ledger, tracking};
@@ -263,7 +266,12 @@ impl Engine {
         // Merged already by the unit that claimed this job ([`claim_in`]),
         // or merged now.
         let merged = match crate::worker::handed::<PreMerged>(event_id) {
-            Some(pre) => pre.0,
+            Some(pre) => {
+                if let Merged::Order(event) = &pre.0 {
+                    tracing::Span::current().record("merchant", event.merchant_id.as_str());
+                }
+                pre.0
+            }
             None => {
                 self.db()
                     .unit(MergeEvent {
@@ -342,6 +350,19 @@ fn read_for_sync(backend: Backend, running_on: bool) -> bool {
 /// ([`claim_in`]), for that job's run.
 struct PreMerged(Merged);
 
+/// Whether `handoff` is the merge of `job`'s delivery done by its claim,
+/// and that merge left the job nothing more to do (nothing new, or a sync
+/// queued as a job of its own): the job may be completed unrun.
+pub(crate) fn merged_whole(handoff: &Handoff, job: &Claimed) -> bool {
+    let Ok(Job::ProcessEvent { event_id }) = &job.job else {
+        return false;
+    };
+    matches!(
+        handoff.peek::<PreMerged>(event_id),
+        Some(PreMerged(Merged::Done | Merged::Changed(None)))
+    )
+}
+
 /// A worker's claim as a unit ([`claim_in`]). `running_on`: whether the
 /// worker runs what the job claimed becomes at once (not in a burst).
 pub(crate) struct Claim {
@@ -363,8 +384,10 @@ impl Unit for Claim {
 /// delivery, that delivery merged in the same unit, handed to the job's
 /// run: the merge is the job's first unit, so the claim and the merge
 /// share one transaction instead of two. The merge runs in a savepoint of
-/// its own: when it fails, it is undone alone, the claim stands, and the
-/// job's run merges again and meets the failure there (retried, counted).
+/// its own: when it fails or panics, it is undone alone, the claim stands,
+/// and the job's run merges again and meets the failure there (retried,
+/// counted); only when SQLite itself rolled the transaction back does
+/// nothing of the unit stand (the claim is made again).
 /// Not on PostgreSQL, for the reason of [`read_for_sync`]: the claim's
 /// transaction would hold the merge's row locks no shorter.
 /// `running_on`: as for [`Claim`].
@@ -401,7 +424,7 @@ pub(crate) async fn claim_in<C: Conn>(
         shipment = Empty
     );
     shipsync_db::unit::nested(c).await?;
-    let merged = MergeEvent {
+    let merge = MergeEvent {
         event_id: event_id.clone(),
         chain: Some(Chain {
             job_id,
@@ -409,19 +432,34 @@ pub(crate) async fn claim_in<C: Conn>(
             became: None,
         }),
         read_for_sync: read_for_sync(c.backend(), running_on),
-    }
-    .run(c)
-    .instrument(inner)
-    .await;
+    };
+    // A merge that panics is undone alone too: the claim must stand, or
+    // every worker would claim the job again and meet the panic again.
+    let merged = match AssertUnwindSafe(merge.run(c).instrument(inner))
+        .catch_unwind()
+        .await
+    {
+        Ok(merged) => merged,
+        Err(_) => Err(EngineError::Internal(
+            "merging the delivery panicked".into(),
+        )),
+    };
     if let Err(e) = &merged {
         tracing::debug!(event = %event_id, error = %e, "merging with the claim failed: undone, the job's run merges again");
     }
-    shipsync_db::unit::end_nested(c, merged.is_ok()).await?;
+    let merged = match (
+        shipsync_db::unit::end_nested(c, merged.is_ok()).await,
+        merged,
+    ) {
+        (Ok(()), merged) => merged.ok(),
+        // The transaction is gone with the savepoint (SQLite rolled it
+        // back): nothing of the unit stands; the merge's error says why.
+        (Err(_), Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => return Err(e.into()),
+    };
     Ok(Taken {
         turn,
-        handoff: merged
-            .ok()
-            .map(|m| Handoff::new(&event_id, Box::new(PreMerged(m)))),
+        handoff: merged.map(|m| Handoff::new(&event_id, Box::new(PreMerged(m)))),
     })
 }
 
@@ -469,7 +507,8 @@ enum Merged {
     Done,
 }
 
-/// `process_event`'s database work as one unit: the stored delivery read,
+/// `process_event`'s database work as one unit (or, on SQLite, as part of
+/// the unit that claimed the job: [`claim_in`]): the stored delivery read,
 /// parsed, each version merged, the kit recipes it shows saved and the
 /// event's result set.
 struct MergeEvent {
@@ -554,5 +593,59 @@ impl Unit for MergeEvent {
             _ => None,
         };
         Ok(Merged::Changed(became.map(|job| (job, read))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job released unrun after its claim merged its delivery is
+    /// completed only when the merge left it nothing to do; else it is left
+    /// for later (its order delivery still to process, or its row turned
+    /// into the sync, which runs then).
+    #[test]
+    fn a_released_job_is_completed_only_when_its_merge_left_nothing_to_do() {
+        let job = |event_id: &str| Claimed {
+            id: "job_1".into(),
+            kind: "process_event".into(),
+            attempts: 0,
+            job: Ok(Job::ProcessEvent {
+                event_id: event_id.into(),
+            }),
+        };
+        let sync = || Job::SyncShipment {
+            shipment_id: "shp_1".into(),
+        };
+        let table: [(Merged, &str, &str, bool); 5] = [
+            // (what the claim's merge did, merged for, the job's event, complete?)
+            (Merged::Done, "evt_1", "evt_1", true),
+            (Merged::Changed(None), "evt_1", "evt_1", true),
+            (
+                Merged::Changed(Some((sync(), None))),
+                "evt_1",
+                "evt_1",
+                false,
+            ),
+            (Merged::Done, "evt_2", "evt_1", false),
+            (Merged::Changed(None), "evt_2", "evt_1", false),
+        ];
+        for (merged, merged_for, event, want) in table {
+            let handoff = Handoff::new(merged_for, Box::new(PreMerged(merged)));
+            assert_eq!(
+                merged_whole(&handoff, &job(event)),
+                want,
+                "{merged_for} {event}"
+            );
+        }
+        // A sync's read, or a job that is not a delivery's: never.
+        let read = Handoff::new("evt_1", Box::new(7_u32));
+        assert!(!merged_whole(&read, &job("evt_1")));
+        let not_an_event = Claimed {
+            job: Ok(sync()),
+            ..job("evt_1")
+        };
+        let done = Handoff::new("evt_1", Box::new(PreMerged(Merged::Done)));
+        assert!(!merged_whole(&done, &not_an_event));
     }
 }

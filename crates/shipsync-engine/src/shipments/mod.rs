@@ -16,7 +16,7 @@ use shipsync_db::connections::ConnectionRow;
 
 pub use actions::ShipmentAction;
 pub use merge::MergeOutcome;
-pub(crate) use merge::{Claim, save_recipes_seen, with_trusted_tracking};
+pub(crate) use merge::{Claim, merged_whole, save_recipes_seen, with_trusted_tracking};
 pub(crate) use sync::ledger_line;
 
 /// What a shipment waiting for its store's reconnection says.
