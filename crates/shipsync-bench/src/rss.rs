@@ -1,4 +1,5 @@
-//! Resident memory of a process, read from `/proc/<pid>/status`.
+//! Resident memory, CPU time, context switches and write calls of a
+//! process, read from `/proc/<pid>/`.
 
 use serde::Serialize;
 
@@ -50,6 +51,72 @@ fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// What a process asked of the kernel so far: context switches (of its
+/// threads alive now, `/proc/<pid>/task/*/status`) and write calls with
+/// their bytes (`syscw`, `wchar` of `/proc/<pid>/io`: `write`, `pwrite`,
+/// `writev`…, to files and sockets alike, whether or not they reached a
+/// disk).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Calls {
+    pub context_switches: u64,
+    pub write_calls: u64,
+    pub write_bytes: u64,
+}
+
+impl Calls {
+    /// What happened between `before` and `self`.
+    pub fn since(self, before: Calls) -> Calls {
+        Calls {
+            context_switches: self
+                .context_switches
+                .saturating_sub(before.context_switches),
+            write_calls: self.write_calls.saturating_sub(before.write_calls),
+            write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
+        }
+    }
+}
+
+/// [`Calls`] of `pid` so far; `None` when `/proc` does not tell (another
+/// user's process, no `/proc`).
+pub fn calls(pid: u32) -> Option<Calls> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let (write_calls, write_bytes) = parse_io(&io)?;
+    let mut context_switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        // A thread that ended meanwhile has no status left to read.
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            context_switches += parse_switches(&status).unwrap_or(0);
+        }
+    }
+    Some(Calls {
+        context_switches,
+        write_calls,
+        write_bytes,
+    })
+}
+
+/// `syscw` and `wchar` of a `/proc/<pid>/io`.
+fn parse_io(io: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((field("syscw:")?, field("wchar:")?))
+}
+
+/// Voluntary plus involuntary context switches of a thread's `status`.
+fn parse_switches(status: &str) -> Option<u64> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
 }
 
 fn clock_ticks_per_sec() -> f64 {
@@ -135,10 +202,47 @@ mod tests {
     }
 
     #[test]
+    fn parses_proc_io_and_switches() {
+        let io = "rchar: 10\nwchar: 4096\nsyscr: 3\nsyscw: 7\nread_bytes: 0\nwrite_bytes: 0\n";
+        assert_eq!(parse_io(io), Some((7, 4096)));
+        assert_eq!(parse_io("rchar: 10\n"), None);
+        let status =
+            "Name:\tsqlite-units\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(parse_switches(status), Some(123));
+        assert_eq!(parse_switches("Name:\tx\n"), None);
+        let (a, b) = (
+            Calls {
+                context_switches: 5,
+                write_calls: 9,
+                write_bytes: 100,
+            },
+            Calls {
+                context_switches: 2,
+                write_calls: 4,
+                write_bytes: 40,
+            },
+        );
+        assert_eq!(
+            a.since(b),
+            Calls {
+                context_switches: 3,
+                write_calls: 5,
+                write_bytes: 60
+            }
+        );
+    }
+
+    #[test]
     fn reads_own_process() {
         if cfg!(target_os = "linux") {
             let r = read(std::process::id()).expect("own status");
             assert!(r.rss_kib > 0 && r.hwm_kib >= r.rss_kib);
+            let before = calls(std::process::id()).expect("own io and tasks");
+            let file = std::env::temp_dir().join(format!("rss-{}", std::process::id()));
+            std::fs::write(&file, b"x").unwrap();
+            let after = calls(std::process::id()).expect("own io and tasks");
+            let _ = std::fs::remove_file(&file);
+            assert!(after.since(before).write_calls >= 1, "{before:?} {after:?}");
         }
     }
 

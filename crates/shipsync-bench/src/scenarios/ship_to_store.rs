@@ -144,6 +144,10 @@ pub struct Phase {
     /// sandboxes validating every GraphQL document).
     pub shipsync_cpu_secs: Option<f64>,
     pub bench_cpu_secs: Option<f64>,
+    /// What shipsync asked of the kernel in the same window: context
+    /// switches, write calls (the WAL's frames, two calls each, and the
+    /// sockets') and their bytes.
+    pub shipsync_calls: Option<rss::Calls>,
     /// Shipments handled during the CPU window: this phase's, plus those of
     /// a phase run at the same time (the throttled store's).
     pub cpu_window_shipments: usize,
@@ -165,6 +169,12 @@ impl Phase {
     /// shipsync's CPU ms per shipment over the phase.
     pub fn cpu_ms_per_shipment(&self) -> Option<f64> {
         cpu_ms_per(self.shipsync_cpu_secs, self.cpu_window_shipments)
+    }
+
+    /// One of shipsync's [`rss::Calls`] per shipment over the phase.
+    pub fn calls_per_shipment(&self, of: impl Fn(&rss::Calls) -> u64) -> Option<f64> {
+        let c = self.shipsync_calls.as_ref()?;
+        (self.cpu_window_shipments > 0).then(|| of(c) as f64 / self.cpu_window_shipments as f64)
     }
 }
 
@@ -222,6 +232,7 @@ impl Report {
             "store requests per shipment",
             "cost points per shipment",
             "shipsync CPU ms per shipment",
+            "shipsync context switches / write calls / KiB written per shipment",
             "CPU s: shipsync / bench+sandbox",
             "duplicate fulfillments",
         ]);
@@ -240,6 +251,12 @@ impl Report {
                 format!("{:.2}", p.requests_per_shipment()),
                 format!("{:.1}", p.points_per_shipment()),
                 num(p.cpu_ms_per_shipment(), 2),
+                format!(
+                    "{} / {} / {}",
+                    num(p.calls_per_shipment(|c| c.context_switches), 1),
+                    num(p.calls_per_shipment(|c| c.write_calls), 1),
+                    num(p.calls_per_shipment(|c| c.write_bytes / 1024), 1)
+                ),
                 format!(
                     "{} / {}",
                     p.shipsync_cpu_secs
@@ -412,20 +429,34 @@ async fn finish(
         backlog,
         shipsync_cpu_secs: None,
         bench_cpu_secs: None,
+        shipsync_calls: None,
         cpu_window_shipments: ids.len(),
         exactly_once: ExactlyOnce::check(store, ids),
         repeated_creates: counted.repeats,
     }
 }
 
-/// CPU seconds of (shipsync, this process) so far.
-fn cpu(pid: u32) -> (Option<f64>, Option<f64>) {
-    (rss::cpu_secs(pid), rss::own_cpu_secs())
+/// CPU seconds of shipsync and of this process so far, and shipsync's
+/// calls.
+#[derive(Clone, Copy)]
+struct Usage {
+    shipsync: Option<f64>,
+    bench: Option<f64>,
+    calls: Option<rss::Calls>,
 }
 
-fn set_cpu(p: &mut Phase, before: (Option<f64>, Option<f64>), after: (Option<f64>, Option<f64>)) {
-    p.shipsync_cpu_secs = after.0.zip(before.0).map(|(a, b)| a - b);
-    p.bench_cpu_secs = after.1.zip(before.1).map(|(a, b)| a - b);
+fn cpu(pid: u32) -> Usage {
+    Usage {
+        shipsync: rss::cpu_secs(pid),
+        bench: rss::own_cpu_secs(),
+        calls: rss::calls(pid),
+    }
+}
+
+fn set_cpu(p: &mut Phase, before: Usage, after: Usage) {
+    p.shipsync_cpu_secs = after.shipsync.zip(before.shipsync).map(|(a, b)| a - b);
+    p.bench_cpu_secs = after.bench.zip(before.bench).map(|(a, b)| a - b);
+    p.shipsync_calls = after.calls.zip(before.calls).map(|(a, b)| a.since(b));
 }
 
 async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> Result<Phase> {
@@ -453,7 +484,7 @@ async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> R
     .await;
     set_cpu(&mut p, cpu_before, cpu(pid));
     ctx.say(format!(
-        "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.2} requests, {:.1} points, {} CPU ms per shipment; {}",
+        "{}: {}/{} fulfilled, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.2} requests, {:.1} points, {} CPU ms, {} context switches, {} write calls per shipment; {}",
         p.label,
         p.fulfilled,
         p.shipments,
@@ -463,6 +494,8 @@ async fn fast_phase(ctx: &mut Ctx<'_>, fast: &Store, path: &str, rate: f64) -> R
         p.requests_per_shipment(),
         p.points_per_shipment(),
         num(p.cpu_ms_per_shipment(), 2),
+        num(p.calls_per_shipment(|c| c.context_switches), 1),
+        num(p.calls_per_shipment(|c| c.write_calls), 1),
         p.exactly_once.summary()
     ));
     Ok(p)
