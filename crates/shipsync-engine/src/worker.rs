@@ -43,11 +43,8 @@ struct Running {
     /// Its lease's owner.
     owner: String,
     lease_micros: i64,
-    /// The shipment, when the job is a shipment's sync.
-    shipment: Option<String>,
-    /// What the job works on, for what was read for it ([`handed`]): the
-    /// shipment of a sync, the stored delivery of a `process_event`.
-    subject: Option<String>,
+    /// The job, when its row decoded.
+    job: Option<Job>,
     /// Set when the job's last unit ended it ([`ended`]).
     turn: std::sync::Arc<std::sync::Mutex<Option<Taken>>>,
     /// What a run read for the job after it ([`hand_on`], [`handed`]):
@@ -55,6 +52,25 @@ struct Running {
     /// claimed it did for it (a delivery merged); out, what this one read
     /// for the job its row becomes.
     handoff: std::sync::Arc<std::sync::Mutex<Option<Handoff>>>,
+}
+
+impl Running {
+    /// The shipment, when the job is a shipment's sync.
+    fn shipment(&self) -> Option<&str> {
+        match &self.job {
+            Some(Job::SyncShipment { shipment_id }) => Some(shipment_id),
+            _ => None,
+        }
+    }
+
+    /// What the job works on, for what was read for it ([`handed`]): the
+    /// shipment of a sync, the stored delivery of a `process_event`.
+    fn subject(&self) -> Option<&str> {
+        match &self.job {
+            Some(Job::ProcessEvent { event_id }) => Some(event_id),
+            _ => self.shipment(),
+        }
+    }
 }
 
 /// What a unit did or read for the job a worker runs next, in the unit
@@ -124,7 +140,7 @@ pub(crate) fn handed<T: std::any::Any + Send>(subject: &str) -> Option<Box<T>> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let ours = slot
                 .as_ref()
-                .is_some_and(|h| r.subject.as_deref() == Some(subject) && h.subject == subject);
+                .is_some_and(|h| r.subject() == Some(subject) && h.subject == subject);
             ours.then(|| slot.take())
                 .flatten()
                 .and_then(|h| h.read.downcast().ok())
@@ -152,7 +168,7 @@ pub(crate) fn running() -> Option<(String, String)> {
 pub(crate) fn ending(shipment_id: &str) -> Option<CompleteAndClaim> {
     RUNNING
         .try_with(|r| {
-            (r.shipment.as_deref() == Some(shipment_id)).then(|| CompleteAndClaim {
+            (r.shipment() == Some(shipment_id)).then(|| CompleteAndClaim {
                 done: Some(r.id.clone()),
                 owner: r.owner.clone(),
                 n: 1,
@@ -492,15 +508,7 @@ async fn run_one(
         id: job.id.clone(),
         owner: owner.to_string(),
         lease_micros: lease,
-        shipment: match &job.job {
-            Ok(Job::SyncShipment { shipment_id }) => Some(shipment_id.clone()),
-            _ => None,
-        },
-        subject: match &job.job {
-            Ok(Job::SyncShipment { shipment_id }) => Some(shipment_id.clone()),
-            Ok(Job::ProcessEvent { event_id }) => Some(event_id.clone()),
-            _ => None,
-        },
+        job: job.job.as_ref().ok().cloned(),
         turn: std::sync::Arc::clone(&turn),
         handoff: std::sync::Arc::clone(&handoff),
     };
@@ -758,12 +766,21 @@ mod tests {
     /// delivery of a `process_event`), in a worker, once.
     #[tokio::test]
     async fn a_handoff_reaches_only_the_job_it_was_read_for_once() {
+        // A job of that subject: a delivery's `process_event` for `evt_`,
+        // a shipment's sync for `shp_`.
+        let of = |subject: &str| match subject.strip_prefix("evt_") {
+            Some(_) => Job::ProcessEvent {
+                event_id: subject.to_string(),
+            },
+            None => Job::SyncShipment {
+                shipment_id: subject.to_string(),
+            },
+        };
         let scope = |subject: Option<&str>, read_for: &str| Running {
             id: "job_1".into(),
             owner: "node-0".into(),
             lease_micros: 30_000_000,
-            shipment: None,
-            subject: subject.map(str::to_string),
+            job: subject.map(of),
             turn: std::sync::Arc::default(),
             handoff: std::sync::Arc::new(std::sync::Mutex::new(Some(Handoff::new(
                 read_for,
@@ -818,8 +835,9 @@ mod tests {
             id: "job_1".into(),
             owner: "node-0".into(),
             lease_micros: 30_000_000,
-            shipment: shipment.map(str::to_string),
-            subject: shipment.map(str::to_string),
+            job: shipment.map(|s| Job::SyncShipment {
+                shipment_id: s.to_string(),
+            }),
             turn: std::sync::Arc::default(),
             handoff: std::sync::Arc::default(),
         };
