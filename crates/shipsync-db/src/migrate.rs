@@ -97,10 +97,12 @@ mod tests {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(
             versions,
-            [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+            [
+                1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20
+            ]
         );
         let statements: usize = MIGRATIONS.iter().map(|m| m.statements.len()).sum();
-        assert_eq!(statements, 102);
+        assert_eq!(statements, 105);
         assert!(MIGRATIONS.iter().all(|m| {
             m.statements.iter().all(|s| {
                 s.lines()

@@ -9,13 +9,31 @@
 //! event delivery still needs; bodies of
 //! events not processed yet or needing attention (they are replayed once the
 //! mapping is fixed).
+//!
+//! Events, activity and shipment versions are found by id, through the
+//! primary key: their ids are ULIDs made when the row was written (at or
+//! just after its time), so every row older than the cutoff has an id
+//! below [`crate::least_id_at`] of the cutoff plus [`ID_MARGIN`]. The
+//! time itself still decides; no index on it is kept for a job that runs
+//! once a day while every delivery would pay for it (issue 17).
 
 use shipsync_core::states::{DeliveryState, EventOutcome, OrderStatus, RunStatus, ShipmentStatus};
 
-use crate::{Db, DbError, quoted};
+use crate::{Db, DbError, least_id_at, quoted};
 
 /// Rows per statement.
 const BATCH: i64 = 1000;
+
+/// How much later than its time a row's id may have been made (the
+/// time is read first, the id made in the same unit; a clock stepped back
+/// keeps ids ahead of it, the generator being monotonic). A row whose id
+/// is later still waits for the next day's pass.
+const ID_MARGIN: i64 = 3600 * 1_000_000;
+
+/// The bound on the ids of rows with `prefix` older than `before`.
+fn id_bound(prefix: &str, before: i64) -> String {
+    least_id_at(prefix, before.saturating_add(ID_MARGIN))
+}
 
 /// Orders still being worked on.
 fn open_orders() -> String {
@@ -52,14 +70,14 @@ pub async fn clear_event_bodies(db: &Db, before: i64) -> Result<u64, DbError> {
     let sql = sql!(
         "UPDATE events SET body = NULL WHERE id IN (
            SELECT e.id FROM events e
-           WHERE e.received_at < $1 AND e.body IS NOT NULL AND e.outcome = '{accepted}'
+           WHERE e.id < $3 AND e.received_at < $1 AND e.body IS NOT NULL AND e.outcome = '{accepted}'
              AND e.shipment_ids <> '[]'
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'event:' || e.id)
              AND NOT EXISTS (SELECT 1 FROM shipment_versions v WHERE v.event_id = e.id
                              AND v.shipment_id IN ({open_shipments}))
            LIMIT $2)"
     );
-    in_batches(db, sql, before).await
+    in_batches(db, sql, before, Some(id_bound("evt", before))).await
 }
 
 /// Deletes refused deliveries (`invalid_signature`, `too_large`,
@@ -69,10 +87,10 @@ pub async fn delete_refused_events(db: &Db, before: i64) -> Result<u64, DbError>
     let sql = sql!(
         "DELETE FROM events WHERE id IN (
            SELECT id FROM events
-           WHERE received_at < $1 AND outcome IN ({refused})
+           WHERE id < $3 AND received_at < $1 AND outcome IN ({refused})
            LIMIT $2)"
     );
-    in_batches(db, sql, before).await
+    in_batches(db, sql, before, Some(id_bound("evt", before))).await
 }
 
 /// Deletes activity from before `before`, except that of open
@@ -83,13 +101,13 @@ pub async fn delete_old_activity(db: &Db, before: i64) -> Result<u64, DbError> {
     let sql = sql!(
         "DELETE FROM activity WHERE id IN (
            SELECT a.id FROM activity a
-           WHERE a.at < $1
+           WHERE a.id < $3 AND a.at < $1
              AND a.subject_id NOT IN ({open_shipments})
              AND a.subject_id NOT IN ({open_orders})
              AND a.subject_id NOT IN (SELECT r.id FROM runs r WHERE r.status IN ({active}))
            LIMIT $2)"
     );
-    in_batches(db, sql, before).await
+    in_batches(db, sql, before, Some(id_bound("act", before))).await
 }
 
 /// Deletes shipment versions received before `before`, except those of
@@ -99,10 +117,10 @@ pub async fn delete_old_versions(db: &Db, before: i64) -> Result<u64, DbError> {
     let sql = sql!(
         "DELETE FROM shipment_versions WHERE id IN (
            SELECT v.id FROM shipment_versions v
-           WHERE v.received_at < $1 AND v.shipment_id NOT IN ({open_shipments})
+           WHERE v.id < $3 AND v.received_at < $1 AND v.shipment_id NOT IN ({open_shipments})
            LIMIT $2)"
     );
-    in_batches(db, sql, before).await
+    in_batches(db, sql, before, Some(id_bound("ver", before))).await
 }
 
 /// Deletes outbound event deliveries settled (delivered or failed) and
@@ -122,12 +140,14 @@ pub async fn delete_old_deliveries(db: &Db, before: i64) -> Result<u64, DbError>
                LIMIT $2)"
         ),
         before,
+        None,
     )
     .await?;
     let deleted = in_batches(
         db,
         sql!("DELETE FROM event_deliveries WHERE id IN ({settled} LIMIT $2)"),
         before,
+        None,
     )
     .await?;
     in_batches(
@@ -140,27 +160,31 @@ pub async fn delete_old_deliveries(db: &Db, before: i64) -> Result<u64, DbError>
                LIMIT $2)"
         ),
         before,
+        None,
     )
     .await?;
     Ok(deleted)
 }
 
-/// Runs `sql` (binding `before` and the batch size) until it affects
-/// fewer rows than a batch; returns the total affected.
+/// Runs `sql` (binding `before`, the batch size and, when given, the
+/// bound on ids as `$3`) until it affects fewer rows than a batch;
+/// returns the total affected.
 async fn in_batches(
     db: &Db,
     sql: sqlx::AssertSqlSafe<String>,
     before: i64,
+    ids_below: Option<String>,
 ) -> Result<u64, DbError> {
     let text = sql.0;
     let mut total = 0;
     loop {
-        let n = sqlx::query(sqlx::AssertSqlSafe(text.clone()))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(text.clone()))
             .bind(before)
-            .bind(BATCH)
-            .execute(db.pool())
-            .await?
-            .rows_affected();
+            .bind(BATCH);
+        if let Some(bound) = &ids_below {
+            query = query.bind(bound.clone());
+        }
+        let n = query.execute(db.pool()).await?.rows_affected();
         total += n;
         if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
             return Ok(total);

@@ -466,7 +466,16 @@ async fn event_of(h: &Harness, shipment_id: &str) -> Option<String> {
 }
 
 async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String) {
-    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    // Everything kept one day: a pass "a day after" a moment of the test
+    // removes what came before that moment (retention goes by the time
+    // and the id of each row, both made when it was written).
+    let mut options = Options::new(db_url);
+    options.engine.retention = shipsync_engine::Retention {
+        event_bodies_days: 1,
+        activity_days: 1,
+        refused_days: 1,
+    };
+    let mut h = Harness::start(options).await.expect("harness");
     // Completed shipment (its event, activity and versions may go).
     let (done_number, _) = new_shipment(&mut h, "T-DONE");
     assert_eq!(h.post(&done_number, Shape::Current).await.unwrap(), 202);
@@ -512,16 +521,13 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
 
-    // Everything so far is 400 days old.
+    // Everything so far is older than `split`; the pass runs a day after
+    // it. Ids hold milliseconds: a few of them between.
     let pool = h.db().await.unwrap().pool().clone();
-    let age = 400 * DAY_MICROS;
-    for sql in [
-        "UPDATE events SET received_at = received_at - $1",
-        "UPDATE activity SET at = at - $1",
-        "UPDATE shipment_versions SET received_at = received_at - $1",
-    ] {
-        sqlx::query(sql).bind(age).execute(&pool).await.unwrap();
-    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let split = shipsync_db::now_micros();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let a_day_after = split + DAY_MICROS;
     // A recent refused delivery stays.
     assert_eq!(status(&send(&h, forged).await), 401);
     wait_events(&h, "outcome=invalid_signature", 2).await;
@@ -539,7 +545,7 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
 
     let engine = h.engine().unwrap();
     let counts = engine
-        .apply_retention(shipsync_db::now_micros())
+        .apply_retention(a_day_after)
         .await
         .expect("retention");
     assert!(counts.event_bodies >= 1, "{counts:?}");
@@ -615,10 +621,7 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
         .await
             >= 1
     );
-    let again = engine
-        .apply_retention(shipsync_db::now_micros())
-        .await
-        .unwrap();
+    let again = engine.apply_retention(a_day_after).await.unwrap();
     assert_eq!(again.event_bodies + again.refused_events, 0, "{again:?}");
 
     // The daily claim: one caller wins per period.
