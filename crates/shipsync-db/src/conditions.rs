@@ -5,7 +5,7 @@
 use shipsync_core::states::{EventOutcome, OrderStatus, RunStatus, ShipmentStatus, Source};
 use sqlx::{Any, Executor};
 
-use crate::DbError;
+use crate::{Backend, Db, DbError};
 
 /// A record in a condition: `(id, merchant_id, connection_id, label)`.
 pub type Record = (String, String, Option<String>, String);
@@ -82,21 +82,28 @@ pub async fn webhook_merchants<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// When the merchant's last Deposco delivery that counted (accepted or
-/// needing attention, not refused) arrived.
-pub async fn last_webhook_at<'e, E: Executor<'e, Database = Any>>(
-    ex: E,
-    merchant_id: &str,
-) -> Result<Option<i64>, DbError> {
-    let (at,): (Option<i64>,) = sqlx::query_as(
-        "SELECT MAX(received_at) FROM events WHERE merchant_id = $1 AND connection_id IS NULL
-         AND outcome IN ($2, $3)",
-    )
-    .bind(merchant_id)
-    .bind(EventOutcome::COUNTED[0].as_str())
-    .bind(EventOutcome::COUNTED[1].as_str())
-    .fetch_one(ex)
-    .await?;
-    Ok(at)
+/// needing attention, not refused) arrived. On SQLite the newest is the
+/// first such row of `events_merchant` read backwards (ids sort by
+/// creation there: one node, bytewise), not the greatest of the
+/// merchant's every event; PostgreSQL keeps its index on the time.
+pub async fn last_webhook_at(db: &Db, merchant_id: &str) -> Result<Option<i64>, DbError> {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "SELECT received_at FROM events WHERE merchant_id = $1 AND connection_id IS NULL
+             AND outcome IN ($2, $3) ORDER BY id DESC LIMIT 1"
+        }
+        Backend::Postgres => {
+            "SELECT MAX(received_at) FROM events WHERE merchant_id = $1 AND connection_id IS NULL
+             AND outcome IN ($2, $3)"
+        }
+    };
+    let at: Option<(Option<i64>,)> = sqlx::query_as(sql)
+        .bind(merchant_id)
+        .bind(EventOutcome::COUNTED[0].as_str())
+        .bind(EventOutcome::COUNTED[1].as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(at.and_then(|(at,)| at))
 }
 
 /// The merchant's shipments first seen by a pull and received after

@@ -226,9 +226,10 @@ pub fn new_id(prefix: &str) -> String {
 
 /// The least id with `prefix` that [`new_id`] can make at `at` (Unix
 /// microseconds) or later: every id made before `at`'s millisecond sorts
-/// below it (the ULID's first 48 bits are the milliseconds; Crockford's
-/// base 32 sorts as the numbers do, in bytes and in any collation, the
-/// characters being digits and lowercase letters only).
+/// below it in byte order (the ULID's first 48 bits are the milliseconds;
+/// Crockford's base 32 in digits and lowercase letters sorts bytewise as
+/// the numbers do — not in every collation: compare in SQLite's default
+/// `BINARY`, not in a PostgreSQL database's locale).
 pub fn least_id_at(prefix: &str, at: i64) -> String {
     let ms = u64::try_from(at.div_euclid(1000)).unwrap_or(0);
     let id = ulid::Ulid::from_parts(ms, 0);

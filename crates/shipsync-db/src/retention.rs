@@ -10,16 +10,19 @@
 //! events not processed yet or needing attention (they are replayed once the
 //! mapping is fixed).
 //!
-//! Events, activity and shipment versions are found by id, through the
-//! primary key: their ids are ULIDs made when the row was written (at or
-//! just after its time), so every row older than the cutoff has an id
-//! below [`crate::least_id_at`] of the cutoff plus [`ID_MARGIN`]. The
-//! time itself still decides; no index on it is kept for a job that runs
-//! once a day while every delivery would pay for it (issue 17).
+//! On SQLite, events, activity and shipment versions are found by id,
+//! through the primary key: their ids are ULIDs made when the row was
+//! written (at or just after its time), so every row older than the
+//! cutoff has an id below [`crate::least_id_at`] of the cutoff plus
+//! [`ID_MARGIN`]. The time itself still decides; no index on it is kept
+//! for a job that runs once a day while every delivery would pay for it
+//! (issue 17, migration 20). PostgreSQL keeps those indexes and selects by
+//! time alone: there ids compare in the database's collation, and some
+//! locales (Danish's "aa", Estonian's "z") do not sort them by time.
 
 use shipsync_core::states::{DeliveryState, EventOutcome, OrderStatus, RunStatus, ShipmentStatus};
 
-use crate::{Db, DbError, least_id_at, quoted};
+use crate::{Backend, Db, DbError, least_id_at, quoted};
 
 /// Rows per statement.
 const BATCH: i64 = 1000;
@@ -30,9 +33,18 @@ const BATCH: i64 = 1000;
 /// is later still waits for the next day's pass.
 const ID_MARGIN: i64 = 3600 * 1_000_000;
 
-/// The bound on the ids of rows with `prefix` older than `before`.
-fn id_bound(prefix: &str, before: i64) -> String {
-    least_id_at(prefix, before.saturating_add(ID_MARGIN))
+/// The condition "older than `before`" (bound as `$1`) on the `time`
+/// column of `alias` (`"e."`, or `""` for the statement's own table), with,
+/// on SQLite, the bound on the ids of rows with `prefix` to bind as `$3`.
+fn older(db: &Db, alias: &str, time: &str, prefix: &str, before: i64) -> (String, Option<String>) {
+    let by_time = format!("{alias}{time} < $1");
+    match db.backend() {
+        Backend::Sqlite => (
+            format!("{alias}id < $3 AND {by_time}"),
+            Some(least_id_at(prefix, before.saturating_add(ID_MARGIN))),
+        ),
+        Backend::Postgres => (by_time, None),
+    }
 }
 
 /// Orders still being worked on.
@@ -67,30 +79,32 @@ fn open_shipments() -> String {
 pub async fn clear_event_bodies(db: &Db, before: i64) -> Result<u64, DbError> {
     let accepted = EventOutcome::Accepted.as_str();
     let open_shipments = open_shipments();
+    let (old, ids) = older(db, "e.", "received_at", "evt", before);
     let sql = sql!(
         "UPDATE events SET body = NULL WHERE id IN (
            SELECT e.id FROM events e
-           WHERE e.id < $3 AND e.received_at < $1 AND e.body IS NOT NULL AND e.outcome = '{accepted}'
+           WHERE {old} AND e.body IS NOT NULL AND e.outcome = '{accepted}'
              AND e.shipment_ids <> '[]'
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'event:' || e.id)
              AND NOT EXISTS (SELECT 1 FROM shipment_versions v WHERE v.event_id = e.id
                              AND v.shipment_id IN ({open_shipments}))
            LIMIT $2)"
     );
-    in_batches(db, sql, before, Some(id_bound("evt", before))).await
+    in_batches(db, sql, before, ids).await
 }
 
 /// Deletes refused deliveries (`invalid_signature`, `too_large`,
 /// `rejected`) received before `before`.
 pub async fn delete_refused_events(db: &Db, before: i64) -> Result<u64, DbError> {
     let refused = quoted(&EventOutcome::REFUSED.map(EventOutcome::as_str));
+    let (old, ids) = older(db, "", "received_at", "evt", before);
     let sql = sql!(
         "DELETE FROM events WHERE id IN (
            SELECT id FROM events
-           WHERE id < $3 AND received_at < $1 AND outcome IN ({refused})
+           WHERE {old} AND outcome IN ({refused})
            LIMIT $2)"
     );
-    in_batches(db, sql, before, Some(id_bound("evt", before))).await
+    in_batches(db, sql, before, ids).await
 }
 
 /// Deletes activity from before `before`, except that of open
@@ -98,29 +112,31 @@ pub async fn delete_refused_events(db: &Db, before: i64) -> Result<u64, DbError>
 pub async fn delete_old_activity(db: &Db, before: i64) -> Result<u64, DbError> {
     let (open_shipments, open_orders) = (open_shipments(), open_orders());
     let active = quoted(&RunStatus::ACTIVE.map(RunStatus::as_str));
+    let (old, ids) = older(db, "a.", "at", "act", before);
     let sql = sql!(
         "DELETE FROM activity WHERE id IN (
            SELECT a.id FROM activity a
-           WHERE a.id < $3 AND a.at < $1
+           WHERE {old}
              AND a.subject_id NOT IN ({open_shipments})
              AND a.subject_id NOT IN ({open_orders})
              AND a.subject_id NOT IN (SELECT r.id FROM runs r WHERE r.status IN ({active}))
            LIMIT $2)"
     );
-    in_batches(db, sql, before, Some(id_bound("act", before))).await
+    in_batches(db, sql, before, ids).await
 }
 
 /// Deletes shipment versions received before `before`, except those of
 /// open shipments (the shipment keeps its current version in its row).
 pub async fn delete_old_versions(db: &Db, before: i64) -> Result<u64, DbError> {
     let open_shipments = open_shipments();
+    let (old, ids) = older(db, "v.", "received_at", "ver", before);
     let sql = sql!(
         "DELETE FROM shipment_versions WHERE id IN (
            SELECT v.id FROM shipment_versions v
-           WHERE v.id < $3 AND v.received_at < $1 AND v.shipment_id NOT IN ({open_shipments})
+           WHERE {old} AND v.shipment_id NOT IN ({open_shipments})
            LIMIT $2)"
     );
-    in_batches(db, sql, before, Some(id_bound("ver", before))).await
+    in_batches(db, sql, before, ids).await
 }
 
 /// Deletes outbound event deliveries settled (delivered or failed) and

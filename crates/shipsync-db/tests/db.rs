@@ -505,6 +505,59 @@ async fn retention_keeps_the_versions_of_open_shipments() {
     .await;
 }
 
+/// The last Deposco delivery that counted, by the newest such row: not a
+/// later refused one, not a store's, not another merchant's.
+#[tokio::test]
+async fn the_last_webhook_is_the_newest_that_counted() {
+    use shipsync_core::states::EventOutcome;
+    use shipsync_db::conditions;
+    use shipsync_db::events::{self, EventRow};
+    on_each_backend(async |db, _| {
+        let merchant_id = merchant(db).await;
+        let other = merchant(db).await;
+        assert_eq!(
+            conditions::last_webhook_at(db, &merchant_id)
+                .await
+                .expect("none yet"),
+            None
+        );
+        let store = connection(db).await;
+        let event =
+            |merchant: &str, at: i64, outcome: EventOutcome, store: Option<&str>| EventRow {
+                id: new_id("evt"),
+                merchant_id: merchant.to_string(),
+                connection_id: store.map(str::to_string),
+                received_at: at,
+                headers: Vec::new(),
+                body: None,
+                body_size: 0,
+                body_hash: None,
+                webhook_id: None,
+                verified: true,
+                outcome,
+                detail: None,
+                repeat_count: 0,
+                shipment_ids: Vec::new(),
+            };
+        for e in [
+            event(&merchant_id, 100, EventOutcome::Accepted, None),
+            event(&merchant_id, 200, EventOutcome::NeedsAttention, None),
+            event(&merchant_id, 300, EventOutcome::InvalidSignature, None),
+            event(&merchant_id, 400, EventOutcome::Accepted, Some(&store.id)),
+            event(&other, 500, EventOutcome::Accepted, None),
+        ] {
+            events::insert(db.pool(), &e).await.expect("insert event");
+        }
+        assert_eq!(
+            conditions::last_webhook_at(db, &merchant_id)
+                .await
+                .expect("last"),
+            Some(200)
+        );
+    })
+    .await;
+}
+
 #[test]
 fn a_url_names_its_backend() {
     use shipsync_db::Backend;

@@ -1,2 +1,2 @@
--- See 01: retention selects activity by id range.
-DROP INDEX IF EXISTS activity_at;
+-- See 01: on SQLite retention selects activity by id range.
+{SQLITE ONLY}DROP INDEX IF EXISTS activity_at;

@@ -1,2 +1,2 @@
--- See 01: retention selects shipment versions by id range.
-DROP INDEX IF EXISTS shipment_versions_received;
+-- See 01: on SQLite retention selects shipment versions by id range.
+{SQLITE ONLY}DROP INDEX IF EXISTS shipment_versions_received;

@@ -166,7 +166,7 @@ impl Engine {
                 for (merchant_id, _) in
                     conditions::webhook_merchants(pool, now - WEBHOOK_SENDERS_WITHIN).await?
                 {
-                    let last = conditions::last_webhook_at(pool, &merchant_id).await?;
+                    let last = conditions::last_webhook_at(self.db(), &merchant_id).await?;
                     if last.is_some_and(|l| l >= now - quiet) {
                         continue;
                     }

@@ -522,7 +522,7 @@ async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String)
     };
 
     // Everything so far is older than `split`; the pass runs a day after
-    // it. Ids hold milliseconds: a few of them between.
+    // it (a few milliseconds between, on both sides).
     let pool = h.db().await.unwrap().pool().clone();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let split = shipsync_db::now_micros();
