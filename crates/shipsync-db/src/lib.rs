@@ -224,18 +224,6 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", id.to_string().to_lowercase())
 }
 
-/// The least id with `prefix` that [`new_id`] can make at `at` (Unix
-/// microseconds) or later: every id made before `at`'s millisecond sorts
-/// below it in byte order (the ULID's first 48 bits are the milliseconds;
-/// Crockford's base 32 in digits and lowercase letters sorts bytewise as
-/// the numbers do — not in every collation: compare in SQLite's default
-/// `BINARY`, not in a PostgreSQL database's locale).
-pub fn least_id_at(prefix: &str, at: i64) -> String {
-    let ms = u64::try_from(at.div_euclid(1000)).unwrap_or(0);
-    let id = ulid::Ulid::from_parts(ms, 0);
-    format!("{prefix}_{}", id.to_string().to_lowercase())
-}
-
 impl Db {
     /// Connects (creating a SQLite file when missing) without migrating.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
@@ -490,33 +478,5 @@ mod id_tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);
-    }
-
-    #[test]
-    fn the_least_id_of_a_time_bounds_the_ids_made_before_and_after() {
-        let before = super::now_micros();
-        let made = super::new_id("act");
-        let after = super::now_micros() + 1000;
-        // Made at or after `before`'s millisecond, before `after`'s.
-        assert!(super::least_id_at("act", before - before % 1000) <= made);
-        assert!(made < super::least_id_at("act", after));
-        for (at, want) in [
-            (0, "act_00000000000000000000000000"),
-            (-5, "act_00000000000000000000000000"),
-            // 1 ms: the 48-bit time is the first 10 characters.
-            (1_000, "act_00000000010000000000000000"),
-            (1_999, "act_00000000010000000000000000"),
-            // 2026-12-05T00:00:00Z.
-            (1_796_428_800_000_000, "act_01m91r08000000000000000000"),
-        ] {
-            assert_eq!(super::least_id_at("act", at), want, "{at}");
-        }
-        // Later times sort later, across a character's carry.
-        let times = [31_000, 32_000, 1_023_000, 1_024_000, 1_796_428_800_000_000];
-        let ids: Vec<String> = times
-            .iter()
-            .map(|t| super::least_id_at("ver", *t))
-            .collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     }
 }

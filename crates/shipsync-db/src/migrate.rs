@@ -24,20 +24,16 @@ const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.
 
 /// A statement file's text for `backend`: `{BLOB}` becomes `BLOB` or
 /// `BYTEA`, `{UNLOGGED}` nothing or `UNLOGGED `. A statement marked
-/// `{POSTGRES ONLY}` is run on PostgreSQL only (`None` on SQLite), one
-/// marked `{SQLITE ONLY}` on SQLite only.
+/// `{POSTGRES ONLY}` is run on PostgreSQL only (`None` on SQLite).
 fn for_backend(sql: &str, backend: Backend) -> Option<String> {
     const ONLY: &str = "{POSTGRES ONLY}";
-    const SQLITE_ONLY: &str = "{SQLITE ONLY}";
     let (blob, unlogged) = match backend {
         Backend::Sqlite if sql.contains(ONLY) => return None,
-        Backend::Postgres if sql.contains(SQLITE_ONLY) => return None,
         Backend::Sqlite => ("BLOB", ""),
         Backend::Postgres => ("BYTEA", "UNLOGGED "),
     };
     Some(
         sql.replace(ONLY, "")
-            .replace(SQLITE_ONLY, "")
             .replace("{BLOB}", blob)
             .replace("{UNLOGGED}", unlogged),
     )
@@ -101,12 +97,10 @@ mod tests {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(
             versions,
-            [
-                1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20
-            ]
+            [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         );
         let statements: usize = MIGRATIONS.iter().map(|m| m.statements.len()).sum();
-        assert_eq!(statements, 105);
+        assert_eq!(statements, 102);
         assert!(MIGRATIONS.iter().all(|m| {
             m.statements.iter().all(|s| {
                 s.lines()
@@ -132,11 +126,5 @@ mod tests {
             Some("-- why\nALTER TABLE t ALTER COLUMN x SET COMPRESSION lz4")
         );
         assert_eq!(for_backend(pg, Backend::Sqlite), None);
-        let lite = "-- why\n{SQLITE ONLY}DROP INDEX IF EXISTS t_at";
-        assert_eq!(
-            for_backend(lite, Backend::Sqlite).as_deref(),
-            Some("-- why\nDROP INDEX IF EXISTS t_at")
-        );
-        assert_eq!(for_backend(lite, Backend::Postgres), None);
     }
 }

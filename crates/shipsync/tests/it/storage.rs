@@ -467,8 +467,8 @@ async fn event_of(h: &Harness, shipment_id: &str) -> Option<String> {
 
 async fn retention_removes_old_data_but_not_what_open_work_needs(db_url: String) {
     // Everything kept one day: a pass "a day after" a moment of the test
-    // removes what came before that moment (retention goes by the time
-    // and the id of each row, both made when it was written).
+    // removes what came before that moment (rows keep the times they were
+    // written at, as they would in use).
     let mut options = Options::new(db_url);
     options.engine.retention = shipsync_engine::Retention {
         event_bodies_days: 1,

@@ -1,2 +1,0 @@
--- See 01: on SQLite retention selects activity by id range.
-{SQLITE ONLY}DROP INDEX IF EXISTS activity_at;
