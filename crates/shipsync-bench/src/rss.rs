@@ -20,17 +20,19 @@ pub fn read(pid: u32) -> Option<Reading> {
 }
 
 fn parse_status(status: &str) -> Option<Reading> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
     Some(Reading {
-        rss_kib: field("VmRSS:")?,
-        hwm_kib: field("VmHWM:")?,
+        rss_kib: field(status, "VmRSS:")?,
+        hwm_kib: field(status, "VmHWM:")?,
     })
+}
+
+/// The number after `name` on its line of a `/proc` text of `name: value
+/// [unit]` lines.
+fn field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// CPU time (user + system, all threads) of `pid` so far, in seconds, from
@@ -100,23 +102,12 @@ pub fn calls(pid: u32) -> Option<Calls> {
 
 /// `syscw` and `wchar` of a `/proc/<pid>/io`.
 fn parse_io(io: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| {
-        io.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Some((field("syscw:")?, field("wchar:")?))
+    Some((field(io, "syscw:")?, field(io, "wchar:")?))
 }
 
 /// Voluntary plus involuntary context switches of a thread's `status`.
 fn parse_switches(status: &str) -> Option<u64> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+    Some(field(status, "voluntary_ctxt_switches:")? + field(status, "nonvoluntary_ctxt_switches:")?)
 }
 
 fn clock_ticks_per_sec() -> f64 {

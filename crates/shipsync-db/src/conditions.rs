@@ -87,15 +87,11 @@ pub async fn webhook_merchants<'e, E: Executor<'e, Database = Any>>(
 /// creation there: one node, bytewise), not the greatest of the
 /// merchant's every event; PostgreSQL keeps its index on the time.
 pub async fn last_webhook_at(db: &Db, merchant_id: &str) -> Result<Option<i64>, DbError> {
+    const COUNTED: &str = "FROM events WHERE merchant_id = $1 AND connection_id IS NULL
+         AND outcome IN ($2, $3)";
     let sql = match db.backend() {
-        Backend::Sqlite => {
-            "SELECT received_at FROM events WHERE merchant_id = $1 AND connection_id IS NULL
-             AND outcome IN ($2, $3) ORDER BY id DESC LIMIT 1"
-        }
-        Backend::Postgres => {
-            "SELECT MAX(received_at) FROM events WHERE merchant_id = $1 AND connection_id IS NULL
-             AND outcome IN ($2, $3)"
-        }
+        Backend::Sqlite => sql!("SELECT received_at {COUNTED} ORDER BY id DESC LIMIT 1"),
+        Backend::Postgres => sql!("SELECT MAX(received_at) {COUNTED}"),
     };
     let at: Option<(Option<i64>,)> = sqlx::query_as(sql)
         .bind(merchant_id)
