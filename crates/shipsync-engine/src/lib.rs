@@ -189,6 +189,8 @@ struct Inner {
     saturated_recorded: AtomicI64,
     /// Webhook key → merchant, for a second at most.
     webhook_keys: merchants::KeyCache,
+    /// Stores' open fulfillment orders read ahead.
+    read_ahead: shipments::ReadAhead,
 }
 
 impl Engine {
@@ -233,6 +235,7 @@ impl Engine {
                 saturated_recorded: AtomicI64::new(0),
                 webhook_keys: merchants::KeyCache::default(),
                 webhooks_http,
+                read_ahead: shipments::ReadAhead::default(),
             }),
         })
     }
@@ -267,10 +270,12 @@ impl Engine {
         self.inner.wake.notify_one();
     }
 
-    /// Starts the worker tasks, and the SQLite checkpointer beside them;
+    /// Starts the worker tasks, and beside them the SQLite checkpointer and
+    /// the stores' read-ahead (`shipments::read_ahead`);
     /// they stop when `shutdown` is notified.
     pub fn start_workers(&self, shutdown: &Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
         let checkpointer = tokio::spawn(checkpointer(self.clone(), shutdown.clone()));
+        let read_ahead = tokio::spawn(shipments::read_ahead_loop(self.clone(), shutdown.clone()));
         (0..self.inner.config.workers.max(1))
             // Job processing commits with relaxed durability (see
             // `shipsync_db::relaxed`): its inputs are durable and its steps
@@ -282,7 +287,7 @@ impl Engine {
                     shutdown.clone(),
                 )))
             })
-            .chain(std::iter::once(checkpointer))
+            .chain([checkpointer, read_ahead])
             .collect()
     }
 

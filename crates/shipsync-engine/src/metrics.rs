@@ -44,6 +44,7 @@ struct Inner {
     budget_reservations: Family<OutcomeLabels, Counter>,
     budget_wait: Counter<f64, std::sync::atomic::AtomicU64>,
     burst_pauses: Counter,
+    read_ahead: Gauge,
     latencies: Mutex<Vec<f64>>,
 }
 
@@ -117,6 +118,12 @@ impl Metrics {
             "Times a processing worker paused while webhooks arrived in a burst (SHIPSYNC_INGEST_BURST_PER_SEC)",
             burst_pauses.clone(),
         );
+        let read_ahead = Gauge::default();
+        registry.register(
+            "store_read_ahead_fulfillment_orders",
+            "Open fulfillment orders of stores read ahead on this node, for shipments of orders only in the store",
+            read_ahead.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -130,6 +137,7 @@ impl Metrics {
                 budget_reservations,
                 budget_wait,
                 burst_pauses,
+                read_ahead,
                 latencies: Mutex::new(Vec::new()),
             }),
         }
@@ -208,6 +216,13 @@ impl Metrics {
     pub fn set_webhooks_in_flight(&self, n: usize) {
         self.inner
             .webhooks_in_flight
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Open fulfillment orders read ahead on this node, now.
+    pub fn set_read_ahead(&self, n: usize) {
+        self.inner
+            .read_ahead
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 

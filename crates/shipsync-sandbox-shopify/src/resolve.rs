@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{self, Need};
 use crate::model::{Address, FulfillmentInput, State, TrackingInput, UserError, gid, parse_gid};
-use crate::search::OrderQuery;
+use crate::search::{FoFacts, FulfillmentOrderQuery, OrderQuery};
 use crate::webhooks::{self, AppKey};
 
 /// Shopify's maximum page size for connections and list arguments.
@@ -586,6 +586,41 @@ impl<'c> Obj<'c> {
                 items.sort_by(|a, b| a.0.cmp(&b.0));
                 connection(self.ctx, info, "Order", items)
             }
+            "fulfillmentOrders" => {
+                // The store's fulfillment orders the app may see, filtered
+                // by `query:` (see `FulfillmentOrderQuery`); closed ones
+                // (CLOSED, CANCELLED) only with `includeClosed: true`.
+                self.need(field, Need::ReadFulfillmentOrders)?;
+                let query = FulfillmentOrderQuery::parse(arg_str(info, "query").unwrap_or_default())
+                    .map_err(err)?;
+                let closed_too = arg_bool(info, "includeClosed").unwrap_or(false);
+                let by_updated = arg_str(info, "sortKey") == Some("UPDATED_AT");
+                let visible = self.sees_fos();
+                let st = self.ctx.st.borrow();
+                let mut items: Vec<(Key, Kind)> = st
+                    .orders
+                    .iter()
+                    .enumerate()
+                    .filter(|_| visible)
+                    .flat_map(|(oi, o)| o.fos.iter().enumerate().map(move |(fi, f)| (oi, fi, f)))
+                    .filter(|(_, _, f)| closed_too || !matches!(f.status.as_str(), "CLOSED" | "CANCELLED"))
+                    .filter(|(_, _, f)| {
+                        query.matches(&FoFacts {
+                            id: f.id,
+                            status: &f.status,
+                            location_id: f.location_id,
+                            updated_at: f.updated_at,
+                        })
+                    })
+                    .map(|(oi, fi, f)| {
+                        let primary = if by_updated { f.updated_at.as_second() } else { 0 };
+                        (Key(primary, f.id), Kind::FulfillmentOrder(oi, fi))
+                    })
+                    .collect();
+                drop(st);
+                items.sort_by(|a, b| a.0.cmp(&b.0));
+                connection(self.ctx, info, "FulfillmentOrder", items)
+            }
             "order" | "fulfillmentOrder" | "fulfillment" | "location" | "node" => {
                 let id = arg_str(info, "id").unwrap_or_default();
                 let want = match field {
@@ -1028,6 +1063,8 @@ impl<'c> Obj<'c> {
                     "totalQuantity" => leaf(l.total),
                     "remainingQuantity" => leaf(l.remaining),
                     "sku" => leaf(o.lines[l.line].sku.as_str()),
+                    "productTitle" => leaf(o.lines[l.line].name.as_str()),
+                    "requiresShipping" => leaf(o.lines[l.line].requires_shipping),
                     "lineItem" => self.obj(Kind::LineItem(oi, l.line)),
                     _ => not_served(),
                 }

@@ -103,6 +103,74 @@ impl OrderQuery {
     }
 }
 
+/// Root `fulfillmentOrders(query:)`'s documented filters: `status`,
+/// `assigned_location_id`, `updated_at` (comparators as for orders) and
+/// `id`, ANDed. Other fields are ignored as Shopify ignores them; `OR`,
+/// parentheses, negation and free text are refused, as for orders.
+pub(crate) struct FulfillmentOrderQuery(Vec<FoTerm>);
+
+#[derive(Debug)]
+enum FoTerm {
+    Status(String),
+    Location(u64),
+    Updated(Cmp, Timestamp),
+    Id(Cmp, u64),
+}
+
+/// What [`FulfillmentOrderQuery`] filters on, of one fulfillment order.
+pub(crate) struct FoFacts<'a> {
+    pub id: u64,
+    pub status: &'a str,
+    pub location_id: u64,
+    pub updated_at: Timestamp,
+}
+
+impl FulfillmentOrderQuery {
+    pub fn parse(query: &str) -> Result<Self, String> {
+        let mut terms = Vec::new();
+        for token in tokens(query)? {
+            if token == "AND" {
+                continue;
+            }
+            let Some((field, value)) = token.split_once(':') else {
+                return Err(format!(
+                    "the Shopify sandbox does not support `{token}` in fulfillment order searches"
+                ));
+            };
+            if token == "OR" || token.starts_with('(') || token.starts_with('-') {
+                return Err(format!(
+                    "the Shopify sandbox does not support `{token}` in search queries"
+                ));
+            }
+            let (cmp, value) = comparator(value);
+            let value = unquote(value);
+            let gid_number = |v: &str| {
+                v.rsplit('/')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| format!("invalid id in search query: {v}"))
+            };
+            terms.push(match field {
+                "status" => FoTerm::Status(value.to_lowercase()),
+                "assigned_location_id" => FoTerm::Location(gid_number(value)?),
+                "updated_at" => FoTerm::Updated(cmp, parse_time(value)?),
+                "id" => FoTerm::Id(cmp, gid_number(value)?),
+                _ => continue,
+            });
+        }
+        Ok(Self(terms))
+    }
+
+    pub fn matches(&self, fo: &FoFacts<'_>) -> bool {
+        self.0.iter().all(|t| match t {
+            FoTerm::Status(s) => s.eq_ignore_ascii_case(fo.status),
+            FoTerm::Location(l) => *l == fo.location_id,
+            FoTerm::Updated(cmp, t) => compare(fo.updated_at.cmp(t), *cmp),
+            FoTerm::Id(cmp, id) => compare(fo.id.cmp(id), *cmp),
+        })
+    }
+}
+
 /// The order name without `#`, lower case — borrowed when it already is
 /// (the usual `#1001`), so scanning every order for a name allocates nothing.
 fn bare_name(o: &Order) -> std::borrow::Cow<'_, str> {
@@ -262,5 +330,40 @@ mod tests {
         assert_eq!(q.0.len(), 5);
         assert!(OrderQuery::parse("name:1 OR name:2").is_err());
         assert!(OrderQuery::parse("updated_at:>yesterday").is_err());
+    }
+
+    #[test]
+    fn fulfillment_order_terms() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let fo = FoFacts {
+            id: 7,
+            status: "OPEN",
+            location_id: 3,
+            updated_at: t("2026-12-01T10:00:00Z"),
+        };
+        let yes = [
+            "",
+            "status:open",
+            "status:OPEN assigned_location_id:3",
+            "assigned_location_id:gid://shopify/Location/3",
+            "updated_at:>='2026-12-01T10:00:00Z'",
+            "updated_at:>2026-12-01T09:59:59Z AND id:>6",
+            "unknown_field:x",
+        ];
+        for q in yes {
+            assert!(FulfillmentOrderQuery::parse(q).unwrap().matches(&fo), "{q}");
+        }
+        let no = [
+            "status:closed",
+            "assigned_location_id:4",
+            "updated_at:>'2026-12-01T10:00:00Z'",
+            "id:<7",
+        ];
+        for q in no {
+            assert!(!FulfillmentOrderQuery::parse(q).unwrap().matches(&fo), "{q}");
+        }
+        for bad in ["hoodie", "status:open OR status:closed", "-status:open", "updated_at:>soon"] {
+            assert!(FulfillmentOrderQuery::parse(bad).is_err(), "{bad}");
+        }
     }
 }

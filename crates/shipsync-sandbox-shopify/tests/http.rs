@@ -774,3 +774,91 @@ async fn a_fulfillment_can_show_up_late() {
     );
     assert_eq!(body["data"]["fulfillment"]["id"], id);
 }
+
+/// Root `fulfillmentOrders`: the documented filters (status, assigned
+/// location, last change), closed ones only on request, sorted by last
+/// change, priced per fulfillment order and line actually returned.
+#[tokio::test]
+async fn fulfillment_orders_of_the_store() {
+    let c = Client::start().await;
+    let old: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("timestamp");
+    let one_line = |name: &str, created_at: Option<jiff::Timestamp>| OrderSpec {
+        name: name.into(),
+        lines: vec![LineSpec {
+            sku: "A".into(),
+            quantity: 1,
+            ..Default::default()
+        }],
+        created_at,
+        ..Default::default()
+    };
+    c.sandbox().create_order(one_line("#6001", Some(old)));
+    let fulfilled = c.sandbox().create_order(one_line("#6002", None));
+    c.sandbox().create_order(split_order("#6003"));
+    let q = r#"query($q: String, $closed: Boolean) {
+      fulfillmentOrders(first: 10, query: $q, includeClosed: $closed, sortKey: UPDATED_AT) {
+        nodes { orderName status lineItems(first: 10) { nodes { id lineItem { id } } } }
+      }
+    }"#;
+    let names = |body: &Value| -> Vec<String> {
+        body["data"]["fulfillmentOrders"]["nodes"]
+            .as_array()
+            .map(|n| {
+                n.iter()
+                    .map(|f| f["orderName"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let at_1 = "status:open assigned_location_id:gid://shopify/Location/1";
+    let body = c.gql(q, json!({ "q": at_1 })).await;
+    assert_eq!(names(&body), ["#6001", "#6002", "#6003"], "{body}");
+    let body = c
+        .gql(q, json!({ "q": "status:open assigned_location_id:2" }))
+        .await;
+    assert_eq!(names(&body), ["#6003"], "{body}");
+    let body = c
+        .gql(q, json!({ "q": format!("{at_1} updated_at:>'2026-06-01T00:00:00Z'") }))
+        .await;
+    assert_eq!(names(&body), ["#6002", "#6003"], "{body}");
+
+    // Fulfilled whole: closed, so listed only with includeClosed.
+    let body = c
+        .gql(
+            FULFILL,
+            fulfill_vars(
+                &fulfilled.fulfillment_order_ids[0],
+                json!([{ "id": fulfilled.fulfillment_order_line_item_ids[0][0], "quantity": 1 }]),
+                json!({ "number": "T-6002" }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["fulfillmentCreate"]["userErrors"],
+        json!([]),
+        "{body}"
+    );
+    let body = c.gql(q, json!({ "q": at_1 })).await;
+    assert_eq!(names(&body), ["#6001", "#6003"], "{body}");
+    let body = c
+        .gql(q, json!({ "q": "assigned_location_id:1", "closed": true }))
+        .await;
+    let mut all = names(&body);
+    all.sort();
+    assert_eq!(all, ["#6001", "#6002", "#6003"], "{body}");
+
+    // Priced by what came back: 2 for the connection, then per
+    // fulfillment order 1 + its lines' connection 2 + per line 1 + 1.
+    let body = c
+        .gql(q, json!({ "q": "status:open assigned_location_id:2" }))
+        .await;
+    let cost = &body["extensions"]["cost"];
+    assert_eq!(cost["actualQueryCost"].as_f64(), Some(7.0), "{body}");
+    assert!(cost["requestedQueryCost"].as_f64() > cost["actualQueryCost"].as_f64());
+
+    // Free text and connectives are refused, not answered differently.
+    for bad in ["hoodie", "status:open OR status:closed"] {
+        let body = c.gql(q, json!({ "q": bad })).await;
+        assert!(body["errors"].is_array(), "{bad}: {body}");
+    }
+}

@@ -9,7 +9,7 @@ use url::Url;
 use crate::auth::AccessTokens;
 use crate::error::ShopifyError;
 use crate::model::{
-    CreatedFulfillment, FulfillmentRequest, OrdersPage, StoreFulfillment, StoreFulfillmentOrder,
+    CreatedFulfillment, FulfillmentRequest, OpenFulfillmentOrdersPage, OrdersPage, StoreFulfillment, StoreFulfillmentOrder,
     StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreOrderForWarehouse,
     SubscriptionReport, Tracking, WarehouseFulfillmentOrder, WebhookSubscription,
 };
@@ -462,6 +462,37 @@ impl ShopifyClient {
             }
         }
         Ok(None)
+    }
+
+    /// One page of the store's open fulfillment orders that `query`
+    /// selects (Shopify's search syntax for fulfillment orders, e.g.
+    /// `status:open assigned_location_id:… updated_at:>'…'`), oldest change
+    /// first, after the cursor `after`; see
+    /// [`crate::operations::OPEN_FULFILLMENT_ORDERS`].
+    pub async fn open_fulfillment_orders(
+        &self,
+        query: &str,
+        after: Option<&str>,
+    ) -> Result<OpenFulfillmentOrdersPage, ShopifyError> {
+        let data: wire::OpenFulfillmentOrdersData = self
+            .transport
+            .execute(
+                "OpenFulfillmentOrders",
+                ops::OPEN_FULFILLMENT_ORDERS,
+                json!({ "query": query, "after": after }),
+                Kind::Query,
+            )
+            .await?;
+        let next = next_cursor(&data.fulfillment_orders.page_info)?;
+        Ok(OpenFulfillmentOrdersPage {
+            fulfillment_orders: data
+                .fulfillment_orders
+                .nodes
+                .into_iter()
+                .map(wire::OpenFulfillmentOrderNode::into_model)
+                .collect(),
+            next,
+        })
     }
 
     /// An order read by `order_to_fulfill_fields`, its longer lists

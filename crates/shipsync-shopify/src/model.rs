@@ -167,6 +167,31 @@ pub struct CreatedFulfillment {
     pub status: String,
 }
 
+/// One open fulfillment order as [`crate::ShopifyClient::open_fulfillment_orders`]
+/// reads it: whose order it is, and each of its lines with the order line
+/// it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFulfillmentOrder {
+    /// `gid://shopify/FulfillmentOrder/…`.
+    pub id: String,
+    pub status: String,
+    /// RFC 3339, to the second.
+    pub updated_at: String,
+    pub order_id: String,
+    pub order_name: String,
+    /// Each line with its order line; `None` when the fulfillment order
+    /// has more lines than the read holds (it is not to be used from it).
+    pub lines: Option<Vec<(StoreFulfillmentOrderLineItem, StoreLineItem)>>,
+}
+
+/// One page of [`crate::ShopifyClient::open_fulfillment_orders`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFulfillmentOrdersPage {
+    pub fulfillment_orders: Vec<OpenFulfillmentOrder>,
+    /// Cursor of the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
 /// One page of [`crate::ShopifyClient::orders_changed_since`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrdersPage {

@@ -131,6 +131,57 @@ pub const ORDERS_TO_FULFILL_BY_NAME: &str = concat!(
     "\n    }\n  }\n}"
 );
 
+/// The store's open fulfillment orders matching `$query` (e.g.
+/// `status:open assigned_location_id:… updated_at:>'…'`), oldest change
+/// first, with what fulfilling one needs: its first 10 lines, each with
+/// its order line's quantities, SKU and bundle — how shipsync reads ahead
+/// the orders a location is to ship, so that a shipment of an order only
+/// in the store needs no search at the peak. `orderId` and `orderName` are
+/// scalars (free); the order's own fields are not read. A fulfillment
+/// order with more lines (`hasNextPage`) is not used from this read.
+/// Cost: fulfillmentOrders 2 + pageInfo 1 + 25 × (FulfillmentOrder 1 +
+/// lineItems 2 + pageInfo 1 + 10 × (line item 1 + lineItem 1 +
+/// lineItemGroup 1)) = 853; an answer costs 2 + 5 per one-line
+/// fulfillment order (no bundle), the rest refunded.
+pub const OPEN_FULFILLMENT_ORDERS: &str = r#"query OpenFulfillmentOrders($query: String!, $after: String) {
+  fulfillmentOrders(first: 25, after: $after, query: $query, sortKey: UPDATED_AT) {
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+    nodes {
+      id
+      status
+      updatedAt
+      orderId
+      orderName
+      lineItems(first: 10) {
+        pageInfo {
+          hasNextPage
+        }
+        nodes {
+          id
+          totalQuantity
+          remainingQuantity
+          sku
+          lineItem {
+            id
+            sku
+            name
+            quantity
+            currentQuantity
+            requiresShipping
+            unfulfilledQuantity
+            lineItemGroup {
+              title
+            }
+          }
+        }
+      }
+    }
+  }
+}"#;
+
 /// An order's header and line items, paged by `$lineItemsAfter`; also how
 /// [`ORDER_FOR_WAREHOUSE`] and [`ORDERS_FOR_WAREHOUSE`] read the line items
 /// beyond their first page (same line selection).
@@ -605,6 +656,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("FindOrdersByName", FIND_ORDERS_BY_NAME),
     ("OrderToFulfill", ORDER_TO_FULFILL),
     ("OrdersToFulfillByName", ORDERS_TO_FULFILL_BY_NAME),
+    ("OpenFulfillmentOrders", OPEN_FULFILLMENT_ORDERS),
     ("OrdersForWarehouse", ORDERS_FOR_WAREHOUSE),
     ("OrderForWarehouse", ORDER_FOR_WAREHOUSE),
     ("WarehouseFulfillmentOrders", WAREHOUSE_FULFILLMENT_ORDERS),
@@ -637,6 +689,7 @@ pub const COSTS: &[(&str, u64)] = &[
     ("FindOrdersByName", 12),
     ("OrderToFulfill", 89),
     ("OrdersToFulfillByName", 92),
+    ("OpenFulfillmentOrders", 853),
     ("OrdersForWarehouse", 818),
     ("OrderForWarehouse", 210),
     ("WarehouseFulfillmentOrders", 239),

@@ -618,3 +618,64 @@ mod tests {
         assert_eq!(lines_page.end_cursor.as_deref(), Some("c-1"));
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OpenFulfillmentOrdersData {
+    pub fulfillment_orders: Page<OpenFulfillmentOrderNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OpenFulfillmentOrderNode {
+    id: String,
+    status: String,
+    updated_at: String,
+    order_id: String,
+    order_name: String,
+    line_items: Page<OpenFulfillmentOrderLine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OpenFulfillmentOrderLine {
+    id: String,
+    total_quantity: u64,
+    remaining_quantity: u64,
+    /// The variant's SKU: the order line's when it has none.
+    sku: Option<String>,
+    line_item: LineItem,
+}
+
+impl OpenFulfillmentOrderNode {
+    pub(crate) fn into_model(self) -> crate::model::OpenFulfillmentOrder {
+        let complete = !self.line_items.page_info.has_next_page;
+        let lines = complete.then(|| {
+            self.line_items
+                .nodes
+                .into_iter()
+                .map(|l| {
+                    let fo_line = StoreFulfillmentOrderLineItem {
+                        id: l.id,
+                        line_item_id: l.line_item.id.clone(),
+                        total_quantity: l.total_quantity,
+                        remaining_quantity: l.remaining_quantity,
+                    };
+                    let mut line = StoreLineItem::from(l.line_item);
+                    if line.sku.is_none() {
+                        line.sku = non_blank(l.sku);
+                    }
+                    (fo_line, line)
+                })
+                .collect()
+        });
+        crate::model::OpenFulfillmentOrder {
+            id: self.id,
+            status: self.status,
+            updated_at: self.updated_at,
+            order_id: self.order_id,
+            order_name: self.order_name,
+            lines,
+        }
+    }
+}

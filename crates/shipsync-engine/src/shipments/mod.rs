@@ -9,14 +9,21 @@ mod actions;
 mod merge;
 mod notify;
 mod plan;
+mod read_ahead;
 mod recipes;
 mod sync;
 
-use shipsync_db::connections::ConnectionRow;
+use std::collections::HashMap;
+
+use shipsync_db::connections::{self, ConnectionRow};
+
+use crate::Engine;
+use crate::shutdown::Shutdown;
 
 pub use actions::ShipmentAction;
 pub use merge::MergeOutcome;
 pub(crate) use merge::{Claim, merged_whole, save_recipes_seen, with_trusted_tracking};
+pub(crate) use read_ahead::ReadAhead;
 pub(crate) use sync::ledger_line;
 
 /// What a shipment waiting for its store's reconnection says.
@@ -28,4 +35,56 @@ fn reconnect_wait(c: &ConnectionRow) -> String {
             .as_deref()
             .unwrap_or("the store refused its credentials")
     )
+}
+
+/// Reads ahead, every [`read_ahead::BACKGROUND_EVERY`], the open
+/// fulfillment orders of every connection that uses them (see
+/// [`read_ahead::reads_ahead`]; only a merchant's one enabled connection:
+/// with several, a shipment searches them all), one after the other,
+/// until `shutdown`.
+pub(crate) async fn read_ahead_loop(engine: Engine, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(read_ahead::BACKGROUND_EVERY) => {}
+        }
+        let work = async {
+            let all = match connections::list(engine.db().pool(), None, None, 10_000).await {
+                Ok(all) => all,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read-ahead: listing connections failed");
+                    return;
+                }
+            };
+            let mut enabled: HashMap<&str, usize> = HashMap::new();
+            for c in all.iter().filter(|c| c.enabled) {
+                *enabled.entry(c.merchant_id.as_str()).or_default() += 1;
+            }
+            let live: Vec<&ConnectionRow> = all
+                .iter()
+                .filter(|c| read_ahead::reads_ahead(c) && enabled.get(c.merchant_id.as_str()) == Some(&1))
+                .collect();
+            let ids: Vec<&str> = live.iter().map(|c| c.id.as_str()).collect();
+            engine.inner.read_ahead.keep_only(&ids);
+            for c in live {
+                let Ok((client, settings)) = engine.inner.stores.client(c, engine.secrets()) else {
+                    continue;
+                };
+                if let Err(e) = engine
+                    .inner
+                    .read_ahead
+                    .refresh(&c.id, settings.location_id.as_deref(), &client)
+                    .await
+                {
+                    tracing::debug!(connection = %c.id, error = %e, "read-ahead of open fulfillment orders failed; shipments search meanwhile");
+                }
+                engine.metrics().set_read_ahead(engine.inner.read_ahead.held());
+            }
+            engine.metrics().set_read_ahead(engine.inner.read_ahead.held());
+        };
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            () = work => {}
+        }
+    }
 }

@@ -55,6 +55,9 @@ enum Found {
         order: StoreOrder,
         /// Whether `order` was read whole (else only its id and name).
         read: bool,
+        /// Whether `order` is what was read ahead (`read_ahead`), not the
+        /// store's answer now.
+        ahead: bool,
     },
     None,
     NoConnection,
@@ -234,7 +237,7 @@ impl Engine {
         // Which connection and store order? (A match is saved with the
         // order's side read, in one unit.)
         let Some(searched) = self
-            .match_order(&mut s, &version, sent, candidates, &mut side)
+            .match_order(&mut s, &version, sent, candidates, &mut side, (may_use_record, from_record))
             .await?
         else {
             return Ok(());
@@ -390,6 +393,8 @@ impl Engine {
     /// is saved, the order a search read recorded and, unless `side` holds
     /// it, the order's side read into `side`: one unit.
     /// `candidates`: the merchant's connections, as the load read them.
+    /// `record`: whether the run may use what shipsync holds of the order
+    /// instead of the store's answer, and where to say it did.
     async fn match_order(
         &self,
         s: &mut ShipmentRow,
@@ -397,16 +402,23 @@ impl Engine {
         sent: Option<(String, StoreOrder)>,
         candidates: Vec<ConnectionRow>,
         side: &mut Option<OrderSide>,
+        record: (bool, &mut bool),
     ) -> Result<Option<Option<(StoreOrder, OrderRecord)>>, EngineError> {
         if s.connection_id.is_some() && s.order_id.is_some() {
             return Ok(Some(None));
         }
-        match self.find_order(version, sent, candidates).await? {
+        let (may_use_record, from_record) = record;
+        match self
+            .find_order(version, sent, candidates, may_use_record)
+            .await?
+        {
             Found::One {
                 connection_id,
                 order,
                 read,
+                ahead,
             } => {
+                *from_record |= ahead;
                 s.connection_id = Some(connection_id.clone());
                 s.order_id = Some(order.id.clone());
                 s.order_name = order.name.clone();
@@ -731,12 +743,15 @@ impl Engine {
     }
 
     /// `sent`: the order shipsync sent to Deposco that the shipment names,
-    /// as the run's load found it.
+    /// as the run's load found it. With `ahead`, an order read ahead
+    /// (`read_ahead`) may be used, when the merchant has one enabled
+    /// connection.
     async fn find_order(
         &self,
         version: &ShipmentVersion,
         sent: Option<(String, StoreOrder)>,
         candidates: Vec<ConnectionRow>,
+        ahead: bool,
     ) -> Result<Found, EngineError> {
         // The connection whose order it is, when shipsync sent it to Deposco.
         if let Some((connection_id, order)) = sent {
@@ -744,11 +759,33 @@ impl Engine {
                 connection_id,
                 order,
                 read: false,
+                ahead: false,
             });
         }
         let connections: Vec<_> = candidates.into_iter().filter(|c| c.enabled).collect();
         if connections.is_empty() {
             return Ok(Found::NoConnection);
+        }
+        if let [c] = connections.as_slice()
+            && ahead
+            && super::read_ahead::reads_ahead(c)
+        {
+            let (client, settings) = self.inner.stores.client(c, self.secrets())?;
+            for name in order_names(version, c) {
+                if let Some(order) = self
+                    .inner
+                    .read_ahead
+                    .find(&c.id, settings.location_id.as_deref(), &client, name)
+                    .await
+                {
+                    return Ok(Found::One {
+                        connection_id: c.id.clone(),
+                        order,
+                        read: true,
+                        ahead: true,
+                    });
+                }
+            }
         }
         let mut found: Vec<(String, StoreOrder)> = Vec::new();
         let mut unreachable: Option<&ConnectionRow> = None;
@@ -760,15 +797,7 @@ impl Engine {
                 continue;
             }
             let (client, _) = self.inner.stores.client(c, self.secrets())?;
-            for r in &version.order_refs {
-                let bare = r.trim().trim_start_matches('#');
-                let name = bare
-                    .strip_prefix(c.order_prefix.as_str())
-                    .filter(|_| !c.order_prefix.is_empty())
-                    .unwrap_or(bare);
-                if name.is_empty() {
-                    continue;
-                }
+            for name in order_names(version, c) {
                 // The search reads the orders it finds whole: matching and
                 // reading are one request.
                 if let Some(order) = client.find_order_to_fulfill(name).await? {
@@ -788,6 +817,7 @@ impl Engine {
                     connection_id,
                     order,
                     read: true,
+                    ahead: false,
                 }
             }
             _ => Found::Ambiguous(
@@ -798,6 +828,19 @@ impl Engine {
             ),
         })
     }
+}
+
+/// The store order names a shipment's order references stand for on
+/// connection `c`: without `#` and the connection's order prefix.
+fn order_names<'a>(version: &'a ShipmentVersion, c: &'a ConnectionRow) -> impl Iterator<Item = &'a str> {
+    version.order_refs.iter().filter_map(|r| {
+        let bare = r.trim().trim_start_matches('#');
+        let name = bare
+            .strip_prefix(c.order_prefix.as_str())
+            .filter(|_| !c.order_prefix.is_empty())
+            .unwrap_or(bare);
+        (!name.is_empty()).then_some(name)
+    })
 }
 
 /// Why a shipment of this order must not reach the store: the order was

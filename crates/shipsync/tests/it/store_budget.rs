@@ -2,7 +2,9 @@
 //! Deposco is fulfilled from what shipsync recorded then — one request, the
 //! mutation — and a view gone stale is refused by Shopify and followed by a
 //! read, with the same outcome as before; an order shipsync never saw is
-//! matched and read in one search, then fulfilled: two requests.
+//! found among the store's open fulfillment orders read ahead (a read of
+//! what changed since the last, or none when it was read already), then
+//! fulfilled; a read-ahead view gone stale is handled like a recorded one.
 
 use std::time::{Duration, Instant};
 
@@ -139,6 +141,7 @@ async fn a_stale_view_is_refused_then_the_store_is_read(db_url: String) {
 async fn an_unknown_order_ships_with_two_requests(db_url: String) {
     let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
     let (name, _) = h.place_order(&[("A", 2)]);
+    let (later, _) = h.place_order(&[("B", 1)]);
     let from = h.shopify.sandbox.requests().len();
     let spec = ShipmentSpec::new(name.trim_start_matches('#'))
         .line(LineSpec::new(1, "A", 2))
@@ -147,14 +150,88 @@ async fn an_unknown_order_ships_with_two_requests(db_url: String) {
     h.wait_shipment(&number, &["completed"], SETTLE)
         .await
         .unwrap();
+    // Not read ahead yet: the store's open fulfillment orders are read
+    // (both orders'), then the order is fulfilled.
     assert_eq!(
         operations_since(&h, from),
-        vec!["OrdersToFulfillByName", "FulfillmentCreate"]
+        vec!["OpenFulfillmentOrders", "FulfillmentCreate"]
     );
+    // The other order was read with it: its shipment is the mutation alone.
+    let from = h.shopify.sandbox.requests().len();
+    let spec = ShipmentSpec::new(later.trim_start_matches('#'))
+        .line(LineSpec::new(1, "B", 1))
+        .package(PackageSpec::new("C2", "T2").line(1, 1));
+    let (second, _) = h.ship(spec, Shape::Current).await.unwrap();
+    h.wait_shipment(&second, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(operations_since(&h, from), vec!["FulfillmentCreate"]);
+    for (n, tracking) in [(&name, "T1"), (&later, "T2")] {
+        let store = h.shopify.sandbox.order(n).unwrap();
+        assert_eq!(store.fulfillments.len(), 1, "{n}");
+        assert_eq!(store.fulfillments[0].tracking_numbers, vec![tracking]);
+        assert!(
+            store
+                .lines
+                .iter()
+                .all(|l| l.fulfilled_quantity == l.current_quantity),
+            "{store:?}"
+        );
+    }
+    h.shutdown().await;
+}
+
+/// An order read ahead, then held in the store: the fulfillment from the
+/// read-ahead view is refused, the store is read, the shipment waits for
+/// the hold, and ships exactly once when it is released.
+async fn a_stale_read_ahead_is_refused_then_the_store_is_read(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (first, _) = h.place_order(&[("A", 1)]);
+    let (held, _) = h.place_order(&[("B", 1)]);
+    let spec = ShipmentSpec::new(first.trim_start_matches('#'))
+        .line(LineSpec::new(1, "A", 1))
+        .package(PackageSpec::new("C1", "T1").line(1, 1));
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let fo = h.shopify.sandbox.order(&held).unwrap().fulfillment_orders[0]
+        .id
+        .clone();
+    h.shopify
+        .sandbox
+        .hold_fulfillment_order(&fo, "OTHER", Some("check the address"))
+        .unwrap();
+
+    let from = h.shopify.sandbox.requests().len();
+    let spec = ShipmentSpec::new(held.trim_start_matches('#'))
+        .line(LineSpec::new(1, "B", 1))
+        .package(PackageSpec::new("C2", "T2").line(1, 1));
+    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
+    let s = waiting_for_the_store(&h, &number).await;
+    assert_ne!(s["status"], "completed", "{s}");
+    let ops = operations_since(&h, from);
     assert_eq!(
-        h.shopify.sandbox.order(&name).unwrap().fulfillments.len(),
-        1
+        ops.iter().filter(|o| *o == "FulfillmentCreate").count(),
+        1,
+        "one refused attempt from the read-ahead view, none after the read: {ops:?}"
     );
+    assert!(ops.iter().any(|o| o == "OrderToFulfill"), "{ops:?}");
+    assert!(h.shopify.sandbox.order(&held).unwrap().fulfillments.is_empty());
+
+    h.shopify.sandbox.release_fulfillment_order(&fo).unwrap();
+    let id = s["id"].as_str().unwrap();
+    h.api("POST", &format!("/api/v1/shipments/{id}/reprocess"), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    h.wait_shipment(&number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    let store = h.shopify.sandbox.order(&held).unwrap();
+    assert_eq!(store.fulfillments.len(), 1, "exactly once");
+    assert_eq!(store.fulfillments[0].tracking_numbers, vec!["T2"]);
     h.shutdown().await;
 }
 
@@ -162,4 +239,5 @@ both_backends!(
     a_sent_order_ships_with_one_request,
     a_stale_view_is_refused_then_the_store_is_read,
     an_unknown_order_ships_with_two_requests,
+    a_stale_read_ahead_is_refused_then_the_store_is_read,
 );
