@@ -241,6 +241,18 @@ impl Serve {
         ))
     }
 
+    /// The value of an unlabelled metric in `/metrics` (`None`: not there).
+    pub async fn metric(&self, name: &str) -> Result<Option<f64>> {
+        let (status, body) = self.api_answer("GET", "/metrics", None).await?;
+        if status != 200 {
+            bail!("GET /metrics: HTTP {status}");
+        }
+        Ok(body.as_str().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        }))
+    }
+
     /// SIGTERM (graceful shutdown), then SIGKILL after 15 s.
     pub async fn stop(mut self) -> Result<ExitStatus> {
         if let Some(pid) = self.child.id() {

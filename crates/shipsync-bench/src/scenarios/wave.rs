@@ -20,8 +20,15 @@
 //!
 //! Two variants, each on its own store and merchant, one after the other:
 //!
-//! - **a**: the orders exist only in the store; shipsync matches each
-//!   shipment to its order by name (a search, then the mutation).
+//! - **a**: the orders exist only in the store; shipsync reads the store's
+//!   open fulfillment orders ahead, in the background at half the restore
+//!   rate, and matches each shipment to its order from them (the mutation
+//!   alone; by name — a search, then the mutation — for one not read
+//!   ahead). The bench waits, after creating the orders, until shipsync's
+//!   `shipsync_store_read_ahead_fulfillment_orders` holds them all (or
+//!   gives up after a limit, and says so): orders are placed well before
+//!   they ship. That read's requests and points are reported on their own,
+//!   and together with the wave's.
 //! - **b**: the orders go store → shipsync → Deposco first, through the
 //!   Sales Orders channel (its runs started by the bench, the store
 //!   refusing shipsync's `http://` webhook address as Shopify does), then
@@ -71,7 +78,7 @@ const PREFIX: &str = "WV-";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
-    /// Orders only in the store, matched by name.
+    /// Orders only in the store, read ahead.
     A,
     /// Orders sent store → shipsync → Deposco first.
     B,
@@ -80,7 +87,7 @@ pub enum Variant {
 impl Variant {
     fn label(self) -> &'static str {
         match self {
-            Variant::A => "a: orders only in the store (matched by name)",
+            Variant::A => "a: orders only in the store (read ahead)",
             Variant::B => "b: orders sent to Deposco by shipsync first",
         }
     }
@@ -135,6 +142,17 @@ impl Options {
     }
 }
 
+/// What shipsync's read ahead of the store's open fulfillment orders took,
+/// from the orders' creation until it held them all.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReadAhead {
+    pub secs: f64,
+    /// Fulfillment orders held at the end (all of them unless it gave up).
+    pub held: u64,
+    pub store_requests: u64,
+    pub store_cost_points: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
     pub variant: Variant,
@@ -142,6 +160,8 @@ pub struct Run {
     pub shipments: usize,
     /// Variant b: creating the orders and sending them to Deposco, seconds.
     pub setup_secs: f64,
+    /// Variant a: shipsync's read ahead of the orders before the wave.
+    pub read_ahead: Option<ReadAhead>,
     pub delivered: Delivered,
     pub fulfilled: usize,
     /// First send → last fulfillment acknowledged, seconds (`None`: not all
@@ -288,6 +308,21 @@ impl Report {
                     .join(", ")
             ));
         }
+        for r in &self.runs {
+            if let Some(a) = &r.read_ahead {
+                out.push_str(&format!(
+                    "\nvariant {}: read ahead before the wave (orders placed before they ship): {}/{} fulfillment orders held after {:.1} s, {:.2} requests and {:.1} points per shipment; with the wave's: {:.2} requests, {:.1} points per shipment",
+                    variant_letter(r.variant),
+                    a.held,
+                    r.shipments,
+                    a.secs,
+                    r.per(a.store_requests),
+                    r.per(a.store_cost_points),
+                    r.per(r.store_requests + a.store_requests),
+                    r.per(r.store_cost_points + a.store_cost_points),
+                ));
+            }
+        }
         out.push_str("\n\n");
         let mut v = Table::new(["figure", "value", "target", "verdict"]);
         for r in &self.runs {
@@ -354,6 +389,47 @@ async fn open_orders(serve: &Serve, connection_id: &str) -> Result<usize> {
             None => return Ok(open),
         }
     }
+}
+
+/// Variant a's set-up: waits until shipsync holds the `n` orders' open
+/// fulfillment orders read ahead (its metric), counting the store's
+/// requests and points meanwhile; gives up after the read's expected time
+/// at half the restore rate, twice over, plus two minutes.
+async fn wait_read_ahead(ctx: &Ctx<'_>, store: &Store, n: usize) -> Result<ReadAhead> {
+    const METRIC: &str = "shipsync_store_read_ahead_fulfillment_orders";
+    let before = store.rec.counters();
+    let start = Instant::now();
+    let limit = Duration::from_secs_f64(
+        2.0 * n as f64 * 5.0 / (ctx.opts.bucket.restore_rate / 2.0).max(1.0) + 120.0,
+    );
+    let mut last_say = Instant::now();
+    let held = loop {
+        let held = ctx.serve.metric(METRIC).await?.unwrap_or(0.0) as u64;
+        if held >= n as u64 || start.elapsed() > limit {
+            break held;
+        }
+        if last_say.elapsed() >= Duration::from_secs(10) {
+            last_say = Instant::now();
+            ctx.say(format!("read ahead: {held}/{n} fulfillment orders held"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let c = store.rec.counters().since(before);
+    let r = ReadAhead {
+        secs: start.elapsed().as_secs_f64(),
+        held,
+        store_requests: c.requests,
+        store_cost_points: c.cost,
+    };
+    ctx.say(format!(
+        "read ahead: {}/{n} fulfillment orders held after {:.1} s, {} requests, {} points{}",
+        r.held,
+        r.secs,
+        r.store_requests,
+        r.store_cost_points,
+        if r.held < n as u64 { " (gave up waiting)" } else { "" }
+    ));
+    Ok(r)
 }
 
 /// Variant b's set-up: the orders `ids` in the store, the connection's Sales
@@ -478,6 +554,10 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
         Variant::A => prepare(&store, ctx.deposco, first_id, opts.shipments),
         Variant::B => send_orders_first(ctx, &store, &connection_id, &ids).await?,
     };
+    let read_ahead = match variant {
+        Variant::A => Some(wait_read_ahead(ctx, &store, opts.shipments).await?),
+        Variant::B => None,
+    };
     let setup_secs = setup.elapsed().as_secs_f64();
     let pid = ctx.serve.pid().context("no pid")?;
     // Whatever the set-up took from the bucket comes back; shipsync's idle
@@ -576,6 +656,7 @@ async fn run_variant(ctx: &Ctx<'_>, variant: Variant, first_id: u64) -> Result<R
         label: variant.label().to_owned(),
         shipments: opts.shipments,
         setup_secs,
+        read_ahead,
         delivered,
         fulfilled,
         drain_secs: last

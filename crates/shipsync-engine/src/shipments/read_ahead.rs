@@ -36,8 +36,8 @@ use shipsync_shopify::{
 /// Most fulfillment orders held per connection: beyond, new ones are not
 /// read ahead (their shipments search).
 pub(crate) const MAX_HELD: usize = 20_000;
-/// A shipment that finds nothing reads the store's newest changes first,
-/// unless a read ended less than this ago.
+/// A shipment that finds nothing reads the store's changes since the last
+/// read first, unless a read finished less than this ago.
 const MISS_READ_EVERY: Duration = Duration::from_secs(2);
 /// Pages a shipment's read takes at most (25 fulfillment orders each);
 /// the rest is left to the background read.
@@ -218,9 +218,10 @@ impl ReadAhead {
     }
 
     /// The order named `name` on this connection, from what was read
-    /// ahead (taken out); on a miss, the store's newest changes are read
-    /// first (a few pages), unless a read ended a moment ago. A failed
-    /// read is a miss: the caller searches.
+    /// ahead (taken out); on a miss, the store's changes since the last
+    /// read are read first, a page at a time until it is found (a few
+    /// pages at most), unless a read finished a moment ago. A failed read
+    /// is a miss: the caller searches.
     pub(crate) async fn find(
         &self,
         connection_id: &str,
@@ -232,16 +233,18 @@ impl ReadAhead {
         let mut m = mirror.lock().await;
         reset_if_moved(&mut m, location);
         let mut found = m.take(name);
-        if found.is_none() && m.read_at.is_none_or(|t| t.elapsed() >= MISS_READ_EVERY) {
-            for _ in 0..MISS_PAGES {
-                match read_page(&mut m, client).await {
-                    Ok((_, true)) => break,
-                    Ok((_, false)) => {}
-                    Err(e) => {
-                        tracing::debug!(connection = %connection_id, error = %e, "reading open fulfillment orders ahead failed; the shipment searches");
-                        break;
-                    }
-                }
+        // A read under way goes on a page at a time; a finished one is
+        // read again only after a pause (an order that is not there, say
+        // at another location, should not cost a read per shipment).
+        let mut pages = 0;
+        while found.is_none()
+            && pages < MISS_PAGES
+            && (m.pass.is_some() || m.read_at.is_none_or(|t| t.elapsed() >= MISS_READ_EVERY))
+        {
+            pages += 1;
+            if let Err(e) = read_page(&mut m, client).await {
+                tracing::debug!(connection = %connection_id, error = %e, "reading open fulfillment orders ahead failed; the shipment searches");
+                break;
             }
             found = m.take(name);
         }
