@@ -39,6 +39,9 @@ pub(crate) const MAX_HELD: usize = 20_000;
 /// A shipment that finds nothing reads the store's changes since the last
 /// read first, unless a read finished less than this ago.
 const MISS_READ_EVERY: Duration = Duration::from_secs(2);
+/// After a read failed, shipments read again only this much later (the
+/// store is failing: each shipment's search says so, alone).
+const AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// Pages a shipment's read takes at most (25 fulfillment orders each);
 /// the rest is left to the background read.
 const MISS_PAGES: usize = 4;
@@ -78,6 +81,7 @@ struct Mirror {
     newest: Option<String>,
     pass: Option<Pass>,
     read_at: Option<Instant>,
+    failed_at: Option<Instant>,
 }
 
 impl Mirror {
@@ -239,13 +243,16 @@ impl ReadAhead {
         let mut pages = 0;
         while found.is_none()
             && pages < MISS_PAGES
+            && m.failed_at.is_none_or(|t| t.elapsed() >= AFTER_FAILURE)
             && (m.pass.is_some() || m.read_at.is_none_or(|t| t.elapsed() >= MISS_READ_EVERY))
         {
             pages += 1;
             if let Err(e) = read_page(&mut m, client).await {
                 tracing::debug!(connection = %connection_id, error = %e, "reading open fulfillment orders ahead failed; the shipment searches");
+                m.failed_at = Some(Instant::now());
                 break;
             }
+            m.failed_at = None;
             found = m.take(name);
         }
         self.count(connection_id, &m);
