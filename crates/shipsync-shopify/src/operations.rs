@@ -139,12 +139,14 @@ pub const ORDERS_TO_FULFILL_BY_NAME: &str = concat!(
 /// in the store needs no search at the peak. `orderId` and `orderName` are
 /// scalars (free); the order's own fields are not read. A fulfillment
 /// order with more lines (`hasNextPage`) is not used from this read.
-/// Cost: fulfillmentOrders 2 + pageInfo 1 + 25 × (FulfillmentOrder 1 +
+/// Cost: fulfillmentOrders 2 + pageInfo 1 + 10 × (FulfillmentOrder 1 +
 /// lineItems 2 + pageInfo 1 + 10 × (line item 1 + lineItem 1 +
-/// lineItemGroup 1)) = 853; an answer costs 2 + 5 per one-line
-/// fulfillment order (no bundle), the rest refunded.
+/// lineItemGroup 1)) = 343 — Shopify wants a query's whole requested cost
+/// in the bucket before it runs it, and a page this size leaves a small
+/// store's bucket room for fulfillments; an answer costs 2 + 5 per
+/// one-line fulfillment order (no bundle), the rest refunded.
 pub const OPEN_FULFILLMENT_ORDERS: &str = r#"query OpenFulfillmentOrders($query: String!, $after: String) {
-  fulfillmentOrders(first: 25, after: $after, query: $query, sortKey: UPDATED_AT) {
+  fulfillmentOrders(first: 10, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo {
       hasNextPage
       endCursor
@@ -689,7 +691,7 @@ pub const COSTS: &[(&str, u64)] = &[
     ("FindOrdersByName", 12),
     ("OrderToFulfill", 89),
     ("OrdersToFulfillByName", 92),
-    ("OpenFulfillmentOrders", 853),
+    ("OpenFulfillmentOrders", 343),
     ("OrdersForWarehouse", 818),
     ("OrderForWarehouse", 210),
     ("WarehouseFulfillmentOrders", 239),

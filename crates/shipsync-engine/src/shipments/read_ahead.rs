@@ -42,9 +42,9 @@ const MISS_READ_EVERY: Duration = Duration::from_secs(2);
 /// After a read failed, shipments read again only this much later (the
 /// store is failing: each shipment's search says so, alone).
 const AFTER_FAILURE: Duration = Duration::from_secs(30);
-/// Pages a shipment's read takes at most (25 fulfillment orders each);
+/// Pages a shipment's read takes at most (10 fulfillment orders each);
 /// the rest is left to the background read.
-const MISS_PAGES: usize = 4;
+const MISS_PAGES: usize = 5;
 /// How often the background read looks for new orders.
 pub(crate) const BACKGROUND_EVERY: Duration = Duration::from_secs(15);
 /// The background read's share of the store's budget, in points per
