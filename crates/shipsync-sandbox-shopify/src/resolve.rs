@@ -591,8 +591,9 @@ impl<'c> Obj<'c> {
                 // by `query:` (see `FulfillmentOrderQuery`); closed ones
                 // (CLOSED, CANCELLED) only with `includeClosed: true`.
                 self.need(field, Need::ReadFulfillmentOrders)?;
-                let query = FulfillmentOrderQuery::parse(arg_str(info, "query").unwrap_or_default())
-                    .map_err(err)?;
+                let query =
+                    FulfillmentOrderQuery::parse(arg_str(info, "query").unwrap_or_default())
+                        .map_err(err)?;
                 let closed_too = arg_bool(info, "includeClosed").unwrap_or(false);
                 let by_updated = arg_str(info, "sortKey") == Some("UPDATED_AT");
                 let visible = self.sees_fos();
@@ -603,7 +604,9 @@ impl<'c> Obj<'c> {
                     .enumerate()
                     .filter(|_| visible)
                     .flat_map(|(oi, o)| o.fos.iter().enumerate().map(move |(fi, f)| (oi, fi, f)))
-                    .filter(|(_, _, f)| closed_too || !matches!(f.status.as_str(), "CLOSED" | "CANCELLED"))
+                    .filter(|(_, _, f)| {
+                        closed_too || !matches!(f.status.as_str(), "CLOSED" | "CANCELLED")
+                    })
                     .filter(|(_, _, f)| {
                         query.matches(&FoFacts {
                             id: f.id,
@@ -613,7 +616,11 @@ impl<'c> Obj<'c> {
                         })
                     })
                     .map(|(oi, fi, f)| {
-                        let primary = if by_updated { f.updated_at.as_second() } else { 0 };
+                        let primary = if by_updated {
+                            f.updated_at.as_second()
+                        } else {
+                            0
+                        };
                         (Key(primary, f.id), Kind::FulfillmentOrder(oi, fi))
                     })
                     .collect();

@@ -360,9 +360,17 @@ mod tests {
             "id:<7",
         ];
         for q in no {
-            assert!(!FulfillmentOrderQuery::parse(q).unwrap().matches(&fo), "{q}");
+            assert!(
+                !FulfillmentOrderQuery::parse(q).unwrap().matches(&fo),
+                "{q}"
+            );
         }
-        for bad in ["hoodie", "status:open OR status:closed", "-status:open", "updated_at:>soon"] {
+        for bad in [
+            "hoodie",
+            "status:open OR status:closed",
+            "-status:open",
+            "updated_at:>soon",
+        ] {
             assert!(FulfillmentOrderQuery::parse(bad).is_err(), "{bad}");
         }
     }

@@ -818,7 +818,10 @@ async fn fulfillment_orders_of_the_store() {
         .await;
     assert_eq!(names(&body), ["#6003"], "{body}");
     let body = c
-        .gql(q, json!({ "q": format!("{at_1} updated_at:>'2026-06-01T00:00:00Z'") }))
+        .gql(
+            q,
+            json!({ "q": format!("{at_1} updated_at:>'2026-06-01T00:00:00Z'") }),
+        )
         .await;
     assert_eq!(names(&body), ["#6002", "#6003"], "{body}");
 

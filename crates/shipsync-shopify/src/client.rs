@@ -9,9 +9,10 @@ use url::Url;
 use crate::auth::AccessTokens;
 use crate::error::ShopifyError;
 use crate::model::{
-    CreatedFulfillment, FulfillmentRequest, OpenFulfillmentOrdersPage, OrdersPage, StoreFulfillment, StoreFulfillmentOrder,
-    StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreOrderForWarehouse,
-    SubscriptionReport, Tracking, WarehouseFulfillmentOrder, WebhookSubscription,
+    CreatedFulfillment, FulfillmentRequest, OpenFulfillmentOrdersPage, OrdersPage,
+    StoreFulfillment, StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem,
+    StoreOrder, StoreOrderForWarehouse, SubscriptionReport, Tracking, WarehouseFulfillmentOrder,
+    WebhookSubscription,
 };
 use crate::operations as ops;
 use crate::throttle::{Budget, CostBudget};

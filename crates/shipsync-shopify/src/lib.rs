@@ -23,9 +23,10 @@ pub use auth::{AccessTokens, AppCredentials, Grant, TokenFuture};
 pub use client::ShopifyClient;
 pub use error::ShopifyError;
 pub use model::{
-    CreatedFulfillment, FulfillmentRequest, OpenFulfillmentOrder, OpenFulfillmentOrdersPage, OrdersPage, ShippingAddress, StoreFulfillment,
-    StoreFulfillmentOrder, StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder,
-    StoreOrderForWarehouse, StoreTracking, SubscriptionReport, Tracking, WarehouseFulfillmentOrder,
+    CreatedFulfillment, FulfillmentRequest, OpenFulfillmentOrder, OpenFulfillmentOrdersPage,
+    OrdersPage, ShippingAddress, StoreFulfillment, StoreFulfillmentOrder,
+    StoreFulfillmentOrderLineItem, StoreLineItem, StoreOrder, StoreOrderForWarehouse,
+    StoreTracking, SubscriptionReport, Tracking, WarehouseFulfillmentOrder,
     WarehouseFulfillmentOrderLine, WebhookSubscription,
 };
 pub use throttle::{

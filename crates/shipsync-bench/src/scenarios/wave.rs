@@ -427,7 +427,11 @@ async fn wait_read_ahead(ctx: &Ctx<'_>, store: &Store, n: usize) -> Result<ReadA
         r.secs,
         r.store_requests,
         r.store_cost_points,
-        if r.held < n as u64 { " (gave up waiting)" } else { "" }
+        if r.held < n as u64 {
+            " (gave up waiting)"
+        } else {
+            ""
+        }
     ));
     Ok(r)
 }

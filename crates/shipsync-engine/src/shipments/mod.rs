@@ -62,7 +62,9 @@ pub(crate) async fn read_ahead_loop(engine: Engine, mut shutdown: Shutdown) {
             }
             let live: Vec<&ConnectionRow> = all
                 .iter()
-                .filter(|c| read_ahead::reads_ahead(c) && enabled.get(c.merchant_id.as_str()) == Some(&1))
+                .filter(|c| {
+                    read_ahead::reads_ahead(c) && enabled.get(c.merchant_id.as_str()) == Some(&1)
+                })
                 .collect();
             let ids: Vec<&str> = live.iter().map(|c| c.id.as_str()).collect();
             engine.inner.read_ahead.keep_only(&ids);
@@ -78,9 +80,13 @@ pub(crate) async fn read_ahead_loop(engine: Engine, mut shutdown: Shutdown) {
                 {
                     tracing::debug!(connection = %c.id, error = %e, "read-ahead of open fulfillment orders failed; shipments search meanwhile");
                 }
-                engine.metrics().set_read_ahead(engine.inner.read_ahead.held());
+                engine
+                    .metrics()
+                    .set_read_ahead(engine.inner.read_ahead.held());
             }
-            engine.metrics().set_read_ahead(engine.inner.read_ahead.held());
+            engine
+                .metrics()
+                .set_read_ahead(engine.inner.read_ahead.held());
         };
         tokio::select! {
             _ = shutdown.wait() => return,

@@ -322,7 +322,11 @@ async fn read_page(m: &mut Mirror, client: &ShopifyClient) -> Result<(usize, boo
     };
     let n = page.fulfillment_orders.len();
     for fo in page.fulfillment_orders {
-        if pass.newest.as_deref().is_none_or(|t| fo.updated_at.as_str() > t) {
+        if pass
+            .newest
+            .as_deref()
+            .is_none_or(|t| fo.updated_at.as_str() > t)
+        {
             pass.newest = Some(fo.updated_at.clone());
         }
         m.take_in(fo);
@@ -346,7 +350,13 @@ mod tests {
     use super::*;
     use shipsync_shopify::StoreFulfillmentOrderLineItem;
 
-    fn fo(id: &str, order: &str, name: &str, status: &str, lines: &[(&str, &str, u64)]) -> OpenFulfillmentOrder {
+    fn fo(
+        id: &str,
+        order: &str,
+        name: &str,
+        status: &str,
+        lines: &[(&str, &str, u64)],
+    ) -> OpenFulfillmentOrder {
         OpenFulfillmentOrder {
             id: id.into(),
             status: status.into(),
@@ -387,7 +397,13 @@ mod tests {
             location: Some("gid://shopify/Location/7".into()),
             ..Mirror::default()
         };
-        m.take_in(fo("F1", "O1", "#1001", "OPEN", &[("FL1", "L1", 2), ("FL2", "L2", 1)]));
+        m.take_in(fo(
+            "F1",
+            "O1",
+            "#1001",
+            "OPEN",
+            &[("FL1", "L1", 2), ("FL2", "L2", 1)],
+        ));
         m.take_in(fo("F2", "O1", "#1001", "OPEN", &[("FL3", "L1", 1)]));
         m.take_in(fo("F3", "O2", "#1002", "OPEN", &[("FL4", "L3", 1)]));
         assert_eq!(m.held, 3);
@@ -395,7 +411,10 @@ mod tests {
         assert_eq!((o.id.as_str(), o.name.as_str()), ("O1", "#1001"));
         // A line in two fulfillment orders is one order line.
         assert_eq!(
-            o.line_items.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            o.line_items
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect::<Vec<_>>(),
             ["L1", "L2"]
         );
         assert_eq!(o.fulfillment_orders.len(), 2);

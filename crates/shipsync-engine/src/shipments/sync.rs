@@ -237,7 +237,14 @@ impl Engine {
         // Which connection and store order? (A match is saved with the
         // order's side read, in one unit.)
         let Some(searched) = self
-            .match_order(&mut s, &version, sent, candidates, &mut side, (may_use_record, from_record))
+            .match_order(
+                &mut s,
+                &version,
+                sent,
+                candidates,
+                &mut side,
+                (may_use_record, from_record),
+            )
             .await?
         else {
             return Ok(());
@@ -832,7 +839,10 @@ impl Engine {
 
 /// The store order names a shipment's order references stand for on
 /// connection `c`: without `#` and the connection's order prefix.
-fn order_names<'a>(version: &'a ShipmentVersion, c: &'a ConnectionRow) -> impl Iterator<Item = &'a str> {
+fn order_names<'a>(
+    version: &'a ShipmentVersion,
+    c: &'a ConnectionRow,
+) -> impl Iterator<Item = &'a str> {
     version.order_refs.iter().filter_map(|r| {
         let bare = r.trim().trim_start_matches('#');
         let name = bare

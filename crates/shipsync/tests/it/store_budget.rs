@@ -217,7 +217,14 @@ async fn a_stale_read_ahead_is_refused_then_the_store_is_read(db_url: String) {
         "one refused attempt from the read-ahead view, none after the read: {ops:?}"
     );
     assert!(ops.iter().any(|o| o == "OrderToFulfill"), "{ops:?}");
-    assert!(h.shopify.sandbox.order(&held).unwrap().fulfillments.is_empty());
+    assert!(
+        h.shopify
+            .sandbox
+            .order(&held)
+            .unwrap()
+            .fulfillments
+            .is_empty()
+    );
 
     h.shopify.sandbox.release_fulfillment_order(&fo).unwrap();
     let id = s["id"].as_str().unwrap();
