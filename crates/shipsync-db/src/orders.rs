@@ -238,20 +238,22 @@ pub async fn move_unless_settled<'e, E: Executor<'e, Database = Any>>(
 /// stored. `status` applies to a new record only: an order's state is kept
 /// (the Sales Orders channel and shipments move it). The lines of an order
 /// the Sales Orders channel follows (`store_json` set) are its own: kept.
+/// `lines`: `None` when the caller does not know all of them (a new record
+/// has none, a known one keeps its own).
 pub async fn upsert<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     connection_id: &str,
     store_order_id: &str,
     name: &str,
     status: OrderStatus,
-    lines: &[OrderLineRow],
+    lines: Option<&[OrderLineRow]>,
 ) -> Result<OrderRecord, DbError> {
     let now = now_micros();
     let row = sqlx::query(sql!(
         "INSERT INTO orders (id, connection_id, store_order_id, name, status, lines_json, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
          ON CONFLICT (connection_id, store_order_id) DO UPDATE SET name = excluded.name,
-           lines_json = CASE WHEN orders.store_json IS NULL THEN excluded.lines_json
+           lines_json = CASE WHEN orders.store_json IS NULL AND $8 THEN excluded.lines_json
                              ELSE orders.lines_json END,
            updated_at = excluded.updated_at
          RETURNING {COLS}"
@@ -261,8 +263,9 @@ pub async fn upsert<'e, E: Executor<'e, Database = Any>>(
     .bind(store_order_id)
     .bind(name)
     .bind(status.as_str())
-    .bind(to_json("orders.lines_json", lines)?)
+    .bind(to_json("orders.lines_json", lines.unwrap_or(&[]))?)
     .bind(now)
+    .bind(lines.is_some())
     .fetch_one(ex)
     .await?;
     OrderRecord::try_from(row)

@@ -591,7 +591,7 @@ async fn an_order_upserted_twice_keeps_its_state() {
     on_each_backend(async |db, _| {
         let c = connection(db).await;
         let gid = "gid://shopify/Order/1";
-        let first = orders::upsert(db.pool(), &c.id, gid, "#1001", OrderStatus::New, &[])
+        let first = orders::upsert(db.pool(), &c.id, gid, "#1001", OrderStatus::New, Some(&[]))
             .await
             .expect("upsert");
         assert_eq!(
@@ -609,9 +609,16 @@ async fn an_order_upserted_twice_keeps_its_state() {
             skipped: None,
             to_send: None,
         }];
-        let again = orders::upsert(db.pool(), &c.id, gid, "#1001b", OrderStatus::Queued, &lines)
-            .await
-            .expect("upsert again");
+        let again = orders::upsert(
+            db.pool(),
+            &c.id,
+            gid,
+            "#1001b",
+            OrderStatus::Queued,
+            Some(&lines),
+        )
+        .await
+        .expect("upsert again");
         // Returned as stored: the refreshed name and lines, the kept state.
         assert_eq!(again.id, id);
         assert_eq!(
@@ -636,6 +643,25 @@ async fn an_order_upserted_twice_keeps_its_state() {
             (OrderStatus::New, &lines[..])
         );
         assert_eq!((o.error, o.warehouse_number, o.sent_at), (None, None, None));
+        // Upserted by someone who does not know all the lines: kept.
+        let kept = orders::upsert(db.pool(), &c.id, gid, "#1001c", OrderStatus::New, None)
+            .await
+            .expect("upsert without lines");
+        assert_eq!(
+            (kept.name.as_str(), kept.lines.as_slice()),
+            ("#1001c", &lines[..])
+        );
+        let fresh = orders::upsert(
+            db.pool(),
+            &c.id,
+            "gid://shopify/Order/2",
+            "#1002",
+            OrderStatus::New,
+            None,
+        )
+        .await
+        .expect("new without lines");
+        assert!(fresh.lines.is_empty());
     })
     .await;
 }

@@ -104,8 +104,8 @@ impl OrderQuery {
 }
 
 /// Root `fulfillmentOrders(query:)`'s documented filters: `status`,
-/// `assigned_location_id`, `updated_at` (comparators as for orders) and
-/// `id`, ANDed. Other fields are ignored as Shopify ignores them; `OR`,
+/// `assigned_location_id` and `id` (numbers), `updated_at` (comparators as
+/// for orders), ANDed. Other fields are ignored as Shopify ignores them; `OR`,
 /// parentheses, negation and free text are refused, as for orders.
 pub(crate) struct FulfillmentOrderQuery(Vec<FoTerm>);
 
@@ -144,11 +144,12 @@ impl FulfillmentOrderQuery {
             }
             let (cmp, value) = comparator(value);
             let value = unquote(value);
+            // The schema types these filters `id`: a number, as its
+            // examples write it (`id:1234`); a GID is refused rather than
+            // guessed at.
             let gid_number = |v: &str| {
-                v.rsplit('/')
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .ok_or_else(|| format!("invalid id in search query: {v}"))
+                v.parse::<u64>()
+                    .map_err(|_| format!("invalid id in search query (a number is expected): {v}"))
             };
             terms.push(match field {
                 "status" => FoTerm::Status(value.to_lowercase()),
@@ -345,7 +346,6 @@ mod tests {
             "",
             "status:open",
             "status:OPEN assigned_location_id:3",
-            "assigned_location_id:gid://shopify/Location/3",
             "updated_at:>='2026-12-01T10:00:00Z'",
             "updated_at:>2026-12-01T09:59:59Z AND id:>6",
             "unknown_field:x",

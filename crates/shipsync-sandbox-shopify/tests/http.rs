@@ -810,7 +810,7 @@ async fn fulfillment_orders_of_the_store() {
             })
             .unwrap_or_default()
     };
-    let at_1 = "status:open assigned_location_id:gid://shopify/Location/1";
+    let at_1 = "status:open assigned_location_id:1";
     let body = c.gql(q, json!({ "q": at_1 })).await;
     assert_eq!(names(&body), ["#6001", "#6002", "#6003"], "{body}");
     let body = c
@@ -859,8 +859,13 @@ async fn fulfillment_orders_of_the_store() {
     assert_eq!(cost["actualQueryCost"].as_f64(), Some(7.0), "{body}");
     assert!(cost["requestedQueryCost"].as_f64() > cost["actualQueryCost"].as_f64());
 
-    // Free text and connectives are refused, not answered differently.
-    for bad in ["hoodie", "status:open OR status:closed"] {
+    // Free text, connectives and GIDs for ids are refused, not answered
+    // differently.
+    for bad in [
+        "hoodie",
+        "status:open OR status:closed",
+        "assigned_location_id:gid://shopify/Location/1",
+    ] {
         let body = c.gql(q, json!({ "q": bad })).await;
         assert!(body["errors"].is_array(), "{bad}: {body}");
     }

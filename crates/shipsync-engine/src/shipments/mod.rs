@@ -40,46 +40,58 @@ fn reconnect_wait(c: &ConnectionRow) -> String {
 /// Reads ahead, every [`read_ahead::BACKGROUND_EVERY`], the open
 /// fulfillment orders of every connection that uses them (see
 /// [`read_ahead::reads_ahead`]; only a merchant's one enabled connection:
-/// with several, a shipment searches them all), one after the other,
-/// until `shutdown`.
+/// with several, a shipment searches them all), each store at its own pace
+/// and at most [`read_ahead::BACKGROUND_PAGES`] pages a round, until
+/// `shutdown`.
 pub(crate) async fn read_ahead_loop(engine: Engine, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(read_ahead::BACKGROUND_EVERY) => {}
         }
-        let work = async {
-            let all = match connections::list(engine.db().pool(), None, None, 10_000).await {
-                Ok(all) => all,
-                Err(e) => {
-                    tracing::debug!(error = %e, "read-ahead: listing connections failed");
-                    return;
-                }
-            };
-            let mut enabled: HashMap<&str, usize> = HashMap::new();
-            for c in all.iter().filter(|c| c.enabled) {
-                *enabled.entry(c.merchant_id.as_str()).or_default() += 1;
+        let all = match connections::list(engine.db().pool(), None, None, 10_000).await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::debug!(error = %e, "read-ahead: listing connections failed");
+                continue;
             }
-            let live: Vec<&ConnectionRow> = all
-                .iter()
-                .filter(|c| {
-                    read_ahead::reads_ahead(c) && enabled.get(c.merchant_id.as_str()) == Some(&1)
-                })
-                .collect();
-            let ids: Vec<&str> = live.iter().map(|c| c.id.as_str()).collect();
-            engine.inner.read_ahead.keep_only(&ids);
-            for c in live {
-                let Ok((client, settings)) = engine.inner.stores.client(c, engine.secrets()) else {
-                    continue;
-                };
+        };
+        let mut enabled: HashMap<&str, usize> = HashMap::new();
+        for c in all.iter().filter(|c| c.enabled) {
+            *enabled.entry(c.merchant_id.as_str()).or_default() += 1;
+        }
+        let live: Vec<&ConnectionRow> = all
+            .iter()
+            .filter(|c| {
+                read_ahead::reads_ahead(c) && enabled.get(c.merchant_id.as_str()) == Some(&1)
+            })
+            .collect();
+        let ids: Vec<&str> = live.iter().map(|c| c.id.as_str()).collect();
+        engine.inner.read_ahead.keep_only(&ids);
+        let mut rounds = tokio::task::JoinSet::new();
+        for c in live {
+            let Ok((client, settings)) = engine.inner.stores.client(c, engine.secrets()) else {
+                continue;
+            };
+            let (engine, id) = (engine.clone(), c.id.clone());
+            rounds.spawn(async move {
                 if let Err(e) = engine
                     .inner
                     .read_ahead
-                    .refresh(&c.id, settings.location_id.as_deref(), &client)
+                    .refresh(
+                        &id,
+                        settings.location_id.as_deref(),
+                        &client,
+                        read_ahead::BACKGROUND_PAGES,
+                    )
                     .await
                 {
-                    tracing::debug!(connection = %c.id, error = %e, "read-ahead of open fulfillment orders failed; shipments search meanwhile");
+                    tracing::debug!(connection = %id, error = %e, "read-ahead of open fulfillment orders failed; shipments search meanwhile");
                 }
+            });
+        }
+        let work = async {
+            while rounds.join_next().await.is_some() {
                 engine
                     .metrics()
                     .set_read_ahead(engine.inner.read_ahead.held());

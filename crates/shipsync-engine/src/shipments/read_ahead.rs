@@ -3,26 +3,29 @@
 //! it to the warehouse) reaches the store with one request at the peak —
 //! the `fulfillmentCreate` — instead of a name search and the mutation.
 //!
-//! Shopify's root `fulfillmentOrders` query lists a location's open
-//! fulfillment orders with their order's id and name as free scalars
-//! (`docs/shopify.md`); read by their last change (`updated_at:>…`), a
-//! store's new orders cost ≈5 points each (one-line fulfillment order), read
-//! when the store's budget is otherwise idle, against ≈16 for a search at
-//! the moment the shipment arrives.
+//! Shopify's root `fulfillmentOrders` query lists the open fulfillment
+//! orders (of the connection's location, when it has one) with their
+//! order's id and name as free scalars (`docs/shopify.md`); read again by
+//! their last change (`updated_at:>=…`), a store's new orders cost ≈5
+//! points each (a one-line fulfillment order) when the store's budget is
+//! otherwise idle, against ≈16 for a search at the moment the shipment
+//! arrives. Every [`FULL_EVERY`] the whole list is read again, newest
+//! first, and what it no longer holds (closed, held, moved, fulfilled
+//! elsewhere) is dropped.
 //!
-//! It is a cache, never the truth: what it holds can be stale (Shopify
-//! sends no webhook when a fulfillment order changes, and its search lags).
-//! So a shipment matched from it is handled like one matched from the view
-//! recorded when shipsync sent the order: the store's refusal of the
-//! fulfillment, or any doubt of the ledger, is followed at once by a run
-//! that reads the store (`sync_shipment`). An order is taken out when a
-//! shipment uses it (a second shipment of it searches), and a name two
-//! orders share is not used. Each node keeps its own; a restart reads
-//! again. Only connections whose orders do not come through shipsync's
-//! Sales Orders channel read ahead: for the others, shipsync already holds
-//! the order as it sent it.
+//! It is a cache, never the truth: what it holds can be stale (shipsync
+//! does not follow Shopify's fulfillment order webhooks, and its search
+//! lags). So a shipment matched from it is handled like one matched from
+//! the view recorded when shipsync sent the order: the store's refusal of
+//! the fulfillment, or any doubt of the ledger, is followed at once by a
+//! run that reads the store (`sync_shipment`). An order is taken out when a
+//! shipment uses it, and not taken in again before the next full read is
+//! over (a second shipment of it searches); a name two held orders share is not
+//! used. Each node keeps its own; a restart reads again. Only connections
+//! whose orders do not come through shipsync's Sales Orders channel read
+//! ahead: for the others, shipsync already holds the order as it sent it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,17 +39,24 @@ use shipsync_shopify::{
 /// Most fulfillment orders held per connection: beyond, new ones are not
 /// read ahead (their shipments search).
 pub(crate) const MAX_HELD: usize = 20_000;
+/// How often the whole list is read again (what it no longer holds is
+/// dropped).
+const FULL_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// A shipment that finds nothing reads the store's changes since the last
 /// read first, unless a read finished less than this ago.
 const MISS_READ_EVERY: Duration = Duration::from_secs(2);
 /// After a read failed, shipments read again only this much later (the
 /// store is failing: each shipment's search says so, alone).
 const AFTER_FAILURE: Duration = Duration::from_secs(30);
-/// Pages a shipment's read takes at most (10 fulfillment orders each);
-/// the rest is left to the background read.
+/// Pages a shipment reads at most (10 fulfillment orders each), and only
+/// while the read under way has read fewer than this: deeper in a full
+/// read, the fulfillment orders are older than a shipment's order is likely
+/// to be.
 const MISS_PAGES: usize = 5;
 /// How often the background read looks for new orders.
 pub(crate) const BACKGROUND_EVERY: Duration = Duration::from_secs(15);
+/// Pages the background reads of one connection per round.
+pub(crate) const BACKGROUND_PAGES: usize = 100;
 /// The background read's share of the store's budget, in points per
 /// second (half a Standard store's restore rate).
 const BACKGROUND_POINTS_PER_SEC: f64 = 50.0;
@@ -60,45 +70,78 @@ struct Held {
     fos: Vec<OpenFulfillmentOrder>,
 }
 
-/// A read under way: its search, the cursor of its next page, and the
-/// newest change it has seen.
+/// A read under way: its search, its order, the cursor of its next page,
+/// the pages read, and the newest change it has seen.
 #[derive(Debug, Clone)]
 struct Pass {
     query: String,
+    /// A full read (newest first; what it does not see is dropped at its
+    /// end), else the changes since the last read (oldest first).
+    full: bool,
     after: Option<String>,
+    pages: usize,
     newest: Option<String>,
+    /// A full read: the fulfillment orders it has seen.
+    seen: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
 struct Mirror {
     /// The location the mirror was read for (`None`: every location).
     location: Option<String>,
+    /// Counts the resets (a location changed): a page read before one is
+    /// not taken in after it.
+    generation: u64,
     /// By order name without `#`: usually one order, two or more when
     /// orders share a name (then none is used).
     by_name: HashMap<String, Vec<Held>>,
     held: usize,
+    /// Orders a shipment took since the last full read: not taken in again.
+    taken: HashSet<String>,
     /// The newest change a finished read saw (RFC 3339, to the second).
     newest: Option<String>,
+    /// When the last full read finished.
+    full_at: Option<Instant>,
     pass: Option<Pass>,
     read_at: Option<Instant>,
     failed_at: Option<Instant>,
 }
 
 impl Mirror {
-    fn search(&self) -> String {
+    fn search(&self, full: bool) -> String {
         let mut q = String::from("status:open");
         if let Some(l) = &self.location {
             let n = l.rsplit('/').next().unwrap_or(l);
             q.push_str(&format!(" assigned_location_id:{n}"));
         }
-        if let Some(t) = &self.newest {
-            q.push_str(&format!(" updated_at:>'{t}'"));
+        if let Some(t) = self.newest.as_ref().filter(|_| !full) {
+            // `>=`: changes later in the same second are read again, not lost.
+            q.push_str(&format!(" updated_at:>='{t}'"));
         }
         q
     }
 
+    /// The read under way, or a new one: a full read when none finished
+    /// yet, or (`may_be_full`) when the last is [`FULL_EVERY`] old.
+    fn pass(&mut self, may_be_full: bool) -> &mut Pass {
+        let full = self.full_at.is_none()
+            || (may_be_full && self.full_at.is_some_and(|t| t.elapsed() >= FULL_EVERY));
+        if self.pass.is_none() {
+            self.pass = Some(Pass {
+                query: self.search(full),
+                full,
+                after: None,
+                pages: 0,
+                newest: None,
+                seen: HashSet::new(),
+            });
+        }
+        self.pass.as_mut().expect("set above")
+    }
+
     /// Takes in one fulfillment order as read: replaces what was held of
-    /// it; one no longer open (or with more lines than read) is dropped.
+    /// it; one no longer open (or with more lines than read, or of an order
+    /// a shipment took) is dropped.
     fn take_in(&mut self, fo: OpenFulfillmentOrder) {
         let key = bare(&fo.order_name).to_owned();
         if let Some(list) = self.by_name.get_mut(&key) {
@@ -112,7 +155,11 @@ impl Mirror {
                 self.by_name.remove(&key);
             }
         }
-        if fo.status != "OPEN" || fo.lines.is_none() || self.held >= MAX_HELD {
+        if fo.status != "OPEN"
+            || fo.lines.is_none()
+            || self.held >= MAX_HELD
+            || self.taken.contains(&fo.order_id)
+        {
             return;
         }
         self.held += 1;
@@ -127,6 +174,60 @@ impl Mirror {
         }
     }
 
+    /// A full read is over: what it did not see is no longer open.
+    fn keep_only(&mut self, seen: &HashSet<String>) {
+        for list in self.by_name.values_mut() {
+            for h in list.iter_mut() {
+                h.fos.retain(|f| seen.contains(&f.id));
+            }
+            list.retain(|h| !h.fos.is_empty());
+        }
+        self.by_name.retain(|_, list| !list.is_empty());
+        self.held = self
+            .by_name
+            .values()
+            .flat_map(|list| list.iter().map(|h| h.fos.len()))
+            .sum();
+    }
+
+    /// Takes in one page of the read under way.
+    fn take_page(&mut self, fos: Vec<OpenFulfillmentOrder>, next: Option<String>) {
+        let Some(mut pass) = self.pass.take() else {
+            return;
+        };
+        pass.pages += 1;
+        for fo in fos {
+            if pass
+                .newest
+                .as_deref()
+                .is_none_or(|t| fo.updated_at.as_str() > t)
+            {
+                pass.newest = Some(fo.updated_at.clone());
+            }
+            if pass.full {
+                pass.seen.insert(fo.id.clone());
+            }
+            self.take_in(fo);
+        }
+        self.read_at = Some(Instant::now());
+        self.failed_at = None;
+        if next.is_some() {
+            pass.after = next;
+            self.pass = Some(pass);
+            return;
+        }
+        // Never back: a full read's newest is the newest of all, an
+        // incremental one's no older than where it started.
+        if pass.newest.as_deref() > self.newest.as_deref() {
+            self.newest = pass.newest;
+        }
+        if pass.full {
+            self.keep_only(&pass.seen);
+            self.taken.clear();
+            self.full_at = Some(Instant::now());
+        }
+    }
+
     /// The order named `name` (without `#`), taken out: `None` when none
     /// is held or two orders share the name.
     fn take(&mut self, name: &str) -> Option<StoreOrder> {
@@ -136,7 +237,18 @@ impl Mirror {
         }
         let h = self.by_name.remove(bare(name))?.remove(0);
         self.held -= h.fos.len();
+        self.taken.insert(h.order_id.clone());
         Some(order_of(h, self.location.as_deref()))
+    }
+
+    fn reset_if_moved(&mut self, location: Option<&str>) {
+        if self.location.as_deref() != location {
+            *self = Mirror {
+                location: location.map(str::to_owned),
+                generation: self.generation + 1,
+                ..Mirror::default()
+            };
+        }
     }
 }
 
@@ -185,47 +297,87 @@ pub(crate) fn reads_ahead(c: &ConnectionRow) -> bool {
         && c.store_status != StoreStatus::ReconnectNeeded
 }
 
-/// Every connection's mirror on this node.
+/// One connection's mirror, and the right to read the store for it (one
+/// read at a time; the mirror is not locked while the store answers).
 #[derive(Default)]
-pub(crate) struct ReadAhead {
-    mirrors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Mirror>>>>,
-    /// Fulfillment orders held, by connection (for the metric).
-    counts: Mutex<HashMap<String, usize>>,
+struct Slot {
+    mirror: Mutex<Mirror>,
+    reading: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Slot {
+    /// Reads the next page of the read under way (a new one when none is,
+    /// full when `may_be_full` and due): how many fulfillment orders it
+    /// held, and whether the read is over. The caller holds `reading`.
+    async fn read_page(
+        &self,
+        client: &ShopifyClient,
+        may_be_full: bool,
+    ) -> Result<(usize, bool), ShopifyError> {
+        let (generation, query, full, after) = {
+            let mut m = lock(&self.mirror);
+            let generation = m.generation;
+            let p = m.pass(may_be_full);
+            (generation, p.query.clone(), p.full, p.after.clone())
+        };
+        let page = client
+            .open_fulfillment_orders(&query, full, after.as_deref())
+            .await;
+        let mut m = lock(&self.mirror);
+        if m.generation != generation {
+            return Ok((0, true));
+        }
+        match page {
+            Ok(page) => {
+                let n = page.fulfillment_orders.len();
+                let done = page.next.is_none();
+                m.take_page(page.fulfillment_orders, page.next);
+                Ok((n, done))
+            }
+            Err(e) => {
+                m.failed_at = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Every connection's mirror on this node.
+#[derive(Default)]
+pub(crate) struct ReadAhead {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
 impl ReadAhead {
-    fn mirror(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<Mirror>> {
-        lock(&self.mirrors)
+    fn slot(&self, connection_id: &str) -> Arc<Slot> {
+        lock(&self.slots)
             .entry(connection_id.to_owned())
             .or_default()
             .clone()
     }
 
-    fn count(&self, connection_id: &str, m: &Mirror) {
-        lock(&self.counts).insert(connection_id.to_owned(), m.held);
-    }
-
     /// Fulfillment orders held, over every connection.
     pub(crate) fn held(&self) -> usize {
-        lock(&self.counts).values().sum()
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        slots.iter().map(|s| lock(&s.mirror).held).sum()
     }
 
     /// Forgets the connections not in `live` (deleted, or no longer
     /// reading ahead).
     pub(crate) fn keep_only(&self, live: &[&str]) {
-        lock(&self.mirrors).retain(|id, _| live.contains(&id.as_str()));
-        lock(&self.counts).retain(|id, _| live.contains(&id.as_str()));
+        lock(&self.slots).retain(|id, _| live.contains(&id.as_str()));
     }
 
     /// The order named `name` on this connection, from what was read
-    /// ahead (taken out); on a miss, the store's changes since the last
-    /// read are read first, a page at a time until it is found (a few
-    /// pages at most), unless a read finished a moment ago. A failed read
-    /// is a miss: the caller searches.
+    /// ahead (taken out). On a miss, the store is read first, a page at a
+    /// time until the order is found (a few pages at most), unless a read
+    /// finished a moment ago or failed lately, or the read under way is
+    /// already deep (a full read, newest first, past its first pages). A
+    /// failed read is a miss: the caller searches.
     pub(crate) async fn find(
         &self,
         connection_id: &str,
@@ -233,50 +385,57 @@ impl ReadAhead {
         client: &ShopifyClient,
         name: &str,
     ) -> Option<StoreOrder> {
-        let mirror = self.mirror(connection_id);
-        let mut m = mirror.lock().await;
-        reset_if_moved(&mut m, location);
-        let mut found = m.take(name);
-        // A read under way goes on a page at a time; a finished one is
-        // read again only after a pause (an order that is not there, say
-        // at another location, should not cost a read per shipment).
-        let mut pages = 0;
-        while found.is_none()
-            && pages < MISS_PAGES
-            && m.failed_at.is_none_or(|t| t.elapsed() >= AFTER_FAILURE)
-            && (m.pass.is_some() || m.read_at.is_none_or(|t| t.elapsed() >= MISS_READ_EVERY))
+        let slot = self.slot(connection_id);
         {
-            pages += 1;
-            if let Err(e) = read_page(&mut m, client).await {
-                tracing::debug!(connection = %connection_id, error = %e, "reading open fulfillment orders ahead failed; the shipment searches");
-                m.failed_at = Some(Instant::now());
-                break;
+            let mut m = lock(&slot.mirror);
+            m.reset_if_moved(location);
+            if let Some(order) = m.take(name) {
+                return Some(order);
             }
-            m.failed_at = None;
-            found = m.take(name);
         }
-        self.count(connection_id, &m);
-        found
+        // One read at a time: a read under way may bring the order.
+        let _reading = slot.reading.lock().await;
+        for _ in 0..MISS_PAGES {
+            {
+                let mut m = lock(&slot.mirror);
+                if let Some(order) = m.take(name) {
+                    return Some(order);
+                }
+                let may_read = m.failed_at.is_none_or(|t| t.elapsed() >= AFTER_FAILURE)
+                    && match &m.pass {
+                        Some(p) => p.pages < MISS_PAGES,
+                        None => m.read_at.is_none_or(|t| t.elapsed() >= MISS_READ_EVERY),
+                    };
+                if !may_read {
+                    return None;
+                }
+            }
+            if let Err(e) = slot.read_page(client, false).await {
+                tracing::debug!(connection = %connection_id, error = %e, "reading open fulfillment orders ahead failed; the shipment searches");
+                return None;
+            }
+        }
+        lock(&slot.mirror).take(name)
     }
 
-    /// The background read of one connection: every page of what changed
-    /// since the last read, each followed by a pause of its cost ÷ half a
-    /// Standard store's restore rate, so that fulfillments keep the rest of
-    /// the budget (the mirror is free meanwhile: a shipment uses it).
+    /// The background read of one connection: up to `pages` pages of the
+    /// read under way or a new one (a full one when due), each followed by
+    /// a pause of its estimated cost ÷ half a Standard store's restore
+    /// rate, so that fulfillments keep the rest of the budget. Between
+    /// pages the store may be read by a shipment that needs it.
     pub(crate) async fn refresh(
         &self,
         connection_id: &str,
         location: Option<&str>,
         client: &ShopifyClient,
+        pages: usize,
     ) -> Result<(), ShopifyError> {
-        let mirror = self.mirror(connection_id);
-        loop {
+        let slot = self.slot(connection_id);
+        lock(&slot.mirror).reset_if_moved(location);
+        for _ in 0..pages {
             let (n, done) = {
-                let mut m = mirror.lock().await;
-                reset_if_moved(&mut m, location);
-                let r = read_page(&mut m, client).await;
-                self.count(connection_id, &m);
-                r?
+                let _reading = slot.reading.lock().await;
+                slot.read_page(client, true).await?
             };
             if done {
                 return Ok(());
@@ -286,62 +445,7 @@ impl ReadAhead {
             let points = 2.0 + 5.0 * n as f64;
             tokio::time::sleep(Duration::from_secs_f64(points / BACKGROUND_POINTS_PER_SEC)).await;
         }
-    }
-}
-
-fn reset_if_moved(m: &mut Mirror, location: Option<&str>) {
-    if m.location.as_deref() != location {
-        *m = Mirror {
-            location: location.map(str::to_owned),
-            ..Mirror::default()
-        };
-    }
-}
-
-/// Reads the next page of the store's open fulfillment orders that
-/// changed since the last finished read (resuming an unfinished one):
-/// how many it held, and whether the read is finished.
-async fn read_page(m: &mut Mirror, client: &ShopifyClient) -> Result<(usize, bool), ShopifyError> {
-    let mut pass = match m.pass.take() {
-        Some(p) => p,
-        None => Pass {
-            query: m.search(),
-            after: None,
-            newest: m.newest.clone(),
-        },
-    };
-    let page = match client
-        .open_fulfillment_orders(&pass.query, pass.after.as_deref())
-        .await
-    {
-        Ok(page) => page,
-        Err(e) => {
-            m.pass = Some(pass);
-            return Err(e);
-        }
-    };
-    let n = page.fulfillment_orders.len();
-    for fo in page.fulfillment_orders {
-        if pass
-            .newest
-            .as_deref()
-            .is_none_or(|t| fo.updated_at.as_str() > t)
-        {
-            pass.newest = Some(fo.updated_at.clone());
-        }
-        m.take_in(fo);
-    }
-    m.read_at = Some(Instant::now());
-    match page.next {
-        Some(next) => {
-            pass.after = Some(next);
-            m.pass = Some(pass);
-            Ok((n, false))
-        }
-        None => {
-            m.newest = pass.newest;
-            Ok((n, true))
-        }
+        Ok(())
     }
 }
 
@@ -458,12 +562,112 @@ mod tests {
             location: Some("gid://shopify/Location/7".into()),
             ..Mirror::default()
         };
-        assert_eq!(m.search(), "status:open assigned_location_id:7");
+        assert_eq!(m.search(false), "status:open assigned_location_id:7");
         m.newest = Some("2026-12-06T10:00:00Z".into());
         assert_eq!(
-            m.search(),
-            "status:open assigned_location_id:7 updated_at:>'2026-12-06T10:00:00Z'"
+            m.search(false),
+            "status:open assigned_location_id:7 updated_at:>='2026-12-06T10:00:00Z'"
         );
-        assert_eq!(Mirror::default().search(), "status:open");
+        assert_eq!(m.search(true), "status:open assigned_location_id:7");
+        assert_eq!(Mirror::default().search(false), "status:open");
+    }
+
+    fn at(mut f: OpenFulfillmentOrder, t: &str) -> OpenFulfillmentOrder {
+        f.updated_at = t.into();
+        f
+    }
+
+    #[test]
+    fn the_first_read_is_full_and_later_ones_read_the_changes() {
+        let mut m = Mirror::default();
+        assert!(m.pass(false).full, "nothing read yet: the whole list");
+        m.take_page(
+            vec![at(
+                fo("F2", "O2", "#2", "OPEN", &[("FL2", "L2", 1)]),
+                "2026-12-06T10:00:05Z",
+            )],
+            Some("c1".into()),
+        );
+        assert_eq!(
+            m.pass.as_ref().map(|p| (p.pages, p.after.clone())),
+            Some((1, Some("c1".into())))
+        );
+        m.take_page(
+            vec![at(
+                fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)]),
+                "2026-12-06T10:00:01Z",
+            )],
+            None,
+        );
+        assert!(m.pass.is_none() && m.full_at.is_some());
+        assert_eq!(m.newest.as_deref(), Some("2026-12-06T10:00:05Z"));
+        assert_eq!(m.held, 2);
+        let next = m.pass(true);
+        assert!(!next.full, "a full read is due only after FULL_EVERY");
+        assert!(next.query.ends_with("updated_at:>='2026-12-06T10:00:05Z'"));
+        // An older change seen again does not move the mark back.
+        m.take_page(
+            vec![at(
+                fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 2)]),
+                "2026-12-06T10:00:05Z",
+            )],
+            None,
+        );
+        assert_eq!(m.newest.as_deref(), Some("2026-12-06T10:00:05Z"));
+        assert_eq!(m.held, 2);
+    }
+
+    #[test]
+    fn a_full_read_drops_what_it_did_not_see_and_a_taken_order_stays_out_until_then() {
+        let mut m = Mirror::default();
+        m.pass(false);
+        m.take_page(
+            vec![
+                fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)]),
+                fo("F2", "O2", "#2", "OPEN", &[("FL2", "L2", 1)]),
+                fo("F3", "O3", "#3", "OPEN", &[("FL3", "L3", 1)]),
+            ],
+            None,
+        );
+        assert!(m.take("1").is_some());
+        // Read again while taken: not held again.
+        m.pass(false);
+        m.take_page(
+            vec![fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)])],
+            None,
+        );
+        assert!(m.take("1").is_none());
+        // The next full read: F2 closed meanwhile (not listed), F3 still
+        // open, F1 listed but still taken during this read.
+        m.full_at = Some(Instant::now() - FULL_EVERY);
+        assert!(m.pass(true).full);
+        m.take_page(
+            vec![
+                fo("F3", "O3", "#3", "OPEN", &[("FL3", "L3", 1)]),
+                fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)]),
+            ],
+            None,
+        );
+        assert_eq!(m.held, 1);
+        assert!(m.take("2").is_none(), "closed: dropped");
+        assert!(m.take("3").is_some());
+        // After it, a change read again is taken in.
+        m.pass(false);
+        m.take_page(
+            vec![fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)])],
+            None,
+        );
+        assert!(m.take("1").is_some(), "held again after the full read");
+    }
+
+    #[test]
+    fn a_location_change_starts_over() {
+        let mut m = Mirror::default();
+        m.take_in(fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)]));
+        m.reset_if_moved(None);
+        assert_eq!(m.held, 1, "same location: kept");
+        m.reset_if_moved(Some("gid://shopify/Location/9"));
+        assert_eq!((m.held, m.generation), (0, 1));
+        assert!(m.take("1").is_none());
     }
 }

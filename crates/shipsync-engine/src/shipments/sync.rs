@@ -437,7 +437,10 @@ impl Engine {
                     .unit(SaveMatch {
                         engine: self.clone(),
                         s: s.clone(),
-                        record: read.then(|| RecordOrder::of(&connection_id, &order)),
+                        record: read.then(|| match ahead {
+                            true => RecordOrder::known(&connection_id, &order),
+                            false => RecordOrder::of(&connection_id, &order),
+                        }),
                         side: (!known).then(|| (connection_id, order.id.clone())),
                     })
                     .await?;
@@ -777,21 +780,23 @@ impl Engine {
             && ahead
             && super::read_ahead::reads_ahead(c)
         {
+            // The first name only: the search goes on to the next only
+            // when the store has no order of that name, which what was
+            // read ahead cannot tell.
             let (client, settings) = self.inner.stores.client(c, self.secrets())?;
-            for name in order_names(version, c) {
-                if let Some(order) = self
+            if let Some(name) = order_names(version, c).next()
+                && let Some(order) = self
                     .inner
                     .read_ahead
                     .find(&c.id, settings.location_id.as_deref(), &client, name)
                     .await
-                {
-                    return Ok(Found::One {
-                        connection_id: c.id.clone(),
-                        order,
-                        read: true,
-                        ahead: true,
-                    });
-                }
+            {
+                return Ok(Found::One {
+                    connection_id: c.id.clone(),
+                    order,
+                    read: true,
+                    ahead: true,
+                });
             }
         }
         let mut found: Vec<(String, StoreOrder)> = Vec::new();
@@ -1059,7 +1064,9 @@ struct RecordOrder {
     connection_id: String,
     store_order_id: String,
     name: String,
-    lines: Vec<OrderLineRow>,
+    /// `None`: the order as read ahead, not all its lines known (those at
+    /// other locations, or already fulfilled, were not read).
+    lines: Option<Vec<OrderLineRow>>,
 }
 
 impl RecordOrder {
@@ -1068,11 +1075,24 @@ impl RecordOrder {
             connection_id: connection_id.to_string(),
             store_order_id: order.id.clone(),
             name: order.name.clone(),
-            lines: order
-                .line_items
-                .iter()
-                .map(crate::orders::line_row)
-                .collect(),
+            lines: Some(
+                order
+                    .line_items
+                    .iter()
+                    .map(crate::orders::line_row)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Only what is sure of an order read ahead: it exists, and its name.
+    fn known(connection_id: &str, order: &StoreOrder) -> Self {
+        Self {
+            lines: None,
+            ..Self::of(
+                connection_id,
+                &StoreOrder::named(order.id.clone(), order.name.clone()),
+            )
         }
     }
 
@@ -1083,7 +1103,7 @@ impl RecordOrder {
             &self.store_order_id,
             &self.name,
             OrderStatus::Open,
-            &self.lines,
+            self.lines.as_deref(),
         )
         .await?)
     }
