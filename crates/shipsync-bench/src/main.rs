@@ -83,7 +83,7 @@ enum Scenario {
         /// Shipments [default: 2000; --quick: 40].
         #[arg(long)]
         shipments: Option<usize>,
-        /// The store's cost bucket, points [default: 1000; --quick: 100].
+        /// The store's cost bucket, points [default: 1000, --quick too].
         #[arg(long)]
         bucket: Option<f64>,
         /// The bucket's restore rate, points/s [default: 100].

@@ -39,6 +39,9 @@ use shipsync_shopify::{
 /// Most fulfillment orders held per connection: beyond, new ones are not
 /// read ahead (their shipments search).
 pub(crate) const MAX_HELD: usize = 20_000;
+/// A change older than this (by this node's clock) is taken as indexed by
+/// Shopify's search: reads after it ask only for later ones.
+const SETTLED: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 /// How often the whole list is read again (what it no longer holds is
 /// dropped).
 const FULL_EVERY: Duration = Duration::from_secs(6 * 3600);
@@ -53,6 +56,9 @@ const AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// read, the fulfillment orders are older than a shipment's order is likely
 /// to be.
 const MISS_PAGES: usize = 5;
+/// How long the view handed to a shipment stays for that shipment's next
+/// runs (a run put back for the store's budget before it sent anything).
+const HANDED_FOR: Duration = Duration::from_secs(15 * 60);
 /// How often the background read looks for new orders.
 pub(crate) const BACKGROUND_EVERY: Duration = Duration::from_secs(15);
 /// Pages the background reads of one connection per round.
@@ -98,6 +104,8 @@ struct Mirror {
     held: usize,
     /// Orders a shipment took since the last full read: not taken in again.
     taken: HashSet<String>,
+    /// The views handed to shipments, by order id, for their next runs.
+    handed: HashMap<String, (Instant, StoreOrder)>,
     /// The newest change a finished read saw (RFC 3339, to the second).
     newest: Option<String>,
     /// When the last full read finished.
@@ -115,8 +123,15 @@ impl Mirror {
             q.push_str(&format!(" assigned_location_id:{n}"));
         }
         if let Some(t) = self.newest.as_ref().filter(|_| !full) {
-            // `>=`: changes later in the same second are read again, not lost.
-            q.push_str(&format!(" updated_at:>='{t}'"));
+            // `>=` while the newest change is recent: changes later in the
+            // same second, or indexed late, are read again rather than
+            // lost. Once it is settled, `>`: a quiet store's last orders
+            // are not read again at every round.
+            let settled = t
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|t| jiff::Timestamp::now().duration_since(t) > SETTLED);
+            let op = if settled { ">" } else { ">=" };
+            q.push_str(&format!(" updated_at:{op}'{t}'"));
         }
         q
     }
@@ -238,7 +253,20 @@ impl Mirror {
         let h = self.by_name.remove(bare(name))?.remove(0);
         self.held -= h.fos.len();
         self.taken.insert(h.order_id.clone());
-        Some(order_of(h, self.location.as_deref()))
+        let order = order_of(h, self.location.as_deref());
+        self.handed.retain(|_, (at, _)| at.elapsed() < HANDED_FOR);
+        self.handed
+            .insert(order.id.clone(), (Instant::now(), order.clone()));
+        Some(order)
+    }
+
+    /// The view handed to the shipment matched to order `order_id`, while
+    /// it is fresh.
+    fn handed(&self, order_id: &str) -> Option<StoreOrder> {
+        self.handed
+            .get(order_id)
+            .filter(|(at, _)| at.elapsed() < HANDED_FOR)
+            .map(|(_, order)| order.clone())
     }
 
     fn reset_if_moved(&mut self, location: Option<&str>) {
@@ -370,6 +398,15 @@ impl ReadAhead {
     /// reading ahead).
     pub(crate) fn keep_only(&self, live: &[&str]) {
         lock(&self.slots).retain(|id, _| live.contains(&id.as_str()));
+    }
+
+    /// The view of order `order_id` handed to the shipment matched to it
+    /// by [`ReadAhead::find`] (within [`HANDED_FOR`]): for that shipment's
+    /// next run when the one that matched it was put back before it sent
+    /// anything (the store's budget said wait).
+    pub(crate) fn again(&self, connection_id: &str, order_id: &str) -> Option<StoreOrder> {
+        let slot = lock(&self.slots).get(connection_id).cloned()?;
+        lock(&slot.mirror).handed(order_id)
     }
 
     /// The order named `name` on this connection, from what was read
@@ -563,10 +600,16 @@ mod tests {
             ..Mirror::default()
         };
         assert_eq!(m.search(false), "status:open assigned_location_id:7");
-        m.newest = Some("2026-12-06T10:00:00Z".into());
+        let recent = jiff::Timestamp::now().to_string();
+        m.newest = Some(recent.clone());
         assert_eq!(
             m.search(false),
-            "status:open assigned_location_id:7 updated_at:>='2026-12-06T10:00:00Z'"
+            format!("status:open assigned_location_id:7 updated_at:>='{recent}'")
+        );
+        m.newest = Some("2026-01-01T10:00:00Z".into());
+        assert_eq!(
+            m.search(false),
+            "status:open assigned_location_id:7 updated_at:>'2026-01-01T10:00:00Z'"
         );
         assert_eq!(m.search(true), "status:open assigned_location_id:7");
         assert_eq!(Mirror::default().search(false), "status:open");
@@ -584,7 +627,7 @@ mod tests {
         m.take_page(
             vec![at(
                 fo("F2", "O2", "#2", "OPEN", &[("FL2", "L2", 1)]),
-                "2026-12-06T10:00:05Z",
+                "2026-01-06T10:00:05Z",
             )],
             Some("c1".into()),
         );
@@ -595,25 +638,28 @@ mod tests {
         m.take_page(
             vec![at(
                 fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 1)]),
-                "2026-12-06T10:00:01Z",
+                "2026-01-06T10:00:01Z",
             )],
             None,
         );
         assert!(m.pass.is_none() && m.full_at.is_some());
-        assert_eq!(m.newest.as_deref(), Some("2026-12-06T10:00:05Z"));
+        assert_eq!(m.newest.as_deref(), Some("2026-01-06T10:00:05Z"));
         assert_eq!(m.held, 2);
         let next = m.pass(true);
         assert!(!next.full, "a full read is due only after FULL_EVERY");
-        assert!(next.query.ends_with("updated_at:>='2026-12-06T10:00:05Z'"));
+        assert!(
+            next.query.ends_with("updated_at:>'2026-01-06T10:00:05Z'"),
+            "settled"
+        );
         // An older change seen again does not move the mark back.
         m.take_page(
             vec![at(
                 fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 2)]),
-                "2026-12-06T10:00:05Z",
+                "2026-01-06T10:00:05Z",
             )],
             None,
         );
-        assert_eq!(m.newest.as_deref(), Some("2026-12-06T10:00:05Z"));
+        assert_eq!(m.newest.as_deref(), Some("2026-01-06T10:00:05Z"));
         assert_eq!(m.held, 2);
     }
 
@@ -658,6 +704,18 @@ mod tests {
             None,
         );
         assert!(m.take("1").is_some(), "held again after the full read");
+    }
+
+    #[test]
+    fn the_view_handed_to_a_shipment_stays_for_its_next_run() {
+        let mut m = Mirror::default();
+        m.take_in(fo("F1", "O1", "#1", "OPEN", &[("FL1", "L1", 2)]));
+        let taken = m.take("1").expect("held");
+        assert_eq!(m.handed("O1"), Some(taken), "the same view");
+        assert!(m.take("1").is_none(), "but not for another shipment");
+        assert!(m.handed("O2").is_none());
+        m.reset_if_moved(Some("gid://shopify/Location/9"));
+        assert!(m.handed("O1").is_none());
     }
 
     #[test]

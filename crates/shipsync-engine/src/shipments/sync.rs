@@ -290,13 +290,23 @@ impl Engine {
         let record = match searched {
             Some(_) => None,
             // Only on a shipment's first try: after any failure (a refusal
-            // of the recorded view included) it reads the store.
+            // of the recorded view included) it reads the store. A
+            // shipment matched from what was read ahead, whose run was put
+            // back before it sent anything, uses that view again.
             None if may_use_record
                 && s.error.is_none()
                 && of_order.is_empty()
                 && recorded.is_empty() =>
             {
-                order_as_sent(record)
+                match (
+                    self.inner
+                        .read_ahead
+                        .again(&store.connection_id, &store.order_id),
+                    record,
+                ) {
+                    (Some(order), Some(local)) => Some((order, local)),
+                    (_, record) => order_as_sent(record),
+                }
             }
             None => None,
         };
