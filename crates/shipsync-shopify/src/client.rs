@@ -467,13 +467,12 @@ impl ShopifyClient {
 
     /// One page of the store's open fulfillment orders that `query`
     /// selects (Shopify's search syntax for fulfillment orders, e.g.
-    /// `status:open assigned_location_id:… updated_at:>='…'`), by their
-    /// last change, oldest first (newest with `newest_first`), after the
-    /// cursor `after`; see [`crate::operations::OPEN_FULFILLMENT_ORDERS`].
+    /// `status:open assigned_location_id:… updated_at:>='…'`), oldest
+    /// change first, after the cursor `after`; see
+    /// [`crate::operations::OPEN_FULFILLMENT_ORDERS`].
     pub async fn open_fulfillment_orders(
         &self,
         query: &str,
-        newest_first: bool,
         after: Option<&str>,
     ) -> Result<OpenFulfillmentOrdersPage, ShopifyError> {
         let data: wire::OpenFulfillmentOrdersData = self
@@ -481,7 +480,7 @@ impl ShopifyClient {
             .execute(
                 "OpenFulfillmentOrders",
                 ops::OPEN_FULFILLMENT_ORDERS,
-                json!({ "query": query, "reverse": newest_first, "after": after }),
+                json!({ "query": query, "after": after }),
                 Kind::Query,
             )
             .await?;

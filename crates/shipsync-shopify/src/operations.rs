@@ -132,8 +132,8 @@ pub const ORDERS_TO_FULFILL_BY_NAME: &str = concat!(
 );
 
 /// The store's open fulfillment orders matching `$query` (e.g.
-/// `status:open assigned_location_id:… updated_at:>='…'`), by their last
-/// change (newest first with `$reverse`), with what fulfilling one needs: its first 10 lines, each with
+/// `status:open assigned_location_id:… updated_at:>='…'`), oldest change
+/// first, with what fulfilling one needs: its first 10 lines, each with
 /// its order line's quantities, SKU and bundle — how shipsync reads ahead
 /// the orders a location is to ship, so that a shipment of an order only
 /// in the store needs no search at the peak. `orderId` and `orderName` are
@@ -145,8 +145,8 @@ pub const ORDERS_TO_FULFILL_BY_NAME: &str = concat!(
 /// in the bucket before it runs it, and a page this size leaves a small
 /// store's bucket room for fulfillments; an answer costs 2 + 5 per
 /// one-line fulfillment order (no bundle), the rest refunded.
-pub const OPEN_FULFILLMENT_ORDERS: &str = r#"query OpenFulfillmentOrders($query: String!, $reverse: Boolean!, $after: String) {
-  fulfillmentOrders(first: 10, after: $after, query: $query, sortKey: UPDATED_AT, reverse: $reverse) {
+pub const OPEN_FULFILLMENT_ORDERS: &str = r#"query OpenFulfillmentOrders($query: String!, $after: String) {
+  fulfillmentOrders(first: 10, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo {
       hasNextPage
       endCursor

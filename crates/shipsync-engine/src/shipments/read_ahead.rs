@@ -9,9 +9,10 @@
 //! their last change (`updated_at:>=…`), a store's new orders cost ≈5
 //! points each (a one-line fulfillment order) when the store's budget is
 //! otherwise idle, against ≈16 for a search at the moment the shipment
-//! arrives. Every [`FULL_EVERY`] the whole list is read again, newest
-//! first, and what it no longer holds (closed, held, moved, fulfilled
-//! elsewhere) is dropped.
+//! arrives. Every [`FULL_EVERY`] the whole list is read again, and what
+//! it no longer holds (closed, held, moved, fulfilled elsewhere) is
+//! dropped. Both read the oldest change first: warehouses mostly ship the
+//! oldest orders first.
 //!
 //! It is a cache, never the truth: what it holds can be stale (shipsync
 //! does not follow Shopify's fulfillment order webhooks, and its search
@@ -81,8 +82,9 @@ struct Held {
 #[derive(Debug, Clone)]
 struct Pass {
     query: String,
-    /// A full read (newest first; what it does not see is dropped at its
-    /// end), else the changes since the last read (oldest first).
+    /// A full read (what it does not see is dropped at its end), else the
+    /// changes since the last read; both oldest change first, as
+    /// warehouses mostly ship.
     full: bool,
     after: Option<String>,
     pages: usize,
@@ -346,14 +348,14 @@ impl Slot {
         client: &ShopifyClient,
         may_be_full: bool,
     ) -> Result<(usize, bool), ShopifyError> {
-        let (generation, query, full, after) = {
+        let (generation, query, after) = {
             let mut m = lock(&self.mirror);
             let generation = m.generation;
             let p = m.pass(may_be_full);
-            (generation, p.query.clone(), p.full, p.after.clone())
+            (generation, p.query.clone(), p.after.clone())
         };
         let page = client
-            .open_fulfillment_orders(&query, full, after.as_deref())
+            .open_fulfillment_orders(&query, after.as_deref())
             .await;
         let mut m = lock(&self.mirror);
         if m.generation != generation {
@@ -413,7 +415,7 @@ impl ReadAhead {
     /// ahead (taken out). On a miss, the store is read first, a page at a
     /// time until the order is found (a few pages at most), unless a read
     /// finished a moment ago or failed lately, or the read under way is
-    /// already deep (a full read, newest first, past its first pages). A
+    /// already deep (past its first pages: those hold the oldest changes). A
     /// failed read is a miss: the caller searches.
     pub(crate) async fn find(
         &self,
