@@ -808,6 +808,13 @@ impl CostBudget for DbCostBudget {
     fn restore_rate(&self) -> Option<f64> {
         lock(&self.state).bucket.map(|(_, rate)| rate)
     }
+
+    fn maximum_available(&self) -> Option<f64> {
+        lock(&self.state)
+            .bucket
+            .map(|(size, _)| size)
+            .or_else(|| self.local.maximum_available())
+    }
 }
 
 /// A reservation made in a node's own bucket while the database did not

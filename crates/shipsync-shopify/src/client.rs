@@ -98,6 +98,12 @@ impl ShopifyClient {
             .collect())
     }
 
+    /// The store's cost bucket size (`maximumAvailable`), once one of its
+    /// answers said it.
+    pub fn bucket_size(&self) -> Option<f64> {
+        self.transport.budget.maximum_available()
+    }
+
     /// Keeps the store's cost bucket in `bucket` (e.g. one shared by several
     /// processes) instead of a [`crate::LocalBudget`] of this client and its
     /// clones. Learned operation costs start afresh.

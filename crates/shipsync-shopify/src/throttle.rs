@@ -167,6 +167,11 @@ pub trait CostBudget: Send + Sync + fmt::Debug {
     fn restore_rate(&self) -> Option<f64> {
         None
     }
+
+    /// The bucket's size (`maximumAvailable`), once known.
+    fn maximum_available(&self) -> Option<f64> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -407,6 +412,10 @@ impl CostBudget for LocalBudget {
         let rate = state.bucket.as_ref()?.status.restore_rate;
         usable_rate(rate).then_some(rate)
     }
+
+    fn maximum_available(&self) -> Option<f64> {
+        Some(self.lock().bucket.as_ref()?.status.maximum_available)
+    }
 }
 
 /// A client's view of its store's budget: the last requested and actual
@@ -437,6 +446,11 @@ impl Default for Budget {
 }
 
 impl Budget {
+    /// The store's bucket size, once an answer said it.
+    pub(crate) fn maximum_available(&self) -> Option<f64> {
+        self.bucket.maximum_available()
+    }
+
     pub(crate) fn new(bucket: Arc<dyn CostBudget>) -> Self {
         Self {
             costs: Mutex::default(),

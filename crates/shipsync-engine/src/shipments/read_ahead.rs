@@ -376,6 +376,15 @@ impl Slot {
     }
 }
 
+/// Whether a page's requested cost fits in the store's bucket, as its
+/// answers described it (unknown: no). Shopify runs a query only once its
+/// whole requested cost is in the bucket: in a smaller one, never.
+fn fits(client: &ShopifyClient) -> bool {
+    let page = shipsync_shopify::operations::documented_cost("OpenFulfillmentOrders")
+        .unwrap_or(f64::INFINITY);
+    client.bucket_size().is_some_and(|size| size >= page)
+}
+
 /// Every connection's mirror on this node.
 #[derive(Default)]
 pub(crate) struct ReadAhead {
@@ -413,10 +422,12 @@ impl ReadAhead {
 
     /// The order named `name` on this connection, from what was read
     /// ahead (taken out). On a miss, the store is read first, a page at a
-    /// time until the order is found (a few pages at most), unless a read
-    /// finished a moment ago or failed lately, or the read under way is
-    /// already deep (past its first pages: those hold the oldest changes). A
-    /// failed read is a miss: the caller searches.
+    /// time until the order is found (a few pages at most), unless another
+    /// read is under way, a read finished a moment ago or failed lately,
+    /// the read under way is already deep (past its first pages: those
+    /// hold the oldest changes), or the store's bucket is not known to hold
+    /// a page's requested cost. A failed read is a miss: the caller
+    /// searches.
     pub(crate) async fn find(
         &self,
         connection_id: &str,
@@ -432,8 +443,15 @@ impl ReadAhead {
                 return Some(order);
             }
         }
-        // One read at a time: a read under way may bring the order.
-        let _reading = slot.reading.lock().await;
+        // One read at a time, and never waited for: a worker waiting here
+        // would not serve other stores (a read under way may wait for its
+        // store's budget). The shipment searches instead.
+        let Ok(_reading) = slot.reading.try_lock() else {
+            return None;
+        };
+        if !fits(client) {
+            return None;
+        }
         for _ in 0..MISS_PAGES {
             {
                 let mut m = lock(&slot.mirror);
@@ -471,6 +489,13 @@ impl ReadAhead {
     ) -> Result<(), ShopifyError> {
         let slot = self.slot(connection_id);
         lock(&slot.mirror).reset_if_moved(location);
+        if client.bucket_size().is_none() {
+            // Learn the bucket's size first (1 point).
+            client.shop_name().await?;
+        }
+        if !fits(client) {
+            return Ok(());
+        }
         for _ in 0..pages {
             let (n, done) = {
                 let _reading = slot.reading.lock().await;

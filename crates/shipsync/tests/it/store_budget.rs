@@ -3,8 +3,9 @@
 //! mutation — and a view gone stale is refused by Shopify and followed by a
 //! read, with the same outcome as before; an order shipsync never saw is
 //! found among the store's open fulfillment orders read ahead (a read of
-//! what changed since the last, or none when it was read already), then
-//! fulfilled; a read-ahead view gone stale is handled like a recorded one.
+//! what changed since the last, or none when it was read already; a search
+//! before the store's bucket size is known), then fulfilled; a read-ahead
+//! view gone stale is handled like a recorded one.
 
 use std::time::{Duration, Instant};
 
@@ -138,41 +139,52 @@ async fn a_stale_view_is_refused_then_the_store_is_read(db_url: String) {
     h.shutdown().await;
 }
 
-async fn an_unknown_order_ships_with_two_requests(db_url: String) {
-    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
-    let (name, _) = h.place_order(&[("A", 2)]);
-    let (later, _) = h.place_order(&[("B", 1)]);
-    let from = h.shopify.sandbox.requests().len();
+/// Ships one unit of SKU `sku` of order `name` with tracking `tracking`;
+/// waits until the shipment is completed.
+async fn ship_one(h: &Harness, name: &str, sku: &str, tracking: &str) -> String {
     let spec = ShipmentSpec::new(name.trim_start_matches('#'))
-        .line(LineSpec::new(1, "A", 2))
-        .package(PackageSpec::new("C1", "T1").line(1, 2));
+        .line(LineSpec::new(1, sku, 1))
+        .package(PackageSpec::new(format!("C-{tracking}"), tracking).line(1, 1));
     let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
     h.wait_shipment(&number, &["completed"], SETTLE)
         .await
         .unwrap();
+    number
+}
+
+async fn an_unknown_order_ships_with_two_requests(db_url: String) {
+    let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
+    let (first, _) = h.place_order(&[("A", 1)]);
+    let (second, _) = h.place_order(&[("B", 1)]);
+    let (third, _) = h.place_order(&[("C", 1)]);
+    // The store's first answer says how large its bucket is: until then
+    // nothing is read ahead (a page's requested cost may not fit), and the
+    // order is searched by name.
+    let from = h.shopify.sandbox.requests().len();
+    ship_one(&h, &first, "A", "T1").await;
+    assert_eq!(
+        operations_since(&h, from),
+        vec!["OrdersToFulfillByName", "FulfillmentCreate"]
+    );
     // Not read ahead yet: the store's open fulfillment orders are read
-    // (both orders'), then the order is fulfilled.
+    // (the second and third orders'), then the order is fulfilled.
+    let from = h.shopify.sandbox.requests().len();
+    ship_one(&h, &second, "B", "T2").await;
     assert_eq!(
         operations_since(&h, from),
         vec!["OpenFulfillmentOrders", "FulfillmentCreate"]
     );
-    // The other order was read with it: its shipment is the mutation alone.
+    // The third order was read with it: its shipment is the mutation alone.
     let from = h.shopify.sandbox.requests().len();
-    let spec = ShipmentSpec::new(later.trim_start_matches('#'))
-        .line(LineSpec::new(1, "B", 1))
-        .package(PackageSpec::new("C2", "T2").line(1, 1));
-    let (second, _) = h.ship(spec, Shape::Current).await.unwrap();
-    h.wait_shipment(&second, &["completed"], SETTLE)
-        .await
-        .unwrap();
+    ship_one(&h, &third, "C", "T3").await;
     assert_eq!(operations_since(&h, from), vec!["FulfillmentCreate"]);
     // What was read ahead holds only the open fulfillment orders' lines:
     // shipsync's record of the order keeps none of them (not all are
     // known), so the record is not moved to shipped on a partial view.
-    let record = crate::orders::order(&h, &later).await;
+    let record = crate::orders::order(&h, &third).await;
     assert_eq!(record["status"], "open", "{record}");
     assert_eq!(record["lines"], serde_json::json!([]), "{record}");
-    for (n, tracking) in [(&name, "T1"), (&later, "T2")] {
+    for (n, tracking) in [(&first, "T1"), (&second, "T2"), (&third, "T3")] {
         let store = h.shopify.sandbox.order(n).unwrap();
         assert_eq!(store.fulfillments.len(), 1, "{n}");
         assert_eq!(store.fulfillments[0].tracking_numbers, vec![tracking]);
@@ -193,14 +205,17 @@ async fn an_unknown_order_ships_with_two_requests(db_url: String) {
 async fn a_stale_read_ahead_is_refused_then_the_store_is_read(db_url: String) {
     let mut h = Harness::start(Options::new(db_url)).await.expect("harness");
     let (first, _) = h.place_order(&[("A", 1)]);
+    let (second, _) = h.place_order(&[("A", 1)]);
     let (held, _) = h.place_order(&[("B", 1)]);
-    let spec = ShipmentSpec::new(first.trim_start_matches('#'))
-        .line(LineSpec::new(1, "A", 1))
-        .package(PackageSpec::new("C1", "T1").line(1, 1));
-    let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
-    h.wait_shipment(&number, &["completed"], SETTLE)
-        .await
-        .unwrap();
+    // The first shipment learns the store's bucket; the second's reads the
+    // open fulfillment orders, the held order's among them.
+    ship_one(&h, &first, "A", "T1").await;
+    let from = h.shopify.sandbox.requests().len();
+    ship_one(&h, &second, "A", "T2").await;
+    assert_eq!(
+        operations_since(&h, from),
+        vec!["OpenFulfillmentOrders", "FulfillmentCreate"]
+    );
     let fo = h.shopify.sandbox.order(&held).unwrap().fulfillment_orders[0]
         .id
         .clone();
@@ -212,7 +227,7 @@ async fn a_stale_read_ahead_is_refused_then_the_store_is_read(db_url: String) {
     let from = h.shopify.sandbox.requests().len();
     let spec = ShipmentSpec::new(held.trim_start_matches('#'))
         .line(LineSpec::new(1, "B", 1))
-        .package(PackageSpec::new("C2", "T2").line(1, 1));
+        .package(PackageSpec::new("C-T3", "T3").line(1, 1));
     let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
     let s = waiting_for_the_store(&h, &number).await;
     assert_ne!(s["status"], "completed", "{s}");
@@ -244,7 +259,7 @@ async fn a_stale_read_ahead_is_refused_then_the_store_is_read(db_url: String) {
         .unwrap();
     let store = h.shopify.sandbox.order(&held).unwrap();
     assert_eq!(store.fulfillments.len(), 1, "exactly once");
-    assert_eq!(store.fulfillments[0].tracking_numbers, vec!["T2"]);
+    assert_eq!(store.fulfillments[0].tracking_numbers, vec!["T3"]);
     h.shutdown().await;
 }
 
