@@ -52,6 +52,82 @@ async fn sent_order(h: &Harness, name: &str, lines: &[(&str, u32)]) {
     wait_order(h, name, "open").await;
 }
 
+/// Holds the first fulfillment order of store order `name`, as a person
+/// would in the store, without telling shipsync; returns its id.
+fn hold_in_store(h: &Harness, name: &str) -> String {
+    let fo = h.shopify.sandbox.order(name).unwrap().fulfillment_orders[0]
+        .id
+        .clone();
+    h.shopify
+        .sandbox
+        .hold_fulfillment_order(&fo, "OTHER", Some("check the address"))
+        .unwrap();
+    fo
+}
+
+/// Shipment `number` of held order `name`, sent from a view of the order
+/// that said OPEN: Shopify refused that one fulfillment, the store was
+/// read, and the shipment waits for the hold like any other (`what`
+/// names the view). Released in the store and reprocessed, it ships
+/// exactly once.
+async fn refused_then_shipped_once_released(
+    h: &Harness,
+    (name, fo): (&str, &str),
+    number: &str,
+    from: usize,
+    what: &str,
+) {
+    let s = waiting_for_the_store(h, number).await;
+    assert_ne!(s["status"], "completed", "{s}");
+    let ops = operations_since(h, from);
+    assert_eq!(
+        ops.iter().filter(|o| *o == "FulfillmentCreate").count(),
+        1,
+        "one refused attempt from the {what}, none after the read: {ops:?}"
+    );
+    assert!(ops.iter().any(|o| o == "OrderToFulfill"), "{ops:?}");
+    assert!(
+        h.shopify
+            .sandbox
+            .order(name)
+            .unwrap()
+            .fulfillments
+            .is_empty()
+    );
+
+    // Released: the next try reads the store (it failed once) and ships.
+    h.shopify.sandbox.release_fulfillment_order(fo).unwrap();
+    let id = s["id"].as_str().unwrap();
+    h.api("POST", &format!("/api/v1/shipments/{id}/reprocess"), None)
+        .await
+        .unwrap()
+        .ok(200)
+        .unwrap();
+    h.wait_shipment(number, &["completed"], SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.shopify.sandbox.order(name).unwrap().fulfillments.len(),
+        1,
+        "exactly once"
+    );
+}
+
+/// Store order `name` has one fulfillment, with tracking number
+/// `tracking`, of all its lines.
+fn fulfilled_once(h: &Harness, name: &str, tracking: &str) {
+    let store = h.shopify.sandbox.order(name).unwrap();
+    assert_eq!(store.fulfillments.len(), 1, "{name}");
+    assert_eq!(store.fulfillments[0].tracking_numbers, vec![tracking]);
+    assert!(
+        store
+            .lines
+            .iter()
+            .all(|l| l.fulfilled_quantity == l.current_quantity),
+        "{store:?}"
+    );
+}
+
 async fn a_sent_order_ships_with_one_request(db_url: String) {
     let h = Harness::start(Options::new(db_url)).await.expect("harness");
     enable_sales_orders(&h, "SS-").await;
@@ -70,16 +146,7 @@ async fn a_sent_order_ships_with_one_request(db_url: String) {
         .unwrap();
     wait_order(&h, "#3001", "shipped").await;
     assert_eq!(operations_since(&h, from), vec!["FulfillmentCreate"]);
-    let store = h.shopify.sandbox.order("#3001").unwrap();
-    assert_eq!(store.fulfillments.len(), 1);
-    assert_eq!(store.fulfillments[0].tracking_numbers, vec!["T-3001"]);
-    assert!(
-        store
-            .lines
-            .iter()
-            .all(|l| l.fulfilled_quantity == l.current_quantity),
-        "{store:?}"
-    );
+    fulfilled_once(&h, "#3001", "T-3001");
     h.shutdown().await;
 }
 
@@ -88,14 +155,7 @@ async fn a_stale_view_is_refused_then_the_store_is_read(db_url: String) {
     enable_sales_orders(&h, "SS-").await;
     sent_order(&h, "#3101", &[("A", 1)]).await;
     // The store holds the order after it was sent; shipsync is not told.
-    let fo = h.shopify.sandbox.order("#3101").unwrap().fulfillment_orders[0]
-        .id
-        .clone();
-    h.shopify
-        .sandbox
-        .hold_fulfillment_order(&fo, "OTHER", Some("check the address"))
-        .unwrap();
-
+    let fo = hold_in_store(&h, "#3101");
     let from = h.shopify.sandbox.requests().len();
     let spec = h
         .deposco
@@ -103,39 +163,7 @@ async fn a_stale_view_is_refused_then_the_store_is_read(db_url: String) {
         .ship_order_spec("SS-3101", "T-3101")
         .expect("ship spec");
     let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
-    // The recorded view says OPEN: Shopify refuses the fulfillment, the
-    // store is read, and the shipment waits for the hold like any other.
-    let s = waiting_for_the_store(&h, &number).await;
-    assert_ne!(s["status"], "completed", "{s}");
-    let ops = operations_since(&h, from);
-    assert_eq!(
-        ops.iter().filter(|o| *o == "FulfillmentCreate").count(),
-        1,
-        "one refused attempt from the recorded view, none after the read: {ops:?}"
-    );
-    assert!(ops.iter().any(|o| o == "OrderToFulfill"), "{ops:?}");
-    assert!(
-        h.shopify
-            .sandbox
-            .order("#3101")
-            .unwrap()
-            .fulfillments
-            .is_empty()
-    );
-
-    // Released: the next try reads the store (it failed once) and ships.
-    h.shopify.sandbox.release_fulfillment_order(&fo).unwrap();
-    let id = s["id"].as_str().unwrap();
-    h.api("POST", &format!("/api/v1/shipments/{id}/reprocess"), None)
-        .await
-        .unwrap()
-        .ok(200)
-        .unwrap();
-    h.wait_shipment(&number, &["completed"], SETTLE)
-        .await
-        .unwrap();
-    let store = h.shopify.sandbox.order("#3101").unwrap();
-    assert_eq!(store.fulfillments.len(), 1, "exactly once");
+    refused_then_shipped_once_released(&h, ("#3101", &fo), &number, from, "recorded view").await;
     h.shutdown().await;
 }
 
@@ -185,16 +213,7 @@ async fn an_unknown_order_ships_with_two_requests(db_url: String) {
     assert_eq!(record["status"], "open", "{record}");
     assert_eq!(record["lines"], serde_json::json!([]), "{record}");
     for (n, tracking) in [(&first, "T1"), (&second, "T2"), (&third, "T3")] {
-        let store = h.shopify.sandbox.order(n).unwrap();
-        assert_eq!(store.fulfillments.len(), 1, "{n}");
-        assert_eq!(store.fulfillments[0].tracking_numbers, vec![tracking]);
-        assert!(
-            store
-                .lines
-                .iter()
-                .all(|l| l.fulfilled_quantity == l.current_quantity),
-            "{store:?}"
-        );
+        fulfilled_once(&h, n, tracking);
     }
     h.shutdown().await;
 }
@@ -216,50 +235,14 @@ async fn a_stale_read_ahead_is_refused_then_the_store_is_read(db_url: String) {
         operations_since(&h, from),
         vec!["OpenFulfillmentOrders", "FulfillmentCreate"]
     );
-    let fo = h.shopify.sandbox.order(&held).unwrap().fulfillment_orders[0]
-        .id
-        .clone();
-    h.shopify
-        .sandbox
-        .hold_fulfillment_order(&fo, "OTHER", Some("check the address"))
-        .unwrap();
-
+    let fo = hold_in_store(&h, &held);
     let from = h.shopify.sandbox.requests().len();
     let spec = ShipmentSpec::new(held.trim_start_matches('#'))
         .line(LineSpec::new(1, "B", 1))
         .package(PackageSpec::new("C-T3", "T3").line(1, 1));
     let (number, _) = h.ship(spec, Shape::Current).await.unwrap();
-    let s = waiting_for_the_store(&h, &number).await;
-    assert_ne!(s["status"], "completed", "{s}");
-    let ops = operations_since(&h, from);
-    assert_eq!(
-        ops.iter().filter(|o| *o == "FulfillmentCreate").count(),
-        1,
-        "one refused attempt from the read-ahead view, none after the read: {ops:?}"
-    );
-    assert!(ops.iter().any(|o| o == "OrderToFulfill"), "{ops:?}");
-    assert!(
-        h.shopify
-            .sandbox
-            .order(&held)
-            .unwrap()
-            .fulfillments
-            .is_empty()
-    );
-
-    h.shopify.sandbox.release_fulfillment_order(&fo).unwrap();
-    let id = s["id"].as_str().unwrap();
-    h.api("POST", &format!("/api/v1/shipments/{id}/reprocess"), None)
-        .await
-        .unwrap()
-        .ok(200)
-        .unwrap();
-    h.wait_shipment(&number, &["completed"], SETTLE)
-        .await
-        .unwrap();
-    let store = h.shopify.sandbox.order(&held).unwrap();
-    assert_eq!(store.fulfillments.len(), 1, "exactly once");
-    assert_eq!(store.fulfillments[0].tracking_numbers, vec!["T3"]);
+    refused_then_shipped_once_released(&h, (&held, &fo), &number, from, "read-ahead view").await;
+    fulfilled_once(&h, &held, "T3");
     h.shutdown().await;
 }
 
