@@ -89,8 +89,10 @@ struct Pass {
     after: Option<String>,
     pages: usize,
     newest: Option<String>,
-    /// A full read: the fulfillment orders it has seen.
+    /// A full read: the fulfillment orders it has seen, and the orders
+    /// with one it could not hold whole.
     seen: HashSet<String>,
+    incomplete: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +110,9 @@ struct Mirror {
     taken: HashSet<String>,
     /// The views handed to shipments, by order id, for their next runs.
     handed: HashMap<String, (Instant, StoreOrder)>,
+    /// Orders with an open fulfillment order of more lines than a read
+    /// holds: not used (their view would lack those lines).
+    incomplete: HashSet<String>,
     /// The newest change a finished read saw (RFC 3339, to the second).
     newest: Option<String>,
     /// When the last full read finished.
@@ -151,6 +156,7 @@ impl Mirror {
                 pages: 0,
                 newest: None,
                 seen: HashSet::new(),
+                incomplete: HashSet::new(),
             });
         }
         self.pass.as_mut().expect("set above")
@@ -171,6 +177,9 @@ impl Mirror {
             if list.is_empty() {
                 self.by_name.remove(&key);
             }
+        }
+        if fo.status == "OPEN" && fo.lines.is_none() {
+            self.incomplete.insert(fo.order_id.clone());
         }
         if fo.status != "OPEN"
             || fo.lines.is_none()
@@ -223,6 +232,9 @@ impl Mirror {
             }
             if pass.full {
                 pass.seen.insert(fo.id.clone());
+                if fo.lines.is_none() {
+                    pass.incomplete.insert(fo.order_id.clone());
+                }
             }
             self.take_in(fo);
         }
@@ -240,16 +252,18 @@ impl Mirror {
         }
         if pass.full {
             self.keep_only(&pass.seen);
+            self.incomplete = pass.incomplete;
             self.taken.clear();
             self.full_at = Some(Instant::now());
         }
     }
 
     /// The order named `name` (without `#`), taken out: `None` when none
-    /// is held or two orders share the name.
+    /// is held, two orders share the name, or one of its open fulfillment
+    /// orders has more lines than a read holds.
     fn take(&mut self, name: &str) -> Option<StoreOrder> {
         let list = self.by_name.get(bare(name))?;
-        if list.len() != 1 {
+        if list.len() != 1 || self.incomplete.contains(&list[0].order_id) {
             return None;
         }
         let h = self.by_name.remove(bare(name))?.remove(0);
@@ -609,6 +623,10 @@ mod tests {
         long.lines = None;
         m.take_in(long);
         assert!(m.take("2").is_none(), "more lines than read: not used");
+        // Nor the order's other fulfillment order: its view would lack
+        // the long one's lines.
+        m.take_in(fo("F3", "O2", "#2", "OPEN", &[("FL3", "L3", 1)]));
+        assert!(m.take("2").is_none(), "an order with a long one: not used");
     }
 
     #[test]
