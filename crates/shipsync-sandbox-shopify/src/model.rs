@@ -275,6 +275,18 @@ pub(crate) struct FulfillmentOrder {
     pub holds: Vec<Hold>,
 }
 
+impl FulfillmentOrder {
+    /// What a fulfillment order search filters on.
+    pub(crate) fn facts(&self) -> crate::search::FoFacts<'_> {
+        crate::search::FoFacts {
+            id: self.id,
+            status: &self.status,
+            location_id: self.location_id,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Hold {
     pub id: u64,

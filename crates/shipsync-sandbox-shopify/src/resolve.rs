@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{self, Need};
 use crate::model::{Address, FulfillmentInput, State, TrackingInput, UserError, gid, parse_gid};
-use crate::search::{FoFacts, FulfillmentOrderQuery, OrderQuery};
+use crate::search::{FulfillmentOrderQuery, OrderQuery};
 use crate::webhooks::{self, AppKey};
 
 /// Shopify's maximum page size for connections and list arguments.
@@ -607,14 +607,7 @@ impl<'c> Obj<'c> {
                     .filter(|(_, _, f)| {
                         closed_too || !matches!(f.status.as_str(), "CLOSED" | "CANCELLED")
                     })
-                    .filter(|(_, _, f)| {
-                        query.matches(&FoFacts {
-                            id: f.id,
-                            status: &f.status,
-                            location_id: f.location_id,
-                            updated_at: f.updated_at,
-                        })
-                    })
+                    .filter(|(_, _, f)| query.matches(&f.facts()))
                     .map(|(oi, fi, f)| {
                         let primary = if by_updated {
                             f.updated_at.as_second()
@@ -946,13 +939,16 @@ impl<'c> Obj<'c> {
                     "fulfillmentOrders" => {
                         self.need(field, Need::ReadFulfillmentOrders)?;
                         let visible = self.sees_fos();
-                        let filter = arg_str(info, "query").unwrap_or_default().to_lowercase();
+                        let query = FulfillmentOrderQuery::parse(
+                            arg_str(info, "query").unwrap_or_default(),
+                        )
+                        .map_err(err)?;
                         let items = o
                             .fos
                             .iter()
                             .enumerate()
                             .filter(|_| visible)
-                            .filter(|(_, f)| fo_matches(&filter, &f.status, f.location_id))
+                            .filter(|(_, f)| query.matches(&f.facts()))
                             .map(|(fi, f)| (Key(0, f.id), Kind::FulfillmentOrder(oi, fi)))
                             .collect();
                         connection(self.ctx, info, "FulfillmentOrder", items)
@@ -1173,20 +1169,6 @@ impl<'c> Obj<'c> {
             _ => not_served(),
         }
     }
-}
-
-/// `Order.fulfillmentOrders(query:)`: `status:` and `assigned_location_id:`
-/// terms, ANDed; other terms are ignored like Shopify ignores unknown ones.
-fn fo_matches(query: &str, status: &str, location: u64) -> bool {
-    query
-        .split_whitespace()
-        .all(|term| match term.split_once(':') {
-            Some(("status", s)) => s.eq_ignore_ascii_case(status),
-            Some(("assigned_location_id", l)) => {
-                l.rsplit('/').next().and_then(|n| n.parse().ok()) == Some(location)
-            }
-            _ => true,
-        })
 }
 
 /// `WebhookSubscriptionInput`, decoded from the coerced arguments.

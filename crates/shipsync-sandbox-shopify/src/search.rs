@@ -56,15 +56,7 @@ impl OrderQuery {
             if token == "AND" {
                 continue;
             }
-            if token == "OR"
-                || token.starts_with('(')
-                || token.starts_with('-')
-                || token.starts_with("NOT")
-            {
-                return Err(format!(
-                    "the Shopify sandbox does not support `{token}` in search queries"
-                ));
-            }
+            refuse_connective(&token)?;
             let Some((field, value)) = token.split_once(':') else {
                 terms.push(Term::Text(unquote(&token).to_lowercase()));
                 continue;
@@ -103,10 +95,11 @@ impl OrderQuery {
     }
 }
 
-/// Root `fulfillmentOrders(query:)`'s documented filters: `status`,
-/// `assigned_location_id` and `id` (numbers), `updated_at` (comparators as
-/// for orders), ANDed. Other fields are ignored as Shopify ignores them; `OR`,
-/// parentheses, negation and free text are refused, as for orders.
+/// `fulfillmentOrders(query:)`, the root's and an order's: the documented
+/// filters `status`, `assigned_location_id` and `id` (numbers), and
+/// `updated_at` (comparators as for orders), ANDed. Other fields are
+/// ignored as Shopify ignores them; `OR`, parentheses and negation are
+/// refused as for orders, and so is free text (not modelled here).
 pub(crate) struct FulfillmentOrderQuery(Vec<FoTerm>);
 
 #[derive(Debug)]
@@ -132,16 +125,12 @@ impl FulfillmentOrderQuery {
             if token == "AND" {
                 continue;
             }
+            refuse_connective(&token)?;
             let Some((field, value)) = token.split_once(':') else {
                 return Err(format!(
                     "the Shopify sandbox does not support `{token}` in fulfillment order searches"
                 ));
             };
-            if token == "OR" || token.starts_with('(') || token.starts_with('-') {
-                return Err(format!(
-                    "the Shopify sandbox does not support `{token}` in search queries"
-                ));
-            }
             let (cmp, value) = comparator(value);
             let value = unquote(value);
             // The schema types these filters `id`: a number, as its
@@ -222,6 +211,18 @@ fn term_matches(term: &Term, o: &Order) -> bool {
                 || o.lines.iter().any(|l| l.sku.to_lowercase() == *t)
         }
     }
+}
+
+/// `OR`, parentheses and negation are refused, so that a test never
+/// silently gets a different result set from real Shopify.
+fn refuse_connective(token: &str) -> Result<(), String> {
+    if token == "OR" || token.starts_with('(') || token.starts_with('-') || token.starts_with("NOT")
+    {
+        return Err(format!(
+            "the Shopify sandbox does not support `{token}` in search queries"
+        ));
+    }
+    Ok(())
 }
 
 fn compare(ord: std::cmp::Ordering, cmp: Cmp) -> bool {

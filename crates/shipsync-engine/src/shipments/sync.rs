@@ -1098,11 +1098,10 @@ impl RecordOrder {
     /// Only what is sure of an order read ahead: it exists, and its name.
     fn known(connection_id: &str, order: &StoreOrder) -> Self {
         Self {
+            connection_id: connection_id.to_string(),
+            store_order_id: order.id.clone(),
+            name: order.name.clone(),
             lines: None,
-            ..Self::of(
-                connection_id,
-                &StoreOrder::named(order.id.clone(), order.name.clone()),
-            )
         }
     }
 
